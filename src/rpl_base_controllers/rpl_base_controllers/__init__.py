@@ -1,0 +1,1 @@
+"""Base controllers (pure observation -> action) and the controller node."""

@@ -1,0 +1,1 @@
+"""Launch files, parameter YAML, the `rpl` command line (launch runner, evaluation)."""

@@ -1,0 +1,44 @@
+"""rpl_bringup: the repository's launch/ and config/ folders plus the `rpl` command line.
+
+The launch files and parameter YAML live at the top of the repository (launch/, config/) as
+the design asks; this setup installs them into share/rpl_bringup so that `ros2 launch
+rpl_bringup slippery_push.launch.py` finds them after `colcon build`, and `rpl launch` finds
+them after a plain pip install.
+"""
+
+import glob
+import os
+
+from setuptools import find_packages, setup
+
+package_name = 'rpl_bringup'
+here = os.path.dirname(os.path.abspath(__file__))
+repo_root = os.path.relpath(os.path.join(here, '..', '..'), here)
+
+
+def _files(pattern: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(repo_root, pattern)))
+
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/launch', _files('launch/*.launch.py')),
+        ('share/' + package_name + '/config', _files('config/*.yaml') + _files('config/*.xml')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=False,
+    maintainer='RPL maintainers',
+    maintainer_email='maintainers@rpl-ros.dev',
+    description='Launch files, parameter YAML and the `rpl` command line of the RPL stack.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'rpl = rpl_bringup.cli:main',
+        ],
+    },
+)

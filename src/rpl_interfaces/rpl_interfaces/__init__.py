@@ -1,0 +1,1 @@
+"""RPL topic contract: topic names, QoS roles, message codecs, shared node base."""

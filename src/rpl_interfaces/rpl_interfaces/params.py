@@ -1,0 +1,91 @@
+"""Typed parameter objects: one frozen dataclass per component, validated in one place.
+
+Each dataclass field may carry ``metadata={'description': ..., 'range': (lo, hi),
+'choices': (...)}``. Nodes declare exactly these fields as ROS parameters (see
+:mod:`rpl_interfaces.base_node`) and build the dataclass with :func:`build_config`, which
+gives one clear error per bad value. Pure Python: no rclpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+T = TypeVar('T')
+
+
+class ParameterError(ValueError):
+    """A parameter value is out of range, of the wrong type, or not one of the choices."""
+
+
+def describe(
+    description: str,
+    *,
+    range: tuple[float, float] | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Build the ``metadata`` dict of a config field (description, range, choices)."""
+    meta: dict[str, Any] = {'description': description}
+    if range is not None:
+        meta['range'] = range
+    if choices is not None:
+        meta['choices'] = choices
+    return meta
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ParameterError(f'parameter {name!r} must be a bool, got {value!r}')
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParameterError(f'parameter {name!r} must be an integer, got {value!r}')
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError(f'parameter {name!r} must be a number, got {value!r}')
+        if not math.isfinite(float(value)):
+            raise ParameterError(f'parameter {name!r} must be finite, got {value!r}')
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ParameterError(f'parameter {name!r} must be a string, got {value!r}')
+        return value
+    return value
+
+
+def build_config(cls: type[T], values: Mapping[str, Any]) -> T:
+    """Create a config dataclass from a mapping, checking types, ranges and choices.
+
+    Args:
+        cls: A dataclass whose fields all have defaults.
+        values: Parameter values by field name; missing names keep their defaults.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ParameterError: Unknown name, wrong type, value outside range or choices.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ParameterError(f'unknown parameter(s) {unknown}; known: {sorted(fields)}')
+    kwargs = {}
+    for name, field in fields.items():
+        default = field.default
+        value = _coerce(name, values.get(name, default), default)
+        lo_hi = field.metadata.get('range')
+        if lo_hi is not None and not (lo_hi[0] <= value <= lo_hi[1]):
+            raise ParameterError(
+                f'parameter {name!r} = {value!r} is outside [{lo_hi[0]}, {lo_hi[1]}]'
+            )
+        choices = field.metadata.get('choices')
+        if choices is not None and value not in choices:
+            raise ParameterError(f'parameter {name!r} = {value!r} is not one of {list(choices)}')
+        kwargs[name] = value
+    return cls(**kwargs)

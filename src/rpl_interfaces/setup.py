@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+package_name = 'rpl_interfaces'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='RPL maintainers',
+    maintainer_email='maintainers@rpl-ros.dev',
+    description='RPL topic contract: topic names, QoS roles, message codecs, shared node base.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [],
+    },
+)

@@ -1,0 +1,1 @@
+"""Residual mixing with an ONNX actor: clamp, base-action fallback, hot reload."""

@@ -1,0 +1,1 @@
+"""MuJoCo goal tasks (Fetch push family) and the simulator bridge node."""
