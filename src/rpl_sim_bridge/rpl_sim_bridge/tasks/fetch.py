@@ -1,0 +1,380 @@
+"""Fetch goal tasks (push, slippery push, pick and place) on Gymnasium-Robotics' MuJoCo model.
+
+The Fetch model, its initial state, the block and goal sampling come from the *unwrapped*
+Gymnasium-Robotics ``MujocoFetch*Env`` (no TimeLimit or order-enforcing wrappers; this module
+counts steps itself). The per-step physics and the observation are done here with MuJoCo
+names resolved to ids once, which replicates ``FetchPush-v4`` exactly (same floats) at a
+lower cost per step.
+
+Differences from the stock envs, all deliberate:
+
+* After the substeps of a control step, ``mj_forward`` is always called (stock Fetch calls it
+  only when the gripper is blocked, as in Push). Observations of pick-and-place therefore
+  show the state after the step instead of kinematics one 2 ms substep old, and
+  :meth:`FetchTask.set_state` restores a state exactly. Push is bit-identical to stock.
+* ``info['is_success']`` is ``distance <= threshold`` (stock: ``<``), so that it always
+  equals ``reward + 1``.
+* MuJoCo warnings (e.g. unstable simulation) raise :class:`MujocoWarningError` or issue a
+  :class:`MujocoWarning`, by config; stock ignores them.
+
+SlipperyPush: the sliding friction (first friction coefficient) of BOTH the block geom and
+the table geom is set to 0.18. MuJoCo combines the friction of two contacting geoms of
+equal priority by element-wise maximum, so lowering the block alone would leave the
+block-table contact at the table's 1.0. Geom priorities are left unchanged. Contacts of the
+block with the gripper fingers keep the fingers' friction (max(1.0, 0.18) = 1.0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import warnings
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium_robotics.envs.fetch.pick_and_place import MujocoFetchPickAndPlaceEnv
+from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
+
+from rpl_interfaces.params import build_config, describe
+from rpl_sim_bridge.layout import FETCH_OBS_FIELDS, GOAL_FIELDS, FetchObs
+from rpl_sim_bridge.tasks.goal_task import GoalTask, MujocoWarning, MujocoWarningError, ObsDict
+from rpl_sim_bridge.tasks.registry import TaskSpec, register_task
+
+GRIPPER_STEP = 0.05
+"""Mocap displacement per unit of action along x, y, z (m per control step)."""
+
+# Stock Fetch adds this quaternion to the gripper's current orientation to get the mocap
+# target; MuJoCo normalises mocap quaternions, so the gripper keeps pointing down.
+_MOCAP_QUAT_OFFSET = np.array([1.0, 0.0, 1.0, 0.0])
+
+_EULER_EPS = np.finfo(np.float64).eps * 4.0  # singularity threshold of the stock mat2euler
+_FETCH_ACTION_DIM = 4  # gripper dx, dy, dz, finger command
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchTaskConfig:
+    """Settings of a Fetch goal task (defaults = the original RPL experiments)."""
+
+    max_episode_steps: int = dataclasses.field(
+        default=50,
+        metadata=describe('Episode length T (steps); truncated at T.', range=(1, 10**6)),
+    )
+    distance_threshold: float = dataclasses.field(
+        default=0.05,
+        metadata=describe('Success radius of the block around the goal (m).', range=(1e-4, 1.0)),
+    )
+    control_dt: float = dataclasses.field(
+        default=0.04,
+        metadata=describe(
+            'Control period (s); must be a whole number of physics steps.', range=(1e-4, 1.0)
+        ),
+    )
+    physics_timestep: float = dataclasses.field(
+        default=0.002, metadata=describe('MuJoCo timestep (s).', range=(1e-5, 0.1))
+    )
+    block_table_friction: float = dataclasses.field(
+        default=1.0,
+        metadata=describe(
+            'Sliding friction set on BOTH the block and the table geoms (MuJoCo combines '
+            'geom frictions by max), so block-table contacts get exactly this value.',
+            range=(0.0, 10.0),
+        ),
+    )
+    mujoco_warnings: str = dataclasses.field(
+        default='raise',
+        metadata=describe(
+            'What a MuJoCo warning (e.g. unstable simulation) does: raise MujocoWarningError '
+            'or issue a Python MujocoWarning.',
+            choices=('raise', 'warn'),
+        ),
+    )
+
+
+def _mat2euler(mat: np.ndarray) -> tuple[float, float, float]:
+    """Euler angles (rad) of a rotation matrix (9,), same convention as Gymnasium-Robotics."""
+    m00, m01, m02, m10, m11, m12, _, _, m22 = (float(v) for v in mat)
+    cy = math.sqrt(m22 * m22 + m12 * m12)
+    if cy > _EULER_EPS:
+        return -math.atan2(m12, m22), -math.atan2(-m02, cy), -math.atan2(m01, m00)
+    return 0.0, -math.atan2(-m02, cy), -math.atan2(-m10, m11)
+
+
+def _whole_substeps(control_dt: float, timestep: float) -> int:
+    """Number of physics steps per control step; error unless it is a whole number."""
+    ratio = control_dt / timestep
+    n = round(ratio)
+    if n < 1 or abs(ratio - n) > 1e-9 * ratio:
+        raise ValueError(
+            f'control_dt {control_dt} s is not a whole number of physics steps of {timestep} s '
+            f'(ratio {ratio:.9g}); choose control_dt = k * physics_timestep for an integer k >= 1'
+        )
+    return n
+
+
+def fetch_spec(name: str, description: str, config: FetchTaskConfig) -> TaskSpec:
+    """Spec of a Fetch task (25-D observation, 3-D goal, 4-D action in [-1, 1])."""
+    return TaskSpec(
+        name=name,
+        description=description,
+        obs_dim=FetchObs.DIM,
+        goal_dim=len(GOAL_FIELDS),
+        action_dim=_FETCH_ACTION_DIM,
+        max_episode_steps=config.max_episode_steps,
+        distance_threshold=config.distance_threshold,
+        obs_fields=FETCH_OBS_FIELDS,
+        action_low=-1.0,
+        action_high=1.0,
+        control_dt=config.control_dt,
+    )
+
+
+class FetchTask(GoalTask):
+    """A Fetch goal task: 25-D observation, 3-D goal (block xyz), 4-D action in [-1, 1].
+
+    Action: ``[dx, dy, dz, finger]``; xyz times :data:`GRIPPER_STEP` (m) moves the mocap
+    target of the gripper relative to the gripper's current position (world frame); the finger
+    value is added to both finger positions as a position-actuator target (ignored when the
+    gripper is blocked, as in Push). Observation layout: :class:`rpl_sim_bridge.layout.FetchObs`.
+    """
+
+    def __init__(
+        self, name: str, description: str, env_class: type, config: FetchTaskConfig
+    ) -> None:
+        """Build the task.
+
+        Args:
+            name: Registry name (goes into the spec and error messages).
+            description: One line for the spec.
+            env_class: Unwrapped Gymnasium-Robotics MuJoCo Fetch env class (model + sampling).
+            config: Validated settings.
+
+        Raises:
+            ValueError: ``control_dt`` is not a whole number of physics steps.
+        """
+        n_substeps = _whole_substeps(config.control_dt, config.physics_timestep)
+        super().__init__(fetch_spec(name, description, config))
+        self.config = config
+        self._env = env_class()  # unwrapped: builds the model and settles the initial state
+        self.model: mujoco.MjModel = self._env.model
+        self.data: mujoco.MjData = self._env.data
+        self.model.opt.timestep = config.physics_timestep
+        self._n_substeps = n_substeps
+        # Velocities are reported times the control period, as stock Fetch does.
+        self._dt = n_substeps * self.model.opt.timestep
+        self._block_gripper = bool(self._env.block_gripper)
+        self._resolve_ids()
+        self.model.geom_friction[self.block_geom_id, 0] = config.block_table_friction
+        self.model.geom_friction[self.table_geom_ids, 0] = config.block_table_friction
+        nv = self.model.nv
+        self._jacp = np.zeros((3, nv))
+        self._jacr = np.zeros((3, nv))
+        self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        self._state_size = mujoco.mj_stateSize(self.model, self._state_spec)
+        self._goal = np.zeros(len(GOAL_FIELDS))
+        self._warnings_seen = self.data.warning.number.copy()
+
+    def _resolve_ids(self) -> None:
+        m = self.model
+        site = mujoco.mjtObj.mjOBJ_SITE
+        self._grip_site = mujoco.mj_name2id(m, site, 'robot0:grip')
+        self._object_site = mujoco.mj_name2id(m, site, 'object0')
+        self.block_geom_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, 'object0')
+        """Id of the block geom."""
+        table_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, 'table0')
+        self.table_geom_ids = np.flatnonzero(m.geom_bodyid == table_body)
+        """Ids of the table geoms (one box in the stock model)."""
+        missing = [
+            what
+            for what, i in (
+                ('site robot0:grip', self._grip_site),
+                ('site object0', self._object_site),
+                ('geom object0', self.block_geom_id),
+                ('body table0', table_body),
+            )
+            if i < 0
+        ]
+        if missing or self.table_geom_ids.size == 0:
+            raise ValueError(f'Fetch model lacks {missing or ["table0 geoms"]}')
+        # The mocap body is welded to the gripper link; the action moves the mocap target.
+        weld = int(np.flatnonzero(m.eq_type == mujoco.mjtEq.mjEQ_WELD)[0])
+        body1, body2 = int(m.eq_obj1id[weld]), int(m.eq_obj2id[weld])
+        if m.body_mocapid[body1] >= 0:
+            self._mocap_id, self._welded_body = int(m.body_mocapid[body1]), body2
+        else:
+            self._mocap_id, self._welded_body = int(m.body_mocapid[body2]), body1
+        # Stock gripper_state: the last two joints whose names start with 'robot' (r, l).
+        robot_joints = [j for j in range(m.njnt) if m.joint(j).name.startswith('robot')]
+        fingers = robot_joints[-2:]
+        self._finger_qpos = np.array([m.jnt_qposadr[j] for j in fingers])
+        self._finger_dof = np.array([m.jnt_dofadr[j] for j in fingers])
+        # Position actuators (biastype != none) target qpos + command, as stock Fetch does.
+        self._act_qpos = np.array([m.jnt_qposadr[m.actuator_trnid[i, 0]] for i in range(m.nu)])
+        self._act_relative = np.array(
+            [m.actuator_biastype[i] != mujoco.mjtBias.mjBIAS_NONE for i in range(m.nu)], bool
+        )
+
+    # ------------------------------------------------------------------------- physics
+    def _reset_physics(self, seed: int | None) -> None:
+        self._env.reset(seed=seed)  # stock reset: initial state, block position, goal
+        self._goal = np.array(self._env.goal, dtype=np.float64)
+        self._warnings_seen = self.data.warning.number.copy()  # mj_resetData zeroed them
+
+    def simulate(self, action: np.ndarray) -> None:
+        """Apply one control step: mocap move, finger command, n_substeps x ``mj_step``.
+
+        No reward, observation or step counting (a planner may call this on its own copy).
+
+        Args:
+            action: (4,) ``[dx, dy, dz, finger]`` in [-1, 1] (clipped if outside).
+
+        Raises:
+            ValueError: Wrong shape or non-finite action.
+            MujocoWarningError: MuJoCo reported a warning and ``mujoco_warnings='raise'``.
+        """
+        a = self.check_action(action)
+        m, d = self.model, self.data
+        if m.nu:
+            finger = 0.0 if self._block_gripper else a[3]
+            d.ctrl[:] = np.where(self._act_relative, d.qpos[self._act_qpos] + finger, finger)
+        d.mocap_pos[self._mocap_id] = d.xpos[self._welded_body] + a[:3] * GRIPPER_STEP
+        d.mocap_quat[self._mocap_id] = d.xquat[self._welded_body] + _MOCAP_QUAT_OFFSET
+        mujoco.mj_step(m, d, nstep=self._n_substeps)
+        if self._block_gripper:
+            d.qpos[self._finger_qpos] = 0.0
+        mujoco.mj_forward(m, d)
+        self._check_warnings()
+
+    def observe(self) -> ObsDict:
+        """Current observation dict (fresh float64 arrays; layout :class:`FetchObs`)."""
+        m, d = self.model, self.data
+        jacp, jacr, dt = self._jacp, self._jacr, self._dt
+        obs = np.empty(FetchObs.DIM)
+        grip_pos = d.site_xpos[self._grip_site]
+        object_pos = d.site_xpos[self._object_site]
+        mujoco.mj_jacSite(m, d, jacp, None, self._grip_site)
+        grip_velp = jacp @ d.qvel * dt
+        mujoco.mj_jacSite(m, d, jacp, jacr, self._object_site)
+        obs[FetchObs.GRIP_POS] = grip_pos
+        obs[FetchObs.OBJECT_POS] = object_pos
+        obs[FetchObs.OBJECT_REL_POS] = object_pos - grip_pos
+        obs[FetchObs.GRIPPER_STATE] = d.qpos[self._finger_qpos]
+        obs[FetchObs.OBJECT_ROT] = _mat2euler(d.site_xmat[self._object_site])
+        obs[FetchObs.OBJECT_VELP] = jacp @ d.qvel * dt - grip_velp
+        obs[FetchObs.OBJECT_VELR] = jacr @ d.qvel * dt
+        obs[FetchObs.GRIP_VELP] = grip_velp
+        obs[FetchObs.GRIPPER_VEL] = d.qvel[self._finger_dof] * dt
+        return {
+            'observation': obs,
+            'achieved_goal': obs[FetchObs.OBJECT_POS].copy(),
+            'desired_goal': self._goal.copy(),
+        }
+
+    def get_state(self) -> np.ndarray:
+        """Full physics state (``mjSTATE_INTEGRATION``: time, qpos, qvel, act, warm start,
+        ctrl, applied forces, mocap pos/quat, ...) as a new float64 vector (n,).
+
+        The goal and the step count are not included (see :meth:`set_goal`).
+        """
+        state = np.empty(self._state_size)
+        mujoco.mj_getState(self.model, self.data, state, self._state_spec)
+        return state
+
+    def set_state(self, state: np.ndarray) -> None:
+        """Restore a state from :meth:`get_state` and recompute the derived quantities.
+
+        Raises:
+            ValueError: ``state`` does not have this task's state size.
+        """
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape != (self._state_size,):
+            raise ValueError(
+                f'task {self.spec.name!r}: state must have shape ({self._state_size},), '
+                f'got {state.shape}'
+            )
+        mujoco.mj_setState(self.model, self.data, state, self._state_spec)
+        mujoco.mj_forward(self.model, self.data)
+
+    @property
+    def goal(self) -> np.ndarray:
+        """Desired goal (3,), m, world frame (a copy)."""
+        return self._goal.copy()
+
+    def set_goal(self, goal: np.ndarray) -> None:
+        """Replace the desired goal (e.g. on a planner's copy of the task).
+
+        Raises:
+            ValueError: ``goal`` is not a finite (3,) vector.
+        """
+        g = np.array(goal, dtype=np.float64)
+        if g.shape != self._goal.shape or not np.isfinite(g).all():
+            raise ValueError(
+                f'task {self.spec.name!r}: goal must be a finite ({self._goal.size},) vector, '
+                f'got {goal!r}'
+            )
+        self._goal = g
+
+    def close(self) -> None:
+        """Close the underlying Gymnasium-Robotics env (its renderer, if any)."""
+        self._env.close()
+
+    def _check_warnings(self) -> None:
+        counts = self.data.warning.number
+        if np.array_equal(counts, self._warnings_seen):
+            return
+        new = np.flatnonzero(counts > self._warnings_seen)
+        self._warnings_seen = counts.copy()
+        details = ', '.join(
+            f'{mujoco.mjtWarning(int(i)).name} (info {self.data.warning[int(i)].lastinfo})'
+            for i in new
+        )
+        message = (
+            f'task {self.spec.name!r}: MuJoCo warning at t = {self.data.time:.3f} s: {details}; '
+            'the simulation state is unreliable, call reset()'
+        )
+        if self.config.mujoco_warnings == 'raise':
+            raise MujocoWarningError(message)
+        warnings.warn(message, MujocoWarning, stacklevel=3)
+
+
+# --------------------------------------------------------------------------- registry
+_FETCH_TASKS: dict[str, tuple[type, str, dict[str, Any]]] = {
+    'push': (
+        MujocoFetchPushEnv,
+        'Push the block to a goal on the table; gripper blocked (stock FetchPush-v4).',
+        {},
+    ),
+    'slippery_push': (
+        MujocoFetchPushEnv,
+        'FetchPush with block-table sliding friction 0.18 (block and table geoms both 0.18).',
+        {'block_table_friction': 0.18},
+    ),
+    'pick_and_place': (
+        MujocoFetchPickAndPlaceEnv,
+        'Move the block to a goal, half of them in the air (stock FetchPickAndPlace-v4).',
+        {},
+    ),
+}
+
+
+def make_fetch_task(name: str, **overrides: Any) -> FetchTask:
+    """Build one of the registered Fetch tasks with config overrides.
+
+    Raises:
+        KeyError: ``name`` is not a Fetch task.
+        rpl_interfaces.params.ParameterError: Unknown override name or bad value.
+    """
+    env_class, description, defaults = _FETCH_TASKS[name]
+    config = build_config(FetchTaskConfig, {**defaults, **overrides})
+    return FetchTask(name, description, env_class, config)
+
+
+for _name in _FETCH_TASKS:
+    register_task(
+        _name,
+        fetch_spec(
+            _name, _FETCH_TASKS[_name][1], build_config(FetchTaskConfig, _FETCH_TASKS[_name][2])
+        ),
+        functools.partial(make_fetch_task, _name),
+    )

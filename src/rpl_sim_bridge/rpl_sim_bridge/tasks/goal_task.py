@@ -1,0 +1,212 @@
+"""Goal-conditioned task interface, pure goal distance and sparse reward.
+
+A :class:`GoalTask` keeps the physics (``model``, ``data``, :meth:`~GoalTask.simulate`,
+:meth:`~GoalTask.observe`) apart from the episode loop (:meth:`~GoalTask.reset`,
+:meth:`~GoalTask.step`: counting, truncation, reward, success). Rewards are pure, batched
+functions of goals, so hindsight relabelling never needs the simulator.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from rpl_sim_bridge.tasks.registry import TaskSpec
+
+ObsDict = dict[str, np.ndarray]
+"""``{'observation': (obs_dim,), 'achieved_goal': (goal_dim,), 'desired_goal': (goal_dim,)}``."""
+
+
+class MujocoWarningError(RuntimeError):
+    """MuJoCo reported a simulation warning (unstable or overfull simulation)."""
+
+
+class MujocoWarning(RuntimeWarning):
+    """A MuJoCo simulation warning, issued when a task is set to warn instead of raise."""
+
+
+def goal_distance(goal_a: np.ndarray, goal_b: np.ndarray) -> np.ndarray:
+    """Euclidean distance between goals, batched over leading axes.
+
+    Args:
+        goal_a: Goals (..., goal_dim), m.
+        goal_b: Goals (..., goal_dim), m; leading axes broadcast against ``goal_a``.
+
+    Returns:
+        Distances (...), m (a 0-d array for single goals).
+
+    Raises:
+        ValueError: The last axes differ in length.
+    """
+    a = np.asarray(goal_a, dtype=np.float64)
+    b = np.asarray(goal_b, dtype=np.float64)
+    if a.shape[-1:] != b.shape[-1:]:
+        raise ValueError(
+            f'goal_distance: goal shapes {a.shape} and {b.shape} differ in the last axis'
+        )
+    diff = a - b
+    return np.sqrt(np.sum(diff * diff, axis=-1))
+
+
+def sparse_reward(achieved: np.ndarray, desired: np.ndarray, threshold: float) -> np.ndarray:
+    """Sparse goal reward ``-(distance > threshold)``, batched and pure.
+
+    Args:
+        achieved: Achieved goals (..., goal_dim), m.
+        desired: Desired goals (..., goal_dim), m.
+        threshold: Success radius, m.
+
+    Returns:
+        Rewards (...), float32: 0 within the threshold, -1 outside.
+    """
+    return -(goal_distance(achieved, desired) > threshold).astype(np.float32)
+
+
+class GoalTask(abc.ABC):
+    """A goal-conditioned MuJoCo task with the Gymnasium-Robotics GoalEnv step contract.
+
+    Subclasses implement the physics: :meth:`_reset_physics`, :meth:`simulate`,
+    :meth:`observe`, :meth:`get_state`, :meth:`set_state`. This class runs the episode:
+    action checks, step counting, truncation at ``spec.max_episode_steps``, reward and
+    success. Episodes never terminate early (``terminated`` is always False); the success of
+    an episode is ``info['is_success']`` of its final step.
+
+    Attributes:
+        spec: The task's spec (dims, episode length, threshold, bounds, control period).
+        model: ``mujoco.MjModel`` of this task (owned by the task).
+        data: ``mujoco.MjData`` of this task (owned by the task).
+    """
+
+    spec: TaskSpec
+    model: mujoco.MjModel
+    data: mujoco.MjData
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self._elapsed_steps: int | None = None  # None until the first reset
+
+    # ----------------------------------------------------------------- physics (subclass)
+    @abc.abstractmethod
+    def _reset_physics(self, seed: int | None) -> None:
+        """Put the simulator in a new initial state and sample a new goal."""
+
+    @abc.abstractmethod
+    def simulate(self, action: np.ndarray) -> None:
+        """Apply one control step (checked and clipped action) without episode bookkeeping.
+
+        Args:
+            action: Action (action_dim,) in [action_low, action_high] (clipped if outside).
+        """
+
+    @abc.abstractmethod
+    def observe(self) -> ObsDict:
+        """Current observation dict (fresh float64 arrays), without stepping."""
+
+    @abc.abstractmethod
+    def get_state(self) -> np.ndarray:
+        """Full physics state as a flat float64 vector (for save/restore by planners)."""
+
+    @abc.abstractmethod
+    def set_state(self, state: np.ndarray) -> None:
+        """Restore a physics state returned by :meth:`get_state` of the same task."""
+
+    def close(self) -> None:
+        """Release resources (nothing to release by default)."""
+        return None
+
+    # ---------------------------------------------------------------------- episode loop
+    @property
+    def elapsed_steps(self) -> int:
+        """Steps taken in the current episode (0 right after reset)."""
+        return 0 if self._elapsed_steps is None else self._elapsed_steps
+
+    def check_action(self, action: Any) -> np.ndarray:
+        """Validate an action and clip it to the spec's bounds.
+
+        Args:
+            action: Array-like (action_dim,).
+
+        Returns:
+            A float64 copy (action_dim,), clipped to [action_low, action_high].
+
+        Raises:
+            ValueError: Wrong shape or non-finite entries (the message shows the action).
+        """
+        a = np.array(action, dtype=np.float64)  # copy: the caller's array is never changed
+        if a.shape != (self.spec.action_dim,):
+            raise ValueError(
+                f'task {self.spec.name!r}: action must have shape ({self.spec.action_dim},), '
+                f'got shape {a.shape}: {action!r}'
+            )
+        if not np.isfinite(a).all():
+            raise ValueError(f'task {self.spec.name!r}: action must be finite, got {a!r}')
+        return np.clip(a, self.spec.action_low, self.spec.action_high, out=a)
+
+    def reset(self, seed: int | None = None) -> tuple[ObsDict, dict[str, float]]:
+        """Start a new episode.
+
+        Args:
+            seed: Seeds the task's random generator (initial block position, goal); the same
+                seed gives the same initial observation. None continues the current stream.
+
+        Returns:
+            ``(obs, info)`` with ``info = {'is_success': 0/1, 'distance': m}``.
+        """
+        self._reset_physics(seed)
+        self._elapsed_steps = 0
+        obs = self.observe()
+        return obs, self._goal_info(obs)
+
+    def step(self, action: Any) -> tuple[ObsDict, float, bool, bool, dict[str, float]]:
+        """Advance one control step.
+
+        Args:
+            action: (action_dim,) in [action_low, action_high]; clipped if outside.
+
+        Returns:
+            ``(obs, reward, terminated, truncated, info)``: reward is -1.0 or 0.0;
+            terminated is always False; truncated is True at step ``max_episode_steps``;
+            info has ``'is_success'`` (1.0 when the object is within ``distance_threshold``
+            of the goal now, else 0.0; equals ``reward + 1``) and ``'distance'`` (m).
+
+        Raises:
+            ValueError: Bad action (wrong shape or not finite).
+            RuntimeError: ``reset`` was not called, or the episode is already over.
+        """
+        if self._elapsed_steps is None:
+            raise RuntimeError(f'task {self.spec.name!r}: call reset() before step()')
+        if self._elapsed_steps >= self.spec.max_episode_steps:
+            raise RuntimeError(
+                f'task {self.spec.name!r}: the episode was truncated at '
+                f'{self.spec.max_episode_steps} steps; call reset() to start a new one'
+            )
+        self.simulate(action)
+        self._elapsed_steps += 1
+        obs = self.observe()
+        info = self._goal_info(obs)
+        truncated = self._elapsed_steps >= self.spec.max_episode_steps
+        return obs, info['is_success'] - 1.0, False, truncated, info
+
+    def compute_reward(
+        self, achieved: np.ndarray, desired: np.ndarray, info: Any = None
+    ) -> np.ndarray:
+        """Sparse reward of (relabelled) goals, batched, without the simulator.
+
+        Args:
+            achieved: Achieved goals (..., goal_dim), m.
+            desired: Desired goals (..., goal_dim), m.
+            info: Ignored (kept for the GoalEnv signature).
+
+        Returns:
+            Rewards (...), float32, ``-(distance > distance_threshold)``.
+        """
+        return sparse_reward(achieved, desired, self.spec.distance_threshold)
+
+    def _goal_info(self, obs: ObsDict) -> dict[str, float]:
+        distance = float(goal_distance(obs['achieved_goal'], obs['desired_goal']))
+        # Success is exactly "reward == 0", so the two never disagree at the threshold.
+        success = 0.0 if distance > self.spec.distance_threshold else 1.0
+        return {'is_success': success, 'distance': distance}

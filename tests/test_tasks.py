@@ -1,0 +1,387 @@
+"""Tests of the MuJoCo goal tasks (rpl_sim_bridge.tasks) and the observation layout."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
+
+from rpl_interfaces.params import ParameterError
+from rpl_sim_bridge.layout import FETCH_OBS_FIELDS, GOAL_FIELDS, FetchObs
+from rpl_sim_bridge.tasks import (
+    FetchTask,
+    GoalTask,
+    MujocoWarning,
+    MujocoWarningError,
+    TaskSpec,
+    UnknownTaskError,
+    available_tasks,
+    goal_distance,
+    make_task,
+    register_task,
+    sparse_reward,
+    task_spec,
+)
+
+FETCH_TASKS = ('push', 'slippery_push', 'pick_and_place')
+
+
+def _random_actions(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n, 4))
+
+
+# ----------------------------------------------------------------------------- layout
+def test_layout_slices_tile_the_observation_in_order():
+    slices = [
+        FetchObs.GRIP_POS,
+        FetchObs.OBJECT_POS,
+        FetchObs.OBJECT_REL_POS,
+        FetchObs.GRIPPER_STATE,
+        FetchObs.OBJECT_ROT,
+        FetchObs.OBJECT_VELP,
+        FetchObs.OBJECT_VELR,
+        FetchObs.GRIP_VELP,
+        FetchObs.GRIPPER_VEL,
+    ]
+    covered = np.concatenate([np.arange(FetchObs.DIM)[s] for s in slices])
+    np.testing.assert_array_equal(covered, np.arange(25))
+    assert len(FETCH_OBS_FIELDS) == len(set(FETCH_OBS_FIELDS)) == FetchObs.DIM
+    assert FETCH_OBS_FIELDS[FetchObs.GRIPPER_STATE] == (
+        'gripper_state.right',
+        'gripper_state.left',
+    )
+    assert FETCH_OBS_FIELDS[FetchObs.OBJECT_POS] == (
+        'object_pos.x',
+        'object_pos.y',
+        'object_pos.z',
+    )
+    assert GOAL_FIELDS == ('x', 'y', 'z')
+
+
+# ---------------------------------------------------------------------------- registry
+def test_registry_lists_fetch_tasks_and_rejects_unknown_names_with_the_list():
+    assert set(FETCH_TASKS) <= set(available_tasks())
+    with pytest.raises(UnknownTaskError, match='push.*slippery_push') as err:
+        task_spec('slipery_push')
+    assert 'slipery_push' in str(err.value)
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(UnknownTaskError, match='pick_and_place'):
+        make_task('nope')
+
+
+def test_register_task_refuses_duplicates_and_mismatched_names():
+    spec = task_spec('push')
+    with pytest.raises(ValueError, match='already registered'):
+        register_task('push', spec, lambda **kw: None)
+    with pytest.raises(ValueError, match='differs'):
+        register_task('other', spec, lambda **kw: None)
+
+
+def test_register_task_adds_a_new_task():
+    spec = dataclasses.replace(task_spec('push'), name='test_long_push', max_episode_steps=100)
+    register_task('test_long_push', spec, lambda **kw: make_task('push', max_episode_steps=100))
+    assert 'test_long_push' in available_tasks()
+    assert task_spec('test_long_push').max_episode_steps == 100
+    task = make_task('test_long_push')
+    assert task.spec.max_episode_steps == 100
+    task.close()
+
+
+@pytest.mark.parametrize('name', FETCH_TASKS)
+def test_spec_dims(name):
+    spec = task_spec(name)
+    assert (spec.obs_dim, spec.goal_dim, spec.action_dim) == (25, 3, 4)
+    assert spec.max_episode_steps == 50
+    assert spec.distance_threshold == 0.05
+    assert (spec.action_low, spec.action_high) == (-1.0, 1.0)
+    assert spec.control_dt == pytest.approx(0.04)
+    assert spec.obs_fields == FETCH_OBS_FIELDS
+    task = make_task(name)
+    assert task.spec == spec
+    assert isinstance(task, GoalTask)
+    task.close()
+
+
+def test_overrides_are_validated_and_reach_the_spec():
+    task = make_task('push', max_episode_steps=7, distance_threshold=0.02)
+    assert task.spec.max_episode_steps == 7
+    assert task.spec.distance_threshold == 0.02
+    with pytest.raises(ParameterError, match='max_episod_steps'):
+        make_task('push', max_episod_steps=3)
+    with pytest.raises(ParameterError, match='mujoco_warnings'):
+        make_task('push', mujoco_warnings='ignore')
+
+
+def test_control_period_must_be_whole_physics_steps():
+    with pytest.raises(ValueError, match='whole number of physics steps'):
+        make_task('push', control_dt=0.005, physics_timestep=0.002)
+    task = make_task('push', control_dt=0.02)
+    assert task._n_substeps == 10
+    task.reset(seed=0)
+    t0 = task.data.time
+    task.step(np.zeros(4))
+    assert task.data.time - t0 == pytest.approx(0.02)
+
+
+# ------------------------------------------------------------------------ reset / step
+@pytest.mark.parametrize('name', FETCH_TASKS)
+def test_reset_and_step_shapes_and_dtypes(name):
+    task = make_task(name)
+    obs, info = task.reset(seed=0)
+    shapes = {'observation': (25,), 'achieved_goal': (3,), 'desired_goal': (3,)}
+    assert set(obs) == set(shapes)
+    for key, shape in shapes.items():
+        assert obs[key].shape == shape and obs[key].dtype == np.float64
+    assert set(info) == {'is_success', 'distance'}
+    np.testing.assert_array_equal(obs['achieved_goal'], obs['observation'][FetchObs.OBJECT_POS])
+    obs2, reward, terminated, truncated, info = task.step(np.array([0.3, -0.2, 0.1, 1.0]))
+    assert isinstance(reward, float) and reward in (-1.0, 0.0)
+    assert terminated is False and truncated is False
+    assert isinstance(info['is_success'], float) and isinstance(info['distance'], float)
+    assert not np.shares_memory(obs2['observation'], task.observe()['observation'])
+    assert task.elapsed_steps == 1
+    task.close()
+
+
+def test_push_matches_stock_gymnasium_fetch_push_bit_for_bit():
+    task = make_task('push')
+    stock = MujocoFetchPushEnv()
+    obs, _ = task.reset(seed=11)
+    stock_obs, _ = stock.reset(seed=11)
+    for action in _random_actions(25, seed=4) * 1.5:  # also exercises clipping
+        for key in obs:
+            np.testing.assert_array_equal(obs[key], stock_obs[key])
+        obs, reward, *_ = task.step(action)
+        stock_obs, stock_reward, *_ = stock.step(action)
+        assert reward == stock_reward
+    stock.close()
+
+
+@pytest.mark.parametrize('name', ['push', 'pick_and_place'])
+def test_same_seed_same_trajectory_different_seed_differs(name):
+    a, b, c = make_task(name), make_task(name), make_task(name)
+    obs_a, _ = a.reset(seed=5)
+    obs_b, _ = b.reset(seed=5)
+    obs_c, _ = c.reset(seed=6)
+    assert not np.array_equal(obs_a['desired_goal'], obs_c['desired_goal'])
+    assert not np.array_equal(obs_a['observation'], obs_c['observation'])
+    for action in _random_actions(6):
+        for key in obs_a:
+            np.testing.assert_array_equal(obs_a[key], obs_b[key])
+        obs_a, *_ = a.step(action)
+        obs_b, *_ = b.step(action)
+    # Reseeding the same instance replays the same episode start.
+    again, _ = a.reset(seed=5)
+    first, _ = b.reset(seed=5)
+    np.testing.assert_array_equal(again['observation'], first['observation'])
+
+
+def test_truncation_at_max_episode_steps_and_no_step_after():
+    task = make_task('push')
+    task.reset(seed=0)
+    flags = [task.step(np.zeros(4))[3] for _ in range(50)]
+    assert flags == [False] * 49 + [True]
+    with pytest.raises(RuntimeError, match='reset'):
+        task.step(np.zeros(4))
+    task.reset(seed=1)
+    assert task.elapsed_steps == 0
+    assert task.step(np.zeros(4))[3] is False
+
+
+def test_step_before_reset_is_an_error():
+    with pytest.raises(RuntimeError, match='reset'):
+        make_task('push').step(np.zeros(4))
+
+
+@pytest.mark.parametrize(
+    'action, match',
+    [
+        (np.array([0.0, np.nan, 0.0, 0.0]), 'finite'),
+        (np.array([0.0, 0.0, np.inf, 0.0]), 'finite'),
+        (np.zeros(3), r'shape \(4,\)'),
+        (np.zeros((1, 4)), r'shape \(4,\)'),
+    ],
+)
+def test_bad_action_is_a_value_error_naming_it(action, match):
+    task = make_task('push')
+    task.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        task.step(action)
+    assert task.elapsed_steps == 0
+
+
+def test_actions_outside_bounds_are_clipped():
+    a, b = make_task('push'), make_task('push')
+    a.reset(seed=2)
+    b.reset(seed=2)
+    big = np.array([7.0, -3.0, 1.5, 9.0])
+    obs_a, *_ = a.step(big)
+    obs_b, *_ = b.step(np.clip(big, -1.0, 1.0))
+    np.testing.assert_array_equal(obs_a['observation'], obs_b['observation'])
+    np.testing.assert_array_equal(big, [7.0, -3.0, 1.5, 9.0])  # caller's array untouched
+
+
+# ----------------------------------------------------------------------------- reward
+def test_reward_is_batched_pure_and_a_distance_threshold():
+    rng = np.random.default_rng(0)
+    achieved = rng.uniform(0.0, 0.1, size=(64, 3))
+    desired = rng.uniform(0.0, 0.1, size=(64, 3))
+    distances = np.linalg.norm(achieved - desired, axis=-1)
+    expected = -(distances > 0.05).astype(np.float32)
+    task = make_task('push')
+    rewards = task.compute_reward(achieved, desired, None)
+    assert rewards.dtype == np.float32 and rewards.shape == (64,)
+    np.testing.assert_array_equal(rewards, expected)
+    assert 0 < (rewards == 0).sum() < 64  # both outcomes are exercised
+    np.testing.assert_array_equal(sparse_reward(achieved, desired, 0.05), expected)
+    np.testing.assert_allclose(goal_distance(achieved, desired), distances)
+    batched = sparse_reward(achieved.reshape(8, 8, 3), desired.reshape(8, 8, 3), 0.05)
+    np.testing.assert_array_equal(batched, expected.reshape(8, 8))
+    assert sparse_reward(desired[0], desired[0], 0.05) == 0.0
+    with pytest.raises(ValueError, match='last axis'):
+        goal_distance(np.zeros(3), np.zeros(2))
+
+
+@pytest.mark.parametrize('name', FETCH_TASKS)
+def test_is_success_and_reward_agree_with_distance(name):
+    task = make_task(name)
+    obs, info = task.reset(seed=3)
+    for action in _random_actions(10, seed=1):
+        obs, reward, _, _, info = task.step(action)
+        d = np.linalg.norm(obs['achieved_goal'] - obs['desired_goal'])
+        assert info['distance'] == pytest.approx(d)
+        assert info['is_success'] == float(d <= 0.05)
+        assert reward == info['is_success'] - 1.0
+        assert reward == task.compute_reward(obs['achieved_goal'], obs['desired_goal'])
+    # A goal moved onto the block is reached at the next step.
+    task.set_goal(task.observe()['achieved_goal'])
+    _, reward, _, _, info = task.step(np.zeros(4))
+    assert info['is_success'] == 1.0 and reward == 0.0
+
+
+def test_pick_and_place_puts_about_half_the_goals_in_the_air():
+    task = make_task('pick_and_place')
+    table_z = task.reset(seed=0)[0]['achieved_goal'][2]
+    heights = np.array([task.reset(seed=s)[0]['desired_goal'][2] for s in range(60)])
+    in_air = np.mean(heights > table_z + 1e-6)
+    assert 0.25 < in_air < 0.75
+    push = make_task('push')
+    push_heights = [push.reset(seed=s)[0]['desired_goal'][2] for s in range(10)]
+    np.testing.assert_allclose(push_heights, push_heights[0])
+
+
+def test_pick_and_place_fingers_follow_the_gripper_action_but_push_fingers_stay_blocked():
+    pnp, push = make_task('pick_and_place'), make_task('push')
+    pnp.reset(seed=0)
+    push.reset(seed=0)
+    for _ in range(5):
+        pnp_obs, *_ = pnp.step(np.array([0.0, 0.0, 0.0, 1.0]))
+        push_obs, *_ = push.step(np.array([0.0, 0.0, 0.0, 1.0]))
+    assert (pnp_obs['observation'][FetchObs.GRIPPER_STATE] > 0.02).all()
+    np.testing.assert_array_equal(push_obs['observation'][FetchObs.GRIPPER_STATE], 0.0)
+
+
+# ------------------------------------------------------------------- planner interface
+@pytest.mark.parametrize('name', FETCH_TASKS)
+def test_get_state_set_state_reproduces_the_next_observation(name):
+    task = make_task(name)
+    task.reset(seed=4)
+    actions = _random_actions(8, seed=2)
+    for action in actions[:4]:
+        task.step(action)
+    state = task.get_state()
+    saved = task.observe()
+    task.simulate(actions[4])
+    expected = task.observe()
+    task.simulate(actions[5])
+    task.set_state(state)
+    for key in saved:
+        np.testing.assert_array_equal(task.observe()[key], saved[key])
+    task.simulate(actions[4])
+    for key in expected:
+        np.testing.assert_array_equal(task.observe()[key], expected[key])
+    # A second instance (a planner's private copy) reproduces it too.
+    copy = make_task(name)
+    copy.reset(seed=99)
+    copy.set_state(state)
+    copy.set_goal(saved['desired_goal'])
+    copy.simulate(actions[4])
+    for key in expected:
+        np.testing.assert_array_equal(copy.observe()[key], expected[key])
+    with pytest.raises(ValueError, match='state must have shape'):
+        task.set_state(state[:-1])
+
+
+def test_simulate_does_no_episode_bookkeeping():
+    task = make_task('push')
+    task.reset(seed=0)
+    for _ in range(60):
+        task.simulate(np.zeros(4))
+    assert task.elapsed_steps == 0
+
+
+# ---------------------------------------------------------------------------- friction
+def _block_table_contact_frictions(task: FetchTask) -> list[float]:
+    data = task.data
+    frictions = []
+    for i in range(data.ncon):
+        pair = set(data.contact.geom[i])
+        if task.block_geom_id in pair and pair & set(task.table_geom_ids.tolist()):
+            frictions.append(float(data.contact.friction[i][0]))
+    return frictions
+
+
+@pytest.mark.parametrize('name, expected', [('slippery_push', 0.18), ('push', 1.0)])
+def test_block_table_contact_friction(name, expected):
+    task = make_task(name)
+    task.reset(seed=0)
+    for _ in range(25):  # gripper stays put above the table; the block settles
+        obs, *_ = task.step(np.zeros(4))
+    speed = np.abs(obs['observation'][FetchObs.OBJECT_VELP]).max()
+    assert speed < 1e-4  # at rest (m per step)
+    frictions = _block_table_contact_frictions(task)
+    assert len(frictions) >= 1
+    assert frictions == [pytest.approx(expected)] * len(frictions)
+
+
+def test_slippery_push_block_slides_further_when_launched():
+    # Launch the block at 0.5 m/s away from the gripper; it slides v^2 / (2 mu g):
+    # ~0.013 m at mu = 1.0 and ~0.07 m at mu = 0.18.
+    travelled = {}
+    for name in ('push', 'slippery_push'):
+        task = make_task(name)
+        obs, _ = task.reset(seed=0)
+        start = obs['achieved_goal']
+        away = -obs['observation'][FetchObs.OBJECT_REL_POS][:2]
+        block_joint = task.model.joint('object0:joint')
+        velocity = task.data.qvel[block_joint.dofadr[0] : block_joint.dofadr[0] + 3]
+        velocity[:2] = 0.5 * away / np.linalg.norm(away)
+        for _ in range(10):
+            obs, *_ = task.step(np.zeros(4))
+        travelled[name] = np.linalg.norm(obs['achieved_goal'][:2] - start[:2])
+    assert 0.005 < travelled['push'] < 0.04
+    assert 0.05 < travelled['slippery_push'] < 0.2
+    assert travelled['slippery_push'] > 3.0 * travelled['push']
+
+
+# ---------------------------------------------------------------------------- warnings
+def test_mujoco_warnings_raise_or_warn(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes MUJOCO_LOG.TXT into the working directory
+    task = make_task('push')
+    task.reset(seed=0)
+    task.data.qvel[0] = 1e20
+    with pytest.raises(MujocoWarningError, match='mjWARN_BADQVEL'):
+        task.step(np.zeros(4))
+    quiet = make_task('push', mujoco_warnings='warn')
+    quiet.reset(seed=0)
+    quiet.data.qvel[0] = 1e20
+    with pytest.warns(MujocoWarning, match='mjWARN_BADQVEL'):
+        quiet.step(np.zeros(4))
+
+
+def test_task_spec_rejects_inconsistent_fields():
+    with pytest.raises(ValueError, match='obs_fields'):
+        dataclasses.replace(task_spec('push'), obs_dim=24)
+    assert isinstance(task_spec('push'), TaskSpec)
