@@ -1,0 +1,440 @@
+"""The residual node's state machine: pair messages by step, mix, fall back, hot reload.
+
+Pure Python + numpy + onnxruntime (no rclpy), so every rule is unit-tested without ROS.
+
+Pairing. Observations and base actions arrive on two topics, each in order (one reliable
+writer per topic), but in any order relative to each other. A :class:`Decision` is made
+exactly once per ``(episode, step)`` as soon as both halves are there. Because each topic
+is ordered, an observation for a newer step means the observation of an older pending base
+action will never come: that base action is dropped (and likewise for observations). A
+half waiting longer than ``sync_timeout_s`` is dropped too. An observation for an *older*
+key than the last observation seen means the sim bridge restarted: all state is cleared.
+
+Fallback. Every Decision says where the command came from (``source`` 'residual' or
+'base') and why (``reason``); reasons are counted. The command is never NaN: a bad base
+action gives the safe (zero) action.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from rpl_residual_node.mixing import ResidualConfig, mix, safe_action
+from rpl_residual_node.onnx_actor import ModelError, OnnxActor
+
+SOURCE_RESIDUAL = 'residual'
+SOURCE_BASE = 'base'
+
+# Reasons of a Decision. 'ok' means the residual was applied; all others are fallbacks.
+OK = 'ok'
+NO_MODEL = 'no_model'
+MODEL_LOAD_FAILED = 'model_load_failed'
+OBSERVATION_NON_FINITE = 'observation_non_finite'
+OBSERVATION_WRONG_SIZE = 'observation_wrong_size'
+BASE_ACTION_NON_FINITE = 'base_action_non_finite'  # command = safe action
+BASE_ACTION_WRONG_SIZE = 'base_action_wrong_size'  # command = safe action
+RESIDUAL_NON_FINITE = 'residual_non_finite'
+INFERENCE_ERROR = 'inference_error'
+
+# Reasons for dropping a half pair (no Decision for that step).
+BASE_WITHOUT_OBSERVATION = 'dropped_base_action_without_observation'
+OBSERVATION_WITHOUT_BASE = 'dropped_observation_without_base_action'
+SYNC_TIMEOUT = 'dropped_sync_timeout'
+DUPLICATE = 'dropped_duplicate'
+STREAM_RESTART = 'stream_restart'
+
+Key = tuple[int, int]  # (episode, step)
+
+
+class Decision(NamedTuple):
+    """What to send for one step.
+
+    Attributes:
+        episode: Episode id.
+        step: Step index.
+        command: Action to execute, shape (action_dim,), finite, inside the action bounds.
+        residual: Scaled, clamped residual that was added to the base, shape (action_dim,);
+            zeros on fallback.
+        source: 'residual' or 'base' (the base action, or the safe action if the base was bad).
+        reason: 'ok' or the fallback reason (one of this module's reason constants).
+    """
+
+    episode: int
+    step: int
+    command: np.ndarray
+    residual: np.ndarray
+    source: str
+    reason: str
+
+
+class ReloadEvent(NamedTuple):
+    """Outcome of a model (re)load attempt.
+
+    Attributes:
+        loaded: True if the new model was validated and swapped in.
+        message: One line for the log.
+    """
+
+    loaded: bool
+    message: str
+
+
+class LatencyWindow:
+    """The last ``size`` durations, with percentiles (for diagnostics)."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._values: collections.deque[float] = collections.deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        """Record one duration in seconds."""
+        self._values.append(seconds)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def percentile_us(self, q: float) -> float:
+        """The q-th percentile (0..100) in microseconds; NaN when empty."""
+        if not self._values:
+            return math.nan
+        return float(np.percentile(np.fromiter(self._values, dtype=np.float64), q) * 1e6)
+
+
+class LogThrottle:
+    """Log each reason the first time, then at most once per ``period_s`` with a count."""
+
+    def __init__(self, period_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self._period_s = period_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: collections.Counter[str] = collections.Counter()
+
+    def should_log(self, reason: str) -> tuple[bool, int]:
+        """Whether to log ``reason`` now, and how many were suppressed since the last log."""
+        now = self._clock()
+        last = self._last.get(reason)
+        if last is not None and now - last < self._period_s:
+            self._suppressed[reason] += 1
+            return False, 0
+        self._last[reason] = now
+        return True, self._suppressed.pop(reason, 0)
+
+
+class _Pending:
+    """One step's halves while waiting for the other one."""
+
+    __slots__ = ('arrived_s', 'base', 'goal', 'observation')
+
+    def __init__(self, arrived_s: float) -> None:
+        self.arrived_s = arrived_s
+        self.observation: np.ndarray | None = None
+        self.goal: np.ndarray | None = None
+        self.base: np.ndarray | None = None
+
+
+def _file_signature(path: str) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a file, or None if it does not exist."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+class ResidualMixer:
+    """Pairs observations with base actions and decides each step's command.
+
+    Args:
+        config: Mixing parameters and the model path.
+        action_dim: Action size (4 for Fetch).
+        obs_dim: Expected observation size for model validation; None takes the model's.
+        goal_dim: Expected desired-goal size; None takes the model's.
+        clock: Monotonic time source in seconds (injectable for tests).
+        max_pending: Most steps kept waiting for their partner.
+
+    The model named by ``config.model_path`` is loaded at construction; see
+    :attr:`last_reload` for the outcome.
+    """
+
+    def __init__(
+        self,
+        config: ResidualConfig,
+        action_dim: int = 4,
+        obs_dim: int | None = None,
+        goal_dim: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_pending: int = 32,
+    ) -> None:
+        self.config = config
+        self.action_dim = action_dim
+        self._obs_dim = obs_dim
+        self._goal_dim = goal_dim
+        self._clock = clock
+        self._max_pending = max_pending
+        self.actor: OnnxActor | None = None
+        self.model_error: str | None = None  # why no model runs although one is configured
+        self.last_reload: ReloadEvent | None = None
+        self._signature: tuple[int, int] | None = None
+        self._pending: dict[Key, _Pending] = {}
+        self._decided: collections.OrderedDict[Key, None] = collections.OrderedDict()
+        self._last_observation_key: Key | None = None
+        self._previous: tuple[int, int, np.ndarray] | None = None  # (episode, step, obs)
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.last_reason: str | None = None
+        self.inference_latency = LatencyWindow()
+        if config.model_path:
+            self._signature = _file_signature(config.model_path)
+            self.last_reload = self._load()
+
+    # ----------------------------------------------------------------- model handling
+    def _load(self) -> ReloadEvent:
+        try:
+            actor = OnnxActor.load(
+                self.config.model_path, self._obs_dim, self._goal_dim, self.action_dim
+            )
+        except ModelError as exc:
+            if self.actor is None:
+                self.model_error = str(exc)
+                return ReloadEvent(False, f'no model loaded, using the base action: {exc}')
+            return ReloadEvent(
+                False, f'rejected the new model, keeping {self.actor.describe()}: {exc}'
+            )
+        self.actor = actor
+        self.model_error = None
+        return ReloadEvent(True, f'loaded model {actor.describe()}')
+
+    def check_reload(self) -> ReloadEvent | None:
+        """Reload the model if its file changed (mtime_ns or size) since the last look.
+
+        The new file is fully validated (names, sizes, probe) before it replaces the running
+        model; a bad file leaves the running model in place. A file that disappears keeps
+        the running model too.
+
+        Returns:
+            None if nothing changed, else what happened.
+        """
+        if not self.config.model_path:
+            return None
+        signature = _file_signature(self.config.model_path)
+        if signature == self._signature:
+            return None
+        self._signature = signature
+        if signature is None:
+            running = self.actor.describe() if self.actor else 'the base action'
+            event = ReloadEvent(
+                False, f'model file {self.config.model_path!r} disappeared; keeping {running}'
+            )
+        else:
+            event = self._load()
+        self.last_reload = event
+        return event
+
+    # ----------------------------------------------------------------- message intake
+    def add_observation(
+        self, episode: int, step: int, observation: np.ndarray, desired_goal: np.ndarray
+    ) -> Decision | None:
+        """Take one observation message.
+
+        Args:
+            episode: Episode id.
+            step: Step index.
+            observation: Observation fields, shape (obs_dim,); may be non-finite or of the
+                wrong size (that gives a base-action fallback for the step).
+            desired_goal: Goal fields, shape (goal_dim,) (m, world frame for Fetch).
+
+        Returns:
+            The Decision for this step if its base action was already there, else None.
+        """
+        key = (episode, step)
+        if self._last_observation_key is not None and key < self._last_observation_key:
+            self._restart()
+        self._last_observation_key = key
+        if key in self._decided:
+            self.counts[DUPLICATE] += 1
+            return None
+        self._drop_older(key, keep='observation', reason=BASE_WITHOUT_OBSERVATION)
+        entry = self._entry(key)
+        entry.observation = np.asarray(observation, dtype=np.float64).reshape(-1)
+        entry.goal = np.asarray(desired_goal, dtype=np.float64).reshape(-1)
+        return self._maybe_decide(key, entry)
+
+    def add_base_action(self, episode: int, step: int, action: np.ndarray) -> Decision | None:
+        """Take one base action message.
+
+        Args:
+            episode: Episode id.
+            step: Step index.
+            action: Base action, shape (action_dim,); may be non-finite or of the wrong size
+                (the command is then the safe action).
+
+        Returns:
+            The Decision for this step if its observation was already there, else None.
+        """
+        key = (episode, step)
+        if key in self._decided:
+            self.counts[DUPLICATE] += 1
+            return None
+        self._drop_older(key, keep='base', reason=OBSERVATION_WITHOUT_BASE)
+        entry = self._entry(key)
+        entry.base = np.asarray(action, dtype=np.float64).reshape(-1)
+        return self._maybe_decide(key, entry)
+
+    def expire(self) -> int:
+        """Drop halves that waited longer than ``sync_timeout_s``; return how many."""
+        now = self._clock()
+        stale = [
+            key
+            for key, entry in self._pending.items()
+            if now - entry.arrived_s > self.config.sync_timeout_s
+        ]
+        for key in stale:
+            del self._pending[key]
+        self.counts[SYNC_TIMEOUT] += len(stale)
+        return len(stale)
+
+    @property
+    def pending(self) -> int:
+        """Number of steps waiting for their partner."""
+        return len(self._pending)
+
+    def _restart(self) -> None:
+        self._pending.clear()
+        self._decided.clear()
+        self._previous = None
+        self.counts[STREAM_RESTART] += 1
+
+    def _entry(self, key: Key) -> _Pending:
+        self.expire()
+        entry = self._pending.get(key)
+        if entry is None:
+            entry = self._pending[key] = _Pending(self._clock())
+            while len(self._pending) > self._max_pending:
+                oldest = min(self._pending)
+                del self._pending[oldest]
+                self.counts[SYNC_TIMEOUT] += 1
+        return entry
+
+    def _drop_older(self, key: Key, keep: str, reason: str) -> None:
+        """Drop pending steps older than ``key`` that lack the half on ``keep``'s topic.
+
+        That topic is ordered, so a message for ``key`` there means the missing half of any
+        older step will never arrive.
+        """
+        for old in [k for k in self._pending if k < key]:
+            entry = self._pending[old]
+            missing = entry.observation is None if keep == 'observation' else entry.base is None
+            if missing:
+                del self._pending[old]
+                self.counts[reason] += 1
+
+    def _maybe_decide(self, key: Key, entry: _Pending) -> Decision | None:
+        if entry.base is None or entry.observation is None:
+            return None
+        del self._pending[key]
+        self._decided[key] = None
+        while len(self._decided) > 4 * self._max_pending:
+            self._decided.popitem(last=False)
+        decision = self._decide(key, entry.observation, entry.goal, entry.base)
+        self.counts[decision.reason] += 1
+        self.last_reason = decision.reason
+        return decision
+
+    # ----------------------------------------------------------------- the rule
+    def _fallback(self, key: Key, command: np.ndarray, reason: str) -> Decision:
+        residual = np.zeros(self.action_dim)
+        return Decision(key[0], key[1], command, residual, SOURCE_BASE, reason)
+
+    def _decide(
+        self, key: Key, observation: np.ndarray, goal: np.ndarray, base: np.ndarray
+    ) -> Decision:
+        if base.shape != (self.action_dim,):
+            return self._fallback(
+                key, safe_action(self.action_dim, self.config), BASE_ACTION_WRONG_SIZE
+            )
+        if not np.all(np.isfinite(base)):
+            return self._fallback(
+                key, safe_action(self.action_dim, self.config), BASE_ACTION_NON_FINITE
+            )
+        base_command = np.clip(base, self.config.action_low, self.config.action_high)
+        if not (np.all(np.isfinite(observation)) and np.all(np.isfinite(goal))):
+            return self._fallback(key, base_command, OBSERVATION_NON_FINITE)
+        actor = self.actor
+        if actor is None:
+            reason = MODEL_LOAD_FAILED if self.config.model_path else NO_MODEL
+            return self._fallback(key, base_command, reason)
+        if observation.shape != (actor.obs_dim,) or goal.shape != (actor.goal_dim,):
+            return self._fallback(key, base_command, OBSERVATION_WRONG_SIZE)
+        previous = self._previous_observation(key)
+        self._previous = (key[0], key[1], observation)
+        start = time.perf_counter()
+        try:
+            residual = actor(observation, goal, previous)
+        except Exception:  # a fault in the model never stops the control loop
+            return self._fallback(key, base_command, INFERENCE_ERROR)
+        self.inference_latency.add(time.perf_counter() - start)
+        if residual.shape != (self.action_dim,):
+            return self._fallback(key, base_command, INFERENCE_ERROR)
+        if not np.all(np.isfinite(residual)):
+            return self._fallback(key, base_command, RESIDUAL_NON_FINITE)
+        command, applied = mix(base, residual, self.config)
+        return Decision(key[0], key[1], command, applied, SOURCE_RESIDUAL, OK)
+
+    def _previous_observation(self, key: Key) -> np.ndarray | None:
+        """The latest earlier observation of the same episode (None at episode start)."""
+        if self._previous is None:
+            return None
+        episode, step, observation = self._previous
+        if episode == key[0] and step < key[1]:
+            return observation
+        return None
+
+    # ----------------------------------------------------------------- reporting
+    def diagnostics(self) -> tuple[str, str, dict[str, Any]]:
+        """Status for /diagnostics.
+
+        Returns:
+            ``(level, message, values)``: level 'ok', 'warn' or 'error'; a one-line summary;
+            key/value details (model, counts per reason, inference latency p50/p99 in us).
+        """
+        values: dict[str, Any] = {
+            'model_loaded': self.actor is not None,
+            'model_path': self.config.model_path,
+            'model': self.actor.describe() if self.actor else '',
+            'model_error': self.model_error or '',
+            'last_reload': self.last_reload.message if self.last_reload else '',
+            'last_reason': self.last_reason or '',
+            'decisions': sum(self.counts[r] for r in _DECISION_REASONS),
+            'pending': self.pending,
+            'inference_p50_us': round(self.inference_latency.percentile_us(50), 1),
+            'inference_p99_us': round(self.inference_latency.percentile_us(99), 1),
+        }
+        for reason, count in sorted(self.counts.items()):
+            values[f'count.{reason}'] = count
+        if self.actor is None and self.config.model_path:
+            return 'error', f'base action only: {self.model_error}', values
+        if self.last_reload is not None and not self.last_reload.loaded:
+            return 'warn', self.last_reload.message, values
+        if self.last_reason not in (None, OK, NO_MODEL):
+            return 'warn', f'last step fell back to the base action: {self.last_reason}', values
+        if self.actor is None:
+            return 'ok', 'base action only: no model configured', values
+        return 'ok', f'residual active: {self.actor.describe()}', values
+
+
+_DECISION_REASONS = (
+    OK,
+    NO_MODEL,
+    MODEL_LOAD_FAILED,
+    OBSERVATION_NON_FINITE,
+    OBSERVATION_WRONG_SIZE,
+    BASE_ACTION_NON_FINITE,
+    BASE_ACTION_WRONG_SIZE,
+    RESIDUAL_NON_FINITE,
+    INFERENCE_ERROR,
+)

@@ -1,0 +1,192 @@
+"""The residual mixing rule and its configuration (pure numpy, no ROS).
+
+The executed command is::
+
+    command = clip(base + residual_scale * clamp(residual, -residual_limit, +residual_limit),
+                   action_low, action_high)
+
+With ``residual_scale = 1`` and ``residual_limit = 2`` on actions in [-1, 1] this is the
+paper's ``clip(base + 2 tanh(f(s, g)), -1, 1)`` (the ``2 tanh`` lives inside the ONNX graph):
+the residual may fully override the base. ``residual_limit = 0`` or ``residual_scale = 0``
+turn the residual off without unloading the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from rpl_interfaces.params import ParameterError, describe
+
+# Field-name prefixes of the goal parts of an observation message (see
+# :func:`split_observation_fields`).
+ACHIEVED_GOAL_PREFIX = 'achieved_goal.'
+DESIRED_GOAL_PREFIX = 'desired_goal.'
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidualConfig:
+    """Configuration of the residual mixer and node (one ROS parameter per field)."""
+
+    model_path: str = dataclasses.field(
+        default='',
+        metadata=describe(
+            'ONNX residual actor file (see docs/onnx_contract.md); empty = base action only'
+        ),
+    )
+    residual_scale: float = dataclasses.field(
+        default=1.0,
+        metadata=describe('Gain on the clamped residual (action units)', range=(0.0, 2.0)),
+    )
+    residual_limit: float = dataclasses.field(
+        default=2.0,
+        metadata=describe(
+            'Residual clamped to +-limit before scaling (2.0 = full override of the base)',
+            range=(0.0, 2.0),
+        ),
+    )
+    action_low: float = dataclasses.field(
+        default=-1.0,
+        metadata=describe('Lower bound of every command component', range=(-100.0, 0.0)),
+    )
+    action_high: float = dataclasses.field(
+        default=1.0,
+        metadata=describe('Upper bound of every command component', range=(0.0, 100.0)),
+    )
+    sync_timeout_s: float = dataclasses.field(
+        default=1.0,
+        metadata=describe(
+            'An observation or base action waiting this long (s) for its partner is dropped',
+            range=(0.001, 60.0),
+        ),
+    )
+    reload_period_s: float = dataclasses.field(
+        default=1.0,
+        metadata=describe(
+            'How often (s) the model file mtime/size is checked for a hot reload',
+            range=(0.05, 3600.0),
+        ),
+    )
+    diagnostics_period_s: float = dataclasses.field(
+        default=1.0,
+        metadata=describe('Period (s) of the /diagnostics status', range=(0.05, 3600.0)),
+    )
+
+    def __post_init__(self) -> None:
+        if not self.action_low < self.action_high:
+            raise ParameterError(
+                f'action_low ({self.action_low}) must be below action_high ({self.action_high})'
+            )
+
+    @property
+    def safe_action_value(self) -> float:
+        """The value of every component of the safe action: 0 moved into the bounds."""
+        return float(np.clip(0.0, self.action_low, self.action_high))
+
+
+def clamp_residual(residual: np.ndarray, config: ResidualConfig) -> np.ndarray:
+    """Scaled, clamped residual: the term added to the base action.
+
+    Args:
+        residual: Actor output in action units, shape (..., action_dim).
+        config: Supplies ``residual_limit`` and ``residual_scale``.
+
+    Returns:
+        ``residual_scale * clamp(residual, -residual_limit, residual_limit)``, float64,
+        same shape.
+    """
+    limit = config.residual_limit
+    return config.residual_scale * np.clip(np.asarray(residual, dtype=np.float64), -limit, limit)
+
+
+def mix(
+    base_action: np.ndarray, residual: np.ndarray, config: ResidualConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Combine a base action and a residual into the command (the mixing rule above).
+
+    Args:
+        base_action: Base controller action, shape (..., action_dim), finite.
+        residual: Actor output in action units, shape (..., action_dim), finite.
+        config: Scale, limit and action bounds.
+
+    Returns:
+        ``(command, applied)``: the command clipped to ``[action_low, action_high]`` and the
+        scaled, clamped residual that was added to the base before the clip, both float64
+        of the broadcast shape.
+    """
+    applied = clamp_residual(residual, config)
+    base = np.asarray(base_action, dtype=np.float64)
+    command = np.clip(base + applied, config.action_low, config.action_high)
+    return command, applied
+
+
+def safe_action(action_dim: int, config: ResidualConfig) -> np.ndarray:
+    """The safe action (zero moved into the action bounds), shape (action_dim,)."""
+    return np.full(action_dim, config.safe_action_value, dtype=np.float64)
+
+
+class ObservationLayout(NamedTuple):
+    """Where the parts of an observation message payload are, found from its field names.
+
+    Attributes:
+        observation: Slice of the task's observation fields (everything that is not a goal).
+        achieved_goal: Slice of the ``achieved_goal.*`` fields.
+        desired_goal: Slice of the ``desired_goal.*`` fields.
+    """
+
+    observation: slice
+    achieved_goal: slice
+    desired_goal: slice
+
+    @property
+    def obs_dim(self) -> int:
+        """Number of observation fields."""
+        return self.observation.stop - self.observation.start
+
+    @property
+    def goal_dim(self) -> int:
+        """Number of desired-goal fields."""
+        return self.desired_goal.stop - self.desired_goal.start
+
+
+def split_observation_fields(names: Sequence[str]) -> ObservationLayout:
+    """Find the observation / achieved-goal / desired-goal slices of an observation payload.
+
+    The sim bridge publishes the task's observation fields, then ``achieved_goal.*``, then
+    ``desired_goal.*`` (e.g. ``gripper_pos.x, ..., achieved_goal.x, achieved_goal.y,
+    achieved_goal.z, desired_goal.x, desired_goal.y, desired_goal.z``). Works for any task.
+
+    Args:
+        names: Payload field names (without the leading ``episode``/``step``).
+
+    Returns:
+        The three contiguous slices.
+
+    Raises:
+        ValueError: The names are not in that order, a block is missing or the two goal
+            blocks differ in size.
+    """
+    names = list(names)
+    kinds = [
+        2 if n.startswith(DESIRED_GOAL_PREFIX) else 1 if n.startswith(ACHIEVED_GOAL_PREFIX) else 0
+        for n in names
+    ]
+    if kinds != sorted(kinds):
+        raise ValueError(
+            'observation fields must be the observation, then achieved_goal.*, then '
+            f'desired_goal.*; got {names}'
+        )
+    n_obs, n_achieved = kinds.count(0), kinds.count(1)
+    n_desired = kinds.count(2)
+    if n_obs == 0 or n_desired == 0 or n_achieved not in (0, n_desired):
+        raise ValueError(
+            'expected observation fields, optionally achieved_goal.* fields, and as many '
+            f'desired_goal.* fields; got {n_obs}, {n_achieved} and {n_desired}'
+        )
+    return ObservationLayout(
+        observation=slice(0, n_obs),
+        achieved_goal=slice(n_obs, n_obs + n_achieved),
+        desired_goal=slice(n_obs + n_achieved, len(names)),
+    )

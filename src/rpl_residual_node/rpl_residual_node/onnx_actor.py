@@ -1,0 +1,274 @@
+"""The residual actor as an ONNX model, validated before use (onnxruntime only, no torch).
+
+The model contract (written out in ``docs/onnx_contract.md``):
+
+* inputs ``observation`` float32 (N, obs_dim) and ``desired_goal`` float32 (N, goal_dim);
+  optionally ``previous_observation`` float32 (N, obs_dim) for two-frame models;
+* one output ``residual`` float32 (N, action_dim), already in action units (observation
+  clipping / normalisation and the ``scale * tanh`` are inside the graph);
+* the batch dimension N may be symbolic or 1; the feature dimensions are fixed numbers.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnxruntime as ort
+
+OBSERVATION_INPUT = 'observation'
+GOAL_INPUT = 'desired_goal'
+PREVIOUS_OBSERVATION_INPUT = 'previous_observation'
+RESIDUAL_OUTPUT = 'residual'
+FLOAT_TENSOR = 'tensor(float)'
+
+# Probe inputs: all zeros, and a fixed spread of values the size of normalised observations.
+_PROBE_SEED = 20190308
+
+
+class ModelError(ValueError):
+    """An ONNX file is missing, unreadable, or does not follow the actor contract."""
+
+
+def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
+    """Low-latency options for batch-1 inference: one thread, sequential execution.
+
+    Measured on the 2-core dev machine for a 3 x 256 MLP at batch 1: one intra-op thread
+    is as fast as the default pool and does not spin a second core (see the README).
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: ORT warnings would flood the node log
+    return options
+
+
+def _feature_dim(path: str, arg: ort.NodeArg, expected: int | None, what: str) -> int:
+    """Check that ``arg`` is float32 (N, dim) with a fixed dim, and return that dim."""
+    if arg.type != FLOAT_TENSOR:
+        raise ModelError(f'model {path}: {what} {arg.name!r} must be float32, got {arg.type}')
+    shape = list(arg.shape)
+    if len(shape) != 2:
+        raise ModelError(
+            f'model {path}: {what} {arg.name!r} must have shape (N, dim), got {shape}'
+        )
+    batch, dim = shape
+    if isinstance(batch, int) and batch != 1:
+        raise ModelError(
+            f'model {path}: {what} {arg.name!r} batch dimension must be symbolic or 1, got {batch}'
+        )
+    if not isinstance(dim, int):
+        if expected is None:
+            raise ModelError(
+                f'model {path}: {what} {arg.name!r} has a symbolic feature dimension '
+                f'{dim!r}; export it with a fixed size'
+            )
+        return expected
+    if expected is not None and dim != expected:
+        raise ModelError(
+            f'model {path}: {what} {arg.name!r} has {dim} features but {expected} were expected'
+        )
+    return dim
+
+
+class OnnxActor:
+    """A validated residual actor: ``(observation, desired_goal[, previous]) -> residual``.
+
+    Build it with :meth:`load`; the constructor assumes an already validated session.
+
+    Attributes:
+        path: The model file.
+        obs_dim: Observation size.
+        goal_dim: Desired-goal size.
+        action_dim: Residual size.
+        two_frame: The model takes ``previous_observation`` too.
+        batched: The batch dimension is symbolic (any N), else fixed to 1.
+    """
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        path: str,
+        obs_dim: int,
+        goal_dim: int,
+        action_dim: int,
+        two_frame: bool,
+        batched: bool,
+    ) -> None:
+        self._session = session
+        self.path = path
+        self.obs_dim = obs_dim
+        self.goal_dim = goal_dim
+        self.action_dim = action_dim
+        self.two_frame = two_frame
+        self.batched = batched
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        obs_dim: int | None = None,
+        goal_dim: int | None = None,
+        action_dim: int = 4,
+        intra_op_threads: int = 1,
+    ) -> OnnxActor:
+        """Load an ONNX actor and validate it against the contract, including a probe run.
+
+        Args:
+            path: ONNX file.
+            obs_dim: Expected observation size; ``None`` takes the model's (fixed) size.
+            goal_dim: Expected desired-goal size; ``None`` takes the model's size.
+            action_dim: Expected residual size.
+            intra_op_threads: onnxruntime intra-op threads (1 = lowest batch-1 latency here).
+
+        Returns:
+            The actor, which has produced a finite residual of shape (N, action_dim) on the
+            probe inputs.
+
+        Raises:
+            ModelError: One sentence naming the file and what is wrong: missing file, not an
+                ONNX model, wrong input/output names, dtypes or sizes, failed or non-finite
+                probe.
+        """
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise ModelError(f'model file {path!r} does not exist (or is not a file)')
+        try:
+            with open(path, 'rb') as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise ModelError(f'model file {path!r} cannot be read: {exc}') from exc
+        try:
+            session = ort.InferenceSession(
+                data,
+                sess_options=session_options(intra_op_threads),
+                providers=['CPUExecutionProvider'],
+            )
+        except Exception as exc:  # onnxruntime raises plain Exception subclasses
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise ModelError(
+                f'model file {path!r} is not a valid ONNX model ({first_line})'
+            ) from exc
+
+        inputs = {arg.name: arg for arg in session.get_inputs()}
+        names = set(inputs)
+        required = {OBSERVATION_INPUT, GOAL_INPUT}
+        if names not in (required, required | {PREVIOUS_OBSERVATION_INPUT}):
+            raise ModelError(
+                f'model {path}: inputs must be {sorted(required)} (plus optionally '
+                f'{PREVIOUS_OBSERVATION_INPUT!r}), got {sorted(names)}'
+            )
+        obs_dim = _feature_dim(path, inputs[OBSERVATION_INPUT], obs_dim, 'input')
+        goal_dim = _feature_dim(path, inputs[GOAL_INPUT], goal_dim, 'input')
+        two_frame = PREVIOUS_OBSERVATION_INPUT in inputs
+        if two_frame:
+            _feature_dim(path, inputs[PREVIOUS_OBSERVATION_INPUT], obs_dim, 'input')
+        batched = all(not isinstance(arg.shape[0], int) for arg in inputs.values())
+
+        outputs = session.get_outputs()
+        if [arg.name for arg in outputs] != [RESIDUAL_OUTPUT]:
+            raise ModelError(
+                f'model {path}: must have exactly one output {RESIDUAL_OUTPUT!r}, '
+                f'got {[arg.name for arg in outputs]}'
+            )
+        out_arg = outputs[0]
+        if out_arg.type != FLOAT_TENSOR:
+            raise ModelError(
+                f'model {path}: output {RESIDUAL_OUTPUT!r} must be float32, got {out_arg.type}'
+            )
+        out_shape = list(out_arg.shape)
+        if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != action_dim):
+            raise ModelError(
+                f'model {path}: output {RESIDUAL_OUTPUT!r} must have shape (N, {action_dim}), '
+                f'got {out_shape}'
+            )
+
+        actor = cls(session, path, obs_dim, goal_dim, action_dim, two_frame, batched)
+        actor._probe()
+        return actor
+
+    def _probe(self) -> None:
+        """Run the probe inputs; raise ModelError unless finite (N, action_dim) comes out."""
+        rng = np.random.default_rng(_PROBE_SEED)
+        batch = 2 if self.batched else 1
+        probes = [
+            (np.zeros((1, self.obs_dim)), np.zeros((1, self.goal_dim))),
+            (rng.normal(size=(batch, self.obs_dim)), rng.normal(size=(batch, self.goal_dim))),
+        ]
+        for observation, goal in probes:
+            try:
+                residual = self._run(observation, goal, observation)
+            except Exception as exc:
+                raise ModelError(f'model {self.path}: probe inference failed ({exc})') from exc
+            expected = (observation.shape[0], self.action_dim)
+            if residual.shape != expected:
+                raise ModelError(
+                    f'model {self.path}: probe output has shape {residual.shape}, '
+                    f'expected {expected}'
+                )
+            if not np.all(np.isfinite(residual)):
+                raise ModelError(f'model {self.path}: probe output is not finite: {residual}')
+
+    def _run(self, observation: np.ndarray, goal: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        feeds = {
+            OBSERVATION_INPUT: np.ascontiguousarray(observation, dtype=np.float32),
+            GOAL_INPUT: np.ascontiguousarray(goal, dtype=np.float32),
+        }
+        if self.two_frame:
+            feeds[PREVIOUS_OBSERVATION_INPUT] = np.ascontiguousarray(previous, dtype=np.float32)
+        (residual,) = self._session.run([RESIDUAL_OUTPUT], feeds)
+        return residual
+
+    def __call__(
+        self,
+        observation: np.ndarray,
+        desired_goal: np.ndarray,
+        previous_observation: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Residual for one or a batch of observations.
+
+        Args:
+            observation: Shape (obs_dim,) or (N, obs_dim).
+            desired_goal: Shape (goal_dim,) or (N, goal_dim).
+            previous_observation: Previous step's observation for two-frame models, same
+                shape as ``observation``; ``None`` feeds ``observation`` (episode start).
+                Ignored by one-frame models.
+
+        Returns:
+            Residual in action units, float64, shape (action_dim,) or (N, action_dim).
+            May be non-finite: the caller decides the fallback.
+
+        Raises:
+            ValueError: Input sizes do not match the model.
+        """
+        observation = np.asarray(observation)
+        single = observation.ndim == 1
+        obs = np.atleast_2d(observation)
+        goal = np.atleast_2d(np.asarray(desired_goal))
+        prev = obs if previous_observation is None else np.atleast_2d(previous_observation)
+        for label, array, dim in (
+            ('observation', obs, self.obs_dim),
+            ('desired_goal', goal, self.goal_dim),
+            ('previous_observation', prev, self.obs_dim),
+        ):
+            if array.ndim != 2 or array.shape != (obs.shape[0], dim):
+                raise ValueError(
+                    f'{label} must have shape ({obs.shape[0]}, {dim}) for model {self.path}, '
+                    f'got {array.shape}'
+                )
+        if not self.batched and obs.shape[0] != 1:
+            return np.concatenate(
+                [self(obs[i], goal[i], prev[i])[None] for i in range(obs.shape[0])]
+            )
+        residual = self._run(obs, goal, prev).astype(np.float64)
+        return residual[0] if single else residual
+
+    def describe(self) -> str:
+        """One line: file, sizes and frames, for logs and diagnostics."""
+        frames = 'two-frame' if self.two_frame else 'one-frame'
+        return (
+            f'{os.path.basename(self.path)} (obs {self.obs_dim}, goal {self.goal_dim}, '
+            f'action {self.action_dim}, {frames})'
+        )

@@ -1,0 +1,173 @@
+"""ROS 2 residual node: observation + base_action in, command + residual + diagnostics out.
+
+A thin shell around :class:`rpl_residual_node.mixer.ResidualMixer`: it decodes messages,
+splits the observation payload by field name, publishes each Decision, checks the model
+file for a hot reload on a timer and reports on /diagnostics. A malformed message is
+logged (once per reason, then throttled) and never stops the node.
+
+Run: ``residual_node --ros-args -p model_path:=/path/actor.onnx -p residual_scale:=1.0``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from rpl_interfaces import contract
+from rpl_interfaces.base_node import RplNode, run_node
+from rpl_interfaces.codec import MessageError, decode
+from sensor_msgs.msg import JointState
+
+from rpl_residual_node.mixer import (
+    NO_MODEL,
+    OK,
+    Decision,
+    LatencyWindow,
+    LogThrottle,
+    ReloadEvent,
+    ResidualMixer,
+)
+from rpl_residual_node.mixing import ObservationLayout, ResidualConfig, split_observation_fields
+
+MALFORMED_OBSERVATION = 'malformed_observation'
+MALFORMED_BASE_ACTION = 'malformed_base_action'
+LOG_THROTTLE_S = 10.0
+
+
+class ResidualNode(RplNode):
+    """Publishes ``command = clip(base + scale * clamp(residual))`` for every step."""
+
+    def __init__(self) -> None:
+        super().__init__('residual_node')
+        self.config = self.declare_config(ResidualConfig)
+        self.mixer = ResidualMixer(self.config, action_dim=len(contract.ACTION_FIELDS))
+        self._throttle = LogThrottle(LOG_THROTTLE_S)
+        self._decision_latency = LatencyWindow()
+        self._layouts: dict[tuple[str, ...], ObservationLayout | str] = {}
+        self._command_pub = self.control_publisher(contract.COMMAND)
+        self._residual_pub = self.control_publisher(contract.RESIDUAL)
+        self._diagnostics_pub = self.make_diagnostics()
+        self.control_subscription(contract.OBSERVATION, self._on_observation)
+        self.control_subscription(contract.BASE_ACTION, self._on_base_action)
+        self.create_timer(self.config.reload_period_s, self._on_reload_timer)
+        self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
+        if self.mixer.last_reload is not None:
+            self._log_reload(self.mixer.last_reload)
+        elif not self.config.model_path:
+            self.get_logger().info('no model_path set: the command is the base action')
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_observation(self, msg: JointState) -> None:
+        received = time.perf_counter()
+        try:
+            vec = decode(msg)
+        except MessageError as exc:
+            self._warn(MALFORMED_OBSERVATION, f'dropped an observation: {exc}')
+            return
+        layout = self._layout(tuple(msg.name[len(contract.META_FIELDS) :]))
+        if isinstance(layout, str):
+            self._warn(MALFORMED_OBSERVATION, f'observation of step {vec.step}: {layout}')
+            observation = desired_goal = np.empty(0)  # gives an observation_wrong_size fallback
+        else:
+            observation = vec.values[layout.observation]
+            desired_goal = vec.values[layout.desired_goal]
+        decision = self.mixer.add_observation(vec.episode, vec.step, observation, desired_goal)
+        self._publish(decision, received)
+
+    def _on_base_action(self, msg: JointState) -> None:
+        received = time.perf_counter()
+        try:
+            vec = decode(msg)
+        except MessageError as exc:
+            self._warn(MALFORMED_BASE_ACTION, f'dropped a base action: {exc}')
+            return
+        values = vec.values
+        names = tuple(msg.name[len(contract.META_FIELDS) :])
+        if names != contract.ACTION_FIELDS:
+            self._warn(
+                MALFORMED_BASE_ACTION,
+                f'base action of step {vec.step} has fields {list(names)}, '
+                f'expected {list(contract.ACTION_FIELDS)}',
+            )
+            values = np.empty(0)  # gives a base_action_wrong_size fallback (safe action)
+        decision = self.mixer.add_base_action(vec.episode, vec.step, values)
+        self._publish(decision, received)
+
+    def _on_reload_timer(self) -> None:
+        event = self.mixer.check_reload()
+        if event is not None:
+            self._log_reload(event)
+        self.mixer.expire()
+
+    def _publish_diagnostics(self) -> None:
+        level, message, values = self.mixer.diagnostics()
+        values['decision_p50_us'] = round(self._decision_latency.percentile_us(50), 1)
+        values['decision_p99_us'] = round(self._decision_latency.percentile_us(99), 1)
+        self.publish_diagnostics(self._diagnostics_pub, level, message, values)
+
+    # ------------------------------------------------------------------ helpers
+    def _publish(self, decision: Decision | None, received: float) -> None:
+        if decision is None:
+            return
+        self.publish_vector(
+            self._command_pub,
+            decision.episode,
+            decision.step,
+            decision.command,
+            contract.ACTION_FIELDS,
+            decision.source,
+        )
+        self._decision_latency.add(time.perf_counter() - received)
+        model_name = os.path.basename(self.mixer.actor.path) if self.mixer.actor else ''
+        self.publish_vector(
+            self._residual_pub,
+            decision.episode,
+            decision.step,
+            decision.residual,
+            contract.ACTION_FIELDS,
+            model_name,
+        )
+        if decision.reason not in (OK, NO_MODEL):
+            self._warn(
+                decision.reason,
+                f'step {decision.episode}/{decision.step}: base action used ({decision.reason})',
+            )
+
+    def _layout(self, names: tuple[str, ...]) -> ObservationLayout | str:
+        """Observation layout of these field names (cached), or the error text."""
+        layout = self._layouts.get(names)
+        if layout is None:
+            try:
+                layout = split_observation_fields(names)
+            except ValueError as exc:
+                layout = str(exc)
+            if len(self._layouts) > 16:
+                self._layouts.clear()
+            self._layouts[names] = layout
+        return layout
+
+    def _warn(self, reason: str, text: str) -> None:
+        if reason in (MALFORMED_OBSERVATION, MALFORMED_BASE_ACTION):
+            self.mixer.counts[reason] += 1
+        log, suppressed = self._throttle.should_log(reason)
+        if log:
+            more = f' ({suppressed} more since the last report)' if suppressed else ''
+            self.get_logger().warning(text + more)
+
+    def _log_reload(self, event: ReloadEvent) -> None:
+        if event.loaded:
+            self.get_logger().info(event.message)
+        else:
+            self.get_logger().error(event.message)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Console entry point ``residual_node``."""
+    return run_node(ResidualNode, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The mixing rule, its config, observation field splitting and the in-process policy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import yaml
+from rpl_interfaces.params import ParameterError, build_config
+from test_onnx_actor import GOAL_DIM, OBS_DIM, known_weights, linear_model
+
+from rpl_residual_node.mixing import (
+    ResidualConfig,
+    clamp_residual,
+    mix,
+    safe_action,
+    split_observation_fields,
+)
+from rpl_residual_node.onnx_actor import OnnxActor
+from rpl_residual_node.policy import ResidualPolicy
+
+
+def test_mix_clamps_scales_adds_and_clips():
+    config = ResidualConfig(residual_scale=0.5, residual_limit=1.0)
+    base = np.array([0.2, -0.9, 0.0, 0.9])
+    residual = np.array([0.4, -3.0, 5.0, 0.6])
+    command, applied = mix(base, residual, config)
+    # clamp to +-1, then * 0.5: [0.2, -0.5, 0.5, 0.3]
+    np.testing.assert_allclose(applied, [0.2, -0.5, 0.5, 0.3])
+    # base + applied = [0.4, -1.4, 0.5, 1.2], clipped to [-1, 1]
+    np.testing.assert_allclose(command, [0.4, -1.0, 0.5, 1.0])
+
+
+def test_default_config_is_the_papers_full_override():
+    config = ResidualConfig()
+    command, _ = mix(np.ones(4), np.full(4, -2.5), config)  # clamped to -2: 1 - 2 = -1
+    np.testing.assert_allclose(command, -np.ones(4))
+    command, _ = mix(-np.ones(4), np.full(4, 1.5), config)
+    np.testing.assert_allclose(command, np.full(4, 0.5))
+
+
+@pytest.mark.parametrize('field', ['residual_scale', 'residual_limit'])
+def test_zero_scale_or_limit_gives_the_base(field):
+    config = dataclasses.replace(ResidualConfig(), **{field: 0.0})
+    base = np.array([0.3, -0.2, 1.5, -4.0])
+    command, applied = mix(base, np.array([1.0, -1.0, 2.0, 0.5]), config)
+    np.testing.assert_allclose(applied, np.zeros(4))
+    np.testing.assert_allclose(command, np.clip(base, -1, 1))
+
+
+def test_mix_broadcasts_over_a_batch_and_custom_bounds():
+    config = ResidualConfig(action_low=-0.5, action_high=0.25)
+    base = np.zeros((3, 4))
+    residual = np.array([[-1.0] * 4, [0.1] * 4, [1.0] * 4])
+    command, applied = mix(base, residual, config)
+    assert command.shape == applied.shape == (3, 4)
+    np.testing.assert_allclose(command[:, 0], [-0.5, 0.1, 0.25])
+    np.testing.assert_allclose(clamp_residual(residual, config), applied)
+
+
+def test_safe_action_is_zero():
+    np.testing.assert_array_equal(safe_action(4, ResidualConfig()), np.zeros(4))
+
+
+@pytest.mark.parametrize(
+    ('values', 'match'),
+    [
+        ({'residual_scale': 2.5}, 'outside'),
+        ({'residual_limit': -0.1}, 'outside'),
+        ({'action_low': 0.0, 'action_high': 0.0}, 'must be below'),
+        ({'sync_timeout_s': 0.0}, 'outside'),
+        ({'model_path': 3}, 'must be a string'),
+    ],
+)
+def test_bad_parameters_are_rejected(values, match):
+    with pytest.raises(ParameterError, match=match):
+        build_config(ResidualConfig, values)
+
+
+def test_yaml_defaults_match_the_dataclass(repo_root):
+    data = yaml.safe_load((repo_root / 'config' / 'residual_node.yaml').read_text())
+    params = data['/**']['ros__parameters']
+    assert set(params) == {f.name for f in dataclasses.fields(ResidualConfig)}
+    assert build_config(ResidualConfig, params) == ResidualConfig()
+
+
+def test_split_observation_fields_by_name():
+    names = ['gripper_pos.x', 'gripper_pos.y', 'finger_width']
+    names += [f'achieved_goal.{a}' for a in 'xyz'] + [f'desired_goal.{a}' for a in 'xyz']
+    layout = split_observation_fields(names)
+    assert (layout.obs_dim, layout.goal_dim) == (3, 3)
+    payload = np.arange(9.0)
+    np.testing.assert_array_equal(payload[layout.observation], [0, 1, 2])
+    np.testing.assert_array_equal(payload[layout.achieved_goal], [3, 4, 5])
+    np.testing.assert_array_equal(payload[layout.desired_goal], [6, 7, 8])
+    # achieved_goal is optional
+    layout = split_observation_fields(['a', 'b', 'desired_goal.x', 'desired_goal.y'])
+    assert (layout.obs_dim, layout.goal_dim) == (2, 2)
+
+
+@pytest.mark.parametrize(
+    'names',
+    [
+        ['a', 'desired_goal.x', 'achieved_goal.x'],  # wrong order
+        ['a', 'desired_goal.x', 'b'],  # observation after the goal
+        ['a', 'achieved_goal.x'],  # no desired goal
+        ['desired_goal.x'],  # no observation
+        ['a', 'achieved_goal.x', 'achieved_goal.y', 'desired_goal.x'],  # sizes differ
+    ],
+)
+def test_split_observation_fields_rejects_bad_layouts(names):
+    with pytest.raises(ValueError, match='observation'):
+        split_observation_fields(names)
+
+
+# ------------------------------------------------------------------------------ policy
+def _inputs(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return (
+        rng.normal(size=(n, OBS_DIM)),
+        rng.normal(size=(n, GOAL_DIM)),
+        rng.uniform(-1, 1, size=(n, 4)),
+    )
+
+
+def test_policy_applies_the_same_rule_as_mix(tmp_path):
+    config = ResidualConfig(residual_scale=0.7, residual_limit=0.5)
+    policy = ResidualPolicy.from_file(str(linear_model(tmp_path / 'a.onnx')), config)
+    obs, goal, base = _inputs(6)
+    residual = np.concatenate([obs, goal], axis=1) @ known_weights().T
+    expected, _ = mix(base, residual, config)
+    np.testing.assert_allclose(policy(obs, goal, base), expected, atol=1e-5)
+    single = policy(obs[0], goal[0], base[0])
+    assert single.shape == (4,)
+    np.testing.assert_allclose(single, expected[0], atol=1e-5)
+
+
+def test_policy_without_actor_returns_the_clipped_base():
+    obs, goal, base = _inputs(3)
+    base[0, 0] = 3.0
+    command = ResidualPolicy(None)(obs, goal, base)
+    np.testing.assert_allclose(command, np.clip(base, -1, 1))
+
+
+def test_policy_falls_back_per_row(tmp_path):
+    policy = ResidualPolicy(OnnxActor.load(linear_model(tmp_path / 'a.onnx')))
+    obs, goal, base = _inputs(3)
+    obs[1, 2] = np.nan  # bad observation -> base
+    base[2, 0] = np.inf  # bad base -> safe action
+    command, applied = policy.mix(obs, goal, base)
+    assert np.all(np.isfinite(command))
+    np.testing.assert_allclose(command[1], np.clip(base[1], -1, 1))
+    np.testing.assert_array_equal(command[2], np.zeros(4))
+    np.testing.assert_array_equal(applied[1:], np.zeros((2, 4)))
+    assert np.any(applied[0] != 0)
+
+
+def test_two_frame_policy_uses_the_previous_call_until_reset(tmp_path):
+    actor = OnnxActor.load(linear_model(tmp_path / 'a.onnx', two_frame=True))
+    policy = ResidualPolicy(actor, ResidualConfig(residual_limit=2.0))
+    w = known_weights()
+    goal, base = np.zeros(GOAL_DIM), np.zeros(4)
+    first, second = np.full(OBS_DIM, 0.1), np.full(OBS_DIM, -0.1)
+    _, applied = policy.mix(first, goal, base)
+    np.testing.assert_allclose(applied, w @ np.r_[first, goal], atol=1e-5)
+    _, applied = policy.mix(second, goal, base)
+    expected = 0.5 * (w @ np.r_[second, goal] + w @ np.r_[first, goal])
+    np.testing.assert_allclose(applied, expected, atol=1e-5)
+    policy.reset()
+    _, applied = policy.mix(second, goal, base)
+    np.testing.assert_allclose(applied, w @ np.r_[second, goal], atol=1e-5)

@@ -1,0 +1,280 @@
+"""OnnxActor: contract validation, probe, and inference on small hand-built ONNX models.
+
+The model builders here (``linear_model`` and friends) are imported by the other residual
+tests; they use ``onnx.helper`` only, never torch.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from rpl_residual_node.onnx_actor import ModelError, OnnxActor
+
+OBS_DIM, GOAL_DIM, ACTION_DIM = 5, 3, 4
+
+
+def known_weights(action_dim: int = ACTION_DIM, in_dim: int = OBS_DIM + GOAL_DIM) -> np.ndarray:
+    """A fixed (action_dim, obs_dim + goal_dim) matrix with distinct small entries."""
+    return (np.arange(action_dim * in_dim, dtype=np.float32).reshape(action_dim, in_dim) - 7) / 20
+
+
+def _save(path: pathlib.Path, inputs, outputs, nodes, initializers) -> pathlib.Path:
+    graph = helper.make_graph(nodes, 'residual_actor', inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _input(name: str, dim, batch='N', dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, [batch, dim])
+
+
+def linear_model(
+    path: pathlib.Path,
+    weights: np.ndarray | None = None,
+    obs_dim: int = OBS_DIM,
+    goal_dim: int = GOAL_DIM,
+    two_frame: bool = False,
+    batch='N',
+    extra_nodes=(),
+    output_name: str = 'residual',
+    input_names: tuple[str, str] = ('observation', 'desired_goal'),
+) -> pathlib.Path:
+    """residual = W @ [observation, desired_goal] (two-frame: mean over both frames).
+
+    ``extra_nodes`` is a list of nodes reading ``lin`` and ``observation`` that must produce
+    ``residual`` (to make fragile models); empty means ``residual = lin``.
+    """
+    weights = known_weights(in_dim=obs_dim + goal_dim) if weights is None else weights
+    obs_name, goal_name = input_names
+    inputs = [_input(obs_name, obs_dim, batch), _input(goal_name, goal_dim, batch)]
+    init = [numpy_helper.from_array(weights.T.astype(np.float32), 'W_T')]
+    nodes = [
+        helper.make_node('Concat', [obs_name, goal_name], ['x'], axis=1),
+        helper.make_node('MatMul', ['x', 'W_T'], ['lin_now']),
+    ]
+    if two_frame:
+        inputs.append(_input('previous_observation', obs_dim, batch))
+        init.append(numpy_helper.from_array(np.array(0.5, np.float32), 'half'))
+        nodes += [
+            helper.make_node('Concat', ['previous_observation', goal_name], ['x_prev'], axis=1),
+            helper.make_node('MatMul', ['x_prev', 'W_T'], ['lin_prev']),
+            helper.make_node('Add', ['lin_now', 'lin_prev'], ['lin_sum']),
+            helper.make_node('Mul', ['lin_sum', 'half'], ['lin']),
+        ]
+    else:
+        nodes.append(helper.make_node('Identity', ['lin_now'], ['lin']))
+    if extra_nodes:
+        nodes += list(extra_nodes)
+    else:
+        nodes.append(helper.make_node('Identity', ['lin'], [output_name]))
+    out_dim = weights.shape[0]
+    outputs = [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch, out_dim])]
+    return _save(path, inputs, outputs, nodes, init)
+
+
+def nan_model(path: pathlib.Path) -> pathlib.Path:
+    """Always emits NaN (fails the probe)."""
+    nan = numpy_helper.from_array(np.full((1, ACTION_DIM), np.nan, np.float32), 'nan')
+    nodes = [
+        helper.make_node('Constant', [], ['nan'], value=nan),
+        helper.make_node('Add', ['lin', 'nan'], ['residual']),
+    ]
+    linear_model(path, extra_nodes=nodes)
+    return path
+
+
+def fragile_model(path: pathlib.Path) -> pathlib.Path:
+    """Linear, but observation[0] outside [-4, 4) raises in onnxruntime (Gather out of
+    bounds) and observation[1] > 100 gives NaN (sqrt of a negative). Passes the probe."""
+    consts = {
+        'table': np.zeros(4, np.float32),
+        'hundred': np.array(100.0, np.float32),
+        'zero': np.array(0.0, np.float32),
+        'i0': np.array([0], np.int64),
+        'i1': np.array([1], np.int64),
+        'i2': np.array([2], np.int64),
+        'ax1': np.array([1], np.int64),
+    }
+    nodes = [
+        helper.make_node('Constant', [], [k], value=numpy_helper.from_array(v, k))
+        for k, v in consts.items()
+    ]
+    nodes += [
+        helper.make_node('Slice', ['observation', 'i0', 'i1', 'ax1'], ['o0']),  # (N, 1)
+        helper.make_node('Cast', ['o0'], ['o0_int'], to=TensorProto.INT64),
+        helper.make_node('Gather', ['table', 'o0_int'], ['picked']),  # raises if |index| > 3
+        helper.make_node('Slice', ['observation', 'i1', 'i2', 'ax1'], ['o1']),
+        helper.make_node('Sub', ['hundred', 'o1'], ['margin']),
+        helper.make_node('Sqrt', ['margin'], ['root']),  # NaN if o1 > 100
+        helper.make_node('Add', ['picked', 'root'], ['guard']),
+        helper.make_node('Mul', ['guard', 'zero'], ['guard0']),
+        helper.make_node('Add', ['lin', 'guard0'], ['residual']),
+    ]
+    return linear_model(path, extra_nodes=nodes)
+
+
+def corrupt_file(path: pathlib.Path) -> pathlib.Path:
+    """Random bytes with an .onnx name."""
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    return path
+
+
+def truncated_file(path: pathlib.Path, source: pathlib.Path) -> pathlib.Path:
+    """The first half of a valid model file."""
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+# ------------------------------------------------------------------------------ tests
+def test_linear_model_computes_known_residual(tmp_path):
+    actor = OnnxActor.load(linear_model(tmp_path / 'a.onnx'), OBS_DIM, GOAL_DIM, ACTION_DIM)
+    assert (actor.obs_dim, actor.goal_dim, actor.action_dim) == (OBS_DIM, GOAL_DIM, ACTION_DIM)
+    assert not actor.two_frame and actor.batched
+    rng = np.random.default_rng(1)
+    obs, goal = rng.normal(size=(3, OBS_DIM)), rng.normal(size=(3, GOAL_DIM))
+    expected = np.concatenate([obs, goal], axis=1) @ known_weights().T
+    np.testing.assert_allclose(actor(obs, goal), expected, rtol=1e-5, atol=1e-5)
+    single = actor(obs[0], goal[0])
+    assert single.shape == (ACTION_DIM,) and single.dtype == np.float64
+    np.testing.assert_allclose(single, expected[0], rtol=1e-5, atol=1e-5)
+
+
+def test_dims_are_taken_from_the_model_when_not_given(tmp_path):
+    actor = OnnxActor.load(linear_model(tmp_path / 'a.onnx', obs_dim=7, goal_dim=2))
+    assert (actor.obs_dim, actor.goal_dim) == (7, 2)
+
+
+def test_two_frame_model_averages_current_and_previous(tmp_path):
+    actor = OnnxActor.load(linear_model(tmp_path / 'a.onnx', two_frame=True))
+    assert actor.two_frame
+    obs, prev, goal = np.ones(OBS_DIM), -np.ones(OBS_DIM), np.full(GOAL_DIM, 0.5)
+    w = known_weights()
+    expected = 0.5 * (w @ np.r_[obs, goal] + w @ np.r_[prev, goal])
+    np.testing.assert_allclose(actor(obs, goal, prev), expected, rtol=1e-5, atol=1e-5)
+    # No previous observation (episode start): the current one is fed twice.
+    np.testing.assert_allclose(actor(obs, goal), w @ np.r_[obs, goal], rtol=1e-5, atol=1e-5)
+
+
+def test_fixed_batch_one_model_still_serves_batches(tmp_path):
+    actor = OnnxActor.load(linear_model(tmp_path / 'a.onnx', batch=1))
+    assert not actor.batched
+    obs, goal = np.ones((3, OBS_DIM)), np.zeros((3, GOAL_DIM))
+    assert actor(obs, goal).shape == (3, ACTION_DIM)
+
+
+def test_wrong_input_size_at_call_is_a_value_error(tmp_path):
+    actor = OnnxActor.load(linear_model(tmp_path / 'a.onnx'))
+    with pytest.raises(ValueError, match='observation must have shape'):
+        actor(np.zeros(OBS_DIM + 1), np.zeros(GOAL_DIM))
+
+
+@pytest.mark.parametrize(
+    ('make', 'match'),
+    [
+        (lambda p: p / 'missing.onnx', 'does not exist'),
+        (lambda p: p, 'does not exist'),  # a directory
+        (lambda p: corrupt_file(p / 'c.onnx'), 'not a valid ONNX model'),
+        (
+            lambda p: truncated_file(p / 't.onnx', linear_model(p / 'full.onnx')),
+            'not a valid ONNX model',
+        ),
+        (lambda p: nan_model(p / 'n.onnx'), 'probe output is not finite'),
+        (
+            lambda p: linear_model(p / 'w.onnx', weights=known_weights(action_dim=3)),
+            r'must have shape \(N, 4\)',
+        ),
+        (
+            lambda p: linear_model(p / 'i.onnx', input_names=('obs', 'desired_goal')),
+            'inputs must be',
+        ),
+        (lambda p: linear_model(p / 'o.onnx', output_name='action'), "one output 'residual'"),
+        (lambda p: linear_model(p / 'b.onnx', batch=2), 'batch dimension must be'),
+    ],
+)
+def test_bad_models_are_rejected_with_one_clear_sentence(tmp_path, make, match):
+    path = make(tmp_path)
+    with pytest.raises(ModelError, match=match) as info:
+        OnnxActor.load(path, OBS_DIM, GOAL_DIM, ACTION_DIM)
+    message = str(info.value)
+    assert str(path) in message and '\n' not in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_expected_dims_are_enforced(tmp_path):
+    path = linear_model(tmp_path / 'a.onnx')
+    with pytest.raises(ModelError, match='has 5 features but 25 were expected'):
+        OnnxActor.load(path, obs_dim=25, goal_dim=GOAL_DIM)
+    with pytest.raises(ModelError, match='has 3 features but 6 were expected'):
+        OnnxActor.load(path, obs_dim=OBS_DIM, goal_dim=6)
+
+
+def test_double_precision_inputs_are_rejected(tmp_path):
+    inputs = [
+        _input('observation', OBS_DIM, dtype=TensorProto.DOUBLE),
+        _input('desired_goal', GOAL_DIM, dtype=TensorProto.DOUBLE),
+    ]
+    w = numpy_helper.from_array(known_weights().T.astype(np.float64), 'W_T')
+    nodes = [
+        helper.make_node('Concat', ['observation', 'desired_goal'], ['x'], axis=1),
+        helper.make_node('MatMul', ['x', 'W_T'], ['r64']),
+        helper.make_node('Cast', ['r64'], ['residual'], to=TensorProto.FLOAT),
+    ]
+    out = [helper.make_tensor_value_info('residual', TensorProto.FLOAT, ['N', ACTION_DIM])]
+    path = _save(tmp_path / 'd.onnx', inputs, out, nodes, [w])
+    with pytest.raises(ModelError, match='must be float32, got tensor\\(double\\)'):
+        OnnxActor.load(path)
+
+
+def test_symbolic_feature_dim_needs_an_expected_size(tmp_path):
+    inputs = [_input('observation', 'obs_dim'), _input('desired_goal', GOAL_DIM)]
+    nodes = [
+        helper.make_node('ReduceSum', ['observation', 'axis1'], ['s'], keepdims=1),  # (N, 1)
+        helper.make_node('ReduceSum', ['desired_goal', 'axis1'], ['g'], keepdims=1),
+        helper.make_node('Add', ['s', 'g'], ['sg']),
+        helper.make_node('Expand', ['sg', 'shape'], ['residual']),
+    ]
+    init = [
+        numpy_helper.from_array(np.array([1, ACTION_DIM], np.int64), 'shape'),
+        numpy_helper.from_array(np.array([1], np.int64), 'axis1'),
+    ]
+    out = [helper.make_tensor_value_info('residual', TensorProto.FLOAT, ['N', ACTION_DIM])]
+    path = _save(tmp_path / 's.onnx', inputs, out, nodes, init)
+    with pytest.raises(ModelError, match='symbolic feature dimension'):
+        OnnxActor.load(path)
+    actor = OnnxActor.load(path, obs_dim=6)
+    np.testing.assert_allclose(actor(np.ones(6), np.ones(GOAL_DIM)), np.full(ACTION_DIM, 9.0))
+
+
+def test_fragile_model_passes_probe_but_fails_on_extreme_inputs(tmp_path):
+    actor = OnnxActor.load(fragile_model(tmp_path / 'f.onnx'), OBS_DIM, GOAL_DIM)
+    obs, goal = np.zeros(OBS_DIM), np.zeros(GOAL_DIM)
+    assert np.all(np.isfinite(actor(obs, goal)))
+    obs[1] = 200.0
+    assert np.all(np.isnan(actor(obs, goal)))
+    obs[0] = 50.0
+    with pytest.raises(Exception, match='out of bounds|indices'):
+        actor(obs, goal)
+
+
+def test_model_that_ignores_the_batch_fails_the_probe(tmp_path):
+    inputs = [_input('observation', OBS_DIM), _input('desired_goal', GOAL_DIM)]
+    nodes = [  # sums over the whole batch: always (1, 4), whatever N is
+        helper.make_node('ReduceSum', ['observation'], ['s'], keepdims=1),
+        helper.make_node('ReduceSum', ['desired_goal'], ['g'], keepdims=1),
+        helper.make_node('Add', ['s', 'g'], ['sg']),
+        helper.make_node('Expand', ['sg', 'shape'], ['residual']),
+    ]
+    shape = numpy_helper.from_array(np.array([1, ACTION_DIM], np.int64), 'shape')
+    out = [helper.make_tensor_value_info('residual', TensorProto.FLOAT, ['N', ACTION_DIM])]
+    path = _save(tmp_path / 'x.onnx', inputs, out, nodes, [shape])
+    with pytest.raises(ModelError, match=r'probe output has shape \(1, 4\), expected \(2, 4\)'):
+        OnnxActor.load(path)
