@@ -194,10 +194,12 @@ class ResidualMixer:
 
     # ----------------------------------------------------------------- model handling
     def _load(self) -> ReloadEvent:
+        # A replacement must fit the observations the running model was fed.
+        obs_dim, goal_dim = self._obs_dim, self._goal_dim
+        if self.actor is not None:
+            obs_dim, goal_dim = self.actor.obs_dim, self.actor.goal_dim
         try:
-            actor = OnnxActor.load(
-                self.config.model_path, self._obs_dim, self._goal_dim, self.action_dim
-            )
+            actor = OnnxActor.load(self.config.model_path, obs_dim, goal_dim, self.action_dim)
         except ModelError as exc:
             if self.actor is None:
                 self.model_error = str(exc)
@@ -213,7 +215,8 @@ class ResidualMixer:
         """Reload the model if its file changed (mtime_ns or size) since the last look.
 
         The new file is fully validated (names, sizes, probe) before it replaces the running
-        model; a bad file leaves the running model in place. A file that disappears keeps
+        model, and must have the running model's observation and goal sizes; a bad file
+        leaves the running model in place. A file that disappears keeps
         the running model too.
 
         Returns:
@@ -295,7 +298,7 @@ class ResidualMixer:
         ]
         for key in stale:
             del self._pending[key]
-        self.counts[SYNC_TIMEOUT] += len(stale)
+            self.counts[SYNC_TIMEOUT] += 1
         return len(stale)
 
     @property

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+
 from rpl_interfaces.params import ParameterError, describe
 
 # Field-name prefixes of the goal parts of an observation message (see

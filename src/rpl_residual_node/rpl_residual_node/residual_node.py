@@ -16,11 +16,11 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+from sensor_msgs.msg import JointState
+
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
-from sensor_msgs.msg import JointState
-
 from rpl_residual_node.mixer import (
     NO_MODEL,
     OK,
@@ -133,7 +133,8 @@ class ResidualNode(RplNode):
         if decision.reason not in (OK, NO_MODEL):
             self._warn(
                 decision.reason,
-                f'step {decision.episode}/{decision.step}: base action used ({decision.reason})',
+                f'episode {decision.episode} step {decision.step}: base action used '
+                f'({decision.reason})',
             )
 
     def _layout(self, names: tuple[str, ...]) -> ObservationLayout | str:

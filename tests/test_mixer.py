@@ -1,0 +1,354 @@
+"""ResidualMixer: pairing by step, exactly-once decisions, every fallback rule, hot reload."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from test_onnx_actor import (
+    OBS_DIM,
+    corrupt_file,
+    fragile_model,
+    known_weights,
+    linear_model,
+    nan_model,
+    truncated_file,
+)
+
+from rpl_residual_node import mixer as m
+from rpl_residual_node.mixing import ResidualConfig, mix
+
+
+class FakeClock:
+    """Monotonic seconds that only move when told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_mixer(path: pathlib.Path | str = '', clock=None, **config) -> m.ResidualMixer:
+    cfg = ResidualConfig(model_path=str(path), **config)
+    return m.ResidualMixer(cfg, clock=clock or FakeClock())
+
+
+OBS = np.linspace(-0.5, 0.5, OBS_DIM)
+GOAL = np.array([0.3, -0.2, 0.1])
+BASE = np.array([0.5, -0.5, 0.9, -1.0])
+
+
+def expected_command(base=BASE, obs=OBS, goal=GOAL, weights=None, config=None):
+    weights = known_weights() if weights is None else weights
+    return mix(base, weights @ np.r_[obs, goal], config or ResidualConfig())
+
+
+def step(mixer, episode, k, obs=OBS, goal=GOAL, base=BASE, base_first=False):
+    """Feed one step's pair; return the decision (which must come from the second message)."""
+    if base_first:
+        assert mixer.add_base_action(episode, k, base) is None
+        return mixer.add_observation(episode, k, obs, goal)
+    assert mixer.add_observation(episode, k, obs, goal) is None
+    return mixer.add_base_action(episode, k, base)
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    return linear_model(tmp_path / 'actor.onnx')
+
+
+# ------------------------------------------------------------------------- pairing
+@pytest.mark.parametrize('base_first', [False, True])
+def test_pair_in_either_order_applies_the_residual(model_path, base_first):
+    mixer = make_mixer(model_path)
+    assert mixer.last_reload.loaded
+    decision = step(mixer, 0, 0, base_first=base_first)
+    command, applied = expected_command()
+    assert (decision.episode, decision.step) == (0, 0)
+    assert (decision.source, decision.reason) == ('residual', 'ok')
+    np.testing.assert_allclose(decision.command, command, atol=1e-5)
+    np.testing.assert_allclose(decision.residual, applied, atol=1e-5)
+    assert mixer.counts['ok'] == 1 and mixer.pending == 0
+
+
+def test_duplicates_never_give_a_second_decision(model_path):
+    mixer = make_mixer(model_path)
+    assert step(mixer, 0, 0) is not None
+    assert mixer.add_base_action(0, 0, BASE) is None
+    assert mixer.add_observation(0, 0, OBS, GOAL) is None
+    assert mixer.counts[m.DUPLICATE] == 2 and mixer.pending == 0
+
+
+def test_exactly_once_per_step_under_random_interleaving(model_path):
+    rng = np.random.default_rng(3)
+    mixer = make_mixer(model_path)
+    # Each topic is ordered; the two topics interleave arbitrarily and repeat messages.
+    obs_msgs = [(0, k) for k in range(60) for _ in range(rng.integers(1, 3))]
+    base_msgs = [(0, k) for k in range(60) for _ in range(rng.integers(1, 3))]
+    decided = []
+    while obs_msgs or base_msgs:
+        take_obs = base_msgs == [] or (obs_msgs != [] and rng.random() < 0.5)
+        if take_obs:
+            episode, k = obs_msgs.pop(0)
+            decision = mixer.add_observation(episode, k, OBS, GOAL)
+        else:
+            episode, k = base_msgs.pop(0)
+            decision = mixer.add_base_action(episode, k, BASE)
+        if decision is not None:
+            decided.append(decision.step)
+    # Both halves of every step arrive, so every step is decided exactly once, in order.
+    assert decided == list(range(60))
+    assert mixer.counts[m.DUPLICATE] > 0 and mixer.pending == 0
+
+
+def test_base_action_whose_observation_never_comes_is_dropped(model_path):
+    mixer = make_mixer(model_path)
+    assert mixer.add_base_action(0, 3, BASE) is None  # observation 3 is lost
+    assert mixer.add_observation(0, 4, OBS, GOAL) is None
+    assert mixer.counts[m.BASE_WITHOUT_OBSERVATION] == 1 and mixer.pending == 1
+    decision = mixer.add_base_action(0, 4, BASE)
+    assert decision.step == 4 and decision.reason == 'ok'
+
+
+def test_observation_whose_base_action_never_comes_is_dropped(model_path):
+    mixer = make_mixer(model_path)
+    assert mixer.add_observation(0, 5, OBS, GOAL) is None  # base action 5 is lost
+    assert mixer.add_base_action(0, 6, BASE) is None
+    assert mixer.counts[m.OBSERVATION_WITHOUT_BASE] == 1
+    assert mixer.add_observation(0, 6, OBS, GOAL).step == 6
+
+
+def test_unpaired_halves_expire_after_the_sync_timeout():
+    clock = FakeClock()
+    mixer = make_mixer(clock=clock, sync_timeout_s=0.5)
+    mixer.add_observation(1, 0, OBS, GOAL)
+    clock.now += 0.4
+    assert mixer.expire() == 0
+    clock.now += 0.2
+    assert mixer.expire() == 1 and mixer.pending == 0
+    assert mixer.counts[m.SYNC_TIMEOUT] == 1
+    assert mixer.add_base_action(1, 0, BASE) is None  # its observation is gone
+
+
+def test_pending_steps_are_bounded():
+    mixer = make_mixer()
+    for k in range(100):
+        mixer.add_observation(0, k, OBS, GOAL)  # the base controller is silent
+    assert mixer.pending == 32
+    assert mixer.counts[m.SYNC_TIMEOUT] == 100 - 32
+
+
+def test_sim_restart_is_not_mistaken_for_duplicates(model_path):
+    mixer = make_mixer(model_path)
+    for k in range(3):
+        assert step(mixer, 0, k) is not None
+    assert step(mixer, 0, 0).step == 0  # the stream started again from (0, 0)
+    assert mixer.counts[m.STREAM_RESTART] == 1
+
+
+# ------------------------------------------------------------------------- fallbacks
+def test_no_model_gives_the_clipped_base_action():
+    mixer = make_mixer()
+    decision = step(mixer, 0, 0, base=np.array([0.2, 1.7, -3.0, 0.0]))
+    assert (decision.source, decision.reason) == ('base', m.NO_MODEL)
+    np.testing.assert_array_equal(decision.command, [0.2, 1.0, -1.0, 0.0])
+    np.testing.assert_array_equal(decision.residual, np.zeros(4))
+    level, message, _ = mixer.diagnostics()
+    assert level == 'ok' and 'no model configured' in message
+
+
+@pytest.mark.parametrize(
+    'make',
+    [
+        lambda p: p / 'missing.onnx',
+        lambda p: corrupt_file(p / 'c.onnx'),
+        lambda p: truncated_file(p / 't.onnx', linear_model(p / 'full.onnx')),
+        lambda p: nan_model(p / 'n.onnx'),
+        lambda p: linear_model(p / 'w.onnx', weights=known_weights(action_dim=3)),
+    ],
+)
+def test_a_model_that_fails_to_load_gives_the_base_action(tmp_path, make):
+    path = make(tmp_path)
+    mixer = make_mixer(path)
+    assert not mixer.last_reload.loaded and str(path) in mixer.model_error
+    decision = step(mixer, 0, 0)
+    assert (decision.source, decision.reason) == ('base', m.MODEL_LOAD_FAILED)
+    np.testing.assert_array_equal(decision.command, BASE)
+    level, message, values = mixer.diagnostics()
+    assert level == 'error' and values['model_loaded'] is False
+    assert values[f'count.{m.MODEL_LOAD_FAILED}'] == 1
+
+
+@pytest.mark.parametrize(
+    ('obs', 'goal', 'reason'),
+    [
+        (np.r_[np.nan, OBS[1:]], GOAL, m.OBSERVATION_NON_FINITE),
+        (OBS, np.array([0.0, np.inf, 0.0]), m.OBSERVATION_NON_FINITE),
+        (OBS[:-1], GOAL, m.OBSERVATION_WRONG_SIZE),
+        (OBS, np.r_[GOAL, 0.0], m.OBSERVATION_WRONG_SIZE),
+        (np.empty(0), np.empty(0), m.OBSERVATION_WRONG_SIZE),
+    ],
+)
+def test_bad_observation_gives_the_base_action(model_path, obs, goal, reason):
+    mixer = make_mixer(model_path)
+    decision = step(mixer, 0, 0, obs=obs, goal=goal)
+    assert (decision.source, decision.reason) == ('base', reason)
+    np.testing.assert_array_equal(decision.command, BASE)
+    assert mixer.counts[reason] == 1 and mixer.last_reason == reason
+    # The next good step uses the residual again.
+    assert step(mixer, 0, 1).reason == 'ok'
+    level, message, _ = make_mixer(model_path).diagnostics()
+    assert level == 'ok' and 'residual active' in message
+
+
+@pytest.mark.parametrize(
+    ('base', 'reason'),
+    [
+        (np.array([0.1, np.nan, 0.0, 0.0]), m.BASE_ACTION_NON_FINITE),
+        (np.array([0.1, 0.2, -np.inf, 0.0]), m.BASE_ACTION_NON_FINITE),
+        (np.array([0.1, 0.2, 0.3]), m.BASE_ACTION_WRONG_SIZE),
+        (np.zeros(5), m.BASE_ACTION_WRONG_SIZE),
+    ],
+)
+@pytest.mark.parametrize('with_model', [True, False])
+def test_bad_base_action_gives_the_safe_zero_action(model_path, base, reason, with_model):
+    mixer = make_mixer(model_path if with_model else '')
+    decision = step(mixer, 0, 0, base=base, obs=np.full(OBS_DIM, np.nan))
+    assert (decision.source, decision.reason) == ('base', reason)
+    np.testing.assert_array_equal(decision.command, np.zeros(4))
+    assert decision.command.shape == (4,) and np.all(np.isfinite(decision.command))
+
+
+def test_non_finite_residual_and_inference_error_give_the_base_action(tmp_path):
+    mixer = make_mixer(fragile_model(tmp_path / 'f.onnx'))
+    assert step(mixer, 0, 0).reason == 'ok'
+    nan_obs = OBS.copy()
+    nan_obs[1] = 500.0  # sqrt of a negative inside the graph
+    decision = step(mixer, 0, 1, obs=nan_obs)
+    assert (decision.source, decision.reason) == ('base', m.RESIDUAL_NON_FINITE)
+    np.testing.assert_array_equal(decision.command, BASE)
+    raising_obs = OBS.copy()
+    raising_obs[0] = 50.0  # Gather out of bounds: onnxruntime raises
+    decision = step(mixer, 0, 2, obs=raising_obs)
+    assert (decision.source, decision.reason) == ('base', m.INFERENCE_ERROR)
+    np.testing.assert_array_equal(decision.command, BASE)
+    assert step(mixer, 0, 3).reason == 'ok'
+    values = mixer.diagnostics()[2]
+    assert values[f'count.{m.RESIDUAL_NON_FINITE}'] == 1
+    assert values[f'count.{m.INFERENCE_ERROR}'] == 1
+    assert values['count.ok'] == 2 and values['decisions'] == 4
+    assert values['inference_p50_us'] > 0 and math.isfinite(values['inference_p99_us'])
+
+
+def test_scale_and_limit_reach_the_command(model_path):
+    config = {'residual_scale': 0.5, 'residual_limit': 0.1}
+    mixer = make_mixer(model_path, **config)
+    decision = step(mixer, 0, 0)
+    command, applied = expected_command(config=ResidualConfig(**config))
+    np.testing.assert_allclose(decision.command, command, atol=1e-6)
+    assert np.max(np.abs(decision.residual)) <= 0.05 + 1e-12
+
+
+# ------------------------------------------------------------------------- two-frame
+def test_two_frame_model_gets_the_previous_observation(tmp_path):
+    mixer = make_mixer(linear_model(tmp_path / 'a.onnx', two_frame=True))
+    w = known_weights()
+    base = np.zeros(4)
+    first, second = np.full(OBS_DIM, 0.05), np.full(OBS_DIM, -0.05)
+    d0 = step(mixer, 0, 0, obs=first, base=base)  # step 0: the current one twice
+    np.testing.assert_allclose(d0.residual, w @ np.r_[first, GOAL], atol=1e-5)
+    d1 = step(mixer, 0, 1, obs=second, base=base)
+    expected = 0.5 * (w @ np.r_[second, GOAL] + w @ np.r_[first, GOAL])
+    np.testing.assert_allclose(d1.residual, expected, atol=1e-5)
+    d2 = step(mixer, 1, 0, obs=second, base=base)  # new episode: no history
+    np.testing.assert_allclose(d2.residual, w @ np.r_[second, GOAL], atol=1e-5)
+
+
+# ------------------------------------------------------------------------- hot reload
+def _replace(path: pathlib.Path, source: pathlib.Path, bump_ns: int) -> None:
+    """Atomically put ``source`` at ``path`` with a distinct mtime (as a trainer should)."""
+    tmp = path.with_suffix('.tmp')
+    tmp.write_bytes(source.read_bytes())
+    stat = path.stat() if path.exists() else tmp.stat()
+    os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns + bump_ns))
+    os.replace(tmp, path)
+
+
+def test_reload_swaps_a_good_file_and_keeps_the_old_model_on_a_bad_one(tmp_path):
+    path = linear_model(tmp_path / 'actor.onnx')
+    mixer = make_mixer(path)
+    assert mixer.check_reload() is None  # unchanged
+    np.testing.assert_allclose(step(mixer, 0, 0).command, expected_command()[0], atol=1e-5)
+
+    doubled = linear_model(tmp_path / 'doubled.onnx', weights=2 * known_weights())
+    _replace(path, doubled, 1_000_000)
+    event = mixer.check_reload()
+    assert event.loaded and 'actor.onnx' in event.message
+    new_command = expected_command(weights=2 * known_weights())[0]
+    np.testing.assert_allclose(step(mixer, 0, 1).command, new_command, atol=1e-5)
+
+    bad_files = [
+        corrupt_file(tmp_path / 'corrupt.onnx'),
+        truncated_file(tmp_path / 'trunc.onnx', doubled),
+        nan_model(tmp_path / 'nan.onnx'),
+        linear_model(tmp_path / 'obs7.onnx', obs_dim=7),  # other task: obs size changed
+    ]
+    for i, bad in enumerate(bad_files):
+        _replace(path, bad, 1_000_000 * (i + 2))
+        event = mixer.check_reload()
+        assert not event.loaded and 'keeping' in event.message, event.message
+        assert mixer.check_reload() is None  # a rejected file is not retried until it changes
+        decision = step(mixer, 0, 10 + i)
+        assert decision.reason == 'ok'
+        np.testing.assert_allclose(decision.command, new_command, atol=1e-5)
+        assert mixer.diagnostics()[0] == 'warn'
+
+    path.unlink()
+    event = mixer.check_reload()
+    assert not event.loaded and 'disappeared' in event.message
+    assert step(mixer, 0, 20).reason == 'ok'
+
+    _replace(path, linear_model(tmp_path / 'again.onnx'), 0)
+    assert mixer.check_reload().loaded
+    np.testing.assert_allclose(step(mixer, 0, 21).command, expected_command()[0], atol=1e-5)
+    assert mixer.diagnostics()[0] == 'ok'
+
+
+def test_a_model_that_appears_later_is_picked_up(tmp_path):
+    path = tmp_path / 'later.onnx'
+    mixer = make_mixer(path)
+    assert step(mixer, 0, 0).reason == m.MODEL_LOAD_FAILED
+    assert mixer.check_reload() is None  # still missing: nothing new to say
+    linear_model(path)
+    assert mixer.check_reload().loaded
+    assert step(mixer, 0, 1).reason == 'ok'
+    assert mixer.model_error is None
+
+
+def test_reload_without_a_model_path_does_nothing():
+    assert make_mixer().check_reload() is None
+
+
+# ------------------------------------------------------------------------- helpers
+def test_log_throttle_logs_each_reason_once_per_period():
+    clock = FakeClock()
+    throttle = m.LogThrottle(period_s=10.0, clock=clock)
+    assert throttle.should_log('a') == (True, 0)
+    assert throttle.should_log('b') == (True, 0)
+    assert throttle.should_log('a') == (False, 0)
+    assert throttle.should_log('a') == (False, 0)
+    clock.now += 11.0
+    assert throttle.should_log('a') == (True, 2)
+
+
+def test_latency_window_percentiles():
+    window = m.LatencyWindow(size=100)
+    assert math.isnan(window.percentile_us(50))
+    for us in range(1, 201):
+        window.add(us * 1e-6)
+    assert len(window) == 100  # only the last 100 (101..200 us)
+    assert window.percentile_us(50) == pytest.approx(150.5)

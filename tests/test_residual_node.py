@@ -1,0 +1,242 @@
+"""The real residual node in its own process, driven over DDS (loopback) by this test.
+
+Good, malformed (NaN, wrong length, missing meta fields, wrong names) observations and
+base actions: the node must survive, publish the residual command when it can, the base
+action when only the observation is bad, the safe action when the base action is bad, and
+nothing for a step whose messages cannot be decoded.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import JointState
+from test_onnx_actor import GOAL_DIM, OBS_DIM, known_weights, linear_model
+
+from rpl_interfaces import contract
+from rpl_interfaces.base_node import qos_profile
+from rpl_interfaces.codec import StampedVector, decode, encode
+from rpl_residual_node.mixing import ResidualConfig, mix
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = '/residual_node_test'
+OBS_FIELDS = (
+    *(f'obs_{i}' for i in range(OBS_DIM)),
+    *(f'achieved_goal.{a}' for a in 'xyz'),
+    *(f'desired_goal.{a}' for a in 'xyz'),
+)
+NODE_EXE = pathlib.Path(sys.executable).parent / 'residual_node'
+
+
+def start_node(tmp_path: pathlib.Path, *params: str) -> tuple[subprocess.Popen, pathlib.Path]:
+    log = tmp_path / 'node.log'
+    args = [str(NODE_EXE), '--ros-args', '-r', f'__ns:={NAMESPACE}']
+    for param in params:
+        args += ['-p', param]
+    with open(log, 'wb') as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def stop_node(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -9
+    return proc.returncode
+
+
+class Driver:
+    """Test-side rclpy node in its own context: publishes inputs, records outputs."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(
+            'residual_test_driver', namespace=NAMESPACE, context=self.context
+        )
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        qos = qos_profile(contract.CONTROL_QOS)
+        self.obs_pub = self.node.create_publisher(JointState, contract.OBSERVATION, qos)
+        self.base_pub = self.node.create_publisher(JointState, contract.BASE_ACTION, qos)
+        self.commands: list[StampedVector] = []
+        self.residuals: list[StampedVector] = []
+        self.diagnostics: list = []
+        self.node.create_subscription(
+            JointState, contract.COMMAND, lambda m: self.commands.append(decode(m)), qos
+        )
+        self.node.create_subscription(
+            JointState, contract.RESIDUAL, lambda m: self.residuals.append(decode(m)), qos
+        )
+        self.node.create_subscription(
+            DiagnosticArray,
+            contract.DIAGNOSTICS,
+            lambda m: self.diagnostics.extend(m.status),
+            qos_profile(contract.DIAGNOSTICS_QOS),
+        )
+
+    def spin_until(self, predicate, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+        return predicate()
+
+    def connected(self) -> bool:
+        node = self.node
+        return (
+            self.obs_pub.get_subscription_count() > 0
+            and self.base_pub.get_subscription_count() > 0
+            and node.count_publishers(f'{NAMESPACE}/{contract.COMMAND}') > 0
+            and node.count_publishers(f'{NAMESPACE}/{contract.RESIDUAL}') > 0
+        )
+
+    def send(self, pub, step: int, values, names) -> None:
+        msg = encode(JointState(), StampedVector(0, step, np.asarray(values), 0, 'test'), names)
+        pub.publish(msg)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def driver():
+    drv = Driver()
+    yield drv
+    drv.close()
+
+
+OBS = np.r_[np.linspace(-0.5, 0.5, OBS_DIM), [1.2, 0.7, 0.42], [1.3, 0.8, 0.42]]
+BASE = np.array([0.4, -0.3, 0.9, -0.8])
+
+
+def expected_residual_command() -> np.ndarray:
+    observation, goal = OBS[:OBS_DIM], OBS[-GOAL_DIM:]
+    command, _ = mix(BASE, known_weights() @ np.r_[observation, goal], ResidualConfig())
+    return command
+
+
+def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
+    model = linear_model(tmp_path / 'actor.onnx')
+    proc, log = start_node(tmp_path, f'model_path:={model}', 'diagnostics_period_s:=0.2')
+    try:
+        assert driver.spin_until(driver.connected, 20.0), log.read_text()
+        nan_obs = OBS.copy()
+        nan_obs[2] = np.nan
+        short_fields = OBS_FIELDS[1:]  # one observation field missing, names consistent
+        action = contract.ACTION_FIELDS
+        plan = [
+            # (step, observation, base action, expected command or None, expected source)
+            (0, (OBS, OBS_FIELDS), (BASE, action), expected_residual_command(), 'residual'),
+            (1, (nan_obs, OBS_FIELDS), (BASE, action), BASE, 'base'),
+            (2, (OBS[1:], short_fields), (BASE, action), BASE, 'base'),
+            (3, 'names_values_mismatch', (BASE, action), None, None),
+            (4, 'no_meta', (BASE, action), None, None),
+            (
+                5,
+                (OBS, OBS_FIELDS),
+                (np.array([0.1, np.nan, 0.0, 0.2]), action),
+                np.zeros(4),
+                'base',
+            ),
+            (6, (OBS, OBS_FIELDS), (BASE[:3], action[:3]), np.zeros(4), 'base'),
+            (7, (OBS, OBS_FIELDS), (BASE, ('a', 'b', 'c', 'd')), np.zeros(4), 'base'),
+            (8, (OBS, OBS_FIELDS), 'no_meta', None, None),
+            (9, (OBS, OBS_FIELDS), (BASE, action), expected_residual_command(), 'residual'),
+        ]
+        for step, obs, base, expected, source in plan:
+            if obs == 'names_values_mismatch':
+                msg = encode(JointState(), StampedVector(0, step, OBS, 0, 'test'), OBS_FIELDS)
+                msg.position = list(msg.position)[:-2]
+                driver.obs_pub.publish(msg)
+            elif obs == 'no_meta':
+                msg = JointState(name=list(OBS_FIELDS), position=OBS.tolist())
+                driver.obs_pub.publish(msg)
+            else:
+                driver.send(driver.obs_pub, step, *obs)
+            if base == 'no_meta':
+                driver.base_pub.publish(JointState(name=list(action), position=BASE.tolist()))
+            else:
+                driver.send(driver.base_pub, step, *base)
+            if expected is not None:
+                got = driver.spin_until(
+                    lambda s=step: any(c.step == s for c in driver.commands), 10.0
+                )
+                assert got, f'no command for step {step}\n{log.read_text()}'
+                command = next(c for c in driver.commands if c.step == step)
+                assert command.tag == source, (step, command.tag)
+                assert np.all(np.isfinite(command.values))
+                np.testing.assert_allclose(command.values, expected, atol=1e-5)
+        # Commands are reliable and ordered: had steps 3, 4 or 8 been answered, they would
+        # have arrived before the command of step 9.
+        assert [c.step for c in driver.commands] == [0, 1, 2, 5, 6, 7, 9]
+        assert driver.spin_until(lambda: len(driver.residuals) == 7, 5.0)
+        assert driver.residuals[0].tag == 'actor.onnx'
+        np.testing.assert_array_equal(driver.residuals[1].values, np.zeros(4))
+
+        def diagnostics_caught_up() -> bool:
+            if not driver.diagnostics:
+                return False
+            values = {kv.key: kv.value for kv in driver.diagnostics[-1].values}
+            return values.get('count.ok') == '2'
+
+        assert driver.spin_until(diagnostics_caught_up, 5.0)
+        status = driver.diagnostics[-1]
+        values = {kv.key: kv.value for kv in status.values}
+        assert 'residual_node' in status.name
+        assert values['model_loaded'] == 'True' and values['model_path'] == str(model)
+        assert values['count.observation_non_finite'] == '1'
+        assert values['count.observation_wrong_size'] == '1'
+        assert values['count.base_action_non_finite'] == '1'
+        assert values['count.base_action_wrong_size'] == '2'
+        assert values['count.malformed_observation'] == '2'
+        assert values['count.malformed_base_action'] == '3'  # 3 fields, wrong names, no meta
+        assert float(values['inference_p50_us']) > 0
+        assert float(values['decision_p99_us']) > 0
+        assert proc.poll() is None, log.read_text()
+    finally:
+        code = stop_node(proc)
+    assert code == 0, log.read_text()
+    text = log.read_text()
+    assert 'loaded model actor.onnx' in text
+    assert 'dropped an observation' in text and 'Traceback' not in text
+
+
+def test_node_without_model_forwards_the_base_action(tmp_path, driver):
+    proc, log = start_node(tmp_path)
+    try:
+        assert driver.spin_until(driver.connected, 20.0), log.read_text()
+        driver.send(driver.base_pub, 0, BASE, contract.ACTION_FIELDS)
+        driver.send(driver.obs_pub, 0, OBS, OBS_FIELDS)
+        assert driver.spin_until(lambda: driver.commands, 10.0), log.read_text()
+        (command,) = driver.commands
+        assert command.tag == 'base' and command.step == 0
+        np.testing.assert_array_equal(command.values, BASE)
+    finally:
+        assert stop_node(proc) == 0, log.read_text()
+
+
+def test_out_of_range_parameter_exits_with_one_clear_line(tmp_path):
+    proc, log = start_node(tmp_path, 'residual_scale:=5.0')
+    assert proc.wait(timeout=20) == 2
+    text = log.read_text()
+    assert "'residual_scale' = 5.0 is outside [0.0, 2.0]" in text
+    assert 'Traceback' not in text
