@@ -216,8 +216,7 @@ class ResidualMixer:
 
         The new file is fully validated (names, sizes, probe) before it replaces the running
         model, and must have the running model's observation and goal sizes; a bad file
-        leaves the running model in place. A file that disappears keeps
-        the running model too.
+        leaves the running model in place. A file that disappears keeps the running model.
 
         Returns:
             None if nothing changed, else what happened.
