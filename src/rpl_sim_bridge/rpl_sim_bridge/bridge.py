@@ -1,0 +1,562 @@
+"""Pure core of the sim bridge: clock modes, action selection, fallbacks, episode results.
+
+The node (:mod:`rpl_sim_bridge.sim_bridge_node`) only converts messages and wires topics
+and timers; every decision is made here, without ROS, with time injected as an argument
+(seconds on any monotonic clock), so it is unit-tested with a fake clock.
+
+Which action is applied at step ``k`` of an episode:
+
+* ``lockstep`` (deterministic, as fast as the nodes answer). The sim publishes observation
+  ``k`` at time ``t_obs`` and steps as soon as the *command* for ``(episode, k)`` arrives.
+  If it does not: once the *base action* for ``(episode, k)`` has arrived at ``t_base``,
+  the command gets ``command_timeout_s`` more, then the base action is applied
+  (``fallback_base``). If no base action arrives either, the zero action is applied at
+  ``t_obs + step_timeout_s`` (``fallback_zero``). So a dead residual node costs
+  ~``command_timeout_s`` per step, a dead controller ``step_timeout_s``. When no node
+  publishes commands at all (the node reports this from the ROS graph), the base action is
+  applied as soon as it arrives (still counted as ``fallback_base``).
+* ``realtime`` (fixed-rate wall clock, zero-order hold). At every tick the sim applies the
+  newest command of the current episode whose step is within ``max_command_age_steps`` of
+  ``k`` (the step of the last published observation); else the newest such base action
+  (``fallback_base``); else zero (``fallback_zero``). A command for an earlier step than
+  ``k`` is a *held* command (counted, not a fallback).
+
+Messages of another episode, of a step outside the accepted window, of the wrong length or
+with non-finite values are rejected and counted; they never reach the simulator. Episode
+``i`` (0-based) is reset with seed ``seed + i``, the same rule as the in-process evaluator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from rpl_interfaces.contract import EPISODE_FIELDS
+from rpl_interfaces.params import describe
+from rpl_sim_bridge.layout import GOAL_FIELDS
+
+LOCKSTEP = 'lockstep'
+REALTIME = 'realtime'
+
+
+@dataclasses.dataclass(frozen=True)
+class SimBridgeConfig:
+    """Parameters of the sim bridge (defaults mirrored in ``config/sim_bridge.yaml``)."""
+
+    task: str = dataclasses.field(
+        default='push', metadata=describe('Registered task name (rpl_sim_bridge.tasks).')
+    )
+    seed: int = dataclasses.field(
+        default=0,
+        metadata=describe('Episode i is reset with seed + i.', range=(0, 2**31 - 1)),
+    )
+    episodes: int = dataclasses.field(
+        default=0,
+        metadata=describe(
+            'Episodes to run, then publish the last result and exit 0 (0 = forever).',
+            range=(0, 10**9),
+        ),
+    )
+    mode: str = dataclasses.field(
+        default=LOCKSTEP,
+        metadata=describe(
+            'lockstep: step when the command of the step arrives (deterministic); '
+            'realtime: step at rate_hz with zero-order hold of the latest command.',
+            choices=(LOCKSTEP, REALTIME),
+        ),
+    )
+    rate_hz: float = dataclasses.field(
+        default=25.0, metadata=describe('realtime: control rate, Hz.', range=(0.1, 1000.0))
+    )
+    command_timeout_s: float = dataclasses.field(
+        default=0.05,
+        metadata=describe(
+            'lockstep: after the base action of step k arrives, wait this long for the '
+            'command of step k, then apply the base action, s.',
+            range=(0.0, 60.0),
+        ),
+    )
+    step_timeout_s: float = dataclasses.field(
+        default=1.0,
+        metadata=describe(
+            'lockstep: after publishing observation k, wait at most this long for any '
+            'action, then apply the zero action, s.',
+            range=(0.001, 600.0),
+        ),
+    )
+    max_command_age_steps: int = dataclasses.field(
+        default=1,
+        metadata=describe(
+            'realtime: a command or base action for step k - n .. k is fresh at step k.',
+            range=(0, 1000),
+        ),
+    )
+    startup_timeout_s: float = dataclasses.field(
+        default=10.0,
+        metadata=describe(
+            'lockstep: wait at most this long for min_subscribers observation subscribers '
+            'and a command publisher before the first step, s.',
+            range=(0.0, 3600.0),
+        ),
+    )
+    min_subscribers: int = dataclasses.field(
+        default=2,
+        metadata=describe(
+            'lockstep: observation subscribers to wait for before the first step.',
+            range=(0, 1000),
+        ),
+    )
+    result_linger_s: float = dataclasses.field(
+        default=0.5,
+        metadata=describe(
+            'After the last episode, keep the node alive this long so results are delivered, s.',
+            range=(0.0, 60.0),
+        ),
+    )
+
+
+class GoalTaskLike(Protocol):
+    """What the bridge needs of a task (see ``rpl_sim_bridge.tasks.GoalTask``)."""
+
+    def reset(self, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]: ...
+
+
+class TaskSpecLike(Protocol):
+    """The fields of ``rpl_sim_bridge.tasks.TaskSpec`` the bridge reads."""
+
+    name: str
+    obs_dim: int
+    goal_dim: int
+    action_dim: int
+    max_episode_steps: int
+    obs_fields: tuple[str, ...]
+    action_low: float
+    action_high: float
+
+
+class ObservationLayout(NamedTuple):
+    """Where the parts of the ``observation`` topic payload are.
+
+    Payload = task ``obs_fields`` + ``achieved_goal.{x,y,z}`` + ``desired_goal.{x,y,z}``.
+
+    Attributes:
+        fields: Payload names, in order (without the ``episode``/``step`` meta fields).
+        observation: Slice of the task observation, (obs_dim,).
+        achieved_goal: Slice of the achieved goal (block position, m, world frame), (3,).
+        desired_goal: Slice of the desired goal (m, world frame), (3,).
+    """
+
+    fields: tuple[str, ...]
+    observation: slice
+    achieved_goal: slice
+    desired_goal: slice
+
+
+def observation_layout(spec: TaskSpecLike) -> ObservationLayout:
+    """Payload layout of the ``observation`` topic for one task."""
+    obs_dim, goal_dim = len(spec.obs_fields), len(GOAL_FIELDS)
+    fields = (
+        *spec.obs_fields,
+        *(f'achieved_goal.{a}' for a in GOAL_FIELDS),
+        *(f'desired_goal.{a}' for a in GOAL_FIELDS),
+    )
+    return ObservationLayout(
+        fields=fields,
+        observation=slice(0, obs_dim),
+        achieved_goal=slice(obs_dim, obs_dim + goal_dim),
+        desired_goal=slice(obs_dim + goal_dim, obs_dim + 2 * goal_dim),
+    )
+
+
+def check_payload(values: np.ndarray, dim: int) -> str | None:
+    """Why a received payload cannot be used, or None if it can.
+
+    Args:
+        values: Received payload, expected shape (dim,).
+        dim: Expected length.
+    """
+    if values.shape != (dim,):
+        return f'expected {dim} values, got shape {values.shape}'
+    if not np.isfinite(values).all():
+        return f'non-finite values {values.tolist()}'
+    return None
+
+
+class Source(enum.Enum):
+    """Where the action applied at a step came from."""
+
+    COMMAND = 'command'  # the command of this step
+    HELD = 'held'  # realtime: a fresh command of an earlier step (zero-order hold)
+    BASE = 'base'  # fallback: the base action (no usable command)
+    ZERO = 'zero'  # fallback: the safe zero action (nothing usable)
+
+
+class Rejection(NamedTuple):
+    """A message that was not accepted.
+
+    Attributes:
+        kind: 'malformed' (undecodable, wrong length, non-finite) or 'stale' (another
+            episode, or a step outside the accepted window).
+        reason: One sentence for the log.
+    """
+
+    kind: str
+    reason: str
+
+
+@dataclasses.dataclass
+class Counters:
+    """Running totals over the whole run (reported on /diagnostics)."""
+
+    steps: int = 0
+    episodes: int = 0
+    commands: int = 0
+    held: int = 0
+    fallback_base: int = 0
+    fallback_zero: int = 0
+    rejected_malformed: int = 0
+    rejected_stale: int = 0
+
+
+class EpisodeResult(NamedTuple):
+    """Result of one finished episode (payload of the ``episode`` topic).
+
+    Attributes:
+        episode: Episode id (0-based; reset seed = config seed + id).
+        success: Success flag of the final step (block within the threshold of the goal).
+        final_distance: Block-goal distance after the final step, m.
+        episode_return: Sum of rewards.
+        steps: Steps run.
+        fallback_base: Steps that applied the base action instead of a command.
+        fallback_zero: Steps that applied the zero action.
+    """
+
+    episode: int
+    success: bool
+    final_distance: float
+    episode_return: float
+    steps: int
+    fallback_base: int
+    fallback_zero: int
+
+    def as_vector(self) -> np.ndarray:
+        """Payload in :data:`rpl_interfaces.contract.EPISODE_FIELDS` order, (6,)."""
+        values = np.array(
+            [
+                float(self.success),
+                self.final_distance,
+                self.episode_return,
+                float(self.steps),
+                float(self.fallback_base),
+                float(self.fallback_zero),
+            ]
+        )
+        assert values.shape == (len(EPISODE_FIELDS),)
+        return values
+
+
+class StepOutcome(NamedTuple):
+    """What one simulator step produced.
+
+    Attributes:
+        source: Where the applied action came from.
+        result: The finished episode's result, or None while the episode runs.
+        finished: True when the configured number of episodes is done (no new observation).
+    """
+
+    source: Source
+    result: EpisodeResult | None
+    finished: bool
+
+
+class _Slot:
+    """The newest accepted action of one topic: (episode, step, values, arrival time)."""
+
+    __slots__ = ('episode', 'step', 'values', 'arrived')
+
+    def __init__(self, action_dim: int) -> None:
+        self.episode = -1
+        self.step = -1
+        self.values = np.zeros(action_dim)
+        self.arrived = 0.0
+
+    def clear(self) -> None:
+        self.episode = -1
+        self.step = -1
+
+    def store(self, episode: int, step: int, values: np.ndarray, now: float) -> None:
+        self.episode, self.step, self.arrived = episode, step, now
+        self.values[:] = values
+
+
+def startup_decision(
+    subscribers: int, command_publishers: int, elapsed_s: float, config: SimBridgeConfig
+) -> str | None:
+    """Whether a lockstep bridge may take its first step yet.
+
+    Args:
+        subscribers: Matched subscribers of the observation topic.
+        command_publishers: Matched publishers of the command topic.
+        elapsed_s: Time since the node started waiting, s.
+        config: Bridge parameters.
+
+    Returns:
+        None to keep waiting, 'ready' when the graph is complete, or 'timeout' when the
+        wait is over without it (start anyway and say so).
+    """
+    if subscribers >= config.min_subscribers and command_publishers > 0:
+        return 'ready'
+    if elapsed_s >= config.startup_timeout_s:
+        return 'timeout'
+    return None
+
+
+class SimBridge:
+    """Runs episodes of a goal task, fed by commands, base actions and a clock.
+
+    Call :meth:`begin` once, publish :meth:`observation`, then feed messages with
+    :meth:`offer_command` / :meth:`offer_base` and call :meth:`advance` when
+    :meth:`ready` (lockstep) or at :meth:`deadline` (lockstep) or every tick (realtime).
+    After each :meth:`advance` publish the result (if any) and, unless finished, the new
+    :meth:`observation`.
+    """
+
+    def __init__(self, task: GoalTaskLike, spec: TaskSpecLike, config: SimBridgeConfig) -> None:
+        """Wrap a task.
+
+        Args:
+            task: A fresh task instance (reset by :meth:`begin`).
+            spec: Its spec (dimensions, episode length, action bounds).
+            config: Bridge parameters.
+        """
+        self.task, self.spec, self.config = task, spec, config
+        self.layout = observation_layout(spec)
+        self.counters = Counters()
+        self.command_source_present = True
+        self._lockstep = config.mode == LOCKSTEP
+        self._command = _Slot(spec.action_dim)
+        self._base = _Slot(spec.action_dim)
+        self._zero = np.zeros(spec.action_dim)
+        self._action = np.zeros(spec.action_dim)
+        self._obs = np.zeros(len(self.layout.fields))
+        self._episode = 0
+        self._step = 0
+        self._published_at = 0.0
+        self._finished = False
+        self._return = 0.0
+        self._ep_fallback_base = 0
+        self._ep_fallback_zero = 0
+
+    # --- state -------------------------------------------------------------------------
+    @property
+    def episode(self) -> int:
+        """Id of the running episode (0-based)."""
+        return self._episode
+
+    @property
+    def step(self) -> int:
+        """Step index of the latest observation (the step whose action is awaited)."""
+        return self._step
+
+    @property
+    def finished(self) -> bool:
+        """True once ``config.episodes`` episodes have run (never when episodes == 0)."""
+        return self._finished
+
+    def observation(self) -> np.ndarray:
+        """Payload of the latest observation, (len(layout.fields),) float64, a copy."""
+        return self._obs.copy()
+
+    def episode_seed(self, episode: int) -> int:
+        """Reset seed of episode ``episode``: ``config.seed + episode``."""
+        return self.config.seed + episode
+
+    def begin(self, now: float) -> None:
+        """Reset the first episode; its observation (step 0) is published at ``now``."""
+        self._reset_episode(0, now)
+
+    # --- inputs ------------------------------------------------------------------------
+    def offer_command(
+        self, episode: int, step: int, values: np.ndarray, now: float
+    ) -> Rejection | None:
+        """Offer a command from the ``command`` topic.
+
+        Returns:
+            None if accepted, else a :class:`Rejection` (already counted).
+        """
+        return self._offer(self._command, 'command', episode, step, values, now)
+
+    def offer_base(
+        self, episode: int, step: int, values: np.ndarray, now: float
+    ) -> Rejection | None:
+        """Offer a base action from the ``base_action`` topic (same rules as commands).
+
+        Returns:
+            None if accepted, else a :class:`Rejection` (already counted).
+        """
+        return self._offer(self._base, 'base action', episode, step, values, now)
+
+    def reject_malformed(self, what: str, reason: str) -> Rejection:
+        """Count a message that could not even be decoded; returns the rejection."""
+        self.counters.rejected_malformed += 1
+        return Rejection('malformed', f'{what}: {reason}')
+
+    def _offer(
+        self, slot: _Slot, what: str, episode: int, step: int, values: np.ndarray, now: float
+    ) -> Rejection | None:
+        problem = check_payload(values, self.spec.action_dim)
+        if problem is not None:
+            return self.reject_malformed(f'{what} (episode {episode}, step {step})', problem)
+        if self._lockstep:
+            lo = self._step
+        else:
+            lo = self._step - self.config.max_command_age_steps
+        if self._finished or episode != self._episode or not lo <= step <= self._step:
+            self.counters.rejected_stale += 1
+            return Rejection(
+                'stale',
+                f'{what} for (episode {episode}, step {step}) does not match the bridge at '
+                f'(episode {self._episode}, step {self._step})',
+            )
+        if slot.episode == episode and step < slot.step:
+            self.counters.rejected_stale += 1  # realtime: an older one than already held
+            return Rejection('stale', f'{what} for step {step} is older than step {slot.step}')
+        slot.store(episode, step, values, now)
+        return None
+
+    # --- lockstep timing ---------------------------------------------------------------
+    def ready(self) -> bool:
+        """Lockstep: the step can be taken now (command here, or base here and no command
+        source on the graph)."""
+        if self._finished:
+            return False
+        if self._is_current(self._command):
+            return True
+        return not self.command_source_present and self._is_current(self._base)
+
+    def deadline(self) -> float:
+        """Lockstep: the time at which the step is taken with a fallback action, s."""
+        limit = self._published_at + self.config.step_timeout_s
+        if self._is_current(self._base):
+            limit = min(limit, self._base.arrived + self.config.command_timeout_s)
+        return limit
+
+    def _is_current(self, slot: _Slot) -> bool:
+        return slot.episode == self._episode and slot.step == self._step
+
+    # --- stepping ----------------------------------------------------------------------
+    def choose(self) -> tuple[np.ndarray, Source]:
+        """The action the next :meth:`advance` applies and where it comes from.
+
+        Returns:
+            Action (action_dim,) (an internal buffer: copy it to keep it) and its source.
+        """
+        command = self._command
+        if command.episode == self._episode and self._fresh(command):
+            return command.values, Source.COMMAND if command.step == self._step else Source.HELD
+        if self._base.episode == self._episode and self._fresh(self._base):
+            return self._base.values, Source.BASE
+        return self._zero, Source.ZERO
+
+    def _fresh(self, slot: _Slot) -> bool:
+        if self._lockstep:
+            return slot.step == self._step
+        return self._step - self.config.max_command_age_steps <= slot.step <= self._step
+
+    def advance(self, now: float) -> StepOutcome:
+        """Apply the chosen action, step the task, book the step; start the next episode.
+
+        Args:
+            now: Current time, s; the next observation counts as published at ``now``.
+
+        Returns:
+            The action's source, the episode result if the episode ended, and whether the
+            run is finished.
+
+        Raises:
+            RuntimeError: Called after the run finished.
+        """
+        if self._finished:
+            raise RuntimeError('advance() called after the last episode finished')
+        action, source = self.choose()
+        np.clip(action, self.spec.action_low, self.spec.action_high, out=self._action)
+        obs, reward, terminated, truncated, info = self.task.step(self._action)
+        counters = self.counters
+        counters.steps += 1
+        if source is Source.COMMAND:
+            counters.commands += 1
+        elif source is Source.HELD:
+            counters.held += 1
+        elif source is Source.BASE:
+            counters.fallback_base += 1
+            self._ep_fallback_base += 1
+        else:
+            counters.fallback_zero += 1
+            self._ep_fallback_zero += 1
+        self._return += float(reward)
+        self._step += 1
+        if not (terminated or truncated or self._step >= self.spec.max_episode_steps):
+            self._fill_observation(obs)
+            self._published_at = now
+            return StepOutcome(source, None, False)
+        result = EpisodeResult(
+            episode=self._episode,
+            success=bool(info['is_success']),
+            final_distance=float(info['distance']),
+            episode_return=self._return,
+            steps=self._step,
+            fallback_base=self._ep_fallback_base,
+            fallback_zero=self._ep_fallback_zero,
+        )
+        counters.episodes += 1
+        if self.config.episodes and counters.episodes >= self.config.episodes:
+            self._finished = True
+        else:
+            self._reset_episode(self._episode + 1, now)
+        return StepOutcome(source, result, self._finished)
+
+    def _reset_episode(self, episode: int, now: float) -> None:
+        obs, _ = self.task.reset(seed=self.episode_seed(episode))
+        self._episode, self._step = episode, 0
+        self._return = 0.0
+        self._ep_fallback_base = self._ep_fallback_zero = 0
+        self._command.clear()
+        self._base.clear()
+        self._fill_observation(obs)
+        self._published_at = now
+
+    def _fill_observation(self, obs: dict[str, np.ndarray]) -> None:
+        layout = self.layout
+        self._obs[layout.observation] = obs['observation']
+        self._obs[layout.achieved_goal] = obs['achieved_goal']
+        self._obs[layout.desired_goal] = obs['desired_goal']
+
+
+class LogThrottle:
+    """Lets one log line through per ``period_s`` and counts the ones held back."""
+
+    def __init__(self, period_s: float) -> None:
+        """Args: period_s: Minimum time between two lines, s."""
+        self.period_s = period_s
+        self.suppressed = 0
+        self._last = -float('inf')
+
+    def allow(self, now: float) -> bool:
+        """True if a line may be logged at ``now``; otherwise counts it as suppressed."""
+        if now - self._last >= self.period_s:
+            self._last = now
+            return True
+        self.suppressed += 1
+        return False
+
+    def take_suppressed(self) -> int:
+        """Lines held back since the last call (then reset to 0)."""
+        count, self.suppressed = self.suppressed, 0
+        return count

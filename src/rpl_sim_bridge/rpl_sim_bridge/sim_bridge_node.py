@@ -1,0 +1,268 @@
+"""ROS 2 shell of the sim bridge: publishes observations, applies commands, reports episodes.
+
+Topics (relative to the node's namespace, see :mod:`rpl_interfaces.contract`):
+
+* publishes ``observation`` (frame_id = task name), ``episode`` (one result per episode,
+  latched) and ``/diagnostics`` (~1 Hz);
+* subscribes ``command`` and ``base_action``.
+
+All decisions (which action, fallbacks, rejections, episode ends) are made by
+:class:`rpl_sim_bridge.bridge.SimBridge`; this module converts messages and wires timers.
+Parameters: :class:`rpl_sim_bridge.bridge.SimBridgeConfig` (``config/sim_bridge.yaml``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import rclpy
+from rclpy.duration import Duration
+from sensor_msgs.msg import JointState
+
+from rpl_interfaces import contract
+from rpl_interfaces.base_node import RplNode, run_node
+from rpl_interfaces.codec import MessageError, decode
+from rpl_sim_bridge.bridge import (
+    LOCKSTEP,
+    LogThrottle,
+    Rejection,
+    SimBridge,
+    SimBridgeConfig,
+    Source,
+    startup_decision,
+)
+from rpl_sim_bridge.tasks import make_task, task_spec
+
+STARTUP_POLL_S = 0.05
+DIAGNOSTICS_PERIOD_S = 1.0
+LOG_PERIOD_S = 2.0
+IDLE_PERIOD_S = 3600.0  # period of the lockstep deadline timer while it is not armed
+
+
+class SimBridgeNode(RplNode):
+    """Sim bridge node; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__('sim_bridge')
+        self.config = self.declare_config(SimBridgeConfig)
+        cfg = self.config
+        spec = task_spec(cfg.task)  # unknown task: ValueError listing the known names
+        self.core = SimBridge(make_task(cfg.task), spec, cfg)
+        self._lockstep = cfg.mode == LOCKSTEP
+        self._fields = self.core.layout.fields
+        self._obs_pub = self.control_publisher(contract.OBSERVATION)
+        self._episode_pub = self.control_publisher(contract.EPISODE)
+        self._diag_pub = self.make_diagnostics()
+        self._command_sub = self.control_subscription(contract.COMMAND, self._on_command)
+        self._base_sub = self.control_subscription(contract.BASE_ACTION, self._on_base)
+        self._reject_log = LogThrottle(LOG_PERIOD_S)
+        self._fallback_log = LogThrottle(LOG_PERIOD_S)
+        self._running = False
+        self._t0 = time.monotonic()
+        self._diag_last = (self._t0, 0)
+        self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
+        self._deadline_timer = None
+        self._tick_timer = None
+        self._startup_timer = None
+        if self._lockstep:
+            # One timer, re-armed for each step's fallback deadline (no polling).
+            self._deadline_timer = self.create_timer(IDLE_PERIOD_S, self._on_deadline)
+            self._deadline_timer.cancel()
+            self._startup_timer = self.create_timer(STARTUP_POLL_S, self._on_startup_poll)
+        else:
+            self._start()
+            self._tick_timer = self.create_timer(1.0 / cfg.rate_hz, self._on_tick)
+        self.get_logger().info(
+            f'task {cfg.task!r}, mode {cfg.mode}, seed {cfg.seed}, '
+            f'episodes {cfg.episodes or "forever"}'
+        )
+
+    # --- startup -----------------------------------------------------------------------
+    def _on_startup_poll(self) -> None:
+        subscribers = self._obs_pub.get_subscription_count()
+        commanders = self._command_sub.get_publisher_count()
+        elapsed_s = time.monotonic() - self._t0
+        decision = startup_decision(subscribers, commanders, elapsed_s, self.config)
+        if decision is None:
+            return
+        self._startup_timer.cancel()
+        if decision == 'ready':
+            self.get_logger().info(
+                f'starting after {elapsed_s:.2f} s: {subscribers} observation subscriber(s), '
+                f'{commanders} command publisher(s)'
+            )
+        else:
+            self.get_logger().warn(
+                f'starting after startup_timeout_s={self.config.startup_timeout_s}: '
+                f'{subscribers} observation subscriber(s) (wanted {self.config.min_subscribers}),'
+                f' {commanders} command publisher(s) (wanted 1); missing actions fall back to '
+                'the base action or zero'
+            )
+        self._start()
+
+    def _start(self) -> None:
+        self._running = True
+        now = time.monotonic()
+        self.core.begin(now)
+        self._diag_last = (now, 0)
+        self._publish_observation()
+        if self._lockstep:
+            self._arm_deadline(now)
+
+    # --- inputs ------------------------------------------------------------------------
+    def _on_command(self, msg: JointState) -> None:
+        now = time.monotonic()
+        try:
+            vec = decode(msg, contract.ACTION_FIELDS)
+        except MessageError as exc:
+            self._log_rejection(self.core.reject_malformed('command', str(exc)), now)
+            return
+        rejection = self.core.offer_command(vec.episode, vec.step, vec.values, now)
+        if rejection is not None:
+            self._log_rejection(rejection, now)
+        elif self._lockstep and self._running and self.core.ready():
+            self._step(now)
+
+    def _on_base(self, msg: JointState) -> None:
+        now = time.monotonic()
+        try:
+            vec = decode(msg, contract.ACTION_FIELDS)
+        except MessageError as exc:
+            self._log_rejection(self.core.reject_malformed('base action', str(exc)), now)
+            return
+        rejection = self.core.offer_base(vec.episode, vec.step, vec.values, now)
+        if rejection is not None:
+            self._log_rejection(rejection, now)
+        elif self._lockstep and self._running:
+            # Without any command publisher the base action is applied at once.
+            self.core.command_source_present = self._command_sub.get_publisher_count() > 0
+            if self.core.ready():
+                self._step(now)
+            else:
+                self._arm_deadline(now)
+
+    def _log_rejection(self, rejection: Rejection, now: float) -> None:
+        if self._reject_log.allow(now):
+            held = self._reject_log.take_suppressed()
+            more = f' ({held} more since the last line)' if held else ''
+            self.get_logger().warn(f'rejected {rejection.kind} message: {rejection.reason}{more}')
+
+    # --- stepping ----------------------------------------------------------------------
+    def _arm_deadline(self, now: float) -> None:
+        delay_s = max(self.core.deadline() - now, 1e-4)
+        self._deadline_timer.timer_period_ns = int(delay_s * 1e9)
+        self._deadline_timer.reset()
+
+    def _on_deadline(self) -> None:
+        now = time.monotonic()
+        if not self._running:
+            self._deadline_timer.cancel()
+        elif now >= self.core.deadline() or self.core.ready():
+            self._step(now)
+        else:
+            self._arm_deadline(now)
+
+    def _on_tick(self) -> None:
+        if self._running:
+            self._step(time.monotonic())
+
+    def _step(self, now: float) -> None:
+        core = self.core
+        episode, step = core.episode, core.step
+        outcome = core.advance(now)
+        if outcome.source in (Source.BASE, Source.ZERO) and self._fallback_log.allow(now):
+            held = self._fallback_log.take_suppressed()
+            more = f' ({held} more fallbacks since the last line)' if held else ''
+            self.get_logger().warn(
+                f'no command for (episode {episode}, step {step}): applied the '
+                f'{outcome.source.value} action{more}'
+            )
+        if outcome.result is not None:
+            result = outcome.result
+            self.publish_vector(
+                self._episode_pub,
+                result.episode,
+                result.steps,
+                result.as_vector(),
+                contract.EPISODE_FIELDS,
+                self.config.task,
+            )
+            self.get_logger().info(
+                f'episode {result.episode}: success {result.success}, final distance '
+                f'{result.final_distance:.3f} m, return {result.episode_return:.1f}, '
+                f'fallbacks base {result.fallback_base} zero {result.fallback_zero}'
+            )
+        if outcome.finished:
+            self._finish()
+            return
+        self._publish_observation()
+        if self._lockstep:
+            self._arm_deadline(now)
+
+    def _publish_observation(self) -> None:
+        core = self.core
+        self.publish_vector(
+            self._obs_pub,
+            core.episode,
+            core.step,
+            core.observation(),
+            self._fields,
+            self.config.task,
+        )
+
+    def _finish(self) -> None:
+        self._running = False
+        for timer in (self._deadline_timer, self._tick_timer):
+            if timer is not None:
+                timer.cancel()
+        self._on_diagnostics()
+        self.get_logger().info(f'{self.core.counters.episodes} episode(s) done; exiting')
+        self.create_timer(self.config.result_linger_s, self._on_linger_done)
+
+    def _on_linger_done(self) -> None:
+        self._episode_pub.wait_for_all_acked(Duration(seconds=1.0))
+        rclpy.try_shutdown()
+
+    # --- diagnostics -------------------------------------------------------------------
+    def _on_diagnostics(self) -> None:
+        now = time.monotonic()
+        c = self.core.counters
+        last_t, last_steps = self._diag_last
+        rate = (c.steps - last_steps) / max(now - last_t, 1e-9)
+        self._diag_last = (now, c.steps)
+        if not self._running and not self.core.finished:
+            level, message = 'warn', 'waiting for subscribers and a command publisher'
+        elif c.fallback_zero or c.rejected_malformed:
+            level, message = 'warn', 'zero-action fallbacks or malformed messages seen'
+        else:
+            level, message = 'ok', f'{self.config.mode}, {rate:.0f} steps/s'
+        self.publish_diagnostics(
+            self._diag_pub,
+            level,
+            message,
+            {
+                'mode': self.config.mode,
+                'task': self.config.task,
+                'episode': self.core.episode,
+                'step': self.core.step,
+                'steps_per_s': f'{rate:.1f}',
+                'steps_total': c.steps,
+                'episodes_done': c.episodes,
+                'commands': c.commands,
+                'held_commands': c.held,
+                'fallback_base': c.fallback_base,
+                'fallback_zero': c.fallback_zero,
+                'rejected_malformed': c.rejected_malformed,
+                'rejected_stale': c.rejected_stale,
+            },
+        )
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Console script ``sim_bridge_node``: run the node until done or interrupted."""
+    return run_node(SimBridgeNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,275 @@
+"""Pure tests of the sim bridge core: clock modes, fallbacks, rejections, episode results.
+
+Time is injected (seconds on a fake clock); the task is the real MuJoCo push task with short
+episodes, and every expectation is checked against a twin task stepped directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import numpy as np
+import pytest
+import yaml
+
+from rpl_interfaces.contract import EPISODE_FIELDS
+from rpl_sim_bridge.bridge import (
+    LOCKSTEP,
+    REALTIME,
+    LogThrottle,
+    SimBridge,
+    SimBridgeConfig,
+    Source,
+    check_payload,
+    observation_layout,
+    startup_decision,
+)
+from rpl_sim_bridge.tasks import make_task
+
+STEPS = 4  # episode length used here (the real push task, shortened)
+PUSH_RIGHT = np.array([1.0, 0.0, 0.0, 0.0])
+PUSH_LEFT = np.array([-1.0, 0.0, 0.0, 0.0])
+
+
+def make_bridge(**overrides) -> SimBridge:
+    task = make_task('push', max_episode_steps=STEPS)
+    return SimBridge(task, task.spec, SimBridgeConfig(**overrides))
+
+
+def twin_run(seed: int, actions: list[np.ndarray]):
+    """Observation payloads and the last (reward sum, info) of the task stepped directly."""
+    task = make_task('push', max_episode_steps=STEPS)
+    layout = observation_layout(task.spec)
+    obs, _ = task.reset(seed=seed)
+    payloads, total, info = [], 0.0, {}
+
+    def flat(o):
+        out = np.zeros(len(layout.fields))
+        out[layout.observation] = o['observation']
+        out[layout.achieved_goal] = o['achieved_goal']
+        out[layout.desired_goal] = o['desired_goal']
+        return out
+
+    payloads.append(flat(obs))
+    for action in actions:
+        obs, reward, _, _, info = task.step(action)
+        total += reward
+        payloads.append(flat(obs))
+    return payloads, total, info
+
+
+def test_layout_names_every_payload_entry():
+    spec = make_task('push').spec
+    layout = observation_layout(spec)
+    assert len(layout.fields) == spec.obs_dim + 6
+    assert layout.fields[layout.observation] == spec.obs_fields
+    assert layout.fields[layout.achieved_goal] == tuple(f'achieved_goal.{a}' for a in 'xyz')
+    assert layout.fields[layout.desired_goal] == tuple(f'desired_goal.{a}' for a in 'xyz')
+
+
+def test_lockstep_steps_on_command_and_matches_direct_stepping():
+    bridge = make_bridge(seed=7)
+    bridge.begin(now=0.0)
+    actions = [PUSH_RIGHT, PUSH_LEFT, PUSH_RIGHT]
+    expected, _, _ = twin_run(7, actions)
+    np.testing.assert_array_equal(bridge.observation(), expected[0])
+    for k, action in enumerate(actions):
+        assert not bridge.ready()
+        assert bridge.offer_command(0, k, action, now=0.001) is None
+        assert bridge.ready()
+        outcome = bridge.advance(now=0.002)
+        assert outcome.source is Source.COMMAND and outcome.result is None
+        np.testing.assert_array_equal(bridge.observation(), expected[k + 1])
+    assert bridge.counters.commands == 3
+    assert bridge.counters.fallback_base == bridge.counters.fallback_zero == 0
+
+
+def test_lockstep_base_fallback_after_command_timeout_from_base_arrival():
+    bridge = make_bridge(command_timeout_s=0.05, step_timeout_s=1.0)
+    bridge.begin(now=10.0)
+    assert bridge.deadline() == pytest.approx(11.0)  # nothing yet: absolute limit
+    assert bridge.offer_base(0, 0, PUSH_LEFT, now=10.2) is None
+    assert not bridge.ready()  # a command source exists: give the command its time
+    assert bridge.deadline() == pytest.approx(10.25)
+    action, source = bridge.choose()
+    assert source is Source.BASE
+    np.testing.assert_array_equal(action, PUSH_LEFT)
+    assert bridge.advance(now=10.25).source is Source.BASE
+    assert bridge.counters.fallback_base == 1
+    # The late command of step 0 is stale now and never applied.
+    rejection = bridge.offer_command(0, 0, PUSH_RIGHT, now=10.26)
+    assert rejection is not None and rejection.kind == 'stale'
+    assert bridge.choose()[1] is Source.ZERO
+
+
+def test_lockstep_without_command_source_applies_base_at_once():
+    bridge = make_bridge()
+    bridge.begin(now=0.0)
+    bridge.command_source_present = False
+    assert not bridge.ready()
+    bridge.offer_base(0, 0, PUSH_RIGHT, now=0.001)
+    assert bridge.ready()
+    assert bridge.advance(now=0.001).source is Source.BASE
+
+
+def test_lockstep_zero_fallback_after_step_timeout_matches_zero_action():
+    bridge = make_bridge(seed=3, step_timeout_s=0.5)
+    bridge.begin(now=0.0)
+    assert bridge.deadline() == pytest.approx(0.5)
+    assert bridge.advance(now=0.5).source is Source.ZERO
+    assert bridge.deadline() == pytest.approx(1.0)  # measured from the new observation
+    expected, _, _ = twin_run(3, [np.zeros(4)])
+    np.testing.assert_array_equal(bridge.observation(), expected[1])
+    assert bridge.counters.fallback_zero == 1
+
+
+@pytest.mark.parametrize(
+    ('episode', 'step', 'values', 'kind'),
+    [
+        (0, 0, np.array([np.nan, 0.0, 0.0, 0.0]), 'malformed'),
+        (0, 0, np.array([0.0, np.inf, 0.0, 0.0]), 'malformed'),
+        (0, 0, np.zeros(3), 'malformed'),
+        (0, 0, np.zeros(5), 'malformed'),
+        (1, 0, PUSH_RIGHT, 'stale'),
+        (0, 1, PUSH_RIGHT, 'stale'),
+    ],
+)
+def test_bad_commands_and_base_actions_are_rejected_and_never_applied(episode, step, values, kind):
+    bridge = make_bridge(seed=5)
+    bridge.begin(now=0.0)
+    for offer in (bridge.offer_command, bridge.offer_base):
+        rejection = offer(episode, step, values, now=0.0)
+        assert rejection is not None and rejection.kind == kind
+        assert str(step) in rejection.reason or 'non-finite' in rejection.reason
+    counters = bridge.counters
+    assert (counters.rejected_malformed, counters.rejected_stale) == (
+        (2, 0) if kind == 'malformed' else (0, 2)
+    )
+    assert not bridge.ready()
+    assert bridge.advance(now=1.0).source is Source.ZERO
+    expected, _, _ = twin_run(5, [np.zeros(4)])
+    np.testing.assert_array_equal(bridge.observation(), expected[1])
+    assert np.isfinite(bridge.observation()).all()
+
+
+def test_out_of_range_command_is_clipped_to_the_action_bounds():
+    bridge = make_bridge(seed=2)
+    bridge.begin(now=0.0)
+    bridge.offer_command(0, 0, np.array([7.0, 0.0, -3.0, 0.0]), now=0.0)
+    bridge.advance(now=0.0)
+    expected, _, _ = twin_run(2, [np.array([1.0, 0.0, -1.0, 0.0])])
+    np.testing.assert_array_equal(bridge.observation(), expected[1])
+
+
+def test_realtime_holds_fresh_commands_then_falls_back():
+    bridge = make_bridge(mode=REALTIME, max_command_age_steps=1)
+    bridge.begin(now=0.0)
+    assert bridge.advance(now=0.04).source is Source.ZERO  # nothing arrived in time
+    assert bridge.offer_command(0, 0, PUSH_RIGHT, now=0.05) is None  # late but fresh
+    assert bridge.offer_base(0, 1, PUSH_LEFT, now=0.05) is None
+    assert bridge.choose()[1] is Source.HELD
+    assert bridge.advance(now=0.08).source is Source.HELD  # step 1 uses command of step 0
+    # At step 2 the command of step 0 is too old; the base action of step 1 is fresh.
+    action, source = bridge.choose()
+    assert source is Source.BASE
+    np.testing.assert_array_equal(action, PUSH_LEFT)
+    assert bridge.offer_command(0, 0, PUSH_RIGHT, now=0.09).kind == 'stale'
+    assert bridge.advance(now=0.12).source is Source.BASE
+    counters = bridge.counters
+    assert (counters.held, counters.fallback_base, counters.fallback_zero) == (1, 1, 1)
+    assert counters.rejected_stale == 1
+
+
+def test_realtime_keeps_the_newest_command():
+    bridge = make_bridge(mode=REALTIME)
+    bridge.begin(now=0.0)
+    bridge.advance(now=0.04)
+    assert bridge.offer_command(0, 1, PUSH_LEFT, now=0.05) is None
+    rejection = bridge.offer_command(0, 0, PUSH_RIGHT, now=0.06)  # older than the held one
+    assert rejection is not None and rejection.kind == 'stale'
+    action, source = bridge.choose()
+    assert source is Source.COMMAND
+    np.testing.assert_array_equal(action, PUSH_LEFT)
+
+
+def test_episode_results_and_seed_rule_over_two_episodes():
+    bridge = make_bridge(seed=11, episodes=2, step_timeout_s=0.1)
+    bridge.begin(now=0.0)
+    # Episode 0: command, base fallback, zero fallback, command.
+    sources_0 = [Source.COMMAND, Source.BASE, Source.ZERO, Source.COMMAND]
+    applied_0 = [PUSH_RIGHT, PUSH_LEFT, np.zeros(4), PUSH_RIGHT]
+    results = []
+    for k, source in enumerate(sources_0):
+        if source is Source.COMMAND:
+            bridge.offer_command(0, k, applied_0[k], now=0.0)
+        elif source is Source.BASE:
+            bridge.offer_base(0, k, applied_0[k], now=0.0)
+        outcome = bridge.advance(now=0.0)
+        assert outcome.source is source
+        results.append(outcome.result)
+    assert results[:-1] == [None] * (STEPS - 1)
+    result = results[-1]
+    _, total, info = twin_run(11, applied_0)
+    assert result.episode == 0 and result.steps == STEPS
+    assert result.episode_return == pytest.approx(total)
+    assert result.final_distance == pytest.approx(info['distance'])
+    assert result.success == bool(info['is_success'])
+    assert (result.fallback_base, result.fallback_zero) == (1, 1)
+    vector = result.as_vector()
+    assert vector.shape == (len(EPISODE_FIELDS),)
+    assert dict(zip(EPISODE_FIELDS, vector, strict=True))['steps'] == STEPS
+    # Episode 1 is reset with seed 11 + 1, and its counts start from zero.
+    assert (bridge.episode, bridge.step) == (1, 0)
+    expected_1, _, _ = twin_run(12, [])
+    np.testing.assert_array_equal(bridge.observation(), expected_1[0])
+    assert bridge.offer_command(0, STEPS - 1, PUSH_RIGHT, now=0.0).kind == 'stale'
+    for k in range(STEPS):
+        bridge.offer_command(1, k, PUSH_RIGHT, now=0.0)
+        outcome = bridge.advance(now=0.0)
+    assert outcome.finished and bridge.finished
+    assert outcome.result.episode == 1
+    assert (outcome.result.fallback_base, outcome.result.fallback_zero) == (0, 0)
+    assert bridge.counters.episodes == 2 and bridge.counters.steps == 2 * STEPS
+    assert not bridge.ready()
+    with pytest.raises(RuntimeError, match='last episode'):
+        bridge.advance(now=0.0)
+
+
+def test_episodes_zero_runs_forever():
+    bridge = make_bridge(episodes=0, mode=REALTIME)
+    bridge.begin(now=0.0)
+    for _ in range(3 * STEPS):
+        outcome = bridge.advance(now=0.0)
+    assert not outcome.finished and bridge.episode == 3 and bridge.step == 0
+
+
+def test_startup_waits_for_subscribers_and_command_publisher_then_times_out():
+    config = SimBridgeConfig(min_subscribers=2, startup_timeout_s=5.0)
+    assert startup_decision(2, 1, 0.1, config) == 'ready'
+    assert startup_decision(1, 1, 0.1, config) is None
+    assert startup_decision(2, 0, 4.9, config) is None
+    assert startup_decision(2, 0, 5.0, config) == 'timeout'
+
+
+def test_check_payload_names_the_problem():
+    assert check_payload(np.zeros(4), 4) is None
+    assert 'expected 4 values' in check_payload(np.zeros(2), 4)
+    assert 'non-finite' in check_payload(np.array([0.0, np.nan]), 2)
+
+
+def test_log_throttle_lets_one_line_through_per_period():
+    throttle = LogThrottle(2.0)
+    assert throttle.allow(0.0)
+    assert not throttle.allow(1.0) and not throttle.allow(1.9)
+    assert throttle.take_suppressed() == 2
+    assert throttle.allow(2.0)
+    assert throttle.take_suppressed() == 0
+
+
+def test_yaml_defaults_match_the_config_dataclass(repo_root: pathlib.Path):
+    data = yaml.safe_load((repo_root / 'config' / 'sim_bridge.yaml').read_text())
+    params = data['/**/sim_bridge']['ros__parameters']
+    defaults = {f.name: f.default for f in dataclasses.fields(SimBridgeConfig)}
+    assert params == defaults
+    assert SimBridgeConfig().mode == LOCKSTEP

@@ -1,0 +1,232 @@
+"""Node-level tests: the real sim bridge and controller nodes as processes, over real topics.
+
+No residual node runs, so the sim must apply the base action at every step. Each test uses
+its own ROS namespace; DDS stays on loopback (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import JointState
+
+from rpl_base_controllers.controller_node import ControllerNodeConfig
+from rpl_interfaces import contract
+from rpl_interfaces.base_node import qos_profile
+from rpl_interfaces.codec import StampedVector, decode, encode
+
+BIN = pathlib.Path(sys.executable).parent
+NS = f'/rpl_test_nodes_{os.getpid()}'
+EPISODE_STEPS = 50  # push
+COMMAND_TIMEOUT_S = 0.05
+
+
+def ros_args(*params: str) -> list[str]:
+    args = ['--ros-args', '-r', f'__ns:={NS}']
+    for param in params:
+        args += ['-p', param]
+    return args
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Probe:
+    """A test-side node: watches observations and episode results, can publish commands."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('probe', namespace=NS, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.results: list[StampedVector] = []
+        self.observations: list[StampedVector] = []
+        self.node.create_subscription(
+            JointState,
+            contract.EPISODE,
+            lambda msg: self.results.append(decode(msg, contract.EPISODE_FIELDS)),
+            qos_profile(contract.TOPIC_QOS[contract.EPISODE]),
+        )
+        self.node.create_subscription(
+            JointState,
+            contract.OBSERVATION,
+            self._on_observation,
+            qos_profile(contract.TOPIC_QOS[contract.OBSERVATION]),
+        )
+
+    def _on_observation(self, msg: JointState) -> None:
+        vec = decode(msg)
+        if vec.tag == 'push' and vec.values.shape == (31,):  # not the probe's own bad one
+            self.observations.append(vec)
+
+    def publisher(self, topic: str):
+        return self.node.create_publisher(
+            JointState, topic, qos_profile(contract.TOPIC_QOS[topic])
+        )
+
+    def spin_until(self, condition, timeout_s: float) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture(scope='module')
+def probe():
+    probe = Probe()
+    yield probe
+    probe.close()
+
+
+@pytest.fixture(scope='module')
+def controller(probe, repo_root):
+    """One controller node for the module, started before any sim bridge."""
+    proc = subprocess.Popen(
+        [
+            str(BIN / 'controller_node'),
+            *ros_args(),
+            '--params-file',
+            str(repo_root / 'config' / 'base_controller.yaml'),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    up = probe.spin_until(lambda: probe.node.count_publishers(contract.BASE_ACTION) > 0, 20.0)
+    assert up, 'controller node did not advertise base_action'
+    yield proc
+    stop(proc)
+    assert proc.returncode in (0, -15), proc.stdout.read()
+
+
+def run_sim(probe, repo_root, *params: str) -> tuple[subprocess.Popen, str]:
+    """Run one sim bridge episode of push to completion; returns (process, output)."""
+    proc = subprocess.Popen(
+        [
+            str(BIN / 'sim_bridge_node'),
+            *ros_args(),
+            '--params-file',
+            str(repo_root / 'config' / 'sim_bridge.yaml'),
+            *ros_args('task:=push', 'episodes:=1', 'seed:=3', *params)[3:],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        probe.spin_until(lambda: proc.poll() is not None, 25.0)
+        output = proc.communicate(timeout=5)[0]
+    finally:
+        stop(proc)
+    return proc, output
+
+
+def test_lockstep_episode_falls_back_to_base_when_command_source_is_silent(
+    probe, controller, repo_root
+):
+    """A command publisher exists (a hung residual node) but never answers in time."""
+    probe.results.clear()
+    probe.observations.clear()
+    silent = probe.publisher(contract.COMMAND)
+    # A malformed observation first: the controller must log it and keep serving.
+    bad = JointState()
+    bad.header.frame_id = 'push'
+    bad.name, bad.position = ['episode', 'step', 'x'], [0.0, 0.0, float('nan')]
+    probe.publisher(contract.OBSERVATION).publish(bad)
+
+    poisoned = []
+
+    def poison_first_step() -> None:
+        # NaN command for the current step: must be rejected, never applied.
+        if probe.observations and not poisoned:
+            obs = probe.observations[0]
+            vec = StampedVector(obs.episode, obs.step, np.array([np.nan, 0, 0, 0]), 0, 'x')
+            silent.publish(encode(JointState(), vec, contract.ACTION_FIELDS))
+            poisoned.append(obs.step)
+
+    timer = probe.node.create_timer(0.005, poison_first_step)
+    proc, output = run_sim(probe, repo_root, 'min_subscribers:=2', 'startup_timeout_s:=20.0')
+    probe.node.destroy_timer(timer)
+    probe.node.destroy_publisher(silent)
+    assert proc.returncode == 0, output
+    assert controller.poll() is None, 'controller node died'
+    assert len(probe.results) == 1, output
+    result = dict(zip(contract.EPISODE_FIELDS, probe.results[0].values, strict=True))
+    assert result['steps'] == EPISODE_STEPS == probe.results[0].step
+    assert result['fallback_base'] == EPISODE_STEPS, output
+    assert result['fallback_zero'] == 0
+    assert 0.0 <= result['final_distance'] < 1.0 and result['success'] in (0.0, 1.0)
+    # Each step waits ~command_timeout_s after the base action, not the 1 s step limit.
+    assert [o.step for o in probe.observations] == list(range(EPISODE_STEPS))
+    span_s = (probe.results[0].stamp_ns - probe.observations[0].stamp_ns) / 1e9
+    assert EPISODE_STEPS * COMMAND_TIMEOUT_S <= span_s < EPISODE_STEPS * 0.15, span_s
+    assert 'rejected' in output and 'non-finite' in output
+
+
+def test_lockstep_applies_base_at_once_when_the_command_publisher_goes_away(
+    probe, controller, repo_root
+):
+    """The only command publisher vanishes after step 0 (a residual node that died): from
+    then on the base action is applied as soon as it arrives, without the timeout."""
+    probe.results.clear()
+    probe.observations.clear()
+    commands = [probe.publisher(contract.COMMAND)]
+
+    def drop_publisher() -> None:
+        if probe.observations and commands:
+            probe.node.destroy_publisher(commands.pop())
+
+    timer = probe.node.create_timer(0.005, drop_publisher)
+    proc, output = run_sim(probe, repo_root, 'min_subscribers:=2', 'startup_timeout_s:=20.0')
+    probe.node.destroy_timer(timer)
+    assert proc.returncode == 0, output
+    assert probe.results, output
+    result = dict(zip(contract.EPISODE_FIELDS, probe.results[0].values, strict=True))
+    assert result['fallback_base'] == result['steps'] == EPISODE_STEPS, output
+    span_s = (probe.results[0].stamp_ns - probe.observations[0].stamp_ns) / 1e9
+    assert span_s < 0.6 * EPISODE_STEPS * COMMAND_TIMEOUT_S, span_s
+
+
+def test_unknown_controller_exits_2_with_the_known_names():
+    proc = subprocess.run(
+        [str(BIN / 'controller_node'), *ros_args('controller:=no_such_controller')],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    output = proc.stdout + proc.stderr
+    assert "unknown controller 'no_such_controller'" in output
+    assert 'reactive_push' in output
+    assert 'Traceback' not in output
+
+
+def test_controller_yaml_defaults_match_the_config_dataclass(repo_root):
+    data = yaml.safe_load((repo_root / 'config' / 'base_controller.yaml').read_text())
+    params = data['/**/base_controller']['ros__parameters']
+    assert params == {f.name: f.default for f in dataclasses.fields(ControllerNodeConfig)}
