@@ -1,0 +1,18 @@
+"""Push stack: stock FetchPush with the DiscreteMPCPush base controller (best-first
+search on a planning copy; about 0.5 success in the paper), a learned residual.
+
+Three nodes in one namespace: sim_bridge (required), base_controller, residual_node
+(respawns). Parameters: config/sim_bridge.yaml, config/base_controller.yaml,
+config/residual_node.yaml, then config/push.yaml, then the launch arguments.
+
+Run (full ROS 2 install):  ros2 launch rpl_bringup push.launch.py episodes:=20
+Run (pip install only):    rpl launch rpl_bringup push.launch.py episodes:=20
+Launch arguments:          controller, model_path, episodes, mode, seed, namespace
+                           (`rpl launch rpl_bringup push.launch.py --show-args`)
+"""
+
+from rpl_bringup.stack_launch import stack_launch_description
+
+
+def generate_launch_description():
+    return stack_launch_description(task='push', default_controller='discrete_mpc_push')

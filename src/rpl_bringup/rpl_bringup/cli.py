@@ -1,0 +1,248 @@
+"""The ``rpl`` command line: launch, eval, demo (and train / plot / bag from rpl_trainer).
+
+Exit codes: 0 success, 2 bad usage or arguments (one clear message), anything else is the
+failing launch's or tool's own code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from rpl_bringup.launch_shim import LaunchError
+
+TRAINER_COMMANDS = {
+    'train': 'train a residual policy (DDPG + HER) in simulation or from bags',
+    'plot': 'plot learning curves and evaluation results',
+    'bag': 'record, inspect or convert rosbag2 files of the stack',
+}
+
+
+class UsageError(Exception):
+    """Bad command-line usage: printed as one line, exit code 2."""
+
+
+def _add_launch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'launch',
+        help='run a ROS 2 Python launch file (ros2 launch without a full ROS install)',
+        description='Run a launch file: `rpl launch <package> <file.launch.py> [name:=value '
+        '...]` or `rpl launch <path/to/file.launch.py> [name:=value ...]`. Uses the real '
+        '`launch` package when installed, else the project runner: every node is a child '
+        'process with its output prefixed by its name; Ctrl-C stops them all.',
+        epilog='example: rpl launch rpl_bringup slippery_push.launch.py episodes:=5 '
+        'controller:=discrete_mpc_push',
+    )
+    p.add_argument('target', help='package name, or the path of a launch file')
+    p.add_argument(
+        'rest', nargs='*', metavar='[FILE] ARG', help='launch file name, then name:=value'
+    )
+    p.add_argument(
+        '-s', '--show-args', action='store_true', help='list the launch arguments and exit'
+    )
+    p.add_argument(
+        '--sigint-timeout',
+        type=float,
+        default=5.0,
+        metavar='S',
+        help='when stopping: seconds from SIGINT to SIGTERM (default 5)',
+    )
+    p.add_argument(
+        '--sigterm-timeout',
+        type=float,
+        default=5.0,
+        metavar='S',
+        help='when stopping: seconds from SIGTERM to SIGKILL (default 5)',
+    )
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'eval',
+        help='evaluate a base controller (+ residual model) in-process, no ROS',
+        description='Run N seeded episodes in-process (episode i uses seed + i, as the sim '
+        'bridge does) and report the success rate with its 95% interval and the mean '
+        'final distance; write the result as JSON.',
+    )
+    p.add_argument('--task', required=True, help='task name, e.g. slippery_push')
+    p.add_argument('--controller', required=True, help='base controller, e.g. reactive_push')
+    p.add_argument('--model', metavar='FILE.onnx', help='residual actor (default: base only)')
+    p.add_argument('--episodes', type=int, default=100, help='episodes (default 100)')
+    p.add_argument('--seed', type=int, default=0, help='first reset seed (default 0)')
+    p.add_argument(
+        '--json',
+        metavar='OUT',
+        help='result file (default results/eval_<task>_<controller>.json)',
+    )
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'demo',
+        help='run the SlipperyPush stack (3 node processes over DDS) and summarise',
+        description='Launch slippery_push.launch.py in lockstep through the project runner '
+        'for N episodes while an episode monitor collects the results, then print a '
+        'one-screen summary.',
+    )
+    p.add_argument('--episodes', type=int, default=20, help='episodes (default 20)')
+    p.add_argument(
+        '--controller', default='reactive_push', help='base controller (default reactive_push)'
+    )
+    p.add_argument(
+        '--model',
+        default='auto',
+        metavar='FILE|auto|none',
+        help='residual actor; auto = newest models/*slippery_push*.onnx if any (default)',
+    )
+    p.add_argument('--seed', type=int, default=0, help='first reset seed (default 0)')
+    p.add_argument(
+        '--namespace', default='/rpl_demo', help='ROS namespace of the demo (default /rpl_demo)'
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``rpl`` (subcommands launch, eval, demo, train, plot, bag)."""
+    parser = argparse.ArgumentParser(
+        prog='rpl',
+        description='Residual Policy Learning on ROS 2: run stacks, evaluate, demo, train.',
+    )
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    _add_launch(sub)
+    _add_eval(sub)
+    _add_demo(sub)
+    for name, text in TRAINER_COMMANDS.items():
+        sub.add_parser(name, help=f'{text} (rpl_trainer)', add_help=False)
+    return parser
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    """``rpl launch``."""
+    from rpl_bringup import launch_runner
+
+    if args.target.endswith('.py') and os.path.isfile(args.target):
+        package, file_name, tokens = None, args.target, args.rest
+    elif args.rest:
+        package, file_name, tokens = args.target, args.rest[0], args.rest[1:]
+    else:
+        raise UsageError(
+            f'{args.target!r} is not a launch file; usage: rpl launch <package> '
+            '<file.launch.py> [name:=value ...]'
+        )
+    path = launch_runner.locate_launch_file(package, file_name)
+    if args.show_args:
+        for info in launch_runner.describe_launch_arguments(path):
+            default = 'required' if info.default is None else f'default {info.default!r}'
+            choices = f', one of {info.choices}' if info.choices else ''
+            print(f"  '{info.name}': {info.description}\n      ({default}{choices})")
+        return 0
+    arguments = launch_runner.parse_launch_arguments(tokens)
+    return launch_runner.run_launch_file(
+        path,
+        arguments,
+        sigint_timeout=args.sigint_timeout,
+        sigterm_timeout=args.sigterm_timeout,
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``rpl eval``."""
+    if args.episodes < 1:
+        raise UsageError(f'--episodes must be at least 1, got {args.episodes}')
+    if args.model is not None and not os.path.isfile(args.model):
+        raise UsageError(f'--model {args.model!r} does not exist')
+    try:
+        evaluation = importlib.import_module('rpl_bringup.evaluation')
+    except ImportError as exc:
+        print(f'rpl eval: not available yet ({exc})', file=sys.stderr)
+        return 1
+    policy = None
+    if args.model is not None:
+        from rpl_residual_node.policy import ResidualPolicy
+        from rpl_sim_bridge.tasks import task_spec
+
+        spec = task_spec(args.task)
+        policy = ResidualPolicy.from_file(
+            args.model, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, action_dim=spec.action_dim
+        )
+    result = evaluation.evaluate(
+        args.task,
+        args.controller,
+        args.episodes,
+        args.seed,
+        policy=policy,
+        progress=not args.no_progress,
+    )
+    lo, hi = result.ci95
+    label = (
+        f'{args.controller} + {os.path.basename(args.model)}' if args.model else args.controller
+    )
+    print(
+        f'{args.task} / {label}: success rate {result.success_rate:.3f} '
+        f'(95% CI {lo:.3f}-{hi:.3f}) over {args.episodes} episodes (seed {args.seed}); '
+        f'mean final distance {result.mean_final_distance:.4f} m'
+    )
+    out = args.json or os.path.join('results', f'eval_{args.task}_{args.controller}.json')
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        f.write(result.to_json())
+    print(f'wrote {out}')
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``rpl demo``."""
+    from rpl_bringup import demo
+
+    if args.episodes < 1:
+        raise UsageError(f'--episodes must be at least 1, got {args.episodes}')
+    return demo.run_demo(
+        episodes=args.episodes,
+        controller=args.controller,
+        model=args.model,
+        seed=args.seed,
+        namespace=args.namespace,
+    )
+
+
+def cmd_trainer(command: str, argv: Sequence[str]) -> int:
+    """``rpl train|plot|bag``: hand over to ``rpl_trainer.cli.main``."""
+    try:
+        trainer_cli = importlib.import_module('rpl_trainer.cli')
+    except ImportError:
+        print(
+            f'rpl {command}: not available yet: the trainer package has no command line '
+            '(rpl_trainer.cli) in this installation.',
+            file=sys.stderr,
+        )
+        return 1
+    return int(trainer_cli.main([command, *argv]) or 0)
+
+
+COMMANDS = {'launch': cmd_launch, 'eval': cmd_eval, 'demo': cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console script ``rpl``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TRAINER_COMMANDS:
+        return cmd_trainer(argv[0], argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, LaunchError) as exc:
+        print(f'rpl {args.command}: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

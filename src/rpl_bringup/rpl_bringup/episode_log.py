@@ -1,0 +1,182 @@
+"""Tally of what a running stack reports: episode results and control-path messages.
+
+Pure Python + numpy (no ROS): :mod:`rpl_bringup.episode_monitor_node` feeds it from the
+``episode``, ``command`` and ``base_action`` topics and writes :meth:`EpisodeLog.to_dict` as
+JSON; ``rpl demo`` and the integration tests read that file back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from rpl_interfaces.contract import EPISODE_FIELDS
+
+
+class EpisodeRecord(NamedTuple):
+    """One finished episode as the sim bridge reported it.
+
+    Attributes:
+        episode: Episode id (0-based; reset seed = seed + id).
+        success: Block within the success threshold of the goal after the last step.
+        final_distance: Block-goal distance after the last step, m.
+        episode_return: Sum of rewards.
+        steps: Steps run.
+        fallback_base: Steps that applied the base action (no usable command).
+        fallback_zero: Steps that applied the zero action (no usable action at all).
+    """
+
+    episode: int
+    success: bool
+    final_distance: float
+    episode_return: float
+    steps: int
+    fallback_base: int
+    fallback_zero: int
+
+    @classmethod
+    def from_payload(cls, episode: int, values: np.ndarray) -> EpisodeRecord:
+        """Build from an ``episode`` message payload, (len(EPISODE_FIELDS),) in that order.
+
+        Raises:
+            ValueError: The payload has the wrong length.
+        """
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.shape[0] != len(EPISODE_FIELDS):
+            raise ValueError(
+                f'episode payload needs {len(EPISODE_FIELDS)} values {list(EPISODE_FIELDS)}, '
+                f'got {values.shape[0]}'
+            )
+        named = dict(zip(EPISODE_FIELDS, values.tolist(), strict=True))
+        return cls(
+            episode=int(episode),
+            success=named['success'] >= 0.5,
+            final_distance=named['final_distance'],
+            episode_return=named['return'],
+            steps=int(named['steps']),
+            fallback_base=int(named['fallback_base']),
+            fallback_zero=int(named['fallback_zero']),
+        )
+
+
+@dataclasses.dataclass
+class ControlTally:
+    """Counts of one control-path topic (``command`` or ``base_action``).
+
+    Attributes:
+        count: Messages received.
+        tags: Messages per ``header.frame_id`` (sender tag).
+        non_finite: Messages with a NaN or infinite payload value.
+        max_abs: Largest absolute finite payload value seen.
+    """
+
+    count: int = 0
+    tags: dict[str, int] = dataclasses.field(default_factory=dict)
+    non_finite: int = 0
+    max_abs: float = 0.0
+
+    def add(self, tag: str, values: np.ndarray) -> None:
+        """Count one message with payload ``values``, shape (dim,)."""
+        self.count += 1
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        values = np.asarray(values, dtype=np.float64)
+        finite = np.isfinite(values)
+        if not finite.all():
+            self.non_finite += 1
+        if finite.any():
+            self.max_abs = max(self.max_abs, float(np.abs(values[finite]).max()))
+
+
+class Summary(NamedTuple):
+    """Aggregate of the episodes so far.
+
+    Attributes:
+        episodes: Episodes reported.
+        success_rate: Fraction of successful episodes (nan with no episode).
+        ci95: Wilson 95 % interval of the success rate (lo, hi).
+        mean_final_distance: Mean block-goal distance after the last step, m.
+        steps: Steps run in all.
+        fallback_base: Steps that applied the base action.
+        fallback_zero: Steps that applied the zero action.
+    """
+
+    episodes: int
+    success_rate: float
+    ci95: tuple[float, float]
+    mean_final_distance: float
+    steps: int
+    fallback_base: int
+    fallback_zero: int
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a success rate (95 % for z = 1.96); (0, 1) with no trial."""
+    if trials <= 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    denom = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+class EpisodeLog:
+    """Everything the monitor has seen; episodes are keyed by id (a repeat replaces)."""
+
+    def __init__(self) -> None:
+        self.episodes: dict[int, EpisodeRecord] = {}
+        self.commands = ControlTally()
+        self.base_actions = ControlTally()
+
+    def add_episode(self, record: EpisodeRecord) -> None:
+        """Store one episode result."""
+        self.episodes[record.episode] = record
+
+    def summary(self) -> Summary:
+        """Success rate with its interval, mean final distance, fallback totals."""
+        records = list(self.episodes.values())
+        n = len(records)
+        wins = sum(r.success for r in records)
+        return Summary(
+            episodes=n,
+            success_rate=wins / n if n else math.nan,
+            ci95=wilson_interval(wins, n),
+            mean_final_distance=float(np.mean([r.final_distance for r in records]))
+            if n
+            else math.nan,
+            steps=sum(r.steps for r in records),
+            fallback_base=sum(r.fallback_base for r in records),
+            fallback_zero=sum(r.fallback_zero for r in records),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (see :func:`summary_from_dict` for reading it back)."""
+        return {
+            'summary': self.summary()._asdict(),
+            'episodes': [r._asdict() for _, r in sorted(self.episodes.items())],
+            'commands': dataclasses.asdict(self.commands),
+            'base_actions': dataclasses.asdict(self.base_actions),
+        }
+
+    def write_json(self, path: str) -> None:
+        """Write :meth:`to_dict` atomically (readers never see half a file)."""
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix='.episodes_', suffix='.json')
+        with os.fdopen(fd, 'w') as f:
+            json.dump(self.to_dict(), f, indent=1, allow_nan=True)
+        os.replace(tmp, path)
+
+
+def summary_from_dict(data: Mapping[str, Any]) -> Summary:
+    """The :class:`Summary` stored by :meth:`EpisodeLog.to_dict`."""
+    s = dict(data['summary'])
+    s['ci95'] = tuple(s['ci95'])
+    return Summary(**s)

@@ -1,0 +1,117 @@
+"""ROS 2 episode monitor: collects the stack's episode results (and control-path counts).
+
+Subscribes, relative to its namespace, to ``episode`` (latched: late joiners get every
+result), ``command`` and ``base_action``; prints one line per episode and writes an
+:class:`rpl_bringup.episode_log.EpisodeLog` as JSON to ``output_path`` after every episode
+and at exit. With ``expected_episodes`` it exits 0 once that many results arrived.
+Used by ``rpl demo`` and the integration tests.
+
+Run: ``python -m rpl_bringup.episode_monitor_node --ros-args -r __ns:=/rpl
+-p output_path:=results/episodes.json``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import rclpy
+from sensor_msgs.msg import JointState
+
+from rpl_bringup.episode_log import ControlTally, EpisodeLog, EpisodeRecord
+from rpl_interfaces import contract
+from rpl_interfaces.base_node import RplNode, run_node
+from rpl_interfaces.codec import MessageError, decode
+from rpl_interfaces.params import describe
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeMonitorConfig:
+    """Parameters of the episode monitor."""
+
+    output_path: str = dataclasses.field(
+        default='',
+        metadata=describe('JSON file rewritten after every episode and at exit; empty = none'),
+    )
+    expected_episodes: int = dataclasses.field(
+        default=0,
+        metadata=describe(
+            'Exit 0 once this many episode results arrived (0 = run until stopped)',
+            range=(0, 10**9),
+        ),
+    )
+    watch_control: bool = dataclasses.field(
+        default=True,
+        metadata=describe('Also count command and base_action messages (tags, non-finite)'),
+    )
+
+
+class EpisodeMonitorNode(RplNode):
+    """Episode monitor; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__('episode_monitor')
+        self.config = self.declare_config(EpisodeMonitorConfig)
+        self.log = EpisodeLog()
+        self.control_subscription(contract.EPISODE, self._on_episode)
+        if self.config.watch_control:
+            self.control_subscription(contract.COMMAND, self._on_command)
+            self.control_subscription(contract.BASE_ACTION, self._on_base_action)
+
+    def _on_episode(self, msg: JointState) -> None:
+        try:
+            vec = decode(msg, contract.EPISODE_FIELDS)
+        except MessageError as exc:
+            self.get_logger().warning(f'malformed episode result ignored: {exc}')
+            return
+        record = EpisodeRecord.from_payload(vec.episode, vec.values)
+        self.log.add_episode(record)
+        summary = self.log.summary()
+        print(
+            f'episode {record.episode:3d}: {"success" if record.success else "failure"}, '
+            f'final distance {record.final_distance:.3f} m, {record.steps} steps, '
+            f'fallbacks base {record.fallback_base} zero {record.fallback_zero} | '
+            f'success so far {summary.success_rate:.2f} ({summary.episodes} episodes)',
+            flush=True,
+        )
+        self.save()
+        expected = self.config.expected_episodes
+        if expected and summary.episodes >= expected:
+            rclpy.try_shutdown()
+
+    def _on_command(self, msg: JointState) -> None:
+        self._count(msg, self.log.commands)
+
+    def _on_base_action(self, msg: JointState) -> None:
+        self._count(msg, self.log.base_actions)
+
+    @staticmethod
+    def _count(msg: JointState, tally: ControlTally) -> None:
+        try:
+            vec = decode(msg, contract.ACTION_FIELDS)
+        except MessageError:
+            return  # malformed messages are the sim bridge's to reject and report
+        tally.add(vec.tag, vec.values)
+
+    def save(self) -> None:
+        """Write the JSON file (if ``output_path`` is set)."""
+        if self.config.output_path:
+            self.log.write_json(self.config.output_path)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Console entry point: spin until stopped or ``expected_episodes`` arrived."""
+    nodes: list[EpisodeMonitorNode] = []
+
+    def factory() -> EpisodeMonitorNode:
+        nodes.append(EpisodeMonitorNode())
+        return nodes[-1]
+
+    code = run_node(factory, args)
+    if nodes:
+        nodes[-1].save()  # the final counts, also after Ctrl-C / SIGTERM
+    return code
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,291 @@
+"""Run a ROS 2 Python launch file without a full ROS install: plan, then supervise.
+
+Two halves:
+
+* Planning (:func:`plan_launch_file`): load a standard ``launch_ros`` file with the stand-in
+  modules of :mod:`rpl_bringup.launch_shim` (only where the real ``launch`` packages are
+  missing), evaluate it with the user's ``name:=value`` arguments and get one
+  :class:`~rpl_bringup.launch_shim.ProcessPlan` per process: its command line, whether it
+  is required (``on_exit=Shutdown()``) or respawns.
+* Supervision (:class:`rpl_bringup.supervisor.Supervisor`): start every plan as its own
+  process group, prefix each output line with the process name, restart respawning
+  processes, end the launch when a required process exits, and on Ctrl-C / SIGTERM stop
+  every child with SIGINT, then SIGTERM, then SIGKILL, so that no process outlives it.
+
+When the real ``launch`` package is importable, :func:`run_launch_file` hands the file to
+``launch.LaunchService`` instead (the same as ``ros2 launch``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import importlib.util
+import os
+import pathlib
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from rpl_bringup import launch_shim
+from rpl_bringup.launch_shim import LaunchContext, LaunchError, ProcessPlan
+from rpl_bringup.supervisor import Supervisor
+
+DDS_PROFILE = 'fastdds_loopback.xml'
+
+
+# --- arguments, packages, executables -------------------------------------------------
+
+
+def parse_launch_arguments(tokens: Iterable[str]) -> dict[str, str]:
+    """Parse ``name:=value`` launch arguments.
+
+    Raises:
+        LaunchError: A token without ``:=`` or with an empty name.
+    """
+    arguments: dict[str, str] = {}
+    for token in tokens:
+        name, sep, value = token.partition(':=')
+        if not sep or not name.strip():
+            raise LaunchError(f'launch arguments look like name:=value, got {token!r}')
+        arguments[name.strip()] = value
+    return arguments
+
+
+def _checkout_root(package_dir: pathlib.Path) -> pathlib.Path | None:
+    # A source checkout keeps launch/ and config/ at the top, above src/<package>/<package>.
+    for candidate in [package_dir, *list(package_dir.parents)[:3]]:
+        if (candidate / 'launch').is_dir() and (candidate / 'config').is_dir():
+            return candidate
+    return None
+
+
+def find_package_share(package: str) -> str:
+    """Share directory of a ROS package, wherever it is installed.
+
+    Looks in order at: the ament index (``AMENT_PREFIX_PATH``, as ``ros2 launch`` does);
+    ``<sys.prefix>/share/<package>`` (a plain pip install of an ament_python package); a
+    source checkout (editable install): the repository root holding ``launch/`` and
+    ``config/`` for rpl_bringup, else the folder with the package's ``package.xml``.
+
+    Raises:
+        LaunchError: The package is nowhere to be found.
+    """
+    if os.environ.get('AMENT_PREFIX_PATH'):
+        with contextlib.suppress(ImportError, LookupError, ValueError, OSError):
+            from ament_index_python.packages import get_package_share_directory
+
+            return get_package_share_directory(package)
+    share = pathlib.Path(sys.prefix) / 'share' / package
+    if (share / 'package.xml').is_file():
+        return str(share)
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    if spec is not None and spec.origin:
+        package_root = pathlib.Path(spec.origin).resolve().parent.parent
+        if package == 'rpl_bringup':
+            root = _checkout_root(package_root)
+            if root is not None:
+                return str(root)
+        if (package_root / 'package.xml').is_file():
+            return str(package_root)
+    raise LaunchError(
+        f'package {package!r} not found: not in AMENT_PREFIX_PATH, not in '
+        f'{sys.prefix}/share, and not importable from a source checkout '
+        f'(install it with `pip install -e src/{package}`)'
+    )
+
+
+def resolve_executable(package: str, executable: str) -> list[str]:
+    """Command prefix that runs ``executable`` of ``package``.
+
+    Looks for ``<prefix>/lib/<package>/<executable>`` (ament layout) in every
+    ``AMENT_PREFIX_PATH`` entry and ``sys.prefix``, then next to ``sys.executable`` (pip
+    console scripts), then on ``PATH``; finally runs the module ``<package>.<executable>``
+    with this Python when there is one.
+
+    Raises:
+        LaunchError: Nothing runs it (the message lists where it looked).
+    """
+    prefixes = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
+    candidates = [pathlib.Path(p) / 'lib' / package / executable for p in prefixes]
+    candidates.append(pathlib.Path(sys.prefix) / 'lib' / package / executable)
+    candidates.append(pathlib.Path(sys.executable).parent / executable)
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return [str(path)]
+    found = shutil.which(executable)
+    if found:
+        return [found]
+    module = f'{package}.{executable}'
+    with contextlib.suppress(ImportError, ValueError):
+        if package.isidentifier() and importlib.util.find_spec(module) is not None:
+            return [sys.executable, '-m', module]
+    looked = ', '.join(str(c.parent) for c in candidates)
+    raise LaunchError(
+        f'executable {executable!r} of package {package!r} not found (looked in {looked}, '
+        f'PATH, and for module {module}); is the package installed?'
+    )
+
+
+def apply_dds_defaults(env: dict[str, str] | Any) -> None:
+    """Keep DDS on this machine unless the user chose a Fast DDS profile.
+
+    If ``FASTDDS_DEFAULT_PROFILES_FILE`` is unset, point it at rpl_bringup's
+    ``config/fastdds_loopback.xml`` (shared memory + UDP on 127.0.0.1) and default
+    ``ROS_AUTOMATIC_DISCOVERY_RANGE`` to ``LOCALHOST``. Changes ``env`` in place.
+    """
+    if env.get('FASTDDS_DEFAULT_PROFILES_FILE'):
+        return
+    with contextlib.suppress(LaunchError):
+        profile = pathlib.Path(find_package_share('rpl_bringup')) / 'config' / DDS_PROFILE
+        if profile.is_file():
+            env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+
+
+def locate_launch_file(package: str | None, file_name: str) -> str:
+    """Path of a launch file: ``file_name`` itself, or ``<share of package>/launch/<file>``.
+
+    Raises:
+        LaunchError: The file does not exist (the message lists the package's launch files).
+    """
+    if package is None:
+        if not os.path.isfile(file_name):
+            raise LaunchError(f'launch file {file_name!r} does not exist')
+        return os.path.abspath(file_name)
+    launch_dir = pathlib.Path(find_package_share(package)) / 'launch'
+    path = launch_dir / file_name
+    if not path.is_file():
+        known = sorted(p.name for p in launch_dir.glob('*.launch.py'))
+        raise LaunchError(
+            f'package {package!r} has no launch file {file_name!r} in {launch_dir}; known: {known}'
+        )
+    return str(path)
+
+
+# --- planning ---------------------------------------------------------------------------
+
+
+def load_launch_description(path: str, force_shim: bool = False) -> Any:
+    """Import a launch file and call its ``generate_launch_description()``.
+
+    The stand-in ``launch`` modules are installed first where the real ones are missing
+    (everywhere with ``force_shim``).
+
+    Raises:
+        LaunchError: The file has no ``generate_launch_description`` function.
+    """
+    if launch_shim.install(force=force_shim):
+        # A helper the launch files import may be cached with the real launch modules.
+        sys.modules.pop('rpl_bringup.stack_launch', None)
+    name = 'rpl_launch_file_' + pathlib.Path(path).name.replace('.', '_')
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise LaunchError(f'cannot load launch file {path!r}')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generate = getattr(module, 'generate_launch_description', None)
+    if not callable(generate):
+        raise LaunchError(f'launch file {path!r} defines no generate_launch_description()')
+    return generate()
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchArgumentInfo:
+    """A declared launch argument, for ``--show-args``."""
+
+    name: str
+    default: str | None
+    description: str
+    choices: list[str] | None
+
+
+def describe_launch_arguments(path: str) -> list[LaunchArgumentInfo]:
+    """The launch arguments a launch file declares (name, default, description, choices)."""
+    description = load_launch_description(path)
+    context = LaunchContext(find_package_share=find_package_share)
+    infos = []
+    for arg in description.get_launch_arguments():
+        default = None
+        if arg.default_value is not None:
+            try:
+                default = ''.join(s.perform(context) for s in arg.default_value)
+            except LaunchError:
+                default = ''.join(s.describe() for s in arg.default_value)
+        infos.append(LaunchArgumentInfo(arg.name, default, arg.description, arg.choices))
+    return infos
+
+
+def plan_launch_file(
+    path: str,
+    arguments: Mapping[str, str],
+    *,
+    find_share: Callable[[str], str] = find_package_share,
+    resolve: Callable[[str, str], Sequence[str]] = resolve_executable,
+    force_shim: bool = False,
+) -> list[ProcessPlan]:
+    """Evaluate a launch file into the processes it starts.
+
+    Args:
+        path: Launch file (``*.launch.py``).
+        arguments: ``name -> value`` launch arguments.
+        find_share: Package share resolver (``FindPackageShare``).
+        resolve: Executable resolver for nodes.
+        force_shim: Evaluate with the stand-in modules even where the real ``launch`` is
+            installed.
+
+    Raises:
+        LaunchError: Bad or unknown arguments, missing files or executables.
+    """
+    description = load_launch_description(path, force_shim)
+    if not isinstance(description, launch_shim.LaunchDescription):
+        raise LaunchError(
+            f'{path!r}: generate_launch_description() returned {description!r}, not a '
+            'LaunchDescription of the stand-in modules (is the real launch installed?)'
+        )
+    context = LaunchContext(arguments, find_package_share=find_share, resolve_executable=resolve)
+    description.visit(context)
+    unknown = sorted(set(arguments) - set(context.declared_arguments))
+    if unknown:
+        declared = ', '.join(sorted(context.declared_arguments)) or 'none'
+        raise LaunchError(
+            f'unknown launch argument(s) {unknown} for {pathlib.Path(path).name}; '
+            f'it declares: {declared}'
+        )
+    return context.processes
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
+def run_with_real_launch(path: str, arguments: Mapping[str, str]) -> int:
+    """Hand the file to the real ``launch.LaunchService`` (as ``ros2 launch`` does)."""
+    launch = importlib.import_module('launch')
+    actions = importlib.import_module('launch.actions')
+    sources = importlib.import_module('launch.launch_description_sources')
+    argv = [f'{k}:={v}' for k, v in arguments.items()]
+    service = launch.LaunchService(argv=argv)
+    include = actions.IncludeLaunchDescription(
+        sources.PythonLaunchDescriptionSource(path), launch_arguments=list(arguments.items())
+    )
+    service.include_launch_description(launch.LaunchDescription([include]))
+    return service.run()
+
+
+def run_launch_file(path: str, arguments: Mapping[str, str], **supervisor_options: Any) -> int:
+    """Run a launch file: with the real ``launch`` if installed, else plan + supervise.
+
+    Applies :func:`apply_dds_defaults` to ``os.environ`` first.
+
+    Raises:
+        LaunchError: The file cannot be evaluated with these arguments.
+    """
+    apply_dds_defaults(os.environ)
+    if launch_shim.is_real('launch'):
+        return run_with_real_launch(path, arguments)
+    plans = plan_launch_file(path, arguments)
+    if not plans:
+        raise LaunchError(f'{pathlib.Path(path).name} starts no processes')
+    return Supervisor(plans, **supervisor_options).run()

@@ -1,0 +1,356 @@
+"""Launch runner: argument parsing, the shim on our real launch files, process supervision.
+
+Fast and without DDS: supervision is exercised with tiny throwaway `python -c` children.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from rpl_bringup import cli, launch_runner, launch_shim
+from rpl_bringup.launch_shim import LaunchError, ProcessPlan
+from rpl_bringup.launch_shim.ros_actions import parameter_text
+from rpl_bringup.supervisor import Supervisor
+
+PY = sys.executable
+STACKS = {
+    'slippery_push.launch.py': ('slippery_push', 'reactive_push'),
+    'push.launch.py': ('push', 'discrete_mpc_push'),
+    'pick_and_place.launch.py': ('pick_and_place', 'reactive_pick_and_place'),
+}
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie waiting for a reaper counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = pathlib.Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != 'Z'
+
+
+def _py(name: str, code: str, **kwargs) -> ProcessPlan:
+    return ProcessPlan(name=name, cmd=(PY, '-c', textwrap.dedent(code)), **kwargs)
+
+
+def _run(plans: list[ProcessPlan], **kwargs) -> tuple[int, list[str], Supervisor]:
+    lines: list[str] = []
+    supervisor = Supervisor(plans, write=lines.append, **kwargs)
+    return supervisor.run(), lines, supervisor
+
+
+def _plan(file_name: str, **arguments: str) -> list[ProcessPlan]:
+    path = launch_runner.locate_launch_file('rpl_bringup', file_name)
+    return launch_runner.plan_launch_file(path, arguments, resolve=lambda pkg, exe: [exe])
+
+
+# --- launch arguments -----------------------------------------------------------------
+
+
+def test_parse_launch_arguments_keeps_values_verbatim():
+    parsed = launch_runner.parse_launch_arguments(['a:=1', 'path:=x:=y', 'empty:='])
+    assert parsed == {'a': '1', 'path': 'x:=y', 'empty': ''}
+
+
+@pytest.mark.parametrize('token', ['episodes=3', ':=3', 'episodes'])
+def test_parse_launch_arguments_rejects_malformed_tokens(token):
+    with pytest.raises(LaunchError, match='name:=value'):
+        launch_runner.parse_launch_arguments([token])
+
+
+def test_unknown_launch_argument_is_a_clear_error():
+    expected = r"unknown launch argument\(s\) \['epsiodes'\].*declares: controller, episodes"
+    with pytest.raises(LaunchError, match=expected):
+        _plan('slippery_push.launch.py', epsiodes='3')
+
+
+def test_launch_argument_choices_are_enforced():
+    with pytest.raises(LaunchError, match="mode:='fast' is not one of"):
+        _plan('slippery_push.launch.py', mode='fast')
+
+
+def test_invalid_namespace_is_rejected_before_any_process_starts():
+    with pytest.raises(LaunchError, match='not a valid ROS namespace'):
+        _plan('slippery_push.launch.py', namespace='/itest-1')
+
+
+def test_cli_returns_2_with_message_on_bad_arguments(capsys):
+    code = cli.main(['launch', 'rpl_bringup', 'slippery_push.launch.py', 'bogus:=1'])
+    assert code == 2
+    assert "unknown launch argument(s) ['bogus']" in capsys.readouterr().err
+    assert cli.main(['launch', 'rpl_bringup', 'missing.launch.py']) == 2
+    assert cli.main(['eval', '--task', 'push', '--controller', 'x', '--episodes', '0']) == 2
+
+
+# --- the shim on the real launch files --------------------------------------------------
+
+
+def test_shim_is_installed_over_a_bare_launch_folder_only():
+    # From the repository root `import launch` finds the launch/ folder (a namespace
+    # package): that is not the real launch package.
+    assert not launch_shim.is_real('launch')
+    launch_shim.install()
+    import launch.actions
+
+    assert launch.actions.DeclareLaunchArgument is launch_shim.actions.DeclareLaunchArgument
+
+
+@pytest.mark.parametrize('file_name', sorted(STACKS))
+def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
+    task, controller = STACKS[file_name]
+    plans = {p.name: p for p in _plan(file_name)}
+    assert list(plans) == ['sim_bridge', 'base_controller', 'residual_node']
+
+    sim, base, residual = plans['sim_bridge'], plans['base_controller'], plans['residual_node']
+    assert (sim.required, sim.respawn) == (True, False)
+    assert (base.required, base.respawn) == (False, False)
+    assert (residual.required, residual.respawn, residual.respawn_delay) == (False, True, 1.0)
+    assert sim.node.package == 'rpl_sim_bridge' and sim.cmd[0] == 'sim_bridge_node'
+    assert base.node.package == 'rpl_base_controllers' and base.cmd[0] == 'controller_node'
+    assert residual.node.package == 'rpl_residual_node' and residual.cmd[0] == 'residual_node'
+    for plan in plans.values():
+        assert plan.node.namespace == '/rpl'
+        # node defaults first, then the stack's file
+        assert plan.node.parameter_files[-1] == str(repo_root / 'config' / f'{task}.yaml')
+        assert all(os.path.isfile(f) for f in plan.node.parameter_files)
+    assert sim.node.parameter_files[0] == str(repo_root / 'config' / 'sim_bridge.yaml')
+    assert sim.node.parameters == {'episodes': 0, 'mode': 'lockstep', 'seed': 0}
+    assert base.node.parameters == {'controller': controller}
+    assert residual.node.parameters == {'model_path': ''}
+
+
+def test_launch_arguments_reach_the_node_command_lines():
+    plans = {
+        p.name: p
+        for p in _plan(
+            'slippery_push.launch.py',
+            controller='discrete_mpc_push',
+            episodes='7',
+            seed='42',
+            mode='realtime',
+            namespace='/itest',
+            model_path='/tmp/actor.onnx',
+        )
+    }
+    base = plans['base_controller'].cmd
+    assert base[:2] == ('controller_node', '--ros-args')
+    assert ('-r', '__node:=base_controller') == base[2:4]
+    assert '__ns:=/itest' in base
+    assert base[-2:] == ('-p', 'controller:="discrete_mpc_push"')
+    sim = plans['sim_bridge']
+    assert sim.node.parameters == {'episodes': 7, 'mode': 'realtime', 'seed': 42}
+    assert 'episodes:=7' in sim.cmd and 'seed:=42' in sim.cmd
+    assert plans['residual_node'].cmd[-1] == 'model_path:="/tmp/actor.onnx"'
+
+
+def test_parameter_text_keeps_strings_strings():
+    assert parameter_text('') == '""'
+    assert parameter_text('123') == '"123"'
+    assert parameter_text(True) == 'true'
+    assert parameter_text(3) == '3'
+    assert parameter_text(0.5) == '0.5'
+    assert parameter_text([1, 'a']) == '[1, "a"]'
+
+
+def test_package_share_and_executables_resolve_in_this_checkout(repo_root):
+    assert launch_runner.find_package_share('rpl_bringup') == str(repo_root)
+    sim = launch_runner.resolve_executable('rpl_sim_bridge', 'sim_bridge_node')
+    assert os.access(sim[0], os.X_OK)
+    monitor = launch_runner.resolve_executable('rpl_bringup', 'episode_monitor_node')
+    assert monitor[-1].endswith('episode_monitor_node')
+    with pytest.raises(LaunchError, match="executable 'nope' of package 'rpl_bringup'"):
+        launch_runner.resolve_executable('rpl_bringup', 'nope')
+    with pytest.raises(LaunchError, match="package 'no_such_pkg' not found"):
+        launch_runner.find_package_share('no_such_pkg')
+
+
+def test_dds_defaults_apply_only_when_unset(repo_root):
+    env: dict[str, str] = {}
+    launch_runner.apply_dds_defaults(env)
+    assert env['FASTDDS_DEFAULT_PROFILES_FILE'] == str(
+        repo_root / 'config' / 'fastdds_loopback.xml'
+    )
+    assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+    mine = {'FASTDDS_DEFAULT_PROFILES_FILE': '/robot/profile.xml'}
+    launch_runner.apply_dds_defaults(mine)
+    assert mine == {'FASTDDS_DEFAULT_PROFILES_FILE': '/robot/profile.xml'}
+
+
+# --- supervision ------------------------------------------------------------------------
+
+
+def test_required_exit_0_ends_the_launch_with_0_and_stops_the_others():
+    code, lines, sup = _run(
+        [
+            _py('sim', 'print("hello")', required=True),
+            _py('idle', 'import time; time.sleep(30)'),
+        ]
+    )
+    assert code == 0
+    assert '[sim] hello' in lines
+    assert any('sim finished (code 0); stopping the launch' in line for line in lines)
+    assert any(line.endswith('idle stopped (code -2)') for line in lines)
+    assert sup.pids() == {'sim': None, 'idle': None}
+
+
+def test_required_crash_ends_the_launch_nonzero_and_names_it():
+    code, lines, _ = _run(
+        [
+            _py('sim', 'import sys; sys.exit(3)', required=True),
+            _py('idle', 'import time; time.sleep(30)'),
+        ]
+    )
+    assert code == 3
+    assert any('required process sim died (code 3); stopping the launch' in x for x in lines)
+
+
+def test_killed_respawning_process_is_restarted(tmp_path):
+    marker = tmp_path / 'first_life'
+    second = tmp_path / 'second_life'
+    victim = f"""
+        import os, pathlib, signal, time
+        first = pathlib.Path({str(marker)!r})
+        if not first.exists():
+            first.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        pathlib.Path({str(second)!r}).touch()
+        time.sleep(30)
+    """
+    waiter = f"""
+        import pathlib, sys, time
+        end = time.monotonic() + 10
+        while not pathlib.Path({str(second)!r}).exists():
+            if time.monotonic() > end:
+                sys.exit(4)
+            time.sleep(0.02)
+    """
+    code, lines, sup = _run(
+        [
+            _py('sim', waiter, required=True),
+            _py('residual_node', victim, respawn=True, respawn_delay=0.2),
+        ]
+    )
+    assert code == 0
+    assert any('residual_node died (code -9); respawning in 0.2 s' in x for x in lines)
+    assert sup.start_counts() == {'sim': 1, 'residual_node': 2}
+
+
+def test_other_process_death_is_reported_and_the_launch_goes_on():
+    code, lines, _ = _run(
+        [
+            _py('sim', 'import time; time.sleep(0.5); print("done")', required=True),
+            _py('controller', 'import sys; sys.exit(2)'),
+        ]
+    )
+    assert code == 0
+    assert any(x.endswith('controller died (code 2)') for x in lines)
+    assert '[sim] done' in lines
+
+
+def test_launch_without_required_process_ends_when_all_exit():
+    assert _run([_py('a', 'pass'), _py('b', 'pass')])[0] == 0
+    assert _run([_py('a', 'pass'), _py('b', 'import sys; sys.exit(1)')])[0] == 1
+
+
+def test_stopping_escalates_to_sigterm_for_a_child_that_ignores_sigint():
+    stubborn = """
+        import signal, time
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print('ready', flush=True)
+        time.sleep(30)
+    """
+    start = time.monotonic()
+    code, lines, _ = _run(
+        [
+            _py('sim', 'import time; time.sleep(0.3)', required=True),
+            _py('stubborn', stubborn),
+        ],
+        sigint_timeout=0.3,
+    )
+    assert code == 0
+    assert any('stubborn still running; sending SIGTERM' in x for x in lines)
+    assert any(x.endswith('stubborn stopped (code -15)') for x in lines)
+    assert time.monotonic() - start < 5.0
+
+
+def test_missing_executable_is_reported_as_a_failed_start():
+    code, lines, _ = _run([ProcessPlan(name='ghost', cmd=('/no/such/exe',), required=True)])
+    assert code == 127
+    assert any('cannot start ghost' in x for x in lines)
+
+
+LAUNCH_FILE = """
+import sys
+from launch import LaunchDescription
+from launch.actions import ExecuteProcess, Shutdown
+
+PARENT = '''
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+print('grandchild', child.pid, flush=True)
+time.sleep(60)
+'''
+STUBBORN = '''
+import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+print('ignoring SIGINT', flush=True)
+time.sleep(60)
+'''
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        ExecuteProcess(cmd=[sys.executable, '-c', 'import time; time.sleep(60)'],
+                       name='sim', output='screen', on_exit=Shutdown()),
+        ExecuteProcess(cmd=[sys.executable, '-c', PARENT], name='parent', output='screen'),
+        ExecuteProcess(cmd=[sys.executable, '-c', STUBBORN], name='stubborn', output='screen',
+                       respawn=True, respawn_delay=0.1),
+    ])
+"""
+
+
+def test_sigterm_to_the_runner_leaves_no_process_behind(tmp_path):
+    launch_file = tmp_path / 'orphans.launch.py'
+    launch_file.write_text(LAUNCH_FILE)
+    runner = subprocess.Popen(
+        [PY, '-m', 'rpl_bringup.cli', 'launch', str(launch_file), '--sigint-timeout', '0.5'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    pids: list[int] = []
+    seen: list[str] = []
+    try:
+        for line in runner.stdout:
+            seen.append(line)
+            if line.startswith('[rpl launch] started '):
+                pids.append(int(line.split('(pid ')[1].split(')')[0]))
+            if line.startswith('[parent] grandchild '):
+                pids.append(int(line.split()[-1]))
+            if len(pids) == 4 and '[stubborn] ignoring SIGINT\n' in seen:
+                break
+        assert len(pids) == 4, ''.join(seen)
+        runner.send_signal(signal.SIGTERM)
+        rest, _ = runner.communicate(timeout=15)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 128 + signal.SIGTERM, rest
+    assert 'received SIGTERM; stopping all processes' in rest
+    assert 'stubborn still running; sending SIGTERM' in rest
+    deadline = time.monotonic() + 3.0
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in pids if _alive(p)] == []
