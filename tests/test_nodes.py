@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 
@@ -59,6 +60,7 @@ class Probe:
         self.executor.add_node(self.node)
         self.results: list[StampedVector] = []
         self.observations: list[StampedVector] = []
+        self.diagnostics: dict[str, dict[str, str]] = {}  # node name -> latest key/values
         self.node.create_subscription(
             JointState,
             contract.EPISODE,
@@ -71,6 +73,17 @@ class Probe:
             self._on_observation,
             qos_profile(contract.TOPIC_QOS[contract.OBSERVATION]),
         )
+        self.node.create_subscription(
+            DiagnosticArray,
+            contract.DIAGNOSTICS,
+            self._on_diagnostics,
+            qos_profile(contract.DIAGNOSTICS_QOS),
+        )
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(NS + '/'):
+                self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
     def _on_observation(self, msg: JointState) -> None:
         vec = decode(msg)
@@ -186,6 +199,19 @@ def test_lockstep_episode_falls_back_to_base_when_command_source_is_silent(
     span_s = (probe.results[0].stamp_ns - probe.observations[0].stamp_ns) / 1e9
     assert EPISODE_STEPS * COMMAND_TIMEOUT_S <= span_s < EPISODE_STEPS * 0.15, span_s
     assert 'rejected' in output and 'non-finite' in output
+    sim_diag = probe.diagnostics[f'{NS}/sim_bridge']
+    assert sim_diag['mode'] == 'lockstep' and int(sim_diag['fallback_base']) == EPISODE_STEPS
+    assert int(sim_diag['rejected_malformed']) == 1  # the NaN command
+    controller_name = f'{NS}/base_controller'
+
+    def controller_reported() -> bool:
+        diag = probe.diagnostics.get(controller_name, {})
+        return int(diag.get('actions_total', 0)) >= EPISODE_STEPS
+
+    assert probe.spin_until(controller_reported, 3.0)
+    controller_diag = probe.diagnostics[controller_name]
+    assert int(controller_diag['rejected']) >= 1  # the malformed observation
+    assert float(controller_diag['compute_mean_us']) > 0.0
 
 
 def test_lockstep_applies_base_at_once_when_the_command_publisher_goes_away(

@@ -29,6 +29,7 @@ from rpl_sim_bridge.tasks import task_spec
 
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_PERIOD_S = 2.0
+COMPUTE_WINDOW = 256  # compute times (s) kept for the diagnostics mean / max
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +70,7 @@ class ControllerNode(RplNode):
         self._log = LogThrottle(LOG_PERIOD_S)
         self._actions = 0
         self._rejected = 0
-        self._compute_sum_s = 0.0
-        self._compute_max_s = 0.0
+        self._compute_s = np.zeros(COMPUTE_WINDOW)  # ring buffer of the latest compute times
         self._period_actions = 0
         self._last_error = ''
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
@@ -126,10 +126,9 @@ class ControllerNode(RplNode):
             contract.ACTION_FIELDS,
             self.config.controller,
         )
+        self._compute_s[self._actions % COMPUTE_WINDOW] = elapsed
         self._actions += 1
         self._period_actions += 1
-        self._compute_sum_s += elapsed
-        self._compute_max_s = max(self._compute_max_s, elapsed)
 
     def _reject(self, reason: str, now: float) -> None:
         self._rejected += 1
@@ -141,7 +140,9 @@ class ControllerNode(RplNode):
 
     def _on_diagnostics(self) -> None:
         count = self._period_actions
-        mean_us = 1e6 * self._compute_sum_s / count if count else 0.0
+        window = self._compute_s[: min(self._actions, COMPUTE_WINDOW)]
+        mean_us = 1e6 * float(window.mean()) if window.size else 0.0
+        max_us = 1e6 * float(window.max()) if window.size else 0.0
         values = {
             'controller': self.config.controller,
             'task': self._task or '',
@@ -149,8 +150,8 @@ class ControllerNode(RplNode):
             'step': self._step,
             'actions_total': self._actions,
             'actions_per_s': f'{count / DIAGNOSTICS_PERIOD_S:.1f}',
-            'compute_mean_us': f'{mean_us:.1f}',
-            'compute_max_us': f'{1e6 * self._compute_max_s:.1f}',
+            'compute_mean_us': f'{mean_us:.1f}',  # over the latest COMPUTE_WINDOW actions
+            'compute_max_us': f'{max_us:.1f}',
             'rejected': self._rejected,
             'last_error': self._last_error,
         }
@@ -158,7 +159,6 @@ class ControllerNode(RplNode):
         message = f'{count} actions in the last period'
         self._last_error = ''
         self._period_actions = 0
-        self._compute_sum_s = self._compute_max_s = 0.0
         self.publish_diagnostics(self._diag_pub, level, message, values)
 
 

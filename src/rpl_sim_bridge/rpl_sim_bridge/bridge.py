@@ -97,15 +97,15 @@ class SimBridgeConfig:
     startup_timeout_s: float = dataclasses.field(
         default=10.0,
         metadata=describe(
-            'lockstep: wait at most this long for min_subscribers observation subscribers '
-            'and a command publisher before the first step, s.',
+            'Wait at most this long for min_subscribers observation subscribers and a '
+            'command publisher before the first step, s.',
             range=(0.0, 3600.0),
         ),
     )
     min_subscribers: int = dataclasses.field(
         default=2,
         metadata=describe(
-            'lockstep: observation subscribers to wait for before the first step.',
+            'Observation subscribers to wait for before the first step.',
             range=(0, 1000),
         ),
     )
@@ -299,7 +299,7 @@ class _Slot:
 def startup_decision(
     subscribers: int, command_publishers: int, elapsed_s: float, config: SimBridgeConfig
 ) -> str | None:
-    """Whether a lockstep bridge may take its first step yet.
+    """Whether the bridge may publish its first observation yet (both clock modes).
 
     Args:
         subscribers: Matched subscribers of the observation topic.

@@ -32,7 +32,7 @@ from rpl_sim_bridge.bridge import (
     Source,
     startup_decision,
 )
-from rpl_sim_bridge.tasks import make_task, task_spec
+from rpl_sim_bridge.tasks import make_task
 
 STARTUP_POLL_S = 0.05
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -47,8 +47,8 @@ class SimBridgeNode(RplNode):
         super().__init__('sim_bridge')
         self.config = self.declare_config(SimBridgeConfig)
         cfg = self.config
-        spec = task_spec(cfg.task)  # unknown task: ValueError listing the known names
-        self.core = SimBridge(make_task(cfg.task), spec, cfg)
+        task = make_task(cfg.task)  # unknown task: ValueError listing the known names
+        self.core = SimBridge(task, task.spec, cfg)
         self._lockstep = cfg.mode == LOCKSTEP
         self._fields = self.core.layout.fields
         self._obs_pub = self.control_publisher(contract.OBSERVATION)
@@ -64,15 +64,12 @@ class SimBridgeNode(RplNode):
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
         self._deadline_timer = None
         self._tick_timer = None
-        self._startup_timer = None
         if self._lockstep:
             # One timer, re-armed for each step's fallback deadline (no polling).
             self._deadline_timer = self.create_timer(IDLE_PERIOD_S, self._on_deadline)
             self._deadline_timer.cancel()
-            self._startup_timer = self.create_timer(STARTUP_POLL_S, self._on_startup_poll)
-        else:
-            self._start()
-            self._tick_timer = self.create_timer(1.0 / cfg.rate_hz, self._on_tick)
+        # Both modes wait for the graph (or startup_timeout_s) before the first observation.
+        self._startup_timer = self.create_timer(STARTUP_POLL_S, self._on_startup_poll)
         self.get_logger().info(
             f'task {cfg.task!r}, mode {cfg.mode}, seed {cfg.seed}, '
             f'episodes {cfg.episodes or "forever"}'
@@ -109,6 +106,8 @@ class SimBridgeNode(RplNode):
         self._publish_observation()
         if self._lockstep:
             self._arm_deadline(now)
+        else:
+            self._tick_timer = self.create_timer(1.0 / self.config.rate_hz, self._on_tick)
 
     # --- inputs ------------------------------------------------------------------------
     def _on_command(self, msg: JointState) -> None:
