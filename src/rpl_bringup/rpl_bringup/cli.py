@@ -162,23 +162,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f'rpl eval: not available yet ({exc})', file=sys.stderr)
         return 1
-    policy = None
-    if args.model is not None:
-        from rpl_residual_node.policy import ResidualPolicy
-        from rpl_sim_bridge.tasks import task_spec
+    try:  # unknown task or controller, or a bad model: one line, exit code 2
+        policy = None
+        if args.model is not None:
+            from rpl_residual_node.policy import ResidualPolicy
+            from rpl_sim_bridge.tasks import task_spec
 
-        spec = task_spec(args.task)
-        policy = ResidualPolicy.from_file(
-            args.model, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, action_dim=spec.action_dim
+            spec = task_spec(args.task)
+            policy = ResidualPolicy.from_file(
+                args.model,
+                obs_dim=spec.obs_dim,
+                goal_dim=spec.goal_dim,
+                action_dim=spec.action_dim,
+            )
+        result = evaluation.evaluate(
+            args.task,
+            args.controller,
+            args.episodes,
+            args.seed,
+            policy=policy,
+            progress=not args.no_progress,
         )
-    result = evaluation.evaluate(
-        args.task,
-        args.controller,
-        args.episodes,
-        args.seed,
-        policy=policy,
-        progress=not args.no_progress,
-    )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     lo, hi = result.ci95
     label = (
         f'{args.controller} + {os.path.basename(args.model)}' if args.model else args.controller
@@ -211,14 +217,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> set[str] | None:
+    for action in parser._actions:  # argparse keeps subcommands only here
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return None
+
+
 def cmd_trainer(command: str, argv: Sequence[str]) -> int:
     """``rpl train|plot|bag``: hand over to ``rpl_trainer.cli.main``."""
     try:
         trainer_cli = importlib.import_module('rpl_trainer.cli')
     except ImportError:
+        trainer_cli = None
+    known = None
+    if trainer_cli is not None and hasattr(trainer_cli, 'build_parser'):
+        known = _subcommands(trainer_cli.build_parser())
+    if trainer_cli is None or (known is not None and command not in known):
         print(
-            f'rpl {command}: not available yet: the trainer package has no command line '
-            '(rpl_trainer.cli) in this installation.',
+            f'rpl {command}: not available yet: the trainer package (rpl_trainer.cli) '
+            f'has no {command!r} command in this installation.',
             file=sys.stderr,
         )
         return 1

@@ -31,6 +31,7 @@ class EpisodeRecord(NamedTuple):
         steps: Steps run.
         fallback_base: Steps that applied the base action (no usable command).
         fallback_zero: Steps that applied the zero action (no usable action at all).
+        stamp_s: Wall-clock time the bridge published the result (header stamp), s.
     """
 
     episode: int
@@ -40,9 +41,10 @@ class EpisodeRecord(NamedTuple):
     steps: int
     fallback_base: int
     fallback_zero: int
+    stamp_s: float = 0.0
 
     @classmethod
-    def from_payload(cls, episode: int, values: np.ndarray) -> EpisodeRecord:
+    def from_payload(cls, episode: int, values: np.ndarray, stamp_ns: int = 0) -> EpisodeRecord:
         """Build from an ``episode`` message payload, (len(EPISODE_FIELDS),) in that order.
 
         Raises:
@@ -63,6 +65,7 @@ class EpisodeRecord(NamedTuple):
             steps=int(named['steps']),
             fallback_base=int(named['fallback_base']),
             fallback_zero=int(named['fallback_zero']),
+            stamp_s=stamp_ns * 1e-9,
         )
 
 

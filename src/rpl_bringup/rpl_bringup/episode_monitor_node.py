@@ -64,7 +64,7 @@ class EpisodeMonitorNode(RplNode):
         except MessageError as exc:
             self.get_logger().warning(f'malformed episode result ignored: {exc}')
             return
-        record = EpisodeRecord.from_payload(vec.episode, vec.values)
+        record = EpisodeRecord.from_payload(vec.episode, vec.values, vec.stamp_ns)
         self.log.add_episode(record)
         summary = self.log.summary()
         print(

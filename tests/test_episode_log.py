@@ -1,0 +1,95 @@
+"""Episode log (what the episode monitor collects) and the demo's model choice and summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from rpl_bringup import demo
+from rpl_bringup.episode_log import (
+    ControlTally,
+    EpisodeLog,
+    EpisodeRecord,
+    summary_from_dict,
+    wilson_interval,
+)
+from rpl_bringup.launch_shim import LaunchError
+from rpl_interfaces.contract import EPISODE_FIELDS
+
+
+def _record(episode: int, success: bool, distance: float, fallback_base: int = 0):
+    # payload order: success, final_distance, return, steps, fallback_base, fallback_zero
+    payload = np.array([float(success), distance, -10.0, 50.0, fallback_base, 0.0])
+    return EpisodeRecord.from_payload(episode, payload, stamp_ns=1_500_000_000)
+
+
+def test_record_reads_the_payload_by_field_name():
+    assert EPISODE_FIELDS[:2] == ('success', 'final_distance')
+    r = _record(4, True, 0.02, fallback_base=3)
+    assert (r.episode, r.success, r.final_distance, r.steps) == (4, True, 0.02, 50)
+    assert (r.episode_return, r.fallback_base, r.fallback_zero, r.stamp_s) == (-10, 3, 0, 1.5)
+    with pytest.raises(ValueError, match='needs 6 values'):
+        EpisodeRecord.from_payload(0, np.zeros(5))
+
+
+def test_wilson_interval_brackets_the_rate_and_narrows_with_trials():
+    lo, hi = wilson_interval(5, 10)
+    assert lo < 0.5 < hi
+    lo2, hi2 = wilson_interval(50, 100)
+    assert hi2 - lo2 < hi - lo
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_summary_and_json_round_trip(tmp_path):
+    log = EpisodeLog()
+    log.add_episode(_record(0, True, 0.01))
+    log.add_episode(_record(1, False, 0.30, fallback_base=7))
+    log.add_episode(_record(1, False, 0.20, fallback_base=5))  # a repeat replaces
+    s = log.summary()
+    assert (s.episodes, s.success_rate, s.steps, s.fallback_base) == (2, 0.5, 100, 5)
+    assert s.mean_final_distance == pytest.approx(0.105)
+    path = str(tmp_path / 'sub' / 'episodes.json')
+    log.write_json(path)
+    with open(path) as f:
+        data = json.load(f)
+    assert summary_from_dict(data) == s
+    assert [e['episode'] for e in data['episodes']] == [0, 1]
+    assert os.listdir(tmp_path / 'sub') == ['episodes.json']  # no temporary file left
+
+
+def test_control_tally_counts_tags_and_non_finite_values():
+    tally = ControlTally()
+    tally.add('residual', np.array([0.5, -0.9, 0.0, 1.0]))
+    tally.add('base', np.array([np.nan, 0.2, 0.0, -0.3]))
+    assert tally.count == 2 and tally.tags == {'residual': 1, 'base': 1}
+    assert tally.non_finite == 1
+    assert tally.max_abs == 1.0
+    assert math.isnan(EpisodeLog().summary().success_rate)
+
+
+def test_demo_model_choice(tmp_path):
+    assert demo.resolve_model('none') == ''
+    assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == ''
+    older, newer = tmp_path / 'slippery_push_a.onnx', tmp_path / 'slippery_push_b.onnx'
+    older.write_bytes(b'x')
+    newer.write_bytes(b'x')
+    os.utime(older, (1, 1))
+    assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == str(newer)
+    assert demo.resolve_model(str(older)) == str(older)
+    with pytest.raises(LaunchError, match='does not exist'):
+        demo.resolve_model(str(tmp_path / 'missing.onnx'))
+
+
+def test_demo_summary_says_base_only_without_a_model():
+    log = EpisodeLog()
+    log.add_episode(_record(0, True, 0.01))
+    text = demo.format_summary(
+        log.to_dict(), controller='reactive_push', model='', episodes=1, seed=0, wall_s=2.0
+    )
+    assert 'base only (no trained residual yet)' in text
+    assert 'success rate        1.00 (95% CI 0.21-1.00)' in text
