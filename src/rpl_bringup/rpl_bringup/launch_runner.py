@@ -204,7 +204,7 @@ class LaunchArgumentInfo:
 
 def describe_launch_arguments(path: str) -> list[LaunchArgumentInfo]:
     """The launch arguments a launch file declares (name, default, description, choices)."""
-    description = load_launch_description(path)
+    description = load_launch_description(path, force_shim=True)
     context = LaunchContext(find_package_share=find_package_share)
     infos = []
     for arg in description.get_launch_arguments():

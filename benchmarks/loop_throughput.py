@@ -1,0 +1,184 @@
+"""Loop throughput: the full 3-node lockstep loop over DDS vs the in-process step rate.
+
+Measured in the same run, so that the ratio means something on a shared machine:
+
+* in-process: task.step + base controller in one Python loop (resets included), and the
+  task step alone (the physics limit of this machine);
+* 3-node lockstep: slippery_push.launch.py (sim bridge, base controller, residual node as
+  separate processes talking over DDS) run by the project's launch runner, timed by the
+  header stamps of the episode results (start-up excluded: from the end of episode 0 to
+  the end of the last episode).
+
+Target: >= 150 steps/s for the 3-node loop. Prints a table, writes
+results/loop_throughput.json and results/loop_throughput.png.
+
+Run: ``.venv/bin/python benchmarks/loop_throughput.py [--episodes 20] [--steps 2000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from rpl_base_controllers.registry import make_controller
+from rpl_bringup import demo, launch_runner
+from rpl_bringup.supervisor import Supervisor
+from rpl_sim_bridge.tasks import make_task
+
+TASK = 'slippery_push'
+TARGET_STEPS_PER_S = 150.0
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / 'results'
+
+
+def in_process_rates(controller: str, steps: int, seed: int) -> dict[str, float]:
+    """Steps/s of task.step alone and of task.step + controller, one loop, resets included."""
+    task = make_task(TASK)
+    policy = make_controller(controller, task=TASK)
+    obs, _ = task.reset(seed=seed)
+    policy.reset()
+    step_s = control_s = 0.0
+    episode = 0
+    start = time.perf_counter()
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        action = policy(obs['observation'], obs['desired_goal'])
+        t1 = time.perf_counter()
+        obs, _, terminated, truncated, _ = task.step(action)
+        if terminated or truncated:
+            episode += 1
+            obs, _ = task.reset(seed=seed + episode)
+            policy.reset()
+        step_s += time.perf_counter() - t1
+        control_s += t1 - t0
+    total = time.perf_counter() - start
+    return {
+        'env_only_steps_per_s': steps / step_s,
+        'env_and_controller_steps_per_s': steps / total,
+        'controller_mean_us': 1e6 * control_s / steps,
+    }
+
+
+def stack_rate(controller: str, episodes: int, seed: int) -> dict[str, object]:
+    """Run the 3-node stack in lockstep for ``episodes`` episodes; rate from result stamps."""
+    launch_runner.apply_dds_defaults(os.environ)
+    namespace = f'/bench_loop_{os.getpid()}'
+    path = launch_runner.locate_launch_file('rpl_bringup', f'{TASK}.launch.py')
+    arguments = {
+        'episodes': str(episodes),
+        'controller': controller,
+        'seed': str(seed),
+        'mode': 'lockstep',
+        'namespace': namespace,
+    }
+    plans = launch_runner.plan_launch_file(path, arguments, force_shim=True)
+    log_dir = tempfile.mkdtemp(prefix='rpl_bench_loop_')
+    output = os.path.join(log_dir, 'episodes.json')
+    plans = [dataclasses.replace(p, output='log') for p in plans]
+    plans.append(dataclasses.replace(demo.monitor_plan(namespace, output, episodes), output='log'))
+    lines: list[str] = []
+    code = Supervisor(plans, write=lines.append, log_dir=log_dir).run()
+    if code != 0 or not os.path.isfile(output):
+        sys.exit(f'stack run failed (exit {code}); logs in {log_dir}:\n' + '\n'.join(lines))
+    with open(output) as f:
+        records = json.load(f)['episodes']
+    if len(records) < 2:
+        sys.exit(f'only {len(records)} episode result(s) arrived; logs in {log_dir}')
+    stamps = np.array([r['stamp_s'] for r in records])
+    steps = np.array([r['steps'] for r in records])
+    per_episode = steps[1:] / np.diff(stamps)
+    return {
+        'steps_per_s': float(steps[1:].sum() / (stamps[-1] - stamps[0])),
+        'per_episode_steps_per_s': per_episode.tolist(),
+        'episodes_timed': len(records) - 1,
+        'fallback_base': int(sum(r['fallback_base'] for r in records)),
+        'fallback_zero': int(sum(r['fallback_zero'] for r in records)),
+        'log_dir': log_dir,
+    }
+
+
+def plot(result: dict, path: pathlib.Path) -> None:
+    """Bar chart of the three rates with the target line."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    labels = [
+        'task step\n(in-process)',
+        'task + controller\n(in-process)',
+        '3-node lockstep\n(DDS)',
+    ]
+    values = [
+        result['in_process']['env_only_steps_per_s'],
+        result['in_process']['env_and_controller_steps_per_s'],
+        result['stack']['steps_per_s'],
+    ]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.bar(labels, values, color=['#9aa', '#699', '#c63'])
+    per_episode = result['stack']['per_episode_steps_per_s']
+    ax.scatter([2] * len(per_episode), per_episode, s=8, color='k', zorder=3, label='per episode')
+    ax.axhline(TARGET_STEPS_PER_S, color='r', ls='--', label=f'target {TARGET_STEPS_PER_S:.0f}')
+    for i, v in enumerate(values):
+        ax.text(i, v, f'{v:.0f}', ha='center', va='bottom')
+    ax.set_ylabel('steps / s')
+    ax.set_title(f'{TASK} loop throughput ({result["controller"]}, one machine)')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--episodes', type=int, default=20, help='stack episodes (50 steps)')
+    parser.add_argument('--steps', type=int, default=2000, help='in-process steps')
+    parser.add_argument('--controller', default='reactive_push')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', default=str(RESULTS / 'loop_throughput'), help='path stem')
+    args = parser.parse_args(argv)
+    if args.episodes < 2:
+        parser.error('--episodes must be at least 2 (episode 0 includes start-up)')
+
+    in_process = in_process_rates(args.controller, args.steps, args.seed)
+    stack = stack_rate(args.controller, args.episodes, args.seed)
+    result = {
+        'task': TASK,
+        'controller': args.controller,
+        'cpu_count': os.cpu_count(),
+        'in_process': in_process,
+        'stack': stack,
+        'ratio_stack_to_in_process': stack['steps_per_s']
+        / in_process['env_and_controller_steps_per_s'],
+        'target_steps_per_s': TARGET_STEPS_PER_S,
+        'meets_target': stack['steps_per_s'] >= TARGET_STEPS_PER_S,
+    }
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix('.json').write_text(json.dumps(result, indent=1))
+    plot(result, out.with_suffix('.png'))
+    print(f'{TASK} / {args.controller} on {os.cpu_count()} CPUs')
+    print(f'  task step alone (in-process)    {in_process["env_only_steps_per_s"]:8.0f} steps/s')
+    print(
+        f'  task + controller (in-process)  '
+        f'{in_process["env_and_controller_steps_per_s"]:8.0f} steps/s'
+    )
+    print(
+        f'  3-node lockstep over DDS        {stack["steps_per_s"]:8.0f} steps/s '
+        f'({stack["episodes_timed"]} episodes; fallbacks base {stack["fallback_base"]}, '
+        f'zero {stack["fallback_zero"]}); target >= {TARGET_STEPS_PER_S:.0f}: '
+        f'{"met" if result["meets_target"] else "NOT met"}'
+    )
+    print(f'wrote {out.with_suffix(".json")} and {out.with_suffix(".png")}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

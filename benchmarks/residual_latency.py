@@ -1,0 +1,269 @@
+"""Residual node latency: observation receipt -> command publish, p50 / p99 over >= 5000 steps.
+
+A driver in this process plays sim bridge and base controller for one residual node
+process (with a 3 x 256 ONNX actor, or none with ``--no-model``): for each step it
+publishes the base action, then the observation (recorded Fetch SlipperyPush states), and
+waits for the command of that step (lockstep). Three views of the latency:
+
+* node: the residual node's own receipt -> publish time (perf_counter in the node, its
+  ``decision_p50_us`` / ``decision_p99_us`` on /diagnostics over its last 1000 decisions,
+  sampled every 0.5 s; reported: median of the p50s, max of the p99s);
+* stamp: observation header stamp (driver, just before publish) -> command header stamp
+  (node, just before publish): the node time plus one DDS hop;
+* round trip: observation publish -> command receipt in the driver (two hops + spin).
+
+Target: node p99 < 1 ms. Prints a table, writes results/residual_latency.json and .png.
+
+Run: ``.venv/bin/python benchmarks/residual_latency.py [--steps 5000] [--no-model]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+
+from rpl_base_controllers.registry import make_controller
+from rpl_bringup import launch_runner
+from rpl_interfaces import contract
+from rpl_interfaces.base_node import now_ns, qos_profile
+from rpl_interfaces.codec import StampedVector, decode, encode
+from rpl_sim_bridge.bridge import observation_layout
+from rpl_sim_bridge.tasks import make_task, task_spec
+
+TASK = 'slippery_push'
+TARGET_P99_US = 1000.0
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / 'results'
+
+
+def record_states(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Observation payloads (count, fields) and base actions (count, 4) of real episodes."""
+    spec = task_spec(TASK)
+    task, controller = make_task(TASK), make_controller('reactive_push', task=TASK)
+    payloads, actions = [], []
+    obs, _ = task.reset(seed=seed)
+    while len(payloads) < count:
+        action = controller(obs['observation'], obs['desired_goal'])
+        payloads.append(
+            np.concatenate([obs['observation'], obs['achieved_goal'], obs['desired_goal']])
+        )
+        actions.append(action)
+        obs, _, terminated, truncated, _ = task.step(action)
+        if terminated or truncated or len(payloads) % spec.max_episode_steps == 0:
+            obs, _ = task.reset(seed=seed + len(payloads))
+            controller.reset()
+    return np.array(payloads), np.array(actions)
+
+
+def export_actor(folder: str) -> str:
+    """A randomly initialised 3 x 256 residual actor as ONNX (the size the paper uses)."""
+    import torch
+
+    from rpl_trainer.export import export_onnx
+    from rpl_trainer.networks import Actor, Dims
+
+    torch.manual_seed(0)
+    spec = task_spec(TASK)
+    dims = Dims(spec.obs_dim, spec.goal_dim, spec.action_dim)
+    actor = Actor(dims, hidden=256, layers=3, obs_clip=200.0, norm_clip=5.0, zero_last=False)
+    return str(export_onnx(actor, os.path.join(folder, 'bench_actor.onnx'), scale=2.0))
+
+
+class Driver(Node):
+    """Publishes base action + observation of a step and waits for its command."""
+
+    def __init__(self) -> None:
+        super().__init__('latency_driver')
+        qos = qos_profile(contract.CONTROL_QOS)
+        self.obs_pub = self.create_publisher(JointState, contract.OBSERVATION, qos)
+        self.base_pub = self.create_publisher(JointState, contract.BASE_ACTION, qos)
+        self.create_subscription(JointState, contract.COMMAND, self._on_command, qos)
+        self.create_subscription(
+            DiagnosticArray,
+            contract.DIAGNOSTICS,
+            self._on_diagnostics,
+            qos_profile(contract.DIAGNOSTICS_QOS),
+        )
+        self.command: tuple[int, int, int, int] | None = None  # episode, step, stamp, recv
+        self.node_windows: list[tuple[int, float, float]] = []  # (step count, p50_us, p99_us)
+        self.residual_fqn = ''
+        self.exchanges = 0  # lockstep exchanges so far (the node's window ends here)
+
+    def _on_command(self, msg: JointState) -> None:
+        received = now_ns()
+        vec = decode(msg, contract.ACTION_FIELDS)
+        self.command = (vec.episode, vec.step, vec.stamp_ns, received)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name != self.residual_fqn:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            p50, p99 = (
+                float(values.get('decision_p50_us', 'nan')),
+                float(values.get('decision_p99_us', 'nan')),
+            )
+            if np.isfinite(p99):
+                self.node_windows.append((self.exchanges, p50, p99))
+
+    def wait_for_graph(self, timeout_s: float) -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if (
+                self.obs_pub.get_subscription_count() > 0
+                and self.base_pub.get_subscription_count() > 0
+                and self.count_publishers(self.resolve_topic_name(contract.COMMAND)) > 0
+            ):
+                return
+            rclpy.spin_once(self, timeout_sec=0.05)
+        sys.exit(f'the residual node did not appear within {timeout_s} s')
+
+    def step(self, episode: int, step: int, payload, fields, action) -> tuple[int, int, int]:
+        """One lockstep exchange; returns (obs stamp, command stamp, command receipt), ns."""
+        self.command = None
+        base = StampedVector(episode, step, action, now_ns(), 'reactive_push')
+        self.base_pub.publish(encode(JointState(), base, contract.ACTION_FIELDS))
+        stamp = now_ns()
+        self.obs_pub.publish(
+            encode(JointState(), StampedVector(episode, step, payload, stamp, TASK), fields)
+        )
+        end = time.monotonic() + 2.0
+        while self.command is None or self.command[:2] != (episode, step):
+            if time.monotonic() > end:
+                raise TimeoutError(f'no command for (episode {episode}, step {step})')
+            rclpy.spin_once(self, timeout_sec=0.01)
+        self.exchanges += 1
+        return stamp, self.command[2], self.command[3]
+
+
+def percentiles_us(ns: np.ndarray) -> dict[str, float]:
+    us = ns / 1e3
+    return {
+        'p50_us': float(np.percentile(us, 50)),
+        'p99_us': float(np.percentile(us, 99)),
+        'max_us': float(us.max()),
+    }
+
+
+def run(steps: int, warmup: int, use_model: bool, seed: int) -> dict:
+    launch_runner.apply_dds_defaults(os.environ)
+    folder = tempfile.mkdtemp(prefix='rpl_bench_latency_')
+    model = export_actor(folder) if use_model else ''
+    payloads, actions = record_states(500, seed)
+    fields = observation_layout(task_spec(TASK)).fields
+    namespace = f'/bench_latency_{os.getpid()}'
+    cmd = launch_runner.resolve_executable('rpl_residual_node', 'residual_node')
+    cmd += ['--ros-args', '-r', '__node:=residual_node', '-r', f'__ns:={namespace}']
+    cmd += ['-p', f'model_path:={json.dumps(model)}', '-p', 'diagnostics_period_s:=0.5']
+    log = open(os.path.join(folder, 'residual_node.log'), 'w')  # noqa: SIM115
+    node_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    rclpy.init(args=['--ros-args', '-r', f'__ns:={namespace}'])
+    driver = Driver()
+    driver.residual_fqn = f'{namespace}/residual_node'
+    try:
+        driver.wait_for_graph(30.0)
+        horizon = task_spec(TASK).max_episode_steps
+        rows = []
+        for k in range(warmup + steps):
+            episode, step = divmod(k, horizon)
+            i = k % len(payloads)
+            row = driver.step(episode, step, payloads[i], fields, actions[i])
+            if k >= warmup:
+                rows.append(row)
+        # let the node report a window that covers only measured steps
+        end = time.monotonic() + 1.2
+        while time.monotonic() < end:
+            rclpy.spin_once(driver, timeout_sec=0.05)
+    finally:
+        driver.destroy_node()
+        rclpy.try_shutdown()
+        node_proc.terminate()
+        node_proc.wait(10)
+        log.close()
+    rows = np.array(rows, dtype=np.int64)
+    stamp_ns = rows[:, 1] - rows[:, 0]
+    round_trip_ns = rows[:, 2] - rows[:, 0]
+    # The node reports its last 1000 decisions: keep the windows of measured steps only.
+    first = warmup + min(steps, 1000)
+    windows = np.array([w[1:] for w in driver.node_windows if w[0] >= first])
+    if windows.size == 0:
+        windows = np.full((1, 2), np.nan)
+    return {
+        'steps': steps,
+        'model': 'random 3x256 ONNX actor' if use_model else 'none (base only)',
+        'node_p50_us_median': float(np.nanmedian(windows[:, 0])),
+        'node_p99_us_max': float(np.nanmax(windows[:, 1])),
+        'node_windows': windows.tolist(),
+        'stamp': percentiles_us(stamp_ns),
+        'round_trip': percentiles_us(round_trip_ns),
+        'stamp_us': (stamp_ns / 1e3).tolist(),
+        'round_trip_us': (round_trip_ns / 1e3).tolist(),
+        'log': log.name,
+    }
+
+
+def plot(result: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.logspace(1.5, 4.5, 80)
+    for key, label in (
+        ('stamp_us', 'obs stamp -> command stamp'),
+        ('round_trip_us', 'round trip'),
+    ):
+        ax.hist(result[key], bins=bins, alpha=0.6, label=label)
+    ax.axvline(result['node_p99_us_max'], color='k', ls='-', label='node p99 (diagnostics)')
+    ax.axvline(TARGET_P99_US, color='r', ls='--', label='target p99 1 ms')
+    ax.set_xscale('log')
+    ax.set_xlabel('latency (us)')
+    ax.set_ylabel('steps')
+    ax.set_title(f'residual node latency, {result["steps"]} steps, model: {result["model"]}')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--steps', type=int, default=5000, help='measured steps (>= 5000)')
+    parser.add_argument('--warmup', type=int, default=200)
+    parser.add_argument('--no-model', action='store_true', help='base only (no ONNX actor)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', default=str(RESULTS / 'residual_latency'), help='path stem')
+    args = parser.parse_args(argv)
+    result = run(args.steps, args.warmup, not args.no_model, args.seed)
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix('.json').write_text(json.dumps(result))
+    plot(result, out.with_suffix('.png'))
+    s, r = result['stamp'], result['round_trip']
+    print(f'residual node latency over {args.steps} steps, model: {result["model"]}')
+    print(
+        f'  node receipt -> publish   p50 {result["node_p50_us_median"]:7.0f} us   '
+        f'p99 {result["node_p99_us_max"]:7.0f} us (diagnostics windows, max)   '
+        f'target p99 < {TARGET_P99_US:.0f} us: '
+        f'{"met" if result["node_p99_us_max"] < TARGET_P99_US else "NOT met"}'
+    )
+    print(f'  obs stamp -> cmd stamp    p50 {s["p50_us"]:7.0f} us   p99 {s["p99_us"]:7.0f} us')
+    print(f'  round trip                p50 {r["p50_us"]:7.0f} us   p99 {r["p99_us"]:7.0f} us')
+    print(f'wrote {out.with_suffix(".json")} and {out.with_suffix(".png")}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
