@@ -1,0 +1,324 @@
+"""One typed, frozen config for a training run: every hyperparameter with its reason.
+
+The defaults are the paper's DDPG + HER settings (Silver et al. 2018, appendix, and the
+OpenAI baselines HER code it used) except where a field's docstring says why not. Runs are
+described completely by this object: it is written to ``DIR/config.json`` and a resumed run
+must match it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from rpl_interfaces.params import ParameterError, build_config, describe
+
+ALGOS = ('rpl', 'scratch', 'expert_explore')
+"""Learners sharing one code path: residual on a base, plain DDPG+HER, base-guided exploration."""
+
+BURN_IN_CRITERIA = ('q_drift', 'critic_loss')
+VECTOR_ENV_KINDS = ('sync', 'subprocess')
+
+# Fields that may change when a run is resumed (budgets and bookkeeping, not the learner).
+RESUMABLE_CHANGES = frozenset(
+    {'total_env_steps', 'eval_interval', 'checkpoint_interval', 'torch_threads', 'vector_env'}
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a DDPG + HER (residual) training run."""
+
+    task: str = dataclasses.field(
+        default='slippery_push', metadata=describe('Registered goal task name.')
+    )
+    """Registered goal task (``rpl_sim_bridge.tasks.available_tasks()``)."""
+
+    controller: str = dataclasses.field(
+        default='reactive_push', metadata=describe('Base controller name.')
+    )
+    """Base controller (``rpl_base_controllers.make_controller``). ``scratch`` does not act
+    with it, but its level is still measured for the plot's 'Initial' line."""
+
+    algo: str = dataclasses.field(
+        default='rpl', metadata=describe('Learner variant.', choices=ALGOS)
+    )
+    """``rpl``: executed = clip(base + scale * tanh(f), -1, 1) with a zero last actor layer.
+    ``scratch``: DDPG + HER alone (base = 0, scale = 1, default init, no burn-in).
+    ``expert_explore``: ``scratch`` whose exploratory actions come from the base controller
+    with probability ``expert_alpha`` (else uniform) when an ``expert_eps`` coin comes up."""
+
+    seed: int = dataclasses.field(default=0, metadata=describe('Run seed.', range=(0, 2**31)))
+    """Seeds torch, numpy and every episode's reset, so a run (and a resumed run) repeats."""
+
+    total_env_steps: int = dataclasses.field(
+        default=1_000_000, metadata=describe('Training budget in env steps.', range=(1, 10**10))
+    )
+    """Training budget in environment steps (all envs together); rounded up to whole cycles."""
+
+    num_envs: int = dataclasses.field(
+        default=2, metadata=describe('Parallel environments.', range=(1, 256))
+    )
+    """Episodes collected side by side per cycle (one batched actor call per step). The
+    paper used 19 workers x 2 episodes per cycle; 2 matches this machine's 2 cores."""
+
+    vector_env: str = dataclasses.field(
+        default='sync', metadata=describe('Vector env kind.', choices=VECTOR_ENV_KINDS)
+    )
+    """``sync`` steps all envs in this process; ``subprocess`` gives each worker process
+    its share. Measured on the 2-core machine (benchmarks/README): ``sync`` is faster here
+    because the learner's updates use the second core while the envs step."""
+
+    torch_threads: int = dataclasses.field(
+        default=1, metadata=describe('torch intra-op threads.', range=(1, 64))
+    )
+    """Measured for a 3 x 256 MLP at batch 256 on 2 shared cores: 1 thread gives nearly the
+    update rate of 2 and leaves a core for the environments."""
+
+    hidden_size: int = dataclasses.field(
+        default=256, metadata=describe('Hidden units per layer.', range=(1, 4096))
+    )
+    """Hidden units per layer of actor and critic (paper: 256)."""
+
+    hidden_layers: int = dataclasses.field(
+        default=3, metadata=describe('Hidden layers.', range=(1, 16))
+    )
+    """ReLU hidden layers of actor and critic (paper: 3)."""
+
+    actor_lr: float = dataclasses.field(
+        default=1e-3, metadata=describe('Actor Adam learning rate.', range=(0.0, 1.0))
+    )
+    """Adam learning rate of the actor (paper: 1e-3)."""
+
+    critic_lr: float = dataclasses.field(
+        default=1e-3, metadata=describe('Critic Adam learning rate.', range=(0.0, 1.0))
+    )
+    """Adam learning rate of the critic (paper: 1e-3)."""
+
+    polyak: float = dataclasses.field(
+        default=0.95, metadata=describe('Target network polyak factor.', range=(0.0, 1.0))
+    )
+    """target <- polyak * target + (1 - polyak) * online (paper: 0.95), applied every
+    ``target_update_interval`` gradient steps."""
+
+    target_update_interval: int = dataclasses.field(
+        default=40, metadata=describe('Gradient steps between target updates.', range=(1, 10**6))
+    )
+    """The baselines code blended the targets once per cycle of 40 batches, not per batch:
+    the polyak factor 0.95 only means the same thing with the same interval."""
+
+    action_l2: float = dataclasses.field(
+        default=1.0, metadata=describe('Actor action L2 penalty.', range=(0.0, 1e3))
+    )
+    """Weight of mean(tanh(f)^2) in the actor loss (paper: 1.0). For ``rpl`` it penalises the
+    residual, i.e. it pulls the policy towards the base controller."""
+
+    obs_clip: float = dataclasses.field(
+        default=200.0, metadata=describe('Raw observation/goal clip.', range=(0.0, 1e9))
+    )
+    """Observations and goals are clipped to +-obs_clip before normalising (paper: 200)."""
+
+    norm_clip: float = dataclasses.field(
+        default=5.0, metadata=describe('Normalised input clip.', range=(0.0, 1e9))
+    )
+    """Normalised inputs are clipped to +-norm_clip (paper: 5)."""
+
+    norm_eps: float = dataclasses.field(
+        default=0.01, metadata=describe('Normaliser std floor.', range=(1e-12, 1e3))
+    )
+    """Lower bound of the running std, so constant inputs do not blow up (baselines: 0.01)."""
+
+    buffer_size: int = dataclasses.field(
+        default=1_000_000, metadata=describe('Replay capacity in transitions.', range=(1, 10**9))
+    )
+    """Replay capacity in transitions (paper: 1e6); stored as whole episodes, FIFO."""
+
+    batch_size: int = dataclasses.field(
+        default=256, metadata=describe('Minibatch size.', range=(1, 10**6))
+    )
+    """Transitions per gradient step (paper: 256)."""
+
+    her_k: int = dataclasses.field(
+        default=4, metadata=describe('HER future goals per real goal.', range=(0, 64))
+    )
+    """HER 'future' ratio k: a sampled transition is relabelled with probability
+    1 - 1 / (1 + k) (k = 4: 0.8) to an achieved goal of a later step of its episode."""
+
+    gamma: float = dataclasses.field(
+        default=0.0, metadata=describe('Discount; 0 means 1 - 1/T.', range=(0.0, 1.0))
+    )
+    """Discount factor; 0 selects the paper's 1 - 1/T for the task's episode length T. The
+    critic target is clipped to [-1 / (1 - gamma), 0]."""
+
+    random_eps: float = dataclasses.field(
+        default=0.3, metadata=describe('Uniform random action probability.', range=(0.0, 1.0))
+    )
+    """Probability that an exploratory action is uniform in [-1, 1] (paper: 0.3); for
+    ``rpl`` this is the residual, so the executed action is still base + scale * u."""
+
+    noise_eps: float = dataclasses.field(
+        default=0.2, metadata=describe('Gaussian action noise std.', range=(0.0, 10.0))
+    )
+    """Std of the Gaussian noise added to the (tanh-space) action (paper: 0.2, hooks 0.1)."""
+
+    residual_scale: float = dataclasses.field(
+        default=2.0, metadata=describe('Residual scale of tanh output.', range=(0.0, 100.0))
+    )
+    """``rpl``: executed = clip(base + residual_scale * tanh(f), -1, 1); 2 lets the residual
+    override any base action in [-1, 1]. Scratch learners use 1."""
+
+    burn_in_criterion: str = dataclasses.field(
+        default='q_drift', metadata=describe('Burn-in criterion.', choices=BURN_IN_CRITERIA)
+    )
+    """What must settle under ``burn_in_beta`` before the ``rpl`` actor may change.
+
+    ``q_drift`` (chosen; the authors' code): |mean Q(s, pi(s)) of this window - of the last
+    window|. ``critic_loss`` (the paper's text): the window's mean critic loss. Why drift:
+    with sparse -1/0 rewards a fresh critic (Q ~ 0) has a TD loss of at most ~1 (targets are
+    -1 or 0), so ``critic_loss < 1`` holds from the first window and ends burn-in before the
+    critic knows anything; the loss only grows later, as Q spreads over [-T, 0]. The mean Q
+    moves by many units per window while the values propagate and settles once they have,
+    which is the thing burn-in waits for."""
+
+    burn_in_beta: float = dataclasses.field(
+        default=1.0, metadata=describe('Burn-in threshold; 0 disables.', range=(0.0, 1e9))
+    )
+    """Threshold beta (paper: 1.0 for all experiments). 0 disables burn-in."""
+
+    burn_in_window: int = dataclasses.field(
+        default=2000, metadata=describe('Gradient steps per burn-in window.', range=(1, 10**9))
+    )
+    """Gradient steps per monitoring window: the authors compared epochs of 50 cycles x 40
+    batches = 2000 gradient steps, so the drift threshold keeps its meaning."""
+
+    burn_in_max_updates: int = dataclasses.field(
+        default=40_000, metadata=describe('Burn-in cap in gradient steps.', range=(0, 10**12))
+    )
+    """Safety net not in the paper: the actor is released after this many gradient steps even
+    if the criterion never settles (0: no cap). Recorded in metrics.csv when it triggers."""
+
+    expert_eps: float = dataclasses.field(
+        default=0.6, metadata=describe('Expert Explore replace probability.', range=(0.0, 1.0))
+    )
+    """``expert_explore``: probability that the executed action is replaced (paper's grid
+    search: 0.6; 0.3 on some tasks). It replaces ``random_eps`` for this learner."""
+
+    expert_alpha: float = dataclasses.field(
+        default=0.8, metadata=describe('Expert Explore base probability.', range=(0.0, 1.0))
+    )
+    """``expert_explore``: a replaced action is the base action with this probability, else
+    uniform random (paper: 0.8)."""
+
+    updates_per_env_step: float = dataclasses.field(
+        default=0.1, metadata=describe('Update-to-data ratio.', range=(0.0, 1e3))
+    )
+    """Gradient steps per environment step (UTD). The paper did 40 per 2 x 19 episodes of 50
+    steps, i.e. 0.021; more updates per step trade compute for samples. Each cycle does
+    round(ratio * num_envs * T) gradient steps after its episodes are stored."""
+
+    two_frame: bool = dataclasses.field(
+        default=False, metadata=describe('Two-frame actor and critic.')
+    )
+    """Paper IV-C: the same network on (o_{t-1}, g) and (o_t, g), outputs averaged (pre-tanh
+    for the actor, Q values for the critic). For noisy tasks."""
+
+    goal_consistent_her: bool = dataclasses.field(
+        default=False, metadata=describe('Recompute the residual for relabelled goals.')
+    )
+    """HER relabelling is not valid in the residual MDP: the base action depended on the
+    original goal. When set, a transition relabelled to g' stores the residual that explains
+    the executed action under g': u' = clip((a - base(s, g')) / scale, -1, 1). No atanh is
+    needed because the buffer holds u = tanh(f) itself. Where ``a`` was clipped at +-1 the
+    unclipped sum is unknown; every u' with base' + scale * u' beyond the bound reproduces
+    ``a``, and the formula picks the smallest |u'|, which the action L2 penalty favours.
+    The outer clip only binds when |a - base'| > scale (a base action outside [-1, 1])."""
+
+    eval_interval: int = dataclasses.field(
+        default=20_000, metadata=describe('Env steps between evaluations.', range=(1, 10**10))
+    )
+    """Training env steps between evaluations (a metrics.csv row each)."""
+
+    eval_episodes: int = dataclasses.field(
+        default=20, metadata=describe('Episodes per evaluation.', range=(1, 10**6))
+    )
+    """Deterministic-policy episodes per evaluation (a fixed set of reset seeds)."""
+
+    base_eval_episodes: int = dataclasses.field(
+        default=20, metadata=describe('Episodes of the base-only evaluation.', range=(0, 10**6))
+    )
+    """Episodes of the base-controller-only evaluation stored in base_eval.json (the plot's
+    'Initial' line); 0 skips it."""
+
+    checkpoint_interval: int = dataclasses.field(
+        default=100_000, metadata=describe('Env steps between checkpoints.', range=(1, 10**10))
+    )
+    """Env steps between checkpoints (always one at the end)."""
+
+    def resolved_gamma(self, episode_steps: int) -> float:
+        """The discount in use: ``gamma`` or, when it is 0, 1 - 1/T."""
+        return self.gamma if self.gamma > 0.0 else 1.0 - 1.0 / episode_steps
+
+    @property
+    def future_p(self) -> float:
+        """Probability that a sampled transition gets a 'future' goal: 1 - 1/(1 + k)."""
+        return 1.0 - 1.0 / (1.0 + self.her_k)
+
+    @property
+    def uses_base(self) -> bool:
+        """The executed action contains the base action (``rpl``)."""
+        return self.algo == 'rpl'
+
+    @property
+    def action_scale(self) -> float:
+        """Scale of the actor's tanh output in action units."""
+        return self.residual_scale if self.algo == 'rpl' else 1.0
+
+    @property
+    def burn_in_enabled(self) -> bool:
+        """Whether the actor waits for the critic (``rpl`` with beta > 0)."""
+        return self.algo == 'rpl' and self.burn_in_beta > 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Field values as a JSON-able dict."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Field values as pretty JSON."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + '\n'
+
+
+def make_config(values: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Validated config from a mapping; missing fields keep their defaults.
+
+    Raises:
+        ParameterError: Unknown field, wrong type, out of range or not one of the choices.
+    """
+    values = dict(values or {})
+    # JSON stores whole floats as ints and ints may arrive as floats from YAML / CLI.
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in values and isinstance(field.default, float):
+            value = values[field.name]
+            if isinstance(value, int) and not isinstance(value, bool):
+                values[field.name] = float(value)
+    return build_config(TrainConfig, values)
+
+
+def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:
+    """Fields that differ between two configs and may not change on resume, as 'name: a -> b'."""
+    return [
+        f'{f.name}: {getattr(old, f.name)!r} -> {getattr(new, f.name)!r}'
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in RESUMABLE_CHANGES and getattr(old, f.name) != getattr(new, f.name)
+    ]
+
+
+__all__ = [
+    'ALGOS',
+    'BURN_IN_CRITERIA',
+    'ParameterError',
+    'TrainConfig',
+    'config_differences',
+    'make_config',
+]

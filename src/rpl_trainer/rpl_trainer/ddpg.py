@@ -1,0 +1,265 @@
+"""DDPG agent for goal-conditioned tasks: critic and actor updates, targets, burn-in.
+
+Losses (baselines HER conventions):
+
+    y = clip(r + gamma * Q'(o', g, pi'(o', g)), -1 / (1 - gamma), 0)
+    critic: mean (Q(o, g, u) - y)^2
+    actor:  -mean Q(o, g, pi(o, g)) + action_l2 * mean pi(o, g)^2
+
+where u, pi are tanh-space actions. During the RPL burn-in only the critic learns.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from rpl_trainer.config import TrainConfig
+from rpl_trainer.her import Transitions
+from rpl_trainer.networks import Actor, Critic, Dims
+from rpl_trainer.normalizer import RunningNormalizer
+
+
+class UpdateStats(NamedTuple):
+    """Numbers from one gradient step."""
+
+    critic_loss: float
+    actor_loss: float
+    """Actor loss (also computed, but not applied, while the actor is frozen)."""
+    q_mean: float
+    """Mean Q(o, g, pi(o, g)) over the batch."""
+
+
+def polyak_update(online: nn.Module, target: nn.Module, polyak: float) -> None:
+    """target <- polyak * target + (1 - polyak) * online, for parameters and buffers."""
+    with torch.no_grad():
+        for source, dest in zip(online.parameters(), target.parameters(), strict=True):
+            dest.mul_(polyak).add_(source, alpha=1.0 - polyak)
+        for source, dest in zip(online.buffers(), target.buffers(), strict=True):
+            dest.copy_(source)
+
+
+class BurnIn:
+    """Decides when the RPL actor may start learning.
+
+    Every ``window`` gradient steps the window's criterion value is formed: ``q_drift`` =
+    |mean Q(s, pi(s)) of this window - of the previous window| (first window: no value),
+    ``critic_loss`` = mean critic loss of the window. Burn-in ends when the value is below
+    ``beta``, or after ``max_updates`` gradient steps (0: never by count).
+
+    Args:
+        criterion: ``q_drift`` or ``critic_loss``.
+        beta: Threshold.
+        window: Gradient steps per window.
+        max_updates: Cap on the burn-in length in gradient steps (0: no cap).
+        enabled: False means no burn-in at all (scratch learners, beta = 0).
+    """
+
+    def __init__(
+        self, criterion: str, beta: float, window: int, max_updates: int, enabled: bool
+    ) -> None:
+        if criterion not in ('q_drift', 'critic_loss'):
+            raise ValueError(
+                f'burn-in criterion must be q_drift or critic_loss, got {criterion!r}'
+            )
+        self.criterion = criterion
+        self.beta = beta
+        self.window = window
+        self.max_updates = max_updates
+        self.active = enabled
+        self.updates = 0
+        self.value = float('nan')  # last window's criterion value
+        self.ended_by = '' if enabled else 'disabled'
+        self._sum_loss = 0.0
+        self._sum_q = 0.0
+        self._count = 0
+        self._previous_q: float | None = None
+
+    def observe(self, stats: UpdateStats) -> None:
+        """Account one gradient step taken while active."""
+        if not self.active:
+            return
+        self.updates += 1
+        self._sum_loss += stats.critic_loss
+        self._sum_q += stats.q_mean
+        self._count += 1
+        if self._count >= self.window:
+            self._close_window()
+        if self.active and self.max_updates and self.updates >= self.max_updates:
+            self.active = False
+            self.ended_by = 'cap'
+
+    def _close_window(self) -> None:
+        mean_q = self._sum_q / self._count
+        mean_loss = self._sum_loss / self._count
+        self._sum_loss = self._sum_q = 0.0
+        self._count = 0
+        if self.criterion == 'critic_loss':
+            self.value = mean_loss
+        elif self._previous_q is not None:
+            self.value = abs(mean_q - self._previous_q)
+        self._previous_q = mean_q
+        if self.value < self.beta:  # NaN (no value yet) compares False
+            self.active = False
+            self.ended_by = self.criterion
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters and window sums, for checkpoints."""
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+        vars(self).update(state)
+
+
+class DDPGAgent:
+    """Actor, critic, their targets, optimisers, input statistics and burn-in.
+
+    Args:
+        dims: Task sizes.
+        config: Hyperparameters (network size, learning rates, clips, burn-in, ...).
+        episode_steps: Episode length T (for gamma = 1 - 1/T and the target clip).
+    """
+
+    def __init__(self, dims: Dims, config: TrainConfig, episode_steps: int) -> None:
+        self.dims = dims
+        self.config = config
+        self.gamma = config.resolved_gamma(episode_steps)
+        self.clip_return = 1.0 / (1.0 - self.gamma)
+        net = dict(
+            hidden=config.hidden_size,
+            layers=config.hidden_layers,
+            obs_clip=config.obs_clip,
+            norm_clip=config.norm_clip,
+            two_frame=config.two_frame,
+        )
+        self.actor = Actor(dims, zero_last=config.algo == 'rpl', **net)
+        self.critic = Critic(dims, **net)
+        self.actor_target = copy.deepcopy(self.actor)
+        self.critic_target = copy.deepcopy(self.critic)
+        for module in (self.actor_target, self.critic_target):
+            module.requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.obs_stats = RunningNormalizer(dims.obs_dim, config.norm_eps)
+        self.goal_stats = RunningNormalizer(dims.goal_dim, config.norm_eps)
+        self.burn_in = BurnIn(
+            config.burn_in_criterion,
+            config.burn_in_beta,
+            config.burn_in_window,
+            config.burn_in_max_updates,
+            enabled=config.burn_in_enabled,
+        )
+        self.updates = 0
+
+    @property
+    def actor_frozen(self) -> bool:
+        """The actor does not learn yet (RPL burn-in)."""
+        return self.burn_in.active
+
+    def act(
+        self, obs: np.ndarray, goal: np.ndarray, prev_obs: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Deterministic tanh-space actions (batch, action_dim) for obs (batch, obs_dim),
+        goal (batch, goal_dim) and, for two-frame agents, prev_obs (batch, obs_dim)."""
+        with torch.no_grad():
+            prev = None if prev_obs is None else torch.as_tensor(prev_obs, dtype=torch.float32)
+            u = self.actor(
+                torch.as_tensor(obs, dtype=torch.float32),
+                torch.as_tensor(goal, dtype=torch.float32),
+                prev,
+            )
+        return u.numpy()
+
+    def update_normalizers(self, batch: Transitions) -> None:
+        """Add a batch's observations and (relabelled) goals to the running statistics and
+        copy the new mean/std into all four networks."""
+        self.obs_stats.update(batch.obs)
+        self.goal_stats.update(batch.goal)
+        self._sync_normalizers()
+
+    def _sync_normalizers(self) -> None:
+        stats = (
+            self.obs_stats.mean,
+            self.obs_stats.std,
+            self.goal_stats.mean,
+            self.goal_stats.std,
+        )
+        for net in (self.actor, self.critic, self.actor_target, self.critic_target):
+            net.obs_norm.set_stats(stats[0], stats[1])
+            net.goal_norm.set_stats(stats[2], stats[3])
+
+    def update(self, batch: Transitions) -> UpdateStats:
+        """One critic step and, unless frozen by burn-in, one actor step."""
+        obs, prev_obs, goal, action, reward, next_obs = (
+            torch.from_numpy(np.ascontiguousarray(array)) for array in batch
+        )
+        two_frame = self.config.two_frame
+        with torch.no_grad():
+            # The next transition's previous frame is the current observation.
+            next_prev = obs if two_frame else None
+            next_action = self.actor_target(next_obs, goal, next_prev)
+            next_q = self.critic_target(next_obs, goal, next_action, next_prev)
+            target = torch.clamp(reward + self.gamma * next_q, -self.clip_return, 0.0)
+        prev = prev_obs if two_frame else None
+        critic_loss = torch.mean((self.critic(obs, goal, action, prev) - target) ** 2)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        frozen = self.actor_frozen
+        self.critic.requires_grad_(False)  # actor loss flows through, not into, the critic
+        with torch.set_grad_enabled(not frozen):
+            pi = self.actor(obs, goal, prev)
+            q_pi = self.critic(obs, goal, pi, prev)
+            actor_loss = -q_pi.mean() + self.config.action_l2 * torch.mean(pi**2)
+        self.critic.requires_grad_(True)
+        if not frozen:
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_optimizer.step()
+
+        self.updates += 1
+        stats = UpdateStats(critic_loss.item(), actor_loss.item(), q_pi.mean().item())
+        if frozen:
+            self.burn_in.observe(stats)
+        if self.updates % self.config.target_update_interval == 0:
+            self.update_targets()
+        return stats
+
+    def update_targets(self) -> None:
+        """Polyak-average the online networks into the targets."""
+        polyak_update(self.actor, self.actor_target, self.config.polyak)
+        polyak_update(self.critic, self.critic_target, self.config.polyak)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly."""
+        return {
+            'actor': self.actor.state_dict(),
+            'critic': self.critic.state_dict(),
+            'actor_target': self.actor_target.state_dict(),
+            'critic_target': self.critic_target.state_dict(),
+            'actor_optimizer': self.actor_optimizer.state_dict(),
+            'critic_optimizer': self.critic_optimizer.state_dict(),
+            'obs_stats': self.obs_stats.state_dict(),
+            'goal_stats': self.goal_stats.state_dict(),
+            'burn_in': self.burn_in.state_dict(),
+            'updates': self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+        self.actor.load_state_dict(state['actor'])
+        self.critic.load_state_dict(state['critic'])
+        self.actor_target.load_state_dict(state['actor_target'])
+        self.critic_target.load_state_dict(state['critic_target'])
+        self.actor_optimizer.load_state_dict(state['actor_optimizer'])
+        self.critic_optimizer.load_state_dict(state['critic_optimizer'])
+        self.obs_stats.load_state_dict(state['obs_stats'])
+        self.goal_stats.load_state_dict(state['goal_stats'])
+        self.burn_in.load_state_dict(state['burn_in'])
+        self.updates = int(state['updates'])

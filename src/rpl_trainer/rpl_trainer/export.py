@@ -1,0 +1,155 @@
+"""ONNX export of the residual actor, following docs/onnx_contract.md.
+
+The graph takes ``observation`` float32 (N, obs_dim), ``desired_goal`` float32
+(N, goal_dim) and, for two-frame actors, ``previous_observation`` float32 (N, obs_dim), and
+returns ``residual`` float32 (N, action_dim) = scale * tanh(f(norm(clip(o)), norm(clip(g)))),
+in action units. Clipping, normalisation and scale are inside the graph; opset 17; the
+batch axis N is dynamic. The file is written atomically (temporary file + rename) so a
+hot-reloading residual node never reads half a model.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pathlib
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from rpl_trainer.networks import Actor
+
+OPSET = 17
+OBSERVATION = 'observation'
+DESIRED_GOAL = 'desired_goal'
+PREVIOUS_OBSERVATION = 'previous_observation'
+RESIDUAL = 'residual'
+TOLERANCE = 1e-5
+
+
+class ExportError(RuntimeError):
+    """The exported model does not reproduce the torch actor."""
+
+
+class ResidualModel(nn.Module):
+    """residual = scale * actor(o, g[, o_prev]) in action units, for export.
+
+    Args:
+        actor: Trained actor (copied, so later training does not change the export).
+        scale: Residual scale (RPL: ``residual_scale``; scratch learners: action bound).
+    """
+
+    def __init__(self, actor: Actor, scale: float) -> None:
+        super().__init__()
+        self.actor = copy.deepcopy(actor).eval().requires_grad_(False)
+        self.register_buffer('scale', torch.tensor(float(scale)))
+
+    def forward(
+        self,
+        observation: torch.Tensor,
+        desired_goal: torch.Tensor,
+        previous_observation: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(N, obs_dim), (N, goal_dim)[, (N, obs_dim)] -> (N, action_dim)."""
+        return self.scale * self.actor(observation, desired_goal, previous_observation)
+
+
+def _example_inputs(model: ResidualModel, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Inputs spread like the data the normalisers saw: mean + 2 * std * N(0, 1)."""
+    generator = torch.Generator().manual_seed(seed)
+    actor = model.actor
+    obs_norm, goal_norm = actor.obs_norm, actor.goal_norm
+
+    def draw(norm: nn.Module) -> torch.Tensor:
+        noise = torch.randn(batch, norm.mean.shape[0], generator=generator)
+        return norm.mean + 2.0 * norm.std * noise
+
+    inputs = [draw(obs_norm), draw(goal_norm)]
+    if actor.two_frame:
+        inputs.append(draw(obs_norm))
+    return tuple(inputs)
+
+
+def input_names(two_frame: bool) -> list[str]:
+    """Graph input names in order."""
+    names = [OBSERVATION, DESIRED_GOAL]
+    return names + [PREVIOUS_OBSERVATION] if two_frame else names
+
+
+def export_onnx(
+    actor: Actor,
+    path: str | os.PathLike[str],
+    scale: float,
+    metadata: Mapping[str, str] | None = None,
+) -> pathlib.Path:
+    """Write the actor as an ONNX residual model and check it against torch.
+
+    Args:
+        actor: Trained actor.
+        path: Output file (parent directories are created).
+        scale: Residual scale in action units.
+        metadata: Extra ``metadata_props`` (task, controller, algo, ...), strings.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: onnxruntime and torch disagree by more than 1e-5 on random inputs.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = ResidualModel(actor, scale)
+    names = input_names(actor.two_frame)
+    example = _example_inputs(model, batch=2, seed=0)
+    tmp = path.with_name(f'.{path.name}.tmp')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            model,
+            example,
+            str(tmp),
+            input_names=names,
+            output_names=[RESIDUAL],
+            dynamic_axes={name: {0: 'batch'} for name in [*names, RESIDUAL]},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    proto = onnx.load(str(tmp))
+    props = {'producer': 'rpl_trainer', 'residual_scale': repr(float(scale))}
+    props.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    onnx.helper.set_model_props(proto, props)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(tmp))
+    difference = max_abs_difference(tmp, model)
+    if not difference <= TOLERANCE:
+        tmp.unlink()
+        raise ExportError(
+            f'ONNX export of {path} differs from torch by {difference:.3g} (> {TOLERANCE})'
+        )
+    os.replace(tmp, path)
+    return path
+
+
+def max_abs_difference(
+    path: str | os.PathLike[str], model: ResidualModel, batch: int = 256, seed: int = 1
+) -> float:
+    """Largest |onnxruntime - torch| over random inputs of a batch (the export check)."""
+    inputs = _example_inputs(model, batch=batch, seed=seed)
+    with torch.no_grad():
+        expected = model(*inputs).numpy()
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    names = input_names(model.actor.two_frame)
+    feeds = {name: x.numpy().astype(np.float32) for name, x in zip(names, inputs, strict=True)}
+    (got,) = session.run([RESIDUAL], feeds)
+    return float(np.max(np.abs(got - expected)))
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model."""
+    proto = onnx.load(str(path), load_external_data=False)
+    return {prop.key: prop.value for prop in proto.metadata_props}

@@ -1,0 +1,207 @@
+"""Episode replay buffer and the HER 'future' sampler.
+
+Episodes are stored whole (fixed length T, no early termination, as in the Fetch tasks), so
+relabelling needs only indices: a transition (episode e, step t) may take as its goal the
+achieved goal of any later step t' in [t + 1, T] of episode e. Rewards are recomputed by an
+injected pure, batched reward function (the task's ``compute_reward``), never by a live env.
+
+Shape example used in the comments: E stored episodes, T = 50 steps, B = 256 samples,
+obs_dim = 25, goal_dim = 3, action_dim = 4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from rpl_trainer.networks import Dims
+from rpl_trainer.residual import residual_explaining
+
+RewardFn = Callable[[np.ndarray, np.ndarray, Any], np.ndarray]
+"""compute_reward(achieved_goal (B, goal_dim), desired_goal (B, goal_dim), info) -> (B,)."""
+
+BaseFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""base(observation (B, obs_dim), desired_goal (B, goal_dim)) -> base action (B, action_dim)."""
+
+
+class EpisodeBatch(NamedTuple):
+    """N complete episodes of T steps (index t: state before action t; t = T: final state)."""
+
+    obs: np.ndarray
+    """(N, T + 1, obs_dim) observations."""
+    achieved_goal: np.ndarray
+    """(N, T + 1, goal_dim) achieved goals (block position for Fetch, m)."""
+    desired_goal: np.ndarray
+    """(N, T, goal_dim) the episode's desired goal at every step."""
+    action: np.ndarray
+    """(N, T, action_dim) tanh-space actions u in [-1, 1] (the residual for RPL)."""
+    executed: np.ndarray
+    """(N, T, action_dim) executed actions in action units (for goal-consistent HER)."""
+
+
+class Transitions(NamedTuple):
+    """A minibatch of (possibly relabelled) transitions, float32."""
+
+    obs: np.ndarray
+    """(B, obs_dim) o_t."""
+    prev_obs: np.ndarray
+    """(B, obs_dim) o_{t-1} (o_0 at t = 0); the next transition's previous frame is o_t."""
+    goal: np.ndarray
+    """(B, goal_dim) goal (relabelled or original)."""
+    action: np.ndarray
+    """(B, action_dim) tanh-space action u_t (recomputed for relabelled goals when
+    goal-consistent)."""
+    reward: np.ndarray
+    """(B,) reward_fn(achieved_goal_{t+1}, goal)."""
+    next_obs: np.ndarray
+    """(B, obs_dim) o_{t+1}."""
+
+
+class HerSampler:
+    """Samples transitions with 'future' relabelling from stored episodes.
+
+    Args:
+        reward_fn: The task's pure batched reward function.
+        future_p: Probability of relabelling a sampled transition (k = 4: 0.8).
+        base_fn: Batched base controller, only for goal-consistent relabelling.
+        scale: Residual scale, only for goal-consistent relabelling.
+    """
+
+    def __init__(
+        self,
+        reward_fn: RewardFn,
+        future_p: float,
+        base_fn: BaseFn | None = None,
+        scale: float = 1.0,
+    ) -> None:
+        if not 0.0 <= future_p <= 1.0:
+            raise ValueError(f'future_p must be in [0, 1], got {future_p}')
+        self.reward_fn = reward_fn
+        self.future_p = future_p
+        self.base_fn = base_fn
+        self.scale = scale
+
+    @property
+    def goal_consistent(self) -> bool:
+        """Relabelled transitions get the residual recomputed for the new goal."""
+        return self.base_fn is not None
+
+    def sample(
+        self,
+        episodes: EpisodeBatch,
+        num_episodes: int,
+        batch_size: int,
+        rng: np.random.Generator,
+    ) -> Transitions:
+        """Draw ``batch_size`` transitions uniformly from the first ``num_episodes`` episodes."""
+        if num_episodes < 1:
+            raise ValueError('cannot sample from an empty replay buffer')
+        steps = episodes.action.shape[1]  # T
+        ep = rng.integers(0, num_episodes, size=batch_size)  # (B,) episode indices
+        t = rng.integers(0, steps, size=batch_size)  # (B,) in [0, T)
+        goal = episodes.desired_goal[ep, t].copy()  # (B, goal_dim)
+        action = episodes.action[ep, t].copy()  # (B, action_dim)
+        relabel, future_t = self._future_steps(t, steps, rng)
+        goal[relabel] = episodes.achieved_goal[ep[relabel], future_t[relabel]]
+        obs = episodes.obs[ep, t]  # (B, obs_dim)
+        if self.goal_consistent and relabel.any():
+            action[relabel] = self._consistent_action(
+                obs[relabel], goal[relabel], episodes.executed[ep[relabel], t[relabel]]
+            )
+        reward = self.reward_fn(episodes.achieved_goal[ep, t + 1], goal, None)
+        return Transitions(
+            obs=obs.astype(np.float32),
+            prev_obs=episodes.obs[ep, np.maximum(t - 1, 0)].astype(np.float32),
+            goal=goal.astype(np.float32),
+            action=action.astype(np.float32),
+            reward=np.asarray(reward, np.float32).reshape(batch_size),
+            next_obs=episodes.obs[ep, t + 1].astype(np.float32),
+        )
+
+    def _future_steps(
+        self, t: np.ndarray, steps: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Which samples to relabel (B,) bool, and their future step (B,) in [t + 1, T].
+
+        E.g. T = 50, t = 47: the offset floor(U * (T - t)) is 0, 1 or 2, so the goal is the
+        achieved goal after step 47, 48 or 49 (achieved_goal index 48, 49 or 50).
+        """
+        relabel = rng.random(t.shape[0]) < self.future_p
+        offset = np.floor(rng.random(t.shape[0]) * (steps - t)).astype(np.int64)
+        return relabel, t + 1 + offset
+
+    def _consistent_action(
+        self, obs: np.ndarray, goal: np.ndarray, executed: np.ndarray
+    ) -> np.ndarray:
+        """Residual (n, action_dim) that explains ``executed`` under the new goals."""
+        base = np.asarray(self.base_fn(obs, goal), np.float64)
+        return residual_explaining(executed, base, self.scale)
+
+
+class ReplayBuffer:
+    """FIFO store of whole episodes (capacity rounded down to whole episodes, at least one).
+
+    Args:
+        dims: Task sizes.
+        episode_steps: Episode length T.
+        capacity: Capacity in transitions.
+    """
+
+    def __init__(self, dims: Dims, episode_steps: int, capacity: int) -> None:
+        self.dims = dims
+        self.steps = episode_steps
+        self.max_episodes = max(1, capacity // episode_steps)
+        n, t = self.max_episodes, episode_steps
+        self._data = EpisodeBatch(
+            obs=np.zeros((n, t + 1, dims.obs_dim), np.float32),
+            achieved_goal=np.zeros((n, t + 1, dims.goal_dim), np.float32),
+            desired_goal=np.zeros((n, t, dims.goal_dim), np.float32),
+            action=np.zeros((n, t, dims.action_dim), np.float32),
+            executed=np.zeros((n, t, dims.action_dim), np.float32),
+        )
+        self.size = 0  # stored episodes
+        self._next = 0  # slot of the next episode
+
+    @property
+    def transitions(self) -> int:
+        """Stored transitions."""
+        return self.size * self.steps
+
+    def store(self, batch: EpisodeBatch) -> None:
+        """Append N episodes, overwriting the oldest when full."""
+        n = batch.obs.shape[0]
+        if batch.action.shape[1] != self.steps:
+            raise ValueError(
+                f'episodes have {batch.action.shape[1]} steps; this buffer stores {self.steps}'
+            )
+        if n > self.max_episodes:  # only the newest episodes fit
+            batch = EpisodeBatch(*(array[-self.max_episodes :] for array in batch))
+            n = self.max_episodes
+        slots = (self._next + np.arange(n)) % self.max_episodes
+        for store, new in zip(self._data, batch, strict=True):
+            store[slots] = new
+        self._next = int((self._next + n) % self.max_episodes)
+        self.size = min(self.size + n, self.max_episodes)
+
+    def sample(
+        self, sampler: HerSampler, batch_size: int, rng: np.random.Generator
+    ) -> Transitions:
+        """Relabelled minibatch of ``batch_size`` transitions."""
+        return sampler.sample(self._data, self.size, batch_size, rng)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Stored episodes (oldest first) for checkpoints."""
+        order = (self._next - self.size + np.arange(self.size)) % self.max_episodes
+        return {
+            'episodes': {name: array[order].copy() for name, array in self._data._asdict().items()}
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (into an empty buffer of the same shape)."""
+        self.size = 0
+        self._next = 0
+        episodes = EpisodeBatch(**state['episodes'])
+        if episodes.obs.shape[0]:
+            self.store(episodes)

@@ -1,0 +1,123 @@
+"""Learning curves like the paper's Figure 3: success vs env steps, grouped by learner.
+
+Each group (RPL, Scratch, Expert Explore) shows the mean over its runs (seeds) and the
+min-max spread; a dashed 'Initial' line marks the base controller's success, averaged over
+the runs' ``base_eval.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from rpl_trainer.train import BASE_EVAL_FILE, CONFIG_FILE, METRICS_FILE, read_metrics
+
+LABELS = {'rpl': 'RPL', 'scratch': 'Scratch', 'expert_explore': 'Expert Explore'}
+COLORS = {'rpl': 'tab:blue', 'scratch': 'tab:orange', 'expert_explore': 'tab:green'}
+SUCCESS = 'eval/success_rate'
+
+
+class PlotError(ValueError):
+    """A run directory cannot be plotted."""
+
+
+def _load_run(run: pathlib.Path) -> tuple[dict, np.ndarray, np.ndarray, float | None]:
+    """(config, env_steps (K,), success (K,), base success or None) of one run directory."""
+    for name in (CONFIG_FILE, METRICS_FILE):
+        if not (run / name).is_file():
+            raise PlotError(f'{run} is not a run directory: {name} is missing')
+    config = json.loads((run / CONFIG_FILE).read_text())
+    metrics = read_metrics(run / METRICS_FILE)
+    steps, success = metrics.get('env_steps'), metrics.get(SUCCESS)
+    if steps is None or success is None or not np.isfinite(success).any():
+        raise PlotError(f'{run / METRICS_FILE} has no {SUCCESS} values yet')
+    keep = np.isfinite(success)
+    base = None
+    if (run / BASE_EVAL_FILE).is_file():
+        base = json.loads((run / BASE_EVAL_FILE).read_text()).get(SUCCESS)
+    return config, steps[keep], success[keep], base
+
+
+def group_curves(
+    runs: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max of several curves on a common grid.
+
+    The grid is the union of the runs' evaluation steps up to the shortest run's last one
+    (so every point averages all runs); each curve is linearly interpolated onto it.
+
+    Args:
+        runs: (env_steps (K_i,), success (K_i,)) per run, steps increasing.
+
+    Returns:
+        grid (G,), mean (G,), low (G,), high (G,).
+    """
+    end = min(float(steps[-1]) for steps, _ in runs)
+    grid = np.unique(np.concatenate([steps for steps, _ in runs]))
+    grid = grid[grid <= end]
+    curves = np.stack([np.interp(grid, steps, values) for steps, values in runs])
+    return grid, curves.mean(axis=0), curves.min(axis=0), curves.max(axis=0)
+
+
+def plot_runs(
+    runs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    title: str | None = None,
+) -> pathlib.Path:
+    """Draw the success curves of run directories into an image file.
+
+    Args:
+        runs: Run directories written by ``rpl train``.
+        out: Image path (format from the suffix, e.g. .png); parents are created.
+        title: Figure title; default: the task name(s).
+
+    Returns:
+        The image path.
+
+    Raises:
+        PlotError: A directory is missing or has no evaluations.
+    """
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    bases: list[float] = []
+    tasks: set[str] = set()
+    for run in map(pathlib.Path, runs):
+        if not run.is_dir():
+            raise PlotError(f'run directory {run} does not exist')
+        config, steps, success, base = _load_run(run)
+        groups.setdefault(config.get('algo', 'rpl'), []).append((steps, success))
+        tasks.add(str(config.get('task', '?')))
+        if base is not None:
+            bases.append(float(base))
+
+    figure, axes = plt.subplots(figsize=(6.0, 4.0))
+    order = [algo for algo in LABELS if algo in groups] + sorted(set(groups) - set(LABELS))
+    for algo in order:
+        grid, mean, low, high = group_curves(groups[algo])
+        color = COLORS.get(algo)
+        n = len(groups[algo])
+        label = f'{LABELS.get(algo, algo)} ({n} seed{"s" if n > 1 else ""})'
+        axes.plot(grid, mean, color=color, label=label)
+        axes.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
+    if bases:
+        axes.axhline(np.mean(bases), color='black', linestyle='--', label='Initial')
+    axes.set_xlabel('Env steps')
+    axes.set_ylabel('Success rate')
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_title(title or ', '.join(sorted(tasks)))
+    axes.grid(alpha=0.3)
+    axes.legend(loc='lower right')
+    figure.tight_layout()
+    out = pathlib.Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    return out

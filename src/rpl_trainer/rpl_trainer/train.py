@@ -1,0 +1,608 @@
+"""The training loop: batched rollouts with interleaved DDPG + HER updates, evaluation,
+metrics, resumable checkpoints and the final ONNX export.
+
+One cycle = one episode in each of the N environments. While the environments step, the
+learner pays its update debt (``updates_per_env_step`` gradient steps per env step), so with
+the subprocess vector env the updates overlap the simulation. After the cycle the episodes
+go into the replay buffer and the input statistics are updated from HER-relabelled samples
+of them (as in the baselines code).
+
+Run directory layout::
+
+    DIR/config.json      the TrainConfig (a resumed run must match it)
+    DIR/base_eval.json   success of the base controller alone (the plot's 'Initial' line)
+    DIR/metrics.csv      one row per evaluation
+    DIR/checkpoint.pt    everything needed to continue (``--resume``)
+    DIR/actor.onnx       the residual model (docs/onnx_contract.md)
+    DIR/summary.json     final numbers
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rpl_trainer.checkpoint import load_checkpoint, save_checkpoint
+from rpl_trainer.config import TrainConfig, config_differences, make_config
+from rpl_trainer.ddpg import DDPGAgent, UpdateStats
+from rpl_trainer.export import export_onnx
+from rpl_trainer.her import BaseFn, HerSampler, ReplayBuffer, RewardFn
+from rpl_trainer.networks import Dims
+from rpl_trainer.residual import ActionComposer
+from rpl_trainer.rollout import (
+    EnvFactory,
+    RegisteredEnv,
+    StepBatch,
+    VectorEnv,
+    collect_episodes,
+    make_vector_env,
+)
+
+CONFIG_FILE = 'config.json'
+BASE_EVAL_FILE = 'base_eval.json'
+METRICS_FILE = 'metrics.csv'
+CHECKPOINT_FILE = 'checkpoint.pt'
+ONNX_FILE = 'actor.onnx'
+SUMMARY_FILE = 'summary.json'
+
+METRIC_COLUMNS = (
+    'env_steps',
+    'episodes',
+    'updates',
+    'wall_s',
+    'eval/success_rate',
+    'eval/mean_final_distance',
+    'train/success_rate',
+    'losses/critic',
+    'losses/actor',
+    'charts/q_mean',
+    'burn_in',
+    'burn_in/value',
+    'charts/env_steps_per_s',
+    'charts/updates_per_s',
+)
+
+TRAIN_STREAM, EVAL_STREAM = 0, 1
+
+
+class RunDirError(ValueError):
+    """The output directory cannot be used (exists, or does not hold a matching run)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """What the trainer needs to know about a task, with no live environment held.
+
+    Attributes:
+        spec: Task spec (dims, ``max_episode_steps``, ``action_low``/``action_high``,
+            ``distance_threshold``, ``name``).
+        env_factory: ``env_factory(with_controller) -> EnvFactory`` (picklable factories).
+        reward_fn: Pure batched reward for HER.
+        make_base_fn: Builds a batched, stateless base ``(B, obs), (B, goal) -> (B, A)`` for
+            goal-consistent HER; None when there is no controller.
+    """
+
+    spec: Any
+    env_factory: Callable[[bool], EnvFactory]
+    reward_fn: RewardFn
+    make_base_fn: Callable[[], BaseFn] | None = None
+
+    @property
+    def dims(self) -> Dims:
+        """Observation, goal and action sizes."""
+        return Dims(self.spec.obs_dim, self.spec.goal_dim, self.spec.action_dim)
+
+
+def _sparse_reward(
+    achieved: np.ndarray, desired: np.ndarray, info: Any = None, *, threshold: float
+) -> np.ndarray:
+    from rpl_sim_bridge.tasks import sparse_reward
+
+    return sparse_reward(achieved, desired, threshold)
+
+
+def _registered_base_fn(controller: str, task: str) -> BaseFn:
+    from rpl_base_controllers.registry import make_controller
+
+    return make_controller(controller, task=task).act_batch
+
+
+def registered_problem(task: str, controller: str | None) -> Problem:
+    """Problem for a registered task and controller, with errors that list the valid names.
+
+    Raises:
+        ValueError: Unknown task or controller (``UnknownTaskError`` /
+            ``UnknownControllerError``), or a controller not meant for the task.
+    """
+    from rpl_base_controllers.registry import controller_info
+    from rpl_sim_bridge.tasks import task_spec
+
+    spec = task_spec(task)
+    make_base_fn = None
+    if controller is not None:
+        info = controller_info(controller)
+        if task not in info.tasks:
+            raise ValueError(
+                f'controller {controller!r} is meant for tasks {list(info.tasks)}, not {task!r}'
+            )
+        make_base_fn = functools.partial(_registered_base_fn, controller, task)
+    return Problem(
+        spec=spec,
+        env_factory=lambda with_controller: RegisteredEnv(
+            task, controller if with_controller else None
+        ),
+        reward_fn=functools.partial(_sparse_reward, threshold=spec.distance_threshold),
+        make_base_fn=make_base_fn,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """Outcome of a run."""
+
+    out_dir: pathlib.Path
+    env_steps: int
+    success_rate: float
+    """Final evaluation success rate."""
+    base_success_rate: float | None
+    onnx_path: pathlib.Path
+    wall_s: float
+
+
+def episode_seed(seed: int, stream: int, index: int) -> int:
+    """Reset seed of episode ``index`` of a stream (train / eval) of run ``seed``."""
+    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
+
+
+def check_run_dir(out_dir: pathlib.Path, config: TrainConfig, resume: bool) -> None:
+    """Refuse to overwrite anything, and to resume anything but the same run.
+
+    Raises:
+        RunDirError: Without ``resume``: ``out_dir`` exists and is not empty. With
+            ``resume``: no config.json / checkpoint.pt there, or a config that differs in
+            fields other than budgets and bookkeeping.
+    """
+    if not resume:
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise RunDirError(
+                f'output directory {out_dir} already exists and is not empty; pass --resume '
+                'to continue the run in it, or choose a new directory'
+            )
+        return
+    config_path = out_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise RunDirError(f'cannot resume: {config_path} does not exist (no run in {out_dir})')
+    try:
+        old = make_config(json.loads(config_path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise RunDirError(f'cannot resume: {config_path} is not a valid config ({exc})') from exc
+    differences = config_differences(old, config)
+    if differences:
+        raise RunDirError(
+            f'cannot resume {out_dir}: the run used a different config ('
+            + '; '.join(differences)
+            + '); use the same options or a new directory'
+        )
+    if not (out_dir / CHECKPOINT_FILE).is_file():
+        raise RunDirError(f'cannot resume: no checkpoint at {out_dir / CHECKPOINT_FILE}')
+
+
+class _Accumulator:
+    """Sums of per-update and per-episode numbers between two metrics rows."""
+
+    def __init__(self) -> None:
+        self.critic = self.actor = self.q = 0.0
+        self.updates = 0
+        self.successes = 0.0
+        self.episodes = 0
+
+    def add_update(self, stats: UpdateStats) -> None:
+        self.critic += stats.critic_loss
+        self.actor += stats.actor_loss
+        self.q += stats.q_mean
+        self.updates += 1
+
+    def means(self) -> dict[str, float]:
+        n = max(self.updates, 1)
+        nan = float('nan')
+        return {
+            'train/success_rate': self.successes / self.episodes if self.episodes else nan,
+            'losses/critic': self.critic / n if self.updates else nan,
+            'losses/actor': self.actor / n if self.updates else nan,
+            'charts/q_mean': self.q / n if self.updates else nan,
+        }
+
+
+class Trainer:
+    """DDPG + HER (residual) training of one config on one problem, in one directory.
+
+    Args:
+        config: The run's hyperparameters.
+        problem: Task, environments, reward and base.
+        out_dir: Run directory (see the module docstring).
+        progress: Show a tqdm progress bar on stderr.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        problem: Problem,
+        out_dir: str | pathlib.Path,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.problem = problem
+        self.out_dir = pathlib.Path(out_dir)
+        self.progress = progress
+        spec = problem.spec
+        self.steps = int(spec.max_episode_steps)
+        self.composer = ActionComposer(
+            config.algo,
+            config.residual_scale,
+            spec.action_low,
+            spec.action_high,
+            config.noise_eps,
+            config.random_eps,
+            config.expert_eps,
+            config.expert_alpha,
+        )
+        if config.goal_consistent_her and config.algo == 'rpl':
+            if problem.make_base_fn is None:
+                raise ValueError('goal-consistent HER needs a base controller')
+            base_fn = problem.make_base_fn()
+        else:
+            base_fn = None
+        self.sampler = HerSampler(problem.reward_fn, config.future_p, base_fn, self.composer.scale)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.agent = DDPGAgent(problem.dims, config, self.steps)
+        self.buffer = ReplayBuffer(problem.dims, self.steps, config.buffer_size)
+        self.env_steps = 0
+        self.episodes = 0
+        self.wall_s = 0.0
+        self.update_debt = 0.0
+        self.next_eval = 0
+        self.next_checkpoint = config.checkpoint_interval
+        self.last_eval: dict[str, float] = {}
+        self.acc = _Accumulator()
+        self._row_clock = (0, 0, 0.0)  # env steps, updates, wall s at the last row
+
+    # ---- acting ---------------------------------------------------------------------
+
+    def _prev(self, prev_obs: np.ndarray) -> np.ndarray | None:
+        return prev_obs if self.config.two_frame else None
+
+    def _explore(self, step: StepBatch, prev_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u = self.agent.act(step.obs, step.desired_goal, self._prev(prev_obs))
+        return self.composer.explore(u, step.base, self.rng)
+
+    def _deterministic(
+        self, step: StepBatch, prev_obs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        u = self.agent.act(step.obs, step.desired_goal, self._prev(prev_obs))
+        return u, self.composer.executed(u, step.base)
+
+    def _base_only(self, step: StepBatch, prev_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        action = np.clip(step.base, self.composer.low, self.composer.high)
+        return np.zeros_like(action), action.astype(np.float32)
+
+    def evaluate(self, env: VectorEnv, policy, episodes: int) -> dict[str, float]:
+        """Success rate and mean final distance over the fixed evaluation seeds."""
+        successes, distances = [], []
+        index = 0
+        while index < episodes:
+            seeds = [
+                episode_seed(self.config.seed, EVAL_STREAM, index + i) for i in range(env.num_envs)
+            ]
+            rollout = collect_episodes(env, policy, seeds, self.steps)
+            take = min(env.num_envs, episodes - index)
+            successes.extend(rollout.success[:take])
+            distances.extend(rollout.final_distance[:take])
+            index += take
+        return {
+            'eval/success_rate': float(np.mean(successes)),
+            'eval/mean_final_distance': float(np.mean(distances)),
+        }
+
+    # ---- learning -------------------------------------------------------------------
+
+    def _train_while_stepping(self) -> None:
+        """Pay the update debt of one vector step (N env steps)."""
+        if self.buffer.size == 0:
+            return
+        self.update_debt += self.config.updates_per_env_step * self.env.num_envs
+        while self.update_debt >= 1.0:
+            self.update_debt -= 1.0
+            batch = self.buffer.sample(self.sampler, self.config.batch_size, self.rng)
+            self.acc.add_update(self.agent.update(batch))
+
+    def _cycle(self) -> None:
+        n = self.env.num_envs
+        seeds = [episode_seed(self.config.seed, TRAIN_STREAM, self.episodes + i) for i in range(n)]
+        rollout = collect_episodes(
+            self.env, self._explore, seeds, self.steps, self._train_while_stepping
+        )
+        self.buffer.store(rollout.episodes)
+        normalizer_batch = self.sampler.sample(rollout.episodes, n, n * self.steps, self.rng)
+        self.agent.update_normalizers(normalizer_batch)
+        self.env_steps += n * self.steps
+        self.episodes += n
+        self.acc.successes += float(rollout.success.sum())
+        self.acc.episodes += n
+
+    # ---- bookkeeping ----------------------------------------------------------------
+
+    def _write_row(self, eval_metrics: dict[str, float]) -> dict[str, Any]:
+        steps0, updates0, wall0 = self._row_clock
+        dt = max(self.wall_s - wall0, 1e-9)
+        burn_in = self.agent.burn_in
+        row: dict[str, Any] = {
+            'env_steps': self.env_steps,
+            'episodes': self.episodes,
+            'updates': self.agent.updates,
+            'wall_s': round(self.wall_s, 3),
+            **eval_metrics,
+            **self.acc.means(),
+            'burn_in': int(burn_in.active),
+            'burn_in/value': burn_in.value,
+            'charts/env_steps_per_s': (self.env_steps - steps0) / dt,
+            'charts/updates_per_s': (self.agent.updates - updates0) / dt,
+        }
+        path = self.out_dir / METRICS_FILE
+        new_file = not path.exists()
+        with path.open('a', newline='') as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+            if new_file:
+                writer.writeheader()
+            writer.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
+        self.acc = _Accumulator()
+        self._row_clock = (self.env_steps, self.agent.updates, self.wall_s)
+        return row
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            'config': self.config.to_dict(),
+            'agent': self.agent.state_dict(),
+            'buffer': self.buffer.state_dict(),
+            'rng': self.rng.bit_generator.state,
+            'torch_rng': torch.get_rng_state(),
+            'counters': {
+                'env_steps': self.env_steps,
+                'episodes': self.episodes,
+                'wall_s': self.wall_s,
+                'update_debt': self.update_debt,
+                'next_eval': self.next_eval,
+                'next_checkpoint': self.next_checkpoint,
+                'row_clock': list(self._row_clock),
+            },
+            'accumulator': dict(vars(self.acc)),
+            'last_eval': dict(self.last_eval),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.agent.load_state_dict(state['agent'])
+        self.buffer.load_state_dict(state['buffer'])
+        self.rng.bit_generator.state = state['rng']
+        torch.set_rng_state(state['torch_rng'])
+        counters = state['counters']
+        self.env_steps = int(counters['env_steps'])
+        self.episodes = int(counters['episodes'])
+        self.wall_s = float(counters['wall_s'])
+        self.update_debt = float(counters['update_debt'])
+        self.next_eval = int(counters['next_eval'])
+        self.next_checkpoint = int(counters['next_checkpoint'])
+        self._row_clock = tuple(counters['row_clock'])
+        vars(self.acc).update(state['accumulator'])
+        self.last_eval = dict(state['last_eval'])
+        _truncate_metrics(self.out_dir / METRICS_FILE, self.env_steps)
+
+    def _checkpoint(self) -> None:
+        save_checkpoint(self.out_dir / CHECKPOINT_FILE, self._state())
+
+    def _base_eval(self) -> float | None:
+        path = self.out_dir / BASE_EVAL_FILE
+        if path.is_file():
+            return json.loads(path.read_text()).get('eval/success_rate')
+        episodes = self.config.base_eval_episodes
+        if episodes == 0 or self.problem.make_base_fn is None:
+            return None
+        if self.config.algo in ('rpl', 'expert_explore'):  # self.env has controllers
+            result = self.evaluate(self.env, self._base_only, episodes)
+        else:
+            env = make_vector_env(
+                self.problem.env_factory(True), self.config.num_envs, self.config.vector_env
+            )
+            try:
+                result = self.evaluate(env, self._base_only, episodes)
+            finally:
+                env.close()
+        result.update(episodes=episodes, controller=self.config.controller)
+        path.write_text(json.dumps(result, indent=2) + '\n')
+        return result['eval/success_rate']
+
+    # ---- the run --------------------------------------------------------------------
+
+    def run(self, resume: bool = False) -> TrainResult:
+        """Train to ``total_env_steps``, evaluating, logging and checkpointing on the way.
+
+        Args:
+            resume: Continue from ``out_dir/checkpoint.pt`` (see :func:`check_run_dir`).
+
+        Raises:
+            RunDirError: See :func:`check_run_dir`.
+            CheckpointError: Missing or corrupt checkpoint on resume.
+        """
+        config = self.config
+        check_run_dir(self.out_dir, config, resume)
+        if resume:
+            self._restore(load_checkpoint(self.out_dir / CHECKPOINT_FILE))
+        else:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / CONFIG_FILE).write_text(config.to_json())
+        torch.set_num_threads(config.torch_threads)
+
+        uses_controller = config.algo in ('rpl', 'expert_explore')
+        self.env = make_vector_env(
+            self.problem.env_factory(uses_controller), config.num_envs, config.vector_env
+        )
+        bar = tqdm(
+            total=config.total_env_steps,
+            initial=min(self.env_steps, config.total_env_steps),
+            unit='step',
+            dynamic_ncols=True,
+            disable=not self.progress,
+            desc=f'{config.algo} {config.task}',
+        )
+        try:
+            base_success = self._base_eval()
+            clock = time.perf_counter() - self.wall_s
+            while True:
+                done = self.env_steps >= config.total_env_steps
+                unlogged = self._row_clock[0] != self.env_steps or not self.last_eval
+                if self.env_steps >= self.next_eval or (done and unlogged):
+                    self.wall_s = time.perf_counter() - clock
+                    self.last_eval = self.evaluate(
+                        self.env, self._deterministic, config.eval_episodes
+                    )
+                    self.wall_s = time.perf_counter() - clock
+                    row = self._write_row(self.last_eval)
+                    while self.next_eval <= self.env_steps:
+                        self.next_eval += config.eval_interval
+                    bar.set_postfix(_postfix(row), refresh=False)
+                if done:
+                    break
+                before = self.env_steps
+                self._cycle()
+                self.wall_s = time.perf_counter() - clock
+                bar.update(min(self.env_steps, config.total_env_steps) - min(before, bar.total))
+                if self.env_steps >= self.next_checkpoint:
+                    self._checkpoint()
+                    while self.next_checkpoint <= self.env_steps:
+                        self.next_checkpoint += config.checkpoint_interval
+            self._checkpoint()
+        finally:
+            bar.close()
+            self.env.close()
+
+        onnx_path = export_onnx(
+            self.agent.actor,
+            self.out_dir / ONNX_FILE,
+            self.composer.scale,
+            metadata={
+                'task': config.task,
+                'controller': config.controller,
+                'algo': config.algo,
+                'two_frame': str(config.two_frame).lower(),
+                'env_steps': str(self.env_steps),
+                'seed': str(config.seed),
+            },
+        )
+        result = TrainResult(
+            out_dir=self.out_dir,
+            env_steps=self.env_steps,
+            success_rate=self.last_eval['eval/success_rate'],
+            base_success_rate=base_success,
+            onnx_path=onnx_path,
+            wall_s=self.wall_s,
+        )
+        summary = {
+            'env_steps': result.env_steps,
+            'eval/success_rate': result.success_rate,
+            'base/success_rate': base_success,
+            'wall_s': round(result.wall_s, 3),
+            'updates': self.agent.updates,
+            'burn_in_ended_by': self.agent.burn_in.ended_by,
+            'burn_in_updates': self.agent.burn_in.updates,
+            'onnx': onnx_path.name,
+        }
+        (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + '\n')
+        return result
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return '' if math.isnan(value) else f'{value:.6g}'
+    return value
+
+
+def _postfix(row: dict[str, Any]) -> dict[str, str]:
+    def show(key: str) -> str:
+        value = row.get(key, float('nan'))
+        return '-' if isinstance(value, float) and math.isnan(value) else f'{value:.3g}'
+
+    postfix = {
+        'eval': show('eval/success_rate'),
+        'train': show('train/success_rate'),
+        'Lc': show('losses/critic'),
+        'La': show('losses/actor'),
+    }
+    if row.get('burn_in'):
+        postfix['burn_in'] = 'on'
+    return postfix
+
+
+def _truncate_metrics(path: pathlib.Path, env_steps: int) -> None:
+    """Drop metrics rows written after the checkpoint being resumed (a crash after it)."""
+    if not path.is_file():
+        return
+    with path.open(newline='') as handle:
+        rows = list(csv.DictReader(handle))
+    kept = [row for row in rows if int(row['env_steps']) <= env_steps]
+    if len(kept) == len(rows):
+        return
+    with path.open('w', newline='') as handle:
+        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows(kept)
+
+
+def read_metrics(path: str | pathlib.Path) -> dict[str, np.ndarray]:
+    """metrics.csv as columns of floats (empty cells: NaN)."""
+    with pathlib.Path(path).open(newline='') as handle:
+        rows = list(csv.DictReader(handle))
+    return {
+        key: np.array([float(row[key]) if row.get(key) else np.nan for row in rows])
+        for key in (rows[0].keys() if rows else METRIC_COLUMNS)
+    }
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | pathlib.Path,
+    resume: bool = False,
+    problem: Problem | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``config`` into ``out_dir`` (the registered task/controller unless ``problem``).
+
+    Raises:
+        RunDirError, CheckpointError, ValueError: See :meth:`Trainer.run` and
+            :func:`registered_problem`.
+    """
+    if problem is None:
+        controller = config.controller or None
+        problem = registered_problem(config.task, controller)
+    return Trainer(config, problem, out_dir, progress).run(resume=resume)
+
+
+__all__: Sequence[str] = (
+    'Problem',
+    'RunDirError',
+    'TrainResult',
+    'Trainer',
+    'check_run_dir',
+    'read_metrics',
+    'registered_problem',
+    'train',
+)

@@ -1,0 +1,180 @@
+"""DDPG agent: burn-in, targets, target clipping, and a learning test on the toy goal task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from toy_goal_env import SPEC, BiasedController, ToyFactory, toy_reward
+
+from rpl_trainer.config import make_config
+from rpl_trainer.ddpg import BurnIn, DDPGAgent, UpdateStats, polyak_update
+from rpl_trainer.her import Transitions
+from rpl_trainer.networks import Dims
+from rpl_trainer.train import Problem, train
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on the shared 2-core machine two threads contend badly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+DIMS = Dims(4, 2, 2)
+
+
+def random_batch(rng: np.random.Generator, size: int = 64) -> Transitions:
+    return Transitions(
+        obs=rng.normal(size=(size, 4)).astype(np.float32),
+        prev_obs=rng.normal(size=(size, 4)).astype(np.float32),
+        goal=rng.normal(size=(size, 2)).astype(np.float32),
+        action=rng.uniform(-1, 1, (size, 2)).astype(np.float32),
+        reward=-(rng.random(size) < 0.7).astype(np.float32),
+        next_obs=rng.normal(size=(size, 4)).astype(np.float32),
+    )
+
+
+def small_config(**values):
+    return make_config({'hidden_size': 32, 'batch_size': 64, **values})
+
+
+def test_burn_in_keeps_the_actor_unchanged_while_the_critic_learns():
+    torch.manual_seed(0)
+    config = small_config(algo='rpl', burn_in_window=5, burn_in_beta=1e-9, burn_in_max_updates=0)
+    agent = DDPGAgent(DIMS, config, episode_steps=10)
+    actor_before = [p.detach().clone() for p in agent.actor.parameters()]
+    critic_before = [p.detach().clone() for p in agent.critic.parameters()]
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        agent.update(random_batch(rng))
+    assert agent.actor_frozen
+    for before, after in zip(actor_before, agent.actor.parameters(), strict=True):
+        assert torch.equal(before, after)
+    assert any(
+        not torch.equal(b, a)
+        for b, a in zip(critic_before, agent.critic.parameters(), strict=True)
+    )
+    # Released by the cap: the next updates move the actor.
+    agent.burn_in.max_updates = agent.burn_in.updates + 1
+    agent.update(random_batch(rng))
+    assert not agent.actor_frozen and agent.burn_in.ended_by == 'cap'
+    agent.update(random_batch(rng))
+    assert any(
+        not torch.equal(b, a) for b, a in zip(actor_before, agent.actor.parameters(), strict=True)
+    )
+
+
+def test_scratch_learner_has_no_burn_in():
+    agent = DDPGAgent(DIMS, small_config(algo='scratch'), episode_steps=10)
+    assert not agent.actor_frozen and agent.burn_in.ended_by == 'disabled'
+
+
+def stats(loss: float, q: float) -> UpdateStats:
+    return UpdateStats(critic_loss=loss, actor_loss=-q, q_mean=q)
+
+
+def test_q_drift_burn_in_waits_for_the_mean_q_to_settle():
+    burn_in = BurnIn('q_drift', beta=1.0, window=2, max_updates=0, enabled=True)
+    # Window means of Q: -1, -4 (drift 3), -6 (drift 2), -6.5 (drift 0.5 < 1: done).
+    for q in [-1, -1, -4, -4, -6, -6, -6.5]:
+        burn_in.observe(stats(0.1, q))
+        assert burn_in.active
+    burn_in.observe(stats(0.1, -6.5))
+    assert not burn_in.active
+    assert burn_in.ended_by == 'q_drift' and burn_in.value == pytest.approx(0.5)
+    assert burn_in.updates == 8
+
+
+def test_critic_loss_burn_in_uses_the_window_mean_loss():
+    burn_in = BurnIn('critic_loss', beta=1.0, window=3, max_updates=0, enabled=True)
+    for loss in [3.0, 2.0, 1.0, 0.5, 0.5]:
+        burn_in.observe(stats(loss, -1.0))
+    assert burn_in.active and burn_in.value == pytest.approx(2.0)
+    burn_in.observe(stats(0.5, -1.0))
+    assert not burn_in.active and burn_in.value == pytest.approx(0.5)
+
+
+def test_polyak_update_blends_parameters_and_copies_buffers():
+    online, target = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        online.weight.fill_(1.0)
+        target.weight.fill_(0.0)
+        online.running_mean.fill_(5.0)
+    polyak_update(online, target, 0.95)
+    assert torch.allclose(target.weight, torch.full((3,), 0.05))
+    assert torch.equal(target.running_mean, online.running_mean)
+
+
+def test_critic_targets_are_clipped_to_the_return_range():
+    config = small_config(algo='scratch', critic_lr=0.0, actor_lr=0.0)
+    agent = DDPGAgent(DIMS, config, episode_steps=10)
+    assert agent.gamma == pytest.approx(0.9) and agent.clip_return == pytest.approx(10.0)
+    with torch.no_grad():  # a target critic that predicts +1000 everywhere
+        agent.critic_target.body[-1].bias.fill_(1000.0)
+        agent.critic_target.body[-1].weight.zero_()
+        agent.critic.body[-1].weight.zero_()
+        agent.critic.body[-1].bias.zero_()
+    result = agent.update(random_batch(np.random.default_rng(0)))
+    # Q = 0 everywhere and targets clipped to 0: the loss is 0, not 900^2.
+    assert result.critic_loss == pytest.approx(0.0)
+
+
+def test_two_frame_update_runs_and_averages_frames():
+    torch.manual_seed(0)
+    agent = DDPGAgent(DIMS, small_config(algo='scratch', two_frame=True), episode_steps=10)
+    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    goal = np.zeros((5, 2), np.float32)
+    same = agent.act(obs, goal, obs)
+    with torch.no_grad():
+        expected = torch.tanh(
+            agent.actor.body(
+                torch.cat(
+                    [
+                        agent.actor.obs_norm(torch.from_numpy(obs)),
+                        agent.actor.goal_norm(torch.from_numpy(goal)),
+                    ],
+                    dim=-1,
+                )
+            )
+        ).numpy()
+    np.testing.assert_allclose(same, expected, atol=1e-6)
+    assert not np.allclose(agent.act(obs, goal, obs[::-1].copy()), same)
+    agent.update(random_batch(np.random.default_rng(1)))
+
+
+def toy_problem() -> Problem:
+    return Problem(
+        spec=SPEC,
+        env_factory=ToyFactory,
+        reward_fn=toy_reward,
+        make_base_fn=lambda: BiasedController().act_batch,
+    )
+
+
+@pytest.mark.parametrize('algo', ['scratch', 'rpl'])
+def test_ddpg_her_learns_the_toy_goal_task(tmp_path, algo):
+    """From ~0.05 (random / the biased base) to >= 0.9 success in 1600 env steps."""
+    config = make_config(
+        {
+            'task': 'toy_reach',
+            'controller': 'toy_biased',
+            'algo': algo,
+            'seed': 1,
+            'total_env_steps': 1600,
+            'num_envs': 4,
+            'hidden_size': 64,
+            'batch_size': 128,
+            'updates_per_env_step': 0.5,
+            'target_update_interval': 1,
+            'burn_in_window': 100,
+            'eval_interval': 800,
+            'eval_episodes': 40,
+            'base_eval_episodes': 40,
+        }
+    )
+    result = train(config, tmp_path / algo, problem=toy_problem(), progress=False)
+    assert result.base_success_rate <= 0.2
+    assert result.success_rate >= 0.9
