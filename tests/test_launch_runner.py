@@ -285,10 +285,18 @@ def test_stopping_escalates_to_sigterm_for_a_child_that_ignores_sigint():
     assert time.monotonic() - start < 5.0
 
 
-def test_missing_executable_is_reported_as_a_failed_start():
-    code, lines, _ = _run([ProcessPlan(name='ghost', cmd=('/no/such/exe',), required=True)])
+def test_required_process_that_cannot_start_ends_the_launch_at_once():
+    start = time.monotonic()
+    code, lines, sup = _run(
+        [
+            ProcessPlan(name='ghost', cmd=('/no/such/exe',), required=True),
+            _py('idle', 'import time; time.sleep(30)'),
+        ]
+    )
     assert code == 127
     assert any('cannot start ghost' in x for x in lines)
+    assert sup.start_counts() == {'ghost': 0, 'idle': 0}
+    assert time.monotonic() - start < 2.0
 
 
 LAUNCH_FILE = """

@@ -116,7 +116,6 @@ class Supervisor:
         self._signals: list[int] = []
         self._failed = False
         self._preexec = _parent_death_signal()
-        self._stop_requested: str | None = None
 
     _STAGES = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
@@ -129,16 +128,13 @@ class Supervisor:
         """How often each child was started (respawns included)."""
         return {c.plan.name: c.starts for c in self.children}
 
-    def request_stop(self, reason: str) -> None:
-        """Ask the launch to stop all children and end with 0 (thread-safe)."""
-        self._stop_requested = reason
-
     def run(self) -> int:
         """Run until the launch ends; returns the launch's exit code."""
         previous = self._install_signal_handlers()
         try:
             for child in self.children:
-                self._start(child)
+                if self._stop_stage is None:  # a required process may fail to start
+                    self._start(child)
             return self._loop()
         finally:
             self._kill_everything()
@@ -158,8 +154,6 @@ class Supervisor:
                     self._on_exit(child, child.popen.returncode, now)
             while self._signals:
                 self._on_signal(self._signals.pop(0), now)
-            if self._stop_requested is not None and self._stop_stage is None:
-                self._begin_stop(0, self._stop_requested, now)
             if self._stop_stage is not None:
                 if not any(c.alive for c in self.children):
                     return self.exit_code if self.exit_code is not None else 0
