@@ -1,0 +1,99 @@
+"""ONNX export: the contract's names and shapes, torch == onnxruntime, the node's loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from rpl_residual_node.onnx_actor import OnnxActor
+from rpl_trainer.export import ResidualModel, export_onnx, max_abs_difference, read_metadata
+from rpl_trainer.networks import Actor, Dims
+
+DIMS = Dims(25, 3, 4)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on the shared 2-core machine two threads contend badly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def trained_looking_actor(two_frame: bool, seed: int = 0) -> Actor:
+    """A non-zero actor with non-trivial normaliser statistics."""
+    torch.manual_seed(seed)
+    actor = Actor(DIMS, 64, 3, obs_clip=200.0, norm_clip=5.0, zero_last=False, two_frame=two_frame)
+    rng = np.random.default_rng(seed)
+    actor.obs_norm.set_stats(rng.normal(0, 1, 25), rng.uniform(0.01, 2.0, 25))
+    actor.goal_norm.set_stats(rng.normal(0, 1, 3), rng.uniform(0.01, 2.0, 3))
+    with torch.no_grad():
+        actor.body[-1].weight.mul_(5.0)  # outputs spread over the tanh range
+    return actor
+
+
+def run_onnx(path, feeds):
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    return session.run(['residual'], feeds)[0]
+
+
+@pytest.mark.parametrize('two_frame', [False, True])
+def test_onnxruntime_matches_torch_on_random_inputs(tmp_path, two_frame):
+    actor = trained_looking_actor(two_frame)
+    path = export_onnx(actor, tmp_path / 'actor.onnx', scale=2.0, metadata={'task': 'push'})
+    rng = np.random.default_rng(7)
+    for batch in (1, 7, 300):
+        obs = rng.normal(0, 3, (batch, 25)).astype(np.float32)
+        obs[0, 0] = 1e4  # beyond the raw clip
+        goal = rng.normal(0, 3, (batch, 3)).astype(np.float32)
+        prev = rng.normal(0, 3, (batch, 25)).astype(np.float32)
+        feeds = {'observation': obs, 'desired_goal': goal}
+        if two_frame:
+            feeds['previous_observation'] = prev
+        got = run_onnx(path, feeds)
+        with torch.no_grad():
+            expected = 2.0 * actor(
+                torch.from_numpy(obs),
+                torch.from_numpy(goal),
+                torch.from_numpy(prev) if two_frame else None,
+            )
+        assert got.shape == (batch, 4) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-5, rtol=0)
+        assert np.abs(got).max() <= 2.0
+    assert np.abs(got).max() > 0.5  # not a trivially small output
+    assert max_abs_difference(path, ResidualModel(actor, 2.0)) <= 1e-5
+
+
+def test_contract_names_opset_metadata_and_atomic_write(tmp_path):
+    import onnx
+
+    path = export_onnx(
+        trained_looking_actor(False), tmp_path / 'sub' / 'actor.onnx', 2.0, {'seed': '3'}
+    )
+    proto = onnx.load(str(path))
+    assert [i.name for i in proto.graph.input] == ['observation', 'desired_goal']
+    assert [o.name for o in proto.graph.output] == ['residual']
+    assert {o.domain: o.version for o in proto.opset_import}[''] == 17
+    assert read_metadata(path)['seed'] == '3'
+    assert read_metadata(path)['residual_scale'] == '2.0'
+    assert sorted(p.name for p in path.parent.iterdir()) == ['actor.onnx']  # no temp file left
+
+
+@pytest.mark.parametrize('two_frame', [False, True])
+def test_the_residual_nodes_loader_accepts_the_export(tmp_path, two_frame):
+    actor = trained_looking_actor(two_frame)
+    path = export_onnx(actor, tmp_path / 'actor.onnx', scale=2.0)
+    loaded = OnnxActor.load(path, obs_dim=25, goal_dim=3, action_dim=4)
+    assert loaded.two_frame == two_frame and loaded.batched
+    obs = np.linspace(-1, 1, 25)
+    goal = np.array([1.3, 0.7, 0.42])
+    with torch.no_grad():
+        expected = 2.0 * actor(
+            torch.tensor(obs[None], dtype=torch.float32),
+            torch.tensor(goal[None], dtype=torch.float32),
+            torch.tensor(obs[None], dtype=torch.float32) if two_frame else None,
+        )
+    np.testing.assert_allclose(loaded(obs, goal), expected.numpy()[0], atol=1e-5)

@@ -1,0 +1,206 @@
+"""`rpl train` / `rpl plot`: smoke run on a real MuJoCo task, export, resume, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from toy_goal_env import SPEC, BiasedController, ToyFactory, toy_reward
+
+from rpl_residual_node.onnx_actor import OnnxActor
+from rpl_trainer.checkpoint import load_checkpoint
+from rpl_trainer.cli import main
+from rpl_trainer.config import make_config
+from rpl_trainer.networks import Actor, Dims
+from rpl_trainer.train import Problem, Trainer, read_metrics
+
+SMOKE = [
+    'train',
+    '--task', 'push',
+    '--controller', 'reactive_push',
+    '--algo', 'rpl',
+    '--seed', '3',
+    '--eval-episodes', '2',
+    '--set', 'base_eval_episodes=2',
+    '--no-progress',
+]  # fmt: skip
+
+
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+    """A 200-step `rpl train` run (2 envs x 2 episodes of 50 steps)."""
+    threads = torch.get_num_threads()
+    out = tmp_path_factory.mktemp('runs') / 'push_rpl'
+    assert main([*SMOKE, '--steps', '200', '--out', str(out)]) == 0
+    torch.set_num_threads(threads)
+    return out
+
+
+def actor_from_checkpoint(run) -> Actor:
+    state = load_checkpoint(run / 'checkpoint.pt')
+    config = make_config(state['config'])
+    actor = Actor(
+        Dims(25, 3, 4),
+        config.hidden_size,
+        config.hidden_layers,
+        config.obs_clip,
+        config.norm_clip,
+        zero_last=True,
+        two_frame=config.two_frame,
+    )
+    actor.load_state_dict(state['agent']['actor'])
+    return actor
+
+
+def test_smoke_run_writes_the_run_directory(smoke_run):
+    names = {p.name for p in smoke_run.iterdir()}
+    assert {
+        'config.json',
+        'metrics.csv',
+        'checkpoint.pt',
+        'actor.onnx',
+        'base_eval.json',
+        'summary.json',
+    } <= names
+    config = json.loads((smoke_run / 'config.json').read_text())
+    assert config['task'] == 'push' and config['total_env_steps'] == 200
+    metrics = read_metrics(smoke_run / 'metrics.csv')
+    np.testing.assert_array_equal(metrics['env_steps'], [0, 200])
+    assert np.all(np.isfinite(metrics['eval/success_rate']))
+    assert metrics['burn_in'][-1] == 1  # 10 updates: the critic is still burning in
+    assert np.isfinite(metrics['losses/critic'][-1])
+
+
+def test_smoke_export_loads_in_the_residual_node_and_matches_torch(smoke_run):
+    loaded = OnnxActor.load(smoke_run / 'actor.onnx', obs_dim=25, goal_dim=3, action_dim=4)
+    assert not loaded.two_frame
+    actor = actor_from_checkpoint(smoke_run)
+    with torch.no_grad():  # a non-zero last layer, so the comparison is not 0 == 0
+        actor.body[-1].weight.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(0))
+    # The export of the checkpoint's actor is exactly zero (burn-in kept it at init) ...
+    rng = np.random.default_rng(0)
+    obs = rng.normal(0.5, 1.0, (64, 25)).astype(np.float32)
+    goal = rng.normal(0.5, 1.0, (64, 3)).astype(np.float32)
+    session = ort.InferenceSession(
+        str(smoke_run / 'actor.onnx'), providers=['CPUExecutionProvider']
+    )
+    (residual,) = session.run(['residual'], {'observation': obs, 'desired_goal': goal})
+    np.testing.assert_array_equal(residual, 0.0)
+    # ... and the same graph with the trained normalisers and a random last layer matches
+    # torch within 1e-5.
+    from rpl_trainer.export import export_onnx
+
+    path = export_onnx(actor, smoke_run.parent / 'perturbed.onnx', scale=2.0)
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    (residual,) = session.run(['residual'], {'observation': obs, 'desired_goal': goal})
+    with torch.no_grad():
+        expected = 2.0 * actor(torch.from_numpy(obs), torch.from_numpy(goal)).numpy()
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(residual, expected, atol=1e-5, rtol=0)
+
+
+def test_resume_continues_the_run(smoke_run, tmp_path):
+    run = tmp_path / 'resumed'
+    shutil.copytree(smoke_run, run)
+    assert main([*SMOKE, '--steps', '300', '--out', str(run), '--resume']) == 0
+    metrics = read_metrics(run / 'metrics.csv')
+    np.testing.assert_array_equal(metrics['env_steps'], [0, 200, 300])
+    assert load_checkpoint(run / 'checkpoint.pt')['counters']['env_steps'] == 300
+    assert json.loads((run / 'config.json').read_text())['total_env_steps'] == 300
+
+
+def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, capsys):
+    def fails(args, *fragments):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        for fragment in fragments:
+            assert fragment in err, err
+
+    new = str(tmp_path / 'new')
+    fails(
+        ['train', '--task', 'nope', '--controller', 'reactive_push', '--steps', '9', '--out', new],
+        "unknown task 'nope'",
+        'slippery_push',
+    )
+    fails(
+        ['train', '--task', 'push', '--controller', 'nope', '--steps', '9', '--out', new],
+        "unknown controller 'nope'",
+        'reactive_push',
+    )
+    assert not (tmp_path / 'new').exists()
+
+    before = {p.name: p.read_bytes() for p in smoke_run.iterdir()}
+    fails([*SMOKE, '--steps', '200', '--out', str(smoke_run)], 'already exists', '--resume')
+    fails(
+        [*SMOKE, '--steps', '200', '--out', str(smoke_run), '--resume', '--set', 'noise_eps=0.1'],
+        'different config',
+        'noise_eps',
+    )
+    assert {p.name: p.read_bytes() for p in smoke_run.iterdir()} == before
+
+    fails([*SMOKE, '--steps', '200', '--out', new, '--resume'], 'cannot resume')
+    broken = tmp_path / 'broken'
+    shutil.copytree(smoke_run, broken)
+    (broken / 'checkpoint.pt').write_bytes(b'not a checkpoint')
+    fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'corrupt')
+    (broken / 'checkpoint.pt').unlink()
+    fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'no checkpoint')
+
+
+def test_plot_draws_runs_and_rejects_non_runs(smoke_run, tmp_path, capsys):
+    figure = tmp_path / 'fig' / 'success.png'
+    assert main(['plot', str(smoke_run), str(smoke_run), '--out', str(figure)]) == 0
+    assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert main(['plot', str(tmp_path), '--out', str(figure)]) == 2
+    assert 'not a run directory' in capsys.readouterr().err
+
+
+def test_group_curves_mean_and_spread():
+    from rpl_trainer.plot import group_curves
+
+    grid, mean, low, high = group_curves(
+        [(np.array([0.0, 100.0, 200.0]), np.array([0.0, 0.5, 1.0])),
+         (np.array([0.0, 50.0, 150.0]), np.array([0.2, 0.2, 0.6]))]
+    )  # fmt: skip
+    np.testing.assert_array_equal(grid, [0, 50, 100, 150])
+    # Interpolated: first run [0, 0.25, 0.5, 0.75], second [0.2, 0.2, 0.4, 0.6].
+    np.testing.assert_allclose(mean, [0.1, 0.225, 0.45, 0.675])
+    np.testing.assert_allclose(low, [0.0, 0.2, 0.4, 0.6])
+    np.testing.assert_allclose(high, [0.2, 0.25, 0.5, 0.75])
+
+
+def test_resumed_training_equals_uninterrupted_training(tmp_path):
+    """Split a toy run at a checkpoint: the resumed run ends with the same weights."""
+    problem = Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
+    values = {
+        'task': 'toy_reach',
+        'controller': 'toy_biased',
+        'num_envs': 2,
+        'hidden_size': 16,
+        'batch_size': 32,
+        'updates_per_env_step': 0.3,
+        'burn_in_window': 10,
+        'eval_interval': 40,
+        'eval_episodes': 2,
+        'base_eval_episodes': 2,
+        'checkpoint_interval': 40,
+    }
+    straight = Trainer(make_config({**values, 'total_env_steps': 120}), problem, tmp_path / 'a')
+    straight.progress = False
+    straight.run()
+    first = Trainer(make_config({**values, 'total_env_steps': 60}), problem, tmp_path / 'b')
+    first.progress = False
+    first.run()
+    second = Trainer(make_config({**values, 'total_env_steps': 120}), problem, tmp_path / 'b')
+    second.progress = False
+    second.run(resume=True)
+    for a, b in zip(
+        straight.agent.actor.parameters(), second.agent.actor.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
+    assert straight.agent.updates == second.agent.updates > 0
+    assert not straight.agent.actor_frozen  # the actor did learn in both
