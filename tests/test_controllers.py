@@ -1,0 +1,252 @@
+"""Base controllers on hand-made observations, the registry, and the MPC's planning copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rpl_base_controllers import (
+    BaseController,
+    ReactivePickAndPlace,
+    ReactivePickAndPlaceConfig,
+    ReactivePush,
+    UnknownControllerError,
+    available_controllers,
+    controller_info,
+    make_controller,
+)
+from rpl_base_controllers.discrete_mpc_push import UNIT_MOVES
+from rpl_interfaces.params import ParameterError
+from rpl_sim_bridge.layout import FetchObs
+from rpl_sim_bridge.tasks import make_task
+
+BLOCK = np.array([1.3, 0.75, 0.425])
+GOAL = np.array([1.4, 0.75, 0.425])  # 10 cm along +x from the block
+# ReactivePush: push point 7.5 cm behind the block (on the goal->block line), 0.5 cm up.
+PUSH_POINT = np.array([1.225, 0.75, 0.43])
+
+
+def observation(gripper, block=BLOCK, fingers=(0.0, 0.0)) -> np.ndarray:
+    """A 25-D observation with the named parts set and every velocity zero."""
+    obs = np.zeros(FetchObs.DIM)
+    obs[FetchObs.GRIP_POS] = gripper
+    obs[FetchObs.OBJECT_POS] = block
+    obs[FetchObs.OBJECT_REL_POS] = np.asarray(block) - np.asarray(gripper)
+    obs[FetchObs.GRIPPER_STATE] = fingers
+    return obs
+
+
+def random_observations(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Observations and goals scattered over and around the table (B, 25), (B, 3)."""
+    centre = np.array([1.3, 0.75, 0.45])
+    grippers = centre + rng.uniform(-0.3, 0.3, (n, 3))
+    blocks = centre + rng.uniform(-0.2, 0.2, (n, 3))
+    fingers = rng.uniform(0.0, 0.05, (n, 2))
+    obs = np.stack(
+        [observation(g, b, f) for g, b, f in zip(grippers, blocks, fingers, strict=True)]
+    )
+    goals = centre + rng.uniform(-0.2, 0.2, (n, 3))
+    return obs, goals
+
+
+# ---------------------------------------------------------------- ReactivePush
+
+
+def test_push_far_away_goes_above_the_push_point_with_gain_10():
+    gripper = np.array([1.18, 0.7, 0.6])  # 6.7 cm from the push point in xy
+    action = ReactivePush()(observation(gripper), GOAL)
+    hover = PUSH_POINT + [0.0, 0.0, 0.1]
+    np.testing.assert_allclose(action, np.r_[np.clip(10 * (hover - gripper), -1, 1), 0.0])
+    assert action[2] == pytest.approx(-0.7)  # unsaturated: 10 * (0.53 - 0.6)
+
+
+def test_push_above_the_push_point_descends():
+    gripper = PUSH_POINT + [0.01, 0.0, 0.1]
+    action = ReactivePush()(observation(gripper), GOAL)
+    np.testing.assert_allclose(action, [-0.1, 0.0, -1.0, 0.0], atol=1e-12)
+
+
+def test_push_at_push_height_and_aligned_pushes_towards_the_goal_with_gain_5():
+    gripper = PUSH_POINT.copy()
+    action = ReactivePush()(observation(gripper), GOAL)
+    np.testing.assert_allclose(action, [5 * (GOAL[0] - gripper[0]), 0.0, 0.0, 0.0], atol=1e-12)
+
+
+def test_push_does_not_push_from_the_wrong_side_of_the_block():
+    gripper = np.array([1.36, 0.75, 0.43])  # at push height, but between block and goal
+    action = ReactivePush()(observation(gripper), GOAL)
+    assert action[0] == -1.0 and action[2] > 0.0  # back off, up towards the hover point
+
+
+def test_push_stops_when_the_block_is_at_the_goal():
+    action = ReactivePush()(observation([1.0, 0.5, 0.6], block=GOAL + 0.01), GOAL)
+    np.testing.assert_array_equal(action, np.zeros(4))
+
+
+def test_push_push_point_follows_the_goal_direction():
+    goal = BLOCK + [0.0, -0.2, 0.0]  # goal along -y: push point 7.5 cm behind along +y
+    gripper = BLOCK + [0.0, 0.075, 0.005]
+    action = ReactivePush()(observation(gripper), goal)
+    np.testing.assert_allclose(action, [0.0, -1.0, 0.0, 0.0], atol=1e-12)  # 5 * -0.275 clipped
+
+
+# ------------------------------------------------------- ReactivePickAndPlace
+
+
+def test_pick_and_place_far_away_goes_above_the_grasp_pose():
+    gripper = np.array([1.35, 0.7, 0.6])
+    action = ReactivePickAndPlace()(observation(gripper), GOAL)
+    hover = BLOCK + [0.0, 0.0, -0.02 + 0.1]
+    np.testing.assert_allclose(action, np.r_[10 * (hover - gripper), 0.0])
+
+
+def test_pick_and_place_above_the_block_opens_then_descends():
+    gripper = BLOCK + [0.0, 0.0, 0.1]
+    controller = ReactivePickAndPlace()
+    np.testing.assert_array_equal(controller(observation(gripper), GOAL), [0, 0, 0, 1.0])
+    action = controller(observation(gripper, fingers=(0.05, 0.05)), GOAL)
+    np.testing.assert_allclose(action, [0.0, 0.0, -1.0, 0.0])  # 10 * -0.12, clipped
+
+
+def test_pick_and_place_closes_at_the_grasp_pose():
+    gripper = BLOCK + [0.0, 0.0, -0.005]  # fingertips on the table, 1.5 cm above the pose
+    action = ReactivePickAndPlace()(observation(gripper, fingers=(0.05, 0.05)), GOAL)
+    np.testing.assert_array_equal(action, [0.0, 0.0, 0.0, -1.0])
+
+
+@pytest.mark.parametrize(
+    ('name', 'gain'),
+    [('reactive_pick_and_place', 83.0), ('reactive_pick_and_place_calibrated', 10.0)],
+)
+def test_pick_and_place_carries_a_grasped_block_with_its_gain(name, gain):
+    controller = make_controller(name)
+    carry_target = GOAL + [0.0, 0.0, -0.02 + 0.05]
+    gripper = carry_target + [-0.004, 0.002, 0.0]
+    block = gripper + [0.0, 0.0, 0.005]
+    action = controller(observation(gripper, block, fingers=(0.024, 0.024)), GOAL)
+    np.testing.assert_allclose(action, [gain * 0.004, gain * -0.002, 0.0, -1.0], atol=1e-12)
+
+
+def test_pick_and_place_gain_50_saturates_at_the_action_bound():
+    controller = make_controller('reactive_pick_and_place', carry_gain=50.0)
+    gripper = np.array([1.3, 0.75, 0.455])  # at carry height, 10 cm short of the goal
+    block = gripper + [0.0, 0.0, 0.005]
+    action = controller(observation(gripper, block, fingers=(0.024, 0.024)), GOAL)
+    np.testing.assert_allclose(action, [1.0, 0.0, 0.0, -1.0], atol=1e-12)  # 50 * 0.1 -> 1
+
+
+# ------------------------------------------------------------- shared contract
+
+
+@pytest.mark.parametrize(
+    'name', ['reactive_push', 'reactive_pick_and_place', 'reactive_pick_and_place_calibrated']
+)
+def test_reactive_controllers_are_bounded_pure_and_batch_consistent(name):
+    controller = make_controller(name)
+    assert isinstance(controller, BaseController) and controller.name == name
+    obs, goals = random_observations(np.random.default_rng(0), 300)
+    batch = controller.act_batch(obs, goals)
+    assert batch.shape == (300, 4) and batch.dtype == np.float64
+    assert np.all(np.isfinite(batch)) and np.all(np.abs(batch) <= 1.0)
+    single = np.stack([controller(o, g) for o, g in zip(obs, goals, strict=True)])
+    np.testing.assert_array_equal(single, batch)
+    np.testing.assert_array_equal(controller.act_batch(obs[::-1], goals[::-1]), batch[::-1])
+
+
+def test_controllers_reject_bad_inputs_with_the_expected_shape_in_the_message():
+    controller = ReactivePush()
+    with pytest.raises(ValueError, match=r'obs_dim >= 11'):
+        controller(np.zeros(5), GOAL)
+    with pytest.raises(ValueError, match=r'desired_goal must have shape \(3,\)'):
+        controller(observation(BLOCK), np.zeros(2))
+    with pytest.raises(ValueError, match='NaN or inf'):
+        controller(observation([np.nan, 0.0, 0.0]), GOAL)
+
+
+# -------------------------------------------------------------------- registry
+
+
+def test_registry_lists_and_describes_the_built_in_controllers():
+    names = available_controllers()
+    for name in (
+        'reactive_push',
+        'reactive_pick_and_place',
+        'reactive_pick_and_place_calibrated',
+        'discrete_mpc_push',
+    ):
+        assert name in names
+    assert controller_info('reactive_push').tasks == ('push', 'slippery_push')
+    assert controller_info('reactive_pick_and_place').tasks == ('pick_and_place',)
+
+
+def test_unknown_controller_error_lists_the_known_names():
+    with pytest.raises(UnknownControllerError, match='reactive_push') as caught:
+        make_controller('reactive_puhs')
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(UnknownControllerError):
+        controller_info('nope')
+
+
+def test_make_controller_checks_task_and_parameters():
+    with pytest.raises(ValueError, match='meant for tasks'):
+        make_controller('reactive_push', task='pick_and_place')
+    with pytest.raises(ParameterError, match='push_gian'):
+        make_controller('reactive_push', push_gian=3.0)
+    with pytest.raises(ParameterError, match='outside'):
+        make_controller('reactive_push', push_gain=-1.0)
+    controller = make_controller('reactive_pick_and_place', task='pick_and_place', carry_gain=50)
+    assert controller.config == ReactivePickAndPlaceConfig(carry_gain=50.0)
+
+
+# ---------------------------------------------------------- DiscreteMPCPush
+
+
+@pytest.fixture(scope='module')
+def push_run():
+    """Observations of a real push episode driven by random actions (seeded)."""
+    task = make_task('push')
+    obs, _ = task.reset(seed=3)
+    rng = np.random.default_rng(3)
+    observations, actions = [obs], []
+    for _ in range(8):
+        action = rng.uniform(-1, 1, 4)
+        obs, *_ = task.step(action)
+        observations.append(obs)
+        actions.append(action)
+    return observations, actions
+
+
+@pytest.fixture(scope='module')
+def mpc():
+    return make_controller('discrete_mpc_push', task='push')
+
+
+def test_mpc_returns_a_scaled_unit_move_deterministically(mpc, push_run):
+    observations, _ = push_run
+    obs = observations[0]
+    mpc.reset()
+    first = mpc(obs['observation'], obs['desired_goal'])
+    assert any(np.array_equal(first, move) for move in np.clip(10 * UNIT_MOVES, -1, 1))
+    assert mpc.stats.simulated_steps == 60  # 10 expansions x 6 moves
+    mpc.reset()
+    np.testing.assert_array_equal(mpc(obs['observation'], obs['desired_goal']), first)
+
+
+def test_planning_copy_rebuilds_the_observed_state_from_a_cold_start(mpc, push_run):
+    """From its initial posture, the copy reproduces an observation 8 random steps later,
+    and predicts the next real step to within 2 mm (the arm's null-space posture is not
+    observed, so a cold start may differ there)."""
+    observations, actions = push_run
+    copy = mpc.copy
+    before = observations[-2]['observation']
+    report = copy.sync(before, copy.initial_state)
+    assert report.gripper_error < 1e-5
+    rebuilt = copy.task.observe()['observation']
+    np.testing.assert_allclose(rebuilt, before, atol=1e-6)
+    copy.task.simulate(actions[-1])
+    predicted = copy.task.observe()['observation']
+    after = observations[-1]['observation']
+    np.testing.assert_allclose(predicted[FetchObs.GRIP_POS], after[FetchObs.GRIP_POS], atol=2e-3)
+    np.testing.assert_allclose(
+        predicted[FetchObs.OBJECT_POS], after[FetchObs.OBJECT_POS], atol=2e-3
+    )

@@ -1,0 +1,118 @@
+"""In-process evaluation loop: consistent numbers, seeds per episode, residual hook, Wilson CI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rpl_base_controllers import make_controller
+from rpl_bringup.evaluation import EvalResult, evaluate, wilson_interval
+from rpl_sim_bridge.tasks import UnknownTaskError, make_task
+
+
+@pytest.fixture(scope='module')
+def push_result() -> EvalResult:
+    return evaluate('push', 'reactive_push', episodes=4, seed=0, progress=False)
+
+
+def test_evaluate_returns_consistent_numbers(push_result):
+    r = push_result
+    assert (r.task, r.controller, r.model, r.episodes, r.seed) == (
+        'push',
+        'reactive_push',
+        None,
+        4,
+        0,
+    )
+    assert len(r.successes) == len(r.final_distances) == len(r.returns) == 4
+    assert r.success_rate == sum(r.successes) / 4
+    assert r.ci95 == wilson_interval(sum(r.successes), 4)
+    assert r.mean_final_distance == pytest.approx(np.mean(r.final_distances))
+    for success, distance, ret in zip(r.successes, r.final_distances, r.returns, strict=True):
+        assert success == (distance <= 0.05)
+        assert -50.0 <= ret <= 0.0 and float(ret).is_integer()
+    assert r.success_rate == 1.0  # ReactivePush is near perfect on Push
+    assert r.wall_s > 0.0
+    record = r.to_json()
+    assert json.loads(json.dumps(record)) == record
+    assert record['ci95'] == list(r.ci95)
+
+
+def test_episode_i_uses_seed_plus_i(push_result):
+    later = evaluate('push', 'reactive_push', episodes=2, seed=2, progress=False)
+    assert later.final_distances == push_result.final_distances[2:]
+    assert later.returns == push_result.returns[2:]
+
+
+def test_policy_sees_the_base_action_and_decides_the_command(push_result):
+    seen = []
+
+    class StandStill:
+        resets = 0
+
+        def reset(self):
+            self.resets += 1
+
+        def __call__(self, observation, desired_goal, base_action):
+            seen.append((observation.shape, desired_goal.shape, base_action.copy()))
+            return np.zeros(4)
+
+    policy = StandStill()
+    r = evaluate('push', 'reactive_push', episodes=2, seed=0, policy=policy, progress=False)
+    assert policy.resets == 2 and len(seen) == 100
+    assert seen[0][:2] == ((25,), (3,)) and np.any(seen[0][2] != 0.0)
+    assert r.model == 'StandStill'
+    # The gripper never moves, so the block stays where it started: both episodes fail.
+    assert r.successes == [False, False]
+    assert r.final_distances != push_result.final_distances[:2]
+
+    passthrough = evaluate(
+        'push',
+        'reactive_push',
+        episodes=2,
+        seed=0,
+        policy=lambda o, g, base: base,
+        progress=False,
+        model='identity',
+    )
+    assert passthrough.model == 'identity'
+    assert passthrough.final_distances == push_result.final_distances[:2]
+
+
+def test_evaluate_accepts_built_task_and_controller():
+    task = make_task('pick_and_place')
+    controller = make_controller('reactive_pick_and_place_calibrated')
+    r = evaluate(task, controller, episodes=1, seed=0, progress=False)
+    assert (r.task, r.controller) == ('pick_and_place', 'reactive_pick_and_place_calibrated')
+
+
+def test_evaluate_rejects_bad_arguments():
+    with pytest.raises(ValueError, match='episodes must be at least 1'):
+        evaluate('push', 'reactive_push', episodes=0, seed=0, progress=False)
+    with pytest.raises(UnknownTaskError):
+        evaluate('pushh', 'reactive_push', episodes=1, seed=0, progress=False)
+    with pytest.raises(ValueError, match='meant for tasks'):
+        evaluate('push', 'reactive_pick_and_place', episodes=1, seed=0, progress=False)
+
+
+@pytest.mark.parametrize(
+    ('successes', 'n', 'expected'),
+    [
+        (0, 10, (0.0, 0.2775)),
+        (5, 10, (0.2366, 0.7634)),
+        (10, 10, (0.7225, 1.0)),
+        (90, 100, (0.8256, 0.9448)),
+        (0, 0, (0.0, 1.0)),
+    ],
+)
+def test_wilson_interval_known_values(successes, n, expected):
+    low, high = wilson_interval(successes, n)
+    assert low == pytest.approx(expected[0], abs=1e-4)
+    assert high == pytest.approx(expected[1], abs=1e-4)
+
+
+def test_wilson_interval_rejects_impossible_counts():
+    with pytest.raises(ValueError, match='0 <= successes <= n'):
+        wilson_interval(11, 10)
