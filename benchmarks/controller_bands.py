@@ -1,0 +1,238 @@
+"""Base controllers against the success bands of the RPL paper (Fig. 3, "Initial" curves).
+
+Runs :func:`rpl_bringup.evaluation.evaluate` for each row (default 200 episodes, seeds
+0..199) and merges the results into results/controller_bands.json, then rewrites the
+markdown table results/controller_bands.md and the bar chart results/controller_bands.png
+from everything in the JSON. Rows can run separately (``--rows``), e.g. the slow planner in
+the background while the reactive rows run in the foreground:
+
+    nice .venv/bin/python benchmarks/controller_bands.py --rows mpc_push &
+    .venv/bin/python benchmarks/controller_bands.py --rows push slippery slippery_all_geoms \\
+        pick_place pick_place_gain50 pick_place_calibrated
+
+Rows marked "diagnostic" are not the registered defaults: they show what a documented
+difference to the original setup does (see their notes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import sys
+from collections.abc import Callable
+
+import mujoco
+
+from rpl_base_controllers import make_controller
+from rpl_bringup.evaluation import evaluate
+from rpl_sim_bridge.tasks import GoalTask, make_task
+
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / 'results'
+JSON_PATH = RESULTS / 'controller_bands.json'
+OLD_CODE_FRICTION = (0.18, 5e-3, 1e-4)  # the 2019 code set every geom to this
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One measured combination.
+
+    Attributes:
+        key: Short id (``--rows``).
+        task: Registered task name.
+        controller: Registered controller name.
+        band: Paper band of the success rate (low, high).
+        params: Controller parameters other than the registered defaults.
+        variant: '' for the registered setup, else what was changed (diagnostic row).
+        build_task: Builds the task; None = ``make_task(task)``.
+    """
+
+    key: str
+    task: str
+    controller: str
+    band: tuple[float, float]
+    params: dict[str, float] = dataclasses.field(default_factory=dict)
+    variant: str = ''
+    build_task: Callable[[], GoalTask] | None = None
+
+
+def _slippery_all_geoms() -> GoalTask:
+    """slippery_push with EVERY geom at (0.18, 5e-3, 1e-4), as the 2019 code did."""
+    task = make_task('slippery_push')
+    task.model.geom_friction[:] = OLD_CODE_FRICTION
+    return task
+
+
+ROWS = (
+    Row('push', 'push', 'reactive_push', (0.9, 1.0)),
+    Row('slippery', 'slippery_push', 'reactive_push', (0.30, 0.60)),
+    Row(
+        'slippery_all_geoms',
+        'slippery_push',
+        'reactive_push',
+        (0.30, 0.60),
+        variant='diagnostic: every geom friction (0.18, 5e-3, 1e-4) as in the 2019 code '
+        '(registered task: only block and table at 0.18; fingers keep 1.0)',
+        build_task=_slippery_all_geoms,
+    ),
+    Row('pick_place', 'pick_and_place', 'reactive_pick_and_place', (0.35, 0.65)),
+    Row(
+        'pick_place_gain50',
+        'pick_and_place',
+        'reactive_pick_and_place',
+        (0.35, 0.65),
+        params={'carry_gain': 50.0},
+        variant='diagnostic: literal carry gain 50 (registered default 83, see '
+        'reactive_pick_and_place.py)',
+    ),
+    Row(
+        'pick_place_calibrated',
+        'pick_and_place',
+        'reactive_pick_and_place_calibrated',
+        (0.85, 1.0),
+    ),
+    Row('mpc_push', 'push', 'discrete_mpc_push', (0.35, 0.65)),
+)
+
+
+def machine() -> str:
+    """One line: CPU model, logical cores, Python and MuJoCo versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f'{cpu}, {os.cpu_count()} logical cores (shared), Python {platform.python_version()}, '
+        f'MuJoCo {mujoco.__version__}'
+    )
+
+
+def run_row(row: Row, episodes: int, seed: int) -> dict:
+    """Evaluate one row; returns its JSON record."""
+    task = row.build_task() if row.build_task else make_task(row.task)
+    controller = make_controller(row.controller, task=row.task, **row.params)
+    result = evaluate(task, controller, episodes, seed, progress=True)
+    steps = episodes * task.spec.max_episode_steps
+    low, high = row.band
+    return {
+        **result.to_json(),
+        'key': row.key,
+        'params': row.params,
+        'variant': row.variant,
+        'band': [low, high],
+        'in_band': low <= result.success_rate <= high,
+        'ms_per_step': 1e3 * result.wall_s / steps,
+        'machine': machine(),
+    }
+
+
+def write_markdown(records: dict[str, dict], path: pathlib.Path) -> None:
+    """The table of all rows, in the order of :data:`ROWS`."""
+    lines = [
+        "# Base controllers vs. the paper's bands",
+        '',
+        'Produced by `benchmarks/controller_bands.py` (in-process `evaluate()`, episode i '
+        'seeded with seed + i, 50 steps each). Success = block within 5 cm of the goal at '
+        'the last step. ms/step = wall time per control step, controller + simulation.',
+        '',
+        '| row | task | controller | episodes | success | 95% CI (Wilson) | mean final '
+        'distance (m) | paper band | in band | wall (s) | ms/step |',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    machines = set()
+    for row in ROWS:
+        r = records.get(row.key)
+        if r is None:
+            continue
+        machines.add(r['machine'])
+        low, high = r['band']
+        band = f'>= {low:.2f}' if high >= 1.0 else f'{low:.2f}-{high:.2f}'
+        params = ', '.join(f'{k}={v:g}' for k, v in r['params'].items())
+        controller = r['controller'] + (f' ({params})' if params else '')
+        task = r['task'] + (' (all geoms 0.18)' if row.key == 'slippery_all_geoms' else '')
+        lines.append(
+            f'| {r["key"]} | {task} | {controller} | {r["episodes"]} | {r["success_rate"]:.3f} '
+            f'| {r["ci95"][0]:.3f}-{r["ci95"][1]:.3f} | {r["mean_final_distance"]:.4f} '
+            f'| {band} | {"yes" if r["in_band"] else "no"} | {r["wall_s"]:.0f} '
+            f'| {r["ms_per_step"]:.1f} |'
+        )
+    lines += ['', 'Diagnostic rows (not the registered defaults):', '']
+    for row in ROWS:
+        if row.variant and row.key in records:
+            lines.append(f'- {row.key}: {row.variant}')
+    lines += ['', 'Machine: ' + '; '.join(sorted(machines)), '']
+    path.write_text('\n'.join(lines))
+
+
+def write_chart(records: dict[str, dict], path: pathlib.Path) -> None:
+    """Bar chart: success rate with Wilson 95% error bars, the paper band shaded per bar."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in ROWS if r.key in records]
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(rows), 4.2))
+    for i, row in enumerate(rows):
+        r = records[row.key]
+        low, high = r['band']
+        ax.add_patch(
+            plt.Rectangle((i - 0.4, low), 0.8, high - low, color='tab:green', alpha=0.18, lw=0)
+        )
+        rate = r['success_rate']
+        err = [[rate - r['ci95'][0]], [r['ci95'][1] - rate]]
+        color = 'tab:blue' if r['in_band'] else 'tab:red'
+        hatch = '//' if row.variant else None
+        ax.bar(i, rate, 0.5, color=color, hatch=hatch, edgecolor='black', lw=0.5)
+        ax.errorbar(i, rate, yerr=err, color='black', capsize=4)
+    ax.set_xticks(range(len(rows)), [r.key for r in rows], rotation=25, ha='right')
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel('success rate (95% Wilson CI)')
+    ax.set_title('Base controllers vs. paper bands (green); hatched = diagnostic variant')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    keys = [row.key for row in ROWS]
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    parser.add_argument('--rows', nargs='+', choices=keys, default=keys, help='rows to run')
+    parser.add_argument('--episodes', type=int, default=200, help='episodes per row')
+    parser.add_argument('--seed', type=int, default=0, help='seed of episode 0')
+    parser.add_argument('--report-only', action='store_true', help='only rewrite md and png')
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
+    rows = [] if args.report_only else [row for row in ROWS if row.key in args.rows]
+    for row in rows:
+        record = run_row(row, args.episodes, args.seed)
+        print(
+            f'{row.key}: success {record["success_rate"]:.3f} '
+            f'(CI {record["ci95"][0]:.3f}-{record["ci95"][1]:.3f}), '
+            f'in band {record["in_band"]}, {record["wall_s"]:.0f} s',
+            flush=True,
+        )
+        # Re-read before writing: another run of this script may have added rows meanwhile.
+        records = json.loads(JSON_PATH.read_text()) if JSON_PATH.exists() else {}
+        records[row.key] = record
+        JSON_PATH.write_text(json.dumps(records, indent=1) + '\n')
+    records = json.loads(JSON_PATH.read_text()) if JSON_PATH.exists() else {}
+    if not records:
+        print('no results yet', file=sys.stderr)
+        return 1
+    write_markdown(records, RESULTS / 'controller_bands.md')
+    write_chart(records, RESULTS / 'controller_bands.png')
+    print(f'wrote {JSON_PATH} and the .md / .png next to it')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
