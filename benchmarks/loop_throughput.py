@@ -5,9 +5,9 @@ Measured in the same run, so that the ratio means something on a shared machine:
 * in-process: task.step + base controller in one Python loop (resets included), and the
   task step alone (the physics limit of this machine);
 * 3-node lockstep: slippery_push.launch.py (sim bridge, base controller, residual node as
-  separate processes talking over DDS) run by the project's launch runner, timed by the
-  header stamps of the episode results (start-up excluded: from the end of episode 0 to
-  the end of the last episode).
+  separate processes talking over DDS, plus the episode monitor: ``monitor:=true``) run by
+  the project's launch runner, timed by the header stamps of the episode results
+  (start-up excluded: from the end of episode 0 to the end of the last episode).
 
 Target: >= 150 steps/s for the 3-node loop. Prints a table, writes
 results/loop_throughput.json and results/loop_throughput.png.
@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from rpl_base_controllers.registry import make_controller
-from rpl_bringup import demo, launch_runner
+from rpl_bringup import launch_runner
 from rpl_bringup.supervisor import Supervisor
 from rpl_sim_bridge.tasks import make_task
 
@@ -71,18 +71,19 @@ def stack_rate(controller: str, episodes: int, seed: int) -> dict[str, object]:
     launch_runner.apply_dds_defaults(os.environ)
     namespace = f'/bench_loop_{os.getpid()}'
     path = launch_runner.locate_launch_file('rpl_bringup', f'{TASK}.launch.py')
+    log_dir = tempfile.mkdtemp(prefix='rpl_bench_loop_')
+    output = os.path.join(log_dir, 'episodes.json')
     arguments = {
         'episodes': str(episodes),
         'controller': controller,
         'seed': str(seed),
         'mode': 'lockstep',
         'namespace': namespace,
+        'monitor': 'true',
+        'results': output,
     }
     plans = launch_runner.plan_launch_file(path, arguments, force_shim=True)
-    log_dir = tempfile.mkdtemp(prefix='rpl_bench_loop_')
-    output = os.path.join(log_dir, 'episodes.json')
     plans = [dataclasses.replace(p, output='log') for p in plans]
-    plans.append(dataclasses.replace(demo.monitor_plan(namespace, output, episodes), output='log'))
     lines: list[str] = []
     code = Supervisor(plans, write=lines.append, log_dir=log_dir).run()
     if code != 0 or not os.path.isfile(output):

@@ -2,12 +2,14 @@
 search on a planning copy; about 0.5 success in the paper), a learned residual.
 
 Three nodes in one namespace: sim_bridge (required), base_controller, residual_node
-(respawns). Parameters: config/sim_bridge.yaml, config/base_controller.yaml,
-config/residual_node.yaml, then config/push.yaml, then the launch arguments.
+(respawns), and with monitor:=true an episode monitor. Parameters: config/sim_bridge.yaml,
+config/base_controller.yaml, config/residual_node.yaml, then config/push.yaml, then
+the launch arguments.
 
 Run (full ROS 2 install):  ros2 launch rpl_bringup push.launch.py episodes:=20
 Run (pip install only):    rpl launch rpl_bringup push.launch.py episodes:=20
-Launch arguments:          controller, model_path, episodes, mode, seed, namespace
+Launch arguments:          controller, model_path, episodes, mode, seed, namespace,
+                           monitor, results
                            (`rpl launch rpl_bringup push.launch.py --show-args`)
 """
 

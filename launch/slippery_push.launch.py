@@ -2,12 +2,14 @@
 the ReactivePush base controller (about 0.45 success in the paper), a learned residual.
 
 Three nodes in one namespace: sim_bridge (required), base_controller, residual_node
-(respawns). Parameters: config/sim_bridge.yaml, config/base_controller.yaml,
-config/residual_node.yaml, then config/slippery_push.yaml, then the launch arguments.
+(respawns), and with monitor:=true an episode monitor. Parameters: config/sim_bridge.yaml,
+config/base_controller.yaml, config/residual_node.yaml, then config/slippery_push.yaml, then
+the launch arguments.
 
 Run (full ROS 2 install):  ros2 launch rpl_bringup slippery_push.launch.py episodes:=20
 Run (pip install only):    rpl launch rpl_bringup slippery_push.launch.py episodes:=20
-Launch arguments:          controller, model_path, episodes, mode, seed, namespace
+Launch arguments:          controller, model_path, episodes, mode, seed, namespace,
+                           monitor, results
                            (`rpl launch rpl_bringup slippery_push.launch.py --show-args`)
 """
 

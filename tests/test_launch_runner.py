@@ -21,6 +21,7 @@ from rpl_bringup.launch_shim.ros_actions import parameter_text
 from rpl_bringup.supervisor import Supervisor
 
 PY = sys.executable
+CLI_LAUNCH = [PY, '-m', 'rpl_bringup.cli', 'launch', '--own-runner']
 STACKS = {
     'slippery_push.launch.py': ('slippery_push', 'reactive_push'),
     'push.launch.py': ('push', 'discrete_mpc_push'),
@@ -53,7 +54,9 @@ def _run(plans: list[ProcessPlan], **kwargs) -> tuple[int, list[str], Supervisor
 
 def _plan(file_name: str, **arguments: str) -> list[ProcessPlan]:
     path = launch_runner.locate_launch_file('rpl_bringup', file_name)
-    return launch_runner.plan_launch_file(path, arguments, resolve=lambda pkg, exe: [exe])
+    return launch_runner.plan_launch_file(
+        path, arguments, resolve=lambda pkg, exe: [exe], force_shim=True
+    )
 
 
 # --- launch arguments -----------------------------------------------------------------
@@ -97,14 +100,28 @@ def test_cli_returns_2_with_message_on_bad_arguments(capsys):
 # --- the shim on the real launch files --------------------------------------------------
 
 
-def test_shim_is_installed_over_a_bare_launch_folder_only():
+def test_a_bare_folder_does_not_count_as_the_real_package(tmp_path, monkeypatch):
     # From the repository root `import launch` finds the launch/ folder (a namespace
-    # package): that is not the real launch package.
-    assert not launch_shim.is_real('launch')
-    launch_shim.install()
-    import launch.actions
+    # package without files): that is not the real launch package.
+    (tmp_path / 'rpl_bare_folder').mkdir()
+    (tmp_path / 'rpl_real_package').mkdir()
+    (tmp_path / 'rpl_real_package' / '__init__.py').write_text('')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not launch_shim.is_real('rpl_bare_folder')
+    assert launch_shim.is_real('rpl_real_package')
+    assert not launch_shim.is_real('rpl_no_such_package')
 
-    assert launch.actions.DeclareLaunchArgument is launch_shim.actions.DeclareLaunchArgument
+
+def test_shim_modules_stand_in_for_missing_launch_packages():
+    installed = launch_shim.install()
+    import launch.actions
+    import launch_ros.actions
+
+    if 'launch' in installed:
+        assert launch.actions.ExecuteProcess is launch_shim.actions.ExecuteProcess
+        assert issubclass(launch_ros.actions.Node, launch.actions.ExecuteProcess)
+    assert launch_shim.install(force=True)[0] == 'launch'
+    assert sys.modules['launch.substitutions'] is launch_shim.substitutions_module
 
 
 @pytest.mark.parametrize('file_name', sorted(STACKS))
@@ -153,6 +170,21 @@ def test_launch_arguments_reach_the_node_command_lines():
     assert sim.node.parameters == {'episodes': 7, 'mode': 'realtime', 'seed': 42}
     assert 'episodes:=7' in sim.cmd and 'seed:=42' in sim.cmd
     assert plans['residual_node'].cmd[-1] == 'model_path:="/tmp/actor.onnx"'
+
+
+def test_monitor_argument_adds_the_episode_monitor_and_gates_the_sim_on_it():
+    plans = {p.name: p for p in _plan('slippery_push.launch.py', monitor='true', results='r.json')}
+    assert list(plans) == ['sim_bridge', 'base_controller', 'residual_node', 'episode_monitor']
+    assert plans['sim_bridge'].required
+    assert plans['sim_bridge'].node.parameters['min_subscribers'] == 3
+    monitor = plans['episode_monitor']
+    assert (monitor.node.package, monitor.node.namespace) == ('rpl_bringup', '/rpl')
+    assert monitor.node.parameters == {'output_path': 'r.json'}
+    assert not monitor.required and not monitor.respawn
+    assert (
+        'min_subscribers'
+        not in {p.name: p for p in _plan('push.launch.py')}['sim_bridge'].node.parameters
+    )
 
 
 def test_parameter_text_keeps_strings_strings():
@@ -333,7 +365,7 @@ def test_sigterm_to_the_runner_leaves_no_process_behind(tmp_path):
     launch_file = tmp_path / 'orphans.launch.py'
     launch_file.write_text(LAUNCH_FILE)
     runner = subprocess.Popen(
-        [PY, '-m', 'rpl_bringup.cli', 'launch', str(launch_file), '--sigint-timeout', '0.5'],
+        [*CLI_LAUNCH, str(launch_file), '--sigint-timeout', '0.5'],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

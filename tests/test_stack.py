@@ -1,8 +1,9 @@
 """Integration: the SlipperyPush stack as real node processes over DDS, through `rpl launch`.
 
-Each test starts `rpl launch rpl_bringup slippery_push.launch.py` in lockstep in its own
-namespace plus an episode monitor process (rpl_bringup.episode_monitor_node) that writes
-what it sees on the `episode`, `command` and `base_action` topics to a JSON file.
+Each test starts `rpl launch rpl_bringup slippery_push.launch.py monitor:=true` in its own
+namespace: with the three nodes runs the episode monitor (rpl_bringup.episode_monitor_node),
+which writes what it sees on the `episode`, `observation`, `command` and `base_action`
+topics to a JSON file, and which the sim bridge waits for before its first step.
 """
 
 from __future__ import annotations
@@ -65,21 +66,6 @@ class Child:
         self._reader.join(2)
 
 
-def _monitor(namespace: str, output: str) -> Child:
-    return Child(
-        [
-            sys.executable,
-            '-m',
-            'rpl_bringup.episode_monitor_node',
-            '--ros-args',
-            '-r',
-            f'__ns:={namespace}',
-            '-p',
-            f'output_path:={output}',
-        ]
-    )
-
-
 def _read(path: str) -> dict | None:
     try:
         with open(path) as f:
@@ -99,19 +85,19 @@ def _wait_for(check: Callable[[], bool], timeout: float, what: str, runner: Chil
 
 @pytest.fixture
 def stack(tmp_path):
-    """Start monitor + launch in a fresh namespace; returns a starter function."""
+    """Start a launch with the episode monitor in a fresh namespace; returns a starter."""
     started: list[Child] = []
 
     def start(name: str, *arguments: str) -> tuple[Child, str]:
-        namespace = f'/itest_{os.getpid()}_{name}'
         output = str(tmp_path / f'{name}.json')
-        started.append(_monitor(namespace, output))
-        runner = Child([*LAUNCH, 'slippery_push.launch.py', f'namespace:={namespace}', *arguments])
+        namespace = f'namespace:=/itest_{os.getpid()}_{name}'
+        monitor = ['monitor:=true', f'results:={output}']
+        runner = Child([*LAUNCH, 'slippery_push.launch.py', namespace, *monitor, *arguments])
         started.append(runner)
         return runner, output
 
     yield start
-    for child in reversed(started):
+    for child in started:
         child.stop()
 
 
@@ -119,9 +105,9 @@ def test_lockstep_episodes_arrive_and_the_launch_exits_0(stack):
     runner, output = stack('episodes', 'episodes:=2', 'mode:=lockstep', 'seed:=3')
     assert runner.wait(45) == 0, runner.output()
     assert 'sim_bridge finished (code 0); stopping the launch' in runner.output()
-    _wait_for(lambda: (_read(output) or {}).get('summary', {}).get('episodes') == 2, 10,
-              'both episode results at the monitor', runner)  # fmt: skip
+    assert '[episode_monitor] episode   1: ' in runner.output()
     data = _read(output)
+    assert data['summary']['episodes'] == 2, runner.output()
     assert [e['episode'] for e in data['episodes']] == [0, 1]
     assert all(e['steps'] == 50 for e in data['episodes'])
     assert set(data['base_actions']['tags']) == {'reactive_push'}
@@ -132,9 +118,9 @@ def test_lockstep_episodes_arrive_and_the_launch_exits_0(stack):
 def test_controller_is_swapped_by_launch_argument(stack):
     runner, output = stack('swap', 'episodes:=1', 'controller:=discrete_mpc_push')
     assert runner.wait(45) == 0, runner.output()
-    _wait_for(lambda: (_read(output) or {}).get('summary', {}).get('episodes') == 1, 10,
-              'the episode result at the monitor', runner)  # fmt: skip
-    assert set(_read(output)['base_actions']['tags']) == {'discrete_mpc_push'}
+    data = _read(output)
+    assert data['summary']['episodes'] == 1, runner.output()
+    assert set(data['base_actions']['tags']) == {'discrete_mpc_push'}
 
 
 def test_killed_residual_node_falls_back_to_base_and_is_respawned(stack):

@@ -44,6 +44,11 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
         '-s', '--show-args', action='store_true', help='list the launch arguments and exit'
     )
     p.add_argument(
+        '--own-runner',
+        action='store_true',
+        help="use this project's runner even where the real launch package is installed",
+    )
+    p.add_argument(
         '--sigint-timeout',
         type=float,
         default=5.0,
@@ -146,6 +151,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return launch_runner.run_launch_file(
         path,
         arguments,
+        own_runner=args.own_runner,
         sigint_timeout=args.sigint_timeout,
         sigterm_timeout=args.sigterm_timeout,
     )

@@ -1,8 +1,8 @@
 """``rpl demo``: the SlipperyPush stack as three ROS 2 processes, then a one-screen summary.
 
-Plans ``slippery_push.launch.py`` (lockstep, N episodes) with the project runner, adds an
-episode monitor process in the same namespace, supervises all four (node logs go to
-files, the monitor's per-episode lines to the screen) and summarises the monitor's JSON:
+Plans ``slippery_push.launch.py`` (lockstep, N episodes, ``monitor:=true``) with the
+project runner, supervises the four processes (node logs go to files, the episode
+monitor's per-episode lines to the screen) and summarises the monitor's JSON:
 controller, model, episodes, success rate with its 95 % interval, mean final distance and
 fallbacks.
 """
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from rpl_bringup import launch_runner
 from rpl_bringup.episode_log import summary_from_dict
-from rpl_bringup.launch_shim import LaunchError, ProcessPlan
+from rpl_bringup.launch_shim import LaunchError
 from rpl_bringup.supervisor import PREFIX, Supervisor
 
 TASK = 'slippery_push'
@@ -59,19 +59,6 @@ def resolve_model(model: str, search_dirs: list[str] | None = None) -> str:
             pass
     found = [p for d in search_dirs for p in glob.glob(os.path.join(d, f'*{TASK}*.onnx'))]
     return os.path.abspath(max(found, key=os.path.getmtime)) if found else ''
-
-
-def monitor_plan(namespace: str, output_path: str, episodes: int) -> ProcessPlan:
-    """The episode monitor process (prints one line per episode, writes JSON)."""
-    cmd = launch_runner.resolve_executable('rpl_bringup', 'episode_monitor_node')
-    cmd += [
-        '--ros-args',
-        '-r', f'__node:={MONITOR}',
-        '-r', f'__ns:={namespace}',
-        '-p', f'output_path:={json.dumps(output_path)}',
-        '-p', f'expected_episodes:={episodes}',
-    ]  # fmt: skip
-    return ProcessPlan(name=MONITOR, cmd=tuple(cmd), output='screen')
 
 
 def _screen_filter(write: Callable[[str], None]) -> Callable[[str], None]:
@@ -128,6 +115,8 @@ def run_demo(
     model_path = resolve_model(model)
     launch_runner.apply_dds_defaults(os.environ)
     path = launch_runner.locate_launch_file('rpl_bringup', LAUNCH_FILE)
+    log_dir = tempfile.mkdtemp(prefix='rpl_demo_')
+    results = os.path.join(log_dir, 'episodes.json')
     arguments = {
         'episodes': str(episodes),
         'controller': controller,
@@ -135,12 +124,12 @@ def run_demo(
         'seed': str(seed),
         'mode': 'lockstep',
         'namespace': namespace,
+        'monitor': 'true',
+        'results': results,
     }
     plans = launch_runner.plan_launch_file(path, arguments, force_shim=True)
-    log_dir = tempfile.mkdtemp(prefix='rpl_demo_')
-    results = os.path.join(log_dir, 'episodes.json')
-    plans = [dataclasses.replace(p, output='log') for p in plans]
-    plans.append(monitor_plan(namespace, results, episodes))
+    # One screen: the monitor's lines on it, the nodes' logs in files.
+    plans = [p if p.name == MONITOR else dataclasses.replace(p, output='log') for p in plans]
     write(
         f'rpl demo: {episodes} episodes of {TASK} with {controller}'
         f'{" + " + os.path.basename(model_path) if model_path else ""}; node logs in {log_dir}'

@@ -71,7 +71,7 @@ class EpisodeRecord(NamedTuple):
 
 @dataclasses.dataclass
 class ControlTally:
-    """Counts of one control-path topic (``command`` or ``base_action``).
+    """Counts of one control-path topic (``observation``, ``command`` or ``base_action``).
 
     Attributes:
         count: Messages received.
@@ -135,6 +135,7 @@ class EpisodeLog:
 
     def __init__(self) -> None:
         self.episodes: dict[int, EpisodeRecord] = {}
+        self.observations = ControlTally()
         self.commands = ControlTally()
         self.base_actions = ControlTally()
 
@@ -164,6 +165,7 @@ class EpisodeLog:
         return {
             'summary': self.summary()._asdict(),
             'episodes': [r._asdict() for _, r in sorted(self.episodes.items())],
+            'observations': dataclasses.asdict(self.observations),
             'commands': dataclasses.asdict(self.commands),
             'base_actions': dataclasses.asdict(self.base_actions),
         }

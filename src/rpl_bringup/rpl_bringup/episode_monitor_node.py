@@ -1,12 +1,13 @@
 """ROS 2 episode monitor: collects the stack's episode results (and control-path counts).
 
 Subscribes, relative to its namespace, to ``episode`` (latched: late joiners get every
-result), ``command`` and ``base_action``; prints one line per episode and writes an
-:class:`rpl_bringup.episode_log.EpisodeLog` as JSON to ``output_path`` after every episode
-and at exit. With ``expected_episodes`` it exits 0 once that many results arrived.
-Used by ``rpl demo`` and the integration tests.
+result while the sim bridge runs), ``observation``, ``command`` and ``base_action``; logs
+'ready: ...' once subscribed, prints one line per episode and writes an
+:class:`rpl_bringup.episode_log.EpisodeLog` as JSON to ``output_path`` after every episode,
+every second and at exit. Started by the stack launch files with ``monitor:=true`` (used by
+``rpl demo``, the integration tests and the loop benchmark).
 
-Run: ``python -m rpl_bringup.episode_monitor_node --ros-args -r __ns:=/rpl
+Run alone: ``python -m rpl_bringup.episode_monitor_node --ros-args -r __ns:=/rpl
 -p output_path:=results/episodes.json``
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import rclpy
 from sensor_msgs.msg import JointState
 
 from rpl_bringup.episode_log import ControlTally, EpisodeLog, EpisodeRecord
@@ -24,6 +24,8 @@ from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.params import describe
 
+SAVE_PERIOD_S = 1.0
+
 
 @dataclasses.dataclass(frozen=True)
 class EpisodeMonitorConfig:
@@ -31,18 +33,15 @@ class EpisodeMonitorConfig:
 
     output_path: str = dataclasses.field(
         default='',
-        metadata=describe('JSON file rewritten after every episode and at exit; empty = none'),
-    )
-    expected_episodes: int = dataclasses.field(
-        default=0,
         metadata=describe(
-            'Exit 0 once this many episode results arrived (0 = run until stopped)',
-            range=(0, 10**9),
+            'JSON file rewritten after every episode, every second and at exit; empty = none'
         ),
     )
     watch_control: bool = dataclasses.field(
         default=True,
-        metadata=describe('Also count command and base_action messages (tags, non-finite)'),
+        metadata=describe(
+            'Also count observation, command and base_action messages (tags, non-finite)'
+        ),
     )
 
 
@@ -55,8 +54,13 @@ class EpisodeMonitorNode(RplNode):
         self.log = EpisodeLog()
         self.control_subscription(contract.EPISODE, self._on_episode)
         if self.config.watch_control:
+            self.control_subscription(contract.OBSERVATION, self._on_observation)
             self.control_subscription(contract.COMMAND, self._on_command)
             self.control_subscription(contract.BASE_ACTION, self._on_base_action)
+        # Rewrites the file with the latest counts; the timer also keeps the executor waking
+        # up, so that a SIGTERM is handled promptly.
+        self.create_timer(SAVE_PERIOD_S, self.save)
+        self.get_logger().info(f'ready: listening on {self.resolve_topic_name(contract.EPISODE)}')
 
     def _on_episode(self, msg: JointState) -> None:
         try:
@@ -75,9 +79,13 @@ class EpisodeMonitorNode(RplNode):
             flush=True,
         )
         self.save()
-        expected = self.config.expected_episodes
-        if expected and summary.episodes >= expected:
-            rclpy.try_shutdown()
+
+    def _on_observation(self, msg: JointState) -> None:
+        try:
+            vec = decode(msg)
+        except MessageError:
+            return
+        self.log.observations.add(vec.tag, vec.values)
 
     def _on_command(self, msg: JointState) -> None:
         self._count(msg, self.log.commands)
@@ -100,7 +108,7 @@ class EpisodeMonitorNode(RplNode):
 
 
 def main(args: Sequence[str] | None = None) -> int:
-    """Console entry point: spin until stopped or ``expected_episodes`` arrived."""
+    """Console entry point: spin until Ctrl-C / SIGTERM, then write the file a last time."""
     nodes: list[EpisodeMonitorNode] = []
 
     def factory() -> EpisodeMonitorNode:

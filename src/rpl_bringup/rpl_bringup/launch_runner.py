@@ -274,18 +274,30 @@ def run_with_real_launch(path: str, arguments: Mapping[str, str]) -> int:
     return service.run()
 
 
-def run_launch_file(path: str, arguments: Mapping[str, str], **supervisor_options: Any) -> int:
+def run_launch_file(
+    path: str,
+    arguments: Mapping[str, str],
+    *,
+    own_runner: bool = False,
+    **supervisor_options: Any,
+) -> int:
     """Run a launch file: with the real ``launch`` if installed, else plan + supervise.
 
     Applies :func:`apply_dds_defaults` to ``os.environ`` first.
+
+    Args:
+        path: Launch file.
+        arguments: ``name -> value`` launch arguments.
+        own_runner: Use this project's runner even where the real ``launch`` is installed.
+        **supervisor_options: Passed to :class:`~rpl_bringup.supervisor.Supervisor`.
 
     Raises:
         LaunchError: The file cannot be evaluated with these arguments.
     """
     apply_dds_defaults(os.environ)
-    if launch_shim.is_real('launch'):
+    if launch_shim.is_real('launch') and not own_runner:
         return run_with_real_launch(path, arguments)
-    plans = plan_launch_file(path, arguments)
+    plans = plan_launch_file(path, arguments, force_shim=own_runner)
     if not plans:
         raise LaunchError(f'{pathlib.Path(path).name} starts no processes')
     return Supervisor(plans, **supervisor_options).run()

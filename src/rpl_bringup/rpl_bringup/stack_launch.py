@@ -11,6 +11,9 @@ README)::
   N episodes and the launch ends with it; if it crashes the launch ends with an error.
 * ``residual_node`` respawns after 1 s if it dies; meanwhile the sim bridge applies the
   base action (counted as ``fallback_base``), so a dead residual never stops the robot.
+* ``monitor:=true`` adds ``episode_monitor`` (rpl_bringup), which prints one line per
+  episode and writes ``results:=FILE``; the sim bridge then also waits for it to subscribe
+  (DDS discovery here can take a few seconds, longer than a short run lives).
 
 Parameters of each node come, in increasing priority, from ``config/<node>.yaml`` (node
 defaults), ``config/<task>.yaml`` (this stack) and the launch arguments. Uses only the
@@ -20,6 +23,7 @@ standard ``launch`` / ``launch_ros`` API, so ``ros2 launch`` and ``rpl launch`` 
 from __future__ import annotations
 
 from launch.actions import DeclareLaunchArgument, Shutdown
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -66,9 +70,45 @@ def launch_arguments(default_controller: str) -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument(
             'namespace',
             default_value='/rpl',
-            description='ROS namespace of the three nodes and their topics',
+            description='ROS namespace of the nodes and their topics',
+        ),
+        DeclareLaunchArgument(
+            'monitor',
+            default_value='false',
+            choices=['true', 'false'],
+            description='Also run the episode monitor (one line per episode, JSON results); '
+            'the sim bridge then waits for it before the first step',
+        ),
+        DeclareLaunchArgument(
+            'results',
+            default_value='',
+            description='monitor:=true: JSON file of episode results and message counts, '
+            "rewritten every second; '' = none",
         ),
     ]
+
+
+def _sim_bridge(namespace, stack_params, monitored: bool) -> Node:
+    overrides = {
+        'episodes': LaunchConfiguration('episodes'),
+        'mode': LaunchConfiguration('mode'),
+        'seed': LaunchConfiguration('seed'),
+    }
+    if monitored:
+        # Observation subscribers to wait for: controller, residual node and the monitor,
+        # so that no episode result is published before the monitor listens.
+        overrides['min_subscribers'] = 3
+    condition = (IfCondition if monitored else UnlessCondition)(LaunchConfiguration('monitor'))
+    return Node(
+        package='rpl_sim_bridge',
+        executable='sim_bridge_node',
+        name='sim_bridge',
+        namespace=namespace,
+        parameters=[_config('sim_bridge.yaml'), stack_params, overrides],
+        output='screen',
+        on_exit=Shutdown(reason='the sim bridge (required) exited'),
+        condition=condition,
+    )
 
 
 def stack_launch_description(task: str, default_controller: str) -> LaunchDescription:
@@ -81,23 +121,6 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
     """
     namespace = LaunchConfiguration('namespace')
     stack_params = _config(f'{task}.yaml')
-    sim_bridge = Node(
-        package='rpl_sim_bridge',
-        executable='sim_bridge_node',
-        name='sim_bridge',
-        namespace=namespace,
-        parameters=[
-            _config('sim_bridge.yaml'),
-            stack_params,
-            {
-                'episodes': LaunchConfiguration('episodes'),
-                'mode': LaunchConfiguration('mode'),
-                'seed': LaunchConfiguration('seed'),
-            },
-        ],
-        output='screen',
-        on_exit=Shutdown(reason='the sim bridge (required) exited'),
-    )
     base_controller = Node(
         package='rpl_base_controllers',
         executable='controller_node',
@@ -124,6 +147,22 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
         respawn=True,
         respawn_delay=RESIDUAL_RESPAWN_DELAY_S,
     )
+    episode_monitor = Node(
+        package='rpl_bringup',
+        executable='episode_monitor_node',
+        name='episode_monitor',
+        namespace=namespace,
+        parameters=[{'output_path': LaunchConfiguration('results')}],
+        output='screen',
+        condition=IfCondition(LaunchConfiguration('monitor')),
+    )
     return LaunchDescription(
-        [*launch_arguments(default_controller), sim_bridge, base_controller, residual_node]
+        [
+            *launch_arguments(default_controller),
+            _sim_bridge(namespace, stack_params, monitored=False),
+            _sim_bridge(namespace, stack_params, monitored=True),
+            base_controller,
+            residual_node,
+            episode_monitor,
+        ]
     )
