@@ -39,6 +39,7 @@ setup(
     entry_points={
         'console_scripts': [
             'rpl = rpl_bringup.cli:main',
+            'episode_monitor_node = rpl_bringup.episode_monitor_node:main',
         ],
     },
 )

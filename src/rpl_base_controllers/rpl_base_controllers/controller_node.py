@@ -164,7 +164,7 @@ class ControllerNode(RplNode):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Console script ``controller_node``: run the node until interrupted."""
-    return run_node(ControllerNode, args)
+    return run_node(ControllerNode, args, name='base_controller')
 
 
 if __name__ == '__main__':

@@ -22,13 +22,12 @@ standard ``launch`` / ``launch_ros`` API, so ``ros2 launch`` and ``rpl launch`` 
 
 from __future__ import annotations
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 RESIDUAL_RESPAWN_DELAY_S = 1.0
 

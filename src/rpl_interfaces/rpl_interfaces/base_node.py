@@ -7,7 +7,6 @@ The only module of this package that imports rclpy. Every RPL node derives from
 from __future__ import annotations
 
 import dataclasses
-import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -136,19 +135,27 @@ class RplNode(Node):
         publisher.publish(arr)
 
 
-def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+def _factory_name(factory: Callable[[], Node]) -> str:
+    return getattr(factory, '__name__', 'rpl node')
+
+
+def run_node(
+    factory: Callable[[], Node], args: Sequence[str] | None = None, name: str | None = None
+) -> int:
     """Init rclpy, spin a node until Ctrl-C/SIGTERM or rclpy shutdown, clean up.
 
     Args:
         factory: Builds the node (after ``rclpy.init``). A ``ParameterError`` or
             ``ValueError`` raised here is logged as one line and gives exit code 2.
         args: ROS arguments (``--ros-args ...``).
+        name: Name used in the error line when the node could not even be built
+            (default: the factory's name).
 
     Returns:
         Process exit code.
     """
+    # rclpy installs its own SIGINT/SIGTERM handlers that shut the context down and wake spin.
     rclpy.init(args=args)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None
     code = 0
     try:
@@ -157,8 +164,8 @@ def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None) -> 
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     except ValueError as exc:  # includes ParameterError: one clear line, no traceback
-        name = node.get_name() if node is not None else 'rpl node'
-        print(f'[{name}] error: {exc}', flush=True)
+        label = node.get_name() if node is not None else (name or _factory_name(factory))
+        print(f'[{label}] error: {exc}', flush=True)
         code = 2
     finally:
         if node is not None:

@@ -167,7 +167,7 @@ class ResidualNode(RplNode):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Console entry point ``residual_node``."""
-    return run_node(ResidualNode, args)
+    return run_node(ResidualNode, args, name='residual_node')
 
 
 if __name__ == '__main__':

@@ -260,7 +260,7 @@ class SimBridgeNode(RplNode):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Console script ``sim_bridge_node``: run the node until done or interrupted."""
-    return run_node(SimBridgeNode, args)
+    return run_node(SimBridgeNode, args, name='sim_bridge')
 
 
 if __name__ == '__main__':
