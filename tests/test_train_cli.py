@@ -204,3 +204,26 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
         assert torch.equal(a, b)
     assert straight.agent.updates == second.agent.updates > 0
     assert not straight.agent.actor_frozen  # the actor did learn in both
+
+
+def test_subprocess_and_sync_vector_envs_give_identical_episodes():
+    from rpl_trainer.rollout import SubprocVectorEnv, SyncVectorEnv, collect_episodes
+
+    def policy(step, prev_obs):
+        u = np.tanh(step.desired_goal - step.obs).astype(np.float32)
+        return u, np.clip(step.base + u, -1, 1).astype(np.float32)
+
+    seeds = [5, 6, 7]
+    sync = SyncVectorEnv(ToyFactory(), 3)
+    workers = SubprocVectorEnv(ToyFactory(), 3, workers=2)
+    try:
+        calls = []
+        a = collect_episodes(sync, policy, seeds, 10)
+        b = collect_episodes(workers, policy, seeds, 10, while_stepping=lambda: calls.append(1))
+    finally:
+        sync.close()
+        workers.close()
+    assert len(calls) == 10
+    for x, y in zip(a.episodes, b.episodes, strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a.success, b.success)

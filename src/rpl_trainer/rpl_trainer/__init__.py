@@ -1,1 +1,13 @@
-"""DDPG + HER residual policy learning, ONNX export, bag I/O and the trainer node."""
+"""DDPG + HER residual policy learning, ONNX export, bag I/O and the trainer node.
+
+Modules (import what you need; nothing heavy is imported here):
+
+* :mod:`rpl_trainer.config` - ``TrainConfig``, the one typed config of a run.
+* :mod:`rpl_trainer.train` - ``train(config, out_dir)``, ``Trainer``, ``registered_problem``.
+* :mod:`rpl_trainer.ddpg` - ``DDPGAgent`` (updates, polyak targets, critic burn-in).
+* :mod:`rpl_trainer.her` - ``ReplayBuffer`` of episodes and the 'future' ``HerSampler``.
+* :mod:`rpl_trainer.residual` - executed = clip(base + scale * u), exploration rules.
+* :mod:`rpl_trainer.rollout` - sync / subprocess vector envs with per-env base controllers.
+* :mod:`rpl_trainer.export` - ONNX export (docs/onnx_contract.md).
+* :mod:`rpl_trainer.cli` - ``rpl train`` / ``rpl plot``.
+"""
