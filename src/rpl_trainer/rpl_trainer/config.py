@@ -67,15 +67,20 @@ class TrainConfig:
     vector_env: str = dataclasses.field(
         default='sync', metadata=describe('Vector env kind.', choices=VECTOR_ENV_KINDS)
     )
-    """``sync`` steps all envs in this process; ``subprocess`` gives each worker process
-    its share. Measured on the 2-core machine (benchmarks/README): ``sync`` is faster here
-    because the learner's updates use the second core while the envs step."""
+    """``sync`` steps all envs in this process; ``subprocess`` gives each worker process its
+    share and runs the learner's updates while the workers step. Measured on the shared
+    2-core machine (push, 2 envs, 2000 steps, load ~3 from other jobs): sync 311-348 vs
+    subprocess 231-282 env steps/s at 0.1 updates per step, 115-123 vs 100-103 at 0.5. With
+    both cores busy the pipes cost more than the overlap gains; on an idle multi-core
+    machine ``subprocess`` is the one to try."""
 
     torch_threads: int = dataclasses.field(
         default=1, metadata=describe('torch intra-op threads.', range=(1, 64))
     )
-    """Measured for a 3 x 256 MLP at batch 256 on 2 shared cores: 1 thread gives nearly the
-    update rate of 2 and leaves a core for the environments."""
+    """Same measurement as ``vector_env`` (sync): 1 thread 237-341 env steps/s, 2 threads
+    38-178; a 3 x 256 update at batch 256 takes ~12 ms on one core (matmul-bound, ~66
+    GFLOP/s), and a second intra-op thread only fights the envs and other jobs for the
+    other core."""
 
     hidden_size: int = dataclasses.field(
         default=256, metadata=describe('Hidden units per layer.', range=(1, 4096))
@@ -214,9 +219,12 @@ class TrainConfig:
     updates_per_env_step: float = dataclasses.field(
         default=0.1, metadata=describe('Update-to-data ratio.', range=(0.0, 1e3))
     )
-    """Gradient steps per environment step (UTD). The paper did 40 per 2 x 19 episodes of 50
-    steps, i.e. 0.021; more updates per step trade compute for samples. Each cycle does
-    round(ratio * num_envs * T) gradient steps after its episodes are stored."""
+    """Gradient steps per environment step (UTD); fractional debts carry over, and the
+    updates run interleaved with the env steps. The paper did 40 updates per 2 x 19
+    episodes of 50 steps: 0.021 per step, but each with gradients averaged over 19 MPI
+    workers (an effective batch of 19 x 256, i.e. ~100 sampled transitions per env step).
+    0.1 is ~5x the paper's update count per step (~26 samples per step) and costs ~1.2 ms
+    of CPU per env step here, about what the MuJoCo step itself costs."""
 
     two_frame: bool = dataclasses.field(
         default=False, metadata=describe('Two-frame actor and critic.')
@@ -233,7 +241,10 @@ class TrainConfig:
     needed because the buffer holds u = tanh(f) itself. Where ``a`` was clipped at +-1 the
     unclipped sum is unknown; every u' with base' + scale * u' beyond the bound reproduces
     ``a``, and the formula picks the smallest |u'|, which the action L2 penalty favours.
-    The outer clip only binds when |a - base'| > scale (a base action outside [-1, 1])."""
+    The outer clip only binds when |a - base'| > scale (a base action outside [-1, 1]).
+    Needs a controller that is a pure function of (observation, goal), evaluated batched in
+    the sampler (the reactive controllers: ~0.4 ms per 256 samples); planning controllers
+    keep episode state and would be far too slow here."""
 
     eval_interval: int = dataclasses.field(
         default=20_000, metadata=describe('Env steps between evaluations.', range=(1, 10**10))

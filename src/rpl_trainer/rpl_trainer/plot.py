@@ -79,7 +79,7 @@ def plot_runs(
         The image path.
 
     Raises:
-        PlotError: A directory is missing or has no evaluations.
+        PlotError: A directory is missing or has no evaluations, or the runs mix tasks.
     """
     import matplotlib
 
@@ -98,6 +98,11 @@ def plot_runs(
         if base is not None:
             bases.append(float(base))
 
+    if len(tasks) > 1:
+        raise PlotError(
+            f'the runs are from different tasks ({", ".join(sorted(tasks))}); plot one task '
+            'per figure'
+        )
     figure, axes = plt.subplots(figsize=(6.0, 4.0))
     order = [algo for algo in LABELS if algo in groups] + sorted(set(groups) - set(LABELS))
     for algo in order:
@@ -114,7 +119,7 @@ def plot_runs(
     axes.set_ylim(-0.02, 1.02)
     axes.set_title(title or ', '.join(sorted(tasks)))
     axes.grid(alpha=0.3)
-    axes.legend(loc='lower right')
+    axes.legend(loc='best')
     figure.tight_layout()
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
