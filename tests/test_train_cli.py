@@ -227,3 +227,33 @@ def test_subprocess_and_sync_vector_envs_give_identical_episodes():
     for x, y in zip(a.episodes, b.episodes, strict=True):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(a.success, b.success)
+
+
+def test_two_frame_goal_consistent_run_exports_a_two_frame_model(tmp_path):
+    problem = Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
+    config = make_config(
+        {
+            'task': 'toy_reach',
+            'controller': 'toy_biased',
+            'two_frame': True,
+            'goal_consistent_her': True,
+            'total_env_steps': 80,
+            'num_envs': 2,
+            'hidden_size': 16,
+            'batch_size': 32,
+            'burn_in_beta': 0.0,
+            'eval_episodes': 2,
+            'base_eval_episodes': 2,
+        }
+    )
+    trainer = Trainer(config, problem, tmp_path / 'run', progress=False)
+    result = trainer.run()
+    assert trainer.sampler.goal_consistent and trainer.agent.updates > 0
+    loaded = OnnxActor.load(result.onnx_path, obs_dim=2, goal_dim=2, action_dim=2)
+    assert loaded.two_frame
+    obs, prev, goal = np.array([0.1, 0.2]), np.array([0.0, 0.3]), np.array([0.5, -0.5])
+    with torch.no_grad():
+        expected = 2.0 * trainer.agent.actor(
+            *(torch.tensor(x[None], dtype=torch.float32) for x in (obs, goal, prev))
+        )
+    np.testing.assert_allclose(loaded(obs, goal, prev), expected.numpy()[0], atol=1e-5)
