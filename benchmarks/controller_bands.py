@@ -98,6 +98,37 @@ ROWS = (
 )
 
 
+NOTES = """\
+## What differs from the original setup, and why rows are where they are
+
+- **slippery (out of band, low).** The registered `slippery_push` lowers the sliding friction
+  of the block and the table only; the gripper fingers keep (1.0, 0.05, 0.01). The 2019 code
+  set EVERY geom to (0.18, 5e-3, 1e-4), fingers included, so finger-block contacts were
+  slippery too. With grippy fingers ReactivePush drags and spins the block: in a 100-episode
+  probe 40 % of the blocks left the table (20 % with all geoms at 0.18). Row
+  `slippery_all_geoms` applies the 2019 friction to every geom and lands in the band, so
+  the task's friction choice, not the controller, explains the gap.
+- **pick_place: gain 83, not 50.** In MuJoCo 3.3 / Gymnasium-Robotics the gripper covers
+  about 60 % of a commanded displacement within one control step, so the literal carry gain
+  50 gives a damped overshoot (loop factor 1 - 0.05 * 50 * 0.6 = -0.5) and no oscillation:
+  row `pick_place_gain50`, near perfect. The paper describes an oscillating controller.
+  Sustained oscillation starts above gain 2 / (0.05 * 0.6) = 67 (200-episode probes:
+  0.995 at 67, 0.73 at 75, 0.515 at 83, 0.52 at 90). The registered default 83 = 50 / 0.6
+  is the paper's gain for a gripper that tracks its whole command (loop factor -1.5).
+  Failures at 83: the block is dropped or still swings more than 5 cm off at the last step.
+- **mpc_push.** The planner copies the state from the 25-D observation (block pose and
+  velocity, gripper position and velocity, fingers exactly; arm joints by inverse
+  kinematics warm-started from its own prediction; see `planning_copy.py`). Without a
+  residual its one-step prediction is exact to 1e-15 m, i.e. a perfect copy in effect.
+  Ranking: (block-goal distance rounded to 1 mm, depth + gripper distance to the push point
+  5 cm behind the block); the root is not a candidate. 30-episode probes of the
+  alternatives: exact-float distances 0.63 (same as 1 mm: 0.60); the paper's wording
+  (no depth term, noop when the root is best) 0.43 with 1-mm rounding but 0.03 with exact
+  floats, because a resting block settles by micrometres between nodes and the root then
+  wins every tie.
+"""
+
+
 def machine() -> str:
     """One line: CPU model, logical cores, Python and MuJoCo versions."""
     cpu = platform.processor() or platform.machine()
@@ -168,7 +199,7 @@ def write_markdown(records: dict[str, dict], path: pathlib.Path) -> None:
     for row in ROWS:
         if row.variant and row.key in records:
             lines.append(f'- {row.key}: {row.variant}')
-    lines += ['', 'Machine: ' + '; '.join(sorted(machines)), '']
+    lines += ['', 'Machine: ' + '; '.join(sorted(machines)), '', NOTES]
     path.write_text('\n'.join(lines))
 
 
