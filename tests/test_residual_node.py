@@ -107,9 +107,33 @@ class Driver:
             and node.count_publishers(f'{NAMESPACE}/{contract.RESIDUAL}') > 0
         )
 
-    def send(self, pub, step: int, values, names) -> None:
-        msg = encode(JointState(), StampedVector(0, step, np.asarray(values), 0, 'test'), names)
+    def send(self, pub, step: int, values, names, episode: int = 1) -> None:
+        msg = encode(
+            JointState(), StampedVector(episode, step, np.asarray(values), 0, 'test'), names
+        )
         pub.publish(msg)
+
+    def handshake(self, timeout_s: float = 20.0) -> bool:
+        """Send valid pairs (episode 0) until the node answers one, then forget the answers.
+
+        The tests then run in episode 1, so the node sees them as a newer episode.
+
+        Seeing the node's subscriptions does not mean the node's readers have matched our
+        writers yet (DDS discovery runs on both sides), so a first message can still be lost.
+        """
+        deadline = time.monotonic() + timeout_s
+        step = 0
+        while time.monotonic() < deadline:
+            self.send(self.base_pub, step, BASE, contract.ACTION_FIELDS, episode=0)
+            self.send(self.obs_pub, step, OBS, OBS_FIELDS, episode=0)
+            if self.spin_until(lambda: self.commands, 0.25):
+                self.spin_until(lambda: False, 0.3)  # let answers in flight arrive
+                self.commands.clear()
+                self.residuals.clear()
+                self.diagnostics.clear()
+                return True
+            step += 1
+        return False
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -139,6 +163,9 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
     proc, log = start_node(tmp_path, f'model_path:={model}', 'diagnostics_period_s:=0.2')
     try:
         assert driver.spin_until(driver.connected, 20.0), log.read_text()
+        assert driver.handshake(), log.read_text()
+        assert driver.spin_until(lambda: driver.diagnostics, 5.0)
+        ok_before = int({kv.key: kv.value for kv in driver.diagnostics[-1].values}['count.ok'])
         nan_obs = OBS.copy()
         nan_obs[2] = np.nan
         short_fields = OBS_FIELDS[1:]  # one observation field missing, names consistent
@@ -196,7 +223,7 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
             if not driver.diagnostics:
                 return False
             values = {kv.key: kv.value for kv in driver.diagnostics[-1].values}
-            return values.get('count.ok') == '2'
+            return values.get('count.ok') == str(ok_before + 2)
 
         assert driver.spin_until(diagnostics_caught_up, 5.0)
         status = driver.diagnostics[-1]
@@ -224,8 +251,10 @@ def test_node_without_model_forwards_the_base_action(tmp_path, driver):
     proc, log = start_node(tmp_path)
     try:
         assert driver.spin_until(driver.connected, 20.0), log.read_text()
-        driver.send(driver.base_pub, 0, BASE, contract.ACTION_FIELDS)
+        assert driver.handshake(), log.read_text()
+        # Observation first, as on the real stack (the controller answers the observation).
         driver.send(driver.obs_pub, 0, OBS, OBS_FIELDS)
+        driver.send(driver.base_pub, 0, BASE, contract.ACTION_FIELDS)
         assert driver.spin_until(lambda: driver.commands, 10.0), log.read_text()
         (command,) = driver.commands
         assert command.tag == 'base' and command.step == 0

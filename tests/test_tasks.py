@@ -386,3 +386,12 @@ def test_task_spec_rejects_inconsistent_fields():
     with pytest.raises(ValueError, match='obs_fields'):
         dataclasses.replace(task_spec('push'), obs_dim=24)
     assert isinstance(task_spec('push'), TaskSpec)
+
+
+def test_slippery_push_uses_2019_friction_on_every_geom():
+    task = make_task('slippery_push')
+    np.testing.assert_allclose(
+        task.model.geom_friction, np.tile([0.18, 5e-3, 1e-4], (task.model.ngeom, 1))
+    )
+    push = make_task('push')
+    assert push.model.geom_friction[push.block_geom_id, 0] == pytest.approx(1.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -203,7 +204,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = args.json or os.path.join('results', f'eval_{args.task}_{args.controller}.json')
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, 'w') as f:
-        f.write(result.to_json())
+        f.write(json.dumps(result.to_json(), indent=2) + '\n')
     print(f'wrote {out}')
     return 0
 

@@ -163,6 +163,11 @@ def run_node(
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
+    except RuntimeError:  # rclpy._rclpy_pybind11.RCLError
+        # SIGTERM/SIGINT shut the context down while spin was building its wait set: a
+        # clean stop. Any other RCL failure is a real error.
+        if rclpy.ok():
+            raise
     except ValueError as exc:  # includes ParameterError: one clear line, no traceback
         label = node.get_name() if node is not None else (name or _factory_name(factory))
         print(f'[{label}] error: {exc}', flush=True)
