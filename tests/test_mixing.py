@@ -1,4 +1,4 @@
-"""The mixing rule, its config, observation field splitting and the in-process policy."""
+"""The mixing rule, its config and the in-process policy."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from rpl_residual_node.mixing import (
     clamp_residual,
     mix,
     safe_action,
-    split_observation_fields,
 )
 from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_residual_node.policy import ResidualPolicy
@@ -83,35 +82,6 @@ def test_yaml_defaults_match_the_dataclass(repo_root):
     params = data['/**']['ros__parameters']
     assert set(params) == {f.name for f in dataclasses.fields(ResidualConfig)}
     assert build_config(ResidualConfig, params) == ResidualConfig()
-
-
-def test_split_observation_fields_by_name():
-    names = ['gripper_pos.x', 'gripper_pos.y', 'finger_width']
-    names += [f'achieved_goal.{a}' for a in 'xyz'] + [f'desired_goal.{a}' for a in 'xyz']
-    layout = split_observation_fields(names)
-    assert (layout.obs_dim, layout.goal_dim) == (3, 3)
-    payload = np.arange(9.0)
-    np.testing.assert_array_equal(payload[layout.observation], [0, 1, 2])
-    np.testing.assert_array_equal(payload[layout.achieved_goal], [3, 4, 5])
-    np.testing.assert_array_equal(payload[layout.desired_goal], [6, 7, 8])
-    # achieved_goal is optional
-    layout = split_observation_fields(['a', 'b', 'desired_goal.x', 'desired_goal.y'])
-    assert (layout.obs_dim, layout.goal_dim) == (2, 2)
-
-
-@pytest.mark.parametrize(
-    'names',
-    [
-        ['a', 'desired_goal.x', 'achieved_goal.x'],  # wrong order
-        ['a', 'desired_goal.x', 'b'],  # observation after the goal
-        ['a', 'achieved_goal.x'],  # no desired goal
-        ['desired_goal.x'],  # no observation
-        ['a', 'achieved_goal.x', 'achieved_goal.y', 'desired_goal.x'],  # sizes differ
-    ],
-)
-def test_split_observation_fields_rejects_bad_layouts(names):
-    with pytest.raises(ValueError, match='observation'):
-        split_observation_fields(names)
 
 
 # ------------------------------------------------------------------------------ policy

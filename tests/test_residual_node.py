@@ -30,11 +30,7 @@ from rpl_residual_node.mixing import ResidualConfig, mix
 pytestmark = pytest.mark.integration
 
 NAMESPACE = '/residual_node_test'
-OBS_FIELDS = (
-    *(f'obs_{i}' for i in range(OBS_DIM)),
-    *(f'achieved_goal.{a}' for a in 'xyz'),
-    *(f'desired_goal.{a}' for a in 'xyz'),
-)
+OBS_FIELDS = contract.observation_fields([f'obs_{i}' for i in range(OBS_DIM)], 'xyz')
 NODE_EXE = pathlib.Path(sys.executable).parent / 'residual_node'
 
 

@@ -23,7 +23,7 @@ from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.params import describe
-from rpl_sim_bridge.bridge import LogThrottle, ObservationLayout, check_payload
+from rpl_sim_bridge.bridge import LogThrottle, check_payload
 from rpl_sim_bridge.bridge import observation_layout as make_layout
 from rpl_sim_bridge.tasks import task_spec
 
@@ -59,7 +59,7 @@ class ControllerNode(RplNode):
         controller_info(cfg.controller)  # unknown name: ValueError listing the known ones
         self._controller: BaseController | None = None
         self._task: str | None = None
-        self._layout: ObservationLayout | None = None
+        self._layout: contract.ObservationLayout | None = None
         if cfg.task:
             self._bind_task(cfg.task)
         self._episode = -1

@@ -11,6 +11,10 @@ vector*:
   are the payload (see :data:`ACTION_FIELDS` and the task's observation field names).
 * ``velocity`` and ``effort`` stay empty.
 
+The ``observation`` payload is the task's observation fields, then the achieved goal, then
+the desired goal (:func:`observation_fields` builds the names, :func:`split_observation_fields`
+finds the parts again from any message's names).
+
 Standard message types only, so ``ros2 topic echo``, ``ros2 bag`` and the ``rosbags``
 library read every topic without custom type registration. This module is pure Python: no
 rclpy. QoS is described here as plain data and turned into rclpy profiles in
@@ -20,7 +24,8 @@ rclpy. QoS is described here as plain data and turned into rclpy profiles in
 from __future__ import annotations
 
 import dataclasses
-from typing import Final
+from collections.abc import Sequence
+from typing import Final, NamedTuple
 
 DEFAULT_NAMESPACE: Final = '/rpl'
 
@@ -35,6 +40,10 @@ DIAGNOSTICS: Final = '/diagnostics'  # absolute, as every ROS 2 diagnostics tool
 # Leading meta fields of every stamped vector.
 META_FIELDS: Final = ('episode', 'step')
 
+# Name prefixes of the goal parts of the observation payload (``desired_goal.x``, ...).
+ACHIEVED_GOAL_PREFIX: Final = 'achieved_goal.'
+DESIRED_GOAL_PREFIX: Final = 'desired_goal.'
+
 # Fetch action: gripper displacement (x, y, z) * 0.05 m per step, and finger command.
 ACTION_FIELDS: Final = ('dx', 'dy', 'dz', 'gripper')
 
@@ -47,6 +56,91 @@ EPISODE_FIELDS: Final = (
     'fallback_base',
     'fallback_zero',
 )
+
+
+class ObservationLayout(NamedTuple):
+    """Where the parts of an ``observation`` payload are.
+
+    Attributes:
+        fields: Payload names, in order (without the ``episode``/``step`` meta fields).
+        observation: Slice of the task observation, (obs_dim,).
+        achieved_goal: Slice of the ``achieved_goal.*`` fields, (goal_dim,) or empty.
+        desired_goal: Slice of the ``desired_goal.*`` fields, (goal_dim,).
+    """
+
+    fields: tuple[str, ...]
+    observation: slice
+    achieved_goal: slice
+    desired_goal: slice
+
+    @property
+    def obs_dim(self) -> int:
+        """Number of observation fields."""
+        return self.observation.stop - self.observation.start
+
+    @property
+    def goal_dim(self) -> int:
+        """Number of desired-goal fields."""
+        return self.desired_goal.stop - self.desired_goal.start
+
+
+def observation_fields(obs_fields: Sequence[str], goal_fields: Sequence[str]) -> tuple[str, ...]:
+    """Payload names of the ``observation`` topic for one task.
+
+    Args:
+        obs_fields: The task's observation field names, e.g. ``('grip_pos.x', ...)``.
+        goal_fields: Names of the goal coordinates, e.g. ``('x', 'y', 'z')``.
+
+    Returns:
+        ``obs_fields``, then ``achieved_goal.<g>`` and ``desired_goal.<g>`` for every goal
+        coordinate ``g``.
+    """
+    return (
+        *obs_fields,
+        *(ACHIEVED_GOAL_PREFIX + g for g in goal_fields),
+        *(DESIRED_GOAL_PREFIX + g for g in goal_fields),
+    )
+
+
+def split_observation_fields(names: Sequence[str]) -> ObservationLayout:
+    """Find the observation / achieved-goal / desired-goal slices of an observation payload.
+
+    The inverse of :func:`observation_fields`, for any task; the achieved-goal block may be
+    missing.
+
+    Args:
+        names: Payload field names (without the leading ``episode``/``step``).
+
+    Returns:
+        The names and the three contiguous slices.
+
+    Raises:
+        ValueError: The names are not in that order, a block is missing or the two goal
+            blocks differ in size.
+    """
+    names = tuple(names)
+    kinds = [
+        2 if n.startswith(DESIRED_GOAL_PREFIX) else 1 if n.startswith(ACHIEVED_GOAL_PREFIX) else 0
+        for n in names
+    ]
+    if kinds != sorted(kinds):
+        raise ValueError(
+            'observation fields must be the observation, then achieved_goal.*, then '
+            f'desired_goal.*; got {list(names)}'
+        )
+    n_obs, n_achieved = kinds.count(0), kinds.count(1)
+    n_desired = kinds.count(2)
+    if n_obs == 0 or n_desired == 0 or n_achieved not in (0, n_desired):
+        raise ValueError(
+            'expected observation fields, optionally achieved_goal.* fields, and as many '
+            f'desired_goal.* fields; got {n_obs}, {n_achieved} and {n_desired}'
+        )
+    return ObservationLayout(
+        fields=names,
+        observation=slice(0, n_obs),
+        achieved_goal=slice(n_obs, n_obs + n_achieved),
+        desired_goal=slice(n_obs + n_achieved, len(names)),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,17 +14,10 @@ turn the residual off without unloading the model.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 
 from rpl_interfaces.params import ParameterError, describe
-
-# Field-name prefixes of the goal parts of an observation message (see
-# :func:`split_observation_fields`).
-ACHIEVED_GOAL_PREFIX = 'achieved_goal.'
-DESIRED_GOAL_PREFIX = 'desired_goal.'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,68 +119,3 @@ def mix(
 def safe_action(action_dim: int, config: ResidualConfig) -> np.ndarray:
     """The safe action (zero moved into the action bounds), shape (action_dim,)."""
     return np.full(action_dim, config.safe_action_value, dtype=np.float64)
-
-
-class ObservationLayout(NamedTuple):
-    """Where the parts of an observation message payload are, found from its field names.
-
-    Attributes:
-        observation: Slice of the task's observation fields (everything that is not a goal).
-        achieved_goal: Slice of the ``achieved_goal.*`` fields.
-        desired_goal: Slice of the ``desired_goal.*`` fields.
-    """
-
-    observation: slice
-    achieved_goal: slice
-    desired_goal: slice
-
-    @property
-    def obs_dim(self) -> int:
-        """Number of observation fields."""
-        return self.observation.stop - self.observation.start
-
-    @property
-    def goal_dim(self) -> int:
-        """Number of desired-goal fields."""
-        return self.desired_goal.stop - self.desired_goal.start
-
-
-def split_observation_fields(names: Sequence[str]) -> ObservationLayout:
-    """Find the observation / achieved-goal / desired-goal slices of an observation payload.
-
-    The sim bridge publishes the task's observation fields, then ``achieved_goal.*``, then
-    ``desired_goal.*`` (e.g. ``gripper_pos.x, ..., achieved_goal.x, achieved_goal.y,
-    achieved_goal.z, desired_goal.x, desired_goal.y, desired_goal.z``). Works for any task.
-
-    Args:
-        names: Payload field names (without the leading ``episode``/``step``).
-
-    Returns:
-        The three contiguous slices.
-
-    Raises:
-        ValueError: The names are not in that order, a block is missing or the two goal
-            blocks differ in size.
-    """
-    names = list(names)
-    kinds = [
-        2 if n.startswith(DESIRED_GOAL_PREFIX) else 1 if n.startswith(ACHIEVED_GOAL_PREFIX) else 0
-        for n in names
-    ]
-    if kinds != sorted(kinds):
-        raise ValueError(
-            'observation fields must be the observation, then achieved_goal.*, then '
-            f'desired_goal.*; got {names}'
-        )
-    n_obs, n_achieved = kinds.count(0), kinds.count(1)
-    n_desired = kinds.count(2)
-    if n_obs == 0 or n_desired == 0 or n_achieved not in (0, n_desired):
-        raise ValueError(
-            'expected observation fields, optionally achieved_goal.* fields, and as many '
-            f'desired_goal.* fields; got {n_obs}, {n_achieved} and {n_desired}'
-        )
-    return ObservationLayout(
-        observation=slice(0, n_obs),
-        achieved_goal=slice(n_obs, n_obs + n_achieved),
-        desired_goal=slice(n_obs + n_achieved, len(names)),
-    )

@@ -30,7 +30,7 @@ from rpl_residual_node.mixer import (
     ReloadEvent,
     ResidualMixer,
 )
-from rpl_residual_node.mixing import ObservationLayout, ResidualConfig, split_observation_fields
+from rpl_residual_node.mixing import ResidualConfig
 
 MALFORMED_OBSERVATION = 'malformed_observation'
 MALFORMED_BASE_ACTION = 'malformed_base_action'
@@ -46,7 +46,7 @@ class ResidualNode(RplNode):
         self.mixer = ResidualMixer(self.config, action_dim=len(contract.ACTION_FIELDS))
         self._throttle = LogThrottle(LOG_THROTTLE_S)
         self._decision_latency = LatencyWindow()
-        self._layouts: dict[tuple[str, ...], ObservationLayout | str] = {}
+        self._layouts: dict[tuple[str, ...], contract.ObservationLayout | str] = {}
         self._command_pub = self.control_publisher(contract.COMMAND)
         self._residual_pub = self.control_publisher(contract.RESIDUAL)
         self._diagnostics_pub = self.make_diagnostics()
@@ -137,12 +137,12 @@ class ResidualNode(RplNode):
                 f'({decision.reason})',
             )
 
-    def _layout(self, names: tuple[str, ...]) -> ObservationLayout | str:
+    def _layout(self, names: tuple[str, ...]) -> contract.ObservationLayout | str:
         """Observation layout of these field names (cached), or the error text."""
         layout = self._layouts.get(names)
         if layout is None:
             try:
-                layout = split_observation_fields(names)
+                layout = contract.split_observation_fields(names)
             except ValueError as exc:
                 layout = str(exc)
             if len(self._layouts) > 16:

@@ -34,7 +34,12 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from rpl_interfaces.contract import EPISODE_FIELDS
+from rpl_interfaces.contract import (
+    EPISODE_FIELDS,
+    ObservationLayout,
+    observation_fields,
+    split_observation_fields,
+)
 from rpl_interfaces.params import describe
 from rpl_sim_bridge.layout import GOAL_FIELDS
 
@@ -141,38 +146,14 @@ class TaskSpecLike(Protocol):
     action_high: float
 
 
-class ObservationLayout(NamedTuple):
-    """Where the parts of the ``observation`` topic payload are.
-
-    Payload = task ``obs_fields`` + ``achieved_goal.{x,y,z}`` + ``desired_goal.{x,y,z}``.
-
-    Attributes:
-        fields: Payload names, in order (without the ``episode``/``step`` meta fields).
-        observation: Slice of the task observation, (obs_dim,).
-        achieved_goal: Slice of the achieved goal (block position, m, world frame), (3,).
-        desired_goal: Slice of the desired goal (m, world frame), (3,).
-    """
-
-    fields: tuple[str, ...]
-    observation: slice
-    achieved_goal: slice
-    desired_goal: slice
-
-
 def observation_layout(spec: TaskSpecLike) -> ObservationLayout:
-    """Payload layout of the ``observation`` topic for one task."""
-    obs_dim, goal_dim = len(spec.obs_fields), len(GOAL_FIELDS)
-    fields = (
-        *spec.obs_fields,
-        *(f'achieved_goal.{a}' for a in GOAL_FIELDS),
-        *(f'desired_goal.{a}' for a in GOAL_FIELDS),
-    )
-    return ObservationLayout(
-        fields=fields,
-        observation=slice(0, obs_dim),
-        achieved_goal=slice(obs_dim, obs_dim + goal_dim),
-        desired_goal=slice(obs_dim + goal_dim, obs_dim + 2 * goal_dim),
-    )
+    """Payload layout of the ``observation`` topic for one task.
+
+    Payload = task ``obs_fields`` + ``achieved_goal.{x,y,z}`` + ``desired_goal.{x,y,z}``
+    (block position and goal, m, world frame); see
+    :func:`rpl_interfaces.contract.observation_fields`.
+    """
+    return split_observation_fields(observation_fields(spec.obs_fields, GOAL_FIELDS))
 
 
 def check_payload(values: np.ndarray, dim: int) -> str | None:
