@@ -14,8 +14,9 @@ Parameters: :class:`rpl_sim_bridge.bridge.SimBridgeConfig` (``config/sim_bridge.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import rclpy
 from rclpy.duration import Duration
 from sensor_msgs.msg import JointState
@@ -112,34 +113,51 @@ class SimBridgeNode(RplNode):
     # --- inputs ------------------------------------------------------------------------
     def _on_command(self, msg: JointState) -> None:
         now = time.monotonic()
-        try:
-            vec = decode(msg, contract.ACTION_FIELDS)
-        except MessageError as exc:
-            self._log_rejection(self.core.reject_malformed('command', str(exc)), now)
+        if not self._accepted(msg, 'command', self.core.offer_command, now):
             return
-        rejection = self.core.offer_command(vec.episode, vec.step, vec.values, now)
-        if rejection is not None:
-            self._log_rejection(rejection, now)
-        elif self._lockstep and self._running and self.core.ready():
+        if self._lockstep and self._running and self.core.ready():
             self._step(now)
 
     def _on_base(self, msg: JointState) -> None:
         now = time.monotonic()
-        try:
-            vec = decode(msg, contract.ACTION_FIELDS)
-        except MessageError as exc:
-            self._log_rejection(self.core.reject_malformed('base action', str(exc)), now)
+        if not self._accepted(msg, 'base action', self.core.offer_base, now):
             return
-        rejection = self.core.offer_base(vec.episode, vec.step, vec.values, now)
-        if rejection is not None:
-            self._log_rejection(rejection, now)
-        elif self._lockstep and self._running:
+        if self._lockstep and self._running:
             # Without any command publisher the base action is applied at once.
             self.core.command_source_present = self._command_sub.get_publisher_count() > 0
             if self.core.ready():
                 self._step(now)
             else:
                 self._arm_deadline(now)
+
+    def _accepted(
+        self,
+        msg: JointState,
+        what: str,
+        offer: Callable[[int, int, np.ndarray, float], Rejection | None],
+        now: float,
+    ) -> bool:
+        """Decode an action message and offer it to the core; log a rejection (throttled).
+
+        Args:
+            msg: A ``command`` or ``base_action`` message.
+            what: Its kind, for the log line.
+            offer: :meth:`SimBridge.offer_command` or :meth:`SimBridge.offer_base`.
+            now: Arrival time, s (monotonic).
+
+        Returns:
+            True if the core accepted the action.
+        """
+        try:
+            vec = decode(msg, contract.ACTION_FIELDS)
+        except MessageError as exc:
+            self._log_rejection(self.core.reject_malformed(what, str(exc)), now)
+            return False
+        rejection = offer(vec.episode, vec.step, vec.values, now)
+        if rejection is not None:
+            self._log_rejection(rejection, now)
+            return False
+        return True
 
     def _log_rejection(self, rejection: Rejection, now: float) -> None:
         if self._reject_log.allow(now):
