@@ -11,14 +11,12 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
+from helpers import SideNode, ros_args, stop_process
 from sensor_msgs.msg import JointState
 
 from rpl_base_controllers.controller_node import ControllerNodeConfig
@@ -32,32 +30,11 @@ EPISODE_STEPS = 50  # push
 COMMAND_TIMEOUT_S = 0.05
 
 
-def ros_args(*params: str) -> list[str]:
-    args = ['--ros-args', '-r', f'__ns:={NS}']
-    for param in params:
-        args += ['-p', param]
-    return args
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class Probe:
+class Probe(SideNode):
     """A test-side node: watches observations and episode results, can publish commands."""
 
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node('probe', namespace=NS, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__('probe', NS)
         self.results: list[StampedVector] = []
         self.observations: list[StampedVector] = []
         self.diagnostics: dict[str, dict[str, str]] = {}  # node name -> latest key/values
@@ -95,19 +72,6 @@ class Probe:
             JointState, topic, qos_profile(contract.TOPIC_QOS[topic])
         )
 
-    def spin_until(self, condition, timeout_s: float) -> bool:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if condition():
-                return True
-            self.executor.spin_once(timeout_sec=0.05)
-        return condition()
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
 
 @pytest.fixture(scope='module')
 def probe():
@@ -122,7 +86,7 @@ def controller(probe, repo_root):
     proc = subprocess.Popen(
         [
             str(BIN / 'controller_node'),
-            *ros_args(),
+            *ros_args(NS),
             '--params-file',
             str(repo_root / 'config' / 'base_controller.yaml'),
         ],
@@ -133,7 +97,7 @@ def controller(probe, repo_root):
     up = probe.spin_until(lambda: probe.node.count_publishers(contract.BASE_ACTION) > 0, 20.0)
     assert up, 'controller node did not advertise base_action'
     yield proc
-    stop(proc)
+    stop_process(proc)
     assert proc.returncode in (0, -15), proc.stdout.read()
 
 
@@ -142,10 +106,10 @@ def run_sim(probe, repo_root, *params: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [
             str(BIN / 'sim_bridge_node'),
-            *ros_args(),
+            *ros_args(NS),
             '--params-file',
             str(repo_root / 'config' / 'sim_bridge.yaml'),
-            *ros_args('task:=push', 'episodes:=1', 'seed:=3', *params)[3:],
+            *ros_args(NS, 'task:=push', 'episodes:=1', 'seed:=3', *params)[3:],
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -155,7 +119,7 @@ def run_sim(probe, repo_root, *params: str) -> tuple[subprocess.Popen, str]:
         probe.spin_until(lambda: proc.poll() is not None, 25.0)
         output = proc.communicate(timeout=5)[0]
     finally:
-        stop(proc)
+        stop_process(proc)
     return proc, output
 
 
@@ -240,7 +204,7 @@ def test_lockstep_applies_base_at_once_when_the_command_publisher_goes_away(
 
 def test_unknown_controller_exits_2_with_the_known_names():
     proc = subprocess.run(
-        [str(BIN / 'controller_node'), *ros_args('controller:=no_such_controller')],
+        [str(BIN / 'controller_node'), *ros_args(NS, 'controller:=no_such_controller')],
         capture_output=True,
         text=True,
         timeout=30,

@@ -9,16 +9,14 @@ nothing for a step whose messages cannot be decoded.
 from __future__ import annotations
 
 import pathlib
-import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
+from helpers import SideNode, ros_args, stop_process
 from sensor_msgs.msg import JointState
 from test_onnx_actor import GOAL_DIM, OBS_DIM, known_weights, linear_model
 
@@ -36,37 +34,18 @@ NODE_EXE = pathlib.Path(sys.executable).parent / 'residual_node'
 
 def start_node(tmp_path: pathlib.Path, *params: str) -> tuple[subprocess.Popen, pathlib.Path]:
     log = tmp_path / 'node.log'
-    args = [str(NODE_EXE), '--ros-args', '-r', f'__ns:={NAMESPACE}']
-    for param in params:
-        args += ['-p', param]
     with open(log, 'wb') as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(NODE_EXE), *ros_args(NAMESPACE, *params)], stdout=out, stderr=subprocess.STDOUT
+        )
     return proc, log
 
 
-def stop_node(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return -9
-    return proc.returncode
-
-
-class Driver:
+class Driver(SideNode):
     """Test-side rclpy node in its own context: publishes inputs, records outputs."""
 
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(
-            'residual_test_driver', namespace=NAMESPACE, context=self.context
-        )
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__('residual_test_driver', NAMESPACE)
         qos = qos_profile(contract.CONTROL_QOS)
         self.obs_pub = self.node.create_publisher(JointState, contract.OBSERVATION, qos)
         self.base_pub = self.node.create_publisher(JointState, contract.BASE_ACTION, qos)
@@ -85,14 +64,6 @@ class Driver:
             lambda m: self.diagnostics.extend(m.status),
             qos_profile(contract.DIAGNOSTICS_QOS),
         )
-
-    def spin_until(self, predicate, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            self.executor.spin_once(timeout_sec=0.02)
-        return predicate()
 
     def connected(self) -> bool:
         node = self.node
@@ -130,11 +101,6 @@ class Driver:
                 return True
             step += 1
         return False
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture
@@ -236,7 +202,7 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
         assert float(values['decision_p99_us']) > 0
         assert proc.poll() is None, log.read_text()
     finally:
-        code = stop_node(proc)
+        code = stop_process(proc, timeout_s=10.0)
     assert code == 0, log.read_text()
     text = log.read_text()
     assert 'loaded model actor.onnx' in text
@@ -256,7 +222,7 @@ def test_node_without_model_forwards_the_base_action(tmp_path, driver):
         assert command.tag == 'base' and command.step == 0
         np.testing.assert_array_equal(command.values, BASE)
     finally:
-        assert stop_node(proc) == 0, log.read_text()
+        assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
 
 
 def test_out_of_range_parameter_exits_with_one_clear_line(tmp_path):

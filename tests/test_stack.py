@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from helpers import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -56,13 +57,7 @@ class Child:
             pytest.fail(f'{self.proc.args[:5]} did not end within {timeout} s:\n{self.output()}')
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGINT, timeout_s=10.0)
         self._reader.join(2)
 
 
