@@ -35,3 +35,15 @@ def ros_env() -> dict[str, str]:
 def repo_root() -> pathlib.Path:
     """Absolute path of the repository root."""
     return REPO_ROOT
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test (restored after): on the shared 2-core
+    machine two threads contend badly. Torch is imported only by the tests that use it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

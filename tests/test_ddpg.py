@@ -13,15 +13,7 @@ from rpl_trainer.her import Transitions
 from rpl_trainer.networks import Dims
 from rpl_trainer.train import Problem, train
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine two threads contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 DIMS = Dims(4, 2, 2)
 

@@ -11,16 +11,9 @@ from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_trainer.export import ResidualModel, export_onnx, max_abs_difference, read_metadata
 from rpl_trainer.networks import Actor, Dims
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 DIMS = Dims(25, 3, 4)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine two threads contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def trained_looking_actor(two_frame: bool, seed: int = 0) -> Actor:

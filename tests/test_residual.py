@@ -14,15 +14,7 @@ from rpl_trainer.networks import Dims
 from rpl_trainer.residual import ActionComposer, compose_action, residual_explaining
 from rpl_trainer.rollout import RegisteredEnv, SyncVectorEnv, collect_episodes
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine two threads contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 DIMS = Dims(25, 3, 4)
 
