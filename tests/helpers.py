@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -11,9 +12,14 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
 
-def ros_args(namespace: str, *params: str) -> list[str]:
-    """``--ros-args`` that put a node in ``namespace`` and set ``name:=value`` parameters."""
+def ros_args(
+    namespace: str, *params: str, params_file: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """``--ros-args`` that put a node in ``namespace``, then load ``params_file`` (if given),
+    then set ``name:=value`` parameters."""
     args = ['--ros-args', '-r', f'__ns:={namespace}']
+    if params_file is not None:
+        args += ['--params-file', str(params_file)]
     for param in params:
         args += ['-p', param]
     return args

@@ -80,20 +80,21 @@ def probe():
     probe.close()
 
 
+def start_node(
+    repo_root: pathlib.Path, executable: str, config_file: str, *params: str
+) -> subprocess.Popen:
+    """Start a node in NS with ``config/<config_file>`` and ``name:=value`` overrides (output
+    piped, text)."""
+    args = ros_args(NS, *params, params_file=repo_root / 'config' / config_file)
+    return subprocess.Popen(
+        [str(BIN / executable), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
 @pytest.fixture(scope='module')
 def controller(probe, repo_root):
     """One controller node for the module, started before any sim bridge."""
-    proc = subprocess.Popen(
-        [
-            str(BIN / 'controller_node'),
-            *ros_args(NS),
-            '--params-file',
-            str(repo_root / 'config' / 'base_controller.yaml'),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_node(repo_root, 'controller_node', 'base_controller.yaml')
     up = probe.spin_until(lambda: probe.node.count_publishers(contract.BASE_ACTION) > 0, 20.0)
     assert up, 'controller node did not advertise base_action'
     yield proc
@@ -103,17 +104,14 @@ def controller(probe, repo_root):
 
 def run_sim(probe, repo_root, *params: str) -> tuple[subprocess.Popen, str]:
     """Run one sim bridge episode of push to completion; returns (process, output)."""
-    proc = subprocess.Popen(
-        [
-            str(BIN / 'sim_bridge_node'),
-            *ros_args(NS),
-            '--params-file',
-            str(repo_root / 'config' / 'sim_bridge.yaml'),
-            *ros_args(NS, 'task:=push', 'episodes:=1', 'seed:=3', *params)[3:],
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    proc = start_node(
+        repo_root,
+        'sim_bridge_node',
+        'sim_bridge.yaml',
+        'task:=push',
+        'episodes:=1',
+        'seed:=3',
+        *params,
     )
     try:
         probe.spin_until(lambda: proc.poll() is not None, 25.0)
