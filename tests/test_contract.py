@@ -1,11 +1,17 @@
-"""The observation payload layout of the topic contract: built from a task, split by name."""
+"""Payload layouts of the topic contract: observation fields (built, split by name) and the
+episode result (encoded, decoded)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rpl_interfaces.contract import observation_fields, split_observation_fields
+from rpl_interfaces.contract import (
+    EPISODE_FIELDS,
+    EpisodeResult,
+    observation_fields,
+    split_observation_fields,
+)
 
 
 def test_observation_fields_then_split_round_trip():
@@ -49,3 +55,27 @@ def test_split_observation_fields_without_achieved_goal():
 def test_split_observation_fields_rejects_bad_layouts(names):
     with pytest.raises(ValueError, match='observation'):
         split_observation_fields(names)
+
+
+def test_episode_result_payload_is_named_and_round_trips():
+    result = EpisodeResult(
+        episode=7,
+        success=True,
+        final_distance=0.03,
+        episode_return=-12.0,
+        steps=50,
+        fallback_base=4,
+        fallback_zero=1,
+    )
+    payload = result.as_vector()
+    assert dict(zip(EPISODE_FIELDS, payload.tolist(), strict=True)) == {
+        'success': 1.0,
+        'final_distance': 0.03,
+        'return': -12.0,
+        'steps': 50.0,
+        'fallback_base': 4.0,
+        'fallback_zero': 1.0,
+    }
+    assert EpisodeResult.from_vector(7, payload) == result
+    with pytest.raises(ValueError, match='episode payload needs 6 values'):
+        EpisodeResult.from_vector(7, payload[:5])

@@ -17,20 +17,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rpl_interfaces.contract import EPISODE_FIELDS
+from rpl_interfaces.contract import EpisodeResult
 
 
 class EpisodeRecord(NamedTuple):
-    """One finished episode as the sim bridge reported it.
+    """One finished episode as the sim bridge reported it: the fields of
+    :class:`rpl_interfaces.contract.EpisodeResult`, then the message's time stamp.
 
     Attributes:
-        episode: Episode id (0-based; reset seed = seed + id).
-        success: Block within the success threshold of the goal after the last step.
-        final_distance: Block-goal distance after the last step, m.
-        episode_return: Sum of rewards.
-        steps: Steps run.
-        fallback_base: Steps that applied the base action (no usable command).
-        fallback_zero: Steps that applied the zero action (no usable action at all).
+        episode, success, final_distance, episode_return, steps, fallback_base,
+            fallback_zero: As in :class:`~rpl_interfaces.contract.EpisodeResult`.
         stamp_s: Wall-clock time the bridge published the result (header stamp), s.
     """
 
@@ -45,28 +41,13 @@ class EpisodeRecord(NamedTuple):
 
     @classmethod
     def from_payload(cls, episode: int, values: np.ndarray, stamp_ns: int = 0) -> EpisodeRecord:
-        """Build from an ``episode`` message payload, (len(EPISODE_FIELDS),) in that order.
+        """Build from an ``episode`` message payload, (len(EPISODE_FIELDS),) in that order
+        (read by :meth:`rpl_interfaces.contract.EpisodeResult.from_vector`).
 
         Raises:
             ValueError: The payload has the wrong length.
         """
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if values.shape[0] != len(EPISODE_FIELDS):
-            raise ValueError(
-                f'episode payload needs {len(EPISODE_FIELDS)} values {list(EPISODE_FIELDS)}, '
-                f'got {values.shape[0]}'
-            )
-        named = dict(zip(EPISODE_FIELDS, values.tolist(), strict=True))
-        return cls(
-            episode=int(episode),
-            success=named['success'] >= 0.5,
-            final_distance=named['final_distance'],
-            episode_return=named['return'],
-            steps=int(named['steps']),
-            fallback_base=int(named['fallback_base']),
-            fallback_zero=int(named['fallback_zero']),
-            stamp_s=stamp_ns * 1e-9,
-        )
+        return cls(*EpisodeResult.from_vector(episode, values), stamp_s=stamp_ns * 1e-9)
 
 
 @dataclasses.dataclass

@@ -16,8 +16,8 @@ the desired goal (:func:`observation_fields` builds the names, :func:`split_obse
 finds the parts again from any message's names).
 
 Standard message types only, so ``ros2 topic echo``, ``ros2 bag`` and the ``rosbags``
-library read every topic without custom type registration. This module is pure Python: no
-rclpy. QoS is described here as plain data and turned into rclpy profiles in
+library read every topic without custom type registration. This module is pure Python
+(+ numpy): no rclpy. QoS is described here as plain data and turned into rclpy profiles in
 :mod:`rpl_interfaces.base_node`.
 """
 
@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from typing import Final, NamedTuple
+
+import numpy as np
 
 DEFAULT_NAMESPACE: Final = '/rpl'
 
@@ -56,6 +58,64 @@ EPISODE_FIELDS: Final = (
     'fallback_base',
     'fallback_zero',
 )
+
+
+class EpisodeResult(NamedTuple):
+    """One finished episode, named: the ``episode`` topic's meta ``episode`` and payload.
+
+    Attributes:
+        episode: Episode id (0-based; reset seed = seed + id).
+        success: Block within the success threshold of the goal after the last step.
+        final_distance: Block-goal distance after the last step, m.
+        episode_return: Sum of rewards (payload field ``return``).
+        steps: Steps run.
+        fallback_base: Steps that applied the base action (no usable command).
+        fallback_zero: Steps that applied the zero action (no usable action at all).
+    """
+
+    episode: int
+    success: bool
+    final_distance: float
+    episode_return: float
+    steps: int
+    fallback_base: int
+    fallback_zero: int
+
+    def as_vector(self) -> np.ndarray:
+        """Payload in :data:`EPISODE_FIELDS` order, (len(EPISODE_FIELDS),) float64."""
+        named = {
+            'success': float(self.success),
+            'final_distance': self.final_distance,
+            'return': self.episode_return,
+            'steps': float(self.steps),
+            'fallback_base': float(self.fallback_base),
+            'fallback_zero': float(self.fallback_zero),
+        }
+        return np.array([named[field] for field in EPISODE_FIELDS], dtype=np.float64)
+
+    @classmethod
+    def from_vector(cls, episode: int, values: np.ndarray) -> EpisodeResult:
+        """Read an ``episode`` message payload, (len(EPISODE_FIELDS),) in that order.
+
+        Raises:
+            ValueError: The payload has the wrong length.
+        """
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.shape[0] != len(EPISODE_FIELDS):
+            raise ValueError(
+                f'episode payload needs {len(EPISODE_FIELDS)} values {list(EPISODE_FIELDS)}, '
+                f'got {values.shape[0]}'
+            )
+        named = dict(zip(EPISODE_FIELDS, values.tolist(), strict=True))
+        return cls(
+            episode=int(episode),
+            success=named['success'] >= 0.5,
+            final_distance=named['final_distance'],
+            episode_return=named['return'],
+            steps=int(named['steps']),
+            fallback_base=int(named['fallback_base']),
+            fallback_zero=int(named['fallback_zero']),
+        )
 
 
 class ObservationLayout(NamedTuple):

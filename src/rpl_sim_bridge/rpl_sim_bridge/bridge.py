@@ -35,7 +35,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from rpl_interfaces.contract import (
-    EPISODE_FIELDS,
+    EpisodeResult,
     ObservationLayout,
     observation_fields,
     split_observation_fields,
@@ -204,43 +204,6 @@ class Counters:
     fallback_zero: int = 0
     rejected_malformed: int = 0
     rejected_stale: int = 0
-
-
-class EpisodeResult(NamedTuple):
-    """Result of one finished episode (payload of the ``episode`` topic).
-
-    Attributes:
-        episode: Episode id (0-based; reset seed = config seed + id).
-        success: Success flag of the final step (block within the threshold of the goal).
-        final_distance: Block-goal distance after the final step, m.
-        episode_return: Sum of rewards.
-        steps: Steps run.
-        fallback_base: Steps that applied the base action instead of a command.
-        fallback_zero: Steps that applied the zero action.
-    """
-
-    episode: int
-    success: bool
-    final_distance: float
-    episode_return: float
-    steps: int
-    fallback_base: int
-    fallback_zero: int
-
-    def as_vector(self) -> np.ndarray:
-        """Payload in :data:`rpl_interfaces.contract.EPISODE_FIELDS` order, (6,)."""
-        values = np.array(
-            [
-                float(self.success),
-                self.final_distance,
-                self.episode_return,
-                float(self.steps),
-                float(self.fallback_base),
-                float(self.fallback_zero),
-            ]
-        )
-        assert values.shape == (len(EPISODE_FIELDS),)
-        return values
 
 
 class StepOutcome(NamedTuple):
