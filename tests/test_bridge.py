@@ -17,7 +17,6 @@ from rpl_interfaces.contract import EPISODE_FIELDS
 from rpl_sim_bridge.bridge import (
     LOCKSTEP,
     REALTIME,
-    LogThrottle,
     SimBridge,
     SimBridgeConfig,
     Source,
@@ -256,15 +255,6 @@ def test_check_payload_names_the_problem():
     assert check_payload(np.zeros(4), 4) is None
     assert 'expected 4 values' in check_payload(np.zeros(2), 4)
     assert 'non-finite' in check_payload(np.array([0.0, np.nan]), 2)
-
-
-def test_log_throttle_lets_one_line_through_per_period():
-    throttle = LogThrottle(2.0)
-    assert throttle.allow(0.0)
-    assert not throttle.allow(1.0) and not throttle.allow(1.9)
-    assert throttle.take_suppressed() == 2
-    assert throttle.allow(2.0)
-    assert throttle.take_suppressed() == 0
 
 
 def test_yaml_defaults_match_the_config_dataclass(repo_root: pathlib.Path):

@@ -334,17 +334,6 @@ def test_reload_without_a_model_path_does_nothing():
 
 
 # ------------------------------------------------------------------------- helpers
-def test_log_throttle_logs_each_reason_once_per_period():
-    clock = FakeClock()
-    throttle = m.LogThrottle(period_s=10.0, clock=clock)
-    assert throttle.should_log('a') == (True, 0)
-    assert throttle.should_log('b') == (True, 0)
-    assert throttle.should_log('a') == (False, 0)
-    assert throttle.should_log('a') == (False, 0)
-    clock.now += 11.0
-    assert throttle.should_log('a') == (True, 2)
-
-
 def test_latency_window_percentiles():
     window = m.LatencyWindow(size=100)
     assert math.isnan(window.percentile_us(50))

@@ -22,8 +22,9 @@ from rpl_base_controllers.registry import controller_info, make_controller
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
+from rpl_interfaces.log_throttle import LogThrottle
 from rpl_interfaces.params import describe
-from rpl_sim_bridge.bridge import LogThrottle, check_payload
+from rpl_sim_bridge.bridge import check_payload
 from rpl_sim_bridge.bridge import observation_layout as make_layout
 from rpl_sim_bridge.tasks import task_spec
 
@@ -133,8 +134,8 @@ class ControllerNode(RplNode):
     def _reject(self, reason: str, now: float) -> None:
         self._rejected += 1
         self._last_error = reason
-        if self._log.allow(now):
-            held = self._log.take_suppressed()
+        log, held = self._log.should_log(now)
+        if log:
             more = f' ({held} more since the last line)' if held else ''
             self.get_logger().warn(f'rejected {reason}{more}')
 

@@ -106,26 +106,6 @@ class LatencyWindow:
         return float(np.percentile(np.fromiter(self._values, dtype=np.float64), q) * 1e6)
 
 
-class LogThrottle:
-    """Log each reason the first time, then at most once per ``period_s`` with a count."""
-
-    def __init__(self, period_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
-        self._period_s = period_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._suppressed: collections.Counter[str] = collections.Counter()
-
-    def should_log(self, reason: str) -> tuple[bool, int]:
-        """Whether to log ``reason`` now, and how many were suppressed since the last log."""
-        now = self._clock()
-        last = self._last.get(reason)
-        if last is not None and now - last < self._period_s:
-            self._suppressed[reason] += 1
-            return False, 0
-        self._last[reason] = now
-        return True, self._suppressed.pop(reason, 0)
-
-
 class _Pending:
     """One step's halves while waiting for the other one."""
 

@@ -21,12 +21,12 @@ from sensor_msgs.msg import JointState
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
+from rpl_interfaces.log_throttle import LogThrottle
 from rpl_residual_node.mixer import (
     NO_MODEL,
     OK,
     Decision,
     LatencyWindow,
-    LogThrottle,
     ReloadEvent,
     ResidualMixer,
 )
@@ -153,7 +153,7 @@ class ResidualNode(RplNode):
     def _warn(self, reason: str, text: str) -> None:
         if reason in (MALFORMED_OBSERVATION, MALFORMED_BASE_ACTION):
             self.mixer.counts[reason] += 1
-        log, suppressed = self._throttle.should_log(reason)
+        log, suppressed = self._throttle.should_log(time.monotonic(), reason)
         if log:
             more = f' ({suppressed} more since the last report)' if suppressed else ''
             self.get_logger().warning(text + more)

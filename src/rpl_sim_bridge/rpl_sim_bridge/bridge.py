@@ -481,26 +481,3 @@ class SimBridge:
         self._obs[layout.observation] = obs['observation']
         self._obs[layout.achieved_goal] = obs['achieved_goal']
         self._obs[layout.desired_goal] = obs['desired_goal']
-
-
-class LogThrottle:
-    """Lets one log line through per ``period_s`` and counts the ones held back."""
-
-    def __init__(self, period_s: float) -> None:
-        """Args: period_s: Minimum time between two lines, s."""
-        self.period_s = period_s
-        self.suppressed = 0
-        self._last = -float('inf')
-
-    def allow(self, now: float) -> bool:
-        """True if a line may be logged at ``now``; otherwise counts it as suppressed."""
-        if now - self._last >= self.period_s:
-            self._last = now
-            return True
-        self.suppressed += 1
-        return False
-
-    def take_suppressed(self) -> int:
-        """Lines held back since the last call (then reset to 0)."""
-        count, self.suppressed = self.suppressed, 0
-        return count

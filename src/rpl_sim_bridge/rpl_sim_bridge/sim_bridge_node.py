@@ -24,9 +24,9 @@ from sensor_msgs.msg import JointState
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
+from rpl_interfaces.log_throttle import LogThrottle
 from rpl_sim_bridge.bridge import (
     LOCKSTEP,
-    LogThrottle,
     Rejection,
     SimBridge,
     SimBridgeConfig,
@@ -160,8 +160,8 @@ class SimBridgeNode(RplNode):
         return True
 
     def _log_rejection(self, rejection: Rejection, now: float) -> None:
-        if self._reject_log.allow(now):
-            held = self._reject_log.take_suppressed()
+        log, held = self._reject_log.should_log(now)
+        if log:
             more = f' ({held} more since the last line)' if held else ''
             self.get_logger().warn(f'rejected {rejection.kind} message: {rejection.reason}{more}')
 
@@ -188,13 +188,14 @@ class SimBridgeNode(RplNode):
         core = self.core
         episode, step = core.episode, core.step
         outcome = core.advance(now)
-        if outcome.source in (Source.BASE, Source.ZERO) and self._fallback_log.allow(now):
-            held = self._fallback_log.take_suppressed()
-            more = f' ({held} more fallbacks since the last line)' if held else ''
-            self.get_logger().warn(
-                f'no command for (episode {episode}, step {step}): applied the '
-                f'{outcome.source.value} action{more}'
-            )
+        if outcome.source in (Source.BASE, Source.ZERO):
+            log, held = self._fallback_log.should_log(now)
+            if log:
+                more = f' ({held} more fallbacks since the last line)' if held else ''
+                self.get_logger().warn(
+                    f'no command for (episode {episode}, step {step}): applied the '
+                    f'{outcome.source.value} action{more}'
+                )
         if outcome.result is not None:
             result = outcome.result
             self.publish_vector(
