@@ -250,3 +250,14 @@ def test_planning_copy_rebuilds_the_observed_state_from_a_cold_start(mpc, push_r
     np.testing.assert_allclose(
         predicted[FetchObs.OBJECT_POS], after[FetchObs.OBJECT_POS], atol=2e-3
     )
+
+
+def test_zero_controller_holds_still_and_still_validates():
+    zero = make_controller('zero')
+    observation = np.linspace(-1.0, 1.0, 25)
+    np.testing.assert_array_equal(zero(observation, np.ones(3)), np.zeros(4))
+    np.testing.assert_array_equal(
+        zero.act_batch(np.tile(observation, (3, 1)), np.ones((3, 3))), np.zeros((3, 4))
+    )
+    with pytest.raises(ValueError):
+        zero(np.full(25, np.nan), np.ones(3))

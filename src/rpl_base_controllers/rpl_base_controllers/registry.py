@@ -19,6 +19,7 @@ from rpl_base_controllers.reactive_pick_and_place import (
     ReactivePickAndPlaceConfig,
 )
 from rpl_base_controllers.reactive_push import ReactivePush, ReactivePushConfig
+from rpl_base_controllers.zero import ZeroController
 from rpl_interfaces.params import build_config
 
 # factory(task, **params) -> controller; task is the task name or None.
@@ -170,6 +171,12 @@ register_controller(
     _pick_and_place_factory('reactive_pick_and_place_calibrated', CALIBRATED_CARRY_GAIN),
     description='hand-designed pick and place with gain 10 everywhere',
     tasks=('pick_and_place',),
+)
+register_controller(
+    'zero',
+    lambda task, **params: ZeroController(**params),
+    description='holds still (action 0): the base under Scratch / Expert Explore models',
+    tasks=('push', 'slippery_push', 'pick_and_place'),
 )
 register_controller(
     'discrete_mpc_push',
