@@ -1,0 +1,184 @@
+"""Integration: one residual model gives the same episodes in-process and through ROS.
+
+The same seeds are run (a) by :func:`rpl_bringup.evaluation.evaluate` with
+:class:`rpl_residual_node.policy.ResidualPolicy` and (b) by the SlipperyPush stack started
+with ``rpl launch`` (sim bridge, base controller and residual node as processes over DDS,
+lockstep, episode monitor). Per episode the success, final distance and return must agree,
+and every command must come from the residual (no fallback anywhere).
+
+Models, all following docs/onnx_contract.md:
+
+* ``trained``: exported by a tiny real ``rpl train`` run (its actor is still the zero-init
+  one, so its commands equal the base actions, but through the trainer's real graph);
+* ``goal_seeking``: hand-made, residual (dx, dy, dz) = GAIN * (desired_goal - object_pos),
+  gripper 0: a non-trivial residual that changes the episodes;
+* ``goal_seeking_two_frame``: the same weights as a two-frame model (mean of the current
+  and the previous observation's residual), which exercises the node's previous-observation
+  bookkeeping against the policy's.
+
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_onnx_actor import linear_model
+from test_stack import LAUNCH, Child, _read
+
+from rpl_bringup.evaluation import EvalResult, evaluate
+from rpl_residual_node.policy import ResidualPolicy
+from rpl_sim_bridge.layout import FetchObs
+from rpl_sim_bridge.tasks import task_spec
+
+pytestmark = pytest.mark.integration
+
+TASK, CONTROLLER = 'slippery_push', 'reactive_push'
+EPISODES, SEED = 2, 5
+GAIN = 4.0  # residual per metre of block-goal offset (action units / m)
+TRAIN = [
+    sys.executable, '-m', 'rpl_trainer.cli', 'train',
+    '--task', TASK, '--controller', CONTROLLER, '--algo', 'rpl',
+    '--steps', '200', '--seed', '0', '--eval-episodes', '1',
+    '--set', 'base_eval_episodes=0', '--threads', '1', '--no-progress',
+]  # fmt: skip
+ATTEMPTS = 3  # launches per model until one runs without any fallback
+MODELS = ('trained', 'goal_seeking', 'goal_seeking_two_frame')
+
+
+def goal_seeking_weights() -> np.ndarray:
+    """(action_dim, obs_dim + goal_dim): (dx, dy, dz) = GAIN * (desired_goal - object_pos)."""
+    spec = task_spec(TASK)
+    weights = np.zeros((spec.action_dim, spec.obs_dim + spec.goal_dim), np.float32)
+    for axis in range(3):
+        weights[axis, FetchObs.OBJECT_POS.start + axis] = -GAIN
+        weights[axis, spec.obs_dim + axis] = GAIN
+    return weights
+
+
+def _launch(name: str, model: pathlib.Path, folder: pathlib.Path) -> tuple[Child, str]:
+    results = str(folder / f'{name}.json')
+    runner = Child(
+        [
+            *LAUNCH,
+            'slippery_push.launch.py',
+            f'episodes:={EPISODES}',
+            f'seed:={SEED}',
+            f'controller:={CONTROLLER}',
+            f'model_path:={model}',
+            'mode:=lockstep',
+            'monitor:=true',
+            f'results:={results}',
+            f'namespace:=/eqtest_{os.getpid()}_{name}',
+        ]
+    )
+    return runner, results
+
+
+@pytest.fixture(scope='module')
+def stack_runs(tmp_path_factory) -> dict[str, tuple[pathlib.Path, dict, str]]:
+    """Per model name: (model file, episode monitor JSON, launch output) of its stack run.
+
+    One launch at a time, after the trainer: on the shared 2-core machine a residual node
+    starved of CPU for longer than the bridge's command_timeout_s (50 ms) would make the
+    bridge fall back.
+    """
+    folder = tmp_path_factory.mktemp('equivalence')
+    trained = subprocess.run(
+        [*TRAIN, '--out', str(folder / 'trained')],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+    )
+    assert trained.returncode == 0, trained.stdout
+    spec = task_spec(TASK)
+    dims = {'obs_dim': spec.obs_dim, 'goal_dim': spec.goal_dim}
+    models = {
+        'trained': folder / 'trained' / 'actor.onnx',
+        'goal_seeking': linear_model(folder / 'goal_seeking.onnx', goal_seeking_weights(), **dims),
+        'goal_seeking_two_frame': linear_model(
+            folder / 'goal_seeking_two_frame.onnx', goal_seeking_weights(), two_frame=True, **dims
+        ),
+    }
+    return {name: _clean_run(name, model, folder) for name, model in models.items()}
+
+
+def _clean_run(
+    name: str, model: pathlib.Path, folder: pathlib.Path
+) -> tuple[pathlib.Path, dict, str]:
+    """(model, monitor JSON, launch output) of the first of ATTEMPTS runs without fallback.
+
+    Known start-up race (reported, not fixed here): the bridge starts once its own topics
+    are matched, but the controller -> residual node ``base_action`` link can match up to
+    ~2 s later; the steps before that fall back to the base action (measured: 2 of 10
+    runs on the loaded 2-core machine). Such a run cannot be compared, so it is repeated.
+    """
+    for attempt in range(ATTEMPTS):
+        runner, results = _launch(f'{name}_{attempt}', model, folder)
+        try:
+            assert runner.wait(45) == 0, f'{name}:\n{runner.output()}'
+        finally:
+            runner.stop()
+        data = _read(results)
+        if not any(e['fallback_base'] or e['fallback_zero'] for e in data['episodes']):
+            break
+    return model, data, runner.output()
+
+
+def _in_process(model: pathlib.Path | None) -> EvalResult:
+    policy = None
+    if model is not None:
+        spec = task_spec(TASK)
+        policy = ResidualPolicy.from_file(
+            str(model), obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, action_dim=spec.action_dim
+        )
+    return evaluate(TASK, CONTROLLER, EPISODES, SEED, policy=policy, progress=False)
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_stack_episodes_equal_in_process_episodes(stack_runs, name):
+    model, data, log = stack_runs[name]
+    expected = _in_process(model)
+    episodes = data['episodes']
+    assert [e['episode'] for e in episodes] == list(range(EPISODES))
+    assert [e['success'] for e in episodes] == expected.successes
+    np.testing.assert_allclose(
+        [e['final_distance'] for e in episodes], expected.final_distances, rtol=0, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        [e['episode_return'] for e in episodes], expected.returns, rtol=0, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_every_stack_command_came_from_the_residual(stack_runs, name):
+    _, data, log = stack_runs[name]
+    # The bridge counts every step it did not get a command for; the monitor may miss the
+    # first few command messages (its subscription can match late), never a whole kind.
+    steps = task_spec(TASK).max_episode_steps
+    assert [(e['steps'], e['fallback_base'], e['fallback_zero']) for e in data['episodes']] == [
+        (steps, 0, 0)
+    ] * EPISODES, log
+    assert set(data['commands']['tags']) == {'residual'}
+    assert data['commands']['non_finite'] == 0
+
+
+def test_hand_made_residuals_change_the_episodes(tmp_path):
+    """Guard against a vacuous comparison: the hand-made residuals change the outcome."""
+    base = _in_process(None)
+    spec = task_spec(TASK)
+    dims = {'obs_dim': spec.obs_dim, 'goal_dim': spec.goal_dim}
+    for two_frame in (False, True):
+        path = linear_model(
+            tmp_path / f'goal_seeking_{two_frame}.onnx',
+            goal_seeking_weights(),
+            two_frame=two_frame,
+            **dims,
+        )
+        change = np.subtract(_in_process(path).final_distances, base.final_distances)
+        assert np.max(np.abs(change)) > 1e-3, change
