@@ -15,7 +15,6 @@ Models, all following docs/onnx_contract.md:
 * ``goal_seeking_two_frame``: the same weights as a two-frame model (mean of the current
   and the previous observation's residual), which exercises the node's previous-observation
   bookkeeping against the policy's.
-
 """
 
 from __future__ import annotations

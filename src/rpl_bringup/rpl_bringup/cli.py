@@ -92,9 +92,11 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help='run the SlipperyPush stack (3 node processes over DDS) and summarise',
         description='Launch slippery_push.launch.py in lockstep through the project runner '
         'for N episodes while an episode monitor collects the results, then print a '
-        'one-screen summary.',
+        'one-screen summary. With a trained SlipperyPush model the stack runs twice on the '
+        'same seeds, base controller alone and then with the residual, and the summary '
+        'shows both side by side.',
     )
-    p.add_argument('--episodes', type=int, default=20, help='episodes (default 20)')
+    p.add_argument('--episodes', type=int, default=20, help='episodes (per run; default 20)')
     p.add_argument(
         '--controller', default='reactive_push', help='base controller (default reactive_push)'
     )
@@ -102,7 +104,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         '--model',
         default='auto',
         metavar='FILE|auto|none',
-        help='residual actor; auto = newest models/*slippery_push*.onnx if any (default)',
+        help='residual actor; auto (default) = the newest models/*slippery_push*/actor.onnx '
+        'or models/*slippery_push*.onnx, base only if there is none; none = base only',
     )
     p.add_argument('--seed', type=int, default=0, help='first reset seed (default 0)')
     p.add_argument(

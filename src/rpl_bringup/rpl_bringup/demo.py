@@ -2,9 +2,12 @@
 
 Plans ``slippery_push.launch.py`` (lockstep, N episodes, ``monitor:=true``) with the
 project runner, supervises the four processes (node logs go to files, the episode
-monitor's per-episode lines to the screen) and summarises the monitor's JSON:
-controller, model, episodes, success rate with its 95 % interval, mean final distance and
-fallbacks.
+monitor's per-episode lines to the screen) and summarises the monitor's JSON: controller,
+model, episodes, success rate with its 95 % interval, mean final distance and fallbacks.
+
+With a trained SlipperyPush model (``--model auto`` finds one under ``models/``) the stack
+runs twice with the same seeds, base controller alone and then with the residual, and the
+summary puts both side by side, both measured through the ROS stack.
 """
 
 from __future__ import annotations
@@ -24,17 +27,20 @@ from rpl_bringup.launch_shim import LaunchError
 from rpl_bringup.supervisor import PREFIX, Supervisor
 
 TASK = 'slippery_push'
-LAUNCH_FILE = 'slippery_push.launch.py'
 MONITOR = 'episode_monitor'
 NO_MODEL = 'base only (no trained residual yet)'
+# Where ``--model auto`` looks, relative to each search folder (newest match wins):
+# models/<name>/actor.onnx as committed with its COMMAND.md, or a loose models/<name>.onnx.
+MODEL_PATTERNS = (f'*{TASK}*/actor.onnx', f'*{TASK}*.onnx')
+COLUMN = 26  # characters per column of the side-by-side summary
 
 
 def resolve_model(model: str, search_dirs: list[str] | None = None) -> str:
     """The model file for ``--model``: a path, 'none', or 'auto'.
 
     Args:
-        model: A file path, 'none' (base only) or 'auto' (the newest
-            ``models/*slippery_push*.onnx`` in the working directory or the checkout).
+        model: A file path, 'none' (base only) or 'auto' (the newest file matching
+            :data:`MODEL_PATTERNS` in a search folder).
         search_dirs: Folders searched by 'auto' (default: ./models and <checkout>/models).
 
     Returns:
@@ -57,8 +63,89 @@ def resolve_model(model: str, search_dirs: list[str] | None = None) -> str:
             )
         except LaunchError:
             pass
-    found = [p for d in search_dirs for p in glob.glob(os.path.join(d, f'*{TASK}*.onnx'))]
+    found = [
+        path
+        for folder in search_dirs
+        for pattern in MODEL_PATTERNS
+        for path in glob.glob(os.path.join(folder, pattern))
+        if os.path.isfile(path)
+    ]
     return os.path.abspath(max(found, key=os.path.getmtime)) if found else ''
+
+
+@dataclasses.dataclass(frozen=True)
+class StackRun:
+    """One lockstep run of a stack, as its episode monitor saw it.
+
+    Attributes:
+        model: Residual model file, '' for the base controller alone.
+        data: The monitor's JSON (:meth:`rpl_bringup.episode_log.EpisodeLog.to_dict`), or
+            None when no episode result arrived.
+        code: Exit code of the launch (0: every episode ran).
+        wall_s: Wall time from the first process start to the last stop, s.
+        log_dir: Folder with the node logs and the monitor's JSON.
+    """
+
+    model: str
+    data: dict | None
+    code: int
+    wall_s: float
+    log_dir: str
+
+
+def run_stack(
+    *,
+    task: str,
+    episodes: int,
+    controller: str,
+    model: str,
+    seed: int,
+    namespace: str,
+    log_dir: str,
+    write: Callable[[str], None] = print,
+) -> StackRun:
+    """Run ``<task>.launch.py`` in lockstep for ``episodes`` episodes with the monitor.
+
+    The nodes' logs go to files in ``log_dir``; the monitor's per-episode lines and the
+    runner's warnings go to ``write``.
+
+    Args:
+        task: Task of the launch file (``slippery_push``, ``push``, ``pick_and_place``).
+        episodes: Episodes, >= 1 (episode i is reset with seed + i).
+        controller: Base controller name.
+        model: Residual model file, '' for base only.
+        seed: Seed of episode 0.
+        namespace: ROS namespace of the nodes.
+        log_dir: Folder for the node logs and ``episodes.json`` (created).
+
+    Returns:
+        The run's outcome.
+    """
+    launch_runner.apply_dds_defaults(os.environ)
+    path = launch_runner.locate_launch_file('rpl_bringup', f'{task}.launch.py')
+    os.makedirs(log_dir, exist_ok=True)
+    results = os.path.join(log_dir, 'episodes.json')
+    arguments = {
+        'episodes': str(episodes),
+        'controller': controller,
+        'model_path': model,
+        'seed': str(seed),
+        'mode': 'lockstep',
+        'namespace': namespace,
+        'monitor': 'true',
+        'results': results,
+    }
+    plans = launch_runner.plan_launch_file(path, arguments, force_shim=True)
+    # One screen: the monitor's lines on it, the nodes' logs in files.
+    plans = [p if p.name == MONITOR else dataclasses.replace(p, output='log') for p in plans]
+    start = time.monotonic()
+    code = Supervisor(plans, write=_screen_filter(write), log_dir=log_dir).run()
+    wall_s = time.monotonic() - start
+    data = None
+    if os.path.isfile(results):
+        with open(results) as f:
+            data = json.load(f)
+    return StackRun(model=model, data=data, code=code, wall_s=wall_s, log_dir=log_dir)
 
 
 def _screen_filter(write: Callable[[str], None]) -> Callable[[str], None]:
@@ -102,6 +189,89 @@ def format_summary(
     return '\n'.join(lines)
 
 
+def _cell(run: StackRun, row: str) -> str:
+    """One run's entry in row ``row`` of the side-by-side summary."""
+    if row == 'command sources':  # tags of the commands the monitor saw
+        tags = run.data.get('commands', {}).get('tags', {})
+        return ', '.join(f'{k} {v}' for k, v in sorted(tags.items())) or '-'
+    if row == 'wall time':
+        return f'{run.wall_s:.1f} s'
+    s = summary_from_dict(run.data)
+    if not s.episodes:
+        return 'no episode'
+    if row == 'success rate':
+        lo, hi = s.ci95
+        return f'{s.success_rate:.2f} (95% CI {lo:.2f}-{hi:.2f})'
+    if row == 'mean final distance':
+        return f'{s.mean_final_distance:.3f} m'
+    return f'base {s.fallback_base}, zero {s.fallback_zero}'  # fallbacks
+
+
+def paired_successes(base: dict, rpl: dict) -> tuple[int, int, int]:
+    """Episodes (same id, so same seed) reported by both runs, and how their success changed.
+
+    Returns:
+        ``(paired, gained, lost)``: episodes in both runs; episodes the residual turned from
+        failure into success; episodes it turned from success into failure.
+    """
+    before = {e['episode']: bool(e['success']) for e in base.get('episodes', [])}
+    after = {e['episode']: bool(e['success']) for e in rpl.get('episodes', [])}
+    both = before.keys() & after.keys()
+    gained = sum(after[k] and not before[k] for k in both)
+    lost = sum(before[k] and not after[k] for k in both)
+    return len(both), gained, lost
+
+
+def format_comparison(
+    base: StackRun, rpl: StackRun, *, controller: str, episodes: int, seed: int
+) -> str:
+    """The one-screen summary of a base-only run and a residual run on the same seeds.
+
+    Args:
+        base: The run of the base controller alone (its ``data`` must not be None).
+        rpl: The run with the residual model (its ``data`` must not be None).
+        controller: Base controller name.
+        episodes: Episodes asked for per run.
+        seed: Seed of episode 0.
+    """
+    counts = [summary_from_dict(run.data).episodes for run in (base, rpl)]
+    done = (
+        f'{counts[0]}' if counts[0] == counts[1] else f'{counts[0]} (base) and {counts[1]} (RPL)'
+    )
+    lines = [
+        'RPL demo: SlipperyPush, 3 ROS 2 node processes over DDS (lockstep), same seeds twice',
+        f'  controller          {controller}',
+        f'  model               {display_path(rpl.model)}',
+        f'  episodes            {done} of {episodes} per run '
+        f'(seeds {seed}..{seed + episodes - 1})',
+        f'  {"":20}{"base only":{COLUMN}}base + residual (RPL)',
+    ]
+    for row in (
+        'success rate',
+        'mean final distance',
+        'fallbacks',
+        'command sources',
+        'wall time',
+    ):
+        lines.append(f'  {row:20}{_cell(base, row):{COLUMN}}{_cell(rpl, row)}')
+    paired, gained, lost = paired_successes(base.data, rpl.data)
+    lines.append(
+        f'  same seed, RPL vs base: {gained} failure(s) turned into success, {lost} success(es) '
+        f'into failure, of {paired}'
+    )
+    return '\n'.join(lines)
+
+
+def display_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies inside it, else absolute."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith('..') else relative
+
+
+def _prefixed(write: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+    return lambda line: write(f'{prefix}{line}')
+
+
 def run_demo(
     *,
     episodes: int,
@@ -111,48 +281,64 @@ def run_demo(
     namespace: str = '/rpl_demo',
     write: Callable[[str], None] = print,
 ) -> int:
-    """Run the demo; returns the process exit code (0 when all episodes were reported)."""
+    """Run the demo; returns the process exit code (0 when all episodes were reported).
+
+    Without a model: one base-only run. With one: a base-only run, then a run with the
+    residual, on the same seeds, each in its own namespace under ``namespace``.
+    """
     model_path = resolve_model(model)
-    launch_runner.apply_dds_defaults(os.environ)
-    path = launch_runner.locate_launch_file('rpl_bringup', LAUNCH_FILE)
     log_dir = tempfile.mkdtemp(prefix='rpl_demo_')
-    results = os.path.join(log_dir, 'episodes.json')
-    arguments = {
-        'episodes': str(episodes),
-        'controller': controller,
-        'model_path': model_path,
-        'seed': str(seed),
-        'mode': 'lockstep',
-        'namespace': namespace,
-        'monitor': 'true',
-        'results': results,
-    }
-    plans = launch_runner.plan_launch_file(path, arguments, force_shim=True)
-    # One screen: the monitor's lines on it, the nodes' logs in files.
-    plans = [p if p.name == MONITOR else dataclasses.replace(p, output='log') for p in plans]
-    write(
-        f'rpl demo: {episodes} episodes of {TASK} with {controller}'
-        f'{" + " + os.path.basename(model_path) if model_path else ""}; node logs in {log_dir}'
-    )
-    start = time.monotonic()
-    code = Supervisor(plans, write=_screen_filter(write), log_dir=log_dir).run()
-    wall_s = time.monotonic() - start
-    if not os.path.isfile(results):
-        write(f'no episode result arrived (launch exit code {code}); see the logs in {log_dir}')
-        return code or 1
-    with open(results) as f:
-        data = json.load(f)
-    write('')
-    write(
-        format_summary(
-            data,
-            controller=controller,
-            model=model_path,
-            episodes=episodes,
-            seed=seed,
-            wall_s=wall_s,
+    stack = {'task': TASK, 'episodes': episodes, 'controller': controller, 'seed': seed}
+    if not model_path:
+        write(f'rpl demo: {episodes} episodes of {TASK} with {controller}; node logs in {log_dir}')
+        run = run_stack(**stack, model='', namespace=namespace, log_dir=log_dir, write=write)
+        if run.data is None:
+            return _no_result(run, write)
+        write('')
+        write(
+            format_summary(
+                run.data,
+                controller=controller,
+                model='',
+                episodes=episodes,
+                seed=seed,
+                wall_s=run.wall_s,
+            )
         )
+        return _exit_code([run], episodes)
+    write(
+        f'rpl demo: {episodes} episodes of {TASK} with {controller}, first alone, then + '
+        f'{display_path(model_path)}, same seeds; node logs in {log_dir}'
     )
-    if code == 0 and data['summary']['episodes'] < episodes:
-        return 1
-    return code
+    runs = []
+    for label in ('base', 'rpl'):
+        runs.append(
+            run_stack(
+                **stack,
+                model=model_path if label == 'rpl' else '',
+                namespace=f'{namespace.rstrip("/")}/{label}',
+                log_dir=os.path.join(log_dir, label),
+                write=_prefixed(write, f'[{label}] '),
+            )
+        )
+        if runs[-1].data is None:
+            return _no_result(runs[-1], write)
+    write('')
+    write(format_comparison(*runs, controller=controller, episodes=episodes, seed=seed))
+    return _exit_code(runs, episodes)
+
+
+def _no_result(run: StackRun, write: Callable[[str], None]) -> int:
+    write(
+        f'no episode result arrived (launch exit code {run.code}); see the logs in {run.log_dir}'
+    )
+    return run.code or 1
+
+
+def _exit_code(runs: list[StackRun], episodes: int) -> int:
+    for run in runs:
+        if run.code != 0:
+            return run.code
+        if run.data['summary']['episodes'] < episodes:
+            return 1
+    return 0

@@ -1,0 +1,101 @@
+"""`rpl demo`: model search, the side-by-side summary, and one real base + residual run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from test_model_equivalence import goal_seeking_weights
+from test_onnx_actor import linear_model
+
+from rpl_bringup import demo
+from rpl_bringup.episode_log import EpisodeLog, EpisodeRecord
+
+
+def _touch(path, mtime: float):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'x')
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def _run(model: str, outcomes: list[tuple[bool, float]], tags: dict[str, int]) -> demo.StackRun:
+    log = EpisodeLog()
+    for i, (success, distance) in enumerate(outcomes):
+        log.add_episode(EpisodeRecord(i, success, distance, -10.0, 50, 0, 0))
+    data = log.to_dict()
+    data['commands']['tags'] = tags
+    return demo.StackRun(model=model, data=data, code=0, wall_s=4.0, log_dir='')
+
+
+def test_auto_finds_the_newest_slippery_push_model_in_a_folder_or_loose(tmp_path):
+    _touch(tmp_path / 'push_reactive_push' / 'actor.onnx', 9)  # another task: never chosen
+    folder = _touch(tmp_path / 'slippery_push_reactive_push' / 'actor.onnx', 5)
+    assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == str(folder)
+    loose = _touch(tmp_path / 'slippery_push_old.onnx', 1)
+    assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == str(folder)
+    os.utime(loose, (7, 7))
+    assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == str(loose)
+    (tmp_path / 'slippery_push_empty').mkdir()  # a folder without actor.onnx is skipped
+    assert demo.resolve_model('auto', search_dirs=[str(tmp_path / 'slippery_push_empty')]) == ''
+
+
+def test_paired_successes_count_flips_per_episode_id():
+    base = _run('', [(True, 0.01), (False, 0.2), (False, 0.3), (True, 0.02)], {})
+    rpl = _run('m.onnx', [(True, 0.01), (True, 0.03), (False, 0.1)], {})  # episode 3 missing
+    assert demo.paired_successes(base.data, rpl.data) == (3, 1, 0)
+    assert demo.paired_successes(rpl.data, base.data) == (3, 0, 1)
+
+
+def test_comparison_puts_base_and_residual_side_by_side():
+    base = _run('', [(True, 0.01), (False, 0.2)], {'base': 100})
+    rpl = _run('/m/actor.onnx', [(True, 0.01), (True, 0.03)], {'residual': 100})
+    text = demo.format_comparison(base, rpl, controller='reactive_push', episodes=2, seed=4)
+    lines = text.splitlines()
+    assert '  model               /m/actor.onnx' in lines
+    assert '  episodes            2 of 2 per run (seeds 4..5)' in lines
+    header = next(line for line in lines if 'base only' in line)
+    assert header.index('base only') < header.index('base + residual (RPL)')
+    rate = next(line for line in lines if line.startswith('  success rate'))
+    assert rate.split()[2:] == [
+        '0.50',
+        '(95%',
+        'CI',
+        '0.09-0.91)',
+        '1.00',
+        '(95%',
+        'CI',
+        '0.34-1.00)',
+    ]
+    distance = next(line for line in lines if line.startswith('  mean final distance'))
+    assert distance.split()[3:] == ['0.105', 'm', '0.020', 'm']
+    assert 'base 100' in text and 'residual 100' in text
+    assert '1 failure(s) turned into success, 0 success(es) into failure, of 2' in text
+
+
+@pytest.mark.integration
+def test_demo_with_a_model_runs_base_then_residual_on_the_same_seeds(tmp_path):
+    model = linear_model(
+        tmp_path / 'slippery_push_goal_seeking.onnx',
+        goal_seeking_weights(),
+        obs_dim=25,
+        goal_dim=3,
+    )
+    lines: list[str] = []
+    code = demo.run_demo(
+        episodes=2,
+        controller='reactive_push',
+        model=str(model),
+        seed=0,
+        namespace=f'/demotest_{os.getpid()}',
+        write=lines.append,
+    )
+    text = '\n'.join(lines)
+    lines = text.splitlines()  # the summary is written as one block
+    assert code == 0, text
+    for label in ('base', 'rpl'):
+        assert f'[{label}] episode   1: ' in text
+    assert '  episodes            2 of 2 per run (seeds 0..1)' in lines, text
+    sources = next(line for line in lines if line.startswith('  command sources'))
+    assert sources.split()[2] == 'base' and sources.split()[4] == 'residual', sources
+    assert demo.NO_MODEL not in text
