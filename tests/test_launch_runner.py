@@ -74,7 +74,7 @@ def test_parse_launch_arguments_rejects_malformed_tokens(token):
 
 
 def test_unknown_launch_argument_is_a_clear_error():
-    expected = r"unknown launch argument\(s\) \['epsiodes'\].*declares: controller, episodes"
+    expected = r"unknown launch argument\(s\) \['epsiodes'\].*declares: bag, controller, episodes"
     with pytest.raises(LaunchError, match=expected):
         _plan('slippery_push.launch.py', epsiodes='3')
 

@@ -17,6 +17,8 @@ setup(
     description='DDPG + HER residual policy learning, ONNX export, bag I/O and the trainer node.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'bag_recorder_node = rpl_trainer.bag_recorder_node:main',
+        ],
     },
 )

@@ -18,7 +18,7 @@ from rpl_bringup.launch_shim import LaunchError
 TRAINER_COMMANDS = {
     'train': 'train a residual policy (DDPG + HER) in simulation or from bags',
     'plot': 'plot learning curves and evaluation results',
-    'bag': 'record, inspect or convert rosbag2 files of the stack',
+    'bag': 'record, play, evaluate (eval) or replay a model over (replay-model) rosbag2 bags',
 }
 
 
@@ -234,8 +234,16 @@ def _subcommands(parser: argparse.ArgumentParser) -> set[str] | None:
     return None
 
 
+def cmd_bag(argv: Sequence[str]) -> int:
+    """``rpl bag record|play|eval|replay-model``: hand over to ``rpl_trainer.bag_cli.main``
+    (bag I/O only: no torch is imported)."""
+    from rpl_trainer import bag_cli
+
+    return int(bag_cli.main(argv) or 0)
+
+
 def cmd_trainer(command: str, argv: Sequence[str]) -> int:
-    """``rpl train|plot|bag``: hand over to ``rpl_trainer.cli.main``."""
+    """``rpl train|plot``: hand over to ``rpl_trainer.cli.main``."""
     try:
         trainer_cli = importlib.import_module('rpl_trainer.cli')
     except ImportError:
@@ -259,6 +267,8 @@ COMMANDS = {'launch': cmd_launch, 'eval': cmd_eval, 'demo': cmd_demo}
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``rpl``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == 'bag':
+        return cmd_bag(argv[1:])
     if argv and argv[0] in TRAINER_COMMANDS:
         return cmd_trainer(argv[0], argv[1:])
     parser = build_parser()

@@ -14,6 +14,10 @@ README)::
 * ``monitor:=true`` adds ``episode_monitor`` (rpl_bringup), which prints one line per
   episode and writes ``results:=FILE``; the sim bridge then also waits for it to subscribe
   (DDS discovery here can take a few seconds, longer than a short run lives).
+* ``record:=true bag:=PATH`` adds ``bag_recorder`` (rpl_trainer), which records every
+  control topic to a new rosbag2 bag (mcap) at PATH; the sim bridge waits for it the same
+  way, so the bag holds the run from step 0. The recorder is required: if it cannot start
+  (no ``bag``, or PATH exists: bags are never overwritten) the launch ends with an error.
 
 Parameters of each node come, in increasing priority, from ``config/<node>.yaml`` (node
 defaults), ``config/<task>.yaml`` (this stack) and the launch arguments. Uses only the
@@ -22,7 +26,7 @@ standard ``launch`` / ``launch_ros`` API, so ``ros2 launch`` and ``rpl launch`` 
 
 from __future__ import annotations
 
-from launch import LaunchDescription
+from launch import LaunchContext, LaunchDescription, Substitution
 from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -30,6 +34,30 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 RESIDUAL_RESPAWN_DELAY_S = 1.0
+# Observation subscribers of every stack (base controller, residual node); each optional
+# listener the sim bridge must wait for (monitor, recorder) adds one.
+STACK_SUBSCRIBERS = 2
+WAITED_FOR = ('monitor', 'record')
+
+
+class _TrueCount(Substitution):
+    """How many of the named boolean launch arguments are true, plus ``base`` (as text);
+    with ``as_flag`` 'true' if any is true, else 'false' (for conditions)."""
+
+    def __init__(self, names: tuple[str, ...], base: int = 0, as_flag: bool = False) -> None:
+        super().__init__()
+        self._configs = [LaunchConfiguration(n) for n in names]
+        self._base, self._as_flag = base, as_flag
+
+    def perform(self, context: LaunchContext) -> str:
+        n = sum(c.perform(context).strip().lower() in ('true', '1') for c in self._configs)
+        if self._as_flag:
+            return 'true' if n else 'false'
+        return str(self._base + n)
+
+    def describe(self) -> str:
+        names = [c.describe() for c in self._configs]
+        return f'TrueCount({names}, base={self._base}, as_flag={self._as_flag})'
 
 
 def _config(name: str) -> PathJoinSubstitution:
@@ -84,20 +112,33 @@ def launch_arguments(default_controller: str) -> list[DeclareLaunchArgument]:
             description='monitor:=true: JSON file of episode results and message counts, '
             "rewritten every second; '' = none",
         ),
+        DeclareLaunchArgument(
+            'record',
+            default_value='false',
+            choices=['true', 'false'],
+            description='Record every control topic (observation, base_action, residual, '
+            'command, episode, /diagnostics) to the rosbag2 bag bag:=PATH; the sim bridge '
+            'waits for the recorder before the first step',
+        ),
+        DeclareLaunchArgument(
+            'bag',
+            default_value='',
+            description='record:=true: bag directory to create (mcap); must not exist yet',
+        ),
     ]
 
 
-def _sim_bridge(namespace, stack_params, monitored: bool) -> Node:
+def _sim_bridge(namespace, stack_params, waits: bool) -> Node:
     overrides = {
         'episodes': LaunchConfiguration('episodes'),
         'mode': LaunchConfiguration('mode'),
         'seed': LaunchConfiguration('seed'),
     }
-    if monitored:
-        # Observation subscribers to wait for: controller, residual node and the monitor,
-        # so that no episode result is published before the monitor listens.
-        overrides['min_subscribers'] = 3
-    condition = (IfCondition if monitored else UnlessCondition)(LaunchConfiguration('monitor'))
+    if waits:
+        # Observation subscribers to wait for: controller, residual node, and the monitor
+        # and/or the recorder, so that none of them misses the first step or result.
+        overrides['min_subscribers'] = _TrueCount(WAITED_FOR, base=STACK_SUBSCRIBERS)
+    condition = (IfCondition if waits else UnlessCondition)(_TrueCount(WAITED_FOR, as_flag=True))
     return Node(
         package='rpl_sim_bridge',
         executable='sim_bridge_node',
@@ -155,13 +196,24 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
         output='screen',
         condition=IfCondition(LaunchConfiguration('monitor')),
     )
+    bag_recorder = Node(
+        package='rpl_trainer',
+        executable='bag_recorder_node',
+        name='bag_recorder',
+        namespace=namespace,
+        parameters=[{'bag': LaunchConfiguration('bag')}],
+        output='screen',
+        on_exit=Shutdown(reason='the bag recorder (required with record:=true) exited'),
+        condition=IfCondition(LaunchConfiguration('record')),
+    )
     return LaunchDescription(
         [
             *launch_arguments(default_controller),
-            _sim_bridge(namespace, stack_params, monitored=False),
-            _sim_bridge(namespace, stack_params, monitored=True),
+            _sim_bridge(namespace, stack_params, waits=False),
+            _sim_bridge(namespace, stack_params, waits=True),
             base_controller,
             residual_node,
             episode_monitor,
+            bag_recorder,
         ]
     )

@@ -1,0 +1,260 @@
+"""``rpl bag``: record, play, evaluate and replay rosbag2 bags of the stack.
+
+The ``rpl`` entry point (rpl_bringup) hands ``rpl bag ...`` to :func:`main`;
+``python -m rpl_trainer.bag_cli eval BAG`` does the same. Nothing here imports torch.
+
+Examples::
+
+    rpl bag record runs/bags/slippery_0 --namespace /rpl        # until Ctrl-C
+    rpl launch rpl_bringup slippery_push.launch.py episodes:=20 record:=true bag:=runs/bags/s20
+    rpl bag eval runs/bags/s20                                  # table + s20_eval.png/.json
+    rpl bag play runs/bags/s20 --rate 2 --topics observation base_action
+    rpl bag replay-model runs/bags/s20 --model models/candidate.onnx
+
+Exit codes: 0 done; 1 done, but the bag had problems (printed as warnings) or, with
+``--fail-on-change``, the candidate changed commands; 2 bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+
+from rpl_interfaces.params import ParameterError
+from rpl_trainer import bags
+
+
+class CliError(Exception):
+    """A user error to print as one line (exit status 2)."""
+
+
+def _add_record(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'record',
+        help='record the control topics of a running stack until Ctrl-C',
+        description='Record observation, base_action, residual, command, episode and '
+        '/diagnostics of one stack namespace into a new rosbag2 bag (never overwrites).',
+    )
+    p.add_argument('bag', help='bag directory to create')
+    p.add_argument('--namespace', default='/rpl', help='stack namespace (default /rpl)')
+    p.add_argument('--storage', choices=bags.STORAGES, default=bags.DEFAULT_STORAGE)
+    p.add_argument(
+        '--topics', nargs='+', metavar='TOPIC', help=f'subset of {list(bags.RECORDED_TOPICS)}'
+    )
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'eval',
+        help='evaluate a recorded run: per-episode table, summary, PNG',
+        description='Per-episode success, final distance, return, residual magnitude, '
+        'fallbacks; loop latency from the header stamps. Prints a table and writes a PNG and '
+        'a JSON file (default: next to the bag, <bag>_eval.png / <bag>_eval.json).',
+    )
+    p.add_argument('bag', help='bag directory (or .mcap / .db3 file)')
+    p.add_argument('--namespace', help='stack namespace (default: the only one in the bag)')
+    p.add_argument('--png', metavar='OUT', help='figure file')
+    p.add_argument('--json', metavar='OUT', help='result file')
+
+
+def _add_play(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'play',
+        help='republish a bag onto live topics with the recorded timing',
+        description='Like ros2 bag play: publishes every stored message on its topic with '
+        'the recorded QoS, spaced as recorded divided by --rate.',
+    )
+    p.add_argument('bag', help='bag directory (or .mcap / .db3 file)')
+    p.add_argument('--rate', type=float, default=1.0, help='speed factor (default 1)')
+    p.add_argument('--topics', nargs='+', metavar='TOPIC', help='topics to play (default all)')
+    p.add_argument('--delay', type=float, default=0.0, metavar='S', help='start delay, s')
+    p.add_argument(
+        '--wait-subscribers',
+        type=float,
+        default=0.0,
+        metavar='S',
+        help='wait up to S seconds for a subscriber on every played topic (default 0)',
+    )
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    from rpl_residual_node.mixing import ResidualConfig
+
+    defaults = ResidualConfig()
+    p = sub.add_parser(
+        'replay-model',
+        help='run a candidate ONNX residual over a bag and compare its commands',
+        description='Compute the command a candidate residual would have sent at every '
+        'recorded step (same mixing as the residual node) and compare with the recorded '
+        'command. Open loop: the recorded states are kept.',
+    )
+    p.add_argument('bag', help='bag directory (or .mcap / .db3 file)')
+    p.add_argument('--model', required=True, metavar='FILE.onnx', help='candidate actor')
+    p.add_argument('--namespace', help='stack namespace (default: the only one in the bag)')
+    p.add_argument('--residual-scale', type=float, default=defaults.residual_scale)
+    p.add_argument('--residual-limit', type=float, default=defaults.residual_limit)
+    p.add_argument('--action-low', type=float, default=defaults.action_low)
+    p.add_argument('--action-high', type=float, default=defaults.action_high)
+    p.add_argument(
+        '--tolerance',
+        type=float,
+        default=1e-4,
+        help='difference that counts as a changed command, action units (default 1e-4)',
+    )
+    p.add_argument(
+        '--fail-on-change',
+        action='store_true',
+        help='exit 1 when any command differs by more than the tolerance',
+    )
+    p.add_argument('--json', metavar='OUT', help='also write the report as JSON')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rpl bag`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog='rpl bag', description='Record, play, evaluate and replay rosbag2 bags.'
+    )
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    _add_record(sub)
+    _add_play(sub)
+    _add_eval(sub)
+    _add_replay(sub)
+    return parser
+
+
+def _warn(command: str, problems: Sequence[str]) -> None:
+    for problem in problems:
+        print(f'rpl bag {command}: warning: {problem}', file=sys.stderr)
+
+
+def _sibling(bag: str, suffix: str) -> str:
+    path = pathlib.Path(bag.rstrip('/'))
+    return str(path.with_name(path.stem + suffix))
+
+
+def _write_json(path: str, data: dict) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(data, f, indent=1, allow_nan=True)
+        f.write('\n')
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """``rpl bag record``: run the recorder node in this process."""
+    from rpl_trainer import bag_recorder_node
+
+    topics = bags.parse_topic_list(','.join(args.topics or bags.RECORDED_TOPICS))
+    if os.path.lexists(args.bag):
+        raise CliError(f'bag {args.bag!r} already exists; not overwriting it')
+    ros_args = ['--ros-args', '-r', f'__ns:={args.namespace}']
+    for name, value in (('bag', args.bag), ('storage', args.storage), ('topics', topics)):
+        text = ','.join(value) if isinstance(value, tuple) else value
+        ros_args += ['-p', f'{name}:={json.dumps(text)}']
+    return bag_recorder_node.main(ros_args)
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    """``rpl bag play``."""
+    from rpl_trainer import bag_play_node
+
+    raw = bags.read_raw_bag(args.bag)
+    _warn('play', raw.problems)
+    chosen = bags.select_topics(list(raw.topics), args.topics)
+    print(f'playing {args.bag}: {", ".join(chosen)} at rate {args.rate:g}', flush=True)
+    count = bag_play_node.play(
+        raw,
+        rate=args.rate,
+        topics=chosen,
+        delay_s=args.delay,
+        wait_subscribers_s=args.wait_subscribers,
+    )
+    print(f'published {count} messages')
+    return 1 if raw.problems else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``rpl bag eval``."""
+    from rpl_trainer.bag_eval import evaluate_run, format_table, plot_evaluation
+
+    run = bags.load_run(args.bag, args.namespace)
+    _warn('eval', run.problems)
+    evaluation = evaluate_run(run)
+    print(format_table(evaluation))
+    png = args.png or _sibling(args.bag, '_eval.png')
+    out = args.json or _sibling(args.bag, '_eval.json')
+    os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
+    plot_evaluation(evaluation, png)
+    _write_json(out, evaluation.to_json())
+    print(f'wrote {png} and {out}')
+    return 1 if run.problems else 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``rpl bag replay-model``."""
+    from rpl_interfaces import contract
+    from rpl_interfaces.params import build_config
+    from rpl_residual_node.mixing import ResidualConfig
+    from rpl_residual_node.onnx_actor import ModelError
+    from rpl_residual_node.policy import ResidualPolicy
+    from rpl_trainer.bag_replay import format_report, replay_model
+
+    if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
+        raise CliError(f'--tolerance must be a finite number >= 0, got {args.tolerance}')
+    config = build_config(
+        ResidualConfig,
+        {
+            'model_path': args.model,
+            'residual_scale': args.residual_scale,
+            'residual_limit': args.residual_limit,
+            'action_low': args.action_low,
+            'action_high': args.action_high,
+        },
+    )
+    run = bags.load_run(args.bag, args.namespace)
+    _warn('replay-model', run.problems)
+    try:
+        policy = ResidualPolicy.from_file(
+            args.model,
+            config,
+            obs_dim=run.layout.obs_dim,
+            goal_dim=run.layout.goal_dim,
+            action_dim=len(contract.ACTION_FIELDS),
+        )
+    except ModelError as exc:
+        raise CliError(
+            f"{exc} (the bag's {run.task} observations have {run.layout.obs_dim} observation "
+            f'and {run.layout.goal_dim} goal values)'
+        ) from None
+    report = replay_model(run, policy, args.tolerance)
+    print(format_report(report, args.model, contract.ACTION_FIELDS))
+    if args.json:
+        _write_json(args.json, {'bag': run.path, 'model': args.model, **report.to_json()})
+        print(f'wrote {args.json}')
+    if args.fail_on_change and report.steps_over_tolerance:
+        return 1
+    return 1 if run.problems else 0
+
+
+COMMANDS = {'record': cmd_record, 'play': cmd_play, 'eval': cmd_eval, 'replay-model': cmd_replay}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``rpl bag ...``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    except (CliError, bags.BagError, ParameterError) as exc:
+        print(f'rpl bag {args.command}: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

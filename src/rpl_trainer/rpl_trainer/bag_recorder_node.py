@@ -1,0 +1,119 @@
+"""ROS 2 bag recorder: writes the control topics of one stack namespace to a rosbag2 bag.
+
+Subscribes (raw CDR bytes, no deserialization) to ``observation``, ``base_action``,
+``residual``, ``command``, ``episode`` (transient local: results published before it joined
+are still recorded) and ``/diagnostics`` with the contract's reliability and durability and a
+deep history (``queue_depth``), and appends every message with its receive time to a new
+bag through :class:`rpl_trainer.bags.BagWriter` (mcap by default). The bag is closed
+(``metadata.yaml`` written) on Ctrl-C / SIGTERM / launch shutdown.
+
+Start-up order matters for a lockstep run that waits for its subscribers: the recorder first
+subscribes to every other topic and waits (up to ``startup_timeout_s``) until each of
+``base_action``, ``residual``, ``command`` and ``episode`` has a publisher, and only then
+subscribes to ``observation``, the topic whose subscriber count the sim bridge waits for
+(``min_subscribers``). Started by the stack launch files with ``record:=true bag:=PATH``.
+
+Run alone: ``rpl bag record PATH --namespace /rpl`` or
+``python -m rpl_trainer.bag_recorder_node --ros-args -r __ns:=/rpl -p bag:=PATH``
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import JointState
+
+from rpl_interfaces import contract
+from rpl_interfaces.base_node import RplNode, qos_profile, run_node
+from rpl_trainer import bags
+
+STARTUP_POLL_S = 0.05
+_MSG_CLASSES = {bags.JOINT_STATE: JointState, bags.DIAGNOSTIC_ARRAY: DiagnosticArray}
+
+
+class BagRecorderNode(RplNode):
+    """Bag recorder; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__('bag_recorder')
+        self.config = cfg = self.declare_config(bags.BagRecorderConfig)
+        names = bags.parse_topic_list(cfg.topics)
+        self._specs = bags.recorded_topics(self.get_namespace(), names)
+        self.writer = bags.BagWriter(cfg.bag, self._specs, cfg.storage)
+        self._gate = bags.resolve_topic(self.get_namespace(), contract.OBSERVATION)
+        self._recorded_subs = {
+            s.name: self._subscribe(s) for s in self._specs if s.name != self._gate
+        }
+        self._t0 = time.monotonic()
+        self._startup_timer = None
+        if any(s.name == self._gate for s in self._specs):
+            self._startup_timer = self.create_timer(STARTUP_POLL_S, self._on_startup_poll)
+        else:
+            self._ready()
+
+    def _subscribe(self, spec: bags.TopicSpec):
+        qos = qos_profile(
+            contract.QosSpec(
+                depth=self.config.queue_depth,
+                reliable=spec.qos.reliable,
+                transient_local=spec.qos.transient_local,
+            )
+        )
+
+        topic = spec.name
+
+        def on_message(data: bytes) -> None:  # one argument: rclpy passes no MessageInfo
+            self.writer.write(topic, time.time_ns(), data)
+
+        return self.create_subscription(
+            _MSG_CLASSES[spec.msgtype], spec.name, on_message, qos, raw=True
+        )
+
+    def _on_startup_poll(self) -> None:
+        waiting = [
+            name
+            for name, sub in self._recorded_subs.items()
+            if name != contract.DIAGNOSTICS and sub.get_publisher_count() == 0
+        ]
+        elapsed_s = time.monotonic() - self._t0
+        if waiting and elapsed_s < self.config.startup_timeout_s:
+            return
+        self._startup_timer.cancel()
+        if waiting:
+            self.get_logger().warn(
+                f'no publisher on {waiting} after startup_timeout_s='
+                f'{self.config.startup_timeout_s}; recording anyway'
+            )
+        spec = next(s for s in self._specs if s.name == self._gate)
+        self._recorded_subs[spec.name] = self._subscribe(spec)
+        self._ready()
+
+    def _ready(self) -> None:
+        self.get_logger().info(
+            f'ready: recording {len(self._specs)} topics to {self.writer.path} '
+            f'({self.writer.storage})'
+        )
+
+    def close(self) -> None:
+        """Close the bag and say what was written."""
+        if self.writer.closed:
+            return
+        self.writer.close()
+        counts = ', '.join(f'{n} {c}' for n, c in self.writer.counts.items())
+        self.get_logger().info(f'wrote {self.writer.path}: {counts}')
+
+    def destroy_node(self) -> None:
+        """Close the bag first (run_node calls this on every way out)."""
+        self.close()
+        super().destroy_node()
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Console script ``bag_recorder_node``: record until Ctrl-C / SIGTERM / shutdown."""
+    return run_node(BagRecorderNode, args, name='bag_recorder')
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
