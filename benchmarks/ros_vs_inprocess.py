@@ -88,9 +88,12 @@ def compare(local: EvalResult, ros: dict, tolerance_m: float) -> dict:
     Returns:
         ``differing``: episode ids whose success or final distance (beyond ``tolerance_m``)
         differ, or that the stack did not report; ``max_abs_distance_difference`` (m);
-        ``with_fallbacks``: episode ids in which the bridge applied a fallback.
+        ``with_fallbacks``: episode ids in which the bridge applied a fallback;
+        ``differing_without_fallback``: differing episodes that had no fallback (a real
+        discrepancy between the two code paths, not a timing effect).
     """
     reported = {e['episode']: e for e in ros['data']['episodes']}
+    fallbacks = sorted(i for i, e in reported.items() if e['fallback_base'] or e['fallback_zero'])
     differing, differences = [], []
     for i, (success, distance) in enumerate(
         zip(local.successes, local.final_distances, strict=True)
@@ -103,11 +106,11 @@ def compare(local: EvalResult, ros: dict, tolerance_m: float) -> dict:
         differences.append(difference)
         if bool(episode['success']) != success or difference > tolerance_m:
             differing.append(i)
-    fallbacks = [i for i, e in reported.items() if e['fallback_base'] or e['fallback_zero']]
     return {
         'differing': differing,
+        'differing_without_fallback': [i for i in differing if i not in fallbacks],
         'max_abs_distance_difference': float(max(differences, default=float('nan'))),
-        'with_fallbacks': sorted(fallbacks),
+        'with_fallbacks': fallbacks,
     }
 
 
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             'log_dir': ros['log_dir'],
         },
         'differing_episodes': diff['differing'],
+        'differing_without_fallback': diff['differing_without_fallback'],
         'episodes_with_fallbacks': diff['with_fallbacks'],
         'max_abs_distance_difference': diff['max_abs_distance_difference'],
     }
@@ -192,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f'  episodes that differ: {len(diff["differing"])} of {args.episodes} '
-        f'{diff["differing"][:20]}; max |final distance difference| '
+        f'{diff["differing"][:20]}, {len(diff["differing_without_fallback"])} of them '
+        f'without a fallback; max |final distance difference| '
         f'{diff["max_abs_distance_difference"]:.2e} m'
     )
     print(
