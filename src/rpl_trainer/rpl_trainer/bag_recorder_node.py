@@ -8,9 +8,10 @@ bag through :class:`rpl_trainer.bags.BagWriter` (mcap by default). The bag is cl
 (``metadata.yaml`` written) on Ctrl-C / SIGTERM / launch shutdown.
 
 Start-up order matters for a lockstep run that waits for its subscribers: the recorder first
-subscribes to every other topic and waits (up to ``startup_timeout_s``) until each of
-``base_action``, ``residual``, ``command`` and ``episode`` has a publisher, and only then
-subscribes to ``observation``, the topic whose subscriber count the sim bridge waits for
+subscribes to every other topic, waits (up to ``startup_timeout_s``) until each of
+``base_action``, ``residual``, ``command`` and ``episode`` has a publisher, then ``settle_s``
+more (a publisher seen here may not have seen this subscriber yet), and only then subscribes
+to ``observation``, the topic whose subscriber count the sim bridge waits for
 (``min_subscribers``). Started by the stack launch files with ``record:=true bag:=PATH``.
 
 Run alone: ``rpl bag record PATH --namespace /rpl`` or
@@ -47,6 +48,7 @@ class BagRecorderNode(RplNode):
             s.name: self._subscribe(s) for s in self._specs if s.name != self._gate
         }
         self._t0 = time.monotonic()
+        self._settle_until: float | None = None  # set once every publisher is seen
         self._startup_timer = None
         if any(s.name == self._gate for s in self._specs):
             self._startup_timer = self.create_timer(STARTUP_POLL_S, self._on_startup_poll)
@@ -72,20 +74,24 @@ class BagRecorderNode(RplNode):
         )
 
     def _on_startup_poll(self) -> None:
-        waiting = [
-            name
-            for name, sub in self._recorded_subs.items()
-            if name != contract.DIAGNOSTICS and sub.get_publisher_count() == 0
-        ]
-        elapsed_s = time.monotonic() - self._t0
-        if waiting and elapsed_s < self.config.startup_timeout_s:
+        now = time.monotonic()
+        if self._settle_until is None:
+            waiting = [
+                name
+                for name, sub in self._recorded_subs.items()
+                if name != contract.DIAGNOSTICS and sub.get_publisher_count() == 0
+            ]
+            if waiting and now - self._t0 < self.config.startup_timeout_s:
+                return
+            if waiting:
+                self.get_logger().warn(
+                    f'no publisher on {waiting} after startup_timeout_s='
+                    f'{self.config.startup_timeout_s}; recording anyway'
+                )
+            self._settle_until = now + self.config.settle_s
+        if now < self._settle_until:
             return
         self._startup_timer.cancel()
-        if waiting:
-            self.get_logger().warn(
-                f'no publisher on {waiting} after startup_timeout_s='
-                f'{self.config.startup_timeout_s}; recording anyway'
-            )
         spec = next(s for s in self._specs if s.name == self._gate)
         self._recorded_subs[spec.name] = self._subscribe(spec)
         self._ready()
@@ -102,7 +108,7 @@ class BagRecorderNode(RplNode):
             return
         self.writer.close()
         counts = ', '.join(f'{n} {c}' for n, c in self.writer.counts.items())
-        self.get_logger().info(f'wrote {self.writer.path}: {counts}')
+        print(f'wrote {self.writer.path}: {counts}', flush=True)  # rosout is gone by now
 
     def destroy_node(self) -> None:
         """Close the bag first (run_node calls this on every way out)."""

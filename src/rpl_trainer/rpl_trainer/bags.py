@@ -85,6 +85,15 @@ class BagRecorderConfig:
             range=(0.0, 600.0),
         ),
     )
+    settle_s: float = dataclasses.field(
+        default=1.0,
+        metadata=describe(
+            'Then wait this long (s) before subscribing to observation: seeing a publisher '
+            'does not mean that it has already seen this subscriber (DDS discovery is not '
+            'symmetric), and messages sent before it has are not received',
+            range=(0.0, 60.0),
+        ),
+    )
     queue_depth: int = dataclasses.field(
         default=1000,
         metadata=describe(

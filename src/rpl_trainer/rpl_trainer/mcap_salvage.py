@@ -93,7 +93,10 @@ def _string(buf: memoryview, pos: int) -> tuple[str, int]:
 
 
 def _record_name(op: int) -> str:
-    return _RECORD_NAMES.get(op, f'unknown (opcode 0x{op:02x})') + ' record'
+    """'a chunk record', 'an unknown record (opcode 0xff)', ..."""
+    if op in _RECORD_NAMES:
+        return f'a {_RECORD_NAMES[op]} record'
+    return f'an unknown record (opcode 0x{op:02x})'
 
 
 def _decompressor(name: str) -> Callable[[bytes], bytes] | None:
@@ -143,7 +146,7 @@ class _Walker:
                     why = f'a chunk is cut off after {len(buf) - start} of {length} bytes'
                     return self._stop(base + pos, why, nested)
                 why = (
-                    f'a {_record_name(op)} declares {length} bytes but only {len(buf) - start} '
+                    f'{_record_name(op)} declares {length} bytes but only {len(buf) - start} '
                     'follow (cut off, or a corrupt length)'
                 )
                 return self._stop(base + pos, why, nested)
@@ -151,7 +154,7 @@ class _Walker:
             try:
                 self._record(op, body, base + start, nested)
             except (struct.error, UnicodeDecodeError) as exc:
-                return self._stop(base + pos, f'a {_record_name(op)} is malformed ({exc})', nested)
+                return self._stop(base + pos, f'{_record_name(op)} is malformed ({exc})', nested)
             pos = start + length
             if self.closed:
                 break

@@ -1,0 +1,204 @@
+"""Integration: record a lockstep SlipperyPush run with record:=true, then read, evaluate,
+replay and play the bag.
+
+One launch (module fixture) runs the stack with a small linear ONNX residual, the episode
+monitor (the live run's own account) and the bag recorder. The bag is then read back with
+rosbags alone (its AnyReader and the message definitions stored in the bag: nothing of this
+project's reader), evaluated with ``rpl bag eval`` against the monitor's numbers, replayed
+with the recorded model, and played onto live topics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from helpers import SideNode, stop_process
+from test_onnx_actor import known_weights, linear_model
+
+from rpl_residual_node.policy import ResidualPolicy
+from rpl_trainer import bags
+from rpl_trainer.bag_replay import replay_model
+
+pytestmark = pytest.mark.integration
+
+RPL = [sys.executable, '-m', 'rpl_bringup.cli']
+EPISODES, STEPS = 2, 50
+CONTROL = ('observation', 'base_action', 'residual', 'command')
+
+
+class Recording:
+    """The recorded run: bag path, namespace, model, monitor JSON and launch output."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.namespace = f'/bagtest_{os.getpid()}'
+        self.bag = root / 'run_bag'
+        self.model = linear_model(
+            root / 'actor.onnx', known_weights(in_dim=28) / 50, obs_dim=25, goal_dim=3
+        )
+        self.results = root / 'monitor.json'
+
+    def launch(self, *extra: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess:
+        cmd = [
+            *RPL,
+            'launch',
+            'rpl_bringup',
+            'slippery_push.launch.py',
+            f'namespace:={self.namespace}',
+            f'episodes:={EPISODES}',
+            f'model_path:={self.model}',
+            'record:=true',
+            f'bag:={self.bag}',
+            *extra,
+        ]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+
+    def monitor(self) -> dict:
+        return json.loads(self.results.read_text())
+
+
+@pytest.fixture(scope='module')
+def recording(tmp_path_factory) -> Recording:
+    rec = Recording(tmp_path_factory.mktemp('bag_recording'))
+    done = rec.launch('monitor:=true', f'results:={rec.results}')
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert 'bag_recorder stopped (code 0)' in output, output
+    assert rec.monitor()['summary']['episodes'] == EPISODES, output
+    return rec
+
+
+def test_the_bag_is_standard_rosbag2_that_rosbags_reads_alone(recording):
+    from rosbags.highlevel import AnyReader
+
+    meta = yaml.safe_load((recording.bag / 'metadata.yaml').read_text())
+    info = meta['rosbag2_bagfile_information']
+    assert info['storage_identifier'] == 'mcap'
+    assert info['relative_file_paths'] == ['run_bag.mcap']
+
+    ns = recording.namespace
+    steps: dict[str, list[tuple[int, int]]] = {name: [] for name in CONTROL}
+    results, diagnostics = [], 0
+    with AnyReader([recording.bag]) as reader:  # types from the bag's stored definitions
+        types = {c.topic: c.msgtype for c in reader.connections}
+        assert types[f'{ns}/observation'] == 'sensor_msgs/msg/JointState'
+        assert types['/diagnostics'] == 'diagnostic_msgs/msg/DiagnosticArray'
+        for connection, _, raw in reader.messages():
+            msg = reader.deserialize(raw, connection.msgtype)
+            name = connection.topic.rsplit('/', 1)[1]
+            if connection.topic == '/diagnostics':
+                diagnostics += 1
+                continue
+            assert list(msg.name[:2]) == ['episode', 'step']
+            episode, step = int(msg.position[0]), int(msg.position[1])
+            if name == 'episode':
+                results.append((episode, dict(zip(msg.name[2:], msg.position[2:], strict=True))))
+            else:
+                steps[name].append((episode, step))
+
+    # Every control topic: each step of each episode exactly once, in order.
+    expected = [(e, k) for e in range(EPISODES) for k in range(STEPS)]
+    for name in CONTROL:
+        assert steps[name] == expected, name
+    assert diagnostics >= 1
+    live = recording.monitor()['episodes']
+    assert [e for e, _ in results] == [e['episode'] for e in live]
+    for (_, payload), episode in zip(results, live, strict=True):
+        assert bool(payload['success']) == episode['success']
+        assert payload['final_distance'] == episode['final_distance']
+        assert payload['return'] == episode['episode_return']
+        assert payload['steps'] == episode['steps'] == STEPS
+        assert payload['fallback_base'] == episode['fallback_base']
+
+
+def test_bag_eval_gives_the_numbers_of_the_live_run(recording, tmp_path):
+    out = tmp_path / 'eval.json'
+    cmd = [*RPL, 'bag', 'eval', str(recording.bag), '--json', str(out)]
+    cmd += ['--png', str(tmp_path / 'eval.png')]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    live = recording.monitor()
+    assert [e['episode'] for e in result['episodes']] == [e['episode'] for e in live['episodes']]
+    for got, want in zip(result['episodes'], live['episodes'], strict=True):
+        assert got['success'] == float(want['success'])
+        assert got['final_distance'] == want['final_distance']
+        assert got['episode_return'] == want['episode_return']
+        assert (got['fallback_base'], got['fallback_zero']) == (
+            want['fallback_base'],
+            want['fallback_zero'],
+        )
+    summary = result['summary']
+    assert summary['success_rate'] == live['summary']['success_rate']
+    # Every step the sim applied a command has the residual's command in the bag (the
+    # monitor's own command count is no reference: it may join after the first steps).
+    assert summary['residual_steps'] >= EPISODES * STEPS - summary['fallback_base']
+    assert summary['mean_residual'] > 0.1  # the linear model's residual is not small
+    assert 0 < summary['observation->command_p50_ms'] < 1000
+    assert f'success                   {sum(e["success"] for e in live["episodes"])} of' in (
+        done.stdout
+    )
+
+
+def test_replaying_the_recorded_model_reproduces_its_commands(recording):
+    run = bags.load_run(recording.bag)
+    assert run.problems == ()
+    report = replay_model(run, ResidualPolicy.from_file(str(recording.model)))
+    assert report.steps == EPISODES * STEPS
+    # Every command the residual node computed is reproduced exactly; a command that fell
+    # back to the base action (a start-up race can cause one) is the only allowed change.
+    assert report.steps_over_tolerance == report.recorded_sources.get('base', 0)
+    if not report.recorded_sources.get('base'):
+        assert float(report.max_abs_diff.max()) == 0.0
+
+
+def test_recording_again_to_the_same_bag_stops_the_launch_and_keeps_the_bag(recording):
+    before = {p.name: p.read_bytes() for p in recording.bag.iterdir()}
+    done = recording.launch(timeout_s=60)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert f"bag '{recording.bag}' already exists; not overwriting it" in output
+    assert 'required process bag_recorder died (code 2)' in output
+    assert {p.name: p.read_bytes() for p in recording.bag.iterdir()} == before
+
+
+def test_play_republishes_in_order_with_the_recorded_timing(recording):
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from sensor_msgs.msg import JointState
+
+    run = bags.load_run(recording.bag)
+    raw = bags.read_raw_bag(recording.bag, topics=[f'{recording.namespace}/observation'])
+    recorded_span_s = (raw.messages[-1].log_time_ns - raw.messages[0].log_time_ns) * 1e-9
+    side = SideNode('bag_play_probe', recording.namespace)
+    got, results = [], []
+    side.node.create_subscription(
+        JointState,
+        'observation',
+        lambda m: got.append((time.monotonic(), int(m.position[0]), int(m.position[1]))),
+        1000,
+    )
+    latched = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    side.node.create_subscription(
+        JointState, 'episode', lambda m: results.append(list(m.position)), latched
+    )
+    cmd = [*RPL, 'bag', 'play', str(recording.bag), '--rate', '0.5']
+    cmd += ['--topics', 'observation', 'episode', '--wait-subscribers', '20']
+    player = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert side.spin_until(lambda: len(got) == EPISODES * STEPS and len(results) == 2, 40)
+        assert player.wait(timeout=20) == 0, player.stdout.read()
+    finally:
+        stop_process(player)
+        side.close()
+    assert [(e, k) for _, e, k in got] == [(e, k) for e in range(EPISODES) for k in range(STEPS)]
+    span_s = got[-1][0] - got[0][0]
+    assert span_s == pytest.approx(recorded_span_s / 0.5, rel=0.25, abs=0.05)
+    first = run.episodes[0].result
+    assert results[0][:2] == [0.0, float(STEPS)]  # episode id, steps run
+    assert results[0][2:] == pytest.approx(list(first.as_vector()))

@@ -1,0 +1,420 @@
+"""Bag I/O on hand-made bags: round trip, evaluation numbers, replay, and damaged input.
+
+The bags are written with :class:`rpl_trainer.bags.BagWriter` from known per-step values, so
+every number read back (payloads, stamps, latencies, residual norms, command differences)
+is known exactly. The recorder and reader on a real stack run are in test_bag_recording.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_onnx_actor import known_weights, linear_model
+
+from rpl_interfaces import contract
+from rpl_interfaces.codec import StampedVector
+from rpl_residual_node.policy import ResidualPolicy
+from rpl_trainer import bag_cli, bags
+from rpl_trainer.bag_eval import evaluate_run
+from rpl_trainer.bag_replay import replay_model
+
+NS = '/toy'
+OBS_FIELDS = contract.observation_fields(('grip_pos.x', 'grip_pos.y'), ('x', 'y', 'z'))
+OBS_DIM, GOAL_DIM = 2, 3
+T0 = 1_700_000_000_000_000_000  # ns
+PERIOD = 40_000_000  # ns between steps
+BASE_DELAY, COMMAND_DELAY = 500_000, 1_500_000  # ns after the observation stamp
+
+
+def observation(episode: int, step: int) -> np.ndarray:
+    """A distinct observation payload per step, (8,)."""
+    return np.arange(len(OBS_FIELDS), dtype=np.float64) * 0.01 + episode + 0.1 * step
+
+
+def base_action(episode: int, step: int) -> np.ndarray:
+    return np.array([0.1 * step, -0.2, 0.05 * episode, 0.0]) % 0.9
+
+
+def obs_stamp(episode: int, step: int, steps: int) -> int:
+    return T0 + (episode * (steps + 1) + step) * PERIOD
+
+
+def write_bag(
+    path: pathlib.Path,
+    episodes: int = 2,
+    steps: int = 5,
+    policy: ResidualPolicy | None = None,
+    topics=bags.RECORDED_TOPICS,
+    storage: str = 'mcap',
+    extra=None,
+) -> dict:
+    """Write a lockstep run; commands come from ``policy`` (default: base action + 0.1).
+
+    Returns:
+        The written commands and residuals by (episode, step), and the results.
+    """
+    writer = bags.BagWriter(path, bags.recorded_topics(NS, topics), storage)
+    written = {'command': {}, 'residual': {}, 'results': []}
+
+    def put(rel, episode, step, values, stamp, tag, fields):
+        if rel in topics:
+            data = bags.encode_vector(StampedVector(episode, step, values, stamp, tag), fields)
+            writer.write(bags.resolve_topic(NS, rel), stamp + 100_000, data)
+
+    for ep in range(episodes):
+        if policy is not None:
+            policy.reset()
+        for k in range(steps):
+            t = obs_stamp(ep, k, steps)
+            obs, base = observation(ep, k), base_action(ep, k)
+            if policy is None:
+                command, residual = np.clip(base + 0.1, -1, 1), np.full(4, 0.1)
+            else:
+                command, residual = policy.mix(obs[:OBS_DIM], obs[-GOAL_DIM:], base)
+            written['command'][ep, k], written['residual'][ep, k] = command, residual
+            put('observation', ep, k, obs, t, 'toy_task', OBS_FIELDS)
+            put('base_action', ep, k, base, t + BASE_DELAY, 'toy_ctl', contract.ACTION_FIELDS)
+            put('residual', ep, k, residual, t + COMMAND_DELAY, 'm.onnx', contract.ACTION_FIELDS)
+            put('command', ep, k, command, t + COMMAND_DELAY, 'residual', contract.ACTION_FIELDS)
+            if extra is not None:
+                extra(put, ep, k, t)
+        result = contract.EpisodeResult(ep, ep % 2 == 1, 0.05 * (ep + 1), -3.0 - ep, steps, ep, 0)
+        written['results'].append(result)
+        t_end = obs_stamp(ep, steps, steps)
+        put('episode', ep, steps, result.as_vector(), t_end, 'toy_task', contract.EPISODE_FIELDS)
+    writer.close()
+    return written
+
+
+@pytest.fixture
+def bag(tmp_path) -> tuple[pathlib.Path, dict]:
+    path = tmp_path / 'run'
+    return path, write_bag(path)
+
+
+def mcap_file(path: pathlib.Path) -> pathlib.Path:
+    (file,) = path.glob('*.mcap')
+    return file
+
+
+# --- topics and writing ------------------------------------------------------------------
+
+
+def test_recorded_topics_live_in_the_namespace_with_the_contract_qos():
+    specs = {s.name: s for s in bags.recorded_topics('/rpl')}
+    assert list(specs) == [
+        '/rpl/observation',
+        '/rpl/base_action',
+        '/rpl/residual',
+        '/rpl/command',
+        '/rpl/episode',
+        '/diagnostics',
+    ]
+    assert specs['/rpl/episode'].qos.transient_local
+    assert specs['/diagnostics'].msgtype == 'diagnostic_msgs/msg/DiagnosticArray'
+    assert bags.resolve_topic('/', 'command') == '/command'
+    with pytest.raises(bags.BagError, match="got 'observation,cmd'"):
+        bags.parse_topic_list('observation,cmd')
+
+
+def test_typestore_hashes_equal_the_ones_rclpy_announces():
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import JointState
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node('hash_probe', context=context)
+        for cls, name in ((JointState, '/hash_probe/js'), (DiagnosticArray, '/hash_probe/d')):
+            node.create_publisher(cls, name, 1)
+            (info,) = node.get_publishers_info_by_topic(name)
+            assert str(info.topic_type_hash) == bags.typestore().hash_rihs01(info.topic_type)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_an_existing_path_is_never_written_over(tmp_path, bag):
+    path, _ = bag
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    with pytest.raises(bags.BagError, match='already exists; not overwriting'):
+        bags.BagWriter(path, bags.recorded_topics(NS))
+    empty = tmp_path / 'empty_dir'
+    empty.mkdir()
+    with pytest.raises(bags.BagError, match='already exists'):
+        bags.BagWriter(empty, bags.recorded_topics(NS))
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert list(empty.iterdir()) == []
+    with pytest.raises(bags.BagError, match="storage must be one of \\['mcap', 'sqlite3'\\]"):
+        bags.BagWriter(tmp_path / 'new', bags.recorded_topics(NS), storage='rosbag1')
+
+
+# --- reading a healthy bag ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_round_trip_gives_every_value_stamp_and_result(tmp_path, storage):
+    path = tmp_path / 'run'
+    written = write_bag(path, episodes=3, steps=4, storage=storage)
+    run = bags.load_run(path)
+    assert run.problems == ()
+    assert (run.namespace, run.task) == (NS, 'toy_task')
+    assert run.layout.fields == OBS_FIELDS and run.layout.obs_dim == OBS_DIM
+    assert run.counts == {
+        'observation': 12,
+        'base_action': 12,
+        'residual': 12,
+        'command': 12,
+        'episode': 3,
+        '/diagnostics': 0,
+    }
+    assert [e.result for e in run.episodes] == written['results']
+    for ep in run.episodes:
+        assert ep.steps == 4
+        for k in range(4):
+            np.testing.assert_array_equal(ep.observation.values[k], observation(ep.episode, k))
+            np.testing.assert_array_equal(ep.command.values[k], written['command'][ep.episode, k])
+            assert ep.observation.stamp_ns[k] == obs_stamp(ep.episode, k, 4)
+        assert ep.base_action.tags == ('toy_ctl',) * 4
+
+
+def test_evaluation_numbers_of_a_known_bag(bag):
+    path, written = bag
+    evaluation = evaluate_run(bags.load_run(path))
+    s = evaluation.summary()
+    assert (s['episodes'], s['successes'], s['success_rate']) == (2, 1, 0.5)
+    assert s['mean_final_distance'] == pytest.approx(0.075)
+    assert s['mean_return'] == pytest.approx(-3.5)
+    assert (s['fallback_base'], s['fallback_zero'], s['residual_steps']) == (1, 0, 10)
+    assert s['mean_residual'] == pytest.approx(0.2)  # ||(0.1, 0.1, 0.1, 0.1)||
+    assert s['observation->command_p99_ms'] == pytest.approx(COMMAND_DELAY * 1e-6)
+    assert s['observation->base_action_p50_ms'] == pytest.approx(BASE_DELAY * 1e-6)
+    assert s['step_period_p50_ms'] == pytest.approx(PERIOD * 1e-6)
+    assert s['steps_per_s'] == pytest.approx(25.0)
+    assert [e.finished for e in evaluation.episodes] == [True, True]
+    json.dumps(evaluation.to_json())  # JSON-ready
+
+
+def test_replaying_the_recorded_model_gives_zero_difference_and_another_does_not(tmp_path):
+    model = linear_model(
+        tmp_path / 'a.onnx', known_weights(in_dim=5) / 10, obs_dim=OBS_DIM, goal_dim=GOAL_DIM
+    )
+    two_frame = linear_model(
+        tmp_path / 'b.onnx',
+        known_weights(in_dim=5) / 10,
+        obs_dim=OBS_DIM,
+        goal_dim=GOAL_DIM,
+        two_frame=True,
+    )
+    recorded = ResidualPolicy.from_file(str(model))
+    write_bag(tmp_path / 'run', steps=6, policy=recorded)
+    run = bags.load_run(tmp_path / 'run')
+
+    same = replay_model(run, ResidualPolicy.from_file(str(model)))
+    assert (same.steps, same.skipped, same.steps_over_tolerance) == (12, 0, 0)
+    assert float(same.max_abs_diff.max()) == 0.0
+    assert same.recorded_residual == pytest.approx(same.candidate_residual)
+
+    # The two-frame actor averages with the previous observation: equal at step 0 (no
+    # previous frame), different afterwards.
+    other = replay_model(run, ResidualPolicy.from_file(str(two_frame)))
+    assert other.steps_over_tolerance == 10
+    assert other.max_abs_diff.max() > 1e-3
+
+
+def test_replay_names_mismatched_dimensions(tmp_path, bag):
+    path, _ = bag
+    model = linear_model(tmp_path / 'wide.onnx', known_weights(in_dim=7), obs_dim=4, goal_dim=3)
+    code, err = run_cli(['replay-model', str(path), '--model', str(model)])
+    assert code == 2
+    assert "input 'observation' has 4 features but 2 were expected" in err
+    assert 'observations have 2 observation and 3 goal values' in err
+
+
+def test_playback_offsets_follow_the_recording_scaled_by_the_rate():
+    times = [T0, T0 + 10**9, T0 + 3 * 10**9]
+    np.testing.assert_allclose(bags.playback_offsets(times, 2.0), [0.0, 0.5, 1.5])
+    with pytest.raises(bags.BagError, match='rate must be positive, got 0'):
+        bags.playback_offsets(times, 0)
+    topics = ['/a/observation', '/b/observation', '/diagnostics']
+    assert bags.select_topics(topics, ['observation']) == topics[:2]
+    assert bags.select_topics(topics, ['/diagnostics']) == ['/diagnostics']
+    with pytest.raises(bags.BagError, match="topic 'cmd' is not in the bag"):
+        bags.select_topics(topics, ['cmd'])
+
+
+# --- bags with problems: clear errors, the readable part still read -----------------------
+
+
+def test_a_missing_topic_is_reported_and_the_rest_is_read(tmp_path):
+    path = tmp_path / 'run'
+    write_bag(path, topics=('observation', 'base_action', 'command', 'episode'))
+    run = bags.load_run(path)
+    assert f'topic {NS}/residual is not in the bag' in run.problems
+    assert len(run.episodes) == 2 and all(e.result is not None for e in run.episodes)
+    assert np.isnan(run.episodes[0].residual.values).all()
+    assert np.isnan(evaluate_run(run).summary()['mean_residual'])
+
+
+def test_mismatched_dimensions_are_skipped_and_counted(tmp_path):
+    def wrong_sizes(put, ep, k, t):
+        if k == 1:  # a second observation layout, and a 3-value command, for one step
+            put('observation', 9, k, np.zeros(9), t, 'x', (*OBS_FIELDS, 'extra'))
+            put('command', 9, k, np.zeros(3), t, 'x', ('dx', 'dy', 'dz'))
+
+    path = tmp_path / 'run'
+    write_bag(path, extra=wrong_sizes)
+    run = bags.load_run(path)
+    text = '\n'.join(run.problems)
+    assert '2 message(s) have 9 payload fields where the other 10 have 8' in text
+    assert f'{NS}/command: messages off the contract skipped: 2 message(s)' in text
+    assert [e.episode for e in run.episodes] == [0, 1]  # nothing of the bad episode 9
+    assert run.counts['observation'] == 12
+
+
+def test_no_control_topics_or_several_stacks_are_clear_errors(tmp_path):
+    writer = bags.BagWriter(tmp_path / 'diag', bags.recorded_topics(NS, ('/diagnostics',)))
+    writer.close()
+    with pytest.raises(bags.BagError, match='has none of the RPL control topics'):
+        bags.load_run(tmp_path / 'diag')
+    path = tmp_path / 'two'
+    writer = bags.BagWriter(path, bags.recorded_topics('/a') + bags.recorded_topics('/b')[:1])
+    writer.close()
+    with pytest.raises(bags.BagError, match=r"several stacks \(\['/a', '/b'\]\)"):
+        bags.load_run(path)
+    with pytest.raises(bags.BagError, match="no control topics in namespace '/c'"):
+        bags.load_run(path, namespace='c')
+    with pytest.raises(bags.BagError, match='no usable observation on /b/observation'):
+        bags.load_run(path, namespace='b')
+
+
+def test_not_a_bag_is_a_clear_error(tmp_path):
+    with pytest.raises(bags.BagError, match='the path does not exist'):
+        bags.load_run(tmp_path / 'nothing')
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(bags.BagError, match='no metadata.yaml and no .mcap or .db3 file'):
+        bags.load_run(tmp_path / 'empty')
+    (tmp_path / 'notes.txt').write_text('hello')
+    with pytest.raises(bags.BagError, match='is not a bag'):
+        bags.load_run(tmp_path / 'notes.txt')
+    (tmp_path / 'junk').mkdir()
+    (tmp_path / 'junk' / 'junk.mcap').write_bytes(b'PK\x03\x04' + bytes(100))
+    with pytest.raises(bags.BagError, match=r"is not an MCAP file \(its first bytes are b'PK"):
+        bags.load_run(tmp_path / 'junk')
+
+
+def test_a_bag_whose_recording_was_not_closed_is_read_in_full(bag):
+    path, written = bag
+    (path / 'metadata.yaml').unlink()
+    run = bags.load_run(path)
+    assert any('has no metadata.yaml' in p for p in run.problems)
+    assert run.counts['observation'] == 10
+    assert [e.result for e in run.episodes] == written['results']
+
+
+@pytest.mark.parametrize('keep', [0.3, 0.6, 0.97])
+def test_a_truncated_bag_gives_its_complete_messages(tmp_path, keep):
+    path = tmp_path / 'run'
+    write_bag(path, episodes=4, steps=10)
+    file = mcap_file(path)
+    data = file.read_bytes()
+    file.write_bytes(data[: int(len(data) * keep)])
+    run = bags.load_run(path)
+    text = '\n'.join(run.problems)
+    assert 'cannot be read as a whole: File end magic is invalid' in text
+    assert f'salvaged {sum(run.counts.values())} messages from the first' in text
+    got = run.counts['observation']
+    if keep < 0.9:  # cut inside the (one) chunk: its complete messages are read
+        assert 'a chunk is cut off after' in text
+        assert 0 < got < 40
+    else:  # cut in the index and summary after the data: everything is read
+        assert got == 40 and run.counts['episode'] == 4
+    # Messages are stored in recording order, so what is read is a prefix of the run.
+    steps = [(e.episode, k) for e in run.episodes for k in np.flatnonzero(e.observation.present)]
+    assert steps == [(ep, k) for ep in range(4) for k in range(10)][:got]
+    for e in run.episodes:
+        for k in np.flatnonzero(e.observation.present):
+            np.testing.assert_array_equal(e.observation.values[k], observation(e.episode, k))
+
+
+def test_corrupt_bytes_are_reported_and_the_rest_is_still_read(tmp_path):
+    path = tmp_path / 'run'
+    write_bag(path, episodes=4, steps=10)
+    file = mcap_file(path)
+    data = bytearray(file.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 40] = b'\xff' * 40
+    file.write_bytes(bytes(data))
+    run = bags.load_run(path)
+    assert run.problems, 'the damage must be reported'
+    assert 0 < run.counts['observation'] <= 40
+    for e in run.episodes:  # whatever was read has the written values
+        for k in np.flatnonzero(e.observation.present):
+            np.testing.assert_array_equal(e.observation.values[k], observation(e.episode, k))
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    """Run ``rpl bag`` in-process; returns (exit code, stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = bag_cli.main(argv)
+    return code, err.getvalue()
+
+
+def test_cli_eval_writes_table_png_and_json_next_to_the_bag(bag, capsys):
+    path, _ = bag
+    code, err = run_cli(['eval', str(path)])
+    out = capsys.readouterr().out
+    assert (code, err) == (0, '')
+    assert 'success                   1 of 2 (0.500)' in out
+    png, result = path.parent / 'run_eval.png', path.parent / 'run_eval.json'
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert json.loads(result.read_text())['summary']['episodes'] == 2
+    assert sorted(p.name for p in path.iterdir()) == ['metadata.yaml', 'run.mcap']
+
+
+def test_cli_on_damaged_input_warns_or_fails_in_one_line(tmp_path, bag):
+    path, _ = bag
+    file = mcap_file(path)
+    data = file.read_bytes()
+    file.write_bytes(data[: len(data) // 2])
+    code, err = run_cli(['eval', str(path), '--png', str(tmp_path / 'e.png')])
+    assert code == 1
+    assert err.startswith('rpl bag eval: warning: ')
+    assert (tmp_path / 'e.png').exists()
+    code, err = run_cli(['eval', str(tmp_path / 'missing')])
+    assert code == 2
+    assert (
+        err
+        == f"rpl bag eval: error: no bag at '{tmp_path / 'missing'}': the path does not exist\n"
+    )
+
+
+def test_cli_record_refuses_an_existing_bag(bag):
+    path, _ = bag
+    code, err = run_cli(['record', str(path)])
+    assert code == 2 and 'already exists; not overwriting it' in err
+
+
+def test_bag_modules_never_import_torch_or_rclpy(tmp_path, bag):
+    path, _ = bag
+    script = (
+        'import sys; from rpl_trainer import bag_cli, bags, bag_eval, bag_replay; '
+        f'bag_eval.evaluate_run(bags.load_run({str(path)!r})); '
+        "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, '-c', script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == '[]'
