@@ -17,6 +17,8 @@ from rpl_interfaces.contract import EPISODE_FIELDS
 from rpl_sim_bridge.bridge import (
     LOCKSTEP,
     REALTIME,
+    Due,
+    Handshake,
     SimBridge,
     SimBridgeConfig,
     Source,
@@ -121,6 +123,109 @@ def test_lockstep_zero_fallback_after_step_timeout_matches_zero_action():
     expected, _, _ = twin_run(3, [np.zeros(4)])
     np.testing.assert_array_equal(bridge.observation(), expected[1])
     assert bridge.counters.fallback_zero == 1
+
+
+# --- start-up handshake (lockstep) -----------------------------------------------------
+def test_handshake_resends_observation_zero_until_its_command_arrives():
+    """A link of the command path matches late: observation (0, 0) is re-sent every
+    handshake_period_s, the early base action is never applied, and the command that
+    finally arrives is."""
+    bridge = make_bridge(seed=7, handshake_period_s=0.2, startup_timeout_s=10.0)
+    bridge.begin(now=100.0, command_publishers=1)
+    assert bridge.handshake is Handshake.WAITING and bridge.handshaking
+    first = bridge.observation()
+    assert bridge.offer_base(0, 0, PUSH_LEFT, now=100.01) is None
+    assert not bridge.ready()
+    # Without the handshake this would be the base fallback at 100.06 (command_timeout_s).
+    assert bridge.deadline() == pytest.approx(100.2)
+    assert bridge.poll(now=100.06) is Due.WAIT
+    times = []
+    for _ in range(4):
+        t = bridge.deadline()  # when the node's timer fires
+        times.append(t)
+        assert bridge.poll(now=t) is Due.RESEND
+        assert bridge.poll(now=t) is Due.WAIT  # once per period
+        assert bridge.offer_base(0, 0, PUSH_LEFT, now=t + 0.001) is None  # answered again
+        np.testing.assert_array_equal(bridge.observation(), first)  # the same observation
+    assert times == pytest.approx([100.2, 100.4, 100.6, 100.8])
+    assert bridge.counters.handshake_resends == 4
+    assert bridge.offer_command(0, 0, PUSH_RIGHT, now=100.85) is None
+    assert bridge.ready() and bridge.poll(now=100.85) is Due.STEP
+    assert bridge.advance(now=100.85).source is Source.COMMAND
+    assert bridge.handshake is Handshake.DONE and not bridge.handshaking
+    counters = bridge.counters
+    assert (counters.commands, counters.fallback_base, counters.fallback_zero) == (1, 0, 0)
+    expected, _, _ = twin_run(7, [PUSH_RIGHT])
+    np.testing.assert_array_equal(bridge.observation(), expected[1])
+    # From step 1 on, the normal rules: base fallback command_timeout_s after the base.
+    bridge.offer_base(0, 1, PUSH_LEFT, now=101.0)
+    assert bridge.deadline() == pytest.approx(101.05)
+    assert bridge.poll(now=101.05) is Due.STEP
+    assert bridge.advance(now=101.05).source is Source.BASE
+
+
+def test_handshake_never_falls_back_before_its_timeout_then_applies_the_normal_rules():
+    bridge = make_bridge(
+        handshake_period_s=0.5, startup_timeout_s=2.0, step_timeout_s=1.0, command_timeout_s=0.05
+    )
+    bridge.begin(now=0.0, command_publishers=2)
+    bridge.offer_base(0, 0, PUSH_LEFT, now=0.01)
+    dues = []
+    now = 0.0
+    while bridge.handshaking:  # follow the deadlines, as the node's timer does
+        now = bridge.deadline()
+        dues.append((now, bridge.poll(now)))
+    # Re-sends at 0.5, 1.0, 1.5; at 2.0 the handshake gives up (the step limit of 1 s and
+    # the base action's 50 ms are long past, so the base action is applied at once).
+    assert [t for t, _ in dues] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    assert [d for _, d in dues] == [Due.RESEND] * 3 + [Due.STEP]
+    assert bridge.handshake is Handshake.TIMED_OUT
+    assert bridge.counters.handshake_resends == 3
+    assert bridge.advance(now=2.0).source is Source.BASE
+    assert bridge.counters.fallback_base == 1
+    assert bridge.handshake is Handshake.TIMED_OUT
+
+
+def test_handshake_timeout_without_any_action_gives_the_zero_action_by_the_normal_rule():
+    bridge = make_bridge(handshake_period_s=0.3, startup_timeout_s=0.5, step_timeout_s=1.0)
+    bridge.begin(now=0.0, command_publishers=1)
+    assert bridge.poll(now=0.3) is Due.RESEND
+    assert bridge.deadline() == pytest.approx(0.5)
+    assert bridge.poll(now=0.5) is Due.WAIT  # timed out; step_timeout_s runs from 0.0
+    assert bridge.handshake is Handshake.TIMED_OUT and not bridge.handshaking
+    assert bridge.deadline() == pytest.approx(1.0)
+    assert bridge.poll(now=1.0) is Due.STEP
+    assert bridge.advance(now=1.0).source is Source.ZERO
+
+
+def test_no_handshake_without_a_command_publisher_base_action_applied_at_once():
+    bridge = make_bridge()
+    bridge.begin(now=0.0, command_publishers=0)
+    assert bridge.handshake is Handshake.OFF and not bridge.command_source_present
+    assert bridge.deadline() == pytest.approx(1.0)  # the step limit, no re-send
+    bridge.offer_base(0, 0, PUSH_RIGHT, now=0.001)
+    assert bridge.ready() and bridge.poll(now=0.001) is Due.STEP
+    assert bridge.advance(now=0.001).source is Source.BASE
+    assert bridge.counters.handshake_resends == 0
+
+
+def test_handshake_ends_when_the_command_publisher_goes_away():
+    bridge = make_bridge(handshake_period_s=0.2)
+    bridge.begin(now=0.0, command_publishers=1)
+    bridge.offer_base(0, 0, PUSH_RIGHT, now=0.01)
+    assert bridge.poll(now=0.2) is Due.RESEND
+    bridge.command_source_present = False  # the node saw the only command publisher go
+    assert not bridge.handshaking
+    assert bridge.ready() and bridge.poll(now=0.25) is Due.STEP
+    assert bridge.advance(now=0.25).source is Source.BASE
+    assert bridge.handshake is Handshake.ABANDONED
+
+
+def test_realtime_has_no_handshake():
+    bridge = make_bridge(mode=REALTIME)
+    bridge.begin(now=0.0, command_publishers=1)
+    assert bridge.handshake is Handshake.OFF
+    assert bridge.advance(now=0.04).source is Source.ZERO
 
 
 @pytest.mark.parametrize(

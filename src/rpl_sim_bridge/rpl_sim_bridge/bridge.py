@@ -15,6 +15,17 @@ Which action is applied at step ``k`` of an episode:
   ~``command_timeout_s`` per step, a dead controller ``step_timeout_s``. When no node
   publishes commands at all (the node reports this from the ROS graph), the base action is
   applied as soon as it arrives (still counted as ``fallback_base``).
+* ``lockstep`` start-up handshake. DDS matches each writer-reader pair on its own, so the
+  bridge seeing its own endpoints does not prove that the residual node already hears the
+  controller or that the bridge hears the residual node's command writer (such a link can
+  match ~2 s later, and a sample sent before it matched is lost for good). So when a
+  command publisher exists at the start, step 0 of episode 0 is a handshake on real data:
+  observation (0, 0) is re-published every ``handshake_period_s`` until command (0, 0)
+  arrives, and no fallback is applied meanwhile (the controller and the residual node
+  answer a repeated observation with the same action). A command proves every link of
+  the command path. After ``startup_timeout_s`` without it, or if the command publisher
+  goes away, the normal rules above apply. Without a command publisher there is no
+  handshake.
 * ``realtime`` (fixed-rate wall clock, zero-order hold). At every tick the sim applies the
   newest command of the current episode whose step is within ``max_command_age_steps`` of
   ``k`` (the step of the last published observation); else the newest such base action
@@ -103,8 +114,18 @@ class SimBridgeConfig:
         default=10.0,
         metadata=describe(
             'Wait at most this long for min_subscribers observation subscribers and a '
-            'command publisher before the first step, s.',
+            'command publisher before the first observation; lockstep: then at most this '
+            'long again for the first command (handshake), s.',
             range=(0.0, 3600.0),
+        ),
+    )
+    handshake_period_s: float = dataclasses.field(
+        default=0.2,
+        metadata=describe(
+            'lockstep, before the first step, while a command publisher exists: re-publish '
+            'observation (episode 0, step 0) this often until its command arrives (no '
+            'fallback meanwhile; at most startup_timeout_s), s.',
+            range=(0.001, 60.0),
         ),
     )
     min_subscribers: int = dataclasses.field(
@@ -179,6 +200,24 @@ class Source(enum.Enum):
     ZERO = 'zero'  # fallback: the safe zero action (nothing usable)
 
 
+class Handshake(enum.Enum):
+    """State of the lockstep start-up handshake (see the module docstring)."""
+
+    OFF = 'off'  # realtime, or no command publisher at the start
+    WAITING = 'waiting'  # observation (0, 0) is re-sent until its command arrives
+    DONE = 'done'  # command (0, 0) arrived: every link of the command path works
+    TIMED_OUT = 'timed_out'  # none within startup_timeout_s: the normal fallback rules
+    ABANDONED = 'abandoned'  # the command publisher went away: the base-only rule
+
+
+class Due(enum.Enum):
+    """What the lockstep loop has to do now (see :meth:`SimBridge.poll`)."""
+
+    WAIT = 'wait'  # nothing until the next message or :meth:`SimBridge.deadline`
+    RESEND = 'resend'  # handshake: publish the current observation again
+    STEP = 'step'  # call :meth:`SimBridge.advance`
+
+
 class Rejection(NamedTuple):
     """A message that was not accepted.
 
@@ -204,6 +243,7 @@ class Counters:
     fallback_zero: int = 0
     rejected_malformed: int = 0
     rejected_stale: int = 0
+    handshake_resends: int = 0
 
 
 class StepOutcome(NamedTuple):
@@ -267,9 +307,15 @@ class SimBridge:
 
     Call :meth:`begin` once, publish :meth:`observation`, then feed messages with
     :meth:`offer_command` / :meth:`offer_base` and call :meth:`advance` when
-    :meth:`ready` (lockstep) or at :meth:`deadline` (lockstep) or every tick (realtime).
-    After each :meth:`advance` publish the result (if any) and, unless finished, the new
+    :meth:`ready` (lockstep), when :meth:`poll` at :meth:`deadline` says so (lockstep; it
+    may also ask to publish the observation again) or every tick (realtime). After each
+    :meth:`advance` publish the result (if any) and, unless finished, the new
     :meth:`observation`.
+
+    Attributes:
+        command_source_present: Whether a command publisher is on the graph (set by the
+            node from the ROS graph); without one the base action is applied at once.
+        handshake: State of the start-up handshake.
     """
 
     def __init__(self, task: GoalTaskLike, spec: TaskSpecLike, config: SimBridgeConfig) -> None:
@@ -284,7 +330,10 @@ class SimBridge:
         self.layout = observation_layout(spec)
         self.counters = Counters()
         self.command_source_present = True
+        self.handshake = Handshake.OFF
         self._lockstep = config.mode == LOCKSTEP
+        self._handshake_until = 0.0  # the handshake gives up at this time, s
+        self._resend_at = 0.0  # the next re-send of observation (0, 0) is due then, s
         self._command = _Slot(spec.action_dim)
         self._base = _Slot(spec.action_dim)
         self._zero = np.zeros(spec.action_dim)
@@ -322,9 +371,27 @@ class SimBridge:
         """Reset seed of episode ``episode``: ``config.seed + episode``."""
         return self.config.seed + episode
 
-    def begin(self, now: float) -> None:
-        """Reset the first episode; its observation (step 0) is published at ``now``."""
+    @property
+    def handshaking(self) -> bool:
+        """Lockstep: the first step waits for its command, re-sending the observation."""
+        return self.handshake is Handshake.WAITING and self.command_source_present
+
+    def begin(self, now: float, command_publishers: int | None = None) -> None:
+        """Reset the first episode; its observation (step 0) is published at ``now``.
+
+        Args:
+            now: Current time, s.
+            command_publishers: Command publishers on the graph now; in lockstep, one or
+                more starts the handshake (until ``now + startup_timeout_s``). None = not
+                known: no handshake, :attr:`command_source_present` left as it is.
+        """
         self._reset_episode(0, now)
+        if command_publishers is not None:
+            self.command_source_present = command_publishers > 0
+        if self._lockstep and command_publishers:
+            self.handshake = Handshake.WAITING
+            self._handshake_until = now + self.config.startup_timeout_s
+            self._resend_at = now + self.config.handshake_period_s
 
     # --- inputs ------------------------------------------------------------------------
     def offer_command(
@@ -386,11 +453,40 @@ class SimBridge:
         return not self.command_source_present and self._is_current(self._base)
 
     def deadline(self) -> float:
-        """Lockstep: the time at which the step is taken with a fallback action, s."""
+        """Lockstep: the time at which the step is taken with a fallback action (during the
+        handshake: the next re-send, or giving up), s."""
+        if self.handshaking:
+            return min(self._resend_at, self._handshake_until)
         limit = self._published_at + self.config.step_timeout_s
         if self._is_current(self._base):
             limit = min(limit, self._base.arrived + self.config.command_timeout_s)
         return limit
+
+    def poll(self, now: float) -> Due:
+        """Lockstep: what to do at ``now`` (call it at :meth:`deadline`).
+
+        During the handshake this says when to publish the observation again (counted in
+        ``counters.handshake_resends``) and ends the handshake at ``startup_timeout_s``
+        (:attr:`handshake` becomes TIMED_OUT; the normal fallback rules apply from then on,
+        measured from the observation's first publication and the base action's arrival).
+
+        Returns:
+            STEP when the step is to be taken now, RESEND when the observation is to be
+            published again, else WAIT.
+        """
+        if self._finished:
+            return Due.WAIT
+        if self.ready():
+            return Due.STEP
+        if self.handshaking:
+            if now < self._handshake_until:
+                if now < self._resend_at:
+                    return Due.WAIT
+                self._resend_at = now + self.config.handshake_period_s
+                self.counters.handshake_resends += 1
+                return Due.RESEND
+            self.handshake = Handshake.TIMED_OUT
+        return Due.STEP if now >= self.deadline() else Due.WAIT
 
     def _is_current(self, slot: _Slot) -> bool:
         return slot.episode == self._episode and slot.step == self._step
@@ -430,6 +526,9 @@ class SimBridge:
         if self._finished:
             raise RuntimeError('advance() called after the last episode finished')
         action, source = self.choose()
+        if self.handshake is Handshake.WAITING:
+            done = source is Source.COMMAND
+            self.handshake = Handshake.DONE if done else Handshake.ABANDONED
         np.clip(action, self.spec.action_low, self.spec.action_high, out=self._action)
         obs, reward, terminated, truncated, info = self.task.step(self._action)
         counters = self.counters
