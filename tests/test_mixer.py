@@ -75,21 +75,87 @@ def test_pair_in_either_order_applies_the_residual(model_path, base_first):
     assert mixer.counts['ok'] == 1 and mixer.pending == 0
 
 
-def test_duplicates_never_give_a_second_decision(model_path):
+def test_repeated_base_action_gives_no_second_decision(model_path):
     mixer = make_mixer(model_path)
     assert step(mixer, 0, 0) is not None
     assert mixer.add_base_action(0, 0, BASE) is None
-    assert mixer.add_observation(0, 0, OBS, GOAL) is None
-    assert mixer.counts[m.DUPLICATE] == 2 and mixer.pending == 0
+    assert mixer.counts[m.DUPLICATE] == 1 and mixer.pending == 0
 
 
-def test_exactly_once_per_step_under_random_interleaving(model_path):
+@pytest.mark.parametrize('lost', ['command', 'base_action'])
+def test_resent_observation_recovers_a_lost_message_with_the_same_decision(tmp_path, lost):
+    """The sim bridge's start-up handshake re-sends observation (0, 0); the controller
+    answers each copy with the same base action. 'command': the decision was made but the
+    command writer was not matched yet, so the re-sent observation must bring the same
+    decision again. 'base_action': the first base action was lost on its way here, so the
+    repeated one completes the pair (one decision)."""
+    mixer = make_mixer(linear_model(tmp_path / 'a.onnx', two_frame=True))
+    if lost == 'command':
+        original = step(mixer, 0, 0)
+    else:
+        assert mixer.add_observation(0, 0, OBS, GOAL) is None  # its base action is lost
+        original = None
+    resent = []
+    for _ in range(3):  # three re-sends: the observation, then the controller's answer
+        resent.append(mixer.add_observation(0, 0, OBS.copy(), GOAL.copy()))
+        answer = mixer.add_base_action(0, 0, BASE.copy())
+        if original is None:
+            original = answer
+        else:
+            assert answer is None  # answered once per re-send, on the observation
+    if lost == 'command':
+        assert resent == [original] * 3  # the very same Decision: a step never changes
+        assert (mixer.counts[m.RESENT], mixer.counts[m.DUPLICATE]) == (3, 3)
+    else:
+        assert resent == [None, original, original]
+        assert (mixer.counts[m.RESENT], mixer.counts[m.DUPLICATE]) == (2, 2)
+    assert original.reason == 'ok'
+    np.testing.assert_allclose(original.command, expected_command()[0], atol=1e-5)
+    # One decision counted; the re-emissions are reported apart in the diagnostics.
+    _, _, values = mixer.diagnostics()
+    assert values['decisions'] == values['count.ok'] == 1
+    assert values[f'count.{m.RESENT}'] == mixer.counts[m.RESENT]
+    # The next step is decided normally, with step 0 as its previous observation (the
+    # re-sends did not run the two-frame model again).
+    second = np.full(OBS_DIM, -0.05)
+    d1 = step(mixer, 0, 1, obs=second)
+    w = known_weights()
+    residual = 0.5 * (w @ np.r_[second, GOAL] + w @ np.r_[OBS, GOAL])
+    np.testing.assert_allclose(d1.residual, mix(BASE, residual, ResidualConfig())[1], atol=1e-5)
+    assert mixer.counts['ok'] == 2
+
+
+def test_resent_observation_of_a_fallback_step_repeats_the_fallback():
+    mixer = make_mixer()  # no model: the base action, reason no_model
+    first = step(mixer, 0, 0)
+    assert mixer.add_observation(0, 0, OBS, GOAL) is first
+    bad = np.full(OBS_DIM, np.nan)  # a non-finite observation is re-sent as it was
+    fallback = step(mixer, 0, 1, obs=bad)
+    assert fallback.reason == m.OBSERVATION_NON_FINITE
+    assert mixer.add_observation(0, 1, bad.copy(), GOAL) is fallback
+    assert mixer.counts[m.NO_MODEL] == mixer.counts[m.OBSERVATION_NON_FINITE] == 1
+    assert mixer.counts[m.RESENT] == 2
+
+
+def test_same_step_with_other_values_is_a_restart_not_a_resend(model_path):
+    mixer = make_mixer(model_path)
+    first = step(mixer, 0, 0)
+    other = OBS + 0.01  # a new sim bridge run at (0, 0), another state
+    assert mixer.add_observation(0, 0, other, GOAL) is None
+    decision = mixer.add_base_action(0, 0, BASE)
+    assert decision is not first
+    np.testing.assert_allclose(decision.command, expected_command(obs=other)[0], atol=1e-5)
+    assert mixer.counts[m.STREAM_RESTART] == 1 and mixer.counts[m.RESENT] == 0
+
+
+def test_exactly_one_decision_per_step_under_random_interleaving(model_path):
     rng = np.random.default_rng(3)
     mixer = make_mixer(model_path)
     # Each topic is ordered; the two topics interleave arbitrarily and repeat messages.
     obs_msgs = [(0, k) for k in range(60) for _ in range(rng.integers(1, 3))]
     base_msgs = [(0, k) for k in range(60) for _ in range(rng.integers(1, 3))]
-    decided = []
+    decided: dict[int, m.Decision] = {}
+    resent = 0
     while obs_msgs or base_msgs:
         take_obs = base_msgs == [] or (obs_msgs != [] and rng.random() < 0.5)
         if take_obs:
@@ -98,10 +164,17 @@ def test_exactly_once_per_step_under_random_interleaving(model_path):
         else:
             episode, k = base_msgs.pop(0)
             decision = mixer.add_base_action(episode, k, BASE)
-        if decision is not None:
-            decided.append(decision.step)
+        if decision is None:
+            continue
+        if decision.step in decided:
+            assert decision is decided[decision.step]  # re-emitted, never changed
+            resent += 1
+        else:
+            assert decision.step == len(decided)  # new decisions in step order
+            decided[decision.step] = decision
     # Both halves of every step arrive, so every step is decided exactly once, in order.
-    assert decided == list(range(60))
+    assert list(decided) == list(range(60)) and mixer.counts['ok'] == 60
+    assert resent == mixer.counts[m.RESENT] > 0
     assert mixer.counts[m.DUPLICATE] > 0 and mixer.pending == 0
 
 

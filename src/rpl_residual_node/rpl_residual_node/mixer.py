@@ -10,6 +10,16 @@ action will never come: that base action is dropped (and likewise for observatio
 half waiting longer than ``sync_timeout_s`` is dropped too. An observation for an *older*
 key than the last observation seen means the sim bridge restarted: all state is cleared.
 
+Re-sent observations. Before its first step the sim bridge re-publishes observation
+(0, 0) until its command arrives (a handshake: the command path's DDS links match one by
+one, and a command sent before the last one matched is lost). An observation repeated for
+a step that was already decided, with the same values, is answered with that step's
+Decision again (the same object: a step's decision never changes; counted as
+``resent_decision``, not as a new decision). A repeated base action only counts as a
+duplicate: the controller repeats its action because the observation was repeated, so the
+observation alone triggers the one re-emission. A repeated key with *other* observation
+values is a sim bridge that restarted at that step: all state is cleared.
+
 Fallback. Every Decision says where the command came from (``source`` 'residual' or
 'base') and why (``reason``); reasons are counted. The command is never NaN: a bad base
 action gives the safe (zero) action.
@@ -49,6 +59,8 @@ OBSERVATION_WITHOUT_BASE = 'dropped_observation_without_base_action'
 SYNC_TIMEOUT = 'dropped_sync_timeout'
 DUPLICATE = 'dropped_duplicate'
 STREAM_RESTART = 'stream_restart'
+# A repeated observation of a decided step, answered with the same Decision again.
+RESENT = 'resent_decision'
 
 Key = tuple[int, int]  # (episode, step)
 
@@ -104,6 +116,14 @@ class LatencyWindow:
         if not self._values:
             return math.nan
         return float(np.percentile(np.fromiter(self._values, dtype=np.float64), q) * 1e6)
+
+
+class _Decided(NamedTuple):
+    """A decided step: its Decision and the observation it was made from."""
+
+    decision: Decision
+    observation: np.ndarray  # (obs_dim,)
+    goal: np.ndarray  # (goal_dim,)
 
 
 class _Pending:
@@ -162,7 +182,7 @@ class ResidualMixer:
         self.last_reload: ReloadEvent | None = None
         self._signature: tuple[int, int] | None = None
         self._pending: dict[Key, _Pending] = {}
-        self._decided: collections.OrderedDict[Key, None] = collections.OrderedDict()
+        self._decided: collections.OrderedDict[Key, _Decided] = collections.OrderedDict()
         self._last_observation_key: Key | None = None
         self._previous: tuple[int, int, np.ndarray] | None = None  # (episode, step, obs)
         self.counts: collections.Counter[str] = collections.Counter()
@@ -231,19 +251,26 @@ class ResidualMixer:
             desired_goal: Goal fields, shape (goal_dim,) (m, world frame for Fetch).
 
         Returns:
-            The Decision for this step if its base action was already there, else None.
+            The Decision for this step if its base action was already there, the earlier
+            Decision again if this step was decided from the same observation (a re-sent
+            observation), else None.
         """
         key = (episode, step)
+        observation = np.array(observation, dtype=np.float64).reshape(-1)  # kept: a copy
+        desired_goal = np.array(desired_goal, dtype=np.float64).reshape(-1)
         if self._last_observation_key is not None and key < self._last_observation_key:
             self._restart()
         self._last_observation_key = key
-        if key in self._decided:
-            self.counts[DUPLICATE] += 1
-            return None
+        decided = self._decided.get(key)
+        if decided is not None:
+            if _same(decided.observation, observation) and _same(decided.goal, desired_goal):
+                self.counts[RESENT] += 1
+                return decided.decision
+            self._restart()  # same step, other values: a new sim bridge run
         self._drop_older(key, keep='observation', reason=BASE_WITHOUT_OBSERVATION)
         entry = self._entry(key)
-        entry.observation = np.asarray(observation, dtype=np.float64).reshape(-1)
-        entry.goal = np.asarray(desired_goal, dtype=np.float64).reshape(-1)
+        entry.observation = observation
+        entry.goal = desired_goal
         return self._maybe_decide(key, entry)
 
     def add_base_action(self, episode: int, step: int, action: np.ndarray) -> Decision | None:
@@ -319,10 +346,10 @@ class ResidualMixer:
         if entry.base is None or entry.observation is None:
             return None
         del self._pending[key]
-        self._decided[key] = None
+        decision = self._decide(key, entry.observation, entry.goal, entry.base)
+        self._decided[key] = _Decided(decision, entry.observation, entry.goal)
         while len(self._decided) > 4 * self._max_pending:
             self._decided.popitem(last=False)
-        decision = self._decide(key, entry.observation, entry.goal, entry.base)
         self.counts[decision.reason] += 1
         self.last_reason = decision.reason
         return decision
@@ -407,6 +434,11 @@ class ResidualMixer:
         if self.actor is None:
             return 'ok', 'base action only: no model configured', values
         return 'ok', f'residual active: {self.actor.describe()}', values
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal shapes and values (NaN equal to NaN: a re-sent bad observation is the same)."""
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
 
 
 _DECISION_REASONS = (
