@@ -1,7 +1,8 @@
 """Node-level tests: the real sim bridge and controller nodes as processes, over real topics.
 
-No residual node runs, so the sim must apply the base action at every step. Each test uses
-its own ROS namespace; DDS stays on loopback (see conftest.py).
+No residual node runs: the test's probe plays the command publisher (silent, vanishing or
+late), so the sim applies the base action or, after the start-up handshake, the probe's
+commands. Each test uses its own ROS namespace; DDS stays on loopback (see conftest.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -37,6 +39,7 @@ class Probe(SideNode):
         super().__init__('probe', NS)
         self.results: list[StampedVector] = []
         self.observations: list[StampedVector] = []
+        self.base_actions: list[StampedVector] = []
         self.diagnostics: dict[str, dict[str, str]] = {}  # node name -> latest key/values
         self.node.create_subscription(
             JointState,
@@ -49,6 +52,12 @@ class Probe(SideNode):
             contract.OBSERVATION,
             self._on_observation,
             qos_profile(contract.TOPIC_QOS[contract.OBSERVATION]),
+        )
+        self.node.create_subscription(
+            JointState,
+            contract.BASE_ACTION,
+            lambda msg: self.base_actions.append(decode(msg, contract.ACTION_FIELDS)),
+            qos_profile(contract.TOPIC_QOS[contract.BASE_ACTION]),
         )
         self.node.create_subscription(
             DiagnosticArray,
@@ -71,6 +80,16 @@ class Probe(SideNode):
         return self.node.create_publisher(
             JointState, topic, qos_profile(contract.TOPIC_QOS[topic])
         )
+
+    def clear(self) -> None:
+        """Forget what earlier tests saw."""
+        self.results.clear()
+        self.observations.clear()
+        self.base_actions.clear()
+
+    def step_zero_copies(self) -> list[StampedVector]:
+        """The observations of (episode 0, step 0) seen: the first and each re-send."""
+        return [o for o in self.observations if (o.episode, o.step) == (0, 0)]
 
 
 @pytest.fixture(scope='module')
@@ -124,9 +143,10 @@ def run_sim(probe, repo_root, *params: str) -> tuple[subprocess.Popen, str]:
 def test_lockstep_episode_falls_back_to_base_when_command_source_is_silent(
     probe, controller, repo_root
 ):
-    """A command publisher exists (a hung residual node) but never answers in time."""
-    probe.results.clear()
-    probe.observations.clear()
+    """A command publisher exists (a hung residual node) but never answers: the start-up
+    handshake re-sends observation (0, 0) until startup_timeout_s, the controller answers
+    every copy with the same action, then every step falls back to the base action."""
+    probe.clear()
     silent = probe.publisher(contract.COMMAND)
     # A malformed observation first: the controller must log it and keep serving.
     bad = JointState()
@@ -145,10 +165,14 @@ def test_lockstep_episode_falls_back_to_base_when_command_source_is_silent(
             poisoned.append(obs.step)
 
     timer = probe.node.create_timer(0.005, poison_first_step)
-    proc, output = run_sim(probe, repo_root, 'min_subscribers:=2', 'startup_timeout_s:=20.0')
+    handshake_s = 3.0  # startup_timeout_s: graph wait, then at most as long for command 0
+    proc, output = run_sim(
+        probe, repo_root, 'min_subscribers:=2', f'startup_timeout_s:={handshake_s}'
+    )
     probe.node.destroy_timer(timer)
     probe.node.destroy_publisher(silent)
     assert proc.returncode == 0, output
+    assert 'no command for (episode 0, step 0) within startup_timeout_s' in output
     assert controller.poll() is None, 'controller node died'
     assert len(probe.results) == 1, output
     result = dict(zip(contract.EPISODE_FIELDS, probe.results[0].values, strict=True))
@@ -156,14 +180,26 @@ def test_lockstep_episode_falls_back_to_base_when_command_source_is_silent(
     assert result['fallback_base'] == EPISODE_STEPS, output
     assert result['fallback_zero'] == 0
     assert 0.0 <= result['final_distance'] < 1.0 and result['success'] in (0.0, 1.0)
-    # Each step waits ~command_timeout_s after the base action, not the 1 s step limit.
-    assert [o.step for o in probe.observations] == list(range(EPISODE_STEPS))
-    span_s = (probe.results[0].stamp_ns - probe.observations[0].stamp_ns) / 1e9
-    assert EPISODE_STEPS * COMMAND_TIMEOUT_S <= span_s < EPISODE_STEPS * 0.15, span_s
+    # Observation (0, 0) was re-sent (same values) for the whole handshake, and answered.
+    copies = probe.step_zero_copies()
+    assert len(copies) >= 5, [o.stamp_ns for o in copies]
+    assert all(np.array_equal(o.values, copies[0].values) for o in copies)
+    handshake_span_s = (copies[-1].stamp_ns - copies[0].stamp_ns) / 1e9
+    assert 0.5 * handshake_s < handshake_span_s <= handshake_s + 0.1, handshake_span_s
+    answers = [a for a in probe.base_actions if (a.episode, a.step) == (0, 0)]
+    assert len(answers) >= 2 and all(np.array_equal(a.values, answers[0].values) for a in answers)
+    later = probe.observations[len(copies) :]
+    assert [o.step for o in later] == list(range(1, EPISODE_STEPS))
+    # After the handshake each step waits ~command_timeout_s after the base action (step 0
+    # at once: its base action is long there), not the 1 s step limit.
+    span_s = (probe.results[0].stamp_ns - copies[-1].stamp_ns) / 1e9
+    assert (EPISODE_STEPS - 1) * COMMAND_TIMEOUT_S <= span_s < EPISODE_STEPS * 0.15, span_s
     assert 'rejected' in output and 'non-finite' in output
     sim_diag = probe.diagnostics[f'{NS}/sim_bridge']
     assert sim_diag['mode'] == 'lockstep' and int(sim_diag['fallback_base']) == EPISODE_STEPS
     assert int(sim_diag['rejected_malformed']) == 1  # the NaN command
+    assert sim_diag['handshake'] == 'timed_out'
+    assert int(sim_diag['handshake_resends']) == len(copies) - 1
     controller_name = f'{NS}/base_controller'
 
     def controller_reported() -> bool:
@@ -173,16 +209,17 @@ def test_lockstep_episode_falls_back_to_base_when_command_source_is_silent(
     assert probe.spin_until(controller_reported, 3.0)
     controller_diag = probe.diagnostics[controller_name]
     assert int(controller_diag['rejected']) >= 1  # the malformed observation
+    assert int(controller_diag['repeated_observations']) >= len(answers) - 1
     assert float(controller_diag['compute_mean_us']) > 0.0
 
 
 def test_lockstep_applies_base_at_once_when_the_command_publisher_goes_away(
     probe, controller, repo_root
 ):
-    """The only command publisher vanishes after step 0 (a residual node that died): from
-    then on the base action is applied as soon as it arrives, without the timeout."""
-    probe.results.clear()
-    probe.observations.clear()
+    """The only command publisher vanishes at step 0 (a residual node that died): the
+    start-up handshake ends and from then on the base action is applied as soon as it
+    arrives, without the timeout."""
+    probe.clear()
     commands = [probe.publisher(contract.COMMAND)]
 
     def drop_publisher() -> None:
@@ -198,6 +235,60 @@ def test_lockstep_applies_base_at_once_when_the_command_publisher_goes_away(
     assert result['fallback_base'] == result['steps'] == EPISODE_STEPS, output
     span_s = (probe.results[0].stamp_ns - probe.observations[0].stamp_ns) / 1e9
     assert span_s < 0.6 * EPISODE_STEPS * COMMAND_TIMEOUT_S, span_s
+
+
+def test_handshake_waits_for_a_late_command_path_then_every_step_uses_the_command(
+    probe, controller, repo_root
+):
+    """The command path's first messages are lost (a link not matched yet, played by a
+    probe that ignores the first copies of observation (0, 0)): the handshake re-sends it
+    until the command comes, and no step falls back."""
+    probe.clear()
+    commands = probe.publisher(contract.COMMAND)
+    ignore = 3  # copies of observation (0, 0) left unanswered
+    ignored = []
+
+    def answer(msg: JointState) -> None:
+        # Answers every copy after the ignored ones, as the residual node does.
+        vec = decode(msg)
+        if vec.tag != 'push':
+            return
+        if (vec.episode, vec.step) == (0, 0) and len(ignored) < ignore:
+            ignored.append(vec.stamp_ns)
+            return
+        action = StampedVector(vec.episode, vec.step, np.array([0.1, 0.0, 0.0, 0.0]), 0, 'p')
+        commands.publish(encode(JointState(), action, contract.ACTION_FIELDS))
+
+    subscription = probe.node.create_subscription(
+        JointState,
+        contract.OBSERVATION,
+        answer,
+        qos_profile(contract.TOPIC_QOS[contract.OBSERVATION]),
+    )
+    proc, output = run_sim(
+        probe,
+        repo_root,
+        'min_subscribers:=2',
+        'startup_timeout_s:=20.0',
+        'handshake_period_s:=0.1',
+        'command_timeout_s:=1.0',  # the probe answers from the test process: no hurry
+    )
+    probe.node.destroy_subscription(subscription)
+    probe.node.destroy_publisher(commands)
+    assert proc.returncode == 0, output
+    assert len(probe.results) == 1, output
+    result = dict(zip(contract.EPISODE_FIELDS, probe.results[0].values, strict=True))
+    assert (result['fallback_base'], result['fallback_zero']) == (0, 0), output
+    assert len(ignored) == ignore
+    # At least `ignore` re-sends (more if the probe's own links matched late).
+    resends = re.search(r'first command arrived after (\d+) re-sent observation', output)
+    assert resends is not None and int(resends[1]) >= ignore, output
+    sim_diag = probe.diagnostics[f'{NS}/sim_bridge']
+    assert sim_diag['handshake'] == 'done'
+    assert int(sim_diag['handshake_resends']) == int(resends[1])
+    assert int(sim_diag['commands']) == EPISODE_STEPS
+    later = probe.observations[len(probe.step_zero_copies()) :]
+    assert [o.step for o in later] == list(range(1, EPISODE_STEPS))
 
 
 def test_unknown_controller_exits_2_with_the_known_names():

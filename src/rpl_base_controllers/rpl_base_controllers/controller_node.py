@@ -6,6 +6,12 @@ time). The controller is any name registered in :mod:`rpl_base_controllers.regis
 (parameter ``controller``); the observation layout comes from the task named in the
 observation's ``frame_id`` (or the ``task`` parameter). Malformed observations are
 rejected with a throttled log line; the node never crashes on a message.
+
+Every valid observation is answered, a repeated one too: the sim bridge re-sends
+observation (0, 0) until its first command arrives (start-up handshake). A repetition of
+the last answered step with the same values gets the same action again, without calling
+the controller (a planning controller keeps state between calls, so a second call could
+answer differently and change the episode).
 """
 
 from __future__ import annotations
@@ -65,11 +71,13 @@ class ControllerNode(RplNode):
             self._bind_task(cfg.task)
         self._episode = -1
         self._step = -1
+        self._answered: tuple[np.ndarray, np.ndarray] | None = None  # (payload, action)
         self._pub = self.control_publisher(contract.BASE_ACTION)
         self._diag_pub = self.make_diagnostics()
         self._sub = self.control_subscription(contract.OBSERVATION, self._on_observation)
         self._log = LogThrottle(LOG_PERIOD_S)
         self._actions = 0
+        self._repeated = 0
         self._rejected = 0
         self._compute_s = np.zeros(COMPUTE_WINDOW)  # ring buffer of the latest compute times
         self._period_actions = 0
@@ -85,6 +93,7 @@ class ControllerNode(RplNode):
         self._controller = make_controller(self.config.controller, task)
         self._task, self._layout = task, layout
         self._episode = self._step = -1
+        self._answered = None
 
     def _on_observation(self, msg: JointState) -> None:
         now = time.monotonic()
@@ -99,8 +108,18 @@ class ControllerNode(RplNode):
         except ValueError as exc:  # MessageError, unknown or unsuited task
             self._reject(f'observation (frame_id {msg.header.frame_id!r}): {exc}', now)
             return
-        if vec.episode != self._episode or vec.step < self._step:
-            self._controller.reset()
+        answered = self._answered
+        if (
+            answered is not None
+            and (vec.episode, vec.step) == (self._episode, self._step)
+            and np.array_equal(vec.values, answered[0])
+        ):
+            self._publish(vec.episode, vec.step, answered[1])  # a re-sent observation
+            self._repeated += 1
+            return
+        self._answered = None
+        if vec.episode != self._episode or vec.step <= self._step:
+            self._controller.reset()  # a new episode, or the sim bridge started again
         self._episode, self._step = vec.episode, vec.step
         layout = self._layout
         start = time.perf_counter()
@@ -119,17 +138,16 @@ class ControllerNode(RplNode):
         if problem is not None:
             self._reject(f'controller output for step {vec.step} not published: {problem}', now)
             return
-        self.publish_vector(
-            self._pub,
-            vec.episode,
-            vec.step,
-            action,
-            contract.ACTION_FIELDS,
-            self.config.controller,
-        )
+        self._publish(vec.episode, vec.step, action)
+        self._answered = (vec.values, action)
         self._compute_s[self._actions % COMPUTE_WINDOW] = elapsed
         self._actions += 1
         self._period_actions += 1
+
+    def _publish(self, episode: int, step: int, action: np.ndarray) -> None:
+        self.publish_vector(
+            self._pub, episode, step, action, contract.ACTION_FIELDS, self.config.controller
+        )
 
     def _reject(self, reason: str, now: float) -> None:
         self._rejected += 1
@@ -150,6 +168,7 @@ class ControllerNode(RplNode):
             'episode': self._episode,
             'step': self._step,
             'actions_total': self._actions,
+            'repeated_observations': self._repeated,  # answered again with the same action
             'actions_per_s': f'{count / DIAGNOSTICS_PERIOD_S:.1f}',
             'compute_mean_us': f'{mean_us:.1f}',  # over the latest COMPUTE_WINDOW actions
             'compute_max_us': f'{max_us:.1f}',

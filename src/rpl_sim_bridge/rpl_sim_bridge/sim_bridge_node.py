@@ -27,6 +27,8 @@ from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_sim_bridge.bridge import (
     LOCKSTEP,
+    Due,
+    Handshake,
     Rejection,
     SimBridge,
     SimBridgeConfig,
@@ -97,12 +99,12 @@ class SimBridgeNode(RplNode):
                 f' {commanders} command publisher(s) (wanted 1); missing actions fall back to '
                 'the base action or zero'
             )
-        self._start()
+        self._start(commanders)
 
-    def _start(self) -> None:
+    def _start(self, command_publishers: int) -> None:
         self._running = True
         now = time.monotonic()
-        self.core.begin(now)
+        self.core.begin(now, command_publishers)
         self._diag_last = (now, 0)
         self._publish_observation()
         if self._lockstep:
@@ -175,10 +177,25 @@ class SimBridgeNode(RplNode):
         now = time.monotonic()
         if not self._running:
             self._deadline_timer.cancel()
-        elif now >= self.core.deadline() or self.core.ready():
+            return
+        core = self.core
+        core.command_source_present = self._command_sub.get_publisher_count() > 0
+        handshake = core.handshake
+        due = core.poll(now)
+        if handshake is Handshake.WAITING and core.handshake is Handshake.TIMED_OUT:
+            self.get_logger().warn(
+                f'no command for (episode 0, step 0) within startup_timeout_s='
+                f'{self.config.startup_timeout_s} although a command publisher exists '
+                f'(observation re-sent {core.counters.handshake_resends} times): a link of '
+                'the command path never matched or the residual node does not answer; '
+                'missing commands fall back to the base action or zero from now on'
+            )
+        if due is Due.STEP:
             self._step(now)
-        else:
-            self._arm_deadline(now)
+            return
+        if due is Due.RESEND:
+            self._publish_observation()
+        self._arm_deadline(now)
 
     def _on_tick(self) -> None:
         if self._running:
@@ -187,7 +204,14 @@ class SimBridgeNode(RplNode):
     def _step(self, now: float) -> None:
         core = self.core
         episode, step = core.episode, core.step
+        handshake = core.handshake
         outcome = core.advance(now)
+        resends = core.counters.handshake_resends
+        if handshake is Handshake.WAITING and core.handshake is Handshake.DONE and resends:
+            self.get_logger().info(
+                f'first command arrived after {resends} re-sent observation(s) (0, 0): '
+                'the command path is complete'
+            )
         if outcome.source in (Source.BASE, Source.ZERO):
             log, held = self._fallback_log.should_log(now)
             if log:
@@ -251,6 +275,8 @@ class SimBridgeNode(RplNode):
         self._diag_last = (now, c.steps)
         if not self._running and not self.core.finished:
             level, message = 'warn', 'waiting for subscribers and a command publisher'
+        elif self.core.handshaking:
+            level, message = 'ok', 'waiting for the first command (re-sending observation 0)'
         elif c.fallback_zero or c.rejected_malformed:
             level, message = 'warn', 'zero-action fallbacks or malformed messages seen'
         else:
@@ -273,6 +299,8 @@ class SimBridgeNode(RplNode):
                 'fallback_zero': c.fallback_zero,
                 'rejected_malformed': c.rejected_malformed,
                 'rejected_stale': c.rejected_stale,
+                'handshake': self.core.handshake.value,
+                'handshake_resends': c.handshake_resends,
             },
         )
 
