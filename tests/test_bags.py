@@ -275,7 +275,7 @@ def test_mismatched_dimensions_are_skipped_and_counted(tmp_path):
     run = bags.load_run(path)
     text = '\n'.join(run.problems)
     assert '2 message(s) have 9 payload fields where the other 10 have 8' in text
-    assert f'{NS}/command: messages off the contract skipped: 2 message(s)' in text
+    assert f'{NS}/command: messages off the contract skipped: 2 messages' in text
     assert [e.episode for e in run.episodes] == [0, 1]  # nothing of the bad episode 9
     assert run.counts['observation'] == 12
 

@@ -152,7 +152,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     topics = bags.parse_topic_list(','.join(args.topics or bags.RECORDED_TOPICS))
     if os.path.lexists(args.bag):
         raise CliError(f'bag {args.bag!r} already exists; not overwriting it')
+    # Subscribe to everything at once: nothing waits for this recorder (unlike record:=true).
     ros_args = ['--ros-args', '-r', f'__ns:={args.namespace}']
+    ros_args += ['-p', 'startup_timeout_s:=0.0', '-p', 'settle_s:=0.0']
     for name, value in (('bag', args.bag), ('storage', args.storage), ('topics', topics)):
         text = ','.join(value) if isinstance(value, tuple) else value
         ros_args += ['-p', f'{name}:={json.dumps(text)}']

@@ -83,7 +83,7 @@ class BagRecorderNode(RplNode):
             ]
             if waiting and now - self._t0 < self.config.startup_timeout_s:
                 return
-            if waiting:
+            if waiting and self.config.startup_timeout_s > 0:  # 0: told not to wait
                 self.get_logger().warn(
                     f'no publisher on {waiting} after startup_timeout_s='
                     f'{self.config.startup_timeout_s}; recording anyway'

@@ -514,13 +514,13 @@ class _Problems:
     def add(self, text: str) -> None:
         self._plain.append(text)
 
-    def count(self, kind: str, example: str) -> None:
-        self._kinds.setdefault(kind, []).append(example)
+    def count(self, kind: str, example: str, unit: str = 'message') -> None:
+        self._kinds.setdefault(kind, [unit]).append(example)
 
     def lines(self) -> tuple[str, ...]:
         counted = [
-            f'{kind}: {len(ex)} message(s), e.g. {ex[0]}' if len(ex) > 1 else f'{kind}: {ex[0]}'
-            for kind, ex in self._kinds.items()
+            f'{kind}: {len(ex)} {unit}s, e.g. {ex[0]}' if len(ex) > 1 else f'{kind}: {ex[0]}'
+            for kind, (unit, *ex) in self._kinds.items()
         ]
         return (*self._plain, *counted)
 
@@ -711,7 +711,9 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
         seen = [step for s in streams.values() for step in s.get(ep, {})]
         steps = result.steps if result is not None else max(seen) + 1
         if result is None:
-            problems.count('episodes without a result (recording ended first?)', f'episode {ep}')
+            problems.count(
+                'episodes without a result (recording ended first?)', f'episode {ep}', 'episode'
+            )
         parts = {
             rel: _stream(streams[rel].get(ep, {}), steps, dims[rel], names[rel], problems)
             for rel in streams
@@ -720,7 +722,9 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
             missing = int(steps - stream.present.sum())
             if missing and names[rel] in raw.topics:
                 problems.count(
-                    f'{names[rel]}: steps with no message', f'episode {ep}: {missing} of {steps}'
+                    f'{names[rel]}: steps with no message',
+                    f'episode {ep}: {missing} of {steps}',
+                    'episode',
                 )
         episodes.append(RecordedEpisode(ep, steps, result=result, **parts))
     tags = collections.Counter(v.tag for v in observations)
