@@ -2,14 +2,15 @@
 ReactivePickAndPlace base controller (about 0.5 success in the paper), a learned residual.
 
 Three nodes in one namespace: sim_bridge (required), base_controller, residual_node
-(respawns), and with monitor:=true an episode monitor. Parameters: config/sim_bridge.yaml,
-config/base_controller.yaml, config/residual_node.yaml, then config/pick_and_place.yaml, then
+(respawns), with monitor:=true an episode monitor, with record:=true bag:=PATH a bag
+recorder. Parameters: config/sim_bridge.yaml, config/base_controller.yaml,
+config/residual_node.yaml, then config/pick_and_place.yaml, then
 the launch arguments.
 
 Run (full ROS 2 install):  ros2 launch rpl_bringup pick_and_place.launch.py episodes:=20
 Run (pip install only):    rpl launch rpl_bringup pick_and_place.launch.py episodes:=20
 Launch arguments:          controller, model_path, episodes, mode, seed, namespace,
-                           monitor, results
+                           monitor, results, record, bag
                            (`rpl launch rpl_bringup pick_and_place.launch.py --show-args`)
 """
 
