@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -318,6 +319,27 @@ def test_a_bag_whose_recording_was_not_closed_is_read_in_full(bag):
     assert any('has no metadata.yaml' in p for p in run.problems)
     assert run.counts['observation'] == 10
     assert [e.result for e in run.episodes] == written['results']
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+def test_a_killed_recorder_leaves_everything_written_before_its_last_flush(tmp_path, storage):
+    path = tmp_path / 'live'
+    writer = bags.BagWriter(path, bags.recorded_topics(NS), storage)
+    topic = f'{NS}/observation'
+    for k in range(30):
+        data = bags.encode_vector(StampedVector(0, k, observation(0, k), T0 + k, 't'), OBS_FIELDS)
+        writer.write(topic, T0 + k, data)
+        if k == 19:
+            writer.flush()
+    # What a SIGKILL leaves: the files as they are now, no close, no metadata.yaml.
+    killed = tmp_path / 'killed'
+    shutil.copytree(path, killed)
+    run = bags.load_run(killed)
+    assert any('has no metadata.yaml' in p for p in run.problems)
+    assert run.counts['observation'] == 20
+    np.testing.assert_array_equal(run.episodes[0].observation.values[19], observation(0, 19))
+    writer.close()
+    assert bags.load_run(path).counts['observation'] == 30
 
 
 @pytest.mark.parametrize('keep', [0.3, 0.6, 0.97])

@@ -5,7 +5,8 @@ Subscribes (raw CDR bytes, no deserialization) to ``observation``, ``base_action
 are still recorded) and ``/diagnostics`` with the contract's reliability and durability and a
 deep history (``queue_depth``), and appends every message with its receive time to a new
 bag through :class:`rpl_trainer.bags.BagWriter` (mcap by default). The bag is closed
-(``metadata.yaml`` written) on Ctrl-C / SIGTERM / launch shutdown.
+(``metadata.yaml`` written) on Ctrl-C / SIGTERM / launch shutdown; every ``flush_period_s``
+what was received is written to the file, so a killed recorder loses at most that much.
 
 Start-up order matters for a lockstep run that waits for its subscribers: the recorder first
 subscribes to every other topic, waits (up to ``startup_timeout_s``) until each of
@@ -47,6 +48,7 @@ class BagRecorderNode(RplNode):
         self._recorded_subs = {
             s.name: self._subscribe(s) for s in self._specs if s.name != self._gate
         }
+        self.create_timer(cfg.flush_period_s, self.writer.flush)
         self._t0 = time.monotonic()
         self._settle_until: float | None = None  # set once every publisher is seen
         self._startup_timer = None

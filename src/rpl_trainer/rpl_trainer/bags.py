@@ -94,6 +94,14 @@ class BagRecorderConfig:
             range=(0.0, 60.0),
         ),
     )
+    flush_period_s: float = dataclasses.field(
+        default=1.0,
+        metadata=describe(
+            'Write buffered messages to the file this often (s): a killed recorder loses at '
+            'most this much',
+            range=(0.05, 3600.0),
+        ),
+    )
     queue_depth: int = dataclasses.field(
         default=1000,
         metadata=describe(
@@ -273,6 +281,24 @@ class BagWriter:
         """Append one serialized message (CDR bytes) received at ``log_time_ns`` (ns)."""
         self._writer.write(self._connections[topic], log_time_ns, data)
         self.counts[topic] += 1
+
+    def flush(self) -> None:
+        """Put every message written so far into the file, so that it stays readable if the
+        process dies before :meth:`close` (through :func:`read_raw_bag`'s salvage).
+
+        rosbags keeps the open MCAP chunk (up to 1 MiB) in memory and the sqlite3
+        transaction open until close; this ends the chunk or commits. It reaches into
+        rosbags' storage object (checked with rosbags 0.11) and does nothing if that is not
+        as expected.
+        """
+        storage = getattr(self._writer, 'storage', None)
+        chunk = getattr(storage, 'chunk', None)
+        if chunk is not None and hasattr(storage, 'close_chunk'):  # MCAP
+            if getattr(chunk, 'msgs', None):
+                storage.close_chunk()
+                storage.bio.flush()
+        elif hasattr(storage, 'conn'):  # sqlite3
+            storage.conn.commit()
 
     def close(self) -> None:
         """Finish the storage file and write ``metadata.yaml`` (idempotent)."""
