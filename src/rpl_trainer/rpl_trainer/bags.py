@@ -446,12 +446,13 @@ def read_raw_bag(path: str | os.PathLike[str], topics: Collection[str] | None = 
         raise BagError(
             f'{str(path)!r} is not a bag: expected a bag directory, an .mcap or a .db3 file'
         )
-    try:
-        return _read_with_rosbags(path, topics)
-    except Exception as exc:  # rosbags raises ReaderError, struct.error, KeyError, ... here
-        problems = [f'{str(path)!r} cannot be read as a whole: {_one_line(exc)}']
     if path.is_dir() and not (path / 'metadata.yaml').exists():
-        problems.append(f'{str(path)!r} has no metadata.yaml (the recording was not closed?)')
+        problems = [f'{str(path)!r} has no metadata.yaml (the recording was not closed?)']
+    else:
+        try:
+            return _read_with_rosbags(path, topics)
+        except Exception as exc:  # rosbags raises ReaderError, struct.error, KeyError, ...
+            problems = [f'{str(path)!r} cannot be read as a whole: {_one_line(exc)}']
     if not _storage_files(path):
         raise BagError(
             f'{str(path)!r} is not a rosbag2 bag: no metadata.yaml and no .mcap or .db3 file'
