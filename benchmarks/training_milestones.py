@@ -1,0 +1,109 @@
+"""Environment steps and wall-clock time at which training runs first reached success levels.
+
+Reads the ``metrics.csv`` and ``config.json`` that ``rpl train`` writes into each run
+directory and prints, per run, the first periodic evaluation at or above each level
+(default 0.5, 0.8, 0.9), the best evaluation, and the last one. Saves the table as markdown
+and JSON. A level never reached is reported as such.
+
+    .venv/bin/python benchmarks/training_milestones.py runs/slippery_push_rpl_s0 \\
+        runs/slippery_push_scratch_s0 --out results/training_milestones_slippery_push
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+
+import numpy as np
+
+from rpl_trainer.train import read_metrics
+
+LEVELS = (0.5, 0.8, 0.9)
+
+
+def milestones(run_dir: pathlib.Path, levels: tuple[float, ...] = LEVELS) -> dict:
+    """First evaluation row at or above each level, plus best and last rows.
+
+    Args:
+        run_dir: A directory written by ``rpl train``.
+        levels: Success-rate levels in [0, 1].
+
+    Returns:
+        A JSON-ready dict: run, task, controller, algo, eval episodes, and per level
+        ``{'env_steps', 'wall_s'}`` or ``None`` when never reached.
+    """
+    config = json.loads((run_dir / 'config.json').read_text())
+    metrics = read_metrics(run_dir / 'metrics.csv')
+    success = metrics['eval/success_rate']
+    steps = metrics['env_steps']
+    wall = metrics['wall_s']
+    evaluated = ~np.isnan(success)
+    if not evaluated.any():
+        raise ValueError(f'{run_dir}: metrics.csv has no evaluation rows yet')
+    result = {
+        'run': str(run_dir),
+        'task': config['task'],
+        'controller': config.get('controller'),
+        'algo': config['algo'],
+        'eval_episodes': config['eval_episodes'],
+        'levels': {},
+    }
+    for level in levels:
+        hits = np.flatnonzero(evaluated & (success >= level - 1e-9))
+        result['levels'][f'{level:.2f}'] = (
+            {'env_steps': int(steps[hits[0]]), 'wall_s': float(wall[hits[0]])}
+            if hits.size
+            else None
+        )
+    best = int(np.nanargmax(np.where(evaluated, success, np.nan)))
+    last = int(np.flatnonzero(evaluated)[-1])
+    result['best'] = {'success': float(success[best]), 'env_steps': int(steps[best])}
+    result['last'] = {
+        'success': float(success[last]),
+        'env_steps': int(steps[last]),
+        'wall_s': float(wall[last]),
+    }
+    return result
+
+
+def _cell(hit: dict | None) -> str:
+    if hit is None:
+        return 'not reached'
+    return f'{hit["env_steps"] / 1000:.0f}k steps, {hit["wall_s"] / 60:.1f} min'
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """One table row per run."""
+    header = ['run', 'algo', 'eval episodes'] + [f'to {lvl}' for lvl in rows[0]['levels']]
+    header += ['best (at)', 'last (at, wall)']
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for r in rows:
+        cells = [pathlib.Path(r['run']).name, r['algo'], str(r['eval_episodes'])]
+        cells += [_cell(hit) for hit in r['levels'].values()]
+        cells.append(f'{r["best"]["success"]:.2f} ({r["best"]["env_steps"] / 1000:.0f}k)')
+        last = r['last']
+        at = f'{last["env_steps"] / 1000:.0f}k, {last["wall_s"] / 60:.1f} min'
+        cells.append(f'{last["success"]:.2f} ({at})')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('runs', nargs='+', type=pathlib.Path, help='rpl train run directories')
+    parser.add_argument('--out', type=pathlib.Path, required=True, help='path stem (.md, .json)')
+    args = parser.parse_args()
+    rows = [milestones(run) for run in args.runs]
+    table = to_markdown(rows)
+    machine = f'{platform.machine()}, {platform.python_version()}'
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix('.md').write_text(table + f'\n\nPython {machine}\n')
+    args.out.with_suffix('.json').write_text(json.dumps(rows, indent=2) + '\n')
+    print(f'wrote {args.out}.md and .json')
+
+
+if __name__ == '__main__':
+    main()
