@@ -281,6 +281,34 @@ def test_mismatched_dimensions_are_skipped_and_counted(tmp_path):
     assert run.counts['observation'] == 12
 
 
+def test_a_resent_step_is_used_once_and_a_changed_repeat_is_reported(tmp_path):
+    def repeats(put, ep, k, t):
+        if (ep, k) == (0, 0):  # the sim's handshake re-sends observation (0, 0) unchanged
+            put('observation', 0, 0, observation(0, 0), t + 50_000_000, 'toy_task', OBS_FIELDS)
+        if (ep, k) == (1, 2):
+            put(
+                'base_action',
+                1,
+                2,
+                np.ones(4),
+                t + 2 * COMMAND_DELAY,
+                'toy_ctl',
+                contract.ACTION_FIELDS,
+            )
+
+    path = tmp_path / 'run'
+    write_bag(path, extra=repeats)
+    run = bags.load_run(path)
+    assert run.resent == {'observation': 1, 'base_action': 0, 'residual': 0, 'command': 0}
+    assert run.counts['observation'] == 11
+    assert run.episodes[0].observation.stamp_ns[0] == obs_stamp(0, 0, 5)  # the first is used
+    assert run.problems == (
+        f'{NS}/base_action: repeated (episode, step) with another payload skipped: '
+        'episode 1 step 2',
+    )
+    np.testing.assert_array_equal(run.episodes[1].base_action.values[2], base_action(1, 2))
+
+
 def test_no_control_topics_or_several_stacks_are_clear_errors(tmp_path):
     writer = bags.BagWriter(tmp_path / 'diag', bags.recorded_topics(NS, ('/diagnostics',)))
     writer.close()

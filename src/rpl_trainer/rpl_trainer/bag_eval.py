@@ -64,6 +64,7 @@ class BagEvaluation:
         latency_ms: Stamp differences per step, ms, by name: ``observation->base_action``,
             ``observation->command``, ``base_action->command`` and ``step_period``.
         counts: Messages read per topic.
+        resent: Re-sent copies per control topic (start-up handshake), not counted twice.
         problems: What the reader skipped or found missing.
     """
 
@@ -73,6 +74,7 @@ class BagEvaluation:
     episodes: tuple[EpisodeMetrics, ...]
     latency_ms: dict[str, np.ndarray]
     counts: dict[str, int]
+    resent: dict[str, int]
     problems: tuple[str, ...]
 
     def finished(self) -> list[EpisodeMetrics]:
@@ -118,6 +120,7 @@ class BagEvaluation:
             'summary': self.summary(),
             'episodes': [e._asdict() for e in self.episodes],
             'counts': self.counts,
+            'resent': self.resent,
             'problems': list(self.problems),
         }
 
@@ -176,6 +179,7 @@ def evaluate_run(run: RecordedRun) -> BagEvaluation:
         episodes=tuple(_episode_metrics(ep) for ep in run.episodes),
         latency_ms={k: np.concatenate(v) if v else np.zeros(0) for k, v in gaps.items()},
         counts=dict(run.counts),
+        resent=dict(run.resent),
         problems=run.problems,
     )
 
@@ -225,6 +229,11 @@ def format_table(evaluation: BagEvaluation) -> str:
         '  messages                  '
         + ', '.join(f'{k} {v}' for k, v in evaluation.counts.items()),
     ]
+    if any(evaluation.resent.values()):
+        rows.append(
+            '  re-sent (handshake)       '
+            + ', '.join(f'{k} {v}' for k, v in evaluation.resent.items() if v)
+        )
     return '\n'.join(rows)
 
 

@@ -519,6 +519,9 @@ class RecordedRun:
         layout: Names and slices of the observation payload.
         episodes: Episodes by id.
         counts: Messages read per topic (relative names, as in ``RECORDED_TOPICS``).
+        resent: Per control topic, messages that repeat an earlier (episode, step) with the
+            same payload (the sim bridge's start-up handshake re-sends observation (0, 0),
+            and the nodes answer it again); the first of each is used.
         problems: One sentence per kind of problem found, empty for a clean bag.
     """
 
@@ -528,6 +531,7 @@ class RecordedRun:
     layout: contract.ObservationLayout
     episodes: tuple[RecordedEpisode, ...]
     counts: dict[str, int]
+    resent: dict[str, int]
     problems: tuple[str, ...]
 
 
@@ -657,17 +661,28 @@ def _stream(
 
 def _by_step(
     vectors: Iterable[StampedVector], topic: str, problems: _Problems
-) -> dict[int, dict[int, StampedVector]]:
+) -> tuple[dict[int, dict[int, StampedVector]], int]:
+    """Index messages by (episode, step); the first of repeats is kept.
+
+    Returns:
+        The index and the number of re-sends: repeats with the same payload and tag, as
+        the sim bridge's start-up handshake produces (not a problem). Repeats with another
+        payload are reported.
+    """
     out: dict[int, dict[int, StampedVector]] = collections.defaultdict(dict)
+    resent = 0
     for vec in vectors:
-        if vec.step in out[vec.episode]:
+        first = out[vec.episode].get(vec.step)
+        if first is None:
+            out[vec.episode][vec.step] = vec
+        elif first.tag == vec.tag and np.array_equal(first.values, vec.values, equal_nan=True):
+            resent += 1
+        else:
             problems.count(
-                f'{topic}: repeated (episode, step) skipped',
+                f'{topic}: repeated (episode, step) with another payload skipped',
                 f'episode {vec.episode} step {vec.step}',
             )
-            continue
-        out[vec.episode][vec.step] = vec
-    return out
+    return out, resent
 
 
 def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> RecordedRun:
@@ -714,10 +729,13 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
         layout = contract.split_observation_fields(fields)
     except ValueError as exc:
         raise BagError(f'bag {raw.path!r}: observations on {obs_topic}: {exc}') from None
-    streams = {contract.OBSERVATION: _by_step(observations, obs_topic, problems)}
+    streams, resent = {}, {}
+    streams[contract.OBSERVATION], resent[contract.OBSERVATION] = _by_step(
+        observations, obs_topic, problems
+    )
     for rel in ACTION_TOPICS:
         decoded = _decode_topic(by_topic[rel], names[rel], contract.ACTION_FIELDS, problems)
-        streams[rel] = _by_step(decoded, names[rel], problems)
+        streams[rel], resent[rel] = _by_step(decoded, names[rel], problems)
     results: dict[int, contract.EpisodeResult] = {}
     for vec in _decode_topic(
         by_topic[contract.EPISODE], names[contract.EPISODE], contract.EPISODE_FIELDS, problems
@@ -762,6 +780,7 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
         layout=layout,
         episodes=tuple(episodes),
         counts={rel: len(msgs) for rel, msgs in by_topic.items()},
+        resent=resent,
         problems=problems.lines(),
     )
 
