@@ -368,3 +368,16 @@ def test_yaml_defaults_match_the_config_dataclass(repo_root: pathlib.Path):
     defaults = {f.name: f.default for f in dataclasses.fields(SimBridgeConfig)}
     assert params == defaults
     assert SimBridgeConfig().mode == LOCKSTEP
+
+
+def test_base_action_for_a_step_already_taken_is_late_not_stale():
+    bridge = make_bridge()
+    bridge.begin(now=0.0)
+    assert bridge.offer_command(0, 0, PUSH_RIGHT, now=0.001) is None
+    bridge.advance(now=0.002)
+    late = bridge.offer_base(0, 0, PUSH_LEFT, now=0.003)  # command 0 beat base action 0
+    assert late is not None and late.kind == 'late'
+    assert bridge.counters.late_base == 1 and bridge.counters.rejected_stale == 0
+    future = bridge.offer_base(0, 3, PUSH_LEFT, now=0.004)  # a future step is still stale
+    assert future is not None and future.kind == 'stale'
+    assert bridge.counters.rejected_stale == 1

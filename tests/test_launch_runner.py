@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -74,7 +75,10 @@ def test_parse_launch_arguments_rejects_malformed_tokens(token):
 
 
 def test_unknown_launch_argument_is_a_clear_error():
-    expected = r"unknown launch argument\(s\) \['epsiodes'\].*declares: bag, controller, episodes"
+    expected = (
+        r"unknown launch argument\(s\) \['epsiodes'\].*"
+        r'declares: bag, command_timeout, controller, episodes'
+    )
     with pytest.raises(LaunchError, match=expected):
         _plan('slippery_push.launch.py', epsiodes='3')
 
@@ -143,7 +147,12 @@ def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
         assert plan.node.parameter_files[-1] == str(repo_root / 'config' / f'{task}.yaml')
         assert all(os.path.isfile(f) for f in plan.node.parameter_files)
     assert sim.node.parameter_files[0] == str(repo_root / 'config' / 'sim_bridge.yaml')
-    assert sim.node.parameters == {'episodes': 0, 'mode': 'lockstep', 'seed': 0}
+    assert sim.node.parameters == {
+        'episodes': 0,
+        'mode': 'lockstep',
+        'seed': 0,
+        'command_timeout_s': 0.05,
+    }
     assert base.node.parameters == {'controller': controller}
     assert residual.node.parameters == {'model_path': ''}
 
@@ -167,7 +176,12 @@ def test_launch_arguments_reach_the_node_command_lines():
     assert '__ns:=/itest' in base
     assert base[-2:] == ('-p', 'controller:="discrete_mpc_push"')
     sim = plans['sim_bridge']
-    assert sim.node.parameters == {'episodes': 7, 'mode': 'realtime', 'seed': 42}
+    assert sim.node.parameters == {
+        'episodes': 7,
+        'mode': 'realtime',
+        'seed': 42,
+        'command_timeout_s': 0.05,
+    }
     assert 'episodes:=7' in sim.cmd and 'seed:=42' in sim.cmd
     assert plans['residual_node'].cmd[-1] == 'model_path:="/tmp/actor.onnx"'
 
@@ -233,7 +247,9 @@ def test_required_exit_0_ends_the_launch_with_0_and_stops_the_others():
     assert code == 0
     assert '[sim] hello' in lines
     assert any('sim finished (code 0); stopping the launch' in line for line in lines)
-    assert any(line.endswith('idle stopped (code -2)') for line in lines)
+    # Stopped by the runner: SIGINT normally (-2); a child still starting up under load may
+    # need the SIGTERM/SIGKILL escalation, so the exact code is not the point here.
+    assert any(re.search(r'idle stopped \(code -?\d+\)$', line) for line in lines), lines
     assert sup.pids() == {'sim': None, 'idle': None}
 
 

@@ -90,6 +90,9 @@ def _launch(name: str, model: pathlib.Path, folder: pathlib.Path) -> tuple[Child
             f'model_path:={model}',
             'mode:=lockstep',
             'monitor:=true',
+            # Equivalence, not latency: on a loaded 2-core machine a command can come more
+            # than the default 50 ms after its base action, which would be a fallback.
+            'command_timeout:=1.0',
             f'results:={results}',
             f'namespace:=/eqtest_{os.getpid()}_{name}',
         ]

@@ -113,6 +113,13 @@ def launch_arguments(default_controller: str) -> list[DeclareLaunchArgument]:
             "rewritten every second; '' = none",
         ),
         DeclareLaunchArgument(
+            'command_timeout',
+            default_value='0.05',
+            description='Lockstep: seconds the sim waits for command k after base action k '
+            'before it applies the base action (config/sim_bridge.yaml: command_timeout_s); '
+            'raise it where the loop must stay deterministic on a loaded machine',
+        ),
+        DeclareLaunchArgument(
             'record',
             default_value='false',
             choices=['true', 'false'],
@@ -133,6 +140,7 @@ def _sim_bridge(namespace, stack_params, waits: bool) -> Node:
         'episodes': LaunchConfiguration('episodes'),
         'mode': LaunchConfiguration('mode'),
         'seed': LaunchConfiguration('seed'),
+        'command_timeout_s': LaunchConfiguration('command_timeout'),
     }
     if waits:
         # Observation subscribers to wait for: controller, residual node, and the monitor

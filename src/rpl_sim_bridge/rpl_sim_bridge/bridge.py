@@ -222,8 +222,10 @@ class Rejection(NamedTuple):
     """A message that was not accepted.
 
     Attributes:
-        kind: 'malformed' (undecodable, wrong length, non-finite) or 'stale' (another
-            episode, or a step outside the accepted window).
+        kind: 'malformed' (undecodable, wrong length, non-finite), 'stale' (another
+            episode, or a step outside the accepted window) or 'late' (a base action for a
+            step the bridge already took: normal in lockstep, where command k usually
+            arrives before base action k; counted, not logged).
         reason: One sentence for the log.
     """
 
@@ -243,6 +245,7 @@ class Counters:
     fallback_zero: int = 0
     rejected_malformed: int = 0
     rejected_stale: int = 0
+    late_base: int = 0
     handshake_resends: int = 0
 
 
@@ -429,6 +432,9 @@ class SimBridge:
             lo = self._step
         else:
             lo = self._step - self.config.max_command_age_steps
+        if what == 'base action' and self._already_taken(episode, step):
+            self.counters.late_base += 1
+            return Rejection('late', f'{what} for (episode {episode}, step {step}) came late')
         if self._finished or episode != self._episode or not lo <= step <= self._step:
             self.counters.rejected_stale += 1
             return Rejection(
@@ -441,6 +447,10 @@ class SimBridge:
             return Rejection('stale', f'{what} for step {step} is older than step {slot.step}')
         slot.store(episode, step, values, now)
         return None
+
+    def _already_taken(self, episode: int, step: int) -> bool:
+        """(episode, step) is a step this bridge has already simulated."""
+        return episode < self._episode or (episode == self._episode and step < self._step)
 
     # --- lockstep timing ---------------------------------------------------------------
     def ready(self) -> bool:

@@ -162,6 +162,8 @@ class SimBridgeNode(RplNode):
         return True
 
     def _log_rejection(self, rejection: Rejection, now: float) -> None:
+        if rejection.kind == 'late':
+            return  # expected in lockstep; counted in diagnostics (late_base)
         log, held = self._reject_log.should_log(now)
         if log:
             more = f' ({held} more since the last line)' if held else ''
@@ -299,6 +301,7 @@ class SimBridgeNode(RplNode):
                 'fallback_zero': c.fallback_zero,
                 'rejected_malformed': c.rejected_malformed,
                 'rejected_stale': c.rejected_stale,
+                'late_base': c.late_base,
                 'handshake': self.core.handshake.value,
                 'handshake_resends': c.handshake_resends,
             },
