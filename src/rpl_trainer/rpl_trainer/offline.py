@@ -1,0 +1,523 @@
+"""Learning from the stack's own messages: recorded bags and live topics -> HER episodes.
+
+The residual stack publishes, per step k of episode e, the ``observation`` (task
+observation, achieved goal, desired goal), the base controller's ``base_action`` and the
+executed ``command``; the sim bridge publishes one ``episode`` result after the last step.
+This module turns those into the replay buffer's episodes for the RPL learner:
+
+* the stored tanh-space action is the residual that explains the executed command,
+  u = clip((command - base_action) / residual_scale, -1, 1)
+  (:func:`rpl_trainer.residual.residual_explaining`), whatever produced the command;
+* rewards are not stored: the HER sampler recomputes them with the task's pure reward
+  function from the achieved goals;
+* the sim bridge publishes no observation after an episode's last step (the next message
+  is the result, then the next episode's step 0), so an episode of T steps gives T - 1
+  transitions: o_0 .. o_{T-1} and the commands of steps 0 .. T-2.
+
+:class:`EpisodeAssembler` matches live messages by (episode id, step index) and emits only
+complete episodes; :func:`records_from_run` does the same for a bag read by
+:func:`rpl_trainer.bags.load_run`; :class:`OfflineLearner` stores them and runs DDPG + HER
+updates (the RPL burn-in, i.e. critic-only updates, included) and exports the actor.
+
+No rclpy here: the trainer node (``trainer_node.py``) only converts messages and calls this.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import pathlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from rpl_interfaces import contract
+from rpl_interfaces.codec import StampedVector
+from rpl_trainer import bags
+from rpl_trainer.config import TrainConfig
+from rpl_trainer.ddpg import DDPGAgent, UpdateStats
+from rpl_trainer.export import export_onnx
+from rpl_trainer.her import EpisodeBatch, HerSampler, ReplayBuffer, RewardFn
+from rpl_trainer.networks import Dims
+from rpl_trainer.residual import residual_explaining
+
+STEP_TOPICS = (contract.OBSERVATION, contract.BASE_ACTION, contract.COMMAND)
+"""The per-step topics an episode needs (relative names)."""
+
+# Why an episode was not learned from (keys of the skip counters).
+INCOMPLETE = 'incomplete'  # a step of observation / base_action / command or the result missing
+CONFLICTING = 'conflicting'  # one (episode, step) sent twice with different values
+FALLBACK = 'fallback'  # the sim applied a fallback action: the command is not what ran
+WRONG_LENGTH = 'wrong_length'  # not the task's episode length
+SKIP_REASONS = (INCOMPLETE, CONFLICTING, FALLBACK, WRONG_LENGTH)
+
+
+class EpisodeRecord(NamedTuple):
+    """One complete episode of T steps as the stack published it (float64 arrays).
+
+    Attributes:
+        episode: Episode id (per sim bridge run).
+        observation: Task observations o_0 .. o_{T-1}, (T, obs_dim).
+        achieved_goal: Achieved goals at the same steps, (T, goal_dim) (block position, m,
+            world frame for Fetch).
+        desired_goal: Desired goal at every step, (T, goal_dim), m, world frame.
+        base_action: Base controller actions, (T, action_dim), action units.
+        command: Executed commands clip(base + residual, -1, 1), (T, action_dim).
+        result: The sim bridge's episode result.
+    """
+
+    episode: int
+    observation: np.ndarray
+    achieved_goal: np.ndarray
+    desired_goal: np.ndarray
+    base_action: np.ndarray
+    command: np.ndarray
+    result: contract.EpisodeResult
+
+    @property
+    def steps(self) -> int:
+        """Steps T of the episode."""
+        return int(self.command.shape[0])
+
+
+def stored_residual(command: np.ndarray, base_action: np.ndarray, scale: float) -> np.ndarray:
+    """Tanh-space residual u = clip((command - base_action) / scale, -1, 1) to store.
+
+    Args:
+        command: Executed commands (batch, action_dim).
+        base_action: Base actions of the same steps (batch, action_dim).
+        scale: Residual scale (> 0), ``TrainConfig.residual_scale``.
+
+    Returns:
+        (batch, action_dim) float32 in [-1, 1].
+    """
+    if not scale > 0:
+        raise ValueError(f'residual scale must be positive, got {scale}')
+    return residual_explaining(np.asarray(command), np.asarray(base_action), scale)
+
+
+def episode_batch(records: Sequence[EpisodeRecord], scale: float) -> EpisodeBatch:
+    """HER buffer episodes (N, T - 1 transitions each) from N records of T steps.
+
+    Raises:
+        ValueError: No records, records of different lengths, or fewer than 2 steps.
+    """
+    if not records:
+        raise ValueError('no episode records to convert')
+    lengths = {r.steps for r in records}
+    if len(lengths) != 1 or min(lengths) < 2:
+        raise ValueError(f'records must all have the same length >= 2 steps, got {lengths}')
+    stack = lambda name: np.stack([getattr(r, name) for r in records])  # noqa: E731
+    command = stack('command')[:, :-1]  # (N, T - 1, action_dim)
+    base = stack('base_action')[:, :-1]
+    n, t, a = command.shape
+    residual = stored_residual(command.reshape(n * t, a), base.reshape(n * t, a), scale)
+    return EpisodeBatch(
+        obs=stack('observation').astype(np.float32),  # (N, T, obs_dim)
+        achieved_goal=stack('achieved_goal').astype(np.float32),  # (N, T, goal_dim)
+        desired_goal=stack('desired_goal')[:, :-1].astype(np.float32),  # (N, T - 1, goal_dim)
+        action=residual.reshape(n, t, a),
+        executed=command.astype(np.float32),
+    )
+
+
+def _record(
+    episode: int,
+    layout: contract.ObservationLayout,
+    observation: np.ndarray,
+    base_action: np.ndarray,
+    command: np.ndarray,
+    result: contract.EpisodeResult,
+) -> EpisodeRecord:
+    return EpisodeRecord(
+        episode=episode,
+        observation=observation[:, layout.observation],
+        achieved_goal=observation[:, layout.achieved_goal],
+        desired_goal=observation[:, layout.desired_goal],
+        base_action=base_action,
+        command=command,
+        result=result,
+    )
+
+
+def _check_layout(layout: contract.ObservationLayout) -> None:
+    if layout.achieved_goal.stop - layout.achieved_goal.start != layout.goal_dim:
+        raise ValueError(
+            'observations without achieved_goal.* fields cannot be learned from (HER needs '
+            f'the achieved goal); fields: {list(layout.fields)[:4]}...'
+        )
+
+
+# --- recorded runs ----------------------------------------------------------------------------
+
+
+def records_from_run(
+    run: bags.RecordedRun, episode_steps: int
+) -> tuple[list[EpisodeRecord], collections.Counter[str]]:
+    """Complete episodes of a bag read by :func:`rpl_trainer.bags.load_run`.
+
+    Args:
+        run: The recorded run (repeated messages are already reduced to the first).
+        episode_steps: The task's episode length T; other lengths are skipped.
+
+    Returns:
+        The records, and skipped episodes counted by reason (:data:`SKIP_REASONS`).
+    """
+    _check_layout(run.layout)
+    records, skipped = [], collections.Counter()
+    for ep in run.episodes:
+        streams = (ep.observation, ep.base_action, ep.command)
+        if ep.result is None or not all(s.present.all() for s in streams):
+            skipped[INCOMPLETE] += 1
+        elif ep.result.fallback_base or ep.result.fallback_zero:
+            skipped[FALLBACK] += 1
+        elif ep.steps != episode_steps:
+            skipped[WRONG_LENGTH] += 1
+        else:
+            records.append(
+                _record(ep.episode, run.layout, *(s.values for s in streams), ep.result)
+            )
+    return records, skipped
+
+
+# --- live messages ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _OpenEpisode:
+    steps: dict[str, dict[int, StampedVector]] = dataclasses.field(
+        default_factory=lambda: {topic: {} for topic in STEP_TOPICS}
+    )
+    result: contract.EpisodeResult | None = None
+    conflicting: bool = False
+
+
+@dataclasses.dataclass
+class AssemblerCounts:
+    """What the assembler has seen.
+
+    Attributes:
+        complete: Episodes emitted.
+        skipped: Episodes dropped, by reason (:data:`SKIP_REASONS`).
+        resent: Messages that repeated an (episode, step) with the same values (the sim
+            bridge's start-up handshake and the nodes' answers to it); the first is kept.
+        late: Messages of an episode already emitted or skipped, ignored.
+        results_only: Episode results with no step messages (results of episodes before
+            this trainer started, delivered late through the latched ``episode`` topic).
+        restarts: Times a sim bridge started its episode ids again from an id already seen.
+    """
+
+    complete: int = 0
+    skipped: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    resent: int = 0
+    late: int = 0
+    results_only: int = 0
+    restarts: int = 0
+
+
+class EpisodeAssembler:
+    """Matches live step messages and episode results into complete episodes.
+
+    An episode is emitted as soon as its result and, for every step 0 .. T-1, one
+    observation, base action and command are there. Repeats of an (episode, step) with the
+    same values and tag are re-sends (kept once); with other values the episode is skipped
+    as ``conflicting``. An episode still incomplete once a message of episode id + ``lag``
+    (or later) arrives is skipped as ``incomplete`` (messages of different topics may
+    arrive out of order, but not by whole episodes). One assembler per stack namespace.
+
+    Args:
+        layout: The observation payload layout (with achieved goals).
+        episode_steps: Task episode length T; results with another step count are skipped.
+        lag: Episodes to wait for the missing messages of an episode (>= 1).
+    """
+
+    def __init__(
+        self, layout: contract.ObservationLayout, episode_steps: int, lag: int = 2
+    ) -> None:
+        _check_layout(layout)
+        if lag < 1:
+            raise ValueError(f'lag must be >= 1 episode, got {lag}')
+        self.layout = layout
+        self.episode_steps = episode_steps
+        self.lag = lag
+        self.counts = AssemblerCounts()
+        self._open: dict[int, _OpenEpisode] = {}
+        self._closed: set[int] = set()
+
+    def add(self, topic: str, vec: StampedVector) -> list[EpisodeRecord]:
+        """Take one decoded message of ``topic`` (relative name: observation, base_action,
+        command or episode).
+
+        Returns:
+            The episode completed by it (a list of none or one).
+
+        Raises:
+            ValueError: An unknown topic or a payload of the wrong size.
+        """
+        self._check(topic, vec)
+        if vec.episode in self._closed:
+            if topic == contract.OBSERVATION and vec.step == 0:
+                self._restart()  # a new sim bridge run counts its episodes from 0 again
+            else:
+                self.counts.late += 1
+                return []
+        self._close_stale(vec.episode)
+        episode = self._open.setdefault(vec.episode, _OpenEpisode())
+        if topic == contract.EPISODE:
+            if episode.result is None:
+                episode.result = contract.EpisodeResult.from_vector(vec.episode, vec.values)
+            else:
+                self.counts.resent += 1
+        else:
+            self._put(episode, topic, vec)
+        record = self._try_complete(vec.episode)
+        return [] if record is None else [record]
+
+    def flush(self) -> None:
+        """Skip every episode still open (end of input): counted as incomplete."""
+        for ep in sorted(self._open):
+            self._drop(ep)
+
+    @property
+    def open_episodes(self) -> list[int]:
+        """Ids of the episodes still waiting for messages."""
+        return sorted(self._open)
+
+    def _check(self, topic: str, vec: StampedVector) -> None:
+        sizes = {
+            contract.OBSERVATION: len(self.layout.fields),
+            contract.BASE_ACTION: len(contract.ACTION_FIELDS),
+            contract.COMMAND: len(contract.ACTION_FIELDS),
+            contract.EPISODE: len(contract.EPISODE_FIELDS),
+        }
+        if topic not in sizes:
+            raise ValueError(f'topic must be one of {list(sizes)}, got {topic!r}')
+        if np.shape(vec.values) != (sizes[topic],):
+            raise ValueError(
+                f'{topic} (episode {vec.episode}, step {vec.step}) has '
+                f'{np.size(vec.values)} values, expected {sizes[topic]}'
+            )
+
+    def _put(self, episode: _OpenEpisode, topic: str, vec: StampedVector) -> None:
+        by_step = episode.steps[topic]
+        first = by_step.get(vec.step)
+        if first is None:
+            by_step[vec.step] = vec
+        elif first.tag == vec.tag and np.array_equal(first.values, vec.values, equal_nan=True):
+            self.counts.resent += 1
+        else:
+            episode.conflicting = True
+
+    def _try_complete(self, ep: int) -> EpisodeRecord | None:
+        episode = self._open[ep]
+        result = episode.result
+        if result is None:
+            return None
+        if episode.conflicting:
+            return self._drop(ep, CONFLICTING)
+        if result.steps != self.episode_steps:
+            return self._drop(ep, WRONG_LENGTH)
+        if result.fallback_base or result.fallback_zero:
+            return self._drop(ep, FALLBACK)
+        wanted = range(self.episode_steps)
+        if any(any(k not in episode.steps[t] for k in wanted) for t in STEP_TOPICS):
+            return None
+        if any(len(episode.steps[t]) != self.episode_steps for t in STEP_TOPICS):
+            return self._drop(ep, INCOMPLETE)  # steps past the end: not this episode's shape
+        arrays = [np.stack([episode.steps[t][k].values for k in wanted]) for t in STEP_TOPICS]
+        del self._open[ep]
+        self._closed.add(ep)
+        self.counts.complete += 1
+        return _record(ep, self.layout, *arrays, result)
+
+    def _close_stale(self, newest: int) -> None:
+        for ep in sorted(self._open):
+            if ep <= newest - self.lag:
+                self._drop(ep)
+
+    def _drop(self, ep: int, reason: str = INCOMPLETE) -> None:
+        episode = self._open.pop(ep)
+        self._closed.add(ep)
+        if not any(episode.steps.values()) and not episode.conflicting:
+            self.counts.results_only += 1
+        else:
+            self.counts.skipped[reason] += 1
+
+    def _restart(self) -> None:
+        self.flush()
+        self._closed.clear()
+        self.counts.restarts += 1
+
+
+# --- learning ---------------------------------------------------------------------------------
+
+
+class IngestReport(NamedTuple):
+    """What :func:`ingest_bags` did.
+
+    Attributes:
+        episodes: Episodes stored in the buffer.
+        transitions: Transitions stored (episodes x (T - 1)).
+        updates: Gradient steps run.
+        skipped: Episodes not stored, by reason (:data:`SKIP_REASONS`).
+        problems: The bags' problem lines, prefixed with the bag path.
+    """
+
+    episodes: int
+    transitions: int
+    updates: int
+    skipped: dict[str, int]
+    problems: tuple[str, ...]
+
+
+class OfflineLearner:
+    """DDPG + HER on episodes that were not collected by this process (bags, live topics).
+
+    Args:
+        config: Hyperparameters (``algo`` must be ``rpl``: the records hold base actions).
+        dims: Observation, goal and action sizes.
+        episode_steps: The task's episode length T (gamma = 1 - 1/T as in ``rpl train``);
+            the buffer stores T - 1 transitions per episode.
+        reward_fn: The task's pure batched reward function (for HER).
+    """
+
+    def __init__(
+        self, config: TrainConfig, dims: Dims, episode_steps: int, reward_fn: RewardFn
+    ) -> None:
+        if config.algo != 'rpl':
+            raise ValueError(f'offline learning is for algo rpl, got {config.algo!r}')
+        if episode_steps < 2:
+            raise ValueError(f'episodes need at least 2 steps, got {episode_steps}')
+        self.config = config
+        self.dims = dims
+        self.episode_steps = episode_steps
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.agent = DDPGAgent(dims, config, episode_steps)
+        self.buffer = ReplayBuffer(dims, episode_steps - 1, config.buffer_size)
+        self.sampler = HerSampler(reward_fn, config.future_p, None, config.residual_scale)
+        self.episodes = 0
+
+    @classmethod
+    def for_task(cls, config: TrainConfig) -> OfflineLearner:
+        """Learner for ``config.task`` with the task's sizes, length and reward."""
+        from rpl_trainer.train import registered_problem
+
+        problem = registered_problem(config.task, config.controller)
+        return cls(config, problem.dims, int(problem.spec.max_episode_steps), problem.reward_fn)
+
+    def add(self, records: Sequence[EpisodeRecord]) -> int:
+        """Store episodes and update the input statistics from HER samples of them.
+
+        Returns:
+            Transitions stored.
+
+        Raises:
+            ValueError: A record's length or sizes do not fit this learner.
+        """
+        if not records:
+            return 0
+        for r in records:
+            sizes = (r.observation.shape[1], r.desired_goal.shape[1], r.command.shape[1])
+            if r.steps != self.episode_steps or sizes != tuple(self.dims):
+                raise ValueError(
+                    f'episode {r.episode} has {r.steps} steps and sizes (obs, goal, action) '
+                    f'{sizes}; this learner needs {self.episode_steps} and {tuple(self.dims)}'
+                )
+        batch = episode_batch(records, self.config.residual_scale)
+        self.buffer.store(batch)
+        n, steps = len(records), self.buffer.steps
+        self.agent.update_normalizers(self.sampler.sample(batch, n, n * steps, self.rng))
+        self.episodes += n
+        return n * steps
+
+    def update(self, count: int = 1) -> list[UpdateStats]:
+        """Run ``count`` gradient steps (critic only while the burn-in lasts)."""
+        if self.buffer.size == 0:
+            return []
+        stats = []
+        for _ in range(count):
+            batch = self.buffer.sample(self.sampler, self.config.batch_size, self.rng)
+            stats.append(self.agent.update(batch))
+        return stats
+
+    def export(
+        self, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None
+    ) -> pathlib.Path:
+        """Write the actor as an ONNX residual model (docs/onnx_contract.md).
+
+        The file is written next to ``path`` under a temporary name, checked against torch,
+        then moved over ``path`` with ``os.replace``: a hot-reloading residual node sees the
+        old file or the new one, never a partial one.
+        """
+        props = {
+            'task': self.config.task,
+            'controller': self.config.controller,
+            'algo': self.config.algo,
+            'updates': str(self.agent.updates),
+            'episodes': str(self.episodes),
+            'source': 'trainer_node',
+        }
+        props.update(metadata or {})
+        return export_onnx(self.agent.actor, path, self.config.residual_scale, props)
+
+
+def ingest_bags(
+    paths: Iterable[str | os.PathLike[str]],
+    learner: OfflineLearner,
+    updates_per_step: float = 0.0,
+    namespace: str | None = None,
+) -> IngestReport:
+    """Read bags episode by episode into the learner's buffer, optionally training on them.
+
+    Args:
+        paths: Bag directories (or storage files) recorded from the stack.
+        learner: Receives the episodes.
+        updates_per_step: Gradient steps per stored transition, run after each bag's
+            episodes (0: only fill the buffer). While the RPL burn-in lasts these update
+            only the critic.
+        namespace: Stack namespace in the bags (None: the only one in each bag).
+
+    Raises:
+        rpl_trainer.bags.BagError: A bag cannot be read at all.
+    """
+    episodes = transitions = updates = 0
+    skipped: collections.Counter[str] = collections.Counter()
+    problems: list[str] = []
+    debt = 0.0
+    for path in paths:
+        run = bags.load_run(path, namespace)
+        problems += [f'{path}: {line}' for line in run.problems]
+        records, skips = records_from_run(run, learner.episode_steps)
+        skipped.update(skips)
+        for record in records:  # episode by episode: the buffer is FIFO
+            stored = learner.add([record])
+            episodes += 1
+            transitions += stored
+            debt += updates_per_step * stored
+            count = int(debt)
+            debt -= count
+            updates += len(learner.update(count))
+    return IngestReport(episodes, transitions, updates, dict(skipped), tuple(problems))
+
+
+__all__ = [
+    'CONFLICTING',
+    'FALLBACK',
+    'INCOMPLETE',
+    'SKIP_REASONS',
+    'STEP_TOPICS',
+    'WRONG_LENGTH',
+    'AssemblerCounts',
+    'EpisodeAssembler',
+    'EpisodeRecord',
+    'IngestReport',
+    'OfflineLearner',
+    'episode_batch',
+    'ingest_bags',
+    'records_from_run',
+    'stored_residual',
+]

@@ -1,0 +1,228 @@
+"""Learning from the stack's messages: episode assembly, stored residuals, bag ingest, export.
+
+Message sequences and bags are hand-made with known values, so every stored number is
+known. The trainer node on real topics is in test_trainer_node.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from test_bags import NS, OBS_FIELDS, write_bag
+
+from rpl_interfaces import contract
+from rpl_interfaces.codec import StampedVector
+from rpl_residual_node.onnx_actor import OnnxActor
+from rpl_residual_node.policy import ResidualPolicy
+from rpl_sim_bridge.tasks.goal_task import sparse_reward
+from rpl_trainer import bags, offline
+from rpl_trainer.config import make_config
+from rpl_trainer.networks import Dims
+from rpl_trainer.residual import compose_action
+
+LAYOUT = contract.split_observation_fields(OBS_FIELDS)  # obs 2, achieved 3, desired 3
+DIMS = Dims(obs_dim=2, goal_dim=3, action_dim=4)
+STEPS = 5
+SCALE = 2.0
+
+
+def obs_values(ep: int, k: int) -> np.ndarray:
+    return np.arange(len(OBS_FIELDS), dtype=np.float64) * 0.01 + ep + 0.1 * k
+
+
+def base_values(ep: int, k: int) -> np.ndarray:
+    return np.array([0.1 * k, -0.2, 0.05 * ep, 0.9])
+
+
+def command_values(ep: int, k: int) -> np.ndarray:
+    return np.clip(base_values(ep, k) + np.array([0.3, -1.5, 0.0, 0.5]), -1.0, 1.0)
+
+
+def vec(ep: int, k: int, values: np.ndarray, tag: str = 't') -> StampedVector:
+    return StampedVector(ep, k, np.asarray(values, dtype=np.float64), 1000 * k, tag)
+
+
+def episode_messages(ep: int, steps: int = STEPS, fallback: int = 0, skip=()) -> list:
+    """(topic, vector) of one lockstep episode in publication order; ``skip`` drops some."""
+    out = []
+    for k in range(steps):
+        for topic, values in (
+            (contract.OBSERVATION, obs_values(ep, k)),
+            (contract.BASE_ACTION, base_values(ep, k)),
+            (contract.COMMAND, command_values(ep, k)),
+        ):
+            if (topic, k) not in skip:
+                out.append((topic, vec(ep, k, values)))
+    result = contract.EpisodeResult(ep, False, 0.2, -float(steps), steps, fallback, 0)
+    out.append((contract.EPISODE, vec(ep, steps, result.as_vector())))
+    return out
+
+
+def feed(assembler: offline.EpisodeAssembler, messages) -> list[offline.EpisodeRecord]:
+    return [r for topic, v in messages for r in assembler.add(topic, v)]
+
+
+def test_a_complete_episode_is_emitted_with_named_parts():
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    (record,) = feed(assembler, episode_messages(0))
+    assert record.episode == 0 and record.steps == STEPS
+    np.testing.assert_array_equal(record.observation[3], obs_values(0, 3)[LAYOUT.observation])
+    np.testing.assert_array_equal(record.achieved_goal[2], obs_values(0, 2)[2:5])
+    np.testing.assert_array_equal(record.desired_goal[4], obs_values(0, 4)[5:8])
+    np.testing.assert_array_equal(record.command[1], command_values(0, 1))
+    assert record.result.final_distance == pytest.approx(0.2)
+    assert assembler.counts.complete == 1 and not assembler.counts.skipped
+    assert assembler.open_episodes == []
+
+
+def test_the_handshake_resends_are_kept_once_and_not_drops():
+    messages = episode_messages(0)
+    # The sim re-sends observation (0, 0) twice; the controller and the residual node answer
+    # each with the same values again.
+    resend = [m for m in messages if m[1].step == 0 and m[0] != contract.EPISODE] * 2
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    (record,) = feed(assembler, messages[:3] + resend + messages[3:])
+    assert assembler.counts.resent == 6
+    assert assembler.counts.skipped == {}
+    np.testing.assert_array_equal(record.base_action[0], base_values(0, 0))
+
+
+def test_a_dropped_step_skips_that_episode_only():
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS, lag=2)
+    done = feed(assembler, episode_messages(0, skip={(contract.BASE_ACTION, 2)}))
+    assert done == [] and assembler.open_episodes == [0]  # its message may still come
+    done += feed(assembler, episode_messages(1))
+    assert [r.episode for r in done] == [1] and assembler.open_episodes == [0]
+    done += feed(assembler, episode_messages(2))  # two episodes later: given up
+    assert [r.episode for r in done] == [1, 2]
+    assert assembler.counts.skipped == {offline.INCOMPLETE: 1}
+    assert assembler.counts.complete == 2
+    assert feed(assembler, [(contract.BASE_ACTION, vec(0, 2, base_values(0, 2)))]) == []
+    assert assembler.counts.late == 1
+
+
+def test_a_result_before_the_last_command_still_completes():
+    messages = episode_messages(0)
+    last_command, result = messages[-2], messages[-1]
+    assert last_command[0] == contract.COMMAND and result[0] == contract.EPISODE
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    done = feed(assembler, [*messages[:-2], result, last_command])
+    assert len(done) == 1
+
+
+def test_a_repeat_with_other_values_and_a_fallback_episode_are_skipped():
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    changed = (contract.COMMAND, vec(0, 1, command_values(0, 1) + 0.1))
+    assert feed(assembler, [*episode_messages(0)[:6], changed, *episode_messages(0)[6:]]) == []
+    assert feed(assembler, episode_messages(1, fallback=1)) == []
+    assert feed(assembler, episode_messages(2, steps=STEPS + 1)) == []
+    assert assembler.counts.skipped == {
+        offline.CONFLICTING: 1,
+        offline.FALLBACK: 1,
+        offline.WRONG_LENGTH: 1,
+    }
+    assert assembler.counts.complete == 0
+
+
+def test_latched_old_results_are_not_skips_and_a_restarted_sim_is_followed():
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    old = [m for ep in (0, 1, 2) for m in episode_messages(ep)[-1:]]  # results only
+    live = episode_messages(3) + episode_messages(4)
+    assert [r.episode for r in feed(assembler, old + live)] == [3, 4]
+    assert assembler.counts.results_only == 3 and assembler.counts.skipped == {}
+    assert [r.episode for r in feed(assembler, episode_messages(3))] == [3]  # ids from 0 again
+    assert assembler.counts.restarts == 1
+
+
+def test_wrong_sizes_and_topics_are_refused_with_the_expected_size():
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    with pytest.raises(ValueError, match='has 3 values, expected 4'):
+        assembler.add(contract.COMMAND, vec(0, 0, np.zeros(3)))
+    with pytest.raises(ValueError, match="got 'residual'"):
+        assembler.add(contract.RESIDUAL, vec(0, 0, np.zeros(4)))
+    no_achieved = contract.split_observation_fields(('a', 'desired_goal.x'))
+    with pytest.raises(ValueError, match='achieved_goal'):
+        offline.EpisodeAssembler(no_achieved, STEPS)
+
+
+def test_the_stored_residual_is_the_rule_and_reproduces_the_command():
+    base = np.array([[0.1, -0.2, 0.9, 0.0], [0.5, 0.5, -0.5, 1.0]])
+    command = np.array([[0.6, -1.0, 1.0, 0.25], [1.0, 0.5, -0.5, 1.0]])
+    u = offline.stored_residual(command, base, SCALE)
+    np.testing.assert_allclose(u, np.clip((command - base) / SCALE, -1, 1), atol=1e-7)
+    np.testing.assert_allclose(compose_action(base, u, SCALE), command, atol=1e-6)
+    with pytest.raises(ValueError, match='got 0'):
+        offline.stored_residual(command, base, 0.0)
+
+
+def test_episode_batch_has_t_minus_one_transitions_per_episode():
+    records = feed(offline.EpisodeAssembler(LAYOUT, STEPS), episode_messages(0))
+    batch = offline.episode_batch(records, SCALE)
+    assert batch.obs.shape == (1, STEPS, 2) and batch.achieved_goal.shape == (1, STEPS, 3)
+    assert batch.action.shape == (1, STEPS - 1, 4) and batch.desired_goal.shape == (1, 4, 3)
+    expected = np.clip((command_values(0, 3) - base_values(0, 3)) / SCALE, -1, 1)
+    np.testing.assert_allclose(batch.action[0, 3], expected, atol=1e-6)
+
+
+def small_learner(**overrides) -> offline.OfflineLearner:
+    values = dict(hidden_size=16, hidden_layers=2, batch_size=8, buffer_size=1000)
+    config = make_config({**values, **overrides})
+
+    def reward(achieved, desired, info=None):
+        return sparse_reward(achieved, desired, 0.05)
+
+    return offline.OfflineLearner(config, DIMS, STEPS, reward)
+
+
+def test_ingesting_a_bag_fills_the_buffer_and_burn_in_trains_only_the_critic(tmp_path):
+    path = tmp_path / 'run'
+    written = write_bag(path, episodes=3, steps=STEPS)  # commands = base + 0.1
+    # Its results say the sim applied fallbacks in episodes 1 and 2: not learned from.
+    assert [r.fallback_base for r in written['results']] == [0, 1, 2]
+    learner = small_learner()
+    actor_before = [p.detach().clone() for p in learner.agent.actor.parameters()]
+    critic_before = [p.detach().clone() for p in learner.agent.critic.parameters()]
+    report = offline.ingest_bags([path], learner, updates_per_step=1.0, namespace=NS)
+    assert report.episodes == 1 and report.transitions == STEPS - 1
+    assert learner.buffer.transitions == 4 and report.updates == 4
+    assert report.skipped == {offline.FALLBACK: 2} and report.problems == ()
+    stored = learner.buffer.state_dict()['episodes']['action']  # (1, 4, 4)
+    assert stored.shape == (1, STEPS - 1, 4)
+    np.testing.assert_allclose(stored, 0.1 / 2.0, atol=1e-6)  # residual 0.1 at scale 2
+    assert learner.agent.actor_frozen
+    actor_after = list(learner.agent.actor.parameters())
+    critic_after = list(learner.agent.critic.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, actor_after, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(critic_before, critic_after, strict=True))
+
+
+def test_bag_episodes_with_missing_messages_are_skipped(tmp_path):
+    path = tmp_path / 'no_command'
+    write_bag(path, episodes=2, steps=STEPS, topics=('observation', 'base_action', 'episode'))
+    learner = small_learner()
+    report = offline.ingest_bags([path], learner)
+    assert report.episodes == 0 and report.skipped == {offline.INCOMPLETE: 2}
+    assert learner.buffer.size == 0
+    with pytest.raises(bags.BagError, match='does not exist'):
+        offline.ingest_bags([tmp_path / 'nowhere'], learner)
+
+
+def test_the_export_replaces_the_model_atomically_and_the_residual_node_loads_it(tmp_path):
+    learner = small_learner(burn_in_beta=0.0)  # actor learns at once
+    learner.add(feed(offline.EpisodeAssembler(LAYOUT, STEPS), episode_messages(0)))
+    model = tmp_path / 'models' / 'actor.onnx'
+    learner.export(model)
+    first = model.read_bytes()
+    learner.update(20)
+    inode = model.stat().st_ino
+    learner.export(model, {'note': 'second'})
+    assert model.read_bytes() != first and model.stat().st_ino != inode  # a new file moved in
+    assert os.listdir(model.parent) == ['actor.onnx']  # no temporary file left behind
+    actor = OnnxActor.load(model, obs_dim=2, goal_dim=3)
+    obs, goal = obs_values(0, 1)[:2], obs_values(0, 1)[5:]
+    expected = SCALE * learner.agent.act(obs[None], goal[None])[0]
+    np.testing.assert_allclose(actor(obs, goal), expected, atol=1e-5)
+    assert ResidualPolicy.from_file(str(model)) is not None
