@@ -19,6 +19,7 @@ setup(
     entry_points={
         'console_scripts': [
             'bag_recorder_node = rpl_trainer.bag_recorder_node:main',
+            'trainer_node = rpl_trainer.trainer_node:main',
         ],
     },
 )

@@ -36,6 +36,7 @@ import torch
 
 from rpl_interfaces import contract
 from rpl_interfaces.codec import StampedVector
+from rpl_interfaces.params import describe
 from rpl_trainer import bags
 from rpl_trainer.config import TrainConfig
 from rpl_trainer.ddpg import DDPGAgent, UpdateStats
@@ -149,6 +150,74 @@ def _check_layout(layout: contract.ObservationLayout) -> None:
             'observations without achieved_goal.* fields cannot be learned from (HER needs '
             f'the achieved goal); fields: {list(layout.fields)[:4]}...'
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerNodeConfig:
+    """Parameters of the trainer node (``rpl_trainer/trainer_node.py``)."""
+
+    task: str = dataclasses.field(
+        default='slippery_push', metadata=describe('Registered task the stack runs')
+    )
+    controller: str = dataclasses.field(
+        default='reactive_push', metadata=describe('Base controller the stack runs')
+    )
+    namespaces: str = dataclasses.field(
+        default=contract.DEFAULT_NAMESPACE,
+        metadata=describe(
+            'Comma-separated stack namespaces to learn from live (observation, base_action, '
+            'command, episode); empty: bags only'
+        ),
+    )
+    bags: str = dataclasses.field(
+        default='', metadata=describe('Comma-separated bag paths to ingest at start')
+    )
+    model_path: str = dataclasses.field(
+        default='',
+        metadata=describe(
+            'ONNX file to (re)write, replaced atomically (the residual node hot-reloads it); '
+            'required'
+        ),
+    )
+    export_every_updates: int = dataclasses.field(
+        default=2000,
+        metadata=describe('Export a new model every this many gradient steps', range=(1, 10**9)),
+    )
+    updates_per_step: float = dataclasses.field(
+        default=0.1,
+        metadata=describe('Gradient steps per ingested transition', range=(0.0, 1000.0)),
+    )
+    seed: int = dataclasses.field(default=0, metadata=describe('Seed', range=(0, 2**31)))
+
+    def namespace_list(self) -> list[str]:
+        """The namespaces, each with a leading '/'."""
+        return ['/' + n.strip().strip('/') for n in self.namespaces.split(',') if n.strip()]
+
+    def bag_list(self) -> list[str]:
+        """The bag paths."""
+        return [p.strip() for p in self.bags.split(',') if p.strip()]
+
+
+class UpdateDebt:
+    """Gradient steps owed for ingested transitions (fractions carry over).
+
+    Args:
+        per_transition: Gradient steps per transition.
+    """
+
+    def __init__(self, per_transition: float) -> None:
+        self.per_transition = per_transition
+        self.owed = 0.0
+
+    def add(self, transitions: int) -> None:
+        """Owe the updates for newly stored transitions."""
+        self.owed += self.per_transition * transitions
+
+    def take(self, most: int) -> int:
+        """Whole updates to run now, at most ``most``; they are no longer owed."""
+        count = min(int(self.owed), most)
+        self.owed -= count
+        return count
 
 
 # --- recorded runs ----------------------------------------------------------------------------
@@ -487,7 +556,7 @@ def ingest_bags(
     episodes = transitions = updates = 0
     skipped: collections.Counter[str] = collections.Counter()
     problems: list[str] = []
-    debt = 0.0
+    debt = UpdateDebt(updates_per_step)
     for path in paths:
         run = bags.load_run(path, namespace)
         problems += [f'{path}: {line}' for line in run.problems]
@@ -497,10 +566,8 @@ def ingest_bags(
             stored = learner.add([record])
             episodes += 1
             transitions += stored
-            debt += updates_per_step * stored
-            count = int(debt)
-            debt -= count
-            updates += len(learner.update(count))
+            debt.add(stored)
+            updates += len(learner.update(debt.take(2**62)))
     return IngestReport(episodes, transitions, updates, dict(skipped), tuple(problems))
 
 
@@ -510,6 +577,8 @@ __all__ = [
     'INCOMPLETE',
     'SKIP_REASONS',
     'STEP_TOPICS',
+    'TrainerNodeConfig',
+    'UpdateDebt',
     'WRONG_LENGTH',
     'AssemblerCounts',
     'EpisodeAssembler',
