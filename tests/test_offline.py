@@ -226,3 +226,20 @@ def test_the_export_replaces_the_model_atomically_and_the_residual_node_loads_it
     expected = SCALE * learner.agent.act(obs[None], goal[None])[0]
     np.testing.assert_allclose(actor(obs, goal), expected, atol=1e-5)
     assert ResidualPolicy.from_file(str(model)) is not None
+
+
+def test_trainer_node_config_lists_and_the_update_debt():
+    from rpl_interfaces.params import ParameterError, build_config
+
+    config = build_config(
+        offline.TrainerNodeConfig, {'namespaces': 'rpl, /arm2/ ,', 'bags': 'a/b, c'}
+    )
+    assert config.namespace_list() == ['/rpl', '/arm2']
+    assert config.bag_list() == ['a/b', 'c']
+    with pytest.raises(ParameterError, match='export_every_updates'):
+        build_config(offline.TrainerNodeConfig, {'export_every_updates': 0})
+    debt = offline.UpdateDebt(0.1)
+    debt.add(49)  # one episode: 4.9 updates owed
+    assert debt.take(3) == 3 and debt.take(3) == 1
+    debt.add(2)  # 0.9 + 0.2: the fraction carries over
+    assert debt.take(8) == 1 and debt.owed == pytest.approx(0.1)
