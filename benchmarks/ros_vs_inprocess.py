@@ -50,7 +50,14 @@ def in_process(task: str, controller: str, model: str, episodes: int, seed: int)
     return evaluate(task, controller, episodes, seed, policy=policy, progress=True)
 
 
-def through_ros(task: str, controller: str, model: str, episodes: int, seed: int) -> dict:
+def through_ros(
+    task: str,
+    controller: str,
+    model: str,
+    episodes: int,
+    seed: int,
+    command_timeout_s: float | None = None,
+) -> dict:
     """Run the stack in lockstep; the monitor's JSON plus launch code, wall times and logs."""
     log_dir = tempfile.mkdtemp(prefix='rpl_ros_vs_inprocess_')
 
@@ -67,6 +74,7 @@ def through_ros(task: str, controller: str, model: str, episodes: int, seed: int
         namespace=f'/ros_vs_inprocess_{os.getpid()}',
         log_dir=log_dir,
         write=quiet,
+        command_timeout_s=command_timeout_s,
     )
     if run.data is None:
         sys.exit(f'no episode result arrived (launch exit code {run.code}); logs in {log_dir}')
@@ -122,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--episodes', type=int, default=100)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--tolerance', type=float, default=TOLERANCE_M, help='m')
+    parser.add_argument(
+        '--command-timeout',
+        type=float,
+        default=1.0,
+        help='lockstep command timeout, s (generous: this measures equivalence, not latency)',
+    )
     parser.add_argument('--out', help='JSON file (default results/ros_vs_inprocess_<task>.json)')
     args = parser.parse_args(argv)
     if args.episodes < 1:
@@ -133,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     local = in_process(args.task, args.controller, model, args.episodes, args.seed)
     local_wall_s = time.perf_counter() - start
-    ros = through_ros(args.task, args.controller, model, args.episodes, args.seed)
+    ros = through_ros(
+        args.task, args.controller, model, args.episodes, args.seed, args.command_timeout
+    )
     summary = summary_from_dict(ros['data'])
     diff = compare(local, ros, args.tolerance)
 

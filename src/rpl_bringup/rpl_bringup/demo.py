@@ -103,6 +103,7 @@ def run_stack(
     namespace: str,
     log_dir: str,
     write: Callable[[str], None] = print,
+    command_timeout_s: float | None = None,
 ) -> StackRun:
     """Run ``<task>.launch.py`` in lockstep for ``episodes`` episodes with the monitor.
 
@@ -117,6 +118,8 @@ def run_stack(
         seed: Seed of episode 0.
         namespace: ROS namespace of the nodes.
         log_dir: Folder for the node logs and ``episodes.json`` (created).
+        write: Sink of the monitor's lines and the runner's warnings.
+        command_timeout_s: The ``command_timeout`` launch argument (None: the default).
 
     Returns:
         The run's outcome.
@@ -135,6 +138,8 @@ def run_stack(
         'monitor': 'true',
         'results': results,
     }
+    if command_timeout_s is not None:
+        arguments['command_timeout'] = str(command_timeout_s)
     plans = launch_runner.plan_launch_file(path, arguments, force_shim=True)
     # One screen: the monitor's lines on it, the nodes' logs in files.
     plans = [p if p.name == MONITOR else dataclasses.replace(p, output='log') for p in plans]
