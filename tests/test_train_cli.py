@@ -206,6 +206,50 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
     assert not straight.agent.actor_frozen  # the actor did learn in both
 
 
+def test_resume_from_a_mid_run_checkpoint_logs_each_evaluation_once(tmp_path, monkeypatch):
+    """A run killed after a mid-run checkpoint and a later evaluation row resumes cleanly."""
+    problem = Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
+    values = {
+        'task': 'toy_reach',
+        'controller': 'toy_biased',
+        'num_envs': 2,
+        'hidden_size': 16,
+        'batch_size': 32,
+        'updates_per_env_step': 0.3,
+        'burn_in_window': 10,
+        'eval_interval': 40,
+        'eval_episodes': 2,
+        'base_eval_episodes': 2,
+        'checkpoint_interval': 40,
+        'total_env_steps': 120,
+    }
+    run_dir = tmp_path / 'run'
+    saved = []
+    original = Trainer._checkpoint
+
+    def keep_first(self):
+        original(self)
+        if not saved:  # the first mid-run checkpoint, as a kill right after it leaves it
+            saved.append((run_dir / 'checkpoint.pt').read_bytes())
+
+    monkeypatch.setattr(Trainer, '_checkpoint', keep_first)
+    straight = Trainer(make_config(values), problem, run_dir)
+    straight.progress = False
+    straight.run()
+    monkeypatch.setattr(Trainer, '_checkpoint', original)
+    (run_dir / 'checkpoint.pt').write_bytes(saved[0])  # metrics.csv still has every row
+    resumed = Trainer(make_config(values), problem, run_dir)
+    resumed.progress = False
+    resumed.run(resume=True)
+    steps = read_metrics(run_dir / 'metrics.csv')['env_steps']
+    assert len(set(steps.tolist())) == len(steps), steps  # no evaluation row twice
+    assert steps[-1] == 120
+    for a, b in zip(
+        straight.agent.actor.parameters(), resumed.agent.actor.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
 def test_subprocess_and_sync_vector_envs_give_identical_episodes():
     from rpl_trainer.rollout import SubprocVectorEnv, SyncVectorEnv, collect_episodes
 

@@ -405,7 +405,10 @@ class Trainer:
         self._row_clock = tuple(counters['row_clock'])
         vars(self.acc).update(state['accumulator'])
         self.last_eval = dict(state['last_eval'])
-        _truncate_metrics(self.out_dir / METRICS_FILE, self.env_steps)
+        # A mid-run checkpoint is taken right after the cycle that crosses its boundary,
+        # before that step's evaluation row: keep only the rows it had logged, so the
+        # resumed run writes that row once (not a duplicate of a row from after it).
+        _truncate_metrics(self.out_dir / METRICS_FILE, self._row_clock[0])
 
     def _checkpoint(self) -> None:
         save_checkpoint(self.out_dir / CHECKPOINT_FILE, self._state())
