@@ -173,30 +173,37 @@ def test_group_curves_mean_and_spread():
     np.testing.assert_allclose(high, [0.2, 0.25, 0.5, 0.75])
 
 
+TOY_RUN = {
+    'task': 'toy_reach',
+    'controller': 'toy_biased',
+    'num_envs': 2,
+    'hidden_size': 16,
+    'batch_size': 32,
+    'updates_per_env_step': 0.3,
+    'burn_in_window': 10,
+    'eval_interval': 40,
+    'eval_episodes': 2,
+    'base_eval_episodes': 2,
+    'checkpoint_interval': 40,
+}  # a toy-reach run small enough for a test, with checkpoints and evaluations every 40 steps
+
+
+def _toy_trainer(out_dir, total_env_steps: int) -> Trainer:
+    """A quiet Trainer of :data:`TOY_RUN` on the toy reach task."""
+    problem = Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
+    trainer = Trainer(
+        make_config({**TOY_RUN, 'total_env_steps': total_env_steps}), problem, out_dir
+    )
+    trainer.progress = False
+    return trainer
+
+
 def test_resumed_training_equals_uninterrupted_training(tmp_path):
     """Split a toy run at a checkpoint: the resumed run ends with the same weights."""
-    problem = Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
-    values = {
-        'task': 'toy_reach',
-        'controller': 'toy_biased',
-        'num_envs': 2,
-        'hidden_size': 16,
-        'batch_size': 32,
-        'updates_per_env_step': 0.3,
-        'burn_in_window': 10,
-        'eval_interval': 40,
-        'eval_episodes': 2,
-        'base_eval_episodes': 2,
-        'checkpoint_interval': 40,
-    }
-    straight = Trainer(make_config({**values, 'total_env_steps': 120}), problem, tmp_path / 'a')
-    straight.progress = False
+    straight = _toy_trainer(tmp_path / 'a', 120)
     straight.run()
-    first = Trainer(make_config({**values, 'total_env_steps': 60}), problem, tmp_path / 'b')
-    first.progress = False
-    first.run()
-    second = Trainer(make_config({**values, 'total_env_steps': 120}), problem, tmp_path / 'b')
-    second.progress = False
+    _toy_trainer(tmp_path / 'b', 60).run()
+    second = _toy_trainer(tmp_path / 'b', 120)
     second.run(resume=True)
     for a, b in zip(
         straight.agent.actor.parameters(), second.agent.actor.parameters(), strict=True
@@ -208,21 +215,6 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
 
 def test_resume_from_a_mid_run_checkpoint_logs_each_evaluation_once(tmp_path, monkeypatch):
     """A run killed after a mid-run checkpoint and a later evaluation row resumes cleanly."""
-    problem = Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
-    values = {
-        'task': 'toy_reach',
-        'controller': 'toy_biased',
-        'num_envs': 2,
-        'hidden_size': 16,
-        'batch_size': 32,
-        'updates_per_env_step': 0.3,
-        'burn_in_window': 10,
-        'eval_interval': 40,
-        'eval_episodes': 2,
-        'base_eval_episodes': 2,
-        'checkpoint_interval': 40,
-        'total_env_steps': 120,
-    }
     run_dir = tmp_path / 'run'
     saved = []
     original = Trainer._checkpoint
@@ -233,13 +225,11 @@ def test_resume_from_a_mid_run_checkpoint_logs_each_evaluation_once(tmp_path, mo
             saved.append((run_dir / 'checkpoint.pt').read_bytes())
 
     monkeypatch.setattr(Trainer, '_checkpoint', keep_first)
-    straight = Trainer(make_config(values), problem, run_dir)
-    straight.progress = False
+    straight = _toy_trainer(run_dir, 120)
     straight.run()
     monkeypatch.setattr(Trainer, '_checkpoint', original)
     (run_dir / 'checkpoint.pt').write_bytes(saved[0])  # metrics.csv still has every row
-    resumed = Trainer(make_config(values), problem, run_dir)
-    resumed.progress = False
+    resumed = _toy_trainer(run_dir, 120)
     resumed.run(resume=True)
     steps = read_metrics(run_dir / 'metrics.csv')['env_steps']
     assert len(set(steps.tolist())) == len(steps), steps  # no evaluation row twice
