@@ -432,7 +432,7 @@ class SimBridge:
             lo = self._step
         else:
             lo = self._step - self.config.max_command_age_steps
-        if what == 'base action' and self._already_taken(episode, step):
+        if slot is self._base and self._already_taken(episode, step):
             self.counters.late_base += 1
             return Rejection('late', f'{what} for (episode {episode}, step {step}) came late')
         if self._finished or episode != self._episode or not lo <= step <= self._step:
