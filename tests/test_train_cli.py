@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -63,6 +64,7 @@ def test_smoke_run_writes_the_run_directory(smoke_run):
         'metrics.csv',
         'checkpoint.pt',
         'actor.onnx',
+        'best_actor.onnx',
         'base_eval.json',
         'summary.json',
     } <= names
@@ -73,6 +75,14 @@ def test_smoke_run_writes_the_run_directory(smoke_run):
     assert np.all(np.isfinite(metrics['eval/success_rate']))
     assert metrics['burn_in'][-1] == 1  # 10 updates: the critic is still burning in
     assert np.isfinite(metrics['losses/critic'][-1])
+    # best_actor.onnx is the model of the first evaluation reaching the best success rate.
+    summary = json.loads((smoke_run / 'summary.json').read_text())
+    success = metrics['eval/success_rate']
+    assert summary['best/success_rate'] == success.max()
+    assert summary['best/env_steps'] == metrics['env_steps'][np.argmax(success)]
+    best = onnx.load(smoke_run / 'best_actor.onnx')
+    stamped = {p.key: p.value for p in best.metadata_props}
+    assert stamped['env_steps'] == str(summary['best/env_steps'])
 
 
 def test_smoke_export_loads_in_the_residual_node_and_matches_torch(smoke_run):

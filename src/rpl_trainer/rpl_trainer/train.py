@@ -13,7 +13,9 @@ Run directory layout::
     DIR/base_eval.json   success of the base controller alone (the plot's 'Initial' line)
     DIR/metrics.csv      one row per evaluation
     DIR/checkpoint.pt    everything needed to continue (``--resume``)
-    DIR/actor.onnx       the residual model (docs/onnx_contract.md)
+    DIR/actor.onnx       the residual model at the end of the run (docs/onnx_contract.md)
+    DIR/best_actor.onnx  the model at the best periodic evaluation (the run's own
+                         evaluation seeds; `rpl eval` on held-out seeds judges it)
     DIR/summary.json     final numbers
 """
 
@@ -54,6 +56,7 @@ BASE_EVAL_FILE = 'base_eval.json'
 METRICS_FILE = 'metrics.csv'
 CHECKPOINT_FILE = 'checkpoint.pt'
 ONNX_FILE = 'actor.onnx'
+BEST_ONNX_FILE = 'best_actor.onnx'
 SUMMARY_FILE = 'summary.json'
 
 METRIC_COLUMNS = (
@@ -275,6 +278,9 @@ class Trainer:
         self.next_eval = 0
         self.next_checkpoint = config.checkpoint_interval
         self.last_eval: dict[str, float] = {}
+        # Best periodic evaluation so far (model selection on the training run's own
+        # evaluation seeds, never on the held-out seeds of `rpl eval`).
+        self.best = {'eval/success_rate': -1.0, 'env_steps': -1}
         self.acc = _Accumulator()
         self._row_clock = (0, 0, 0.0)  # env steps, updates, wall s at the last row
 
@@ -388,6 +394,7 @@ class Trainer:
             },
             'accumulator': dict(vars(self.acc)),
             'last_eval': dict(self.last_eval),
+            'best': dict(self.best),
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -405,10 +412,34 @@ class Trainer:
         self._row_clock = tuple(counters['row_clock'])
         vars(self.acc).update(state['accumulator'])
         self.last_eval = dict(state['last_eval'])
+        self.best = dict(state.get('best', self.best))
         # A mid-run checkpoint is taken right after the cycle that crosses its boundary,
         # before that step's evaluation row: keep only the rows it had logged, so the
         # resumed run writes that row once (not a duplicate of a row from after it).
         _truncate_metrics(self.out_dir / METRICS_FILE, self._row_clock[0])
+
+    def _export(self, name: str) -> pathlib.Path:
+        config = self.config
+        return export_onnx(
+            self.agent.actor,
+            self.out_dir / name,
+            self.composer.scale,
+            metadata={
+                'task': config.task,
+                'controller': config.controller,
+                'algo': config.algo,
+                'two_frame': str(config.two_frame).lower(),
+                'env_steps': str(self.env_steps),
+                'seed': str(config.seed),
+            },
+        )
+
+    def _keep_best(self) -> None:
+        """Export ``best_actor.onnx`` when this evaluation beats every earlier one."""
+        success = self.last_eval['eval/success_rate']
+        if success > self.best['eval/success_rate']:
+            self._export(BEST_ONNX_FILE)
+            self.best = {'eval/success_rate': success, 'env_steps': self.env_steps}
 
     def _checkpoint(self) -> None:
         save_checkpoint(self.out_dir / CHECKPOINT_FILE, self._state())
@@ -480,6 +511,7 @@ class Trainer:
                     )
                     self.wall_s = time.perf_counter() - clock
                     row = self._write_row(self.last_eval)
+                    self._keep_best()
                     while self.next_eval <= self.env_steps:
                         self.next_eval += config.eval_interval
                     bar.set_postfix(_postfix(row), refresh=False)
@@ -498,19 +530,7 @@ class Trainer:
             bar.close()
             self.env.close()
 
-        onnx_path = export_onnx(
-            self.agent.actor,
-            self.out_dir / ONNX_FILE,
-            self.composer.scale,
-            metadata={
-                'task': config.task,
-                'controller': config.controller,
-                'algo': config.algo,
-                'two_frame': str(config.two_frame).lower(),
-                'env_steps': str(self.env_steps),
-                'seed': str(config.seed),
-            },
-        )
+        onnx_path = self._export(ONNX_FILE)
         result = TrainResult(
             out_dir=self.out_dir,
             env_steps=self.env_steps,
@@ -528,6 +548,9 @@ class Trainer:
             'burn_in_ended_by': self.agent.burn_in.ended_by,
             'burn_in_updates': self.agent.burn_in.updates,
             'onnx': onnx_path.name,
+            'best/success_rate': self.best['eval/success_rate'],
+            'best/env_steps': self.best['env_steps'],
+            'best_onnx': BEST_ONNX_FILE,
         }
         (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + '\n')
         return result
