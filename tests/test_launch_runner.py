@@ -201,6 +201,123 @@ def test_monitor_argument_adds_the_episode_monitor_and_gates_the_sim_on_it():
     )
 
 
+LEARN = 'slippery_push_learn.launch.py'
+STACK_NODES = ['sim_bridge', 'base_controller', 'residual_node']
+
+
+def _stacks(plans: list[ProcessPlan]) -> dict[str, dict[str, ProcessPlan]]:
+    """Plans of the learning launch by namespace, then by node name."""
+    out: dict[str, dict[str, ProcessPlan]] = {}
+    for plan in plans:
+        out.setdefault(plan.node.namespace, {})[plan.node.name] = plan
+    return out
+
+
+@pytest.mark.parametrize('explorers', [0, 1, 2])
+def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers, repo_root):
+    plans = _plan(LEARN, explorers=str(explorers), seed='7', model_path='/tmp/m/actor.onnx')
+    stacks = _stacks(plans)
+    explorer_ns = [f'/rpl/explore_{i}' for i in range(explorers)]
+    assert list(stacks) == ['/rpl', *explorer_ns]
+    assert list(stacks['/rpl']) == ['trainer', *STACK_NODES]
+    trainer = stacks['/rpl'].pop('trainer')
+    assert (trainer.node.package, trainer.cmd[0]) == ('rpl_trainer', 'trainer_node')
+    assert (trainer.required, trainer.respawn) == (True, False)
+    assert trainer.node.parameters == {
+        'task': 'slippery_push',
+        'controller': 'reactive_push',
+        'namespaces': ','.join(['/rpl', *explorer_ns]),
+        'bags': '',
+        'model_path': '/tmp/m/actor.onnx',
+        'checkpoint_path': '',
+        'train_overrides': '',
+        'updates_per_step': 0.25,
+        'export_every_updates': 1000,
+        'seed': 7,
+    }
+    for i, ns in enumerate(['/rpl', *explorer_ns]):
+        stack = stacks[ns]
+        assert list(stack) == STACK_NODES  # no monitor without monitor:=true
+        sim, residual = stack['sim_bridge'], stack['residual_node']
+        assert (sim.required, residual.respawn) == (True, True)
+        assert sim.node.parameter_files[-1] == str(repo_root / 'config' / 'slippery_push.yaml')
+        watched = ns == '/rpl'
+        seed = 7 if watched else 7 + i * 1_000_000  # explorer i - 1 is the i-th stack
+        assert sim.node.parameters == {
+            'command_timeout_s': 0.5,
+            'min_subscribers': 3,  # controller, residual node, trainer
+            'startup_timeout_s': 120.0,
+            'episodes': 0,
+            'seed': seed,
+        }
+        explore = {} if watched else {'explore_noise': 0.2, 'explore_random': 0.3}
+        explore.update({} if watched else {'explore_seed': seed})
+        assert residual.node.parameters == {'model_path': '/tmp/m/actor.onnx', **explore}
+        assert stack['base_controller'].node.parameters == {'controller': 'reactive_push'}
+
+
+def test_learn_launch_episodes_end_only_the_watched_stack_and_monitors_write_per_stack(
+    tmp_path,
+):
+    plans = _plan(
+        LEARN,
+        explorers='2',
+        episodes='5',
+        monitor='true',
+        results=str(tmp_path / 'res'),
+        command_timeout='1',
+        explore_noise='0.1',
+        explore_random='0',
+    )
+    stacks = _stacks(plans)
+    names = {'/rpl': 'rpl', '/rpl/explore_0': 'rpl_explore_0', '/rpl/explore_1': 'rpl_explore_1'}
+    for ns, name in names.items():
+        sim = stacks[ns]['sim_bridge'].node.parameters
+        assert sim['episodes'] == (5 if ns == '/rpl' else 0)
+        assert sim['min_subscribers'] == 4  # ... and the monitor
+        assert sim['command_timeout_s'] == 1.0 and isinstance(sim['command_timeout_s'], float)
+        monitor = stacks[ns]['episode_monitor']
+        assert monitor.node.parameters == {'output_path': str(tmp_path / 'res' / f'{name}.json')}
+    explorer = stacks['/rpl/explore_1']['residual_node'].node.parameters
+    assert (explorer['explore_noise'], explorer['explore_random']) == (0.1, 0.0)
+    unnamed = _stacks(_plan(LEARN, monitor='true', namespace='/live/'))
+    assert unnamed['/live/explore_0']['episode_monitor'].node.parameters == {'output_path': ''}
+
+
+def test_learn_launch_parameters_are_fields_of_the_node_configs():
+    import dataclasses
+
+    from rpl_residual_node.mixing import ResidualConfig
+    from rpl_sim_bridge.bridge import SimBridgeConfig
+    from rpl_trainer.offline import TrainerNodeConfig
+
+    configs = {
+        'trainer_node': TrainerNodeConfig,
+        'sim_bridge_node': SimBridgeConfig,
+        'residual_node': ResidualConfig,
+    }
+    for plan in _plan(LEARN, explorers='1'):
+        config = configs.get(plan.node.executable)
+        if config is not None:
+            fields = {f.name for f in dataclasses.fields(config)}
+            assert set(plan.node.parameters) <= fields, plan.name
+
+
+@pytest.mark.parametrize(
+    ('arguments', 'message'),
+    [
+        ({'explorers': '5'}, r"explorers:='5' is not one of \['0', '1', '2', '3', '4'\]"),
+        ({'explorers': '-1'}, "explorers:='-1' is not one of"),
+        ({'explore_noise': '1.5'}, r"explore_noise:='1.5' is outside \[0.0, 1.0\]"),
+        ({'explore_random': 'often'}, "explore_random:='often' is not a number"),
+        ({'seed': 'abc'}, "seed:='abc' is not an integer"),
+    ],
+)
+def test_learn_launch_bad_arguments_are_clear_errors(arguments, message):
+    with pytest.raises(LaunchError, match=message):
+        _plan(LEARN, **arguments)
+
+
 def test_parameter_text_keeps_strings_strings():
     assert parameter_text('') == '""'
     assert parameter_text('123') == '"123"'

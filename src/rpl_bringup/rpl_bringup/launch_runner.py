@@ -246,7 +246,14 @@ def plan_launch_file(
             'LaunchDescription of the stand-in modules (is the real launch installed?)'
         )
     context = LaunchContext(arguments, find_package_share=find_share, resolve_executable=resolve)
-    description.visit(context)
+    try:
+        description.visit(context)
+    except LaunchError:
+        raise
+    except ValueError as exc:
+        # A launch file's own substitution rejecting a value (as `ros2 launch` reports any
+        # exception in the launch: one line, no traceback).
+        raise LaunchError(f'{pathlib.Path(path).name}: {exc}') from exc
     unknown = sorted(set(arguments) - set(context.declared_arguments))
     if unknown:
         declared = ', '.join(sorted(context.declared_arguments)) or 'none'

@@ -1,4 +1,4 @@
-"""The launch description shared by the three stack launch files (one task each).
+"""The launch descriptions of the stack launch files and of the live-learning launch file.
 
 Every stack is the same three nodes in one namespace (see the runtime picture in the
 README)::
@@ -6,6 +6,9 @@ README)::
     sim_bridge --observation--> base_controller --base_action--> residual_node
         ^                                                              |
         +---------------------------- command -------------------------+
+
+:func:`stack_launch_description` (``slippery_push``, ``push``, ``pick_and_place`` launch
+files) runs one stack:
 
 * ``sim_bridge`` is required (``on_exit=Shutdown()``): with ``episodes:=N`` it exits 0 after
   N episodes and the launch ends with it; if it crashes the launch ends with an error.
@@ -19,12 +22,32 @@ README)::
   way, so the bag holds the run from step 0. The recorder is required: if it cannot start
   (no ``bag``, or PATH exists: bags are never overwritten) the launch ends with an error.
 
+:func:`learn_launch_description` (``slippery_push_learn.launch.py``) runs the watched stack
+in ``namespace`` without exploration, ``explorers:=N`` (0..4) more stacks in
+``<namespace>/explore_<i>`` whose residual nodes explore (sim seeds ``seed + (i + 1) *
+1000000``), and the trainer node (rpl_trainer) learning from every stack's topics and
+exporting a new model to ``model_path`` that every residual node hot-reloads:
+
+* the trainer and every sim bridge are required; with ``episodes:=N`` the launch ends when
+  the watched stack has run N episodes (the explorers run until then);
+* every sim bridge waits for its controller, residual node, the trainer (which subscribes
+  to every stack) and, with ``monitor:=true``, its monitor, for up to
+  ``LEARN_STARTUP_TIMEOUT_S`` (the trainer imports torch, may resume a checkpoint and
+  read bags first);
+* ``monitor:=true results:=DIR`` writes ``DIR/<stack>.json`` per stack, the stack named by
+  its namespace (``/rpl`` -> ``rpl``, ``/rpl/explore_0`` -> ``rpl_explore_0``); the
+  monitors create DIR.
+
 Parameters of each node come, in increasing priority, from ``config/<node>.yaml`` (node
 defaults), ``config/<task>.yaml`` (this stack) and the launch arguments. Uses only the
 standard ``launch`` / ``launch_ros`` API, so ``ros2 launch`` and ``rpl launch`` run it alike.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
 
 from launch import LaunchContext, LaunchDescription, Substitution
 from launch.actions import DeclareLaunchArgument, Shutdown
@@ -38,6 +61,19 @@ RESIDUAL_RESPAWN_DELAY_S = 1.0
 # listener the sim bridge must wait for (monitor, recorder) adds one.
 STACK_SUBSCRIBERS = 2
 WAITED_FOR = ('monitor', 'record')
+# Learning launch: the trainer subscribes to the observation topic of every stack.
+LEARN_STACK_SUBSCRIBERS = STACK_SUBSCRIBERS + 1
+MAX_EXPLORERS = 4
+EXPLORER_SEED_STRIDE = 1_000_000  # explorer i runs sim seeds seed + (i + 1) * stride ...
+LEARN_STARTUP_TIMEOUT_S = 120.0  # how long a learning stack's sim waits for the trainer, s
+DEFAULT_LIVE_MODEL = 'runs/live/actor.onnx'
+
+
+# --- substitutions (plain launch.Substitution subclasses) -------------------------------
+
+
+def _flag(context: LaunchContext, name: str) -> bool:
+    return LaunchConfiguration(name).perform(context).strip().lower() in ('true', '1')
 
 
 class _TrueCount(Substitution):
@@ -46,33 +82,187 @@ class _TrueCount(Substitution):
 
     def __init__(self, names: tuple[str, ...], base: int = 0, as_flag: bool = False) -> None:
         super().__init__()
-        self._configs = [LaunchConfiguration(n) for n in names]
+        self._names = names
         self._base, self._as_flag = base, as_flag
 
     def perform(self, context: LaunchContext) -> str:
-        n = sum(c.perform(context).strip().lower() in ('true', '1') for c in self._configs)
+        n = sum(_flag(context, name) for name in self._names)
         if self._as_flag:
             return 'true' if n else 'false'
         return str(self._base + n)
 
     def describe(self) -> str:
-        names = [c.describe() for c in self._configs]
-        return f'TrueCount({names}, base={self._base}, as_flag={self._as_flag})'
+        return f'TrueCount({list(self._names)}, base={self._base}, as_flag={self._as_flag})'
+
+
+class _Float(Substitution):
+    """A numeric launch argument as float text ('1' -> '1.0'), so that a double parameter
+    never receives an integer; outside ``[low, high]`` or not a number: ValueError."""
+
+    def __init__(self, name: str, low: float = -float('inf'), high: float = float('inf')) -> None:
+        super().__init__()
+        self._name, self._low, self._high = name, low, high
+
+    def perform(self, context: LaunchContext) -> str:
+        text = LaunchConfiguration(self._name).perform(context)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f'launch argument {self._name}:={text!r} is not a number') from None
+        if not self._low <= value <= self._high:
+            raise ValueError(
+                f'launch argument {self._name}:={text!r} is outside [{self._low}, {self._high}]'
+            )
+        return repr(value)
+
+    def describe(self) -> str:
+        return f'Float({self._name!r})'
+
+
+def _explorer_count(context: LaunchContext) -> int:
+    text = LaunchConfiguration('explorers').perform(context)
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if not 0 <= count <= MAX_EXPLORERS:
+        raise ValueError(f'launch argument explorers:={text!r} must be 0..{MAX_EXPLORERS}')
+    return count
+
+
+class _ExplorerActive(Substitution):
+    """'true' when explorer ``index`` runs (``index < explorers``) and every boolean launch
+    argument in ``also`` is true, else 'false' (for conditions)."""
+
+    def __init__(self, index: int, also: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self._index, self._also = index, also
+
+    def perform(self, context: LaunchContext) -> str:
+        active = self._index < _explorer_count(context)
+        return 'true' if active and all(_flag(context, n) for n in self._also) else 'false'
+
+    def describe(self) -> str:
+        return f'ExplorerActive({self._index}, also={list(self._also)})'
+
+
+def _explorer_namespace_text(context: LaunchContext, index: int) -> str:
+    return LaunchConfiguration('namespace').perform(context).rstrip('/') + f'/explore_{index}'
+
+
+class _ExplorerNamespace(Substitution):
+    """Namespace of explorer ``index``: ``<namespace>/explore_<index>``."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self._index = index
+
+    def perform(self, context: LaunchContext) -> str:
+        return _explorer_namespace_text(context, self._index)
+
+    def describe(self) -> str:
+        return f'ExplorerNamespace({self._index})'
+
+
+class _StackNamespaces(Substitution):
+    """Comma-separated namespaces of the watched stack and of every running explorer."""
+
+    def perform(self, context: LaunchContext) -> str:
+        namespaces = [LaunchConfiguration('namespace').perform(context)]
+        namespaces += [
+            _explorer_namespace_text(context, i) for i in range(_explorer_count(context))
+        ]
+        return ','.join(namespaces)
+
+    def describe(self) -> str:
+        return 'StackNamespaces()'
+
+
+class _StackSeed(Substitution):
+    """``seed + offset`` as text (the seed of an explorer's sim and exploration noise)."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__()
+        self._offset = offset
+
+    def perform(self, context: LaunchContext) -> str:
+        text = LaunchConfiguration('seed').perform(context)
+        try:
+            seed = int(text)
+        except ValueError:
+            raise ValueError(f'launch argument seed:={text!r} is not an integer') from None
+        return str(seed + self._offset)
+
+    def describe(self) -> str:
+        return f'StackSeed(seed + {self._offset})'
+
+
+def stack_name(namespace: str) -> str:
+    """File-name form of a stack's namespace: '/rpl/explore_0' -> 'rpl_explore_0'."""
+    return namespace.strip('/').replace('/', '_') or 'root'
+
+
+class _ResultsFile(Substitution):
+    """``<results>/<stack name>.json`` for the stack in ``namespace``; '' when results is ''."""
+
+    def __init__(self, namespace: Substitution) -> None:
+        super().__init__()
+        self._namespace = namespace
+
+    def perform(self, context: LaunchContext) -> str:
+        folder = LaunchConfiguration('results').perform(context)
+        if not folder:
+            return ''
+        return os.path.join(folder, stack_name(self._namespace.perform(context)) + '.json')
+
+    def describe(self) -> str:
+        return f'ResultsFile({self._namespace.describe()})'
 
 
 def _config(name: str) -> PathJoinSubstitution:
     return PathJoinSubstitution([FindPackageShare('rpl_bringup'), 'config', name])
 
 
+# --- launch arguments -------------------------------------------------------------------
+
+
+def _controller_argument(default: str) -> DeclareLaunchArgument:
+    return DeclareLaunchArgument(
+        'controller',
+        default_value=default,
+        description='Base controller (registry name): reactive_push, discrete_mpc_push, '
+        'reactive_pick_and_place, reactive_pick_and_place_calibrated',
+    )
+
+
+def _seed_argument(description: str) -> DeclareLaunchArgument:
+    return DeclareLaunchArgument('seed', default_value='0', description=description)
+
+
+def _namespace_argument(description: str) -> DeclareLaunchArgument:
+    return DeclareLaunchArgument('namespace', default_value='/rpl', description=description)
+
+
+def _monitor_argument(description: str) -> DeclareLaunchArgument:
+    return DeclareLaunchArgument(
+        'monitor', default_value='false', choices=['true', 'false'], description=description
+    )
+
+
+def _command_timeout_argument(default: str) -> DeclareLaunchArgument:
+    return DeclareLaunchArgument(
+        'command_timeout',
+        default_value=default,
+        description='Lockstep: seconds the sim waits for command k after base action k '
+        'before it applies the base action (config/sim_bridge.yaml: command_timeout_s); '
+        'raise it where the loop must stay deterministic on a loaded machine',
+    )
+
+
 def launch_arguments(default_controller: str) -> list[DeclareLaunchArgument]:
     """The launch arguments every stack declares (the task is fixed per launch file)."""
     return [
-        DeclareLaunchArgument(
-            'controller',
-            default_value=default_controller,
-            description='Base controller (registry name): reactive_push, discrete_mpc_push, '
-            'reactive_pick_and_place, reactive_pick_and_place_calibrated',
-        ),
+        _controller_argument(default_controller),
         DeclareLaunchArgument(
             'model_path',
             default_value='',
@@ -91,20 +281,11 @@ def launch_arguments(default_controller: str) -> list[DeclareLaunchArgument]:
             description='lockstep: the sim steps when the command arrives (deterministic, as '
             'fast as the nodes); realtime: fixed 25 Hz, zero-order hold',
         ),
-        DeclareLaunchArgument(
-            'seed', default_value='0', description='Episode i is reset with seed + i'
-        ),
-        DeclareLaunchArgument(
-            'namespace',
-            default_value='/rpl',
-            description='ROS namespace of the nodes and their topics',
-        ),
-        DeclareLaunchArgument(
-            'monitor',
-            default_value='false',
-            choices=['true', 'false'],
-            description='Also run the episode monitor (one line per episode, JSON results); '
-            'the sim bridge then waits for it before the first step',
+        _seed_argument('Episode i is reset with seed + i'),
+        _namespace_argument('ROS namespace of the nodes and their topics'),
+        _monitor_argument(
+            'Also run the episode monitor (one line per episode, JSON results); '
+            'the sim bridge then waits for it before the first step'
         ),
         DeclareLaunchArgument(
             'results',
@@ -112,13 +293,7 @@ def launch_arguments(default_controller: str) -> list[DeclareLaunchArgument]:
             description='monitor:=true: JSON file of episode results and message counts, '
             "rewritten every second; '' = none",
         ),
-        DeclareLaunchArgument(
-            'command_timeout',
-            default_value='0.05',
-            description='Lockstep: seconds the sim waits for command k after base action k '
-            'before it applies the base action (config/sim_bridge.yaml: command_timeout_s); '
-            'raise it where the loop must stay deterministic on a loaded machine',
-        ),
+        _command_timeout_argument('0.05'),
         DeclareLaunchArgument(
             'record',
             default_value='false',
@@ -135,26 +310,154 @@ def launch_arguments(default_controller: str) -> list[DeclareLaunchArgument]:
     ]
 
 
-def _sim_bridge(namespace, stack_params, waits: bool) -> Node:
-    overrides = {
-        'episodes': LaunchConfiguration('episodes'),
-        'mode': LaunchConfiguration('mode'),
-        'seed': LaunchConfiguration('seed'),
-        'command_timeout_s': LaunchConfiguration('command_timeout'),
-    }
-    if waits:
-        # Observation subscribers to wait for: controller, residual node, and the monitor
-        # and/or the recorder, so that none of them misses the first step or result.
-        overrides['min_subscribers'] = _TrueCount(WAITED_FOR, base=STACK_SUBSCRIBERS)
-    condition = (IfCondition if waits else UnlessCondition)(_TrueCount(WAITED_FOR, as_flag=True))
+def learn_launch_arguments(
+    default_controller: str, default_model_path: str = DEFAULT_LIVE_MODEL
+) -> list[DeclareLaunchArgument]:
+    """The launch arguments of the live-learning launch (watched stack, explorers, trainer)."""
+    return [
+        _controller_argument(default_controller),
+        DeclareLaunchArgument(
+            'model_path',
+            default_value=default_model_path,
+            description='ONNX residual actor the trainer (re)writes and every residual node '
+            'hot-reloads; the trainer writes the zero-residual model first if it is missing',
+        ),
+        DeclareLaunchArgument(
+            'episodes',
+            default_value='0',
+            description='Episodes of the watched stack to run, then stop the launch with exit '
+            'code 0 (0 = forever; the explorers run until then)',
+        ),
+        _seed_argument(
+            'Watched stack: episode i is reset with seed + i; explorer i: seed + (i + 1) * '
+            f'{EXPLORER_SEED_STRIDE} + episode (also its exploration seed)'
+        ),
+        _namespace_argument(
+            'Namespace of the watched stack (no exploration) and of the trainer; explorer i '
+            'runs in <namespace>/explore_<i>'
+        ),
+        DeclareLaunchArgument(
+            'explorers',
+            default_value='1',
+            choices=[str(n) for n in range(MAX_EXPLORERS + 1)],
+            description='Extra stacks whose residual nodes explore, all feeding the trainer',
+        ),
+        DeclareLaunchArgument(
+            'explore_noise',
+            default_value='0.2',
+            description='Explorers: std of the Gaussian noise on the residual, as a fraction of '
+            'residual_limit (0..1)',
+        ),
+        DeclareLaunchArgument(
+            'explore_random',
+            default_value='0.3',
+            description='Explorers: probability per step of a uniform random residual (0..1)',
+        ),
+        _monitor_argument(
+            'Run an episode monitor on every stack (one line per episode, JSON results); '
+            'the sim bridges then wait for them before the first step'
+        ),
+        DeclareLaunchArgument(
+            'results',
+            default_value='',
+            description='monitor:=true: folder (created) for <stack>.json per stack, e.g. '
+            "rpl.json, rpl_explore_0.json; '' = none",
+        ),
+        _command_timeout_argument('0.5'),
+        DeclareLaunchArgument(
+            'bags',
+            default_value='',
+            description='Trainer: comma-separated rosbag2 bags to learn from at start',
+        ),
+        DeclareLaunchArgument(
+            'checkpoint',
+            default_value='',
+            description="Trainer: learner checkpoint file, resumed if it exists; '' = none",
+        ),
+        DeclareLaunchArgument(
+            'train_overrides',
+            default_value='',
+            description='Trainer: comma-separated key=value TrainConfig overrides, e.g. '
+            'burn_in_window=500,target_update_interval=1',
+        ),
+        DeclareLaunchArgument(
+            'updates_per_step',
+            default_value='0.25',
+            description='Trainer: gradient steps per stored transition',
+        ),
+        DeclareLaunchArgument(
+            'export_every_updates',
+            default_value='1000',
+            description='Trainer: export a new model every this many gradient steps',
+        ),
+    ]
+
+
+# --- nodes ------------------------------------------------------------------------------
+
+
+def _sim_bridge(
+    namespace: Any,
+    stack_params: Any,
+    overrides: Mapping[str, Any],
+    condition: Any = None,
+) -> Node:
     return Node(
         package='rpl_sim_bridge',
         executable='sim_bridge_node',
         name='sim_bridge',
         namespace=namespace,
-        parameters=[_config('sim_bridge.yaml'), stack_params, overrides],
+        parameters=[_config('sim_bridge.yaml'), stack_params, dict(overrides)],
         output='screen',
         on_exit=Shutdown(reason='the sim bridge (required) exited'),
+        condition=condition,
+    )
+
+
+def _base_controller(namespace: Any, stack_params: Any, condition: Any = None) -> Node:
+    return Node(
+        package='rpl_base_controllers',
+        executable='controller_node',
+        name='base_controller',
+        namespace=namespace,
+        parameters=[
+            _config('base_controller.yaml'),
+            stack_params,
+            {'controller': LaunchConfiguration('controller')},
+        ],
+        output='screen',
+        condition=condition,
+    )
+
+
+def _residual_node(
+    namespace: Any, stack_params: Any, overrides: Mapping[str, Any], condition: Any = None
+) -> Node:
+    return Node(
+        package='rpl_residual_node',
+        executable='residual_node',
+        name='residual_node',
+        namespace=namespace,
+        parameters=[
+            _config('residual_node.yaml'),
+            stack_params,
+            {'model_path': LaunchConfiguration('model_path'), **overrides},
+        ],
+        output='screen',
+        respawn=True,
+        respawn_delay=RESIDUAL_RESPAWN_DELAY_S,
+        condition=condition,
+    )
+
+
+def _episode_monitor(namespace: Any, output_path: Any, condition: Any) -> Node:
+    return Node(
+        package='rpl_bringup',
+        executable='episode_monitor_node',
+        name='episode_monitor',
+        namespace=namespace,
+        parameters=[{'output_path': output_path}],
+        output='screen',
         condition=condition,
     )
 
@@ -169,41 +472,20 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
     """
     namespace = LaunchConfiguration('namespace')
     stack_params = _config(f'{task}.yaml')
-    base_controller = Node(
-        package='rpl_base_controllers',
-        executable='controller_node',
-        name='base_controller',
-        namespace=namespace,
-        parameters=[
-            _config('base_controller.yaml'),
-            stack_params,
-            {'controller': LaunchConfiguration('controller')},
-        ],
-        output='screen',
-    )
-    residual_node = Node(
-        package='rpl_residual_node',
-        executable='residual_node',
-        name='residual_node',
-        namespace=namespace,
-        parameters=[
-            _config('residual_node.yaml'),
-            stack_params,
-            {'model_path': LaunchConfiguration('model_path')},
-        ],
-        output='screen',
-        respawn=True,
-        respawn_delay=RESIDUAL_RESPAWN_DELAY_S,
-    )
-    episode_monitor = Node(
-        package='rpl_bringup',
-        executable='episode_monitor_node',
-        name='episode_monitor',
-        namespace=namespace,
-        parameters=[{'output_path': LaunchConfiguration('results')}],
-        output='screen',
-        condition=IfCondition(LaunchConfiguration('monitor')),
-    )
+    sim_overrides = {
+        'episodes': LaunchConfiguration('episodes'),
+        'mode': LaunchConfiguration('mode'),
+        'seed': LaunchConfiguration('seed'),
+        'command_timeout_s': _Float('command_timeout'),
+    }
+    # Two variants: without anything optional to wait for, min_subscribers keeps its file
+    # default; with a monitor and/or recorder the sim also waits for them, so that none of
+    # them misses the first step or result.
+    waits = _TrueCount(WAITED_FOR, as_flag=True)
+    waiting_overrides = {
+        **sim_overrides,
+        'min_subscribers': _TrueCount(WAITED_FOR, base=STACK_SUBSCRIBERS),
+    }
     bag_recorder = Node(
         package='rpl_trainer',
         executable='bag_recorder_node',
@@ -217,11 +499,103 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
     return LaunchDescription(
         [
             *launch_arguments(default_controller),
-            _sim_bridge(namespace, stack_params, waits=False),
-            _sim_bridge(namespace, stack_params, waits=True),
-            base_controller,
-            residual_node,
-            episode_monitor,
+            _sim_bridge(namespace, stack_params, sim_overrides, UnlessCondition(waits)),
+            _sim_bridge(namespace, stack_params, waiting_overrides, IfCondition(waits)),
+            _base_controller(namespace, stack_params),
+            _residual_node(namespace, stack_params, {}),
+            _episode_monitor(
+                namespace,
+                LaunchConfiguration('results'),
+                IfCondition(LaunchConfiguration('monitor')),
+            ),
             bag_recorder,
+        ]
+    )
+
+
+def _learning_stack(task: str, explorer: int | None) -> list[Node]:
+    """One stack of the learning launch: sim bridge, controller, residual node, monitor.
+
+    Args:
+        task: Registered task name.
+        explorer: None for the watched stack (no exploration, ``episodes`` episodes), else
+            the explorer's index (runs while ``explorer < explorers``, explores, forever).
+    """
+    stack_params = _config(f'{task}.yaml')
+    sim_overrides: dict[str, Any] = {
+        'command_timeout_s': _Float('command_timeout'),
+        'min_subscribers': _TrueCount(('monitor',), base=LEARN_STACK_SUBSCRIBERS),
+        'startup_timeout_s': LEARN_STARTUP_TIMEOUT_S,
+    }
+    if explorer is None:
+        namespace = LaunchConfiguration('namespace')
+        condition = None
+        monitor_condition = IfCondition(LaunchConfiguration('monitor'))
+        sim_overrides.update(
+            episodes=LaunchConfiguration('episodes'), seed=LaunchConfiguration('seed')
+        )
+        explore: dict[str, Any] = {}
+    else:
+        namespace = _ExplorerNamespace(explorer)
+        condition = IfCondition(_ExplorerActive(explorer))
+        monitor_condition = IfCondition(_ExplorerActive(explorer, also=('monitor',)))
+        seed = _StackSeed((explorer + 1) * EXPLORER_SEED_STRIDE)
+        sim_overrides.update(episodes=0, seed=seed)
+        explore = {
+            'explore_noise': _Float('explore_noise', 0.0, 1.0),
+            'explore_random': _Float('explore_random', 0.0, 1.0),
+            'explore_seed': seed,
+        }
+    return [
+        _sim_bridge(namespace, stack_params, sim_overrides, condition),
+        _base_controller(namespace, stack_params, condition),
+        _residual_node(namespace, stack_params, explore, condition),
+        _episode_monitor(namespace, _ResultsFile(namespace), monitor_condition),
+    ]
+
+
+def _trainer(task: str) -> Node:
+    return Node(
+        package='rpl_trainer',
+        executable='trainer_node',
+        name='trainer',
+        namespace=LaunchConfiguration('namespace'),
+        parameters=[
+            {
+                'task': task,
+                'controller': LaunchConfiguration('controller'),
+                'namespaces': _StackNamespaces(),
+                'bags': LaunchConfiguration('bags'),
+                'model_path': LaunchConfiguration('model_path'),
+                'checkpoint_path': LaunchConfiguration('checkpoint'),
+                'train_overrides': LaunchConfiguration('train_overrides'),
+                'updates_per_step': _Float('updates_per_step', 0.0),
+                'export_every_updates': LaunchConfiguration('export_every_updates'),
+                'seed': LaunchConfiguration('seed'),
+            }
+        ],
+        output='screen',
+        on_exit=Shutdown(reason='the trainer (required) exited'),
+    )
+
+
+def learn_launch_description(
+    task: str, default_controller: str, default_model_path: str = DEFAULT_LIVE_MODEL
+) -> LaunchDescription:
+    """Launch description of live learning: watched stack, explorers and the trainer.
+
+    Args:
+        task: Registered task name; its parameter file is ``config/<task>.yaml``.
+        default_controller: Default of the ``controller`` launch argument.
+        default_model_path: Default of the ``model_path`` launch argument.
+    """
+    explorers = [node for i in range(MAX_EXPLORERS) for node in _learning_stack(task, explorer=i)]
+    return LaunchDescription(
+        [
+            *learn_launch_arguments(default_controller, default_model_path),
+            # First: it takes longest to be ready (torch, checkpoint, bags); the sims wait.
+            _trainer(task),
+            *_learning_stack(task, explorer=None),
+            *explorers,
         ]
     )
