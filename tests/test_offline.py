@@ -19,6 +19,7 @@ from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_residual_node.policy import ResidualPolicy
 from rpl_sim_bridge.tasks.goal_task import sparse_reward
 from rpl_trainer import bags, offline
+from rpl_trainer.checkpoint import CheckpointError, save_checkpoint
 from rpl_trainer.config import make_config
 from rpl_trainer.networks import Dims
 from rpl_trainer.residual import compose_action
@@ -243,3 +244,68 @@ def test_trainer_node_config_lists_and_the_update_debt():
     assert debt.take(3) == 3 and debt.take(3) == 1
     debt.add(2)  # 0.9 + 0.2: the fraction carries over
     assert debt.take(8) == 1 and debt.owed == pytest.approx(0.1)
+
+
+def test_train_overrides_set_config_fields_and_bad_ones_name_the_key():
+    from rpl_interfaces.params import ParameterError, build_config
+
+    node = build_config(
+        offline.TrainerNodeConfig,
+        {'seed': 7, 'train_overrides': ' burn_in_window=500, noise_eps=0.1,buffer_size=1e4,'},
+    )
+    config = node.train_config()
+    assert (config.burn_in_window, config.noise_eps, config.buffer_size) == (500, 0.1, 10000)
+    assert (config.seed, config.task, config.target_update_interval) == (7, 'slippery_push', 40)
+    assert offline.parse_overrides('') == {}
+    bad = {
+        'nope=1': "unknown key 'nope'",
+        'batch_size=abc': "'batch_size' must be an integer, got 'abc'",
+        'batch_size=0': "'batch_size' = 0 is outside",
+        'noise_eps': "expected key=value, got 'noise_eps'",
+        'seed=3': "'seed' is a trainer node parameter",
+        'polyak=0.9,polyak=0.8': "'polyak' is given twice",
+    }
+    for text, message in bad.items():
+        with pytest.raises(ParameterError, match=message):
+            offline.parse_overrides(text)
+
+
+def learner_with_data(**overrides) -> offline.OfflineLearner:
+    learner = small_learner(**overrides)
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    learner.add(feed(assembler, episode_messages(0) + episode_messages(1)))
+    learner.update(3)
+    return learner
+
+
+def test_a_saved_learner_resumes_with_identical_next_updates(tmp_path):
+    path = tmp_path / 'ckpt' / 'trainer.pt'  # the folder is created
+    learner = learner_with_data(burn_in_beta=0.0)  # the actor learns too
+    offline.save_learner(path, learner, {'updates_owed': 1.5, 'bags': ['a']})
+    expected = learner.update(4)
+    resumed = small_learner(burn_in_beta=0.0)
+    extra = offline.load_learner(path, resumed)
+    assert extra == {'updates_owed': 1.5, 'bags': ['a']}
+    assert resumed.episodes == 2 and resumed.buffer.transitions == 2 * (STEPS - 1)
+    assert resumed.agent.updates == 3
+    assert resumed.update(4) == expected  # same samples (rng), same weights, same losses
+    actors = (learner.agent.actor.parameters(), resumed.agent.actor.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(*actors, strict=True))
+    assert os.listdir(path.parent) == ['trainer.pt']  # no temporary file left behind
+
+    other = small_learner(burn_in_beta=0.0, batch_size=16)
+    with pytest.raises(CheckpointError, match='different config .*batch_size: 8 -> 16'):
+        offline.load_learner(path, other)
+
+
+def test_a_corrupt_or_foreign_checkpoint_is_a_clear_error_and_left_untouched(tmp_path):
+    path = tmp_path / 'trainer.pt'
+    offline.save_learner(path, learner_with_data())
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])  # a write cut short by a crash
+    with pytest.raises(CheckpointError, match=f'checkpoint {path} is corrupt or unreadable'):
+        offline.load_learner(path, small_learner())
+    assert path.read_bytes() == whole[: len(whole) // 2]
+    save_checkpoint(path, {'agent': {}, 'counters': {'episodes': 1}})  # `rpl train`'s kind
+    with pytest.raises(CheckpointError, match='is not a trainer node checkpoint'):
+        offline.load_learner(path, small_learner())

@@ -1,9 +1,11 @@
-"""Integration: the trainer node learns from live topics and exports a loadable model.
+"""Integration: the trainer node learns from live topics, exports models and resumes.
 
 A test-side node publishes hand-made SlipperyPush episodes (observation, base_action,
 command, episode) into a namespace, one of them with a dropped command; the real
-trainer node process must assemble the complete ones, skip the broken one, train, and
-write an ONNX model that the residual node's loader accepts.
+trainer node process must export the zero-residual model at start (no model file yet),
+assemble the complete episodes, skip the broken one, train, write ONNX models that the
+residual node's loader accepts, save a checkpoint when stopped, and resume from it when
+started again. The live loop with a real stack is in test_live_training.py.
 """
 
 from __future__ import annotations
@@ -56,9 +58,7 @@ def publish_episode(side: SideNode, pubs: dict, ep: int, drop_command: int | Non
     side.spin_until(lambda: False, 0.05)
 
 
-def test_trainer_node_learns_from_live_topics_and_exports_a_loadable_model(tmp_path):
-    namespace = f'/trainertest_{os.getpid()}'
-    model = tmp_path / 'live' / 'actor.onnx'
+def start_trainer(namespace: str, model, checkpoint) -> subprocess.Popen:
     cmd = [
         sys.executable,
         '-m',
@@ -67,12 +67,22 @@ def test_trainer_node_learns_from_live_topics_and_exports_a_loadable_model(tmp_p
             namespace,
             f'namespaces:={namespace}',
             f'model_path:={model}',
+            f'checkpoint_path:={checkpoint}',
             'export_every_updates:=10',
             'updates_per_step:=0.1',
+            'train_overrides:=hidden_size=64',
         ),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_trainer_node_learns_from_live_topics_exports_and_resumes(tmp_path):
+    namespace = f'/trainertest_{os.getpid()}'
+    model = tmp_path / 'live' / 'actor.onnx'
+    checkpoint = tmp_path / 'live' / 'trainer.pt'
+    proc = start_trainer(namespace, model, checkpoint)
     side = SideNode('trainer_probe', namespace)
+    outputs = []
     try:
         deep = qos_profile(contract.QosSpec(depth=1000))  # a burst: keep every message
         pubs = {
@@ -96,20 +106,61 @@ def test_trainer_node_learns_from_live_topics_and_exports_a_loadable_model(tmp_p
             lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 25.0
         )
         assert matched, 'trainer node did not subscribe'
+        # The zero-residual model is there before any episode: residual nodes start on it.
+        assert model.exists(), 'no initial model exported'
+        initial = OnnxActor.load(model, obs_dim=SPEC.obs_dim, goal_dim=SPEC.goal_dim)
+        assert not initial(np.full(SPEC.obs_dim, 0.3), np.full(SPEC.goal_dim, 0.5)).any()
         side.spin_until(lambda: False, 0.5)  # let discovery settle on the trainer's side
         for ep in range(4):
             publish_episode(side, pubs, ep, drop_command=7 if ep == 1 else None)
-        assert side.spin_until(lambda: model.exists(), 20.0), 'no model exported'
-        assert side.spin_until(lambda: status.get('episodes_ingested') == '3', 5.0), status
+        assert side.spin_until(lambda: status.get('episodes_ingested') == '3', 20.0), status
         assert status['skipped_incomplete'] == '1'
         assert status['transitions'] == str(3 * (T - 1))
-        assert int(status['updates']) >= 10 and status['exports'] != '0'
+        assert side.spin_until(lambda: int(status['exports']) >= 2, 10.0), status
+        assert int(status['updates']) >= 10
         actor = OnnxActor.load(model, obs_dim=SPEC.obs_dim, goal_dim=SPEC.goal_dim)
         assert actor(np.zeros(SPEC.obs_dim), np.zeros(SPEC.goal_dim)).shape == (4,)
-        assert sorted(os.listdir(model.parent)) == ['actor.onnx']
+        assert not checkpoint.exists()  # every 10000 updates, and at shutdown
+        updates = int(status['updates'])
+
+        # Stopped, it saves the learner; started again, it resumes from it.
+        code = stop_process(proc)
+        outputs.append(proc.stdout.read())
+        assert code == 0, outputs[-1]
+        assert checkpoint.exists() and 'shutdown' in outputs[-1], outputs[-1]
+        assert sorted(os.listdir(model.parent)) == ['actor.onnx', 'trainer.pt']
+        status.clear()
+        proc = start_trainer(namespace, model, checkpoint)
+        assert side.spin_until(lambda: 'resumed_from' in status, 25.0), 'no diagnostics'
+        assert status['episodes_ingested'] == '3'
+        assert status['transitions'] == str(3 * (T - 1))
+        assert int(status['updates']) >= updates
+        assert status['exports'] == '0'  # the model existed: no initial export
     finally:
         side.close()
         code = stop_process(proc)
-        output = proc.stdout.read()
-    assert code in (0, -15), output
-    assert 'exported' in output, output
+        outputs.append(proc.stdout.read())
+    assert code == 0, outputs[-1]
+    assert 'resumed from checkpoint' in outputs[-1], outputs[-1]
+
+
+def test_a_corrupt_checkpoint_or_a_bad_override_stops_the_start_with_one_clear_line(tmp_path):
+    checkpoint = tmp_path / 'trainer.pt'
+    checkpoint.write_bytes(b'not a checkpoint')
+    model = tmp_path / 'actor.onnx'
+    cases = (
+        (f'checkpoint_path:={checkpoint}', f'checkpoint {checkpoint} is corrupt or unreadable'),
+        ('train_overrides:=batch_sise=64', "train_overrides: unknown key 'batch_sise'"),
+    )
+    for param, message in cases:
+        args = ros_args('/trainer_start', f'model_path:={model}', param)
+        run = subprocess.run(
+            [sys.executable, '-m', 'rpl_trainer.trainer_node', *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert f'[trainer] error: {message}' in run.stdout, run.stdout + run.stderr
+    assert checkpoint.read_bytes() == b'not a checkpoint'  # never written over
+    assert sorted(os.listdir(tmp_path)) == ['trainer.pt']  # and no model exported

@@ -45,11 +45,19 @@ def _unpack(value: Any) -> Any:
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, then rename)."""
+    """Write ``state`` to ``path`` atomically (temporary file, then rename).
+
+    The parent folder is created if needed. A reader sees the old file or the new one,
+    never a partial one; a failed write leaves the old file as it was.
+    """
     path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp')
-    torch.save({'format': FORMAT_VERSION, 'state': _pack(state)}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({'format': FORMAT_VERSION, 'state': _pack(state)}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left behind when the write or the rename failed
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

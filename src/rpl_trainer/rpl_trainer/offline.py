@@ -17,7 +17,8 @@ This module turns those into the replay buffer's episodes for the RPL learner:
 :class:`EpisodeAssembler` matches live messages by (episode id, step index) and emits only
 complete episodes; :func:`records_from_run` does the same for a bag read by
 :func:`rpl_trainer.bags.load_run`; :class:`OfflineLearner` stores them and runs DDPG + HER
-updates (the RPL burn-in, i.e. critic-only updates, included) and exports the actor.
+updates (the RPL burn-in, i.e. critic-only updates, included) and exports the actor;
+:func:`save_learner` / :func:`load_learner` checkpoint it so that a trainer resumes exactly.
 
 No rclpy here: the trainer node (``trainer_node.py``) only converts messages and calls this.
 """
@@ -26,10 +27,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,7 +40,8 @@ from rpl_interfaces import contract
 from rpl_interfaces.codec import StampedVector
 from rpl_interfaces.params import describe
 from rpl_trainer import bags
-from rpl_trainer.config import TrainConfig
+from rpl_trainer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rpl_trainer.config import ParameterError, TrainConfig, config_differences, make_config
 from rpl_trainer.ddpg import DDPGAgent, UpdateStats
 from rpl_trainer.export import export_onnx
 from rpl_trainer.her import EpisodeBatch, HerSampler, ReplayBuffer, RewardFn
@@ -188,6 +191,25 @@ class TrainerNodeConfig:
         metadata=describe('Gradient steps per ingested transition', range=(0.0, 1000.0)),
     )
     seed: int = dataclasses.field(default=0, metadata=describe('Seed', range=(0, 2**31)))
+    train_overrides: str = dataclasses.field(
+        default='',
+        metadata=describe(
+            'Comma-separated key=value TrainConfig overrides, e.g. '
+            "'burn_in_window=500,target_update_interval=1'"
+        ),
+    )
+    checkpoint_path: str = dataclasses.field(
+        default='',
+        metadata=describe(
+            'File to save the learner to (agent, normalisers, replay buffer, counters) every '
+            'checkpoint_every_updates updates and at shutdown, by atomic replace; resumed from '
+            "if it exists at start; '' = none"
+        ),
+    )
+    checkpoint_every_updates: int = dataclasses.field(
+        default=10000,
+        metadata=describe('Save a checkpoint every this many gradient steps', range=(1, 10**9)),
+    )
 
     def namespace_list(self) -> list[str]:
         """The namespaces, each with a leading '/'."""
@@ -196,6 +218,65 @@ class TrainerNodeConfig:
     def bag_list(self) -> list[str]:
         """The bag paths."""
         return [p.strip() for p in self.bags.split(',') if p.strip()]
+
+    def train_config(self) -> TrainConfig:
+        """The learner's hyperparameters: task, controller and seed of this config, the
+        defaults, then ``train_overrides``.
+
+        Raises:
+            rpl_interfaces.params.ParameterError: A bad override (see :func:`parse_overrides`).
+        """
+        values = {'task': self.task, 'controller': self.controller, 'seed': self.seed}
+        return make_config({**values, **parse_overrides(self.train_overrides)})
+
+
+# Overrides that are trainer node parameters of their own.
+_NODE_OWNED = ('task', 'controller', 'seed')
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``'key=value,key=value'`` -> TrainConfig field values, checked against the fields.
+
+    Values are read as JSON where they parse (``500``, ``0.5``, ``true``), else taken as
+    text (``algo=rpl``); a whole float for an integer field (``1e6``) is taken as that
+    integer.
+
+    Raises:
+        rpl_interfaces.params.ParameterError: An item without '=', an unknown or repeated key,
+            a node parameter (task, controller, seed), or a value of the wrong type or out of
+            range; the message names the key.
+    """
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    for item in (part.strip() for part in text.split(',')):
+        if not item:
+            continue
+        key, sep, raw = (x.strip() for x in item.partition('='))
+        if not sep or not key:
+            raise ParameterError(f'train_overrides: expected key=value, got {item!r}')
+        if key in _NODE_OWNED:
+            raise ParameterError(
+                f'train_overrides: {key!r} is a trainer node parameter; set {key}:=... instead'
+            )
+        if key not in fields:
+            raise ParameterError(
+                f'train_overrides: unknown key {key!r}; TrainConfig fields: {sorted(fields)}'
+            )
+        if key in values:
+            raise ParameterError(f'train_overrides: {key!r} is given twice')
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        is_int = type(fields[key].default) is int
+        if is_int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        values[key] = value
+    try:
+        make_config(values)  # types, ranges and choices, per key
+    except ParameterError as exc:
+        raise ParameterError(f'train_overrides: {exc}') from exc
+    return values
 
 
 class UpdateDebt:
@@ -513,6 +594,41 @@ class OfflineLearner:
             stats.append(self.agent.update(batch))
         return stats
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue learning exactly: config, agent (networks,
+        optimisers, normalisers, burn-in, update count), replay buffer, numpy and torch
+        random states, episodes stored."""
+        return {
+            'config': self.config.to_dict(),
+            'agent': self.agent.state_dict(),
+            'buffer': self.buffer.state_dict(),
+            'rng': self.rng.bit_generator.state,
+            'torch_rng': torch.get_rng_state(),
+            'counters': {'episodes': self.episodes},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (into a learner of the same config and sizes).
+
+        Raises:
+            ValueError: The state was saved with a config that differs in fields other than
+                budgets and bookkeeping (each difference named), or does not fit this learner.
+        """
+        saved = make_config(state['config'])
+        differences = config_differences(saved, self.config)
+        if differences:
+            raise ValueError(
+                'it was saved with a different config (' + '; '.join(differences) + ')'
+            )
+        try:
+            self.agent.load_state_dict(state['agent'])
+            self.buffer.load_state_dict(state['buffer'])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f'it does not fit this learner ({exc})') from exc
+        self.rng.bit_generator.state = state['rng']
+        torch.set_rng_state(state['torch_rng'])
+        self.episodes = int(state['counters']['episodes'])
+
     def export(
         self, path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None
     ) -> pathlib.Path:
@@ -532,6 +648,60 @@ class OfflineLearner:
         }
         props.update(metadata or {})
         return export_onnx(self.agent.actor, path, self.config.residual_scale, props)
+
+
+LEARNER_CHECKPOINT = 'offline_learner'
+"""The ``kind`` of a checkpoint written by :func:`save_learner`."""
+
+
+def save_learner(
+    path: str | os.PathLike[str],
+    learner: OfflineLearner,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Save the learner (and the caller's own counters) to ``path`` by atomic replace.
+
+    The file format is :mod:`rpl_trainer.checkpoint`'s (``rpl train`` writes the same).
+
+    Args:
+        path: Checkpoint file; its folder is created if needed.
+        learner: What to save (:meth:`OfflineLearner.state_dict`).
+        extra: Plain values (numbers, strings, lists, dicts) returned by
+            :func:`load_learner`, e.g. the trainer node's update debt.
+    """
+    state = {
+        'kind': LEARNER_CHECKPOINT,
+        'learner': learner.state_dict(),
+        'extra': dict(extra or {}),
+    }
+    save_checkpoint(path, state)
+
+
+def load_learner(path: str | os.PathLike[str], learner: OfflineLearner) -> dict[str, Any]:
+    """Restore a learner saved by :func:`save_learner`; the file is only read.
+
+    Returns:
+        The ``extra`` values saved with it.
+
+    Raises:
+        rpl_trainer.checkpoint.CheckpointError: Missing, corrupt or unreadable file, another
+            kind of checkpoint (e.g. an ``rpl train`` run's), or a learner of another config
+            or size; the message names the file and the reason.
+    """
+    state = load_checkpoint(path)
+    kind = state.get('kind') if isinstance(state, dict) else None
+    if kind != LEARNER_CHECKPOINT:
+        raise CheckpointError(
+            f'checkpoint {path} is not a trainer node checkpoint (kind {kind!r}, expected '
+            f'{LEARNER_CHECKPOINT!r}; an `rpl train` checkpoint cannot be resumed here)'
+        )
+    try:
+        learner.load_state_dict(state['learner'])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f'checkpoint {path} is incomplete (missing {exc})') from exc
+    except ValueError as exc:  # ParameterError included
+        raise CheckpointError(f'cannot resume from checkpoint {path}: {exc}') from exc
+    return dict(state.get('extra', {}))
 
 
 def ingest_bags(
@@ -575,6 +745,7 @@ __all__ = [
     'CONFLICTING',
     'FALLBACK',
     'INCOMPLETE',
+    'LEARNER_CHECKPOINT',
     'SKIP_REASONS',
     'STEP_TOPICS',
     'TrainerNodeConfig',
@@ -587,6 +758,9 @@ __all__ = [
     'OfflineLearner',
     'episode_batch',
     'ingest_bags',
+    'load_learner',
+    'parse_overrides',
     'records_from_run',
+    'save_learner',
     'stored_residual',
 ]
