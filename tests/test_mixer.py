@@ -326,6 +326,138 @@ def test_scale_and_limit_reach_the_command(model_path):
     assert np.max(np.abs(decision.residual)) <= 0.05 + 1e-12
 
 
+# ------------------------------------------------------------------------- exploration
+def varied_inputs(n: int, seed: int = 0, spread: float = 0.3):
+    """n steps of (observation, goal, base action); bases partly outside [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    return [
+        (
+            rng.normal(0.0, spread, OBS_DIM),
+            rng.normal(0.0, spread, 3),
+            rng.uniform(-1.5, 1.5, 4),
+        )
+        for _ in range(n)
+    ]
+
+
+def run(mixer, inputs, episode=0):
+    return [step(mixer, episode, k, obs, goal, base) for k, (obs, goal, base) in enumerate(inputs)]
+
+
+def test_exploration_off_keeps_the_commands_bit_identical(model_path):
+    inputs = varied_inputs(40)
+    today = run(make_mixer(model_path), inputs)
+    zero = make_mixer(model_path, explore_noise=0.0, explore_random=0.0, explore_seed=99)
+    for (obs, goal, base), before, after in zip(inputs, today, run(zero, inputs), strict=True):
+        assert after.reason == 'ok' and not after.explored and not before.explored
+        np.testing.assert_array_equal(after.command, before.command)
+        np.testing.assert_array_equal(after.residual, before.residual)
+        # ... and both are exactly the mixing rule applied to the model's output.
+        command, applied = mix(base, zero.actor(obs, goal), zero.config)
+        np.testing.assert_array_equal(after.command, command)
+        np.testing.assert_array_equal(after.residual, applied)
+    level, message, values = zero.diagnostics()
+    assert level == 'ok' and 'exploration' not in message
+    assert (values['explored_steps'], values['explored_random_steps']) == (0, 0)
+    assert (values['explore_noise'], values['explore_random'], values['explore_seed']) == (
+        0.0,
+        0.0,
+        99,
+    )
+
+
+def test_explore_random_one_gives_uniform_residuals_and_bounded_commands(model_path):
+    config = {
+        'residual_limit': 1.5,
+        'residual_scale': 0.8,
+        'action_low': -0.8,
+        'action_high': 0.6,
+        'explore_random': 1.0,
+        'explore_seed': 5,
+    }
+    mixer = make_mixer(model_path, **config)
+    inputs = varied_inputs(500)
+    decisions = run(mixer, inputs)
+    residuals = np.array([d.residual for d in decisions])  # (500, 4)
+    for (obs, goal, base), d in zip(inputs, decisions, strict=True):
+        assert (d.source, d.reason, d.explored) == ('residual', 'ok', True)
+        assert np.all(d.command >= -0.8) and np.all(d.command <= 0.6)
+        np.testing.assert_array_equal(d.command, np.clip(base + d.residual, -0.8, 0.6))
+        _, model_applied = mix(base, mixer.actor(obs, goal), mixer.config)
+        assert np.all(d.residual != model_applied)
+    # residual_scale * uniform(-1.5, 1.5): within +-1.2, mean 0, std 1.2 / sqrt(3).
+    assert np.all(np.abs(residuals) <= 0.8 * 1.5)
+    assert abs(residuals.mean()) < 0.06
+    assert abs(residuals.std() - 1.2 / np.sqrt(3)) < 0.04
+    assert residuals.min() < -1.15 and residuals.max() > 1.15
+    values = mixer.diagnostics()[2]
+    assert values['explored_steps'] == values['explored_random_steps'] == 500
+    assert values['count.ok'] == 500
+
+
+def test_explore_noise_changes_the_residual_reproducibly_per_seed(model_path):
+    inputs = varied_inputs(50, seed=1, spread=0.05)
+    plain = np.array([d.residual for d in run(make_mixer(model_path), inputs)])
+
+    def explored(seed: int) -> tuple[np.ndarray, m.ResidualMixer]:
+        mixer = make_mixer(model_path, explore_noise=0.1, explore_seed=seed)
+        decisions = run(mixer, inputs)
+        assert all(d.reason == 'ok' and d.explored for d in decisions)
+        return np.array([d.residual for d in decisions]), mixer
+
+    first, mixer = explored(7)
+    again, _ = explored(7)
+    other, _ = explored(8)
+    np.testing.assert_array_equal(first, again)
+    assert np.all(first != plain) and np.all(first != other)
+    assert np.max(np.abs(plain)) < 1.5  # far from the limit 2: the noise is not clamped
+    noise = first - plain  # std 0.1 * residual_limit 2 = 0.2
+    assert 0.16 < noise.std() < 0.24 and abs(noise.mean()) < 0.05
+    level, message, values = mixer.diagnostics()
+    assert level == 'ok' and 'exploration on' in message and 'seed 7' in message
+    assert (values['explored_steps'], values['explored_random_steps']) == (50, 0)
+    assert values['explore_noise'] == 0.1
+
+
+def test_fallbacks_never_explore_nor_draw_noise(model_path):
+    explore = {'explore_noise': 0.3, 'explore_random': 0.5, 'explore_seed': 2}
+    good = varied_inputs(2, seed=3)
+    nan_obs = np.r_[np.nan, OBS[1:]]
+    mixer = make_mixer(model_path, **explore)
+    first = step(mixer, 0, 0, *good[0])
+    fallbacks = [
+        (step(mixer, 0, 1, obs=nan_obs), BASE),
+        (step(mixer, 0, 2, obs=OBS[:-1]), BASE),
+        (step(mixer, 0, 3, base=np.array([0.1, np.inf, 0.0, 0.0])), np.zeros(4)),
+    ]
+    last = step(mixer, 0, 4, *good[1])
+    for decision, command in fallbacks:
+        assert (decision.source, decision.explored) == ('base', False)
+        np.testing.assert_array_equal(decision.command, np.clip(command, -1.0, 1.0))
+        np.testing.assert_array_equal(decision.residual, np.zeros(4))
+    # The fallbacks drew nothing: the two good steps explore exactly as without them.
+    reference = make_mixer(model_path, **explore)
+    np.testing.assert_array_equal(step(reference, 0, 0, *good[0]).residual, first.residual)
+    np.testing.assert_array_equal(step(reference, 0, 1, *good[1]).residual, last.residual)
+    assert mixer.explored_steps == 2
+    # No model, or one that failed to load: the clipped base action, never explored.
+    for path in ('', model_path.parent / 'missing.onnx'):
+        no_model = make_mixer(path, **explore)
+        for k, (obs, goal, base) in enumerate(varied_inputs(10)):
+            decision = step(no_model, 0, k, obs, goal, base)
+            assert decision.source == 'base' and not decision.explored
+            np.testing.assert_array_equal(decision.command, np.clip(base, -1.0, 1.0))
+        assert no_model.diagnostics()[2]['explored_steps'] == 0
+
+
+def test_resent_observation_repeats_the_explored_decision(model_path):
+    mixer = make_mixer(model_path, explore_noise=0.5, explore_seed=1)
+    decision = step(mixer, 0, 0)
+    assert decision.explored
+    assert mixer.add_observation(0, 0, OBS.copy(), GOAL.copy()) is decision
+    assert mixer.explored_steps == 1
+
+
 # ------------------------------------------------------------------------- two-frame
 def test_two_frame_model_gets_the_previous_observation(tmp_path):
     mixer = make_mixer(linear_model(tmp_path / 'a.onnx', two_frame=True))

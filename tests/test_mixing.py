@@ -13,6 +13,7 @@ from rpl_interfaces.params import ParameterError, build_config
 from rpl_residual_node.mixing import (
     ResidualConfig,
     clamp_residual,
+    explore_residual,
     mix,
     safe_action,
 )
@@ -70,6 +71,10 @@ def test_safe_action_is_zero():
         ({'action_low': 0.0, 'action_high': 0.0}, 'must be below'),
         ({'sync_timeout_s': 0.0}, 'outside'),
         ({'model_path': 3}, 'must be a string'),
+        ({'explore_noise': 1.5}, r"'explore_noise' = 1.5 is outside \[0.0, 1.0\]"),
+        ({'explore_random': -0.1}, r"'explore_random' = -0.1 is outside \[0.0, 1.0\]"),
+        ({'explore_seed': -1}, "'explore_seed' = -1 is outside"),
+        ({'explore_seed': 0.5}, "'explore_seed' must be an integer"),
     ],
 )
 def test_bad_parameters_are_rejected(values, match):
@@ -82,6 +87,68 @@ def test_yaml_defaults_match_the_dataclass(repo_root):
     params = data['/**']['ros__parameters']
     assert set(params) == {f.name for f in dataclasses.fields(ResidualConfig)}
     assert build_config(ResidualConfig, params) == ResidualConfig()
+
+
+# ------------------------------------------------------------------------- exploration
+def test_exploration_is_off_by_default():
+    config = ResidualConfig()
+    assert (config.explore_noise, config.explore_random, config.explore_seed) == (0.0, 0.0, 0)
+    assert not config.explores
+    assert config.describe_exploration() == 'exploration off'
+    assert ResidualConfig(explore_random=0.3).explores
+    assert 'seed 4' in ResidualConfig(explore_noise=0.2, explore_seed=4).describe_exploration()
+
+
+def test_explore_random_one_gives_uniform_residuals_within_the_limit():
+    config = ResidualConfig(residual_limit=1.5, explore_random=1.0)
+    residual = np.full((20000, 4), 0.7)
+    explored, replaced = explore_residual(residual, config, np.random.default_rng(3))
+    assert replaced.shape == (20000,) and replaced.all()
+    assert explored.shape == (20000, 4)
+    assert np.all(np.abs(explored) <= 1.5)
+    # Uniform on [-1.5, 1.5]: mean 0, std 1.5 / sqrt(3), reaches both ends, no trace of 0.7.
+    assert abs(explored.mean()) < 0.02
+    assert abs(explored.std() - 1.5 / np.sqrt(3)) < 0.02
+    assert explored.min() < -1.49 and explored.max() > 1.49
+    counts, _ = np.histogram(explored, bins=6, range=(-1.5, 1.5))
+    assert counts.min() > 0.9 * counts.mean()
+
+
+def test_explore_random_replaces_that_fraction_of_rows():
+    config = ResidualConfig(explore_random=0.3)
+    residual = np.full((10000, 4), 0.5)
+    explored, replaced = explore_residual(residual, config, np.random.default_rng(0))
+    assert abs(replaced.mean() - 0.3) < 0.02
+    np.testing.assert_array_equal(explored[~replaced], residual[~replaced])  # noise is 0
+    assert np.all(explored[replaced] != 0.5)
+
+
+def test_explore_noise_is_gaussian_in_units_of_the_limit_and_reproducible():
+    config = ResidualConfig(residual_limit=2.0, explore_noise=0.2, explore_seed=11)
+    residual = np.zeros((20000, 4))
+    explored, replaced = explore_residual(residual, config, np.random.default_rng(11))
+    assert not replaced.any()
+    assert abs(explored.std() - 0.4) < 0.01  # 0.2 * residual_limit
+    assert abs(explored.mean()) < 0.01
+    again, _ = explore_residual(residual, config, np.random.default_rng(11))
+    np.testing.assert_array_equal(explored, again)
+    other, _ = explore_residual(residual, config, np.random.default_rng(12))
+    assert not np.any(other == explored)
+
+
+def test_explored_residual_is_clamped_to_the_limit():
+    config = ResidualConfig(residual_limit=0.5, explore_noise=1.0)
+    residual = np.array([[3.0, -3.0, 0.49, -0.49]] * 500)
+    explored, _ = explore_residual(residual, config, np.random.default_rng(1))
+    assert np.all(np.abs(explored) <= 0.5)
+    np.testing.assert_array_equal(explored[:, :2], [[0.5, -0.5]] * 500)  # 0.5 std from 3
+    assert np.any(explored[:, 2] == 0.5) and np.any(explored[:, 2] < 0.49)
+
+
+def test_explore_one_row_gives_one_flag():
+    config = ResidualConfig(explore_random=1.0)
+    explored, replaced = explore_residual(np.zeros(4), config, np.random.default_rng(0))
+    assert explored.shape == (4,) and replaced.shape == () and bool(replaced)
 
 
 # ------------------------------------------------------------------------------ policy

@@ -225,9 +225,85 @@ def test_node_without_model_forwards_the_base_action(tmp_path, driver):
         assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
 
 
-def test_out_of_range_parameter_exits_with_one_clear_line(tmp_path):
-    proc, log = start_node(tmp_path, 'residual_scale:=5.0')
+def test_node_explores_only_on_model_steps(tmp_path, driver):
+    model = linear_model(tmp_path / 'actor.onnx')
+    params = ('residual_limit:=1.0', 'explore_random:=1.0', 'explore_seed:=3')
+    proc, log = start_node(tmp_path, f'model_path:={model}', 'diagnostics_period_s:=0.2', *params)
+    try:
+        assert driver.spin_until(driver.connected, 20.0), log.read_text()
+        assert driver.handshake(), log.read_text()
+        nan_obs = OBS.copy()
+        nan_obs[0] = np.nan
+        plan = [OBS, OBS, OBS, nan_obs, OBS]
+        for k, obs in enumerate(plan):
+            driver.send(driver.obs_pub, k, obs, OBS_FIELDS)
+            driver.send(driver.base_pub, k, BASE, contract.ACTION_FIELDS)
+
+        def answers(vectors: list[StampedVector]) -> list[StampedVector]:
+            return [v for v in vectors if v.episode == 1]  # not the handshake's late ones
+
+        done = driver.spin_until(
+            lambda: len(answers(driver.commands)) == len(answers(driver.residuals)) == len(plan),
+            10.0,
+        )
+        assert done, log.read_text()
+        commands, residuals = answers(driver.commands), answers(driver.residuals)
+        _, model_residual = mix(
+            BASE,
+            known_weights() @ np.r_[OBS[:OBS_DIM], OBS[-GOAL_DIM:]],
+            ResidualConfig(residual_limit=1.0),
+        )
+        for k, (command, residual) in enumerate(zip(commands, residuals, strict=True)):
+            assert command.step == residual.step == k
+            if k == 3:  # the non-finite observation: the base action, no exploration
+                assert command.tag == 'base'
+                np.testing.assert_array_equal(command.values, BASE)
+                np.testing.assert_array_equal(residual.values, np.zeros(4))
+                continue
+            assert command.tag == 'residual'
+            assert np.all(np.abs(residual.values) <= 1.0)
+            assert np.all(np.abs(residual.values - model_residual) > 1e-6)
+            np.testing.assert_allclose(
+                command.values, np.clip(BASE + residual.values, -1.0, 1.0), atol=1e-12
+            )
+            assert np.all(np.abs(command.values) <= 1.0)
+        # Four different uniform draws, not one repeated residual.
+        explored = [r.values for k, r in enumerate(residuals) if k != 3]
+        assert len({tuple(v) for v in explored}) == 4
+
+        def diagnostics_caught_up() -> bool:
+            if not driver.diagnostics:
+                return False
+            values = {kv.key: kv.value for kv in driver.diagnostics[-1].values}
+            # After step 4 (the last one), not between steps 3 and 4.
+            return (
+                values.get('count.observation_non_finite') == '1' and values['last_reason'] == 'ok'
+            )
+
+        assert driver.spin_until(diagnostics_caught_up, 5.0)
+        status = driver.diagnostics[-1]
+        values = {kv.key: kv.value for kv in status.values}
+        assert 'exploration on' in status.message
+        assert (values['explore_noise'], values['explore_random']) == ('0.0', '1.0')
+        assert values['explore_seed'] == '3'
+        assert values['explored_steps'] == values['explored_random_steps'] == values['count.ok']
+        assert int(values['count.ok']) >= 5  # the handshake's steps explored too
+    finally:
+        assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
+    assert 'exploration on' in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ('param', 'line'),
+    [
+        ('residual_scale:=5.0', "'residual_scale' = 5.0 is outside [0.0, 2.0]"),
+        ('explore_noise:=1.5', "'explore_noise' = 1.5 is outside [0.0, 1.0]"),
+        ('explore_seed:=-2', "'explore_seed' = -2 is outside [0, 9223372036854775807]"),
+    ],
+)
+def test_out_of_range_parameter_exits_with_one_clear_line(tmp_path, param, line):
+    proc, log = start_node(tmp_path, param)
     assert proc.wait(timeout=20) == 2
     text = log.read_text()
-    assert "'residual_scale' = 5.0 is outside [0.0, 2.0]" in text
+    assert line in text
     assert 'Traceback' not in text

@@ -23,6 +23,11 @@ values is a sim bridge that restarted at that step: all state is cleared.
 Fallback. Every Decision says where the command came from (``source`` 'residual' or
 'base') and why (``reason``); reasons are counted. The command is never NaN: a bad base
 action gives the safe (zero) action.
+
+Exploration. With ``explore_noise`` or ``explore_random`` above 0 (learning stacks), every
+'ok' step's residual goes through :func:`rpl_residual_node.mixing.explore_residual` (one
+numpy Generator seeded from ``explore_seed``) before the mixing rule; fallbacks never
+explore and draw nothing, and a re-sent observation gets the same explored Decision again.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rpl_residual_node.mixing import ResidualConfig, mix, safe_action
+from rpl_residual_node.mixing import ResidualConfig, explore_residual, mix, safe_action
 from rpl_residual_node.onnx_actor import ModelError, OnnxActor
 
 SOURCE_RESIDUAL = 'residual'
@@ -72,10 +77,11 @@ class Decision(NamedTuple):
         episode: Episode id.
         step: Step index.
         command: Action to execute, shape (action_dim,), finite, inside the action bounds.
-        residual: Scaled, clamped residual that was added to the base, shape (action_dim,);
-            zeros on fallback.
+        residual: Scaled, clamped residual that was added to the base, shape (action_dim,),
+            after exploration when it was on; zeros on fallback.
         source: 'residual' or 'base' (the base action, or the safe action if the base was bad).
         reason: 'ok' or the fallback reason (one of this module's reason constants).
+        explored: True if exploration changed the model's residual (only on 'ok' steps).
     """
 
     episode: int
@@ -84,6 +90,7 @@ class Decision(NamedTuple):
     residual: np.ndarray
     source: str
     reason: str
+    explored: bool = False
 
 
 class ReloadEvent(NamedTuple):
@@ -188,6 +195,9 @@ class ResidualMixer:
         self.counts: collections.Counter[str] = collections.Counter()
         self.last_reason: str | None = None
         self.inference_latency = LatencyWindow()
+        self._explore_rng = np.random.default_rng(config.explore_seed)
+        self.explored_steps = 0  # 'ok' steps whose residual exploration changed
+        self.random_steps = 0  # of those, steps with a uniform random residual
         if config.model_path:
             self._signature = _file_signature(config.model_path)
             self.last_reload = self._load()
@@ -391,8 +401,14 @@ class ResidualMixer:
             return self._fallback(key, base_command, INFERENCE_ERROR)
         if not np.all(np.isfinite(residual)):
             return self._fallback(key, base_command, RESIDUAL_NON_FINITE)
+        explored = False
+        if self.config.explores:
+            residual, replaced = explore_residual(residual, self.config, self._explore_rng)
+            explored = bool(replaced) or self.config.explore_noise > 0.0
+            self.random_steps += int(replaced)
+            self.explored_steps += int(explored)
         command, applied = mix(base, residual, self.config)
-        return Decision(key[0], key[1], command, applied, SOURCE_RESIDUAL, OK)
+        return Decision(key[0], key[1], command, applied, SOURCE_RESIDUAL, OK, explored)
 
     def _previous_observation(self, key: Key) -> np.ndarray | None:
         """The latest earlier observation of the same episode (None at episode start)."""
@@ -409,7 +425,8 @@ class ResidualMixer:
 
         Returns:
             ``(level, message, values)``: level 'ok', 'warn' or 'error'; a one-line summary;
-            key/value details (model, counts per reason, inference latency p50/p99 in us).
+            key/value details (model, counts per reason, inference latency p50/p99 in us,
+            exploration settings and explored step counts).
         """
         values: dict[str, Any] = {
             'model_loaded': self.actor is not None,
@@ -422,6 +439,11 @@ class ResidualMixer:
             'pending': self.pending,
             'inference_p50_us': round(self.inference_latency.percentile_us(50), 1),
             'inference_p99_us': round(self.inference_latency.percentile_us(99), 1),
+            'explore_noise': self.config.explore_noise,
+            'explore_random': self.config.explore_random,
+            'explore_seed': self.config.explore_seed,
+            'explored_steps': self.explored_steps,
+            'explored_random_steps': self.random_steps,
         }
         for reason, count in sorted(self.counts.items()):
             values[f'count.{reason}'] = count
@@ -433,7 +455,8 @@ class ResidualMixer:
             return 'warn', f'last step fell back to the base action: {self.last_reason}', values
         if self.actor is None:
             return 'ok', 'base action only: no model configured', values
-        return 'ok', f'residual active: {self.actor.describe()}', values
+        exploring = f' ({self.config.describe_exploration()})' if self.config.explores else ''
+        return 'ok', f'residual active{exploring}: {self.actor.describe()}', values
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

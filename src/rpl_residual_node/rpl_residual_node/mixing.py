@@ -9,6 +9,16 @@ With ``residual_scale = 1`` and ``residual_limit = 2`` on actions in [-1, 1] thi
 paper's ``clip(base + 2 tanh(f(s, g)), -1, 1)`` (the ``2 tanh`` lives inside the ONNX graph):
 the residual may fully override the base. ``residual_limit = 0`` or ``residual_scale = 0``
 turn the residual off without unloading the model.
+
+Exploration (learning stacks only; off by default, as deployment needs). When a validated
+model produced a finite residual, :func:`explore_residual` may perturb it before the rule
+above, as the trainer's exploration does with its tanh-space action (``L = residual_limit``)::
+
+    residual = uniform(-L, L)^A                         with probability explore_random
+               clamp(residual + explore_noise * L * N(0, 1)^A, -L, L)   otherwise
+
+The command and the published residual then carry the explored residual, so a learner
+recovers it from ``command - base`` as for any other step. Fallbacks never explore.
 """
 
 from __future__ import annotations
@@ -68,6 +78,29 @@ class ResidualConfig:
         metadata=describe('Period (s) of the /diagnostics status', range=(0.05, 3600.0)),
     )
 
+    explore_noise: float = dataclasses.field(
+        default=0.0,
+        metadata=describe(
+            'Exploration: std of Gaussian noise added to the model residual, as a fraction of '
+            'residual_limit (0 = off; learning stacks only)',
+            range=(0.0, 1.0),
+        ),
+    )
+    explore_random: float = dataclasses.field(
+        default=0.0,
+        metadata=describe(
+            'Exploration: probability per step of replacing the model residual by a uniform '
+            'random one in +-residual_limit (0 = off; learning stacks only)',
+            range=(0.0, 1.0),
+        ),
+    )
+    explore_seed: int = dataclasses.field(
+        default=0,
+        metadata=describe(
+            'Seed of the exploration noise (any non-negative integer)', range=(0, 2**63 - 1)
+        ),
+    )
+
     def __post_init__(self) -> None:
         if not self.action_low < self.action_high:
             raise ParameterError(
@@ -78,6 +111,20 @@ class ResidualConfig:
     def safe_action_value(self) -> float:
         """The value of every component of the safe action: 0 moved into the bounds."""
         return float(np.clip(0.0, self.action_low, self.action_high))
+
+    @property
+    def explores(self) -> bool:
+        """Exploration is on (``explore_noise`` or ``explore_random`` above 0)."""
+        return self.explore_noise > 0.0 or self.explore_random > 0.0
+
+    def describe_exploration(self) -> str:
+        """One line naming the exploration settings, e.g. for a log or diagnostics."""
+        if not self.explores:
+            return 'exploration off'
+        return (
+            f'exploration on: noise std {self.explore_noise} x residual_limit, random residual '
+            f'with probability {self.explore_random}, seed {self.explore_seed}'
+        )
 
 
 def clamp_residual(residual: np.ndarray, config: ResidualConfig) -> np.ndarray:
@@ -114,6 +161,33 @@ def mix(
     base = np.asarray(base_action, dtype=np.float64)
     command = np.clip(base + applied, config.action_low, config.action_high)
     return command, applied
+
+
+def explore_residual(
+    residual: np.ndarray, config: ResidualConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exploratory version of a model residual (the exploration rule above).
+
+    Every call draws the same amount from ``rng`` (a normal and a uniform per component, one
+    coin per row), so the stream position depends only on how many rows were explored.
+
+    Args:
+        residual: Finite actor output in action units, shape (..., action_dim).
+        config: Supplies ``explore_noise``, ``explore_random`` and ``residual_limit``.
+        rng: Source of the noise (seeded from ``explore_seed`` by the caller).
+
+    Returns:
+        ``(explored, replaced)``: the explored residual in ``[-residual_limit,
+        residual_limit]``, float64 of the same shape, and a bool array of shape (...) that
+        is True where the residual was replaced by a uniform random one.
+    """
+    limit = config.residual_limit
+    residual = np.asarray(residual, dtype=np.float64)
+    noise = rng.standard_normal(residual.shape)
+    uniform = rng.uniform(-limit, limit, size=residual.shape)
+    replaced = np.asarray(rng.random(residual.shape[:-1]) < config.explore_random)
+    noisy = np.clip(residual + config.explore_noise * limit * noise, -limit, limit)
+    return np.where(replaced[..., None], uniform, noisy), replaced
 
 
 def safe_action(action_dim: int, config: ResidualConfig) -> np.ndarray:

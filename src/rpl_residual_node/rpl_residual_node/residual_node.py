@@ -6,6 +6,8 @@ file for a hot reload on a timer and reports on /diagnostics. A malformed messag
 logged (once per reason, then throttled) and never stops the node.
 
 Run: ``residual_node --ros-args -p model_path:=/path/actor.onnx -p residual_scale:=1.0``.
+A learning stack adds ``-p explore_noise:=0.2 -p explore_random:=0.3 -p explore_seed:=1``
+(exploration on the model's residual; see :mod:`rpl_residual_node.mixing`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class ResidualNode(RplNode):
             self._log_reload(self.mixer.last_reload)
         elif not self.config.model_path:
             self.get_logger().info('no model_path set: the command is the base action')
+        if self.config.explores:
+            self.get_logger().warning(
+                f'{self.config.describe_exploration()}: the residual is perturbed on purpose '
+                '(a learning stack); set explore_noise and explore_random to 0 for deployment'
+            )
 
     # ------------------------------------------------------------------ callbacks
     def _on_observation(self, msg: JointState) -> None:
