@@ -309,3 +309,14 @@ def test_a_corrupt_or_foreign_checkpoint_is_a_clear_error_and_left_untouched(tmp
     save_checkpoint(path, {'agent': {}, 'counters': {'episodes': 1}})  # `rpl train`'s kind
     with pytest.raises(CheckpointError, match='is not a trainer node checkpoint'):
         offline.load_learner(path, small_learner())
+
+
+def test_results_running_ahead_of_the_step_messages_close_nothing():
+    # A busy trainer takes one message per topic in turn: after a pause the results of
+    # later episodes arrive before the backlog of step messages.
+    messages = [m for ep in range(4) for m in episode_messages(ep)]
+    results = [m for m in messages if m[0] == contract.EPISODE]
+    steps = [m for m in messages if m[0] != contract.EPISODE]
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS, lag=2)
+    assert [r.episode for r in feed(assembler, results + steps)] == [0, 1, 2, 3]
+    assert assembler.counts.skipped == {} and assembler.counts.late == 0

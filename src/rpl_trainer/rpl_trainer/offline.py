@@ -374,9 +374,12 @@ class EpisodeAssembler:
     An episode is emitted as soon as its result and, for every step 0 .. T-1, one
     observation, base action and command are there. Repeats of an (episode, step) with the
     same values and tag are re-sends (kept once); with other values the episode is skipped
-    as ``conflicting``. An episode still incomplete once a message of episode id + ``lag``
-    (or later) arrives is skipped as ``incomplete`` (messages of different topics may
-    arrive out of order, but not by whole episodes). One assembler per stack namespace.
+    as ``conflicting``. An episode still incomplete once a step message (observation, base
+    action or command) of episode id + ``lag`` (or later) arrives is skipped as
+    ``incomplete``: the step topics may arrive out of order, but not by whole episodes.
+    Results do not close episodes: a busy subscriber takes one message per topic in turn,
+    so after a pause the one result per episode runs ahead of the 3 x T step messages by
+    whole episodes. One assembler per stack namespace.
 
     Args:
         layout: The observation payload layout (with achieved goals).
@@ -414,7 +417,8 @@ class EpisodeAssembler:
             else:
                 self.counts.late += 1
                 return []
-        self._close_stale(vec.episode)
+        if topic != contract.EPISODE:
+            self._close_stale(vec.episode)
         episode = self._open.setdefault(vec.episode, _OpenEpisode())
         if topic == contract.EPISODE:
             if episode.result is None:
@@ -544,6 +548,9 @@ class OfflineLearner:
         self.config = config
         self.dims = dims
         self.episode_steps = episode_steps
+        # As `rpl train` does: torch's default (one thread per core) made an update ~10x
+        # slower next to a running stack (measured: 59.9 vs 5.9 ms at batch 64, 2 cores).
+        torch.set_num_threads(config.torch_threads)
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.agent = DDPGAgent(dims, config, episode_steps)

@@ -9,7 +9,7 @@ ingests the bags in ``bags`` not already in the checkpoint (critic burn-in inclu
 learner loses nothing), assembles complete episodes
 (:class:`rpl_trainer.offline.EpisodeAssembler`: episodes with dropped, conflicting or
 fallback steps are counted and skipped), stores them and pays ``updates_per_step``
-gradient steps per stored transition, a few per timer tick so that callbacks keep flowing.
+gradient steps per stored transition in short timer ticks, so that messages keep flowing.
 Every ``export_every_updates`` gradient steps it writes a new model to ``model_path`` by
 atomic replace, so a residual node with the same ``model_path`` hot-swaps it (validating
 before the swap). With ``checkpoint_path`` it saves the learner (agent, normalisers,
@@ -38,8 +38,13 @@ from rpl_interfaces.log_throttle import LogThrottle
 from rpl_trainer import bags, offline
 from rpl_trainer.checkpoint import CheckpointError
 
+# Gradient steps run in timer ticks of at most UPDATE_BUDGET_S every UPDATE_PERIOD_S: the
+# executor takes one message per subscription per turn, so ticks that take longer than
+# their period starve the subscriptions (seen: a lockstep stack 4 episodes ahead of the
+# trainer after 6). Half the time stays for messages; what is not paid is owed
+# (diagnostics: updates_owed). One 3 x 256 update at batch 256: ~12-20 ms on one core.
 UPDATE_PERIOD_S = 0.05
-MAX_UPDATES_PER_TICK = 8  # ~0.1 s of 3 x 256 updates on one core: callbacks keep flowing
+UPDATE_BUDGET_S = 0.025
 QUEUE_DEPTH = 1000
 DIAGNOSTICS_PERIOD_S = 1.0
 PROGRESS_PERIOD_S = 10.0
@@ -217,7 +222,9 @@ class TrainerNode(RplNode):
             self.debt.add(self.learner.add(records))
 
     def _on_update_tick(self) -> None:
-        self.learner.update(self.debt.take(MAX_UPDATES_PER_TICK))
+        deadline = time.monotonic() + UPDATE_BUDGET_S
+        while time.monotonic() < deadline and self.debt.take(1):
+            self.learner.update(1)
         updates = self.learner.agent.updates
         if updates - self._exported_at >= self.config.export_every_updates:
             self._export(f'every {self.config.export_every_updates} updates')
