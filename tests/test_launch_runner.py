@@ -245,6 +245,7 @@ def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers
         seed = 7 if watched else 7 + i * 1_000_000  # explorer i - 1 is the i-th stack
         assert sim.node.parameters == {
             'command_timeout_s': 0.5,
+            'lockstep_max_rate_hz': 0.0,
             'min_subscribers': 3,  # controller, residual node, trainer
             'startup_timeout_s': 120.0,
             'episodes': 0,

@@ -365,6 +365,13 @@ def learn_launch_arguments(
         ),
         _command_timeout_argument('0.5'),
         DeclareLaunchArgument(
+            'max_rate',
+            default_value='0',
+            description="Lockstep cap on each stack's steps per second (sim bridge "
+            'lockstep_max_rate_hz); 0 = as fast as the nodes. On a small machine a cap leaves '
+            'CPU to the trainer, which otherwise falls behind and skips episodes',
+        ),
+        DeclareLaunchArgument(
             'bags',
             default_value='',
             description='Trainer: comma-separated rosbag2 bags to learn from at start',
@@ -524,6 +531,7 @@ def _learning_stack(task: str, explorer: int | None) -> list[Node]:
     stack_params = _config(f'{task}.yaml')
     sim_overrides: dict[str, Any] = {
         'command_timeout_s': _Float('command_timeout'),
+        'lockstep_max_rate_hz': _Float('max_rate', 0.0, 10000.0),
         'min_subscribers': _TrueCount(('monitor',), base=LEARN_STACK_SUBSCRIBERS),
         'startup_timeout_s': LEARN_STARTUP_TIMEOUT_S,
     }

@@ -87,6 +87,14 @@ class SimBridgeConfig:
     rate_hz: float = dataclasses.field(
         default=25.0, metadata=describe('realtime: control rate, Hz.', range=(0.1, 1000.0))
     )
+    lockstep_max_rate_hz: float = dataclasses.field(
+        default=0.0,
+        metadata=describe(
+            'lockstep: at most this many steps per second (the next observation waits); '
+            '0 = as fast as the nodes answer. Leaves CPU to a trainer on the same machine.',
+            range=(0.0, 10000.0),
+        ),
+    )
     command_timeout_s: float = dataclasses.field(
         default=0.05,
         metadata=describe(

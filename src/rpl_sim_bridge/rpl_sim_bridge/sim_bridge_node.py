@@ -67,10 +67,17 @@ class SimBridgeNode(RplNode):
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
         self._deadline_timer = None
         self._tick_timer = None
+        self._pace_timer = None
+        self._min_step_s = 1.0 / cfg.lockstep_max_rate_hz if cfg.lockstep_max_rate_hz else 0.0
+        self._last_observation_s = 0.0
         if self._lockstep:
             # One timer, re-armed for each step's fallback deadline (no polling).
             self._deadline_timer = self.create_timer(IDLE_PERIOD_S, self._on_deadline)
             self._deadline_timer.cancel()
+            if self._min_step_s:
+                # One-shot (re-armed) timer that publishes a paced observation.
+                self._pace_timer = self.create_timer(IDLE_PERIOD_S, self._on_pace)
+                self._pace_timer.cancel()
         # Both modes wait for the graph (or startup_timeout_s) before the first observation.
         self._startup_timer = self.create_timer(STARTUP_POLL_S, self._on_startup_poll)
         self.get_logger().info(
@@ -240,12 +247,27 @@ class SimBridgeNode(RplNode):
         if outcome.finished:
             self._finish()
             return
+        wait_s = self._last_observation_s + self._min_step_s - now
+        if self._lockstep and wait_s > 0.0:
+            # lockstep_max_rate_hz: observation k+1 waits; nothing else can step meanwhile
+            # (every action for step k+1 answers an observation not yet published).
+            self._deadline_timer.cancel()
+            self._pace_timer.timer_period_ns = int(wait_s * 1e9)
+            self._pace_timer.reset()
+            return
         self._publish_observation()
         if self._lockstep:
             self._arm_deadline(now)
 
+    def _on_pace(self) -> None:
+        self._pace_timer.cancel()
+        if self._running:
+            self._publish_observation()
+            self._arm_deadline(time.monotonic())
+
     def _publish_observation(self) -> None:
         core = self.core
+        self._last_observation_s = time.monotonic()
         self.publish_vector(
             self._obs_pub,
             core.episode,
@@ -257,7 +279,7 @@ class SimBridgeNode(RplNode):
 
     def _finish(self) -> None:
         self._running = False
-        for timer in (self._deadline_timer, self._tick_timer):
+        for timer in (self._deadline_timer, self._tick_timer, self._pace_timer):
             if timer is not None:
                 timer.cancel()
         self._on_diagnostics()

@@ -238,9 +238,12 @@ class TrainerNode(RplNode):
 
     def _on_progress(self) -> None:
         agent = self.learner.agent
+        skipped = self._skipped()
+        reasons = ', '.join(f'{n} {reason}' for reason, n in sorted(skipped.items()) if n)
         self.get_logger().info(
             f'progress: {self.learner.episodes} episodes ({self.bag_episodes} from bags, '
-            f'{sum(self._skipped().values())} skipped), {self.learner.buffer.transitions} '
+            f'{sum(skipped.values())} skipped{": " + reasons if reasons else ""}), '
+            f'{self.learner.buffer.transitions} '
             f'transitions, {agent.updates} updates ({int(self.debt.owed)} owed), burn-in '
             f'{"on" if agent.actor_frozen else "over"}, {self.exports} exports (last: '
             f'{self.last_export})'
