@@ -15,7 +15,7 @@ Run (pip install only):    rpl launch rpl_bringup slippery_push_learn.launch.py 
                            monitor:=true results:=runs/live/results
 Launch arguments:          controller, model_path, episodes, seed, namespace, explorers,
                            explore_noise, explore_random, monitor, results, command_timeout,
-                           bags, checkpoint, train_overrides, updates_per_step,
+                           max_rate, bags, checkpoint, train_overrides, updates_per_step,
                            export_every_updates
                            (`rpl launch rpl_bringup slippery_push_learn.launch.py --show-args`)
 """

@@ -230,7 +230,7 @@ def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers
         'bags': '',
         'model_path': '/tmp/m/actor.onnx',
         'checkpoint_path': '',
-        'train_overrides': '',
+        'train_overrides': 'burn_in_window=500,target_update_interval=1',
         'updates_per_step': 0.25,
         'export_every_updates': 1000,
         'seed': 7,
