@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -23,6 +24,17 @@ def ros_args(
     for param in params:
         args += ['-p', param]
     return args
+
+
+def trainer_command(namespace: str, model: os.PathLike[str] | str, *params: str) -> list[str]:
+    """Command line of a trainer node in ``namespace`` learning live from that namespace
+    and exporting to ``model``; ``params`` are more ``name:=value`` parameters."""
+    return [
+        sys.executable,
+        '-m',
+        'rpl_trainer.trainer_node',
+        *ros_args(namespace, f'namespaces:={namespace}', f'model_path:={model}', *params),
+    ]
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 5.0) -> int:

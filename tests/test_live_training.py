@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from helpers import SideNode, ros_args
+from helpers import SideNode, trainer_command
 from test_stack import LAUNCH, Child
 
 from rpl_interfaces import contract
@@ -32,20 +31,14 @@ def test_a_live_stack_feeds_the_trainer_and_hot_reloads_its_models(tmp_path):
     model = tmp_path / 'live' / 'actor.onnx'
     results = tmp_path / 'episodes.json'
     trainer = Child(
-        [
-            sys.executable,
-            '-m',
-            'rpl_trainer.trainer_node',
-            *ros_args(
-                namespace,
-                f'namespaces:={namespace}',
-                f'model_path:={model}',
-                'export_every_updates:=10',
-                'updates_per_step:=1.0',
-                # the actor learns from the first update (no burn-in): new models differ
-                'train_overrides:=burn_in_beta=0,batch_size=64,hidden_size=64',
-            ),
-        ]
+        trainer_command(
+            namespace,
+            model,
+            'export_every_updates:=10',
+            'updates_per_step:=1.0',
+            # the actor learns from the first update (no burn-in): new models differ
+            'train_overrides:=burn_in_beta=0,batch_size=64,hidden_size=64',
+        )
     )
     side = SideNode('live_probe', namespace)
     stack = None

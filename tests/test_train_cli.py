@@ -12,11 +12,13 @@ import pytest
 import torch
 from toy_goal_env import SPEC, BiasedController, ToyFactory, toy_reward
 
+from rpl_interfaces.params import ParameterError
 from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_trainer.checkpoint import load_checkpoint
 from rpl_trainer.cli import main
 from rpl_trainer.config import make_config
 from rpl_trainer.networks import Actor, Dims
+from rpl_trainer.rollout import StepBatch
 from rpl_trainer.train import Problem, Trainer, read_metrics
 
 SMOKE = [
@@ -301,3 +303,33 @@ def test_two_frame_goal_consistent_run_exports_a_two_frame_model(tmp_path):
             *(torch.tensor(x[None], dtype=torch.float32) for x in (obs, goal, prev))
         )
     np.testing.assert_allclose(loaded(obs, goal, prev), expected.numpy()[0], atol=1e-5)
+
+
+def test_greedy_envs_act_deterministically_and_need_an_exploring_env(tmp_path):
+    trainer = _toy_trainer(tmp_path / 'g', 40)
+    greedy = Trainer(
+        make_config({**TOY_RUN, 'total_env_steps': 40, 'greedy_envs': 1}),
+        trainer.problem,
+        tmp_path / 'h',
+    )
+    n, obs_dim, goal_dim, act_dim = 2, SPEC.obs_dim, SPEC.goal_dim, SPEC.action_dim
+    rng = np.random.default_rng(0)
+    step = StepBatch(
+        obs=rng.normal(size=(n, obs_dim)).astype(np.float32),
+        achieved_goal=np.zeros((n, goal_dim), np.float32),
+        desired_goal=rng.normal(size=(n, goal_dim)).astype(np.float32),
+        base=rng.uniform(-0.5, 0.5, size=(n, act_dim)).astype(np.float32),
+        is_success=np.zeros(n, np.float32),
+        distance=np.ones(n, np.float32),
+    )
+    prev = np.zeros((n, obs_dim), np.float32)
+    u_plain, executed_plain = trainer._explore(step, prev)
+    u_greedy, executed_greedy = greedy._explore(step, prev)
+    # Same seed, same random draws: env 0 explores identically, env 1 acts greedily (the
+    # zero-initialised residual: exactly the base action).
+    np.testing.assert_array_equal(u_greedy[0], u_plain[0])
+    np.testing.assert_array_equal(u_greedy[1], np.zeros(act_dim))
+    np.testing.assert_allclose(executed_greedy[1], step.base[1])
+    assert not np.allclose(executed_plain[1], step.base[1])  # it would have explored
+    with pytest.raises(ParameterError, match='greedy_envs'):
+        make_config({**TOY_RUN, 'greedy_envs': 2})

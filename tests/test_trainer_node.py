@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from helpers import SideNode, ros_args, stop_process
+from helpers import SideNode, ros_args, stop_process, trainer_command
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
@@ -59,20 +59,14 @@ def publish_episode(side: SideNode, pubs: dict, ep: int, drop_command: int | Non
 
 
 def start_trainer(namespace: str, model, checkpoint) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        '-m',
-        'rpl_trainer.trainer_node',
-        *ros_args(
-            namespace,
-            f'namespaces:={namespace}',
-            f'model_path:={model}',
-            f'checkpoint_path:={checkpoint}',
-            'export_every_updates:=10',
-            'updates_per_step:=0.1',
-            'train_overrides:=hidden_size=64',
-        ),
-    ]
+    cmd = trainer_command(
+        namespace,
+        model,
+        f'checkpoint_path:={checkpoint}',
+        'export_every_updates:=10',
+        'updates_per_step:=0.1',
+        'train_overrides:=hidden_size=64',
+    )
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -81,8 +81,17 @@ class RplNode(Node):
         return build_config(cls, values)
 
     def control_publisher(self, name: str):
-        """Publisher of stamped vectors on a contract topic with its QoS role."""
-        return self.create_publisher(JointState, name, qos_profile(contract.TOPIC_QOS[name]))
+        """Publisher of stamped vectors on a contract topic with its QoS role; volatile
+        topics keep a history of at least :data:`~rpl_interfaces.contract.
+        CONTROL_PUBLISHER_DEPTH`, so a stalled reliable reader still gets every message
+        (latched topics keep their depth: it is what a late joiner receives)."""
+        spec = contract.TOPIC_QOS[name]
+        depth = spec.depth
+        if not spec.transient_local:
+            depth = max(depth, contract.CONTROL_PUBLISHER_DEPTH)
+        return self.create_publisher(
+            JointState, name, qos_profile(dataclasses.replace(spec, depth=depth))
+        )
 
     def control_subscription(self, name: str, callback: Callable[[JointState], None]):
         """Subscription to a contract topic with its QoS role."""

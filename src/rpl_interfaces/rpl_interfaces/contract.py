@@ -223,6 +223,13 @@ class QosSpec:
 CONTROL_QOS: Final = QosSpec(depth=10, reliable=True, transient_local=False)
 EPISODE_QOS: Final = QosSpec(depth=100, reliable=True, transient_local=True)
 DIAGNOSTICS_QOS: Final = QosSpec(depth=10, reliable=True, transient_local=False)
+# Writer-side history of the control-path publishers. With KEEP_LAST a reliable writer
+# drops a sample that every reader has not acknowledged once `depth` newer ones are
+# written, so a reader that stalls (a trainer node or bag recorder on a loaded machine)
+# loses messages. Measured: with depth 10, a trainer next to two stacks capped at 80
+# steps/s each on 2 cores got ~30 % of the episodes incomplete (no late messages: the
+# messages never arrived). The in-loop subscribers keep depth 10.
+CONTROL_PUBLISHER_DEPTH: Final = 500
 
 TOPIC_QOS: Final = {
     OBSERVATION: CONTROL_QOS,

@@ -79,3 +79,31 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f'checkpoint {path} is not an rpl_trainer checkpoint of format {FORMAT_VERSION}'
         )
     return _unpack(data['state'])
+
+
+def learning_state(config: Any, agent: Any, buffer: Any, rng: np.random.Generator) -> dict:
+    """The part of a checkpoint every learner shares: config, agent (networks, optimisers,
+    normalisers, burn-in, update count), replay buffer, numpy and torch random states.
+
+    Args:
+        config: The learner's ``TrainConfig``.
+        agent: Its ``DDPGAgent``.
+        buffer: Its ``ReplayBuffer``.
+        rng: Its numpy generator (exploration and batch sampling).
+    """
+    return {
+        'config': config.to_dict(),
+        'agent': agent.state_dict(),
+        'buffer': buffer.state_dict(),
+        'rng': rng.bit_generator.state,
+        'torch_rng': torch.get_rng_state(),
+    }
+
+
+def restore_learning_state(state: dict, agent: Any, buffer: Any, rng: np.random.Generator) -> None:
+    """Load :func:`learning_state` back into a learner built with the same config (the
+    caller checks the config); torch's global random state included."""
+    agent.load_state_dict(state['agent'])
+    buffer.load_state_dict(state['buffer'])
+    rng.bit_generator.state = state['rng']
+    torch.set_rng_state(state['torch_rng'])

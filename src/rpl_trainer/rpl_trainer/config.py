@@ -168,6 +168,15 @@ class TrainConfig:
     )
     """Std of the Gaussian noise added to the (tanh-space) action (paper: 0.2, hooks 0.1)."""
 
+    greedy_envs: int = dataclasses.field(
+        default=0,
+        metadata=describe('Training envs that act without exploration.', range=(0, 256)),
+    )
+    """The last ``greedy_envs`` of the ``num_envs`` training environments act with the
+    deterministic policy (no noise, no random actions); their episodes go to the buffer
+    like the others. 0 = every env explores (the paper). This mirrors the live learning
+    launch, whose watched stack does not explore while the explorer stacks do."""
+
     residual_scale: float = dataclasses.field(
         default=2.0, metadata=describe('Residual scale of tanh output.', range=(0.0, 100.0))
     )
@@ -266,6 +275,13 @@ class TrainConfig:
         default=100_000, metadata=describe('Env steps between checkpoints.', range=(1, 10**10))
     )
     """Env steps between checkpoints (always one at the end)."""
+
+    def __post_init__(self) -> None:
+        if self.greedy_envs >= self.num_envs:
+            raise ParameterError(
+                f'greedy_envs ({self.greedy_envs}) must be below num_envs ({self.num_envs}): '
+                'at least one training env has to explore'
+            )
 
     def resolved_gamma(self, episode_steps: int) -> float:
         """The discount in use: ``gamma`` or, when it is 0, 1 - 1/T."""

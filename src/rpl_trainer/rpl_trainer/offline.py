@@ -40,7 +40,13 @@ from rpl_interfaces import contract
 from rpl_interfaces.codec import StampedVector
 from rpl_interfaces.params import describe
 from rpl_trainer import bags
-from rpl_trainer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rpl_trainer.checkpoint import (
+    CheckpointError,
+    learning_state,
+    load_checkpoint,
+    restore_learning_state,
+    save_checkpoint,
+)
 from rpl_trainer.config import ParameterError, TrainConfig, config_differences, make_config
 from rpl_trainer.ddpg import DDPGAgent, UpdateStats
 from rpl_trainer.export import export_onnx
@@ -606,11 +612,7 @@ class OfflineLearner:
         optimisers, normalisers, burn-in, update count), replay buffer, numpy and torch
         random states, episodes stored."""
         return {
-            'config': self.config.to_dict(),
-            'agent': self.agent.state_dict(),
-            'buffer': self.buffer.state_dict(),
-            'rng': self.rng.bit_generator.state,
-            'torch_rng': torch.get_rng_state(),
+            **learning_state(self.config, self.agent, self.buffer, self.rng),
             'counters': {'episodes': self.episodes},
         }
 
@@ -628,12 +630,9 @@ class OfflineLearner:
                 'it was saved with a different config (' + '; '.join(differences) + ')'
             )
         try:
-            self.agent.load_state_dict(state['agent'])
-            self.buffer.load_state_dict(state['buffer'])
+            restore_learning_state(state, self.agent, self.buffer, self.rng)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f'it does not fit this learner ({exc})') from exc
-        self.rng.bit_generator.state = state['rng']
-        torch.set_rng_state(state['torch_rng'])
         self.episodes = int(state['counters']['episodes'])
 
     def export(

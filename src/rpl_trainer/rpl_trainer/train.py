@@ -35,7 +35,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rpl_trainer.checkpoint import load_checkpoint, save_checkpoint
+from rpl_trainer.checkpoint import (
+    learning_state,
+    load_checkpoint,
+    restore_learning_state,
+    save_checkpoint,
+)
 from rpl_trainer.config import TrainConfig, config_differences, make_config
 from rpl_trainer.ddpg import DDPGAgent, UpdateStats
 from rpl_trainer.export import export_onnx
@@ -291,7 +296,12 @@ class Trainer:
 
     def _explore(self, step: StepBatch, prev_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         u = self.agent.act(step.obs, step.desired_goal, self._prev(prev_obs))
-        return self.composer.explore(u, step.base, self.rng)
+        stored, executed = self.composer.explore(u, step.base, self.rng)
+        greedy = self.config.greedy_envs
+        if greedy:  # the last envs act deterministically (same random draws for the rest)
+            stored[-greedy:] = u[-greedy:]
+            executed[-greedy:] = self.composer.executed(u[-greedy:], step.base[-greedy:])
+        return stored, executed
 
     def _deterministic(
         self, step: StepBatch, prev_obs: np.ndarray
@@ -378,11 +388,7 @@ class Trainer:
 
     def _state(self) -> dict[str, Any]:
         return {
-            'config': self.config.to_dict(),
-            'agent': self.agent.state_dict(),
-            'buffer': self.buffer.state_dict(),
-            'rng': self.rng.bit_generator.state,
-            'torch_rng': torch.get_rng_state(),
+            **learning_state(self.config, self.agent, self.buffer, self.rng),
             'counters': {
                 'env_steps': self.env_steps,
                 'episodes': self.episodes,
@@ -398,10 +404,7 @@ class Trainer:
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.agent.load_state_dict(state['agent'])
-        self.buffer.load_state_dict(state['buffer'])
-        self.rng.bit_generator.state = state['rng']
-        torch.set_rng_state(state['torch_rng'])
+        restore_learning_state(state, self.agent, self.buffer, self.rng)
         counters = state['counters']
         self.env_steps = int(counters['env_steps'])
         self.episodes = int(counters['episodes'])
