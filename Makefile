@@ -17,6 +17,8 @@ export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_loopback.xml
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
 DEMO_EPISODES ?= 20
+# The committed SlipperyPush residual the demo runs (README: results); `none` = base only.
+DEMO_MODEL ?= models/slippery_push_reactive_push_live/actor.onnx
 
 .PHONY: install demo test lint bench clean
 
@@ -31,7 +33,7 @@ $(STAMP): requirements.txt $(foreach p,$(PACKAGES),src/$(p)/setup.py)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rpl demo --episodes $(DEMO_EPISODES)
+	$(VENV)/bin/rpl demo --episodes $(DEMO_EPISODES) --model $(DEMO_MODEL)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -70,7 +70,10 @@ def resolve_model(model: str, search_dirs: list[str] | None = None) -> str:
         for path in glob.glob(os.path.join(folder, pattern))
         if os.path.isfile(path)
     ]
-    return os.path.abspath(max(found, key=os.path.getmtime)) if found else ''
+    # Newest first; equal times (a fresh clone) fall back to the path, so the choice is
+    # the same on every machine.
+    newest = max(found, key=lambda path: (os.path.getmtime(path), path)) if found else ''
+    return os.path.abspath(newest) if newest else ''
 
 
 @dataclasses.dataclass(frozen=True)
