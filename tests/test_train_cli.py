@@ -333,3 +333,24 @@ def test_greedy_envs_act_deterministically_and_need_an_exploring_env(tmp_path):
     assert not np.allclose(executed_plain[1], step.base[1])  # it would have explored
     with pytest.raises(ParameterError, match='greedy_envs'):
         make_config({**TOY_RUN, 'greedy_envs': 2})
+
+
+def test_plot_groups_seeds_of_one_config_and_separates_variants():
+    from rpl_trainer.plot import variant_keys  # matplotlib-free, like group_curves above
+
+    base = {'algo': 'rpl', 'task': 't', 'seed': 0, 'total_env_steps': 100, 'greedy_envs': 0}
+    configs = [
+        base,
+        {**base, 'seed': 1, 'total_env_steps': 300},  # another seed, longer: same group
+        {**base, 'greedy_envs': 1},  # another setting: its own group, labelled with it
+        {'algo': 'scratch', 'task': 't', 'seed': 0, 'greedy_envs': 0},
+        {'algo': 'rpl', 'task': 't', 'seed': 2},  # an older run: greedy_envs is the default
+    ]
+    keys = variant_keys(configs)
+    assert keys == [
+        ('rpl', 'greedy_envs=0'),
+        ('rpl', 'greedy_envs=0'),
+        ('rpl', 'greedy_envs=1'),
+        ('scratch', ''),
+        ('rpl', 'greedy_envs=0'),
+    ]

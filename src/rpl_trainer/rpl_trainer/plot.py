@@ -2,7 +2,10 @@
 
 Each group (RPL, Scratch, Expert Explore) shows the mean over its runs (seeds) and the
 min-max spread; a dashed 'Initial' line marks the base controller's success, averaged over
-the runs' ``base_eval.json``.
+the runs' ``base_eval.json``. Runs of one learner whose configs differ in more than the
+seed and the bookkeeping fields (budget, evaluation interval, ...) are separate groups,
+labelled with the differing settings (e.g. ``RPL, greedy_envs=1``): only seeds of one
+configuration are averaged.
 """
 
 from __future__ import annotations
@@ -14,11 +17,40 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rpl_trainer.config import RESUMABLE_CHANGES, TrainConfig
 from rpl_trainer.train import BASE_EVAL_FILE, CONFIG_FILE, METRICS_FILE, read_metrics
 
 LABELS = {'rpl': 'RPL', 'scratch': 'Scratch', 'expert_explore': 'Expert Explore'}
 COLORS = {'rpl': 'tab:blue', 'scratch': 'tab:orange', 'expert_explore': 'tab:green'}
 SUCCESS = 'eval/success_rate'
+
+
+# Config fields that never make two runs different learners.
+NOT_A_VARIANT = RESUMABLE_CHANGES | {'seed', 'base_eval_episodes', 'eval_episodes'}
+
+
+def variant_keys(configs: Sequence[dict]) -> list[tuple[str, str]]:
+    """Group key (algo, settings) per run config: ``settings`` names the fields that differ
+    between runs of the same algo (besides :data:`NOT_A_VARIANT`) as 'name=value, ...'
+    ('' when all runs of that algo share one configuration)."""
+    defaults = TrainConfig().to_dict()  # a field newer than a run has its default there
+    configs = [{**defaults, **config} for config in configs]
+    by_algo: dict[str, list[dict]] = {}
+    for config in configs:
+        by_algo.setdefault(config.get('algo', 'rpl'), []).append(config)
+    varying = {
+        algo: sorted(
+            name
+            for name in set().union(*map(set, group))
+            if name not in NOT_A_VARIANT and len({repr(c.get(name)) for c in group}) > 1
+        )
+        for algo, group in by_algo.items()
+    }
+    keys = []
+    for config in configs:
+        algo = config.get('algo', 'rpl')
+        keys.append((algo, ', '.join(f'{n}={config.get(n)}' for n in varying[algo])))
+    return keys
 
 
 class PlotError(ValueError):
@@ -86,17 +118,17 @@ def plot_runs(
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    bases: list[float] = []
-    tasks: set[str] = set()
+    loaded = []
     for run in map(pathlib.Path, runs):
         if not run.is_dir():
             raise PlotError(f'run directory {run} does not exist')
-        config, steps, success, base = _load_run(run)
-        groups.setdefault(config.get('algo', 'rpl'), []).append((steps, success))
-        tasks.add(str(config.get('task', '?')))
-        if base is not None:
-            bases.append(float(base))
+        loaded.append(_load_run(run))
+    groups: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    keys = variant_keys([config for config, *_ in loaded])
+    for key, (_, steps, success, _) in zip(keys, loaded, strict=True):
+        groups.setdefault(key, []).append((steps, success))
+    tasks = {str(config.get('task', '?')) for config, *_ in loaded}
+    bases = [float(base) for *_, base in loaded if base is not None]
 
     if len(tasks) > 1:
         raise PlotError(
@@ -104,13 +136,19 @@ def plot_runs(
             'per figure'
         )
     figure, axes = plt.subplots(figsize=(6.0, 4.0))
-    order = [algo for algo in LABELS if algo in groups] + sorted(set(groups) - set(LABELS))
-    for algo in order:
-        grid, mean, low, high = group_curves(groups[algo])
+    rank = {algo: i for i, algo in enumerate(LABELS)}
+    order = sorted(groups, key=lambda key: (rank.get(key[0], len(rank)), key))
+    styles = ('-', '--', ':', '-.')
+    for key in order:
+        algo, settings = key
+        grid, mean, low, high = group_curves(groups[key])
         color = COLORS.get(algo)
-        n = len(groups[algo])
-        label = f'{LABELS.get(algo, algo)} ({n} seed{"s" if n > 1 else ""})'
-        axes.plot(grid, mean, color=color, label=label)
+        same_algo = [k for k in order if k[0] == algo]
+        style = styles[same_algo.index(key) % len(styles)]
+        n = len(groups[key])
+        name = LABELS.get(algo, algo) + (f', {settings}' if settings else '')
+        label = f'{name} ({n} seed{"s" if n > 1 else ""})'
+        axes.plot(grid, mean, color=color, linestyle=style, label=label)
         axes.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
     if bases:
         axes.axhline(np.mean(bases), color='black', linestyle='--', label='Initial')
