@@ -168,14 +168,14 @@ def test_episode_batch_has_t_minus_one_transitions_per_episode():
     np.testing.assert_allclose(batch.action[0, 3], expected, atol=1e-6)
 
 
-def small_learner(**overrides) -> offline.OfflineLearner:
+def small_learner(base_fn=None, **overrides) -> offline.OfflineLearner:
     values = dict(hidden_size=16, hidden_layers=2, batch_size=8, buffer_size=1000)
     config = make_config({**values, **overrides})
 
     def reward(achieved, desired, info=None):
         return sparse_reward(achieved, desired, 0.05)
 
-    return offline.OfflineLearner(config, DIMS, STEPS, reward)
+    return offline.OfflineLearner(config, DIMS, STEPS, reward, base_fn)
 
 
 def test_ingesting_a_bag_fills_the_buffer_and_burn_in_trains_only_the_critic(tmp_path):
@@ -198,6 +198,29 @@ def test_ingesting_a_bag_fills_the_buffer_and_burn_in_trains_only_the_critic(tmp
     critic_after = list(learner.agent.critic.parameters())
     assert all(torch.equal(a, b) for a, b in zip(actor_before, actor_after, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(critic_before, critic_after, strict=True))
+
+
+def test_goal_consistent_her_is_applied_to_recorded_episodes_not_ignored():
+    with pytest.raises(ValueError, match='needs the base controller'):
+        small_learner(goal_consistent_her=True)
+
+    def zero_base(obs, goal):  # under relabelled goals the base would have done nothing
+        return np.zeros((obs.shape[0], 4))
+
+    learner = small_learner(zero_base, goal_consistent_her=True)
+    assert learner.sampler.goal_consistent
+    learner.add(feed(offline.EpisodeAssembler(LAYOUT, STEPS), episode_messages(0)))
+    batch = learner.buffer.sample(learner.sampler, 256, np.random.default_rng(0))
+    # Relabelled samples store command / scale (the residual that explains the command
+    # over a zero base); the others keep (command - recorded base) / scale.
+    commands = np.array([command_values(0, t) for t in range(STEPS - 1)])
+    bases = np.array([base_values(0, t) for t in range(STEPS - 1)])
+    stored = np.clip((commands - bases) / SCALE, -1, 1)
+    explained = np.clip(commands / SCALE, -1, 1)
+    is_explained = [np.isclose(explained, a, atol=1e-6).all(axis=1).any() for a in batch.action]
+    is_stored = [np.isclose(stored, a, atol=1e-6).all(axis=1).any() for a in batch.action]
+    assert all(e or s for e, s in zip(is_explained, is_stored, strict=True))
+    assert sum(is_explained) > 128  # future_p 0.8 of 256
 
 
 def test_bag_episodes_with_missing_messages_are_skipped(tmp_path):

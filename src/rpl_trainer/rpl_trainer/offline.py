@@ -50,7 +50,7 @@ from rpl_trainer.checkpoint import (
 from rpl_trainer.config import ParameterError, TrainConfig, config_differences, make_config
 from rpl_trainer.ddpg import DDPGAgent, UpdateStats
 from rpl_trainer.export import export_onnx
-from rpl_trainer.her import EpisodeBatch, HerSampler, ReplayBuffer, RewardFn
+from rpl_trainer.her import BaseFn, EpisodeBatch, HerSampler, ReplayBuffer, RewardFn
 from rpl_trainer.networks import Dims
 from rpl_trainer.residual import residual_explaining
 
@@ -542,15 +542,24 @@ class OfflineLearner:
         episode_steps: The task's episode length T (gamma = 1 - 1/T as in ``rpl train``);
             the buffer stores T - 1 transitions per episode.
         reward_fn: The task's pure batched reward function (for HER).
+        base_fn: The batched base controller; needed (and only used) when
+            ``config.goal_consistent_her`` recomputes residuals for relabelled goals.
     """
 
     def __init__(
-        self, config: TrainConfig, dims: Dims, episode_steps: int, reward_fn: RewardFn
+        self,
+        config: TrainConfig,
+        dims: Dims,
+        episode_steps: int,
+        reward_fn: RewardFn,
+        base_fn: BaseFn | None = None,
     ) -> None:
         if config.algo != 'rpl':
             raise ValueError(f'offline learning is for algo rpl, got {config.algo!r}')
         if episode_steps < 2:
             raise ValueError(f'episodes need at least 2 steps, got {episode_steps}')
+        if config.goal_consistent_her and base_fn is None:
+            raise ValueError('goal_consistent_her needs the base controller (base_fn)')
         self.config = config
         self.dims = dims
         self.episode_steps = episode_steps
@@ -561,7 +570,12 @@ class OfflineLearner:
         self.rng = np.random.default_rng(config.seed)
         self.agent = DDPGAgent(dims, config, episode_steps)
         self.buffer = ReplayBuffer(dims, episode_steps - 1, config.buffer_size)
-        self.sampler = HerSampler(reward_fn, config.future_p, None, config.residual_scale)
+        self.sampler = HerSampler(
+            reward_fn,
+            config.future_p,
+            base_fn if config.goal_consistent_her else None,
+            config.residual_scale,
+        )
         self.episodes = 0
 
     @classmethod
@@ -570,7 +584,14 @@ class OfflineLearner:
         from rpl_trainer.train import registered_problem
 
         problem = registered_problem(config.task, config.controller)
-        return cls(config, problem.dims, int(problem.spec.max_episode_steps), problem.reward_fn)
+        base_fn = problem.make_base_fn() if config.goal_consistent_her else None
+        return cls(
+            config,
+            problem.dims,
+            int(problem.spec.max_episode_steps),
+            problem.reward_fn,
+            base_fn,
+        )
 
     def add(self, records: Sequence[EpisodeRecord]) -> int:
         """Store episodes and update the input statistics from HER samples of them.
