@@ -57,9 +57,9 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 RESIDUAL_RESPAWN_DELAY_S = 1.0
-# The trainer settings every `rpl train` result in the README used (besides 0.25 updates
-# per step, the updates_per_step default): burn-in windows of 500 updates, targets blended
-# on every update.
+# The update settings every `rpl train` result and the live-learning result in the README
+# used (besides 0.25 updates per step, the updates_per_step default): burn-in windows of
+# 500 updates, targets blended on every update.
 LEARN_TRAIN_OVERRIDES = 'burn_in_window=500,target_update_interval=1'
 # Observation subscribers of every stack (base controller, residual node); each optional
 # listener the sim bridge must wait for (monitor, recorder) adds one.
@@ -389,7 +389,8 @@ def learn_launch_arguments(
             'train_overrides',
             default_value=LEARN_TRAIN_OVERRIDES,
             description='Trainer: comma-separated key=value TrainConfig overrides (default: '
-            "the settings of the README's rpl train results)",
+            "the update settings of the README's learning results; e.g. add "
+            'goal_consistent_her=true)',
         ),
         DeclareLaunchArgument(
             'updates_per_step',
