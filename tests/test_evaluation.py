@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from rpl_base_controllers import make_controller
-from rpl_bringup.evaluation import EvalResult, evaluate, wilson_interval
+from rpl_bringup.evaluation import (
+    EvalResult,
+    evaluate,
+    evaluate_model,
+    evaluate_parallel,
+    wilson_interval,
+)
 from rpl_sim_bridge.tasks import UnknownTaskError, make_task
 
 
@@ -116,3 +122,30 @@ def test_wilson_interval_known_values(successes, n, expected):
 def test_wilson_interval_rejects_impossible_counts():
     with pytest.raises(ValueError, match='0 <= successes <= n'):
         wilson_interval(11, 10)
+
+
+def test_parallel_evaluation_matches_one_process_episode_by_episode(repo_root):
+    model = str(repo_root / 'models' / 'slippery_push_reactive_push' / 'actor.onnx')
+    task, controller = 'slippery_push', 'reactive_push'
+    one = evaluate_model(task, controller, 5, seed=7, model_path=model)
+    many = evaluate_parallel(
+        task, controller, 5, seed=7, model_path=model, workers=2, chunk=2, progress=False
+    )
+    assert (many.task, many.controller, many.model, many.episodes, many.seed) == (
+        task,
+        controller,
+        'actor.onnx',
+        5,
+        7,
+    )
+    assert many.successes == one.successes
+    assert many.final_distances == one.final_distances
+    assert many.returns == one.returns
+    assert (many.success_rate, many.ci95) == (one.success_rate, one.ci95)
+
+
+def test_parallel_evaluation_reports_bad_arguments_from_the_workers():
+    with pytest.raises(ValueError, match='at least 1'):
+        evaluate_parallel('push', 'reactive_push', 4, seed=0, workers=0)
+    with pytest.raises(ValueError, match='no_such_controller'):
+        evaluate_parallel('push', 'no_such_controller', 2, seed=0, workers=2, progress=False)

@@ -99,6 +99,9 @@ def test_cli_returns_2_with_message_on_bad_arguments(capsys):
     assert "unknown launch argument(s) ['bogus']" in capsys.readouterr().err
     assert cli.main(['launch', 'rpl_bringup', 'missing.launch.py']) == 2
     assert cli.main(['eval', '--task', 'push', '--controller', 'x', '--episodes', '0']) == 2
+    workers = ['eval', '--task', 'push', '--controller', 'reactive_push', '--workers', '0']
+    assert cli.main(workers) == 2
+    assert '--workers must be at least 1' in capsys.readouterr().err
 
 
 # --- the shim on the real launch files --------------------------------------------------
