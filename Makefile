@@ -18,7 +18,7 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
 DEMO_EPISODES ?= 20
 # The committed SlipperyPush residual the demo runs (README: results); `none` = base only.
-DEMO_MODEL ?= models/slippery_push_reactive_push_live/actor.onnx
+DEMO_MODEL ?= models/slippery_push_reactive_push/actor.onnx
 
 .PHONY: install demo test lint bench clean
 

@@ -157,10 +157,11 @@ def plot_runs(
     axes.set_ylim(-0.02, 1.02)
     axes.set_title(title or ', '.join(sorted(tasks)))
     axes.grid(alpha=0.3)
-    axes.legend(loc='best')
+    # Below the axes: inside, a long legend (labelled variants) hides the curves.
+    axes.legend(loc='upper center', bbox_to_anchor=(0.5, -0.2), fontsize='small', ncol=1)
     figure.tight_layout()
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
+    figure.savefig(out, dpi=120, bbox_inches='tight')
     plt.close(figure)
     return out
