@@ -2,7 +2,7 @@
 
 Both sides run the same N seeded episodes (episode i is reset with seed + i):
 
-* in-process: :func:`rpl_bringup.evaluation.evaluate` with
+* in-process: :func:`rpl_bringup.evaluation.evaluate_model` with
   :class:`rpl_residual_node.policy.ResidualPolicy` (one Python loop, no ROS);
 * ROS: ``<task>.launch.py`` in lockstep (sim bridge, base controller and residual node as
   processes over DDS, plus the episode monitor), run by the project's launch runner.
@@ -31,9 +31,7 @@ import time
 
 from rpl_bringup import demo
 from rpl_bringup.episode_log import summary_from_dict
-from rpl_bringup.evaluation import EvalResult, evaluate
-from rpl_residual_node.policy import ResidualPolicy
-from rpl_sim_bridge.tasks import task_spec
+from rpl_bringup.evaluation import EvalResult, evaluate_model
 
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / 'results'
 TOLERANCE_M = 1e-9  # final distances closer than this count as equal, m
@@ -41,13 +39,7 @@ TOLERANCE_M = 1e-9  # final distances closer than this count as equal, m
 
 def in_process(task: str, controller: str, model: str, episodes: int, seed: int) -> EvalResult:
     """Evaluate ``model`` ('' = base only) in one Python loop."""
-    policy = None
-    if model:
-        spec = task_spec(task)
-        policy = ResidualPolicy.from_file(
-            model, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, action_dim=spec.action_dim
-        )
-    return evaluate(task, controller, episodes, seed, policy=policy, progress=True)
+    return evaluate_model(task, controller, episodes, seed, model or None, progress=True)
 
 
 def through_ros(

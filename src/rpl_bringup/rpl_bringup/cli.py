@@ -182,25 +182,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f'rpl eval: not available yet ({exc})', file=sys.stderr)
         return 1
     try:  # unknown task or controller, or a bad model: one line, exit code 2
-        if args.workers > 1:
-            result = evaluation.evaluate_parallel(
-                args.task,
-                args.controller,
-                args.episodes,
-                args.seed,
-                model_path=args.model,
-                workers=args.workers,
-                progress=not args.no_progress,
-            )
-        else:
-            result = evaluation.evaluate_model(
-                args.task,
-                args.controller,
-                args.episodes,
-                args.seed,
-                model_path=args.model,
-                progress=not args.no_progress,
-            )
+        run, extra = evaluation.evaluate_model, {}
+        if args.workers > 1:  # same episodes, spread over processes
+            run, extra = evaluation.evaluate_parallel, {'workers': args.workers}
+        result = run(
+            args.task,
+            args.controller,
+            args.episodes,
+            args.seed,
+            model_path=args.model,
+            progress=not args.no_progress,
+            **extra,
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     lo, hi = result.ci95
