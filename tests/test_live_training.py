@@ -65,6 +65,7 @@ def test_a_live_stack_feeds_the_trainer_and_hot_reloads_its_models(tmp_path):
                 f'episodes:={EPISODES}',
                 'seed:=5',
                 'command_timeout:=0.5',  # the trainer shares the 2 cores: no timing fallbacks
+                'max_rate:=80',  # uncapped, the stack starves the trainer (README)
                 'monitor:=true',
                 f'results:={results}',
             ]

@@ -298,6 +298,7 @@ def launch_arguments(default_controller: str) -> list[DeclareLaunchArgument]:
             "rewritten every second; '' = none",
         ),
         _command_timeout_argument('0.05'),
+        _max_rate_argument('Lockstep cap on steps per second'),
         DeclareLaunchArgument(
             'record',
             default_value='false',
@@ -312,6 +313,16 @@ def launch_arguments(default_controller: str) -> list[DeclareLaunchArgument]:
             description='record:=true: bag directory to create (mcap); must not exist yet',
         ),
     ]
+
+
+def _max_rate_argument(what: str) -> DeclareLaunchArgument:
+    return DeclareLaunchArgument(
+        'max_rate',
+        default_value='0',
+        description=f'{what} (sim bridge lockstep_max_rate_hz); 0 = as fast as the nodes. '
+        'On a small machine a cap leaves CPU to a trainer node learning from the stack, '
+        'which otherwise falls behind and skips episodes',
+    )
 
 
 def learn_launch_arguments(
@@ -368,13 +379,7 @@ def learn_launch_arguments(
             "rpl.json, rpl_explore_0.json; '' = none",
         ),
         _command_timeout_argument('0.5'),
-        DeclareLaunchArgument(
-            'max_rate',
-            default_value='0',
-            description="Lockstep cap on each stack's steps per second (sim bridge "
-            'lockstep_max_rate_hz); 0 = as fast as the nodes. On a small machine a cap leaves '
-            'CPU to the trainer, which otherwise falls behind and skips episodes',
-        ),
+        _max_rate_argument("Lockstep cap on each stack's steps per second"),
         DeclareLaunchArgument(
             'bags',
             default_value='',
@@ -489,6 +494,7 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
         'mode': LaunchConfiguration('mode'),
         'seed': LaunchConfiguration('seed'),
         'command_timeout_s': _Float('command_timeout'),
+        'lockstep_max_rate_hz': _Float('max_rate', 0.0, 10000.0),
     }
     # Two variants: without anything optional to wait for, min_subscribers keeps its file
     # default; with a monitor and/or recorder the sim also waits for them, so that none of
