@@ -155,6 +155,7 @@ def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
         'mode': 'lockstep',
         'seed': 0,
         'command_timeout_s': 0.05,
+        'lockstep_max_rate_hz': 0.0,
     }
     assert base.node.parameters == {'controller': controller}
     assert residual.node.parameters == {'model_path': ''}
@@ -171,6 +172,7 @@ def test_launch_arguments_reach_the_node_command_lines():
             mode='realtime',
             namespace='/itest',
             model_path='/tmp/actor.onnx',
+            max_rate='80',
         )
     }
     base = plans['base_controller'].cmd
@@ -184,6 +186,7 @@ def test_launch_arguments_reach_the_node_command_lines():
         'mode': 'realtime',
         'seed': 42,
         'command_timeout_s': 0.05,
+        'lockstep_max_rate_hz': 80.0,
     }
     assert 'episodes:=7' in sim.cmd and 'seed:=42' in sim.cmd
     assert plans['residual_node'].cmd[-1] == 'model_path:="/tmp/actor.onnx"'
