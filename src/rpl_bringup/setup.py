@@ -4,6 +4,11 @@ The launch files and parameter YAML live at the top of the repository (launch/, 
 the design asks; this setup installs them into share/rpl_bringup so that `ros2 launch
 rpl_bringup slippery_push.launch.py` finds them after `colcon build`, and `rpl launch` finds
 them after a plain pip install.
+
+They are reached through the committed relative symlinks launch -> ../../launch and
+config -> ../../config next to this file, so every data_files path is relative to the
+package and stays inside it: a `../..` path made `colcon build --symlink-install` in a
+ws/src/<repo>/ workspace create stray ws/launch and ws/config links.
 """
 
 import glob
@@ -13,11 +18,14 @@ from setuptools import find_packages, setup
 
 package_name = 'rpl_bringup'
 here = os.path.dirname(os.path.abspath(__file__))
-repo_root = os.path.relpath(os.path.join(here, '..', '..'), here)
 
 
 def _files(pattern: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(repo_root, pattern)))
+    """Files matching ``pattern`` under this package's folder, as package-relative paths."""
+    found = sorted(glob.glob(os.path.join(here, pattern)))
+    if not found:
+        raise SystemExit(f'rpl_bringup setup: no files match {pattern!r} in {here}')
+    return [os.path.relpath(path, here) for path in found]
 
 
 setup(
