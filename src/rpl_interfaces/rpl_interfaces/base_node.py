@@ -7,7 +7,10 @@ The only module of this package that imports rclpy. Every RPL node derives from
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -15,8 +18,11 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
@@ -54,6 +60,13 @@ def now_ns() -> int:
 
 class RplNode(Node):
     """Base class: declares a config dataclass as parameters and publishes diagnostics."""
+
+    exit_code: int | None = None  # set by request_exit: run_node stops and returns it
+
+    def request_exit(self, code: int) -> None:
+        """Ask :func:`run_node` to stop spinning after this callback and exit with ``code``
+        (the node is destroyed and rclpy shut down as after Ctrl-C)."""
+        self.exit_code = code
 
     def declare_config(self, cls: type[C]) -> C:
         """Declare every field of ``cls`` as a parameter (with description and range).
@@ -148,14 +161,77 @@ def _factory_name(factory: Callable[[], Node]) -> str:
     return getattr(factory, '__name__', 'rpl node')
 
 
+# Parameter problems found while the node is built: one line, exit code 2. rclpy's own
+# parameter exceptions (``seed:=abc`` for an integer) are not ValueErrors.
+_START_ERRORS = (
+    ValueError,
+    InvalidParameterTypeException,
+    InvalidParameterValueException,
+)
+STOP_POLL_S = 0.1  # s: how soon a SIGINT / SIGTERM / exit request ends the spin loop
+TRACEBACK_ENV = 'RPL_TRACEBACK'  # set to 1 for the traceback of a failed callback
+
+
+class _StopSignals:
+    """SIGINT / SIGTERM handlers that ask the spin loop to stop, while rclpy stays up.
+
+    rclpy's own handlers shut the context down at once: a node that then logs while it is
+    destroyed (a last checkpoint, a closed bag) has no rosout publisher any more and rcl
+    prints "Failed to publish log message to rosout". Here the loop stops first, the node
+    is destroyed while its context is valid, and rclpy shuts down last. Before the loop
+    runs (while the node is built), and for a second signal, the signal raises
+    KeyboardInterrupt wherever the process is.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.spinning = False
+        self._previous = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None or not self.spinning:
+            self.received = signum
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _failure_line(label: str, exc: BaseException, started: bool) -> str:
+    """One line for an unexpected exception: raised by a callback (``started``) or while
+    the node was built, with where it was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ''
+    if frames:
+        last = frames[-1]
+        where = f' (at {os.path.basename(last.filename)}:{last.lineno} in {last.name})'
+    text = ' '.join(str(exc).split()) or '-'
+    return (
+        f'[{label}] {"runtime error in a callback" if started else "failed to start"}: '
+        f'{type(exc).__name__}: {text}{where}; '
+        f'exit code 1 (set {TRACEBACK_ENV}=1 for the traceback)'
+    )
+
+
 def run_node(
     factory: Callable[[], Node], args: Sequence[str] | None = None, name: str | None = None
 ) -> int:
-    """Init rclpy, spin a node until Ctrl-C/SIGTERM or rclpy shutdown, clean up.
+    """Init rclpy, spin a node until Ctrl-C/SIGTERM, rclpy shutdown or an exit request,
+    clean up.
+
+    Two kinds of failure, told apart: a bad parameter found while the node is built
+    (``ParameterError`` or another ``ValueError`` from ``factory``, or rclpy's parameter
+    type/value exceptions) is one line and exit code 2; an exception raised later by a
+    callback is a runtime failure: one line naming the node, the exception and where it
+    was raised, exit code 1 (the traceback too if ``RPL_TRACEBACK=1``). A node ends itself
+    with :meth:`RplNode.request_exit`.
 
     Args:
-        factory: Builds the node (after ``rclpy.init``). A ``ParameterError`` or
-            ``ValueError`` raised here is logged as one line and gives exit code 2.
+        factory: Builds the node (after ``rclpy.init``).
         args: ROS arguments (``--ros-args ...``).
         name: Name used in the error line when the node could not even be built
             (default: the factory's name).
@@ -163,26 +239,40 @@ def run_node(
     Returns:
         Process exit code.
     """
-    # rclpy installs its own SIGINT/SIGTERM handlers that shut the context down and wake spin.
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signals = _StopSignals()
     node = None
     code = 0
     try:
-        node = factory()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        try:
+            node = factory()
+        except _START_ERRORS as exc:  # includes ParameterError: one clear line
+            print(f'[{name or _factory_name(factory)}] error: {exc}', flush=True)
+            return 2
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        signals.spinning = True
+        while rclpy.ok() and signals.received is None:
+            executor.spin_once(timeout_sec=STOP_POLL_S)
+            if getattr(node, 'exit_code', None) is not None:
+                code = node.exit_code
+                break
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except RuntimeError:  # rclpy._rclpy_pybind11.RCLError
-        # SIGTERM/SIGINT shut the context down while spin was building its wait set: a
-        # clean stop. Any other RCL failure is a real error.
-        if rclpy.ok():
-            raise
-    except ValueError as exc:  # includes ParameterError: one clear line, no traceback
-        label = node.get_name() if node is not None else (name or _factory_name(factory))
-        print(f'[{label}] error: {exc}', flush=True)
-        code = 2
+    except Exception as exc:
+        # An RCL failure after an outside shutdown (the context went away while spin was
+        # building its wait set) is a clean stop; anything else is the node's failure.
+        if isinstance(exc, RuntimeError) and not rclpy.ok():
+            pass
+        else:
+            label = node.get_name() if node is not None else (name or _factory_name(factory))
+            if os.environ.get(TRACEBACK_ENV) == '1':
+                traceback.print_exception(exc)
+            print(_failure_line(label, exc, started=node is not None), flush=True)
+            code = 1
     finally:
+        signals.restore()
         if node is not None:
-            node.destroy_node()
+            node.destroy_node()  # while the context is valid: its logs still reach rosout
         rclpy.try_shutdown()
     return code

@@ -1,0 +1,129 @@
+"""run_node: parameter errors at start vs runtime failures in callbacks, and a clean shutdown.
+
+Each test runs a tiny RplNode in its own process through ``run_node`` (the entry point of
+every node of the stack) and checks its exit code and what it printed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from helpers import ros_args, stop_process
+
+pytestmark = pytest.mark.integration
+
+ROSOUT_FAILURE = 'Failed to publish log message to rosout'
+
+NODE_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, sys
+    from rpl_interfaces.base_node import RplNode, run_node
+    from rpl_interfaces.params import describe
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        period_s: float = dataclasses.field(
+            default=0.05, metadata=describe('timer period', range=(0.01, 1.0))
+        )
+        behaviour: str = 'ready'
+
+    class Probe(RplNode):
+        def __init__(self):
+            super().__init__('probe')
+            self.config = self.declare_config(Config)
+            self.ticks = 0
+            self.create_timer(self.config.period_s, self.on_timer)
+
+        def on_timer(self):
+            self.ticks += 1
+            if self.ticks == 1:
+                print('ready', flush=True)
+            if self.config.behaviour == 'raise' and self.ticks == 3:
+                raise ValueError('observation has 3 values, expected 25')
+            if self.config.behaviour == 'exit' and self.ticks == 3:
+                self.request_exit(3)
+
+        def destroy_node(self):
+            self.get_logger().info(f'stopping after {self.ticks} ticks')
+            super().destroy_node()
+
+    sys.exit(run_node(Probe, sys.argv[1:], name='probe'))
+    """
+)
+
+
+def _probe(*params: str) -> list[str]:
+    return [sys.executable, '-c', NODE_SCRIPT, *ros_args(f'/probe_{os.getpid()}', *params)]
+
+
+def _run(*params: str, timeout_s: float = 30.0) -> subprocess.CompletedProcess:
+    return subprocess.run(_probe(*params), capture_output=True, text=True, timeout=timeout_s)
+
+
+def test_a_value_error_in_a_callback_is_a_runtime_failure_not_a_parameter_error():
+    done = _run('behaviour:=raise')
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    lines = [line for line in output.splitlines() if 'runtime error in a callback' in line]
+    assert len(lines) == 1, output
+    assert lines[0].startswith('[probe] runtime error in a callback: ValueError: observation')
+    assert 'in on_timer' in lines[0], lines[0]
+    assert 'Traceback' not in output and 'parameter' not in output, output
+    assert 'stopping after 3 ticks' in output, output  # the node was still destroyed
+
+
+def test_the_traceback_of_a_callback_failure_on_request():
+    env = dict(os.environ, RPL_TRACEBACK='1')
+    done = subprocess.run(
+        _probe('behaviour:=raise'), capture_output=True, text=True, timeout=30, env=env
+    )
+    assert done.returncode == 1
+    assert 'Traceback' in done.stdout + done.stderr
+
+
+def test_a_bad_parameter_at_start_is_one_line_and_exit_code_2():
+    done = _run('period_s:=5.0')
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode == 2, output
+    assert (
+        output.splitlines()[-1]
+        == "[probe] error: parameter 'period_s' = 5.0 is outside [0.01, 1.0]"
+    )
+    assert 'Traceback' not in output
+
+
+def test_a_mistyped_parameter_at_start_is_one_line_and_exit_code_2():
+    done = _run('period_s:=abc')  # rclpy's InvalidParameterTypeException, not a ValueError
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode == 2, output
+    assert 'Traceback' not in output, output
+    assert output.splitlines()[-1].startswith('[probe] error: '), output
+    assert 'period_s' in output
+
+
+def test_a_node_ends_itself_with_its_exit_code():
+    done = _run('behaviour:=exit')
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert 'stopping after 3 ticks' in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_node_cleanly_and_its_last_log_reaches_rosout(sig):
+    proc = subprocess.Popen(_probe(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout.readline().strip() == 'ready'
+        time.sleep(0.2)
+        code = stop_process(proc, sig, timeout_s=10)
+        output = proc.stdout.read()
+    finally:
+        stop_process(proc, signal.SIGKILL)
+    assert code == 0, output
+    assert 'stopping after' in output, output  # logged while the node is destroyed
+    assert ROSOUT_FAILURE not in output, output
+    assert 'Traceback' not in output, output
