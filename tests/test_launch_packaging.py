@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -65,11 +66,17 @@ def test_data_files_stay_inside_the_package(package_dir: pathlib.Path, repo_root
 def test_wheel_holds_launch_and_config_files(
     package_dir: pathlib.Path, repo_root: pathlib.Path, tmp_path: pathlib.Path
 ):
-    # A plain (non-editable) install gets exactly what the wheel holds.
+    # A plain (non-editable) install gets exactly what the wheel holds. Built from a copy
+    # laid out as a workspace's ws/src/<repo>/ (links kept), so no build/ lands in the tree.
+    repo = tmp_path / 'ws' / 'src' / 'repo'
+    shutil.copytree(repo_root / 'launch', repo / 'launch')
+    shutil.copytree(repo_root / 'config', repo / 'config')
+    ignore = shutil.ignore_patterns('build', '*.egg-info', '__pycache__')
+    shutil.copytree(package_dir, repo / 'src' / 'rpl_bringup', symlinks=True, ignore=ignore)
     subprocess.run(
         [
             sys.executable, '-m', 'pip', 'wheel', '--quiet', '--no-deps',
-            '--no-build-isolation', str(package_dir), '-w', str(tmp_path),
+            '--no-build-isolation', str(repo / 'src' / 'rpl_bringup'), '-w', str(tmp_path),
         ],
         check=True,
         timeout=300,
@@ -83,3 +90,4 @@ def test_wheel_holds_launch_and_config_files(
     assert 'config/slippery_push.yaml' in config and 'config/fastdds_loopback.xml' in config
     assert any(n.endswith(data + 'package.xml') for n in names)
     assert not any('..' in n for n in names)
+    assert sorted(p.name for p in (tmp_path / 'ws').iterdir()) == ['src']  # no stray links
