@@ -18,6 +18,7 @@ import pytest
 
 from rpl_bringup import cli, launch_runner, launch_shim
 from rpl_bringup.launch_shim import LaunchError, ProcessPlan
+from rpl_bringup.launch_shim.core import ProcessExited
 from rpl_bringup.launch_shim.ros_actions import parameter_text
 from rpl_bringup.supervisor import Supervisor
 
@@ -58,6 +59,18 @@ def _plan(file_name: str, **arguments: str) -> list[ProcessPlan]:
     return launch_runner.plan_launch_file(
         path, arguments, resolve=lambda pkg, exe: [exe], force_shim=True
     )
+
+
+def _required(plan: ProcessPlan) -> bool:
+    """True when the plan's exit ends the launch: exit 0 shuts it down, and (for the
+    launch files' on_exit callable) a crash raises, which ends it with an error."""
+    if plan.on_exit is None:
+        return plan.required
+    if plan.on_exit(ProcessExited(plan.name, 1, 0, plan.cmd)).shutdown is None:
+        return False
+    with pytest.raises(RuntimeError, match=rf'required process {plan.name} died \(code 3\)'):
+        plan.on_exit(ProcessExited(plan.name, 1, 3, plan.cmd))
+    return True
 
 
 # --- launch arguments -----------------------------------------------------------------
@@ -138,9 +151,9 @@ def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
     assert list(plans) == ['sim_bridge', 'base_controller', 'residual_node']
 
     sim, base, residual = plans['sim_bridge'], plans['base_controller'], plans['residual_node']
-    assert (sim.required, sim.respawn) == (True, False)
-    assert (base.required, base.respawn) == (False, False)
-    assert (residual.required, residual.respawn, residual.respawn_delay) == (False, True, 1.0)
+    assert (_required(sim), sim.respawn) == (True, False)
+    assert (_required(base), base.respawn, base.respawn_delay) == (False, True, 1.0)
+    assert (_required(residual), residual.respawn, residual.respawn_delay) == (False, True, 1.0)
     assert sim.node.package == 'rpl_sim_bridge' and sim.cmd[0] == 'sim_bridge_node'
     assert base.node.package == 'rpl_base_controllers' and base.cmd[0] == 'controller_node'
     assert residual.node.package == 'rpl_residual_node' and residual.cmd[0] == 'residual_node'
@@ -195,12 +208,12 @@ def test_launch_arguments_reach_the_node_command_lines():
 def test_monitor_argument_adds_the_episode_monitor_and_gates_the_sim_on_it():
     plans = {p.name: p for p in _plan('slippery_push.launch.py', monitor='true', results='r.json')}
     assert list(plans) == ['sim_bridge', 'base_controller', 'residual_node', 'episode_monitor']
-    assert plans['sim_bridge'].required
+    assert _required(plans['sim_bridge'])
     assert plans['sim_bridge'].node.parameters['min_subscribers'] == 3
     monitor = plans['episode_monitor']
     assert (monitor.node.package, monitor.node.namespace) == ('rpl_bringup', '/rpl')
     assert monitor.node.parameters == {'output_path': 'r.json'}
-    assert not monitor.required and not monitor.respawn
+    assert not _required(monitor) and not monitor.respawn
     assert (
         'min_subscribers'
         not in {p.name: p for p in _plan('push.launch.py')}['sim_bridge'].node.parameters
@@ -228,7 +241,7 @@ def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers
     assert list(stacks['/rpl']) == ['trainer', *STACK_NODES]
     trainer = stacks['/rpl'].pop('trainer')
     assert (trainer.node.package, trainer.cmd[0]) == ('rpl_trainer', 'trainer_node')
-    assert (trainer.required, trainer.respawn) == (True, False)
+    assert (_required(trainer), trainer.respawn) == (True, False)
     assert trainer.node.parameters == {
         'task': 'slippery_push',
         'controller': 'reactive_push',
@@ -245,7 +258,7 @@ def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers
         stack = stacks[ns]
         assert list(stack) == STACK_NODES  # no monitor without monitor:=true
         sim, residual = stack['sim_bridge'], stack['residual_node']
-        assert (sim.required, residual.respawn) == (True, True)
+        assert (_required(sim), residual.respawn) == (True, True)
         assert sim.node.parameter_files[-1] == str(repo_root / 'config' / 'slippery_push.yaml')
         watched = ns == '/rpl'
         seed = 7 if watched else 7 + i * 1_000_000  # explorer i - 1 is the i-th stack

@@ -55,10 +55,16 @@ def parse_launch_arguments(tokens: Iterable[str]) -> dict[str, str]:
 
 
 def _checkout_root(package_dir: pathlib.Path) -> pathlib.Path | None:
-    # A source checkout keeps launch/ and config/ at the top, above src/<package>/<package>.
+    # A source checkout keeps launch/ and config/ at the top, above src/<package>/<package>
+    # (src/rpl_bringup links to them: the folder they resolve to is the answer).
     for candidate in [package_dir, *list(package_dir.parents)[:3]]:
-        if (candidate / 'launch').is_dir() and (candidate / 'config').is_dir():
-            return candidate
+        launch, config = candidate / 'launch', candidate / 'config'
+        if (
+            launch.is_dir()
+            and config.is_dir()
+            and launch.resolve().parent == config.resolve().parent
+        ):
+            return launch.resolve().parent
     return None
 
 

@@ -46,17 +46,24 @@ standard ``launch`` / ``launch_ros`` API, so ``ros2 launch`` and ``rpl launch`` 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from launch import LaunchContext, LaunchDescription, Substitution
-from launch.actions import DeclareLaunchArgument, Shutdown
+from launch import Action, LaunchContext, LaunchDescription, Substitution
+from launch.actions import DeclareLaunchArgument, LogInfo, Shutdown
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 RESIDUAL_RESPAWN_DELAY_S = 1.0
+CONTROLLER_RESPAWN_DELAY_S = 1.0
+# A respawned node dying again within this many seconds of its restart is in a crash loop
+# (e.g. a bad controller parameter): the launch ends with an error naming it.
+CRASH_LOOP_S = 5.0
+MAX_SEED = 2**31 - 1  # sim_bridge / trainer seed range
+MAX_EPISODES = 10**9
 # The update settings every `rpl train` result and the live-learning result in the README
 # used (besides 0.25 updates per step, the updates_per_step default): burn-in windows of
 # 500 updates, targets blended on every update.
@@ -121,6 +128,154 @@ class _Float(Substitution):
 
     def describe(self) -> str:
         return f'Float({self._name!r})'
+
+
+class _Int(Substitution):
+    """An integer launch argument as canonical text ('007' -> '7'); not an integer or
+    outside ``[low, high]``: ValueError (one line, before any node gets a bad parameter)."""
+
+    def __init__(self, name: str, low: int, high: int) -> None:
+        super().__init__()
+        self._name, self._low, self._high = name, low, high
+
+    def perform(self, context: LaunchContext) -> str:
+        text = LaunchConfiguration(self._name).perform(context)
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(
+                f'launch argument {self._name}:={text!r} is not an integer '
+                f'(expected {self._low}..{self._high})'
+            ) from None
+        if not self._low <= value <= self._high:
+            raise ValueError(
+                f'launch argument {self._name}:={text!r} is outside {self._low}..{self._high}'
+            )
+        return str(value)
+
+    def describe(self) -> str:
+        return f'Int({self._name!r})'
+
+
+def _known_tasks() -> list[str]:
+    from rpl_sim_bridge.tasks import available_tasks
+
+    return available_tasks()
+
+
+def controllers_for(task: str) -> list[str]:
+    """Registered controllers that suit ``task`` (rpl_base_controllers registry), sorted."""
+    from rpl_base_controllers.registry import available_controllers, controller_info
+
+    return [n for n in available_controllers() if task in controller_info(n).tasks]
+
+
+class _Controller(Substitution):
+    """The ``controller`` launch argument, checked against the controller registry: a
+    registered controller that suits ``task`` (registered with the sim bridge's task
+    registry), else ValueError listing the controllers for the task."""
+
+    def __init__(self, task: str) -> None:
+        super().__init__()
+        self._task = task
+
+    def perform(self, context: LaunchContext) -> str:
+        from rpl_base_controllers.registry import UnknownControllerError, controller_info
+
+        tasks = _known_tasks()
+        if self._task not in tasks:
+            raise ValueError(f'task {self._task!r} is not registered; known tasks: {tasks}')
+        name = LaunchConfiguration('controller').perform(context)
+        known = controllers_for(self._task)
+        try:
+            suits = controller_info(name).tasks
+        except UnknownControllerError:
+            raise ValueError(
+                f'launch argument controller:={name!r} is not a registered controller; '
+                f'controllers for task {self._task}: {known}'
+            ) from None
+        if self._task not in suits:
+            raise ValueError(
+                f'launch argument controller:={name!r} is meant for tasks {list(suits)}, not '
+                f'{self._task}; controllers for task {self._task}: {known}'
+            )
+        return name
+
+    def describe(self) -> str:
+        return f'Controller(task={self._task!r})'
+
+
+class _RecordBag(Substitution):
+    """The ``bag`` launch argument; ``record:=true`` needs one, else ValueError (the
+    recorder would fail only once the other nodes were importing)."""
+
+    def perform(self, context: LaunchContext) -> str:
+        bag = LaunchConfiguration('bag').perform(context)
+        if _flag(context, 'record') and not bag.strip():
+            raise ValueError('launch argument record:=true needs bag:=PATH (a new bag folder)')
+        return bag
+
+    def describe(self) -> str:
+        return 'RecordBag()'
+
+
+class _CheckArguments(Action):
+    """Performs every checking substitution before any node starts, so that a bad launch
+    argument ends the launch with one line and a non-zero exit (under ``ros2 launch`` the
+    ValueError is its 'Caught exception in launch' line, exit 1; under ``rpl launch`` exit 2)
+    and no node is ever started with it."""
+
+    def __init__(self, checks: Sequence[Substitution]) -> None:
+        super().__init__()
+        self._checks = list(checks)
+
+    def execute(self, context: LaunchContext) -> None:
+        for check in self._checks:
+            check.perform(context)
+
+
+class _RequiredExit:
+    """``on_exit`` callable of a required node (``launch`` calls it with the ProcessExited
+    event and the context): exit code 0 ends the launch (``Shutdown()``); any other code
+    raises, which ends the launch with exit code 1 under ``ros2 launch`` (a bare
+    ``on_exit=Shutdown()`` ends it with 0 there) and with the node's code under
+    ``rpl launch``. Exits while the launch is already shutting down change nothing."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        if getattr(context, 'is_shutdown', False):
+            return None
+        if event.returncode == 0:
+            return Shutdown(reason=f'{self._what} (required) finished')
+        raise RuntimeError(f'required process {event.name} died (code {event.returncode})')
+
+
+class _RespawnWatch:
+    """``on_exit`` callable of a respawning node: says what happens until it is back, and
+    raises (ending the launch with an error) when it dies again within ``CRASH_LOOP_S`` of
+    its restart, a crash loop that respawning cannot fix."""
+
+    def __init__(self, what: str, respawn_delay: float, meanwhile: str) -> None:
+        self._what, self._delay, self._meanwhile = what, respawn_delay, meanwhile
+        self._last_exit: float | None = None
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        if getattr(context, 'is_shutdown', False):
+            return None
+        now = time.monotonic()
+        restarted = None if self._last_exit is None else self._last_exit + self._delay
+        self._last_exit = now
+        if restarted is not None and now - restarted < CRASH_LOOP_S:
+            raise RuntimeError(
+                f'{event.name} died again (code {event.returncode}) {now - restarted:.1f} s '
+                f'after its restart: a crash loop ({self._what}: check its parameters)'
+            )
+        return LogInfo(
+            msg=f'{self._what} died (exit code {event.returncode}); respawning it in '
+            f'{self._delay:.1f} s; {self._meanwhile}'
+        )
 
 
 def _explorer_count(context: LaunchContext) -> int:
@@ -190,12 +345,7 @@ class _StackSeed(Substitution):
         self._offset = offset
 
     def perform(self, context: LaunchContext) -> str:
-        text = LaunchConfiguration('seed').perform(context)
-        try:
-            seed = int(text)
-        except ValueError:
-            raise ValueError(f'launch argument seed:={text!r} is not an integer') from None
-        return str(seed + self._offset)
+        return str(int(_learn_seed().perform(context)) + self._offset)
 
     def describe(self) -> str:
         return f'StackSeed(seed + {self._offset})'
@@ -223,6 +373,11 @@ class _ResultsFile(Substitution):
         return f'ResultsFile({self._namespace.describe()})'
 
 
+def _learn_seed() -> _Int:
+    # The explorers' sims run seed + (i + 1) * stride: every one must stay in range.
+    return _Int('seed', 0, MAX_SEED - MAX_EXPLORERS * EXPLORER_SEED_STRIDE)
+
+
 def _config(name: str) -> PathJoinSubstitution:
     return PathJoinSubstitution([FindPackageShare('rpl_bringup'), 'config', name])
 
@@ -230,12 +385,12 @@ def _config(name: str) -> PathJoinSubstitution:
 # --- launch arguments -------------------------------------------------------------------
 
 
-def _controller_argument(default: str) -> DeclareLaunchArgument:
+def _controller_argument(task: str, default: str) -> DeclareLaunchArgument:
     return DeclareLaunchArgument(
         'controller',
         default_value=default,
-        description='Base controller (registry name): reactive_push, discrete_mpc_push, '
-        'reactive_pick_and_place, reactive_pick_and_place_calibrated',
+        description='Base controller (rpl_base_controllers registry name) for task '
+        f'{task}: {", ".join(controllers_for(task))}',
     )
 
 
@@ -263,10 +418,10 @@ def _command_timeout_argument(default: str) -> DeclareLaunchArgument:
     )
 
 
-def launch_arguments(default_controller: str) -> list[DeclareLaunchArgument]:
+def launch_arguments(task: str, default_controller: str) -> list[DeclareLaunchArgument]:
     """The launch arguments every stack declares (the task is fixed per launch file)."""
     return [
-        _controller_argument(default_controller),
+        _controller_argument(task, default_controller),
         DeclareLaunchArgument(
             'model_path',
             default_value='',
@@ -326,11 +481,11 @@ def _max_rate_argument(what: str) -> DeclareLaunchArgument:
 
 
 def learn_launch_arguments(
-    default_controller: str, default_model_path: str = DEFAULT_LIVE_MODEL
+    task: str, default_controller: str, default_model_path: str = DEFAULT_LIVE_MODEL
 ) -> list[DeclareLaunchArgument]:
     """The launch arguments of the live-learning launch (watched stack, explorers, trainer)."""
     return [
-        _controller_argument(default_controller),
+        _controller_argument(task, default_controller),
         DeclareLaunchArgument(
             'model_path',
             default_value=default_model_path,
@@ -426,12 +581,12 @@ def _sim_bridge(
         namespace=namespace,
         parameters=[_config('sim_bridge.yaml'), stack_params, dict(overrides)],
         output='screen',
-        on_exit=Shutdown(reason='the sim bridge (required) exited'),
+        on_exit=_RequiredExit('the sim bridge'),
         condition=condition,
     )
 
 
-def _base_controller(namespace: Any, stack_params: Any, condition: Any = None) -> Node:
+def _base_controller(task: str, namespace: Any, stack_params: Any, condition: Any = None) -> Node:
     return Node(
         package='rpl_base_controllers',
         executable='controller_node',
@@ -440,9 +595,16 @@ def _base_controller(namespace: Any, stack_params: Any, condition: Any = None) -
         parameters=[
             _config('base_controller.yaml'),
             stack_params,
-            {'controller': LaunchConfiguration('controller')},
+            {'controller': _Controller(task)},
         ],
         output='screen',
+        respawn=True,
+        respawn_delay=CONTROLLER_RESPAWN_DELAY_S,
+        on_exit=_RespawnWatch(
+            'the base controller',
+            CONTROLLER_RESPAWN_DELAY_S,
+            'meanwhile the sim bridge applies the zero action (counted as fallback_zero)',
+        ),
         condition=condition,
     )
 
@@ -463,6 +625,11 @@ def _residual_node(
         output='screen',
         respawn=True,
         respawn_delay=RESIDUAL_RESPAWN_DELAY_S,
+        on_exit=_RespawnWatch(
+            'the residual node',
+            RESIDUAL_RESPAWN_DELAY_S,
+            'meanwhile the sim bridge applies the base action (counted as fallback_base)',
+        ),
         condition=condition,
     )
 
@@ -490,10 +657,10 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
     namespace = LaunchConfiguration('namespace')
     stack_params = _config(f'{task}.yaml')
     sim_overrides = {
-        'episodes': LaunchConfiguration('episodes'),
+        'episodes': _Int('episodes', 0, MAX_EPISODES),
         'mode': LaunchConfiguration('mode'),
-        'seed': LaunchConfiguration('seed'),
-        'command_timeout_s': _Float('command_timeout'),
+        'seed': _Int('seed', 0, MAX_SEED),
+        'command_timeout_s': _Float('command_timeout', 0.0),
         'lockstep_max_rate_hz': _Float('max_rate', 0.0, 10000.0),
     }
     # Two variants: without anything optional to wait for, min_subscribers keeps its file
@@ -509,17 +676,18 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
         executable='bag_recorder_node',
         name='bag_recorder',
         namespace=namespace,
-        parameters=[{'bag': LaunchConfiguration('bag')}],
+        parameters=[{'bag': _RecordBag()}],
         output='screen',
-        on_exit=Shutdown(reason='the bag recorder (required with record:=true) exited'),
+        on_exit=_RequiredExit('the bag recorder (required with record:=true)'),
         condition=IfCondition(LaunchConfiguration('record')),
     )
     return LaunchDescription(
         [
-            *launch_arguments(default_controller),
+            *launch_arguments(task, default_controller),
+            _CheckArguments([_Controller(task), *sim_overrides.values(), _RecordBag()]),
             _sim_bridge(namespace, stack_params, sim_overrides, UnlessCondition(waits)),
             _sim_bridge(namespace, stack_params, waiting_overrides, IfCondition(waits)),
-            _base_controller(namespace, stack_params),
+            _base_controller(task, namespace, stack_params),
             _residual_node(namespace, stack_params, {}),
             _episode_monitor(
                 namespace,
@@ -541,7 +709,7 @@ def _learning_stack(task: str, explorer: int | None) -> list[Node]:
     """
     stack_params = _config(f'{task}.yaml')
     sim_overrides: dict[str, Any] = {
-        'command_timeout_s': _Float('command_timeout'),
+        'command_timeout_s': _Float('command_timeout', 0.0),
         'lockstep_max_rate_hz': _Float('max_rate', 0.0, 10000.0),
         'min_subscribers': _TrueCount(('monitor',), base=LEARN_STACK_SUBSCRIBERS),
         'startup_timeout_s': LEARN_STARTUP_TIMEOUT_S,
@@ -550,9 +718,7 @@ def _learning_stack(task: str, explorer: int | None) -> list[Node]:
         namespace = LaunchConfiguration('namespace')
         condition = None
         monitor_condition = IfCondition(LaunchConfiguration('monitor'))
-        sim_overrides.update(
-            episodes=LaunchConfiguration('episodes'), seed=LaunchConfiguration('seed')
-        )
+        sim_overrides.update(episodes=_Int('episodes', 0, MAX_EPISODES), seed=_learn_seed())
         explore: dict[str, Any] = {}
     else:
         namespace = _ExplorerNamespace(explorer)
@@ -567,10 +733,25 @@ def _learning_stack(task: str, explorer: int | None) -> list[Node]:
         }
     return [
         _sim_bridge(namespace, stack_params, sim_overrides, condition),
-        _base_controller(namespace, stack_params, condition),
+        _base_controller(task, namespace, stack_params, condition),
         _residual_node(namespace, stack_params, explore, condition),
         _episode_monitor(namespace, _ResultsFile(namespace), monitor_condition),
     ]
+
+
+def _trainer_parameters(task: str) -> dict[str, Any]:
+    return {
+        'task': task,
+        'controller': _Controller(task),
+        'namespaces': _StackNamespaces(),
+        'bags': LaunchConfiguration('bags'),
+        'model_path': LaunchConfiguration('model_path'),
+        'checkpoint_path': LaunchConfiguration('checkpoint'),
+        'train_overrides': LaunchConfiguration('train_overrides'),
+        'updates_per_step': _Float('updates_per_step', 0.0, 1000.0),
+        'export_every_updates': _Int('export_every_updates', 1, 10**9),
+        'seed': _learn_seed(),
+    }
 
 
 def _trainer(task: str) -> Node:
@@ -579,22 +760,9 @@ def _trainer(task: str) -> Node:
         executable='trainer_node',
         name='trainer',
         namespace=LaunchConfiguration('namespace'),
-        parameters=[
-            {
-                'task': task,
-                'controller': LaunchConfiguration('controller'),
-                'namespaces': _StackNamespaces(),
-                'bags': LaunchConfiguration('bags'),
-                'model_path': LaunchConfiguration('model_path'),
-                'checkpoint_path': LaunchConfiguration('checkpoint'),
-                'train_overrides': LaunchConfiguration('train_overrides'),
-                'updates_per_step': _Float('updates_per_step', 0.0),
-                'export_every_updates': LaunchConfiguration('export_every_updates'),
-                'seed': LaunchConfiguration('seed'),
-            }
-        ],
+        parameters=[_trainer_parameters(task)],
         output='screen',
-        on_exit=Shutdown(reason='the trainer (required) exited'),
+        on_exit=_RequiredExit('the trainer'),
     )
 
 
@@ -609,9 +777,18 @@ def learn_launch_description(
         default_model_path: Default of the ``model_path`` launch argument.
     """
     explorers = [node for i in range(MAX_EXPLORERS) for node in _learning_stack(task, explorer=i)]
+    checks = [
+        _Int('episodes', 0, MAX_EPISODES),
+        _Float('command_timeout', 0.0),
+        _Float('max_rate', 0.0, 10000.0),
+        _Float('explore_noise', 0.0, 1.0),
+        _Float('explore_random', 0.0, 1.0),
+        *_trainer_parameters(task).values(),
+    ]
     return LaunchDescription(
         [
-            *learn_launch_arguments(default_controller, default_model_path),
+            *learn_launch_arguments(task, default_controller, default_model_path),
+            _CheckArguments([c for c in checks if isinstance(c, Substitution)]),
             # First: it takes longest to be ready (torch, checkpoint, bags); the sims wait.
             _trainer(task),
             *_learning_stack(task, explorer=None),

@@ -23,8 +23,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from rpl_bringup.launch_shim import LaunchError, ProcessPlan
+from rpl_bringup.launch_shim.core import ProcessExited
 
 PREFIX = '[rpl launch]'
+# A respawned process that dies again within this many seconds of its restart is in a
+# crash loop (e.g. a bad parameter): the launch ends with an error naming it.
+CRASH_LOOP_S = 5.0
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -56,8 +60,11 @@ class _Child:
         self.popen: subprocess.Popen[bytes] | None = None
         self.pending = b''
         self.restart_at: float | None = None
+        self.started_at = 0.0
         self.starts = 0
         self.log: IO[str] | None = None
+        self.signalled = False  # the runner sent it a stop signal
+        self.held: list[bytes] | None = None  # a traceback being held back while stopping
 
     @property
     def alive(self) -> bool:
@@ -69,12 +76,20 @@ class Supervisor:
 
     * A required process (``on_exit=Shutdown()``) that exits with 0 ends the launch with
       0; one that fails ends it with its code (1 when it died by a signal), naming it.
-    * A respawning process is restarted ``respawn_delay`` seconds after it exits.
+    * A process with an ``on_exit`` callable (:attr:`ProcessPlan.on_exit`) has it called
+      first on every exit: if it raises, the launch ends with the exit's code (1 when that
+      is not positive) and the exception's message; if it asks for ``Shutdown()``, the
+      launch ends as for a required process.
+    * A respawning process is restarted ``respawn_delay`` seconds after it exits; if a
+      restarted one dies again within ``crash_loop_s`` seconds of its restart, the launch
+      ends with an error naming it (a crash loop, e.g. a bad parameter).
     * Any other exit is reported; when nothing is left running the launch ends (0 if
       every process exited with 0, else 1).
     * SIGINT / SIGTERM to the runner stop every child (exit code 128 + signal number);
       stopping is SIGINT, then SIGTERM after ``sigint_timeout``, then SIGKILL after
-      ``sigterm_timeout``, each sent to the child's whole process group.
+      ``sigterm_timeout``, each sent to the child's whole process group. A Python child
+      still importing when SIGINT reaches it prints a ``KeyboardInterrupt`` traceback;
+      the runner drops such a traceback (it caused it) and says so in one line.
 
     Args:
         plans: Processes to run (unique names).
@@ -85,6 +100,8 @@ class Supervisor:
         sigint_timeout: Seconds between SIGINT and SIGTERM when stopping.
         sigterm_timeout: Seconds between SIGTERM and SIGKILL when stopping.
         handle_signals: Install SIGINT/SIGTERM handlers (main thread only).
+        crash_loop_s: A respawned process dying again within this many seconds of its
+            restart ends the launch with an error.
     """
 
     def __init__(
@@ -97,6 +114,7 @@ class Supervisor:
         sigint_timeout: float = 5.0,
         sigterm_timeout: float = 5.0,
         handle_signals: bool = True,
+        crash_loop_s: float = CRASH_LOOP_S,
     ) -> None:
         names = [p.name for p in plans]
         if len(set(names)) != len(names):
@@ -108,6 +126,7 @@ class Supervisor:
         self.sigint_timeout = sigint_timeout
         self.sigterm_timeout = sigterm_timeout
         self.handle_signals = handle_signals
+        self.crash_loop_s = crash_loop_s
         self.exit_code: int | None = None
         self._selector = selectors.DefaultSelector()
         self._groups: set[int] = set()
@@ -195,6 +214,8 @@ class Supervisor:
             return
         child.popen = popen
         child.starts += 1
+        child.started_at = time.monotonic()
+        child.signalled = False
         self._groups.add(popen.pid)
         assert popen.stdout is not None
         os.set_blocking(popen.stdout.fileno(), False)
@@ -208,21 +229,49 @@ class Supervisor:
         self._say(f'started {plan.name} (pid {popen.pid}): {command}{where}')
 
     def _on_exit(self, child: _Child, code: int, now: float) -> None:
+        pid = 0
         if child.popen is not None:
+            pid = child.popen.pid
             self._drain(child)
             child.popen = None
         name = child.plan.name
         verb = 'exited' if code == 0 else 'died'
+        failure = code if code > 0 else 1
         if self._stop_stage is not None:
             self._say(f'{name} stopped (code {code})')
-        elif child.plan.required:
+            return
+        if child.plan.on_exit is not None:
+            event = ProcessExited(name=name, pid=pid, returncode=code, cmd=child.plan.cmd)
+            try:
+                verdict = child.plan.on_exit(event)
+            except Exception as exc:  # the launch file's verdict: end the launch with an error
+                said = str(exc) if name in str(exc) else f'{name} {verb} (code {code}): {exc}'
+                self._say(f'{said}; stopping the launch')
+                self._begin_stop(failure, None, now)
+                return
+            for message in verdict.messages:
+                self._say(message)
+            if verdict.shutdown is not None:
+                ended = 'finished' if code == 0 else 'died'
+                self._say(f'{name} {ended} (code {code}); stopping the launch: {verdict.shutdown}')
+                self._begin_stop(0 if code == 0 else failure, None, now)
+                return
+        if child.plan.required:
             if code == 0:
                 self._say(f'{name} finished (code {code}); stopping the launch')
                 self._begin_stop(0, None, now)
             else:
                 self._say(f'required process {name} died (code {code}); stopping the launch')
-                self._begin_stop(code if code > 0 else 1, None, now)
+                self._begin_stop(failure, None, now)
         elif child.plan.respawn:
+            lived = now - child.started_at
+            if child.starts > 1 and lived < self.crash_loop_s:
+                self._say(
+                    f'{name} {verb} (code {code}) again {lived:.1f} s after its restart '
+                    f'(crash loop: under {self.crash_loop_s:.0f} s); stopping the launch'
+                )
+                self._begin_stop(failure, None, now)
+                return
             delay = child.plan.respawn_delay
             self._say(f'{name} {verb} (code {code}); respawning in {delay:.1f} s')
             child.restart_at = now + delay
@@ -258,6 +307,7 @@ class Supervisor:
     def _signal_alive(self, sig: int) -> None:
         for child in self.children:
             if child.popen is not None:
+                child.signalled = True
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(child.popen.pid, sig)
 
@@ -348,8 +398,38 @@ class Supervisor:
         if child.pending:
             self._emit(child, child.pending)
             child.pending = b''
+        held, child.held = child.held, None
+        for raw in held or []:  # an unfinished traceback: show it
+            self._relay(child, raw)
 
     def _emit(self, child: _Child, raw: bytes) -> None:
+        if child.signalled and self._hold_traceback(child, raw):
+            return
+        self._relay(child, raw)
+
+    def _hold_traceback(self, child: _Child, raw: bytes) -> bool:
+        """After a stop signal: hold a Python traceback back until its exception line and
+        drop it when that is the ``KeyboardInterrupt`` the signal raised (in a child still
+        importing, before its own handler). Returns True when the line was taken."""
+        line = raw.decode('utf-8', errors='replace')
+        if child.held is None:
+            if not line.startswith('Traceback (most recent call last):'):
+                return False
+            child.held = [raw]
+            return True
+        child.held.append(raw)
+        inside = ('Traceback', 'During handling', 'The above exception', ' ', '\t')
+        if line.startswith(inside) or not line.strip():
+            return True
+        held, child.held = child.held, None
+        if line.startswith('KeyboardInterrupt'):
+            self._say(f'{child.plan.name} was interrupted by the stop (traceback not shown)')
+        else:
+            for raw_line in held:
+                self._relay(child, raw_line)
+        return True
+
+    def _relay(self, child: _Child, raw: bytes) -> None:
         line = raw.decode('utf-8', errors='replace').rstrip('\r')
         if child.log is not None:
             child.log.write(line + '\n')

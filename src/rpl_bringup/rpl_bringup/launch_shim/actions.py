@@ -1,14 +1,17 @@
-"""Stand-ins for ``launch.actions``: DeclareLaunchArgument, ExecuteProcess, Shutdown."""
+"""Stand-ins for ``launch.actions``: DeclareLaunchArgument, ExecuteProcess, Shutdown, LogInfo."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from rpl_bringup.launch_shim.core import (
     Action,
     Condition,
+    ExitVerdict,
     LaunchContext,
     LaunchError,
+    ProcessExited,
     ProcessPlan,
     SomeSubstitutionsType,
     Substitution,
@@ -76,14 +79,78 @@ class Shutdown(Action):
         )
 
 
-def _is_shutdown(on_exit: Action | Iterable[Action] | None) -> bool:
-    if on_exit is None:
+class LogInfo(Action):
+    """Log a message: ``[INFO] [launch.user]: msg`` (also an ``on_exit`` callable's result).
+
+    Args:
+        msg: Text or substitutions.
+    """
+
+    def __init__(self, *, msg: SomeSubstitutionsType, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.msg = normalize_to_list_of_substitutions(msg)
+
+    def text(self, context: LaunchContext) -> str:
+        """The message, substitutions performed."""
+        return perform_substitutions(context, self.msg)
+
+    def execute(self, context: LaunchContext) -> None:
+        print(f'[INFO] [launch.user]: {self.text(context)}', flush=True)
+
+
+# on_exit of a process: actions run on every exit, or a callable (event, context) -> actions.
+OnExitType = Action | Iterable[Action] | Callable[[Any, Any], Any] | None
+
+
+def _as_actions(entities: Any) -> list[Any]:
+    if entities is None:
+        return []
+    if isinstance(entities, Action):
+        return [entities]
+    return list(entities)
+
+
+def _is_shutdown(on_exit: OnExitType) -> bool:
+    if on_exit is None or (callable(on_exit) and not isinstance(on_exit, Action)):
         return False
-    actions = [on_exit] if isinstance(on_exit, Action) else list(on_exit)
+    actions = _as_actions(on_exit)
     for action in actions:
         if not isinstance(action, Shutdown):
-            raise LaunchError(f'on_exit supports only Shutdown() here, got {action!r}')
+            raise LaunchError(
+                f'on_exit supports Shutdown() or a callable (event, context) here, got {action!r}'
+            )
     return bool(actions)
+
+
+def exit_verdict(entities: Any, context: LaunchContext) -> ExitVerdict:
+    """What the entities an ``on_exit`` callable returned ask for.
+
+    Raises:
+        LaunchError: An entity other than ``Shutdown()`` or ``LogInfo()``.
+    """
+    shutdown, messages = None, []
+    for entity in _as_actions(entities):
+        if entity is None:
+            continue
+        if isinstance(entity, Shutdown):
+            shutdown = entity.reason
+        elif isinstance(entity, LogInfo):
+            messages.append(entity.text(context))
+        else:
+            raise LaunchError(
+                f'an on_exit callable returned {entity!r}; this runner supports Shutdown() '
+                'and LogInfo() there'
+            )
+    return ExitVerdict(shutdown=shutdown, messages=tuple(messages))
+
+
+def _bind_on_exit(
+    on_exit: Callable[[Any, Any], Any], context: LaunchContext
+) -> Callable[[ProcessExited], ExitVerdict]:
+    def call(event: ProcessExited) -> ExitVerdict:
+        return exit_verdict(on_exit(event, context), context)
+
+    return call
 
 
 def _perform(context: LaunchContext, value: SomeSubstitutionsType) -> str:
@@ -101,7 +168,10 @@ class ExecuteProcess(Action):
         output: 'screen' or 'both' (print), 'log' or 'own_log' (log file only).
         respawn: Restart it when it exits unasked (bool or substitution of 'true'/'false').
         respawn_delay: Seconds to wait before a restart.
-        on_exit: ``Shutdown()`` to end the launch when this process exits.
+        on_exit: ``Shutdown()`` to end the launch when this process exits; or, as in the
+            real ``launch``, a callable ``(event, context)`` called on each exit with the
+            event's ``returncode``, returning None, ``Shutdown()`` and/or ``LogInfo()``
+            actions, or raising to end the launch with an error.
     """
 
     def __init__(
@@ -114,7 +184,7 @@ class ExecuteProcess(Action):
         output: str = 'log',
         respawn: bool | SomeSubstitutionsType = False,
         respawn_delay: float | None = None,
-        on_exit: Action | Iterable[Action] | None = None,
+        on_exit: OnExitType = None,
         condition: Condition | None = None,
     ) -> None:
         super().__init__(condition=condition)
@@ -130,6 +200,9 @@ class ExecuteProcess(Action):
         if self.respawn_delay < 0:
             raise LaunchError(f'respawn_delay must be >= 0 s, got {respawn_delay!r}')
         self.required = _is_shutdown(on_exit)
+        self.on_exit_callable = (
+            on_exit if callable(on_exit) and not isinstance(on_exit, Action) else None
+        )
 
     def _respawn(self, context: LaunchContext) -> bool:
         if isinstance(self.respawn, bool):
@@ -159,6 +232,11 @@ class ExecuteProcess(Action):
             output='screen' if self.output in ('screen', 'both') else 'log',
             env={k: _perform(context, v) for k, v in self.additional_env.items()},
             cwd=None if self.cwd is None else _perform(context, self.cwd),
+            on_exit=(
+                None
+                if self.on_exit_callable is None
+                else _bind_on_exit(self.on_exit_callable, context)
+            ),
             **extra,
         )
 
@@ -166,4 +244,4 @@ class ExecuteProcess(Action):
         context.add_process(self._plan(context, self._command(context)))
 
 
-__all__ = ['DeclareLaunchArgument', 'ExecuteProcess', 'Shutdown', 'Substitution']
+__all__ = ['DeclareLaunchArgument', 'ExecuteProcess', 'LogInfo', 'Shutdown', 'Substitution']

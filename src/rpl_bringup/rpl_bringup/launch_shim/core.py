@@ -42,6 +42,36 @@ class NodeDetails:
 
 
 @dataclasses.dataclass(frozen=True)
+class ProcessExited:
+    """The event an ``on_exit`` callable receives, as ``launch.events.process.ProcessExited``.
+
+    Attributes:
+        name: The process's label (the node name for ROS nodes).
+        pid: Its process id.
+        returncode: Exit code; negative: killed by that signal.
+        cmd: Its command line.
+    """
+
+    name: str
+    pid: int
+    returncode: int
+    cmd: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExitVerdict:
+    """What an ``on_exit`` callable decided about one exit (see :class:`ProcessPlan`).
+
+    Attributes:
+        shutdown: Reason to end the launch (the callable returned ``Shutdown()``), or None.
+        messages: Lines to report (``LogInfo`` actions the callable returned).
+    """
+
+    shutdown: str | None = None
+    messages: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class ProcessPlan:
     """One process to supervise, fully evaluated.
 
@@ -55,6 +85,10 @@ class ProcessPlan:
         env: Extra environment variables for this process only.
         cwd: Working directory, or None for the runner's.
         node: ROS node details, or None for a plain process.
+        on_exit: The ``on_exit`` callable of the launch file, bound to its context: called
+            with a :class:`ProcessExited` on every exit the launch did not ask for, before
+            any respawn; returns an :class:`ExitVerdict`; an exception it raises ends the
+            launch non-zero with its message (as the real ``launch`` does).
     """
 
     name: str
@@ -66,6 +100,7 @@ class ProcessPlan:
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     cwd: str | None = None
     node: NodeDetails | None = None
+    on_exit: Callable[[ProcessExited], ExitVerdict] | None = None
 
 
 class LaunchContext:
@@ -89,6 +124,9 @@ class LaunchContext:
         self.launch_configurations: dict[str, str] = dict(launch_configurations or {})
         self.declared_arguments: dict[str, Any] = {}
         self.processes: list[ProcessPlan] = []
+        # As the real context's: True once the launch shuts down. Plans are made before
+        # anything runs, and the runner calls on_exit callables only while not stopping.
+        self.is_shutdown = False
         self._find_package_share = find_package_share
         self._resolve_executable = resolve_executable
 
