@@ -125,16 +125,16 @@ def test_resent_observation_recovers_a_lost_message_with_the_same_decision(tmp_p
     assert mixer.counts['ok'] == 2
 
 
-def test_resent_observation_of_a_fallback_step_repeats_the_fallback():
+def test_resent_observation_of_a_fallback_step_repeats_the_fallback(model_path):
     mixer = make_mixer()  # no model: the base action, reason no_model
     first = step(mixer, 0, 0)
     assert mixer.add_observation(0, 0, OBS, GOAL) is first
-    bad = np.full(OBS_DIM, np.nan)  # a non-finite observation is re-sent as it was
-    fallback = step(mixer, 0, 1, obs=bad)
-    assert fallback.reason == m.OBSERVATION_NON_FINITE
-    assert mixer.add_observation(0, 1, bad.copy(), GOAL) is fallback
-    assert mixer.counts[m.NO_MODEL] == mixer.counts[m.OBSERVATION_NON_FINITE] == 1
-    assert mixer.counts[m.RESENT] == 2
+    mixer = make_mixer(model_path)
+    short = OBS[:-1]  # not the model's size: re-sent as it was
+    fallback = step(mixer, 0, 1, obs=short)
+    assert fallback.reason == m.OBSERVATION_WRONG_SIZE
+    assert mixer.add_observation(0, 1, short.copy(), GOAL) is fallback
+    assert mixer.counts[m.OBSERVATION_WRONG_SIZE] == mixer.counts[m.RESENT] == 1
 
 
 def test_same_step_with_other_values_is_a_restart_not_a_resend(model_path):
@@ -259,8 +259,6 @@ def test_a_model_that_fails_to_load_gives_the_base_action(tmp_path, make):
 @pytest.mark.parametrize(
     ('obs', 'goal', 'reason'),
     [
-        (np.r_[np.nan, OBS[1:]], GOAL, m.OBSERVATION_NON_FINITE),
-        (OBS, np.array([0.0, np.inf, 0.0]), m.OBSERVATION_NON_FINITE),
         (OBS[:-1], GOAL, m.OBSERVATION_WRONG_SIZE),
         (OBS, np.r_[GOAL, 0.0], m.OBSERVATION_WRONG_SIZE),
         (np.empty(0), np.empty(0), m.OBSERVATION_WRONG_SIZE),
@@ -276,24 +274,6 @@ def test_bad_observation_gives_the_base_action(model_path, obs, goal, reason):
     assert step(mixer, 0, 1).reason == 'ok'
     level, message, _ = make_mixer(model_path).diagnostics()
     assert level == 'ok' and 'residual active' in message
-
-
-@pytest.mark.parametrize(
-    ('base', 'reason'),
-    [
-        (np.array([0.1, np.nan, 0.0, 0.0]), m.BASE_ACTION_NON_FINITE),
-        (np.array([0.1, 0.2, -np.inf, 0.0]), m.BASE_ACTION_NON_FINITE),
-        (np.array([0.1, 0.2, 0.3]), m.BASE_ACTION_WRONG_SIZE),
-        (np.zeros(5), m.BASE_ACTION_WRONG_SIZE),
-    ],
-)
-@pytest.mark.parametrize('with_model', [True, False])
-def test_bad_base_action_gives_the_safe_zero_action(model_path, base, reason, with_model):
-    mixer = make_mixer(model_path if with_model else '')
-    decision = step(mixer, 0, 0, base=base, obs=np.full(OBS_DIM, np.nan))
-    assert (decision.source, decision.reason) == ('base', reason)
-    np.testing.assert_array_equal(decision.command, np.zeros(4))
-    assert decision.command.shape == (4,) and np.all(np.isfinite(decision.command))
 
 
 def test_non_finite_residual_and_inference_error_give_the_base_action(tmp_path):
@@ -422,19 +402,18 @@ def test_explore_noise_changes_the_residual_reproducibly_per_seed(model_path):
 def test_fallbacks_never_explore_nor_draw_noise(model_path):
     explore = {'explore_noise': 0.3, 'explore_random': 0.5, 'explore_seed': 2}
     good = varied_inputs(2, seed=3)
-    nan_obs = np.r_[np.nan, OBS[1:]]
     mixer = make_mixer(model_path, **explore)
     first = step(mixer, 0, 0, *good[0])
-    fallbacks = [
-        (step(mixer, 0, 1, obs=nan_obs), BASE),
-        (step(mixer, 0, 2, obs=OBS[:-1]), BASE),
-        (step(mixer, 0, 3, base=np.array([0.1, np.inf, 0.0, 0.0])), np.zeros(4)),
-    ]
+    fallback = step(mixer, 0, 1, obs=OBS[:-1])
+    # Rejected messages (a non-finite observation, base action) make no decision at all.
+    assert mixer.add_observation(0, 2, np.r_[np.nan, OBS[1:]], GOAL) is None
+    assert mixer.add_base_action(0, 2, BASE) is None
+    assert mixer.add_observation(0, 3, OBS, GOAL) is None
+    assert mixer.add_base_action(0, 3, np.array([0.1, np.inf, 0.0, 0.0])) is None
     last = step(mixer, 0, 4, *good[1])
-    for decision, command in fallbacks:
-        assert (decision.source, decision.explored) == ('base', False)
-        np.testing.assert_array_equal(decision.command, np.clip(command, -1.0, 1.0))
-        np.testing.assert_array_equal(decision.residual, np.zeros(4))
+    assert (fallback.source, fallback.explored) == ('base', False)
+    np.testing.assert_array_equal(fallback.command, np.clip(BASE, -1.0, 1.0))
+    np.testing.assert_array_equal(fallback.residual, np.zeros(4))
     # The fallbacks drew nothing: the two good steps explore exactly as without them.
     reference = make_mixer(model_path, **explore)
     np.testing.assert_array_equal(step(reference, 0, 0, *good[0]).residual, first.residual)
@@ -483,15 +462,25 @@ def _replace(path: pathlib.Path, source: pathlib.Path, bump_ns: int) -> None:
     os.replace(tmp, path)
 
 
+def reload(mixer: m.ResidualMixer) -> m.ReloadEvent | None:
+    """check_reload, and for a file loaded in the background, its outcome."""
+    event = mixer.check_reload()
+    if event is None and mixer.reload_in_flight:
+        assert mixer.wait_for_reload(30.0)
+        event = mixer.finish_reload()
+        assert event is not None
+    return event
+
+
 def test_reload_swaps_a_good_file_and_keeps_the_old_model_on_a_bad_one(tmp_path):
     path = linear_model(tmp_path / 'actor.onnx')
     mixer = make_mixer(path)
-    assert mixer.check_reload() is None  # unchanged
+    assert reload(mixer) is None  # unchanged
     np.testing.assert_allclose(step(mixer, 0, 0).command, expected_command()[0], atol=1e-5)
 
     doubled = linear_model(tmp_path / 'doubled.onnx', weights=2 * known_weights())
     _replace(path, doubled, 1_000_000)
-    event = mixer.check_reload()
+    event = reload(mixer)
     assert event.loaded and 'actor.onnx' in event.message
     new_command = expected_command(weights=2 * known_weights())[0]
     np.testing.assert_allclose(step(mixer, 0, 1).command, new_command, atol=1e-5)
@@ -504,21 +493,21 @@ def test_reload_swaps_a_good_file_and_keeps_the_old_model_on_a_bad_one(tmp_path)
     ]
     for i, bad in enumerate(bad_files):
         _replace(path, bad, 1_000_000 * (i + 2))
-        event = mixer.check_reload()
+        event = reload(mixer)
         assert not event.loaded and 'keeping' in event.message, event.message
-        assert mixer.check_reload() is None  # a rejected file is not retried until it changes
+        assert reload(mixer) is None  # a rejected file is not retried until it changes
         decision = step(mixer, 0, 10 + i)
         assert decision.reason == 'ok'
         np.testing.assert_allclose(decision.command, new_command, atol=1e-5)
         assert mixer.diagnostics()[0] == 'warn'
 
     path.unlink()
-    event = mixer.check_reload()
+    event = reload(mixer)
     assert not event.loaded and 'disappeared' in event.message
     assert step(mixer, 0, 20).reason == 'ok'
 
     _replace(path, linear_model(tmp_path / 'again.onnx'), 0)
-    assert mixer.check_reload().loaded
+    assert reload(mixer).loaded
     np.testing.assert_allclose(step(mixer, 0, 21).command, expected_command()[0], atol=1e-5)
     assert mixer.diagnostics()[0] == 'ok'
 
@@ -527,9 +516,9 @@ def test_a_model_that_appears_later_is_picked_up(tmp_path):
     path = tmp_path / 'later.onnx'
     mixer = make_mixer(path)
     assert step(mixer, 0, 0).reason == m.MODEL_LOAD_FAILED
-    assert mixer.check_reload() is None  # still missing: nothing new to say
+    assert reload(mixer) is None  # still missing: nothing new to say
     linear_model(path)
-    assert mixer.check_reload().loaded
+    assert reload(mixer).loaded
     assert step(mixer, 0, 1).reason == 'ok'
     assert mixer.model_error is None
 
@@ -546,3 +535,91 @@ def test_latency_window_percentiles():
         window.add(us * 1e-6)
     assert len(window) == 100  # only the last 100 (101..200 us)
     assert window.percentile_us(50) == pytest.approx(150.5)
+
+
+# ------------------------------------------------------------------------- forged messages
+NAN_BASE = np.array([0.1, np.nan, 0.0, 0.2])
+BAD_BASES = [NAN_BASE, np.array([0.1, 0.2, -np.inf, 0.0]), np.array([0.1, 0.2, 0.3]), np.zeros(5)]
+BAD_BASE_REASONS = [
+    m.REJECTED_BASE_NON_FINITE,
+    m.REJECTED_BASE_NON_FINITE,
+    m.REJECTED_BASE_WRONG_SIZE,
+    m.REJECTED_BASE_WRONG_SIZE,
+]
+
+
+@pytest.mark.parametrize(('bad', 'reason'), list(zip(BAD_BASES, BAD_BASE_REASONS, strict=True)))
+@pytest.mark.parametrize('order', ['obs_bad_good', 'bad_obs_good', 'bad_good_obs'])
+def test_a_forged_base_action_never_takes_the_step_from_the_real_one(
+    model_path, bad, reason, order
+):
+    """A forged invalid base action for the current step is rejected: it makes no (zero)
+    command, marks nothing as seen, and the real base action that follows still wins."""
+    rejected = []
+    mixer = m.ResidualMixer(
+        ResidualConfig(model_path=str(model_path)),
+        clock=FakeClock(),
+        on_reject=lambda r, text: rejected.append((r, text)),
+    )
+    messages = {
+        'obs': lambda: mixer.add_observation(1, 7, OBS, GOAL),
+        'bad': lambda: mixer.add_base_action(1, 7, bad),
+        'good': lambda: mixer.add_base_action(1, 7, BASE),
+    }
+    names = order.split('_')
+    answers = [messages[name]() for name in names]
+    assert answers[:2] == [None, None]
+    decision = answers[2]
+    assert decision is not None and (decision.source, decision.reason) == ('residual', 'ok')
+    np.testing.assert_allclose(decision.command, expected_command()[0], atol=1e-5)
+    assert mixer.counts[reason] == 1 and mixer.counts[m.DUPLICATE] == 0
+    assert [r for r, _ in rejected] == [reason]
+    assert 'episode 1 step 7' in rejected[0][1]
+    # Once decided, a forged base action is still only a rejection (not a duplicate).
+    assert mixer.add_base_action(1, 7, bad) is None
+    assert mixer.counts[reason] == 2 and mixer.counts[m.DUPLICATE] == 0
+    assert mixer.counts[m.STREAM_RESTART] == 0
+
+
+@pytest.mark.parametrize('bad', BAD_BASES)
+@pytest.mark.parametrize('with_model', [True, False])
+def test_an_invalid_base_action_alone_gives_no_command(model_path, bad, with_model):
+    """Never a zero command because of an invalid base action: nothing is published for
+    the step (the sim bridge then falls back to the real base action it received)."""
+    clock = FakeClock()
+    mixer = make_mixer(model_path if with_model else '', clock=clock)
+    assert mixer.add_observation(1, 3, OBS, GOAL) is None
+    assert mixer.add_base_action(1, 3, bad) is None
+    assert mixer.pending == 1  # the observation still waits for a valid base action
+    clock.now += 2.0
+    assert mixer.expire() == 1
+    assert step(mixer, 1, 4).command.shape == (4,)  # the loop goes on
+    assert mixer.diagnostics()[2]['decisions'] == 1
+
+
+@pytest.mark.parametrize(
+    ('obs', 'goal'),
+    [
+        (np.r_[np.nan, OBS[1:]], GOAL),
+        (OBS, np.array([0.0, np.inf, 0.0])),
+    ],
+)
+@pytest.mark.parametrize('forged_step', [0, 6, 7, 8, 500])
+def test_invalid_observations_never_clear_pending_steps(model_path, obs, goal, forged_step):
+    """Forged non-finite observations with any step id are rejected: no restart, no
+    pending step dropped, and the real observation of the same step still wins."""
+    mixer = make_mixer(model_path)
+    decided = step(mixer, 1, 5)
+    assert mixer.add_base_action(1, 6, BASE) is None  # waits for observation 6
+    assert mixer.add_observation(1, forged_step, obs, goal) is None
+    assert mixer.add_observation(1, 7, obs, goal) is None
+    assert mixer.pending == 1 and mixer.counts[m.STREAM_RESTART] == 0
+    assert mixer.counts[m.REJECTED_OBSERVATION_NON_FINITE] == 2
+    assert mixer.counts[m.BASE_WITHOUT_OBSERVATION] == 0
+    # The decided step 5 is still known: its re-sent observation gets the same answer.
+    assert mixer.add_observation(1, 5, OBS, GOAL) is decided
+    assert mixer.counts[m.RESENT] == 1 and mixer.counts[m.STREAM_RESTART] == 0
+    decision = mixer.add_observation(1, 6, OBS, GOAL)
+    assert decision is not None and (decision.step, decision.reason) == (6, 'ok')
+    # The next real step is decided from its real observation, not the forged one.
+    assert step(mixer, 1, 7).reason == 'ok'

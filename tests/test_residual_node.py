@@ -1,9 +1,10 @@
 """The real residual node in its own process, driven over DDS (loopback) by this test.
 
 Good, malformed (NaN, wrong length, missing meta fields, wrong names) observations and
-base actions: the node must survive, publish the residual command when it can, the base
-action when only the observation is bad, the safe action when the base action is bad, and
-nothing for a step whose messages cannot be decoded.
+base actions: the node must survive and publish the residual command when it can; an
+invalid message is rejected (counted, logged) without any effect, so the valid message of
+the same step still wins, and a step with only an invalid half gets no command at all
+(never a zero command: the sim bridge then applies the real base action it received).
 """
 
 from __future__ import annotations
@@ -132,27 +133,34 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
         nan_obs[2] = np.nan
         short_fields = OBS_FIELDS[1:]  # one observation field missing, names consistent
         action = contract.ACTION_FIELDS
+        nan_base = np.array([0.1, np.nan, 0.0, 0.2])
+        residual = expected_residual_command()
         plan = [
             # (step, observation, base action, expected command or None, expected source)
-            (0, (OBS, OBS_FIELDS), (BASE, action), expected_residual_command(), 'residual'),
-            (1, (nan_obs, OBS_FIELDS), (BASE, action), BASE, 'base'),
-            (2, (OBS[1:], short_fields), (BASE, action), BASE, 'base'),
+            (0, (OBS, OBS_FIELDS), (BASE, action), residual, 'residual'),
+            (1, (nan_obs, OBS_FIELDS), (BASE, action), None, None),
+            (2, (OBS[1:], short_fields), (BASE, action), BASE, 'base'),  # not the model's size
             (3, 'names_values_mismatch', (BASE, action), None, None),
             (4, 'no_meta', (BASE, action), None, None),
-            (
-                5,
-                (OBS, OBS_FIELDS),
-                (np.array([0.1, np.nan, 0.0, 0.2]), action),
-                np.zeros(4),
-                'base',
-            ),
-            (6, (OBS, OBS_FIELDS), (BASE[:3], action[:3]), np.zeros(4), 'base'),
-            (7, (OBS, OBS_FIELDS), (BASE, ('a', 'b', 'c', 'd')), np.zeros(4), 'base'),
+            (5, (OBS, OBS_FIELDS), (nan_base, action), None, None),
+            (6, (OBS, OBS_FIELDS), (BASE[:3], action[:3]), None, None),
+            (7, (OBS, OBS_FIELDS), (BASE, ('a', 'b', 'c', 'd')), None, None),
             (8, (OBS, OBS_FIELDS), 'no_meta', None, None),
-            (9, (OBS, OBS_FIELDS), (BASE, action), expected_residual_command(), 'residual'),
+            (9, (OBS, OBS_FIELDS), (BASE, action), residual, 'residual'),
+            # A forged NaN base action for the current step, then the real one: the real
+            # one wins (it used to be dropped as a duplicate after a zero command).
+            (10, (OBS, OBS_FIELDS), 'forged_then_real', residual, 'residual'),
+            # Forged NaN observations of other steps, then the real step: nothing cleared.
+            (11, 'forged_other_steps', (BASE, action), residual, 'residual'),
         ]
         for step, obs, base, expected, source in plan:
-            if obs == 'names_values_mismatch':
+            if obs == 'forged_other_steps':
+                driver.send(driver.base_pub, step, BASE, action)  # base first: it waits
+                base = None
+                for forged in (0, step + 1, 10_000):
+                    driver.send(driver.obs_pub, forged, nan_obs, OBS_FIELDS)
+                driver.send(driver.obs_pub, step, OBS, OBS_FIELDS)
+            elif obs == 'names_values_mismatch':
                 msg = encode(JointState(), StampedVector(0, step, OBS, 0, 'test'), OBS_FIELDS)
                 msg.position = list(msg.position)[:-2]
                 driver.obs_pub.publish(msg)
@@ -163,7 +171,10 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
                 driver.send(driver.obs_pub, step, *obs)
             if base == 'no_meta':
                 driver.base_pub.publish(JointState(name=list(action), position=BASE.tolist()))
-            else:
+            elif base == 'forged_then_real':
+                driver.send(driver.base_pub, step, nan_base, action)
+                driver.send(driver.base_pub, step, BASE, action)
+            elif base is not None:
                 driver.send(driver.base_pub, step, *base)
             if expected is not None:
                 got = driver.spin_until(
@@ -174,10 +185,10 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
                 assert command.tag == source, (step, command.tag)
                 assert np.all(np.isfinite(command.values))
                 np.testing.assert_allclose(command.values, expected, atol=1e-5)
-        # Commands are reliable and ordered: had steps 3, 4 or 8 been answered, they would
-        # have arrived before the command of step 9.
-        assert [c.step for c in driver.commands] == [0, 1, 2, 5, 6, 7, 9]
-        assert driver.spin_until(lambda: len(driver.residuals) == 7, 5.0)
+        # Commands are reliable and ordered: had steps 1 or 3 to 8 been answered, they would
+        # have arrived before the command of step 9; nothing was answered twice.
+        assert [c.step for c in driver.commands] == [0, 2, 9, 10, 11]
+        assert driver.spin_until(lambda: len(driver.residuals) == 5, 5.0)
         assert driver.residuals[0].tag == 'actor.onnx'
         np.testing.assert_array_equal(driver.residuals[1].values, np.zeros(4))
 
@@ -185,19 +196,20 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
             if not driver.diagnostics:
                 return False
             values = {kv.key: kv.value for kv in driver.diagnostics[-1].values}
-            return values.get('count.ok') == str(ok_before + 2)
+            return values.get('count.ok') == str(ok_before + 4)
 
         assert driver.spin_until(diagnostics_caught_up, 5.0)
         status = driver.diagnostics[-1]
         values = {kv.key: kv.value for kv in status.values}
         assert 'residual_node' in status.name
         assert values['model_loaded'] == 'True' and values['model_path'] == str(model)
-        assert values['count.observation_non_finite'] == '1'
+        assert values['count.rejected_observation_non_finite'] == '4'  # step 1, 3 forged
+        assert values['count.malformed_observation'] == '2'  # values mismatch, no meta
         assert values['count.observation_wrong_size'] == '1'
-        assert values['count.base_action_non_finite'] == '1'
-        assert values['count.base_action_wrong_size'] == '2'
-        assert values['count.malformed_observation'] == '2'
+        assert values['count.rejected_base_action_non_finite'] == '2'  # steps 5 and 10
         assert values['count.malformed_base_action'] == '3'  # 3 fields, wrong names, no meta
+        for gone in ('dropped_duplicate', 'stream_restart'):
+            assert f'count.{gone}' not in values, (gone, values)
         assert float(values['inference_p50_us']) > 0
         assert float(values['decision_p99_us']) > 0
         assert proc.poll() is None, log.read_text()
@@ -207,6 +219,7 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
     text = log.read_text()
     assert 'loaded model actor.onnx' in text
     assert 'dropped an observation' in text and 'Traceback' not in text
+    assert 'rejected the base action of episode 1 step 5: non-finite values' in text
 
 
 def test_node_without_model_forwards_the_base_action(tmp_path, driver):
@@ -232,11 +245,10 @@ def test_node_explores_only_on_model_steps(tmp_path, driver):
     try:
         assert driver.spin_until(driver.connected, 20.0), log.read_text()
         assert driver.handshake(), log.read_text()
-        nan_obs = OBS.copy()
-        nan_obs[0] = np.nan
-        plan = [OBS, OBS, OBS, nan_obs, OBS]
+        short = OBS[1:]  # an observation of the wrong size for the model: a base fallback
+        plan = [OBS, OBS, OBS, short, OBS]
         for k, obs in enumerate(plan):
-            driver.send(driver.obs_pub, k, obs, OBS_FIELDS)
+            driver.send(driver.obs_pub, k, obs, OBS_FIELDS if obs is OBS else OBS_FIELDS[1:])
             driver.send(driver.base_pub, k, BASE, contract.ACTION_FIELDS)
 
         def answers(vectors: list[StampedVector]) -> list[StampedVector]:
@@ -255,7 +267,7 @@ def test_node_explores_only_on_model_steps(tmp_path, driver):
         )
         for k, (command, residual) in enumerate(zip(commands, residuals, strict=True)):
             assert command.step == residual.step == k
-            if k == 3:  # the non-finite observation: the base action, no exploration
+            if k == 3:  # the wrong-size observation: the base action, no exploration
                 assert command.tag == 'base'
                 np.testing.assert_array_equal(command.values, BASE)
                 np.testing.assert_array_equal(residual.values, np.zeros(4))
@@ -277,7 +289,7 @@ def test_node_explores_only_on_model_steps(tmp_path, driver):
             values = {kv.key: kv.value for kv in driver.diagnostics[-1].values}
             # After step 4 (the last one), not between steps 3 and 4.
             return (
-                values.get('count.observation_non_finite') == '1' and values['last_reason'] == 'ok'
+                values.get('count.observation_wrong_size') == '1' and values['last_reason'] == 'ok'
             )
 
         assert driver.spin_until(diagnostics_caught_up, 5.0)

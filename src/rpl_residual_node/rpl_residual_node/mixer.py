@@ -20,9 +20,23 @@ duplicate: the controller repeats its action because the observation was repeate
 observation alone triggers the one re-emission. A repeated key with *other* observation
 values is a sim bridge that restarted at that step: all state is cleared.
 
+Invalid messages are rejected. A base action that is not finite or not of the action size,
+and an observation or goal that is not finite, are counted (``rejected_...``), reported
+through ``on_reject`` and otherwise ignored: they mark no step as seen, drop no pending
+step and clear nothing, so the valid message of the same step still wins (a forged NaN base
+action cannot take a step from the real one, and forged observations with other step ids
+cannot clear the pending steps). No command is ever made from an invalid base action: the
+step waits for a valid one, and without one nothing is published for it (the sim bridge
+then applies the real base action it received).
+
 Fallback. Every Decision says where the command came from (``source`` 'residual' or
-'base') and why (``reason``); reasons are counted. The command is never NaN: a bad base
-action gives the safe (zero) action.
+'base') and why (``reason``); reasons are counted. The command is never NaN.
+
+Hot reload. :meth:`ResidualMixer.check_reload` (called periodically on the control thread)
+only stats the model file; a changed file of at most ``max_model_bytes`` is loaded and
+validated in a background thread (:mod:`rpl_residual_node.model_reload`), including a run
+on the last ``RECENT_INPUTS`` decided observations, and swapped in by one reference
+assignment when the thread is done. A refused file leaves the running model in place.
 
 Exploration. With ``explore_noise`` or ``explore_random`` above 0 (learning stacks), every
 'ok' step's residual goes through :func:`rpl_residual_node.mixing.explore_residual` (one
@@ -41,8 +55,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rpl_residual_node.mixing import ResidualConfig, explore_residual, mix, safe_action
-from rpl_residual_node.onnx_actor import ModelError, OnnxActor
+from rpl_residual_node.mixing import ResidualConfig, explore_residual, mix
+from rpl_residual_node.model_reload import (
+    BAD_ON_RECENT,
+    RECENT_INPUTS,
+    TOO_LARGE,
+    BackgroundLoad,
+    LoadResult,
+    RecentInput,
+    load_and_check,
+)
+from rpl_residual_node.onnx_actor import OnnxActor
 
 SOURCE_RESIDUAL = 'residual'
 SOURCE_BASE = 'base'
@@ -51,10 +74,7 @@ SOURCE_BASE = 'base'
 OK = 'ok'
 NO_MODEL = 'no_model'
 MODEL_LOAD_FAILED = 'model_load_failed'
-OBSERVATION_NON_FINITE = 'observation_non_finite'
-OBSERVATION_WRONG_SIZE = 'observation_wrong_size'
-BASE_ACTION_NON_FINITE = 'base_action_non_finite'  # command = safe action
-BASE_ACTION_WRONG_SIZE = 'base_action_wrong_size'  # command = safe action
+OBSERVATION_WRONG_SIZE = 'observation_wrong_size'  # not the model's sizes
 RESIDUAL_NON_FINITE = 'residual_non_finite'
 INFERENCE_ERROR = 'inference_error'
 
@@ -66,6 +86,16 @@ DUPLICATE = 'dropped_duplicate'
 STREAM_RESTART = 'stream_restart'
 # A repeated observation of a decided step, answered with the same Decision again.
 RESENT = 'resent_decision'
+
+# Invalid messages, rejected without any effect on the state (see the module docstring).
+REJECTED_OBSERVATION_NON_FINITE = 'rejected_observation_non_finite'
+REJECTED_BASE_NON_FINITE = 'rejected_base_action_non_finite'
+REJECTED_BASE_WRONG_SIZE = 'rejected_base_action_wrong_size'
+
+# Model files refused at a (re)load; the running model (if any) stays.
+MODEL_REJECTED = 'model_rejected'  # every refusal, whatever the reason
+MODEL_TOO_LARGE = 'model_rejected_too_large'  # above max_model_bytes, not read
+MODEL_BAD_ON_RECENT = 'model_rejected_on_recent_observations'  # NaN on real observations
 
 Key = tuple[int, int]  # (episode, step)
 
@@ -99,10 +129,13 @@ class ReloadEvent(NamedTuple):
     Attributes:
         loaded: True if the new model was validated and swapped in.
         message: One line for the log.
+        refusal: Why a file was refused (a :mod:`rpl_residual_node.model_reload` kind:
+            'too_large', 'recent_inputs', 'invalid'); '' when loaded or not a refusal.
     """
 
     loaded: bool
     message: str
+    refusal: str = ''
 
 
 class LatencyWindow:
@@ -164,9 +197,12 @@ class ResidualMixer:
         goal_dim: Expected desired-goal size; None takes the model's.
         clock: Monotonic time source in seconds (injectable for tests).
         max_pending: Most steps kept waiting for their partner.
+        on_reject: Called with ``(reason, one line)`` for every rejected invalid message
+            (the node logs it, throttled); the rejection is counted either way.
+        recent_inputs: How many recently decided inputs a new model is validated on.
 
-    The model named by ``config.model_path`` is loaded at construction; see
-    :attr:`last_reload` for the outcome.
+    The model named by ``config.model_path`` is loaded at construction (synchronously: the
+    node is not in the loop yet); see :attr:`last_reload` for the outcome.
     """
 
     def __init__(
@@ -177,6 +213,8 @@ class ResidualMixer:
         goal_dim: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_pending: int = 32,
+        on_reject: Callable[[str, str], None] | None = None,
+        recent_inputs: int = RECENT_INPUTS,
     ) -> None:
         self.config = config
         self.action_dim = action_dim
@@ -184,6 +222,7 @@ class ResidualMixer:
         self._goal_dim = goal_dim
         self._clock = clock
         self._max_pending = max_pending
+        self._on_reject = on_reject
         self.actor: OnnxActor | None = None
         self.model_error: str | None = None  # why no model runs although one is configured
         self.last_reload: ReloadEvent | None = None
@@ -192,6 +231,8 @@ class ResidualMixer:
         self._decided: collections.OrderedDict[Key, _Decided] = collections.OrderedDict()
         self._last_observation_key: Key | None = None
         self._previous: tuple[int, int, np.ndarray] | None = None  # (episode, step, obs)
+        self._recent: collections.deque[RecentInput] = collections.deque(maxlen=recent_inputs)
+        self._load_job: BackgroundLoad | None = None
         self.counts: collections.Counter[str] = collections.Counter()
         self.last_reason: str | None = None
         self.inference_latency = LatencyWindow()
@@ -200,52 +241,103 @@ class ResidualMixer:
         self.random_steps = 0  # of those, steps with a uniform random residual
         if config.model_path:
             self._signature = _file_signature(config.model_path)
-            self.last_reload = self._load()
+            self.last_reload = self._apply(load_and_check(*self._load_args()))
 
     # ----------------------------------------------------------------- model handling
-    def _load(self) -> ReloadEvent:
+    def _load_args(self) -> tuple[str, int | None, int | None, int, int]:
         # A replacement must fit the observations the running model was fed.
         obs_dim, goal_dim = self._obs_dim, self._goal_dim
         if self.actor is not None:
             obs_dim, goal_dim = self.actor.obs_dim, self.actor.goal_dim
-        try:
-            actor = OnnxActor.load(self.config.model_path, obs_dim, goal_dim, self.action_dim)
-        except ModelError as exc:
-            if self.actor is None:
-                self.model_error = str(exc)
-                return ReloadEvent(False, f'no model loaded, using the base action: {exc}')
+        path, max_bytes = self.config.model_path, self.config.max_model_bytes
+        return path, obs_dim, goal_dim, self.action_dim, max_bytes
+
+    def _apply(self, result: LoadResult) -> ReloadEvent:
+        """Swap in a validated actor (one reference assignment), or keep the running one."""
+        if result.actor is not None:
+            self.actor = result.actor
+            self.model_error = None
+            checked = f', finite on the last {result.checked} real observations'
             return ReloadEvent(
-                False, f'rejected the new model, keeping {self.actor.describe()}: {exc}'
+                True, f'loaded model {result.actor.describe()}{checked if result.checked else ""}'
             )
-        self.actor = actor
-        self.model_error = None
-        return ReloadEvent(True, f'loaded model {actor.describe()}')
+        self.counts[MODEL_REJECTED] += 1
+        if result.kind == TOO_LARGE:
+            self.counts[MODEL_TOO_LARGE] += 1
+        elif result.kind == BAD_ON_RECENT:
+            self.counts[MODEL_BAD_ON_RECENT] += 1
+        kind = result.kind or ''
+        if self.actor is None:
+            self.model_error = result.error
+            message = f'no model loaded, using the base action: {result.error}'
+            return ReloadEvent(False, message, kind)
+        message = f'rejected the new model, keeping {self.actor.describe()}: {result.error}'
+        return ReloadEvent(False, message, kind)
+
+    @property
+    def reload_in_flight(self) -> bool:
+        """A model file is being loaded and validated in the background."""
+        return self._load_job is not None
 
     def check_reload(self) -> ReloadEvent | None:
-        """Reload the model if its file changed (mtime_ns or size) since the last look.
+        """Look at the model file; start, or finish, a reload when it changed.
 
-        The new file is fully validated (names, sizes, probe) before it replaces the running
-        model, and must have the running model's observation and goal sizes; a bad file
-        leaves the running model in place. A file that disappears keeps the running model.
+        Called periodically on the control thread; it only stats the file. A changed file
+        (mtime_ns or size) larger than ``max_model_bytes`` is refused at once without being
+        read; otherwise it is loaded and validated (contract, probe, a finite residual on
+        the recent real observations, the running model's observation and goal sizes) in
+        a background thread, and a later call swaps it in (see :meth:`finish_reload`). A
+        refused file leaves the running model in place and is not retried until it
+        changes again; a file that disappears keeps the running model.
 
         Returns:
-            None if nothing changed, else what happened.
+            None if nothing changed or a load is still running, else what happened.
         """
         if not self.config.model_path:
             return None
+        if self._load_job is not None:
+            return self.finish_reload()
         signature = _file_signature(self.config.model_path)
         if signature == self._signature:
             return None
         self._signature = signature
+        path, *_ = load_args = self._load_args()
         if signature is None:
             running = self.actor.describe() if self.actor else 'the base action'
-            event = ReloadEvent(
-                False, f'model file {self.config.model_path!r} disappeared; keeping {running}'
+            event = ReloadEvent(False, f'model file {path!r} disappeared; keeping {running}')
+        elif signature[1] > self.config.max_model_bytes:
+            limit = self.config.max_model_bytes
+            error = (
+                f'model file {path!r} is {signature[1]} bytes, more than the limit of {limit} '
+                f'bytes ({limit / 2**20:g} MiB, parameter max_model_bytes): refused unread'
             )
+            event = self._apply(LoadResult(None, error, TOO_LARGE, 0))
         else:
-            event = self._load()
+            self._load_job = BackgroundLoad(*load_args, tuple(self._recent))
+            return None
         self.last_reload = event
         return event
+
+    def finish_reload(self) -> ReloadEvent | None:
+        """Swap in (or refuse) the model of a finished background load.
+
+        Cheap (one flag read while the load runs); call it on the control thread.
+
+        Returns:
+            None while no load finished, else what happened.
+        """
+        job = self._load_job
+        if job is None or not job.done:
+            return None
+        self._load_job = None
+        event = self._apply(job.result)
+        self.last_reload = event
+        return event
+
+    def wait_for_reload(self, timeout_s: float) -> bool:
+        """Block until a running background load is done (tests); True if none runs now."""
+        job = self._load_job
+        return job is None or job.wait(timeout_s)
 
     # ----------------------------------------------------------------- message intake
     def add_observation(
@@ -256,18 +348,25 @@ class ResidualMixer:
         Args:
             episode: Episode id.
             step: Step index.
-            observation: Observation fields, shape (obs_dim,); may be non-finite or of the
-                wrong size (that gives a base-action fallback for the step).
+            observation: Observation fields, shape (obs_dim,); a size other than the model's
+                gives a base-action fallback for the step; a non-finite one is rejected.
             desired_goal: Goal fields, shape (goal_dim,) (m, world frame for Fetch).
 
         Returns:
             The Decision for this step if its base action was already there, the earlier
             Decision again if this step was decided from the same observation (a re-sent
-            observation), else None.
+            observation), else None (also for a rejected observation).
         """
         key = (episode, step)
         observation = np.array(observation, dtype=np.float64).reshape(-1)  # kept: a copy
         desired_goal = np.array(desired_goal, dtype=np.float64).reshape(-1)
+        if not (np.all(np.isfinite(observation)) and np.all(np.isfinite(desired_goal))):
+            self._reject(
+                REJECTED_OBSERVATION_NON_FINITE,
+                f'rejected the observation of episode {episode} step {step}: non-finite '
+                'values; waiting for a valid one',
+            )
+            return None
         if self._last_observation_key is not None and key < self._last_observation_key:
             self._restart()
         self._last_observation_key = key
@@ -289,19 +388,35 @@ class ResidualMixer:
         Args:
             episode: Episode id.
             step: Step index.
-            action: Base action, shape (action_dim,); may be non-finite or of the wrong size
-                (the command is then the safe action).
+            action: Base action, shape (action_dim,); a non-finite one or one of another
+                size is rejected (no command is ever made from it).
 
         Returns:
-            The Decision for this step if its observation was already there, else None.
+            The Decision for this step if its observation was already there, else None
+            (also for a rejected base action).
         """
         key = (episode, step)
+        action = np.array(action, dtype=np.float64).reshape(-1)  # kept: a copy
+        if action.shape != (self.action_dim,):
+            self._reject(
+                REJECTED_BASE_WRONG_SIZE,
+                f'rejected the base action of episode {episode} step {step}: '
+                f'{action.size} values, expected {self.action_dim}; waiting for a valid one',
+            )
+            return None
+        if not np.all(np.isfinite(action)):
+            self._reject(
+                REJECTED_BASE_NON_FINITE,
+                f'rejected the base action of episode {episode} step {step}: non-finite '
+                f'values {action.tolist()}; waiting for a valid one',
+            )
+            return None
         if key in self._decided:
             self.counts[DUPLICATE] += 1
             return None
         self._drop_older(key, keep='base', reason=OBSERVATION_WITHOUT_BASE)
         entry = self._entry(key)
-        entry.base = np.asarray(action, dtype=np.float64).reshape(-1)
+        entry.base = action
         return self._maybe_decide(key, entry)
 
     def expire(self) -> int:
@@ -321,6 +436,11 @@ class ResidualMixer:
     def pending(self) -> int:
         """Number of steps waiting for their partner."""
         return len(self._pending)
+
+    def _reject(self, reason: str, text: str) -> None:
+        self.counts[reason] += 1
+        if self._on_reject is not None:
+            self._on_reject(reason, text)
 
     def _restart(self) -> None:
         self._pending.clear()
@@ -356,7 +476,10 @@ class ResidualMixer:
         if entry.base is None or entry.observation is None:
             return None
         del self._pending[key]
-        decision = self._decide(key, entry.observation, entry.goal, entry.base)
+        previous = self._previous_observation(key)
+        self._previous = (key[0], key[1], entry.observation)
+        self._recent.append(RecentInput(*key, entry.observation, entry.goal, previous))
+        decision = self._decide(key, entry.observation, entry.goal, entry.base, previous)
         self._decided[key] = _Decided(decision, entry.observation, entry.goal)
         while len(self._decided) > 4 * self._max_pending:
             self._decided.popitem(last=False)
@@ -370,27 +493,23 @@ class ResidualMixer:
         return Decision(key[0], key[1], command, residual, SOURCE_BASE, reason)
 
     def _decide(
-        self, key: Key, observation: np.ndarray, goal: np.ndarray, base: np.ndarray
+        self,
+        key: Key,
+        observation: np.ndarray,
+        goal: np.ndarray,
+        base: np.ndarray,
+        previous: np.ndarray | None,
     ) -> Decision:
-        if base.shape != (self.action_dim,):
-            return self._fallback(
-                key, safe_action(self.action_dim, self.config), BASE_ACTION_WRONG_SIZE
-            )
-        if not np.all(np.isfinite(base)):
-            return self._fallback(
-                key, safe_action(self.action_dim, self.config), BASE_ACTION_NON_FINITE
-            )
+        """The rule for one step; ``base`` (action_dim,), observation and goal are finite."""
         base_command = np.clip(base, self.config.action_low, self.config.action_high)
-        if not (np.all(np.isfinite(observation)) and np.all(np.isfinite(goal))):
-            return self._fallback(key, base_command, OBSERVATION_NON_FINITE)
-        actor = self.actor
+        actor = self.actor  # one read: a swap in between cannot mix two models
         if actor is None:
             reason = MODEL_LOAD_FAILED if self.config.model_path else NO_MODEL
             return self._fallback(key, base_command, reason)
         if observation.shape != (actor.obs_dim,) or goal.shape != (actor.goal_dim,):
             return self._fallback(key, base_command, OBSERVATION_WRONG_SIZE)
-        previous = self._previous_observation(key)
-        self._previous = (key[0], key[1], observation)
+        if previous is not None and previous.shape != observation.shape:
+            previous = None
         start = time.perf_counter()
         try:
             residual = actor(observation, goal, previous)
@@ -434,6 +553,7 @@ class ResidualMixer:
             'model': self.actor.describe() if self.actor else '',
             'model_error': self.model_error or '',
             'last_reload': self.last_reload.message if self.last_reload else '',
+            'model_reload_running': self.reload_in_flight,
             'last_reason': self.last_reason or '',
             'decisions': sum(self.counts[r] for r in _DECISION_REASONS),
             'pending': self.pending,
@@ -468,10 +588,7 @@ _DECISION_REASONS = (
     OK,
     NO_MODEL,
     MODEL_LOAD_FAILED,
-    OBSERVATION_NON_FINITE,
     OBSERVATION_WRONG_SIZE,
-    BASE_ACTION_NON_FINITE,
-    BASE_ACTION_WRONG_SIZE,
     RESIDUAL_NON_FINITE,
     INFERENCE_ERROR,
 )

@@ -73,6 +73,14 @@ class ResidualConfig:
             range=(0.05, 3600.0),
         ),
     )
+    max_model_bytes: int = dataclasses.field(
+        default=64 * 2**20,
+        metadata=describe(
+            'Largest model file accepted, bytes; a larger one is refused without being read '
+            '(the shipped actors are ~0.6 MB)',
+            range=(1024, 2**32),
+        ),
+    )
     diagnostics_period_s: float = dataclasses.field(
         default=1.0,
         metadata=describe('Period (s) of the /diagnostics status', range=(0.05, 3600.0)),

@@ -30,6 +30,10 @@ class ModelError(ValueError):
     """An ONNX file is missing, unreadable, or does not follow the actor contract."""
 
 
+class ModelTooLargeError(ModelError):
+    """An ONNX file is larger than the accepted size (it is not read)."""
+
+
 def session_options(intra_op_threads: int = 1) -> ort.SessionOptions:
     """Low-latency options for batch-1 inference: one thread, sequential execution.
 
@@ -73,6 +77,14 @@ def _feature_dim(path: str, arg: ort.NodeArg, expected: int | None, what: str) -
     return dim
 
 
+def _check_size(path: str, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ModelTooLargeError(
+            f'model file {path!r} is {size} bytes, more than the limit of {max_bytes} bytes '
+            f'({max_bytes / 2**20:g} MiB, parameter max_model_bytes): refused'
+        )
+
+
 class OnnxActor:
     """A validated residual actor: ``(observation, desired_goal[, previous]) -> residual``.
 
@@ -113,6 +125,7 @@ class OnnxActor:
         goal_dim: int | None = None,
         action_dim: int = 4,
         intra_op_threads: int = 1,
+        max_bytes: int | None = None,
     ) -> OnnxActor:
         """Load an ONNX actor and validate it against the contract, including a probe run.
 
@@ -122,6 +135,8 @@ class OnnxActor:
             goal_dim: Expected desired-goal size; ``None`` takes the model's size.
             action_dim: Expected residual size.
             intra_op_threads: onnxruntime intra-op threads (1 = lowest batch-1 latency here).
+            max_bytes: Largest accepted file size in bytes (None = no limit); a larger file
+                is refused without reading it, and no more than this is ever read.
 
         Returns:
             The actor, which has produced a finite residual of shape (N, action_dim) on the
@@ -130,14 +145,19 @@ class OnnxActor:
         Raises:
             ModelError: One sentence naming the file and what is wrong: missing file, not an
                 ONNX model, wrong input/output names, dtypes or sizes, failed or non-finite
-                probe.
+                probe; :class:`ModelTooLargeError` for a file above ``max_bytes``.
         """
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ModelError(f'model file {path!r} does not exist (or is not a file)')
         try:
             with open(path, 'rb') as handle:
-                data = handle.read()
+                if max_bytes is None:
+                    data = handle.read()
+                else:
+                    _check_size(path, os.fstat(handle.fileno()).st_size, max_bytes)
+                    data = handle.read(max_bytes + 1)  # a file still growing is caught too
+                    _check_size(path, len(data), max_bytes)
         except OSError as exc:
             raise ModelError(f'model file {path!r} cannot be read: {exc}') from exc
         try:

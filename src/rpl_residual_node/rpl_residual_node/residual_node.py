@@ -2,8 +2,12 @@
 
 A thin shell around :class:`rpl_residual_node.mixer.ResidualMixer`: it decodes messages,
 splits the observation payload by field name, publishes each Decision, checks the model
-file for a hot reload on a timer and reports on /diagnostics. A malformed message is
-logged (once per reason, then throttled) and never stops the node.
+file for a hot reload on a timer and reports on /diagnostics. A malformed or invalid
+message (undecodable, wrong field names, non-finite values) is rejected: counted, logged
+(once per reason, then throttled), and without any effect on the node's state; it never
+stops the node. A changed model file is loaded and validated in a background thread (see
+:mod:`rpl_residual_node.model_reload`); while that runs, a short timer looks for the
+result and swaps the model in on this (the executor's) thread.
 
 Run: ``residual_node --ros-args -p model_path:=/path/actor.onnx -p residual_scale:=1.0``.
 A learning stack adds ``-p explore_noise:=0.2 -p explore_random:=0.3 -p explore_seed:=1``
@@ -17,7 +21,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-import numpy as np
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
@@ -25,6 +28,7 @@ from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_residual_node.mixer import (
+    MODEL_TOO_LARGE,
     NO_MODEL,
     OK,
     Decision,
@@ -33,10 +37,12 @@ from rpl_residual_node.mixer import (
     ResidualMixer,
 )
 from rpl_residual_node.mixing import ResidualConfig
+from rpl_residual_node.model_reload import TOO_LARGE
 
 MALFORMED_OBSERVATION = 'malformed_observation'
 MALFORMED_BASE_ACTION = 'malformed_base_action'
 LOG_THROTTLE_S = 10.0
+RELOAD_POLL_S = 0.05  # how often a running background model load is looked at
 
 
 class ResidualNode(RplNode):
@@ -45,7 +51,9 @@ class ResidualNode(RplNode):
     def __init__(self) -> None:
         super().__init__('residual_node')
         self.config = self.declare_config(ResidualConfig)
-        self.mixer = ResidualMixer(self.config, action_dim=len(contract.ACTION_FIELDS))
+        self.mixer = ResidualMixer(
+            self.config, action_dim=len(contract.ACTION_FIELDS), on_reject=self._warn
+        )
         self._throttle = LogThrottle(LOG_THROTTLE_S)
         self._decision_latency = LatencyWindow()
         self._layouts: dict[tuple[str, ...], contract.ObservationLayout | str] = {}
@@ -55,6 +63,8 @@ class ResidualNode(RplNode):
         self.control_subscription(contract.OBSERVATION, self._on_observation)
         self.control_subscription(contract.BASE_ACTION, self._on_base_action)
         self.create_timer(self.config.reload_period_s, self._on_reload_timer)
+        self._reload_poll = self.create_timer(RELOAD_POLL_S, self._on_reload_poll)
+        self._reload_poll.cancel()  # runs only while a model loads in the background
         self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
         if self.mixer.last_reload is not None:
             self._log_reload(self.mixer.last_reload)
@@ -76,11 +86,13 @@ class ResidualNode(RplNode):
             return
         layout = self._layout(tuple(msg.name[len(contract.META_FIELDS) :]))
         if isinstance(layout, str):
-            self._warn(MALFORMED_OBSERVATION, f'observation of step {vec.step}: {layout}')
-            observation = desired_goal = np.empty(0)  # gives an observation_wrong_size fallback
-        else:
-            observation = vec.values[layout.observation]
-            desired_goal = vec.values[layout.desired_goal]
+            self._warn(
+                MALFORMED_OBSERVATION,
+                f'rejected the observation of episode {vec.episode} step {vec.step}: {layout}',
+            )
+            return
+        observation = vec.values[layout.observation]
+        desired_goal = vec.values[layout.desired_goal]
         decision = self.mixer.add_observation(vec.episode, vec.step, observation, desired_goal)
         self._publish(decision, received)
 
@@ -91,23 +103,31 @@ class ResidualNode(RplNode):
         except MessageError as exc:
             self._warn(MALFORMED_BASE_ACTION, f'dropped a base action: {exc}')
             return
-        values = vec.values
         names = tuple(msg.name[len(contract.META_FIELDS) :])
         if names != contract.ACTION_FIELDS:
             self._warn(
                 MALFORMED_BASE_ACTION,
-                f'base action of step {vec.step} has fields {list(names)}, '
-                f'expected {list(contract.ACTION_FIELDS)}',
+                f'rejected the base action of episode {vec.episode} step {vec.step}: fields '
+                f'{list(names)}, expected {list(contract.ACTION_FIELDS)}',
             )
-            values = np.empty(0)  # gives a base_action_wrong_size fallback (safe action)
-        decision = self.mixer.add_base_action(vec.episode, vec.step, values)
+            return
+        decision = self.mixer.add_base_action(vec.episode, vec.step, vec.values)
         self._publish(decision, received)
 
     def _on_reload_timer(self) -> None:
         event = self.mixer.check_reload()
         if event is not None:
             self._log_reload(event)
+        if self.mixer.reload_in_flight and self._reload_poll.is_canceled():
+            self._reload_poll.reset()
         self.mixer.expire()
+
+    def _on_reload_poll(self) -> None:
+        event = self.mixer.finish_reload()
+        if event is not None:
+            self._log_reload(event)
+        if not self.mixer.reload_in_flight:
+            self._reload_poll.cancel()
 
     def _publish_diagnostics(self) -> None:
         level, message, values = self.mixer.diagnostics()
@@ -168,6 +188,11 @@ class ResidualNode(RplNode):
     def _log_reload(self, event: ReloadEvent) -> None:
         if event.loaded:
             self.get_logger().info(event.message)
+        elif event.refusal == TOO_LARGE:  # a file still being written: one line per 10 s
+            log, suppressed = self._throttle.should_log(time.monotonic(), MODEL_TOO_LARGE)
+            if log:
+                more = f' ({suppressed} more refusals since the last report)' if suppressed else ''
+                self.get_logger().error(event.message + more)
         else:
             self.get_logger().error(event.message)
 
