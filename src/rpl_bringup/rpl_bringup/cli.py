@@ -10,10 +10,12 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 
 from rpl_bringup.launch_shim import LaunchError
+from rpl_interfaces import output_files
 
 TRAINER_COMMANDS = {
     'train': 'train a residual policy (DDPG + HER) in simulation or from bags',
@@ -88,7 +90,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         '--json',
         metavar='OUT',
-        help='result file (default results/eval_<task>_<controller>.json)',
+        help='result file (default results/eval_<task>_<controller>_<model>_seed<seed>.json '
+        'in the current folder; <model> is "base", or the model file name, or its folder '
+        'name for an actor.onnx); checked before the episodes run',
+    )
+    p.add_argument(
+        '--force', action='store_true', help='replace the result file if it exists already'
     )
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
 
@@ -176,6 +183,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f'--workers must be at least 1, got {args.workers}')
     if args.model is not None and not os.path.isfile(args.model):
         raise UsageError(f'--model {args.model!r} does not exist')
+    out = args.json or default_eval_json(args.task, args.controller, args.model, args.seed)
+    try:  # before the episodes run, not after
+        output_files.check_output(out, force=args.force, option='--json')
+    except output_files.OutputError as exc:
+        raise UsageError(str(exc)) from None
     try:
         evaluation = importlib.import_module('rpl_bringup.evaluation')
     except ImportError as exc:
@@ -205,12 +217,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f'(95% CI {lo:.3f}-{hi:.3f}) over {args.episodes} episodes (seed {args.seed}); '
         f'mean final distance {result.mean_final_distance:.4f} m'
     )
-    out = args.json or os.path.join('results', f'eval_{args.task}_{args.controller}.json')
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, 'w') as f:
-        f.write(json.dumps(result.to_json(), indent=2) + '\n')
+    text = json.dumps(result.to_json(), indent=2) + '\n'
+    try:
+        output_files.write_output(out, text.encode(), force=args.force)
+    except output_files.OutputError as exc:
+        print(text, end='')  # the result is not lost
+        raise UsageError(str(exc)) from None
     print(f'wrote {out}')
     return 0
+
+
+def model_label(model: str | None) -> str:
+    """Short name of a model file for file names: 'base' for none, else the file's stem, or
+    its folder's name for the usual ``<folder>/actor.onnx``."""
+    if not model:
+        return 'base'
+    path = os.path.abspath(model)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if stem == 'actor':
+        stem = os.path.basename(os.path.dirname(path)) or stem
+    return re.sub(r'[^A-Za-z0-9._-]+', '_', stem)
+
+
+def default_eval_json(task: str, controller: str, model: str | None, seed: int) -> str:
+    """Default ``rpl eval`` result file: ``results/eval_<task>_<controller>_<model>_seed<seed>
+    .json`` in the current folder (see :func:`model_label`)."""
+    name = f'eval_{task}_{controller}_{model_label(model)}_seed{seed}.json'
+    return os.path.join('results', name)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

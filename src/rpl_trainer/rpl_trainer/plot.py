@@ -10,6 +10,7 @@ configuration are averaged.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pathlib
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rpl_interfaces import output_files
 from rpl_trainer.config import RESUMABLE_CHANGES, TrainConfig
 from rpl_trainer.train import BASE_EVAL_FILE, CONFIG_FILE, METRICS_FILE, read_metrics
 
@@ -99,6 +101,7 @@ def plot_runs(
     runs: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     title: str | None = None,
+    force: bool = False,
 ) -> pathlib.Path:
     """Draw the success curves of run directories into an image file.
 
@@ -106,13 +109,19 @@ def plot_runs(
         runs: Run directories written by ``rpl train``.
         out: Image path (format from the suffix, e.g. .png); parents are created.
         title: Figure title; default: the task name(s).
+        force: Replace ``out`` if it exists (else that is an error, found before plotting).
 
     Returns:
         The image path.
 
     Raises:
-        PlotError: A directory is missing or has no evaluations, or the runs mix tasks.
+        PlotError: A directory is missing or has no evaluations, the runs mix tasks, or
+            ``out`` exists (without ``force``) or cannot be written.
     """
+    try:
+        output_files.check_output(out, force=force, option='--out')
+    except output_files.OutputError as exc:
+        raise PlotError(str(exc)) from None
     import matplotlib
 
     matplotlib.use('Agg')
@@ -161,7 +170,10 @@ def plot_runs(
     axes.legend(loc='upper center', bbox_to_anchor=(0.5, -0.2), fontsize='small', ncol=1)
     figure.tight_layout()
     out = pathlib.Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120, bbox_inches='tight')
+    image = io.BytesIO()
+    figure.savefig(image, format=out.suffix.lstrip('.') or 'png', dpi=120, bbox_inches='tight')
     plt.close(figure)
-    return out
+    try:
+        return output_files.write_output(out, image.getvalue(), force=force)
+    except output_files.OutputError as exc:
+        raise PlotError(str(exc)) from None

@@ -1,0 +1,153 @@
+"""`rpl eval` and `rpl plot` result files: checked before the work, never written over
+without --force, default names that tell the runs apart; and no third-party chatter."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from rpl_bringup import cli
+from rpl_interfaces import output_files
+
+EVAL_1 = ['eval', '--task', 'push', '--controller', 'reactive_push', '--episodes', '1']
+ADROIT = 'Adroit'  # gymnasium_robotics' notice about its Adroit tasks
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+# --- the checks themselves --------------------------------------------------------------
+
+
+def test_check_output_refuses_an_existing_file_unless_forced(tmp_path):
+    path = tmp_path / 'result.json'
+    path.write_text('{}')
+    with pytest.raises(output_files.OutputError, match='exists already.*--force'):
+        output_files.check_output(path, force=False, option='--json')
+    assert output_files.check_output(path, force=True, option='--json') == path
+    assert path.read_text() == '{}'  # a check writes nothing
+
+
+def test_check_output_finds_a_folder_that_cannot_be_created_and_leaves_nothing(tmp_path):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    with pytest.raises(output_files.OutputError, match='cannot write --json'):
+        output_files.check_output(blocker / 'sub' / 'r.json', force=False, option='--json')
+    deep = tmp_path / 'new' / 'deeper' / 'r.json'
+    output_files.check_output(deep, force=False, option='--json')
+    assert sorted(os.listdir(tmp_path)) == ['a_file']  # the probe's folders are gone again
+
+
+def test_write_output_never_replaces_without_force(tmp_path):
+    path = tmp_path / 'out' / 'r.json'
+    output_files.write_output(path, b'first', force=False)
+    with pytest.raises(output_files.OutputError, match='not writing over it'):
+        output_files.write_output(path, b'second', force=False)
+    assert path.read_bytes() == b'first'
+    output_files.write_output(path, b'second', force=True)
+    assert path.read_bytes() == b'second'
+    assert os.listdir(path.parent) == ['r.json']  # no scratch file left
+
+
+# --- rpl eval ------------------------------------------------------------------------------
+
+
+def test_eval_default_file_names_the_model_and_seed():
+    assert cli.default_eval_json('push', 'reactive_push', None, 0) == os.path.join(
+        'results', 'eval_push_reactive_push_base_seed0.json'
+    )
+    model = os.path.join('models', 'slippery_push_reactive_push', 'actor.onnx')
+    assert cli.model_label(model) == 'slippery_push_reactive_push'
+    assert cli.model_label('runs/best model.onnx') == 'best_model'
+    name = cli.default_eval_json('slippery_push', 'reactive_push', model, 7)
+    assert name.endswith('eval_slippery_push_reactive_push_slippery_push_reactive_push_seed7.json')
+
+
+def test_eval_into_a_folder_that_cannot_be_created_fails_before_any_episode(
+    tmp_path, capsys, monkeypatch
+):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    ran = []
+    monkeypatch.setattr(cli.importlib, 'import_module', lambda name: ran.append(name))
+    code = cli.main([*EVAL_1, '--json', str(blocker / 'results' / 'r.json')])
+    assert code == 2
+    line = _error_line(capsys)
+    assert line.startswith('rpl eval: error: cannot write --json'), line
+    assert ran == []  # the evaluation was never even imported
+
+
+def test_eval_refuses_to_overwrite_and_force_replaces(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([*EVAL_1, '--no-progress']) == 0
+    default = tmp_path / 'results' / 'eval_push_reactive_push_base_seed0.json'
+    first = json.loads(default.read_text())
+    assert first['episodes'] == 1
+    capsys.readouterr()
+    default.write_text('{"kept": true}')
+    assert cli.main([*EVAL_1, '--no-progress']) == 2
+    line = _error_line(capsys)
+    assert 'eval_push_reactive_push_base_seed0.json' in line and '--force' in line, line
+    assert json.loads(default.read_text()) == {'kept': True}
+    assert cli.main([*EVAL_1, '--no-progress', '--force']) == 0
+    assert json.loads(default.read_text())['successes'] == first['successes']
+
+
+def test_rpl_eval_prints_no_adroit_notice(tmp_path):
+    done = subprocess.run(
+        [sys.executable, '-m', 'rpl_bringup.cli', *EVAL_1, '--no-progress'],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ADROIT not in done.stdout + done.stderr
+    assert done.stderr == '', done.stderr
+
+
+# --- rpl plot --------------------------------------------------------------------------
+
+
+def _fake_run(root: pathlib.Path, seed: int) -> pathlib.Path:
+    run = root / f'push_rpl_{seed}'
+    run.mkdir(parents=True)
+    (run / 'config.json').write_text(json.dumps({'task': 'push', 'algo': 'rpl', 'seed': seed}))
+    rows = ['env_steps,eval/success_rate', '0,0.1', '1000,0.5', '2000,0.8']
+    (run / 'metrics.csv').write_text('\n'.join(rows) + '\n')
+    return run
+
+
+def test_plot_refuses_to_overwrite_and_force_replaces(tmp_path, capsys):
+    from rpl_trainer.cli import main as trainer_main
+
+    runs = [str(_fake_run(tmp_path, seed)) for seed in (0, 1)]
+    figure = tmp_path / 'fig' / 'success.png'
+    assert trainer_main(['plot', *runs, '--out', str(figure)]) == 0
+    assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    capsys.readouterr()
+    figure.write_bytes(b'keep me')
+    assert trainer_main(['plot', *runs, '--out', str(figure)]) == 2
+    line = _error_line(capsys)
+    assert str(figure) in line and '--force' in line, line
+    assert figure.read_bytes() == b'keep me'
+    assert trainer_main(['plot', *runs, '--out', str(figure), '--force']) == 0
+    assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_plot_into_a_folder_that_cannot_be_created_is_one_line(tmp_path, capsys):
+    from rpl_trainer.cli import main as trainer_main
+
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    run = str(_fake_run(tmp_path, 0))
+    assert trainer_main(['plot', run, '--out', str(blocker / 'fig.png')]) == 2
+    assert 'cannot write --out' in _error_line(capsys)
