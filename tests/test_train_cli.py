@@ -29,8 +29,11 @@ SMOKE = [
     '--seed', '3',
     '--eval-episodes', '2',
     '--set', 'base_eval_episodes=2',
+    '--vector-env', 'sync',
     '--no-progress',
 ]  # fmt: skip
+# On top of the shipped push config (rpl_trainer/train_configs/push.yaml); sync envs, as the
+# two planner-less envs gain nothing from worker processes in a 200-step test.
 
 
 @pytest.fixture(scope='module')
@@ -149,7 +152,7 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
     fails([*SMOKE, '--steps', '200', '--out', str(smoke_run)], 'already exists', '--resume')
     fails(
         [*SMOKE, '--steps', '200', '--out', str(smoke_run), '--resume', '--set', 'noise_eps=0.1'],
-        'different config',
+        'conflicts',
         'noise_eps',
     )
     assert {p.name: p.read_bytes() for p in smoke_run.iterdir()} == before
@@ -167,7 +170,7 @@ def test_plot_draws_runs_and_rejects_non_runs(smoke_run, tmp_path, capsys):
     figure = tmp_path / 'fig' / 'success.png'
     assert main(['plot', str(smoke_run), str(smoke_run), '--out', str(figure)]) == 0
     assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    assert main(['plot', str(tmp_path), '--out', str(figure)]) == 2
+    assert main(['plot', str(tmp_path), '--out', str(tmp_path / 'other.png')]) == 2
     assert 'not a run directory' in capsys.readouterr().err
 
 

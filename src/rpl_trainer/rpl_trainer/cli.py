@@ -6,9 +6,9 @@ does the same.
 
 Examples::
 
-    rpl train --task slippery_push --controller reactive_push --algo rpl \\
-        --steps 200000 --seed 0 --out runs/slippery_rpl_s0
-    rpl train ... --out runs/slippery_rpl_s0 --resume --steps 400000
+    rpl train --task slippery_push --out runs/slippery_rpl_s0    # the shipped config
+    rpl train --config my.yaml --set noise_eps=0.1 --seed 1 --out runs/x
+    rpl train --out runs/slippery_rpl_s0 --resume --steps 400000
     rpl plot runs/slippery_* --out results/slippery.png
 """
 
@@ -17,11 +17,25 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from rpl_trainer.config import ALGOS, VECTOR_ENV_KINDS, make_config
+from rpl_trainer.config import (
+    ALGOS,
+    RESUMABLE_CHANGES,
+    VECTOR_ENV_KINDS,
+    ParameterError,
+    TrainConfig,
+    check_keys,
+    config_differences,
+    make_config,
+    read_config_file,
+    shipped_config,
+    shipped_config_tasks,
+)
 
 
 class CliError(Exception):
@@ -41,6 +55,132 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
     return values
 
 
+_FIELD_FLAGS = (
+    ('--num-envs', 'num_envs', int, 'parallel environments'),
+    ('--vector-env', 'vector_env', str, 'vector env kind: ' + ' or '.join(VECTOR_ENV_KINDS)),
+    ('--threads', 'torch_threads', int, 'torch threads'),
+    ('--eval-interval', 'eval_interval', int, 'env steps between evaluations'),
+    ('--eval-episodes', 'eval_episodes', int, 'episodes per evaluation'),
+    ('--updates-per-step', 'updates_per_env_step', float, 'gradient steps per env step'),
+)
+"""Flags that set one TrainConfig field each: (flag, field, type, help)."""
+
+
+def _default(field: str) -> Any:
+    return TrainConfig.__dataclass_fields__[field].default
+
+
+def _train_epilog() -> str:
+    lines = [
+        'Settings, later ones winning: TrainConfig defaults (rpl_trainer/config.py), the',
+        "task's shipped config (or --config FILE), --set, the flags. With --resume: the run's",
+        'own config.json, and what the command line gives must agree with it. The settings',
+        'in use are printed at the start and stored in DIR/config.json.',
+        '',
+        'Shipped configs (the settings of the committed models; rpl_trainer/train_configs/):',
+    ]
+    defaults = TrainConfig().to_dict()
+    for task in shipped_config_tasks():
+        try:
+            values = read_config_file(shipped_config(task))
+        except ValueError:
+            continue
+        changed = ' '.join(
+            f'{key}={value}'
+            for key, value in values.items()
+            if key == 'controller' or (key != 'task' and defaults.get(key) != value)
+        )
+        lines.extend(textwrap.wrap(f'{task}: {changed}', 88, subsequent_indent='    '))
+    lines.append(
+        'Other tasks train with the TrainConfig defaults. `--show-config` prints the result.'
+    )
+    return '\n'.join(lines)
+
+
+def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
+    """The run's settings from the command line, and a line saying where they came from.
+
+    Later sources win: TrainConfig defaults, a config file (``--config`` or the task's
+    shipped one), ``--set``, the dedicated flags. With ``--resume`` the base is the run's
+    own config.json and the command line may change only budgets and bookkeeping.
+
+    Raises:
+        CliError: Unknown key, bad value, no task, or a conflict with the resumed run.
+    """
+    from rpl_trainer.train import RunDirError, read_run_config
+
+    flags = {
+        'task': args.task,
+        'controller': args.controller,
+        'algo': args.algo,
+        'total_env_steps': args.steps,
+        'seed': args.seed,
+        'two_frame': args.two_frame,
+        'goal_consistent_her': args.goal_consistent_her,
+    }
+    flags.update({field: getattr(args, _attr(flag)) for flag, field, _, _ in _FIELD_FLAGS})
+    flags = {key: value for key, value in flags.items() if value is not None}
+    sets = _parse_set(args.set)
+    origin: dict[str, str] = {}
+    try:
+        check_keys(sets, '--set')
+        if args.resume:
+            if args.config is not None:
+                raise CliError(
+                    f'--config cannot be combined with --resume: the run in {args.out} keeps '
+                    'its own config.json (change budgets with --steps, --eval-interval, --set)'
+                )
+            base = read_run_config(args.out)
+            source = f'{args.out / "config.json"} (the run being resumed)'
+        else:
+            path = args.config
+            if path is None and args.task is None:
+                raise CliError('--task is required (or --config FILE, or --resume with --out)')
+            if path is None:
+                path = shipped_config(args.task)
+            base = read_config_file(path) if path is not None else {}
+            if args.config is not None:
+                source = f'config file {path}'
+            elif path is not None:
+                source = f'the shipped config for {args.task} ({path})'
+            else:
+                source = f'TrainConfig defaults (no shipped config for task {args.task!r})'
+        origin.update({key: source for key in base})
+        origin.update({key: f'--set {key}' for key in sets})
+        origin.update({key: 'the command line' for key in flags})
+        values = {**base, **sets, **flags}
+        if 'task' not in values:
+            raise CliError(f'no task: {source} names none; pass --task')
+        if 'controller' not in values:
+            raise CliError(f'no controller: {source} names none; pass --controller')
+        config = make_config(values)
+        if args.resume:
+            differences = config_differences(make_config(base), config)
+            if differences:
+                raise CliError(
+                    f'--resume continues {args.out} with its own settings; the command line '
+                    'conflicts with them ('
+                    + '; '.join(differences)
+                    + '); only '
+                    + ', '.join(sorted(RESUMABLE_CHANGES))
+                    + ' may change (or train into a new --out)'
+                )
+    except RunDirError as exc:
+        raise CliError(str(exc)) from exc
+    except ParameterError as exc:
+        named = re.search(r"parameter '(\w+)'", str(exc))
+        where = origin.get(named.group(1)) if named else None
+        raise CliError(f'{where}: {exc}' if where else str(exc)) from exc
+    overrides = {key: values[key] for key in {**sets, **flags} if base.get(key) != values[key]}
+    shown = ', '.join(f'{key}={value}' for key, value in overrides.items())
+    return config, f'settings from {source}' + (f'; command line: {shown}' if shown else '')
+
+
+def _attr(flag: str) -> str:
+    """argparse's attribute name of a ``--flag-name``."""
+    return flag.lstrip('-').replace('-', '_')
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``train`` / ``plot`` argument parser."""
     parser = argparse.ArgumentParser(prog='rpl', description='Residual policy learning tools.')
@@ -50,35 +190,76 @@ def build_parser() -> argparse.ArgumentParser:
         'train',
         help='train a residual (or scratch) policy with DDPG + HER',
         description='Train with DDPG + HER; writes config.json, metrics.csv, checkpoint.pt '
-        'and actor.onnx into --out.',
+        'and actor.onnx into --out.\nCtrl-C (or SIGTERM) stops with a checkpoint; '
+        '`rpl train --out DIR --resume` continues it.',
+        epilog=_train_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument('--task', required=True, help='registered task, e.g. slippery_push')
-    train.add_argument('--controller', required=True, help='base controller, e.g. reactive_push')
-    train.add_argument('--algo', default='rpl', choices=ALGOS, help='learner (default: rpl)')
-    train.add_argument('--steps', type=int, required=True, help='training budget in env steps')
-    train.add_argument('--seed', type=int, default=0, help='run seed (default: 0)')
-    train.add_argument('--out', required=True, type=pathlib.Path, help='run directory')
-    train.add_argument('--two-frame', action='store_true', help='two-frame actor and critic')
+    train.add_argument(
+        '--task', help="registered task, e.g. slippery_push (default: the --config file's)"
+    )
+    train.add_argument(
+        '--controller',
+        help="base controller, e.g. reactive_push (default: the config's; for the shipped "
+        'configs the controller of the committed model)',
+    )
+    train.add_argument(
+        '--config',
+        type=pathlib.Path,
+        metavar='FILE',
+        help="YAML file of TrainConfig settings (default: the task's shipped config, if any)",
+    )
+    train.add_argument(
+        '--algo', choices=ALGOS, help=f"learner (default: the config's, else {_default('algo')})"
+    )
+    train.add_argument(
+        '--steps',
+        type=int,
+        help="training budget in env steps (default: the config's, else "
+        f'{_default("total_env_steps")})',
+    )
+    train.add_argument('--seed', type=int, help=f'run seed (default: {_default("seed")})')
+    train.add_argument('--out', required=True, type=pathlib.Path, help='run directory (required)')
+    train.add_argument(
+        '--two-frame',
+        action=argparse.BooleanOptionalAction,
+        help=f"two-frame actor and critic (default: the config's, else {_default('two_frame')})",
+    )
     train.add_argument(
         '--goal-consistent-her',
-        action='store_true',
-        help='recompute the residual for relabelled goals',
+        action=argparse.BooleanOptionalAction,
+        help="recompute the residual for relabelled goals (default: the config's, else "
+        f'{_default("goal_consistent_her")})',
     )
-    train.add_argument('--resume', action='store_true', help='continue the run in --out')
-    train.add_argument('--num-envs', type=int, help='parallel environments')
-    train.add_argument('--vector-env', choices=VECTOR_ENV_KINDS, help='vector env kind')
-    train.add_argument('--threads', type=int, help='torch threads')
-    train.add_argument('--eval-interval', type=int, help='env steps between evaluations')
-    train.add_argument('--eval-episodes', type=int, help='episodes per evaluation')
-    train.add_argument('--updates-per-step', type=float, help='gradient steps per env step')
+    train.add_argument(
+        '--resume',
+        action='store_true',
+        help='continue the run in --out with its own config.json (only budgets and '
+        'bookkeeping may change: ' + ', '.join(sorted(RESUMABLE_CHANGES)) + ')',
+    )
+    for flag, field, kind, text in _FIELD_FLAGS:
+        train.add_argument(
+            flag, type=kind, help=f"{text} (default: the config's, else {_default(field)})"
+        )
     train.add_argument(
         '--set',
         action='append',
         default=[],
         metavar='KEY=VALUE',
-        help='any TrainConfig field (JSON value), e.g. --set noise_eps=0.1; repeatable',
+        help='any TrainConfig field (JSON value), e.g. --set noise_eps=0.1; repeatable; '
+        'overrides the config file, the flags above override it',
     )
-    train.add_argument('--no-progress', action='store_true', help='no progress bar')
+    train.add_argument(
+        '--show-config',
+        action='store_true',
+        help='print the settings this command would train with, and where they come from; '
+        'train nothing',
+    )
+    train.add_argument(
+        '--no-progress',
+        action='store_true',
+        help='no progress output (default: a bar on a terminal, else a line per evaluation)',
+    )
 
     plot = commands.add_parser(
         'plot',
@@ -89,56 +270,70 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument('runs', nargs='+', type=pathlib.Path, help='run directories')
     plot.add_argument('--out', required=True, type=pathlib.Path, help='figure file (.png)')
     plot.add_argument('--title', help='figure title (default: the task name)')
+    plot.add_argument('--force', action='store_true', help='replace --out if it exists already')
     return parser
 
 
 def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.checkpoint import CheckpointError
-    from rpl_trainer.train import RunDirError, check_run_dir, registered_problem, train
-
-    values = _parse_set(args.set)
-    values.update(
-        task=args.task,
-        controller=args.controller,
-        algo=args.algo,
-        total_env_steps=args.steps,
-        seed=args.seed,
-        two_frame=args.two_frame or values.get('two_frame', False),
-        goal_consistent_her=args.goal_consistent_her or values.get('goal_consistent_her', False),
+    from rpl_trainer.train import (
+        RunDirError,
+        TrainingInterrupted,
+        burn_in_budget_note,
+        check_run_dir,
+        registered_problem,
+        train,
     )
-    optional = {
-        'num_envs': args.num_envs,
-        'vector_env': args.vector_env,
-        'torch_threads': args.threads,
-        'eval_interval': args.eval_interval,
-        'eval_episodes': args.eval_episodes,
-        'updates_per_env_step': args.updates_per_step,
-    }
-    values.update({key: value for key, value in optional.items() if value is not None})
+
+    config, source = resolve_train_config(args)
+    if args.show_config:
+        print(source)
+        print(config.to_json(), end='')
+        return 0
     try:
-        config = make_config(values)
         problem = registered_problem(config.task, config.controller)
         check_run_dir(args.out, config, args.resume)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    print(f'rpl train: {source}', flush=True)
+    note = burn_in_budget_note(config)
+    if note:
+        print(f'rpl train: warning: {note}', file=sys.stderr, flush=True)
     try:
         result = train(config, args.out, args.resume, problem, progress=not args.no_progress)
     except (RunDirError, CheckpointError) as exc:
         raise CliError(str(exc)) from exc
+    except TrainingInterrupted as exc:
+        print(
+            f'rpl train: {exc}; `rpl train --out {args.out} --resume` continues it',
+            file=sys.stderr,
+        )
+        return 128 + exc.signum
     base = result.base_success_rate
     base_text = 'n/a' if base is None else f'{base:.3f}'
     print(
         f'{result.out_dir}: {result.env_steps} env steps in {result.wall_s:.1f} s, '
         f'eval success {result.success_rate:.3f} (base {base_text}); model {result.onnx_path}'
     )
+    if result.actor_frozen:
+        print(
+            f'rpl train: note: the actor never left burn-in ({_windows(result.burn_in)}): the '
+            'model is '
+            'the zero residual, i.e. the base controller alone; train longer '
+            f'(`rpl train --out {args.out} --resume --steps N`)'
+        )
     return 0
+
+
+def _windows(status: str) -> str:
+    return status.removeprefix('burn-in: ').removesuffix(', actor frozen')
 
 
 def _plot(args: argparse.Namespace) -> int:
     from rpl_trainer.plot import PlotError, plot_runs
 
     try:
-        path = plot_runs(args.runs, args.out, title=args.title)
+        path = plot_runs(args.runs, args.out, title=args.title, force=args.force)
     except PlotError as exc:
         raise CliError(str(exc)) from exc
     print(f'wrote {path}')
@@ -159,11 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f'rpl {args.command}: error: {exc}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            f'rpl {args.command}: interrupted; `--resume` continues from the last checkpoint',
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt:  # before or after a run (a run itself stops with a checkpoint)
+        saved = args.command == 'train' and (args.out / 'checkpoint.pt').is_file()
+        hint = f'; `rpl train --out {args.out} --resume` continues the run' if saved else ''
+        print(f'rpl {args.command}: interrupted{hint}', file=sys.stderr)
         return 130
 
 

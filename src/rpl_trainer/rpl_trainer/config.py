@@ -9,9 +9,15 @@ must match it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.resources
 import json
+import os
 from collections.abc import Mapping
+from importlib.resources.abc import Traversable
 from typing import Any
+
+import yaml
 
 from rpl_interfaces.params import ParameterError, build_config, describe
 
@@ -341,11 +347,76 @@ def config_differences(old: TrainConfig, new: TrainConfig) -> list[str]:
     ]
 
 
+def check_keys(values: Mapping[str, Any], source: str) -> None:
+    """Refuse names that are not TrainConfig fields.
+
+    Args:
+        values: Settings by name.
+        source: Where they came from, for the message (a file, ``--set``).
+
+    Raises:
+        ParameterError: One line naming the first unknown key, its source and the closest
+            field names.
+    """
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3)
+            hint = f'; did you mean {" or ".join(close)}?' if close else f'; known: {fields}'
+            raise ParameterError(f'{source}: unknown setting {key!r}{hint}')
+
+
+def shipped_config(task: str) -> Traversable | None:
+    """The training config shipped for ``task`` (``rpl_trainer/train_configs/<task>.yaml``:
+    the settings of the task's committed model), or None when there is none."""
+    path = importlib.resources.files('rpl_trainer') / 'train_configs' / f'{task}.yaml'
+    return path if path.is_file() else None
+
+
+def shipped_config_tasks() -> list[str]:
+    """Tasks with a shipped training config, sorted."""
+    folder = importlib.resources.files('rpl_trainer') / 'train_configs'
+    return sorted(p.name[: -len('.yaml')] for p in folder.iterdir() if p.name.endswith('.yaml'))
+
+
+def read_config_file(path: str | os.PathLike[str] | Traversable) -> dict[str, Any]:
+    """Settings from a YAML file: a flat mapping of TrainConfig field names to values.
+
+    Raises:
+        ParameterError: Unreadable file, invalid YAML, not a mapping, or an unknown key; one
+            line naming the file (values are checked by :func:`make_config`).
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ParameterError(f'cannot read config file {path}: {exc.strerror or exc}') from exc
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, 'problem_mark', None)
+        line = f' (line {where.line + 1})' if where is not None else ''
+        problem = getattr(exc, 'problem', None) or type(exc).__name__
+        raise ParameterError(f'config file {path} is not valid YAML{line}: {problem}') from exc
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ParameterError(
+            f'config file {path} must hold a mapping of TrainConfig fields, '
+            f'got a {type(values).__name__}'
+        )
+    check_keys(values, f'config file {path}')
+    return values
+
+
 __all__ = [
     'ALGOS',
     'BURN_IN_CRITERIA',
     'ParameterError',
     'TrainConfig',
+    'check_keys',
     'config_differences',
     'make_config',
+    'read_config_file',
+    'shipped_config',
+    'shipped_config_tasks',
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
+import signal
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -145,7 +146,14 @@ class SyncVectorEnv:
 
 
 def _worker(connection: Connection, factory: EnvFactory, count: int) -> None:
-    """Worker loop: owns ``count`` slots, answers ('reset', seeds), ('step', actions), 'close'."""
+    """Worker loop: owns ``count`` slots, answers ('reset', seeds), ('step', actions), 'close'.
+
+    Ctrl-C in a terminal signals the whole process group: the workers ignore SIGINT and
+    SIGTERM, so the trainer can finish its cycle and save a checkpoint; they end on 'close'
+    or when the trainer's end of the pipe closes.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         slots = [_Slot(factory) for _ in range(count)]
         connection.send(('ok', None))
@@ -153,11 +161,17 @@ def _worker(connection: Connection, factory: EnvFactory, count: int) -> None:
         connection.send(('error', traceback.format_exc()))
         return
     while True:
-        command, payload = connection.recv()
+        try:
+            command, payload = connection.recv()
+        except (EOFError, OSError):  # the trainer is gone
+            command, payload = 'close', None
         if command == 'close':
             for slot in slots:
                 slot.close()
-            connection.send(('ok', None))
+            try:
+                connection.send(('ok', None))
+            except (BrokenPipeError, OSError):
+                pass
             return
         try:
             if command == 'reset':
@@ -266,6 +280,10 @@ Policy = Callable[[StepBatch, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """policy(step, prev_obs (N, obs_dim)) -> (u_stored (N, A) in [-1, 1], executed (N, A))."""
 
 
+class RolloutAborted(Exception):
+    """``collect_episodes`` stopped before the end of its episodes (its ``abort`` said so)."""
+
+
 class Rollout(NamedTuple):
     """N finished episodes and their outcome."""
 
@@ -282,6 +300,7 @@ def collect_episodes(
     seeds: Sequence[int],
     steps: int,
     while_stepping: Callable[[], None] | None = None,
+    abort: Callable[[], bool] | None = None,
 ) -> Rollout:
     """Run one episode of ``steps`` steps in every slot, in lockstep.
 
@@ -293,9 +312,13 @@ def collect_episodes(
         steps: Episode length T.
         while_stepping: Called once per step while the environments step (in parallel with
             them for the subprocess env): the trainer's gradient updates go here.
+        abort: Asked before every step; True drops the unfinished episodes.
 
     Returns:
         The episodes (obs and achieved goals T + 1 long) and their success.
+
+    Raises:
+        RolloutAborted: ``abort`` returned True (no step is left in flight).
     """
     step = env.reset(seeds)
     n = step.obs.shape[0]
@@ -304,6 +327,8 @@ def collect_episodes(
     desired, stored, executed = [], [], []
     prev_obs = step.obs
     for _ in range(steps):
+        if abort is not None and abort():
+            raise RolloutAborted
         u, action = policy(step, prev_obs)
         desired.append(step.desired_goal)
         stored.append(u)

@@ -12,7 +12,9 @@ Run directory layout::
     DIR/config.json      the TrainConfig (a resumed run must match it)
     DIR/base_eval.json   success of the base controller alone (the plot's 'Initial' line)
     DIR/metrics.csv      one row per evaluation
-    DIR/checkpoint.pt    everything needed to continue (``--resume``)
+    DIR/checkpoint.pt    everything needed to continue (``--resume``): written at the start,
+                         every ``checkpoint_interval`` env steps, at the end, and on
+                         SIGINT / SIGTERM
     DIR/actor.onnx       the residual model at the end of the run (docs/onnx_contract.md)
     DIR/best_actor.onnx  the model at the best periodic evaluation (the run's own
                          evaluation seeds; `rpl eval` on held-out seeds judges it)
@@ -26,7 +28,11 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import pathlib
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,7 +48,7 @@ from rpl_trainer.checkpoint import (
     save_checkpoint,
 )
 from rpl_trainer.config import TrainConfig, config_differences, make_config
-from rpl_trainer.ddpg import DDPGAgent, UpdateStats
+from rpl_trainer.ddpg import BurnIn, DDPGAgent, UpdateStats
 from rpl_trainer.export import export_onnx
 from rpl_trainer.her import BaseFn, HerSampler, ReplayBuffer, RewardFn
 from rpl_trainer.networks import Dims
@@ -50,6 +56,7 @@ from rpl_trainer.residual import ActionComposer
 from rpl_trainer.rollout import (
     EnvFactory,
     RegisteredEnv,
+    RolloutAborted,
     StepBatch,
     VectorEnv,
     collect_episodes,
@@ -86,6 +93,83 @@ TRAIN_STREAM, EVAL_STREAM = 0, 1
 
 class RunDirError(ValueError):
     """The output directory cannot be used (exists, or does not hold a matching run)."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped the run; its state was saved to the checkpoint first.
+
+    Attributes:
+        signum: The (first) signal received.
+        env_steps: Env steps in the checkpoint (the resumed run starts there).
+        total_env_steps: The run's budget.
+        checkpoint: The checkpoint file.
+    """
+
+    def __init__(
+        self, signum: int, env_steps: int, total_env_steps: int, checkpoint: pathlib.Path
+    ) -> None:
+        self.signum = signum
+        self.env_steps = env_steps
+        self.total_env_steps = total_env_steps
+        self.checkpoint = checkpoint
+        super().__init__(
+            f'interrupted by {signal.Signals(signum).name} at {env_steps} of '
+            f'{total_env_steps} env steps; checkpoint saved to {checkpoint}'
+        )
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM turned into requests while a run is in progress (main thread only).
+
+    The handler raises nothing, so whatever runs (an update, a checkpoint being written)
+    completes. The first signal asks the run to stop after the current training cycle
+    (evaluations stop at once: they change no learning state); the second to stop at the
+    next env step, dropping the unfinished episodes; later ones are only acknowledged.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self.count = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
+
+    @property
+    def requested(self) -> bool:
+        """A signal came: stop at the end of the current cycle (or evaluation)."""
+        return self.count >= 1
+
+    @property
+    def urgent(self) -> bool:
+        """A second signal came: stop at the next env step."""
+        return self.count >= 2
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        name = signal.Signals(signum).name
+        if self.count == 1:
+            self.signum = signum
+            text = (
+                f'{name}: stopping after the current episodes, then saving a checkpoint '
+                '(send it again to stop sooner)'
+            )
+        elif self.count == 2:
+            text = f'{name}: stopping now; the unfinished episodes are dropped'
+        else:
+            text = f'{name}: saving the checkpoint (written atomically, never half-written)'
+        # os.write, not print: a handler may run while the main thread is inside a print.
+        os.write(2, f'\nrpl train: {text}\n'.encode())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,11 +250,75 @@ class TrainResult:
     base_success_rate: float | None
     onnx_path: pathlib.Path
     wall_s: float
+    burn_in: str = ''
+    """Burn-in state at the end (:func:`burn_in_status`)."""
+    actor_frozen: bool = False
+    """The actor never left burn-in: the model is the zero residual (the base alone)."""
+
+
+def burn_in_status(burn_in: BurnIn) -> str:
+    """Where burn-in stands, for the progress output.
+
+    Examples: ``burn-in: critic 3 of 80 windows (q_drift 4.2 > 1), actor frozen``;
+    ``actor learning (burn-in ended after 6 windows, by q_drift)``; ``''`` without burn-in.
+    """
+    if burn_in.ended_by == 'disabled':
+        return ''
+    windows = burn_in.updates // burn_in.window
+    if not burn_in.active:
+        return f'actor learning (burn-in ended after {windows} windows, by {burn_in.ended_by})'
+    cap = burn_in.max_updates // burn_in.window if burn_in.max_updates else 0
+    of = f' of {cap}' if cap else ''
+    value = burn_in.value
+    measured = (
+        '' if math.isnan(value) else f' ({burn_in.criterion} {value:.3g} > {burn_in.beta:g})'
+    )
+    return f'burn-in: critic {windows}{of} windows{measured}, actor frozen'
+
+
+def burn_in_budget_note(config: TrainConfig) -> str | None:
+    """A warning when the budget cannot end burn-in, or None.
+
+    Burn-in can end after two windows at the earliest (``q_drift`` compares a window with
+    the one before; ``critic_loss``: one window). A run with fewer gradient steps keeps the
+    actor at its zero initialisation: its model is the base controller alone.
+    """
+    if not config.burn_in_enabled:
+        return None
+    first = (2 if config.burn_in_criterion == 'q_drift' else 1) * config.burn_in_window
+    if config.burn_in_max_updates:
+        first = min(first, config.burn_in_max_updates)
+    updates = int(config.total_env_steps * config.updates_per_env_step)
+    if updates >= first:
+        return None
+    return (
+        f'{config.total_env_steps} env steps give ~{updates} gradient steps, fewer than the '
+        f'{first} burn-in needs at least ({config.burn_in_criterion}, windows of '
+        f'{config.burn_in_window}): the actor stays frozen and the model equals the base '
+        'controller; raise --steps or --updates-per-step'
+    )
 
 
 def episode_seed(seed: int, stream: int, index: int) -> int:
     """Reset seed of episode ``index`` of a stream (train / eval) of run ``seed``."""
     return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
+
+
+def read_run_config(out_dir: pathlib.Path) -> dict[str, Any]:
+    """The settings a run in ``out_dir`` was started with (its config.json).
+
+    Raises:
+        RunDirError: No config.json there, or one that is not a valid config.
+    """
+    config_path = out_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise RunDirError(f'cannot resume: {config_path} does not exist (no run in {out_dir})')
+    try:
+        values = json.loads(config_path.read_text())
+        make_config(values)
+    except (ValueError, TypeError) as exc:
+        raise RunDirError(f'cannot resume: {config_path} is not a valid config ({exc})') from exc
+    return values
 
 
 def check_run_dir(out_dir: pathlib.Path, config: TrainConfig, resume: bool) -> None:
@@ -188,13 +336,7 @@ def check_run_dir(out_dir: pathlib.Path, config: TrainConfig, resume: bool) -> N
                 'to continue the run in it, or choose a new directory'
             )
         return
-    config_path = out_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise RunDirError(f'cannot resume: {config_path} does not exist (no run in {out_dir})')
-    try:
-        old = make_config(json.loads(config_path.read_text()))
-    except (ValueError, TypeError) as exc:
-        raise RunDirError(f'cannot resume: {config_path} is not a valid config ({exc})') from exc
+    old = make_config(read_run_config(out_dir))
     differences = config_differences(old, config)
     if differences:
         raise RunDirError(
@@ -239,7 +381,8 @@ class Trainer:
         config: The run's hyperparameters.
         problem: Task, environments, reward and base.
         out_dir: Run directory (see the module docstring).
-        progress: Show a tqdm progress bar on stderr.
+        progress: Show progress on stderr: a tqdm bar on a terminal, else a line per
+            evaluation.
     """
 
     def __init__(
@@ -288,6 +431,7 @@ class Trainer:
         self.best = {'eval/success_rate': -1.0, 'env_steps': -1}
         self.acc = _Accumulator()
         self._row_clock = (0, 0, 0.0)  # env steps, updates, wall s at the last row
+        self._stop = _StopSignals()  # replaced by an active one while run() runs
 
     # ---- acting ---------------------------------------------------------------------
 
@@ -313,15 +457,21 @@ class Trainer:
         action = np.clip(step.base, self.composer.low, self.composer.high)
         return np.zeros_like(action), action.astype(np.float32)
 
-    def evaluate(self, env: VectorEnv, policy, episodes: int) -> dict[str, float]:
-        """Success rate and mean final distance over the fixed evaluation seeds."""
+    def evaluate(
+        self, env: VectorEnv, policy, episodes: int, abort: Callable[[], bool] | None = None
+    ) -> dict[str, float]:
+        """Success rate and mean final distance over the fixed evaluation seeds.
+
+        Raises:
+            RolloutAborted: ``abort`` returned True.
+        """
         successes, distances = [], []
         index = 0
         while index < episodes:
             seeds = [
                 episode_seed(self.config.seed, EVAL_STREAM, index + i) for i in range(env.num_envs)
             ]
-            rollout = collect_episodes(env, policy, seeds, self.steps)
+            rollout = collect_episodes(env, policy, seeds, self.steps, abort=abort)
             take = min(env.num_envs, episodes - index)
             successes.extend(rollout.success[:take])
             distances.extend(rollout.final_distance[:take])
@@ -347,7 +497,12 @@ class Trainer:
         n = self.env.num_envs
         seeds = [episode_seed(self.config.seed, TRAIN_STREAM, self.episodes + i) for i in range(n)]
         rollout = collect_episodes(
-            self.env, self._explore, seeds, self.steps, self._train_while_stepping
+            self.env,
+            self._explore,
+            seeds,
+            self.steps,
+            self._train_while_stepping,
+            abort=lambda: self._stop.urgent,
         )
         self.buffer.store(rollout.episodes)
         normalizer_batch = self.sampler.sample(rollout.episodes, n, n * self.steps, self.rng)
@@ -418,8 +573,10 @@ class Trainer:
         self.best = dict(state.get('best', self.best))
         # A mid-run checkpoint is taken right after the cycle that crosses its boundary,
         # before that step's evaluation row: keep only the rows it had logged, so the
-        # resumed run writes that row once (not a duplicate of a row from after it).
-        _truncate_metrics(self.out_dir / METRICS_FILE, self._row_clock[0])
+        # resumed run writes that row once (not a duplicate of a row from after it). The
+        # checkpoint taken at the start has no row at all.
+        logged = self._row_clock[0] if self.last_eval else -1
+        _truncate_metrics(self.out_dir / METRICS_FILE, logged)
 
     def _export(self, name: str) -> pathlib.Path:
         config = self.config
@@ -454,14 +611,15 @@ class Trainer:
         episodes = self.config.base_eval_episodes
         if episodes == 0 or self.problem.make_base_fn is None:
             return None
+        abort = self._stop_requested
         if self.config.algo in ('rpl', 'expert_explore'):  # self.env has controllers
-            result = self.evaluate(self.env, self._base_only, episodes)
+            result = self.evaluate(self.env, self._base_only, episodes, abort)
         else:
             env = make_vector_env(
                 self.problem.env_factory(True), self.config.num_envs, self.config.vector_env
             )
             try:
-                result = self.evaluate(env, self._base_only, episodes)
+                result = self.evaluate(env, self._base_only, episodes, abort)
             finally:
                 env.close()
         result.update(episodes=episodes, controller=self.config.controller)
@@ -470,8 +628,84 @@ class Trainer:
 
     # ---- the run --------------------------------------------------------------------
 
+    def _stop_requested(self) -> bool:
+        return self._stop.requested
+
+    def _progress_bar(self) -> tqdm:
+        """A tqdm bar on a terminal; elsewhere (a log, a pipe) lines from :meth:`_report`."""
+        tty = self.progress and sys.stderr.isatty()
+        self._lines = self.progress and not tty
+        return tqdm(
+            total=self.config.total_env_steps,
+            initial=min(self.env_steps, self.config.total_env_steps),
+            unit='step',
+            dynamic_ncols=True,
+            disable=not tty,
+            desc=f'{self.config.algo} {self.config.task}',
+        )
+
+    def _report(self, bar: tqdm) -> None:
+        """Show the last evaluation and where burn-in stands (after every cycle)."""
+        row = self.last_eval
+        parts = [f'eval {_show(row.get("eval/success_rate"))}']
+        status = burn_in_status(self.agent.burn_in)
+        if status:
+            parts.append(status)
+        bar.set_postfix_str(' | '.join(parts), refresh=False)
+
+    def _report_line(self, row: dict[str, Any]) -> None:
+        if not self._lines:
+            return
+        status = burn_in_status(self.agent.burn_in)
+        print(
+            f'rpl train: {self.env_steps}/{self.config.total_env_steps} env steps, '
+            f'{self.wall_s:.0f} s, eval success {_show(row.get("eval/success_rate"))}, '
+            f'critic loss {_show(row.get("losses/critic"))}' + (f', {status}' if status else ''),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _loop(self, bar: tqdm, clock: float) -> bool:
+        """Evaluate, train and checkpoint until the budget is spent (True) or a signal asked
+        to stop (False, after the current cycle).
+
+        Raises:
+            RolloutAborted: A signal stopped an evaluation, or a second one a cycle.
+        """
+        config = self.config
+        while True:
+            done = self.env_steps >= config.total_env_steps
+            unlogged = self._row_clock[0] != self.env_steps or not self.last_eval
+            if self.env_steps >= self.next_eval or (done and unlogged):
+                self.wall_s = time.perf_counter() - clock
+                self.last_eval = self.evaluate(
+                    self.env, self._deterministic, config.eval_episodes, self._stop_requested
+                )
+                self.wall_s = time.perf_counter() - clock
+                row = self._write_row(self.last_eval)
+                self._keep_best()
+                while self.next_eval <= self.env_steps:
+                    self.next_eval += config.eval_interval
+                self._report_line(row)
+            self._report(bar)
+            if done:
+                return True
+            if self._stop.requested:
+                return False
+            before = self.env_steps
+            self._cycle()
+            self.wall_s = time.perf_counter() - clock
+            bar.update(min(self.env_steps, config.total_env_steps) - min(before, bar.total))
+            if self.env_steps >= self.next_checkpoint:
+                self._checkpoint()
+                while self.next_checkpoint <= self.env_steps:
+                    self.next_checkpoint += config.checkpoint_interval
+
     def run(self, resume: bool = False) -> TrainResult:
         """Train to ``total_env_steps``, evaluating, logging and checkpointing on the way.
+
+        A run checkpoints at its start, so one killed at any moment can be resumed. SIGINT
+        and SIGTERM (in the main thread) stop it with a checkpoint: see :class:`_StopSignals`.
 
         Args:
             resume: Continue from ``out_dir/checkpoint.pt`` (see :func:`check_run_dir`).
@@ -479,83 +713,73 @@ class Trainer:
         Raises:
             RunDirError: See :func:`check_run_dir`.
             CheckpointError: Missing or corrupt checkpoint on resume.
+            TrainingInterrupted: SIGINT or SIGTERM; the checkpoint holds the state to resume.
         """
         config = self.config
         check_run_dir(self.out_dir, config, resume)
-        if resume:
-            self._restore(load_checkpoint(self.out_dir / CHECKPOINT_FILE))
-        else:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / CONFIG_FILE).write_text(config.to_json())
-        torch.set_num_threads(config.torch_threads)
+        with _StopSignals() as self._stop:
+            if resume:
+                self._restore(load_checkpoint(self.out_dir / CHECKPOINT_FILE))
+            else:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / CONFIG_FILE).write_text(config.to_json())
+            if not resume:
+                self._checkpoint()
+            torch.set_num_threads(config.torch_threads)
 
-        uses_controller = config.algo in ('rpl', 'expert_explore')
-        self.env = make_vector_env(
-            self.problem.env_factory(uses_controller), config.num_envs, config.vector_env
-        )
-        bar = tqdm(
-            total=config.total_env_steps,
-            initial=min(self.env_steps, config.total_env_steps),
-            unit='step',
-            dynamic_ncols=True,
-            disable=not self.progress,
-            desc=f'{config.algo} {config.task}',
-        )
-        try:
-            base_success = self._base_eval()
+            uses_controller = config.algo in ('rpl', 'expert_explore')
+            self.env = make_vector_env(
+                self.problem.env_factory(uses_controller), config.num_envs, config.vector_env
+            )
+            bar = self._progress_bar()
             clock = time.perf_counter() - self.wall_s
-            while True:
-                done = self.env_steps >= config.total_env_steps
-                unlogged = self._row_clock[0] != self.env_steps or not self.last_eval
-                if self.env_steps >= self.next_eval or (done and unlogged):
-                    self.wall_s = time.perf_counter() - clock
-                    self.last_eval = self.evaluate(
-                        self.env, self._deterministic, config.eval_episodes
-                    )
-                    self.wall_s = time.perf_counter() - clock
-                    row = self._write_row(self.last_eval)
-                    self._keep_best()
-                    while self.next_eval <= self.env_steps:
-                        self.next_eval += config.eval_interval
-                    bar.set_postfix(_postfix(row), refresh=False)
-                if done:
-                    break
-                before = self.env_steps
-                self._cycle()
-                self.wall_s = time.perf_counter() - clock
-                bar.update(min(self.env_steps, config.total_env_steps) - min(before, bar.total))
-                if self.env_steps >= self.next_checkpoint:
-                    self._checkpoint()
-                    while self.next_checkpoint <= self.env_steps:
-                        self.next_checkpoint += config.checkpoint_interval
+            base_success = None
+            try:
+                if not self._stop.requested:
+                    base_success = self._base_eval()
+                finished = not self._stop.requested and self._loop(bar, clock)
+            except RolloutAborted:
+                finished = False
+            finally:
+                bar.close()
+                self.env.close()
+            self.wall_s = time.perf_counter() - clock
             self._checkpoint()
-        finally:
-            bar.close()
-            self.env.close()
-
-        onnx_path = self._export(ONNX_FILE)
-        result = TrainResult(
-            out_dir=self.out_dir,
-            env_steps=self.env_steps,
-            success_rate=self.last_eval['eval/success_rate'],
-            base_success_rate=base_success,
-            onnx_path=onnx_path,
-            wall_s=self.wall_s,
-        )
-        summary = {
-            'env_steps': result.env_steps,
-            'eval/success_rate': result.success_rate,
-            'base/success_rate': base_success,
-            'wall_s': round(result.wall_s, 3),
-            'updates': self.agent.updates,
-            'burn_in_ended_by': self.agent.burn_in.ended_by,
-            'burn_in_updates': self.agent.burn_in.updates,
-            'onnx': onnx_path.name,
-            'best/success_rate': self.best['eval/success_rate'],
-            'best/env_steps': self.best['env_steps'],
-            'best_onnx': BEST_ONNX_FILE,
-        }
-        (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + '\n')
+            if not finished:
+                raise TrainingInterrupted(
+                    self._stop.signum,
+                    self.env_steps,
+                    config.total_env_steps,
+                    self.out_dir / CHECKPOINT_FILE,
+                )
+            onnx_path = self._export(ONNX_FILE)
+            burn_in = self.agent.burn_in
+            result = TrainResult(
+                out_dir=self.out_dir,
+                env_steps=self.env_steps,
+                success_rate=self.last_eval['eval/success_rate'],
+                base_success_rate=base_success,
+                onnx_path=onnx_path,
+                wall_s=self.wall_s,
+                burn_in=burn_in_status(burn_in),
+                actor_frozen=burn_in.active,
+            )
+            summary = {
+                'env_steps': result.env_steps,
+                'eval/success_rate': result.success_rate,
+                'base/success_rate': base_success,
+                'wall_s': round(result.wall_s, 3),
+                'updates': self.agent.updates,
+                'burn_in_ended_by': burn_in.ended_by,
+                'burn_in_updates': burn_in.updates,
+                'actor_frozen': burn_in.active,
+                'onnx': onnx_path.name,
+                'best/success_rate': self.best['eval/success_rate'],
+                'best/env_steps': self.best['env_steps'],
+                'best_onnx': BEST_ONNX_FILE,
+            }
+            (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + '\n')
+        self._stop = _StopSignals()
         return result
 
 
@@ -565,20 +789,10 @@ def _fmt(value: Any) -> Any:
     return value
 
 
-def _postfix(row: dict[str, Any]) -> dict[str, str]:
-    def show(key: str) -> str:
-        value = row.get(key, float('nan'))
-        return '-' if isinstance(value, float) and math.isnan(value) else f'{value:.3g}'
-
-    postfix = {
-        'eval': show('eval/success_rate'),
-        'train': show('train/success_rate'),
-        'Lc': show('losses/critic'),
-        'La': show('losses/actor'),
-    }
-    if row.get('burn_in'):
-        postfix['burn_in'] = 'on'
-    return postfix
+def _show(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return '-'
+    return f'{value:.3g}'
 
 
 def _truncate_metrics(path: pathlib.Path, env_steps: int) -> None:
@@ -630,8 +844,12 @@ __all__: Sequence[str] = (
     'RunDirError',
     'TrainResult',
     'Trainer',
+    'TrainingInterrupted',
+    'burn_in_budget_note',
+    'burn_in_status',
     'check_run_dir',
     'read_metrics',
+    'read_run_config',
     'registered_problem',
     'train',
 )
