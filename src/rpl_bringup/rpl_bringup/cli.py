@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Sequence
 
+from rpl_bringup import demo
 from rpl_bringup.launch_shim import LaunchError
 from rpl_interfaces import output_files
 
@@ -22,6 +23,9 @@ TRAINER_COMMANDS = {
     'plot': 'plot learning curves and evaluation results',
     'bag': 'record, play, evaluate (eval) or replay a model over (replay-model) rosbag2 bags',
 }
+
+
+LIST_KINDS = ('tasks', 'controllers', 'models')
 
 
 class UsageError(Exception):
@@ -116,15 +120,29 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         '--model',
-        default='auto',
+        default=None,
         metavar='FILE|auto|none',
-        help='residual actor; auto (default) = the newest models/*slippery_push*/actor.onnx '
-        'or models/*slippery_push*.onnx, base only if there is none; none = base only',
+        help=f'residual actor (default {demo.DEFAULT_MODEL}, the committed SlipperyPush '
+        'model, as make demo runs it; base only where it is not installed); auto = the '
+        'newest models/*slippery_push*/actor.onnx or models/*slippery_push*.onnx; '
+        'none = base only',
     )
     p.add_argument('--seed', type=int, default=0, help='first reset seed (default 0)')
     p.add_argument(
         '--namespace', default='/rpl_demo', help='ROS namespace of the demo (default /rpl_demo)'
     )
+
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'list',
+        help='list the registered tasks or controllers, or the committed models',
+        description='tasks: the registered tasks with their sizes; controllers: the '
+        'registered base controllers with the tasks they suit; models: the committed '
+        'models under models/ with their task, controller and held-out success '
+        '(from models/<name>/heldout.json).',
+    )
+    p.add_argument('what', choices=LIST_KINDS, help='what to list')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_launch(sub)
     _add_eval(sub)
     _add_demo(sub)
+    _add_list(sub)
     for name, text in TRAINER_COMMANDS.items():
         sub.add_parser(name, help=f'{text} (rpl_trainer)', add_help=False)
     return parser
@@ -248,8 +267,6 @@ def default_eval_json(task: str, controller: str, model: str | None, seed: int) 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``rpl demo``."""
-    from rpl_bringup import demo
-
     if args.episodes < 1:
         raise UsageError(f'--episodes must be at least 1, got {args.episodes}')
     return demo.run_demo(
@@ -259,6 +276,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         namespace=args.namespace,
     )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """``rpl list tasks|controllers|models``."""
+    from rpl_bringup import catalog
+
+    if args.what == 'tasks':
+        lines = catalog.task_lines()
+    elif args.what == 'controllers':
+        lines = catalog.controller_lines()
+    else:
+        try:
+            lines = catalog.model_lines(demo.model_search_dirs())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if not lines:
+            lines = ['no models found under ./models or the checkout\'s models/']
+    print('\n'.join(lines))
+    return 0
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> set[str] | None:
@@ -295,7 +331,7 @@ def cmd_trainer(command: str, argv: Sequence[str]) -> int:
     return int(trainer_cli.main([command, *argv]) or 0)
 
 
-COMMANDS = {'launch': cmd_launch, 'eval': cmd_eval, 'demo': cmd_demo}
+COMMANDS = {'launch': cmd_launch, 'eval': cmd_eval, 'demo': cmd_demo, 'list': cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

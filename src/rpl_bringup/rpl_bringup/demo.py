@@ -5,8 +5,8 @@ project runner, supervises the four processes (node logs go to files, the episod
 monitor's per-episode lines to the screen) and summarises the monitor's JSON: controller,
 model, episodes, success rate with its 95 % interval, mean final distance and fallbacks.
 
-With a trained SlipperyPush model (``--model auto`` finds one under ``models/``) the stack
-runs twice with the same seeds, base controller alone and then with the residual, and the
+With a trained SlipperyPush model (by default :data:`DEFAULT_MODEL`, the committed one;
+``--model auto`` takes the newest under ``models/``) the stack runs twice with the same seeds, base controller alone and then with the residual, and the
 summary puts both side by side, both measured through the ROS stack.
 """
 
@@ -29,19 +29,48 @@ from rpl_bringup.supervisor import PREFIX, Supervisor
 TASK = 'slippery_push'
 MONITOR = 'episode_monitor'
 NO_MODEL = 'base only (no trained residual yet)'
+# The model ``rpl demo`` and ``make demo`` run when none is given: the committed SlipperyPush
+# residual (README: results), looked up from the working folder, then from the checkout.
+DEFAULT_MODEL = os.path.join('models', 'slippery_push_reactive_push', 'actor.onnx')
 # Where ``--model auto`` looks, relative to each search folder (newest match wins):
 # models/<name>/actor.onnx as committed with its COMMAND.md, or a loose models/<name>.onnx.
 MODEL_PATTERNS = (f'*{TASK}*/actor.onnx', f'*{TASK}*.onnx')
 COLUMN = 26  # characters per column of the side-by-side summary
 
 
-def resolve_model(model: str, search_dirs: list[str] | None = None) -> str:
-    """The model file for ``--model``: a path, 'none', or 'auto'.
+def model_search_dirs() -> list[str]:
+    """Folders that hold committed models: ./models and <checkout or share>/models."""
+    folders = ['models']
+    try:
+        folders.append(os.path.join(launch_runner.find_package_share('rpl_bringup'), 'models'))
+    except LaunchError:
+        pass
+    return folders
+
+
+def default_model(search_dirs: list[str] | None = None) -> str:
+    """:data:`DEFAULT_MODEL` as found in the first search folder that has it ('' if none).
 
     Args:
-        model: A file path, 'none' (base only) or 'auto' (the newest file matching
+        search_dirs: Model folders (default :func:`model_search_dirs`); DEFAULT_MODEL is
+            relative to their parents.
+    """
+    relative = os.path.relpath(DEFAULT_MODEL, 'models')
+    for folder in model_search_dirs() if search_dirs is None else search_dirs:
+        path = os.path.join(folder, relative)
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    return ''
+
+
+def resolve_model(model: str | None, search_dirs: list[str] | None = None) -> str:
+    """The model file for ``--model``: None (the default), a path, 'none', or 'auto'.
+
+    Args:
+        model: None for :data:`DEFAULT_MODEL` (base only where it is not installed), a
+            file path, 'none' (base only) or 'auto' (the newest file matching
             :data:`MODEL_PATTERNS` in a search folder).
-        search_dirs: Folders searched by 'auto' (default: ./models and <checkout>/models).
+        search_dirs: Model folders (default: :func:`model_search_dirs`).
 
     Returns:
         Absolute path of the model, or '' for base only.
@@ -49,6 +78,8 @@ def resolve_model(model: str, search_dirs: list[str] | None = None) -> str:
     Raises:
         LaunchError: An explicit path that does not exist.
     """
+    if model is None:
+        return default_model(search_dirs)
     if model in ('', 'none'):
         return ''
     if model != 'auto':
@@ -56,13 +87,7 @@ def resolve_model(model: str, search_dirs: list[str] | None = None) -> str:
             raise LaunchError(f'--model {model!r} does not exist (give a file, auto or none)')
         return os.path.abspath(model)
     if search_dirs is None:
-        search_dirs = ['models']
-        try:
-            search_dirs.append(
-                os.path.join(launch_runner.find_package_share('rpl_bringup'), 'models')
-            )
-        except LaunchError:
-            pass
+        search_dirs = model_search_dirs()
     found = [
         path
         for folder in search_dirs
@@ -284,7 +309,7 @@ def run_demo(
     *,
     episodes: int,
     controller: str,
-    model: str,
+    model: str | None,
     seed: int,
     namespace: str = '/rpl_demo',
     write: Callable[[str], None] = print,
@@ -292,9 +317,12 @@ def run_demo(
     """Run the demo; returns the process exit code (0 when all episodes were reported).
 
     Without a model: one base-only run. With one: a base-only run, then a run with the
-    residual, on the same seeds, each in its own namespace under ``namespace``.
+    residual, on the same seeds, each in its own namespace under ``namespace``. ``model``
+    as for :func:`resolve_model` (None: :data:`DEFAULT_MODEL`).
     """
     model_path = resolve_model(model)
+    if model is None and not model_path:
+        write(f'rpl demo: the default model {DEFAULT_MODEL} is not here: base controller only')
     log_dir = tempfile.mkdtemp(prefix='rpl_demo_')
     stack = {'task': TASK, 'episodes': episodes, 'controller': controller, 'seed': seed}
     if not model_path:

@@ -234,7 +234,7 @@ class _CheckArguments(Action):
             check.perform(context)
 
 
-class _RequiredExit:
+class RequiredExit:
     """``on_exit`` callable of a required node (``launch`` calls it with the ProcessExited
     event and the context): exit code 0 ends the launch (``Shutdown()``); any other code
     raises, which ends the launch with exit code 1 under ``ros2 launch`` (a bare
@@ -249,10 +249,10 @@ class _RequiredExit:
             return None
         if event.returncode == 0:
             return Shutdown(reason=f'{self._what} (required) finished')
-        raise RuntimeError(f'required process {event.name} died (code {event.returncode})')
+        raise RuntimeError(f'required process {event.process_name} died (code {event.returncode})')
 
 
-class _RespawnWatch:
+class RespawnWatch:
     """``on_exit`` callable of a respawning node: says what happens until it is back, and
     raises (ending the launch with an error) when it dies again within ``CRASH_LOOP_S`` of
     its restart, a crash loop that respawning cannot fix."""
@@ -269,8 +269,9 @@ class _RespawnWatch:
         self._last_exit = now
         if restarted is not None and now - restarted < CRASH_LOOP_S:
             raise RuntimeError(
-                f'{event.name} died again (code {event.returncode}) {now - restarted:.1f} s '
-                f'after its restart: a crash loop ({self._what}: check its parameters)'
+                f'{event.process_name} died again (code {event.returncode}) '
+                f'{now - restarted:.1f} s after its restart: a crash loop ({self._what}: '
+                'check its parameters)'
             )
         return LogInfo(
             msg=f'{self._what} died (exit code {event.returncode}); respawning it in '
@@ -581,7 +582,7 @@ def _sim_bridge(
         namespace=namespace,
         parameters=[_config('sim_bridge.yaml'), stack_params, dict(overrides)],
         output='screen',
-        on_exit=_RequiredExit('the sim bridge'),
+        on_exit=RequiredExit('the sim bridge'),
         condition=condition,
     )
 
@@ -600,7 +601,7 @@ def _base_controller(task: str, namespace: Any, stack_params: Any, condition: An
         output='screen',
         respawn=True,
         respawn_delay=CONTROLLER_RESPAWN_DELAY_S,
-        on_exit=_RespawnWatch(
+        on_exit=RespawnWatch(
             'the base controller',
             CONTROLLER_RESPAWN_DELAY_S,
             'meanwhile the sim bridge applies the zero action (counted as fallback_zero)',
@@ -625,7 +626,7 @@ def _residual_node(
         output='screen',
         respawn=True,
         respawn_delay=RESIDUAL_RESPAWN_DELAY_S,
-        on_exit=_RespawnWatch(
+        on_exit=RespawnWatch(
             'the residual node',
             RESIDUAL_RESPAWN_DELAY_S,
             'meanwhile the sim bridge applies the base action (counted as fallback_base)',
@@ -678,7 +679,7 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
         namespace=namespace,
         parameters=[{'bag': _RecordBag()}],
         output='screen',
-        on_exit=_RequiredExit('the bag recorder (required with record:=true)'),
+        on_exit=RequiredExit('the bag recorder (required with record:=true)'),
         condition=IfCondition(LaunchConfiguration('record')),
     )
     return LaunchDescription(
@@ -762,7 +763,7 @@ def _trainer(task: str) -> Node:
         namespace=LaunchConfiguration('namespace'),
         parameters=[_trainer_parameters(task)],
         output='screen',
-        on_exit=_RequiredExit('the trainer'),
+        on_exit=RequiredExit('the trainer'),
     )
 
 

@@ -241,11 +241,13 @@ class Supervisor:
             self._say(f'{name} stopped (code {code})')
             return
         if child.plan.on_exit is not None:
-            event = ProcessExited(name=name, pid=pid, returncode=code, cmd=child.plan.cmd)
+            event = ProcessExited(process_name=name, pid=pid, returncode=code, cmd=child.plan.cmd)
             try:
                 verdict = child.plan.on_exit(event)
             except Exception as exc:  # the launch file's verdict: end the launch with an error
-                said = str(exc) if name in str(exc) else f'{name} {verb} (code {code}): {exc}'
+                said = str(exc)  # the callable's own sentence when it names the process
+                if not said.startswith((f'{name} ', f'required process {name} ')):
+                    said = f'{name} {verb} (code {code}): {said}'
                 self._say(f'{said}; stopping the launch')
                 self._begin_stop(failure, None, now)
                 return

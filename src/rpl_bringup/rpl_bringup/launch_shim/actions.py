@@ -105,7 +105,9 @@ OnExitType = Action | Iterable[Action] | Callable[[Any, Any], Any] | None
 def _as_actions(entities: Any) -> list[Any]:
     if entities is None:
         return []
-    if isinstance(entities, Action):
+    if isinstance(entities, Action) or not isinstance(entities, Iterable):
+        return [entities]
+    if isinstance(entities, (str, bytes)):
         return [entities]
     return list(entities)
 

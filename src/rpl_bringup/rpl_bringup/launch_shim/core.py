@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 
 class LaunchError(ValueError):
@@ -46,13 +46,15 @@ class ProcessExited:
     """The event an ``on_exit`` callable receives, as ``launch.events.process.ProcessExited``.
 
     Attributes:
-        name: The process's label (the node name for ROS nodes).
+        process_name: The process's label (the node name for ROS nodes).
         pid: Its process id.
         returncode: Exit code; negative: killed by that signal.
         cmd: Its command line.
+        name: The event's type name (as every ``launch`` event has), not the process's.
     """
 
-    name: str
+    name: ClassVar[str] = 'launch.events.process.ProcessExited'
+    process_name: str
     pid: int
     returncode: int
     cmd: tuple[str, ...]

@@ -1,0 +1,342 @@
+"""Exit rules of a launch: on_exit callables, crash loops, launch-time argument checks.
+
+* A required node's non-zero exit must end the launch non-zero under the real ``launch``
+  too, where ``on_exit=Shutdown()`` ends it with 0: the launch files give an ``on_exit``
+  callable that returns ``Shutdown()`` for exit 0 and raises otherwise (the real
+  ``LaunchService.run()`` returns 1 when an event handler raises); the project runner
+  accepts the same form.
+* The base controller respawns; a respawned node dying again within seconds (a crash
+  loop) ends the launch non-zero, naming it.
+* Bad launch arguments (controller, integers, record without bag) end the launch with one
+  line before any node starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from rpl_bringup import launch_runner, launch_shim
+from rpl_bringup.launch_shim import LaunchError, ProcessPlan
+from rpl_bringup.launch_shim.core import ProcessExited
+from rpl_bringup.supervisor import Supervisor
+
+PY = sys.executable
+CLI_LAUNCH = [PY, '-m', 'rpl_bringup.cli', 'launch', '--own-runner']
+
+
+def _py(name: str, code: str, **kwargs) -> ProcessPlan:
+    return ProcessPlan(name=name, cmd=(PY, '-c', textwrap.dedent(code)), **kwargs)
+
+
+def _run(plans: list[ProcessPlan], **kwargs) -> tuple[int, list[str], Supervisor]:
+    lines: list[str] = []
+    supervisor = Supervisor(plans, write=lines.append, **kwargs)
+    return supervisor.run(), lines, supervisor
+
+
+def _plan(file_name: str, **arguments: str) -> list[ProcessPlan]:
+    path = launch_runner.locate_launch_file('rpl_bringup', file_name)
+    return launch_runner.plan_launch_file(
+        path, arguments, resolve=lambda pkg, exe: [exe], force_shim=True
+    )
+
+
+# --- the on_exit callable form, through the project runner -------------------------------
+
+CALLABLE_LAUNCH_FILE = """
+import sys
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, Shutdown
+from launch.substitutions import LaunchConfiguration
+
+
+EXIT = ['import sys; sys.exit(', LaunchConfiguration('code'), ')']
+
+
+def required(event, context):
+    # As the RPL launch files: Shutdown on a clean exit, raise on a crash.
+    if event.returncode == 0:
+        return [LogInfo(msg='worker done'), Shutdown(reason='worker finished')]
+    raise RuntimeError(f'required process {event.process_name} died (code {event.returncode})')
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument('code', description='exit code of the worker'),
+        ExecuteProcess(
+            cmd=[sys.executable, '-c', EXIT],
+            name='worker', output='screen', on_exit=required,
+        ),
+        ExecuteProcess(cmd=[sys.executable, '-c', 'import time; time.sleep(60)'],
+                       name='idle', output='screen'),
+    ])
+"""
+
+
+@pytest.mark.parametrize('code', [0, 3])
+def test_on_exit_callable_ends_the_launch_with_the_exit_of_a_required_process(tmp_path, code):
+    launch_file = tmp_path / 'callable.launch.py'
+    launch_file.write_text(CALLABLE_LAUNCH_FILE)
+    done = subprocess.run(
+        [*CLI_LAUNCH, str(launch_file), f'code:={code}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == code, done.stdout + done.stderr
+    if code == 0:
+        assert '[rpl launch] worker done' in done.stdout
+        assert 'worker finished (code 0); stopping the launch: worker finished' in done.stdout
+    else:
+        assert 'required process worker died (code 3); stopping the launch' in done.stdout
+    assert 'idle stopped' in done.stdout
+    assert 'Traceback' not in done.stdout + done.stderr
+
+
+def test_on_exit_callable_may_return_only_what_the_runner_supports():
+    def odd(event, context):
+        return 'not an action'
+
+    from rpl_bringup.launch_shim.actions import ExecuteProcess
+    from rpl_bringup.launch_shim.core import LaunchContext
+
+    context = LaunchContext()
+    ExecuteProcess(cmd=[PY, '-c', 'pass'], name='p', on_exit=odd).visit(context)
+    (plan,) = context.processes
+    with pytest.raises(LaunchError, match='supports Shutdown'):
+        plan.on_exit(ProcessExited('p', 1, 0, plan.cmd))
+    code, lines, _ = _run([plan])
+    assert code == 1
+    assert any('p exited (code 0): an on_exit callable returned' in x for x in lines), lines
+
+
+@pytest.mark.parametrize('file_name', ['slippery_push.launch.py', 'slippery_push_learn.launch.py'])
+def test_stack_required_nodes_end_the_launch_non_zero_on_a_crash(file_name):
+    arguments = {'explorers': '0'} if 'learn' in file_name else {}
+    plans = {p.node.name: p for p in _plan(file_name, **arguments)}
+    required = ['sim_bridge', 'trainer'] if 'learn' in file_name else ['sim_bridge']
+    for name in required:
+        plan = plans[name]
+        assert not plan.required  # not a bare Shutdown(): that ends a real launch with 0
+        assert plan.on_exit(ProcessExited(name, 1, 0, plan.cmd)).shutdown is not None
+        with pytest.raises(RuntimeError, match=rf'required process {name} died \(code -9\)'):
+            plan.on_exit(ProcessExited(name, 1, -9, plan.cmd))
+    record = {p.node.name: p for p in _plan('push.launch.py', record='true', bag='/tmp/nb')}
+    recorder = record['bag_recorder']
+    with pytest.raises(RuntimeError, match=r'required process bag_recorder died \(code 2\)'):
+        recorder.on_exit(ProcessExited('bag_recorder', 1, 2, recorder.cmd))
+
+
+def test_exit_callables_ignore_exits_while_the_launch_shuts_down():
+    _plan('push.launch.py')  # installs the stand-in launch modules the helpers import
+    from rpl_bringup.launch_shim.core import LaunchContext
+    from rpl_bringup.stack_launch import RequiredExit, RespawnWatch
+
+    context = LaunchContext()
+    context.is_shutdown = True  # as the real launch calls them during a shutdown (Ctrl-C)
+    assert RequiredExit('the sim bridge')(ProcessExited('s', 1, -2, ()), context) is None
+    watch = RespawnWatch('the controller', 0.0, '')
+    for _ in range(2):
+        assert watch(ProcessExited('c', 1, -2, ()), context) is None
+
+
+# --- respawn and crash loops --------------------------------------------------------------
+
+
+def test_stack_base_controller_respawns_and_a_crash_loop_ends_the_launch():
+    base = {p.name: p for p in _plan('slippery_push.launch.py')}['base_controller']
+    assert (base.respawn, base.respawn_delay) == (True, 1.0)
+    first = base.on_exit(ProcessExited('base_controller', 1, -9, base.cmd))
+    assert first.shutdown is None
+    assert first.messages == (
+        'the base controller died (exit code -9); respawning it in 1.0 s; meanwhile the sim '
+        'bridge applies the zero action (counted as fallback_zero)',
+    )
+    with pytest.raises(RuntimeError, match=r'base_controller died again \(code 1\) .* crash loop'):
+        base.on_exit(ProcessExited('base_controller', 2, 1, base.cmd))
+
+
+def test_supervisor_ends_a_crash_loop_of_a_respawning_process_naming_it():
+    start = time.monotonic()
+    code, lines, sup = _run(
+        [
+            _py('sim', 'import time; time.sleep(30)', required=True),
+            _py('controller', 'import sys; sys.exit(1)', respawn=True, respawn_delay=0.1),
+        ]
+    )
+    assert code == 1
+    assert any('controller died (code 1); respawning in 0.1 s' in x for x in lines), lines
+    assert any(
+        'controller died (code 1) again' in x and 'crash loop' in x and 'stopping the launch' in x
+        for x in lines
+    ), lines
+    assert sup.start_counts() == {'sim': 1, 'controller': 2}
+    assert time.monotonic() - start < 10.0
+
+
+def test_a_respawned_process_that_lived_long_enough_is_respawned_again(tmp_path):
+    lives = tmp_path / 'lives'
+    victim = f"""
+        import pathlib, sys, time
+        lives = pathlib.Path({str(lives)!r})
+        lives.write_text(lives.read_text() + 'x' if lives.exists() else 'x')
+        time.sleep(0.4)
+        sys.exit(1)
+    """
+    waiter = f"""
+        import pathlib, sys, time
+        end = time.monotonic() + 20
+        while not (pathlib.Path({str(lives)!r}).exists()
+                   and len(pathlib.Path({str(lives)!r}).read_text()) >= 3):
+            if time.monotonic() > end:
+                sys.exit(4)
+            time.sleep(0.02)
+    """
+    code, lines, sup = _run(
+        [
+            _py('sim', waiter, required=True),
+            _py('controller', victim, respawn=True, respawn_delay=0.05),
+        ],
+        crash_loop_s=0.2,
+    )
+    assert code == 0, lines
+    assert sup.start_counts()['controller'] >= 3
+    assert not any('crash loop' in x for x in lines)
+
+
+# --- stopping children that are still starting -------------------------------------------
+
+
+def test_keyboard_interrupt_tracebacks_of_stopped_children_are_not_relayed():
+    importing = """
+        import time
+        print('importing', flush=True)
+        time.sleep(30)  # no SIGINT handler yet: SIGINT raises KeyboardInterrupt here
+    """
+    failing = """
+        import signal, time
+        def boom(*_):
+            raise ValueError('boom on stop')
+        signal.signal(signal.SIGINT, boom)
+        print('ready', flush=True)
+        time.sleep(30)
+    """
+    ready = """
+        import time
+        time.sleep(1.0)
+    """
+    code, lines, _ = _run(
+        [
+            _py('sim', ready, required=True),
+            _py('importing', importing),
+            _py('failing', failing),
+        ]
+    )
+    assert code == 0
+    importing_lines = [x for x in lines if x.startswith('[importing]')]
+    assert importing_lines == ['[importing] importing'], lines
+    assert any('importing was interrupted by the stop (traceback not shown)' in x for x in lines)
+    # any other traceback while stopping is shown whole
+    assert '[failing] Traceback (most recent call last):' in lines
+    assert '[failing] ValueError: boom on stop' in lines
+
+
+# --- launch arguments checked before any node starts -------------------------------------
+
+BAD_ARGUMENTS = [
+    (
+        'slippery_push.launch.py',
+        {'controller': 'reactiv_push'},
+        r"controller:='reactiv_push' is not a registered controller; controllers for task "
+        r"slippery_push: \['discrete_mpc_push', 'reactive_push', 'zero'\]",
+    ),
+    (
+        'push.launch.py',
+        {'controller': 'reactive_pick_and_place'},
+        r"controller:='reactive_pick_and_place' is meant for tasks \['pick_and_place'\], not "
+        r'push; controllers for task push: ',
+    ),
+    (
+        'pick_and_place.launch.py',
+        {'controller': 'reactive_push'},
+        r'controllers for task pick_and_place: \[.*reactive_pick_and_place_calibrated',
+    ),
+    ('slippery_push.launch.py', {'seed': 'abc'}, r"seed:='abc' is not an integer"),
+    ('slippery_push.launch.py', {'seed': '-1'}, r"seed:='-1' is outside 0\.\."),
+    ('slippery_push.launch.py', {'episodes': '2.5'}, r"episodes:='2.5' is not an integer"),
+    ('slippery_push.launch.py', {'record': 'true'}, r'record:=true needs bag:=PATH'),
+    ('slippery_push_learn.launch.py', {'controller': 'x'}, r"controller:='x' is not a regis"),
+    ('slippery_push_learn.launch.py', {'seed': '1e3'}, r"seed:='1e3' is not an integer"),
+    ('slippery_push_learn.launch.py', {'episodes': 'many'}, r"episodes:='many' is not an int"),
+    (
+        'slippery_push_learn.launch.py',
+        {'export_every_updates': '0'},
+        r"export_every_updates:='0' is outside 1\.\.",
+    ),
+]
+
+
+@pytest.mark.parametrize(('file_name', 'arguments', 'message'), BAD_ARGUMENTS)
+def test_bad_launch_arguments_are_one_line_errors(file_name, arguments, message):
+    with pytest.raises(LaunchError, match=message):
+        _plan(file_name, **arguments)
+
+
+def test_integer_arguments_reach_the_nodes_as_integers():
+    plans = {p.name: p for p in _plan('slippery_push.launch.py', seed='007', episodes=' 3')}
+    assert plans['sim_bridge'].node.parameters['seed'] == 7
+    assert plans['sim_bridge'].node.parameters['episodes'] == 3
+
+
+@pytest.mark.parametrize(
+    'argument', ['controller:=reactiv_push', 'seed:=abc', 'record:=true', 'episodes:=x']
+)
+def test_cli_rejects_a_bad_argument_in_one_line_before_any_node_starts(argument):
+    done = subprocess.run(
+        [*CLI_LAUNCH, 'rpl_bringup', 'slippery_push.launch.py', argument],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ''  # nothing started
+    errors = [x for x in done.stderr.splitlines() if x.startswith('rpl launch: error:')]
+    assert len(errors) == 1 and argument.split(':=')[0] in errors[0], done.stderr
+    assert 'Traceback' not in done.stderr
+
+
+# --- the same callables under the real launch (runs where the real launch is installed) ---
+
+
+@pytest.mark.skipif(
+    not launch_shim.is_real('launch') or importlib.util.find_spec('launch') is None,
+    reason='the real launch package is not installed',
+)
+@pytest.mark.parametrize(('code', 'expected'), [(0, 0), (5, 1)])
+def test_required_exit_callable_under_the_real_launch_service(code, expected):
+    import launch
+    import launch.actions
+
+    from rpl_bringup.stack_launch import RequiredExit
+
+    description = launch.LaunchDescription(
+        [
+            launch.actions.ExecuteProcess(
+                cmd=[PY, '-c', f'import sys; sys.exit({code})'],
+                name='required',
+                on_exit=RequiredExit('the test process'),
+            ),
+            launch.actions.ExecuteProcess(cmd=[PY, '-c', 'import time; time.sleep(30)']),
+        ]
+    )
+    service = launch.LaunchService()
+    service.include_launch_description(description)
+    start = time.monotonic()
+    assert service.run() == expected
+    assert time.monotonic() - start < 20
