@@ -17,8 +17,9 @@ export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_loopback.xml
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
 DEMO_EPISODES ?= 20
-# The committed SlipperyPush residual the demo runs (README: results); `none` = base only.
-DEMO_MODEL ?= models/slippery_push_reactive_push/actor.onnx
+# The residual the demo runs: empty = rpl demo's own default (rpl_bringup.demo.DEFAULT_MODEL,
+# the committed SlipperyPush model; README: results); `none` = base only; or a file.
+DEMO_MODEL ?=
 
 .PHONY: install demo test lint bench clean
 
@@ -33,7 +34,7 @@ $(STAMP): requirements.txt $(foreach p,$(PACKAGES),src/$(p)/setup.py)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rpl demo --episodes $(DEMO_EPISODES) --model $(DEMO_MODEL)
+	$(VENV)/bin/rpl demo --episodes $(DEMO_EPISODES) $(if $(DEMO_MODEL),--model $(DEMO_MODEL))
 
 test: $(STAMP)
 	$(PY) -m pytest -q

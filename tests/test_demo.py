@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 from test_model_equivalence import goal_seeking_weights
 from test_onnx_actor import linear_model
 
-from rpl_bringup import demo
+from rpl_bringup import cli, demo
 from rpl_bringup.episode_log import EpisodeLog, EpisodeRecord
 
 
@@ -38,6 +39,29 @@ def test_auto_finds_the_newest_slippery_push_model_in_a_folder_or_loose(tmp_path
     assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == str(loose)
     (tmp_path / 'slippery_push_empty').mkdir()  # a folder without actor.onnx is skipped
     assert demo.resolve_model('auto', search_dirs=[str(tmp_path / 'slippery_push_empty')]) == ''
+
+
+def test_the_default_model_is_the_committed_one_and_make_demo_uses_it(repo_root, tmp_path):
+    # `rpl demo` without --model and `make demo` run the same model: the one default.
+    committed = repo_root / demo.DEFAULT_MODEL
+    assert committed.is_file()
+    assert demo.resolve_model(None, search_dirs=[str(repo_root / 'models')]) == str(committed)
+    assert demo.resolve_model(None) == str(committed)  # found through the checkout
+    # With newer models next to it (auto would pick those), the default stays the same.
+    newer = _touch(tmp_path / 'slippery_push_reactive_push_zz' / 'actor.onnx', 2e9)
+    assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == str(newer)
+    _touch(tmp_path / 'slippery_push_reactive_push' / 'actor.onnx', 1)
+    default = tmp_path / 'slippery_push_reactive_push' / 'actor.onnx'
+    assert demo.resolve_model(None, search_dirs=[str(tmp_path)]) == str(default)
+    assert demo.resolve_model(None, search_dirs=[str(tmp_path / 'nothing')]) == ''
+    assert cli.build_parser().parse_args(['demo']).model is None
+    make = subprocess.run(
+        ['make', '-n', '-C', str(repo_root), 'demo'], capture_output=True, text=True
+    )
+    if make.returncode != 0:
+        pytest.skip(f'make -n demo failed: {make.stderr.strip()}')
+    command = next(line for line in make.stdout.splitlines() if 'rpl demo' in line)
+    assert '--model' not in command, command  # make demo relies on rpl demo's default
 
 
 def test_paired_successes_count_flips_per_episode_id():

@@ -292,7 +292,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if not lines:
-            lines = ['no models found under ./models or the checkout\'s models/']
+            lines = ["no models found under ./models or the checkout's models/"]
     print('\n'.join(lines))
     return 0
 
