@@ -12,8 +12,9 @@ Two halves:
   processes, end the launch when a required process exits, and on Ctrl-C / SIGTERM stop
   every child with SIGINT, then SIGTERM, then SIGKILL, so that no process outlives it.
 
-When the real ``launch`` package is importable, :func:`run_launch_file` hands the file to
-``launch.LaunchService`` instead (the same as ``ros2 launch``).
+When the real ``launch`` package is installed and the ament index resolves the packages (a
+colcon install), :func:`run_launch_file` hands the file to ``launch.LaunchService`` instead
+(the same as ``ros2 launch``).
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ import os
 import pathlib
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rpl_bringup import launch_shim
 from rpl_bringup.launch_shim import LaunchContext, LaunchError, ProcessPlan
-from rpl_bringup.supervisor import Supervisor
+from rpl_bringup.supervisor import PREFIX, Supervisor
 
 DDS_PROFILE = 'fastdds_loopback.xml'
 
@@ -287,21 +288,91 @@ def run_with_real_launch(path: str, arguments: Mapping[str, str]) -> int:
     return service.run()
 
 
+_SHIMMED = ('launch', 'launch_ros')
+_CACHED_HELPERS = ('rpl_bringup.stack_launch',)  # launch-file helpers bound to launch classes
+
+
+@contextlib.contextmanager
+def _stand_in_modules() -> Iterator[None]:
+    """Evaluate with the stand-in modules, then put ``sys.modules`` back as it was, so that
+    the real ``launch`` still imports cleanly afterwards."""
+
+    def ours(name: str) -> bool:
+        return name in _CACHED_HELPERS or any(
+            name == top or name.startswith(top + '.') for top in _SHIMMED
+        )
+
+    saved = {name: module for name, module in sys.modules.items() if ours(name)}
+    try:
+        yield
+    finally:
+        for name in [n for n in sys.modules if ours(n)]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def _ament_prefix(package: str) -> str:
+    from ament_index_python.packages import get_package_prefix
+
+    return get_package_prefix(package)
+
+
+def real_launch_unusable(path: str, arguments: Mapping[str, str]) -> str | None:
+    """Why the real ``launch`` cannot run this file here, or None when it can.
+
+    The real ``launch`` finds packages only through the ament index: it needs
+    ``AMENT_PREFIX_PATH``, rpl_bringup registered there, and every node executable the
+    file starts in ``<prefix>/lib/<package>/`` (a colcon install; a pip install has none
+    of these).
+    """
+    if not launch_shim.is_real('launch') or not launch_shim.is_real('launch_ros'):
+        return 'the real launch / launch_ros packages are not installed'
+    if not os.environ.get('AMENT_PREFIX_PATH'):
+        return 'AMENT_PREFIX_PATH is not set (no ament index: a pip install)'
+    try:
+        _ament_prefix('rpl_bringup')
+    except ImportError:
+        return 'ament_index_python is not installed'
+    except (LookupError, ValueError, OSError):
+        return 'package rpl_bringup is not in the ament index (AMENT_PREFIX_PATH)'
+    try:
+        with _stand_in_modules():
+            plans = plan_launch_file(path, arguments, resolve=lambda p, e: [e], force_shim=True)
+    except Exception:  # noqa: BLE001  the real launch evaluates it and reports for itself
+        return None
+    for plan in plans:
+        if plan.node is None:
+            continue
+        package, executable = plan.node.package, plan.node.executable
+        try:
+            exe = pathlib.Path(_ament_prefix(package)) / 'lib' / package / executable
+        except (LookupError, ValueError, OSError):
+            return f'package {package} is not in the ament index (AMENT_PREFIX_PATH)'
+        if not (exe.is_file() and os.access(exe, os.X_OK)):
+            return f'{exe} does not exist (node {plan.name})'
+    return None
+
+
 def run_launch_file(
     path: str,
     arguments: Mapping[str, str],
     *,
     own_runner: bool = False,
+    say: Callable[[str], None] | None = None,
     **supervisor_options: Any,
 ) -> int:
-    """Run a launch file: with the real ``launch`` if installed, else plan + supervise.
+    """Run a launch file: with the real ``launch`` where it can run it, else plan + supervise.
 
-    Applies :func:`apply_dds_defaults` to ``os.environ`` first.
+    The real ``launch`` is used when it is installed and the ament index resolves the
+    packages (see :func:`real_launch_unusable`); where it is installed but cannot, one line
+    says why and this project's runner runs the file. Applies :func:`apply_dds_defaults` to
+    ``os.environ`` first.
 
     Args:
         path: Launch file.
         arguments: ``name -> value`` launch arguments.
-        own_runner: Use this project's runner even where the real ``launch`` is installed.
+        own_runner: Use this project's runner even where the real ``launch`` could run it.
+        say: Sink of that one line (default: print to stdout with the runner's prefix).
         **supervisor_options: Passed to :class:`~rpl_bringup.supervisor.Supervisor`.
 
     Raises:
@@ -309,8 +380,15 @@ def run_launch_file(
     """
     apply_dds_defaults(os.environ)
     if launch_shim.is_real('launch') and not own_runner:
-        return run_with_real_launch(path, arguments)
-    plans = plan_launch_file(path, arguments, force_shim=own_runner)
+        why_not = real_launch_unusable(path, arguments)
+        if why_not is None:
+            return run_with_real_launch(path, arguments)
+        (say or _say)(f'not using the installed launch package: {why_not}; running the file here')
+    plans = plan_launch_file(path, arguments, force_shim=True)
     if not plans:
         raise LaunchError(f'{pathlib.Path(path).name} starts no processes')
     return Supervisor(plans, **supervisor_options).run()
+
+
+def _say(message: str) -> None:
+    print(f'{PREFIX} {message}', flush=True)
