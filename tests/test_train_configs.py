@@ -1,0 +1,186 @@
+"""`rpl train` settings: the shipped per-task configs (the committed models' settings),
+--config, --set, --help, and the burn-in status shown while training."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from rpl_trainer.cli import main
+from rpl_trainer.config import TrainConfig, make_config, read_config_file, shipped_config
+from rpl_trainer.ddpg import BurnIn, UpdateStats
+from rpl_trainer.train import burn_in_budget_note, burn_in_status
+
+COMMITTED = {
+    'slippery_push': 'slippery_push_reactive_push',
+    'push': 'push_discrete_mpc_push',
+    'pick_and_place': 'pick_and_place_reactive_pick_and_place',
+}
+
+
+@pytest.mark.parametrize('task', sorted(COMMITTED))
+def test_shipped_config_is_the_committed_models_settings(task, repo_root):
+    model = json.loads((repo_root / 'models' / COMMITTED[task] / 'config.json').read_text())
+    shipped = make_config({**read_config_file(shipped_config(task)), 'seed': model['seed']})
+    assert shipped == make_config(model)
+
+
+def show(capsys, *args: str) -> tuple[str, dict]:
+    """`rpl train ... --show-config`: the source line and the settings."""
+    assert main(['train', *args, '--out', 'unused', '--show-config']) == 0
+    source, _, settings = capsys.readouterr().out.partition('\n')
+    return source, json.loads(settings)
+
+
+def test_task_alone_trains_with_its_shipped_config(capsys):
+    source, settings = show(capsys, '--task', 'slippery_push')
+    assert source.startswith('settings from the shipped config for slippery_push')
+    assert settings == make_config(read_config_file(shipped_config('slippery_push'))).to_dict()
+    # The five settings behind the README's results, which the TrainConfig defaults lack.
+    assert settings['goal_consistent_her'] is True and settings['greedy_envs'] == 1
+    assert settings['burn_in_window'] == 500 and settings['target_update_interval'] == 1
+    assert settings['updates_per_env_step'] == 0.25
+    assert settings['controller'] == 'reactive_push'
+
+
+def test_config_file_set_and_flags_override_in_order(capsys, tmp_path):
+    path = tmp_path / 'mine.yaml'
+    path.write_text('task: push\ncontroller: reactive_push\nnoise_eps: 0.1\nhidden_size: 64\n')
+    source, settings = show(
+        capsys, '--config', str(path), '--set', 'hidden_size=32', '--set', 'num_envs=3',
+        '--num-envs', '4', '--no-goal-consistent-her',
+    )  # fmt: skip
+    assert source.startswith(f'settings from config file {path}')
+    assert 'hidden_size=32' in source and 'num_envs=4' in source
+    assert settings['noise_eps'] == 0.1  # from the file
+    assert settings['hidden_size'] == 32  # --set over the file
+    assert settings['num_envs'] == 4  # the flag over --set
+    assert settings['burn_in_window'] == TrainConfig().burn_in_window  # not the shipped push
+    # --set also overrides a shipped config, and a flag turns a shipped switch off.
+    _, settings = show(
+        capsys, '--task', 'slippery_push', '--set', 'greedy_envs=0', '--no-goal-consistent-her'
+    )
+    assert settings['greedy_envs'] == 0 and settings['goal_consistent_her'] is False
+    # A task with no shipped config trains with the TrainConfig defaults, and says so.
+    source, settings = show(capsys, '--task', 'toy', '--controller', 'c')
+    assert "TrainConfig defaults (no shipped config for task 'toy')" in source
+    assert settings['updates_per_env_step'] == TrainConfig().updates_per_env_step
+
+
+def test_bad_settings_give_one_line_naming_them(capsys, tmp_path):
+    def fails(*args: str) -> str:
+        assert main(['train', *args, '--out', str(tmp_path / 'run')]) == 2
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and err.startswith('rpl train: error: '), err
+        return err
+
+    path = tmp_path / 'bad.yaml'
+    path.write_text('task: push\nnoise_epz: 0.1\n')
+    assert f"config file {path}: unknown setting 'noise_epz'; did you mean noise_eps?" in fails(
+        '--config', str(path)
+    )
+    assert "--set: unknown setting 'hidden'" in fails('--task', 'push', '--set', 'hidden=3')
+    assert "--set noise_eps: parameter 'noise_eps' must be a number, got 'abc'" in fails(
+        '--task', 'push', '--set', 'noise_eps=abc'
+    )
+    path.write_text('task: push\ncontroller: reactive_push\nnoise_eps: 7e9\n')
+    assert f"config file {path}: parameter 'noise_eps'" in fails('--config', str(path))
+    path.write_text('task: [push\n')
+    assert 'is not valid YAML' in fails('--config', str(path))
+    path.write_text('- push\n')
+    assert 'must hold a mapping' in fails('--config', str(path))
+    assert 'cannot read config file' in fails('--config', str(tmp_path / 'missing.yaml'))
+    assert '--task is required' in fails()
+    assert 'no controller' in fails('--task', 'toy')
+    assert not (tmp_path / 'run').exists()
+
+
+def test_resume_refuses_a_config_file_and_conflicting_flags(capsys, tmp_path):
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'config.json').write_text(make_config({'task': 'push'}).to_json())
+    assert main(['train', '--out', str(run), '--resume', '--config', 'x.yaml']) == 2
+    assert '--config cannot be combined with --resume' in capsys.readouterr().err
+    assert main(['train', '--out', str(run), '--resume', '--task', 'slippery_push']) == 2
+    err = capsys.readouterr().err
+    assert "task: 'push' -> 'slippery_push'" in err and 'total_env_steps' in err
+    # Budgets may change; the rest comes from the run's config.json.
+    assert main(['train', '--out', str(run), '--resume', '--steps', '9', '--show-config']) == 0
+    source, _, settings = capsys.readouterr().out.partition('\n')
+    assert source == f'settings from {run / "config.json"} (the run being resumed); ' + (
+        'command line: total_env_steps=9'
+    )
+    assert json.loads(settings)['task'] == 'push'
+
+
+def test_help_shows_the_defaults_and_the_shipped_configs(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(['train', '--help'])
+    assert done.value.code == 0
+    text = ' '.join(capsys.readouterr().out.split())
+    assert (
+        '--updates-per-step UPDATES_PER_STEP gradient steps per env step '
+        "(default: the config's, else 0.1)"
+    ) in text
+    assert '--seed SEED run seed (default: 0)' in text
+    assert 'slippery_push: controller=reactive_push total_env_steps=300000' in text
+    assert 'goal_consistent_her=True greedy_envs=1 burn_in_window=500' in text
+    assert 'push: controller=discrete_mpc_push' in text
+    assert 'pick_and_place: controller=reactive_pick_and_place' in text
+
+
+def test_wheel_ships_the_train_configs(repo_root, tmp_path):
+    package = tmp_path / 'rpl_trainer'
+    shutil.copytree(
+        repo_root / 'src' / 'rpl_trainer',
+        package,
+        ignore=shutil.ignore_patterns('*.egg-info', 'build', '__pycache__'),
+    )
+    subprocess.run(
+        [
+            sys.executable, '-m', 'pip', 'wheel', '--quiet', '--no-deps',
+            '--no-build-isolation', str(package), '-w', str(tmp_path / 'dist'),
+        ],
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / 'dist').glob('rpl_trainer-*.whl')
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = pathlib.Path(str(shipped_config('push'))).parent
+    expected = {f'rpl_trainer/train_configs/{p.name}' for p in shipped.glob('*.yaml')}
+    assert len(expected) == 3 and expected <= names
+
+
+def stats(q: float) -> UpdateStats:
+    return UpdateStats(critic_loss=0.5, actor_loss=0.0, q_mean=q)
+
+
+def test_burn_in_status_says_how_far_along_it_is():
+    burn_in = BurnIn('q_drift', beta=1.0, window=2, max_updates=10, enabled=True)
+    assert burn_in_status(burn_in) == 'burn-in: critic 0 of 5 windows, actor frozen'
+    for q in (-1.0, -1.0, -5.0, -5.0):  # two windows, the second drifts by 4
+        burn_in.observe(stats(q))
+    assert burn_in_status(burn_in) == (
+        'burn-in: critic 2 of 5 windows (q_drift 4 > 1), actor frozen'
+    )
+    for q in (-5.5, -5.5):  # drift 0.5 < 1: the actor is released
+        burn_in.observe(stats(q))
+    assert burn_in_status(burn_in) == 'actor learning (burn-in ended after 3 windows, by q_drift)'
+    assert burn_in_status(BurnIn('q_drift', 1.0, 2, 10, enabled=False)) == ''
+    uncapped = BurnIn('critic_loss', 1.0, 2, 0, enabled=True)
+    assert burn_in_status(uncapped) == 'burn-in: critic 0 windows, actor frozen'
+
+
+def test_a_budget_too_short_for_burn_in_is_announced():
+    config = make_config({'total_env_steps': 4000, 'updates_per_env_step': 0.25})
+    note = burn_in_budget_note(config)  # 1000 updates < 2 windows of 2000
+    assert note is not None and '~1000 gradient steps' in note and '4000' in note
+    enough = make_config({'total_env_steps': 16_000, 'updates_per_env_step': 0.25})
+    assert burn_in_budget_note(enough) is None
+    assert burn_in_budget_note(make_config({'total_env_steps': 10, 'algo': 'scratch'})) is None

@@ -1,0 +1,187 @@
+"""`rpl train` stopped by Ctrl-C / SIGTERM / a crash: a checkpoint is saved, and
+`rpl train --out DIR --resume` (nothing else) continues the run to its end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from toy_goal_env import SPEC, BiasedController, ToyFactory, toy_reward
+
+from rpl_trainer import train as train_module
+from rpl_trainer.checkpoint import load_checkpoint
+from rpl_trainer.config import make_config
+from rpl_trainer.train import Problem, Trainer, TrainingInterrupted, read_metrics
+
+TINY = [
+    '--task', 'push',
+    '--controller', 'reactive_push',
+    '--steps', '600',
+    '--eval-interval', '200',
+    '--eval-episodes', '2',
+    '--set', 'base_eval_episodes=2',
+]  # fmt: skip
+# On top of the shipped push config: 2 envs x 50-step episodes, 100 env steps a cycle.
+
+
+def rpl_train(*args: str) -> list[str]:
+    return [sys.executable, '-m', 'rpl_trainer.cli', 'train', *args]
+
+
+def interrupt_after_first_progress_line(command: list[str], sig: int) -> tuple[int, str]:
+    """Start ``command``, signal its process group (as a terminal's Ctrl-C does) when the
+    first progress line appears, and return its exit status and stderr."""
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith('rpl train: 0/600 env steps'):
+                os.killpg(proc.pid, sig)
+                break
+        lines.append(proc.stderr.read())
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, ''.join(lines)
+
+
+def assert_resume_with_out_only_finishes(run) -> None:
+    resumed = subprocess.run(
+        rpl_train('--out', str(run), '--resume'),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f'settings from {run / "config.json"}' in resumed.stdout
+    summary = json.loads((run / 'summary.json').read_text())
+    assert summary['env_steps'] == 600
+    steps = read_metrics(run / 'metrics.csv')['env_steps']
+    np.testing.assert_array_equal(steps, [0, 200, 400, 600])  # each evaluation once
+    # 150 updates < 2 windows of 500: the run ends in burn-in, and says so.
+    assert 'never left burn-in (critic 0 of 80 windows)' in resumed.stdout
+
+
+@pytest.mark.parametrize(
+    ('sig', 'vector_env'), [(signal.SIGINT, 'subprocess'), (signal.SIGTERM, 'sync')]
+)
+def test_signal_saves_a_checkpoint_and_resume_needs_only_out(tmp_path, sig, vector_env):
+    run = tmp_path / 'run'
+    status, err = interrupt_after_first_progress_line(
+        rpl_train(*TINY, '--vector-env', vector_env, '--out', str(run)), sig
+    )
+    assert status == 128 + sig, err
+    assert 'Traceback' not in err, err
+    assert 'burn-in: critic 0 of 80 windows, actor frozen' in err  # the progress line
+    state = load_checkpoint(run / 'checkpoint.pt')
+    stopped_at = state['counters']['env_steps']
+    assert stopped_at < 600
+    assert f'interrupted by {signal.Signals(sig).name} at {stopped_at} of 600 env steps' in err
+    assert f'rpl train --out {run} --resume' in err
+    assert not (run / 'summary.json').exists()
+    assert_resume_with_out_only_finishes(run)
+
+
+TOY = {
+    'task': 'toy_reach',
+    'controller': 'toy_biased',
+    'num_envs': 2,
+    'hidden_size': 16,
+    'batch_size': 32,
+    'updates_per_env_step': 0.3,
+    'burn_in_window': 10,
+    'eval_interval': 40,
+    'eval_episodes': 2,
+    'base_eval_episodes': 2,
+    'checkpoint_interval': 1000,  # no periodic checkpoint in these runs
+    'total_env_steps': 120,
+}  # toy-reach episodes are 10 steps: 20 env steps a cycle
+
+
+def toy_trainer(out_dir) -> Trainer:
+    problem = Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
+    return Trainer(make_config(TOY), problem, out_dir, progress=False)
+
+
+def test_a_second_signal_drops_the_cycle_and_a_third_cannot_break_the_save(tmp_path, monkeypatch):
+    run = tmp_path / 'run'
+    trainer = toy_trainer(run)
+    steps_seen = []
+    original_step = Trainer._train_while_stepping
+
+    def signal_mid_cycle(self):
+        steps_seen.append(self.env_steps)
+        if self.env_steps == 40 and len([s for s in steps_seen if s == 40]) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # finish the cycle ...
+            os.kill(os.getpid(), signal.SIGINT)  # ... no: stop at the next step
+        original_step(self)
+
+    original_save = train_module.save_checkpoint
+    saves = []
+
+    def signal_during_save(path, state):
+        saves.append(state['counters']['env_steps'])
+        if len(saves) > 1:  # the save on the signal (not the one at the start)
+            os.kill(os.getpid(), signal.SIGINT)  # only acknowledged while the file is written
+        original_save(path, state)
+
+    monkeypatch.setattr(Trainer, '_train_while_stepping', signal_mid_cycle)
+    monkeypatch.setattr(train_module, 'save_checkpoint', signal_during_save)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        trainer.run()
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
+    assert stopped.value.signum == signal.SIGINT and stopped.value.env_steps == 40
+    assert saves == [0, 40]  # at the start, and on the signal
+    state = load_checkpoint(run / 'checkpoint.pt')  # intact despite the third signal
+    assert state['counters']['env_steps'] == 40  # the unfinished cycle is not stored
+    # 6 updates in the second cycle (the first had an empty buffer), 1 in the dropped one.
+    assert state['agent']['updates'] == 7
+    monkeypatch.undo()
+    resumed = toy_trainer(run)
+    result = resumed.run(resume=True)
+    assert result.env_steps == 120
+    steps = read_metrics(run / 'metrics.csv')['env_steps']
+    np.testing.assert_array_equal(steps, [0, 40, 80, 120])
+
+
+def test_a_run_killed_before_its_first_periodic_checkpoint_resumes(tmp_path, monkeypatch):
+    """The start checkpoint: a crash (or SIGKILL) after the first evaluation row resumes,
+    and the resumed run equals an uninterrupted one, each evaluation logged once."""
+    straight = toy_trainer(tmp_path / 'straight')
+    straight.run()
+
+    run = tmp_path / 'run'
+
+    def crash(self):
+        raise RuntimeError('killed')
+
+    monkeypatch.setattr(Trainer, '_cycle', crash)
+    with pytest.raises(RuntimeError, match='killed'):
+        toy_trainer(run).run()
+    monkeypatch.undo()
+    assert read_metrics(run / 'metrics.csv')['env_steps'].tolist() == [0]
+    assert load_checkpoint(run / 'checkpoint.pt')['counters']['env_steps'] == 0
+    resumed = toy_trainer(run)
+    resumed.run(resume=True)
+    steps = read_metrics(run / 'metrics.csv')['env_steps']
+    np.testing.assert_array_equal(steps, [0, 40, 80, 120])
+    for a, b in zip(
+        straight.agent.actor.parameters(), resumed.agent.actor.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
