@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from rpl_residual_node.onnx_actor import ModelError, OnnxActor
+from rpl_residual_node.onnx_actor import ModelError, ModelTooLargeError, OnnxActor
 
 OBS_DIM, GOAL_DIM, ACTION_DIM = 5, 3, 4
 
@@ -46,16 +46,18 @@ def linear_model(
     extra_nodes=(),
     output_name: str = 'residual',
     input_names: tuple[str, str] = ('observation', 'desired_goal'),
+    extra_initializers=(),
 ) -> pathlib.Path:
     """residual = W @ [observation, desired_goal] (two-frame: mean over both frames).
 
     ``extra_nodes`` is a list of nodes reading ``lin`` and ``observation`` that must produce
     ``residual`` (to make fragile models); empty means ``residual = lin``.
+    ``extra_initializers`` are more tensors those nodes read.
     """
     weights = known_weights(in_dim=obs_dim + goal_dim) if weights is None else weights
     obs_name, goal_name = input_names
     inputs = [_input(obs_name, obs_dim, batch), _input(goal_name, goal_dim, batch)]
-    init = [numpy_helper.from_array(weights.T.astype(np.float32), 'W_T')]
+    init = [numpy_helper.from_array(weights.T.astype(np.float32), 'W_T'), *extra_initializers]
     nodes = [
         helper.make_node('Concat', [obs_name, goal_name], ['x'], axis=1),
         helper.make_node('MatMul', ['x', 'W_T'], ['lin_now']),
@@ -119,6 +121,55 @@ def fragile_model(path: pathlib.Path) -> pathlib.Path:
         helper.make_node('Add', ['lin', 'guard0'], ['residual']),
     ]
     return linear_model(path, extra_nodes=nodes)
+
+
+def nan_in_range_model(path: pathlib.Path, low: float = 1.0, high: float = 1.5) -> pathlib.Path:
+    """Linear, but NaN wherever ``low <= observation[0] <= high`` (the log of a negative:
+    ``0 * log((o0 - low) * (o0 - high))``). Passes the probe (its inputs miss the range);
+    on a Fetch-like stack the gripper x of ~1.3 m is in it: good on the probe, NaN on
+    every real observation."""
+    consts = {
+        'low': np.array(low, np.float32),
+        'high': np.array(high, np.float32),
+        'zero': np.array(0.0, np.float32),
+        'i0': np.array([0], np.int64),
+        'i1': np.array([1], np.int64),
+        'ax1': np.array([1], np.int64),
+    }
+    nodes = [
+        helper.make_node('Constant', [], [k], value=numpy_helper.from_array(v, k))
+        for k, v in consts.items()
+    ]
+    nodes += [
+        helper.make_node('Slice', ['observation', 'i0', 'i1', 'ax1'], ['o0']),  # (N, 1)
+        helper.make_node('Sub', ['o0', 'low'], ['above']),
+        helper.make_node('Sub', ['o0', 'high'], ['below']),
+        helper.make_node('Mul', ['above', 'below'], ['product']),  # <= 0 inside the range
+        helper.make_node('Log', ['product'], ['log']),  # NaN (or -inf) inside the range
+        helper.make_node('Mul', ['log', 'zero'], ['guard']),  # 0 outside, NaN inside
+        helper.make_node('Add', ['lin', 'guard'], ['residual']),
+    ]
+    return linear_model(path, extra_nodes=nodes)
+
+
+def padded_model(path: pathlib.Path, megabytes: float) -> pathlib.Path:
+    """A valid linear model about ``megabytes`` large: ``lin`` plus a zero hidden layer
+    (``lin @ A @ B @ C`` with zero square ``B``), so loading it takes a while (onnxruntime
+    prepacks ``B``), like a big network."""
+    hidden = max(2, int(np.sqrt(megabytes * 2**20 / 4)))
+    weights = {
+        'pad_a': np.zeros((ACTION_DIM, hidden), np.float32),
+        'pad_b': np.zeros((hidden, hidden), np.float32),
+        'pad_c': np.zeros((hidden, ACTION_DIM), np.float32),
+    }
+    nodes = [
+        helper.make_node('MatMul', ['lin', 'pad_a'], ['pad_1']),
+        helper.make_node('MatMul', ['pad_1', 'pad_b'], ['pad_2']),
+        helper.make_node('MatMul', ['pad_2', 'pad_c'], ['pad_3']),  # (N, 4) zeros
+        helper.make_node('Add', ['lin', 'pad_3'], ['residual']),
+    ]
+    initializers = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    return linear_model(path, extra_nodes=nodes, extra_initializers=initializers)
 
 
 def corrupt_file(path: pathlib.Path) -> pathlib.Path:
@@ -278,3 +329,34 @@ def test_model_that_ignores_the_batch_fails_the_probe(tmp_path):
     path = _save(tmp_path / 'x.onnx', inputs, out, nodes, [shape])
     with pytest.raises(ModelError, match=r'probe output has shape \(1, 4\), expected \(2, 4\)'):
         OnnxActor.load(path)
+
+
+def test_nan_in_range_model_passes_the_probe_but_is_nan_on_real_observations(tmp_path):
+    actor = OnnxActor.load(nan_in_range_model(tmp_path / 'r.onnx'), OBS_DIM, GOAL_DIM)
+    obs, goal = np.zeros(OBS_DIM), np.zeros(GOAL_DIM)
+    assert np.all(np.isfinite(actor(obs, goal)))
+    obs[0] = 1.3  # a Fetch gripper x, m
+    assert np.all(np.isnan(actor(obs, goal)))
+
+
+def test_padded_model_is_large_and_still_linear(tmp_path):
+    path = padded_model(tmp_path / 'p.onnx', 2.0)
+    assert path.stat().st_size > 2 * 2**20
+    actor = OnnxActor.load(path, OBS_DIM, GOAL_DIM)
+    obs, goal = np.full(OBS_DIM, 0.1), np.full(GOAL_DIM, -0.2)
+    np.testing.assert_allclose(actor(obs, goal), known_weights() @ np.r_[obs, goal], atol=1e-5)
+
+
+def test_a_file_above_max_bytes_is_refused_with_one_clear_sentence(tmp_path):
+    path = linear_model(tmp_path / 'a.onnx')
+    size = path.stat().st_size
+    assert OnnxActor.load(path, max_bytes=size).obs_dim == OBS_DIM  # exactly at the limit
+    with pytest.raises(ModelTooLargeError, match=f'is {size} bytes, more than the limit of'):
+        OnnxActor.load(path, max_bytes=size - 1)
+    big = tmp_path / 'big.onnx'
+    with open(big, 'wb') as handle:
+        handle.truncate(2**30)  # 1 GiB, sparse: takes no disk space
+    with pytest.raises(ModelTooLargeError, match='max_model_bytes') as info:
+        OnnxActor.load(big, max_bytes=64 * 2**20)
+    assert str(big) in str(info.value) and '\n' not in str(info.value)
+    assert isinstance(info.value, ModelError)
