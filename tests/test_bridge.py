@@ -87,10 +87,17 @@ def test_lockstep_steps_on_command_and_matches_direct_stepping():
 
 
 def test_lockstep_base_fallback_after_command_timeout_from_base_arrival():
-    bridge = make_bridge(command_timeout_s=0.05, step_timeout_s=1.0)
-    bridge.begin(now=10.0)
-    assert bridge.deadline() == pytest.approx(11.0)  # nothing yet: absolute limit
+    """While the residual node is silent (here: the handshake got no command), a command
+    gets command_timeout_s after the base action."""
+    bridge = make_bridge(
+        command_timeout_s=0.05, step_timeout_s=1.0, startup_timeout_s=0.1, handshake_period_s=1.0
+    )
+    bridge.begin(now=9.9, command_publishers=1)
+    assert bridge.poll(now=10.0) is Due.WAIT  # handshake over, without a command
+    assert bridge.command_silent and bridge.base_silent
+    assert bridge.deadline() == pytest.approx(10.9)  # nothing yet: the step limit
     assert bridge.offer_base(0, 0, PUSH_LEFT, now=10.2) is None
+    assert not bridge.base_silent
     assert not bridge.ready()  # a command source exists: give the command its time
     assert bridge.deadline() == pytest.approx(10.25)
     action, source = bridge.choose()
@@ -116,7 +123,8 @@ def test_lockstep_without_command_source_applies_base_at_once():
 
 def test_lockstep_zero_fallback_after_step_timeout_matches_zero_action():
     bridge = make_bridge(seed=3, step_timeout_s=0.5)
-    bridge.begin(now=0.0)
+    bridge.begin(now=0.0, command_publishers=0)
+    bridge.base_source_present = False  # no controller on the graph either
     assert bridge.deadline() == pytest.approx(0.5)
     assert bridge.advance(now=0.5).source is Source.ZERO
     assert bridge.deadline() == pytest.approx(1.0)  # measured from the new observation
@@ -157,11 +165,11 @@ def test_handshake_resends_observation_zero_until_its_command_arrives():
     assert (counters.commands, counters.fallback_base, counters.fallback_zero) == (1, 0, 0)
     expected, _, _ = twin_run(7, [PUSH_RIGHT])
     np.testing.assert_array_equal(bridge.observation(), expected[1])
-    # From step 1 on, the normal rules: base fallback command_timeout_s after the base.
+    # From step 1 on, the normal rules: the answering residual node gets
+    # response_timeout_s from the observation, the base action's arrival changes nothing.
     bridge.offer_base(0, 1, PUSH_LEFT, now=101.0)
-    assert bridge.deadline() == pytest.approx(101.05)
-    assert bridge.poll(now=101.05) is Due.STEP
-    assert bridge.advance(now=101.05).source is Source.BASE
+    assert bridge.deadline() == pytest.approx(100.85 + bridge.config.response_timeout_s)
+    assert bridge.poll(now=101.05) is Due.WAIT
 
 
 def test_handshake_never_falls_back_before_its_timeout_then_applies_the_normal_rules():
@@ -199,10 +207,10 @@ def test_handshake_timeout_without_any_action_gives_the_zero_action_by_the_norma
 
 
 def test_no_handshake_without_a_command_publisher_base_action_applied_at_once():
-    bridge = make_bridge()
+    bridge = make_bridge(response_timeout_s=3.0)
     bridge.begin(now=0.0, command_publishers=0)
     assert bridge.handshake is Handshake.OFF and not bridge.command_source_present
-    assert bridge.deadline() == pytest.approx(1.0)  # the step limit, no re-send
+    assert bridge.deadline() == pytest.approx(3.0)  # waits for the controller, no re-send
     bridge.offer_base(0, 0, PUSH_RIGHT, now=0.001)
     assert bridge.ready() and bridge.poll(now=0.001) is Due.STEP
     assert bridge.advance(now=0.001).source is Source.BASE
@@ -381,3 +389,89 @@ def test_base_action_for_a_step_already_taken_is_late_not_stale():
     future = bridge.offer_base(0, 3, PUSH_LEFT, now=0.004)  # a future step is still stale
     assert future is not None and future.kind == 'stale'
     assert bridge.counters.rejected_stale == 1
+
+
+# --- lockstep response waits: no fallback while a live node is on its way ---------------
+def test_a_late_base_action_of_a_live_controller_is_waited_for_never_zero():
+    """Issue 9 (frozen residual node): a stopped process can block other nodes' publish
+    calls; the controller's base action then arrives after step_timeout_s. While the
+    controller is on the graph the step waits for it (up to response_timeout_s) instead of
+    applying zero; the limits run from when the observation's publish call returned."""
+    bridge = make_bridge(seed=4, step_timeout_s=1.0, response_timeout_s=5.0)
+    bridge.begin(now=0.0, command_publishers=1)
+    assert bridge.offer_command(0, 0, PUSH_RIGHT, now=0.01) is None  # handshake done
+    bridge.advance(now=0.01)
+    bridge.observation_sent(3.0)  # the publish call of observation 1 blocked for 3 s
+    assert bridge.poll(now=3.0) is Due.WAIT  # before: the zero action at once
+    assert bridge.poll(now=4.0) is Due.WAIT  # step_timeout_s after the publish: still
+    assert bridge.offer_base(0, 1, PUSH_LEFT, now=4.2) is None
+    assert bridge.poll(now=4.3) is Due.WAIT  # the residual node is answering: its command
+    assert bridge.offer_command(0, 1, PUSH_LEFT, now=4.4) is None
+    assert bridge.poll(now=4.4) is Due.STEP
+    assert bridge.advance(now=4.4).source is Source.COMMAND
+    counters = bridge.counters
+    assert (counters.fallback_base, counters.fallback_zero, counters.response_timeouts) == (
+        0,
+        0,
+        0,
+    )
+    expected, _, _ = twin_run(4, [PUSH_RIGHT, PUSH_LEFT])
+    np.testing.assert_array_equal(bridge.observation(), expected[2])
+
+
+def test_a_slow_residual_node_under_load_still_commands_every_step():
+    """Machine load: the command comes 0.3 s after the base action (six times the old
+    50 ms limit); lockstep applies it, so the episode equals the idle one."""
+    bridge = make_bridge(seed=6)
+    bridge.begin(now=0.0, command_publishers=1)
+    actions = [PUSH_RIGHT, PUSH_LEFT, PUSH_RIGHT, PUSH_LEFT]
+    now = 0.0
+    for k, action in enumerate(actions):
+        bridge.offer_base(0, k, PUSH_LEFT, now=now + 0.01)
+        assert bridge.poll(now=now + 0.01 + 0.05) is Due.WAIT
+        now += 0.31
+        assert bridge.offer_command(0, k, action, now=now) is None
+        assert bridge.poll(now=now) is Due.STEP
+        outcome = bridge.advance(now=now)
+        assert outcome.source is Source.COMMAND
+    assert outcome.result is not None and outcome.result.fallback_base == 0
+    _, total, _ = twin_run(6, actions)
+    assert outcome.result.episode_return == pytest.approx(total)
+
+
+def test_a_hung_residual_node_costs_one_response_timeout_then_command_timeout_per_step():
+    bridge = make_bridge(response_timeout_s=2.0, command_timeout_s=0.05)
+    bridge.begin(now=0.0, command_publishers=1)
+    bridge.offer_command(0, 0, PUSH_RIGHT, now=0.01)
+    bridge.advance(now=0.01)  # handshake done: the residual node answered once
+    bridge.offer_base(0, 1, PUSH_LEFT, now=0.02)
+    assert bridge.deadline() == pytest.approx(2.01)
+    assert bridge.poll(now=2.01) is Due.STEP
+    assert bridge.advance(now=2.01).source is Source.BASE
+    assert bridge.silenced == ('command',) and bridge.command_silent
+    assert bridge.counters.response_timeouts == 1
+    bridge.offer_base(0, 2, PUSH_LEFT, now=2.02)
+    assert bridge.deadline() == pytest.approx(2.07)  # silent: command_timeout_s
+    assert bridge.advance(now=2.07).source is Source.BASE
+    assert bridge.silenced == ()
+    # It answers again: from the next step on it is waited for again.
+    bridge.offer_base(0, 3, PUSH_LEFT, now=2.08)
+    assert bridge.offer_command(0, 3, PUSH_RIGHT, now=2.09) is None
+    assert not bridge.command_silent
+    assert bridge.advance(now=2.09).source is Source.COMMAND
+    assert bridge.deadline() == pytest.approx(2.09 + 2.0)
+
+
+def test_a_dead_controller_still_on_the_graph_costs_one_response_timeout_then_step_timeout():
+    bridge = make_bridge(response_timeout_s=2.0, step_timeout_s=0.5)
+    bridge.begin(now=0.0, command_publishers=0)
+    assert bridge.deadline() == pytest.approx(2.0)
+    assert bridge.advance(now=2.0).source is Source.ZERO
+    assert bridge.silenced == ('base',) and bridge.base_silent
+    assert bridge.deadline() == pytest.approx(2.5)  # silent: step_timeout_s
+    assert bridge.advance(now=2.5).source is Source.ZERO
+    assert bridge.offer_base(0, 2, PUSH_LEFT, now=2.6) is None  # respawned, answers
+    assert not bridge.base_silent
+    assert bridge.advance(now=2.6).source is Source.BASE
+    assert bridge.deadline() == pytest.approx(4.6)
+    assert (bridge.counters.fallback_zero, bridge.counters.response_timeouts) == (2, 1)

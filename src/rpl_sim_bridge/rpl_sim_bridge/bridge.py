@@ -7,14 +7,24 @@ and timers; every decision is made here, without ROS, with time injected as an a
 Which action is applied at step ``k`` of an episode:
 
 * ``lockstep`` (deterministic, as fast as the nodes answer). The sim publishes observation
-  ``k`` at time ``t_obs`` and steps as soon as the *command* for ``(episode, k)`` arrives.
-  If it does not: once the *base action* for ``(episode, k)`` has arrived at ``t_base``,
-  the command gets ``command_timeout_s`` more, then the base action is applied
-  (``fallback_base``). If no base action arrives either, the zero action is applied at
-  ``t_obs + step_timeout_s`` (``fallback_zero``). So a dead residual node costs
-  ~``command_timeout_s`` per step, a dead controller ``step_timeout_s``. When no node
-  publishes commands at all (the node reports this from the ROS graph), the base action is
-  applied as soon as it arrives (still counted as ``fallback_base``).
+  ``k`` (``t_obs`` = when the publish call returned) and steps as soon as the *command*
+  for ``(episode, k)`` arrives. While a command publisher is on the graph and *answering*,
+  the step waits for the command up to ``t_obs + response_timeout_s`` (a safety bound of
+  seconds: a node slowed down by machine load, or by a publish call blocked behind a
+  stopped process, answers late, not never), so the episode does not depend on machine
+  load. When that bound is hit, the base action is applied (``fallback_base``; zero if
+  none arrived, ``fallback_zero``) and the command path counts as *silent* until a command
+  of the current step arrives again. While it is silent: once the base action for
+  ``(episode, k)`` has arrived at ``t_base``, the command gets ``command_timeout_s`` more,
+  then the base action is applied (``fallback_base``). The base action itself is waited
+  for the same way: up to ``t_obs + response_timeout_s`` while a base action publisher is
+  on the graph and answering, else ``t_obs + step_timeout_s``, then the zero action is
+  applied (``fallback_zero``) and the base path counts as silent until a base action of
+  the current step arrives. So the zero action is never applied while a base action for
+  the step is on its way from a live controller; a hung residual node costs one
+  ``response_timeout_s``, then ~``command_timeout_s`` per step. When no node publishes
+  commands at all (the node reports this from the ROS graph), the base action is applied
+  as soon as it arrives (still counted as ``fallback_base``).
 * ``lockstep`` start-up handshake. DDS matches each writer-reader pair on its own, so the
   bridge seeing its own endpoints does not prove that the residual node already hears the
   controller or that the bridge hears the residual node's command writer (such a link can
@@ -23,8 +33,9 @@ Which action is applied at step ``k`` of an episode:
   observation (0, 0) is re-published every ``handshake_period_s`` until command (0, 0)
   arrives, and no fallback is applied meanwhile (the controller and the residual node
   answer a repeated observation with the same action). A command proves every link of
-  the command path. After ``startup_timeout_s`` without it, or if the command publisher
-  goes away, the normal rules above apply. Without a command publisher there is no
+  the command path. After ``startup_timeout_s`` without it the command path is silent
+  (and the base path too if no base action came), and the rules above apply; if the
+  command publisher goes away, they apply at once. Without a command publisher there is no
   handshake.
 * ``realtime`` (fixed-rate wall clock, zero-order hold). At every tick the sim applies the
   newest command of the current episode whose step is within ``max_command_age_steps`` of
@@ -95,19 +106,33 @@ class SimBridgeConfig:
             range=(0.0, 10000.0),
         ),
     )
+    response_timeout_s: float = dataclasses.field(
+        default=5.0,
+        metadata=describe(
+            'lockstep: while the residual node (command publisher) is on the graph and '
+            'answering, wait at most this long after observation k for command k (and '
+            'while the controller is, for base action k), then fall back and treat that '
+            'node as silent until it answers again. A safety bound, not a pace: machine '
+            'load must not change an episode, s.',
+            range=(0.001, 600.0),
+        ),
+    )
     command_timeout_s: float = dataclasses.field(
         default=0.05,
         metadata=describe(
-            'lockstep: after the base action of step k arrives, wait this long for the '
-            'command of step k, then apply the base action, s.',
+            'lockstep, while the residual node is silent (missed response_timeout_s or '
+            'the start-up handshake and has not answered since): after the base action of '
+            'step k arrives, wait this long for the command of step k, then apply the '
+            'base action, s.',
             range=(0.0, 60.0),
         ),
     )
     step_timeout_s: float = dataclasses.field(
         default=1.0,
         metadata=describe(
-            'lockstep: after publishing observation k, wait at most this long for any '
-            'action, then apply the zero action, s.',
+            'lockstep, while the controller is silent or off the graph: after publishing '
+            'observation k, wait at most this long for any action, then apply the zero '
+            'action, s.',
             range=(0.001, 600.0),
         ),
     )
@@ -255,6 +280,7 @@ class Counters:
     rejected_stale: int = 0
     late_base: int = 0
     handshake_resends: int = 0
+    response_timeouts: int = 0  # lockstep: a node on the graph missed response_timeout_s
 
 
 class StepOutcome(NamedTuple):
@@ -326,7 +352,11 @@ class SimBridge:
     Attributes:
         command_source_present: Whether a command publisher is on the graph (set by the
             node from the ROS graph); without one the base action is applied at once.
+        base_source_present: Whether a base action publisher is on the graph (set by the
+            node); without one the zero action comes after ``step_timeout_s``.
         handshake: State of the start-up handshake.
+        silenced: Lockstep: the paths ('command', 'base') the last :meth:`advance` found
+            silent after ``response_timeout_s`` (empty when none), for the node's log.
     """
 
     def __init__(self, task: GoalTaskLike, spec: TaskSpecLike, config: SimBridgeConfig) -> None:
@@ -341,7 +371,11 @@ class SimBridge:
         self.layout = observation_layout(spec)
         self.counters = Counters()
         self.command_source_present = True
+        self.base_source_present = True
         self.handshake = Handshake.OFF
+        self.silenced: tuple[str, ...] = ()
+        self._command_silent = False  # lockstep: the residual node missed a response
+        self._base_silent = False  # lockstep: the controller missed a response
         self._lockstep = config.mode == LOCKSTEP
         self._handshake_until = 0.0  # the handshake gives up at this time, s
         self._resend_at = 0.0  # the next re-send of observation (0, 0) is due then, s
@@ -454,6 +488,11 @@ class SimBridge:
             self.counters.rejected_stale += 1  # realtime: an older one than already held
             return Rejection('stale', f'{what} for step {step} is older than step {slot.step}')
         slot.store(episode, step, values, now)
+        if step == self._step:  # the node answers again
+            if slot is self._command:
+                self._command_silent = False
+            else:
+                self._base_silent = False
         return None
 
     def _already_taken(self, episode: int, step: int) -> bool:
@@ -461,6 +500,28 @@ class SimBridge:
         return episode < self._episode or (episode == self._episode and step < self._step)
 
     # --- lockstep timing ---------------------------------------------------------------
+    def observation_sent(self, now: float) -> None:
+        """Lockstep: the current observation's publish call returned at ``now``; the
+        response time limits run from here (a publish can block, e.g. behind a stopped
+        reader process, and no node can answer an observation before it is sent)."""
+        self._published_at = now
+
+    @property
+    def command_silent(self) -> bool:
+        """Lockstep: the residual node missed a response and has not answered since."""
+        return self._command_silent
+
+    @property
+    def base_silent(self) -> bool:
+        """Lockstep: the controller missed a response and has not answered since."""
+        return self._base_silent
+
+    def _awaiting_command(self) -> bool:
+        return self.command_source_present and not self._command_silent
+
+    def _awaiting_base(self) -> bool:
+        return self.base_source_present and not self._base_silent
+
     def ready(self) -> bool:
         """Lockstep: the step can be taken now (command here, or base here and no command
         source on the graph)."""
@@ -475,10 +536,14 @@ class SimBridge:
         handshake: the next re-send, or giving up), s."""
         if self.handshaking:
             return min(self._resend_at, self._handshake_until)
-        limit = self._published_at + self.config.step_timeout_s
+        cfg = self.config
+        if self._awaiting_command():
+            return self._published_at + cfg.response_timeout_s
         if self._is_current(self._base):
-            limit = min(limit, self._base.arrived + self.config.command_timeout_s)
-        return limit
+            return self._base.arrived + cfg.command_timeout_s
+        if self._awaiting_base():
+            return self._published_at + cfg.response_timeout_s
+        return self._published_at + cfg.step_timeout_s
 
     def poll(self, now: float) -> Due:
         """Lockstep: what to do at ``now`` (call it at :meth:`deadline`).
@@ -504,6 +569,9 @@ class SimBridge:
                 self.counters.handshake_resends += 1
                 return Due.RESEND
             self.handshake = Handshake.TIMED_OUT
+            # The command path never answered; the base path did if its action is here.
+            self._command_silent = True
+            self._base_silent = not self._is_current(self._base)
         return Due.STEP if now >= self.deadline() else Due.WAIT
 
     def _is_current(self, slot: _Slot) -> bool:
@@ -547,6 +615,9 @@ class SimBridge:
         if self.handshake is Handshake.WAITING:
             done = source is Source.COMMAND
             self.handshake = Handshake.DONE if done else Handshake.ABANDONED
+        self.silenced = ()
+        if self._lockstep and source is not Source.COMMAND:
+            self._silence(source)
         np.clip(action, self.spec.action_low, self.spec.action_high, out=self._action)
         obs, reward, terminated, truncated, info = self.task.step(self._action)
         counters = self.counters
@@ -582,6 +653,20 @@ class SimBridge:
         else:
             self._reset_episode(self._episode + 1, now)
         return StepOutcome(source, result, self._finished)
+
+    def _silence(self, source: Source) -> None:
+        """Lockstep fallback: a node that was awaited (on the graph, answering) missed its
+        response; it counts as silent until it answers a current step again."""
+        silenced = []
+        if self._awaiting_command():
+            self._command_silent = True
+            silenced.append('command')
+        if source is Source.ZERO and self._awaiting_base():
+            self._base_silent = True
+            silenced.append('base')
+        if silenced:
+            self.counters.response_timeouts += 1
+            self.silenced = tuple(silenced)
 
     def _reset_episode(self, episode: int, now: float) -> None:
         obs, _ = self.task.reset(seed=self.episode_seed(episode))

@@ -133,11 +133,35 @@ class SimBridgeNode(RplNode):
             return
         if self._lockstep and self._running:
             # Without any command publisher the base action is applied at once.
-            self.core.command_source_present = self._command_sub.get_publisher_count() > 0
+            self._read_graph()
             if self.core.ready():
                 self._step(now)
             else:
                 self._arm_deadline(now)
+
+    def _read_graph(self) -> None:
+        """Tell the core which of the nodes it waits for are on the graph."""
+        self.core.command_source_present = self._command_sub.get_publisher_count() > 0
+        self.core.base_source_present = self._base_sub.get_publisher_count() > 0
+
+    def _take_pending(self, now: float) -> None:
+        """Offer the commands and base actions already received but not yet taken.
+
+        The executor runs a due timer before the subscriptions that became ready in the
+        same wait, so without this a fallback deadline could win over an action that is
+        already here (e.g. after this process was descheduled or blocked in a publish
+        call). Called before any fallback is applied: an action that exists is used.
+        """
+        for sub, what, offer in (
+            (self._command_sub, 'command', self.core.offer_command),
+            (self._base_sub, 'base action', self.core.offer_base),
+        ):
+            while True:
+                with sub.handle:
+                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                if taken is None:
+                    break
+                self._accepted(taken[0], what, offer, now)
 
     def _accepted(
         self,
@@ -188,9 +212,13 @@ class SimBridgeNode(RplNode):
             self._deadline_timer.cancel()
             return
         core = self.core
-        core.command_source_present = self._command_sub.get_publisher_count() > 0
+        self._read_graph()
         handshake = core.handshake
         due = core.poll(now)
+        if due is Due.STEP and not core.ready():
+            # A fallback is due: first use whatever action is already received.
+            self._take_pending(now)
+            due = core.poll(now)
         if handshake is Handshake.WAITING and core.handshake is Handshake.TIMED_OUT:
             self.get_logger().warn(
                 f'no command for (episode 0, step 0) within startup_timeout_s='
@@ -220,6 +248,14 @@ class SimBridgeNode(RplNode):
             self.get_logger().info(
                 f'first command arrived after {resends} re-sent observation(s) (0, 0): '
                 'the command path is complete'
+            )
+        for path in core.silenced:
+            node = 'residual node (command)' if path == 'command' else 'base controller'
+            self.get_logger().warn(
+                f'the {node} is on the graph but did not answer (episode {episode}, step '
+                f'{step}) within response_timeout_s={self.config.response_timeout_s}: '
+                f'applied the {outcome.source.value} action; it counts as silent (shorter '
+                'timeouts) until it answers again'
             )
         if outcome.source in (Source.BASE, Source.ZERO):
             log, held = self._fallback_log.should_log(now)
@@ -276,6 +312,9 @@ class SimBridgeNode(RplNode):
             self._fields,
             self.config.task,
         )
+        # The response limits run from here: the publish call can block (a reader process
+        # stopped while holding its shared-memory port lock blocks every writer to it).
+        core.observation_sent(time.monotonic())
 
     def _finish(self) -> None:
         self._running = False
@@ -326,6 +365,9 @@ class SimBridgeNode(RplNode):
                 'late_base': c.late_base,
                 'handshake': self.core.handshake.value,
                 'handshake_resends': c.handshake_resends,
+                'response_timeouts': c.response_timeouts,
+                'command_silent': self.core.command_silent,
+                'base_silent': self.core.base_silent,
             },
         )
 
