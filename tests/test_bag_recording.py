@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
-from helpers import SideNode, stop_process
+from helpers import SideNode, ros_args, stop_process
 from test_onnx_actor import known_weights, linear_model
 
 from rpl_residual_node.policy import ResidualPolicy
@@ -249,3 +251,85 @@ def test_the_trainer_node_learns_from_the_recorded_bag(recording, tmp_path):
     learner = load_checkpoint(checkpoint)['learner']
     assert learner['counters']['episodes'] == EPISODES
     assert learner['buffer']['episodes']['action'].shape == (EPISODES, STEPS - 1, 4)
+
+
+# --- a full disk -------------------------------------------------------------------------
+
+SMALL_FS_BYTES = 256 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """(folder, preexec_fn): a folder on a 256 KiB file system (a tmpfs, where mounting is
+    permitted: ENOSPC, as on a full disk), else a plain folder and a child-process file-size
+    limit of 256 KiB (RLIMIT_FSIZE: EFBIG from the same write calls)."""
+    folder = tmp_path / 'small_fs'
+    folder.mkdir()
+    mount = ['mount', '-t', 'tmpfs', '-o', f'size={SMALL_FS_BYTES}', 'tmpfs', str(folder)]
+    mounted = False
+    try:
+        mounted = subprocess.run(mount, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    if mounted:
+        yield folder, None
+        subprocess.run(['umount', str(folder)], capture_output=True, timeout=10)
+        return
+    try:
+        import resource
+    except ImportError:
+        pytest.skip('neither a tmpfs mount nor RLIMIT_FSIZE is available here')
+
+    def limit_file_size() -> None:  # Python ignores SIGXFSZ: writes fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (SMALL_FS_BYTES, SMALL_FS_BYTES))
+
+    yield folder, limit_file_size
+
+
+def test_a_full_disk_stops_the_recording_with_one_line_and_keeps_the_bag(small_disk, tmp_path):
+    from sensor_msgs.msg import JointState
+
+    from rpl_interfaces.codec import StampedVector, encode
+
+    folder, preexec = small_disk
+    namespace = f'/fulldisk_{os.getpid()}'
+    bag = folder / 'bag'
+    cmd = [sys.executable, '-m', 'rpl_trainer.bag_recorder_node']
+    cmd += ros_args(namespace, f'bag:={bag}', 'topics:=command', 'flush_period_s:=0.05')
+    env = dict(os.environ, ROS_LOG_DIR=str(tmp_path / 'ros_log'))
+    recorder = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=preexec,
+    )
+    side = SideNode('full_disk_feeder', namespace)
+    try:
+        publisher = side.node.create_publisher(JointState, 'command', 100)
+        names = [f'v{i}' for i in range(300)]  # ~5 KB per message
+        step = 0
+        deadline = time.monotonic() + 30.0
+        while recorder.poll() is None and time.monotonic() < deadline:
+            vec = StampedVector(0, step, np.full(len(names), float(step)), time.time_ns(), 'x')
+            publisher.publish(encode(JointState(), vec, names))
+            step += 1
+            side.spin_until(lambda: False, 0.005)
+        code = stop_process(recorder, timeout_s=10)
+        output = recorder.stdout.read()
+    finally:
+        stop_process(recorder, signal.SIGKILL)
+        side.close()
+    assert code == 1, output
+    stopped = [line for line in output.splitlines() if 'stopped recording' in line]
+    assert len(stopped) == 1, output
+    assert 'No space left on device' in stopped[0] or 'File too large' in stopped[0], output
+    assert 'Traceback' not in output and 'Exception ignored' not in output, output
+    assert 'runtime error' not in output and 'wrote ' not in output, output
+    raw = bags.read_raw_bag(bag)  # what was flushed before the disk filled up
+    topic = f'{namespace}/command'
+    assert raw.topics[topic].msgtype == 'sensor_msgs/msg/JointState'
+    kept = [m for m in raw.messages if m.topic == topic]
+    assert kept, raw.problems
+    assert raw.problems  # read by salvage: no metadata.yaml, the last chunk cut off

@@ -97,14 +97,17 @@ class RplNode(Node):
         """Publisher of stamped vectors on a contract topic with its QoS role; volatile
         topics keep a history of at least :data:`~rpl_interfaces.contract.
         CONTROL_PUBLISHER_DEPTH`, so a stalled reliable reader still gets every message
-        (latched topics keep their depth: it is what a late joiner receives)."""
+        (latched topics keep their depth: it is what a late joiner receives), and offer
+        that history to transient-local subscribers that match late (the trainer node);
+        volatile subscribers (the loop's nodes) get only new messages, as before."""
         spec = contract.TOPIC_QOS[name]
-        depth = spec.depth
         if not spec.transient_local:
-            depth = max(depth, contract.CONTROL_PUBLISHER_DEPTH)
-        return self.create_publisher(
-            JointState, name, qos_profile(dataclasses.replace(spec, depth=depth))
-        )
+            spec = dataclasses.replace(
+                spec,
+                depth=max(spec.depth, contract.CONTROL_PUBLISHER_DEPTH),
+                transient_local=contract.CONTROL_PUBLISHER_TRANSIENT_LOCAL,
+            )
+        return self.create_publisher(JointState, name, qos_profile(spec))
 
     def control_subscription(self, name: str, callback: Callable[[JointState], None]):
         """Subscription to a contract topic with its QoS role."""
@@ -274,5 +277,7 @@ def run_node(
         signals.restore()
         if node is not None:
             node.destroy_node()  # while the context is valid: its logs still reach rosout
+            if code == 0 and getattr(node, 'exit_code', None):
+                code = node.exit_code  # a failure while the node was destroyed
         rclpy.try_shutdown()
     return code

@@ -8,6 +8,11 @@ bag through :class:`rpl_trainer.bags.BagWriter` (mcap by default). The bag is cl
 (``metadata.yaml`` written) on Ctrl-C / SIGTERM / launch shutdown; every ``flush_period_s``
 what was received is written to the file, so a killed recorder loses at most that much.
 
+A write that fails (a full disk: ``No space left on device``) stops the recording: one error
+line, the bag file is closed as it is (what was flushed before stays readable through
+:func:`rpl_trainer.bags.read_raw_bag`'s salvage, and so by ``rpl bag eval``), and the node
+exits with code 1, which ends a launch that requires the recorder.
+
 Start-up order matters for a lockstep run that waits for its subscribers: the recorder first
 subscribes to every other topic, waits (up to ``startup_timeout_s``) until each of
 ``base_action``, ``residual``, ``command`` and ``episode`` has a publisher, then ``settle_s``
@@ -21,6 +26,7 @@ Run alone: ``rpl bag record PATH --namespace /rpl`` or
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Sequence
 
@@ -32,6 +38,10 @@ from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 from rpl_trainer import bags
 
 STARTUP_POLL_S = 0.05
+EXIT_WRITE_FAILED = 1  # exit code after a failed write (full disk)
+# What a failed bag write raises: the file system's error (ENOSPC, EFBIG, EIO, ...) for
+# MCAP, sqlite's for sqlite3 ("database or disk is full").
+WRITE_ERRORS = (OSError, sqlite3.Error)
 _MSG_CLASSES = {bags.JOINT_STATE: JointState, bags.DIAGNOSTIC_ARRAY: DiagnosticArray}
 
 
@@ -48,7 +58,8 @@ class BagRecorderNode(RplNode):
         self._recorded_subs = {
             s.name: self._subscribe(s) for s in self._specs if s.name != self._gate
         }
-        self.create_timer(cfg.flush_period_s, self.writer.flush)
+        self._flush_timer = self.create_timer(cfg.flush_period_s, self._flush)
+        self.write_error: str | None = None  # set when a write failed: recording stopped
         self._t0 = time.monotonic()
         self._settle_until: float | None = None  # set once every publisher is seen
         self._startup_timer = None
@@ -69,11 +80,44 @@ class BagRecorderNode(RplNode):
         topic = spec.name
 
         def on_message(data: bytes) -> None:  # one argument: rclpy passes no MessageInfo
-            self.writer.write(topic, time.time_ns(), data)
+            if self.write_error is not None:
+                return
+            try:
+                self.writer.write(topic, time.time_ns(), data)
+            except WRITE_ERRORS as exc:
+                self._stop_recording(exc)
 
         return self.create_subscription(
             _MSG_CLASSES[spec.msgtype], spec.name, on_message, qos, raw=True
         )
+
+    def _flush(self) -> None:
+        if self.write_error is not None:
+            return
+        try:
+            self.writer.flush()
+        except WRITE_ERRORS as exc:
+            self._stop_recording(exc)
+
+    def _stop_recording(self, exc: BaseException) -> None:
+        """After a failed write: close the bag as it is, say so once, exit non-zero."""
+        reason = getattr(exc, 'strerror', None) or ' '.join(str(exc).split())
+        self.write_error = reason
+        self.writer.abort()
+        self._flush_timer.cancel()
+        if self._startup_timer is not None:
+            self._startup_timer.cancel()
+        for sub in self._recorded_subs.values():
+            self.destroy_subscription(sub)
+        self._recorded_subs.clear()
+        received = sum(self.writer.counts.values())
+        self.get_logger().error(
+            f'stopped recording: cannot write bag {self.writer.path}: {reason} '
+            f'({type(exc).__name__}); {received} messages received, those flushed before '
+            f'stay readable (rpl bag eval {self.writer.path}); exiting with code '
+            f'{EXIT_WRITE_FAILED}'
+        )
+        self.request_exit(EXIT_WRITE_FAILED)
 
     def _on_startup_poll(self) -> None:
         now = time.monotonic()
@@ -106,9 +150,20 @@ class BagRecorderNode(RplNode):
 
     def close(self) -> None:
         """Close the bag and say what was written."""
-        if self.writer.closed:
+        if self.writer.closed:  # closed already, or given up after a failed write
             return
-        self.writer.close()
+        try:
+            self.writer.close()  # writes the summary and metadata.yaml: needs disk space
+        except WRITE_ERRORS as exc:
+            self.writer.abort()
+            reason = getattr(exc, 'strerror', None) or ' '.join(str(exc).split())
+            print(
+                f'[bag_recorder] error: cannot finish bag {self.writer.path}: {reason}; '
+                f'what was flushed stays readable (rpl bag eval {self.writer.path})',
+                flush=True,
+            )
+            self.request_exit(EXIT_WRITE_FAILED)
+            return
         counts = ', '.join(f'{n} {c}' for n, c in self.writer.counts.items())
         print(f'wrote {self.writer.path}: {counts}', flush=True)  # rosout is gone by now
 

@@ -306,6 +306,18 @@ class BagWriter:
             self.closed = True
             self._writer.close()
 
+    def abort(self) -> None:
+        """Give up after a failed write (a full disk): close the storage file as it is,
+        without the summary and ``metadata.yaml`` that would need more space. What
+        :meth:`flush` put into the file before stays readable through
+        :func:`read_raw_bag`'s salvage. Never raises; idempotent."""
+        if not self.closed:
+            self.closed = True
+            try:  # closing flushes the file's buffer, which fails again on a full disk
+                self._writer.abort()
+            except Exception:  # the file is closed all the same
+                pass
+
 
 # --- reading: raw messages -------------------------------------------------------------------
 
