@@ -32,6 +32,7 @@ from typing import Any
 
 from rpl_bringup import launch_shim
 from rpl_bringup.launch_shim import LaunchContext, LaunchError, ProcessPlan
+from rpl_bringup.launch_shim.sources import load_python_launch_file
 from rpl_bringup.supervisor import PREFIX, Supervisor
 
 DDS_PROFILE = 'fastdds_loopback.xml'
@@ -187,16 +188,7 @@ def load_launch_description(path: str, force_shim: bool = False) -> Any:
     if launch_shim.install(force=force_shim):
         # A helper the launch files import may be cached with the real launch modules.
         sys.modules.pop('rpl_bringup.stack_launch', None)
-    name = 'rpl_launch_file_' + pathlib.Path(path).name.replace('.', '_')
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise LaunchError(f'cannot load launch file {path!r}')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    generate = getattr(module, 'generate_launch_description', None)
-    if not callable(generate):
-        raise LaunchError(f'launch file {path!r} defines no generate_launch_description()')
-    return generate()
+    return load_python_launch_file(path)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,10 +2,11 @@
 
 Machines with only the rclpy wheels have no ``launch`` / ``launch_ros``. :func:`install`
 registers these modules under the real names (``launch``, ``launch.actions``,
-``launch.substitutions``, ``launch.conditions``, ``launch_ros``, ``launch_ros.actions``,
-``launch_ros.substitutions``), but only for the real packages that are missing, so that
-standard launch files load unchanged. Evaluating a description only *plans* processes
-(:class:`ProcessPlan`); :mod:`rpl_bringup.launch_runner` runs them.
+``launch.substitutions``, ``launch.conditions``, ``launch.launch_description_sources``,
+``launch_ros``, ``launch_ros.actions``, ``launch_ros.substitutions``), but only for the
+real packages that are missing, so that standard launch files load unchanged. Evaluating
+a description only *plans* processes (:class:`ProcessPlan`); :mod:`rpl_bringup.launch_runner`
+runs them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import importlib.util
 import sys
 import types
 
-from rpl_bringup.launch_shim import actions, conditions, ros_actions, ros_substitutions
+from rpl_bringup.launch_shim import actions, conditions, ros_actions, ros_substitutions, sources
 from rpl_bringup.launch_shim import substitutions as substitutions_module
 from rpl_bringup.launch_shim.core import (
     Action,
@@ -66,7 +67,20 @@ def _package(name: str, **attributes: object) -> types.ModuleType:
     return module
 
 
+def _module(name: str, **attributes: object) -> types.ModuleType:
+    module = types.ModuleType(name, f'rpl_bringup stand-in for the {name!r} module')
+    module.__rpl_shim__ = True
+    for key, value in attributes.items():
+        setattr(module, key, value)
+    return module
+
+
 def _launch_modules() -> dict[str, types.ModuleType]:
+    description_sources = _module(
+        'launch.launch_description_sources',
+        PythonLaunchDescriptionSource=sources.PythonLaunchDescriptionSource,
+        AnyLaunchDescriptionSource=sources.AnyLaunchDescriptionSource,
+    )
     launch = _package(
         'launch',
         LaunchDescription=LaunchDescription,
@@ -78,12 +92,14 @@ def _launch_modules() -> dict[str, types.ModuleType]:
         actions=actions,
         substitutions=substitutions_module,
         conditions=conditions,
+        launch_description_sources=description_sources,
     )
     return {
         'launch': launch,
         'launch.actions': actions,
         'launch.substitutions': substitutions_module,
         'launch.conditions': conditions,
+        'launch.launch_description_sources': description_sources,
     }
 
 

@@ -1,4 +1,5 @@
-"""Stand-ins for ``launch.actions``: DeclareLaunchArgument, ExecuteProcess, Shutdown, LogInfo."""
+"""Stand-ins for ``launch.actions``: DeclareLaunchArgument, ExecuteProcess, Shutdown, LogInfo,
+IncludeLaunchDescription and GroupAction (the last two in :mod:`.sources`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rpl_bringup.launch_shim.core import (
     normalize_to_list_of_substitutions,
     perform_substitutions,
 )
+from rpl_bringup.launch_shim.sources import GroupAction, IncludeLaunchDescription
 
 OUTPUT_CHOICES = ('screen', 'log', 'both', 'own_log')
 
@@ -246,4 +248,12 @@ class ExecuteProcess(Action):
         context.add_process(self._plan(context, self._command(context)))
 
 
-__all__ = ['DeclareLaunchArgument', 'ExecuteProcess', 'LogInfo', 'Shutdown', 'Substitution']
+__all__ = [
+    'DeclareLaunchArgument',
+    'ExecuteProcess',
+    'GroupAction',
+    'IncludeLaunchDescription',
+    'LogInfo',
+    'Shutdown',
+    'Substitution',
+]

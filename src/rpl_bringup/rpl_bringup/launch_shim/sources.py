@@ -1,0 +1,165 @@
+"""Stand-ins for ``launch.launch_description_sources`` and the include and group actions.
+
+``IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments=...)``
+works as in the real ``launch``: the arguments are evaluated in the including file's
+context and set as launch configurations (like ``SetLaunchConfiguration``, not scoped:
+they stay set after the include), then the included description is visited. Wrap the
+include in ``GroupAction([...])`` (scoped by default) to keep them inside, as there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rpl_bringup.launch_shim.core import (
+    Action,
+    Condition,
+    LaunchContext,
+    LaunchDescription,
+    LaunchError,
+    SomeSubstitutionsType,
+    normalize_to_list_of_substitutions,
+    perform_substitutions,
+)
+
+_loaded = itertools.count()
+
+
+def load_python_launch_file(path: str) -> Any:
+    """Import a Python launch file and return what its ``generate_launch_description()``
+    returns (with whatever ``launch`` modules are registered now).
+
+    Raises:
+        LaunchError: The file is missing or defines no ``generate_launch_description``.
+    """
+    if not os.path.isfile(path):
+        raise LaunchError(f'launch file {path!r} does not exist')
+    name = f'rpl_launch_file_{next(_loaded)}_' + os.path.basename(path).replace('.', '_')
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise LaunchError(f'cannot load launch file {path!r}')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    generate = getattr(module, 'generate_launch_description', None)
+    if not callable(generate):
+        raise LaunchError(f'launch file {path!r} defines no generate_launch_description()')
+    return generate()
+
+
+class PythonLaunchDescriptionSource:
+    """A ``*.launch.py`` file, its path given as text or substitutions."""
+
+    def __init__(self, launch_file_path: SomeSubstitutionsType) -> None:
+        self._path = normalize_to_list_of_substitutions(launch_file_path)
+
+    def location(self, context: LaunchContext) -> str:
+        """The file's path, substitutions performed."""
+        return perform_substitutions(context, self._path)
+
+    def get_launch_description(self, context: LaunchContext) -> LaunchDescription:
+        """Load the file (raises LaunchError for anything but a LaunchDescription)."""
+        path = self.location(context)
+        description = load_python_launch_file(path)
+        if not isinstance(description, LaunchDescription):
+            raise LaunchError(
+                f'{path!r}: generate_launch_description() returned {description!r}, not a '
+                'LaunchDescription'
+            )
+        return description
+
+
+AnyLaunchDescriptionSource = PythonLaunchDescriptionSource  # only Python files here
+
+
+class IncludeLaunchDescription(Action):
+    """Visit another launch file's description with the given launch arguments.
+
+    Args:
+        launch_description_source: A ``PythonLaunchDescriptionSource``, or the file's path.
+        launch_arguments: ``(name, value)`` pairs (``dict.items()``); names and values are
+            text or substitutions, evaluated in the including file's context.
+    """
+
+    def __init__(
+        self,
+        launch_description_source: PythonLaunchDescriptionSource | SomeSubstitutionsType,
+        *,
+        launch_arguments: Iterable[tuple[SomeSubstitutionsType, SomeSubstitutionsType]]
+        | None = None,
+        condition: Condition | None = None,
+    ) -> None:
+        super().__init__(condition=condition)
+        if not isinstance(launch_description_source, PythonLaunchDescriptionSource):
+            launch_description_source = PythonLaunchDescriptionSource(launch_description_source)
+        self.launch_description_source = launch_description_source
+        if isinstance(launch_arguments, Mapping):
+            launch_arguments = launch_arguments.items()
+        self.launch_arguments = tuple(launch_arguments or ())
+
+    def execute(self, context: LaunchContext) -> None:
+        description = self.launch_description_source.get_launch_description(context)
+        values = [
+            (
+                perform_substitutions(context, normalize_to_list_of_substitutions(name)),
+                perform_substitutions(context, normalize_to_list_of_substitutions(value)),
+            )
+            for name, value in self.launch_arguments
+        ]
+        context.launch_configurations.update(values)
+        description.visit(context)
+
+
+class GroupAction(Action):
+    """Visit actions together; ``scoped`` (default) restores the launch configurations
+    afterwards; ``forwarding=False`` starts the group from only ``launch_configurations``.
+
+    Args:
+        actions: The actions of the group.
+        scoped: Keep launch configurations set inside the group inside it.
+        forwarding: Let the group see the configurations set outside it.
+        launch_configurations: Configurations to set at the start of the group.
+    """
+
+    def __init__(
+        self,
+        actions: Iterable[Action],
+        *,
+        scoped: bool = True,
+        forwarding: bool = True,
+        launch_configurations: Mapping[SomeSubstitutionsType, SomeSubstitutionsType] | None = None,
+        condition: Condition | None = None,
+    ) -> None:
+        super().__init__(condition=condition)
+        self.actions = list(actions)
+        self.scoped, self.forwarding = scoped, forwarding
+        self.launch_configurations = dict(launch_configurations or {})
+
+    def execute(self, context: LaunchContext) -> None:
+        saved = dict(context.launch_configurations)
+        values = {
+            perform_substitutions(context, normalize_to_list_of_substitutions(k)): (
+                perform_substitutions(context, normalize_to_list_of_substitutions(v))
+            )
+            for k, v in self.launch_configurations.items()
+        }
+        if self.scoped and not self.forwarding:
+            context.launch_configurations.clear()
+        context.launch_configurations.update(values)
+        try:
+            LaunchDescription(self.actions).visit(context)
+        finally:
+            if self.scoped:
+                context.launch_configurations.clear()
+                context.launch_configurations.update(saved)
+
+
+__all__ = [
+    'AnyLaunchDescriptionSource',
+    'GroupAction',
+    'IncludeLaunchDescription',
+    'PythonLaunchDescriptionSource',
+]
