@@ -14,7 +14,7 @@ import textwrap
 import time
 
 import pytest
-from helpers import ros_args, stop_process
+from helpers import ros_args, stop_process, trainer_command
 
 pytestmark = pytest.mark.integration
 
@@ -127,3 +127,31 @@ def test_a_signal_stops_the_node_cleanly_and_its_last_log_reaches_rosout(sig):
     assert 'stopping after' in output, output  # logged while the node is destroyed
     assert ROSOUT_FAILURE not in output, output
     assert 'Traceback' not in output, output
+
+
+def test_the_trainer_node_stops_on_sigint_without_rosout_failure_or_adroit_notice(tmp_path):
+    # A real node that logs while it is destroyed (its last checkpoint) and imports
+    # gymnasium_robotics (through the tasks): neither message may show.
+    namespace = f'/rosout_{os.getpid()}'
+    cmd = trainer_command(
+        namespace, tmp_path / 'actor.onnx', f'checkpoint_path:={tmp_path / "trainer.ckpt"}'
+    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if ': ready: ' in line:
+                break
+        code = stop_process(proc, signal.SIGINT, timeout_s=30)
+        output = ''.join(lines) + proc.stdout.read()
+    finally:
+        stop_process(proc, signal.SIGKILL)
+    assert code == 0, output
+    assert '(shutdown;' in output, output  # the checkpoint line logged at shutdown
+    assert ROSOUT_FAILURE not in output, output
+    assert 'Adroit' not in output, output
