@@ -65,7 +65,7 @@ from rpl_residual_node.model_reload import (
     RecentInput,
     load_and_check,
 )
-from rpl_residual_node.onnx_actor import OnnxActor
+from rpl_residual_node.onnx_actor import ModelTooLargeError, OnnxActor, check_model_size
 
 SOURCE_RESIDUAL = 'residual'
 SOURCE_BASE = 'base'
@@ -257,10 +257,10 @@ class ResidualMixer:
         if result.actor is not None:
             self.actor = result.actor
             self.model_error = None
-            checked = f', finite on the last {result.checked} real observations'
-            return ReloadEvent(
-                True, f'loaded model {result.actor.describe()}{checked if result.checked else ""}'
-            )
+            message = f'loaded model {result.actor.describe()}'
+            if result.checked:
+                message += f', finite on the last {result.checked} real observations'
+            return ReloadEvent(True, message)
         self.counts[MODEL_REJECTED] += 1
         if result.kind == TOO_LARGE:
             self.counts[MODEL_TOO_LARGE] += 1
@@ -305,16 +305,14 @@ class ResidualMixer:
         if signature is None:
             running = self.actor.describe() if self.actor else 'the base action'
             event = ReloadEvent(False, f'model file {path!r} disappeared; keeping {running}')
-        elif signature[1] > self.config.max_model_bytes:
-            limit = self.config.max_model_bytes
-            error = (
-                f'model file {path!r} is {signature[1]} bytes, more than the limit of {limit} '
-                f'bytes ({limit / 2**20:g} MiB, parameter max_model_bytes): refused unread'
-            )
-            event = self._apply(LoadResult(None, error, TOO_LARGE, 0))
         else:
-            self._load_job = BackgroundLoad(*load_args, tuple(self._recent))
-            return None
+            try:  # a file too large is refused here, from its size alone
+                check_model_size(path, signature[1], self.config.max_model_bytes)
+            except ModelTooLargeError as exc:
+                event = self._apply(LoadResult(None, str(exc), TOO_LARGE, 0))
+            else:
+                self._load_job = BackgroundLoad(*load_args, tuple(self._recent))
+                return None
         self.last_reload = event
         return event
 
@@ -333,11 +331,6 @@ class ResidualMixer:
         event = self._apply(job.result)
         self.last_reload = event
         return event
-
-    def wait_for_reload(self, timeout_s: float) -> bool:
-        """Block until a running background load is done (tests); True if none runs now."""
-        job = self._load_job
-        return job is None or job.wait(timeout_s)
 
     # ----------------------------------------------------------------- message intake
     def add_observation(

@@ -197,7 +197,3 @@ class BackgroundLoad:
     def done(self) -> bool:
         """The result is there (the thread finished)."""
         return self._done.is_set()
-
-    def wait(self, timeout_s: float | None = None) -> bool:
-        """Block until done or ``timeout_s`` passed (tests, shutdown); True when done."""
-        return self._done.wait(timeout_s)

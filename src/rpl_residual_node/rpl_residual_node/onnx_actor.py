@@ -77,11 +77,21 @@ def _feature_dim(path: str, arg: ort.NodeArg, expected: int | None, what: str) -
     return dim
 
 
-def _check_size(path: str, size: int, max_bytes: int) -> None:
+def _limit(max_bytes: int) -> str:
+    return f'the limit of {max_bytes} bytes ({max_bytes / 2**20:g} MiB, max_model_bytes)'
+
+
+def check_model_size(path: str, size: int, max_bytes: int) -> None:
+    """Raise :class:`ModelTooLargeError` if a model file of ``size`` bytes is above the limit.
+
+    Args:
+        path: The file (for the message).
+        size: Its size in bytes (from ``os.stat``: the file is not read).
+        max_bytes: Largest accepted size in bytes.
+    """
     if size > max_bytes:
         raise ModelTooLargeError(
-            f'model file {path!r} is {size} bytes, more than the limit of {max_bytes} bytes '
-            f'({max_bytes / 2**20:g} MiB, parameter max_model_bytes): refused'
+            f'model file {path!r} is {size} bytes, more than {_limit(max_bytes)}: refused unread'
         )
 
 
@@ -155,9 +165,13 @@ class OnnxActor:
                 if max_bytes is None:
                     data = handle.read()
                 else:
-                    _check_size(path, os.fstat(handle.fileno()).st_size, max_bytes)
-                    data = handle.read(max_bytes + 1)  # a file still growing is caught too
-                    _check_size(path, len(data), max_bytes)
+                    check_model_size(path, os.fstat(handle.fileno()).st_size, max_bytes)
+                    data = handle.read(max_bytes + 1)  # never more, even if the file grows
+                    if len(data) > max_bytes:
+                        raise ModelTooLargeError(
+                            f'model file {path!r} grew past {_limit(max_bytes)} while being '
+                            'read: refused'
+                        )
         except OSError as exc:
             raise ModelError(f'model file {path!r} cannot be read: {exc}') from exc
         try:

@@ -51,10 +51,10 @@ class ResidualNode(RplNode):
     def __init__(self) -> None:
         super().__init__('residual_node')
         self.config = self.declare_config(ResidualConfig)
+        self._throttle = LogThrottle(LOG_THROTTLE_S)
         self.mixer = ResidualMixer(
             self.config, action_dim=len(contract.ACTION_FIELDS), on_reject=self._warn
         )
-        self._throttle = LogThrottle(LOG_THROTTLE_S)
         self._decision_latency = LatencyWindow()
         self._layouts: dict[tuple[str, ...], contract.ObservationLayout | str] = {}
         self._command_pub = self.control_publisher(contract.COMMAND)
