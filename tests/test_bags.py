@@ -451,6 +451,34 @@ def test_cli_on_damaged_input_warns_or_fails_in_one_line(tmp_path, bag):
     )
 
 
+def test_cli_eval_never_writes_over_its_outputs_without_force(bag, capsys):
+    path, _ = bag
+    png, result = path.parent / 'run_eval.png', path.parent / 'run_eval.json'
+    result.write_text('{"kept": true}')
+    code, err = run_cli(['eval', str(path)])
+    assert code == 2
+    assert err.startswith(f"rpl bag eval: error: '{result}' exists already") and '--force' in err
+    assert err.count('\n') == 1
+    assert 'success' not in capsys.readouterr().out  # refused before the work
+    assert not png.exists() and json.loads(result.read_text()) == {'kept': True}
+    assert run_cli(['eval', str(path), '--force']) == (0, '')
+    assert json.loads(result.read_text())['summary']['episodes'] == 2
+    code, err = run_cli(['eval', str(path)])  # now the PNG exists too
+    assert code == 2 and 'run_eval.png' in err
+
+
+def test_cli_outputs_that_cannot_be_written_fail_before_the_work(bag, tmp_path):
+    path, _ = bag
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    code, err = run_cli(['eval', str(path), '--json', str(blocker / 'out' / 'e.json')])
+    assert code == 2 and err.startswith('rpl bag eval: error: cannot write --json'), err
+    assert not (path.parent / 'run_eval.png').exists()
+    replay = ['replay-model', str(path), '--model', 'missing.onnx']
+    code, err = run_cli([*replay, '--json', str(blocker / 'r.json')])
+    assert code == 2 and 'cannot write --json' in err, err  # before the model is even read
+
+
 def test_cli_record_refuses_an_existing_bag(bag):
     path, _ = bag
     code, err = run_cli(['record', str(path)])

@@ -25,6 +25,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+from rpl_interfaces import output_files
 from rpl_interfaces.params import ParameterError
 from rpl_trainer import bags
 
@@ -60,6 +61,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--namespace', help='stack namespace (default: the only one in the bag)')
     p.add_argument('--png', metavar='OUT', help='figure file')
     p.add_argument('--json', metavar='OUT', help='result file')
+    p.add_argument('--force', action='store_true', help='replace the PNG and JSON files')
 
 
 def _add_play(sub: argparse._SubParsersAction) -> None:
@@ -112,6 +114,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
         help='exit 1 when any command differs by more than the tolerance',
     )
     p.add_argument('--json', metavar='OUT', help='also write the report as JSON')
+    p.add_argument('--force', action='store_true', help='replace the JSON file if it exists')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,12 +140,17 @@ def _sibling(bag: str, suffix: str) -> str:
     return str(path.with_name(path.stem + suffix))
 
 
-def _write_json(path: str, data: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(data, f, indent=1, allow_nan=True)
-        f.write('\n')
+def _check_outputs(force: bool, **paths: str | None) -> None:
+    """Before the work: each output (option name -> path) can be written, and exists
+    only if ``force``."""
+    for option, path in paths.items():
+        if path:
+            output_files.check_output(path, force=force, option=f'--{option}')
+
+
+def _write_json(path: str, data: dict, force: bool) -> None:
+    text = json.dumps(data, indent=1, allow_nan=True) + '\n'
+    output_files.write_output(path, text.encode(), force=force)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -184,15 +192,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """``rpl bag eval``."""
     from rpl_trainer.bag_eval import evaluate_run, format_table, plot_evaluation
 
+    png = args.png or _sibling(args.bag, '_eval.png')
+    out = args.json or _sibling(args.bag, '_eval.json')
+    _check_outputs(args.force, png=png, json=out)
     run = bags.load_run(args.bag, args.namespace)
     _warn('eval', run.problems)
     evaluation = evaluate_run(run)
     print(format_table(evaluation))
-    png = args.png or _sibling(args.bag, '_eval.png')
-    out = args.json or _sibling(args.bag, '_eval.json')
-    os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
-    plot_evaluation(evaluation, png)
-    _write_json(out, evaluation.to_json())
+    plot_evaluation(evaluation, png, force=args.force)
+    _write_json(out, evaluation.to_json(), args.force)
     print(f'wrote {png} and {out}')
     return 1 if run.problems else 0
 
@@ -218,6 +226,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             'action_high': args.action_high,
         },
     )
+    _check_outputs(args.force, json=args.json)
     run = bags.load_run(args.bag, args.namespace)
     _warn('replay-model', run.problems)
     try:
@@ -236,7 +245,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     report = replay_model(run, policy, args.tolerance)
     print(format_report(report, args.model, contract.ACTION_FIELDS))
     if args.json:
-        _write_json(args.json, {'bag': run.path, 'model': args.model, **report.to_json()})
+        _write_json(
+            args.json, {'bag': run.path, 'model': args.model, **report.to_json()}, args.force
+        )
         print(f'wrote {args.json}')
     if args.fail_on_change and report.steps_over_tolerance:
         return 1
@@ -251,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command](args) or 0)
-    except (CliError, bags.BagError, ParameterError) as exc:
+    except (CliError, bags.BagError, ParameterError, output_files.OutputError) as exc:
         print(f'rpl bag {args.command}: error: {exc}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:

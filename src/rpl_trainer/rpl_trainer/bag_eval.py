@@ -10,12 +10,14 @@ observation k+1). Pure numpy; matplotlib only in :func:`plot_evaluation`.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from rpl_interfaces import output_files
 from rpl_trainer.bags import RecordedEpisode, RecordedRun
 
 PERCENTILES = (50, 90, 99)
@@ -237,8 +239,13 @@ def format_table(evaluation: BagEvaluation) -> str:
     return '\n'.join(rows)
 
 
-def plot_evaluation(evaluation: BagEvaluation, out_path: str) -> None:
-    """Write a PNG: success and residual magnitude per episode, and a latency histogram."""
+def plot_evaluation(evaluation: BagEvaluation, out_path: str, force: bool = False) -> None:
+    """Write a PNG: success and residual magnitude per episode, and a latency histogram.
+
+    Raises:
+        rpl_interfaces.output_files.OutputError: ``out_path`` exists (and not ``force``) or
+            cannot be written.
+    """
     import matplotlib
 
     matplotlib.use('Agg')
@@ -285,5 +292,7 @@ def plot_evaluation(evaluation: BagEvaluation, out_path: str) -> None:
         ax_latency.legend()
     fig.suptitle(f'{evaluation.task} run in {evaluation.namespace}: {evaluation.path}')
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, format='png', dpi=100)
     plt.close(fig)
+    output_files.write_output(out_path, image.getvalue(), force=force)
