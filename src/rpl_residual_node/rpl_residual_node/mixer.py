@@ -24,10 +24,11 @@ Invalid messages are rejected. A base action that is not finite or not of the ac
 and an observation or goal that is not finite, are counted (``rejected_...``), reported
 through ``on_reject`` and otherwise ignored: they mark no step as seen, drop no pending
 step and clear nothing, so the valid message of the same step still wins (a forged NaN base
-action cannot take a step from the real one, and forged observations with other step ids
-cannot clear the pending steps). No command is ever made from an invalid base action: the
-step waits for a valid one, and without one nothing is published for it (the sim bridge
-then applies the real base action it received).
+action cannot take a step from the real one, and forged non-finite observations with other
+step ids cannot clear the pending steps). No command is ever made from an invalid base
+action: the step waits for a valid one, and without one nothing is published for it (the
+sim bridge then applies the real base action it received). A well-formed, finite forged
+message cannot be told from a real one here (that takes authenticated topics, SROS2).
 
 Fallback. Every Decision says where the command came from (``source`` 'residual' or
 'base') and why (``reason``); reasons are counted. The command is never NaN.
