@@ -475,3 +475,23 @@ def test_a_dead_controller_still_on_the_graph_costs_one_response_timeout_then_st
     assert bridge.advance(now=2.6).source is Source.BASE
     assert bridge.deadline() == pytest.approx(4.6)
     assert (bridge.counters.fallback_zero, bridge.counters.response_timeouts) == (2, 1)
+
+
+def test_invalid_or_foreign_actions_never_clear_a_valid_one_and_a_later_valid_one_wins():
+    """Forged messages (NaN for the current step, other step ids) neither clear an
+    accepted action nor block the real one that follows."""
+    bridge = make_bridge(seed=8)
+    bridge.begin(now=0.0, command_publishers=1)
+    assert bridge.offer_base(0, 0, PUSH_LEFT, now=0.01) is None
+    assert bridge.offer_base(0, 0, np.full(4, np.nan), now=0.02).kind == 'malformed'
+    assert bridge.offer_base(3, 9, PUSH_RIGHT, now=0.03).kind == 'stale'
+    assert bridge.offer_command(0, 0, np.array([np.nan, 0, 0, 0]), now=0.04).kind == 'malformed'
+    assert bridge.offer_command(0, 5, PUSH_LEFT, now=0.05).kind == 'stale'
+    assert not bridge.ready()
+    action, source = bridge.choose()
+    assert source is Source.BASE  # the valid base action is still there
+    np.testing.assert_array_equal(action, PUSH_LEFT)
+    assert bridge.offer_command(0, 0, PUSH_RIGHT, now=0.06) is None  # the real command
+    assert bridge.advance(now=0.06).source is Source.COMMAND
+    expected, _, _ = twin_run(8, [PUSH_RIGHT])
+    np.testing.assert_array_equal(bridge.observation(), expected[1])

@@ -15,6 +15,7 @@ from rpl_base_controllers import (
     controller_info,
     make_controller,
 )
+from rpl_base_controllers.base import SequencedController
 from rpl_base_controllers.discrete_mpc_push import UNIT_MOVES
 from rpl_interfaces.params import ParameterError
 from rpl_sim_bridge.layout import FetchObs
@@ -261,3 +262,95 @@ def test_zero_controller_holds_still_and_still_validates():
     )
     with pytest.raises(ValueError):
         zero(np.full(25, np.nan), np.ones(3))
+
+
+# ------------------------------------------------------ SequencedController
+
+
+class Counting:
+    """A stateful test controller: its action is the number of calls since reset and the
+    first observation entry, so any state change shows in the action."""
+
+    name = 'counting'
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def reset(self) -> None:
+        self.calls = 0
+
+    def __call__(self, observation: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        if not np.isfinite(observation).all():
+            raise ValueError('non-finite observation')
+        self.calls += 1
+        return np.array([self.calls, observation[0], 0.0, 0.0])
+
+
+def ask(sequencer: SequencedController, episode: int, step: int, value: float):
+    payload = np.full(4, value)
+    return sequencer.answer(episode, step, payload, payload[:1], payload[1:])
+
+
+def test_sequenced_controller_other_step_ids_never_reset_the_real_sequence():
+    """Issue 9: forged observations with other step ids reset the controller's state.
+    Interleaved foreign messages get answers of their own; the real steps give the same
+    actions as without them."""
+    sequencer = SequencedController(Counting())
+    real = [ask(sequencer, 3, k, 0.5)[0][0] for k in range(3)]
+    assert real == [1, 2, 3]
+    forged = SequencedController(Counting())
+    actions = []
+    for k in range(3):
+        ask(forged, 9, 7, 0.1)  # another episode, mid-way
+        ask(forged, 3, 0, 0.2)  # step 0 of this episode again, other values
+        ask(forged, 3, k + 5, 0.3)  # a future step
+        ask(forged, 0, 0, 0.4)  # a restarted sim
+        actions.append(ask(forged, 3, k, 0.5))
+    # Step 0 itself was sent again with other values by the forger before each real one:
+    # the later one (the real one, 0.5) wins, computed from the reset state.
+    assert [a[0][0] for a in actions] == [1, 2, 3]
+    assert [a[1] for a in actions] == ['again', 'next', 'next']
+    assert forged.counts['jump'] == 2  # (9, 7) and (3, 5); (3, 6) follows (3, 5)
+
+
+def test_sequenced_controller_repeats_and_later_messages_for_the_same_step_win():
+    sequencer = SequencedController(Counting())
+    ask(sequencer, 0, 0, 0.5)
+    action, kind = ask(sequencer, 0, 0, 0.5)  # a re-sent observation: no call
+    assert kind == 'repeat' and action[0] == 1
+    assert ask(sequencer, 0, 1, 0.6)[0].tolist() == [2, 0.6, 0, 0]
+    # Another observation for step 1 (a forger's, then the real one again): each is
+    # computed from the state before step 1, the last one wins for step 2.
+    assert ask(sequencer, 0, 1, 0.9)[0].tolist() == [2, 0.9, 0, 0]
+    assert ask(sequencer, 0, 1, 0.6) == (pytest.approx([2, 0.6, 0, 0]), 'again')
+    assert ask(sequencer, 0, 2, 0.6)[0][0] == 3
+
+
+def test_sequenced_controller_refusal_changes_nothing():
+    sequencer = SequencedController(Counting())
+    ask(sequencer, 0, 0, 0.5)
+    with pytest.raises(ValueError, match='non-finite'):
+        ask(sequencer, 0, 1, np.nan)
+    assert ask(sequencer, 0, 1, 0.5)[0][0] == 2
+    assert ask(sequencer, 0, 2, 0.5) == (pytest.approx([3, 0.5, 0, 0]), 'next')
+
+
+def test_sequenced_planner_gives_the_same_actions_with_foreign_messages_interleaved(push_run):
+    """The stateful planner (its predicted arm posture carries over between steps): the
+    real steps' actions do not change when other steps' observations come in between."""
+    observations, _ = push_run
+    payloads = [np.concatenate([o['observation'], o['desired_goal']]) for o in observations]
+
+    def run(foreign: bool) -> list[np.ndarray]:
+        sequencer = SequencedController(make_controller('discrete_mpc_push', task='push'))
+        actions = []
+        for k, payload in enumerate(payloads[:5]):
+            if foreign:
+                other = payloads[-1 - k]
+                sequencer.answer(4, 0, other, other[:25], other[25:])
+                sequencer.answer(0, k + 3, other, other[:25], other[25:])
+            action, _ = sequencer.answer(0, k, payload, payload[:25], payload[25:])
+            actions.append(action.copy())
+        return actions
+
+    np.testing.assert_array_equal(run(True), run(False))

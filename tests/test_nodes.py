@@ -25,6 +25,8 @@ from rpl_base_controllers.controller_node import ControllerNodeConfig
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import qos_profile
 from rpl_interfaces.codec import StampedVector, decode, encode
+from rpl_sim_bridge.bridge import observation_layout
+from rpl_sim_bridge.tasks import task_spec
 
 BIN = pathlib.Path(sys.executable).parent
 NS = f'/rpl_test_nodes_{os.getpid()}'
@@ -309,3 +311,61 @@ def test_controller_yaml_defaults_match_the_config_dataclass(repo_root):
     data = yaml.safe_load((repo_root / 'config' / 'base_controller.yaml').read_text())
     params = data['/**/base_controller']['ros__parameters']
     assert params == {f.name: f.default for f in dataclasses.fields(ControllerNodeConfig)}
+
+
+def test_controller_node_other_step_ids_and_invalid_messages_never_reset_its_state(
+    probe, repo_root
+):
+    """Issue 9: forged observations with other step ids reset the controller's state (and
+    its answer cache). Here a forged step of another episode, a NaN copy of the current
+    step and another task's observation come between an observation and its re-send: the
+    re-send still gets the cached answer, and the next step follows on."""
+    probe.clear()
+    name = 'forged_check'
+    proc = subprocess.Popen(
+        [
+            str(BIN / 'controller_node'),
+            *ros_args(NS, 'controller:=zero'),
+            '-r',
+            f'__node:={name}',
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    observations = probe.publisher(contract.OBSERVATION)
+    try:
+        up = probe.spin_until(lambda: observations.get_subscription_count() >= 2, 20.0)
+        assert up, 'controller node did not subscribe to observation'
+        fields = observation_layout(task_spec('push')).fields
+        other_fields = observation_layout(task_spec('pick_and_place')).fields
+        rng = np.random.default_rng(0)
+        real = [rng.uniform(-1.0, 1.0, len(fields)) for _ in range(2)]
+
+        def send(episode, step, values, task='push', names=fields):
+            vec = StampedVector(episode, step, np.asarray(values, dtype=float), 0, task)
+            observations.publish(encode(JointState(), vec, names))
+            probe.spin_until(lambda: False, 0.05)
+
+        send(0, 0, real[0])
+        send(5, 3, real[1])  # forged: another episode, mid-way
+        send(0, 0, np.full(len(fields), np.nan))  # forged: NaN copy of the current step
+        send(0, 7, real[1], 'pick_and_place', other_fields)  # another task's observation
+        send(0, 0, real[0])  # the real one again (a handshake re-send)
+        send(0, 1, real[1])
+        node = f'{NS}/{name}'
+
+        def reported() -> bool:
+            diag = probe.diagnostics.get(node, {})
+            return int(diag.get('actions_total', 0)) >= 4 and int(diag.get('rejected', 0)) >= 1
+
+        assert probe.spin_until(reported, 5.0), probe.diagnostics.get(node)
+        diag = probe.diagnostics[node]
+        assert int(diag['repeated_observations']) == 1, diag  # before the fix: 0
+        assert int(diag['out_of_sequence']) == 2, diag  # (5, 3) and pick_and_place (0, 7)
+        answered = [(a.episode, a.step) for a in probe.base_actions if a.tag == 'zero']
+        assert answered == [(0, 0), (5, 3), (0, 7), (0, 0), (0, 1)], answered
+    finally:
+        probe.node.destroy_publisher(observations)
+        stop_process(proc)
+    assert proc.returncode in (0, -15), proc.stdout.read()

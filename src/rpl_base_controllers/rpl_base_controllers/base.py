@@ -11,7 +11,9 @@ A base controller maps one Fetch observation and the desired goal to one action:
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import collections
+import copy
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,6 +28,10 @@ MIN_OBS_DIM = FetchObs.GRIPPER_STATE.stop
 @runtime_checkable
 class BaseController(Protocol):
     """A base controller: observation and goal in, bounded action out.
+
+    A controller that keeps episode state between calls may also define ``get_state()``
+    (a value that does not change with later calls) and ``set_state(state)``; without them
+    :func:`save_state` copies the controller's attributes.
 
     Attributes:
         name: The registry name the controller was made under (e.g. ``'reactive_push'``).
@@ -115,3 +121,125 @@ class BatchedCallMixin:
         """Action for one step: ``(obs_dim,)``, ``(3,)`` -> ``(4,)`` float64 in [-1, 1]."""
         observation, desired_goal = check_single(observation, desired_goal)
         return self.act_batch(observation[None, :], desired_goal[None, :])[0]
+
+
+def save_state(controller: BaseController) -> Any:
+    """Episode state of ``controller`` now, to be put back with :func:`load_state`."""
+    getter = getattr(controller, 'get_state', None)
+    if getter is not None:
+        return getter()
+    return copy.deepcopy(vars(controller))
+
+
+def load_state(controller: BaseController, state: Any) -> None:
+    """Put back a state from :func:`save_state`."""
+    setter = getattr(controller, 'set_state', None)
+    if setter is not None:
+        setter(state)
+    else:
+        vars(controller).update(copy.deepcopy(state))
+
+
+class _Answer(NamedTuple):
+    """One answered step: its payload, action and the controller state after it."""
+
+    episode: int
+    step: int
+    payload: np.ndarray  # the observation payload answered, (payload_dim,)
+    action: np.ndarray  # (ACTION_DIM,)
+    after: Any  # controller state after the call
+
+
+class SequencedController:
+    """Answers the observations of a stream with one stateful controller; no message can
+    reset or corrupt the state that the real sequence of steps builds on.
+
+    The sim publishes observations (e, 0), (e, 1), ... of each episode; other messages may
+    be interleaved (forged ones, a re-send, a restarted sim). Each step is computed from the
+    controller state after its predecessor ``(e, k - 1)``, or from a reset one for step 0,
+    and the last ``history`` answers keep their states, so a message with another step id
+    only adds an answer of its own. A repeated (episode, step) with the same payload gets
+    the same action without calling the controller (a planner called twice could answer
+    differently); with another payload, the later one wins: it is computed again from the
+    state before that step.
+
+    Args:
+        controller: The controller (its state is swapped in and out here).
+        history: Answers kept (covers that many interleaved messages of other steps).
+    """
+
+    def __init__(self, controller: BaseController, history: int = 32) -> None:
+        self.controller = controller
+        self._answers: collections.deque[_Answer] = collections.deque(maxlen=history)
+        self._live: _Answer | None = None  # whose `after` state the controller holds now
+        self.counts = collections.Counter()  # kind of each answer, see :meth:`answer`
+
+    def answer(
+        self,
+        episode: int,
+        step: int,
+        payload: np.ndarray,
+        observation: np.ndarray,
+        desired_goal: np.ndarray,
+    ) -> tuple[np.ndarray, str]:
+        """Action for observation (episode, step).
+
+        Args:
+            episode: Episode id of the observation.
+            step: Step index of the observation.
+            payload: The whole observation payload (identifies a repetition).
+            observation: ``(obs_dim,)`` part of it.
+            desired_goal: ``(3,)`` part of it.
+
+        Returns:
+            The action (do not modify it) and the kind of answer: 'repeat' (same step,
+            same payload), 'again' (same step, another payload), 'next' (the step after an
+            answered one), 'start' (step 0) or 'jump' (no predecessor answered: a late
+            start, a lost observation or a foreign message; computed from the newest
+            earlier step of the episode, else from a reset).
+
+        Raises:
+            ValueError: The controller refused the input (no state is changed).
+        """
+        index = self._find(episode, step)
+        if index is not None and np.array_equal(self._answers[index].payload, payload):
+            self.counts['repeat'] += 1
+            return self._answers[index].action, 'repeat'
+        if (prior := self._find(episode, step - 1)) is not None:
+            kind, before = 'next', self._answers[prior].after
+        elif step == 0:
+            kind, before = 'start', None
+        else:
+            earlier = [a for a in self._answers if a.episode == episode and a.step < step]
+            latest = max(earlier, key=lambda a: a.step, default=None)
+            kind, before = 'jump', None if latest is None else latest.after
+        if index is not None:
+            kind = 'again'
+        self._restore(before)
+        try:
+            action = np.asarray(self.controller(observation, desired_goal), dtype=np.float64)
+        except ValueError:
+            self._live = None  # the controller may have changed before it refused
+            raise
+        answer = _Answer(episode, step, payload.copy(), action, save_state(self.controller))
+        if index is not None:
+            self._answers[index] = answer
+        else:
+            self._answers.append(answer)
+        self._live = answer
+        self.counts[kind] += 1
+        return action, kind
+
+    def _find(self, episode: int, step: int) -> int | None:
+        for index in range(len(self._answers) - 1, -1, -1):
+            answer = self._answers[index]
+            if answer.episode == episode and answer.step == step:
+                return index
+        return None
+
+    def _restore(self, state: Any) -> None:
+        live = self._live
+        if state is None:
+            self.controller.reset()
+        elif live is None or state is not live.after:
+            load_state(self.controller, state)

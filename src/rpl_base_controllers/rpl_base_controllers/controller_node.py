@@ -8,10 +8,15 @@ observation's ``frame_id`` (or the ``task`` parameter). Malformed observations a
 rejected with a throttled log line; the node never crashes on a message.
 
 Every valid observation is answered, a repeated one too: the sim bridge re-sends
-observation (0, 0) until its first command arrives (start-up handshake). A repetition of
-the last answered step with the same values gets the same action again, without calling
-the controller (a planning controller keeps state between calls, so a second call could
-answer differently and change the episode).
+observation (0, 0) until its first command arrives (start-up handshake). Which controller
+state each step is computed from is decided by
+:class:`rpl_base_controllers.base.SequencedController`: step k from the state after step
+k - 1, a repetition with the same values gets the same action without a call (a planning
+controller keeps state between calls, so a second call could answer differently and change
+the episode), a message with another step id (forged, or a restarted sim) never resets or
+changes the state the real sequence builds on, and a later valid message for the same step
+wins. An invalid message (undecodable, non-finite, unknown task) changes nothing; a message
+naming another task gets a controller of its own.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from sensor_msgs.msg import JointState
 
-from rpl_base_controllers.base import BaseController
+from rpl_base_controllers.base import SequencedController
 from rpl_base_controllers.registry import controller_info, make_controller
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
@@ -56,6 +62,13 @@ class ControllerNodeConfig:
     )
 
 
+class _Bound(NamedTuple):
+    """A controller built for one task, with the payload layout of that task."""
+
+    layout: contract.ObservationLayout
+    sequencer: SequencedController
+
+
 class ControllerNode(RplNode):
     """Controller node; see the module docstring."""
 
@@ -64,20 +77,19 @@ class ControllerNode(RplNode):
         self.config = self.declare_config(ControllerNodeConfig)
         cfg = self.config
         controller_info(cfg.controller)  # unknown name: ValueError listing the known ones
-        self._controller: BaseController | None = None
-        self._task: str | None = None
-        self._layout: contract.ObservationLayout | None = None
+        self._bound: dict[str, _Bound] = {}  # task name -> its controller
+        self._task = ''
         if cfg.task:
             self._bind_task(cfg.task)
         self._episode = -1
         self._step = -1
-        self._answered: tuple[np.ndarray, np.ndarray] | None = None  # (payload, action)
         self._pub = self.control_publisher(contract.BASE_ACTION)
         self._diag_pub = self.make_diagnostics()
         self._sub = self.control_subscription(contract.OBSERVATION, self._on_observation)
         self._log = LogThrottle(LOG_PERIOD_S)
         self._actions = 0
         self._repeated = 0
+        self._out_of_sequence = 0  # answers without an answered predecessor ('jump')
         self._rejected = 0
         self._compute_s = np.zeros(COMPUTE_WINDOW)  # ring buffer of the latest compute times
         self._period_actions = 0
@@ -87,46 +99,36 @@ class ControllerNode(RplNode):
             f'controller {cfg.controller!r}, task {cfg.task or "from observation frame_id"}'
         )
 
-    def _bind_task(self, task: str) -> None:
-        """Build the controller and observation layout for ``task`` (ValueError if unsuited)."""
+    def _bind_task(self, task: str) -> _Bound:
+        """Build the controller and observation layout for ``task`` (ValueError if unsuited).
+
+        Other tasks' controllers are left as they are."""
         layout = make_layout(task_spec(task))
-        self._controller = make_controller(self.config.controller, task)
-        self._task, self._layout = task, layout
-        self._episode = self._step = -1
-        self._answered = None
+        bound = _Bound(layout, SequencedController(make_controller(self.config.controller, task)))
+        self._bound[task] = bound
+        return bound
 
     def _on_observation(self, msg: JointState) -> None:
         now = time.monotonic()
         try:
             task = self.config.task or msg.header.frame_id
-            if task != self._task:
-                self._bind_task(task)
-            vec = decode(msg, self._layout.fields)
-            problem = check_payload(vec.values, len(self._layout.fields))
+            bound = self._bound.get(task) or self._bind_task(task)
+            vec = decode(msg, bound.layout.fields)
+            problem = check_payload(vec.values, len(bound.layout.fields))
             if problem is not None:
                 raise MessageError(problem)
         except ValueError as exc:  # MessageError, unknown or unsuited task
             self._reject(f'observation (frame_id {msg.header.frame_id!r}): {exc}', now)
             return
-        answered = self._answered
-        if (
-            answered is not None
-            and (vec.episode, vec.step) == (self._episode, self._step)
-            and np.array_equal(vec.values, answered[0])
-        ):
-            self._publish(vec.episode, vec.step, answered[1])  # a re-sent observation
-            self._repeated += 1
-            return
-        self._answered = None
-        if vec.episode != self._episode or vec.step <= self._step:
-            self._controller.reset()  # a new episode, or the sim bridge started again
-        self._episode, self._step = vec.episode, vec.step
-        layout = self._layout
+        layout = bound.layout
         start = time.perf_counter()
         try:
-            action = np.asarray(
-                self._controller(vec.values[layout.observation], vec.values[layout.desired_goal]),
-                dtype=np.float64,
+            action, kind = bound.sequencer.answer(
+                vec.episode,
+                vec.step,
+                vec.values,
+                vec.values[layout.observation],
+                vec.values[layout.desired_goal],
             )
         except ValueError as exc:
             self._reject(
@@ -139,7 +141,12 @@ class ControllerNode(RplNode):
             self._reject(f'controller output for step {vec.step} not published: {problem}', now)
             return
         self._publish(vec.episode, vec.step, action)
-        self._answered = (vec.values, action)
+        if kind == 'repeat':  # a re-sent observation
+            self._repeated += 1
+            return
+        if kind == 'jump':
+            self._out_of_sequence += 1
+        self._task, self._episode, self._step = task, vec.episode, vec.step
         self._compute_s[self._actions % COMPUTE_WINDOW] = elapsed
         self._actions += 1
         self._period_actions += 1
@@ -169,6 +176,7 @@ class ControllerNode(RplNode):
             'step': self._step,
             'actions_total': self._actions,
             'repeated_observations': self._repeated,  # answered again with the same action
+            'out_of_sequence': self._out_of_sequence,  # no answered predecessor step
             'actions_per_s': f'{count / DIAGNOSTICS_PERIOD_S:.1f}',
             'compute_mean_us': f'{mean_us:.1f}',  # over the latest COMPUTE_WINDOW actions
             'compute_max_us': f'{max_us:.1f}',

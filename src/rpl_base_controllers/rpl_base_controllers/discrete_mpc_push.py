@@ -127,6 +127,15 @@ class DiscreteMPCPush(LoopedBatchMixin):
         self._predicted_state = self.copy.initial_state
         self.stats = PlanStats()
 
+    def get_state(self) -> tuple[np.ndarray, PlanStats]:
+        """Episode state (predicted copy state, last plan's stats); later calls replace,
+        never modify, these objects."""
+        return self._predicted_state, self.stats
+
+    def set_state(self, state: tuple[np.ndarray, PlanStats]) -> None:
+        """Put back a state from :meth:`get_state`."""
+        self._predicted_state, self.stats = state
+
     def __call__(self, observation: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
         """Plan from the observed state; ``(25,)``, ``(3,)`` -> ``(4,)`` in [-1, 1]."""
         start = time.perf_counter()
