@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -24,7 +27,7 @@ import pytest
 from rpl_bringup import launch_runner, launch_shim
 from rpl_bringup.launch_shim import LaunchError, ProcessPlan
 from rpl_bringup.launch_shim.core import ProcessExited
-from rpl_bringup.supervisor import Supervisor
+from rpl_bringup.supervisor import CRASH_LOOP_S, Supervisor
 
 PY = sys.executable
 CLI_LAUNCH = [PY, '-m', 'rpl_bringup.cli', 'launch', '--own-runner']
@@ -340,3 +343,110 @@ def test_required_exit_callable_under_the_real_launch_service(code, expected):
     start = time.monotonic()
     assert service.run() == expected
     assert time.monotonic() - start < 20
+
+
+# --- the real stack: base controller killed mid-run ----------------------------------------
+
+
+class _Runner:
+    """`rpl launch` in a child process; a thread collects its output lines."""
+
+    def __init__(self, cmd: list[str]) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip('\n'))
+
+    def output(self) -> str:
+        return '\n'.join(self.lines)
+
+    def pids_of(self, name: str) -> list[int]:
+        tag = f'[rpl launch] started {name} (pid '
+        return [int(x[len(tag) :].split(')')[0]) for x in self.lines if x.startswith(tag)]
+
+    def wait_for(self, check, timeout: float, what: str) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if check():
+                return
+            if self.proc.poll() is not None and not check():
+                pytest.fail(f'the launch ended while waiting for {what}:\n{self.output()}')
+            time.sleep(0.05)
+        pytest.fail(f'timed out waiting for {what}:\n{self.output()}')
+
+
+def _episodes(path) -> list[dict]:
+    import json
+
+    try:
+        return json.loads(path.read_text())['episodes']
+    except (FileNotFoundError, ValueError, KeyError):
+        return []
+
+
+@pytest.mark.integration
+def test_killed_base_controller_is_respawned_and_a_crash_loop_ends_the_launch(tmp_path):
+    import signal
+
+    from helpers import stop_process
+
+    results = tmp_path / 'results.json'
+    runner = _Runner(
+        [
+            *CLI_LAUNCH, 'rpl_bringup', 'slippery_push.launch.py',
+            f'namespace:=/itest_{os.getpid()}_controller', 'monitor:=true',
+            f'results:={results}',
+        ]
+    )  # fmt: skip
+    try:
+        runner.wait_for(lambda: len(_episodes(results)) >= 1, 40, 'the first episode')
+        done_before_kill = len(_episodes(results))
+        os.kill(runner.pids_of('base_controller')[0], signal.SIGKILL)
+
+        # The runner says so and restarts it; the sim steps on the zero action meanwhile,
+        # counted per episode, then the controller drives again.
+        runner.wait_for(lambda: len(runner.pids_of('base_controller')) == 2, 15, 'the respawn')
+        respawned_at = time.monotonic()
+        output = runner.output()
+        assert 'base_controller died (code -9); respawning in 1.0 s' in output
+        assert (
+            '[rpl launch] the base controller died (exit code -9); respawning it in 1.0 s; '
+            'meanwhile the sim bridge applies the zero action (counted as fallback_zero)'
+        ) in output
+
+        def recovered() -> bool:
+            episodes = _episodes(results)[done_before_kill:]
+            zero = [i for i, e in enumerate(episodes) if e['fallback_zero'] > 0]
+            return bool(zero) and any(e['fallback_zero'] == 0 for e in episodes[zero[0] + 1 :])
+
+        runner.wait_for(recovered, 60, 'zero-action steps, then a clean episode')
+        assert runner.proc.poll() is None
+
+        # Killed once more after it ran a while: respawned again (no crash loop); killed
+        # again within seconds of that restart: a crash loop ends the launch non-zero.
+        time.sleep(max(0.0, respawned_at + CRASH_LOOP_S + 1.0 - time.monotonic()))
+        second = runner.pids_of('base_controller')[1]
+        deadline = time.monotonic() + 30
+        while len(runner.pids_of('base_controller')) < 3 and time.monotonic() < deadline:
+            if runner.pids_of('base_controller')[-1] == second:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(second, signal.SIGKILL)
+            time.sleep(0.05)
+        third = runner.pids_of('base_controller')[2]
+        os.kill(third, signal.SIGKILL)
+        assert runner.proc.wait(30) == 1, runner.output()
+        assert re.search(
+            r'base_controller died again \(code -9\) \d+\.\d s after its restart: a crash loop '
+            r'\(the base controller: check its parameters\); stopping the launch',
+            runner.output(),
+        ), runner.output()
+    finally:
+        stop_process(runner.proc, signal.SIGINT, timeout_s=15)

@@ -57,11 +57,13 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+# A respawned node dying again within CRASH_LOOP_S of its restart is in a crash loop (e.g.
+# a bad controller parameter): the launch ends with an error naming it (the project
+# runner's own rule too).
+from rpl_bringup.supervisor import CRASH_LOOP_S
+
 RESIDUAL_RESPAWN_DELAY_S = 1.0
 CONTROLLER_RESPAWN_DELAY_S = 1.0
-# A respawned node dying again within this many seconds of its restart is in a crash loop
-# (e.g. a bad controller parameter): the launch ends with an error naming it.
-CRASH_LOOP_S = 5.0
 MAX_SEED = 2**31 - 1  # sim_bridge / trainer seed range
 MAX_EPISODES = 10**9
 # The update settings every `rpl train` result and the live-learning result in the README
