@@ -345,7 +345,11 @@ def check_run_dir(out_dir: pathlib.Path, config: TrainConfig, resume: bool) -> N
             + '); use the same options or a new directory'
         )
     if not (out_dir / CHECKPOINT_FILE).is_file():
-        raise RunDirError(f'cannot resume: no checkpoint at {out_dir / CHECKPOINT_FILE}')
+        raise RunDirError(
+            f'cannot resume: no checkpoint at {out_dir / CHECKPOINT_FILE} (runs write one at '
+            'their start; this one was removed or predates that): remove the folder or train '
+            'into another --out'
+        )
 
 
 class _Accumulator:
