@@ -10,17 +10,25 @@ README)::
 :func:`stack_launch_description` (``slippery_push``, ``push``, ``pick_and_place`` launch
 files) runs one stack:
 
-* ``sim_bridge`` is required (``on_exit=Shutdown()``): with ``episodes:=N`` it exits 0 after
-  N episodes and the launch ends with it; if it crashes the launch ends with an error.
-* ``residual_node`` respawns after 1 s if it dies; meanwhile the sim bridge applies the
-  base action (counted as ``fallback_base``), so a dead residual never stops the robot.
+* The launch arguments are checked first, before any node starts (``_CheckArguments``):
+  ``controller`` must be registered (rpl_base_controllers) for the task (registered with
+  rpl_sim_bridge), integers must be integers in range, ``record:=true`` needs ``bag``. A bad
+  one is one line and a non-zero exit (``rpl launch``: 2; ``ros2 launch``: 1).
+* ``sim_bridge`` is required (:class:`RequiredExit`): with ``episodes:=N`` it exits 0 after
+  N episodes and the launch ends with 0; if it crashes the launch ends non-zero, under
+  ``ros2 launch`` too (a bare ``on_exit=Shutdown()`` ends a real launch with 0).
+* ``base_controller`` respawns after 1 s if it dies; meanwhile the sim bridge applies the
+  zero action (counted as ``fallback_zero``). ``residual_node`` respawns after 1 s too;
+  meanwhile the sim bridge applies the base action (``fallback_base``), so a dead residual
+  never stops the robot. Either dying again within ``CRASH_LOOP_S`` of its restart is a
+  crash loop (:class:`RespawnWatch`): the launch ends non-zero naming it.
 * ``monitor:=true`` adds ``episode_monitor`` (rpl_bringup), which prints one line per
   episode and writes ``results:=FILE``; the sim bridge then also waits for it to subscribe
   (DDS discovery here can take a few seconds, longer than a short run lives).
 * ``record:=true bag:=PATH`` adds ``bag_recorder`` (rpl_trainer), which records every
   control topic to a new rosbag2 bag (mcap) at PATH; the sim bridge waits for it the same
   way, so the bag holds the run from step 0. The recorder is required: if it cannot start
-  (no ``bag``, or PATH exists: bags are never overwritten) the launch ends with an error.
+  (PATH exists: bags are never overwritten) the launch ends with an error.
 
 :func:`learn_launch_description` (``slippery_push_learn.launch.py``) runs the watched stack
 in ``namespace`` without exploration, ``explorers:=N`` (0..4) more stacks in
@@ -28,7 +36,8 @@ in ``namespace`` without exploration, ``explorers:=N`` (0..4) more stacks in
 1000000``), and the trainer node (rpl_trainer) learning from every stack's topics and
 exporting a new model to ``model_path`` that every residual node hot-reloads:
 
-* the trainer and every sim bridge are required; with ``episodes:=N`` the launch ends when
+* the trainer and every sim bridge are required (a crash ends the launch non-zero); base
+  controllers and residual nodes respawn as above; with ``episodes:=N`` the launch ends when
   the watched stack has run N episodes (the explorers run until then);
 * every sim bridge waits for its controller, residual node, the trainer (which subscribes
   to every stack) and, with ``monitor:=true``, its monitor, for up to
@@ -40,7 +49,8 @@ exporting a new model to ``model_path`` that every residual node hot-reloads:
 
 Parameters of each node come, in increasing priority, from ``config/<node>.yaml`` (node
 defaults), ``config/<task>.yaml`` (this stack) and the launch arguments. Uses only the
-standard ``launch`` / ``launch_ros`` API, so ``ros2 launch`` and ``rpl launch`` run it alike.
+standard ``launch`` / ``launch_ros`` API (actions, substitutions, ``on_exit`` callables), so
+``ros2 launch`` and ``rpl launch`` run it alike.
 """
 
 from __future__ import annotations
