@@ -4,7 +4,8 @@ the ReactivePush base controller (about 0.45 success in the paper), a learned re
 Three nodes in one namespace: sim_bridge (required), base_controller and residual_node
 (both respawn; a crash loop ends the launch), with monitor:=true an episode monitor,
 with record:=true bag:=PATH a bag recorder. A bad launch argument (controller not
-registered for the task, seed not an integer, ...) stops the launch before any node starts. Parameters: config/sim_bridge.yaml, config/base_controller.yaml,
+registered for the task, seed not an integer, ...) stops the launch before any node starts.
+Parameters: config/sim_bridge.yaml, config/base_controller.yaml,
 config/residual_node.yaml, then config/slippery_push.yaml, then
 the launch arguments.
 
