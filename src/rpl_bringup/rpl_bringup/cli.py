@@ -1,4 +1,4 @@
-"""The ``rpl`` command line: launch, eval, demo (and train / plot / bag from rpl_trainer).
+"""The ``rpl`` command line: launch, eval, demo, list (and train / plot / bag from rpl_trainer).
 
 Exit codes: 0 success, 2 bad usage or arguments (one clear message), anything else is the
 failing launch's or tool's own code.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -189,9 +190,11 @@ class _StopSignals:
     def __init__(self) -> None:
         self.received: int | None = None
         self.spinning = False
-        self._previous = {
-            sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():  # else: the caller's job
+            self._previous = {
+                sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None or not self.spinning:
