@@ -101,6 +101,18 @@ def test_eval_refuses_to_overwrite_and_force_replaces(tmp_path, capsys, monkeypa
     assert json.loads(default.read_text())['successes'] == first['successes']
 
 
+def test_eval_of_a_model_names_it_in_the_default_file_and_the_record(
+    tmp_path, repo_root, capsys, monkeypatch
+):
+    model = repo_root / 'models' / 'push_discrete_mpc_push' / 'actor.onnx'
+    monkeypatch.chdir(tmp_path)
+    args = ['eval', '--task', 'push', '--controller', 'reactive_push', '--episodes', '1']
+    assert cli.main([*args, '--model', str(model), '--seed', '3', '--no-progress']) == 0
+    out = tmp_path / 'results' / 'eval_push_reactive_push_push_discrete_mpc_push_seed3.json'
+    assert json.loads(out.read_text())['model'] == str(model)
+    assert f'push / reactive_push + {model}: success rate' in capsys.readouterr().out
+
+
 def test_rpl_eval_prints_no_adroit_notice(tmp_path):
     done = subprocess.run(
         [sys.executable, '-m', 'rpl_bringup.cli', *EVAL_1, '--no-progress'],

@@ -228,15 +228,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     lo, hi = result.ci95
-    label = (
-        f'{args.controller} + {os.path.basename(args.model)}' if args.model else args.controller
-    )
+    label = f'{args.controller} + {args.model}' if args.model else args.controller
     print(
         f'{args.task} / {label}: success rate {result.success_rate:.3f} '
         f'(95% CI {lo:.3f}-{hi:.3f}) over {args.episodes} episodes (seed {args.seed}); '
         f'mean final distance {result.mean_final_distance:.4f} m'
     )
-    text = json.dumps(result.to_json(), indent=2) + '\n'
+    record = result.to_json()
+    if args.model:  # the path as given: which actor.onnx it was
+        record['model'] = args.model
+    text = json.dumps(record, indent=2) + '\n'
     try:
         output_files.write_output(out, text.encode(), force=args.force)
     except output_files.OutputError as exc:
