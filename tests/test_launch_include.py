@@ -129,3 +129,44 @@ def test_user_launch_file_including_the_stack_runs_under_rpl_launch(user_launch_
     assert 'sim_bridge finished (code 0); stopping the launch' in output
     assert '[episode_monitor] episode   0: ' in output
     assert 'Traceback' not in output
+
+
+OUTER = """
+from launch import LaunchDescription
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import PathJoinSubstitution, ThisLaunchFileDir
+
+
+def generate_launch_description():
+    inner = PathJoinSubstitution([ThisLaunchFileDir(), 'sub', 'inner.launch.py'])
+    return LaunchDescription([
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(inner)),
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(inner)),
+    ])
+"""
+INNER = """
+import sys
+from launch import LaunchDescription
+from launch.actions import ExecuteProcess
+from launch.substitutions import ThisLaunchFileDir
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        ExecuteProcess(cmd=[sys.executable, '-c', 'pass', ThisLaunchFileDir()], name='inner'),
+    ])
+"""
+
+
+def test_this_launch_file_dir_follows_includes(tmp_path):
+    (tmp_path / 'sub').mkdir()
+    (tmp_path / 'outer.launch.py').write_text(OUTER)
+    (tmp_path / 'sub' / 'inner.launch.py').write_text(INNER)
+    plans = launch_runner.plan_launch_file(
+        str(tmp_path / 'outer.launch.py'), {}, resolve=lambda pkg, exe: [exe], force_shim=True
+    )
+    assert [(p.name, p.cmd[-1]) for p in plans] == [
+        ('inner', str(tmp_path / 'sub')),
+        ('inner-2', str(tmp_path / 'sub')),
+    ]

@@ -245,6 +245,7 @@ def plan_launch_file(
             'LaunchDescription of the stand-in modules (is the real launch installed?)'
         )
     context = LaunchContext(arguments, find_package_share=find_share, resolve_executable=resolve)
+    context.launch_file_dir = os.path.dirname(os.path.abspath(path))
     try:
         description.visit(context)
     except LaunchError:

@@ -129,6 +129,9 @@ class LaunchContext:
         # As the real context's: True once the launch shuts down. Plans are made before
         # anything runs, and the runner calls on_exit callables only while not stopping.
         self.is_shutdown = False
+        # Folder of the launch file being visited (ThisLaunchFileDir), set by the runner and
+        # by IncludeLaunchDescription.
+        self.launch_file_dir: str | None = None
         self._find_package_share = find_package_share
         self._resolve_executable = resolve_executable
 

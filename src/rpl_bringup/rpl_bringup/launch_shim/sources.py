@@ -101,6 +101,7 @@ class IncludeLaunchDescription(Action):
         self.launch_arguments = tuple(launch_arguments or ())
 
     def execute(self, context: LaunchContext) -> None:
+        path = self.launch_description_source.location(context)
         description = self.launch_description_source.get_launch_description(context)
         values = [
             (
@@ -110,7 +111,12 @@ class IncludeLaunchDescription(Action):
             for name, value in self.launch_arguments
         ]
         context.launch_configurations.update(values)
-        description.visit(context)
+        outer_dir = context.launch_file_dir
+        context.launch_file_dir = os.path.dirname(os.path.abspath(path))
+        try:
+            description.visit(context)
+        finally:
+            context.launch_file_dir = outer_dir
 
 
 class GroupAction(Action):

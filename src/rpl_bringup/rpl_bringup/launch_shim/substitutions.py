@@ -1,4 +1,5 @@
-"""Stand-ins for ``launch.substitutions``: LaunchConfiguration, PathJoinSubstitution, text."""
+"""Stand-ins for ``launch.substitutions``: LaunchConfiguration, PathJoinSubstitution,
+ThisLaunchFileDir, text."""
 
 from __future__ import annotations
 
@@ -54,4 +55,19 @@ class PathJoinSubstitution(Substitution):
         return os.path.join(*(perform_substitutions(context, p) for p in self.parts))
 
 
-__all__ = ['LaunchConfiguration', 'PathJoinSubstitution', 'TextSubstitution', 'Substitution']
+class ThisLaunchFileDir(Substitution):
+    """The folder of the launch file this substitution is in."""
+
+    def perform(self, context: LaunchContext) -> str:
+        if context.launch_file_dir is None:
+            raise LaunchError('ThisLaunchFileDir() used outside a launch file')
+        return context.launch_file_dir
+
+
+__all__ = [
+    'LaunchConfiguration',
+    'PathJoinSubstitution',
+    'Substitution',
+    'TextSubstitution',
+    'ThisLaunchFileDir',
+]
