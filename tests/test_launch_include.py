@@ -170,3 +170,10 @@ def test_this_launch_file_dir_follows_includes(tmp_path):
         ('inner', str(tmp_path / 'sub')),
         ('inner-2', str(tmp_path / 'sub')),
     ]
+
+
+def test_show_args_lists_the_arguments_of_included_files_too(user_launch_file):
+    names = [info.name for info in launch_runner.describe_launch_arguments(user_launch_file)]
+    assert names[:5] == ['my_seed', 'my_episodes', 'my_controller', 'my_namespace', 'second']
+    assert {'controller', 'episodes', 'seed', 'record', 'bag'} <= set(names)
+    assert len(names) == len(set(names))

@@ -206,7 +206,7 @@ def describe_launch_arguments(path: str) -> list[LaunchArgumentInfo]:
     description = load_launch_description(path, force_shim=True)
     context = LaunchContext(find_package_share=find_package_share)
     infos = []
-    for arg in description.get_launch_arguments():
+    for arg in description.get_launch_arguments(context):
         default = None
         if arg.default_value is not None:
             try:

@@ -259,8 +259,26 @@ class LaunchDescription:
                 raise LaunchError(f'launch description holds a non-action {entity!r}')
             entity.visit(context)
 
-    def get_launch_arguments(self) -> list[Any]:
-        """The ``DeclareLaunchArgument`` actions of this description, in order."""
+    def get_launch_arguments(self, context: LaunchContext | None = None) -> list[Any]:
+        """The ``DeclareLaunchArgument`` actions of this description, in order; with a
+        ``context``, also those of included files (first declaration of a name wins, as in
+        ``ros2 launch --show-args``) whose paths it can evaluate."""
         from rpl_bringup.launch_shim.actions import DeclareLaunchArgument
+        from rpl_bringup.launch_shim.sources import GroupAction, IncludeLaunchDescription
 
-        return [e for e in self.entities if isinstance(e, DeclareLaunchArgument)]
+        found: dict[str, Any] = {}
+        for entity in self.entities:
+            inner: list[Any] = []
+            if isinstance(entity, DeclareLaunchArgument):
+                inner = [entity]
+            elif isinstance(entity, GroupAction):
+                inner = LaunchDescription(entity.actions).get_launch_arguments(context)
+            elif isinstance(entity, IncludeLaunchDescription) and context is not None:
+                try:
+                    included = entity.launch_description_source.get_launch_description(context)
+                except LaunchError:
+                    continue
+                inner = included.get_launch_arguments(context)
+            for argument in inner:
+                found.setdefault(argument.name, argument)
+        return list(found.values())
