@@ -91,18 +91,46 @@ def test_the_handshake_resends_are_kept_once_and_not_drops():
     np.testing.assert_array_equal(record.base_action[0], base_values(0, 0))
 
 
-def test_a_dropped_step_skips_that_episode_only():
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS, lag=2)
-    done = feed(assembler, episode_messages(0, skip={(contract.BASE_ACTION, 2)}))
+def test_a_dropped_step_skips_that_episode_once_its_topic_has_moved_on():
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    messages = episode_messages(0, skip={(contract.BASE_ACTION, 2)})
+    done = feed(assembler, messages)
     assert done == [] and assembler.open_episodes == [0]  # its message may still come
-    done += feed(assembler, episode_messages(1))
-    assert [r.episode for r in done] == [1] and assembler.open_episodes == [0]
-    done += feed(assembler, episode_messages(2))  # two episodes later: given up
-    assert [r.episode for r in done] == [1, 2]
+    # Each topic arrives in order: once base_action delivers episode 1, step 2 of episode 0
+    # can no longer come, so episode 0 is skipped, whatever the other topics do.
+    done += feed(assembler, [(t, v) for t, v in episode_messages(1) if t == contract.BASE_ACTION])
+    assert done == [] and assembler.open_episodes == [1]
     assert assembler.counts.skipped == {offline.INCOMPLETE: 1}
-    assert assembler.counts.complete == 2
+    assert assembler.counts.missing == 1
+    lines = ['episode 0 skipped as incomplete: base_action lacks 1 steps (2)']
+    assert assembler.skip_lines == lines
+    done += feed(assembler, [(t, v) for t, v in episode_messages(1) if t != contract.BASE_ACTION])
+    assert [r.episode for r in done] == [1] and assembler.counts.complete == 1
     assert feed(assembler, [(contract.BASE_ACTION, vec(0, 2, base_values(0, 2)))]) == []
     assert assembler.counts.late == 1
+
+
+def test_topics_arriving_whole_episodes_apart_still_complete_every_episode():
+    # A publisher matched late (DDS discovery) delivers its transient-local history in a
+    # burst, episodes after the other topics: nothing is lost and nothing skipped.
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    messages = [m for ep in range(6) for m in episode_messages(ep)]
+    late = [m for m in messages if m[0] == contract.COMMAND]
+    done = feed(assembler, [m for m in messages if m[0] != contract.COMMAND] + late)
+    assert [r.episode for r in done] == list(range(6))
+    assert assembler.counts.skipped == {} and assembler.counts.missing == 0
+
+
+def test_a_silent_topic_gives_up_on_episodes_after_lag_episodes():
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS, lag=3)
+    silent = [m for ep in range(4) for m in episode_messages(ep) if m[0] != contract.COMMAND]
+    assert feed(assembler, silent[:-1]) == []  # episode 3 without its result
+    assert assembler.open_episodes == [1, 2, 3]
+    assert assembler.counts.skipped == {offline.INCOMPLETE: 1}
+    assert assembler.counts.missing == STEPS  # episode 0's commands
+    assert assembler.skip_lines == [
+        f'episode 0 skipped as incomplete: command lacks {STEPS} steps (0-{STEPS - 1})'
+    ]
 
 
 def test_a_result_before_the_last_command_still_completes():

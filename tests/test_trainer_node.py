@@ -26,6 +26,8 @@ from rpl_interfaces.codec import StampedVector, encode
 from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_sim_bridge.bridge import observation_layout
 from rpl_sim_bridge.tasks import task_spec
+from rpl_trainer import bags
+from rpl_trainer.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +60,25 @@ def publish_episode(side: SideNode, pubs: dict, ep: int, drop_command: int | Non
     side.spin_until(lambda: False, 0.05)
 
 
+def stack_publishers(side: SideNode) -> dict:
+    """Publishers with the stack's QoS (RplNode.control_publisher's: 500 messages of
+    history, transient local) on the four topics the trainer learns from."""
+    deep = qos_profile(
+        contract.QosSpec(
+            contract.CONTROL_PUBLISHER_DEPTH,
+            transient_local=contract.CONTROL_PUBLISHER_TRANSIENT_LOCAL,
+        )
+    )
+    pubs = {
+        topic: side.node.create_publisher(JointState, topic, deep)
+        for topic in (contract.OBSERVATION, contract.BASE_ACTION, contract.COMMAND)
+    }
+    pubs[contract.EPISODE] = side.node.create_publisher(
+        JointState, contract.EPISODE, qos_profile(contract.EPISODE_QOS)
+    )
+    return pubs
+
+
 def start_trainer(namespace: str, model, checkpoint) -> subprocess.Popen:
     cmd = trainer_command(
         namespace,
@@ -78,14 +99,7 @@ def test_trainer_node_learns_from_live_topics_exports_and_resumes(tmp_path):
     side = SideNode('trainer_probe', namespace)
     outputs = []
     try:
-        deep = qos_profile(contract.QosSpec(depth=1000))  # a burst: keep every message
-        pubs = {
-            topic: side.node.create_publisher(JointState, topic, deep)
-            for topic in (contract.OBSERVATION, contract.BASE_ACTION, contract.COMMAND)
-        }
-        pubs[contract.EPISODE] = side.node.create_publisher(
-            JointState, contract.EPISODE, qos_profile(contract.EPISODE_QOS)
-        )
+        pubs = stack_publishers(side)
         status = {}
 
         def on_diagnostics(msg: DiagnosticArray) -> None:
@@ -158,3 +172,156 @@ def test_a_corrupt_checkpoint_or_a_bad_override_stops_the_start_with_one_clear_l
         assert f'[trainer] error: {message}' in run.stdout, run.stdout + run.stderr
     assert checkpoint.read_bytes() == b'not a checkpoint'  # never written over
     assert sorted(os.listdir(tmp_path)) == ['trainer.pt']  # and no model exported
+
+
+def test_episodes_published_before_the_trainer_matched_are_not_lost(tmp_path):
+    """DDS discovery is not instant: a stack may run its first steps before the trainer's
+    subscriptions are matched to its publishers. The publishers' transient-local history
+    delivers them anyway: every episode is ingested, none skipped."""
+    namespace = f'/trainerlate_{os.getpid()}'
+    side = SideNode('trainer_late_probe', namespace)
+    pubs = stack_publishers(side)
+    for ep in range(2):  # 2 x 150 step messages: within the publishers' 500
+        publish_episode(side, pubs, ep)
+    status = {}
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for s in msg.status:
+            if s.name == f'{namespace}/trainer':
+                status.update({kv.key: kv.value for kv in s.values})
+
+    side.node.create_subscription(
+        DiagnosticArray, '/diagnostics', on_diagnostics, qos_profile(contract.DIAGNOSTICS_QOS)
+    )
+    proc = subprocess.Popen(
+        trainer_command(namespace, tmp_path / 'actor.onnx', 'train_overrides:=hidden_size=64'),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert side.spin_until(lambda: status.get('episodes_ingested') == '2', 30.0), status
+        publish_episode(side, pubs, 2)  # and the live ones after it
+        assert side.spin_until(lambda: status.get('episodes_ingested') == '3', 10.0), status
+        assert status['episodes_skipped'] == '0' and status['missing_messages'] == '0'
+        assert status['messages_lost'] == '0'
+    finally:
+        side.close()
+        code = stop_process(proc)
+        output = proc.stdout.read()
+    assert code == 0, output
+
+
+def write_task_bag(path, episodes: int) -> None:
+    """A bag as the recorder writes it (rpl_trainer.bags.BagWriter) of ``episodes``
+    SlipperyPush episodes with made-up values."""
+    ns = '/recorded'
+    writer = bags.BagWriter(path, bags.recorded_topics(ns))
+    stamp = 1_000_000_000
+    topics = (
+        (contract.OBSERVATION, LAYOUT.fields),
+        (contract.BASE_ACTION, contract.ACTION_FIELDS),
+        (contract.COMMAND, contract.ACTION_FIELDS),
+    )
+    for ep in range(episodes):
+        rng = np.random.default_rng(ep)
+        for k in range(T):
+            for topic, fields in topics:
+                stamp += 1_000_000
+                values = rng.uniform(-1, 1, len(fields))
+                data = bags.encode_vector(StampedVector(ep, k, values, stamp, 'rec'), fields)
+                writer.write(bags.resolve_topic(ns, topic), stamp, data)
+        result = contract.EpisodeResult(ep, False, 0.2, -float(T), T, 0, 0)
+        vec = StampedVector(ep, T, result.as_vector(), stamp, 'slippery_push')
+        data = bags.encode_vector(vec, contract.EPISODE_FIELDS)
+        writer.write(bags.resolve_topic(ns, contract.EPISODE), stamp, data)
+    writer.close()
+
+
+def run_trainer(*params: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess:
+    args = ros_args('/trainer_offline', "namespaces:=''", *params)
+    return subprocess.run(
+        [sys.executable, '-m', 'rpl_trainer.trainer_node', *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def test_exit_after_updates_trains_on_the_bags_exports_and_exits_0(tmp_path):
+    bag = tmp_path / 'run_bag'
+    write_task_bag(bag, episodes=3)
+    model, checkpoint = tmp_path / 'out' / 'actor.onnx', tmp_path / 'out' / 'trainer.pt'
+    run = run_trainer(
+        f'bags:={bag}',
+        f'model_path:={model}',
+        f'checkpoint_path:={checkpoint}',
+        'exit_after_updates:=30',
+        'train_overrides:=hidden_size=64,batch_size=32',
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert f'3 episodes ({3 * (T - 1)} transitions) stored' in output, output
+    assert 'done: 30 updates on 3 episodes from 1 bag(s)' in output, output
+    assert 'Traceback' not in output, output
+    state = load_checkpoint(checkpoint)
+    assert state['learner']['agent']['updates'] == 30
+    assert state['learner']['counters']['episodes'] == 3
+    actor = OnnxActor.load(model, obs_dim=SPEC.obs_dim, goal_dim=SPEC.goal_dim)
+    assert actor(np.zeros(SPEC.obs_dim), np.zeros(SPEC.goal_dim)).shape == (4,)
+
+    # Run again on the same checkpoint: the bag is not read twice, 30 more updates.
+    again = run_trainer(
+        f'bags:={bag}',
+        f'model_path:={model}',
+        f'checkpoint_path:={checkpoint}',
+        'exit_after_updates:=30',
+        'train_overrides:=hidden_size=64,batch_size=32',
+    )
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output
+    assert 'already in the checkpoint' in output, output
+    assert load_checkpoint(checkpoint)['learner']['agent']['updates'] == 60
+
+
+def test_exit_after_updates_without_usable_bags_stops_with_one_line(tmp_path):
+    not_a_bag = tmp_path / 'not_a_bag'
+    not_a_bag.mkdir()
+    (not_a_bag / 'metadata.yaml').write_text('garbage: [')
+    model = tmp_path / 'actor.onnx'
+    cases = (
+        ((), 'exit_after_updates:=5 trains on bags, but bags is empty'),
+        ((f'bags:={tmp_path / "missing"}',), str(tmp_path / 'missing')),
+        ((f'bags:={not_a_bag}',), str(not_a_bag)),
+    )
+    for params, message in cases:
+        run = run_trainer(f'model_path:={model}', 'exit_after_updates:=5', *params)
+        output = run.stdout + run.stderr
+        assert run.returncode == 2, output
+        errors = [line for line in run.stdout.splitlines() if '[trainer] error:' in line]
+        assert len(errors) == 1 and message in errors[0], output
+        assert 'Traceback' not in output, output
+    assert not model.exists()
+
+
+def test_an_unwritable_model_path_stops_the_start_with_one_line(tmp_path):
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('not a folder')
+    cases = (
+        (f'model_path:={a_file / "actor.onnx"}', f'model_path {a_file / "actor.onnx"} cannot'),
+        (f'model_path:={tmp_path}', f'model_path {tmp_path} cannot be written'),
+        ('model_path:=/proc/rpl_no_such_dir/actor.onnx', 'model_path /proc/rpl_no_such_dir'),
+        (
+            f'checkpoint_path:={a_file / "trainer.pt"}',
+            f'checkpoint_path {a_file / "trainer.pt"} cannot be written',
+        ),
+    )
+    for param, message in cases:
+        params = [param] if param.startswith('model_path') else [param, 'model_path:=x.onnx']
+        run = run_trainer(*params, timeout_s=60.0)
+        output = run.stdout + run.stderr
+        assert run.returncode == 2, output
+        assert f'[trainer] error: {message}' in run.stdout, output
+        assert 'Traceback' not in output, output
+        # Checked first: before torch, the learner or any bag (no 'ready', no export).
+        assert 'ready:' not in output and 'exported' not in output, output

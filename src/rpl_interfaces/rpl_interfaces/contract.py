@@ -230,6 +230,11 @@ DIAGNOSTICS_QOS: Final = QosSpec(depth=10, reliable=True, transient_local=False)
 # steps/s each on 2 cores got ~30 % of the episodes incomplete (no late messages: the
 # messages never arrived). The in-loop subscribers keep depth 10.
 CONTROL_PUBLISHER_DEPTH: Final = 500
+# The control publishers also offer that history to transient-local subscribers (the
+# trainer node): one matched after the publisher started (DDS discovery takes up to a few
+# seconds) still receives the first messages, so the first episodes are not lost.
+# Volatile subscribers (every node in the loop) receive only new messages, as before.
+CONTROL_PUBLISHER_TRANSIENT_LOCAL: Final = True
 
 TOPIC_QOS: Final = {
     OBSERVATION: CONTROL_QOS,

@@ -216,6 +216,14 @@ class TrainerNodeConfig:
         default=10000,
         metadata=describe('Save a checkpoint every this many gradient steps', range=(1, 10**9)),
     )
+    exit_after_updates: int = dataclasses.field(
+        default=0,
+        metadata=describe(
+            'Offline learning: train this many gradient steps on the bags (no live topics), '
+            'export the model (and save the checkpoint), then exit 0; 0 = learn until stopped',
+            range=(0, 10**9),
+        ),
+    )
 
     def namespace_list(self) -> list[str]:
         """The namespaces, each with a leading '/'."""
@@ -349,6 +357,7 @@ class _OpenEpisode:
     )
     result: contract.EpisodeResult | None = None
     conflicting: bool = False
+    sent_until_ns: int = 0  # newest send time of its messages
 
 
 @dataclasses.dataclass
@@ -361,17 +370,24 @@ class AssemblerCounts:
         resent: Messages that repeated an (episode, step) with the same values (the sim
             bridge's start-up handshake and the nodes' answers to it); the first is kept.
         late: Messages of an episode already emitted or skipped, ignored.
+        missing: Step messages (observation, base action, command; and the result, one
+            each) that episodes skipped as incomplete lacked: what never reached this
+            process.
         results_only: Episode results with no step messages (results of episodes before
             this trainer started, delivered late through the latched ``episode`` topic).
         restarts: Times a sim bridge started its episode ids again from an id already seen.
+        before_resume: Messages sent before the checkpoint this trainer resumed from was
+            saved (publishers' history delivered again), ignored.
     """
 
     complete: int = 0
     skipped: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     resent: int = 0
     late: int = 0
+    missing: int = 0
     results_only: int = 0
     restarts: int = 0
+    before_resume: int = 0
 
 
 class EpisodeAssembler:
@@ -380,21 +396,34 @@ class EpisodeAssembler:
     An episode is emitted as soon as its result and, for every step 0 .. T-1, one
     observation, base action and command are there. Repeats of an (episode, step) with the
     same values and tag are re-sends (kept once); with other values the episode is skipped
-    as ``conflicting``. An episode still incomplete once a step message (observation, base
-    action or command) of episode id + ``lag`` (or later) arrives is skipped as
-    ``incomplete``: the step topics may arrive out of order, but not by whole episodes.
-    Results do not close episodes: a busy subscriber takes one message per topic in turn,
-    so after a pause the one result per episode runs ahead of the 3 x T step messages by
-    whole episodes. One assembler per stack namespace.
+    as ``conflicting``.
+
+    Each step topic has one publisher per stack and DDS delivers a reliable publisher's
+    messages in order, but the topics relative to each other in any order (a publisher
+    matched late delivers its history in a burst). So an episode is skipped as
+    ``incomplete`` as soon as a step topic it lacks steps of delivers a later episode:
+    those steps can no longer come. As a backstop for a topic that has gone silent, it is
+    also skipped once any step message of episode id + ``lag`` (or later) arrives. Results
+    do not close episodes (they are one message per episode, on their own topic).
+    One assembler per stack namespace.
 
     Args:
         layout: The observation payload layout (with achieved goals).
         episode_steps: Task episode length T; results with another step count are skipped.
-        lag: Episodes to wait for the missing messages of an episode (>= 1).
+        lag: Episodes to wait for the missing messages of an episode on a topic that
+            delivers nothing newer (>= 1; the control publishers keep 500 messages, ten
+            50-step episodes, for a late-matched subscriber).
+        resume_after_ns: Ignore messages sent at or before this time (ns): those of the
+            episodes a resumed learner already has (:attr:`seen_until_ns` when it was
+            saved), which the publishers' history delivers again; None: none.
     """
 
     def __init__(
-        self, layout: contract.ObservationLayout, episode_steps: int, lag: int = 2
+        self,
+        layout: contract.ObservationLayout,
+        episode_steps: int,
+        lag: int = 12,
+        resume_after_ns: int | None = None,
     ) -> None:
         _check_layout(layout)
         if lag < 1:
@@ -403,12 +432,22 @@ class EpisodeAssembler:
         self.episode_steps = episode_steps
         self.lag = lag
         self.counts = AssemblerCounts()
+        # One line per skipped episode saying what it lacked; the owner logs and clears it.
+        self.skip_lines: list[str] = []
         self._open: dict[int, _OpenEpisode] = {}
         self._closed: set[int] = set()
+        self._newest: dict[str, int] = {}  # step topic -> newest episode id it delivered
+        self._first: int | None = None  # first episode id with a step message (this run)
+        self.resume_after_ns = resume_after_ns
+        # Newest send time of the messages of every episode emitted or skipped: what a
+        # checkpoint saved now holds (the next start resumes after it).
+        self.seen_until_ns = resume_after_ns or 0
 
-    def add(self, topic: str, vec: StampedVector) -> list[EpisodeRecord]:
+    def add(
+        self, topic: str, vec: StampedVector, sent_ns: int | None = None
+    ) -> list[EpisodeRecord]:
         """Take one decoded message of ``topic`` (relative name: observation, base_action,
-        command or episode).
+        command or episode), sent at ``sent_ns`` (default: its stamp).
 
         Returns:
             The episode completed by it (a list of none or one).
@@ -417,6 +456,10 @@ class EpisodeAssembler:
             ValueError: An unknown topic or a payload of the wrong size.
         """
         self._check(topic, vec)
+        sent_ns = vec.stamp_ns if sent_ns is None else sent_ns
+        if self.resume_after_ns is not None and sent_ns <= self.resume_after_ns:
+            self.counts.before_resume += 1
+            return []
         if vec.episode in self._closed:
             if topic == contract.OBSERVATION and vec.step == 0:
                 self._restart()  # a new sim bridge run counts its episodes from 0 again
@@ -424,8 +467,12 @@ class EpisodeAssembler:
                 self.counts.late += 1
                 return []
         if topic != contract.EPISODE:
+            if self._first is None:
+                self._first = vec.episode
+            self._close_passed(topic, vec.episode)
             self._close_stale(vec.episode)
         episode = self._open.setdefault(vec.episode, _OpenEpisode())
+        episode.sent_until_ns = max(episode.sent_until_ns, sent_ns)
         if topic == contract.EPISODE:
             if episode.result is None:
                 episode.result = contract.EpisodeResult.from_vector(vec.episode, vec.values)
@@ -489,9 +536,24 @@ class EpisodeAssembler:
             return self._drop(ep, INCOMPLETE)  # steps past the end: not this episode's shape
         arrays = [np.stack([episode.steps[t][k].values for k in wanted]) for t in STEP_TOPICS]
         del self._open[ep]
+        self.seen_until_ns = max(self.seen_until_ns, episode.sent_until_ns)
         self._closed.add(ep)
         self.counts.complete += 1
         return _record(ep, self.layout, *arrays, result)
+
+    def _close_passed(self, topic: str, episode: int) -> None:
+        if episode <= self._newest.get(topic, episode - 1):
+            return
+        self._newest[topic] = episode
+        for ep in sorted(self._open):
+            if ep < episode and self._lacks_steps(self._open[ep], topic):
+                self._drop(ep)
+
+    def _lacks_steps(self, episode: _OpenEpisode, topic: str) -> bool:
+        return len(episode.steps[topic]) < self._steps_of(episode)
+
+    def _steps_of(self, episode: _OpenEpisode) -> int:
+        return self.episode_steps if episode.result is None else episode.result.steps
 
     def _close_stale(self, newest: int) -> None:
         for ep in sorted(self._open):
@@ -500,16 +562,42 @@ class EpisodeAssembler:
 
     def _drop(self, ep: int, reason: str = INCOMPLETE) -> None:
         episode = self._open.pop(ep)
+        self.seen_until_ns = max(self.seen_until_ns, episode.sent_until_ns)
         self._closed.add(ep)
-        if not any(episode.steps.values()) and not episode.conflicting:
+        before_first = self._first is None or ep < self._first
+        if not any(episode.steps.values()) and not episode.conflicting and before_first:
             self.counts.results_only += 1
-        else:
-            self.counts.skipped[reason] += 1
+            return
+        self.counts.skipped[reason] += 1
+        if reason == INCOMPLETE:
+            self.counts.missing += int(episode.result is None)
+        parts = [] if episode.result is not None else ['no result']
+        for topic in STEP_TOPICS:
+            lacking = [k for k in range(self._steps_of(episode)) if k not in episode.steps[topic]]
+            if lacking and reason == INCOMPLETE:
+                self.counts.missing += len(lacking)
+            if lacking:
+                parts.append(f'{topic} lacks {len(lacking)} steps ({_ranges(lacking)})')
+        lacks = '; '.join(parts) or 'every step message and the result arrived'
+        self.skip_lines.append(f'episode {ep} skipped as {reason}: {lacks}')
 
     def _restart(self) -> None:
         self.flush()
         self._closed.clear()
+        self._newest.clear()
+        self._first = None
         self.counts.restarts += 1
+
+
+def _ranges(numbers: Sequence[int]) -> str:
+    """Sorted integers as ranges: [0, 1, 2, 7] -> '0-2, 7'."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ', '.join(str(a) if a == b else f'{a}-{b}' for a, b in spans)
 
 
 # --- learning ---------------------------------------------------------------------------------

@@ -1,34 +1,55 @@
 """ROS 2 trainer node: learns the residual from bags and live topics, exports ONNX models.
 
-At start it resumes from ``checkpoint_path`` if that file exists, exports the current
-model at once if ``model_path`` does not exist yet (before any update that is the zero
-residual, i.e. exactly the base controller, so residual nodes start on a model), and
-ingests the bags in ``bags`` not already in the checkpoint (critic burn-in included when
-``updates_per_step`` > 0). Then, for every namespace in ``namespaces``, it subscribes to
-``observation``, ``base_action``, ``command`` and ``episode`` (deep history, so a busy
-learner loses nothing), assembles complete episodes
+At start it checks that ``model_path`` (and ``checkpoint_path``) can be written, resumes
+from ``checkpoint_path`` if that file exists, exports the current model at once if
+``model_path`` does not exist yet (before any update that is the zero residual, i.e.
+exactly the base controller, so residual nodes start on a model), and ingests the bags in
+``bags`` not already in the checkpoint (critic burn-in included when ``updates_per_step``
+> 0). Then, for every namespace in ``namespaces``, it subscribes to ``observation``,
+``base_action``, ``command`` and ``episode`` and assembles complete episodes
 (:class:`rpl_trainer.offline.EpisodeAssembler`: episodes with dropped, conflicting or
-fallback steps are counted and skipped), stores them and pays ``updates_per_step``
-gradient steps per stored transition in short timer ticks, so that messages keep flowing.
+fallback steps are counted and skipped, and what they lacked is logged), stores them and
+pays ``updates_per_step`` gradient steps per stored transition in short timer ticks.
+
+The live path loses nothing while the trainer keeps up, and never makes the stacks wait:
+
+* the subscriptions are reliable, transient local (a publisher matched late by DDS
+  discovery delivers its first messages from its history) and keep ``HISTORY_DEPTH``
+  messages per topic (KEEP_LAST: the stack's publishers never wait for the trainer);
+* before every gradient step the tick takes every waiting message (the executor alone
+  takes one message per subscription per turn);
+* when it falls behind it says so (messages taken more than ``INTAKE_DELAY_WARN_S`` after
+  they were sent) and counts what it did not get: messages DDS reports lost, and the
+  messages the skipped episodes lacked (diagnostics ``messages_lost``,
+  ``missing_messages``);
+* a resumed trainer ignores the messages its checkpoint already holds.
+
 Every ``export_every_updates`` gradient steps it writes a new model to ``model_path`` by
 atomic replace, so a residual node with the same ``model_path`` hot-swaps it (validating
 before the swap). With ``checkpoint_path`` it saves the learner (agent, normalisers,
 replay buffer, counters) every ``checkpoint_every_updates`` gradient steps and when it is
 stopped (Ctrl-C / SIGTERM), by atomic replace. ``train_overrides`` sets TrainConfig fields
-(``'burn_in_window=500,batch_size=128'``). Diagnostics once per second (episodes ingested
-and skipped, updates, burn-in, exports, checkpoints), a progress line every 10 s.
+(``'burn_in_window=500,batch_size=128'``). ``exit_after_updates:=N`` is offline learning on
+recorded robot data: N gradient steps on the bags (no live topics), export, checkpoint,
+exit 0. Diagnostics once per second (episodes ingested and skipped, updates, burn-in,
+exports, checkpoints, intake), a progress line every 10 s.
 
 Run: ``python -m rpl_trainer.trainer_node --ros-args -p model_path:=models/live.onnx
--p namespaces:=/rpl -p bags:=data/run1 -p checkpoint_path:=runs/live/trainer.pt``
+-p namespaces:=/rpl -p bags:=data/run1 -p checkpoint_path:=runs/live/trainer.pt``; offline:
+``python -m rpl_trainer.trainer_node --ros-args -p bags:=data/run1 -p namespaces:=''
+-p exit_after_updates:=20000 -p model_path:=models/offline.onnx``
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 
+import rclpy
+from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
@@ -38,16 +59,46 @@ from rpl_interfaces.log_throttle import LogThrottle
 from rpl_trainer import bags, offline
 from rpl_trainer.checkpoint import CheckpointError
 
-# Gradient steps run in timer ticks of at most UPDATE_BUDGET_S every UPDATE_PERIOD_S: the
-# executor takes one message per subscription per turn, so ticks that take longer than
-# their period starve the subscriptions (seen: a lockstep stack 4 episodes ahead of the
-# trainer after 6). Half the time stays for messages; what is not paid is owed
-# (diagnostics: updates_owed). One 3 x 256 update at batch 256: ~12-20 ms on one core.
+# Gradient steps run in timer ticks of at most UPDATE_BUDGET_S every UPDATE_PERIOD_S, and
+# before every one of them the tick takes every message waiting in the subscriptions'
+# reader histories (intake first: a message is never left waiting for a gradient step).
+# What is not paid is owed (diagnostics: updates_owed). One 3 x 256 update at batch 256:
+# ~12-20 ms on one core. Offline (exit_after_updates) a tick trains for OFFLINE_BUDGET_S.
 UPDATE_PERIOD_S = 0.05
 UPDATE_BUDGET_S = 0.025
-QUEUE_DEPTH = 1000
+OFFLINE_BUDGET_S = 0.5
+# Reader history per live topic (KEEP_LAST): what DDS holds for the trainer while it is
+# busy (an export, a checkpoint, a loaded machine); 10000 messages are ~2 min of one
+# stack at 80 steps/s. The stack's publishers never wait for this reader.
+HISTORY_DEPTH = 10000
+# Messages older than this when taken (sender's stamp to now) mean the trainer is falling
+# behind the stacks: said once per LAG_LOG_PERIOD_S.
+INTAKE_DELAY_WARN_S = 2.0
+LAG_LOG_PERIOD_S = 10.0
 DIAGNOSTICS_PERIOD_S = 1.0
 PROGRESS_PERIOD_S = 10.0
+
+
+def check_writable(path: str, what: str) -> None:
+    """Make sure a file can be written at ``path`` (its folder created if needed).
+
+    Raises:
+        ValueError: One line naming the parameter, the path and why it cannot be written.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if os.path.isdir(path):
+            raise OSError(f'{path} is a folder')
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write_check_'):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = f' ({exc.filename})' if getattr(exc, 'filename', None) else ''
+        raise ValueError(
+            f'{what} {path} cannot be written: {reason}{where}; set {what}:= to a file in a '
+            'writable folder'
+        ) from None
 
 
 class TrainerNode(RplNode):
@@ -58,6 +109,16 @@ class TrainerNode(RplNode):
         self.config = cfg = self.declare_config(offline.TrainerNodeConfig)
         if not cfg.model_path:
             raise ValueError('model_path is empty: set the ONNX file to write (model_path:=PATH)')
+        # Before any work: a run must not learn for hours and then fail to write its result.
+        check_writable(cfg.model_path, 'model_path')
+        if cfg.checkpoint_path:
+            check_writable(cfg.checkpoint_path, 'checkpoint_path')
+        self.offline_only = cfg.exit_after_updates > 0
+        if self.offline_only and not cfg.bag_list():
+            raise ValueError(
+                f'exit_after_updates:={cfg.exit_after_updates} trains on bags, but bags is '
+                'empty: set bags:=PATH[,PATH...] (bags recorded with record:=true)'
+            )
         from rpl_sim_bridge.bridge import observation_layout
         from rpl_sim_bridge.tasks import task_spec
 
@@ -72,18 +133,25 @@ class TrainerNode(RplNode):
         self.checkpoints = 0
         self.last_checkpoint = 'none'
         self.resumed = 'no'
+        self.lost: collections.Counter[str] = collections.Counter()  # DDS-reported, by topic
+        self.intake_delay_s = 0.0  # largest in the current diagnostics period
+        self._intake_delay_max_s = 0.0
+        self._lag_logged_at = -LAG_LOG_PERIOD_S
+        self._updates_at_start = 0
+        self._resume_after_ns: dict[str, int] = {}  # namespace -> from the checkpoint
         self._throttle = LogThrottle(5.0)
         if cfg.checkpoint_path and os.path.exists(cfg.checkpoint_path):
             self._resume(cfg.checkpoint_path)
         self._exported_at = self._checkpointed_at = self.learner.agent.updates
-        if not os.path.exists(cfg.model_path):
+        self._updates_at_start = self.learner.agent.updates
+        if not os.path.exists(cfg.model_path) and not self.offline_only:
             which = 'resumed' if self.learner.agent.updates else 'initial (zero residual)'
             self._export(f'{which} model, {cfg.model_path} did not exist')
         for path in cfg.bag_list():
             if path in self.bags_ingested:
                 self.get_logger().info(f'bag {path}: already in the checkpoint, not read again')
                 continue
-            report = offline.ingest_bags([path], self.learner)
+            report = offline.ingest_bags([path], self.learner)  # BagError: one line
             self.debt.add(report.transitions)
             self.bag_episodes += report.episodes
             self.bags_ingested.append(path)
@@ -92,16 +160,27 @@ class TrainerNode(RplNode):
                 f'stored, skipped {report.skipped or "none"}'
                 + (f'; problems: {"; ".join(report.problems)}' if report.problems else '')
             )
+        if self.offline_only and self.learner.buffer.size == 0:
+            raise ValueError(
+                f'exit_after_updates:={cfg.exit_after_updates}: the bags {cfg.bag_list()} hold '
+                'no complete episode to learn from (see the bag lines above)'
+            )
         self.assemblers = {}
-        self._subs = []
-        for ns in cfg.namespace_list():
-            assembler = offline.EpisodeAssembler(layout, self.learner.episode_steps)
+        self._subs = []  # (subscription, its message handler), drained by the update tick
+        for ns in [] if self.offline_only else cfg.namespace_list():
+            assembler = offline.EpisodeAssembler(
+                layout,
+                self.learner.episode_steps,
+                resume_after_ns=self._resume_after_ns.get(ns),
+            )
             self.assemblers[ns] = assembler
+            # Results first and observations last: the sim bridge starts once every trainer
+            # observation subscriber is there, by then the others have been announced.
             for topic, fields in (
-                (contract.OBSERVATION, layout.fields),
+                (contract.EPISODE, contract.EPISODE_FIELDS),
                 (contract.BASE_ACTION, contract.ACTION_FIELDS),
                 (contract.COMMAND, contract.ACTION_FIELDS),
-                (contract.EPISODE, contract.EPISODE_FIELDS),
+                (contract.OBSERVATION, layout.fields),
             ):
                 self._subs.append(self._subscribe(ns, topic, fields, assembler))
         self._diagnostics = self.make_diagnostics()
@@ -117,10 +196,12 @@ class TrainerNode(RplNode):
             if cfg.checkpoint_path
             else '; no checkpoint_path: the learner is lost at shutdown'
         )
+        source = list(self.assemblers) or 'no live namespace'
+        if self.offline_only:
+            source = f'the bags only, {cfg.exit_after_updates} updates, then exit'
         self.get_logger().info(
-            f'ready: learning {cfg.task} with {cfg.controller} from '
-            f'{list(self.assemblers) or "no live namespace"}; {self.learner.episodes} '
-            f'episodes stored; exporting to {cfg.model_path} every '
+            f'ready: learning {cfg.task} with {cfg.controller} from {source}; '
+            f'{self.learner.episodes} episodes stored; exporting to {cfg.model_path} every '
             f'{cfg.export_every_updates} updates{checkpoints}'
         )
 
@@ -136,6 +217,7 @@ class TrainerNode(RplNode):
         self.debt.owed = float(extra.get('updates_owed', 0.0))
         self.bag_episodes = int(extra.get('bag_episodes', 0))
         self.bags_ingested = [str(p) for p in extra.get('bags', [])]
+        self._resume_after_ns = {str(k): int(v) for k, v in extra.get('seen_until', {}).items()}
         agent = self.learner.agent
         self.resumed = f'{path} ({self.learner.episodes} episodes, {agent.updates} updates)'
         self.get_logger().info(
@@ -159,6 +241,12 @@ class TrainerNode(RplNode):
             'updates_owed': self.debt.owed,
             'bag_episodes': self.bag_episodes,
             'bags': list(self.bags_ingested),
+            # Per namespace: messages sent up to then are in this checkpoint; a resumed
+            # trainer ignores them when the publishers' history delivers them again.
+            'seen_until': {
+                **self._resume_after_ns,
+                **{ns: a.seen_until_ns for ns, a in self.assemblers.items()},
+            },
         }
         offline.save_learner(path, self.learner, extra)
         self._checkpointed_at = self.learner.agent.updates
@@ -193,13 +281,52 @@ class TrainerNode(RplNode):
         fields: Sequence[str],
         assembler: offline.EpisodeAssembler,
     ):
+        # Reliable, deep, and transient local like the control publishers: a publisher
+        # matched after it started (DDS discovery is not instant) still delivers its first
+        # messages from its history.
         spec = contract.TOPIC_QOS[topic]
-        qos = qos_profile(contract.QosSpec(QUEUE_DEPTH, spec.reliable, spec.transient_local))
+        qos = qos_profile(contract.QosSpec(HISTORY_DEPTH, spec.reliable, transient_local=True))
         name = bags.resolve_topic(namespace, topic)
-        callback: Callable[[JointState], None] = lambda msg: self._on_message(  # noqa: E731
-            assembler, topic, name, fields, msg
+        callback: Callable[[JointState, dict], None] = lambda msg, info: self._on_message(  # noqa: E731
+            assembler, topic, name, fields, msg, info['source_timestamp']
         )
-        return self.create_subscription(JointState, name, callback, qos)
+        lost: Callable[[QoSMessageLostInfo], None] = lambda info: self._on_lost(  # noqa: E731
+            name, info
+        )
+        sub = self.create_subscription(
+            JointState,
+            name,
+            callback,
+            qos,
+            event_callbacks=SubscriptionEventCallbacks(message_lost=lost),
+        )
+        return sub, callback
+
+    def _drain(self) -> None:
+        """Take every message waiting in the subscriptions' reader histories now.
+
+        The executor takes one message per subscription per turn; between gradient steps
+        this empties the queues at once, so messages never wait for the learner.
+        """
+        for sub, callback in self._subs:
+            while True:
+                try:
+                    with sub.handle:
+                        taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                except rclpy.exceptions.InvalidHandle:
+                    break  # destroyed at shutdown
+                if taken is None:
+                    break
+                callback(*taken)
+
+    def _on_lost(self, name: str, info: QoSMessageLostInfo) -> None:
+        """DDS reports messages this subscription will never get (overwritten in the
+        publisher's history before they were delivered)."""
+        self.lost[name] += info.total_count_change
+        self.get_logger().warning(
+            f'{name}: {info.total_count_change} messages lost in DDS ({self.lost[name]} in '
+            'all): the trainer did not take them in time; their episodes are skipped'
+        )
 
     def _on_message(
         self,
@@ -208,9 +335,11 @@ class TrainerNode(RplNode):
         name: str,
         fields: Sequence[str],
         msg: JointState,
+        sent_ns: int,
     ) -> None:
         try:
-            records = assembler.add(topic, decode(msg, fields))
+            vec = decode(msg, fields)
+            records = assembler.add(topic, vec, sent_ns)
         except (MessageError, ValueError) as exc:
             self.malformed += 1
             log, held = self._throttle.should_log(time.monotonic(), name)
@@ -218,13 +347,53 @@ class TrainerNode(RplNode):
                 more = f' ({held} more since)' if held else ''
                 self.get_logger().warning(f'{name}: message skipped: {exc}{more}')
             return
+        delay_s = (time.time_ns() - sent_ns) * 1e-9
+        self._intake_delay_max_s = max(self._intake_delay_max_s, delay_s)
+        now = time.monotonic()
+        if delay_s > INTAKE_DELAY_WARN_S and now - self._lag_logged_at >= LAG_LOG_PERIOD_S:
+            self._lag_logged_at = now
+            self.get_logger().warning(
+                f'{name}: message taken {delay_s:.1f} s after it was sent: the trainer is '
+                f'falling behind the stacks (CPU-starved or blocked); {int(self.debt.owed)} '
+                f'updates owed. Messages wait in the reader history ({HISTORY_DEPTH} per '
+                'topic); what overflows is counted as lost'
+            )
+        for line in assembler.skip_lines:
+            self.get_logger().warning(f'{name.rsplit("/", 1)[0] or "/"}: {line}')
+        assembler.skip_lines.clear()
         if records:
             self.debt.add(self.learner.add(records))
 
     def _on_update_tick(self) -> None:
+        if self.offline_only:
+            self._offline_tick()
+            return
         deadline = time.monotonic() + UPDATE_BUDGET_S
+        self._drain()
         while time.monotonic() < deadline and self.debt.take(1):
             self.learner.update(1)
+            self._drain()
+        self._export_or_checkpoint()
+
+    def _offline_tick(self) -> None:
+        deadline = time.monotonic() + OFFLINE_BUDGET_S
+        target = self._updates_at_start + self.config.exit_after_updates
+        while time.monotonic() < deadline and self.learner.agent.updates < target:
+            self.learner.update(1)
+        if self.learner.agent.updates < target:
+            self._export_or_checkpoint()
+            return
+        self._export(f'{self.config.exit_after_updates} updates on the bags done')
+        if self.config.checkpoint_path:
+            self.save_checkpoint('done')
+        self._save_at_shutdown = False
+        self.get_logger().info(
+            f'done: {self.config.exit_after_updates} updates on {self.learner.episodes} '
+            f'episodes from {len(self.bags_ingested)} bag(s); model {self.config.model_path}'
+        )
+        rclpy.try_shutdown(context=self.context)  # spin returns; the process exits 0
+
+    def _export_or_checkpoint(self) -> None:
         updates = self.learner.agent.updates
         if updates - self._exported_at >= self.config.export_every_updates:
             self._export(f'every {self.config.export_every_updates} updates')
@@ -243,15 +412,29 @@ class TrainerNode(RplNode):
         self.get_logger().info(
             f'progress: {self.learner.episodes} episodes ({self.bag_episodes} from bags, '
             f'{sum(skipped.values())} skipped{": " + reasons if reasons else ""}), '
-            f'{self.learner.buffer.transitions} '
-            f'transitions, {agent.updates} updates ({int(self.debt.owed)} owed), burn-in '
-            f'{"on" if agent.actor_frozen else "over"}, {self.exports} exports (last: '
-            f'{self.last_export})'
+            f'{self.learner.buffer.transitions} transitions, {agent.updates} updates'
+            + (
+                f' of {self._updates_at_start + self.config.exit_after_updates}'
+                if self.offline_only
+                else f' ({int(self.debt.owed)} owed)'
+            )
+            + f', burn-in {"on" if agent.actor_frozen else "over"}, {self.exports} exports '
+            f'(last: {self.last_export})'
+            + (
+                f'; intake: {self._missing()} messages missing, {sum(self.lost.values())} '
+                f'lost in DDS, delay up to {self.intake_delay_s:.2f} s'
+                if self.assemblers
+                else ''
+            )
         )
+
+    def _missing(self) -> int:
+        return sum(a.counts.missing for a in self.assemblers.values())
 
     def _on_diagnostics(self) -> None:
         counts = [a.counts for a in self.assemblers.values()]
         skipped = self._skipped()
+        self.intake_delay_s, self._intake_delay_max_s = self._intake_delay_max_s, 0.0
         agent = self.learner.agent
         values = {
             'episodes_ingested': self.learner.episodes,
@@ -260,6 +443,10 @@ class TrainerNode(RplNode):
             **{f'skipped_{reason}': skipped[reason] for reason in offline.SKIP_REASONS},
             'resent_messages': sum(c.resent for c in counts),
             'late_messages': sum(c.late for c in counts),
+            'messages_before_resume': sum(c.before_resume for c in counts),
+            'missing_messages': self._missing(),
+            'messages_lost': sum(self.lost.values()),
+            'intake_delay_s': round(self.intake_delay_s, 3),
             'malformed_messages': self.malformed,
             'transitions': self.learner.buffer.transitions,
             'updates': agent.updates,
@@ -271,7 +458,8 @@ class TrainerNode(RplNode):
             'last_checkpoint': self.last_checkpoint,
             'resumed_from': self.resumed,
         }
-        level = 'warn' if self.malformed else 'ok'
+        lossy = self.malformed or skipped[offline.INCOMPLETE] or self.lost
+        level = 'warn' if lossy or self.intake_delay_s > INTAKE_DELAY_WARN_S else 'ok'
         message = f'{self.learner.episodes} episodes, {agent.updates} updates'
         self.publish_diagnostics(self._diagnostics, level, message, values)
 
