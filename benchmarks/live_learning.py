@@ -31,6 +31,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -68,6 +69,33 @@ def read_stacks(results_dir: pathlib.Path) -> dict[str, list[dict]]:
             continue  # written atomically; a missing file just has no episode yet
         stacks[path.stem] = sorted(data.get('episodes', []), key=lambda r: r['episode'])
     return stacks
+
+
+def trainer_summary(log_path: pathlib.Path) -> dict:
+    """The trainer node's last progress line in the launch log, and its counts: episodes
+    ingested and skipped (live), messages missing from skipped episodes and lost in DDS."""
+    lines = [
+        line.strip()
+        for line in log_path.read_text(errors='replace').splitlines()
+        if '.trainer]: progress:' in line
+    ]
+    if not lines:
+        return {}
+    last = lines[-1].split('progress: ', 1)[1]
+    out: dict = {'last_progress': last}
+    patterns = {
+        'episodes_ingested': r'^(\d+) episodes',
+        'episodes_from_bags': r'\((\d+) from bags',
+        'episodes_skipped': r'(\d+) skipped',
+        'updates': r'(\d+) updates',
+        'missing_messages': r'(\d+) messages missing',
+        'messages_lost': r'(\d+) lost in DDS',
+    }
+    for key, pattern in patterns.items():
+        found = re.search(pattern, last)
+        if found:
+            out[key] = int(found.group(1))
+    return out
 
 
 def recent_success(records: list[dict], n: int = 100) -> str:
@@ -205,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print('running:', ' '.join(command), flush=True)
     log = (args.work / 'launch.log').open('w')
+    load_before = os.getloadavg()
     start = time.time()
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     exports: list[float] = []
@@ -243,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait()
         log.close()
     minutes = (time.time() - start) / 60.0
+    load_after = os.getloadavg()
+    trainer = trainer_summary(args.work / 'launch.log')
     stacks = read_stacks(results_dir)
     watched_name = NAMESPACE.strip('/')
     if watched_name not in stacks:
@@ -276,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         'export_minutes': [(t - start) / 60.0 for t in exports],
         'held_out': held,
         'machine': machine(),
+        'load_average_1_5_15_min': {'start': load_before, 'end': load_after},
+        'trainer': trainer,
+        'episodes_run': {name: len(records) for name, records in stacks.items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     json_path = args.out.with_suffix('.json')
@@ -291,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, result in held.items():
         lo, hi = result['ci95']
         print(f'  held-out {name}: {result["success_rate"]:.3f} ({lo:.3f}-{hi:.3f})')
+    run_total = sum(len(records) for records in stacks.values())
+    print(
+        f'trainer: {trainer.get("episodes_ingested", "?")} live episodes ingested, '
+        f'{trainer.get("episodes_skipped", "?")} skipped, {trainer.get("missing_messages", "?")}'
+        f' messages missing, {trainer.get("messages_lost", "?")} lost in DDS; the stacks ran '
+        f'{run_total} episodes'
+    )
     print(f'{len(exports)} model exports; wrote {json_path} and {args.out.with_suffix(".png")}')
     return 0
 

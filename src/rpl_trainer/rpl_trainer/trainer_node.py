@@ -264,6 +264,12 @@ class TrainerNode(RplNode):
         run_node calls this after Ctrl-C / SIGTERM; rclpy's shutdown also destroys the nodes
         of its context, including one whose ``__init__`` raised: that one saves nothing.
         """
+        if getattr(self, '_diagnostics', None) is not None:  # it started: a last line
+            try:
+                self._drain()
+            except RuntimeError:  # rclpy's RCLError: the context is already shut down
+                pass
+            self._on_progress()
         if getattr(self, '_save_at_shutdown', False):
             self._save_at_shutdown = False  # once, whoever calls first
             try:
@@ -391,7 +397,7 @@ class TrainerNode(RplNode):
             f'done: {self.config.exit_after_updates} updates on {self.learner.episodes} '
             f'episodes from {len(self.bags_ingested)} bag(s); model {self.config.model_path}'
         )
-        rclpy.try_shutdown(context=self.context)  # spin returns; the process exits 0
+        self.request_exit(0)  # run_node stops spinning, destroys the node, exits 0
 
     def _export_or_checkpoint(self) -> None:
         updates = self.learner.agent.updates
