@@ -6,8 +6,9 @@ monitor's per-episode lines to the screen) and summarises the monitor's JSON: co
 model, episodes, success rate with its 95 % interval, mean final distance and fallbacks.
 
 With a trained SlipperyPush model (by default :data:`DEFAULT_MODEL`, the committed one;
-``--model auto`` takes the newest under ``models/``) the stack runs twice with the same seeds, base controller alone and then with the residual, and the
-summary puts both side by side, both measured through the ROS stack.
+``--model auto`` takes the newest under ``models/``) the stack runs twice with the same
+seeds, base controller alone and then with the residual, and the summary puts both side by
+side, both measured through the ROS stack.
 """
 
 from __future__ import annotations
