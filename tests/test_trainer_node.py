@@ -200,14 +200,15 @@ def test_episodes_published_before_the_trainer_matched_are_not_lost(tmp_path):
         text=True,
     )
     try:
-        assert side.spin_until(lambda: status.get('episodes_ingested') == '2', 30.0), status
+        # 60 s: torch's import alone takes 20 s on a loaded 2-core machine
+        assert side.spin_until(lambda: status.get('episodes_ingested') == '2', 60.0), status
         publish_episode(side, pubs, 2)  # and the live ones after it
         assert side.spin_until(lambda: status.get('episodes_ingested') == '3', 10.0), status
         assert status['episodes_skipped'] == '0' and status['missing_messages'] == '0'
         assert status['messages_lost'] == '0'
     finally:
         side.close()
-        code = stop_process(proc)
+        code = stop_process(proc, timeout_s=15.0)
         output = proc.stdout.read()
     assert code == 0, output
 
