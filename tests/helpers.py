@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
+import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
@@ -82,3 +85,52 @@ class SideNode:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+LAUNCH = [sys.executable, '-m', 'rpl_bringup.cli', 'launch', 'rpl_bringup']  # + file, args
+
+
+class Child:
+    """A child process (e.g. ``rpl launch``) whose output lines are collected by a thread."""
+
+    def __init__(self, cmd: list[str]) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip('\n'))
+
+    def output(self) -> str:
+        return '\n'.join(self.lines)
+
+    def pids_of(self, name: str) -> list[int]:
+        """Pids of every start of ``name`` the launch runner announced."""
+        tag = f'[rpl launch] started {name} (pid '
+        return [int(x[len(tag) :].split(')')[0]) for x in self.lines if x.startswith(tag)]
+
+    def wait(self, timeout: float) -> int:
+        """Exit code; kills the process and fails the test after ``timeout`` s."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f'{self.proc.args[:5]} did not end within {timeout} s:\n{self.output()}')
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGINT, timeout_s=10.0)
+        self._reader.join(2)
+
+
+def read_json(path: os.PathLike[str] | str) -> dict | None:
+    """A JSON file's content, or None while it does not exist or is half written."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

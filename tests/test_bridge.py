@@ -105,9 +105,10 @@ def test_lockstep_base_fallback_after_command_timeout_from_base_arrival():
     np.testing.assert_array_equal(action, PUSH_LEFT)
     assert bridge.advance(now=10.25).source is Source.BASE
     assert bridge.counters.fallback_base == 1
-    # The late command of step 0 is stale now and never applied.
+    # The late command of step 0 is never applied (counted, not logged).
     rejection = bridge.offer_command(0, 0, PUSH_RIGHT, now=10.26)
-    assert rejection is not None and rejection.kind == 'stale'
+    assert rejection is not None and rejection.kind == 'late'
+    assert bridge.counters.late_commands == 1
     assert bridge.choose()[1] is Source.ZERO
 
 
@@ -168,7 +169,7 @@ def test_handshake_resends_observation_zero_until_its_command_arrives():
     # From step 1 on, the normal rules: the answering residual node gets
     # response_timeout_s from the observation, the base action's arrival changes nothing.
     bridge.offer_base(0, 1, PUSH_LEFT, now=101.0)
-    assert bridge.deadline() == pytest.approx(100.85 + bridge.config.response_timeout_s)
+    assert bridge.deadline() == pytest.approx(100.85 + bridge.config.resend_period_s)
     assert bridge.poll(now=101.05) is Due.WAIT
 
 
@@ -207,7 +208,7 @@ def test_handshake_timeout_without_any_action_gives_the_zero_action_by_the_norma
 
 
 def test_no_handshake_without_a_command_publisher_base_action_applied_at_once():
-    bridge = make_bridge(response_timeout_s=3.0)
+    bridge = make_bridge(response_timeout_s=3.0, resend_period_s=5.0)
     bridge.begin(now=0.0, command_publishers=0)
     assert bridge.handshake is Handshake.OFF and not bridge.command_source_present
     assert bridge.deadline() == pytest.approx(3.0)  # waits for the controller, no re-send
@@ -335,7 +336,7 @@ def test_episode_results_and_seed_rule_over_two_episodes():
     assert (bridge.episode, bridge.step) == (1, 0)
     expected_1, _, _ = twin_run(12, [])
     np.testing.assert_array_equal(bridge.observation(), expected_1[0])
-    assert bridge.offer_command(0, STEPS - 1, PUSH_RIGHT, now=0.0).kind == 'stale'
+    assert bridge.offer_command(0, STEPS - 1, PUSH_RIGHT, now=0.0).kind == 'late'
     for k in range(STEPS):
         bridge.offer_command(1, k, PUSH_RIGHT, now=0.0)
         outcome = bridge.advance(now=0.0)
@@ -403,7 +404,8 @@ def test_a_late_base_action_of_a_live_controller_is_waited_for_never_zero():
     bridge.advance(now=0.01)
     bridge.observation_sent(3.0)  # the publish call of observation 1 blocked for 3 s
     assert bridge.poll(now=3.0) is Due.WAIT  # before: the zero action at once
-    assert bridge.poll(now=4.0) is Due.WAIT  # step_timeout_s after the publish: still
+    assert bridge.deadline() == pytest.approx(4.0)  # the first re-send
+    assert bridge.poll(now=4.0) is Due.RESEND  # step_timeout_s after the publish: a re-send
     assert bridge.offer_base(0, 1, PUSH_LEFT, now=4.2) is None
     assert bridge.poll(now=4.3) is Due.WAIT  # the residual node is answering: its command
     assert bridge.offer_command(0, 1, PUSH_LEFT, now=4.4) is None
@@ -445,6 +447,8 @@ def test_a_hung_residual_node_costs_one_response_timeout_then_command_timeout_pe
     bridge.offer_command(0, 0, PUSH_RIGHT, now=0.01)
     bridge.advance(now=0.01)  # handshake done: the residual node answered once
     bridge.offer_base(0, 1, PUSH_LEFT, now=0.02)
+    assert bridge.deadline() == pytest.approx(1.01)  # resend_period_s
+    assert bridge.poll(now=1.01) is Due.RESEND
     assert bridge.deadline() == pytest.approx(2.01)
     assert bridge.poll(now=2.01) is Due.STEP
     assert bridge.advance(now=2.01).source is Source.BASE
@@ -459,11 +463,11 @@ def test_a_hung_residual_node_costs_one_response_timeout_then_command_timeout_pe
     assert bridge.offer_command(0, 3, PUSH_RIGHT, now=2.09) is None
     assert not bridge.command_silent
     assert bridge.advance(now=2.09).source is Source.COMMAND
-    assert bridge.deadline() == pytest.approx(2.09 + 2.0)
+    assert bridge.deadline() == pytest.approx(2.09 + 1.0)  # awaited again: first re-send
 
 
 def test_a_dead_controller_still_on_the_graph_costs_one_response_timeout_then_step_timeout():
-    bridge = make_bridge(response_timeout_s=2.0, step_timeout_s=0.5)
+    bridge = make_bridge(response_timeout_s=2.0, step_timeout_s=0.5, resend_period_s=5.0)
     bridge.begin(now=0.0, command_publishers=0)
     assert bridge.deadline() == pytest.approx(2.0)
     assert bridge.advance(now=2.0).source is Source.ZERO
@@ -495,3 +499,30 @@ def test_invalid_or_foreign_actions_never_clear_a_valid_one_and_a_later_valid_on
     assert bridge.advance(now=0.06).source is Source.COMMAND
     expected, _, _ = twin_run(8, [PUSH_RIGHT])
     np.testing.assert_array_equal(bridge.observation(), expected[1])
+
+
+def test_a_lost_message_of_a_live_node_is_recovered_by_re_sending_the_observation():
+    """A reader that was stopped can lose a message for good (the residual node drops an
+    observation that waited sync_timeout_s for its base action). While a live node is
+    awaited, the observation is re-sent every resend_period_s, with the same values, from
+    the first publication on; the limits still run from the first publication."""
+    bridge = make_bridge(seed=9, resend_period_s=0.5, response_timeout_s=1.6)
+    bridge.begin(now=0.0, command_publishers=1)
+    bridge.offer_command(0, 0, PUSH_RIGHT, now=0.01)
+    bridge.advance(now=0.01)
+    bridge.observation_sent(0.02)
+    first = bridge.observation()
+    bridge.offer_base(0, 1, PUSH_LEFT, now=0.03)
+    dues = []
+    for _ in range(3):
+        now = bridge.deadline()
+        dues.append((round(now, 3), bridge.poll(now)))
+        np.testing.assert_array_equal(bridge.observation(), first)
+    assert dues == [(0.52, Due.RESEND), (1.02, Due.RESEND), (1.52, Due.RESEND)]
+    assert bridge.counters.resends == 3
+    assert bridge.offer_command(0, 1, PUSH_LEFT, now=1.55) is None  # the answer to it
+    assert bridge.poll(now=1.55) is Due.STEP
+    assert bridge.advance(now=1.55).source is Source.COMMAND
+    # Re-sent answers for the step just taken are late, not stale (no log line).
+    assert bridge.offer_command(0, 1, PUSH_LEFT, now=1.56).kind == 'late'
+    assert bridge.counters.fallback_base == bridge.counters.fallback_zero == 0

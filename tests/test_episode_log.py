@@ -15,6 +15,7 @@ from rpl_bringup.episode_log import (
     EpisodeLog,
     EpisodeRecord,
     summary_from_dict,
+    summary_line,
     wilson_interval,
 )
 from rpl_bringup.launch_shim import LaunchError
@@ -60,6 +61,18 @@ def test_summary_and_json_round_trip(tmp_path):
     assert summary_from_dict(data) == s
     assert [e['episode'] for e in data['episodes']] == [0, 1]
     assert os.listdir(tmp_path / 'sub') == ['episodes.json']  # no temporary file left
+
+
+def test_summary_line_shows_the_fallbacks_of_the_run():
+    """Issue 9: fallbacks of an evaluation run are shown in its summary, not only as WARN
+    lines (the monitor prints this line when the launch ends)."""
+    log = EpisodeLog()
+    log.add_episode(_record(0, True, 0.01))
+    log.add_episode(_record(1, False, 0.20, fallback_base=5))
+    line = summary_line(log.summary())
+    assert line.startswith('2 episodes: success rate 0.50 (95 % CI ')
+    assert line.endswith('fallbacks base 5 zero 0 in 100 steps (5.0 %)')
+    assert summary_line(EpisodeLog().summary()) == 'no episode finished'
 
 
 def test_control_tally_counts_tags_and_non_finite_values():

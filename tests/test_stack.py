@@ -8,65 +8,17 @@ topics to a JSON file, and which the sim bridge waits for before its first step.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 
 import pytest
-from helpers import stop_process
+from helpers import LAUNCH, Child, read_json
 
 pytestmark = pytest.mark.integration
 
-LAUNCH = [sys.executable, '-m', 'rpl_bringup.cli', 'launch', 'rpl_bringup']
-
-
-class Child:
-    """A child process whose output lines are collected by a thread."""
-
-    def __init__(self, cmd: list[str]) -> None:
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip('\n'))
-
-    def output(self) -> str:
-        return '\n'.join(self.lines)
-
-    def pids_of(self, name: str) -> list[int]:
-        """Pids of every start of ``name`` the runner announced."""
-        tag = f'[rpl launch] started {name} (pid '
-        return [int(x[len(tag) :].split(')')[0]) for x in self.lines if x.startswith(tag)]
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f'{self.proc.args[:5]} did not end within {timeout} s:\n{self.output()}')
-
-    def stop(self) -> None:
-        stop_process(self.proc, signal.SIGINT, timeout_s=10.0)
-        self._reader.join(2)
-
-
-def _read(path: str) -> dict | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+_read = read_json  # the names other test modules import from here
 
 
 def _wait_for(check: Callable[[], bool], timeout: float, what: str, runner: Child) -> None:
@@ -130,17 +82,18 @@ def test_killed_residual_node_falls_back_to_base_and_is_respawned(stack):
     done_before_kill = len(_read(output)['episodes'])
     os.kill(first, signal.SIGKILL)
 
-    # The runner says so and restarts it; the loop goes on meanwhile on base actions.
+    # The runner says so and restarts it. Meanwhile the lockstep sim waits for the command
+    # (up to response_timeout_s, re-sending the observation), then goes on with base actions;
+    # the new node answers the re-sent observation, so the run may not fall back at all.
     _wait_for(lambda: len(runner.pids_of('residual_node')) == 2, 15, 'the respawn', runner)
     assert 'residual_node died (code -9); respawning in 1.0 s' in runner.output()
 
     def recovered() -> bool:
-        # an episode with base fallbacks (residual dead), then a clean one (residual back)
+        # two episodes finished after the kill, the last one clean (the new node commands)
         episodes = (_read(output) or {'episodes': []})['episodes'][done_before_kill:]
-        fell_back = [i for i, e in enumerate(episodes) if e['fallback_base'] > 0]
-        return bool(fell_back) and any(e['fallback_base'] == 0 for e in episodes[fell_back[0] :])
+        return len(episodes) >= 2 and episodes[-1]['fallback_base'] == 0
 
-    _wait_for(recovered, 30, 'fallback episodes, then clean ones again', runner)
+    _wait_for(recovered, 40, 'clean episodes after the respawn', runner)
     data = _read(output)
     assert all(e['fallback_zero'] == 0 for e in data['episodes'])
     assert data['commands']['non_finite'] == 0

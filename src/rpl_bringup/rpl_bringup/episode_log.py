@@ -161,6 +161,23 @@ class EpisodeLog:
         os.replace(tmp, path)
 
 
+def summary_line(summary: Summary) -> str:
+    """One line for the end of a run: success rate with its interval, mean final distance
+    and the fallback steps (base action or zero instead of a command), never left to WARN
+    lines alone."""
+    if not summary.episodes:
+        return 'no episode finished'
+    lo, hi = summary.ci95
+    fallbacks = summary.fallback_base + summary.fallback_zero
+    share = fallbacks / summary.steps if summary.steps else 0.0
+    return (
+        f'{summary.episodes} episodes: success rate {summary.success_rate:.2f} '
+        f'(95 % CI {lo:.2f}-{hi:.2f}), mean final distance '
+        f'{summary.mean_final_distance:.3f} m, fallbacks base {summary.fallback_base} '
+        f'zero {summary.fallback_zero} in {summary.steps} steps ({100 * share:.1f} %)'
+    )
+
+
 def summary_from_dict(data: Mapping[str, Any]) -> Summary:
     """The :class:`Summary` stored by :meth:`EpisodeLog.to_dict`."""
     s = dict(data['summary'])

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from sensor_msgs.msg import JointState
 
-from rpl_bringup.episode_log import ControlTally, EpisodeLog, EpisodeRecord
+from rpl_bringup.episode_log import ControlTally, EpisodeLog, EpisodeRecord, summary_line
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
@@ -75,7 +75,8 @@ class EpisodeMonitorNode(RplNode):
             f'episode {record.episode:3d}: {"success" if record.success else "failure"}, '
             f'final distance {record.final_distance:.3f} m, {record.steps} steps, '
             f'fallbacks base {record.fallback_base} zero {record.fallback_zero} | '
-            f'success so far {summary.success_rate:.2f} ({summary.episodes} episodes)',
+            f'success so far {summary.success_rate:.2f} ({summary.episodes} episodes), '
+            f'fallbacks so far base {summary.fallback_base} zero {summary.fallback_zero}',
             flush=True,
         )
         self.save()
@@ -118,6 +119,8 @@ def main(args: Sequence[str] | None = None) -> int:
     code = run_node(factory, args)
     if nodes:
         nodes[-1].save()  # the final counts, also after Ctrl-C / SIGTERM
+        if nodes[-1].log.episodes:
+            print(f'summary: {summary_line(nodes[-1].log.summary())}', flush=True)
     return code
 
 

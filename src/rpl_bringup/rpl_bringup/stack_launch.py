@@ -426,7 +426,7 @@ def _command_timeout_argument(default: str) -> DeclareLaunchArgument:
         'command_timeout',
         default_value=default,
         description='Lockstep, while the residual node is silent (it missed '
-        'response_timeout_s, 5 s, or the start-up handshake): seconds the sim waits for '
+        'response_timeout_s, 10 s, or the start-up handshake): seconds the sim waits for '
         'command k after base action k before it applies the base action '
         '(config/sim_bridge.yaml: command_timeout_s). A live, answering residual node is '
         'always waited for, so machine load does not change episodes',

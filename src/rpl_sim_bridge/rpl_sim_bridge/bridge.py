@@ -22,7 +22,11 @@ Which action is applied at step ``k`` of an episode:
   applied (``fallback_zero``) and the base path counts as silent until a base action of
   the current step arrives. So the zero action is never applied while a base action for
   the step is on its way from a live controller; a hung residual node costs one
-  ``response_timeout_s``, then ~``command_timeout_s`` per step. When no node publishes
+  ``response_timeout_s``, then ~``command_timeout_s`` per step. While it waits for a live
+  node, the sim re-publishes observation ``k`` every ``resend_period_s`` (the nodes answer
+  a repeat with the same action): a message lost by a reader that was stopped or restarted
+  (the residual node drops a half that waited ``sync_timeout_s`` for its partner) is
+  recovered without a fallback. When no node publishes
   commands at all (the node reports this from the ROS graph), the base action is applied
   as soon as it arrives (still counted as ``fallback_base``).
 * ``lockstep`` start-up handshake. DDS matches each writer-reader pair on its own, so the
@@ -107,13 +111,23 @@ class SimBridgeConfig:
         ),
     )
     response_timeout_s: float = dataclasses.field(
-        default=5.0,
+        default=10.0,
         metadata=describe(
             'lockstep: while the residual node (command publisher) is on the graph and '
             'answering, wait at most this long after observation k for command k (and '
             'while the controller is, for base action k), then fall back and treat that '
             'node as silent until it answers again. A safety bound, not a pace: machine '
             'load must not change an episode, s.',
+            range=(0.001, 600.0),
+        ),
+    )
+    resend_period_s: float = dataclasses.field(
+        default=1.0,
+        metadata=describe(
+            'lockstep, after the first step: while waiting for a live node past this, '
+            're-publish the observation this often (same values; the nodes answer a repeat '
+            'with the same action), so that a message lost by a stopped or restarted reader '
+            'costs no fallback, s.',
             range=(0.001, 600.0),
         ),
     )
@@ -256,9 +270,10 @@ class Rejection(NamedTuple):
 
     Attributes:
         kind: 'malformed' (undecodable, wrong length, non-finite), 'stale' (another
-            episode, or a step outside the accepted window) or 'late' (a base action for a
-            step the bridge already took: normal in lockstep, where command k usually
-            arrives before base action k; counted, not logged).
+            episode, or a step outside the accepted window) or 'late' (lockstep: a base
+            action or command for a step the bridge already took: normal, as command k
+            usually arrives before base action k and a re-sent observation is answered
+            again; counted, not logged).
         reason: One sentence for the log.
     """
 
@@ -281,6 +296,8 @@ class Counters:
     late_base: int = 0
     handshake_resends: int = 0
     response_timeouts: int = 0  # lockstep: a node on the graph missed response_timeout_s
+    resends: int = 0  # lockstep, after the handshake: observations re-sent while waiting
+    late_commands: int = 0  # commands for a step already taken (e.g. answers to a re-send)
 
 
 class StepOutcome(NamedTuple):
@@ -387,6 +404,7 @@ class SimBridge:
         self._episode = 0
         self._step = 0
         self._published_at = 0.0
+        self._next_resend = 0.0  # lockstep: the next re-send of a waiting observation, s
         self._finished = False
         self._return = 0.0
         self._ep_fallback_base = 0
@@ -474,8 +492,11 @@ class SimBridge:
             lo = self._step
         else:
             lo = self._step - self.config.max_command_age_steps
-        if slot is self._base and self._already_taken(episode, step):
-            self.counters.late_base += 1
+        if self._lockstep and self._already_taken(episode, step):
+            if slot is self._base:
+                self.counters.late_base += 1
+            else:
+                self.counters.late_commands += 1
             return Rejection('late', f'{what} for (episode {episode}, step {step}) came late')
         if self._finished or episode != self._episode or not lo <= step <= self._step:
             self.counters.rejected_stale += 1
@@ -503,8 +524,10 @@ class SimBridge:
     def observation_sent(self, now: float) -> None:
         """Lockstep: the current observation's publish call returned at ``now``; the
         response time limits run from here (a publish can block, e.g. behind a stopped
-        reader process, and no node can answer an observation before it is sent)."""
+        reader process, and no node can answer an observation before it is sent).
+        Not for a re-send: the limits run from the first publication."""
         self._published_at = now
+        self._next_resend = now + self.config.resend_period_s
 
     @property
     def command_silent(self) -> bool:
@@ -537,13 +560,17 @@ class SimBridge:
         if self.handshaking:
             return min(self._resend_at, self._handshake_until)
         cfg = self.config
-        if self._awaiting_command():
-            return self._published_at + cfg.response_timeout_s
+        if self._awaiting_response():
+            return min(self._published_at + cfg.response_timeout_s, self._next_resend)
         if self._is_current(self._base):
             return self._base.arrived + cfg.command_timeout_s
-        if self._awaiting_base():
-            return self._published_at + cfg.response_timeout_s
         return self._published_at + cfg.step_timeout_s
+
+    def _awaiting_response(self) -> bool:
+        """A live node is awaited: the command, or (no base action yet) the base action."""
+        return self._awaiting_command() or (
+            self._awaiting_base() and not self._is_current(self._base)
+        )
 
     def poll(self, now: float) -> Due:
         """Lockstep: what to do at ``now`` (call it at :meth:`deadline`).
@@ -572,6 +599,14 @@ class SimBridge:
             # The command path never answered; the base path did if its action is here.
             self._command_silent = True
             self._base_silent = not self._is_current(self._base)
+        if self._lockstep and self._awaiting_response():
+            if now >= self._published_at + self.config.response_timeout_s:
+                return Due.STEP
+            if now >= self._next_resend:
+                self._next_resend = now + self.config.resend_period_s
+                self.counters.resends += 1
+                return Due.RESEND
+            return Due.WAIT
         return Due.STEP if now >= self.deadline() else Due.WAIT
 
     def _is_current(self, slot: _Slot) -> bool:
@@ -636,7 +671,7 @@ class SimBridge:
         self._step += 1
         if not (terminated or truncated or self._step >= self.spec.max_episode_steps):
             self._fill_observation(obs)
-            self._published_at = now
+            self.observation_sent(now)
             return StepOutcome(source, None, False)
         result = EpisodeResult(
             episode=self._episode,
@@ -676,7 +711,7 @@ class SimBridge:
         self._command.clear()
         self._base.clear()
         self._fill_observation(obs)
-        self._published_at = now
+        self.observation_sent(now)
 
     def _fill_observation(self, obs: dict[str, np.ndarray]) -> None:
         layout = self.layout

@@ -231,7 +231,7 @@ class SimBridgeNode(RplNode):
             self._step(now)
             return
         if due is Due.RESEND:
-            self._publish_observation()
+            self._publish_observation(first=False)
         self._arm_deadline(now)
 
     def _on_tick(self) -> None:
@@ -301,7 +301,8 @@ class SimBridgeNode(RplNode):
             self._publish_observation()
             self._arm_deadline(time.monotonic())
 
-    def _publish_observation(self) -> None:
+    def _publish_observation(self, first: bool = True) -> None:
+        """Publish the current observation; ``first`` = not a re-send of it."""
         core = self.core
         self._last_observation_s = time.monotonic()
         self.publish_vector(
@@ -314,7 +315,8 @@ class SimBridgeNode(RplNode):
         )
         # The response limits run from here: the publish call can block (a reader process
         # stopped while holding its shared-memory port lock blocks every writer to it).
-        core.observation_sent(time.monotonic())
+        if first:
+            core.observation_sent(time.monotonic())
 
     def _finish(self) -> None:
         self._running = False
@@ -322,7 +324,11 @@ class SimBridgeNode(RplNode):
             if timer is not None:
                 timer.cancel()
         self._on_diagnostics()
-        self.get_logger().info(f'{self.core.counters.episodes} episode(s) done; exiting')
+        c = self.core.counters
+        self.get_logger().info(
+            f'{c.episodes} episode(s) done: {c.steps} steps, fallbacks base {c.fallback_base} '
+            f'zero {c.fallback_zero}, response timeouts {c.response_timeouts}; exiting'
+        )
         self.create_timer(self.config.result_linger_s, self._on_linger_done)
 
     def _on_linger_done(self) -> None:
@@ -363,6 +369,8 @@ class SimBridgeNode(RplNode):
                 'rejected_malformed': c.rejected_malformed,
                 'rejected_stale': c.rejected_stale,
                 'late_base': c.late_base,
+                'late_commands': c.late_commands,
+                'resends': c.resends,
                 'handshake': self.core.handshake.value,
                 'handshake_resends': c.handshake_resends,
                 'response_timeouts': c.response_timeouts,
