@@ -11,8 +11,10 @@ started again. The live loop with a real stack is in test_live_training.py.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -36,7 +38,9 @@ LAYOUT = observation_layout(SPEC)
 T = SPEC.max_episode_steps
 
 
-def publish_episode(side: SideNode, pubs: dict, ep: int, drop_command: int | None = None):
+def publish_episode(
+    side: SideNode, pubs: dict, ep: int, drop_command: int | None = None, pace_s: float = 0.0
+):
     rng = np.random.default_rng(ep)
     topics = (
         (contract.OBSERVATION, LAYOUT.fields, lambda: rng.normal(0.5, 0.1, len(LAYOUT.fields))),
@@ -50,6 +54,8 @@ def publish_episode(side: SideNode, pubs: dict, ep: int, drop_command: int | Non
                 continue
             msg = encode(JointState(), StampedVector(ep, k, values, 0, 'test'), fields)
             pubs[topic].publish(msg)
+        if pace_s:
+            side.spin_until(lambda: False, pace_s)
     result = contract.EpisodeResult(ep, False, 0.2, -float(T), T, 0, 0)
     msg = encode(
         JointState(),
@@ -122,7 +128,7 @@ def test_trainer_node_learns_from_live_topics_exports_and_resumes(tmp_path):
         for ep in range(4):
             publish_episode(side, pubs, ep, drop_command=7 if ep == 1 else None)
         assert side.spin_until(lambda: status.get('episodes_ingested') == '3', 20.0), status
-        assert status['skipped_incomplete'] == '1'
+        assert status['skipped_incomplete'] == '1' and status['missing_messages'] == '1'
         assert status['transitions'] == str(3 * (T - 1))
         assert side.spin_until(lambda: int(status['exports']) >= 2, 10.0), status
         assert int(status['updates']) >= 10
@@ -211,6 +217,70 @@ def test_episodes_published_before_the_trainer_matched_are_not_lost(tmp_path):
         code = stop_process(proc, timeout_s=15.0)
         output = proc.stdout.read()
     assert code == 0, output
+
+
+def test_a_trainer_that_cannot_keep_up_says_so_and_counts_what_it_missed(tmp_path):
+    """A trainer stopped (SIGSTOP: a stand-in for one starved of CPU) while 3 episodes are
+    published, with a reader history of 10 messages: the publishers never wait for it, and
+    when it runs again it warns that it is behind and accounts for every episode: ingested,
+    or skipped as incomplete with the messages it lacked counted."""
+    namespace = f'/trainerslow_{os.getpid()}'
+    side = SideNode('trainer_slow_probe', namespace)
+    pubs = stack_publishers(side)
+    status = {}
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for s in msg.status:
+            if s.name == f'{namespace}/trainer':
+                status.update({kv.key: kv.value for kv in s.values})
+
+    side.node.create_subscription(
+        DiagnosticArray, '/diagnostics', on_diagnostics, qos_profile(contract.DIAGNOSTICS_QOS)
+    )
+    proc = subprocess.Popen(
+        trainer_command(
+            namespace,
+            tmp_path / 'actor.onnx',
+            'history_depth:=10',
+            'train_overrides:=hidden_size=64',
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert side.spin_until(lambda: 'episodes_ingested' in status, 60.0), 'no diagnostics'
+        side.spin_until(lambda: False, 0.5)  # let discovery settle on the trainer's side
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            for ep in range(3):
+                publish_episode(side, pubs, ep)
+            assert time.monotonic() - started < 5.0  # publishing never waited for it
+            side.spin_until(lambda: False, 2.5)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+
+        # Running again, at a stack's pace: the next episodes close the 3 (and each other).
+        side.spin_until(lambda: False, 2.0)
+        for ep in (3, 4):
+            publish_episode(side, pubs, ep, pace_s=0.02)
+
+        def accounted() -> int:
+            return int(status.get('episodes_ingested', 0)) + int(status.get('episodes_skipped', 0))
+
+        assert side.spin_until(lambda: accounted() >= 4, 30.0), status
+        skipped = int(status['episodes_skipped'])
+        assert skipped == int(status['skipped_incomplete']) >= 1, status
+        assert int(status['missing_messages']) >= skipped, status
+        assert accounted() in (4, 5), status  # episode 4 may wait for an episode 5
+    finally:
+        side.close()
+        code = stop_process(proc, timeout_s=15.0)
+        output = proc.stdout.read()
+    assert code == 0, output
+    assert 's after it was sent: the trainer is behind the stacks' in output, output
+    assert 'episode 0 skipped as incomplete: ' in output and ' lacks ' in output, output
 
 
 def write_task_bag(path, episodes: int) -> None:

@@ -14,7 +14,7 @@ pays ``updates_per_step`` gradient steps per stored transition in short timer ti
 The live path loses nothing while the trainer keeps up, and never makes the stacks wait:
 
 * the subscriptions are reliable, transient local (a publisher matched late by DDS
-  discovery delivers its first messages from its history) and keep ``HISTORY_DEPTH``
+  discovery delivers its first messages from its history) and keep ``history_depth``
   messages per topic (KEEP_LAST: the stack's publishers never wait for the trainer);
 * before every gradient step the tick takes every waiting message (the executor alone
   takes one message per subscription per turn);
@@ -67,10 +67,6 @@ from rpl_trainer.checkpoint import CheckpointError
 UPDATE_PERIOD_S = 0.05
 UPDATE_BUDGET_S = 0.025
 OFFLINE_BUDGET_S = 0.5
-# Reader history per live topic (KEEP_LAST): what DDS holds for the trainer while it is
-# busy (an export, a checkpoint, a loaded machine); 10000 messages are ~2 min of one
-# stack at 80 steps/s. The stack's publishers never wait for this reader.
-HISTORY_DEPTH = 10000
 # Messages older than this when taken (sender's stamp to now) mean the trainer is falling
 # behind the stacks: said once per LAG_LOG_PERIOD_S.
 INTAKE_DELAY_WARN_S = 2.0
@@ -172,6 +168,7 @@ class TrainerNode(RplNode):
                 layout,
                 self.learner.episode_steps,
                 resume_after_ns=self._resume_after_ns.get(ns),
+                started_ns=time.time_ns(),
             )
             self.assemblers[ns] = assembler
             # Results first and observations last: the sim bridge starts once every trainer
@@ -291,7 +288,8 @@ class TrainerNode(RplNode):
         # matched after it started (DDS discovery is not instant) still delivers its first
         # messages from its history.
         spec = contract.TOPIC_QOS[topic]
-        qos = qos_profile(contract.QosSpec(HISTORY_DEPTH, spec.reliable, transient_local=True))
+        depth = self.config.history_depth
+        qos = qos_profile(contract.QosSpec(depth, spec.reliable, transient_local=True))
         name = bags.resolve_topic(namespace, topic)
         callback: Callable[[JointState, dict], None] = lambda msg, info: self._on_message(  # noqa: E731
             assembler, topic, name, fields, msg, info['source_timestamp']
@@ -360,9 +358,10 @@ class TrainerNode(RplNode):
             self._lag_logged_at = now
             self.get_logger().warning(
                 f'{name}: message taken {delay_s:.1f} s after it was sent: the trainer is '
-                f'falling behind the stacks (CPU-starved or blocked); {int(self.debt.owed)} '
-                f'updates owed. Messages wait in the reader history ({HISTORY_DEPTH} per '
-                'topic); what overflows is counted as lost'
+                'behind the stacks (CPU-starved or stopped; or the history of a publisher '
+                f'matched late); {int(self.debt.owed)} updates owed. Messages wait in the '
+                f'reader history ({self.config.history_depth} per topic); what overflows '
+                'is counted as missing'
             )
         for line in assembler.skip_lines:
             self.get_logger().warning(f'{name.rsplit("/", 1)[0] or "/"}: {line}')
