@@ -166,6 +166,33 @@ def test_latched_old_results_are_not_skips_and_a_restarted_sim_is_followed():
     assert assembler.counts.restarts == 1
 
 
+def test_a_whole_episode_lost_after_the_start_is_a_skip_not_an_old_result():
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS, started_ns=500)
+    old_result = episode_messages(0)[-1]
+    lost_result = episode_messages(1)[-1]  # its step messages never arrived
+    assembler.add(*old_result, sent_ns=100)  # latched, from before the start
+    assembler.add(*lost_result, sent_ns=900)
+    done = [r for i, m in enumerate(episode_messages(2)) for r in assembler.add(*m, 1000 + i)]
+    assert [r.episode for r in done] == [2]
+    assert assembler.counts.results_only == 1
+    assert assembler.counts.skipped == {offline.INCOMPLETE: 1}
+    assert assembler.counts.missing == 3 * STEPS
+
+
+def test_a_resumed_assembler_ignores_what_its_checkpoint_holds():
+    first = offline.EpisodeAssembler(LAYOUT, STEPS)
+    sent = iter(range(1, 10**6))
+    stream = [(m, next(sent)) for ep in (0, 1) for m in episode_messages(ep)]
+    done = [r for m, t in stream[: len(stream) // 2 + 5] for r in first.add(*m, t)]
+    assert [r.episode for r in done] == [0] and first.open_episodes == [1]
+    # Saved now, resumed later: the publishers' history delivers both episodes again.
+    resumed = offline.EpisodeAssembler(LAYOUT, STEPS, resume_after_ns=first.seen_until_ns)
+    again = [r for m, t in stream for r in resumed.add(*m, t)]
+    assert [r.episode for r in again] == [1]  # episode 0 is in the checkpoint: not twice
+    assert resumed.counts.before_resume == len(stream) // 2
+    assert resumed.counts.skipped == {}
+
+
 def test_wrong_sizes_and_topics_are_refused_with_the_expected_size():
     assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
     with pytest.raises(ValueError, match='has 3 values, expected 4'):
