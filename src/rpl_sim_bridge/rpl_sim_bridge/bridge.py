@@ -26,9 +26,9 @@ Which action is applied at step ``k`` of an episode:
   node, the sim re-publishes observation ``k`` every ``resend_period_s`` (the nodes answer
   a repeat with the same action): a message lost by a reader that was stopped or restarted
   (the residual node drops a half that waited ``sync_timeout_s`` for its partner) is
-  recovered without a fallback. When no node publishes
-  commands at all (the node reports this from the ROS graph), the base action is applied
-  as soon as it arrives (still counted as ``fallback_base``).
+  recovered without a fallback. When no node publishes commands at all (the node reports
+  this from the ROS graph), the base action is applied as soon as it arrives (still
+  counted as ``fallback_base``).
 * ``lockstep`` start-up handshake. DDS matches each writer-reader pair on its own, so the
   bridge seeing its own endpoints does not prove that the residual node already hears the
   controller or that the bridge hears the residual node's command writer (such a link can
@@ -579,6 +579,8 @@ class SimBridge:
         ``counters.handshake_resends``) and ends the handshake at ``startup_timeout_s``
         (:attr:`handshake` becomes TIMED_OUT; the normal fallback rules apply from then on,
         measured from the observation's first publication and the base action's arrival).
+        After it, while a live node is awaited, it says RESEND every ``resend_period_s``
+        (counted in ``counters.resends``).
 
         Returns:
             STEP when the step is to be taken now, RESEND when the observation is to be
