@@ -138,7 +138,7 @@ def test_trainer_node_learns_from_live_topics_exports_and_resumes(tmp_path):
         updates = int(status['updates'])
 
         # Stopped, it saves the learner; started again, it resumes from it.
-        code = stop_process(proc)
+        code = stop_process(proc, timeout_s=15.0)
         outputs.append(proc.stdout.read())
         assert code == 0, outputs[-1]
         assert checkpoint.exists() and 'shutdown' in outputs[-1], outputs[-1]
@@ -152,7 +152,7 @@ def test_trainer_node_learns_from_live_topics_exports_and_resumes(tmp_path):
         assert status['exports'] == '0'  # the model existed: no initial export
     finally:
         side.close()
-        code = stop_process(proc)
+        code = stop_process(proc, timeout_s=15.0)
         outputs.append(proc.stdout.read())
     assert code == 0, outputs[-1]
     assert 'resumed from checkpoint' in outputs[-1], outputs[-1]

@@ -351,7 +351,8 @@ class TrainerNode(RplNode):
                 more = f' ({held} more since)' if held else ''
                 self.get_logger().warning(f'{name}: message skipped: {exc}{more}')
             return
-        delay_s = (time.time_ns() - sent_ns) * 1e-9
+        # Messages sent before it subscribed (publishers' history) are old, not delayed.
+        delay_s = (time.time_ns() - max(sent_ns, assembler.started_ns or 0)) * 1e-9
         self._intake_delay_max_s = max(self._intake_delay_max_s, delay_s)
         now = time.monotonic()
         if delay_s > INTAKE_DELAY_WARN_S and now - self._lag_logged_at >= LAG_LOG_PERIOD_S:
