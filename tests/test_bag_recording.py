@@ -198,7 +198,12 @@ def test_play_republishes_in_order_with_the_recorded_timing(recording):
     cmd += ['--topics', 'observation', 'episode', '--wait-subscribers', '20']
     player = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert side.spin_until(lambda: len(got) == EPISODES * STEPS and len(results) == 2, 40)
+        # Playback at rate 0.5 lasts twice the recorded span (long when the recording ran on
+        # a loaded machine: lockstep waits for slow nodes), plus discovery and start-up.
+        deadline_s = 20 + recorded_span_s / 0.5 * 1.25
+        assert side.spin_until(
+            lambda: len(got) == EPISODES * STEPS and len(results) == 2, deadline_s
+        ), (len(got), len(results), recorded_span_s)
         assert player.wait(timeout=20) == 0, player.stdout.read()
     finally:
         stop_process(player)
