@@ -113,6 +113,18 @@ class Child:
         tag = f'[rpl launch] started {name} (pid '
         return [int(x[len(tag) :].split(')')[0]) for x in self.lines if x.startswith(tag)]
 
+    def wait_for(self, check: Callable[[], object], timeout: float, what: str) -> None:
+        """Poll ``check()`` until it is true; fails the test, naming ``what`` and showing the
+        output, if the process ends first or ``timeout`` (s) passes."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if check():
+                return
+            if self.proc.poll() is not None and not check():
+                pytest.fail(f'the process ended while waiting for {what}:\n{self.output()}')
+            time.sleep(0.05)
+        pytest.fail(f'timed out waiting for {what}:\n{self.output()}')
+
     def wait(self, timeout: float) -> int:
         """Exit code; kills the process and fails the test after ``timeout`` s."""
         try:

@@ -348,41 +348,6 @@ def test_required_exit_callable_under_the_real_launch_service(code, expected):
 # --- the real stack: base controller killed mid-run ----------------------------------------
 
 
-class _Runner:
-    """`rpl launch` in a child process; a thread collects its output lines."""
-
-    def __init__(self, cmd: list[str]) -> None:
-        import threading
-
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip('\n'))
-
-    def output(self) -> str:
-        return '\n'.join(self.lines)
-
-    def pids_of(self, name: str) -> list[int]:
-        tag = f'[rpl launch] started {name} (pid '
-        return [int(x[len(tag) :].split(')')[0]) for x in self.lines if x.startswith(tag)]
-
-    def wait_for(self, check, timeout: float, what: str) -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if check():
-                return
-            if self.proc.poll() is not None and not check():
-                pytest.fail(f'the launch ended while waiting for {what}:\n{self.output()}')
-            time.sleep(0.05)
-        pytest.fail(f'timed out waiting for {what}:\n{self.output()}')
-
-
 def _episodes(path) -> list[dict]:
     import json
 
@@ -396,10 +361,10 @@ def _episodes(path) -> list[dict]:
 def test_killed_base_controller_is_respawned_and_a_crash_loop_ends_the_launch(tmp_path):
     import signal
 
-    from helpers import stop_process
+    from helpers import Child, stop_process
 
     results = tmp_path / 'results.json'
-    runner = _Runner(
+    runner = Child(
         [
             *CLI_LAUNCH, 'rpl_bringup', 'slippery_push.launch.py',
             f'namespace:=/itest_{os.getpid()}_controller', 'monitor:=true',
