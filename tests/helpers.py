@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,10 @@ from collections.abc import Callable
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+
+from rpl_bringup import launch_runner
+from rpl_bringup.launch_shim import ProcessPlan
+from rpl_bringup.supervisor import Supervisor
 
 
 def ros_args(
@@ -137,6 +142,32 @@ class Child:
     def stop(self) -> None:
         stop_process(self.proc, signal.SIGINT, timeout_s=10.0)
         self._reader.join(2)
+
+
+def python_plan(name: str, code: str, **kwargs) -> ProcessPlan:
+    """A process plan named ``name`` that runs ``code`` (dedented) in this Python; ``kwargs``
+    are more :class:`ProcessPlan` fields (``required``, ``respawn``, ...)."""
+    return ProcessPlan(name=name, cmd=(sys.executable, '-c', textwrap.dedent(code)), **kwargs)
+
+
+def supervise(plans: list[ProcessPlan], **kwargs) -> tuple[int, list[str], Supervisor]:
+    """Run ``plans`` under a :class:`Supervisor` (``kwargs`` are its options) to the end.
+
+    Returns:
+        The launch's exit code, the lines it wrote, and the supervisor.
+    """
+    lines: list[str] = []
+    supervisor = Supervisor(plans, write=lines.append, **kwargs)
+    return supervisor.run(), lines, supervisor
+
+
+def plan_rpl_launch(file_name: str, **arguments: str) -> list[ProcessPlan]:
+    """Plans of the rpl_bringup launch file ``file_name`` given ``arguments``, evaluated by
+    the stand-in launch modules; an executable's command is just its name."""
+    path = launch_runner.locate_launch_file('rpl_bringup', file_name)
+    return launch_runner.plan_launch_file(
+        path, arguments, resolve=lambda pkg, exe: [exe], force_shim=True
+    )
 
 
 def read_json(path: os.PathLike[str] | str) -> dict | None:

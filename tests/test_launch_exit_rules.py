@@ -19,35 +19,18 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
+from helpers import plan_rpl_launch, python_plan, supervise
 
-from rpl_bringup import launch_runner, launch_shim
-from rpl_bringup.launch_shim import LaunchError, ProcessPlan
+from rpl_bringup import launch_shim
+from rpl_bringup.launch_shim import LaunchError
 from rpl_bringup.launch_shim.core import ProcessExited
-from rpl_bringup.supervisor import CRASH_LOOP_S, Supervisor
+from rpl_bringup.supervisor import CRASH_LOOP_S
 
 PY = sys.executable
 CLI_LAUNCH = [PY, '-m', 'rpl_bringup.cli', 'launch', '--own-runner']
-
-
-def _py(name: str, code: str, **kwargs) -> ProcessPlan:
-    return ProcessPlan(name=name, cmd=(PY, '-c', textwrap.dedent(code)), **kwargs)
-
-
-def _run(plans: list[ProcessPlan], **kwargs) -> tuple[int, list[str], Supervisor]:
-    lines: list[str] = []
-    supervisor = Supervisor(plans, write=lines.append, **kwargs)
-    return supervisor.run(), lines, supervisor
-
-
-def _plan(file_name: str, **arguments: str) -> list[ProcessPlan]:
-    path = launch_runner.locate_launch_file('rpl_bringup', file_name)
-    return launch_runner.plan_launch_file(
-        path, arguments, resolve=lambda pkg, exe: [exe], force_shim=True
-    )
 
 
 # --- the on_exit callable form, through the project runner -------------------------------
@@ -114,7 +97,7 @@ def test_on_exit_callable_may_return_only_what_the_runner_supports():
     (plan,) = context.processes
     with pytest.raises(LaunchError, match='supports Shutdown'):
         plan.on_exit(ProcessExited('p', 1, 0, plan.cmd))
-    code, lines, _ = _run([plan])
+    code, lines, _ = supervise([plan])
     assert code == 1
     assert any('p exited (code 0): an on_exit callable returned' in x for x in lines), lines
 
@@ -122,7 +105,7 @@ def test_on_exit_callable_may_return_only_what_the_runner_supports():
 @pytest.mark.parametrize('file_name', ['slippery_push.launch.py', 'slippery_push_learn.launch.py'])
 def test_stack_required_nodes_end_the_launch_non_zero_on_a_crash(file_name):
     arguments = {'explorers': '0'} if 'learn' in file_name else {}
-    plans = {p.node.name: p for p in _plan(file_name, **arguments)}
+    plans = {p.node.name: p for p in plan_rpl_launch(file_name, **arguments)}
     required = ['sim_bridge', 'trainer'] if 'learn' in file_name else ['sim_bridge']
     for name in required:
         plan = plans[name]
@@ -130,14 +113,16 @@ def test_stack_required_nodes_end_the_launch_non_zero_on_a_crash(file_name):
         assert plan.on_exit(ProcessExited(name, 1, 0, plan.cmd)).shutdown is not None
         with pytest.raises(RuntimeError, match=rf'required process {name} died \(code -9\)'):
             plan.on_exit(ProcessExited(name, 1, -9, plan.cmd))
-    record = {p.node.name: p for p in _plan('push.launch.py', record='true', bag='/tmp/nb')}
+    record = {
+        p.node.name: p for p in plan_rpl_launch('push.launch.py', record='true', bag='/tmp/nb')
+    }
     recorder = record['bag_recorder']
     with pytest.raises(RuntimeError, match=r'required process bag_recorder died \(code 2\)'):
         recorder.on_exit(ProcessExited('bag_recorder', 1, 2, recorder.cmd))
 
 
 def test_exit_callables_ignore_exits_while_the_launch_shuts_down():
-    _plan('push.launch.py')  # installs the stand-in launch modules the helpers import
+    plan_rpl_launch('push.launch.py')  # installs the stand-in launch modules the helpers import
     from rpl_bringup.launch_shim.core import LaunchContext
     from rpl_bringup.stack_launch import RequiredExit, RespawnWatch
 
@@ -153,7 +138,7 @@ def test_exit_callables_ignore_exits_while_the_launch_shuts_down():
 
 
 def test_stack_base_controller_respawns_and_a_crash_loop_ends_the_launch():
-    base = {p.name: p for p in _plan('slippery_push.launch.py')}['base_controller']
+    base = {p.name: p for p in plan_rpl_launch('slippery_push.launch.py')}['base_controller']
     assert (base.respawn, base.respawn_delay) == (True, 1.0)
     first = base.on_exit(ProcessExited('base_controller', 1, -9, base.cmd))
     assert first.shutdown is None
@@ -167,10 +152,10 @@ def test_stack_base_controller_respawns_and_a_crash_loop_ends_the_launch():
 
 def test_supervisor_ends_a_crash_loop_of_a_respawning_process_naming_it():
     start = time.monotonic()
-    code, lines, sup = _run(
+    code, lines, sup = supervise(
         [
-            _py('sim', 'import time; time.sleep(30)', required=True),
-            _py('controller', 'import sys; sys.exit(1)', respawn=True, respawn_delay=0.1),
+            python_plan('sim', 'import time; time.sleep(30)', required=True),
+            python_plan('controller', 'import sys; sys.exit(1)', respawn=True, respawn_delay=0.1),
         ]
     )
     assert code == 1
@@ -201,10 +186,10 @@ def test_a_respawned_process_that_lived_long_enough_is_respawned_again(tmp_path)
                 sys.exit(4)
             time.sleep(0.02)
     """
-    code, lines, sup = _run(
+    code, lines, sup = supervise(
         [
-            _py('sim', waiter, required=True),
-            _py('controller', victim, respawn=True, respawn_delay=0.05),
+            python_plan('sim', waiter, required=True),
+            python_plan('controller', victim, respawn=True, respawn_delay=0.05),
         ],
         crash_loop_s=0.2,
     )
@@ -234,11 +219,11 @@ def test_keyboard_interrupt_tracebacks_of_stopped_children_are_not_relayed():
         import time
         time.sleep(1.0)
     """
-    code, lines, _ = _run(
+    code, lines, _ = supervise(
         [
-            _py('sim', ready, required=True),
-            _py('importing', importing),
-            _py('failing', failing),
+            python_plan('sim', ready, required=True),
+            python_plan('importing', importing),
+            python_plan('failing', failing),
         ]
     )
     assert code == 0
@@ -288,11 +273,13 @@ BAD_ARGUMENTS = [
 @pytest.mark.parametrize(('file_name', 'arguments', 'message'), BAD_ARGUMENTS)
 def test_bad_launch_arguments_are_one_line_errors(file_name, arguments, message):
     with pytest.raises(LaunchError, match=message):
-        _plan(file_name, **arguments)
+        plan_rpl_launch(file_name, **arguments)
 
 
 def test_integer_arguments_reach_the_nodes_as_integers():
-    plans = {p.name: p for p in _plan('slippery_push.launch.py', seed='007', episodes=' 3')}
+    plans = {
+        p.name: p for p in plan_rpl_launch('slippery_push.launch.py', seed='007', episodes=' 3')
+    }
     assert plans['sim_bridge'].node.parameters['seed'] == 7
     assert plans['sim_bridge'].node.parameters['episodes'] == 3
 

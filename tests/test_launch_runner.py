@@ -11,16 +11,15 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
+from helpers import plan_rpl_launch, python_plan, supervise
 
 from rpl_bringup import cli, launch_runner, launch_shim
 from rpl_bringup.launch_shim import LaunchError, ProcessPlan
 from rpl_bringup.launch_shim.core import ProcessExited
 from rpl_bringup.launch_shim.ros_actions import parameter_text
-from rpl_bringup.supervisor import Supervisor
 
 PY = sys.executable
 CLI_LAUNCH = [PY, '-m', 'rpl_bringup.cli', 'launch', '--own-runner']
@@ -42,23 +41,6 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != 'Z'
-
-
-def _py(name: str, code: str, **kwargs) -> ProcessPlan:
-    return ProcessPlan(name=name, cmd=(PY, '-c', textwrap.dedent(code)), **kwargs)
-
-
-def _run(plans: list[ProcessPlan], **kwargs) -> tuple[int, list[str], Supervisor]:
-    lines: list[str] = []
-    supervisor = Supervisor(plans, write=lines.append, **kwargs)
-    return supervisor.run(), lines, supervisor
-
-
-def _plan(file_name: str, **arguments: str) -> list[ProcessPlan]:
-    path = launch_runner.locate_launch_file('rpl_bringup', file_name)
-    return launch_runner.plan_launch_file(
-        path, arguments, resolve=lambda pkg, exe: [exe], force_shim=True
-    )
 
 
 def _required(plan: ProcessPlan) -> bool:
@@ -93,17 +75,17 @@ def test_unknown_launch_argument_is_a_clear_error():
         r'declares: bag, command_timeout, controller, episodes'
     )
     with pytest.raises(LaunchError, match=expected):
-        _plan('slippery_push.launch.py', epsiodes='3')
+        plan_rpl_launch('slippery_push.launch.py', epsiodes='3')
 
 
 def test_launch_argument_choices_are_enforced():
     with pytest.raises(LaunchError, match="mode:='fast' is not one of"):
-        _plan('slippery_push.launch.py', mode='fast')
+        plan_rpl_launch('slippery_push.launch.py', mode='fast')
 
 
 def test_invalid_namespace_is_rejected_before_any_process_starts():
     with pytest.raises(LaunchError, match='not a valid ROS namespace'):
-        _plan('slippery_push.launch.py', namespace='/itest-1')
+        plan_rpl_launch('slippery_push.launch.py', namespace='/itest-1')
 
 
 def test_cli_returns_2_with_message_on_bad_arguments(capsys):
@@ -147,7 +129,7 @@ def test_shim_modules_stand_in_for_missing_launch_packages():
 @pytest.mark.parametrize('file_name', sorted(STACKS))
 def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
     task, controller = STACKS[file_name]
-    plans = {p.name: p for p in _plan(file_name)}
+    plans = {p.name: p for p in plan_rpl_launch(file_name)}
     assert list(plans) == ['sim_bridge', 'base_controller', 'residual_node']
 
     sim, base, residual = plans['sim_bridge'], plans['base_controller'], plans['residual_node']
@@ -177,7 +159,7 @@ def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
 def test_launch_arguments_reach_the_node_command_lines():
     plans = {
         p.name: p
-        for p in _plan(
+        for p in plan_rpl_launch(
             'slippery_push.launch.py',
             controller='discrete_mpc_push',
             episodes='7',
@@ -206,7 +188,10 @@ def test_launch_arguments_reach_the_node_command_lines():
 
 
 def test_monitor_argument_adds_the_episode_monitor_and_gates_the_sim_on_it():
-    plans = {p.name: p for p in _plan('slippery_push.launch.py', monitor='true', results='r.json')}
+    plans = {
+        p.name: p
+        for p in plan_rpl_launch('slippery_push.launch.py', monitor='true', results='r.json')
+    }
     assert list(plans) == ['sim_bridge', 'base_controller', 'residual_node', 'episode_monitor']
     assert _required(plans['sim_bridge'])
     assert plans['sim_bridge'].node.parameters['min_subscribers'] == 3
@@ -216,7 +201,7 @@ def test_monitor_argument_adds_the_episode_monitor_and_gates_the_sim_on_it():
     assert not _required(monitor) and not monitor.respawn
     assert (
         'min_subscribers'
-        not in {p.name: p for p in _plan('push.launch.py')}['sim_bridge'].node.parameters
+        not in {p.name: p for p in plan_rpl_launch('push.launch.py')}['sim_bridge'].node.parameters
     )
 
 
@@ -234,7 +219,9 @@ def _stacks(plans: list[ProcessPlan]) -> dict[str, dict[str, ProcessPlan]]:
 
 @pytest.mark.parametrize('explorers', [0, 1, 2])
 def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers, repo_root):
-    plans = _plan(LEARN, explorers=str(explorers), seed='7', model_path='/tmp/m/actor.onnx')
+    plans = plan_rpl_launch(
+        LEARN, explorers=str(explorers), seed='7', model_path='/tmp/m/actor.onnx'
+    )
     stacks = _stacks(plans)
     explorer_ns = [f'/rpl/explore_{i}' for i in range(explorers)]
     assert list(stacks) == ['/rpl', *explorer_ns]
@@ -279,7 +266,7 @@ def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers
 def test_learn_launch_episodes_end_only_the_watched_stack_and_monitors_write_per_stack(
     tmp_path,
 ):
-    plans = _plan(
+    plans = plan_rpl_launch(
         LEARN,
         explorers='2',
         episodes='5',
@@ -300,7 +287,7 @@ def test_learn_launch_episodes_end_only_the_watched_stack_and_monitors_write_per
         assert monitor.node.parameters == {'output_path': str(tmp_path / 'res' / f'{name}.json')}
     explorer = stacks['/rpl/explore_1']['residual_node'].node.parameters
     assert (explorer['explore_noise'], explorer['explore_random']) == (0.1, 0.0)
-    unnamed = _stacks(_plan(LEARN, monitor='true', namespace='/live/'))
+    unnamed = _stacks(plan_rpl_launch(LEARN, monitor='true', namespace='/live/'))
     assert unnamed['/live/explore_0']['episode_monitor'].node.parameters == {'output_path': ''}
 
 
@@ -316,7 +303,7 @@ def test_learn_launch_parameters_are_fields_of_the_node_configs():
         'sim_bridge_node': SimBridgeConfig,
         'residual_node': ResidualConfig,
     }
-    for plan in _plan(LEARN, explorers='1'):
+    for plan in plan_rpl_launch(LEARN, explorers='1'):
         config = configs.get(plan.node.executable)
         if config is not None:
             fields = {f.name for f in dataclasses.fields(config)}
@@ -335,7 +322,7 @@ def test_learn_launch_parameters_are_fields_of_the_node_configs():
 )
 def test_learn_launch_bad_arguments_are_clear_errors(arguments, message):
     with pytest.raises(LaunchError, match=message):
-        _plan(LEARN, **arguments)
+        plan_rpl_launch(LEARN, **arguments)
 
 
 def test_parameter_text_keeps_strings_strings():
@@ -375,10 +362,10 @@ def test_dds_defaults_apply_only_when_unset(repo_root):
 
 
 def test_required_exit_0_ends_the_launch_with_0_and_stops_the_others():
-    code, lines, sup = _run(
+    code, lines, sup = supervise(
         [
-            _py('sim', 'print("hello")', required=True),
-            _py('idle', 'import time; time.sleep(30)'),
+            python_plan('sim', 'print("hello")', required=True),
+            python_plan('idle', 'import time; time.sleep(30)'),
         ]
     )
     assert code == 0
@@ -391,10 +378,10 @@ def test_required_exit_0_ends_the_launch_with_0_and_stops_the_others():
 
 
 def test_required_crash_ends_the_launch_nonzero_and_names_it():
-    code, lines, _ = _run(
+    code, lines, _ = supervise(
         [
-            _py('sim', 'import sys; sys.exit(3)', required=True),
-            _py('idle', 'import time; time.sleep(30)'),
+            python_plan('sim', 'import sys; sys.exit(3)', required=True),
+            python_plan('idle', 'import time; time.sleep(30)'),
         ]
     )
     assert code == 3
@@ -421,10 +408,10 @@ def test_killed_respawning_process_is_restarted(tmp_path):
                 sys.exit(4)
             time.sleep(0.02)
     """
-    code, lines, sup = _run(
+    code, lines, sup = supervise(
         [
-            _py('sim', waiter, required=True),
-            _py('residual_node', victim, respawn=True, respawn_delay=0.2),
+            python_plan('sim', waiter, required=True),
+            python_plan('residual_node', victim, respawn=True, respawn_delay=0.2),
         ]
     )
     assert code == 0
@@ -433,10 +420,10 @@ def test_killed_respawning_process_is_restarted(tmp_path):
 
 
 def test_other_process_death_is_reported_and_the_launch_goes_on():
-    code, lines, _ = _run(
+    code, lines, _ = supervise(
         [
-            _py('sim', 'import time; time.sleep(0.5); print("done")', required=True),
-            _py('controller', 'import sys; sys.exit(2)'),
+            python_plan('sim', 'import time; time.sleep(0.5); print("done")', required=True),
+            python_plan('controller', 'import sys; sys.exit(2)'),
         ]
     )
     assert code == 0
@@ -445,8 +432,10 @@ def test_other_process_death_is_reported_and_the_launch_goes_on():
 
 
 def test_launch_without_required_process_ends_when_all_exit():
-    assert _run([_py('a', 'pass'), _py('b', 'pass')])[0] == 0
-    assert _run([_py('a', 'pass'), _py('b', 'import sys; sys.exit(1)')])[0] == 1
+    assert supervise([python_plan('a', 'pass'), python_plan('b', 'pass')])[0] == 0
+    assert (
+        supervise([python_plan('a', 'pass'), python_plan('b', 'import sys; sys.exit(1)')])[0] == 1
+    )
 
 
 def test_stopping_escalates_to_sigterm_for_a_child_that_ignores_sigint():
@@ -457,10 +446,10 @@ def test_stopping_escalates_to_sigterm_for_a_child_that_ignores_sigint():
         time.sleep(30)
     """
     start = time.monotonic()
-    code, lines, _ = _run(
+    code, lines, _ = supervise(
         [
-            _py('sim', 'import time; time.sleep(0.3)', required=True),
-            _py('stubborn', stubborn),
+            python_plan('sim', 'import time; time.sleep(0.3)', required=True),
+            python_plan('stubborn', stubborn),
         ],
         sigint_timeout=0.3,
     )
@@ -472,10 +461,10 @@ def test_stopping_escalates_to_sigterm_for_a_child_that_ignores_sigint():
 
 def test_required_process_that_cannot_start_ends_the_launch_at_once():
     start = time.monotonic()
-    code, lines, sup = _run(
+    code, lines, sup = supervise(
         [
             ProcessPlan(name='ghost', cmd=('/no/such/exe',), required=True),
-            _py('idle', 'import time; time.sleep(30)'),
+            python_plan('idle', 'import time; time.sleep(30)'),
         ]
     )
     assert code == 127
