@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 import rclpy
@@ -19,6 +20,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rpl_bringup import launch_runner
 from rpl_bringup.launch_shim import ProcessPlan
 from rpl_bringup.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from rpl_trainer.train import Problem, Trainer
 
 
 def ros_args(
@@ -168,6 +172,39 @@ def plan_rpl_launch(file_name: str, **arguments: str) -> list[ProcessPlan]:
     return launch_runner.plan_launch_file(
         path, arguments, resolve=lambda pkg, exe: [exe], force_shim=True
     )
+
+
+TOY_RUN = {
+    'task': 'toy_reach',
+    'controller': 'toy_biased',
+    'num_envs': 2,
+    'hidden_size': 16,
+    'batch_size': 32,
+    'updates_per_env_step': 0.3,
+    'burn_in_window': 10,
+    'eval_interval': 40,
+    'eval_episodes': 2,
+    'base_eval_episodes': 2,
+    'checkpoint_interval': 40,
+}  # a toy-reach run small enough for a test (10-step episodes: 20 env steps a cycle), with
+# checkpoints and evaluations every 40 env steps
+
+
+def toy_problem() -> Problem:
+    """The toy reach task of :mod:`toy_goal_env` with its biased base controller."""
+    from toy_goal_env import SPEC, BiasedController, ToyFactory, toy_reward
+
+    from rpl_trainer.train import Problem  # torch: imported only by the tests that train
+
+    return Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
+
+
+def toy_trainer(out_dir: os.PathLike[str] | str, **settings: object) -> Trainer:
+    """A quiet Trainer of :data:`TOY_RUN` with ``settings`` on top, on :func:`toy_problem`."""
+    from rpl_trainer.config import make_config
+    from rpl_trainer.train import Trainer
+
+    return Trainer(make_config({**TOY_RUN, **settings}), toy_problem(), out_dir, progress=False)
 
 
 def read_json(path: os.PathLike[str] | str) -> dict | None:

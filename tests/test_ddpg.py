@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from toy_goal_env import SPEC, BiasedController, ToyFactory, toy_reward
+from helpers import toy_problem
 
 from rpl_trainer.config import make_config
 from rpl_trainer.ddpg import BurnIn, DDPGAgent, UpdateStats, polyak_update
 from rpl_trainer.her import Transitions
 from rpl_trainer.networks import Dims
-from rpl_trainer.train import Problem, train
+from rpl_trainer.train import train
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -135,15 +135,6 @@ def test_two_frame_update_runs_and_averages_frames():
     np.testing.assert_allclose(same, expected, atol=1e-6)
     assert not np.allclose(agent.act(obs, goal, obs[::-1].copy()), same)
     agent.update(random_batch(np.random.default_rng(1)))
-
-
-def toy_problem() -> Problem:
-    return Problem(
-        spec=SPEC,
-        env_factory=ToyFactory,
-        reward_fn=toy_reward,
-        make_base_fn=lambda: BiasedController().act_batch,
-    )
 
 
 @pytest.mark.parametrize('algo', ['scratch', 'rpl'])

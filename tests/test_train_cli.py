@@ -10,7 +10,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from toy_goal_env import SPEC, BiasedController, ToyFactory, toy_reward
+from helpers import TOY_RUN, toy_problem, toy_trainer
+from toy_goal_env import SPEC, ToyFactory
 
 from rpl_interfaces.params import ParameterError
 from rpl_residual_node.onnx_actor import OnnxActor
@@ -19,7 +20,7 @@ from rpl_trainer.cli import main
 from rpl_trainer.config import make_config
 from rpl_trainer.networks import Actor, Dims
 from rpl_trainer.rollout import StepBatch
-from rpl_trainer.train import Problem, Trainer, read_metrics
+from rpl_trainer.train import Trainer, read_metrics
 
 SMOKE = [
     'train',
@@ -188,37 +189,12 @@ def test_group_curves_mean_and_spread():
     np.testing.assert_allclose(high, [0.2, 0.25, 0.5, 0.75])
 
 
-TOY_RUN = {
-    'task': 'toy_reach',
-    'controller': 'toy_biased',
-    'num_envs': 2,
-    'hidden_size': 16,
-    'batch_size': 32,
-    'updates_per_env_step': 0.3,
-    'burn_in_window': 10,
-    'eval_interval': 40,
-    'eval_episodes': 2,
-    'base_eval_episodes': 2,
-    'checkpoint_interval': 40,
-}  # a toy-reach run small enough for a test, with checkpoints and evaluations every 40 steps
-
-
-def _toy_trainer(out_dir, total_env_steps: int) -> Trainer:
-    """A quiet Trainer of :data:`TOY_RUN` on the toy reach task."""
-    problem = Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
-    trainer = Trainer(
-        make_config({**TOY_RUN, 'total_env_steps': total_env_steps}), problem, out_dir
-    )
-    trainer.progress = False
-    return trainer
-
-
 def test_resumed_training_equals_uninterrupted_training(tmp_path):
     """Split a toy run at a checkpoint: the resumed run ends with the same weights."""
-    straight = _toy_trainer(tmp_path / 'a', 120)
+    straight = toy_trainer(tmp_path / 'a', total_env_steps=120)
     straight.run()
-    _toy_trainer(tmp_path / 'b', 60).run()
-    second = _toy_trainer(tmp_path / 'b', 120)
+    toy_trainer(tmp_path / 'b', total_env_steps=60).run()
+    second = toy_trainer(tmp_path / 'b', total_env_steps=120)
     second.run(resume=True)
     for a, b in zip(
         straight.agent.actor.parameters(), second.agent.actor.parameters(), strict=True
@@ -240,11 +216,11 @@ def test_resume_from_a_mid_run_checkpoint_logs_each_evaluation_once(tmp_path, mo
             saved.append((run_dir / 'checkpoint.pt').read_bytes())
 
     monkeypatch.setattr(Trainer, '_checkpoint', keep_first)
-    straight = _toy_trainer(run_dir, 120)
+    straight = toy_trainer(run_dir, total_env_steps=120)
     straight.run()
     monkeypatch.setattr(Trainer, '_checkpoint', original)
     (run_dir / 'checkpoint.pt').write_bytes(saved[0])  # metrics.csv still has every row
-    resumed = _toy_trainer(run_dir, 120)
+    resumed = toy_trainer(run_dir, total_env_steps=120)
     resumed.run(resume=True)
     steps = read_metrics(run_dir / 'metrics.csv')['env_steps']
     assert len(set(steps.tolist())) == len(steps), steps  # no evaluation row twice
@@ -279,7 +255,7 @@ def test_subprocess_and_sync_vector_envs_give_identical_episodes():
 
 
 def test_two_frame_goal_consistent_run_exports_a_two_frame_model(tmp_path):
-    problem = Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
+    problem = toy_problem()
     config = make_config(
         {
             'task': 'toy_reach',
@@ -309,7 +285,7 @@ def test_two_frame_goal_consistent_run_exports_a_two_frame_model(tmp_path):
 
 
 def test_greedy_envs_act_deterministically_and_need_an_exploring_env(tmp_path):
-    trainer = _toy_trainer(tmp_path / 'g', 40)
+    trainer = toy_trainer(tmp_path / 'g', total_env_steps=40)
     greedy = Trainer(
         make_config({**TOY_RUN, 'total_env_steps': 40, 'greedy_envs': 1}),
         trainer.problem,

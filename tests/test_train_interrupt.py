@@ -12,12 +12,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from toy_goal_env import SPEC, BiasedController, ToyFactory, toy_reward
+from helpers import toy_trainer
 
 from rpl_trainer import train as train_module
 from rpl_trainer.checkpoint import load_checkpoint
-from rpl_trainer.config import make_config
-from rpl_trainer.train import Problem, Trainer, TrainingInterrupted, read_metrics
+from rpl_trainer.train import Trainer, TrainingInterrupted, read_metrics
 
 TINY = [
     '--task', 'push',
@@ -96,32 +95,17 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_needs_only_out(tmp_path):
     assert_resume_with_out_only_finishes(run)
 
 
-TOY = {
-    'task': 'toy_reach',
-    'controller': 'toy_biased',
-    'num_envs': 2,
-    'hidden_size': 16,
-    'batch_size': 32,
-    'updates_per_env_step': 0.3,
-    'burn_in_window': 10,
-    'eval_interval': 40,
-    'eval_episodes': 2,
-    'base_eval_episodes': 2,
+INTERRUPTED_RUN = {
     'checkpoint_interval': 1000,  # no periodic checkpoint in these runs
     'total_env_steps': 120,
-}  # toy-reach episodes are 10 steps: 20 env steps a cycle
-
-
-def toy_trainer(out_dir) -> Trainer:
-    problem = Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
-    return Trainer(make_config(TOY), problem, out_dir, progress=False)
+}  # on top of helpers.TOY_RUN
 
 
 def test_sigterm_then_a_second_signal_drops_the_cycle_and_the_save_survives_a_third(
     tmp_path, monkeypatch
 ):
     run = tmp_path / 'run'
-    trainer = toy_trainer(run)
+    trainer = toy_trainer(run, **INTERRUPTED_RUN)
     steps_seen = []
     original_step = Trainer._train_while_stepping
 
@@ -154,7 +138,7 @@ def test_sigterm_then_a_second_signal_drops_the_cycle_and_the_save_survives_a_th
     # 6 updates in the second cycle (the first had an empty buffer), 1 in the dropped one.
     assert state['agent']['updates'] == 7
     monkeypatch.undo()
-    resumed = toy_trainer(run)
+    resumed = toy_trainer(run, **INTERRUPTED_RUN)
     result = resumed.run(resume=True)
     assert result.env_steps == 120
     steps = read_metrics(run / 'metrics.csv')['env_steps']
@@ -164,7 +148,7 @@ def test_sigterm_then_a_second_signal_drops_the_cycle_and_the_save_survives_a_th
 def test_a_run_killed_before_its_first_periodic_checkpoint_resumes(tmp_path, monkeypatch):
     """The start checkpoint: a crash (or SIGKILL) after the first evaluation row resumes,
     and the resumed run equals an uninterrupted one, each evaluation logged once."""
-    straight = toy_trainer(tmp_path / 'straight')
+    straight = toy_trainer(tmp_path / 'straight', **INTERRUPTED_RUN)
     straight.run()
 
     run = tmp_path / 'run'
@@ -174,11 +158,11 @@ def test_a_run_killed_before_its_first_periodic_checkpoint_resumes(tmp_path, mon
 
     monkeypatch.setattr(Trainer, '_cycle', crash)
     with pytest.raises(RuntimeError, match='killed'):
-        toy_trainer(run).run()
+        toy_trainer(run, **INTERRUPTED_RUN).run()
     monkeypatch.undo()
     assert read_metrics(run / 'metrics.csv')['env_steps'].tolist() == [0]
     assert load_checkpoint(run / 'checkpoint.pt')['counters']['env_steps'] == 0
-    resumed = toy_trainer(run)
+    resumed = toy_trainer(run, **INTERRUPTED_RUN)
     resumed.run(resume=True)
     steps = read_metrics(run / 'metrics.csv')['env_steps']
     np.testing.assert_array_equal(steps, [0, 40, 80, 120])
