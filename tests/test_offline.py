@@ -179,6 +179,26 @@ def test_a_whole_episode_lost_after_the_start_is_a_skip_not_an_old_result():
     assert assembler.counts.missing == 3 * STEPS
 
 
+def test_episodes_of_which_nothing_arrived_are_counted_once_every_topic_passed_them():
+    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    messages = {ep: episode_messages(ep) for ep in range(5)}
+
+    def split(ep):
+        commands = [m for m in messages[ep] if m[0] == contract.COMMAND]
+        return [m for m in messages[ep] if m[0] != contract.COMMAND], commands
+
+    # Episodes 2 and 3 vanished; the command topic runs behind (a publisher matched late).
+    (rest1, commands1), (rest4, commands4) = split(1), split(4)
+    assert [r.episode for r in feed(assembler, messages[0] + rest1 + rest4)] == [0]
+    assert [r.episode for r in feed(assembler, commands1)] == [1]
+    assert assembler.counts.skipped == {}  # the command topic has not passed 2 and 3 yet
+    assert [r.episode for r in feed(assembler, commands4)] == [4]
+    assert assembler.counts.skipped == {offline.INCOMPLETE: 2}
+    assert assembler.counts.missing == 2 * (3 * STEPS + 1)
+    lost = 'episode 3 skipped as incomplete: none of its messages arrived'
+    assert assembler.skip_lines[-1] == lost
+
+
 def test_a_resumed_assembler_ignores_what_its_checkpoint_holds():
     first = offline.EpisodeAssembler(LAYOUT, STEPS)
     sent = iter(range(1, 10**6))

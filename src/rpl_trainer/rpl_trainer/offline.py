@@ -453,6 +453,11 @@ class EpisodeAssembler:
         self._closed: set[int] = set()
         self._newest: dict[str, int] = {}  # step topic -> newest episode id it delivered
         self._first: int | None = None  # first episode id with a step message (this run)
+        # Whole episodes of which nothing arrived: ids never opened below the episode every
+        # topic has passed (ids count up by one per episode in a sim bridge run).
+        self._reached: dict[str, int] = {}  # every topic -> newest episode id it delivered
+        self._ids: set[int] = set()  # ids opened, at or above _vanished_to
+        self._vanished_to: int | None = None  # ids below are accounted for
         self.resume_after_ns = resume_after_ns
         self.started_ns = started_ns
         # Newest send time of the messages of every episode emitted or skipped: what a
@@ -489,6 +494,11 @@ class EpisodeAssembler:
             self._close_stale(vec.episode)
         episode = self._open.setdefault(vec.episode, _OpenEpisode())
         episode.sent_until_ns = max(episode.sent_until_ns, sent_ns)
+        if self._vanished_to is None:
+            self._vanished_to = vec.episode
+        self._ids.add(vec.episode)
+        self._reached[topic] = max(self._reached.get(topic, vec.episode), vec.episode)
+        self._count_vanished()
         if topic == contract.EPISODE:
             if episode.result is None:
                 episode.result = contract.EpisodeResult.from_vector(vec.episode, vec.values)
@@ -558,6 +568,21 @@ class EpisodeAssembler:
         self.counts.complete += 1
         return _record(ep, self.layout, *arrays, result)
 
+    def _count_vanished(self) -> None:
+        if len(self._reached) < len(STEP_TOPICS) + 1 or self._vanished_to is None:
+            return
+        floor = min(self._reached.values())
+        for ep in range(self._vanished_to, floor):
+            if ep not in self._ids:
+                self._closed.add(ep)
+                self.counts.skipped[INCOMPLETE] += 1
+                self.counts.missing += len(STEP_TOPICS) * self.episode_steps + 1
+                self.skip_lines.append(
+                    f'episode {ep} skipped as incomplete: none of its messages arrived'
+                )
+        self._vanished_to = max(self._vanished_to, floor)
+        self._ids = {ep for ep in self._ids if ep >= self._vanished_to}
+
     def _close_passed(self, topic: str, episode: int) -> None:
         if episode <= self._newest.get(topic, episode - 1):
             return
@@ -606,6 +631,9 @@ class EpisodeAssembler:
         self._closed.clear()
         self._newest.clear()
         self._first = None
+        self._reached.clear()
+        self._ids.clear()
+        self._vanished_to = None
         self.counts.restarts += 1
 
 
