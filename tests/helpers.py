@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from rpl_bringup.launch_shim import ProcessPlan
 from rpl_bringup.supervisor import Supervisor
 
 if TYPE_CHECKING:
+    from rpl_residual_node.mixer import ReloadEvent, ResidualMixer
     from rpl_trainer.train import Problem, Trainer
 
 
@@ -172,6 +174,34 @@ def plan_rpl_launch(file_name: str, **arguments: str) -> list[ProcessPlan]:
     return launch_runner.plan_launch_file(
         path, arguments, resolve=lambda pkg, exe: [exe], force_shim=True
     )
+
+
+def replace_model(
+    path: os.PathLike[str] | str, source: os.PathLike[str] | str, bump_ns: int = 10**9
+) -> None:
+    """Atomically put ``source`` at ``path`` with an mtime ``bump_ns`` (ns) past the file it
+    replaces, as the trainer exports a model; a source over 1 MiB is hard-linked, not copied."""
+    path, source = pathlib.Path(path), pathlib.Path(source)
+    tmp = path.with_suffix('.tmp')
+    if source.stat().st_size > 2**20:
+        os.link(source, tmp)
+    else:
+        tmp.write_bytes(source.read_bytes())
+    stat = path.stat() if path.exists() else tmp.stat()
+    os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns + bump_ns))
+    os.replace(tmp, path)
+
+
+def reload_model(mixer: ResidualMixer, timeout_s: float = 60.0) -> ReloadEvent | None:
+    """``mixer.check_reload()``, and for a file it loads in the background, the outcome
+    (waited for up to ``timeout_s``)."""
+    event = mixer.check_reload()
+    deadline = time.monotonic() + timeout_s
+    while event is None and mixer.reload_in_flight:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+        event = mixer.finish_reload()
+    return event
 
 
 TOY_RUN = {

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 import pathlib
-import time
 
 import numpy as np
 import pytest
+from helpers import reload_model, replace_model
 from test_onnx_actor import (
     OBS_DIM,
     corrupt_file,
@@ -454,35 +453,15 @@ def test_two_frame_model_gets_the_previous_observation(tmp_path):
 
 
 # ------------------------------------------------------------------------- hot reload
-def _replace(path: pathlib.Path, source: pathlib.Path, bump_ns: int) -> None:
-    """Atomically put ``source`` at ``path`` with a distinct mtime (as a trainer should)."""
-    tmp = path.with_suffix('.tmp')
-    tmp.write_bytes(source.read_bytes())
-    stat = path.stat() if path.exists() else tmp.stat()
-    os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns + bump_ns))
-    os.replace(tmp, path)
-
-
-def reload(mixer: m.ResidualMixer) -> m.ReloadEvent | None:
-    """check_reload, and for a file loaded in the background, its outcome."""
-    event = mixer.check_reload()
-    deadline = time.monotonic() + 60.0
-    while event is None and mixer.reload_in_flight:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-        event = mixer.finish_reload()
-    return event
-
-
 def test_reload_swaps_a_good_file_and_keeps_the_old_model_on_a_bad_one(tmp_path):
     path = linear_model(tmp_path / 'actor.onnx')
     mixer = make_mixer(path)
-    assert reload(mixer) is None  # unchanged
+    assert reload_model(mixer) is None  # unchanged
     np.testing.assert_allclose(step(mixer, 0, 0).command, expected_command()[0], atol=1e-5)
 
     doubled = linear_model(tmp_path / 'doubled.onnx', weights=2 * known_weights())
-    _replace(path, doubled, 1_000_000)
-    event = reload(mixer)
+    replace_model(path, doubled, 1_000_000)
+    event = reload_model(mixer)
     assert event.loaded and 'actor.onnx' in event.message
     new_command = expected_command(weights=2 * known_weights())[0]
     np.testing.assert_allclose(step(mixer, 0, 1).command, new_command, atol=1e-5)
@@ -494,22 +473,22 @@ def test_reload_swaps_a_good_file_and_keeps_the_old_model_on_a_bad_one(tmp_path)
         linear_model(tmp_path / 'obs7.onnx', obs_dim=7),  # other task: obs size changed
     ]
     for i, bad in enumerate(bad_files):
-        _replace(path, bad, 1_000_000 * (i + 2))
-        event = reload(mixer)
+        replace_model(path, bad, 1_000_000 * (i + 2))
+        event = reload_model(mixer)
         assert not event.loaded and 'keeping' in event.message, event.message
-        assert reload(mixer) is None  # a rejected file is not retried until it changes
+        assert reload_model(mixer) is None  # a rejected file is not retried until it changes
         decision = step(mixer, 0, 10 + i)
         assert decision.reason == 'ok'
         np.testing.assert_allclose(decision.command, new_command, atol=1e-5)
         assert mixer.diagnostics()[0] == 'warn'
 
     path.unlink()
-    event = reload(mixer)
+    event = reload_model(mixer)
     assert not event.loaded and 'disappeared' in event.message
     assert step(mixer, 0, 20).reason == 'ok'
 
-    _replace(path, linear_model(tmp_path / 'again.onnx'), 0)
-    assert reload(mixer).loaded
+    replace_model(path, linear_model(tmp_path / 'again.onnx'), 0)
+    assert reload_model(mixer).loaded
     np.testing.assert_allclose(step(mixer, 0, 21).command, expected_command()[0], atol=1e-5)
     assert mixer.diagnostics()[0] == 'ok'
 
@@ -518,9 +497,9 @@ def test_a_model_that_appears_later_is_picked_up(tmp_path):
     path = tmp_path / 'later.onnx'
     mixer = make_mixer(path)
     assert step(mixer, 0, 0).reason == m.MODEL_LOAD_FAILED
-    assert reload(mixer) is None  # still missing: nothing new to say
+    assert reload_model(mixer) is None  # still missing: nothing new to say
     linear_model(path)
-    assert reload(mixer).loaded
+    assert reload_model(mixer).loaded
     assert step(mixer, 0, 1).reason == 'ok'
     assert mixer.model_error is None
 

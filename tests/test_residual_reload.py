@@ -3,14 +3,13 @@ loaded off the control path (ResidualMixer and model_reload; no ROS)."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 import statistics
 import time
 
 import numpy as np
 import pytest
-from helpers import stop_process
+from helpers import reload_model, replace_model, stop_process
 from test_onnx_actor import (
     OBS_DIM,
     known_weights,
@@ -43,26 +42,6 @@ def step(mixer: m.ResidualMixer, k: int, obs: np.ndarray = REAL_OBS, episode: in
     return mixer.add_base_action(episode, k, BASE)
 
 
-def replace(path: pathlib.Path, source: pathlib.Path, bump_ns: int = 10**9) -> None:
-    """Atomically put ``source`` at ``path`` with a newer mtime (as the trainer does)."""
-    tmp = path.with_suffix('.tmp')
-    os.link(source, tmp) if source.stat().st_size > 2**20 else tmp.write_bytes(source.read_bytes())
-    stat = path.stat()
-    os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns + bump_ns))
-    os.replace(tmp, path)
-
-
-def reload(mixer: m.ResidualMixer) -> m.ReloadEvent | None:
-    """check_reload, and for a file loaded in the background, its outcome."""
-    event = mixer.check_reload()
-    deadline = time.monotonic() + 60.0
-    while event is None and mixer.reload_in_flight:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-        event = mixer.finish_reload()
-    return event
-
-
 def linear_command(obs: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     weights = known_weights() if weights is None else weights
     return mix(BASE, weights @ np.r_[obs, GOAL], ResidualConfig())[0]
@@ -77,8 +56,8 @@ def test_a_model_nan_on_the_recent_real_observations_is_refused_and_the_old_one_
     good = mixer.actor
     for k in range(40):  # more than the 32 kept
         assert step(mixer, k).reason == 'ok'
-    replace(path, nan_in_range_model(tmp_path / 'nan_on_real.onnx'))
-    event = reload(mixer)
+    replace_model(path, nan_in_range_model(tmp_path / 'nan_on_real.onnx'))
+    event = reload_model(mixer)
     assert not event.loaded and event.refusal == model_reload.BAD_ON_RECENT
     assert event.message.startswith('rejected the new model, keeping actor.onnx')
     assert 'non-finite residual on 32 of the last 32 real observations' in event.message
@@ -90,10 +69,12 @@ def test_a_model_nan_on_the_recent_real_observations_is_refused_and_the_old_one_
     level, message, values = mixer.diagnostics()
     assert level == 'warn' and 'non-finite residual' in message
     assert values[f'count.{m.MODEL_REJECTED}'] == values[f'count.{m.MODEL_BAD_ON_RECENT}'] == 1
-    assert reload(mixer) is None  # not retried until the file changes again
+    assert reload_model(mixer) is None  # not retried until the file changes again
     # A good model afterwards is checked on the same observations and swapped in.
-    replace(path, linear_model(tmp_path / 'doubled.onnx', weights=2 * known_weights()), 2 * 10**9)
-    event = reload(mixer)
+    replace_model(
+        path, linear_model(tmp_path / 'doubled.onnx', weights=2 * known_weights()), 2 * 10**9
+    )
+    event = reload_model(mixer)
     assert event.loaded and 'finite on the last 32 real observations' in event.message
     np.testing.assert_allclose(
         step(mixer, 41).command, linear_command(REAL_OBS, 2 * known_weights()), atol=1e-5
@@ -107,8 +88,8 @@ def test_the_same_model_is_accepted_when_the_real_observations_are_outside_its_n
     mixer = make_mixer(path)
     for k in range(5):
         step(mixer, k, obs=OTHER_OBS)
-    replace(path, nan_in_range_model(tmp_path / 'nan_on_real.onnx'))
-    event = reload(mixer)
+    replace_model(path, nan_in_range_model(tmp_path / 'nan_on_real.onnx'))
+    event = reload_model(mixer)
     assert event.loaded and 'finite on the last 5 real observations' in event.message
     assert step(mixer, 5, obs=OTHER_OBS).reason == 'ok'
 
@@ -135,7 +116,7 @@ def test_an_oversized_file_is_refused_unread_without_blocking(tmp_path):
     huge = tmp_path / 'huge.onnx'
     with open(huge, 'wb') as handle:
         handle.truncate(2**30)  # 1 GiB (sparse: no disk space), e.g. a file being written
-    replace(path, huge)
+    replace_model(path, huge)
     start = time.perf_counter()
     event = mixer.check_reload()
     took_s = time.perf_counter() - start
@@ -162,7 +143,7 @@ def test_a_large_model_loads_in_the_background_while_steps_are_decided(tmp_path)
     old = mixer.actor
     for k in range(10):
         step(mixer, k)
-    replace(path, padded_model(tmp_path / 'big.onnx', 48.0))
+    replace_model(path, padded_model(tmp_path / 'big.onnx', 48.0))
     start = time.perf_counter()
     assert mixer.check_reload() is None
     check_s = time.perf_counter() - start
@@ -236,7 +217,7 @@ def test_node_keeps_answering_steps_while_bad_and_large_models_are_handled(tmp_p
             answer_one_step()
         latencies.clear()
         for i, (source, line) in enumerate(files):
-            replace(path, source, (i + 1) * 10**9)
+            replace_model(path, source, (i + 1) * 10**9)
             deadline = time.monotonic() + 30.0
             while line not in log.read_text():
                 answer_one_step()
