@@ -93,22 +93,33 @@ def nan_model(path: pathlib.Path) -> pathlib.Path:
     return path
 
 
+# Slice bounds i0, i1 and the feature axis ax1: Slice(observation, i0, i1, ax1) is
+# observation column 0, shape (N, 1).
+_SLICE_INDICES = {
+    'i0': np.array([0], np.int64),
+    'i1': np.array([1], np.int64),
+    'ax1': np.array([1], np.int64),
+}
+
+
+def _constant_nodes(**values: np.ndarray) -> list[onnx.NodeProto]:
+    """One Constant node per ``name=array``, giving the array under that name."""
+    return [
+        helper.make_node('Constant', [], [name], value=numpy_helper.from_array(value, name))
+        for name, value in values.items()
+    ]
+
+
 def fragile_model(path: pathlib.Path) -> pathlib.Path:
     """Linear, but observation[0] outside [-4, 4) raises in onnxruntime (Gather out of
     bounds) and observation[1] > 100 gives NaN (sqrt of a negative). Passes the probe."""
-    consts = {
-        'table': np.zeros(4, np.float32),
-        'hundred': np.array(100.0, np.float32),
-        'zero': np.array(0.0, np.float32),
-        'i0': np.array([0], np.int64),
-        'i1': np.array([1], np.int64),
-        'i2': np.array([2], np.int64),
-        'ax1': np.array([1], np.int64),
-    }
-    nodes = [
-        helper.make_node('Constant', [], [k], value=numpy_helper.from_array(v, k))
-        for k, v in consts.items()
-    ]
+    nodes = _constant_nodes(
+        table=np.zeros(4, np.float32),
+        hundred=np.array(100.0, np.float32),
+        zero=np.array(0.0, np.float32),
+        i2=np.array([2], np.int64),
+        **_SLICE_INDICES,
+    )
     nodes += [
         helper.make_node('Slice', ['observation', 'i0', 'i1', 'ax1'], ['o0']),  # (N, 1)
         helper.make_node('Cast', ['o0'], ['o0_int'], to=TensorProto.INT64),
@@ -128,18 +139,12 @@ def nan_in_range_model(path: pathlib.Path, low: float = 1.0, high: float = 1.5) 
     ``0 * log((o0 - low) * (o0 - high))``). Passes the probe (its inputs miss the range);
     on a Fetch-like stack the gripper x of ~1.3 m is in it: good on the probe, NaN on
     every real observation."""
-    consts = {
-        'low': np.array(low, np.float32),
-        'high': np.array(high, np.float32),
-        'zero': np.array(0.0, np.float32),
-        'i0': np.array([0], np.int64),
-        'i1': np.array([1], np.int64),
-        'ax1': np.array([1], np.int64),
-    }
-    nodes = [
-        helper.make_node('Constant', [], [k], value=numpy_helper.from_array(v, k))
-        for k, v in consts.items()
-    ]
+    nodes = _constant_nodes(
+        low=np.array(low, np.float32),
+        high=np.array(high, np.float32),
+        zero=np.array(0.0, np.float32),
+        **_SLICE_INDICES,
+    )
     nodes += [
         helper.make_node('Slice', ['observation', 'i0', 'i1', 'ax1'], ['o0']),  # (N, 1)
         helper.make_node('Sub', ['o0', 'low'], ['above']),
