@@ -1,4 +1,5 @@
-"""Helpers shared by the tests that run real node processes and talk to them over DDS."""
+"""Helpers shared by the tests: node processes talked to over DDS, launch plans and
+supervision, model files swapped under a residual mixer, and a tiny toy-reach training run."""
 
 from __future__ import annotations
 
