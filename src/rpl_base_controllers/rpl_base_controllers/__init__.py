@@ -9,6 +9,8 @@ Example::
     action = controller(obs['observation'], obs['desired_goal'])  # (4,) in [-1, 1]
 
 The planner (:class:`DiscreteMPCPush`) is imported on first use: it builds a MuJoCo task.
+Controllers of other packages join through the entry-point group ``rpl.controllers``
+(see :mod:`rpl_base_controllers.registry`).
 """
 
 from typing import Any
@@ -21,16 +23,22 @@ from rpl_base_controllers.reactive_pick_and_place import (
 from rpl_base_controllers.reactive_push import ReactivePush, ReactivePushConfig
 from rpl_base_controllers.registry import (
     ControllerInfo,
+    ControllerParam,
+    ControllerSpec,
     UnknownControllerError,
     available_controllers,
+    controller_config,
     controller_info,
     make_controller,
+    parse_controller_params,
     register_controller,
 )
 
 __all__ = [
     'BaseController',
     'ControllerInfo',
+    'ControllerParam',
+    'ControllerSpec',
     'DiscreteMPCPush',
     'DiscreteMPCPushConfig',
     'ReactivePickAndPlace',
@@ -39,8 +47,10 @@ __all__ = [
     'ReactivePushConfig',
     'UnknownControllerError',
     'available_controllers',
+    'controller_config',
     'controller_info',
     'make_controller',
+    'parse_controller_params',
     'register_controller',
 ]
 

@@ -17,6 +17,11 @@ the episode), a message with another step id (forged, or a restarted sim) never 
 changes the state the real sequence builds on, and a later valid message for the same step
 wins. An invalid message (undecodable, non-finite, unknown task) changes nothing; a message
 naming another task gets a controller of its own.
+
+The controller's own typed parameters (:attr:`rpl_base_controllers.registry.ControllerInfo.
+params`, e.g. ``carry_gain``) are declared as ROS parameters of the node under their names,
+with the registered defaults (``--ros-args -p carry_gain:=50.0``; the launch files pass
+the launch argument ``carry_gain:=50``). A bad value stops the node at start with one line.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import JointState
 
 from rpl_base_controllers.base import SequencedController
-from rpl_base_controllers.registry import controller_info, make_controller
+from rpl_base_controllers.registry import controller_config, controller_info, make_controller
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
@@ -76,7 +82,8 @@ class ControllerNode(RplNode):
         super().__init__('base_controller')
         self.config = self.declare_config(ControllerNodeConfig)
         cfg = self.config
-        controller_info(cfg.controller)  # unknown name: ValueError listing the known ones
+        # Unknown name, bad parameter value: ValueError (one line, exit code 2).
+        self._params = self._declare_controller_params(cfg.controller)
         self._bound: dict[str, _Bound] = {}  # task name -> its controller
         self._task = ''
         if cfg.task:
@@ -99,12 +106,31 @@ class ControllerNode(RplNode):
             f'controller {cfg.controller!r}, task {cfg.task or "from observation frame_id"}'
         )
 
+    def _declare_controller_params(self, name: str) -> dict[str, Any]:
+        """Declare the controller's typed parameters; their checked values by name."""
+        values = {}
+        for param in controller_info(name).params:
+            limits = [f'range {list(param.range)}'] if param.range else []
+            limits += [f'one of {list(param.choices)}'] if param.choices else []
+            descriptor = ParameterDescriptor(
+                description=f'{name}: {param.description}',
+                additional_constraints='; '.join(limits),
+            )
+            values[param.name] = self.declare_parameter(
+                param.name, param.default, descriptor
+            ).value
+        controller_config(name, self.config.task or None, **values)  # checked before any message
+        return values
+
     def _bind_task(self, task: str) -> _Bound:
         """Build the controller and observation layout for ``task`` (ValueError if unsuited).
 
         Other tasks' controllers are left as they are."""
         layout = make_layout(task_spec(task))
-        bound = _Bound(layout, SequencedController(make_controller(self.config.controller, task)))
+        bound = _Bound(
+            layout,
+            SequencedController(make_controller(self.config.controller, task, **self._params)),
+        )
         self._bound[task] = bound
         return bound
 

@@ -30,7 +30,6 @@ import time
 import numpy as np
 
 from rpl_base_controllers.base import LoopedBatchMixin, check_single
-from rpl_base_controllers.planning_copy import PlanningCopy
 from rpl_interfaces.params import describe
 
 # The 6 unit moves (dx, dy, dz, fingers): +x, -x, +y, -y, +z, -z.
@@ -118,6 +117,9 @@ class DiscreteMPCPush(LoopedBatchMixin):
     ):
         self.config = config or DiscreteMPCPushConfig()
         self.name = name
+        # Imported here: the registry reads DiscreteMPCPushConfig without MuJoCo.
+        from rpl_base_controllers.planning_copy import PlanningCopy
+
         self.copy = PlanningCopy(self.config.task)
         self.stats = PlanStats()
         self._predicted_state = self.copy.initial_state

@@ -1,14 +1,25 @@
 """Controllers by name: the one place that maps a parameter string to a controller.
 
 Swapping base controllers is a parameter (``controller: reactive_push``), never code:
-nodes, the trainer and the evaluation loop all call :func:`make_controller`. More
-controllers (hooks, cached PETS) join with :func:`register_controller`.
+nodes, the trainer and the evaluation loop all call :func:`make_controller`.
+
+A controller is declared by a :class:`ControllerSpec`: what it is, the tasks it suits, its
+factory and its typed parameters (a frozen config dataclass, each field a parameter with a
+description and range, e.g. ``carry_gain``). The built-in controllers are registered
+below; a user's own controllers join from another installed package through the entry-point
+group ``rpl.controllers`` (the entry point's name is the controller's name, its object a
+``ControllerSpec``), loaded on the first look-up, or with :func:`register_controller`.
+
+Parameters are set by name: ``make_controller(name, carry_gain=50.0)``, as text with
+:func:`parse_controller_params` (``rpl eval --controller-param carry_gain=50``), as ROS
+parameters of the controller node and as launch arguments (``carry_gain:=50``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rpl_base_controllers.base import BaseController
@@ -20,14 +31,67 @@ from rpl_base_controllers.reactive_pick_and_place import (
 )
 from rpl_base_controllers.reactive_push import ReactivePush, ReactivePushConfig
 from rpl_base_controllers.zero import ZeroController
-from rpl_interfaces.params import build_config
+from rpl_interfaces.params import ParameterError, build_config
+from rpl_interfaces.plugins import load_plugins
 
-# factory(task, **params) -> controller; task is the task name or None.
-ControllerFactory = Callable[..., BaseController]
+ENTRY_POINT_GROUP = 'rpl.controllers'
+# A config field with this name is no parameter: it receives the task the controller runs
+# on (a planning controller builds its model from it).
+TASK_FIELD = 'task'
+# Names of the controller node's own parameters: no controller parameter may take them.
+RESERVED_NAMES = ('controller', TASK_FIELD)
+
+# factory(name, task, config) -> controller; task is the task name or None, config the
+# validated config dataclass (None for a controller without parameters).
+ControllerFactory = Callable[[str, 'str | None', Any], BaseController]
 
 
 class UnknownControllerError(ValueError):
     """No controller is registered under the requested name."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerSpec:
+    """Declaration of a controller: the object an ``rpl.controllers`` entry point names.
+
+    Attributes:
+        factory: ``factory(name, task, config) -> BaseController``: ``name`` is the registry
+            name (the controller's ``name`` attribute), ``task`` the task name or None,
+            ``config`` an instance of ``config`` with the parameter values (None without).
+        description: One line for humans (``rpl list controllers``).
+        tasks: Task names (as in :func:`rpl_sim_bridge.tasks.make_task`) it suits.
+        config: Frozen dataclass of its typed parameters (bool, int, float or str fields,
+            each with a default and ``metadata=describe(...)``); None: no parameters.
+        defaults: Registered defaults that differ from the dataclass defaults (a variant
+            such as ``reactive_pick_and_place_calibrated``).
+    """
+
+    factory: ControllerFactory
+    description: str
+    tasks: tuple[str, ...]
+    config: type | None = None
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerParam:
+    """One typed parameter of a controller.
+
+    Attributes:
+        name: Parameter name (a config field), e.g. ``'carry_gain'``.
+        kind: ``bool``, ``int``, ``float`` or ``str``.
+        default: The registered default.
+        description: What it sets, with its unit.
+        range: ``(low, high)`` or None.
+        choices: Allowed values or None.
+    """
+
+    name: str
+    kind: type
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None
+    choices: tuple[Any, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,63 +102,155 @@ class ControllerInfo:
         name: Registry name.
         description: One line for humans (shown by ``describe`` tools and errors).
         tasks: Task names (as in :func:`rpl_sim_bridge.tasks.make_task`) it suits.
+        params: Its typed parameters with their registered defaults.
+        source: ``'built-in'``, or the entry point it came from.
     """
 
     name: str
     description: str
     tasks: tuple[str, ...]
+    params: tuple[ControllerParam, ...] = ()
+    source: str = 'built-in'
 
 
 @dataclasses.dataclass(frozen=True)
 class _Entry:
     info: ControllerInfo
-    factory: ControllerFactory
+    spec: ControllerSpec
 
 
 _REGISTRY: dict[str, _Entry] = {}
+_SKIPPED: dict[str, str] = {}  # plug-in name -> why it was skipped
+_plugins_loaded = False
+_KINDS = (bool, int, float, str)
+
+
+def _params_of(name: str, spec: ControllerSpec) -> tuple[ControllerParam, ...]:
+    if spec.config is None:
+        if spec.defaults:
+            raise ValueError(f'controller {name!r}: defaults {dict(spec.defaults)} need a config')
+        return ()
+    if not dataclasses.is_dataclass(spec.config):
+        raise ValueError(f'controller {name!r}: config must be a dataclass, got {spec.config!r}')
+    fields = [f for f in dataclasses.fields(spec.config) if f.name != TASK_FIELD]
+    # Registered defaults are checked like any value (unknown name, type, range).
+    defaults = build_config(spec.config, dict(spec.defaults))
+    params = []
+    for field in fields:
+        if field.name in RESERVED_NAMES:
+            raise ValueError(f'controller {name!r}: parameter name {field.name!r} is reserved')
+        default = getattr(defaults, field.name)
+        if type(field.default) not in _KINDS:
+            raise ValueError(
+                f'controller {name!r}: parameter {field.name!r} must be bool, int, float or '
+                f'str, got {type(field.default).__name__}'
+            )
+        meta = field.metadata
+        params.append(
+            ControllerParam(
+                field.name,
+                type(field.default),
+                default,
+                meta.get('description', ''),
+                meta.get('range'),
+                meta.get('choices'),
+            )
+        )
+    return tuple(params)
 
 
 def register_controller(
-    name: str,
-    factory: ControllerFactory,
-    *,
-    description: str,
-    tasks: tuple[str, ...],
-    replace: bool = False,
+    name: str, spec: ControllerSpec, *, replace: bool = False, source: str = 'built-in'
 ) -> None:
     """Make a controller available to :func:`make_controller` under ``name``.
 
     Args:
         name: Registry name (the ``controller`` parameter value).
-        factory: ``factory(task, **params) -> BaseController``; ``task`` is the task name or
-            None, ``params`` the controller's config fields.
-        description: One line saying what it does.
-        tasks: Task names it suits; :func:`make_controller` refuses any other task.
+        spec: Its declaration.
         replace: Allow replacing an existing registration.
+        source: Where it comes from (shown by ``rpl list controllers``).
 
     Raises:
-        ValueError: ``name`` is already registered and ``replace`` is False, or ``tasks`` is
-            empty.
+        ValueError: ``name`` is already registered and ``replace`` is False, ``tasks`` is
+            empty, or the parameters are badly declared.
     """
+    if not isinstance(spec, ControllerSpec):
+        raise ValueError(f'controller {name!r}: expected a ControllerSpec, got {spec!r}')
     if name in _REGISTRY and not replace:
-        raise ValueError(f'controller {name!r} is already registered; pass replace=True')
-    if not tasks:
-        raise ValueError(f'controller {name!r} must name at least one task it suits')
-    _REGISTRY[name] = _Entry(ControllerInfo(name, description, tuple(tasks)), factory)
+        raise ValueError(
+            f'controller {name!r} is already registered ({_REGISTRY[name].info.source})'
+        )
+    if not spec.tasks or isinstance(spec.tasks, str):
+        raise ValueError(f'controller {name!r} must name a tuple of the tasks it suits')
+    info = ControllerInfo(
+        name, spec.description, tuple(spec.tasks), _params_of(name, spec), source
+    )
+    _REGISTRY[name] = _Entry(info, spec)
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+
+    def register(name: str, spec: ControllerSpec, source: str) -> None:
+        register_controller(name, spec, source=source)
+
+    _SKIPPED.update(load_plugins(ENTRY_POINT_GROUP, ControllerSpec, register))
 
 
 def available_controllers() -> list[str]:
-    """Names of all registered controllers, sorted."""
+    """Names of all registered controllers (built-in and plug-ins), sorted."""
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
+def skipped_plugins() -> dict[str, str]:
+    """Plug-in controllers that failed to load: name -> the one-line reason."""
+    _load_plugins()
+    return dict(_SKIPPED)
+
+
 def controller_info(name: str) -> ControllerInfo:
-    """Description and suitable tasks of a registered controller.
+    """Description, suitable tasks and parameters of a registered controller.
 
     Raises:
         UnknownControllerError: ``name`` is not registered.
     """
     return _lookup(name).info
+
+
+def controller_config(name: str, task: str | None = None, **params: Any) -> Any:
+    """The validated config of a controller with ``params`` set (None without parameters).
+
+    Checks everything :func:`make_controller` checks without building the controller.
+
+    Raises:
+        UnknownControllerError: ``name`` is not registered.
+        ValueError: ``task`` is not one the controller suits.
+        rpl_interfaces.params.ParameterError: A bad parameter name or value.
+    """
+    entry = _lookup(name)
+    if task is not None and task not in entry.info.tasks:
+        raise ValueError(
+            f'controller {name!r} is meant for tasks {list(entry.info.tasks)}, not {task!r}'
+        )
+    known = [p.name for p in entry.info.params]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ParameterError(
+            f'controller {name!r} has no parameter(s) {unknown}; its parameters: {known}'
+        )
+    if entry.spec.config is None:
+        return None
+    values = {**entry.spec.defaults, **params}
+    if task is not None and TASK_FIELD in {f.name for f in dataclasses.fields(entry.spec.config)}:
+        values[TASK_FIELD] = task
+    try:
+        return build_config(entry.spec.config, values)
+    except ParameterError as exc:
+        raise ParameterError(f'controller {name!r}: {exc}') from None
 
 
 def make_controller(name: str, task: str | None = None, **params: Any) -> BaseController:
@@ -105,25 +261,83 @@ def make_controller(name: str, task: str | None = None, **params: Any) -> BaseCo
         task: The task it will control; checked against the controller's suitable tasks.
             Controllers that simulate (``discrete_mpc_push``) build their planning model
             from it. None skips the check and uses the controller's default task.
-        **params: Config fields of the controller (see its config dataclass).
+        **params: Its parameters (see :attr:`ControllerInfo.params`).
 
     Raises:
         UnknownControllerError: ``name`` is not registered (the message lists known names).
-        ValueError: ``task`` is not one the controller suits.
+        ValueError: ``task`` is not one the controller suits, or the factory returned no
+            controller.
         rpl_interfaces.params.ParameterError: A bad parameter name or value.
     """
-    entry = _lookup(name)
-    if task is not None and task not in entry.info.tasks:
+    config = controller_config(name, task, **params)
+    controller = _lookup(name).spec.factory(name, task, config)
+    if not isinstance(controller, BaseController):
         raise ValueError(
-            f'controller {name!r} is meant for tasks {list(entry.info.tasks)}, not {task!r}'
+            f'controller {name!r}: its factory returned a {type(controller).__name__}, not a '
+            'controller (name, reset, __call__, act_batch)'
         )
-    return entry.factory(task, **params)
+    return controller
+
+
+def parse_controller_params(name: str, items: Iterable[str]) -> dict[str, Any]:
+    """Typed parameter values from ``NAME=VALUE`` texts (``carry_gain=50``).
+
+    Values are converted to the parameter's type (bool: true/false/1/0); ranges are checked
+    by :func:`controller_config` / :func:`make_controller`.
+
+    Raises:
+        UnknownControllerError: ``name`` is not registered.
+        rpl_interfaces.params.ParameterError: Not ``NAME=VALUE``, an unknown name, or a
+            value that is not of the parameter's type (one line naming it).
+    """
+    params = {p.name: p for p in controller_info(name).params}
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition('=')
+        key = key.strip()
+        if not sep or not key:
+            raise ParameterError(f'controller parameter {item!r} is not NAME=VALUE')
+        if key not in params:
+            raise ParameterError(
+                f'controller {name!r} has no parameter {key!r}; its parameters: {sorted(params)}'
+            )
+        values[key] = parse_value(params[key], text)
+    return values
+
+
+def parse_value(param: ControllerParam, text: str) -> Any:
+    """``text`` as a value of ``param``'s type.
+
+    Raises:
+        rpl_interfaces.params.ParameterError: Not a value of that type.
+    """
+    text = text.strip()
+    expected = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'text'}
+    try:
+        if param.kind is bool:
+            value = {'true': True, '1': True, 'false': False, '0': False}[text.lower()]
+        elif param.kind is str:
+            value = text
+        else:
+            value = param.kind(text)
+            if not math.isfinite(value):
+                raise ValueError
+    except (ValueError, KeyError):
+        raise ParameterError(
+            f'controller parameter {param.name}={text!r} is not {expected[param.kind]}'
+        ) from None
+    return value
 
 
 def _lookup(name: str) -> _Entry:
+    _load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
+        if name in _SKIPPED:
+            raise UnknownControllerError(
+                f'controller {name!r} is a plug-in that failed to load: {_SKIPPED[name]}'
+            ) from None
         raise UnknownControllerError(
             f'unknown controller {name!r}; known controllers: {available_controllers()}'
         ) from None
@@ -132,55 +346,76 @@ def _lookup(name: str) -> _Entry:
 # Built-in controllers. The planner's import (MuJoCo, a task instance) is deferred.
 
 
-def _reactive_push(task: str | None, **params: Any) -> BaseController:
-    return ReactivePush(build_config(ReactivePushConfig, params), name='reactive_push')
+def _reactive_push(name: str, task: str | None, config: ReactivePushConfig) -> BaseController:
+    return ReactivePush(config, name=name)
 
 
-def _pick_and_place_factory(name: str, carry_gain: float) -> ControllerFactory:
-    def factory(task: str | None, **params: Any) -> BaseController:
-        values = {'carry_gain': carry_gain, **params}
-        return ReactivePickAndPlace(build_config(ReactivePickAndPlaceConfig, values), name=name)
-
-    return factory
+def _reactive_pick_and_place(
+    name: str, task: str | None, config: ReactivePickAndPlaceConfig
+) -> BaseController:
+    return ReactivePickAndPlace(config, name=name)
 
 
-def _discrete_mpc_push(task: str | None, **params: Any) -> BaseController:
-    from rpl_base_controllers.discrete_mpc_push import DiscreteMPCPush, DiscreteMPCPushConfig
+def _discrete_mpc_push(name: str, task: str | None, config: Any) -> BaseController:
+    from rpl_base_controllers.discrete_mpc_push import DiscreteMPCPush
 
-    values = dict(params)
-    if task is not None:
-        values.setdefault('task', task)
-    return DiscreteMPCPush(build_config(DiscreteMPCPushConfig, values), name='discrete_mpc_push')
+    return DiscreteMPCPush(config, name=name)
+
+
+def _zero(name: str, task: str | None, config: None) -> BaseController:
+    return ZeroController(name=name)
+
+
+def _mpc_config() -> type:
+    from rpl_base_controllers.discrete_mpc_push import DiscreteMPCPushConfig
+
+    return DiscreteMPCPushConfig
 
 
 register_controller(
     'reactive_push',
-    _reactive_push,
-    description='hand-designed pusher: above the push point, descend, push (gains 10 / 5)',
-    tasks=('push', 'slippery_push'),
+    ControllerSpec(
+        _reactive_push,
+        'hand-designed pusher: above the push point, descend, push (gains 10 / 5)',
+        ('push', 'slippery_push'),
+        ReactivePushConfig,
+    ),
 )
 register_controller(
     'reactive_pick_and_place',
-    _pick_and_place_factory('reactive_pick_and_place', MISCALIBRATED_CARRY_GAIN),
-    description='hand-designed pick and place, miscalibrated: grasp 2 cm low, carry gain 83 '
-    "(oscillates; the paper's 50 for a gripper that tracks its whole command)",
-    tasks=('pick_and_place',),
+    ControllerSpec(
+        _reactive_pick_and_place,
+        'hand-designed pick and place, miscalibrated: grasp 2 cm low, carry gain 83 '
+        "(oscillates; the paper's 50 for a gripper that tracks its whole command)",
+        ('pick_and_place',),
+        ReactivePickAndPlaceConfig,
+        {'carry_gain': MISCALIBRATED_CARRY_GAIN},
+    ),
 )
 register_controller(
     'reactive_pick_and_place_calibrated',
-    _pick_and_place_factory('reactive_pick_and_place_calibrated', CALIBRATED_CARRY_GAIN),
-    description='hand-designed pick and place with gain 10 everywhere',
-    tasks=('pick_and_place',),
+    ControllerSpec(
+        _reactive_pick_and_place,
+        'hand-designed pick and place with gain 10 everywhere',
+        ('pick_and_place',),
+        ReactivePickAndPlaceConfig,
+        {'carry_gain': CALIBRATED_CARRY_GAIN},
+    ),
 )
 register_controller(
     'zero',
-    lambda task, **params: ZeroController(**params),
-    description='holds still (action 0): the base under Scratch / Expert Explore models',
-    tasks=('push', 'slippery_push', 'pick_and_place'),
+    ControllerSpec(
+        _zero,
+        'holds still (action 0): the base under Scratch / Expert Explore models',
+        ('push', 'slippery_push', 'pick_and_place'),
+    ),
 )
 register_controller(
     'discrete_mpc_push',
-    _discrete_mpc_push,
-    description='best-first search over 6 unit moves on a planning copy of the simulator',
-    tasks=('push', 'slippery_push'),
+    ControllerSpec(
+        _discrete_mpc_push,
+        'best-first search over 6 unit moves on a planning copy of the simulator',
+        ('push', 'slippery_push'),
+        _mpc_config(),
+    ),
 )

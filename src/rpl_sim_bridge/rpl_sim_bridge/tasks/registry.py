@@ -1,10 +1,18 @@
-"""Task registry: names -> (TaskSpec, factory), so new tasks plug in without touching callers."""
+"""Task registry: names -> (TaskSpec, factory), so new tasks plug in without touching callers.
+
+The Fetch tasks register themselves (:mod:`rpl_sim_bridge.tasks.fetch`); a user's own tasks
+join from another installed package through the entry-point group ``rpl.tasks`` (the entry
+point's name is the task's name, its object a :class:`TaskPlugin`), loaded on the first
+look-up, or with :func:`register_task`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from rpl_interfaces.plugins import load_plugins
 
 if TYPE_CHECKING:
     from rpl_sim_bridge.tasks.goal_task import GoalTask
@@ -56,11 +64,28 @@ TaskFactory = Callable[..., 'GoalTask']
 """Builds a task; keyword arguments are the task's config overrides."""
 
 
+ENTRY_POINT_GROUP = 'rpl.tasks'
+
+
+class TaskPlugin(NamedTuple):
+    """Declaration of a task: the object an ``rpl.tasks`` entry point names.
+
+    Attributes:
+        spec: The task's spec with default settings (``spec.name`` = the entry point name).
+        factory: ``factory(**overrides) -> GoalTask``.
+    """
+
+    spec: TaskSpec
+    factory: TaskFactory
+
+
 class UnknownTaskError(ValueError):
     """A task name that is not registered; the message lists the registered names."""
 
 
 _REGISTRY: dict[str, tuple[TaskSpec, TaskFactory]] = {}
+_SKIPPED: dict[str, str] = {}  # plug-in name -> why it was skipped
+_plugins_loaded = False
 
 
 def register_task(name: str, spec: TaskSpec, factory: TaskFactory, *, replace: bool = False):
@@ -82,15 +107,43 @@ def register_task(name: str, spec: TaskSpec, factory: TaskFactory, *, replace: b
     _REGISTRY[name] = (spec, factory)
 
 
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+
+    def register(name: str, plugin: TaskPlugin, source: str) -> None:
+        if not isinstance(plugin.spec, TaskSpec) or not callable(plugin.factory):
+            raise ValueError('must be TaskPlugin(spec: TaskSpec, factory: callable)')
+        if name in _REGISTRY:
+            raise ValueError(f'names task {name!r}, which is already registered')
+        register_task(name, plugin.spec, plugin.factory)
+
+    _SKIPPED.update(load_plugins(ENTRY_POINT_GROUP, TaskPlugin, register))
+
+
 def available_tasks() -> list[str]:
-    """Registered task names, sorted."""
+    """Registered task names (built-in and plug-ins), sorted."""
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
+def skipped_plugins() -> dict[str, str]:
+    """Plug-in tasks that failed to load: name -> the one-line reason."""
+    _load_plugins()
+    return dict(_SKIPPED)
+
+
 def _lookup(name: str) -> tuple[TaskSpec, TaskFactory]:
+    _load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
+        if name in _SKIPPED:
+            raise UnknownTaskError(
+                f'task {name!r} is a plug-in that failed to load: {_SKIPPED[name]}'
+            ) from None
         raise UnknownTaskError(
             f'unknown task {name!r}; known tasks: {", ".join(available_tasks())}'
         ) from None

@@ -1,0 +1,66 @@
+"""Plug-ins by Python entry point: the one loader behind the controller and task registries.
+
+A user's package registers a controller or a task in its own ``pyproject.toml`` /
+``setup.py``, e.g.::
+
+    [project.entry-points.'rpl.controllers']
+    my_pusher = 'my_package.controllers:MY_PUSHER'   # a ControllerSpec
+
+Every program that looks a name up (``rpl eval`` and its worker processes, ``rpl train``,
+the nodes, the launch files) finds it through :func:`importlib.metadata.entry_points`, i.e.
+from the ``*.dist-info`` folders on ``sys.path`` (``PYTHONPATH`` included). A plug-in that
+cannot be imported, names an object of the wrong type or a name already taken is skipped
+with one warning line naming the entry point; the others load as usual. Pure Python.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+LOG = logging.getLogger('rpl.plugins')
+
+
+def entry_point_label(entry_point: metadata.EntryPoint) -> str:
+    """``'<name> = <module:object>' (group <group>, from <distribution>)`` for messages."""
+    dist = getattr(entry_point, 'dist', None)
+    source = f', from {dist.metadata["Name"]} {dist.version}' if dist is not None else ''
+    where = f'(group {entry_point.group}{source})'
+    return f"entry point '{entry_point.name} = {entry_point.value}' {where}"
+
+
+def load_plugins(
+    group: str, expected: type, register: Callable[[str, Any, str], None]
+) -> dict[str, str]:
+    """Load every entry point of ``group`` and register the object each one names.
+
+    Args:
+        group: Entry-point group, e.g. ``'rpl.controllers'``.
+        expected: The type the named object must have (e.g. ``ControllerSpec``).
+        register: ``register(name, obj, source)``; a ValueError from it (name taken, bad
+            declaration) skips that plug-in. ``source`` is the entry point's label.
+
+    Returns:
+        Entry-point name -> the one-line reason it was skipped (also logged as a warning).
+    """
+    skipped: dict[str, str] = {}
+    for entry_point in metadata.entry_points(group=group):
+        label = entry_point_label(entry_point)
+        try:
+            obj = entry_point.load()
+        except Exception as exc:  # any failure of foreign code: skip it, keep the rest
+            reason = f'cannot be loaded: {type(exc).__name__}: {exc}'
+        else:
+            if isinstance(obj, expected):
+                try:
+                    register(entry_point.name, obj, label)
+                    continue
+                except ValueError as exc:
+                    reason = str(exc)
+            else:
+                reason = f'names a {type(obj).__name__}, expected a {expected.__name__}'
+        skipped[entry_point.name] = f'{label} {reason}'
+        LOG.warning('rpl: skipped plug-in %s %s', label, reason)
+    return skipped
