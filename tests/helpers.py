@@ -245,3 +245,17 @@ def read_json(path: os.PathLike[str] | str) -> dict | None:
             return json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def set_model_metadata(path: os.PathLike[str] | str, props: dict[str, str]) -> pathlib.Path:
+    """Replace the ``metadata_props`` of an ONNX file (the graph unchanged); returns the path.
+
+    Model identity tests give hand-made models a task, controller and field names this way.
+    """
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(path))
+    return pathlib.Path(path)

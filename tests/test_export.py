@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -90,3 +92,45 @@ def test_the_residual_nodes_loader_accepts_the_export(tmp_path, two_frame):
             torch.tensor(obs[None], dtype=torch.float32) if two_frame else None,
         )
     np.testing.assert_allclose(loaded(obs, goal), expected.numpy()[0], atol=1e-5)
+
+
+def test_export_writes_what_the_model_is(tmp_path):
+    from rpl_interfaces import __version__, contract
+    from rpl_residual_node.model_identity import StackIdentity, check_identity
+    from rpl_sim_bridge.bridge import observation_layout
+    from rpl_sim_bridge.tasks import task_spec
+    from rpl_trainer.export import task_identity
+
+    spec = task_spec('push')
+    identity = task_identity(
+        spec, 'reactive_push', residual_scale=2.0, training_steps=1234, eval_success=0.75
+    )
+    path = export_onnx(trained_looking_actor(False), tmp_path / 'a.onnx', 2.0, identity=identity)
+    props = read_metadata(path)
+    assert props['task'] == 'push' and props['controller'] == 'reactive_push'
+    assert json.loads(props['observation_fields']) == list(spec.obs_fields)
+    assert json.loads(props['goal_fields']) == ['x', 'y', 'z']
+    assert json.loads(props['action_fields']) == list(contract.ACTION_FIELDS)
+    assert (props['training_steps'], props['eval_success']) == ('1234', '0.75')
+    assert (props['residual_scale'], props['rpl_version']) == ('2.0', __version__)
+    # What the node reads back fits the names the sim bridge publishes for the task.
+    loaded = OnnxActor.load(path).identity
+    assert loaded == identity
+    names = observation_layout(spec).fields
+    live = StackIdentity.of_stream('push', 'reactive_push', names, contract.ACTION_FIELDS)
+    assert check_identity(loaded, live) == []
+    bare = read_metadata(export_onnx(trained_looking_actor(False), tmp_path / 'b.onnx', 2.0))
+    assert bare['rpl_version'] == __version__ and 'task' not in bare
+
+
+def test_rpl_train_exports_carry_the_run_facts(tmp_path):
+    from helpers import toy_trainer
+
+    trainer = toy_trainer(tmp_path, total_env_steps=40)
+    trainer.run()
+    props = read_metadata(tmp_path / 'actor.onnx')
+    assert (props['task'], props['controller']) == ('toy_reach', 'toy_biased')
+    assert json.loads(props['observation_fields']) == ['point_x', 'point_y']
+    assert 'goal_fields' not in props  # the toy task does not name its goal coordinates
+    assert props['training_steps'] == '40'
+    assert float(props['eval_success']) == trainer.last_eval['eval/success_rate']

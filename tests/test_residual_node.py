@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from helpers import SideNode, ros_args, stop_process
+from helpers import SideNode, ros_args, set_model_metadata, stop_process
 from sensor_msgs.msg import JointState
 from test_onnx_actor import GOAL_DIM, OBS_DIM, known_weights, linear_model
 
@@ -25,6 +25,7 @@ from rpl_interfaces import contract
 from rpl_interfaces.base_node import qos_profile
 from rpl_interfaces.codec import StampedVector, decode, encode
 from rpl_residual_node.mixing import ResidualConfig, mix
+from rpl_residual_node.model_identity import ModelIdentity, StackIdentity
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +51,7 @@ class Driver(SideNode):
         qos = qos_profile(contract.CONTROL_QOS)
         self.obs_pub = self.node.create_publisher(JointState, contract.OBSERVATION, qos)
         self.base_pub = self.node.create_publisher(JointState, contract.BASE_ACTION, qos)
+        self.obs_tag = self.base_tag = 'test'  # frame_ids: task and controller names
         self.commands: list[StampedVector] = []
         self.residuals: list[StampedVector] = []
         self.diagnostics: list = []
@@ -76,9 +78,8 @@ class Driver(SideNode):
         )
 
     def send(self, pub, step: int, values, names, episode: int = 1) -> None:
-        msg = encode(
-            JointState(), StampedVector(episode, step, np.asarray(values), 0, 'test'), names
-        )
+        tag = self.obs_tag if pub is self.obs_pub else self.base_tag
+        msg = encode(JointState(), StampedVector(episode, step, np.asarray(values), 0, tag), names)
         pub.publish(msg)
 
     def handshake(self, timeout_s: float = 20.0) -> bool:
@@ -319,3 +320,79 @@ def test_out_of_range_parameter_exits_with_one_clear_line(tmp_path, param, line)
     text = log.read_text()
     assert line in text
     assert 'Traceback' not in text
+
+
+def _model_for(tmp_path: pathlib.Path, task: str, controller: str) -> pathlib.Path:
+    """The linear model, stating that it was made for ``task`` / ``controller`` and OBS_FIELDS."""
+    layout = contract.split_observation_fields(OBS_FIELDS)
+    stack = StackIdentity.of_stream(task, controller, OBS_FIELDS, contract.ACTION_FIELDS)
+    assert stack.observation_fields == OBS_FIELDS[layout.observation]
+    identity = ModelIdentity.for_stack(stack)
+    return set_model_metadata(linear_model(tmp_path / 'actor.onnx'), identity.to_props())
+
+
+def _diagnostic_values(driver: Driver) -> dict[str, str]:
+    assert driver.spin_until(lambda: driver.diagnostics, 5.0)
+    return {kv.key: kv.value for kv in driver.diagnostics[-1].values}
+
+
+def test_node_refuses_a_model_of_another_task_with_one_line(tmp_path, driver):
+    model = _model_for(tmp_path, 'push', 'reactive_push')
+    proc, log = start_node(tmp_path, f'model_path:={model}', 'diagnostics_period_s:=0.2')
+    driver.obs_tag, driver.base_tag = 'pick_and_place', 'reactive_push'
+    try:
+        assert driver.spin_until(driver.connected, 20.0), log.read_text()
+        assert driver.handshake(), log.read_text()
+        for step in range(3):
+            driver.send(driver.obs_pub, step, OBS, OBS_FIELDS)
+            driver.send(driver.base_pub, step, BASE, contract.ACTION_FIELDS)
+        assert driver.spin_until(lambda: len(driver.commands) == 3, 10.0), log.read_text()
+        assert {c.tag for c in driver.commands} == {'base'}
+        np.testing.assert_array_equal(driver.commands[-1].values, BASE)
+        driver.diagnostics.clear()
+        values = _diagnostic_values(driver)
+        assert int(values['count.model_refused_mismatch']) == 1
+        assert int(values['count.model_mismatch']) >= 3  # the handshake's steps and these
+        assert "running task is 'pick_and_place'" in values['model_mismatch']
+        # The stack now runs the model's task: the residual is applied.
+        driver.obs_tag = 'push'
+        driver.send(driver.obs_pub, 3, OBS, OBS_FIELDS)
+        driver.send(driver.base_pub, 3, BASE, contract.ACTION_FIELDS)
+        assert driver.spin_until(lambda: len(driver.commands) == 4, 10.0), log.read_text()
+        assert driver.commands[-1].tag == 'residual'
+        np.testing.assert_allclose(
+            driver.commands[-1].values, expected_residual_command(), atol=1e-6
+        )
+    finally:
+        assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
+    lines = [line for line in log.read_text().splitlines() if 'does not fit' in line]
+    assert len(lines) == 1, log.read_text()
+    assert lines[0].endswith(
+        "does not fit this stack, using the base action: trained for task 'push', the running "
+        "task is 'pick_and_place' (allow_model_mismatch:=true runs it anyway)"
+    )
+    assert 'base action used (model_mismatch)' not in log.read_text()
+
+
+def test_node_runs_another_task_when_allowed_but_not_other_fields(tmp_path, driver):
+    model = _model_for(tmp_path, 'push', 'reactive_push')
+    proc, log = start_node(tmp_path, f'model_path:={model}', 'allow_model_mismatch:=true')
+    driver.obs_tag, driver.base_tag = 'pick_and_place', 'other_controller'
+    try:
+        assert driver.spin_until(driver.connected, 20.0), log.read_text()
+        assert driver.handshake(), log.read_text()
+        driver.send(driver.obs_pub, 0, OBS, OBS_FIELDS)
+        driver.send(driver.base_pub, 0, BASE, contract.ACTION_FIELDS)
+        assert driver.spin_until(lambda: driver.commands, 10.0), log.read_text()
+        assert driver.commands[-1].tag == 'residual'
+        # Same sizes, other observation names: refused although mismatches are allowed.
+        renamed = (*OBS_FIELDS[:2], 'renamed', *OBS_FIELDS[3:])
+        driver.send(driver.obs_pub, 1, OBS, renamed)
+        driver.send(driver.base_pub, 1, BASE, contract.ACTION_FIELDS)
+        assert driver.spin_until(lambda: len(driver.commands) == 2, 10.0), log.read_text()
+        assert driver.commands[-1].tag == 'base'
+    finally:
+        assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
+    text = log.read_text()
+    assert "runs although trained for task 'push', the running task is 'pick_and_place'" in text
+    assert "observation fields differ (model fields ['obs_2'] are not in the stream" in text

@@ -39,6 +39,15 @@ validated in a background thread (:mod:`rpl_residual_node.model_reload`), includ
 on the last ``RECENT_INPUTS`` decided observations, and swapped in by one reference
 assignment when the thread is done. A refused file leaves the running model in place.
 
+Model identity. The node tells the mixer what the stack says of itself
+(:meth:`ResidualMixer.note_observation_source`: the observation's frame_id = task and field
+names; :meth:`ResidualMixer.note_base_action_source`: the base action's frame_id =
+controller and field names). A model whose metadata names other fields, or (unless
+``allow_model_mismatch``) another task or controller, is not run on this stream: every step
+falls back to the base action (reason ``model_mismatch``), with one ``on_model_note``
+('error', line) per model and stream; a hot-reloaded file that does not fit is refused and
+the running model stays. A model that states no identity runs, with one warning.
+
 Exploration. With ``explore_noise`` or ``explore_random`` above 0 (learning stacks), every
 'ok' step's residual goes through :func:`rpl_residual_node.mixing.explore_residual` (one
 numpy Generator seeded from ``explore_seed``) before the mixing rule; fallbacks never
@@ -48,6 +57,7 @@ explore and draw nothing, and a re-sent observation gets the same explored Decis
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import os
 import time
@@ -57,8 +67,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rpl_residual_node.mixing import ResidualConfig, explore_residual, mix
+from rpl_residual_node.model_identity import MismatchError, StackIdentity, check_identity
 from rpl_residual_node.model_reload import (
     BAD_ON_RECENT,
+    MISMATCH,
     RECENT_INPUTS,
     TOO_LARGE,
     BackgroundLoad,
@@ -78,6 +90,7 @@ MODEL_LOAD_FAILED = 'model_load_failed'
 OBSERVATION_WRONG_SIZE = 'observation_wrong_size'  # not the model's sizes
 RESIDUAL_NON_FINITE = 'residual_non_finite'
 INFERENCE_ERROR = 'inference_error'
+MODEL_MISMATCH = 'model_mismatch'  # made for another task, controller or fields
 
 # Reasons for dropping a half pair (no Decision for that step).
 BASE_WITHOUT_OBSERVATION = 'dropped_base_action_without_observation'
@@ -97,6 +110,7 @@ REJECTED_BASE_WRONG_SIZE = 'rejected_base_action_wrong_size'
 MODEL_REJECTED = 'model_rejected'  # every refusal, whatever the reason
 MODEL_TOO_LARGE = 'model_rejected_too_large'  # above max_model_bytes, not read
 MODEL_BAD_ON_RECENT = 'model_rejected_on_recent_observations'  # NaN on real observations
+MODEL_REFUSED_MISMATCH = 'model_refused_mismatch'  # a model found not to fit the stream
 
 Key = tuple[int, int]  # (episode, step)
 
@@ -131,12 +145,16 @@ class ReloadEvent(NamedTuple):
         loaded: True if the new model was validated and swapped in.
         message: One line for the log.
         refusal: Why a file was refused (a :mod:`rpl_residual_node.model_reload` kind:
-            'too_large', 'recent_inputs', 'invalid'); '' when loaded or not a refusal.
+            'too_large', 'recent_inputs', 'mismatch', 'invalid'); '' when loaded or not a
+            refusal.
+        warning: One more line for the log as a warning ('' if none): a loaded model that
+            does not say what it is, so it cannot be checked against the stack.
     """
 
     loaded: bool
     message: str
     refusal: str = ''
+    warning: str = ''
 
 
 class LatencyWindow:
@@ -201,6 +219,9 @@ class ResidualMixer:
         on_reject: Called with ``(reason, one line)`` for every rejected invalid message
             (the node logs it, throttled); the rejection is counted either way.
         recent_inputs: How many recently decided inputs a new model is validated on.
+        on_model_note: Called with ``(level, one line)`` ('error' or 'warning') when the
+            running model is found not to fit the stream (or fits only because
+            ``allow_model_mismatch`` is set); once per model and stream facts.
 
     The model named by ``config.model_path`` is loaded at construction (synchronously: the
     node is not in the loop yet); see :attr:`last_reload` for the outcome.
@@ -216,6 +237,7 @@ class ResidualMixer:
         max_pending: int = 32,
         on_reject: Callable[[str, str], None] | None = None,
         recent_inputs: int = RECENT_INPUTS,
+        on_model_note: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
         self.action_dim = action_dim
@@ -240,6 +262,10 @@ class ResidualMixer:
         self._explore_rng = np.random.default_rng(config.explore_seed)
         self.explored_steps = 0  # 'ok' steps whose residual exploration changed
         self.random_steps = 0  # of those, steps with a uniform random residual
+        self._on_model_note = on_model_note
+        self.live = StackIdentity()  # what the stream has said of itself so far
+        self._verdict_for: tuple[OnnxActor | None, StackIdentity] | None = None
+        self.mismatch: str | None = None  # why the running model is not run on this stream
         if config.model_path:
             self._signature = _file_signature(config.model_path)
             self.last_reload = self._apply(load_and_check(*self._load_args()))
@@ -248,7 +274,7 @@ class ResidualMixer:
     def _load_args(self) -> tuple[str, int | None, int | None, int, int]:
         # A replacement must fit the observations the running model was fed.
         obs_dim, goal_dim = self._obs_dim, self._goal_dim
-        if self.actor is not None:
+        if self.actor is not None and self.mismatch is None:
             obs_dim, goal_dim = self.actor.obs_dim, self.actor.goal_dim
         path, max_bytes = self.config.model_path, self.config.max_model_bytes
         return path, obs_dim, goal_dim, self.action_dim, max_bytes
@@ -258,15 +284,26 @@ class ResidualMixer:
         if result.actor is not None:
             self.actor = result.actor
             self.model_error = None
-            message = f'loaded model {result.actor.describe()}'
+            self.mismatch = None  # checked against the stream at its first step
+            self._verdict_for = None
+            identity = result.actor.identity
+            message = f'loaded model {result.actor.describe()}, made for {identity.describe()}'
             if result.checked:
                 message += f', finite on the last {result.checked} real observations'
-            return ReloadEvent(True, message)
+            warning = ''
+            if identity.unstated():
+                warning = (
+                    f'model {result.actor.path} does not state {", ".join(identity.unstated())} '
+                    '(no rpl metadata): it is not checked against the running stack for that'
+                )
+            return ReloadEvent(True, message, warning=warning)
         self.counts[MODEL_REJECTED] += 1
         if result.kind == TOO_LARGE:
             self.counts[MODEL_TOO_LARGE] += 1
         elif result.kind == BAD_ON_RECENT:
             self.counts[MODEL_BAD_ON_RECENT] += 1
+        elif result.kind == MISMATCH:
+            self.counts[MODEL_REFUSED_MISMATCH] += 1
         kind = result.kind or ''
         if self.actor is None:
             self.model_error = result.error
@@ -312,7 +349,9 @@ class ResidualMixer:
             except ModelTooLargeError as exc:
                 event = self._apply(LoadResult(None, str(exc), TOO_LARGE, 0))
             else:
-                self._load_job = BackgroundLoad(*load_args, tuple(self._recent))
+                self._load_job = BackgroundLoad(
+                    *load_args, tuple(self._recent), self.live, self.config.allow_model_mismatch
+                )
                 return None
         self.last_reload = event
         return event
@@ -332,6 +371,77 @@ class ResidualMixer:
         event = self._apply(job.result)
         self.last_reload = event
         return event
+
+    # ----------------------------------------------------------------- stream identity
+    def note_observation_source(
+        self, task: str, observation_fields: tuple[str, ...], goal_fields: tuple[str, ...]
+    ) -> None:
+        """What the observation stream says: its frame_id (task) and field names.
+
+        Cheap when nothing changed (call it for every observation).
+
+        Args:
+            task: The observation's frame_id ('' = not stated).
+            observation_fields: Observation field names, in payload order.
+            goal_fields: Goal coordinate names (``desired_goal.<g>`` without the prefix).
+        """
+        live = self.live
+        task_or_none = task or None
+        if (
+            live.task == task_or_none
+            and live.observation_fields == observation_fields
+            and live.goal_fields == goal_fields
+        ):
+            return
+        self.live = dataclasses.replace(
+            live,
+            task=task_or_none,
+            observation_fields=tuple(observation_fields),
+            goal_fields=tuple(goal_fields),
+        )
+
+    def note_base_action_source(self, controller: str, action_fields: tuple[str, ...]) -> None:
+        """What the base action stream says: its frame_id (controller) and field names.
+
+        Cheap when nothing changed (call it for every base action).
+        """
+        live = self.live
+        controller_or_none = controller or None
+        if live.controller == controller_or_none and live.action_fields == action_fields:
+            return
+        self.live = dataclasses.replace(
+            live, controller=controller_or_none, action_fields=tuple(action_fields)
+        )
+
+    def _refusal(self, actor: OnnxActor) -> str | None:
+        """Why ``actor`` must not run on this stream (cached per actor and stream facts)."""
+        verdict_for = self._verdict_for
+        if verdict_for is not None and verdict_for[0] is actor and verdict_for[1] is self.live:
+            return self.mismatch
+        self._verdict_for = (actor, self.live)
+        name = os.path.basename(actor.path)
+        try:
+            allowed = check_identity(actor.identity, self.live, self.config.allow_model_mismatch)
+        except MismatchError as exc:
+            self.mismatch = str(exc)
+            self.counts[MODEL_REFUSED_MISMATCH] += 1
+            hint = ' (allow_model_mismatch:=true runs it anyway)' if exc.overridable else ''
+            self._note(
+                'error',
+                f'model {name} does not fit this stack, using the base action: {exc}{hint}',
+            )
+            return self.mismatch
+        self.mismatch = None
+        if allowed:
+            self._note(
+                'warning',
+                f'model {name} runs although {"; ".join(allowed)} (allow_model_mismatch)',
+            )
+        return None
+
+    def _note(self, level: str, text: str) -> None:
+        if self._on_model_note is not None:
+            self._on_model_note(level, text)
 
     # ----------------------------------------------------------------- message intake
     def add_observation(
@@ -500,6 +610,8 @@ class ResidualMixer:
         if actor is None:
             reason = MODEL_LOAD_FAILED if self.config.model_path else NO_MODEL
             return self._fallback(key, base_command, reason)
+        if self._refusal(actor) is not None:
+            return self._fallback(key, base_command, MODEL_MISMATCH)
         if observation.shape != (actor.obs_dim,) or goal.shape != (actor.goal_dim,):
             return self._fallback(key, base_command, OBSERVATION_WRONG_SIZE)
         if previous is not None and previous.shape != observation.shape:
@@ -546,6 +658,9 @@ class ResidualMixer:
             'model_path': self.config.model_path,
             'model': self.actor.describe() if self.actor else '',
             'model_error': self.model_error or '',
+            'model_made_for': self.actor.identity.describe() if self.actor else '',
+            'model_mismatch': self.mismatch or '',
+            'allow_model_mismatch': self.config.allow_model_mismatch,
             'last_reload': self.last_reload.message if self.last_reload else '',
             'model_reload_running': self.reload_in_flight,
             'last_reason': self.last_reason or '',
@@ -563,6 +678,8 @@ class ResidualMixer:
             values[f'count.{reason}'] = count
         if self.actor is None and self.config.model_path:
             return 'error', f'base action only: {self.model_error}', values
+        if self.actor is not None and self.mismatch is not None:
+            return 'error', f'base action only: the model does not fit: {self.mismatch}', values
         if self.last_reload is not None and not self.last_reload.loaded:
             return 'warn', self.last_reload.message, values
         if self.last_reason not in (None, OK, NO_MODEL):
@@ -585,4 +702,5 @@ _DECISION_REASONS = (
     OBSERVATION_WRONG_SIZE,
     RESIDUAL_NON_FINITE,
     INFERENCE_ERROR,
+    MODEL_MISMATCH,
 )

@@ -40,6 +40,14 @@ class ResidualConfig:
             'ONNX residual actor file (see docs/onnx_contract.md); empty = base action only'
         ),
     )
+    allow_model_mismatch: bool = dataclasses.field(
+        default=False,
+        metadata=describe(
+            'Run a model whose metadata names another task or base controller than the '
+            'running stack (observation / base_action frame_id); other field names are '
+            'refused always'
+        ),
+    )
     residual_scale: float = dataclasses.field(
         default=1.0,
         metadata=describe('Gain on the clamped residual (action units)', range=(0.0, 2.0)),

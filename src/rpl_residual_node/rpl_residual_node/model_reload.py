@@ -7,7 +7,9 @@ A new model file must pass three checks before it replaces the running model:
 2. :meth:`OnnxActor.load`: the contract and a probe run (see ``docs/onnx_contract.md``);
 3. :func:`check_on_recent_inputs`: a finite residual on the last real observations the
    node has decided (a model can pass the synthetic probe and still give NaN on the
-   robot's own observation range).
+   robot's own observation range);
+4. :func:`rpl_residual_node.model_identity.check_identity`: what its metadata says it is
+   (task, controller, field names) fits what the running stack has said of itself so far.
 
 :class:`BackgroundLoad` runs 2 and 3 in a daemon thread at a lowered OS priority, so a
 large or slow file never holds up the control loop; the caller swaps the finished actor in
@@ -23,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rpl_residual_node.model_identity import MismatchError, StackIdentity, check_identity
 from rpl_residual_node.onnx_actor import ModelError, ModelTooLargeError, OnnxActor
 
 # How many recently decided inputs a new model is validated on.
@@ -34,6 +37,7 @@ LOADER_NICE = 10
 # Kinds of refusal (LoadResult.kind).
 TOO_LARGE = 'too_large'  # above max_model_bytes
 BAD_ON_RECENT = 'recent_inputs'  # non-finite (or failing) on the recent real observations
+MISMATCH = 'mismatch'  # made for another task, controller or other field names
 INVALID = 'invalid'  # any other contract failure: unreadable, names, sizes, probe
 
 
@@ -66,7 +70,8 @@ class LoadResult(NamedTuple):
     Attributes:
         actor: The validated actor, or None if the file was refused.
         error: One sentence naming the file and what is wrong (None on success).
-        kind: None on success, else the refusal kind: TOO_LARGE, BAD_ON_RECENT or INVALID.
+        kind: None on success, else the refusal kind: TOO_LARGE, BAD_ON_RECENT, MISMATCH or
+            INVALID.
         checked: Number of recent real observations the actor was run on.
     """
 
@@ -132,8 +137,10 @@ def load_and_check(
     action_dim: int,
     max_bytes: int,
     recent: Sequence[RecentInput] = (),
+    live: StackIdentity | None = None,
+    allow_mismatch: bool = False,
 ) -> LoadResult:
-    """Load, probe and check a model on recent inputs; never raises.
+    """Load, probe and check a model on recent inputs and against the stack; never raises.
 
     Args:
         path: ONNX file.
@@ -142,10 +149,16 @@ def load_and_check(
         action_dim: Required residual size.
         max_bytes: Largest accepted file size in bytes.
         recent: Recent real inputs to check the model on (see :func:`check_on_recent_inputs`).
+        live: What the running stack has said of itself (None: nothing yet).
+        allow_mismatch: Accept another task or controller (never other field names).
     """
     try:
         actor = OnnxActor.load(path, obs_dim, goal_dim, action_dim, max_bytes=max_bytes)
+        if live is not None:
+            check_identity(actor.identity, live, allow_mismatch)
         checked = check_on_recent_inputs(actor, recent)
+    except MismatchError as exc:
+        return LoadResult(None, f'model {path} does not fit this stack: {exc}', MISMATCH, 0)
     except ModelTooLargeError as exc:
         return LoadResult(None, str(exc), TOO_LARGE, 0)
     except RecentInputError as exc:
@@ -173,11 +186,22 @@ class BackgroundLoad:
         action_dim: int,
         max_bytes: int,
         recent: Sequence[RecentInput],
+        live: StackIdentity | None = None,
+        allow_mismatch: bool = False,
     ) -> None:
         self.path = path
         self.result: LoadResult | None = None
         self._done = threading.Event()
-        self._args = (path, obs_dim, goal_dim, action_dim, max_bytes, tuple(recent))
+        self._args = (
+            path,
+            obs_dim,
+            goal_dim,
+            action_dim,
+            max_bytes,
+            tuple(recent),
+            live,
+            allow_mismatch,
+        )
         self._thread = threading.Thread(target=self._run, name='model_load', daemon=True)
         self._thread.start()
 

@@ -16,6 +16,8 @@ import os
 import numpy as np
 import onnxruntime as ort
 
+from rpl_residual_node.model_identity import IdentityError, ModelIdentity
+
 OBSERVATION_INPUT = 'observation'
 GOAL_INPUT = 'desired_goal'
 PREVIOUS_OBSERVATION_INPUT = 'previous_observation'
@@ -107,6 +109,8 @@ class OnnxActor:
         action_dim: Residual size.
         two_frame: The model takes ``previous_observation`` too.
         batched: The batch dimension is symbolic (any N), else fixed to 1.
+        identity: What the model's metadata says it is (task, controller, field names...;
+            all None for a model without that metadata).
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class OnnxActor:
         action_dim: int,
         two_frame: bool,
         batched: bool,
+        identity: ModelIdentity | None = None,
     ) -> None:
         self._session = session
         self.path = path
@@ -126,6 +131,7 @@ class OnnxActor:
         self.action_dim = action_dim
         self.two_frame = two_frame
         self.batched = batched
+        self.identity = identity if identity is not None else ModelIdentity()
 
     @classmethod
     def load(
@@ -154,7 +160,8 @@ class OnnxActor:
 
         Raises:
             ModelError: One sentence naming the file and what is wrong: missing file, not an
-                ONNX model, wrong input/output names, dtypes or sizes, failed or non-finite
+                ONNX model, wrong input/output names, dtypes or sizes, malformed identity
+                metadata (see :mod:`rpl_residual_node.model_identity`), failed or non-finite
                 probe; :class:`ModelTooLargeError` for a file above ``max_bytes``.
         """
         path = os.fspath(path)
@@ -219,7 +226,20 @@ class OnnxActor:
                 f'got {out_shape}'
             )
 
-        actor = cls(session, path, obs_dim, goal_dim, action_dim, two_frame, batched)
+        try:
+            identity = ModelIdentity.from_props(session.get_modelmeta().custom_metadata_map)
+        except IdentityError as exc:
+            raise ModelError(f'model {path}: {exc}') from exc
+        for what, names, dim in (
+            ('observation_fields', identity.observation_fields, obs_dim),
+            ('goal_fields', identity.goal_fields, goal_dim),
+            ('action_fields', identity.action_fields, action_dim),
+        ):
+            if names is not None and len(names) != dim:
+                raise ModelError(
+                    f'model {path}: its metadata names {len(names)} {what} but the graph has {dim}'
+                )
+        actor = cls(session, path, obs_dim, goal_dim, action_dim, two_frame, batched, identity)
         actor._probe()
         return actor
 

@@ -5,9 +5,14 @@ splits the observation payload by field name, publishes each Decision, checks th
 file for a hot reload on a timer and reports on /diagnostics. A malformed or invalid
 message (undecodable, wrong field names, non-finite values) is rejected: counted, logged
 (once per reason, then throttled), and without any effect on the node's state; it never
-stops the node. A changed model file is loaded and validated in a background thread (see
-:mod:`rpl_residual_node.model_reload`); while that runs, a short timer looks for the
-result and swaps the model in on this (the executor's) thread.
+stops the node. The observation's frame_id and field names and the base action's frame_id
+and field names are what the stack says of itself: a model whose metadata names other
+fields, or another task or controller (unless ``allow_model_mismatch``), is not run (base
+action, one error line, ``count.model_refused_mismatch`` and ``count.model_mismatch`` in
+/diagnostics; see :mod:`rpl_residual_node.model_identity`). A changed model file is loaded
+and validated in a background thread (see :mod:`rpl_residual_node.model_reload`); while
+that runs, a short timer looks for the result and swaps the model in on this (the
+executor's) thread.
 
 Run: ``residual_node --ros-args -p model_path:=/path/actor.onnx -p residual_scale:=1.0``.
 A learning stack adds ``-p explore_noise:=0.2 -p explore_random:=0.3 -p explore_seed:=1``
@@ -20,6 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sensor_msgs.msg import JointState
 
@@ -28,6 +34,7 @@ from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_residual_node.mixer import (
+    MODEL_MISMATCH,
     MODEL_TOO_LARGE,
     NO_MODEL,
     OK,
@@ -45,6 +52,14 @@ LOG_THROTTLE_S = 10.0
 RELOAD_POLL_S = 0.05  # how often a running background model load is looked at
 
 
+class _Layout(NamedTuple):
+    """An observation payload's slices and the field names the model identity is checked on."""
+
+    slices: contract.ObservationLayout
+    observation_fields: tuple[str, ...]
+    goal_fields: tuple[str, ...]
+
+
 class ResidualNode(RplNode):
     """Publishes ``command = clip(base + scale * clamp(residual))`` for every step."""
 
@@ -53,10 +68,13 @@ class ResidualNode(RplNode):
         self.config = self.declare_config(ResidualConfig)
         self._throttle = LogThrottle(LOG_THROTTLE_S)
         self.mixer = ResidualMixer(
-            self.config, action_dim=len(contract.ACTION_FIELDS), on_reject=self._warn
+            self.config,
+            action_dim=len(contract.ACTION_FIELDS),
+            on_reject=self._warn,
+            on_model_note=self._model_note,
         )
         self._decision_latency = LatencyWindow()
-        self._layouts: dict[tuple[str, ...], contract.ObservationLayout | str] = {}
+        self._layouts: dict[tuple[str, ...], _Layout | str] = {}
         self._command_pub = self.control_publisher(contract.COMMAND)
         self._residual_pub = self.control_publisher(contract.RESIDUAL)
         self._diagnostics_pub = self.make_diagnostics()
@@ -91,8 +109,11 @@ class ResidualNode(RplNode):
                 f'rejected the observation of episode {vec.episode} step {vec.step}: {layout}',
             )
             return
-        observation = vec.values[layout.observation]
-        desired_goal = vec.values[layout.desired_goal]
+        self.mixer.note_observation_source(
+            msg.header.frame_id, layout.observation_fields, layout.goal_fields
+        )
+        observation = vec.values[layout.slices.observation]
+        desired_goal = vec.values[layout.slices.desired_goal]
         decision = self.mixer.add_observation(vec.episode, vec.step, observation, desired_goal)
         self._publish(decision, received)
 
@@ -111,6 +132,7 @@ class ResidualNode(RplNode):
                 f'{list(names)}, expected {list(contract.ACTION_FIELDS)}',
             )
             return
+        self.mixer.note_base_action_source(msg.header.frame_id, names)
         decision = self.mixer.add_base_action(vec.episode, vec.step, vec.values)
         self._publish(decision, received)
 
@@ -157,19 +179,22 @@ class ResidualNode(RplNode):
             contract.ACTION_FIELDS,
             model_name,
         )
-        if decision.reason not in (OK, NO_MODEL):
+        if decision.reason not in (OK, NO_MODEL, MODEL_MISMATCH):  # a mismatch: said once
             self._warn(
                 decision.reason,
                 f'episode {decision.episode} step {decision.step}: base action used '
                 f'({decision.reason})',
             )
 
-    def _layout(self, names: tuple[str, ...]) -> contract.ObservationLayout | str:
+    def _layout(self, names: tuple[str, ...]) -> _Layout | str:
         """Observation layout of these field names (cached), or the error text."""
         layout = self._layouts.get(names)
         if layout is None:
             try:
-                layout = contract.split_observation_fields(names)
+                slices = contract.split_observation_fields(names)
+                prefix = len(contract.DESIRED_GOAL_PREFIX)
+                goal = tuple(name[prefix:] for name in names[slices.desired_goal])
+                layout = _Layout(slices, names[slices.observation], goal)
             except ValueError as exc:
                 layout = str(exc)
             if len(self._layouts) > 16:
@@ -185,9 +210,17 @@ class ResidualNode(RplNode):
             more = f' ({suppressed} more since the last report)' if suppressed else ''
             self.get_logger().warning(text + more)
 
+    def _model_note(self, level: str, text: str) -> None:
+        if level == 'error':  # two call sites: rclpy fixes a call site's severity
+            self.get_logger().error(text)
+        else:
+            self.get_logger().warning(text)
+
     def _log_reload(self, event: ReloadEvent) -> None:
         if event.loaded:
             self.get_logger().info(event.message)
+            if event.warning:
+                self.get_logger().warning(event.warning)
         elif event.refusal == TOO_LARGE:  # a file still being written: one line per 10 s
             log, suppressed = self._throttle.should_log(time.monotonic(), MODEL_TOO_LARGE)
             if log:

@@ -6,6 +6,11 @@ returns ``residual`` float32 (N, action_dim) = scale * tanh(f(norm(clip(o)), nor
 in action units. Clipping, normalisation and scale are inside the graph; opset 17; the
 batch axis N is dynamic. The file is written atomically (temporary file + rename) so a
 hot-reloading residual node never reads half a model.
+
+Its ``metadata_props`` say what it is (:mod:`rpl_residual_node.model_identity`): the project
+version, task, controller, observation / goal / action field names (JSON lists), residual
+scale, training steps and the run's evaluation success, so the residual node and ``rpl
+eval`` can refuse it where it does not fit (:func:`task_identity` builds them for a task).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import pathlib
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -22,6 +28,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from rpl_interfaces import __version__, contract
+from rpl_residual_node.model_identity import ModelIdentity, StackIdentity
 from rpl_trainer.networks import Actor
 
 OPSET = 17
@@ -81,11 +89,30 @@ def input_names(two_frame: bool) -> list[str]:
     return names + [PREVIOUS_OBSERVATION] if two_frame else names
 
 
+def task_identity(spec: Any, controller: str, **facts: object) -> ModelIdentity:
+    """The identity of a model trained on a task with ``controller``: the field names the
+    sim bridge publishes for that task (the node checks them against the messages).
+
+    Args:
+        spec: The task spec (``rpl_sim_bridge.tasks.TaskSpec`` or alike).
+        controller: Base controller name.
+        facts: ``residual_scale``, ``training_steps``, ``eval_success`` (see
+            :class:`rpl_residual_node.model_identity.ModelIdentity`).
+    """
+    from rpl_sim_bridge.bridge import observation_layout
+
+    actions = getattr(spec, 'action_fields', contract.ACTION_FIELDS)
+    names = observation_layout(spec).fields
+    stack = StackIdentity.of_task(spec, controller, names, actions)
+    return ModelIdentity.for_stack(stack, **facts)
+
+
 def export_onnx(
     actor: Actor,
     path: str | os.PathLike[str],
     scale: float,
     metadata: Mapping[str, str] | None = None,
+    identity: ModelIdentity | None = None,
 ) -> pathlib.Path:
     """Write the actor as an ONNX residual model and check it against torch.
 
@@ -93,7 +120,10 @@ def export_onnx(
         actor: Trained actor.
         path: Output file (parent directories are created).
         scale: Residual scale in action units.
-        metadata: Extra ``metadata_props`` (task, controller, algo, ...), strings.
+        metadata: Extra ``metadata_props`` (algo, seed, ...), strings.
+        identity: What the model is (task, controller, field names, training steps,
+            evaluation success; see :func:`task_identity`), written as its metadata keys;
+            None writes only the version and scale (a model the node cannot check).
 
     Returns:
         The path written.
@@ -120,8 +150,11 @@ def export_onnx(
             dynamo=False,
         )
     proto = onnx.load(str(tmp))
-    props = {'producer': 'rpl_trainer', 'residual_scale': repr(float(scale))}
+    props = {'producer': 'rpl_trainer', 'rpl_version': __version__}
+    if identity is not None:
+        props.update(identity.to_props())
     props.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    props['residual_scale'] = repr(float(scale))  # the graph's, whatever the caller said
     onnx.helper.set_model_props(proto, props)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))

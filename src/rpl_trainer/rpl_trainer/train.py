@@ -49,7 +49,7 @@ from rpl_trainer.checkpoint import (
 )
 from rpl_trainer.config import TrainConfig, config_differences, make_config
 from rpl_trainer.ddpg import BurnIn, DDPGAgent, UpdateStats
-from rpl_trainer.export import export_onnx
+from rpl_trainer.export import export_onnx, task_identity
 from rpl_trainer.her import BaseFn, HerSampler, ReplayBuffer, RewardFn
 from rpl_trainer.networks import Dims
 from rpl_trainer.residual import ActionComposer
@@ -588,9 +588,14 @@ class Trainer:
             self.agent.actor,
             self.out_dir / name,
             self.composer.scale,
+            identity=task_identity(
+                self.problem.spec,
+                config.controller,
+                residual_scale=float(self.composer.scale),
+                training_steps=self.env_steps,
+                eval_success=self.last_eval.get('eval/success_rate'),
+            ),
             metadata={
-                'task': config.task,
-                'controller': config.controller,
                 'algo': config.algo,
                 'two_frame': str(config.two_frame).lower(),
                 'env_steps': str(self.env_steps),

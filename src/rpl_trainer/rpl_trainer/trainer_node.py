@@ -224,7 +224,16 @@ class TrainerNode(RplNode):
         )
 
     def _export(self, why: str) -> None:
-        path = self.learner.export(self.config.model_path)
+        from rpl_sim_bridge.tasks import task_spec
+        from rpl_trainer.export import task_identity
+
+        identity = task_identity(
+            task_spec(self.config.task),
+            self.config.controller,
+            residual_scale=float(self.learner.config.residual_scale),
+            training_steps=self.learner.buffer.transitions,
+        )
+        path = self.learner.export(self.config.model_path, metadata=identity.to_props())
         self._exported_at = self.learner.agent.updates
         self.exports += 1
         self.last_export = f'{path} at {self._exported_at} updates ({time.strftime("%H:%M:%S")})'

@@ -1,0 +1,303 @@
+"""What a residual model says it is (its ONNX metadata), and the check against a running stack.
+
+The exporter writes these ``metadata_props`` (all strings; see ``docs/onnx_contract.md``):
+
+==================== =====================================================================
+key                  value
+==================== =====================================================================
+``rpl_version``      project version that wrote the model (:data:`rpl_interfaces.__version__`)
+``task``             task the model was trained on (the ``observation`` frame_id)
+``controller``       base controller it was trained on (the ``base_action`` frame_id)
+``observation_fields`` JSON list: the task's observation field names, in input order
+``goal_fields``      JSON list: goal coordinate names (``desired_goal.<name>`` on the topic)
+``action_fields``    JSON list: residual / action field names, in output order
+``residual_scale``   the scale inside the graph (action units)
+``training_steps``   environment steps (transitions) the model was trained on
+``eval_success``     the run's evaluation success rate when the model was written (0..1)
+==================== =====================================================================
+
+The rule (:func:`check_identity`), against what the running stack says of itself
+(:class:`StackIdentity`: the observation message's field names and frame_id, the base
+action's field names and frame_id):
+
+* other field names (observation, goal or action: names or order) are always refused:
+  the model would read one quantity as another;
+* another task or controller is refused unless explicitly allowed
+  (``allow_model_mismatch``): a model trained on one base controller learned that
+  controller's errors, and runs on another one only by the user's choice;
+* what the model does not state (an old file, a hand-made model) is not checked; the caller
+  warns once that it cannot be (:meth:`ModelIdentity.unstated`); what the stack has not
+  said yet (no message seen) is checked when it has.
+
+Pure Python (no onnx, no rclpy): the node reads the keys with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rpl_interfaces import __version__, contract
+
+VERSION = 'rpl_version'
+TASK = 'task'
+CONTROLLER = 'controller'
+OBSERVATION_FIELDS = 'observation_fields'
+GOAL_FIELDS = 'goal_fields'
+ACTION_FIELDS = 'action_fields'
+RESIDUAL_SCALE = 'residual_scale'
+TRAINING_STEPS = 'training_steps'
+EVAL_SUCCESS = 'eval_success'
+
+# What a model must state to be checked in full; an absent one is named in one warning.
+CHECKED_KEYS = (TASK, CONTROLLER, OBSERVATION_FIELDS, GOAL_FIELDS, ACTION_FIELDS)
+_FIELD_KEYS = (OBSERVATION_FIELDS, GOAL_FIELDS, ACTION_FIELDS)
+
+
+class IdentityError(ValueError):
+    """A model's identity metadata is malformed (e.g. a field list that is not JSON)."""
+
+
+class MismatchError(ValueError):
+    """A model does not fit the running stack (one line naming the difference).
+
+    Attributes:
+        overridable: Only the task or controller differ (``allow_model_mismatch`` would
+            accept it); False when field names differ.
+    """
+
+    def __init__(self, message: str, overridable: bool) -> None:
+        super().__init__(message)
+        self.overridable = overridable
+
+
+@dataclasses.dataclass(frozen=True)
+class StackIdentity:
+    """What the running stack says of itself; ``None`` = not known (yet).
+
+    Attributes:
+        task: Task name (``observation`` frame_id; in-process: the task evaluated).
+        controller: Base controller name (``base_action`` frame_id).
+        observation_fields: Observation field names, in payload order.
+        goal_fields: Goal coordinate names (``desired_goal.<g>`` without the prefix).
+        action_fields: Action field names (``base_action`` payload).
+    """
+
+    task: str | None = None
+    controller: str | None = None
+    observation_fields: tuple[str, ...] | None = None
+    goal_fields: tuple[str, ...] | None = None
+    action_fields: tuple[str, ...] | None = None
+
+    @classmethod
+    def of_stream(
+        cls,
+        task: str | None,
+        controller: str | None,
+        observation_names: Sequence[str] | None,
+        action_names: Sequence[str] | None,
+    ) -> StackIdentity:
+        """From the ``observation`` and ``base_action`` payload names (without the meta
+        fields) and frame_ids, as a node receives them.
+
+        Raises:
+            ValueError: The observation names are not observation, achieved_goal.*,
+                desired_goal.* (see :func:`rpl_interfaces.contract.split_observation_fields`).
+        """
+        observation = goal = None
+        if observation_names is not None:
+            layout = contract.split_observation_fields(observation_names)
+            observation = layout.fields[layout.observation]
+            prefix = len(contract.DESIRED_GOAL_PREFIX)
+            goal = tuple(name[prefix:] for name in layout.fields[layout.desired_goal])
+        return cls(
+            task=task or None,
+            controller=controller or None,
+            observation_fields=observation,
+            goal_fields=goal,
+            action_fields=tuple(action_names) if action_names is not None else None,
+        )
+
+    @classmethod
+    def of_task(
+        cls,
+        spec: Any,
+        controller: str,
+        observation_names: Sequence[str],
+        action_names: Sequence[str],
+    ) -> StackIdentity:
+        """For an in-process run or an export: the names the stack would publish for a task.
+
+        Args:
+            spec: The task spec (``name``, ``obs_dim``, ``goal_dim``, ``action_dim``).
+            controller: Base controller name.
+            observation_names: The ``observation`` payload names the sim bridge publishes
+                for the task.
+            action_names: The task's action field names.
+
+        Returns:
+            The identity; a part whose count is not the spec's dimension (a task whose
+            names are not declared in full) is left unstated (None), not stated wrongly.
+        """
+        stack = cls.of_stream(spec.name, controller, observation_names, action_names)
+        dims = {
+            'observation_fields': spec.obs_dim,
+            'goal_fields': spec.goal_dim,
+            'action_fields': spec.action_dim,
+        }
+        unstated = {key: None for key, dim in dims.items() if len(getattr(stack, key)) != dim}
+        return dataclasses.replace(stack, **unstated)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelIdentity(StackIdentity):
+    """What a model says it is; ``None`` = the model does not say.
+
+    Attributes:
+        version: Project version that wrote it.
+        residual_scale: Scale inside the graph (action units).
+        training_steps: Environment steps it was trained on.
+        eval_success: The run's evaluation success rate when it was written.
+        (and the :class:`StackIdentity` fields it was trained for)
+    """
+
+    version: str | None = None
+    residual_scale: float | None = None
+    training_steps: int | None = None
+    eval_success: float | None = None
+
+    @classmethod
+    def for_stack(cls, stack: StackIdentity, **facts: object) -> ModelIdentity:
+        """The identity of a model trained on ``stack``, written by this version."""
+        return cls(**dataclasses.asdict(stack), version=__version__, **facts)
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str]) -> ModelIdentity:
+        """Read the metadata keys of the table above; absent keys give None.
+
+        Raises:
+            IdentityError: A field list is not a JSON list of strings, or a number does not
+                parse (one line naming the key and value).
+        """
+
+        def fields(key: str) -> tuple[str, ...] | None:
+            if key not in props:
+                return None
+            try:
+                value = json.loads(props[key])
+            except ValueError:
+                value = None
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise IdentityError(
+                    f'metadata {key!r} must be a JSON list of names, got {props[key]!r}'
+                )
+            return tuple(value)
+
+        def number(key: str, kind: type) -> float | int | None:
+            if key not in props or props[key] == '':
+                return None
+            try:
+                return kind(props[key])
+            except ValueError:
+                raise IdentityError(
+                    f'metadata {key!r} must be a {kind.__name__}, got {props[key]!r}'
+                ) from None
+
+        return cls(
+            task=props.get(TASK) or None,
+            controller=props.get(CONTROLLER) or None,
+            observation_fields=fields(OBSERVATION_FIELDS),
+            goal_fields=fields(GOAL_FIELDS),
+            action_fields=fields(ACTION_FIELDS),
+            version=props.get(VERSION) or None,
+            residual_scale=number(RESIDUAL_SCALE, float),
+            training_steps=number(TRAINING_STEPS, int),
+            eval_success=number(EVAL_SUCCESS, float),
+        )
+
+    def to_props(self) -> dict[str, str]:
+        """The metadata keys of what is stated (None values are left out)."""
+        props: dict[str, str] = {}
+        for key, value in (
+            (VERSION, self.version),
+            (TASK, self.task),
+            (CONTROLLER, self.controller),
+            (RESIDUAL_SCALE, None if self.residual_scale is None else repr(self.residual_scale)),
+            (TRAINING_STEPS, None if self.training_steps is None else str(self.training_steps)),
+            (EVAL_SUCCESS, None if self.eval_success is None else repr(self.eval_success)),
+        ):
+            if value is not None:
+                props[key] = value
+        for key in _FIELD_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                props[key] = json.dumps(list(value))
+        return props
+
+    def unstated(self) -> list[str]:
+        """The checked keys this model does not state (empty: it can be checked in full)."""
+        return [key for key in CHECKED_KEYS if getattr(self, key) is None]
+
+    def describe(self) -> str:
+        """Short text, e.g. ``'slippery_push / reactive_push'``, for logs."""
+        return f'{self.task or "?"} / {self.controller or "?"}'
+
+
+def _field_difference(what: str, model: tuple[str, ...], live: tuple[str, ...]) -> str:
+    """One phrase naming how two field lists differ."""
+    missing = [name for name in model if name not in live]
+    extra = [name for name in live if name not in model]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f'model fields {missing} are not in the stream')
+        if extra:
+            parts.append(f'stream fields {extra} are not in the model')
+        detail = ', '.join(parts)
+    elif len(model) != len(live):
+        detail = f'{len(model)} model fields, {len(live)} stream fields'
+    else:
+        first = next(i for i, (a, b) in enumerate(zip(model, live, strict=True)) if a != b)
+        detail = (
+            f'same names in another order, position {first}: {model[first]!r} in the model, '
+            f'{live[first]!r} in the stream'
+        )
+    return f'{what} fields differ ({detail})'
+
+
+def check_identity(
+    model: ModelIdentity, live: StackIdentity, allow_mismatch: bool = False
+) -> list[str]:
+    """Check a model against the running stack (the rule in the module docstring).
+
+    Args:
+        model: What the model says it is.
+        live: What the stack says of itself.
+        allow_mismatch: Accept another task or controller (never other fields).
+
+    Returns:
+        The allowed differences (another task or controller, with ``allow_mismatch``), one
+        phrase each, for a warning; empty when everything stated matches.
+
+    Raises:
+        MismatchError: A field difference, or (without ``allow_mismatch``) another task or
+            controller: one line naming every difference.
+    """
+    refused: list[str] = []
+    for key, what in zip(_FIELD_KEYS, ('observation', 'goal', 'action'), strict=True):
+        stated, running = getattr(model, key), getattr(live, key)
+        if stated is not None and running is not None and stated != running:
+            refused.append(_field_difference(what, stated, running))
+    fields_differ = bool(refused)
+    allowed: list[str] = []
+    for key in (TASK, CONTROLLER):
+        stated, running = getattr(model, key), getattr(live, key)
+        if stated is not None and running is not None and stated != running:
+            (allowed if allow_mismatch else refused).append(
+                f'trained for {key} {stated!r}, the running {key} is {running!r}'
+            )
+    if refused:
+        raise MismatchError('; '.join(refused), overridable=not fields_differ)
+    return allowed

@@ -1,0 +1,193 @@
+"""Models that say what they are: the identity metadata, its check, and the mixer's refusal.
+
+A model states its task, controller and field names (rpl_residual_node.model_identity); the
+residual mixer runs it only on a stream that says the same (observation frame_id and field
+names, base action frame_id and field names): other fields are refused always, another task
+or controller unless ``allow_model_mismatch``; a model that says nothing runs with one
+warning. The node over DDS: tests/test_residual_node.py; ``rpl eval``: test_evaluation.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from helpers import reload_model, replace_model, set_model_metadata
+from test_onnx_actor import OBS_DIM, linear_model
+
+from rpl_interfaces import __version__, contract
+from rpl_residual_node import mixer as m
+from rpl_residual_node.mixing import ResidualConfig
+from rpl_residual_node.model_identity import (
+    IdentityError,
+    MismatchError,
+    ModelIdentity,
+    StackIdentity,
+    check_identity,
+)
+from rpl_residual_node.onnx_actor import ModelError, OnnxActor
+
+OBS_NAMES = tuple(f'obs_{i}' for i in range(OBS_DIM))
+GOAL_NAMES = ('x', 'y', 'z')
+STACK = StackIdentity('push', 'reactive_push', OBS_NAMES, GOAL_NAMES, contract.ACTION_FIELDS)
+MODEL = ModelIdentity.for_stack(STACK, residual_scale=2.0, training_steps=1000)
+OBS = np.linspace(-0.5, 0.5, OBS_DIM)
+GOAL = np.array([1.3, 0.8, 0.42])
+BASE = np.array([0.4, -0.3, 0.9, -0.8])
+
+
+def test_identity_round_trips_through_metadata_strings():
+    props = MODEL.to_props()
+    assert props['observation_fields'] == '["obs_0", "obs_1", "obs_2", "obs_3", "obs_4"]'
+    assert props['rpl_version'] == __version__ and props['training_steps'] == '1000'
+    assert ModelIdentity.from_props(props) == MODEL
+    assert ModelIdentity.from_props({}).unstated() == [
+        'task',
+        'controller',
+        'observation_fields',
+        'goal_fields',
+        'action_fields',
+    ]
+    with pytest.raises(IdentityError, match="'goal_fields' must be a JSON list"):
+        ModelIdentity.from_props({'goal_fields': 'x,y,z'})
+
+
+def test_stream_identity_comes_from_the_observation_names():
+    names = contract.observation_fields(OBS_NAMES, GOAL_NAMES)
+    stack = StackIdentity.of_stream('push', 'reactive_push', names, contract.ACTION_FIELDS)
+    assert stack == STACK
+
+
+def test_other_fields_are_refused_even_when_a_mismatch_is_allowed():
+    live = dataclasses.replace(STACK, observation_fields=(*OBS_NAMES[:-1], 'other'))
+    for allow in (False, True):
+        with pytest.raises(MismatchError) as info:
+            check_identity(MODEL, live, allow_mismatch=allow)
+        assert str(info.value) == (
+            "observation fields differ (model fields ['obs_4'] are not in the stream, stream "
+            "fields ['other'] are not in the model)"
+        )
+        assert not info.value.overridable
+    swapped = dataclasses.replace(STACK, action_fields=('dy', 'dx', 'dz', 'gripper'))
+    with pytest.raises(MismatchError, match="another order, position 0: 'dx' in the model"):
+        check_identity(MODEL, swapped)
+
+
+def test_another_task_or_controller_is_refused_unless_allowed():
+    live = dataclasses.replace(STACK, task='pick_and_place', controller='reactive_pick')
+    with pytest.raises(MismatchError) as info:
+        check_identity(MODEL, live)
+    assert str(info.value) == (
+        "trained for task 'push', the running task is 'pick_and_place'; trained for "
+        "controller 'reactive_push', the running controller is 'reactive_pick'"
+    )
+    assert info.value.overridable
+    assert check_identity(MODEL, live, allow_mismatch=True) == str(info.value).split('; ')
+
+
+def test_what_either_side_does_not_say_is_not_checked():
+    assert check_identity(ModelIdentity(), STACK) == []
+    assert check_identity(MODEL, StackIdentity()) == []
+
+
+def _model(tmp_path, identity: ModelIdentity | None = MODEL, name: str = 'actor.onnx'):
+    path = linear_model(tmp_path / name)
+    return set_model_metadata(path, identity.to_props()) if identity is not None else path
+
+
+def test_loader_reads_the_identity_and_refuses_a_malformed_or_inconsistent_one(tmp_path):
+    assert OnnxActor.load(_model(tmp_path)).identity == MODEL
+    assert OnnxActor.load(_model(tmp_path, None)).identity == ModelIdentity()
+    bad = set_model_metadata(linear_model(tmp_path / 'bad.onnx'), {'action_fields': '[1, 2]'})
+    with pytest.raises(ModelError, match="'action_fields' must be a JSON list of names"):
+        OnnxActor.load(bad)
+    short = dataclasses.replace(MODEL, observation_fields=OBS_NAMES[:2])
+    with pytest.raises(ModelError, match='names 2 observation_fields but the graph has 5'):
+        OnnxActor.load(_model(tmp_path, short, 'short.onnx'))
+
+
+class Notes(list):
+    def __call__(self, level: str, text: str) -> None:
+        self.append((level, text))
+
+
+def _mixer(path, notes: Notes, **config) -> m.ResidualMixer:
+    cfg = ResidualConfig(model_path=str(path), **config)
+    return m.ResidualMixer(cfg, action_dim=4, on_model_note=notes)
+
+
+def _step(mixer: m.ResidualMixer, step: int, task: str, controller: str = 'reactive_push'):
+    mixer.note_observation_source(task, OBS_NAMES, GOAL_NAMES)
+    mixer.note_base_action_source(controller, contract.ACTION_FIELDS)
+    mixer.add_observation(0, step, OBS, GOAL)
+    return mixer.add_base_action(0, step, BASE)
+
+
+def test_mixer_falls_back_on_a_model_of_another_task_with_one_line(tmp_path):
+    notes = Notes()
+    mixer = _mixer(_model(tmp_path), notes)
+    assert mixer.last_reload.loaded and mixer.last_reload.warning == ''
+    decisions = [_step(mixer, step, 'pick_and_place') for step in range(3)]
+    assert [d.reason for d in decisions] == [m.MODEL_MISMATCH] * 3
+    assert all(d.source == m.SOURCE_BASE for d in decisions)
+    np.testing.assert_array_equal(decisions[0].command, BASE)
+    assert notes == [
+        (
+            'error',
+            'model actor.onnx does not fit this stack, using the base action: trained for '
+            "task 'push', the running task is 'pick_and_place' (allow_model_mismatch:=true "
+            'runs it anyway)',
+        )
+    ]
+    level, message, values = mixer.diagnostics()
+    assert level == 'error' and 'pick_and_place' in message
+    assert values['count.model_mismatch'] == 3 and values['count.model_refused_mismatch'] == 1
+    assert values['model_made_for'] == 'push / reactive_push'
+    # The stream now says the model's task: the residual runs.
+    assert _step(mixer, 3, 'push').reason == m.OK
+    assert mixer.diagnostics()[0] == 'ok' and len(notes) == 1
+
+
+def test_mixer_runs_another_task_when_allowed_but_never_other_fields(tmp_path):
+    notes = Notes()
+    mixer = _mixer(_model(tmp_path), notes, allow_model_mismatch=True)
+    assert _step(mixer, 0, 'pick_and_place').reason == m.OK
+    assert notes == [
+        (
+            'warning',
+            "model actor.onnx runs although trained for task 'push', the running task is "
+            "'pick_and_place' (allow_model_mismatch)",
+        )
+    ]
+    mixer.note_observation_source('push', ('a', 'b', 'c', 'd', 'e'), GOAL_NAMES)
+    mixer.add_observation(0, 1, OBS, GOAL)
+    assert mixer.add_base_action(0, 1, BASE).reason == m.MODEL_MISMATCH
+    assert notes[-1][0] == 'error' and 'observation fields differ' in notes[-1][1]
+    assert 'allow_model_mismatch:=true' not in notes[-1][1]
+
+
+def test_mixer_runs_a_model_without_metadata_with_one_warning(tmp_path):
+    notes = Notes()
+    mixer = _mixer(_model(tmp_path, None), notes)
+    assert mixer.last_reload.loaded
+    assert mixer.last_reload.warning.endswith(
+        'does not state task, controller, observation_fields, goal_fields, action_fields '
+        '(no rpl metadata): it is not checked against the running stack for that'
+    )
+    assert _step(mixer, 0, 'anything', 'any_controller').reason == m.OK
+    assert notes == []
+
+
+def test_a_reloaded_model_of_another_task_is_refused_and_the_running_one_kept(tmp_path):
+    notes = Notes()
+    path = _model(tmp_path)
+    mixer = _mixer(path, notes)
+    assert _step(mixer, 0, 'push').reason == m.OK
+    other = dataclasses.replace(MODEL, task='pick_and_place')
+    replace_model(path, _model(tmp_path, other, 'other.onnx'))
+    event = reload_model(mixer)
+    assert not event.loaded and event.refusal == 'mismatch'
+    assert "trained for task 'pick_and_place', the running task is 'push'" in event.message
+    assert mixer.actor.identity == MODEL and mixer.counts[m.MODEL_REFUSED_MISMATCH] == 1
+    assert _step(mixer, 1, 'push').reason == m.OK
