@@ -7,20 +7,22 @@ The only module of this package that imports rclpy. Every RPL node derives from
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
@@ -59,6 +61,44 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # the bounds of a ROS integer parameter
+
+
+def constraints_text(metadata: Mapping[str, Any]) -> str:
+    """The ``additional_constraints`` line of a config field: its range and choices."""
+    constraints = []
+    if 'range' in metadata:
+        constraints.append(f'range {list(metadata["range"])}')
+    if 'choices' in metadata:
+        constraints.append(f'one of {list(metadata["choices"])}')
+    return '; '.join(constraints)
+
+
+def parameter_descriptor(field: dataclasses.Field) -> ParameterDescriptor:
+    """The read-only ROS descriptor of a config field, with its range as a ROS range.
+
+    An int field gets an ``IntegerRange`` (bounds rounded inwards and clipped to int64), a
+    float field a ``FloatingPointRange``; bool and string fields have no ROS range (their
+    choices stay in ``additional_constraints``).
+    """
+    descriptor = ParameterDescriptor(
+        description=field.metadata.get('description', ''),
+        additional_constraints=constraints_text(field.metadata),
+        read_only=True,
+    )
+    bounds = field.metadata.get('range')
+    kind = type(field.default)
+    if bounds is not None and kind is int:
+        lo, hi = bounds
+        lo = INT64_MIN if lo == -math.inf else max(INT64_MIN, math.ceil(lo))
+        hi = INT64_MAX if hi == math.inf else min(INT64_MAX, math.floor(hi))
+        descriptor.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
+    elif bounds is not None and kind is float:
+        lo, hi = (float(b) for b in bounds)
+        descriptor.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi)]
+    return descriptor
+
+
 class RplNode(Node):
     """Base class: declares a config dataclass as parameters and publishes diagnostics."""
 
@@ -70,7 +110,15 @@ class RplNode(Node):
         self.exit_code = code
 
     def declare_config(self, cls: type[C]) -> C:
-        """Declare every field of ``cls`` as a parameter (with description and range).
+        """Declare every field of ``cls`` as a read-only parameter with its ROS range.
+
+        A field's ``range`` becomes the descriptor's ``FloatingPointRange`` /
+        ``IntegerRange`` and its choices the ``additional_constraints`` text. Every field is
+        ``read_only``: a node reads its config once, here, so a runtime ``ros2 param set``
+        is refused instead of being accepted and ignored. Values given at start (launch
+        arguments, ``-p name:=value``) are checked by :func:`~rpl_interfaces.params.
+        build_config` first, whose error names the value and the expected range; the full
+        descriptors are applied after that check.
 
         Returns:
             The validated config built from the parameter values.
@@ -79,20 +127,19 @@ class RplNode(Node):
             rpl_interfaces.params.ParameterError: A value is out of range or mistyped.
         """
         values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            meta = field.metadata
-            desc = ParameterDescriptor(description=meta.get('description', ''))
-            # Ranges and choices are documented in the descriptor and enforced by
-            # build_config, whose error names the value and the expected range.
-            constraints = []
-            if 'range' in meta:
-                constraints.append(f'range {list(meta["range"])}')
-            if 'choices' in meta:
-                constraints.append(f'one of {list(meta["choices"])}')
-            desc.additional_constraints = '; '.join(constraints)
-            param = self.declare_parameter(field.name, field.default, desc)
-            values[field.name] = param.value
-        return build_config(cls, values)
+        fields = dataclasses.fields(cls)
+        for field in fields:
+            text = ParameterDescriptor(
+                description=field.metadata.get('description', ''),
+                additional_constraints=constraints_text(field.metadata),
+            )
+            values[field.name] = self.declare_parameter(field.name, field.default, text).value
+        config = build_config(cls, values)
+        for field in fields:
+            descriptor = parameter_descriptor(field)
+            descriptor.type = self.describe_parameter(field.name).type  # as declared
+            self.set_descriptor(field.name, descriptor)
+        return config
 
     def control_publisher(self, name: str):
         """Publisher of stamped vectors on a contract topic with its QoS role; volatile
@@ -174,6 +221,29 @@ _START_ERRORS = (
 )
 STOP_POLL_S = 0.1  # s: how soon a SIGINT / SIGTERM / exit request ends the spin loop
 TRACEBACK_ENV = 'RPL_TRACEBACK'  # set to 1 for the traceback of a failed callback
+EXECUTOR_ENV = 'RPL_EXECUTOR'  # which rclpy executor run_node spins: one of EXECUTORS
+EXECUTORS = ('events', 'single')
+DEFAULT_EXECUTOR = 'single'
+
+
+def make_executor(kind: str | None = None) -> Executor:
+    """The executor :func:`run_node` spins: ``'events'`` (rclpy's EventsExecutor, callbacks
+    dispatched from rmw events in C++) or ``'single'`` (the SingleThreadedExecutor, which
+    rebuilds a wait set on every spin).
+
+    Args:
+        kind: One of :data:`EXECUTORS`; default: the ``RPL_EXECUTOR`` environment variable,
+            else :data:`DEFAULT_EXECUTOR`.
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`EXECUTORS`.
+    """
+    kind = kind or os.environ.get(EXECUTOR_ENV) or DEFAULT_EXECUTOR
+    if kind == 'events':
+        return EventsExecutor()
+    if kind == 'single':
+        return SingleThreadedExecutor()
+    raise ValueError(f'{EXECUTOR_ENV}={kind!r} is not one of {list(EXECUTORS)}')
 
 
 class _StopSignals:
@@ -234,7 +304,8 @@ def run_node(
     type/value exceptions) is one line and exit code 2; an exception raised later by a
     callback is a runtime failure: one line naming the node, the exception and where it
     was raised, exit code 1 (the traceback too if ``RPL_TRACEBACK=1``). A node ends itself
-    with :meth:`RplNode.request_exit`.
+    with :meth:`RplNode.request_exit`. The executor is :func:`make_executor`'s (environment
+    variable ``RPL_EXECUTOR``); an unknown name is an error at start, exit code 2.
 
     Args:
         factory: Builds the node (after ``rclpy.init``).
@@ -251,11 +322,11 @@ def run_node(
     code = 0
     try:
         try:
+            executor = make_executor()
             node = factory()
         except _START_ERRORS as exc:  # includes ParameterError: one clear line
             print(f'[{name or _factory_name(factory)}] error: {exc}', flush=True)
             return 2
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         signals.spinning = True
         while rclpy.ok() and signals.received is None:

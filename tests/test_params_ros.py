@@ -1,0 +1,83 @@
+"""Parameters declared with ROS ranges and read_only, checked on the real residual node.
+
+A node reads its config once at start, so a runtime ``set_parameters`` (``ros2 param set``)
+must be refused, not accepted and ignored; the range of a field is the descriptor's
+``FloatingPointRange`` / ``IntegerRange``, so ROS tools see it and refuse a value outside it.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from helpers import SideNode, ros_args, stop_process
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+
+pytestmark = pytest.mark.integration
+
+NODE_EXE = pathlib.Path(sys.executable).parent / 'residual_node'
+
+
+@pytest.fixture
+def residual_node(tmp_path):
+    """The real residual node (no model: base action only) and a client of its parameters."""
+    namespace = f'/params_{os.getpid()}'
+    log = tmp_path / 'node.log'
+    with open(log, 'wb') as out:
+        proc = subprocess.Popen(
+            [str(NODE_EXE), *ros_args(namespace, 'residual_scale:=1.5', 'explore_seed:=7')],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    side = SideNode('params_test_client', namespace)
+    client = AsyncParameterClient(side.node, f'{namespace}/residual_node')
+    try:
+        ready = side.spin_until(client.services_are_ready, timeout_s=30.0)
+        assert ready, log.read_text()
+        yield side, client
+    finally:
+        side.close()
+        stop_process(proc)
+
+
+def _call(side: SideNode, future):
+    assert side.spin_until(future.done, timeout_s=10.0), 'no answer from the node'
+    return future.result()
+
+
+def test_the_ranges_are_ros_ranges_and_every_parameter_is_read_only(residual_node):
+    side, client = residual_node
+    names = ['residual_scale', 'explore_seed', 'model_path']
+    described = _call(side, client.describe_parameters(names)).descriptors
+    scale, seed, model = described
+    assert [(r.from_value, r.to_value) for r in scale.floating_point_range] == [(0.0, 2.0)]
+    assert not scale.integer_range
+    assert [(r.from_value, r.to_value) for r in seed.integer_range] == [(0, 2**63 - 1)]
+    assert not seed.floating_point_range
+    assert not model.floating_point_range and not model.integer_range
+    assert all(d.read_only for d in described), described
+    assert 'range [0.0, 2.0]' in scale.additional_constraints
+
+
+@pytest.mark.parametrize(
+    'parameter',
+    [
+        Parameter('residual_scale', value=5.0),  # outside [0, 2]
+        Parameter('explore_seed', value=-2),  # outside [0, 2**63 - 1]
+        Parameter('residual_scale', value=0.5),  # inside the range: still not applied
+        Parameter('model_path', value='/tmp/other.onnx'),
+    ],
+    ids=lambda p: f'{p.name}={p.value}',
+)
+def test_a_runtime_set_is_refused_and_the_value_kept(residual_node, parameter):
+    side, client = residual_node
+    before = _call(side, client.get_parameters([parameter.name])).values[0]
+    (result,) = _call(side, client.set_parameters([parameter])).results
+    assert not result.successful
+    assert 'read-only' in result.reason, result.reason
+    after = _call(side, client.get_parameters([parameter.name])).values[0]
+    assert after == before
