@@ -107,6 +107,7 @@ def test_eval_of_a_model_names_it_in_the_default_file_and_the_record(
     model = repo_root / 'models' / 'push_discrete_mpc_push' / 'actor.onnx'
     monkeypatch.chdir(tmp_path)
     args = ['eval', '--task', 'push', '--controller', 'reactive_push', '--episodes', '1']
+    args += ['--allow-model-mismatch']  # the model was trained on discrete_mpc_push
     assert cli.main([*args, '--model', str(model), '--seed', '3', '--no-progress']) == 0
     out = tmp_path / 'results' / 'eval_push_reactive_push_push_discrete_mpc_push_seed3.json'
     assert json.loads(out.read_text())['model'] == str(model)

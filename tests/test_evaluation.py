@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from rpl_base_controllers import make_controller
 from rpl_bringup.evaluation import (
     EvalResult,
+    check_model_identity,
     evaluate,
     evaluate_model,
     evaluate_parallel,
@@ -149,3 +152,75 @@ def test_parallel_evaluation_reports_bad_arguments_from_the_workers():
         evaluate_parallel('push', 'reactive_push', 4, seed=0, workers=0)
     with pytest.raises(ValueError, match='no_such_controller'):
         evaluate_parallel('push', 'no_such_controller', 2, seed=0, workers=2, progress=False)
+
+
+def _rpl_eval(cwd, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, '-m', 'rpl_bringup.cli', 'eval', '--episodes', '1', *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=180)
+
+
+def test_rpl_eval_refuses_a_model_of_another_task_with_one_line(tmp_path, repo_root):
+    model = repo_root / 'models' / 'slippery_push_reactive_push' / 'actor.onnx'
+    args = ['--task', 'push', '--controller', 'reactive_push', '--model', str(model)]
+    done = _rpl_eval(tmp_path, *args, '--no-progress')
+    assert done.returncode == 2 and done.stdout == ''
+    assert done.stderr.splitlines() == [
+        f'rpl eval: error: model {model} does not fit push / reactive_push: trained for task '
+        "'slippery_push', the running task is 'push' (--allow-model-mismatch runs it anyway)"
+    ]
+    assert not (tmp_path / 'results').exists()
+    allowed = _rpl_eval(tmp_path, *args, '--no-progress', '--allow-model-mismatch')
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stderr.splitlines() == [
+        f'rpl eval: warning: model {model} runs although trained for task '
+        "'slippery_push', the running task is 'push'"
+    ]
+
+
+def test_rpl_eval_refuses_other_field_names_even_when_allowed(tmp_path, repo_root):
+    import shutil
+
+    from helpers import set_model_metadata
+
+    from rpl_trainer.export import read_metadata
+
+    source = repo_root / 'models' / 'slippery_push_reactive_push' / 'actor.onnx'
+    model = shutil.copy(source, tmp_path / 'renamed.onnx')
+    props = read_metadata(model)
+    fields = json.loads(props['observation_fields'])
+    fields[0] = 'gripper_position.x'
+    set_model_metadata(model, {**props, 'observation_fields': json.dumps(fields)})
+    done = _rpl_eval(
+        tmp_path,
+        *('--task', 'slippery_push', '--controller', 'reactive_push', '--model', str(model)),
+        '--allow-model-mismatch',
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f'rpl eval: error: model {model} does not fit slippery_push / reactive_push: '
+        "observation fields differ (model fields ['gripper_position.x'] are not in the "
+        "stream, stream fields ['grip_pos.x'] are not in the model)"
+    ]
+
+
+def test_a_model_without_metadata_is_evaluated_with_a_warning(tmp_path):
+    from test_onnx_actor import linear_model
+
+    model = str(linear_model(tmp_path / 'bare.onnx', obs_dim=25, goal_dim=3))
+    assert check_model_identity('push', 'reactive_push', model) == [
+        f'model {model} does not state task, controller, observation_fields, goal_fields, '
+        'action_fields (no rpl metadata): it is not checked against the task and controller '
+        'for that'
+    ]
+    result = evaluate_model('push', 'reactive_push', 1, seed=0, model_path=model)
+    assert result.episodes == 1
+
+
+def test_evaluate_model_refuses_another_controller_unless_allowed(repo_root):
+    model = str(repo_root / 'models' / 'push_discrete_mpc_push' / 'actor.onnx')
+    with pytest.raises(ValueError, match="trained for controller 'discrete_mpc_push', the "):
+        evaluate_model('push', 'reactive_push', 1, seed=0, model_path=model)
+    result = evaluate_model(
+        'push', 'reactive_push', 1, seed=0, model_path=model, allow_model_mismatch=True
+    )
+    assert result.episodes == 1

@@ -82,6 +82,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--task', required=True, help='task name, e.g. slippery_push')
     p.add_argument('--controller', required=True, help='base controller, e.g. reactive_push')
     p.add_argument('--model', metavar='FILE.onnx', help='residual actor (default: base only)')
+    p.add_argument(
+        '--allow-model-mismatch',
+        action='store_true',
+        help='run a model whose metadata names another task or controller (one made for '
+        'other field names is refused always)',
+    )
     p.add_argument('--episodes', type=int, default=100, help='episodes (default 100)')
     p.add_argument('--seed', type=int, default=0, help='first reset seed (default 0)')
     p.add_argument(
@@ -213,6 +219,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f'rpl eval: not available yet ({exc})', file=sys.stderr)
         return 1
     try:  # unknown task or controller, or a bad model: one line, exit code 2
+        if args.model is not None:  # before the episodes: refused at once, or warned once
+            for line in evaluation.check_model_identity(
+                args.task, args.controller, args.model, args.allow_model_mismatch
+            ):
+                print(f'rpl eval: warning: {line}', file=sys.stderr)
         run, extra = evaluation.evaluate_model, {}
         if args.workers > 1:  # same episodes, spread over processes
             run, extra = evaluation.evaluate_parallel, {'workers': args.workers}
@@ -223,6 +234,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.seed,
             model_path=args.model,
             progress=not args.no_progress,
+            allow_model_mismatch=args.allow_model_mismatch,
             **extra,
         )
     except ValueError as exc:

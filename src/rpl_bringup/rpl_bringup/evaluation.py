@@ -7,6 +7,10 @@ Seeds: episode ``i`` (0-based) is reset with ``seed + i``. A ROS run that resets
 episodes with the same seeds (the sim bridge's ``seed`` parameter counts up the same way)
 therefore sees the same initial block positions and goals, and its results can be compared
 episode by episode with these.
+
+A model is checked against what it says it is (:func:`check_model_identity`): one made for
+other field names than the task's is refused, one made for another task or controller too
+unless ``allow_model_mismatch``; one that says nothing runs, with a warning line.
 """
 
 from __future__ import annotations
@@ -176,6 +180,7 @@ def evaluate_parallel(
     workers: int = 2,
     progress: bool = True,
     chunk: int = 10,
+    allow_model_mismatch: bool = False,
 ) -> EvalResult:
     """:func:`evaluate` with the episodes spread over ``workers`` processes.
 
@@ -195,6 +200,7 @@ def evaluate_parallel(
         workers: Processes, >= 1.
         progress: Show a tqdm progress bar on stderr.
         chunk: Episodes per unit of work, >= 1.
+        allow_model_mismatch: Run a model made for another task or controller.
 
     Returns:
         The per-episode outcomes (in episode order) and their summary.
@@ -218,7 +224,13 @@ def evaluate_parallel(
     ):
         futures = {
             pool.submit(
-                evaluate_model, task, controller, min(chunk, episodes - s), seed + s, model_path
+                evaluate_model,
+                task,
+                controller,
+                min(chunk, episodes - s),
+                seed + s,
+                model_path,
+                allow_model_mismatch=allow_model_mismatch,
             ): s
             for s in starts
         }
@@ -250,6 +262,7 @@ def evaluate_model(
     seed: int,
     model_path: str | None = None,
     progress: bool = False,
+    allow_model_mismatch: bool = False,
 ) -> EvalResult:
     """:func:`evaluate` of a base controller plus the residual ONNX actor at ``model_path``
     (None: the base alone), built here for the task's sizes. Module level, so that
@@ -267,7 +280,64 @@ def evaluate_model(
         policy = ResidualPolicy.from_file(
             model_path, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, action_dim=spec.action_dim
         )
+        check_identity_of(policy, task, controller, model_path, allow_model_mismatch)
     return evaluate(task, controller, episodes, seed, policy=policy, progress=progress)
+
+
+def check_model_identity(
+    task: str, controller: str, model_path: str, allow_model_mismatch: bool = False
+) -> list[str]:
+    """Load the model at ``model_path`` and check it against ``task`` and ``controller``.
+
+    The fields compared are those the sim bridge publishes for the task (the in-process
+    run feeds the model the same values); the rule is
+    :func:`rpl_residual_node.model_identity.check_identity`.
+
+    Returns:
+        Lines to warn with: what the model does not state (so cannot be checked), and the
+        differences ``allow_model_mismatch`` let through.
+
+    Raises:
+        ValueError: One line: an unusable model, other field names, or (without
+            ``allow_model_mismatch``) another task or controller.
+    """
+    from rpl_residual_node.policy import ResidualPolicy
+    from rpl_sim_bridge.tasks import task_spec
+
+    spec = task_spec(task)
+    policy = ResidualPolicy.from_file(
+        model_path, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, action_dim=spec.action_dim
+    )
+    return check_identity_of(policy, task, controller, model_path, allow_model_mismatch)
+
+
+def check_identity_of(
+    policy: Any, task: str, controller: str, model_path: str, allow_model_mismatch: bool
+) -> list[str]:
+    """:func:`check_model_identity` of an already loaded ``ResidualPolicy``."""
+    from rpl_interfaces import contract
+    from rpl_residual_node.model_identity import MismatchError, StackIdentity, check_identity
+    from rpl_sim_bridge.bridge import observation_layout
+    from rpl_sim_bridge.tasks import task_spec
+
+    spec = task_spec(task)
+    actions = getattr(spec, 'action_fields', contract.ACTION_FIELDS)
+    stack = StackIdentity.of_task(spec, controller, observation_layout(spec).fields, actions)
+    identity = policy.actor.identity
+    try:
+        allowed = check_identity(identity, stack, allow_model_mismatch)
+    except MismatchError as exc:
+        hint = ' (--allow-model-mismatch runs it anyway)' if exc.overridable else ''
+        raise ValueError(
+            f'model {model_path} does not fit {task} / {controller}: {exc}{hint}'
+        ) from None
+    warnings = [f'model {model_path} runs although {difference}' for difference in allowed]
+    if identity.unstated():
+        warnings.append(
+            f'model {model_path} does not state {", ".join(identity.unstated())} (no rpl '
+            'metadata): it is not checked against the task and controller for that'
+        )
+    return warnings
 
 
 def _result(
