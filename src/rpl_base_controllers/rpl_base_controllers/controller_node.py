@@ -44,7 +44,6 @@ from rpl_interfaces.log_throttle import LogThrottle
 from rpl_interfaces.params import describe
 from rpl_sim_bridge.bridge import check_payload
 from rpl_sim_bridge.bridge import observation_layout as make_layout
-from rpl_sim_bridge.tasks import task_spec
 
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_PERIOD_S = 2.0
@@ -126,6 +125,10 @@ class ControllerNode(RplNode):
         """Build the controller and observation layout for ``task`` (ValueError if unsuited).
 
         Other tasks' controllers are left as they are."""
+        # The task registry imports the MuJoCo tasks: only when a task is bound, so the
+        # node module imports without MuJoCo (tests/test_node_imports.py).
+        from rpl_sim_bridge.tasks import task_spec
+
         layout = make_layout(task_spec(task))
         bound = _Bound(
             layout,
