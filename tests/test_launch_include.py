@@ -83,7 +83,10 @@ def test_included_stack_gets_the_launch_arguments_of_the_including_file(user_lau
     assert list(plans) == [f'/mine/{n}' for n in [*STACK, 'episode_monitor']]
     sim = plans['/mine/sim_bridge'].node.parameters
     assert (sim['episodes'], sim['seed'], sim['min_subscribers']) == (2, 9, 3)
-    assert plans['/mine/base_controller'].node.parameters == {'controller': 'reactive_push'}
+    assert plans['/mine/base_controller'].node.parameters == {
+        'controller': 'reactive_push',
+        'controller_params': '',
+    }
 
 
 def test_include_arguments_persist_and_a_group_scopes_them(user_launch_file):

@@ -72,7 +72,7 @@ def test_parse_launch_arguments_rejects_malformed_tokens(token):
 def test_unknown_launch_argument_is_a_clear_error():
     expected = (
         r"unknown launch argument\(s\) \['epsiodes'\].*"
-        r'declares: bag, command_timeout, controller, episodes'
+        r'declares: .*bag, .*command_timeout, controller, episodes'  # + controller params
     )
     with pytest.raises(LaunchError, match=expected):
         plan_rpl_launch('slippery_push.launch.py', epsiodes='3')
@@ -152,7 +152,7 @@ def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
         'command_timeout_s': 0.05,
         'lockstep_max_rate_hz': 0.0,
     }
-    assert base.node.parameters == {'controller': controller}
+    assert base.node.parameters == {'controller': controller, 'controller_params': ''}
     assert residual.node.parameters == {'model_path': ''}
 
 
@@ -174,7 +174,7 @@ def test_launch_arguments_reach_the_node_command_lines():
     assert base[:2] == ('controller_node', '--ros-args')
     assert ('-r', '__node:=base_controller') == base[2:4]
     assert '__ns:=/itest' in base
-    assert base[-2:] == ('-p', 'controller:="discrete_mpc_push"')
+    assert base[-4:-2] == ('-p', 'controller:="discrete_mpc_push"')
     sim = plans['sim_bridge']
     assert sim.node.parameters == {
         'episodes': 7,
@@ -260,7 +260,10 @@ def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers
         explore = {} if watched else {'explore_noise': 0.2, 'explore_random': 0.3}
         explore.update({} if watched else {'explore_seed': seed})
         assert residual.node.parameters == {'model_path': '/tmp/m/actor.onnx', **explore}
-        assert stack['base_controller'].node.parameters == {'controller': 'reactive_push'}
+        assert stack['base_controller'].node.parameters == {
+            'controller': 'reactive_push',
+            'controller_params': '',
+        }
 
 
 def test_learn_launch_episodes_end_only_the_watched_stack_and_monitors_write_per_stack(

@@ -20,8 +20,10 @@ naming another task gets a controller of its own.
 
 The controller's own typed parameters (:attr:`rpl_base_controllers.registry.ControllerInfo.
 params`, e.g. ``carry_gain``) are declared as ROS parameters of the node under their names,
-with the registered defaults (``--ros-args -p carry_gain:=50.0``; the launch files pass
-the launch argument ``carry_gain:=50``). A bad value stops the node at start with one line.
+with the registered defaults (``--ros-args -p carry_gain:=50.0``, a parameter file); the
+string parameter ``controller_params`` (``'carry_gain=50'``, how the launch files pass the
+launch argument ``carry_gain:=50``) overrides them. An unknown name or a bad value stops the
+node at start with one line.
 """
 
 from __future__ import annotations
@@ -33,10 +35,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 
 from rpl_base_controllers.base import SequencedController
-from rpl_base_controllers.registry import controller_config, controller_info, make_controller
+from rpl_base_controllers.registry import (
+    controller_config,
+    controller_info,
+    make_controller,
+    parse_controller_params,
+)
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
@@ -63,6 +71,14 @@ class ControllerNodeConfig:
         metadata=describe(
             'Task the controller runs on (planning controllers build their model from it); '
             "'' = the task named in each observation's frame_id."
+        ),
+    )
+    controller_params: str = dataclasses.field(
+        default='',
+        metadata=describe(
+            "The controller's parameters as NAME=VALUE,... (e.g. 'carry_gain=50'; the launch "
+            "files' controller-parameter arguments); they override the node's parameters of "
+            "those names. '' = none."
         ),
     )
 
@@ -107,6 +123,8 @@ class ControllerNode(RplNode):
 
     def _declare_controller_params(self, name: str) -> dict[str, Any]:
         """Declare the controller's typed parameters; their checked values by name."""
+        items = filter(None, self.config.controller_params.split(','))
+        given = parse_controller_params(name, items)
         values = {}
         for param in controller_info(name).params:
             limits = [f'range {list(param.range)}'] if param.range else []
@@ -118,7 +136,10 @@ class ControllerNode(RplNode):
             values[param.name] = self.declare_parameter(
                 param.name, param.default, descriptor
             ).value
+        values.update(given)
         controller_config(name, self.config.task or None, **values)  # checked before any message
+        # What the controller runs with is what `ros2 param get` shows.
+        self.set_parameters([Parameter(key, value=value) for key, value in given.items()])
         return values
 
     def _bind_task(self, task: str) -> _Bound:

@@ -39,7 +39,7 @@ ENTRY_POINT_GROUP = 'rpl.controllers'
 # on (a planning controller builds its model from it).
 TASK_FIELD = 'task'
 # Names of the controller node's own parameters: no controller parameter may take them.
-RESERVED_NAMES = ('controller', TASK_FIELD)
+RESERVED_NAMES = ('controller', 'controller_params', TASK_FIELD)
 
 # factory(name, task, config) -> controller; task is the task name or None, config the
 # validated config dataclass (None for a controller without parameters).

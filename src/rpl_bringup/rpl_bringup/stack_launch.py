@@ -90,6 +90,31 @@ MAX_EXPLORERS = 4
 EXPLORER_SEED_STRIDE = 1_000_000  # explorer i runs sim seeds seed + (i + 1) * stride ...
 LEARN_STARTUP_TIMEOUT_S = 120.0  # how long a learning stack's sim waits for the trainer, s
 DEFAULT_LIVE_MODEL = 'runs/live/actor.onnx'
+# Launch arguments of the stack and learning launch files that a controller parameter of
+# the same name cannot be (such a parameter is then settable as a ROS parameter only).
+RESERVED_ARGUMENTS = (
+    'controller',
+    'model_path',
+    'episodes',
+    'mode',
+    'seed',
+    'namespace',
+    'monitor',
+    'results',
+    'command_timeout',
+    'max_rate',
+    'record',
+    'bag',
+    'explorers',
+    'explore_noise',
+    'explore_random',
+    'bags',
+    'checkpoint',
+    'train_overrides',
+    'updates_per_step',
+    'export_every_updates',
+    'task',
+)
 
 
 # --- substitutions (plain launch.Substitution subclasses) -------------------------------
@@ -215,6 +240,87 @@ class _Controller(Substitution):
 
     def describe(self) -> str:
         return f'Controller(task={self._task!r})'
+
+
+def controller_params_for(task: str) -> dict[str, Any]:
+    """Parameters of the controllers that suit ``task``: name -> the first such parameter
+    (by controller name); each is a launch argument of the task's launch files."""
+    from rpl_base_controllers.registry import controller_info
+
+    params: dict[str, Any] = {}
+    for controller in controllers_for(task):
+        for param in controller_info(controller).params:
+            params.setdefault(param.name, param)
+    return params
+
+
+class _ControllerParams(Substitution):
+    """The controller node's ``controller_params``: the controller-parameter launch arguments
+    that are set (``carry_gain:=50``), as ``NAME=VALUE,...`` typed and range-checked for the
+    chosen controller, else ValueError naming the argument (the controller has no such
+    parameter, a bad value). Unset ones ('') are left out: the node keeps its parameter
+    files' value or the controller's registered default."""
+
+    def __init__(self, task: str) -> None:
+        super().__init__()
+        self._task = task
+
+    def perform(self, context: LaunchContext) -> str:
+        from rpl_base_controllers.registry import controller_config, controller_info, parse_value
+
+        controller = LaunchConfiguration('controller').perform(context)
+        params = {p.name: p for p in controller_info(controller).params}
+        values: dict[str, Any] = {}
+        for name in controller_params_for(self._task):
+            if name in RESERVED_ARGUMENTS:
+                continue
+            text = LaunchConfiguration(name).perform(context).strip()
+            if not text:
+                continue
+            if name not in params:
+                raise ValueError(
+                    f'launch argument {name}:={text!r}: controller {controller!r} has no '
+                    f'parameter {name!r}; its parameters: {sorted(params)}'
+                )
+            try:
+                values[name] = parse_value(params[name], text)
+                controller_config(controller, self._task, **{name: values[name]})
+            except ValueError as exc:
+                raise ValueError(f'launch argument {name}:={text!r}: {exc}') from None
+        return ','.join(f'{name}={value}' for name, value in values.items())
+
+    def describe(self) -> str:
+        return f'ControllerParams(task={self._task!r})'
+
+
+def _controller_param_arguments(task: str, reserved: Sequence[str]) -> list[DeclareLaunchArgument]:
+    """One launch argument per parameter of the task's controllers (default '' = the
+    chosen controller's own default)."""
+    arguments = []
+    for name, param in controller_params_for(task).items():
+        if name in reserved:
+            continue
+        owners = [
+            f'{c} {p.default}'
+            for c in controllers_for(task)
+            for p in _params_of(c)
+            if p.name == name
+        ]
+        arguments.append(
+            DeclareLaunchArgument(
+                name,
+                default_value='',
+                description=f'Controller parameter: {param.description}; '
+                f"'' = the controller's default ({', '.join(owners)})",
+            )
+        )
+    return arguments
+
+
+def _params_of(controller: str) -> tuple[Any, ...]:
+    from rpl_base_controllers.registry import controller_info
+
+    return controller_info(controller).params
 
 
 class _RecordBag(Substitution):
@@ -434,7 +540,14 @@ def _command_timeout_argument(default: str) -> DeclareLaunchArgument:
 
 
 def launch_arguments(task: str, default_controller: str) -> list[DeclareLaunchArgument]:
-    """The launch arguments every stack declares (the task is fixed per launch file)."""
+    """The launch arguments every stack declares (the task is fixed per launch file), then
+    one per controller parameter (:func:`controller_params_for`)."""
+    return _stack_arguments(task, default_controller) + _controller_param_arguments(
+        task, RESERVED_ARGUMENTS
+    )
+
+
+def _stack_arguments(task: str, default_controller: str) -> list[DeclareLaunchArgument]:
     return [
         _controller_argument(task, default_controller),
         DeclareLaunchArgument(
@@ -498,7 +611,16 @@ def _max_rate_argument(what: str) -> DeclareLaunchArgument:
 def learn_launch_arguments(
     task: str, default_controller: str, default_model_path: str = DEFAULT_LIVE_MODEL
 ) -> list[DeclareLaunchArgument]:
-    """The launch arguments of the live-learning launch (watched stack, explorers, trainer)."""
+    """The launch arguments of the live-learning launch (watched stack, explorers, trainer),
+    then one per controller parameter (:func:`controller_params_for`)."""
+    return _learn_arguments(
+        task, default_controller, default_model_path
+    ) + _controller_param_arguments(task, RESERVED_ARGUMENTS)
+
+
+def _learn_arguments(
+    task: str, default_controller: str, default_model_path: str
+) -> list[DeclareLaunchArgument]:
     return [
         _controller_argument(task, default_controller),
         DeclareLaunchArgument(
@@ -610,7 +732,7 @@ def _base_controller(task: str, namespace: Any, stack_params: Any, condition: An
         parameters=[
             _config('base_controller.yaml'),
             stack_params,
-            {'controller': _Controller(task)},
+            {'controller': _Controller(task), 'controller_params': _ControllerParams(task)},
         ],
         output='screen',
         respawn=True,
@@ -699,7 +821,14 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
     return LaunchDescription(
         [
             *launch_arguments(task, default_controller),
-            _CheckArguments([_Controller(task), *sim_overrides.values(), _RecordBag()]),
+            _CheckArguments(
+                [
+                    _Controller(task),
+                    _ControllerParams(task),
+                    *sim_overrides.values(),
+                    _RecordBag(),
+                ]
+            ),
             _sim_bridge(namespace, stack_params, sim_overrides, UnlessCondition(waits)),
             _sim_bridge(namespace, stack_params, waiting_overrides, IfCondition(waits)),
             _base_controller(task, namespace, stack_params),
@@ -799,6 +928,7 @@ def learn_launch_description(
         _Float('explore_noise', 0.0, 1.0),
         _Float('explore_random', 0.0, 1.0),
         *_trainer_parameters(task).values(),
+        _ControllerParams(task),
     ]
     return LaunchDescription(
         [

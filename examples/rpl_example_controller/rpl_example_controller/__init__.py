@@ -1,0 +1,1 @@
+"""Example plug-in for RPL: a proportional pusher (controller) and an icy push task."""

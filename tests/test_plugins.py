@@ -1,0 +1,291 @@
+"""Plug-ins: a user's own controller and task, installed from examples/, found everywhere.
+
+The example package (examples/rpl_example_controller) is pip-installed into a temporary
+folder that only this module's child processes see (``PYTHONPATH``); its controller and task
+then run through `rpl list`, `rpl eval --workers 2` (spawned workers), `rpl train` (worker
+processes) and the stack launch. Broken plug-ins (a missing module, an object of the wrong
+type) are skipped with one line each. Controller parameters are set from the command line,
+as launch arguments and as ROS parameters of the controller node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from helpers import LAUNCH, Child, SideNode, plan_rpl_launch, read_json, ros_args, stop_process
+from sensor_msgs.msg import JointState
+
+from rpl_base_controllers.registry import make_controller
+from rpl_interfaces import contract
+from rpl_interfaces.base_node import qos_profile
+from rpl_interfaces.codec import StampedVector, decode, encode
+from rpl_sim_bridge.bridge import observation_layout
+from rpl_sim_bridge.layout import FetchObs
+from rpl_sim_bridge.tasks import task_spec
+
+RPL = [sys.executable, '-m', 'rpl_bringup.cli']
+BIN = os.path.dirname(sys.executable)
+EXAMPLE = 'proportional_push'
+
+
+def _run(cmd: list[str], env: dict[str, str], timeout: float = 120.0, **kwargs):
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope='module')
+def plugin_env(tmp_path_factory, repo_root):
+    """Environment whose PYTHONPATH holds the example package, installed with pip."""
+    root = tmp_path_factory.mktemp('plugin')
+    source = root / 'src'
+    shutil.copytree(repo_root / 'examples' / 'rpl_example_controller', source)  # no build/
+    site = root / 'site'
+    subprocess.run(
+        [sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation']
+        + ['--target', str(site), str(source)],
+        check=True,
+        timeout=120,
+    )
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(site), env.get('PYTHONPATH')]))
+    return env
+
+
+@pytest.fixture
+def broken_env(tmp_path):
+    """Environment with an installed distribution whose plug-ins are broken: a missing
+    module, an object of the wrong type, a task named like a built-in one."""
+    dist = tmp_path / 'broken_plugins-0.1.dist-info'
+    dist.mkdir()
+    (dist / 'METADATA').write_text('Metadata-Version: 2.1\nName: broken-plugins\nVersion: 0.1\n')
+    (dist / 'entry_points.txt').write_text(
+        textwrap.dedent(
+            """\
+            [rpl.controllers]
+            missing_module = no_such_module_here:SPEC
+            wrong_type = json:dumps
+
+            [rpl.tasks]
+            push = json:loads
+            """
+        )
+    )
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(tmp_path), env.get('PYTHONPATH')]))
+    return env
+
+
+# ------------------------------------------------------------------ broken plug-ins
+
+
+def test_broken_plugins_are_skipped_with_one_line_each(broken_env):
+    proc = _run([*RPL, 'list', 'controllers'], broken_env)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[0] for line in proc.stdout.splitlines()][-1] == 'zero'
+    assert 'reactive_push' in proc.stdout
+    warnings = proc.stderr.splitlines()
+    assert len(warnings) == 2, proc.stderr
+    assert "entry point 'missing_module = no_such_module_here:SPEC'" in warnings[0]
+    assert 'from broken-plugins 0.1' in warnings[0]
+    assert 'ModuleNotFoundError' in warnings[0]
+    assert "'wrong_type = json:dumps'" in warnings[1]
+    assert 'expected a ControllerSpec' in warnings[1]
+    tasks = _run([*RPL, 'list', 'tasks'], broken_env)
+    assert tasks.returncode == 0, tasks.stderr
+    assert "'push = json:loads'" in tasks.stderr and 'expected a TaskPlugin' in tasks.stderr
+    assert tasks.stdout.split()[0] == 'pick_and_place'  # the built-in push is still there
+
+
+def test_a_broken_plugin_named_on_the_command_line_fails_with_its_reason(broken_env, tmp_path):
+    args = ['--task', 'push', '--controller', 'missing_module', '--json', str(tmp_path / 'r')]
+    proc = _run([*RPL, 'eval', *args], broken_env)
+    assert proc.returncode == 2
+    assert "controller 'missing_module' is a plug-in that failed to load" in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+# ------------------------------------------------------------ controller parameters
+
+
+def test_eval_controller_param_sets_the_gain_and_rejects_bad_ones(tmp_path):
+    base = ['eval', '--task', 'pick_and_place', '--controller', 'reactive_pick_and_place']
+    base += ['--episodes', '1', '--no-progress']
+    out = tmp_path / 'gain50.json'
+    proc = _run([*RPL, *base, '--controller-param', 'carry_gain=50', '--json', str(out)], None)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())['controller_params'] == {'carry_gain': 50.0}
+    for item, message in [
+        ('carry_gian=50', "has no parameter 'carry_gian'; its parameters: ['approach_gain'"),
+        ('carry_gain=fast', "carry_gain='fast' is not a number"),
+        ('carry_gain=-1', "'carry_gain' = -1.0 is outside [0.0, 1000.0]"),
+        ('carry_gain', "'carry_gain' is not NAME=VALUE"),
+    ]:
+        proc = _run([*RPL, *base, '--controller-param', item, '--json', str(tmp_path / 'x')], None)
+        assert proc.returncode == 2, (item, proc.stderr)
+        assert proc.stderr.count('\n') == 1 and message in proc.stderr, proc.stderr
+
+
+def test_launch_passes_only_the_set_controller_params_to_the_controller_node():
+    plans = plan_rpl_launch('pick_and_place.launch.py', carry_gain='50', approach_gain='12')
+    node = next(p for p in plans if p.name == 'base_controller').node
+    assert node.parameters['controller_params'] == 'approach_gain=12.0,carry_gain=50.0'
+    default = plan_rpl_launch('pick_and_place.launch.py')
+    node = next(p for p in default if p.name == 'base_controller').node
+    assert node.parameters['controller_params'] == ''  # the node's files / registered defaults
+
+
+@pytest.mark.parametrize(
+    ('arguments', 'message'),
+    [
+        (['carry_gain:=abc'], "launch argument carry_gain:='abc': controller parameter"),
+        (['carry_gain:=5000'], 'is outside [0.0, 1000.0]'),
+        (['controller:=zero', 'carry_gain:=50'], "controller 'zero' has no parameter"),
+    ],
+)
+def test_launch_rejects_a_bad_controller_param_before_any_node_starts(arguments, message):
+    proc = _run([*LAUNCH, 'pick_and_place.launch.py', *arguments], None, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and proc.stderr.count('\n') == 1, proc.stderr
+    assert 'started' not in proc.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    'gain', ['carry_gain:=50.0', 'controller_params:=carry_gain=50'], ids=['ros', 'launch']
+)
+def test_controller_node_answers_with_its_ros_parameter_gain(gain):
+    """``carry_gain:=50.0`` on the node, or ``controller_params`` as the launch files pass
+    ``carry_gain:=50``: its action for a carry step is the gain-50 one."""
+    namespace = f'/rpl_test_plugins_{os.getpid()}'
+    layout = observation_layout(task_spec('pick_and_place'))
+    # A grasped block (fingers closed on it) 1 cm short of the carry target along x.
+    gripper = np.array([1.3, 0.75, 0.455])
+    observation = np.zeros(layout.observation.stop - layout.observation.start)
+    observation[FetchObs.GRIP_POS] = gripper
+    observation[FetchObs.OBJECT_POS] = gripper + [0.0, 0.0, 0.005]
+    observation[FetchObs.OBJECT_REL_POS] = [0.0, 0.0, 0.005]
+    observation[FetchObs.GRIPPER_STATE] = (0.024, 0.024)
+    goal = gripper + [0.01, 0.0, -0.03]  # carry target = goal + (0, 0, -0.02 + 0.05)
+    values = np.zeros(len(layout.fields))
+    values[layout.observation] = observation
+    values[layout.desired_goal] = goal
+    expected = make_controller('reactive_pick_and_place', carry_gain=50.0)(observation, goal)
+    default = make_controller('reactive_pick_and_place')(observation, goal)
+    np.testing.assert_allclose(expected, [0.5, 0.0, 0.0, -1.0], atol=1e-12)  # 83: 0.83
+    side = SideNode('probe', namespace)
+    answers: list[StampedVector] = []
+    side.node.create_subscription(
+        JointState,
+        contract.BASE_ACTION,
+        lambda msg: answers.append(decode(msg, contract.ACTION_FIELDS)),
+        qos_profile(contract.TOPIC_QOS[contract.BASE_ACTION]),
+    )
+    publisher = side.node.create_publisher(
+        JointState, contract.OBSERVATION, qos_profile(contract.TOPIC_QOS[contract.OBSERVATION])
+    )
+    params = ['controller:=reactive_pick_and_place', gain]
+    proc = subprocess.Popen(
+        [os.path.join(BIN, 'controller_node'), *ros_args(namespace, *params)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        step = 0
+        while not answers and step < 400:
+            vec = StampedVector(0, step, values, 0, 'pick_and_place')
+            publisher.publish(encode(JointState(), vec, layout.fields))
+            side.spin_until(lambda: bool(answers), 0.05)
+            step += 1
+        assert answers, 'controller node never answered'
+    finally:
+        side.close()
+        stop_process(proc)
+    np.testing.assert_allclose(answers[0].values, expected)
+    assert not np.allclose(expected, default)  # the gain made a difference
+
+
+@pytest.mark.parametrize(
+    ('param', 'message'),
+    [
+        ('carry_gain:=-5.0', "'carry_gain' = -5.0 is outside [0.0, 1000.0]"),
+        ('controller_params:=carry_gain=-5', "'carry_gain' = -5.0 is outside [0.0, 1000.0]"),
+        ('controller_params:=carry_gian=5', "has no parameter 'carry_gian'"),
+    ],
+)
+def test_controller_node_rejects_a_bad_parameter_value_with_one_line(param, message):
+    params = ['controller:=reactive_pick_and_place', param]
+    proc = _run([os.path.join(BIN, 'controller_node'), *ros_args('/rpl_bad', *params)], None)
+    assert proc.returncode == 2
+    output = proc.stdout + proc.stderr
+    assert message in output
+    assert 'Traceback' not in output
+
+
+# ---------------------------------------------------------------- the example package
+
+
+def test_list_shows_the_example_controller_and_task(plugin_env):
+    controllers = _run([*RPL, 'list', 'controllers'], plugin_env)
+    assert controllers.returncode == 0 and controllers.stderr == '', controllers.stderr
+    line = next(x for x in controllers.stdout.splitlines() if x.startswith(EXAMPLE))
+    assert 'tasks: push, slippery_push, icy_push;' in line
+    tasks = _run([*RPL, 'list', 'tasks'], plugin_env)
+    assert any(x.startswith('icy_push ') for x in tasks.stdout.splitlines()), tasks.stdout
+
+
+def test_eval_with_workers_runs_the_example_on_its_own_task(plugin_env, tmp_path):
+    out = tmp_path / 'eval.json'
+    cmd = [*RPL, 'eval', '--task', 'icy_push', '--controller', EXAMPLE, '--episodes', '4']
+    cmd += ['--workers', '2', '--controller-param', 'gain=8', '--json', str(out)]
+    proc = _run([*cmd, '--no-progress'], plugin_env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert (result['task'], result['controller'], result['episodes']) == ('icy_push', EXAMPLE, 4)
+    assert result['controller_params'] == {'gain': 8.0}
+    bad = _run(
+        [*cmd[:-2], '--controller-param', 'gain=1000', '--json', str(tmp_path / 'b')], plugin_env
+    )
+    assert bad.returncode == 2 and "'gain' = 1000.0 is outside [0.0, 100.0]" in bad.stderr
+
+
+def test_train_runs_the_example_controller_in_worker_processes(plugin_env, tmp_path):
+    out = tmp_path / 'run'
+    cmd = [*RPL, 'train', '--task', 'icy_push', '--controller', EXAMPLE, '--steps', '100']
+    cmd += ['--eval-episodes', '1', '--set', 'base_eval_episodes=1', '--num-envs', '2']
+    cmd += ['--vector-env', 'subprocess', '--no-progress', '--out', str(out)]
+    proc = _run(cmd, plugin_env, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / 'actor.onnx').is_file()
+    assert json.loads((out / 'config.json').read_text())['controller'] == EXAMPLE
+
+
+@pytest.mark.integration
+def test_stack_launch_runs_the_example_controller(plugin_env, tmp_path, monkeypatch):
+    monkeypatch.setenv('PYTHONPATH', plugin_env['PYTHONPATH'])  # Child inherits it
+    output = tmp_path / 'results.json'
+    runner = Child(
+        [
+            *LAUNCH,
+            'slippery_push.launch.py',
+            f'namespace:=/rpl_test_plugin_{os.getpid()}',
+            f'controller:={EXAMPLE}',
+            'gain:=8',
+            'episodes:=1',
+            'monitor:=true',
+            f'results:={output}',
+        ]
+    )
+    try:
+        assert runner.wait(60) == 0, runner.output()
+    finally:
+        runner.stop()
+    data = read_json(output)
+    assert data['summary']['episodes'] == 1, runner.output()
+    assert set(data['base_actions']['tags']) == {EXAMPLE}
