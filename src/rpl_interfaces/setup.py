@@ -10,7 +10,16 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
-    install_requires=['setuptools'],
+    # What its modules import (tests/test_packaging_deps.py); ros-* are the ROS 2 wheels.
+    install_requires=[
+        'setuptools',
+        'numpy>=1.26,<3',
+        'ros-rclpy',
+        'ros-rcl-interfaces',
+        'ros-sensor-msgs',
+        'ros-diagnostic-msgs',
+        'ros-rmw-fastrtps-cpp',
+    ],
     zip_safe=True,
     maintainer='RPL maintainers',
     maintainer_email='maintainers@rpl-ros.dev',

@@ -10,7 +10,16 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
-    install_requires=['setuptools'],
+    # What its modules import (tests/test_packaging_deps.py); ros-* are the ROS 2 wheels.
+    install_requires=[
+        'setuptools',
+        'rpl_interfaces',
+        'numpy>=1.26,<3',
+        'mujoco>=3.3,<3.4',
+        'gymnasium-robotics==1.4.2',
+        'ros-rclpy',
+        'ros-sensor-msgs',
+    ],
     zip_safe=True,
     maintainer='RPL maintainers',
     maintainer_email='maintainers@rpl-ros.dev',
