@@ -259,11 +259,15 @@ def test_train_runs_the_example_controller_in_worker_processes(plugin_env, tmp_p
     out = tmp_path / 'run'
     cmd = [*RPL, 'train', '--task', 'icy_push', '--controller', EXAMPLE, '--steps', '100']
     cmd += ['--eval-episodes', '1', '--set', 'base_eval_episodes=1', '--num-envs', '2']
-    cmd += ['--vector-env', 'subprocess', '--no-progress', '--out', str(out)]
-    proc = _run(cmd, plugin_env, timeout=180)
+    cmd += ['--vector-env', 'subprocess', '--no-progress', '--controller-param', 'gain=8']
+    proc = _run([*cmd, '--out', str(out)], plugin_env, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (out / 'actor.onnx').is_file()
-    assert json.loads((out / 'config.json').read_text())['controller'] == EXAMPLE
+    config = json.loads((out / 'config.json').read_text())
+    assert (config['controller'], config['controller_params']) == (EXAMPLE, 'gain=8')
+    bad = _run([*cmd, '--controller-param', 'gain=-1', '--out', str(tmp_path / 'b')], plugin_env)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "'gain' = -1.0 is outside [0.0, 100.0]" in bad.stderr and 'Traceback' not in bad.stderr
 
 
 @pytest.mark.integration

@@ -43,7 +43,7 @@ from rpl_base_controllers.registry import (
     controller_config,
     controller_info,
     make_controller,
-    parse_controller_params,
+    params_from_text,
 )
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
@@ -123,8 +123,7 @@ class ControllerNode(RplNode):
 
     def _declare_controller_params(self, name: str) -> dict[str, Any]:
         """Declare the controller's typed parameters; their checked values by name."""
-        items = filter(None, self.config.controller_params.split(','))
-        given = parse_controller_params(name, items)
+        given = params_from_text(name, self.config.controller_params)
         values = {}
         for param in controller_info(name).params:
             limits = [f'range {list(param.range)}'] if param.range else []

@@ -305,6 +305,18 @@ def parse_controller_params(name: str, items: Iterable[str]) -> dict[str, Any]:
     return values
 
 
+def params_from_text(name: str, text: str) -> dict[str, Any]:
+    """Typed parameter values from ``'NAME=VALUE,NAME=VALUE'`` ('' = none); see
+    :func:`parse_controller_params` (the form of the node's ``controller_params`` and of
+    the trainer's ``controller_params`` setting).
+
+    Raises:
+        UnknownControllerError: ``name`` is not registered.
+        rpl_interfaces.params.ParameterError: A bad item, name or value.
+    """
+    return parse_controller_params(name, [item for item in text.split(',') if item.strip()])
+
+
 def parse_value(param: ControllerParam, text: str) -> Any:
     """``text`` as a value of ``param``'s type.
 

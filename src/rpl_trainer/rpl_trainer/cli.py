@@ -112,6 +112,7 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     flags = {
         'task': args.task,
         'controller': args.controller,
+        'controller_params': ','.join(args.controller_param) or None,
         'algo': args.algo,
         'total_env_steps': args.steps,
         'seed': args.seed,
@@ -204,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         'configs the controller of the committed model)',
     )
     train.add_argument(
+        '--controller-param',
+        action='append',
+        default=[],
+        metavar='NAME=VALUE',
+        help='set a parameter of the base controller, e.g. carry_gain=50 (repeatable; '
+        'stored as controller_params in config.json)',
+    )
+    train.add_argument(
         '--config',
         type=pathlib.Path,
         metavar='FILE',
@@ -291,7 +300,7 @@ def _train(args: argparse.Namespace) -> int:
         print(config.to_json(), end='')
         return 0
     try:
-        problem = registered_problem(config.task, config.controller)
+        problem = registered_problem(config.task, config.controller, config.controller_params)
         check_run_dir(args.out, config, args.resume)
     except ValueError as exc:
         raise CliError(str(exc)) from exc

@@ -48,6 +48,12 @@ class TrainConfig:
     """Base controller (``rpl_base_controllers.make_controller``). ``scratch`` does not act
     with it, but its level is still measured for the plot's 'Initial' line."""
 
+    controller_params: str = dataclasses.field(
+        default='', metadata=describe("Base controller parameters, 'NAME=VALUE,...'.")
+    )
+    """The base controller's parameters (``rpl train --controller-param carry_gain=50``);
+    '' = its registered defaults."""
+
     algo: str = dataclasses.field(
         default='rpl', metadata=describe('Learner variant.', choices=ALGOS)
     )

@@ -34,19 +34,22 @@ class RegisteredEnv:
     Attributes:
         task: Task name (``rpl_sim_bridge.tasks``).
         controller: Controller name (``rpl_base_controllers``), or None for no base.
+        controller_params: Its parameters, ``'NAME=VALUE,...'`` ('' = the defaults).
     """
 
     task: str
     controller: str | None
+    controller_params: str = ''
 
     def __call__(self) -> tuple[Any, Any | None]:
-        from rpl_base_controllers.registry import make_controller
+        from rpl_base_controllers.registry import make_controller, params_from_text
         from rpl_sim_bridge.tasks import make_task
 
         task = make_task(self.task)
         controller = None
         if self.controller is not None:
-            controller = make_controller(self.controller, task=self.task)
+            params = params_from_text(self.controller, self.controller_params)
+            controller = make_controller(self.controller, task=self.task, **params)
         return task, controller
 
 

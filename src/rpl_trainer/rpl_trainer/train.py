@@ -204,20 +204,27 @@ def _sparse_reward(
     return sparse_reward(achieved, desired, threshold)
 
 
-def _registered_base_fn(controller: str, task: str) -> BaseFn:
-    from rpl_base_controllers.registry import make_controller
+def _registered_base_fn(controller: str, task: str, controller_params: str = '') -> BaseFn:
+    from rpl_base_controllers.registry import make_controller, params_from_text
 
-    return make_controller(controller, task=task).act_batch
+    params = params_from_text(controller, controller_params)
+    return make_controller(controller, task=task, **params).act_batch
 
 
-def registered_problem(task: str, controller: str | None) -> Problem:
+def registered_problem(task: str, controller: str | None, controller_params: str = '') -> Problem:
     """Problem for a registered task and controller, with errors that list the valid names.
+
+    Args:
+        task: Registered task name.
+        controller: Registered controller name, None for no base.
+        controller_params: The controller's parameters, ``'NAME=VALUE,...'``.
 
     Raises:
         ValueError: Unknown task or controller (``UnknownTaskError`` /
-            ``UnknownControllerError``), or a controller not meant for the task.
+            ``UnknownControllerError``), a controller not meant for the task, or a bad
+            controller parameter (``ParameterError``).
     """
-    from rpl_base_controllers.registry import controller_info
+    from rpl_base_controllers.registry import controller_config, controller_info, params_from_text
     from rpl_sim_bridge.tasks import task_spec
 
     spec = task_spec(task)
@@ -228,11 +235,12 @@ def registered_problem(task: str, controller: str | None) -> Problem:
             raise ValueError(
                 f'controller {controller!r} is meant for tasks {list(info.tasks)}, not {task!r}'
             )
-        make_base_fn = functools.partial(_registered_base_fn, controller, task)
+        controller_config(controller, task, **params_from_text(controller, controller_params))
+        make_base_fn = functools.partial(_registered_base_fn, controller, task, controller_params)
     return Problem(
         spec=spec,
         env_factory=lambda with_controller: RegisteredEnv(
-            task, controller if with_controller else None
+            task, controller if with_controller else None, controller_params
         ),
         reward_fn=functools.partial(_sparse_reward, threshold=spec.distance_threshold),
         make_base_fn=make_base_fn,
@@ -844,7 +852,7 @@ def train(
     """
     if problem is None:
         controller = config.controller or None
-        problem = registered_problem(config.task, controller)
+        problem = registered_problem(config.task, controller, config.controller_params)
     return Trainer(config, problem, out_dir, progress).run(resume=resume)
 
 
