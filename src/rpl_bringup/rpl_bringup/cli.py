@@ -88,6 +88,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help='run a model whose metadata names another task or controller (one made for '
         'other field names is refused always)',
     )
+    p.add_argument(
+        '--controller-param',
+        action='append',
+        default=[],
+        metavar='NAME=VALUE',
+        help='set a parameter of the controller, e.g. carry_gain=50 (repeatable; '
+        '`rpl list controllers` names them)',
+    )
     p.add_argument('--episodes', type=int, default=100, help='episodes (default 100)')
     p.add_argument('--seed', type=int, default=0, help='first reset seed (default 0)')
     p.add_argument(
@@ -213,6 +221,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         output_files.check_output(out, force=args.force, option='--json')
     except output_files.OutputError as exc:
         raise UsageError(str(exc)) from None
+    try:  # unknown controller or parameter, bad value: one line, exit code 2
+        from rpl_base_controllers.registry import controller_config, parse_controller_params
+
+        params = parse_controller_params(args.controller, args.controller_param)
+        controller_config(args.controller, args.task, **params)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         evaluation = importlib.import_module('rpl_bringup.evaluation')
     except ImportError as exc:
@@ -234,6 +249,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.seed,
             model_path=args.model,
             progress=not args.no_progress,
+            controller_params=params,
             allow_model_mismatch=args.allow_model_mismatch,
             **extra,
         )
@@ -247,6 +263,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f'mean final distance {result.mean_final_distance:.4f} m'
     )
     record = result.to_json()
+    if params:
+        record['controller_params'] = params
     if args.model:  # the path as given: which actor.onnx it was
         record['model'] = args.model
     text = json.dumps(record, indent=2) + '\n'

@@ -108,6 +108,7 @@ def evaluate(
     policy: Policy | None = None,
     progress: bool = True,
     model: str | None = None,
+    controller_params: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Run full episodes and collect success, final distance and return.
 
@@ -125,6 +126,7 @@ def evaluate(
         progress: Show a tqdm progress bar on stderr.
         model: Label of the policy for the result; default: the file name of
             ``policy.actor.path`` if there is one, else the policy's type name.
+        controller_params: Parameters of a controller given by name (``carry_gain``).
 
     Returns:
         The per-episode outcomes and their summary.
@@ -138,7 +140,7 @@ def evaluate(
     env = make_task(task) if isinstance(task, str) else task
     task_name = env.spec.name
     if isinstance(controller, str):
-        controller = make_controller(controller, task=task_name)
+        controller = make_controller(controller, task=task_name, **(controller_params or {}))
     if policy is not None and model is None:
         model = _policy_label(policy)
     successes: list[bool] = []
@@ -180,6 +182,7 @@ def evaluate_parallel(
     workers: int = 2,
     progress: bool = True,
     chunk: int = 10,
+    controller_params: dict[str, Any] | None = None,
     allow_model_mismatch: bool = False,
 ) -> EvalResult:
     """:func:`evaluate` with the episodes spread over ``workers`` processes.
@@ -200,6 +203,7 @@ def evaluate_parallel(
         workers: Processes, >= 1.
         progress: Show a tqdm progress bar on stderr.
         chunk: Episodes per unit of work, >= 1.
+        controller_params: Parameters of the controller (``carry_gain``).
         allow_model_mismatch: Run a model made for another task or controller.
 
     Returns:
@@ -230,6 +234,7 @@ def evaluate_parallel(
                 min(chunk, episodes - s),
                 seed + s,
                 model_path,
+                controller_params=controller_params,
                 allow_model_mismatch=allow_model_mismatch,
             ): s
             for s in starts
@@ -262,6 +267,7 @@ def evaluate_model(
     seed: int,
     model_path: str | None = None,
     progress: bool = False,
+    controller_params: dict[str, Any] | None = None,
     allow_model_mismatch: bool = False,
 ) -> EvalResult:
     """:func:`evaluate` of a base controller plus the residual ONNX actor at ``model_path``
@@ -281,7 +287,15 @@ def evaluate_model(
             model_path, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, action_dim=spec.action_dim
         )
         check_identity_of(policy, task, controller, model_path, allow_model_mismatch)
-    return evaluate(task, controller, episodes, seed, policy=policy, progress=progress)
+    return evaluate(
+        task,
+        controller,
+        episodes,
+        seed,
+        policy=policy,
+        progress=progress,
+        controller_params=controller_params,
+    )
 
 
 def check_model_identity(
