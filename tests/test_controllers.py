@@ -7,16 +7,23 @@ import pytest
 
 from rpl_base_controllers import (
     BaseController,
+    ControllerSpec,
     ReactivePickAndPlace,
     ReactivePickAndPlaceConfig,
     ReactivePush,
+    ReactivePushConfig,
     UnknownControllerError,
     available_controllers,
+    controller_config,
     controller_info,
     make_controller,
+    parse_controller_params,
+    register_controller,
+    registry,
 )
 from rpl_base_controllers.base import SequencedController
 from rpl_base_controllers.discrete_mpc_push import UNIT_MOVES
+from rpl_base_controllers.registry import params_from_text
 from rpl_interfaces.params import ParameterError
 from rpl_sim_bridge.layout import FetchObs
 from rpl_sim_bridge.tasks import make_task
@@ -197,6 +204,66 @@ def test_make_controller_checks_task_and_parameters():
         make_controller('reactive_push', push_gain=-1.0)
     controller = make_controller('reactive_pick_and_place', task='pick_and_place', carry_gain=50)
     assert controller.config == ReactivePickAndPlaceConfig(carry_gain=50.0)
+
+
+def test_controllers_declare_typed_parameters_with_their_registered_defaults():
+    params = {p.name: p for p in controller_info('reactive_pick_and_place_calibrated').params}
+    carry = params['carry_gain']
+    assert (carry.kind, carry.default, carry.range) == (float, 10.0, (0.0, 1e3))
+    assert controller_info('reactive_pick_and_place').params[-1].default == 83.0
+    assert controller_info('zero').params == ()
+    mpc = [p.name for p in controller_info('discrete_mpc_push').params]
+    assert 'task' not in mpc and 'expansions' in mpc  # the task comes from the running one
+    assert controller_config('discrete_mpc_push', 'slippery_push').task == 'slippery_push'
+
+
+def test_controller_params_are_parsed_from_text_by_type():
+    assert parse_controller_params('discrete_mpc_push', ['expansions=20', 'push_offset=0.1']) == {
+        'expansions': 20,
+        'push_offset': 0.1,
+    }
+    assert params_from_text('reactive_pick_and_place', 'carry_gain=50, approach_gain=5') == {
+        'carry_gain': 50.0,
+        'approach_gain': 5.0,
+    }
+    assert params_from_text('zero', '') == {}
+    with pytest.raises(ParameterError, match="expansions='2.5' is not an integer"):
+        parse_controller_params('discrete_mpc_push', ['expansions=2.5'])
+    with pytest.raises(ParameterError, match="controller 'zero' has no parameter 'gain'"):
+        params_from_text('zero', 'gain=1')
+    with pytest.raises(ParameterError, match="carry_gain='inf' is not a number"):
+        params_from_text('reactive_pick_and_place', 'carry_gain=inf')
+
+
+def _spec(**changes):
+    fields = {
+        'factory': lambda name, task, config: ReactivePush(config, name=name),
+        'description': 'test',
+        'tasks': ('push',),
+        'config': ReactivePushConfig,
+    }
+    return ControllerSpec(**{**fields, **changes})
+
+
+def test_register_controller_checks_the_declaration():
+    with pytest.raises(ValueError, match="'reactive_push' is already registered"):
+        register_controller('reactive_push', _spec())
+    with pytest.raises(ValueError, match='must name a tuple of the tasks'):
+        register_controller('test_no_tasks', _spec(tasks=()))
+    with pytest.raises(ParameterError, match='unknown parameter'):
+        register_controller('test_bad_default', _spec(defaults={'push_gian': 1.0}))
+    with pytest.raises(ValueError, match='expected a ControllerSpec'):
+        register_controller('test_not_a_spec', object())
+    assert 'test_no_tasks' not in available_controllers()
+
+
+def test_a_factory_that_returns_no_controller_is_refused_by_name():
+    register_controller('test_returns_none', _spec(factory=lambda name, task, config: None))
+    try:
+        with pytest.raises(ValueError, match="'test_returns_none': its factory returned a "):
+            make_controller('test_returns_none')
+    finally:
+        registry._REGISTRY.pop('test_returns_none')
 
 
 # ---------------------------------------------------------- DiscreteMPCPush

@@ -20,6 +20,7 @@ import textwrap
 import numpy as np
 import pytest
 from helpers import LAUNCH, Child, SideNode, plan_rpl_launch, read_json, ros_args, stop_process
+from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import JointState
 
 from rpl_base_controllers.registry import make_controller
@@ -140,6 +141,13 @@ def test_launch_passes_only_the_set_controller_params_to_the_controller_node():
     assert node.parameters['controller_params'] == ''  # the node's files / registered defaults
 
 
+def test_learn_launch_passes_controller_params_to_every_stack():
+    plans = plan_rpl_launch('slippery_push_learn.launch.py', explorers='2', push_gain='4')
+    controllers = [p.node for p in plans if p.node.name == 'base_controller']
+    assert len(controllers) == 3
+    assert {node.parameters['controller_params'] for node in controllers} == {'push_gain=4.0'}
+
+
 @pytest.mark.parametrize(
     ('arguments', 'message'),
     [
@@ -204,6 +212,15 @@ def test_controller_node_answers_with_its_ros_parameter_gain(gain):
             side.spin_until(lambda: bool(answers), 0.05)
             step += 1
         assert answers, 'controller node never answered'
+        client = AsyncParameterClient(side.node, f'{namespace}/base_controller')
+        values = client.get_parameters(['carry_gain'])
+        described = client.describe_parameters(['carry_gain'])
+        assert side.spin_until(lambda: values.done() and described.done(), 10.0)
+        assert values.result().values[0].double_value == 50.0  # what the controller runs with
+        descriptor = described.result().descriptors[0]
+        assert descriptor.read_only  # a runtime change would not be applied: refused
+        limits = descriptor.floating_point_range[0]
+        assert (limits.from_value, limits.to_value) == (0.0, 1000.0)
     finally:
         side.close()
         stop_process(proc)
@@ -236,6 +253,8 @@ def test_list_shows_the_example_controller_and_task(plugin_env):
     assert controllers.returncode == 0 and controllers.stderr == '', controllers.stderr
     line = next(x for x in controllers.stdout.splitlines() if x.startswith(EXAMPLE))
     assert 'tasks: push, slippery_push, icy_push;' in line
+    assert 'parameters: gain=10.0, push_offset=0.06; plug-in: entry point ' in line
+    assert 'from rpl-example-controller 0.1.0' in line
     tasks = _run([*RPL, 'list', 'tasks'], plugin_env)
     assert any(x.startswith('icy_push ') for x in tasks.stdout.splitlines()), tasks.stdout
 

@@ -46,7 +46,12 @@ from rpl_base_controllers.registry import (
     params_from_text,
 )
 from rpl_interfaces import contract
-from rpl_interfaces.base_node import RplNode, run_node
+from rpl_interfaces.base_node import (
+    RplNode,
+    constraints_text,
+    parameter_descriptor,
+    run_node,
+)
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_interfaces.params import describe
@@ -122,23 +127,29 @@ class ControllerNode(RplNode):
         )
 
     def _declare_controller_params(self, name: str) -> dict[str, Any]:
-        """Declare the controller's typed parameters; their checked values by name."""
+        """Declare the controller's typed parameters (read-only, with their ROS ranges, as
+        :meth:`declare_config` does); ``controller_params`` overrides them. Returns the
+        checked values by name."""
         given = params_from_text(name, self.config.controller_params)
-        values = {}
+        values, fields = {}, {}
         for param in controller_info(name).params:
-            limits = [f'range {list(param.range)}'] if param.range else []
-            limits += [f'one of {list(param.choices)}'] if param.choices else []
-            descriptor = ParameterDescriptor(
-                description=f'{name}: {param.description}',
-                additional_constraints='; '.join(limits),
+            meta = {'description': f'{name}: {param.description}'}
+            meta.update(
+                {k: v for k, v in (('range', param.range), ('choices', param.choices)) if v}
             )
-            values[param.name] = self.declare_parameter(
-                param.name, param.default, descriptor
-            ).value
+            fields[param.name] = dataclasses.field(default=param.default, metadata=meta)
+            text = ParameterDescriptor(
+                description=meta['description'], additional_constraints=constraints_text(meta)
+            )
+            values[param.name] = self.declare_parameter(param.name, param.default, text).value
         values.update(given)
         controller_config(name, self.config.task or None, **values)  # checked before any message
         # What the controller runs with is what `ros2 param get` shows.
         self.set_parameters([Parameter(key, value=value) for key, value in given.items()])
+        for key, field in fields.items():
+            descriptor = parameter_descriptor(field)
+            descriptor.type = self.describe_parameter(key).type
+            self.set_descriptor(key, descriptor)
         return values
 
     def _bind_task(self, task: str) -> _Bound:

@@ -129,13 +129,20 @@ def task_lines() -> list[str]:
 
 
 def controller_lines() -> list[str]:
-    """One line per registered controller: name, the tasks it suits, description."""
+    """One line per registered controller: name, the tasks it suits, description, its
+    parameters with their defaults (``rpl eval --controller-param``, launch arguments), and
+    for a plug-in the entry point it came from."""
     from rpl_base_controllers.registry import available_controllers, controller_info
 
     lines = []
     for name in available_controllers():
         info = controller_info(name)
-        lines.append(f'{name:24} tasks: {", ".join(info.tasks)}; {info.description}')
+        params = ', '.join(f'{p.name}={p.default}' for p in info.params) or 'none'
+        source = '' if info.source == 'built-in' else f'; plug-in: {info.source}'
+        lines.append(
+            f'{name:24} tasks: {", ".join(info.tasks)}; {info.description}; '
+            f'parameters: {params}{source}'
+        )
     return lines
 
 
