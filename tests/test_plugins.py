@@ -27,6 +27,7 @@ from rpl_base_controllers.registry import make_controller
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import qos_profile
 from rpl_interfaces.codec import StampedVector, decode, encode
+from rpl_interfaces.contract import EpisodeResult
 from rpl_sim_bridge.bridge import observation_layout
 from rpl_sim_bridge.layout import FetchObs
 from rpl_sim_bridge.tasks import task_spec
@@ -312,3 +313,97 @@ def test_stack_launch_runs_the_example_controller(plugin_env, tmp_path, monkeypa
     data = read_json(output)
     assert data['summary']['episodes'] == 1, runner.output()
     assert set(data['base_actions']['tags']) == {EXAMPLE}
+
+
+# A controller written outside the project: plain rclpy and sensor_msgs, no RPL import; it
+# follows the README's checklist ("Your own controller and robot"), as one in C++ would.
+FOREIGN_CONTROLLER = """
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+
+ACTION = ['dx', 'dy', 'dz', 'gripper']
+
+
+class Foreign(Node):
+    def __init__(self):
+        super().__init__('foreign_controller')
+        latched = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        volatile = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.create_publisher(JointState, 'base_action', latched)
+        self.create_subscription(JointState, 'observation', self.on_observation, volatile)
+        self.last = (None, None)  # (episode, step), action: a re-send gets the same answer
+
+    def on_observation(self, msg):
+        key = (msg.position[0], msg.position[1])
+        if key != self.last[0]:
+            obs = dict(zip(msg.name, msg.position))
+            move = [obs['object_pos.' + a] - obs['grip_pos.' + a] for a in 'xyz']
+            self.last = (key, [max(-1.0, min(1.0, 10.0 * m)) for m in move] + [0.0])
+        out = JointState()
+        out.header.stamp = self.get_clock().now().to_msg()
+        out.header.frame_id = 'foreign'
+        out.name = ['episode', 'step', *ACTION]
+        out.position = [*key, *self.last[1]]
+        self.pub.publish(out)
+
+
+rclpy.init()
+try:
+    rclpy.spin(Foreign())
+except KeyboardInterrupt:
+    pass
+"""
+
+
+def _episode_result(msg: JointState) -> EpisodeResult:
+    vec = decode(msg, contract.EPISODE_FIELDS)
+    return EpisodeResult.from_vector(vec.episode, vec.values)
+
+
+@pytest.mark.integration
+def test_a_controller_outside_the_project_that_follows_the_checklist_runs_the_stack(repo_root):
+    namespace = f'/rpl_test_foreign_{os.getpid()}'
+    config = repo_root / 'config'
+    side = SideNode('probe', namespace)
+    results: list[EpisodeResult] = []
+    side.node.create_subscription(
+        JointState,
+        contract.EPISODE,
+        lambda msg: results.append(_episode_result(msg)),
+        qos_profile(contract.TOPIC_QOS[contract.EPISODE]),
+    )
+    residual = subprocess.Popen(
+        [
+            os.path.join(BIN, 'residual_node'),
+            *ros_args(namespace, params_file=config / 'residual_node.yaml'),
+        ]
+    )
+    foreign = subprocess.Popen(
+        [sys.executable, '-c', FOREIGN_CONTROLLER, '--ros-args', '-r', f'__ns:={namespace}']
+    )
+    sim = subprocess.Popen(
+        [
+            os.path.join(BIN, 'sim_bridge_node'),
+            *ros_args(
+                namespace,
+                'task:=push',
+                'episodes:=1',
+                'seed:=3',
+                params_file=config / 'sim_bridge.yaml',
+            ),
+        ]
+    )
+    try:
+        assert side.spin_until(lambda: sim.poll() is not None, 60.0), 'sim did not finish'
+        assert sim.returncode == 0
+        side.spin_until(lambda: bool(results), 5.0)
+    finally:
+        side.close()
+        for proc in (sim, foreign, residual):
+            stop_process(proc)
+    assert len(results) == 1
+    # Every step got the foreign controller's action through the residual node.
+    assert (results[0].steps, results[0].fallback_base, results[0].fallback_zero) == (50, 0, 0)
