@@ -298,7 +298,7 @@ def test_non_finite_residual_and_inference_error_give_the_base_action(tmp_path):
 
 
 def test_scale_and_limit_reach_the_command(model_path):
-    config = {'residual_scale': 0.5, 'residual_limit': 0.1}
+    config = {'residual_gain': 0.5, 'residual_limit': 0.1}
     mixer = make_mixer(model_path, **config)
     decision = step(mixer, 0, 0)
     command, applied = expected_command(config=ResidualConfig(**config))
@@ -349,7 +349,7 @@ def test_exploration_off_keeps_the_commands_bit_identical(model_path):
 def test_explore_random_one_gives_uniform_residuals_and_bounded_commands(model_path):
     config = {
         'residual_limit': 1.5,
-        'residual_scale': 0.8,
+        'residual_gain': 0.8,
         'action_low': -0.8,
         'action_high': 0.6,
         'explore_random': 1.0,
@@ -365,7 +365,7 @@ def test_explore_random_one_gives_uniform_residuals_and_bounded_commands(model_p
         np.testing.assert_array_equal(d.command, np.clip(base + d.residual, -0.8, 0.6))
         _, model_applied = mix(base, mixer.actor(obs, goal), mixer.config)
         assert np.all(d.residual != model_applied)
-    # residual_scale * uniform(-1.5, 1.5): within +-1.2, mean 0, std 1.2 / sqrt(3).
+    # residual_gain * uniform(-1.5, 1.5): within +-1.2, mean 0, std 1.2 / sqrt(3).
     assert np.all(np.abs(residuals) <= 0.8 * 1.5)
     assert abs(residuals.mean()) < 0.06
     assert abs(residuals.std() - 1.2 / np.sqrt(3)) < 0.04

@@ -11,7 +11,9 @@ from test_onnx_actor import GOAL_DIM, OBS_DIM, known_weights, linear_model
 
 from rpl_interfaces.params import ParameterError, build_config
 from rpl_residual_node.mixing import (
+    RENAMED_PARAMETERS,
     ResidualConfig,
+    check_renamed,
     clamp_residual,
     explore_residual,
     mix,
@@ -22,7 +24,7 @@ from rpl_residual_node.policy import ResidualPolicy
 
 
 def test_mix_clamps_scales_adds_and_clips():
-    config = ResidualConfig(residual_scale=0.5, residual_limit=1.0)
+    config = ResidualConfig(residual_gain=0.5, residual_limit=1.0)
     base = np.array([0.2, -0.9, 0.0, 0.9])
     residual = np.array([0.4, -3.0, 5.0, 0.6])
     command, applied = mix(base, residual, config)
@@ -40,7 +42,7 @@ def test_default_config_is_the_papers_full_override():
     np.testing.assert_allclose(command, np.full(4, 0.5))
 
 
-@pytest.mark.parametrize('field', ['residual_scale', 'residual_limit'])
+@pytest.mark.parametrize('field', ['residual_gain', 'residual_limit'])
 def test_zero_scale_or_limit_gives_the_base(field):
     config = dataclasses.replace(ResidualConfig(), **{field: 0.0})
     base = np.array([0.3, -0.2, 1.5, -4.0])
@@ -66,7 +68,7 @@ def test_safe_action_is_zero():
 @pytest.mark.parametrize(
     ('values', 'match'),
     [
-        ({'residual_scale': 2.5}, 'outside'),
+        ({'residual_gain': 2.5}, 'outside'),
         ({'residual_limit': -0.1}, 'outside'),
         ({'action_low': 0.0, 'action_high': 0.0}, 'must be below'),
         ({'sync_timeout_s': 0.0}, 'outside'),
@@ -87,6 +89,24 @@ def test_yaml_defaults_match_the_dataclass(repo_root):
     params = data['/**']['ros__parameters']
     assert set(params) == {f.name for f in dataclasses.fields(ResidualConfig)}
     assert build_config(ResidualConfig, params) == ResidualConfig()
+
+
+def test_the_gains_old_name_is_refused_with_the_new_name():
+    check_renamed({'residual_scale': None})  # not given: nothing to refuse
+    with pytest.raises(ParameterError) as caught:
+        check_renamed({'residual_scale': 0.5})
+    text = str(caught.value)
+    assert "'residual_scale' was renamed to 'residual_gain'" in text
+    assert 'set residual_gain:=0.5 instead' in text and '\n' not in text
+    assert set(RENAMED_PARAMETERS.values()) <= {f.name for f in dataclasses.fields(ResidualConfig)}
+    assert not set(RENAMED_PARAMETERS) & {f.name for f in dataclasses.fields(ResidualConfig)}
+
+
+@pytest.mark.parametrize('stack', ['push', 'pick_and_place', 'slippery_push'])
+def test_stack_files_set_only_residual_node_parameters(repo_root, stack):
+    data = yaml.safe_load((repo_root / 'config' / f'{stack}.yaml').read_text())
+    params = data['/**/residual_node']['ros__parameters']
+    assert build_config(ResidualConfig, params).residual_gain == 1.0
 
 
 # ------------------------------------------------------------------------- exploration
@@ -162,7 +182,7 @@ def _inputs(n: int, seed: int = 0):
 
 
 def test_policy_applies_the_same_rule_as_mix(tmp_path):
-    config = ResidualConfig(residual_scale=0.7, residual_limit=0.5)
+    config = ResidualConfig(residual_gain=0.7, residual_limit=0.5)
     policy = ResidualPolicy.from_file(str(linear_model(tmp_path / 'a.onnx')), config)
     obs, goal, base = _inputs(6)
     residual = np.concatenate([obs, goal], axis=1) @ known_weights().T

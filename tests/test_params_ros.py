@@ -29,7 +29,7 @@ def residual_node(tmp_path):
     log = tmp_path / 'node.log'
     with open(log, 'wb') as out:
         proc = subprocess.Popen(
-            [str(NODE_EXE), *ros_args(namespace, 'residual_scale:=1.5', 'explore_seed:=7')],
+            [str(NODE_EXE), *ros_args(namespace, 'residual_gain:=1.5', 'explore_seed:=7')],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -51,7 +51,7 @@ def _call(side: SideNode, future):
 
 def test_the_ranges_are_ros_ranges_and_every_parameter_is_read_only(residual_node):
     side, client = residual_node
-    names = ['residual_scale', 'explore_seed', 'model_path']
+    names = ['residual_gain', 'explore_seed', 'model_path']
     described = _call(side, client.describe_parameters(names)).descriptors
     scale, seed, model = described
     assert [(r.from_value, r.to_value) for r in scale.floating_point_range] == [(0.0, 2.0)]
@@ -66,9 +66,9 @@ def test_the_ranges_are_ros_ranges_and_every_parameter_is_read_only(residual_nod
 @pytest.mark.parametrize(
     'parameter',
     [
-        Parameter('residual_scale', value=5.0),  # outside [0, 2]
+        Parameter('residual_gain', value=5.0),  # outside [0, 2]
         Parameter('explore_seed', value=-2),  # outside [0, 2**63 - 1]
-        Parameter('residual_scale', value=0.5),  # inside the range: still not applied
+        Parameter('residual_gain', value=0.5),  # inside the range: still not applied
         Parameter('model_path', value='/tmp/other.onnx'),
     ],
     ids=lambda p: f'{p.name}={p.value}',

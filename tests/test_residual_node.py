@@ -309,7 +309,13 @@ def test_node_explores_only_on_model_steps(tmp_path, driver):
 @pytest.mark.parametrize(
     ('param', 'line'),
     [
-        ('residual_scale:=5.0', "'residual_scale' = 5.0 is outside [0.0, 2.0]"),
+        ('residual_gain:=5.0', "'residual_gain' = 5.0 is outside [0.0, 2.0]"),
+        (
+            'residual_scale:=1.5',
+            "parameter 'residual_scale' was renamed to 'residual_gain' (the gain on the "
+            "clamped residual; 'residual_scale' now names only the model's scale inside its "
+            'graph): set residual_gain:=1.5 instead',
+        ),
         ('explore_noise:=1.5', "'explore_noise' = 1.5 is outside [0.0, 1.0]"),
         ('explore_seed:=-2', "'explore_seed' = -2 is outside [0, 9223372036854775807]"),
     ],
@@ -320,6 +326,24 @@ def test_out_of_range_parameter_exits_with_one_clear_line(tmp_path, param, line)
     text = log.read_text()
     assert line in text
     assert 'Traceback' not in text
+
+
+def test_a_parameter_file_with_the_gains_old_name_is_refused(tmp_path):
+    # A user's launch file or YAML written before the rename: refused, not silently ignored.
+    params = tmp_path / 'old.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    residual_scale: 0.5\n')
+    log = tmp_path / 'node.log'
+    with open(log, 'wb') as out:
+        proc = subprocess.Popen(
+            [str(NODE_EXE), *ros_args(NAMESPACE, params_file=params)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    assert proc.wait(timeout=20) == 2
+    text = log.read_text()
+    assert "'residual_scale' was renamed to 'residual_gain'" in text
+    assert 'set residual_gain:=0.5 instead' in text and 'Traceback' not in text
+    assert len(text.strip().splitlines()) == 1, text
 
 
 def _model_for(tmp_path: pathlib.Path, task: str, controller: str) -> pathlib.Path:

@@ -2,13 +2,16 @@
 
 The executed command is::
 
-    command = clip(base + residual_scale * clamp(residual, -residual_limit, +residual_limit),
+    command = clip(base + residual_gain * clamp(residual, -residual_limit, +residual_limit),
                    action_low, action_high)
 
-With ``residual_scale = 1`` and ``residual_limit = 2`` on actions in [-1, 1] this is the
-paper's ``clip(base + 2 tanh(f(s, g)), -1, 1)`` (the ``2 tanh`` lives inside the ONNX graph):
-the residual may fully override the base. ``residual_limit = 0`` or ``residual_scale = 0``
-turn the residual off without unloading the model.
+With ``residual_gain = 1`` and ``residual_limit = 2`` on actions in [-1, 1] this is the
+paper's ``clip(base + 2 tanh(f(s, g)), -1, 1)``: the ``2`` is the model's
+``residual_scale``, inside the ONNX graph (its metadata names it), so the residual may fully
+override the base. ``residual_limit = 0`` or ``residual_gain = 0`` turn the residual off
+without unloading the model. The gain was called ``residual_scale`` before; that name now
+means only the scale inside the graph, and a node given it is refused
+(:data:`RENAMED_PARAMETERS`).
 
 Exploration (learning stacks only; off by default, as deployment needs). When a validated
 model produced a finite residual, :func:`explore_residual` may perturb it before the rule
@@ -24,10 +27,34 @@ recovers it from ``command - base`` as for any other step. Fallbacks never explo
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from rpl_interfaces.params import ParameterError, describe
+
+# Parameters of the residual node that were renamed: old name -> new name. A launch file or
+# parameter file that still sets an old name is refused at start (not silently ignored).
+RENAMED_PARAMETERS = {'residual_scale': 'residual_gain'}
+
+
+def check_renamed(given: Mapping[str, Any]) -> None:
+    """Refuse a renamed parameter that was given a value.
+
+    Args:
+        given: Value of each old name of :data:`RENAMED_PARAMETERS`; ``None`` = not set.
+
+    Raises:
+        ParameterError: One line naming the old parameter and its new name.
+    """
+    for old, new in RENAMED_PARAMETERS.items():
+        if given.get(old) is not None:
+            raise ParameterError(
+                f'parameter {old!r} was renamed to {new!r} (the gain on the clamped residual; '
+                f"{old!r} now names only the model's scale inside its graph): "
+                f'set {new}:={given[old]!r} instead'
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +75,13 @@ class ResidualConfig:
             'refused always'
         ),
     )
-    residual_scale: float = dataclasses.field(
+    residual_gain: float = dataclasses.field(
         default=1.0,
-        metadata=describe('Gain on the clamped residual (action units)', range=(0.0, 2.0)),
+        metadata=describe(
+            'Gain on the clamped residual at deployment (1.0 = the model as trained; the '
+            "model's own residual_scale is inside its graph)",
+            range=(0.0, 2.0),
+        ),
     )
     residual_limit: float = dataclasses.field(
         default=2.0,
@@ -148,14 +179,14 @@ def clamp_residual(residual: np.ndarray, config: ResidualConfig) -> np.ndarray:
 
     Args:
         residual: Actor output in action units, shape (..., action_dim).
-        config: Supplies ``residual_limit`` and ``residual_scale``.
+        config: Supplies ``residual_limit`` and ``residual_gain``.
 
     Returns:
-        ``residual_scale * clamp(residual, -residual_limit, residual_limit)``, float64,
+        ``residual_gain * clamp(residual, -residual_limit, residual_limit)``, float64,
         same shape.
     """
     limit = config.residual_limit
-    return config.residual_scale * np.clip(np.asarray(residual, dtype=np.float64), -limit, limit)
+    return config.residual_gain * np.clip(np.asarray(residual, dtype=np.float64), -limit, limit)
 
 
 def mix(
@@ -166,7 +197,7 @@ def mix(
     Args:
         base_action: Base controller action, shape (..., action_dim), finite.
         residual: Actor output in action units, shape (..., action_dim), finite.
-        config: Scale, limit and action bounds.
+        config: Gain, limit and action bounds.
 
     Returns:
         ``(command, applied)``: the command clipped to ``[action_low, action_high]`` and the

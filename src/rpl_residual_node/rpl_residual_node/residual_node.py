@@ -14,7 +14,9 @@ and validated in a background thread (see :mod:`rpl_residual_node.model_reload`)
 that runs, a short timer looks for the result and swaps the model in on this (the
 executor's) thread.
 
-Run: ``residual_node --ros-args -p model_path:=/path/actor.onnx -p residual_scale:=1.0``.
+Run: ``residual_node --ros-args -p model_path:=/path/actor.onnx -p residual_gain:=1.0``.
+The gain's old name ``residual_scale`` is refused at start with one line naming the new one
+(see :data:`rpl_residual_node.mixing.RENAMED_PARAMETERS`).
 A learning stack adds ``-p explore_noise:=0.2 -p explore_random:=0.3 -p explore_seed:=1``
 (exploration on the model's residual; see :mod:`rpl_residual_node.mixing`).
 """
@@ -27,6 +29,7 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
@@ -43,7 +46,7 @@ from rpl_residual_node.mixer import (
     ReloadEvent,
     ResidualMixer,
 )
-from rpl_residual_node.mixing import ResidualConfig
+from rpl_residual_node.mixing import RENAMED_PARAMETERS, ResidualConfig, check_renamed
 from rpl_residual_node.model_reload import TOO_LARGE
 
 MALFORMED_OBSERVATION = 'malformed_observation'
@@ -65,6 +68,7 @@ class ResidualNode(RplNode):
 
     def __init__(self) -> None:
         super().__init__('residual_node')
+        check_renamed({old: self._given_value(old) for old in RENAMED_PARAMETERS})
         self.config = self.declare_config(ResidualConfig)
         self._throttle = LogThrottle(LOG_THROTTLE_S)
         self.mixer = ResidualMixer(
@@ -158,6 +162,13 @@ class ResidualNode(RplNode):
         self.publish_diagnostics(self._diagnostics_pub, level, message, values)
 
     # ------------------------------------------------------------------ helpers
+    def _given_value(self, name: str):
+        """The value given at start to a parameter this node does not have, or None."""
+        any_type = ParameterDescriptor(dynamic_typing=True)
+        value = self.declare_parameter(name, None, any_type).value
+        self.undeclare_parameter(name)
+        return value
+
     def _publish(self, decision: Decision | None, received: float) -> None:
         if decision is None:
             return
