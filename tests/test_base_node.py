@@ -155,3 +155,64 @@ def test_the_trainer_node_stops_on_sigint_without_rosout_failure_or_adroit_notic
     assert '(shutdown;' in output, output  # the checkpoint line logged at shutdown
     assert ROSOUT_FAILURE not in output, output
     assert 'Adroit' not in output, output
+
+
+def test_an_unknown_executor_is_one_line_and_exit_code_2():
+    env = dict(os.environ, RPL_EXECUTOR='fast')
+    done = subprocess.run(_probe(), capture_output=True, text=True, timeout=30, env=env)
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode == 2, output
+    assert output.splitlines()[-1] == (
+        "[probe] error: RPL_EXECUTOR='fast' is not one of ['events', 'single']"
+    )
+
+
+@pytest.mark.parametrize('executor', ['events', 'single'])
+def test_each_executor_runs_the_timers_and_stops_on_sigterm(executor):
+    env = dict(os.environ, RPL_EXECUTOR=executor)
+    done = subprocess.run(
+        _probe('behaviour:=exit'), capture_output=True, text=True, timeout=30, env=env
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    proc = subprocess.Popen(
+        _probe(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        assert proc.stdout.readline().strip() == 'ready'
+        code = stop_process(proc, signal.SIGTERM, timeout_s=10)
+        output = proc.stdout.read()
+    finally:
+        stop_process(proc, signal.SIGKILL)
+    assert code == 0, output
+    assert 'stopping after' in output and ROSOUT_FAILURE not in output, output
+
+
+INFO_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from std_msgs.msg import String
+    from rpl_interfaces.base_node import RplNode, run_node
+
+    class Listener(RplNode):  # a callback(msg, info), like the trainer node's
+        def __init__(self):
+            super().__init__('listener')
+            self.pub = self.create_publisher(String, 'chatter', 10)
+            self.create_subscription(String, 'chatter', self.on_message, 10)
+            self.create_timer(0.05, lambda: self.pub.publish(String(data='hi')))
+
+        def on_message(self, msg, info):
+            print('heard', msg.data, info['source_timestamp'] > 0, flush=True)
+            self.request_exit(4)
+
+    sys.exit(run_node(Listener, sys.argv[1:]))
+    """
+)
+
+
+def test_a_node_with_message_info_callbacks_runs_under_the_events_default():
+    # rclpy 9.1's EventsExecutor fails on them: run_node spins such a node single-threaded.
+    env = dict(os.environ, RPL_EXECUTOR='events')
+    cmd = [sys.executable, '-c', INFO_SCRIPT, *ros_args(f'/listener_{os.getpid()}')]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert 'heard hi True' in done.stdout

@@ -26,6 +26,7 @@ from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
@@ -223,27 +224,42 @@ STOP_POLL_S = 0.1  # s: how soon a SIGINT / SIGTERM / exit request ends the spin
 TRACEBACK_ENV = 'RPL_TRACEBACK'  # set to 1 for the traceback of a failed callback
 EXECUTOR_ENV = 'RPL_EXECUTOR'  # which rclpy executor run_node spins: one of EXECUTORS
 EXECUTORS = ('events', 'single')
-DEFAULT_EXECUTOR = 'single'
+# The EventsExecutor runs the 3-node lockstep loop 1.6-2.2x as fast as the
+# SingleThreadedExecutor (benchmarks/loop_throughput.py, README: ROS loop speed).
+DEFAULT_EXECUTOR = 'events'
 
 
-def make_executor(kind: str | None = None) -> Executor:
-    """The executor :func:`run_node` spins: ``'events'`` (rclpy's EventsExecutor, callbacks
-    dispatched from rmw events in C++) or ``'single'`` (the SingleThreadedExecutor, which
-    rebuilds a wait set on every spin).
-
-    Args:
-        kind: One of :data:`EXECUTORS`; default: the ``RPL_EXECUTOR`` environment variable,
-            else :data:`DEFAULT_EXECUTOR`.
+def executor_kind() -> str:
+    """The executor named by ``RPL_EXECUTOR`` (default :data:`DEFAULT_EXECUTOR`).
 
     Raises:
-        ValueError: ``kind`` is not one of :data:`EXECUTORS`.
+        ValueError: The name is not one of :data:`EXECUTORS`.
     """
-    kind = kind or os.environ.get(EXECUTOR_ENV) or DEFAULT_EXECUTOR
-    if kind == 'events':
-        return EventsExecutor()
-    if kind == 'single':
-        return SingleThreadedExecutor()
-    raise ValueError(f'{EXECUTOR_ENV}={kind!r} is not one of {list(EXECUTORS)}')
+    kind = os.environ.get(EXECUTOR_ENV) or DEFAULT_EXECUTOR
+    if kind not in EXECUTORS:
+        raise ValueError(f'{EXECUTOR_ENV}={kind!r} is not one of {list(EXECUTORS)}')
+    return kind
+
+
+def takes_message_info(node: Node) -> bool:
+    """Whether a subscription of ``node`` has a ``callback(msg, info)``: rclpy 9.1's
+    EventsExecutor fails on those (SystemError: null argument to internal routine)."""
+    with_info = Subscription.CallbackType.WithMessageInfo
+    return any(getattr(s, '_callback_type', None) == with_info for s in node.subscriptions)
+
+
+def make_executor(kind: str, node: Node) -> Executor:
+    """The executor :func:`run_node` spins ``node`` with: ``'events'`` (rclpy's
+    EventsExecutor: callbacks dispatched from middleware events in C++; the
+    SingleThreadedExecutor instead for a node with message-info callbacks, see
+    :func:`takes_message_info`) or ``'single'`` (the SingleThreadedExecutor, which builds a
+    wait set in Python on every turn)."""
+    if kind == 'events' and not takes_message_info(node):
+        executor = EventsExecutor()
+    else:
+        executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    return executor
 
 
 class _StopSignals:
@@ -304,8 +320,9 @@ def run_node(
     type/value exceptions) is one line and exit code 2; an exception raised later by a
     callback is a runtime failure: one line naming the node, the exception and where it
     was raised, exit code 1 (the traceback too if ``RPL_TRACEBACK=1``). A node ends itself
-    with :meth:`RplNode.request_exit`. The executor is :func:`make_executor`'s (environment
-    variable ``RPL_EXECUTOR``); an unknown name is an error at start, exit code 2.
+    with :meth:`RplNode.request_exit`. The executor is :func:`make_executor`'s, named by the
+    environment variable ``RPL_EXECUTOR`` (``events``, the default, or ``single``); an
+    unknown name is an error at start, exit code 2.
 
     Args:
         factory: Builds the node (after ``rclpy.init``).
@@ -322,12 +339,12 @@ def run_node(
     code = 0
     try:
         try:
-            executor = make_executor()
+            kind = executor_kind()
             node = factory()
         except _START_ERRORS as exc:  # includes ParameterError: one clear line
             print(f'[{name or _factory_name(factory)}] error: {exc}', flush=True)
             return 2
-        executor.add_node(node)
+        executor = make_executor(kind, node)
         signals.spinning = True
         while rclpy.ok() and signals.received is None:
             executor.spin_once(timeout_sec=STOP_POLL_S)

@@ -2,8 +2,9 @@
 
 Each dataclass field may carry ``metadata={'description': ..., 'range': (lo, hi),
 'choices': (...)}``. Nodes declare exactly these fields as ROS parameters (see
-:mod:`rpl_interfaces.base_node`) and build the dataclass with :func:`build_config`, which
-gives one clear error per bad value. Pure Python: no rclpy.
+:meth:`rpl_interfaces.base_node.RplNode.declare_config`: read-only, the range as the
+descriptor's ``FloatingPointRange`` / ``IntegerRange``) and build the dataclass with
+:func:`build_config`, which gives one clear error per bad value. Pure Python: no rclpy.
 """
 
 from __future__ import annotations
