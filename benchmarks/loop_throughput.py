@@ -7,12 +7,16 @@ Measured in the same run, so that the ratio means something on a shared machine:
 * 3-node lockstep: slippery_push.launch.py (sim bridge, base controller, residual node as
   separate processes talking over DDS, plus the episode monitor: ``monitor:=true``) run by
   the project's launch runner, timed by the header stamps of the episode results
-  (start-up excluded: from the end of episode 0 to the end of the last episode).
+  (start-up excluded: from the end of episode 0 to the end of the last episode), once per
+  rclpy executor the nodes spin (``RPL_EXECUTOR``: ``single`` = SingleThreadedExecutor,
+  ``events`` = rclpy's EventsExecutor), the executors taking turns ``--repeats`` times so
+  that a change in the machine's load falls on both.
 
 Target: >= 150 steps/s for the 3-node loop. Prints a table, writes
 results/loop_throughput.json and results/loop_throughput.png.
 
-Run: ``.venv/bin/python benchmarks/loop_throughput.py [--episodes 20] [--steps 2000]``
+Run: ``.venv/bin/python benchmarks/loop_throughput.py [--episodes 20] [--steps 2000]
+[--executors single,events] [--repeats 1]``
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 from rpl_base_controllers.registry import make_controller
 from rpl_bringup import launch_runner
 from rpl_bringup.supervisor import Supervisor
+from rpl_interfaces.base_node import EXECUTOR_ENV, EXECUTORS
 from rpl_sim_bridge.tasks import make_task
 
 TASK = 'slippery_push'
@@ -66,8 +71,9 @@ def in_process_rates(controller: str, steps: int, seed: int) -> dict[str, float]
     }
 
 
-def stack_rate(controller: str, episodes: int, seed: int) -> dict[str, object]:
-    """Run the 3-node stack in lockstep for ``episodes`` episodes; rate from result stamps."""
+def stack_rate(controller: str, episodes: int, seed: int, executor: str) -> dict[str, object]:
+    """Run the 3-node stack in lockstep for ``episodes`` episodes, every node spinning the
+    rclpy ``executor``; rate from result stamps."""
     launch_runner.apply_dds_defaults(os.environ)
     namespace = f'/bench_loop_{os.getpid()}'
     path = launch_runner.locate_launch_file('rpl_bringup', f'{TASK}.launch.py')
@@ -85,7 +91,8 @@ def stack_rate(controller: str, episodes: int, seed: int) -> dict[str, object]:
     plans = launch_runner.plan_launch_file(path, arguments, force_shim=True)
     plans = [dataclasses.replace(p, output='log') for p in plans]
     lines: list[str] = []
-    code = Supervisor(plans, write=lines.append, log_dir=log_dir).run()
+    env = {**os.environ, EXECUTOR_ENV: executor}
+    code = Supervisor(plans, write=lines.append, log_dir=log_dir, env=env).run()
     if code != 0 or not os.path.isfile(output):
         sys.exit(f'stack run failed (exit {code}); logs in {log_dir}:\n' + '\n'.join(lines))
     with open(output) as f:
@@ -96,7 +103,9 @@ def stack_rate(controller: str, episodes: int, seed: int) -> dict[str, object]:
     steps = np.array([r['steps'] for r in records])
     per_episode = steps[1:] / np.diff(stamps)
     return {
+        'executor': executor,
         'steps_per_s': float(steps[1:].sum() / (stamps[-1] - stamps[0])),
+        'seconds': float(stamps[-1] - stamps[0]),
         'per_episode_steps_per_s': per_episode.tolist(),
         'episodes_timed': len(records) - 1,
         'fallback_base': int(sum(r['fallback_base'] for r in records)),
@@ -106,35 +115,55 @@ def stack_rate(controller: str, episodes: int, seed: int) -> dict[str, object]:
 
 
 def plot(result: dict, path: pathlib.Path) -> None:
-    """Bar chart of the three rates with the target line."""
+    """Bar chart of the in-process rates and of the 3-node rate per executor, with the target."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    labels = [
-        'task step\n(in-process)',
-        'task + controller\n(in-process)',
-        '3-node lockstep\n(DDS)',
-    ]
+    labels = ['task step\n(in-process)', 'task + controller\n(in-process)']
     values = [
         result['in_process']['env_only_steps_per_s'],
         result['in_process']['env_and_controller_steps_per_s'],
-        result['stack']['steps_per_s'],
     ]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.bar(labels, values, color=['#9aa', '#699', '#c63'])
-    per_episode = result['stack']['per_episode_steps_per_s']
-    ax.scatter([2] * len(per_episode), per_episode, s=8, color='k', zorder=3, label='per episode')
+    for executor, stack in result['stack'].items():
+        labels.append(f'3-node lockstep\n(DDS, {executor})')
+        values.append(stack['steps_per_s'])
+    fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(values), 4))
+    ax.bar(labels, values, color=['#9aa', '#699'] + ['#c63', '#36c'] * len(result['stack']))
+    for i, stack in enumerate(result['stack'].values(), start=2):
+        per_episode = [v for run in stack['runs'] for v in run['per_episode_steps_per_s']]
+        ax.scatter([i] * len(per_episode), per_episode, s=8, color='k', zorder=3)
     ax.axhline(TARGET_STEPS_PER_S, color='r', ls='--', label=f'target {TARGET_STEPS_PER_S:.0f}')
     for i, v in enumerate(values):
         ax.text(i, v, f'{v:.0f}', ha='center', va='bottom')
-    ax.set_ylabel('steps / s')
+    ax.set_ylabel('steps / s (dots: per episode)')
     ax.set_title(f'{TASK} loop throughput ({result["controller"]}, one machine)')
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _executors(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(',') if name.strip()]
+    unknown = sorted(set(names) - set(EXECUTORS))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f'{text!r}: expected a comma list of {list(EXECUTORS)}')
+    return names
+
+
+def _summary(runs: list[dict]) -> dict[str, object]:
+    """One executor's runs: the rate over all timed episodes of all runs, and the runs."""
+    steps = sum(r['steps_per_s'] * r['seconds'] for r in runs)
+    seconds = sum(r['seconds'] for r in runs)
+    return {
+        'steps_per_s': steps / seconds,
+        'episodes_timed': sum(r['episodes_timed'] for r in runs),
+        'fallback_base': sum(r['fallback_base'] for r in runs),
+        'fallback_zero': sum(r['fallback_zero'] for r in runs),
+        'runs': runs,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,40 +172,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--steps', type=int, default=2000, help='in-process steps')
     parser.add_argument('--controller', default='reactive_push')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--executors',
+        type=_executors,
+        default=list(EXECUTORS),
+        help=f'comma list of rclpy executors the nodes spin, compared in this run {EXECUTORS}',
+    )
+    parser.add_argument('--repeats', type=int, default=1, help='stack runs per executor')
     parser.add_argument('--out', default=str(RESULTS / 'loop_throughput'), help='path stem')
     args = parser.parse_args(argv)
     if args.episodes < 2:
         parser.error('--episodes must be at least 2 (episode 0 includes start-up)')
+    if args.repeats < 1:
+        parser.error('--repeats must be at least 1')
 
+    load_before = os.getloadavg()
     in_process = in_process_rates(args.controller, args.steps, args.seed)
-    stack = stack_rate(args.controller, args.episodes, args.seed)
+    runs: dict[str, list[dict]] = {executor: [] for executor in args.executors}
+    for _ in range(args.repeats):
+        for executor in args.executors:  # taking turns: a load change falls on each
+            runs[executor].append(stack_rate(args.controller, args.episodes, args.seed, executor))
+    stack = {executor: _summary(executor_runs) for executor, executor_runs in runs.items()}
+    rate = in_process['env_and_controller_steps_per_s']
     result = {
         'task': TASK,
         'controller': args.controller,
         'cpu_count': os.cpu_count(),
+        'load_average_1_5_15_min': {'before': load_before, 'after': os.getloadavg()},
         'in_process': in_process,
         'stack': stack,
-        'ratio_stack_to_in_process': stack['steps_per_s']
-        / in_process['env_and_controller_steps_per_s'],
+        'ratio_stack_to_in_process': {e: s['steps_per_s'] / rate for e, s in stack.items()},
         'target_steps_per_s': TARGET_STEPS_PER_S,
-        'meets_target': stack['steps_per_s'] >= TARGET_STEPS_PER_S,
+        'meets_target': {e: s['steps_per_s'] >= TARGET_STEPS_PER_S for e, s in stack.items()},
     }
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix('.json').write_text(json.dumps(result, indent=1))
     plot(result, out.with_suffix('.png'))
     print(f'{TASK} / {args.controller} on {os.cpu_count()} CPUs')
+    print(f'  load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (1 min)')
     print(f'  task step alone (in-process)    {in_process["env_only_steps_per_s"]:8.0f} steps/s')
-    print(
-        f'  task + controller (in-process)  '
-        f'{in_process["env_and_controller_steps_per_s"]:8.0f} steps/s'
-    )
-    print(
-        f'  3-node lockstep over DDS        {stack["steps_per_s"]:8.0f} steps/s '
-        f'({stack["episodes_timed"]} episodes; fallbacks base {stack["fallback_base"]}, '
-        f'zero {stack["fallback_zero"]}); target >= {TARGET_STEPS_PER_S:.0f}: '
-        f'{"met" if result["meets_target"] else "NOT met"}'
-    )
+    print(f'  task + controller (in-process)  {rate:8.0f} steps/s')
+    for executor, summary in stack.items():
+        print(
+            f'  3-node lockstep, {executor:<6} {summary["steps_per_s"]:8.0f} steps/s '
+            f'= {summary["steps_per_s"] / rate:.2f} of in-process '
+            f'({summary["episodes_timed"]} episodes in {len(summary["runs"])} run(s): '
+            + ', '.join(f'{r["steps_per_s"]:.0f}' for r in summary['runs'])
+            + f'; fallbacks base {summary["fallback_base"]}, zero {summary["fallback_zero"]}); '
+            f'target >= {TARGET_STEPS_PER_S:.0f}: '
+            f'{"met" if result["meets_target"][executor] else "NOT met"}'
+        )
     print(f'wrote {out.with_suffix(".json")} and {out.with_suffix(".png")}')
     return 0
 

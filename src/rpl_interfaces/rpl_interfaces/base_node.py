@@ -224,8 +224,9 @@ STOP_POLL_S = 0.1  # s: how soon a SIGINT / SIGTERM / exit request ends the spin
 TRACEBACK_ENV = 'RPL_TRACEBACK'  # set to 1 for the traceback of a failed callback
 EXECUTOR_ENV = 'RPL_EXECUTOR'  # which rclpy executor run_node spins: one of EXECUTORS
 EXECUTORS = ('events', 'single')
-# The EventsExecutor runs the 3-node lockstep loop 1.6-2.2x as fast as the
-# SingleThreadedExecutor (benchmarks/loop_throughput.py, README: ROS loop speed).
+# The EventsExecutor runs the 3-node lockstep loop faster than the SingleThreadedExecutor:
+# 362 vs 275 steps/s (1.15-1.49x per pair of runs, 3 pairs taking turns in one run of
+# benchmarks/loop_throughput.py on the shared 2-core machine; results/loop_throughput.json).
 DEFAULT_EXECUTOR = 'events'
 
 
