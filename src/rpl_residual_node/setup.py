@@ -16,6 +16,7 @@ setup(
         'rpl_interfaces',
         'numpy>=1.26,<3',
         'onnxruntime>=1.18',
+        'ros-rcl-interfaces',
         'ros-sensor-msgs',
     ],
     zip_safe=True,
