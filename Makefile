@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rpl-installed
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 TORCH_REQ := $(if $(TORCH_WHEEL),$(TORCH_WHEEL),torch --index-url https://download.pytorch.org/whl/cpu)
-PACKAGES := rpl_interfaces rpl_sim_bridge rpl_base_controllers rpl_residual_node rpl_trainer rpl_bringup
+PACKAGES := rpl_interfaces rpl_sim_bridge rpl_base_controllers rpl_residual_node rpl_bags rpl_trainer \
+	rpl_bringup
 
 # DDS stays on this machine: loopback + shared memory only (override on a robot network).
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST

@@ -24,9 +24,9 @@ import yaml
 from helpers import SideNode, ros_args, stop_process
 from test_onnx_actor import known_weights, linear_model
 
+from rpl_bags import bags
+from rpl_bags.bag_replay import replay_model
 from rpl_residual_node.policy import ResidualPolicy
-from rpl_trainer import bags
-from rpl_trainer.bag_replay import replay_model
 from rpl_trainer.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.integration
@@ -299,7 +299,7 @@ def test_a_full_disk_stops_the_recording_with_one_line_and_keeps_the_bag(small_d
     folder, preexec = small_disk
     namespace = f'/fulldisk_{os.getpid()}'
     bag = folder / 'bag'
-    cmd = [sys.executable, '-m', 'rpl_trainer.bag_recorder_node']
+    cmd = [sys.executable, '-m', 'rpl_bags.bag_recorder_node']
     cmd += ros_args(namespace, f'bag:={bag}', 'topics:=command', 'flush_period_s:=0.05')
     env = dict(os.environ, ROS_LOG_DIR=str(tmp_path / 'ros_log'))
     recorder = subprocess.Popen(

@@ -1,6 +1,6 @@
 """Bag I/O on hand-made bags: round trip, evaluation numbers, replay, and damaged input.
 
-The bags are written with :class:`rpl_trainer.bags.BagWriter` from known per-step values, so
+The bags are written with :class:`rpl_bags.bags.BagWriter` from known per-step values, so
 every number read back (payloads, stamps, latencies, residual norms, command differences)
 is known exactly. The recorder and reader on a real stack run are in test_bag_recording.py.
 """
@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from test_onnx_actor import known_weights, linear_model
 
+from rpl_bags import bag_cli, bags
+from rpl_bags.bag_eval import evaluate_run
+from rpl_bags.bag_replay import replay_model
 from rpl_interfaces import contract
 from rpl_interfaces.codec import StampedVector
 from rpl_residual_node.policy import ResidualPolicy
-from rpl_trainer import bag_cli, bags
-from rpl_trainer.bag_eval import evaluate_run
-from rpl_trainer.bag_replay import replay_model
 
 NS = '/toy'
 OBS_FIELDS = contract.observation_fields(('grip_pos.x', 'grip_pos.y'), ('x', 'y', 'z'))
@@ -488,7 +488,7 @@ def test_cli_record_refuses_an_existing_bag(bag):
 def test_bag_modules_never_import_torch_or_rclpy(tmp_path, bag):
     path, _ = bag
     script = (
-        'import sys; from rpl_trainer import bag_cli, bags, bag_eval, bag_replay; '
+        'import sys; from rpl_bags import bag_cli, bags, bag_eval, bag_replay; '
         f'bag_eval.evaluate_run(bags.load_run({str(path)!r})); '
         "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))"
     )
@@ -496,3 +496,17 @@ def test_bag_modules_never_import_torch_or_rclpy(tmp_path, bag):
         [sys.executable, '-c', script], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == '[]'
+
+
+def test_rpl_bag_eval_runs_where_rpl_trainer_and_torch_are_not_installed(tmp_path, bag):
+    # A robot install: rpl_bringup + rpl_bags, no trainer. Both are made unimportable.
+    path, _ = bag
+    script = (
+        'import sys; sys.modules["rpl_trainer"] = None; sys.modules["torch"] = None; '
+        'from rpl_bringup import cli; '
+        f'sys.exit(cli.main(["bag", "eval", {str(path)!r}, '
+        f'"--png", {str(tmp_path / "e.png")!r}, "--json", {str(tmp_path / "e.json")!r}]))'
+    )
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 'episode' in proc.stdout

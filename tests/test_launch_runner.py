@@ -349,6 +349,15 @@ def test_package_share_and_executables_resolve_in_this_checkout(repo_root):
         launch_runner.find_package_share('no_such_pkg')
 
 
+def test_record_starts_the_bag_recorder_of_rpl_bags():
+    plans = {p.node.name: p for p in plan_rpl_launch('push.launch.py', record='true', bag='/b')}
+    recorder = plans['bag_recorder']
+    assert (recorder.node.package, recorder.node.executable) == ('rpl_bags', 'bag_recorder_node')
+    script = launch_runner.resolve_executable('rpl_bags', 'bag_recorder_node')
+    text = pathlib.Path(script[0]).read_text() if len(script) == 1 else ' '.join(script)
+    assert 'rpl_bags.bag_recorder_node' in text, text
+
+
 def test_dds_defaults_apply_only_when_unset(repo_root):
     env: dict[str, str] = {}
     launch_runner.apply_dds_defaults(env)

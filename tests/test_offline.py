@@ -13,12 +13,13 @@ import pytest
 import torch
 from test_bags import NS, OBS_FIELDS, write_bag
 
+from rpl_bags import bags
 from rpl_interfaces import contract
 from rpl_interfaces.codec import StampedVector
 from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_residual_node.policy import ResidualPolicy
 from rpl_sim_bridge.tasks.goal_task import sparse_reward
-from rpl_trainer import bags, offline
+from rpl_trainer import offline
 from rpl_trainer.checkpoint import CheckpointError, save_checkpoint
 from rpl_trainer.config import make_config
 from rpl_trainer.networks import Dims

@@ -200,3 +200,29 @@ def test_the_residual_node_needs_no_torch_mujoco_or_gymnasium():
     assert third_party and all(RESIDUAL_NODE_ALLOWED.fullmatch(n) for n in third_party), sorted(
         third_party
     )
+
+
+def _required_closure(package: str) -> tuple[set[str], set[str]]:
+    """Project packages and third-party distributions ``package`` needs, through
+    install_requires."""
+    first_party = {_normalize(p): p for p in PACKAGES}
+    todo, seen, third_party = [package], set(), set()
+    while todo:
+        current = todo.pop()
+        seen.add(current)
+        for name in install_requires(current) - {'setuptools'}:
+            if name in first_party:
+                todo += [first_party[name]] if first_party[name] not in seen else []
+            else:
+                third_party.add(name)
+    return seen, third_party
+
+
+@pytest.mark.parametrize('package', ['rpl_bags', 'rpl_bringup'])
+def test_bags_and_bringup_never_need_the_trainer_or_torch(package):
+    # Recording, `rpl bag` and the stack launches run without the trainer (torch); `rpl
+    # train` is there only where rpl_trainer is installed.
+    packages, third_party = _required_closure(package)
+    assert 'rpl_trainer' not in packages and 'torch' not in third_party, (packages, third_party)
+    assert 'rpl_trainer' not in exec_depends(package)
+    assert 'rpl_trainer' not in imported_modules(package)

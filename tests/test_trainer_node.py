@@ -22,13 +22,13 @@ from diagnostic_msgs.msg import DiagnosticArray
 from helpers import SideNode, ros_args, stop_process, trainer_command
 from sensor_msgs.msg import JointState
 
+from rpl_bags import bags
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import qos_profile
 from rpl_interfaces.codec import StampedVector, encode
 from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_sim_bridge.bridge import observation_layout
 from rpl_sim_bridge.tasks import task_spec
-from rpl_trainer import bags
 from rpl_trainer.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.integration
@@ -290,7 +290,7 @@ def test_a_trainer_that_cannot_keep_up_says_so_and_counts_what_it_missed(tmp_pat
 
 
 def write_task_bag(path, episodes: int) -> None:
-    """A bag as the recorder writes it (rpl_trainer.bags.BagWriter) of ``episodes``
+    """A bag as the recorder writes it (rpl_bags.bags.BagWriter) of ``episodes``
     SlipperyPush episodes with made-up values."""
     ns = '/recorded'
     writer = bags.BagWriter(path, bags.recorded_topics(ns))

@@ -45,7 +45,7 @@ setup(
         'rpl_sim_bridge',
         'rpl_base_controllers',
         'rpl_residual_node',
-        'rpl_trainer',
+        'rpl_bags',
         'numpy>=1.26,<3',
         'onnxruntime>=1.18',
         'PyYAML>=6',

@@ -1,4 +1,4 @@
-"""The ``rpl`` command line: launch, eval, demo, list (and train / plot / bag from rpl_trainer).
+"""The ``rpl`` command line: launch, eval, demo, list, bag (rpl_bags); train / plot (rpl_trainer).
 
 Exit codes: 0 success, 2 bad usage or arguments (one clear message), anything else is the
 failing launch's or tool's own code.
@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_list(sub)
     for name, text in TRAINER_COMMANDS.items():
-        sub.add_parser(name, help=f'{text} (rpl_trainer)', add_help=False)
+        home = 'rpl_bags' if name == 'bag' else 'rpl_trainer'
+        sub.add_parser(name, help=f'{text} ({home})', add_help=False)
     return parser
 
 
@@ -336,9 +337,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> set[str] | None:
 
 
 def cmd_bag(argv: Sequence[str]) -> int:
-    """``rpl bag record|play|eval|replay-model``: hand over to ``rpl_trainer.bag_cli.main``
+    """``rpl bag record|play|eval|replay-model``: hand over to ``rpl_bags.bag_cli.main``
     (bag I/O only: no torch is imported)."""
-    from rpl_trainer import bag_cli
+    from rpl_bags import bag_cli
 
     return int(bag_cli.main(argv) or 0)
 

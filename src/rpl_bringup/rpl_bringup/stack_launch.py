@@ -25,7 +25,7 @@ files) runs one stack:
 * ``monitor:=true`` adds ``episode_monitor`` (rpl_bringup), which prints one line per
   episode and writes ``results:=FILE``; the sim bridge then also waits for it to subscribe
   (DDS discovery here can take a few seconds, longer than a short run lives).
-* ``record:=true bag:=PATH`` adds ``bag_recorder`` (rpl_trainer), which records every
+* ``record:=true bag:=PATH`` adds ``bag_recorder`` (rpl_bags), which records every
   control topic to a new rosbag2 bag (mcap) at PATH; the sim bridge waits for it the same
   way, so the bag holds the run from step 0. The recorder is required: if it cannot start
   (PATH exists: bags are never overwritten) the launch ends with an error.
@@ -809,7 +809,7 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
         'min_subscribers': _TrueCount(WAITED_FOR, base=STACK_SUBSCRIBERS),
     }
     bag_recorder = Node(
-        package='rpl_trainer',
+        package='rpl_bags',
         executable='bag_recorder_node',
         name='bag_recorder',
         namespace=namespace,

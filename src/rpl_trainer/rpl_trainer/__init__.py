@@ -1,4 +1,4 @@
-"""DDPG + HER residual policy learning, ONNX export, bag I/O and the trainer node.
+"""DDPG + HER residual policy learning, ONNX export and the trainer node (bags: rpl_bags).
 
 Modules (import what you need; nothing heavy is imported here):
 

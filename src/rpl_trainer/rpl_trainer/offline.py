@@ -16,7 +16,7 @@ This module turns those into the replay buffer's episodes for the RPL learner:
 
 :class:`EpisodeAssembler` matches live messages by (episode id, step index) and emits only
 complete episodes; :func:`records_from_run` does the same for a bag read by
-:func:`rpl_trainer.bags.load_run`; :class:`OfflineLearner` stores them and runs DDPG + HER
+:func:`rpl_bags.bags.load_run`; :class:`OfflineLearner` stores them and runs DDPG + HER
 updates (the RPL burn-in, i.e. critic-only updates, included) and exports the actor;
 :func:`save_learner` / :func:`load_learner` checkpoint it so that a trainer resumes exactly.
 
@@ -36,10 +36,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from rpl_interfaces import contract
+from rpl_bags import bags
+from rpl_interfaces import contract, step_index
 from rpl_interfaces.codec import StampedVector
 from rpl_interfaces.params import describe
-from rpl_trainer import bags
 from rpl_trainer.checkpoint import (
     CheckpointError,
     learning_state,
@@ -330,7 +330,7 @@ class UpdateDebt:
 def records_from_run(
     run: bags.RecordedRun, episode_steps: int
 ) -> tuple[list[EpisodeRecord], collections.Counter[str]]:
-    """Complete episodes of a bag read by :func:`rpl_trainer.bags.load_run`.
+    """Complete episodes of a bag read by :func:`rpl_bags.bags.load_run`.
 
     Args:
         run: The recorded run (repeated messages are already reduced to the first).
@@ -404,9 +404,9 @@ class EpisodeAssembler:
     """Matches live step messages and episode results into complete episodes.
 
     An episode is emitted as soon as its result and, for every step 0 .. T-1, one
-    observation, base action and command are there. Repeats of an (episode, step) with the
-    same values and tag are re-sends (kept once); with other values the episode is skipped
-    as ``conflicting``.
+    observation, base action and command are there. Repeats of an (episode, step) follow
+    the rule of :mod:`rpl_interfaces.step_index` (the bag reader's too): re-sends are kept
+    once; a conflicting repeat skips the episode as ``conflicting``.
 
     Each step topic has one publisher per stack and DDS delivers a reliable publisher's
     messages in order, but the topics relative to each other in any order (a publisher
@@ -536,13 +536,10 @@ class EpisodeAssembler:
             )
 
     def _put(self, episode: _OpenEpisode, topic: str, vec: StampedVector) -> None:
-        by_step = episode.steps[topic]
-        first = by_step.get(vec.step)
-        if first is None:
-            by_step[vec.step] = vec
-        elif first.tag == vec.tag and np.array_equal(first.values, vec.values, equal_nan=True):
+        placed = step_index.place(episode.steps[topic], vec)
+        if placed is step_index.Placed.RESENT:
             self.counts.resent += 1
-        else:
+        elif placed is step_index.Placed.CONFLICT:
             episode.conflicting = True
 
     def _try_complete(self, ep: int) -> EpisodeRecord | None:
@@ -884,7 +881,7 @@ def ingest_bags(
         namespace: Stack namespace in the bags (None: the only one in each bag).
 
     Raises:
-        rpl_trainer.bags.BagError: A bag cannot be read at all.
+        rpl_bags.bags.BagError: A bag cannot be read at all.
     """
     episodes = transitions = updates = 0
     skipped: collections.Counter[str] = collections.Counter()

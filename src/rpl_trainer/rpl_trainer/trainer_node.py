@@ -52,11 +52,12 @@ import rclpy
 from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
 from sensor_msgs.msg import JointState
 
+from rpl_bags import bags
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
-from rpl_trainer import bags, offline
+from rpl_trainer import offline
 from rpl_trainer.checkpoint import CheckpointError
 
 # Gradient steps run in timer ticks of at most UPDATE_BUDGET_S every UPDATE_PERIOD_S, and

@@ -8,7 +8,7 @@ reader that knows the standard messages read it.
 
 Reading (:func:`load_run`) turns a bag into per-episode numpy records aligned by step
 index, validating everything: a damaged bag (truncated, unfinished, corrupt) is read as far
-as it is readable (:mod:`rpl_trainer.mcap_salvage`); missing topics, messages that do not
+as it is readable (:mod:`rpl_bags.mcap_salvage`); missing topics, messages that do not
 decode and payloads whose size differs from the rest are skipped and reported, one
 sentence per kind, in ``RecordedRun.problems``. Nothing here writes to an existing path.
 
@@ -27,10 +27,10 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from rpl_interfaces import contract
+from rpl_bags import mcap_salvage
+from rpl_interfaces import contract, step_index
 from rpl_interfaces.codec import MessageError, StampedVector, decode
 from rpl_interfaces.params import describe
-from rpl_trainer import mcap_salvage
 
 JOINT_STATE: Final = 'sensor_msgs/msg/JointState'
 DIAGNOSTIC_ARRAY: Final = 'diagnostic_msgs/msg/DiagnosticArray'
@@ -60,7 +60,7 @@ class BagError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class BagRecorderConfig:
-    """Parameters of the bag recorder (``rpl_trainer/bag_recorder_node.py``)."""
+    """Parameters of the bag recorder (``rpl_bags/bag_recorder_node.py``)."""
 
     bag: str = dataclasses.field(
         default='',
@@ -674,22 +674,19 @@ def _stream(
 def _by_step(
     vectors: Iterable[StampedVector], topic: str, problems: _Problems
 ) -> tuple[dict[int, dict[int, StampedVector]], int]:
-    """Index messages by (episode, step); the first of repeats is kept.
+    """Index messages by (episode, step) with the rule of :mod:`rpl_interfaces.step_index`.
 
     Returns:
-        The index and the number of re-sends: repeats with the same payload and tag, as
-        the sim bridge's start-up handshake produces (not a problem). Repeats with another
-        payload are reported.
+        The index and the number of re-sends (not a problem). Conflicting repeats are
+        reported.
     """
     out: dict[int, dict[int, StampedVector]] = collections.defaultdict(dict)
     resent = 0
     for vec in vectors:
-        first = out[vec.episode].get(vec.step)
-        if first is None:
-            out[vec.episode][vec.step] = vec
-        elif first.tag == vec.tag and np.array_equal(first.values, vec.values, equal_nan=True):
+        placed = step_index.place(out[vec.episode], vec)
+        if placed is step_index.Placed.RESENT:
             resent += 1
-        else:
+        elif placed is step_index.Placed.CONFLICT:
             problems.count(
                 f'{topic}: repeated (episode, step) with another payload skipped',
                 f'episode {vec.episode} step {vec.step}',

@@ -4,13 +4,13 @@ Subscribes (raw CDR bytes, no deserialization) to ``observation``, ``base_action
 ``residual``, ``command``, ``episode`` (transient local: results published before it joined
 are still recorded) and ``/diagnostics`` with the contract's reliability and durability and a
 deep history (``queue_depth``), and appends every message with its receive time to a new
-bag through :class:`rpl_trainer.bags.BagWriter` (mcap by default). The bag is closed
+bag through :class:`rpl_bags.bags.BagWriter` (mcap by default). The bag is closed
 (``metadata.yaml`` written) on Ctrl-C / SIGTERM / launch shutdown; every ``flush_period_s``
 what was received is written to the file, so a killed recorder loses at most that much.
 
 A write that fails (a full disk: ``No space left on device``) stops the recording: one error
 line, the bag file is closed as it is (what was flushed before stays readable through
-:func:`rpl_trainer.bags.read_raw_bag`'s salvage, and so by ``rpl bag eval``), and the node
+:func:`rpl_bags.bags.read_raw_bag`'s salvage, and so by ``rpl bag eval``), and the node
 exits with code 1, which ends a launch that requires the recorder.
 
 Start-up order matters for a lockstep run that waits for its subscribers: the recorder first
@@ -21,7 +21,7 @@ to ``observation``, the topic whose subscriber count the sim bridge waits for
 (``min_subscribers``). Started by the stack launch files with ``record:=true bag:=PATH``.
 
 Run alone: ``rpl bag record PATH --namespace /rpl`` or
-``python -m rpl_trainer.bag_recorder_node --ros-args -r __ns:=/rpl -p bag:=PATH``
+``python -m rpl_bags.bag_recorder_node --ros-args -r __ns:=/rpl -p bag:=PATH``
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 
+from rpl_bags import bags
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, qos_profile, run_node
-from rpl_trainer import bags
 
 STARTUP_POLL_S = 0.05
 EXIT_WRITE_FAILED = 1  # exit code after a failed write (full disk)

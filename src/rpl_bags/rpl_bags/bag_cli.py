@@ -1,7 +1,7 @@
 """``rpl bag``: record, play, evaluate and replay rosbag2 bags of the stack.
 
 The ``rpl`` entry point (rpl_bringup) hands ``rpl bag ...`` to :func:`main`;
-``python -m rpl_trainer.bag_cli eval BAG`` does the same. Nothing here imports torch.
+``python -m rpl_bags.bag_cli eval BAG`` does the same. Nothing here imports torch.
 
 Examples::
 
@@ -25,9 +25,9 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+from rpl_bags import bags
 from rpl_interfaces import output_files
 from rpl_interfaces.params import ParameterError
-from rpl_trainer import bags
 
 
 class CliError(Exception):
@@ -98,7 +98,12 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument('bag', help='bag directory (or .mcap / .db3 file)')
     p.add_argument('--model', required=True, metavar='FILE.onnx', help='candidate actor')
     p.add_argument('--namespace', help='stack namespace (default: the only one in the bag)')
-    p.add_argument('--residual-scale', type=float, default=defaults.residual_scale)
+    p.add_argument(
+        '--residual-gain',
+        type=float,
+        default=defaults.residual_gain,
+        help="the residual node's residual_gain (default %(default)s)",
+    )
     p.add_argument('--residual-limit', type=float, default=defaults.residual_limit)
     p.add_argument('--action-low', type=float, default=defaults.action_low)
     p.add_argument('--action-high', type=float, default=defaults.action_high)
@@ -155,7 +160,7 @@ def _write_json(path: str, data: dict, force: bool) -> None:
 
 def cmd_record(args: argparse.Namespace) -> int:
     """``rpl bag record``: run the recorder node in this process."""
-    from rpl_trainer import bag_recorder_node
+    from rpl_bags import bag_recorder_node
 
     topics = bags.parse_topic_list(','.join(args.topics or bags.RECORDED_TOPICS))
     if os.path.lexists(args.bag):
@@ -171,7 +176,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_play(args: argparse.Namespace) -> int:
     """``rpl bag play``."""
-    from rpl_trainer import bag_play_node
+    from rpl_bags import bag_play_node
 
     raw = bags.read_raw_bag(args.bag)
     _warn('play', raw.problems)
@@ -190,7 +195,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``rpl bag eval``."""
-    from rpl_trainer.bag_eval import evaluate_run, format_table, plot_evaluation
+    from rpl_bags.bag_eval import evaluate_run, format_table, plot_evaluation
 
     png = args.png or _sibling(args.bag, '_eval.png')
     out = args.json or _sibling(args.bag, '_eval.json')
@@ -207,12 +212,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """``rpl bag replay-model``."""
+    from rpl_bags.bag_replay import format_report, replay_model
     from rpl_interfaces import contract
     from rpl_interfaces.params import build_config
     from rpl_residual_node.mixing import ResidualConfig
     from rpl_residual_node.onnx_actor import ModelError
     from rpl_residual_node.policy import ResidualPolicy
-    from rpl_trainer.bag_replay import format_report, replay_model
 
     if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
         raise CliError(f'--tolerance must be a finite number >= 0, got {args.tolerance}')
@@ -220,7 +225,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         ResidualConfig,
         {
             'model_path': args.model,
-            'residual_scale': args.residual_scale,
+            'residual_gain': args.residual_gain,
             'residual_limit': args.residual_limit,
             'action_low': args.action_low,
             'action_high': args.action_high,

@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from rpl_bags.bags import RecordedEpisode, RecordedRun
 from rpl_interfaces import output_files
-from rpl_trainer.bags import RecordedEpisode, RecordedRun
 
 PERCENTILES = (50, 90, 99)
 

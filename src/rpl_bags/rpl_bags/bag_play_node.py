@@ -3,7 +3,7 @@
 Like ``ros2 bag play``: every message goes out as the stored CDR bytes on its recorded topic,
 with the recorded QoS (reliability, durability, depth) where the bag stores it, at the
 recorded receive-time spacing divided by ``rate``. Reading and the schedule are in
-:mod:`rpl_trainer.bags`; this module only owns the publishers and the clock.
+:mod:`rpl_bags.bags`; this module only owns the publishers and the clock.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import rclpy
 from rclpy.signals import SignalHandlerOptions
 
+from rpl_bags import bags
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import qos_profile
-from rpl_trainer import bags
 
 ACK_TIMEOUT_S = 2.0
 _DEFAULT_QOS = contract.QosSpec(depth=10)
@@ -43,7 +43,7 @@ def play(
     """Publish the bag's messages with the recorded timing; returns the number published.
 
     Args:
-        raw: The bag (:func:`rpl_trainer.bags.read_raw_bag`).
+        raw: The bag (:func:`rpl_bags.bags.read_raw_bag`).
         rate: Speed factor (2.0 = twice as fast).
         topics: Topics to play (absolute names or names relative to any namespace); None = all.
         delay_s: Sleep this long (s) after creating the publishers, before the first message.
