@@ -68,6 +68,7 @@ from rpl_interfaces.contract import (
 )
 from rpl_interfaces.params import describe
 from rpl_sim_bridge.layout import GOAL_FIELDS
+from rpl_sim_bridge.pacing import LockstepPacer
 
 LOCKSTEP = 'lockstep'
 REALTIME = 'realtime'
@@ -374,6 +375,9 @@ class SimBridge:
         handshake: State of the start-up handshake.
         silenced: Lockstep: the paths ('command', 'base') the last :meth:`advance` found
             silent after ``response_timeout_s`` (empty when none), for the node's log.
+        pacer: Lockstep: when the next observation may be published
+            (``lockstep_max_rate_hz``; no limit in realtime mode). The node tells it of every
+            publication and, after :meth:`advance`, waits :meth:`LockstepPacer.wait_s`.
     """
 
     def __init__(self, task: GoalTaskLike, spec: TaskSpecLike, config: SimBridgeConfig) -> None:
@@ -394,6 +398,7 @@ class SimBridge:
         self._command_silent = False  # lockstep: the residual node missed a response
         self._base_silent = False  # lockstep: the controller missed a response
         self._lockstep = config.mode == LOCKSTEP
+        self.pacer = LockstepPacer(config.lockstep_max_rate_hz if self._lockstep else 0.0)
         self._handshake_until = 0.0  # the handshake gives up at this time, s
         self._resend_at = 0.0  # the next re-send of observation (0, 0) is due then, s
         self._command = _Slot(spec.action_dim)

@@ -68,13 +68,11 @@ class SimBridgeNode(RplNode):
         self._deadline_timer = None
         self._tick_timer = None
         self._pace_timer = None
-        self._min_step_s = 1.0 / cfg.lockstep_max_rate_hz if cfg.lockstep_max_rate_hz else 0.0
-        self._last_observation_s = 0.0
         if self._lockstep:
             # One timer, re-armed for each step's fallback deadline (no polling).
             self._deadline_timer = self.create_timer(IDLE_PERIOD_S, self._on_deadline)
             self._deadline_timer.cancel()
-            if self._min_step_s:
+            if self.core.pacer.paces:
                 # One-shot (re-armed) timer that publishes a paced observation.
                 self._pace_timer = self.create_timer(IDLE_PERIOD_S, self._on_pace)
                 self._pace_timer.cancel()
@@ -283,10 +281,8 @@ class SimBridgeNode(RplNode):
         if outcome.finished:
             self._finish()
             return
-        wait_s = self._last_observation_s + self._min_step_s - now
-        if self._lockstep and wait_s > 0.0:
-            # lockstep_max_rate_hz: observation k+1 waits; nothing else can step meanwhile
-            # (every action for step k+1 answers an observation not yet published).
+        wait_s = self.core.pacer.wait_s(now)  # lockstep_max_rate_hz (rpl_sim_bridge.pacing)
+        if wait_s > 0.0:
             self._deadline_timer.cancel()
             self._pace_timer.timer_period_ns = int(wait_s * 1e9)
             self._pace_timer.reset()
@@ -304,7 +300,7 @@ class SimBridgeNode(RplNode):
     def _publish_observation(self, first: bool = True) -> None:
         """Publish the current observation; ``first`` = not a re-send of it."""
         core = self.core
-        self._last_observation_s = time.monotonic()
+        core.pacer.published(time.monotonic())
         self.publish_vector(
             self._obs_pub,
             core.episode,
