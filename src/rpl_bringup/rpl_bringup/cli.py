@@ -229,11 +229,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         controller_config(args.controller, args.task, **params)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        evaluation = importlib.import_module('rpl_bringup.evaluation')
-    except ImportError as exc:
-        print(f'rpl eval: not available yet ({exc})', file=sys.stderr)
-        return 1
+    evaluation = importlib.import_module('rpl_bringup.evaluation')  # MuJoCo: only for eval
     try:  # unknown task or controller, or a bad model: one line, exit code 2
         if args.model is not None:  # before the episodes: refused at once, or warned once
             for line in evaluation.check_model_identity(
@@ -329,13 +325,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> set[str] | None:
-    for action in parser._actions:  # argparse keeps subcommands only here
-        if isinstance(action, argparse._SubParsersAction):
-            return set(action.choices)
-    return None
-
-
 def cmd_bag(argv: Sequence[str]) -> int:
     """``rpl bag record|play|eval|replay-model``: hand over to ``rpl_bags.bag_cli.main``
     (bag I/O only: no torch is imported)."""
@@ -344,21 +333,22 @@ def cmd_bag(argv: Sequence[str]) -> int:
     return int(bag_cli.main(argv) or 0)
 
 
+# A robot install (rpl_bringup without rpl_trainer: no torch) has no trainer to hand over to.
+TRAINER_MISSING = (
+    'rpl {command}: the trainer is not installed here (rpl_bringup runs stacks without it); '
+    'install it with: pip install src/rpl_trainer (it brings torch)'
+)
+
+
 def cmd_trainer(command: str, argv: Sequence[str]) -> int:
-    """``rpl train|plot``: hand over to ``rpl_trainer.cli.main``."""
+    """``rpl train|plot``: hand over to ``rpl_trainer.cli.main``; exit code 1 with one line
+    saying what to install where ``rpl_trainer`` is not installed."""
     try:
-        trainer_cli = importlib.import_module('rpl_trainer.cli')
-    except ImportError:
-        trainer_cli = None
-    known = None
-    if trainer_cli is not None and hasattr(trainer_cli, 'build_parser'):
-        known = _subcommands(trainer_cli.build_parser())
-    if trainer_cli is None or (known is not None and command not in known):
-        print(
-            f'rpl {command}: not available yet: the trainer package (rpl_trainer.cli) '
-            f'has no {command!r} command in this installation.',
-            file=sys.stderr,
-        )
+        from rpl_trainer import cli as trainer_cli
+    except ModuleNotFoundError as exc:
+        if exc.name != 'rpl_trainer':
+            raise
+        print(TRAINER_MISSING.format(command=command), file=sys.stderr)
         return 1
     return int(trainer_cli.main([command, *argv]) or 0)
 

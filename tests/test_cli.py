@@ -1,0 +1,36 @@
+"""``rpl``'s hand-over to the trainer: every command it hands over exists, and a robot
+install without the trainer says what to install (no traceback, no "not available yet")."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pytest
+
+from rpl_bringup import cli
+
+HANDED_TO_TRAINER = ('train', 'plot')
+
+
+def test_the_commands_handed_to_the_trainer_are_the_trainers():
+    from rpl_trainer import cli as trainer_cli
+
+    (commands,) = (
+        action.choices
+        for action in trainer_cli.build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    assert set(HANDED_TO_TRAINER) <= set(commands)
+    assert set(HANDED_TO_TRAINER) <= set(cli.TRAINER_COMMANDS)
+
+
+@pytest.mark.parametrize('command', HANDED_TO_TRAINER)
+def test_without_the_trainer_one_line_says_what_to_install(monkeypatch, capsys, command):
+    monkeypatch.setitem(sys.modules, 'rpl_trainer', None)  # as on a robot: not installed
+    assert cli.main([command, '--help']) == 1
+    out, err = capsys.readouterr()
+    assert out == ''
+    assert err.count('\n') == 1, err
+    assert err.startswith(f'rpl {command}: the trainer is not installed here'), err
+    assert 'pip install src/rpl_trainer' in err and 'not available yet' not in err
