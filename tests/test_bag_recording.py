@@ -24,8 +24,9 @@ import yaml
 from helpers import SideNode, ros_args, stop_process
 from test_onnx_actor import known_weights, linear_model
 
-from rpl_bags import bags
 from rpl_bags.bag_replay import replay_model
+from rpl_bags.reader import read_raw_bag
+from rpl_bags.recorded import load_run
 from rpl_residual_node.policy import ResidualPolicy
 from rpl_trainer.checkpoint import load_checkpoint
 
@@ -154,7 +155,7 @@ def test_bag_eval_gives_the_numbers_of_the_live_run(recording, tmp_path):
 
 
 def test_replaying_the_recorded_model_reproduces_its_commands(recording):
-    run = bags.load_run(recording.bag)
+    run = load_run(recording.bag)
     assert run.problems == ()
     report = replay_model(run, ResidualPolicy.from_file(str(recording.model)))
     assert report.steps == EPISODES * STEPS
@@ -179,8 +180,8 @@ def test_play_republishes_in_order_with_the_recorded_timing(recording):
     from rclpy.qos import DurabilityPolicy, QoSProfile
     from sensor_msgs.msg import JointState
 
-    run = bags.load_run(recording.bag)
-    raw = bags.read_raw_bag(recording.bag, topics=[f'{recording.namespace}/observation'])
+    run = load_run(recording.bag)
+    raw = read_raw_bag(recording.bag, topics=[f'{recording.namespace}/observation'])
     recorded_span_s = (raw.messages[-1].log_time_ns - raw.messages[0].log_time_ns) * 1e-9
     side = SideNode('bag_play_probe', recording.namespace)
     got, results = [], []
@@ -332,7 +333,7 @@ def test_a_full_disk_stops_the_recording_with_one_line_and_keeps_the_bag(small_d
     assert 'No space left on device' in stopped[0] or 'File too large' in stopped[0], output
     assert 'Traceback' not in output and 'Exception ignored' not in output, output
     assert 'runtime error' not in output and 'wrote ' not in output, output
-    raw = bags.read_raw_bag(bag)  # what was flushed before the disk filled up
+    raw = read_raw_bag(bag)  # what was flushed before the disk filled up
     topic = f'{namespace}/command'
     assert raw.topics[topic].msgtype == 'sensor_msgs/msg/JointState'
     kept = [m for m in raw.messages if m.topic == topic]

@@ -1,6 +1,6 @@
 """Bag I/O on hand-made bags: round trip, evaluation numbers, replay, and damaged input.
 
-The bags are written with :class:`rpl_bags.bags.BagWriter` from known per-step values, so
+The bags are written with :class:`rpl_bags.writer.BagWriter` from known per-step values, so
 every number read back (payloads, stamps, latencies, residual norms, command differences)
 is known exactly. The recorder and reader on a real stack run are in test_bag_recording.py.
 """
@@ -19,9 +19,21 @@ import numpy as np
 import pytest
 from test_onnx_actor import known_weights, linear_model
 
-from rpl_bags import bag_cli, bags
+from rpl_bags import bag_cli
 from rpl_bags.bag_eval import evaluate_run
 from rpl_bags.bag_replay import replay_model
+from rpl_bags.playback import playback_offsets, select_topics
+from rpl_bags.recorded import load_run
+from rpl_bags.topics import (
+    RECORDED_TOPICS,
+    BagError,
+    encode_vector,
+    parse_topic_list,
+    recorded_topics,
+    resolve_topic,
+    typestore,
+)
+from rpl_bags.writer import BagWriter
 from rpl_interfaces import contract
 from rpl_interfaces.codec import StampedVector
 from rpl_residual_node.policy import ResidualPolicy
@@ -52,7 +64,7 @@ def write_bag(
     episodes: int = 2,
     steps: int = 5,
     policy: ResidualPolicy | None = None,
-    topics=bags.RECORDED_TOPICS,
+    topics=RECORDED_TOPICS,
     storage: str = 'mcap',
     extra=None,
 ) -> dict:
@@ -61,13 +73,13 @@ def write_bag(
     Returns:
         The written commands and residuals by (episode, step), and the results.
     """
-    writer = bags.BagWriter(path, bags.recorded_topics(NS, topics), storage)
+    writer = BagWriter(path, recorded_topics(NS, topics), storage)
     written = {'command': {}, 'residual': {}, 'results': []}
 
     def put(rel, episode, step, values, stamp, tag, fields):
         if rel in topics:
-            data = bags.encode_vector(StampedVector(episode, step, values, stamp, tag), fields)
-            writer.write(bags.resolve_topic(NS, rel), stamp + 100_000, data)
+            data = encode_vector(StampedVector(episode, step, values, stamp, tag), fields)
+            writer.write(resolve_topic(NS, rel), stamp + 100_000, data)
 
     for ep in range(episodes):
         if policy is not None:
@@ -109,7 +121,7 @@ def mcap_file(path: pathlib.Path) -> pathlib.Path:
 
 
 def test_recorded_topics_live_in_the_namespace_with_the_contract_qos():
-    specs = {s.name: s for s in bags.recorded_topics('/rpl')}
+    specs = {s.name: s for s in recorded_topics('/rpl')}
     assert list(specs) == [
         '/rpl/observation',
         '/rpl/base_action',
@@ -120,9 +132,9 @@ def test_recorded_topics_live_in_the_namespace_with_the_contract_qos():
     ]
     assert specs['/rpl/episode'].qos.transient_local
     assert specs['/diagnostics'].msgtype == 'diagnostic_msgs/msg/DiagnosticArray'
-    assert bags.resolve_topic('/', 'command') == '/command'
-    with pytest.raises(bags.BagError, match="got 'observation,cmd'"):
-        bags.parse_topic_list('observation,cmd')
+    assert resolve_topic('/', 'command') == '/command'
+    with pytest.raises(BagError, match="got 'observation,cmd'"):
+        parse_topic_list('observation,cmd')
 
 
 def test_typestore_hashes_equal_the_ones_rclpy_announces():
@@ -137,7 +149,7 @@ def test_typestore_hashes_equal_the_ones_rclpy_announces():
         for cls, name in ((JointState, '/hash_probe/js'), (DiagnosticArray, '/hash_probe/d')):
             node.create_publisher(cls, name, 1)
             (info,) = node.get_publishers_info_by_topic(name)
-            assert str(info.topic_type_hash) == bags.typestore().hash_rihs01(info.topic_type)
+            assert str(info.topic_type_hash) == typestore().hash_rihs01(info.topic_type)
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
@@ -146,16 +158,16 @@ def test_typestore_hashes_equal_the_ones_rclpy_announces():
 def test_an_existing_path_is_never_written_over(tmp_path, bag):
     path, _ = bag
     before = {p.name: p.read_bytes() for p in path.iterdir()}
-    with pytest.raises(bags.BagError, match='already exists; not overwriting'):
-        bags.BagWriter(path, bags.recorded_topics(NS))
+    with pytest.raises(BagError, match='already exists; not overwriting'):
+        BagWriter(path, recorded_topics(NS))
     empty = tmp_path / 'empty_dir'
     empty.mkdir()
-    with pytest.raises(bags.BagError, match='already exists'):
-        bags.BagWriter(empty, bags.recorded_topics(NS))
+    with pytest.raises(BagError, match='already exists'):
+        BagWriter(empty, recorded_topics(NS))
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before
     assert list(empty.iterdir()) == []
-    with pytest.raises(bags.BagError, match="storage must be one of \\['mcap', 'sqlite3'\\]"):
-        bags.BagWriter(tmp_path / 'new', bags.recorded_topics(NS), storage='rosbag1')
+    with pytest.raises(BagError, match="storage must be one of \\['mcap', 'sqlite3'\\]"):
+        BagWriter(tmp_path / 'new', recorded_topics(NS), storage='rosbag1')
 
 
 # --- reading a healthy bag ---------------------------------------------------------------
@@ -165,7 +177,7 @@ def test_an_existing_path_is_never_written_over(tmp_path, bag):
 def test_round_trip_gives_every_value_stamp_and_result(tmp_path, storage):
     path = tmp_path / 'run'
     written = write_bag(path, episodes=3, steps=4, storage=storage)
-    run = bags.load_run(path)
+    run = load_run(path)
     assert run.problems == ()
     assert (run.namespace, run.task) == (NS, 'toy_task')
     assert run.layout.fields == OBS_FIELDS and run.layout.obs_dim == OBS_DIM
@@ -189,7 +201,7 @@ def test_round_trip_gives_every_value_stamp_and_result(tmp_path, storage):
 
 def test_evaluation_numbers_of_a_known_bag(bag):
     path, written = bag
-    evaluation = evaluate_run(bags.load_run(path))
+    evaluation = evaluate_run(load_run(path))
     s = evaluation.summary()
     assert (s['episodes'], s['successes'], s['success_rate']) == (2, 1, 0.5)
     assert s['mean_final_distance'] == pytest.approx(0.075)
@@ -217,7 +229,7 @@ def test_replaying_the_recorded_model_gives_zero_difference_and_another_does_not
     )
     recorded = ResidualPolicy.from_file(str(model))
     write_bag(tmp_path / 'run', steps=6, policy=recorded)
-    run = bags.load_run(tmp_path / 'run')
+    run = load_run(tmp_path / 'run')
 
     same = replay_model(run, ResidualPolicy.from_file(str(model)))
     assert (same.steps, same.skipped, same.steps_over_tolerance) == (12, 0, 0)
@@ -242,14 +254,14 @@ def test_replay_names_mismatched_dimensions(tmp_path, bag):
 
 def test_playback_offsets_follow_the_recording_scaled_by_the_rate():
     times = [T0, T0 + 10**9, T0 + 3 * 10**9]
-    np.testing.assert_allclose(bags.playback_offsets(times, 2.0), [0.0, 0.5, 1.5])
-    with pytest.raises(bags.BagError, match='rate must be positive, got 0'):
-        bags.playback_offsets(times, 0)
+    np.testing.assert_allclose(playback_offsets(times, 2.0), [0.0, 0.5, 1.5])
+    with pytest.raises(BagError, match='rate must be positive, got 0'):
+        playback_offsets(times, 0)
     topics = ['/a/observation', '/b/observation', '/diagnostics']
-    assert bags.select_topics(topics, ['observation']) == topics[:2]
-    assert bags.select_topics(topics, ['/diagnostics']) == ['/diagnostics']
-    with pytest.raises(bags.BagError, match="topic 'cmd' is not in the bag"):
-        bags.select_topics(topics, ['cmd'])
+    assert select_topics(topics, ['observation']) == topics[:2]
+    assert select_topics(topics, ['/diagnostics']) == ['/diagnostics']
+    with pytest.raises(BagError, match="topic 'cmd' is not in the bag"):
+        select_topics(topics, ['cmd'])
 
 
 # --- bags with problems: clear errors, the readable part still read -----------------------
@@ -258,7 +270,7 @@ def test_playback_offsets_follow_the_recording_scaled_by_the_rate():
 def test_a_missing_topic_is_reported_and_the_rest_is_read(tmp_path):
     path = tmp_path / 'run'
     write_bag(path, topics=('observation', 'base_action', 'command', 'episode'))
-    run = bags.load_run(path)
+    run = load_run(path)
     assert f'topic {NS}/residual is not in the bag' in run.problems
     assert len(run.episodes) == 2 and all(e.result is not None for e in run.episodes)
     assert np.isnan(run.episodes[0].residual.values).all()
@@ -273,7 +285,7 @@ def test_mismatched_dimensions_are_skipped_and_counted(tmp_path):
 
     path = tmp_path / 'run'
     write_bag(path, extra=wrong_sizes)
-    run = bags.load_run(path)
+    run = load_run(path)
     text = '\n'.join(run.problems)
     assert '2 message(s) have 9 payload fields where the other 10 have 8' in text
     assert f'{NS}/command: messages off the contract skipped: 2 messages' in text
@@ -298,7 +310,7 @@ def test_a_resent_step_is_used_once_and_a_changed_repeat_is_reported(tmp_path):
 
     path = tmp_path / 'run'
     write_bag(path, extra=repeats)
-    run = bags.load_run(path)
+    run = load_run(path)
     assert run.resent == {'observation': 1, 'base_action': 0, 'residual': 0, 'command': 0}
     assert run.counts['observation'] == 11
     assert run.episodes[0].observation.stamp_ns[0] == obs_stamp(0, 0, 5)  # the first is used
@@ -310,40 +322,40 @@ def test_a_resent_step_is_used_once_and_a_changed_repeat_is_reported(tmp_path):
 
 
 def test_no_control_topics_or_several_stacks_are_clear_errors(tmp_path):
-    writer = bags.BagWriter(tmp_path / 'diag', bags.recorded_topics(NS, ('/diagnostics',)))
+    writer = BagWriter(tmp_path / 'diag', recorded_topics(NS, ('/diagnostics',)))
     writer.close()
-    with pytest.raises(bags.BagError, match='has none of the RPL control topics'):
-        bags.load_run(tmp_path / 'diag')
+    with pytest.raises(BagError, match='has none of the RPL control topics'):
+        load_run(tmp_path / 'diag')
     path = tmp_path / 'two'
-    writer = bags.BagWriter(path, bags.recorded_topics('/a') + bags.recorded_topics('/b')[:1])
+    writer = BagWriter(path, recorded_topics('/a') + recorded_topics('/b')[:1])
     writer.close()
-    with pytest.raises(bags.BagError, match=r"several stacks \(\['/a', '/b'\]\)"):
-        bags.load_run(path)
-    with pytest.raises(bags.BagError, match="no control topics in namespace '/c'"):
-        bags.load_run(path, namespace='c')
-    with pytest.raises(bags.BagError, match='no usable observation on /b/observation'):
-        bags.load_run(path, namespace='b')
+    with pytest.raises(BagError, match=r"several stacks \(\['/a', '/b'\]\)"):
+        load_run(path)
+    with pytest.raises(BagError, match="no control topics in namespace '/c'"):
+        load_run(path, namespace='c')
+    with pytest.raises(BagError, match='no usable observation on /b/observation'):
+        load_run(path, namespace='b')
 
 
 def test_not_a_bag_is_a_clear_error(tmp_path):
-    with pytest.raises(bags.BagError, match='the path does not exist'):
-        bags.load_run(tmp_path / 'nothing')
+    with pytest.raises(BagError, match='the path does not exist'):
+        load_run(tmp_path / 'nothing')
     (tmp_path / 'empty').mkdir()
-    with pytest.raises(bags.BagError, match='no metadata.yaml and no .mcap or .db3 file'):
-        bags.load_run(tmp_path / 'empty')
+    with pytest.raises(BagError, match='no metadata.yaml and no .mcap or .db3 file'):
+        load_run(tmp_path / 'empty')
     (tmp_path / 'notes.txt').write_text('hello')
-    with pytest.raises(bags.BagError, match='is not a bag'):
-        bags.load_run(tmp_path / 'notes.txt')
+    with pytest.raises(BagError, match='is not a bag'):
+        load_run(tmp_path / 'notes.txt')
     (tmp_path / 'junk').mkdir()
     (tmp_path / 'junk' / 'junk.mcap').write_bytes(b'PK\x03\x04' + bytes(100))
-    with pytest.raises(bags.BagError, match=r"is not an MCAP file \(its first bytes are b'PK"):
-        bags.load_run(tmp_path / 'junk')
+    with pytest.raises(BagError, match=r"is not an MCAP file \(its first bytes are b'PK"):
+        load_run(tmp_path / 'junk')
 
 
 def test_a_bag_whose_recording_was_not_closed_is_read_in_full(bag):
     path, written = bag
     (path / 'metadata.yaml').unlink()
-    run = bags.load_run(path)
+    run = load_run(path)
     assert any('has no metadata.yaml' in p for p in run.problems)
     assert run.counts['observation'] == 10
     assert [e.result for e in run.episodes] == written['results']
@@ -352,22 +364,22 @@ def test_a_bag_whose_recording_was_not_closed_is_read_in_full(bag):
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_a_killed_recorder_leaves_everything_written_before_its_last_flush(tmp_path, storage):
     path = tmp_path / 'live'
-    writer = bags.BagWriter(path, bags.recorded_topics(NS), storage)
+    writer = BagWriter(path, recorded_topics(NS), storage)
     topic = f'{NS}/observation'
     for k in range(30):
-        data = bags.encode_vector(StampedVector(0, k, observation(0, k), T0 + k, 't'), OBS_FIELDS)
+        data = encode_vector(StampedVector(0, k, observation(0, k), T0 + k, 't'), OBS_FIELDS)
         writer.write(topic, T0 + k, data)
         if k == 19:
             writer.flush()
     # What a SIGKILL leaves: the files as they are now, no close, no metadata.yaml.
     killed = tmp_path / 'killed'
     shutil.copytree(path, killed)
-    run = bags.load_run(killed)
+    run = load_run(killed)
     assert any('has no metadata.yaml' in p for p in run.problems)
     assert run.counts['observation'] == 20
     np.testing.assert_array_equal(run.episodes[0].observation.values[19], observation(0, 19))
     writer.close()
-    assert bags.load_run(path).counts['observation'] == 30
+    assert load_run(path).counts['observation'] == 30
 
 
 @pytest.mark.parametrize('keep', [0.3, 0.6, 0.97])
@@ -377,7 +389,7 @@ def test_a_truncated_bag_gives_its_complete_messages(tmp_path, keep):
     file = mcap_file(path)
     data = file.read_bytes()
     file.write_bytes(data[: int(len(data) * keep)])
-    run = bags.load_run(path)
+    run = load_run(path)
     text = '\n'.join(run.problems)
     assert 'cannot be read as a whole: File end magic is invalid' in text
     assert f'salvaged {sum(run.counts.values())} messages from the first' in text
@@ -403,7 +415,7 @@ def test_corrupt_bytes_are_reported_and_the_rest_is_still_read(tmp_path):
     middle = len(data) // 2
     data[middle : middle + 40] = b'\xff' * 40
     file.write_bytes(bytes(data))
-    run = bags.load_run(path)
+    run = load_run(path)
     assert run.problems, 'the damage must be reported'
     assert 0 < run.counts['observation'] <= 40
     for e in run.episodes:  # whatever was read has the written values
@@ -488,8 +500,8 @@ def test_cli_record_refuses_an_existing_bag(bag):
 def test_bag_modules_never_import_torch_or_rclpy(tmp_path, bag):
     path, _ = bag
     script = (
-        'import sys; from rpl_bags import bag_cli, bags, bag_eval, bag_replay; '
-        f'bag_eval.evaluate_run(bags.load_run({str(path)!r})); '
+        'import sys; from rpl_bags import bag_cli, bag_eval, bag_replay, recorded; '
+        f'bag_eval.evaluate_run(recorded.load_run({str(path)!r})); '
         "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))"
     )
     out = subprocess.run(

@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_bags import NS, OBS_FIELDS, write_bag
 
-from rpl_bags import bags
+from rpl_bags.topics import BagError
 from rpl_interfaces import contract
 from rpl_interfaces.codec import StampedVector
 from rpl_residual_node.onnx_actor import OnnxActor
@@ -306,7 +306,7 @@ def test_bag_episodes_with_missing_messages_are_skipped(tmp_path):
     report = offline.ingest_bags([path], learner)
     assert report.episodes == 0 and report.skipped == {offline.INCOMPLETE: 2}
     assert learner.buffer.size == 0
-    with pytest.raises(bags.BagError, match='does not exist'):
+    with pytest.raises(BagError, match='does not exist'):
         offline.ingest_bags([tmp_path / 'nowhere'], learner)
 
 

@@ -35,9 +35,12 @@ def test_the_bag_reader_and_the_live_assembler_use_this_rule():
     # One home: neither keeps a copy of the rule (it used to be written in both).
     import inspect
 
-    from rpl_bags import bags
+    from rpl_bags import recorded
     from rpl_trainer import offline
 
-    for source in (inspect.getsource(bags._by_step), inspect.getsource(offline.EpisodeAssembler)):
+    for source in (
+        inspect.getsource(recorded._by_step),
+        inspect.getsource(offline.EpisodeAssembler),
+    ):
         assert 'step_index.place(' in source
         assert 'array_equal' not in source

@@ -22,7 +22,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from helpers import SideNode, ros_args, stop_process, trainer_command
 from sensor_msgs.msg import JointState
 
-from rpl_bags import bags
+from rpl_bags.topics import encode_vector, recorded_topics, resolve_topic
+from rpl_bags.writer import BagWriter
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import qos_profile
 from rpl_interfaces.codec import StampedVector, encode
@@ -290,10 +291,10 @@ def test_a_trainer_that_cannot_keep_up_says_so_and_counts_what_it_missed(tmp_pat
 
 
 def write_task_bag(path, episodes: int) -> None:
-    """A bag as the recorder writes it (rpl_bags.bags.BagWriter) of ``episodes``
+    """A bag as the recorder writes it (rpl_bags.writer.BagWriter) of ``episodes``
     SlipperyPush episodes with made-up values."""
     ns = '/recorded'
-    writer = bags.BagWriter(path, bags.recorded_topics(ns))
+    writer = BagWriter(path, recorded_topics(ns))
     stamp = 1_000_000_000
     topics = (
         (contract.OBSERVATION, LAYOUT.fields),
@@ -306,12 +307,12 @@ def write_task_bag(path, episodes: int) -> None:
             for topic, fields in topics:
                 stamp += 1_000_000
                 values = rng.uniform(-1, 1, len(fields))
-                data = bags.encode_vector(StampedVector(ep, k, values, stamp, 'rec'), fields)
-                writer.write(bags.resolve_topic(ns, topic), stamp, data)
+                data = encode_vector(StampedVector(ep, k, values, stamp, 'rec'), fields)
+                writer.write(resolve_topic(ns, topic), stamp, data)
         result = contract.EpisodeResult(ep, False, 0.2, -float(T), T, 0, 0)
         vec = StampedVector(ep, T, result.as_vector(), stamp, 'slippery_push')
-        data = bags.encode_vector(vec, contract.EPISODE_FIELDS)
-        writer.write(bags.resolve_topic(ns, contract.EPISODE), stamp, data)
+        data = encode_vector(vec, contract.EPISODE_FIELDS)
+        writer.write(resolve_topic(ns, contract.EPISODE), stamp, data)
     writer.close()
 
 

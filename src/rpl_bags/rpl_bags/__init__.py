@@ -2,7 +2,11 @@
 
 Modules (import what you need; nothing heavy is imported here, and nothing imports torch):
 
-* :mod:`rpl_bags.bags` - recorded topics, ``BagWriter``, ``read_raw_bag``, ``load_run``.
+* :mod:`rpl_bags.topics` - the recorded topics, their types and QoS, the type store.
+* :mod:`rpl_bags.writer` - ``BagWriter`` (and the recorder's config).
+* :mod:`rpl_bags.reader` - ``read_raw_bag``: the messages of a bag, damaged ones too.
+* :mod:`rpl_bags.recorded` - ``load_run``: a bag as per-episode records by step index.
+* :mod:`rpl_bags.playback` - the topics and schedule of ``rpl bag play``.
 * :mod:`rpl_bags.mcap_salvage` - record-by-record reading of a damaged ``.mcap`` file.
 * :mod:`rpl_bags.bag_eval` - per-episode numbers of a recorded run (``rpl bag eval``).
 * :mod:`rpl_bags.bag_replay` - an ONNX model replayed over a recorded run.

@@ -25,7 +25,11 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from rpl_bags import bags
+from rpl_bags.playback import select_topics
+from rpl_bags.reader import read_raw_bag
+from rpl_bags.recorded import load_run
+from rpl_bags.topics import RECORDED_TOPICS, BagError, parse_topic_list
+from rpl_bags.writer import DEFAULT_STORAGE, STORAGES
 from rpl_interfaces import output_files
 from rpl_interfaces.params import ParameterError
 
@@ -43,9 +47,9 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument('bag', help='bag directory to create')
     p.add_argument('--namespace', default='/rpl', help='stack namespace (default /rpl)')
-    p.add_argument('--storage', choices=bags.STORAGES, default=bags.DEFAULT_STORAGE)
+    p.add_argument('--storage', choices=STORAGES, default=DEFAULT_STORAGE)
     p.add_argument(
-        '--topics', nargs='+', metavar='TOPIC', help=f'subset of {list(bags.RECORDED_TOPICS)}'
+        '--topics', nargs='+', metavar='TOPIC', help=f'subset of {list(RECORDED_TOPICS)}'
     )
 
 
@@ -162,7 +166,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     """``rpl bag record``: run the recorder node in this process."""
     from rpl_bags import bag_recorder_node
 
-    topics = bags.parse_topic_list(','.join(args.topics or bags.RECORDED_TOPICS))
+    topics = parse_topic_list(','.join(args.topics or RECORDED_TOPICS))
     if os.path.lexists(args.bag):
         raise CliError(f'bag {args.bag!r} already exists; not overwriting it')
     # Subscribe to everything at once: nothing waits for this recorder (unlike record:=true).
@@ -178,9 +182,9 @@ def cmd_play(args: argparse.Namespace) -> int:
     """``rpl bag play``."""
     from rpl_bags import bag_play_node
 
-    raw = bags.read_raw_bag(args.bag)
+    raw = read_raw_bag(args.bag)
     _warn('play', raw.problems)
-    chosen = bags.select_topics(list(raw.topics), args.topics)
+    chosen = select_topics(list(raw.topics), args.topics)
     print(f'playing {args.bag}: {", ".join(chosen)} at rate {args.rate:g}', flush=True)
     count = bag_play_node.play(
         raw,
@@ -200,7 +204,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     png = args.png or _sibling(args.bag, '_eval.png')
     out = args.json or _sibling(args.bag, '_eval.json')
     _check_outputs(args.force, png=png, json=out)
-    run = bags.load_run(args.bag, args.namespace)
+    run = load_run(args.bag, args.namespace)
     _warn('eval', run.problems)
     evaluation = evaluate_run(run)
     print(format_table(evaluation))
@@ -232,7 +236,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         },
     )
     _check_outputs(args.force, json=args.json)
-    run = bags.load_run(args.bag, args.namespace)
+    run = load_run(args.bag, args.namespace)
     _warn('replay-model', run.problems)
     try:
         policy = ResidualPolicy.from_file(
@@ -267,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command](args) or 0)
-    except (CliError, bags.BagError, ParameterError, output_files.OutputError) as exc:
+    except (CliError, BagError, ParameterError, output_files.OutputError) as exc:
         print(f'rpl bag {args.command}: error: {exc}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rpl_bags.bags import RecordedEpisode, RecordedRun
+from rpl_bags.recorded import RecordedEpisode, RecordedRun
 from rpl_interfaces import output_files
 
 PERCENTILES = (50, 90, 99)

@@ -3,7 +3,8 @@
 Like ``ros2 bag play``: every message goes out as the stored CDR bytes on its recorded topic,
 with the recorded QoS (reliability, durability, depth) where the bag stores it, at the
 recorded receive-time spacing divided by ``rate``. Reading and the schedule are in
-:mod:`rpl_bags.bags`; this module only owns the publishers and the clock.
+:mod:`rpl_bags.reader` and :mod:`rpl_bags.playback`; this module only owns the publishers
+and the clock.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Sequence
 import rclpy
 from rclpy.signals import SignalHandlerOptions
 
-from rpl_bags import bags
+from rpl_bags.playback import playback_offsets, select_topics
+from rpl_bags.reader import RawBag
+from rpl_bags.topics import BagError
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import qos_profile
 
@@ -28,13 +31,13 @@ def _message_class(msgtype: str):
     try:
         return getattr(importlib.import_module(f'{package}.{kind}'), name)
     except (ImportError, AttributeError):
-        raise bags.BagError(
+        raise BagError(
             f'message type {msgtype} is not installed here (no Python module {package}.{kind})'
         ) from None
 
 
 def play(
-    raw: bags.RawBag,
+    raw: RawBag,
     rate: float = 1.0,
     topics: Sequence[str] | None = None,
     delay_s: float = 0.0,
@@ -43,7 +46,7 @@ def play(
     """Publish the bag's messages with the recorded timing; returns the number published.
 
     Args:
-        raw: The bag (:func:`rpl_bags.bags.read_raw_bag`).
+        raw: The bag (:func:`rpl_bags.reader.read_raw_bag`).
         rate: Speed factor (2.0 = twice as fast).
         topics: Topics to play (absolute names or names relative to any namespace); None = all.
         delay_s: Sleep this long (s) after creating the publishers, before the first message.
@@ -54,9 +57,9 @@ def play(
         BagError: Unknown topic, bad rate, message type not installed.
     """
     available = raw.topics
-    chosen = bags.select_topics(list(available), topics)
+    chosen = select_topics(list(available), topics)
     messages = [m for m in raw.messages if m.topic in chosen]
-    offsets = bags.playback_offsets([m.log_time_ns for m in messages], rate)
+    offsets = playback_offsets([m.log_time_ns for m in messages], rate)
     classes = {t: _message_class(available[t].msgtype) for t in chosen}
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C: KeyboardInterrupt
     node = rclpy.create_node('bag_player')

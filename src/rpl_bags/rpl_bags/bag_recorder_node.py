@@ -4,13 +4,13 @@ Subscribes (raw CDR bytes, no deserialization) to ``observation``, ``base_action
 ``residual``, ``command``, ``episode`` (transient local: results published before it joined
 are still recorded) and ``/diagnostics`` with the contract's reliability and durability and a
 deep history (``queue_depth``), and appends every message with its receive time to a new
-bag through :class:`rpl_bags.bags.BagWriter` (mcap by default). The bag is closed
+bag through :class:`rpl_bags.writer.BagWriter` (mcap by default). The bag is closed
 (``metadata.yaml`` written) on Ctrl-C / SIGTERM / launch shutdown; every ``flush_period_s``
 what was received is written to the file, so a killed recorder loses at most that much.
 
 A write that fails (a full disk: ``No space left on device``) stops the recording: one error
 line, the bag file is closed as it is (what was flushed before stays readable through
-:func:`rpl_bags.bags.read_raw_bag`'s salvage, and so by ``rpl bag eval``), and the node
+:func:`rpl_bags.reader.read_raw_bag`'s salvage, and so by ``rpl bag eval``), and the node
 exits with code 1, which ends a launch that requires the recorder.
 
 Start-up order matters for a lockstep run that waits for its subscribers: the recorder first
@@ -33,7 +33,15 @@ from collections.abc import Sequence
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 
-from rpl_bags import bags
+from rpl_bags.topics import (
+    DIAGNOSTIC_ARRAY,
+    JOINT_STATE,
+    TopicSpec,
+    parse_topic_list,
+    recorded_topics,
+    resolve_topic,
+)
+from rpl_bags.writer import BagRecorderConfig, BagWriter
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 
@@ -42,7 +50,7 @@ EXIT_WRITE_FAILED = 1  # exit code after a failed write (full disk)
 # What a failed bag write raises: the file system's error (ENOSPC, EFBIG, EIO, ...) for
 # MCAP, sqlite's for sqlite3 ("database or disk is full").
 WRITE_ERRORS = (OSError, sqlite3.Error)
-_MSG_CLASSES = {bags.JOINT_STATE: JointState, bags.DIAGNOSTIC_ARRAY: DiagnosticArray}
+_MSG_CLASSES = {JOINT_STATE: JointState, DIAGNOSTIC_ARRAY: DiagnosticArray}
 
 
 class BagRecorderNode(RplNode):
@@ -50,11 +58,11 @@ class BagRecorderNode(RplNode):
 
     def __init__(self) -> None:
         super().__init__('bag_recorder')
-        self.config = cfg = self.declare_config(bags.BagRecorderConfig)
-        names = bags.parse_topic_list(cfg.topics)
-        self._specs = bags.recorded_topics(self.get_namespace(), names)
-        self.writer = bags.BagWriter(cfg.bag, self._specs, cfg.storage)
-        self._gate = bags.resolve_topic(self.get_namespace(), contract.OBSERVATION)
+        self.config = cfg = self.declare_config(BagRecorderConfig)
+        names = parse_topic_list(cfg.topics)
+        self._specs = recorded_topics(self.get_namespace(), names)
+        self.writer = BagWriter(cfg.bag, self._specs, cfg.storage)
+        self._gate = resolve_topic(self.get_namespace(), contract.OBSERVATION)
         self._recorded_subs = {
             s.name: self._subscribe(s) for s in self._specs if s.name != self._gate
         }
@@ -68,7 +76,7 @@ class BagRecorderNode(RplNode):
         else:
             self._ready()
 
-    def _subscribe(self, spec: bags.TopicSpec):
+    def _subscribe(self, spec: TopicSpec):
         qos = qos_profile(
             contract.QosSpec(
                 depth=self.config.queue_depth,

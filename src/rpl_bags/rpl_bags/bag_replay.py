@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rpl_bags.bags import BagError, RecordedRun
+from rpl_bags.recorded import RecordedRun
+from rpl_bags.topics import BagError
 from rpl_residual_node.policy import ResidualPolicy
 
 
@@ -100,7 +101,7 @@ def replay_model(
     """Compare the candidate's commands with the recorded ones, step by step.
 
     Args:
-        run: The recorded run (:func:`rpl_bags.bags.load_run`).
+        run: The recorded run (:func:`rpl_bags.recorded.load_run`).
         policy: The candidate (ONNX actor + the node's mixing parameters).
         tolerance: Per-component difference that counts as a change, action units.
 

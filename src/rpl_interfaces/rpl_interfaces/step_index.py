@@ -3,7 +3,7 @@
 Every control message carries its episode id and step index. A message may arrive more than
 once: the sim bridge re-sends observation (0, 0) until the stack answers (start-up
 handshake) and the nodes answer each copy again. The rule, shared by the bag reader
-(:func:`rpl_bags.bags.load_run`) and the trainer's live episode assembler
+(:func:`rpl_bags.recorded.load_run`) and the trainer's live episode assembler
 (:class:`rpl_trainer.offline.EpisodeAssembler`):
 
 * the first message of an (episode, step) is the one kept;

@@ -16,7 +16,7 @@ This module turns those into the replay buffer's episodes for the RPL learner:
 
 :class:`EpisodeAssembler` matches live messages by (episode id, step index) and emits only
 complete episodes; :func:`records_from_run` does the same for a bag read by
-:func:`rpl_bags.bags.load_run`; :class:`OfflineLearner` stores them and runs DDPG + HER
+:func:`rpl_bags.recorded.load_run`; :class:`OfflineLearner` stores them and runs DDPG + HER
 updates (the RPL burn-in, i.e. critic-only updates, included) and exports the actor;
 :func:`save_learner` / :func:`load_learner` checkpoint it so that a trainer resumes exactly.
 
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from rpl_bags import bags
+from rpl_bags.recorded import RecordedRun, load_run
 from rpl_interfaces import contract, step_index
 from rpl_interfaces.codec import StampedVector
 from rpl_interfaces.params import describe
@@ -328,9 +328,9 @@ class UpdateDebt:
 
 
 def records_from_run(
-    run: bags.RecordedRun, episode_steps: int
+    run: RecordedRun, episode_steps: int
 ) -> tuple[list[EpisodeRecord], collections.Counter[str]]:
-    """Complete episodes of a bag read by :func:`rpl_bags.bags.load_run`.
+    """Complete episodes of a bag read by :func:`rpl_bags.recorded.load_run`.
 
     Args:
         run: The recorded run (repeated messages are already reduced to the first).
@@ -881,14 +881,14 @@ def ingest_bags(
         namespace: Stack namespace in the bags (None: the only one in each bag).
 
     Raises:
-        rpl_bags.bags.BagError: A bag cannot be read at all.
+        rpl_bags.topics.BagError: A bag cannot be read at all.
     """
     episodes = transitions = updates = 0
     skipped: collections.Counter[str] = collections.Counter()
     problems: list[str] = []
     debt = UpdateDebt(updates_per_step)
     for path in paths:
-        run = bags.load_run(path, namespace)
+        run = load_run(path, namespace)
         problems += [f'{path}: {line}' for line in run.problems]
         records, skips = records_from_run(run, learner.episode_steps)
         skipped.update(skips)

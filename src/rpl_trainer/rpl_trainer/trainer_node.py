@@ -52,7 +52,7 @@ import rclpy
 from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
 from sensor_msgs.msg import JointState
 
-from rpl_bags import bags
+from rpl_bags.topics import resolve_topic
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 from rpl_interfaces.codec import MessageError, decode
@@ -300,7 +300,7 @@ class TrainerNode(RplNode):
         spec = contract.TOPIC_QOS[topic]
         depth = self.config.history_depth
         qos = qos_profile(contract.QosSpec(depth, spec.reliable, transient_local=True))
-        name = bags.resolve_topic(namespace, topic)
+        name = resolve_topic(namespace, topic)
         callback: Callable[[JointState, dict], None] = lambda msg, info: self._on_message(  # noqa: E731
             assembler, topic, name, fields, msg, info['source_timestamp']
         )

@@ -1,0 +1,348 @@
+"""A recorded stack run read into per-episode numpy records aligned by step index.
+
+:func:`load_run` validates everything: a damaged bag is read as far as it is readable
+(:func:`rpl_bags.reader.read_raw_bag`); missing topics, messages that do not decode and
+payloads whose size differs from the rest are skipped and reported, one sentence per kind,
+in ``RecordedRun.problems``. Repeats of an (episode, step) follow the rule of
+:mod:`rpl_interfaces.step_index`.
+
+Pure Python + numpy + rosbags: no rclpy, no torch.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from rpl_bags.reader import RawBag, RawMessage, one_line, read_raw_bag
+from rpl_bags.topics import (
+    ACTION_TOPICS,
+    JOINT_STATE,
+    RECORDED_TOPICS,
+    BagError,
+    resolve_topic,
+    typestore,
+)
+from rpl_interfaces import contract, step_index
+from rpl_interfaces.codec import MessageError, StampedVector, decode
+
+
+class Stream(NamedTuple):
+    """One control topic over one episode, row k = step k.
+
+    Attributes:
+        values: Payload per step, (steps, dim) float64; NaN rows where no message was read.
+        stamp_ns: Sender's header stamp per step (wall clock, ns), (steps,) int64; -1 where
+            missing.
+        tags: Sender's ``frame_id`` per step ('' where missing).
+    """
+
+    values: np.ndarray
+    stamp_ns: np.ndarray
+    tags: tuple[str, ...]
+
+    @property
+    def present(self) -> np.ndarray:
+        """Steps with a message, (steps,) bool."""
+        return self.stamp_ns >= 0
+
+
+class RecordedEpisode(NamedTuple):
+    """One episode of a recorded run.
+
+    Attributes:
+        episode: Episode id.
+        steps: Rows of every stream (the result's step count, else the last step seen + 1).
+        observation: Observation payload (task observation, achieved goal, desired goal).
+        base_action: Base controller action, (steps, 4).
+        residual: Applied residual, (steps, 4).
+        command: Command sent to the sim, (steps, 4).
+        result: The sim bridge's result; None if the episode did not finish in the bag.
+    """
+
+    episode: int
+    steps: int
+    observation: Stream
+    base_action: Stream
+    residual: Stream
+    command: Stream
+    result: contract.EpisodeResult | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRun:
+    """A bag read into episodes.
+
+    Attributes:
+        path: Bag path.
+        namespace: Namespace of the recorded stack, e.g. ``/rpl``.
+        task: Task name (the observations' frame_id).
+        layout: Names and slices of the observation payload.
+        episodes: Episodes by id.
+        counts: Messages read per topic (relative names, as in ``RECORDED_TOPICS``).
+        resent: Per control topic, messages that repeat an earlier (episode, step) with the
+            same payload (the sim bridge's start-up handshake re-sends observation (0, 0),
+            and the nodes answer it again); the first of each is used.
+        problems: One sentence per kind of problem found, empty for a clean bag.
+    """
+
+    path: str
+    namespace: str
+    task: str
+    layout: contract.ObservationLayout
+    episodes: tuple[RecordedEpisode, ...]
+    counts: dict[str, int]
+    resent: dict[str, int]
+    problems: tuple[str, ...]
+
+
+class _Problems:
+    """Collects problems, one line per kind with a count and the first example."""
+
+    def __init__(self, initial: Iterable[str] = ()) -> None:
+        self._plain = list(initial)
+        self._kinds: dict[str, list[str]] = {}
+
+    def add(self, text: str) -> None:
+        self._plain.append(text)
+
+    def count(self, kind: str, example: str, unit: str = 'message') -> None:
+        self._kinds.setdefault(kind, [unit]).append(example)
+
+    def lines(self) -> tuple[str, ...]:
+        counted = [
+            f'{kind}: {len(ex)} {unit}s, e.g. {ex[0]}' if len(ex) > 1 else f'{kind}: {ex[0]}'
+            for kind, (unit, *ex) in self._kinds.items()
+        ]
+        return (*self._plain, *counted)
+
+
+def _namespaces(raw: RawBag) -> list[str]:
+    found = set()
+    for name, info in raw.topics.items():
+        base = name.rsplit('/', 1)
+        if info.msgtype == JOINT_STATE and len(base) == 2 and base[1] in RECORDED_TOPICS:
+            found.add(base[0] or '/')
+    return sorted(found)
+
+
+def _choose_namespace(raw: RawBag, namespace: str | None) -> str:
+    found = _namespaces(raw)
+    if namespace is not None:
+        namespace = '/' + namespace.strip('/') if namespace.strip('/') else '/'
+        if namespace not in found:
+            raise BagError(
+                f'bag {raw.path!r} has no control topics in namespace {namespace!r}; it has '
+                f'{found or "none"} (topics: {sorted(raw.topics)})'
+            )
+        return namespace
+    if not found:
+        raise BagError(
+            f'bag {raw.path!r} has none of the RPL control topics '
+            f'{list(RECORDED_TOPICS[:-1])} (as sensor_msgs/msg/JointState); it has '
+            f'{sorted(raw.topics) or "no topics"}'
+        )
+    if len(found) > 1:
+        raise BagError(
+            f'bag {raw.path!r} holds several stacks ({found}): choose one with --namespace'
+        )
+    return found[0]
+
+
+def _decode_topic(
+    messages: Iterable[RawMessage], topic: str, fields: Sequence[str] | None, problems: _Problems
+) -> list[StampedVector]:
+    store = typestore()
+    out = []
+    for i, m in enumerate(messages):
+        try:
+            msg = store.deserialize_cdr(m.data, JOINT_STATE)
+        except Exception as exc:  # corrupt CDR raises assorted errors inside rosbags
+            problems.count(f'{topic}: undecodable messages skipped', f'#{i}: {one_line(exc)}')
+            continue
+        try:
+            out.append(decode(msg, fields))
+        except MessageError as exc:
+            problems.count(f'{topic}: messages off the contract skipped', f'#{i}: {exc}')
+    return out
+
+
+def _observation_fields(
+    vectors: list[tuple[tuple[str, ...], StampedVector]], topic: str, problems: _Problems
+) -> tuple[str, ...]:
+    shapes = collections.Counter(names for names, _ in vectors)
+    fields, n = shapes.most_common(1)[0]
+    for other, count in shapes.items():
+        if other != fields:
+            problems.add(
+                f'{topic}: {count} message(s) have {len(other)} payload fields where the other '
+                f'{n} have {len(fields)} ({list(fields)[:3]}...); they were skipped'
+            )
+    return fields
+
+
+def _read_observations(
+    messages: list[RawMessage], topic: str, problems: _Problems
+) -> tuple[tuple[str, ...], list[StampedVector]]:
+    store = typestore()
+    named: list[tuple[tuple[str, ...], StampedVector]] = []
+    for i, m in enumerate(messages):
+        try:
+            msg = store.deserialize_cdr(m.data, JOINT_STATE)
+            vec = decode(msg)
+        except MessageError as exc:
+            problems.count(f'{topic}: messages off the contract skipped', f'#{i}: {exc}')
+            continue
+        except Exception as exc:  # corrupt CDR
+            problems.count(f'{topic}: undecodable messages skipped', f'#{i}: {one_line(exc)}')
+            continue
+        named.append((tuple(msg.name[len(contract.META_FIELDS) :]), vec))
+    if not named:
+        return (), []
+    fields = _observation_fields(named, topic, problems)
+    return fields, [vec for names, vec in named if names == fields]
+
+
+def _stream(
+    vectors: dict[int, StampedVector], steps: int, dim: int, topic: str, problems: _Problems
+) -> Stream:
+    values = np.full((steps, dim), np.nan)
+    stamps = np.full(steps, -1, dtype=np.int64)
+    tags = [''] * steps
+    for step, vec in vectors.items():
+        if step >= steps:
+            problems.count(
+                f'{topic}: messages past the episode end skipped',
+                f'episode {vec.episode} step {step} of {steps}',
+            )
+            continue
+        values[step], stamps[step], tags[step] = vec.values, vec.stamp_ns, vec.tag
+    return Stream(values, stamps, tuple(tags))
+
+
+def _by_step(
+    vectors: Iterable[StampedVector], topic: str, problems: _Problems
+) -> tuple[dict[int, dict[int, StampedVector]], int]:
+    """Index messages by (episode, step) with the rule of :mod:`rpl_interfaces.step_index`.
+
+    Returns:
+        The index and the number of re-sends (not a problem). Conflicting repeats are
+        reported.
+    """
+    out: dict[int, dict[int, StampedVector]] = collections.defaultdict(dict)
+    resent = 0
+    for vec in vectors:
+        placed = step_index.place(out[vec.episode], vec)
+        if placed is step_index.Placed.RESENT:
+            resent += 1
+        elif placed is step_index.Placed.CONFLICT:
+            problems.count(
+                f'{topic}: repeated (episode, step) with another payload skipped',
+                f'episode {vec.episode} step {vec.step}',
+            )
+    return out, resent
+
+
+def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> RecordedRun:
+    """Read a recorded stack run into per-episode records.
+
+    Args:
+        path: Bag directory (or storage file).
+        namespace: Stack namespace to read; None = the only one in the bag.
+
+    Returns:
+        The run; ``problems`` lists everything skipped or missing.
+
+    Raises:
+        BagError: Unreadable bag, no control topics (or several stacks and no namespace),
+            or no usable observation.
+    """
+    raw = read_raw_bag(path)
+    ns = _choose_namespace(raw, namespace)
+    problems = _Problems(raw.problems)
+    names = {rel: resolve_topic(ns, rel) for rel in RECORDED_TOPICS}
+    by_topic: dict[str, list[RawMessage]] = {rel: [] for rel in RECORDED_TOPICS}
+    relative = {absolute: rel for rel, absolute in names.items()}
+    for m in raw.messages:
+        if m.topic in relative:
+            by_topic[relative[m.topic]].append(m)
+    for rel, absolute in names.items():
+        if absolute not in raw.topics:
+            problems.add(f'topic {absolute} is not in the bag')
+        elif rel != contract.DIAGNOSTICS and raw.topics[absolute].msgtype != JOINT_STATE:
+            problems.add(
+                f'topic {absolute} has type {raw.topics[absolute].msgtype}, expected '
+                f'{JOINT_STATE}; skipped'
+            )
+            by_topic[rel] = []
+
+    obs_topic = names[contract.OBSERVATION]
+    fields, observations = _read_observations(by_topic[contract.OBSERVATION], obs_topic, problems)
+    if not observations:
+        raise BagError(
+            f'bag {raw.path!r} has no usable observation on {obs_topic}: '
+            + ('; '.join(problems.lines()) or 'the topic is empty')
+        )
+    try:
+        layout = contract.split_observation_fields(fields)
+    except ValueError as exc:
+        raise BagError(f'bag {raw.path!r}: observations on {obs_topic}: {exc}') from None
+    streams, resent = {}, {}
+    streams[contract.OBSERVATION], resent[contract.OBSERVATION] = _by_step(
+        observations, obs_topic, problems
+    )
+    for rel in ACTION_TOPICS:
+        decoded = _decode_topic(by_topic[rel], names[rel], contract.ACTION_FIELDS, problems)
+        streams[rel], resent[rel] = _by_step(decoded, names[rel], problems)
+    results: dict[int, contract.EpisodeResult] = {}
+    for vec in _decode_topic(
+        by_topic[contract.EPISODE], names[contract.EPISODE], contract.EPISODE_FIELDS, problems
+    ):
+        if vec.episode in results:
+            problems.count(
+                f'{names[contract.EPISODE]}: repeated episode results skipped',
+                f'episode {vec.episode}',
+            )
+            continue
+        results[vec.episode] = contract.EpisodeResult.from_vector(vec.episode, vec.values)
+
+    episodes = []
+    ids = sorted(set(results).union(*(s.keys() for s in streams.values())))
+    dims = {contract.OBSERVATION: len(fields)} | {rel: 4 for rel in ACTION_TOPICS}
+    for ep in ids:
+        result = results.get(ep)
+        seen = [step for s in streams.values() for step in s.get(ep, {})]
+        steps = result.steps if result is not None else max(seen) + 1
+        if result is None:
+            problems.count(
+                'episodes without a result (recording ended first?)', f'episode {ep}', 'episode'
+            )
+        parts = {
+            rel: _stream(streams[rel].get(ep, {}), steps, dims[rel], names[rel], problems)
+            for rel in streams
+        }
+        for rel, stream in parts.items():
+            missing = int(steps - stream.present.sum())
+            if missing and names[rel] in raw.topics:
+                problems.count(
+                    f'{names[rel]}: steps with no message',
+                    f'episode {ep}: {missing} of {steps}',
+                    'episode',
+                )
+        episodes.append(RecordedEpisode(ep, steps, result=result, **parts))
+    tags = collections.Counter(v.tag for v in observations)
+    return RecordedRun(
+        path=raw.path,
+        namespace=ns,
+        task=tags.most_common(1)[0][0],
+        layout=layout,
+        episodes=tuple(episodes),
+        counts={rel: len(msgs) for rel, msgs in by_topic.items()},
+        resent=resent,
+        problems=problems.lines(),
+    )
