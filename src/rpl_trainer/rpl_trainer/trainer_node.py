@@ -59,6 +59,7 @@ from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_trainer import offline
 from rpl_trainer.checkpoint import CheckpointError
+from rpl_trainer.schedule import SaveSchedule
 
 # Gradient steps run in timer ticks of at most UPDATE_BUDGET_S every UPDATE_PERIOD_S, and
 # before every one of them the tick takes every message waiting in the subscriptions'
@@ -139,7 +140,11 @@ class TrainerNode(RplNode):
         self._throttle = LogThrottle(5.0)
         if cfg.checkpoint_path and os.path.exists(cfg.checkpoint_path):
             self._resume(cfg.checkpoint_path)
-        self._exported_at = self._checkpointed_at = self.learner.agent.updates
+        self.schedule = SaveSchedule(
+            cfg.export_every_updates,
+            cfg.checkpoint_every_updates if cfg.checkpoint_path else None,
+            self.learner.agent.updates,
+        )
         self._updates_at_start = self.learner.agent.updates
         if not os.path.exists(cfg.model_path) and not self.offline_only:
             which = 'resumed' if self.learner.agent.updates else 'initial (zero residual)'
@@ -235,9 +240,10 @@ class TrainerNode(RplNode):
             training_steps=self.learner.buffer.transitions,
         )
         path = self.learner.export(self.config.model_path, metadata=identity.to_props())
-        self._exported_at = self.learner.agent.updates
+        updates = self.learner.agent.updates
+        self.schedule.exported(updates)
         self.exports += 1
-        self.last_export = f'{path} at {self._exported_at} updates ({time.strftime("%H:%M:%S")})'
+        self.last_export = f'{path} at {updates} updates ({time.strftime("%H:%M:%S")})'
         self.get_logger().info(f'exported {self.last_export}: {why}')
 
     def save_checkpoint(self, why: str) -> None:
@@ -256,11 +262,10 @@ class TrainerNode(RplNode):
             },
         }
         offline.save_learner(path, self.learner, extra)
-        self._checkpointed_at = self.learner.agent.updates
+        updates = self.learner.agent.updates
+        self.schedule.checkpointed(updates)
         self.checkpoints += 1
-        self.last_checkpoint = (
-            f'{path} at {self._checkpointed_at} updates ({time.strftime("%H:%M:%S")})'
-        )
+        self.last_checkpoint = f'{path} at {updates} updates ({time.strftime("%H:%M:%S")})'
         self.get_logger().info(
             f'checkpoint {self.last_checkpoint} ({why}; {time.monotonic() - started:.1f} s)'
         )
@@ -411,11 +416,10 @@ class TrainerNode(RplNode):
 
     def _export_or_checkpoint(self) -> None:
         updates = self.learner.agent.updates
-        if updates - self._exported_at >= self.config.export_every_updates:
-            self._export(f'every {self.config.export_every_updates} updates')
-        checkpoint_every = self.config.checkpoint_every_updates
-        if self.config.checkpoint_path and updates - self._checkpointed_at >= checkpoint_every:
-            self.save_checkpoint(f'every {checkpoint_every} updates')
+        if self.schedule.export_due(updates):
+            self._export(f'every {self.schedule.export_every} updates')
+        if self.schedule.checkpoint_due(updates):
+            self.save_checkpoint(f'every {self.schedule.checkpoint_every} updates')
 
     def _skipped(self) -> collections.Counter[str]:
         counts = [a.counts for a in self.assemblers.values()]
