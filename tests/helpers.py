@@ -92,6 +92,26 @@ class SideNode:
             self.executor.spin_once(timeout_sec=0.02)
         return bool(condition())
 
+    def watch_diagnostics(self, status_name: str) -> dict[str, str]:
+        """Subscribe to /diagnostics; the returned dict is kept updated with the key/values
+        of every status named ``status_name`` (e.g. '/ns/trainer') while this node spins."""
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        from rpl_interfaces import contract
+        from rpl_interfaces.base_node import qos_profile
+
+        values: dict[str, str] = {}
+
+        def on_diagnostics(msg: DiagnosticArray) -> None:
+            for status in msg.status:
+                if status.name == status_name:
+                    values.update({kv.key: kv.value for kv in status.values})
+
+        self.node.create_subscription(
+            DiagnosticArray, '/diagnostics', on_diagnostics, qos_profile(contract.DIAGNOSTICS_QOS)
+        )
+        return values
+
     def close(self) -> None:
         """Destroy the node and shut its context down."""
         self.executor.shutdown()

@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
 from helpers import SideNode, ros_args, stop_process, trainer_command
 from sensor_msgs.msg import JointState
 
@@ -107,16 +106,7 @@ def test_trainer_node_learns_from_live_topics_exports_and_resumes(tmp_path):
     outputs = []
     try:
         pubs = stack_publishers(side)
-        status = {}
-
-        def on_diagnostics(msg: DiagnosticArray) -> None:
-            for s in msg.status:
-                if s.name.endswith('/trainer'):
-                    status.update({kv.key: kv.value for kv in s.values})
-
-        side.node.create_subscription(
-            DiagnosticArray, '/diagnostics', on_diagnostics, qos_profile(contract.DIAGNOSTICS_QOS)
-        )
+        status = side.watch_diagnostics(f'{namespace}/trainer')
         matched = side.spin_until(
             lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 25.0
         )
@@ -190,16 +180,7 @@ def test_episodes_published_before_the_trainer_matched_are_not_lost(tmp_path):
     pubs = stack_publishers(side)
     for ep in range(2):  # 2 x 150 step messages: within the publishers' 500
         publish_episode(side, pubs, ep)
-    status = {}
-
-    def on_diagnostics(msg: DiagnosticArray) -> None:
-        for s in msg.status:
-            if s.name == f'{namespace}/trainer':
-                status.update({kv.key: kv.value for kv in s.values})
-
-    side.node.create_subscription(
-        DiagnosticArray, '/diagnostics', on_diagnostics, qos_profile(contract.DIAGNOSTICS_QOS)
-    )
+    status = side.watch_diagnostics(f'{namespace}/trainer')
     proc = subprocess.Popen(
         trainer_command(namespace, tmp_path / 'actor.onnx', 'train_overrides:=hidden_size=64'),
         stdout=subprocess.PIPE,
@@ -232,16 +213,7 @@ def test_a_trainer_that_cannot_keep_up_says_so_and_counts_what_it_missed(tmp_pat
     namespace = f'/trainerslow_{os.getpid()}'
     side = SideNode('trainer_slow_probe', namespace)
     pubs = stack_publishers(side)
-    status = {}
-
-    def on_diagnostics(msg: DiagnosticArray) -> None:
-        for s in msg.status:
-            if s.name == f'{namespace}/trainer':
-                status.update({kv.key: kv.value for kv in s.values})
-
-    side.node.create_subscription(
-        DiagnosticArray, '/diagnostics', on_diagnostics, qos_profile(contract.DIAGNOSTICS_QOS)
-    )
+    status = side.watch_diagnostics(f'{namespace}/trainer')
     proc = subprocess.Popen(
         trainer_command(
             namespace,
