@@ -375,6 +375,15 @@ def test_a_controller_outside_the_project_that_follows_the_checklist_runs_the_st
         lambda msg: results.append(_episode_result(msg)),
         qos_profile(contract.TOPIC_QOS[contract.EPISODE]),
     )
+    # The probe also reads observations, and the sim waits for 3 observation subscribers
+    # (controller, residual node, probe): a 50-step episode takes ~0.1 s, so a sim that did
+    # not wait for the probe could finish before DDS matched the probe's episode reader.
+    side.node.create_subscription(
+        JointState,
+        contract.OBSERVATION,
+        lambda msg: None,
+        qos_profile(contract.TOPIC_QOS[contract.OBSERVATION]),
+    )
     residual = subprocess.Popen(
         [
             os.path.join(BIN, 'residual_node'),
@@ -392,6 +401,7 @@ def test_a_controller_outside_the_project_that_follows_the_checklist_runs_the_st
                 'task:=push',
                 'episodes:=1',
                 'seed:=3',
+                'min_subscribers:=3',
                 params_file=config / 'sim_bridge.yaml',
             ),
         ]
