@@ -18,7 +18,7 @@ import platform
 
 import numpy as np
 
-from rpl_trainer.train import read_metrics
+from rpl_trainer.metrics import read_metrics
 
 LEVELS = (0.5, 0.8, 0.9)
 

@@ -18,9 +18,10 @@ from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_trainer.checkpoint import load_checkpoint
 from rpl_trainer.cli import main
 from rpl_trainer.config import make_config
+from rpl_trainer.metrics import read_metrics
 from rpl_trainer.networks import Actor, Dims
 from rpl_trainer.rollout import StepBatch
-from rpl_trainer.train import Trainer, read_metrics
+from rpl_trainer.train import Trainer
 
 SMOKE = [
     'train',

@@ -107,7 +107,7 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     Raises:
         CliError: Unknown key, bad value, no task, or a conflict with the resumed run.
     """
-    from rpl_trainer.train import RunDirError, read_run_config
+    from rpl_trainer.run_dir import RunDirError, read_run_config
 
     flags = {
         'task': args.task,
@@ -285,11 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.checkpoint import CheckpointError
+    from rpl_trainer.run_dir import RunDirError, check_run_dir
     from rpl_trainer.train import (
-        RunDirError,
         TrainingInterrupted,
         burn_in_budget_note,
-        check_run_dir,
         registered_problem,
         train,
     )

@@ -20,7 +20,8 @@ import numpy as np
 
 from rpl_interfaces import output_files
 from rpl_trainer.config import RESUMABLE_CHANGES, TrainConfig
-from rpl_trainer.train import BASE_EVAL_FILE, CONFIG_FILE, METRICS_FILE, read_metrics
+from rpl_trainer.metrics import read_metrics
+from rpl_trainer.run_dir import BASE_EVAL_FILE, CONFIG_FILE, METRICS_FILE
 
 LABELS = {'rpl': 'RPL', 'scratch': 'Scratch', 'expert_explore': 'Expert Explore'}
 COLORS = {'rpl': 'tab:blue', 'scratch': 'tab:orange', 'expert_explore': 'tab:green'}

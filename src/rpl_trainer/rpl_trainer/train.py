@@ -7,26 +7,14 @@ the subprocess vector env the updates overlap the simulation. After the cycle th
 go into the replay buffer and the input statistics are updated from HER-relabelled samples
 of them (as in the baselines code).
 
-Run directory layout::
-
-    DIR/config.json      the TrainConfig (a resumed run must match it)
-    DIR/base_eval.json   success of the base controller alone (the plot's 'Initial' line)
-    DIR/metrics.csv      one row per evaluation
-    DIR/checkpoint.pt    everything needed to continue (``--resume``): written at the start,
-                         every ``checkpoint_interval`` env steps, at the end, and on
-                         SIGINT / SIGTERM
-    DIR/actor.onnx       the residual model at the end of the run (docs/onnx_contract.md)
-    DIR/best_actor.onnx  the model at the best periodic evaluation (the run's own
-                         evaluation seeds; `rpl eval` on held-out seeds judges it)
-    DIR/summary.json     final numbers
+The run directory (what is written where, and when a directory is refused) is
+:mod:`rpl_trainer.run_dir`; the metrics file is :mod:`rpl_trainer.metrics`.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
-import json
 import math
 import os
 import pathlib
@@ -47,10 +35,11 @@ from rpl_trainer.checkpoint import (
     restore_learning_state,
     save_checkpoint,
 )
-from rpl_trainer.config import TrainConfig, config_differences, make_config
-from rpl_trainer.ddpg import BurnIn, DDPGAgent, UpdateStats
+from rpl_trainer.config import TrainConfig
+from rpl_trainer.ddpg import BurnIn, DDPGAgent
 from rpl_trainer.export import export_onnx, task_identity
 from rpl_trainer.her import BaseFn, HerSampler, ReplayBuffer, RewardFn
+from rpl_trainer.metrics import Accumulator, append_row, truncate_metrics
 from rpl_trainer.networks import Dims
 from rpl_trainer.residual import ActionComposer
 from rpl_trainer.rollout import (
@@ -62,37 +51,21 @@ from rpl_trainer.rollout import (
     collect_episodes,
     make_vector_env,
 )
-
-CONFIG_FILE = 'config.json'
-BASE_EVAL_FILE = 'base_eval.json'
-METRICS_FILE = 'metrics.csv'
-CHECKPOINT_FILE = 'checkpoint.pt'
-ONNX_FILE = 'actor.onnx'
-BEST_ONNX_FILE = 'best_actor.onnx'
-SUMMARY_FILE = 'summary.json'
-
-METRIC_COLUMNS = (
-    'env_steps',
-    'episodes',
-    'updates',
-    'wall_s',
-    'eval/success_rate',
-    'eval/mean_final_distance',
-    'train/success_rate',
-    'losses/critic',
-    'losses/actor',
-    'charts/q_mean',
-    'burn_in',
-    'burn_in/value',
-    'charts/env_steps_per_s',
-    'charts/updates_per_s',
+from rpl_trainer.run_dir import (
+    BEST_ONNX_FILE,
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    ONNX_FILE,
+    check_run_dir,
+    is_new_best,
+    no_best,
+    read_base_eval,
+    write_base_eval,
+    write_config,
+    write_summary,
 )
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
-
-
-class RunDirError(ValueError):
-    """The output directory cannot be used (exists, or does not hold a matching run)."""
 
 
 class TrainingInterrupted(Exception):
@@ -312,87 +285,13 @@ def episode_seed(seed: int, stream: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
 
 
-def read_run_config(out_dir: pathlib.Path) -> dict[str, Any]:
-    """The settings a run in ``out_dir`` was started with (its config.json).
-
-    Raises:
-        RunDirError: No config.json there, or one that is not a valid config.
-    """
-    config_path = out_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise RunDirError(f'cannot resume: {config_path} does not exist (no run in {out_dir})')
-    try:
-        values = json.loads(config_path.read_text())
-        make_config(values)
-    except (ValueError, TypeError) as exc:
-        raise RunDirError(f'cannot resume: {config_path} is not a valid config ({exc})') from exc
-    return values
-
-
-def check_run_dir(out_dir: pathlib.Path, config: TrainConfig, resume: bool) -> None:
-    """Refuse to overwrite anything, and to resume anything but the same run.
-
-    Raises:
-        RunDirError: Without ``resume``: ``out_dir`` exists and is not empty. With
-            ``resume``: no config.json / checkpoint.pt there, or a config that differs in
-            fields other than budgets and bookkeeping.
-    """
-    if not resume:
-        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-            raise RunDirError(
-                f'output directory {out_dir} already exists and is not empty; pass --resume '
-                'to continue the run in it, or choose a new directory'
-            )
-        return
-    old = make_config(read_run_config(out_dir))
-    differences = config_differences(old, config)
-    if differences:
-        raise RunDirError(
-            f'cannot resume {out_dir}: the run used a different config ('
-            + '; '.join(differences)
-            + '); use the same options or a new directory'
-        )
-    if not (out_dir / CHECKPOINT_FILE).is_file():
-        raise RunDirError(
-            f'cannot resume: no checkpoint at {out_dir / CHECKPOINT_FILE} (runs write one at '
-            'their start; this one was removed or predates that): remove the folder or train '
-            'into another --out'
-        )
-
-
-class _Accumulator:
-    """Sums of per-update and per-episode numbers between two metrics rows."""
-
-    def __init__(self) -> None:
-        self.critic = self.actor = self.q = 0.0
-        self.updates = 0
-        self.successes = 0.0
-        self.episodes = 0
-
-    def add_update(self, stats: UpdateStats) -> None:
-        self.critic += stats.critic_loss
-        self.actor += stats.actor_loss
-        self.q += stats.q_mean
-        self.updates += 1
-
-    def means(self) -> dict[str, float]:
-        n = max(self.updates, 1)
-        nan = float('nan')
-        return {
-            'train/success_rate': self.successes / self.episodes if self.episodes else nan,
-            'losses/critic': self.critic / n if self.updates else nan,
-            'losses/actor': self.actor / n if self.updates else nan,
-            'charts/q_mean': self.q / n if self.updates else nan,
-        }
-
-
 class Trainer:
     """DDPG + HER (residual) training of one config on one problem, in one directory.
 
     Args:
         config: The run's hyperparameters.
         problem: Task, environments, reward and base.
-        out_dir: Run directory (see the module docstring).
+        out_dir: Run directory (:mod:`rpl_trainer.run_dir`).
         progress: Show progress on stderr: a tqdm bar on a terminal, else a line per
             evaluation.
     """
@@ -440,8 +339,8 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         # Best periodic evaluation so far (model selection on the training run's own
         # evaluation seeds, never on the held-out seeds of `rpl eval`).
-        self.best = {'eval/success_rate': -1.0, 'env_steps': -1}
-        self.acc = _Accumulator()
+        self.best = no_best()
+        self.acc = Accumulator()
         self._row_clock = (0, 0, 0.0)  # env steps, updates, wall s at the last row
         self._stop = _StopSignals()  # replaced by an active one while run() runs
 
@@ -542,14 +441,8 @@ class Trainer:
             'charts/env_steps_per_s': (self.env_steps - steps0) / dt,
             'charts/updates_per_s': (self.agent.updates - updates0) / dt,
         }
-        path = self.out_dir / METRICS_FILE
-        new_file = not path.exists()
-        with path.open('a', newline='') as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
-        self.acc = _Accumulator()
+        append_row(self.out_dir / METRICS_FILE, row)
+        self.acc = Accumulator()
         self._row_clock = (self.env_steps, self.agent.updates, self.wall_s)
         return row
 
@@ -588,7 +481,7 @@ class Trainer:
         # resumed run writes that row once (not a duplicate of a row from after it). The
         # checkpoint taken at the start has no row at all.
         logged = self._row_clock[0] if self.last_eval else -1
-        _truncate_metrics(self.out_dir / METRICS_FILE, logged)
+        truncate_metrics(self.out_dir / METRICS_FILE, logged)
 
     def _export(self, name: str) -> pathlib.Path:
         config = self.config
@@ -614,7 +507,7 @@ class Trainer:
     def _keep_best(self) -> None:
         """Export ``best_actor.onnx`` when this evaluation beats every earlier one."""
         success = self.last_eval['eval/success_rate']
-        if success > self.best['eval/success_rate']:
+        if is_new_best(self.best, success):
             self._export(BEST_ONNX_FILE)
             self.best = {'eval/success_rate': success, 'env_steps': self.env_steps}
 
@@ -622,9 +515,9 @@ class Trainer:
         save_checkpoint(self.out_dir / CHECKPOINT_FILE, self._state())
 
     def _base_eval(self) -> float | None:
-        path = self.out_dir / BASE_EVAL_FILE
-        if path.is_file():
-            return json.loads(path.read_text()).get('eval/success_rate')
+        saved = read_base_eval(self.out_dir)
+        if saved is not None:
+            return saved.get('eval/success_rate')
         episodes = self.config.base_eval_episodes
         if episodes == 0 or self.problem.make_base_fn is None:
             return None
@@ -640,7 +533,7 @@ class Trainer:
             finally:
                 env.close()
         result.update(episodes=episodes, controller=self.config.controller)
-        path.write_text(json.dumps(result, indent=2) + '\n')
+        write_base_eval(self.out_dir, result)
         return result['eval/success_rate']
 
     # ---- the run --------------------------------------------------------------------
@@ -725,10 +618,11 @@ class Trainer:
         and SIGTERM (in the main thread) stop it with a checkpoint: see :class:`_StopSignals`.
 
         Args:
-            resume: Continue from ``out_dir/checkpoint.pt`` (see :func:`check_run_dir`).
+            resume: Continue from ``out_dir/checkpoint.pt`` (see
+                :func:`rpl_trainer.run_dir.check_run_dir`).
 
         Raises:
-            RunDirError: See :func:`check_run_dir`.
+            RunDirError: See :func:`rpl_trainer.run_dir.check_run_dir`.
             CheckpointError: Missing or corrupt checkpoint on resume.
             TrainingInterrupted: SIGINT or SIGTERM; the checkpoint holds the state to resume.
         """
@@ -739,7 +633,7 @@ class Trainer:
                 self._restore(load_checkpoint(self.out_dir / CHECKPOINT_FILE))
             else:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / CONFIG_FILE).write_text(config.to_json())
+            write_config(self.out_dir, config)
             if not resume:
                 self._checkpoint()
             torch.set_num_threads(config.torch_threads)
@@ -791,50 +685,16 @@ class Trainer:
                 'burn_in_updates': burn_in.updates,
                 'actor_frozen': burn_in.active,
                 'onnx': onnx_path.name,
-                'best/success_rate': self.best['eval/success_rate'],
-                'best/env_steps': self.best['env_steps'],
-                'best_onnx': BEST_ONNX_FILE,
             }
-            (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + '\n')
+            write_summary(self.out_dir, summary, self.best)
         self._stop = _StopSignals()
         return result
-
-
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return '' if math.isnan(value) else f'{value:.6g}'
-    return value
 
 
 def _show(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return '-'
     return f'{value:.3g}'
-
-
-def _truncate_metrics(path: pathlib.Path, env_steps: int) -> None:
-    """Drop metrics rows written after the checkpoint being resumed (a crash after it)."""
-    if not path.is_file():
-        return
-    with path.open(newline='') as handle:
-        rows = list(csv.DictReader(handle))
-    kept = [row for row in rows if int(row['env_steps']) <= env_steps]
-    if len(kept) == len(rows):
-        return
-    with path.open('w', newline='') as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        writer.writerows(kept)
-
-
-def read_metrics(path: str | pathlib.Path) -> dict[str, np.ndarray]:
-    """metrics.csv as columns of floats (empty cells: NaN)."""
-    with pathlib.Path(path).open(newline='') as handle:
-        rows = list(csv.DictReader(handle))
-    return {
-        key: np.array([float(row[key]) if row.get(key) else np.nan for row in rows])
-        for key in (rows[0].keys() if rows else METRIC_COLUMNS)
-    }
 
 
 def train(
@@ -858,15 +718,11 @@ def train(
 
 __all__: Sequence[str] = (
     'Problem',
-    'RunDirError',
     'TrainResult',
     'Trainer',
     'TrainingInterrupted',
     'burn_in_budget_note',
     'burn_in_status',
-    'check_run_dir',
-    'read_metrics',
-    'read_run_config',
     'registered_problem',
     'train',
 )

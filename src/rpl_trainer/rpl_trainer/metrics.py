@@ -1,0 +1,125 @@
+"""The metrics file of a ``rpl train`` run (metrics.csv): its columns, the per-row sums of
+losses and successes, appending one row per evaluation, cutting rows back on resume, and
+reading it back as columns (for ``rpl plot`` and the benchmarks).
+
+Column names follow CleanRL's families: ``eval/...``, ``train/...``, ``losses/...``,
+``charts/...``. Floats are written with 6 significant digits; NaN is an empty cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rpl_trainer.ddpg import UpdateStats
+
+METRIC_COLUMNS = (
+    'env_steps',
+    'episodes',
+    'updates',
+    'wall_s',
+    'eval/success_rate',
+    'eval/mean_final_distance',
+    'train/success_rate',
+    'losses/critic',
+    'losses/actor',
+    'charts/q_mean',
+    'burn_in',
+    'burn_in/value',
+    'charts/env_steps_per_s',
+    'charts/updates_per_s',
+)
+
+
+class Accumulator:
+    """Sums of per-update and per-episode numbers between two metrics rows.
+
+    Its attributes are saved in the checkpoint (``vars(acc)``), so a resumed run continues
+    the sums of the row in progress.
+    """
+
+    def __init__(self) -> None:
+        self.critic = self.actor = self.q = 0.0
+        self.updates = 0
+        self.successes = 0.0
+        self.episodes = 0
+
+    def add_update(self, stats: UpdateStats) -> None:
+        """Add the losses and mean Q of one gradient step."""
+        self.critic += stats.critic_loss
+        self.actor += stats.actor_loss
+        self.q += stats.q_mean
+        self.updates += 1
+
+    def means(self) -> dict[str, float]:
+        """The row's ``train/...``, ``losses/...`` and ``charts/q_mean`` (NaN: none yet)."""
+        n = max(self.updates, 1)
+        nan = float('nan')
+        return {
+            'train/success_rate': self.successes / self.episodes if self.episodes else nan,
+            'losses/critic': self.critic / n if self.updates else nan,
+            'losses/actor': self.actor / n if self.updates else nan,
+            'charts/q_mean': self.q / n if self.updates else nan,
+        }
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return '' if math.isnan(value) else f'{value:.6g}'
+    return value
+
+
+def append_row(path: pathlib.Path, row: Mapping[str, Any]) -> None:
+    """Append ``row`` (every column of :data:`METRIC_COLUMNS`) to ``path``, with the header
+    when the file is new."""
+    new_file = not path.exists()
+    with path.open('a', newline='') as handle:
+        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+        if new_file:
+            writer.writeheader()
+        writer.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
+
+
+def truncate_metrics(path: pathlib.Path, env_steps: int) -> None:
+    """Drop metrics rows written after the checkpoint being resumed (a crash after it).
+
+    Args:
+        path: The metrics file (nothing happens when it does not exist).
+        env_steps: Keep the rows at or before this many env steps (-1: keep none).
+    """
+    if not path.is_file():
+        return
+    with path.open(newline='') as handle:
+        rows = list(csv.DictReader(handle))
+    kept = [row for row in rows if int(row['env_steps']) <= env_steps]
+    if len(kept) == len(rows):
+        return
+    with path.open('w', newline='') as handle:
+        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows(kept)
+
+
+def read_metrics(path: str | pathlib.Path) -> dict[str, np.ndarray]:
+    """metrics.csv as columns of floats (empty cells: NaN)."""
+    with pathlib.Path(path).open(newline='') as handle:
+        rows = list(csv.DictReader(handle))
+    return {
+        key: np.array([float(row[key]) if row.get(key) else np.nan for row in rows])
+        for key in (rows[0].keys() if rows else METRIC_COLUMNS)
+    }
+
+
+__all__: Sequence[str] = (
+    'METRIC_COLUMNS',
+    'Accumulator',
+    'append_row',
+    'read_metrics',
+    'truncate_metrics',
+)

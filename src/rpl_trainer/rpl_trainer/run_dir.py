@@ -1,0 +1,145 @@
+"""The run directory of ``rpl train`` (``--out DIR``): its file names, and the policy for
+creating one, refusing to overwrite one, resuming one, and the JSON files kept in it.
+
+Layout::
+
+    DIR/config.json      the TrainConfig (a resumed run must match it)
+    DIR/base_eval.json   success of the base controller alone (the plot's 'Initial' line)
+    DIR/metrics.csv      one row per evaluation (rpl_trainer.metrics)
+    DIR/checkpoint.pt    everything needed to continue (``--resume``): written at the start,
+                         every ``checkpoint_interval`` env steps, at the end, and on
+                         SIGINT / SIGTERM
+    DIR/actor.onnx       the residual model at the end of the run (docs/onnx_contract.md)
+    DIR/best_actor.onnx  the model at the best periodic evaluation (the run's own
+                         evaluation seeds; `rpl eval` on held-out seeds judges it)
+    DIR/summary.json     final numbers
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+from rpl_trainer.config import TrainConfig, config_differences, make_config
+
+CONFIG_FILE = 'config.json'
+BASE_EVAL_FILE = 'base_eval.json'
+METRICS_FILE = 'metrics.csv'
+CHECKPOINT_FILE = 'checkpoint.pt'
+ONNX_FILE = 'actor.onnx'
+BEST_ONNX_FILE = 'best_actor.onnx'
+SUMMARY_FILE = 'summary.json'
+
+
+class RunDirError(ValueError):
+    """The output directory cannot be used (exists, or does not hold a matching run)."""
+
+
+def read_run_config(out_dir: pathlib.Path) -> dict[str, Any]:
+    """The settings a run in ``out_dir`` was started with (its config.json).
+
+    Raises:
+        RunDirError: No config.json there, or one that is not a valid config.
+    """
+    config_path = out_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise RunDirError(f'cannot resume: {config_path} does not exist (no run in {out_dir})')
+    try:
+        values = json.loads(config_path.read_text())
+        make_config(values)
+    except (ValueError, TypeError) as exc:
+        raise RunDirError(f'cannot resume: {config_path} is not a valid config ({exc})') from exc
+    return values
+
+
+def check_run_dir(out_dir: pathlib.Path, config: TrainConfig, resume: bool) -> None:
+    """Refuse to overwrite anything, and to resume anything but the same run.
+
+    Raises:
+        RunDirError: Without ``resume``: ``out_dir`` exists and is not empty. With
+            ``resume``: no config.json / checkpoint.pt there, or a config that differs in
+            fields other than budgets and bookkeeping.
+    """
+    if not resume:
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise RunDirError(
+                f'output directory {out_dir} already exists and is not empty; pass --resume '
+                'to continue the run in it, or choose a new directory'
+            )
+        return
+    old = make_config(read_run_config(out_dir))
+    differences = config_differences(old, config)
+    if differences:
+        raise RunDirError(
+            f'cannot resume {out_dir}: the run used a different config ('
+            + '; '.join(differences)
+            + '); use the same options or a new directory'
+        )
+    if not (out_dir / CHECKPOINT_FILE).is_file():
+        raise RunDirError(
+            f'cannot resume: no checkpoint at {out_dir / CHECKPOINT_FILE} (runs write one at '
+            'their start; this one was removed or predates that): remove the folder or train '
+            'into another --out'
+        )
+
+
+def write_config(out_dir: pathlib.Path, config: TrainConfig) -> None:
+    """Write the run's config.json (at every start, new or resumed)."""
+    (out_dir / CONFIG_FILE).write_text(config.to_json())
+
+
+def read_base_eval(out_dir: pathlib.Path) -> dict[str, Any] | None:
+    """The base controller's evaluation saved by an earlier start of this run, or None."""
+    path = out_dir / BASE_EVAL_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def write_base_eval(out_dir: pathlib.Path, result: dict[str, Any]) -> None:
+    """Save the base controller's evaluation (a resumed run reads it, not re-runs it)."""
+    (out_dir / BASE_EVAL_FILE).write_text(json.dumps(result, indent=2) + '\n')
+
+
+def no_best() -> dict[str, float]:
+    """The best evaluation before any: every evaluation beats it."""
+    return {'eval/success_rate': -1.0, 'env_steps': -1}
+
+
+def is_new_best(best: dict[str, float], success_rate: float) -> bool:
+    """Whether an evaluation's success rate beats the best so far (ties keep the earlier
+    model in best_actor.onnx)."""
+    return success_rate > best['eval/success_rate']
+
+
+def write_summary(out_dir: pathlib.Path, summary: dict[str, Any], best: dict[str, float]) -> None:
+    """Write summary.json: the run's final numbers, then its best evaluation and model."""
+    summary = {
+        **summary,
+        'best/success_rate': best['eval/success_rate'],
+        'best/env_steps': best['env_steps'],
+        'best_onnx': BEST_ONNX_FILE,
+    }
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + '\n')
+
+
+__all__: Sequence[str] = (
+    'BASE_EVAL_FILE',
+    'BEST_ONNX_FILE',
+    'CHECKPOINT_FILE',
+    'CONFIG_FILE',
+    'METRICS_FILE',
+    'ONNX_FILE',
+    'SUMMARY_FILE',
+    'RunDirError',
+    'check_run_dir',
+    'is_new_best',
+    'no_best',
+    'read_base_eval',
+    'read_run_config',
+    'write_base_eval',
+    'write_config',
+    'write_summary',
+)
