@@ -20,10 +20,22 @@ from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_residual_node.policy import ResidualPolicy
 from rpl_sim_bridge.tasks.goal_task import sparse_reward
 from rpl_trainer import offline
+from rpl_trainer.assembler import EpisodeAssembler
+from rpl_trainer.bag_ingest import ingest_bags
 from rpl_trainer.checkpoint import CheckpointError, save_checkpoint
 from rpl_trainer.config import make_config
+from rpl_trainer.episodes import (
+    CONFLICTING,
+    FALLBACK,
+    INCOMPLETE,
+    WRONG_LENGTH,
+    EpisodeRecord,
+    episode_batch,
+    stored_residual,
+)
 from rpl_trainer.networks import Dims
 from rpl_trainer.residual import compose_action
+from rpl_trainer.trainer_node_config import TrainerNodeConfig, parse_overrides
 
 LAYOUT = contract.split_observation_fields(OBS_FIELDS)  # obs 2, achieved 3, desired 3
 DIMS = Dims(obs_dim=2, goal_dim=3, action_dim=4)
@@ -63,12 +75,12 @@ def episode_messages(ep: int, steps: int = STEPS, fallback: int = 0, skip=()) ->
     return out
 
 
-def feed(assembler: offline.EpisodeAssembler, messages) -> list[offline.EpisodeRecord]:
+def feed(assembler: EpisodeAssembler, messages) -> list[EpisodeRecord]:
     return [r for topic, v in messages for r in assembler.add(topic, v)]
 
 
 def test_a_complete_episode_is_emitted_with_named_parts():
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS)
     (record,) = feed(assembler, episode_messages(0))
     assert record.episode == 0 and record.steps == STEPS
     np.testing.assert_array_equal(record.observation[3], obs_values(0, 3)[LAYOUT.observation])
@@ -85,7 +97,7 @@ def test_the_handshake_resends_are_kept_once_and_not_drops():
     # The sim re-sends observation (0, 0) twice; the controller and the residual node answer
     # each with the same values again.
     resend = [m for m in messages if m[1].step == 0 and m[0] != contract.EPISODE] * 2
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS)
     (record,) = feed(assembler, messages[:3] + resend + messages[3:])
     assert assembler.counts.resent == 6
     assert assembler.counts.skipped == {}
@@ -93,7 +105,7 @@ def test_the_handshake_resends_are_kept_once_and_not_drops():
 
 
 def test_a_dropped_step_skips_that_episode_once_its_topic_has_moved_on():
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS)
     messages = episode_messages(0, skip={(contract.BASE_ACTION, 2)})
     done = feed(assembler, messages)
     assert done == [] and assembler.open_episodes == [0]  # its message may still come
@@ -101,7 +113,7 @@ def test_a_dropped_step_skips_that_episode_once_its_topic_has_moved_on():
     # can no longer come, so episode 0 is skipped, whatever the other topics do.
     done += feed(assembler, [(t, v) for t, v in episode_messages(1) if t == contract.BASE_ACTION])
     assert done == [] and assembler.open_episodes == [1]
-    assert assembler.counts.skipped == {offline.INCOMPLETE: 1}
+    assert assembler.counts.skipped == {INCOMPLETE: 1}
     assert assembler.counts.missing == 1
     lines = ['episode 0 skipped as incomplete: base_action lacks 1 steps (2)']
     assert assembler.skip_lines == lines
@@ -114,7 +126,7 @@ def test_a_dropped_step_skips_that_episode_once_its_topic_has_moved_on():
 def test_topics_arriving_whole_episodes_apart_still_complete_every_episode():
     # A publisher matched late (DDS discovery) delivers its transient-local history in a
     # burst, episodes after the other topics: nothing is lost and nothing skipped.
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS)
     messages = [m for ep in range(6) for m in episode_messages(ep)]
     late = [m for m in messages if m[0] == contract.COMMAND]
     done = feed(assembler, [m for m in messages if m[0] != contract.COMMAND] + late)
@@ -123,11 +135,11 @@ def test_topics_arriving_whole_episodes_apart_still_complete_every_episode():
 
 
 def test_a_silent_topic_gives_up_on_episodes_after_lag_episodes():
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS, lag=3)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, lag=3)
     silent = [m for ep in range(4) for m in episode_messages(ep) if m[0] != contract.COMMAND]
     assert feed(assembler, silent[:-1]) == []  # episode 3 without its result
     assert assembler.open_episodes == [1, 2, 3]
-    assert assembler.counts.skipped == {offline.INCOMPLETE: 1}
+    assert assembler.counts.skipped == {INCOMPLETE: 1}
     assert assembler.counts.missing == STEPS  # episode 0's commands
     assert assembler.skip_lines == [
         f'episode 0 skipped as incomplete: command lacks {STEPS} steps (0-{STEPS - 1})'
@@ -138,27 +150,27 @@ def test_a_result_before_the_last_command_still_completes():
     messages = episode_messages(0)
     last_command, result = messages[-2], messages[-1]
     assert last_command[0] == contract.COMMAND and result[0] == contract.EPISODE
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS)
     done = feed(assembler, [*messages[:-2], result, last_command])
     assert len(done) == 1
 
 
 def test_a_repeat_with_other_values_and_a_fallback_episode_are_skipped():
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS)
     changed = (contract.COMMAND, vec(0, 1, command_values(0, 1) + 0.1))
     assert feed(assembler, [*episode_messages(0)[:6], changed, *episode_messages(0)[6:]]) == []
     assert feed(assembler, episode_messages(1, fallback=1)) == []
     assert feed(assembler, episode_messages(2, steps=STEPS + 1)) == []
     assert assembler.counts.skipped == {
-        offline.CONFLICTING: 1,
-        offline.FALLBACK: 1,
-        offline.WRONG_LENGTH: 1,
+        CONFLICTING: 1,
+        FALLBACK: 1,
+        WRONG_LENGTH: 1,
     }
     assert assembler.counts.complete == 0
 
 
 def test_latched_old_results_are_not_skips_and_a_restarted_sim_is_followed():
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS)
     old = [m for ep in (0, 1, 2) for m in episode_messages(ep)[-1:]]  # results only
     live = episode_messages(3) + episode_messages(4)
     assert [r.episode for r in feed(assembler, old + live)] == [3, 4]
@@ -168,7 +180,7 @@ def test_latched_old_results_are_not_skips_and_a_restarted_sim_is_followed():
 
 
 def test_a_whole_episode_lost_after_the_start_is_a_skip_not_an_old_result():
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS, started_ns=500)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, started_ns=500)
     old_result = episode_messages(0)[-1]
     lost_result = episode_messages(1)[-1]  # its step messages never arrived
     assembler.add(*old_result, sent_ns=100)  # latched, from before the start
@@ -176,12 +188,12 @@ def test_a_whole_episode_lost_after_the_start_is_a_skip_not_an_old_result():
     done = [r for i, m in enumerate(episode_messages(2)) for r in assembler.add(*m, 1000 + i)]
     assert [r.episode for r in done] == [2]
     assert assembler.counts.results_only == 1
-    assert assembler.counts.skipped == {offline.INCOMPLETE: 1}
+    assert assembler.counts.skipped == {INCOMPLETE: 1}
     assert assembler.counts.missing == 3 * STEPS
 
 
 def test_episodes_of_which_nothing_arrived_are_counted_once_every_topic_passed_them():
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS)
     messages = {ep: episode_messages(ep) for ep in range(5)}
 
     def split(ep):
@@ -194,20 +206,20 @@ def test_episodes_of_which_nothing_arrived_are_counted_once_every_topic_passed_t
     assert [r.episode for r in feed(assembler, commands1)] == [1]
     assert assembler.counts.skipped == {}  # the command topic has not passed 2 and 3 yet
     assert [r.episode for r in feed(assembler, commands4)] == [4]
-    assert assembler.counts.skipped == {offline.INCOMPLETE: 2}
+    assert assembler.counts.skipped == {INCOMPLETE: 2}
     assert assembler.counts.missing == 2 * (3 * STEPS + 1)
     lost = 'episode 3 skipped as incomplete: none of its messages arrived'
     assert assembler.skip_lines[-1] == lost
 
 
 def test_a_resumed_assembler_ignores_what_its_checkpoint_holds():
-    first = offline.EpisodeAssembler(LAYOUT, STEPS)
+    first = EpisodeAssembler(LAYOUT, STEPS)
     sent = iter(range(1, 10**6))
     stream = [(m, next(sent)) for ep in (0, 1) for m in episode_messages(ep)]
     done = [r for m, t in stream[: len(stream) // 2 + 5] for r in first.add(*m, t)]
     assert [r.episode for r in done] == [0] and first.open_episodes == [1]
     # Saved now, resumed later: the publishers' history delivers both episodes again.
-    resumed = offline.EpisodeAssembler(LAYOUT, STEPS, resume_after_ns=first.seen_until_ns)
+    resumed = EpisodeAssembler(LAYOUT, STEPS, resume_after_ns=first.seen_until_ns)
     again = [r for m, t in stream for r in resumed.add(*m, t)]
     assert [r.episode for r in again] == [1]  # episode 0 is in the checkpoint: not twice
     assert resumed.counts.before_resume == len(stream) // 2
@@ -215,29 +227,29 @@ def test_a_resumed_assembler_ignores_what_its_checkpoint_holds():
 
 
 def test_wrong_sizes_and_topics_are_refused_with_the_expected_size():
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS)
     with pytest.raises(ValueError, match='has 3 values, expected 4'):
         assembler.add(contract.COMMAND, vec(0, 0, np.zeros(3)))
     with pytest.raises(ValueError, match="got 'residual'"):
         assembler.add(contract.RESIDUAL, vec(0, 0, np.zeros(4)))
     no_achieved = contract.split_observation_fields(('a', 'desired_goal.x'))
     with pytest.raises(ValueError, match='achieved_goal'):
-        offline.EpisodeAssembler(no_achieved, STEPS)
+        EpisodeAssembler(no_achieved, STEPS)
 
 
 def test_the_stored_residual_is_the_rule_and_reproduces_the_command():
     base = np.array([[0.1, -0.2, 0.9, 0.0], [0.5, 0.5, -0.5, 1.0]])
     command = np.array([[0.6, -1.0, 1.0, 0.25], [1.0, 0.5, -0.5, 1.0]])
-    u = offline.stored_residual(command, base, SCALE)
+    u = stored_residual(command, base, SCALE)
     np.testing.assert_allclose(u, np.clip((command - base) / SCALE, -1, 1), atol=1e-7)
     np.testing.assert_allclose(compose_action(base, u, SCALE), command, atol=1e-6)
     with pytest.raises(ValueError, match='got 0'):
-        offline.stored_residual(command, base, 0.0)
+        stored_residual(command, base, 0.0)
 
 
 def test_episode_batch_has_t_minus_one_transitions_per_episode():
-    records = feed(offline.EpisodeAssembler(LAYOUT, STEPS), episode_messages(0))
-    batch = offline.episode_batch(records, SCALE)
+    records = feed(EpisodeAssembler(LAYOUT, STEPS), episode_messages(0))
+    batch = episode_batch(records, SCALE)
     assert batch.obs.shape == (1, STEPS, 2) and batch.achieved_goal.shape == (1, STEPS, 3)
     assert batch.action.shape == (1, STEPS - 1, 4) and batch.desired_goal.shape == (1, 4, 3)
     expected = np.clip((command_values(0, 3) - base_values(0, 3)) / SCALE, -1, 1)
@@ -262,10 +274,10 @@ def test_ingesting_a_bag_fills_the_buffer_and_burn_in_trains_only_the_critic(tmp
     learner = small_learner()
     actor_before = [p.detach().clone() for p in learner.agent.actor.parameters()]
     critic_before = [p.detach().clone() for p in learner.agent.critic.parameters()]
-    report = offline.ingest_bags([path], learner, updates_per_step=1.0, namespace=NS)
+    report = ingest_bags([path], learner, updates_per_step=1.0, namespace=NS)
     assert report.episodes == 1 and report.transitions == STEPS - 1
     assert learner.buffer.transitions == 4 and report.updates == 4
-    assert report.skipped == {offline.FALLBACK: 2} and report.problems == ()
+    assert report.skipped == {FALLBACK: 2} and report.problems == ()
     stored = learner.buffer.state_dict()['episodes']['action']  # (1, 4, 4)
     assert stored.shape == (1, STEPS - 1, 4)
     np.testing.assert_allclose(stored, 0.1 / 2.0, atol=1e-6)  # residual 0.1 at scale 2
@@ -285,7 +297,7 @@ def test_goal_consistent_her_is_applied_to_recorded_episodes_not_ignored():
 
     learner = small_learner(zero_base, goal_consistent_her=True)
     assert learner.sampler.goal_consistent
-    learner.add(feed(offline.EpisodeAssembler(LAYOUT, STEPS), episode_messages(0)))
+    learner.add(feed(EpisodeAssembler(LAYOUT, STEPS), episode_messages(0)))
     batch = learner.buffer.sample(learner.sampler, 256, np.random.default_rng(0))
     # Relabelled samples store command / scale (the residual that explains the command
     # over a zero base); the others keep (command - recorded base) / scale.
@@ -303,16 +315,16 @@ def test_bag_episodes_with_missing_messages_are_skipped(tmp_path):
     path = tmp_path / 'no_command'
     write_bag(path, episodes=2, steps=STEPS, topics=('observation', 'base_action', 'episode'))
     learner = small_learner()
-    report = offline.ingest_bags([path], learner)
-    assert report.episodes == 0 and report.skipped == {offline.INCOMPLETE: 2}
+    report = ingest_bags([path], learner)
+    assert report.episodes == 0 and report.skipped == {INCOMPLETE: 2}
     assert learner.buffer.size == 0
     with pytest.raises(BagError, match='does not exist'):
-        offline.ingest_bags([tmp_path / 'nowhere'], learner)
+        ingest_bags([tmp_path / 'nowhere'], learner)
 
 
 def test_the_export_replaces_the_model_atomically_and_the_residual_node_loads_it(tmp_path):
     learner = small_learner(burn_in_beta=0.0)  # actor learns at once
-    learner.add(feed(offline.EpisodeAssembler(LAYOUT, STEPS), episode_messages(0)))
+    learner.add(feed(EpisodeAssembler(LAYOUT, STEPS), episode_messages(0)))
     model = tmp_path / 'models' / 'actor.onnx'
     learner.export(model)
     first = model.read_bytes()
@@ -331,13 +343,11 @@ def test_the_export_replaces_the_model_atomically_and_the_residual_node_loads_it
 def test_trainer_node_config_lists_and_the_update_debt():
     from rpl_interfaces.params import ParameterError, build_config
 
-    config = build_config(
-        offline.TrainerNodeConfig, {'namespaces': 'rpl, /arm2/ ,', 'bags': 'a/b, c'}
-    )
+    config = build_config(TrainerNodeConfig, {'namespaces': 'rpl, /arm2/ ,', 'bags': 'a/b, c'})
     assert config.namespace_list() == ['/rpl', '/arm2']
     assert config.bag_list() == ['a/b', 'c']
     with pytest.raises(ParameterError, match='export_every_updates'):
-        build_config(offline.TrainerNodeConfig, {'export_every_updates': 0})
+        build_config(TrainerNodeConfig, {'export_every_updates': 0})
     debt = offline.UpdateDebt(0.1)
     debt.add(49)  # one episode: 4.9 updates owed
     assert debt.take(3) == 3 and debt.take(3) == 1
@@ -349,13 +359,13 @@ def test_train_overrides_set_config_fields_and_bad_ones_name_the_key():
     from rpl_interfaces.params import ParameterError, build_config
 
     node = build_config(
-        offline.TrainerNodeConfig,
+        TrainerNodeConfig,
         {'seed': 7, 'train_overrides': ' burn_in_window=500, noise_eps=0.1,buffer_size=1e4,'},
     )
     config = node.train_config()
     assert (config.burn_in_window, config.noise_eps, config.buffer_size) == (500, 0.1, 10000)
     assert (config.seed, config.task, config.target_update_interval) == (7, 'slippery_push', 40)
-    assert offline.parse_overrides('') == {}
+    assert parse_overrides('') == {}
     bad = {
         'nope=1': "unknown key 'nope'",
         'batch_size=abc': "'batch_size' must be an integer, got 'abc'",
@@ -366,12 +376,12 @@ def test_train_overrides_set_config_fields_and_bad_ones_name_the_key():
     }
     for text, message in bad.items():
         with pytest.raises(ParameterError, match=message):
-            offline.parse_overrides(text)
+            parse_overrides(text)
 
 
 def learner_with_data(**overrides) -> offline.OfflineLearner:
     learner = small_learner(**overrides)
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS)
     learner.add(feed(assembler, episode_messages(0) + episode_messages(1)))
     learner.update(3)
     return learner
@@ -416,6 +426,6 @@ def test_results_running_ahead_of_the_step_messages_close_nothing():
     messages = [m for ep in range(4) for m in episode_messages(ep)]
     results = [m for m in messages if m[0] == contract.EPISODE]
     steps = [m for m in messages if m[0] != contract.EPISODE]
-    assembler = offline.EpisodeAssembler(LAYOUT, STEPS, lag=2)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, lag=2)
     assert [r.episode for r in feed(assembler, results + steps)] == [0, 1, 2, 3]
     assert assembler.counts.skipped == {} and assembler.counts.late == 0

@@ -36,11 +36,11 @@ def test_the_bag_reader_and_the_live_assembler_use_this_rule():
     import inspect
 
     from rpl_bags import recorded
-    from rpl_trainer import offline
+    from rpl_trainer.assembler import EpisodeAssembler
 
     for source in (
         inspect.getsource(recorded._by_step),
-        inspect.getsource(offline.EpisodeAssembler),
+        inspect.getsource(EpisodeAssembler),
     ):
         assert 'step_index.place(' in source
         assert 'array_equal' not in source

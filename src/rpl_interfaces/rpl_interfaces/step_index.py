@@ -4,7 +4,7 @@ Every control message carries its episode id and step index. A message may arriv
 once: the sim bridge re-sends observation (0, 0) until the stack answers (start-up
 handshake) and the nodes answer each copy again. The rule, shared by the bag reader
 (:func:`rpl_bags.recorded.load_run`) and the trainer's live episode assembler
-(:class:`rpl_trainer.offline.EpisodeAssembler`):
+(:class:`rpl_trainer.assembler.EpisodeAssembler`):
 
 * the first message of an (episode, step) is the one kept;
 * a repeat with the same payload (NaN equal to NaN) and the same tag is a re-send: counted,

@@ -11,5 +11,11 @@ Modules (import what you need; nothing heavy is imported here):
 * :mod:`rpl_trainer.residual` - executed = clip(base + scale * u), exploration rules.
 * :mod:`rpl_trainer.rollout` - sync / subprocess vector envs with per-env base controllers.
 * :mod:`rpl_trainer.export` - ONNX export (docs/onnx_contract.md).
+* :mod:`rpl_trainer.episodes` - ``EpisodeRecord`` (one published episode), skip reasons, ->
+  HER episodes.
+* :mod:`rpl_trainer.assembler` - ``EpisodeAssembler``: live messages -> complete episodes.
+* :mod:`rpl_trainer.bag_ingest` - ``ingest_bags``: recorded bags -> the offline learner.
+* :mod:`rpl_trainer.offline` - ``OfflineLearner`` (DDPG + HER on given episodes), checkpoints.
+* :mod:`rpl_trainer.trainer_node_config` - ``TrainerNodeConfig``, ``train_overrides`` parsing.
 * :mod:`rpl_trainer.cli` - ``rpl train`` / ``rpl plot``.
 """

@@ -7,7 +7,7 @@ exactly the base controller, so residual nodes start on a model), and ingests th
 ``bags`` not already in the checkpoint (critic burn-in included when ``updates_per_step``
 > 0). Then, for every namespace in ``namespaces``, it subscribes to ``observation``,
 ``base_action``, ``command`` and ``episode`` and assembles complete episodes
-(:class:`rpl_trainer.offline.EpisodeAssembler`: episodes with dropped, conflicting or
+(:class:`rpl_trainer.assembler.EpisodeAssembler`: episodes with dropped, conflicting or
 fallback steps are counted and skipped, and what they lacked is logged), stores them and
 pays ``updates_per_step`` gradient steps per stored transition in short timer ticks.
 
@@ -58,8 +58,12 @@ from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_trainer import offline
+from rpl_trainer.assembler import EpisodeAssembler
+from rpl_trainer.bag_ingest import ingest_bags
 from rpl_trainer.checkpoint import CheckpointError
+from rpl_trainer.episodes import INCOMPLETE, SKIP_REASONS
 from rpl_trainer.schedule import SaveSchedule
+from rpl_trainer.trainer_node_config import TrainerNodeConfig
 
 # Gradient steps run in timer ticks of at most UPDATE_BUDGET_S every UPDATE_PERIOD_S, and
 # before every one of them the tick takes every message waiting in the subscriptions'
@@ -104,7 +108,7 @@ class TrainerNode(RplNode):
 
     def __init__(self) -> None:
         super().__init__('trainer')
-        self.config = cfg = self.declare_config(offline.TrainerNodeConfig)
+        self.config = cfg = self.declare_config(TrainerNodeConfig)
         if not cfg.model_path:
             raise ValueError('model_path is empty: set the ONNX file to write (model_path:=PATH)')
         # Before any work: a run must not learn for hours and then fail to write its result.
@@ -153,7 +157,7 @@ class TrainerNode(RplNode):
             if path in self.bags_ingested:
                 self.get_logger().info(f'bag {path}: already in the checkpoint, not read again')
                 continue
-            report = offline.ingest_bags([path], self.learner)  # BagError: one line
+            report = ingest_bags([path], self.learner)  # BagError: one line
             self.debt.add(report.transitions)
             self.bag_episodes += report.episodes
             self.bags_ingested.append(path)
@@ -170,7 +174,7 @@ class TrainerNode(RplNode):
         self.assemblers = {}
         self._subs = []  # (subscription, its message handler), drained by the update tick
         for ns in [] if self.offline_only else cfg.namespace_list():
-            assembler = offline.EpisodeAssembler(
+            assembler = EpisodeAssembler(
                 layout,
                 self.learner.episode_steps,
                 resume_after_ns=self._resume_after_ns.get(ns),
@@ -297,7 +301,7 @@ class TrainerNode(RplNode):
         namespace: str,
         topic: str,
         fields: Sequence[str],
-        assembler: offline.EpisodeAssembler,
+        assembler: EpisodeAssembler,
     ):
         # Reliable, deep, and transient local like the control publishers: a publisher
         # matched after it started (DDS discovery is not instant) still delivers its first
@@ -349,7 +353,7 @@ class TrainerNode(RplNode):
 
     def _on_message(
         self,
-        assembler: offline.EpisodeAssembler,
+        assembler: EpisodeAssembler,
         topic: str,
         name: str,
         fields: Sequence[str],
@@ -460,7 +464,7 @@ class TrainerNode(RplNode):
             'episodes_ingested': self.learner.episodes,
             'episodes_from_bags': self.bag_episodes,
             'episodes_skipped': sum(skipped.values()),
-            **{f'skipped_{reason}': skipped[reason] for reason in offline.SKIP_REASONS},
+            **{f'skipped_{reason}': skipped[reason] for reason in SKIP_REASONS},
             'resent_messages': sum(c.resent for c in counts),
             'late_messages': sum(c.late for c in counts),
             'messages_before_resume': sum(c.before_resume for c in counts),
@@ -478,7 +482,7 @@ class TrainerNode(RplNode):
             'last_checkpoint': self.last_checkpoint,
             'resumed_from': self.resumed,
         }
-        lossy = self.malformed or skipped[offline.INCOMPLETE] or self.lost
+        lossy = self.malformed or skipped[INCOMPLETE] or self.lost
         level = 'warn' if lossy or self.intake_delay_s > INTAKE_DELAY_WARN_S else 'ok'
         message = f'{self.learner.episodes} episodes, {agent.updates} updates'
         self.publish_diagnostics(self._diagnostics, level, message, values)

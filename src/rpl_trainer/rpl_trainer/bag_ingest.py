@@ -1,0 +1,108 @@
+"""Bag ingestion: complete episodes of recorded stack bags (read by
+:func:`rpl_bags.recorded.load_run`) into an :class:`rpl_trainer.offline.OfflineLearner`.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from rpl_bags.recorded import RecordedRun, load_run
+from rpl_trainer.episodes import (
+    FALLBACK,
+    INCOMPLETE,
+    WRONG_LENGTH,
+    EpisodeRecord,
+    check_layout,
+    episode_record,
+)
+from rpl_trainer.offline import OfflineLearner, UpdateDebt
+
+
+def records_from_run(
+    run: RecordedRun, episode_steps: int
+) -> tuple[list[EpisodeRecord], collections.Counter[str]]:
+    """Complete episodes of a bag read by :func:`rpl_bags.recorded.load_run`.
+
+    Args:
+        run: The recorded run (repeated messages are already reduced to the first).
+        episode_steps: The task's episode length T; other lengths are skipped.
+
+    Returns:
+        The records, and skipped episodes counted by reason (:data:`SKIP_REASONS`).
+    """
+    check_layout(run.layout)
+    records, skipped = [], collections.Counter()
+    for ep in run.episodes:
+        streams = (ep.observation, ep.base_action, ep.command)
+        if ep.result is None or not all(s.present.all() for s in streams):
+            skipped[INCOMPLETE] += 1
+        elif ep.result.fallback_base or ep.result.fallback_zero:
+            skipped[FALLBACK] += 1
+        elif ep.steps != episode_steps:
+            skipped[WRONG_LENGTH] += 1
+        else:
+            records.append(
+                episode_record(ep.episode, run.layout, *(s.values for s in streams), ep.result)
+            )
+    return records, skipped
+
+
+class IngestReport(NamedTuple):
+    """What :func:`ingest_bags` did.
+
+    Attributes:
+        episodes: Episodes stored in the buffer.
+        transitions: Transitions stored (episodes x (T - 1)).
+        updates: Gradient steps run.
+        skipped: Episodes not stored, by reason (:data:`SKIP_REASONS`).
+        problems: The bags' problem lines, prefixed with the bag path.
+    """
+
+    episodes: int
+    transitions: int
+    updates: int
+    skipped: dict[str, int]
+    problems: tuple[str, ...]
+
+
+def ingest_bags(
+    paths: Iterable[str | os.PathLike[str]],
+    learner: OfflineLearner,
+    updates_per_step: float = 0.0,
+    namespace: str | None = None,
+) -> IngestReport:
+    """Read bags episode by episode into the learner's buffer, optionally training on them.
+
+    Args:
+        paths: Bag directories (or storage files) recorded from the stack.
+        learner: Receives the episodes.
+        updates_per_step: Gradient steps per stored transition, run after each bag's
+            episodes (0: only fill the buffer). While the RPL burn-in lasts these update
+            only the critic.
+        namespace: Stack namespace in the bags (None: the only one in each bag).
+
+    Raises:
+        rpl_bags.topics.BagError: A bag cannot be read at all.
+    """
+    episodes = transitions = updates = 0
+    skipped: collections.Counter[str] = collections.Counter()
+    problems: list[str] = []
+    debt = UpdateDebt(updates_per_step)
+    for path in paths:
+        run = load_run(path, namespace)
+        problems += [f'{path}: {line}' for line in run.problems]
+        records, skips = records_from_run(run, learner.episode_steps)
+        skipped.update(skips)
+        for record in records:  # episode by episode: the buffer is FIFO
+            stored = learner.add([record])
+            episodes += 1
+            transitions += stored
+            debt.add(stored)
+            updates += len(learner.update(debt.take(2**62)))
+    return IngestReport(episodes, transitions, updates, dict(skipped), tuple(problems))
+
+
+__all__ = ['IngestReport', 'ingest_bags', 'records_from_run']

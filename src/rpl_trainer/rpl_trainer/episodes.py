@@ -1,0 +1,163 @@
+"""One episode as the stack published it, why an episode is not learned from, and its
+conversion into HER buffer episodes; shared by the live assembler and bag ingestion.
+
+The residual stack publishes, per step k of episode e, the ``observation`` (task
+observation, achieved goal, desired goal), the base controller's ``base_action`` and the
+executed ``command``; the sim bridge publishes one ``episode`` result after the last step.
+
+* the stored tanh-space action is the residual that explains the executed command,
+  u = clip((command - base_action) / residual_scale, -1, 1)
+  (:func:`rpl_trainer.residual.residual_explaining`), whatever produced the command;
+* rewards are not stored: the HER sampler recomputes them with the task's pure reward
+  function from the achieved goals;
+* the sim bridge publishes no observation after an episode's last step (the next message
+  is the result, then the next episode's step 0), so an episode of T steps gives T - 1
+  transitions: o_0 .. o_{T-1} and the commands of steps 0 .. T-2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from rpl_interfaces import contract
+from rpl_trainer.her import EpisodeBatch
+from rpl_trainer.residual import residual_explaining
+
+STEP_TOPICS = (contract.OBSERVATION, contract.BASE_ACTION, contract.COMMAND)
+"""The per-step topics an episode needs (relative names)."""
+
+# Why an episode was not learned from (keys of the skip counters).
+INCOMPLETE = 'incomplete'  # a step of observation / base_action / command or the result missing
+CONFLICTING = 'conflicting'  # one (episode, step) sent twice with different values
+FALLBACK = 'fallback'  # the sim applied a fallback action: the command is not what ran
+WRONG_LENGTH = 'wrong_length'  # not the task's episode length
+SKIP_REASONS = (INCOMPLETE, CONFLICTING, FALLBACK, WRONG_LENGTH)
+
+
+class EpisodeRecord(NamedTuple):
+    """One complete episode of T steps as the stack published it (float64 arrays).
+
+    Attributes:
+        episode: Episode id (per sim bridge run).
+        observation: Task observations o_0 .. o_{T-1}, (T, obs_dim).
+        achieved_goal: Achieved goals at the same steps, (T, goal_dim) (block position, m,
+            world frame for Fetch).
+        desired_goal: Desired goal at every step, (T, goal_dim), m, world frame.
+        base_action: Base controller actions, (T, action_dim), action units.
+        command: Executed commands clip(base + residual, -1, 1), (T, action_dim).
+        result: The sim bridge's episode result.
+    """
+
+    episode: int
+    observation: np.ndarray
+    achieved_goal: np.ndarray
+    desired_goal: np.ndarray
+    base_action: np.ndarray
+    command: np.ndarray
+    result: contract.EpisodeResult
+
+    @property
+    def steps(self) -> int:
+        """Steps T of the episode."""
+        return int(self.command.shape[0])
+
+
+def stored_residual(command: np.ndarray, base_action: np.ndarray, scale: float) -> np.ndarray:
+    """Tanh-space residual u = clip((command - base_action) / scale, -1, 1) to store.
+
+    Args:
+        command: Executed commands (batch, action_dim).
+        base_action: Base actions of the same steps (batch, action_dim).
+        scale: Residual scale (> 0), ``TrainConfig.residual_scale``.
+
+    Returns:
+        (batch, action_dim) float32 in [-1, 1].
+    """
+    if not scale > 0:
+        raise ValueError(f'residual scale must be positive, got {scale}')
+    return residual_explaining(np.asarray(command), np.asarray(base_action), scale)
+
+
+def episode_batch(records: Sequence[EpisodeRecord], scale: float) -> EpisodeBatch:
+    """HER buffer episodes (N, T - 1 transitions each) from N records of T steps.
+
+    Raises:
+        ValueError: No records, records of different lengths, or fewer than 2 steps.
+    """
+    if not records:
+        raise ValueError('no episode records to convert')
+    lengths = {r.steps for r in records}
+    if len(lengths) != 1 or min(lengths) < 2:
+        raise ValueError(f'records must all have the same length >= 2 steps, got {lengths}')
+    stack = lambda name: np.stack([getattr(r, name) for r in records])  # noqa: E731
+    command = stack('command')[:, :-1]  # (N, T - 1, action_dim)
+    base = stack('base_action')[:, :-1]
+    n, t, a = command.shape
+    residual = stored_residual(command.reshape(n * t, a), base.reshape(n * t, a), scale)
+    return EpisodeBatch(
+        obs=stack('observation').astype(np.float32),  # (N, T, obs_dim)
+        achieved_goal=stack('achieved_goal').astype(np.float32),  # (N, T, goal_dim)
+        desired_goal=stack('desired_goal')[:, :-1].astype(np.float32),  # (N, T - 1, goal_dim)
+        action=residual.reshape(n, t, a),
+        executed=command.astype(np.float32),
+    )
+
+
+def episode_record(
+    episode: int,
+    layout: contract.ObservationLayout,
+    observation: np.ndarray,
+    base_action: np.ndarray,
+    command: np.ndarray,
+    result: contract.EpisodeResult,
+) -> EpisodeRecord:
+    """An :class:`EpisodeRecord` from whole observation payloads split by ``layout``.
+
+    Args:
+        episode: Episode id.
+        layout: The observation payload layout (with achieved goals).
+        observation: Observation payloads of steps 0 .. T-1, (T, len(layout.fields)).
+        base_action: Base actions of the same steps, (T, action_dim).
+        command: Executed commands of the same steps, (T, action_dim).
+        result: The sim bridge's episode result.
+    """
+    return EpisodeRecord(
+        episode=episode,
+        observation=observation[:, layout.observation],
+        achieved_goal=observation[:, layout.achieved_goal],
+        desired_goal=observation[:, layout.desired_goal],
+        base_action=base_action,
+        command=command,
+        result=result,
+    )
+
+
+def check_layout(layout: contract.ObservationLayout) -> None:
+    """Refuse a layout without achieved goals.
+
+    Raises:
+        ValueError: The observations carry no ``achieved_goal.*`` fields.
+    """
+    if layout.achieved_goal.stop - layout.achieved_goal.start != layout.goal_dim:
+        raise ValueError(
+            'observations without achieved_goal.* fields cannot be learned from (HER needs '
+            f'the achieved goal); fields: {list(layout.fields)[:4]}...'
+        )
+
+
+__all__ = [
+    'CONFLICTING',
+    'FALLBACK',
+    'INCOMPLETE',
+    'SKIP_REASONS',
+    'STEP_TOPICS',
+    'WRONG_LENGTH',
+    'EpisodeRecord',
+    'check_layout',
+    'episode_batch',
+    'episode_record',
+    'stored_residual',
+]
