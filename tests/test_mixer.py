@@ -7,7 +7,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from helpers import reload_model, replace_model
+from helpers import reload_model, replace_model, set_model_metadata
 from test_onnx_actor import (
     OBS_DIM,
     corrupt_file,
@@ -241,7 +241,10 @@ def test_no_model_gives_the_clipped_base_action():
         lambda p: corrupt_file(p / 'c.onnx'),
         lambda p: truncated_file(p / 't.onnx', linear_model(p / 'full.onnx')),
         lambda p: nan_model(p / 'n.onnx'),
-        lambda p: linear_model(p / 'w.onnx', weights=known_weights(action_dim=3)),
+        lambda p: set_model_metadata(  # 3 outputs, 4 action fields in its metadata
+            linear_model(p / 'w.onnx', weights=known_weights(action_dim=3)),
+            {'action_fields': '["dx", "dy", "dz", "gripper"]'},
+        ),
     ],
 )
 def test_a_model_that_fails_to_load_gives_the_base_action(tmp_path, make):
@@ -569,6 +572,7 @@ def test_an_invalid_base_action_alone_gives_no_command(model_path, bad, with_mod
     the step (the sim bridge then falls back to the real base action it received)."""
     clock = FakeClock()
     mixer = make_mixer(model_path if with_model else '', clock=clock)
+    mixer.note_base_action_source('c', ('dx', 'dy', 'dz', 'gripper'))  # the stream's size
     assert mixer.add_observation(1, 3, OBS, GOAL) is None
     assert mixer.add_base_action(1, 3, bad) is None
     assert mixer.pending == 1  # the observation still waits for a valid base action
@@ -604,3 +608,62 @@ def test_invalid_observations_never_clear_pending_steps(model_path, obs, goal, f
     assert decision is not None and (decision.step, decision.reason) == (6, 'ok')
     # The next real step is decided from its real observation, not the forged one.
     assert step(mixer, 1, 7).reason == 'ok'
+
+
+# ------------------------------------------------------------------------- action layout
+JOINTS = tuple(f'j{i}' for i in range(7))
+
+
+def test_the_mixer_learns_a_seven_field_action_from_the_model_and_the_stream(tmp_path):
+    """No action size or names are built in: a 7-output model stating j0..j6 runs on a
+    j0..j6 base action; the Decision carries the base action's names; a base action with
+    other names (Fetch's) falls back to the base action with one note."""
+    weights = known_weights(action_dim=7) * 3.0
+    path = set_model_metadata(
+        linear_model(tmp_path / 'arm.onnx', weights=weights),
+        {'action_fields': '["j0", "j1", "j2", "j3", "j4", "j5", "j6"]'},
+    )
+    notes = []
+    cfg = ResidualConfig(model_path=str(path))
+    mixer = m.ResidualMixer(cfg, clock=FakeClock(), on_model_note=lambda *n: notes.append(n))
+    assert mixer.actor.action_dim == 7
+    base = np.array([0.95, -0.95, 0.5, -0.5, 0.0, 1.0, -1.0])
+    mixer.note_base_action_source('hold', JOINTS)
+    mixer.add_observation(0, 0, OBS, GOAL)
+    decision = mixer.add_base_action(0, 0, base, JOINTS)
+    expected, applied = mix(base, weights @ np.r_[OBS, GOAL], cfg)
+    assert (decision.reason, decision.fields) == (m.OK, JOINTS)
+    np.testing.assert_allclose(decision.command, expected, atol=1e-5)
+    np.testing.assert_allclose(decision.residual, applied, atol=1e-5)
+    assert np.all(np.abs(decision.command) <= 1.0) and decision.command.shape == (7,)
+    fetch = ('dx', 'dy', 'dz', 'gripper')
+    mixer.note_base_action_source('hold', fetch)
+    mixer.add_observation(0, 1, OBS, GOAL)
+    decision = mixer.add_base_action(0, 1, BASE, fetch)
+    assert (decision.source, decision.reason, decision.fields) == ('base', m.MODEL_MISMATCH, fetch)
+    np.testing.assert_array_equal(decision.command, BASE)
+    np.testing.assert_array_equal(decision.residual, np.zeros(4))
+    assert len(notes) == 1 and 'action fields differ' in notes[0][1]
+
+
+def test_a_model_without_action_names_falls_back_on_another_size():
+    """A base action of another size than a model that names no fields: base fallback."""
+    mixer = make_mixer()
+    mixer.add_observation(0, 0, OBS, GOAL)
+    decision = mixer.add_base_action(0, 0, np.array([0.2, -0.2]), ('a', 'b'))
+    assert (decision.reason, decision.fields) == (m.NO_MODEL, ('a', 'b'))  # no model: any size
+    np.testing.assert_array_equal(decision.residual, np.zeros(2))
+
+
+def test_the_graph_sets_the_size_and_must_agree_with_the_metadata(tmp_path):
+    path = linear_model(tmp_path / 'seven.onnx', weights=known_weights(action_dim=7))
+    mixer = make_mixer(path)
+    assert mixer.actor.action_dim == 7
+    mixer.add_observation(0, 0, OBS, GOAL)
+    assert mixer.add_base_action(0, 0, BASE) is None  # 4 values for 7: rejected
+    assert mixer.counts[m.REJECTED_BASE_WRONG_SIZE] == 1
+    mixer.note_base_action_source('c', ('dx', 'dy', 'dz', 'gripper'))  # the stream's size
+    decision = mixer.add_base_action(0, 0, BASE)
+    assert (decision.source, decision.reason) == ('base', m.BASE_ACTION_WRONG_SIZE)
+    assert m.action_field_problem(('a', 'a')) and m.action_field_problem(())
+    assert not m.action_field_problem(JOINTS)

@@ -55,11 +55,15 @@ class Driver(SideNode):
         self.commands: list[StampedVector] = []
         self.residuals: list[StampedVector] = []
         self.diagnostics: list = []
+        self.names: dict[str, list[tuple[str, ...]]] = {'command': [], 'residual': []}
         self.node.create_subscription(
-            JointState, contract.COMMAND, lambda m: self.commands.append(decode(m)), qos
+            JointState, contract.COMMAND, lambda m: self._record(m, self.commands, 'command'), qos
         )
         self.node.create_subscription(
-            JointState, contract.RESIDUAL, lambda m: self.residuals.append(decode(m)), qos
+            JointState,
+            contract.RESIDUAL,
+            lambda m: self._record(m, self.residuals, 'residual'),
+            qos,
         )
         self.node.create_subscription(
             DiagnosticArray,
@@ -67,6 +71,10 @@ class Driver(SideNode):
             lambda m: self.diagnostics.extend(m.status),
             qos_profile(contract.DIAGNOSTICS_QOS),
         )
+
+    def _record(self, msg: JointState, into: list, topic: str) -> None:
+        into.append(decode(msg))
+        self.names[topic].append(tuple(msg.name))
 
     def connected(self) -> bool:
         node = self.node
@@ -99,6 +107,7 @@ class Driver(SideNode):
                 self.spin_until(lambda: False, 0.3)  # let answers in flight arrive
                 self.commands.clear()
                 self.residuals.clear()
+                self.names = {'command': [], 'residual': []}
                 self.diagnostics.clear()
                 return True
             step += 1
@@ -144,8 +153,9 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
             (3, 'names_values_mismatch', (BASE, action), None, None),
             (4, 'no_meta', (BASE, action), None, None),
             (5, (OBS, OBS_FIELDS), (nan_base, action), None, None),
-            (6, (OBS, OBS_FIELDS), (BASE[:3], action[:3]), None, None),
-            (7, (OBS, OBS_FIELDS), (BASE, ('a', 'b', 'c', 'd')), None, None),
+            # 3 fields for a 4-output model (no metadata): the base action, 3 fields.
+            (6, (OBS, OBS_FIELDS), (BASE[:3], action[:3]), BASE[:3], 'base'),
+            (7, (OBS, OBS_FIELDS), (BASE, ('dx', 'dx', 'dz', 'gripper')), None, None),
             (8, (OBS, OBS_FIELDS), 'no_meta', None, None),
             (9, (OBS, OBS_FIELDS), (BASE, action), residual, 'residual'),
             # A forged NaN base action for the current step, then the real one: the real
@@ -188,8 +198,9 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
                 np.testing.assert_allclose(command.values, expected, atol=1e-5)
         # Commands are reliable and ordered: had steps 1 or 3 to 8 been answered, they would
         # have arrived before the command of step 9; nothing was answered twice.
-        assert [c.step for c in driver.commands] == [0, 2, 9, 10, 11]
-        assert driver.spin_until(lambda: len(driver.residuals) == 5, 5.0)
+        assert [c.step for c in driver.commands] == [0, 2, 6, 9, 10, 11]
+        assert driver.names['command'][2] == (*contract.META_FIELDS, 'dx', 'dy', 'dz')
+        assert driver.spin_until(lambda: len(driver.residuals) == 6, 5.0)
         assert driver.residuals[0].tag == 'actor.onnx'
         np.testing.assert_array_equal(driver.residuals[1].values, np.zeros(4))
 
@@ -208,7 +219,8 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
         assert values['count.malformed_observation'] == '2'  # values mismatch, no meta
         assert values['count.observation_wrong_size'] == '1'
         assert values['count.rejected_base_action_non_finite'] == '2'  # steps 5 and 10
-        assert values['count.malformed_base_action'] == '3'  # 3 fields, wrong names, no meta
+        assert values['count.malformed_base_action'] == '2'  # repeated names, no meta
+        assert values['count.base_action_wrong_size'] == '1'  # 3 fields, 4-output model
         for gone in ('dropped_duplicate', 'stream_restart'):
             assert f'count.{gone}' not in values, (gone, values)
         assert float(values['inference_p50_us']) > 0
@@ -420,3 +432,49 @@ def test_node_runs_another_task_when_allowed_but_not_other_fields(tmp_path, driv
     text = log.read_text()
     assert "runs although trained for task 'push', the running task is 'pick_and_place'" in text
     assert "observation fields differ (model fields ['obs_2'] are not in the stream" in text
+
+
+JOINTS = tuple(f'j{i}' for i in range(7))
+BASE7 = np.array([0.95, -0.95, 0.5, -0.5, 0.0, 1.0, -1.0])
+
+
+def test_node_runs_a_seven_field_action_and_refuses_other_fields(tmp_path, driver):
+    """The node knows no action layout: a 7-output model naming j0..j6 runs on a j0..j6
+    base action (7-field command and residual, clamped); a base action with Fetch's fields
+    is refused with the base action and one line naming the difference."""
+    weights = known_weights(action_dim=7) * 3.0  # large: the residual clamp matters
+    stack = StackIdentity.of_stream('arm', 'hold', OBS_FIELDS, JOINTS)
+    model = set_model_metadata(
+        linear_model(tmp_path / 'arm.onnx', weights=weights),
+        ModelIdentity.for_stack(stack).to_props(),
+    )
+    proc, log = start_node(tmp_path, f'model_path:={model}')
+    driver.obs_tag, driver.base_tag = 'arm', 'hold'
+    try:
+        assert driver.spin_until(driver.connected, 20.0), log.read_text()
+        assert driver.handshake(), log.read_text()  # Fetch fields: answered with the base
+        driver.send(driver.obs_pub, 0, OBS, OBS_FIELDS)
+        driver.send(driver.base_pub, 0, BASE7, JOINTS)
+        assert driver.spin_until(lambda: driver.commands, 10.0), log.read_text()
+        config = ResidualConfig()
+        raw = weights @ np.r_[OBS[:OBS_DIM], OBS[-GOAL_DIM:]]
+        expected, applied = mix(BASE7, raw, config)
+        assert driver.commands[0].tag == 'residual'
+        np.testing.assert_allclose(driver.commands[0].values, expected, atol=1e-5)
+        assert np.all(np.abs(driver.commands[0].values) <= config.action_high)
+        assert np.max(np.abs(raw)) > config.residual_limit  # the clamp was exercised
+        assert driver.names['command'][0] == (*contract.META_FIELDS, *JOINTS)
+        assert driver.spin_until(lambda: driver.residuals, 5.0)
+        assert driver.names['residual'][0] == (*contract.META_FIELDS, *JOINTS)
+        np.testing.assert_allclose(driver.residuals[0].values, applied, atol=1e-5)
+        # Fetch's action fields for this model: the base action, with its own fields.
+        driver.send(driver.obs_pub, 1, OBS, OBS_FIELDS)
+        driver.send(driver.base_pub, 1, BASE, contract.ACTION_FIELDS)
+        assert driver.spin_until(lambda: len(driver.commands) == 2, 10.0), log.read_text()
+        assert driver.commands[1].tag == 'base'
+        np.testing.assert_array_equal(driver.commands[1].values, BASE)
+        assert driver.names['command'][1] == (*contract.META_FIELDS, *contract.ACTION_FIELDS)
+    finally:
+        assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
+    text = log.read_text()
+    assert "action fields differ (model fields ['j0', 'j1'" in text

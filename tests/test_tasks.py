@@ -100,6 +100,7 @@ def test_spec_dims(name):
     assert (spec.action_low, spec.action_high) == (-1.0, 1.0)
     assert spec.control_dt == pytest.approx(0.04)
     assert spec.obs_fields == FETCH_OBS_FIELDS
+    assert spec.action_fields == ('dx', 'dy', 'dz', 'gripper')  # declared by the task
     task = make_task(name)
     assert task.spec == spec
     assert isinstance(task, GoalTask)
@@ -395,3 +396,15 @@ def test_slippery_push_uses_2019_friction_on_every_geom():
     )
     push = make_task('push')
     assert push.model.geom_friction[push.block_geom_id, 0] == pytest.approx(1.0)
+
+
+def test_a_spec_declares_its_action_fields_or_gets_generic_names():
+    push = task_spec('push')
+    arm = dataclasses.replace(push, name='arm', action_dim=7, action_fields=())
+    assert arm.action_fields == tuple(f'a{i}' for i in range(7))
+    named = dataclasses.replace(
+        push, name='arm', action_dim=7, action_fields=tuple(f'j{i}' for i in range(7))
+    )
+    assert named.action_fields[-1] == 'j6'
+    with pytest.raises(ValueError, match="task 'arm': 3 action_fields for action_dim 7"):
+        dataclasses.replace(push, name='arm', action_dim=7, action_fields=('a', 'b', 'c'))

@@ -5,8 +5,10 @@ A base controller maps one Fetch observation and the desired goal to one action:
 * ``observation``: shape ``(obs_dim,)``, laid out as
   :class:`rpl_sim_bridge.layout.FetchObs` (positions in m in the world frame).
 * ``desired_goal``: shape ``(3,)``, the goal position of the object (m, world frame).
-* action: shape ``(4,)``, float64 in [-1, 1]: gripper displacement (x, y, z) in units of
-  0.05 m per control step, and the finger command (+1 opens, -1 closes, 0 holds).
+* action: the Fetch tasks' declared action (``TaskSpec.action_fields``: dx, dy, dz,
+  gripper), shape ``(4,)``, float64 in [-1, 1]: gripper displacement (x, y, z) in units of
+  0.05 m per control step, and the finger command (+1 opens, -1 closes, 0 holds). The
+  controller node publishes it under the bound task's ``action_fields``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
+from rpl_interfaces.contract import ACTION_FIELDS as FETCH_ACTION_FIELDS
 from rpl_sim_bridge.layout import FetchObs
 
-ACTION_DIM = 4
+# This package's controllers are Fetch controllers: their action is the Fetch tasks'
+# declared one (TaskSpec.action_fields); nothing else here assumes its size.
+ACTION_DIM = len(FETCH_ACTION_FIELDS)
 GOAL_DIM = 3
 # Every controller reads at least gripper, object, relative position and finger state.
 MIN_OBS_DIM = FetchObs.GRIPPER_STATE.stop
@@ -58,10 +63,10 @@ class LoopedBatchMixin:
     def act_batch(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """One ``__call__`` per row: ``(B, obs_dim)``, ``(B, 3)`` -> ``(B, 4)``."""
         observations, goals = check_batch(observations, goals)
-        actions = np.zeros((observations.shape[0], ACTION_DIM))
-        for row, (observation, goal) in enumerate(zip(observations, goals, strict=True)):
-            actions[row] = self(observation, goal)
-        return actions
+        rows = [self(o, g) for o, g in zip(observations, goals, strict=True)]
+        if not rows:
+            return np.zeros((0, ACTION_DIM))
+        return np.array(rows, dtype=np.float64)  # (B, the controller's action size)
 
 
 def check_single(

@@ -93,6 +93,7 @@ class _Bound(NamedTuple):
 
     layout: contract.ObservationLayout
     sequencer: SequencedController
+    action_fields: tuple[str, ...]  # the task spec's: the base action's payload names
 
 
 class ControllerNode(RplNode):
@@ -160,10 +161,12 @@ class ControllerNode(RplNode):
         # node module imports without MuJoCo (tests/test_node_imports.py).
         from rpl_sim_bridge.tasks import task_spec
 
-        layout = make_layout(task_spec(task))
+        spec = task_spec(task)
+        layout = make_layout(spec)
         bound = _Bound(
             layout,
             SequencedController(make_controller(self.config.controller, task, **self._params)),
+            tuple(spec.action_fields),
         )
         self._bound[task] = bound
         return bound
@@ -196,11 +199,11 @@ class ControllerNode(RplNode):
             )
             return
         elapsed = time.perf_counter() - start
-        problem = check_payload(action, len(contract.ACTION_FIELDS))
+        problem = check_payload(action, len(bound.action_fields))
         if problem is not None:
             self._reject(f'controller output for step {vec.step} not published: {problem}', now)
             return
-        self._publish(vec.episode, vec.step, action)
+        self._publish(vec.episode, vec.step, action, bound.action_fields)
         if kind == 'repeat':  # a re-sent observation
             self._repeated += 1
             return
@@ -211,10 +214,10 @@ class ControllerNode(RplNode):
         self._actions += 1
         self._period_actions += 1
 
-    def _publish(self, episode: int, step: int, action: np.ndarray) -> None:
-        self.publish_vector(
-            self._pub, episode, step, action, contract.ACTION_FIELDS, self.config.controller
-        )
+    def _publish(
+        self, episode: int, step: int, action: np.ndarray, fields: tuple[str, ...]
+    ) -> None:
+        self.publish_vector(self._pub, episode, step, action, fields, self.config.controller)
 
     def _reject(self, reason: str, now: float) -> None:
         self._rejected += 1

@@ -46,7 +46,9 @@ META_FIELDS: Final = ('episode', 'step')
 ACHIEVED_GOAL_PREFIX: Final = 'achieved_goal.'
 DESIRED_GOAL_PREFIX: Final = 'desired_goal.'
 
-# Fetch action: gripper displacement (x, y, z) * 0.05 m per step, and finger command.
+# The Fetch tasks' declared action fields (gripper displacement (x, y, z) * 0.05 m per step,
+# and finger command); nodes take a task's from its spec (``TaskSpec.action_fields``) or from
+# the base action's names, never from here.
 ACTION_FIELDS: Final = ('dx', 'dy', 'dz', 'gripper')
 
 # Per-episode result published by the sim bridge on EPISODE (meta 'step' = steps run).

@@ -20,6 +20,15 @@ duplicate: the controller repeats its action because the observation was repeate
 observation alone triggers the one re-emission. A repeated key with *other* observation
 values is a sim bridge that restarted at that step: all state is cleared.
 
+Action layout. Nothing here knows the action's size or names: a base action is a vector of
+any non-empty size, and its field names (``add_base_action(..., fields)``) travel on to the
+step's Decision, so the command and residual carry the base action's names. The size a base
+action must have is the stream's own (the field names it last noted), else the running
+model's, else any; a model's size is its graph's output (checked against its metadata's
+``action_fields``). A base action whose field names differ from the model's
+``action_fields`` is a model mismatch (base fallback, one note); one of another size than a
+model that names no fields gives a base fallback too (``base_action_wrong_size``).
+
 Invalid messages are rejected. A base action that is not finite or not of the action size,
 and an observation or goal that is not finite, are counted (``rejected_...``), reported
 through ``on_reject`` and otherwise ignored: they mark no step as seen, drop no pending
@@ -91,6 +100,7 @@ OBSERVATION_WRONG_SIZE = 'observation_wrong_size'  # not the model's sizes
 RESIDUAL_NON_FINITE = 'residual_non_finite'
 INFERENCE_ERROR = 'inference_error'
 MODEL_MISMATCH = 'model_mismatch'  # made for another task, controller or fields
+BASE_ACTION_WRONG_SIZE = 'base_action_wrong_size'  # not the model's action size
 
 # Reasons for dropping a half pair (no Decision for that step).
 BASE_WITHOUT_OBSERVATION = 'dropped_base_action_without_observation'
@@ -127,6 +137,7 @@ class Decision(NamedTuple):
         source: 'residual' or 'base' (the base action, or the safe action if the base was bad).
         reason: 'ok' or the fallback reason (one of this module's reason constants).
         explored: True if exploration changed the model's residual (only on 'ok' steps).
+        fields: The base action's field names (those of ``command`` and ``residual``).
     """
 
     episode: int
@@ -136,6 +147,7 @@ class Decision(NamedTuple):
     source: str
     reason: str
     explored: bool = False
+    fields: tuple[str, ...] = ()
 
 
 class ReloadEvent(NamedTuple):
@@ -188,13 +200,14 @@ class _Decided(NamedTuple):
 class _Pending:
     """One step's halves while waiting for the other one."""
 
-    __slots__ = ('arrived_s', 'base', 'goal', 'observation')
+    __slots__ = ('arrived_s', 'base', 'fields', 'goal', 'observation')
 
     def __init__(self, arrived_s: float) -> None:
         self.arrived_s = arrived_s
         self.observation: np.ndarray | None = None
         self.goal: np.ndarray | None = None
         self.base: np.ndarray | None = None
+        self.fields: tuple[str, ...] = ()
 
 
 def _file_signature(path: str) -> tuple[int, int] | None:
@@ -211,7 +224,8 @@ class ResidualMixer:
 
     Args:
         config: Mixing parameters and the model path.
-        action_dim: Action size (4 for Fetch).
+        action_dim: Required action size; None (the default) learns it from the stream's
+            base action field names and the model (see the module docstring).
         obs_dim: Expected observation size for model validation; None takes the model's.
         goal_dim: Expected desired-goal size; None takes the model's.
         clock: Monotonic time source in seconds (injectable for tests).
@@ -230,7 +244,7 @@ class ResidualMixer:
     def __init__(
         self,
         config: ResidualConfig,
-        action_dim: int = 4,
+        action_dim: int | None = None,
         obs_dim: int | None = None,
         goal_dim: int | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -271,13 +285,14 @@ class ResidualMixer:
             self.last_reload = self._apply(load_and_check(*self._load_args()))
 
     # ----------------------------------------------------------------- model handling
-    def _load_args(self) -> tuple[str, int | None, int | None, int, int]:
+    def _load_args(self) -> tuple[str, int | None, int | None, int | None, int]:
         # A replacement must fit the observations the running model was fed.
-        obs_dim, goal_dim = self._obs_dim, self._goal_dim
+        obs_dim, goal_dim, action_dim = self._obs_dim, self._goal_dim, self.action_dim
         if self.actor is not None and self.mismatch is None:
             obs_dim, goal_dim = self.actor.obs_dim, self.actor.goal_dim
+            action_dim = self.actor.action_dim
         path, max_bytes = self.config.model_path, self.config.max_model_bytes
-        return path, obs_dim, goal_dim, self.action_dim, max_bytes
+        return path, obs_dim, goal_dim, action_dim, max_bytes
 
     def _apply(self, result: LoadResult) -> ReloadEvent:
         """Swap in a validated actor (one reference assignment), or keep the running one."""
@@ -486,14 +501,18 @@ class ResidualMixer:
         entry.goal = desired_goal
         return self._maybe_decide(key, entry)
 
-    def add_base_action(self, episode: int, step: int, action: np.ndarray) -> Decision | None:
+    def add_base_action(
+        self, episode: int, step: int, action: np.ndarray, fields: tuple[str, ...] = ()
+    ) -> Decision | None:
         """Take one base action message.
 
         Args:
             episode: Episode id.
             step: Step index.
-            action: Base action, shape (action_dim,); a non-finite one or one of another
-                size is rejected (no command is ever made from it).
+            action: Base action, shape (action_dim,); a non-finite or empty one, or one of
+                another size than :meth:`expected_action_dim`, is rejected (no command is
+                ever made from it).
+            fields: Its field names, given on to the step's Decision.
 
         Returns:
             The Decision for this step if its observation was already there, else None
@@ -501,11 +520,13 @@ class ResidualMixer:
         """
         key = (episode, step)
         action = np.array(action, dtype=np.float64).reshape(-1)  # kept: a copy
-        if action.shape != (self.action_dim,):
+        expected = self.expected_action_dim()
+        if action.size == 0 or (expected is not None and action.size != expected):
             self._reject(
                 REJECTED_BASE_WRONG_SIZE,
                 f'rejected the base action of episode {episode} step {step}: '
-                f'{action.size} values, expected {self.action_dim}; waiting for a valid one',
+                f'{action.size} values, expected {expected or "at least 1"}; waiting for a '
+                'valid one',
             )
             return None
         if not np.all(np.isfinite(action)):
@@ -521,7 +542,18 @@ class ResidualMixer:
         self._drop_older(key, keep='base', reason=OBSERVATION_WITHOUT_BASE)
         entry = self._entry(key)
         entry.base = action
+        entry.fields = tuple(fields)
         return self._maybe_decide(key, entry)
+
+    def expected_action_dim(self) -> int | None:
+        """The size a base action must have: the configured one, else the stream's (its last
+        noted field names), else the running model's; None: any non-empty size."""
+        if self.action_dim is not None:
+            return self.action_dim
+        if self.live.action_fields is not None:
+            return len(self.live.action_fields)
+        actor = self.actor
+        return actor.action_dim if actor is not None else None
 
     def expire(self) -> int:
         """Drop halves that waited longer than ``sync_timeout_s``; return how many."""
@@ -583,7 +615,9 @@ class ResidualMixer:
         previous = self._previous_observation(key)
         self._previous = (key[0], key[1], entry.observation)
         self._recent.append(RecentInput(*key, entry.observation, entry.goal, previous))
-        decision = self._decide(key, entry.observation, entry.goal, entry.base, previous)
+        decision = self._decide(
+            key, entry.observation, entry.goal, entry.base, previous, entry.fields
+        )
         self._decided[key] = _Decided(decision, entry.observation, entry.goal)
         while len(self._decided) > 4 * self._max_pending:
             self._decided.popitem(last=False)
@@ -592,9 +626,11 @@ class ResidualMixer:
         return decision
 
     # ----------------------------------------------------------------- the rule
-    def _fallback(self, key: Key, command: np.ndarray, reason: str) -> Decision:
-        residual = np.zeros(self.action_dim)
-        return Decision(key[0], key[1], command, residual, SOURCE_BASE, reason)
+    def _fallback(
+        self, key: Key, command: np.ndarray, reason: str, fields: tuple[str, ...]
+    ) -> Decision:
+        residual = np.zeros_like(command)
+        return Decision(key[0], key[1], command, residual, SOURCE_BASE, reason, False, fields)
 
     def _decide(
         self,
@@ -603,29 +639,32 @@ class ResidualMixer:
         goal: np.ndarray,
         base: np.ndarray,
         previous: np.ndarray | None,
+        fields: tuple[str, ...] = (),
     ) -> Decision:
         """The rule for one step; ``base`` (action_dim,), observation and goal are finite."""
         base_command = np.clip(base, self.config.action_low, self.config.action_high)
         actor = self.actor  # one read: a swap in between cannot mix two models
         if actor is None:
             reason = MODEL_LOAD_FAILED if self.config.model_path else NO_MODEL
-            return self._fallback(key, base_command, reason)
+            return self._fallback(key, base_command, reason, fields)
         if self._refusal(actor) is not None:
-            return self._fallback(key, base_command, MODEL_MISMATCH)
+            return self._fallback(key, base_command, MODEL_MISMATCH, fields)
         if observation.shape != (actor.obs_dim,) or goal.shape != (actor.goal_dim,):
-            return self._fallback(key, base_command, OBSERVATION_WRONG_SIZE)
+            return self._fallback(key, base_command, OBSERVATION_WRONG_SIZE, fields)
+        if base.shape != (actor.action_dim,):
+            return self._fallback(key, base_command, BASE_ACTION_WRONG_SIZE, fields)
         if previous is not None and previous.shape != observation.shape:
             previous = None
         start = time.perf_counter()
         try:
             residual = actor(observation, goal, previous)
         except Exception:  # a fault in the model never stops the control loop
-            return self._fallback(key, base_command, INFERENCE_ERROR)
+            return self._fallback(key, base_command, INFERENCE_ERROR, fields)
         self.inference_latency.add(time.perf_counter() - start)
-        if residual.shape != (self.action_dim,):
-            return self._fallback(key, base_command, INFERENCE_ERROR)
+        if residual.shape != base.shape:
+            return self._fallback(key, base_command, INFERENCE_ERROR, fields)
         if not np.all(np.isfinite(residual)):
-            return self._fallback(key, base_command, RESIDUAL_NON_FINITE)
+            return self._fallback(key, base_command, RESIDUAL_NON_FINITE, fields)
         explored = False
         if self.config.explores:
             residual, replaced = explore_residual(residual, self.config, self._explore_rng)
@@ -633,7 +672,7 @@ class ResidualMixer:
             self.random_steps += int(replaced)
             self.explored_steps += int(explored)
         command, applied = mix(base, residual, self.config)
-        return Decision(key[0], key[1], command, applied, SOURCE_RESIDUAL, OK, explored)
+        return Decision(key[0], key[1], command, applied, SOURCE_RESIDUAL, OK, explored, fields)
 
     def _previous_observation(self, key: Key) -> np.ndarray | None:
         """The latest earlier observation of the same episode (None at episode start)."""
@@ -690,6 +729,19 @@ class ResidualMixer:
         return 'ok', f'residual active{exploring}: {self.actor.describe()}', values
 
 
+def action_field_problem(names: tuple[str, ...]) -> str:
+    """What is wrong with a base action's field names ('' if nothing): none, a repeated
+    name, or an empty one."""
+    if not names:
+        return 'no action fields after episode, step'
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        return f'action field names repeat: {repeated}'
+    if '' in names:
+        return 'an action field name is empty'
+    return ''
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal shapes and values (NaN equal to NaN: a re-sent bad observation is the same)."""
     return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
@@ -703,4 +755,5 @@ _DECISION_REASONS = (
     RESIDUAL_NON_FINITE,
     INFERENCE_ERROR,
     MODEL_MISMATCH,
+    BASE_ACTION_WRONG_SIZE,
 )

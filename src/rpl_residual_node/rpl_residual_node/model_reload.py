@@ -134,7 +134,7 @@ def load_and_check(
     path: str,
     obs_dim: int | None,
     goal_dim: int | None,
-    action_dim: int,
+    action_dim: int | None,
     max_bytes: int,
     recent: Sequence[RecentInput] = (),
     live: StackIdentity | None = None,
@@ -146,7 +146,7 @@ def load_and_check(
         path: ONNX file.
         obs_dim: Required observation size (the running model's), or None for any.
         goal_dim: Required goal size, or None for any.
-        action_dim: Required residual size.
+        action_dim: Required residual size, or None for any.
         max_bytes: Largest accepted file size in bytes.
         recent: Recent real inputs to check the model on (see :func:`check_on_recent_inputs`).
         live: What the running stack has said of itself (None: nothing yet).
@@ -183,7 +183,7 @@ class BackgroundLoad:
         path: str,
         obs_dim: int | None,
         goal_dim: int | None,
-        action_dim: int,
+        action_dim: int | None,
         max_bytes: int,
         recent: Sequence[RecentInput],
         live: StackIdentity | None = None,

@@ -106,7 +106,7 @@ class OnnxActor:
         path: The model file.
         obs_dim: Observation size.
         goal_dim: Desired-goal size.
-        action_dim: Residual size.
+        action_dim: Residual size (from the graph, checked against the metadata).
         two_frame: The model takes ``previous_observation`` too.
         batched: The batch dimension is symbolic (any N), else fixed to 1.
         identity: What the model's metadata says it is (task, controller, field names...;
@@ -119,7 +119,7 @@ class OnnxActor:
         path: str,
         obs_dim: int,
         goal_dim: int,
-        action_dim: int,
+        action_dim: int | None,
         two_frame: bool,
         batched: bool,
         identity: ModelIdentity | None = None,
@@ -139,7 +139,7 @@ class OnnxActor:
         path: str | os.PathLike[str],
         obs_dim: int | None = None,
         goal_dim: int | None = None,
-        action_dim: int = 4,
+        action_dim: int | None = None,
         intra_op_threads: int = 1,
         max_bytes: int | None = None,
     ) -> OnnxActor:
@@ -149,7 +149,8 @@ class OnnxActor:
             path: ONNX file.
             obs_dim: Expected observation size; ``None`` takes the model's (fixed) size.
             goal_dim: Expected desired-goal size; ``None`` takes the model's size.
-            action_dim: Expected residual size.
+            action_dim: Expected residual size; ``None`` takes the model's (the graph's output
+                size, else its metadata's ``action_fields``, else the probe's output).
             intra_op_threads: onnxruntime intra-op threads (1 = lowest batch-1 latency here).
             max_bytes: Largest accepted file size in bytes (None = no limit); a larger file
                 is refused without reading it, and no more than this is ever read.
@@ -220,9 +221,12 @@ class OnnxActor:
                 f'model {path}: output {RESIDUAL_OUTPUT!r} must be float32, got {out_arg.type}'
             )
         out_shape = list(out_arg.shape)
-        if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != action_dim):
+        graph_dim = out_shape[1] if len(out_shape) == 2 else None
+        graph_dim = graph_dim if isinstance(graph_dim, int) else None  # None: symbolic
+        if len(out_shape) != 2 or None not in (graph_dim, action_dim) and graph_dim != action_dim:
+            wanted = 'action_dim' if action_dim is None else action_dim
             raise ModelError(
-                f'model {path}: output {RESIDUAL_OUTPUT!r} must have shape (N, {action_dim}), '
+                f'model {path}: output {RESIDUAL_OUTPUT!r} must have shape (N, {wanted}), '
                 f'got {out_shape}'
             )
 
@@ -230,17 +234,21 @@ class OnnxActor:
             identity = ModelIdentity.from_props(session.get_modelmeta().custom_metadata_map)
         except IdentityError as exc:
             raise ModelError(f'model {path}: {exc}') from exc
+        if action_dim is None:
+            action_dim = graph_dim
+        if action_dim is None and identity.action_fields is not None:
+            action_dim = len(identity.action_fields)
+        actor = cls(session, path, obs_dim, goal_dim, action_dim, two_frame, batched, identity)
+        actor._probe()  # sets action_dim from the output when neither graph nor metadata did
         for what, names, dim in (
             ('observation_fields', identity.observation_fields, obs_dim),
             ('goal_fields', identity.goal_fields, goal_dim),
-            ('action_fields', identity.action_fields, action_dim),
+            ('action_fields', identity.action_fields, actor.action_dim),
         ):
             if names is not None and len(names) != dim:
                 raise ModelError(
                     f'model {path}: its metadata names {len(names)} {what} but the graph has {dim}'
                 )
-        actor = cls(session, path, obs_dim, goal_dim, action_dim, two_frame, batched, identity)
-        actor._probe()
         return actor
 
     def _probe(self) -> None:
@@ -256,6 +264,8 @@ class OnnxActor:
                 residual = self._run(observation, goal, observation)
             except Exception as exc:
                 raise ModelError(f'model {self.path}: probe inference failed ({exc})') from exc
+            if self.action_dim is None and residual.ndim == 2 and residual.shape[1] > 0:
+                self.action_dim = int(residual.shape[1])
             expected = (observation.shape[0], self.action_dim)
             if residual.shape != expected:
                 raise ModelError(

@@ -5,7 +5,9 @@ splits the observation payload by field name, publishes each Decision, checks th
 file for a hot reload on a timer and reports on /diagnostics. A malformed or invalid
 message (undecodable, wrong field names, non-finite values) is rejected: counted, logged
 (once per reason, then throttled), and without any effect on the node's state; it never
-stops the node. The observation's frame_id and field names and the base action's frame_id
+stops the node. The node knows no task: the action's size and field names are the base
+action's own (any names, none repeated), and the command and residual it publishes carry
+them. The observation's frame_id and field names and the base action's frame_id
 and field names are what the stack says of itself: a model whose metadata names other
 fields, or another task or controller (unless ``allow_model_mismatch``), is not run (base
 action, one error line, ``count.model_refused_mismatch`` and ``count.model_mismatch`` in
@@ -45,6 +47,7 @@ from rpl_residual_node.mixer import (
     LatencyWindow,
     ReloadEvent,
     ResidualMixer,
+    action_field_problem,
 )
 from rpl_residual_node.mixing import RENAMED_PARAMETERS, ResidualConfig, check_renamed
 from rpl_residual_node.model_reload import TOO_LARGE
@@ -73,7 +76,6 @@ class ResidualNode(RplNode):
         self._throttle = LogThrottle(LOG_THROTTLE_S)
         self.mixer = ResidualMixer(
             self.config,
-            action_dim=len(contract.ACTION_FIELDS),
             on_reject=self._warn,
             on_model_note=self._model_note,
         )
@@ -129,15 +131,15 @@ class ResidualNode(RplNode):
             self._warn(MALFORMED_BASE_ACTION, f'dropped a base action: {exc}')
             return
         names = tuple(msg.name[len(contract.META_FIELDS) :])
-        if names != contract.ACTION_FIELDS:
+        problem = action_field_problem(names)
+        if problem:
             self._warn(
                 MALFORMED_BASE_ACTION,
-                f'rejected the base action of episode {vec.episode} step {vec.step}: fields '
-                f'{list(names)}, expected {list(contract.ACTION_FIELDS)}',
+                f'rejected the base action of episode {vec.episode} step {vec.step}: {problem}',
             )
             return
         self.mixer.note_base_action_source(msg.header.frame_id, names)
-        decision = self.mixer.add_base_action(vec.episode, vec.step, vec.values)
+        decision = self.mixer.add_base_action(vec.episode, vec.step, vec.values, names)
         self._publish(decision, received)
 
     def _on_reload_timer(self) -> None:
@@ -177,7 +179,7 @@ class ResidualNode(RplNode):
             decision.episode,
             decision.step,
             decision.command,
-            contract.ACTION_FIELDS,
+            decision.fields,
             decision.source,
         )
         self._decision_latency.add(time.perf_counter() - received)
@@ -187,7 +189,7 @@ class ResidualNode(RplNode):
             decision.episode,
             decision.step,
             decision.residual,
-            contract.ACTION_FIELDS,
+            decision.fields,
             model_name,
         )
         if decision.reason not in (OK, NO_MODEL, MODEL_MISMATCH):  # a mismatch: said once

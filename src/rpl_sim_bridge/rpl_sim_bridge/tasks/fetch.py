@@ -39,6 +39,7 @@ import numpy as np
 from gymnasium_robotics.envs.fetch.pick_and_place import MujocoFetchPickAndPlaceEnv
 from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
 
+from rpl_interfaces import contract
 from rpl_interfaces.params import build_config, describe
 from rpl_sim_bridge.layout import FETCH_OBS_FIELDS, GOAL_FIELDS, FetchObs
 from rpl_sim_bridge.tasks.goal_task import GoalTask, MujocoWarning, MujocoWarningError, ObsDict
@@ -52,7 +53,10 @@ GRIPPER_STEP = 0.05
 _MOCAP_QUAT_OFFSET = np.array([1.0, 0.0, 1.0, 0.0])
 
 _EULER_EPS = np.finfo(np.float64).eps * 4.0  # singularity threshold of the stock mat2euler
-_FETCH_ACTION_DIM = 4  # gripper dx, dy, dz, finger command
+# The Fetch action: gripper displacement dx, dy, dz (x 0.05 m per control step, world
+# frame) and the finger command gripper (+1 opens, -1 closes), each in [-1, 1].
+FETCH_ACTION_FIELDS = contract.ACTION_FIELDS
+_FETCH_ACTION_DIM = len(FETCH_ACTION_FIELDS)
 _OLD_CODE_SPIN_ROLL = (5e-3, 1e-4)  # torsional, rolling friction the 2019 code set everywhere
 
 
@@ -138,6 +142,7 @@ def fetch_spec(name: str, description: str, config: FetchTaskConfig) -> TaskSpec
         action_low=-1.0,
         action_high=1.0,
         control_dt=config.control_dt,
+        action_fields=FETCH_ACTION_FIELDS,
     )
 
 

@@ -34,6 +34,9 @@ class TaskSpec:
         action_low: Lower bound of every action entry (actions are clipped to it).
         action_high: Upper bound of every action entry.
         control_dt: Control period, s (one ``step``).
+        action_fields: One name per action entry (``len == action_dim``), the payload names
+            of ``base_action`` and ``command``; a spec that declares none gets ``a0``,
+            ``a1``, ... (the Fetch tasks declare ``dx, dy, dz, gripper``).
     """
 
     name: str
@@ -47,8 +50,17 @@ class TaskSpec:
     action_low: float
     action_high: float
     control_dt: float
+    action_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.action_fields:
+            generic = tuple(f'a{i}' for i in range(self.action_dim))
+            object.__setattr__(self, 'action_fields', generic)
+        if len(self.action_fields) != self.action_dim:
+            raise ValueError(
+                f'task {self.name!r}: {len(self.action_fields)} action_fields for action_dim '
+                f'{self.action_dim}'
+            )
         if len(self.obs_fields) != self.obs_dim:
             raise ValueError(
                 f'task {self.name!r}: {len(self.obs_fields)} obs_fields for obs_dim {self.obs_dim}'
