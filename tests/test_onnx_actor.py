@@ -6,6 +6,7 @@ tests; they use ``onnx.helper`` only, never torch.
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import numpy as np
@@ -365,3 +366,21 @@ def test_a_file_above_max_bytes_is_refused_with_one_clear_sentence(tmp_path):
         OnnxActor.load(big, max_bytes=64 * 2**20)
     assert str(big) in str(info.value) and '\n' not in str(info.value)
     assert isinstance(info.value, ModelError)
+
+
+def test_the_action_size_comes_from_the_graph_and_must_match_the_metadata(tmp_path):
+    """No action size is built into the loader: the graph's output says it (7 here), and
+    a model whose metadata names another number of action fields is refused."""
+    from helpers import set_model_metadata
+
+    seven = linear_model(tmp_path / 'seven.onnx', weights=known_weights(action_dim=7))
+    actor = OnnxActor.load(seven)
+    assert actor.action_dim == 7 and 'action 7' in actor.describe()
+    assert actor(np.zeros(OBS_DIM), np.zeros(GOAL_DIM)).shape == (7,)
+    joints = json.dumps([f'j{i}' for i in range(7)])
+    assert OnnxActor.load(set_model_metadata(seven, {'action_fields': joints})).action_dim == 7
+    with pytest.raises(ModelError, match=r'must have shape \(N, 4\), got \[.N., 7\]'):
+        OnnxActor.load(seven, action_dim=4)
+    set_model_metadata(seven, {'action_fields': json.dumps(['dx', 'dy', 'dz', 'gripper'])})
+    with pytest.raises(ModelError, match='metadata names 4 action_fields but the graph has 7'):
+        OnnxActor.load(seven)
