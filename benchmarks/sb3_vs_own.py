@@ -37,7 +37,8 @@ import torch
 
 from rpl_sim_bridge.tasks import make_task, task_spec
 from rpl_trainer.config import make_config
-from rpl_trainer.train import EVAL_STREAM, Trainer, episode_seed, registered_problem
+from rpl_trainer.problem import registered_problem
+from rpl_trainer.train import EVAL_STREAM, Trainer, episode_seed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,8 @@ from rpl_bringup.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from rpl_residual_node.mixer import ReloadEvent, ResidualMixer
-    from rpl_trainer.train import Problem, Trainer
+    from rpl_trainer.problem import Problem
+    from rpl_trainer.train import Trainer
 
 
 def ros_args(
@@ -245,7 +246,7 @@ def toy_problem() -> Problem:
     """The toy reach task of :mod:`toy_goal_env` with its biased base controller."""
     from toy_goal_env import SPEC, BiasedController, ToyFactory, toy_reward
 
-    from rpl_trainer.train import Problem  # torch: imported only by the tests that train
+    from rpl_trainer.problem import Problem  # torch: imported only by the tests that train
 
     return Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
 

@@ -17,7 +17,8 @@ from helpers import toy_trainer
 from rpl_trainer import train as train_module
 from rpl_trainer.checkpoint import load_checkpoint
 from rpl_trainer.metrics import read_metrics
-from rpl_trainer.train import Trainer, TrainingInterrupted
+from rpl_trainer.stop import TrainingInterrupted
+from rpl_trainer.train import Trainer
 
 TINY = [
     '--task', 'push',

@@ -3,7 +3,9 @@
 Modules (import what you need; nothing heavy is imported here):
 
 * :mod:`rpl_trainer.config` - ``TrainConfig``, the one typed config of a run.
-* :mod:`rpl_trainer.train` - ``train(config, out_dir)``, ``Trainer``, ``registered_problem``.
+* :mod:`rpl_trainer.train` - ``train(config, out_dir)``, ``Trainer``: the `rpl train` loop.
+* :mod:`rpl_trainer.problem` - ``Problem``, ``registered_problem``: a task as the trainer sees it.
+* :mod:`rpl_trainer.stop` - SIGINT / SIGTERM -> stop requests, ``TrainingInterrupted``.
 * :mod:`rpl_trainer.run_dir` - the ``--out`` directory: file names, refuse / resume policy.
 * :mod:`rpl_trainer.metrics` - metrics.csv: columns, appending rows, resume truncation.
 * :mod:`rpl_trainer.ddpg` - ``DDPGAgent`` (updates, polyak targets, critic burn-in).

@@ -285,13 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.checkpoint import CheckpointError
+    from rpl_trainer.problem import registered_problem
     from rpl_trainer.run_dir import RunDirError, check_run_dir
-    from rpl_trainer.train import (
-        TrainingInterrupted,
-        burn_in_budget_note,
-        registered_problem,
-        train,
-    )
+    from rpl_trainer.stop import TrainingInterrupted
+    from rpl_trainer.train import burn_in_budget_note, train
 
     config, source = resolve_train_config(args)
     if args.show_config:

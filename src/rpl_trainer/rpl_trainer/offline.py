@@ -101,7 +101,7 @@ class OfflineLearner:
     @classmethod
     def for_task(cls, config: TrainConfig) -> OfflineLearner:
         """Learner for ``config.task`` with the task's sizes, length and reward."""
-        from rpl_trainer.train import registered_problem
+        from rpl_trainer.problem import registered_problem
 
         problem = registered_problem(config.task, config.controller, config.controller_params)
         base_fn = problem.make_base_fn() if config.goal_consistent_her else None

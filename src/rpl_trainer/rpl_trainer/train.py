@@ -7,20 +7,18 @@ the subprocess vector env the updates overlap the simulation. After the cycle th
 go into the replay buffer and the input statistics are updated from HER-relabelled samples
 of them (as in the baselines code).
 
-The run directory (what is written where, and when a directory is refused) is
-:mod:`rpl_trainer.run_dir`; the metrics file is :mod:`rpl_trainer.metrics`.
+Around the loop, each in its own module: the run directory (what is written where, and
+when a directory is refused) :mod:`rpl_trainer.run_dir`; the metrics file
+:mod:`rpl_trainer.metrics`; stopping by SIGINT / SIGTERM :mod:`rpl_trainer.stop`; the task
+as the trainer sees it :mod:`rpl_trainer.problem`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-import os
 import pathlib
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,13 +36,11 @@ from rpl_trainer.checkpoint import (
 from rpl_trainer.config import TrainConfig
 from rpl_trainer.ddpg import BurnIn, DDPGAgent
 from rpl_trainer.export import export_onnx, task_identity
-from rpl_trainer.her import BaseFn, HerSampler, ReplayBuffer, RewardFn
+from rpl_trainer.her import HerSampler, ReplayBuffer
 from rpl_trainer.metrics import Accumulator, append_row, truncate_metrics
-from rpl_trainer.networks import Dims
+from rpl_trainer.problem import Problem, registered_problem
 from rpl_trainer.residual import ActionComposer
 from rpl_trainer.rollout import (
-    EnvFactory,
-    RegisteredEnv,
     RolloutAborted,
     StepBatch,
     VectorEnv,
@@ -64,160 +60,9 @@ from rpl_trainer.run_dir import (
     write_config,
     write_summary,
 )
+from rpl_trainer.stop import StopSignals, TrainingInterrupted
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM stopped the run; its state was saved to the checkpoint first.
-
-    Attributes:
-        signum: The (first) signal received.
-        env_steps: Env steps in the checkpoint (the resumed run starts there).
-        total_env_steps: The run's budget.
-        checkpoint: The checkpoint file.
-    """
-
-    def __init__(
-        self, signum: int, env_steps: int, total_env_steps: int, checkpoint: pathlib.Path
-    ) -> None:
-        self.signum = signum
-        self.env_steps = env_steps
-        self.total_env_steps = total_env_steps
-        self.checkpoint = checkpoint
-        super().__init__(
-            f'interrupted by {signal.Signals(signum).name} at {env_steps} of '
-            f'{total_env_steps} env steps; checkpoint saved to {checkpoint}'
-        )
-
-
-class _StopSignals:
-    """SIGINT and SIGTERM turned into requests while a run is in progress (main thread only).
-
-    The handler raises nothing, so whatever runs (an update, a checkpoint being written)
-    completes. The first signal asks the run to stop after the current training cycle
-    (evaluations stop at once: they change no learning state); the second to stop at the
-    next env step, dropping the unfinished episodes; later ones are only acknowledged.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signum = 0
-        self.count = 0
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-        self._previous.clear()
-
-    @property
-    def requested(self) -> bool:
-        """A signal came: stop at the end of the current cycle (or evaluation)."""
-        return self.count >= 1
-
-    @property
-    def urgent(self) -> bool:
-        """A second signal came: stop at the next env step."""
-        return self.count >= 2
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.count += 1
-        name = signal.Signals(signum).name
-        if self.count == 1:
-            self.signum = signum
-            text = (
-                f'{name}: stopping after the current episodes, then saving a checkpoint '
-                '(send it again to stop sooner)'
-            )
-        elif self.count == 2:
-            text = f'{name}: stopping now; the unfinished episodes are dropped'
-        else:
-            text = f'{name}: saving the checkpoint (written atomically, never half-written)'
-        # os.write, not print: a handler may run while the main thread is inside a print.
-        os.write(2, f'\nrpl train: {text}\n'.encode())
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """What the trainer needs to know about a task, with no live environment held.
-
-    Attributes:
-        spec: Task spec (dims, ``max_episode_steps``, ``action_low``/``action_high``,
-            ``distance_threshold``, ``name``).
-        env_factory: ``env_factory(with_controller) -> EnvFactory`` (picklable factories).
-        reward_fn: Pure batched reward for HER.
-        make_base_fn: Builds a batched, stateless base ``(B, obs), (B, goal) -> (B, A)`` for
-            goal-consistent HER; None when there is no controller.
-    """
-
-    spec: Any
-    env_factory: Callable[[bool], EnvFactory]
-    reward_fn: RewardFn
-    make_base_fn: Callable[[], BaseFn] | None = None
-
-    @property
-    def dims(self) -> Dims:
-        """Observation, goal and action sizes."""
-        return Dims(self.spec.obs_dim, self.spec.goal_dim, self.spec.action_dim)
-
-
-def _sparse_reward(
-    achieved: np.ndarray, desired: np.ndarray, info: Any = None, *, threshold: float
-) -> np.ndarray:
-    from rpl_sim_bridge.tasks import sparse_reward
-
-    return sparse_reward(achieved, desired, threshold)
-
-
-def _registered_base_fn(controller: str, task: str, controller_params: str = '') -> BaseFn:
-    from rpl_base_controllers.registry import make_controller, params_from_text
-
-    params = params_from_text(controller, controller_params)
-    return make_controller(controller, task=task, **params).act_batch
-
-
-def registered_problem(task: str, controller: str | None, controller_params: str = '') -> Problem:
-    """Problem for a registered task and controller, with errors that list the valid names.
-
-    Args:
-        task: Registered task name.
-        controller: Registered controller name, None for no base.
-        controller_params: The controller's parameters, ``'NAME=VALUE,...'``.
-
-    Raises:
-        ValueError: Unknown task or controller (``UnknownTaskError`` /
-            ``UnknownControllerError``), a controller not meant for the task, or a bad
-            controller parameter (``ParameterError``).
-    """
-    from rpl_base_controllers.registry import controller_config, controller_info, params_from_text
-    from rpl_sim_bridge.tasks import task_spec
-
-    spec = task_spec(task)
-    make_base_fn = None
-    if controller is not None:
-        info = controller_info(controller)
-        if task not in info.tasks:
-            raise ValueError(
-                f'controller {controller!r} is meant for tasks {list(info.tasks)}, not {task!r}'
-            )
-        controller_config(controller, task, **params_from_text(controller, controller_params))
-        make_base_fn = functools.partial(_registered_base_fn, controller, task, controller_params)
-    return Problem(
-        spec=spec,
-        env_factory=lambda with_controller: RegisteredEnv(
-            task, controller if with_controller else None, controller_params
-        ),
-        reward_fn=functools.partial(_sparse_reward, threshold=spec.distance_threshold),
-        make_base_fn=make_base_fn,
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,7 +187,7 @@ class Trainer:
         self.best = no_best()
         self.acc = Accumulator()
         self._row_clock = (0, 0, 0.0)  # env steps, updates, wall s at the last row
-        self._stop = _StopSignals()  # replaced by an active one while run() runs
+        self._stop = StopSignals()  # replaced by an active one while run() runs
 
     # ---- acting ---------------------------------------------------------------------
 
@@ -615,7 +460,8 @@ class Trainer:
         """Train to ``total_env_steps``, evaluating, logging and checkpointing on the way.
 
         A run checkpoints at its start, so one killed at any moment can be resumed. SIGINT
-        and SIGTERM (in the main thread) stop it with a checkpoint: see :class:`_StopSignals`.
+        and SIGTERM (in the main thread) stop it with a checkpoint: see
+        :class:`rpl_trainer.stop.StopSignals`.
 
         Args:
             resume: Continue from ``out_dir/checkpoint.pt`` (see
@@ -628,7 +474,7 @@ class Trainer:
         """
         config = self.config
         check_run_dir(self.out_dir, config, resume)
-        with _StopSignals() as self._stop:
+        with StopSignals() as self._stop:
             if resume:
                 self._restore(load_checkpoint(self.out_dir / CHECKPOINT_FILE))
             else:
@@ -687,7 +533,7 @@ class Trainer:
                 'onnx': onnx_path.name,
             }
             write_summary(self.out_dir, summary, self.best)
-        self._stop = _StopSignals()
+        self._stop = StopSignals()
         return result
 
 
@@ -717,12 +563,9 @@ def train(
 
 
 __all__: Sequence[str] = (
-    'Problem',
     'TrainResult',
     'Trainer',
-    'TrainingInterrupted',
     'burn_in_budget_note',
     'burn_in_status',
-    'registered_problem',
     'train',
 )

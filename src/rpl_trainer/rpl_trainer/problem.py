@@ -1,0 +1,95 @@
+"""What ``rpl train`` (and the offline learner) needs to know about a task: sizes, picklable
+environment factories, the pure HER reward and the batched base controller
+(:class:`Problem`), built for a registered task and controller by :func:`registered_problem`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from rpl_trainer.her import BaseFn, RewardFn
+from rpl_trainer.networks import Dims
+from rpl_trainer.rollout import EnvFactory, RegisteredEnv
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """What the trainer needs to know about a task, with no live environment held.
+
+    Attributes:
+        spec: Task spec (dims, ``max_episode_steps``, ``action_low``/``action_high``,
+            ``distance_threshold``, ``name``).
+        env_factory: ``env_factory(with_controller) -> EnvFactory`` (picklable factories).
+        reward_fn: Pure batched reward for HER.
+        make_base_fn: Builds a batched, stateless base ``(B, obs), (B, goal) -> (B, A)`` for
+            goal-consistent HER; None when there is no controller.
+    """
+
+    spec: Any
+    env_factory: Callable[[bool], EnvFactory]
+    reward_fn: RewardFn
+    make_base_fn: Callable[[], BaseFn] | None = None
+
+    @property
+    def dims(self) -> Dims:
+        """Observation, goal and action sizes."""
+        return Dims(self.spec.obs_dim, self.spec.goal_dim, self.spec.action_dim)
+
+
+def _sparse_reward(
+    achieved: np.ndarray, desired: np.ndarray, info: Any = None, *, threshold: float
+) -> np.ndarray:
+    from rpl_sim_bridge.tasks import sparse_reward
+
+    return sparse_reward(achieved, desired, threshold)
+
+
+def _registered_base_fn(controller: str, task: str, controller_params: str = '') -> BaseFn:
+    from rpl_base_controllers.registry import make_controller, params_from_text
+
+    params = params_from_text(controller, controller_params)
+    return make_controller(controller, task=task, **params).act_batch
+
+
+def registered_problem(task: str, controller: str | None, controller_params: str = '') -> Problem:
+    """Problem for a registered task and controller, with errors that list the valid names.
+
+    Args:
+        task: Registered task name.
+        controller: Registered controller name, None for no base.
+        controller_params: The controller's parameters, ``'NAME=VALUE,...'``.
+
+    Raises:
+        ValueError: Unknown task or controller (``UnknownTaskError`` /
+            ``UnknownControllerError``), a controller not meant for the task, or a bad
+            controller parameter (``ParameterError``).
+    """
+    from rpl_base_controllers.registry import controller_config, controller_info, params_from_text
+    from rpl_sim_bridge.tasks import task_spec
+
+    spec = task_spec(task)
+    make_base_fn = None
+    if controller is not None:
+        info = controller_info(controller)
+        if task not in info.tasks:
+            raise ValueError(
+                f'controller {controller!r} is meant for tasks {list(info.tasks)}, not {task!r}'
+            )
+        controller_config(controller, task, **params_from_text(controller, controller_params))
+        make_base_fn = functools.partial(_registered_base_fn, controller, task, controller_params)
+    return Problem(
+        spec=spec,
+        env_factory=lambda with_controller: RegisteredEnv(
+            task, controller if with_controller else None, controller_params
+        ),
+        reward_fn=functools.partial(_sparse_reward, threshold=spec.distance_threshold),
+        make_base_fn=make_base_fn,
+    )
+
+
+__all__: Sequence[str] = ('Problem', 'registered_problem')
