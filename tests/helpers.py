@@ -24,7 +24,8 @@ from rpl_bringup.launch_shim import ProcessPlan
 from rpl_bringup.supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from rpl_residual_node.mixer import ReloadEvent, ResidualMixer
+    from rpl_residual_node.mixer import ResidualMixer
+    from rpl_residual_node.model_slot import ReloadEvent
     from rpl_trainer.problem import Problem
     from rpl_trainer.train import Trainer
 

@@ -18,7 +18,9 @@ from test_onnx_actor import (
     truncated_file,
 )
 
+from rpl_residual_node import decision as dec
 from rpl_residual_node import mixer as m
+from rpl_residual_node import step_pairing as pairing
 from rpl_residual_node.mixing import ResidualConfig, mix
 
 
@@ -79,7 +81,7 @@ def test_repeated_base_action_gives_no_second_decision(model_path):
     mixer = make_mixer(model_path)
     assert step(mixer, 0, 0) is not None
     assert mixer.add_base_action(0, 0, BASE) is None
-    assert mixer.counts[m.DUPLICATE] == 1 and mixer.pending == 0
+    assert mixer.counts[pairing.DUPLICATE] == 1 and mixer.pending == 0
 
 
 @pytest.mark.parametrize('lost', ['command', 'base_action'])
@@ -105,16 +107,16 @@ def test_resent_observation_recovers_a_lost_message_with_the_same_decision(tmp_p
             assert answer is None  # answered once per re-send, on the observation
     if lost == 'command':
         assert resent == [original] * 3  # the very same Decision: a step never changes
-        assert (mixer.counts[m.RESENT], mixer.counts[m.DUPLICATE]) == (3, 3)
+        assert (mixer.counts[pairing.RESENT], mixer.counts[pairing.DUPLICATE]) == (3, 3)
     else:
         assert resent == [None, original, original]
-        assert (mixer.counts[m.RESENT], mixer.counts[m.DUPLICATE]) == (2, 2)
+        assert (mixer.counts[pairing.RESENT], mixer.counts[pairing.DUPLICATE]) == (2, 2)
     assert original.reason == 'ok'
     np.testing.assert_allclose(original.command, expected_command()[0], atol=1e-5)
     # One decision counted; the re-emissions are reported apart in the diagnostics.
     _, _, values = mixer.diagnostics()
     assert values['decisions'] == values['count.ok'] == 1
-    assert values[f'count.{m.RESENT}'] == mixer.counts[m.RESENT]
+    assert values[f'count.{pairing.RESENT}'] == mixer.counts[pairing.RESENT]
     # The next step is decided normally, with step 0 as its previous observation (the
     # re-sends did not run the two-frame model again).
     second = np.full(OBS_DIM, -0.05)
@@ -132,9 +134,9 @@ def test_resent_observation_of_a_fallback_step_repeats_the_fallback(model_path):
     mixer = make_mixer(model_path)
     short = OBS[:-1]  # not the model's size: re-sent as it was
     fallback = step(mixer, 0, 1, obs=short)
-    assert fallback.reason == m.OBSERVATION_WRONG_SIZE
+    assert fallback.reason == dec.OBSERVATION_WRONG_SIZE
     assert mixer.add_observation(0, 1, short.copy(), GOAL) is fallback
-    assert mixer.counts[m.OBSERVATION_WRONG_SIZE] == mixer.counts[m.RESENT] == 1
+    assert mixer.counts[dec.OBSERVATION_WRONG_SIZE] == mixer.counts[pairing.RESENT] == 1
 
 
 def test_same_step_with_other_values_is_a_restart_not_a_resend(model_path):
@@ -145,7 +147,7 @@ def test_same_step_with_other_values_is_a_restart_not_a_resend(model_path):
     decision = mixer.add_base_action(0, 0, BASE)
     assert decision is not first
     np.testing.assert_allclose(decision.command, expected_command(obs=other)[0], atol=1e-5)
-    assert mixer.counts[m.STREAM_RESTART] == 1 and mixer.counts[m.RESENT] == 0
+    assert mixer.counts[pairing.STREAM_RESTART] == 1 and mixer.counts[pairing.RESENT] == 0
 
 
 def test_exactly_one_decision_per_step_under_random_interleaving(model_path):
@@ -154,7 +156,7 @@ def test_exactly_one_decision_per_step_under_random_interleaving(model_path):
     # Each topic is ordered; the two topics interleave arbitrarily and repeat messages.
     obs_msgs = [(0, k) for k in range(60) for _ in range(rng.integers(1, 3))]
     base_msgs = [(0, k) for k in range(60) for _ in range(rng.integers(1, 3))]
-    decided: dict[int, m.Decision] = {}
+    decided: dict[int, dec.Decision] = {}
     resent = 0
     while obs_msgs or base_msgs:
         take_obs = base_msgs == [] or (obs_msgs != [] and rng.random() < 0.5)
@@ -174,15 +176,15 @@ def test_exactly_one_decision_per_step_under_random_interleaving(model_path):
             decided[decision.step] = decision
     # Both halves of every step arrive, so every step is decided exactly once, in order.
     assert list(decided) == list(range(60)) and mixer.counts['ok'] == 60
-    assert resent == mixer.counts[m.RESENT] > 0
-    assert mixer.counts[m.DUPLICATE] > 0 and mixer.pending == 0
+    assert resent == mixer.counts[pairing.RESENT] > 0
+    assert mixer.counts[pairing.DUPLICATE] > 0 and mixer.pending == 0
 
 
 def test_base_action_whose_observation_never_comes_is_dropped(model_path):
     mixer = make_mixer(model_path)
     assert mixer.add_base_action(0, 3, BASE) is None  # observation 3 is lost
     assert mixer.add_observation(0, 4, OBS, GOAL) is None
-    assert mixer.counts[m.BASE_WITHOUT_OBSERVATION] == 1 and mixer.pending == 1
+    assert mixer.counts[pairing.BASE_WITHOUT_OBSERVATION] == 1 and mixer.pending == 1
     decision = mixer.add_base_action(0, 4, BASE)
     assert decision.step == 4 and decision.reason == 'ok'
 
@@ -191,7 +193,7 @@ def test_observation_whose_base_action_never_comes_is_dropped(model_path):
     mixer = make_mixer(model_path)
     assert mixer.add_observation(0, 5, OBS, GOAL) is None  # base action 5 is lost
     assert mixer.add_base_action(0, 6, BASE) is None
-    assert mixer.counts[m.OBSERVATION_WITHOUT_BASE] == 1
+    assert mixer.counts[pairing.OBSERVATION_WITHOUT_BASE] == 1
     assert mixer.add_observation(0, 6, OBS, GOAL).step == 6
 
 
@@ -203,7 +205,7 @@ def test_unpaired_halves_expire_after_the_sync_timeout():
     assert mixer.expire() == 0
     clock.now += 0.2
     assert mixer.expire() == 1 and mixer.pending == 0
-    assert mixer.counts[m.SYNC_TIMEOUT] == 1
+    assert mixer.counts[pairing.SYNC_TIMEOUT] == 1
     assert mixer.add_base_action(1, 0, BASE) is None  # its observation is gone
 
 
@@ -212,7 +214,7 @@ def test_pending_steps_are_bounded():
     for k in range(100):
         mixer.add_observation(0, k, OBS, GOAL)  # the base controller is silent
     assert mixer.pending == 32
-    assert mixer.counts[m.SYNC_TIMEOUT] == 100 - 32
+    assert mixer.counts[pairing.SYNC_TIMEOUT] == 100 - 32
 
 
 def test_sim_restart_is_not_mistaken_for_duplicates(model_path):
@@ -220,14 +222,14 @@ def test_sim_restart_is_not_mistaken_for_duplicates(model_path):
     for k in range(3):
         assert step(mixer, 0, k) is not None
     assert step(mixer, 0, 0).step == 0  # the stream started again from (0, 0)
-    assert mixer.counts[m.STREAM_RESTART] == 1
+    assert mixer.counts[pairing.STREAM_RESTART] == 1
 
 
 # ------------------------------------------------------------------------- fallbacks
 def test_no_model_gives_the_clipped_base_action():
     mixer = make_mixer()
     decision = step(mixer, 0, 0, base=np.array([0.2, 1.7, -3.0, 0.0]))
-    assert (decision.source, decision.reason) == ('base', m.NO_MODEL)
+    assert (decision.source, decision.reason) == ('base', dec.NO_MODEL)
     np.testing.assert_array_equal(decision.command, [0.2, 1.0, -1.0, 0.0])
     np.testing.assert_array_equal(decision.residual, np.zeros(4))
     level, message, _ = mixer.diagnostics()
@@ -252,19 +254,19 @@ def test_a_model_that_fails_to_load_gives_the_base_action(tmp_path, make):
     mixer = make_mixer(path)
     assert not mixer.last_reload.loaded and str(path) in mixer.model_error
     decision = step(mixer, 0, 0)
-    assert (decision.source, decision.reason) == ('base', m.MODEL_LOAD_FAILED)
+    assert (decision.source, decision.reason) == ('base', dec.MODEL_LOAD_FAILED)
     np.testing.assert_array_equal(decision.command, BASE)
     level, message, values = mixer.diagnostics()
     assert level == 'error' and values['model_loaded'] is False
-    assert values[f'count.{m.MODEL_LOAD_FAILED}'] == 1
+    assert values[f'count.{dec.MODEL_LOAD_FAILED}'] == 1
 
 
 @pytest.mark.parametrize(
     ('obs', 'goal', 'reason'),
     [
-        (OBS[:-1], GOAL, m.OBSERVATION_WRONG_SIZE),
-        (OBS, np.r_[GOAL, 0.0], m.OBSERVATION_WRONG_SIZE),
-        (np.empty(0), np.empty(0), m.OBSERVATION_WRONG_SIZE),
+        (OBS[:-1], GOAL, dec.OBSERVATION_WRONG_SIZE),
+        (OBS, np.r_[GOAL, 0.0], dec.OBSERVATION_WRONG_SIZE),
+        (np.empty(0), np.empty(0), dec.OBSERVATION_WRONG_SIZE),
     ],
 )
 def test_bad_observation_gives_the_base_action(model_path, obs, goal, reason):
@@ -285,17 +287,17 @@ def test_non_finite_residual_and_inference_error_give_the_base_action(tmp_path):
     nan_obs = OBS.copy()
     nan_obs[1] = 500.0  # sqrt of a negative inside the graph
     decision = step(mixer, 0, 1, obs=nan_obs)
-    assert (decision.source, decision.reason) == ('base', m.RESIDUAL_NON_FINITE)
+    assert (decision.source, decision.reason) == ('base', dec.RESIDUAL_NON_FINITE)
     np.testing.assert_array_equal(decision.command, BASE)
     raising_obs = OBS.copy()
     raising_obs[0] = 50.0  # Gather out of bounds: onnxruntime raises
     decision = step(mixer, 0, 2, obs=raising_obs)
-    assert (decision.source, decision.reason) == ('base', m.INFERENCE_ERROR)
+    assert (decision.source, decision.reason) == ('base', dec.INFERENCE_ERROR)
     np.testing.assert_array_equal(decision.command, BASE)
     assert step(mixer, 0, 3).reason == 'ok'
     values = mixer.diagnostics()[2]
-    assert values[f'count.{m.RESIDUAL_NON_FINITE}'] == 1
-    assert values[f'count.{m.INFERENCE_ERROR}'] == 1
+    assert values[f'count.{dec.RESIDUAL_NON_FINITE}'] == 1
+    assert values[f'count.{dec.INFERENCE_ERROR}'] == 1
     assert values['count.ok'] == 2 and values['decisions'] == 4
     assert values['inference_p50_us'] > 0 and math.isfinite(values['inference_p99_us'])
 
@@ -499,7 +501,7 @@ def test_reload_swaps_a_good_file_and_keeps_the_old_model_on_a_bad_one(tmp_path)
 def test_a_model_that_appears_later_is_picked_up(tmp_path):
     path = tmp_path / 'later.onnx'
     mixer = make_mixer(path)
-    assert step(mixer, 0, 0).reason == m.MODEL_LOAD_FAILED
+    assert step(mixer, 0, 0).reason == dec.MODEL_LOAD_FAILED
     assert reload_model(mixer) is None  # still missing: nothing new to say
     linear_model(path)
     assert reload_model(mixer).loaded
@@ -513,7 +515,7 @@ def test_reload_without_a_model_path_does_nothing():
 
 # ------------------------------------------------------------------------- helpers
 def test_latency_window_percentiles():
-    window = m.LatencyWindow(size=100)
+    window = dec.LatencyWindow(size=100)
     assert math.isnan(window.percentile_us(50))
     for us in range(1, 201):
         window.add(us * 1e-6)
@@ -556,13 +558,13 @@ def test_a_forged_base_action_never_takes_the_step_from_the_real_one(
     decision = answers[2]
     assert decision is not None and (decision.source, decision.reason) == ('residual', 'ok')
     np.testing.assert_allclose(decision.command, expected_command()[0], atol=1e-5)
-    assert mixer.counts[reason] == 1 and mixer.counts[m.DUPLICATE] == 0
+    assert mixer.counts[reason] == 1 and mixer.counts[pairing.DUPLICATE] == 0
     assert [r for r, _ in rejected] == [reason]
     assert 'episode 1 step 7' in rejected[0][1]
     # Once decided, a forged base action is still only a rejection (not a duplicate).
     assert mixer.add_base_action(1, 7, bad) is None
-    assert mixer.counts[reason] == 2 and mixer.counts[m.DUPLICATE] == 0
-    assert mixer.counts[m.STREAM_RESTART] == 0
+    assert mixer.counts[reason] == 2 and mixer.counts[pairing.DUPLICATE] == 0
+    assert mixer.counts[pairing.STREAM_RESTART] == 0
 
 
 @pytest.mark.parametrize('bad', BAD_BASES)
@@ -598,12 +600,12 @@ def test_invalid_observations_never_clear_pending_steps(model_path, obs, goal, f
     assert mixer.add_base_action(1, 6, BASE) is None  # waits for observation 6
     assert mixer.add_observation(1, forged_step, obs, goal) is None
     assert mixer.add_observation(1, 7, obs, goal) is None
-    assert mixer.pending == 1 and mixer.counts[m.STREAM_RESTART] == 0
+    assert mixer.pending == 1 and mixer.counts[pairing.STREAM_RESTART] == 0
     assert mixer.counts[m.REJECTED_OBSERVATION_NON_FINITE] == 2
-    assert mixer.counts[m.BASE_WITHOUT_OBSERVATION] == 0
+    assert mixer.counts[pairing.BASE_WITHOUT_OBSERVATION] == 0
     # The decided step 5 is still known: its re-sent observation gets the same answer.
     assert mixer.add_observation(1, 5, OBS, GOAL) is decided
-    assert mixer.counts[m.RESENT] == 1 and mixer.counts[m.STREAM_RESTART] == 0
+    assert mixer.counts[pairing.RESENT] == 1 and mixer.counts[pairing.STREAM_RESTART] == 0
     decision = mixer.add_observation(1, 6, OBS, GOAL)
     assert decision is not None and (decision.step, decision.reason) == (6, 'ok')
     # The next real step is decided from its real observation, not the forged one.
@@ -632,7 +634,7 @@ def test_the_mixer_learns_a_seven_field_action_from_the_model_and_the_stream(tmp
     mixer.add_observation(0, 0, OBS, GOAL)
     decision = mixer.add_base_action(0, 0, base, JOINTS)
     expected, applied = mix(base, weights @ np.r_[OBS, GOAL], cfg)
-    assert (decision.reason, decision.fields) == (m.OK, JOINTS)
+    assert (decision.reason, decision.fields) == (dec.OK, JOINTS)
     np.testing.assert_allclose(decision.command, expected, atol=1e-5)
     np.testing.assert_allclose(decision.residual, applied, atol=1e-5)
     assert np.all(np.abs(decision.command) <= 1.0) and decision.command.shape == (7,)
@@ -640,7 +642,8 @@ def test_the_mixer_learns_a_seven_field_action_from_the_model_and_the_stream(tmp
     mixer.note_base_action_source('hold', fetch)
     mixer.add_observation(0, 1, OBS, GOAL)
     decision = mixer.add_base_action(0, 1, BASE, fetch)
-    assert (decision.source, decision.reason, decision.fields) == ('base', m.MODEL_MISMATCH, fetch)
+    expected = ('base', dec.MODEL_MISMATCH, fetch)
+    assert (decision.source, decision.reason, decision.fields) == expected
     np.testing.assert_array_equal(decision.command, BASE)
     np.testing.assert_array_equal(decision.residual, np.zeros(4))
     assert len(notes) == 1 and 'action fields differ' in notes[0][1]
@@ -651,7 +654,7 @@ def test_a_model_without_action_names_falls_back_on_another_size():
     mixer = make_mixer()
     mixer.add_observation(0, 0, OBS, GOAL)
     decision = mixer.add_base_action(0, 0, np.array([0.2, -0.2]), ('a', 'b'))
-    assert (decision.reason, decision.fields) == (m.NO_MODEL, ('a', 'b'))  # no model: any size
+    assert (decision.reason, decision.fields) == (dec.NO_MODEL, ('a', 'b'))  # no model: any size
     np.testing.assert_array_equal(decision.residual, np.zeros(2))
 
 
@@ -664,6 +667,6 @@ def test_the_graph_sets_the_size_and_must_agree_with_the_metadata(tmp_path):
     assert mixer.counts[m.REJECTED_BASE_WRONG_SIZE] == 1
     mixer.note_base_action_source('c', ('dx', 'dy', 'dz', 'gripper'))  # the stream's size
     decision = mixer.add_base_action(0, 0, BASE)
-    assert (decision.source, decision.reason) == ('base', m.BASE_ACTION_WRONG_SIZE)
+    assert (decision.source, decision.reason) == ('base', dec.BASE_ACTION_WRONG_SIZE)
     assert m.action_field_problem(('a', 'a')) and m.action_field_problem(())
     assert not m.action_field_problem(JOINTS)

@@ -17,7 +17,9 @@ from helpers import reload_model, replace_model, set_model_metadata
 from test_onnx_actor import OBS_DIM, linear_model
 
 from rpl_interfaces import __version__, contract
+from rpl_residual_node import decision as dec
 from rpl_residual_node import mixer as m
+from rpl_residual_node import model_slot as slot
 from rpl_residual_node.mixing import ResidualConfig
 from rpl_residual_node.model_identity import (
     IdentityError,
@@ -129,8 +131,8 @@ def test_mixer_falls_back_on_a_model_of_another_task_with_one_line(tmp_path):
     mixer = _mixer(_model(tmp_path), notes)
     assert mixer.last_reload.loaded and mixer.last_reload.warning == ''
     decisions = [_step(mixer, step, 'pick_and_place') for step in range(3)]
-    assert [d.reason for d in decisions] == [m.MODEL_MISMATCH] * 3
-    assert all(d.source == m.SOURCE_BASE for d in decisions)
+    assert [d.reason for d in decisions] == [dec.MODEL_MISMATCH] * 3
+    assert all(d.source == dec.SOURCE_BASE for d in decisions)
     np.testing.assert_array_equal(decisions[0].command, BASE)
     assert notes == [
         (
@@ -145,14 +147,14 @@ def test_mixer_falls_back_on_a_model_of_another_task_with_one_line(tmp_path):
     assert values['count.model_mismatch'] == 3 and values['count.model_refused_mismatch'] == 1
     assert values['model_made_for'] == 'push / reactive_push'
     # The stream now says the model's task: the residual runs.
-    assert _step(mixer, 3, 'push').reason == m.OK
+    assert _step(mixer, 3, 'push').reason == dec.OK
     assert mixer.diagnostics()[0] == 'ok' and len(notes) == 1
 
 
 def test_mixer_runs_another_task_when_allowed_but_never_other_fields(tmp_path):
     notes = Notes()
     mixer = _mixer(_model(tmp_path), notes, allow_model_mismatch=True)
-    assert _step(mixer, 0, 'pick_and_place').reason == m.OK
+    assert _step(mixer, 0, 'pick_and_place').reason == dec.OK
     assert notes == [
         (
             'warning',
@@ -162,7 +164,7 @@ def test_mixer_runs_another_task_when_allowed_but_never_other_fields(tmp_path):
     ]
     mixer.note_observation_source('push', ('a', 'b', 'c', 'd', 'e'), GOAL_NAMES)
     mixer.add_observation(0, 1, OBS, GOAL)
-    assert mixer.add_base_action(0, 1, BASE).reason == m.MODEL_MISMATCH
+    assert mixer.add_base_action(0, 1, BASE).reason == dec.MODEL_MISMATCH
     assert notes[-1][0] == 'error' and 'observation fields differ' in notes[-1][1]
     assert 'allow_model_mismatch:=true' not in notes[-1][1]
 
@@ -175,7 +177,7 @@ def test_mixer_runs_a_model_without_metadata_with_one_warning(tmp_path):
         'does not state task, controller, observation_fields, goal_fields, action_fields '
         '(no rpl metadata): it is not checked against the running stack for that'
     )
-    assert _step(mixer, 0, 'anything', 'any_controller').reason == m.OK
+    assert _step(mixer, 0, 'anything', 'any_controller').reason == dec.OK
     assert notes == []
 
 
@@ -183,11 +185,11 @@ def test_a_reloaded_model_of_another_task_is_refused_and_the_running_one_kept(tm
     notes = Notes()
     path = _model(tmp_path)
     mixer = _mixer(path, notes)
-    assert _step(mixer, 0, 'push').reason == m.OK
+    assert _step(mixer, 0, 'push').reason == dec.OK
     other = dataclasses.replace(MODEL, task='pick_and_place')
     replace_model(path, _model(tmp_path, other, 'other.onnx'))
     event = reload_model(mixer)
     assert not event.loaded and event.refusal == 'mismatch'
     assert "trained for task 'pick_and_place', the running task is 'push'" in event.message
-    assert mixer.actor.identity == MODEL and mixer.counts[m.MODEL_REFUSED_MISMATCH] == 1
-    assert _step(mixer, 1, 'push').reason == m.OK
+    assert mixer.actor.identity == MODEL and mixer.counts[slot.MODEL_REFUSED_MISMATCH] == 1
+    assert _step(mixer, 1, 'push').reason == dec.OK

@@ -22,6 +22,7 @@ from test_residual_node import OBS_FIELDS, Driver, start_node
 from rpl_interfaces import contract
 from rpl_residual_node import mixer as m
 from rpl_residual_node import model_reload
+from rpl_residual_node import model_slot as slot
 from rpl_residual_node.mixing import ResidualConfig, mix
 from rpl_residual_node.onnx_actor import OnnxActor
 
@@ -68,7 +69,8 @@ def test_a_model_nan_on_the_recent_real_observations_is_refused_and_the_old_one_
     np.testing.assert_allclose(decision.command, linear_command(REAL_OBS), atol=1e-5)
     level, message, values = mixer.diagnostics()
     assert level == 'warn' and 'non-finite residual' in message
-    assert values[f'count.{m.MODEL_REJECTED}'] == values[f'count.{m.MODEL_BAD_ON_RECENT}'] == 1
+    rejected, bad = slot.MODEL_REJECTED, slot.MODEL_BAD_ON_RECENT
+    assert values[f'count.{rejected}'] == values[f'count.{bad}'] == 1
     assert reload_model(mixer) is None  # not retried until the file changes again
     # A good model afterwards is checked on the same observations and swapped in.
     replace_model(
@@ -127,7 +129,7 @@ def test_an_oversized_file_is_refused_unread_without_blocking(tmp_path):
     assert 'max_model_bytes' in event.message and 'refused unread' in event.message
     assert step(mixer, 1).reason == 'ok'
     values = mixer.diagnostics()[2]
-    assert values[f'count.{m.MODEL_TOO_LARGE}'] == values[f'count.{m.MODEL_REJECTED}'] == 1
+    assert values[f'count.{slot.MODEL_TOO_LARGE}'] == values[f'count.{slot.MODEL_REJECTED}'] == 1
     # The limit is a parameter; a file at the limit is accepted.
     size = linear_model(tmp_path / 'small.onnx').stat().st_size
     assert make_mixer(tmp_path / 'small.onnx', max_model_bytes=size).last_reload.loaded
@@ -230,8 +232,8 @@ def test_node_keeps_answering_steps_while_bad_and_large_models_are_handled(tmp_p
                 return False
             values = {kv.key: kv.value for kv in driver.diagnostics[-1].values}
             return (
-                values.get(f'count.{m.MODEL_BAD_ON_RECENT}') == '1'
-                and values.get(f'count.{m.MODEL_TOO_LARGE}') == '1'
+                values.get(f'count.{slot.MODEL_BAD_ON_RECENT}') == '1'
+                and values.get(f'count.{slot.MODEL_TOO_LARGE}') == '1'
                 and values.get('model_reload_running') == 'False'
             )
 

@@ -38,19 +38,11 @@ from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
-from rpl_residual_node.mixer import (
-    MODEL_MISMATCH,
-    MODEL_TOO_LARGE,
-    NO_MODEL,
-    OK,
-    Decision,
-    LatencyWindow,
-    ReloadEvent,
-    ResidualMixer,
-    action_field_problem,
-)
+from rpl_residual_node.decision import MODEL_MISMATCH, NO_MODEL, OK, Decision, LatencyWindow
+from rpl_residual_node.mixer import ResidualMixer, action_field_problem
 from rpl_residual_node.mixing import RENAMED_PARAMETERS, ResidualConfig, check_renamed
 from rpl_residual_node.model_reload import TOO_LARGE
+from rpl_residual_node.model_slot import MODEL_TOO_LARGE, ReloadEvent
 
 MALFORMED_OBSERVATION = 'malformed_observation'
 MALFORMED_BASE_ACTION = 'malformed_base_action'
