@@ -124,7 +124,7 @@ def test_stack_required_nodes_end_the_launch_non_zero_on_a_crash(file_name):
 def test_exit_callables_ignore_exits_while_the_launch_shuts_down():
     plan_rpl_launch('push.launch.py')  # installs the stand-in launch modules the helpers import
     from rpl_bringup.launch_shim.core import LaunchContext
-    from rpl_bringup.stack_launch import RequiredExit, RespawnWatch
+    from rpl_bringup.stack_exits import RequiredExit, RespawnWatch
 
     context = LaunchContext()
     context.is_shutdown = True  # as the real launch calls them during a shutdown (Ctrl-C)
@@ -313,7 +313,7 @@ def test_required_exit_callable_under_the_real_launch_service(code, expected):
     import launch
     import launch.actions
 
-    from rpl_bringup.stack_launch import RequiredExit
+    from rpl_bringup.stack_exits import RequiredExit
 
     description = launch.LaunchDescription(
         [

@@ -126,6 +126,19 @@ def test_shim_modules_stand_in_for_missing_launch_packages():
     assert sys.modules['launch.substitutions'] is launch_shim.substitutions_module
 
 
+def test_every_bringup_module_bound_to_launch_classes_is_dropped_with_the_stand_in():
+    """A helper importing ``launch`` keeps the classes it was first imported with: each one
+    (stack_launch and the modules split from it) must be re-imported after the stand-in."""
+    package = pathlib.Path(launch_runner.__file__).parent
+    importing = {
+        f'rpl_bringup.{path.stem}'
+        for path in package.glob('*.py')
+        if re.search(r'^\s*(from|import) launch(_ros)?\b', path.read_text(), re.MULTILINE)
+    }
+    assert 'rpl_bringup.stack_launch' in importing
+    assert importing <= set(launch_runner._CACHED_HELPERS)
+
+
 @pytest.mark.parametrize('file_name', sorted(STACKS))
 def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
     task, controller = STACKS[file_name]

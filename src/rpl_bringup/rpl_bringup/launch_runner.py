@@ -187,7 +187,8 @@ def load_launch_description(path: str, force_shim: bool = False) -> Any:
     """
     if launch_shim.install(force=force_shim):
         # A helper the launch files import may be cached with the real launch modules.
-        sys.modules.pop('rpl_bringup.stack_launch', None)
+        for name in _CACHED_HELPERS:
+            sys.modules.pop(name, None)
     return load_python_launch_file(path)
 
 
@@ -282,7 +283,13 @@ def run_with_real_launch(path: str, arguments: Mapping[str, str]) -> int:
 
 
 _SHIMMED = ('launch', 'launch_ros')
-_CACHED_HELPERS = ('rpl_bringup.stack_launch',)  # launch-file helpers bound to launch classes
+# Launch-file helpers bound to launch classes (every rpl_bringup module importing launch).
+_CACHED_HELPERS = (
+    'rpl_bringup.stack_launch',
+    'rpl_bringup.stack_arguments',
+    'rpl_bringup.stack_exits',
+    'rpl_bringup.stack_substitutions',
+)
 
 
 @contextlib.contextmanager

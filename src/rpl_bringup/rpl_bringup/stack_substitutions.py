@@ -1,0 +1,352 @@
+"""Launch substitutions that read and check the stack launch files' arguments.
+
+Plain ``launch.Substitution`` subclasses (and one ``launch.Action``), evaluated when the
+launch runs: typed, range-checked numbers (:class:`IntArgument`, :class:`FloatArgument`),
+the controller checked against the registries (:class:`ControllerArgument`) and its
+parameters (:class:`ControllerParams`), ``record:=true`` needing ``bag``
+(:class:`RecordBag`), counts and flags of boolean arguments (:class:`TrueCount`), the
+live-learning explorers' namespaces, seeds and result files; and :class:`CheckArguments`,
+which performs the checks before any node starts. A bad argument raises ValueError with one
+line naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from launch import Action, LaunchContext, Substitution
+from launch.substitutions import LaunchConfiguration
+
+MAX_SEED = 2**31 - 1  # sim_bridge / trainer seed range
+MAX_EPISODES = 10**9
+MAX_EXPLORERS = 4
+EXPLORER_SEED_STRIDE = 1_000_000  # explorer i runs sim seeds seed + (i + 1) * stride ...
+# Launch arguments of the stack and learning launch files that a controller parameter of
+# the same name cannot be (such a parameter is then settable as a ROS parameter only).
+RESERVED_ARGUMENTS = (
+    'controller',
+    'model_path',
+    'episodes',
+    'mode',
+    'seed',
+    'namespace',
+    'monitor',
+    'results',
+    'command_timeout',
+    'max_rate',
+    'record',
+    'bag',
+    'explorers',
+    'explore_noise',
+    'explore_random',
+    'bags',
+    'checkpoint',
+    'train_overrides',
+    'updates_per_step',
+    'export_every_updates',
+    'task',
+)
+
+
+def _flag(context: LaunchContext, name: str) -> bool:
+    return LaunchConfiguration(name).perform(context).strip().lower() in ('true', '1')
+
+
+class TrueCount(Substitution):
+    """How many of the named boolean launch arguments are true, plus ``base`` (as text);
+    with ``as_flag`` 'true' if any is true, else 'false' (for conditions)."""
+
+    def __init__(self, names: tuple[str, ...], base: int = 0, as_flag: bool = False) -> None:
+        super().__init__()
+        self._names = names
+        self._base, self._as_flag = base, as_flag
+
+    def perform(self, context: LaunchContext) -> str:
+        n = sum(_flag(context, name) for name in self._names)
+        if self._as_flag:
+            return 'true' if n else 'false'
+        return str(self._base + n)
+
+    def describe(self) -> str:
+        return f'TrueCount({list(self._names)}, base={self._base}, as_flag={self._as_flag})'
+
+
+class FloatArgument(Substitution):
+    """A numeric launch argument as float text ('1' -> '1.0'), so that a double parameter
+    never receives an integer; outside ``[low, high]`` or not a number: ValueError."""
+
+    def __init__(self, name: str, low: float = -float('inf'), high: float = float('inf')) -> None:
+        super().__init__()
+        self._name, self._low, self._high = name, low, high
+
+    def perform(self, context: LaunchContext) -> str:
+        text = LaunchConfiguration(self._name).perform(context)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f'launch argument {self._name}:={text!r} is not a number') from None
+        if not self._low <= value <= self._high:
+            raise ValueError(
+                f'launch argument {self._name}:={text!r} is outside [{self._low}, {self._high}]'
+            )
+        return repr(value)
+
+    def describe(self) -> str:
+        return f'Float({self._name!r})'
+
+
+class IntArgument(Substitution):
+    """An integer launch argument as canonical text ('007' -> '7'); not an integer or
+    outside ``[low, high]``: ValueError (one line, before any node gets a bad parameter)."""
+
+    def __init__(self, name: str, low: int, high: int) -> None:
+        super().__init__()
+        self._name, self._low, self._high = name, low, high
+
+    def perform(self, context: LaunchContext) -> str:
+        text = LaunchConfiguration(self._name).perform(context)
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(
+                f'launch argument {self._name}:={text!r} is not an integer '
+                f'(expected {self._low}..{self._high})'
+            ) from None
+        if not self._low <= value <= self._high:
+            raise ValueError(
+                f'launch argument {self._name}:={text!r} is outside {self._low}..{self._high}'
+            )
+        return str(value)
+
+    def describe(self) -> str:
+        return f'Int({self._name!r})'
+
+
+def _known_tasks() -> list[str]:
+    from rpl_sim_bridge.tasks import available_tasks
+
+    return available_tasks()
+
+
+def controllers_for(task: str) -> list[str]:
+    """Registered controllers that suit ``task`` (rpl_base_controllers registry), sorted."""
+    from rpl_base_controllers.registry import available_controllers, controller_info
+
+    return [n for n in available_controllers() if task in controller_info(n).tasks]
+
+
+class ControllerArgument(Substitution):
+    """The ``controller`` launch argument, checked against the controller registry: a
+    registered controller that suits ``task`` (registered with the sim bridge's task
+    registry), else ValueError listing the controllers for the task."""
+
+    def __init__(self, task: str) -> None:
+        super().__init__()
+        self._task = task
+
+    def perform(self, context: LaunchContext) -> str:
+        from rpl_base_controllers.registry import UnknownControllerError, controller_info
+
+        tasks = _known_tasks()
+        if self._task not in tasks:
+            raise ValueError(f'task {self._task!r} is not registered; known tasks: {tasks}')
+        name = LaunchConfiguration('controller').perform(context)
+        known = controllers_for(self._task)
+        try:
+            suits = controller_info(name).tasks
+        except UnknownControllerError:
+            raise ValueError(
+                f'launch argument controller:={name!r} is not a registered controller; '
+                f'controllers for task {self._task}: {known}'
+            ) from None
+        if self._task not in suits:
+            raise ValueError(
+                f'launch argument controller:={name!r} is meant for tasks {list(suits)}, not '
+                f'{self._task}; controllers for task {self._task}: {known}'
+            )
+        return name
+
+    def describe(self) -> str:
+        return f'Controller(task={self._task!r})'
+
+
+def controller_params_for(task: str) -> dict[str, Any]:
+    """Parameters of the controllers that suit ``task``: name -> the first such parameter
+    (by controller name); each is a launch argument of the task's launch files."""
+    from rpl_base_controllers.registry import controller_info
+
+    params: dict[str, Any] = {}
+    for controller in controllers_for(task):
+        for param in controller_info(controller).params:
+            params.setdefault(param.name, param)
+    return params
+
+
+class ControllerParams(Substitution):
+    """The controller node's ``controller_params``: the controller-parameter launch arguments
+    that are set (``carry_gain:=50``), as ``NAME=VALUE,...`` typed and range-checked for the
+    chosen controller, else ValueError naming the argument (the controller has no such
+    parameter, a bad value). Unset ones ('') are left out: the node keeps its parameter
+    files' value or the controller's registered default."""
+
+    def __init__(self, task: str) -> None:
+        super().__init__()
+        self._task = task
+
+    def perform(self, context: LaunchContext) -> str:
+        from rpl_base_controllers.registry import controller_config, controller_info, parse_value
+
+        controller = LaunchConfiguration('controller').perform(context)
+        params = {p.name: p for p in controller_info(controller).params}
+        values: dict[str, Any] = {}
+        for name in controller_params_for(self._task):
+            if name in RESERVED_ARGUMENTS:
+                continue
+            text = LaunchConfiguration(name).perform(context).strip()
+            if not text:
+                continue
+            if name not in params:
+                raise ValueError(
+                    f'launch argument {name}:={text!r}: controller {controller!r} has no '
+                    f'parameter {name!r}; its parameters: {sorted(params)}'
+                )
+            try:
+                values[name] = parse_value(params[name], text)
+                controller_config(controller, self._task, **{name: values[name]})
+            except ValueError as exc:
+                raise ValueError(f'launch argument {name}:={text!r}: {exc}') from None
+        return ','.join(f'{name}={value}' for name, value in values.items())
+
+    def describe(self) -> str:
+        return f'ControllerParams(task={self._task!r})'
+
+
+class RecordBag(Substitution):
+    """The ``bag`` launch argument; ``record:=true`` needs one, else ValueError (the
+    recorder would fail only once the other nodes were importing)."""
+
+    def perform(self, context: LaunchContext) -> str:
+        bag = LaunchConfiguration('bag').perform(context)
+        if _flag(context, 'record') and not bag.strip():
+            raise ValueError('launch argument record:=true needs bag:=PATH (a new bag folder)')
+        return bag
+
+    def describe(self) -> str:
+        return 'RecordBag()'
+
+
+class CheckArguments(Action):
+    """Performs every checking substitution before any node starts, so that a bad launch
+    argument ends the launch with one line and a non-zero exit (under ``ros2 launch`` the
+    ValueError is its 'Caught exception in launch' line, exit 1; under ``rpl launch`` exit 2)
+    and no node is ever started with it."""
+
+    def __init__(self, checks: Sequence[Substitution]) -> None:
+        super().__init__()
+        self._checks = list(checks)
+
+    def execute(self, context: LaunchContext) -> None:
+        for check in self._checks:
+            check.perform(context)
+
+
+def _explorer_count(context: LaunchContext) -> int:
+    text = LaunchConfiguration('explorers').perform(context)
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if not 0 <= count <= MAX_EXPLORERS:
+        raise ValueError(f'launch argument explorers:={text!r} must be 0..{MAX_EXPLORERS}')
+    return count
+
+
+class ExplorerActive(Substitution):
+    """'true' when explorer ``index`` runs (``index < explorers``) and every boolean launch
+    argument in ``also`` is true, else 'false' (for conditions)."""
+
+    def __init__(self, index: int, also: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self._index, self._also = index, also
+
+    def perform(self, context: LaunchContext) -> str:
+        active = self._index < _explorer_count(context)
+        return 'true' if active and all(_flag(context, n) for n in self._also) else 'false'
+
+    def describe(self) -> str:
+        return f'ExplorerActive({self._index}, also={list(self._also)})'
+
+
+def _explorer_namespace_text(context: LaunchContext, index: int) -> str:
+    return LaunchConfiguration('namespace').perform(context).rstrip('/') + f'/explore_{index}'
+
+
+class ExplorerNamespace(Substitution):
+    """Namespace of explorer ``index``: ``<namespace>/explore_<index>``."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self._index = index
+
+    def perform(self, context: LaunchContext) -> str:
+        return _explorer_namespace_text(context, self._index)
+
+    def describe(self) -> str:
+        return f'ExplorerNamespace({self._index})'
+
+
+class StackNamespaces(Substitution):
+    """Comma-separated namespaces of the watched stack and of every running explorer."""
+
+    def perform(self, context: LaunchContext) -> str:
+        namespaces = [LaunchConfiguration('namespace').perform(context)]
+        namespaces += [
+            _explorer_namespace_text(context, i) for i in range(_explorer_count(context))
+        ]
+        return ','.join(namespaces)
+
+    def describe(self) -> str:
+        return 'StackNamespaces()'
+
+
+class StackSeed(Substitution):
+    """``seed + offset`` as text (the seed of an explorer's sim and exploration noise)."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__()
+        self._offset = offset
+
+    def perform(self, context: LaunchContext) -> str:
+        return str(int(learn_seed().perform(context)) + self._offset)
+
+    def describe(self) -> str:
+        return f'StackSeed(seed + {self._offset})'
+
+
+def stack_name(namespace: str) -> str:
+    """File-name form of a stack's namespace: '/rpl/explore_0' -> 'rpl_explore_0'."""
+    return namespace.strip('/').replace('/', '_') or 'root'
+
+
+class ResultsFile(Substitution):
+    """``<results>/<stack name>.json`` for the stack in ``namespace``; '' when results is ''."""
+
+    def __init__(self, namespace: Substitution) -> None:
+        super().__init__()
+        self._namespace = namespace
+
+    def perform(self, context: LaunchContext) -> str:
+        folder = LaunchConfiguration('results').perform(context)
+        if not folder:
+            return ''
+        return os.path.join(folder, stack_name(self._namespace.perform(context)) + '.json')
+
+    def describe(self) -> str:
+        return f'ResultsFile({self._namespace.describe()})'
+
+
+def learn_seed() -> IntArgument:
+    # The explorers' sims run seed + (i + 1) * stride: every one must stay in range.
+    return IntArgument('seed', 0, MAX_SEED - MAX_EXPLORERS * EXPLORER_SEED_STRIDE)
