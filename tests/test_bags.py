@@ -67,8 +67,12 @@ def write_bag(
     topics=RECORDED_TOPICS,
     storage: str = 'mcap',
     extra=None,
+    action_fields: tuple[str, ...] = contract.ACTION_FIELDS,
 ) -> dict:
     """Write a lockstep run; commands come from ``policy`` (default: base action + 0.1).
+
+    The actions carry ``action_fields`` (the Fetch tasks' by default; another task's
+    declared names make the base action :func:`base_action` resized to their number).
 
     Returns:
         The written commands and residuals by (episode, step), and the results.
@@ -86,16 +90,16 @@ def write_bag(
             policy.reset()
         for k in range(steps):
             t = obs_stamp(ep, k, steps)
-            obs, base = observation(ep, k), base_action(ep, k)
+            obs, base = observation(ep, k), np.resize(base_action(ep, k), len(action_fields))
             if policy is None:
-                command, residual = np.clip(base + 0.1, -1, 1), np.full(4, 0.1)
+                command, residual = np.clip(base + 0.1, -1, 1), np.full(len(action_fields), 0.1)
             else:
                 command, residual = policy.mix(obs[:OBS_DIM], obs[-GOAL_DIM:], base)
             written['command'][ep, k], written['residual'][ep, k] = command, residual
             put('observation', ep, k, obs, t, 'toy_task', OBS_FIELDS)
-            put('base_action', ep, k, base, t + BASE_DELAY, 'toy_ctl', contract.ACTION_FIELDS)
-            put('residual', ep, k, residual, t + COMMAND_DELAY, 'm.onnx', contract.ACTION_FIELDS)
-            put('command', ep, k, command, t + COMMAND_DELAY, 'residual', contract.ACTION_FIELDS)
+            put('base_action', ep, k, base, t + BASE_DELAY, 'toy_ctl', action_fields)
+            put('residual', ep, k, residual, t + COMMAND_DELAY, 'm.onnx', action_fields)
+            put('command', ep, k, command, t + COMMAND_DELAY, 'residual', action_fields)
             if extra is not None:
                 extra(put, ep, k, t)
         result = contract.EpisodeResult(ep, ep % 2 == 1, 0.05 * (ep + 1), -3.0 - ep, steps, ep, 0)
@@ -181,6 +185,7 @@ def test_round_trip_gives_every_value_stamp_and_result(tmp_path, storage):
     assert run.problems == ()
     assert (run.namespace, run.task) == (NS, 'toy_task')
     assert run.layout.fields == OBS_FIELDS and run.layout.obs_dim == OBS_DIM
+    assert run.action_fields == contract.ACTION_FIELDS  # as recorded in the messages
     assert run.counts == {
         'observation': 12,
         'base_action': 12,
@@ -262,6 +267,40 @@ def test_playback_offsets_follow_the_recording_scaled_by_the_rate():
     assert select_topics(topics, ['/diagnostics']) == ['/diagnostics']
     with pytest.raises(BagError, match="topic 'cmd' is not in the bag"):
         select_topics(topics, ['cmd'])
+
+
+def test_a_task_with_other_action_fields_is_read_at_its_size(tmp_path):
+    # A 7-joint arm: the reader takes the action names and size from the messages.
+    joints = tuple(f'joint{i}.torque' for i in range(7))
+    path = tmp_path / 'arm'
+    written = write_bag(path, episodes=2, steps=3, action_fields=joints)
+    run = load_run(path)
+    assert run.problems == () and run.action_fields == joints
+    for ep in run.episodes:
+        for stream in (ep.base_action, ep.residual, ep.command):
+            assert stream.values.shape == (3, 7) and stream.present.all()
+        np.testing.assert_array_equal(ep.command.values[2], written['command'][ep.episode, 2])
+    from rpl_trainer.bag_ingest import records_from_run
+
+    records, _ = records_from_run(run, 3)
+    assert [r.episode for r in records] == [0]  # episode 1 reports fallbacks
+    assert records[0].base_action.shape == records[0].command.shape == (3, 7)
+
+
+def test_action_messages_under_other_names_than_the_rest_are_skipped(tmp_path):
+    def renamed(put, ep, k, t):
+        if (ep, k) == (1, 1):  # a base action of the right size under other names
+            put('base_action', 1, 1, np.zeros(4), t, 'x', ('a0', 'a1', 'a2', 'a3'))
+
+    path = tmp_path / 'run'
+    write_bag(path, extra=renamed)
+    run = load_run(path)
+    assert run.action_fields == contract.ACTION_FIELDS
+    assert run.problems == (
+        f"{NS}/base_action: messages off the contract skipped: #6: action fields ['a0', "
+        "'a1', 'a2', 'a3'], the other action messages have ['dx', 'dy', 'dz', 'gripper']",
+    )
+    np.testing.assert_array_equal(run.episodes[1].base_action.values[1], base_action(1, 1))
 
 
 # --- bags with problems: clear errors, the readable part still read -----------------------

@@ -12,7 +12,9 @@ import pathlib
 import numpy as np
 import pytest
 import yaml
+from sensor_msgs.msg import JointState
 
+from rpl_interfaces.codec import MessageError, StampedVector, encode
 from rpl_interfaces.contract import EPISODE_FIELDS
 from rpl_sim_bridge.bridge import (
     LOCKSTEP,
@@ -26,7 +28,7 @@ from rpl_sim_bridge.bridge import (
     observation_layout,
     startup_decision,
 )
-from rpl_sim_bridge.tasks import make_task
+from rpl_sim_bridge.tasks import TaskSpec, make_task
 
 STEPS = 4  # episode length used here (the real push task, shortened)
 PUSH_RIGHT = np.array([1.0, 0.0, 0.0, 0.0])
@@ -526,3 +528,60 @@ def test_a_lost_message_of_a_live_node_is_recovered_by_re_sending_the_observatio
     # Re-sent answers for the step just taken are late, not stale (no log line).
     assert bridge.offer_command(0, 1, PUSH_LEFT, now=1.56).kind == 'late'
     assert bridge.counters.fallback_base == bridge.counters.fallback_zero == 0
+
+
+class _PlanarPoint:
+    """A point moved in the plane by a 2-value action (vx, vy); goal (x, y, 0)."""
+
+    spec = TaskSpec(
+        name='planar_point',
+        description='a point moved in the plane (bridge test)',
+        obs_dim=2,
+        goal_dim=3,
+        action_dim=2,
+        max_episode_steps=3,
+        distance_threshold=0.05,
+        obs_fields=('point.x', 'point.y'),
+        action_low=-1.0,
+        action_high=1.0,
+        control_dt=0.04,
+        action_fields=('vx', 'vy'),
+    )
+
+    def __init__(self) -> None:
+        self.point = np.zeros(2)
+        self.applied: list[np.ndarray] = []
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        at = np.append(self.point, 0.0)
+        return {'observation': self.point.copy(), 'achieved_goal': at, 'desired_goal': at}
+
+    def reset(self, seed=None):
+        self.point = np.zeros(2)
+        return self._obs(), {}
+
+    def step(self, action):
+        self.applied.append(np.array(action))
+        self.point = self.point + 0.1 * np.asarray(action)
+        return self._obs(), 0.0, False, False, {'is_success': 1.0, 'distance': 0.0}
+
+
+def test_the_core_decodes_actions_under_the_task_s_declared_fields():
+    # Not Fetch's (dx, dy, dz, gripper): the names and size come from the task spec.
+    task = _PlanarPoint()
+    bridge = SimBridge(task, task.spec, SimBridgeConfig(seed=1))
+    assert bridge.action_fields == ('vx', 'vy')
+    bridge.begin(now=0.0)
+
+    def message(values, fields) -> JointState:
+        return encode(JointState(), StampedVector(0, 0, np.array(values), 5, 'residual'), fields)
+
+    vec = bridge.decode_action(message([0.5, -0.25], ('vx', 'vy')))
+    assert (vec.episode, vec.step, vec.tag) == (0, 0, 'residual')
+    with pytest.raises(MessageError, match=r"expected 2 fields \['vx', 'vy'\]"):
+        bridge.decode_action(message([0.0, 0.0, 0.0, 0.0], ('dx', 'dy', 'dz', 'gripper')))
+    assert bridge.offer_command(0, 0, np.zeros(4), now=0.0).kind == 'malformed'
+    assert bridge.offer_command(vec.episode, vec.step, vec.values, now=0.0) is None
+    assert bridge.advance(now=0.0).source is Source.COMMAND
+    np.testing.assert_array_equal(task.applied[-1], [0.5, -0.25])
+    np.testing.assert_allclose(bridge.observation()[:2], [0.05, -0.025])

@@ -11,6 +11,7 @@ import pytest
 
 from rpl_bringup import demo
 from rpl_bringup.episode_log import (
+    ActionNames,
     ControlTally,
     EpisodeLog,
     EpisodeRecord,
@@ -19,7 +20,8 @@ from rpl_bringup.episode_log import (
     wilson_interval,
 )
 from rpl_bringup.launch_shim import LaunchError
-from rpl_interfaces.contract import EPISODE_FIELDS
+from rpl_interfaces.codec import StampedVector, encode
+from rpl_interfaces.contract import ACTION_FIELDS, EPISODE_FIELDS
 
 
 def _record(episode: int, success: bool, distance: float, fallback_base: int = 0):
@@ -106,3 +108,27 @@ def test_demo_summary_says_base_only_without_a_model():
     )
     assert 'base only (no trained residual yet)' in text
     assert 'success rate        1.00 (95% CI 0.21-1.00)' in text
+
+
+def test_the_action_names_are_learned_from_the_first_valid_message():
+    # A 7-joint arm's actions are counted like Fetch's; the first valid message fixes the
+    # names, so one under other names (or off the contract) is not counted.
+    from sensor_msgs.msg import JointState
+
+    joints = tuple(f'j{i}' for i in range(7))
+
+    def message(values, fields, episode=0):
+        vec = StampedVector(episode, 0, np.asarray(values, float), 0, 'ctl')
+        return encode(JointState(), vec, fields)
+
+    names = ActionNames()
+    broken = message(np.zeros(7), joints)
+    broken.position = broken.position[:-1]  # 9 names, 8 values
+    assert names.decode(broken) is None and names.fields is None
+    vec = names.decode(message(np.arange(7), joints))
+    assert names.fields == joints and vec.values.shape == (7,)
+    assert names.decode(message(np.zeros(4), ACTION_FIELDS)) is None
+    assert names.decode(message(np.ones(7), joints, episode=1)).episode == 1
+    fetch = ActionNames()
+    assert fetch.decode(message(np.zeros(4), ACTION_FIELDS)) is not None
+    assert fetch.fields == ACTION_FIELDS

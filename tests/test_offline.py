@@ -40,6 +40,7 @@ from rpl_trainer.trainer_node_config import TrainerNodeConfig, parse_overrides
 LAYOUT = contract.split_observation_fields(OBS_FIELDS)  # obs 2, achieved 3, desired 3
 DIMS = Dims(obs_dim=2, goal_dim=3, action_dim=4)
 STEPS = 5
+ACTIONS = contract.ACTION_FIELDS  # the Fetch tasks' declared action (4 values)
 SCALE = 2.0
 
 
@@ -80,7 +81,7 @@ def feed(assembler: EpisodeAssembler, messages) -> list[EpisodeRecord]:
 
 
 def test_a_complete_episode_is_emitted_with_named_parts():
-    assembler = EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     (record,) = feed(assembler, episode_messages(0))
     assert record.episode == 0 and record.steps == STEPS
     np.testing.assert_array_equal(record.observation[3], obs_values(0, 3)[LAYOUT.observation])
@@ -97,7 +98,7 @@ def test_the_handshake_resends_are_kept_once_and_not_drops():
     # The sim re-sends observation (0, 0) twice; the controller and the residual node answer
     # each with the same values again.
     resend = [m for m in messages if m[1].step == 0 and m[0] != contract.EPISODE] * 2
-    assembler = EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     (record,) = feed(assembler, messages[:3] + resend + messages[3:])
     assert assembler.counts.resent == 6
     assert assembler.counts.skipped == {}
@@ -105,7 +106,7 @@ def test_the_handshake_resends_are_kept_once_and_not_drops():
 
 
 def test_a_dropped_step_skips_that_episode_once_its_topic_has_moved_on():
-    assembler = EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     messages = episode_messages(0, skip={(contract.BASE_ACTION, 2)})
     done = feed(assembler, messages)
     assert done == [] and assembler.open_episodes == [0]  # its message may still come
@@ -126,7 +127,7 @@ def test_a_dropped_step_skips_that_episode_once_its_topic_has_moved_on():
 def test_topics_arriving_whole_episodes_apart_still_complete_every_episode():
     # A publisher matched late (DDS discovery) delivers its transient-local history in a
     # burst, episodes after the other topics: nothing is lost and nothing skipped.
-    assembler = EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     messages = [m for ep in range(6) for m in episode_messages(ep)]
     late = [m for m in messages if m[0] == contract.COMMAND]
     done = feed(assembler, [m for m in messages if m[0] != contract.COMMAND] + late)
@@ -135,7 +136,7 @@ def test_topics_arriving_whole_episodes_apart_still_complete_every_episode():
 
 
 def test_a_silent_topic_gives_up_on_episodes_after_lag_episodes():
-    assembler = EpisodeAssembler(LAYOUT, STEPS, lag=3)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS, lag=3)
     silent = [m for ep in range(4) for m in episode_messages(ep) if m[0] != contract.COMMAND]
     assert feed(assembler, silent[:-1]) == []  # episode 3 without its result
     assert assembler.open_episodes == [1, 2, 3]
@@ -150,13 +151,13 @@ def test_a_result_before_the_last_command_still_completes():
     messages = episode_messages(0)
     last_command, result = messages[-2], messages[-1]
     assert last_command[0] == contract.COMMAND and result[0] == contract.EPISODE
-    assembler = EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     done = feed(assembler, [*messages[:-2], result, last_command])
     assert len(done) == 1
 
 
 def test_a_repeat_with_other_values_and_a_fallback_episode_are_skipped():
-    assembler = EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     changed = (contract.COMMAND, vec(0, 1, command_values(0, 1) + 0.1))
     assert feed(assembler, [*episode_messages(0)[:6], changed, *episode_messages(0)[6:]]) == []
     assert feed(assembler, episode_messages(1, fallback=1)) == []
@@ -170,7 +171,7 @@ def test_a_repeat_with_other_values_and_a_fallback_episode_are_skipped():
 
 
 def test_latched_old_results_are_not_skips_and_a_restarted_sim_is_followed():
-    assembler = EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     old = [m for ep in (0, 1, 2) for m in episode_messages(ep)[-1:]]  # results only
     live = episode_messages(3) + episode_messages(4)
     assert [r.episode for r in feed(assembler, old + live)] == [3, 4]
@@ -180,7 +181,7 @@ def test_latched_old_results_are_not_skips_and_a_restarted_sim_is_followed():
 
 
 def test_a_whole_episode_lost_after_the_start_is_a_skip_not_an_old_result():
-    assembler = EpisodeAssembler(LAYOUT, STEPS, started_ns=500)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS, started_ns=500)
     old_result = episode_messages(0)[-1]
     lost_result = episode_messages(1)[-1]  # its step messages never arrived
     assembler.add(*old_result, sent_ns=100)  # latched, from before the start
@@ -193,7 +194,7 @@ def test_a_whole_episode_lost_after_the_start_is_a_skip_not_an_old_result():
 
 
 def test_episodes_of_which_nothing_arrived_are_counted_once_every_topic_passed_them():
-    assembler = EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     messages = {ep: episode_messages(ep) for ep in range(5)}
 
     def split(ep):
@@ -213,13 +214,13 @@ def test_episodes_of_which_nothing_arrived_are_counted_once_every_topic_passed_t
 
 
 def test_a_resumed_assembler_ignores_what_its_checkpoint_holds():
-    first = EpisodeAssembler(LAYOUT, STEPS)
+    first = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     sent = iter(range(1, 10**6))
     stream = [(m, next(sent)) for ep in (0, 1) for m in episode_messages(ep)]
     done = [r for m, t in stream[: len(stream) // 2 + 5] for r in first.add(*m, t)]
     assert [r.episode for r in done] == [0] and first.open_episodes == [1]
     # Saved now, resumed later: the publishers' history delivers both episodes again.
-    resumed = EpisodeAssembler(LAYOUT, STEPS, resume_after_ns=first.seen_until_ns)
+    resumed = EpisodeAssembler(LAYOUT, STEPS, ACTIONS, resume_after_ns=first.seen_until_ns)
     again = [r for m, t in stream for r in resumed.add(*m, t)]
     assert [r.episode for r in again] == [1]  # episode 0 is in the checkpoint: not twice
     assert resumed.counts.before_resume == len(stream) // 2
@@ -227,14 +228,16 @@ def test_a_resumed_assembler_ignores_what_its_checkpoint_holds():
 
 
 def test_wrong_sizes_and_topics_are_refused_with_the_expected_size():
-    assembler = EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     with pytest.raises(ValueError, match='has 3 values, expected 4'):
         assembler.add(contract.COMMAND, vec(0, 0, np.zeros(3)))
     with pytest.raises(ValueError, match="got 'residual'"):
         assembler.add(contract.RESIDUAL, vec(0, 0, np.zeros(4)))
     no_achieved = contract.split_observation_fields(('a', 'desired_goal.x'))
     with pytest.raises(ValueError, match='achieved_goal'):
-        EpisodeAssembler(no_achieved, STEPS)
+        EpisodeAssembler(no_achieved, STEPS, ACTIONS)
+    with pytest.raises(ValueError, match='action_fields is empty'):
+        EpisodeAssembler(LAYOUT, STEPS, ())
 
 
 def test_the_stored_residual_is_the_rule_and_reproduces_the_command():
@@ -248,12 +251,35 @@ def test_the_stored_residual_is_the_rule_and_reproduces_the_command():
 
 
 def test_episode_batch_has_t_minus_one_transitions_per_episode():
-    records = feed(EpisodeAssembler(LAYOUT, STEPS), episode_messages(0))
+    records = feed(EpisodeAssembler(LAYOUT, STEPS, ACTIONS), episode_messages(0))
     batch = episode_batch(records, SCALE)
     assert batch.obs.shape == (1, STEPS, 2) and batch.achieved_goal.shape == (1, STEPS, 3)
     assert batch.action.shape == (1, STEPS - 1, 4) and batch.desired_goal.shape == (1, 4, 3)
     expected = np.clip((command_values(0, 3) - base_values(0, 3)) / SCALE, -1, 1)
     np.testing.assert_allclose(batch.action[0, 3], expected, atol=1e-6)
+
+
+def test_a_task_with_other_action_fields_is_assembled_and_stored_at_its_size():
+    # The toy task declares 2 actions (a0, a1): the assembler takes that size from the spec,
+    # refuses a Fetch-sized command and stores (N, T - 1, 2) actions.
+    from toy_goal_env import SPEC as TOY
+
+    assert TOY.action_fields == ('a0', 'a1')
+    assembler = EpisodeAssembler(LAYOUT, STEPS, TOY.action_fields)
+    with pytest.raises(ValueError, match='has 4 values, expected 2'):
+        assembler.add(contract.COMMAND, vec(0, 0, np.zeros(4)))
+    two = lambda values: values[[0, 3]]  # noqa: E731
+    actions = (contract.BASE_ACTION, contract.COMMAND)
+    messages = [
+        (t, v._replace(values=two(v.values)) if t in actions else v)
+        for t, v in episode_messages(0)
+    ]
+    (record,) = feed(assembler, messages)
+    assert record.base_action.shape == record.command.shape == (STEPS, 2)
+    batch = episode_batch([record], SCALE)
+    assert batch.action.shape == batch.executed.shape == (1, STEPS - 1, 2)
+    expected = np.clip((two(command_values(0, 1)) - two(base_values(0, 1))) / SCALE, -1, 1)
+    np.testing.assert_allclose(batch.action[0, 1], expected, atol=1e-6)
 
 
 def small_learner(base_fn=None, **overrides) -> offline.OfflineLearner:
@@ -297,7 +323,7 @@ def test_goal_consistent_her_is_applied_to_recorded_episodes_not_ignored():
 
     learner = small_learner(zero_base, goal_consistent_her=True)
     assert learner.sampler.goal_consistent
-    learner.add(feed(EpisodeAssembler(LAYOUT, STEPS), episode_messages(0)))
+    learner.add(feed(EpisodeAssembler(LAYOUT, STEPS, ACTIONS), episode_messages(0)))
     batch = learner.buffer.sample(learner.sampler, 256, np.random.default_rng(0))
     # Relabelled samples store command / scale (the residual that explains the command
     # over a zero base); the others keep (command - recorded base) / scale.
@@ -324,7 +350,7 @@ def test_bag_episodes_with_missing_messages_are_skipped(tmp_path):
 
 def test_the_export_replaces_the_model_atomically_and_the_residual_node_loads_it(tmp_path):
     learner = small_learner(burn_in_beta=0.0)  # actor learns at once
-    learner.add(feed(EpisodeAssembler(LAYOUT, STEPS), episode_messages(0)))
+    learner.add(feed(EpisodeAssembler(LAYOUT, STEPS, ACTIONS), episode_messages(0)))
     model = tmp_path / 'models' / 'actor.onnx'
     learner.export(model)
     first = model.read_bytes()
@@ -381,7 +407,7 @@ def test_train_overrides_set_config_fields_and_bad_ones_name_the_key():
 
 def learner_with_data(**overrides) -> offline.OfflineLearner:
     learner = small_learner(**overrides)
-    assembler = EpisodeAssembler(LAYOUT, STEPS)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     learner.add(feed(assembler, episode_messages(0) + episode_messages(1)))
     learner.update(3)
     return learner
@@ -426,6 +452,6 @@ def test_results_running_ahead_of_the_step_messages_close_nothing():
     messages = [m for ep in range(4) for m in episode_messages(ep)]
     results = [m for m in messages if m[0] == contract.EPISODE]
     steps = [m for m in messages if m[0] != contract.EPISODE]
-    assembler = EpisodeAssembler(LAYOUT, STEPS, lag=2)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS, lag=2)
     assert [r.episode for r in feed(assembler, results + steps)] == [0, 1, 2, 3]
     assert assembler.counts.skipped == {} and assembler.counts.late == 0

@@ -217,7 +217,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """``rpl bag replay-model``."""
     from rpl_bags.bag_replay import format_report, replay_model
-    from rpl_interfaces import contract
     from rpl_interfaces.params import build_config
     from rpl_residual_node.mixing import ResidualConfig
     from rpl_residual_node.onnx_actor import ModelError
@@ -244,15 +243,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
             config,
             obs_dim=run.layout.obs_dim,
             goal_dim=run.layout.goal_dim,
-            action_dim=len(contract.ACTION_FIELDS),
+            action_dim=len(run.action_fields) or None,
         )
     except ModelError as exc:
         raise CliError(
             f"{exc} (the bag's {run.task} observations have {run.layout.obs_dim} observation "
-            f'and {run.layout.goal_dim} goal values)'
+            f'and {run.layout.goal_dim} goal values, its actions {len(run.action_fields)})'
         ) from None
     report = replay_model(run, policy, args.tolerance)
-    print(format_report(report, args.model, contract.ACTION_FIELDS))
+    print(format_report(report, args.model, run.action_fields))
     if args.json:
         _write_json(
             args.json, {'bag': run.path, 'model': args.model, **report.to_json()}, args.force

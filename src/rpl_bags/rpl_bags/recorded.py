@@ -59,9 +59,9 @@ class RecordedEpisode(NamedTuple):
         episode: Episode id.
         steps: Rows of every stream (the result's step count, else the last step seen + 1).
         observation: Observation payload (task observation, achieved goal, desired goal).
-        base_action: Base controller action, (steps, 4).
-        residual: Applied residual, (steps, 4).
-        command: Command sent to the sim, (steps, 4).
+        base_action: Base controller action, (steps, len(action_fields)).
+        residual: Applied residual, (steps, len(action_fields)).
+        command: Command sent to the sim, (steps, len(action_fields)).
         result: The sim bridge's result; None if the episode did not finish in the bag.
     """
 
@@ -83,6 +83,8 @@ class RecordedRun:
         namespace: Namespace of the recorded stack, e.g. ``/rpl``.
         task: Task name (the observations' frame_id).
         layout: Names and slices of the observation payload.
+        action_fields: Payload names of the action topics (base_action, residual, command),
+            the task's declared action as recorded; () when the bag holds no action.
         episodes: Episodes by id.
         counts: Messages read per topic (relative names, as in ``RECORDED_TOPICS``).
         resent: Per control topic, messages that repeat an earlier (episode, step) with the
@@ -95,6 +97,7 @@ class RecordedRun:
     namespace: str
     task: str
     layout: contract.ObservationLayout
+    action_fields: tuple[str, ...]
     episodes: tuple[RecordedEpisode, ...]
     counts: dict[str, int]
     resent: dict[str, int]
@@ -186,11 +189,12 @@ def _observation_fields(
     return fields
 
 
-def _read_observations(
+def _read_named(
     messages: list[RawMessage], topic: str, problems: _Problems
-) -> tuple[tuple[str, ...], list[StampedVector]]:
+) -> list[tuple[int, tuple[str, ...], StampedVector]]:
+    """Decode messages of any payload names: (index in the topic, payload names, vector)."""
     store = typestore()
-    named: list[tuple[tuple[str, ...], StampedVector]] = []
+    named = []
     for i, m in enumerate(messages):
         try:
             msg = store.deserialize_cdr(m.data, JOINT_STATE)
@@ -201,11 +205,43 @@ def _read_observations(
         except Exception as exc:  # corrupt CDR
             problems.count(f'{topic}: undecodable messages skipped', f'#{i}: {one_line(exc)}')
             continue
-        named.append((tuple(msg.name[len(contract.META_FIELDS) :]), vec))
+        named.append((i, tuple(msg.name[len(contract.META_FIELDS) :]), vec))
+    return named
+
+
+def _read_observations(
+    messages: list[RawMessage], topic: str, problems: _Problems
+) -> tuple[tuple[str, ...], list[StampedVector]]:
+    named = [(names, vec) for _, names, vec in _read_named(messages, topic, problems)]
     if not named:
         return (), []
     fields = _observation_fields(named, topic, problems)
     return fields, [vec for names, vec in named if names == fields]
+
+
+def _read_actions(
+    by_topic: dict[str, list[RawMessage]], names: dict[str, str], problems: _Problems
+) -> tuple[tuple[str, ...], dict[str, list[StampedVector]]]:
+    """The action messages under the names most of them carry (the task's action fields,
+    as the controller and the residual node published them); the others are skipped."""
+    named = {rel: _read_named(by_topic[rel], names[rel], problems) for rel in ACTION_TOPICS}
+    shapes = collections.Counter(n for rel in ACTION_TOPICS for _, n, _ in named[rel])
+    if not shapes:
+        return (), {rel: [] for rel in ACTION_TOPICS}
+    fields = shapes.most_common(1)[0][0]
+    kept: dict[str, list[StampedVector]] = {}
+    for rel in ACTION_TOPICS:
+        kept[rel] = []
+        for i, payload, vec in named[rel]:
+            if payload == fields:
+                kept[rel].append(vec)
+            else:
+                problems.count(
+                    f'{names[rel]}: messages off the contract skipped',
+                    f'#{i}: action fields {list(payload)}, the other action messages have '
+                    f'{list(fields)}',
+                )
+    return fields, kept
 
 
 def _stream(
@@ -296,9 +332,9 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
     streams[contract.OBSERVATION], resent[contract.OBSERVATION] = _by_step(
         observations, obs_topic, problems
     )
+    action_fields, actions = _read_actions(by_topic, names, problems)
     for rel in ACTION_TOPICS:
-        decoded = _decode_topic(by_topic[rel], names[rel], contract.ACTION_FIELDS, problems)
-        streams[rel], resent[rel] = _by_step(decoded, names[rel], problems)
+        streams[rel], resent[rel] = _by_step(actions[rel], names[rel], problems)
     results: dict[int, contract.EpisodeResult] = {}
     for vec in _decode_topic(
         by_topic[contract.EPISODE], names[contract.EPISODE], contract.EPISODE_FIELDS, problems
@@ -313,7 +349,7 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
 
     episodes = []
     ids = sorted(set(results).union(*(s.keys() for s in streams.values())))
-    dims = {contract.OBSERVATION: len(fields)} | {rel: 4 for rel in ACTION_TOPICS}
+    dims = {contract.OBSERVATION: len(fields)} | {rel: len(action_fields) for rel in ACTION_TOPICS}
     for ep in ids:
         result = results.get(ep)
         seen = [step for s in streams.values() for step in s.get(ep, {})]
@@ -341,6 +377,7 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
         namespace=ns,
         task=tags.most_common(1)[0][0],
         layout=layout,
+        action_fields=action_fields,
         episodes=tuple(episodes),
         counts={rel: len(msgs) for rel, msgs in by_topic.items()},
         resent=resent,

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rpl_interfaces.contract import EpisodeResult
+from rpl_interfaces.codec import MessageError, StampedVector, decode
+from rpl_interfaces.contract import META_FIELDS, EpisodeResult
 
 
 class EpisodeRecord(NamedTuple):
@@ -76,6 +77,33 @@ class ControlTally:
             self.non_finite += 1
         if finite.any():
             self.max_abs = max(self.max_abs, float(np.abs(values[finite]).max()))
+
+
+class ActionNames:
+    """The action payload names of one stack, learned from its first valid action message.
+
+    The monitor does not know the task: the controller and the residual node publish
+    ``base_action`` and ``command`` under the task's declared action fields
+    (``TaskSpec.action_fields``), so the first message that decodes names them; later
+    messages under other names are not counted (the sim bridge rejects and reports them).
+
+    Attributes:
+        fields: The learned names; None before the first valid message.
+    """
+
+    def __init__(self) -> None:
+        self.fields: tuple[str, ...] | None = None
+
+    def decode(self, msg: Any) -> StampedVector | None:
+        """The decoded ``JointState``-like action message, or None if it is off the
+        contract or carries other names than the ones learned."""
+        try:
+            vec = decode(msg, self.fields)
+        except MessageError:
+            return None
+        if self.fields is None:
+            self.fields = tuple(msg.name[len(META_FIELDS) :])
+        return vec
 
 
 class Summary(NamedTuple):

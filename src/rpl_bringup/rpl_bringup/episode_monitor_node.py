@@ -18,7 +18,13 @@ from collections.abc import Sequence
 
 from sensor_msgs.msg import JointState
 
-from rpl_bringup.episode_log import ControlTally, EpisodeLog, EpisodeRecord, summary_line
+from rpl_bringup.episode_log import (
+    ActionNames,
+    ControlTally,
+    EpisodeLog,
+    EpisodeRecord,
+    summary_line,
+)
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
@@ -52,6 +58,7 @@ class EpisodeMonitorNode(RplNode):
         super().__init__('episode_monitor')
         self.config = self.declare_config(EpisodeMonitorConfig)
         self.log = EpisodeLog()
+        self.actions = ActionNames()  # the task's action fields, from the first message
         self.control_subscription(contract.EPISODE, self._on_episode)
         if self.config.watch_control:
             self.control_subscription(contract.OBSERVATION, self._on_observation)
@@ -94,11 +101,9 @@ class EpisodeMonitorNode(RplNode):
     def _on_base_action(self, msg: JointState) -> None:
         self._count(msg, self.log.base_actions)
 
-    @staticmethod
-    def _count(msg: JointState, tally: ControlTally) -> None:
-        try:
-            vec = decode(msg, contract.ACTION_FIELDS)
-        except MessageError:
+    def _count(self, msg: JointState, tally: ControlTally) -> None:
+        vec = self.actions.decode(msg)
+        if vec is None:
             return  # malformed messages are the sim bridge's to reject and report
         tally.add(vec.tag, vec.values)
 

@@ -329,13 +329,12 @@ def check_identity_of(
     policy: Any, task: str, controller: str, model_path: str, allow_model_mismatch: bool
 ) -> list[str]:
     """:func:`check_model_identity` of an already loaded ``ResidualPolicy``."""
-    from rpl_interfaces import contract
     from rpl_residual_node.model_identity import MismatchError, StackIdentity, check_identity
     from rpl_sim_bridge.bridge import observation_layout
     from rpl_sim_bridge.tasks import task_spec
 
     spec = task_spec(task)
-    actions = getattr(spec, 'action_fields', contract.ACTION_FIELDS)
+    actions = tuple(spec.action_fields)  # as the task declares them
     stack = StackIdentity.of_task(spec, controller, observation_layout(spec).fields, actions)
     identity = policy.actor.identity
     try:

@@ -60,6 +60,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from rpl_interfaces.codec import StampedVector, decode
 from rpl_interfaces.contract import (
     EpisodeResult,
     ObservationLayout,
@@ -213,6 +214,7 @@ class TaskSpecLike(Protocol):
     obs_fields: tuple[str, ...]
     action_low: float
     action_high: float
+    action_fields: tuple[str, ...]
 
 
 def observation_layout(spec: TaskSpecLike) -> ObservationLayout:
@@ -430,6 +432,19 @@ class SimBridge:
     def finished(self) -> bool:
         """True once ``config.episodes`` episodes have run (never when episodes == 0)."""
         return self._finished
+
+    @property
+    def action_fields(self) -> tuple[str, ...]:
+        """Payload names of ``command`` and ``base_action``: the task's declared action."""
+        return tuple(self.spec.action_fields)
+
+    def decode_action(self, msg: Any) -> StampedVector:
+        """Read a ``command`` or ``base_action`` message under the task's action names.
+
+        Raises:
+            MessageError: The message breaks the topic contract, e.g. other payload names.
+        """
+        return decode(msg, self.action_fields)
 
     def observation(self) -> np.ndarray:
         """Payload of the latest observation, (len(layout.fields),) float64, a copy."""

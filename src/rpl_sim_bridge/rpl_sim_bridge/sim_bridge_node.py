@@ -23,7 +23,7 @@ from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
-from rpl_interfaces.codec import MessageError, decode
+from rpl_interfaces.codec import MessageError
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_sim_bridge.bridge import (
     LOCKSTEP,
@@ -180,7 +180,7 @@ class SimBridgeNode(RplNode):
             True if the core accepted the action.
         """
         try:
-            vec = decode(msg, contract.ACTION_FIELDS)
+            vec = self.core.decode_action(msg)
         except MessageError as exc:
             self._log_rejection(self.core.reject_malformed(what, str(exc)), now)
             return False

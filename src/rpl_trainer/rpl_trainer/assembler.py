@@ -87,6 +87,8 @@ class EpisodeAssembler:
     Args:
         layout: The observation payload layout (with achieved goals).
         episode_steps: Task episode length T; results with another step count are skipped.
+        action_fields: The task spec's action fields (``TaskSpec.action_fields``): the
+            payload of ``base_action`` and ``command``; another size is refused.
         lag: Episodes to wait for the missing messages of an episode on a topic that
             delivers nothing newer (>= 1; the control publishers keep 500 messages, ten
             50-step episodes, for a late-matched subscriber).
@@ -103,6 +105,7 @@ class EpisodeAssembler:
         self,
         layout: contract.ObservationLayout,
         episode_steps: int,
+        action_fields: Sequence[str],
         lag: int = 12,
         resume_after_ns: int | None = None,
         started_ns: int | None = None,
@@ -110,8 +113,11 @@ class EpisodeAssembler:
         check_layout(layout)
         if lag < 1:
             raise ValueError(f'lag must be >= 1 episode, got {lag}')
+        if not action_fields:
+            raise ValueError("action_fields is empty: give the task spec's action_fields")
         self.layout = layout
         self.episode_steps = episode_steps
+        self.action_fields = tuple(action_fields)
         self.lag = lag
         self.counts = AssemblerCounts()
         # One line per skipped episode saying what it lacked; the owner logs and clears it.
@@ -190,8 +196,8 @@ class EpisodeAssembler:
     def _check(self, topic: str, vec: StampedVector) -> None:
         sizes = {
             contract.OBSERVATION: len(self.layout.fields),
-            contract.BASE_ACTION: len(contract.ACTION_FIELDS),
-            contract.COMMAND: len(contract.ACTION_FIELDS),
+            contract.BASE_ACTION: len(self.action_fields),
+            contract.COMMAND: len(self.action_fields),
             contract.EPISODE: len(contract.EPISODE_FIELDS),
         }
         if topic not in sizes:

@@ -28,7 +28,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from rpl_interfaces import __version__, contract
+from rpl_interfaces import __version__
 from rpl_residual_node.model_identity import ModelIdentity, StackIdentity
 from rpl_trainer.networks import Actor
 
@@ -101,7 +101,7 @@ def task_identity(spec: Any, controller: str, **facts: object) -> ModelIdentity:
     """
     from rpl_sim_bridge.bridge import observation_layout
 
-    actions = getattr(spec, 'action_fields', contract.ACTION_FIELDS)
+    actions = tuple(spec.action_fields)  # as the task declares them
     names = observation_layout(spec).fields
     stack = StackIdentity.of_task(spec, controller, names, actions)
     return ModelIdentity.for_stack(stack, **facts)

@@ -125,7 +125,9 @@ class TrainerNode(RplNode):
         from rpl_sim_bridge.tasks import task_spec
 
         self.learner = offline.OfflineLearner.for_task(cfg.train_config())
-        layout = observation_layout(task_spec(cfg.task))
+        spec = task_spec(cfg.task)
+        layout = observation_layout(spec)
+        action_fields = tuple(spec.action_fields)  # the payload names of the action topics
         self.debt = offline.UpdateDebt(cfg.updates_per_step)
         self.malformed = 0
         self.bag_episodes = 0
@@ -177,6 +179,7 @@ class TrainerNode(RplNode):
             assembler = EpisodeAssembler(
                 layout,
                 self.learner.episode_steps,
+                action_fields,
                 resume_after_ns=self._resume_after_ns.get(ns),
                 started_ns=time.time_ns(),
             )
@@ -185,8 +188,8 @@ class TrainerNode(RplNode):
             # observation subscriber is there, by then the others have been announced.
             for topic, fields in (
                 (contract.EPISODE, contract.EPISODE_FIELDS),
-                (contract.BASE_ACTION, contract.ACTION_FIELDS),
-                (contract.COMMAND, contract.ACTION_FIELDS),
+                (contract.BASE_ACTION, action_fields),
+                (contract.COMMAND, action_fields),
                 (contract.OBSERVATION, layout.fields),
             ):
                 self._subs.append(self._subscribe(ns, topic, fields, assembler))
