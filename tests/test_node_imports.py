@@ -5,7 +5,8 @@ onnxruntime and the ROS client library (and what those three need).
 Each import runs in a fresh interpreter whose ``sys.meta_path`` starts with a finder that
 raises ImportError for the blocked modules, so a top-level import anywhere on the way fails
 the test. A planning controller (discrete_mpc_push) needs MuJoCo and imports it when it is
-built, never when the node module is imported.
+built, never when the node module is imported. With those modules blocked, the controller
+node's core still looks up the Fetch task specs and builds and runs their reactive controllers.
 """
 
 from __future__ import annotations
@@ -76,10 +77,10 @@ BLOCKER = textwrap.dedent(
 
 
 def _import_with_blocked(
-    blocked=(), allowed=(), packages=(), modules=()
+    blocked=(), allowed=(), packages=(), modules=(), then=''
 ) -> subprocess.CompletedProcess:
     args = (list(blocked), list(allowed), list(packages), list(modules))
-    code = BLOCKER.format(args=repr(args))
+    code = BLOCKER.format(args=repr(args)) + then
     return subprocess.run(
         [sys.executable, '-c', code], capture_output=True, text=True, timeout=120
     )
@@ -100,8 +101,68 @@ def test_the_residual_node_needs_only_numpy_onnxruntime_and_rclpy():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+# Run after the blocked imports: bind each Fetch task as the controller node does (spec,
+# observation layout, registered controller) and compute one action from zeros.
+BIND_TASKS = textwrap.dedent(
+    """
+    import numpy as np
+    from rpl_base_controllers.registry import available_controllers, controller_info
+    from rpl_base_controllers.registry import make_controller
+    from rpl_sim_bridge.bridge import observation_layout
+    from rpl_sim_bridge.tasks import SimulatorUnavailableError, available_tasks, make_task
+    from rpl_sim_bridge.tasks import task_spec
+
+    print('tasks', available_tasks())
+    for task in ('slippery_push', 'pick_and_place', 'push'):
+        spec = task_spec(task)
+        layout = observation_layout(spec)
+        assert len(spec.obs_fields) == spec.obs_dim, spec
+        for name in available_controllers():
+            if task not in controller_info(name).tasks:
+                continue
+            try:
+                controller = make_controller(name, task)
+            except ImportError as exc:
+                print('unavailable', name, task, '|', exc)
+                continue
+            controller.reset()
+            action = controller(np.zeros(spec.obs_dim), np.zeros(spec.goal_dim))
+            assert np.shape(action) == (spec.action_dim,), (name, task, action)
+            assert np.isfinite(action).all(), (name, task, action)
+            print('action', name, task, len(layout.fields), list(np.round(action, 3)))
+    try:
+        make_task('push')
+    except SimulatorUnavailableError as exc:
+        print('make_task |', exc)
+    """
+)
+
+
+def test_the_controller_node_binds_the_fetch_tasks_without_mujoco_gymnasium_or_torch():
+    done = _import_with_blocked(
+        SIMULATION_AND_TRAINING, modules=CONTROLLER_MODULES, then=BIND_TASKS
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for task in ('slippery_push', 'pick_and_place', 'push'):
+        assert f"'{task}'" in out, out
+    for name, task in [
+        ('reactive_push', 'slippery_push'),
+        ('reactive_push', 'push'),
+        ('reactive_pick_and_place', 'pick_and_place'),
+    ]:
+        assert f'action {name} {task} ' in out, out
+    # The planner simulates: it cannot be built here, and says why (an ImportError, not a
+    # failure to import the node); building a task says which packages it needs.
+    line = next(ln for ln in out.splitlines() if ln.startswith('unavailable discrete_mpc_push'))
+    assert 'mujoco is blocked' in line, line
+    line = next(ln for ln in out.splitlines() if ln.startswith('make_task |'))
+    assert "task 'push' cannot be simulated here: mujoco is blocked" in line, line
+    assert 'need mujoco and gymnasium-robotics' in line, line
+
+
 def test_the_blocker_blocks():  # the check above can fail
-    done = _import_with_blocked(('mujoco',), modules=('rpl_sim_bridge.tasks',))
+    done = _import_with_blocked(('mujoco',), modules=('rpl_sim_bridge.tasks.fetch',))
     assert done.returncode != 0
     assert 'mujoco is blocked' in done.stderr, done.stderr
     done = _import_with_blocked(allowed=RESIDUAL_RUNTIME, modules=('tqdm',))

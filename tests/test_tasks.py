@@ -408,3 +408,15 @@ def test_a_spec_declares_its_action_fields_or_gets_generic_names():
     assert named.action_fields[-1] == 'j6'
     with pytest.raises(ValueError, match="task 'arm': 3 action_fields for action_dim 7"):
         dataclasses.replace(push, name='arm', action_dim=7, action_fields=('a', 'b', 'c'))
+
+
+def test_the_specs_module_and_the_simulated_tasks_agree():
+    """The specs are built without MuJoCo (tasks.specs); the simulation module reuses them."""
+    import rpl_sim_bridge.tasks as tasks
+    from rpl_sim_bridge.tasks import fetch, specs
+
+    assert set(specs.FETCH_TASKS) == set(fetch.FETCH_ENVS) == set(FETCH_TASKS)
+    assert fetch.FetchTaskConfig is specs.FetchTaskConfig is tasks.FetchTaskConfig
+    assert tasks.FetchTask is fetch.FetchTask and tasks.sparse_reward is sparse_reward
+    with pytest.raises(AttributeError, match='no attribute'):
+        tasks.NoSuchTask  # noqa: B018

@@ -157,8 +157,8 @@ class ControllerNode(RplNode):
         """Build the controller and observation layout for ``task`` (ValueError if unsuited).
 
         Other tasks' controllers are left as they are."""
-        # The task registry imports the MuJoCo tasks: only when a task is bound, so the
-        # node module imports without MuJoCo (tests/test_node_imports.py).
+        # The registry's specs need no MuJoCo (rpl_sim_bridge.tasks.specs), so a robot without
+        # the simulator binds the Fetch tasks (tests/test_node_imports.py).
         from rpl_sim_bridge.tasks import task_spec
 
         spec = task_spec(task)

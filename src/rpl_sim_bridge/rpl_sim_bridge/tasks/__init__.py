@@ -8,18 +8,21 @@ Example::
     obs, info = task.reset(seed=0)
     obs, reward, terminated, truncated, info = task.step(np.zeros(task.spec.action_dim))
 
-Registered here: ``'push'``, ``'slippery_push'``, ``'pick_and_place'`` (see
-:mod:`rpl_sim_bridge.tasks.fetch`). Other tasks join with :func:`register_task`.
+Registered here: ``'push'``, ``'slippery_push'``, ``'pick_and_place'`` (specs in
+:mod:`rpl_sim_bridge.tasks.specs`, simulation in :mod:`rpl_sim_bridge.tasks.fetch`). Other
+tasks join with :func:`register_task`.
+
+Importing this package imports neither MuJoCo nor Gymnasium-Robotics: the registry
+(:func:`task_spec`, :func:`available_tasks`) works without them, and the simulated tasks'
+modules are imported when a task is built (:func:`make_task`) or when one of their names
+(``GoalTask``, ``FetchTask``, ``sparse_reward``, ...) is first read from this package.
 """
 
-from rpl_sim_bridge.tasks.goal_task import (
-    GoalTask,
-    MujocoWarning,
-    MujocoWarningError,
-    ObsDict,
-    goal_distance,
-    sparse_reward,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from rpl_sim_bridge.tasks.registry import (
     TaskFactory,
     TaskSpec,
@@ -30,8 +33,43 @@ from rpl_sim_bridge.tasks.registry import (
     task_spec,
 )
 
-# Imported last: registers the Fetch tasks.
-from rpl_sim_bridge.tasks.fetch import FetchTask, FetchTaskConfig  # noqa: E402  isort: skip
+# Imported last: registers the Fetch tasks (specs only; no MuJoCo).
+from rpl_sim_bridge.tasks.specs import (  # noqa: E402  isort: skip
+    FetchTaskConfig,
+    SimulatorUnavailableError,
+)
+
+if TYPE_CHECKING:
+    from rpl_sim_bridge.tasks.fetch import FetchTask
+    from rpl_sim_bridge.tasks.goal_task import (
+        GoalTask,
+        MujocoWarning,
+        MujocoWarningError,
+        ObsDict,
+        goal_distance,
+        sparse_reward,
+    )
+
+_SIMULATION_NAMES = {
+    'FetchTask': 'rpl_sim_bridge.tasks.fetch',
+    'GoalTask': 'rpl_sim_bridge.tasks.goal_task',
+    'MujocoWarning': 'rpl_sim_bridge.tasks.goal_task',
+    'MujocoWarningError': 'rpl_sim_bridge.tasks.goal_task',
+    'ObsDict': 'rpl_sim_bridge.tasks.goal_task',
+    'goal_distance': 'rpl_sim_bridge.tasks.goal_task',
+    'sparse_reward': 'rpl_sim_bridge.tasks.goal_task',
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The names that need MuJoCo, imported on first use."""
+    module = _SIMULATION_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     'FetchTask',
@@ -40,6 +78,7 @@ __all__ = [
     'MujocoWarning',
     'MujocoWarningError',
     'ObsDict',
+    'SimulatorUnavailableError',
     'TaskFactory',
     'TaskSpec',
     'UnknownTaskError',

@@ -28,8 +28,6 @@ results/controller_bands.md), which is why the registered task follows the 2019 
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 import warnings
 from typing import Any
@@ -39,11 +37,15 @@ import numpy as np
 from gymnasium_robotics.envs.fetch.pick_and_place import MujocoFetchPickAndPlaceEnv
 from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
 
-from rpl_interfaces import contract
-from rpl_interfaces.params import build_config, describe
-from rpl_sim_bridge.layout import FETCH_OBS_FIELDS, GOAL_FIELDS, FetchObs
+from rpl_interfaces.params import build_config
+from rpl_sim_bridge.layout import GOAL_FIELDS, FetchObs
 from rpl_sim_bridge.tasks.goal_task import GoalTask, MujocoWarning, MujocoWarningError, ObsDict
-from rpl_sim_bridge.tasks.registry import TaskSpec, register_task
+from rpl_sim_bridge.tasks.specs import (  # noqa: F401  (re-exported)
+    FETCH_ACTION_FIELDS,
+    FETCH_TASKS,
+    FetchTaskConfig,
+    fetch_spec,
+)
 
 GRIPPER_STEP = 0.05
 """Mocap displacement per unit of action along x, y, z (m per control step)."""
@@ -53,58 +55,7 @@ GRIPPER_STEP = 0.05
 _MOCAP_QUAT_OFFSET = np.array([1.0, 0.0, 1.0, 0.0])
 
 _EULER_EPS = np.finfo(np.float64).eps * 4.0  # singularity threshold of the stock mat2euler
-# The Fetch action: gripper displacement dx, dy, dz (x 0.05 m per control step, world
-# frame) and the finger command gripper (+1 opens, -1 closes), each in [-1, 1].
-FETCH_ACTION_FIELDS = contract.ACTION_FIELDS
-_FETCH_ACTION_DIM = len(FETCH_ACTION_FIELDS)
 _OLD_CODE_SPIN_ROLL = (5e-3, 1e-4)  # torsional, rolling friction the 2019 code set everywhere
-
-
-@dataclasses.dataclass(frozen=True)
-class FetchTaskConfig:
-    """Settings of a Fetch goal task (defaults = the original RPL experiments)."""
-
-    max_episode_steps: int = dataclasses.field(
-        default=50,
-        metadata=describe('Episode length T (steps); truncated at T.', range=(1, 10**6)),
-    )
-    distance_threshold: float = dataclasses.field(
-        default=0.05,
-        metadata=describe('Success radius of the block around the goal (m).', range=(1e-4, 1.0)),
-    )
-    control_dt: float = dataclasses.field(
-        default=0.04,
-        metadata=describe(
-            'Control period (s); must be a whole number of physics steps.', range=(1e-4, 1.0)
-        ),
-    )
-    physics_timestep: float = dataclasses.field(
-        default=0.002, metadata=describe('MuJoCo timestep (s).', range=(1e-5, 0.1))
-    )
-    surface_friction: float = dataclasses.field(
-        default=0.0,
-        metadata=describe(
-            'Sliding friction applied to EVERY geom as (mu, 5e-3, 1e-4), as the 2019 '
-            "SlipperyPush did; 0 keeps the model's own frictions.",
-            range=(0.0, 10.0),
-        ),
-    )
-    block_table_friction: float = dataclasses.field(
-        default=1.0,
-        metadata=describe(
-            'Sliding friction set on BOTH the block and the table geoms (MuJoCo combines '
-            'geom frictions by max), so block-table contacts get exactly this value.',
-            range=(0.0, 10.0),
-        ),
-    )
-    mujoco_warnings: str = dataclasses.field(
-        default='raise',
-        metadata=describe(
-            'What a MuJoCo warning (e.g. unstable simulation) does: raise MujocoWarningError '
-            'or issue a Python MujocoWarning.',
-            choices=('raise', 'warn'),
-        ),
-    )
 
 
 def _mat2euler(mat: np.ndarray) -> tuple[float, float, float]:
@@ -126,24 +77,6 @@ def _whole_substeps(control_dt: float, timestep: float) -> int:
             f'(ratio {ratio:.9g}); choose control_dt = k * physics_timestep for an integer k >= 1'
         )
     return n
-
-
-def fetch_spec(name: str, description: str, config: FetchTaskConfig) -> TaskSpec:
-    """Spec of a Fetch task (25-D observation, 3-D goal, 4-D action in [-1, 1])."""
-    return TaskSpec(
-        name=name,
-        description=description,
-        obs_dim=FetchObs.DIM,
-        goal_dim=len(GOAL_FIELDS),
-        action_dim=_FETCH_ACTION_DIM,
-        max_episode_steps=config.max_episode_steps,
-        distance_threshold=config.distance_threshold,
-        obs_fields=FETCH_OBS_FIELDS,
-        action_low=-1.0,
-        action_high=1.0,
-        control_dt=config.control_dt,
-        action_fields=FETCH_ACTION_FIELDS,
-    )
 
 
 class FetchTask(GoalTask):
@@ -357,23 +290,13 @@ class FetchTask(GoalTask):
 
 
 # --------------------------------------------------------------------------- registry
-_FETCH_TASKS: dict[str, tuple[type, str, dict[str, Any]]] = {
-    'push': (
-        MujocoFetchPushEnv,
-        'Push the block to a goal on the table; gripper blocked (stock FetchPush-v4).',
-        {},
-    ),
-    'slippery_push': (
-        MujocoFetchPushEnv,
-        'FetchPush with sliding friction 0.18 on every geom, block-table included (2019 RPL).',
-        {'surface_friction': 0.18, 'block_table_friction': 0.18},
-    ),
-    'pick_and_place': (
-        MujocoFetchPickAndPlaceEnv,
-        'Move the block to a goal, half of them in the air (stock FetchPickAndPlace-v4).',
-        {},
-    ),
+# The specs and their registration: rpl_sim_bridge.tasks.specs (no MuJoCo there).
+FETCH_ENVS: dict[str, type] = {
+    'push': MujocoFetchPushEnv,
+    'slippery_push': MujocoFetchPushEnv,
+    'pick_and_place': MujocoFetchPickAndPlaceEnv,
 }
+"""Unwrapped Gymnasium-Robotics env (model + sampling) of each task in :data:`FETCH_TASKS`."""
 
 
 def make_fetch_task(name: str, **overrides: Any) -> FetchTask:
@@ -383,16 +306,6 @@ def make_fetch_task(name: str, **overrides: Any) -> FetchTask:
         KeyError: ``name`` is not a Fetch task.
         rpl_interfaces.params.ParameterError: Unknown override name or bad value.
     """
-    env_class, description, defaults = _FETCH_TASKS[name]
+    description, defaults = FETCH_TASKS[name]
     config = build_config(FetchTaskConfig, {**defaults, **overrides})
-    return FetchTask(name, description, env_class, config)
-
-
-for _name in _FETCH_TASKS:
-    register_task(
-        _name,
-        fetch_spec(
-            _name, _FETCH_TASKS[_name][1], build_config(FetchTaskConfig, _FETCH_TASKS[_name][2])
-        ),
-        functools.partial(make_fetch_task, _name),
-    )
+    return FetchTask(name, description, FETCH_ENVS[name], config)

@@ -1,6 +1,7 @@
 """Task registry: names -> (TaskSpec, factory), so new tasks plug in without touching callers.
 
-The Fetch tasks register themselves (:mod:`rpl_sim_bridge.tasks.fetch`); a user's own tasks
+The Fetch tasks register themselves (:mod:`rpl_sim_bridge.tasks.specs`; their factories import
+MuJoCo when a task is built, never the look-ups here); a user's own tasks
 join from another installed package through the entry-point group ``rpl.tasks`` (the entry
 point's name is the task's name, its object a :class:`TaskPlugin`), loaded on the first
 look-up, or with :func:`register_task`.
