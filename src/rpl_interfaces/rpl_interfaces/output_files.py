@@ -28,11 +28,8 @@ def _missing_parents(folder: pathlib.Path) -> list[pathlib.Path]:
 
 
 def check_output(path: str | os.PathLike[str], *, force: bool, option: str) -> pathlib.Path:
-    """Check that ``path`` can be written now, by trying it, and leave nothing behind.
-
-    The missing folders are created and a scratch file is written in the last one, then
-    both are removed again, so that the answer is the file system's own (read-only mounts,
-    permissions, a file where a folder should be).
+    """Check that ``path`` can be written now, by trying it (:func:`probe_write`), and
+    leave nothing behind.
 
     Args:
         path: The output file.
@@ -53,6 +50,24 @@ def check_output(path: str | os.PathLike[str], *, force: bool, option: str) -> p
             f'{str(path)!r} exists already; not writing over it: add --force to replace it, '
             f'or give another {option}'
         )
+    try:
+        probe_write(path)
+    except OSError as exc:
+        raise OutputError(f'cannot write {option} {str(path)!r}: {os_reason(exc)}') from None
+    return path
+
+
+def probe_write(path: str | os.PathLike[str]) -> None:
+    """Try whether a file can be written at ``path``, and leave nothing behind.
+
+    The missing folders are created and a scratch file is written in the last one, then
+    both are removed again, so that the answer is the file system's own (read-only mounts,
+    permissions, a file where a folder should be).
+
+    Raises:
+        OSError: The folders or the scratch file cannot be created.
+    """
+    path = pathlib.Path(path)
     folder = path.absolute().parent
     missing = _missing_parents(folder)
     try:
@@ -60,17 +75,18 @@ def check_output(path: str | os.PathLike[str], *, force: bool, option: str) -> p
             created.mkdir()
         with tempfile.NamedTemporaryFile(dir=folder, prefix=f'.{path.name}.', delete=True):
             pass
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        where = f' ({exc.filename})' if exc.filename else ''
-        raise OutputError(f'cannot write {option} {str(path)!r}: {reason}{where}') from None
     finally:
-        for created in missing:  # deepest first; only what this check made
+        for created in missing:  # deepest first; only what this probe made
             try:
                 created.rmdir()
             except OSError:
                 pass
-    return path
+
+
+def os_reason(exc: OSError) -> str:
+    """An OSError as one line: its reason, then the file it names (if any) in brackets."""
+    reason = exc.strerror or str(exc)
+    return reason + (f' ({exc.filename})' if exc.filename else '')
 
 
 def write_output(path: str | os.PathLike[str], data: bytes, *, force: bool) -> pathlib.Path:

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import collections
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 
@@ -57,6 +56,7 @@ from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
+from rpl_interfaces.output_files import os_reason, probe_write
 from rpl_trainer import offline
 from rpl_trainer.assembler import EpisodeAssembler
 from rpl_trainer.bag_ingest import ingest_bags
@@ -87,18 +87,13 @@ def check_writable(path: str, what: str) -> None:
     Raises:
         ValueError: One line naming the parameter, the path and why it cannot be written.
     """
-    folder = os.path.dirname(os.path.abspath(path))
     try:
         if os.path.isdir(path):
             raise OSError(f'{path} is a folder')
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write_check_'):
-            pass
+        probe_write(path)
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        where = f' ({exc.filename})' if getattr(exc, 'filename', None) else ''
         raise ValueError(
-            f'{what} {path} cannot be written: {reason}{where}; set {what}:= to a file in a '
+            f'{what} {path} cannot be written: {os_reason(exc)}; set {what}:= to a file in a '
             'writable folder'
         ) from None
 
