@@ -51,6 +51,25 @@ DESIRED_GOAL_PREFIX: Final = 'desired_goal.'
 # the base action's names, never from here.
 ACTION_FIELDS: Final = ('dx', 'dy', 'dz', 'gripper')
 
+# The terminal observation o_T. After an episode's last step (step T - 1) the sim bridge
+# publishes the observation the episode ended in on ``observation``, with step = T and
+# ``header.frame_id`` = :func:`terminal_tag` of its usual tag, then the episode result. No
+# action is expected for it: controllers and the residual node do not answer it (an answer
+# would be ignored, the bridge waits on no step T). Learners store it as the next
+# observation of step T - 1, so an episode of T steps gives T transitions on every path.
+TERMINAL_SUFFIX: Final = '/terminal'
+
+
+def terminal_tag(tag: str) -> str:
+    """``header.frame_id`` of a terminal observation whose sender's tag is ``tag``."""
+    return tag + TERMINAL_SUFFIX
+
+
+def is_terminal(tag: str) -> bool:
+    """Whether an observation's ``header.frame_id`` marks the terminal observation o_T."""
+    return tag.endswith(TERMINAL_SUFFIX)
+
+
 # Per-episode result published by the sim bridge on EPISODE (meta 'step' = steps run).
 EPISODE_FIELDS: Final = (
     'success',
