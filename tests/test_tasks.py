@@ -9,7 +9,7 @@ import pytest
 from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
 
 from rpl_interfaces.params import ParameterError
-from rpl_sim_bridge.layout import FETCH_OBS_FIELDS, GOAL_FIELDS, FetchObs
+from rpl_sim_bridge.layout import FETCH_GOAL_FIELDS, FETCH_OBS_FIELDS, FetchObs
 from rpl_sim_bridge.tasks import (
     FetchTask,
     GoalTask,
@@ -58,7 +58,7 @@ def test_layout_slices_tile_the_observation_in_order():
         'object_pos.y',
         'object_pos.z',
     )
-    assert GOAL_FIELDS == ('x', 'y', 'z')
+    assert FETCH_GOAL_FIELDS == ('x', 'y', 'z')
 
 
 # ---------------------------------------------------------------------------- registry
@@ -408,6 +408,27 @@ def test_a_spec_declares_its_action_fields_or_gets_generic_names():
     assert named.action_fields[-1] == 'j6'
     with pytest.raises(ValueError, match="task 'arm': 3 action_fields for action_dim 7"):
         dataclasses.replace(push, name='arm', action_dim=7, action_fields=('a', 'b', 'c'))
+
+
+def test_a_spec_declares_its_goal_fields_generic_names_or_none():
+    push = task_spec('push')
+    assert push.goal_fields == ('x', 'y', 'z') and push.goal_dim == 3 and push.has_goal
+    assert 'm per step' in push.action_units
+    generic = dataclasses.replace(push, name='reach', goal_dim=2, goal_fields=())
+    assert generic.goal_fields == ('g0', 'g1')
+    fixed = dataclasses.replace(push, name='pusher', goal_dim=0, goal_fields=())
+    assert fixed.goal_fields == () and not fixed.has_goal
+    with pytest.raises(ValueError, match="^task 'reach': 3 goal_fields for goal_dim 2$"):
+        dataclasses.replace(push, name='reach', goal_dim=2)
+    with pytest.raises(ValueError, match="^task 'bad': goal_dim -1 must be an integer >= 0$"):
+        dataclasses.replace(push, name='bad', goal_dim=-1, goal_fields=())
+    with pytest.raises(ValueError, match="goal_fields names 'x' more than once"):
+        dataclasses.replace(push, name='bad', goal_fields=('x', 'x', 'z'))
+    with pytest.raises(ValueError, match="goal_fields must be non-empty names.*got ''"):
+        dataclasses.replace(push, name='bad', goal_fields=('x', '', 'z'))
+    with pytest.raises(ValueError, match='starts with a goal prefix'):
+        fields = ('desired_goal.x', *push.obs_fields[1:])
+        dataclasses.replace(push, name='bad', obs_fields=fields)
 
 
 def test_the_specs_module_and_the_simulated_tasks_agree():

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from rpl_interfaces import contract
 from rpl_interfaces.plugins import load_plugins
 
 if TYPE_CHECKING:
@@ -27,7 +28,9 @@ class TaskSpec:
         name: Registry name, e.g. ``'push'``.
         description: One line for humans.
         obs_dim: Length of ``observation`` (e.g. 25 for Fetch).
-        goal_dim: Length of ``achieved_goal`` and ``desired_goal`` (3: block xyz, m).
+        goal_dim: Length of ``achieved_goal`` and ``desired_goal`` (3 for Fetch: block
+            xyz, m); 0 for a fixed-goal task (no goal fields: the goal is part of the task,
+            the observation alone decides the action).
         action_dim: Length of the action (4 for Fetch: gripper dx, dy, dz, finger).
         max_episode_steps: Episode length T; ``step`` reports ``truncated`` at step T.
         distance_threshold: Success radius around the goal, m.
@@ -38,6 +41,12 @@ class TaskSpec:
         action_fields: One name per action entry (``len == action_dim``), the payload names
             of ``base_action`` and ``command``; a spec that declares none gets ``a0``,
             ``a1``, ... (the Fetch tasks declare ``dx, dy, dz, gripper``).
+        goal_fields: One name per goal coordinate (``len == goal_dim``): the payload names
+            ``achieved_goal.<g>`` and ``desired_goal.<g>`` of the observation; a spec that
+            declares none gets ``g0``, ``g1``, ... (the Fetch tasks declare ``x, y, z``;
+            a fixed-goal task has ``goal_dim`` 0 and none).
+        action_units: Short description of the action entries' units and meaning, for
+            humans (e.g. ``'dx, dy, dz: x 0.05 m per step; gripper: +1 opens'``).
     """
 
     name: str
@@ -52,25 +61,61 @@ class TaskSpec:
     action_high: float
     control_dt: float
     action_fields: tuple[str, ...] = ()
+    goal_fields: tuple[str, ...] = ()
+    action_units: str = ''
 
     def __post_init__(self) -> None:
-        if not self.action_fields:
-            generic = tuple(f'a{i}' for i in range(self.action_dim))
-            object.__setattr__(self, 'action_fields', generic)
-        if len(self.action_fields) != self.action_dim:
+        for what, dim, least in (
+            ('obs_dim', self.obs_dim, 1),
+            ('goal_dim', self.goal_dim, 0),
+            ('action_dim', self.action_dim, 1),
+            ('max_episode_steps', self.max_episode_steps, 1),
+        ):
+            if not isinstance(dim, int) or isinstance(dim, bool) or dim < least:
+                raise ValueError(
+                    f'task {self.name!r}: {what} {dim!r} must be an integer >= {least}'
+                )
+        goal_fields = tuple(self.goal_fields) or tuple(f'g{i}' for i in range(self.goal_dim))
+        action_fields = tuple(self.action_fields) or tuple(f'a{i}' for i in range(self.action_dim))
+        object.__setattr__(self, 'goal_fields', goal_fields)
+        object.__setattr__(self, 'action_fields', action_fields)
+        object.__setattr__(self, 'obs_fields', tuple(self.obs_fields))
+        for what, names, dim_name, dim in (
+            ('obs_fields', self.obs_fields, 'obs_dim', self.obs_dim),
+            ('goal_fields', self.goal_fields, 'goal_dim', self.goal_dim),
+            ('action_fields', self.action_fields, 'action_dim', self.action_dim),
+        ):
+            if len(names) != dim:
+                raise ValueError(f'task {self.name!r}: {len(names)} {what} for {dim_name} {dim}')
+            bad = [n for n in names if not isinstance(n, str) or not n or n != n.strip()]
+            if bad:
+                raise ValueError(
+                    f'task {self.name!r}: {what} must be non-empty names without surrounding '
+                    f'spaces; got {bad[0]!r}'
+                )
+            if len(set(names)) != len(names):
+                dup = next(n for n in names if names.count(n) > 1)
+                raise ValueError(f'task {self.name!r}: {what} names {dup!r} more than once')
+        goal_like = [
+            n
+            for n in self.obs_fields
+            if n.startswith((contract.ACHIEVED_GOAL_PREFIX, contract.DESIRED_GOAL_PREFIX))
+        ]
+        if goal_like:
             raise ValueError(
-                f'task {self.name!r}: {len(self.action_fields)} action_fields for action_dim '
-                f'{self.action_dim}'
-            )
-        if len(self.obs_fields) != self.obs_dim:
-            raise ValueError(
-                f'task {self.name!r}: {len(self.obs_fields)} obs_fields for obs_dim {self.obs_dim}'
+                f'task {self.name!r}: obs_fields name {goal_like[0]!r} starts with a goal '
+                'prefix; declare goal coordinates in goal_fields'
             )
         if not self.action_low < self.action_high:
             raise ValueError(
                 f'task {self.name!r}: action_low {self.action_low} must be below '
                 f'action_high {self.action_high}'
             )
+
+    @property
+    def has_goal(self) -> bool:
+        """Whether the task is goal-conditioned (``goal_dim > 0``); False for a fixed goal."""
+        return self.goal_dim > 0
 
 
 TaskFactory = Callable[..., 'GoalTask']

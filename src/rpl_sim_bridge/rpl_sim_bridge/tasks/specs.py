@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rpl_interfaces import contract
 from rpl_interfaces.params import build_config, describe
-from rpl_sim_bridge.layout import FETCH_OBS_FIELDS, GOAL_FIELDS, FetchObs
+from rpl_sim_bridge.layout import FETCH_GOAL_FIELDS, FETCH_OBS_FIELDS, FetchObs
 from rpl_sim_bridge.tasks.registry import TaskSpec, register_task
 
 if TYPE_CHECKING:
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 # frame) and the finger command gripper (+1 opens, -1 closes), each in [-1, 1].
 FETCH_ACTION_FIELDS = contract.ACTION_FIELDS
 _FETCH_ACTION_DIM = len(FETCH_ACTION_FIELDS)
+FETCH_ACTION_UNITS = (
+    'dx, dy, dz: gripper displacement, x 0.05 m per step (world frame); '
+    'gripper: finger command, +1 opens, -1 closes; each in [-1, 1]'
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +84,7 @@ def fetch_spec(name: str, description: str, config: FetchTaskConfig) -> TaskSpec
         name=name,
         description=description,
         obs_dim=FetchObs.DIM,
-        goal_dim=len(GOAL_FIELDS),
+        goal_dim=len(FETCH_GOAL_FIELDS),
         action_dim=_FETCH_ACTION_DIM,
         max_episode_steps=config.max_episode_steps,
         distance_threshold=config.distance_threshold,
@@ -89,6 +93,8 @@ def fetch_spec(name: str, description: str, config: FetchTaskConfig) -> TaskSpec
         action_high=1.0,
         control_dt=config.control_dt,
         action_fields=FETCH_ACTION_FIELDS,
+        goal_fields=FETCH_GOAL_FIELDS,
+        action_units=FETCH_ACTION_UNITS,
     )
 
 
