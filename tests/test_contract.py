@@ -42,12 +42,26 @@ def test_split_observation_fields_without_achieved_goal():
     assert layout.achieved_goal == slice(2, 2)
 
 
+def test_fixed_goal_task_has_observation_fields_only():
+    fields = observation_fields(('q0', 'q1', 'qd0'), ())
+    assert fields == ('q0', 'q1', 'qd0')
+    layout = split_observation_fields(fields)
+    assert (layout.obs_dim, layout.goal_dim) == (3, 0)
+    assert layout.observation_fields == fields and layout.goal_fields == ()
+    payload = np.arange(3.0)
+    assert payload[layout.achieved_goal].shape == payload[layout.desired_goal].shape == (0,)
+    with_goal = split_observation_fields(observation_fields(('q0',), ('x', 'y')))
+    assert with_goal.goal_fields == ('x', 'y')
+
+
 @pytest.mark.parametrize(
     'names',
     [
         ['a', 'desired_goal.x', 'achieved_goal.x'],  # wrong order
         ['a', 'desired_goal.x', 'b'],  # observation after the goal
-        ['a', 'achieved_goal.x'],  # no desired goal
+        ['a', 'achieved_goal.x'],  # achieved goal without a desired goal
+        ['a', 'achieved_goal.x', 'desired_goal.y'],  # goal blocks name different coordinates
+        [],  # nothing
         ['desired_goal.x'],  # no observation
         ['a', 'achieved_goal.x', 'achieved_goal.y', 'desired_goal.x'],  # sizes differ
     ],

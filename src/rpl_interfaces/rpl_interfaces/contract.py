@@ -13,7 +13,8 @@ vector*:
 
 The ``observation`` payload is the task's observation fields, then the achieved goal, then
 the desired goal (:func:`observation_fields` builds the names, :func:`split_observation_fields`
-finds the parts again from any message's names).
+finds the parts again from any message's names). A fixed-goal task (goal fields: none) sends
+the observation fields only: both goal blocks are empty.
 
 Standard message types only, so ``ros2 topic echo``, ``ros2 bag`` and the ``rosbags``
 library read every topic without custom type registration. This module is pure Python
@@ -146,7 +147,8 @@ class ObservationLayout(NamedTuple):
         fields: Payload names, in order (without the ``episode``/``step`` meta fields).
         observation: Slice of the task observation, (obs_dim,).
         achieved_goal: Slice of the ``achieved_goal.*`` fields, (goal_dim,) or empty.
-        desired_goal: Slice of the ``desired_goal.*`` fields, (goal_dim,).
+        desired_goal: Slice of the ``desired_goal.*`` fields, (goal_dim,); empty (goal_dim
+            0) for a fixed-goal task.
     """
 
     fields: tuple[str, ...]
@@ -161,8 +163,18 @@ class ObservationLayout(NamedTuple):
 
     @property
     def goal_dim(self) -> int:
-        """Number of desired-goal fields."""
+        """Number of desired-goal fields (0 for a fixed-goal task)."""
         return self.desired_goal.stop - self.desired_goal.start
+
+    @property
+    def observation_fields(self) -> tuple[str, ...]:
+        """The task's observation field names."""
+        return self.fields[self.observation]
+
+    @property
+    def goal_fields(self) -> tuple[str, ...]:
+        """Goal coordinate names (``desired_goal.<g>`` without the prefix); () for none."""
+        return tuple(n[len(DESIRED_GOAL_PREFIX) :] for n in self.fields[self.desired_goal])
 
 
 def observation_fields(obs_fields: Sequence[str], goal_fields: Sequence[str]) -> tuple[str, ...]:
@@ -170,7 +182,8 @@ def observation_fields(obs_fields: Sequence[str], goal_fields: Sequence[str]) ->
 
     Args:
         obs_fields: The task's observation field names, e.g. ``('grip_pos.x', ...)``.
-        goal_fields: Names of the goal coordinates, e.g. ``('x', 'y', 'z')``.
+        goal_fields: Names of the goal coordinates, e.g. ``('x', 'y', 'z')``; empty for a
+            fixed-goal task.
 
     Returns:
         ``obs_fields``, then ``achieved_goal.<g>`` and ``desired_goal.<g>`` for every goal
@@ -187,7 +200,7 @@ def split_observation_fields(names: Sequence[str]) -> ObservationLayout:
     """Find the observation / achieved-goal / desired-goal slices of an observation payload.
 
     The inverse of :func:`observation_fields`, for any task; the achieved-goal block may be
-    missing.
+    missing, and both goal blocks are empty for a fixed-goal task (observation fields only).
 
     Args:
         names: Payload field names (without the leading ``episode``/``step``).
@@ -196,8 +209,9 @@ def split_observation_fields(names: Sequence[str]) -> ObservationLayout:
         The names and the three contiguous slices.
 
     Raises:
-        ValueError: The names are not in that order, a block is missing or the two goal
-            blocks differ in size.
+        ValueError: The names are not in that order, there are no observation fields, there
+            are achieved-goal fields but no desired-goal fields, or the two goal blocks name
+            different coordinates.
     """
     names = tuple(names)
     kinds = [
@@ -211,10 +225,17 @@ def split_observation_fields(names: Sequence[str]) -> ObservationLayout:
         )
     n_obs, n_achieved = kinds.count(0), kinds.count(1)
     n_desired = kinds.count(2)
-    if n_obs == 0 or n_desired == 0 or n_achieved not in (0, n_desired):
+    if n_obs == 0 or n_achieved not in (0, n_desired):
         raise ValueError(
             'expected observation fields, optionally achieved_goal.* fields, and as many '
-            f'desired_goal.* fields; got {n_obs}, {n_achieved} and {n_desired}'
+            f'desired_goal.* fields (none for a fixed-goal task); got {n_obs}, {n_achieved} '
+            f'and {n_desired}'
+        )
+    achieved = [n[len(ACHIEVED_GOAL_PREFIX) :] for n in names[n_obs : n_obs + n_achieved]]
+    desired = [n[len(DESIRED_GOAL_PREFIX) :] for n in names[n_obs + n_achieved :]]
+    if achieved and achieved != desired:
+        raise ValueError(
+            f'observation goal blocks differ: achieved_goal.{achieved} vs desired_goal.{desired}'
         )
     return ObservationLayout(
         fields=names,
