@@ -585,3 +585,79 @@ def test_the_core_decodes_actions_under_the_task_s_declared_fields():
     assert bridge.advance(now=0.0).source is Source.COMMAND
     np.testing.assert_array_equal(task.applied[-1], [0.5, -0.25])
     np.testing.assert_allclose(bridge.observation()[:2], [0.05, -0.025])
+
+
+# --- the terminal observation o_T ---------------------------------------------------------
+@pytest.mark.parametrize('mode', [LOCKSTEP, REALTIME])
+def test_each_episode_ends_with_its_terminal_observation_then_the_next_starts(mode):
+    """After step T - 1 the outcome carries o_T (the state the episode ended in, as the
+    task stepped directly reports it) with the result; the next episode starts as before
+    and nothing waits on o_T."""
+    bridge = make_bridge(seed=5, episodes=2, mode=mode)
+    bridge.begin(now=0.0)
+    layout = bridge.layout
+    for episode in range(2):
+        actions = [PUSH_RIGHT, PUSH_LEFT, PUSH_RIGHT, PUSH_RIGHT]
+        expected, _, info = twin_run(5 + episode, actions)
+        for k, action in enumerate(actions):
+            assert bridge.offer_command(episode, k, action, now=0.0) is None
+            outcome = bridge.advance(now=0.0)
+            assert outcome.source is Source.COMMAND
+            if k < STEPS - 1:
+                assert outcome.result is None and outcome.terminal is None
+        assert outcome.result.steps == STEPS
+        np.testing.assert_array_equal(outcome.terminal, expected[STEPS])
+        achieved = outcome.terminal[layout.achieved_goal]
+        desired = outcome.terminal[layout.desired_goal]
+        assert np.linalg.norm(achieved - desired) == pytest.approx(outcome.result.final_distance)
+        assert outcome.result.final_distance == pytest.approx(info['distance'])
+        assert outcome.finished is (episode == 1)
+        if episode == 0:
+            assert (bridge.episode, bridge.step) == (1, 0)
+            np.testing.assert_array_equal(bridge.observation(), twin_run(6, [])[0][0])
+            outcome.terminal[:] = 0.0  # a copy: the bridge's observation is its own
+            assert np.abs(bridge.observation()).sum() > 0.0
+    counters = bridge.counters
+    assert counters.fallback_base == counters.fallback_zero == counters.response_timeouts == 0
+    assert counters.resends == counters.handshake_resends == 0
+
+
+@pytest.mark.parametrize('mode', [LOCKSTEP, REALTIME])
+def test_an_answer_to_the_terminal_observation_is_counted_and_changes_nothing(mode):
+    """A controller or residual node that answers o_T (episode e, step T) anyway: the
+    answer is rejected as 'terminal' (counted, never applied, no late/stale count), and the
+    next episode's step 0 still needs its own action."""
+    bridge = make_bridge(episodes=3, mode=mode)
+    bridge.begin(now=0.0)
+    for k in range(STEPS):
+        bridge.offer_command(0, k, PUSH_RIGHT, now=0.0)
+        outcome = bridge.advance(now=1.0)
+    assert outcome.result is not None and outcome.terminal is not None
+    deadline = bridge.deadline()
+    for offer in (bridge.offer_command, bridge.offer_base):
+        rejection = offer(0, STEPS, PUSH_LEFT, now=1.01)
+        assert rejection is not None and rejection.kind == 'terminal'
+    counters = bridge.counters
+    assert counters.terminal_answers == 2
+    assert counters.late_commands == counters.late_base == counters.rejected_stale == 0
+    assert not bridge.ready()
+    assert bridge.choose()[1] is Source.ZERO  # nothing of episode 0 is held into episode 1
+    if mode == LOCKSTEP:
+        assert bridge.deadline() == deadline  # still measured from observation 0
+        assert not bridge.command_silent and not bridge.base_silent
+    assert bridge.offer_command(1, 0, PUSH_LEFT, now=1.02) is None
+    assert bridge.advance(now=1.03).source is Source.COMMAND
+
+
+def test_the_last_episode_s_terminal_observation_comes_with_the_finished_outcome():
+    bridge = make_bridge(seed=2, episodes=1)
+    bridge.begin(now=0.0)
+    for k in range(STEPS):
+        bridge.offer_command(0, k, PUSH_LEFT, now=0.0)
+        outcome = bridge.advance(now=0.0)
+    assert outcome.finished and outcome.result.steps == STEPS
+    expected, _, _ = twin_run(2, [PUSH_LEFT] * STEPS)
+    np.testing.assert_array_equal(outcome.terminal, expected[STEPS])
+    rejection = bridge.offer_base(0, STEPS, PUSH_LEFT, now=0.0)
+    assert rejection is not None and rejection.kind == 'terminal'
+    assert bridge.poll(now=100.0) is Due.WAIT

@@ -47,6 +47,13 @@ Which action is applied at step ``k`` of an episode:
   (``fallback_base``); else zero (``fallback_zero``). A command for an earlier step than
   ``k`` is a *held* command (counted, not a fallback).
 
+The terminal observation. When an episode ends after step ``T - 1``, :meth:`SimBridge.advance`
+returns the observation the episode ended in (o_T) with the result; the node publishes it on
+``observation`` with step ``T`` and ``contract.terminal_tag`` of its tag, then the result,
+then starts the next episode. Nothing waits on it: no deadline, no re-send, no fallback.
+An answer to it (a command or base action for that ``(episode, T)``) is rejected as
+``terminal`` and only counted.
+
 Messages of another episode, of a step outside the accepted window, of the wrong length or
 with non-finite values are rejected and counted; they never reach the simulator. Episode
 ``i`` (0-based) is reset with seed ``seed + i``, the same rule as the in-process evaluator.
@@ -276,7 +283,8 @@ class Rejection(NamedTuple):
             episode, or a step outside the accepted window) or 'late' (lockstep: a base
             action or command for a step the bridge already took: normal, as command k
             usually arrives before base action k and a re-sent observation is answered
-            again; counted, not logged).
+            again; counted, not logged) or 'terminal' (an answer to a terminal observation,
+            which expects none; counted, not logged).
         reason: One sentence for the log.
     """
 
@@ -301,6 +309,7 @@ class Counters:
     response_timeouts: int = 0  # lockstep: a node on the graph missed response_timeout_s
     resends: int = 0  # lockstep, after the handshake: observations re-sent while waiting
     late_commands: int = 0  # commands for a step already taken (e.g. answers to a re-send)
+    terminal_answers: int = 0  # commands or base actions for a terminal observation (unused)
 
 
 class StepOutcome(NamedTuple):
@@ -310,11 +319,15 @@ class StepOutcome(NamedTuple):
         source: Where the applied action came from.
         result: The finished episode's result, or None while the episode runs.
         finished: True when the configured number of episodes is done (no new observation).
+        terminal: With a result: the payload of the terminal observation o_T, the
+            observation the episode ended in ((len(layout.fields),) float64, a copy), to be
+            published with step ``result.steps`` before the result; else None.
     """
 
     source: Source
     result: EpisodeResult | None
     finished: bool
+    terminal: np.ndarray | None = None
 
 
 class _Slot:
@@ -413,6 +426,7 @@ class SimBridge:
         self._published_at = 0.0
         self._next_resend = 0.0  # lockstep: the next re-send of a waiting observation, s
         self._finished = False
+        self._terminal_key = (-1, -1)  # (episode, step) of the latest terminal observation
         self._return = 0.0
         self._ep_fallback_base = 0
         self._ep_fallback_zero = 0
@@ -508,6 +522,13 @@ class SimBridge:
         problem = check_payload(values, self.spec.action_dim)
         if problem is not None:
             return self.reject_malformed(f'{what} (episode {episode}, step {step})', problem)
+        if (episode, step) == self._terminal_key:
+            self.counters.terminal_answers += 1
+            return Rejection(
+                'terminal',
+                f'{what} for the terminal observation (episode {episode}, step {step}): '
+                'none is expected',
+            )
         if self._lockstep:
             lo = self._step
         else:
@@ -660,8 +681,8 @@ class SimBridge:
             now: Current time, s; the next observation counts as published at ``now``.
 
         Returns:
-            The action's source, the episode result if the episode ended, and whether the
-            run is finished.
+            The action's source, the episode result and terminal observation if the episode
+            ended, and whether the run is finished.
 
         Raises:
             RuntimeError: Called after the run finished.
@@ -695,6 +716,9 @@ class SimBridge:
             self._fill_observation(obs)
             self.observation_sent(now)
             return StepOutcome(source, None, False)
+        self._fill_observation(obs)
+        terminal = self._obs.copy()
+        self._terminal_key = (self._episode, self._step)
         result = EpisodeResult(
             episode=self._episode,
             success=bool(info['is_success']),
@@ -709,7 +733,7 @@ class SimBridge:
             self._finished = True
         else:
             self._reset_episode(self._episode + 1, now)
-        return StepOutcome(source, result, self._finished)
+        return StepOutcome(source, result, self._finished, terminal)
 
     def _silence(self, source: Source) -> None:
         """Lockstep fallback: a node that was awaited (on the graph, answering) missed its

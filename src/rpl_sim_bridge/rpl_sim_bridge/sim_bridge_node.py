@@ -2,8 +2,9 @@
 
 Topics (relative to the node's namespace, see :mod:`rpl_interfaces.contract`):
 
-* publishes ``observation`` (frame_id = task name), ``episode`` (one result per episode,
-  latched) and ``/diagnostics`` (~1 Hz);
+* publishes ``observation`` (frame_id = task name; at the end of each episode the terminal
+  observation o_T with step = T and frame_id ``contract.terminal_tag(task)``, just before
+  the result), ``episode`` (one result per episode, latched) and ``/diagnostics`` (~1 Hz);
 * subscribes ``command`` and ``base_action``.
 
 All decisions (which action, fallbacks, rejections, episode ends) are made by
@@ -54,6 +55,7 @@ class SimBridgeNode(RplNode):
         self.core = SimBridge(task, task.spec, cfg)
         self._lockstep = cfg.mode == LOCKSTEP
         self._fields = self.core.layout.fields
+        self._terminal_tag = contract.terminal_tag(cfg.task)
         self._obs_pub = self.control_publisher(contract.OBSERVATION)
         self._episode_pub = self.control_publisher(contract.EPISODE)
         self._diag_pub = self.make_diagnostics()
@@ -191,8 +193,8 @@ class SimBridgeNode(RplNode):
         return True
 
     def _log_rejection(self, rejection: Rejection, now: float) -> None:
-        if rejection.kind == 'late':
-            return  # expected in lockstep; counted in diagnostics (late_base)
+        if rejection.kind in ('late', 'terminal'):
+            return  # expected; counted in diagnostics (late_*, terminal_answers)
         log, held = self._reject_log.should_log(now)
         if log:
             more = f' ({held} more since the last line)' if held else ''
@@ -265,6 +267,15 @@ class SimBridgeNode(RplNode):
                 )
         if outcome.result is not None:
             result = outcome.result
+            # o_T first (no answer expected: nothing is armed for it), then the result.
+            self.publish_vector(
+                self._obs_pub,
+                result.episode,
+                result.steps,
+                outcome.terminal,
+                self._fields,
+                self._terminal_tag,
+            )
             self.publish_vector(
                 self._episode_pub,
                 result.episode,
@@ -328,6 +339,7 @@ class SimBridgeNode(RplNode):
         self.create_timer(self.config.result_linger_s, self._on_linger_done)
 
     def _on_linger_done(self) -> None:
+        self._obs_pub.wait_for_all_acked(Duration(seconds=1.0))  # the last o_T
         self._episode_pub.wait_for_all_acked(Duration(seconds=1.0))
         rclpy.try_shutdown()
 
@@ -366,6 +378,7 @@ class SimBridgeNode(RplNode):
                 'rejected_stale': c.rejected_stale,
                 'late_base': c.late_base,
                 'late_commands': c.late_commands,
+                'terminal_answers': c.terminal_answers,
                 'resends': c.resends,
                 'handshake': self.core.handshake.value,
                 'handshake_resends': c.handshake_resends,
