@@ -68,8 +68,13 @@ def write_bag(
     storage: str = 'mcap',
     extra=None,
     action_fields: tuple[str, ...] = contract.ACTION_FIELDS,
+    terminal: bool = False,
 ) -> dict:
     """Write a lockstep run; commands come from ``policy`` (default: base action + 0.1).
+
+    ``terminal`` writes each episode's terminal observation o_T (step T, tag
+    ``toy_task/terminal``) before its result, as the sim bridge publishes it; without it the
+    bag is one recorded before terminal observations (most tests here count messages).
 
     The actions carry ``action_fields`` (the Fetch tasks' by default; another task's
     declared names make the base action :func:`base_action` resized to their number).
@@ -105,6 +110,9 @@ def write_bag(
         result = contract.EpisodeResult(ep, ep % 2 == 1, 0.05 * (ep + 1), -3.0 - ep, steps, ep, 0)
         written['results'].append(result)
         t_end = obs_stamp(ep, steps, steps)
+        if terminal:
+            tag = contract.terminal_tag('toy_task')
+            put('observation', ep, steps, observation(ep, steps), t_end, tag, OBS_FIELDS)
         put('episode', ep, steps, result.as_vector(), t_end, 'toy_task', contract.EPISODE_FIELDS)
     writer.close()
     return written
@@ -273,7 +281,7 @@ def test_a_task_with_other_action_fields_is_read_at_its_size(tmp_path):
     # A 7-joint arm: the reader takes the action names and size from the messages.
     joints = tuple(f'joint{i}.torque' for i in range(7))
     path = tmp_path / 'arm'
-    written = write_bag(path, episodes=2, steps=3, action_fields=joints)
+    written = write_bag(path, episodes=2, steps=3, action_fields=joints, terminal=True)
     run = load_run(path)
     assert run.problems == () and run.action_fields == joints
     for ep in run.episodes:

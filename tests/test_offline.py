@@ -71,6 +71,8 @@ def episode_messages(ep: int, steps: int = STEPS, fallback: int = 0, skip=()) ->
         ):
             if (topic, k) not in skip:
                 out.append((topic, vec(ep, k, values)))
+    if (contract.OBSERVATION, steps) not in skip:  # o_T, the terminal observation
+        out.append((contract.OBSERVATION, vec(ep, steps, obs_values(ep, steps), 't/terminal')))
     result = contract.EpisodeResult(ep, False, 0.2, -float(steps), steps, fallback, 0)
     out.append((contract.EPISODE, vec(ep, steps, result.as_vector())))
     return out
@@ -84,6 +86,8 @@ def test_a_complete_episode_is_emitted_with_named_parts():
     assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
     (record,) = feed(assembler, episode_messages(0))
     assert record.episode == 0 and record.steps == STEPS
+    assert record.observation.shape == (STEPS + 1, 2) and record.command.shape == (STEPS, 4)
+    np.testing.assert_array_equal(record.observation[STEPS], obs_values(0, STEPS)[:2])
     np.testing.assert_array_equal(record.observation[3], obs_values(0, 3)[LAYOUT.observation])
     np.testing.assert_array_equal(record.achieved_goal[2], obs_values(0, 2)[2:5])
     np.testing.assert_array_equal(record.desired_goal[4], obs_values(0, 4)[5:8])
@@ -149,10 +153,10 @@ def test_a_silent_topic_gives_up_on_episodes_after_lag_episodes():
 
 def test_a_result_before_the_last_command_still_completes():
     messages = episode_messages(0)
-    last_command, result = messages[-2], messages[-1]
+    last_command, result = messages[-3], messages[-1]
     assert last_command[0] == contract.COMMAND and result[0] == contract.EPISODE
     assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
-    done = feed(assembler, [*messages[:-2], result, last_command])
+    done = feed(assembler, [*messages[:-3], messages[-2], result, last_command])
     assert len(done) == 1
 
 
@@ -190,7 +194,7 @@ def test_a_whole_episode_lost_after_the_start_is_a_skip_not_an_old_result():
     assert [r.episode for r in done] == [2]
     assert assembler.counts.results_only == 1
     assert assembler.counts.skipped == {INCOMPLETE: 1}
-    assert assembler.counts.missing == 3 * STEPS
+    assert assembler.counts.missing == 3 * STEPS + 1  # o_0 .. o_T, T base actions, commands
 
 
 def test_episodes_of_which_nothing_arrived_are_counted_once_every_topic_passed_them():
@@ -208,7 +212,7 @@ def test_episodes_of_which_nothing_arrived_are_counted_once_every_topic_passed_t
     assert assembler.counts.skipped == {}  # the command topic has not passed 2 and 3 yet
     assert [r.episode for r in feed(assembler, commands4)] == [4]
     assert assembler.counts.skipped == {INCOMPLETE: 2}
-    assert assembler.counts.missing == 2 * (3 * STEPS + 1)
+    assert assembler.counts.missing == 2 * (3 * STEPS + 2)  # o_T and the result too
     lost = 'episode 3 skipped as incomplete: none of its messages arrived'
     assert assembler.skip_lines[-1] == lost
 
@@ -250,18 +254,19 @@ def test_the_stored_residual_is_the_rule_and_reproduces_the_command():
         stored_residual(command, base, 0.0)
 
 
-def test_episode_batch_has_t_minus_one_transitions_per_episode():
+def test_episode_batch_has_t_transitions_per_episode():
     records = feed(EpisodeAssembler(LAYOUT, STEPS, ACTIONS), episode_messages(0))
     batch = episode_batch(records, SCALE)
-    assert batch.obs.shape == (1, STEPS, 2) and batch.achieved_goal.shape == (1, STEPS, 3)
-    assert batch.action.shape == (1, STEPS - 1, 4) and batch.desired_goal.shape == (1, 4, 3)
+    assert batch.obs.shape == (1, STEPS + 1, 2)
+    assert batch.achieved_goal.shape == (1, STEPS + 1, 3)
+    assert batch.action.shape == (1, STEPS, 4) and batch.desired_goal.shape == (1, STEPS, 3)
     expected = np.clip((command_values(0, 3) - base_values(0, 3)) / SCALE, -1, 1)
     np.testing.assert_allclose(batch.action[0, 3], expected, atol=1e-6)
 
 
 def test_a_task_with_other_action_fields_is_assembled_and_stored_at_its_size():
     # The toy task declares 2 actions (a0, a1): the assembler takes that size from the spec,
-    # refuses a Fetch-sized command and stores (N, T - 1, 2) actions.
+    # refuses a Fetch-sized command and stores (N, T, 2) actions.
     from toy_goal_env import SPEC as TOY
 
     assert TOY.action_fields == ('a0', 'a1')
@@ -277,7 +282,7 @@ def test_a_task_with_other_action_fields_is_assembled_and_stored_at_its_size():
     (record,) = feed(assembler, messages)
     assert record.base_action.shape == record.command.shape == (STEPS, 2)
     batch = episode_batch([record], SCALE)
-    assert batch.action.shape == batch.executed.shape == (1, STEPS - 1, 2)
+    assert batch.action.shape == batch.executed.shape == (1, STEPS, 2)
     expected = np.clip((two(command_values(0, 1)) - two(base_values(0, 1))) / SCALE, -1, 1)
     np.testing.assert_allclose(batch.action[0, 1], expected, atol=1e-6)
 
@@ -294,18 +299,18 @@ def small_learner(base_fn=None, **overrides) -> offline.OfflineLearner:
 
 def test_ingesting_a_bag_fills_the_buffer_and_burn_in_trains_only_the_critic(tmp_path):
     path = tmp_path / 'run'
-    written = write_bag(path, episodes=3, steps=STEPS)  # commands = base + 0.1
+    written = write_bag(path, episodes=3, steps=STEPS, terminal=True)  # commands = base + 0.1
     # Its results say the sim applied fallbacks in episodes 1 and 2: not learned from.
     assert [r.fallback_base for r in written['results']] == [0, 1, 2]
     learner = small_learner()
     actor_before = [p.detach().clone() for p in learner.agent.actor.parameters()]
     critic_before = [p.detach().clone() for p in learner.agent.critic.parameters()]
     report = ingest_bags([path], learner, updates_per_step=1.0, namespace=NS)
-    assert report.episodes == 1 and report.transitions == STEPS - 1
-    assert learner.buffer.transitions == 4 and report.updates == 4
+    assert report.episodes == 1 and report.transitions == STEPS
+    assert learner.buffer.transitions == STEPS and report.updates == STEPS
     assert report.skipped == {FALLBACK: 2} and report.problems == ()
-    stored = learner.buffer.state_dict()['episodes']['action']  # (1, 4, 4)
-    assert stored.shape == (1, STEPS - 1, 4)
+    stored = learner.buffer.state_dict()['episodes']['action']  # (1, T, 4)
+    assert stored.shape == (1, STEPS, 4)
     np.testing.assert_allclose(stored, 0.1 / 2.0, atol=1e-6)  # residual 0.1 at scale 2
     assert learner.agent.actor_frozen
     actor_after = list(learner.agent.actor.parameters())
@@ -327,8 +332,8 @@ def test_goal_consistent_her_is_applied_to_recorded_episodes_not_ignored():
     batch = learner.buffer.sample(learner.sampler, 256, np.random.default_rng(0))
     # Relabelled samples store command / scale (the residual that explains the command
     # over a zero base); the others keep (command - recorded base) / scale.
-    commands = np.array([command_values(0, t) for t in range(STEPS - 1)])
-    bases = np.array([base_values(0, t) for t in range(STEPS - 1)])
+    commands = np.array([command_values(0, t) for t in range(STEPS)])
+    bases = np.array([base_values(0, t) for t in range(STEPS)])
     stored = np.clip((commands - bases) / SCALE, -1, 1)
     explained = np.clip(commands / SCALE, -1, 1)
     is_explained = [np.isclose(explained, a, atol=1e-6).all(axis=1).any() for a in batch.action]
@@ -421,7 +426,7 @@ def test_a_saved_learner_resumes_with_identical_next_updates(tmp_path):
     resumed = small_learner(burn_in_beta=0.0)
     extra = offline.load_learner(path, resumed)
     assert extra == {'updates_owed': 1.5, 'bags': ['a']}
-    assert resumed.episodes == 2 and resumed.buffer.transitions == 2 * (STEPS - 1)
+    assert resumed.episodes == 2 and resumed.buffer.transitions == 2 * STEPS
     assert resumed.agent.updates == 3
     assert resumed.update(4) == expected  # same samples (rng), same weights, same losses
     actors = (learner.agent.actor.parameters(), resumed.agent.actor.parameters())

@@ -6,6 +6,13 @@ payloads whose size differs from the rest are skipped and reported, one sentence
 in ``RecordedRun.problems``. Repeats of an (episode, step) follow the rule of
 :mod:`rpl_interfaces.step_index`.
 
+The terminal observation o_T (on ``observation`` with step T and ``frame_id``
+:func:`rpl_interfaces.contract.terminal_tag` of the task, published after the last step) is
+kept apart as ``RecordedEpisode.terminal``: the streams' rows stay the T steps that were
+answered. Bags recorded before the sim bridge published o_T have none (``terminal`` None);
+that is not a problem of the bag (their results evaluate as before), but learners skip
+such episodes (:data:`rpl_trainer.episodes.NO_TERMINAL`).
+
 Pure Python + numpy + rosbags: no rclpy, no torch.
 """
 
@@ -63,6 +70,9 @@ class RecordedEpisode(NamedTuple):
         residual: Applied residual, (steps, len(action_fields)).
         command: Command sent to the sim, (steps, len(action_fields)).
         result: The sim bridge's result; None if the episode did not finish in the bag.
+        terminal: The terminal observation o_T's payload (as ``observation``'s rows),
+            (len(fields),); None if the bag has none for this episode (recorded before the
+            sim bridge published it, or the recording ended first).
     """
 
     episode: int
@@ -72,6 +82,7 @@ class RecordedEpisode(NamedTuple):
     residual: Stream
     command: Stream
     result: contract.EpisodeResult | None
+    terminal: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +295,33 @@ def _by_step(
     return out, resent
 
 
+def _task_of(tag: str) -> str:
+    """The task named by an observation's tag (a terminal observation's too)."""
+    return tag[: -len(contract.TERMINAL_SUFFIX)] if contract.is_terminal(tag) else tag
+
+
+def _split_terminal(
+    observations: list[StampedVector],
+) -> tuple[list[StampedVector], list[StampedVector]]:
+    """The terminal observations o_T and the step observations, each in order."""
+    terminal = [v for v in observations if contract.is_terminal(v.tag)]
+    return terminal, [v for v in observations if not contract.is_terminal(v.tag)]
+
+
+def _terminal(
+    by_step: dict[int, StampedVector], steps: int, topic: str, problems: _Problems
+) -> np.ndarray | None:
+    """The payload of an episode's terminal observation (step = its step count), or None."""
+    for step, vec in by_step.items():
+        if step != steps:
+            problems.count(
+                f'{topic}: terminal observations at another step than the episode end skipped',
+                f'episode {vec.episode} step {step} of {steps}',
+            )
+    found = by_step.get(steps)
+    return None if found is None else np.asarray(found.values, dtype=np.float64)
+
+
 def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> RecordedRun:
     """Read a recorded stack run into per-episode records.
 
@@ -328,10 +366,14 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
         layout = contract.split_observation_fields(fields)
     except ValueError as exc:
         raise BagError(f'bag {raw.path!r}: observations on {obs_topic}: {exc}') from None
+    task_tags = collections.Counter(_task_of(v.tag) for v in observations)
+    terminals, observations = _split_terminal(observations)
     streams, resent = {}, {}
     streams[contract.OBSERVATION], resent[contract.OBSERVATION] = _by_step(
         observations, obs_topic, problems
     )
+    terminal_index, resent_terminal = _by_step(terminals, f'{obs_topic} (terminal)', problems)
+    resent[contract.OBSERVATION] += resent_terminal
     action_fields, actions = _read_actions(by_topic, names, problems)
     for rel in ACTION_TOPICS:
         streams[rel], resent[rel] = _by_step(actions[rel], names[rel], problems)
@@ -348,11 +390,12 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
         results[vec.episode] = contract.EpisodeResult.from_vector(vec.episode, vec.values)
 
     episodes = []
-    ids = sorted(set(results).union(*(s.keys() for s in streams.values())))
+    ids = sorted(set(results).union(*(s.keys() for s in streams.values()), terminal_index.keys()))
     dims = {contract.OBSERVATION: len(fields)} | {rel: len(action_fields) for rel in ACTION_TOPICS}
     for ep in ids:
         result = results.get(ep)
         seen = [step for s in streams.values() for step in s.get(ep, {})]
+        seen += [step - 1 for step in terminal_index.get(ep, {})]  # o_T follows step T - 1
         steps = result.steps if result is not None else max(seen) + 1
         if result is None:
             problems.count(
@@ -370,12 +413,12 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
                     f'episode {ep}: {missing} of {steps}',
                     'episode',
                 )
-        episodes.append(RecordedEpisode(ep, steps, result=result, **parts))
-    tags = collections.Counter(v.tag for v in observations)
+        terminal = _terminal(terminal_index.get(ep, {}), steps, obs_topic, problems)
+        episodes.append(RecordedEpisode(ep, steps, result=result, terminal=terminal, **parts))
     return RecordedRun(
         path=raw.path,
         namespace=ns,
-        task=tags.most_common(1)[0][0],
+        task=task_tags.most_common(1)[0][0],
         layout=layout,
         action_fields=action_fields,
         episodes=tuple(episodes),

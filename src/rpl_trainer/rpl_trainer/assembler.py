@@ -47,9 +47,9 @@ class AssemblerCounts:
         resent: Messages that repeated an (episode, step) with the same values (the sim
             bridge's start-up handshake and the nodes' answers to it); the first is kept.
         late: Messages of an episode already emitted or skipped, ignored.
-        missing: Step messages (observation, base action, command; and the result, one
-            each) that episodes skipped as incomplete lacked: what never reached this
-            process.
+        missing: Step messages (observations o_0 .. o_T, base actions and commands of steps
+            0 .. T-1; and the result, one each) that episodes skipped as incomplete lacked:
+            what never reached this process.
         results_only: Episode results with no step messages (results of episodes before
             this trainer started, delivered late through the latched ``episode`` topic).
         restarts: Times a sim bridge started its episode ids again from an id already seen.
@@ -70,8 +70,9 @@ class AssemblerCounts:
 class EpisodeAssembler:
     """Matches live step messages and episode results into complete episodes.
 
-    An episode is emitted as soon as its result and, for every step 0 .. T-1, one
-    observation, base action and command are there. Repeats of an (episode, step) follow
+    An episode is emitted as soon as its result, the observations o_0 .. o_T (o_T: the
+    terminal observation, step T) and, for every step 0 .. T-1, one base action and command
+    are there; without o_T it is incomplete. Repeats of an (episode, step) follow
     the rule of :mod:`rpl_interfaces.step_index` (the bag reader's too): re-sends are kept
     once; a conflicting repeat skips the episode as ``conflicting``.
 
@@ -226,12 +227,14 @@ class EpisodeAssembler:
             return self._drop(ep, WRONG_LENGTH)
         if result.fallback_base or result.fallback_zero:
             return self._drop(ep, FALLBACK)
-        wanted = range(self.episode_steps)
-        if any(any(k not in episode.steps[t] for k in wanted) for t in STEP_TOPICS):
+        rows = {t: _rows(t, self.episode_steps) for t in STEP_TOPICS}
+        if any(any(k not in episode.steps[t] for k in range(rows[t])) for t in STEP_TOPICS):
             return None
-        if any(len(episode.steps[t]) != self.episode_steps for t in STEP_TOPICS):
+        if any(len(episode.steps[t]) != rows[t] for t in STEP_TOPICS):
             return self._drop(ep, INCOMPLETE)  # steps past the end: not this episode's shape
-        arrays = [np.stack([episode.steps[t][k].values for k in wanted]) for t in STEP_TOPICS]
+        arrays = [
+            np.stack([episode.steps[t][k].values for k in range(rows[t])]) for t in STEP_TOPICS
+        ]
         del self._open[ep]
         self.seen_until_ns = max(self.seen_until_ns, episode.sent_until_ns)
         self._closed.add(ep)
@@ -246,7 +249,7 @@ class EpisodeAssembler:
             if ep not in self._ids:
                 self._closed.add(ep)
                 self.counts.skipped[INCOMPLETE] += 1
-                self.counts.missing += len(STEP_TOPICS) * self.episode_steps + 1
+                self.counts.missing += sum(_rows(t, self.episode_steps) for t in STEP_TOPICS) + 1
                 self.skip_lines.append(
                     f'episode {ep} skipped as incomplete: none of its messages arrived'
                 )
@@ -262,7 +265,7 @@ class EpisodeAssembler:
                 self._drop(ep)
 
     def _lacks_steps(self, episode: _OpenEpisode, topic: str) -> bool:
-        return len(episode.steps[topic]) < self._steps_of(episode)
+        return len(episode.steps[topic]) < _rows(topic, self._steps_of(episode))
 
     def _steps_of(self, episode: _OpenEpisode) -> int:
         return self.episode_steps if episode.result is None else episode.result.steps
@@ -288,11 +291,15 @@ class EpisodeAssembler:
             self.counts.missing += int(episode.result is None)
         parts = [] if episode.result is not None else ['no result']
         for topic in STEP_TOPICS:
-            lacking = [k for k in range(self._steps_of(episode)) if k not in episode.steps[topic]]
+            rows = _rows(topic, self._steps_of(episode))
+            lacking = [k for k in range(rows) if k not in episode.steps[topic]]
             if lacking and reason == INCOMPLETE:
                 self.counts.missing += len(lacking)
             if lacking:
-                parts.append(f'{topic} lacks {len(lacking)} steps ({_ranges(lacking)})')
+                terminal = ', o_T among them' if topic == contract.OBSERVATION else ''
+                if terminal and lacking[-1] != rows - 1:
+                    terminal = ''
+                parts.append(f'{topic} lacks {len(lacking)} steps ({_ranges(lacking)}{terminal})')
         lacks = '; '.join(parts) or 'every step message and the result arrived'
         self.skip_lines.append(f'episode {ep} skipped as {reason}: {lacks}')
 
@@ -305,6 +312,12 @@ class EpisodeAssembler:
         self._ids.clear()
         self._vanished_to = None
         self.counts.restarts += 1
+
+
+def _rows(topic: str, steps: int) -> int:
+    """Messages an episode of ``steps`` steps has on a step topic: T + 1 observations (o_T,
+    the terminal observation, is step T), T base actions and commands."""
+    return steps + 1 if topic == contract.OBSERVATION else steps
 
 
 def _ranges(numbers: Sequence[int]) -> str:

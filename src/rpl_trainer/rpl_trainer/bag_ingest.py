@@ -1,5 +1,10 @@
 """Bag ingestion: complete episodes of recorded stack bags (read by
 :func:`rpl_bags.recorded.load_run`) into an :class:`rpl_trainer.offline.OfflineLearner`.
+
+An episode is learned from with its terminal observation o_T (T transitions, as every other
+path stores). Bags recorded before the sim bridge published o_T have none: their episodes
+are skipped as ``no_terminal``, with one line per bag saying why (their results still
+evaluate with ``rpl bag eval``).
 """
 
 from __future__ import annotations
@@ -9,10 +14,14 @@ import os
 from collections.abc import Iterable
 from typing import NamedTuple
 
+import numpy as np
+
 from rpl_bags.recorded import RecordedRun, load_run
 from rpl_trainer.episodes import (
     FALLBACK,
     INCOMPLETE,
+    NO_TERMINAL,
+    NO_TERMINAL_WHY,
     WRONG_LENGTH,
     EpisodeRecord,
     check_layout,
@@ -43,11 +52,28 @@ def records_from_run(
             skipped[FALLBACK] += 1
         elif ep.steps != episode_steps:
             skipped[WRONG_LENGTH] += 1
+        elif ep.terminal is None:
+            skipped[NO_TERMINAL] += 1
         else:
+            observations = np.vstack([ep.observation.values, ep.terminal[None, :]])
             records.append(
-                episode_record(ep.episode, run.layout, *(s.values for s in streams), ep.result)
+                episode_record(
+                    ep.episode,
+                    run.layout,
+                    observations,  # o_0 .. o_T, (T + 1, len(fields))
+                    ep.base_action.values,
+                    ep.command.values,
+                    ep.result,
+                )
             )
     return records, skipped
+
+
+def no_terminal_line(skipped: int, episodes: int) -> str:
+    """The one line saying why ``skipped`` of a bag's ``episodes`` lack o_T ('' if none)."""
+    if not skipped:
+        return ''
+    return f'{skipped} of {episodes} episodes have no terminal observation: {NO_TERMINAL_WHY}'
 
 
 class IngestReport(NamedTuple):
@@ -55,10 +81,11 @@ class IngestReport(NamedTuple):
 
     Attributes:
         episodes: Episodes stored in the buffer.
-        transitions: Transitions stored (episodes x (T - 1)).
+        transitions: Transitions stored (episodes x T).
         updates: Gradient steps run.
         skipped: Episodes not stored, by reason (:data:`SKIP_REASONS`).
-        problems: The bags' problem lines, prefixed with the bag path.
+        problems: The bags' problem lines, prefixed with the bag path (and per bag with
+            episodes lacking o_T, the line saying why they were not learned from).
     """
 
     episodes: int
@@ -96,6 +123,8 @@ def ingest_bags(
         problems += [f'{path}: {line}' for line in run.problems]
         records, skips = records_from_run(run, learner.episode_steps)
         skipped.update(skips)
+        if line := no_terminal_line(skips[NO_TERMINAL], len(run.episodes)):
+            problems.append(f'{path}: {line}')
         for record in records:  # episode by episode: the buffer is FIFO
             stored = learner.add([record])
             episodes += 1
@@ -105,4 +134,4 @@ def ingest_bags(
     return IngestReport(episodes, transitions, updates, dict(skipped), tuple(problems))
 
 
-__all__ = ['IngestReport', 'ingest_bags', 'records_from_run']
+__all__ = ['IngestReport', 'ingest_bags', 'no_terminal_line', 'records_from_run']

@@ -1,18 +1,26 @@
 """One episode as the stack published it, why an episode is not learned from, and its
 conversion into HER buffer episodes; shared by the live assembler and bag ingestion.
 
-The residual stack publishes, per step k of episode e, the ``observation`` (task
-observation, achieved goal, desired goal), the base controller's ``base_action`` and the
-executed ``command``; the sim bridge publishes one ``episode`` result after the last step.
+The residual stack publishes, per step k = 0 .. T-1 of episode e, the ``observation`` o_k
+(task observation, achieved goal, desired goal), the base controller's ``base_action`` and
+the executed ``command``. After the last step the sim bridge publishes the terminal
+observation o_T (step T, ``frame_id`` :func:`rpl_interfaces.contract.terminal_tag` of the
+task; nobody answers it), then the ``episode`` result. So one episode of T steps is
+
+* observations o_0 .. o_T and achieved goals: T + 1 rows;
+* desired goal, base action and command of steps 0 .. T-1: T rows;
+
+and gives T transitions (o_k, u_k, o_{k+1}): the shapes of
+:class:`rpl_trainer.her.EpisodeBatch`, the same that ``rpl train`` stores in process.
 
 * the stored tanh-space action is the residual that explains the executed command,
   u = clip((command - base_action) / residual_scale, -1, 1)
   (:func:`rpl_trainer.residual.residual_explaining`), whatever produced the command;
 * rewards are not stored: the HER sampler recomputes them with the task's pure reward
-  function from the achieved goals;
-* the sim bridge publishes no observation after an episode's last step (the next message
-  is the result, then the next episode's step 0), so an episode of T steps gives T - 1
-  transitions: o_0 .. o_{T-1} and the commands of steps 0 .. T-2.
+  function from the achieved goals.
+
+Bags recorded before the sim bridge published o_T lack it: their episodes are skipped as
+``no_terminal`` (their results still evaluate).
 """
 
 from __future__ import annotations
@@ -34,7 +42,15 @@ INCOMPLETE = 'incomplete'  # a step of observation / base_action / command or th
 CONFLICTING = 'conflicting'  # one (episode, step) sent twice with different values
 FALLBACK = 'fallback'  # the sim applied a fallback action: the command is not what ran
 WRONG_LENGTH = 'wrong_length'  # not the task's episode length
-SKIP_REASONS = (INCOMPLETE, CONFLICTING, FALLBACK, WRONG_LENGTH)
+# No terminal observation o_T: a bag recorded before the sim bridge published it.
+NO_TERMINAL = 'no_terminal'
+SKIP_REASONS = (INCOMPLETE, CONFLICTING, FALLBACK, WRONG_LENGTH, NO_TERMINAL)
+NO_TERMINAL_WHY = (
+    'recorded before the sim bridge published the terminal observation o_T (step T, '
+    "frame_id '<task>/terminal'), so the last transition cannot be stored; not learned from "
+    '(rpl bag eval still reads their results)'
+)
+"""Why :data:`NO_TERMINAL` episodes are not learned from (one line for the user)."""
 
 
 class EpisodeRecord(NamedTuple):
@@ -42,10 +58,11 @@ class EpisodeRecord(NamedTuple):
 
     Attributes:
         episode: Episode id (per sim bridge run).
-        observation: Task observations o_0 .. o_{T-1}, (T, obs_dim).
-        achieved_goal: Achieved goals at the same steps, (T, goal_dim) (block position, m,
-            world frame for Fetch).
-        desired_goal: Desired goal at every step, (T, goal_dim), m, world frame.
+        observation: Task observations o_0 .. o_T (o_T: the terminal observation),
+            (T + 1, obs_dim).
+        achieved_goal: Achieved goals of the same observations, (T + 1, goal_dim) (block
+            position, m, world frame for Fetch).
+        desired_goal: Desired goal of steps 0 .. T-1, (T, goal_dim), m, world frame.
         base_action: Base controller actions, (T, action_dim), action units.
         command: Executed commands clip(base + residual, -1, 1), (T, action_dim).
         result: The sim bridge's episode result.
@@ -82,28 +99,53 @@ def stored_residual(command: np.ndarray, base_action: np.ndarray, scale: float) 
 
 
 def episode_batch(records: Sequence[EpisodeRecord], scale: float) -> EpisodeBatch:
-    """HER buffer episodes (N, T - 1 transitions each) from N records of T steps.
+    """HER buffer episodes (N, T transitions each) from N records of T steps.
 
     Raises:
-        ValueError: No records, records of different lengths, or fewer than 2 steps.
+        ValueError: No records, records of different lengths, no step, or a record whose
+            observations are not one more than its steps.
     """
     if not records:
         raise ValueError('no episode records to convert')
     lengths = {r.steps for r in records}
-    if len(lengths) != 1 or min(lengths) < 2:
-        raise ValueError(f'records must all have the same length >= 2 steps, got {lengths}')
+    if len(lengths) != 1 or min(lengths) < 1:
+        raise ValueError(f'records must all have the same length >= 1 step, got {lengths}')
+    for r in records:
+        check_record(r)
     stack = lambda name: np.stack([getattr(r, name) for r in records])  # noqa: E731
-    command = stack('command')[:, :-1]  # (N, T - 1, action_dim)
-    base = stack('base_action')[:, :-1]
+    command = stack('command')  # (N, T, action_dim)
+    base = stack('base_action')
     n, t, a = command.shape
     residual = stored_residual(command.reshape(n * t, a), base.reshape(n * t, a), scale)
     return EpisodeBatch(
-        obs=stack('observation').astype(np.float32),  # (N, T, obs_dim)
-        achieved_goal=stack('achieved_goal').astype(np.float32),  # (N, T, goal_dim)
-        desired_goal=stack('desired_goal')[:, :-1].astype(np.float32),  # (N, T - 1, goal_dim)
+        obs=stack('observation').astype(np.float32),  # (N, T + 1, obs_dim)
+        achieved_goal=stack('achieved_goal').astype(np.float32),  # (N, T + 1, goal_dim)
+        desired_goal=stack('desired_goal').astype(np.float32),  # (N, T, goal_dim)
         action=residual.reshape(n, t, a),
         executed=command.astype(np.float32),
     )
+
+
+def check_record(record: EpisodeRecord) -> None:
+    """Refuse a record whose row counts are not T + 1 observations and T steps.
+
+    Raises:
+        ValueError: Naming the episode and the rows it has.
+    """
+    t = record.steps
+    rows = {
+        'observation': (record.observation.shape[0], t + 1),
+        'achieved_goal': (record.achieved_goal.shape[0], t + 1),
+        'desired_goal': (record.desired_goal.shape[0], t),
+        'base_action': (record.base_action.shape[0], t),
+    }
+    wrong = {name: got for name, (got, want) in rows.items() if got != want}
+    if wrong:
+        raise ValueError(
+            f'episode {record.episode} of {t} steps needs T + 1 = {t + 1} observation and '
+            f'achieved-goal rows (o_0 .. o_T) and {t} desired-goal, base-action and command '
+            f'rows; got {wrong}'
+        )
 
 
 def episode_record(
@@ -119,20 +161,26 @@ def episode_record(
     Args:
         episode: Episode id.
         layout: The observation payload layout (with achieved goals).
-        observation: Observation payloads of steps 0 .. T-1, (T, len(layout.fields)).
-        base_action: Base actions of the same steps, (T, action_dim).
+        observation: Observation payloads o_0 .. o_T (the last: the terminal observation),
+            (T + 1, len(layout.fields)).
+        base_action: Base actions of steps 0 .. T-1, (T, action_dim).
         command: Executed commands of the same steps, (T, action_dim).
         result: The sim bridge's episode result.
+
+    Raises:
+        ValueError: The row counts are not T + 1 observations and T steps.
     """
-    return EpisodeRecord(
+    record = EpisodeRecord(
         episode=episode,
         observation=observation[:, layout.observation],
         achieved_goal=observation[:, layout.achieved_goal],
-        desired_goal=observation[:, layout.desired_goal],
+        desired_goal=observation[:-1, layout.desired_goal],
         base_action=base_action,
         command=command,
         result=result,
     )
+    check_record(record)
+    return record
 
 
 def check_layout(layout: contract.ObservationLayout) -> None:
@@ -152,11 +200,14 @@ __all__ = [
     'CONFLICTING',
     'FALLBACK',
     'INCOMPLETE',
+    'NO_TERMINAL',
+    'NO_TERMINAL_WHY',
     'SKIP_REASONS',
     'STEP_TOPICS',
     'WRONG_LENGTH',
     'EpisodeRecord',
     'check_layout',
+    'check_record',
     'episode_batch',
     'episode_record',
     'stored_residual',
