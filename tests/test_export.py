@@ -131,6 +131,7 @@ def test_rpl_train_exports_carry_the_run_facts(tmp_path):
     props = read_metadata(tmp_path / 'actor.onnx')
     assert (props['task'], props['controller']) == ('toy_reach', 'toy_biased')
     assert json.loads(props['observation_fields']) == ['point_x', 'point_y']
-    assert 'goal_fields' not in props  # the toy task does not name its goal coordinates
+    # The toy task declares no goal names: its spec's generic ones, as the bridge publishes.
+    assert json.loads(props['goal_fields']) == ['g0', 'g1']
     assert props['training_steps'] == '40'
     assert float(props['eval_success']) == trainer.last_eval['eval/success_rate']

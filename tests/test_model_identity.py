@@ -193,3 +193,17 @@ def test_a_reloaded_model_of_another_task_is_refused_and_the_running_one_kept(tm
     assert "trained for task 'pick_and_place', the running task is 'push'" in event.message
     assert mixer.actor.identity == MODEL and mixer.counts[slot.MODEL_REFUSED_MISMATCH] == 1
     assert _step(mixer, 1, 'push').reason == dec.OK
+
+
+def test_goal_fields_against_a_fixed_goal_say_which_side_has_none():
+    fixed = dataclasses.replace(STACK, goal_fields=())
+    with pytest.raises(MismatchError) as info:
+        check_identity(MODEL, fixed, allow_mismatch=True)
+    assert str(info.value) == (
+        "goal fields differ (the model takes goal fields ['x', 'y', 'z'], the stream has none "
+        '(fixed goal))'
+    )
+    fixed_model = ModelIdentity.for_stack(fixed)
+    with pytest.raises(MismatchError, match=r'model is for a fixed goal, the stream has goal '):
+        check_identity(fixed_model, STACK)
+    assert check_identity(fixed_model, fixed) == []

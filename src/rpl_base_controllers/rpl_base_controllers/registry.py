@@ -40,6 +40,9 @@ ENTRY_POINT_GROUP = 'rpl.controllers'
 TASK_FIELD = 'task'
 # Names of the controller node's own parameters: no controller parameter may take them.
 RESERVED_NAMES = ('controller', 'controller_params', TASK_FIELD)
+# In ControllerSpec.tasks: the controller suits every registered task (it sizes itself from
+# the task's spec, as the zero controller does).
+ANY_TASK = '*'
 
 # factory(name, task, config) -> controller; task is the task name or None, config the
 # validated config dataclass (None for a controller without parameters).
@@ -59,7 +62,8 @@ class ControllerSpec:
             name (the controller's ``name`` attribute), ``task`` the task name or None,
             ``config`` an instance of ``config`` with the parameter values (None without).
         description: One line for humans (``rpl list controllers``).
-        tasks: Task names (as in :func:`rpl_sim_bridge.tasks.make_task`) it suits.
+        tasks: Task names (as in :func:`rpl_sim_bridge.tasks.make_task`) it suits, or
+            ``(ANY_TASK,)``: every registered task (listed as such by :func:`controller_info`).
         config: Frozen dataclass of its typed parameters (bool, int, float or str fields,
             each with a default and ``metadata=describe(...)``); None: no parameters.
         defaults: Registered defaults that differ from the dataclass defaults (a variant
@@ -212,13 +216,23 @@ def skipped_plugins() -> dict[str, str]:
     return dict(_SKIPPED)
 
 
+def _suited_tasks(info: ControllerInfo) -> tuple[str, ...]:
+    if ANY_TASK not in info.tasks:
+        return info.tasks
+    from rpl_sim_bridge.tasks import available_tasks
+
+    return tuple(available_tasks())
+
+
 def controller_info(name: str) -> ControllerInfo:
-    """Description, suitable tasks and parameters of a registered controller.
+    """Description, suitable tasks and parameters of a registered controller (a controller
+    for any task lists every task registered now).
 
     Raises:
         UnknownControllerError: ``name`` is not registered.
     """
-    return _lookup(name).info
+    info = _lookup(name).info
+    return dataclasses.replace(info, tasks=_suited_tasks(info))
 
 
 def controller_config(name: str, task: str | None = None, **params: Any) -> Any:
@@ -232,10 +246,8 @@ def controller_config(name: str, task: str | None = None, **params: Any) -> Any:
         rpl_interfaces.params.ParameterError: A bad parameter name or value.
     """
     entry = _lookup(name)
-    if task is not None and task not in entry.info.tasks:
-        raise ValueError(
-            f'controller {name!r} is meant for tasks {list(entry.info.tasks)}, not {task!r}'
-        )
+    if task is not None and task not in (suited := _suited_tasks(entry.info)):
+        raise ValueError(f'controller {name!r} is meant for tasks {list(suited)}, not {task!r}')
     known = [p.name for p in entry.info.params]
     unknown = sorted(set(params) - set(known))
     if unknown:
@@ -375,7 +387,11 @@ def _discrete_mpc_push(name: str, task: str | None, config: Any) -> BaseControll
 
 
 def _zero(name: str, task: str | None, config: None) -> BaseController:
-    return ZeroController(name=name)
+    if task is None:
+        return ZeroController(name=name)
+    from rpl_sim_bridge.tasks import task_spec
+
+    return ZeroController.for_task(task_spec(task), name=name)
 
 
 def _mpc_config() -> type:
@@ -418,8 +434,9 @@ register_controller(
     'zero',
     ControllerSpec(
         _zero,
-        'holds still (action 0): the base under Scratch / Expert Explore models',
-        ('push', 'slippery_push', 'pick_and_place'),
+        "holds still (action 0, the task's action size): the base under Scratch / Expert "
+        'Explore models',
+        (ANY_TASK,),
     ),
 )
 register_controller(

@@ -109,9 +109,7 @@ class StackIdentity:
         observation = goal = None
         if observation_names is not None:
             layout = contract.split_observation_fields(observation_names)
-            observation = layout.fields[layout.observation]
-            prefix = len(contract.DESIRED_GOAL_PREFIX)
-            goal = tuple(name[prefix:] for name in layout.fields[layout.desired_goal])
+            observation, goal = layout.observation_fields, layout.goal_fields
         return cls(
             task=task or None,
             controller=controller or None,
@@ -249,7 +247,11 @@ def _field_difference(what: str, model: tuple[str, ...], live: tuple[str, ...]) 
     """One phrase naming how two field lists differ."""
     missing = [name for name in model if name not in live]
     extra = [name for name in live if name not in model]
-    if missing or extra:
+    if what == 'goal' and not live:
+        detail = f'the model takes goal fields {list(model)}, the stream has none (fixed goal)'
+    elif what == 'goal' and not model:
+        detail = f'the model is for a fixed goal, the stream has goal fields {list(live)}'
+    elif missing or extra:
         parts = []
         if missing:
             parts.append(f'model fields {missing} are not in the stream')

@@ -3,7 +3,8 @@
 The model contract (written out in ``docs/onnx_contract.md``):
 
 * inputs ``observation`` float32 (N, obs_dim) and ``desired_goal`` float32 (N, goal_dim);
-  optionally ``previous_observation`` float32 (N, obs_dim) for two-frame models;
+  optionally ``previous_observation`` float32 (N, obs_dim) for two-frame models; a
+  fixed-goal model (goal_dim 0) has no ``desired_goal`` input;
 * one output ``residual`` float32 (N, action_dim), already in action units (observation
   clipping / normalisation and the ``scale * tanh`` are inside the graph);
 * the batch dimension N may be symbolic or 1; the feature dimensions are fixed numbers.
@@ -105,7 +106,7 @@ class OnnxActor:
     Attributes:
         path: The model file.
         obs_dim: Observation size.
-        goal_dim: Desired-goal size.
+        goal_dim: Desired-goal size (0 for a fixed-goal model: no ``desired_goal`` input).
         action_dim: Residual size (from the graph, checked against the metadata).
         two_frame: The model takes ``previous_observation`` too.
         batched: The batch dimension is symbolic (any N), else fixed to 1.
@@ -132,6 +133,7 @@ class OnnxActor:
         self.two_frame = two_frame
         self.batched = batched
         self.identity = identity if identity is not None else ModelIdentity()
+        self._goal_input = any(arg.name == GOAL_INPUT for arg in session.get_inputs())
 
     @classmethod
     def load(
@@ -148,7 +150,8 @@ class OnnxActor:
         Args:
             path: ONNX file.
             obs_dim: Expected observation size; ``None`` takes the model's (fixed) size.
-            goal_dim: Expected desired-goal size; ``None`` takes the model's size.
+            goal_dim: Expected desired-goal size (0: a fixed-goal model, which has no
+                ``desired_goal`` input); ``None`` takes the model's size.
             action_dim: Expected residual size; ``None`` takes the model's (the graph's output
                 size, else its metadata's ``action_fields``, else the probe's output).
             intra_op_threads: onnxruntime intra-op threads (1 = lowest batch-1 latency here).
@@ -197,13 +200,23 @@ class OnnxActor:
         inputs = {arg.name: arg for arg in session.get_inputs()}
         names = set(inputs)
         required = {OBSERVATION_INPUT, GOAL_INPUT}
-        if names not in (required, required | {PREVIOUS_OBSERVATION_INPUT}):
+        allowed = [required, {OBSERVATION_INPUT}]  # the second: a fixed-goal model
+        if names not in [*allowed, *(n | {PREVIOUS_OBSERVATION_INPUT} for n in allowed)]:
             raise ModelError(
-                f'model {path}: inputs must be {sorted(required)} (plus optionally '
+                f'model {path}: inputs must be {sorted(required)} (without '
+                f'{GOAL_INPUT!r} for a fixed-goal model; plus optionally '
                 f'{PREVIOUS_OBSERVATION_INPUT!r}), got {sorted(names)}'
             )
         obs_dim = _feature_dim(path, inputs[OBSERVATION_INPUT], obs_dim, 'input')
-        goal_dim = _feature_dim(path, inputs[GOAL_INPUT], goal_dim, 'input')
+        if GOAL_INPUT in inputs:
+            goal_dim = _feature_dim(path, inputs[GOAL_INPUT], goal_dim, 'input')
+        elif goal_dim not in (None, 0):
+            raise ModelError(
+                f'model {path}: has no {GOAL_INPUT!r} input (a fixed-goal model) but '
+                f'{goal_dim} goal features were expected'
+            )
+        else:
+            goal_dim = 0
         two_frame = PREVIOUS_OBSERVATION_INPUT in inputs
         if two_frame:
             _feature_dim(path, inputs[PREVIOUS_OBSERVATION_INPUT], obs_dim, 'input')
@@ -276,10 +289,9 @@ class OnnxActor:
                 raise ModelError(f'model {self.path}: probe output is not finite: {residual}')
 
     def _run(self, observation: np.ndarray, goal: np.ndarray, previous: np.ndarray) -> np.ndarray:
-        feeds = {
-            OBSERVATION_INPUT: np.ascontiguousarray(observation, dtype=np.float32),
-            GOAL_INPUT: np.ascontiguousarray(goal, dtype=np.float32),
-        }
+        feeds = {OBSERVATION_INPUT: np.ascontiguousarray(observation, dtype=np.float32)}
+        if self._goal_input:
+            feeds[GOAL_INPUT] = np.ascontiguousarray(goal, dtype=np.float32)
         if self.two_frame:
             feeds[PREVIOUS_OBSERVATION_INPUT] = np.ascontiguousarray(previous, dtype=np.float32)
         (residual,) = self._session.run([RESIDUAL_OUTPUT], feeds)
@@ -288,14 +300,15 @@ class OnnxActor:
     def __call__(
         self,
         observation: np.ndarray,
-        desired_goal: np.ndarray,
+        desired_goal: np.ndarray | None,
         previous_observation: np.ndarray | None = None,
     ) -> np.ndarray:
         """Residual for one or a batch of observations.
 
         Args:
             observation: Shape (obs_dim,) or (N, obs_dim).
-            desired_goal: Shape (goal_dim,) or (N, goal_dim).
+            desired_goal: Shape (goal_dim,) or (N, goal_dim); for a fixed-goal model
+                (goal_dim 0) None or any empty array.
             previous_observation: Previous step's observation for two-frame models, same
                 shape as ``observation``; ``None`` feeds ``observation`` (episode start).
                 Ignored by one-frame models.
@@ -310,7 +323,10 @@ class OnnxActor:
         observation = np.asarray(observation)
         single = observation.ndim == 1
         obs = np.atleast_2d(observation)
-        goal = np.atleast_2d(np.asarray(desired_goal))
+        if self.goal_dim == 0 and (desired_goal is None or np.size(desired_goal) == 0):
+            goal = np.zeros((obs.shape[0], 0))
+        else:
+            goal = np.atleast_2d(np.asarray(desired_goal))
         prev = obs if previous_observation is None else np.atleast_2d(previous_observation)
         for label, array, dim in (
             ('observation', obs, self.obs_dim),

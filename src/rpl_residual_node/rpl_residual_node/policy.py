@@ -41,13 +41,14 @@ class ResidualPolicy:
         self._previous = None
 
     def __call__(
-        self, observation: np.ndarray, desired_goal: np.ndarray, base_action: np.ndarray
+        self, observation: np.ndarray, desired_goal: np.ndarray | None, base_action: np.ndarray
     ) -> np.ndarray:
         """Command for one step.
 
         Args:
             observation: Shape (obs_dim,) or (N, obs_dim).
-            desired_goal: Shape (goal_dim,) or (N, goal_dim).
+            desired_goal: Shape (goal_dim,) or (N, goal_dim); None or empty for a
+                fixed-goal task (goal_dim 0).
             base_action: Shape (action_dim,) or (N, action_dim).
 
         Returns:
@@ -56,7 +57,7 @@ class ResidualPolicy:
         return self.mix(observation, desired_goal, base_action)[0]
 
     def mix(
-        self, observation: np.ndarray, desired_goal: np.ndarray, base_action: np.ndarray
+        self, observation: np.ndarray, desired_goal: np.ndarray | None, base_action: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Like ``__call__`` but also return the applied residual (zeros where it fell back).
 
@@ -67,7 +68,10 @@ class ResidualPolicy:
         single = base.ndim == 1
         base = np.atleast_2d(base)
         obs = np.atleast_2d(np.asarray(observation, dtype=np.float64))
-        goal = np.atleast_2d(np.asarray(desired_goal, dtype=np.float64))
+        if desired_goal is None or np.size(desired_goal) == 0:  # a fixed-goal task
+            goal = np.zeros((obs.shape[0], 0))
+        else:
+            goal = np.atleast_2d(np.asarray(desired_goal, dtype=np.float64))
         action_dim = base.shape[1]
 
         base_ok = np.all(np.isfinite(base), axis=1)

@@ -4,8 +4,10 @@ The graph takes ``observation`` float32 (N, obs_dim), ``desired_goal`` float32
 (N, goal_dim) and, for two-frame actors, ``previous_observation`` float32 (N, obs_dim), and
 returns ``residual`` float32 (N, action_dim) = scale * tanh(f(norm(clip(o)), norm(clip(g)))),
 in action units. Clipping, normalisation and scale are inside the graph; opset 17; the
-batch axis N is dynamic. The file is written atomically (temporary file + rename) so a
-hot-reloading residual node never reads half a model.
+batch axis N is dynamic. A fixed-goal actor (``goal_dim`` 0) has no ``desired_goal``
+input: the graph takes ``observation`` [and ``previous_observation``] only. The file is
+written atomically (temporary file + rename) so a hot-reloading residual node never reads
+half a model.
 
 Its ``metadata_props`` say what it is (:mod:`rpl_residual_node.model_identity`): the project
 version, task, controller, observation / goal / action field names (JSON lists), residual
@@ -67,6 +69,25 @@ class ResidualModel(nn.Module):
         return self.scale * self.actor(observation, desired_goal, previous_observation)
 
 
+class _FixedGoalModel(nn.Module):
+    """The graph of a fixed-goal actor (goal_dim 0): no ``desired_goal`` input."""
+
+    def __init__(self, model: ResidualModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, observation: torch.Tensor, previous_observation: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(N, obs_dim)[, (N, obs_dim)] -> (N, action_dim)."""
+        empty = observation[:, :0]  # (N, 0): the actor does not read it
+        return self.model(observation, empty, previous_observation)
+
+
+def _has_goal(model: ResidualModel) -> bool:
+    return model.actor.dims.goal_dim > 0
+
+
 def _example_inputs(model: ResidualModel, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
     """Inputs spread like the data the normalisers saw: mean + 2 * std * N(0, 1)."""
     generator = torch.Generator().manual_seed(seed)
@@ -77,15 +98,15 @@ def _example_inputs(model: ResidualModel, batch: int, seed: int) -> tuple[torch.
         noise = torch.randn(batch, norm.mean.shape[0], generator=generator)
         return norm.mean + 2.0 * norm.std * noise
 
-    inputs = [draw(obs_norm), draw(goal_norm)]
+    inputs = [draw(obs_norm), draw(goal_norm)] if _has_goal(model) else [draw(obs_norm)]
     if actor.two_frame:
         inputs.append(draw(obs_norm))
     return tuple(inputs)
 
 
-def input_names(two_frame: bool) -> list[str]:
-    """Graph input names in order."""
-    names = [OBSERVATION, DESIRED_GOAL]
+def input_names(two_frame: bool, has_goal: bool = True) -> list[str]:
+    """Graph input names in order (no ``desired_goal`` for a fixed-goal actor)."""
+    names = [OBSERVATION, DESIRED_GOAL] if has_goal else [OBSERVATION]
     return names + [PREVIOUS_OBSERVATION] if two_frame else names
 
 
@@ -99,10 +120,10 @@ def task_identity(spec: Any, controller: str, **facts: object) -> ModelIdentity:
         facts: ``residual_scale``, ``training_steps``, ``eval_success`` (see
             :class:`rpl_residual_node.model_identity.ModelIdentity`).
     """
-    from rpl_sim_bridge.bridge import observation_layout
+    from rpl_interfaces import contract
 
     actions = tuple(spec.action_fields)  # as the task declares them
-    names = observation_layout(spec).fields
+    names = contract.observation_fields(spec.obs_fields, spec.goal_fields)
     stack = StackIdentity.of_task(spec, controller, names, actions)
     return ModelIdentity.for_stack(stack, **facts)
 
@@ -134,13 +155,14 @@ def export_onnx(
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = ResidualModel(actor, scale)
-    names = input_names(actor.two_frame)
+    names = input_names(actor.two_frame, _has_goal(model))
     example = _example_inputs(model, batch=2, seed=0)
+    graph = model if _has_goal(model) else _FixedGoalModel(model)
     tmp = path.with_name(f'.{path.name}.tmp')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            model,
+            graph,
             example,
             str(tmp),
             input_names=names,
@@ -173,10 +195,11 @@ def max_abs_difference(
 ) -> float:
     """Largest |onnxruntime - torch| over random inputs of a batch (the export check)."""
     inputs = _example_inputs(model, batch=batch, seed=seed)
+    graph = model if _has_goal(model) else _FixedGoalModel(model)
     with torch.no_grad():
-        expected = model(*inputs).numpy()
+        expected = graph(*inputs).numpy()
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    names = input_names(model.actor.two_frame)
+    names = input_names(model.actor.two_frame, _has_goal(model))
     feeds = {name: x.numpy().astype(np.float32) for name, x in zip(names, inputs, strict=True)}
     (got,) = session.run([RESIDUAL], feeds)
     return float(np.max(np.abs(got - expected)))

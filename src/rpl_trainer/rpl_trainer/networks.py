@@ -16,7 +16,8 @@ from rpl_trainer.normalizer import Normalize
 
 
 class Dims(NamedTuple):
-    """Sizes of a goal task's vectors."""
+    """Sizes of a task's vectors; ``goal_dim`` 0 for a fixed-goal task (the networks then
+    see the observation only, and their goal input is an empty (batch, 0) tensor)."""
 
     obs_dim: int
     goal_dim: int
@@ -48,12 +49,14 @@ class _GoalConditioned(nn.Module):
         self, obs: torch.Tensor, goal: torch.Tensor, prev_obs: torch.Tensor | None
     ) -> torch.Tensor:
         """Normalised [o, g] of shape (batch, obs+goal), or (2 * batch, ...) for two frames
-        (current frame first, then the previous one)."""
+        (current frame first, then the previous one); [o] for a fixed-goal task."""
         if self.two_frame:
             if prev_obs is None:
                 raise ValueError('a two-frame network needs prev_obs (batch, obs_dim)')
             obs = torch.cat([obs, prev_obs], dim=0)
             goal = torch.cat([goal, goal], dim=0)
+        if self.dims.goal_dim == 0:  # fixed goal: the goal input is empty and not used
+            return self.obs_norm(obs)
         return torch.cat([self.obs_norm(obs), self.goal_norm(goal)], dim=-1)
 
     def _average_frames(self, out: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,138 @@
+"""A fixed-goal task (no goal fields) end to end without MuJoCo: its spec, the observation
+layout, the zero controller, an actor exported with goal_dim 0, the ONNX loader, the
+in-process policy and the residual mixer; a model with goals on its stream is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import fixed_goal_task
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from rpl_base_controllers.registry import controller_info, make_controller
+from rpl_interfaces import contract
+from rpl_residual_node import decision as dec
+from rpl_residual_node.mixer import ResidualMixer
+from rpl_residual_node.mixing import ResidualConfig
+from rpl_residual_node.onnx_actor import ModelError, OnnxActor
+from rpl_residual_node.policy import ResidualPolicy
+from rpl_trainer.export import export_onnx, task_identity
+from rpl_trainer.networks import Actor, Dims
+
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
+SPEC = fixed_goal_task.register()
+NO_GOAL = np.zeros(0)
+
+
+def _actor(dims: Dims, two_frame: bool = False) -> Actor:
+    torch.manual_seed(0)
+    actor = Actor(dims, 32, 2, obs_clip=200.0, norm_clip=5.0, zero_last=False, two_frame=two_frame)
+    rng = np.random.default_rng(0)
+    actor.obs_norm.set_stats(rng.normal(0, 1, dims.obs_dim), rng.uniform(0.1, 2.0, dims.obs_dim))
+    with torch.no_grad():
+        actor.body[-1].weight.mul_(5.0)
+    return actor
+
+
+def _torch_residual(actor: Actor, obs: np.ndarray, prev: np.ndarray | None = None) -> np.ndarray:
+    with torch.no_grad():
+        o = torch.tensor(np.atleast_2d(obs), dtype=torch.float32)
+        p = None if prev is None else torch.tensor(np.atleast_2d(prev), dtype=torch.float32)
+        return 2.0 * actor(o, o[:, :0], p).numpy()
+
+
+def _export(tmp_path, dims: Dims, spec=SPEC, two_frame: bool = False):
+    actor = _actor(dims, two_frame)
+    identity = task_identity(spec, 'zero', residual_scale=2.0)
+    path = export_onnx(actor, tmp_path / f'{spec.name}.onnx', scale=2.0, identity=identity)
+    return actor, path
+
+
+def test_the_spec_layout_and_zero_controller_of_a_fixed_goal_task():
+    assert (SPEC.obs_dim, SPEC.goal_dim, SPEC.action_dim) == (20, 0, 7)
+    assert SPEC.goal_fields == () and not SPEC.has_goal
+    names = contract.observation_fields(SPEC.obs_fields, SPEC.goal_fields)
+    layout = contract.split_observation_fields(names)
+    assert (layout.obs_dim, layout.goal_dim, layout.goal_fields) == (20, 0, ())
+    assert SPEC.name in controller_info('zero').tasks
+    zero = make_controller('zero', task=SPEC.name)
+    np.testing.assert_array_equal(zero(np.ones(20), NO_GOAL), np.zeros(7))
+    assert zero.act_batch(np.ones((3, 20)), np.zeros((3, 0))).shape == (3, 7)
+    with pytest.raises(ValueError, match='^desired_goal must have 0 entries, got 3$'):
+        zero(np.ones(20), np.ones(3))
+
+
+@pytest.mark.parametrize('two_frame', [False, True])
+def test_a_goal_free_export_loads_and_matches_torch(tmp_path, two_frame):
+    actor, path = _export(tmp_path, Dims(20, 0, 7), two_frame=two_frame)
+    inputs = [i.name for i in onnx.load(str(path)).graph.input]
+    assert inputs == ['observation', *(['previous_observation'] if two_frame else [])]
+    loaded = OnnxActor.load(path, obs_dim=20, goal_dim=0, action_dim=7)
+    assert (loaded.obs_dim, loaded.goal_dim, loaded.action_dim) == (20, 0, 7)
+    assert loaded.identity.goal_fields == () and loaded.identity.task == SPEC.name
+    rng = np.random.default_rng(3)
+    obs, prev = rng.normal(0, 2, (5, 20)), rng.normal(0, 2, (5, 20))
+    expected = _torch_residual(actor, obs, prev if two_frame else None)
+    np.testing.assert_allclose(loaded(obs, np.zeros((5, 0)), prev), expected, atol=1e-5)
+    np.testing.assert_allclose(loaded(obs, None, prev), expected, atol=1e-5)
+    one = _torch_residual(actor, obs[0], obs[0] if two_frame else None)[0]
+    np.testing.assert_allclose(loaded(obs[0], NO_GOAL), one, atol=1e-5)
+    assert np.abs(expected).max() > 0.1
+    with pytest.raises(ModelError) as info:
+        OnnxActor.load(path, obs_dim=20, goal_dim=3)
+    assert str(info.value) == (
+        f"model {path}: has no 'desired_goal' input (a fixed-goal model) but 3 goal "
+        'features were expected'
+    )
+
+
+def test_the_policy_and_the_mixer_give_base_plus_residual(tmp_path):
+    actor, path = _export(tmp_path, Dims(20, 0, 7))
+    config = ResidualConfig(model_path=str(path), action_low=-2.0, action_high=2.0)
+    rng = np.random.default_rng(4)
+    obs = rng.normal(0, 1, 20)
+    base = rng.uniform(-0.5, 0.5, 7)
+    residual = np.clip(_torch_residual(actor, obs)[0], -2.0, 2.0)
+    expected = np.clip(base + residual, -2.0, 2.0)
+
+    policy = ResidualPolicy(OnnxActor.load(path), config)
+    np.testing.assert_allclose(policy(obs, None, base), expected, atol=1e-5)
+    np.testing.assert_allclose(policy(obs, NO_GOAL, base), expected, atol=1e-5)
+
+    notes: list[tuple[str, str]] = []
+    mixer = ResidualMixer(config, on_model_note=lambda *note: notes.append(note))
+    assert mixer.actor is not None and mixer.actor.goal_dim == 0
+    mixer.note_observation_source(SPEC.name, SPEC.obs_fields, SPEC.goal_fields)
+    mixer.note_base_action_source('zero', SPEC.action_fields)
+    assert mixer.add_observation(0, 0, obs, NO_GOAL) is None
+    decision = mixer.add_base_action(0, 0, base, SPEC.action_fields)
+    assert (decision.reason, decision.source) == (dec.OK, 'residual')
+    assert decision.fields == SPEC.action_fields
+    np.testing.assert_allclose(decision.command, expected, atol=1e-5)
+    np.testing.assert_allclose(decision.residual, residual, atol=1e-5)
+    assert notes == []
+
+
+def test_a_model_with_goals_on_a_fixed_goal_stream_is_refused_with_one_line(tmp_path):
+    with_goal = dataclasses.replace(SPEC, goal_dim=3, goal_fields=('x', 'y', 'z'))
+    _, path = _export(tmp_path, Dims(20, 3, 7), spec=with_goal)
+    notes: list[tuple[str, str]] = []
+    config = ResidualConfig(model_path=str(path), action_low=-2.0, action_high=2.0)
+    mixer = ResidualMixer(config, on_model_note=lambda *note: notes.append(note))
+    mixer.note_observation_source(SPEC.name, SPEC.obs_fields, SPEC.goal_fields)
+    mixer.note_base_action_source('zero', SPEC.action_fields)
+    mixer.add_observation(0, 0, np.ones(20), NO_GOAL)
+    base = np.full(7, 0.25)
+    decision = mixer.add_base_action(0, 0, base, SPEC.action_fields)
+    assert (decision.reason, decision.source) == (dec.MODEL_MISMATCH, 'base')
+    np.testing.assert_array_equal(decision.command, base)
+    assert mixer.mismatch == (
+        "goal fields differ (the model takes goal fields ['x', 'y', 'z'], the stream has "
+        'none (fixed goal))'
+    )
+    [(level, line)] = notes
+    assert level == 'error' and '\n' not in line and 'fixed goal' in line
