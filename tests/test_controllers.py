@@ -421,3 +421,19 @@ def test_sequenced_planner_gives_the_same_actions_with_foreign_messages_interlea
         return actions
 
     np.testing.assert_array_equal(run(True), run(False))
+
+
+def test_sequenced_controller_a_terminal_observation_is_not_a_step():
+    """The terminal observation o_T (step T after the last step T - 1) gets no action, the
+    controller is not called and the sequence goes on as if it had not come."""
+    controller = Counting()
+    sequencer = SequencedController(controller)
+    assert [ask(sequencer, 0, k, 0.5)[0][0] for k in range(2)] == [1, 2]
+    payload = np.full(4, 0.7)
+    terminal = sequencer.answer(0, 2, payload, payload[:1], payload[1:], terminal=True)
+    assert terminal == (None, 'terminal') and controller.calls == 2
+    assert ask(sequencer, 0, 1, 0.5) == (pytest.approx([2, 0.5, 0, 0]), 'repeat')
+    # Had o_T been answered as step 2, step 2 would be a repeat or an 'again'.
+    assert ask(sequencer, 0, 2, 0.7) == (pytest.approx([3, 0.7, 0, 0]), 'next')
+    assert ask(sequencer, 1, 0, 0.1) == (pytest.approx([1, 0.1, 0, 0]), 'start')
+    assert sequencer.counts['terminal'] == 1

@@ -377,3 +377,54 @@ def test_controller_node_other_step_ids_and_invalid_messages_never_reset_its_sta
         probe.node.destroy_publisher(observations)
         stop_process(proc)
     assert proc.returncode in (0, -15), proc.stdout.read()
+
+
+@pytest.mark.integration
+def test_controller_node_does_not_answer_a_terminal_observation(probe, repo_root):
+    """The terminal observation o_T (step T, frame_id 'push/terminal') gets no base action
+    and is not a rejection (before: its frame_id was taken for an unknown task); the next
+    episode's step 0 is answered."""
+    probe.clear()
+    name = 'terminal_check'
+    proc = subprocess.Popen(
+        [str(BIN / 'controller_node'), *ros_args(NS, 'controller:=zero'), '-r', f'__node:={name}'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    observations = probe.publisher(contract.OBSERVATION)
+    try:
+        fields = observation_layout(task_spec('push')).fields
+        values = np.random.default_rng(1).uniform(-1.0, 1.0, len(fields))
+
+        def send(episode, step, tag):
+            vec = StampedVector(episode, step, values, 0, tag)
+            observations.publish(encode(JointState(), vec, fields))
+            probe.spin_until(lambda: False, 0.05)
+
+        def answered(episode, step):
+            return [a for a in probe.base_actions if (a.episode, a.step) == (episode, step)]
+
+        warm_up = 0  # until the node answers: step 0 of episodes 100, 101, ...
+        while not any(a.tag == 'zero' for a in probe.base_actions):
+            assert warm_up < 200, 'controller node never answered'
+            send(100 + warm_up, 0, 'push')
+            warm_up += 1
+        send(0, 49, 'push')  # the last step of an episode
+        send(0, EPISODE_STEPS, contract.terminal_tag('push'))  # its o_T
+        send(1, 0, 'push')  # the next episode's first step
+        assert probe.spin_until(lambda: answered(1, 0), 5.0), 'step 0 after o_T not answered'
+        node = f'{NS}/{name}'
+
+        def reported() -> bool:
+            diag = probe.diagnostics.get(node, {})
+            return (diag.get('episode'), diag.get('step')) == ('1', '0')
+
+        assert probe.spin_until(reported, 5.0), probe.diagnostics.get(node)
+        diag = probe.diagnostics[node]
+        assert answered(0, EPISODE_STEPS) == [] and len(answered(0, 49)) == 1
+        assert diag['rejected'] == '0' and diag['terminal_observations'] == '1', diag
+    finally:
+        probe.node.destroy_publisher(observations)
+        stop_process(proc)
+    assert proc.returncode in (0, -15), proc.stdout.read()

@@ -168,6 +168,11 @@ class SequencedController:
     differently); with another payload, the later one wins: it is computed again from the
     state before that step.
 
+    The terminal observation o_T (step T after an episode's last step T - 1, see
+    :func:`rpl_interfaces.contract.is_terminal`) is not a step: it gets no action, the
+    controller is not called and no state or answer changes, so the next episode's step 0
+    (and a repeated step T - 1) is answered as if it had not come.
+
     Args:
         controller: The controller (its state is swapped in and out here).
         history: Answers kept (covers that many interleaved messages of other steps).
@@ -186,7 +191,8 @@ class SequencedController:
         payload: np.ndarray,
         observation: np.ndarray,
         desired_goal: np.ndarray,
-    ) -> tuple[np.ndarray, str]:
+        terminal: bool = False,
+    ) -> tuple[np.ndarray | None, str]:
         """Action for observation (episode, step).
 
         Args:
@@ -195,17 +201,22 @@ class SequencedController:
             payload: The whole observation payload (identifies a repetition).
             observation: ``(obs_dim,)`` part of it.
             desired_goal: ``(3,)`` part of it.
+            terminal: It is the terminal observation o_T (its tag says so): not answered.
 
         Returns:
             The action (do not modify it) and the kind of answer: 'repeat' (same step,
             same payload), 'again' (same step, another payload), 'next' (the step after an
             answered one), 'start' (step 0) or 'jump' (no predecessor answered: a late
             start, a lost observation or a foreign message; computed from the newest
-            earlier step of the episode, else from a reset).
+            earlier step of the episode, else from a reset). ``(None, 'terminal')`` for a
+            terminal observation: nothing to send, nothing changed.
 
         Raises:
             ValueError: The controller refused the input (no state is changed).
         """
+        if terminal:
+            self.counts['terminal'] += 1
+            return None, 'terminal'
         index = self._find(episode, step)
         if index is not None and np.array_equal(self._answers[index].payload, payload):
             self.counts['repeat'] += 1

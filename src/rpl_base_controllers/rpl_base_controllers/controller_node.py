@@ -16,7 +16,10 @@ controller keeps state between calls, so a second call could answer differently 
 the episode), a message with another step id (forged, or a restarted sim) never resets or
 changes the state the real sequence builds on, and a later valid message for the same step
 wins. An invalid message (undecodable, non-finite, unknown task) changes nothing; a message
-naming another task gets a controller of its own.
+naming another task gets a controller of its own. The terminal observation o_T (``frame_id``
+``<task>/terminal``, :func:`rpl_interfaces.contract.is_terminal`, published after an
+episode's last step) is not answered: no base action, not a rejection, the controller's
+state untouched (counted as ``terminal_observations`` in /diagnostics).
 
 The controller's own typed parameters (:attr:`rpl_base_controllers.registry.ControllerInfo.
 params`, e.g. ``carry_gain``) are declared as ROS parameters of the node under their names,
@@ -119,6 +122,7 @@ class ControllerNode(RplNode):
         self._repeated = 0
         self._out_of_sequence = 0  # answers without an answered predecessor ('jump')
         self._rejected = 0
+        self._terminal = 0  # terminal observations o_T seen (never answered)
         self._compute_s = np.zeros(COMPUTE_WINDOW)  # ring buffer of the latest compute times
         self._period_actions = 0
         self._last_error = ''
@@ -173,8 +177,10 @@ class ControllerNode(RplNode):
 
     def _on_observation(self, msg: JointState) -> None:
         now = time.monotonic()
+        tag = msg.header.frame_id
+        terminal = contract.is_terminal(tag)
         try:
-            task = self.config.task or msg.header.frame_id
+            task = self.config.task or tag.removesuffix(contract.TERMINAL_SUFFIX)
             bound = self._bound.get(task) or self._bind_task(task)
             vec = decode(msg, bound.layout.fields)
             problem = check_payload(vec.values, len(bound.layout.fields))
@@ -192,6 +198,7 @@ class ControllerNode(RplNode):
                 vec.values,
                 vec.values[layout.observation],
                 vec.values[layout.desired_goal],
+                terminal=terminal,
             )
         except ValueError as exc:
             self._reject(
@@ -199,6 +206,9 @@ class ControllerNode(RplNode):
             )
             return
         elapsed = time.perf_counter() - start
+        if action is None:  # the terminal observation: no step to act in
+            self._terminal += 1
+            return
         problem = check_payload(action, len(bound.action_fields))
         if problem is not None:
             self._reject(f'controller output for step {vec.step} not published: {problem}', now)
@@ -244,6 +254,7 @@ class ControllerNode(RplNode):
             'compute_mean_us': f'{mean_us:.1f}',  # over the latest COMPUTE_WINDOW actions
             'compute_max_us': f'{max_us:.1f}',
             'rejected': self._rejected,
+            'terminal_observations': self._terminal,  # o_T after each episode, not answered
             'last_error': self._last_error,
         }
         level = 'warn' if self._last_error else 'ok'
