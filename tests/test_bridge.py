@@ -16,18 +16,10 @@ from sensor_msgs.msg import JointState
 
 from rpl_interfaces.codec import MessageError, StampedVector, encode
 from rpl_interfaces.contract import EPISODE_FIELDS
-from rpl_sim_bridge.bridge import (
-    LOCKSTEP,
-    REALTIME,
-    Due,
-    Handshake,
-    SimBridge,
-    SimBridgeConfig,
-    Source,
-    check_payload,
-    observation_layout,
-    startup_decision,
-)
+from rpl_sim_bridge.action_intake import Source, check_payload
+from rpl_sim_bridge.bridge import Due, Handshake, SimBridge
+from rpl_sim_bridge.bridge_config import LOCKSTEP, REALTIME, SimBridgeConfig, startup_decision
+from rpl_sim_bridge.episode_book import observation_layout
 from rpl_sim_bridge.tasks import TaskSpec, make_task
 
 STEPS = 4  # episode length used here (the real push task, shortened)
@@ -661,3 +653,61 @@ def test_the_last_episode_s_terminal_observation_comes_with_the_finished_outcome
     rejection = bridge.offer_base(0, STEPS, PUSH_LEFT, now=0.0)
     assert rejection is not None and rejection.kind == 'terminal'
     assert bridge.poll(now=100.0) is Due.WAIT
+
+
+class _PlanarReach:
+    """A point moved in the plane by (vx, vy) towards a goal named by the spec's goal_fields:
+    (x, y), or none (a fixed goal at the origin: no goal parts in the observation)."""
+
+    def __init__(self, goal_fields: tuple[str, ...]) -> None:
+        self.spec = TaskSpec(
+            name='planar_reach',
+            description='a point moved in the plane towards a goal (bridge test)',
+            obs_dim=2,
+            goal_dim=len(goal_fields),
+            action_dim=2,
+            max_episode_steps=2,
+            distance_threshold=0.05,
+            obs_fields=('point.x', 'point.y'),
+            action_low=-1.0,
+            action_high=1.0,
+            control_dt=0.04,
+            action_fields=('vx', 'vy'),
+            goal_fields=goal_fields,
+        )
+        self.point = np.zeros(2)
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        obs = {'observation': self.point.copy()}
+        if self.spec.goal_dim:
+            obs.update(achieved_goal=self.point.copy(), desired_goal=np.array([0.3, -0.1]))
+        return obs
+
+    def reset(self, seed=None):
+        self.point = np.zeros(2)
+        return self._obs(), {}
+
+    def step(self, action):
+        self.point = self.point + 0.1 * np.asarray(action)
+        return self._obs(), 0.0, False, False, {'is_success': 0.0, 'distance': 1.0}
+
+
+@pytest.mark.parametrize('goal_fields', [('x', 'y'), ()], ids=['planar goal', 'fixed goal'])
+def test_the_observation_names_its_goal_by_the_task_s_goal_fields(goal_fields):
+    task = _PlanarReach(goal_fields)
+    bridge = SimBridge(task, task.spec, SimBridgeConfig(episodes=1))
+    expected = (
+        'point.x',
+        'point.y',
+        *(f'achieved_goal.{g}' for g in goal_fields),
+        *(f'desired_goal.{g}' for g in goal_fields),
+    )
+    assert bridge.layout.fields == expected == observation_layout(task.spec).fields
+    assert bridge.layout.goal_dim == len(goal_fields)
+    bridge.begin(now=0.0)
+    for k in range(2):
+        assert bridge.offer_command(0, k, np.array([1.0, 0.5]), now=0.0) is None
+        outcome = bridge.advance(now=0.0)
+    assert outcome.finished
+    goal = [0.2, 0.1, 0.3, -0.1] if goal_fields else []
+    np.testing.assert_allclose(outcome.terminal, [0.2, 0.1, *goal])

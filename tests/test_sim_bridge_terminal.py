@@ -22,7 +22,8 @@ from sensor_msgs.msg import JointState
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import qos_profile
 from rpl_interfaces.codec import StampedVector, decode, encode
-from rpl_sim_bridge.bridge import LOCKSTEP, REALTIME, observation_layout
+from rpl_sim_bridge.bridge_config import LOCKSTEP, REALTIME
+from rpl_sim_bridge.episode_book import observation_layout
 from rpl_sim_bridge.tasks import task_spec
 
 pytestmark = pytest.mark.integration

@@ -1,8 +1,14 @@
-"""Pure core of the sim bridge: clock modes, action selection, fallbacks, episode results.
+"""Pure core of the sim bridge: when to step, with which action, and the fallbacks.
 
 The node (:mod:`rpl_sim_bridge.sim_bridge_node`) only converts messages and wires topics
 and timers; every decision is made here, without ROS, with time injected as an argument
 (seconds on any monotonic clock), so it is unit-tested with a fake clock.
+:class:`SimBridge` is the stepping state machine (handshake, response waits, silence,
+re-sends) and composes :class:`rpl_sim_bridge.action_intake.ActionIntake` (which received
+actions are accepted, and which one a step applies) and
+:class:`rpl_sim_bridge.episode_book.EpisodeBook` (the task, seeds, books, results and the
+terminal observation); its parameters are
+:class:`rpl_sim_bridge.bridge_config.SimBridgeConfig`.
 
 Which action is applied at step ``k`` of an episode:
 
@@ -55,206 +61,55 @@ An answer to it (a command or base action for that ``(episode, T)``) is rejected
 ``terminal`` and only counted.
 
 Messages of another episode, of a step outside the accepted window, of the wrong length or
-with non-finite values are rejected and counted; they never reach the simulator. Episode
-``i`` (0-based) is reset with seed ``seed + i``, the same rule as the in-process evaluator.
+with non-finite values are rejected and counted; they never reach the simulator (see
+:mod:`rpl_sim_bridge.action_intake`). Episode ``i`` (0-based) is reset with seed
+``seed + i``, the same rule as the in-process evaluator.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from rpl_interfaces.codec import StampedVector, decode
-from rpl_interfaces.contract import (
-    EpisodeResult,
-    ObservationLayout,
-    observation_fields,
-    split_observation_fields,
+from rpl_interfaces.contract import EpisodeResult
+from rpl_sim_bridge.action_intake import (
+    ActionIntake,
+    ActionSlot,
+    Rejection,
+    Source,
+    check_payload,
 )
-from rpl_interfaces.params import describe
-from rpl_sim_bridge.layout import GOAL_FIELDS
+from rpl_sim_bridge.bridge_config import LOCKSTEP, REALTIME, SimBridgeConfig, startup_decision
+from rpl_sim_bridge.episode_book import (
+    Counters,
+    EpisodeBook,
+    GoalTaskLike,
+    TaskSpecLike,
+    observation_layout,
+)
 from rpl_sim_bridge.pacing import LockstepPacer
 
-LOCKSTEP = 'lockstep'
-REALTIME = 'realtime'
-
-
-@dataclasses.dataclass(frozen=True)
-class SimBridgeConfig:
-    """Parameters of the sim bridge (defaults mirrored in ``config/sim_bridge.yaml``)."""
-
-    task: str = dataclasses.field(
-        default='push', metadata=describe('Registered task name (rpl_sim_bridge.tasks).')
-    )
-    seed: int = dataclasses.field(
-        default=0,
-        metadata=describe('Episode i is reset with seed + i.', range=(0, 2**31 - 1)),
-    )
-    episodes: int = dataclasses.field(
-        default=0,
-        metadata=describe(
-            'Episodes to run, then publish the last result and exit 0 (0 = forever).',
-            range=(0, 10**9),
-        ),
-    )
-    mode: str = dataclasses.field(
-        default=LOCKSTEP,
-        metadata=describe(
-            'lockstep: step when the command of the step arrives (deterministic); '
-            'realtime: step at rate_hz with zero-order hold of the latest command.',
-            choices=(LOCKSTEP, REALTIME),
-        ),
-    )
-    rate_hz: float = dataclasses.field(
-        default=25.0, metadata=describe('realtime: control rate, Hz.', range=(0.1, 1000.0))
-    )
-    lockstep_max_rate_hz: float = dataclasses.field(
-        default=0.0,
-        metadata=describe(
-            'lockstep: at most this many steps per second (the next observation waits); '
-            '0 = as fast as the nodes answer. Leaves CPU to a trainer on the same machine.',
-            range=(0.0, 10000.0),
-        ),
-    )
-    response_timeout_s: float = dataclasses.field(
-        default=10.0,
-        metadata=describe(
-            'lockstep: while the residual node (command publisher) is on the graph and '
-            'answering, wait at most this long after observation k for command k (and '
-            'while the controller is, for base action k), then fall back and treat that '
-            'node as silent until it answers again. A safety bound, not a pace: machine '
-            'load must not change an episode, s.',
-            range=(0.001, 600.0),
-        ),
-    )
-    resend_period_s: float = dataclasses.field(
-        default=1.0,
-        metadata=describe(
-            'lockstep, after the first step: while waiting for a live node past this, '
-            're-publish the observation this often (same values; the nodes answer a repeat '
-            'with the same action), so that a message lost by a stopped or restarted reader '
-            'costs no fallback, s.',
-            range=(0.001, 600.0),
-        ),
-    )
-    command_timeout_s: float = dataclasses.field(
-        default=0.05,
-        metadata=describe(
-            'lockstep, while the residual node is silent (missed response_timeout_s or '
-            'the start-up handshake and has not answered since): after the base action of '
-            'step k arrives, wait this long for the command of step k, then apply the '
-            'base action, s.',
-            range=(0.0, 60.0),
-        ),
-    )
-    step_timeout_s: float = dataclasses.field(
-        default=1.0,
-        metadata=describe(
-            'lockstep, while the controller is silent or off the graph: after publishing '
-            'observation k, wait at most this long for any action, then apply the zero '
-            'action, s.',
-            range=(0.001, 600.0),
-        ),
-    )
-    max_command_age_steps: int = dataclasses.field(
-        default=1,
-        metadata=describe(
-            'realtime: a command or base action for step k - n .. k is fresh at step k.',
-            range=(0, 1000),
-        ),
-    )
-    startup_timeout_s: float = dataclasses.field(
-        default=10.0,
-        metadata=describe(
-            'Wait at most this long for min_subscribers observation subscribers and a '
-            'command publisher before the first observation; lockstep: then at most this '
-            'long again for the first command (handshake), s.',
-            range=(0.0, 3600.0),
-        ),
-    )
-    handshake_period_s: float = dataclasses.field(
-        default=0.2,
-        metadata=describe(
-            'lockstep, before the first step, while a command publisher exists: re-publish '
-            'observation (episode 0, step 0) this often until its command arrives (no '
-            'fallback meanwhile; at most startup_timeout_s), s.',
-            range=(0.001, 60.0),
-        ),
-    )
-    min_subscribers: int = dataclasses.field(
-        default=2,
-        metadata=describe(
-            'Observation subscribers to wait for before the first step.',
-            range=(0, 1000),
-        ),
-    )
-    result_linger_s: float = dataclasses.field(
-        default=0.5,
-        metadata=describe(
-            'After the last episode, keep the node alive this long so results are delivered, s.',
-            range=(0.0, 60.0),
-        ),
-    )
-
-
-class GoalTaskLike(Protocol):
-    """What the bridge needs of a task (see ``rpl_sim_bridge.tasks.GoalTask``)."""
-
-    def reset(self, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
-
-    def step(
-        self, action: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]: ...
-
-
-class TaskSpecLike(Protocol):
-    """The fields of ``rpl_sim_bridge.tasks.TaskSpec`` the bridge reads."""
-
-    name: str
-    obs_dim: int
-    goal_dim: int
-    action_dim: int
-    max_episode_steps: int
-    obs_fields: tuple[str, ...]
-    action_low: float
-    action_high: float
-    action_fields: tuple[str, ...]
-
-
-def observation_layout(spec: TaskSpecLike) -> ObservationLayout:
-    """Payload layout of the ``observation`` topic for one task.
-
-    Payload = task ``obs_fields`` + ``achieved_goal.{x,y,z}`` + ``desired_goal.{x,y,z}``
-    (block position and goal, m, world frame); see
-    :func:`rpl_interfaces.contract.observation_fields`.
-    """
-    return split_observation_fields(observation_fields(spec.obs_fields, GOAL_FIELDS))
-
-
-def check_payload(values: np.ndarray, dim: int) -> str | None:
-    """Why a received payload cannot be used, or None if it can.
-
-    Args:
-        values: Received payload, expected shape (dim,).
-        dim: Expected length.
-    """
-    if values.shape != (dim,):
-        return f'expected {dim} values, got shape {values.shape}'
-    if not np.isfinite(values).all():
-        return f'non-finite values {values.tolist()}'
-    return None
-
-
-class Source(enum.Enum):
-    """Where the action applied at a step came from."""
-
-    COMMAND = 'command'  # the command of this step
-    HELD = 'held'  # realtime: a fresh command of an earlier step (zero-order hold)
-    BASE = 'base'  # fallback: the base action (no usable command)
-    ZERO = 'zero'  # fallback: the safe zero action (nothing usable)
+# Names other packages import from here (their homes are the modules above).
+__all__ = [
+    'LOCKSTEP',
+    'REALTIME',
+    'Counters',
+    'Due',
+    'GoalTaskLike',
+    'Handshake',
+    'Rejection',
+    'SimBridge',
+    'SimBridgeConfig',
+    'Source',
+    'StepOutcome',
+    'TaskSpecLike',
+    'check_payload',
+    'observation_layout',
+    'startup_decision',
+]
 
 
 class Handshake(enum.Enum):
@@ -275,43 +130,6 @@ class Due(enum.Enum):
     STEP = 'step'  # call :meth:`SimBridge.advance`
 
 
-class Rejection(NamedTuple):
-    """A message that was not accepted.
-
-    Attributes:
-        kind: 'malformed' (undecodable, wrong length, non-finite), 'stale' (another
-            episode, or a step outside the accepted window) or 'late' (lockstep: a base
-            action or command for a step the bridge already took: normal, as command k
-            usually arrives before base action k and a re-sent observation is answered
-            again; counted, not logged) or 'terminal' (an answer to a terminal observation,
-            which expects none; counted, not logged).
-        reason: One sentence for the log.
-    """
-
-    kind: str
-    reason: str
-
-
-@dataclasses.dataclass
-class Counters:
-    """Running totals over the whole run (reported on /diagnostics)."""
-
-    steps: int = 0
-    episodes: int = 0
-    commands: int = 0
-    held: int = 0
-    fallback_base: int = 0
-    fallback_zero: int = 0
-    rejected_malformed: int = 0
-    rejected_stale: int = 0
-    late_base: int = 0
-    handshake_resends: int = 0
-    response_timeouts: int = 0  # lockstep: a node on the graph missed response_timeout_s
-    resends: int = 0  # lockstep, after the handshake: observations re-sent while waiting
-    late_commands: int = 0  # commands for a step already taken (e.g. answers to a re-send)
-    terminal_answers: int = 0  # commands or base actions for a terminal observation (unused)
-
-
 class StepOutcome(NamedTuple):
     """What one simulator step produced.
 
@@ -330,48 +148,6 @@ class StepOutcome(NamedTuple):
     terminal: np.ndarray | None = None
 
 
-class _Slot:
-    """The newest accepted action of one topic: (episode, step, values, arrival time)."""
-
-    __slots__ = ('episode', 'step', 'values', 'arrived')
-
-    def __init__(self, action_dim: int) -> None:
-        self.episode = -1
-        self.step = -1
-        self.values = np.zeros(action_dim)
-        self.arrived = 0.0
-
-    def clear(self) -> None:
-        self.episode = -1
-        self.step = -1
-
-    def store(self, episode: int, step: int, values: np.ndarray, now: float) -> None:
-        self.episode, self.step, self.arrived = episode, step, now
-        self.values[:] = values
-
-
-def startup_decision(
-    subscribers: int, command_publishers: int, elapsed_s: float, config: SimBridgeConfig
-) -> str | None:
-    """Whether the bridge may publish its first observation yet (both clock modes).
-
-    Args:
-        subscribers: Matched subscribers of the observation topic.
-        command_publishers: Matched publishers of the command topic.
-        elapsed_s: Time since the node started waiting, s.
-        config: Bridge parameters.
-
-    Returns:
-        None to keep waiting, 'ready' when the graph is complete, or 'timeout' when the
-        wait is over without it (start anyway and say so).
-    """
-    if subscribers >= config.min_subscribers and command_publishers > 0:
-        return 'ready'
-    if elapsed_s >= config.startup_timeout_s:
-        return 'timeout'
-    return None
-
-
 class SimBridge:
     """Runs episodes of a goal task, fed by commands, base actions and a clock.
 
@@ -379,8 +155,8 @@ class SimBridge:
     :meth:`offer_command` / :meth:`offer_base` and call :meth:`advance` when
     :meth:`ready` (lockstep), when :meth:`poll` at :meth:`deadline` says so (lockstep; it
     may also ask to publish the observation again) or every tick (realtime). After each
-    :meth:`advance` publish the result (if any) and, unless finished, the new
-    :meth:`observation`.
+    :meth:`advance` publish the terminal observation and the result (if the episode ended)
+    and, unless finished, the new :meth:`observation`.
 
     Attributes:
         command_source_present: Whether a command publisher is on the graph (set by the
@@ -404,48 +180,44 @@ class SimBridge:
             config: Bridge parameters.
         """
         self.task, self.spec, self.config = task, spec, config
-        self.layout = observation_layout(spec)
         self.counters = Counters()
+        self._lockstep = config.mode == LOCKSTEP
+        self._book = EpisodeBook(task, spec, config.seed, config.episodes, self.counters)
+        self.layout = self._book.layout
+        self._intake = ActionIntake(
+            spec.action_dim,
+            self._book,
+            self.counters,
+            self._lockstep,
+            config.max_command_age_steps,
+        )
         self.command_source_present = True
         self.base_source_present = True
         self.handshake = Handshake.OFF
         self.silenced: tuple[str, ...] = ()
         self._command_silent = False  # lockstep: the residual node missed a response
         self._base_silent = False  # lockstep: the controller missed a response
-        self._lockstep = config.mode == LOCKSTEP
         self.pacer = LockstepPacer(config.lockstep_max_rate_hz if self._lockstep else 0.0)
         self._handshake_until = 0.0  # the handshake gives up at this time, s
         self._resend_at = 0.0  # the next re-send of observation (0, 0) is due then, s
-        self._command = _Slot(spec.action_dim)
-        self._base = _Slot(spec.action_dim)
-        self._zero = np.zeros(spec.action_dim)
-        self._action = np.zeros(spec.action_dim)
-        self._obs = np.zeros(len(self.layout.fields))
-        self._episode = 0
-        self._step = 0
         self._published_at = 0.0
         self._next_resend = 0.0  # lockstep: the next re-send of a waiting observation, s
-        self._finished = False
-        self._terminal_key = (-1, -1)  # (episode, step) of the latest terminal observation
-        self._return = 0.0
-        self._ep_fallback_base = 0
-        self._ep_fallback_zero = 0
 
     # --- state -------------------------------------------------------------------------
     @property
     def episode(self) -> int:
         """Id of the running episode (0-based)."""
-        return self._episode
+        return self._book.episode
 
     @property
     def step(self) -> int:
         """Step index of the latest observation (the step whose action is awaited)."""
-        return self._step
+        return self._book.step
 
     @property
     def finished(self) -> bool:
         """True once ``config.episodes`` episodes have run (never when episodes == 0)."""
-        return self._finished
+        return self._book.finished
 
     @property
     def action_fields(self) -> tuple[str, ...]:
@@ -462,11 +234,11 @@ class SimBridge:
 
     def observation(self) -> np.ndarray:
         """Payload of the latest observation, (len(layout.fields),) float64, a copy."""
-        return self._obs.copy()
+        return self._book.observation()
 
     def episode_seed(self, episode: int) -> int:
         """Reset seed of episode ``episode``: ``config.seed + episode``."""
-        return self.config.seed + episode
+        return self._book.episode_seed(episode)
 
     @property
     def handshaking(self) -> bool:
@@ -482,7 +254,7 @@ class SimBridge:
                 more starts the handshake (until ``now + startup_timeout_s``). None = not
                 known: no handshake, :attr:`command_source_present` left as it is.
         """
-        self._reset_episode(0, now)
+        self._start_episode(0, now)
         if command_publishers is not None:
             self.command_source_present = command_publishers > 0
         if self._lockstep and command_publishers:
@@ -499,7 +271,7 @@ class SimBridge:
         Returns:
             None if accepted, else a :class:`Rejection` (already counted).
         """
-        return self._offer(self._command, 'command', episode, step, values, now)
+        return self._offer(self._intake.command, 'command', episode, step, values, now)
 
     def offer_base(
         self, episode: int, step: int, values: np.ndarray, now: float
@@ -509,57 +281,22 @@ class SimBridge:
         Returns:
             None if accepted, else a :class:`Rejection` (already counted).
         """
-        return self._offer(self._base, 'base action', episode, step, values, now)
+        return self._offer(self._intake.base, 'base action', episode, step, values, now)
 
     def reject_malformed(self, what: str, reason: str) -> Rejection:
         """Count a message that could not even be decoded; returns the rejection."""
-        self.counters.rejected_malformed += 1
-        return Rejection('malformed', f'{what}: {reason}')
+        return self._intake.reject_malformed(what, reason)
 
     def _offer(
-        self, slot: _Slot, what: str, episode: int, step: int, values: np.ndarray, now: float
+        self, slot: ActionSlot, what: str, episode: int, step: int, values: np.ndarray, now: float
     ) -> Rejection | None:
-        problem = check_payload(values, self.spec.action_dim)
-        if problem is not None:
-            return self.reject_malformed(f'{what} (episode {episode}, step {step})', problem)
-        if (episode, step) == self._terminal_key:
-            self.counters.terminal_answers += 1
-            return Rejection(
-                'terminal',
-                f'{what} for the terminal observation (episode {episode}, step {step}): '
-                'none is expected',
-            )
-        if self._lockstep:
-            lo = self._step
-        else:
-            lo = self._step - self.config.max_command_age_steps
-        if self._lockstep and self._already_taken(episode, step):
-            if slot is self._base:
-                self.counters.late_base += 1
-            else:
-                self.counters.late_commands += 1
-            return Rejection('late', f'{what} for (episode {episode}, step {step}) came late')
-        if self._finished or episode != self._episode or not lo <= step <= self._step:
-            self.counters.rejected_stale += 1
-            return Rejection(
-                'stale',
-                f'{what} for (episode {episode}, step {step}) does not match the bridge at '
-                f'(episode {self._episode}, step {self._step})',
-            )
-        if slot.episode == episode and step < slot.step:
-            self.counters.rejected_stale += 1  # realtime: an older one than already held
-            return Rejection('stale', f'{what} for step {step} is older than step {slot.step}')
-        slot.store(episode, step, values, now)
-        if step == self._step:  # the node answers again
-            if slot is self._command:
+        rejection = self._intake.offer(slot, what, episode, step, values, now)
+        if rejection is None and step == self._book.step:  # the node answers again
+            if slot is self._intake.command:
                 self._command_silent = False
             else:
                 self._base_silent = False
-        return None
-
-    def _already_taken(self, episode: int, step: int) -> bool:
-        """(episode, step) is a step this bridge has already simulated."""
-        return episode < self._episode or (episode == self._episode and step < self._step)
+        return rejection
 
     # --- lockstep timing ---------------------------------------------------------------
     def observation_sent(self, now: float) -> None:
@@ -589,11 +326,12 @@ class SimBridge:
     def ready(self) -> bool:
         """Lockstep: the step can be taken now (command here, or base here and no command
         source on the graph)."""
-        if self._finished:
+        if self._book.finished:
             return False
-        if self._is_current(self._command):
+        intake = self._intake
+        if intake.is_current(intake.command):
             return True
-        return not self.command_source_present and self._is_current(self._base)
+        return not self.command_source_present and intake.is_current(intake.base)
 
     def deadline(self) -> float:
         """Lockstep: the time at which the step is taken with a fallback action (during the
@@ -603,14 +341,15 @@ class SimBridge:
         cfg = self.config
         if self._awaiting_response():
             return min(self._published_at + cfg.response_timeout_s, self._next_resend)
-        if self._is_current(self._base):
-            return self._base.arrived + cfg.command_timeout_s
+        base = self._intake.base
+        if self._intake.is_current(base):
+            return base.arrived + cfg.command_timeout_s
         return self._published_at + cfg.step_timeout_s
 
     def _awaiting_response(self) -> bool:
         """A live node is awaited: the command, or (no base action yet) the base action."""
         return self._awaiting_command() or (
-            self._awaiting_base() and not self._is_current(self._base)
+            self._awaiting_base() and not self._intake.is_current(self._intake.base)
         )
 
     def poll(self, now: float) -> Due:
@@ -627,7 +366,7 @@ class SimBridge:
             STEP when the step is to be taken now, RESEND when the observation is to be
             published again, else WAIT.
         """
-        if self._finished:
+        if self._book.finished:
             return Due.WAIT
         if self.ready():
             return Due.STEP
@@ -641,7 +380,7 @@ class SimBridge:
             self.handshake = Handshake.TIMED_OUT
             # The command path never answered; the base path did if its action is here.
             self._command_silent = True
-            self._base_silent = not self._is_current(self._base)
+            self._base_silent = not self._intake.is_current(self._intake.base)
         if self._lockstep and self._awaiting_response():
             if now >= self._published_at + self.config.response_timeout_s:
                 return Due.STEP
@@ -652,9 +391,6 @@ class SimBridge:
             return Due.WAIT
         return Due.STEP if now >= self.deadline() else Due.WAIT
 
-    def _is_current(self, slot: _Slot) -> bool:
-        return slot.episode == self._episode and slot.step == self._step
-
     # --- stepping ----------------------------------------------------------------------
     def choose(self) -> tuple[np.ndarray, Source]:
         """The action the next :meth:`advance` applies and where it comes from.
@@ -662,17 +398,7 @@ class SimBridge:
         Returns:
             Action (action_dim,) (an internal buffer: copy it to keep it) and its source.
         """
-        command = self._command
-        if command.episode == self._episode and self._fresh(command):
-            return command.values, Source.COMMAND if command.step == self._step else Source.HELD
-        if self._base.episode == self._episode and self._fresh(self._base):
-            return self._base.values, Source.BASE
-        return self._zero, Source.ZERO
-
-    def _fresh(self, slot: _Slot) -> bool:
-        if self._lockstep:
-            return slot.step == self._step
-        return self._step - self.config.max_command_age_steps <= slot.step <= self._step
+        return self._intake.choose()
 
     def advance(self, now: float) -> StepOutcome:
         """Apply the chosen action, step the task, book the step; start the next episode.
@@ -687,53 +413,23 @@ class SimBridge:
         Raises:
             RuntimeError: Called after the run finished.
         """
-        if self._finished:
+        book = self._book
+        if book.finished:
             raise RuntimeError('advance() called after the last episode finished')
-        action, source = self.choose()
+        action, source = self._intake.choose()
         if self.handshake is Handshake.WAITING:
             done = source is Source.COMMAND
             self.handshake = Handshake.DONE if done else Handshake.ABANDONED
         self.silenced = ()
         if self._lockstep and source is not Source.COMMAND:
             self._silence(source)
-        np.clip(action, self.spec.action_low, self.spec.action_high, out=self._action)
-        obs, reward, terminated, truncated, info = self.task.step(self._action)
-        counters = self.counters
-        counters.steps += 1
-        if source is Source.COMMAND:
-            counters.commands += 1
-        elif source is Source.HELD:
-            counters.held += 1
-        elif source is Source.BASE:
-            counters.fallback_base += 1
-            self._ep_fallback_base += 1
-        else:
-            counters.fallback_zero += 1
-            self._ep_fallback_zero += 1
-        self._return += float(reward)
-        self._step += 1
-        if not (terminated or truncated or self._step >= self.spec.max_episode_steps):
-            self._fill_observation(obs)
+        end = book.apply(action, source)
+        if end is None:
             self.observation_sent(now)
             return StepOutcome(source, None, False)
-        self._fill_observation(obs)
-        terminal = self._obs.copy()
-        self._terminal_key = (self._episode, self._step)
-        result = EpisodeResult(
-            episode=self._episode,
-            success=bool(info['is_success']),
-            final_distance=float(info['distance']),
-            episode_return=self._return,
-            steps=self._step,
-            fallback_base=self._ep_fallback_base,
-            fallback_zero=self._ep_fallback_zero,
-        )
-        counters.episodes += 1
-        if self.config.episodes and counters.episodes >= self.config.episodes:
-            self._finished = True
-        else:
-            self._reset_episode(self._episode + 1, now)
-        return StepOutcome(source, result, self._finished, terminal)
+        if not book.finished:
+            self._start_episode(book.episode + 1, now)
+        return StepOutcome(source, end.result, book.finished, end.terminal)
 
     def _silence(self, source: Source) -> None:
         """Lockstep fallback: a node that was awaited (on the graph, answering) missed its
@@ -749,18 +445,7 @@ class SimBridge:
             self.counters.response_timeouts += 1
             self.silenced = tuple(silenced)
 
-    def _reset_episode(self, episode: int, now: float) -> None:
-        obs, _ = self.task.reset(seed=self.episode_seed(episode))
-        self._episode, self._step = episode, 0
-        self._return = 0.0
-        self._ep_fallback_base = self._ep_fallback_zero = 0
-        self._command.clear()
-        self._base.clear()
-        self._fill_observation(obs)
+    def _start_episode(self, episode: int, now: float) -> None:
+        self._book.reset(episode)
+        self._intake.clear()
         self.observation_sent(now)
-
-    def _fill_observation(self, obs: dict[str, np.ndarray]) -> None:
-        layout = self.layout
-        self._obs[layout.observation] = obs['observation']
-        self._obs[layout.achieved_goal] = obs['achieved_goal']
-        self._obs[layout.desired_goal] = obs['desired_goal']

@@ -9,7 +9,7 @@ Topics (relative to the node's namespace, see :mod:`rpl_interfaces.contract`):
 
 All decisions (which action, fallbacks, rejections, episode ends) are made by
 :class:`rpl_sim_bridge.bridge.SimBridge`; this module converts messages and wires timers.
-Parameters: :class:`rpl_sim_bridge.bridge.SimBridgeConfig` (``config/sim_bridge.yaml``).
+Parameters: :class:`rpl_sim_bridge.bridge_config.SimBridgeConfig` (``config/sim_bridge.yaml``).
 """
 
 from __future__ import annotations
@@ -26,16 +26,9 @@ from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError
 from rpl_interfaces.log_throttle import LogThrottle
-from rpl_sim_bridge.bridge import (
-    LOCKSTEP,
-    Due,
-    Handshake,
-    Rejection,
-    SimBridge,
-    SimBridgeConfig,
-    Source,
-    startup_decision,
-)
+from rpl_sim_bridge.action_intake import Rejection, Source
+from rpl_sim_bridge.bridge import Due, Handshake, SimBridge
+from rpl_sim_bridge.bridge_config import LOCKSTEP, SimBridgeConfig, startup_decision
 from rpl_sim_bridge.tasks import make_task
 
 STARTUP_POLL_S = 0.05

@@ -56,8 +56,8 @@ _SIMULATION_NAMES = {
     'MujocoWarning': 'rpl_sim_bridge.tasks.goal_task',
     'MujocoWarningError': 'rpl_sim_bridge.tasks.goal_task',
     'ObsDict': 'rpl_sim_bridge.tasks.goal_task',
-    'goal_distance': 'rpl_sim_bridge.tasks.goal_task',
-    'sparse_reward': 'rpl_sim_bridge.tasks.goal_task',
+    'goal_distance': 'rpl_sim_bridge.tasks.rewards',  # pure (numpy)
+    'sparse_reward': 'rpl_sim_bridge.tasks.rewards',  # pure (numpy)
 }
 
 

@@ -1,9 +1,10 @@
-"""Goal-conditioned task interface, pure goal distance and sparse reward.
+"""Goal-conditioned task interface (its reward and success: :mod:`rpl_sim_bridge.tasks.rewards`).
 
 A :class:`GoalTask` keeps the physics (``model``, ``data``, :meth:`~GoalTask.simulate`,
 :meth:`~GoalTask.observe`) apart from the episode loop (:meth:`~GoalTask.reset`,
 :meth:`~GoalTask.step`: counting, truncation, reward, success). Rewards are pure, batched
-functions of goals, so hindsight relabelling never needs the simulator.
+functions of goals (:mod:`rpl_sim_bridge.tasks.rewards`), so hindsight relabelling never
+needs the simulator.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import mujoco
 import numpy as np
 
 from rpl_sim_bridge.tasks.registry import TaskSpec
+from rpl_sim_bridge.tasks.rewards import goal_distance, sparse_reward
 
 ObsDict = dict[str, np.ndarray]
 """``{'observation': (obs_dim,), 'achieved_goal': (goal_dim,), 'desired_goal': (goal_dim,)}``."""
@@ -26,43 +28,6 @@ class MujocoWarningError(RuntimeError):
 
 class MujocoWarning(RuntimeWarning):
     """A MuJoCo simulation warning, issued when a task is set to warn instead of raise."""
-
-
-def goal_distance(goal_a: np.ndarray, goal_b: np.ndarray) -> np.ndarray:
-    """Euclidean distance between goals, batched over leading axes.
-
-    Args:
-        goal_a: Goals (..., goal_dim), m.
-        goal_b: Goals (..., goal_dim), m; leading axes broadcast against ``goal_a``.
-
-    Returns:
-        Distances (...), m (a 0-d array for single goals).
-
-    Raises:
-        ValueError: The last axes differ in length.
-    """
-    a = np.asarray(goal_a, dtype=np.float64)
-    b = np.asarray(goal_b, dtype=np.float64)
-    if a.shape[-1:] != b.shape[-1:]:
-        raise ValueError(
-            f'goal_distance: goal shapes {a.shape} and {b.shape} differ in the last axis'
-        )
-    diff = a - b
-    return np.sqrt(np.sum(diff * diff, axis=-1))
-
-
-def sparse_reward(achieved: np.ndarray, desired: np.ndarray, threshold: float) -> np.ndarray:
-    """Sparse goal reward ``-(distance > threshold)``, batched and pure.
-
-    Args:
-        achieved: Achieved goals (..., goal_dim), m.
-        desired: Desired goals (..., goal_dim), m.
-        threshold: Success radius, m.
-
-    Returns:
-        Rewards (...), float32: 0 within the threshold, -1 outside.
-    """
-    return -(goal_distance(achieved, desired) > threshold).astype(np.float32)
 
 
 class GoalTask(abc.ABC):

@@ -13,8 +13,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
+
 from rpl_interfaces import contract
 from rpl_interfaces.plugins import load_plugins
+from rpl_sim_bridge.tasks.rewards import goal_success, sparse_reward
 
 if TYPE_CHECKING:
     from rpl_sim_bridge.tasks.goal_task import GoalTask
@@ -116,6 +119,43 @@ class TaskSpec:
     def has_goal(self) -> bool:
         """Whether the task is goal-conditioned (``goal_dim > 0``); False for a fixed goal."""
         return self.goal_dim > 0
+
+    def reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        """The task's reward of goals, pure and batched: ``-(distance > distance_threshold)``.
+
+        Args:
+            achieved_goal: Achieved goals (..., goal_dim).
+            desired_goal: Desired goals (..., goal_dim).
+
+        Returns:
+            Rewards (...), float32, 0 or -1 (what ``step`` returns; HER recomputes it).
+
+        Raises:
+            ValueError: A fixed-goal task (no goal fields), or goals of another size.
+        """
+        achieved, desired = self._goals(achieved_goal, desired_goal)
+        return sparse_reward(achieved, desired, self.distance_threshold)
+
+    def success(self, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        """The task's success of goals, pure and batched: 1 within ``distance_threshold``
+        (exactly ``reward == 0``), else 0; float32 (...). Raises like :meth:`reward`."""
+        achieved, desired = self._goals(achieved_goal, desired_goal)
+        return goal_success(achieved, desired, self.distance_threshold)
+
+    def _goals(self, achieved: np.ndarray, desired: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self.has_goal:
+            raise ValueError(
+                f'task {self.name!r} has a fixed goal (no goal fields): its reward and success '
+                'are not functions of goals'
+            )
+        achieved, desired = np.asarray(achieved), np.asarray(desired)
+        for what, goals in (('achieved_goal', achieved), ('desired_goal', desired)):
+            if goals.shape[-1:] != (self.goal_dim,):
+                raise ValueError(
+                    f'task {self.name!r}: {what} must have shape (..., {self.goal_dim}), '
+                    f'got {goals.shape}'
+                )
+        return achieved, desired
 
 
 TaskFactory = Callable[..., 'GoalTask']
