@@ -136,3 +136,45 @@ def test_a_model_with_goals_on_a_fixed_goal_stream_is_refused_with_one_line(tmp_
     )
     [(level, line)] = notes
     assert level == 'error' and '\n' not in line and 'fixed goal' in line
+
+
+def test_the_trainer_refuses_a_fixed_goal_task_in_one_line():
+    from rpl_trainer.problem import registered_problem
+
+    with pytest.raises(ValueError) as info:
+        registered_problem(SPEC.name, 'zero')
+    assert str(info.value) == (
+        f"task '{SPEC.name}' has no goal (fixed-goal task, goal_dim 0); HER and the trainer's "
+        'reward need one: the trainer learns goal tasks only'
+    )
+    with pytest.raises(ValueError, match='has a fixed goal .*not functions of goals$'):
+        SPEC.reward(np.zeros((2, 0)), np.zeros((2, 0)))
+
+
+def test_a_goal_tasks_reward_and_success_come_from_its_spec_without_the_simulator():
+    from rpl_trainer.problem import registered_problem
+
+    push = registered_problem('push', 'reactive_push')
+    achieved = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    desired = np.array([[0.0, 0.0, 0.04], [0.0, 0.0, 0.05], [0.0, 0.06, 0.0]])
+    np.testing.assert_array_equal(push.reward_fn(achieved, desired, None), [0.0, 0.0, -1.0])
+    np.testing.assert_array_equal(push.spec.success(achieved, desired), [1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match=r"^task 'push': desired_goal must have shape"):
+        push.spec.reward(achieved, desired[:, :2])
+
+
+def test_spec_rewards_need_no_simulator():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['mujoco'] = None; sys.modules['gymnasium_robotics'] = None\n"
+        'import numpy as np\n'
+        'from rpl_sim_bridge import tasks\n'
+        "spec = tasks.task_spec('slippery_push')\n"
+        'print(spec.reward(np.zeros((2, 3)), np.ones((2, 3))).tolist(),'
+        ' tasks.sparse_reward(np.zeros(3), np.zeros(3), 0.05).tolist())\n'
+    )
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['[-1.0,', '-1.0]', '-0.0']

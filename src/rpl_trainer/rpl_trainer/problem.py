@@ -25,7 +25,7 @@ class Problem:
         spec: Task spec (dims, ``max_episode_steps``, ``action_low``/``action_high``,
             ``distance_threshold``, ``name``).
         env_factory: ``env_factory(with_controller) -> EnvFactory`` (picklable factories).
-        reward_fn: Pure batched reward for HER.
+        reward_fn: Pure batched reward for HER (the task's ``TaskSpec.reward``).
         make_base_fn: Builds a batched, stateless base ``(B, obs), (B, goal) -> (B, A)`` for
             goal-consistent HER; None when there is no controller.
     """
@@ -41,12 +41,27 @@ class Problem:
         return Dims(self.spec.obs_dim, self.spec.goal_dim, self.spec.action_dim)
 
 
-def _sparse_reward(
-    achieved: np.ndarray, desired: np.ndarray, info: Any = None, *, threshold: float
-) -> np.ndarray:
-    from rpl_sim_bridge.tasks import sparse_reward
+def _task_reward(achieved: np.ndarray, desired: np.ndarray, info: Any = None, *, spec: Any):
+    """HER's reward signature for the task's own reward (``TaskSpec.reward``: pure, batched,
+    numpy only, so offline learning needs no simulator)."""
+    return spec.reward(achieved, desired)
 
-    return sparse_reward(achieved, desired, threshold)
+
+def check_goal_task(spec: Any) -> None:
+    """Refuse a task the trainer cannot learn: one without goal fields (a fixed goal).
+
+    The trainer's learners store goals and recompute every sampled transition's reward
+    from them (HER, also with ``future_p`` 0), so a fixed-goal task, whose reward is not a
+    function of goals, would be learned on a constant reward.
+
+    Raises:
+        ValueError: One line naming the task.
+    """
+    if spec.goal_dim == 0:
+        raise ValueError(
+            f'task {spec.name!r} has no goal (fixed-goal task, goal_dim 0); HER and the '
+            "trainer's reward need one: the trainer learns goal tasks only"
+        )
 
 
 def _registered_base_fn(controller: str, task: str, controller_params: str = '') -> BaseFn:
@@ -66,13 +81,15 @@ def registered_problem(task: str, controller: str | None, controller_params: str
 
     Raises:
         ValueError: Unknown task or controller (``UnknownTaskError`` /
-            ``UnknownControllerError``), a controller not meant for the task, or a bad
-            controller parameter (``ParameterError``).
+            ``UnknownControllerError``), a task without goals (:func:`check_goal_task`), a
+            controller not meant for the task, or a bad controller parameter
+            (``ParameterError``).
     """
     from rpl_base_controllers.registry import controller_config, controller_info, params_from_text
     from rpl_sim_bridge.tasks import task_spec
 
     spec = task_spec(task)
+    check_goal_task(spec)
     make_base_fn = None
     if controller is not None:
         info = controller_info(controller)
@@ -87,9 +104,9 @@ def registered_problem(task: str, controller: str | None, controller_params: str
         env_factory=lambda with_controller: RegisteredEnv(
             task, controller if with_controller else None, controller_params
         ),
-        reward_fn=functools.partial(_sparse_reward, threshold=spec.distance_threshold),
+        reward_fn=functools.partial(_task_reward, spec=spec),
         make_base_fn=make_base_fn,
     )
 
 
-__all__: Sequence[str] = ('Problem', 'registered_problem')
+__all__: Sequence[str] = ('Problem', 'check_goal_task', 'registered_problem')

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """What a caller needs to know about a goal task without building it.
+    """What a caller needs to know about a task without building it: its fields, sizes,
+    episode length, action bounds and units, and (:meth:`reward`, :meth:`success`) its pure,
+    batched reward and success of goals.
 
     Attributes:
         name: Registry name, e.g. ``'push'``.
