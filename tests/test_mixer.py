@@ -670,3 +670,26 @@ def test_the_graph_sets_the_size_and_must_agree_with_the_metadata(tmp_path):
     assert (decision.source, decision.reason) == ('base', dec.BASE_ACTION_WRONG_SIZE)
     assert m.action_field_problem(('a', 'a')) and m.action_field_problem(())
     assert not m.action_field_problem(JOINTS)
+
+
+@pytest.mark.parametrize('base_first', [False, True])
+def test_a_terminal_observation_gets_no_command_and_is_neither_a_drop_nor_a_fallback(
+    model_path, base_first
+):
+    """o_T (step T after the last step) is not a step: no Decision, nothing waits for it, and
+    a base action answering it (a controller that did) never makes a command."""
+    mixer = make_mixer(model_path)
+    decisions = [step(mixer, 0, k) for k in range(3)]
+    if base_first:
+        assert mixer.add_base_action(0, 3, BASE) is None
+    assert mixer.add_terminal_observation(0, 3) is None
+    if not base_first:
+        assert mixer.add_base_action(0, 3, BASE) is None
+    assert mixer.pending == 0
+    assert mixer.counts[pairing.TERMINAL] == 1 and mixer.counts[pairing.BASE_FOR_TERMINAL] == 1
+    others = {r: n for r, n in mixer.counts.items() if r not in (pairing.TERMINAL, 'ok')}
+    assert others == {pairing.BASE_FOR_TERMINAL: 1}  # no rejection, drop, restart, fallback
+    assert mixer.add_observation(0, 2, OBS, GOAL) is decisions[2]  # a re-send still answered
+    assert step(mixer, 1, 0).reason == 'ok'  # the next episode's step 0
+    mixer.expire()
+    assert mixer.counts[pairing.SYNC_TIMEOUT] == 0

@@ -478,3 +478,37 @@ def test_node_runs_a_seven_field_action_and_refuses_other_fields(tmp_path, drive
         assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
     text = log.read_text()
     assert "action fields differ (model fields ['j0', 'j1'" in text
+
+
+def test_node_sends_no_command_for_a_terminal_observation(tmp_path, driver):
+    """o_T (step T, frame_id 'push/terminal') gets no command, not even when a controller
+    answered it, and its tag is not taken for another task (before: a model mismatch and a
+    command for step T); the next episode's step 0 gets the residual."""
+    model = _model_for(tmp_path, 'push', 'reactive_push')
+    proc, log = start_node(tmp_path, f'model_path:={model}', 'diagnostics_period_s:=0.2')
+    driver.obs_tag, driver.base_tag = 'push', 'reactive_push'
+    try:
+        assert driver.spin_until(driver.connected, 20.0), log.read_text()
+        assert driver.handshake(), log.read_text()
+        for step in range(3):
+            driver.send(driver.obs_pub, step, OBS, OBS_FIELDS)
+            driver.send(driver.base_pub, step, BASE, contract.ACTION_FIELDS)
+        driver.obs_tag = contract.terminal_tag('push')
+        driver.send(driver.obs_pub, 3, OBS, OBS_FIELDS)  # o_T of an episode of 3 steps
+        driver.send(driver.base_pub, 3, BASE, contract.ACTION_FIELDS)  # an answer to it
+        driver.obs_tag = 'push'
+        driver.send(driver.obs_pub, 0, OBS, OBS_FIELDS, episode=2)
+        driver.send(driver.base_pub, 0, BASE, contract.ACTION_FIELDS, episode=2)
+        done = lambda: any(c.episode == 2 for c in driver.commands)  # noqa: E731
+        assert driver.spin_until(done, 10.0), log.read_text()
+        driver.spin_until(lambda: False, 0.3)  # anything late would arrive now
+        steps = [(c.episode, c.step) for c in driver.commands]
+        assert steps == [(1, 0), (1, 1), (1, 2), (2, 0)], steps
+        assert {c.tag for c in driver.commands} == {'residual'}
+        driver.diagnostics.clear()
+        values = _diagnostic_values(driver)
+        assert values['count.terminal_observation'] == '1', values
+        assert values['count.dropped_base_action_for_terminal'] == '1', values
+        assert 'count.model_refused_mismatch' not in values, values
+    finally:
+        assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()

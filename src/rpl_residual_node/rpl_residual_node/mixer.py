@@ -27,6 +27,12 @@ step ids cannot clear the pending steps). No command is ever made from an invali
 action: the step waits for a valid one, and without one nothing is published for it (the
 sim bridge then applies the real base action it received). A well-formed, finite forged
 message cannot be told from a real one here (that takes authenticated topics, SROS2).
+
+The terminal observation o_T (after an episode's last step; the node tells it by its tag,
+:func:`rpl_interfaces.contract.is_terminal`) goes to
+:meth:`ResidualMixer.add_terminal_observation`: it is not a step, so it gets no Decision and
+no command, and it is neither a rejection nor a fallback (counted as
+``terminal_observation``).
 """
 
 from __future__ import annotations
@@ -209,6 +215,13 @@ class ResidualMixer:
         if isinstance(result, Pair):
             return self._decide(result)
         return result
+
+    def add_terminal_observation(self, episode: int, step: int) -> None:
+        """Take the terminal observation o_T of ``episode`` (``step`` = T): never answered.
+
+        See :meth:`rpl_residual_node.step_pairing.StepPairing.add_terminal`.
+        """
+        self._pairing.add_terminal((episode, step))
 
     def add_base_action(
         self, episode: int, step: int, action: np.ndarray, fields: tuple[str, ...] = ()

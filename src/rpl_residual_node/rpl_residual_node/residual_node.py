@@ -5,7 +5,10 @@ splits the observation payload by field name, publishes each Decision, checks th
 file for a hot reload on a timer and reports on /diagnostics. A malformed or invalid
 message (undecodable, wrong field names, non-finite values) is rejected: counted, logged
 (once per reason, then throttled), and without any effect on the node's state; it never
-stops the node. The node knows no task: the action's size and field names are the base
+stops the node. The terminal observation o_T (``frame_id`` ``<task>/terminal``, published
+after an episode's last step) gets no command: it is not a step
+(:meth:`rpl_residual_node.mixer.ResidualMixer.add_terminal_observation`), and its tag is not
+taken for the stream's task. The node knows no task: the action's size and field names are the base
 action's own (any names, none repeated), and the command and residual it publishes carry
 them. The observation's frame_id and field names and the base action's frame_id
 and field names are what the stack says of itself: a model whose metadata names other
@@ -99,6 +102,9 @@ class ResidualNode(RplNode):
             vec = decode(msg)
         except MessageError as exc:
             self._warn(MALFORMED_OBSERVATION, f'dropped an observation: {exc}')
+            return
+        if contract.is_terminal(msg.header.frame_id):
+            self.mixer.add_terminal_observation(vec.episode, vec.step)
             return
         layout = self._layout(tuple(msg.name[len(contract.META_FIELDS) :]))
         if isinstance(layout, str):

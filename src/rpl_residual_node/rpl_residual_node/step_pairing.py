@@ -19,6 +19,12 @@ already decided, with the same values, is answered with that step's Decision aga
 same object; counted as ``resent_decision``). A repeated base action only counts as a
 duplicate. A repeated key with *other* observation values is a sim bridge that restarted
 at that step: all state is cleared.
+
+The terminal observation o_T (step T after an episode's last step, see
+:func:`rpl_interfaces.contract.is_terminal`) is not a step: :meth:`StepPairing.add_terminal`
+only notes its key (counted as ``terminal_observation``); nothing waits for it, nothing is
+dropped or cleared, and a base action for that key (a controller that answered o_T) is
+dropped (``dropped_base_action_for_terminal``): no command is ever made for o_T.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ DUPLICATE = 'dropped_duplicate'
 STREAM_RESTART = 'stream_restart'
 # A repeated observation of a decided step, answered with the same Decision again.
 RESENT = 'resent_decision'
+# The terminal observation o_T: noted, never paired (not a drop, not a fallback).
+TERMINAL = 'terminal_observation'
+BASE_FOR_TERMINAL = 'dropped_base_action_for_terminal'
 
 Key = tuple[int, int]  # (episode, step)
 
@@ -110,6 +119,7 @@ class StepPairing:
         self._decided: collections.OrderedDict[Key, _Decided] = collections.OrderedDict()
         self._last_observation_key: Key | None = None
         self._previous: tuple[int, int, np.ndarray] | None = None  # (episode, step, obs)
+        self._terminal: collections.OrderedDict[Key, None] = collections.OrderedDict()
 
     def add_observation(
         self, key: Key, observation: np.ndarray, goal: np.ndarray
@@ -135,14 +145,33 @@ class StepPairing:
         entry.goal = goal
         return self._pair(key, entry)
 
+    def add_terminal(self, key: Key) -> None:
+        """Note the terminal observation o_T of an episode (``key`` = (episode, T)).
+
+        It is not a step: no Pair, no Decision. A base action already waiting under that key
+        (a controller that answered o_T) is dropped, and so is any later one.
+        """
+        self._counts[TERMINAL] += 1
+        self._terminal[key] = None
+        while len(self._terminal) > self._max_pending:
+            self._terminal.popitem(last=False)
+        entry = self._pending.get(key)
+        if entry is not None and entry.observation is None:
+            del self._pending[key]
+            self._counts[BASE_FOR_TERMINAL] += 1
+
     def add_base_action(
         self, key: Key, action: np.ndarray, fields: tuple[str, ...]
     ) -> Pair | None:
         """Take a valid base action (kept as given: pass a copy).
 
         Returns:
-            The step's Pair if its observation was there, else None (also for a duplicate).
+            The step's Pair if its observation was there, else None (also for a duplicate,
+            and for a base action answering a terminal observation).
         """
+        if key in self._terminal:
+            self._counts[BASE_FOR_TERMINAL] += 1
+            return None
         if key in self._decided:
             self._counts[DUPLICATE] += 1
             return None
@@ -179,6 +208,7 @@ class StepPairing:
     def _restart(self) -> None:
         self._pending.clear()
         self._decided.clear()
+        self._terminal.clear()
         self._previous = None
         self._counts[STREAM_RESTART] += 1
 
