@@ -46,9 +46,6 @@ FETCH_GOAL_FIELDS: tuple[str, ...] = ('x', 'y', 'z')
 """Names of the 3 Fetch goal coordinates (block position, m, world frame). Other code takes a
 task's goal names from its spec (``TaskSpec.goal_fields``)."""
 
-GOAL_FIELDS = FETCH_GOAL_FIELDS
-"""Old name of :data:`FETCH_GOAL_FIELDS` (Fetch-specific modules only)."""
-
 _XYZ = FETCH_GOAL_FIELDS
 _FINGERS = ('right', 'left')  # joint order in the Fetch model: r_gripper before l_gripper
 _ROT = ('roll', 'pitch', 'yaw')

@@ -38,7 +38,7 @@ from gymnasium_robotics.envs.fetch.pick_and_place import MujocoFetchPickAndPlace
 from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
 
 from rpl_interfaces.params import build_config
-from rpl_sim_bridge.layout import GOAL_FIELDS, FetchObs
+from rpl_sim_bridge.layout import FetchObs
 from rpl_sim_bridge.tasks.goal_task import GoalTask, MujocoWarning, MujocoWarningError, ObsDict
 from rpl_sim_bridge.tasks.specs import (  # noqa: F401  (re-exported)
     FETCH_ACTION_FIELDS,
@@ -123,7 +123,7 @@ class FetchTask(GoalTask):
         self._jacr = np.zeros((3, nv))
         self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
         self._state_size = mujoco.mj_stateSize(self.model, self._state_spec)
-        self._goal = np.zeros(len(GOAL_FIELDS))
+        self._goal = np.zeros(self.spec.goal_dim)
         self._warnings_seen = self.data.warning.number.copy()
 
     def _resolve_ids(self) -> None:
