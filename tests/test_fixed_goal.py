@@ -1,19 +1,28 @@
 """A fixed-goal task (no goal fields) end to end without MuJoCo: its spec, the observation
 layout, the zero controller, an actor exported with goal_dim 0, the ONNX loader, the
-in-process policy and the residual mixer; a model with goals on its stream is refused."""
+in-process policy, the residual mixer and the residual node process over DDS; a model with
+goals on its stream is refused, and so is training the task (its reward needs no goals)."""
 
 from __future__ import annotations
 
 import dataclasses
+import pathlib
+import subprocess
+import sys
+import time
 
 import fixed_goal_task
 import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import SideNode, ros_args, stop_process
+from sensor_msgs.msg import JointState
 
 from rpl_base_controllers.registry import controller_info, make_controller
 from rpl_interfaces import contract
+from rpl_interfaces.base_node import qos_profile
+from rpl_interfaces.codec import StampedVector, decode, encode
 from rpl_residual_node import decision as dec
 from rpl_residual_node.mixer import ResidualMixer
 from rpl_residual_node.mixing import ResidualConfig
@@ -164,9 +173,6 @@ def test_a_goal_tasks_reward_and_success_come_from_its_spec_without_the_simulato
 
 
 def test_spec_rewards_need_no_simulator():
-    import subprocess
-    import sys
-
     code = (
         "import sys; sys.modules['mujoco'] = None; sys.modules['gymnasium_robotics'] = None\n"
         'import numpy as np\n'
@@ -178,3 +184,51 @@ def test_spec_rewards_need_no_simulator():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ['[-1.0,', '-1.0]', '-0.0']
+
+
+@pytest.mark.integration
+def test_the_residual_node_process_mixes_a_fixed_goal_stream(tmp_path):
+    """The real residual node over DDS: observations with no goal fields, 7 torques."""
+    namespace = '/fixed_goal_test'
+    actor, path = _export(tmp_path, Dims(20, 0, 7))
+    obs = np.linspace(-1.0, 1.0, 20)
+    base = np.linspace(-0.6, 0.6, 7)
+    expected = np.clip(base + np.clip(_torch_residual(actor, obs)[0], -2, 2), -2.0, 2.0)
+    exe = pathlib.Path(sys.executable).parent / 'residual_node'
+    params = (f'model_path:={path}', 'action_low:=-2.0', 'action_high:=2.0')
+    log = tmp_path / 'node.log'
+    with open(log, 'wb') as out:
+        proc = subprocess.Popen(
+            [str(exe), *ros_args(namespace, *params)], stdout=out, stderr=subprocess.STDOUT
+        )
+    side = SideNode('fixed_goal_driver', namespace)
+    try:
+        qos = qos_profile(contract.CONTROL_QOS)
+        obs_pub = side.node.create_publisher(JointState, contract.OBSERVATION, qos)
+        base_pub = side.node.create_publisher(JointState, contract.BASE_ACTION, qos)
+        commands: list[tuple[StampedVector, tuple[str, ...]]] = []
+        side.node.create_subscription(
+            JointState,
+            contract.COMMAND,
+            lambda msg: commands.append((decode(msg), tuple(msg.name))),
+            qos,
+        )
+        obs_names = contract.observation_fields(SPEC.obs_fields, SPEC.goal_fields)
+        deadline, step = time.monotonic() + 30.0, 0
+        while not commands and time.monotonic() < deadline:
+            for pub, values, names, tag in (
+                (base_pub, base, SPEC.action_fields, 'zero'),
+                (obs_pub, obs, obs_names, SPEC.name),
+            ):
+                pub.publish(encode(JointState(), StampedVector(0, step, values, 0, tag), names))
+            side.spin_until(lambda: commands, 0.25)
+            step += 1
+        assert commands, log.read_text()
+        command, names = commands[0]
+        assert command.tag == 'residual', log.read_text()
+        assert names[len(contract.META_FIELDS) :] == SPEC.action_fields
+        np.testing.assert_allclose(command.values, expected, atol=1e-5)
+    finally:
+        side.close()
+        stop_process(proc)
+    assert 'Traceback' not in log.read_text()
