@@ -384,3 +384,47 @@ def test_the_action_size_comes_from_the_graph_and_must_match_the_metadata(tmp_pa
     set_model_metadata(seven, {'action_fields': json.dumps(['dx', 'dy', 'dz', 'gripper'])})
     with pytest.raises(ModelError, match='metadata names 4 action_fields but the graph has 7'):
         OnnxActor.load(seven)
+
+
+def fixed_goal_model(path: pathlib.Path, obs_dim: int = OBS_DIM, two_frame: bool = False):
+    """residual = W @ observation (two-frame: mean over both frames); no desired_goal input."""
+    weights = known_weights(in_dim=obs_dim)
+    inputs = [_input('observation', obs_dim)]
+    init = [numpy_helper.from_array(weights.T.astype(np.float32), 'W_T')]
+    nodes = [helper.make_node('MatMul', ['observation', 'W_T'], ['lin_now'])]
+    if two_frame:
+        inputs.append(_input('previous_observation', obs_dim))
+        init.append(numpy_helper.from_array(np.array(0.5, np.float32), 'half'))
+        nodes += [
+            helper.make_node('MatMul', ['previous_observation', 'W_T'], ['lin_prev']),
+            helper.make_node('Add', ['lin_now', 'lin_prev'], ['lin_sum']),
+            helper.make_node('Mul', ['lin_sum', 'half'], ['residual']),
+        ]
+    else:
+        nodes.append(helper.make_node('Identity', ['lin_now'], ['residual']))
+    outputs = [helper.make_tensor_value_info('residual', TensorProto.FLOAT, ['N', ACTION_DIM])]
+    return _save(path, inputs, outputs, nodes, init), weights
+
+
+@pytest.mark.parametrize('two_frame', [False, True])
+def test_a_fixed_goal_model_has_no_goal_input_and_goal_dim_0(tmp_path, two_frame):
+    path, weights = fixed_goal_model(tmp_path / 'f.onnx', two_frame=two_frame)
+    actor = OnnxActor.load(path, OBS_DIM, 0, ACTION_DIM)
+    assert (actor.goal_dim, actor.two_frame) == (0, two_frame)
+    assert 'goal 0' in actor.describe()
+    obs = np.linspace(-1.0, 1.0, OBS_DIM)
+    prev = obs[::-1].copy()
+    expected = weights @ ((obs + prev) / 2 if two_frame else obs)
+    np.testing.assert_allclose(actor(obs, np.zeros(0), prev), expected, atol=1e-6)
+    np.testing.assert_allclose(actor(obs[None], None, prev[None])[0], expected, atol=1e-6)
+    assert OnnxActor.load(path).goal_dim == 0  # sizes taken from the model
+    with pytest.raises(ValueError, match=r'desired_goal must have shape \(1, 0\)'):
+        actor(obs, np.ones(3))
+    with pytest.raises(ModelError) as info:
+        OnnxActor.load(path, OBS_DIM, GOAL_DIM, ACTION_DIM)
+    assert str(info.value) == (
+        f"model {path}: has no 'desired_goal' input (a fixed-goal model) but 3 goal features "
+        'were expected'
+    )
+    with pytest.raises(ModelError, match="'desired_goal' has 3 features but 0 were expected"):
+        OnnxActor.load(linear_model(tmp_path / 'g.onnx'), OBS_DIM, 0, ACTION_DIM)
