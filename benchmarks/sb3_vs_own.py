@@ -112,13 +112,15 @@ def run_own(args: argparse.Namespace, out_dir: pathlib.Path) -> dict[str, Any]:
     wall = time.perf_counter() - start
 
     def update() -> None:
-        batch = trainer.buffer.sample(trainer.sampler, config.batch_size, trainer.rng)
-        trainer.agent.update(batch)
+        batch = trainer.learner.buffer.sample(
+            trainer.learner.sampler, config.batch_size, trainer.learner.rng
+        )
+        trainer.learner.agent.update(batch)
 
     return {
         'success_rate': result.success_rate,
         'train_wall_s': wall,
-        'gradient_updates': trainer.agent.updates,
+        'gradient_updates': trainer.learner.agent.updates,
         'updates_per_s': time_updates(update, args.timed_updates),
     }
 

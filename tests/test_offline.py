@@ -22,7 +22,12 @@ from rpl_sim_bridge.tasks.goal_task import sparse_reward
 from rpl_trainer import offline
 from rpl_trainer.assembler import EpisodeAssembler
 from rpl_trainer.bag_ingest import ingest_bags
-from rpl_trainer.checkpoint import CheckpointError, save_checkpoint
+from rpl_trainer.checkpoint import (
+    TRAIN_RUN,
+    CheckpointError,
+    save_checkpoint,
+    save_learner_checkpoint,
+)
 from rpl_trainer.config import make_config
 from rpl_trainer.episodes import (
     CONFLICTING,
@@ -446,8 +451,11 @@ def test_a_corrupt_or_foreign_checkpoint_is_a_clear_error_and_left_untouched(tmp
     with pytest.raises(CheckpointError, match=f'checkpoint {path} is corrupt or unreadable'):
         offline.load_learner(path, small_learner())
     assert path.read_bytes() == whole[: len(whole) // 2]
-    save_checkpoint(path, {'agent': {}, 'counters': {'episodes': 1}})  # `rpl train`'s kind
-    with pytest.raises(CheckpointError, match='is not a trainer node checkpoint'):
+    save_checkpoint(path, {'agent': {}, 'counters': {'episodes': 1}})  # no learner in it
+    with pytest.raises(CheckpointError, match='holds no learner of this version'):
+        offline.load_learner(path, small_learner())
+    save_learner_checkpoint(path, TRAIN_RUN, {})  # to start from with init_from, not resume
+    with pytest.raises(CheckpointError, match='is an `rpl train` checkpoint, not a trainer'):
         offline.load_learner(path, small_learner())
 
 

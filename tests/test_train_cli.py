@@ -50,7 +50,7 @@ def smoke_run(tmp_path_factory):
 
 def actor_from_checkpoint(run) -> Actor:
     state = load_checkpoint(run / 'checkpoint.pt')
-    config = make_config(state['config'])
+    config = make_config(state['learner']['config'])
     actor = Actor(
         Dims(25, 3, 4),
         config.hidden_size,
@@ -60,7 +60,7 @@ def actor_from_checkpoint(run) -> Actor:
         zero_last=True,
         two_frame=config.two_frame,
     )
-    actor.load_state_dict(state['agent']['actor'])
+    actor.load_state_dict(state['learner']['agent']['actor'])
     return actor
 
 
@@ -198,11 +198,13 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
     second = toy_trainer(tmp_path / 'b', total_env_steps=120)
     second.run(resume=True)
     for a, b in zip(
-        straight.agent.actor.parameters(), second.agent.actor.parameters(), strict=True
+        straight.learner.agent.actor.parameters(),
+        second.learner.agent.actor.parameters(),
+        strict=True,
     ):
         assert torch.equal(a, b)
-    assert straight.agent.updates == second.agent.updates > 0
-    assert not straight.agent.actor_frozen  # the actor did learn in both
+    assert straight.learner.agent.updates == second.learner.agent.updates > 0
+    assert not straight.learner.agent.actor_frozen  # the actor did learn in both
 
 
 def test_resume_from_a_mid_run_checkpoint_logs_each_evaluation_once(tmp_path, monkeypatch):
@@ -227,7 +229,9 @@ def test_resume_from_a_mid_run_checkpoint_logs_each_evaluation_once(tmp_path, mo
     assert len(set(steps.tolist())) == len(steps), steps  # no evaluation row twice
     assert steps[-1] == 120
     for a, b in zip(
-        straight.agent.actor.parameters(), resumed.agent.actor.parameters(), strict=True
+        straight.learner.agent.actor.parameters(),
+        resumed.learner.agent.actor.parameters(),
+        strict=True,
     ):
         assert torch.equal(a, b)
 
@@ -274,12 +278,12 @@ def test_two_frame_goal_consistent_run_exports_a_two_frame_model(tmp_path):
     )
     trainer = Trainer(config, problem, tmp_path / 'run', progress=False)
     result = trainer.run()
-    assert trainer.sampler.goal_consistent and trainer.agent.updates > 0
+    assert trainer.learner.sampler.goal_consistent and trainer.learner.agent.updates > 0
     loaded = OnnxActor.load(result.onnx_path, obs_dim=2, goal_dim=2, action_dim=2)
     assert loaded.two_frame
     obs, prev, goal = np.array([0.1, 0.2]), np.array([0.0, 0.3]), np.array([0.5, -0.5])
     with torch.no_grad():
-        expected = 2.0 * trainer.agent.actor(
+        expected = 2.0 * trainer.learner.agent.actor(
             *(torch.tensor(x[None], dtype=torch.float32) for x in (obs, goal, prev))
         )
     np.testing.assert_allclose(loaded(obs, goal, prev), expected.numpy()[0], atol=1e-5)
@@ -334,3 +338,75 @@ def test_plot_groups_seeds_of_one_config_and_separates_variants():
         ('scratch', ''),
         ('rpl', 'greedy_envs=0'),
     ]
+
+
+def push_node_checkpoint(path, **settings):
+    """A trainer node checkpoint (:func:`rpl_trainer.offline.save_learner`) of a small push
+    learner that stored 2 made-up episodes and took 4 gradient steps; returns the learner."""
+    from rpl_trainer.her import EpisodeBatch
+    from rpl_trainer.offline import OfflineLearner, save_learner
+
+    values = {'task': 'push', 'controller': 'reactive_push', 'hidden_size': 16}
+    learner = OfflineLearner.for_task(make_config({**values, 'batch_size': 16, **settings}))
+    dims, steps = learner.dims, learner.episode_steps
+    rng = np.random.default_rng(0)
+    draw = lambda *shape: rng.uniform(-1, 1, (2, *shape)).astype(np.float32)  # noqa: E731
+    learner.store(
+        EpisodeBatch(
+            obs=draw(steps + 1, dims.obs_dim),
+            achieved_goal=draw(steps + 1, dims.goal_dim),
+            desired_goal=draw(steps, dims.goal_dim),
+            action=draw(steps, dims.action_dim),
+            executed=draw(steps, dims.action_dim),
+        )
+    )
+    learner.update(4)
+    save_learner(path, learner, {'bags': []})
+    return learner
+
+
+INIT_FROM_RUN = [
+    'train',
+    '--steps', '100',
+    '--eval-interval', '100',
+    '--eval-episodes', '2',
+    '--set', 'base_eval_episodes=0',
+    '--vector-env', 'sync',
+    '--no-progress',
+]  # fmt: skip
+
+
+def test_init_from_a_trainer_node_checkpoint_continues_its_learner(tmp_path, capsys):
+    node = tmp_path / 'live' / 'trainer.pt'
+    push_node_checkpoint(node)
+    out = tmp_path / 'from_live'
+    threads = torch.get_num_threads()
+    assert main([*INIT_FROM_RUN, '--init-from', str(node), '--out', str(out)]) == 0
+    torch.set_num_threads(threads)
+    assert f'settings from the checkpoint {node} (--init-from)' in capsys.readouterr().out
+    config = json.loads((out / 'config.json').read_text())
+    assert (config['task'], config['hidden_size'], config['batch_size']) == ('push', 16, 16)
+    state = load_checkpoint(out / 'checkpoint.pt')
+    assert state['kind'] == 'rpl_train' and state['counters']['env_steps'] == 100
+    assert state['learner']['counters']['episodes'] == 2 + 2  # the node's, then this run's
+    assert state['learner']['agent']['updates'] > 4
+
+
+def test_init_from_refuses_other_learner_settings_with_one_line(tmp_path, capsys):
+    node = tmp_path / 'trainer.pt'
+    push_node_checkpoint(node)
+    out = tmp_path / 'run'
+    cases = (
+        (['--set', 'batch_size=32'], 'batch_size: 16 -> 32'),
+        (['--task', 'slippery_push'], "task: 'push' -> 'slippery_push'"),
+        (['--resume'], '--init-from starts a new run; --resume continues'),
+    )
+    for extra, message in cases:
+        assert main([*INIT_FROM_RUN, '--init-from', str(node), '--out', str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and message in err, err
+    missing = tmp_path / 'missing.pt'
+    assert main([*INIT_FROM_RUN, '--init-from', str(missing), '--out', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and f'--init-from: no checkpoint at {missing}' in err, err
+    assert not out.exists()

@@ -118,17 +118,17 @@ def test_sigterm_then_a_second_signal_drops_the_cycle_and_the_save_survives_a_th
             os.kill(os.getpid(), signal.SIGINT)  # ... no: stop at the next step
         original_step(self)
 
-    original_save = train_module.save_checkpoint
+    original_save = train_module.save_learner_checkpoint
     saves = []
 
-    def signal_during_save(path, state):
-        saves.append(state['counters']['env_steps'])
+    def signal_during_save(path, kind, learner, **run_state):
+        saves.append(run_state['counters']['env_steps'])
         if len(saves) > 1:  # the save on the signal (not the one at the start)
             os.kill(os.getpid(), signal.SIGINT)  # only acknowledged while the file is written
-        original_save(path, state)
+        original_save(path, kind, learner, **run_state)
 
     monkeypatch.setattr(Trainer, '_train_while_stepping', signal_mid_cycle)
-    monkeypatch.setattr(train_module, 'save_checkpoint', signal_during_save)
+    monkeypatch.setattr(train_module, 'save_learner_checkpoint', signal_during_save)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(TrainingInterrupted) as stopped:
         trainer.run()
@@ -138,7 +138,7 @@ def test_sigterm_then_a_second_signal_drops_the_cycle_and_the_save_survives_a_th
     state = load_checkpoint(run / 'checkpoint.pt')  # intact despite the third signal
     assert state['counters']['env_steps'] == 40  # the unfinished cycle is not stored
     # 6 updates in the second cycle (the first had an empty buffer), 1 in the dropped one.
-    assert state['agent']['updates'] == 7
+    assert state['learner']['agent']['updates'] == 7
     monkeypatch.undo()
     resumed = toy_trainer(run, **INTERRUPTED_RUN)
     result = resumed.run(resume=True)
@@ -169,6 +169,8 @@ def test_a_run_killed_before_its_first_periodic_checkpoint_resumes(tmp_path, mon
     steps = read_metrics(run / 'metrics.csv')['env_steps']
     np.testing.assert_array_equal(steps, [0, 40, 80, 120])
     for a, b in zip(
-        straight.agent.actor.parameters(), resumed.agent.actor.parameters(), strict=True
+        straight.learner.agent.actor.parameters(),
+        resumed.learner.agent.actor.parameters(),
+        strict=True,
     ):
         assert torch.equal(a, b)

@@ -3,6 +3,10 @@
 numpy arrays are stored as tensors inside a marker dict, so the file loads with
 ``torch.load(weights_only=True)`` (plain containers, numbers, strings and tensors only) and
 a checkpoint from elsewhere cannot run code.
+
+A learner checkpoint is ``{'kind', 'learner', ...}``: ``learner`` is the same for ``rpl
+train`` (kind ``rpl_train``, with its run counters) and the trainer node (kind
+``trainer_node``, with its ``extra``), so either can start from the other's.
 """
 
 from __future__ import annotations
@@ -81,29 +85,46 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _unpack(data['state'])
 
 
-def learning_state(config: Any, agent: Any, buffer: Any, rng: np.random.Generator) -> dict:
-    """The part of a checkpoint every learner shares: config, agent (networks, optimisers,
-    normalisers, burn-in, update count), replay buffer, numpy and torch random states.
+TRAIN_RUN = 'rpl_train'
+"""The ``kind`` of an ``rpl train`` run's checkpoint (``DIR/checkpoint.pt``)."""
+TRAINER_NODE = 'trainer_node'
+"""The ``kind`` of a trainer node's checkpoint (its ``checkpoint_path``)."""
+CHECKPOINT_KINDS = (TRAIN_RUN, TRAINER_NODE)
+_KIND_NAMES = {TRAIN_RUN: 'an `rpl train` checkpoint', TRAINER_NODE: 'a trainer node checkpoint'}
 
-    Args:
-        config: The learner's ``TrainConfig``.
-        agent: Its ``DDPGAgent``.
-        buffer: Its ``ReplayBuffer``.
-        rng: Its numpy generator (exploration and batch sampling).
+
+def save_learner_checkpoint(
+    path: str | os.PathLike[str], kind: str, learner: dict[str, Any], **side: Any
+) -> None:
+    """Write a learner checkpoint atomically: ``{'kind', 'learner', **side}``.
+
+    Both sides store the learner the same way (``rpl_trainer.learner.Learner.state_dict``)
+    next to their own entries (``rpl train``: run counters; the trainer node: ``extra``).
     """
-    return {
-        'config': config.to_dict(),
-        'agent': agent.state_dict(),
-        'buffer': buffer.state_dict(),
-        'rng': rng.bit_generator.state,
-        'torch_rng': torch.get_rng_state(),
-    }
+    if kind not in CHECKPOINT_KINDS:
+        raise ValueError(f'checkpoint kind must be one of {CHECKPOINT_KINDS}, got {kind!r}')
+    save_checkpoint(path, {'kind': kind, 'learner': learner, **side})
 
 
-def restore_learning_state(state: dict, agent: Any, buffer: Any, rng: np.random.Generator) -> None:
-    """Load :func:`learning_state` back into a learner built with the same config (the
-    caller checks the config); torch's global random state included."""
-    agent.load_state_dict(state['agent'])
-    buffer.load_state_dict(state['buffer'])
-    rng.bit_generator.state = state['rng']
-    torch.set_rng_state(state['torch_rng'])
+def load_learner_checkpoint(
+    path: str | os.PathLike[str], kind: str | None = None
+) -> dict[str, Any]:
+    """Read a learner checkpoint of ``kind`` (None: either kind).
+
+    Raises:
+        CheckpointError: Missing, corrupt or foreign file, no learner in it, or another kind
+            than ``kind``; one line naming the file.
+    """
+    state = load_checkpoint(path)
+    found = state.get('kind')
+    if found not in CHECKPOINT_KINDS or not isinstance(state.get('learner'), dict):
+        raise CheckpointError(
+            f'checkpoint {path} holds no learner of this version (kind {found!r}, expected '
+            f'one of {list(CHECKPOINT_KINDS)}: an older version wrote it, or not a learner)'
+        )
+    if kind is not None and found != kind:
+        raise CheckpointError(
+            f'checkpoint {path} is {_KIND_NAMES[found]}, not {_KIND_NAMES[kind]}; a new '
+            'learner starts from it with init_from:= (trainer node) or --init-from (rpl train)'
+        )
+    return state

@@ -9,6 +9,7 @@ Examples::
     rpl train --task slippery_push --out runs/slippery_rpl_s0    # the shipped config
     rpl train --config my.yaml --set noise_eps=0.1 --seed 1 --out runs/x
     rpl train --out runs/slippery_rpl_s0 --resume --steps 400000
+    rpl train --init-from runs/live/trainer.pt --out runs/from_live --steps 100000
     rpl plot runs/slippery_* --out results/slippery.png
 """
 
@@ -125,6 +126,10 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     origin: dict[str, str] = {}
     try:
         check_keys(sets, '--set')
+        if args.resume and args.init_from is not None:
+            raise CliError(
+                '--init-from starts a new run; --resume continues the run in --out: give one'
+            )
         if args.resume:
             if args.config is not None:
                 raise CliError(
@@ -133,6 +138,9 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
                 )
             base = read_run_config(args.out)
             source = f'{args.out / "config.json"} (the run being resumed)'
+        elif args.init_from is not None and args.config is None:
+            base = _checkpoint_config(args.init_from)
+            source = f'the checkpoint {args.init_from} (--init-from)'
         else:
             path = args.config
             if path is None and args.task is None:
@@ -166,6 +174,18 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
                     + ', '.join(sorted(RESUMABLE_CHANGES))
                     + ' may change (or train into a new --out)'
                 )
+        if args.init_from is not None:
+            from rpl_trainer.learner import learner_differences
+
+            saved = make_config(_checkpoint_config(args.init_from))
+            differences = learner_differences(saved, config)
+            if differences:
+                raise CliError(
+                    f'--init-from {args.init_from}: its learner has other settings ('
+                    + '; '.join(differences)
+                    + '); only budgets, acting and evaluation may differ (leave out --config '
+                    'to take its settings)'
+                )
     except RunDirError as exc:
         raise CliError(str(exc)) from exc
     except ParameterError as exc:
@@ -175,6 +195,22 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     overrides = {key: values[key] for key in {**sets, **flags} if base.get(key) != values[key]}
     shown = ', '.join(f'{key}={value}' for key, value in overrides.items())
     return config, f'settings from {source}' + (f'; command line: {shown}' if shown else '')
+
+
+def _checkpoint_config(path: pathlib.Path) -> dict[str, Any]:
+    """The TrainConfig values of the learner in a checkpoint of either kind.
+
+    Raises:
+        CliError: The file is missing, unreadable or holds no learner.
+    """
+    from rpl_trainer.checkpoint import CheckpointError, load_learner_checkpoint
+
+    try:
+        return dict(load_learner_checkpoint(path)['learner']['config'])
+    except CheckpointError as exc:
+        raise CliError(f'--init-from: {exc}') from exc
+    except (KeyError, TypeError) as exc:
+        raise CliError(f'--init-from: checkpoint {path} is incomplete (missing {exc})') from exc
 
 
 def _attr(flag: str) -> str:
@@ -246,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
         help='continue the run in --out with its own config.json (only budgets and '
         'bookkeeping may change: ' + ', '.join(sorted(RESUMABLE_CHANGES)) + ')',
     )
+    train.add_argument(
+        '--init-from',
+        type=pathlib.Path,
+        metavar='FILE',
+        help="start a new run from the learner of a checkpoint: a trainer node's "
+        "checkpoint_path or another run's DIR/checkpoint.pt (networks, normalisers, burn-in, "
+        'replay buffer); its settings are the base (instead of the shipped config) and the '
+        'learner settings must stay as they are',
+    )
     for flag, field, kind, text in _FIELD_FLAGS:
         train.add_argument(
             flag, type=kind, help=f"{text} (default: the config's, else {_default(field)})"
@@ -305,7 +350,14 @@ def _train(args: argparse.Namespace) -> int:
     if note:
         print(f'rpl train: warning: {note}', file=sys.stderr, flush=True)
     try:
-        result = train(config, args.out, args.resume, problem, progress=not args.no_progress)
+        result = train(
+            config,
+            args.out,
+            args.resume,
+            problem,
+            progress=not args.no_progress,
+            init_from=args.init_from,
+        )
     except (RunDirError, CheckpointError) as exc:
         raise CliError(str(exc)) from exc
     except TrainingInterrupted as exc:

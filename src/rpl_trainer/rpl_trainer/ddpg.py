@@ -43,6 +43,11 @@ def polyak_update(online: nn.Module, target: nn.Module, polyak: float) -> None:
             dest.copy_(source)
 
 
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """A torch view of a numpy batch array (copied only if not contiguous)."""
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
 class BurnIn:
     """Decides when the RPL actor may start learning.
 
@@ -200,22 +205,24 @@ class DDPGAgent:
 
     def update(self, batch: Transitions) -> UpdateStats:
         """One critic step and, unless frozen by burn-in, one actor step."""
-        obs, prev_obs, goal, action, reward, next_obs = (
-            torch.from_numpy(np.ascontiguousarray(array)) for array in batch
-        )
         two_frame = self.config.two_frame
+        obs, goal, action = _tensor(batch.obs), _tensor(batch.goal), _tensor(batch.action)
+        reward, next_obs = _tensor(batch.reward), _tensor(batch.next_obs)
+        prev = _tensor(batch.prev_obs) if two_frame else None
+        # Targets y = clip(r + gamma * Q'(o', g, pi'(o', g)), -1 / (1 - gamma), 0), (B,).
         with torch.no_grad():
             # The next transition's previous frame is the current observation.
             next_prev = obs if two_frame else None
             next_action = self.actor_target(next_obs, goal, next_prev)
             next_q = self.critic_target(next_obs, goal, next_action, next_prev)
             target = torch.clamp(reward + self.gamma * next_q, -self.clip_return, 0.0)
-        prev = prev_obs if two_frame else None
+        # Critic: mean (Q(o, g, u) - y)^2.
         critic_loss = torch.mean((self.critic(obs, goal, action, prev) - target) ** 2)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
 
+        # Actor: -mean Q(o, g, pi(o, g)) + action_l2 * mean pi^2; not applied in burn-in.
         frozen = self.actor_frozen
         self.critic.requires_grad_(False)  # actor loss flows through, not into, the critic
         with torch.set_grad_enabled(not frozen):
@@ -232,7 +239,7 @@ class DDPGAgent:
         stats = UpdateStats(critic_loss.item(), actor_loss.item(), q_pi.mean().item())
         if frozen:
             self.burn_in.observe(stats)
-        if self.updates % self.config.target_update_interval == 0:
+        if self.updates % self.config.target_update_interval == 0:  # polyak
             self.update_targets()
         return stats
 

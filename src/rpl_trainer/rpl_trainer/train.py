@@ -5,7 +5,9 @@ One cycle = one episode in each of the N environments. While the environments st
 learner pays its update debt (``updates_per_env_step`` gradient steps per env step), so with
 the subprocess vector env the updates overlap the simulation. After the cycle the episodes
 go into the replay buffer and the input statistics are updated from HER-relabelled samples
-of them (as in the baselines code).
+of them (as in the baselines code). The learner (agent, buffer, HER, debt, export, state)
+is :class:`rpl_trainer.learner.Learner`, the one the trainer node uses; one DDPG + HER
+update reads top to bottom from there.
 
 Around the loop, each in its own module: the run directory (what is written where, and
 when a directory is refused) :mod:`rpl_trainer.run_dir`; the metrics file
@@ -24,19 +26,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from rpl_trainer.checkpoint import (
-    learning_state,
-    load_checkpoint,
-    restore_learning_state,
-    save_checkpoint,
+    TRAIN_RUN,
+    CheckpointError,
+    load_learner_checkpoint,
+    save_learner_checkpoint,
 )
 from rpl_trainer.config import TrainConfig
-from rpl_trainer.ddpg import BurnIn, DDPGAgent
-from rpl_trainer.export import export_onnx, task_identity
-from rpl_trainer.her import HerSampler, ReplayBuffer
+from rpl_trainer.ddpg import BurnIn
+from rpl_trainer.export import task_identity
+from rpl_trainer.learner import Learner, start_from
 from rpl_trainer.metrics import Accumulator, append_row, truncate_metrics
 from rpl_trainer.problem import Problem, registered_problem
 from rpl_trainer.residual import ActionComposer
@@ -164,21 +165,14 @@ class Trainer:
             config.expert_eps,
             config.expert_alpha,
         )
-        if config.goal_consistent_her and config.algo == 'rpl':
-            if problem.make_base_fn is None:
-                raise ValueError('goal-consistent HER needs a base controller')
-            base_fn = problem.make_base_fn()
-        else:
-            base_fn = None
-        self.sampler = HerSampler(problem.reward_fn, config.future_p, base_fn, self.composer.scale)
-        torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        self.agent = DDPGAgent(problem.dims, config, self.steps)
-        self.buffer = ReplayBuffer(problem.dims, self.steps, config.buffer_size)
+        consistent = config.goal_consistent_her and config.algo == 'rpl'
+        if consistent and problem.make_base_fn is None:
+            raise ValueError('goal-consistent HER needs a base controller')
+        base_fn = problem.make_base_fn() if consistent else None
+        self.learner = Learner(config, problem.dims, self.steps, problem.reward_fn, base_fn)
         self.env_steps = 0
-        self.episodes = 0
+        self.episodes = 0  # collected by this run (the learner counts what it stores)
         self.wall_s = 0.0
-        self.update_debt = 0.0
         self.next_eval = 0
         self.next_checkpoint = config.checkpoint_interval
         self.last_eval: dict[str, float] = {}
@@ -195,8 +189,8 @@ class Trainer:
         return prev_obs if self.config.two_frame else None
 
     def _explore(self, step: StepBatch, prev_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        u = self.agent.act(step.obs, step.desired_goal, self._prev(prev_obs))
-        stored, executed = self.composer.explore(u, step.base, self.rng)
+        u = self.learner.agent.act(step.obs, step.desired_goal, self._prev(prev_obs))
+        stored, executed = self.composer.explore(u, step.base, self.learner.rng)
         greedy = self.config.greedy_envs
         if greedy:  # the last envs act deterministically (same random draws for the rest)
             stored[-greedy:] = u[-greedy:]
@@ -206,7 +200,7 @@ class Trainer:
     def _deterministic(
         self, step: StepBatch, prev_obs: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        u = self.agent.act(step.obs, step.desired_goal, self._prev(prev_obs))
+        u = self.learner.agent.act(step.obs, step.desired_goal, self._prev(prev_obs))
         return u, self.composer.executed(u, step.base)
 
     def _base_only(self, step: StepBatch, prev_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -241,13 +235,11 @@ class Trainer:
 
     def _train_while_stepping(self) -> None:
         """Pay the update debt of one vector step (N env steps)."""
-        if self.buffer.size == 0:
+        if self.learner.buffer.size == 0:
             return
-        self.update_debt += self.config.updates_per_env_step * self.env.num_envs
-        while self.update_debt >= 1.0:
-            self.update_debt -= 1.0
-            batch = self.buffer.sample(self.sampler, self.config.batch_size, self.rng)
-            self.acc.add_update(self.agent.update(batch))
+        self.learner.debt.add(self.env.num_envs)
+        for stats in self.learner.pay_debt():
+            self.acc.add_update(stats)
 
     def _cycle(self) -> None:
         n = self.env.num_envs
@@ -260,9 +252,7 @@ class Trainer:
             self._train_while_stepping,
             abort=lambda: self._stop.urgent,
         )
-        self.buffer.store(rollout.episodes)
-        normalizer_batch = self.sampler.sample(rollout.episodes, n, n * self.steps, self.rng)
-        self.agent.update_normalizers(normalizer_batch)
+        self.learner.store(rollout.episodes)
         self.env_steps += n * self.steps
         self.episodes += n
         self.acc.successes += float(rollout.success.sum())
@@ -273,32 +263,31 @@ class Trainer:
     def _write_row(self, eval_metrics: dict[str, float]) -> dict[str, Any]:
         steps0, updates0, wall0 = self._row_clock
         dt = max(self.wall_s - wall0, 1e-9)
-        burn_in = self.agent.burn_in
+        burn_in = self.learner.agent.burn_in
         row: dict[str, Any] = {
             'env_steps': self.env_steps,
             'episodes': self.episodes,
-            'updates': self.agent.updates,
+            'updates': self.learner.agent.updates,
             'wall_s': round(self.wall_s, 3),
             **eval_metrics,
             **self.acc.means(),
             'burn_in': int(burn_in.active),
             'burn_in/value': burn_in.value,
             'charts/env_steps_per_s': (self.env_steps - steps0) / dt,
-            'charts/updates_per_s': (self.agent.updates - updates0) / dt,
+            'charts/updates_per_s': (self.learner.agent.updates - updates0) / dt,
         }
         append_row(self.out_dir / METRICS_FILE, row)
         self.acc = Accumulator()
-        self._row_clock = (self.env_steps, self.agent.updates, self.wall_s)
+        self._row_clock = (self.env_steps, self.learner.agent.updates, self.wall_s)
         return row
 
-    def _state(self) -> dict[str, Any]:
+    def _run_state(self) -> dict[str, Any]:
+        """This run's own entries of its checkpoint (next to the learner's)."""
         return {
-            **learning_state(self.config, self.agent, self.buffer, self.rng),
             'counters': {
                 'env_steps': self.env_steps,
                 'episodes': self.episodes,
                 'wall_s': self.wall_s,
-                'update_debt': self.update_debt,
                 'next_eval': self.next_eval,
                 'next_checkpoint': self.next_checkpoint,
                 'row_clock': list(self._row_clock),
@@ -309,12 +298,15 @@ class Trainer:
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        restore_learning_state(state, self.agent, self.buffer, self.rng)
+        try:
+            self.learner.load_state_dict(state['learner'])
+        except ValueError as exc:
+            path = self.out_dir / CHECKPOINT_FILE
+            raise CheckpointError(f'cannot resume from checkpoint {path}: {exc}') from exc
         counters = state['counters']
         self.env_steps = int(counters['env_steps'])
         self.episodes = int(counters['episodes'])
         self.wall_s = float(counters['wall_s'])
-        self.update_debt = float(counters['update_debt'])
         self.next_eval = int(counters['next_eval'])
         self.next_checkpoint = int(counters['next_checkpoint'])
         self._row_clock = tuple(counters['row_clock'])
@@ -330,10 +322,9 @@ class Trainer:
 
     def _export(self, name: str) -> pathlib.Path:
         config = self.config
-        return export_onnx(
-            self.agent.actor,
+        return self.learner.export(
             self.out_dir / name,
-            self.composer.scale,
+            scale=self.composer.scale,
             identity=task_identity(
                 self.problem.spec,
                 config.controller,
@@ -357,7 +348,8 @@ class Trainer:
             self.best = {'eval/success_rate': success, 'env_steps': self.env_steps}
 
     def _checkpoint(self) -> None:
-        save_checkpoint(self.out_dir / CHECKPOINT_FILE, self._state())
+        path = self.out_dir / CHECKPOINT_FILE
+        save_learner_checkpoint(path, TRAIN_RUN, self.learner.state_dict(), **self._run_state())
 
     def _base_eval(self) -> float | None:
         saved = read_base_eval(self.out_dir)
@@ -403,7 +395,7 @@ class Trainer:
         """Show the last evaluation and where burn-in stands (after every cycle)."""
         row = self.last_eval
         parts = [f'eval {_show(row.get("eval/success_rate"))}']
-        status = burn_in_status(self.agent.burn_in)
+        status = burn_in_status(self.learner.agent.burn_in)
         if status:
             parts.append(status)
         bar.set_postfix_str(' | '.join(parts), refresh=False)
@@ -411,7 +403,7 @@ class Trainer:
     def _report_line(self, row: dict[str, Any]) -> None:
         if not self._lines:
             return
-        status = burn_in_status(self.agent.burn_in)
+        status = burn_in_status(self.learner.agent.burn_in)
         print(
             f'rpl train: {self.env_steps}/{self.config.total_env_steps} env steps, '
             f'{self.wall_s:.0f} s, eval success {_show(row.get("eval/success_rate"))}, '
@@ -456,7 +448,9 @@ class Trainer:
                 while self.next_checkpoint <= self.env_steps:
                     self.next_checkpoint += config.checkpoint_interval
 
-    def run(self, resume: bool = False) -> TrainResult:
+    def run(
+        self, resume: bool = False, init_from: str | pathlib.Path | None = None
+    ) -> TrainResult:
         """Train to ``total_env_steps``, evaluating, logging and checkpointing on the way.
 
         A run checkpoints at its start, so one killed at any moment can be resumed. SIGINT
@@ -466,23 +460,29 @@ class Trainer:
         Args:
             resume: Continue from ``out_dir/checkpoint.pt`` (see
                 :func:`rpl_trainer.run_dir.check_run_dir`).
+            init_from: A new run's learner starts from the learner of this checkpoint
+                (another ``rpl train`` run's or a trainer node's, of the same learner
+                fields): networks, optimisers, normalisers, burn-in, replay buffer, random
+                state (:func:`rpl_trainer.learner.start_from`).
 
         Raises:
             RunDirError: See :func:`rpl_trainer.run_dir.check_run_dir`.
-            CheckpointError: Missing or corrupt checkpoint on resume.
+            CheckpointError: Missing or corrupt checkpoint on resume, or an ``init_from``
+                checkpoint that does not fit.
             TrainingInterrupted: SIGINT or SIGTERM; the checkpoint holds the state to resume.
         """
         config = self.config
         check_run_dir(self.out_dir, config, resume)
         with StopSignals() as self._stop:
             if resume:
-                self._restore(load_checkpoint(self.out_dir / CHECKPOINT_FILE))
+                self._restore(load_learner_checkpoint(self.out_dir / CHECKPOINT_FILE, TRAIN_RUN))
             else:
+                if init_from is not None:
+                    start_from(self.learner, init_from)
                 self.out_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.out_dir, config)
             if not resume:
                 self._checkpoint()
-            torch.set_num_threads(config.torch_threads)
 
             uses_controller = config.algo in ('rpl', 'expert_explore')
             self.env = make_vector_env(
@@ -510,7 +510,7 @@ class Trainer:
                     self.out_dir / CHECKPOINT_FILE,
                 )
             onnx_path = self._export(ONNX_FILE)
-            burn_in = self.agent.burn_in
+            burn_in = self.learner.agent.burn_in
             result = TrainResult(
                 out_dir=self.out_dir,
                 env_steps=self.env_steps,
@@ -526,7 +526,7 @@ class Trainer:
                 'eval/success_rate': result.success_rate,
                 'base/success_rate': base_success,
                 'wall_s': round(result.wall_s, 3),
-                'updates': self.agent.updates,
+                'updates': self.learner.agent.updates,
                 'burn_in_ended_by': burn_in.ended_by,
                 'burn_in_updates': burn_in.updates,
                 'actor_frozen': burn_in.active,
@@ -549,8 +549,10 @@ def train(
     resume: bool = False,
     problem: Problem | None = None,
     progress: bool = True,
+    init_from: str | pathlib.Path | None = None,
 ) -> TrainResult:
-    """Train ``config`` into ``out_dir`` (the registered task/controller unless ``problem``).
+    """Train ``config`` into ``out_dir`` (the registered task/controller unless ``problem``),
+    a new run's learner starting from the checkpoint ``init_from`` if given.
 
     Raises:
         RunDirError, CheckpointError, ValueError: See :meth:`Trainer.run` and
@@ -559,7 +561,7 @@ def train(
     if problem is None:
         controller = config.controller or None
         problem = registered_problem(config.task, controller, config.controller_params)
-    return Trainer(config, problem, out_dir, progress).run(resume=resume)
+    return Trainer(config, problem, out_dir, progress).run(resume, init_from)
 
 
 __all__: Sequence[str] = (

@@ -28,7 +28,11 @@ Every ``export_every_updates`` gradient steps it writes a new model to ``model_p
 atomic replace, so a residual node with the same ``model_path`` hot-swaps it (validating
 before the swap). With ``checkpoint_path`` it saves the learner (agent, normalisers,
 replay buffer, counters) every ``checkpoint_every_updates`` gradient steps and when it is
-stopped (Ctrl-C / SIGTERM), by atomic replace. ``train_overrides`` sets TrainConfig fields
+stopped (Ctrl-C / SIGTERM), by atomic replace. ``init_from`` starts a new learner (no
+``checkpoint_path`` file yet) from another checkpoint: an ``rpl train`` run's (warm start
+from simulation: networks, normalisers, burn-in state, replay buffer) or another trainer
+node's; its config is the base, and the node's task, controller and ``train_overrides``
+must agree with its learner fields. ``train_overrides`` sets TrainConfig fields
 (``'burn_in_window=500,batch_size=128'``). ``exit_after_updates:=N`` is offline learning on
 recorded robot data: N gradient steps on the bags (no live topics), export, checkpoint,
 exit 0. Diagnostics once per second (episodes ingested and skipped, updates, burn-in,
@@ -60,8 +64,9 @@ from rpl_interfaces.output_files import os_reason, probe_write
 from rpl_trainer import offline
 from rpl_trainer.assembler import EpisodeAssembler
 from rpl_trainer.bag_ingest import ingest_bags
-from rpl_trainer.checkpoint import CheckpointError
+from rpl_trainer.checkpoint import CheckpointError, load_learner_checkpoint
 from rpl_trainer.episodes import INCOMPLETE, SKIP_REASONS
+from rpl_trainer.learner import start_from
 from rpl_trainer.schedule import SaveSchedule
 from rpl_trainer.trainer_node_config import TrainerNodeConfig
 
@@ -119,11 +124,13 @@ class TrainerNode(RplNode):
         from rpl_sim_bridge.bridge import observation_layout
         from rpl_sim_bridge.tasks import task_spec
 
-        self.learner = offline.OfflineLearner.for_task(cfg.train_config())
+        self.learner = offline.OfflineLearner.for_task(
+            cfg.train_config(self._base_config(cfg)), cfg.updates_per_step
+        )
         spec = task_spec(cfg.task)
         layout = observation_layout(spec)
         action_fields = tuple(spec.action_fields)  # the payload names of the action topics
-        self.debt = offline.UpdateDebt(cfg.updates_per_step)
+        self.debt = self.learner.debt  # updates_per_step per stored transition
         self.malformed = 0
         self.bag_episodes = 0
         self.bags_ingested: list[str] = []
@@ -141,6 +148,8 @@ class TrainerNode(RplNode):
         self._throttle = LogThrottle(5.0)
         if cfg.checkpoint_path and os.path.exists(cfg.checkpoint_path):
             self._resume(cfg.checkpoint_path)
+        elif cfg.init_from:
+            self._start_from(cfg.init_from)
         self.schedule = SaveSchedule(
             cfg.export_every_updates,
             cfg.checkpoint_every_updates if cfg.checkpoint_path else None,
@@ -210,6 +219,35 @@ class TrainerNode(RplNode):
             f'{cfg.export_every_updates} updates{checkpoints}'
         )
 
+    @staticmethod
+    def _base_config(cfg: TrainerNodeConfig) -> dict | None:
+        """With ``init_from``: the config the learner continues (that checkpoint's, or the
+        node's own checkpoint's once it exists), under the node's parameters."""
+        if not cfg.init_from:
+            return None
+        own = cfg.checkpoint_path and os.path.exists(cfg.checkpoint_path)
+        path = cfg.checkpoint_path if own else cfg.init_from
+        try:
+            return dict(load_learner_checkpoint(path)['learner']['config'])
+        except (CheckpointError, KeyError, TypeError) as exc:
+            raise ValueError(f'init_from: {exc}') from None
+
+    def _start_from(self, path: str) -> None:
+        try:
+            kind = start_from(self.learner, path)
+        except CheckpointError as exc:
+            raise ValueError(
+                f'init_from: {exc}; set task, controller and train_overrides to agree with '
+                "it, or init_from:='' to start afresh"
+            ) from None
+        agent = self.learner.agent
+        self.resumed = f'{path} ({kind} checkpoint, warm start)'
+        self.get_logger().info(
+            f'started from the {kind} checkpoint {path} (init_from): {self.learner.episodes} '
+            f'episodes, {self.learner.buffer.transitions} transitions, {agent.updates} '
+            f'updates, burn-in {"on" if agent.actor_frozen else "over"}'
+        )
+
     def _resume(self, path: str) -> None:
         try:
             extra = offline.load_learner(path, self.learner)
@@ -219,7 +257,6 @@ class TrainerNode(RplNode):
                 f'{exc}. The file was left as it is: fix the parameters to match it, or move '
                 'it away (or set another checkpoint_path) to start afresh'
             ) from exc
-        self.debt.owed = float(extra.get('updates_owed', 0.0))
         self.bag_episodes = int(extra.get('bag_episodes', 0))
         self.bags_ingested = [str(p) for p in extra.get('bags', [])]
         self._resume_after_ns = {str(k): int(v) for k, v in extra.get('seen_until', {}).items()}
@@ -253,7 +290,6 @@ class TrainerNode(RplNode):
         path = self.config.checkpoint_path
         started = time.monotonic()
         extra = {
-            'updates_owed': self.debt.owed,
             'bag_episodes': self.bag_episodes,
             'bags': list(self.bags_ingested),
             # Per namespace: messages sent up to then are in this checkpoint; a resumed

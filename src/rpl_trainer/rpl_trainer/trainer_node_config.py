@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from rpl_interfaces import contract
@@ -65,6 +66,16 @@ class TrainerNodeConfig:
             "if it exists at start; '' = none"
         ),
     )
+    init_from: str = dataclasses.field(
+        default='',
+        metadata=describe(
+            'Checkpoint to start learning from when checkpoint_path does not exist yet: an '
+            "`rpl train` run's DIR/checkpoint.pt (warm start from simulation) or another "
+            "trainer node's; its learner (networks, normalisers, burn-in, replay buffer) and "
+            'its config are taken, task/controller/train_overrides must agree with its '
+            "learner fields; '' = start afresh",
+        ),
+    )
     checkpoint_every_updates: int = dataclasses.field(
         default=10000,
         metadata=describe('Save a checkpoint every this many gradient steps', range=(1, 10**9)),
@@ -95,15 +106,18 @@ class TrainerNodeConfig:
         """The bag paths."""
         return [p.strip() for p in self.bags.split(',') if p.strip()]
 
-    def train_config(self) -> TrainConfig:
-        """The learner's hyperparameters: task, controller and seed of this config, the
-        defaults, then ``train_overrides``.
+    def train_config(self, base: Mapping[str, Any] | None = None) -> TrainConfig:
+        """The learner's hyperparameters: ``base`` (default: the TrainConfig defaults), then
+        task, controller and seed of this config, then ``train_overrides``.
+
+        Args:
+            base: TrainConfig values to start from (a warm start: the checkpoint's config).
 
         Raises:
             rpl_interfaces.params.ParameterError: A bad override (see :func:`parse_overrides`).
         """
         values = {'task': self.task, 'controller': self.controller, 'seed': self.seed}
-        return make_config({**values, **parse_overrides(self.train_overrides)})
+        return make_config({**(base or {}), **values, **parse_overrides(self.train_overrides)})
 
 
 # Overrides that are trainer node parameters of their own.
