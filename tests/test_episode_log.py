@@ -11,7 +11,6 @@ import pytest
 
 from rpl_bringup import demo
 from rpl_bringup.episode_log import (
-    ActionNames,
     ControlTally,
     EpisodeLog,
     EpisodeRecord,
@@ -20,8 +19,8 @@ from rpl_bringup.episode_log import (
     wilson_interval,
 )
 from rpl_bringup.launch_shim import LaunchError
-from rpl_interfaces.codec import StampedVector, encode
-from rpl_interfaces.contract import ACTION_FIELDS, EPISODE_FIELDS
+from rpl_interfaces.codec import StampedVector
+from rpl_interfaces.contract import ACTION_FIELDS, EPISODE_FIELDS, terminal_tag
 
 
 def _record(episode: int, success: bool, distance: float, fallback_base: int = 0):
@@ -110,25 +109,32 @@ def test_demo_summary_says_base_only_without_a_model():
     assert 'success rate        1.00 (95% CI 0.21-1.00)' in text
 
 
-def test_the_action_names_are_learned_from_the_first_valid_message():
-    # A 7-joint arm's actions are counted like Fetch's; the first valid message fixes the
-    # names, so one under other names (or off the contract) is not counted.
-    from sensor_msgs.msg import JointState
-
+def test_the_action_names_are_the_majority_of_the_action_messages():
+    # A 7-joint arm's actions are counted like Fetch's. Before: the first valid message
+    # fixed the names, so one stray Fetch-named message first made every real one uncounted.
     joints = tuple(f'j{i}' for i in range(7))
 
-    def message(values, fields, episode=0):
-        vec = StampedVector(episode, 0, np.asarray(values, float), 0, 'ctl')
-        return encode(JointState(), vec, fields)
+    def vec(values, episode=0, tag='ctl'):
+        return StampedVector(episode, 0, np.asarray(values, float), 0, tag)
 
-    names = ActionNames()
-    broken = message(np.zeros(7), joints)
-    broken.position = broken.position[:-1]  # 9 names, 8 values
-    assert names.decode(broken) is None and names.fields is None
-    vec = names.decode(message(np.arange(7), joints))
-    assert names.fields == joints and vec.values.shape == (7,)
-    assert names.decode(message(np.zeros(4), ACTION_FIELDS)) is None
-    assert names.decode(message(np.ones(7), joints, episode=1)).episode == 1
-    fetch = ActionNames()
-    assert fetch.decode(message(np.zeros(4), ACTION_FIELDS)) is not None
-    assert fetch.fields == ACTION_FIELDS
+    log = EpisodeLog()
+    log.add_action('base_actions', ACTION_FIELDS, vec(np.zeros(4), tag='stray'))
+    assert log.base_actions.count == 1 and log.to_dict()['action_fields'] == list(ACTION_FIELDS)
+    log.add_action('base_actions', ('a', 'a'), vec(np.zeros(2)))  # a problem: never counted
+    for episode in range(2):
+        log.add_action('base_actions', joints, vec(np.arange(7), episode))
+        log.add_action('commands', joints, vec(np.ones(7), episode, 'residual'))
+    assert log.base_actions.count == 2 and log.base_actions.tags == {'ctl': 2}
+    assert log.commands.count == 2 and log.commands.max_abs == 1.0
+    assert log.to_dict()['action_fields'] == list(joints)
+    assert EpisodeLog().commands.count == 0  # no action message yet
+
+
+def test_a_terminal_observation_is_counted_apart_not_as_a_step():
+    log = EpisodeLog()
+    for k in range(3):
+        log.add_observation(StampedVector(0, k, np.zeros(5), 0, 'push'))
+    log.add_observation(StampedVector(0, 3, np.full(5, 9.0), 0, terminal_tag('push')))
+    assert log.observations.count == 3 and log.observations.tags == {'push': 3}
+    assert log.observations.max_abs == 0.0
+    assert log.terminal_observations == 1 and log.to_dict()['terminal_observations'] == 1

@@ -36,6 +36,7 @@ from rpl_bags.topics import (
     typestore,
 )
 from rpl_interfaces import contract, step_index
+from rpl_interfaces.action_names import action_field_problem, stream_action_fields
 from rpl_interfaces.codec import MessageError, StampedVector, decode
 
 
@@ -233,16 +234,26 @@ def _read_observations(
 def _read_actions(
     by_topic: dict[str, list[RawMessage]], names: dict[str, str], problems: _Problems
 ) -> tuple[tuple[str, ...], dict[str, list[StampedVector]]]:
-    """The action messages under the names most of them carry (the task's action fields,
-    as the controller and the residual node published them); the others are skipped."""
+    """The action messages under the stream's action names (the rule of
+    :mod:`rpl_interfaces.action_names`: the valid names most action messages carry, the
+    first received on a tie); the others are skipped."""
     named = {rel: _read_named(by_topic[rel], names[rel], problems) for rel in ACTION_TOPICS}
-    shapes = collections.Counter(n for rel in ACTION_TOPICS for _, n, _ in named[rel])
-    if not shapes:
-        return (), {rel: [] for rel in ACTION_TOPICS}
-    fields = shapes.most_common(1)[0][0]
-    kept: dict[str, list[StampedVector]] = {}
+    received = sorted(
+        (by_topic[rel][i].log_time_ns, payload)
+        for rel in ACTION_TOPICS
+        for i, payload, _ in named[rel]
+    )
+    fields = stream_action_fields(payload for _, payload in received)
+    kept: dict[str, list[StampedVector]] = {rel: [] for rel in ACTION_TOPICS}
+    if fields is None:
+        for rel in ACTION_TOPICS:
+            for i, payload, _ in named[rel]:
+                problems.count(
+                    f'{names[rel]}: messages off the contract skipped',
+                    f'#{i}: {action_field_problem(payload)}',
+                )
+        return (), kept
     for rel in ACTION_TOPICS:
-        kept[rel] = []
         for i, payload, vec in named[rel]:
             if payload == fields:
                 kept[rel].append(vec)

@@ -1,8 +1,16 @@
 """Tally of what a running stack reports: episode results and control-path messages.
 
 Pure Python + numpy (no ROS): :mod:`rpl_bringup.episode_monitor_node` feeds it from the
-``episode``, ``command`` and ``base_action`` topics and writes :meth:`EpisodeLog.to_dict` as
-JSON; ``rpl demo`` and the integration tests read that file back.
+``episode``, ``observation``, ``command`` and ``base_action`` topics and writes
+:meth:`EpisodeLog.to_dict` as JSON; ``rpl demo`` and the integration tests read that file
+back.
+
+The monitor does not know the task. The action messages' names are the stream's by the rule
+of :mod:`rpl_interfaces.action_names` (the valid names most of them carry, the first seen on
+a tie: what the bag reader takes from a bag of the same run); every message is tallied under
+its names and the commands and base actions reported are those under the stream's names.
+The terminal observation o_T (``frame_id`` ``<task>/terminal``, after each episode's last
+step) is not a step: it is counted apart (``terminal_observations``), not as an observation.
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rpl_interfaces.codec import MessageError, StampedVector, decode
-from rpl_interfaces.contract import META_FIELDS, EpisodeResult
+from rpl_interfaces.action_names import ActionNameVote
+from rpl_interfaces.codec import StampedVector
+from rpl_interfaces.contract import EpisodeResult, is_terminal
 
 
 class EpisodeRecord(NamedTuple):
@@ -79,33 +88,6 @@ class ControlTally:
             self.max_abs = max(self.max_abs, float(np.abs(values[finite]).max()))
 
 
-class ActionNames:
-    """The action payload names of one stack, learned from its first valid action message.
-
-    The monitor does not know the task: the controller and the residual node publish
-    ``base_action`` and ``command`` under the task's declared action fields
-    (``TaskSpec.action_fields``), so the first message that decodes names them; later
-    messages under other names are not counted (the sim bridge rejects and reports them).
-
-    Attributes:
-        fields: The learned names; None before the first valid message.
-    """
-
-    def __init__(self) -> None:
-        self.fields: tuple[str, ...] | None = None
-
-    def decode(self, msg: Any) -> StampedVector | None:
-        """The decoded ``JointState``-like action message, or None if it is off the
-        contract or carries other names than the ones learned."""
-        try:
-            vec = decode(msg, self.fields)
-        except MessageError:
-            return None
-        if self.fields is None:
-            self.fields = tuple(msg.name[len(META_FIELDS) :])
-        return vec
-
-
 class Summary(NamedTuple):
     """Aggregate of the episodes so far.
 
@@ -139,18 +121,60 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+ACTION_TALLIES = ('commands', 'base_actions')
+"""The action topics' tallies (``command``, ``base_action``) by their key in the JSON."""
+
+
 class EpisodeLog:
-    """Everything the monitor has seen; episodes are keyed by id (a repeat replaces)."""
+    """Everything the monitor has seen; episodes are keyed by id (a repeat replaces).
+
+    Attributes:
+        episodes: Results by episode id.
+        observations: The step observations o_0 .. o_{T-1} (not o_T).
+        terminal_observations: Terminal observations o_T seen.
+        action_names: The vote on the action messages' names (both action topics).
+    """
 
     def __init__(self) -> None:
         self.episodes: dict[int, EpisodeRecord] = {}
         self.observations = ControlTally()
-        self.commands = ControlTally()
-        self.base_actions = ControlTally()
+        self.terminal_observations = 0
+        self.action_names = ActionNameVote()
+        self._actions: dict[str, dict[tuple[str, ...], ControlTally]] = {
+            kind: {} for kind in ACTION_TALLIES
+        }
 
     def add_episode(self, record: EpisodeRecord) -> None:
         """Store one episode result."""
         self.episodes[record.episode] = record
+
+    def add_observation(self, vec: StampedVector) -> None:
+        """Count one decoded ``observation`` message (o_T apart: it is not a step)."""
+        if is_terminal(vec.tag):
+            self.terminal_observations += 1
+        else:
+            self.observations.add(vec.tag, vec.values)
+
+    def add_action(self, kind: str, names: tuple[str, ...], vec: StampedVector) -> None:
+        """Count one decoded action message of ``kind`` ('commands' or 'base_actions')
+        carrying payload ``names``; names with a problem are not counted."""
+        if self.action_names.add(names):
+            self._actions[kind].setdefault(tuple(names), ControlTally()).add(vec.tag, vec.values)
+
+    def action_tally(self, kind: str) -> ControlTally:
+        """The tally of ``kind`` under the stream's action names (empty before any)."""
+        fields = self.action_names.fields
+        return self._actions[kind].get(fields, ControlTally()) if fields else ControlTally()
+
+    @property
+    def commands(self) -> ControlTally:
+        """``command`` messages under the stream's action names."""
+        return self.action_tally('commands')
+
+    @property
+    def base_actions(self) -> ControlTally:
+        """``base_action`` messages under the stream's action names."""
+        return self.action_tally('base_actions')
 
     def summary(self) -> Summary:
         """Success rate with its interval, mean final distance, fallback totals."""
@@ -175,6 +199,8 @@ class EpisodeLog:
             'summary': self.summary()._asdict(),
             'episodes': [r._asdict() for _, r in sorted(self.episodes.items())],
             'observations': dataclasses.asdict(self.observations),
+            'terminal_observations': self.terminal_observations,
+            'action_fields': list(self.action_names.fields or ()),
             'commands': dataclasses.asdict(self.commands),
             'base_actions': dataclasses.asdict(self.base_actions),
         }

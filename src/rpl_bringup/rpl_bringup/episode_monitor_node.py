@@ -4,7 +4,9 @@ Subscribes, relative to its namespace, to ``episode`` (latched: late joiners get
 result while the sim bridge runs), ``observation``, ``command`` and ``base_action``; logs
 'ready: ...' once subscribed, prints one line per episode and writes an
 :class:`rpl_bringup.episode_log.EpisodeLog` as JSON to ``output_path`` after every episode,
-every second and at exit. Started by the stack launch files with ``monitor:=true`` (used by
+every second and at exit. The terminal observation o_T is counted apart, never as a step;
+the action messages' names are the stream's by the rule of
+:mod:`rpl_interfaces.action_names` (see :mod:`rpl_bringup.episode_log`). Started by the stack launch files with ``monitor:=true`` (used by
 ``rpl demo``, the integration tests and the loop benchmark).
 
 Run alone: ``python -m rpl_bringup.episode_monitor_node --ros-args -r __ns:=/rpl
@@ -18,13 +20,7 @@ from collections.abc import Sequence
 
 from sensor_msgs.msg import JointState
 
-from rpl_bringup.episode_log import (
-    ActionNames,
-    ControlTally,
-    EpisodeLog,
-    EpisodeRecord,
-    summary_line,
-)
+from rpl_bringup.episode_log import EpisodeLog, EpisodeRecord, summary_line
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
@@ -58,7 +54,6 @@ class EpisodeMonitorNode(RplNode):
         super().__init__('episode_monitor')
         self.config = self.declare_config(EpisodeMonitorConfig)
         self.log = EpisodeLog()
-        self.actions = ActionNames()  # the task's action fields, from the first message
         self.control_subscription(contract.EPISODE, self._on_episode)
         if self.config.watch_control:
             self.control_subscription(contract.OBSERVATION, self._on_observation)
@@ -93,19 +88,22 @@ class EpisodeMonitorNode(RplNode):
             vec = decode(msg)
         except MessageError:
             return
-        self.log.observations.add(vec.tag, vec.values)
+        self.log.add_observation(vec)  # o_T counted apart: not a step
 
     def _on_command(self, msg: JointState) -> None:
-        self._count(msg, self.log.commands)
+        self._count(msg, 'commands')
 
     def _on_base_action(self, msg: JointState) -> None:
-        self._count(msg, self.log.base_actions)
+        self._count(msg, 'base_actions')
 
-    def _count(self, msg: JointState, tally: ControlTally) -> None:
-        vec = self.actions.decode(msg)
-        if vec is None:
+    def _count(self, msg: JointState, kind: str) -> None:
+        try:
+            vec = decode(msg)
+        except MessageError:
             return  # malformed messages are the sim bridge's to reject and report
-        tally.add(vec.tag, vec.values)
+        # Tallied under its names; the stream's names win by the rule of
+        # rpl_interfaces.action_names (the monitor does not know the task).
+        self.log.add_action(kind, tuple(msg.name[len(contract.META_FIELDS) :]), vec)
 
     def save(self) -> None:
         """Write the JSON file (if ``output_path`` is set)."""

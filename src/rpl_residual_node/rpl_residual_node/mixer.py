@@ -341,16 +341,3 @@ class ResidualMixer:
             return 'ok', 'base action only: no model configured', values
         exploring = f' ({self.config.describe_exploration()})' if self.config.explores else ''
         return 'ok', f'residual active{exploring}: {actor.describe()}', values
-
-
-def action_field_problem(names: tuple[str, ...]) -> str:
-    """What is wrong with a base action's field names ('' if nothing): none, a repeated
-    name, or an empty one."""
-    if not names:
-        return 'no action fields after episode, step'
-    if len(set(names)) != len(names):
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        return f'action field names repeat: {repeated}'
-    if '' in names:
-        return 'an action field name is empty'
-    return ''

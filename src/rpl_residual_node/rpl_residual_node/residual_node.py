@@ -38,11 +38,12 @@ from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
+from rpl_interfaces.action_names import action_field_problem
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_residual_node.decision import MODEL_MISMATCH, NO_MODEL, OK, Decision, LatencyWindow
-from rpl_residual_node.mixer import ResidualMixer, action_field_problem
+from rpl_residual_node.mixer import ResidualMixer
 from rpl_residual_node.mixing import RENAMED_PARAMETERS, ResidualConfig, check_renamed
 from rpl_residual_node.model_reload import TOO_LARGE
 from rpl_residual_node.model_slot import MODEL_TOO_LARGE, ReloadEvent
