@@ -382,3 +382,66 @@ def test_an_unwritable_model_path_stops_the_start_with_one_line(tmp_path):
         assert 'Traceback' not in output, output
         # Checked first: before torch, the learner or any bag (no 'ready', no export).
         assert 'ready:' not in output and 'exported' not in output, output
+
+
+def test_init_from_starts_the_node_from_an_rpl_train_run(tmp_path):
+    """Warm start of live learning from a simulation-trained run: the node's learner is the
+    run's (networks, normalisers, burn-in, replay buffer), saved again as its own."""
+    import torch
+
+    from rpl_trainer.cli import main as rpl_main
+
+    SPEC_PUSH = task_spec('push')  # noqa: N806
+
+    run = tmp_path / 'sim_run'
+    threads = torch.get_num_threads()
+    args = ['train', '--task', 'push', '--controller', 'reactive_push', '--steps', '200']
+    small = ['--set', 'hidden_size=32', '--set', 'buffer_size=5000', '--set', 'batch_size=32']
+    small += ['--set', 'burn_in_beta=0', '--updates-per-step', '0.5']  # the actor learns
+    quiet = ['--eval-episodes', '2', '--set', 'base_eval_episodes=0', '--vector-env', 'sync']
+    assert rpl_main([*args, *small, *quiet, '--no-progress', '--out', str(run)]) == 0
+    torch.set_num_threads(threads)
+    trained = load_checkpoint(run / 'checkpoint.pt')['learner']
+    assert trained['agent']['updates'] == 50 and trained['agent']['burn_in']['active'] is False
+
+    model, checkpoint = tmp_path / 'live' / 'actor.onnx', tmp_path / 'live' / 'trainer.pt'
+    node = ('task:=push', 'controller:=reactive_push', f'init_from:={run / "checkpoint.pt"}')
+    refused = run_trainer(*node, f'model_path:={model}', 'train_overrides:=batch_size=64')
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 2, output
+    errors = [line for line in refused.stdout.splitlines() if '[trainer] error:' in line]
+    assert len(errors) == 1 and 'batch_size: 32 -> 64' in errors[0], output
+
+    live = (f'model_path:={model}', f'checkpoint_path:={checkpoint}')
+    args = ros_args('/trainer_warm', "namespaces:=''", *node, *live)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'rpl_trainer.trainer_node', *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if 'ready:' in line or 'error' in line:
+                break
+    finally:
+        code = stop_process(proc, timeout_s=30.0)
+        output = ''.join(lines) + proc.stdout.read()
+    assert code == 0, output
+    assert f'started from the rpl_train checkpoint {run / "checkpoint.pt"}' in output, output
+    state = load_checkpoint(checkpoint)  # saved at shutdown, as the node's own
+    assert state['kind'] == 'trainer_node'
+    learner = state['learner']
+    assert learner['agent']['updates'] == trained['agent']['updates']
+    assert learner['counters']['episodes'] == trained['counters']['episodes'] == 4
+    for name in ('actor', 'critic'):
+        for key, value in trained['agent'][name].items():
+            assert np.array_equal(learner['agent'][name][key], value), (name, key)
+    np.testing.assert_array_equal(
+        learner['buffer']['episodes']['obs'], trained['buffer']['episodes']['obs']
+    )
+    # Exported at start: the warm-started model, not the zero residual.
+    actor = OnnxActor.load(model, obs_dim=SPEC_PUSH.obs_dim, goal_dim=SPEC_PUSH.goal_dim)
+    assert actor(np.full(SPEC_PUSH.obs_dim, 0.3), np.full(SPEC_PUSH.goal_dim, 0.5)).any()
