@@ -30,7 +30,8 @@ class SimBridgeConfig:
     episodes: int = dataclasses.field(
         default=0,
         metadata=describe(
-            'Episodes to run, then publish the last result and exit 0 (0 = forever).',
+            'Episodes to run, then publish the last terminal observation and result and exit 0 '
+            '(0 = forever).',
             range=(0, 10**9),
         ),
     )
