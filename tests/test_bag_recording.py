@@ -108,12 +108,16 @@ def test_the_bag_is_standard_rosbag2_that_rosbags_reads_alone(recording):
 
     # Every control topic: each step of each episode in order, once; only step (0, 0) may
     # come again (the sim bridge's start-up handshake re-sends it and the nodes answer).
+    # The observation topic also has each episode's terminal observation o_T (step T),
+    # which nobody answers.
     expected = [(e, k) for e in range(EPISODES) for k in range(STEPS)]
+    with_terminal = [(e, k) for e in range(EPISODES) for k in range(STEPS + 1)]
     for name in CONTROL:
         seen = steps[name]
         again = {s for i, s in enumerate(seen) if i and s == seen[i - 1]}
         assert again <= {(0, 0)}, name
-        assert [s for i, s in enumerate(seen) if not i or s != seen[i - 1]] == expected, name
+        want = with_terminal if name == 'observation' else expected
+        assert [s for i, s in enumerate(seen) if not i or s != seen[i - 1]] == want, name
     assert diagnostics >= 1
     live = recording.monitor()['episodes']
     assert [e for e, _ in results] == [e['episode'] for e in live]
@@ -157,6 +161,7 @@ def test_bag_eval_gives_the_numbers_of_the_live_run(recording, tmp_path):
 def test_replaying_the_recorded_model_reproduces_its_commands(recording):
     run = load_run(recording.bag)
     assert run.problems == ()
+    assert all(ep.terminal is not None for ep in run.episodes)  # o_T of every episode
     report = replay_model(run, ResidualPolicy.from_file(str(recording.model)))
     assert report.steps == EPISODES * STEPS
     # Every command the residual node computed is reproduced exactly; a command that fell
@@ -203,13 +208,14 @@ def test_play_republishes_in_order_with_the_recorded_timing(recording):
         # a loaded machine: lockstep waits for slow nodes), plus discovery and start-up.
         deadline_s = 20 + recorded_span_s / 0.5 * 1.25
         assert side.spin_until(
-            lambda: len(got) == EPISODES * STEPS and len(results) == 2, deadline_s
+            lambda: len(got) == EPISODES * (STEPS + 1) and len(results) == 2, deadline_s
         ), (len(got), len(results), recorded_span_s)
         assert player.wait(timeout=20) == 0, player.stdout.read()
     finally:
         stop_process(player)
         side.close()
-    assert [(e, k) for _, e, k in got] == [(e, k) for e in range(EPISODES) for k in range(STEPS)]
+    played = [(e, k) for _, e, k in got]  # with each episode's o_T (step T)
+    assert played == [(e, k) for e in range(EPISODES) for k in range(STEPS + 1)]
     span_s = got[-1][0] - got[0][0]
     assert span_s == pytest.approx(recorded_span_s / 0.5, rel=0.25, abs=0.05)
     first = run.episodes[0].result
@@ -251,12 +257,12 @@ def test_the_trainer_node_learns_from_the_recorded_bag(recording, tmp_path):
         code = stop_process(proc, timeout_s=15.0)
         output = proc.stdout.read()
     assert code in (0, -15), output
-    stored = f'{EPISODES} episodes ({EPISODES * (STEPS - 1)} transitions) stored'
+    stored = f'{EPISODES} episodes ({EPISODES * STEPS} transitions) stored'
     assert stored in output, output
     assert model.is_file() and checkpoint.is_file(), output
     learner = load_checkpoint(checkpoint)['learner']
     assert learner['counters']['episodes'] == EPISODES
-    assert learner['buffer']['episodes']['action'].shape == (EPISODES, STEPS - 1, 4)
+    assert learner['buffer']['episodes']['action'].shape == (EPISODES, STEPS, 4)
 
 
 # --- a full disk -------------------------------------------------------------------------
