@@ -10,13 +10,19 @@ Measured in the same run, so that the ratio means something on a shared machine:
   (start-up excluded: from the end of episode 0 to the end of the last episode), once per
   rclpy executor the nodes spin (``RPL_EXECUTOR``: ``single`` = SingleThreadedExecutor,
   ``events`` = rclpy's EventsExecutor), the executors taking turns ``--repeats`` times so
-  that a change in the machine's load falls on both.
+  that a change in the machine's load falls on both;
+* named variants (``--variant NAME:KEY=VALUE,...``) in the same turns: environment
+  variables for every node process (an RMW setting, a Fast DDS profile, ``PYTHONPATH`` to
+  another source tree for a before/after comparison) and ``watch_control=true|false`` for
+  the monitor (false: it subscribes to the episode results only, so the 3-node loop is
+  measured without a 4th process decoding every control message; the fallback counts come
+  from the sim bridge's episode results either way).
 
 Target: >= 150 steps/s for the 3-node loop. Prints a table, writes
 results/loop_throughput.json and results/loop_throughput.png.
 
 Run: ``.venv/bin/python benchmarks/loop_throughput.py [--episodes 20] [--steps 2000]
-[--executors single,events] [--repeats 1]``
+[--executors single,events] [--variant NAME:KEY=VALUE,...] [--repeats 1]``
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -71,9 +78,104 @@ def in_process_rates(controller: str, steps: int, seed: int) -> dict[str, float]
     }
 
 
-def stack_rate(controller: str, episodes: int, seed: int, executor: str) -> dict[str, object]:
-    """Run the 3-node stack in lockstep for ``episodes`` episodes, every node spinning the
-    rclpy ``executor``; rate from result stamps."""
+CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
+
+
+def _child_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system, all threads) of each child process of this one, by its
+    ROS node name (``__node:=``), read from /proc."""
+    me = str(os.getpid())
+    cpu: dict[str, float] = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                fields = f.read().rpartition(')')[2].split()
+            if fields[1] != me:
+                continue
+            with open(f'/proc/{entry}/cmdline', 'rb') as f:
+                args = f.read().split(b'\0')
+        except OSError:
+            continue  # gone meanwhile
+        names = [a[len(b'__node:=') :].decode() for a in args if a.startswith(b'__node:=')]
+        cpu[names[0] if names else entry] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return cpu
+
+
+class CpuSampler:
+    """Samples the children's CPU seconds every ``period_s`` (wall-clock stamped), so that
+    the CPU each node spent between two episode-result stamps is known: CPU per step is
+    what a loaded, shared machine changes least."""
+
+    def __init__(self, period_s: float = 0.25) -> None:
+        self.period_s = period_s
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), _child_cpu_s()))
+            self._stop.wait(self.period_s)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, t0: float, t1: float) -> dict[str, float]:
+        """CPU seconds per node from the last sample at or before ``t0`` to the first at or
+        after ``t1`` (a node missing from either sample is left out)."""
+        before = [s for s in self.samples if s[0] <= t0]
+        after = [s for s in self.samples if s[0] >= t1]
+        if not before or not after:
+            return {}
+        start, end = before[-1][1], after[0][1]
+        return {name: end[name] - start[name] for name in start if name in end}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One configuration of the stack compared in a run.
+
+    Attributes:
+        name: Label in the table and the JSON.
+        env: Environment variables for every process of the stack.
+        watch_control: The monitor's ``watch_control`` parameter (None: its default).
+    """
+
+    name: str
+    env: dict[str, str]
+    watch_control: bool | None = None
+
+
+def parse_variant(text: str) -> Variant:
+    """``NAME:KEY=VALUE,KEY=VALUE`` (``watch_control=true|false`` is the monitor's)."""
+    name, _, rest = text.partition(':')
+    env: dict[str, str] = {}
+    watch: bool | None = None
+    for item in filter(None, (part.strip() for part in rest.split(','))):
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f'{text!r}: expected NAME:KEY=VALUE,...')
+        if key == 'watch_control':
+            if value not in ('true', 'false'):
+                raise argparse.ArgumentTypeError(f'{text!r}: watch_control is true or false')
+            watch = value == 'true'
+        else:
+            env[key] = value
+    if not name.strip():
+        raise argparse.ArgumentTypeError(f'{text!r}: expected NAME:KEY=VALUE,...')
+    return Variant(name.strip(), env, watch)
+
+
+def stack_rate(controller: str, episodes: int, seed: int, variant: Variant) -> dict[str, object]:
+    """Run the 3-node stack in lockstep for ``episodes`` episodes in the configuration
+    ``variant``; rate from result stamps."""
     launch_runner.apply_dds_defaults(os.environ)
     namespace = f'/bench_loop_{os.getpid()}'
     path = launch_runner.locate_launch_file('rpl_bringup', f'{TASK}.launch.py')
@@ -90,9 +192,16 @@ def stack_rate(controller: str, episodes: int, seed: int, executor: str) -> dict
     }
     plans = launch_runner.plan_launch_file(path, arguments, force_shim=True)
     plans = [dataclasses.replace(p, output='log') for p in plans]
+    if variant.watch_control is not None:
+        flag = ('-p', f'watch_control:={str(variant.watch_control).lower()}')
+        plans = [
+            dataclasses.replace(p, cmd=p.cmd + flag) if p.name == 'episode_monitor' else p
+            for p in plans
+        ]
     lines: list[str] = []
-    env = {**os.environ, EXECUTOR_ENV: executor}
-    code = Supervisor(plans, write=lines.append, log_dir=log_dir, env=env).run()
+    env = {**os.environ, **variant.env}
+    with CpuSampler() as sampler:
+        code = Supervisor(plans, write=lines.append, log_dir=log_dir, env=env).run()
     if code != 0 or not os.path.isfile(output):
         sys.exit(f'stack run failed (exit {code}); logs in {log_dir}:\n' + '\n'.join(lines))
     with open(output) as f:
@@ -102,12 +211,17 @@ def stack_rate(controller: str, episodes: int, seed: int, executor: str) -> dict
     stamps = np.array([r['stamp_s'] for r in records])
     steps = np.array([r['steps'] for r in records])
     per_episode = steps[1:] / np.diff(stamps)
+    cpu = sampler.between(stamps[0], stamps[-1])
+    timed_steps = int(steps[1:].sum())
     return {
-        'executor': executor,
+        'variant': variant.name,
+        'env': variant.env,
+        'watch_control': variant.watch_control,
         'steps_per_s': float(steps[1:].sum() / (stamps[-1] - stamps[0])),
         'seconds': float(stamps[-1] - stamps[0]),
         'per_episode_steps_per_s': per_episode.tolist(),
         'episodes_timed': len(records) - 1,
+        'cpu_ms_per_step': {name: 1e3 * c / timed_steps for name, c in cpu.items()},
         'fallback_base': int(sum(r['fallback_base'] for r in records)),
         'fallback_zero': int(sum(r['fallback_zero'] for r in records)),
         'log_dir': log_dir,
@@ -126,8 +240,8 @@ def plot(result: dict, path: pathlib.Path) -> None:
         result['in_process']['env_only_steps_per_s'],
         result['in_process']['env_and_controller_steps_per_s'],
     ]
-    for executor, stack in result['stack'].items():
-        labels.append(f'3-node lockstep\n(DDS, {executor})')
+    for name, stack in result['stack'].items():
+        labels.append(f'3-node lockstep\n({name})')
         values.append(stack['steps_per_s'])
     fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(values), 4))
     ax.bar(labels, values, color=['#9aa', '#699'] + ['#c63', '#36c'] * len(result['stack']))
@@ -148,7 +262,7 @@ def plot(result: dict, path: pathlib.Path) -> None:
 def _executors(text: str) -> list[str]:
     names = [name.strip() for name in text.split(',') if name.strip()]
     unknown = sorted(set(names) - set(EXECUTORS))
-    if not names or unknown:
+    if unknown:
         raise argparse.ArgumentTypeError(f'{text!r}: expected a comma list of {list(EXECUTORS)}')
     return names
 
@@ -160,6 +274,10 @@ def _summary(runs: list[dict]) -> dict[str, object]:
     return {
         'steps_per_s': steps / seconds,
         'episodes_timed': sum(r['episodes_timed'] for r in runs),
+        'cpu_ms_per_step': {
+            name: float(np.mean([r['cpu_ms_per_step'].get(name, np.nan) for r in runs]))
+            for name in runs[0]['cpu_ms_per_step']
+        },
         'fallback_base': sum(r['fallback_base'] for r in runs),
         'fallback_zero': sum(r['fallback_zero'] for r in runs),
         'runs': runs,
@@ -176,9 +294,18 @@ def main(argv: list[str] | None = None) -> int:
         '--executors',
         type=_executors,
         default=list(EXECUTORS),
-        help=f'comma list of rclpy executors the nodes spin, compared in this run {EXECUTORS}',
+        help=f'comma list of rclpy executors the nodes spin, compared in this run {EXECUTORS} '
+        '(none: --executors "")',
     )
-    parser.add_argument('--repeats', type=int, default=1, help='stack runs per executor')
+    parser.add_argument(
+        '--variant',
+        type=parse_variant,
+        action='append',
+        default=[],
+        help='NAME:KEY=VALUE,... a stack configuration compared in this run: environment '
+        'variables of the nodes, watch_control=true|false for the monitor (repeatable)',
+    )
+    parser.add_argument('--repeats', type=int, default=1, help='stack runs per variant')
     parser.add_argument('--out', default=str(RESULTS / 'loop_throughput'), help='path stem')
     args = parser.parse_args(argv)
     if args.episodes < 2:
@@ -188,11 +315,24 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     in_process = in_process_rates(args.controller, args.steps, args.seed)
-    runs: dict[str, list[dict]] = {executor: [] for executor in args.executors}
+    variants = [Variant(e, {EXECUTOR_ENV: e}) for e in args.executors] + args.variant
+    if not variants:
+        parser.error('nothing to run: give --executors or --variant')
+    if len({v.name for v in variants}) != len(variants):
+        parser.error('variant names must differ (an executor name counts as one)')
+    runs: dict[str, list[dict]] = {v.name: [] for v in variants}
     for _ in range(args.repeats):
-        for executor in args.executors:  # taking turns: a load change falls on each
-            runs[executor].append(stack_rate(args.controller, args.episodes, args.seed, executor))
-    stack = {executor: _summary(executor_runs) for executor, executor_runs in runs.items()}
+        for variant in variants:  # taking turns: a load change falls on each
+            runs[variant.name].append(
+                stack_rate(args.controller, args.episodes, args.seed, variant)
+            )
+    stack = {name: _summary(variant_runs) for name, variant_runs in runs.items()}
+    first = runs[variants[0].name]
+    for name, variant_runs in runs.items():  # per turn: the load was about the same
+        stack[name]['paired_ratio_to_first'] = [
+            run['steps_per_s'] / ref['steps_per_s']
+            for run, ref in zip(variant_runs, first, strict=True)
+        ]
     rate = in_process['env_and_controller_steps_per_s']
     result = {
         'task': TASK,
@@ -215,13 +355,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f'  task + controller (in-process)  {rate:8.0f} steps/s')
     for executor, summary in stack.items():
         print(
-            f'  3-node lockstep, {executor:<6} {summary["steps_per_s"]:8.0f} steps/s '
+            f'  3-node lockstep, {executor:<10} {summary["steps_per_s"]:8.0f} steps/s '
             f'= {summary["steps_per_s"] / rate:.2f} of in-process '
             f'({summary["episodes_timed"]} episodes in {len(summary["runs"])} run(s): '
             + ', '.join(f'{r["steps_per_s"]:.0f}' for r in summary['runs'])
+            + '; per turn x'
+            + '/'.join(f'{r:.2f}' for r in summary['paired_ratio_to_first'])
+            + f' of {variants[0].name}'
             + f'; fallbacks base {summary["fallback_base"]}, zero {summary["fallback_zero"]}); '
             f'target >= {TARGET_STEPS_PER_S:.0f}: '
             f'{"met" if result["meets_target"][executor] else "NOT met"}'
+        )
+    print('  CPU ms per step (user + system, all threads; mean over runs):')
+    for name, summary in stack.items():
+        cpu = summary['cpu_ms_per_step']
+        print(
+            f'    {name:<10} total {sum(cpu.values()):5.2f}: '
+            + ', '.join(f'{node} {ms:.2f}' for node, ms in cpu.items())
         )
     print(f'wrote {out.with_suffix(".json")} and {out.with_suffix(".png")}')
     return 0

@@ -12,9 +12,15 @@ waits for the command of that step (lockstep). Three views of the latency:
   (node, just before publish): the node time plus one DDS hop;
 * round trip: observation publish -> command receipt in the driver (two hops + spin).
 
-Target: node p99 < 1 ms. Prints a table, writes results/residual_latency.json and .png.
+Target: node p99 < 1 ms, also with a training run beside it: ``--beside 'COMMAND'`` starts
+COMMAND (e.g. ``.venv/bin/rpl train ...``) first and stops it at the end, and the load
+average is recorded. ``--variant NAME:KEY=VALUE,...`` compares node configurations in the
+same run (environment variables of the residual node process, e.g. ``RPL_SCHED=fifo:10``),
+the variants taking turns ``--rounds`` times, so that a change in the machine's load falls
+on each. Prints a table, writes results/residual_latency.json and .png.
 
-Run: ``.venv/bin/python benchmarks/residual_latency.py [--steps 5000] [--no-model]``
+Run: ``.venv/bin/python benchmarks/residual_latency.py [--steps 5000] [--no-model]
+[--variant NAME:KEY=VALUE,...] [--rounds 1] [--beside COMMAND]``
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import argparse
 import json
 import os
 import pathlib
+import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -156,7 +164,7 @@ def percentiles_us(ns: np.ndarray) -> dict[str, float]:
     }
 
 
-def run(steps: int, warmup: int, use_model: bool, seed: int) -> dict:
+def run(steps: int, warmup: int, use_model: bool, seed: int, env: dict | None = None) -> dict:
     launch_runner.apply_dds_defaults(os.environ)
     folder = tempfile.mkdtemp(prefix='rpl_bench_latency_')
     model = export_actor(folder) if use_model else ''
@@ -167,7 +175,13 @@ def run(steps: int, warmup: int, use_model: bool, seed: int) -> dict:
     cmd += ['--ros-args', '-r', '__node:=residual_node', '-r', f'__ns:={namespace}']
     cmd += ['-p', f'model_path:={json.dumps(model)}', '-p', 'diagnostics_period_s:=0.5']
     log = open(os.path.join(folder, 'residual_node.log'), 'w')  # noqa: SIM115
-    node_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    node_proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
     rclpy.init(args=['--ros-args', '-r', f'__ns:={namespace}'])
     driver = Driver()
     driver.residual_fqn = f'{namespace}/residual_node'
@@ -200,6 +214,7 @@ def run(steps: int, warmup: int, use_model: bool, seed: int) -> dict:
     if windows.size == 0:
         windows = np.full((1, 2), np.nan)
     return {
+        'env': env or {},
         'steps': steps,
         'model': 'random 3x256 ONNX actor' if use_model else 'none (base only)',
         'node_p50_us_median': float(np.nanmedian(windows[:, 0])),
@@ -210,6 +225,40 @@ def run(steps: int, warmup: int, use_model: bool, seed: int) -> dict:
         'stamp_us': (stamp_ns / 1e3).tolist(),
         'round_trip_us': (round_trip_ns / 1e3).tolist(),
         'log': log.name,
+    }
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:KEY=VALUE,...``: a name and the residual node's extra environment."""
+    name, _, rest = text.partition(':')
+    env = {}
+    for item in filter(None, (part.strip() for part in rest.split(','))):
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f'{text!r}: expected NAME:KEY=VALUE,...')
+        env[key] = value
+    if not name.strip():
+        raise argparse.ArgumentTypeError(f'{text!r}: expected NAME:KEY=VALUE,...')
+    return name.strip(), env
+
+
+def merge(runs: list[dict]) -> dict:
+    """One variant's runs (taking turns with the others) as one result."""
+    stamp_us = np.concatenate([r['stamp_us'] for r in runs])
+    round_trip_us = np.concatenate([r['round_trip_us'] for r in runs])
+    windows = np.concatenate([np.array(r['node_windows'], dtype=float) for r in runs])
+    return {
+        **runs[0],
+        'steps': sum(r['steps'] for r in runs),
+        'node_p50_us_median': float(np.nanmedian(windows[:, 0])),
+        'node_p99_us_max': float(np.nanmax(windows[:, 1])),
+        'node_p99_us_per_run': [r['node_p99_us_max'] for r in runs],
+        'node_windows': windows.tolist(),
+        'stamp': percentiles_us((stamp_us * 1e3).astype(np.int64)),
+        'round_trip': percentiles_us((round_trip_us * 1e3).astype(np.int64)),
+        'stamp_us': stamp_us.tolist(),
+        'round_trip_us': round_trip_us.tolist(),
+        'log': [r['log'] for r in runs],
     }
 
 
@@ -244,24 +293,77 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--warmup', type=int, default=200)
     parser.add_argument('--no-model', action='store_true', help='base only (no ONNX actor)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--variant',
+        type=parse_variant,
+        action='append',
+        default=[],
+        help='NAME:KEY=VALUE,... environment of the residual node, compared in this run '
+        '(repeatable; none: the default configuration only)',
+    )
+    parser.add_argument('--rounds', type=int, default=1, help='runs per variant, taking turns')
+    parser.add_argument('--beside', default='', help='command run beside (e.g. a training run)')
     parser.add_argument('--out', default=str(RESULTS / 'residual_latency'), help='path stem')
     args = parser.parse_args(argv)
-    result = run(args.steps, args.warmup, not args.no_model, args.seed)
+    if args.rounds < 1:
+        parser.error('--rounds must be at least 1')
+    variants = args.variant or [('default', {})]
+    if len({name for name, _ in variants}) != len(variants):
+        parser.error('variant names must differ')
+    beside = None
+    if args.beside:
+        beside = subprocess.Popen(
+            shlex.split(args.beside),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(5.0)  # past its start-up: training is running
+    load = [os.getloadavg()]
+    runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
+    try:
+        for _ in range(args.rounds):
+            for name, env in variants:
+                runs[name].append(run(args.steps, args.warmup, not args.no_model, args.seed, env))
+                load.append(os.getloadavg())
+        beside_alive = beside is None or beside.poll() is None
+    finally:
+        if beside is not None and beside.poll() is None:
+            os.killpg(beside.pid, signal.SIGTERM)
+            beside.wait(30)
+    if not beside_alive:
+        sys.exit(f'the command beside ended early (exit {beside.returncode}): {args.beside}')
+    results = {name: merge(variant_runs) for name, variant_runs in runs.items()}
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix('.json').write_text(json.dumps(result))
-    plot(result, out.with_suffix('.png'))
-    s, r = result['stamp'], result['round_trip']
-    print(f'residual node latency over {args.steps} steps, model: {result["model"]}')
+    summary = {
+        'cpu_count': os.cpu_count(),
+        'beside': args.beside,
+        'load_average_1_5_15_min': load,
+        'variants': results,
+    }
+    out.with_suffix('.json').write_text(json.dumps(summary))
+    first = results[variants[0][0]]
+    plot(first, out.with_suffix('.png'))
+    print(f'residual node latency, {args.steps} steps x {args.rounds} round(s) per variant')
     print(
-        f'  node receipt -> publish   p50 {result["node_p50_us_median"]:7.0f} us   '
-        f'p99 {result["node_p99_us_max"]:7.0f} us (diagnostics windows, max)   '
-        f'target p99 < {TARGET_P99_US:.0f} us: '
-        f'{"met" if result["node_p99_us_max"] < TARGET_P99_US else "NOT met"}'
+        f'  beside: {args.beside or "nothing"}; load average (1 min) '
+        + ' -> '.join(f'{entry[0]:.2f}' for entry in load)
     )
-    print(f'  obs stamp -> cmd stamp    p50 {s["p50_us"]:7.0f} us   p99 {s["p99_us"]:7.0f} us')
-    print(f'  round trip                p50 {r["p50_us"]:7.0f} us   p99 {r["p99_us"]:7.0f} us')
-    print(f'wrote {out.with_suffix(".json")} and {out.with_suffix(".png")}')
+    for name, result in results.items():
+        s, r = result['stamp'], result['round_trip']
+        p99 = result['node_p99_us_max']
+        print(
+            f'  {name:<10} model: {result["model"]}; node receipt -> publish p50 '
+            f'{result["node_p50_us_median"]:5.0f} us, p99 {p99:6.0f} us (max of windows; '
+            'per run ' + ', '.join(f'{v:.0f}' for v in result['node_p99_us_per_run']) + ') '
+            f'target p99 < {TARGET_P99_US:.0f} us: {"met" if p99 < TARGET_P99_US else "NOT met"}'
+        )
+        print(
+            f'  {"":<10} obs stamp -> cmd stamp p50 {s["p50_us"]:5.0f} us, p99 {s["p99_us"]:6.0f}'
+            f' us; round trip p50 {r["p50_us"]:5.0f} us, p99 {r["p99_us"]:6.0f} us'
+        )
+    print(f'wrote {out.with_suffix(".json")} and {out.with_suffix(".png")} ({variants[0][0]})')
     return 0
 
 

@@ -216,3 +216,77 @@ def test_a_node_with_message_info_callbacks_runs_under_the_events_default():
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env)
     assert done.returncode == 4, done.stdout + done.stderr
     assert 'heard hi True' in done.stdout
+
+
+SCHED_SCRIPT = textwrap.dedent(
+    """
+    import gc, os, sys
+    from rpl_interfaces.base_node import RplNode, run_node
+
+    class Report(RplNode):
+        def __init__(self):
+            super().__init__('report')
+            self.create_timer(0.05, self.on_timer)
+
+        def on_timer(self):
+            tids = [int(t) for t in os.listdir('/proc/self/task')]
+            policies = sorted({os.sched_getscheduler(t) for t in tids})
+            print(f'threads {len(tids)} policies {policies} frozen {gc.get_freeze_count()}',
+                  flush=True)
+            self.request_exit(0)
+
+    sys.exit(run_node(Report, sys.argv[1:], name='report'))
+    """
+)
+
+
+def _report(**env: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, '-c', SCHED_SCRIPT, *ros_args(f'/report_{os.getpid()}')]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=30, env={**os.environ, **env}
+    )
+
+
+def _realtime_allowed() -> bool:
+    done = subprocess.run(
+        [sys.executable, '-c', 'import os; os.sched_setscheduler(0, 1, os.sched_param(1))'],
+        capture_output=True,
+    )
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(not _realtime_allowed(), reason='no real-time scheduling allowed here')
+def test_rpl_sched_fifo_puts_every_thread_of_the_node_in_sched_fifo():
+    done = _report(RPL_SCHED='fifo:5')
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    line = next(line for line in output.splitlines() if line.startswith('threads'))
+    count = int(line.split()[1])
+    assert count > 1, line  # the middleware's threads exist and are included
+    assert f'policies [{os.SCHED_FIFO}]' in line, line
+
+
+def test_by_default_the_node_keeps_the_default_scheduling_and_freezes_start_up_objects():
+    done = _report(RPL_SCHED='', RPL_CPUS='')
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    line = next(line for line in output.splitlines() if line.startswith('threads'))
+    assert f'policies [{os.SCHED_OTHER}]' in line, line
+    assert int(line.split()[-1]) > 1000, line  # gc.freeze after start-up
+
+
+@pytest.mark.parametrize(
+    ('name', 'value', 'expected'),
+    [
+        ('RPL_SCHED', 'fifo:0', 'expected fifo:1..99, rr:1..99 or nice:-20..19'),
+        ('RPL_SCHED', 'realtime', 'expected fifo:1..99, rr:1..99 or nice:-20..19'),
+        ('RPL_CPUS', '0,99', 'expected a comma list of CPUs 0..'),
+    ],
+)
+def test_a_malformed_scheduling_setting_is_one_line_and_exit_code_2(name, value, expected):
+    done = _report(**{name: value})
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode == 2, output
+    assert 'Traceback' not in output, output
+    assert output.splitlines()[-1].startswith(f"[report] error: {name}='{value}': "), output
+    assert expected in output, output

@@ -7,6 +7,7 @@ The only module of this package that imports rclpy. Every RPL node derives from
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 import signal
@@ -242,6 +243,80 @@ def executor_kind() -> str:
     return kind
 
 
+SCHED_ENV = 'RPL_SCHED'  # opt-in scheduling of a node's threads: see parse_sched
+CPUS_ENV = 'RPL_CPUS'  # opt-in CPU affinity of a node: comma list of CPU numbers
+SCHED_POLICIES = ('fifo', 'rr', 'nice')
+
+
+def parse_sched(text: str) -> tuple[str, int] | None:
+    """``RPL_SCHED``: ``fifo:PRIORITY`` / ``rr:PRIORITY`` (real-time SCHED_FIFO / SCHED_RR,
+    priority 1-99), ``nice:N`` (-20..19) or empty (no change).
+
+    Raises:
+        ValueError: Anything else (one line naming the value and what was expected).
+    """
+    if not text.strip():
+        return None
+    policy, _, number = text.strip().partition(':')
+    bounds = (-20, 19) if policy == 'nice' else (1, 99)
+    try:
+        value = int(number)
+    except ValueError:
+        value = None
+    if policy not in SCHED_POLICIES or value is None or not bounds[0] <= value <= bounds[1]:
+        raise ValueError(
+            f'{SCHED_ENV}={text!r}: expected fifo:1..99, rr:1..99 or nice:-20..19 (or empty)'
+        )
+    return policy, value
+
+
+def parse_cpus(text: str) -> set[int] | None:
+    """``RPL_CPUS``: a comma list of CPU numbers this machine has, or empty (no change).
+
+    Raises:
+        ValueError: Not such a list (one line naming the value and what was expected).
+    """
+    if not text.strip():
+        return None
+    count = os.cpu_count() or 1
+    try:
+        cpus = {int(part) for part in text.split(',')}
+    except ValueError:
+        cpus = set()
+    if not cpus or not all(0 <= cpu < count for cpu in cpus):
+        raise ValueError(f'{CPUS_ENV}={text!r}: expected a comma list of CPUs 0..{count - 1}')
+    return cpus
+
+
+def apply_scheduling(sched: tuple[str, int] | None, cpus: set[int] | None) -> str | None:
+    """Apply ``RPL_SCHED`` / ``RPL_CPUS`` to every thread of this process (the middleware's
+    receive threads too: a message passes through one of them before the callback).
+
+    Returns:
+        None, or one line saying what the system refused (e.g. real-time priority without
+        CAP_SYS_NICE); the node then runs with the default scheduling.
+    """
+    threads = [int(tid) for tid in os.listdir('/proc/self/task')]
+    try:
+        for tid in threads:
+            if cpus is not None:
+                os.sched_setaffinity(tid, cpus)
+            if sched is None:
+                continue
+            policy, value = sched
+            if policy == 'nice':
+                os.setpriority(os.PRIO_PROCESS, tid, value)
+            else:
+                kind = os.SCHED_FIFO if policy == 'fifo' else os.SCHED_RR
+                os.sched_setscheduler(tid, kind, os.sched_param(value))
+    except (PermissionError, OSError) as exc:
+        return (
+            f'{SCHED_ENV}={os.environ.get(SCHED_ENV, "")!r} / {CPUS_ENV}='
+            f'{os.environ.get(CPUS_ENV, "")!r} refused ({exc.strerror}): default scheduling'
+        )
+    return None
+
+
 def takes_message_info(node: Node) -> bool:
     """Whether a subscription of ``node`` has a ``callback(msg, info)``: rclpy 9.1's
     EventsExecutor fails on those (SystemError: null argument to internal routine)."""
@@ -323,7 +398,11 @@ def run_node(
     was raised, exit code 1 (the traceback too if ``RPL_TRACEBACK=1``). A node ends itself
     with :meth:`RplNode.request_exit`. The executor is :func:`make_executor`'s, named by the
     environment variable ``RPL_EXECUTOR`` (``events``, the default, or ``single``); an
-    unknown name is an error at start, exit code 2.
+    unknown name is an error at start, exit code 2. Opt-in: ``RPL_SCHED`` (real-time or
+    nice priority, :func:`parse_sched`) and ``RPL_CPUS`` (CPU affinity) for every thread of
+    the process once the node is built; a malformed value is an error at start (exit code
+    2), a refused one a warning. After start-up the objects allocated so far are frozen
+    out of the garbage collector (``gc.freeze``).
 
     Args:
         factory: Builds the node (after ``rclpy.init``).
@@ -341,11 +420,20 @@ def run_node(
     try:
         try:
             kind = executor_kind()
+            sched = parse_sched(os.environ.get(SCHED_ENV, ''))
+            cpus = parse_cpus(os.environ.get(CPUS_ENV, ''))
             node = factory()
         except _START_ERRORS as exc:  # includes ParameterError: one clear line
             print(f'[{name or _factory_name(factory)}] error: {exc}', flush=True)
             return 2
         executor = make_executor(kind, node)
+        refused = apply_scheduling(sched, cpus)  # after the node: its DDS threads exist
+        if refused:
+            node.get_logger().warning(refused)
+        # What start-up allocated (modules, the node, a loaded model) stays out of every
+        # later collection: shorter GC pauses in the callbacks.
+        gc.collect()
+        gc.freeze()
         signals.spinning = True
         while rclpy.ok() and signals.received is None:
             executor.spin_once(timeout_sec=STOP_POLL_S)
