@@ -138,9 +138,10 @@ def test_every_episode_ends_with_one_terminal_observation_before_its_result(mode
         assert last_running.stamp_ns < end.stamp_ns < result_msg.stamp_ns
     diag = probe.diagnostics
     assert int(diag['episodes_done']) == EPISODES, diag
-    assert int(diag['rejected_stale']) == 0 and int(diag['response_timeouts']) == 0, diag
-    assert int(diag['resends']) == 0, diag
+    assert int(diag['response_timeouts']) == 0 and int(diag['resends']) == 0, diag
     if mode == LOCKSTEP:
+        # (Realtime: an answer that misses its tick window is stale, o_T or not.)
+        assert int(diag['rejected_stale']) == 0, diag
         assert int(diag['commands']) == EPISODES * steps, diag
     answered = int(diag['terminal_answers'])
     if answer_terminal:  # the answer to the last o_T may come after the final diagnostics
