@@ -6,8 +6,9 @@ result while the sim bridge runs), ``observation``, ``command`` and ``base_actio
 :class:`rpl_bringup.episode_log.EpisodeLog` as JSON to ``output_path`` after every episode,
 every second and at exit. The terminal observation o_T is counted apart, never as a step;
 the action messages' names are the stream's by the rule of
-:mod:`rpl_interfaces.action_names` (see :mod:`rpl_bringup.episode_log`). Started by the stack launch files with ``monitor:=true`` (used by
-``rpl demo``, the integration tests and the loop benchmark).
+:mod:`rpl_interfaces.action_names` (see :mod:`rpl_bringup.episode_log`). Started by the
+stack launch files with ``monitor:=true`` (used by ``rpl demo``, the integration tests and
+the loop benchmark).
 
 Run alone: ``python -m rpl_bringup.episode_monitor_node --ros-args -r __ns:=/rpl
 -p output_path:=results/episodes.json``
