@@ -244,7 +244,12 @@ def plot(result: dict, path: pathlib.Path) -> None:
         labels.append(f'3-node lockstep\n({name})')
         values.append(stack['steps_per_s'])
     fig, ax = plt.subplots(figsize=(3.2 + 1.6 * len(values), 4))
-    ax.bar(labels, values, color=['#9aa', '#699'] + ['#c63', '#36c'] * len(result['stack']))
+    colors = ['#c63', '#36c', '#6a3', '#a3a', '#aa3']
+    ax.bar(
+        labels,
+        values,
+        color=['#9aa', '#699'] + [colors[i % 5] for i in range(len(result['stack']))],
+    )
     for i, stack in enumerate(result['stack'].values(), start=2):
         per_episode = [v for run in stack['runs'] for v in run['per_episode_steps_per_s']]
         ax.scatter([i] * len(per_episode), per_episode, s=8, color='k', zorder=3)
@@ -321,7 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     if len({v.name for v in variants}) != len(variants):
         parser.error('variant names must differ (an executor name counts as one)')
     runs: dict[str, list[dict]] = {v.name: [] for v in variants}
-    for _ in range(args.repeats):
+    in_process_per_turn: list[float] = []
+    for turn in range(args.repeats):
+        if turn:  # the in-process rate of this turn too: the ratio of the same load
+            in_process_per_turn.append(
+                in_process_rates(args.controller, args.steps, args.seed)[
+                    'env_and_controller_steps_per_s'
+                ]
+            )
+        else:
+            in_process_per_turn.append(in_process['env_and_controller_steps_per_s'])
         for variant in variants:  # taking turns: a load change falls on each
             runs[variant.name].append(
                 stack_rate(args.controller, args.episodes, args.seed, variant)
@@ -333,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
             run['steps_per_s'] / ref['steps_per_s']
             for run, ref in zip(variant_runs, first, strict=True)
         ]
+        stack[name]['paired_ratio_to_in_process'] = [
+            run['steps_per_s'] / rate
+            for run, rate in zip(variant_runs, in_process_per_turn, strict=True)
+        ]
     rate = in_process['env_and_controller_steps_per_s']
     result = {
         'task': TASK,
@@ -340,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         'cpu_count': os.cpu_count(),
         'load_average_1_5_15_min': {'before': load_before, 'after': os.getloadavg()},
         'in_process': in_process,
+        'in_process_env_and_controller_per_turn': in_process_per_turn,
         'stack': stack,
         'ratio_stack_to_in_process': {e: s['steps_per_s'] / rate for e, s in stack.items()},
         'target_steps_per_s': TARGET_STEPS_PER_S,
@@ -361,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
             + ', '.join(f'{r["steps_per_s"]:.0f}' for r in summary['runs'])
             + '; per turn x'
             + '/'.join(f'{r:.2f}' for r in summary['paired_ratio_to_first'])
-            + f' of {variants[0].name}'
+            + f' of {variants[0].name}, x'
+            + '/'.join(f'{r:.2f}' for r in summary['paired_ratio_to_in_process'])
+            + " of that turn's in-process"
             + f'; fallbacks base {summary["fallback_base"]}, zero {summary["fallback_zero"]}); '
             f'target >= {TARGET_STEPS_PER_S:.0f}: '
             f'{"met" if result["meets_target"][executor] else "NOT met"}'
