@@ -47,6 +47,7 @@ from rpl_sim_bridge.tasks import make_task
 
 TASK = 'slippery_push'
 TARGET_STEPS_PER_S = 150.0
+TARGET_RATIO = 0.6  # issue 10: 3-node loop rate / in-process task + controller rate
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / 'results'
 
 
@@ -254,6 +255,8 @@ def plot(result: dict, path: pathlib.Path) -> None:
         per_episode = [v for run in stack['runs'] for v in run['per_episode_steps_per_s']]
         ax.scatter([i] * len(per_episode), per_episode, s=8, color='k', zorder=3)
     ax.axhline(TARGET_STEPS_PER_S, color='r', ls='--', label=f'target {TARGET_STEPS_PER_S:.0f}')
+    ratio_line = TARGET_RATIO * result['in_process']['env_and_controller_steps_per_s']
+    ax.axhline(ratio_line, color='m', ls=':', label=f'{TARGET_RATIO} of task + controller')
     for i, v in enumerate(values):
         ax.text(i, v, f'{v:.0f}', ha='center', va='bottom')
     ax.set_ylabel('steps / s (dots: per episode)')

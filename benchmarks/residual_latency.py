@@ -262,7 +262,8 @@ def merge(runs: list[dict]) -> dict:
     }
 
 
-def plot(result: dict, path: pathlib.Path) -> None:
+def plot(results: dict[str, dict], path: pathlib.Path, beside: str) -> None:
+    """Histogram of obs stamp -> command stamp per variant, with each node p99."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -270,18 +271,30 @@ def plot(result: dict, path: pathlib.Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.logspace(1.5, 4.5, 80)
-    for key, label in (
-        ('stamp_us', 'obs stamp -> command stamp'),
-        ('round_trip_us', 'round trip'),
-    ):
-        ax.hist(result[key], bins=bins, alpha=0.6, label=label)
-    ax.axvline(result['node_p99_us_max'], color='k', ls='-', label='node p99 (diagnostics)')
+    colors = ['#c63', '#36c', '#6a3', '#a3a']
+    for i, (name, result) in enumerate(results.items()):
+        color = colors[i % len(colors)]
+        ax.hist(
+            result['stamp_us'],
+            bins=bins,
+            alpha=0.5,
+            color=color,
+            label=f'{name}: obs -> cmd stamp',
+        )
+        ax.axvline(
+            result['node_p99_us_max'], color=color, ls='-', label=f'{name}: node p99 (diagnostics)'
+        )
     ax.axvline(TARGET_P99_US, color='r', ls='--', label='target p99 1 ms')
     ax.set_xscale('log')
     ax.set_xlabel('latency (us)')
     ax.set_ylabel('steps')
-    ax.set_title(f'residual node latency, {result["steps"]} steps, model: {result["model"]}')
-    ax.legend(fontsize=8)
+    first = next(iter(results.values()))
+    ax.set_title(
+        f'residual node latency, {first["steps"]} steps per variant'
+        + (', training beside' if beside else ''),
+        fontsize=10,
+    )
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -343,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         'variants': results,
     }
     out.with_suffix('.json').write_text(json.dumps(summary))
-    first = results[variants[0][0]]
-    plot(first, out.with_suffix('.png'))
+    plot(results, out.with_suffix('.png'), args.beside)
     print(f'residual node latency, {args.steps} steps x {args.rounds} round(s) per variant')
     print(
         f'  beside: {args.beside or "nothing"}; load average (1 min) '
@@ -363,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             f'  {"":<10} obs stamp -> cmd stamp p50 {s["p50_us"]:5.0f} us, p99 {s["p99_us"]:6.0f}'
             f' us; round trip p50 {r["p50_us"]:5.0f} us, p99 {r["p99_us"]:6.0f} us'
         )
-    print(f'wrote {out.with_suffix(".json")} and {out.with_suffix(".png")} ({variants[0][0]})')
+    print(f'wrote {out.with_suffix(".json")} and {out.with_suffix(".png")}')
     return 0
 
 
