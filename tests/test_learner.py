@@ -143,3 +143,13 @@ def test_a_trainer_node_checkpoint_resumes_exactly_with_its_debt(tmp_path):
     assert resumed.update(4) == expected  # same samples, same weights, same losses
     with pytest.raises(CheckpointError, match='different config .*batch_size: 32 -> 8'):
         offline.load_learner(path, toy_learner(burn_in_beta=0.0, batch_size=8))
+
+
+def test_the_offline_learner_takes_only_rpl_and_the_shared_learner_any_algo():
+    # One constructor (Learner's); the subclass states its algo, it does not repeat it.
+    with pytest.raises(ValueError, match=r"OfflineLearner learns with algo rpl, got 'scratch'"):
+        toy_learner(algo='scratch')
+    problem = toy_problem()
+    config = make_config({**TOY_RUN, 'algo': 'scratch'})
+    steps = problem.spec.max_episode_steps
+    assert Learner(config, problem.dims, steps, problem.reward_fn).config.algo == 'scratch'

@@ -111,8 +111,12 @@ class Learner:
             ``updates_per_env_step``).
 
     Raises:
-        ValueError: No steps, or goal-consistent HER for RPL without ``base_fn``.
+        ValueError: No steps, goal-consistent HER for RPL without ``base_fn``, or an
+            ``algo`` other than :attr:`only_algo`.
     """
+
+    only_algo: str | None = None
+    """The one ``config.algo`` a subclass learns with (None: any)."""
 
     def __init__(
         self,
@@ -123,6 +127,10 @@ class Learner:
         base_fn: BaseFn | None = None,
         updates_per_transition: float | None = None,
     ) -> None:
+        if self.only_algo is not None and config.algo != self.only_algo:
+            raise ValueError(
+                f'{type(self).__name__} learns with algo {self.only_algo}, got {config.algo!r}'
+            )
         if episode_steps < 1:
             raise ValueError(f'episodes need at least 1 step, got {episode_steps}')
         consistent = config.goal_consistent_her and config.algo == 'rpl'

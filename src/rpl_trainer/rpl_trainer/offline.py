@@ -18,37 +18,18 @@ from rpl_trainer.checkpoint import (
 )
 from rpl_trainer.config import TrainConfig
 from rpl_trainer.episodes import EpisodeRecord, episode_batch
-from rpl_trainer.her import BaseFn, RewardFn
 from rpl_trainer.learner import Learner, UpdateDebt
-from rpl_trainer.networks import Dims
 
 
 class OfflineLearner(Learner):
     """The shared learner, fed with episode records (``algo`` must be ``rpl``: the records
     hold base actions).
 
-    Args:
-        config: Hyperparameters.
-        dims: Observation, goal and action sizes.
-        episode_steps: The task's episode length T; the buffer stores T transitions per
-            episode (with the terminal observation o_T), as ``rpl train``'s does.
-        reward_fn: The task's pure batched reward function (for HER).
-        base_fn: The batched base controller, for ``config.goal_consistent_her``.
-        updates_per_transition: Rate of the update debt (default: the config's).
+    Takes :class:`rpl_trainer.learner.Learner`'s arguments; the buffer stores T transitions
+    per episode (with the terminal observation o_T), as ``rpl train``'s does.
     """
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        dims: Dims,
-        episode_steps: int,
-        reward_fn: RewardFn,
-        base_fn: BaseFn | None = None,
-        updates_per_transition: float | None = None,
-    ) -> None:
-        if config.algo != 'rpl':
-            raise ValueError(f'offline learning is for algo rpl, got {config.algo!r}')
-        super().__init__(config, dims, episode_steps, reward_fn, base_fn, updates_per_transition)
+    only_algo = 'rpl'
 
     @classmethod
     def for_task(
