@@ -240,12 +240,9 @@ class TrainerNode(RplNode):
                 f'init_from: {exc}; set task, controller and train_overrides to agree with '
                 "it, or init_from:='' to start afresh"
             ) from None
-        agent = self.learner.agent
         self.resumed = f'{path} ({kind} checkpoint, warm start)'
         self.get_logger().info(
-            f'started from the {kind} checkpoint {path} (init_from): {self.learner.episodes} '
-            f'episodes, {self.learner.buffer.transitions} transitions, {agent.updates} '
-            f'updates, burn-in {"on" if agent.actor_frozen else "over"}'
+            f'started from the {kind} checkpoint {path} (init_from): {self._learner_summary()}'
         )
 
     def _resume(self, path: str) -> None:
@@ -262,10 +259,14 @@ class TrainerNode(RplNode):
         self._resume_after_ns = {str(k): int(v) for k, v in extra.get('seen_until', {}).items()}
         agent = self.learner.agent
         self.resumed = f'{path} ({self.learner.episodes} episodes, {agent.updates} updates)'
-        self.get_logger().info(
-            f'resumed from checkpoint {path}: {self.learner.episodes} episodes, '
-            f'{self.learner.buffer.transitions} transitions, {agent.updates} updates, '
-            f'burn-in {"on" if agent.actor_frozen else "over"}'
+        self.get_logger().info(f'resumed from checkpoint {path}: {self._learner_summary()}')
+
+    def _learner_summary(self) -> str:
+        """What a loaded checkpoint brought: episodes, transitions, updates, burn-in."""
+        agent = self.learner.agent
+        return (
+            f'{self.learner.episodes} episodes, {self.learner.buffer.transitions} transitions, '
+            f'{agent.updates} updates, burn-in {"on" if agent.actor_frozen else "over"}'
         )
 
     def _export(self, why: str) -> None:
