@@ -7,16 +7,18 @@ explore_random) on sim seeds seed + (i + 1) * 1000000; the trainer node (rpl_tra
 learns from every stack, exports a new model to model_path every export_every_updates
 gradient steps (atomic replace), and every residual node hot-reloads it. The trainer and
 every sim bridge are required; episodes:=N ends the launch after N episodes of the watched
-stack. Parameters: config/sim_bridge.yaml, config/base_controller.yaml,
-config/residual_node.yaml, then config/slippery_push.yaml, then the launch arguments.
+stack. init_from:=RUN/checkpoint.pt starts the trainer from an `rpl train` run (warm
+start) unless checkpoint names a file that exists. Parameters: config/sim_bridge.yaml,
+config/base_controller.yaml, config/residual_node.yaml, then config/slippery_push.yaml,
+then the launch arguments.
 
 Run (full ROS 2 install):  ros2 launch rpl_bringup slippery_push_learn.launch.py explorers:=1
 Run (pip install only):    rpl launch rpl_bringup slippery_push_learn.launch.py explorers:=1
                            monitor:=true results:=runs/live/results
 Launch arguments:          controller, model_path, episodes, seed, namespace, explorers,
                            explore_noise, explore_random, monitor, results, command_timeout,
-                           max_rate, bags, checkpoint, train_overrides, updates_per_step,
-                           export_every_updates
+                           max_rate, bags, checkpoint, init_from, train_overrides,
+                           updates_per_step, export_every_updates
                            (`rpl launch rpl_bringup slippery_push_learn.launch.py --show-args`)
 """
 

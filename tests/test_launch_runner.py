@@ -249,6 +249,7 @@ def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers
         'bags': '',
         'model_path': '/tmp/m/actor.onnx',
         'checkpoint_path': '',
+        'init_from': '',
         'train_overrides': 'burn_in_window=500,target_update_interval=1',
         'updates_per_step': 0.25,
         'export_every_updates': 1000,
@@ -305,6 +306,16 @@ def test_learn_launch_episodes_end_only_the_watched_stack_and_monitors_write_per
     assert (explorer['explore_noise'], explorer['explore_random']) == (0.1, 0.0)
     unnamed = _stacks(plan_rpl_launch(LEARN, monitor='true', namespace='/live/'))
     assert unnamed['/live/explore_0']['episode_monitor'].node.parameters == {'output_path': ''}
+
+
+def test_learn_launch_init_from_is_listed_and_reaches_the_trainer_node(capsys):
+    # Warm start of the live trainer from an `rpl train` run (the node's init_from).
+    assert cli.main(['launch', 'rpl_bringup', LEARN, '--show-args']) == 0
+    listed = capsys.readouterr().out
+    assert "'init_from': Trainer: checkpoint to start from" in listed, listed
+    plans = plan_rpl_launch(LEARN, explorers='0', init_from='/runs/a/checkpoint.pt')
+    (trainer,) = [p for p in plans if p.node.name == 'trainer']
+    assert trainer.node.parameters['init_from'] == '/runs/a/checkpoint.pt'
 
 
 def test_learn_launch_parameters_are_fields_of_the_node_configs():

@@ -55,3 +55,28 @@ def test_learn_launch_runs_paced_stacks_and_the_trainer_then_exits_0(tmp_path):
     # Episode 1's 50 steps were paced to at most RATE_HZ steps per second.
     assert episodes[1]['stamp_s'] - episodes[0]['stamp_s'] >= 0.98 * T / RATE_HZ
     assert 'explore_0.residual_node]: exploration on' in runner.output()
+
+
+def test_learn_launch_init_from_a_missing_checkpoint_ends_with_the_trainer_s_one_line(tmp_path):
+    # init_from:= reaches the trainer node; a file that is not there stops the launch
+    # (the trainer is required) with the node's one-line error, no traceback.
+    missing = tmp_path / 'no_run' / 'checkpoint.pt'
+    runner = Child(
+        [
+            *LAUNCH,
+            'slippery_push_learn.launch.py',
+            f'namespace:=/learn_init_{os.getpid()}',
+            'explorers:=0',
+            f'model_path:={tmp_path / "actor.onnx"}',
+            f'init_from:={missing}',
+        ]
+    )
+    try:
+        code = runner.wait(60.0)
+    finally:
+        runner.stop()
+    output = runner.output()
+    assert code not in (0, None), output
+    errors = [line for line in output.splitlines() if '[trainer] error:' in line]
+    assert len(errors) == 1 and f'init_from: no checkpoint at {missing}' in errors[0], output
+    assert 'Traceback' not in output, output

@@ -237,6 +237,13 @@ def _learn_arguments(
             description="Trainer: learner checkpoint file, resumed if it exists; '' = none",
         ),
         DeclareLaunchArgument(
+            'init_from',
+            default_value='',
+            description='Trainer: checkpoint to start from while checkpoint does not exist '
+            "yet: an `rpl train` run's DIR/checkpoint.pt (warm start from simulation) or a "
+            "trainer node's; train_overrides must agree with its learner; '' = start afresh",
+        ),
+        DeclareLaunchArgument(
             'train_overrides',
             default_value=LEARN_TRAIN_OVERRIDES,
             description='Trainer: comma-separated key=value TrainConfig overrides (default: '

@@ -302,6 +302,7 @@ def _trainer_parameters(task: str) -> dict[str, Any]:
         'bags': LaunchConfiguration('bags'),
         'model_path': LaunchConfiguration('model_path'),
         'checkpoint_path': LaunchConfiguration('checkpoint'),
+        'init_from': LaunchConfiguration('init_from'),
         'train_overrides': LaunchConfiguration('train_overrides'),
         'updates_per_step': FloatArgument('updates_per_step', 0.0, 1000.0),
         'export_every_updates': IntArgument('export_every_updates', 1, 10**9),

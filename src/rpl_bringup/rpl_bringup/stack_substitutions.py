@@ -43,6 +43,7 @@ RESERVED_ARGUMENTS = (
     'explore_random',
     'bags',
     'checkpoint',
+    'init_from',
     'train_overrides',
     'updates_per_step',
     'export_every_updates',
