@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
+import enum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -128,12 +130,48 @@ class BatchedCallMixin:
         return self.act_batch(observation[None, :], desired_goal[None, :])[0]
 
 
-def save_state(controller: BaseController) -> Any:
-    """Episode state of ``controller`` now, to be put back with :func:`load_state`."""
+_ATOMIC = (str, bytes, int, float, complex, bool, type(None), enum.Enum)
+
+
+def _immutable(value: Any) -> bool:
+    """True if nothing reachable from ``value`` can change in place: atoms, tuples and
+    frozensets of them, frozen dataclasses whose fields are such values."""
+    if isinstance(value, _ATOMIC):
+        return True
+    if isinstance(value, (tuple, frozenset)):
+        return all(_immutable(v) for v in value)
+    params = getattr(type(value), '__dataclass_params__', None)
+    if params is not None and params.frozen and not isinstance(value, type):
+        return all(_immutable(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
+
+
+class _Attributes(dict):
+    """A controller's attributes, all immutable: a shallow copy is a full snapshot."""
+
+
+def save_state(controller: BaseController, known: dict[int, Any] | None = None) -> Any:
+    """Episode state of ``controller`` now, to be put back with :func:`load_state`.
+
+    Args:
+        controller: The controller.
+        known: Optional cache of values already found immutable (id -> value, the value
+            kept so that its id stays its own): a controller whose attributes are all
+            immutable (a stateless one) is then snapshot without a deep copy.
+    """
     getter = getattr(controller, 'get_state', None)
     if getter is not None:
         return getter()
-    return copy.deepcopy(vars(controller))
+    attributes = vars(controller)
+    if known is not None:
+        for value in attributes.values():
+            if known.get(id(value)) is not value:
+                if not _immutable(value):
+                    break
+                known[id(value)] = value
+        else:
+            return _Attributes(attributes)
+    return copy.deepcopy(attributes)
 
 
 def load_state(controller: BaseController, state: Any) -> None:
@@ -141,6 +179,8 @@ def load_state(controller: BaseController, state: Any) -> None:
     setter = getattr(controller, 'set_state', None)
     if setter is not None:
         setter(state)
+    elif isinstance(state, _Attributes):
+        vars(controller).update(state)
     else:
         vars(controller).update(copy.deepcopy(state))
 
@@ -180,7 +220,10 @@ class SequencedController:
 
     def __init__(self, controller: BaseController, history: int = 32) -> None:
         self.controller = controller
-        self._answers: collections.deque[_Answer] = collections.deque(maxlen=history)
+        # (episode, step) -> answer, oldest first (a replaced answer keeps its place).
+        self._answers: dict[tuple[int, int], _Answer] = {}
+        self._history = history
+        self._immutable: dict[int, Any] = {}  # attribute values known immutable, by id
         self._live: _Answer | None = None  # whose `after` state the controller holds now
         self.counts = collections.Counter()  # kind of each answer, see :meth:`answer`
 
@@ -217,19 +260,20 @@ class SequencedController:
         if terminal:
             self.counts['terminal'] += 1
             return None, 'terminal'
-        index = self._find(episode, step)
-        if index is not None and np.array_equal(self._answers[index].payload, payload):
+        answers = self._answers
+        known = answers.get((episode, step))
+        if known is not None and np.array_equal(known.payload, payload):
             self.counts['repeat'] += 1
-            return self._answers[index].action, 'repeat'
-        if (prior := self._find(episode, step - 1)) is not None:
-            kind, before = 'next', self._answers[prior].after
+            return known.action, 'repeat'
+        if (prior := answers.get((episode, step - 1))) is not None:
+            kind, before = 'next', prior.after
         elif step == 0:
             kind, before = 'start', None
         else:
-            earlier = [a for a in self._answers if a.episode == episode and a.step < step]
+            earlier = [a for a in answers.values() if a.episode == episode and a.step < step]
             latest = max(earlier, key=lambda a: a.step, default=None)
             kind, before = 'jump', None if latest is None else latest.after
-        if index is not None:
+        if known is not None:
             kind = 'again'
         self._restore(before)
         try:
@@ -237,21 +281,14 @@ class SequencedController:
         except ValueError:
             self._live = None  # the controller may have changed before it refused
             raise
-        answer = _Answer(episode, step, payload.copy(), action, save_state(self.controller))
-        if index is not None:
-            self._answers[index] = answer
-        else:
-            self._answers.append(answer)
+        after = save_state(self.controller, self._immutable)
+        answer = _Answer(episode, step, payload.copy(), action, after)
+        if known is None and len(answers) >= self._history:
+            del answers[next(iter(answers))]  # the oldest answer
+        answers[episode, step] = answer
         self._live = answer
         self.counts[kind] += 1
         return action, kind
-
-    def _find(self, episode: int, step: int) -> int | None:
-        for index in range(len(self._answers) - 1, -1, -1):
-            answer = self._answers[index]
-            if answer.episode == episode and answer.step == step:
-                return index
-        return None
 
     def _restore(self, state: Any) -> None:
         live = self._live
