@@ -373,6 +373,22 @@ def test_yaml_defaults_match_the_config_dataclass(repo_root: pathlib.Path):
     assert SimBridgeConfig().mode == LOCKSTEP
 
 
+def test_the_config_files_name_the_classes_where_they_are_defined(repo_root: pathlib.Path):
+    # A comment 'Mirrors the defaults of pkg.module.Class' must name the defining module
+    # (before: sim_bridge.yaml named rpl_sim_bridge.bridge, which only re-exports it).
+    import importlib
+    import re
+
+    named = []
+    for path in sorted((repo_root / 'config').glob('*.yaml')):
+        comments = ' '.join(line for line in path.read_text().splitlines() if line[:1] == '#')
+        for module, name in re.findall(r'\b(rpl_\w+(?:\.\w+)*)\.([A-Z]\w*)', comments):
+            cls = getattr(importlib.import_module(module), name)
+            assert cls.__module__ == module, f'{path.name}: {module}.{name} is {cls.__module__}'
+            named.append(name)
+    assert 'SimBridgeConfig' in named
+
+
 def test_base_action_for_a_step_already_taken_is_late_not_stale():
     bridge = make_bridge()
     bridge.begin(now=0.0)

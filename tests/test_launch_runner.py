@@ -322,7 +322,7 @@ def test_learn_launch_parameters_are_fields_of_the_node_configs():
     import dataclasses
 
     from rpl_residual_node.mixing import ResidualConfig
-    from rpl_sim_bridge.bridge import SimBridgeConfig
+    from rpl_sim_bridge.bridge_config import SimBridgeConfig
     from rpl_trainer.trainer_node_config import TrainerNodeConfig
 
     configs = {
