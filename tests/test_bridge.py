@@ -538,31 +538,35 @@ def test_a_lost_message_of_a_live_node_is_recovered_by_re_sending_the_observatio
     assert bridge.counters.fallback_base == bridge.counters.fallback_zero == 0
 
 
-class _PlanarPoint:
-    """A point moved in the plane by a 2-value action (vx, vy); goal (x, y, 0)."""
+class _PlanarReach:
+    """A point moved in the plane by (vx, vy) towards a goal named by the spec's goal_fields:
+    (x, y), or none (a fixed goal at the origin: no goal parts in the observation); the
+    actions applied are kept."""
 
-    spec = TaskSpec(
-        name='planar_point',
-        description='a point moved in the plane (bridge test)',
-        obs_dim=2,
-        goal_dim=3,
-        action_dim=2,
-        max_episode_steps=3,
-        distance_threshold=0.05,
-        obs_fields=('point.x', 'point.y'),
-        action_low=-1.0,
-        action_high=1.0,
-        control_dt=0.04,
-        action_fields=('vx', 'vy'),
-    )
-
-    def __init__(self) -> None:
+    def __init__(self, goal_fields: tuple[str, ...]) -> None:
+        self.spec = TaskSpec(
+            name='planar_reach',
+            description='a point moved in the plane towards a goal (bridge test)',
+            obs_dim=2,
+            goal_dim=len(goal_fields),
+            action_dim=2,
+            max_episode_steps=2,
+            distance_threshold=0.05,
+            obs_fields=('point.x', 'point.y'),
+            action_low=-1.0,
+            action_high=1.0,
+            control_dt=0.04,
+            action_fields=('vx', 'vy'),
+            goal_fields=goal_fields,
+        )
         self.point = np.zeros(2)
         self.applied: list[np.ndarray] = []
 
     def _obs(self) -> dict[str, np.ndarray]:
-        at = np.append(self.point, 0.0)
-        return {'observation': self.point.copy(), 'achieved_goal': at, 'desired_goal': at}
+        obs = {'observation': self.point.copy()}
+        if self.spec.goal_dim:
+            obs.update(achieved_goal=self.point.copy(), desired_goal=np.array([0.3, -0.1]))
+        return obs
 
     def reset(self, seed=None):
         self.point = np.zeros(2)
@@ -571,12 +575,12 @@ class _PlanarPoint:
     def step(self, action):
         self.applied.append(np.array(action))
         self.point = self.point + 0.1 * np.asarray(action)
-        return self._obs(), 0.0, False, False, {'is_success': 1.0, 'distance': 0.0}
+        return self._obs(), 0.0, False, False, {'is_success': 0.0, 'distance': 1.0}
 
 
 def test_the_core_decodes_actions_under_the_task_s_declared_fields():
     # Not Fetch's (dx, dy, dz, gripper): the names and size come from the task spec.
-    task = _PlanarPoint()
+    task = _PlanarReach(('x', 'y'))
     bridge = SimBridge(task, task.spec, SimBridgeConfig(seed=1))
     assert bridge.action_fields == ('vx', 'vy')
     bridge.begin(now=0.0)
@@ -669,43 +673,6 @@ def test_the_last_episode_s_terminal_observation_comes_with_the_finished_outcome
     rejection = bridge.offer_base(0, STEPS, PUSH_LEFT, now=0.0)
     assert rejection is not None and rejection.kind == 'terminal'
     assert bridge.poll(now=100.0) is Due.WAIT
-
-
-class _PlanarReach:
-    """A point moved in the plane by (vx, vy) towards a goal named by the spec's goal_fields:
-    (x, y), or none (a fixed goal at the origin: no goal parts in the observation)."""
-
-    def __init__(self, goal_fields: tuple[str, ...]) -> None:
-        self.spec = TaskSpec(
-            name='planar_reach',
-            description='a point moved in the plane towards a goal (bridge test)',
-            obs_dim=2,
-            goal_dim=len(goal_fields),
-            action_dim=2,
-            max_episode_steps=2,
-            distance_threshold=0.05,
-            obs_fields=('point.x', 'point.y'),
-            action_low=-1.0,
-            action_high=1.0,
-            control_dt=0.04,
-            action_fields=('vx', 'vy'),
-            goal_fields=goal_fields,
-        )
-        self.point = np.zeros(2)
-
-    def _obs(self) -> dict[str, np.ndarray]:
-        obs = {'observation': self.point.copy()}
-        if self.spec.goal_dim:
-            obs.update(achieved_goal=self.point.copy(), desired_goal=np.array([0.3, -0.1]))
-        return obs
-
-    def reset(self, seed=None):
-        self.point = np.zeros(2)
-        return self._obs(), {}
-
-    def step(self, action):
-        self.point = self.point + 0.1 * np.asarray(action)
-        return self._obs(), 0.0, False, False, {'is_success': 0.0, 'distance': 1.0}
 
 
 @pytest.mark.parametrize('goal_fields', [('x', 'y'), ()], ids=['planar goal', 'fixed goal'])
