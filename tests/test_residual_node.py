@@ -90,6 +90,16 @@ class Driver(SideNode):
         msg = encode(JointState(), StampedVector(episode, step, np.asarray(values), 0, tag), names)
         pub.publish(msg)
 
+    def send_pair(self, step: int) -> None:
+        """Observation ``step`` (OBS), then its base action (BASE), as on the real stack."""
+        self.send(self.obs_pub, step, OBS, OBS_FIELDS)
+        self.send(self.base_pub, step, BASE, contract.ACTION_FIELDS)
+
+    def meet(self, log: pathlib.Path) -> None:
+        """Wait for the node under test on the graph, then :meth:`handshake` with it."""
+        assert self.spin_until(self.connected, 20.0), log.read_text()
+        assert self.handshake(), log.read_text()
+
     def handshake(self, timeout_s: float = 20.0) -> bool:
         """Send valid pairs (episode 0) until the node answers one, then forget the answers.
 
@@ -135,8 +145,7 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
     model = linear_model(tmp_path / 'actor.onnx')
     proc, log = start_node(tmp_path, f'model_path:={model}', 'diagnostics_period_s:=0.2')
     try:
-        assert driver.spin_until(driver.connected, 20.0), log.read_text()
-        assert driver.handshake(), log.read_text()
+        driver.meet(log)
         assert driver.spin_until(lambda: driver.diagnostics, 5.0)
         ok_before = int({kv.key: kv.value for kv in driver.diagnostics[-1].values}['count.ok'])
         nan_obs = OBS.copy()
@@ -238,11 +247,9 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
 def test_node_without_model_forwards_the_base_action(tmp_path, driver):
     proc, log = start_node(tmp_path)
     try:
-        assert driver.spin_until(driver.connected, 20.0), log.read_text()
-        assert driver.handshake(), log.read_text()
+        driver.meet(log)
         # Observation first, as on the real stack (the controller answers the observation).
-        driver.send(driver.obs_pub, 0, OBS, OBS_FIELDS)
-        driver.send(driver.base_pub, 0, BASE, contract.ACTION_FIELDS)
+        driver.send_pair(0)
         assert driver.spin_until(lambda: driver.commands, 10.0), log.read_text()
         (command,) = driver.commands
         assert command.tag == 'base' and command.step == 0
@@ -256,8 +263,7 @@ def test_node_explores_only_on_model_steps(tmp_path, driver):
     params = ('residual_limit:=1.0', 'explore_random:=1.0', 'explore_seed:=3')
     proc, log = start_node(tmp_path, f'model_path:={model}', 'diagnostics_period_s:=0.2', *params)
     try:
-        assert driver.spin_until(driver.connected, 20.0), log.read_text()
-        assert driver.handshake(), log.read_text()
+        driver.meet(log)
         short = OBS[1:]  # an observation of the wrong size for the model: a base fallback
         plan = [OBS, OBS, OBS, short, OBS]
         for k, obs in enumerate(plan):
@@ -377,11 +383,9 @@ def test_node_refuses_a_model_of_another_task_with_one_line(tmp_path, driver):
     proc, log = start_node(tmp_path, f'model_path:={model}', 'diagnostics_period_s:=0.2')
     driver.obs_tag, driver.base_tag = 'pick_and_place', 'reactive_push'
     try:
-        assert driver.spin_until(driver.connected, 20.0), log.read_text()
-        assert driver.handshake(), log.read_text()
+        driver.meet(log)
         for step in range(3):
-            driver.send(driver.obs_pub, step, OBS, OBS_FIELDS)
-            driver.send(driver.base_pub, step, BASE, contract.ACTION_FIELDS)
+            driver.send_pair(step)
         assert driver.spin_until(lambda: len(driver.commands) == 3, 10.0), log.read_text()
         assert {c.tag for c in driver.commands} == {'base'}
         np.testing.assert_array_equal(driver.commands[-1].values, BASE)
@@ -392,8 +396,7 @@ def test_node_refuses_a_model_of_another_task_with_one_line(tmp_path, driver):
         assert "running task is 'pick_and_place'" in values['model_mismatch']
         # The stack now runs the model's task: the residual is applied.
         driver.obs_tag = 'push'
-        driver.send(driver.obs_pub, 3, OBS, OBS_FIELDS)
-        driver.send(driver.base_pub, 3, BASE, contract.ACTION_FIELDS)
+        driver.send_pair(3)
         assert driver.spin_until(lambda: len(driver.commands) == 4, 10.0), log.read_text()
         assert driver.commands[-1].tag == 'residual'
         np.testing.assert_allclose(
@@ -415,10 +418,8 @@ def test_node_runs_another_task_when_allowed_but_not_other_fields(tmp_path, driv
     proc, log = start_node(tmp_path, f'model_path:={model}', 'allow_model_mismatch:=true')
     driver.obs_tag, driver.base_tag = 'pick_and_place', 'other_controller'
     try:
-        assert driver.spin_until(driver.connected, 20.0), log.read_text()
-        assert driver.handshake(), log.read_text()
-        driver.send(driver.obs_pub, 0, OBS, OBS_FIELDS)
-        driver.send(driver.base_pub, 0, BASE, contract.ACTION_FIELDS)
+        driver.meet(log)
+        driver.send_pair(0)
         assert driver.spin_until(lambda: driver.commands, 10.0), log.read_text()
         assert driver.commands[-1].tag == 'residual'
         # Same sizes, other observation names: refused although mismatches are allowed.
@@ -451,8 +452,7 @@ def test_node_runs_a_seven_field_action_and_refuses_other_fields(tmp_path, drive
     proc, log = start_node(tmp_path, f'model_path:={model}')
     driver.obs_tag, driver.base_tag = 'arm', 'hold'
     try:
-        assert driver.spin_until(driver.connected, 20.0), log.read_text()
-        assert driver.handshake(), log.read_text()  # Fetch fields: answered with the base
+        driver.meet(log)  # Fetch fields: answered with the base
         driver.send(driver.obs_pub, 0, OBS, OBS_FIELDS)
         driver.send(driver.base_pub, 0, BASE7, JOINTS)
         assert driver.spin_until(lambda: driver.commands, 10.0), log.read_text()
@@ -468,8 +468,7 @@ def test_node_runs_a_seven_field_action_and_refuses_other_fields(tmp_path, drive
         assert driver.names['residual'][0] == (*contract.META_FIELDS, *JOINTS)
         np.testing.assert_allclose(driver.residuals[0].values, applied, atol=1e-5)
         # Fetch's action fields for this model: the base action, with its own fields.
-        driver.send(driver.obs_pub, 1, OBS, OBS_FIELDS)
-        driver.send(driver.base_pub, 1, BASE, contract.ACTION_FIELDS)
+        driver.send_pair(1)
         assert driver.spin_until(lambda: len(driver.commands) == 2, 10.0), log.read_text()
         assert driver.commands[1].tag == 'base'
         np.testing.assert_array_equal(driver.commands[1].values, BASE)
@@ -488,11 +487,9 @@ def test_node_sends_no_command_for_a_terminal_observation(tmp_path, driver):
     proc, log = start_node(tmp_path, f'model_path:={model}', 'diagnostics_period_s:=0.2')
     driver.obs_tag, driver.base_tag = 'push', 'reactive_push'
     try:
-        assert driver.spin_until(driver.connected, 20.0), log.read_text()
-        assert driver.handshake(), log.read_text()
+        driver.meet(log)
         for step in range(3):
-            driver.send(driver.obs_pub, step, OBS, OBS_FIELDS)
-            driver.send(driver.base_pub, step, BASE, contract.ACTION_FIELDS)
+            driver.send_pair(step)
         driver.obs_tag = contract.terminal_tag('push')
         driver.send(driver.obs_pub, 3, OBS, OBS_FIELDS)  # o_T of an episode of 3 steps
         driver.send(driver.base_pub, 3, BASE, contract.ACTION_FIELDS)  # an answer to it
