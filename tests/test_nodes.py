@@ -7,18 +7,21 @@ commands. Each test uses its own ROS namespace; DDS stays on loopback (see conft
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from helpers import SideNode, ros_args, stop_process
+from rclpy.publisher import Publisher
 from sensor_msgs.msg import JointState
 
 from rpl_base_controllers.controller_node import ControllerNodeConfig
@@ -307,6 +310,36 @@ def test_unknown_controller_exits_2_with_the_known_names():
     assert 'Traceback' not in output
 
 
+@contextlib.contextmanager
+def zero_controller(probe: Probe, name: str) -> Iterator[Publisher]:
+    """A controller node ``name`` (zero controller, tag 'zero') and an observation
+    publisher of the probe's; the node must stop cleanly afterwards."""
+    probe.clear()
+    proc = subprocess.Popen(
+        [str(BIN / 'controller_node'), *ros_args(NS, 'controller:=zero'), '-r', f'__node:={name}'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    observations = probe.publisher(contract.OBSERVATION)
+    try:
+        yield observations
+    finally:
+        probe.node.destroy_publisher(observations)
+        stop_process(proc)
+    assert proc.returncode in (0, -15), proc.stdout.read()
+
+
+def until_answered(probe: Probe, send_start: Callable[[int], None]) -> None:
+    """Until the zero controller answers: ``send_start(episode)`` for episodes 100, 101, ...
+    (each a step 0, a start the node answers from any state)."""
+    episode = 100
+    while not any(a.tag == 'zero' for a in probe.base_actions):
+        assert episode < 300, 'controller node never answered'
+        send_start(episode)
+        episode += 1
+
+
 def test_controller_yaml_defaults_match_the_config_dataclass(repo_root):
     data = yaml.safe_load((repo_root / 'config' / 'base_controller.yaml').read_text())
     params = data['/**/base_controller']['ros__parameters']
@@ -320,21 +353,8 @@ def test_controller_node_other_step_ids_and_invalid_messages_never_reset_its_sta
     its answer cache). Here a forged step of another episode, a NaN copy of the current
     step and another task's observation come between an observation and its re-send: the
     re-send still gets the cached answer, and the next step follows on."""
-    probe.clear()
     name = 'forged_check'
-    proc = subprocess.Popen(
-        [
-            str(BIN / 'controller_node'),
-            *ros_args(NS, 'controller:=zero'),
-            '-r',
-            f'__node:={name}',
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    observations = probe.publisher(contract.OBSERVATION)
-    try:
+    with zero_controller(probe, name) as observations:
         fields = observation_layout(task_spec('push')).fields
         other_fields = observation_layout(task_spec('pick_and_place')).fields
         rng = np.random.default_rng(0)
@@ -345,13 +365,13 @@ def test_controller_node_other_step_ids_and_invalid_messages_never_reset_its_sta
             observations.publish(encode(JointState(), vec, names))
             probe.spin_until(lambda: False, 0.05)
 
-        # Until the node answers: step 0 of episodes 100, 101, ... of another task (each a
-        # start, answered by that task's own controller).
-        warm_up = 0
-        while not any(a.tag == 'zero' for a in probe.base_actions):
-            assert warm_up < 200, 'controller node never answered'
-            send(100 + warm_up, 0, real[0][: len(other_fields)], 'pick_and_place', other_fields)
-            warm_up += 1
+        # Starts of another task (each answered by that task's own controller).
+        until_answered(
+            probe,
+            lambda episode: send(
+                episode, 0, real[0][: len(other_fields)], 'pick_and_place', other_fields
+            ),
+        )
         send(0, 0, real[0])
         send(5, 3, real[1])  # forged: another episode, mid-way
         send(0, 0, np.full(len(fields), np.nan))  # forged: NaN copy of the current step
@@ -373,10 +393,6 @@ def test_controller_node_other_step_ids_and_invalid_messages_never_reset_its_sta
             (a.episode, a.step) for a in probe.base_actions if a.tag == 'zero' and a.episode < 100
         ]
         assert answered == [(0, 0), (5, 3), (0, 7), (0, 0), (0, 1)], answered
-    finally:
-        probe.node.destroy_publisher(observations)
-        stop_process(proc)
-    assert proc.returncode in (0, -15), proc.stdout.read()
 
 
 @pytest.mark.integration
@@ -384,16 +400,8 @@ def test_controller_node_does_not_answer_a_terminal_observation(probe, repo_root
     """The terminal observation o_T (step T, frame_id 'push/terminal') gets no base action
     and is not a rejection (before: its frame_id was taken for an unknown task); the next
     episode's step 0 is answered."""
-    probe.clear()
     name = 'terminal_check'
-    proc = subprocess.Popen(
-        [str(BIN / 'controller_node'), *ros_args(NS, 'controller:=zero'), '-r', f'__node:={name}'],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    observations = probe.publisher(contract.OBSERVATION)
-    try:
+    with zero_controller(probe, name) as observations:
         fields = observation_layout(task_spec('push')).fields
         values = np.random.default_rng(1).uniform(-1.0, 1.0, len(fields))
 
@@ -406,11 +414,7 @@ def test_controller_node_does_not_answer_a_terminal_observation(probe, repo_root
             mine = [a for a in probe.base_actions if a.tag == 'zero']
             return [a for a in mine if (a.episode, a.step) == (episode, step)]
 
-        warm_up = 0  # until the node answers: step 0 of episodes 100, 101, ...
-        while not any(a.tag == 'zero' for a in probe.base_actions):
-            assert warm_up < 200, 'controller node never answered'
-            send(100 + warm_up, 0, 'push')
-            warm_up += 1
+        until_answered(probe, lambda episode: send(episode, 0, 'push'))
         send(0, 49, 'push')  # the last step of an episode
         send(0, EPISODE_STEPS, contract.terminal_tag('push'))  # its o_T
         send(1, 0, 'push')  # the next episode's first step
@@ -425,7 +429,3 @@ def test_controller_node_does_not_answer_a_terminal_observation(probe, repo_root
         diag = probe.diagnostics[node]
         assert answered(0, EPISODE_STEPS) == [] and len(answered(0, 49)) == 1
         assert diag['rejected'] == '0' and diag['terminal_observations'] == '1', diag
-    finally:
-        probe.node.destroy_publisher(observations)
-        stop_process(proc)
-    assert proc.returncode in (0, -15), proc.stdout.read()
