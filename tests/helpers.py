@@ -94,6 +94,37 @@ class SideNode:
             self.executor.spin_once(timeout_sec=0.02)
         return bool(condition())
 
+    def on_topic(self, topic: str, callback: Callable[[object], None]) -> None:
+        """Subscribe ``callback`` to the JointState contract ``topic`` (e.g.
+        ``contract.OBSERVATION``) with the contract's QoS for it."""
+        from sensor_msgs.msg import JointState
+
+        from rpl_interfaces import contract
+        from rpl_interfaces.base_node import qos_profile
+
+        qos = qos_profile(contract.TOPIC_QOS[topic])
+        self.node.create_subscription(JointState, topic, callback, qos)
+
+    def topic_publisher(self, topic: str):
+        """A JointState publisher of the contract ``topic`` with the contract's QoS for it."""
+        from sensor_msgs.msg import JointState
+
+        from rpl_interfaces import contract
+        from rpl_interfaces.base_node import qos_profile
+
+        qos = qos_profile(contract.TOPIC_QOS[topic])
+        return self.node.create_publisher(JointState, topic, qos)
+
+    def collect(self, topic: str, fields: tuple[str, ...] | None = None) -> list:
+        """Subscribe to the contract ``topic``; the returned list gets every message, decoded
+        (as :class:`rpl_interfaces.codec.StampedVector`, under ``fields`` when given), while
+        this node spins."""
+        from rpl_interfaces.codec import decode
+
+        into: list = []
+        self.on_topic(topic, lambda msg: into.append(decode(msg, fields)))
+        return into
+
     def watch_diagnostics(self, status_name: str) -> dict[str, str]:
         """Subscribe to /diagnostics; the returned dict is kept updated with the key/values
         of every status named ``status_name`` (e.g. '/ns/trainer') while this node spins."""

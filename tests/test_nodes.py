@@ -42,28 +42,13 @@ class Probe(SideNode):
 
     def __init__(self) -> None:
         super().__init__('probe', NS)
-        self.results: list[StampedVector] = []
+        self.results: list[StampedVector] = self.collect(contract.EPISODE, contract.EPISODE_FIELDS)
         self.observations: list[StampedVector] = []
-        self.base_actions: list[StampedVector] = []
+        self.base_actions: list[StampedVector] = self.collect(
+            contract.BASE_ACTION, contract.ACTION_FIELDS
+        )
         self.diagnostics: dict[str, dict[str, str]] = {}  # node name -> latest key/values
-        self.node.create_subscription(
-            JointState,
-            contract.EPISODE,
-            lambda msg: self.results.append(decode(msg, contract.EPISODE_FIELDS)),
-            qos_profile(contract.TOPIC_QOS[contract.EPISODE]),
-        )
-        self.node.create_subscription(
-            JointState,
-            contract.OBSERVATION,
-            self._on_observation,
-            qos_profile(contract.TOPIC_QOS[contract.OBSERVATION]),
-        )
-        self.node.create_subscription(
-            JointState,
-            contract.BASE_ACTION,
-            lambda msg: self.base_actions.append(decode(msg, contract.ACTION_FIELDS)),
-            qos_profile(contract.TOPIC_QOS[contract.BASE_ACTION]),
-        )
+        self.on_topic(contract.OBSERVATION, self._on_observation)
         self.node.create_subscription(
             DiagnosticArray,
             contract.DIAGNOSTICS,
@@ -80,11 +65,6 @@ class Probe(SideNode):
         vec = decode(msg)
         if vec.tag == 'push' and vec.values.shape == (31,):  # not the probe's own bad one
             self.observations.append(vec)
-
-    def publisher(self, topic: str):
-        return self.node.create_publisher(
-            JointState, topic, qos_profile(contract.TOPIC_QOS[topic])
-        )
 
     def clear(self) -> None:
         """Forget what earlier tests saw."""
@@ -152,12 +132,12 @@ def test_lockstep_episode_falls_back_to_base_when_command_source_is_silent(
     handshake re-sends observation (0, 0) until startup_timeout_s, the controller answers
     every copy with the same action, then every step falls back to the base action."""
     probe.clear()
-    silent = probe.publisher(contract.COMMAND)
+    silent = probe.topic_publisher(contract.COMMAND)
     # A malformed observation first: the controller must log it and keep serving.
     bad = JointState()
     bad.header.frame_id = 'push'
     bad.name, bad.position = ['episode', 'step', 'x'], [0.0, 0.0, float('nan')]
-    probe.publisher(contract.OBSERVATION).publish(bad)
+    probe.topic_publisher(contract.OBSERVATION).publish(bad)
 
     poisoned = []
 
@@ -225,7 +205,7 @@ def test_lockstep_applies_base_at_once_when_the_command_publisher_goes_away(
     start-up handshake ends and from then on the base action is applied as soon as it
     arrives, without the timeout."""
     probe.clear()
-    commands = [probe.publisher(contract.COMMAND)]
+    commands = [probe.topic_publisher(contract.COMMAND)]
 
     def drop_publisher() -> None:
         if probe.observations and commands:
@@ -249,7 +229,7 @@ def test_handshake_waits_for_a_late_command_path_then_every_step_uses_the_comman
     probe that ignores the first copies of observation (0, 0)): the handshake re-sends it
     until the command comes, and no step falls back."""
     probe.clear()
-    commands = probe.publisher(contract.COMMAND)
+    commands = probe.topic_publisher(contract.COMMAND)
     ignore = 3  # copies of observation (0, 0) left unanswered
     ignored = []
 
@@ -321,7 +301,7 @@ def zero_controller(probe: Probe, name: str) -> Iterator[Publisher]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    observations = probe.publisher(contract.OBSERVATION)
+    observations = probe.topic_publisher(contract.OBSERVATION)
     try:
         yield observations
     finally:

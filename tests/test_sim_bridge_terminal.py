@@ -20,7 +20,6 @@ from helpers import SideNode, ros_args, stop_process
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
-from rpl_interfaces.base_node import qos_profile
 from rpl_interfaces.codec import StampedVector, decode, encode
 from rpl_sim_bridge.bridge_config import LOCKSTEP, REALTIME
 from rpl_sim_bridge.episode_book import observation_layout
@@ -42,23 +41,10 @@ class Probe(SideNode):
         super().__init__('terminal_probe', NS)
         self.answer_terminal = answer_terminal
         self.observations: list[StampedVector] = []
-        self.results: list[StampedVector] = []
+        self.results = self.collect(contract.EPISODE, contract.EPISODE_FIELDS)
         self.diagnostics = self.watch_diagnostics(f'{NS}/sim_bridge')
-        self.commands = self.node.create_publisher(
-            JointState, contract.COMMAND, qos_profile(contract.TOPIC_QOS[contract.COMMAND])
-        )
-        self.node.create_subscription(
-            JointState,
-            contract.OBSERVATION,
-            self._on_observation,
-            qos_profile(contract.TOPIC_QOS[contract.OBSERVATION]),
-        )
-        self.node.create_subscription(
-            JointState,
-            contract.EPISODE,
-            lambda msg: self.results.append(decode(msg, contract.EPISODE_FIELDS)),
-            qos_profile(contract.TOPIC_QOS[contract.EPISODE]),
-        )
+        self.commands = self.topic_publisher(contract.COMMAND)
+        self.on_topic(contract.OBSERVATION, self._on_observation)
 
     def terminals(self) -> list[StampedVector]:
         """The terminal observations seen."""
