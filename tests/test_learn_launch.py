@@ -79,4 +79,5 @@ def test_learn_launch_init_from_a_missing_checkpoint_ends_with_the_trainer_s_one
     assert code not in (0, None), output
     errors = [line for line in output.splitlines() if '[trainer] error:' in line]
     assert len(errors) == 1 and f'init_from: no checkpoint at {missing}' in errors[0], output
+    assert "expected an `rpl train` run's DIR/checkpoint.pt" in errors[0], output
     assert 'Traceback' not in output, output

@@ -227,6 +227,11 @@ class TrainerNode(RplNode):
             return None
         own = cfg.checkpoint_path and os.path.exists(cfg.checkpoint_path)
         path = cfg.checkpoint_path if own else cfg.init_from
+        if not own and not os.path.isfile(path):
+            raise ValueError(
+                f"init_from: no checkpoint at {path} (expected an `rpl train` run's "
+                "DIR/checkpoint.pt or a trainer node's checkpoint; init_from:='' starts afresh)"
+            )
         try:
             return dict(load_learner_checkpoint(path)['learner']['config'])
         except (CheckpointError, KeyError, TypeError) as exc:
