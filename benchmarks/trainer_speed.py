@@ -12,7 +12,8 @@ Three figures, measured in turns (A B C A B C ...) so that a load change hits al
 * ``project``: ``Learner.update`` of :mod:`rpl_trainer.learner` on a buffer filled with
   random episodes of the task's shapes (HER sampling and relabelling included), and
   ``project_agent``: ``DDPGAgent.update`` alone on one pre-sampled batch (the learner
-  without the sampling).
+  without the sampling), and ``project_bf16``: ``Learner.update`` with
+  ``update_precision=bfloat16`` (forward passes under bfloat16 autocast).
 
 FLOPs of one update (multiply-add = 2 FLOPs, B = batch, M_a / M_c = multiply-adds of one
 actor / critic forward pass per sample): target actor and target critic forward (M_a + M_c),
@@ -29,6 +30,7 @@ Prints a table and writes ``results/trainer_speed.json``. Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -49,6 +51,7 @@ from rpl_trainer.networks import Dims
 from rpl_trainer.problem import registered_problem
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+VARIANTS = ('bare', 'project', 'project_agent', 'project_bf16')
 
 
 def mlp_macs(in_dim: int, hidden: int, layers: int, out_dim: int) -> int:
@@ -164,10 +167,15 @@ def main() -> None:
 
     reward = registered_problem(args.task, None).reward_fn  # the task's HER reward
 
-    learner = Learner(config, dims, steps, reward)  # sets torch's thread count
-    rng = np.random.default_rng(0)
-    learner.store(random_episodes(dims, steps, 200, rng))
-    learner.agent.burn_in.active = False  # time the full update (actor too)
+    def filled(precision: str) -> Learner:
+        learner = Learner(  # sets torch's thread count
+            dataclasses.replace(config, update_precision=precision), dims, steps, reward
+        )
+        learner.store(random_episodes(dims, steps, 200, np.random.default_rng(0)))
+        learner.agent.burn_in.active = False  # time the full update (actor too)
+        return learner
+
+    learner, learner_bf16 = filled('float32'), filled('bfloat16')
     presampled = learner.buffer.sample(learner.sampler, batch, learner.rng)
     bare = BareDDPG(dims, hidden, layers, batch)
     flops = update_flops(dims, hidden, layers, batch)
@@ -178,6 +186,7 @@ def main() -> None:
         'bare': bare.update,
         'project': lambda: learner.update(1),
         'project_agent': lambda: learner.agent.update(presampled),
+        'project_bf16': lambda: learner_bf16.update(1),
     }
     rates: dict[str, list[float]] = {name: [] for name in works}
     load_before = os.getloadavg()
@@ -207,10 +216,9 @@ def main() -> None:
         'update_mflop': flops / 1e6,
         'matmul_gflops': [r * mm_flops / 1e9 for r in rates['matmul']],
         'limit_updates_per_s': per_turn_limit,
-        'updates_per_s': {n: rates[n] for n in ('bare', 'project', 'project_agent')},
+        'updates_per_s': {n: rates[n] for n in VARIANTS},
         'fraction_of_limit': {
-            n: [r / lim for r, lim in zip(rates[n], per_turn_limit, strict=True)]
-            for n in ('bare', 'project', 'project_agent')
+            n: [r / lim for r, lim in zip(rates[n], per_turn_limit, strict=True)] for n in VARIANTS
         },
         'turns': args.turns,
         'seconds_per_measure': args.seconds,
@@ -229,7 +237,7 @@ def main() -> None:
         f'matmul {args.matmul_size}^2: {med(result["matmul_gflops"]):.1f} GFLOP/s '
         f'-> limit {med(per_turn_limit):.0f} updates/s'
     )
-    for name in ('bare', 'project', 'project_agent'):
+    for name in VARIANTS:
         print(
             f'{name:>14}: {med(rates[name]):6.1f} updates/s = '
             f'{med(result["fraction_of_limit"][name]):.2f} of the limit (median of turns)'

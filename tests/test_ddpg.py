@@ -161,3 +161,26 @@ def test_ddpg_her_learns_the_toy_goal_task(tmp_path, algo):
     result = train(config, tmp_path / algo, problem=toy_problem(), progress=False)
     assert result.base_success_rate <= 0.2
     assert result.success_rate >= 0.9
+
+
+def test_a_bfloat16_update_keeps_float32_weights_and_follows_the_float32_update():
+    """update_precision=bfloat16 runs the forward passes in bfloat16 but keeps the weights,
+    gradients and optimiser state in float32, and its steps go the way of the float32 ones."""
+    rng = np.random.default_rng(3)
+    batches = [random_batch(rng) for _ in range(20)]
+    agents = {}
+    for precision in ('float32', 'bfloat16'):
+        torch.manual_seed(0)
+        config = small_config(algo='scratch', update_precision=precision)
+        agent = DDPGAgent(DIMS, config, episode_steps=10)
+        for batch in batches:
+            stats = agent.update(batch)
+            assert np.isfinite(stats).all()
+        agents[precision] = agent
+    fp32, bf16 = agents['float32'], agents['bfloat16']
+    for p32, p16 in zip(fp32.critic.parameters(), bf16.critic.parameters(), strict=True):
+        assert p16.dtype == torch.float32
+        assert not torch.equal(p32, p16)  # the precision really changed the computation
+        assert torch.allclose(p32, p16, atol=0.02)  # ... and only by rounding
+    with pytest.raises(ValueError, match='update_precision'):
+        small_config(update_precision='float16')

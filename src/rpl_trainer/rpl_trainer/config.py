@@ -26,6 +26,7 @@ ALGOS = ('rpl', 'scratch', 'expert_explore')
 
 BURN_IN_CRITERIA = ('q_drift', 'critic_loss')
 VECTOR_ENV_KINDS = ('sync', 'subprocess')
+UPDATE_PRECISIONS = ('float32', 'bfloat16')
 
 # Fields that may change when a run is resumed (budgets and bookkeeping, not the learner).
 RESUMABLE_CHANGES = frozenset(
@@ -93,6 +94,15 @@ class TrainConfig:
     38-178; a 3 x 256 update at batch 256 takes ~12 ms on one core (matmul-bound, ~66
     GFLOP/s), and a second intra-op thread only fights the envs and other jobs for the
     other core."""
+
+    update_precision: str = dataclasses.field(
+        default='float32',
+        metadata=describe('Matmul precision of gradient updates.', choices=UPDATE_PRECISIONS),
+    )
+    """``float32``, or ``bfloat16``: the forward passes of a gradient update run under CPU
+    autocast in bfloat16 (weights, optimiser state and gradients stay float32; acting and
+    the exported model are float32). Pays off on CPUs with bfloat16 matrix instructions
+    (``avx512_bf16`` / AMX): ``benchmarks/trainer_speed.py`` shows both side by side."""
 
     hidden_size: int = dataclasses.field(
         default=256, metadata=describe('Hidden units per layer.', range=(1, 4096))

@@ -165,6 +165,7 @@ class DDPGAgent:
             enabled=config.burn_in_enabled,
         )
         self.updates = 0
+        self._bf16 = config.update_precision == 'bfloat16'
 
     @property
     def actor_frozen(self) -> bool:
@@ -209,15 +210,20 @@ class DDPGAgent:
         obs, goal, action = _tensor(batch.obs), _tensor(batch.goal), _tensor(batch.action)
         reward, next_obs = _tensor(batch.reward), _tensor(batch.next_obs)
         prev = _tensor(batch.prev_obs) if two_frame else None
+        # Forward passes in bfloat16 where configured (config.update_precision); the
+        # parameters, their gradients and the optimiser state stay float32.
+        autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=self._bf16)
         # Targets y = clip(r + gamma * Q'(o', g, pi'(o', g)), -1 / (1 - gamma), 0), (B,).
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             # The next transition's previous frame is the current observation.
             next_prev = obs if two_frame else None
             next_action = self.actor_target(next_obs, goal, next_prev)
-            next_q = self.critic_target(next_obs, goal, next_action, next_prev)
+            next_q = self.critic_target(next_obs, goal, next_action, next_prev).float()
             target = torch.clamp(reward + self.gamma * next_q, -self.clip_return, 0.0)
         # Critic: mean (Q(o, g, u) - y)^2.
-        critic_loss = torch.mean((self.critic(obs, goal, action, prev) - target) ** 2)
+        with autocast:
+            q = self.critic(obs, goal, action, prev).float()
+        critic_loss = torch.mean((q - target) ** 2)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
@@ -225,9 +231,9 @@ class DDPGAgent:
         # Actor: -mean Q(o, g, pi(o, g)) + action_l2 * mean pi^2; not applied in burn-in.
         frozen = self.actor_frozen
         self.critic.requires_grad_(False)  # actor loss flows through, not into, the critic
-        with torch.set_grad_enabled(not frozen):
-            pi = self.actor(obs, goal, prev)
-            q_pi = self.critic(obs, goal, pi, prev)
+        with torch.set_grad_enabled(not frozen), autocast:
+            pi = self.actor(obs, goal, prev).float()
+            q_pi = self.critic(obs, goal, pi, prev).float()
             actor_loss = -q_pi.mean() + self.config.action_l2 * torch.mean(pi**2)
         self.critic.requires_grad_(True)
         if not frozen:
