@@ -340,9 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             in_process_per_turn.append(in_process['env_and_controller_steps_per_s'])
         for variant in variants:  # taking turns: a load change falls on each
-            runs[variant.name].append(
-                stack_rate(args.controller, args.episodes, args.seed, variant)
-            )
+            run = stack_rate(args.controller, args.episodes, args.seed, variant)
+            run['load_1min_after'] = os.getloadavg()[0]  # the machine's load during the run
+            runs[variant.name].append(run)
     stack = {name: _summary(variant_runs) for name, variant_runs in runs.items()}
     first = runs[variants[0].name]
     for name, variant_runs in runs.items():  # per turn: the load was about the same
@@ -385,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             + '/'.join(f'{r:.2f}' for r in summary['paired_ratio_to_first'])
             + f' of {variants[0].name}, x'
             + '/'.join(f'{r:.2f}' for r in summary['paired_ratio_to_in_process'])
-            + " of that turn's in-process"
+            + " of that turn's in-process; load "
+            + '/'.join(f'{r["load_1min_after"]:.1f}' for r in summary['runs'])
             + f'; fallbacks base {summary["fallback_base"]}, zero {summary["fallback_zero"]}); '
             f'target >= {TARGET_STEPS_PER_S:.0f}: '
             f'{"met" if result["meets_target"][executor] else "NOT met"}'
