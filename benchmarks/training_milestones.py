@@ -18,6 +18,7 @@ import platform
 
 import numpy as np
 
+from rpl_trainer.config import make_config
 from rpl_trainer.metrics import read_metrics
 
 LEVELS = (0.5, 0.8, 0.9)
@@ -68,6 +69,59 @@ def milestones(run_dir: pathlib.Path, levels: tuple[float, ...] = LEVELS) -> dic
     return result
 
 
+IGNORED_FOR_GROUPS = frozenset({'seed', 'total_env_steps', 'checkpoint_interval', 'torch_threads'})
+"""Config fields that do not make runs different configurations (seeds of one setting)."""
+
+
+def group_key(run_dir: pathlib.Path) -> str:
+    """A run's settings without its seed and budgets, as text: runs with equal keys are
+    seeds of one configuration."""
+    saved = json.loads((run_dir / 'config.json').read_text())
+    config = make_config(saved).to_dict()  # fields added since the run take their defaults
+    kept = {k: v for k, v in sorted(config.items()) if k not in IGNORED_FOR_GROUPS}
+    return json.dumps(kept, sort_keys=True)
+
+
+def seed_summary(rows: list[dict]) -> dict:
+    """Median and range over seeds of the steps and minutes to each level."""
+    summary = {'runs': [pathlib.Path(r['run']).name for r in rows], 'levels': {}}
+    for level in rows[0]['levels']:
+        hits = [r['levels'][level] for r in rows if r['levels'][level] is not None]
+        entry = {'reached': f'{len(hits)} of {len(rows)}'}
+        if hits:
+            for key in ('env_steps', 'wall_s'):
+                values = [h[key] for h in hits]
+                entry[key] = {
+                    'median': float(np.median(values)),
+                    'min': min(values),
+                    'max': max(values),
+                }
+        summary['levels'][level] = entry
+    return summary
+
+
+def summary_markdown(groups: list[dict]) -> str:
+    """One row per configuration with several seeds."""
+    lines = [
+        '| seeds | ' + ' | '.join(f'to {lvl}' for lvl in groups[0]['levels']) + ' |',
+        '|' + '---|' * (1 + len(groups[0]['levels'])),
+    ]
+    for g in groups:
+        cells = [', '.join(g['runs'])]
+        for entry in g['levels'].values():
+            if 'env_steps' not in entry:
+                cells.append(f'not reached ({entry["reached"]})')
+                continue
+            st, wall = entry['env_steps'], entry['wall_s']
+            cells.append(
+                f'{entry["reached"]}: median {st["median"] / 1000:.0f}k '
+                f'({st["min"] / 1000:.0f}-{st["max"] / 1000:.0f}k), '
+                f'{wall["median"] / 60:.1f} min ({wall["min"] / 60:.1f}-{wall["max"] / 60:.1f})'
+            )
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def _cell(hit: dict | None) -> str:
     if hit is None:
         return 'not reached'
@@ -97,11 +151,20 @@ def main() -> None:
     args = parser.parse_args()
     rows = [milestones(run) for run in args.runs]
     table = to_markdown(rows)
+    by_config: dict[str, list[dict]] = {}
+    for run, row in zip(args.runs, rows, strict=True):
+        by_config.setdefault(group_key(run), []).append(row)
+    groups = [seed_summary(g) for g in by_config.values() if len(g) > 1]
+    if groups:
+        table += '\n\nSeeds of one configuration (median, range over the seeds that reached):\n\n'
+        table += summary_markdown(groups)
     machine = f'{platform.machine()}, {platform.python_version()}'
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix('.md').write_text(table + f'\n\nPython {machine}\n')
-    args.out.with_suffix('.json').write_text(json.dumps(rows, indent=2) + '\n')
+    args.out.with_suffix('.json').write_text(
+        json.dumps({'runs': rows, 'seed_groups': groups}, indent=2) + '\n'
+    )
     print(f'wrote {args.out}.md and .json')
 
 
