@@ -18,8 +18,8 @@ import platform
 
 import numpy as np
 
-from rpl_trainer.config import make_config
 from rpl_trainer.metrics import read_metrics
+from rpl_trainer.plot import variant_keys
 
 LEVELS = (0.5, 0.8, 0.9)
 
@@ -67,19 +67,6 @@ def milestones(run_dir: pathlib.Path, levels: tuple[float, ...] = LEVELS) -> dic
         'wall_s': float(wall[last]),
     }
     return result
-
-
-IGNORED_FOR_GROUPS = frozenset({'seed', 'total_env_steps', 'checkpoint_interval', 'torch_threads'})
-"""Config fields that do not make runs different configurations (seeds of one setting)."""
-
-
-def group_key(run_dir: pathlib.Path) -> str:
-    """A run's settings without its seed and budgets, as text: runs with equal keys are
-    seeds of one configuration."""
-    saved = json.loads((run_dir / 'config.json').read_text())
-    config = make_config(saved).to_dict()  # fields added since the run take their defaults
-    kept = {k: v for k, v in sorted(config.items()) if k not in IGNORED_FOR_GROUPS}
-    return json.dumps(kept, sort_keys=True)
 
 
 def seed_summary(rows: list[dict]) -> dict:
@@ -151,9 +138,11 @@ def main() -> None:
     args = parser.parse_args()
     rows = [milestones(run) for run in args.runs]
     table = to_markdown(rows)
-    by_config: dict[str, list[dict]] = {}
-    for run, row in zip(args.runs, rows, strict=True):
-        by_config.setdefault(group_key(run), []).append(row)
+    # Seeds of one configuration: the runs `rpl plot` draws as one curve.
+    configs = [json.loads((run / 'config.json').read_text()) for run in args.runs]
+    by_config: dict[tuple[str, str], list[dict]] = {}
+    for key, row in zip(variant_keys(configs), rows, strict=True):
+        by_config.setdefault(key, []).append(row)
     groups = [seed_summary(g) for g in by_config.values() if len(g) > 1]
     if groups:
         table += '\n\nSeeds of one configuration (median, range over the seeds that reached):\n\n'
