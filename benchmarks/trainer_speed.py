@@ -41,13 +41,12 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from rpl_sim_bridge.tasks import task_spec
 from rpl_trainer.config import make_config, read_config_file, shipped_config
 from rpl_trainer.her import EpisodeBatch
 from rpl_trainer.learner import Learner
-from rpl_trainer.networks import Dims
+from rpl_trainer.networks import Dims, mlp
 from rpl_trainer.problem import registered_problem
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -89,13 +88,7 @@ class BareDDPG:
     """The smallest DDPG update of the given shapes, in plain eager torch."""
 
     def __init__(self, dims: Dims, hidden: int, layers: int, batch: int) -> None:
-        def net(in_dim: int, out_dim: int) -> nn.Sequential:
-            mods: list[nn.Module] = []
-            for _ in range(layers):
-                mods += [nn.Linear(in_dim, hidden), nn.ReLU()]
-                in_dim = hidden
-            return nn.Sequential(*mods, nn.Linear(in_dim, out_dim))
-
+        net = lambda i, o: mlp(i, hidden, layers, o)  # noqa: E731  (plain ReLU MLPs)
         og = dims.obs_dim + dims.goal_dim
         self.actor, self.critic = net(og, dims.action_dim), net(og + dims.action_dim, 1)
         self.actor_t, self.critic_t = net(og, dims.action_dim), net(og + dims.action_dim, 1)
