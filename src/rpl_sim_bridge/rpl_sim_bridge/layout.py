@@ -64,3 +64,38 @@ FETCH_OBS_FIELDS: tuple[str, ...] = (
 """Readable name of each of the 25 observation entries, in order (for logs, bags, plots)."""
 
 assert len(FETCH_OBS_FIELDS) == FetchObs.DIM
+
+
+class HookObs(FetchObs):
+    """Slices of the 40-D hook observation: the 25 Fetch entries (:class:`FetchObs`, the
+    object being the block) followed by 15 entries of the hook (a free body of two boxes).
+
+    Attributes:
+        HOOK_POS: Hook body position (3,), m, world frame.
+        HOOK_ROT: Hook orientation as Euler angles (3,), rad (same convention as
+            ``OBJECT_ROT``).
+        HOOK_VELP: Hook linear velocity relative to the gripper, times dt (3,), m/step.
+        HOOK_VELR: Hook angular velocity, times dt (3,), rad/step, world frame.
+        HOOK_REL_POS: ``HOOK_POS - GRIP_POS`` (3,), m.
+        DIM: Length of the observation vector (40).
+    """
+
+    HOOK_POS = slice(25, 28)
+    HOOK_ROT = slice(28, 31)
+    HOOK_VELP = slice(31, 34)
+    HOOK_VELR = slice(34, 37)
+    HOOK_REL_POS = slice(37, 40)
+    DIM = 40
+
+
+HOOK_OBS_FIELDS: tuple[str, ...] = (
+    *FETCH_OBS_FIELDS,
+    *(f'hook_pos.{a}' for a in _XYZ),
+    *(f'hook_rot.{a}' for a in _ROT),
+    *(f'hook_velp.{a}' for a in _XYZ),
+    *(f'hook_velr.{a}' for a in _XYZ),
+    *(f'hook_rel_pos.{a}' for a in _XYZ),
+)
+"""Readable name of each of the 40 hook observation entries, in order."""
+
+assert len(HOOK_OBS_FIELDS) == HookObs.DIM
