@@ -9,8 +9,9 @@ Example::
     obs, reward, terminated, truncated, info = task.step(np.zeros(task.spec.action_dim))
 
 Registered here: ``'push'``, ``'slippery_push'``, ``'pick_and_place'`` (specs in
-:mod:`rpl_sim_bridge.tasks.specs`, simulation in :mod:`rpl_sim_bridge.tasks.fetch`). Other
-tasks join with :func:`register_task`.
+:mod:`rpl_sim_bridge.tasks.specs`, simulation in :mod:`rpl_sim_bridge.tasks.fetch`),
+``'hook'``, ``'noisy_hook'`` (specs in :mod:`rpl_sim_bridge.tasks.hook_specs`, simulation in
+:mod:`rpl_sim_bridge.tasks.hook`). Other tasks join with :func:`register_task`.
 
 Importing this package imports neither MuJoCo nor Gymnasium-Robotics: the registry
 (:func:`task_spec`, :func:`available_tasks`) works without them, and the simulated tasks'
@@ -38,6 +39,7 @@ from rpl_sim_bridge.tasks.specs import (  # noqa: E402  isort: skip
     FetchTaskConfig,
     SimulatorUnavailableError,
 )
+from rpl_sim_bridge.tasks.hook_specs import HookTaskConfig  # noqa: E402  isort: skip
 
 if TYPE_CHECKING:
     from rpl_sim_bridge.tasks.fetch import FetchTask
@@ -49,10 +51,12 @@ if TYPE_CHECKING:
         goal_distance,
         sparse_reward,
     )
+    from rpl_sim_bridge.tasks.hook import HookTask
 
 _SIMULATION_NAMES = {
     'FetchTask': 'rpl_sim_bridge.tasks.fetch',
     'GoalTask': 'rpl_sim_bridge.tasks.goal_task',
+    'HookTask': 'rpl_sim_bridge.tasks.hook',
     'MujocoWarning': 'rpl_sim_bridge.tasks.goal_task',
     'MujocoWarningError': 'rpl_sim_bridge.tasks.goal_task',
     'ObsDict': 'rpl_sim_bridge.tasks.goal_task',
@@ -75,6 +79,8 @@ __all__ = [
     'FetchTask',
     'FetchTaskConfig',
     'GoalTask',
+    'HookTask',
+    'HookTaskConfig',
     'MujocoWarning',
     'MujocoWarningError',
     'ObsDict',

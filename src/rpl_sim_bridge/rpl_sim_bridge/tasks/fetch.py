@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import mujoco
@@ -40,6 +41,7 @@ from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
 from rpl_interfaces.params import build_config
 from rpl_sim_bridge.layout import FetchObs
 from rpl_sim_bridge.tasks.goal_task import GoalTask, MujocoWarning, MujocoWarningError, ObsDict
+from rpl_sim_bridge.tasks.registry import TaskSpec
 from rpl_sim_bridge.tasks.specs import (  # noqa: F401  (re-exported)
     FETCH_ACTION_FIELDS,
     FETCH_TASKS,
@@ -89,21 +91,29 @@ class FetchTask(GoalTask):
     """
 
     def __init__(
-        self, name: str, description: str, env_class: type, config: FetchTaskConfig
+        self,
+        name: str,
+        description: str,
+        env_class: Callable[[], Any],
+        config: FetchTaskConfig,
+        spec: TaskSpec | None = None,
     ) -> None:
         """Build the task.
 
         Args:
             name: Registry name (goes into the spec and error messages).
             description: One line for the spec.
-            env_class: Unwrapped Gymnasium-Robotics MuJoCo Fetch env class (model + sampling).
+            env_class: Unwrapped Gymnasium-Robotics MuJoCo Fetch env class, or any
+                zero-argument factory of one (model + sampling).
             config: Validated settings.
+            spec: The task's spec; None: the 25-D Fetch spec from ``config`` (a subclass
+                with a longer observation passes its own).
 
         Raises:
             ValueError: ``control_dt`` is not a whole number of physics steps.
         """
         n_substeps = _whole_substeps(config.control_dt, config.physics_timestep)
-        super().__init__(fetch_spec(name, description, config))
+        super().__init__(spec or fetch_spec(name, description, config))
         self.config = config
         self._env = env_class()  # unwrapped: builds the model and settles the initial state
         self.model: mujoco.MjModel = self._env.model
