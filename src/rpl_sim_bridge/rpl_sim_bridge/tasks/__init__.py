@@ -11,7 +11,9 @@ Example::
 Registered here: ``'push'``, ``'slippery_push'``, ``'pick_and_place'`` (specs in
 :mod:`rpl_sim_bridge.tasks.specs`, simulation in :mod:`rpl_sim_bridge.tasks.fetch`),
 ``'hook'``, ``'noisy_hook'`` (specs in :mod:`rpl_sim_bridge.tasks.hook_specs`, simulation in
-:mod:`rpl_sim_bridge.tasks.hook`). Other tasks join with :func:`register_task`.
+:mod:`rpl_sim_bridge.tasks.hook`), ``'complex_hook'`` (specs in
+:mod:`rpl_sim_bridge.tasks.complex_hook_specs`, simulation in
+:mod:`rpl_sim_bridge.tasks.complex_hook`). Other tasks join with :func:`register_task`.
 
 Importing this package imports neither MuJoCo nor Gymnasium-Robotics: the registry
 (:func:`task_spec`, :func:`available_tasks`) works without them, and the simulated tasks'
@@ -40,8 +42,10 @@ from rpl_sim_bridge.tasks.specs import (  # noqa: E402  isort: skip
     SimulatorUnavailableError,
 )
 from rpl_sim_bridge.tasks.hook_specs import HookTaskConfig  # noqa: E402  isort: skip
+from rpl_sim_bridge.tasks.complex_hook_specs import ComplexHookTaskConfig  # noqa: E402  isort: skip
 
 if TYPE_CHECKING:
+    from rpl_sim_bridge.tasks.complex_hook import ComplexHookTask
     from rpl_sim_bridge.tasks.fetch import FetchTask
     from rpl_sim_bridge.tasks.goal_task import (
         GoalTask,
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
     from rpl_sim_bridge.tasks.hook import HookTask
 
 _SIMULATION_NAMES = {
+    'ComplexHookTask': 'rpl_sim_bridge.tasks.complex_hook',
     'FetchTask': 'rpl_sim_bridge.tasks.fetch',
     'GoalTask': 'rpl_sim_bridge.tasks.goal_task',
     'HookTask': 'rpl_sim_bridge.tasks.hook',
@@ -76,6 +81,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    'ComplexHookTask',
+    'ComplexHookTaskConfig',
     'FetchTask',
     'FetchTaskConfig',
     'GoalTask',
