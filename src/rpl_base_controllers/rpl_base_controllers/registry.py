@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rpl_base_controllers.base import BaseController
+from rpl_base_controllers.reactive_hook import ReactiveHook, ReactiveHookConfig
 from rpl_base_controllers.reactive_pick_and_place import (
     CALIBRATED_CARRY_GAIN,
     MISCALIBRATED_CARRY_GAIN,
@@ -380,6 +381,10 @@ def _reactive_pick_and_place(
     return ReactivePickAndPlace(config, name=name)
 
 
+def _reactive_hook(name: str, task: str | None, config: ReactiveHookConfig) -> BaseController:
+    return ReactiveHook(config, name=name)
+
+
 def _discrete_mpc_push(name: str, task: str | None, config: Any) -> BaseController:
     from rpl_base_controllers.discrete_mpc_push import DiscreteMPCPush
 
@@ -428,6 +433,16 @@ register_controller(
         ('pick_and_place',),
         ReactivePickAndPlaceConfig,
         {'carry_gain': CALIBRATED_CARRY_GAIN},
+    ),
+)
+register_controller(
+    'reactive_hook',
+    ControllerSpec(
+        _reactive_hook,
+        'hand-designed hook use: grasp the hook, lift, place it behind the block, sweep the '
+        'block to the goal',
+        ('hook', 'noisy_hook', 'complex_hook'),
+        ReactiveHookConfig,
     ),
 )
 register_controller(

@@ -128,7 +128,8 @@ def hook_scene_xml(object_xml: str = BLOCK_XML, extra_xml: str = '') -> str:
         extra_xml: More world bodies (e.g. static bumps), inserted after the hook.
 
     Returns:
-        A complete MJCF model (robot and meshes included from :data:`FETCH_ASSETS`).
+        A complete MJCF model (robot and meshes included from :data:`FETCH_ASSETS`;
+            finger position actuators as in Fetch pick and place).
     """
     a = FETCH_ASSETS
     return f"""<mujoco model="hook">
@@ -153,7 +154,12 @@ def hook_scene_xml(object_xml: str = BLOCK_XML, extra_xml: str = '') -> str:
     <light directional="true" ambient="0.2 0.2 0.2" diffuse="0.8 0.8 0.8"
            specular="0.3 0.3 0.3" castshadow="false" pos="0 0 4" dir="0 0 -1" name="light0"/>
   </worldbody>
-  <actuator/>
+  <actuator>
+    <position ctrllimited="true" ctrlrange="0 0.2" joint="robot0:l_gripper_finger_joint"
+              kp="30000" name="robot0:l_gripper_finger_joint" user="1"/>
+    <position ctrllimited="true" ctrlrange="0 0.2" joint="robot0:r_gripper_finger_joint"
+              kp="30000" name="robot0:r_gripper_finger_joint" user="1"/>
+  </actuator>
 </mujoco>"""
 
 
