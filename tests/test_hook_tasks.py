@@ -1,0 +1,192 @@
+"""Tests of the hook tasks (hook, noisy_hook): spec, scene, sampling, noise, determinism."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+
+from rpl_sim_bridge.layout import FETCH_GOAL_FIELDS, HOOK_OBS_FIELDS, HookObs
+from rpl_sim_bridge.tasks import HookTaskConfig, make_task, task_spec
+from rpl_sim_bridge.tasks.hook import (
+    BLOCK_X_RANGE,
+    BLOCK_XY,
+    BLOCK_Y_RANGE,
+    GOAL_CENTRE,
+    GOAL_XY_RANGE,
+    HOOK_GRASP_FROM_CENTRE,
+    HOOK_START,
+    HookTask,
+)
+from rpl_sim_bridge.tasks.hook_specs import NOISY_HOOK_STD
+
+HOOK_TASKS = ('hook', 'noisy_hook')
+
+
+def _actions(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n, 4))
+
+
+@pytest.fixture(scope='module')
+def hook() -> HookTask:
+    return make_task('hook')
+
+
+@pytest.fixture(scope='module')
+def noisy() -> HookTask:
+    return make_task('noisy_hook')
+
+
+@pytest.mark.parametrize('name', HOOK_TASKS)
+def test_spec_has_the_40_hook_fields_and_the_fetch_action(name):
+    spec = task_spec(name)
+    assert spec.obs_dim == HookObs.DIM == 40
+    assert spec.obs_fields == HOOK_OBS_FIELDS
+    assert spec.goal_fields == FETCH_GOAL_FIELDS
+    assert spec.action_fields == ('dx', 'dy', 'dz', 'gripper')
+    assert (spec.max_episode_steps, spec.distance_threshold) == (100, 0.05)
+    assert (spec.action_low, spec.action_high, spec.control_dt) == (-1.0, 1.0, 0.04)
+
+
+def test_noise_is_a_config_parameter(noisy, hook):
+    assert noisy.config.obs_noise_std == NOISY_HOOK_STD == 0.025
+    assert hook.config.obs_noise_std == 0.0
+    assert make_task('noisy_hook', obs_noise_std=0.158).config.obs_noise_std == 0.158
+    assert HookTaskConfig().max_episode_steps == 100
+
+
+def test_observation_matches_the_spec_and_the_physics(hook):
+    obs, info = hook.reset(seed=3)
+    o = obs['observation']
+    assert o.shape == (40,) and obs['achieved_goal'].shape == obs['desired_goal'].shape == (3,)
+    np.testing.assert_array_equal(obs['achieved_goal'], o[HookObs.OBJECT_POS])
+    np.testing.assert_allclose(o[HookObs.HOOK_REL_POS], o[HookObs.HOOK_POS] - o[HookObs.GRIP_POS])
+    hook_body = hook.data.xpos[hook.hook_body_id]
+    np.testing.assert_allclose(o[HookObs.HOOK_POS], hook_body, atol=1e-12)
+    for _ in range(5):
+        obs, *_ = hook.step(np.array([0.0, 0.0, 0.0, 1.0]))
+    assert info['is_success'] in (0.0, 1.0)
+
+
+def test_hook_starts_at_its_fixed_pose_resting_on_the_table(hook):
+    for seed in (0, 1, 2):
+        o = hook.reset(seed=seed)[0]['observation']
+        np.testing.assert_allclose(o[HookObs.HOOK_POS], HOOK_START, atol=2e-3)
+        np.testing.assert_allclose(o[HookObs.HOOK_ROT], 0.0, atol=1e-3)
+        np.testing.assert_allclose(o[HookObs.HOOK_VELP] + o[HookObs.GRIP_VELP], 0.0, atol=1e-4)
+    m, d = hook.model, hook.data
+    handle, head = (
+        mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, n) for n in ('hook_handle', 'hook_head')
+    )
+    assert set(hook.hook_geom_ids) == {handle, head}
+    np.testing.assert_allclose(m.geom_size[handle], (0.4, 0.015, 0.015))
+    np.testing.assert_allclose(m.geom_size[head], (0.015, 0.1, 0.015))
+    np.testing.assert_allclose(m.body_mass[hook.hook_body_id], 4.0)
+    # Head at +0.4 x / +0.085 y of the handle centre; the hook frame 0.2 m towards the free end.
+    np.testing.assert_allclose(
+        d.geom_xpos[head] - d.geom_xpos[handle], (0.4, 0.085, 0.0), atol=1e-3
+    )
+    np.testing.assert_allclose(
+        d.geom_xpos[handle] - d.xpos[hook.hook_body_id],
+        (HOOK_GRASP_FROM_CENTRE, 0.0, 0.0),
+        atol=1e-3,
+    )
+
+
+def test_block_start_and_goal_distributions(hook):
+    blocks, goals = [], []
+    for seed in range(150):
+        obs = hook.reset(seed=seed)[0]
+        blocks.append(obs['achieved_goal'])
+        goals.append(obs['desired_goal'])
+    blocks, goals = np.array(blocks), np.array(goals)
+    bx, by = blocks[:, 0] - BLOCK_XY[0], blocks[:, 1] - BLOCK_XY[1]
+    assert BLOCK_X_RANGE[0] <= bx.min() < BLOCK_X_RANGE[0] + 0.02
+    assert BLOCK_X_RANGE[1] - 0.02 < bx.max() <= BLOCK_X_RANGE[1]
+    assert BLOCK_Y_RANGE[0] <= by.min() < BLOCK_Y_RANGE[0] + 0.02
+    assert BLOCK_Y_RANGE[1] - 0.02 < by.max() <= BLOCK_Y_RANGE[1]
+    np.testing.assert_allclose(blocks[:, 2], 0.425, atol=2e-3)  # resting on the table top
+    offsets = goals[:, :2] - GOAL_CENTRE[:2]
+    assert np.abs(offsets).max() <= GOAL_XY_RANGE
+    assert np.abs(offsets).max(axis=0).min() > GOAL_XY_RANGE - 0.01
+    np.testing.assert_array_equal(goals[:, 2], GOAL_CENTRE[2])
+    # Independent offsets per axis (the 2019 code used one scalar for both).
+    assert abs(np.corrcoef(offsets.T)[0, 1]) < 0.3
+    # The block starts out of reach, the goal lies between it and the robot.
+    assert (goals[:, 0] < blocks[:, 0]).all()
+
+
+@pytest.mark.parametrize('name', HOOK_TASKS)
+def test_same_seed_same_episode_noise_included(name):
+    a, b = make_task(name), make_task(name)
+    actions = _actions(30, seed=4)
+    runs = []
+    for task in (a, b):
+        obs, _ = task.reset(seed=11)
+        trace = [obs['observation']]
+        for action in actions:
+            obs, reward, _, _, info = task.step(action)
+            trace.append(np.concatenate([obs['observation'], obs['achieved_goal'], [reward]]))
+        runs.append(trace)
+    for x, y in zip(*runs, strict=True):
+        np.testing.assert_array_equal(x, y)
+    other = a.reset(seed=12)[0]['observation']
+    assert not np.array_equal(other, runs[0][0])
+
+
+def test_noise_is_drawn_at_reset_and_every_step_and_observe_repeats(noisy):
+    obs, _ = noisy.reset(seed=5)
+    first = noisy.observation_noise
+    assert np.all(first != 0.0)
+    np.testing.assert_array_equal(noisy.observe()['observation'], obs['observation'])
+    noisy.step(np.zeros(4))
+    assert not np.array_equal(noisy.observation_noise, first)
+
+
+def test_noise_statistics_and_untouched_entries(noisy, hook):
+    """Noisy minus clean observation of the same physics state: the 11 noisy entries carry
+    N(0, sigma), the relative positions follow them, everything else is identical."""
+    sigma = noisy.config.obs_noise_std
+    noisy_idx = np.r_[3, 4, 25, 26, 27, 11, 12, 13, 28, 29, 30]  # block xy, hook xyz, eulers
+    rel_idx = np.r_[6, 7, 37, 38, 39]
+    diffs, achieved = [], []
+    actions = _actions(100, seed=7)
+    for episode in range(4):
+        noisy.reset(seed=100 + episode)
+        for action in actions:
+            obs = noisy.step(action)[0]
+            hook.set_state(noisy.get_state())
+            hook.set_goal(noisy.goal)
+            clean = hook.observe()
+            diff = obs['observation'] - clean['observation']
+            diffs.append(diff)
+            np.testing.assert_allclose(diff[noisy_idx], noisy.observation_noise, atol=1e-12)
+            np.testing.assert_allclose(diff[rel_idx], diff[[3, 4, 25, 26, 27]], atol=1e-12)
+            np.testing.assert_array_equal(obs['achieved_goal'], obs['observation'][3:6])
+            achieved.append(obs['achieved_goal'] - clean['achieved_goal'])
+    diffs = np.array(diffs)  # (400, 40)
+    samples = diffs[:, noisy_idx]
+    n = samples.shape[0]
+    assert np.all(np.abs(samples.mean(axis=0)) < 4.5 * sigma / np.sqrt(n))
+    np.testing.assert_allclose(samples.std(axis=0), sigma, rtol=0.2)
+    assert abs(samples.std() - sigma) < 0.05 * sigma
+    untouched = np.setdiff1d(np.arange(40), np.r_[noisy_idx, rel_idx])
+    np.testing.assert_array_equal(diffs[:, untouched], 0.0)
+    achieved = np.array(achieved)
+    np.testing.assert_array_equal(achieved[:, 2], 0.0)  # block z is not noisy
+    assert np.all(achieved[:, :2] != 0.0)
+
+
+def test_get_state_set_state_round_trip(hook):
+    hook.reset(seed=8)
+    for action in _actions(15, seed=1):
+        hook.step(action)
+    state = hook.get_state()
+    saved = hook.observe()['observation']
+    later = [hook.step(a)[0]['observation'] for a in _actions(10, seed=2)]
+    hook.set_state(state)
+    np.testing.assert_array_equal(hook.observe()['observation'], saved)
+    again = [hook.step(a)[0]['observation'] for a in _actions(10, seed=2)]
+    np.testing.assert_array_equal(np.array(again), np.array(later))
+    with pytest.raises(ValueError, match='state must have shape'):
+        hook.set_state(state[:-1])
