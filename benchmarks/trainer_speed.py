@@ -13,7 +13,10 @@ Three figures, measured in turns (A B C A B C ...) so that a load change hits al
   random episodes of the task's shapes (HER sampling and relabelling included), and
   ``project_agent``: ``DDPGAgent.update`` alone on one pre-sampled batch (the learner
   without the sampling), and ``project_bf16``: ``Learner.update`` with
-  ``update_precision=bfloat16`` (forward passes under bfloat16 autocast).
+  ``update_precision=bfloat16`` (forward passes under bfloat16 autocast); with
+  ``--compile`` also ``project_compiled``: ``Learner.update`` with the forward passes of its
+  four networks compiled by ``torch.compile`` (inductor, C++ on CPU; the compile time is
+  reported apart and not timed as updates).
 
 FLOPs of one update (multiply-add = 2 FLOPs, B = batch, M_a / M_c = multiply-adds of one
 actor / critic forward pass per sample): target actor and target critic forward (M_a + M_c),
@@ -25,6 +28,7 @@ Prints a table and writes ``results/trainer_speed.json``. Usage::
 
     .venv/bin/python benchmarks/trainer_speed.py                      # slippery_push shapes
     .venv/bin/python benchmarks/trainer_speed.py --task pick_and_place --seconds 5 --turns 4
+    .venv/bin/python benchmarks/trainer_speed.py --compile --out results/trainer_speed_compile.json
 """
 
 from __future__ import annotations
@@ -77,6 +81,29 @@ def time_rate(work: Callable[[], None], seconds: float) -> float:
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             return calls / elapsed
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` says."""
+    try:
+        for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def compile_forwards(learner: Learner) -> float:
+    """Compile the forward passes of the learner's four networks; seconds the first
+    update took (tracing and C++ compilation included)."""
+    agent = learner.agent
+    for net in (agent.actor, agent.critic, agent.actor_target, agent.critic_target):
+        net.forward = torch.compile(net.forward, dynamic=False)
+    start = time.perf_counter()
+    learner.update(1)
+    learner.update(1)  # the actor's backward graph compiles on its first use too
+    return time.perf_counter() - start
 
 
 def matmul_work(size: int) -> Callable[[], None]:
@@ -144,6 +171,11 @@ def main() -> None:
     parser.add_argument('--seconds', type=float, default=4.0, help='timed seconds per turn')
     parser.add_argument('--turns', type=int, default=3)
     parser.add_argument('--matmul-size', type=int, default=1024)
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='also time Learner.update with torch.compile-d network forward passes',
+    )
     parser.add_argument('--out', default=str(REPO / 'results' / 'trainer_speed.json'))
     args = parser.parse_args()
 
@@ -169,6 +201,14 @@ def main() -> None:
         return learner
 
     learner, learner_bf16 = filled('float32'), filled('bfloat16')
+    variants = list(VARIANTS)
+    compile_s = None
+    if args.compile:
+        learner_compiled = filled('float32')
+        print('compiling the forward passes (torch.compile) ...', flush=True)
+        compile_s = compile_forwards(learner_compiled)
+        print(f'compiled in {compile_s:.1f} s', flush=True)
+        variants.append('project_compiled')
     presampled = learner.buffer.sample(learner.sampler, batch, learner.rng)
     bare = BareDDPG(dims, hidden, layers, batch)
     flops = update_flops(dims, hidden, layers, batch)
@@ -181,6 +221,8 @@ def main() -> None:
         'project_agent': lambda: learner.agent.update(presampled),
         'project_bf16': lambda: learner_bf16.update(1),
     }
+    if args.compile:
+        works['project_compiled'] = lambda: learner_compiled.update(1)
     rates: dict[str, list[float]] = {name: [] for name in works}
     load_before = os.getloadavg()
     started = time.perf_counter()
@@ -209,17 +251,18 @@ def main() -> None:
         'update_mflop': flops / 1e6,
         'matmul_gflops': [r * mm_flops / 1e9 for r in rates['matmul']],
         'limit_updates_per_s': per_turn_limit,
-        'updates_per_s': {n: rates[n] for n in VARIANTS},
+        'updates_per_s': {n: rates[n] for n in variants},
         'fraction_of_limit': {
-            n: [r / lim for r, lim in zip(rates[n], per_turn_limit, strict=True)] for n in VARIANTS
+            n: [r / lim for r, lim in zip(rates[n], per_turn_limit, strict=True)] for n in variants
         },
+        'compile_s': compile_s,
         'turns': args.turns,
         'seconds_per_measure': args.seconds,
         'wall_s': wall,
         'load_average_before': load_before,
         'load_average_after': os.getloadavg(),
-        'machine': f'{platform.node()} {platform.processor() or platform.machine()}, '
-        f'{os.cpu_count()} cores, torch {torch.__version__}',
+        'machine': f'{platform.node()} {cpu_model()}, {os.cpu_count()} cores, '
+        f'torch {torch.__version__}',
     }
     med = statistics.median
     print(
@@ -230,7 +273,7 @@ def main() -> None:
         f'matmul {args.matmul_size}^2: {med(result["matmul_gflops"]):.1f} GFLOP/s '
         f'-> limit {med(per_turn_limit):.0f} updates/s'
     )
-    for name in VARIANTS:
+    for name in variants:
         print(
             f'{name:>14}: {med(rates[name]):6.1f} updates/s = '
             f'{med(result["fraction_of_limit"][name]):.2f} of the limit (median of turns)'

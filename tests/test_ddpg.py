@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -184,3 +186,26 @@ def test_a_bfloat16_update_keeps_float32_weights_and_follows_the_float32_update(
         assert torch.allclose(p32, p16, atol=0.02)  # ... and only by rounding
     with pytest.raises(ValueError, match='update_precision'):
         small_config(update_precision='float16')
+
+
+def test_auto_precision_picks_the_faster_one_and_remembers_it(monkeypatch):
+    """update_precision=auto times both precisions once per process on the run's shapes and
+    keeps the faster (float32 unless bfloat16 is 10 % faster); the agent then updates in it."""
+    from rpl_trainer import ddpg
+
+    monkeypatch.setattr(ddpg, '_RESOLVED_PRECISION', {})
+    config = small_config(algo='scratch', update_precision='auto')
+    agent = DDPGAgent(DIMS, config, episode_steps=10)
+    torch_state = torch.random.get_rng_state()
+    precision = agent.update_precision
+    ratio = agent.precision_ratio
+    assert torch.equal(torch.random.get_rng_state(), torch_state)  # the run's stream untouched
+    assert ratio > 0.0
+    assert precision == ('bfloat16' if ratio >= ddpg.AUTO_PRECISION_MARGIN else 'float32')
+    # The second agent of the same shapes reuses the measurement.
+    other = DDPGAgent(DIMS, config, episode_steps=10)
+    assert (other.update_precision, other.precision_ratio) == (precision, ratio)
+    assert len(ddpg._RESOLVED_PRECISION) == 1
+    # A fixed precision is never measured.
+    fixed = DDPGAgent(DIMS, small_config(update_precision='bfloat16'), episode_steps=10)
+    assert fixed.update_precision == 'bfloat16' and math.isnan(fixed.precision_ratio)

@@ -26,7 +26,7 @@ ALGOS = ('rpl', 'scratch', 'expert_explore')
 
 BURN_IN_CRITERIA = ('q_drift', 'critic_loss')
 VECTOR_ENV_KINDS = ('sync', 'subprocess')
-UPDATE_PRECISIONS = ('float32', 'bfloat16')
+UPDATE_PRECISIONS = ('float32', 'bfloat16', 'auto')
 
 # Fields that may change when a run is resumed (budgets and bookkeeping, not the learner).
 RESUMABLE_CHANGES = frozenset(
@@ -99,10 +99,15 @@ class TrainConfig:
         default='float32',
         metadata=describe('Matmul precision of gradient updates.', choices=UPDATE_PRECISIONS),
     )
-    """``float32``, or ``bfloat16``: the forward passes of a gradient update run under CPU
+    """``float32``; ``bfloat16``: the forward passes of a gradient update run under CPU
     autocast in bfloat16 (weights, optimiser state and gradients stay float32; acting and
-    the exported model are float32). Pays off on CPUs with bfloat16 matrix instructions
-    (``avx512_bf16`` / AMX): ``benchmarks/trainer_speed.py`` shows both side by side."""
+    the exported model are float32); ``auto``: whichever of the two makes more updates per
+    second on this machine, measured once per process on the run's own network shapes
+    before the first update (about a second; :func:`rpl_trainer.ddpg.resolve_precision`),
+    float32 unless bfloat16 is at least 10 % faster. Whether bfloat16 pays off depends on
+    the CPU, not only on its flags: 1.77x float32 on an AMD EPYC with ``avx512_bf16``, 0.6x
+    on an Intel Xeon with the same flag (``benchmarks/trainer_speed.py`` shows both side by
+    side)."""
 
     hidden_size: int = dataclasses.field(
         default=256, metadata=describe('Hidden units per layer.', range=(1, 4096))

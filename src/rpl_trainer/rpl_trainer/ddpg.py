@@ -12,6 +12,8 @@ where u, pi are tanh-space actions. During the RPL burn-in only the critic learn
 from __future__ import annotations
 
 import copy
+import dataclasses
+import time
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -46,6 +48,68 @@ def polyak_update(online: nn.Module, target: nn.Module, polyak: float) -> None:
 def _tensor(array: np.ndarray) -> torch.Tensor:
     """A torch view of a numpy batch array (copied only if not contiguous)."""
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+AUTO_PRECISION_MARGIN = 1.1
+"""``update_precision=auto`` takes bfloat16 only when it makes at least this many times the
+float32 updates per second (float32 keeps the exact numerics on a near tie)."""
+
+_RESOLVED_PRECISION: dict[tuple, tuple[str, float]] = {}
+
+
+def _updates_per_s(agent: DDPGAgent, batch: Transitions, seconds: float) -> float:
+    agent.update(batch)  # warm-up (first-call allocations)
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or calls < 3:
+        agent.update(batch)
+        calls += 1
+    return calls / elapsed
+
+
+def resolve_precision(
+    dims: Dims, config: TrainConfig, episode_steps: int, seconds: float = 0.25
+) -> tuple[str, float]:
+    """The update precision to use: the configured one, or for ``auto`` the faster of
+    float32 and bfloat16 on this machine for these shapes.
+
+    ``auto`` times full updates (actor too) of two throwaway agents of the run's shapes on
+    one random batch, in turns (float32, bfloat16, float32, bfloat16), and keeps the result
+    for the rest of the process (per shapes, batch size and thread count).
+
+    Returns:
+        ``(precision, ratio)``: ``'float32'`` or ``'bfloat16'``, and the measured bfloat16 /
+        float32 updates-per-second ratio (NaN when not measured).
+    """
+    if config.update_precision != 'auto':
+        return config.update_precision, float('nan')
+    key = (dims, config.hidden_size, config.hidden_layers, config.batch_size,
+           config.two_frame, torch.get_num_threads())  # fmt: skip
+    if key not in _RESOLVED_PRECISION:
+        rng = np.random.default_rng(0)
+        b = config.batch_size
+
+        def random(*shape: int) -> np.ndarray:
+            return rng.standard_normal(shape).astype(np.float32)
+
+        o, a = dims.obs_dim, dims.action_dim
+        batch = Transitions(
+            random(b, o), random(b, o), random(b, dims.goal_dim), np.tanh(random(b, a)),
+            -np.abs(random(b)), random(b, o),
+        )  # fmt: skip
+        rates: dict[str, float] = {'float32': 0.0, 'bfloat16': 0.0}
+        agents = {}
+        with torch.random.fork_rng():  # the run's own random stream stays untouched
+            for precision in rates:
+                trial = dataclasses.replace(config, update_precision=precision)
+                agents[precision] = DDPGAgent(dims, trial, episode_steps)
+                agents[precision].burn_in.active = False  # time the actor step too
+            for _ in range(2):
+                for precision, agent in agents.items():
+                    rates[precision] += _updates_per_s(agent, batch, seconds / 2)
+        ratio = rates['bfloat16'] / rates['float32']
+        choice = 'bfloat16' if ratio >= AUTO_PRECISION_MARGIN else 'float32'
+        _RESOLVED_PRECISION[key] = (choice, ratio)
+    return _RESOLVED_PRECISION[key]
 
 
 class BurnIn:
@@ -165,7 +229,20 @@ class DDPGAgent:
             enabled=config.burn_in_enabled,
         )
         self.updates = 0
-        self._bf16 = config.update_precision == 'bfloat16'
+        self._episode_steps = episode_steps
+        self._bf16: bool | None = None  # decided on the first update (resolve_precision)
+        self.precision_ratio = float('nan')
+        """bfloat16 / float32 updates per second measured for ``auto`` (NaN otherwise)."""
+
+    @property
+    def update_precision(self) -> str:
+        """Precision of this agent's updates (``auto`` resolved: measured on first use)."""
+        if self._bf16 is None:
+            precision, self.precision_ratio = resolve_precision(
+                self.dims, self.config, self._episode_steps
+            )
+            self._bf16 = precision == 'bfloat16'
+        return 'bfloat16' if self._bf16 else 'float32'
 
     @property
     def actor_frozen(self) -> bool:
@@ -212,7 +289,8 @@ class DDPGAgent:
         prev = _tensor(batch.prev_obs) if two_frame else None
         # Forward passes in bfloat16 where configured (config.update_precision); the
         # parameters, their gradients and the optimiser state stay float32.
-        autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=self._bf16)
+        bf16 = self.update_precision == 'bfloat16'
+        autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16)
         # Targets y = clip(r + gamma * Q'(o', g, pi'(o', g)), -1 / (1 - gamma), 0), (B,).
         with torch.no_grad(), autocast:
             # The next transition's previous frame is the current observation.

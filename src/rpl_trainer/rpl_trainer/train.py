@@ -400,6 +400,18 @@ class Trainer:
             parts.append(status)
         bar.set_postfix_str(' | '.join(parts), refresh=False)
 
+    def _report_precision(self) -> None:
+        """Resolve ``update_precision=auto`` before the clock starts, and say what won."""
+        agent = self.learner.agent
+        precision = agent.update_precision
+        if self.progress and self.config.update_precision == 'auto':
+            print(
+                f'rpl train: update_precision auto -> {precision} (bfloat16 made '
+                f'{agent.precision_ratio:.2f}x the float32 updates/s on this CPU)',
+                file=sys.stderr,
+                flush=True,
+            )
+
     def _report_line(self, row: dict[str, Any]) -> None:
         if not self._lines:
             return
@@ -483,6 +495,7 @@ class Trainer:
             write_config(self.out_dir, config)
             if not resume:
                 self._checkpoint()
+            self._report_precision()
 
             uses_controller = config.algo in ('rpl', 'expert_explore')
             self.env = make_vector_env(
@@ -527,6 +540,7 @@ class Trainer:
                 'base/success_rate': base_success,
                 'wall_s': round(result.wall_s, 3),
                 'updates': self.learner.agent.updates,
+                'update_precision': self.learner.agent.update_precision,
                 'burn_in_ended_by': burn_in.ended_by,
                 'burn_in_updates': burn_in.updates,
                 'actor_frozen': burn_in.active,
