@@ -2,12 +2,13 @@
 and config/complex_hook.yaml.
 
 Fast checks of the files (what they launch, with which parameters), then one short lockstep
-run of each launch file (module fixture per task) through ``rpl launch`` with the default
-controller (reactive_hook), a small linear ONNX residual, the episode monitor and the bag
-recorder: the sim bridge publishes the task's 40 observation fields, the residual node acts
-on them, the bag holds them and ``rpl bag eval`` reports the run, and the episodes equal
-the in-process ones of the same seeds (the noise and the random objects and bumps are drawn
-from the task's own seeded RNG, so they reproduce through the stack).
+run of each launch file (2 episodes of 100 steps; both launches side by side in one module
+fixture) through ``rpl launch`` with the default controller (reactive_hook), a small linear
+ONNX residual, the episode monitor and the bag recorder: the sim bridge publishes the
+task's 40 observation fields, the residual node acts on them, the bag holds them and
+``rpl bag eval`` reports the run, and the episodes equal the in-process ones of the same
+seeds (the noise and the random objects and bumps are drawn from the task's own seeded RNG,
+so they reproduce through the stack).
 
 Until a hook task or the reactive_hook controller is registered, the tests that need it are
 skipped, naming what is missing.
