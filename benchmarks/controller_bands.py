@@ -48,6 +48,8 @@ class Row:
         params: Controller parameters other than the registered defaults.
         variant: '' for the registered setup, else what was changed (diagnostic row).
         build_task: Builds the task; None = ``make_task(task)``.
+        seed: Seed of episode 0 unless ``--seed`` is given (the hook rows use 100000, away
+            from the seeds of the tests).
     """
 
     key: str
@@ -57,11 +59,17 @@ class Row:
     params: dict[str, float] = dataclasses.field(default_factory=dict)
     variant: str = ''
     build_task: Callable[[], GoalTask] | None = None
+    seed: int = 0
 
 
 def _slippery_block_table_only() -> GoalTask:
     """slippery_push with 0.18 on the block and table only (fingers keep 1.0)."""
     return make_task('slippery_push', surface_friction=0.0)
+
+
+def _noisy_hook_paper_sigma() -> GoalTask:
+    """noisy_hook with std 0.158 (the paper's sigma^2 = 0.025) instead of the code's 0.025."""
+    return make_task('noisy_hook', obs_noise_std=0.158)
 
 
 ROWS = (
@@ -93,6 +101,18 @@ ROWS = (
         (0.85, 1.0),
     ),
     Row('mpc_push', 'push', 'discrete_mpc_push', (0.35, 0.65)),
+    Row('hook', 'hook', 'reactive_hook', (0.9, 1.0), seed=100000),
+    Row('noisy_hook', 'noisy_hook', 'reactive_hook', (0.05, 0.30), seed=100000),
+    Row(
+        'noisy_hook_sigma0158',
+        'noisy_hook',
+        'reactive_hook',
+        (0.05, 0.30),
+        variant="diagnostic: observation noise std 0.158 (the paper's sigma^2 = 0.025; "
+        'registered noisy_hook: std 0.025 as in the 2019 code)',
+        build_task=_noisy_hook_paper_sigma,
+        seed=100000,
+    ),
 )
 
 
@@ -124,6 +144,16 @@ NOTES = """\
   (no depth term, noop when the root is best) 0.43 with 1-mm rounding but 0.03 with exact
   floats, because a resting block settles by micrometres between nodes and the root then
   wins every tie.
+- **hook / noisy_hook: own scene, code's sigma.** The hook scene is our own MJCF (the 2019
+  assets are gone; see `rpl_sim_bridge/tasks/hook.py`); ReactiveHook grasps the hook 0.2 m
+  from the handle's free end, which puts the head 6 cm beyond the block at the hook target
+  (block_x - 0.5, block_y - 0.05, 0.45). The registered `noisy_hook` uses the 2019 code's
+  std 0.025 and lands in the paper's ~0.15 band; the paper's sigma^2 = 0.025 (std 0.158,
+  row `noisy_hook_sigma0158`) buries the 3-5 cm tolerances of every phase test and gives
+  ~0.01. Under noise the phase tests flicker (the hook hovers between carry and target
+  height; grasping takes many tries), so the noisy rate depends on the placement tolerance
+  (60-episode probes at std 0.025: 0.02 m -> 0.02, 0.03 -> 0.05, 0.04 (default) -> 0.12,
+  0.05 -> 0.20); the clean task succeeds throughout.
 """
 
 
@@ -169,7 +199,8 @@ def write_markdown(records: dict[str, dict], path: pathlib.Path) -> None:
         "# Base controllers vs. the paper's bands",
         '',
         'Produced by `benchmarks/controller_bands.py` (in-process `evaluate()`, episode i '
-        'seeded with seed + i, 50 steps each). Success = block within 5 cm of the goal at '
+        "seeded with the row's seed + i: 0 for the Fetch rows, 100000 for the hook rows; "
+        'T = 50 steps for Fetch, 100 for hook). Success = block within 5 cm of the goal at '
         'the last step. ms/step = wall time per control step, controller + simulation.',
         '',
         '| row | task | controller | episodes | success | 95% CI (Wilson) | mean final '
@@ -186,9 +217,10 @@ def write_markdown(records: dict[str, dict], path: pathlib.Path) -> None:
         band = f'>= {low:.2f}' if high >= 1.0 else f'{low:.2f}-{high:.2f}'
         params = ', '.join(f'{k}={v:g}' for k, v in r['params'].items())
         controller = r['controller'] + (f' ({params})' if params else '')
-        task = r['task'] + (
-            ' (block+table only)' if row.key == 'slippery_block_table_only' else ''
-        )
+        task = r['task'] + {
+            'slippery_block_table_only': ' (block+table only)',
+            'noisy_hook_sigma0158': ' (std 0.158)',
+        }.get(row.key, '')
         lines.append(
             f'| {r["key"]} | {task} | {controller} | {r["episodes"]} | {r["success_rate"]:.3f} '
             f'| {r["ci95"][0]:.3f}-{r["ci95"][1]:.3f} | {r["mean_final_distance"]:.4f} '
@@ -238,13 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--rows', nargs='+', choices=keys, default=keys, help='rows to run')
     parser.add_argument('--episodes', type=int, default=200, help='episodes per row')
-    parser.add_argument('--seed', type=int, default=0, help='seed of episode 0')
+    parser.add_argument(
+        '--seed', type=int, default=None, help="seed of episode 0 (default: the row's seed)"
+    )
     parser.add_argument('--report-only', action='store_true', help='only rewrite md and png')
     args = parser.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     rows = [] if args.report_only else [row for row in ROWS if row.key in args.rows]
     for row in rows:
-        record = run_row(row, args.episodes, args.seed)
+        record = run_row(row, args.episodes, row.seed if args.seed is None else args.seed)
         print(
             f'{row.key}: success {record["success_rate"]:.3f} '
             f'(CI {record["ci95"][0]:.3f}-{record["ci95"][1]:.3f}), '
