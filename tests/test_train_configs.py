@@ -54,6 +54,21 @@ def test_task_alone_trains_with_its_shipped_config(capsys):
     assert settings['controller'] == 'reactive_push'
 
 
+@pytest.mark.parametrize('task', ['noisy_hook', 'complex_hook'])
+def test_hook_configs_are_valid_and_noisy_hook_trains_two_frame(task, capsys):
+    # No committed hook model yet (so not in COMMITTED): the files load, pass make_config
+    # and carry the paper's hook settings; `rpl train --show-config` prints them.
+    values = read_config_file(shipped_config(task))
+    config = make_config(values)
+    assert config.task == task and config.controller == 'reactive_hook'
+    assert config.noise_eps == 0.1 and config.goal_consistent_her is True
+    assert config.total_env_steps == 1_000_000 and config.burn_in_window == 500
+    assert config.two_frame is (task == 'noisy_hook')
+    source, settings = show(capsys, '--task', task)
+    assert source.startswith(f'settings from the shipped config for {task}')
+    assert settings == config.to_dict()
+
+
 def test_config_file_set_and_flags_override_in_order(capsys, tmp_path):
     path = tmp_path / 'mine.yaml'
     path.write_text('task: push\ncontroller: reactive_push\nnoise_eps: 0.1\nhidden_size: 64\n')
@@ -159,7 +174,7 @@ def test_wheel_ships_the_train_configs(repo_root, tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = pathlib.Path(str(shipped_config('push'))).parent
     expected = {f'rpl_trainer/train_configs/{p.name}' for p in shipped.glob('*.yaml')}
-    assert len(expected) == 3 and expected <= names
+    assert len(expected) == 5 and expected <= names
 
 
 def stats(q: float) -> UpdateStats:
