@@ -18,8 +18,12 @@ of the README's tables) next to the base controller alone, and writes
   (windows of ``--window`` consecutive episodes, with Wilson 95 % intervals) against wall
   time, the base controller's held-out level and the export times.
 
-Run: ``.venv/bin/python benchmarks/live_learning.py [--minutes 30] [--explorers 1]
-[--max-rate 80]``
+``--task noisy_hook`` starts ``noisy_hook_learn.launch.py`` instead, with its defaults (a
+two-frame learner, exploration noise 0.1); pass ``--out`` and ``--work`` to keep the
+SlipperyPush results.
+
+Run: ``.venv/bin/python benchmarks/live_learning.py [--task slippery_push] [--minutes 30]
+[--explorers 1] [--max-rate 80]``
 (its run folder, ``runs/live_learning/``, must not exist: it holds the model, the
 trainer checkpoint, the monitors' JSON and the launch log).
 """
@@ -46,8 +50,11 @@ from rpl_sim_bridge.tasks import task_spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / 'results'
-TASK = 'slippery_push'
-CONTROLLER = 'reactive_push'
+# Task -> (base controller, learn launch file).
+LEARN_LAUNCHES = {
+    'slippery_push': ('reactive_push', 'slippery_push_learn.launch.py'),
+    'noisy_hook': ('reactive_hook', 'noisy_hook_learn.launch.py'),
+}
 NAMESPACE = '/rpl_live'
 HELD_OUT_SEED = 1000
 PROGRESS_PERIOD_S = 30.0
@@ -120,15 +127,16 @@ def windows(records: list[dict], size: int, start_s: float) -> dict[str, list[fl
     return out
 
 
-def held_out(model: pathlib.Path | None, episodes: int) -> dict:
+def held_out(task: str, model: pathlib.Path | None, episodes: int) -> dict:
     """In-process success on the held-out seeds, base alone when ``model`` is None."""
+    controller = LEARN_LAUNCHES[task][0]
     policy = None
     if model is not None:
-        spec = task_spec(TASK)
+        spec = task_spec(task)
         policy = ResidualPolicy.from_file(
             str(model), obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, action_dim=spec.action_dim
         )
-    result = evaluate(TASK, CONTROLLER, episodes, HELD_OUT_SEED, policy=policy, progress=True)
+    result = evaluate(task, controller, episodes, HELD_OUT_SEED, policy=policy, progress=True)
     wins = int(round(result.success_rate * episodes))
     return {
         'episodes': episodes,
@@ -174,7 +182,7 @@ def plot(data: dict, path: pathlib.Path) -> None:
     ax.set_ylabel(f'success over {data["window"]} consecutive episodes')
     ax.set_ylim(0, 1)
     ax.set_title(
-        f'Live RPL on the ROS stack: {TASK} / {CONTROLLER}, '
+        f'Live RPL on the ROS stack: {data["task"]} / {LEARN_LAUNCHES[data["task"]][0]}, '
         f'{data["explorers"]} explorer(s), {data["minutes"]:.0f} min'
     )
     ax.legend(loc='lower right', fontsize=8)
@@ -185,6 +193,7 @@ def plot(data: dict, path: pathlib.Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--task', choices=sorted(LEARN_LAUNCHES), default='slippery_push')
     parser.add_argument('--minutes', type=float, default=30.0, help='run length (min)')
     parser.add_argument('--explorers', type=int, default=1, help='exploring stacks (0..4)')
     parser.add_argument(
@@ -198,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--export-every', type=int, default=1000, help='updates per export')
     parser.add_argument(
         '--train-overrides',
-        default='burn_in_window=500,target_update_interval=1',
-        help='TrainConfig overrides for the trainer node (key=value,...)',
+        default=None,
+        help='TrainConfig overrides for the trainer node (key=value,...; default: the launch '
+        "file's: burn_in_window=500,target_update_interval=1, noisy_hook adds two_frame=true, "
+        'goal_consistent_her=true, noise_eps=0.1)',
     )
     parser.add_argument('--window', type=int, default=50, help='episodes per plotted point')
     parser.add_argument('--eval-episodes', type=int, default=200, help='held-out episodes')
@@ -219,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         'rpl_bringup.cli',
         'launch',
         'rpl_bringup',
-        'slippery_push_learn.launch.py',
+        LEARN_LAUNCHES[args.task][1],
         f'namespace:={NAMESPACE}',
         f'explorers:={args.explorers}',
         f'max_rate:={args.max_rate}',
@@ -227,10 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         f'checkpoint:={args.work / "trainer.ckpt"}',
         f'updates_per_step:={args.updates_per_step}',
         f'export_every_updates:={args.export_every}',
-        f'train_overrides:={args.train_overrides}',
         'monitor:=true',
         f'results:={results_dir}',
     ]
+    if args.train_overrides is not None:
+        command.append(f'train_overrides:={args.train_overrides}')
     print('running:', ' '.join(command), flush=True)
     log = (args.work / 'launch.log').open('w')
     load_before = os.getloadavg()
@@ -279,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     if watched_name not in stacks:
         sys.exit(f'no results of the watched stack in {results_dir}; see {args.work}/launch.log')
     print(f'stopped after {minutes:.1f} min; evaluating on the held-out seeds', flush=True)
-    held = {'base': held_out(None, args.eval_episodes)}
+    held = {'base': held_out(args.task, None, args.eval_episodes)}
     if model.exists():
-        held['final_model'] = held_out(model, args.eval_episodes)
+        held['final_model'] = held_out(args.task, model, args.eval_episodes)
     data = {
+        'task': args.task,
         'command': ' '.join(command),
         'minutes': minutes,
         'explorers': args.explorers,

@@ -163,17 +163,31 @@ def _max_rate_argument(what: str) -> DeclareLaunchArgument:
 
 
 def learn_launch_arguments(
-    task: str, default_controller: str, default_model_path: str = DEFAULT_LIVE_MODEL
+    task: str,
+    default_controller: str,
+    default_model_path: str = DEFAULT_LIVE_MODEL,
+    default_train_overrides: str = LEARN_TRAIN_OVERRIDES,
+    default_explore_noise: float = 0.2,
 ) -> list[DeclareLaunchArgument]:
     """The launch arguments of the live-learning launch (watched stack, explorers, trainer),
-    then one per controller parameter (:func:`controller_params_for`)."""
+    then one per controller parameter (:func:`controller_params_for`). The defaults of
+    ``train_overrides`` and ``explore_noise`` (a fraction of residual_limit) are the task's
+    (the hooks: two frames on the noisy task, noise 0.1)."""
     return _learn_arguments(
-        task, default_controller, default_model_path
+        task,
+        default_controller,
+        default_model_path,
+        default_train_overrides,
+        default_explore_noise,
     ) + _controller_param_arguments(task, RESERVED_ARGUMENTS)
 
 
 def _learn_arguments(
-    task: str, default_controller: str, default_model_path: str
+    task: str,
+    default_controller: str,
+    default_model_path: str,
+    default_train_overrides: str,
+    default_explore_noise: float,
 ) -> list[DeclareLaunchArgument]:
     return [
         _controller_argument(task, default_controller),
@@ -205,7 +219,7 @@ def _learn_arguments(
         ),
         DeclareLaunchArgument(
             'explore_noise',
-            default_value='0.2',
+            default_value=str(default_explore_noise),
             description='Explorers: std of the Gaussian noise on the residual, as a fraction of '
             'residual_limit (0..1)',
         ),
@@ -245,7 +259,7 @@ def _learn_arguments(
         ),
         DeclareLaunchArgument(
             'train_overrides',
-            default_value=LEARN_TRAIN_OVERRIDES,
+            default_value=default_train_overrides,
             description='Trainer: comma-separated key=value TrainConfig overrides (default: '
             "the update settings of the README's learning results; e.g. add "
             'goal_consistent_her=true)',

@@ -38,11 +38,12 @@ files) runs one stack:
   way, so the bag holds the run from step 0. The recorder is required: if it cannot start
   (PATH exists: bags are never overwritten) the launch ends with an error.
 
-:func:`learn_launch_description` (``slippery_push_learn.launch.py``) runs the watched stack
-in ``namespace`` without exploration, ``explorers:=N`` (0..4) more stacks in
-``<namespace>/explore_<i>`` whose residual nodes explore (sim seeds ``seed + (i + 1) *
-1000000``), and the trainer node (rpl_trainer) learning from every stack's topics and
-exporting a new model to ``model_path`` that every residual node hot-reloads:
+:func:`learn_launch_description` (``slippery_push_learn.launch.py``,
+``noisy_hook_learn.launch.py``) runs the watched stack in ``namespace`` without
+exploration, ``explorers:=N`` (0..4) more stacks in ``<namespace>/explore_<i>`` whose
+residual nodes explore (sim seeds ``seed + (i + 1) * 1000000``), and the trainer node
+(rpl_trainer) learning from every stack's topics and exporting a new model to
+``model_path`` that every residual node hot-reloads:
 
 * the trainer and every sim bridge are required (a crash ends the launch non-zero); base
   controllers and residual nodes respawn as above; with ``episodes:=N`` the launch ends when
@@ -74,6 +75,7 @@ from launch_ros.substitutions import FindPackageShare
 
 from rpl_bringup.stack_arguments import (
     DEFAULT_LIVE_MODEL,
+    LEARN_TRAIN_OVERRIDES,
     launch_arguments,
     learn_launch_arguments,
 )
@@ -323,7 +325,11 @@ def _trainer(task: str) -> Node:
 
 
 def learn_launch_description(
-    task: str, default_controller: str, default_model_path: str = DEFAULT_LIVE_MODEL
+    task: str,
+    default_controller: str,
+    default_model_path: str = DEFAULT_LIVE_MODEL,
+    default_train_overrides: str = LEARN_TRAIN_OVERRIDES,
+    default_explore_noise: float = 0.2,
 ) -> LaunchDescription:
     """Launch description of live learning: watched stack, explorers and the trainer.
 
@@ -331,6 +337,10 @@ def learn_launch_description(
         task: Registered task name; its parameter file is ``config/<task>.yaml``.
         default_controller: Default of the ``controller`` launch argument.
         default_model_path: Default of the ``model_path`` launch argument.
+        default_train_overrides: Default of the ``train_overrides`` launch argument (the
+            trainer node's TrainConfig overrides, ``key=value,...``).
+        default_explore_noise: Default of the ``explore_noise`` launch argument (explorers'
+            Gaussian residual noise std as a fraction of residual_limit, 0..1).
     """
     explorers = [node for i in range(MAX_EXPLORERS) for node in _learning_stack(task, explorer=i)]
     checks = [
@@ -344,7 +354,13 @@ def learn_launch_description(
     ]
     return LaunchDescription(
         [
-            *learn_launch_arguments(task, default_controller, default_model_path),
+            *learn_launch_arguments(
+                task,
+                default_controller,
+                default_model_path,
+                default_train_overrides,
+                default_explore_noise,
+            ),
             CheckArguments([c for c in checks if isinstance(c, Substitution)]),
             # First: it takes longest to be ready (torch, checkpoint, bags); the sims wait.
             _trainer(task),
