@@ -1,6 +1,7 @@
 """``complex_hook``: the hook task with a different object and new table bumps every episode.
 
-Spec and settings: :mod:`rpl_sim_bridge.tasks.complex_hook_specs`; objects and bump sampling:
+Spec and settings: :mod:`rpl_sim_bridge.tasks.complex_hook_specs`; objects and bump sampling,
+and ReactiveHook's measured success with the reasons it fails:
 :mod:`rpl_sim_bridge.tasks.object_library`. Observation, goal, action, noise-free physics and
 episode length are :class:`~rpl_sim_bridge.tasks.hook.HookTask`'s; neither the object's
 identity nor the bumps are observed.
@@ -22,10 +23,11 @@ instead of a 9 MB model (mostly the robot's meshes) per object.
 
 A reset, in order (all draws from the environment's generator, so ``reset(seed)`` reproduces
 object, bumps and observations): the hook task's reset (block xy, goal), the object index
-(uniform over the library), the bumps (:func:`~rpl_sim_bridge.tasks.object_library.sample_bumps`,
-clear of the object's and the hook's start footprints by 1 cm, so nothing starts
-interpenetrating). The object starts upright (identity orientation) with its lowest point on
-the table top and its reference point (site ``object0``) where the block's centre would be.
+(uniform over the library), its yaw (uniform in [-pi, pi)), the bumps
+(:func:`~rpl_sim_bridge.tasks.object_library.sample_bumps`, clear of the object's and the
+hook's start footprints by 1 cm, so nothing starts interpenetrating). The object starts
+upright (its library pose turned by the yaw about the vertical) with its lowest point on the
+table top and its reference point (site ``object0``) where the block's centre would be.
 """
 
 from __future__ import annotations
@@ -180,9 +182,11 @@ class ComplexHookTask(HookTask):
         rng = self._env.np_random
         index = int(rng.integers(len(self.library)))
         obj = self.library[index]
+        yaw = float(rng.uniform(-np.pi, np.pi))  # rad, about the vertical
         q = self._object_qpos
         xy = d.qpos[q : q + 2].copy()
-        half = np.asarray(obj.half_extents[:2]) + KEEP_CLEAR_MARGIN
+        turn = np.abs([[np.cos(yaw), np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+        half = turn @ np.asarray(obj.half_extents[:2]) + KEEP_CLEAR_MARGIN
         object_rect = (xy[0] - half[0], xy[0] + half[0], xy[1] - half[1], xy[1] + half[1])
         config: ComplexHookTaskConfig = self.config
         bumps = sample_bumps(
@@ -196,7 +200,7 @@ class ComplexHookTask(HookTask):
         self._swap_object(index)
         self._place_bumps(bumps)
         d.qpos[q + 2] = TABLE_TOP_Z + REFERENCE_HEIGHT
-        d.qpos[q + 3 : q + 7] = (1.0, 0.0, 0.0, 0.0)
+        d.qpos[q + 3 : q + 7] = (np.cos(yaw / 2.0), 0.0, 0.0, np.sin(yaw / 2.0))
         d.qvel[self._object_dof : self._object_dof + 6] = 0.0
         mujoco.mj_forward(m, d)
         self._warnings_seen = d.warning.number.copy()
