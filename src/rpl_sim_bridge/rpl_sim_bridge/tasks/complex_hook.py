@@ -123,6 +123,10 @@ def _object_model(obj: LibraryObject) -> mujoco.MjModel:
 class ComplexHookTask(HookTask):
     """The hook task with a library object instead of the block and random static bumps.
 
+    ``get_state`` / ``set_state`` hold the physics state only: the object and the bumps are
+    model values of the current episode, so a state restored from another episode keeps the
+    current episode's object and bumps.
+
     Attributes:
         library: The objects a reset chooses from (``config.library_size`` of library
             ``config.library_seed``).
