@@ -176,6 +176,24 @@ def test_plot_draws_runs_and_rejects_non_runs(smoke_run, tmp_path, capsys):
     assert 'not a run directory' in capsys.readouterr().err
 
 
+def test_plot_x_axis_reads_wall_clock_minutes(smoke_run):
+    """--x minutes puts each evaluation at its run's wall-clock (metrics wall_s / 60)."""
+    from rpl_trainer.metrics import read_metrics
+    from rpl_trainer.plot import SUCCESS, _load_run
+
+    metrics = read_metrics(smoke_run / 'metrics.csv')
+    keep = np.isfinite(metrics[SUCCESS])
+    _, steps, _, _ = _load_run(smoke_run)
+    _, minutes, success, _ = _load_run(smoke_run, 'minutes')
+    np.testing.assert_array_equal(steps, metrics['env_steps'][keep])
+    np.testing.assert_allclose(minutes, metrics['wall_s'][keep] / 60)
+    assert np.all(np.diff(minutes) > 0) and len(success) == len(minutes)
+    assert (
+        main(['plot', str(smoke_run), '--x', 'minutes', '--out', str(smoke_run.parent / 'm.png')])
+        == 0
+    )
+
+
 def test_group_curves_mean_and_spread():
     from rpl_trainer.plot import group_curves
 

@@ -324,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument('runs', nargs='+', type=pathlib.Path, help='run directories')
     plot.add_argument('--out', required=True, type=pathlib.Path, help='figure file (.png)')
     plot.add_argument('--title', help='figure title (default: the task name)')
+    plot.add_argument(
+        '--x',
+        choices=('steps', 'minutes'),
+        default='steps',
+        help='horizontal axis: env steps (default) or wall-clock minutes of the runs',
+    )
     plot.add_argument('--force', action='store_true', help='replace --out if it exists already')
     return parser
 
@@ -390,7 +396,7 @@ def _plot(args: argparse.Namespace) -> int:
     from rpl_trainer.plot import PlotError, plot_runs
 
     try:
-        path = plot_runs(args.runs, args.out, title=args.title, force=args.force)
+        path = plot_runs(args.runs, args.out, title=args.title, force=args.force, x=args.x)
     except PlotError as exc:
         raise CliError(str(exc)) from exc
     print(f'wrote {path}')

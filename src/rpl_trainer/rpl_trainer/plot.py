@@ -60,16 +60,28 @@ class PlotError(ValueError):
     """A run directory cannot be plotted."""
 
 
-def _load_run(run: pathlib.Path) -> tuple[dict, np.ndarray, np.ndarray, float | None]:
-    """(config, env_steps (K,), success (K,), base success or None) of one run directory."""
+X_AXES = {
+    'steps': ('env_steps', 1.0, 'Env steps'),
+    'minutes': ('wall_s', 1 / 60, 'Wall-clock (min)'),
+}
+"""``rpl plot --x``: metrics column, scale and axis label of each horizontal axis."""
+
+
+def _load_run(
+    run: pathlib.Path, x: str = 'steps'
+) -> tuple[dict, np.ndarray, np.ndarray, float | None]:
+    """(config, x values (K,), success (K,), base success or None) of one run directory;
+    x is env steps or wall-clock minutes (:data:`X_AXES`)."""
     for name in (CONFIG_FILE, METRICS_FILE):
         if not (run / name).is_file():
             raise PlotError(f'{run} is not a run directory: {name} is missing')
     config = json.loads((run / CONFIG_FILE).read_text())
     metrics = read_metrics(run / METRICS_FILE)
-    steps, success = metrics.get('env_steps'), metrics.get(SUCCESS)
+    column, scale, _ = X_AXES[x]
+    steps, success = metrics.get(column), metrics.get(SUCCESS)
     if steps is None or success is None or not np.isfinite(success).any():
         raise PlotError(f'{run / METRICS_FILE} has no {SUCCESS} values yet')
+    steps = steps * scale
     keep = np.isfinite(success)
     base = None
     if (run / BASE_EVAL_FILE).is_file():
@@ -103,6 +115,7 @@ def plot_runs(
     out: str | os.PathLike[str],
     title: str | None = None,
     force: bool = False,
+    x: str = 'steps',
 ) -> pathlib.Path:
     """Draw the success curves of run directories into an image file.
 
@@ -111,6 +124,8 @@ def plot_runs(
         out: Image path (format from the suffix, e.g. .png); parents are created.
         title: Figure title; default: the task name(s).
         force: Replace ``out`` if it exists (else that is an error, found before plotting).
+        x: Horizontal axis, ``'steps'`` (env steps) or ``'minutes'`` (wall-clock of the
+            runs, from their metrics' ``wall_s``: compare runs that shared one machine).
 
     Returns:
         The image path.
@@ -132,7 +147,7 @@ def plot_runs(
     for run in map(pathlib.Path, runs):
         if not run.is_dir():
             raise PlotError(f'run directory {run} does not exist')
-        loaded.append(_load_run(run))
+        loaded.append(_load_run(run, x))
     groups: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     keys = variant_keys([config for config, *_ in loaded])
     for key, (_, steps, success, _) in zip(keys, loaded, strict=True):
@@ -162,7 +177,7 @@ def plot_runs(
         axes.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
     if bases:
         axes.axhline(np.mean(bases), color='black', linestyle='--', label='Initial')
-    axes.set_xlabel('Env steps')
+    axes.set_xlabel(X_AXES[x][2])
     axes.set_ylabel('Success rate')
     axes.set_ylim(-0.02, 1.02)
     axes.set_title(title or ', '.join(sorted(tasks)))
