@@ -441,3 +441,32 @@ def test_the_specs_module_and_the_simulated_tasks_agree():
     assert tasks.FetchTask is fetch.FetchTask and tasks.sparse_reward is sparse_reward
     with pytest.raises(AttributeError, match='no attribute'):
         tasks.NoSuchTask  # noqa: B018
+
+
+def test_fixed_goal_spec_rewards_transitions_and_scores_observations():
+    """A fixed-goal spec's step_reward / obs_success are reached through
+    transition_reward / final_success, checked for sizes; a goal task has neither."""
+    import dataclasses as dc
+
+    from rpl_sim_bridge.tasks import task_spec
+    from rpl_sim_bridge.tasks.registry import TaskSpec
+
+    def reward(next_obs, action):
+        return -np.abs(next_obs[..., 0]) - 0.1 * np.sum(action**2, axis=-1)
+
+    spec = TaskSpec(
+        name='fixed', description='d', obs_dim=2, goal_dim=0, action_dim=1,
+        max_episode_steps=5, distance_threshold=0.05, obs_fields=('a', 'b'),
+        action_low=-1.0, action_high=1.0, control_dt=0.1, step_reward=reward,
+        obs_success=lambda obs: (np.abs(obs[..., 0]) <= 0.05).astype(np.float32),
+    )  # fmt: skip
+    r = spec.transition_reward(np.array([[0.5, 0.0], [0.0, 1.0]]), np.array([[1.0], [0.0]]))
+    assert r.dtype == np.float32
+    np.testing.assert_allclose(r, [-0.6, 0.0])
+    np.testing.assert_array_equal(spec.final_success(np.array([[0.01, 9.0], [0.2, 0.0]])), [1, 0])
+    with pytest.raises(ValueError, match=r'next_obs must have shape \(\.\.\., 2\)'):
+        spec.transition_reward(np.zeros((3, 3)), np.zeros((3, 1)))
+    with pytest.raises(ValueError, match='declares no step_reward'):
+        task_spec('push').transition_reward(np.zeros(25), np.zeros(4))
+    with pytest.raises(ValueError, match='declares no obs_success'):
+        dc.replace(spec, obs_success=None).final_success(np.zeros(2))

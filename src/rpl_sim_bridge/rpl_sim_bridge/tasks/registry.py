@@ -52,6 +52,15 @@ class TaskSpec:
             a fixed-goal task has ``goal_dim`` 0 and none).
         action_units: Short description of the action entries' units and meaning, for
             humans (e.g. ``'dx, dy, dz: x 0.05 m per step; gripper: +1 opens'``).
+        step_reward: A fixed-goal task's dense reward of a transition, pure and batched
+            (numpy only, no simulator): ``step_reward(next_obs (..., obs_dim), action
+            (..., action_dim)) -> (...)`` float32, where ``action`` is the executed
+            (clipped) action and ``next_obs`` the observation after it; what ``step``
+            returns. Required when ``goal_dim`` is 0 and the task is to be learned; goal
+            tasks leave it None (their reward is :meth:`reward` of goals).
+        obs_success: A fixed-goal task's success of an observation, pure and batched:
+            ``obs_success(obs (..., obs_dim)) -> (...)`` float32 1 or 0 (the episode's
+            success is that of its last observation). None for goal tasks.
     """
 
     name: str
@@ -68,6 +77,8 @@ class TaskSpec:
     action_fields: tuple[str, ...] = ()
     goal_fields: tuple[str, ...] = ()
     action_units: str = ''
+    step_reward: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    obs_success: Callable[[np.ndarray], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         for what, dim, least in (
@@ -143,6 +154,41 @@ class TaskSpec:
         (exactly ``reward == 0``), else 0; float32 (...). Raises like :meth:`reward`."""
         achieved, desired = self._goals(achieved_goal, desired_goal)
         return goal_success(achieved, desired, self.distance_threshold)
+
+    def transition_reward(self, next_obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """A fixed-goal task's dense reward of transitions (:attr:`step_reward`), batched:
+        ``(..., obs_dim), (..., action_dim) -> (...)`` float32.
+
+        Raises:
+            ValueError: The task declares no ``step_reward`` (a goal task: use
+                :meth:`reward`), or arrays of another size.
+        """
+        if self.step_reward is None:
+            raise ValueError(
+                f'task {self.name!r} declares no step_reward (a goal task rewards goals: '
+                'TaskSpec.reward)'
+            )
+        next_obs, action = np.asarray(next_obs), np.asarray(action)
+        self._check_last(next_obs, 'next_obs', self.obs_dim)
+        self._check_last(action, 'action', self.action_dim)
+        return np.asarray(self.step_reward(next_obs, action), dtype=np.float32)
+
+    def final_success(self, obs: np.ndarray) -> np.ndarray:
+        """A fixed-goal task's success of observations (:attr:`obs_success`), batched:
+        ``(..., obs_dim) -> (...)`` float32 1 or 0. Raises like :meth:`transition_reward`."""
+        if self.obs_success is None:
+            raise ValueError(
+                f'task {self.name!r} declares no obs_success (a goal task: TaskSpec.success)'
+            )
+        obs = np.asarray(obs)
+        self._check_last(obs, 'obs', self.obs_dim)
+        return np.asarray(self.obs_success(obs), dtype=np.float32)
+
+    def _check_last(self, array: np.ndarray, what: str, size: int) -> None:
+        if array.shape[-1:] != (size,):
+            raise ValueError(
+                f'task {self.name!r}: {what} must have shape (..., {size}), got {array.shape}'
+            )
 
     def _goals(self, achieved: np.ndarray, desired: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.has_goal:
