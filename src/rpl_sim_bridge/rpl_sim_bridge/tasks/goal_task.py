@@ -15,6 +15,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from rpl_sim_bridge.tasks.joints import JointIndex, JointSample
 from rpl_sim_bridge.tasks.registry import TaskSpec
 from rpl_sim_bridge.tasks.rewards import goal_distance, sparse_reward
 
@@ -81,6 +82,18 @@ class GoalTask(abc.ABC):
     def close(self) -> None:
         """Release resources (nothing to release by default)."""
         return None
+
+    def joint_state(self) -> JointSample:
+        """The robot's joints now: every hinge and slide joint of :attr:`model` (free joints
+        left out) with its MJCF name, position, velocity and actuator effort, (n,) each.
+
+        A pure read of :attr:`model` and :attr:`data` (the episode is not changed); see
+        :mod:`rpl_sim_bridge.tasks.joints` for the units and what the effort is.
+        """
+        index = getattr(self, '_joint_index', None)
+        if index is None or index.model is not self.model:
+            index = self._joint_index = JointIndex(self.model)
+        return index.read(self.data)
 
     # ---------------------------------------------------------------------- episode loop
     @property
