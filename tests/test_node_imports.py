@@ -158,7 +158,7 @@ def test_the_controller_node_binds_the_fetch_tasks_without_mujoco_gymnasium_or_t
     assert 'mujoco is blocked' in line, line
     line = next(ln for ln in out.splitlines() if ln.startswith('make_task |'))
     assert "task 'push' cannot be simulated here: mujoco is blocked" in line, line
-    assert 'need mujoco and gymnasium-robotics' in line, line
+    assert 'needs mujoco and gymnasium-robotics' in line, line
 
 
 def test_the_blocker_blocks():  # the check above can fail

@@ -260,8 +260,9 @@ class ComplexHookTask(HookTask):
         return (float(low[0]), float(high[0]), float(low[1]), float(high[1]))
 
 
-def make_complex_hook_task(**overrides: Any) -> ComplexHookTask:
-    """Build ``complex_hook`` with config overrides (:class:`ComplexHookTaskConfig` names).
+def make_complex_hook_task(name: str = COMPLEX_HOOK_NAME, **overrides: Any) -> ComplexHookTask:
+    """Build ``complex_hook`` with config overrides (:class:`ComplexHookTaskConfig` names);
+    ``name`` is the registered name (the factory's signature; only ``complex_hook`` exists).
 
     Raises:
         rpl_interfaces.params.ParameterError: Unknown override name or bad value.

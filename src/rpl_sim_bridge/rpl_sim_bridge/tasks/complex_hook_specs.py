@@ -10,16 +10,11 @@ neither shows in the observation. The simulated task lives in
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from typing import TYPE_CHECKING, Any
 
 from rpl_interfaces.params import ParameterError, build_config, describe
 from rpl_sim_bridge.tasks.hook_specs import HookTaskConfig, hook_spec
-from rpl_sim_bridge.tasks.registry import register_task
-from rpl_sim_bridge.tasks.specs import SimulatorUnavailableError
-
-if TYPE_CHECKING:
-    from rpl_sim_bridge.tasks.complex_hook import ComplexHookTask
+from rpl_sim_bridge.tasks.registry import SimulatedTaskFactory, register_task
+from rpl_sim_bridge.tasks.specs import FETCH_SIMULATOR
 
 COMPLEX_HOOK_NAME = 'complex_hook'
 COMPLEX_HOOK_DESCRIPTION = (
@@ -61,27 +56,15 @@ class ComplexHookTaskConfig(HookTaskConfig):
             )
 
 
-class _BuildComplexHookTask:
-    """Factory of ``complex_hook``: imports the MuJoCo task module on the first build."""
-
-    def __call__(self, **overrides: Any) -> ComplexHookTask:
-        try:
-            module = importlib.import_module('rpl_sim_bridge.tasks.complex_hook')
-        except ImportError as exc:
-            raise SimulatorUnavailableError(
-                f'task {COMPLEX_HOOK_NAME!r} cannot be simulated here: {exc} (it needs mujoco '
-                'and gymnasium-robotics; its spec does not)'
-            ) from exc
-        return module.make_complex_hook_task(**overrides)
-
-    def __repr__(self) -> str:
-        return 'make_complex_hook_task(...)'
-
-
 register_task(
     COMPLEX_HOOK_NAME,
     hook_spec(
         COMPLEX_HOOK_NAME, COMPLEX_HOOK_DESCRIPTION, build_config(ComplexHookTaskConfig, {})
     ),
-    _BuildComplexHookTask(),
+    SimulatedTaskFactory(
+        COMPLEX_HOOK_NAME,
+        'rpl_sim_bridge.tasks.complex_hook',
+        'make_complex_hook_task',
+        FETCH_SIMULATOR,
+    ),
 )

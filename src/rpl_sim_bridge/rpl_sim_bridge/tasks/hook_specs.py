@@ -19,21 +19,17 @@ the controller's 3-5 cm tolerances and it almost never completes a phase.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rpl_interfaces.params import build_config, describe
 from rpl_sim_bridge.layout import FETCH_GOAL_FIELDS, HOOK_OBS_FIELDS, HookObs
-from rpl_sim_bridge.tasks.registry import TaskSpec, register_task
+from rpl_sim_bridge.tasks.registry import SimulatedTaskFactory, TaskSpec, register_task
 from rpl_sim_bridge.tasks.specs import (
     FETCH_ACTION_FIELDS,
     FETCH_ACTION_UNITS,
+    FETCH_SIMULATOR,
     FetchTaskConfig,
-    SimulatorUnavailableError,
 )
-
-if TYPE_CHECKING:
-    from rpl_sim_bridge.tasks.hook import HookTask
 
 NOISY_HOOK_STD = 0.025
 """Observation noise std of the registered ``noisy_hook`` (m for positions, rad for Euler
@@ -95,29 +91,11 @@ HOOK_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
 defaults of :class:`HookTaskConfig`)."""
 
 
-class _BuildHookTask:
-    """Factory of one hook task: imports the MuJoCo task module on the first build."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, **overrides: Any) -> HookTask:
-        try:
-            hook = importlib.import_module('rpl_sim_bridge.tasks.hook')
-        except ImportError as exc:
-            raise SimulatorUnavailableError(
-                f'task {self.name!r} cannot be simulated here: {exc} (the hook tasks need '
-                'mujoco and gymnasium-robotics; their specs do not)'
-            ) from exc
-        return hook.make_hook_task(self.name, **overrides)
-
-    def __repr__(self) -> str:
-        return f'make_hook_task({self.name!r}, ...)'
-
-
 for _name, (_description, _defaults) in HOOK_TASKS.items():
     register_task(
         _name,
         hook_spec(_name, _description, build_config(HookTaskConfig, _defaults)),
-        _BuildHookTask(_name),
+        SimulatedTaskFactory(
+            _name, 'rpl_sim_bridge.tasks.hook', 'make_hook_task', FETCH_SIMULATOR
+        ),
     )

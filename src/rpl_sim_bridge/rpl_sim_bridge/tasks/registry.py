@@ -10,6 +10,7 @@ look-up, or with :func:`register_task`.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -208,6 +209,43 @@ class TaskSpec:
 
 TaskFactory = Callable[..., 'GoalTask']
 """Builds a task; keyword arguments are the task's config overrides."""
+
+
+class SimulatorUnavailableError(ImportError):
+    """A task was built where its simulator (MuJoCo, Gymnasium-Robotics) is not installed."""
+
+
+class SimulatedTaskFactory:
+    """Factory of a built-in simulated task that imports its simulation module on the first
+    build, so that registering (and reading) the task's spec needs no simulator.
+
+    Args:
+        name: Registered task name (passed to the builder).
+        module: Module of the simulated task, e.g. ``'rpl_sim_bridge.tasks.fetch'``.
+        builder: Name of its ``builder(name, **overrides) -> GoalTask`` function.
+        needs: What the module needs, for the error (e.g. ``'mujoco and gymnasium-robotics'``).
+    """
+
+    def __init__(self, name: str, module: str, builder: str, needs: str) -> None:
+        self.name, self.module, self.builder, self.needs = name, module, builder, needs
+
+    def __call__(self, **overrides: Any) -> GoalTask:
+        """Build the task with config overrides.
+
+        Raises:
+            SimulatorUnavailableError: The simulation module cannot be imported here.
+        """
+        try:
+            module = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise SimulatorUnavailableError(
+                f'task {self.name!r} cannot be simulated here: {exc} (it needs {self.needs}; '
+                'its spec does not)'
+            ) from exc
+        return getattr(module, self.builder)(self.name, **overrides)
+
+    def __repr__(self) -> str:
+        return f'{self.builder}({self.name!r}, ...)'
 
 
 ENTRY_POINT_GROUP = 'rpl.tasks'

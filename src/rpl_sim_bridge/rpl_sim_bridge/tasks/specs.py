@@ -10,16 +10,17 @@ controller node on a robot without the simulator binds the Fetch tasks
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rpl_interfaces import contract
 from rpl_interfaces.params import build_config, describe
 from rpl_sim_bridge.layout import FETCH_GOAL_FIELDS, FETCH_OBS_FIELDS, FetchObs
-from rpl_sim_bridge.tasks.registry import TaskSpec, register_task
-
-if TYPE_CHECKING:
-    from rpl_sim_bridge.tasks.fetch import FetchTask
+from rpl_sim_bridge.tasks.registry import (  # noqa: F401  (SimulatorUnavailableError re-exported)
+    SimulatedTaskFactory,
+    SimulatorUnavailableError,
+    TaskSpec,
+    register_task,
+)
 
 # The Fetch action: gripper displacement dx, dy, dz (x 0.05 m per control step, world
 # frame) and the finger command gripper (+1 opens, -1 closes), each in [-1, 1].
@@ -115,34 +116,15 @@ FETCH_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
 """Registered Fetch tasks: name -> (description, config values that differ from the
 defaults). The MuJoCo model of each is in :data:`rpl_sim_bridge.tasks.fetch.FETCH_ENVS`."""
 
-
-class SimulatorUnavailableError(ImportError):
-    """A task was built where its simulator (MuJoCo, Gymnasium-Robotics) is not installed."""
-
-
-class _BuildFetchTask:
-    """Factory of one Fetch task: imports the MuJoCo task module on the first build."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, **overrides: Any) -> FetchTask:
-        try:
-            fetch = importlib.import_module('rpl_sim_bridge.tasks.fetch')
-        except ImportError as exc:
-            raise SimulatorUnavailableError(
-                f'task {self.name!r} cannot be simulated here: {exc} (the Fetch tasks need '
-                'mujoco and gymnasium-robotics; their specs do not)'
-            ) from exc
-        return fetch.make_fetch_task(self.name, **overrides)
-
-    def __repr__(self) -> str:
-        return f'make_fetch_task({self.name!r}, ...)'
+FETCH_SIMULATOR = 'mujoco and gymnasium-robotics'
+"""What the simulated Fetch (and hook) tasks need, for the error where it is missing."""
 
 
 for _name, (_description, _defaults) in FETCH_TASKS.items():
     register_task(
         _name,
         fetch_spec(_name, _description, build_config(FetchTaskConfig, _defaults)),
-        _BuildFetchTask(_name),
+        SimulatedTaskFactory(
+            _name, 'rpl_sim_bridge.tasks.fetch', 'make_fetch_task', FETCH_SIMULATOR
+        ),
     )
