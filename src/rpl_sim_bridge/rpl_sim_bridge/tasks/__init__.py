@@ -13,7 +13,9 @@ Registered here: ``'push'``, ``'slippery_push'``, ``'pick_and_place'`` (specs in
 ``'hook'``, ``'noisy_hook'`` (specs in :mod:`rpl_sim_bridge.tasks.hook_specs`, simulation in
 :mod:`rpl_sim_bridge.tasks.hook`), ``'complex_hook'`` (specs in
 :mod:`rpl_sim_bridge.tasks.complex_hook_specs`, simulation in
-:mod:`rpl_sim_bridge.tasks.complex_hook`). Other tasks join with :func:`register_task`.
+:mod:`rpl_sim_bridge.tasks.complex_hook`), ``'mbrl_pusher'`` (a fixed goal; spec, reward and
+success in :mod:`rpl_sim_bridge.tasks.pusher_specs`, simulation in
+:mod:`rpl_sim_bridge.tasks.pusher`). Other tasks join with :func:`register_task`.
 
 Importing this package imports neither MuJoCo nor Gymnasium-Robotics: the registry
 (:func:`task_spec`, :func:`available_tasks`) works without them, and the simulated tasks'
@@ -43,6 +45,7 @@ from rpl_sim_bridge.tasks.specs import (  # noqa: E402  isort: skip
 )
 from rpl_sim_bridge.tasks.hook_specs import HookTaskConfig  # noqa: E402  isort: skip
 from rpl_sim_bridge.tasks.complex_hook_specs import ComplexHookTaskConfig  # noqa: E402  isort: skip
+from rpl_sim_bridge.tasks.pusher_specs import PusherTaskConfig  # noqa: E402  isort: skip
 
 if TYPE_CHECKING:
     from rpl_sim_bridge.tasks.complex_hook import ComplexHookTask
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
         sparse_reward,
     )
     from rpl_sim_bridge.tasks.hook import HookTask
+    from rpl_sim_bridge.tasks.pusher import PusherTask
 
 _SIMULATION_NAMES = {
     'ComplexHookTask': 'rpl_sim_bridge.tasks.complex_hook',
@@ -65,6 +69,7 @@ _SIMULATION_NAMES = {
     'MujocoWarning': 'rpl_sim_bridge.tasks.goal_task',
     'MujocoWarningError': 'rpl_sim_bridge.tasks.goal_task',
     'ObsDict': 'rpl_sim_bridge.tasks.goal_task',
+    'PusherTask': 'rpl_sim_bridge.tasks.pusher',
     'goal_distance': 'rpl_sim_bridge.tasks.rewards',  # pure (numpy)
     'sparse_reward': 'rpl_sim_bridge.tasks.rewards',  # pure (numpy)
 }
@@ -91,6 +96,8 @@ __all__ = [
     'MujocoWarning',
     'MujocoWarningError',
     'ObsDict',
+    'PusherTask',
+    'PusherTaskConfig',
     'SimulatorUnavailableError',
     'TaskFactory',
     'TaskSpec',

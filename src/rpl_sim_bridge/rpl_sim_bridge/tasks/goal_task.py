@@ -145,7 +145,9 @@ class GoalTask(abc.ABC):
             action: (action_dim,) in [action_low, action_high]; clipped if outside.
 
         Returns:
-            ``(obs, reward, terminated, truncated, info)``: reward is -1.0 or 0.0;
+            ``(obs, reward, terminated, truncated, info)``: reward is -1.0 or 0.0 (a
+            fixed-goal task: ``spec.transition_reward(obs, clipped action)`` and
+            ``is_success`` is ``spec.final_success(obs)``);
             terminated is always False; truncated is True at step ``max_episode_steps``;
             info has ``'is_success'`` (1.0 when the object is within ``distance_threshold``
             of the goal now, else 0.0; equals ``reward + 1``) and ``'distance'`` (m).
@@ -166,7 +168,12 @@ class GoalTask(abc.ABC):
         obs = self.observe()
         info = self._goal_info(obs)
         truncated = self._elapsed_steps >= self.spec.max_episode_steps
-        return obs, info['is_success'] - 1.0, False, truncated, info
+        if self.spec.has_goal:
+            reward = info['is_success'] - 1.0
+        else:  # a fixed goal: the spec's dense reward of (next obs, executed action)
+            executed = self.check_action(action)
+            reward = float(self.spec.transition_reward(obs['observation'], executed))
+        return obs, reward, False, truncated, info
 
     def compute_reward(
         self, achieved: np.ndarray, desired: np.ndarray, info: Any = None
@@ -183,7 +190,16 @@ class GoalTask(abc.ABC):
         """
         return sparse_reward(achieved, desired, self.spec.distance_threshold)
 
+    def fixed_goal_distance(self, observation: np.ndarray) -> float:
+        """A fixed-goal task's distance (m) of an observation (obs_dim,) from its goal, for
+        ``info['distance']``; NaN unless the task says how."""
+        return float('nan')
+
     def _goal_info(self, obs: ObsDict) -> dict[str, float]:
+        if not self.spec.has_goal:
+            observation = obs['observation']
+            success = float(self.spec.final_success(observation))
+            return {'is_success': success, 'distance': self.fixed_goal_distance(observation)}
         distance = float(goal_distance(obs['achieved_goal'], obs['desired_goal']))
         # Success is exactly "reward == 0", so the two never disagree at the threshold.
         success = 0.0 if distance > self.spec.distance_threshold else 1.0
