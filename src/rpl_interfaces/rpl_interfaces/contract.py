@@ -16,6 +16,12 @@ the desired goal (:func:`observation_fields` builds the names, :func:`split_obse
 finds the parts again from any message's names). A fixed-goal task (goal fields: none) sends
 the observation fields only: both goal blocks are empty.
 
+Besides the contract, the sim bridge publishes the robot's joints as a plain, standard
+``sensor_msgs/msg/JointState`` on :data:`JOINT_STATES` (no meta fields: ``name`` = the
+MJCF joint names, ``position``/``velocity``/``effort`` filled), once per simulation step,
+stamped like that step's observation, so ``robot_state_publisher``, rviz and
+``ros2 topic echo`` can show the robot. No node of the stack reads it.
+
 Standard message types only, so ``ros2 topic echo``, ``ros2 bag`` and the ``rosbags``
 library read every topic without custom type registration. This module is pure Python
 (+ numpy): no rclpy. QoS is described here as plain data and turned into rclpy profiles in
@@ -39,6 +45,7 @@ COMMAND: Final = 'command'
 RESIDUAL: Final = 'residual'
 EPISODE: Final = 'episode'
 DIAGNOSTICS: Final = '/diagnostics'  # absolute, as every ROS 2 diagnostics tool expects
+JOINT_STATES: Final = 'joint_states'  # the standard name robot_state_publisher subscribes to
 
 # Leading meta fields of every stamped vector.
 META_FIELDS: Final = ('episode', 'step')
@@ -265,6 +272,13 @@ class QosSpec:
 CONTROL_QOS: Final = QosSpec(depth=10, reliable=True, transient_local=False)
 EPISODE_QOS: Final = QosSpec(depth=100, reliable=True, transient_local=True)
 DIAGNOSTICS_QOS: Final = QosSpec(depth=10, reliable=True, transient_local=False)
+# Joint states, for viewers only (nothing in the loop waits on them): reliable, keep last
+# 10, volatile (the ROS 2 default profile, as joint_state_publisher and ros2_control's
+# joint_state_broadcaster use). A reliable writer is matched by both kinds of reader:
+# best-effort ones (robot_state_publisher subscribes with the sensor-data profile) and
+# reliable ones (ros2 topic echo, rviz); a best-effort writer would not be matched by the
+# latter. With KEEP_LAST 10 a slow reader loses old samples, the publisher never waits.
+JOINT_STATES_QOS: Final = QosSpec(depth=10, reliable=True, transient_local=False)
 # Writer-side history of the control-path publishers. With KEEP_LAST a reliable writer
 # drops a sample that every reader has not acknowledged once `depth` newer ones are
 # written, so a reader that stalls (a trainer node or bag recorder on a loaded machine)
@@ -285,4 +299,5 @@ TOPIC_QOS: Final = {
     RESIDUAL: CONTROL_QOS,
     EPISODE: EPISODE_QOS,
     DIAGNOSTICS: DIAGNOSTICS_QOS,
+    JOINT_STATES: JOINT_STATES_QOS,
 }

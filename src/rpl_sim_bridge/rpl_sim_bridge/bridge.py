@@ -69,7 +69,7 @@ with non-finite values are rejected and counted; they never reach the simulator 
 from __future__ import annotations
 
 import enum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -91,6 +91,9 @@ from rpl_sim_bridge.episode_book import (
     observation_layout,
 )
 from rpl_sim_bridge.pacing import LockstepPacer
+
+if TYPE_CHECKING:
+    from rpl_sim_bridge.tasks.joints import JointSample
 
 # Names other packages import from here (their homes are the modules above).
 __all__ = [
@@ -140,12 +143,15 @@ class StepOutcome(NamedTuple):
         terminal: With a result: the payload of the terminal observation o_T, the
             observation the episode ended in ((len(layout.fields),) float64, a copy), to be
             published with step ``result.steps`` before the result; else None.
+        terminal_joints: With a result and joint states on: the joints in o_T's state
+            (published with it); else None.
     """
 
     source: Source
     result: EpisodeResult | None
     finished: bool
     terminal: np.ndarray | None = None
+    terminal_joints: JointSample | None = None
 
 
 class SimBridge:
@@ -182,7 +188,14 @@ class SimBridge:
         self.task, self.spec, self.config = task, spec, config
         self.counters = Counters()
         self._lockstep = config.mode == LOCKSTEP
-        self._book = EpisodeBook(task, spec, config.seed, config.episodes, self.counters)
+        self._book = EpisodeBook(
+            task,
+            spec,
+            config.seed,
+            config.episodes,
+            self.counters,
+            joint_states=config.publish_joint_states,
+        )
         self.layout = self._book.layout
         self._intake = ActionIntake(
             spec.action_dim,
@@ -235,6 +248,12 @@ class SimBridge:
     def observation(self) -> np.ndarray:
         """Payload of the latest observation, (len(layout.fields),) float64, a copy."""
         return self._book.observation()
+
+    def joint_state(self) -> JointSample | None:
+        """The joints in the latest observation's state (read once when the state was
+        reached), or None (``config.publish_joint_states`` off, or a task without
+        ``joint_state()``)."""
+        return self._book.joints
 
     def episode_seed(self, episode: int) -> int:
         """Reset seed of episode ``episode``: ``config.seed + episode``."""
@@ -429,7 +448,7 @@ class SimBridge:
             return StepOutcome(source, None, False)
         if not book.finished:
             self._start_episode(book.episode + 1, now)
-        return StepOutcome(source, end.result, book.finished, end.terminal)
+        return StepOutcome(source, end.result, book.finished, end.terminal, end.terminal_joints)
 
     def _silence(self, source: Source) -> None:
         """Lockstep fallback: a node that was awaited (on the graph, answering) missed its

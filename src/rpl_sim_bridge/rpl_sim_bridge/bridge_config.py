@@ -133,6 +133,15 @@ class SimBridgeConfig:
             range=(0.0, 60.0),
         ),
     )
+    publish_joint_states: bool = dataclasses.field(
+        default=True,
+        metadata=describe(
+            'Publish the joints of the robot (hinge and slide joints of the task model, '
+            'MJCF names) as a standard sensor_msgs/JointState on joint_states once per '
+            'simulation step, stamped like the observation of that step (for '
+            'robot_state_publisher, rviz).'
+        ),
+    )
 
 
 def startup_decision(

@@ -6,13 +6,15 @@ the task's bounds), books where it came from and the reward, and when the episod
 returns its :class:`rpl_interfaces.contract.EpisodeResult` with the terminal observation
 o_T: the observation the episode ended in, published with step ``T`` (the steps run) and
 no action expected for it. After ``episodes`` episodes (if not 0) the run is finished.
+With ``joint_states`` on, it also reads the task's joints (``task.joint_state()``) once
+after every reset and step, for the bridge's ``joint_states`` topic.
 When to step, and with which action, is :class:`rpl_sim_bridge.bridge.SimBridge`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -23,6 +25,9 @@ from rpl_interfaces.contract import (
     split_observation_fields,
 )
 from rpl_sim_bridge.action_intake import Source
+
+if TYPE_CHECKING:
+    from rpl_sim_bridge.tasks.joints import JointSample
 
 
 class GoalTaskLike(Protocol):
@@ -87,10 +92,13 @@ class EpisodeEnd(NamedTuple):
         result: Its result (``steps`` = T).
         terminal: The terminal observation o_T's payload, (len(layout.fields),) float64,
             a copy: published with step T before the result.
+        terminal_joints: The joints in o_T's state, or None (joint states off, or a task
+            without ``joint_state()``).
     """
 
     result: EpisodeResult
     terminal: np.ndarray
+    terminal_joints: JointSample | None = None
 
 
 class EpisodeBook:
@@ -102,10 +110,21 @@ class EpisodeBook:
         seed: Episode ``i`` is reset with ``seed + i``.
         episodes: Episodes to run; 0 = forever.
         counters: Run totals, updated on every step.
+        joint_states: Read ``task.joint_state()`` after every reset and step (kept in
+            :attr:`joints`); ignored for a task without that method.
+
+    Attributes:
+        joints: The joints of the latest observation's state, or None (not read).
     """
 
     def __init__(
-        self, task: GoalTaskLike, spec: TaskSpecLike, seed: int, episodes: int, counters: Counters
+        self,
+        task: GoalTaskLike,
+        spec: TaskSpecLike,
+        seed: int,
+        episodes: int,
+        counters: Counters,
+        joint_states: bool = False,
     ) -> None:
         self.task, self.spec = task, spec
         self.layout = observation_layout(spec)
@@ -120,6 +139,8 @@ class EpisodeBook:
         self._return = 0.0
         self._fallback_base = 0
         self._fallback_zero = 0
+        self._read_joints = getattr(task, 'joint_state', None) if joint_states else None
+        self.joints: JointSample | None = None
 
     def episode_seed(self, episode: int) -> int:
         """Reset seed of episode ``episode``: ``seed + episode``."""
@@ -140,6 +161,8 @@ class EpisodeBook:
         self._return = 0.0
         self._fallback_base = self._fallback_zero = 0
         self._fill(obs)
+        if self._read_joints is not None:
+            self.joints = self._read_joints()
 
     def apply(self, action: np.ndarray, source: Source) -> EpisodeEnd | None:
         """Step the task with ``action`` (clipped to the spec's bounds) and book the step.
@@ -173,6 +196,8 @@ class EpisodeBook:
         self._return += float(reward)
         self.step += 1
         self._fill(obs)
+        if self._read_joints is not None:
+            self.joints = self._read_joints()
         if not (terminated or truncated or self.step >= spec.max_episode_steps):
             return None
         self.terminal_key = (self.episode, self.step)
@@ -188,7 +213,7 @@ class EpisodeBook:
         counters.episodes += 1
         if self._episodes and counters.episodes >= self._episodes:
             self.finished = True
-        return EpisodeEnd(result, self._obs.copy())
+        return EpisodeEnd(result, self._obs.copy(), self.joints)
 
     def _fill(self, obs: dict[str, np.ndarray]) -> None:
         """Write a task observation dict into the payload (a part without fields is skipped:

@@ -5,6 +5,10 @@ Topics (relative to the node's namespace, see :mod:`rpl_interfaces.contract`):
 * publishes ``observation`` (frame_id = task name; at the end of each episode the terminal
   observation o_T with step = T and frame_id ``contract.terminal_tag(task)``, just before
   the result), ``episode`` (one result per episode, latched) and ``/diagnostics`` (~1 Hz);
+* publishes ``joint_states`` (unless ``publish_joint_states`` is false): the robot's joints
+  as a standard ``sensor_msgs/JointState`` (MJCF joint names, no meta fields; frame_id =
+  task name), one per simulation step: with the first publication of each observation
+  (not its re-sends) and with each o_T, stamped exactly like that observation;
 * subscribes ``command`` and ``base_action``.
 
 All decisions (which action, fallbacks, rejections, episode ends) are made by
@@ -23,13 +27,14 @@ from rclpy.duration import Duration
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
-from rpl_interfaces.base_node import RplNode, run_node
-from rpl_interfaces.codec import MessageError
+from rpl_interfaces.base_node import RplNode, now_ns, qos_profile, run_node
+from rpl_interfaces.codec import MessageError, StampedVector, encode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_sim_bridge.action_intake import Rejection, Source
 from rpl_sim_bridge.bridge import Due, Handshake, SimBridge
 from rpl_sim_bridge.bridge_config import LOCKSTEP, SimBridgeConfig, startup_decision
 from rpl_sim_bridge.tasks import make_task
+from rpl_sim_bridge.tasks.joints import JointSample
 
 STARTUP_POLL_S = 0.05
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -52,6 +57,11 @@ class SimBridgeNode(RplNode):
         self._obs_pub = self.control_publisher(contract.OBSERVATION)
         self._episode_pub = self.control_publisher(contract.EPISODE)
         self._diag_pub = self.make_diagnostics()
+        self._joint_pub = None
+        if cfg.publish_joint_states:
+            self._joint_pub = self.create_publisher(
+                JointState, contract.JOINT_STATES, qos_profile(contract.JOINT_STATES_QOS)
+            )
         self._command_sub = self.control_subscription(contract.COMMAND, self._on_command)
         self._base_sub = self.control_subscription(contract.BASE_ACTION, self._on_base)
         self._reject_log = LogThrottle(LOG_PERIOD_S)
@@ -261,14 +271,14 @@ class SimBridgeNode(RplNode):
         if outcome.result is not None:
             result = outcome.result
             # o_T first (no answer expected: nothing is armed for it), then the result.
-            self.publish_vector(
+            stamp_ns = self._publish_stamped(
                 self._obs_pub,
                 result.episode,
                 result.steps,
                 outcome.terminal,
-                self._fields,
                 self._terminal_tag,
             )
+            self._publish_joints(outcome.terminal_joints, stamp_ns)
             self.publish_vector(
                 self._episode_pub,
                 result.episode,
@@ -305,18 +315,37 @@ class SimBridgeNode(RplNode):
         """Publish the current observation; ``first`` = not a re-send of it."""
         core = self.core
         core.pacer.published(time.monotonic())
-        self.publish_vector(
-            self._obs_pub,
-            core.episode,
-            core.step,
-            core.observation(),
-            self._fields,
-            self.config.task,
+        stamp_ns = self._publish_stamped(
+            self._obs_pub, core.episode, core.step, core.observation(), self.config.task
         )
         # The response limits run from here: the publish call can block (a reader process
         # stopped while holding its shared-memory port lock blocks every writer to it).
         if first:
             core.observation_sent(time.monotonic())
+            self._publish_joints(core.joint_state(), stamp_ns)
+
+    def _publish_stamped(
+        self, publisher, episode: int, step: int, values: np.ndarray, tag: str
+    ) -> int:
+        """Publish one observation payload stamped now; returns its stamp, ns."""
+        stamp_ns = now_ns()
+        vec = StampedVector(episode, step, values, stamp_ns, tag)
+        publisher.publish(encode(JointState(), vec, self._fields))
+        return stamp_ns
+
+    def _publish_joints(self, joints: JointSample | None, stamp_ns: int) -> None:
+        """Publish the joints of the observation stamped ``stamp_ns`` on joint_states
+        (nothing when the topic is off or the task reports no joints)."""
+        if self._joint_pub is None or joints is None:
+            return
+        msg = JointState()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.header.frame_id = self.config.task
+        msg.name = list(joints.names)
+        msg.position = joints.position.tolist()
+        msg.velocity = joints.velocity.tolist()
+        msg.effort = joints.effort.tolist()
+        self._joint_pub.publish(msg)
 
     def _finish(self) -> None:
         self._running = False
