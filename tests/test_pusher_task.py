@@ -223,11 +223,13 @@ def test_get_and_set_state_round_trip(task):
 
 
 # ---------------------------------------------------------------------------- rpl eval
-def test_rpl_eval_runs_the_zero_controller(tmp_path):
+def test_rpl_eval_runs_the_zero_controller_and_reports_the_mean_return(tmp_path, capsys):
     out = tmp_path / 'eval.json'
     args = ['eval', '--task', NAME, '--controller', 'zero', '--episodes', '2']
     assert cli.main([*args, '--json', str(out), '--no-progress']) == 0
     result = json.loads(out.read_text())
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.endswith(f'; mean return {np.mean(result["returns"]):.2f}'), line
     assert result['successes'] == [False, False] and len(result['returns']) == 2
     # zero torque: the return is the goal and tip terms only, all 150 steps negative
     assert all(-400.0 < r < -50.0 for r in result['returns'])

@@ -254,10 +254,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     lo, hi = result.ci95
     label = f'{args.controller} + {args.model}' if args.model else args.controller
+    # A fixed-goal task's reward is dense (its results are returns): show the mean return.
+    from rpl_sim_bridge.tasks import task_spec
+
+    dense = '' if task_spec(args.task).has_goal else f'; mean return {result.mean_return:.2f}'
     print(
         f'{args.task} / {label}: success rate {result.success_rate:.3f} '
         f'(95% CI {lo:.3f}-{hi:.3f}) over {args.episodes} episodes (seed {args.seed}); '
-        f'mean final distance {result.mean_final_distance:.4f} m'
+        f'mean final distance {result.mean_final_distance:.4f} m{dense}'
     )
     record = result.to_json()
     if params:

@@ -47,7 +47,8 @@ class EvalResult:
         seed: Seed of episode 0 (episode ``i`` used ``seed + i``).
         successes: Per episode: object within the task's threshold at the last step.
         final_distances: Per episode: object-goal distance at the last step, m.
-        returns: Per episode: sum of the sparse rewards (-T .. 0).
+        returns: Per episode: sum of the rewards (a goal task's sparse ones: -T .. 0; a
+            fixed-goal task's dense ones, e.g. mbrl_pusher's).
         success_rate: Fraction of successful episodes.
         ci95: Wilson 95% interval of the success rate (low, high).
         mean_final_distance: Mean of ``final_distances``, m.
@@ -66,6 +67,11 @@ class EvalResult:
     ci95: tuple[float, float]
     mean_final_distance: float
     wall_s: float
+
+    @property
+    def mean_return(self) -> float:
+        """Mean of ``returns`` (NaN for no episodes)."""
+        return float(np.mean(self.returns)) if self.returns else float('nan')
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict of all fields (lists and floats only), ready for ``json.dump``."""
