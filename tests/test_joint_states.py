@@ -5,9 +5,9 @@ Unit part: on the Fetch tasks, ``joint_state()`` names the MJCF hinge and slide 
 ``qpos``, ``qvel`` and ``qfrc_actuator``, looked up here by name; reading it does not
 change an episode. DDS part: the real sim bridge node in its own process publishes one
 ``sensor_msgs/JointState`` on ``joint_states`` per simulation step (reset and o_T
-included), stamped like that step's observation, with the joint positions of that step's
-state (the same task replayed in-process with the same actions); ``publish_joint_states:=
-false`` turns the topic off.
+included), stamped like that step's observation, with the joints of that step's state
+(the same task replayed in-process with the same actions), for push and mbrl_pusher (its 7
+arm joints); ``publish_joint_states:=false`` turns the topic off.
 """
 
 from __future__ import annotations
@@ -39,6 +39,15 @@ FETCH_ARM = tuple(
     )
 )
 FINGERS = ('robot0:r_gripper_finger_joint', 'robot0:l_gripper_finger_joint')
+PUSHER_ARM = (
+    'r_shoulder_pan_joint',
+    'r_shoulder_lift_joint',
+    'r_upper_arm_roll_joint',
+    'r_elbow_flex_joint',
+    'r_forearm_roll_joint',
+    'r_wrist_flex_joint',
+    'r_wrist_roll_joint',
+)
 MOVE = np.array([0.6, -0.4, 0.3, -1.0])  # gripper displacement and a closing finger command
 
 
@@ -80,6 +89,23 @@ def test_fetch_joint_state_is_the_named_joints_entries_of_qpos_qvel_and_actuator
     task.step(MOVE)
     np.testing.assert_array_equal(sample.position, before)
     assert not np.array_equal(task.joint_state().position, before)
+
+
+def test_mbrl_pusher_joint_state_is_its_seven_arm_joints_by_their_real_names():
+    task = make_task('mbrl_pusher')
+    task.reset(seed=2)
+    torque = np.array([1.5, -1.0, 0.5, 1.0, -0.5, 0.8, -1.2])  # N m, one per arm joint
+    for _ in range(5):
+        task.step(torque)
+    sample = task.joint_state()
+    assert sample.names == PUSHER_ARM  # not the object's or the goal's slide joints
+    m, d = task.model, task.data
+    qpos_adr, dof_adr = _joint_rows(m, sample.names)
+    np.testing.assert_array_equal(sample.position, d.qpos[qpos_adr])
+    np.testing.assert_array_equal(sample.velocity, d.qvel[dof_adr])
+    np.testing.assert_array_equal(sample.effort, d.qfrc_actuator[dof_adr])
+    np.testing.assert_allclose(sample.effort, torque)  # the motors' torques of the step
+    assert np.abs(sample.velocity).min() > 0.0
 
 
 def test_finger_effort_is_the_position_actuator_force_and_zero_without_actuators():
@@ -133,12 +159,14 @@ def test_joint_index_names_an_unnamed_joint_and_skips_free_and_ball_joints():
 
 NS = f'/rpl_test_joints_{os.getpid()}'
 SIM_BRIDGE = pathlib.Path(sys.executable).parent / 'sim_bridge_node'
-TASK = 'push'
 SEED = 11
 
 
-def _action(episode: int, step: int) -> np.ndarray:
-    """The probe's command for (episode, step): a wandering gripper motion."""
+def _action(task: str, episode: int, step: int) -> np.ndarray:
+    """The probe's command for (episode, step): a wandering gripper motion (Fetch) or
+    wandering torques (mbrl_pusher, N m)."""
+    if task == 'mbrl_pusher':
+        return 1.5 * np.sin(np.arange(7) + step / 6 + episode)
     return np.array(
         [0.9 * np.cos(step / 5 + episode), 0.9 * np.sin(step / 7), 0.4 * np.cos(step / 3), 0.0]
     )
@@ -148,13 +176,15 @@ class JointProbe:
     """Plays the residual node (answers every observation with :func:`_action`) and keeps
     the observations and the ``joint_states`` messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, task: str) -> None:
         from helpers import SideNode
         from sensor_msgs.msg import JointState
 
         from rpl_interfaces import contract
         from rpl_interfaces.base_node import qos_profile
 
+        self.task = task
+        self.action_fields = task_spec(task).action_fields
         self.side = SideNode('joint_probe', NS)
         self.observations = []
         self.joints: list[JointState] = []
@@ -180,8 +210,9 @@ class JointProbe:
         self.observations.append(vec)
         if contract.is_terminal(vec.tag):
             return
-        answer = StampedVector(vec.episode, vec.step, _action(vec.episode, vec.step), 0, 'probe')
-        self.commands.publish(encode(JointState(), answer, contract.ACTION_FIELDS))
+        action = _action(self.task, vec.episode, vec.step)
+        answer = StampedVector(vec.episode, vec.step, action, 0, 'probe')
+        self.commands.publish(encode(JointState(), answer, self.action_fields))
 
 
 def _run_bridge(probe: JointProbe, episodes: int, *params: str) -> tuple[int, str, int]:
@@ -196,7 +227,7 @@ def _run_bridge(probe: JointProbe, episodes: int, *params: str) -> tuple[int, st
             str(SIM_BRIDGE),
             *ros_args(
                 NS,
-                f'task:={TASK}',
+                f'task:={probe.task}',
                 f'episodes:={episodes}',
                 f'seed:={SEED}',
                 'min_subscribers:=1',
@@ -230,15 +261,13 @@ def _stamp_ns(msg) -> int:
 
 
 @pytest.mark.integration
-def test_sim_bridge_publishes_each_steps_joints_stamped_like_its_observation():
-    from rpl_interfaces import contract
-
-    episodes = 2
-    probe = JointProbe()
+@pytest.mark.parametrize('task_name, episodes', [('push', 2), ('mbrl_pusher', 1)])
+def test_sim_bridge_publishes_each_steps_joints_stamped_like_its_observation(task_name, episodes):
+    probe = JointProbe(task_name)
     code, output, publishers = _run_bridge(probe, episodes)
     assert code == 0, output
     assert publishers == 1
-    steps = task_spec(TASK).max_episode_steps
+    steps = task_spec(task_name).max_episode_steps
     # The first publication of each (episode, step) observation, by stamp (the start-up
     # handshake may re-send observation (0, 0); its joints go with the first one).
     first: dict[tuple[int, int], int] = {}
@@ -254,28 +283,29 @@ def test_sim_bridge_publishes_each_steps_joints_stamped_like_its_observation():
         seen[key] = msg
     assert sorted(seen) == sorted(first), 'one joint state per simulation step'
     # Replay the episodes in-process with the same actions: the same joints, step by step.
-    task = make_task(TASK)
+    task = make_task(task_name)
     for episode in range(episodes):
         task.reset(seed=SEED + episode)
         for step in range(steps + 1):
             expected = task.joint_state()
             msg = seen[(episode, step)]
-            assert msg.header.frame_id == TASK
+            assert msg.header.frame_id == task_name
             assert tuple(msg.name) == expected.names
             np.testing.assert_array_equal(msg.position, expected.position)
             np.testing.assert_array_equal(msg.velocity, expected.velocity)
             np.testing.assert_array_equal(msg.effort, expected.effort)
             if step < steps:
-                task.step(_action(episode, step))
-    arm = [expected.names.index(j) for j in FETCH_ARM]
-    assert np.ptp([seen[(0, k)].position[arm[0]] for k in range(steps)]) > 1e-3  # it moved
-    assert contract.JOINT_STATES == 'joint_states'
+                task.step(_action(task_name, episode, step))
+    arm = FETCH_ARM if task_name != 'mbrl_pusher' else PUSHER_ARM
+    assert set(arm) <= set(expected.names)
+    first_joint = expected.names.index(arm[0])
+    assert np.ptp([seen[(0, k)].position[first_joint] for k in range(steps)]) > 1e-3  # moved
 
 
 @pytest.mark.integration
 def test_publish_joint_states_false_turns_the_topic_off():
-    probe = JointProbe()
+    probe = JointProbe('push')
     code, output, publishers = _run_bridge(probe, 1, 'publish_joint_states:=false')
     assert code == 0, output
-    assert len(probe.observations) >= task_spec(TASK).max_episode_steps + 1  # it ran
+    assert len(probe.observations) >= task_spec('push').max_episode_steps + 1  # it ran
     assert publishers == 0 and probe.joints == []
