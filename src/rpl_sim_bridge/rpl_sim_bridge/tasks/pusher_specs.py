@@ -29,17 +29,12 @@ never be below 0.048 m.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from rpl_interfaces.params import build_config, describe
-from rpl_sim_bridge.tasks.registry import TaskSpec, register_task
-from rpl_sim_bridge.tasks.specs import SimulatorUnavailableError
-
-if TYPE_CHECKING:
-    from rpl_sim_bridge.tasks.pusher import PusherTask
+from rpl_sim_bridge.tasks.registry import SimulatedTaskFactory, TaskSpec, register_task
 
 PUSHER_JOINTS = (
     'r_shoulder_pan_joint',
@@ -194,29 +189,15 @@ PUSHER_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
 defaults of :class:`PusherTaskConfig`)."""
 
 
-class _BuildPusherTask:
-    """Factory of one pusher task: imports the MuJoCo task module on the first build."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, **overrides: Any) -> PusherTask:
-        try:
-            pusher = importlib.import_module('rpl_sim_bridge.tasks.pusher')
-        except ImportError as exc:
-            raise SimulatorUnavailableError(
-                f'task {self.name!r} cannot be simulated here: {exc} (the pusher task needs '
-                'mujoco and gymnasium; its spec does not)'
-            ) from exc
-        return pusher.make_pusher_task(self.name, **overrides)
-
-    def __repr__(self) -> str:
-        return f'make_pusher_task({self.name!r}, ...)'
+PUSHER_SIMULATOR = 'mujoco and gymnasium'
+"""What the simulated pusher task needs, for the error where it is missing."""
 
 
 for _name, (_description, _defaults) in PUSHER_TASKS.items():
     register_task(
         _name,
         pusher_spec(_name, _description, build_config(PusherTaskConfig, _defaults)),
-        _BuildPusherTask(_name),
+        SimulatedTaskFactory(
+            _name, 'rpl_sim_bridge.tasks.pusher', 'make_pusher_task', PUSHER_SIMULATOR
+        ),
     )
