@@ -1,0 +1,142 @@
+"""CachedPETS: the actions PETS chose at states it visited, looked up by nearest neighbour.
+
+The RPL paper's fast stand-in for PETS on MBRLPusher: PETS is run on-policy and its action
+stored at each visited state (``tools/train_pets.py cache`` stores 500); at run time the
+controller returns the stored action of the cached state nearest to the observation
+(Euclidean distance over the raw observation). Brute force: one ``(B, N)`` distance matrix,
+``N <= 1000`` in practice. Numpy only; stateless (a pure function of the observation).
+
+Cache file (``.npz``, :data:`CACHE_VERSION`): ``states (N, D)``, ``actions (N, A)``,
+``version``, ``command`` (what made it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+
+from rpl_base_controllers.pets import (
+    ModelFileError,
+    _check_version,
+    _open_npz,
+    check_fixed_goal_batch,
+    default_data_file,
+)
+from rpl_interfaces.params import describe
+
+CACHE_VERSION = 1
+"""Layout version of the cache file this module reads."""
+DEFAULT_CACHE_FILE = 'cached_pets_pusher_v1.npz'
+"""The shipped cache of the mbrl_pusher task (in ``rpl_base_controllers/data``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedPETSConfig:
+    """The cache file and how much of it to use."""
+
+    cache_file: str = dataclasses.field(
+        default='',
+        metadata=describe(
+            f"cache .npz of PETS's states and actions ('' = the shipped {DEFAULT_CACHE_FILE}); "
+            'made by tools/train_pets.py cache'
+        ),
+    )
+    cache_size: int = dataclasses.field(
+        default=0,
+        metadata=describe('use the first k cached entries (0 = all)', range=(0, 10_000_000)),
+    )
+
+
+def load_cache(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str]:
+    """Read a cache file: ``states (N, D)`` float64, ``actions (N, A)`` float64, command.
+
+    Raises:
+        ModelFileError: Missing, unreadable, another version, missing entries, shapes that
+            do not fit, no entries or non-finite values (one line naming the file).
+    """
+    with _open_npz(path, 'CachedPETS cache') as data:
+        _check_version(path, data, CACHE_VERSION, 'CachedPETS cache')
+        try:
+            states = np.asarray(data['states'], np.float64)
+            actions = np.asarray(data['actions'], np.float64)
+            command = str(data['command'])
+        except KeyError as exc:
+            raise ModelFileError(f'CachedPETS cache {path}: missing entry {exc}') from None
+    if states.ndim != 2 or actions.ndim != 2 or len(states) != len(actions) or not len(states):
+        raise ModelFileError(
+            f'CachedPETS cache {path}: states {states.shape} and actions {actions.shape} must '
+            'be (N, obs_dim) and (N, action_dim) with N >= 1'
+        )
+    if not (np.all(np.isfinite(states)) and np.all(np.isfinite(actions))):
+        raise ModelFileError(f'CachedPETS cache {path}: contains NaN or inf')
+    return states, actions, command
+
+
+class CachedPETS:
+    """Nearest-neighbour lookup of PETS's cached actions.
+
+    Args:
+        config: Cache file and size.
+        name: Registry name.
+        obs_dim: Required observation size, or None to take the cache's.
+        action_dim: Required action size, or None to take the cache's.
+    """
+
+    def __init__(
+        self,
+        config: CachedPETSConfig,
+        name: str = 'cached_pets',
+        obs_dim: int | None = None,
+        action_dim: int | None = None,
+    ) -> None:
+        path = config.cache_file or default_data_file(DEFAULT_CACHE_FILE)
+        states, actions, self.command = load_cache(path)
+        if (obs_dim, action_dim) != (None, None) and (
+            (obs_dim or states.shape[1], action_dim or actions.shape[1])
+            != (states.shape[1], actions.shape[1])
+        ):
+            raise ModelFileError(
+                f'CachedPETS cache {path}: states of size {states.shape[1]} and actions of '
+                f'size {actions.shape[1]}, the task needs {obs_dim} and {action_dim}'
+            )
+        if config.cache_size:
+            states, actions = states[: config.cache_size], actions[: config.cache_size]
+        self.name = name
+        self.states, self.actions = states, actions
+        self._sq_norms = np.einsum('nd,nd->n', states, states)  # (N,)
+
+    def reset(self) -> None:
+        """Nothing to reset (a pure function of the observation)."""
+
+    def __call__(self, observation: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        """Action for one step: ``(D,)``, ``(0,)`` -> ``(A,)``."""
+        observation = np.asarray(observation, dtype=np.float64)
+        if observation.ndim != 1:
+            raise ValueError(
+                f'observation must have shape ({self.states.shape[1]},), got {observation.shape}'
+            )
+        return self.act_batch(observation[None], np.asarray(desired_goal)[None])[0]
+
+    def act_batch(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Cached actions of the nearest states: ``(B, D)``, ``(B, 0)`` -> ``(B, A)``."""
+        observations = check_fixed_goal_batch(observations, goals, self.states.shape[1])
+        return self.actions[self.nearest(observations)].copy()
+
+    def nearest(self, observations: np.ndarray) -> np.ndarray:
+        """Index ``(B,)`` of the nearest cached state (Euclidean) of each ``(B, D)`` row."""
+        # |s - o|^2 = |s|^2 - 2 s.o + |o|^2; the last term does not change the argmin.
+        scores = self._sq_norms[None, :] - 2.0 * observations @ self.states.T  # (B, N)
+        return np.argmin(scores, axis=1)
+
+
+def cache_arrays(states: Any, actions: Any, command: str) -> dict[str, np.ndarray]:
+    """The entries of a cache file (for ``np.savez``)."""
+    return {
+        'version': np.int64(CACHE_VERSION),
+        'command': np.str_(command),
+        'states': np.asarray(states, np.float64),
+        'actions': np.asarray(actions, np.float64),
+    }
