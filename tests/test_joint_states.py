@@ -136,6 +136,39 @@ def test_reading_joint_states_leaves_the_episode_bit_identical():
     np.testing.assert_array_equal(plain.get_state(), read.get_state())
 
 
+def test_bridge_core_reads_the_joints_once_per_state_and_hands_over_those_of_o_t():
+    from rpl_sim_bridge.bridge import SimBridge, SimBridgeConfig
+
+    task = make_task('push')
+    reads = []
+    read = task.joint_state
+    task.joint_state = lambda: reads.append(1) or read()  # counts, then the real read
+    bridge = SimBridge(task, task.spec, SimBridgeConfig(seed=5, episodes=2))
+    replay = make_task('push')
+    replay.reset(seed=5)
+    bridge.begin(now=0.0)
+    steps = task.spec.max_episode_steps
+    for step in range(steps):
+        np.testing.assert_array_equal(bridge.joint_state().position, replay.joint_state().position)
+        action = _action('push', 0, step)
+        assert bridge.offer_command(0, step, action, now=0.0) is None
+        outcome = bridge.advance(now=0.0)
+        replay.step(action)
+    assert outcome.result is not None and not outcome.finished
+    end = replay.joint_state()
+    np.testing.assert_array_equal(outcome.terminal_joints.position, end.position)
+    replay.reset(seed=6)  # episode 1 began right after o_T, from the initial arm pose
+    np.testing.assert_array_equal(bridge.joint_state().position, replay.joint_state().position)
+    assert np.abs(end.position - replay.joint_state().position).max() > 0.05  # o_T's own
+    assert len(reads) == 1 + steps + 1  # resets and steps, never twice per state
+    off = make_task('push')
+    quiet = SimBridge(off, off.spec, SimBridgeConfig(episodes=1, publish_joint_states=False))
+    quiet.begin(now=0.0)
+    for _ in range(steps):
+        outcome = quiet.advance(now=0.0)
+    assert quiet.joint_state() is None and outcome.terminal_joints is None
+
+
 def test_joint_index_names_an_unnamed_joint_and_skips_free_and_ball_joints():
     model = mujoco.MjModel.from_xml_string(
         '<mujoco><worldbody>'
