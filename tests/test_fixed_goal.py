@@ -1,7 +1,8 @@
 """A fixed-goal task (no goal fields) end to end without MuJoCo: its spec, the observation
 layout, the zero controller, an actor exported with goal_dim 0, the ONNX loader, the
 in-process policy, the residual mixer and the residual node process over DDS; a model with
-goals on its stream is refused, and so is training the task (its reward needs no goals)."""
+goals on its stream is refused, and so is training the task while its spec declares no
+step reward (test_fixed_goal_training.py trains one that does)."""
 
 from __future__ import annotations
 
@@ -147,14 +148,14 @@ def test_a_model_with_goals_on_a_fixed_goal_stream_is_refused_with_one_line(tmp_
     assert level == 'error' and '\n' not in line and 'fixed goal' in line
 
 
-def test_the_trainer_refuses_a_fixed_goal_task_in_one_line():
+def test_the_trainer_refuses_a_fixed_goal_task_without_a_step_reward_in_one_line():
     from rpl_trainer.problem import registered_problem
 
     with pytest.raises(ValueError) as info:
         registered_problem(SPEC.name, 'zero')
     assert str(info.value) == (
-        f"task '{SPEC.name}' has no goal (fixed-goal task, goal_dim 0); HER and the trainer's "
-        'reward need one: the trainer learns goal tasks only'
+        f"task '{SPEC.name}' has a fixed goal (goal_dim 0) but declares no step_reward: the "
+        'trainer learns a fixed-goal task from its dense reward of a transition'
     )
     with pytest.raises(ValueError, match='has a fixed goal .*not functions of goals$'):
         SPEC.reward(np.zeros((2, 0)), np.zeros((2, 0)))

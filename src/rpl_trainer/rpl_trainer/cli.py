@@ -330,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
         default='steps',
         help='horizontal axis: env steps (default) or wall-clock minutes of the runs',
     )
+    plot.add_argument(
+        '--metric',
+        choices=('success', 'return'),
+        default='success',
+        help='vertical axis: eval success rate (default) or mean eval return (fixed-goal tasks)',
+    )
     plot.add_argument('--force', action='store_true', help='replace --out if it exists already')
     return parser
 
@@ -374,9 +380,14 @@ def _train(args: argparse.Namespace) -> int:
         return 128 + exc.signum
     base = result.base_success_rate
     base_text = 'n/a' if base is None else f'{base:.3f}'
+    returns = ''
+    if result.mean_return is not None:
+        base_return = 'n/a' if result.base_return is None else f'{result.base_return:.4g}'
+        returns = f', return {result.mean_return:.4g} (base {base_return})'
     print(
         f'{result.out_dir}: {result.env_steps} env steps in {result.wall_s:.1f} s, '
-        f'eval success {result.success_rate:.3f} (base {base_text}); model {result.onnx_path}'
+        f'eval success {result.success_rate:.3f} (base {base_text}){returns}; '
+        f'model {result.onnx_path}'
     )
     if result.actor_frozen:
         print(
@@ -396,7 +407,9 @@ def _plot(args: argparse.Namespace) -> int:
     from rpl_trainer.plot import PlotError, plot_runs
 
     try:
-        path = plot_runs(args.runs, args.out, title=args.title, force=args.force, x=args.x)
+        path = plot_runs(
+            args.runs, args.out, title=args.title, force=args.force, x=args.x, metric=args.metric
+        )
     except PlotError as exc:
         raise CliError(str(exc)) from exc
     print(f'wrote {path}')

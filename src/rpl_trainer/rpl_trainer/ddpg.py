@@ -6,7 +6,10 @@ Losses (baselines HER conventions):
     critic: mean (Q(o, g, u) - y)^2
     actor:  -mean Q(o, g, pi(o, g)) + action_l2 * mean pi(o, g)^2
 
-where u, pi are tanh-space actions. During the RPL burn-in only the critic learns.
+where u, pi are tanh-space actions. During the RPL burn-in only the critic learns. The
+clip assumes the sparse goal rewards in [-1, 0]; a fixed-goal task's dense rewards (e.g.
+the pusher's -(1.25 |object - goal|_1 + ...) per step, below -1) leave the target
+unclipped: y = r + gamma * Q'(o', pi'(o')) (``clip_target`` False).
 """
 
 from __future__ import annotations
@@ -192,13 +195,19 @@ class DDPGAgent:
         dims: Task sizes.
         config: Hyperparameters (network size, learning rates, clips, burn-in, ...).
         episode_steps: Episode length T (for gamma = 1 - 1/T and the target clip).
+        clip_target: Clip the critic's targets to [-1 / (1 - gamma), 0], the range of
+            returns of rewards in [-1, 0] (the sparse goal rewards); False for dense
+            rewards of any size (:attr:`rpl_trainer.her.TransitionReward.sparse`).
     """
 
-    def __init__(self, dims: Dims, config: TrainConfig, episode_steps: int) -> None:
+    def __init__(
+        self, dims: Dims, config: TrainConfig, episode_steps: int, clip_target: bool = True
+    ) -> None:
         self.dims = dims
         self.config = config
         self.gamma = config.resolved_gamma(episode_steps)
         self.clip_return = 1.0 / (1.0 - self.gamma)
+        self.clip_target = clip_target
         net = dict(
             hidden=config.hidden_size,
             layers=config.hidden_layers,
@@ -291,13 +300,16 @@ class DDPGAgent:
         # parameters, their gradients and the optimiser state stay float32.
         bf16 = self.update_precision == 'bfloat16'
         autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16)
-        # Targets y = clip(r + gamma * Q'(o', g, pi'(o', g)), -1 / (1 - gamma), 0), (B,).
+        # Targets y = clip(r + gamma * Q'(o', g, pi'(o', g)), -1 / (1 - gamma), 0), (B,)
+        # (unclipped for dense rewards).
         with torch.no_grad(), autocast:
             # The next transition's previous frame is the current observation.
             next_prev = obs if two_frame else None
             next_action = self.actor_target(next_obs, goal, next_prev)
             next_q = self.critic_target(next_obs, goal, next_action, next_prev).float()
-            target = torch.clamp(reward + self.gamma * next_q, -self.clip_return, 0.0)
+            target = reward + self.gamma * next_q
+            if self.clip_target:
+                target = torch.clamp(target, -self.clip_return, 0.0)
         # Critic: mean (Q(o, g, u) - y)^2.
         with autocast:
             q = self.critic(obs, goal, action, prev).float()

@@ -3,7 +3,11 @@
 Episodes are stored whole (fixed length T, no early termination, as in the Fetch tasks), so
 relabelling needs only indices: a transition (episode e, step t) may take as its goal the
 achieved goal of any later step t' in [t + 1, T] of episode e. Rewards are recomputed by an
-injected pure, batched reward function (the task's ``compute_reward``), never by a live env.
+injected pure, batched reward of the sampled transition (:class:`TransitionReward`), never
+by a live env: for a goal task the sparse reward of the next achieved goal and the (maybe
+relabelled) goal (:class:`GoalReward`), for a fixed-goal task (goal width 0, nothing to
+relabel) the dense reward of the next observation and the executed action
+(:class:`StepReward`).
 
 Shape example used in the comments: E stored episodes, T = 50 steps, B = 256 samples,
 obs_dim = 25, goal_dim = 3, action_dim = 4.
@@ -11,8 +15,9 @@ obs_dim = 25, goal_dim = 3, action_dim = 4.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -24,6 +29,58 @@ RewardFn = Callable[[np.ndarray, np.ndarray, Any], np.ndarray]
 
 BaseFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """base(observation (B, obs_dim), desired_goal (B, goal_dim)) -> base action (B, action_dim)."""
+
+
+class TransitionReward:
+    """The reward of sampled transitions, pure and batched: the sampler's one reward path.
+
+    ``reward(next_obs (B, obs_dim), next_achieved_goal (B, goal_dim), goal (B, goal_dim),
+    executed (B, action_dim)) -> (B,)``: o_{t+1}, its achieved goal, the transition's goal
+    (relabelled or original) and the executed action a_t in action units.
+    """
+
+    sparse: ClassVar[bool]
+    """Rewards are 0 or -1 (so returns lie in [-1 / (1 - gamma), 0] and the critic's
+    targets may be clipped there); False for dense rewards of any size."""
+
+    def __call__(
+        self,
+        next_obs: np.ndarray,
+        next_achieved_goal: np.ndarray,
+        goal: np.ndarray,
+        executed: np.ndarray,
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class GoalReward(TransitionReward):
+    """A goal task's sparse reward ``fn(achieved_goal_{t+1}, goal, None)`` (the task's
+    ``compute_reward`` / ``TaskSpec.reward``: -1 or 0)."""
+
+    fn: RewardFn
+    sparse: ClassVar[bool] = True
+
+    def __call__(self, next_obs, next_achieved_goal, goal, executed) -> np.ndarray:
+        return self.fn(next_achieved_goal, goal, None)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepReward(TransitionReward):
+    """A fixed-goal task's dense reward ``fn(o_{t+1}, a_t)`` of the next observation and the
+    executed action (``TaskSpec.transition_reward``); the goal (width 0) is not used."""
+
+    fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    sparse: ClassVar[bool] = False
+
+    def __call__(self, next_obs, next_achieved_goal, goal, executed) -> np.ndarray:
+        return self.fn(next_obs, executed)
+
+
+def transition_reward(reward: RewardFn | TransitionReward) -> TransitionReward:
+    """``reward`` itself if it is a :class:`TransitionReward`, else a goal task's reward
+    function of goals wrapped as :class:`GoalReward`."""
+    return reward if isinstance(reward, TransitionReward) else GoalReward(reward)
 
 
 class EpisodeBatch(NamedTuple):
@@ -54,7 +111,8 @@ class Transitions(NamedTuple):
     """(B, action_dim) tanh-space action u_t (recomputed for relabelled goals when
     goal-consistent)."""
     reward: np.ndarray
-    """(B,) reward_fn(achieved_goal_{t+1}, goal)."""
+    """(B,) the sampler's :class:`TransitionReward` of the transition (goal tasks:
+    reward_fn(achieved_goal_{t+1}, goal))."""
     next_obs: np.ndarray
     """(B, obs_dim) o_{t+1}."""
 
@@ -63,22 +121,24 @@ class HerSampler:
     """Samples transitions with 'future' relabelling from stored episodes.
 
     Args:
-        reward_fn: The task's pure batched reward function.
-        future_p: Probability of relabelling a sampled transition (k = 4: 0.8).
+        reward_fn: The reward of sampled transitions (:class:`TransitionReward`), or a goal
+            task's pure batched reward function of goals (taken as :class:`GoalReward`).
+        future_p: Probability of relabelling a sampled transition (k = 4: 0.8; a fixed-goal
+            task has nothing to relabel: its goals have width 0).
         base_fn: Batched base controller, only for goal-consistent relabelling.
         scale: Residual scale, only for goal-consistent relabelling.
     """
 
     def __init__(
         self,
-        reward_fn: RewardFn,
+        reward_fn: RewardFn | TransitionReward,
         future_p: float,
         base_fn: BaseFn | None = None,
         scale: float = 1.0,
     ) -> None:
         if not 0.0 <= future_p <= 1.0:
             raise ValueError(f'future_p must be in [0, 1], got {future_p}')
-        self.reward_fn = reward_fn
+        self.reward = transition_reward(reward_fn)
         self.future_p = future_p
         self.base_fn = base_fn
         self.scale = scale
@@ -110,14 +170,17 @@ class HerSampler:
             action[relabel] = self._consistent_action(
                 obs[relabel], goal[relabel], episodes.executed[ep[relabel], t[relabel]]
             )
-        reward = self.reward_fn(episodes.achieved_goal[ep, t + 1], goal, None)
+        next_obs = episodes.obs[ep, t + 1]  # (B, obs_dim)
+        reward = self.reward(
+            next_obs, episodes.achieved_goal[ep, t + 1], goal, episodes.executed[ep, t]
+        )
         return Transitions(
             obs=obs.astype(np.float32),
             prev_obs=episodes.obs[ep, np.maximum(t - 1, 0)].astype(np.float32),
             goal=goal.astype(np.float32),
             action=action.astype(np.float32),
             reward=np.asarray(reward, np.float32).reshape(batch_size),
-            next_obs=episodes.obs[ep, t + 1].astype(np.float32),
+            next_obs=next_obs.astype(np.float32),
         )
 
     def _future_steps(

@@ -9,9 +9,11 @@ One gradient step (:meth:`Learner.update`), top to bottom:
 
 1. sample: B transitions uniformly from the stored episodes; with probability
    ``future_p`` a transition's goal is replaced by an achieved goal of a later step of
-   its episode (HER 'future'), its reward recomputed by the task's pure reward function
-   (:meth:`rpl_trainer.her.HerSampler.sample`);
-2. targets: y = clip(r + gamma * Q'(o', g, pi'(o', g)), -1 / (1 - gamma), 0);
+   its episode (HER 'future'), its reward recomputed by the task's pure reward of the
+   transition (:meth:`rpl_trainer.her.HerSampler.sample`; a fixed-goal task: goals of
+   width 0, nothing relabelled, the dense reward of (o_{t+1}, executed a_t));
+2. targets: y = clip(r + gamma * Q'(o', g, pi'(o', g)), -1 / (1 - gamma), 0) (the clip
+   only for the sparse goal rewards);
 3. critic loss: mean (Q(o, g, u) - y)^2, one Adam step;
 4. actor loss: -mean Q(o, g, pi(o, g)) + action_l2 * mean pi^2, one Adam step, skipped
    while the RPL burn-in lasts (critic only; :class:`rpl_trainer.ddpg.BurnIn`);
@@ -39,7 +41,15 @@ from rpl_trainer.checkpoint import CheckpointError, load_learner_checkpoint
 from rpl_trainer.config import TrainConfig, config_differences, make_config
 from rpl_trainer.ddpg import DDPGAgent, UpdateStats
 from rpl_trainer.export import export_onnx
-from rpl_trainer.her import BaseFn, EpisodeBatch, HerSampler, ReplayBuffer, RewardFn
+from rpl_trainer.her import (
+    BaseFn,
+    EpisodeBatch,
+    HerSampler,
+    ReplayBuffer,
+    RewardFn,
+    TransitionReward,
+    transition_reward,
+)
 from rpl_trainer.networks import Dims
 
 NOT_LEARNER_FIELDS = frozenset(
@@ -97,22 +107,26 @@ class UpdateDebt:
 
 
 class Learner:
-    """DDPG + HER (residual) on whole stored episodes of the task's length.
+    """DDPG + HER (residual) on whole stored episodes of the task's length; for a fixed-goal
+    task plain DDPG (residual) on its dense reward (goals of width 0, nothing relabelled).
 
     Args:
         config: Hyperparameters.
         dims: Observation, goal and action sizes.
         episode_steps: The task's episode length T: gamma = 1 - 1/T (unless set) and the
             buffer stores T transitions per episode (observations o_0 .. o_T).
-        reward_fn: The task's pure batched reward function (for HER).
+        reward_fn: The reward of sampled transitions
+            (:attr:`rpl_trainer.problem.Problem.transition_reward`), or a goal task's pure
+            batched reward function of goals (for HER). Its ``sparse`` decides whether the
+            critic's targets are clipped.
         base_fn: The batched base controller; needed (and only used) when goal-consistent
             HER recomputes RPL residuals for relabelled goals.
         updates_per_transition: Rate of the update debt (default: the config's
             ``updates_per_env_step``).
 
     Raises:
-        ValueError: No steps, goal-consistent HER for RPL without ``base_fn``, or an
-            ``algo`` other than :attr:`only_algo`.
+        ValueError: No steps, goal-consistent HER for RPL without ``base_fn`` or for a
+            fixed-goal task (goal_dim 0), or an ``algo`` other than :attr:`only_algo`.
     """
 
     only_algo: str | None = None
@@ -123,7 +137,7 @@ class Learner:
         config: TrainConfig,
         dims: Dims,
         episode_steps: int,
-        reward_fn: RewardFn,
+        reward_fn: RewardFn | TransitionReward,
         base_fn: BaseFn | None = None,
         updates_per_transition: float | None = None,
     ) -> None:
@@ -134,6 +148,11 @@ class Learner:
         if episode_steps < 1:
             raise ValueError(f'episodes need at least 1 step, got {episode_steps}')
         consistent = config.goal_consistent_her and config.algo == 'rpl'
+        if consistent and dims.goal_dim == 0:
+            raise ValueError(
+                'goal-consistent HER relabels goals, and a fixed-goal task (goal_dim 0) has '
+                'none: set goal_consistent_her false'
+            )
         if consistent and base_fn is None:
             raise ValueError('goal-consistent HER needs the base controller (base_fn)')
         self.config = config
@@ -145,10 +164,11 @@ class Learner:
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         """Batch sampling, normaliser samples and (``rpl train``) exploration draws."""
-        self.agent = DDPGAgent(dims, config, episode_steps)
+        reward = transition_reward(reward_fn)
+        self.agent = DDPGAgent(dims, config, episode_steps, clip_target=reward.sparse)
         self.buffer = ReplayBuffer(dims, episode_steps, config.buffer_size)
         self.sampler = HerSampler(
-            reward_fn, config.future_p, base_fn if consistent else None, config.residual_scale
+            reward, config.future_p, base_fn if consistent else None, config.residual_scale
         )
         if updates_per_transition is None:
             updates_per_transition = config.updates_per_env_step

@@ -35,6 +35,20 @@ METRIC_COLUMNS = (
     'charts/env_steps_per_s',
     'charts/updates_per_s',
 )
+"""The columns of every run's file; a fixed-goal run's has ``eval/return`` too
+(:func:`row_columns`)."""
+
+RETURN_COLUMN = 'eval/return'
+"""Mean evaluation return of a fixed-goal task, after ``eval/success_rate`` in its rows."""
+
+
+def row_columns(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """The columns of a row: :data:`METRIC_COLUMNS`, with :data:`RETURN_COLUMN` after the
+    success rate when the row has one (goal tasks' files stay as they were)."""
+    if RETURN_COLUMN not in row:
+        return METRIC_COLUMNS
+    at = METRIC_COLUMNS.index('eval/success_rate') + 1
+    return (*METRIC_COLUMNS[:at], RETURN_COLUMN, *METRIC_COLUMNS[at:])
 
 
 class Accumulator:
@@ -76,14 +90,14 @@ def _fmt(value: Any) -> Any:
 
 
 def append_row(path: pathlib.Path, row: Mapping[str, Any]) -> None:
-    """Append ``row`` (every column of :data:`METRIC_COLUMNS`) to ``path``, with the header
+    """Append ``row`` (every column of :func:`row_columns`) to ``path``, with the header
     when the file is new."""
     new_file = not path.exists()
     with path.open('a', newline='') as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=row_columns(row))
         if new_file:
             writer.writeheader()
-        writer.writerow({k: _fmt(row[k]) for k in METRIC_COLUMNS})
+        writer.writerow({k: _fmt(row[k]) for k in row_columns(row)})
 
 
 def truncate_metrics(path: pathlib.Path, env_steps: int) -> None:
@@ -96,12 +110,14 @@ def truncate_metrics(path: pathlib.Path, env_steps: int) -> None:
     if not path.is_file():
         return
     with path.open(newline='') as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        columns = reader.fieldnames or METRIC_COLUMNS
     kept = [row for row in rows if int(row['env_steps']) <= env_steps]
     if len(kept) == len(rows):
         return
     with path.open('w', newline='') as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(kept)
 
@@ -118,8 +134,10 @@ def read_metrics(path: str | pathlib.Path) -> dict[str, np.ndarray]:
 
 __all__: Sequence[str] = (
     'METRIC_COLUMNS',
+    'RETURN_COLUMN',
     'Accumulator',
     'append_row',
     'read_metrics',
+    'row_columns',
     'truncate_metrics',
 )

@@ -29,6 +29,9 @@ class RunningNormalizer:
 
     def update(self, samples: np.ndarray) -> None:
         """Add samples of shape (batch, dim) (any leading shape that flattens to it)."""
+        if self.dim == 0:  # a fixed-goal task's goals (..., 0): only counted
+            self.count += int(np.prod(np.shape(samples)[:-1]))
+            return
         flat = np.asarray(samples, np.float64).reshape(-1, self.dim)
         self.total += flat.sum(axis=0)
         self.total_sq += np.square(flat).sum(axis=0)

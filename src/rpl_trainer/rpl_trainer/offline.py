@@ -35,7 +35,9 @@ class OfflineLearner(Learner):
     def for_task(
         cls, config: TrainConfig, updates_per_transition: float | None = None
     ) -> OfflineLearner:
-        """Learner for ``config.task`` with the task's sizes, length and reward."""
+        """Learner for ``config.task`` with the task's sizes, length and reward of a sampled
+        transition (a goal task's sparse reward of goals, a fixed-goal task's dense
+        ``TaskSpec.step_reward``: :attr:`rpl_trainer.problem.Problem.transition_reward`)."""
         from rpl_trainer.problem import registered_problem
 
         problem = registered_problem(config.task, config.controller, config.controller_params)
@@ -44,7 +46,7 @@ class OfflineLearner(Learner):
             config,
             problem.dims,
             int(problem.spec.max_episode_steps),
-            problem.reward_fn,
+            problem.transition_reward,
             base_fn,
             updates_per_transition,
         )

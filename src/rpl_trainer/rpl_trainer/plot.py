@@ -2,10 +2,11 @@
 
 Each group (RPL, Scratch, Expert Explore) shows the mean over its runs (seeds) and the
 min-max spread; a dashed 'Initial' line marks the base controller's success, averaged over
-the runs' ``base_eval.json``. Runs of one learner whose configs differ in more than the
-seed and the bookkeeping fields (budget, evaluation interval, ...) are separate groups,
-labelled with the differing settings (e.g. ``RPL, greedy_envs=1``): only seeds of one
-configuration are averaged.
+the runs' ``base_eval.json``. ``metric='return'`` draws the mean evaluation return of
+fixed-goal tasks instead (``eval/return``, the paper's MBRLPusher curves). Runs of one
+learner whose configs differ in more than the seed and the bookkeeping fields (budget,
+evaluation interval, ...) are separate groups, labelled with the differing settings (e.g.
+``RPL, greedy_envs=1``): only seeds of one configuration are averaged.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from rpl_trainer.run_dir import BASE_EVAL_FILE, CONFIG_FILE, METRICS_FILE
 LABELS = {'rpl': 'RPL', 'scratch': 'Scratch', 'expert_explore': 'Expert Explore'}
 COLORS = {'rpl': 'tab:blue', 'scratch': 'tab:orange', 'expert_explore': 'tab:green'}
 SUCCESS = 'eval/success_rate'
+
+METRICS = {
+    'success': (SUCCESS, 'Success rate', (-0.02, 1.02)),
+    'return': ('eval/return', 'Return', None),
+}
+"""``rpl plot --metric``: metrics column, axis label and vertical limits (None: automatic)."""
 
 
 # Config fields that never make two runs different learners.
@@ -68,24 +75,26 @@ X_AXES = {
 
 
 def _load_run(
-    run: pathlib.Path, x: str = 'steps'
+    run: pathlib.Path, x: str = 'steps', metric: str = 'success'
 ) -> tuple[dict, np.ndarray, np.ndarray, float | None]:
-    """(config, x values (K,), success (K,), base success or None) of one run directory;
-    x is env steps or wall-clock minutes (:data:`X_AXES`)."""
+    """(config, x values (K,), metric (K,), the base's metric or None) of one run directory;
+    x is env steps or wall-clock minutes (:data:`X_AXES`), the metric the success rate or
+    the return (:data:`METRICS`)."""
     for name in (CONFIG_FILE, METRICS_FILE):
         if not (run / name).is_file():
             raise PlotError(f'{run} is not a run directory: {name} is missing')
     config = json.loads((run / CONFIG_FILE).read_text())
     metrics = read_metrics(run / METRICS_FILE)
     column, scale, _ = X_AXES[x]
-    steps, success = metrics.get(column), metrics.get(SUCCESS)
+    name = METRICS[metric][0]
+    steps, success = metrics.get(column), metrics.get(name)
     if steps is None or success is None or not np.isfinite(success).any():
-        raise PlotError(f'{run / METRICS_FILE} has no {SUCCESS} values yet')
+        raise PlotError(f'{run / METRICS_FILE} has no {name} values yet')
     steps = steps * scale
     keep = np.isfinite(success)
     base = None
     if (run / BASE_EVAL_FILE).is_file():
-        base = json.loads((run / BASE_EVAL_FILE).read_text()).get(SUCCESS)
+        base = json.loads((run / BASE_EVAL_FILE).read_text()).get(name)
     return config, steps[keep], success[keep], base
 
 
@@ -116,8 +125,9 @@ def plot_runs(
     title: str | None = None,
     force: bool = False,
     x: str = 'steps',
+    metric: str = 'success',
 ) -> pathlib.Path:
-    """Draw the success curves of run directories into an image file.
+    """Draw the success (or return) curves of run directories into an image file.
 
     Args:
         runs: Run directories written by ``rpl train``.
@@ -126,6 +136,8 @@ def plot_runs(
         force: Replace ``out`` if it exists (else that is an error, found before plotting).
         x: Horizontal axis, ``'steps'`` (env steps) or ``'minutes'`` (wall-clock of the
             runs, from their metrics' ``wall_s``: compare runs that shared one machine).
+        metric: Vertical axis, ``'success'`` (success rate) or ``'return'`` (mean
+            evaluation return, written by fixed-goal tasks only).
 
     Returns:
         The image path.
@@ -147,7 +159,7 @@ def plot_runs(
     for run in map(pathlib.Path, runs):
         if not run.is_dir():
             raise PlotError(f'run directory {run} does not exist')
-        loaded.append(_load_run(run, x))
+        loaded.append(_load_run(run, x, metric))
     groups: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     keys = variant_keys([config for config, *_ in loaded])
     for key, (_, steps, success, _) in zip(keys, loaded, strict=True):
@@ -178,8 +190,10 @@ def plot_runs(
     if bases:
         axes.axhline(np.mean(bases), color='black', linestyle='--', label='Initial')
     axes.set_xlabel(X_AXES[x][2])
-    axes.set_ylabel('Success rate')
-    axes.set_ylim(-0.02, 1.02)
+    _, label, limits = METRICS[metric]
+    axes.set_ylabel(label)
+    if limits is not None:
+        axes.set_ylim(*limits)
     axes.set_title(title or ', '.join(sorted(tasks)))
     axes.grid(alpha=0.3)
     # Below the axes: inside, a long legend (labelled variants) hides the curves.

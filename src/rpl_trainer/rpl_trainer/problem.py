@@ -1,6 +1,11 @@
 """What ``rpl train`` (and the offline learner) needs to know about a task: sizes, picklable
-environment factories, the pure HER reward and the batched base controller
-(:class:`Problem`), built for a registered task and controller by :func:`registered_problem`.
+environment factories, the pure reward of a sampled transition and the batched base
+controller (:class:`Problem`), built for a registered task and controller by
+:func:`registered_problem`.
+
+Two kinds of task train: goal tasks (sparse reward of goals, recomputed for HER's
+relabelled goals) and fixed-goal tasks (``goal_dim`` 0) that declare the dense reward of a
+transition (``TaskSpec.step_reward``); :func:`check_trainable_task` refuses the rest.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rpl_trainer.her import BaseFn, RewardFn
+from rpl_trainer.her import BaseFn, GoalReward, RewardFn, StepReward, TransitionReward
 from rpl_trainer.networks import Dims
 from rpl_trainer.rollout import EnvFactory, RegisteredEnv
 
@@ -25,20 +30,64 @@ class Problem:
         spec: Task spec (dims, ``max_episode_steps``, ``action_low``/``action_high``,
             ``distance_threshold``, ``name``).
         env_factory: ``env_factory(with_controller) -> EnvFactory`` (picklable factories).
-        reward_fn: Pure batched reward for HER (the task's ``TaskSpec.reward``).
+        reward_fn: A goal task's pure batched reward of goals for HER (its
+            ``TaskSpec.reward``); None for a fixed-goal task (its reward is the spec's
+            ``transition_reward``).
         make_base_fn: Builds a batched, stateless base ``(B, obs), (B, goal) -> (B, A)`` for
             goal-consistent HER; None when there is no controller.
     """
 
     spec: Any
     env_factory: Callable[[bool], EnvFactory]
-    reward_fn: RewardFn
+    reward_fn: RewardFn | None
     make_base_fn: Callable[[], BaseFn] | None = None
 
     @property
     def dims(self) -> Dims:
         """Observation, goal and action sizes."""
         return Dims(self.spec.obs_dim, self.spec.goal_dim, self.spec.action_dim)
+
+    @property
+    def fixed_goal(self) -> bool:
+        """The task has no goal fields (``goal_dim`` 0): a dense reward, returns reported."""
+        return self.spec.goal_dim == 0
+
+    @property
+    def transition_reward(self) -> TransitionReward:
+        """The reward of a sampled transition the learner's sampler uses: a goal task's
+        :attr:`reward_fn` of (achieved goal o_{t+1}, goal), a fixed-goal task's
+        ``spec.transition_reward`` of (o_{t+1}, executed a_t).
+
+        Raises:
+            ValueError: See :func:`check_trainable_task`.
+        """
+        check_trainable_task(self.spec)
+        if self.fixed_goal:
+            return StepReward(self.spec.transition_reward)
+        return GoalReward(self.reward_fn)
+
+    def episode_scores(
+        self, obs: np.ndarray, executed: np.ndarray, success: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Success and return of N finished episodes.
+
+        Args:
+            obs: Observations o_0 .. o_T, (N, T + 1, obs_dim).
+            executed: Executed actions, (N, T, action_dim), action units.
+            success: The task's ``is_success`` at the last step, (N,).
+
+        Returns:
+            Success (N,) and, for a fixed-goal task, the return (N,): the sum over the T
+            steps of ``spec.transition_reward(o_{t+1}, a_t)`` (float64); its success is
+            ``spec.final_success(o_T)`` where the spec declares ``obs_success``, else the
+            task's. A goal task: ``success`` and None.
+        """
+        if not self.fixed_goal:
+            return success, None
+        rewards = self.spec.transition_reward(obs[:, 1:], executed)  # (N, T)
+        if self.spec.obs_success is not None:
+            success = self.spec.final_success(obs[:, -1])
+        return success, rewards.astype(np.float64).sum(axis=1)
 
 
 def _task_reward(achieved: np.ndarray, desired: np.ndarray, info: Any = None, *, spec: Any):
@@ -47,20 +96,21 @@ def _task_reward(achieved: np.ndarray, desired: np.ndarray, info: Any = None, *,
     return spec.reward(achieved, desired)
 
 
-def check_goal_task(spec: Any) -> None:
-    """Refuse a task the trainer cannot learn: one without goal fields (a fixed goal).
+def check_trainable_task(spec: Any) -> None:
+    """Refuse a task the trainer cannot learn: a fixed-goal task (no goal fields) that
+    declares no ``step_reward``.
 
-    The trainer's learners store goals and recompute every sampled transition's reward
-    from them (HER, also with ``future_p`` 0), so a fixed-goal task, whose reward is not a
-    function of goals, would be learned on a constant reward.
+    The learners recompute every sampled transition's reward from the stored episode: of
+    goals for a goal task, of (o_{t+1}, executed a_t) for a fixed-goal task, which needs
+    the task's pure dense reward ``TaskSpec.step_reward`` for that.
 
     Raises:
         ValueError: One line naming the task.
     """
-    if spec.goal_dim == 0:
+    if spec.goal_dim == 0 and getattr(spec, 'step_reward', None) is None:
         raise ValueError(
-            f'task {spec.name!r} has no goal (fixed-goal task, goal_dim 0); HER and the '
-            "trainer's reward need one: the trainer learns goal tasks only"
+            f'task {spec.name!r} has a fixed goal (goal_dim 0) but declares no step_reward: '
+            'the trainer learns a fixed-goal task from its dense reward of a transition'
         )
 
 
@@ -81,7 +131,8 @@ def registered_problem(task: str, controller: str | None, controller_params: str
 
     Raises:
         ValueError: Unknown task or controller (``UnknownTaskError`` /
-            ``UnknownControllerError``), a task without goals (:func:`check_goal_task`), a
+            ``UnknownControllerError``), a fixed-goal task without a step reward
+            (:func:`check_trainable_task`), a
             controller not meant for the task, or a bad controller parameter
             (``ParameterError``).
     """
@@ -89,7 +140,7 @@ def registered_problem(task: str, controller: str | None, controller_params: str
     from rpl_sim_bridge.tasks import task_spec
 
     spec = task_spec(task)
-    check_goal_task(spec)
+    check_trainable_task(spec)
     make_base_fn = None
     if controller is not None:
         info = controller_info(controller)
@@ -104,9 +155,9 @@ def registered_problem(task: str, controller: str | None, controller_params: str
         env_factory=lambda with_controller: RegisteredEnv(
             task, controller if with_controller else None, controller_params
         ),
-        reward_fn=functools.partial(_task_reward, spec=spec),
+        reward_fn=functools.partial(_task_reward, spec=spec) if spec.has_goal else None,
         make_base_fn=make_base_fn,
     )
 
 
-__all__: Sequence[str] = ('Problem', 'check_goal_task', 'registered_problem')
+__all__: Sequence[str] = ('Problem', 'check_trainable_task', 'registered_problem')

@@ -11,13 +11,16 @@ Layout::
                          SIGINT / SIGTERM
     DIR/actor.onnx       the residual model at the end of the run (docs/onnx_contract.md)
     DIR/best_actor.onnx  the model at the best periodic evaluation (the run's own
-                         evaluation seeds; `rpl eval` on held-out seeds judges it)
+                         evaluation seeds; `rpl eval` on held-out seeds judges it): of
+                         the highest success rate, for a fixed-goal task the highest
+                         mean return
     DIR/summary.json     final numbers
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 from collections.abc import Sequence
 from typing import Any
@@ -103,22 +106,31 @@ def write_base_eval(out_dir: pathlib.Path, result: dict[str, Any]) -> None:
     (out_dir / BASE_EVAL_FILE).write_text(json.dumps(result, indent=2) + '\n')
 
 
-def no_best() -> dict[str, float]:
-    """The best evaluation before any: every evaluation beats it."""
-    return {'eval/success_rate': -1.0, 'env_steps': -1}
+SUCCESS_METRIC = 'eval/success_rate'
+RETURN_METRIC = 'eval/return'
 
 
-def is_new_best(best: dict[str, float], success_rate: float) -> bool:
-    """Whether an evaluation's success rate beats the best so far (ties keep the earlier
-    model in best_actor.onnx)."""
-    return success_rate > best['eval/success_rate']
+def no_best(metric: str = SUCCESS_METRIC) -> dict[str, float]:
+    """The best evaluation before any: every evaluation beats it in ``metric`` (the success
+    rate, or a fixed-goal task's mean return)."""
+    if metric == SUCCESS_METRIC:
+        return {SUCCESS_METRIC: -1.0, 'env_steps': -1}
+    return {SUCCESS_METRIC: -1.0, metric: -math.inf, 'env_steps': -1}
+
+
+def is_new_best(best: dict[str, float], value: float, metric: str = SUCCESS_METRIC) -> bool:
+    """Whether an evaluation's ``metric`` (success rate or mean return) beats the best so
+    far (ties keep the earlier model in best_actor.onnx)."""
+    return value > best[metric]
 
 
 def write_summary(out_dir: pathlib.Path, summary: dict[str, Any], best: dict[str, float]) -> None:
     """Write summary.json: the run's final numbers, then its best evaluation and model."""
+    returns = {'best/return': best[RETURN_METRIC]} if RETURN_METRIC in best else {}
     summary = {
         **summary,
-        'best/success_rate': best['eval/success_rate'],
+        'best/success_rate': best[SUCCESS_METRIC],
+        **returns,
         'best/env_steps': best['env_steps'],
         'best_onnx': BEST_ONNX_FILE,
     }

@@ -13,6 +13,11 @@ Around the loop, each in its own module: the run directory (what is written wher
 when a directory is refused) :mod:`rpl_trainer.run_dir`; the metrics file
 :mod:`rpl_trainer.metrics`; stopping by SIGINT / SIGTERM :mod:`rpl_trainer.stop`; the task
 as the trainer sees it :mod:`rpl_trainer.problem`.
+
+A fixed-goal task (no goal fields, a dense reward per step, e.g. the pusher) trains on the
+same path with goals of width 0; its evaluations also report the mean return
+(``eval/return``: the sum of the step rewards over an episode), and its best model is the
+one of the highest return (a goal task's: of the highest success rate).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from rpl_trainer.metrics import Accumulator, append_row, truncate_metrics
 from rpl_trainer.problem import Problem, registered_problem
 from rpl_trainer.residual import ActionComposer
 from rpl_trainer.rollout import (
+    Rollout,
     RolloutAborted,
     StepBatch,
     VectorEnv,
@@ -64,6 +70,7 @@ from rpl_trainer.run_dir import (
 from rpl_trainer.stop import StopSignals, TrainingInterrupted
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
+SUCCESS, RETURN = 'eval/success_rate', 'eval/return'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +88,10 @@ class TrainResult:
     """Burn-in state at the end (:func:`burn_in_status`)."""
     actor_frozen: bool = False
     """The actor never left burn-in: the model is the zero residual (the base alone)."""
+    mean_return: float | None = None
+    """Final evaluation's mean return (fixed-goal tasks; None for goal tasks)."""
+    base_return: float | None = None
+    """The base controller's mean return (fixed-goal tasks, when measured)."""
 
 
 def burn_in_status(burn_in: BurnIn) -> str:
@@ -169,7 +180,13 @@ class Trainer:
         if consistent and problem.make_base_fn is None:
             raise ValueError('goal-consistent HER needs a base controller')
         base_fn = problem.make_base_fn() if consistent else None
-        self.learner = Learner(config, problem.dims, self.steps, problem.reward_fn, base_fn)
+        self.learner = Learner(
+            config, problem.dims, self.steps, problem.transition_reward, base_fn
+        )
+        self.select = RETURN if problem.fixed_goal else SUCCESS
+        """The evaluation metric that picks ``best_actor.onnx``: the success rate of a goal
+        task; the mean return of a fixed-goal task (dense reward: the return ranks models
+        that all fail, or all succeed, at the last step)."""
         self.env_steps = 0
         self.episodes = 0  # collected by this run (the learner counts what it stores)
         self.wall_s = 0.0
@@ -178,7 +195,7 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         # Best periodic evaluation so far (model selection on the training run's own
         # evaluation seeds, never on the held-out seeds of `rpl eval`).
-        self.best = no_best()
+        self.best = no_best(self.select)
         self.acc = Accumulator()
         self._row_clock = (0, 0, 0.0)  # env steps, updates, wall s at the last row
         self._stop = StopSignals()  # replaced by an active one while run() runs
@@ -210,12 +227,14 @@ class Trainer:
     def evaluate(
         self, env: VectorEnv, policy, episodes: int, abort: Callable[[], bool] | None = None
     ) -> dict[str, float]:
-        """Success rate and mean final distance over the fixed evaluation seeds.
+        """Success rate and mean final distance over the fixed evaluation seeds; for a
+        fixed-goal task also the mean return (``eval/return``,
+        :meth:`rpl_trainer.problem.Problem.episode_scores`).
 
         Raises:
             RolloutAborted: ``abort`` returned True.
         """
-        successes, distances = [], []
+        successes, distances, returns = [], [], []
         index = 0
         while index < episodes:
             seeds = [
@@ -223,13 +242,24 @@ class Trainer:
             ]
             rollout = collect_episodes(env, policy, seeds, self.steps, abort=abort)
             take = min(env.num_envs, episodes - index)
-            successes.extend(rollout.success[:take])
+            success, episode_return = self._scores(rollout)
+            successes.extend(success[:take])
             distances.extend(rollout.final_distance[:take])
+            if episode_return is not None:
+                returns.extend(episode_return[:take])
             index += take
-        return {
-            'eval/success_rate': float(np.mean(successes)),
+        result = {
+            SUCCESS: float(np.mean(successes)),
             'eval/mean_final_distance': float(np.mean(distances)),
         }
+        if returns:
+            result[RETURN] = float(np.mean(returns))
+        return result
+
+    def _scores(self, rollout: Rollout) -> tuple[np.ndarray, np.ndarray | None]:
+        """Success (N,) and, for a fixed-goal task, return (N,) of a rollout's episodes."""
+        episodes = rollout.episodes
+        return self.problem.episode_scores(episodes.obs, episodes.executed, rollout.success)
 
     # ---- learning -------------------------------------------------------------------
 
@@ -255,7 +285,7 @@ class Trainer:
         self.learner.store(rollout.episodes)
         self.env_steps += n * self.steps
         self.episodes += n
-        self.acc.successes += float(rollout.success.sum())
+        self.acc.successes += float(self._scores(rollout)[0].sum())
         self.acc.episodes += n
 
     # ---- bookkeeping ----------------------------------------------------------------
@@ -330,7 +360,7 @@ class Trainer:
                 config.controller,
                 residual_scale=float(self.composer.scale),
                 training_steps=self.env_steps,
-                eval_success=self.last_eval.get('eval/success_rate'),
+                eval_success=self.last_eval.get(SUCCESS),
             ),
             metadata={
                 'algo': config.algo,
@@ -341,20 +371,25 @@ class Trainer:
         )
 
     def _keep_best(self) -> None:
-        """Export ``best_actor.onnx`` when this evaluation beats every earlier one."""
-        success = self.last_eval['eval/success_rate']
-        if is_new_best(self.best, success):
+        """Export ``best_actor.onnx`` when this evaluation beats every earlier one (in
+        :attr:`select`)."""
+        if is_new_best(self.best, self.last_eval[self.select], self.select):
             self._export(BEST_ONNX_FILE)
-            self.best = {'eval/success_rate': success, 'env_steps': self.env_steps}
+            best = {SUCCESS: self.last_eval[SUCCESS]}
+            if RETURN in self.last_eval:
+                best[RETURN] = self.last_eval[RETURN]
+            self.best = {**best, 'env_steps': self.env_steps}
 
     def _checkpoint(self) -> None:
         path = self.out_dir / CHECKPOINT_FILE
         save_learner_checkpoint(path, TRAIN_RUN, self.learner.state_dict(), **self._run_state())
 
-    def _base_eval(self) -> float | None:
+    def _base_eval(self) -> dict[str, Any] | None:
+        """The base controller's evaluation (saved by an earlier start, or run now), or
+        None when there is none."""
         saved = read_base_eval(self.out_dir)
         if saved is not None:
-            return saved.get('eval/success_rate')
+            return saved
         episodes = self.config.base_eval_episodes
         if episodes == 0 or self.problem.make_base_fn is None:
             return None
@@ -371,7 +406,7 @@ class Trainer:
                 env.close()
         result.update(episodes=episodes, controller=self.config.controller)
         write_base_eval(self.out_dir, result)
-        return result['eval/success_rate']
+        return result
 
     # ---- the run --------------------------------------------------------------------
 
@@ -394,7 +429,9 @@ class Trainer:
     def _report(self, bar: tqdm) -> None:
         """Show the last evaluation and where burn-in stands (after every cycle)."""
         row = self.last_eval
-        parts = [f'eval {_show(row.get("eval/success_rate"))}']
+        parts = [f'eval {_show(row.get(SUCCESS))}']
+        if RETURN in row:
+            parts.append(f'return {_show(row[RETURN])}')
         status = burn_in_status(self.learner.agent.burn_in)
         if status:
             parts.append(status)
@@ -416,9 +453,10 @@ class Trainer:
         if not self._lines:
             return
         status = burn_in_status(self.learner.agent.burn_in)
+        mean_return = f', return {_show(row[RETURN])}' if RETURN in row else ''
         print(
             f'rpl train: {self.env_steps}/{self.config.total_env_steps} env steps, '
-            f'{self.wall_s:.0f} s, eval success {_show(row.get("eval/success_rate"))}, '
+            f'{self.wall_s:.0f} s, eval success {_show(row.get(SUCCESS))}{mean_return}, '
             f'critic loss {_show(row.get("losses/critic"))}' + (f', {status}' if status else ''),
             file=sys.stderr,
             flush=True,
@@ -503,10 +541,10 @@ class Trainer:
             )
             bar = self._progress_bar()
             clock = time.perf_counter() - self.wall_s
-            base_success = None
+            base = None
             try:
                 if not self._stop.requested:
-                    base_success = self._base_eval()
+                    base = self._base_eval()
                 finished = not self._stop.requested and self._loop(bar, clock)
             except RolloutAborted:
                 finished = False
@@ -524,20 +562,27 @@ class Trainer:
                 )
             onnx_path = self._export(ONNX_FILE)
             burn_in = self.learner.agent.burn_in
+            base = base or {}
             result = TrainResult(
                 out_dir=self.out_dir,
                 env_steps=self.env_steps,
-                success_rate=self.last_eval['eval/success_rate'],
-                base_success_rate=base_success,
+                success_rate=self.last_eval[SUCCESS],
+                base_success_rate=base.get(SUCCESS),
                 onnx_path=onnx_path,
                 wall_s=self.wall_s,
                 burn_in=burn_in_status(burn_in),
                 actor_frozen=burn_in.active,
+                mean_return=self.last_eval.get(RETURN),
+                base_return=base.get(RETURN),
             )
+            returns = {}
+            if result.mean_return is not None:
+                returns = {RETURN: result.mean_return, 'base/return': result.base_return}
             summary = {
                 'env_steps': result.env_steps,
                 'eval/success_rate': result.success_rate,
-                'base/success_rate': base_success,
+                **returns,
+                'base/success_rate': result.base_success_rate,
                 'wall_s': round(result.wall_s, 3),
                 'updates': self.learner.agent.updates,
                 'update_precision': self.learner.agent.update_precision,
