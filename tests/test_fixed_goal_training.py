@@ -133,42 +133,51 @@ def test_goal_consistent_her_is_refused_for_a_fixed_goal_task_in_one_line():
     )
 
 
-def test_the_offline_learner_of_the_trainer_node_learns_from_fixed_goal_records():
+def test_the_trainer_nodes_assembler_and_learner_learn_from_fixed_goal_episodes():
+    """The live path of the trainer node: stack messages of a fixed-goal stream (no goal
+    fields) -> EpisodeAssembler -> OfflineLearner.for_task, rewards from the spec."""
     from rpl_interfaces import contract
-    from rpl_trainer.episodes import EpisodeRecord
+    from rpl_interfaces.codec import StampedVector
+    from rpl_trainer.assembler import EpisodeAssembler
     from rpl_trainer.offline import OfflineLearner
 
     config = make_config(
         {'task': DENSE_NAME, 'controller': 'zero', 'hidden_size': 16, 'batch_size': 32}
     )
     learner = OfflineLearner.for_task(config, updates_per_transition=0.05)
-    assert not learner.agent.clip_target and learner.sampler.reward.fn == (
-        DENSE_SPEC.transition_reward
-    )
+    assert not learner.agent.clip_target
+    assert learner.sampler.reward.fn == DENSE_SPEC.transition_reward
     steps = DENSE_SPEC.max_episode_steps
     episodes = tagged_pusher_episodes(2, steps)
-    result = contract.EpisodeResult(0, False, 0.0, 0.0, steps, 0, 0)
-    records = [
-        EpisodeRecord(
-            episode=i,
-            observation=episodes.obs[i].astype(np.float64),
-            achieved_goal=np.zeros((steps + 1, 0)),
-            desired_goal=np.zeros((steps, 0)),
-            base_action=np.zeros((steps, 7)),
-            command=episodes.executed[i].astype(np.float64),
-            result=result,
-        )
-        for i in range(2)
-    ]
+    layout = contract.split_observation_fields(
+        contract.observation_fields(DENSE_SPEC.obs_fields, DENSE_SPEC.goal_fields)
+    )
+    assembler = EpisodeAssembler(layout, steps, DENSE_SPEC.action_fields)
+    records = []
+    for ep in range(2):
+        messages = []
+        for k in range(steps):
+            messages += [
+                (contract.OBSERVATION, episodes.obs[ep, k], DENSE_NAME),
+                (contract.BASE_ACTION, np.zeros(7), 'zero'),
+                (contract.COMMAND, episodes.executed[ep, k], 'residual'),
+            ]
+        terminal = contract.terminal_tag(DENSE_NAME)
+        messages.append((contract.OBSERVATION, episodes.obs[ep, steps], terminal))
+        result = contract.EpisodeResult(ep, False, 0.0, -1.0, steps, 0, 0).as_vector()
+        messages.append((contract.EPISODE, result, DENSE_NAME))
+        for i, (topic, values, tag) in enumerate(messages):
+            k = min(i // 3, steps)
+            stamped = StampedVector(ep, k, np.asarray(values, np.float64), 1000 * i, tag)
+            records += assembler.add(topic, stamped)
+    assert [r.episode for r in records] == [0, 1] and records[0].desired_goal.shape == (steps, 0)
     assert learner.add(records) == 2 * steps
     before = [p.clone() for p in learner.agent.critic.parameters()]
     learner.debt.add(2 * steps)  # as the trainer node does for stored transitions
     stats = learner.pay_debt()
     assert len(stats) == 10 and all(np.isfinite(s.critic_loss) for s in stats)
-    assert any(
-        not torch.equal(a, b)
-        for a, b in zip(before, learner.agent.critic.parameters(), strict=True)
-    )
+    critic = learner.agent.critic.parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(before, critic, strict=True))
     batch = learner.buffer.sample(learner.sampler, 64, np.random.default_rng(0))
     ep, t = batch.obs[:, 0].astype(int), batch.obs[:, 1].astype(int)
     expected = DENSE_SPEC.transition_reward(episodes.obs[ep, t + 1], episodes.executed[ep, t])
