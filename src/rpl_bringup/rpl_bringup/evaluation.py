@@ -266,6 +266,22 @@ def evaluate_parallel(
     )
 
 
+def task_residual_config(spec: Any) -> Any:
+    """The residual mixing rule of the stack of ``spec``'s task: the node's defaults with
+    the commands clipped to the task's action bounds (as the sim bridge applies them and the
+    trainer composes them; e.g. mbrl_pusher's torques in [-2, 2] N m, not the Fetch +-1).
+
+    Args:
+        spec: The task's :class:`rpl_sim_bridge.tasks.registry.TaskSpec`.
+
+    Returns:
+        A :class:`rpl_residual_node.mixing.ResidualConfig`.
+    """
+    from rpl_residual_node.mixing import ResidualConfig
+
+    return ResidualConfig(action_low=spec.action_low, action_high=spec.action_high)
+
+
 def evaluate_model(
     task: str,
     controller: str,
@@ -290,7 +306,11 @@ def evaluate_model(
 
         spec = task_spec(task)
         policy = ResidualPolicy.from_file(
-            model_path, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, action_dim=spec.action_dim
+            model_path,
+            task_residual_config(spec),
+            obs_dim=spec.obs_dim,
+            goal_dim=spec.goal_dim,
+            action_dim=spec.action_dim,
         )
         check_identity_of(policy, task, controller, model_path, allow_model_mismatch)
     return evaluate(

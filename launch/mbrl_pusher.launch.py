@@ -1,0 +1,31 @@
+"""MBRLPusher stack: the PETS 7-DOF arm pushes a cylinder to a FIXED goal on the table (no
+goal fields: the observation stream carries the 20 observation entries only), with the
+CachedPETS base controller (PETS's actions at the states it visited, nearest neighbour) and
+a learned residual. 7 joint torques in [-2, 2] N m, T = 150 steps, dense reward: results
+are returns (the monitor's and `rpl bag eval`'s episode_return). The sim bridge also
+publishes the arm's joints on joint_states.
+
+controller:=pets plans through its ensemble with CEM at every step: tens of ms per step on
+a laptop CPU, about the task's 40 ms control period (4 x 0.01 s), so run it with
+mode:=lockstep; cached_pets is a table look-up.
+
+Three nodes in one namespace: sim_bridge (required), base_controller and residual_node
+(both respawn; a crash loop ends the launch), with monitor:=true an episode monitor,
+with record:=true bag:=PATH a bag recorder. A bad launch argument (controller not
+registered for the task, seed not an integer, ...) stops the launch before any node starts.
+Parameters: config/sim_bridge.yaml, config/base_controller.yaml,
+config/residual_node.yaml, then config/mbrl_pusher.yaml, then
+the launch arguments.
+
+Run (full ROS 2 install):  ros2 launch rpl_bringup mbrl_pusher.launch.py episodes:=20
+Run (pip install only):    rpl launch rpl_bringup mbrl_pusher.launch.py episodes:=20
+Launch arguments:          controller, model_path, episodes, mode, seed, namespace,
+                           monitor, results, record, bag
+                           (`rpl launch rpl_bringup mbrl_pusher.launch.py --show-args`)
+"""
+
+from rpl_bringup.stack_launch import stack_launch_description
+
+
+def generate_launch_description():
+    return stack_launch_description(task='mbrl_pusher', default_controller='cached_pets')

@@ -1,0 +1,204 @@
+"""The MBRLPusher stack: mbrl_pusher.launch.py with config/mbrl_pusher.yaml, a fixed-goal
+task (no goal fields on the observation stream: goal_dim 0) with 7 torques in [-2, 2] N m.
+
+Fast checks of the files, then one short recorded lockstep run (2 episodes of 150 steps)
+through ``rpl launch`` with the zero base controller (the launch file's default, cached_pets,
+is another helper's; ``controller:=zero`` keeps this test independent of it), a tiny residual
+exported through the trainer's export path (:func:`rpl_trainer.export.export_onnx`, goal_dim
+0), the episode monitor and the bag recorder. Checked: every command came from the
+residual, the bag holds the 20 observation fields and nothing else, replaying the model on
+it gives every command exactly, commands use the task's whole torque range (beyond the Fetch
++-1), ``rpl bag eval`` reports the monitor's episodes (success and return), and the
+episodes equal the in-process ones (:func:`rpl_bringup.evaluation.evaluate_model`, the
+``rpl eval --model`` path) of the same model and seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+from helpers import LAUNCH, plan_rpl_launch
+
+from rpl_bags import bag_cli
+from rpl_bags.bag_replay import replay_model
+from rpl_bags.recorded import load_run
+from rpl_base_controllers.registry import available_controllers
+from rpl_bringup.evaluation import evaluate_model, task_residual_config
+from rpl_residual_node.policy import ResidualPolicy
+from rpl_sim_bridge.tasks import make_task, task_spec
+from rpl_sim_bridge.tasks.pusher_specs import PUSHER_OBS_FIELDS
+
+TASK = 'mbrl_pusher'
+DEFAULT_CONTROLLER = 'cached_pets'  # the launch file's default
+CONTROLLER = 'zero'  # what the run uses
+EPISODES, SEED = 2, 3
+STEPS = 150
+
+
+def test_the_config_file_sets_the_task_and_the_torque_range(repo_root):
+    params = yaml.safe_load((repo_root / 'config' / f'{TASK}.yaml').read_text())
+    assert params['/**/sim_bridge']['ros__parameters'] == {'task': TASK}
+    assert params['/**/base_controller']['ros__parameters'] == {'task': TASK}
+    residual = params['/**/residual_node']['ros__parameters']
+    spec = task_spec(TASK)
+    # The node clips commands to the task's bounds (as the sim bridge and the trainer do),
+    # the same rule the in-process evaluation uses.
+    mixing = task_residual_config(spec)
+    assert (mixing.action_low, mixing.action_high) == (spec.action_low, spec.action_high)
+    assert residual == {
+        'residual_limit': 2.0,
+        'residual_gain': 1.0,
+        'action_low': spec.action_low,
+        'action_high': spec.action_high,
+    }
+    assert (spec.action_low, spec.action_high) == (-2.0, 2.0)
+    launch_file = repo_root / 'launch' / f'{TASK}.launch.py'
+    text = launch_file.read_text()
+    call = f"stack_launch_description(task='{TASK}', default_controller='{DEFAULT_CONTROLLER}')"
+    assert call in text
+    package = repo_root / 'src' / 'rpl_bringup'
+    assert (package / 'launch' / launch_file.name).resolve() == launch_file.resolve()
+    assert (package / 'config' / f'{TASK}.yaml').is_file()
+
+
+def test_the_launch_file_plans_the_stack_of_its_task(repo_root):
+    plans = {p.name: p for p in plan_rpl_launch(f'{TASK}.launch.py', controller=CONTROLLER)}
+    assert list(plans) == ['sim_bridge', 'base_controller', 'residual_node']
+    for plan in plans.values():
+        assert plan.node.parameter_files[-1] == str(repo_root / 'config' / f'{TASK}.yaml')
+    assert plans['base_controller'].node.parameters['controller'] == CONTROLLER
+    if DEFAULT_CONTROLLER in available_controllers():
+        default = {p.name: p for p in plan_rpl_launch(f'{TASK}.launch.py')}
+        assert default['base_controller'].node.parameters['controller'] == DEFAULT_CONTROLLER
+
+
+def tiny_model(path: pathlib.Path) -> pathlib.Path:
+    """A one-frame actor with fixed random weights and no goal input, exported as the
+    trainer exports it; normalised around episode 0's first observation (std 0.1), so its
+    residual moves the arm and reaches past +-1 N m, but does not saturate everywhere."""
+    import torch
+
+    from rpl_trainer.export import export_onnx, task_identity
+    from rpl_trainer.networks import Actor, Dims
+
+    spec = task_spec(TASK)
+    torch.manual_seed(0)
+    actor = Actor(
+        Dims(spec.obs_dim, spec.goal_dim, spec.action_dim),
+        16,
+        2,
+        obs_clip=200.0,
+        norm_clip=5.0,
+        zero_last=False,
+    )
+    first, _ = make_task(TASK).reset(seed=SEED)
+    actor.obs_norm.set_stats(first['observation'], np.full(spec.obs_dim, 0.1))
+    identity = task_identity(spec, CONTROLLER, residual_scale=2.0)
+    return export_onnx(actor, path, scale=2.0, identity=identity)
+
+
+class StackRun:
+    """The recorded launch: model, bag, the monitor's JSON and the launch output."""
+
+    def __init__(self, folder: pathlib.Path) -> None:
+        self.model = tiny_model(folder / 'actor.onnx')
+        self.bag = folder / 'bag'
+        results = folder / 'monitor.json'
+        done = subprocess.run(
+            [
+                *LAUNCH,
+                f'{TASK}.launch.py',
+                f'episodes:={EPISODES}',
+                f'seed:={SEED}',
+                f'controller:={CONTROLLER}',
+                f'model_path:={self.model}',
+                'mode:=lockstep',
+                'command_timeout:=1.0',  # equivalence, not latency (loaded 2-core machine)
+                'monitor:=true',
+                f'results:={results}',
+                'record:=true',
+                f'bag:={self.bag}',
+                f'namespace:=/pushertest_{os.getpid()}',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        self.output = done.stdout + done.stderr
+        assert done.returncode == 0, self.output
+        self.monitor = json.loads(results.read_text())
+
+
+@pytest.fixture(scope='module')
+def stack_run(tmp_path_factory) -> StackRun:
+    return StackRun(tmp_path_factory.mktemp('pusher_stack'))
+
+
+@pytest.mark.integration
+def test_the_stack_runs_its_episodes_on_the_residual(stack_run):
+    assert task_spec(TASK).max_episode_steps == STEPS
+    episodes = stack_run.monitor['episodes']
+    assert [
+        (e['episode'], e['steps'], e['fallback_base'], e['fallback_zero']) for e in episodes
+    ] == [(i, STEPS, 0, 0) for i in range(EPISODES)], stack_run.output
+    assert set(stack_run.monitor['base_actions']['tags']) == {CONTROLLER}
+    # (the monitor's tally is best effort; the bag test checks every command's source)
+    assert set(stack_run.monitor['commands']['tags']) == {'residual'}
+    assert set(stack_run.monitor['observations']['tags']) == {TASK}
+    assert 'bag_recorder stopped (code 0)' in stack_run.output
+
+
+@pytest.mark.integration
+def test_the_bag_holds_the_20_fields_and_replays_every_command(stack_run):
+    run = load_run(stack_run.bag)
+    assert run.problems == ()
+    assert run.task == TASK
+    assert run.layout.observation_fields == PUSHER_OBS_FIELDS == task_spec(TASK).obs_fields
+    assert (run.layout.obs_dim, run.layout.goal_dim) == (20, 0)
+    assert len(run.episodes) == EPISODES
+    for episode in run.episodes:
+        assert episode.observation.values.shape == (STEPS, 20)  # no goal columns
+        assert np.all(episode.observation.present) and episode.terminal is not None
+        assert set(episode.command.tags) == {'residual'}
+        # The node clipped to the task's torque range, not to the Fetch +-1.
+        commands = np.abs(episode.command.values)
+        assert commands.max() > 1.2 and commands.max() <= 2.0
+    policy = ResidualPolicy.from_file(str(stack_run.model), task_residual_config(task_spec(TASK)))
+    report = replay_model(run, policy)
+    assert report.steps == EPISODES * STEPS
+    assert float(report.max_abs_diff.max()) == 0.0
+    assert report.candidate_residual > 0.1
+
+
+@pytest.mark.integration
+def test_rpl_bag_eval_reports_the_live_run(stack_run, tmp_path, capsys):
+    out = tmp_path / 'eval.json'
+    args = ['eval', str(stack_run.bag), '--json', str(out), '--png', str(tmp_path / 'e.png')]
+    assert bag_cli.main(args) == 0
+    assert f'{TASK} run in ' in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result['task'] == TASK
+    live = stack_run.monitor['episodes']
+    assert [(e['success'], e['episode_return']) for e in result['episodes']] == [
+        (e['success'], e['episode_return']) for e in live
+    ]
+    assert result['summary']['steps'] == result['summary']['residual_steps'] == EPISODES * STEPS
+
+
+@pytest.mark.integration
+def test_the_stack_episodes_equal_the_in_process_ones(stack_run):
+    local = evaluate_model(TASK, CONTROLLER, EPISODES, SEED, str(stack_run.model))
+    live = stack_run.monitor['episodes']
+    assert [bool(e['success']) for e in live] == local.successes
+    np.testing.assert_allclose(
+        [e['episode_return'] for e in live], local.returns, rtol=0, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        [e['final_distance'] for e in live], local.final_distances, rtol=0, atol=1e-9
+    )
