@@ -8,14 +8,17 @@ Both sides run the same N seeded episodes (episode i is reset with seed + i):
   processes over DDS, plus the episode monitor), run by the project's launch runner.
 
 Lockstep makes the stack deterministic, so every episode should end at the same final
-distance (to float rounding) on both sides. Prints both success rates with their Wilson
-95 % intervals, the mean final distances, the number of episodes whose results differ
-(success, or final distance by more than --tolerance m), the stack's fallbacks (a step the
+distance and return (to float rounding) on both sides. Prints both success rates with their
+Wilson 95 % intervals, the mean final distances and returns, the number of episodes whose
+results differ (success, final distance by more than --tolerance m, or return by more than
+--return-tolerance: for a fixed-goal task such as mbrl_pusher, whose results are returns of
+its dense reward, the return is the result that counts), the stack's fallbacks (a step the
 bridge applied without the residual's command: the usual cause of a difference) and the
 wall times; writes results/ros_vs_inprocess_<task>.json.
 
 Run: ``.venv/bin/python benchmarks/ros_vs_inprocess.py --model models/<name>/actor.onnx
 [--task slippery_push] [--controller reactive_push] [--episodes 100] [--seed 0]``
+(a fixed-goal task, e.g. ``--task mbrl_pusher --controller zero``, runs the same way)
 (``--model none``: the base controller alone on both sides.)
 """
 
@@ -35,6 +38,7 @@ from rpl_bringup.evaluation import EvalResult, evaluate_model
 
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / 'results'
 TOLERANCE_M = 1e-9  # final distances closer than this count as equal, m
+RETURN_TOLERANCE = 1e-9  # episode returns closer than this count as equal (reward units)
 
 
 def in_process(task: str, controller: str, model: str, episodes: int, seed: int) -> EvalResult:
@@ -82,21 +86,24 @@ def through_ros(
     }
 
 
-def compare(local: EvalResult, ros: dict, tolerance_m: float) -> dict:
+def compare(
+    local: EvalResult, ros: dict, tolerance_m: float, return_tolerance: float = RETURN_TOLERANCE
+) -> dict:
     """Episode-by-episode comparison of the two sides.
 
     Returns:
-        ``differing``: episode ids whose success or final distance (beyond ``tolerance_m``)
-        differ, or that the stack did not report; ``max_abs_distance_difference`` (m);
+        ``differing``: episode ids whose success, final distance (beyond ``tolerance_m``)
+        or return (beyond ``return_tolerance``) differ, or that the stack did not report;
+        ``max_abs_distance_difference`` (m); ``max_abs_return_difference``;
         ``with_fallbacks``: episode ids in which the bridge applied a fallback;
         ``differing_without_fallback``: differing episodes that had no fallback (a real
         discrepancy between the two code paths, not a timing effect).
     """
     reported = {e['episode']: e for e in ros['data']['episodes']}
     fallbacks = sorted(i for i, e in reported.items() if e['fallback_base'] or e['fallback_zero'])
-    differing, differences = [], []
-    for i, (success, distance) in enumerate(
-        zip(local.successes, local.final_distances, strict=True)
+    differing, differences, return_differences = [], [], []
+    for i, (success, distance, episode_return) in enumerate(
+        zip(local.successes, local.final_distances, local.returns, strict=True)
     ):
         episode = reported.get(i)
         if episode is None:
@@ -104,12 +111,19 @@ def compare(local: EvalResult, ros: dict, tolerance_m: float) -> dict:
             continue
         difference = abs(episode['final_distance'] - distance)
         differences.append(difference)
-        if bool(episode['success']) != success or difference > tolerance_m:
+        return_difference = abs(episode['episode_return'] - episode_return)
+        return_differences.append(return_difference)
+        if (
+            bool(episode['success']) != success
+            or difference > tolerance_m
+            or return_difference > return_tolerance
+        ):
             differing.append(i)
     return {
         'differing': differing,
         'differing_without_fallback': [i for i in differing if i not in fallbacks],
         'max_abs_distance_difference': float(max(differences, default=float('nan'))),
+        'max_abs_return_difference': float(max(return_differences, default=float('nan'))),
         'with_fallbacks': fallbacks,
     }
 
@@ -122,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--episodes', type=int, default=100)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--tolerance', type=float, default=TOLERANCE_M, help='m')
+    parser.add_argument(
+        '--return-tolerance', type=float, default=RETURN_TOLERANCE, help='reward units'
+    )
     parser.add_argument(
         '--command-timeout',
         type=float,
@@ -143,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         args.task, args.controller, model, args.episodes, args.seed, args.command_timeout
     )
     summary = summary_from_dict(ros['data'])
-    diff = compare(local, ros, args.tolerance)
+    diff = compare(local, ros, args.tolerance, args.return_tolerance)
+    ros_returns = [e['episode_return'] for e in ros['data']['episodes']]
+    ros_mean_return = sum(ros_returns) / len(ros_returns) if ros_returns else float('nan')
 
     result = {
         'task': args.task,
@@ -152,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         'episodes': args.episodes,
         'seed': args.seed,
         'tolerance_m': args.tolerance,
+        'return_tolerance': args.return_tolerance,
         'cpu_count': os.cpu_count(),
         'in_process': {
             'success_rate': local.success_rate,
@@ -160,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             'wall_s': local_wall_s,
             'successes': local.successes,
             'final_distances': local.final_distances,
+            'mean_return': local.mean_return,
+            'returns': local.returns,
         },
         'ros': {
             'episodes_reported': summary.episodes,
@@ -174,12 +196,15 @@ def main(argv: list[str] | None = None) -> int:
             'command_sources': ros['data']['commands']['tags'],
             'successes': [bool(e['success']) for e in ros['data']['episodes']],
             'final_distances': [e['final_distance'] for e in ros['data']['episodes']],
+            'mean_return': ros_mean_return,
+            'returns': ros_returns,
             'log_dir': ros['log_dir'],
         },
         'differing_episodes': diff['differing'],
         'differing_without_fallback': diff['differing_without_fallback'],
         'episodes_with_fallbacks': diff['with_fallbacks'],
         'max_abs_distance_difference': diff['max_abs_distance_difference'],
+        'max_abs_return_difference': diff['max_abs_return_difference'],
     }
     out = pathlib.Path(args.out or RESULTS / f'ros_vs_inprocess_{args.task}.json')
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,21 +217,24 @@ def main(argv: list[str] | None = None) -> int:
         f'{args.task} / {label}: {args.episodes} episodes, '
         f'seeds {args.seed}..{args.seed + args.episodes - 1}'
     )
-    print(f'  {"":12}{"success (95% CI)":26}{"mean final distance":22}wall time')
+    print(f'  {"":12}{"success (95% CI)":26}{"mean final distance":22}{"mean return":14}wall time')
     print(
         f'  {"in-process":12}{f"{local.success_rate:.3f} ({lo:.3f}-{hi:.3f})":26}'
-        f'{f"{local.mean_final_distance:.4f} m":22}{local_wall_s:.1f} s'
+        f'{f"{local.mean_final_distance:.4f} m":22}{f"{local.mean_return:.3f}":14}'
+        f'{local_wall_s:.1f} s'
     )
     print(
         f'  {"ROS stack":12}{f"{summary.success_rate:.3f} ({rlo:.3f}-{rhi:.3f})":26}'
-        f'{f"{summary.mean_final_distance:.4f} m":22}{ros["wall_s"]:.1f} s including '
+        f'{f"{summary.mean_final_distance:.4f} m":22}{f"{ros_mean_return:.3f}":14}'
+        f'{ros["wall_s"]:.1f} s including '
         f'start-up ({ros["loop_steps_per_s"]:.0f} steps/s in the loop)'
     )
     print(
         f'  episodes that differ: {len(diff["differing"])} of {args.episodes} '
         f'{diff["differing"][:20]}, {len(diff["differing_without_fallback"])} of them '
         f'without a fallback; max |final distance difference| '
-        f'{diff["max_abs_distance_difference"]:.2e} m'
+        f'{diff["max_abs_distance_difference"]:.2e} m, max |return difference| '
+        f'{diff["max_abs_return_difference"]:.2e}'
     )
     print(
         f'  stack fallbacks: base {summary.fallback_base}, zero {summary.fallback_zero} '
