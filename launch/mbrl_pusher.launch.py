@@ -5,9 +5,10 @@ a learned residual. 7 joint torques in [-2, 2] N m, T = 150 steps, dense reward:
 are returns (the monitor's and `rpl bag eval`'s episode_return). The sim bridge also
 publishes the arm's joints on joint_states.
 
-controller:=pets plans through its ensemble with CEM at every step: tens of ms per step on
-a laptop CPU, about the task's 40 ms control period (4 x 0.01 s), so run it with
-mode:=lockstep; cached_pets is a table look-up.
+controller:=pets plans with CEM through its ensemble at every step: tens of ms per step,
+against the task's 40 ms control period (4 x 0.01 s); run it with mode:=lockstep (the sim
+bridge waits for every base action), not in real time. cached_pets is a nearest-neighbour
+look-up in a table of 500 of PETS's (state, action) pairs.
 
 Three nodes in one namespace: sim_bridge (required), base_controller and residual_node
 (both respawn; a crash loop ends the launch), with monitor:=true an episode monitor,
