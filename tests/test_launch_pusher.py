@@ -18,17 +18,18 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 
 import numpy as np
 import pytest
 import yaml
-from helpers import LAUNCH, plan_rpl_launch
+from helpers import LAUNCH, plan_rpl_launch, stop_process
 
 from rpl_bags import bag_cli
 from rpl_bags.bag_replay import replay_model
 from rpl_bags.recorded import load_run
-from rpl_base_controllers.registry import available_controllers
+from rpl_base_controllers.registry import available_controllers, make_controller
 from rpl_bringup.evaluation import evaluate_model, task_residual_config
 from rpl_residual_node.policy import ResidualPolicy
 from rpl_sim_bridge.tasks import make_task, task_spec
@@ -39,6 +40,17 @@ DEFAULT_CONTROLLER = 'cached_pets'  # the launch file's default
 CONTROLLER = 'zero'  # what the run uses
 EPISODES, SEED = 2, 3
 STEPS = 150
+
+
+def default_controller_missing() -> str | None:
+    """Why the launch file's default controller cannot run here (None: it can)."""
+    if DEFAULT_CONTROLLER not in available_controllers():
+        return f'controller {DEFAULT_CONTROLLER!r} is not registered yet (`rpl list controllers`)'
+    try:
+        make_controller(DEFAULT_CONTROLLER, task=TASK)
+    except ValueError as exc:  # e.g. its shipped cache file is not there yet
+        return f'controller {DEFAULT_CONTROLLER!r} cannot be built: {exc}'
+    return None
 
 
 def test_the_config_file_sets_the_task_and_the_torque_range(repo_root):
@@ -78,7 +90,7 @@ def test_the_launch_file_plans_the_stack_of_its_task(repo_root):
         assert default['base_controller'].node.parameters['controller'] == DEFAULT_CONTROLLER
 
 
-def tiny_model(path: pathlib.Path) -> pathlib.Path:
+def tiny_model(path: pathlib.Path, controller: str = CONTROLLER) -> pathlib.Path:
     """A one-frame actor with fixed random weights and no goal input, exported as the
     trainer exports it; normalised around episode 0's first observation (std 0.1), so its
     residual moves the arm and reaches past +-1 N m, but does not saturate everywhere."""
@@ -99,45 +111,80 @@ def tiny_model(path: pathlib.Path) -> pathlib.Path:
     )
     first, _ = make_task(TASK).reset(seed=SEED)
     actor.obs_norm.set_stats(first['observation'], np.full(spec.obs_dim, 0.1))
-    identity = task_identity(spec, CONTROLLER, residual_scale=2.0)
+    identity = task_identity(spec, controller, residual_scale=2.0)
     return export_onnx(actor, path, scale=2.0, identity=identity)
 
 
 class StackRun:
-    """The recorded launch: model, bag, the monitor's JSON and the launch output."""
+    """One recorded launch: model, bag, the monitor's JSON and the launch output.
 
-    def __init__(self, folder: pathlib.Path) -> None:
-        self.model = tiny_model(folder / 'actor.onnx')
+    Args:
+        folder: Where the model, bag, monitor JSON and log go.
+        controller: The base controller (None: the launch file's default).
+        episodes: Episodes to run (seeds SEED, SEED + 1, ...).
+    """
+
+    def __init__(self, folder: pathlib.Path, controller: str | None, episodes: int) -> None:
+        self.controller = controller or DEFAULT_CONTROLLER
+        self.episodes = episodes
+        self.model = tiny_model(folder / 'actor.onnx', self.controller)
         self.bag = folder / 'bag'
-        results = folder / 'monitor.json'
-        done = subprocess.run(
-            [
-                *LAUNCH,
-                f'{TASK}.launch.py',
-                f'episodes:={EPISODES}',
-                f'seed:={SEED}',
-                f'controller:={CONTROLLER}',
-                f'model_path:={self.model}',
-                'mode:=lockstep',
-                'command_timeout:=1.0',  # equivalence, not latency (loaded 2-core machine)
-                'monitor:=true',
-                f'results:={results}',
-                'record:=true',
-                f'bag:={self.bag}',
-                f'namespace:=/pushertest_{os.getpid()}',
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        self.output = done.stdout + done.stderr
-        assert done.returncode == 0, self.output
-        self.monitor = json.loads(results.read_text())
+        self.results = folder / 'monitor.json'
+        self.log = folder / 'launch.log'
+        self.output = ''
+        self.monitor: dict = {}
+        self.cmd = [
+            *LAUNCH,
+            f'{TASK}.launch.py',
+            f'episodes:={episodes}',
+            f'seed:={SEED}',
+            *([f'controller:={controller}'] if controller else []),
+            f'model_path:={self.model}',
+            'mode:=lockstep',
+            'command_timeout:=1.0',  # equivalence, not latency (loaded 2-core machine)
+            'monitor:=true',
+            f'results:={self.results}',
+            'record:=true',
+            f'bag:={self.bag}',
+            f'namespace:=/pushertest_{os.getpid()}_{self.controller}',
+        ]
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, 'w') as log:
+            self._proc = subprocess.Popen(
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, text=True
+            )
+
+    def finish(self, timeout_s: float) -> None:
+        try:
+            code = self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            stop_process(self._proc, signal.SIGINT, timeout_s=10.0)
+            code = None
+        self.output = self.log.read_text()
+        assert code == 0, f'{self.controller} launch ended with {code}:\n{self.output}'
+        self.monitor = json.loads(self.results.read_text())
 
 
 @pytest.fixture(scope='module')
-def stack_run(tmp_path_factory) -> StackRun:
-    return StackRun(tmp_path_factory.mktemp('pusher_stack'))
+def stack_runs(tmp_path_factory) -> dict[str, StackRun]:
+    """The zero-base run (always) and, once it can run here, one episode of the launch
+    file's default controller, side by side (lockstep: load changes timing, not episodes)."""
+    runs = {CONTROLLER: StackRun(tmp_path_factory.mktemp('zero'), CONTROLLER, EPISODES)}
+    if default_controller_missing() is None:
+        folder = tmp_path_factory.mktemp(DEFAULT_CONTROLLER)
+        runs[DEFAULT_CONTROLLER] = StackRun(folder, None, 1)
+    for run in runs.values():
+        run.start()
+    for run in runs.values():
+        run.finish(timeout_s=120.0)
+    return runs
+
+
+@pytest.fixture
+def stack_run(stack_runs) -> StackRun:
+    return stack_runs[CONTROLLER]
 
 
 @pytest.mark.integration
@@ -201,4 +248,26 @@ def test_the_stack_episodes_equal_the_in_process_ones(stack_run):
     )
     np.testing.assert_allclose(
         [e['final_distance'] for e in live], local.final_distances, rtol=0, atol=1e-9
+    )
+
+
+@pytest.mark.integration
+def test_the_default_controller_runs_through_the_stack_as_in_process(stack_runs):
+    """One episode with the launch file's default base controller (no controller:=): the
+    base actions come from it, every command from the residual, the episode equals the
+    in-process one."""
+    reason = default_controller_missing()
+    if reason:
+        pytest.skip(reason)
+    run = stack_runs[DEFAULT_CONTROLLER]
+    live = run.monitor['episodes']
+    assert [(e['steps'], e['fallback_base'], e['fallback_zero']) for e in live] == [
+        (STEPS, 0, 0)
+    ], run.output
+    assert set(run.monitor['base_actions']['tags']) == {DEFAULT_CONTROLLER}
+    assert set(run.monitor['commands']['tags']) == {'residual'}
+    local = evaluate_model(TASK, DEFAULT_CONTROLLER, 1, SEED, str(run.model))
+    assert [bool(e['success']) for e in live] == local.successes
+    np.testing.assert_allclose(
+        [e['episode_return'] for e in live], local.returns, rtol=0, atol=1e-9
     )
