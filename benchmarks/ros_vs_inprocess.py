@@ -161,8 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     summary = summary_from_dict(ros['data'])
     diff = compare(local, ros, args.tolerance, args.return_tolerance)
-    ros_returns = [e['episode_return'] for e in ros['data']['episodes']]
-    ros_mean_return = sum(ros_returns) / len(ros_returns) if ros_returns else float('nan')
 
     result = {
         'task': args.task,
@@ -196,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             'command_sources': ros['data']['commands']['tags'],
             'successes': [bool(e['success']) for e in ros['data']['episodes']],
             'final_distances': [e['final_distance'] for e in ros['data']['episodes']],
-            'mean_return': ros_mean_return,
-            'returns': ros_returns,
+            'mean_return': summary.mean_return,
+            'returns': [e['episode_return'] for e in ros['data']['episodes']],
             'log_dir': ros['log_dir'],
         },
         'differing_episodes': diff['differing'],
@@ -225,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f'  {"ROS stack":12}{f"{summary.success_rate:.3f} ({rlo:.3f}-{rhi:.3f})":26}'
-        f'{f"{summary.mean_final_distance:.4f} m":22}{f"{ros_mean_return:.3f}":14}'
+        f'{f"{summary.mean_final_distance:.4f} m":22}{f"{summary.mean_return:.3f}":14}'
         f'{ros["wall_s"]:.1f} s including '
         f'start-up ({ros["loop_steps_per_s"]:.0f} steps/s in the loop)'
     )

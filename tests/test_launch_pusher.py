@@ -199,6 +199,10 @@ def test_the_stack_runs_its_episodes_on_the_residual(stack_run):
     assert set(stack_run.monitor['commands']['tags']) == {'residual'}
     assert set(stack_run.monitor['observations']['tags']) == {TASK}
     assert 'bag_recorder stopped (code 0)' in stack_run.output
+    # The monitor reports the result of a fixed-goal task: the mean return.
+    returns = [e['episode_return'] for e in episodes]
+    assert stack_run.monitor['summary']['mean_return'] == pytest.approx(np.mean(returns))
+    assert f'mean return {np.mean(returns):.2f}, fallbacks' in stack_run.output
 
 
 @pytest.mark.integration

@@ -99,6 +99,8 @@ class Summary(NamedTuple):
         steps: Steps run in all.
         fallback_base: Steps that applied the base action.
         fallback_zero: Steps that applied the zero action.
+        mean_return: Mean episode return (sum of the task's rewards; nan with no episode):
+            the result of a fixed-goal task with a dense reward, such as mbrl_pusher.
     """
 
     episodes: int
@@ -108,6 +110,7 @@ class Summary(NamedTuple):
     steps: int
     fallback_base: int
     fallback_zero: int
+    mean_return: float = math.nan  # (absent from JSON files written before it)
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
@@ -177,7 +180,8 @@ class EpisodeLog:
         return self.action_tally('base_actions')
 
     def summary(self) -> Summary:
-        """Success rate with its interval, mean final distance, fallback totals."""
+        """Success rate with its interval, mean final distance, fallback totals, mean
+        return."""
         records = list(self.episodes.values())
         n = len(records)
         wins = sum(r.success for r in records)
@@ -191,6 +195,7 @@ class EpisodeLog:
             steps=sum(r.steps for r in records),
             fallback_base=sum(r.fallback_base for r in records),
             fallback_zero=sum(r.fallback_zero for r in records),
+            mean_return=float(np.mean([r.episode_return for r in records])) if n else math.nan,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,9 +221,9 @@ class EpisodeLog:
 
 
 def summary_line(summary: Summary) -> str:
-    """One line for the end of a run: success rate with its interval, mean final distance
-    and the fallback steps (base action or zero instead of a command), never left to WARN
-    lines alone."""
+    """One line for the end of a run: success rate with its interval, mean final distance,
+    mean return (a fixed-goal task's result) and the fallback steps (base action or zero
+    instead of a command), never left to WARN lines alone."""
     if not summary.episodes:
         return 'no episode finished'
     lo, hi = summary.ci95
@@ -227,7 +232,8 @@ def summary_line(summary: Summary) -> str:
     return (
         f'{summary.episodes} episodes: success rate {summary.success_rate:.2f} '
         f'(95 % CI {lo:.2f}-{hi:.2f}), mean final distance '
-        f'{summary.mean_final_distance:.3f} m, fallbacks base {summary.fallback_base} '
+        f'{summary.mean_final_distance:.3f} m, mean return {summary.mean_return:.2f}, '
+        f'fallbacks base {summary.fallback_base} '
         f'zero {summary.fallback_zero} in {summary.steps} steps ({100 * share:.1f} %)'
     )
 
