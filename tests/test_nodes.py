@@ -137,7 +137,13 @@ def test_lockstep_episode_falls_back_to_base_when_command_source_is_silent(
     bad = JointState()
     bad.header.frame_id = 'push'
     bad.name, bad.position = ['episode', 'step', 'x'], [0.0, 0.0, float('nan')]
-    probe.topic_publisher(contract.OBSERVATION).publish(bad)
+    observation = probe.topic_publisher(contract.OBSERVATION)
+    # Publish only once the controller's (volatile) subscription has matched this new
+    # publisher (2 readers: the probe's own and the controller's): under load, discovery can
+    # take longer than the publish, and the message was then lost (seen once in a full run
+    # at load ~7: 'rejected' 0).
+    assert probe.spin_until(lambda: observation.get_subscription_count() >= 2, 10.0)
+    observation.publish(bad)
 
     poisoned = []
 
