@@ -16,6 +16,7 @@ setup(
         'rpl_interfaces',
         'numpy>=1.26,<3',
         'mujoco>=3.3,<3.4',
+        'gymnasium>=1.0,<2',  # the pusher's MJCF (Pusher-v5 asset)
         'gymnasium-robotics==1.4.2',
         'ros-rclpy',
         'ros-sensor-msgs',
