@@ -192,6 +192,18 @@ def evaluate(args: argparse.Namespace) -> None:
         record(f'cached_pets_{size}', run_episodes(cached, seeds))
     if not args.skip_pets:
         record('pets', run_episodes(PETS(planner_config(args, args.model)), seeds))
+    if args.pets_log:
+        # PETS's own episodes while it built the cache (the last line `cache` printed).
+        with open(args.pets_log) as f:
+            built = json.loads(f.read().strip().splitlines()[-1])
+        returns = np.asarray(built['pets_returns'])
+        report['controllers']['pets_cache_build'] = {
+            'returns': returns.tolist(),
+            'return_mean': float(returns.mean()),
+            'success': float(np.mean(built['pets_success'])),
+            'ms_per_step': built['ms_per_step'],
+            'note': f'the episodes that built the cache ({args.pets_log}), not these seeds',
+        }
     # Single-row ms per step (what the controller node pays per observation).
     obs = run_episodes(None, seeds[:1], steps=20)['obs'][0]
     goal = np.zeros(0)
@@ -206,6 +218,21 @@ def evaluate(args: argparse.Namespace) -> None:
             controller(obs[i % len(obs)], goal)
         timing[name] = 1e3 * (time.perf_counter() - start) / repeats
     timing['ratio'] = timing['pets'] / timing['cached_pets']
+    if args.time_chua:
+        # Chua et al.'s pusher settings (handful-of-trials dmbrl/config/pusher.py; 20
+        # particles): one planning step.
+        chua = PETSConfig(
+            model_file=args.model,
+            population=500,
+            elites=50,
+            iterations=5,
+            horizon=25,
+            particles=20,
+        )
+        controller = PETS(chua)
+        start = time.perf_counter()
+        controller(obs[0], goal)
+        timing['pets_chua_settings'] = 1e3 * (time.perf_counter() - start)
     report['single_step_ms'] = timing
     print(json.dumps(timing))
     os.makedirs(os.path.dirname(args.json) or '.', exist_ok=True)
@@ -224,7 +251,7 @@ def plot(report: dict, sizes: list[int], path: str) -> None:
     means = [runs[f'cached_pets_{s}']['return_mean'] for s in sizes]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(sizes, means, 'o-', label='CachedPETS')
-    for name, style in (('pets', 'r--'), ('zero', 'k:')):
+    for name, style in (('pets', 'r--'), ('pets_cache_build', 'm--'), ('zero', 'k:')):
         if name in runs:
             ax.axhline(runs[name]['return_mean'], ls=style[1:], color=style[0], label=name)
     ax.set_xscale('log')
@@ -265,6 +292,8 @@ def main() -> None:
             p.add_argument('--episodes', type=int, default=5)
             p.add_argument('--cache-sizes', default='1,10,100,500')
             p.add_argument('--skip-pets', action='store_true')
+            p.add_argument('--time-chua', action='store_true', help="one step at Chua's settings")
+            p.add_argument('--pets-log', help="output of `cache`: its PETS episodes' returns")
             p.add_argument('--json', default='results/pets_cache_size.json')
     args = parser.parse_args()
     {'train': train, 'cache': build_cache, 'evaluate': evaluate}[args.what](args)

@@ -6,6 +6,8 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
+    # The shipped PETS ensemble and CachedPETS cache of mbrl_pusher (tools/train_pets.py).
+    package_data={package_name: ['data/*.npz']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),

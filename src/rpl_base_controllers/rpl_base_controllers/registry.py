@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from rpl_base_controllers.base import BaseController
+from rpl_base_controllers.cached_pets import CachedPETSConfig
+from rpl_base_controllers.pets import PETSConfig
 from rpl_base_controllers.reactive_hook import ReactiveHook, ReactiveHookConfig
 from rpl_base_controllers.reactive_pick_and_place import (
     CALIBRATED_CARRY_GAIN,
@@ -399,6 +401,20 @@ def _zero(name: str, task: str | None, config: None) -> BaseController:
     return ZeroController.for_task(task_spec(task), name=name)
 
 
+def _pets(name: str, task: str | None, config: Any) -> BaseController:
+    from rpl_base_controllers.pets import PETS
+
+    return PETS(config, name=name)
+
+
+def _cached_pets(name: str, task: str | None, config: Any) -> BaseController:
+    from rpl_base_controllers.cached_pets import CachedPETS
+    from rpl_sim_bridge.tasks import task_spec
+
+    spec = task_spec(task or 'mbrl_pusher')
+    return CachedPETS(config, name=name, obs_dim=spec.obs_dim, action_dim=spec.action_dim)
+
+
 def _mpc_config() -> type:
     from rpl_base_controllers.discrete_mpc_push import DiscreteMPCPushConfig
 
@@ -461,5 +477,24 @@ register_controller(
         'best-first search over 6 unit moves on a planning copy of the simulator',
         ('push', 'slippery_push'),
         _mpc_config(),
+    ),
+)
+register_controller(
+    'pets',
+    ControllerSpec(
+        _pets,
+        'PETS: CEM planning (TS-inf) through a 5-member probabilistic ensemble of the arm '
+        "(the shipped model, trained on 15,000 steps); slow: the paper's expensive base",
+        ('mbrl_pusher',),
+        PETSConfig,
+    ),
+)
+register_controller(
+    'cached_pets',
+    ControllerSpec(
+        _cached_pets,
+        "PETS's actions at 500 states it visited, nearest neighbour (Euclidean) at run time",
+        ('mbrl_pusher',),
+        CachedPETSConfig,
     ),
 )
