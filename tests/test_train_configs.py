@@ -69,6 +69,21 @@ def test_hook_configs_are_valid_and_noisy_hook_trains_two_frame(task, capsys):
     assert settings == config.to_dict()
 
 
+def test_the_pusher_config_trains_rpl_on_cached_pets_without_goals(capsys):
+    # No committed pusher model yet: the file loads and builds a trainable problem (the
+    # fixed-goal task's dense reward, no goal-consistent HER), `--show-config` prints it.
+    from rpl_trainer.problem import registered_problem
+
+    config = make_config(read_config_file(shipped_config('mbrl_pusher')))
+    assert (config.task, config.controller, config.algo) == ('mbrl_pusher', 'cached_pets', 'rpl')
+    assert config.goal_consistent_her is False and config.residual_scale == 4.0
+    problem = registered_problem(config.task, config.controller)
+    assert problem.dims.goal_dim == 0
+    source, settings = show(capsys, '--task', 'mbrl_pusher')
+    assert source.startswith('settings from the shipped config for mbrl_pusher')
+    assert settings == config.to_dict()
+
+
 def test_config_file_set_and_flags_override_in_order(capsys, tmp_path):
     path = tmp_path / 'mine.yaml'
     path.write_text('task: push\ncontroller: reactive_push\nnoise_eps: 0.1\nhidden_size: 64\n')
@@ -174,7 +189,7 @@ def test_wheel_ships_the_train_configs(repo_root, tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = pathlib.Path(str(shipped_config('push'))).parent
     expected = {f'rpl_trainer/train_configs/{p.name}' for p in shipped.glob('*.yaml')}
-    assert len(expected) == 5 and expected <= names
+    assert len(expected) == 6 and expected <= names
 
 
 def stats(q: float) -> UpdateStats:
