@@ -29,7 +29,6 @@ results/controller_bands.md), which is why the registered task follows the 2019 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +39,7 @@ from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
 
 from rpl_interfaces.params import build_config
 from rpl_sim_bridge.layout import FetchObs
-from rpl_sim_bridge.tasks.goal_task import GoalTask, MujocoWarning, MujocoWarningError, ObsDict
+from rpl_sim_bridge.tasks.goal_task import GoalTask, ObsDict
 from rpl_sim_bridge.tasks.registry import TaskSpec
 from rpl_sim_bridge.tasks.specs import (  # noqa: F401  (re-exported)
     FETCH_ACTION_FIELDS,
@@ -131,10 +130,8 @@ class FetchTask(GoalTask):
         nv = self.model.nv
         self._jacp = np.zeros((3, nv))
         self._jacr = np.zeros((3, nv))
-        self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        self._state_size = mujoco.mj_stateSize(self.model, self._state_spec)
         self._goal = np.zeros(self.spec.goal_dim)
-        self._warnings_seen = self.data.warning.number.copy()
+        self._track_mujoco()
 
     def _resolve_ids(self) -> None:
         m = self.model
@@ -205,7 +202,7 @@ class FetchTask(GoalTask):
         if self._block_gripper:
             d.qpos[self._finger_qpos] = 0.0
         mujoco.mj_forward(m, d)
-        self._check_warnings()
+        self._check_warnings(self.config.mujoco_warnings)
 
     def observe(self) -> ObsDict:
         """Current observation dict (fresh float64 arrays; layout :class:`FetchObs`)."""
@@ -232,31 +229,6 @@ class FetchTask(GoalTask):
             'desired_goal': self._goal.copy(),
         }
 
-    def get_state(self) -> np.ndarray:
-        """Full physics state (``mjSTATE_INTEGRATION``: time, qpos, qvel, act, warm start,
-        ctrl, applied forces, mocap pos/quat, ...) as a new float64 vector (n,).
-
-        The goal and the step count are not included (see :meth:`set_goal`).
-        """
-        state = np.empty(self._state_size)
-        mujoco.mj_getState(self.model, self.data, state, self._state_spec)
-        return state
-
-    def set_state(self, state: np.ndarray) -> None:
-        """Restore a state from :meth:`get_state` and recompute the derived quantities.
-
-        Raises:
-            ValueError: ``state`` does not have this task's state size.
-        """
-        state = np.asarray(state, dtype=np.float64)
-        if state.shape != (self._state_size,):
-            raise ValueError(
-                f'task {self.spec.name!r}: state must have shape ({self._state_size},), '
-                f'got {state.shape}'
-            )
-        mujoco.mj_setState(self.model, self.data, state, self._state_spec)
-        mujoco.mj_forward(self.model, self.data)
-
     @property
     def goal(self) -> np.ndarray:
         """Desired goal (3,), m, world frame (a copy)."""
@@ -279,24 +251,6 @@ class FetchTask(GoalTask):
     def close(self) -> None:
         """Close the underlying Gymnasium-Robotics env (its renderer, if any)."""
         self._env.close()
-
-    def _check_warnings(self) -> None:
-        counts = self.data.warning.number
-        if np.array_equal(counts, self._warnings_seen):
-            return
-        new = np.flatnonzero(counts > self._warnings_seen)
-        self._warnings_seen = counts.copy()
-        details = ', '.join(
-            f'{mujoco.mjtWarning(int(i)).name} (info {self.data.warning[int(i)].lastinfo})'
-            for i in new
-        )
-        message = (
-            f'task {self.spec.name!r}: MuJoCo warning at t = {self.data.time:.3f} s: {details}; '
-            'the simulation state is unreliable, call reset()'
-        )
-        if self.config.mujoco_warnings == 'raise':
-            raise MujocoWarningError(message)
-        warnings.warn(message, MujocoWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- registry

@@ -10,6 +10,7 @@ needs the simulator.
 from __future__ import annotations
 
 import abc
+import warnings
 from typing import Any
 
 import mujoco
@@ -71,13 +72,62 @@ class GoalTask(abc.ABC):
     def observe(self) -> ObsDict:
         """Current observation dict (fresh float64 arrays), without stepping."""
 
-    @abc.abstractmethod
-    def get_state(self) -> np.ndarray:
-        """Full physics state as a flat float64 vector (for save/restore by planners)."""
+    # ------------------------------------------------------- MuJoCo state and warnings
+    def _track_mujoco(self) -> None:
+        """Set up :meth:`get_state` / :meth:`set_state` and the warning counters of
+        :meth:`_check_warnings`; subclasses call it once :attr:`model` and :attr:`data` exist
+        (and set ``_warnings_seen`` again after ``mj_resetData``, which zeroes the counts)."""
+        self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        self._state_size = mujoco.mj_stateSize(self.model, self._state_spec)
+        self._warnings_seen = self.data.warning.number.copy()
 
-    @abc.abstractmethod
+    def get_state(self) -> np.ndarray:
+        """Full physics state (``mjSTATE_INTEGRATION``: time, qpos, qvel, act, warm start,
+        ctrl, applied forces, mocap pos/quat, ...) as a new float64 vector (n,), for
+        save/restore by planners. What is not physics (the goal, the step count, a task's
+        random generator) is not in it."""
+        state = np.empty(self._state_size)
+        mujoco.mj_getState(self.model, self.data, state, self._state_spec)
+        return state
+
     def set_state(self, state: np.ndarray) -> None:
-        """Restore a physics state returned by :meth:`get_state` of the same task."""
+        """Restore a state from :meth:`get_state` and recompute the derived quantities.
+
+        Raises:
+            ValueError: ``state`` does not have this task's state size.
+        """
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape != (self._state_size,):
+            raise ValueError(
+                f'task {self.spec.name!r}: state must have shape ({self._state_size},), '
+                f'got {state.shape}'
+            )
+        mujoco.mj_setState(self.model, self.data, state, self._state_spec)
+        mujoco.mj_forward(self.model, self.data)
+
+    def _check_warnings(self, policy: str) -> None:
+        """Raise or warn about MuJoCo warnings issued since the last check.
+
+        Args:
+            policy: ``'raise'`` (:class:`MujocoWarningError`) or ``'warn'``
+                (:class:`MujocoWarning`): the task config's ``mujoco_warnings``.
+        """
+        counts = self.data.warning.number
+        if np.array_equal(counts, self._warnings_seen):
+            return
+        new = np.flatnonzero(counts > self._warnings_seen)
+        self._warnings_seen = counts.copy()
+        details = ', '.join(
+            f'{mujoco.mjtWarning(int(i)).name} (info {self.data.warning[int(i)].lastinfo})'
+            for i in new
+        )
+        message = (
+            f'task {self.spec.name!r}: MuJoCo warning at t = {self.data.time:.3f} s: {details}; '
+            'the simulation state is unreliable, call reset()'
+        )
+        if policy == 'raise':
+            raise MujocoWarningError(message)
+        warnings.warn(message, MujocoWarning, stacklevel=4)
 
     def close(self) -> None:
         """Release resources (nothing to release by default)."""

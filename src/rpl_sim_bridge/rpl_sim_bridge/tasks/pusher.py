@@ -24,7 +24,6 @@ that lag one physics step behind).
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import gymnasium
@@ -32,7 +31,7 @@ import mujoco
 import numpy as np
 
 from rpl_interfaces.params import build_config
-from rpl_sim_bridge.tasks.goal_task import GoalTask, MujocoWarning, MujocoWarningError, ObsDict
+from rpl_sim_bridge.tasks.goal_task import GoalTask, ObsDict
 from rpl_sim_bridge.tasks.joints import JointSample
 from rpl_sim_bridge.tasks.pusher_specs import (
     GOAL_POS,
@@ -114,9 +113,7 @@ class PusherTask(GoalTask):
                 f'{PUSHER_XML}: goal at {self.data.xipos[goal_body]}, spec says {GOAL_POS}'
             )
         self._rng = np.random.default_rng()
-        self._state_spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        self._state_size = mujoco.mj_stateSize(m, self._state_spec)
-        self._warnings_seen = self.data.warning.number.copy()
+        self._track_mujoco()
 
     # ------------------------------------------------------------------------- physics
     def _sample_object_offset(self) -> np.ndarray:
@@ -154,7 +151,7 @@ class PusherTask(GoalTask):
         self.data.ctrl[:] = self.check_action(action)
         mujoco.mj_step(self.model, self.data, nstep=self.config.frame_skip)
         mujoco.mj_forward(self.model, self.data)
-        self._check_warnings()
+        self._check_warnings(self.config.mujoco_warnings)
 
     def observe(self) -> ObsDict:
         """Current observation dict: ``observation`` (20,) (layout
@@ -181,39 +178,6 @@ class PusherTask(GoalTask):
         return JointSample(
             PUSHER_JOINTS, d.qpos[:7].copy(), d.qvel[:7].copy(), d.qfrc_actuator[:7].copy()
         )
-
-    def get_state(self) -> np.ndarray:
-        """Full physics state (``mjSTATE_INTEGRATION``: time, qpos, qvel, act, warm start,
-        ctrl, applied forces, ...) as a new float64 vector (n,). The generator is not in it."""
-        state = np.empty(self._state_size)
-        mujoco.mj_getState(self.model, self.data, state, self._state_spec)
-        return state
-
-    def set_state(self, state: np.ndarray) -> None:
-        """Restore a state from :meth:`get_state` and recompute the derived quantities.
-
-        Raises:
-            ValueError: ``state`` does not have this task's state size.
-        """
-        state = np.asarray(state, dtype=np.float64)
-        if state.shape != (self._state_size,):
-            raise ValueError(
-                f'task {self.spec.name!r}: state must have shape ({self._state_size},), '
-                f'got {state.shape}'
-            )
-        mujoco.mj_setState(self.model, self.data, state, self._state_spec)
-        mujoco.mj_forward(self.model, self.data)
-
-    def _check_warnings(self) -> None:
-        counts = self.data.warning.number
-        if np.array_equal(counts, self._warnings_seen):
-            return
-        new = [mujoco.mjtWarning(i).name for i in np.flatnonzero(counts > self._warnings_seen)]
-        self._warnings_seen = counts.copy()
-        message = f'task {self.spec.name!r}: MuJoCo warning(s) {new} at t = {self.data.time:.3f} s'
-        if self.config.mujoco_warnings == 'raise':
-            raise MujocoWarningError(message)
-        warnings.warn(message, MujocoWarning, stacklevel=3)
 
 
 def make_pusher_task(name: str, **overrides: Any) -> PusherTask:
