@@ -312,3 +312,58 @@ def set_model_metadata(path: os.PathLike[str] | str, props: dict[str, str]) -> p
     onnx.helper.set_model_props(proto, props)
     onnx.save(proto, str(path))
     return pathlib.Path(path)
+
+
+class RecordedLaunch:
+    """One recorded lockstep launch of a stack file with a model: bag, monitor JSON and
+    launch output, in ``folder``.
+
+    :meth:`start` starts ``rpl launch``; :meth:`finish` waits for it and reads the results
+    (``output``, ``monitor``). Lockstep with a long command timeout: the runs test
+    equivalence, not latency, so machine load changes their timing, not their episodes.
+    """
+
+    def __init__(
+        self,
+        folder: pathlib.Path,
+        launch_file: str,
+        model: pathlib.Path,
+        namespace: str,
+        *arguments: str,
+    ) -> None:
+        self.model = model
+        self.bag = folder / 'bag'
+        self.results = folder / 'monitor.json'
+        self.log = folder / 'launch.log'
+        self.output = ''
+        self.monitor: dict = {}
+        self.cmd = [
+            *LAUNCH,
+            launch_file,
+            *arguments,
+            f'model_path:={model}',
+            'mode:=lockstep',
+            'command_timeout:=1.0',  # equivalence, not latency (loaded 2-core machine)
+            'monitor:=true',
+            f'results:={self.results}',
+            'record:=true',
+            f'bag:={self.bag}',
+            f'namespace:={namespace}',
+        ]
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, 'w') as log:
+            self._proc = subprocess.Popen(
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, text=True
+            )
+
+    def finish(self, timeout_s: float) -> None:
+        try:
+            code = self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            stop_process(self._proc, signal.SIGINT, timeout_s=10.0)
+            code = None
+        self.output = self.log.read_text()
+        assert code == 0, f'{self.cmd[len(LAUNCH)]} launch ended with {code}:\n{self.output}'
+        self.monitor = json.loads(self.results.read_text())

@@ -19,13 +19,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import signal
-import subprocess
 
 import numpy as np
 import pytest
 import yaml
-from helpers import LAUNCH, plan_rpl_launch, stop_process
+from helpers import RecordedLaunch, plan_rpl_launch
 from test_onnx_actor import known_weights, linear_model
 
 from rpl_bags import bag_cli
@@ -99,49 +97,20 @@ def residual_model(path: pathlib.Path) -> pathlib.Path:
     return linear_model(path, known_weights(in_dim=43) / 400, obs_dim=40, goal_dim=3)
 
 
-class StackRun:
-    """One recorded launch of a hook stack: model, bag, monitor JSON and launch output.
-
-    :meth:`start` starts ``rpl launch``; :meth:`finish` waits for it and reads the results.
-    """
+class StackRun(RecordedLaunch):
+    """One recorded launch of a hook stack (:class:`helpers.RecordedLaunch`) with a linear
+    residual model."""
 
     def __init__(self, task: str, folder: pathlib.Path) -> None:
         self.task = task
-        self.model = residual_model(folder / 'actor.onnx')
-        self.bag = folder / 'bag'
-        self.results = folder / 'monitor.json'
-        self.log = folder / 'launch.log'
-        self.output = ''
-        self.monitor: dict = {}
-        self._proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        cmd = [
-            *LAUNCH,
-            f'{self.task}.launch.py',
+        super().__init__(
+            folder,
+            f'{task}.launch.py',
+            residual_model(folder / 'actor.onnx'),
+            f'/hooktest_{os.getpid()}_{task}',
             f'episodes:={EPISODES}',
             f'seed:={SEED}',
-            f'model_path:={self.model}',
-            'mode:=lockstep',
-            'command_timeout:=1.0',  # equivalence, not latency (loaded 2-core machine)
-            'monitor:=true',
-            f'results:={self.results}',
-            'record:=true',
-            f'bag:={self.bag}',
-            f'namespace:=/hooktest_{os.getpid()}_{self.task}',
-        ]
-        with open(self.log, 'w') as log:
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
-
-    def finish(self, timeout_s: float) -> None:
-        try:
-            code = self._proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            stop_process(self._proc, signal.SIGINT, timeout_s=10.0)
-            code = None
-        self.output = self.log.read_text()
-        assert code == 0, f'{self.task} launch ended with {code}:\n{self.output}'
-        self.monitor = json.loads(self.results.read_text())
+        )
 
 
 @pytest.fixture(scope='module')

@@ -18,13 +18,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import signal
-import subprocess
 
 import numpy as np
 import pytest
 import yaml
-from helpers import LAUNCH, plan_rpl_launch, stop_process
+from helpers import RecordedLaunch, plan_rpl_launch
 
 from rpl_bags import bag_cli
 from rpl_bags.bag_replay import replay_model
@@ -115,8 +113,8 @@ def tiny_model(path: pathlib.Path, controller: str = CONTROLLER) -> pathlib.Path
     return export_onnx(actor, path, scale=2.0, identity=identity)
 
 
-class StackRun:
-    """One recorded launch: model, bag, the monitor's JSON and the launch output.
+class StackRun(RecordedLaunch):
+    """One recorded launch of the pusher stack (:class:`helpers.RecordedLaunch`).
 
     Args:
         folder: Where the model, bag, monitor JSON and log go.
@@ -127,44 +125,15 @@ class StackRun:
     def __init__(self, folder: pathlib.Path, controller: str | None, episodes: int) -> None:
         self.controller = controller or DEFAULT_CONTROLLER
         self.episodes = episodes
-        self.model = tiny_model(folder / 'actor.onnx', self.controller)
-        self.bag = folder / 'bag'
-        self.results = folder / 'monitor.json'
-        self.log = folder / 'launch.log'
-        self.output = ''
-        self.monitor: dict = {}
-        self.cmd = [
-            *LAUNCH,
+        super().__init__(
+            folder,
             f'{TASK}.launch.py',
+            tiny_model(folder / 'actor.onnx', self.controller),
+            f'/pushertest_{os.getpid()}_{self.controller}',
             f'episodes:={episodes}',
             f'seed:={SEED}',
             *([f'controller:={controller}'] if controller else []),
-            f'model_path:={self.model}',
-            'mode:=lockstep',
-            'command_timeout:=1.0',  # equivalence, not latency (loaded 2-core machine)
-            'monitor:=true',
-            f'results:={self.results}',
-            'record:=true',
-            f'bag:={self.bag}',
-            f'namespace:=/pushertest_{os.getpid()}_{self.controller}',
-        ]
-        self._proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with open(self.log, 'w') as log:
-            self._proc = subprocess.Popen(
-                self.cmd, stdout=log, stderr=subprocess.STDOUT, text=True
-            )
-
-    def finish(self, timeout_s: float) -> None:
-        try:
-            code = self._proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            stop_process(self._proc, signal.SIGINT, timeout_s=10.0)
-            code = None
-        self.output = self.log.read_text()
-        assert code == 0, f'{self.controller} launch ended with {code}:\n{self.output}'
-        self.monitor = json.loads(self.results.read_text())
+        )
 
 
 @pytest.fixture(scope='module')
