@@ -22,13 +22,12 @@ import dataclasses
 from typing import Any
 
 from rpl_interfaces.params import build_config, describe
-from rpl_sim_bridge.layout import FETCH_GOAL_FIELDS, HOOK_OBS_FIELDS, HookObs
+from rpl_sim_bridge.layout import HOOK_OBS_FIELDS, HookObs
 from rpl_sim_bridge.tasks.registry import SimulatedTaskFactory, TaskSpec, register_task
 from rpl_sim_bridge.tasks.specs import (
-    FETCH_ACTION_FIELDS,
-    FETCH_ACTION_UNITS,
     FETCH_SIMULATOR,
     FetchTaskConfig,
+    fetch_spec,
 )
 
 NOISY_HOOK_STD = 0.025
@@ -57,22 +56,10 @@ class HookTaskConfig(FetchTaskConfig):
 
 
 def hook_spec(name: str, description: str, config: HookTaskConfig) -> TaskSpec:
-    """Spec of a hook task (40-D observation, 3-D goal, 4-D action in [-1, 1])."""
-    return TaskSpec(
-        name=name,
-        description=description,
-        obs_dim=HookObs.DIM,
-        goal_dim=len(FETCH_GOAL_FIELDS),
-        action_dim=len(FETCH_ACTION_FIELDS),
-        max_episode_steps=config.max_episode_steps,
-        distance_threshold=config.distance_threshold,
-        obs_fields=HOOK_OBS_FIELDS,
-        action_low=-1.0,
-        action_high=1.0,
-        control_dt=config.control_dt,
-        action_fields=FETCH_ACTION_FIELDS,
-        goal_fields=FETCH_GOAL_FIELDS,
-        action_units=FETCH_ACTION_UNITS,
+    """Spec of a hook task: a Fetch task's spec (3-D goal, 4-D action in [-1, 1]) with the
+    40-D hook observation."""
+    return dataclasses.replace(
+        fetch_spec(name, description, config), obs_dim=HookObs.DIM, obs_fields=HOOK_OBS_FIELDS
     )
 
 
