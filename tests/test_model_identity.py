@@ -9,6 +9,7 @@ warning. The node over DDS: tests/test_residual_node.py; ``rpl eval``: test_eval
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -86,6 +87,39 @@ def test_another_task_or_controller_is_refused_unless_allowed():
     )
     assert info.value.overridable
     assert check_identity(MODEL, live, allow_mismatch=True) == str(info.value).split('; ')
+
+
+def test_other_action_bounds_are_refused_even_when_a_mismatch_is_allowed():
+    """A model trained to command torques in [-2, 2] must not run behind a node that clips
+    its commands to [-1, 1] (the residual node's default), nor the other way round."""
+    torques = dataclasses.replace(MODEL, action_bounds=(-2.0, 2.0))
+    props = torques.to_props()
+    assert props['action_bounds'] == '[-2.0, 2.0]'
+    assert ModelIdentity.from_props(props) == torques
+    default_node = dataclasses.replace(STACK, action_bounds=(-1.0, 1.0))
+    for allow in (False, True):
+        with pytest.raises(MismatchError) as info:
+            check_identity(torques, default_node, allow_mismatch=allow)
+        assert str(info.value) == (
+            'the model was trained to command actions in [-2, 2], the stack clips commands '
+            'to [-1, 1] (residual node action_low / action_high)'
+        )
+        assert not info.value.overridable
+    assert check_identity(torques, dataclasses.replace(STACK, action_bounds=(-2.0, 2.0))) == []
+    assert check_identity(MODEL, default_node) == []  # an old model states no bounds
+    with pytest.raises(IdentityError, match="'action_bounds' must be a JSON list"):
+        ModelIdentity.from_props({'action_bounds': '2'})
+
+
+def test_the_node_refuses_a_model_trained_for_other_bounds(tmp_path):
+    """The residual node's model slot checks the model's bounds against its own clip
+    range: refused in one line (the base action runs), accepted with the right range."""
+    path = _model(tmp_path, dataclasses.replace(MODEL, action_bounds=(-2.0, 2.0)))
+    refused = slot.ModelSlot(ResidualConfig(model_path=str(path)), collections.Counter())
+    assert 'trained to command actions in [-2, 2]' in refused.refusal(refused.actor)
+    right = ResidualConfig(model_path=str(path), action_low=-2.0, action_high=2.0)
+    accepted = slot.ModelSlot(right, collections.Counter())
+    assert accepted.refusal(accepted.actor) is None
 
 
 def test_what_either_side_does_not_say_is_not_checked():

@@ -11,6 +11,8 @@ key                  value
 ``observation_fields`` JSON list: the task's observation field names, in input order
 ``goal_fields``      JSON list: goal coordinate names (``desired_goal.<name>`` on the topic)
 ``action_fields``    JSON list: residual / action field names, in output order
+``action_bounds``    JSON [low, high]: the action bounds the model was trained to command
+                     within (the task's ``action_low`` / ``action_high``)
 ``residual_scale``   the scale inside the graph (action units)
 ``training_steps``   environment steps (transitions) the model was trained on
 ``eval_success``     the run's evaluation success rate when the model was written (0..1)
@@ -22,6 +24,9 @@ action's field names and frame_id):
 
 * other field names (observation, goal or action: names or order) are always refused:
   the model would read one quantity as another;
+* other action bounds are always refused: the stack would clip the commands the model
+  learned to another range (a model trained for torques in [-2, 2] behind a node clipping
+  to [-1, 1]);
 * another task or controller is refused unless explicitly allowed
   (``allow_model_mismatch``): a model trained on one base controller learned that
   controller's errors, and runs on another one only by the user's choice;
@@ -47,6 +52,7 @@ CONTROLLER = 'controller'
 OBSERVATION_FIELDS = 'observation_fields'
 GOAL_FIELDS = 'goal_fields'
 ACTION_FIELDS = 'action_fields'
+ACTION_BOUNDS = 'action_bounds'
 RESIDUAL_SCALE = 'residual_scale'
 TRAINING_STEPS = 'training_steps'
 EVAL_SUCCESS = 'eval_success'
@@ -83,6 +89,8 @@ class StackIdentity:
         observation_fields: Observation field names, in payload order.
         goal_fields: Goal coordinate names (``desired_goal.<g>`` without the prefix).
         action_fields: Action field names (``base_action`` payload).
+        action_bounds: ``(low, high)`` every command is clipped to (the residual node's
+            ``action_low`` / ``action_high``; in-process and in an export: the task's).
     """
 
     task: str | None = None
@@ -90,6 +98,7 @@ class StackIdentity:
     observation_fields: tuple[str, ...] | None = None
     goal_fields: tuple[str, ...] | None = None
     action_fields: tuple[str, ...] | None = None
+    action_bounds: tuple[float, float] | None = None
 
     @classmethod
     def of_stream(
@@ -146,7 +155,8 @@ class StackIdentity:
             'action_fields': spec.action_dim,
         }
         unstated = {key: None for key, dim in dims.items() if len(getattr(stack, key)) != dim}
-        return dataclasses.replace(stack, **unstated)
+        bounds = (float(spec.action_low), float(spec.action_high))
+        return dataclasses.replace(stack, **unstated, action_bounds=bounds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +203,19 @@ class ModelIdentity(StackIdentity):
                 )
             return tuple(value)
 
+        def bounds() -> tuple[float, float] | None:
+            if ACTION_BOUNDS not in props:
+                return None
+            try:
+                value = json.loads(props[ACTION_BOUNDS])
+                low, high = (float(v) for v in value)
+            except (ValueError, TypeError):
+                raise IdentityError(
+                    f'metadata {ACTION_BOUNDS!r} must be a JSON list [low, high], got '
+                    f'{props[ACTION_BOUNDS]!r}'
+                ) from None
+            return low, high
+
         def number(key: str, kind: type) -> float | int | None:
             if key not in props or props[key] == '':
                 return None
@@ -209,6 +232,7 @@ class ModelIdentity(StackIdentity):
             observation_fields=fields(OBSERVATION_FIELDS),
             goal_fields=fields(GOAL_FIELDS),
             action_fields=fields(ACTION_FIELDS),
+            action_bounds=bounds(),
             version=props.get(VERSION) or None,
             residual_scale=number(RESIDUAL_SCALE, float),
             training_steps=number(TRAINING_STEPS, int),
@@ -232,6 +256,8 @@ class ModelIdentity(StackIdentity):
             value = getattr(self, key)
             if value is not None:
                 props[key] = json.dumps(list(value))
+        if self.action_bounds is not None:
+            props[ACTION_BOUNDS] = json.dumps(list(self.action_bounds))
         return props
 
     def unstated(self) -> list[str]:
@@ -292,6 +318,13 @@ def check_identity(
         stated, running = getattr(model, key), getattr(live, key)
         if stated is not None and running is not None and stated != running:
             refused.append(_field_difference(what, stated, running))
+    stated, running = model.action_bounds, live.action_bounds
+    if stated is not None and running is not None and tuple(stated) != tuple(running):
+        refused.append(
+            f'the model was trained to command actions in [{stated[0]:g}, {stated[1]:g}], '
+            f'the stack clips commands to [{running[0]:g}, {running[1]:g}] (residual node '
+            'action_low / action_high)'
+        )
     fields_differ = bool(refused)
     allowed: list[str] = []
     for key in (TASK, CONTROLLER):

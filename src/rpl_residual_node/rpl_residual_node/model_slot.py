@@ -117,7 +117,8 @@ class ModelSlot:
         self._recent: collections.deque[RecentInput] = collections.deque(maxlen=recent_inputs)
         self._load_job: BackgroundLoad | None = None
         self._on_model_note = on_model_note
-        self.live = StackIdentity()  # what the stream has said of itself so far
+        # What the stream has said of itself so far, and the bounds this node clips to.
+        self.live = StackIdentity(action_bounds=(config.action_low, config.action_high))
         self._verdict_for: tuple[OnnxActor | None, StackIdentity] | None = None
         self.mismatch: str | None = None  # why the running model is not run on this stream
         if config.model_path:
