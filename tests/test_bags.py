@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import set_model_metadata
 from test_onnx_actor import known_weights, linear_model
 
 from rpl_bags import bag_cli
@@ -36,6 +37,7 @@ from rpl_bags.topics import (
 from rpl_bags.writer import BagWriter
 from rpl_interfaces import contract
 from rpl_interfaces.codec import StampedVector
+from rpl_residual_node.mixing import ResidualConfig
 from rpl_residual_node.policy import ResidualPolicy
 
 NS = '/toy'
@@ -569,3 +571,64 @@ def test_rpl_bag_eval_runs_where_rpl_trainer_and_torch_are_not_installed(tmp_pat
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert 'episode' in proc.stdout
+
+
+def stated_model(tmp_path, name: str, **props: str) -> pathlib.Path:
+    """The toy linear model, stating the toy bag's fields plus ``props`` in its metadata."""
+    model = linear_model(
+        tmp_path / name, known_weights(in_dim=5) * 3, obs_dim=OBS_DIM, goal_dim=GOAL_DIM
+    )
+    fields = {
+        'task': 'toy_task',
+        'observation_fields': json.dumps(['grip_pos.x', 'grip_pos.y']),
+        'goal_fields': json.dumps(['x', 'y', 'z']),
+        'action_fields': json.dumps(list(contract.ACTION_FIELDS)),
+    }
+    return set_model_metadata(model, {**fields, **props})
+
+
+def test_replay_clips_to_the_bounds_the_model_states_unless_told_otherwise(tmp_path, capsys):
+    # Recorded behind a node clipping to [-2, 2]: the commands go beyond +-1.
+    model = stated_model(tmp_path, 'torque.onnx', action_bounds='[-2, 2]')
+    config = ResidualConfig(residual_limit=2.0, action_low=-2.0, action_high=2.0)
+    written = write_bag(
+        tmp_path / 'run', steps=6, policy=ResidualPolicy.from_file(str(model), config)
+    )
+    assert max(np.abs(c).max() for c in written['command'].values()) > 1.0
+    argv = ['replay-model', str(tmp_path / 'run'), '--model', str(model), '--residual-limit', '2']
+
+    code, err = run_cli([*argv, '--fail-on-change'])
+    out = capsys.readouterr().out
+    assert (code, err) == (0, '')
+    assert 'commands clipped to [-2, 2] (the bounds the model states)' in out
+
+    # Bounds other than the model's are refused in one line, before any replay.
+    code, err = run_cli([*argv, '--action-low', '-1', '--action-high', '1'])
+    assert code == 2
+    assert err.count('\n') == 1
+    assert 'trained to command actions in [-2, 2], the stack clips commands to [-1, 1]' in err
+    assert '--allow-model-mismatch' not in err  # bounds are never overridable
+
+
+def test_replay_refuses_a_model_of_another_task_or_fields_and_names_the_override(tmp_path, bag):
+    path, _ = bag
+    other_task = stated_model(tmp_path, 'other.onnx', task='slippery_push')
+    code, err = run_cli(['replay-model', str(path), '--model', str(other_task)])
+    assert code == 2
+    assert "trained for task 'slippery_push', the running task is 'toy_task'" in err
+    assert '(--allow-model-mismatch replays it anyway)' in err
+
+    code, err = run_cli(
+        ['replay-model', str(path), '--model', str(other_task), '--allow-model-mismatch']
+    )
+    assert code == 0
+    assert 'warning: replaying although trained for task' in err
+
+    renamed = stated_model(
+        tmp_path, 'renamed.onnx', observation_fields=json.dumps(['grip_pos.y', 'grip_pos.x'])
+    )
+    code, err = run_cli(
+        ['replay-model', str(path), '--model', str(renamed), '--allow-model-mismatch']
+    )
+    assert code == 2
+    assert 'observation' in err and '--allow-model-mismatch' not in err

@@ -109,8 +109,19 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
         help="the residual node's residual_gain (default %(default)s)",
     )
     p.add_argument('--residual-limit', type=float, default=defaults.residual_limit)
-    p.add_argument('--action-low', type=float, default=defaults.action_low)
-    p.add_argument('--action-high', type=float, default=defaults.action_high)
+    for side, default in (('low', defaults.action_low), ('high', defaults.action_high)):
+        p.add_argument(
+            f'--action-{side}',
+            type=float,
+            help=f"the residual node's action_{side} (default: the bound the model states it "
+            f'was trained for, else {default:g})',
+        )
+    p.add_argument(
+        '--allow-model-mismatch',
+        action='store_true',
+        help='replay a model trained for another task than the recorded one (field names '
+        'and action bounds must still match)',
+    )
     p.add_argument(
         '--tolerance',
         type=float,
@@ -219,28 +230,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from rpl_bags.bag_replay import format_report, replay_model
     from rpl_interfaces.params import build_config
     from rpl_residual_node.mixing import ResidualConfig
-    from rpl_residual_node.onnx_actor import ModelError
+    from rpl_residual_node.model_identity import MismatchError, StackIdentity, check_identity
+    from rpl_residual_node.onnx_actor import ModelError, OnnxActor
     from rpl_residual_node.policy import ResidualPolicy
 
     if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
         raise CliError(f'--tolerance must be a finite number >= 0, got {args.tolerance}')
-    config = build_config(
-        ResidualConfig,
-        {
-            'model_path': args.model,
-            'residual_gain': args.residual_gain,
-            'residual_limit': args.residual_limit,
-            'action_low': args.action_low,
-            'action_high': args.action_high,
-        },
-    )
     _check_outputs(args.force, json=args.json)
     run = load_run(args.bag, args.namespace)
     _warn('replay-model', run.problems)
     try:
-        policy = ResidualPolicy.from_file(
+        actor = OnnxActor.load(
             args.model,
-            config,
             obs_dim=run.layout.obs_dim,
             goal_dim=run.layout.goal_dim,
             action_dim=len(run.action_fields) or None,
@@ -250,6 +251,43 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f"{exc} (the bag's {run.task} observations have {run.layout.obs_dim} observation "
             f'and {run.layout.goal_dim} goal values, its actions {len(run.action_fields)})'
         ) from None
+    defaults = ResidualConfig()
+    stated = actor.identity.action_bounds or (defaults.action_low, defaults.action_high)
+    low = stated[0] if args.action_low is None else args.action_low
+    high = stated[1] if args.action_high is None else args.action_high
+    config = build_config(
+        ResidualConfig,
+        {
+            'model_path': args.model,
+            'residual_gain': args.residual_gain,
+            'residual_limit': args.residual_limit,
+            'action_low': low,
+            'action_high': high,
+        },
+    )
+    recorded = StackIdentity(
+        task=run.task or None,
+        observation_fields=run.layout.observation_fields,
+        goal_fields=run.layout.goal_fields,
+        action_fields=run.action_fields or None,
+        action_bounds=(config.action_low, config.action_high),
+    )
+    try:
+        allowed = check_identity(actor.identity, recorded, args.allow_model_mismatch)
+    except MismatchError as exc:
+        hint = ' (--allow-model-mismatch replays it anyway)' if exc.overridable else ''
+        raise CliError(
+            f'model {args.model} does not fit the bag {run.path}: {exc}{hint}'
+        ) from None
+    _warn('replay-model', [f'replaying although {difference}' for difference in allowed])
+    if (args.action_low, args.action_high) != (None, None):
+        source = 'as given'
+    elif actor.identity.action_bounds is not None:
+        source = 'the bounds the model states'
+    else:
+        source = 'the default: the model does not state its bounds'
+    print(f'commands clipped to [{config.action_low:g}, {config.action_high:g}] ({source})')
+    policy = ResidualPolicy(actor, config)
     report = replay_model(run, policy, args.tolerance)
     print(format_report(report, args.model, run.action_fields))
     if args.json:
