@@ -88,10 +88,12 @@ def test_the_bag_is_standard_rosbag2_that_rosbags_reads_alone(recording):
 
     ns = recording.namespace
     steps: dict[str, list[tuple[int, int]]] = {name: [] for name in CONTROL}
-    results, diagnostics = [], 0
+    results, diagnostics, joints = [], 0, []
+    observed: set[int] = set()  # observation stamps, ns
     with AnyReader([recording.bag]) as reader:  # types from the bag's stored definitions
         types = {c.topic: c.msgtype for c in reader.connections}
         assert types[f'{ns}/observation'] == 'sensor_msgs/msg/JointState'
+        assert types[f'{ns}/joint_states'] == 'sensor_msgs/msg/JointState'
         assert types['/diagnostics'] == 'diagnostic_msgs/msg/DiagnosticArray'
         for connection, _, raw in reader.messages():
             msg = reader.deserialize(raw, connection.msgtype)
@@ -99,6 +101,12 @@ def test_the_bag_is_standard_rosbag2_that_rosbags_reads_alone(recording):
             if connection.topic == '/diagnostics':
                 diagnostics += 1
                 continue
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            if name == 'joint_states':  # the robot's joints: standard names, no meta fields
+                joints.append((stamp, tuple(msg.name), len(msg.position), len(msg.velocity)))
+                continue
+            if name == 'observation':
+                observed.add(stamp)
             assert list(msg.name[:2]) == ['episode', 'step']
             episode, step = int(msg.position[0]), int(msg.position[1])
             if name == 'episode':
@@ -119,6 +127,12 @@ def test_the_bag_is_standard_rosbag2_that_rosbags_reads_alone(recording):
         want = with_terminal if name == 'observation' else expected
         assert [s for i, s in enumerate(seen) if not i or s != seen[i - 1]] == want, name
     assert diagnostics >= 1
+    # One joint state per simulation step (o_T included), stamped like its observation.
+    assert len(joints) == EPISODES * (STEPS + 1)
+    assert {stamp for stamp, *_ in joints} == observed
+    names = joints[0][1]
+    assert 'robot0:shoulder_pan_joint' in names and 'episode' not in names
+    assert {(n, p, v) for _, n, p, v in joints} == {(names, len(names), len(names))}
     live = recording.monitor()['episodes']
     assert [e for e, _ in results] == [e['episode'] for e in live]
     for (_, payload), episode in zip(results, live, strict=True):

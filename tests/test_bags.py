@@ -143,9 +143,12 @@ def test_recorded_topics_live_in_the_namespace_with_the_contract_qos():
         '/rpl/command',
         '/rpl/episode',
         '/diagnostics',
+        '/rpl/joint_states',
     ]
     assert specs['/rpl/episode'].qos.transient_local
     assert specs['/diagnostics'].msgtype == 'diagnostic_msgs/msg/DiagnosticArray'
+    assert specs['/rpl/joint_states'].msgtype == 'sensor_msgs/msg/JointState'
+    assert not specs['/rpl/joint_states'].qos.transient_local
     assert resolve_topic('/', 'command') == '/command'
     with pytest.raises(BagError, match="got 'observation,cmd'"):
         parse_topic_list('observation,cmd')

@@ -2,11 +2,12 @@
 
 Subscribes (raw CDR bytes, no deserialization) to ``observation``, ``base_action``,
 ``residual``, ``command``, ``episode`` (transient local: results published before it joined
-are still recorded) and ``/diagnostics`` with the contract's reliability and durability and a
-deep history (``queue_depth``), and appends every message with its receive time to a new
-bag through :class:`rpl_bags.writer.BagWriter` (mcap by default). The bag is closed
-(``metadata.yaml`` written) on Ctrl-C / SIGTERM / launch shutdown; every ``flush_period_s``
-what was received is written to the file, so a killed recorder loses at most that much.
+are still recorded), ``/diagnostics`` and ``joint_states`` (the robot's joints) with the
+contract's reliability and durability and a deep history (``queue_depth``), and appends
+every message with its receive time to a new bag through
+:class:`rpl_bags.writer.BagWriter` (mcap by default). The bag is closed (``metadata.yaml``
+written) on Ctrl-C / SIGTERM / launch shutdown; every ``flush_period_s`` what was received
+is written to the file, so a killed recorder loses at most that much.
 
 A write that fails (a full disk: ``No space left on device``) stops the recording: one error
 line, the bag file is closed as it is (what was flushed before stays readable through
@@ -15,7 +16,8 @@ exits with code 1, which ends a launch that requires the recorder.
 
 Start-up order matters for a lockstep run that waits for its subscribers: the recorder first
 subscribes to every other topic, waits (up to ``startup_timeout_s``) until each of
-``base_action``, ``residual``, ``command`` and ``episode`` has a publisher, then ``settle_s``
+``base_action``, ``residual``, ``command`` and ``episode`` has a publisher (never for
+``/diagnostics`` and ``joint_states``, which a stack may not publish), then ``settle_s``
 more (a publisher seen here may not have seen this subscriber yet), and only then subscribes
 to ``observation``, the topic whose subscriber count the sim bridge waits for
 (``min_subscribers``). Started by the stack launch files with ``record:=true bag:=PATH``.
@@ -36,6 +38,7 @@ from sensor_msgs.msg import JointState
 from rpl_bags.topics import (
     DIAGNOSTIC_ARRAY,
     JOINT_STATE,
+    SIDE_TOPICS,
     TopicSpec,
     parse_topic_list,
     recorded_topics,
@@ -63,6 +66,7 @@ class BagRecorderNode(RplNode):
         self._specs = recorded_topics(self.get_namespace(), names)
         self.writer = BagWriter(cfg.bag, self._specs, cfg.storage)
         self._gate = resolve_topic(self.get_namespace(), contract.OBSERVATION)
+        self._side_topics = {resolve_topic(self.get_namespace(), n) for n in SIDE_TOPICS}
         self._recorded_subs = {
             s.name: self._subscribe(s) for s in self._specs if s.name != self._gate
         }
@@ -133,7 +137,7 @@ class BagRecorderNode(RplNode):
             waiting = [
                 name
                 for name, sub in self._recorded_subs.items()
-                if name != contract.DIAGNOSTICS and sub.get_publisher_count() == 0
+                if name not in self._side_topics and sub.get_publisher_count() == 0
             ]
             if waiting and now - self._t0 < self.config.startup_timeout_s:
                 return

@@ -29,8 +29,8 @@ import numpy as np
 from rpl_bags.reader import RawBag, RawMessage, one_line, read_raw_bag
 from rpl_bags.topics import (
     ACTION_TOPICS,
+    CONTROL_TOPICS,
     JOINT_STATE,
-    RECORDED_TOPICS,
     BagError,
     resolve_topic,
     typestore,
@@ -38,6 +38,10 @@ from rpl_bags.topics import (
 from rpl_interfaces import contract, step_index
 from rpl_interfaces.action_names import action_field_problem, stream_action_fields
 from rpl_interfaces.codec import MessageError, StampedVector, decode
+
+# What a run is read from: the control path and the health reports (``joint_states``, when
+# recorded, is for playback and stock tools; the observation holds what evaluation needs).
+READ_TOPICS = (*CONTROL_TOPICS, contract.DIAGNOSTICS)
 
 
 class Stream(NamedTuple):
@@ -98,7 +102,7 @@ class RecordedRun:
         action_fields: Payload names of the action topics (base_action, residual, command),
             the task's declared action as recorded; () when the bag holds no action.
         episodes: Episodes by id.
-        counts: Messages read per topic (relative names, as in ``RECORDED_TOPICS``).
+        counts: Messages read per topic (relative names, as in :data:`READ_TOPICS`).
         resent: Per control topic, messages that repeat an earlier (episode, step) with the
             same payload (the sim bridge's start-up handshake re-sends observation (0, 0),
             and the nodes answer it again); the first of each is used.
@@ -141,7 +145,7 @@ def _namespaces(raw: RawBag) -> list[str]:
     found = set()
     for name, info in raw.topics.items():
         base = name.rsplit('/', 1)
-        if info.msgtype == JOINT_STATE and len(base) == 2 and base[1] in RECORDED_TOPICS:
+        if info.msgtype == JOINT_STATE and len(base) == 2 and base[1] in CONTROL_TOPICS:
             found.add(base[0] or '/')
     return sorted(found)
 
@@ -159,7 +163,7 @@ def _choose_namespace(raw: RawBag, namespace: str | None) -> str:
     if not found:
         raise BagError(
             f'bag {raw.path!r} has none of the RPL control topics '
-            f'{list(RECORDED_TOPICS[:-1])} (as sensor_msgs/msg/JointState); it has '
+            f'{list(CONTROL_TOPICS)} (as sensor_msgs/msg/JointState); it has '
             f'{sorted(raw.topics) or "no topics"}'
         )
     if len(found) > 1:
@@ -350,8 +354,8 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
     raw = read_raw_bag(path)
     ns = _choose_namespace(raw, namespace)
     problems = _Problems(raw.problems)
-    names = {rel: resolve_topic(ns, rel) for rel in RECORDED_TOPICS}
-    by_topic: dict[str, list[RawMessage]] = {rel: [] for rel in RECORDED_TOPICS}
+    names = {rel: resolve_topic(ns, rel) for rel in READ_TOPICS}
+    by_topic: dict[str, list[RawMessage]] = {rel: [] for rel in READ_TOPICS}
     relative = {absolute: rel for rel, absolute in names.items()}
     for m in raw.messages:
         if m.topic in relative:

@@ -1,7 +1,9 @@
 """What the RPL stack records: topics, their message types and QoS, and the type store.
 
 Every control topic is a ``sensor_msgs/msg/JointState`` of the topic contract
-(:mod:`rpl_interfaces.contract`); ``/diagnostics`` is a ``diagnostic_msgs/msg/DiagnosticArray``.
+(:mod:`rpl_interfaces.contract`); ``/diagnostics`` is a ``diagnostic_msgs/msg/DiagnosticArray``;
+``joint_states`` is the robot's standard ``sensor_msgs/msg/JointState`` (real joint names, no
+contract meta fields).
 Pure Python + numpy + rosbags: no rclpy, no torch.
 """
 
@@ -20,14 +22,18 @@ JOINT_STATE: Final = 'sensor_msgs/msg/JointState'
 DIAGNOSTIC_ARRAY: Final = 'diagnostic_msgs/msg/DiagnosticArray'
 
 # Everything on the control path, in the order of the runtime picture.
-RECORDED_TOPICS: Final = (
+CONTROL_TOPICS: Final = (
     contract.OBSERVATION,
     contract.BASE_ACTION,
     contract.RESIDUAL,
     contract.COMMAND,
     contract.EPISODE,
-    contract.DIAGNOSTICS,
 )
+# Recorded when published, never waited for: the health reports and the robot's standard
+# joint state (off with the sim bridge's publish_joint_states:=false; a real robot's driver
+# publishes its own), so a played bag shows the robot in stock ROS tools.
+SIDE_TOPICS: Final = (contract.DIAGNOSTICS, contract.JOINT_STATES)
+RECORDED_TOPICS: Final = (*CONTROL_TOPICS, *SIDE_TOPICS)
 # Payload names of the action-like topics (the observation's come from the bag itself).
 ACTION_TOPICS: Final = (contract.BASE_ACTION, contract.RESIDUAL, contract.COMMAND)
 
