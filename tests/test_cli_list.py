@@ -72,6 +72,11 @@ def test_heldout_records_agree_with_command_md_results_and_model_metadata(repo_r
         assert result['ci95'] == figures['ci95']
         assert (result['model'] is None) == (name == 'base')
         assert round(figures['success_rate'], 3) in quoted, (name, sorted(quoted))
+        if 'mean_return' in figures:  # a fixed-goal task: its results are returns
+            returns = result['returns']
+            assert len(returns) == record['episodes']
+            assert figures['mean_return'] == pytest.approx(sum(returns) / len(returns))
+            assert f'{figures["mean_return"]:.1f}' in command_md, name
     for name in record['models']:
         meta = catalog.onnx_metadata(str(model_dir / name))
         assert (meta['task'], meta['controller']) == (record['task'], record['controller'])

@@ -428,3 +428,22 @@ def test_init_from_refuses_other_learner_settings_with_one_line(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and f'--init-from: no checkpoint at {missing}' in err, err
     assert not out.exists()
+
+
+def test_a_scratch_model_states_the_zero_controller_it_runs_on(smoke_run, tmp_path):
+    from rpl_bringup.evaluation import check_model_identity
+
+    out = tmp_path / 'push_scratch'
+    args = [*SMOKE, '--algo', 'scratch', '--steps', '200', '--out', str(out)]
+    assert main(args) == 0
+    for name in ('actor.onnx', 'best_actor.onnx'):
+        props = {p.key: p.value for p in onnx.load(out / name).metadata_props}
+        assert (props['task'], props['controller'], props['algo']) == ('push', 'zero', 'scratch')
+    # It runs behind the zero controller without --allow-model-mismatch, and is refused
+    # behind the controller the run measured as 'Initial' (the actor is the whole action).
+    assert check_model_identity('push', 'zero', str(out / 'actor.onnx')) == []
+    with pytest.raises(ValueError, match="trained for controller 'zero'"):
+        check_model_identity('push', 'reactive_push', str(out / 'actor.onnx'))
+    # An RPL model states its base controller.
+    props = {p.key: p.value for p in onnx.load(smoke_run / 'actor.onnx').metadata_props}
+    assert props['controller'] == 'reactive_push'

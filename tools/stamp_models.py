@@ -75,6 +75,8 @@ def stamped_props(model: pathlib.Path, props: dict[str, str]) -> dict[str, str]:
     if result is not None:
         stamped['heldout_success'] = repr(float(result['success_rate']))
         stamped['heldout_episodes'] = f'{heldout["episodes"]} (seeds {heldout["seed"]}..)'
+        if result.get('mean_return') is not None:  # a fixed-goal task: results are returns
+            stamped['heldout_return'] = repr(float(result['mean_return']))
     return stamped
 
 

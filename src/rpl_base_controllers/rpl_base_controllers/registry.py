@@ -33,7 +33,7 @@ from rpl_base_controllers.reactive_pick_and_place import (
     ReactivePickAndPlaceConfig,
 )
 from rpl_base_controllers.reactive_push import ReactivePush, ReactivePushConfig
-from rpl_base_controllers.zero import ZeroController
+from rpl_base_controllers.zero import ZERO, ZeroController
 from rpl_interfaces.params import ParameterError, build_config
 from rpl_interfaces.plugins import load_plugins
 
@@ -462,7 +462,7 @@ register_controller(
     ),
 )
 register_controller(
-    'zero',
+    ZERO,
     ControllerSpec(
         _zero,
         "holds still (action 0, the task's action size): the base under Scratch / Expert "

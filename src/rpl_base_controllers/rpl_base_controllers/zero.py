@@ -9,11 +9,13 @@ so it suits every registered task; without a task it takes the Fetch action size
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from rpl_base_controllers.base import ACTION_DIM
+
+ZERO: Final = 'zero'  # its registry name: the controller a Scratch / Expert Explore model runs on
 
 
 class ZeroController:
@@ -28,7 +30,7 @@ class ZeroController:
 
     def __init__(
         self,
-        name: str = 'zero',
+        name: str = ZERO,
         action_dim: int = ACTION_DIM,
         obs_dim: int | None = None,
         goal_dim: int | None = None,
@@ -41,7 +43,7 @@ class ZeroController:
         self.goal_dim = goal_dim
 
     @classmethod
-    def for_task(cls, spec: Any, name: str = 'zero') -> ZeroController:
+    def for_task(cls, spec: Any, name: str = ZERO) -> ZeroController:
         """Sized for a task spec (``obs_dim``, ``goal_dim``, ``action_dim``)."""
         return cls(name, spec.action_dim, spec.obs_dim, spec.goal_dim)
 

@@ -20,19 +20,26 @@ HELDOUT_FILE = 'heldout.json'
 
 @dataclasses.dataclass(frozen=True)
 class Heldout:
-    """A held-out evaluation: success rate with its 95 % interval over seeded episodes."""
+    """A held-out evaluation: success rate with its 95 % interval over seeded episodes, and
+    the mean return where the record has it (a fixed-goal task's results are returns)."""
 
     success_rate: float
     ci95: tuple[float, float]
     episodes: int
     seed: int
+    mean_return: float | None = None
 
     def __str__(self) -> str:
         lo, hi = self.ci95
-        return (
+        text = (
             f'{self.success_rate:.3f} (95% CI {lo:.3f}-{hi:.3f}, {self.episodes} episodes, '
             f'seeds {self.seed}..{self.seed + self.episodes - 1})'
         )
+        return text + self.return_text()
+
+    def return_text(self) -> str:
+        """', mean return R' when the record has a return, else ''."""
+        return '' if self.mean_return is None else f', mean return {self.mean_return:.1f}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +65,14 @@ def _heldout(record: dict | None, episodes: int, seed: int) -> Heldout | None:
     if not record:
         return None
     lo, hi = record['ci95']
-    return Heldout(float(record['success_rate']), (float(lo), float(hi)), episodes, seed)
+    mean_return = record.get('mean_return')
+    return Heldout(
+        float(record['success_rate']),
+        (float(lo), float(hi)),
+        episodes,
+        seed,
+        None if mean_return is None else float(mean_return),
+    )
 
 
 def onnx_metadata(path: str) -> dict[str, str]:
@@ -147,11 +161,14 @@ def controller_lines() -> list[str]:
 
 
 def model_lines(search_dirs: Sequence[str]) -> list[str]:
-    """Two lines per committed model: path, then task, controller and held-out success."""
+    """Two lines per committed model: path, then task, controller and held-out success (and
+    mean return, where recorded)."""
     lines = []
     for entry in find_models(search_dirs):
         heldout = f'held-out success {entry.heldout}' if entry.heldout else 'no held-out result'
-        base = f'; base alone {entry.base.success_rate:.3f}' if entry.base else ''
+        base = ''
+        if entry.base:
+            base = f'; base alone {entry.base.success_rate:.3f}{entry.base.return_text()}'
         lines.append(_display(entry.path))
         lines.append(f'    {entry.task} / {entry.controller}: {heldout}{base}')
     return lines

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from rpl_base_controllers.zero import ZERO
 from rpl_interfaces.params import ParameterError, build_config, describe
 
 ALGOS = ('rpl', 'scratch', 'expert_explore')
@@ -323,6 +324,13 @@ class TrainConfig:
     def uses_base(self) -> bool:
         """The executed action contains the base action (``rpl``)."""
         return self.algo == 'rpl'
+
+    @property
+    def deployed_controller(self) -> str:
+        """The base controller the exported model runs on: ``controller`` for ``rpl``; the
+        zero controller for the learners whose actor outputs the whole action (stated in the
+        model's metadata, so ``rpl eval --controller zero`` and the stack accept it)."""
+        return self.controller if self.uses_base else ZERO
 
     @property
     def action_scale(self) -> float:

@@ -357,7 +357,7 @@ class Trainer:
             scale=self.composer.scale,
             identity=task_identity(
                 self.problem.spec,
-                config.controller,
+                config.deployed_controller,
                 residual_scale=float(self.composer.scale),
                 training_steps=self.env_steps,
                 eval_success=self.last_eval.get(SUCCESS),
