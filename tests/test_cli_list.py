@@ -42,6 +42,11 @@ def test_list_models_shows_task_controller_and_heldout_success(capsys, repo_root
     assert 'push / discrete_mpc_push: held-out success 0.900' in text
     assert 'pick_and_place / reactive_pick_and_place: held-out success 0.955' in text
     assert 'models/push_discrete_mpc_push/final_actor.onnx\n' in text
+    # A fixed-goal task's results are returns: listed next to the success rate.
+    assert (
+        '    mbrl_pusher / cached_pets: held-out success 0.000 (95% CI 0.000-0.019, 200 '
+        'episodes, seeds 1000..1199), mean return -96.8; base alone 0.000, mean return -128.7'
+    ) in text
 
 
 def test_list_rejects_an_unknown_kind(capsys):
@@ -57,6 +62,7 @@ def test_list_rejects_an_unknown_kind(capsys):
         'slippery_push_reactive_push_live',
         'push_discrete_mpc_push',
         'pick_and_place_reactive_pick_and_place',
+        'mbrl_pusher_cached_pets',
     ],
 )
 def test_heldout_records_agree_with_command_md_results_and_model_metadata(repo_root, folder):

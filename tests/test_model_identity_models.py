@@ -14,7 +14,6 @@ import sys
 
 import pytest
 
-from rpl_interfaces import contract
 from rpl_residual_node.model_identity import StackIdentity, check_identity
 from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_sim_bridge.bridge import observation_layout
@@ -44,8 +43,9 @@ def test_committed_model_states_its_folders_task_controller_and_fields(model):
     assert identity.version is not None
     spec = task_spec(identity.task)
     names = observation_layout(spec).fields
-    live = StackIdentity.of_stream(spec.name, facts['controller'], names, contract.ACTION_FIELDS)
+    live = StackIdentity.of_task(spec, facts['controller'], names, spec.action_fields)
     assert check_identity(identity, live) == []
+    assert identity.action_bounds == (spec.action_low, spec.action_high)
     if (model.parent / 'config.json').is_file():  # rpl train runs: steps and evaluation
         assert identity.training_steps is not None and 0.0 <= identity.eval_success <= 1.0
 

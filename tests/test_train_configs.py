@@ -21,6 +21,7 @@ COMMITTED = {
     'slippery_push': 'slippery_push_reactive_push',
     'push': 'push_discrete_mpc_push',
     'pick_and_place': 'pick_and_place_reactive_pick_and_place',
+    'mbrl_pusher': 'mbrl_pusher_cached_pets',
 }
 
 
@@ -30,8 +31,12 @@ def test_shipped_config_is_the_committed_models_settings(task, repo_root):
     shipped = make_config({**read_config_file(shipped_config(task)), 'seed': model['seed']})
     if shipped.update_precision == 'auto':
         # auto takes the faster precision of the machine it runs on; the model was trained
-        # with one of the two.
-        assert model.get('update_precision', 'float32') in ('float32', 'bfloat16')
+        # with one of the two (its config says which, or says auto and its summary which).
+        summary = json.loads((repo_root / 'models' / COMMITTED[task] / 'summary.json').read_text())
+        used = model.get('update_precision', 'float32')
+        if used == 'auto':
+            used = summary['update_precision']
+        assert used in ('float32', 'bfloat16')
         model = {**model, 'update_precision': 'auto'}
     assert shipped == make_config(model)
 
