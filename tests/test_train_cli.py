@@ -447,3 +447,18 @@ def test_a_scratch_model_states_the_zero_controller_it_runs_on(smoke_run, tmp_pa
     # An RPL model states its base controller.
     props = {p.key: p.value for p in onnx.load(smoke_run / 'actor.onnx').metadata_props}
     assert props['controller'] == 'reactive_push'
+
+
+def test_plot_draws_reference_lines_and_refuses_malformed_ones(smoke_run, tmp_path, capsys):
+    plain, marked = tmp_path / 'plain.png', tmp_path / 'marked.png'
+    assert main(['plot', str(smoke_run), '--out', str(plain)]) == 0
+    argv = ['plot', str(smoke_run), '--out', str(marked), '--reference', 'PETS (10 eps)=0.4']
+    assert main(argv) == 0
+    assert marked.read_bytes() != plain.read_bytes()  # the line and its legend entry
+    for bad in ('PETS', 'PETS=fast', '=0.4', 'PETS=nan'):
+        with pytest.raises(SystemExit) as exit_info:
+            main(['plot', str(smoke_run), '--out', str(tmp_path / 'x.png'), '--reference', bad])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"must be LABEL=VALUE with a finite number, e.g. PETS=-110.9, got '{bad}'" in err
+    assert not (tmp_path / 'x.png').exists()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 import re
 import sys
@@ -336,8 +337,31 @@ def build_parser() -> argparse.ArgumentParser:
         default='success',
         help='vertical axis: eval success rate (default) or mean eval return (fixed-goal tasks)',
     )
+    plot.add_argument(
+        '--reference',
+        action='append',
+        default=[],
+        type=_reference,
+        metavar='LABEL=VALUE',
+        help="a level measured elsewhere, drawn as a labelled line, e.g. 'PETS=-110.9' "
+        '(repeatable)',
+    )
     plot.add_argument('--force', action='store_true', help='replace --out if it exists already')
     return parser
+
+
+def _reference(text: str) -> tuple[str, float]:
+    """``LABEL=VALUE`` of ``rpl plot --reference`` (argparse type: its error is one line)."""
+    label, sep, value = text.rpartition('=')
+    try:
+        number = float(value)
+    except ValueError:
+        number = float('nan')
+    if not sep or not label.strip() or not math.isfinite(number):
+        raise argparse.ArgumentTypeError(
+            f'must be LABEL=VALUE with a finite number, e.g. PETS=-110.9, got {text!r}'
+        )
+    return label.strip(), number
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -408,7 +432,13 @@ def _plot(args: argparse.Namespace) -> int:
 
     try:
         path = plot_runs(
-            args.runs, args.out, title=args.title, force=args.force, x=args.x, metric=args.metric
+            args.runs,
+            args.out,
+            title=args.title,
+            force=args.force,
+            x=args.x,
+            metric=args.metric,
+            references=args.reference,
         )
     except PlotError as exc:
         raise CliError(str(exc)) from exc

@@ -26,6 +26,7 @@ from rpl_trainer.run_dir import BASE_EVAL_FILE, CONFIG_FILE, METRICS_FILE
 
 LABELS = {'rpl': 'RPL', 'scratch': 'Scratch', 'expert_explore': 'Expert Explore'}
 COLORS = {'rpl': 'tab:blue', 'scratch': 'tab:orange', 'expert_explore': 'tab:green'}
+REFERENCE_COLORS = ('tab:red', 'tab:purple', 'tab:brown', 'tab:gray')  # ``--reference`` lines
 SUCCESS = 'eval/success_rate'
 
 METRICS = {
@@ -126,6 +127,7 @@ def plot_runs(
     force: bool = False,
     x: str = 'steps',
     metric: str = 'success',
+    references: Sequence[tuple[str, float]] = (),
 ) -> pathlib.Path:
     """Draw the success (or return) curves of run directories into an image file.
 
@@ -138,6 +140,9 @@ def plot_runs(
             runs, from their metrics' ``wall_s``: compare runs that shared one machine).
         metric: Vertical axis, ``'success'`` (success rate) or ``'return'`` (mean
             evaluation return, written by fixed-goal tasks only).
+        references: ``(label, value)`` levels measured elsewhere, drawn as labelled
+            horizontal lines (e.g. the paper's PETS line: a controller too slow to train
+            behind, evaluated on its own).
 
     Returns:
         The image path.
@@ -189,6 +194,9 @@ def plot_runs(
         axes.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
     if bases:
         axes.axhline(np.mean(bases), color='black', linestyle='--', label='Initial')
+    for i, (label, value) in enumerate(references):
+        color = REFERENCE_COLORS[i % len(REFERENCE_COLORS)]
+        axes.axhline(value, color=color, linestyle='-.', label=label)
     axes.set_xlabel(X_AXES[x][2])
     _, label, limits = METRICS[metric]
     axes.set_ylabel(label)
