@@ -2,15 +2,17 @@
 task (no goal fields on the observation stream: goal_dim 0) with 7 torques in [-2, 2] N m.
 
 Fast checks of the files, then one short recorded lockstep run (2 episodes of 150 steps)
-through ``rpl launch`` with the zero base controller (the launch file's default, cached_pets,
-is another helper's; ``controller:=zero`` keeps this test independent of it), a tiny residual
-exported through the trainer's export path (:func:`rpl_trainer.export.export_onnx`, goal_dim
-0), the episode monitor and the bag recorder. Checked: every command came from the
-residual, the bag holds the 20 observation fields and nothing else, replaying the model on
-it gives every command exactly, commands use the task's whole torque range (beyond the Fetch
-+-1), ``rpl bag eval`` reports the monitor's episodes (success and return), and the
-episodes equal the in-process ones (:func:`rpl_bringup.evaluation.evaluate_model`, the
-``rpl eval --model`` path) of the same model and seeds.
+through ``rpl launch`` with the zero base controller (``controller:=zero``: the checks do not
+depend on the cached PETS actions), a tiny residual exported through the trainer's export
+path (:func:`rpl_trainer.export.export_onnx`, goal_dim 0), the episode monitor and the bag
+recorder; beside it one episode of the launch file as shipped (its default controller,
+cached_pets) with the committed model ``models/mbrl_pusher_cached_pets/actor.onnx``.
+Checked: every command came from the residual, the bag holds the 20 observation fields and
+nothing else, replaying the model on it gives every command exactly, commands use the task's
+whole torque range (beyond the Fetch +-1), ``rpl bag eval`` reports the monitor's episodes
+(success and return), and the episodes equal the in-process ones
+(:func:`rpl_bringup.evaluation.evaluate_model`, the ``rpl eval --model`` path) of the same
+model and seeds, for both runs.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ DEFAULT_CONTROLLER = 'cached_pets'  # the launch file's default
 CONTROLLER = 'zero'  # what the run uses
 EPISODES, SEED = 2, 3
 STEPS = 150
+COMMITTED_MODEL = 'models/mbrl_pusher_cached_pets/actor.onnx'
 
 
 def default_controller_missing() -> str | None:
@@ -120,15 +123,22 @@ class StackRun(RecordedLaunch):
         folder: Where the model, bag, monitor JSON and log go.
         controller: The base controller (None: the launch file's default).
         episodes: Episodes to run (seeds SEED, SEED + 1, ...).
+        model: The residual (None: :func:`tiny_model` for the controller).
     """
 
-    def __init__(self, folder: pathlib.Path, controller: str | None, episodes: int) -> None:
+    def __init__(
+        self,
+        folder: pathlib.Path,
+        controller: str | None,
+        episodes: int,
+        model: pathlib.Path | None = None,
+    ) -> None:
         self.controller = controller or DEFAULT_CONTROLLER
         self.episodes = episodes
         super().__init__(
             folder,
             f'{TASK}.launch.py',
-            tiny_model(folder / 'actor.onnx', self.controller),
+            model or tiny_model(folder / 'actor.onnx', self.controller),
             f'/pushertest_{os.getpid()}_{self.controller}',
             f'episodes:={episodes}',
             f'seed:={SEED}',
@@ -137,13 +147,14 @@ class StackRun(RecordedLaunch):
 
 
 @pytest.fixture(scope='module')
-def stack_runs(tmp_path_factory) -> dict[str, StackRun]:
+def stack_runs(tmp_path_factory, repo_root) -> dict[str, StackRun]:
     """The zero-base run (always) and, once it can run here, one episode of the launch
-    file's default controller, side by side (lockstep: load changes timing, not episodes)."""
+    file's default controller with the committed model, side by side (lockstep: load
+    changes timing, not episodes)."""
     runs = {CONTROLLER: StackRun(tmp_path_factory.mktemp('zero'), CONTROLLER, EPISODES)}
     if default_controller_missing() is None:
         folder = tmp_path_factory.mktemp(DEFAULT_CONTROLLER)
-        runs[DEFAULT_CONTROLLER] = StackRun(folder, None, 1)
+        runs[DEFAULT_CONTROLLER] = StackRun(folder, None, 1, repo_root / COMMITTED_MODEL)
     for run in runs.values():
         run.start()
     for run in runs.values():
@@ -226,9 +237,9 @@ def test_the_stack_episodes_equal_the_in_process_ones(stack_run):
 
 @pytest.mark.integration
 def test_the_default_controller_runs_through_the_stack_as_in_process(stack_runs):
-    """One episode with the launch file's default base controller (no controller:=): the
-    base actions come from it, every command from the residual, the episode equals the
-    in-process one."""
+    """One episode of the launch file as shipped (its default base controller, no
+    controller:=) with the committed model: the base actions come from it, every command
+    from the residual, the episode equals the in-process one."""
     reason = default_controller_missing()
     if reason:
         pytest.skip(reason)
