@@ -4,7 +4,7 @@ and the episode monitor: the valid names most action messages carry, the first o
 from __future__ import annotations
 
 import numpy as np
-from test_bags import write_bag
+from bag_builders import write_bag
 
 from rpl_bags.recorded import load_run
 from rpl_bringup.episode_log import EpisodeLog

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 from helpers import SideNode, ros_args, stop_process
-from test_onnx_actor import known_weights, linear_model
+from onnx_builders import known_weights, linear_model
 
 from rpl_bags.bag_replay import replay_model
 from rpl_bags.reader import read_raw_bag

@@ -6,8 +6,7 @@ import os
 import subprocess
 
 import pytest
-from test_model_equivalence import goal_seeking_weights
-from test_onnx_actor import linear_model
+from onnx_builders import goal_seeking_weights, linear_model
 
 from rpl_bringup import cli, demo
 from rpl_bringup.episode_log import EpisodeLog, EpisodeRecord

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_bags import NS, OBS_FIELDS, observation, write_bag
+from bag_builders import NS, OBS_FIELDS, observation, write_bag
 
 from rpl_bags.bag_eval import evaluate_run
 from rpl_bags.recorded import load_run

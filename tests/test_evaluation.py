@@ -204,7 +204,7 @@ def test_rpl_eval_refuses_other_field_names_even_when_allowed(tmp_path, repo_roo
 
 
 def test_a_model_without_metadata_is_evaluated_with_a_warning(tmp_path):
-    from test_onnx_actor import linear_model
+    from onnx_builders import linear_model
 
     model = str(linear_model(tmp_path / 'bare.onnx', obs_dim=25, goal_dim=3))
     assert check_model_identity('push', 'reactive_push', model) == [

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import yaml
 from helpers import RecordedLaunch, plan_rpl_launch
-from test_onnx_actor import known_weights, linear_model
+from onnx_builders import known_weights, linear_model
 
 from rpl_bags import bag_cli
 from rpl_bags.bag_replay import replay_model

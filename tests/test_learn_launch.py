@@ -12,7 +12,7 @@ import json
 import os
 
 import pytest
-from test_stack import LAUNCH, Child
+from helpers import LAUNCH, Child
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,7 @@ import os
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from helpers import SideNode, trainer_command
-from test_stack import LAUNCH, Child
+from helpers import LAUNCH, Child, SideNode, trainer_command
 
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import qos_profile

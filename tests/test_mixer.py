@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 from helpers import reload_model, replace_model, set_model_metadata
-from test_onnx_actor import (
+from onnx_builders import (
     OBS_DIM,
     corrupt_file,
     fragile_model,

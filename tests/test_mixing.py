@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import yaml
-from test_onnx_actor import GOAL_DIM, OBS_DIM, known_weights, linear_model
+from onnx_builders import GOAL_DIM, OBS_DIM, known_weights, linear_model
 
 from rpl_interfaces.params import ParameterError, build_config
 from rpl_residual_node.mixing import (

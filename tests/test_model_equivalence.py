@@ -28,20 +28,18 @@ import sys
 import numpy as np
 import onnx
 import pytest
+from helpers import LAUNCH, Child, read_json
 from onnx import numpy_helper
-from test_onnx_actor import linear_model
-from test_stack import LAUNCH, Child, _read
+from onnx_builders import GOAL_SEEKING_TASK, goal_seeking_weights, linear_model
 
 from rpl_bringup.evaluation import EvalResult, evaluate
 from rpl_residual_node.policy import ResidualPolicy
-from rpl_sim_bridge.layout import FetchObs
 from rpl_sim_bridge.tasks import task_spec
 
 pytestmark = pytest.mark.integration
 
-TASK, CONTROLLER = 'slippery_push', 'reactive_push'
+TASK, CONTROLLER = GOAL_SEEKING_TASK, 'reactive_push'
 EPISODES, SEED = 2, 5
-GAIN = 4.0  # residual per metre of block-goal offset (action units / m)
 TRAIN = [
     sys.executable, '-m', 'rpl_trainer.cli', 'train',
     '--task', TASK, '--controller', CONTROLLER, '--algo', 'rpl',
@@ -50,16 +48,6 @@ TRAIN = [
 ]  # fmt: skip
 MODELS = ('trained', 'trained_perturbed', 'goal_seeking_two_frame')
 NON_TRIVIAL = MODELS[1:]
-
-
-def goal_seeking_weights() -> np.ndarray:
-    """(action_dim, obs_dim + goal_dim): (dx, dy, dz) = GAIN * (desired_goal - object_pos)."""
-    spec = task_spec(TASK)
-    weights = np.zeros((spec.action_dim, spec.obs_dim + spec.goal_dim), np.float32)
-    for axis in range(3):
-        weights[axis, FetchObs.OBJECT_POS.start + axis] = -GAIN
-        weights[axis, spec.obs_dim + axis] = GAIN
-    return weights
 
 
 def perturbed_output_layer(
@@ -141,7 +129,7 @@ def _run(name: str, model: pathlib.Path, folder: pathlib.Path) -> tuple[pathlib.
     finally:
         runner.stop()
         (folder / f'{name}.log').write_text(runner.output())  # kept beside the results
-    return model, _read(results), runner.output()
+    return model, read_json(results), runner.output()
 
 
 def _in_process(model: pathlib.Path | None) -> EvalResult:

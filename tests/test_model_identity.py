@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import pytest
 from helpers import reload_model, replace_model, set_model_metadata
-from test_onnx_actor import OBS_DIM, linear_model
+from onnx_builders import OBS_DIM, linear_model
 
 from rpl_interfaces import __version__, contract
 from rpl_residual_node import decision as dec

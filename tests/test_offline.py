@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from test_bags import NS, OBS_FIELDS, write_bag
+from bag_builders import NS, OBS_FIELDS, write_bag
 
 from rpl_bags.topics import BagError
 from rpl_interfaces import contract

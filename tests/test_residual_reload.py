@@ -10,14 +10,14 @@ import time
 import numpy as np
 import pytest
 from helpers import reload_model, replace_model, stop_process
-from test_onnx_actor import (
+from onnx_builders import (
     OBS_DIM,
     known_weights,
     linear_model,
     nan_in_range_model,
     padded_model,
 )
-from test_residual_node import OBS_FIELDS, Driver, start_node
+from residual_driver import OBS_FIELDS, Driver, start_node
 
 from rpl_interfaces import contract
 from rpl_residual_node import mixer as m

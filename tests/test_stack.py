@@ -18,8 +18,6 @@ from helpers import LAUNCH, Child, read_json
 
 pytestmark = pytest.mark.integration
 
-_read = read_json  # the names other test modules import from here
-
 
 def _wait_for(check: Callable[[], bool], timeout: float, what: str, runner: Child) -> None:
     end = time.monotonic() + timeout
@@ -53,7 +51,7 @@ def test_lockstep_episodes_arrive_and_the_launch_exits_0(stack):
     assert runner.wait(45) == 0, runner.output()
     assert 'sim_bridge finished (code 0); stopping the launch' in runner.output()
     assert '[episode_monitor] episode   1: ' in runner.output()
-    data = _read(output)
+    data = read_json(output)
     assert data['summary']['episodes'] == 2, runner.output()
     assert [e['episode'] for e in data['episodes']] == [0, 1]
     assert all(e['steps'] == 50 for e in data['episodes'])
@@ -65,7 +63,7 @@ def test_lockstep_episodes_arrive_and_the_launch_exits_0(stack):
 def test_controller_is_swapped_by_launch_argument(stack):
     runner, output = stack('swap', 'episodes:=1', 'controller:=discrete_mpc_push')
     assert runner.wait(45) == 0, runner.output()
-    data = _read(output)
+    data = read_json(output)
     assert data['summary']['episodes'] == 1, runner.output()
     assert set(data['base_actions']['tags']) == {'discrete_mpc_push'}
 
@@ -74,12 +72,12 @@ def test_killed_residual_node_falls_back_to_base_and_is_respawned(stack):
     runner, output = stack('respawn', 'episodes:=0')  # run until stopped
 
     def commands_flowing() -> bool:
-        data = _read(output)
+        data = read_json(output)
         return bool(runner.pids_of('residual_node')) and bool(data and data['episodes'])
 
     _wait_for(commands_flowing, 30, 'the first episode', runner)
     first = runner.pids_of('residual_node')[0]
-    done_before_kill = len(_read(output)['episodes'])
+    done_before_kill = len(read_json(output)['episodes'])
     os.kill(first, signal.SIGKILL)
 
     # The runner says so and restarts it. Meanwhile the lockstep sim waits for the command
@@ -90,11 +88,11 @@ def test_killed_residual_node_falls_back_to_base_and_is_respawned(stack):
 
     def recovered() -> bool:
         # two episodes finished after the kill, the last one clean (the new node commands)
-        episodes = (_read(output) or {'episodes': []})['episodes'][done_before_kill:]
+        episodes = (read_json(output) or {'episodes': []})['episodes'][done_before_kill:]
         return len(episodes) >= 2 and episodes[-1]['fallback_base'] == 0
 
     _wait_for(recovered, 40, 'clean episodes after the respawn', runner)
-    data = _read(output)
+    data = read_json(output)
     assert all(e['fallback_zero'] == 0 for e in data['episodes'])
     assert data['commands']['non_finite'] == 0
     assert data['commands']['max_abs'] <= 1.0
