@@ -527,12 +527,12 @@ def stated_model(tmp_path, name: str, **props: str) -> pathlib.Path:
 def test_replay_clips_to_the_bounds_the_model_states_unless_told_otherwise(tmp_path, capsys):
     # Recorded behind a node clipping to [-2, 2]: the commands go beyond +-1.
     model = stated_model(tmp_path, 'torque.onnx', action_bounds='[-2, 2]')
-    config = ResidualConfig(residual_limit=2.0, action_low=-2.0, action_high=2.0)
+    config = ResidualConfig(residual_limit=4.0, action_low=-2.0, action_high=2.0)
     written = write_bag(
         tmp_path / 'run', steps=6, policy=ResidualPolicy.from_file(str(model), config)
     )
     assert max(np.abs(c).max() for c in written['command'].values()) > 1.0
-    argv = ['replay-model', str(tmp_path / 'run'), '--model', str(model), '--residual-limit', '2']
+    argv = ['replay-model', str(tmp_path / 'run'), '--model', str(model)]
 
     code, err = run_cli([*argv, '--fail-on-change'])
     out = capsys.readouterr().out

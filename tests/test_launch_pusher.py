@@ -64,8 +64,11 @@ def test_the_config_file_sets_the_task_and_the_torque_range(repo_root):
     # the same rule the in-process evaluation uses.
     mixing = task_residual_config(spec)
     assert (mixing.action_low, mixing.action_high) == (spec.action_low, spec.action_high)
+    # The residual may fully override the base, as the trainer composes it
+    # (residual_scale = the bounds' range).
+    assert mixing.residual_limit == spec.action_high - spec.action_low
     assert residual == {
-        'residual_limit': 2.0,
+        'residual_limit': mixing.residual_limit,
         'residual_gain': 1.0,
         'action_low': spec.action_low,
         'action_high': spec.action_high,

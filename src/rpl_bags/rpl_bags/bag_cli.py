@@ -108,7 +108,12 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
         default=defaults.residual_gain,
         help="the residual node's residual_gain (default %(default)s)",
     )
-    p.add_argument('--residual-limit', type=float, default=defaults.residual_limit)
+    p.add_argument(
+        '--residual-limit',
+        type=float,
+        help="the residual node's residual_limit (default: action high - low, the full "
+        'override the trainer composes)',
+    )
     for side, default in (('low', defaults.action_low), ('high', defaults.action_high)):
         p.add_argument(
             f'--action-{side}',
@@ -260,7 +265,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         {
             'model_path': args.model,
             'residual_gain': args.residual_gain,
-            'residual_limit': args.residual_limit,
+            'residual_limit': high - low if args.residual_limit is None else args.residual_limit,
             'action_low': low,
             'action_high': high,
         },

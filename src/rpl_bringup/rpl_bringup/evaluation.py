@@ -269,7 +269,8 @@ def evaluate_parallel(
 def task_residual_config(spec: Any) -> Any:
     """The residual mixing rule of the stack of ``spec``'s task: the node's defaults with
     the commands clipped to the task's action bounds (as the sim bridge applies them and the
-    trainer composes them; e.g. mbrl_pusher's torques in [-2, 2] N m, not the Fetch +-1).
+    trainer composes them; e.g. mbrl_pusher's torques in [-2, 2] N m, not the Fetch +-1) and
+    the residual limited to the bounds' range (full override, as the trainer composes it).
 
     Args:
         spec: The task's :class:`rpl_sim_bridge.tasks.registry.TaskSpec`.
@@ -279,7 +280,11 @@ def task_residual_config(spec: Any) -> Any:
     """
     from rpl_residual_node.mixing import ResidualConfig
 
-    return ResidualConfig(action_low=spec.action_low, action_high=spec.action_high)
+    return ResidualConfig(
+        residual_limit=spec.action_high - spec.action_low,
+        action_low=spec.action_low,
+        action_high=spec.action_high,
+    )
 
 
 def evaluate_model(

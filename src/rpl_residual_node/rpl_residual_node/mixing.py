@@ -6,7 +6,10 @@ The executed command is::
                    action_low, action_high)
 
 With ``residual_gain = 1`` and ``residual_limit = 2`` on actions in [-1, 1] this is the
-paper's ``clip(base + 2 tanh(f(s, g)), -1, 1)``: the ``2`` is the model's
+paper's ``clip(base + 2 tanh(f(s, g)), -1, 1)`` (generally: ``residual_limit = action_high -
+action_low``, e.g. 4 on mbrl_pusher's [-2, 2] N m, as the trainer composes it with its
+``residual_scale`` = the bound range; a smaller limit changes what the model learned): the
+``2`` is the model's
 ``residual_scale``, inside the ONNX graph (its metadata names it), so the residual may fully
 override the base. ``residual_limit = 0`` or ``residual_gain = 0`` turn the residual off
 without unloading the model. The gain was called ``residual_scale`` before; that name now
@@ -86,8 +89,10 @@ class ResidualConfig:
     residual_limit: float = dataclasses.field(
         default=2.0,
         metadata=describe(
-            'Residual clamped to +-limit before scaling (2.0 = full override of the base)',
-            range=(0.0, 2.0),
+            'Residual clamped to +-limit before the gain, action units; action_high - '
+            'action_low (2.0 on +-1) = the residual may fully override the base, as the '
+            'trainer composes it',
+            range=(0.0, 200.0),
         ),
     )
     action_low: float = dataclasses.field(
