@@ -28,6 +28,7 @@ from rpl_residual_node.model_identity import (
     ModelIdentity,
     StackIdentity,
     check_identity,
+    clamp_warning,
 )
 from rpl_residual_node.onnx_actor import ModelError, OnnxActor
 
@@ -120,6 +121,27 @@ def test_the_node_refuses_a_model_trained_for_other_bounds(tmp_path):
     right = ResidualConfig(model_path=str(path), action_low=-2.0, action_high=2.0)
     accepted = slot.ModelSlot(right, collections.Counter())
     assert accepted.refusal(accepted.actor) is None
+
+
+def test_a_limit_below_the_models_scale_is_loaded_with_one_warning(tmp_path):
+    """A torque model (residual_scale 4) behind the default residual_limit 2 would run with
+    its residuals clamped to half the range it learned: it runs (a deliberate smaller
+    limit is the user's choice), with one line naming both numbers and the fix."""
+    torques = dataclasses.replace(MODEL, action_bounds=(-2.0, 2.0), residual_scale=4.0)
+    expected = (
+        'its residuals reach +-4 (residual_scale) but residual_limit clamps them to +-2, so '
+        'it runs other than trained (residual_limit:=4 runs it as trained)'
+    )
+    assert clamp_warning(torques, 2.0) == expected
+    assert clamp_warning(torques, 4.0) is None
+    assert clamp_warning(dataclasses.replace(torques, residual_scale=None), 2.0) is None
+    path = _model(tmp_path, torques)
+    bounds = {'model_path': str(path), 'action_low': -2.0, 'action_high': 2.0}
+    clamped = slot.ModelSlot(ResidualConfig(**bounds), collections.Counter())
+    assert clamped.last_reload.loaded
+    assert clamped.last_reload.warning == f'model {path}: {expected}'
+    full = slot.ModelSlot(ResidualConfig(**bounds, residual_limit=4.0), collections.Counter())
+    assert full.last_reload.loaded and full.last_reload.warning == ''
 
 
 def test_what_either_side_does_not_say_is_not_checked():

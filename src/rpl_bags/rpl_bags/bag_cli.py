@@ -235,7 +235,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from rpl_bags.bag_replay import format_report, replay_model
     from rpl_interfaces.params import build_config
     from rpl_residual_node.mixing import ResidualConfig
-    from rpl_residual_node.model_identity import MismatchError, StackIdentity, check_identity
+    from rpl_residual_node.model_identity import (
+        MismatchError,
+        StackIdentity,
+        check_identity,
+        clamp_warning,
+    )
     from rpl_residual_node.onnx_actor import ModelError, OnnxActor
     from rpl_residual_node.policy import ResidualPolicy
 
@@ -285,6 +290,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f'model {args.model} does not fit the bag {run.path}: {exc}{hint}'
         ) from None
     _warn('replay-model', [f'replaying although {difference}' for difference in allowed])
+    clamped = clamp_warning(actor.identity, config.residual_limit)
+    _warn('replay-model', [f'model {args.model}: {clamped}'] if clamped else [])
     if (args.action_low, args.action_high) != (None, None):
         source = 'as given'
     elif actor.identity.action_bounds is not None:

@@ -360,7 +360,12 @@ def check_identity_of(
     policy: Any, task: str, controller: str, model_path: str, allow_model_mismatch: bool
 ) -> list[str]:
     """:func:`check_model_identity` of an already loaded ``ResidualPolicy``."""
-    from rpl_residual_node.model_identity import MismatchError, StackIdentity, check_identity
+    from rpl_residual_node.model_identity import (
+        MismatchError,
+        StackIdentity,
+        check_identity,
+        clamp_warning,
+    )
     from rpl_sim_bridge.bridge import observation_layout
     from rpl_sim_bridge.tasks import task_spec
 
@@ -376,6 +381,9 @@ def check_identity_of(
             f'model {model_path} does not fit {task} / {controller}: {exc}{hint}'
         ) from None
     warnings = [f'model {model_path} runs although {difference}' for difference in allowed]
+    clamped = clamp_warning(identity, task_residual_config(spec).residual_limit)
+    if clamped:  # in-process evaluation mixes as the task's stack does
+        warnings.append(f'model {model_path}: {clamped}')
     if identity.unstated():
         warnings.append(
             f'model {model_path} does not state {", ".join(identity.unstated())} (no rpl '

@@ -295,6 +295,28 @@ def _field_difference(what: str, model: tuple[str, ...], live: tuple[str, ...]) 
     return f'{what} fields differ ({detail})'
 
 
+def clamp_warning(model: ModelIdentity, residual_limit: float) -> str | None:
+    """A warning when the stack clamps a model's residual below the range it learned.
+
+    Args:
+        model: What the model says it is (its ``residual_scale``: the largest residual it
+            can output, action units).
+        residual_limit: The stack's clamp (the residual node's ``residual_limit``).
+
+    Returns:
+        One sentence naming both numbers and the fix, or None when the limit covers the
+        scale or the model does not state its scale.
+    """
+    scale = model.residual_scale
+    if scale is None or residual_limit >= scale:
+        return None
+    return (
+        f'its residuals reach +-{scale:g} (residual_scale) but residual_limit clamps them to '
+        f'+-{residual_limit:g}, so it runs other than trained (residual_limit:={scale:g} '
+        'runs it as trained)'
+    )
+
+
 def check_identity(
     model: ModelIdentity, live: StackIdentity, allow_mismatch: bool = False
 ) -> list[str]:

@@ -29,7 +29,12 @@ from typing import NamedTuple
 import numpy as np
 
 from rpl_residual_node.mixing import ResidualConfig
-from rpl_residual_node.model_identity import MismatchError, StackIdentity, check_identity
+from rpl_residual_node.model_identity import (
+    MismatchError,
+    StackIdentity,
+    check_identity,
+    clamp_warning,
+)
 from rpl_residual_node.model_reload import (
     BAD_ON_RECENT,
     MISMATCH,
@@ -156,13 +161,16 @@ class ModelSlot:
             message = f'loaded model {result.actor.describe()}, made for {identity.describe()}'
             if result.checked:
                 message += f', finite on the last {result.checked} real observations'
-            warning = ''
+            warnings = []
             if identity.unstated():
-                warning = (
+                warnings.append(
                     f'model {result.actor.path} does not state {", ".join(identity.unstated())} '
                     '(no rpl metadata): it is not checked against the running stack for that'
                 )
-            return ReloadEvent(True, message, warning=warning)
+            clamped = clamp_warning(identity, self.config.residual_limit)
+            if clamped:
+                warnings.append(f'model {result.actor.path}: {clamped}')
+            return ReloadEvent(True, message, warning='; '.join(warnings))
         self._counts[MODEL_REJECTED] += 1
         if result.kind == TOO_LARGE:
             self._counts[MODEL_TOO_LARGE] += 1
