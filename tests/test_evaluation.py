@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from rpl_base_controllers import make_controller
 from rpl_bringup.evaluation import (
+    EpisodeProgress,
     EvalResult,
     check_model_identity,
     evaluate,
@@ -224,3 +226,34 @@ def test_evaluate_model_refuses_another_controller_unless_allowed(repo_root):
         'push', 'reactive_push', 1, seed=0, model_path=model, allow_model_mismatch=True
     )
     assert result.episodes == 1
+
+
+def test_progress_off_a_terminal_is_one_line_per_tenth():
+    """Redirected (a log, a pipe, CI) the bar's carriage returns would fill the log: one
+    line per tenth of the episodes instead, the last one always; nothing when disabled."""
+    out = io.StringIO()  # not a terminal
+    progress = EpisodeProgress('push/reactive_push', 25, enabled=True, stream=out)
+    for done in range(1, 26):
+        progress.update(1, done / 50)
+    progress.close()
+    lines = out.getvalue().splitlines()
+    assert '\r' not in out.getvalue()
+    assert [line.split(': ')[1].split(' ')[0] for line in lines] == [
+        f'{k}/25' for k in (3, 6, 9, 12, 15, 18, 21, 24, 25)
+    ]
+    assert lines[-1] == 'push/reactive_push: 25/25 episodes, success 0.500'
+    chunks = io.StringIO()  # worker chunks of 7 episodes: a line whenever a tenth is crossed
+    progress = EpisodeProgress('push/reactive_push', 20, enabled=True, stream=chunks)
+    for _ in range(2):
+        progress.update(7, 0.25)
+    progress.update(6, 0.25)
+    assert [line.split(': ')[1].split(' ')[0] for line in chunks.getvalue().splitlines()] == [
+        '7/20',
+        '14/20',
+        '20/20',
+    ]
+    quiet = io.StringIO()
+    progress = EpisodeProgress('push/reactive_push', 20, enabled=False, stream=quiet)
+    progress.update(20, 1.0)
+    progress.close()
+    assert quiet.getvalue() == ''

@@ -115,7 +115,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         '--force', action='store_true', help='replace the result file if it exists already'
     )
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument(
+        '--no-progress',
+        action='store_true',
+        help='no progress output (default: a bar on a terminal, else a line per tenth of the episodes)',
+    )
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

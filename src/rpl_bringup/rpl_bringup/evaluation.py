@@ -20,9 +20,10 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from tqdm import tqdm
@@ -78,6 +79,49 @@ class EvalResult:
         record = dataclasses.asdict(self)
         record['ci95'] = list(self.ci95)
         return record
+
+
+class EpisodeProgress:
+    """Progress of an evaluation: a tqdm bar on a terminal; elsewhere (a log, a pipe, CI)
+    one line per tenth of the episodes, so a redirected run is readable.
+
+    Args:
+        label: What runs, e.g. ``slippery_push/reactive_push``.
+        episodes: Episodes in all.
+        enabled: False shows nothing.
+        stream: Where it goes (default ``sys.stderr``).
+    """
+
+    def __init__(
+        self, label: str, episodes: int, enabled: bool, stream: TextIO | None = None
+    ) -> None:
+        self.label, self.episodes = label, episodes
+        self.stream = stream if stream is not None else sys.stderr
+        tty = enabled and self.stream.isatty()
+        self._lines = enabled and not tty
+        self._bar = tqdm(
+            total=episodes, desc=label, unit='ep', disable=not tty, leave=False, file=self.stream
+        )
+        self._done = 0
+        self._every = max(1, math.ceil(episodes / 10))
+
+    def update(self, episodes: int, success_rate: float) -> None:
+        """``episodes`` more are done; the success rate over all done so far."""
+        before, self._done = self._done, self._done + episodes
+        self._bar.update(episodes)
+        self._bar.set_postfix(success=f'{success_rate:.3f}', refresh=False)
+        if self._lines and (
+            self._done // self._every > before // self._every or self._done == self.episodes
+        ):
+            print(
+                f'{self.label}: {self._done}/{self.episodes} episodes, success {success_rate:.3f}',
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        """Remove the bar (the lines stay)."""
+        self._bar.close()
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -153,19 +197,13 @@ def evaluate(
     final_distances: list[float] = []
     returns: list[float] = []
     start = time.perf_counter()
-    bar = tqdm(
-        range(episodes),
-        desc=f'{task_name}/{controller.name}',
-        unit='ep',
-        disable=not progress,
-        leave=False,
-    )
-    for episode in bar:
+    bar = EpisodeProgress(f'{task_name}/{controller.name}', episodes, progress)
+    for episode in range(episodes):
         success, distance, episode_return = _run_episode(env, controller, policy, seed + episode)
         successes.append(success)
         final_distances.append(distance)
         returns.append(episode_return)
-        bar.set_postfix(success=f'{np.mean(successes):.3f}', refresh=False)
+        bar.update(1, float(np.mean(successes)))
     bar.close()
     return _result(
         task_name,
@@ -227,11 +265,8 @@ def evaluate_parallel(
     parts: dict[int, EvalResult] = {}
     start = time.perf_counter()
     context = multiprocessing.get_context('spawn')  # no forked MuJoCo / ONNX state
-    label = f'{task}/{controller}'
-    with (
-        concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool,
-        tqdm(total=episodes, desc=label, unit='ep', disable=not progress, leave=False) as bar,
-    ):
+    bar = EpisodeProgress(f'{task}/{controller}', episodes, progress)
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         futures = {
             pool.submit(
                 evaluate_model,
@@ -248,10 +283,10 @@ def evaluate_parallel(
         for future in concurrent.futures.as_completed(futures):
             part = future.result()  # a worker's ValueError is raised here, unchanged
             parts[futures[future]] = part
-            bar.update(part.episodes)
             done = parts.values()
             rate = sum(sum(r.successes) for r in done) / sum(r.episodes for r in done)
-            bar.set_postfix(success=f'{rate:.3f}', refresh=False)
+            bar.update(part.episodes, rate)
+    bar.close()
     ordered = [parts[s] for s in starts]
     first = ordered[0]
     return _result(
