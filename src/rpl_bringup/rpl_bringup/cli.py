@@ -118,7 +118,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         '--no-progress',
         action='store_true',
-        help='no progress output (default: a bar on a terminal, else a line per tenth of the episodes)',
+        help='no progress output (default: a bar on a terminal, else a line per tenth of '
+        'the episodes)',
     )
 
 
