@@ -234,7 +234,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """``rpl bag replay-model``."""
     from rpl_bags.bag_replay import format_report, replay_model
     from rpl_interfaces.params import build_config
-    from rpl_residual_node.mixing import ResidualConfig
+    from rpl_residual_node.mixing import ResidualConfig, full_override_limit
     from rpl_residual_node.model_identity import (
         MismatchError,
         StackIdentity,
@@ -265,12 +265,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     stated = actor.identity.action_bounds or (defaults.action_low, defaults.action_high)
     low = stated[0] if args.action_low is None else args.action_low
     high = stated[1] if args.action_high is None else args.action_high
+    limit = full_override_limit(low, high) if args.residual_limit is None else args.residual_limit
     config = build_config(
         ResidualConfig,
         {
             'model_path': args.model,
             'residual_gain': args.residual_gain,
-            'residual_limit': high - low if args.residual_limit is None else args.residual_limit,
+            'residual_limit': limit,
             'action_low': low,
             'action_high': high,
         },

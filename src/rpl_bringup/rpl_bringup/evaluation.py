@@ -313,10 +313,10 @@ def task_residual_config(spec: Any) -> Any:
     Returns:
         A :class:`rpl_residual_node.mixing.ResidualConfig`.
     """
-    from rpl_residual_node.mixing import ResidualConfig
+    from rpl_residual_node.mixing import ResidualConfig, full_override_limit
 
     return ResidualConfig(
-        residual_limit=spec.action_high - spec.action_low,
+        residual_limit=full_override_limit(spec.action_low, spec.action_high),
         action_low=spec.action_low,
         action_high=spec.action_high,
     )

@@ -6,12 +6,12 @@ The executed command is::
                    action_low, action_high)
 
 With ``residual_gain = 1`` and ``residual_limit = 2`` on actions in [-1, 1] this is the
-paper's ``clip(base + 2 tanh(f(s, g)), -1, 1)`` (generally: ``residual_limit = action_high -
-action_low``, e.g. 4 on mbrl_pusher's [-2, 2] N m, as the trainer composes it with its
-``residual_scale`` = the bound range; a smaller limit changes what the model learned): the
-``2`` is the model's
+paper's ``clip(base + 2 tanh(f(s, g)), -1, 1)``: the ``2`` is the model's
 ``residual_scale``, inside the ONNX graph (its metadata names it), so the residual may fully
-override the base. ``residual_limit = 0`` or ``residual_gain = 0`` turn the residual off
+override the base. In general the full override is ``residual_limit = action_high -
+action_low`` (:func:`full_override_limit`; 4 on mbrl_pusher's [-2, 2] N m), as the trainer
+composes it with ``residual_scale`` = the bounds' range; a smaller limit changes what the
+model learned. ``residual_limit = 0`` or ``residual_gain = 0`` turn the residual off
 without unloading the model. The gain was called ``residual_scale`` before; that name now
 means only the scale inside the graph, and a node given it is refused
 (:data:`RENAMED_PARAMETERS`).
@@ -177,6 +177,12 @@ class ResidualConfig:
             f'exploration on: noise std {self.explore_noise} x residual_limit, random residual '
             f'with probability {self.explore_random}, seed {self.explore_seed}'
         )
+
+
+def full_override_limit(action_low: float, action_high: float) -> float:
+    """The ``residual_limit`` that lets the residual fully override the base on actions in
+    [action_low, action_high] (the range the trainer's residual covers): high - low."""
+    return action_high - action_low
 
 
 def clamp_residual(residual: np.ndarray, config: ResidualConfig) -> np.ndarray:
