@@ -209,3 +209,69 @@ def test_auto_precision_picks_the_faster_one_and_remembers_it(monkeypatch):
     # A fixed precision is never measured.
     fixed = DDPGAgent(DIMS, small_config(update_precision='bfloat16'), episode_steps=10)
     assert fixed.update_precision == 'bfloat16' and math.isnan(fixed.precision_ratio)
+
+
+def residual_size(agent: DDPGAgent, batch: Transitions) -> float:
+    return float(np.abs(agent.act(batch.obs, batch.goal)).mean())
+
+
+def test_actor_warm_up_ramps_the_actor_rate_from_its_release():
+    """The actor's rate rises linearly over actor_warmup_updates actor steps counted from the
+    end of burn-in (not from the first critic step), then stays at actor_lr."""
+    torch.manual_seed(0)
+    config = small_config(
+        algo='rpl',
+        burn_in_window=5,
+        burn_in_beta=1e-9,
+        burn_in_max_updates=4,
+        actor_warmup_updates=4,
+        actor_lr=1e-3,
+    )
+    agent = DDPGAgent(DIMS, config, episode_steps=10)
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # burn-in: no actor steps, the rate is not touched
+        agent.update(random_batch(rng))
+    assert not agent.actor_frozen and agent.actor_updates == 0
+    rates = []
+    for _ in range(6):
+        agent.update(random_batch(rng))
+        rates.append(agent.actor_optimizer.param_groups[0]['lr'])
+    assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert agent.actor_updates == 6
+
+
+def test_actor_warm_up_keeps_the_released_residual_small():
+    """Right after its release, a zero-initialised RPL actor under Adam moves its residual by
+    about the learning rate times the summed hidden activations per step; the warm-up makes
+    the first steps smaller, so after the same number of steps the residual is smaller."""
+    sizes = {}
+    for warmup in (0, 200):
+        torch.manual_seed(0)
+        config = small_config(
+            algo='rpl', burn_in_beta=1e-9, burn_in_max_updates=1, actor_warmup_updates=warmup
+        )
+        agent = DDPGAgent(DIMS, config, episode_steps=10)
+        rng = np.random.default_rng(1)
+        probe = random_batch(np.random.default_rng(2))
+        for _ in range(21):
+            agent.update(random_batch(rng))
+        sizes[warmup] = residual_size(agent, probe)
+    assert 0.0 < sizes[200] < 0.2 * sizes[0]
+
+
+def test_actor_update_count_survives_a_checkpoint():
+    config = small_config(
+        algo='rpl', burn_in_beta=1e-9, burn_in_max_updates=2, actor_warmup_updates=10
+    )
+    agent = DDPGAgent(DIMS, config, episode_steps=10)
+    rng = np.random.default_rng(0)
+    for _ in range(7):
+        agent.update(random_batch(rng))
+    state = agent.state_dict()
+    restored = DDPGAgent(DIMS, config, episode_steps=10)
+    restored.load_state_dict(state)
+    assert restored.actor_updates == agent.actor_updates == 5
+    # A checkpoint from before the option counts every update after burn-in.
+    del state['actor_updates']
+    restored.load_state_dict(state)
+    assert restored.actor_updates == 5

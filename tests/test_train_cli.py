@@ -462,3 +462,23 @@ def test_plot_draws_reference_lines_and_refuses_malformed_ones(smoke_run, tmp_pa
         err = capsys.readouterr().err
         assert f"must be LABEL=VALUE with a finite number, e.g. PETS=-110.9, got '{bad}'" in err
     assert not (tmp_path / 'x.png').exists()
+
+
+def test_plot_until_draws_the_start_of_a_long_run_and_refuses_an_empty_one(
+    repo_root, tmp_path, capsys
+):
+    run = repo_root / 'results' / 'baselines' / 'complex_hook_rpl_s0'  # 1M steps, 21 evals
+    whole, start = tmp_path / 'whole.png', tmp_path / 'start.png'
+    assert main(['plot', str(run), '--out', str(whole)]) == 0
+    assert main(['plot', str(run), '--out', str(start), '--until', '100000']) == 0
+    assert start.read_bytes() != whole.read_bytes()
+    # Its first evaluation is at 0.25 min of wall clock: nothing to draw before that.
+    argv = ['plot', str(run), '--out', str(tmp_path / 'x.png'), '--x', 'minutes']
+    assert main([*argv, '--until', '0.1']) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'has no evaluation at or before --until 0.1' in err, err
+    for bad in ('0', '-5', 'soon', 'inf'):
+        with pytest.raises(SystemExit):
+            main([*argv, '--until', bad])
+        assert f"must be a number above 0, got '{bad}'" in capsys.readouterr().err
+    assert not (tmp_path / 'x.png').exists()

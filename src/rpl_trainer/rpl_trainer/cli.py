@@ -346,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a level measured elsewhere, drawn as a labelled line, e.g. 'PETS=-110.9' "
         '(repeatable)',
     )
+    plot.add_argument(
+        '--until',
+        type=_positive_float,
+        metavar='X',
+        help='draw only the evaluations up to X on the horizontal axis (env steps or minutes), '
+        'e.g. the first 100000 steps of a longer run next to short ones',
+    )
     plot.add_argument('--force', action='store_true', help='replace --out if it exists already')
     return parser
 
@@ -362,6 +369,17 @@ def _reference(text: str) -> tuple[str, float]:
             f'must be LABEL=VALUE with a finite number, e.g. PETS=-110.9, got {text!r}'
         )
     return label.strip(), number
+
+
+def _positive_float(text: str) -> float:
+    """A finite number above 0 (argparse type: its error is one line)."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = float('nan')
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f'must be a number above 0, got {text!r}')
+    return number
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -439,6 +457,7 @@ def _plot(args: argparse.Namespace) -> int:
             x=args.x,
             metric=args.metric,
             references=args.reference,
+            until=args.until,
         )
     except PlotError as exc:
         raise CliError(str(exc)) from exc

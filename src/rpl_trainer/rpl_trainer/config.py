@@ -125,6 +125,18 @@ class TrainConfig:
     )
     """Adam learning rate of the actor (paper: 1e-3)."""
 
+    actor_warmup_updates: int = dataclasses.field(
+        default=0,
+        metadata=describe('Actor learning-rate warm-up in gradient steps.', range=(0, 10**9)),
+    )
+    """Not in the paper: the actor's learning rate rises linearly from 0 to ``actor_lr`` over
+    this many actor updates, counted from the first one (for ``rpl``: from the end of burn-in);
+    0 = full rate at once. Why: Adam's steps have a size of about the learning rate whatever
+    the gradient's size, so a zero-initialised last layer whose gradient points the same way
+    for every state moves the residual of every state by ~lr x (sum of the 256 hidden
+    activations) per step, and saturates it within tens of updates of its release, before the
+    critic has seen one action of the new policy."""
+
     critic_lr: float = dataclasses.field(
         default=1e-3, metadata=describe('Critic Adam learning rate.', range=(0.0, 1.0))
     )

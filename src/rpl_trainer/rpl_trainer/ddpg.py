@@ -238,6 +238,7 @@ class DDPGAgent:
             enabled=config.burn_in_enabled,
         )
         self.updates = 0
+        self.actor_updates = 0  # actor steps taken (after burn-in), for the lr warm-up
         self._episode_steps = episode_steps
         self._bf16: bool | None = None  # decided on the first update (resolve_precision)
         self.precision_ratio = float('nan')
@@ -327,9 +328,11 @@ class DDPGAgent:
             actor_loss = -q_pi.mean() + self.config.action_l2 * torch.mean(pi**2)
         self.critic.requires_grad_(True)
         if not frozen:
+            self._set_actor_lr()
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_optimizer.step()
+            self.actor_updates += 1
 
         self.updates += 1
         stats = UpdateStats(critic_loss.item(), actor_loss.item(), q_pi.mean().item())
@@ -338,6 +341,14 @@ class DDPGAgent:
         if self.updates % self.config.target_update_interval == 0:  # polyak
             self.update_targets()
         return stats
+
+    def _set_actor_lr(self) -> None:
+        """The actor's learning rate for its next step: ``actor_lr``, ramped linearly over
+        the first ``actor_warmup_updates`` actor steps (TrainConfig.actor_warmup_updates)."""
+        warmup = self.config.actor_warmup_updates
+        factor = min(1.0, (self.actor_updates + 1) / warmup) if warmup else 1.0
+        for group in self.actor_optimizer.param_groups:
+            group['lr'] = self.config.actor_lr * factor
 
     def update_targets(self) -> None:
         """Polyak-average the online networks into the targets."""
@@ -357,6 +368,7 @@ class DDPGAgent:
             'goal_stats': self.goal_stats.state_dict(),
             'burn_in': self.burn_in.state_dict(),
             'updates': self.updates,
+            'actor_updates': self.actor_updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -371,3 +383,6 @@ class DDPGAgent:
         self.goal_stats.load_state_dict(state['goal_stats'])
         self.burn_in.load_state_dict(state['burn_in'])
         self.updates = int(state['updates'])
+        # Checkpoints from before the warm-up option: the actor stepped on every update
+        # after burn-in.
+        self.actor_updates = int(state.get('actor_updates', self.updates - self.burn_in.updates))

@@ -128,6 +128,7 @@ def plot_runs(
     x: str = 'steps',
     metric: str = 'success',
     references: Sequence[tuple[str, float]] = (),
+    until: float | None = None,
 ) -> pathlib.Path:
     """Draw the success (or return) curves of run directories into an image file.
 
@@ -143,6 +144,7 @@ def plot_runs(
         references: ``(label, value)`` levels measured elsewhere, drawn as labelled
             horizontal lines (e.g. the paper's PETS line: a controller too slow to train
             behind, evaluated on its own).
+        until: Draw only the evaluations at or before this value of ``x`` (None: all).
 
     Returns:
         The image path.
@@ -164,7 +166,13 @@ def plot_runs(
     for run in map(pathlib.Path, runs):
         if not run.is_dir():
             raise PlotError(f'run directory {run} does not exist')
-        loaded.append(_load_run(run, x, metric))
+        config, steps, values, base = _load_run(run, x, metric)
+        if until is not None:
+            keep = steps <= until
+            if not keep.any():
+                raise PlotError(f'{run} has no evaluation at or before --until {until:g}')
+            steps, values = steps[keep], values[keep]
+        loaded.append((config, steps, values, base))
     groups: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     keys = variant_keys([config for config, *_ in loaded])
     for key, (_, steps, success, _) in zip(keys, loaded, strict=True):
@@ -181,16 +189,20 @@ def plot_runs(
     rank = {algo: i for i, algo in enumerate(LABELS)}
     order = sorted(groups, key=lambda key: (rank.get(key[0], len(rank)), key))
     styles = ('-', '--', ':', '-.')
+    markers = ('o', 's', '^', 'v', 'D')  # with the 4 styles: 20 variants drawn apart
     for key in order:
         algo, settings = key
         grid, mean, low, high = group_curves(groups[key])
         color = COLORS.get(algo)
         same_algo = [k for k in order if k[0] == algo]
-        style = styles[same_algo.index(key) % len(styles)]
+        index = same_algo.index(key)
+        style, marker = styles[index % len(styles)], markers[index % len(markers)]
         n = len(groups[key])
         name = LABELS.get(algo, algo) + (f', {settings}' if settings else '')
         label = f'{name} ({n} seed{"s" if n > 1 else ""})'
-        axes.plot(grid, mean, color=color, linestyle=style, label=label)
+        axes.plot(
+            grid, mean, color=color, linestyle=style, marker=marker, markersize=3, label=label
+        )
         axes.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
     if bases:
         axes.axhline(np.mean(bases), color='black', linestyle='--', label='Initial')
