@@ -41,6 +41,10 @@ def test_list_models_shows_task_controller_and_heldout_success(capsys, repo_root
     ) in text
     assert 'push / discrete_mpc_push: held-out success 0.900' in text
     assert 'pick_and_place / reactive_pick_and_place: held-out success 0.955' in text
+    assert (
+        'complex_hook / reactive_hook: held-out success 0.790 (95% CI 0.728-0.841, 200 '
+        'episodes, seeds 1000..1199); base alone 0.765'
+    ) in text
     assert 'models/push_discrete_mpc_push/final_actor.onnx\n' in text
     # A fixed-goal task's results are returns: listed next to the success rate.
     assert (
@@ -63,6 +67,7 @@ def test_list_rejects_an_unknown_kind(capsys):
         'push_discrete_mpc_push',
         'pick_and_place_reactive_pick_and_place',
         'mbrl_pusher_cached_pets',
+        'complex_hook_reactive_hook',
     ],
 )
 def test_heldout_records_agree_with_command_md_results_and_model_metadata(repo_root, folder):

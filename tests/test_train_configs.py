@@ -22,6 +22,7 @@ COMMITTED = {
     'push': 'push_discrete_mpc_push',
     'pick_and_place': 'pick_and_place_reactive_pick_and_place',
     'mbrl_pusher': 'mbrl_pusher_cached_pets',
+    'complex_hook': 'complex_hook_reactive_hook',
 }
 
 
@@ -61,8 +62,8 @@ def test_task_alone_trains_with_its_shipped_config(capsys):
 
 @pytest.mark.parametrize('task', ['noisy_hook', 'complex_hook'])
 def test_hook_configs_are_valid_and_noisy_hook_trains_two_frame(task, capsys):
-    # No committed hook model yet (so not in COMMITTED): the files load, pass make_config
-    # and carry the paper's hook settings; `rpl train --show-config` prints them.
+    # The files load, pass make_config and carry the paper's hook settings (complex_hook's
+    # are also its committed model's, see COMMITTED); `rpl train --show-config` prints them.
     values = read_config_file(shipped_config(task))
     config = make_config(values)
     assert config.task == task and config.controller == 'reactive_hook'
