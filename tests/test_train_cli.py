@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -482,3 +484,20 @@ def test_plot_until_draws_the_start_of_a_long_run_and_refuses_an_empty_one(
             main([*argv, '--until', bad])
         assert f"must be a number above 0, got '{bad}'" in capsys.readouterr().err
     assert not (tmp_path / 'x.png').exists()
+
+
+def test_residual_size_tool_reads_a_run_checkpoint(smoke_run, repo_root, tmp_path):
+    tool = [sys.executable, str(repo_root / 'tools' / 'residual_size.py')]
+    done = subprocess.run(
+        [*tool, str(smoke_run / 'checkpoint.pt'), '--states', '50'],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # 200 steps end no burn-in: the zero-initialised actor adds nothing on any axis.
+    line = next(x for x in done.stdout.splitlines() if x.startswith('tanh(f) mean_abs'))
+    assert line.endswith('[0. 0. 0. 0.]'), done.stdout
+    assert 'x residual_scale 2' in done.stdout
+    missing = tmp_path / 'none.pt'
+    done = subprocess.run([*tool, str(missing)], capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and done.stderr.count('\n') == 1
+    assert f'no checkpoint at {missing}' in done.stderr
