@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('checkpoint', help='RUN/checkpoint.pt of an rpl train run')
     parser.add_argument('--states', type=int, default=20000, help='latest stored states used')
     args = parser.parse_args(argv)
+    if args.states < 1:
+        parser.error(f'--states must be at least 1, got {args.states}')
     try:
         stats = residual_size(args.checkpoint, args.states)
     except (CheckpointError, OSError, KeyError, ValueError) as exc:

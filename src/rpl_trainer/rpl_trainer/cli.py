@@ -360,10 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _reference(text: str) -> tuple[str, float]:
     """``LABEL=VALUE`` of ``rpl plot --reference`` (argparse type: its error is one line)."""
     label, sep, value = text.rpartition('=')
-    try:
-        number = float(value)
-    except ValueError:
-        number = float('nan')
+    number = _number(value)
     if not sep or not label.strip() or not math.isfinite(number):
         raise argparse.ArgumentTypeError(
             f'must be LABEL=VALUE with a finite number, e.g. PETS=-110.9, got {text!r}'
@@ -371,12 +368,17 @@ def _reference(text: str) -> tuple[str, float]:
     return label.strip(), number
 
 
+def _number(text: str) -> float:
+    """``float(text)``, NaN for text that is no number (the callers' checks refuse it)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float('nan')
+
+
 def _positive_float(text: str) -> float:
     """A finite number above 0 (argparse type: its error is one line)."""
-    try:
-        number = float(text)
-    except ValueError:
-        number = float('nan')
+    number = _number(text)
     if not (math.isfinite(number) and number > 0):
         raise argparse.ArgumentTypeError(f'must be a number above 0, got {text!r}')
     return number
