@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from rpl_trainer.checkpoint import CheckpointError, load_checkpoint
+from rpl_trainer.checkpoint import CheckpointError, load_learner_checkpoint
 from rpl_trainer.config import make_config
 from rpl_trainer.ddpg import DDPGAgent
 from rpl_trainer.networks import Dims
@@ -24,7 +24,7 @@ from rpl_trainer.networks import Dims
 
 def residual_size(path: str, states: int) -> dict[str, np.ndarray]:
     """tanh(f) statistics per action axis over the last ``states`` stored states."""
-    learner = load_checkpoint(path)['learner']
+    learner = load_learner_checkpoint(path)['learner']
     episodes = learner['buffer']['episodes']
     obs, goal = np.asarray(episodes['obs']), np.asarray(episodes['desired_goal'])
     steps = goal.shape[1]
