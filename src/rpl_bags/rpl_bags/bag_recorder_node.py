@@ -48,7 +48,6 @@ from rpl_bags.writer import BagRecorderConfig, BagWriter
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 
-STARTUP_POLL_S = 0.05
 EXIT_WRITE_FAILED = 1  # exit code after a failed write (full disk)
 # What a failed bag write raises: the file system's error (ENOSPC, EFBIG, EIO, ...) for
 # MCAP, sqlite's for sqlite3 ("database or disk is full").
@@ -72,11 +71,16 @@ class BagRecorderNode(RplNode):
         }
         self._flush_timer = self.create_timer(cfg.flush_period_s, self._flush)
         self.write_error: str | None = None  # set when a write failed: recording stopped
-        self._t0 = time.monotonic()
-        self._settle_until: float | None = None  # set once every publisher is seen
         self._startup_timer = None
         if any(s.name == self._gate for s in self._specs):
-            self._startup_timer = self.create_timer(STARTUP_POLL_S, self._on_startup_poll)
+            waited = {
+                name: sub
+                for name, sub in self._recorded_subs.items()
+                if name not in self._side_topics
+            }
+            self._startup_timer = self.after_publishers_match(
+                waited, cfg.startup_timeout_s, cfg.settle_s, self._open_gate
+            )
         else:
             self._ready()
 
@@ -131,25 +135,12 @@ class BagRecorderNode(RplNode):
         )
         self.request_exit(EXIT_WRITE_FAILED)
 
-    def _on_startup_poll(self) -> None:
-        now = time.monotonic()
-        if self._settle_until is None:
-            waiting = [
-                name
-                for name, sub in self._recorded_subs.items()
-                if name not in self._side_topics and sub.get_publisher_count() == 0
-            ]
-            if waiting and now - self._t0 < self.config.startup_timeout_s:
-                return
-            if waiting and self.config.startup_timeout_s > 0:  # 0: told not to wait
-                self.get_logger().warn(
-                    f'no publisher on {waiting} after startup_timeout_s='
-                    f'{self.config.startup_timeout_s}; recording anyway'
-                )
-            self._settle_until = now + self.config.settle_s
-        if now < self._settle_until:
-            return
-        self._startup_timer.cancel()
+    def _open_gate(self, missing: list[str]) -> None:
+        if missing and self.config.startup_timeout_s > 0:  # 0: told not to wait
+            self.get_logger().warn(
+                f'no publisher on {missing} after startup_timeout_s='
+                f'{self.config.startup_timeout_s}; recording anyway'
+            )
         spec = next(s for s in self._specs if s.name == self._gate)
         self._recorded_subs[spec.name] = self._subscribe(spec)
         self._ready()

@@ -1,8 +1,11 @@
 """ROS 2 episode monitor: collects the stack's episode results (and control-path counts).
 
 Subscribes, relative to its namespace, to ``episode`` (latched: late joiners get every
-result while the sim bridge runs), ``observation``, ``command`` and ``base_action``; logs
-'ready: ...' once subscribed, prints one line per episode and writes an
+result while the sim bridge runs), ``command`` and ``base_action``, and, once those have a
+publisher (at most ``startup_timeout_s``) and ``settle_s`` more, to ``observation``: a
+lockstep sim bridge waits for its observation subscribers, so the monitor hears every
+command and base action of the run (as the bag recorder does). Logs 'ready: ...' once
+subscribed to ``episode``, prints one line per episode and writes an
 :class:`rpl_bringup.episode_log.EpisodeLog` as JSON to ``output_path`` after every episode,
 every second and at exit. The terminal observation o_T is counted apart, never as a step;
 the action messages' names are the stream's by the rule of
@@ -46,6 +49,23 @@ class EpisodeMonitorConfig:
             'Also count observation, command and base_action messages (tags, non-finite)'
         ),
     )
+    startup_timeout_s: float = dataclasses.field(
+        default=10.0,
+        metadata=describe(
+            'watch_control: wait at most this long (s) for the command and base_action '
+            'publishers before subscribing to observation (which lets a waiting sim bridge '
+            'start); 0 = do not wait',
+            range=(0.0, 600.0),
+        ),
+    )
+    settle_s: float = dataclasses.field(
+        default=1.0,
+        metadata=describe(
+            'watch_control: then wait this long (s) before subscribing to observation (a '
+            'publisher seen here may not have seen this subscriber yet)',
+            range=(0.0, 60.0),
+        ),
+    )
 
 
 class EpisodeMonitorNode(RplNode):
@@ -57,13 +77,32 @@ class EpisodeMonitorNode(RplNode):
         self.log = EpisodeLog()
         self.control_subscription(contract.EPISODE, self._on_episode)
         if self.config.watch_control:
-            self.control_subscription(contract.OBSERVATION, self._on_observation)
-            self.control_subscription(contract.COMMAND, self._on_command)
-            self.control_subscription(contract.BASE_ACTION, self._on_base_action)
+            # observation last: the sim bridge counts its subscribers before it starts, so
+            # that no command or base action of the run is sent before the monitor hears it.
+            watched = {
+                self.resolve_topic_name(contract.COMMAND): self.control_subscription(
+                    contract.COMMAND, self._on_command
+                ),
+                self.resolve_topic_name(contract.BASE_ACTION): self.control_subscription(
+                    contract.BASE_ACTION, self._on_base_action
+                ),
+            }
+            self.after_publishers_match(
+                watched, self.config.startup_timeout_s, self.config.settle_s, self._watch
+            )
         # Rewrites the file with the latest counts; the timer also keeps the executor waking
         # up, so that a SIGTERM is handled promptly.
         self.create_timer(SAVE_PERIOD_S, self.save)
         self.get_logger().info(f'ready: listening on {self.resolve_topic_name(contract.EPISODE)}')
+
+    def _watch(self, missing: list[str]) -> None:
+        if missing and self.config.startup_timeout_s > 0:  # 0: told not to wait
+            self.get_logger().warning(
+                f'no publisher on {missing} after startup_timeout_s='
+                f'{self.config.startup_timeout_s}; counting from now on'
+            )
+        self.control_subscription(contract.OBSERVATION, self._on_observation)
+        self.get_logger().info('watching the control path')
 
     def _on_episode(self, msg: JointState) -> None:
         try:

@@ -36,6 +36,8 @@ from rpl_interfaces.params import build_config
 
 C = TypeVar('C')
 
+STARTUP_POLL_S = 0.05  # period of RplNode.after_publishers_match's polling, s
+
 DIAG_LEVEL = {
     'ok': DiagnosticStatus.OK,
     'warn': DiagnosticStatus.WARN,
@@ -101,6 +103,34 @@ def parameter_descriptor(field: dataclasses.Field) -> ParameterDescriptor:
     return descriptor
 
 
+class _MatchGate:
+    """State of one :meth:`RplNode.after_publishers_match` wait."""
+
+    def __init__(self, subscriptions, t0: float, timeout_s: float, settle_s: float, then):
+        self.subscriptions = subscriptions
+        self.t0 = t0
+        self.timeout_s = timeout_s
+        self.settle_s = settle_s
+        self.then = then
+        self.settle_until: float | None = None  # set once every publisher is seen
+        self.missing: list[str] = []
+        self.timer = None
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        if self.settle_until is None:
+            self.missing = [
+                name for name, sub in self.subscriptions.items() if sub.get_publisher_count() == 0
+            ]
+            if self.missing and now - self.t0 < self.timeout_s:
+                return
+            self.settle_until = now + self.settle_s
+        if now < self.settle_until:
+            return
+        self.timer.cancel()
+        self.then(self.missing)
+
+
 class RplNode(Node):
     """Base class: declares a config dataclass as parameters and publishes diagnostics."""
 
@@ -164,6 +194,30 @@ class RplNode(Node):
         return self.create_subscription(
             JointState, name, callback, qos_profile(contract.TOPIC_QOS[name])
         )
+
+    def after_publishers_match(
+        self,
+        subscriptions: Mapping[str, Subscription],
+        timeout_s: float,
+        settle_s: float,
+        then: Callable[[list[str]], None],
+    ):
+        """Call ``then(missing)`` once each subscription has a matched publisher, + settle_s.
+
+        For a listener that must not let a lockstep sim bridge start before it hears the
+        stack (the bridge waits for ``min_subscribers`` observation subscribers): subscribe
+        to the other topics first, then to ``observation`` in ``then``. After ``timeout_s``
+        it goes on without the missing publishers (``missing``: their topics, [] when all
+        matched; timeout 0: do not wait). Seeing a publisher does not mean that it has
+        seen this subscriber yet (DDS discovery is not symmetric, and a reliable volatile
+        writer sends nothing to a reader it does not know), hence ``settle_s`` more.
+
+        Returns:
+            The polling timer (cancel it to give up waiting).
+        """
+        gate = _MatchGate(subscriptions, time.monotonic(), timeout_s, settle_s, then)
+        gate.timer = self.create_timer(STARTUP_POLL_S, gate.poll)
+        return gate.timer
 
     def publish_vector(
         self,
