@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
+import subprocess
+import sys
+
 import mujoco
 import numpy as np
 import pytest
@@ -190,3 +195,30 @@ def test_get_state_set_state_round_trip(hook):
     np.testing.assert_array_equal(np.array(again), np.array(later))
     with pytest.raises(ValueError, match='state must have shape'):
         hook.set_state(state[:-1])
+
+
+def test_noisy_success_tool_gives_the_ceiling_and_the_true_distances(repo_root, tmp_path):
+    """tools/noisy_success.py: the success ceiling of a block resting on the goal is the
+    chance that planar N(0, std^2) noise stays inside the threshold, 1 - exp(-r^2 / 2 std^2)
+    (0.865 for 0.05 m and 0.025 m); the recorded true distances are the noisy ones minus the
+    noise, and a repeat of an existing --json is refused."""
+    out = tmp_path / 'ceiling.json'
+    tool = [sys.executable, str(repo_root / 'tools' / 'noisy_success.py')]
+    args = ['--episodes', '2', '--seed', '5', '--draws', '200000', '--json', str(out)]
+    done = subprocess.run([*tool, *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    exact = 1.0 - math.exp(-(0.05**2) / (2 * NOISY_HOOK_STD**2))
+    assert record['ceiling_by_cm']['0'] == pytest.approx(exact, abs=0.005)
+    assert record['ceiling_by_cm']['8'] < 0.1
+    true = record['true_final_distances']
+    assert len(true) == 2 and record['true_success'] == np.mean(np.array(true) < 0.05)
+    # The task's own final distance is the noisy one: the same episodes, another number.
+    task = make_task('noisy_hook')
+    from rpl_bringup.evaluation import evaluate
+
+    noisy = evaluate(task, 'reactive_hook', 2, 5, progress=False).final_distances
+    assert noisy != pytest.approx(true, abs=1e-9)
+    assert noisy == pytest.approx(true, abs=0.15)  # apart by the block's xy noise (6 std)
+    again = subprocess.run([*tool, *args], capture_output=True, text=True, check=False)
+    assert again.returncode == 2 and 'exists; not overwritten' in again.stderr

@@ -341,18 +341,7 @@ def evaluate_model(
     """
     policy = None
     if model_path is not None:
-        from rpl_residual_node.policy import ResidualPolicy
-        from rpl_sim_bridge.tasks import task_spec
-
-        spec = task_spec(task)
-        policy = ResidualPolicy.from_file(
-            model_path,
-            task_residual_config(spec),
-            obs_dim=spec.obs_dim,
-            goal_dim=spec.goal_dim,
-            action_dim=spec.action_dim,
-        )
-        check_identity_of(policy, task, controller, model_path, allow_model_mismatch)
+        policy = load_residual_policy(task, controller, model_path, allow_model_mismatch)
     return evaluate(
         task,
         controller,
@@ -362,6 +351,31 @@ def evaluate_model(
         progress=progress,
         controller_params=controller_params,
     )
+
+
+def load_residual_policy(
+    task: str, controller: str, model_path: str, allow_model_mismatch: bool = False
+) -> Any:
+    """The residual ONNX actor at ``model_path`` as the stack of ``task`` mixes it (a
+    :class:`rpl_residual_node.policy.ResidualPolicy`), checked against ``task`` and
+    ``controller`` (:func:`check_model_identity`'s rule).
+
+    Raises:
+        ValueError: One line: an unusable model, or one made for another stack.
+    """
+    from rpl_residual_node.policy import ResidualPolicy
+    from rpl_sim_bridge.tasks import task_spec
+
+    spec = task_spec(task)
+    policy = ResidualPolicy.from_file(
+        model_path,
+        task_residual_config(spec),
+        obs_dim=spec.obs_dim,
+        goal_dim=spec.goal_dim,
+        action_dim=spec.action_dim,
+    )
+    check_identity_of(policy, task, controller, model_path, allow_model_mismatch)
+    return policy
 
 
 def check_model_identity(

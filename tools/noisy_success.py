@@ -1,0 +1,123 @@
+"""What noisy_hook's success rate can reach, and where its episodes really end.
+
+noisy_hook measures success (and reward) on the *noisy* block position, as the 2019 code
+did: the achieved goal is the observed block xy plus N(0, std^2) noise drawn anew at every
+step. So a block resting exactly on the goal still counts as a failure whenever the last
+step's noise is longer than the success threshold. This prints:
+
+1. P(success | the block's true planar distance d from the goal) for the registered noise
+   std and threshold (Monte Carlo over --draws noise samples): the ceiling at d = 0, and
+   how close a policy must really place the block for a given success rate;
+2. with --episodes N: an in-process evaluation of the base controller (and --model) on
+   noisy_hook that records each episode's true final distance (the noise subtracted) next
+   to the task's noisy success: success on the true position, on the noisy one, and the
+   noisy success the true distances predict (the mean of 1. over the episodes).
+
+    .venv/bin/python tools/noisy_success.py --episodes 200 --seed 1000 [--model M] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from rpl_bringup.evaluation import evaluate, load_residual_policy
+from rpl_sim_bridge.tasks import make_task
+
+TASK = 'noisy_hook'
+DISTANCES_CM = (0, 1, 2, 3, 4, 5, 6, 8)
+
+
+class TrueDistances:
+    """The task, recording each episode's final true block-goal offset (noise removed)."""
+
+    def __init__(self, task) -> None:
+        self.task = task
+        self.offsets: list[np.ndarray] = []  # (3,) per episode: true block - goal, m
+
+    def __getattr__(self, name: str):
+        return getattr(self.task, name)
+
+    def step(self, action: np.ndarray):
+        obs, reward, terminated, truncated, info = self.task.step(action)
+        if terminated or truncated:
+            block = np.array(obs['achieved_goal'], dtype=np.float64)
+            block[:2] -= self.task.observation_noise[:2]  # the block's xy noise
+            self.offsets.append(block - obs['desired_goal'])
+        return obs, reward, terminated, truncated, info
+
+
+def success_probability(offset: np.ndarray, noise: np.ndarray, threshold: float) -> float:
+    """P(|offset + (n_x, n_y, 0)| < threshold) over the noise draws ``noise`` (K, 2)."""
+    dx, dy, dz = (float(v) for v in offset)
+    squared = (dx + noise[:, 0]) ** 2 + (dy + noise[:, 1]) ** 2 + dz * dz
+    return float(np.mean(squared < threshold * threshold))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--draws', type=int, default=1_000_000, help='noise samples')
+    parser.add_argument('--episodes', type=int, default=0, help='also evaluate (0: table only)')
+    parser.add_argument('--seed', type=int, default=1000, help='seed of episode 0')
+    parser.add_argument('--controller', default='reactive_hook')
+    parser.add_argument('--model', default=None, help='residual ONNX model (default: base)')
+    parser.add_argument('--json', default=None, help='write the figures here (new file)')
+    args = parser.parse_args(argv)
+    if args.draws < 1 or args.episodes < 0:
+        parser.error('--draws must be at least 1 and --episodes at least 0')
+    if args.json and os.path.exists(args.json):
+        parser.error(f'--json {args.json} exists; not overwritten')
+    task = make_task(TASK)
+    std = float(task.config.obs_noise_std)
+    threshold = float(task.spec.distance_threshold)
+    noise = np.random.default_rng(0).normal(0.0, std, (args.draws, 2))
+    table = {
+        cm: success_probability(np.array([cm / 100, 0.0, 0.0]), noise, threshold)
+        for cm in DISTANCES_CM
+    }
+    print(f'{TASK}: noise std {std:g} m on the block xy, success within {threshold:g} m')
+    print('true distance  P(success)')
+    for cm, p in table.items():
+        print(f'  {cm:4d} cm       {p:.3f}')
+    record: dict = {'task': TASK, 'std': std, 'threshold': threshold, 'ceiling_by_cm': table}
+    if args.episodes:
+        try:
+            policy = (
+                load_residual_policy(TASK, args.controller, args.model) if args.model else None
+            )
+        except ValueError as exc:
+            print(f'noisy_success: {exc}', file=sys.stderr)
+            return 2
+        wrapped = TrueDistances(task)
+        result = evaluate(wrapped, args.controller, args.episodes, args.seed, policy=policy)
+        true = np.linalg.norm(np.array(wrapped.offsets), axis=1)
+        expected = [success_probability(o, noise, threshold) for o in wrapped.offsets]
+        label = args.model or f'{args.controller} alone'
+        print(f'{label}, {args.episodes} episodes from seed {args.seed}:')
+        print(f'  success on the noisy block (the task)   {result.success_rate:.3f}')
+        print(f'  success on the true block position      {np.mean(true < threshold):.3f}')
+        print(f'  noisy success the true distances predict {np.mean(expected):.3f}')
+        print(f'  true final distance: median {np.median(true):.3f} m, mean {true.mean():.3f} m')
+        record.update(
+            controller=args.controller,
+            model=args.model,
+            episodes=args.episodes,
+            seed=args.seed,
+            noisy_success=result.success_rate,
+            true_success=float(np.mean(true < threshold)),
+            predicted_noisy_success=float(np.mean(expected)),
+            true_final_distances=[float(d) for d in true],
+        )
+    if args.json:
+        with open(args.json, 'x') as f:
+            json.dump(record, f, indent=1)
+        print(f'wrote {args.json}')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
