@@ -30,7 +30,11 @@ from rpl_interfaces.codec import StampedVector, encode
 pytestmark = pytest.mark.integration
 
 NAMES = ('a0', 'a1', 'a2', 'a3')
-WAITED = (contract.COMMAND, contract.BASE_ACTION)  # what both listeners hear here
+# The topics each listener waits for before it subscribes to observation: the monitor's are
+# fixed; the recorder waits for every recorded topic but the side ones, so it records just
+# these here (RECORDED below).
+WAITED = (contract.COMMAND, contract.BASE_ACTION)
+RECORDED = (contract.OBSERVATION, *WAITED)
 
 
 def _start(kind: str, namespace: str, tmp_path) -> tuple[subprocess.Popen, str]:
@@ -40,7 +44,7 @@ def _start(kind: str, namespace: str, tmp_path) -> tuple[subprocess.Popen, str]:
         module, params = 'rpl_bringup.episode_monitor_node', [f'output_path:={out}']
     else:
         out = str(tmp_path / 'bag')
-        topics = 'topics:=observation,command,base_action'
+        topics = 'topics:=' + ','.join(RECORDED)
         module, params = 'rpl_bags.bag_recorder_node', [f'bag:={out}', topics]
     cmd = [sys.executable, '-m', module, *ros_args(namespace, *params)]
     env = dict(os.environ, ROS_LOG_DIR=str(tmp_path / 'ros_log'))

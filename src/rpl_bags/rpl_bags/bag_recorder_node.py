@@ -79,7 +79,7 @@ class BagRecorderNode(RplNode):
                 if name not in self._side_topics
             }
             self._startup_timer = self.after_publishers_match(
-                waited, cfg.startup_timeout_s, cfg.settle_s, self._open_gate
+                waited, cfg, self._open_gate, if_missing='recording anyway'
             )
         else:
             self._ready()
@@ -135,12 +135,7 @@ class BagRecorderNode(RplNode):
         )
         self.request_exit(EXIT_WRITE_FAILED)
 
-    def _open_gate(self, missing: list[str]) -> None:
-        if missing and self.config.startup_timeout_s > 0:  # 0: told not to wait
-            self.get_logger().warn(
-                f'no publisher on {missing} after startup_timeout_s='
-                f'{self.config.startup_timeout_s}; recording anyway'
-            )
+    def _open_gate(self) -> None:
         spec = next(s for s in self._specs if s.name == self._gate)
         self._recorded_subs[spec.name] = self._subscribe(spec)
         self._ready()

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from rpl_bags.topics import RECORDED_TOPICS, BagError, TopicSpec, typestore
 from rpl_interfaces import contract
+from rpl_interfaces.listener_startup import ListenerStartupConfig
 from rpl_interfaces.params import describe
 
 STORAGES: Final = ('mcap', 'sqlite3')
@@ -25,8 +26,9 @@ _ROSBAG2_VERSION = 9  # what rosbag2 writes since Jazzy; Kilted reads it
 
 
 @dataclasses.dataclass(frozen=True)
-class BagRecorderConfig:
-    """Parameters of the bag recorder (``rpl_bags/bag_recorder_node.py``)."""
+class BagRecorderConfig(ListenerStartupConfig):
+    """Parameters of the bag recorder (``rpl_bags/bag_recorder_node.py``); the start-up
+    ones (``startup_timeout_s``, ``settle_s``) are :class:`ListenerStartupConfig`'s."""
 
     bag: str = dataclasses.field(
         default='',
@@ -41,23 +43,6 @@ class BagRecorderConfig:
         metadata=describe(
             'Comma-separated topics to record, relative to the namespace (/diagnostics is '
             'absolute); any of ' + ', '.join(RECORDED_TOPICS)
-        ),
-    )
-    startup_timeout_s: float = dataclasses.field(
-        default=10.0,
-        metadata=describe(
-            'Wait at most this long (s) for the publishers of the other topics before '
-            'subscribing to observation (which lets a waiting sim bridge start)',
-            range=(0.0, 600.0),
-        ),
-    )
-    settle_s: float = dataclasses.field(
-        default=1.0,
-        metadata=describe(
-            'Then wait this long (s) before subscribing to observation: seeing a publisher '
-            'does not mean that it has already seen this subscriber (DDS discovery is not '
-            'symmetric), and messages sent before it has are not received',
-            range=(0.0, 60.0),
         ),
     )
     flush_period_s: float = dataclasses.field(

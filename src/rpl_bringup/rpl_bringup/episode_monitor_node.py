@@ -28,14 +28,16 @@ from rpl_bringup.episode_log import EpisodeLog, EpisodeRecord, summary_line
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
+from rpl_interfaces.listener_startup import ListenerStartupConfig
 from rpl_interfaces.params import describe
 
 SAVE_PERIOD_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
-class EpisodeMonitorConfig:
-    """Parameters of the episode monitor."""
+class EpisodeMonitorConfig(ListenerStartupConfig):
+    """Parameters of the episode monitor; the start-up ones (``startup_timeout_s``,
+    ``settle_s``: :class:`ListenerStartupConfig`) apply with ``watch_control``."""
 
     output_path: str = dataclasses.field(
         default='',
@@ -47,23 +49,6 @@ class EpisodeMonitorConfig:
         default=True,
         metadata=describe(
             'Also count observation, command and base_action messages (tags, non-finite)'
-        ),
-    )
-    startup_timeout_s: float = dataclasses.field(
-        default=10.0,
-        metadata=describe(
-            'watch_control: wait at most this long (s) for the command and base_action '
-            'publishers before subscribing to observation (which lets a waiting sim bridge '
-            'start); 0 = do not wait',
-            range=(0.0, 600.0),
-        ),
-    )
-    settle_s: float = dataclasses.field(
-        default=1.0,
-        metadata=describe(
-            'watch_control: then wait this long (s) before subscribing to observation (a '
-            'publisher seen here may not have seen this subscriber yet)',
-            range=(0.0, 60.0),
         ),
     )
 
@@ -88,19 +73,14 @@ class EpisodeMonitorNode(RplNode):
                 ),
             }
             self.after_publishers_match(
-                watched, self.config.startup_timeout_s, self.config.settle_s, self._watch
+                watched, self.config, self._watch, if_missing='counting from now on'
             )
         # Rewrites the file with the latest counts; the timer also keeps the executor waking
         # up, so that a SIGTERM is handled promptly.
         self.create_timer(SAVE_PERIOD_S, self.save)
         self.get_logger().info(f'ready: listening on {self.resolve_topic_name(contract.EPISODE)}')
 
-    def _watch(self, missing: list[str]) -> None:
-        if missing and self.config.startup_timeout_s > 0:  # 0: told not to wait
-            self.get_logger().warning(
-                f'no publisher on {missing} after startup_timeout_s='
-                f'{self.config.startup_timeout_s}; counting from now on'
-            )
+    def _watch(self) -> None:
         self.control_subscription(contract.OBSERVATION, self._on_observation)
         self.get_logger().info('watching the control path')
 

@@ -32,6 +32,7 @@ from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
 from rpl_interfaces.codec import StampedVector, encode
+from rpl_interfaces.listener_startup import ListenerStartupConfig
 from rpl_interfaces.params import build_config
 
 C = TypeVar('C')
@@ -106,29 +107,35 @@ def parameter_descriptor(field: dataclasses.Field) -> ParameterDescriptor:
 class _MatchGate:
     """State of one :meth:`RplNode.after_publishers_match` wait."""
 
-    def __init__(self, subscriptions, t0: float, timeout_s: float, settle_s: float, then):
+    def __init__(self, node, subscriptions, startup, then, if_missing: str):
+        self.node = node
         self.subscriptions = subscriptions
-        self.t0 = t0
-        self.timeout_s = timeout_s
-        self.settle_s = settle_s
+        self.t0 = time.monotonic()
+        self.startup = startup
         self.then = then
+        self.if_missing = if_missing
         self.settle_until: float | None = None  # set once every publisher is seen
-        self.missing: list[str] = []
         self.timer = None
 
     def poll(self) -> None:
         now = time.monotonic()
         if self.settle_until is None:
-            self.missing = [
+            missing = [
                 name for name, sub in self.subscriptions.items() if sub.get_publisher_count() == 0
             ]
-            if self.missing and now - self.t0 < self.timeout_s:
+            timeout_s = self.startup.startup_timeout_s
+            if missing and now - self.t0 < timeout_s:
                 return
-            self.settle_until = now + self.settle_s
+            if missing and timeout_s > 0:  # 0: told not to wait, nothing to warn about
+                self.node.get_logger().warning(
+                    f'no publisher on {missing} after startup_timeout_s={timeout_s}; '
+                    f'{self.if_missing}'
+                )
+            self.settle_until = now + self.startup.settle_s
         if now < self.settle_until:
             return
         self.timer.cancel()
-        self.then(self.missing)
+        self.then()
 
 
 class RplNode(Node):
@@ -198,24 +205,25 @@ class RplNode(Node):
     def after_publishers_match(
         self,
         subscriptions: Mapping[str, Subscription],
-        timeout_s: float,
-        settle_s: float,
-        then: Callable[[list[str]], None],
+        startup: ListenerStartupConfig,
+        then: Callable[[], None],
+        if_missing: str,
     ):
-        """Call ``then(missing)`` once each subscription has a matched publisher, + settle_s.
+        """Call ``then()`` once each subscription has a matched publisher, + ``settle_s``.
 
         For a listener that must not let a lockstep sim bridge start before it hears the
         stack (the bridge waits for ``min_subscribers`` observation subscribers): subscribe
-        to the other topics first, then to ``observation`` in ``then``. After ``timeout_s``
-        it goes on without the missing publishers (``missing``: their topics, [] when all
-        matched; timeout 0: do not wait). Seeing a publisher does not mean that it has
-        seen this subscriber yet (DDS discovery is not symmetric, and a reliable volatile
-        writer sends nothing to a reader it does not know), hence ``settle_s`` more.
+        to the other topics first, then to ``observation`` in ``then``. After
+        ``startup.startup_timeout_s`` it warns once, naming the topics without a publisher
+        and ending with ``if_missing`` (what the node does instead), and goes on (timeout
+        0: do not wait, no warning). Seeing a publisher does not mean that it has seen this
+        subscriber yet (DDS discovery is not symmetric, and a reliable volatile writer sends
+        nothing to a reader it does not know), hence ``startup.settle_s`` more.
 
         Returns:
             The polling timer (cancel it to give up waiting).
         """
-        gate = _MatchGate(subscriptions, time.monotonic(), timeout_s, settle_s, then)
+        gate = _MatchGate(self, subscriptions, startup, then, if_missing)
         gate.timer = self.create_timer(STARTUP_POLL_S, gate.poll)
         return gate.timer
 
