@@ -42,7 +42,7 @@ def test_list_models_shows_task_controller_and_heldout_success(capsys, repo_root
     assert 'push / discrete_mpc_push: held-out success 0.900' in text
     assert 'pick_and_place / reactive_pick_and_place: held-out success 0.955' in text
     assert (
-        'complex_hook / reactive_hook: held-out success 0.790 (95% CI 0.728-0.841, 200 '
+        'complex_hook / reactive_hook: held-out success 0.830 (95% CI 0.772-0.876, 200 '
         'episodes, seeds 1000..1199); base alone 0.765'
     ) in text
     assert 'models/push_discrete_mpc_push/final_actor.onnx\n' in text
