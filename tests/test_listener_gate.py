@@ -37,8 +37,9 @@ WAITED = (contract.COMMAND, contract.BASE_ACTION)
 RECORDED = (contract.OBSERVATION, *WAITED)
 
 
-def _start(kind: str, namespace: str, tmp_path) -> tuple[subprocess.Popen, str]:
-    """A listener process (shipped start-up settings) and its output file."""
+def _start(kind: str, namespace: str, tmp_path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """A listener process (shipped start-up settings unless ``extra`` sets them) and its
+    output file."""
     if kind == 'monitor':
         out = str(tmp_path / 'episodes.json')
         module, params = 'rpl_bringup.episode_monitor_node', [f'output_path:={out}']
@@ -46,7 +47,7 @@ def _start(kind: str, namespace: str, tmp_path) -> tuple[subprocess.Popen, str]:
         out = str(tmp_path / 'bag')
         topics = 'topics:=' + ','.join(RECORDED)
         module, params = 'rpl_bags.bag_recorder_node', [f'bag:={out}', topics]
-    cmd = [sys.executable, '-m', module, *ros_args(namespace, *params)]
+    cmd = [sys.executable, '-m', module, *ros_args(namespace, *params, *extra)]
     env = dict(os.environ, ROS_LOG_DIR=str(tmp_path / 'ros_log'))
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
@@ -89,3 +90,29 @@ def test_observation_is_subscribed_last_and_the_first_command_is_heard(kind, tmp
         stop_process(proc, signal.SIGKILL)
         side.close()
     assert _commands_heard(kind, out, namespace) == 1, output
+
+
+@pytest.mark.parametrize(
+    ('kind', 'instead'), [('monitor', 'counting from now on'), ('recorder', 'recording anyway')]
+)
+def test_without_publishers_it_subscribes_after_the_timeout_and_says_which(
+    kind, instead, tmp_path
+):
+    # Nothing publishes the action topics: after startup_timeout_s the listener gives up
+    # waiting, names the silent topics in one warning and lets the bridge start.
+    namespace = f'/gate_timeout_{kind}_{os.getpid()}'
+    proc, _ = _start(kind, namespace, tmp_path, 'startup_timeout_s:=1.0', 'settle_s:=0.0')
+    side = SideNode(f'gate_timeout_side_{kind}', namespace)
+    try:
+        observation = side.topic_publisher(contract.OBSERVATION)
+        assert side.spin_until(lambda: observation.get_subscription_count() > 0, 30.0)
+        assert stop_process(proc, signal.SIGINT, timeout_s=10) == 0
+        output = proc.stdout.read()
+    finally:
+        stop_process(proc, signal.SIGKILL)
+        side.close()
+    silent = sorted(f'{namespace}/{name}' for name in WAITED)
+    warnings = [line for line in output.splitlines() if 'no publisher on' in line]
+    assert len(warnings) == 1, output
+    assert all(topic in warnings[0] for topic in silent), warnings[0]
+    assert warnings[0].endswith(f'after startup_timeout_s=1.0; {instead}'), warnings[0]
