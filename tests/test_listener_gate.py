@@ -1,5 +1,6 @@
 """The stack's listeners (episode monitor, bag recorder) let a lockstep sim bridge start only
-once they hear the action topics, so that they miss no command of the run.
+once they hear the action topics (or after startup_timeout_s, with one warning naming the
+silent ones), so that they miss no command of the run.
 
 The sim bridge starts when it has ``min_subscribers`` observation subscribers. A listener
 that subscribed to observation at once could be counted before its command reader had

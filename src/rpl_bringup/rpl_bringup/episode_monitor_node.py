@@ -1,7 +1,7 @@
 """ROS 2 episode monitor: collects the stack's episode results (and control-path counts).
 
 Subscribes, relative to its namespace, to ``episode`` (latched: late joiners get every
-result while the sim bridge runs), ``command`` and ``base_action``, and, once those have a
+result while the sim bridge runs), ``command`` and ``base_action``, and, once the last two have a
 publisher (at most ``startup_timeout_s``) and ``settle_s`` more, to ``observation``: a
 lockstep sim bridge waits for its observation subscribers, so the monitor hears every
 command and base action of the run (as the bag recorder does). Logs 'ready: ...' once

@@ -2,9 +2,10 @@
 
 A lockstep sim bridge waits for ``min_subscribers`` subscribers of ``observation`` and then
 starts at once. A listener that records or counts the rest of the control path (the bag
-recorder, the episode monitor) therefore subscribes to ``observation`` last: once its other
-subscriptions have a matched publisher, or ``startup_timeout_s`` has passed, and
-``settle_s`` more (:meth:`rpl_interfaces.base_node.RplNode.after_publishers_match`).
+recorder, the episode monitor) therefore subscribes to ``observation`` last: once the topics
+it waits for (each node's docs say which) have a matched publisher, or ``startup_timeout_s``
+has passed, and ``settle_s`` more
+(:meth:`rpl_interfaces.base_node.RplNode.after_publishers_match`).
 
 Pure Python: no rclpy.
 """
@@ -23,9 +24,9 @@ class ListenerStartupConfig:
     startup_timeout_s: float = dataclasses.field(
         default=10.0,
         metadata=describe(
-            'Wait at most this long (s) for a publisher on each other topic this node '
-            'listens to before subscribing to observation (which lets a waiting sim bridge '
-            'start); 0 = do not wait',
+            'Wait at most this long (s) for a publisher on each topic this node waits for '
+            '(see the node) before subscribing to observation (which lets a waiting sim '
+            'bridge start); 0 = do not wait',
             range=(0.0, 600.0),
         ),
     )
