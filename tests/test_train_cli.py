@@ -501,3 +501,15 @@ def test_residual_size_tool_reads_a_run_checkpoint(smoke_run, repo_root, tmp_pat
     done = subprocess.run([*tool, str(missing)], capture_output=True, text=True, check=False)
     assert done.returncode == 1 and done.stderr.count('\n') == 1
     assert f'no checkpoint at {missing}' in done.stderr
+
+
+def test_the_initial_line_is_the_base_level_of_the_runs_that_act_through_the_base():
+    from rpl_trainer.plot import initial_level
+
+    rpl, expert, scratch = {'algo': 'rpl'}, {'algo': 'expert_explore'}, {'algo': 'scratch'}
+    # Scratch measured another base (e.g. another cache): not RPL's starting point.
+    assert initial_level([(rpl, -112.0), (rpl, -110.0), (scratch, -129.0)]) == -111.0
+    assert initial_level([(expert, 0.4), (scratch, 0.1), (rpl, None)]) == 0.4
+    assert initial_level([({}, 0.5), (scratch, 0.1)]) == 0.5  # no algo: an RPL run
+    assert initial_level([(scratch, 0.1), (scratch, 0.3)]) == pytest.approx(0.2)
+    assert initial_level([(rpl, None), (scratch, None)]) is None

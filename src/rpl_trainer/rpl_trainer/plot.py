@@ -26,6 +26,7 @@ from rpl_trainer.run_dir import BASE_EVAL_FILE, CONFIG_FILE, METRICS_FILE
 
 LABELS = {'rpl': 'RPL', 'scratch': 'Scratch', 'expert_explore': 'Expert Explore'}
 COLORS = {'rpl': 'tab:blue', 'scratch': 'tab:orange', 'expert_explore': 'tab:green'}
+BASE_ALGOS = frozenset({'rpl', 'expert_explore'})  # algorithms whose actions use the base
 REFERENCE_COLORS = ('tab:red', 'tab:purple', 'tab:brown', 'tab:gray')  # ``--reference`` lines
 SUCCESS = 'eval/success_rate'
 
@@ -73,6 +74,20 @@ X_AXES = {
     'minutes': ('wall_s', 1 / 60, 'Wall-clock (min)'),
 }
 """``rpl plot --x``: metrics column, scale and axis label of each horizontal axis."""
+
+
+def initial_level(runs: Sequence[tuple[dict, float | None]]) -> float | None:
+    """The figure's 'Initial' line from (config, the base's measured level or None) per run.
+
+    The mean base level of the runs whose actions go through the base (RPL, Expert Explore).
+    A Scratch run's ``base_eval`` measured a controller its actor never uses, possibly
+    another one than the RPL runs' (another cache, other gains), so it counts only in a
+    figure of Scratch runs alone. None when no run measured its base.
+    """
+    measured = [(config, float(base)) for config, base in runs if base is not None]
+    through_base = [b for config, b in measured if config.get('algo', 'rpl') in BASE_ALGOS]
+    levels = through_base or [b for _, b in measured]
+    return float(np.mean(levels)) if levels else None
 
 
 def _load_run(
@@ -178,7 +193,7 @@ def plot_runs(
     for key, (_, steps, success, _) in zip(keys, loaded, strict=True):
         groups.setdefault(key, []).append((steps, success))
     tasks = {str(config.get('task', '?')) for config, *_ in loaded}
-    bases = [float(base) for *_, base in loaded if base is not None]
+    initial = initial_level([(config, base) for config, *_, base in loaded])
 
     if len(tasks) > 1:
         raise PlotError(
@@ -204,8 +219,8 @@ def plot_runs(
             grid, mean, color=color, linestyle=style, marker=marker, markersize=3, label=label
         )
         axes.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
-    if bases:
-        axes.axhline(np.mean(bases), color='black', linestyle='--', label='Initial')
+    if initial is not None:
+        axes.axhline(initial, color='black', linestyle='--', label='Initial')
     for i, (label, value) in enumerate(references):
         color = REFERENCE_COLORS[i % len(REFERENCE_COLORS)]
         axes.axhline(value, color=color, linestyle='-.', label=label)
