@@ -41,6 +41,11 @@ METRICS = {
 NOT_A_VARIANT = RESUMABLE_CHANGES | {'seed', 'base_eval_episodes', 'eval_episodes'}
 
 
+def _algo(config: dict) -> str:
+    """A run's algorithm; a config without one gets TrainConfig's default, RPL."""
+    return config.get('algo', 'rpl')
+
+
 def variant_keys(configs: Sequence[dict]) -> list[tuple[str, str]]:
     """Group key (algo, settings) per run config: ``settings`` names the fields that differ
     between runs of the same algo (besides :data:`NOT_A_VARIANT`) as 'name=value, ...'
@@ -49,7 +54,7 @@ def variant_keys(configs: Sequence[dict]) -> list[tuple[str, str]]:
     configs = [{**defaults, **config} for config in configs]
     by_algo: dict[str, list[dict]] = {}
     for config in configs:
-        by_algo.setdefault(config.get('algo', 'rpl'), []).append(config)
+        by_algo.setdefault(_algo(config), []).append(config)
     varying = {
         algo: sorted(
             name
@@ -60,7 +65,7 @@ def variant_keys(configs: Sequence[dict]) -> list[tuple[str, str]]:
     }
     keys = []
     for config in configs:
-        algo = config.get('algo', 'rpl')
+        algo = _algo(config)
         keys.append((algo, ', '.join(f'{n}={config.get(n)}' for n in varying[algo])))
     return keys
 
@@ -85,7 +90,7 @@ def initial_level(runs: Sequence[tuple[dict, float | None]]) -> float | None:
     figure of Scratch runs alone. None when no run measured its base.
     """
     measured = [(config, float(base)) for config, base in runs if base is not None]
-    through_base = [b for config, b in measured if config.get('algo', 'rpl') in BASE_ALGOS]
+    through_base = [b for config, b in measured if _algo(config) in BASE_ALGOS]
     levels = through_base or [b for _, b in measured]
     return float(np.mean(levels)) if levels else None
 
