@@ -116,6 +116,39 @@ def test_critic_targets_are_clipped_to_the_return_range():
     assert result.critic_loss == pytest.approx(0.0)
 
 
+def test_the_executed_action_critic_learns_q_of_the_executed_action_over_the_bound():
+    # Torques in [-2, 2], residual scale 1: the critic sees clip(base + u, -2, 2) / 2 for the
+    # stored transition and clip(base' + pi'(o'), -2, 2) / 2 in its target.
+    torch.manual_seed(0)
+    config = small_config(
+        algo='rpl', critic_action='executed', residual_scale=1.0, critic_lr=0.0, actor_lr=0.0
+    )
+    agent = DDPGAgent(DIMS, config, episode_steps=10, clip_target=False, action_bounds=(-2, 2))
+    rng = np.random.default_rng(0)
+    plain = random_batch(rng)
+    size = plain.obs.shape[0]
+    with torch.no_grad():  # a target actor far from zero, so the clip binds somewhere
+        agent.actor_target.body[-1].bias.fill_(0.8)
+    batch = plain._replace(
+        executed=rng.uniform(-2, 2, (size, 2)).astype(np.float32),
+        base=rng.uniform(-2.5, 2.5, (size, 2)).astype(np.float32),
+        next_base=rng.uniform(-2.5, 2.5, (size, 2)).astype(np.float32),
+    )
+    tensor = torch.as_tensor
+    obs, goal, next_obs = tensor(batch.obs), tensor(batch.goal), tensor(batch.next_obs)
+    with torch.no_grad():
+        next_u = agent.actor_target(next_obs, goal)
+        next_a = torch.clamp(tensor(batch.next_base) + next_u, -2.0, 2.0) / 2.0
+        target = tensor(batch.reward) + agent.gamma * agent.critic_target(next_obs, goal, next_a)
+        q = agent.critic(obs, goal, tensor(batch.executed) / 2.0)
+        expected = torch.mean((q - target) ** 2).item()
+        residual_view = torch.mean((agent.critic(obs, goal, tensor(batch.action)) - target) ** 2)
+    assert agent.update(batch).critic_loss == pytest.approx(expected, rel=1e-5)
+    assert abs(residual_view.item() - expected) > 1e-3  # the test can tell the two apart
+    with pytest.raises(ValueError, match='executed and base actions'):
+        agent.update(plain)
+
+
 def test_two_frame_update_runs_and_averages_frames():
     torch.manual_seed(0)
     agent = DDPGAgent(DIMS, small_config(algo='scratch', two_frame=True), episode_steps=10)
@@ -139,14 +172,17 @@ def test_two_frame_update_runs_and_averages_frames():
     agent.update(random_batch(np.random.default_rng(1)))
 
 
-@pytest.mark.parametrize('algo', ['scratch', 'rpl'])
-def test_ddpg_her_learns_the_toy_goal_task(tmp_path, algo):
+@pytest.mark.parametrize(
+    ('algo', 'critic_action'), [('scratch', 'residual'), ('rpl', 'residual'), ('rpl', 'executed')]
+)
+def test_ddpg_her_learns_the_toy_goal_task(tmp_path, algo, critic_action):
     """From ~0.05 (random / the biased base) to >= 0.9 success in 1600 env steps."""
     config = make_config(
         {
             'task': 'toy_reach',
             'controller': 'toy_biased',
             'algo': algo,
+            'critic_action': critic_action,
             'seed': 1,
             'total_env_steps': 1600,
             'num_envs': 4,
@@ -160,7 +196,7 @@ def test_ddpg_her_learns_the_toy_goal_task(tmp_path, algo):
             'base_eval_episodes': 40,
         }
     )
-    result = train(config, tmp_path / algo, problem=toy_problem(), progress=False)
+    result = train(config, tmp_path / critic_action, problem=toy_problem(), progress=False)
     assert result.base_success_rate <= 0.2
     assert result.success_rate >= 0.9
 

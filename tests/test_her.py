@@ -127,6 +127,29 @@ def test_goal_consistent_relabelling_recomputes_the_residual():
     np.testing.assert_array_equal(batch.action[~relabelled], episodes.action[ep, t][~relabelled])
 
 
+def test_the_executed_action_critics_batches_carry_executed_and_base_actions():
+    episodes = tagged_episodes()
+
+    def base_fn(obs, goal):
+        return np.stack([goal[:, 0] / 1000.0 - obs[:, 0], goal[:, 1] - 0.3], axis=-1)
+
+    sampler = HerSampler(reward_fn, future_p=0.8, base_fn=base_fn, base_use='critic')
+    assert sampler.with_base_actions and not sampler.goal_consistent
+    batch = sampler.sample(episodes, EPISODES, 500, np.random.default_rng(0))
+    ep, t = decode(batch)
+    # The executed action as stored (the same under any goal), the base under the batch's
+    # (possibly relabelled) goal at o_t and at o_{t+1}; the residual is not recomputed.
+    np.testing.assert_array_equal(batch.executed, episodes.executed[ep, t])
+    np.testing.assert_allclose(batch.base, base_fn(batch.obs, batch.goal), rtol=1e-6)
+    np.testing.assert_allclose(batch.next_base, base_fn(batch.next_obs, batch.goal), rtol=1e-6)
+    np.testing.assert_array_equal(batch.action, episodes.action[ep, t])
+    # Without that use, batches carry none of them.
+    plain = HerSampler(reward_fn, 0.8).sample(episodes, EPISODES, 10, np.random.default_rng(0))
+    assert plain.executed is None and plain.base is None and plain.next_base is None
+    with pytest.raises(ValueError, match='base_use'):
+        HerSampler(reward_fn, 0.8, base_fn=base_fn, base_use='actor')
+
+
 def test_replay_buffer_is_fifo_over_whole_episodes_and_round_trips():
     buffer = ReplayBuffer(Dims(3, 2, ACTION_DIM), STEPS, capacity=4 * STEPS + 3)
     assert buffer.max_episodes == 4

@@ -12,6 +12,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from rpl_base_controllers import controller_info
 from rpl_bringup import cli
 from rpl_sim_bridge.tasks import make_task, task_spec
 from rpl_sim_bridge.tasks.pusher import GYM_MIN_GOAL_DISTANCE, PUSHER_XML
@@ -204,6 +205,20 @@ def test_the_pets_object_start_is_around_its_mean():
     offset = starts[:, :2] - GOAL_POS[:2]
     np.testing.assert_allclose(offset.mean(axis=0), [0.15, -0.25], atol=0.006)
     np.testing.assert_allclose(offset.std(axis=0), [0.025, 0.025], atol=0.005)
+
+
+def test_mbrl_pusher_pets_is_the_same_arm_with_the_pets_start():
+    variant = make_task('mbrl_pusher_pets')
+    assert variant.config.object_start == 'pets'
+    assert task_spec('mbrl_pusher_pets').obs_fields == task_spec(NAME).obs_fields
+    same_seed = make_task(NAME, object_start='pets')
+    for seed in range(3):
+        np.testing.assert_array_equal(
+            variant.reset(seed=seed)[0]['observation'],
+            same_seed.reset(seed=seed)[0]['observation'],
+        )
+    for name in ('pets', 'cached_pets'):
+        assert 'mbrl_pusher_pets' in controller_info(name).tasks
 
 
 def test_get_and_set_state_round_trip(task):

@@ -20,6 +20,7 @@ from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_trainer.checkpoint import load_checkpoint
 from rpl_trainer.cli import main
 from rpl_trainer.config import make_config
+from rpl_trainer.learner import Learner
 from rpl_trainer.metrics import read_metrics
 from rpl_trainer.networks import Actor, Dims
 from rpl_trainer.rollout import StepBatch
@@ -337,6 +338,20 @@ def test_greedy_envs_act_deterministically_and_need_an_exploring_env(tmp_path):
     assert not np.allclose(executed_plain[1], step.base[1])  # it would have explored
     with pytest.raises(ParameterError, match='greedy_envs'):
         make_config({**TOY_RUN, 'greedy_envs': 2})
+
+
+def test_the_executed_action_critic_is_for_rpl_without_goal_consistent_her():
+    # One line per misuse, naming the setting to change.
+    with pytest.raises(ParameterError, match="scratch's critic already sees"):
+        make_config({**TOY_RUN, 'algo': 'scratch', 'critic_action': 'executed'})
+    with pytest.raises(ParameterError, match='set goal_consistent_her false'):
+        make_config({**TOY_RUN, 'critic_action': 'executed', 'goal_consistent_her': True})
+    with pytest.raises(ParameterError, match='critic_action'):
+        make_config({**TOY_RUN, 'critic_action': 'base'})
+    # A learner without a base controller cannot recompute base actions.
+    config = make_config({**TOY_RUN, 'critic_action': 'executed'})
+    with pytest.raises(ValueError, match='needs the base controller'):
+        Learner(config, Dims(4, 2, 2), 10, lambda achieved, desired: -np.ones(len(achieved)))
 
 
 def test_plot_groups_seeds_of_one_config_and_separates_variants():

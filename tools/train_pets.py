@@ -31,6 +31,7 @@ from rpl_base_controllers.cached_pets import CachedPETS, CachedPETSConfig, cache
 from rpl_base_controllers.pets import PETS, PETSConfig
 from rpl_base_controllers.zero import ZeroController
 from rpl_sim_bridge.tasks import make_task, task_spec
+from rpl_sim_bridge.tasks.pusher_specs import PUSHER_TASKS
 from rpl_trainer.pets_model import (
     EnsembleTrainConfig,
     ProbabilisticEnsemble,
@@ -38,23 +39,22 @@ from rpl_trainer.pets_model import (
     save_ensemble,
 )
 
-TASK = 'mbrl_pusher'
-
 
 def command_line() -> str:
     """This invocation as one line (stored in the files it writes)."""
     return ' '.join(shlex.quote(a) for a in ['python', 'tools/train_pets.py', *sys.argv[1:]])
 
 
-def run_episodes(controller, seeds: list[int], steps: int | None = None) -> dict:
-    """Run one episode per seed side by side with a batched controller (None: random).
+def run_episodes(task: str, controller, seeds: list[int], steps: int | None = None) -> dict:
+    """Run one episode of ``task`` per seed side by side with a batched controller (None:
+    random).
 
     Returns:
         ``obs (B, T, D)``, ``actions (B, T, A)``, ``next_obs (B, T, D)``, ``returns (B,)``,
         ``success (B,)`` and ``ms_per_step`` (controller time per step and episode).
     """
-    spec = task_spec(TASK)
-    tasks = [make_task(TASK) for _ in seeds]
+    spec = task_spec(task)
+    tasks = [make_task(task) for _ in seeds]
     obs = np.stack([t.reset(seed=s)[0]['observation'] for t, s in zip(tasks, seeds, strict=True)])
     rng = np.random.default_rng(seeds[0] + 12345)
     steps = steps or spec.max_episode_steps
@@ -94,17 +94,18 @@ def planner_config(args: argparse.Namespace, model_file: str) -> PETSConfig:
         horizon=args.horizon,
         particles=args.particles,
         seed=args.seed,
+        task=args.task,
     )
 
 
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    spec = task_spec(TASK)
+    spec = task_spec(args.task)
     config = EnsembleTrainConfig(hidden=args.hidden, layers=args.layers, epochs=args.epochs)
     model = ProbabilisticEnsemble(spec.obs_dim, spec.action_dim, config)
     random_episodes = args.random_steps // spec.max_episode_steps
-    data = run_episodes(None, list(range(args.seed, args.seed + random_episodes)))
+    data = run_episodes(args.task, None, list(range(args.seed, args.seed + random_episodes)))
     parts = [data]
     log = {'command': command_line(), 'rounds': []}
 
@@ -134,7 +135,7 @@ def train(args: argparse.Namespace) -> None:
         seeds = list(range(next_seed, next_seed + args.round_episodes))
         next_seed += args.round_episodes
         pets = PETS(planner_config(args, args.out))
-        episodes = run_episodes(pets, seeds)
+        episodes = run_episodes(args.task, pets, seeds)
         parts.append(episodes)
         refit(
             r,
@@ -150,10 +151,10 @@ def train(args: argparse.Namespace) -> None:
 
 
 def build_cache(args: argparse.Namespace) -> None:
-    spec = task_spec(TASK)
+    spec = task_spec(args.task)
     episodes = -(-args.states // spec.max_episode_steps)
     seeds = list(range(args.seed, args.seed + episodes))
-    result = run_episodes(PETS(planner_config(args, args.model)), seeds)
+    result = run_episodes(args.task, PETS(planner_config(args, args.model)), seeds)
     states = result['obs'].reshape(-1, spec.obs_dim)
     actions = result['actions'].reshape(-1, spec.action_dim)
     # Keep --states of the visited states in random order, so the first k are a sample.
@@ -172,7 +173,7 @@ def build_cache(args: argparse.Namespace) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    spec = task_spec(TASK)
+    spec = task_spec(args.task)
     seeds = list(range(args.seed, args.seed + args.episodes))
     report = {'command': command_line(), 'seeds': seeds, 'controllers': {}}
 
@@ -185,13 +186,13 @@ def evaluate(args: argparse.Namespace) -> None:
         }
         print(name, json.dumps(report['controllers'][name]), flush=True)
 
-    record('zero', run_episodes(ZeroController.for_task(spec), seeds))
+    record('zero', run_episodes(args.task, ZeroController.for_task(spec), seeds))
     sizes = [int(s) for s in args.cache_sizes.split(',')]
     for size in sizes:
         cached = CachedPETS(CachedPETSConfig(args.cache, size), obs_dim=spec.obs_dim)
-        record(f'cached_pets_{size}', run_episodes(cached, seeds))
+        record(f'cached_pets_{size}', run_episodes(args.task, cached, seeds))
     if not args.skip_pets:
-        record('pets', run_episodes(PETS(planner_config(args, args.model)), seeds))
+        record('pets', run_episodes(args.task, PETS(planner_config(args, args.model)), seeds))
     if args.pets_log:
         # PETS's own episodes while it built the cache (the last line `cache` printed).
         with open(args.pets_log) as f:
@@ -205,7 +206,7 @@ def evaluate(args: argparse.Namespace) -> None:
             'note': f'the episodes that built the cache ({args.pets_log}), not these seeds',
         }
     # Single-row ms per step (what the controller node pays per observation).
-    obs = run_episodes(None, seeds[:1], steps=20)['obs'][0]
+    obs = run_episodes(args.task, None, seeds[:1], steps=20)['obs'][0]
     goal = np.zeros(0)
     timing = {}
     controllers = {'cached_pets': CachedPETS(CachedPETSConfig(args.cache))}
@@ -269,6 +270,12 @@ def main() -> None:
     for name in ('train', 'cache', 'evaluate'):
         p = sub.add_parser(name)
         p.add_argument('--seed', type=int, default=0)
+        p.add_argument(
+            '--task',
+            choices=tuple(PUSHER_TASKS),
+            default='mbrl_pusher',
+            help='arm task (default %(default)s; mbrl_pusher_pets: the PETS object start)',
+        )
         p.add_argument('--population', type=int, default=100)
         p.add_argument('--iterations', type=int, default=3)
         p.add_argument('--horizon', type=int, default=10)

@@ -36,6 +36,7 @@ from rpl_base_controllers.reactive_push import ReactivePush, ReactivePushConfig
 from rpl_base_controllers.zero import ZERO, ZeroController
 from rpl_interfaces.params import ParameterError, build_config
 from rpl_interfaces.plugins import load_plugins
+from rpl_sim_bridge.tasks.pusher_specs import PUSHER_TASKS
 
 ENTRY_POINT_GROUP = 'rpl.controllers'
 # A config field with this name is no parameter: it receives the task the controller runs
@@ -404,7 +405,8 @@ def _zero(name: str, task: str | None, config: None) -> BaseController:
 def _pets(name: str, task: str | None, config: Any) -> BaseController:
     from rpl_base_controllers.pets import PETS
 
-    return PETS(config, name=name)
+    # The planner scores its rollouts with the reward of the task it serves.
+    return PETS(config if task is None else dataclasses.replace(config, task=task), name=name)
 
 
 def _cached_pets(name: str, task: str | None, config: Any) -> BaseController:
@@ -485,7 +487,7 @@ register_controller(
         _pets,
         'PETS: CEM planning (TS-inf) through a 5-member probabilistic ensemble of the arm '
         "(the shipped model, trained on 15,000 steps); slow: the paper's expensive base",
-        ('mbrl_pusher',),
+        tuple(PUSHER_TASKS),
         PETSConfig,
     ),
 )
@@ -494,7 +496,7 @@ register_controller(
     ControllerSpec(
         _cached_pets,
         "PETS's actions at 500 states it visited, nearest neighbour (Euclidean) at run time",
-        ('mbrl_pusher',),
+        tuple(PUSHER_TASKS),
         CachedPETSConfig,
     ),
 )

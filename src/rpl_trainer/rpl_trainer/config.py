@@ -295,6 +295,25 @@ class TrainConfig:
     the sampler (the reactive controllers: ~0.4 ms per 256 samples); planning controllers
     keep episode state and would be far too slow here."""
 
+    critic_action: str = dataclasses.field(
+        default='residual',
+        metadata=describe(
+            "The critic's action input: 'residual' (the tanh-space residual u, the paper's) "
+            "or 'executed' (the executed action, base + scale * u clipped, over the action "
+            'bound; rpl only).',
+            choices=('residual', 'executed'),
+        ),
+    )
+    """'residual' learns Q of the residual MDP, Q(s, u), whose base is part of the
+    environment: wherever the base action jumps with the state (a nearest-neighbour cache of
+    planner actions switches entries every step or two; a phase test flips), Q(s, u) jumps
+    too. 'executed' learns the robot's Q(s, a) with a = clip(base(s, g) + scale * u, low,
+    high) / max(|low|, |high|), as a scratch learner's critic does, and the actor's gradient
+    flows through a to u. The sampler then recomputes the base action at o_t and o_{t+1} for
+    every sampled transition (batched; a pure controller of (observation, goal) only, like
+    goal-consistent HER), and HER relabelling is valid as it is: the stored executed action
+    does not depend on the goal, so ``goal_consistent_her`` has nothing left to do."""
+
     eval_interval: int = dataclasses.field(
         default=20_000, metadata=describe('Env steps between evaluations.', range=(1, 10**10))
     )
@@ -317,6 +336,16 @@ class TrainConfig:
     """Env steps between checkpoints (always one at the end)."""
 
     def __post_init__(self) -> None:
+        if self.critic_action == 'executed' and self.algo != 'rpl':
+            raise ParameterError(
+                f"critic_action 'executed' is for algo rpl; {self.algo}'s critic already sees "
+                "the executed action (its u is the action over the bound): use 'residual'"
+            )
+        if self.critic_action == 'executed' and self.goal_consistent_her:
+            raise ParameterError(
+                "critic_action 'executed' makes goal_consistent_her redundant (the stored "
+                'executed action does not depend on the goal): set goal_consistent_her false'
+            )
         if self.greedy_envs >= self.num_envs:
             raise ParameterError(
                 f'greedy_envs ({self.greedy_envs}) must be below num_envs ({self.num_envs}): '

@@ -103,7 +103,10 @@ def resolve_precision(
         agents = {}
         with torch.random.fork_rng():  # the run's own random stream stays untouched
             for precision in rates:
-                trial = dataclasses.replace(config, update_precision=precision)
+                # (The executed-action critic adds a few elementwise ops: timed as residual.)
+                trial = dataclasses.replace(
+                    config, update_precision=precision, critic_action='residual'
+                )
                 agents[precision] = DDPGAgent(dims, trial, episode_steps)
                 agents[precision].burn_in.active = False  # time the actor step too
             for _ in range(2):
@@ -198,13 +201,28 @@ class DDPGAgent:
         clip_target: Clip the critic's targets to [-1 / (1 - gamma), 0], the range of
             returns of rewards in [-1, 0] (the sparse goal rewards); False for dense
             rewards of any size (:attr:`rpl_trainer.her.TransitionReward.sparse`).
+        action_bounds: The task's (low, high) action bounds; the executed-action critic
+            (``config.critic_action``) sees clip(base + scale * u, low, high) / max(|low|,
+            |high|).
     """
 
     def __init__(
-        self, dims: Dims, config: TrainConfig, episode_steps: int, clip_target: bool = True
+        self,
+        dims: Dims,
+        config: TrainConfig,
+        episode_steps: int,
+        clip_target: bool = True,
+        action_bounds: tuple[float, float] = (-1.0, 1.0),
     ) -> None:
         self.dims = dims
         self.config = config
+        self.executed_critic = config.critic_action == 'executed'
+        low, high = (float(b) for b in action_bounds)
+        self.action_bound = max(abs(low), abs(high))
+        # The executed action over the bound: clip(base / bound + (scale / bound) * u,
+        # low / bound, high / bound), the scale a scratch learner's u has.
+        self._exec_scale = config.residual_scale / self.action_bound
+        self._exec_low, self._exec_high = low / self.action_bound, high / self.action_bound
         self.gamma = config.resolved_gamma(episode_steps)
         self.clip_return = 1.0 / (1.0 - self.gamma)
         self.clip_target = clip_target
@@ -297,6 +315,17 @@ class DDPGAgent:
         obs, goal, action = _tensor(batch.obs), _tensor(batch.goal), _tensor(batch.action)
         reward, next_obs = _tensor(batch.reward), _tensor(batch.next_obs)
         prev = _tensor(batch.prev_obs) if two_frame else None
+        if self.executed_critic:
+            if batch.executed is None or batch.base is None or batch.next_base is None:
+                raise ValueError(
+                    "critic_action 'executed' needs batches with executed and base actions "
+                    "(a sampler with base_use 'critic')"
+                )
+            bound = self.action_bound
+            action = _tensor(batch.executed) / bound
+            base, next_base = _tensor(batch.base) / bound, _tensor(batch.next_base) / bound
+        else:
+            base = next_base = None
         # Forward passes in bfloat16 where configured (config.update_precision); the
         # parameters, their gradients and the optimiser state stay float32.
         bf16 = self.update_precision == 'bfloat16'
@@ -306,7 +335,9 @@ class DDPGAgent:
         with torch.no_grad(), autocast:
             # The next transition's previous frame is the current observation.
             next_prev = obs if two_frame else None
-            next_action = self.actor_target(next_obs, goal, next_prev)
+            next_action = self._critic_action(
+                self.actor_target(next_obs, goal, next_prev), next_base
+            )
             next_q = self.critic_target(next_obs, goal, next_action, next_prev).float()
             target = reward + self.gamma * next_q
             if self.clip_target:
@@ -324,7 +355,7 @@ class DDPGAgent:
         self.critic.requires_grad_(False)  # actor loss flows through, not into, the critic
         with torch.set_grad_enabled(not frozen), autocast:
             pi = self.actor(obs, goal, prev).float()
-            q_pi = self.critic(obs, goal, pi, prev).float()
+            q_pi = self.critic(obs, goal, self._critic_action(pi, base), prev).float()
             actor_loss = -q_pi.mean() + self.config.action_l2 * torch.mean(pi**2)
         self.critic.requires_grad_(True)
         if not frozen:
@@ -341,6 +372,14 @@ class DDPGAgent:
         if self.updates % self.config.target_update_interval == 0:  # polyak
             self.update_targets()
         return stats
+
+    def _critic_action(self, u: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
+        """The critic's action input for actor outputs u (B, A): u itself, or for the
+        executed-action critic the executed action over the bound (gradient to u where the
+        clip does not bind)."""
+        if base is None:
+            return u
+        return torch.clamp(base + self._exec_scale * u, self._exec_low, self._exec_high)
 
     def _set_actor_lr(self) -> None:
         """The actor's learning rate for its next step: ``actor_lr``, ramped linearly over

@@ -115,6 +115,18 @@ class Transitions(NamedTuple):
     reward_fn(achieved_goal_{t+1}, goal))."""
     next_obs: np.ndarray
     """(B, obs_dim) o_{t+1}."""
+    executed: np.ndarray | None = None
+    """(B, action_dim) the executed action a_t (action units); only for the critic that sees
+    executed actions (``TrainConfig.critic_action``), else None."""
+    base: np.ndarray | None = None
+    """(B, action_dim) base(o_t, goal) (action units; the batch's goal); with ``executed``."""
+    next_base: np.ndarray | None = None
+    """(B, action_dim) base(o_{t+1}, goal); with ``executed``."""
+
+
+BASE_USES = ('relabel', 'critic')
+"""What a sampler's base controller is for: goal-consistent relabelling, or the base
+actions of the critic that sees executed actions."""
 
 
 class HerSampler:
@@ -125,8 +137,11 @@ class HerSampler:
             task's pure batched reward function of goals (taken as :class:`GoalReward`).
         future_p: Probability of relabelling a sampled transition (k = 4: 0.8; a fixed-goal
             task has nothing to relabel: its goals have width 0).
-        base_fn: Batched base controller, only for goal-consistent relabelling.
+        base_fn: Batched base controller, for ``base_use``; None: neither use.
         scale: Residual scale, only for goal-consistent relabelling.
+        base_use: ``'relabel'``: relabelled transitions get the residual recomputed for the
+            new goal; ``'critic'``: every batch carries its executed actions and the base
+            actions at o_t and o_{t+1} under the batch's goals.
     """
 
     def __init__(
@@ -135,18 +150,27 @@ class HerSampler:
         future_p: float,
         base_fn: BaseFn | None = None,
         scale: float = 1.0,
+        base_use: str = 'relabel',
     ) -> None:
         if not 0.0 <= future_p <= 1.0:
             raise ValueError(f'future_p must be in [0, 1], got {future_p}')
+        if base_use not in BASE_USES:
+            raise ValueError(f'base_use must be one of {BASE_USES}, got {base_use!r}')
         self.reward = transition_reward(reward_fn)
         self.future_p = future_p
         self.base_fn = base_fn
         self.scale = scale
+        self.base_use = base_use
 
     @property
     def goal_consistent(self) -> bool:
         """Relabelled transitions get the residual recomputed for the new goal."""
-        return self.base_fn is not None
+        return self.base_fn is not None and self.base_use == 'relabel'
+
+    @property
+    def with_base_actions(self) -> bool:
+        """Batches carry executed and base actions (the executed-action critic)."""
+        return self.base_fn is not None and self.base_use == 'critic'
 
     def sample(
         self,
@@ -174,6 +198,13 @@ class HerSampler:
         reward = self.reward(
             next_obs, episodes.achieved_goal[ep, t + 1], goal, episodes.executed[ep, t]
         )
+        extra = {}
+        if self.with_base_actions:
+            extra = {
+                'executed': episodes.executed[ep, t].astype(np.float32),
+                'base': self._base(obs, goal),
+                'next_base': self._base(next_obs, goal),
+            }
         return Transitions(
             obs=obs.astype(np.float32),
             prev_obs=episodes.obs[ep, np.maximum(t - 1, 0)].astype(np.float32),
@@ -181,7 +212,12 @@ class HerSampler:
             action=action.astype(np.float32),
             reward=np.asarray(reward, np.float32).reshape(batch_size),
             next_obs=next_obs.astype(np.float32),
+            **extra,
         )
+
+    def _base(self, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Base actions (B, action_dim) float32 of a batch of observations and goals."""
+        return np.asarray(self.base_fn(obs, goal), np.float32)
 
     def _future_steps(
         self, t: np.ndarray, steps: int, rng: np.random.Generator

@@ -120,13 +120,16 @@ class Learner:
             batched reward function of goals (for HER). Its ``sparse`` decides whether the
             critic's targets are clipped.
         base_fn: The batched base controller; needed (and only used) when goal-consistent
-            HER recomputes RPL residuals for relabelled goals.
+            HER recomputes RPL residuals for relabelled goals, or when the critic sees
+            executed actions (``critic_action`` 'executed').
         updates_per_transition: Rate of the update debt (default: the config's
             ``updates_per_env_step``).
+        action_bounds: The task's (low, high) action bounds, for the executed-action critic.
 
     Raises:
         ValueError: No steps, goal-consistent HER for RPL without ``base_fn`` or for a
-            fixed-goal task (goal_dim 0), or an ``algo`` other than :attr:`only_algo`.
+            fixed-goal task (goal_dim 0), the executed-action critic without ``base_fn``,
+            or an ``algo`` other than :attr:`only_algo`.
     """
 
     only_algo: str | None = None
@@ -140,6 +143,7 @@ class Learner:
         reward_fn: RewardFn | TransitionReward,
         base_fn: BaseFn | None = None,
         updates_per_transition: float | None = None,
+        action_bounds: tuple[float, float] = (-1.0, 1.0),
     ) -> None:
         if self.only_algo is not None and config.algo != self.only_algo:
             raise ValueError(
@@ -155,6 +159,12 @@ class Learner:
             )
         if consistent and base_fn is None:
             raise ValueError('goal-consistent HER needs the base controller (base_fn)')
+        critic_base = config.critic_action == 'executed'
+        if critic_base and base_fn is None:
+            raise ValueError(
+                "critic_action 'executed' needs the base controller (base_fn) to recompute "
+                'base actions of sampled transitions'
+            )
         self.config = config
         self.dims = dims
         self.episode_steps = episode_steps
@@ -165,10 +175,16 @@ class Learner:
         self.rng = np.random.default_rng(config.seed)
         """Batch sampling, normaliser samples and (``rpl train``) exploration draws."""
         reward = transition_reward(reward_fn)
-        self.agent = DDPGAgent(dims, config, episode_steps, clip_target=reward.sparse)
+        self.agent = DDPGAgent(
+            dims, config, episode_steps, clip_target=reward.sparse, action_bounds=action_bounds
+        )
         self.buffer = ReplayBuffer(dims, episode_steps, config.buffer_size)
         self.sampler = HerSampler(
-            reward, config.future_p, base_fn if consistent else None, config.residual_scale
+            reward,
+            config.future_p,
+            base_fn if consistent or critic_base else None,
+            config.residual_scale,
+            base_use='critic' if critic_base else 'relabel',
         )
         if updates_per_transition is None:
             updates_per_transition = config.updates_per_env_step

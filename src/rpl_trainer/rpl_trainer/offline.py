@@ -41,7 +41,8 @@ class OfflineLearner(Learner):
         from rpl_trainer.problem import registered_problem
 
         problem = registered_problem(config.task, config.controller, config.controller_params)
-        base_fn = problem.make_base_fn() if config.goal_consistent_her else None
+        needs_base = config.goal_consistent_her or config.critic_action == 'executed'
+        base_fn = problem.make_base_fn() if needs_base else None
         return cls(
             config,
             problem.dims,
@@ -49,6 +50,7 @@ class OfflineLearner(Learner):
             problem.transition_reward,
             base_fn,
             updates_per_transition,
+            action_bounds=(problem.spec.action_low, problem.spec.action_high),
         )
 
     def add(self, records: Sequence[EpisodeRecord]) -> int:

@@ -176,12 +176,21 @@ class Trainer:
             config.expert_eps,
             config.expert_alpha,
         )
-        consistent = config.goal_consistent_her and config.algo == 'rpl'
-        if consistent and problem.make_base_fn is None:
-            raise ValueError('goal-consistent HER needs a base controller')
-        base_fn = problem.make_base_fn() if consistent else None
+        needs_base = config.critic_action == 'executed' or (
+            config.goal_consistent_her and config.algo == 'rpl'
+        )
+        if needs_base and problem.make_base_fn is None:
+            raise ValueError(
+                "goal-consistent HER and critic_action 'executed' need a base controller"
+            )
+        base_fn = problem.make_base_fn() if needs_base else None
         self.learner = Learner(
-            config, problem.dims, self.steps, problem.transition_reward, base_fn
+            config,
+            problem.dims,
+            self.steps,
+            problem.transition_reward,
+            base_fn,
+            action_bounds=(spec.action_low, spec.action_high),
         )
         self.select = RETURN if problem.fixed_goal else SUCCESS
         """The evaluation metric that picks ``best_actor.onnx``: the success rate of a goal

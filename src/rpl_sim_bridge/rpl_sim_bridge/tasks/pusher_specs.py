@@ -184,6 +184,11 @@ PUSHER_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
         "PETS' 7-DOF arm pushes a cylinder to a fixed goal; zero gravity, torques; T = 150.",
         {},
     ),
+    'mbrl_pusher_pets': (
+        "mbrl_pusher with the PETS code's object start (the paper's MBRLPusher): the object "
+        'starts near one point, (0.15, -0.25) m from the goal, std 0.025 m per axis.',
+        {'object_start': 'pets'},
+    ),
 }
 """Registered pusher tasks: name -> (description, config values that differ from the
 defaults of :class:`PusherTaskConfig`)."""
