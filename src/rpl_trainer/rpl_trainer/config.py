@@ -357,6 +357,14 @@ class TrainConfig:
         return self.gamma if self.gamma > 0.0 else 1.0 - 1.0 / episode_steps
 
     @property
+    def updates_use_base(self) -> bool:
+        """Gradient updates call the base controller on sampled transitions: goal-consistent
+        HER for RPL, or the executed-action critic."""
+        return self.critic_action == 'executed' or (
+            self.goal_consistent_her and self.algo == 'rpl'
+        )
+
+    @property
     def future_p(self) -> float:
         """Probability that a sampled transition gets a 'future' goal: 1 - 1/(1 + k)."""
         return 1.0 - 1.0 / (1.0 + self.her_k)

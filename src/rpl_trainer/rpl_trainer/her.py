@@ -215,9 +215,9 @@ class HerSampler:
             **extra,
         )
 
-    def _base(self, obs: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        """Base actions (B, action_dim) float32 of a batch of observations and goals."""
-        return np.asarray(self.base_fn(obs, goal), np.float32)
+    def _base(self, obs: np.ndarray, goal: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+        """Base actions (B, action_dim) of a batch of observations and goals."""
+        return np.asarray(self.base_fn(obs, goal), dtype)
 
     def _future_steps(
         self, t: np.ndarray, steps: int, rng: np.random.Generator
@@ -235,8 +235,7 @@ class HerSampler:
         self, obs: np.ndarray, goal: np.ndarray, executed: np.ndarray
     ) -> np.ndarray:
         """Residual (n, action_dim) that explains ``executed`` under the new goals."""
-        base = np.asarray(self.base_fn(obs, goal), np.float64)
-        return residual_explaining(executed, base, self.scale)
+        return residual_explaining(executed, self._base(obs, goal, np.float64), self.scale)
 
 
 class ReplayBuffer:

@@ -41,8 +41,7 @@ class OfflineLearner(Learner):
         from rpl_trainer.problem import registered_problem
 
         problem = registered_problem(config.task, config.controller, config.controller_params)
-        needs_base = config.goal_consistent_her or config.critic_action == 'executed'
-        base_fn = problem.make_base_fn() if needs_base else None
+        base_fn = problem.make_base_fn() if config.updates_use_base else None
         return cls(
             config,
             problem.dims,

@@ -176,14 +176,11 @@ class Trainer:
             config.expert_eps,
             config.expert_alpha,
         )
-        needs_base = config.critic_action == 'executed' or (
-            config.goal_consistent_her and config.algo == 'rpl'
-        )
-        if needs_base and problem.make_base_fn is None:
+        if config.updates_use_base and problem.make_base_fn is None:
             raise ValueError(
                 "goal-consistent HER and critic_action 'executed' need a base controller"
             )
-        base_fn = problem.make_base_fn() if needs_base else None
+        base_fn = problem.make_base_fn() if config.updates_use_base else None
         self.learner = Learner(
             config,
             problem.dims,
