@@ -27,6 +27,7 @@ from rpl_trainer.config import TrainConfig
 from rpl_trainer.her import Transitions
 from rpl_trainer.networks import Actor, Critic, Dims
 from rpl_trainer.normalizer import RunningNormalizer
+from rpl_trainer.residual import action_bound
 
 
 class UpdateStats(NamedTuple):
@@ -218,7 +219,7 @@ class DDPGAgent:
         self.config = config
         self.executed_critic = config.critic_action == 'executed'
         low, high = (float(b) for b in action_bounds)
-        self.action_bound = max(abs(low), abs(high))
+        self.action_bound = action_bound(low, high)
         # The executed action over the bound: clip(base / bound + (scale / bound) * u,
         # low / bound, high / bound), the scale a scratch learner's u has.
         self._exec_scale = config.residual_scale / self.action_bound

@@ -182,7 +182,7 @@ class Learner:
         self.sampler = HerSampler(
             reward,
             config.future_p,
-            base_fn if consistent or critic_base else None,
+            base_fn if config.updates_use_base else None,
             config.residual_scale,
             base_use='critic' if critic_base else 'relabel',
         )

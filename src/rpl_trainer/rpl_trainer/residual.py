@@ -18,6 +18,12 @@ import numpy as np
 from rpl_trainer.config import ALGOS
 
 
+def action_bound(low: float, high: float) -> float:
+    """The largest action magnitude, max(|low|, |high|): a scratch learner's scale, and what
+    the executed-action critic divides executed actions by."""
+    return max(abs(float(low)), abs(float(high)))
+
+
 def compose_action(
     base: np.ndarray, u: np.ndarray, scale: float, low: float = -1.0, high: float = 1.0
 ) -> np.ndarray:
@@ -89,7 +95,7 @@ class ActionComposer:
         self.algo = algo
         self.low = float(low)
         self.high = float(high)
-        self.scale = float(residual_scale) if algo == 'rpl' else max(abs(low), abs(high))
+        self.scale = float(residual_scale) if algo == 'rpl' else action_bound(low, high)
         self.noise_eps = noise_eps
         self.random_eps = random_eps
         self.expert_eps = expert_eps
