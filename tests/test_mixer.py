@@ -380,6 +380,22 @@ def test_explore_random_one_gives_uniform_residuals_and_bounded_commands(model_p
     assert values['count.ok'] == 500
 
 
+def test_a_model_of_smaller_scale_explores_within_its_scale(model_path):
+    # A model trained at residual_scale 0.5 behind the default limit 2: its random residuals
+    # stay in +-0.5, where the trainer explored and where command - base stays storable.
+    set_model_metadata(model_path, {'residual_scale': '0.5'})
+    mixer = make_mixer(model_path, explore_random=1.0, explore_seed=3)
+    decisions = run(mixer, varied_inputs(300))
+    residuals = np.array([d.residual for d in decisions])
+    assert all(d.explored for d in decisions)
+    assert np.abs(residuals).max() <= 0.5 and np.abs(residuals).max() > 0.45
+    set_model_metadata(model_path, {})  # a model that does not say: the limit, 2
+    wide = np.array(
+        [d.residual for d in run(make_mixer(model_path, explore_random=1.0), varied_inputs(300))]
+    )
+    assert np.abs(wide).max() > 1.5
+
+
 def test_explore_noise_changes_the_residual_reproducibly_per_seed(model_path):
     inputs = varied_inputs(50, seed=1, spread=0.05)
     plain = np.array([d.residual for d in run(make_mixer(model_path), inputs)])

@@ -15,6 +15,7 @@ from rpl_residual_node.mixing import (
     ResidualConfig,
     check_renamed,
     clamp_residual,
+    explore_limit,
     explore_residual,
     mix,
     safe_action,
@@ -163,6 +164,23 @@ def test_explored_residual_is_clamped_to_the_limit():
     assert np.all(np.abs(explored) <= 0.5)
     np.testing.assert_array_equal(explored[:, :2], [[0.5, -0.5]] * 500)  # 0.5 std from 3
     assert np.any(explored[:, 2] == 0.5) and np.any(explored[:, 2] < 0.49)
+
+
+def test_explore_limit_is_the_model_scale_where_that_is_smaller():
+    config = ResidualConfig(residual_limit=2.0)
+    assert explore_limit(config, None) == 2.0  # the model does not say
+    assert explore_limit(config, 0.5) == 0.5
+    assert explore_limit(config, 4.0) == 2.0  # the node's clamp stays the bound
+    assert explore_limit(config, 0.0) == 2.0  # not a scale
+    residual = np.zeros((5000, 4))
+    noisy, _ = explore_residual(
+        residual, ResidualConfig(explore_noise=0.1), np.random.default_rng(3), limit=0.5
+    )
+    assert abs(noisy.std() - 0.05) < 0.002  # 0.1 * 0.5, as the trainer's noise_eps * scale
+    uniform, replaced = explore_residual(
+        residual, ResidualConfig(explore_random=1.0), np.random.default_rng(3), limit=0.5
+    )
+    assert replaced.all() and np.abs(uniform).max() <= 0.5 and np.abs(uniform).max() > 0.49
 
 
 def test_explore_one_row_gives_one_flag():

@@ -340,7 +340,8 @@ def learn_launch_description(
         default_train_overrides: Default of the ``train_overrides`` launch argument (the
             trainer node's TrainConfig overrides, ``key=value,...``).
         default_explore_noise: Default of the ``explore_noise`` launch argument (explorers'
-            Gaussian residual noise std as a fraction of residual_limit, 0..1).
+            Gaussian residual noise std as a fraction of residual_limit, or of the model's
+            residual_scale where smaller, 0..1).
     """
     explorers = [node for i in range(MAX_EXPLORERS) for node in _learning_stack(task, explorer=i)]
     checks = [

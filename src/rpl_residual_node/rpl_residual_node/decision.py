@@ -5,7 +5,8 @@ in). Every Decision says where the command came from (``source`` 'residual' or '
 why (``reason``); the command is never NaN. With ``explore_noise`` or ``explore_random``
 above 0 (learning stacks), every 'ok' step's residual goes through
 :func:`rpl_residual_node.mixing.explore_residual` (one numpy Generator seeded from
-``explore_seed``) before the mixing rule; fallbacks never explore and draw nothing.
+``explore_seed``; within the model's own residual_scale where that is below
+residual_limit) before the mixing rule; fallbacks never explore and draw nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rpl_residual_node.mixing import ResidualConfig, explore_residual, mix
+from rpl_residual_node.mixing import ResidualConfig, explore_limit, explore_residual, mix
 from rpl_residual_node.onnx_actor import OnnxActor
 
 SOURCE_RESIDUAL = 'residual'
@@ -158,7 +159,8 @@ class DecisionRule:
             return _fallback(key, base_command, RESIDUAL_NON_FINITE, fields)
         explored = False
         if config.explores:
-            residual, replaced = explore_residual(residual, config, self._explore_rng)
+            limit = explore_limit(config, actor.identity.residual_scale)
+            residual, replaced = explore_residual(residual, config, self._explore_rng, limit)
             explored = bool(replaced) or config.explore_noise > 0.0
             self.random_steps += int(replaced)
             self.explored_steps += int(explored)

@@ -18,13 +18,17 @@ means only the scale inside the graph, and a node given it is refused
 
 Exploration (learning stacks only; off by default, as deployment needs). When a validated
 model produced a finite residual, :func:`explore_residual` may perturb it before the rule
-above, as the trainer's exploration does with its tanh-space action (``L = residual_limit``)::
+above, as the trainer's exploration does with its tanh-space action::
 
     residual = uniform(-L, L)^A                         with probability explore_random
                clamp(residual + explore_noise * L * N(0, 1)^A, -L, L)   otherwise
 
-The command and the published residual then carry the explored residual, so a learner
-recovers it from ``command - base`` as for any other step. Fallbacks never explore.
+``L`` is ``residual_limit``, or the model's own ``residual_scale`` (its metadata) where that
+is smaller (:func:`explore_limit`): a model trained with ``residual_scale`` 0.5 explores
+within +-0.5, the range the trainer explored it in and the range its stored residual
+``u = (command - base) / scale`` can express. The command and the published residual then
+carry the explored residual, so a learner recovers it from ``command - base`` as for any
+other step. Fallbacks never explore.
 """
 
 from __future__ import annotations
@@ -134,7 +138,8 @@ class ResidualConfig:
         default=0.0,
         metadata=describe(
             'Exploration: std of Gaussian noise added to the model residual, as a fraction of '
-            'residual_limit (0 = off; learning stacks only)',
+            "residual_limit, or of the model's residual_scale if smaller (0 = off; learning "
+            'stacks only)',
             range=(0.0, 1.0),
         ),
     )
@@ -142,7 +147,8 @@ class ResidualConfig:
         default=0.0,
         metadata=describe(
             'Exploration: probability per step of replacing the model residual by a uniform '
-            'random one in +-residual_limit (0 = off; learning stacks only)',
+            "random one in +-residual_limit, or +- the model's residual_scale if smaller (0 = "
+            'off; learning stacks only)',
             range=(0.0, 1.0),
         ),
     )
@@ -174,7 +180,8 @@ class ResidualConfig:
         if not self.explores:
             return 'exploration off'
         return (
-            f'exploration on: noise std {self.explore_noise} x residual_limit, random residual '
+            f'exploration on: noise std {self.explore_noise} x L (residual_limit, or the '
+            f"model's residual_scale if smaller), random residual "
             f'with probability {self.explore_random}, seed {self.explore_seed}'
         )
 
@@ -221,8 +228,24 @@ def mix(
     return command, applied
 
 
+def explore_limit(config: ResidualConfig, model_scale: float | None) -> float:
+    """The exploration range L: ``residual_limit``, or ``model_scale`` where smaller.
+
+    Args:
+        config: Supplies ``residual_limit``.
+        model_scale: The running model's ``residual_scale`` (largest residual it can
+            output, action units), or None where its metadata does not say.
+    """
+    if model_scale is None or not model_scale > 0.0:
+        return config.residual_limit
+    return min(config.residual_limit, float(model_scale))
+
+
 def explore_residual(
-    residual: np.ndarray, config: ResidualConfig, rng: np.random.Generator
+    residual: np.ndarray,
+    config: ResidualConfig,
+    rng: np.random.Generator,
+    limit: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exploratory version of a model residual (the exploration rule above).
 
@@ -233,13 +256,14 @@ def explore_residual(
         residual: Finite actor output in action units, shape (..., action_dim).
         config: Supplies ``explore_noise``, ``explore_random`` and ``residual_limit``.
         rng: Source of the noise (seeded from ``explore_seed`` by the caller).
+        limit: The range L (:func:`explore_limit`); default ``residual_limit``.
 
     Returns:
-        ``(explored, replaced)``: the explored residual in ``[-residual_limit,
-        residual_limit]``, float64 of the same shape, and a bool array of shape (...) that
-        is True where the residual was replaced by a uniform random one.
+        ``(explored, replaced)``: the explored residual in ``[-L, L]``, float64 of the same
+        shape, and a bool array of shape (...) that is True where the residual was replaced
+        by a uniform random one.
     """
-    limit = config.residual_limit
+    limit = config.residual_limit if limit is None else limit
     residual = np.asarray(residual, dtype=np.float64)
     noise = rng.standard_normal(residual.shape)
     uniform = rng.uniform(-limit, limit, size=residual.shape)
