@@ -10,11 +10,12 @@ model_path every export_every_updates gradient steps (atomic replace), and every
 node hot-reloads it. The defaults follow the shipped training config
 (rpl_trainer/train_configs/noisy_hook.yaml): train_overrides adds two_frame=true (the
 actor and critic average over the previous and the current observation; the exported
-model takes both and the residual nodes feed it the previous reading), goal-consistent
-HER and the paper's hook action noise 0.1 to the burn-in settings of the other tasks, and
-explore_noise is 0.1 (of residual_limit 2). Parameters: config/sim_bridge.yaml,
-config/base_controller.yaml, config/residual_node.yaml, then config/noisy_hook.yaml, then
-the launch arguments.
+model takes both and the residual nodes feed it the previous reading), the paper's hook
+action noise 0.1, residual_scale 0.5 and the critic on the executed action (HER without
+goal-consistent relabelling) to the burn-in settings of the other tasks; explore_noise is
+0.1 of the model's residual_scale 0.5 (below residual_limit 2), the trainer's noise.
+Parameters: config/sim_bridge.yaml, config/base_controller.yaml, config/residual_node.yaml,
+then config/noisy_hook.yaml, then the launch arguments.
 
 Run (full ROS 2 install):  ros2 launch rpl_bringup noisy_hook_learn.launch.py explorers:=1
 Run (pip install only):    rpl launch rpl_bringup noisy_hook_learn.launch.py explorers:=1
@@ -32,7 +33,8 @@ from rpl_bringup.stack_launch import learn_launch_description
 # The trainer node starts from the TrainConfig defaults, not from the shipped config: the
 # settings of train_configs/noisy_hook.yaml that matter to a live learner go here.
 NOISY_HOOK_TRAIN_OVERRIDES = (
-    f'{LEARN_TRAIN_OVERRIDES},two_frame=true,goal_consistent_her=true,noise_eps=0.1'
+    f'{LEARN_TRAIN_OVERRIDES},two_frame=true,noise_eps=0.1,residual_scale=0.5,'
+    'critic_action=executed,goal_consistent_her=false'
 )
 
 

@@ -55,13 +55,14 @@ def test_the_noisy_hook_trainer_learns_two_frame_with_the_shipped_settings():
     trainer = plans_by_name('noisy_hook_learn.launch.py')['trainer'].node.parameters
     node = TrainerNodeConfig(**trainer)
     config = node.train_config()  # valid: make_config checks every value
-    assert config.two_frame is True and config.goal_consistent_her is True
+    assert config.two_frame is True and config.critic_action == 'executed'
+    assert config.goal_consistent_her is False and config.residual_scale == 0.5
     # Each override is the shipped training config's value of that setting.
     shipped = read_config_file(shipped_config('noisy_hook'))
     overrides = parse_overrides(trainer['train_overrides'])
     assert set(overrides) == {
         'burn_in_window', 'target_update_interval', 'two_frame', 'goal_consistent_her',
-        'noise_eps',
+        'noise_eps', 'residual_scale', 'critic_action',
     }  # fmt: skip
     assert overrides == {key: shipped[key] for key in overrides}
     assert trainer['updates_per_step'] == shipped['updates_per_env_step']

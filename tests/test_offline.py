@@ -347,6 +347,26 @@ def test_goal_consistent_her_is_applied_to_recorded_episodes_not_ignored():
     assert sum(is_explained) > 128  # future_p 0.8 of 256
 
 
+def test_the_executed_action_critic_learns_from_recorded_episodes():
+    # The live trainer with noisy_hook's shipped critic: the sampler hands the critic the
+    # recorded commands and the base recomputed at o_t and o_{t+1}; its updates run.
+    with pytest.raises(ValueError, match='needs the base controller'):
+        small_learner(critic_action='executed')
+
+    def half_base(obs, goal):
+        return np.full((obs.shape[0], 4), 0.5)
+
+    learner = small_learner(half_base, critic_action='executed')
+    learner.add(feed(EpisodeAssembler(LAYOUT, STEPS, ACTIONS), episode_messages(0)))
+    batch = learner.buffer.sample(learner.sampler, 64, np.random.default_rng(0))
+    commands = np.array([command_values(0, t) for t in range(STEPS)])
+    assert all(np.isclose(commands, a, atol=1e-6).all(axis=1).any() for a in batch.executed)
+    np.testing.assert_array_equal(batch.base, 0.5)
+    np.testing.assert_array_equal(batch.next_base, 0.5)
+    stats = learner.update(3)
+    assert len(stats) == 3 and all(np.isfinite(s.critic_loss) for s in stats)
+
+
 def test_bag_episodes_with_missing_messages_are_skipped(tmp_path):
     path = tmp_path / 'no_command'
     write_bag(path, episodes=2, steps=STEPS, topics=('observation', 'base_action', 'episode'))

@@ -67,9 +67,13 @@ def test_hook_configs_are_valid_and_noisy_hook_trains_two_frame(task, capsys):
     values = read_config_file(shipped_config(task))
     config = make_config(values)
     assert config.task == task and config.controller == 'reactive_hook'
-    assert config.noise_eps == 0.1 and config.goal_consistent_her is True
+    assert config.noise_eps == 0.1 and config.residual_scale == 0.5
     assert config.total_env_steps == 1_000_000 and config.burn_in_window == 500
-    assert config.two_frame is (task == 'noisy_hook')
+    noisy = task == 'noisy_hook'
+    assert config.two_frame is noisy
+    # noisy_hook's critic sees the executed action, which makes goal-consistent HER moot.
+    assert config.critic_action == ('executed' if noisy else 'residual')
+    assert config.goal_consistent_her is not noisy
     source, settings = show(capsys, '--task', task)
     assert source.startswith(f'settings from the shipped config for {task}')
     assert settings == config.to_dict()
