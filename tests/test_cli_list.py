@@ -68,6 +68,7 @@ def test_list_rejects_an_unknown_kind(capsys):
         'pick_and_place_reactive_pick_and_place',
         'mbrl_pusher_cached_pets',
         'complex_hook_reactive_hook',
+        'noisy_hook_reactive_hook',
     ],
 )
 def test_heldout_records_agree_with_command_md_results_and_model_metadata(repo_root, folder):

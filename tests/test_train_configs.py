@@ -23,6 +23,7 @@ COMMITTED = {
     'pick_and_place': 'pick_and_place_reactive_pick_and_place',
     'mbrl_pusher': 'mbrl_pusher_cached_pets',
     'complex_hook': 'complex_hook_reactive_hook',
+    'noisy_hook': 'noisy_hook_reactive_hook',
 }
 
 
