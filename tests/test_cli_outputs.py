@@ -127,6 +127,25 @@ def test_rpl_eval_prints_no_adroit_notice(tmp_path):
     assert done.stderr == '', done.stderr
 
 
+@pytest.mark.parametrize(
+    'args', [['list', 'controllers'], ['train', '--task', 'push', '--out', 'x', '--show-config']]
+)
+def test_a_reader_that_goes_away_ends_rpl_quietly_with_the_sigpipe_status(args):
+    # `rpl list controllers | head -1`: the pipe closes before rpl writes; no traceback.
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, 'w') as stdout:
+        done = subprocess.run(
+            [sys.executable, '-m', 'rpl_bringup.cli', *args],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == cli.BROKEN_PIPE_EXIT, done.stderr
+    assert 'Traceback' not in done.stderr, done.stderr
+
+
 # --- rpl plot --------------------------------------------------------------------------
 
 

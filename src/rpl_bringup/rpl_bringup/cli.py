@@ -365,8 +365,23 @@ def cmd_trainer(command: str, argv: Sequence[str]) -> int:
 COMMANDS = {'launch': cmd_launch, 'eval': cmd_eval, 'demo': cmd_demo, 'list': cmd_list}
 
 
+# Exit status when the reader of stdout went away (`rpl list controllers | head -1`): the
+# shell's for a process killed by SIGPIPE, without Python's traceback.
+BROKEN_PIPE_EXIT = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``rpl``."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Nothing more can be written there; point stdout at /dev/null so that the
+        # interpreter's final flush does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == 'bag':
         return cmd_bag(argv[1:])
