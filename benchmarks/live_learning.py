@@ -209,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         '--train-overrides',
         default=None,
         help='TrainConfig overrides for the trainer node (key=value,...; default: the launch '
-        "file's: burn_in_window=500,target_update_interval=1, noisy_hook adds two_frame=true, "
-        'noise_eps=0.1, residual_scale=0.5, critic_action=executed, goal_consistent_her=false)',
+        "file's train_overrides, which `rpl launch rpl_bringup FILE --show-args` prints)",
     )
     parser.add_argument('--window', type=int, default=50, help='episodes per plotted point')
     parser.add_argument('--eval-episodes', type=int, default=200, help='held-out episodes')
