@@ -213,6 +213,11 @@ def test_noisy_success_tool_gives_the_ceiling_and_the_true_distances(repo_root, 
     assert record['ceiling_by_cm']['8'] < 0.1
     true = record['true_final_distances']
     assert len(true) == 2 and record['true_success'] == np.mean(np.array(true) < 0.05)
+    # Every episode has one outcome; 'placed' is exactly the true success.
+    outcomes = record['episode_outcomes']
+    assert len(outcomes) == 2 and set(outcomes) <= set(record['outcomes'])
+    assert sum(row['share'] for row in record['outcomes'].values()) == pytest.approx(1.0)
+    assert record['outcomes']['placed']['share'] == record['true_success']
     # The task's own final distance is the noisy one: the same episodes, another number.
     task = make_task('noisy_hook')
     from rpl_bringup.evaluation import evaluate

@@ -26,29 +26,82 @@ import sys
 import numpy as np
 
 from rpl_bringup.evaluation import evaluate, load_residual_policy
+from rpl_sim_bridge.layout import HookObs
 from rpl_sim_bridge.tasks import make_task
 
 TASK = 'noisy_hook'
 DISTANCES_CM = (0, 1, 2, 3, 4, 5, 6, 8)
 
 
-class TrueDistances:
-    """The task, recording each episode's final true block-goal offset (noise removed)."""
+LIFTED_M = 0.05  # the hook counts as lifted once it is this far above its start
+MOVED_M = 0.02  # the block counts as moved once it is this far (xy) from its start
+OUTCOMES = (
+    'placed',  # true final distance within the success threshold
+    'hook never lifted',  # the gripper never raised the hook LIFTED_M off the table
+    'block never moved',  # the hook was lifted but the block stayed within MOVED_M
+    'block moved closer',  # the block moved and ended nearer the goal than it started
+    'block moved away',  # the block moved and ended no nearer the goal
+)
 
-    def __init__(self, task) -> None:
+
+class TrueDistances:
+    """The task, recording each episode's true (noise-free) course: the final block-goal
+    offset, and what happened on the way (:data:`OUTCOMES`)."""
+
+    def __init__(self, task, threshold: float) -> None:
         self.task = task
+        self.threshold = threshold
         self.offsets: list[np.ndarray] = []  # (3,) per episode: true block - goal, m
+        self.outcomes: list[str] = []
+        self.lift_steps: list[int | None] = []  # first step with the hook lifted
+        self.move_steps: list[int | None] = []  # first step with the block moved
+        self._start: tuple[float, np.ndarray] = (0.0, np.zeros(2))
+        self._steps = 0
 
     def __getattr__(self, name: str):
         return getattr(self.task, name)
 
+    def _true(self, obs) -> tuple[float, np.ndarray]:
+        """(hook z, block xy) without this step's noise."""
+        noise = self.task.observation_noise
+        hook_z = float(obs['observation'][HookObs.HOOK_POS][2] - noise[4])
+        block_xy = np.array(obs['achieved_goal'][:2], dtype=np.float64) - noise[:2]
+        return hook_z, block_xy
+
+    def reset(self, *args, **kwargs):
+        obs, info = self.task.reset(*args, **kwargs)
+        self._start = self._true(obs)
+        self._steps = 0
+        self.lift_steps.append(None)
+        self.move_steps.append(None)
+        return obs, info
+
     def step(self, action: np.ndarray):
         obs, reward, terminated, truncated, info = self.task.step(action)
+        self._steps += 1
+        hook_z, block_xy = self._true(obs)
+        start_z, start_xy = self._start
+        if self.lift_steps[-1] is None and hook_z - start_z > LIFTED_M:
+            self.lift_steps[-1] = self._steps
+        if self.move_steps[-1] is None and np.linalg.norm(block_xy - start_xy) > MOVED_M:
+            self.move_steps[-1] = self._steps
         if terminated or truncated:
             block = np.array(obs['achieved_goal'], dtype=np.float64)
-            block[:2] -= self.task.observation_noise[:2]  # the block's xy noise
-            self.offsets.append(block - obs['desired_goal'])
+            block[:2] = block_xy
+            goal = np.asarray(obs['desired_goal'], dtype=np.float64)
+            self.offsets.append(block - goal)
+            self.outcomes.append(self._outcome(block, goal, start_xy))
         return obs, reward, terminated, truncated, info
+
+    def _outcome(self, block: np.ndarray, goal: np.ndarray, start_xy: np.ndarray) -> str:
+        if np.linalg.norm(block - goal) < self.threshold:
+            return OUTCOMES[0]
+        if self.lift_steps[-1] is None:
+            return OUTCOMES[1]
+        if self.move_steps[-1] is None:
+            return OUTCOMES[2]
+        closer = np.linalg.norm(block[:2] - goal[:2]) < np.linalg.norm(start_xy - goal[:2])
+        return OUTCOMES[3] if closer else OUTCOMES[4]
 
 
 def success_probability(offset: np.ndarray, noise: np.ndarray, threshold: float) -> float:
@@ -56,6 +109,26 @@ def success_probability(offset: np.ndarray, noise: np.ndarray, threshold: float)
     dx, dy, dz = (float(v) for v in offset)
     squared = (dx + noise[:, 0]) ** 2 + (dy + noise[:, 1]) ** 2 + dz * dz
     return float(np.mean(squared < threshold * threshold))
+
+
+def outcome_table(wrapped: TrueDistances) -> dict[str, dict]:
+    """Per outcome: the share of the episodes and the median first step at which the hook
+    was lifted and the block moved (None where no episode of it got there)."""
+    table = {}
+    for name in OUTCOMES:
+        rows = [i for i, o in enumerate(wrapped.outcomes) if o == name]
+        lifts = [wrapped.lift_steps[i] for i in rows if wrapped.lift_steps[i] is not None]
+        moves = [wrapped.move_steps[i] for i in rows if wrapped.move_steps[i] is not None]
+        table[name] = {
+            'share': len(rows) / max(len(wrapped.outcomes), 1),
+            'lift_step': float(np.median(lifts)) if lifts else None,
+            'move_step': float(np.median(moves)) if moves else None,
+        }
+    return table
+
+
+def _step(value: float | None) -> str:
+    return '  -' if value is None else f'{value:3.0f}'
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f'noisy_success: {exc}', file=sys.stderr)
             return 2
-        wrapped = TrueDistances(task)
+        wrapped = TrueDistances(task, threshold)
         result = evaluate(wrapped, args.controller, args.episodes, args.seed, policy=policy)
         true = np.linalg.norm(np.array(wrapped.offsets), axis=1)
         expected = [success_probability(o, noise, threshold) for o in wrapped.offsets]
@@ -102,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f'  success on the true block position      {np.mean(true < threshold):.3f}')
         print(f'  noisy success the true distances predict {np.mean(expected):.3f}')
         print(f'  true final distance: median {np.median(true):.3f} m, mean {true.mean():.3f} m')
+        outcomes = outcome_table(wrapped)
+        print('  what happened (true positions)      share  median first step lifted / moved')
+        for name, row in outcomes.items():
+            print(
+                f'    {name:<32} {row["share"]:.3f}  {_step(row["lift_step"])} / '
+                f'{_step(row["move_step"])}'
+            )
         record.update(
             controller=args.controller,
             model=args.model,
@@ -111,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             true_success=float(np.mean(true < threshold)),
             predicted_noisy_success=float(np.mean(expected)),
             true_final_distances=[float(d) for d in true],
+            outcomes=outcomes,
+            episode_outcomes=wrapped.outcomes,
         )
     if args.json:
         with open(args.json, 'x') as f:
