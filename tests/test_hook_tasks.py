@@ -227,3 +227,24 @@ def test_noisy_success_tool_gives_the_ceiling_and_the_true_distances(repo_root, 
     assert noisy == pytest.approx(true, abs=0.15)  # apart by the block's xy noise (6 std)
     again = subprocess.run([*tool, *args], capture_output=True, text=True, check=False)
     assert again.returncode == 2 and 'exists; not overwritten' in again.stderr
+
+
+def test_residual_authority_tool_shows_the_fingers_out_of_reach_below_scale_one(
+    repo_root, tmp_path
+):
+    """tools/residual_authority.py: ReactiveHook commands its fingers with +-1 only, so a
+    residual can reverse them at scale 2 and never at 0.5 or 1; the shares grow with the
+    scale on every axis; an existing --json is refused."""
+    out = tmp_path / 'authority.json'
+    tool = [sys.executable, str(repo_root / 'tools' / 'residual_authority.py')]
+    args = ['--task', 'hook', '--episodes', '1', '--seed', '7', '--json', str(out)]
+    done = subprocess.run([*tool, *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    assert record['steps'] == 100 and record['axes'][-1] == 'gripper'
+    shares = {s: np.array(v) for s, v in record['reversible_share'].items()}
+    assert shares['0.5'][-1] == 0.0 and shares['1'][-1] == 0.0 and shares['2'][-1] == 1.0
+    assert np.all(shares['0.5'] <= shares['1']) and np.all(shares['1'] <= shares['2'])
+    assert record['mean_abs_command'][-1] == pytest.approx(1.0)
+    again = subprocess.run([*tool, *args], capture_output=True, text=True, check=False)
+    assert again.returncode == 2 and 'exists; not overwritten' in again.stderr
