@@ -74,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         f'{args.task}/{args.controller}: {len(commands)} steps of {args.episodes} episodes '
         f'from seed {args.seed}; share of steps a residual of scale S can reverse'
     )
-    print(f'  {"axis":<10} mean|b|  ' + '  '.join(f'S={s:<5g}' for s in args.scales))
+    width = max(len(name) for name in (*names, 'axis'))
+    print(f'  {"axis":<{width}} mean|b|  ' + '  '.join(f'S={s:<5g}' for s in args.scales))
     for i, name in enumerate(names):
         row = '  '.join(f'{shares[s][i]:7.3f}' for s in args.scales)
-        print(f'  {name:<10} {mean_abs[i]:7.3f}  {row}')
+        print(f'  {name:<{width}} {mean_abs[i]:7.3f}  {row}')
     if args.json:
         record = {
             'task': args.task,
