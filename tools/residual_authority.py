@@ -24,24 +24,32 @@ import sys
 import numpy as np
 
 from rpl_base_controllers.registry import make_controller
+from rpl_bringup.evaluation import evaluate
 from rpl_sim_bridge.tasks import make_task
+
+
+class Recording:
+    """A base controller that keeps every command it gives (for :func:`evaluate`)."""
+
+    def __init__(self, controller) -> None:
+        self.controller = controller
+        self.name = controller.name
+        self.commands: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        self.controller.reset()
+
+    def __call__(self, observation: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        command = self.controller(observation, goal)
+        self.commands.append(np.array(command, dtype=np.float64))
+        return command
 
 
 def base_commands(task_name: str, controller_name: str, episodes: int, seed: int) -> np.ndarray:
     """The base controller's commands (steps, action dim) over full episodes of its own."""
-    task = make_task(task_name)
-    controller = make_controller(controller_name, task=task_name)
-    commands = []
-    for episode in range(episodes):
-        obs, _ = task.reset(seed=seed + episode)
-        controller.reset()
-        done = False
-        while not done:
-            command = controller(obs['observation'], obs['desired_goal'])
-            commands.append(np.asarray(command, dtype=np.float64))
-            obs, _, terminated, truncated, _ = task.step(command)
-            done = terminated or truncated
-    return np.array(commands)
+    recording = Recording(make_controller(controller_name, task=task_name))
+    evaluate(task_name, recording, episodes, seed, progress=False)
+    return np.array(recording.commands)
 
 
 def reversible_share(commands: np.ndarray, scale: float) -> np.ndarray:
