@@ -10,8 +10,11 @@ step's noise is longer than the success threshold. This prints:
    how close a policy must really place the block for a given success rate;
 2. with --episodes N: an in-process evaluation of the base controller (and --model) on
    noisy_hook that records each episode's true final distance (the noise subtracted) next
-   to the task's noisy success: success on the true position, on the noisy one, and the
-   noisy success the true distances predict (the mean of 1. over the episodes).
+   to the task's noisy success: success on the true position, on the noisy one, the
+   noisy success the true distances predict (the mean of 1. over the episodes), and what
+   happened in each episode on the true positions (OUTCOMES: placed, hook never lifted,
+   block never moved, block moved closer or away) with the median steps at which the hook
+   was first lifted and the block first moved.
 
     .venv/bin/python tools/noisy_success.py --episodes 200 --seed 1000 [--model M] [--json F]
 """
