@@ -25,7 +25,7 @@ import numpy as np
 
 from rpl_base_controllers.registry import make_controller
 from rpl_bringup.evaluation import evaluate
-from rpl_sim_bridge.tasks import make_task
+from rpl_sim_bridge.tasks import task_spec
 
 
 class Recording:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f'residual_authority: {exc}', file=sys.stderr)
         return 2
-    names = make_task(args.task).spec.action_fields
+    names = task_spec(args.task).action_fields
     shares = {scale: reversible_share(commands, scale) for scale in args.scales}
     mean_abs = np.abs(commands).mean(axis=0)
     print(
