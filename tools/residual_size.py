@@ -16,10 +16,12 @@ import sys
 
 import numpy as np
 
+from rpl_sim_bridge.tasks import task_spec
 from rpl_trainer.checkpoint import CheckpointError, load_learner_checkpoint
 from rpl_trainer.config import make_config
 from rpl_trainer.ddpg import DDPGAgent
 from rpl_trainer.networks import Dims
+from rpl_trainer.residual import residual_scales
 
 
 def residual_size(path: str, states: int) -> dict[str, np.ndarray]:
@@ -34,7 +36,8 @@ def residual_size(path: str, states: int) -> dict[str, np.ndarray]:
     goal = goal.reshape(-1, goal.shape[-1])[-states:]
     config = make_config(learner['config'])
     dims = Dims(obs.shape[-1], goal.shape[-1], np.asarray(episodes['action']).shape[-1])
-    agent = DDPGAgent(dims, config, episode_steps=steps)
+    scale = residual_scales(config, task_spec(config.task).action_fields)
+    agent = DDPGAgent(dims, config, episode_steps=steps, residual_scale=scale)
     agent.load_state_dict(learner['agent'])
     u = agent.act(obs, goal, previous if config.two_frame else None)
     mean = u.mean(axis=0)
@@ -43,7 +46,7 @@ def residual_size(path: str, states: int) -> dict[str, np.ndarray]:
         'std': u.std(axis=0),
         'mean_abs': np.abs(u).mean(axis=0),
         'sign_share': (np.sign(u) == np.sign(mean)).mean(axis=0),
-        'scale': np.float64(config.residual_scale),
+        'scale': np.broadcast_to(np.asarray(scale, dtype=np.float64), mean.shape),
     }
 
 
@@ -62,10 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     np.set_printoptions(precision=3, suppress=True)
     for name in ('mean', 'std', 'mean_abs', 'sign_share'):
         print(f'tanh(f) {name:10s} per axis: {stats[name]}')
-    scale = float(stats['scale'])
     print(
-        f'mean abs residual in action units (x residual_scale {scale:g}):',
-        stats['mean_abs'] * scale,
+        f'mean abs residual in action units (x residual scale {stats["scale"]}):',
+        stats['mean_abs'] * stats['scale'],
     )
     return 0
 

@@ -159,7 +159,8 @@ class DecisionRule:
             return _fallback(key, base_command, RESIDUAL_NON_FINITE, fields)
         explored = False
         if config.explores:
-            limit = explore_limit(config, actor.identity.residual_scale)
+            identity = actor.identity
+            limit = explore_limit(config, identity.residual_scale, identity.residual_scales)
             residual, replaced = explore_residual(residual, config, self._explore_rng, limit)
             explored = bool(replaced) or config.explore_noise > 0.0
             self.random_steps += int(replaced)

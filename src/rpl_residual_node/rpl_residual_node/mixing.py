@@ -26,7 +26,8 @@ above, as the trainer's exploration does with its tanh-space action::
 ``L`` is ``residual_limit``, or the model's own ``residual_scale`` (its metadata) where that
 is smaller (:func:`explore_limit`): a model trained with ``residual_scale`` 0.5 explores
 within +-0.5, the range the trainer explored it in and the range its stored residual
-``u = (command - base) / scale`` can express. The command and the published residual then
+``u = (command - base) / scale`` can express; a model with per-axis scales (metadata
+``residual_scales``) explores each axis within its own. The command and the published residual then
 carry the explored residual, so a learner recovers it from ``command - base`` as for any
 other step. Fallbacks never explore.
 """
@@ -34,7 +35,7 @@ other step. Fallbacks never explore.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -228,14 +229,25 @@ def mix(
     return command, applied
 
 
-def explore_limit(config: ResidualConfig, model_scale: float | None) -> float:
-    """The exploration range L: ``residual_limit``, or ``model_scale`` where smaller.
+def explore_limit(
+    config: ResidualConfig,
+    model_scale: float | None,
+    model_scales: Sequence[float] | None = None,
+) -> float | np.ndarray:
+    """The exploration range L: ``residual_limit``, or the model's scale where smaller.
 
     Args:
         config: Supplies ``residual_limit``.
         model_scale: The running model's ``residual_scale`` (largest residual it can
             output, action units), or None where its metadata does not say.
+        model_scales: Its per-axis scales (metadata ``residual_scales``), or None; where
+            given, L is per axis: each axis explores within its own scale.
+
+    Returns:
+        One range, or one per action axis.
     """
+    if model_scales is not None:
+        return np.minimum(config.residual_limit, np.asarray(model_scales, dtype=np.float64))
     if model_scale is None or not model_scale > 0.0:
         return config.residual_limit
     return min(config.residual_limit, float(model_scale))
@@ -245,7 +257,7 @@ def explore_residual(
     residual: np.ndarray,
     config: ResidualConfig,
     rng: np.random.Generator,
-    limit: float | None = None,
+    limit: float | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exploratory version of a model residual (the exploration rule above).
 

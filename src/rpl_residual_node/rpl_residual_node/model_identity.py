@@ -13,7 +13,9 @@ key                  value
 ``action_fields``    JSON list: residual / action field names, in output order
 ``action_bounds``    JSON [low, high]: the action bounds the model was trained to command
                      within (the task's ``action_low`` / ``action_high``)
-``residual_scale``   the scale inside the graph (action units)
+``residual_scale``   the scale inside the graph (action units); per-axis scales: the largest
+``residual_scales``  JSON list, one scale per action field, where they differ (absent: every
+                     axis has ``residual_scale``)
 ``training_steps``   environment steps (transitions) the model was trained on
 ``eval_success``     the run's evaluation success rate when the model was written (0..1)
 ==================== =====================================================================
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,6 +57,7 @@ GOAL_FIELDS = 'goal_fields'
 ACTION_FIELDS = 'action_fields'
 ACTION_BOUNDS = 'action_bounds'
 RESIDUAL_SCALE = 'residual_scale'
+RESIDUAL_SCALES = 'residual_scales'
 TRAINING_STEPS = 'training_steps'
 EVAL_SUCCESS = 'eval_success'
 
@@ -165,7 +169,9 @@ class ModelIdentity(StackIdentity):
 
     Attributes:
         version: Project version that wrote it.
-        residual_scale: Scale inside the graph (action units).
+        residual_scale: Scale inside the graph (action units); with per-axis scales the
+            largest (the largest residual the model can output on any axis).
+        residual_scales: One scale per action field where they differ, else None.
         training_steps: Environment steps it was trained on.
         eval_success: The run's evaluation success rate when it was written.
         (and the :class:`StackIdentity` fields it was trained for)
@@ -173,6 +179,7 @@ class ModelIdentity(StackIdentity):
 
     version: str | None = None
     residual_scale: float | None = None
+    residual_scales: tuple[float, ...] | None = None
     training_steps: int | None = None
     eval_success: float | None = None
 
@@ -186,8 +193,9 @@ class ModelIdentity(StackIdentity):
         """Read the metadata keys of the table above; absent keys give None.
 
         Raises:
-            IdentityError: A field list is not a JSON list of strings, or a number does not
-                parse (one line naming the key and value).
+            IdentityError: A field list is not a JSON list of strings, a number does not
+                parse, or the per-axis scales are not one positive number per action field
+                (one line naming the key and value).
         """
 
         def fields(key: str) -> tuple[str, ...] | None:
@@ -216,6 +224,24 @@ class ModelIdentity(StackIdentity):
                 ) from None
             return low, high
 
+        def scales() -> tuple[float, ...] | None:
+            if RESIDUAL_SCALES not in props:
+                return None
+            try:
+                value = tuple(float(v) for v in json.loads(props[RESIDUAL_SCALES]))
+            except (ValueError, TypeError):
+                value = ()
+            actions = fields(ACTION_FIELDS)
+            if not value or not all(math.isfinite(v) and v > 0.0 for v in value):
+                problem = 'a JSON list of positive numbers'
+            elif actions is not None and len(value) != len(actions):
+                problem = f'one scale per action field ({len(actions)})'
+            else:
+                return value
+            raise IdentityError(
+                f'metadata {RESIDUAL_SCALES!r} must be {problem}, got {props[RESIDUAL_SCALES]!r}'
+            )
+
         def number(key: str, kind: type) -> float | int | None:
             if key not in props or props[key] == '':
                 return None
@@ -235,6 +261,7 @@ class ModelIdentity(StackIdentity):
             action_bounds=bounds(),
             version=props.get(VERSION) or None,
             residual_scale=number(RESIDUAL_SCALE, float),
+            residual_scales=scales(),
             training_steps=number(TRAINING_STEPS, int),
             eval_success=number(EVAL_SUCCESS, float),
         )
@@ -256,6 +283,8 @@ class ModelIdentity(StackIdentity):
             value = getattr(self, key)
             if value is not None:
                 props[key] = json.dumps(list(value))
+        if self.residual_scales is not None:
+            props[RESIDUAL_SCALES] = json.dumps(list(self.residual_scales))
         if self.action_bounds is not None:
             props[ACTION_BOUNDS] = json.dumps(list(self.action_bounds))
         return props

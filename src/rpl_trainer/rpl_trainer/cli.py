@@ -387,6 +387,7 @@ def _positive_float(text: str) -> float:
 def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.checkpoint import CheckpointError
     from rpl_trainer.problem import registered_problem
+    from rpl_trainer.residual import residual_scales
     from rpl_trainer.run_dir import RunDirError, check_run_dir
     from rpl_trainer.stop import TrainingInterrupted
     from rpl_trainer.train import burn_in_budget_note, train
@@ -398,6 +399,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     try:
         problem = registered_problem(config.task, config.controller, config.controller_params)
+        residual_scales(config, problem.spec.action_fields)  # names the task's action fields
         check_run_dir(args.out, config, args.resume)
     except ValueError as exc:
         raise CliError(str(exc)) from exc

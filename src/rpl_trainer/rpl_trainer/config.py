@@ -223,6 +223,20 @@ class TrainConfig:
     """``rpl``: executed = clip(base + residual_scale * tanh(f), -1, 1); 2 lets the residual
     override any base action in [-1, 1]. Scratch learners use 1."""
 
+    residual_axis_scales: str = dataclasses.field(
+        default='',
+        metadata=describe("Per-axis residual scales, 'ACTION_FIELD:SCALE ...'."),
+    )
+    """``rpl``: action axes whose residual scale is not ``residual_scale``, by the task's
+    action field names, ``FIELD:SCALE`` items separated by spaces (``'gripper:2'`` on the
+    Fetch tasks; no commas, so the setting also fits the trainer node's
+    ``train_overrides``); '' = the same scale on every axis. A command the base gives at
+    full strength (ReactiveHook's fingers: +-1) can only be reversed by a residual larger
+    than 1, while a residual that large on the motion axes makes exploration and the
+    actor's early bias too large (README, NoisyHook). The exported model holds the scales
+    in its graph and states them in its metadata (``residual_scales``); the scratch
+    learners ignore them like ``residual_scale``."""
+
     burn_in_criterion: str = dataclasses.field(
         default='q_drift', metadata=describe('Burn-in criterion.', choices=BURN_IN_CRITERIA)
     )

@@ -27,7 +27,7 @@ from rpl_trainer.config import TrainConfig
 from rpl_trainer.her import Transitions
 from rpl_trainer.networks import Actor, Critic, Dims
 from rpl_trainer.normalizer import RunningNormalizer
-from rpl_trainer.residual import action_bound
+from rpl_trainer.residual import Scale, action_bound, as_scale
 
 
 class UpdateStats(NamedTuple):
@@ -205,6 +205,8 @@ class DDPGAgent:
         action_bounds: The task's (low, high) action bounds; the executed-action critic
             (``config.critic_action``) sees clip(base + scale * u, low, high) / max(|low|,
             |high|).
+        residual_scale: That ``scale``: one, or one per action axis
+            (:func:`rpl_trainer.residual.residual_scales`); default ``config.residual_scale``.
     """
 
     def __init__(
@@ -214,6 +216,7 @@ class DDPGAgent:
         episode_steps: int,
         clip_target: bool = True,
         action_bounds: tuple[float, float] = (-1.0, 1.0),
+        residual_scale: Scale | None = None,
     ) -> None:
         self.dims = dims
         self.config = config
@@ -222,7 +225,12 @@ class DDPGAgent:
         self.action_bound = action_bound(low, high)
         # The executed action over the bound: clip(base / bound + (scale / bound) * u,
         # low / bound, high / bound), the scale a scratch learner's u has.
-        self._exec_scale = config.residual_scale / self.action_bound
+        scale = as_scale(config.residual_scale if residual_scale is None else residual_scale)
+        self._exec_scale: float | torch.Tensor = (
+            scale / self.action_bound
+            if isinstance(scale, float)
+            else torch.as_tensor(scale / self.action_bound, dtype=torch.float32)
+        )
         self._exec_low, self._exec_high = low / self.action_bound, high / self.action_bound
         self.gamma = config.resolved_gamma(episode_steps)
         self.clip_return = 1.0 / (1.0 - self.gamma)
@@ -380,7 +388,10 @@ class DDPGAgent:
         clip does not bind)."""
         if base is None:
             return u
-        return torch.clamp(base + self._exec_scale * u, self._exec_low, self._exec_high)
+        scale = self._exec_scale
+        if isinstance(scale, torch.Tensor):  # per axis: in u's precision, like a float
+            scale = scale.to(dtype=u.dtype, device=u.device)
+        return torch.clamp(base + scale * u, self._exec_low, self._exec_high)
 
     def _set_actor_lr(self) -> None:
         """The actor's learning rate for its next step: ``actor_lr``, ramped linearly over

@@ -32,7 +32,7 @@ import numpy as np
 
 from rpl_interfaces import contract
 from rpl_trainer.her import EpisodeBatch
-from rpl_trainer.residual import residual_explaining
+from rpl_trainer.residual import Scale, residual_explaining
 
 STEP_TOPICS = (contract.OBSERVATION, contract.BASE_ACTION, contract.COMMAND)
 """The per-step topics an episode needs (relative names)."""
@@ -82,23 +82,24 @@ class EpisodeRecord(NamedTuple):
         return int(self.command.shape[0])
 
 
-def stored_residual(command: np.ndarray, base_action: np.ndarray, scale: float) -> np.ndarray:
+def stored_residual(command: np.ndarray, base_action: np.ndarray, scale: Scale) -> np.ndarray:
     """Tanh-space residual u = clip((command - base_action) / scale, -1, 1) to store.
 
     Args:
         command: Executed commands (batch, action_dim).
         base_action: Base actions of the same steps (batch, action_dim).
-        scale: Residual scale (> 0), ``TrainConfig.residual_scale``.
+        scale: Residual scale (> 0), one or one per axis
+            (:func:`rpl_trainer.residual.residual_scales`).
 
     Returns:
         (batch, action_dim) float32 in [-1, 1].
     """
-    if not scale > 0:
+    if not np.all(np.asarray(scale) > 0):
         raise ValueError(f'residual scale must be positive, got {scale}')
     return residual_explaining(np.asarray(command), np.asarray(base_action), scale)
 
 
-def episode_batch(records: Sequence[EpisodeRecord], scale: float) -> EpisodeBatch:
+def episode_batch(records: Sequence[EpisodeRecord], scale: Scale) -> EpisodeBatch:
     """HER buffer episodes (N, T transitions each) from N records of T steps.
 
     Raises:

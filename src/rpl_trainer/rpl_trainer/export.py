@@ -11,13 +11,15 @@ half a model.
 
 Its ``metadata_props`` say what it is (:mod:`rpl_residual_node.model_identity`): the project
 version, task, controller, observation / goal / action field names (JSON lists), residual
-scale, training steps and the run's evaluation success, so the residual node and ``rpl
-eval`` can refuse it where it does not fit (:func:`task_identity` builds them for a task).
+scale (and the per-axis scales where they differ), training steps and the run's evaluation
+success, so the residual node and ``rpl eval`` can refuse it where it does not fit
+(:func:`task_identity` builds them for a task).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import pathlib
 import warnings
@@ -31,8 +33,14 @@ import torch
 from torch import nn
 
 from rpl_interfaces import __version__
-from rpl_residual_node.model_identity import ModelIdentity, StackIdentity
+from rpl_residual_node.model_identity import (
+    RESIDUAL_SCALE,
+    RESIDUAL_SCALES,
+    ModelIdentity,
+    StackIdentity,
+)
 from rpl_trainer.networks import Actor
+from rpl_trainer.residual import Scale, as_scale, axis_scales, largest_scale
 
 OPSET = 17
 OBSERVATION = 'observation'
@@ -51,13 +59,19 @@ class ResidualModel(nn.Module):
 
     Args:
         actor: Trained actor (copied, so later training does not change the export).
-        scale: Residual scale (RPL: ``residual_scale``; scratch learners: action bound).
+        scale: Residual scale (RPL: ``residual_scale``, one or one per action axis;
+            scratch learners: action bound).
     """
 
-    def __init__(self, actor: Actor, scale: float) -> None:
+    def __init__(self, actor: Actor, scale: Scale) -> None:
         super().__init__()
         self.actor = copy.deepcopy(actor).eval().requires_grad_(False)
-        self.register_buffer('scale', torch.tensor(float(scale)))
+        scale = as_scale(scale)
+        if not isinstance(scale, float) and scale.shape != (actor.dims.action_dim,):
+            raise ValueError(
+                f'{scale.size} residual scales for an actor of {actor.dims.action_dim} actions'
+            )
+        self.register_buffer('scale', torch.as_tensor(scale, dtype=torch.float32))
 
     def forward(
         self,
@@ -117,7 +131,7 @@ def task_identity(spec: Any, controller: str, **facts: object) -> ModelIdentity:
     Args:
         spec: The task spec (``rpl_sim_bridge.tasks.TaskSpec`` or alike).
         controller: Base controller name.
-        facts: ``residual_scale``, ``training_steps``, ``eval_success`` (see
+        facts: ``residual_scale``, ``residual_scales``, ``training_steps``, ``eval_success`` (see
             :class:`rpl_residual_node.model_identity.ModelIdentity`).
     """
     from rpl_interfaces import contract
@@ -131,7 +145,7 @@ def task_identity(spec: Any, controller: str, **facts: object) -> ModelIdentity:
 def export_onnx(
     actor: Actor,
     path: str | os.PathLike[str],
-    scale: float,
+    scale: Scale,
     metadata: Mapping[str, str] | None = None,
     identity: ModelIdentity | None = None,
 ) -> pathlib.Path:
@@ -140,7 +154,9 @@ def export_onnx(
     Args:
         actor: Trained actor.
         path: Output file (parent directories are created).
-        scale: Residual scale in action units.
+        scale: Residual scale in action units: one, or one per action axis (then the
+            metadata states them as ``residual_scales`` and the largest as
+            ``residual_scale``).
         metadata: Extra ``metadata_props`` (algo, seed, ...), strings.
         identity: What the model is (task, controller, field names, training steps,
             evaluation success; see :func:`task_identity`), written as its metadata keys;
@@ -176,7 +192,12 @@ def export_onnx(
     if identity is not None:
         props.update(identity.to_props())
     props.update({str(k): str(v) for k, v in (metadata or {}).items()})
-    props['residual_scale'] = repr(float(scale))  # the graph's, whatever the caller said
+    # The graph's, whatever the caller said.
+    props[RESIDUAL_SCALE] = repr(largest_scale(scale))
+    per_axis = axis_scales(scale)
+    props.pop(RESIDUAL_SCALES, None)
+    if per_axis is not None:
+        props[RESIDUAL_SCALES] = json.dumps(list(per_axis))
     onnx.helper.set_model_props(proto, props)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))

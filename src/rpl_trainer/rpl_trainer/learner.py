@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ from rpl_trainer.her import (
     transition_reward,
 )
 from rpl_trainer.networks import Dims
+from rpl_trainer.residual import Scale, residual_scales
 
 NOT_LEARNER_FIELDS = frozenset(
     {
@@ -125,8 +126,11 @@ class Learner:
         updates_per_transition: Rate of the update debt (default: the config's
             ``updates_per_env_step``).
         action_bounds: The task's (low, high) action bounds, for the executed-action critic.
+        action_fields: The task's action field names, for ``residual_axis_scales``
+            (:func:`rpl_trainer.residual.residual_scales`); may be None where that is empty.
 
     Raises:
+        rpl_interfaces.params.ParameterError: A bad ``residual_axis_scales``.
         ValueError: No steps, goal-consistent HER for RPL without ``base_fn`` or for a
             fixed-goal task (goal_dim 0), the executed-action critic without ``base_fn``,
             or an ``algo`` other than :attr:`only_algo`.
@@ -144,6 +148,7 @@ class Learner:
         base_fn: BaseFn | None = None,
         updates_per_transition: float | None = None,
         action_bounds: tuple[float, float] = (-1.0, 1.0),
+        action_fields: Sequence[str] | None = None,
     ) -> None:
         if self.only_algo is not None and config.algo != self.only_algo:
             raise ValueError(
@@ -168,6 +173,9 @@ class Learner:
         self.config = config
         self.dims = dims
         self.episode_steps = episode_steps
+        self.residual_scale = residual_scales(config, action_fields)
+        """The RPL residual scale, one or one per action axis (what exports put in the graph
+        and what stored commands are divided by)."""
         # torch's default (one thread per core) made an update ~10x slower next to a
         # running stack (measured: 59.9 vs 5.9 ms at batch 64, 2 cores).
         torch.set_num_threads(config.torch_threads)
@@ -176,14 +184,19 @@ class Learner:
         """Batch sampling, normaliser samples and (``rpl train``) exploration draws."""
         reward = transition_reward(reward_fn)
         self.agent = DDPGAgent(
-            dims, config, episode_steps, clip_target=reward.sparse, action_bounds=action_bounds
+            dims,
+            config,
+            episode_steps,
+            clip_target=reward.sparse,
+            action_bounds=action_bounds,
+            residual_scale=self.residual_scale,
         )
         self.buffer = ReplayBuffer(dims, episode_steps, config.buffer_size)
         self.sampler = HerSampler(
             reward,
             config.future_p,
             base_fn if config.updates_use_base else None,
-            config.residual_scale,
+            self.residual_scale,
             base_use='critic' if critic_base else 'relabel',
         )
         if updates_per_transition is None:
@@ -225,7 +238,7 @@ class Learner:
         path: str | os.PathLike[str],
         metadata: Mapping[str, str] | None = None,
         identity: Any = None,
-        scale: float | None = None,
+        scale: Scale | None = None,
     ) -> pathlib.Path:
         """Write the actor as an ONNX residual model (docs/onnx_contract.md), atomically.
 
@@ -237,7 +250,7 @@ class Learner:
             scale: Output scale in action units (default: ``residual_scale``; the scratch
                 learners use the action bound).
         """
-        scale = self.config.residual_scale if scale is None else scale
+        scale = self.residual_scale if scale is None else scale
         return export_onnx(self.agent.actor, path, scale, metadata, identity)
 
     def state_dict(self) -> dict[str, Any]:

@@ -50,6 +50,7 @@ class OfflineLearner(Learner):
             base_fn,
             updates_per_transition,
             action_bounds=(problem.spec.action_low, problem.spec.action_high),
+            action_fields=problem.spec.action_fields,
         )
 
     def add(self, records: Sequence[EpisodeRecord]) -> int:
@@ -70,7 +71,7 @@ class OfflineLearner(Learner):
                     f'episode {r.episode} has {r.steps} steps and sizes (obs, goal, action) '
                     f'{sizes}; this learner needs {self.episode_steps} and {tuple(self.dims)}'
                 )
-        return self.store(episode_batch(records, self.config.residual_scale))
+        return self.store(episode_batch(records, self.residual_scale))
 
 
 def save_learner(

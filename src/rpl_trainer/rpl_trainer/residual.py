@@ -5,17 +5,93 @@ and the critic sees). The executed action is
 
     a = clip(base(s, g) + scale * u, low, high)
 
-with ``base`` the controller's action and ``scale = residual_scale`` for RPL, and with
-``base = 0`` and ``scale = high`` (the action bound) for the scratch learners. This is the
-residual node's mixing rule (``command = clip(base + residual, -1, 1)``) with the residual
-``scale * u`` that the exported ONNX model outputs.
+with ``base`` the controller's action and ``scale = residual_scale`` for RPL (one number,
+or one per action axis where ``residual_axis_scales`` names axes: :func:`residual_scales`),
+and with ``base = 0`` and ``scale = high`` (the action bound) for the scratch learners. This
+is the residual node's mixing rule (``command = clip(base + residual, -1, 1)``) with the
+residual ``scale * u`` that the exported ONNX model outputs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from rpl_trainer.config import ALGOS
+from rpl_interfaces.params import ParameterError
+from rpl_trainer.config import ALGOS, TrainConfig
+
+Scale = float | np.ndarray
+"""A residual scale: one number for every axis, or an array with one per action axis."""
+
+
+def as_scale(scale: float | Sequence[float] | np.ndarray) -> Scale:
+    """``scale`` as a float where it is the same on every axis, else a float64 array."""
+    array = np.asarray(scale, dtype=np.float64)
+    if array.ndim == 0 or (array.size and np.all(array == array.flat[0])):
+        return float(array.flat[0])
+    return array
+
+
+def largest_scale(scale: Scale) -> float:
+    """The largest residual a model of this scale outputs on any axis (action units)."""
+    return float(np.max(scale))
+
+
+def axis_scales(scale: Scale) -> tuple[float, ...] | None:
+    """The per-axis scales, or None where one number covers every axis."""
+    scale = as_scale(scale)
+    return None if isinstance(scale, float) else tuple(float(v) for v in scale)
+
+
+def residual_scales(config: TrainConfig, action_fields: Sequence[str] | None) -> Scale:
+    """The RPL residual scale of a run: ``residual_scale`` on every axis, except the action
+    fields ``residual_axis_scales`` names (``'gripper:2 dz:1'``).
+
+    Args:
+        config: Supplies ``residual_scale``, ``residual_axis_scales``, ``algo`` and ``task``
+            (the scratch learners ignore the per-axis scales like ``residual_scale``).
+        action_fields: The task's action field names, in action order; may be None when
+            ``residual_axis_scales`` is empty.
+
+    Returns:
+        A float (the same on every axis) or a float64 array, one scale per action axis.
+
+    Raises:
+        ParameterError: One line naming the first item that is not FIELD:SCALE, a field the
+            task does not have or names twice, or a scale that is not a positive number.
+    """
+    text = config.residual_axis_scales
+    if not text.strip() or config.algo != 'rpl':
+        return float(config.residual_scale)
+    what = 'residual_axis_scales'
+    if action_fields is None:
+        raise ParameterError(f'{what} names action fields, and none are known here')
+    fields = list(action_fields)
+    scales = np.full(len(fields), float(config.residual_scale))
+    named: set[str] = set()
+    for item in text.split():
+        name, sep, value = item.partition(':')
+        if not sep or not name:
+            raise ParameterError(
+                f'{what}: {item!r} is not ACTION_FIELD:SCALE (items separated by spaces)'
+            )
+        if name not in fields:
+            raise ParameterError(
+                f'{what}: task {config.task!r} has no action field {name!r}; its action '
+                f'fields: {fields}'
+            )
+        if name in named:
+            raise ParameterError(f'{what}: {name!r} is named twice')
+        try:
+            scale = float(value)
+        except ValueError:
+            scale = float('nan')
+        if not (np.isfinite(scale) and scale > 0.0):
+            raise ParameterError(f'{what}: {name}:{value} is not a positive number')
+        named.add(name)
+        scales[fields.index(name)] = scale
+    return as_scale(scales)
 
 
 def action_bound(low: float, high: float) -> float:
@@ -25,7 +101,7 @@ def action_bound(low: float, high: float) -> float:
 
 
 def compose_action(
-    base: np.ndarray, u: np.ndarray, scale: float, low: float = -1.0, high: float = 1.0
+    base: np.ndarray, u: np.ndarray, scale: Scale, low: float = -1.0, high: float = 1.0
 ) -> np.ndarray:
     """Executed action clip(base + scale * u, low, high).
 
@@ -33,7 +109,7 @@ def compose_action(
         base: Base actions (batch, action_dim) in action units (not clipped beforehand,
             like the residual node).
         u: Tanh-space residuals (batch, action_dim) in [-1, 1].
-        scale: Residual scale.
+        scale: Residual scale (one, or one per axis).
         low: Lower action bound.
         high: Upper action bound.
 
@@ -43,7 +119,7 @@ def compose_action(
     return np.clip(base + scale * u, low, high).astype(np.float32)
 
 
-def residual_explaining(executed: np.ndarray, base: np.ndarray, scale: float) -> np.ndarray:
+def residual_explaining(executed: np.ndarray, base: np.ndarray, scale: Scale) -> np.ndarray:
     """The tanh-space residual u' with clip(base + scale * u') == executed, when one exists.
 
     Used by goal-consistent HER: after relabelling, ``base`` is the base action for the new
@@ -55,7 +131,7 @@ def residual_explaining(executed: np.ndarray, base: np.ndarray, scale: float) ->
     Args:
         executed: Executed actions (batch, action_dim).
         base: Base actions under the relabelled goals (batch, action_dim).
-        scale: Residual scale (> 0).
+        scale: Residual scale (> 0; one, or one per axis).
 
     Returns:
         Residuals (batch, action_dim) in [-1, 1], float32.
@@ -68,7 +144,8 @@ class ActionComposer:
 
     Args:
         algo: One of ``rpl``, ``scratch``, ``expert_explore``.
-        residual_scale: RPL residual scale (the scratch learners use the action bound).
+        residual_scale: RPL residual scale, one or one per axis (:func:`residual_scales`;
+            the scratch learners use the action bound).
         low: Lower action bound of the task.
         high: Upper action bound of the task.
         noise_eps: Std of Gaussian noise on u while exploring.
@@ -82,7 +159,7 @@ class ActionComposer:
     def __init__(
         self,
         algo: str,
-        residual_scale: float,
+        residual_scale: Scale,
         low: float,
         high: float,
         noise_eps: float,
@@ -95,7 +172,7 @@ class ActionComposer:
         self.algo = algo
         self.low = float(low)
         self.high = float(high)
-        self.scale = float(residual_scale) if algo == 'rpl' else action_bound(low, high)
+        self.scale = as_scale(residual_scale) if algo == 'rpl' else action_bound(low, high)
         self.noise_eps = noise_eps
         self.random_eps = random_eps
         self.expert_eps = expert_eps

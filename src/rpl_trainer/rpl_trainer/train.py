@@ -45,7 +45,7 @@ from rpl_trainer.export import task_identity
 from rpl_trainer.learner import Learner, start_from
 from rpl_trainer.metrics import Accumulator, append_row, truncate_metrics
 from rpl_trainer.problem import Problem, registered_problem
-from rpl_trainer.residual import ActionComposer
+from rpl_trainer.residual import ActionComposer, axis_scales, largest_scale, residual_scales
 from rpl_trainer.rollout import (
     Rollout,
     RolloutAborted,
@@ -168,7 +168,7 @@ class Trainer:
         self.steps = int(spec.max_episode_steps)
         self.composer = ActionComposer(
             config.algo,
-            config.residual_scale,
+            residual_scales(config, spec.action_fields),
             spec.action_low,
             spec.action_high,
             config.noise_eps,
@@ -188,6 +188,7 @@ class Trainer:
             problem.transition_reward,
             base_fn,
             action_bounds=(spec.action_low, spec.action_high),
+            action_fields=spec.action_fields,
         )
         self.select = RETURN if problem.fixed_goal else SUCCESS
         """The evaluation metric that picks ``best_actor.onnx``: the success rate of a goal
@@ -364,7 +365,8 @@ class Trainer:
             identity=task_identity(
                 self.problem.spec,
                 config.deployed_controller,
-                residual_scale=float(self.composer.scale),
+                residual_scale=largest_scale(self.composer.scale),
+                residual_scales=axis_scales(self.composer.scale),
                 training_steps=self.env_steps,
                 eval_success=self.last_eval.get(SUCCESS),
             ),

@@ -277,11 +277,13 @@ class TrainerNode(RplNode):
     def _export(self, why: str) -> None:
         from rpl_sim_bridge.tasks import task_spec
         from rpl_trainer.export import task_identity
+        from rpl_trainer.residual import axis_scales, largest_scale
 
         identity = task_identity(
             task_spec(self.config.task),
             self.config.controller,
-            residual_scale=float(self.learner.config.residual_scale),
+            residual_scale=largest_scale(self.learner.residual_scale),
+            residual_scales=axis_scales(self.learner.residual_scale),
             training_steps=self.learner.buffer.transitions,
         )
         path = self.learner.export(self.config.model_path, metadata=identity.to_props())
