@@ -4,6 +4,8 @@ and executed-action critic, the exported graph and its metadata, and the node's 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -207,3 +209,29 @@ def test_the_node_explores_each_axis_within_its_own_scale(tmp_path):
     )
     reach = np.abs(applied).max(axis=0)
     assert np.all(reach <= SCALES) and np.all(reach > 0.95 * SCALES)
+
+
+def test_a_training_run_exports_and_reports_its_per_axis_scales(tmp_path, repo_root, capsys):
+    out = tmp_path / 'grip'
+    argv = [
+        'train', '--task', 'noisy_hook', '--steps', '200', '--out', str(out), '--no-progress',
+        '--eval-episodes', '2', '--set', 'base_eval_episodes=2', '--set', 'two_frame=false',
+        '--set', 'residual_axis_scales=gripper:2',
+    ]  # fmt: skip
+    threads = torch.get_num_threads()
+    assert main(argv) == 0
+    torch.set_num_threads(threads)
+    meta = read_metadata(out / 'actor.onnx')
+    assert meta['residual_scale'] == '2.0' and meta['residual_scales'] == '[0.5, 0.5, 0.5, 2.0]'
+    tool = [sys.executable, str(repo_root / 'tools' / 'residual_size.py')]
+    done = subprocess.run(
+        [*tool, str(out / 'checkpoint.pt'), '--states', '50'],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert '(x scales [0.5 0.5 0.5 2. ])' in done.stdout
+    # The scales are the learner's: a resumed run may not change them.
+    other = [*argv[:-1], 'residual_axis_scales=gripper:1', '--resume']
+    capsys.readouterr()
+    assert main(other) == 2
+    assert 'residual_axis_scales' in capsys.readouterr().err

@@ -65,10 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     np.set_printoptions(precision=3, suppress=True)
     for name in ('mean', 'std', 'mean_abs', 'sign_share'):
         print(f'tanh(f) {name:10s} per axis: {stats[name]}')
-    print(
-        f'mean abs residual in action units (x residual scale {stats["scale"]}):',
-        stats['mean_abs'] * stats['scale'],
-    )
+    scale = stats['scale']
+    named = f'residual_scale {scale[0]:g}' if np.all(scale == scale[0]) else f'scales {scale}'
+    print(f'mean abs residual in action units (x {named}):', stats['mean_abs'] * scale)
     return 0
 
 
