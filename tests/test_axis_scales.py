@@ -235,3 +235,23 @@ def test_a_training_run_exports_and_reports_its_per_axis_scales(tmp_path, repo_r
     capsys.readouterr()
     assert main(other) == 2
     assert 'residual_axis_scales' in capsys.readouterr().err
+
+
+def test_the_trainer_node_learner_takes_the_scales_from_train_overrides(tmp_path):
+    from rpl_interfaces.params import build_config
+    from rpl_trainer import offline
+    from rpl_trainer.trainer_node_config import TrainerNodeConfig
+
+    node = build_config(
+        TrainerNodeConfig,
+        {
+            'task': 'noisy_hook',
+            'controller': 'reactive_hook',
+            'train_overrides': 'residual_scale=0.5,residual_axis_scales=dz:1 gripper:2,'
+            'hidden_size=16,critic_action=residual',
+        },
+    )
+    learner = offline.OfflineLearner.for_task(node.train_config(), 0.25)
+    np.testing.assert_array_equal(learner.residual_scale, [0.5, 0.5, 1.0, 2.0])
+    meta = read_metadata(learner.export(tmp_path / 'node.onnx'))
+    assert json.loads(meta['residual_scales']) == [0.5, 0.5, 1.0, 2.0]
