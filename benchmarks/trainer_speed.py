@@ -194,7 +194,11 @@ def main() -> None:
 
     def filled(precision: str) -> Learner:
         learner = Learner(  # sets torch's thread count
-            dataclasses.replace(config, update_precision=precision), dims, steps, reward
+            dataclasses.replace(config, update_precision=precision),
+            dims,
+            steps,
+            reward,
+            action_fields=spec.action_fields,
         )
         learner.store(random_episodes(dims, steps, 200, np.random.default_rng(0)))
         learner.agent.burn_in.active = False  # time the full update (actor too)

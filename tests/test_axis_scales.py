@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from rpl_interfaces.contract import EpisodeResult
 from rpl_interfaces.params import ParameterError
 from rpl_residual_node.decision import DecisionRule
 from rpl_residual_node.mixing import ResidualConfig, explore_limit, explore_residual
@@ -20,7 +21,7 @@ from rpl_sim_bridge.tasks import task_spec
 from rpl_trainer.cli import main
 from rpl_trainer.config import make_config
 from rpl_trainer.ddpg import DDPGAgent
-from rpl_trainer.episodes import stored_residual
+from rpl_trainer.episodes import EpisodeRecord, stored_residual
 from rpl_trainer.export import export_onnx, read_metadata, task_identity
 from rpl_trainer.networks import Actor, Dims
 from rpl_trainer.residual import ActionComposer, residual_explaining, residual_scales
@@ -55,7 +56,10 @@ def test_the_named_axes_get_their_own_scale():
     [
         ('grip:2', r"no action field 'grip'; its action fields: \['dx', 'dy', 'dz', 'gripper'\]"),
         ('gripper=2', "'gripper=2' is not ACTION_FIELD:SCALE"),
-        ('gripper:2,dz:1', 'gripper:2,dz:1 is not a positive number'),
+        (
+            'gripper:2,dz:1',
+            r'gripper:2,dz:1 is not a positive number \(items are separated by spaces',
+        ),
         ('gripper:x', 'gripper:x is not a positive number'),
         ('gripper:-1', 'gripper:-1 is not a positive number'),
         ('gripper:0', 'gripper:0 is not a positive number'),
@@ -165,6 +169,7 @@ def test_export_holds_the_scales_in_the_graph_and_states_them(tmp_path):
         ('[]', 'a JSON list of positive numbers'),
         ('2.0', 'a JSON list of positive numbers'),
         ('[0.5, 0.5, 0.5, NaN]', 'a JSON list of positive numbers'),
+        ('[true, true, true, true]', 'a JSON list of positive numbers'),
     ],
 )
 def test_malformed_per_axis_metadata_is_refused(text, problem):
@@ -252,6 +257,29 @@ def test_the_trainer_node_learner_takes_the_scales_from_train_overrides(tmp_path
         },
     )
     learner = offline.OfflineLearner.for_task(node.train_config(), 0.25)
-    np.testing.assert_array_equal(learner.residual_scale, [0.5, 0.5, 1.0, 2.0])
+    scales = [0.5, 0.5, 1.0, 2.0]
+    np.testing.assert_array_equal(learner.residual_scale, scales)
+    np.testing.assert_array_equal(learner.sampler.scale, scales)  # goal-consistent HER's
+    np.testing.assert_allclose(learner.agent._exec_scale.numpy(), scales)  # executed critic's
+    # A recorded episode is stored as (command - base) / scale, axis by axis.
+    steps, rng = SPEC.max_episode_steps, np.random.default_rng(0)
+    base = np.tile([0.1, -0.2, 0.0, -1.0], (steps, 1))
+    record = EpisodeRecord(
+        episode=0,
+        observation=rng.normal(size=(steps + 1, DIMS.obs_dim)),
+        achieved_goal=rng.normal(size=(steps + 1, DIMS.goal_dim)),
+        desired_goal=np.zeros((steps, DIMS.goal_dim)),
+        base_action=base,
+        command=base + [0.25, 0.0, 0.5, 1.5],  # the fingers reversed: -1 + 1.5
+        result=EpisodeResult(0, False, 0.2, -100.0, steps, 0, 0),
+    )
+    assert learner.add([record]) == steps
+    np.testing.assert_allclose(learner.buffer._data.action[0], [[0.5, 0.0, 0.5, 0.75]] * steps)
     meta = read_metadata(learner.export(tmp_path / 'node.onnx'))
-    assert json.loads(meta['residual_scales']) == [0.5, 0.5, 1.0, 2.0]
+    assert json.loads(meta['residual_scales']) == scales
+
+
+def test_an_agent_is_not_built_from_per_axis_settings_without_their_scales():
+    config = make_config({'algo': 'rpl', 'hidden_size': 16, 'residual_axis_scales': 'gripper:2'})
+    with pytest.raises(ValueError, match='needs the resolved per-axis scale'):
+        DDPGAgent(DIMS, config, episode_steps=100)

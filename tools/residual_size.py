@@ -36,7 +36,9 @@ def residual_size(path: str, states: int) -> dict[str, np.ndarray]:
     goal = goal.reshape(-1, goal.shape[-1])[-states:]
     config = make_config(learner['config'])
     dims = Dims(obs.shape[-1], goal.shape[-1], np.asarray(episodes['action']).shape[-1])
-    scale = residual_scales(config, task_spec(config.task).action_fields)
+    per_axis = config.residual_axis_scales.strip()
+    fields = task_spec(config.task).action_fields if per_axis else None
+    scale = residual_scales(config, fields)
     agent = DDPGAgent(dims, config, episode_steps=steps, residual_scale=scale)
     agent.load_state_dict(learner['agent'])
     u = agent.act(obs, goal, previous if config.two_frame else None)

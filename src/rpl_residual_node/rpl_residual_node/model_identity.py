@@ -228,7 +228,11 @@ class ModelIdentity(StackIdentity):
             if RESIDUAL_SCALES not in props:
                 return None
             try:
-                value = tuple(float(v) for v in json.loads(props[RESIDUAL_SCALES]))
+                items = json.loads(props[RESIDUAL_SCALES])
+                numbers = all(
+                    isinstance(v, int | float) and not isinstance(v, bool) for v in items
+                )
+                value = tuple(float(v) for v in items) if numbers else ()
             except (ValueError, TypeError):
                 value = ()
             actions = fields(ACTION_FIELDS)

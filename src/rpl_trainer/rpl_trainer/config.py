@@ -396,11 +396,6 @@ class TrainConfig:
         return self.controller if self.uses_base else ZERO
 
     @property
-    def action_scale(self) -> float:
-        """Scale of the actor's tanh output in action units."""
-        return self.residual_scale if self.algo == 'rpl' else 1.0
-
-    @property
     def burn_in_enabled(self) -> bool:
         """Whether the actor waits for the critic (``rpl`` with beta > 0)."""
         return self.algo == 'rpl' and self.burn_in_beta > 0.0

@@ -106,7 +106,10 @@ def resolve_precision(
             for precision in rates:
                 # (The executed-action critic adds a few elementwise ops: timed as residual.)
                 trial = dataclasses.replace(
-                    config, update_precision=precision, critic_action='residual'
+                    config,
+                    update_precision=precision,
+                    critic_action='residual',
+                    residual_axis_scales='',
                 )
                 agents[precision] = DDPGAgent(dims, trial, episode_steps)
                 agents[precision].burn_in.active = False  # time the actor step too
@@ -206,7 +209,11 @@ class DDPGAgent:
             (``config.critic_action``) sees clip(base + scale * u, low, high) / max(|low|,
             |high|).
         residual_scale: That ``scale``: one, or one per action axis
-            (:func:`rpl_trainer.residual.residual_scales`); default ``config.residual_scale``.
+            (:func:`rpl_trainer.residual.residual_scales`); default ``config.residual_scale``,
+            which only a config without ``residual_axis_scales`` may leave to it.
+
+    Raises:
+        ValueError: ``residual_scale`` not given for a config with per-axis scales.
     """
 
     def __init__(
@@ -225,6 +232,11 @@ class DDPGAgent:
         self.action_bound = action_bound(low, high)
         # The executed action over the bound: clip(base / bound + (scale / bound) * u,
         # low / bound, high / bound), the scale a scratch learner's u has.
+        if residual_scale is None and config.residual_axis_scales.strip():
+            raise ValueError(
+                'residual_axis_scales needs the resolved per-axis scale '
+                '(rpl_trainer.residual.residual_scales) as residual_scale'
+            )
         scale = as_scale(config.residual_scale if residual_scale is None else residual_scale)
         self._exec_scale: float | torch.Tensor = (
             scale / self.action_bound

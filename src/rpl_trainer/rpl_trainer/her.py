@@ -149,7 +149,7 @@ class HerSampler:
         reward_fn: RewardFn | TransitionReward,
         future_p: float,
         base_fn: BaseFn | None = None,
-        scale: float = 1.0,
+        scale: float | np.ndarray = 1.0,
         base_use: str = 'relabel',
     ) -> None:
         if not 0.0 <= future_p <= 1.0:

@@ -88,7 +88,8 @@ def residual_scales(config: TrainConfig, action_fields: Sequence[str] | None) ->
         except ValueError:
             scale = float('nan')
         if not (np.isfinite(scale) and scale > 0.0):
-            raise ParameterError(f'{what}: {name}:{value} is not a positive number')
+            hint = ' (items are separated by spaces, not commas)' if ',' in value else ''
+            raise ParameterError(f'{what}: {name}:{value} is not a positive number{hint}')
         named.add(name)
         scales[fields.index(name)] = scale
     return as_scale(scales)
