@@ -367,3 +367,9 @@ class RecordedLaunch:
         self.output = self.log.read_text()
         assert code == 0, f'{self.cmd[len(LAUNCH)]} launch ended with {code}:\n{self.output}'
         self.monitor = json.loads(self.results.read_text())
+
+
+def run_tool(repo_root: pathlib.Path, name: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``tools/<name>.py`` with ``args`` in a fresh interpreter; output captured as text."""
+    command = [sys.executable, str(repo_root / 'tools' / f'{name}.py'), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False)

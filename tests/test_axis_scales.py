@@ -4,12 +4,11 @@ and executed-action critic, the exported graph and its metadata, and the node's 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import run_tool
 
 from rpl_interfaces.contract import EpisodeResult
 from rpl_interfaces.params import ParameterError
@@ -228,11 +227,7 @@ def test_a_training_run_exports_and_reports_its_per_axis_scales(tmp_path, repo_r
     torch.set_num_threads(threads)
     meta = read_metadata(out / 'actor.onnx')
     assert meta['residual_scale'] == '2.0' and meta['residual_scales'] == '[0.5, 0.5, 0.5, 2.0]'
-    tool = [sys.executable, str(repo_root / 'tools' / 'residual_size.py')]
-    done = subprocess.run(
-        [*tool, str(out / 'checkpoint.pt'), '--states', '50'],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = run_tool(repo_root, 'residual_size', str(out / 'checkpoint.pt'), '--states', '50')
     assert done.returncode == 0, done.stderr
     assert '(x scales [0.5 0.5 0.5 2. ])' in done.stdout
     # The scales are the learner's: a resumed run may not change them.

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import TOY_RUN, toy_problem, toy_trainer
+from helpers import TOY_RUN, run_tool, toy_problem, toy_trainer
 from toy_goal_env import SPEC, ToyFactory
 
 from rpl_interfaces.params import ParameterError
@@ -502,18 +500,14 @@ def test_plot_until_draws_the_start_of_a_long_run_and_refuses_an_empty_one(
 
 
 def test_residual_size_tool_reads_a_run_checkpoint(smoke_run, repo_root, tmp_path):
-    tool = [sys.executable, str(repo_root / 'tools' / 'residual_size.py')]
-    done = subprocess.run(
-        [*tool, str(smoke_run / 'checkpoint.pt'), '--states', '50'],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = run_tool(repo_root, 'residual_size', str(smoke_run / 'checkpoint.pt'), '--states', '50')
     assert done.returncode == 0, done.stderr
     # 200 steps end no burn-in: the zero-initialised actor adds nothing on any axis.
     line = next(x for x in done.stdout.splitlines() if x.startswith('tanh(f) mean_abs'))
     assert line.endswith('[0. 0. 0. 0.]'), done.stdout
     assert 'x residual_scale 2' in done.stdout
     missing = tmp_path / 'none.pt'
-    done = subprocess.run([*tool, str(missing)], capture_output=True, text=True, check=False)
+    done = run_tool(repo_root, 'residual_size', str(missing))
     assert done.returncode == 1 and done.stderr.count('\n') == 1
     assert f'no checkpoint at {missing}' in done.stderr
 
