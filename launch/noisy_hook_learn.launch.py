@@ -11,9 +11,11 @@ node hot-reloads it. The defaults follow the shipped training config
 (rpl_trainer/train_configs/noisy_hook.yaml): train_overrides adds two_frame=true (the
 actor and critic average over the previous and the current observation; the exported
 model takes both and the residual nodes feed it the previous reading), the paper's hook
-action noise 0.1, residual_scale 0.5 and the critic on the executed action (HER without
+action noise 0.1, residual_scale 0.5 with the finger command's own scale 2
+(residual_axis_scales=gripper:2) and the critic on the executed action (HER without
 goal-consistent relabelling) to the burn-in settings of the other tasks; explore_noise is
-0.1 of the model's residual_scale 0.5 (below residual_limit 2), the trainer's noise.
+0.1 of the model's scale on each axis (0.05 on the motion, 0.2 on the fingers; all within
+residual_limit 2), the trainer's noise.
 Parameters: config/sim_bridge.yaml, config/base_controller.yaml, config/residual_node.yaml,
 then config/noisy_hook.yaml, then the launch arguments.
 
@@ -34,7 +36,7 @@ from rpl_bringup.stack_launch import learn_launch_description
 # settings of train_configs/noisy_hook.yaml that matter to a live learner go here.
 NOISY_HOOK_TRAIN_OVERRIDES = (
     f'{LEARN_TRAIN_OVERRIDES},two_frame=true,noise_eps=0.1,residual_scale=0.5,'
-    'critic_action=executed,goal_consistent_her=false'
+    'critic_action=executed,goal_consistent_her=false,residual_axis_scales=gripper:2'
 )
 
 

@@ -57,12 +57,13 @@ def test_the_noisy_hook_trainer_learns_two_frame_with_the_shipped_settings():
     config = node.train_config()  # valid: make_config checks every value
     assert config.two_frame is True and config.critic_action == 'executed'
     assert config.goal_consistent_her is False and config.residual_scale == 0.5
+    assert config.residual_axis_scales == 'gripper:2'
     # Each override is the shipped training config's value of that setting.
     shipped = read_config_file(shipped_config('noisy_hook'))
     overrides = parse_overrides(trainer['train_overrides'])
     assert set(overrides) == {
         'burn_in_window', 'target_update_interval', 'two_frame', 'goal_consistent_her',
-        'noise_eps', 'residual_scale', 'critic_action',
+        'noise_eps', 'residual_scale', 'critic_action', 'residual_axis_scales',
     }  # fmt: skip
     assert overrides == {key: shipped[key] for key in overrides}
     assert trainer['updates_per_step'] == shipped['updates_per_env_step']

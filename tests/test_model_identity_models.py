@@ -18,6 +18,8 @@ from rpl_residual_node.model_identity import StackIdentity, check_identity
 from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_sim_bridge.bridge import observation_layout
 from rpl_sim_bridge.tasks import task_spec
+from rpl_trainer.config import make_config
+from rpl_trainer.residual import axis_scales, largest_scale, residual_scales
 
 MODELS = sorted((pathlib.Path(__file__).parents[1] / 'models').glob('*/*.onnx'))
 
@@ -39,9 +41,15 @@ def test_committed_model_states_its_folders_task_controller_and_fields(model):
     identity = OnnxActor.load(model).identity
     assert identity.unstated() == []
     assert (identity.task, identity.controller) == (facts['task'], facts['controller'])
-    assert identity.residual_scale == facts.get('residual_scale', 2.0)
-    assert identity.version is not None
     spec = task_spec(identity.task)
+    if facts.get('residual_axis_scales'):  # per-axis: the largest, and the list
+        scales = residual_scales(make_config(facts), spec.action_fields)
+        assert identity.residual_scale == largest_scale(scales)
+        assert identity.residual_scales == axis_scales(scales)
+    else:
+        assert identity.residual_scale == facts.get('residual_scale', 2.0)
+        assert identity.residual_scales is None
+    assert identity.version is not None
     names = observation_layout(spec).fields
     live = StackIdentity.of_task(spec, facts['controller'], names, spec.action_fields)
     assert check_identity(identity, live) == []
