@@ -1,12 +1,16 @@
-"""Environment steps and wall-clock time at which training runs first reached success levels.
+"""Environment steps and wall-clock time at which training runs first reached given levels.
 
 Reads the ``metrics.csv`` and ``config.json`` that ``rpl train`` writes into each run
-directory and prints, per run, the first periodic evaluation at or above each level
-(default 0.5, 0.8, 0.9), the best evaluation, and the last one. Saves the table as markdown
-and JSON. A level never reached is reported as such.
+directory and prints, per run, the first periodic evaluation at or above each level, the
+best evaluation, and the last one. The levels are of the success rate (default 0.5, 0.8,
+0.9) or, with ``--metric return``, of the mean evaluation return of a fixed-goal task
+(MBRLPusher; ``--levels`` then required, e.g. -100 -95 -90). Saves the table as markdown and
+JSON. A level never reached is reported as such.
 
     .venv/bin/python benchmarks/training_milestones.py runs/slippery_push_rpl_s0 \\
         runs/slippery_push_scratch_s0 --out results/training_milestones_slippery_push
+    .venv/bin/python benchmarks/training_milestones.py runs/mbrl_pusher_* --metric return \\
+        --levels -100 -90 --out results/training_milestones_mbrl_pusher
 """
 
 from __future__ import annotations
@@ -22,22 +26,29 @@ from rpl_trainer.metrics import read_metrics
 from rpl_trainer.plot import variant_keys
 
 LEVELS = (0.5, 0.8, 0.9)
+COLUMNS = {'success': 'eval/success_rate', 'return': 'eval/return'}
 
 
-def milestones(run_dir: pathlib.Path, levels: tuple[float, ...] = LEVELS) -> dict:
+def milestones(
+    run_dir: pathlib.Path, levels: tuple[float, ...] = LEVELS, metric: str = 'success'
+) -> dict:
     """First evaluation row at or above each level, plus best and last rows.
 
     Args:
         run_dir: A directory written by ``rpl train``.
-        levels: Success-rate levels in [0, 1].
+        levels: Levels of ``metric``: success rates in [0, 1], or returns.
+        metric: ``'success'`` (``eval/success_rate``) or ``'return'`` (``eval/return``).
 
     Returns:
         A JSON-ready dict: run, task, controller, algo, eval episodes, and per level
-        ``{'env_steps', 'wall_s'}`` or ``None`` when never reached.
+        ``{'env_steps', 'wall_s'}`` or ``None`` when never reached; best and last rows
+        carry the metric's value under its name (``success`` or ``return``).
     """
     config = json.loads((run_dir / 'config.json').read_text())
     metrics = read_metrics(run_dir / 'metrics.csv')
-    success = metrics['eval/success_rate']
+    if COLUMNS[metric] not in metrics:
+        raise ValueError(f'{run_dir}: metrics.csv has no {COLUMNS[metric]} column')
+    success = metrics[COLUMNS[metric]]
     steps = metrics['env_steps']
     wall = metrics['wall_s']
     evaluated = ~np.isnan(success)
@@ -49,20 +60,22 @@ def milestones(run_dir: pathlib.Path, levels: tuple[float, ...] = LEVELS) -> dic
         'controller': config.get('controller'),
         'algo': config['algo'],
         'eval_episodes': config['eval_episodes'],
+        'metric': metric,
         'levels': {},
     }
     for level in levels:
         hits = np.flatnonzero(evaluated & (success >= level - 1e-9))
-        result['levels'][f'{level:.2f}'] = (
+        key = f'{level:.2f}' if metric == 'success' else f'{level:g}'
+        result['levels'][key] = (
             {'env_steps': int(steps[hits[0]]), 'wall_s': float(wall[hits[0]])}
             if hits.size
             else None
         )
     best = int(np.nanargmax(np.where(evaluated, success, np.nan)))
     last = int(np.flatnonzero(evaluated)[-1])
-    result['best'] = {'success': float(success[best]), 'env_steps': int(steps[best])}
+    result['best'] = {metric: float(success[best]), 'env_steps': int(steps[best])}
     result['last'] = {
-        'success': float(success[last]),
+        metric: float(success[last]),
         'env_steps': int(steps[last]),
         'wall_s': float(wall[last]),
     }
@@ -123,10 +136,10 @@ def to_markdown(rows: list[dict]) -> str:
     for r in rows:
         cells = [pathlib.Path(r['run']).name, r['algo'], str(r['eval_episodes'])]
         cells += [_cell(hit) for hit in r['levels'].values()]
-        cells.append(f'{r["best"]["success"]:.2f} ({r["best"]["env_steps"] / 1000:.0f}k)')
-        last = r['last']
+        best, last, metric = r['best'], r['last'], r['metric']
+        cells.append(f'{best[metric]:.2f} ({best["env_steps"] / 1000:.0f}k)')
         at = f'{last["env_steps"] / 1000:.0f}k, {last["wall_s"] / 60:.1f} min'
-        cells.append(f'{last["success"]:.2f} ({at})')
+        cells.append(f'{last[metric]:.2f} ({at})')
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -135,8 +148,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('runs', nargs='+', type=pathlib.Path, help='rpl train run directories')
     parser.add_argument('--out', type=pathlib.Path, required=True, help='path stem (.md, .json)')
+    parser.add_argument(
+        '--metric', choices=sorted(COLUMNS), default='success', help='what the levels are of'
+    )
+    parser.add_argument(
+        '--levels', type=float, nargs='+', help='levels (default for success: 0.5 0.8 0.9)'
+    )
     args = parser.parse_args()
-    rows = [milestones(run) for run in args.runs]
+    if args.levels is None and args.metric != 'success':
+        parser.error('--metric return needs --levels (returns are task-specific)')
+    levels = tuple(args.levels) if args.levels else LEVELS
+    try:
+        rows = [milestones(run, levels, args.metric) for run in args.runs]
+    except (OSError, ValueError, KeyError) as error:
+        parser.exit(2, f'training_milestones: {error}\n')
     table = to_markdown(rows)
     # Seeds of one configuration: the runs `rpl plot` draws as one curve.
     configs = [json.loads((run / 'config.json').read_text()) for run in args.runs]
