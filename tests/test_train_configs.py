@@ -81,13 +81,16 @@ def test_hook_configs_are_valid_and_noisy_hook_trains_two_frame(task, capsys):
 
 
 def test_the_pusher_config_trains_rpl_on_cached_pets_without_goals(capsys):
-    # No committed pusher model yet: the file loads and builds a trainable problem (the
-    # fixed-goal task's dense reward, no goal-consistent HER), `--show-config` prints it.
+    # The file loads and builds a trainable problem (the fixed-goal task's dense reward, no
+    # goal-consistent HER) with the stop-26 settings: the executed-action critic at scale 1,
+    # no burn-in, the actor's rate warmed up instead; `--show-config` prints it.
     from rpl_trainer.problem import registered_problem
 
     config = make_config(read_config_file(shipped_config('mbrl_pusher')))
     assert (config.task, config.controller, config.algo) == ('mbrl_pusher', 'cached_pets', 'rpl')
-    assert config.goal_consistent_her is False and config.residual_scale == 4.0
+    assert config.goal_consistent_her is False and config.residual_scale == 1.0
+    assert config.critic_action == 'executed' and config.burn_in_beta == 0.0
+    assert config.actor_warmup_updates == 2500 and config.controller_params == ''
     problem = registered_problem(config.task, config.controller)
     assert problem.dims.goal_dim == 0
     source, settings = show(capsys, '--task', 'mbrl_pusher')
