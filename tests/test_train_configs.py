@@ -98,6 +98,20 @@ def test_the_pusher_config_trains_rpl_on_cached_pets_without_goals(capsys):
     assert settings == config.to_dict()
 
 
+def test_another_algo_over_a_shipped_executed_critic_config_gets_the_plain_critic(capsys):
+    # The shipped pusher and noisy_hook configs give RPL the executed-action critic; a
+    # baseline trained from them (`--algo scratch`) has no base, so its critic sees the
+    # action anyway: the CLI says so and trains it, rather than refusing the shipped file.
+    for task, algo in (('mbrl_pusher', 'scratch'), ('noisy_hook', 'expert_explore')):
+        source, settings = show(capsys, '--task', task, '--algo', algo)
+        assert settings['critic_action'] == 'residual' and settings['algo'] == algo
+        assert source.endswith(f'critic_action=residual for algo {algo} (no base to add)')
+    # Asked for explicitly, it is still the one-line refusal.
+    assert main(['train', '--task', 'mbrl_pusher', '--algo', 'scratch', '--set',
+                 'critic_action=executed', '--out', 'unused', '--show-config']) == 2  # fmt: skip
+    assert "critic_action 'executed' is for algo rpl" in capsys.readouterr().err
+
+
 def test_config_file_set_and_flags_override_in_order(capsys, tmp_path):
     path = tmp_path / 'mine.yaml'
     path.write_text('task: push\ncontroller: reactive_push\nnoise_eps: 0.1\nhidden_size: 64\n')

@@ -159,6 +159,18 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
         origin.update({key: f'--set {key}' for key in sets})
         origin.update({key: 'the command line' for key in flags})
         values = {**base, **sets, **flags}
+        note = ''
+        if (
+            not args.resume
+            and values.get('algo', 'rpl') != 'rpl'
+            and base.get('critic_action') == 'executed'
+            and 'critic_action' not in sets
+        ):
+            # A shipped RPL config's executed-action critic is RPL's option; the critic of a
+            # learner without a base sees the executed action anyway (`rpl train --task
+            # mbrl_pusher --algo scratch` compares against the shipped RPL settings).
+            values['critic_action'] = 'residual'
+            note = f'; critic_action=residual for algo {values["algo"]} (no base to add)'
         if 'task' not in values:
             raise CliError(f'no task: {source} names none; pass --task')
         if 'controller' not in values:
@@ -195,7 +207,8 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
         raise CliError(f'{where}: {exc}' if where else str(exc)) from exc
     overrides = {key: values[key] for key in {**sets, **flags} if base.get(key) != values[key]}
     shown = ', '.join(f'{key}={value}' for key, value in overrides.items())
-    return config, f'settings from {source}' + (f'; command line: {shown}' if shown else '')
+    shown = f'; command line: {shown}' if shown else ''
+    return config, f'settings from {source}{shown}{note}'
 
 
 def _checkpoint_config(path: pathlib.Path) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# mbrl_pusher: four residual settings and Scratch, one training per core, all at once
+# (README, "RPL against Scratch on the lent machine (stop 26)": 15 runs on 16 cores).
+#
+#   bash benchmarks/pusher_settings_sweep.sh OUT_DIR "0 1 2" 120000 [STOP_AFTER_S]
+#
+# Runs 5 settings x the given seeds with `rpl train` (the shipped mbrl_pusher config, then the
+# --set overrides below), each in OUT_DIR/<setting>_s<seed> with its log beside it; stops
+# every run with SIGINT after STOP_AFTER_S seconds if given (a stopped run keeps its
+# metrics and checkpoint), then prints each run's periodic returns. Then:
+#   python benchmarks/training_milestones.py OUT_DIR/*/ --metric return --levels -100 -95 -90 --out M
+#   rpl plot OUT_DIR/*/ --metric return --out curves.png
+set -u
+if [ $# -lt 3 ]; then
+  echo "usage: $0 OUT_DIR SEEDS STEPS [STOP_AFTER_S]" >&2
+  exit 2
+fi
+out=$1 seeds=$2 steps=$3 stop_after=${4:-0}
+if [ -e "$out" ]; then
+  echo "$0: $out exists already; give a new directory (nothing is overwritten)" >&2
+  exit 2
+fi
+rpl=${RPL:-rpl}
+command -v "$rpl" > /dev/null || rpl=.venv/bin/rpl
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+cache=cache_file=results/pets_v2/cached_pets_pusher_v2.npz
+v2="--controller-param $cache --set burn_in_beta=0"
+declare -A settings=(
+  [exec_noburn]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=0"
+  [exec_noburn_warm]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
+  [exec_noburn_warm_scale2]="$v2 --set residual_scale=2 --set critic_action=executed --set actor_warmup_updates=2500"
+  [resid_noburn_warm]="$v2 --set residual_scale=1 --set critic_action=residual --set actor_warmup_updates=2500"
+  [scratch]="--algo scratch --set actor_warmup_updates=0"
+)
+mkdir -p "$out"
+pids=()
+for seed in $seeds; do
+  for name in "${!settings[@]}"; do
+    limit=()
+    [ "$stop_after" -gt 0 ] && limit=(timeout -s INT "$stop_after")
+    # shellcheck disable=SC2086  # the settings are words
+    "${limit[@]}" "$rpl" train --task mbrl_pusher --seed "$seed" --steps "$steps" \
+      --set eval_interval=7500 --no-progress ${settings[$name]} \
+      --out "$out/${name}_s$seed" > "$out/${name}_s$seed.log" 2>&1 &
+    pids+=($!)
+  done
+done
+echo "$0: ${#pids[@]} runs started in $out"
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+for run in "$out"/*/; do
+  printf '%s ' "$(basename "$run")"
+  awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "eval/return") c = i}
+           NR > 1 && $c != "" {printf "%dk:%.1f ", $1 / 1000, $c}' "$run/metrics.csv"
+  echo
+done
+if [ "$failed" -gt 0 ]; then
+  echo "$0: $failed run(s) failed; see $out/*.log" >&2
+  exit 1
+fi
