@@ -5,9 +5,10 @@
 #   bash benchmarks/pusher_settings_sweep.sh OUT_DIR "0 1 2" 120000 [STOP_AFTER_S]
 #
 # Runs 5 settings x the given seeds with `rpl train` (the shipped mbrl_pusher config, then the
-# --set overrides below), each in OUT_DIR/<setting>_s<seed> with its log beside it; stops
-# every run with SIGINT after STOP_AFTER_S seconds if given (a stopped run keeps its
-# metrics and checkpoint), then prints each run's periodic returns. Then:
+# --set overrides below, which give back the README's runs' config.json exactly), each in
+# OUT_DIR/<setting>_s<seed> with its log beside it; stops every run with SIGINT after
+# STOP_AFTER_S seconds if given (a stopped run keeps its metrics and checkpoint), then
+# prints each run's periodic returns. Exit 1 if a run failed. Then:
 #   python benchmarks/training_milestones.py OUT_DIR/*/ --metric return --levels -100 -95 -90 --out M
 #   rpl plot OUT_DIR/*/ --metric return --out curves.png
 set -u
@@ -30,7 +31,7 @@ declare -A settings=(
   [exec_noburn_warm]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
   [exec_noburn_warm_scale2]="$v2 --set residual_scale=2 --set critic_action=executed --set actor_warmup_updates=2500"
   [resid_noburn_warm]="$v2 --set residual_scale=1 --set critic_action=residual --set actor_warmup_updates=2500"
-  [scratch]="--algo scratch --set actor_warmup_updates=0"
+  [scratch]="--algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4"
 )
 mkdir -p "$out"
 pids=()
@@ -46,8 +47,17 @@ for seed in $seeds; do
   done
 done
 echo "$0: ${#pids[@]} runs started in $out"
-failed=0
-for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+failed=0 stopped=0
+for pid in "${pids[@]}"; do
+  wait "$pid"
+  rc=$?
+  if [ "$rc" -eq 124 ] && [ "$stop_after" -gt 0 ]; then
+    stopped=$((stopped + 1)) # timeout's status: stopped with a checkpoint, as asked
+  elif [ "$rc" -ne 0 ]; then
+    failed=$((failed + 1))
+  fi
+done
+[ "$stopped" -gt 0 ] && echo "$0: $stopped run(s) stopped after ${stop_after} s (--resume continues one)"
 for run in "$out"/*/; do
   printf '%s ' "$(basename "$run")"
   awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "eval/return") c = i}
