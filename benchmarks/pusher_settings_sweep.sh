@@ -8,7 +8,8 @@
 # --set overrides below, which give back the README's runs' config.json exactly), each in
 # OUT_DIR/<setting>_s<seed> with its log beside it; stops every run with SIGINT after
 # STOP_AFTER_S seconds if given (a stopped run keeps its metrics and checkpoint), then
-# prints each run's periodic returns. Exit 1 if a run failed. Then:
+# prints each run's periodic returns. Exit 1 if a run failed. SETTINGS="a b ..." runs only
+# the named settings (default: all five). Then:
 #   python benchmarks/training_milestones.py OUT_DIR/*/ --metric return --levels -100 -95 -90 --out M
 #   rpl plot OUT_DIR/*/ --metric return --out curves.png
 set -u
@@ -17,6 +18,12 @@ if [ $# -lt 3 ]; then
   exit 2
 fi
 out=$1 seeds=$2 steps=$3 stop_after=${4:-0}
+for number in $seeds "$steps" "$stop_after"; do
+  if ! [[ $number =~ ^[0-9]+$ ]]; then
+    echo "$0: '$number' is not a whole number (seeds, steps and seconds are)" >&2
+    exit 2
+  fi
+done
 if [ -e "$out" ]; then
   echo "$0: $out exists already; give a new directory (nothing is overwritten)" >&2
   exit 2
@@ -33,12 +40,20 @@ declare -A settings=(
   [resid_noburn_warm]="$v2 --set residual_scale=1 --set critic_action=residual --set actor_warmup_updates=2500"
   [scratch]="--algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4"
 )
+chosen=${SETTINGS:-${!settings[*]}}
+for name in $chosen; do
+  if [ -z "${settings[$name]+set}" ]; then
+    echo "$0: no setting '$name' (there are: ${!settings[*]})" >&2
+    exit 2
+  fi
+done
 mkdir -p "$out"
 pids=()
 for seed in $seeds; do
-  for name in "${!settings[@]}"; do
+  for name in $chosen; do
     limit=()
-    [ "$stop_after" -gt 0 ] && limit=(timeout -s INT "$stop_after")
+    # SIGINT: the run saves a checkpoint and stops; SIGKILL 120 s later if it hangs there.
+    [ "$stop_after" -gt 0 ] && limit=(timeout -k 120 -s INT "$stop_after")
     # shellcheck disable=SC2086  # the settings are words
     "${limit[@]}" "$rpl" train --task mbrl_pusher --seed "$seed" --steps "$steps" \
       --set eval_interval=7500 --no-progress ${settings[$name]} \
@@ -59,9 +74,10 @@ for pid in "${pids[@]}"; do
 done
 [ "$stopped" -gt 0 ] && echo "$0: $stopped run(s) stopped after ${stop_after} s (--resume continues one)"
 for run in "$out"/*/; do
+  [ -f "$run/metrics.csv" ] || continue # stopped before its first row
   printf '%s ' "$(basename "$run")"
   awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "eval/return") c = i}
-           NR > 1 && $c != "" {printf "%dk:%.1f ", $1 / 1000, $c}' "$run/metrics.csv"
+           NR > 1 && c && $c != "" {printf "%gk:%.1f ", $1 / 1000, $c}' "$run/metrics.csv"
   echo
 done
 if [ "$failed" -gt 0 ]; then

@@ -114,18 +114,23 @@ def summary_markdown(groups: list[dict]) -> str:
                 continue
             st, wall = entry['env_steps'], entry['wall_s']
             cells.append(
-                f'{entry["reached"]}: median {st["median"] / 1000:.0f}k '
-                f'({st["min"] / 1000:.0f}-{st["max"] / 1000:.0f}k), '
+                f'{entry["reached"]}: median {_k(st["median"])} '
+                f'({_k(st["min"])[:-1]}-{_k(st["max"])}), '
                 f'{wall["median"] / 60:.1f} min ({wall["min"] / 60:.1f}-{wall["max"] / 60:.1f})'
             )
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
+def _k(steps: float) -> str:
+    """Env steps in thousands, halves kept: 52500 -> '52.5k'."""
+    return f'{steps / 1000:g}k'
+
+
 def _cell(hit: dict | None) -> str:
     if hit is None:
         return 'not reached'
-    return f'{hit["env_steps"] / 1000:.0f}k steps, {hit["wall_s"] / 60:.1f} min'
+    return f'{_k(hit["env_steps"])} steps, {hit["wall_s"] / 60:.1f} min'
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -137,8 +142,8 @@ def to_markdown(rows: list[dict]) -> str:
         cells = [pathlib.Path(r['run']).name, r['algo'], str(r['eval_episodes'])]
         cells += [_cell(hit) for hit in r['levels'].values()]
         best, last, metric = r['best'], r['last'], r['metric']
-        cells.append(f'{best[metric]:.2f} ({best["env_steps"] / 1000:.0f}k)')
-        at = f'{last["env_steps"] / 1000:.0f}k, {last["wall_s"] / 60:.1f} min'
+        cells.append(f'{best[metric]:.2f} ({_k(best["env_steps"])})')
+        at = f'{_k(last["env_steps"])}, {last["wall_s"] / 60:.1f} min'
         cells.append(f'{last[metric]:.2f} ({at})')
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)

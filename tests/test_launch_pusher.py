@@ -64,8 +64,8 @@ def test_the_config_file_sets_the_task_and_the_torque_range(repo_root):
     # the same rule the in-process evaluation uses.
     mixing = task_residual_config(spec)
     assert (mixing.action_low, mixing.action_high) == (spec.action_low, spec.action_high)
-    # The residual may fully override the base, as the trainer composes it
-    # (residual_scale = the bounds' range).
+    # The node lets through the largest residual the trainer can compose (residual_scale up
+    # to the bounds' range, 4; the committed model's is 1).
     assert mixing.residual_limit == spec.action_high - spec.action_low
     assert residual == {
         'residual_limit': mixing.residual_limit,

@@ -24,3 +24,16 @@ def test_an_existing_output_directory_is_refused_untouched(repo_root, tmp_path):
     done = _sweep(repo_root, str(tmp_path), '0', '600')
     assert done.returncode == 2 and 'exists already' in done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ['keep.txt']
+
+
+def test_bad_numbers_and_unknown_settings_are_refused(repo_root, tmp_path):
+    done = _sweep(repo_root, str(tmp_path / 'new'), '0 x', '600')
+    assert done.returncode == 2 and "'x' is not a whole number" in done.stderr
+    done = subprocess.run(
+        ['bash', str(repo_root / 'benchmarks' / 'pusher_settings_sweep.sh'),
+         str(tmp_path / 'new'), '0', '600'],
+        capture_output=True, text=True, check=False, cwd=repo_root, timeout=60,
+        env={'PATH': '/usr/bin:/bin', 'SETTINGS': 'scratch warmup'},
+    )  # fmt: skip
+    assert done.returncode == 2 and "no setting 'warmup'" in done.stderr
+    assert not (tmp_path / 'new').exists()

@@ -98,7 +98,9 @@ def test_the_pusher_config_trains_rpl_on_cached_pets_without_goals(capsys):
     assert settings == config.to_dict()
 
 
-def test_another_algo_over_a_shipped_executed_critic_config_gets_the_plain_critic(capsys):
+def test_another_algo_over_a_shipped_executed_critic_config_gets_the_plain_critic(
+    capsys, tmp_path
+):
     # The shipped pusher and noisy_hook configs give RPL the executed-action critic; a
     # baseline trained from them (`--algo scratch`) has no base, so its critic sees the
     # action anyway: the CLI says so and trains it, rather than refusing the shipped file.
@@ -109,6 +111,12 @@ def test_another_algo_over_a_shipped_executed_critic_config_gets_the_plain_criti
     # Asked for explicitly, it is still the one-line refusal.
     assert main(['train', '--task', 'mbrl_pusher', '--algo', 'scratch', '--set',
                  'critic_action=executed', '--out', 'unused', '--show-config']) == 2  # fmt: skip
+    assert "critic_action 'executed' is for algo rpl" in capsys.readouterr().err
+    # So is a config file of the user's own that says both.
+    mine = tmp_path / 'mine.yaml'
+    mine.write_text('task: mbrl_pusher\ncontroller: cached_pets\ncritic_action: executed\n')
+    assert main(['train', '--config', str(mine), '--algo', 'scratch', '--out', 'unused',
+                 '--show-config']) == 2  # fmt: skip
     assert "critic_action 'executed' is for algo rpl" in capsys.readouterr().err
 
 

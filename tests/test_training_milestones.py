@@ -59,7 +59,7 @@ def test_the_command_line_needs_levels_for_returns_and_groups_seeds(repo_root, t
          '--out', str(out)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert '2 of 2: median 8k' in done.stdout  # -100: both seeds at 7500
+    assert '2 of 2: median 7.5k' in done.stdout  # -100: both seeds at 7500
     assert '1 of 2' in done.stdout  # -99.5: seed 1 only
     saved = json.loads(out.with_suffix('.json').read_text())
     assert [r['metric'] for r in saved['runs']] == ['return', 'return']

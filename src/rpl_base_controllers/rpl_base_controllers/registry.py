@@ -486,7 +486,8 @@ register_controller(
     ControllerSpec(
         _pets,
         'PETS: CEM planning (TS-inf) through a 5-member probabilistic ensemble of the arm '
-        "(the shipped model, trained on 15,000 steps); slow: the paper's expensive base",
+        '(the shipped model saw 12,750 steps; results/pets_v2 has the 15,000-step one '
+        "behind cached_pets' cache); slow: the paper's expensive base",
         tuple(PUSHER_TASKS),
         PETSConfig,
     ),

@@ -161,14 +161,18 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
         values = {**base, **sets, **flags}
         note = ''
         if (
-            not args.resume
-            and values.get('algo', 'rpl') != 'rpl'
+            args.config is None
+            and not args.resume
+            and args.init_from is None
+            and ('algo' in sets or 'algo' in flags)
+            and values['algo'] != 'rpl'
             and base.get('critic_action') == 'executed'
             and 'critic_action' not in sets
         ):
-            # A shipped RPL config's executed-action critic is RPL's option; the critic of a
-            # learner without a base sees the executed action anyway (`rpl train --task
-            # mbrl_pusher --algo scratch` compares against the shipped RPL settings).
+            # A baseline asked for over the task's shipped RPL config (`rpl train --task
+            # noisy_hook --algo scratch`): the executed-action critic is RPL's option, and the
+            # critic of a learner without a base sees the executed action anyway. A config
+            # file of the user's own that says both is still refused.
             values['critic_action'] = 'residual'
             note = f'; critic_action=residual for algo {values["algo"]} (no base to add)'
         if 'task' not in values:
