@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# mbrl_pusher: four residual settings and Scratch, one training per core, all at once
-# (README, "RPL against Scratch on the lent machine (stop 26)": 15 runs on 16 cores).
+# mbrl_pusher: residual settings and Scratch, one training per core, all at once
+# (README, "RPL against Scratch on the lent machine (stop 26)": 15 runs on 16 cores, the
+# five default settings; "(stop 27)": the blended cache and the weaker L2 pull).
 #
 #   bash benchmarks/pusher_settings_sweep.sh OUT_DIR "0 1 2" 120000 [STOP_AFTER_S]
 #
-# Runs 5 settings x the given seeds with `rpl train` (the shipped mbrl_pusher config, then the
+# Runs the settings x the given seeds with `rpl train` (the shipped mbrl_pusher config, then the
 # --set overrides below, which give back the README's runs' config.json exactly), each in
 # OUT_DIR/<setting>_s<seed> with its log beside it; stops every run with SIGINT after
 # STOP_AFTER_S seconds if given (a stopped run keeps its metrics and checkpoint), then
 # prints each run's periodic returns. Exit 1 if a run failed. SETTINGS="a b ..." runs only
-# the named settings (default: all five). Then:
+# the named settings (default: stop 26's five; knn2_warm, knn4_warm and
+# exec_noburn_warm_l2low, stop 27's, only by name). Then:
 #   python benchmarks/training_milestones.py OUT_DIR/*/ --metric return --levels -100 -95 -90 --out M
 #   rpl plot OUT_DIR/*/ --metric return --out curves.png
 set -u
@@ -38,9 +40,12 @@ declare -A settings=(
   [exec_noburn_warm]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
   [exec_noburn_warm_scale2]="$v2 --set residual_scale=2 --set critic_action=executed --set actor_warmup_updates=2500"
   [resid_noburn_warm]="$v2 --set residual_scale=1 --set critic_action=residual --set actor_warmup_updates=2500"
+  [knn2_warm]="$v2 --controller-param neighbours=2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
+  [knn4_warm]="$v2 --controller-param neighbours=4 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
+  [exec_noburn_warm_l2low]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500 --set action_l2=0.1"
   [scratch]="--algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4"
 )
-chosen=${SETTINGS:-${!settings[*]}}
+chosen=${SETTINGS:-exec_noburn exec_noburn_warm exec_noburn_warm_scale2 resid_noburn_warm scratch}
 for name in $chosen; do
   if [ -z "${settings[$name]+set}" ]; then
     echo "$0: no setting '$name' (there are: ${!settings[*]})" >&2

@@ -157,6 +157,38 @@ def test_cache_returns_the_action_of_the_nearest_state_and_respects_cache_size(t
     assert only_first(np.array([0.0, 1.0]), NO_GOAL)[0] == 1.0
 
 
+def test_blending_neighbours_is_continuous_and_weighted_by_distance(tmp_path):
+    states = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [3.0, 3.0]])
+    actions = np.array([[1.0], [2.0], [3.0], [9.0]])
+    path = _write_cache(tmp_path / 'cache.npz', states, actions)
+    blend = CachedPETS(CachedPETSConfig(path, neighbours=2))
+    goals = np.zeros((1, 0))
+    # On a cached state: its own action. Halfway between the two nearest (third farther):
+    # their mean. Weights 1/d_i - 1/d_3 otherwise.
+    assert blend.act_batch(states[1:2], goals)[0, 0] == 2.0
+    np.testing.assert_allclose(blend.act_batch(np.array([[0.5, -0.2]]), goals)[0, 0], 1.5)
+    query = np.array([[0.2, 0.0]])
+    d = np.linalg.norm(states[:3] - query, axis=1)  # 0.2, 0.8, ~1.02 (3rd nearest)
+    w = 1 / d[:2] - 1 / d[2]
+    np.testing.assert_allclose(blend.act_batch(query, goals)[0, 0], (w @ [1.0, 2.0]) / w.sum())
+    # Continuous where the nearest neighbour jumps: across the boundary between states 1
+    # and 2 (the line x = y near (0.8, 0.8), state 0 third) the nearest's action jumps by
+    # 1, the blend's changes by as little as the step.
+    nearest = CachedPETS(CachedPETSConfig(path))
+    eps = 1e-6
+    across = np.array([[0.8 + eps, 0.8 - eps], [0.8 - eps, 0.8 + eps]])
+    jump = np.abs(np.diff(nearest.act_batch(across, np.zeros((2, 0)))[:, 0]))[0]
+    step = np.abs(np.diff(blend.act_batch(across, np.zeros((2, 0)))[:, 0]))[0]
+    assert jump == 1.0 and step < 1e-4
+    # Along a line crossing several boundaries of the nearest's cells: no jumps.
+    line = np.stack([np.linspace(-0.4, 1.4, 2001), np.full(2001, 0.3)], axis=1)
+    values = blend.act_batch(line, np.zeros((len(line), 0)))[:, 0]
+    cells = nearest.act_batch(line, np.zeros((len(line), 0)))[:, 0]
+    assert np.max(np.abs(np.diff(cells))) == 1.0 and np.max(np.abs(np.diff(values))) < 0.05
+    with pytest.raises(ValueError, match='neighbours 4 needs a cache of more than 4'):
+        CachedPETS(CachedPETSConfig(path, neighbours=4))
+
+
 @pytest.mark.parametrize('kind', ['missing', 'garbage', 'version', 'entry', 'nan'])
 def test_a_bad_file_is_one_clear_error_naming_it(tmp_path, kind):
     path = tmp_path / f'{kind}.npz'

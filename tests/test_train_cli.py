@@ -513,12 +513,22 @@ def test_residual_size_tool_reads_a_run_checkpoint(smoke_run, repo_root, tmp_pat
 
 
 def test_the_initial_line_is_the_base_level_of_the_runs_that_act_through_the_base():
-    from rpl_trainer.plot import initial_level
+    from rpl_trainer.plot import initial_levels
 
     rpl, expert, scratch = {'algo': 'rpl'}, {'algo': 'expert_explore'}, {'algo': 'scratch'}
     # Scratch measured another base (e.g. another cache): not RPL's starting point.
-    assert initial_level([(rpl, -112.0), (rpl, -110.0), (scratch, -129.0)]) == -111.0
-    assert initial_level([(expert, 0.4), (scratch, 0.1), (rpl, None)]) == 0.4
-    assert initial_level([({}, 0.5), (scratch, 0.1)]) == 0.5  # no algo: an RPL run
-    assert initial_level([(scratch, 0.1), (scratch, 0.3)]) == pytest.approx(0.2)
-    assert initial_level([(rpl, None), (scratch, None)]) is None
+    assert initial_levels([(rpl, -112.0), (rpl, -110.0), (scratch, -129.0)]) == [
+        ('Initial', -111.0)
+    ]
+    assert initial_levels([(expert, 0.4), (scratch, 0.1), (rpl, None)]) == [('Initial', 0.4)]
+    assert initial_levels([({}, 0.5), (scratch, 0.1)]) == [('Initial', 0.5)]  # no algo: RPL
+    [(label, level)] = initial_levels([(scratch, 0.1), (scratch, 0.3)])
+    assert label == 'Initial' and level == pytest.approx(0.2)
+    assert initial_levels([(rpl, None), (scratch, None)]) == []
+    # Runs on two bases (a blended cache): one line each, named by what differs.
+    blended = {'algo': 'rpl', 'controller': 'cached_pets', 'controller_params': 'neighbours=2'}
+    plain = {'algo': 'rpl', 'controller': 'cached_pets', 'controller_params': ''}
+    assert initial_levels([(plain, -113.0), (blended, -99.0), (plain, -115.0)]) == [
+        ('Initial, controller_params=(default)', -114.0),
+        ('Initial, controller_params=neighbours=2', -99.0),
+    ]

@@ -6,6 +6,11 @@ controller returns the stored action of the cached state nearest to the observat
 (Euclidean distance over the raw observation). Brute force: one ``(B, N)`` distance matrix,
 ``N <= 1000`` in practice. Numpy only; stateless (a pure function of the observation).
 
+``neighbours`` > 1 (not in the paper) blends the actions of the k nearest states instead,
+weighted by ``1/d_i - 1/d_(k+1)`` (d: distances in increasing order): a state entering or
+leaving the k nearest has weight 0 there, so the action is a continuous function of the
+observation where the nearest neighbour's jumps at every boundary between cached states.
+
 Cache file (``.npz``, :data:`CACHE_VERSION`): ``states (N, D)``, ``actions (N, A)``,
 ``version``, ``command`` (what made it).
 """
@@ -51,6 +56,14 @@ class CachedPETSConfig:
     cache_size: int = dataclasses.field(
         default=0,
         metadata=describe('use the first k cached entries (0 = all)', range=(0, 10_000_000)),
+    )
+    neighbours: int = dataclasses.field(
+        default=1,
+        metadata=describe(
+            'cached actions blended per step (1 = the nearest one, the paper; k > 1: the k '
+            'nearest, weighted so the action is continuous in the observation)',
+            range=(1, 1000),
+        ),
     )
 
 
@@ -108,6 +121,12 @@ class CachedPETS:
             )
         if config.cache_size:
             states, actions = states[: config.cache_size], actions[: config.cache_size]
+        if config.neighbours > 1 and config.neighbours >= len(states):
+            raise ValueError(
+                f'cached_pets: neighbours {config.neighbours} needs a cache of more than '
+                f'{config.neighbours} entries, {path} gives {len(states)}'
+            )
+        self.neighbours = config.neighbours
         self.name = name
         self.states, self.actions = states, actions
         self._sq_norms = np.einsum('nd,nd->n', states, states)  # (N,)
@@ -127,13 +146,39 @@ class CachedPETS:
     def act_batch(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """Cached actions of the nearest states: ``(B, D)``, ``(B, 0)`` -> ``(B, A)``."""
         observations = check_fixed_goal_batch(observations, goals, self.states.shape[1])
-        return self.actions[self.nearest(observations)].copy()
+        if self.neighbours == 1:
+            return self.actions[self.nearest(observations)].copy()
+        return self._blend(observations)
 
     def nearest(self, observations: np.ndarray) -> np.ndarray:
         """Index ``(B,)`` of the nearest cached state (Euclidean) of each ``(B, D)`` row."""
         # |s - o|^2 = |s|^2 - 2 s.o + |o|^2; the last term does not change the argmin.
         scores = self._sq_norms[None, :] - 2.0 * observations @ self.states.T  # (B, N)
         return np.argmin(scores, axis=1)
+
+    def _blend(self, observations: np.ndarray) -> np.ndarray:
+        """Weighted actions of the ``neighbours`` nearest states, continuous in the input."""
+        k = self.neighbours
+        scores = self._sq_norms[None, :] - 2.0 * observations @ self.states.T  # (B, N)
+        sq = scores + np.einsum('bd,bd->b', observations, observations)[:, None]
+        closest = np.argpartition(sq, k, axis=1)[:, : k + 1]  # (B, k + 1), unordered
+        sq_near = np.take_along_axis(sq, closest, axis=1)
+        order = np.argsort(sq_near, axis=1)
+        closest = np.take_along_axis(closest, order, axis=1)
+        dist = np.sqrt(np.maximum(np.take_along_axis(sq_near, order, axis=1), 0.0))
+        # 1/d_i - 1/d_(k+1) for the k nearest; an exact hit (d = 0) takes its action alone.
+        with np.errstate(divide='ignore'):
+            inverse = 1.0 / dist
+        weights = inverse[:, :k] - inverse[:, k : k + 1]
+        exact = ~np.isfinite(weights[:, 0])
+        weights[exact] = 0.0
+        weights[exact, 0] = 1.0
+        weights[~np.isfinite(weights)] = 0.0
+        total = weights.sum(axis=1, keepdims=True)
+        tied = total[:, 0] <= 0.0  # the k + 1 nearest all at one distance: plain average
+        weights[tied] = 1.0
+        total[tied] = k
+        return np.einsum('bk,bka->ba', weights / total, self.actions[closest[:, :k]])
 
 
 def cache_arrays(states: Any, actions: Any, command: str) -> dict[str, np.ndarray]:

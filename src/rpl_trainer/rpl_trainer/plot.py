@@ -2,10 +2,11 @@
 
 Each group (RPL, Scratch, Expert Explore) shows the mean over its runs (seeds) and the
 min-max spread; a dashed 'Initial' line marks the base controller's success, averaged over
-the runs' ``base_eval.json``. ``metric='return'`` draws the mean evaluation return of
-fixed-goal tasks instead (``eval/return``, the paper's MBRLPusher curves). Runs of one
-learner whose configs differ in more than the seed and the bookkeeping fields (budget,
-evaluation interval, ...) are separate groups, labelled with the differing settings (e.g.
+the runs' ``base_eval.json`` (one line per base where the runs had different ones).
+``metric='return'`` draws the mean evaluation return of fixed-goal tasks instead
+(``eval/return``, the paper's MBRLPusher curves). Runs of one learner whose configs differ
+in more than the seed and the bookkeeping fields (budget, evaluation interval, ...) are
+separate groups, labelled with the differing settings (e.g.
 ``RPL, greedy_envs=1``): only seeds of one configuration are averaged.
 """
 
@@ -81,18 +82,43 @@ X_AXES = {
 """``rpl plot --x``: metrics column, scale and axis label of each horizontal axis."""
 
 
-def initial_level(runs: Sequence[tuple[dict, float | None]]) -> float | None:
-    """The figure's 'Initial' line from (config, the base's measured level or None) per run.
+BASE_FIELDS = ('controller', 'controller_params')
+"""Config fields that say which base a run measured for its 'Initial' line."""
 
-    The mean base level of the runs whose actions go through the base (RPL, Expert Explore).
-    A Scratch run's ``base_eval`` measured a controller its actor never uses, possibly
-    another one than the RPL runs' (another cache, other gains), so it counts only in a
-    figure of Scratch runs alone. None when no run measured its base.
+
+def initial_levels(runs: Sequence[tuple[dict, float | None]]) -> list[tuple[str, float]]:
+    """The figure's 'Initial' lines from (config, the base's measured level or None) per run.
+
+    The mean base level of the runs whose actions go through the base (RPL, Expert Explore),
+    one line per base: runs on different bases (another controller, another cache, cached
+    actions blended) start from different levels, so averaging them would draw a level no
+    run started from; each line is then labelled with its base's settings. A Scratch run's
+    ``base_eval`` measured a controller its actor never uses, possibly another one than the
+    RPL runs' (another cache, other gains), so it counts only in a figure of Scratch runs
+    alone. Empty when no run measured its base.
     """
     measured = [(config, float(base)) for config, base in runs if base is not None]
-    through_base = [b for config, b in measured if _algo(config) in BASE_ALGOS]
-    levels = through_base or [b for _, b in measured]
-    return float(np.mean(levels)) if levels else None
+    through_base = [(c, b) for c, b in measured if _algo(c) in BASE_ALGOS]
+    chosen = through_base or measured
+    if not chosen:
+        return []
+    if not through_base:  # Scratch alone: whatever bases they measured, one line
+        return [('Initial', float(np.mean([b for _, b in chosen])))]
+    by_base: dict[tuple[str, ...], list[float]] = {}
+    for config, level in chosen:
+        key = tuple(str(config.get(name, '')) for name in BASE_FIELDS)
+        by_base.setdefault(key, []).append(level)
+    if len(by_base) == 1:
+        return [('Initial', float(np.mean(next(iter(by_base.values())))))]
+    differing = [i for i in range(len(BASE_FIELDS)) if len({k[i] for k in by_base}) > 1]
+    return [
+        (
+            'Initial, '
+            + ', '.join(f'{BASE_FIELDS[i]}={key[i] or "(default)"}' for i in differing),
+            float(np.mean(levels)),
+        )
+        for key, levels in sorted(by_base.items())
+    ]
 
 
 def _load_run(
@@ -198,14 +224,17 @@ def plot_runs(
     for key, (_, steps, success, _) in zip(keys, loaded, strict=True):
         groups.setdefault(key, []).append((steps, success))
     tasks = {str(config.get('task', '?')) for config, *_ in loaded}
-    initial = initial_level([(config, base) for config, *_, base in loaded])
+    initials = initial_levels([(config, base) for config, *_, base in loaded])
 
     if len(tasks) > 1:
         raise PlotError(
             f'the runs are from different tasks ({", ".join(sorted(tasks))}); plot one task '
             'per figure'
         )
-    figure, axes = plt.subplots(figsize=(6.0, 4.0))
+    # The legend sits below the axes; each of its lines makes the figure taller so that
+    # tight_layout does not squeeze the axes to make room for it.
+    entries = len(groups) + len(initials) + len(references)
+    figure, axes = plt.subplots(figsize=(6.0, 3.0 + 0.2 * entries))
     rank = {algo: i for i, algo in enumerate(LABELS)}
     order = sorted(groups, key=lambda key: (rank.get(key[0], len(rank)), key))
     styles = ('-', '--', ':', '-.')
@@ -224,8 +253,9 @@ def plot_runs(
             grid, mean, color=color, linestyle=style, marker=marker, markersize=3, label=label
         )
         axes.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
-    if initial is not None:
-        axes.axhline(initial, color='black', linestyle='--', label='Initial')
+    for i, (label, level) in enumerate(initials):
+        gray = str(0.55 * i / max(len(initials) - 1, 1))  # black, then lighter grays
+        axes.axhline(level, color=gray, linestyle=(0, (4, 2 + i)), label=label)
     for i, (label, value) in enumerate(references):
         color = REFERENCE_COLORS[i % len(REFERENCE_COLORS)]
         axes.axhline(value, color=color, linestyle='-.', label=label)
