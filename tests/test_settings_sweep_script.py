@@ -1,4 +1,4 @@
-"""benchmarks/pusher_settings_sweep.sh refuses bad use in one line and overwrites nothing.
+"""benchmarks/settings_sweep.sh refuses bad use in one line and overwrites nothing.
 
 (Its runs themselves are `rpl train` runs, tested elsewhere; a sweep is a benchmark.)"""
 
@@ -9,7 +9,7 @@ import subprocess
 
 def _sweep(repo_root, *args):
     return subprocess.run(
-        ['bash', str(repo_root / 'benchmarks' / 'pusher_settings_sweep.sh'), *args],
+        ['bash', str(repo_root / 'benchmarks' / 'settings_sweep.sh'), *args],
         capture_output=True, text=True, check=False, cwd=repo_root, timeout=60,
     )  # fmt: skip
 
@@ -30,7 +30,7 @@ def test_bad_numbers_and_unknown_settings_are_refused(repo_root, tmp_path):
     done = _sweep(repo_root, str(tmp_path / 'new'), '0 x', '600')
     assert done.returncode == 2 and "'x' is not a whole number" in done.stderr
     done = subprocess.run(
-        ['bash', str(repo_root / 'benchmarks' / 'pusher_settings_sweep.sh'),
+        ['bash', str(repo_root / 'benchmarks' / 'settings_sweep.sh'),
          str(tmp_path / 'new'), '0', '600'],
         capture_output=True, text=True, check=False, cwd=repo_root, timeout=60,
         env={'PATH': '/usr/bin:/bin', 'SETTINGS': 'scratch warmup'},

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# mbrl_pusher: residual settings and Scratch, one training per core, all at once
-# (README, "RPL against Scratch on the lent machine (stop 26)": 15 runs on 16 cores, the
-# five default settings; "(stop 27)": the blended cache and the weaker L2 pull).
+# Training settings side by side: one `rpl train` per setting and seed, all at once, one per
+# core (the lent 16-core machine's sweeps in the README: "RPL against Scratch on the lent
+# machine (stop 26)", "(stop 27)" for mbrl_pusher, and ComplexHook's goal-consistent HER).
 #
-#   bash benchmarks/pusher_settings_sweep.sh OUT_DIR "0 1 2" 120000 [STOP_AFTER_S]
+#   bash benchmarks/settings_sweep.sh OUT_DIR "0 1 2" 120000 [STOP_AFTER_S]
 #
-# Runs the settings x the given seeds with `rpl train` (the shipped mbrl_pusher config, then the
-# --set overrides below, which give back the README's runs' config.json exactly), each in
-# OUT_DIR/<setting>_s<seed> with its log beside it; stops every run with SIGINT after
-# STOP_AFTER_S seconds if given (a stopped run keeps its metrics and checkpoint), then
-# prints each run's periodic returns. Exit 1 if a run failed. SETTINGS="a b ..." runs only
-# the named settings (default: stop 26's five; knn2_warm, knn4_warm and
-# exec_noburn_warm_l2low, stop 27's, only by name). Then:
-#   python benchmarks/training_milestones.py OUT_DIR/*/ --metric return --levels -100 -95 -90 --out M
-#   rpl plot OUT_DIR/*/ --metric return --out curves.png
+# Each setting below names its task and its --set overrides of that task's shipped config
+# (for the README's runs they give back the runs' config.json exactly); each run goes to
+# OUT_DIR/<setting>_s<seed> with its log beside it. STOP_AFTER_S stops every run with SIGINT
+# after that many seconds (a stopped run keeps its metrics and checkpoint). Then it prints
+# each run's periodic evaluations (return where the task has one, else success). Exit 1 if
+# a run failed. SETTINGS="a b ..." picks the settings (default: stop 26's five pusher ones).
+# Then:
+#   python benchmarks/training_milestones.py OUT_DIR/*/ [--metric return --levels ...] --out M
+#   rpl plot OUT_DIR/*/ [--metric return] --out curves.png
 set -u
 if [ $# -lt 3 ]; then
   echo "usage: $0 OUT_DIR SEEDS STEPS [STOP_AFTER_S]" >&2
@@ -34,7 +34,9 @@ rpl=${RPL:-rpl}
 command -v "$rpl" > /dev/null || rpl=.venv/bin/rpl
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 cache=cache_file=results/pets_v2/cached_pets_pusher_v2.npz
-v2="--controller-param $cache --set burn_in_beta=0"
+v2="--task mbrl_pusher --set eval_interval=7500 --controller-param $cache --set burn_in_beta=0"
+# The hooks' early phase: evaluations every 10k steps, 20 episodes each.
+hook="--set eval_interval=10000 --set eval_episodes=20"
 declare -A settings=(
   [exec_noburn]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=0"
   [exec_noburn_warm]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
@@ -43,7 +45,9 @@ declare -A settings=(
   [knn2_warm]="$v2 --controller-param neighbours=2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
   [knn4_warm]="$v2 --controller-param neighbours=4 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
   [exec_noburn_warm_l2low]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500 --set action_l2=0.1"
-  [scratch]="--algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4"
+  [complex_hook_gc_her]="--task complex_hook $hook --goal-consistent-her"
+  [complex_hook_plain_her]="--task complex_hook $hook --no-goal-consistent-her"
+  [scratch]="--task mbrl_pusher --set eval_interval=7500 --algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4"
 )
 chosen=${SETTINGS:-exec_noburn exec_noburn_warm exec_noburn_warm_scale2 resid_noburn_warm scratch}
 for name in $chosen; do
@@ -60,8 +64,7 @@ for seed in $seeds; do
     # SIGINT: the run saves a checkpoint and stops; SIGKILL 120 s later if it hangs there.
     [ "$stop_after" -gt 0 ] && limit=(timeout -k 120 -s INT "$stop_after")
     # shellcheck disable=SC2086  # the settings are words
-    "${limit[@]}" "$rpl" train --task mbrl_pusher --seed "$seed" --steps "$steps" \
-      --set eval_interval=7500 --no-progress ${settings[$name]} \
+    "${limit[@]}" "$rpl" train --seed "$seed" --steps "$steps" --no-progress ${settings[$name]} \
       --out "$out/${name}_s$seed" > "$out/${name}_s$seed.log" 2>&1 &
     pids+=($!)
   done
@@ -81,8 +84,10 @@ done
 for run in "$out"/*/; do
   [ -f "$run/metrics.csv" ] || continue # stopped before its first row
   printf '%s ' "$(basename "$run")"
-  awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "eval/return") c = i}
-           NR > 1 && c && $c != "" {printf "%gk:%.1f ", $1 / 1000, $c}' "$run/metrics.csv"
+  awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) {if ($i == "eval/return") r = i
+                                                 if ($i == "eval/success_rate") s = i}
+                     c = r ? r : s}
+           NR > 1 && c && $c != "" {printf "%gk:%.3g ", $1 / 1000, $c}' "$run/metrics.csv"
   echo
 done
 if [ "$failed" -gt 0 ]; then
