@@ -210,10 +210,13 @@ def evaluate(args: argparse.Namespace) -> None:
     goal = np.zeros(0)
     timing = {}
     controllers = {'cached_pets': CachedPETS(CachedPETSConfig(args.cache))}
+    for k in [int(k) for k in args.neighbours.split(',')] if args.neighbours else ():
+        blended = CachedPETS(CachedPETSConfig(args.cache, neighbours=k))
+        controllers[f'cached_pets_neighbours{k}'] = blended
     controllers['pets'] = PETS(planner_config(args, args.model))
     for name, controller in controllers.items():
         controller(obs[0], goal)
-        repeats = 200 if name == 'cached_pets' else 5
+        repeats = 5 if name == 'pets' else 200
         start = time.perf_counter()
         for i in range(repeats):
             controller(obs[i % len(obs)], goal)
@@ -299,6 +302,9 @@ def main() -> None:
             p.add_argument('--episodes', type=int, default=5)
             p.add_argument('--cache-sizes', default='1,10,100,500')
             p.add_argument('--skip-pets', action='store_true')
+            p.add_argument(
+                '--neighbours', help="also time cached_pets blending k neighbours, e.g. '2,4,8'"
+            )
             p.add_argument('--time-chua', action='store_true', help="one step at Chua's settings")
             p.add_argument('--pets-log', help="output of `cache`: its PETS episodes' returns")
             p.add_argument('--json', default='results/pets_cache_size.json')
