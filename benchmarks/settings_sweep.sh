@@ -87,7 +87,7 @@ for run in "$out"/*/; do
   awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) {if ($i == "eval/return") r = i
                                                  if ($i == "eval/success_rate") s = i}
                      c = r ? r : s}
-           NR > 1 && c && $c != "" {printf "%gk:%.3g ", $1 / 1000, $c}' "$run/metrics.csv"
+           NR > 1 && c && $c != "" {printf(r ? "%gk:%.1f " : "%gk:%.2f ", $1 / 1000, $c)}' "$run/metrics.csv"
   echo
 done
 if [ "$failed" -gt 0 ]; then

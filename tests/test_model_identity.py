@@ -149,6 +149,39 @@ def test_what_either_side_does_not_say_is_not_checked():
     assert check_identity(MODEL, StackIdentity()) == []
 
 
+def test_other_base_parameters_are_a_warning_never_a_refusal():
+    from rpl_base_controllers.registry import params_from_text, stated_params
+
+    # The canonical text: non-default parameters only, sorted, readable back.
+    assert stated_params('cached_pets', {'neighbours': 1, 'cache_size': 0}) == ''
+    text = stated_params('cached_pets', {'neighbours': 2, 'cache_size': 300})
+    assert text == 'cache_size=300,neighbours=2'
+    assert params_from_text('cached_pets', text) == {'cache_size': 300, 'neighbours': 2}
+    blended = dataclasses.replace(MODEL, controller_params='neighbours=2')
+    assert ModelIdentity.from_props(blended.to_props()) == blended
+    plain = dataclasses.replace(MODEL, controller_params='')  # stated: the defaults
+    assert ModelIdentity.from_props(plain.to_props()) == plain
+    assert 'controller_params' not in MODEL.to_props()  # not stated: not written
+    assert blended.describe() == 'push / reactive_push (neighbours=2)'
+    running = dataclasses.replace(STACK, controller_params='')
+    [warning] = check_identity(blended, running)
+    assert "parameters 'neighbours=2', this run uses the defaults" in warning
+    [warning] = check_identity(plain, dataclasses.replace(STACK, controller_params='k=3'))
+    assert "parameters the defaults, this run uses 'k=3'" in warning
+    # Unknown on either side (a stack: the base is another node), or the same: nothing.
+    assert check_identity(blended, STACK) == []
+    assert check_identity(MODEL, running) == []
+    assert (
+        check_identity(blended, dataclasses.replace(running, controller_params='neighbours=2'))
+        == []
+    )
+    # Another controller is the refusal that matters; its parameters are not compared.
+    other = dataclasses.replace(running, controller='zero')
+    assert check_identity(blended, other, allow_mismatch=True) == [
+        "trained for controller 'reactive_push', the running controller is 'zero'"
+    ]
+
+
 def _model(tmp_path, identity: ModelIdentity | None = MODEL, name: str = 'actor.onnx'):
     path = linear_model(tmp_path / name)
     return set_model_metadata(path, identity.to_props()) if identity is not None else path

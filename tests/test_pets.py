@@ -187,6 +187,15 @@ def test_blending_neighbours_is_continuous_and_weighted_by_distance(tmp_path):
     assert np.max(np.abs(np.diff(cells))) == 1.0 and np.max(np.abs(np.diff(values))) < 0.05
     with pytest.raises(ValueError, match='neighbours 4 needs a cache of more than 4'):
         CachedPETS(CachedPETSConfig(path, neighbours=4))
+    with pytest.raises(ValueError, match=r'gives 2 \(cache_size 2\)'):
+        CachedPETS(CachedPETSConfig(path, cache_size=2, neighbours=2))
+    # A state cached twice with two actions: on it and beside it, their mean (no jump).
+    twice = _write_cache(
+        tmp_path / 'twice.npz', np.vstack([states, states[:1]]), np.vstack([actions, [[5.0]]])
+    )
+    blend = CachedPETS(CachedPETSConfig(twice, neighbours=2))
+    on, beside = blend.act_batch(np.array([[0.0, 0.0], [1e-9, 0.0]]), np.zeros((2, 0)))[:, 0]
+    assert on == 3.0 and beside == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize('kind', ['missing', 'garbage', 'version', 'entry', 'nan'])

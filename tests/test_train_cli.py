@@ -459,9 +459,17 @@ def test_a_scratch_model_states_the_zero_controller_it_runs_on(smoke_run, tmp_pa
     assert check_model_identity('push', 'zero', str(out / 'actor.onnx')) == []
     with pytest.raises(ValueError, match="trained for controller 'zero'"):
         check_model_identity('push', 'reactive_push', str(out / 'actor.onnx'))
-    # An RPL model states its base controller.
+    assert props['controller_params'] == ''  # the zero controller's: none
+    # An RPL model states its base controller and that controller's parameters that differ
+    # from the defaults ('' here), and rpl eval warns, once, when it runs on others.
     props = {p.key: p.value for p in onnx.load(smoke_run / 'actor.onnx').metadata_props}
-    assert props['controller'] == 'reactive_push'
+    assert (props['controller'], props['controller_params']) == ('reactive_push', '')
+    model = str(smoke_run / 'actor.onnx')
+    assert check_model_identity('push', 'reactive_push', model, controller_params={}) == []
+    [warning] = check_model_identity(
+        'push', 'reactive_push', model, controller_params={'push_gain': 7.0, 'push_offset': 0.075}
+    )
+    assert "parameters the defaults, this run uses 'push_gain=7.0'" in warning
 
 
 def test_plot_draws_reference_lines_and_refuses_malformed_ones(smoke_run, tmp_path, capsys):
@@ -525,10 +533,26 @@ def test_the_initial_line_is_the_base_level_of_the_runs_that_act_through_the_bas
     [(label, level)] = initial_levels([(scratch, 0.1), (scratch, 0.3)])
     assert label == 'Initial' and level == pytest.approx(0.2)
     assert initial_levels([(rpl, None), (scratch, None)]) == []
-    # Runs on two bases (a blended cache): one line each, named by what differs.
-    blended = {'algo': 'rpl', 'controller': 'cached_pets', 'controller_params': 'neighbours=2'}
-    plain = {'algo': 'rpl', 'controller': 'cached_pets', 'controller_params': ''}
-    assert initial_levels([(plain, -113.0), (blended, -99.0), (plain, -115.0)]) == [
-        ('Initial, controller_params=(default)', -114.0),
-        ('Initial, controller_params=neighbours=2', -99.0),
+    assert initial_levels([(rpl, None), (scratch, 0.1)]) == []  # not RPL's starting point
+    # Runs on two bases (a blended cache): one line each, named by the parameter that
+    # differs only (the cache file they share is left out; the order of items is not a
+    # difference, nor is a parameter named at its default).
+    cache = 'cache_file=c.npz'
+    plain = {'algo': 'rpl', 'controller': 'cached_pets', 'controller_params': cache}
+    same = {**plain, 'controller_params': f'neighbours=1,{cache}'}
+    blended = {**plain, 'controller_params': f'neighbours=2,{cache}'}
+    reordered = {**plain, 'controller_params': f'{cache},neighbours=2'}
+    levels = [(plain, -113.0), (blended, -99.0), (same, -115.0), (reordered, -101.0)]
+    assert initial_levels(levels) == [
+        ('Initial, neighbours=1', -114.0),
+        ('Initial, neighbours=2', -100.0),
+    ]
+    # The curves' labels name the same difference, not the whole parameter text.
+    from rpl_trainer.plot import variant_keys
+
+    assert variant_keys([plain, blended, reordered, same]) == [
+        ('rpl', 'neighbours=1'),
+        ('rpl', 'neighbours=2'),
+        ('rpl', 'neighbours=2'),
+        ('rpl', 'neighbours=1'),
     ]

@@ -211,6 +211,8 @@ def evaluate(args: argparse.Namespace) -> None:
     timing = {}
     controllers = {'cached_pets': CachedPETS(CachedPETSConfig(args.cache))}
     for k in [int(k) for k in args.neighbours.split(',')] if args.neighbours else ():
+        if k < 2:
+            raise SystemExit(f'train_pets.py: --neighbours takes sizes of 2 or more, got {k}')
         blended = CachedPETS(CachedPETSConfig(args.cache, neighbours=k))
         controllers[f'cached_pets_neighbours{k}'] = blended
     controllers['pets'] = PETS(planner_config(args, args.model))

@@ -93,7 +93,7 @@ def load_cache(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 class CachedPETS:
-    """Nearest-neighbour lookup of PETS's cached actions.
+    """Nearest-neighbour lookup of PETS's cached actions (or a blend of the k nearest).
 
     Args:
         config: Cache file and size.
@@ -122,9 +122,10 @@ class CachedPETS:
         if config.cache_size:
             states, actions = states[: config.cache_size], actions[: config.cache_size]
         if config.neighbours > 1 and config.neighbours >= len(states):
+            used = f' (cache_size {config.cache_size})' if config.cache_size else ''
             raise ValueError(
                 f'cached_pets: neighbours {config.neighbours} needs a cache of more than '
-                f'{config.neighbours} entries, {path} gives {len(states)}'
+                f'{config.neighbours} entries, {path} gives {len(states)}{used}'
             )
         self.neighbours = config.neighbours
         self.name = name
@@ -144,7 +145,8 @@ class CachedPETS:
         return self.act_batch(observation[None], np.asarray(desired_goal)[None])[0]
 
     def act_batch(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        """Cached actions of the nearest states: ``(B, D)``, ``(B, 0)`` -> ``(B, A)``."""
+        """Cached actions of the nearest states (blended over ``neighbours`` of them):
+        ``(B, D)``, ``(B, 0)`` -> ``(B, A)``."""
         observations = check_fixed_goal_batch(observations, goals, self.states.shape[1])
         if self.neighbours == 1:
             return self.actions[self.nearest(observations)].copy()
@@ -166,13 +168,13 @@ class CachedPETS:
         order = np.argsort(sq_near, axis=1)
         closest = np.take_along_axis(closest, order, axis=1)
         dist = np.sqrt(np.maximum(np.take_along_axis(sq_near, order, axis=1), 0.0))
-        # 1/d_i - 1/d_(k+1) for the k nearest; an exact hit (d = 0) takes its action alone.
+        # 1/d_i - 1/d_(k+1) for the k nearest; an exact hit (d = 0) takes the actions of
+        # the cached states it hits alone (all of them, equally, where states repeat).
         with np.errstate(divide='ignore'):
             inverse = 1.0 / dist
         weights = inverse[:, :k] - inverse[:, k : k + 1]
-        exact = ~np.isfinite(weights[:, 0])
-        weights[exact] = 0.0
-        weights[exact, 0] = 1.0
+        exact = dist[:, 0] == 0.0
+        weights[exact] = (dist[exact, :k] == 0.0).astype(float)
         weights[~np.isfinite(weights)] = 0.0
         total = weights.sum(axis=1, keepdims=True)
         tied = total[:, 0] <= 0.0  # the k + 1 nearest all at one distance: plain average

@@ -333,6 +333,20 @@ def params_from_text(name: str, text: str) -> dict[str, Any]:
     return parse_controller_params(name, [item for item in text.split(',') if item.strip()])
 
 
+def stated_params(name: str, params: Mapping[str, Any]) -> str:
+    """The parameters in ``params`` that differ from the registered defaults, as canonical
+    ``'NAME=VALUE,...'`` text sorted by name ('' = the defaults): how a model states the
+    base it was trained on (:mod:`rpl_residual_node.model_identity`, ``controller_params``).
+    The text reads back with :func:`params_from_text`.
+
+    Raises:
+        UnknownControllerError: ``name`` is not registered.
+    """
+    defaults = {p.name: p.default for p in controller_info(name).params}
+    items = sorted((k, v) for k, v in params.items() if k in defaults and v != defaults[k])
+    return ','.join(f'{k}={str(v).lower() if isinstance(v, bool) else v}' for k, v in items)
+
+
 def parse_value(param: ControllerParam, text: str) -> Any:
     """``text`` as a value of ``param``'s type.
 

@@ -238,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:  # unknown task or controller, or a bad model: one line, exit code 2
         if args.model is not None:  # before the episodes: refused at once, or warned once
             for line in evaluation.check_model_identity(
-                args.task, args.controller, args.model, args.allow_model_mismatch
+                args.task, args.controller, args.model, args.allow_model_mismatch, params
             ):
                 print(f'rpl eval: warning: {line}', file=sys.stderr)
         run, extra = evaluation.evaluate_model, {}

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rpl_base_controllers.base import BaseController
-from rpl_base_controllers.registry import make_controller
+from rpl_base_controllers.registry import make_controller, stated_params
 from rpl_sim_bridge.tasks import GoalTask, make_task
 
 # policy(observation (obs_dim,), desired_goal (goal_dim,), base_action (action_dim,)) -> command.
@@ -379,9 +379,15 @@ def load_residual_policy(
 
 
 def check_model_identity(
-    task: str, controller: str, model_path: str, allow_model_mismatch: bool = False
+    task: str,
+    controller: str,
+    model_path: str,
+    allow_model_mismatch: bool = False,
+    controller_params: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Load the model at ``model_path`` and check it against ``task`` and ``controller``.
+    """Load the model at ``model_path`` and check it against ``task`` and ``controller``
+    (with ``controller_params``, if given: the model's stated base parameters are compared
+    with them, a difference is a warning).
 
     The fields compared are those the sim bridge publishes for the task (the in-process
     run feeds the model the same values); the rule is
@@ -402,11 +408,18 @@ def check_model_identity(
     policy = ResidualPolicy.from_file(
         model_path, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, action_dim=spec.action_dim
     )
-    return check_identity_of(policy, task, controller, model_path, allow_model_mismatch)
+    return check_identity_of(
+        policy, task, controller, model_path, allow_model_mismatch, controller_params
+    )
 
 
 def check_identity_of(
-    policy: Any, task: str, controller: str, model_path: str, allow_model_mismatch: bool
+    policy: Any,
+    task: str,
+    controller: str,
+    model_path: str,
+    allow_model_mismatch: bool,
+    controller_params: dict[str, Any] | None = None,
 ) -> list[str]:
     """:func:`check_model_identity` of an already loaded ``ResidualPolicy``."""
     from rpl_residual_node.model_identity import (
@@ -421,6 +434,9 @@ def check_identity_of(
     spec = task_spec(task)
     actions = tuple(spec.action_fields)  # as the task declares them
     stack = StackIdentity.of_task(spec, controller, observation_layout(spec).fields, actions)
+    if controller_params is not None:
+        stated = stated_params(controller, controller_params)
+        stack = dataclasses.replace(stack, controller_params=stated)
     identity = policy.actor.identity
     try:
         allowed = check_identity(identity, stack, allow_model_mismatch)

@@ -8,6 +8,9 @@ key                  value
 ``rpl_version``      project version that wrote the model (:data:`rpl_interfaces.__version__`)
 ``task``             task the model was trained on (the ``observation`` frame_id)
 ``controller``       base controller it was trained on (the ``base_action`` frame_id)
+``controller_params`` that controller's parameters that differed from their registered
+                     defaults, ``'NAME=VALUE,...'`` sorted by name ('' = the defaults;
+                     e.g. ``neighbours=2`` for a blended cached_pets)
 ``observation_fields`` JSON list: the task's observation field names, in input order
 ``goal_fields``      JSON list: goal coordinate names (``desired_goal.<name>`` on the topic)
 ``action_fields``    JSON list: residual / action field names, in output order
@@ -32,6 +35,10 @@ action's field names and frame_id):
 * another task or controller is refused unless explicitly allowed
   (``allow_model_mismatch``): a model trained on one base controller learned that
   controller's errors, and runs on another one only by the user's choice;
+* other base controller parameters (``controller_params``) are a warning, never a
+  refusal: they are only known where the controller is built in the same process (``rpl
+  eval``; a stack's base controller is another node), and the same base can be named two
+  ways (a cache file by its path, or as the default that is that file);
 * what the model does not state (an old file, a hand-made model) is not checked; the caller
   warns once that it cannot be (:meth:`ModelIdentity.unstated`); what the stack has not
   said yet (no message seen) is checked when it has.
@@ -52,6 +59,7 @@ from rpl_interfaces import __version__, contract
 VERSION = 'rpl_version'
 TASK = 'task'
 CONTROLLER = 'controller'
+CONTROLLER_PARAMS = 'controller_params'
 OBSERVATION_FIELDS = 'observation_fields'
 GOAL_FIELDS = 'goal_fields'
 ACTION_FIELDS = 'action_fields'
@@ -90,6 +98,9 @@ class StackIdentity:
     Attributes:
         task: Task name (``observation`` frame_id; in-process: the task evaluated).
         controller: Base controller name (``base_action`` frame_id).
+        controller_params: The base controller's non-default parameters as canonical text
+            (:func:`rpl_base_controllers.registry.stated_params`; '' = the defaults); None
+            where they are not known (a stack: the base controller is another node).
         observation_fields: Observation field names, in payload order.
         goal_fields: Goal coordinate names (``desired_goal.<g>`` without the prefix).
         action_fields: Action field names (``base_action`` payload).
@@ -103,6 +114,7 @@ class StackIdentity:
     goal_fields: tuple[str, ...] | None = None
     action_fields: tuple[str, ...] | None = None
     action_bounds: tuple[float, float] | None = None
+    controller_params: str | None = None
 
     @classmethod
     def of_stream(
@@ -259,6 +271,7 @@ class ModelIdentity(StackIdentity):
         return cls(
             task=props.get(TASK) or None,
             controller=props.get(CONTROLLER) or None,
+            controller_params=props.get(CONTROLLER_PARAMS),  # '' = the defaults, stated
             observation_fields=fields(OBSERVATION_FIELDS),
             goal_fields=fields(GOAL_FIELDS),
             action_fields=fields(ACTION_FIELDS),
@@ -277,6 +290,7 @@ class ModelIdentity(StackIdentity):
             (VERSION, self.version),
             (TASK, self.task),
             (CONTROLLER, self.controller),
+            (CONTROLLER_PARAMS, self.controller_params),
             (RESIDUAL_SCALE, None if self.residual_scale is None else repr(self.residual_scale)),
             (TRAINING_STEPS, None if self.training_steps is None else str(self.training_steps)),
             (EVAL_SUCCESS, None if self.eval_success is None else repr(self.eval_success)),
@@ -298,8 +312,10 @@ class ModelIdentity(StackIdentity):
         return [key for key in CHECKED_KEYS if getattr(self, key) is None]
 
     def describe(self) -> str:
-        """Short text, e.g. ``'slippery_push / reactive_push'``, for logs."""
-        return f'{self.task or "?"} / {self.controller or "?"}'
+        """Short text, e.g. ``'slippery_push / reactive_push'`` or ``'mbrl_pusher /
+        cached_pets (neighbours=2)'``, for logs."""
+        params = f' ({self.controller_params})' if self.controller_params else ''
+        return f'{self.task or "?"} / {self.controller or "?"}{params}'
 
 
 def _field_difference(what: str, model: tuple[str, ...], live: tuple[str, ...]) -> str:
@@ -361,8 +377,9 @@ def check_identity(
         allow_mismatch: Accept another task or controller (never other fields).
 
     Returns:
-        The allowed differences (another task or controller, with ``allow_mismatch``), one
-        phrase each, for a warning; empty when everything stated matches.
+        The allowed differences (another task or controller, with ``allow_mismatch``; other
+        controller parameters, always), one phrase each, for a warning; empty when
+        everything stated matches.
 
     Raises:
         MismatchError: A field difference, or (without ``allow_mismatch``) another task or
@@ -390,4 +407,15 @@ def check_identity(
             )
     if refused:
         raise MismatchError('; '.join(refused), overridable=not fields_differ)
+    stated, running = model.controller_params, live.controller_params
+    same_controller = model.controller is None or model.controller == live.controller
+    if stated is not None and running is not None and stated != running and same_controller:
+
+        def name(params: str) -> str:
+            return repr(params) if params else 'the defaults'
+
+        allowed.append(
+            f'trained with {model.controller or "its controller"} parameters {name(stated)}, '
+            f'this run uses {name(running)} (name the same ones to run it as trained)'
+        )
     return allowed

@@ -396,6 +396,26 @@ class TrainConfig:
         return self.controller if self.uses_base else ZERO
 
     @property
+    def deployed_controller_params(self) -> str | None:
+        """The deployed controller's non-default parameters as the model states them
+        (:func:`rpl_base_controllers.registry.stated_params`): ``controller_params`` for
+        ``rpl``, '' (none) for the zero controller of the other learners; None (not
+        stated) for a base that is not in the controller registry (a test problem's)."""
+        if not self.uses_base:
+            return ''
+        from rpl_base_controllers.registry import (
+            UnknownControllerError,
+            params_from_text,
+            stated_params,
+        )
+
+        try:
+            params = params_from_text(self.controller, self.controller_params)
+            return stated_params(self.controller, params)
+        except UnknownControllerError:
+            return None
+
+    @property
     def burn_in_enabled(self) -> bool:
         """Whether the actor waits for the critic (``rpl`` with beta > 0)."""
         return self.algo == 'rpl' and self.burn_in_beta > 0.0

@@ -19,6 +19,7 @@ success, so the residual node and ``rpl eval`` can refuse it where it does not f
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import pathlib
@@ -124,13 +125,17 @@ def input_names(two_frame: bool, has_goal: bool = True) -> list[str]:
     return names + [PREVIOUS_OBSERVATION] if two_frame else names
 
 
-def task_identity(spec: Any, controller: str, **facts: object) -> ModelIdentity:
+def task_identity(
+    spec: Any, controller: str, controller_params: str | None = None, **facts: object
+) -> ModelIdentity:
     """The identity of a model trained on a task with ``controller``: the field names the
     sim bridge publishes for that task (the node checks them against the messages).
 
     Args:
         spec: The task spec (``rpl_sim_bridge.tasks.TaskSpec`` or alike).
         controller: Base controller name.
+        controller_params: Its non-default parameters as canonical text
+            (:func:`rpl_base_controllers.registry.stated_params`); None = not stated.
         facts: ``residual_scale``, ``residual_scales``, ``training_steps``, ``eval_success`` (see
             :class:`rpl_residual_node.model_identity.ModelIdentity`).
     """
@@ -139,6 +144,7 @@ def task_identity(spec: Any, controller: str, **facts: object) -> ModelIdentity:
     actions = tuple(spec.action_fields)  # as the task declares them
     names = contract.observation_fields(spec.obs_fields, spec.goal_fields)
     stack = StackIdentity.of_task(spec, controller, names, actions)
+    stack = dataclasses.replace(stack, controller_params=controller_params)
     return ModelIdentity.for_stack(stack, **facts)
 
 

@@ -47,12 +47,56 @@ def _algo(config: dict) -> str:
     return config.get('algo', 'rpl')
 
 
+def _base_params(config: dict) -> dict[str, str]:
+    """A run's base controller parameters that differ from their registered defaults, by
+    name, as text (canonical: :func:`rpl_base_controllers.registry.stated_params`, so the
+    order they were given in does not matter); a controller that is not registered (a test
+    problem's) keeps the items as written."""
+    controller = str(config.get('controller', ''))
+    text = str(config.get('controller_params') or '')
+    try:
+        from rpl_base_controllers.registry import params_from_text, stated_params
+
+        text = stated_params(controller, params_from_text(controller, text))
+    except ValueError:
+        pass
+    return dict(item.strip().partition('=')[::2] for item in text.split(',') if item.strip())
+
+
+def _param_default(controller: str, name: str) -> str:
+    """The registered default of a controller parameter, as text ('default' if unknown)."""
+    try:
+        from rpl_base_controllers.registry import controller_info
+
+        return next(str(p.default) for p in controller_info(controller).params if p.name == name)
+    except (ValueError, StopIteration):
+        return 'default'
+
+
+def _base_labels(configs: Sequence[dict]) -> list[str]:
+    """Per config, only the base parameters that differ between these configs, as
+    'name=value, ...' (a parameter one config leaves at its default shows the default), so
+    a label names what sets its base apart and not the parts all bases share."""
+    items = [_base_params(config) for config in configs]
+    names = sorted({n for i in items for n in i if len({j.get(n) for j in items}) > 1})
+    return [
+        ', '.join(
+            f'{n}={i.get(n) or _param_default(str(c.get("controller", "")), n)}' for n in names
+        )
+        for c, i in zip(configs, items, strict=True)
+    ]
+
+
 def variant_keys(configs: Sequence[dict]) -> list[tuple[str, str]]:
     """Group key (algo, settings) per run config: ``settings`` names the fields that differ
     between runs of the same algo (besides :data:`NOT_A_VARIANT`) as 'name=value, ...'
-    ('' when all runs of that algo share one configuration)."""
+    ('' when all runs of that algo share one configuration); of ``controller_params`` only
+    the parameters that differ (:func:`_base_labels`)."""
     defaults = TrainConfig().to_dict()  # a field newer than a run has its default there
     configs = [{**defaults, **config} for config in configs]
+    for config in configs:  # compared as the canonical text: item order does not matter
+        params = _base_params(config)
+        config['controller_params'] = ','.join(f'{k}={v}' for k, v in sorted(params.items()))
     by_algo: dict[str, list[dict]] = {}
     for config in configs:
         by_algo.setdefault(_algo(config), []).append(config)
@@ -64,10 +108,18 @@ def variant_keys(configs: Sequence[dict]) -> list[tuple[str, str]]:
         )
         for algo, group in by_algo.items()
     }
+    base_labels = {
+        algo: dict(zip(map(id, group), _base_labels(group), strict=True))
+        for algo, group in by_algo.items()
+    }
     keys = []
     for config in configs:
         algo = _algo(config)
-        keys.append((algo, ', '.join(f'{n}={config.get(n)}' for n in varying[algo])))
+        parts = [
+            base_labels[algo][id(config)] if n == 'controller_params' else f'{n}={config.get(n)}'
+            for n in varying[algo]
+        ]
+        keys.append((algo, ', '.join(part for part in parts if part)))
     return keys
 
 
@@ -82,43 +134,38 @@ X_AXES = {
 """``rpl plot --x``: metrics column, scale and axis label of each horizontal axis."""
 
 
-BASE_FIELDS = ('controller', 'controller_params')
-"""Config fields that say which base a run measured for its 'Initial' line."""
-
-
 def initial_levels(runs: Sequence[tuple[dict, float | None]]) -> list[tuple[str, float]]:
     """The figure's 'Initial' lines from (config, the base's measured level or None) per run.
 
     The mean base level of the runs whose actions go through the base (RPL, Expert Explore),
     one line per base: runs on different bases (another controller, another cache, cached
     actions blended) start from different levels, so averaging them would draw a level no
-    run started from; each line is then labelled with its base's settings. A Scratch run's
-    ``base_eval`` measured a controller its actor never uses, possibly another one than the
-    RPL runs' (another cache, other gains), so it counts only in a figure of Scratch runs
-    alone. Empty when no run measured its base.
+    run started from; each line is then labelled with what sets its base apart. A Scratch
+    run's ``base_eval`` measured a controller its actor never uses, possibly another one
+    than the RPL runs' (another cache, other gains), so it counts only in a figure of
+    Scratch runs alone. Empty when no run that counts measured its base.
     """
-    measured = [(config, float(base)) for config, base in runs if base is not None]
-    through_base = [(c, b) for c, b in measured if _algo(c) in BASE_ALGOS]
-    chosen = through_base or measured
-    if not chosen:
-        return []
-    if not through_base:  # Scratch alone: whatever bases they measured, one line
-        return [('Initial', float(np.mean([b for _, b in chosen])))]
-    by_base: dict[tuple[str, ...], list[float]] = {}
+    if any(_algo(config) in BASE_ALGOS for config, _ in runs):
+        chosen = [(c, float(b)) for c, b in runs if b is not None and _algo(c) in BASE_ALGOS]
+    else:  # Scratch alone: whatever bases they measured, one line
+        levels = [float(b) for _, b in runs if b is not None]
+        return [('Initial', float(np.mean(levels)))] if levels else []
+    by_base: dict[tuple[str, str], list[float]] = {}
+    first: dict[tuple[str, str], dict] = {}
     for config, level in chosen:
-        key = tuple(str(config.get(name, '')) for name in BASE_FIELDS)
+        params = ','.join(f'{k}={v}' for k, v in sorted(_base_params(config).items()))
+        key = (str(config.get('controller', '')), params)
         by_base.setdefault(key, []).append(level)
-    if len(by_base) == 1:
-        return [('Initial', float(np.mean(next(iter(by_base.values())))))]
-    differing = [i for i in range(len(BASE_FIELDS)) if len({k[i] for k in by_base}) > 1]
-    return [
-        (
-            'Initial, '
-            + ', '.join(f'{BASE_FIELDS[i]}={key[i] or "(default)"}' for i in differing),
-            float(np.mean(levels)),
-        )
-        for key, levels in sorted(by_base.items())
-    ]
+        first.setdefault(key, config)
+    if len(by_base) <= 1:
+        return [('Initial', float(np.mean(v))) for v in by_base.values()]
+    keys = sorted(by_base)
+    controllers_differ = len({controller for controller, _ in keys}) > 1
+    lines = []
+    for key, params in zip(keys, _base_labels([first[k] for k in keys]), strict=True):
+        parts = ([key[0] or '?'] if controllers_differ else []) + ([params] if params else [])
+        lines.append((f'Initial, {", ".join(parts)}', float(np.mean(by_base[key]))))
+    return lines
 
 
 def _load_run(
@@ -234,7 +281,7 @@ def plot_runs(
     # The legend sits below the axes; each of its lines makes the figure taller so that
     # tight_layout does not squeeze the axes to make room for it.
     entries = len(groups) + len(initials) + len(references)
-    figure, axes = plt.subplots(figsize=(6.0, 3.0 + 0.2 * entries))
+    figure, axes = plt.subplots(figsize=(6.0, max(4.0, 3.0 + 0.2 * entries)))
     rank = {algo: i for i, algo in enumerate(LABELS)}
     order = sorted(groups, key=lambda key: (rank.get(key[0], len(rank)), key))
     styles = ('-', '--', ':', '-.')

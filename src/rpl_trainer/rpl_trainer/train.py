@@ -365,6 +365,7 @@ class Trainer:
             identity=task_identity(
                 self.problem.spec,
                 config.deployed_controller,
+                config.deployed_controller_params,
                 residual_scale=largest_scale(self.composer.scale),
                 residual_scales=axis_scales(self.composer.scale),
                 training_steps=self.env_steps,
