@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training settings side by side: one `rpl train` per setting and seed, all at once, one per
 # core (the lent 16-core machine's sweeps in the README: "RPL against Scratch on the lent
-# machine (stop 26)", "(stop 27)" for mbrl_pusher, and ComplexHook's goal-consistent HER).
+# machine (stop 26)", "(stop 27)" and "fewer updates per step (stop 27)" for mbrl_pusher, and
+# ComplexHook's goal-consistent HER).
 #
 #   bash benchmarks/settings_sweep.sh OUT_DIR "0 1 2" 120000 [STOP_AFTER_S]
 #
@@ -45,6 +46,8 @@ declare -A settings=(
   [knn2_warm]="$v2 --controller-param neighbours=2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
   [knn4_warm]="$v2 --controller-param neighbours=4 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
   [exec_noburn_warm_l2low]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500 --set action_l2=0.1"
+  [exec_noburn_warm_utd005]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=500 --set updates_per_env_step=0.05"
+  [scratch_utd005]="--task mbrl_pusher --set eval_interval=7500 --algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4 --set updates_per_env_step=0.05"
   [complex_hook_gc_her]="--task complex_hook $hook --goal-consistent-her"
   [complex_hook_plain_her]="--task complex_hook $hook --no-goal-consistent-her"
   [scratch]="--task mbrl_pusher --set eval_interval=7500 --algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4"
