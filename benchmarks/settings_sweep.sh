@@ -11,7 +11,8 @@
 # OUT_DIR/<setting>_s<seed> with its log beside it. STOP_AFTER_S stops every run with SIGINT
 # after that many seconds (a stopped run keeps its metrics and checkpoint). Then it prints
 # each run's periodic evaluations (return where the task has one, else success). Exit 1 if
-# a run failed. SETTINGS="a b ..." picks the settings (default: stop 26's five pusher ones).
+# a run failed. SETTINGS="a b ..." picks the settings (default: stop 26's five pusher ones);
+# DRY_RUN=1 prints the `rpl train` commands instead of running them.
 # Then:
 #   python benchmarks/training_milestones.py OUT_DIR/*/ [--metric return --levels ...] --out M
 #   rpl plot OUT_DIR/*/ [--metric return] --out curves.png
@@ -35,22 +36,26 @@ rpl=${RPL:-rpl}
 command -v "$rpl" > /dev/null || rpl=.venv/bin/rpl
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 cache=cache_file=results/pets_v2/cached_pets_pusher_v2.npz
-v2="--task mbrl_pusher --set eval_interval=7500 --controller-param $cache --set burn_in_beta=0"
+pusher="--task mbrl_pusher --set eval_interval=7500"
+v2="$pusher --controller-param $cache --set burn_in_beta=0"
+exec1="--set residual_scale=1 --set critic_action=executed"
+warm="$exec1 --set actor_warmup_updates=2500" # the shipped setting since stop 26
+scratch="$pusher --algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4"
 # The hooks' early phase: evaluations every 10k steps, 20 episodes each.
 hook="--set eval_interval=10000 --set eval_episodes=20"
 declare -A settings=(
-  [exec_noburn]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=0"
-  [exec_noburn_warm]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
-  [exec_noburn_warm_scale2]="$v2 --set residual_scale=2 --set critic_action=executed --set actor_warmup_updates=2500"
-  [resid_noburn_warm]="$v2 --set residual_scale=1 --set critic_action=residual --set actor_warmup_updates=2500"
-  [knn2_warm]="$v2 --controller-param neighbours=2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
-  [knn4_warm]="$v2 --controller-param neighbours=4 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500"
-  [exec_noburn_warm_l2low]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=2500 --set action_l2=0.1"
-  [exec_noburn_warm_utd005]="$v2 --set residual_scale=1 --set critic_action=executed --set actor_warmup_updates=500 --set updates_per_env_step=0.05"
-  [scratch_utd005]="--task mbrl_pusher --set eval_interval=7500 --algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4 --set updates_per_env_step=0.05"
+  [exec_noburn]="$v2 $exec1 --set actor_warmup_updates=0"
+  [exec_noburn_warm]="$v2 $warm"
+  [exec_noburn_warm_scale2]="$v2 $warm --set residual_scale=2"
+  [resid_noburn_warm]="$v2 $warm --set critic_action=residual"
+  [knn2_warm]="$v2 $warm --controller-param neighbours=2"
+  [knn4_warm]="$v2 $warm --controller-param neighbours=4"
+  [exec_noburn_warm_l2low]="$v2 $warm --set action_l2=0.1"
+  [exec_noburn_warm_utd005]="$v2 $exec1 --set actor_warmup_updates=500 --set updates_per_env_step=0.05"
+  [scratch]="$scratch"
+  [scratch_utd005]="$scratch --set updates_per_env_step=0.05"
   [complex_hook_gc_her]="--task complex_hook $hook --goal-consistent-her"
   [complex_hook_plain_her]="--task complex_hook $hook --no-goal-consistent-her"
-  [scratch]="--task mbrl_pusher --set eval_interval=7500 --algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4"
 )
 chosen=${SETTINGS:-exec_noburn exec_noburn_warm exec_noburn_warm_scale2 resid_noburn_warm scratch}
 for name in $chosen; do
@@ -59,6 +64,16 @@ for name in $chosen; do
     exit 2
   fi
 done
+if [ -n "${DRY_RUN:-}" ]; then # print the runs' commands, run nothing
+  for seed in $seeds; do
+    for name in $chosen; do
+      # shellcheck disable=SC2086  # the settings are words
+      echo rpl train --seed "$seed" --steps "$steps" --no-progress ${settings[$name]} \
+        --out "$out/${name}_s$seed"
+    done
+  done
+  exit 0
+fi
 mkdir -p "$out"
 pids=()
 for seed in $seeds; do
