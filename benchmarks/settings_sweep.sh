@@ -64,7 +64,7 @@ for name in $chosen; do
     exit 2
   fi
 done
-if [ -n "${DRY_RUN:-}" ]; then # print the runs' commands, run nothing
+if [ "${DRY_RUN:-0}" != 0 ]; then # print the runs' commands, run nothing
   for seed in $seeds; do
     for name in $chosen; do
       # shellcheck disable=SC2086  # the settings are words

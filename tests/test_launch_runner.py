@@ -245,6 +245,7 @@ def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers
     assert trainer.node.parameters == {
         'task': 'slippery_push',
         'controller': 'reactive_push',
+        'controller_params': '',
         'namespaces': ','.join(['/rpl', *explorer_ns]),
         'bags': '',
         'model_path': '/tmp/m/actor.onnx',

@@ -157,6 +157,16 @@ def test_other_base_parameters_are_a_warning_never_a_refusal():
     text = stated_params('cached_pets', {'neighbours': 2, 'cache_size': 300})
     assert text == 'cache_size=300,neighbours=2'
     assert params_from_text('cached_pets', text) == {'cache_size': 300, 'neighbours': 2}
+    assert stated_params('reactive_push', {'push_gain': 7}) == 'push_gain=7.0'  # its kind
+    # What a training run states: its base's, the zero controller's none for the learners
+    # without a base, nothing for a base outside the registry (a test problem's).
+    from rpl_trainer.config import make_config
+
+    run = {'task': 'push', 'controller': 'reactive_push', 'controller_params': 'push_gain=7'}
+    assert make_config({**run, 'algo': 'rpl'}).deployed_controller_params == 'push_gain=7.0'
+    assert make_config({**run, 'algo': 'scratch'}).deployed_controller_params == ''
+    toy = make_config({'task': 'push', 'controller': 'toy_biased', 'algo': 'rpl'})
+    assert toy.deployed_controller_params is None
     blended = dataclasses.replace(MODEL, controller_params='neighbours=2')
     assert ModelIdentity.from_props(blended.to_props()) == blended
     plain = dataclasses.replace(MODEL, controller_params='')  # stated: the defaults

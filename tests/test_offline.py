@@ -404,6 +404,15 @@ def test_trainer_node_config_lists_and_the_update_debt():
     assert config.bag_list() == ['a/b', 'c']
     with pytest.raises(ParameterError, match='export_every_updates'):
         build_config(TrainerNodeConfig, {'export_every_updates': 0})
+    # The stacks' controller parameters reach the learner (its base actions) and the model's
+    # metadata; they are the node's own parameter, not an override, and beat a warm start's.
+    node = build_config(TrainerNodeConfig, {'controller_params': 'push_gain=7'})
+    train = node.train_config({'controller_params': 'push_gain=3'})
+    assert train.controller_params == 'push_gain=7'
+    assert train.deployed_controller_params == 'push_gain=7.0'
+    with pytest.raises(ParameterError, match="'controller_params' is a trainer node parameter"):
+        overrides = {'train_overrides': 'controller_params=push_gain=2'}
+        build_config(TrainerNodeConfig, overrides).train_config()
     debt = offline.UpdateDebt(0.1)
     debt.add(49)  # one episode: 4.9 updates owed
     assert debt.take(3) == 3 and debt.take(3) == 1

@@ -169,8 +169,8 @@ class CachedPETS:
         closest = np.take_along_axis(closest, order, axis=1)
         dist = np.sqrt(np.maximum(np.take_along_axis(sq_near, order, axis=1), 0.0))
         # 1/d_i - 1/d_(k+1) for the k nearest; an exact hit (d = 0) takes the actions of
-        # the cached states it hits alone (all of them, equally, where states repeat).
-        with np.errstate(divide='ignore'):
+        # the cached states it hits alone (equally, where states repeat: of at most k).
+        with np.errstate(divide='ignore', invalid='ignore'):
             inverse = 1.0 / dist
         weights = inverse[:, :k] - inverse[:, k : k + 1]
         exact = dist[:, 0] == 0.0

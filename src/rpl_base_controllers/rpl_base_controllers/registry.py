@@ -342,9 +342,15 @@ def stated_params(name: str, params: Mapping[str, Any]) -> str:
     Raises:
         UnknownControllerError: ``name`` is not registered.
     """
-    defaults = {p.name: p.default for p in controller_info(name).params}
-    items = sorted((k, v) for k, v in params.items() if k in defaults and v != defaults[k])
-    return ','.join(f'{k}={str(v).lower() if isinstance(v, bool) else v}' for k, v in items)
+    kinds = {p.name: p for p in controller_info(name).params}
+    values = {k: kinds[k].kind(v) for k, v in params.items() if k in kinds}  # 7 -> 7.0
+    items = sorted((k, v) for k, v in values.items() if v != kinds[k].default)
+    return ','.join(f'{k}={format_param(v)}' for k, v in items)
+
+
+def format_param(value: Any) -> str:
+    """A parameter value as :func:`parse_value` reads it back (bools as true / false)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def parse_value(param: ControllerParam, text: str) -> Any:

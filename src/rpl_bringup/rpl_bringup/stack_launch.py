@@ -300,6 +300,7 @@ def _trainer_parameters(task: str) -> dict[str, Any]:
     return {
         'task': task,
         'controller': ControllerArgument(task),
+        'controller_params': ControllerParams(task),  # as the stacks' controller nodes
         'namespaces': StackNamespaces(),
         'bags': LaunchConfiguration('bags'),
         'model_path': LaunchConfiguration('model_path'),

@@ -63,14 +63,18 @@ def _base_params(config: dict) -> dict[str, str]:
     return dict(item.strip().partition('=')[::2] for item in text.split(',') if item.strip())
 
 
-def _param_default(controller: str, name: str) -> str:
-    """The registered default of a controller parameter, as text ('default' if unknown)."""
+def _param_default(controller: str, name: str) -> str | None:
+    """The registered default of a controller parameter as text ('(default)' where it is
+    empty or the controller is not registered); None if the controller has no such one."""
     try:
-        from rpl_base_controllers.registry import controller_info
+        from rpl_base_controllers.registry import controller_info, format_param
 
-        return next(str(p.default) for p in controller_info(controller).params if p.name == name)
-    except (ValueError, StopIteration):
-        return 'default'
+        params = {p.name: p for p in controller_info(controller).params}
+    except ValueError:
+        return '(default)'
+    if name not in params:
+        return None
+    return format_param(params[name].default) or '(default)'
 
 
 def _base_labels(configs: Sequence[dict]) -> list[str]:
@@ -79,12 +83,12 @@ def _base_labels(configs: Sequence[dict]) -> list[str]:
     a label names what sets its base apart and not the parts all bases share."""
     items = [_base_params(config) for config in configs]
     names = sorted({n for i in items for n in i if len({j.get(n) for j in items}) > 1})
-    return [
-        ', '.join(
-            f'{n}={i.get(n) or _param_default(str(c.get("controller", "")), n)}' for n in names
-        )
-        for c, i in zip(configs, items, strict=True)
-    ]
+    labels = []
+    for config, values in zip(configs, items, strict=True):
+        controller = str(config.get('controller', ''))
+        shown = {n: values.get(n) or _param_default(controller, n) for n in names}
+        labels.append(', '.join(f'{n}={v}' for n, v in shown.items() if v is not None))
+    return labels
 
 
 def variant_keys(configs: Sequence[dict]) -> list[tuple[str, str]]:

@@ -282,7 +282,7 @@ class TrainerNode(RplNode):
         identity = task_identity(
             task_spec(self.config.task),
             self.config.controller,
-            self.learner.config.deployed_controller_params,
+            self.learner.config.deployed_controller_params,  # the node's controller_params
             residual_scale=largest_scale(self.learner.residual_scale),
             residual_scales=axis_scales(self.learner.residual_scale),
             training_steps=self.learner.buffer.transitions,

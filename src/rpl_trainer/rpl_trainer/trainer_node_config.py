@@ -25,6 +25,14 @@ class TrainerNodeConfig:
     controller: str = dataclasses.field(
         default='reactive_push', metadata=describe('Base controller the stack runs')
     )
+    controller_params: str = dataclasses.field(
+        default='',
+        metadata=describe(
+            "Its parameters as the stacks' controller nodes have them, 'NAME=VALUE,...' "
+            "('' = the defaults): the learner recomputes base actions with them and the "
+            'exported model states them'
+        ),
+    )
     namespaces: str = dataclasses.field(
         default=contract.DEFAULT_NAMESPACE,
         metadata=describe(
@@ -108,7 +116,7 @@ class TrainerNodeConfig:
 
     def train_config(self, base: Mapping[str, Any] | None = None) -> TrainConfig:
         """The learner's hyperparameters: ``base`` (default: the TrainConfig defaults), then
-        task, controller and seed of this config, then ``train_overrides``.
+        task, controller, its parameters and seed of this config, then ``train_overrides``.
 
         Args:
             base: TrainConfig values to start from (a warm start: the checkpoint's config).
@@ -116,12 +124,17 @@ class TrainerNodeConfig:
         Raises:
             rpl_interfaces.params.ParameterError: A bad override (see :func:`parse_overrides`).
         """
-        values = {'task': self.task, 'controller': self.controller, 'seed': self.seed}
+        values = {
+            'task': self.task,
+            'controller': self.controller,
+            'controller_params': self.controller_params,
+            'seed': self.seed,
+        }
         return make_config({**(base or {}), **values, **parse_overrides(self.train_overrides)})
 
 
 # Overrides that are trainer node parameters of their own.
-_NODE_OWNED = ('task', 'controller', 'seed')
+_NODE_OWNED = ('task', 'controller', 'controller_params', 'seed')
 
 
 def parse_overrides(text: str) -> dict[str, Any]:
@@ -133,8 +146,8 @@ def parse_overrides(text: str) -> dict[str, Any]:
 
     Raises:
         rpl_interfaces.params.ParameterError: An item without '=', an unknown or repeated key,
-            a node parameter (task, controller, seed), or a value of the wrong type or out of
-            range; the message names the key.
+            a node parameter (task, controller, controller_params, seed), or a value of the
+            wrong type or out of range; the message names the key.
     """
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     values: dict[str, Any] = {}
