@@ -173,6 +173,12 @@ def build_cache(args: argparse.Namespace) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> None:
+    blend_sizes = []  # checked before the episodes run, not after
+    for text in args.neighbours.split(',') if args.neighbours else ():
+        k = int(text) if text.strip().isdigit() else 0
+        if k < 2:
+            raise SystemExit(f'train_pets.py: --neighbours takes sizes of 2 or more, got {text!r}')
+        blend_sizes.append(k)
     spec = task_spec(args.task)
     seeds = list(range(args.seed, args.seed + args.episodes))
     report = {'command': command_line(), 'seeds': seeds, 'controllers': {}}
@@ -210,9 +216,7 @@ def evaluate(args: argparse.Namespace) -> None:
     goal = np.zeros(0)
     timing = {}
     controllers = {'cached_pets': CachedPETS(CachedPETSConfig(args.cache))}
-    for k in [int(k) for k in args.neighbours.split(',')] if args.neighbours else ():
-        if k < 2:
-            raise SystemExit(f'train_pets.py: --neighbours takes sizes of 2 or more, got {k}')
+    for k in blend_sizes:
         blended = CachedPETS(CachedPETSConfig(args.cache, neighbours=k))
         controllers[f'cached_pets_neighbours{k}'] = blended
     controllers['pets'] = PETS(planner_config(args, args.model))

@@ -154,15 +154,18 @@ class CachedPETS:
 
     def nearest(self, observations: np.ndarray) -> np.ndarray:
         """Index ``(B,)`` of the nearest cached state (Euclidean) of each ``(B, D)`` row."""
-        # |s - o|^2 = |s|^2 - 2 s.o + |o|^2; the last term does not change the argmin.
-        scores = self._sq_norms[None, :] - 2.0 * observations @ self.states.T  # (B, N)
-        return np.argmin(scores, axis=1)
+        return np.argmin(self._scores(observations), axis=1)
+
+    def _scores(self, observations: np.ndarray) -> np.ndarray:
+        """``(B, N)``: |s - o|^2 - |o|^2 = |s|^2 - 2 s.o per row and cached state (the
+        missing |o|^2 does not change which states are nearest)."""
+        return self._sq_norms[None, :] - 2.0 * observations @ self.states.T
 
     def _blend(self, observations: np.ndarray) -> np.ndarray:
         """Weighted actions of the ``neighbours`` nearest states, continuous in the input."""
         k = self.neighbours
-        scores = self._sq_norms[None, :] - 2.0 * observations @ self.states.T  # (B, N)
-        sq = scores + np.einsum('bd,bd->b', observations, observations)[:, None]
+        norms = np.einsum('bd,bd->b', observations, observations)  # (B,) |o|^2
+        sq = self._scores(observations) + norms[:, None]  # (B, N) squared distances
         closest = np.argpartition(sq, k, axis=1)[:, : k + 1]  # (B, k + 1), unordered
         sq_near = np.take_along_axis(sq, closest, axis=1)
         order = np.argsort(sq_near, axis=1)

@@ -348,6 +348,17 @@ def stated_params(name: str, params: Mapping[str, Any]) -> str:
     return ','.join(f'{k}={format_param(v)}' for k, v in items)
 
 
+def stated_params_text(name: str, text: str) -> str:
+    """:func:`stated_params` of ``'NAME=VALUE,...'`` text (:func:`params_from_text`): the
+    canonical form of a run's or a node's ``controller_params``.
+
+    Raises:
+        UnknownControllerError: ``name`` is not registered.
+        rpl_interfaces.params.ParameterError: A bad item, name or value.
+    """
+    return stated_params(name, params_from_text(name, text))
+
+
 def format_param(value: Any) -> str:
     """A parameter value as :func:`parse_value` reads it back (bools as true / false)."""
     return str(value).lower() if isinstance(value, bool) else str(value)

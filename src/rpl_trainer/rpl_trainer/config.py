@@ -403,15 +403,10 @@ class TrainConfig:
         stated) for a base that is not in the controller registry (a test problem's)."""
         if not self.uses_base:
             return ''
-        from rpl_base_controllers.registry import (
-            UnknownControllerError,
-            params_from_text,
-            stated_params,
-        )
+        from rpl_base_controllers.registry import UnknownControllerError, stated_params_text
 
         try:
-            params = params_from_text(self.controller, self.controller_params)
-            return stated_params(self.controller, params)
+            return stated_params_text(self.controller, self.controller_params)
         except UnknownControllerError:
             return None
 

@@ -47,20 +47,25 @@ def _algo(config: dict) -> str:
     return config.get('algo', 'rpl')
 
 
-def _base_params(config: dict) -> dict[str, str]:
-    """A run's base controller parameters that differ from their registered defaults, by
-    name, as text (canonical: :func:`rpl_base_controllers.registry.stated_params`, so the
-    order they were given in does not matter); a controller that is not registered (a test
-    problem's) keeps the items as written."""
+def _base_text(config: dict) -> str:
+    """A run's base controller parameters that differ from their registered defaults, as
+    canonical ``'NAME=VALUE,...'`` text (:func:`rpl_base_controllers.registry.
+    stated_params_text`, so the order they were given in does not matter); a controller
+    that is not registered (a test problem's) keeps the text as written."""
     controller = str(config.get('controller', ''))
     text = str(config.get('controller_params') or '')
     try:
-        from rpl_base_controllers.registry import params_from_text, stated_params
+        from rpl_base_controllers.registry import stated_params_text
 
-        text = stated_params(controller, params_from_text(controller, text))
+        return stated_params_text(controller, text)
     except ValueError:
-        pass
-    return dict(item.strip().partition('=')[::2] for item in text.split(',') if item.strip())
+        return text
+
+
+def _base_params(config: dict) -> dict[str, str]:
+    """:func:`_base_text` by parameter name."""
+    items = _base_text(config).split(',')
+    return dict(item.strip().partition('=')[::2] for item in items if item.strip())
 
 
 def _param_default(controller: str, name: str) -> str | None:
@@ -99,8 +104,7 @@ def variant_keys(configs: Sequence[dict]) -> list[tuple[str, str]]:
     defaults = TrainConfig().to_dict()  # a field newer than a run has its default there
     configs = [{**defaults, **config} for config in configs]
     for config in configs:  # compared as the canonical text: item order does not matter
-        params = _base_params(config)
-        config['controller_params'] = ','.join(f'{k}={v}' for k, v in sorted(params.items()))
+        config['controller_params'] = _base_text(config)
     by_algo: dict[str, list[dict]] = {}
     for config in configs:
         by_algo.setdefault(_algo(config), []).append(config)
@@ -157,8 +161,7 @@ def initial_levels(runs: Sequence[tuple[dict, float | None]]) -> list[tuple[str,
     by_base: dict[tuple[str, str], list[float]] = {}
     first: dict[tuple[str, str], dict] = {}
     for config, level in chosen:
-        params = ','.join(f'{k}={v}' for k, v in sorted(_base_params(config).items()))
-        key = (str(config.get('controller', '')), params)
+        key = (str(config.get('controller', '')), _base_text(config))
         by_base.setdefault(key, []).append(level)
         first.setdefault(key, config)
     if len(by_base) <= 1:
