@@ -149,7 +149,7 @@ class DecisionRule:
             previous = None
         start = time.perf_counter()
         try:
-            residual = actor(observation, goal, previous)
+            residual = actor(observation, goal, previous, base)
         except Exception:  # a fault in the model never stops the control loop
             return _fallback(key, base_command, INFERENCE_ERROR, fields)
         self.inference_latency.add(time.perf_counter() - start)

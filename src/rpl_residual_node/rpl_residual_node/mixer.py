@@ -276,7 +276,7 @@ class ResidualMixer:
             self._on_reject(reason, text)
 
     def _decide(self, pair: Pair) -> Decision:
-        self._model.remember(pair.key, pair.observation, pair.goal, pair.previous)
+        self._model.remember(pair.key, pair.observation, pair.goal, pair.previous, pair.base)
         actor = self._model.actor  # one read: a swap in between cannot mix two models
         refused = actor is not None and self._model.refusal(actor) is not None
         no_model = MODEL_LOAD_FAILED if self.config.model_path else NO_MODEL

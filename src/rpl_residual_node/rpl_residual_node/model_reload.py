@@ -55,6 +55,8 @@ class RecentInput(NamedTuple):
         goal: Desired goal, shape (goal_dim,), finite (m, world frame for Fetch).
         previous: The same episode's previous observation, shape (obs_dim,), or None at
             the episode start (two-frame models then get ``observation`` twice).
+        base: The step's base action, shape (action_dim,), finite (for models that take
+            it as an input); None where not kept.
     """
 
     episode: int
@@ -62,6 +64,7 @@ class RecentInput(NamedTuple):
     observation: np.ndarray
     goal: np.ndarray
     previous: np.ndarray | None
+    base: np.ndarray | None = None
 
 
 class LoadResult(NamedTuple):
@@ -99,7 +102,12 @@ def check_on_recent_inputs(actor: OnnxActor, recent: Sequence[RecentInput]) -> i
     usable = [
         item
         for item in recent
-        if item.observation.shape == (actor.obs_dim,) and item.goal.shape == (actor.goal_dim,)
+        if item.observation.shape == (actor.obs_dim,)
+        and item.goal.shape == (actor.goal_dim,)
+        and (
+            not actor.base_input
+            or (item.base is not None and item.base.shape == (actor.action_dim,))
+        )
     ]
     if not usable:
         return 0
@@ -113,9 +121,10 @@ def check_on_recent_inputs(actor: OnnxActor, recent: Sequence[RecentInput]) -> i
             for item in usable
         ]
     )
+    base = np.stack([item.base for item in usable]) if actor.base_input else None
     where = f'the last {len(usable)} real observations'
     try:
-        residual = actor(observations, goals, previous)  # (n, action_dim)
+        residual = actor(observations, goals, previous, base)  # (n, action_dim)
     except Exception as exc:  # onnxruntime raises plain Exception subclasses
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         message = f'model {actor.path}: inference failed on {where} ({text})'

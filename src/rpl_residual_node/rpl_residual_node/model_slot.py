@@ -136,9 +136,10 @@ class ModelSlot:
         observation: np.ndarray,
         goal: np.ndarray,
         previous: np.ndarray | None,
+        base: np.ndarray | None = None,
     ) -> None:
         """Keep a decided step's input, for validating the next model on real observations."""
-        self._recent.append(RecentInput(*key, observation, goal, previous))
+        self._recent.append(RecentInput(*key, observation, goal, previous, base))
 
     # ----------------------------------------------------------------- loading
     def _load_args(self) -> tuple[str, int | None, int | None, int | None, int]:

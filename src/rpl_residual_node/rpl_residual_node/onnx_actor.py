@@ -3,8 +3,9 @@
 The model contract (written out in ``docs/onnx_contract.md``):
 
 * inputs ``observation`` float32 (N, obs_dim) and ``desired_goal`` float32 (N, goal_dim);
-  optionally ``previous_observation`` float32 (N, obs_dim) for two-frame models; a
-  fixed-goal model (goal_dim 0) has no ``desired_goal`` input;
+  optionally ``previous_observation`` float32 (N, obs_dim) for two-frame models and
+  ``base_action`` float32 (N, action_dim), the base action in action units, for models whose
+  residual depends on it; a fixed-goal model (goal_dim 0) has no ``desired_goal`` input;
 * one output ``residual`` float32 (N, action_dim), already in action units (observation
   clipping / normalisation and the ``scale * tanh`` are inside the graph);
 * the batch dimension N may be symbolic or 1; the feature dimensions are fixed numbers.
@@ -22,6 +23,7 @@ from rpl_residual_node.model_identity import IdentityError, ModelIdentity
 OBSERVATION_INPUT = 'observation'
 GOAL_INPUT = 'desired_goal'
 PREVIOUS_OBSERVATION_INPUT = 'previous_observation'
+BASE_ACTION_INPUT = 'base_action'
 RESIDUAL_OUTPUT = 'residual'
 FLOAT_TENSOR = 'tensor(float)'
 
@@ -99,7 +101,8 @@ def check_model_size(path: str, size: int, max_bytes: int) -> None:
 
 
 class OnnxActor:
-    """A validated residual actor: ``(observation, desired_goal[, previous]) -> residual``.
+    """A validated residual actor: ``(observation, desired_goal[, previous][, base]) ->
+    residual``.
 
     Build it with :meth:`load`; the constructor assumes an already validated session.
 
@@ -109,6 +112,7 @@ class OnnxActor:
         goal_dim: Desired-goal size (0 for a fixed-goal model: no ``desired_goal`` input).
         action_dim: Residual size (from the graph, checked against the metadata).
         two_frame: The model takes ``previous_observation`` too.
+        base_input: The model takes ``base_action`` too (the base action in action units).
         batched: The batch dimension is symbolic (any N), else fixed to 1.
         identity: What the model's metadata says it is (task, controller, field names...;
             all None for a model without that metadata).
@@ -124,6 +128,7 @@ class OnnxActor:
         two_frame: bool,
         batched: bool,
         identity: ModelIdentity | None = None,
+        base_input: bool = False,
     ) -> None:
         self._session = session
         self.path = path
@@ -131,6 +136,7 @@ class OnnxActor:
         self.goal_dim = goal_dim
         self.action_dim = action_dim
         self.two_frame = two_frame
+        self.base_input = base_input
         self.batched = batched
         self.identity = identity if identity is not None else ModelIdentity()
         self._goal_input = any(arg.name == GOAL_INPUT for arg in session.get_inputs())
@@ -200,12 +206,13 @@ class OnnxActor:
         inputs = {arg.name: arg for arg in session.get_inputs()}
         names = set(inputs)
         required = {OBSERVATION_INPUT, GOAL_INPUT}
-        allowed = [required, {OBSERVATION_INPUT}]  # the second: a fixed-goal model
-        if names not in [*allowed, *(n | {PREVIOUS_OBSERVATION_INPUT} for n in allowed)]:
+        optional = {PREVIOUS_OBSERVATION_INPUT, BASE_ACTION_INPUT}
+        # Without the goal: a fixed-goal model.
+        if OBSERVATION_INPUT not in names or not names <= required | optional:
             raise ModelError(
                 f'model {path}: inputs must be {sorted(required)} (without '
                 f'{GOAL_INPUT!r} for a fixed-goal model; plus optionally '
-                f'{PREVIOUS_OBSERVATION_INPUT!r}), got {sorted(names)}'
+                f'{sorted(optional)}), got {sorted(names)}'
             )
         obs_dim = _feature_dim(path, inputs[OBSERVATION_INPUT], obs_dim, 'input')
         if GOAL_INPUT in inputs:
@@ -220,6 +227,9 @@ class OnnxActor:
         two_frame = PREVIOUS_OBSERVATION_INPUT in inputs
         if two_frame:
             _feature_dim(path, inputs[PREVIOUS_OBSERVATION_INPUT], obs_dim, 'input')
+        base_input = BASE_ACTION_INPUT in inputs
+        if base_input:
+            action_dim = _feature_dim(path, inputs[BASE_ACTION_INPUT], action_dim, 'input')
         batched = all(not isinstance(arg.shape[0], int) for arg in inputs.values())
 
         outputs = session.get_outputs()
@@ -251,7 +261,9 @@ class OnnxActor:
             action_dim = graph_dim
         if action_dim is None and identity.action_fields is not None:
             action_dim = len(identity.action_fields)
-        actor = cls(session, path, obs_dim, goal_dim, action_dim, two_frame, batched, identity)
+        actor = cls(
+            session, path, obs_dim, goal_dim, action_dim, two_frame, batched, identity, base_input
+        )
         actor._probe()  # sets action_dim from the output when neither graph nor metadata did
         for what, names, dim in (
             ('observation_fields', identity.observation_fields, obs_dim),
@@ -273,8 +285,9 @@ class OnnxActor:
             (rng.normal(size=(batch, self.obs_dim)), rng.normal(size=(batch, self.goal_dim))),
         ]
         for observation, goal in probes:
+            base = np.zeros((observation.shape[0], self.action_dim or 0))
             try:
-                residual = self._run(observation, goal, observation)
+                residual = self._run(observation, goal, observation, base)
             except Exception as exc:
                 raise ModelError(f'model {self.path}: probe inference failed ({exc})') from exc
             if self.action_dim is None and residual.ndim == 2 and residual.shape[1] > 0:
@@ -288,12 +301,16 @@ class OnnxActor:
             if not np.all(np.isfinite(residual)):
                 raise ModelError(f'model {self.path}: probe output is not finite: {residual}')
 
-    def _run(self, observation: np.ndarray, goal: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    def _run(
+        self, observation: np.ndarray, goal: np.ndarray, previous: np.ndarray, base: np.ndarray
+    ) -> np.ndarray:
         feeds = {OBSERVATION_INPUT: np.ascontiguousarray(observation, dtype=np.float32)}
         if self._goal_input:
             feeds[GOAL_INPUT] = np.ascontiguousarray(goal, dtype=np.float32)
         if self.two_frame:
             feeds[PREVIOUS_OBSERVATION_INPUT] = np.ascontiguousarray(previous, dtype=np.float32)
+        if self.base_input:
+            feeds[BASE_ACTION_INPUT] = np.ascontiguousarray(base, dtype=np.float32)
         (residual,) = self._session.run([RESIDUAL_OUTPUT], feeds)
         return residual
 
@@ -302,6 +319,7 @@ class OnnxActor:
         observation: np.ndarray,
         desired_goal: np.ndarray | None,
         previous_observation: np.ndarray | None = None,
+        base_action: np.ndarray | None = None,
     ) -> np.ndarray:
         """Residual for one or a batch of observations.
 
@@ -312,13 +330,17 @@ class OnnxActor:
             previous_observation: Previous step's observation for two-frame models, same
                 shape as ``observation``; ``None`` feeds ``observation`` (episode start).
                 Ignored by one-frame models.
+            base_action: The base action in action units, shape (action_dim,) or
+                (N, action_dim); required by models with :attr:`base_input`, ignored by
+                the others.
 
         Returns:
             Residual in action units, float64, shape (action_dim,) or (N, action_dim).
             May be non-finite: the caller decides the fallback.
 
         Raises:
-            ValueError: Input sizes do not match the model.
+            ValueError: Input sizes do not match the model, or a model with
+                :attr:`base_input` got no base action.
         """
         observation = np.asarray(observation)
         single = observation.ndim == 1
@@ -328,11 +350,19 @@ class OnnxActor:
         else:
             goal = np.atleast_2d(np.asarray(desired_goal))
         prev = obs if previous_observation is None else np.atleast_2d(previous_observation)
-        for label, array, dim in (
+        checks = [
             ('observation', obs, self.obs_dim),
             ('desired_goal', goal, self.goal_dim),
             ('previous_observation', prev, self.obs_dim),
-        ):
+        ]
+        if self.base_input:
+            if base_action is None:
+                raise ValueError(f'model {self.path} needs the base action as an input')
+            base = np.atleast_2d(np.asarray(base_action))
+            checks.append(('base_action', base, self.action_dim))
+        else:
+            base = np.zeros((obs.shape[0], 0))
+        for label, array, dim in checks:
             if array.ndim != 2 or array.shape != (obs.shape[0], dim):
                 raise ValueError(
                     f'{label} must have shape ({obs.shape[0]}, {dim}) for model {self.path}, '
@@ -340,15 +370,19 @@ class OnnxActor:
                 )
         if not self.batched and obs.shape[0] != 1:
             return np.concatenate(
-                [self(obs[i], goal[i], prev[i])[None] for i in range(obs.shape[0])]
+                [
+                    self(obs[i], goal[i], prev[i], base[i] if self.base_input else None)[None]
+                    for i in range(obs.shape[0])
+                ]
             )
-        residual = self._run(obs, goal, prev).astype(np.float64)
+        residual = self._run(obs, goal, prev, base).astype(np.float64)
         return residual[0] if single else residual
 
     def describe(self) -> str:
         """One line: file, sizes and frames, for logs and diagnostics."""
         frames = 'two-frame' if self.two_frame else 'one-frame'
+        sees_base = ', sees the base action' if self.base_input else ''
         return (
             f'{os.path.basename(self.path)} (obs {self.obs_dim}, goal {self.goal_dim}, '
-            f'action {self.action_dim}, {frames})'
+            f'action {self.action_dim}, {frames}{sees_base})'
         )

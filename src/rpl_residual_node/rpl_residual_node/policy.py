@@ -87,7 +87,12 @@ class ResidualPolicy:
             if previous is None or previous.shape != obs.shape:
                 previous = obs
             self._previous = obs.copy()
-            residual = self.actor(np.nan_to_num(obs), np.nan_to_num(goal), np.nan_to_num(previous))
+            residual = self.actor(
+                np.nan_to_num(obs),
+                np.nan_to_num(goal),
+                np.nan_to_num(previous),
+                np.nan_to_num(base),
+            )
             use = base_ok & inputs_ok & np.all(np.isfinite(residual), axis=1)
             mixed, mixed_applied = mix(base[use], residual[use], self.config)
             command[use] = mixed

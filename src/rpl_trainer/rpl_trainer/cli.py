@@ -175,6 +175,9 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
             # file of the user's own that says both is still refused.
             values['critic_action'] = 'residual'
             note = f'; critic_action=residual for algo {values["algo"]} (no base to add)'
+            if values.get('base_input') and 'base_input' not in sets:
+                values['base_input'] = False  # no base action to see either
+                note += ', base_input=false'
         if 'task' not in values:
             raise CliError(f'no task: {source} names none; pass --task')
         if 'controller' not in values:

@@ -295,6 +295,15 @@ class TrainConfig:
     """Paper IV-C: the same network on (o_{t-1}, g) and (o_t, g), outputs averaged (pre-tanh
     for the actor, Q values for the critic). For noisy tasks."""
 
+    base_input: bool = dataclasses.field(
+        default=False, metadata=describe('The actor also sees the base action (rpl only).')
+    )
+    """The residual actor's input gains the base action over the action bound: f(s, g, b).
+    A residual a* - base(s) is as hard to represent as base(s) itself wherever the base is
+    not smooth in the state (a nearest-neighbour cache of planner actions is piecewise
+    constant over 500 cells); with b as an input the actor can output a*(s) - b. Needs the
+    executed-action critic (its sampler recomputes b at o_t and o_{t+1})."""
+
     goal_consistent_her: bool = dataclasses.field(
         default=False, metadata=describe('Recompute the residual for relabelled goals.')
     )
@@ -359,6 +368,15 @@ class TrainConfig:
             raise ParameterError(
                 "critic_action 'executed' makes goal_consistent_her redundant (the stored "
                 'executed action does not depend on the goal): set goal_consistent_her false'
+            )
+        if self.base_input and self.algo != 'rpl':
+            raise ParameterError(
+                f'base_input is for algo rpl; {self.algo} has no base action to feed its actor'
+            )
+        if self.base_input and self.critic_action != 'executed':
+            raise ParameterError(
+                "base_input needs critic_action 'executed' (its updates recompute the base "
+                f'action the actor sees); got critic_action {self.critic_action!r}'
             )
         if self.greedy_envs >= self.num_envs:
             raise ParameterError(

@@ -109,6 +109,7 @@ def resolve_precision(
                     config,
                     update_precision=precision,
                     critic_action='residual',
+                    base_input=False,
                     residual_axis_scales='',
                 )
                 agents[precision] = DDPGAgent(dims, trial, episode_steps)
@@ -254,7 +255,9 @@ class DDPGAgent:
             norm_clip=config.norm_clip,
             two_frame=config.two_frame,
         )
-        self.actor = Actor(dims, zero_last=config.algo == 'rpl', **net)
+        self.actor = Actor(
+            dims, zero_last=config.algo == 'rpl', base_input=config.base_input, **net
+        )
         self.critic = Critic(dims, **net)
         self.actor_target = copy.deepcopy(self.actor)
         self.critic_target = copy.deepcopy(self.critic)
@@ -299,16 +302,25 @@ class DDPGAgent:
         return self.burn_in.active
 
     def act(
-        self, obs: np.ndarray, goal: np.ndarray, prev_obs: np.ndarray | None = None
+        self,
+        obs: np.ndarray,
+        goal: np.ndarray,
+        prev_obs: np.ndarray | None = None,
+        base: np.ndarray | None = None,
     ) -> np.ndarray:
         """Deterministic tanh-space actions (batch, action_dim) for obs (batch, obs_dim),
-        goal (batch, goal_dim) and, for two-frame agents, prev_obs (batch, obs_dim)."""
+        goal (batch, goal_dim), for two-frame agents prev_obs (batch, obs_dim) and, for
+        ``base_input`` agents, the base action (batch, action_dim) in action units."""
         with torch.no_grad():
             prev = None if prev_obs is None else torch.as_tensor(prev_obs, dtype=torch.float32)
+            seen = None
+            if self.actor.base_input and base is not None:
+                seen = torch.as_tensor(base, dtype=torch.float32) / self.action_bound
             u = self.actor(
                 torch.as_tensor(obs, dtype=torch.float32),
                 torch.as_tensor(goal, dtype=torch.float32),
                 prev,
+                seen,
             )
         return u.numpy()
 
@@ -357,7 +369,7 @@ class DDPGAgent:
             # The next transition's previous frame is the current observation.
             next_prev = obs if two_frame else None
             next_action = self._critic_action(
-                self.actor_target(next_obs, goal, next_prev), next_base
+                self.actor_target(next_obs, goal, next_prev, next_base), next_base
             )
             next_q = self.critic_target(next_obs, goal, next_action, next_prev).float()
             target = reward + self.gamma * next_q
@@ -375,7 +387,7 @@ class DDPGAgent:
         frozen = self.actor_frozen
         self.critic.requires_grad_(False)  # actor loss flows through, not into, the critic
         with torch.set_grad_enabled(not frozen), autocast:
-            pi = self.actor(obs, goal, prev).float()
+            pi = self.actor(obs, goal, prev, base).float()
             q_pi = self.critic(obs, goal, self._critic_action(pi, base), prev).float()
             actor_loss = -q_pi.mean() + self.config.action_l2 * torch.mean(pi**2)
         self.critic.requires_grad_(True)

@@ -1,11 +1,13 @@
 """ONNX export of the residual actor, following docs/onnx_contract.md.
 
 The graph takes ``observation`` float32 (N, obs_dim), ``desired_goal`` float32
-(N, goal_dim) and, for two-frame actors, ``previous_observation`` float32 (N, obs_dim), and
-returns ``residual`` float32 (N, action_dim) = scale * tanh(f(norm(clip(o)), norm(clip(g)))),
-in action units. Clipping, normalisation and scale are inside the graph; opset 17; the
-batch axis N is dynamic. A fixed-goal actor (``goal_dim`` 0) has no ``desired_goal``
-input: the graph takes ``observation`` [and ``previous_observation``] only. The file is
+(N, goal_dim), for two-frame actors ``previous_observation`` float32 (N, obs_dim) and, for
+actors that see the base action (``base_input``), ``base_action`` float32 (N, action_dim)
+in action units, and returns ``residual`` float32 (N, action_dim) =
+scale * tanh(f(norm(clip(o)), norm(clip(g))[, b / bound])), in action units. Clipping,
+normalisation and scale are inside the graph; opset 17; the batch axis N is dynamic. A
+fixed-goal actor (``goal_dim`` 0) has no ``desired_goal`` input: the graph takes
+``observation`` [and ``previous_observation``] [and ``base_action``] only. The file is
 written atomically (temporary file + rename) so a hot-reloading residual node never reads
 half a model.
 
@@ -47,6 +49,7 @@ OPSET = 17
 OBSERVATION = 'observation'
 DESIRED_GOAL = 'desired_goal'
 PREVIOUS_OBSERVATION = 'previous_observation'
+BASE_ACTION = 'base_action'
 RESIDUAL = 'residual'
 TOLERANCE = 1e-5
 
@@ -56,15 +59,17 @@ class ExportError(RuntimeError):
 
 
 class ResidualModel(nn.Module):
-    """residual = scale * actor(o, g[, o_prev]) in action units, for export.
+    """scale * actor(o, g[, o_prev][, b / base_bound]) as one module, for export.
 
     Args:
         actor: Trained actor (copied, so later training does not change the export).
         scale: Residual scale (RPL: ``residual_scale``, one or one per action axis;
             scratch learners: action bound).
+        base_bound: What the actor's base-action input is divided by (the task's action
+            bound, as in training); the graph takes the base action in action units.
     """
 
-    def __init__(self, actor: Actor, scale: Scale) -> None:
+    def __init__(self, actor: Actor, scale: Scale, base_bound: float = 1.0) -> None:
         super().__init__()
         self.actor = copy.deepcopy(actor).eval().requires_grad_(False)
         scale = as_scale(scale)
@@ -73,56 +78,75 @@ class ResidualModel(nn.Module):
                 f'{scale.size} residual scales for an actor of {actor.dims.action_dim} actions'
             )
         self.register_buffer('scale', torch.as_tensor(scale, dtype=torch.float32))
+        self.base_bound = float(base_bound)
+
+    @property
+    def input_names(self) -> list[str]:
+        """The graph's inputs in order."""
+        actor = self.actor
+        return input_names(actor.two_frame, actor.dims.goal_dim > 0, actor.base_input)
 
     def forward(
         self,
         observation: torch.Tensor,
         desired_goal: torch.Tensor,
         previous_observation: torch.Tensor | None = None,
+        base_action: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(N, obs_dim), (N, goal_dim)[, (N, obs_dim)] -> (N, action_dim)."""
-        return self.scale * self.actor(observation, desired_goal, previous_observation)
+        """(N, obs_dim), (N, goal_dim)[, (N, obs_dim)][, (N, action_dim)] -> (N, action_dim)."""
+        base = None if base_action is None else base_action / self.base_bound
+        return self.scale * self.actor(observation, desired_goal, previous_observation, base)
 
 
-class _FixedGoalModel(nn.Module):
-    """The graph of a fixed-goal actor (goal_dim 0): no ``desired_goal`` input."""
+class _Graph(nn.Module):
+    """The exported graph: positional inputs in :attr:`ResidualModel.input_names` order (no
+    ``desired_goal`` for a fixed-goal actor, the optional ones only where the actor has
+    them)."""
 
     def __init__(self, model: ResidualModel) -> None:
         super().__init__()
         self.model = model
+        self.names = model.input_names
 
-    def forward(
-        self, observation: torch.Tensor, previous_observation: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """(N, obs_dim)[, (N, obs_dim)] -> (N, action_dim)."""
-        empty = observation[:, :0]  # (N, 0): the actor does not read it
-        return self.model(observation, empty, previous_observation)
-
-
-def _has_goal(model: ResidualModel) -> bool:
-    return model.actor.dims.goal_dim > 0
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        named = dict(zip(self.names, inputs, strict=True))
+        observation = named[OBSERVATION]
+        goal = named.get(DESIRED_GOAL, observation[:, :0])  # (N, 0) for a fixed goal
+        return self.model(
+            observation, goal, named.get(PREVIOUS_OBSERVATION), named.get(BASE_ACTION)
+        )
 
 
 def _example_inputs(model: ResidualModel, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
-    """Inputs spread like the data the normalisers saw: mean + 2 * std * N(0, 1)."""
+    """Inputs spread like the data the normalisers saw: mean + 2 * std * N(0, 1); base
+    actions uniform over the bound."""
     generator = torch.Generator().manual_seed(seed)
     actor = model.actor
-    obs_norm, goal_norm = actor.obs_norm, actor.goal_norm
 
     def draw(norm: nn.Module) -> torch.Tensor:
         noise = torch.randn(batch, norm.mean.shape[0], generator=generator)
         return norm.mean + 2.0 * norm.std * noise
 
-    inputs = [draw(obs_norm), draw(goal_norm)] if _has_goal(model) else [draw(obs_norm)]
-    if actor.two_frame:
-        inputs.append(draw(obs_norm))
-    return tuple(inputs)
+    draws = {
+        OBSERVATION: lambda: draw(actor.obs_norm),
+        DESIRED_GOAL: lambda: draw(actor.goal_norm),
+        PREVIOUS_OBSERVATION: lambda: draw(actor.obs_norm),
+        BASE_ACTION: lambda: (
+            model.base_bound
+            * (2.0 * torch.rand(batch, actor.dims.action_dim, generator=generator) - 1.0)
+        ),
+    }
+    return tuple(draws[name]() for name in model.input_names)
 
 
-def input_names(two_frame: bool, has_goal: bool = True) -> list[str]:
+def input_names(two_frame: bool, has_goal: bool = True, base_input: bool = False) -> list[str]:
     """Graph input names in order (no ``desired_goal`` for a fixed-goal actor)."""
     names = [OBSERVATION, DESIRED_GOAL] if has_goal else [OBSERVATION]
-    return names + [PREVIOUS_OBSERVATION] if two_frame else names
+    if two_frame:
+        names.append(PREVIOUS_OBSERVATION)
+    if base_input:
+        names.append(BASE_ACTION)
+    return names
 
 
 def task_identity(
@@ -154,6 +178,7 @@ def export_onnx(
     scale: Scale,
     metadata: Mapping[str, str] | None = None,
     identity: ModelIdentity | None = None,
+    base_bound: float = 1.0,
 ) -> pathlib.Path:
     """Write the actor as an ONNX residual model and check it against torch.
 
@@ -167,6 +192,8 @@ def export_onnx(
         identity: What the model is (task, controller, field names, training steps,
             evaluation success; see :func:`task_identity`), written as its metadata keys;
             None writes only the version and scale (a model the node cannot check).
+        base_bound: The action bound the actor's base-action input was divided by in
+            training (``base_input`` actors; the graph takes action units).
 
     Returns:
         The path written.
@@ -176,10 +203,10 @@ def export_onnx(
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = ResidualModel(actor, scale)
-    names = input_names(actor.two_frame, _has_goal(model))
+    model = ResidualModel(actor, scale, base_bound)
+    names = model.input_names
     example = _example_inputs(model, batch=2, seed=0)
-    graph = model if _has_goal(model) else _FixedGoalModel(model)
+    graph = _Graph(model)
     tmp = path.with_name(f'.{path.name}.tmp')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation notice
@@ -222,11 +249,10 @@ def max_abs_difference(
 ) -> float:
     """Largest |onnxruntime - torch| over random inputs of a batch (the export check)."""
     inputs = _example_inputs(model, batch=batch, seed=seed)
-    graph = model if _has_goal(model) else _FixedGoalModel(model)
     with torch.no_grad():
-        expected = graph(*inputs).numpy()
+        expected = _Graph(model)(*inputs).numpy()
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    names = input_names(model.actor.two_frame, _has_goal(model))
+    names = model.input_names
     feeds = {name: x.numpy().astype(np.float32) for name, x in zip(names, inputs, strict=True)}
     (got,) = session.run([RESIDUAL], feeds)
     return float(np.max(np.abs(got - expected)))

@@ -251,7 +251,9 @@ class Learner:
                 learners use the action bound).
         """
         scale = self.residual_scale if scale is None else scale
-        return export_onnx(self.agent.actor, path, scale, metadata, identity)
+        return export_onnx(
+            self.agent.actor, path, scale, metadata, identity, self.agent.action_bound
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue learning exactly: config, agent (networks,

@@ -79,6 +79,7 @@ class Actor(_GoalConditioned):
         zero_last: Zero the last layer's weights and bias, so u = 0 for every input (RPL:
             the untrained policy is exactly the base controller).
         two_frame: Average f over (o_{t-1}, g) and (o_t, g).
+        base_input: Also take the base action (over the action bound) as input.
     """
 
     def __init__(
@@ -90,20 +91,36 @@ class Actor(_GoalConditioned):
         norm_clip: float,
         zero_last: bool,
         two_frame: bool = False,
+        base_input: bool = False,
     ) -> None:
         super().__init__(dims, obs_clip, norm_clip, two_frame)
-        self.body = mlp(dims.obs_dim + dims.goal_dim, hidden, layers, dims.action_dim)
+        self.base_input = base_input
+        in_dim = dims.obs_dim + dims.goal_dim + (dims.action_dim if base_input else 0)
+        self.body = mlp(in_dim, hidden, layers, dims.action_dim)
         if zero_last:
             last = self.body[-1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
     def forward(
-        self, obs: torch.Tensor, goal: torch.Tensor, prev_obs: torch.Tensor | None = None
+        self,
+        obs: torch.Tensor,
+        goal: torch.Tensor,
+        prev_obs: torch.Tensor | None = None,
+        base: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """u of shape (batch, action_dim) in [-1, 1] from obs (batch, obs_dim) and goal
-        (batch, goal_dim); prev_obs (batch, obs_dim) only for two-frame actors."""
-        return torch.tanh(self._average_frames(self.body(self._inputs(obs, goal, prev_obs))))
+        (batch, goal_dim); prev_obs (batch, obs_dim) only for two-frame actors; base
+        (batch, action_dim), the base action over the action bound, only for actors with
+        ``base_input``."""
+        inputs = self._inputs(obs, goal, prev_obs)
+        if self.base_input:
+            if base is None:
+                raise ValueError('an actor with base_input needs base (batch, action_dim)')
+            if self.two_frame:
+                base = torch.cat([base, base], dim=0)
+            inputs = torch.cat([inputs, base], dim=-1)
+        return torch.tanh(self._average_frames(self.body(inputs)))
 
 
 class Critic(_GoalConditioned):

@@ -213,7 +213,7 @@ class Trainer:
         return prev_obs if self.config.two_frame else None
 
     def _explore(self, step: StepBatch, prev_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        u = self.learner.agent.act(step.obs, step.desired_goal, self._prev(prev_obs))
+        u = self.learner.agent.act(step.obs, step.desired_goal, self._prev(prev_obs), step.base)
         stored, executed = self.composer.explore(u, step.base, self.learner.rng)
         greedy = self.config.greedy_envs
         if greedy:  # the last envs act deterministically (same random draws for the rest)
@@ -224,7 +224,7 @@ class Trainer:
     def _deterministic(
         self, step: StepBatch, prev_obs: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        u = self.learner.agent.act(step.obs, step.desired_goal, self._prev(prev_obs))
+        u = self.learner.agent.act(step.obs, step.desired_goal, self._prev(prev_obs), step.base)
         return u, self.composer.executed(u, step.base)
 
     def _base_only(self, step: StepBatch, prev_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
