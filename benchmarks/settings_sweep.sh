@@ -37,7 +37,8 @@ command -v "$rpl" > /dev/null || rpl=.venv/bin/rpl
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 cache=cache_file=results/pets_v2/cached_pets_pusher_v2.npz
 pusher="--task mbrl_pusher --set eval_interval=7500"
-v2="$pusher --controller-param $cache --set burn_in_beta=0"
+# (The stop 26-27 runs predate base_input, shipped since stop 28: off for them.)
+v2="$pusher --controller-param $cache --set burn_in_beta=0 --set base_input=false"
 exec1="--set residual_scale=1 --set critic_action=executed"
 warm="$exec1 --set actor_warmup_updates=2500" # the shipped setting since stop 26
 scratch="$pusher --algo scratch --set actor_warmup_updates=0 --set burn_in_beta=1 --set residual_scale=4"
@@ -52,6 +53,7 @@ declare -A settings=(
   [knn4_warm]="$v2 $warm --controller-param neighbours=4"
   [exec_noburn_warm_l2low]="$v2 $warm --set action_l2=0.1"
   [exec_noburn_warm_utd005]="$v2 $exec1 --set actor_warmup_updates=500 --set updates_per_env_step=0.05"
+  [base_input]="$pusher" # the shipped setting since stop 28 (base_input on the v2 default)
   [scratch]="$scratch"
   [scratch_utd005]="$scratch --set updates_per_env_step=0.05"
   [complex_hook_gc_her]="--task complex_hook $hook --goal-consistent-her"

@@ -91,6 +91,7 @@ def test_the_pusher_config_trains_rpl_on_cached_pets_without_goals(capsys):
     assert config.goal_consistent_her is False and config.residual_scale == 1.0
     assert config.critic_action == 'executed' and config.burn_in_beta == 0.0
     assert config.actor_warmup_updates == 2500 and config.controller_params == ''
+    assert config.base_input  # stop 28: the actor sees the cached action
     problem = registered_problem(config.task, config.controller)
     assert problem.dims.goal_dim == 0
     source, settings = show(capsys, '--task', 'mbrl_pusher')
@@ -107,11 +108,18 @@ def test_another_algo_over_a_shipped_executed_critic_config_gets_the_plain_criti
     for task, algo in (('mbrl_pusher', 'scratch'), ('noisy_hook', 'expert_explore')):
         source, settings = show(capsys, '--task', task, '--algo', algo)
         assert settings['critic_action'] == 'residual' and settings['algo'] == algo
-        assert source.endswith(f'critic_action=residual for algo {algo} (no base to add)')
+        assert settings['base_input'] is False
+        note = f'critic_action=residual for algo {algo} (no base to add)'
+        if task == 'mbrl_pusher':  # its shipped config also feeds the actor the base action
+            note += ', base_input=false'
+        assert source.endswith(note)
     # Asked for explicitly, it is still the one-line refusal.
     assert main(['train', '--task', 'mbrl_pusher', '--algo', 'scratch', '--set',
                  'critic_action=executed', '--out', 'unused', '--show-config']) == 2  # fmt: skip
     assert "critic_action 'executed' is for algo rpl" in capsys.readouterr().err
+    assert main(['train', '--task', 'mbrl_pusher', '--algo', 'scratch', '--set',
+                 'base_input=true', '--out', 'unused', '--show-config']) == 2  # fmt: skip
+    assert 'base_input is for algo rpl; scratch has no base action' in capsys.readouterr().err
     # So is a config file of the user's own that says both.
     mine = tmp_path / 'mine.yaml'
     mine.write_text('task: mbrl_pusher\ncontroller: cached_pets\ncritic_action: executed\n')
