@@ -171,3 +171,39 @@ def test_a_short_training_run_exports_a_model_that_takes_the_base_action(tmp_pat
         obs = np.zeros((1, model.obs_dim))
         residual = model(obs, None, None, np.zeros((1, model.action_dim)))
         assert residual.shape == (1, model.action_dim) and np.all(np.isfinite(residual))
+
+
+def test_export_refuses_a_base_input_actor_without_its_bound_in_one_line(tmp_path):
+    from rpl_trainer.export import ExportError
+
+    with pytest.raises(ExportError, match='^an actor with base_input needs base_bound') as info:
+        export_onnx(_actor(), tmp_path / 'actor.onnx', scale=1.5)
+    assert '\n' not in str(info.value) and not (tmp_path / 'actor.onnx').exists()
+
+
+def test_the_nodes_mixer_feeds_the_steps_base_action_to_the_model(tmp_path):
+    """The residual node's core (no ROS here; test_launch_pusher.py runs the stack with the
+    committed base_input model): the decided command is base + residual(o, b)."""
+    import fixed_goal_task
+
+    from rpl_residual_node import decision as dec
+    from rpl_residual_node.mixer import ResidualMixer
+    from rpl_trainer.export import task_identity
+
+    spec = fixed_goal_task.register()
+    dims = Dims(spec.obs_dim, spec.goal_dim, spec.action_dim)
+    actor = _actor(dims)
+    identity = task_identity(spec, 'zero', residual_scale=1.5)
+    path = export_onnx(actor, tmp_path / 'a.onnx', 1.5, identity=identity, base_bound=BOUND)
+    config = ResidualConfig(model_path=str(path), action_low=-BOUND, action_high=BOUND)
+    mixer = ResidualMixer(config)
+    mixer.note_observation_source(spec.name, spec.obs_fields, spec.goal_fields)
+    mixer.note_base_action_source('zero', spec.action_fields)
+    rng = np.random.default_rng(5)
+    for step, base in enumerate((rng.uniform(-1, 1, 7), -rng.uniform(-1, 1, 7))):
+        obs = rng.normal(0, 1, 20)
+        assert mixer.add_observation(0, step, obs, np.zeros(0)) is None
+        decision = mixer.add_base_action(0, step, base, spec.action_fields)
+        assert (decision.reason, decision.source) == (dec.OK, 'residual')
+        residual = _torch_residual(actor, obs, np.zeros(0), base)[0]
+        np.testing.assert_allclose(decision.command, np.clip(base + residual, -2, 2), atol=1e-5)

@@ -109,10 +109,14 @@ def test_another_algo_over_a_shipped_executed_critic_config_gets_the_plain_criti
         source, settings = show(capsys, '--task', task, '--algo', algo)
         assert settings['critic_action'] == 'residual' and settings['algo'] == algo
         assert settings['base_input'] is False
-        note = f'critic_action=residual for algo {algo} (no base to add)'
-        if task == 'mbrl_pusher':  # its shipped config also feeds the actor the base action
-            note += ', base_input=false'
-        assert source.endswith(note)
+        # The shipped pusher config also feeds the actor the base action.
+        turned = 'critic_action=residual' + (', base_input=false' if task == 'mbrl_pusher' else '')
+        assert source.endswith(f'; {turned} for algo {algo} (no base to add)')
+    # The critic named on the command line: the base input is still turned off, and said.
+    source, settings = show(capsys, '--task', 'mbrl_pusher', '--algo', 'scratch', '--set',
+                            'critic_action=residual')  # fmt: skip
+    assert settings['base_input'] is False and settings['critic_action'] == 'residual'
+    assert source.endswith('; base_input=false for algo scratch (no base to add)')
     # Asked for explicitly, it is still the one-line refusal.
     assert main(['train', '--task', 'mbrl_pusher', '--algo', 'scratch', '--set',
                  'critic_action=executed', '--out', 'unused', '--show-config']) == 2  # fmt: skip

@@ -21,6 +21,7 @@ from rpl_trainer.checkpoint import CheckpointError, load_learner_checkpoint
 from rpl_trainer.config import make_config
 from rpl_trainer.ddpg import DDPGAgent
 from rpl_trainer.networks import Dims
+from rpl_trainer.problem import registered_problem
 from rpl_trainer.residual import residual_scales
 
 
@@ -33,15 +34,27 @@ def residual_size(path: str, states: int) -> dict[str, np.ndarray]:
     previous = np.concatenate([obs[:, :1], obs[:, : steps - 1]], axis=1)  # o_{t-1}; o_0 at t=0
     obs = obs[:, :steps].reshape(-1, obs.shape[-1])[-states:]
     previous = previous.reshape(-1, obs.shape[-1])[-states:]
-    goal = goal.reshape(-1, goal.shape[-1])[-states:]
+    # (E * T, goal_dim); an explicit row count, so a fixed-goal task's width 0 reshapes too
+    goal = goal.reshape(goal.shape[0] * steps, goal.shape[-1])[-states:]
     config = make_config(learner['config'])
     dims = Dims(obs.shape[-1], goal.shape[-1], np.asarray(episodes['action']).shape[-1])
     per_axis = config.residual_axis_scales.strip()
     fields = task_spec(config.task).action_fields if per_axis else None
     scale = residual_scales(config, fields)
-    agent = DDPGAgent(dims, config, episode_steps=steps, residual_scale=scale)
+    spec = task_spec(config.task)
+    agent = DDPGAgent(
+        dims,
+        config,
+        episode_steps=steps,
+        action_bounds=(spec.action_low, spec.action_high),
+        residual_scale=scale,
+    )
     agent.load_state_dict(learner['agent'])
-    u = agent.act(obs, goal, previous if config.two_frame else None)
+    base = None
+    if config.base_input:  # the actor sees the base action: recompute it for these states
+        problem = registered_problem(config.task, config.controller, config.controller_params)
+        base = problem.make_base_fn()(obs, goal)
+    u = agent.act(obs, goal, previous if config.two_frame else None, base)
     mean = u.mean(axis=0)
     return {
         'mean': mean,

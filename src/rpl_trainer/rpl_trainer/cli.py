@@ -166,18 +166,21 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
             and args.init_from is None
             and ('algo' in sets or 'algo' in flags)
             and values['algo'] != 'rpl'
-            and base.get('critic_action') == 'executed'
-            and 'critic_action' not in sets
         ):
             # A baseline asked for over the task's shipped RPL config (`rpl train --task
-            # noisy_hook --algo scratch`): the executed-action critic is RPL's option, and the
-            # critic of a learner without a base sees the executed action anyway. A config
-            # file of the user's own that says both is still refused.
-            values['critic_action'] = 'residual'
-            note = f'; critic_action=residual for algo {values["algo"]} (no base to add)'
-            if values.get('base_input') and 'base_input' not in sets:
-                values['base_input'] = False  # no base action to see either
-                note += ', base_input=false'
+            # noisy_hook --algo scratch`): the executed-action critic and the base input
+            # are RPL's options (the critic of a learner without a base sees the executed
+            # action anyway, and there is no base action to see). A config file of the
+            # user's own that says either is still refused, and so is a --set of them.
+            turned = []
+            if base.get('critic_action') == 'executed' and 'critic_action' not in sets:
+                values['critic_action'] = 'residual'
+                turned.append('critic_action=residual')
+            if base.get('base_input') and 'base_input' not in sets:
+                values['base_input'] = False
+                turned.append('base_input=false')
+            if turned:
+                note = f'; {", ".join(turned)} for algo {values["algo"]} (no base to add)'
         if 'task' not in values:
             raise CliError(f'no task: {source} names none; pass --task')
         if 'controller' not in values:

@@ -69,7 +69,7 @@ class ResidualModel(nn.Module):
             bound, as in training); the graph takes the base action in action units.
     """
 
-    def __init__(self, actor: Actor, scale: Scale, base_bound: float = 1.0) -> None:
+    def __init__(self, actor: Actor, scale: Scale, base_bound: float | None = None) -> None:
         super().__init__()
         self.actor = copy.deepcopy(actor).eval().requires_grad_(False)
         scale = as_scale(scale)
@@ -78,7 +78,12 @@ class ResidualModel(nn.Module):
                 f'{scale.size} residual scales for an actor of {actor.dims.action_dim} actions'
             )
         self.register_buffer('scale', torch.as_tensor(scale, dtype=torch.float32))
-        self.base_bound = float(base_bound)
+        if actor.base_input and base_bound is None:
+            raise ExportError(
+                'an actor with base_input needs base_bound, the action bound its base input '
+                'was divided by in training (DDPGAgent.action_bound)'
+            )
+        self.base_bound = 1.0 if base_bound is None else float(base_bound)
 
     @property
     def input_names(self) -> list[str]:
@@ -178,7 +183,7 @@ def export_onnx(
     scale: Scale,
     metadata: Mapping[str, str] | None = None,
     identity: ModelIdentity | None = None,
-    base_bound: float = 1.0,
+    base_bound: float | None = None,
 ) -> pathlib.Path:
     """Write the actor as an ONNX residual model and check it against torch.
 
@@ -193,13 +198,14 @@ def export_onnx(
             evaluation success; see :func:`task_identity`), written as its metadata keys;
             None writes only the version and scale (a model the node cannot check).
         base_bound: The action bound the actor's base-action input was divided by in
-            training (``base_input`` actors; the graph takes action units).
+            training (required for ``base_input`` actors; the graph takes action units).
 
     Returns:
         The path written.
 
     Raises:
-        ExportError: onnxruntime and torch disagree by more than 1e-5 on random inputs.
+        ExportError: onnxruntime and torch disagree by more than 1e-5 on random inputs, or
+            a ``base_input`` actor came without ``base_bound``.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
