@@ -54,6 +54,7 @@ declare -A settings=(
   [exec_noburn_warm_l2low]="$v2 $warm --set action_l2=0.1"
   [exec_noburn_warm_utd005]="$v2 $exec1 --set actor_warmup_updates=500 --set updates_per_env_step=0.05"
   [base_input]="$pusher" # the shipped setting since stop 28 (base_input on the v2 default)
+  [base_input_scale2]="$pusher --set residual_scale=2"
   [scratch]="$scratch"
   [scratch_utd005]="$scratch --set updates_per_env_step=0.05"
   [complex_hook_gc_her]="--task complex_hook $hook --goal-consistent-her"
