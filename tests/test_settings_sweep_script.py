@@ -29,6 +29,7 @@ RUNS = {
     'complex_hook_gc_her': 's27_complex_hook_gc_her_s0',
     'complex_hook_plain_her': 's27_complex_hook_plain_her_s0',
     'base_input': 'mbrl_pusher_s28_base_input_s0',
+    'base_input_scale2': 'mbrl_pusher_s28_base_input_scale2_s0',
 }
 # TrainConfig fields the committed runs predate, with their defaults (the old behaviour).
 ADDED_LATER = {'base_input': False}
