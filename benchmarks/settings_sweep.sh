@@ -53,8 +53,8 @@ declare -A settings=(
   [knn4_warm]="$v2 $warm --controller-param neighbours=4"
   [exec_noburn_warm_l2low]="$v2 $warm --set action_l2=0.1"
   [exec_noburn_warm_utd005]="$v2 $exec1 --set actor_warmup_updates=500 --set updates_per_env_step=0.05"
-  [base_input]="$pusher" # the shipped setting since stop 28 (base_input on the v2 default)
-  [base_input_scale2]="$pusher --set residual_scale=2"
+  [base_input]="$pusher --set residual_scale=1" # stop 28: base_input on the v2 default
+  [base_input_scale2]="$pusher --set residual_scale=2" # the same at scale 2: shipped since
   [scratch]="$scratch"
   [scratch_utd005]="$scratch --set updates_per_env_step=0.05"
   [complex_hook_gc_her]="--task complex_hook $hook --goal-consistent-her"

@@ -88,7 +88,7 @@ def test_the_pusher_config_trains_rpl_on_cached_pets_without_goals(capsys):
 
     config = make_config(read_config_file(shipped_config('mbrl_pusher')))
     assert (config.task, config.controller, config.algo) == ('mbrl_pusher', 'cached_pets', 'rpl')
-    assert config.goal_consistent_her is False and config.residual_scale == 1.0
+    assert config.goal_consistent_her is False and config.residual_scale == 2.0
     assert config.critic_action == 'executed' and config.burn_in_beta == 0.0
     assert config.actor_warmup_updates == 2500 and config.controller_params == ''
     assert config.base_input  # stop 28: the actor sees the cached action
