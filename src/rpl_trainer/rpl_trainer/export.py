@@ -42,15 +42,23 @@ from rpl_residual_node.model_identity import (
     ModelIdentity,
     StackIdentity,
 )
+from rpl_residual_node.onnx_actor import (
+    BASE_ACTION_INPUT,
+    GOAL_INPUT,
+    OBSERVATION_INPUT,
+    PREVIOUS_OBSERVATION_INPUT,
+    RESIDUAL_OUTPUT,
+)
 from rpl_trainer.networks import Actor
 from rpl_trainer.residual import Scale, as_scale, axis_scales, largest_scale
 
 OPSET = 17
-OBSERVATION = 'observation'
-DESIRED_GOAL = 'desired_goal'
-PREVIOUS_OBSERVATION = 'previous_observation'
-BASE_ACTION = 'base_action'
-RESIDUAL = 'residual'
+# The contract's names, as the loader (rpl_residual_node.onnx_actor) checks them.
+OBSERVATION = OBSERVATION_INPUT
+DESIRED_GOAL = GOAL_INPUT
+PREVIOUS_OBSERVATION = PREVIOUS_OBSERVATION_INPUT
+BASE_ACTION = BASE_ACTION_INPUT
+RESIDUAL = RESIDUAL_OUTPUT
 TOLERANCE = 1e-5
 
 
