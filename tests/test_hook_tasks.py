@@ -213,6 +213,10 @@ def test_noisy_success_tool_gives_the_ceiling_and_the_true_distances(repo_root, 
     assert record['ceiling_by_cm']['8'] < 0.1
     true = record['true_final_distances']
     assert len(true) == 2 and record['true_success'] == np.mean(np.array(true) < 0.05)
+    # The planar offsets (true block - goal) are the distances' x and y parts.
+    offsets = np.array(record['true_final_offsets_xy'])
+    assert offsets.shape == (2, 2)
+    assert np.all(np.linalg.norm(offsets, axis=1) <= np.array(true) + 1e-4)
     # Every episode has one outcome; 'placed' is exactly the true success.
     outcomes = record['episode_outcomes']
     assert len(outcomes) == 2 and set(outcomes) <= set(record['outcomes'])

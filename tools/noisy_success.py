@@ -11,7 +11,8 @@ step's noise is longer than the success threshold. This prints:
 2. with --episodes N: an in-process evaluation of the base controller (and --model) on
    noisy_hook that records each episode's true final distance (the noise subtracted) next
    to the task's noisy success: success on the true position, on the noisy one, the
-   noisy success the true distances predict (the mean of 1. over the episodes), and what
+   noisy success the true distances predict (the mean of 1. over the episodes), the
+   mean (a placement bias) and spread of the true final offset per axis, and what
    happened in each episode on the true positions (OUTCOMES: placed, hook never lifted,
    block never moved, block moved closer or away) with the median steps at which the hook
    was first lifted and the block first moved.
@@ -178,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f'  success on the true block position      {np.mean(true < threshold):.3f}')
         print(f'  noisy success the true distances predict {np.mean(expected):.3f}')
         print(f'  true final distance: median {np.median(true):.3f} m, mean {true.mean():.3f} m')
+        offsets_xy = np.array(wrapped.offsets)[:, :2]
+        bias, spread = offsets_xy.mean(axis=0), offsets_xy.std(axis=0)
+        print(
+            f'  true final offset from the goal, x / y: mean {bias[0]:+.4f} / {bias[1]:+.4f} m, '
+            f'std {spread[0]:.4f} / {spread[1]:.4f} m'
+        )
         outcomes = outcome_table(wrapped)
         print('  what happened (true positions)      share  median first step lifted / moved')
         for name, row in outcomes.items():
@@ -194,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             true_success=float(np.mean(true < threshold)),
             predicted_noisy_success=float(np.mean(expected)),
             true_final_distances=[float(d) for d in true],
+            true_final_offsets_xy=offsets_xy.round(5).tolist(),
             outcomes=outcomes,
             episode_outcomes=wrapped.outcomes,
         )
