@@ -150,7 +150,8 @@ def test_noise_is_drawn_at_reset_and_every_step_and_observe_repeats(noisy):
 
 def test_noise_statistics_and_untouched_entries(noisy, hook):
     """Noisy minus clean observation of the same physics state: the 11 noisy entries carry
-    N(0, sigma), the relative positions follow them, everything else is identical."""
+    N(0, sigma), the relative positions follow them, everything else is identical; and
+    noise_free() takes exactly that off again (a clean task's observation stays as it is)."""
     sigma = noisy.config.obs_noise_std
     noisy_idx = np.r_[3, 4, 25, 26, 27, 11, 12, 13, 28, 29, 30]  # block xy, hook xyz, eulers
     rel_idx = np.r_[6, 7, 37, 38, 39]
@@ -168,6 +169,11 @@ def test_noise_statistics_and_untouched_entries(noisy, hook):
             np.testing.assert_allclose(diff[noisy_idx], noisy.observation_noise, atol=1e-12)
             np.testing.assert_allclose(diff[rel_idx], diff[[3, 4, 25, 26, 27]], atol=1e-12)
             np.testing.assert_array_equal(obs['achieved_goal'], obs['observation'][3:6])
+            free = noisy.noise_free(obs['observation'])
+            np.testing.assert_allclose(free, clean['observation'], rtol=0, atol=1e-12)
+            np.testing.assert_array_equal(
+                hook.noise_free(clean['observation']), clean['observation']
+            )
             achieved.append(obs['achieved_goal'] - clean['achieved_goal'])
     diffs = np.array(diffs)  # (400, 40)
     samples = diffs[:, noisy_idx]
@@ -231,6 +237,15 @@ def test_noisy_success_tool_gives_the_ceiling_and_the_true_distances(repo_root, 
     assert noisy == pytest.approx(true, abs=0.15)  # apart by the block's xy noise (6 std)
     again = subprocess.run([*tool, *args], capture_output=True, text=True, check=False)
     assert again.returncode == 2 and 'exists; not overwritten' in again.stderr
+    # The diagnostic: ReactiveHook given the noise-free observation places the block.
+    free = tmp_path / 'free.json'
+    args = ['--episodes', '2', '--seed', '5', '--draws', '1000', '--noise-free', 'base']
+    done = subprocess.run([*tool, *args, '--json', str(free)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(free.read_text())
+    assert record['noise_free'] == 'base' and record['true_success'] == 1.0
+    missing = subprocess.run([*tool, '--noise-free', 'model'], capture_output=True, text=True)
+    assert missing.returncode == 2 and '--noise-free model needs --model' in missing.stderr
 
 
 def test_residual_authority_tool_shows_the_fingers_out_of_reach_below_scale_one(

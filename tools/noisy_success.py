@@ -15,9 +15,13 @@ step's noise is longer than the success threshold. This prints:
    mean (a placement bias) and spread of the true final offset per axis, and what
    happened in each episode on the true positions (OUTCOMES: placed, hook never lifted,
    block never moved, block moved closer or away) with the median steps at which the hook
-   was first lifted and the block first moved.
+   was first lifted and the block first moved;
+3. with --noise-free base|model as well: the same, but that reader (the base controller,
+   or the residual model) is given the observation without its noise, the other the noisy
+   one as always: a diagnostic of whose noise costs the placement precision.
 
-    .venv/bin/python tools/noisy_success.py --episodes 200 --seed 1000 [--model M] [--json F]
+    .venv/bin/python tools/noisy_success.py --episodes 200 --seed 1000 [--model M]
+        [--noise-free base|model] [--json F]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 
 import numpy as np
 
+from rpl_base_controllers.registry import make_controller
 from rpl_bringup.evaluation import evaluate, load_residual_policy
 from rpl_sim_bridge.layout import HookObs
 from rpl_sim_bridge.tasks import make_task
@@ -67,10 +72,8 @@ class TrueDistances:
 
     def _true(self, obs) -> tuple[float, np.ndarray]:
         """(hook z, block xy) without this step's noise."""
-        noise = self.task.observation_noise
-        hook_z = float(obs['observation'][HookObs.HOOK_POS][2] - noise[4])
-        block_xy = np.array(obs['achieved_goal'][:2], dtype=np.float64) - noise[:2]
-        return hook_z, block_xy
+        clean = self.task.noise_free(obs['observation'])
+        return float(clean[HookObs.HOOK_POS][2]), clean[HookObs.OBJECT_POS][:2]
 
     def reset(self, *args, **kwargs):
         obs, info = self.task.reset(*args, **kwargs)
@@ -131,6 +134,26 @@ def outcome_table(wrapped: TrueDistances) -> dict[str, dict]:
     return table
 
 
+class NoiseFree:
+    """A base controller or residual policy given the task's current observation without
+    its noise: which reader's noise costs the placement precision (a diagnostic; the
+    models were trained on the noisy observation)."""
+
+    def __init__(self, task, inner) -> None:
+        self.task = task
+        self.inner = inner
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def reset(self) -> None:
+        if hasattr(self.inner, 'reset'):
+            self.inner.reset()
+
+    def __call__(self, observation: np.ndarray, *rest):
+        return self.inner(self.task.noise_free(observation), *rest)
+
+
 def _step(value: float | None) -> str:
     return '  -' if value is None else f'{value:3.0f}'
 
@@ -143,9 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--controller', default='reactive_hook')
     parser.add_argument('--model', default=None, help='residual ONNX model (default: base)')
     parser.add_argument('--json', default=None, help='write the figures here (new file)')
+    parser.add_argument(
+        '--noise-free',
+        choices=('base', 'model'),
+        default=None,
+        help='diagnostic: give the base controller or the model the noise-free observation',
+    )
     args = parser.parse_args(argv)
     if args.draws < 1 or args.episodes < 0:
         parser.error('--draws must be at least 1 and --episodes at least 0')
+    if args.noise_free == 'model' and args.model is None:
+        parser.error('--noise-free model needs --model')
     if args.json and os.path.exists(args.json):
         parser.error(f'--json {args.json} exists; not overwritten')
     task = make_task(TASK)
@@ -170,10 +201,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f'noisy_success: {exc}', file=sys.stderr)
             return 2
         wrapped = TrueDistances(task, threshold)
-        result = evaluate(wrapped, args.controller, args.episodes, args.seed, policy=policy)
+        controller = make_controller(args.controller, task=TASK)
+        if args.noise_free == 'base':
+            controller = NoiseFree(task, controller)
+        elif args.noise_free == 'model':
+            policy = NoiseFree(task, policy)
+        result = evaluate(wrapped, controller, args.episodes, args.seed, policy=policy)
         true = np.linalg.norm(np.array(wrapped.offsets), axis=1)
         expected = [success_probability(o, noise, threshold) for o in wrapped.offsets]
         label = args.model or f'{args.controller} alone'
+        if args.noise_free:
+            label += f' (the {args.noise_free} sees the noise-free observation)'
         print(f'{label}, {args.episodes} episodes from seed {args.seed}:')
         print(f'  success on the noisy block (the task)   {result.success_rate:.3f}')
         print(f'  success on the true block position      {np.mean(true < threshold):.3f}')
@@ -195,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         record.update(
             controller=args.controller,
             model=args.model,
+            noise_free=args.noise_free,
             episodes=args.episodes,
             seed=args.seed,
             noisy_success=result.success_rate,

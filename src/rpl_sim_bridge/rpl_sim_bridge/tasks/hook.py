@@ -90,6 +90,19 @@ GRIPPER_EXTRA_HEIGHT = 0.2
 _NOISE_SIZE = 11  # block xy (2), hook xyz (3), block euler (3), hook euler (3)
 
 
+def _shift_noisy_fields(obs: np.ndarray, shift: np.ndarray) -> None:
+    """Add ``shift`` (11,), laid out as :attr:`HookTask.observation_noise`, to the noisy
+    fields of a hook observation (40,) in place; the positions relative to the gripper
+    follow."""
+    grip_pos = obs[HookObs.GRIP_POS]
+    obs[HookObs.OBJECT_POS.start : HookObs.OBJECT_POS.start + 2] += shift[0:2]
+    obs[HookObs.HOOK_POS] += shift[2:5]
+    obs[HookObs.OBJECT_ROT] += shift[5:8]
+    obs[HookObs.HOOK_ROT] += shift[8:11]
+    obs[HookObs.OBJECT_REL_POS] = obs[HookObs.OBJECT_POS] - grip_pos
+    obs[HookObs.HOOK_REL_POS] = obs[HookObs.HOOK_POS] - grip_pos
+
+
 def _vec(values: Any) -> str:
     return ' '.join(f'{float(v):.6g}' for v in values)
 
@@ -285,6 +298,14 @@ class HookTask(FetchTask):
         Euler angles (rad), hook Euler angles (rad); zeros for a clean task (a copy)."""
         return self._noise.copy()
 
+    def noise_free(self, observation: np.ndarray) -> np.ndarray:
+        """The current observation (40,) without this step's noise (a copy). For
+        diagnostics only (tools/noisy_success.py): the task's readers get the noisy one."""
+        clean = np.array(observation, dtype=np.float64)
+        if self._noise_std > 0.0:
+            _shift_noisy_fields(clean, -self._noise)
+        return clean
+
     def observe(self) -> ObsDict:
         """Current observation dict (fresh float64 arrays; layout :class:`HookObs`)."""
         fetch = super().observe()
@@ -299,14 +320,9 @@ class HookTask(FetchTask):
         obs[HookObs.HOOK_ROT] = _mat2euler(d.site_xmat[self._hook_site])
         obs[HookObs.HOOK_VELP] = jacp @ d.qvel * dt - grip_velp
         obs[HookObs.HOOK_VELR] = jacr @ d.qvel * dt
-        if self._noise_std > 0.0:
-            noise = self._noise
-            obs[HookObs.OBJECT_POS.start : HookObs.OBJECT_POS.start + 2] += noise[0:2]
-            obs[HookObs.HOOK_POS] += noise[2:5]
-            obs[HookObs.OBJECT_ROT] += noise[5:8]
-            obs[HookObs.HOOK_ROT] += noise[8:11]
-            obs[HookObs.OBJECT_REL_POS] = obs[HookObs.OBJECT_POS] - grip_pos
         obs[HookObs.HOOK_REL_POS] = obs[HookObs.HOOK_POS] - grip_pos
+        if self._noise_std > 0.0:
+            _shift_noisy_fields(obs, self._noise)
         return {
             'observation': obs,
             'achieved_goal': obs[HookObs.OBJECT_POS].copy(),
