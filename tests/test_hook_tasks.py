@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -219,10 +220,13 @@ def test_noisy_success_tool_gives_the_ceiling_and_the_true_distances(repo_root, 
     assert record['ceiling_by_cm']['8'] < 0.1
     true = record['true_final_distances']
     assert len(true) == 2 and record['true_success'] == np.mean(np.array(true) < 0.05)
-    # The planar offsets (true block - goal) are the distances' x and y parts.
+    # The planar offsets (true block - goal) are the distances' x and y parts: what is left
+    # is the height of the block resting on the table over the goal's (a few mm).
     offsets = np.array(record['true_final_offsets_xy'])
     assert offsets.shape == (2, 2)
-    assert np.all(np.linalg.norm(offsets, axis=1) <= np.array(true) + 1e-4)
+    planar = np.linalg.norm(offsets, axis=1)
+    height = np.sqrt(np.maximum(np.array(true) ** 2 - planar**2, 0.0))
+    assert np.all(planar <= np.array(true) + 1e-4) and np.all(height < 0.02)
     # Every episode has one outcome; 'placed' is exactly the true success.
     outcomes = record['episode_outcomes']
     assert len(outcomes) == 2 and set(outcomes) <= set(record['outcomes'])
@@ -244,8 +248,48 @@ def test_noisy_success_tool_gives_the_ceiling_and_the_true_distances(repo_root, 
     assert done.returncode == 0, done.stderr
     record = json.loads(free.read_text())
     assert record['noise_free'] == 'base' and record['true_success'] == 1.0
-    missing = subprocess.run([*tool, '--noise-free', 'model'], capture_output=True, text=True)
+    missing = subprocess.run(
+        [*tool, '--episodes', '1', '--noise-free', 'model'], capture_output=True, text=True
+    )
     assert missing.returncode == 2 and '--noise-free model needs --model' in missing.stderr
+    table_only = subprocess.run([*tool, '--noise-free', 'base'], capture_output=True, text=True)
+    assert table_only.returncode == 2 and 'needs --episodes' in table_only.stderr
+
+
+def test_noise_free_reader_gets_the_clean_observation_the_other_the_noisy_one(repo_root, noisy):
+    """tools/noisy_success.py's NoiseFree: the wrapped reader (a base controller or a
+    residual policy) is called with the task's noise-free observation, the caller's array
+    stays the noisy one, and reset and attributes (the label's actor path) pass through."""
+    spec = importlib.util.spec_from_file_location(
+        'noisy_success', repo_root / 'tools' / 'noisy_success.py'
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    class Reader:
+        actor = 'the actor'
+
+        def __init__(self) -> None:
+            self.seen, self.resets = [], 0
+
+        def reset(self) -> None:
+            self.resets += 1
+
+        def __call__(self, observation, *rest):
+            self.seen.append((observation, rest))
+            return 'command'
+
+    obs, _ = noisy.reset(seed=11)
+    observation = obs['observation'].copy()
+    reader = Reader()
+    wrapped = tool.NoiseFree(noisy, reader)
+    wrapped.reset()
+    assert wrapped(observation, 'goal', 'base') == 'command' and reader.resets == 1
+    seen, rest = reader.seen[0]
+    np.testing.assert_array_equal(seen, noisy.noise_free(observation))
+    assert not np.array_equal(seen, observation) and rest == ('goal', 'base')
+    np.testing.assert_array_equal(observation, obs['observation'])  # the caller's, untouched
+    assert wrapped.actor == 'the actor'
 
 
 def test_residual_authority_tool_shows_the_fingers_out_of_reach_below_scale_one(

@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.draws < 1 or args.episodes < 0:
         parser.error('--draws must be at least 1 and --episodes at least 0')
+    if args.noise_free and not args.episodes:
+        parser.error('--noise-free needs --episodes (it is about evaluated episodes)')
     if args.noise_free == 'model' and args.model is None:
         parser.error('--noise-free model needs --model')
     if args.json and os.path.exists(args.json):

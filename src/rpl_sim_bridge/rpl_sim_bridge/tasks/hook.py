@@ -299,8 +299,9 @@ class HookTask(FetchTask):
         return self._noise.copy()
 
     def noise_free(self, observation: np.ndarray) -> np.ndarray:
-        """The current observation (40,) without this step's noise (a copy). For
-        diagnostics only (tools/noisy_success.py): the task's readers get the noisy one."""
+        """The current observation (40,) without this step's noise (a copy). Only for the
+        observation of the current step (the noise is redrawn at every step and reset).
+        For diagnostics only (tools/noisy_success.py): the task's readers get the noisy one."""
         clean = np.array(observation, dtype=np.float64)
         if self._noise_std > 0.0:
             _shift_noisy_fields(clean, -self._noise)
