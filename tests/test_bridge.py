@@ -212,6 +212,43 @@ def test_no_handshake_without_a_command_publisher_base_action_applied_at_once():
     assert bridge.counters.handshake_resends == 0
 
 
+def _run_on_base(bridge: SimBridge, commands_at: tuple[int, ...] = ()) -> None:
+    """Step one episode: a command at the steps in ``commands_at``; at the others the
+    command publisher has gone, so the base action is applied at once."""
+    for k in range(STEPS):
+        assert bridge.command_path_problem() is None  # not finished yet
+        if k in commands_at:
+            bridge.offer_command(0, k, PUSH_LEFT, now=0.001)
+        else:
+            bridge.command_source_present = False
+        bridge.offer_base(0, k, PUSH_RIGHT, now=0.001)
+        assert bridge.ready()
+        bridge.advance(now=0.002)
+    assert bridge.finished
+
+
+def test_a_run_with_a_command_publisher_but_no_applied_command_is_a_problem():
+    bridge = make_bridge(episodes=1)
+    bridge.begin(now=0.0, command_publishers=1)
+    _run_on_base(bridge)  # the publisher went away: every step on the base
+    problem = bridge.command_path_problem()
+    assert problem is not None
+    assert problem.startswith(f'not one of the {STEPS} steps applied a command although')
+    assert f'fallbacks base {STEPS} zero 0' in problem
+
+
+def test_a_base_only_run_or_one_with_some_commands_is_no_problem():
+    bridge = make_bridge(episodes=1)
+    bridge.begin(now=0.0, command_publishers=0)  # no residual node at all: on purpose
+    _run_on_base(bridge)
+    assert bridge.command_path_problem() is None
+    bridge = make_bridge(episodes=1)
+    bridge.begin(now=0.0, command_publishers=1)
+    _run_on_base(bridge, commands_at=(0,))  # one command, then its publisher went away
+    assert bridge.counters.commands == 1
+    assert bridge.command_path_problem() is None
+
+
 def test_handshake_ends_when_the_command_publisher_goes_away():
     bridge = make_bridge(handshake_period_s=0.2)
     bridge.begin(now=0.0, command_publishers=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pathlib
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -153,6 +154,31 @@ def test_node_without_model_forwards_the_base_action(tmp_path, driver):
         (command,) = driver.commands
         assert command.tag == 'base' and command.step == 0
         np.testing.assert_array_equal(command.values, BASE)
+    finally:
+        assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
+
+
+def test_node_names_the_unmatched_link_when_step_halves_expire(tmp_path, driver):
+    """Observations without any base action (the controller's link gone): each expires after
+    sync_timeout_s, no command is made, and the log says so with the matched publisher
+    counts of both inputs: base_action 0 names the broken link."""
+    proc, log = start_node(tmp_path, 'sync_timeout_s:=0.2', 'reload_period_s:=0.1')
+    try:
+        driver.meet(log)
+        driver.node.destroy_publisher(driver.base_pub)  # the base action link goes away
+        line = 'matched publishers now: observation 1, base_action 0'
+        # The node's graph may still hold the destroyed writer for a moment, and the line is
+        # throttled (one per 10 s): keep the halves coming until a line names the link.
+        deadline = time.monotonic() + 25.0
+        step = 0
+        while line not in log.read_text() and time.monotonic() < deadline:
+            driver.send(driver.obs_pub, step, OBS, OBS_FIELDS)
+            driver.spin_until(lambda: False, 0.1)
+            step += 1
+        text = log.read_text()
+        assert line in text, text
+        assert 'step half(s) waited sync_timeout_s=0.2 for the other half' in text
+        assert driver.commands == []
     finally:
         assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
 

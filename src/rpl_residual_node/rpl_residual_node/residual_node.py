@@ -5,12 +5,15 @@ splits the observation payload by field name, publishes each Decision, checks th
 file for a hot reload on a timer and reports on /diagnostics. A malformed or invalid
 message (undecodable, wrong field names, non-finite values) is rejected: counted, logged
 (once per reason, then throttled), and without any effect on the node's state; it never
-stops the node. The terminal observation o_T (``frame_id`` ``<task>/terminal``, published
-after an episode's last step) gets no command: it is not a step
-(:meth:`rpl_residual_node.mixer.ResidualMixer.add_terminal_observation`), and its tag is not
-taken for the stream's task. The node knows no task: the action's size and field names are the base
-action's own (any names, none repeated), and the command and residual it publishes carry
-them. The observation's frame_id and field names and the base action's frame_id
+stops the node. Step halves that waited ``sync_timeout_s`` for their partner and were
+dropped are logged the same way, with the matched publisher counts of both inputs, so a
+link that never matched (0) is named rather than guessed. The terminal observation o_T
+(``frame_id`` ``<task>/terminal``, published after an episode's last step) gets no
+command: it is not a step
+(:meth:`rpl_residual_node.mixer.ResidualMixer.add_terminal_observation`), and its tag is
+not taken for the stream's task. The node knows no task: the action's size and field
+names are the base action's own (any names, none repeated), and the command and residual
+it publishes carry them. The observation's frame_id and field names and the base action's frame_id
 and field names are what the stack says of itself: a model whose metadata names other
 fields, or another task or controller (unless ``allow_model_mismatch``), is not run (base
 action, one error line, ``count.model_refused_mismatch`` and ``count.model_mismatch`` in
@@ -50,6 +53,7 @@ from rpl_residual_node.model_slot import MODEL_TOO_LARGE, ReloadEvent
 
 MALFORMED_OBSERVATION = 'malformed_observation'
 MALFORMED_BASE_ACTION = 'malformed_base_action'
+UNPAIRED = 'unpaired'  # log throttle key: halves dropped by sync_timeout_s
 LOG_THROTTLE_S = 10.0
 RELOAD_POLL_S = 0.05  # how often a running background model load is looked at
 
@@ -80,8 +84,12 @@ class ResidualNode(RplNode):
         self._command_pub = self.control_publisher(contract.COMMAND)
         self._residual_pub = self.control_publisher(contract.RESIDUAL)
         self._diagnostics_pub = self.make_diagnostics()
-        self.control_subscription(contract.OBSERVATION, self._on_observation)
-        self.control_subscription(contract.BASE_ACTION, self._on_base_action)
+        self._observation_sub = self.control_subscription(
+            contract.OBSERVATION, self._on_observation
+        )
+        self._base_action_sub = self.control_subscription(
+            contract.BASE_ACTION, self._on_base_action
+        )
         self.create_timer(self.config.reload_period_s, self._on_reload_timer)
         self._reload_poll = self.create_timer(RELOAD_POLL_S, self._on_reload_poll)
         self._reload_poll.cancel()  # runs only while a model loads in the background
@@ -147,7 +155,16 @@ class ResidualNode(RplNode):
             self._log_reload(event)
         if self.mixer.reload_in_flight and self._reload_poll.is_canceled():
             self._reload_poll.reset()
-        self.mixer.expire()
+        dropped = self.mixer.expire()
+        if dropped:
+            self._warn(
+                UNPAIRED,
+                f'{dropped} step half(s) waited sync_timeout_s={self.config.sync_timeout_s} '
+                'for the other half and were dropped (no command for those steps); matched '
+                f'publishers now: observation {self._observation_sub.get_publisher_count()}, '
+                f'base_action {self._base_action_sub.get_publisher_count()} (0: that link '
+                'has not matched yet, or its node is gone)',
+            )
 
     def _on_reload_poll(self) -> None:
         event = self.mixer.finish_reload()

@@ -165,8 +165,6 @@ class SimBridge:
     and, unless finished, the new :meth:`observation`.
 
     Attributes:
-        command_source_present: Whether a command publisher is on the graph (set by the
-            node from the ROS graph); without one the base action is applied at once.
         base_source_present: Whether a base action publisher is on the graph (set by the
             node); without one the zero action comes after ``step_timeout_s``.
         handshake: State of the start-up handshake.
@@ -204,7 +202,8 @@ class SimBridge:
             self._lockstep,
             config.max_command_age_steps,
         )
-        self.command_source_present = True
+        self._command_source_present = True
+        self._command_source_seen = False  # a command publisher was on the graph at some point
         self.base_source_present = True
         self.handshake = Handshake.OFF
         self.silenced: tuple[str, ...] = ()
@@ -258,6 +257,41 @@ class SimBridge:
     def episode_seed(self, episode: int) -> int:
         """Reset seed of episode ``episode``: ``config.seed + episode``."""
         return self._book.episode_seed(episode)
+
+    @property
+    def command_source_present(self) -> bool:
+        """Whether a command publisher is on the graph (set by the node from the ROS graph);
+        without one the base action is applied at once."""
+        return self._command_source_present
+
+    @command_source_present.setter
+    def command_source_present(self, present: bool) -> None:
+        self._command_source_present = present
+        self._command_source_seen |= present
+
+    def command_path_problem(self) -> str | None:
+        """Why a finished run did not run the command path it had, or None.
+
+        A run during which a command publisher (the residual node) was on the graph but in
+        which not one step applied a command ran the base controller alone: every step fell
+        back (the command path never answered, e.g. a link that never matched). The run
+        was asked to measure the command, so this is a failure, not a result; the node
+        says so and exits non-zero. A stack without any command publisher (the base
+        controller alone, on purpose) is not a problem, and neither is a run with some
+        fallbacks among applied commands (counted in the results and diagnostics).
+
+        Returns:
+            One sentence, or None.
+        """
+        c = self.counters
+        if not self._book.finished or not self._command_source_seen or c.commands:
+            return None
+        return (
+            f'not one of the {c.steps} steps applied a command although a command publisher '
+            f'(the residual node) was on the graph (fallbacks base {c.fallback_base} zero '
+            f'{c.fallback_zero}): the command path never answered, so these episodes measured '
+            'the base controller, not the residual'
+        )
 
     @property
     def handshaking(self) -> bool:

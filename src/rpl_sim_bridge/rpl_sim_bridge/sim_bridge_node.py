@@ -14,6 +14,9 @@ Topics (relative to the node's namespace, see :mod:`rpl_interfaces.contract`):
 All decisions (which action, fallbacks, rejections, episode ends) are made by
 :class:`rpl_sim_bridge.bridge.SimBridge`; this module converts messages and wires timers.
 Parameters: :class:`rpl_sim_bridge.bridge_config.SimBridgeConfig` (``config/sim_bridge.yaml``).
+Exit codes: 0 when the configured episodes are done; 3 when they are done but not one step
+applied a command although a command publisher was on the graph (one error line; the
+launch then ends with that code); 2 for a bad parameter, 1 for a runtime failure.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ STARTUP_POLL_S = 0.05
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_PERIOD_S = 2.0
 IDLE_PERIOD_S = 3600.0  # period of the lockstep deadline timer while it is not armed
+# Exit code of a finished run in which no step applied a command although the residual
+# node was on the graph (SimBridge.command_path_problem): it measured the base alone.
+EXIT_COMMAND_PATH_UNANSWERED = 3
 
 
 class SimBridgeNode(RplNode):
@@ -67,6 +73,7 @@ class SimBridgeNode(RplNode):
         self._reject_log = LogThrottle(LOG_PERIOD_S)
         self._fallback_log = LogThrottle(LOG_PERIOD_S)
         self._running = False
+        self._exit_code = 0  # set when a finished run failed (SimBridge.command_path_problem)
         self._t0 = time.monotonic()
         self._diag_last = (self._t0, 0)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
@@ -358,12 +365,19 @@ class SimBridgeNode(RplNode):
             f'{c.episodes} episode(s) done: {c.steps} steps, fallbacks base {c.fallback_base} '
             f'zero {c.fallback_zero}, response timeouts {c.response_timeouts}; exiting'
         )
+        problem = self.core.command_path_problem()
+        if problem is not None:
+            self.get_logger().error(f'{problem}; exit code {EXIT_COMMAND_PATH_UNANSWERED}')
+            self._exit_code = EXIT_COMMAND_PATH_UNANSWERED
         self.create_timer(self.config.result_linger_s, self._on_linger_done)
 
     def _on_linger_done(self) -> None:
         self._obs_pub.wait_for_all_acked(Duration(seconds=1.0))  # the last o_T
         self._episode_pub.wait_for_all_acked(Duration(seconds=1.0))
-        rclpy.try_shutdown()
+        if self._exit_code:
+            self.request_exit(self._exit_code)
+        else:
+            rclpy.try_shutdown()
 
     # --- diagnostics -------------------------------------------------------------------
     def _on_diagnostics(self) -> None:
