@@ -237,6 +237,31 @@ def test_a_run_with_a_command_publisher_but_no_applied_command_is_a_problem():
     assert f'fallbacks base {STEPS} zero 0' in problem
 
 
+def test_a_silent_command_publisher_that_stays_on_the_graph_is_a_problem():
+    bridge = make_bridge(episodes=1, handshake_period_s=0.2, startup_timeout_s=0.5)
+    bridge.begin(now=0.0, command_publishers=1)  # it stays there and never answers
+    now = 0.0
+    while not bridge.finished:
+        bridge.offer_base(0, bridge.step, PUSH_RIGHT, now=now)
+        now = bridge.deadline()  # follow the deadlines, as the node's timer does
+        if bridge.poll(now) is Due.STEP:
+            bridge.advance(now)
+    assert bridge.command_source_present and bridge.counters.fallback_base == STEPS
+    assert 'not one of the 4 steps applied a command' in bridge.command_path_problem()
+
+
+def test_realtime_commands_applied_a_tick_late_are_applied_commands():
+    bridge = make_bridge(episodes=1, mode=REALTIME, max_command_age_steps=1)
+    bridge.begin(now=0.0, command_publishers=1)
+    sources = []
+    for k in range(STEPS):  # command k always arrives just after tick k: held at k + 1
+        sources.append(bridge.advance(now=0.04 * (k + 1)).source)
+        bridge.offer_command(0, k, PUSH_RIGHT, now=0.04 * (k + 1) + 0.001)
+    assert sources == [Source.ZERO] + [Source.HELD] * (STEPS - 1)
+    assert bridge.finished and bridge.counters.commands == 0
+    assert bridge.command_path_problem() is None
+
+
 def test_a_base_only_run_or_one_with_some_commands_is_no_problem():
     bridge = make_bridge(episodes=1)
     bridge.begin(now=0.0, command_publishers=0)  # no residual node at all: on purpose

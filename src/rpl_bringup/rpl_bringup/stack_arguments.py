@@ -113,7 +113,8 @@ def _stack_arguments(task: str, default_controller: str) -> list[DeclareLaunchAr
         DeclareLaunchArgument(
             'episodes',
             default_value='0',
-            description='Episodes to run, then stop the launch with exit code 0 (0 = forever)',
+            description='Episodes to run, then stop the launch (exit code 0; an error if no step '
+            'applied a command although the residual node was there) (0 = forever)',
         ),
         DeclareLaunchArgument(
             'mode',

@@ -5,9 +5,10 @@ splits the observation payload by field name, publishes each Decision, checks th
 file for a hot reload on a timer and reports on /diagnostics. A malformed or invalid
 message (undecodable, wrong field names, non-finite values) is rejected: counted, logged
 (once per reason, then throttled), and without any effect on the node's state; it never
-stops the node. Step halves that waited ``sync_timeout_s`` for their partner and were
-dropped are logged the same way, with the matched publisher counts of both inputs, so a
-link that never matched (0) is named rather than guessed. The terminal observation o_T
+stops the node. Step halves dropped without their partner (it did not come within
+``sync_timeout_s``, or a later step came first) are logged the same way on the reload
+timer, with the matched publisher counts of both inputs, so a link that never matched (0)
+is named rather than guessed. The terminal observation o_T
 (``frame_id`` ``<task>/terminal``, published after an episode's last step) gets no
 command: it is not a step
 (:meth:`rpl_residual_node.mixer.ResidualMixer.add_terminal_observation`), and its tag is
@@ -50,10 +51,16 @@ from rpl_residual_node.mixer import ResidualMixer
 from rpl_residual_node.mixing import RENAMED_PARAMETERS, ResidualConfig, check_renamed
 from rpl_residual_node.model_reload import TOO_LARGE
 from rpl_residual_node.model_slot import MODEL_TOO_LARGE, ReloadEvent
+from rpl_residual_node.step_pairing import (
+    BASE_WITHOUT_OBSERVATION,
+    OBSERVATION_WITHOUT_BASE,
+    SYNC_TIMEOUT,
+)
 
 MALFORMED_OBSERVATION = 'malformed_observation'
 MALFORMED_BASE_ACTION = 'malformed_base_action'
-UNPAIRED = 'unpaired'  # log throttle key: halves dropped by sync_timeout_s
+UNPAIRED = 'unpaired'  # log throttle key: halves dropped without their partner
+UNPAIRED_REASONS = (SYNC_TIMEOUT, OBSERVATION_WITHOUT_BASE, BASE_WITHOUT_OBSERVATION)
 LOG_THROTTLE_S = 10.0
 RELOAD_POLL_S = 0.05  # how often a running background model load is looked at
 
@@ -80,6 +87,7 @@ class ResidualNode(RplNode):
             on_model_note=self._model_note,
         )
         self._decision_latency = LatencyWindow()
+        self._unpaired_reported = 0  # step halves dropped without partner, logged up to here
         self._layouts: dict[tuple[str, ...], _Layout | str] = {}
         self._command_pub = self.control_publisher(contract.COMMAND)
         self._residual_pub = self.control_publisher(contract.RESIDUAL)
@@ -155,16 +163,19 @@ class ResidualNode(RplNode):
             self._log_reload(event)
         if self.mixer.reload_in_flight and self._reload_poll.is_canceled():
             self._reload_poll.reset()
-        dropped = self.mixer.expire()
-        if dropped:
+        self.mixer.expire()
+        unpaired = sum(self.mixer.counts[reason] for reason in UNPAIRED_REASONS)
+        if unpaired > self._unpaired_reported:
             self._warn(
                 UNPAIRED,
-                f'{dropped} step half(s) waited sync_timeout_s={self.config.sync_timeout_s} '
-                'for the other half and were dropped (no command for those steps); matched '
-                f'publishers now: observation {self._observation_sub.get_publisher_count()}, '
-                f'base_action {self._base_action_sub.get_publisher_count()} (0: that link '
-                'has not matched yet, or its node is gone)',
+                f'{unpaired - self._unpaired_reported} step half(s) dropped without the other '
+                f'half (it did not come within sync_timeout_s={self.config.sync_timeout_s}, '
+                'or a later step came first): no command for those steps; matched publishers '
+                f'now: observation {self._observation_sub.get_publisher_count()}, base_action '
+                f'{self._base_action_sub.get_publisher_count()} (0: that link has not matched '
+                'yet, or its node is gone)',
             )
+            self._unpaired_reported = unpaired
 
     def _on_reload_poll(self) -> None:
         event = self.mixer.finish_reload()

@@ -278,19 +278,24 @@ class SimBridge:
         was asked to measure the command, so this is a failure, not a result; the node
         says so and exits non-zero. A stack without any command publisher (the base
         controller alone, on purpose) is not a problem, and neither is a run with some
-        fallbacks among applied commands (counted in the results and diagnostics).
+        fallbacks among applied commands (counted in the results and diagnostics). A
+        realtime command applied a tick late (held) counts as applied. Whether a publisher
+        was there is what the node told the core (:meth:`begin` with a count, the
+        :attr:`command_source_present` setter); ``begin(now)`` without a count says nothing,
+        so such a run never has this problem.
 
         Returns:
             One sentence, or None.
         """
         c = self.counters
-        if not self._book.finished or not self._command_source_seen or c.commands:
+        if not self._book.finished or not self._command_source_seen or c.commands or c.held:
             return None
         return (
             f'not one of the {c.steps} steps applied a command although a command publisher '
             f'(the residual node) was on the graph (fallbacks base {c.fallback_base} zero '
-            f'{c.fallback_zero}): the command path never answered, so these episodes measured '
-            'the base controller, not the residual'
+            f'{c.fallback_zero}; commands rejected malformed {c.rejected_malformed}, stale '
+            f'{c.rejected_stale}, late {c.late_commands}): the command path never answered '
+            'in time, so these episodes measured the base controller, not the residual'
         )
 
     @property

@@ -31,6 +31,7 @@ class SimBridgeConfig:
         default=0,
         metadata=describe(
             'Episodes to run, then publish the last terminal observation and result and exit 0 '
+            '(3 if no step applied a command although a command publisher was there) '
             '(0 = forever).',
             range=(0, 10**9),
         ),

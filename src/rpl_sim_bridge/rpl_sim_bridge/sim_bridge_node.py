@@ -16,7 +16,8 @@ All decisions (which action, fallbacks, rejections, episode ends) are made by
 Parameters: :class:`rpl_sim_bridge.bridge_config.SimBridgeConfig` (``config/sim_bridge.yaml``).
 Exit codes: 0 when the configured episodes are done; 3 when they are done but not one step
 applied a command although a command publisher was on the graph (one error line; the
-launch then ends with that code); 2 for a bad parameter, 1 for a runtime failure.
+launch then ends with an error: ``rpl launch`` 3, ``ros2 launch`` 1); 2 for a bad
+parameter, 1 for a runtime failure.
 """
 
 from __future__ import annotations
