@@ -34,3 +34,11 @@ def test_without_the_trainer_one_line_says_what_to_install(monkeypatch, capsys, 
     assert err.count('\n') == 1, err
     assert err.startswith(f'rpl {command}: the trainer is not installed here'), err
     assert 'pip install src/rpl_trainer' in err and 'not available yet' not in err
+
+
+def test_select_without_the_trainer_says_what_to_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, 'rpl_trainer', None)  # as on a robot: not installed
+    monkeypatch.delitem(sys.modules, 'rpl_bringup.selection', raising=False)
+    assert cli.main(['select', str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('rpl select: the trainer is not installed')

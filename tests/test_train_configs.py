@@ -40,6 +40,9 @@ def test_shipped_config_is_the_committed_models_settings(task, repo_root):
             used = summary['update_precision']
         assert used in ('float32', 'bfloat16')
         model = {**model, 'update_precision': 'auto'}
+    # Keeping a snapshot per periodic evaluation writes files and changes no learning; the
+    # hook configs turned it on after their models were trained.
+    model = {**model, 'snapshots': shipped.snapshots}
     assert shipped == make_config(model)
 
 

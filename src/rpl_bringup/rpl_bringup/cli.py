@@ -1,4 +1,5 @@
-"""The ``rpl`` command line: launch, eval, demo, list, bag (rpl_bags); train / plot (rpl_trainer).
+"""The ``rpl`` command line: launch, eval, demo, select, list, bag (rpl_bags); train / plot
+(rpl_trainer).
 
 Exit codes: 0 success, 2 bad usage or arguments (one clear message), anything else is the
 failing launch's or tool's own code.
@@ -10,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import pathlib
 import re
 import sys
 from collections.abc import Sequence
@@ -17,6 +19,10 @@ from collections.abc import Sequence
 from rpl_bringup import demo
 from rpl_bringup.launch_shim import LaunchError
 from rpl_interfaces import output_files
+
+# First reset seed of `rpl select`'s episodes: apart from the training run's (hashed), the
+# README's held-out evaluations (1000 onwards) and the controller bands (100000 onwards).
+SELECTION_SEED = 500_000
 
 TRAINER_COMMANDS = {
     'train': 'train a residual policy (DDPG + HER) in simulation or from bags',
@@ -152,6 +158,33 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_select(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'select',
+        help="choose a training run's model on more episodes than its periodic evaluations",
+        description='Take the TOP snapshots of a run trained with `--set snapshots=true` by '
+        'their periodic score, evaluate each in-process (as rpl eval does) on EPISODES '
+        f'selection episodes (reset seeds from {SELECTION_SEED}, apart from the held-out '
+        'seeds), and write the best to RUN/selected_actor.onnx with every score in '
+        'RUN/selection.json.',
+        epilog='example: rpl select runs/noisy_hook_s0 --top 5 --episodes 200 --workers 2',
+    )
+    p.add_argument('run', metavar='RUN', help='an `rpl train --out` directory with snapshots/')
+    p.add_argument('--top', type=int, default=5, help='candidates (default 5)')
+    p.add_argument(
+        '--episodes', type=int, default=200, help='selection episodes per candidate (default 200)'
+    )
+    p.add_argument(
+        '--seed',
+        type=int,
+        default=SELECTION_SEED,
+        help=f'first reset seed of the selection episodes (default {SELECTION_SEED})',
+    )
+    p.add_argument('--workers', type=int, default=1, help='processes (default 1)')
+    p.add_argument('--force', action='store_true', help="replace an earlier selection's two files")
+    p.add_argument('--no-progress', action='store_true', help='no progress output')
+
+
 def _add_list(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         'list',
@@ -165,7 +198,8 @@ def _add_list(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of ``rpl`` (subcommands launch, eval, demo, train, plot, bag)."""
+    """The argparse parser of ``rpl`` (subcommands launch, eval, demo, select, list, train, plot,
+    bag)."""
     parser = argparse.ArgumentParser(
         prog='rpl',
         description='Residual Policy Learning on ROS 2: run stacks, evaluate, demo, train.',
@@ -174,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_launch(sub)
     _add_eval(sub)
     _add_demo(sub)
+    _add_select(sub)
     _add_list(sub)
     for name, text in TRAINER_COMMANDS.items():
         home = 'rpl_bags' if name == 'bag' else 'rpl_trainer'
@@ -283,6 +318,90 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_select(args: argparse.Namespace) -> int:
+    """``rpl select``: see :mod:`rpl_bringup.selection`."""
+    for option in ('top', 'episodes', 'workers'):
+        if getattr(args, option) < 1:
+            raise UsageError(f'--{option} must be at least 1, got {getattr(args, option)}')
+    try:
+        from rpl_bringup import selection
+    except ModuleNotFoundError as exc:
+        if not (exc.name or '').startswith('rpl_trainer'):
+            raise
+        print(TRAINER_MISSING.format(command='select'), file=sys.stderr)
+        return 1
+    from rpl_base_controllers.registry import parse_controller_params
+    from rpl_sim_bridge.tasks import task_spec
+
+    try:
+        info = selection.read_run(args.run, lambda task: not task_spec(task).has_goal)
+        params = parse_controller_params(info.controller, info.controller_params)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    run_dir = pathlib.Path(args.run)
+    outputs = [run_dir / selection.SELECTED_FILE, run_dir / selection.SELECTION_FILE]
+    for path in outputs:  # before the episodes run
+        if path.exists() and not args.force:
+            raise UsageError(
+                f'{path} exists already (an earlier selection); not writing over it: add '
+                '--force to replace it'
+            )
+        try:
+            output_files.check_output(path, force=True, option='output')
+        except output_files.OutputError as exc:
+            raise UsageError(str(exc)) from None
+    for path in info.unscored:
+        print(
+            f'rpl select: note: {path} has no metrics.csv row (not a candidate)', file=sys.stderr
+        )
+    ranked = selection.candidates(info.snapshots, args.top)
+    print(
+        f'rpl select: {len(ranked)} of {len(info.snapshots)} snapshots of {run_dir} '
+        f'(highest periodic {info.metric}), {args.episodes} episodes each from seed {args.seed}',
+        file=sys.stderr,
+    )
+    evaluation = importlib.import_module('rpl_bringup.evaluation')
+    run, extra = evaluation.evaluate_model, {}
+    if args.workers > 1:
+        run, extra = evaluation.evaluate_parallel, {'workers': args.workers}
+    results = []
+    for snapshot in ranked:
+        try:
+            result = run(
+                info.task,
+                info.controller,
+                args.episodes,
+                args.seed,
+                model_path=str(snapshot.path),
+                progress=not args.no_progress,
+                controller_params=params,
+                **extra,
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        results.append(result)
+        lo, hi = result.ci95
+        print(
+            f'{snapshot.path.name}: periodic {info.metric} {snapshot.periodic:.3f} -> '
+            f'{selection.score_of(result, info.metric):.3f} (success 95% CI {lo:.3f}-{hi:.3f})'
+        )
+    scores = [selection.score_of(result, info.metric) for result in results]
+    chosen = selection.choose(ranked, scores)
+    record = selection.selection_record(info, ranked, results, chosen, args.episodes, args.seed)
+    try:
+        output_files.write_output(outputs[0], ranked[chosen].path.read_bytes(), force=args.force)
+        text = json.dumps(record, indent=2) + '\n'
+        output_files.write_output(outputs[1], text.encode(), force=args.force)
+    except output_files.OutputError as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f'selected {record["selected"]} ({ranked[chosen].env_steps} env steps): '
+        f'{info.metric} {scores[chosen]:.3f} over {args.episodes} selection episodes; wrote '
+        f'{outputs[0]} and {outputs[1]}'
+    )
+    return 0
+
+
 def model_label(model: str | None) -> str:
     """Short name of a model file for file names: 'base' for none, else the file's stem, or
     its folder's name for the usual ``<folder>/actor.onnx``."""
@@ -362,7 +481,13 @@ def cmd_trainer(command: str, argv: Sequence[str]) -> int:
     return int(trainer_cli.main([command, *argv]) or 0)
 
 
-COMMANDS = {'launch': cmd_launch, 'eval': cmd_eval, 'demo': cmd_demo, 'list': cmd_list}
+COMMANDS = {
+    'launch': cmd_launch,
+    'eval': cmd_eval,
+    'demo': cmd_demo,
+    'select': cmd_select,
+    'list': cmd_list,
+}
 
 
 # Exit status when the reader of stdout went away (`rpl list controllers | head -1`): the

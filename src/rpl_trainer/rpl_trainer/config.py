@@ -31,7 +31,14 @@ UPDATE_PRECISIONS = ('float32', 'bfloat16', 'auto')
 
 # Fields that may change when a run is resumed (budgets and bookkeeping, not the learner).
 RESUMABLE_CHANGES = frozenset(
-    {'total_env_steps', 'eval_interval', 'checkpoint_interval', 'torch_threads', 'vector_env'}
+    {
+        'total_env_steps',
+        'eval_interval',
+        'checkpoint_interval',
+        'torch_threads',
+        'vector_env',
+        'snapshots',
+    }
 )
 
 
@@ -357,6 +364,15 @@ class TrainConfig:
         default=100_000, metadata=describe('Env steps between checkpoints.', range=(1, 10**10))
     )
     """Env steps between checkpoints (always one at the end)."""
+
+    snapshots: bool = dataclasses.field(
+        default=False, metadata=describe('Keep the model of every periodic evaluation.')
+    )
+    """Export the actor at every periodic evaluation to ``snapshots/actor_<env steps>.onnx``
+    (about 0.6 MB each for the hooks' nets), so that ``rpl select`` can re-evaluate the best
+    few on more episodes than the 50-odd of a periodic evaluation: picking the maximum of
+    twenty noisy 50-episode estimates favours a lucky model (NoisyHook: the periodic best
+    0.84 measured 0.796 on 1000 held-out episodes)."""
 
     def __post_init__(self) -> None:
         if self.critic_action == 'executed' and self.algo != 'rpl':

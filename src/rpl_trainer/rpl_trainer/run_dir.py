@@ -15,6 +15,9 @@ Layout::
                          the highest success rate, for a fixed-goal task the highest
                          mean return
     DIR/summary.json     final numbers
+    DIR/snapshots/actor_<env steps>.onnx
+                         the model of every periodic evaluation (``snapshots`` setting),
+                         its periodic success in its metadata (``rpl select`` reads them)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +38,18 @@ CHECKPOINT_FILE = 'checkpoint.pt'
 ONNX_FILE = 'actor.onnx'
 BEST_ONNX_FILE = 'best_actor.onnx'
 SUMMARY_FILE = 'summary.json'
+SNAPSHOT_DIR = 'snapshots'
+
+
+def snapshot_name(env_steps: int) -> str:
+    """The run-directory path of the snapshot taken at ``env_steps`` (sorts by steps)."""
+    return f'{SNAPSHOT_DIR}/actor_{env_steps:09d}.onnx'
+
+
+def snapshot_steps(file_name: str) -> int | None:
+    """The env steps of a snapshot file name (:func:`snapshot_name`), None for another file."""
+    match = re.fullmatch(r'actor_(\d+)\.onnx', file_name)
+    return int(match.group(1)) if match else None
 
 
 class RunDirError(ValueError):
@@ -144,11 +160,14 @@ __all__: Sequence[str] = (
     'CONFIG_FILE',
     'METRICS_FILE',
     'ONNX_FILE',
+    'SNAPSHOT_DIR',
     'SUMMARY_FILE',
     'RunDirError',
     'check_run_dir',
     'is_new_best',
     'no_best',
+    'snapshot_name',
+    'snapshot_steps',
     'read_base_eval',
     'read_run_config',
     'write_base_eval',

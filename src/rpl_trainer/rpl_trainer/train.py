@@ -63,6 +63,7 @@ from rpl_trainer.run_dir import (
     is_new_best,
     no_best,
     read_base_eval,
+    snapshot_name,
     write_base_eval,
     write_config,
     write_summary,
@@ -490,6 +491,9 @@ class Trainer:
                 self.wall_s = time.perf_counter() - clock
                 row = self._write_row(self.last_eval)
                 self._keep_best()
+                if config.snapshots:
+                    (self.out_dir / snapshot_name(0)).parent.mkdir(exist_ok=True)
+                    self._export(snapshot_name(self.env_steps))
                 while self.next_eval <= self.env_steps:
                     self.next_eval += config.eval_interval
                 self._report_line(row)
