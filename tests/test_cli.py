@@ -37,8 +37,14 @@ def test_without_the_trainer_one_line_says_what_to_install(monkeypatch, capsys, 
 
 
 def test_select_without_the_trainer_says_what_to_install(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, 'rpl_trainer', None)  # as on a robot: not installed
+    # As on a robot: no rpl_trainer, and no selection module imported with it earlier.
+    for name in [m for m in sys.modules if m == 'rpl_trainer' or m.startswith('rpl_trainer.')]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, 'rpl_trainer', None)
     monkeypatch.delitem(sys.modules, 'rpl_bringup.selection', raising=False)
+    import rpl_bringup
+
+    monkeypatch.delattr(rpl_bringup, 'selection', raising=False)
     assert cli.main(['select', str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('rpl select: the trainer is not installed')

@@ -97,6 +97,9 @@ def test_cli_returns_2_with_message_on_bad_arguments(capsys):
     workers = ['eval', '--task', 'push', '--controller', 'reactive_push', '--workers', '0']
     assert cli.main(workers) == 2
     assert '--workers must be at least 1' in capsys.readouterr().err
+    seed = ['eval', '--task', 'push', '--controller', 'reactive_push', '--seed', '-5']
+    assert cli.main(seed) == 2
+    assert '--seed must be 0 or more, got -5' in capsys.readouterr().err
 
 
 # --- the shim on the real launch files --------------------------------------------------

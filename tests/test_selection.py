@@ -5,6 +5,7 @@ runs, real ONNX Runtime)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import pathlib
 
@@ -12,7 +13,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx_builders import linear_model
+from helpers import toy_trainer
+from onnx_builders import corrupt_file, linear_model
 
 from rpl_bringup.cli import SELECTION_SEED
 from rpl_bringup.cli import main as rpl
@@ -21,7 +23,9 @@ from rpl_sim_bridge.layout import FetchObs
 from rpl_sim_bridge.tasks import task_spec
 from rpl_trainer.cli import main as trainer
 from rpl_trainer.export import read_metadata
-from rpl_trainer.run_dir import snapshot_name, snapshot_steps
+from rpl_trainer.metrics import read_metrics
+from rpl_trainer.run_dir import snapshot_name, snapshot_steps, snapshots
+from rpl_trainer.train import Trainer
 
 RUN = [
     'train',
@@ -94,15 +98,15 @@ def test_a_run_keeps_a_snapshot_of_every_periodic_evaluation(snapshot_run):
     for path, steps in zip(files, (0, 100, 200), strict=True):
         meta = read_metadata(path)
         assert meta['training_steps'] == str(steps) and meta['task'] == 'push'
-    assert snapshot_steps('best_actor.onnx') is None
 
 
 def test_candidates_rank_by_periodic_score_and_choose_by_selection_score():
     snaps = [Snapshot(pathlib.Path(f'{s}.onnx'), s, p) for s, p in ((0, 0.5), (1, 0.9), (2, 0.9))]
     ranked = candidates(snaps, 2)
     assert [s.env_steps for s in ranked] == [1, 2]  # ties: the earlier first
-    assert choose(ranked, [0.7, 0.8]) == 1
-    assert choose(ranked, [0.8, 0.8]) == 0  # a tie keeps the higher-ranked one
+    assert choose([(0.7, -0.02), (0.8, -0.03)]) == 1  # success first
+    assert choose([(0.8, -0.03), (0.8, -0.02)]) == 1  # then the smaller final distance
+    assert choose([(0.8, -0.02), (0.8, -0.02)]) == 0  # a full tie keeps the higher-ranked
     with pytest.raises(ValueError, match='at least 1'):
         candidates(snaps, 0)
 
@@ -134,7 +138,10 @@ def test_select_overrides_a_lucky_periodic_best(snapshot_run, tmp_path, capsys):
     assert json.loads((run / 'selection.json').read_text()) == {'earlier': True}
     args = ['select', str(run), '--top', '1', '--episodes', '2', '--no-progress', '--force']
     assert rpl(args) == 0
-    assert json.loads((run / 'selection.json').read_text())['selected_env_steps'] == 100
+    record = json.loads((run / 'selection.json').read_text())
+    assert record['selected_env_steps'] == 100
+    assert (run / 'selected_actor.onnx').read_bytes() == lucky.read_bytes()
+    assert record['sha256'] == hashlib.sha256(lucky.read_bytes()).hexdigest()
 
 
 def test_select_refuses_what_it_cannot_select_from(snapshot_run, tmp_path, capsys):
@@ -153,9 +160,49 @@ def test_select_refuses_what_it_cannot_select_from(snapshot_run, tmp_path, capsy
     assert not (run / 'selected_actor.onnx').exists()
 
 
-def test_a_snapshot_past_the_last_metrics_row_is_not_a_candidate(snapshot_run, tmp_path):
+def test_a_bad_candidate_is_refused_before_any_episode_runs(snapshot_run, tmp_path, capsys):
     run = fresh_copy(snapshot_run, tmp_path)
-    (run / snapshot_name(300)).write_bytes((run / snapshot_name(200)).read_bytes())
-    info = read_run(run, lambda task: False)
-    assert [s.env_steps for s in info.snapshots] == [0, 100, 200]
-    assert [p.name for p in info.unscored] == ['actor_000000300.onnx']
+    corrupt_file(run / snapshot_name(200))
+    set_periodic(run, {0: 0.5, 100: 0.5, 200: 1.0})
+    assert rpl(['select', str(run), '--top', '2', '--episodes', '2']) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert 'actor_000000200.onnx' in lines[-1] and lines[-1].startswith('rpl select: error:')
+    assert 'actor_000000000' not in out  # no candidate was evaluated
+    assert not (run / 'selected_actor.onnx').exists() and not (run / 'selection.json').exists()
+
+
+def test_a_scratch_run_is_selected_on_the_zero_controller(tmp_path, capsys):
+    """Scratch models output the whole action: they run on the zero base, as exported."""
+    run = tmp_path / 'scratch'
+    threads = torch.get_num_threads()
+    assert trainer([*RUN, '--algo', 'scratch', '--steps', '100', '--out', str(run)]) == 0
+    torch.set_num_threads(threads)
+    assert read_run(run).controller == 'zero'
+    assert rpl(['select', str(run), '--episodes', '1', '--no-progress']) == 0
+    assert json.loads((run / 'selection.json').read_text())['controller'] == 'zero'
+
+
+def test_a_resumed_run_drops_the_snapshots_from_after_its_checkpoint(tmp_path, monkeypatch):
+    """Killed after a mid-run checkpoint and later evaluations, then resumed without
+    snapshots: no model of the abandoned part stays to be paired with a new row."""
+    run_dir = tmp_path / 'run'
+    saved = []
+    original = Trainer._checkpoint
+
+    def keep_first(self):
+        original(self)
+        if not saved and self.env_steps > 0:  # the first mid-run checkpoint
+            saved.append(((run_dir / 'checkpoint.pt').read_bytes(), self._row_clock[0]))
+
+    monkeypatch.setattr(Trainer, '_checkpoint', keep_first)
+    toy_trainer(run_dir, total_env_steps=120, snapshots=True).run()
+    monkeypatch.setattr(Trainer, '_checkpoint', original)
+    before = sorted(snapshots(run_dir))
+    checkpoint, logged = saved[0]
+    assert before[-1] > logged  # snapshots exist past the checkpoint's last row
+    (run_dir / 'checkpoint.pt').write_bytes(checkpoint)
+    toy_trainer(run_dir, total_env_steps=120, snapshots=False).run(resume=True)
+    assert sorted(snapshots(run_dir)) == [s for s in before if s <= logged]
+    assert read_metrics(run_dir / 'metrics.csv')['env_steps'][-1] == 120
+    assert snapshot_steps('best_actor.onnx') is None

@@ -11,7 +11,6 @@ import argparse
 import importlib
 import json
 import os
-import pathlib
 import re
 import sys
 from collections.abc import Sequence
@@ -255,6 +254,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f'--episodes must be at least 1, got {args.episodes}')
     if args.workers < 1:
         raise UsageError(f'--workers must be at least 1, got {args.workers}')
+    if args.seed < 0:
+        raise UsageError(f'--seed must be 0 or more, got {args.seed}')
     if args.model is not None and not os.path.isfile(args.model):
         raise UsageError(f'--model {args.model!r} does not exist')
     out = args.json or default_eval_json(args.task, args.controller, args.model, args.seed)
@@ -323,6 +324,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     for option in ('top', 'episodes', 'workers'):
         if getattr(args, option) < 1:
             raise UsageError(f'--{option} must be at least 1, got {getattr(args, option)}')
+    if args.seed < 0:
+        raise UsageError(f'--seed must be 0 or more, got {args.seed}')
     try:
         from rpl_bringup import selection
     except ModuleNotFoundError as exc:
@@ -330,74 +333,37 @@ def cmd_select(args: argparse.Namespace) -> int:
             raise
         print(TRAINER_MISSING.format(command='select'), file=sys.stderr)
         return 1
-    from rpl_base_controllers.registry import parse_controller_params
-    from rpl_sim_bridge.tasks import task_spec
-
     try:
-        info = selection.read_run(args.run, lambda task: not task_spec(task).has_goal)
-        params = parse_controller_params(info.controller, info.controller_params)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    run_dir = pathlib.Path(args.run)
-    outputs = [run_dir / selection.SELECTED_FILE, run_dir / selection.SELECTION_FILE]
-    for path in outputs:  # before the episodes run
-        if path.exists() and not args.force:
-            raise UsageError(
-                f'{path} exists already (an earlier selection); not writing over it: add '
-                '--force to replace it'
+        info = selection.read_run(args.run)
+        for path in info.unscored:
+            print(
+                f'rpl select: note: {path} has no metrics.csv row: not a candidate',
+                file=sys.stderr,
             )
-        try:
-            output_files.check_output(path, force=True, option='output')
-        except output_files.OutputError as exc:
-            raise UsageError(str(exc)) from None
-    for path in info.unscored:
+        count = min(args.top, len(info.snapshots))
         print(
-            f'rpl select: note: {path} has no metrics.csv row (not a candidate)', file=sys.stderr
+            f'rpl select: the {count} of {len(info.snapshots)} snapshots of {args.run} with the '
+            f'highest periodic {info.metric}, {args.episodes} episodes each from seed {args.seed}',
+            file=sys.stderr,
         )
-    ranked = selection.candidates(info.snapshots, args.top)
-    print(
-        f'rpl select: {len(ranked)} of {len(info.snapshots)} snapshots of {run_dir} '
-        f'(highest periodic {info.metric}), {args.episodes} episodes each from seed {args.seed}',
-        file=sys.stderr,
-    )
-    evaluation = importlib.import_module('rpl_bringup.evaluation')
-    run, extra = evaluation.evaluate_model, {}
-    if args.workers > 1:
-        run, extra = evaluation.evaluate_parallel, {'workers': args.workers}
-    results = []
-    for snapshot in ranked:
-        try:
-            result = run(
-                info.task,
-                info.controller,
-                args.episodes,
-                args.seed,
-                model_path=str(snapshot.path),
-                progress=not args.no_progress,
-                controller_params=params,
-                **extra,
-            )
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        results.append(result)
-        lo, hi = result.ci95
-        print(
-            f'{snapshot.path.name}: periodic {info.metric} {snapshot.periodic:.3f} -> '
-            f'{selection.score_of(result, info.metric):.3f} (success 95% CI {lo:.3f}-{hi:.3f})'
+        record = selection.run_selection(
+            info,
+            args.top,
+            args.episodes,
+            args.seed,
+            workers=args.workers,
+            progress=not args.no_progress,
+            force=args.force,
+            warn=lambda line: print(f'rpl select: warning: {line}', file=sys.stderr),
         )
-    scores = [selection.score_of(result, info.metric) for result in results]
-    chosen = selection.choose(ranked, scores)
-    record = selection.selection_record(info, ranked, results, chosen, args.episodes, args.seed)
-    try:
-        output_files.write_output(outputs[0], ranked[chosen].path.read_bytes(), force=args.force)
-        text = json.dumps(record, indent=2) + '\n'
-        output_files.write_output(outputs[1], text.encode(), force=args.force)
-    except output_files.OutputError as exc:
+    except selection.SelectionError as exc:
+        if getattr(exc, 'record', None):
+            print(exc.record, end='')  # the result is not lost
         raise UsageError(str(exc)) from None
     print(
-        f'selected {record["selected"]} ({ranked[chosen].env_steps} env steps): '
-        f'{info.metric} {scores[chosen]:.3f} over {args.episodes} selection episodes; wrote '
-        f'{outputs[0]} and {outputs[1]}'
+        f'selected {record["selected"]} ({record["selected_env_steps"]} env steps) over '
+        f'{args.episodes} selection episodes; wrote {info.run_dir / record["output"]} and its '
+        'scores beside it (selection.json)'
     )
     return 0
 

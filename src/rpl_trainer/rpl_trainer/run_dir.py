@@ -16,8 +16,12 @@ Layout::
                          mean return
     DIR/summary.json     final numbers
     DIR/snapshots/actor_<env steps>.onnx
-                         the model of every periodic evaluation (``snapshots`` setting),
-                         its periodic success in its metadata (``rpl select`` reads them)
+                         the model of every periodic evaluation (``snapshots`` setting;
+                         its score is that evaluation's metrics.csv row); a resumed run
+                         removes those from after its checkpoint, as it does their rows
+    DIR/selected_actor.onnx, DIR/selection.json
+                         written by ``rpl select`` (rpl_bringup.selection): the snapshot
+                         chosen on more episodes, and every candidate's scores
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ ONNX_FILE = 'actor.onnx'
 BEST_ONNX_FILE = 'best_actor.onnx'
 SUMMARY_FILE = 'summary.json'
 SNAPSHOT_DIR = 'snapshots'
+SELECTED_ONNX_FILE = 'selected_actor.onnx'
+SELECTION_FILE = 'selection.json'
 
 
 def snapshot_name(env_steps: int) -> str:
@@ -50,6 +56,25 @@ def snapshot_steps(file_name: str) -> int | None:
     """The env steps of a snapshot file name (:func:`snapshot_name`), None for another file."""
     match = re.fullmatch(r'actor_(\d+)\.onnx', file_name)
     return int(match.group(1)) if match else None
+
+
+def snapshots(out_dir: pathlib.Path) -> dict[int, pathlib.Path]:
+    """The run's snapshot files by env steps, in step order."""
+    found = {}
+    for path in sorted((out_dir / SNAPSHOT_DIR).glob('actor_*.onnx')):
+        steps = snapshot_steps(path.name)
+        if steps is not None:
+            found[steps] = path
+    return dict(sorted(found.items()))
+
+
+def drop_snapshots_after(out_dir: pathlib.Path, env_steps: int) -> None:
+    """Remove the snapshots taken after ``env_steps`` (a resumed run goes back to its
+    checkpoint and drops the metrics rows after it; their models go with them, so that no
+    later row can be paired with a model of the abandoned part)."""
+    for steps, path in snapshots(out_dir).items():
+        if steps > env_steps:
+            path.unlink()
 
 
 class RunDirError(ValueError):
@@ -140,6 +165,12 @@ def is_new_best(best: dict[str, float], value: float, metric: str = SUCCESS_METR
     return value > best[metric]
 
 
+def best_metric(columns: Sequence[str]) -> str:
+    """The metrics.csv column a run ranks its models by: a fixed-goal task's evaluations
+    have a mean return (``eval/return``) and are ranked by it, a goal task's by success."""
+    return RETURN_METRIC if RETURN_METRIC in columns else SUCCESS_METRIC
+
+
 def write_summary(out_dir: pathlib.Path, summary: dict[str, Any], best: dict[str, float]) -> None:
     """Write summary.json: the run's final numbers, then its best evaluation and model."""
     returns = {'best/return': best[RETURN_METRIC]} if RETURN_METRIC in best else {}
@@ -160,14 +191,21 @@ __all__: Sequence[str] = (
     'CONFIG_FILE',
     'METRICS_FILE',
     'ONNX_FILE',
+    'RETURN_METRIC',
+    'SELECTED_ONNX_FILE',
+    'SELECTION_FILE',
     'SNAPSHOT_DIR',
+    'SUCCESS_METRIC',
     'SUMMARY_FILE',
     'RunDirError',
     'check_run_dir',
     'is_new_best',
     'no_best',
+    'best_metric',
+    'drop_snapshots_after',
     'snapshot_name',
     'snapshot_steps',
+    'snapshots',
     'read_base_eval',
     'read_run_config',
     'write_base_eval',

@@ -59,7 +59,9 @@ from rpl_trainer.run_dir import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     ONNX_FILE,
+    SNAPSHOT_DIR,
     check_run_dir,
+    drop_snapshots_after,
     is_new_best,
     no_best,
     read_base_eval,
@@ -357,6 +359,7 @@ class Trainer:
         # checkpoint taken at the start has no row at all.
         logged = self._row_clock[0] if self.last_eval else -1
         truncate_metrics(self.out_dir / METRICS_FILE, logged)
+        drop_snapshots_after(self.out_dir, logged)
 
     def _export(self, name: str) -> pathlib.Path:
         config = self.config
@@ -492,7 +495,7 @@ class Trainer:
                 row = self._write_row(self.last_eval)
                 self._keep_best()
                 if config.snapshots:
-                    (self.out_dir / snapshot_name(0)).parent.mkdir(exist_ok=True)
+                    (self.out_dir / SNAPSHOT_DIR).mkdir(exist_ok=True)
                     self._export(snapshot_name(self.env_steps))
                 while self.next_eval <= self.env_steps:
                     self.next_eval += config.eval_interval
