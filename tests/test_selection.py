@@ -52,6 +52,14 @@ def snapshot_run(tmp_path_factory):
     return out
 
 
+def test_a_finished_run_with_snapshots_names_rpl_select(tmp_path, capsys):
+    run = tmp_path / 'run'
+    threads = torch.get_num_threads()
+    assert trainer([*RUN, '--steps', '100', '--out', str(run)]) == 0
+    torch.set_num_threads(threads)
+    assert f'`rpl select {run}`' in capsys.readouterr().out
+
+
 def fresh_copy(run: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
     """A copy of the run's files that a test may change."""
     copy = tmp_path / 'run'

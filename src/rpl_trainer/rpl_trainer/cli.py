@@ -465,6 +465,11 @@ def _train(args: argparse.Namespace) -> int:
             'the zero residual, i.e. the base controller alone; train longer '
             f'(`rpl train --out {args.out} --resume --steps N`)'
         )
+    if config.snapshots:
+        print(
+            f'rpl train: best_actor.onnx is the best of the periodic evaluations; `rpl select '
+            f'{args.out}` re-evaluates the best snapshots on more episodes'
+        )
     return 0
 
 
