@@ -214,3 +214,31 @@ def test_a_resumed_run_drops_the_snapshots_from_after_its_checkpoint(tmp_path, m
     assert sorted(snapshots(run_dir)) == [s for s in before if s <= logged]
     assert read_metrics(run_dir / 'metrics.csv')['env_steps'][-1] == 120
     assert snapshot_steps('best_actor.onnx') is None
+
+
+def test_a_fixed_goal_run_is_ranked_and_selected_by_return(tmp_path):
+    """mbrl_pusher (dense reward): the periodic return ranks, the mean return selects."""
+    run = tmp_path / 'pusher'
+    threads = torch.get_num_threads()
+    args = ['train', '--task', 'mbrl_pusher', '--seed', '3', '--eval-episodes', '1',
+            '--set', 'base_eval_episodes=0', '--set', 'eval_interval=100',
+            '--set', 'snapshots=true', '--set', 'num_envs=1', '--vector-env', 'sync',
+            '--no-progress', '--steps', '100', '--out', str(run)]  # fmt: skip
+    assert trainer(args) == 0
+    torch.set_num_threads(threads)
+    info = read_run(run)
+    assert info.by_return and [s.env_steps for s in info.snapshots] == [0, 150]
+    path = run / 'metrics.csv'
+    with path.open(newline='') as handle:
+        rows = list(csv.DictReader(handle))
+    rows[0]['eval/return'], rows[1]['eval/return'] = '-120', '-90'  # the later one ranks first
+    with path.open('w', newline='') as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert rpl(['select', str(run), '--episodes', '1', '--no-progress']) == 0
+    record = json.loads((run / 'selection.json').read_text())
+    assert record['ranked_by'] == 'mean_return'
+    assert [c['periodic_return'] for c in record['candidates']] == [-90.0, -120.0]
+    returns = [c['mean_return'] for c in record['candidates']]
+    assert record['selected_env_steps'] == (150 if returns[0] >= returns[1] else 0)
