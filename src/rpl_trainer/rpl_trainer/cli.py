@@ -423,6 +423,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         problem = registered_problem(config.task, config.controller, config.controller_params)
         residual_scales(config, problem.spec.action_fields)  # names the task's action fields
+        problem.training_reward(config.reward_threshold)  # a radius needs a goal task
         check_run_dir(args.out, config, args.resume)
     except ValueError as exc:
         raise CliError(str(exc)) from exc

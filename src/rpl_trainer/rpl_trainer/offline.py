@@ -37,16 +37,27 @@ class OfflineLearner(Learner):
     ) -> OfflineLearner:
         """Learner for ``config.task`` with the task's sizes, length and reward of a sampled
         transition (a goal task's sparse reward of goals, a fixed-goal task's dense
-        ``TaskSpec.step_reward``: :attr:`rpl_trainer.problem.Problem.transition_reward`)."""
+        ``TaskSpec.step_reward``: :attr:`rpl_trainer.problem.Problem.transition_reward`,
+        with ``reward_threshold``'s radius if set).
+
+        Raises:
+            ValueError: ``privileged_goal`` (episodes from bags or a live stack carry the
+                observed goals only), or see :func:`registered_problem`.
+        """
         from rpl_trainer.problem import registered_problem
 
+        if config.privileged_goal:
+            raise ValueError(
+                'privileged_goal needs the simulator (rpl train): recorded and live episodes '
+                'carry the observed achieved goals only'
+            )
         problem = registered_problem(config.task, config.controller, config.controller_params)
         base_fn = problem.make_base_fn() if config.updates_use_base else None
         return cls(
             config,
             problem.dims,
             int(problem.spec.max_episode_steps),
-            problem.transition_reward,
+            problem.training_reward(config.reward_threshold),
             base_fn,
             updates_per_transition,
             action_bounds=(problem.spec.action_low, problem.spec.action_high),

@@ -66,6 +66,22 @@ class Problem:
             return StepReward(self.spec.transition_reward)
         return GoalReward(self.reward_fn)
 
+    def training_reward(self, radius: float = 0.0) -> TransitionReward:
+        """:attr:`transition_reward`, or with ``radius`` > 0 a goal task's sparse reward
+        within ``radius`` m instead of the task's ``distance_threshold`` (``reward_threshold``:
+        the learner's reward only; success is still the task's).
+
+        Raises:
+            ValueError: A radius for a fixed-goal task (its reward is dense).
+        """
+        if radius <= 0.0:
+            return self.transition_reward
+        if self.fixed_goal:
+            raise ValueError(
+                f'reward_threshold is for goal tasks; {self.spec.name} has a dense step reward'
+            )
+        return GoalReward(functools.partial(_radius_reward, radius=radius))
+
     def episode_scores(
         self, obs: np.ndarray, executed: np.ndarray, success: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -88,6 +104,13 @@ class Problem:
         if self.spec.obs_success is not None:
             success = self.spec.final_success(obs[:, -1])
         return success, rewards.astype(np.float64).sum(axis=1)
+
+
+def _radius_reward(achieved: np.ndarray, desired: np.ndarray, info: Any = None, *, radius: float):
+    """HER's reward signature for the sparse goal reward with another success radius."""
+    from rpl_sim_bridge.tasks.rewards import sparse_reward
+
+    return sparse_reward(achieved, desired, radius)
 
 
 def _task_reward(achieved: np.ndarray, desired: np.ndarray, info: Any = None, *, spec: Any):

@@ -35,11 +35,16 @@ class RegisteredEnv:
         task: Task name (``rpl_sim_bridge.tasks``).
         controller: Controller name (``rpl_base_controllers``), or None for no base.
         controller_params: Its parameters, ``'NAME=VALUE,...'`` ('' = the defaults).
+        true_goal: The slots report the simulator's achieved goal
+            (``GoalTask.true_achieved_goal``) instead of the observed one, for the replay
+            buffer's achieved goals (``privileged_goal``); observations, success and
+            distances stay the task's.
     """
 
     task: str
     controller: str | None
     controller_params: str = ''
+    true_goal: bool = False
 
     def __call__(self) -> tuple[Any, Any | None]:
         from rpl_base_controllers.registry import make_controller, params_from_text
@@ -76,15 +81,17 @@ class _Slot:
     def __init__(self, factory: EnvFactory) -> None:
         self.task, self.controller = factory()
         self.action_dim = int(self.task.spec.action_dim)
+        self.true_goal = bool(getattr(factory, 'true_goal', False))
 
     def _report(self, obs: dict[str, np.ndarray], info: dict[str, float]) -> tuple:
         if self.controller is None:
             base = np.zeros(self.action_dim)
         else:
             base = self.controller(obs['observation'], obs['desired_goal'])
+        achieved = self.task.true_achieved_goal(obs) if self.true_goal else obs['achieved_goal']
         return (
             obs['observation'],
-            obs['achieved_goal'],
+            achieved,
             obs['desired_goal'],
             base,
             info['is_success'],

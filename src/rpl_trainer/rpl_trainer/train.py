@@ -188,7 +188,7 @@ class Trainer:
             config,
             problem.dims,
             self.steps,
-            problem.transition_reward,
+            problem.training_reward(config.reward_threshold),
             base_fn,
             action_bounds=(spec.action_low, spec.action_high),
             action_fields=spec.action_fields,
@@ -421,6 +421,23 @@ class Trainer:
         write_base_eval(self.out_dir, result)
         return result
 
+    def _env_factory(self, uses_controller: bool) -> Any:
+        """The problem's environment factory, reporting the simulator's achieved goals for
+        ``privileged_goal``.
+
+        Raises:
+            ValueError: ``privileged_goal`` with a factory that cannot report them.
+        """
+        factory = self.problem.env_factory(uses_controller)
+        if not self.config.privileged_goal:
+            return factory
+        if not (dataclasses.is_dataclass(factory) and hasattr(factory, 'true_goal')):
+            raise ValueError(
+                f'privileged_goal needs a registered task; {type(factory).__name__} cannot '
+                "report the simulator's achieved goal"
+            )
+        return dataclasses.replace(factory, true_goal=True)
+
     # ---- the run --------------------------------------------------------------------
 
     def _stop_requested(self) -> bool:
@@ -553,7 +570,7 @@ class Trainer:
 
             uses_controller = config.algo in ('rpl', 'expert_explore')
             self.env = make_vector_env(
-                self.problem.env_factory(uses_controller), config.num_envs, config.vector_env
+                self._env_factory(uses_controller), config.num_envs, config.vector_env
             )
             bar = self._progress_bar()
             clock = time.perf_counter() - self.wall_s

@@ -72,6 +72,14 @@ class GoalTask(abc.ABC):
     def observe(self) -> ObsDict:
         """Current observation dict (fresh float64 arrays), without stepping."""
 
+    def true_achieved_goal(self, observation: ObsDict) -> np.ndarray:
+        """The achieved goal of the current state as the simulator knows it, for the
+        observation dict of this step: ``observation['achieved_goal']`` for a task without
+        observation noise; a noisy task removes this step's noise. Training-time
+        privileged information (``rpl train --set privileged_goal=true``); the task's
+        readers, reward and success keep the observed goal."""
+        return np.array(observation['achieved_goal'], dtype=np.float64)
+
     # ------------------------------------------------------- MuJoCo state and warnings
     def _track_mujoco(self) -> None:
         """Set up :meth:`get_state` / :meth:`set_state` and the warning counters of

@@ -301,11 +301,16 @@ class HookTask(FetchTask):
     def noise_free(self, observation: np.ndarray) -> np.ndarray:
         """The current observation (40,) without this step's noise (a copy). Only for the
         observation of the current step (the noise is redrawn at every step and reset).
-        For diagnostics only (tools/noisy_success.py): the task's readers get the noisy one."""
+        For diagnostics (tools/noisy_success.py) and :meth:`true_achieved_goal`: the task's
+        readers get the noisy one."""
         clean = np.array(observation, dtype=np.float64)
         if self._noise_std > 0.0:
             _shift_noisy_fields(clean, -self._noise)
         return clean
+
+    def true_achieved_goal(self, observation: ObsDict) -> np.ndarray:
+        """The block position without this step's noise (:meth:`GoalTask.true_achieved_goal`)."""
+        return self.noise_free(observation['observation'])[HookObs.OBJECT_POS]
 
     def observe(self) -> ObsDict:
         """Current observation dict (fresh float64 arrays; layout :class:`HookObs`)."""
