@@ -413,7 +413,7 @@ def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.residual import residual_scales
     from rpl_trainer.run_dir import RunDirError, check_run_dir
     from rpl_trainer.stop import TrainingInterrupted
-    from rpl_trainer.train import burn_in_budget_note, train
+    from rpl_trainer.train import Trainer, burn_in_budget_note
 
     config, source = resolve_train_config(args)
     if args.show_config:
@@ -423,8 +423,9 @@ def _train(args: argparse.Namespace) -> int:
     try:
         problem = registered_problem(config.task, config.controller, config.controller_params)
         residual_scales(config, problem.spec.action_fields)  # names the task's action fields
-        problem.training_reward(config.reward_threshold)  # a radius needs a goal task
         check_run_dir(args.out, config, args.resume)
+        # Checks the rest against the task (reward radius, privileged goals), writes nothing.
+        trainer = Trainer(config, problem, args.out, progress=not args.no_progress)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     print(f'rpl train: {source}', flush=True)
@@ -432,14 +433,7 @@ def _train(args: argparse.Namespace) -> int:
     if note:
         print(f'rpl train: warning: {note}', file=sys.stderr, flush=True)
     try:
-        result = train(
-            config,
-            args.out,
-            args.resume,
-            problem,
-            progress=not args.no_progress,
-            init_from=args.init_from,
-        )
+        result = trainer.run(args.resume, args.init_from)
     except (RunDirError, CheckpointError) as exc:
         raise CliError(str(exc)) from exc
     except TrainingInterrupted as exc:

@@ -70,6 +70,10 @@ NOT_LEARNER_FIELDS = frozenset(
         'eval_episodes',
         'base_eval_episodes',
         'checkpoint_interval',
+        'snapshots',
+        # Which achieved goals the rollouts store: the buffer a warm start takes keeps the
+        # goals it was filled with.
+        'privileged_goal',
     }
 )
 """TrainConfig fields of ``rpl train``'s loop (budget, acting, evaluation), not of the

@@ -49,7 +49,8 @@ class OfflineLearner(Learner):
         if config.privileged_goal:
             raise ValueError(
                 'privileged_goal needs the simulator (rpl train): recorded and live episodes '
-                'carry the observed achieved goals only'
+                'carry the observed achieved goals only; set privileged_goal=false (the trainer '
+                'node: in train_overrides)'
             )
         problem = registered_problem(config.task, config.controller, config.controller_params)
         base_fn = problem.make_base_fn() if config.updates_use_base else None

@@ -193,6 +193,9 @@ class Trainer:
             action_bounds=(spec.action_low, spec.action_high),
             action_fields=spec.action_fields,
         )
+        uses_controller = config.algo in ('rpl', 'expert_explore')
+        self.env_factory = self._env_factory(uses_controller)
+        """Builds the rollout slots (checked here, before the run directory is touched)."""
         self.select = RETURN if problem.fixed_goal else SUCCESS
         """The evaluation metric that picks ``best_actor.onnx``: the success rate of a goal
         task; the mean return of a fixed-goal task (dense reward: the return ranks models
@@ -426,11 +429,16 @@ class Trainer:
         ``privileged_goal``.
 
         Raises:
-            ValueError: ``privileged_goal`` with a factory that cannot report them.
+            ValueError: ``privileged_goal`` for a fixed-goal task (no achieved goal) or with
+                a factory that cannot report them.
         """
         factory = self.problem.env_factory(uses_controller)
         if not self.config.privileged_goal:
             return factory
+        if self.problem.fixed_goal:
+            raise ValueError(
+                f'privileged_goal is for goal tasks; {self.problem.spec.name} has no achieved goal'
+            )
         if not (dataclasses.is_dataclass(factory) and hasattr(factory, 'true_goal')):
             raise ValueError(
                 f'privileged_goal needs a registered task; {type(factory).__name__} cannot '
@@ -568,10 +576,7 @@ class Trainer:
                 self._checkpoint()
             self._report_precision()
 
-            uses_controller = config.algo in ('rpl', 'expert_explore')
-            self.env = make_vector_env(
-                self._env_factory(uses_controller), config.num_envs, config.vector_env
-            )
+            self.env = make_vector_env(self.env_factory, config.num_envs, config.vector_env)
             bar = self._progress_bar()
             clock = time.perf_counter() - self.wall_s
             base = None
