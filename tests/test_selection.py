@@ -71,15 +71,17 @@ def fresh_copy(run: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
     return copy
 
 
-def set_periodic(run: pathlib.Path, scores: dict[int, float]) -> None:
-    """Rewrite metrics.csv's periodic success of the rows at the given env steps."""
+def set_periodic(
+    run: pathlib.Path, scores: dict[int, float], column: str = 'eval/success_rate'
+) -> None:
+    """Rewrite metrics.csv's periodic score (``column``) of the rows at the given env steps."""
     path = run / 'metrics.csv'
     with path.open(newline='') as handle:
         rows = list(csv.DictReader(handle))
     for row in rows:
         step = int(row['env_steps'])
         if step in scores:
-            row['eval/success_rate'] = str(scores[step])
+            row[column] = str(scores[step])
     with path.open('w', newline='') as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -228,14 +230,7 @@ def test_a_fixed_goal_run_is_ranked_and_selected_by_return(tmp_path):
     torch.set_num_threads(threads)
     info = read_run(run)
     assert info.by_return and [s.env_steps for s in info.snapshots] == [0, 150]
-    path = run / 'metrics.csv'
-    with path.open(newline='') as handle:
-        rows = list(csv.DictReader(handle))
-    rows[0]['eval/return'], rows[1]['eval/return'] = '-120', '-90'  # the later one ranks first
-    with path.open('w', newline='') as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    set_periodic(run, {0: -120.0, 150: -90.0}, 'eval/return')  # the later one ranks first
     assert rpl(['select', str(run), '--episodes', '1', '--no-progress']) == 0
     record = json.loads((run / 'selection.json').read_text())
     assert record['ranked_by'] == 'mean_return'
