@@ -283,6 +283,20 @@ def toy_problem() -> Problem:
     return Problem(SPEC, ToyFactory, toy_reward, lambda: BiasedController().act_batch)
 
 
+def rpl_train(argv: list[str]) -> int:
+    """``rpl_trainer.cli.main(argv)`` in this process, then torch's thread count as it was
+    (a run sets its own ``torch_threads``)."""
+    import torch
+
+    from rpl_trainer.cli import main
+
+    threads = torch.get_num_threads()
+    try:
+        return main(argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def toy_trainer(out_dir: os.PathLike[str] | str, **settings: object) -> Trainer:
     """A quiet Trainer of :data:`TOY_RUN` with ``settings`` on top, on :func:`toy_problem`."""
     from rpl_trainer.config import make_config

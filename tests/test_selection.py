@@ -8,12 +8,11 @@ import csv
 import hashlib
 import json
 import pathlib
+import shutil
 
 import numpy as np
-import onnx
 import pytest
-import torch
-from helpers import toy_trainer
+from helpers import rpl_train, set_model_metadata, toy_trainer
 from onnx_builders import corrupt_file, linear_model
 
 from rpl_bringup.cli import SELECTION_SEED
@@ -21,7 +20,6 @@ from rpl_bringup.cli import main as rpl
 from rpl_bringup.selection import Snapshot, candidates, choose, read_run
 from rpl_sim_bridge.layout import FetchObs
 from rpl_sim_bridge.tasks import task_spec
-from rpl_trainer.cli import main as trainer
 from rpl_trainer.export import read_metadata
 from rpl_trainer.metrics import read_metrics
 from rpl_trainer.run_dir import snapshot_name, snapshot_steps, snapshots
@@ -45,30 +43,20 @@ RUN = [
 @pytest.fixture(scope='module')
 def snapshot_run(tmp_path_factory):
     """A 200-step push run evaluated at 0, 100 and 200 steps, a snapshot each."""
-    threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp('runs') / 'push'
-    assert trainer([*RUN, '--out', str(out)]) == 0
-    torch.set_num_threads(threads)
+    assert rpl_train([*RUN, '--out', str(out)]) == 0
     return out
 
 
 def test_a_finished_run_with_snapshots_names_rpl_select(tmp_path, capsys):
     run = tmp_path / 'run'
-    threads = torch.get_num_threads()
-    assert trainer([*RUN, '--steps', '100', '--out', str(run)]) == 0
-    torch.set_num_threads(threads)
+    assert rpl_train([*RUN, '--steps', '100', '--out', str(run)]) == 0
     assert f'`rpl select {run}`' in capsys.readouterr().out
 
 
 def fresh_copy(run: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
     """A copy of the run's files that a test may change."""
-    copy = tmp_path / 'run'
-    for path in run.rglob('*'):
-        if path.is_file():
-            target = copy / path.relative_to(run)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(path.read_bytes())
-    return copy
+    return pathlib.Path(shutil.copytree(run, tmp_path / 'run'))
 
 
 def set_periodic(
@@ -95,10 +83,7 @@ def lifting_model(path: pathlib.Path, like: pathlib.Path) -> pathlib.Path:
     weights = np.zeros((spec.action_dim, spec.obs_dim + spec.goal_dim), np.float32)
     weights[2, FetchObs.GRIP_POS.start + 2] = 10.0
     linear_model(path, weights, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim)
-    proto = onnx.load(str(path))
-    onnx.helper.set_model_props(proto, read_metadata(like))
-    onnx.save(proto, str(path))
-    return path
+    return set_model_metadata(path, read_metadata(like))
 
 
 def test_a_run_keeps_a_snapshot_of_every_periodic_evaluation(snapshot_run):
@@ -185,9 +170,7 @@ def test_a_bad_candidate_is_refused_before_any_episode_runs(snapshot_run, tmp_pa
 def test_a_scratch_run_is_selected_on_the_zero_controller(tmp_path, capsys):
     """Scratch models output the whole action: they run on the zero base, as exported."""
     run = tmp_path / 'scratch'
-    threads = torch.get_num_threads()
-    assert trainer([*RUN, '--algo', 'scratch', '--steps', '100', '--out', str(run)]) == 0
-    torch.set_num_threads(threads)
+    assert rpl_train([*RUN, '--algo', 'scratch', '--steps', '100', '--out', str(run)]) == 0
     assert read_run(run).controller == 'zero'
     assert rpl(['select', str(run), '--episodes', '1', '--no-progress']) == 0
     assert json.loads((run / 'selection.json').read_text())['controller'] == 'zero'
@@ -221,13 +204,11 @@ def test_a_resumed_run_drops_the_snapshots_from_after_its_checkpoint(tmp_path, m
 def test_a_fixed_goal_run_is_ranked_and_selected_by_return(tmp_path):
     """mbrl_pusher (dense reward): the periodic return ranks, the mean return selects."""
     run = tmp_path / 'pusher'
-    threads = torch.get_num_threads()
     args = ['train', '--task', 'mbrl_pusher', '--seed', '3', '--eval-episodes', '1',
             '--set', 'base_eval_episodes=0', '--set', 'eval_interval=100',
             '--set', 'snapshots=true', '--set', 'num_envs=1', '--vector-env', 'sync',
             '--no-progress', '--steps', '100', '--out', str(run)]  # fmt: skip
-    assert trainer(args) == 0
-    torch.set_num_threads(threads)
+    assert rpl_train(args) == 0
     info = read_run(run)
     assert info.by_return and [s.env_steps for s in info.snapshots] == [0, 150]
     set_periodic(run, {0: -120.0, 150: -90.0}, 'eval/return')  # the later one ranks first

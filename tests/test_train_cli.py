@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import TOY_RUN, run_tool, toy_problem, toy_trainer
+from helpers import TOY_RUN, rpl_train, run_tool, toy_problem, toy_trainer
 from toy_goal_env import SPEC, ToyFactory
 
 from rpl_interfaces.params import ParameterError
@@ -42,10 +42,8 @@ SMOKE = [
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory):
     """A 200-step `rpl train` run (2 envs x 2 episodes of 50 steps)."""
-    threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp('runs') / 'push_rpl'
-    assert main([*SMOKE, '--steps', '200', '--out', str(out)]) == 0
-    torch.set_num_threads(threads)
+    assert rpl_train([*SMOKE, '--steps', '200', '--out', str(out)]) == 0
     return out
 
 
@@ -413,9 +411,7 @@ def test_init_from_a_trainer_node_checkpoint_continues_its_learner(tmp_path, cap
     node = tmp_path / 'live' / 'trainer.pt'
     push_node_checkpoint(node)
     out = tmp_path / 'from_live'
-    threads = torch.get_num_threads()
-    assert main([*INIT_FROM_RUN, '--init-from', str(node), '--out', str(out)]) == 0
-    torch.set_num_threads(threads)
+    assert rpl_train([*INIT_FROM_RUN, '--init-from', str(node), '--out', str(out)]) == 0
     assert f'settings from the checkpoint {node} (--init-from)' in capsys.readouterr().out
     config = json.loads((out / 'config.json').read_text())
     assert (config['task'], config['hidden_size'], config['batch_size']) == ('push', 16, 16)
