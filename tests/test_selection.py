@@ -145,8 +145,12 @@ def test_select_refuses_what_it_cannot_select_from(snapshot_run, tmp_path, capsy
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and all(w in err[0] for w in words), err
 
-    fails([str(tmp_path)], 'not an `rpl train` run directory')
+    fails([str(tmp_path)], 'no `rpl train` run in')
     run = fresh_copy(snapshot_run, tmp_path)
+    config = (run / 'config.json').read_text()
+    (run / 'config.json').write_text('{"seed": "three"}')
+    fails([str(run)], 'config.json is not a valid config')
+    (run / 'config.json').write_text(config)
     fails([str(run), '--top', '0'], '--top must be at least 1')
     fails([str(run), '--episodes', '0'], '--episodes must be at least 1')
     for path in (run / 'snapshots').iterdir():

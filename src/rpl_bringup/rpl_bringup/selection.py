@@ -40,13 +40,14 @@ try:  # optional for rpl_bringup: a robot install has no trainer (`rpl select` s
     from rpl_trainer.config import make_config
     from rpl_trainer.metrics import read_metrics
     from rpl_trainer.run_dir import (
-        CONFIG_FILE,
         METRICS_FILE,
         RETURN_METRIC,
         SELECTED_ONNX_FILE,
         SELECTION_FILE,
         SNAPSHOT_DIR,
+        RunDirError,
         best_metric,
+        read_run_config,
         snapshots,
     )
 except ModuleNotFoundError as exc:
@@ -98,13 +99,10 @@ def read_run(run_dir: str | pathlib.Path) -> RunInfo:
         SelectionError: Not a run directory, no snapshots, or no snapshot with a score.
     """
     run = pathlib.Path(run_dir)
-    config_path = run / CONFIG_FILE
-    if not config_path.is_file():
-        raise SelectionError(f'{run} is not an `rpl train` run directory (no {CONFIG_FILE})')
     try:
-        config = make_config(json.loads(config_path.read_text()))
-    except (ValueError, TypeError) as exc:
-        raise SelectionError(f'{config_path} is not a run config ({exc})') from None
+        config = make_config(read_run_config(run))
+    except RunDirError as exc:
+        raise SelectionError(str(exc)) from None
     params = config.controller_params if config.uses_base else ''
     found = snapshots(run)
     if not found:

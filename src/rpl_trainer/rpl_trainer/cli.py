@@ -137,7 +137,10 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
                     f'--config cannot be combined with --resume: the run in {args.out} keeps '
                     'its own config.json (change budgets with --steps, --eval-interval, --set)'
                 )
-            base = read_run_config(args.out)
+            try:
+                base = read_run_config(args.out)
+            except RunDirError as exc:
+                raise CliError(f'cannot resume: {exc}') from exc
             source = f'{args.out / "config.json"} (the run being resumed)'
         elif args.init_from is not None and args.config is None:
             base = _checkpoint_config(args.init_from)

@@ -85,16 +85,17 @@ def read_run_config(out_dir: pathlib.Path) -> dict[str, Any]:
     """The settings a run in ``out_dir`` was started with (its config.json).
 
     Raises:
-        RunDirError: No config.json there, or one that is not a valid config.
+        RunDirError: No config.json there, or one that is not a valid config (the message
+            says which; callers add what they could not do).
     """
     config_path = out_dir / CONFIG_FILE
     if not config_path.is_file():
-        raise RunDirError(f'cannot resume: {config_path} does not exist (no run in {out_dir})')
+        raise RunDirError(f'{config_path} does not exist (no `rpl train` run in {out_dir})')
     try:
         values = json.loads(config_path.read_text())
         make_config(values)
     except (ValueError, TypeError) as exc:
-        raise RunDirError(f'cannot resume: {config_path} is not a valid config ({exc})') from exc
+        raise RunDirError(f'{config_path} is not a valid config ({exc})') from exc
     return values
 
 
@@ -113,7 +114,10 @@ def check_run_dir(out_dir: pathlib.Path, config: TrainConfig, resume: bool) -> N
                 'to continue the run in it, or choose a new directory'
             )
         return
-    old = make_config(read_run_config(out_dir))
+    try:
+        old = make_config(read_run_config(out_dir))
+    except RunDirError as exc:
+        raise RunDirError(f'cannot resume: {exc}') from exc
     differences = config_differences(old, config)
     if differences:
         raise RunDirError(
