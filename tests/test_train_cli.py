@@ -129,6 +129,21 @@ def test_resume_continues_the_run(smoke_run, tmp_path):
     assert json.loads((run / 'config.json').read_text())['total_env_steps'] == 300
 
 
+def test_a_run_that_cannot_write_its_model_stops_with_one_line(smoke_run, tmp_path, capsys):
+    """An OSError in the run (here actor.onnx cannot replace a folder of that name; a full
+    disk alike) is one line with the way on, and the checkpoint stays good."""
+    run = tmp_path / 'stuck'
+    shutil.copytree(smoke_run, run)
+    (run / 'actor.onnx').unlink()
+    (run / 'actor.onnx').mkdir()
+    assert main([*SMOKE, '--steps', '300', '--out', str(run), '--resume']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in err if 'warning: 300 env steps' not in line]  # the short budget's
+    assert len(err) == 1 and 'actor.onnx' in err[0], err
+    assert f'rpl train --out {run} --resume' in err[0]
+    assert load_checkpoint(run / 'checkpoint.pt')['counters']['env_steps'] in (200, 300)
+
+
 def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, capsys):
     def fails(args, *fragments):
         assert main(args) == 2

@@ -412,6 +412,7 @@ def _positive_float(text: str) -> float:
 
 def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.checkpoint import CheckpointError
+    from rpl_trainer.export import ExportError
     from rpl_trainer.problem import registered_problem
     from rpl_trainer.residual import residual_scales
     from rpl_trainer.run_dir import RunDirError, check_run_dir
@@ -439,6 +440,11 @@ def _train(args: argparse.Namespace) -> int:
         result = trainer.run(args.resume, args.init_from)
     except (RunDirError, CheckpointError) as exc:
         raise CliError(str(exc)) from exc
+    except (ExportError, OSError) as exc:  # a model that does not export, a full disk
+        raise CliError(
+            f'{exc}; the run stopped: `rpl train --out {args.out} --resume` continues it '
+            'from its last checkpoint'
+        ) from exc
     except TrainingInterrupted as exc:
         print(
             f'rpl train: {exc}; `rpl train --out {args.out} --resume` continues it',
