@@ -136,7 +136,7 @@ def test_a_run_that_cannot_write_its_model_stops_with_one_line(smoke_run, tmp_pa
     shutil.copytree(smoke_run, run)
     (run / 'actor.onnx').unlink()
     (run / 'actor.onnx').mkdir()
-    assert main([*SMOKE, '--steps', '300', '--out', str(run), '--resume']) == 2
+    assert rpl_train([*SMOKE, '--steps', '300', '--out', str(run), '--resume']) == 2
     err = capsys.readouterr().err.strip().splitlines()
     err = [line for line in err if 'warning: 300 env steps' not in line]  # the short budget's
     assert len(err) == 1 and 'actor.onnx' in err[0], err
