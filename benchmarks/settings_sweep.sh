@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Training settings side by side: one `rpl train` per setting and seed, all at once, one per
-# core (the lent 16-core machine's sweeps in the README: "RPL against Scratch on the lent
+# core (the lent 16-core machine's sweeps in results/EXPERIMENTS.md: "RPL against Scratch on the lent
 # machine (stop 26)", "(stop 27)" and "fewer updates per step (stop 27)" for mbrl_pusher, and
 # ComplexHook's goal-consistent HER).
 #

@@ -3,8 +3,8 @@
 Loads an ``rpl train`` checkpoint (``RUN/checkpoint.pt``), rebuilds its agent, and runs the
 actor on the most recent stored states with their episodes' own goals; prints, per action
 axis, the mean and spread of tanh(f) and how often it has the sign of its mean (a global
-bias the residual applies in every state shows as a fraction near 1). The README's dip
-study quotes it.
+bias the residual applies in every state shows as a fraction near 1). The dip study in
+results/EXPERIMENTS.md quotes it.
 
     .venv/bin/python tools/residual_size.py runs/complex_hook_dip/checkpoint.pt [--states N]
 """

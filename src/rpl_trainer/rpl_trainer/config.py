@@ -240,9 +240,9 @@ class TrainConfig:
     ``train_overrides``); '' = the same scale on every axis. A command the base gives at
     full strength (ReactiveHook's fingers: +-1) can only be reversed by a residual larger
     than 1, while a residual that large on the motion axes makes exploration and the
-    actor's early bias too large (README, NoisyHook). The exported model holds the scales
-    in its graph and states them in its metadata (``residual_scales``); the scratch
-    learners ignore them like ``residual_scale``."""
+    actor's early bias too large (results/EXPERIMENTS.md, NoisyHook). The exported model
+    holds the scales in its graph and states them in its metadata (``residual_scales``);
+    the scratch learners ignore them like ``residual_scale``."""
 
     burn_in_criterion: str = dataclasses.field(
         default='q_drift', metadata=describe('Burn-in criterion.', choices=BURN_IN_CRITERIA)
@@ -322,7 +322,7 @@ class TrainConfig:
     evaluation and success are the task's (noisy_hook: the noisy block reading). NoisyHook's
     reward on the noisy reading barely distinguishes a block 0 from 2 cm off the goal
     (success 0.865 against 0.78), which is where its residuals lose their last hundredths
-    (README). ``rpl train`` only: a bag or a live stack has no simulator state."""
+    (results/EXPERIMENTS.md). ``rpl train`` only: a bag or a live stack has no simulator state."""
 
     reward_threshold: float = dataclasses.field(
         default=0.0,
