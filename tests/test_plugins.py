@@ -153,16 +153,55 @@ def test_learn_launch_passes_controller_params_to_every_stack():
     assert {node.parameters['controller_params'] for node in controllers} == {'push_gain=4.0'}
 
 
+def test_controller_external_starts_no_controller_node():
+    """``controller:=external``: the user's own node publishes base_action; the rest of the
+    stack is the same (the sim bridge still waits for two observation subscribers)."""
+    default = plan_rpl_launch('push.launch.py')
+    plans = plan_rpl_launch('push.launch.py', controller='external')
+    assert [p.name for p in default] == ['sim_bridge', 'base_controller', 'residual_node']
+    assert [p.name for p in plans] == ['sim_bridge', 'residual_node']
+    sims = [p.node for p in (default[0], plans[0])]
+    assert sims[0].parameters == sims[1].parameters
+
+
+def test_no_controller_can_be_registered_as_external():
+    from rpl_base_controllers.registry import ControllerSpec, register_controller
+
+    spec = ControllerSpec(factory=lambda name, task, config: None, description='', tasks=('push',))
+    with pytest.raises(ValueError, match="controller name 'external' is reserved"):
+        register_controller('external', spec)
+
+
 @pytest.mark.parametrize(
-    ('arguments', 'message'),
+    ('file_name', 'arguments', 'message'),
     [
-        (['carry_gain:=abc'], "launch argument carry_gain:='abc': controller parameter"),
-        (['carry_gain:=5000'], 'is outside [0.0, 1000.0]'),
-        (['controller:=zero', 'carry_gain:=50'], "controller 'zero' has no parameter"),
+        (
+            'pick_and_place.launch.py',
+            ['carry_gain:=abc'],
+            "launch argument carry_gain:='abc': controller parameter",
+        ),
+        ('pick_and_place.launch.py', ['carry_gain:=5000'], 'is outside [0.0, 1000.0]'),
+        (
+            'pick_and_place.launch.py',
+            ['controller:=zero', 'carry_gain:=50'],
+            "controller 'zero' has no parameter",
+        ),
+        (
+            'pick_and_place.launch.py',
+            ['controller:=external', 'carry_gain:=50'],
+            'controller:=external starts no controller node; set the parameter on your own node',
+        ),
+        (
+            'slippery_push_learn.launch.py',
+            ['controller:=external'],
+            'live learning runs the base controller in its trainer too',
+        ),
     ],
 )
-def test_launch_rejects_a_bad_controller_param_before_any_node_starts(arguments, message):
-    proc = _run([*LAUNCH, 'pick_and_place.launch.py', *arguments], None, timeout=60)
+def test_launch_rejects_a_bad_controller_param_before_any_node_starts(
+    file_name, arguments, message
+):
+    proc = _run([*LAUNCH, file_name, *arguments], None, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and proc.stderr.count('\n') == 1, proc.stderr
     assert 'started' not in proc.stdout
@@ -360,6 +399,39 @@ try:
 except KeyboardInterrupt:
     pass
 """
+
+
+@pytest.mark.integration
+def test_stack_launch_with_controller_external_runs_the_foreign_controller(tmp_path):
+    """The launch file starts the sim bridge and the residual node; the foreign controller
+    (no RPL import) runs as its own process in the namespace, as it would on a robot."""
+    namespace = f'/rpl_test_external_{os.getpid()}'
+    output = tmp_path / 'results.json'
+    foreign = subprocess.Popen(
+        [sys.executable, '-c', FOREIGN_CONTROLLER, '--ros-args', '-r', f'__ns:={namespace}']
+    )
+    runner = Child(
+        [
+            *LAUNCH,
+            'push.launch.py',
+            f'namespace:={namespace}',
+            'controller:=external',
+            'episodes:=1',
+            'seed:=3',
+            'monitor:=true',
+            f'results:={output}',
+        ]
+    )
+    try:
+        assert runner.wait(90) == 0, runner.output()
+    finally:
+        runner.stop()
+        stop_process(foreign)
+    assert 'base_controller' not in runner.output()
+    data = read_json(output)
+    assert data['summary']['episodes'] == 1, runner.output()
+    assert set(data['base_actions']['tags']) == {'foreign'}
+    assert (data['summary']['fallback_base'], data['summary']['fallback_zero']) == (0, 0)
 
 
 def _episode_result(msg: JointState) -> EpisodeResult:

@@ -47,6 +47,9 @@ RESERVED_NAMES = ('controller', 'controller_params', TASK_FIELD)
 # In ControllerSpec.tasks: the controller suits every registered task (it sizes itself from
 # the task's spec, as the zero controller does).
 ANY_TASK = '*'
+# The stack launch files' ``controller:=external``: start no controller node, the user's own
+# node (any language) publishes base_action. No controller may be registered under it.
+EXTERNAL_CONTROLLER = 'external'
 
 # factory(name, task, config) -> controller; task is the task name or None, config the
 # validated config dataclass (None for a controller without parameters).
@@ -179,9 +182,15 @@ def register_controller(
         source: Where it comes from (shown by ``rpl list controllers``).
 
     Raises:
-        ValueError: ``name`` is already registered and ``replace`` is False, ``tasks`` is
-            empty, or the parameters are badly declared.
+        ValueError: ``name`` is already registered and ``replace`` is False, ``name`` is
+            :data:`EXTERNAL_CONTROLLER`, ``tasks`` is empty, or the parameters are badly
+            declared.
     """
+    if name == EXTERNAL_CONTROLLER:
+        raise ValueError(
+            f'controller name {name!r} is reserved: controller:={name} in a stack launch '
+            'starts no controller node (your own node publishes base_action)'
+        )
     if not isinstance(spec, ControllerSpec):
         raise ValueError(f'controller {name!r}: expected a ControllerSpec, got {spec!r}')
     if name in _REGISTRY and not replace:

@@ -67,6 +67,18 @@ def _controller_argument(task: str, default: str) -> DeclareLaunchArgument:
     )
 
 
+def _stack_controller_argument(task: str, default: str) -> DeclareLaunchArgument:
+    from rpl_base_controllers.registry import EXTERNAL_CONTROLLER
+
+    return DeclareLaunchArgument(
+        'controller',
+        default_value=default,
+        description='Base controller (rpl_base_controllers registry name) for task '
+        f'{task}: {", ".join(controllers_for(task))}; or {EXTERNAL_CONTROLLER}: start none, '
+        'your own node in the namespace publishes base_action (README: the topic checklist)',
+    )
+
+
 def _seed_argument(description: str) -> DeclareLaunchArgument:
     return DeclareLaunchArgument('seed', default_value='0', description=description)
 
@@ -103,7 +115,7 @@ def launch_arguments(task: str, default_controller: str) -> list[DeclareLaunchAr
 
 def _stack_arguments(task: str, default_controller: str) -> list[DeclareLaunchArgument]:
     return [
-        _controller_argument(task, default_controller),
+        _stack_controller_argument(task, default_controller),
         DeclareLaunchArgument(
             'model_path',
             default_value='',

@@ -24,6 +24,10 @@ files) runs one stack:
   ``episodes:=N`` it exits 0 after N episodes and the launch ends with 0; if it crashes
   the launch ends non-zero, under ``ros2 launch`` too (a bare ``on_exit=Shutdown()`` ends a
   real launch with 0).
+* ``controller:=external`` starts no ``base_controller``: the user's own node (any
+  language, the README's topic checklist) publishes ``base_action`` in the namespace, and
+  the sim bridge waits for it as for ours. Live learning runs the controller in its trainer
+  as well, so there the controller must be a registered one.
 * ``base_controller`` respawns after 1 s if it dies; meanwhile the sim bridge applies the
   zero action (counted as ``fallback_zero``). ``residual_node`` respawns after 1 s too;
   meanwhile the sim bridge applies the base action (``fallback_base``), so a dead residual
@@ -90,6 +94,7 @@ from rpl_bringup.stack_substitutions import (
     ControllerParams,
     ExplorerActive,
     ExplorerNamespace,
+    ExternalController,
     FloatArgument,
     IntArgument,
     RecordBag,
@@ -136,7 +141,14 @@ def _sim_bridge(
     )
 
 
-def _base_controller(task: str, namespace: Any, stack_params: Any, condition: Any = None) -> Node:
+def _base_controller(
+    task: str,
+    namespace: Any,
+    stack_params: Any,
+    condition: Any = None,
+    external_allowed: bool = False,
+) -> Node:
+    controller = ControllerArgument(task, external_allowed)
     return Node(
         package='rpl_base_controllers',
         executable='controller_node',
@@ -145,7 +157,7 @@ def _base_controller(task: str, namespace: Any, stack_params: Any, condition: An
         parameters=[
             _config('base_controller.yaml'),
             stack_params,
-            {'controller': ControllerArgument(task), 'controller_params': ControllerParams(task)},
+            {'controller': controller, 'controller_params': ControllerParams(task)},
         ],
         output='screen',
         respawn=True,
@@ -236,7 +248,7 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
             *launch_arguments(task, default_controller),
             CheckArguments(
                 [
-                    ControllerArgument(task),
+                    ControllerArgument(task, external_allowed=True),
                     ControllerParams(task),
                     *sim_overrides.values(),
                     RecordBag(),
@@ -244,7 +256,13 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
             ),
             _sim_bridge(namespace, stack_params, sim_overrides, UnlessCondition(waits)),
             _sim_bridge(namespace, stack_params, waiting_overrides, IfCondition(waits)),
-            _base_controller(task, namespace, stack_params),
+            _base_controller(
+                task,
+                namespace,
+                stack_params,
+                UnlessCondition(ExternalController()),
+                external_allowed=True,
+            ),
             _residual_node(namespace, stack_params, {}),
             _episode_monitor(
                 namespace,

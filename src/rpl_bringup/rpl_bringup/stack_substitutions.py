@@ -138,14 +138,35 @@ def controllers_for(task: str) -> list[str]:
     return [n for n in available_controllers() if task in controller_info(n).tasks]
 
 
+def _is_external(context: LaunchContext) -> bool:
+    from rpl_base_controllers.registry import EXTERNAL_CONTROLLER
+
+    return LaunchConfiguration('controller').perform(context).strip() == EXTERNAL_CONTROLLER
+
+
+class ExternalController(Substitution):
+    """'true' if the ``controller`` launch argument is ``external`` (the stack then starts no
+    controller node), else 'false' (for conditions)."""
+
+    def perform(self, context: LaunchContext) -> str:
+        return 'true' if _is_external(context) else 'false'
+
+    def describe(self) -> str:
+        return 'ExternalController()'
+
+
 class ControllerArgument(Substitution):
     """The ``controller`` launch argument, checked against the controller registry: a
     registered controller that suits ``task`` (registered with the sim bridge's task
-    registry), else ValueError listing the controllers for the task."""
+    registry), else ValueError listing the controllers for the task. With
+    ``external_allowed`` (the stack launches) it may also be ``external``: the user's own
+    node publishes base_action; live learning runs the controller in its trainer, so there
+    it must be registered."""
 
-    def __init__(self, task: str) -> None:
+    def __init__(self, task: str, external_allowed: bool = False) -> None:
         super().__init__()
         self._task = task
+        self._external_allowed = external_allowed
 
     def perform(self, context: LaunchContext) -> str:
         from rpl_base_controllers.registry import UnknownControllerError, controller_info
@@ -155,6 +176,15 @@ class ControllerArgument(Substitution):
             raise ValueError(f'task {self._task!r} is not registered; known tasks: {tasks}')
         name = LaunchConfiguration('controller').perform(context)
         known = controllers_for(self._task)
+        if _is_external(context):
+            if self._external_allowed:
+                return name.strip()
+            raise ValueError(
+                'launch argument controller:=external: live learning runs the base '
+                'controller in its trainer too, so it must be a registered one (a plug-in, '
+                f'README "Your own controller and robot"); controllers for task '
+                f'{self._task}: {known}'
+            )
         try:
             suits = controller_info(name).tasks
         except UnknownControllerError:
@@ -200,7 +230,8 @@ class ControllerParams(Substitution):
         from rpl_base_controllers.registry import controller_config, controller_info, parse_value
 
         controller = LaunchConfiguration('controller').perform(context)
-        params = {p.name: p for p in controller_info(controller).params}
+        external = _is_external(context)
+        params = {} if external else {p.name: p for p in controller_info(controller).params}
         values: dict[str, Any] = {}
         for name in controller_params_for(self._task):
             if name in RESERVED_ARGUMENTS:
@@ -208,6 +239,11 @@ class ControllerParams(Substitution):
             text = LaunchConfiguration(name).perform(context).strip()
             if not text:
                 continue
+            if external:
+                raise ValueError(
+                    f'launch argument {name}:={text!r}: controller:=external starts no '
+                    'controller node; set the parameter on your own node'
+                )
             if name not in params:
                 raise ValueError(
                     f'launch argument {name}:={text!r}: controller {controller!r} has no '
