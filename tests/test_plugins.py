@@ -336,26 +336,36 @@ def test_train_runs_the_example_controller_in_worker_processes(plugin_env, tmp_p
 @pytest.mark.integration
 def test_stack_launch_runs_the_example_controller(plugin_env, tmp_path, monkeypatch):
     monkeypatch.setenv('PYTHONPATH', plugin_env['PYTHONPATH'])  # Child inherits it
+    namespace = f'/rpl_test_plugin_{os.getpid()}'
+    arguments = [f'controller:={EXAMPLE}', 'gain:=8']
+    _, data = _one_monitored_episode('slippery_push.launch.py', namespace, arguments, tmp_path)
+    assert set(data['base_actions']['tags']) == {EXAMPLE}
+
+
+def _one_monitored_episode(
+    file_name: str, namespace: str, arguments: list[str], tmp_path
+) -> tuple[str, dict]:
+    """Runs one episode of the stack launch ``file_name`` with its episode monitor; returns
+    the launch's output and the monitor's results."""
     output = tmp_path / 'results.json'
     runner = Child(
         [
             *LAUNCH,
-            'slippery_push.launch.py',
-            f'namespace:=/rpl_test_plugin_{os.getpid()}',
-            f'controller:={EXAMPLE}',
-            'gain:=8',
+            file_name,
+            f'namespace:={namespace}',
+            *arguments,
             'episodes:=1',
             'monitor:=true',
             f'results:={output}',
         ]
     )
     try:
-        assert runner.wait(60) == 0, runner.output()
+        assert runner.wait(90) == 0, runner.output()
     finally:
         runner.stop()
     data = read_json(output)
     assert data['summary']['episodes'] == 1, runner.output()
-    assert set(data['base_actions']['tags']) == {EXAMPLE}
+    return runner.output(), data
 
 
 # A controller written outside the project: plain rclpy and sensor_msgs, no RPL import; it
@@ -406,30 +416,15 @@ def test_stack_launch_with_controller_external_runs_the_foreign_controller(tmp_p
     """The launch file starts the sim bridge and the residual node; the foreign controller
     (no RPL import) runs as its own process in the namespace, as it would on a robot."""
     namespace = f'/rpl_test_external_{os.getpid()}'
-    output = tmp_path / 'results.json'
     foreign = subprocess.Popen(
         [sys.executable, '-c', FOREIGN_CONTROLLER, '--ros-args', '-r', f'__ns:={namespace}']
     )
-    runner = Child(
-        [
-            *LAUNCH,
-            'push.launch.py',
-            f'namespace:={namespace}',
-            'controller:=external',
-            'episodes:=1',
-            'seed:=3',
-            'monitor:=true',
-            f'results:={output}',
-        ]
-    )
     try:
-        assert runner.wait(90) == 0, runner.output()
+        arguments = ['controller:=external', 'seed:=3']
+        output, data = _one_monitored_episode('push.launch.py', namespace, arguments, tmp_path)
     finally:
-        runner.stop()
         stop_process(foreign)
-    assert 'base_controller' not in runner.output()
-    data = read_json(output)
-    assert data['summary']['episodes'] == 1, runner.output()
+    assert 'base_controller' not in output
     assert set(data['base_actions']['tags']) == {'foreign'}
     assert (data['summary']['fallback_base'], data['summary']['fallback_zero']) == (0, 0)
 
