@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -257,3 +260,58 @@ def test_progress_off_a_terminal_is_one_line_per_tenth():
     progress.update(20, 1.0)
     progress.close()
     assert quiet.getvalue() == ''
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as stat:
+                    fields = stat.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {p for p in pids if os.path.exists(f'/proc/{p}')}
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
+def test_a_stopped_parallel_eval_leaves_no_worker_running(tmp_path, signum):
+    """The signal goes to `rpl eval` alone (not its process group, as a job scheduler, `kill`
+    or `timeout` send it): SIGTERM kills it without cleanup, so the workers' parent watch
+    ends them; SIGINT stops it (exit 130) and it terminates them. Before, a SIGTERM left both
+    workers orphaned, blocked for ever after their queued episodes."""
+    command = [sys.executable, '-m', 'rpl_bringup.cli', 'eval', '--task', 'slippery_push']
+    command += ['--controller', 'reactive_push', '--episodes', '100000', '--workers', '2']
+    command += ['--no-progress', '--json', str(tmp_path / 'out.json')]
+    log = tmp_path / 'stderr.txt'  # a file: orphaned workers would hold a pipe open
+    with open(log, 'w') as stderr:
+        proc = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        workers: set[int] = set()
+        # The pool's 2 workers (and multiprocessing's resource tracker) once spawned.
+        while len(workers) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = _children(proc.pid)
+        assert len(workers) >= 3, workers
+        time.sleep(3)  # the workers are evaluating
+        os.kill(proc.pid, signum)
+        code = proc.wait(30)
+        deadline = time.monotonic() + 10
+        while _alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(workers), (code, log.read_text())
+        assert code == (-signal.SIGTERM if signum == signal.SIGTERM else 130)
+        assert not (tmp_path / 'out.json').exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _alive(_children(proc.pid)):
+            os.kill(pid, signal.SIGKILL)

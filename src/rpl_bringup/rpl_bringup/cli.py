@@ -486,6 +486,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f'rpl {args.command}: error: {exc}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(f'rpl {args.command}: interrupted', file=sys.stderr)
         return 130
 
 

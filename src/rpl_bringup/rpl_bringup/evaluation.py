@@ -15,12 +15,12 @@ unless ``allow_model_mismatch``; one that says nothing runs, with a warning line
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -262,30 +262,39 @@ def evaluate_parallel(
         )
     chunk = min(chunk, math.ceil(episodes / workers))
     starts = list(range(0, episodes, chunk))
+    jobs = [
+        (
+            s,
+            {
+                'task': task,
+                'controller': controller,
+                'episodes': min(chunk, episodes - s),
+                'seed': seed + s,
+                'model_path': model_path,
+                'controller_params': controller_params,
+                'allow_model_mismatch': allow_model_mismatch,
+            },
+        )
+        for s in starts
+    ]
     parts: dict[int, EvalResult] = {}
     start = time.perf_counter()
     context = multiprocessing.get_context('spawn')  # no forked MuJoCo / ONNX state
     bar = EpisodeProgress(f'{task}/{controller}', episodes, progress)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        futures = {
-            pool.submit(
-                evaluate_model,
-                task,
-                controller,
-                min(chunk, episodes - s),
-                seed + s,
-                model_path,
-                controller_params=controller_params,
-                allow_model_mismatch=allow_model_mismatch,
-            ): s
-            for s in starts
-        }
-        for future in concurrent.futures.as_completed(futures):
-            part = future.result()  # a worker's ValueError is raised here, unchanged
-            parts[futures[future]] = part
+    pool = context.Pool(workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
+    try:
+        for s, part in pool.imap_unordered(_evaluate_chunk, jobs):
+            # (a worker's ValueError is raised by the iteration, unchanged)
+            parts[s] = part
             done = parts.values()
             rate = sum(sum(r.successes) for r in done) / sum(r.episodes for r in done)
             bar.update(part.episodes, rate)
+    finally:
+        # Done, or stopped by an exception (a worker's error, Ctrl-C): the workers end at
+        # once, and are waited for. A parent killed outright leaves them to their parent
+        # watch (_exit_with_parent).
+        pool.terminate()
+        pool.join()
     bar.close()
     ordered = [parts[s] for s in starts]
     first = ordered[0]
@@ -299,6 +308,28 @@ def evaluate_parallel(
         [x for r in ordered for x in r.returns],
         time.perf_counter() - start,
     )
+
+
+PARENT_WATCH_PERIOD_S = 0.5  # how often an evaluation worker checks that its parent lives
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Evaluation worker initializer: end this worker within :data:`PARENT_WATCH_PERIOD_S`
+    once the process that started it is gone (killed by SIGTERM or SIGKILL, which run no
+    cleanup), so that no worker keeps evaluating, or waiting, orphaned."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_WATCH_PERIOD_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name='parent-watch', daemon=True).start()
+
+
+def _evaluate_chunk(job: tuple[int, dict[str, Any]]) -> tuple[int, EvalResult]:
+    """One unit of :func:`evaluate_parallel`: (first episode index, its result)."""
+    first, arguments = job
+    return first, evaluate_model(**arguments)
 
 
 def task_residual_config(spec: Any) -> Any:
