@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 from onnx_builders import goal_seeking_weights, linear_model
@@ -122,3 +123,31 @@ def test_demo_with_a_model_runs_base_then_residual_on_the_same_seeds(tmp_path):
     sources = next(line for line in lines if line.startswith('  command sources'))
     assert sources.split()[2] == 'base' and sources.split()[4] == 'residual', sources
     assert demo.NO_MODEL not in text
+
+
+@pytest.mark.parametrize('kind', ['junk', 'other_task', 'folder'])
+def test_demo_refuses_a_model_that_cannot_run_before_any_node_starts(tmp_path, repo_root, kind):
+    """A residual node given such a model runs the base action: the demo would compare the
+    base with itself and exit 0. It now stops first, with one line."""
+    model = {
+        'junk': tmp_path / 'junk.onnx',
+        'other_task': repo_root / 'models' / 'noisy_hook_reactive_hook' / 'actor.onnx',
+        'folder': tmp_path,
+    }[kind]
+    (tmp_path / 'junk.onnx').write_text('not a model')
+    command = [sys.executable, '-m', 'rpl_bringup.cli', 'demo', '--episodes', '1']
+    done = subprocess.run(
+        [*command, '--model', str(model), '--namespace', f'/demo_refuse_{os.getpid()}'],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith('rpl demo: error:')
+    expected = {
+        'junk': 'is not a valid ONNX model',
+        'other_task': "input 'observation' has 40 features but 25 were expected",
+        'folder': 'is not a file',
+    }[kind]
+    assert expected in done.stderr
+    assert 'episode' not in done.stdout  # no stack ran

@@ -26,6 +26,7 @@ from rpl_bringup import launch_runner
 from rpl_bringup.episode_log import summary_from_dict
 from rpl_bringup.launch_shim import LaunchError
 from rpl_bringup.supervisor import PREFIX, Supervisor
+from rpl_residual_node.decision import SOURCE_RESIDUAL
 
 TASK = 'slippery_push'
 MONITOR = 'episode_monitor'
@@ -85,7 +86,8 @@ def resolve_model(model: str | None, search_dirs: list[str] | None = None) -> st
         return ''
     if model != 'auto':
         if not os.path.isfile(model):
-            raise LaunchError(f'--model {model!r} does not exist (give a file, auto or none)')
+            what = 'is not a file' if os.path.exists(model) else 'does not exist'
+            raise LaunchError(f'--model {model!r} {what} (give a file, auto or none)')
         return os.path.abspath(model)
     if search_dirs is None:
         search_dirs = model_search_dirs()
@@ -322,6 +324,8 @@ def run_demo(
     as for :func:`resolve_model` (None: :data:`DEFAULT_MODEL`).
     """
     model_path = resolve_model(model)
+    if model_path:
+        check_model(controller, model_path)
     if model is None and not model_path:
         write(f'rpl demo: the default model {DEFAULT_MODEL} is not here: base controller only')
     log_dir = tempfile.mkdtemp(prefix='rpl_demo_')
@@ -362,7 +366,26 @@ def run_demo(
             return _no_result(runs[-1], write)
     write('')
     write(format_comparison(*runs, controller=controller, episodes=episodes, seed=seed))
+    if not runs[-1].data.get('commands', {}).get('tags', {}).get(SOURCE_RESIDUAL):
+        write(
+            f'rpl demo: error: no command of the second run came from the residual node, so '
+            f'{display_path(model_path)} never ran; see the logs in {runs[-1].log_dir}'
+        )
+        return 1
     return _exit_code(runs, episodes)
+
+
+def check_model(controller: str, model_path: str) -> None:
+    """Raises LaunchError (one line) unless the model at ``model_path`` loads and was made
+    for the demo's task and ``controller`` (as ``rpl eval`` checks it), before any node
+    starts: a residual node given a bad model runs the base action, which would make the
+    comparison base against base."""
+    from rpl_bringup.evaluation import load_residual_policy
+
+    try:
+        load_residual_policy(TASK, controller, model_path)
+    except ValueError as exc:
+        raise LaunchError(str(exc)) from None
 
 
 def _no_result(run: StackRun, write: Callable[[str], None]) -> int:
