@@ -138,3 +138,11 @@ def test_a_terminal_observation_is_counted_apart_not_as_a_step():
     assert log.observations.count == 3 and log.observations.tags == {'push': 3}
     assert log.observations.max_abs == 0.0
     assert log.terminal_observations == 1 and log.to_dict()['terminal_observations'] == 1
+
+
+def test_write_json_leaves_no_temporary_file_when_it_cannot_replace_the_target(tmp_path):
+    target = tmp_path / 'results.json'
+    target.mkdir()  # a folder where the file should go
+    with pytest.raises(IsADirectoryError):
+        EpisodeLog().write_json(str(target))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['results.json']

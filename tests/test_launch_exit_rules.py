@@ -259,6 +259,12 @@ BAD_ARGUMENTS = [
     ('slippery_push.launch.py', {'seed': '-1'}, r"seed:='-1' is outside 0\.\."),
     ('slippery_push.launch.py', {'episodes': '2.5'}, r"episodes:='2.5' is not an integer"),
     ('slippery_push.launch.py', {'record': 'true'}, r'record:=true needs bag:=PATH'),
+    (
+        'slippery_push.launch.py',
+        {'monitor': 'true', 'results': __file__},
+        r'exists \(results are never written over; give a new file\)',
+    ),
+    ('push.launch.py', {'monitor': 'true', 'results': os.sep}, r'is a folder; give a new file'),
     ('slippery_push_learn.launch.py', {'controller': 'x'}, r"controller:='x' is not a regis"),
     ('slippery_push_learn.launch.py', {'seed': '1e3'}, r"seed:='1e3' is not an integer"),
     ('slippery_push_learn.launch.py', {'episodes': 'many'}, r"episodes:='many' is not an int"),

@@ -215,9 +215,13 @@ class EpisodeLog:
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix='.episodes_', suffix='.json')
-        with os.fdopen(fd, 'w') as f:
-            json.dump(self.to_dict(), f, indent=1, allow_nan=True)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, 'w') as f:
+                json.dump(self.to_dict(), f, indent=1, allow_nan=True)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)  # no half-written file is left behind
+            raise
 
 
 def summary_line(summary: Summary) -> str:

@@ -20,6 +20,7 @@ Run alone: ``python -m rpl_bringup.episode_monitor_node --ros-args -r __ns:=/rpl
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 
 from sensor_msgs.msg import JointState
@@ -59,6 +60,10 @@ class EpisodeMonitorNode(RplNode):
     def __init__(self) -> None:
         super().__init__('episode_monitor')
         self.config = self.declare_config(EpisodeMonitorConfig)
+        if self.config.output_path and os.path.isdir(self.config.output_path):
+            raise ValueError(
+                f'output_path {self.config.output_path!r} is a folder; give a JSON file path'
+            )
         self.log = EpisodeLog()
         self.control_subscription(contract.EPISODE, self._on_episode)
         if self.config.watch_control:

@@ -145,7 +145,7 @@ def _stack_arguments(task: str, default_controller: str) -> list[DeclareLaunchAr
             'results',
             default_value='',
             description='monitor:=true: JSON file of episode results and message counts, '
-            "rewritten every second; '' = none",
+            "rewritten every second; a new file (an existing one is refused); '' = none",
         ),
         _command_timeout_argument('0.05'),
         _max_rate_argument('Lockstep cap on steps per second'),

@@ -97,6 +97,7 @@ from rpl_bringup.stack_substitutions import (
     ExternalController,
     FloatArgument,
     IntArgument,
+    NewResultsFile,
     RecordBag,
     ResultsFile,
     StackNamespaces,
@@ -252,6 +253,7 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
                     ControllerParams(task),
                     *sim_overrides.values(),
                     RecordBag(),
+                    NewResultsFile(),
                 ]
             ),
             _sim_bridge(namespace, stack_params, sim_overrides, UnlessCondition(waits)),
@@ -266,7 +268,7 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
             _residual_node(namespace, stack_params, {}),
             _episode_monitor(
                 namespace,
-                LaunchConfiguration('results'),
+                LaunchConfiguration('results'),  # checked by NewResultsFile above
                 IfCondition(LaunchConfiguration('monitor')),
             ),
             bag_recorder,

@@ -274,6 +274,27 @@ class RecordBag(Substitution):
         return 'RecordBag()'
 
 
+class NewResultsFile(Substitution):
+    """The ``results`` launch argument of a stack launch (the episode monitor's JSON file);
+    with ``monitor:=true`` it must be a new file, else ValueError: results, like bags, are
+    never written over, and a folder there would stop the monitor after start-up."""
+
+    def perform(self, context: LaunchContext) -> str:
+        path = LaunchConfiguration('results').perform(context)
+        if _flag(context, 'monitor') and path.strip():
+            if os.path.isdir(path):
+                raise ValueError(f'launch argument results:={path!r} is a folder; give a new file')
+            if os.path.lexists(path):
+                raise ValueError(
+                    f'launch argument results:={path!r} exists (results are never written over; '
+                    'give a new file)'
+                )
+        return path
+
+    def describe(self) -> str:
+        return 'NewResultsFile()'
+
+
 class CheckArguments(Action):
     """Performs every checking substitution before any node starts, so that a bad launch
     argument ends the launch with one line and a non-zero exit (under ``ros2 launch`` the
