@@ -183,3 +183,39 @@ def test_plot_into_a_folder_that_cannot_be_created_is_one_line(tmp_path, capsys)
     run = str(_fake_run(tmp_path, 0))
     assert trainer_main(['plot', run, '--out', str(blocker / 'fig.png')]) == 2
     assert 'cannot write --out' in _error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ('damage', 'message'),
+    [
+        (
+            ('metrics.csv', b'env_steps,eval/success_rate\n0,abc\n'),
+            "line 2: eval/success_rate 'abc'",
+        ),
+        (('metrics.csv', b'\xff\xfe\x00'), 'is not a metrics file (not UTF-8 text'),
+        (('metrics.csv', b'steps,eval/success_rate\n0,0.5\n'), 'no env_steps column'),
+        (('config.json', b'{'), 'config.json is not valid JSON'),
+        (('config.json', b'[1, 2]'), 'config.json holds a list, not a JSON object'),
+        (('base_eval.json', b'{'), 'base_eval.json is not valid JSON'),
+    ],
+    ids=['cell', 'bytes', 'no-steps', 'config', 'config-list', 'base-eval'],
+)
+def test_plot_of_a_damaged_run_is_one_line(tmp_path, capsys, damage, message):
+    from rpl_trainer.cli import main as trainer_main
+
+    run = _fake_run(tmp_path, 0)
+    name, content = damage
+    (run / name).write_bytes(content)
+    figure = tmp_path / 'fig.png'
+    assert trainer_main(['plot', str(run), '--out', str(figure)]) == 2
+    assert message in _error_line(capsys)
+    assert not figure.exists()
+
+
+def test_plot_refuses_an_image_kind_matplotlib_cannot_write(tmp_path, capsys):
+    from rpl_trainer.cli import main as trainer_main
+
+    figure = tmp_path / 'fig.txt'
+    assert trainer_main(['plot', str(_fake_run(tmp_path, 0)), '--out', str(figure)]) == 2
+    assert 'matplotlib writes no .txt image; give one of' in _error_line(capsys)
+    assert not figure.exists()

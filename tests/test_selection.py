@@ -152,6 +152,15 @@ def test_select_refuses_what_it_cannot_select_from(snapshot_run, tmp_path, capsy
     fails([str(run)], 'config.json is not a valid config')
     (run / 'config.json').write_text(config)
     fails([str(run), '--top', '0'], '--top must be at least 1')
+    metrics = (run / 'metrics.csv').read_text()
+    (run / 'metrics.csv').write_text(metrics.replace('\n0,', '\nzero,', 1))
+    fails([str(run)], "metrics.csv line 2: env_steps 'zero' is not a number")
+    header = metrics.splitlines()[0]
+    (run / 'metrics.csv').write_text(
+        metrics.replace(header, header.replace('eval/success_rate', 'x'))
+    )
+    fails([str(run)], 'has no eval/success_rate column')
+    (run / 'metrics.csv').write_text(metrics)
     fails([str(run), '--episodes', '0'], '--episodes must be at least 1')
     for path in (run / 'snapshots').iterdir():
         path.unlink()

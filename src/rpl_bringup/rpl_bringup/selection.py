@@ -113,8 +113,13 @@ def read_run(run_dir: str | pathlib.Path) -> RunInfo:
     metrics_path = run / METRICS_FILE
     if not metrics_path.is_file():
         raise SelectionError(f'{metrics_path} does not exist: the periodic scores are in it')
-    metrics = read_metrics(metrics_path)
+    try:
+        metrics = read_metrics(metrics_path)
+    except ValueError as exc:
+        raise SelectionError(str(exc)) from None
     metric = best_metric(list(metrics))
+    if metric not in metrics:
+        raise SelectionError(f'{metrics_path} has no {metric} column: no periodic scores')
     scores = {
         int(step): float(value)
         for step, value in zip(metrics['env_steps'], metrics[metric], strict=True)

@@ -547,9 +547,11 @@ def read_config_file(path: str | os.PathLike[str] | Traversable) -> dict[str, An
             line naming the file (values are checked by :func:`make_config`).
     """
     try:
-        text = path.read_text()
+        text = path.read_text(encoding='utf-8')
     except OSError as exc:
         raise ParameterError(f'cannot read config file {path}: {exc.strerror or exc}') from exc
+    except UnicodeDecodeError as exc:
+        raise ParameterError(f'config file {path} is not UTF-8 text ({exc.reason})') from None
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:

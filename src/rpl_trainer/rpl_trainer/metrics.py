@@ -123,13 +123,34 @@ def truncate_metrics(path: pathlib.Path, env_steps: int) -> None:
 
 
 def read_metrics(path: str | pathlib.Path) -> dict[str, np.ndarray]:
-    """metrics.csv as columns of floats (empty cells: NaN)."""
-    with pathlib.Path(path).open(newline='') as handle:
-        rows = list(csv.DictReader(handle))
-    return {
-        key: np.array([float(row[key]) if row.get(key) else np.nan for row in rows])
-        for key in (rows[0].keys() if rows else METRIC_COLUMNS)
-    }
+    """metrics.csv as columns of floats (empty cells: NaN).
+
+    Raises:
+        OSError: The file cannot be read.
+        ValueError: One line naming the file: not UTF-8 text, no ``env_steps`` column, or a
+            cell that is not a number.
+    """
+    path = pathlib.Path(path)
+    try:
+        with path.open(newline='', encoding='utf-8') as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            columns = list(reader.fieldnames or METRIC_COLUMNS)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f'{path} is not a metrics file (not UTF-8 text: {exc.reason})') from None
+    if 'env_steps' not in columns:
+        raise ValueError(f'{path} is not a metrics file (no env_steps column)')
+    table: dict[str, np.ndarray] = {}
+    for key in columns:
+        values = []
+        for line, row in enumerate(rows, start=2):
+            cell = row.get(key)
+            try:
+                values.append(float(cell) if cell else np.nan)
+            except ValueError:
+                raise ValueError(f'{path} line {line}: {key} {cell!r} is not a number') from None
+        table[key] = np.array(values)
+    return table
 
 
 __all__: Sequence[str] = (

@@ -17,6 +17,7 @@ import json
 import os
 import pathlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -184,8 +185,11 @@ def _load_run(
     for name in (CONFIG_FILE, METRICS_FILE):
         if not (run / name).is_file():
             raise PlotError(f'{run} is not a run directory: {name} is missing')
-    config = json.loads((run / CONFIG_FILE).read_text())
-    metrics = read_metrics(run / METRICS_FILE)
+    config = _read_json_object(run / CONFIG_FILE)
+    try:
+        metrics = read_metrics(run / METRICS_FILE)
+    except ValueError as exc:
+        raise PlotError(str(exc)) from None
     column, scale, _ = X_AXES[x]
     name = METRICS[metric][0]
     steps, success = metrics.get(column), metrics.get(name)
@@ -195,8 +199,19 @@ def _load_run(
     keep = np.isfinite(success)
     base = None
     if (run / BASE_EVAL_FILE).is_file():
-        base = json.loads((run / BASE_EVAL_FILE).read_text()).get(name)
+        base = _read_json_object(run / BASE_EVAL_FILE).get(name)
     return config, steps[keep], success[keep], base
+
+
+def _read_json_object(path: pathlib.Path) -> dict[str, Any]:
+    """A run's JSON file that holds one object, else PlotError naming it."""
+    try:
+        value = json.loads(path.read_text(encoding='utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlotError(f'{path} is not valid JSON ({exc})') from None
+    if not isinstance(value, dict):
+        raise PlotError(f'{path} holds a {type(value).__name__}, not a JSON object')
+    return value
 
 
 def group_curves(
@@ -260,6 +275,15 @@ def plot_runs(
     import matplotlib
 
     matplotlib.use('Agg')
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    kind = pathlib.Path(out).suffix.lstrip('.').lower() or 'png'
+    if kind not in kinds:
+        raise PlotError(
+            f'--out {out}: matplotlib writes no .{kind} image; give one of '
+            + ', '.join(f'.{k}' for k in sorted(kinds))
+        )
     import matplotlib.pyplot as plt
 
     loaded = []
