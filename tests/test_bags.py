@@ -569,3 +569,23 @@ def test_replay_refuses_a_model_of_another_task_or_fields_and_names_the_override
     )
     assert code == 2
     assert 'observation' in err and '--allow-model-mismatch' not in err
+
+
+@pytest.mark.parametrize(
+    ('argv', 'message'),
+    [
+        (['play', '{bag}', '--delay', 'nan'], '--delay nan is outside [0, 86400]'),
+        (['play', '{bag}', '--rate', '1e-300'], '--rate 1e-300 is outside [0.001, 1000]'),
+        (['play', '{bag}', '--wait-subscribers', '-1'], '--wait-subscribers -1 is outside'),
+        (['record', '{new}', '--namespace', '/a//b'], "--namespace '/a//b': Invalid namespace"),
+        (['eval', '{bag}', '--json', '{same}', '--png', '{same}'], 'must be different files'),
+    ],
+    ids=['delay', 'rate', 'wait', 'namespace', 'same-outputs'],
+)
+def test_cli_bad_options_are_one_line_before_anything_runs(bag, tmp_path, capsys, argv, message):
+    path, _ = bag
+    places = {'bag': str(path), 'new': str(tmp_path / 'new_bag'), 'same': str(tmp_path / 'o')}
+    code, err = run_cli([a.format(**places) for a in argv])
+    assert code == 2 and err.count('\n') == 1 and message in err, err
+    assert 'playing' not in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != path.name) == []

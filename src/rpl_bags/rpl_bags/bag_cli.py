@@ -168,6 +168,9 @@ def _sibling(bag: str, suffix: str) -> str:
 def _check_outputs(force: bool, **paths: str | None) -> None:
     """Before the work: each output (option name -> path) can be written, and exists
     only if ``force``."""
+    named = {option: os.path.realpath(path) for option, path in paths.items() if path}
+    if len(set(named.values())) < len(named):
+        raise CliError(f'the outputs {", ".join(f"--{o}" for o in named)} must be different files')
     for option, path in paths.items():
         if path:
             output_files.check_output(path, force=force, option=f'--{option}')
@@ -183,10 +186,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     from rpl_bags import bag_recorder_node
 
     topics = parse_topic_list(','.join(args.topics or RECORDED_TOPICS))
+    namespace = _namespace(args.namespace)
     if os.path.lexists(args.bag):
         raise CliError(f'bag {args.bag!r} already exists; not overwriting it')
     # Subscribe to everything at once: nothing waits for this recorder (unlike record:=true).
-    ros_args = ['--ros-args', '-r', f'__ns:={args.namespace}']
+    ros_args = ['--ros-args', '-r', f'__ns:={namespace}']
     ros_args += ['-p', 'startup_timeout_s:=0.0', '-p', 'settle_s:=0.0']
     for name, value in (('bag', args.bag), ('storage', args.storage), ('topics', topics)):
         text = ','.join(value) if isinstance(value, tuple) else value
@@ -194,10 +198,33 @@ def cmd_record(args: argparse.Namespace) -> int:
     return bag_recorder_node.main(ros_args)
 
 
+def _namespace(text: str) -> str:
+    """``--namespace`` as an absolute ROS namespace (``rpl`` -> ``/rpl``), else CliError."""
+    from rclpy.validate_namespace import validate_namespace
+
+    namespace = text if text.startswith('/') else f'/{text}'
+    try:
+        validate_namespace(namespace)
+    except Exception as exc:  # rclpy's InvalidNamespaceException: first line says why
+        reason = str(exc).splitlines()[0].rstrip(':')
+        raise CliError(f'--namespace {text!r}: {reason}') from None
+    return namespace
+
+
+# rpl bag play's timing options: (option, lowest, highest); rates outside these bounds
+# would overflow the schedule's timestamps.
+PLAY_BOUNDS = (('rate', 1e-3, 1e3), ('delay', 0.0, 86400.0), ('wait_subscribers', 0.0, 86400.0))
+
+
 def cmd_play(args: argparse.Namespace) -> int:
     """``rpl bag play``."""
     from rpl_bags import bag_play_node
 
+    for name, low, high in PLAY_BOUNDS:
+        value = getattr(args, name)
+        if not low <= value <= high:  # NaN fails too
+            option = '--' + name.replace('_', '-')
+            raise CliError(f'{option} {value:g} is outside [{low:g}, {high:g}]')
     raw = read_raw_bag(args.bag)
     _warn('play', raw.problems)
     chosen = select_topics(list(raw.topics), args.topics)
