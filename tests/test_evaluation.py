@@ -315,3 +315,18 @@ def test_a_stopped_parallel_eval_leaves_no_worker_running(tmp_path, signum):
             proc.kill()
         for pid in _alive(_children(proc.pid)):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ('args', 'message'),
+    [
+        (['--task', 'nope', '--controller', 'zero'], "unknown task 'nope'; registered tasks: "),
+        (['--task', 'push', '--controller', 'zero', '--seed', str(2**31)], '--seed must be in'),
+        (['--task', 'push', '--controller', 'zero', '--model', '.'], "--model '.' is not a file"),
+    ],
+    ids=['task', 'seed', 'folder'],
+)
+def test_rpl_eval_names_what_is_wrong_in_one_line(tmp_path, args, message):
+    done = _rpl_eval(tmp_path, *args, '--no-progress')
+    assert done.returncode == 2 and done.stdout == ''
+    assert len(done.stderr.splitlines()) == 1 and message in done.stderr, done.stderr

@@ -157,6 +157,7 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
         "unknown task 'nope'",
         'slippery_push',
     )
+    fails(['train', '--task', 'nope', '--steps', '9', '--out', new], "unknown task 'nope'")
     fails(
         ['train', '--task', 'push', '--controller', 'nope', '--steps', '9', '--out', new],
         "unknown controller 'nope'",

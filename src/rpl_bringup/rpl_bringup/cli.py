@@ -248,16 +248,30 @@ def cmd_launch(args: argparse.Namespace) -> int:
     )
 
 
+MAX_SEED = 2**31 - 1  # the sim bridge's and the trainer's seed range
+
+
+def check_task(task: str) -> None:
+    """UsageError naming the registered tasks unless ``task`` is one of them."""
+    from rpl_sim_bridge.tasks import available_tasks
+
+    tasks = available_tasks()
+    if task not in tasks:
+        raise UsageError(f'unknown task {task!r}; registered tasks: {", ".join(tasks)}')
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """``rpl eval``."""
     if args.episodes < 1:
         raise UsageError(f'--episodes must be at least 1, got {args.episodes}')
     if args.workers < 1:
         raise UsageError(f'--workers must be at least 1, got {args.workers}')
-    if args.seed < 0:
-        raise UsageError(f'--seed must be 0 or more, got {args.seed}')
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f'--seed must be in 0..{MAX_SEED} (as the sim bridge), got {args.seed}')
     if args.model is not None and not os.path.isfile(args.model):
-        raise UsageError(f'--model {args.model!r} does not exist')
+        what = 'is not a file' if os.path.exists(args.model) else 'does not exist'
+        raise UsageError(f'--model {args.model!r} {what}')
+    check_task(args.task)
     out = args.json or default_eval_json(args.task, args.controller, args.model, args.seed)
     try:  # before the episodes run, not after
         output_files.check_output(out, force=args.force, option='--json')
