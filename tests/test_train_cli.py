@@ -165,8 +165,16 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
     )
     assert not (tmp_path / 'new').exists()
 
+    fails(
+        [*SMOKE, '--steps', '9', '--out', new, '--show-config', '--set', 'residual_axis_scales=x'],
+        "residual_axis_scales: 'x' is not ACTION_FIELD:SCALE",
+    )  # --show-config refuses what a run would refuse
     before = {p.name: p.read_bytes() for p in smoke_run.iterdir()}
     fails([*SMOKE, '--steps', '200', '--out', str(smoke_run)], 'already exists', '--resume')
+    fails(
+        ['train', '--out', str(smoke_run), '--resume', '--steps', '100'],
+        'is at 200 env steps already, at or past the 100 asked for: nothing to train',
+    )
     fails(
         [*SMOKE, '--steps', '200', '--out', str(smoke_run), '--resume', '--set', 'noise_eps=0.1'],
         'conflicts',

@@ -423,13 +423,16 @@ def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.train import Trainer, burn_in_budget_note
 
     config, source = resolve_train_config(args)
-    if args.show_config:
+    try:
+        problem = registered_problem(config.task, config.controller, config.controller_params)
+        residual_scales(config, problem.spec.action_fields)  # names the task's action fields
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if args.show_config:  # settings a run would refuse are refused here too
         print(source)
         print(config.to_json(), end='')
         return 0
     try:
-        problem = registered_problem(config.task, config.controller, config.controller_params)
-        residual_scales(config, problem.spec.action_fields)  # names the task's action fields
         check_run_dir(args.out, config, args.resume)
         # Checks the rest against the task (reward radius, privileged goals), writes nothing.
         trainer = Trainer(config, problem, args.out, progress=not args.no_progress)

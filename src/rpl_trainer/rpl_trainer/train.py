@@ -60,6 +60,7 @@ from rpl_trainer.run_dir import (
     METRICS_FILE,
     ONNX_FILE,
     SNAPSHOT_DIR,
+    RunDirError,
     check_run_dir,
     drop_snapshots_after,
     is_new_best,
@@ -567,6 +568,12 @@ class Trainer:
         with StopSignals() as self._stop:
             if resume:
                 self._restore(load_learner_checkpoint(self.out_dir / CHECKPOINT_FILE, TRAIN_RUN))
+                if self.env_steps >= config.total_env_steps:  # before anything is rewritten
+                    raise RunDirError(
+                        f'the run in {self.out_dir} is at {self.env_steps} env steps already, '
+                        f'at or past the {config.total_env_steps} asked for: nothing to train '
+                        '(a larger --steps continues it)'
+                    )
             else:
                 if init_from is not None:
                     start_from(self.learner, init_from)
