@@ -219,3 +219,17 @@ def test_plot_refuses_an_image_kind_matplotlib_cannot_write(tmp_path, capsys):
     assert trainer_main(['plot', str(_fake_run(tmp_path, 0)), '--out', str(figure)]) == 2
     assert 'matplotlib writes no .txt image; give one of' in _error_line(capsys)
     assert not figure.exists()
+
+
+def test_force_never_replaces_a_link_a_device_or_a_pipe(tmp_path):
+    real = tmp_path / 'real.json'
+    real.write_text('kept')
+    link = tmp_path / 'link.json'
+    link.symlink_to(real)
+    fifo = tmp_path / 'fifo.json'
+    os.mkfifo(fifo)
+    for path in (link, fifo, pathlib.Path(os.devnull)):
+        with pytest.raises(output_files.OutputError, match='is not a regular file'):
+            output_files.check_output(path, force=True, option='--json')
+    assert link.is_symlink() and real.read_text() == 'kept'
+    assert pathlib.Path(os.devnull).is_char_device()

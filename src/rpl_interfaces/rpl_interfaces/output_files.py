@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import stat
 import tempfile
 
 
@@ -40,11 +41,19 @@ def check_output(path: str | os.PathLike[str], *, force: bool, option: str) -> p
         ``path`` as a Path.
 
     Raises:
-        OutputError: ``path`` exists (and not ``force``), is a folder, or cannot be created.
+        OutputError: ``path`` exists (and not ``force``), is a folder, is not a regular
+            file (a link, device or pipe, even with ``force``), or cannot be created.
     """
     path = pathlib.Path(path)
     if path.is_dir():
         raise OutputError(f'{option} {str(path)!r} is a folder; give a file path')
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        # --force replaces a file by renaming a new one over it: a link, device or pipe
+        # would be replaced, not written to
+        raise OutputError(
+            f'{option} {str(path)!r} is not a regular file (a link, device or pipe); '
+            'not replacing it: give a file path'
+        )
     if os.path.lexists(path) and not force:
         raise OutputError(
             f'{str(path)!r} exists already; not writing over it: add --force to replace it, '
