@@ -414,3 +414,29 @@ def test_killed_base_controller_is_respawned_and_a_crash_loop_ends_the_launch(tm
         ), runner.output()
     finally:
         stop_process(runner.proc, signal.SIGINT, timeout_s=15)
+
+
+@pytest.mark.integration
+def test_a_model_that_never_runs_ends_the_launch_non_zero(tmp_path):
+    """model_path names a file that does not load: the residual node passes the base action
+    through (as it must on a robot), and a finite run says it measured the base, exit 4.
+    Before, the launch ended 0 with `fallbacks base 0`."""
+    junk = tmp_path / 'junk.onnx'
+    junk.write_text('not a model')
+    done = subprocess.run(
+        [
+            *CLI_LAUNCH,
+            'rpl_bringup',
+            'slippery_push.launch.py',
+            'episodes:=1',
+            f'namespace:=/model_never_ran_{os.getpid()}',
+            f'model_path:={junk}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 4, output
+    assert 'not one of the 50 steps got a command from the residual model' in output
+    assert 'model_load_failed' in output or 'no model loaded' in output

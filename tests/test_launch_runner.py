@@ -99,7 +99,7 @@ def test_cli_returns_2_with_message_on_bad_arguments(capsys):
     assert '--workers must be at least 1' in capsys.readouterr().err
     seed = ['eval', '--task', 'push', '--controller', 'reactive_push', '--seed', '-5']
     assert cli.main(seed) == 2
-    assert '--seed must be 0 or more, got -5' in capsys.readouterr().err
+    assert '--seed must be in 0..2147483647 (as the sim bridge), got -5' in capsys.readouterr().err
 
 
 # --- the shim on the real launch files --------------------------------------------------
@@ -167,6 +167,7 @@ def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
         'seed': 0,
         'command_timeout_s': 0.05,
         'lockstep_max_rate_hz': 0.0,
+        'expect_model': False,  # no model_path
     }
     assert base.node.parameters == {'controller': controller, 'controller_params': ''}
     assert residual.node.parameters == {'model_path': ''}
@@ -198,6 +199,7 @@ def test_launch_arguments_reach_the_node_command_lines():
         'seed': 42,
         'command_timeout_s': 0.05,
         'lockstep_max_rate_hz': 80.0,
+        'expect_model': True,  # model_path given
     }
     assert 'episodes:=7' in sim.cmd and 'seed:=42' in sim.cmd
     assert plans['residual_node'].cmd[-1] == 'model_path:="/tmp/actor.onnx"'

@@ -26,7 +26,7 @@ from rpl_bringup import launch_runner
 from rpl_bringup.episode_log import summary_from_dict
 from rpl_bringup.launch_shim import LaunchError
 from rpl_bringup.supervisor import PREFIX, Supervisor
-from rpl_residual_node.decision import SOURCE_RESIDUAL
+from rpl_interfaces import contract
 
 TASK = 'slippery_push'
 MONITOR = 'episode_monitor'
@@ -366,7 +366,7 @@ def run_demo(
             return _no_result(runs[-1], write)
     write('')
     write(format_comparison(*runs, controller=controller, episodes=episodes, seed=seed))
-    if not runs[-1].data.get('commands', {}).get('tags', {}).get(SOURCE_RESIDUAL):
+    if not runs[-1].data.get('commands', {}).get('tags', {}).get(contract.COMMAND_FROM_RESIDUAL):
         write(
             f'rpl demo: error: no command of the second run came from the residual node, so '
             f'{display_path(model_path)} never ran; see the logs in {runs[-1].log_dir}'

@@ -20,6 +20,9 @@ files) runs one stack:
   registered (rpl_base_controllers) for the task (registered with rpl_sim_bridge), integers
   must be integers in range, ``record:=true`` needs ``bag``. A bad one is one line and a
   non-zero exit (``rpl launch``: 2; ``ros2 launch``: 1).
+* With ``model_path`` set the sim bridge expects the model (``expect_model``): a finished
+  run in which no command came from it (a model that failed to load: the residual node
+  passes the base action through) ends the launch non-zero.
 * ``sim_bridge`` is required (:class:`~rpl_bringup.stack_exits.RequiredExit`): with
   ``episodes:=N`` it exits 0 after N episodes and the launch ends with 0; if it crashes
   the launch ends non-zero, under ``ros2 launch`` too (a bare ``on_exit=Shutdown()`` ends a
@@ -97,6 +100,7 @@ from rpl_bringup.stack_substitutions import (
     ExternalController,
     FloatArgument,
     IntArgument,
+    ModelGiven,
     NewResultsFile,
     RecordBag,
     ResultsFile,
@@ -225,6 +229,7 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
         'seed': IntArgument('seed', 0, MAX_SEED),
         'command_timeout_s': FloatArgument('command_timeout', 0.0),
         'lockstep_max_rate_hz': FloatArgument('max_rate', 0.0, 10000.0),
+        'expect_model': ModelGiven(),
     }
     # Two variants: without anything optional to wait for, min_subscribers keeps its file
     # default; with a monitor and/or recorder the sim also waits for them, so that none of

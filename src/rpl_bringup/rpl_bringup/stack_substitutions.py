@@ -274,6 +274,18 @@ class RecordBag(Substitution):
         return 'RecordBag()'
 
 
+class ModelGiven(Substitution):
+    """'true' if the ``model_path`` launch argument names a model, else 'false': the sim
+    bridge's ``expect_model`` (a finished run whose commands never came from the model
+    fails)."""
+
+    def perform(self, context: LaunchContext) -> str:
+        return 'true' if LaunchConfiguration('model_path').perform(context).strip() else 'false'
+
+    def describe(self) -> str:
+        return 'ModelGiven()'
+
+
 class NewResultsFile(Substitution):
     """The ``results`` launch argument of a stack launch (the episode monitor's JSON file);
     with ``monitor:=true`` it must be a new file, else ValueError: results, like bags, are

@@ -47,6 +47,11 @@ EPISODE: Final = 'episode'
 DIAGNOSTICS: Final = '/diagnostics'  # absolute, as every ROS 2 diagnostics tool expects
 JOINT_STATES: Final = 'joint_states'  # the standard name robot_state_publisher subscribes to
 
+# header.frame_id of a command: the residual node's source of it (the model's composition,
+# or the base action passed through: no model, a fallback).
+COMMAND_FROM_RESIDUAL: Final = 'residual'
+COMMAND_FROM_BASE: Final = 'base'
+
 # Leading meta fields of every stamped vector.
 META_FIELDS: Final = ('episode', 'step')
 

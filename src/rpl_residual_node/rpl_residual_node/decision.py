@@ -18,11 +18,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rpl_interfaces import contract
 from rpl_residual_node.mixing import ResidualConfig, explore_limit, explore_residual, mix
 from rpl_residual_node.onnx_actor import OnnxActor
 
-SOURCE_RESIDUAL = 'residual'
-SOURCE_BASE = 'base'
+SOURCE_RESIDUAL = contract.COMMAND_FROM_RESIDUAL
+SOURCE_BASE = contract.COMMAND_FROM_BASE
 
 # Reasons of a Decision. 'ok' means the residual was applied; all others are fallbacks.
 OK = 'ok'

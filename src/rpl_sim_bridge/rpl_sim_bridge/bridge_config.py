@@ -134,6 +134,14 @@ class SimBridgeConfig:
             range=(0.0, 60.0),
         ),
     )
+    expect_model: bool = dataclasses.field(
+        default=False,
+        metadata=describe(
+            'The residual node was given a model (the launch files set it from model_path): '
+            'a finished run in which no command came from the residual model (the node ran '
+            'the base action throughout, e.g. a model that failed to load) exits non-zero.'
+        ),
+    )
     publish_joint_states: bool = dataclasses.field(
         default=True,
         metadata=describe(

@@ -47,6 +47,9 @@ IDLE_PERIOD_S = 3600.0  # period of the lockstep deadline timer while it is not 
 # Exit code of a finished run in which no step applied a command although the residual
 # node was on the graph (SimBridge.command_path_problem): it measured the base alone.
 EXIT_COMMAND_PATH_UNANSWERED = 3
+# Exit code of a finished run that expected a model (expect_model) and in which no accepted
+# command came from it: the residual node passed the base action through throughout.
+EXIT_MODEL_NEVER_RAN = 4
 
 
 class SimBridgeNode(RplNode):
@@ -75,6 +78,7 @@ class SimBridgeNode(RplNode):
         self._fallback_log = LogThrottle(LOG_PERIOD_S)
         self._running = False
         self._exit_code = 0  # set when a finished run failed (SimBridge.command_path_problem)
+        self._model_commands = 0  # accepted commands tagged as the residual model's
         self._t0 = time.monotonic()
         self._diag_last = (self._t0, 0)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
@@ -135,6 +139,8 @@ class SimBridgeNode(RplNode):
         now = time.monotonic()
         if not self._accepted(msg, 'command', self.core.offer_command, now):
             return
+        if msg.header.frame_id == contract.COMMAND_FROM_RESIDUAL:
+            self._model_commands += 1
         if self._lockstep and self._running and self.core.ready():
             self._step(now)
 
@@ -370,6 +376,15 @@ class SimBridgeNode(RplNode):
         if problem is not None:
             self.get_logger().error(f'{problem}; exit code {EXIT_COMMAND_PATH_UNANSWERED}')
             self._exit_code = EXIT_COMMAND_PATH_UNANSWERED
+        elif self.config.expect_model and c.episodes and not self._model_commands:
+            self.get_logger().error(
+                f'not one of the {c.steps} steps got a command from the residual model '
+                '(expect_model: the launch gave the residual node a model_path): the residual '
+                'node passed the base action through, so these episodes measured the base '
+                'controller; its log says why (e.g. model_load_failed); '
+                f'exit code {EXIT_MODEL_NEVER_RAN}'
+            )
+            self._exit_code = EXIT_MODEL_NEVER_RAN
         self.create_timer(self.config.result_linger_s, self._on_linger_done)
 
     def _on_linger_done(self) -> None:
