@@ -158,6 +158,10 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
         'slippery_push',
     )
     fails(['train', '--task', 'nope', '--steps', '9', '--out', new], "unknown task 'nope'")
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    fails([*SMOKE, '--steps', '9', '--out', str(blocker)], f'{blocker} is a file')
+    fails([*SMOKE, '--steps', '9', '--out', str(blocker / 'run')], 'cannot write the run into')
     fails(
         ['train', '--task', 'push', '--controller', 'nope', '--steps', '9', '--out', new],
         "unknown controller 'nope'",

@@ -33,6 +33,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from rpl_interfaces.output_files import os_reason, probe_write
 from rpl_trainer.config import TrainConfig, config_differences, make_config
 
 CONFIG_FILE = 'config.json'
@@ -108,11 +109,17 @@ def check_run_dir(out_dir: pathlib.Path, config: TrainConfig, resume: bool) -> N
             fields other than budgets and bookkeeping.
     """
     if not resume:
-        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        if out_dir.exists() and not out_dir.is_dir():
+            raise RunDirError(f'output directory {out_dir} is a file; choose a new directory')
+        if out_dir.exists() and any(out_dir.iterdir()):
             raise RunDirError(
                 f'output directory {out_dir} already exists and is not empty; pass --resume '
                 'to continue the run in it, or choose a new directory'
             )
+        try:  # before anything runs: a read-only or impossible path is one line now
+            probe_write(out_dir / CONFIG_FILE)
+        except OSError as exc:
+            raise RunDirError(f'cannot write the run into {out_dir}: {os_reason(exc)}') from None
         return
     try:
         old = make_config(read_run_config(out_dir))
