@@ -187,8 +187,14 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     topics = parse_topic_list(','.join(args.topics or RECORDED_TOPICS))
     namespace = _namespace(args.namespace)
+    if not args.bag.strip():
+        raise CliError('give the new bag folder to record into')
     if os.path.lexists(args.bag):
         raise CliError(f'bag {args.bag!r} already exists; not overwriting it')
+    try:  # before the node starts: a read-only or impossible path is one line here
+        output_files.probe_write(os.path.join(args.bag, 'metadata.yaml'))
+    except OSError as exc:
+        raise CliError(f'cannot create bag {args.bag!r}: {output_files.os_reason(exc)}') from None
     # Subscribe to everything at once: nothing waits for this recorder (unlike record:=true).
     ros_args = ['--ros-args', '-r', f'__ns:={namespace}']
     ros_args += ['-p', 'startup_timeout_s:=0.0', '-p', 'settle_s:=0.0']
