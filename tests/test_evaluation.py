@@ -292,7 +292,15 @@ def test_a_stopped_parallel_eval_leaves_no_worker_running(tmp_path, signum):
     command += ['--no-progress', '--json', str(tmp_path / 'out.json')]
     log = tmp_path / 'stderr.txt'  # a file: orphaned workers would hold a pipe open
     with open(log, 'w') as stderr:
-        proc = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stderr=stderr)
+        proc = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            start_new_session=True,
+            stderr=stderr,
+            # A background job (CI) inherits SIGINT ignored, and Python keeps it so: the
+            # signal would not reach rpl eval at all.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     try:
         deadline = time.monotonic() + 60
         workers: set[int] = set()

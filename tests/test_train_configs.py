@@ -156,8 +156,8 @@ def test_config_file_set_and_flags_override_in_order(capsys, tmp_path):
     )
     assert settings['greedy_envs'] == 0 and settings['goal_consistent_her'] is False
     # A task with no shipped config trains with the TrainConfig defaults, and says so.
-    source, settings = show(capsys, '--task', 'toy', '--controller', 'c')
-    assert "TrainConfig defaults (no shipped config for task 'toy')" in source
+    source, settings = show(capsys, '--task', 'hook', '--controller', 'reactive_hook')
+    assert "TrainConfig defaults (no shipped config for task 'hook')" in source
     assert settings['updates_per_env_step'] == TrainConfig().updates_per_env_step
 
 
@@ -185,7 +185,8 @@ def test_bad_settings_give_one_line_naming_them(capsys, tmp_path):
     assert 'must hold a mapping' in fails('--config', str(path))
     assert 'cannot read config file' in fails('--config', str(tmp_path / 'missing.yaml'))
     assert '--task is required' in fails()
-    assert 'no controller' in fails('--task', 'toy')
+    assert 'no controller' in fails('--task', 'hook')  # registered, no shipped config
+    assert "unknown task 'toy'; registered tasks: " in fails('--task', 'toy')
     assert not (tmp_path / 'run').exists()
 
 
