@@ -577,7 +577,7 @@ def test_replay_refuses_a_model_of_another_task_or_fields_and_names_the_override
         (['play', '{bag}', '--delay', 'nan'], '--delay nan is outside [0, 86400]'),
         (['play', '{bag}', '--rate', '1e-300'], '--rate 1e-300 is outside [0.001, 1000]'),
         (['play', '{bag}', '--wait-subscribers', '-1'], '--wait-subscribers -1 is outside'),
-        (['record', '{new}', '--namespace', '/a//b'], "--namespace '/a//b': Invalid namespace"),
+        (['record', '{new}', '--namespace', '/a//b'], "'/a//b' is not a ROS namespace"),
         (['record', '/proc/rpl_no_bag'], "cannot create bag '/proc/rpl_no_bag'"),
         (['record', ''], 'give the new bag folder to record into'),
         (['eval', '{bag}', '--json', '{same}', '--png', '{same}'], 'must be different files'),

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -204,16 +205,19 @@ def cmd_record(args: argparse.Namespace) -> int:
     return bag_recorder_node.main(ros_args)
 
 
+# A ROS namespace as rcl accepts it for ``__ns``: '/' or '/name/...', each name letters,
+# digits and '_', not starting with a digit (here, not only in a node module, without rclpy).
+_NAMESPACE = re.compile(r'/|(/[A-Za-z_][A-Za-z0-9_]*)+')
+
+
 def _namespace(text: str) -> str:
     """``--namespace`` as an absolute ROS namespace (``rpl`` -> ``/rpl``), else CliError."""
-    from rclpy.validate_namespace import validate_namespace
-
     namespace = text if text.startswith('/') else f'/{text}'
-    try:
-        validate_namespace(namespace)
-    except Exception as exc:  # rclpy's InvalidNamespaceException: first line says why
-        reason = str(exc).splitlines()[0].rstrip(':')
-        raise CliError(f'--namespace {text!r}: {reason}') from None
+    if not _NAMESPACE.fullmatch(namespace):
+        raise CliError(
+            f"--namespace {text!r} is not a ROS namespace (/name/...: letters, digits and '_', "
+            'no name starting with a digit, no empty name)'
+        )
     return namespace
 
 
