@@ -328,7 +328,7 @@ def test_a_stopped_parallel_eval_leaves_no_worker_running(tmp_path, signum):
 @pytest.mark.parametrize(
     ('args', 'message'),
     [
-        (['--task', 'nope', '--controller', 'zero'], "unknown task 'nope'; registered tasks: "),
+        (['--task', 'nope', '--controller', 'zero'], "unknown task 'nope'; known tasks: "),
         (['--task', 'push', '--controller', 'zero', '--seed', str(2**31)], '--seed must be in'),
         (['--task', 'push', '--controller', 'zero', '--model', '.'], "--model '.' is not a file"),
     ],

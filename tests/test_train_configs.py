@@ -186,7 +186,7 @@ def test_bad_settings_give_one_line_naming_them(capsys, tmp_path):
     assert 'cannot read config file' in fails('--config', str(tmp_path / 'missing.yaml'))
     assert '--task is required' in fails()
     assert 'no controller' in fails('--task', 'hook')  # registered, no shipped config
-    assert "unknown task 'toy'; registered tasks: " in fails('--task', 'toy')
+    assert "unknown task 'toy'; known tasks: " in fails('--task', 'toy')
     assert not (tmp_path / 'run').exists()
 
 

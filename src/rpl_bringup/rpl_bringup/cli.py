@@ -253,11 +253,12 @@ MAX_SEED = 2**31 - 1  # the sim bridge's and the trainer's seed range
 
 def check_task(task: str) -> None:
     """UsageError naming the registered tasks unless ``task`` is one of them."""
-    from rpl_sim_bridge.tasks import available_tasks
+    from rpl_sim_bridge.tasks import task_spec
 
-    tasks = available_tasks()
-    if task not in tasks:
-        raise UsageError(f'unknown task {task!r}; registered tasks: {", ".join(tasks)}')
+    try:
+        task_spec(task)
+    except ValueError as exc:  # UnknownTaskError: the message lists the known tasks
+        raise UsageError(str(exc)) from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from rpl_sim_bridge.tasks import available_tasks
+from rpl_sim_bridge.tasks import task_spec
 from rpl_trainer.config import (
     ALGOS,
     RESUMABLE_CHANGES,
@@ -150,8 +150,11 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
             path = args.config
             if path is None and args.task is None:
                 raise CliError('--task is required (or --config FILE, or --resume with --out)')
-            if args.task is not None and args.task not in (tasks := available_tasks()):
-                raise CliError(f'unknown task {args.task!r}; registered tasks: {", ".join(tasks)}')
+            if args.task is not None:
+                try:
+                    task_spec(args.task)
+                except ValueError as exc:  # UnknownTaskError: it lists the known tasks
+                    raise CliError(str(exc)) from None
             if path is None:
                 path = shipped_config(args.task)
             base = read_config_file(path) if path is not None else {}
