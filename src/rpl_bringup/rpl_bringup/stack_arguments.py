@@ -58,24 +58,24 @@ def _params_of(controller: str) -> tuple[Any, ...]:
     return controller_info(controller).params
 
 
-def _controller_argument(task: str, default: str) -> DeclareLaunchArgument:
-    return DeclareLaunchArgument(
-        'controller',
-        default_value=default,
-        description='Base controller (rpl_base_controllers registry name) for task '
-        f'{task}: {", ".join(controllers_for(task))}',
-    )
-
-
-def _stack_controller_argument(task: str, default: str) -> DeclareLaunchArgument:
+def _controller_argument(
+    task: str, default: str, external_allowed: bool = False
+) -> DeclareLaunchArgument:
+    """The ``controller`` argument; a stack launch (``external_allowed``) also takes
+    ``external``, a learning launch does not (its trainer builds the controller)."""
     from rpl_base_controllers.registry import EXTERNAL_CONTROLLER
 
+    external = (
+        f'; or {EXTERNAL_CONTROLLER}: start none, your own node in the namespace publishes '
+        'base_action (README: the topic checklist)'
+        if external_allowed
+        else ''
+    )
     return DeclareLaunchArgument(
         'controller',
         default_value=default,
         description='Base controller (rpl_base_controllers registry name) for task '
-        f'{task}: {", ".join(controllers_for(task))}; or {EXTERNAL_CONTROLLER}: start none, '
-        'your own node in the namespace publishes base_action (README: the topic checklist)',
+        f'{task}: {", ".join(controllers_for(task))}{external}',
     )
 
 
@@ -115,7 +115,7 @@ def launch_arguments(task: str, default_controller: str) -> list[DeclareLaunchAr
 
 def _stack_arguments(task: str, default_controller: str) -> list[DeclareLaunchArgument]:
     return [
-        _stack_controller_argument(task, default_controller),
+        _controller_argument(task, default_controller, external_allowed=True),
         DeclareLaunchArgument(
             'model_path',
             default_value='',
