@@ -591,3 +591,26 @@ def test_cli_bad_options_are_one_line_before_anything_runs(bag, tmp_path, capsys
     assert code == 2 and err.count('\n') == 1 and message in err, err
     assert 'playing' not in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != path.name) == []
+
+
+def test_play_refuses_an_empty_bag_or_topics_without_messages(tmp_path, capsys):
+    empty = tmp_path / 'empty'
+    write_bag(empty, episodes=0)
+    code, err = run_cli(['play', str(empty)])
+    assert code == 2 and err.count('\n') == 1
+    assert 'the bag has no messages' in err and 'nothing to play' in err
+    assert 'playing' not in capsys.readouterr().out
+
+
+def test_play_with_no_subscriber_after_the_wait_plays_nothing_and_fails(bag):
+    """--wait-subscribers asks for subscribers; when none came, publishing to nobody would
+    end with exit 0 and the data gone. No node subscribes in this test's DDS domain."""
+    path, _ = bag
+    cmd = [sys.executable, '-m', 'rpl_bringup.cli', 'bag', 'play', str(path)]
+    cmd += ['--topics', 'observation', '--wait-subscribers', '0.5']
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done
+    assert 'published' not in done.stdout
+    assert done.stderr.count('\n') == 1, done.stderr
+    assert 'no subscriber on /toy/observation after 0.5 s (--wait-subscribers)' in done.stderr
+    assert 'nothing played' in done.stderr

@@ -26,7 +26,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from rpl_bags.playback import select_topics
+from rpl_bags.playback import messages_to_play, select_topics
 from rpl_bags.reader import read_raw_bag
 from rpl_bags.recorded import load_run
 from rpl_bags.topics import RECORDED_TOPICS, BagError, parse_topic_list
@@ -238,6 +238,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     raw = read_raw_bag(args.bag)
     _warn('play', raw.problems)
     chosen = select_topics(list(raw.topics), args.topics)
+    messages_to_play(raw.messages, chosen)  # an empty bag is refused before any node starts
     print(f'playing {args.bag}: {", ".join(chosen)} at rate {args.rate:g}', flush=True)
     count = bag_play_node.play(
         raw,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import rclpy
 from rclpy.signals import SignalHandlerOptions
 
-from rpl_bags.playback import playback_offsets, select_topics
+from rpl_bags.playback import messages_to_play, playback_offsets, select_topics
 from rpl_bags.reader import RawBag
 from rpl_bags.topics import BagError
 from rpl_interfaces import contract
@@ -36,6 +36,11 @@ def _message_class(msgtype: str):
         ) from None
 
 
+def _unsubscribed(publishers: dict) -> list[str]:
+    """The topics (of ``{topic: publisher}``) that no subscriber has matched yet."""
+    return [topic for topic, pub in publishers.items() if pub.get_subscription_count() == 0]
+
+
 def play(
     raw: RawBag,
     rate: float = 1.0,
@@ -51,14 +56,15 @@ def play(
         topics: Topics to play (absolute names or names relative to any namespace); None = all.
         delay_s: Sleep this long (s) after creating the publishers, before the first message.
         wait_subscribers_s: Then wait up to this long (s) until every played topic has a
-            subscriber (0 = do not wait).
+            subscriber (0 = do not wait); if one still has none, nothing is played.
 
     Raises:
-        BagError: Unknown topic, bad rate, message type not installed.
+        BagError: Unknown topic, bad rate, message type not installed, no message to play,
+            a played topic without a subscriber after ``wait_subscribers_s``.
     """
     available = raw.topics
     chosen = select_topics(list(available), topics)
-    messages = [m for m in raw.messages if m.topic in chosen]
+    messages = messages_to_play(raw.messages, chosen)
     offsets = playback_offsets([m.log_time_ns for m in messages], rate)
     classes = {t: _message_class(available[t].msgtype) for t in chosen}
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C: KeyboardInterrupt
@@ -71,10 +77,14 @@ def play(
         }
         time.sleep(max(delay_s, 0.0))
         deadline = time.monotonic() + wait_subscribers_s
-        while time.monotonic() < deadline and any(
-            p.get_subscription_count() == 0 for p in publishers.values()
-        ):
+        while time.monotonic() < deadline and _unsubscribed(publishers):
             time.sleep(0.02)
+        if wait_subscribers_s > 0 and (missing := _unsubscribed(publishers)):
+            raise BagError(
+                f'no subscriber on {", ".join(missing)} after {wait_subscribers_s:g} s '
+                '(--wait-subscribers): nothing played; start the subscribers first, or play '
+                'only the topics they take (--topics)'
+            )
         start = time.monotonic()
         for message, offset in zip(messages, offsets, strict=True):
             pause = start + offset - time.monotonic()

@@ -30,6 +30,19 @@ def select_topics(raw_topics: Sequence[str], wanted: Sequence[str] | None) -> li
     return chosen
 
 
+def messages_to_play(messages: Sequence, chosen: Sequence[str]) -> list:
+    """The bag's messages on the ``chosen`` topics, in order.
+
+    Raises:
+        BagError: There are none (an empty bag, or no message on those topics).
+    """
+    played = [m for m in messages if m.topic in chosen]
+    if not played:
+        where = f' on {", ".join(chosen)}' if chosen else ''
+        raise BagError(f'the bag has no messages{where}: nothing to play')
+    return played
+
+
 def playback_offsets(log_times_ns: Sequence[int], rate: float) -> np.ndarray:
     """When to publish each message, seconds after the first, for playback at ``rate``.
 
