@@ -331,8 +331,12 @@ def test_a_stopped_parallel_eval_leaves_no_worker_running(tmp_path, signum):
         (['--task', 'nope', '--controller', 'zero'], "unknown task 'nope'; known tasks: "),
         (['--task', 'push', '--controller', 'zero', '--seed', str(2**31)], '--seed must be in'),
         (['--task', 'push', '--controller', 'zero', '--model', '.'], "--model '.' is not a file"),
+        (
+            ['--task', 'push', '--controller', 'zero', '--episodes', str(10**20)],
+            f'--episodes must be in 1..1000000000, got {10**20}',
+        ),
     ],
-    ids=['task', 'seed', 'folder'],
+    ids=['task', 'seed', 'folder', 'episodes'],
 )
 def test_rpl_eval_names_what_is_wrong_in_one_line(tmp_path, args, message):
     done = _rpl_eval(tmp_path, *args, '--no-progress')

@@ -100,6 +100,13 @@ def test_cli_returns_2_with_message_on_bad_arguments(capsys):
     seed = ['eval', '--task', 'push', '--controller', 'reactive_push', '--seed', '-5']
     assert cli.main(seed) == 2
     assert '--seed must be in 0..2147483647 (as the sim bridge), got -5' in capsys.readouterr().err
+    for command in ('demo', 'select runs/none'):  # the same ranges wherever episodes run
+        assert cli.main([*command.split(), '--episodes', '0']) == 2
+        assert '--episodes must be in 1..1000000000, got 0' in capsys.readouterr().err
+        assert cli.main([*command.split(), '--seed', str(2**31)]) == 2
+        assert f'--seed must be in 0..2147483647 (as the sim bridge), got {2**31}' in (
+            capsys.readouterr().err
+        )
 
 
 # --- the shim on the real launch files --------------------------------------------------

@@ -248,7 +248,14 @@ def cmd_launch(args: argparse.Namespace) -> int:
     )
 
 
-MAX_SEED = 2**31 - 1  # the sim bridge's and the trainer's seed range
+def check_episodes_and_seed(episodes: int, seed: int) -> None:
+    """UsageError unless ``--episodes`` and ``--seed`` are in the sim bridge's ranges."""
+    from rpl_sim_bridge.bridge_config import MAX_EPISODES, MAX_SEED
+
+    if not 1 <= episodes <= MAX_EPISODES:
+        raise UsageError(f'--episodes must be in 1..{MAX_EPISODES}, got {episodes}')
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f'--seed must be in 0..{MAX_SEED} (as the sim bridge), got {seed}')
 
 
 def check_task(task: str) -> None:
@@ -263,12 +270,9 @@ def check_task(task: str) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``rpl eval``."""
-    if args.episodes < 1:
-        raise UsageError(f'--episodes must be at least 1, got {args.episodes}')
+    check_episodes_and_seed(args.episodes, args.seed)
     if args.workers < 1:
         raise UsageError(f'--workers must be at least 1, got {args.workers}')
-    if not 0 <= args.seed <= MAX_SEED:
-        raise UsageError(f'--seed must be in 0..{MAX_SEED} (as the sim bridge), got {args.seed}')
     if args.model is not None and not os.path.isfile(args.model):
         what = 'is not a file' if os.path.exists(args.model) else 'does not exist'
         raise UsageError(f'--model {args.model!r} {what}')
@@ -336,11 +340,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_select(args: argparse.Namespace) -> int:
     """``rpl select``: see :mod:`rpl_bringup.selection`."""
-    for option in ('top', 'episodes', 'workers'):
+    for option in ('top', 'workers'):
         if getattr(args, option) < 1:
             raise UsageError(f'--{option} must be at least 1, got {getattr(args, option)}')
-    if args.seed < 0:
-        raise UsageError(f'--seed must be 0 or more, got {args.seed}')
+    check_episodes_and_seed(args.episodes, args.seed)
     try:
         from rpl_bringup import selection
     except ModuleNotFoundError as exc:
@@ -404,8 +407,7 @@ def default_eval_json(task: str, controller: str, model: str | None, seed: int) 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``rpl demo``."""
-    if args.episodes < 1:
-        raise UsageError(f'--episodes must be at least 1, got {args.episodes}')
+    check_episodes_and_seed(args.episodes, args.seed)
     return demo.run_demo(
         episodes=args.episodes,
         controller=args.controller,

@@ -19,8 +19,8 @@ from typing import Any
 from launch import Action, LaunchContext, Substitution
 from launch.substitutions import LaunchConfiguration
 
-MAX_SEED = 2**31 - 1  # sim_bridge / trainer seed range
-MAX_EPISODES = 10**9
+from rpl_sim_bridge.bridge_config import MAX_EPISODES, MAX_SEED
+
 MAX_EXPLORERS = 4
 EXPLORER_SEED_STRIDE = 1_000_000  # explorer i runs sim seeds seed + (i + 1) * stride ...
 # Launch arguments of the stack and learning launch files that a controller parameter of

@@ -12,6 +12,11 @@ import dataclasses
 
 from rpl_interfaces.params import describe
 
+# The ranges of ``seed`` and ``episodes``; every tool that starts episodes (launch files,
+# ``rpl eval``, ``rpl demo``, ``rpl select``) takes its bounds from here.
+MAX_SEED = 2**31 - 1
+MAX_EPISODES = 10**9
+
 LOCKSTEP = 'lockstep'
 REALTIME = 'realtime'
 
@@ -25,7 +30,7 @@ class SimBridgeConfig:
     )
     seed: int = dataclasses.field(
         default=0,
-        metadata=describe('Episode i is reset with seed + i.', range=(0, 2**31 - 1)),
+        metadata=describe('Episode i is reset with seed + i.', range=(0, MAX_SEED)),
     )
     episodes: int = dataclasses.field(
         default=0,
@@ -33,7 +38,7 @@ class SimBridgeConfig:
             'Episodes to run, then publish the last terminal observation and result and exit 0 '
             '(3 if no step applied a command although a command publisher was there) '
             '(0 = forever).',
-            range=(0, 10**9),
+            range=(0, MAX_EPISODES),
         ),
     )
     mode: str = dataclasses.field(
