@@ -89,9 +89,7 @@ from rpl_bringup.stack_arguments import (
 from rpl_bringup.stack_exits import RequiredExit, RespawnWatch
 from rpl_bringup.stack_substitutions import (
     EXPLORER_SEED_STRIDE,
-    MAX_EPISODES,
     MAX_EXPLORERS,
-    MAX_SEED,
     CheckArguments,
     ControllerArgument,
     ControllerParams,
@@ -109,6 +107,7 @@ from rpl_bringup.stack_substitutions import (
     TrueCount,
     learn_seed,
 )
+from rpl_sim_bridge.bridge_config import MAX_EPISODES, MAX_SEED
 
 RESIDUAL_RESPAWN_DELAY_S = 1.0
 CONTROLLER_RESPAWN_DELAY_S = 1.0

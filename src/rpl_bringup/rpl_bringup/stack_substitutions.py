@@ -19,7 +19,7 @@ from typing import Any
 from launch import Action, LaunchContext, Substitution
 from launch.substitutions import LaunchConfiguration
 
-from rpl_sim_bridge.bridge_config import MAX_EPISODES, MAX_SEED
+from rpl_sim_bridge.bridge_config import MAX_SEED
 
 MAX_EXPLORERS = 4
 EXPLORER_SEED_STRIDE = 1_000_000  # explorer i runs sim seeds seed + (i + 1) * stride ...
