@@ -546,6 +546,22 @@ def test_replay_clips_to_the_bounds_the_model_states_unless_told_otherwise(tmp_p
     assert 'trained to command actions in [-2, 2], the stack clips commands to [-1, 1]' in err
     assert '--allow-model-mismatch' not in err  # bounds are never overridable
 
+    # Bounds that cannot be are named as the options given, not as a derived residual_limit.
+    for bounds, message in (
+        (
+            ['--action-low', '1', '--action-high', '-1'],
+            '--action-low 1 must be below --action-high -1',
+        ),
+        (
+            ['--action-low', '3'],
+            "--action-low 3 must be below --action-high 2 (an option not given is the model's",
+        ),
+        (['--action-low', 'nan'], '--action-low must be a finite number, got nan'),
+    ):
+        code, err = run_cli([*argv, *bounds])
+        assert code == 2 and err.count('\n') == 1 and message in err, err
+        assert 'residual_limit' not in err
+
 
 def test_replay_refuses_a_model_of_another_task_or_fields_and_names_the_override(tmp_path, bag):
     path, _ = bag

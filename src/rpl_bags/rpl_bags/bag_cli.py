@@ -268,6 +268,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 1 if run.problems else 0
 
 
+def _check_action_bounds(args: argparse.Namespace, low: float, high: float) -> None:
+    """CliError unless the command bounds are finite and ``low < high`` (``low`` / ``high``:
+    ``--action-low`` / ``--action-high``, or the model's bound where one is not given)."""
+    for option, value in (('--action-low', args.action_low), ('--action-high', args.action_high)):
+        if value is not None and not math.isfinite(value):
+            raise CliError(f'{option} must be a finite number, got {value}')
+    if not low < high:
+        raise CliError(
+            f'--action-low {low:g} must be below --action-high {high:g} '
+            "(an option not given is the model's bound)"
+        )
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """``rpl bag replay-model``."""
     from rpl_bags.bag_replay import format_report, replay_model
@@ -303,6 +316,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     stated = actor.identity.action_bounds or (defaults.action_low, defaults.action_high)
     low = stated[0] if args.action_low is None else args.action_low
     high = stated[1] if args.action_high is None else args.action_high
+    _check_action_bounds(args, low, high)  # before the residual limit derived from them
     limit = full_override_limit(low, high) if args.residual_limit is None else args.residual_limit
     config = build_config(
         ResidualConfig,
