@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -206,6 +207,30 @@ def test_loader_reads_the_identity_and_refuses_a_malformed_or_inconsistent_one(t
     short = dataclasses.replace(MODEL, observation_fields=OBS_NAMES[:2])
     with pytest.raises(ModelError, match='names 2 observation_fields but the graph has 5'):
         OnnxActor.load(_model(tmp_path, short, 'short.onnx'))
+
+
+@pytest.mark.parametrize(
+    ('key', 'value', 'message'),
+    [
+        ('residual_scale', 'nan', "'residual_scale' must be a finite number >= 0, got 'nan'"),
+        ('residual_scale', '-5', "'residual_scale' must be a finite number >= 0, got '-5'"),
+        ('residual_scale', 'abc', "'residual_scale' must be a finite number >= 0, got 'abc'"),
+        ('training_steps', '-1', "'training_steps' must be a whole number >= 0, got '-1'"),
+        ('eval_success', 'inf', "'eval_success' must be a finite number >= 0, got 'inf'"),
+        ('action_bounds', '[1, -1]', "'action_bounds' must be a JSON list [low, high] of"),
+        ('action_bounds', '[-1, NaN]', "'action_bounds' must be a JSON list [low, high] of"),
+    ],
+)
+def test_malformed_metadata_values_refuse_the_model_like_a_corrupt_one(
+    tmp_path, key, value, message
+):
+    """A value no exporter writes (a negative or NaN scale, bounds that leave no range) is
+    refused in one line when the model loads, never acted on."""
+    with pytest.raises(IdentityError, match=re.escape(message)):
+        ModelIdentity.from_props({key: value})
+    path = set_model_metadata(linear_model(tmp_path / 'odd.onnx'), {key: value})
+    with pytest.raises(ModelError, match=re.escape(message)):
+        OnnxActor.load(path)
 
 
 class Notes(list):

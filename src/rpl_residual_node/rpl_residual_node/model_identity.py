@@ -206,7 +206,8 @@ class ModelIdentity(StackIdentity):
 
         Raises:
             IdentityError: A field list is not a JSON list of strings, a number does not
-                parse, or the per-axis scales are not one positive number per action field
+                parse or is negative or not finite, the bounds are not finite with low <
+                high, or the per-axis scales are not one positive number per action field
                 (one line naming the key and value).
         """
 
@@ -229,9 +230,12 @@ class ModelIdentity(StackIdentity):
             try:
                 value = json.loads(props[ACTION_BOUNDS])
                 low, high = (float(v) for v in value)
+                if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                    raise ValueError(value)
             except (ValueError, TypeError):
                 raise IdentityError(
-                    f'metadata {ACTION_BOUNDS!r} must be a JSON list [low, high], got '
+                    f'metadata {ACTION_BOUNDS!r} must be a JSON list [low, high] of finite '
+                    f'numbers, low < high, got '
                     f'{props[ACTION_BOUNDS]!r}'
                 ) from None
             return low, high
@@ -258,15 +262,16 @@ class ModelIdentity(StackIdentity):
                 f'metadata {RESIDUAL_SCALES!r} must be {problem}, got {props[RESIDUAL_SCALES]!r}'
             )
 
-        def number(key: str, kind: type) -> float | int | None:
+        def number(key: str, kind: type, low: float, what: str) -> float | int | None:
             if key not in props or props[key] == '':
                 return None
             try:
-                return kind(props[key])
+                value = kind(props[key])
             except ValueError:
-                raise IdentityError(
-                    f'metadata {key!r} must be a {kind.__name__}, got {props[key]!r}'
-                ) from None
+                value = None
+            if value is None or not (math.isfinite(value) and value >= low):
+                raise IdentityError(f'metadata {key!r} must be {what}, got {props[key]!r}')
+            return value
 
         return cls(
             task=props.get(TASK) or None,
@@ -277,10 +282,10 @@ class ModelIdentity(StackIdentity):
             action_fields=fields(ACTION_FIELDS),
             action_bounds=bounds(),
             version=props.get(VERSION) or None,
-            residual_scale=number(RESIDUAL_SCALE, float),
+            residual_scale=number(RESIDUAL_SCALE, float, 0.0, 'a finite number >= 0'),
             residual_scales=scales(),
-            training_steps=number(TRAINING_STEPS, int),
-            eval_success=number(EVAL_SUCCESS, float),
+            training_steps=number(TRAINING_STEPS, int, 0, 'a whole number >= 0'),
+            eval_success=number(EVAL_SUCCESS, float, 0.0, 'a finite number >= 0'),
         )
 
     def to_props(self) -> dict[str, str]:
