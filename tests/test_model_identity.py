@@ -233,6 +233,19 @@ def test_malformed_metadata_values_refuse_the_model_like_a_corrupt_one(
         OnnxActor.load(path)
 
 
+def test_a_two_frame_note_that_contradicts_the_graph_refuses_the_model(tmp_path):
+    one_frame = linear_model(tmp_path / 'one.onnx')  # no previous_observation input
+    assert OnnxActor.load(set_model_metadata(one_frame, {'two_frame': 'false'})).two_frame is False
+    for stated in ('true', 'maybe'):
+        path = set_model_metadata(linear_model(tmp_path / f'{stated}.onnx'), {'two_frame': stated})
+        with pytest.raises(ModelError) as info:
+            OnnxActor.load(path)
+        assert (
+            f"metadata 'two_frame' is {stated!r} but the graph has no 'previous_observation'"
+            in (str(info.value))
+        )
+
+
 class Notes(list):
     def __call__(self, level: str, text: str) -> None:
         self.append((level, text))

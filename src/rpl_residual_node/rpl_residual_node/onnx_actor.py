@@ -25,6 +25,8 @@ GOAL_INPUT = 'desired_goal'
 PREVIOUS_OBSERVATION_INPUT = 'previous_observation'
 BASE_ACTION_INPUT = 'base_action'
 RESIDUAL_OUTPUT = 'residual'
+# Metadata key the exporter writes: 'true' for a two-frame model (the graph must agree).
+TWO_FRAME_KEY = 'two_frame'
 FLOAT_TENSOR = 'tensor(float)'
 
 # Probe inputs: all zeros, and a fixed spread of values the size of normalised observations.
@@ -253,10 +255,18 @@ class OnnxActor:
                 f'got {out_shape}'
             )
 
+        props = session.get_modelmeta().custom_metadata_map
         try:
-            identity = ModelIdentity.from_props(session.get_modelmeta().custom_metadata_map)
+            identity = ModelIdentity.from_props(props)
         except IdentityError as exc:
             raise ModelError(f'model {path}: {exc}') from exc
+        stated = props.get(TWO_FRAME_KEY)  # the exporter's note; the graph decides
+        if stated is not None and stated != str(two_frame).lower():
+            has = 'has' if two_frame else 'has no'
+            raise ModelError(
+                f'model {path}: metadata {TWO_FRAME_KEY!r} is {stated!r} but the graph {has} '
+                f'{PREVIOUS_OBSERVATION_INPUT!r} input'
+            )
         if action_dim is None:
             action_dim = graph_dim
         if action_dim is None and identity.action_fields is not None:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from rpl_residual_node.onnx_actor import TWO_FRAME_KEY
 from rpl_trainer.checkpoint import (
     TRAIN_RUN,
     CheckpointError,
@@ -381,7 +382,7 @@ class Trainer:
             ),
             metadata={
                 'algo': config.algo,
-                'two_frame': str(config.two_frame).lower(),
+                TWO_FRAME_KEY: str(config.two_frame).lower(),
                 'env_steps': str(self.env_steps),
                 'seed': str(config.seed),
             },
