@@ -25,6 +25,7 @@ from rpl_trainer.bag_ingest import ingest_bags
 from rpl_trainer.checkpoint import (
     TRAIN_RUN,
     CheckpointError,
+    load_checkpoint,
     save_checkpoint,
     save_learner_checkpoint,
 )
@@ -477,7 +478,7 @@ def test_a_corrupt_or_foreign_checkpoint_is_a_clear_error_and_left_untouched(tmp
     offline.save_learner(path, learner_with_data())
     whole = path.read_bytes()
     path.write_bytes(whole[: len(whole) // 2])  # a write cut short by a crash
-    with pytest.raises(CheckpointError, match=f'checkpoint {path} is corrupt or unreadable'):
+    with pytest.raises(CheckpointError, match=f'checkpoint {path} is damaged or cut short'):
         offline.load_learner(path, small_learner())
     assert path.read_bytes() == whole[: len(whole) // 2]
     save_checkpoint(path, {'agent': {}, 'counters': {'episodes': 1}})  # no learner in it
@@ -497,3 +498,35 @@ def test_results_running_ahead_of_the_step_messages_close_nothing():
     assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS, lag=2)
     assert [r.episode for r in feed(assembler, results + steps)] == [0, 1, 2, 3]
     assert assembler.counts.skipped == {} and assembler.counts.late == 0
+
+
+def test_checkpoint_errors_say_what_is_wrong_and_never_advise_unsafe_loading(tmp_path):
+    """torch's and numpy's messages for a foreign file advise loading it with unpickling on
+    (weights_only=False, allow_pickle): the error must say what the file is, not that."""
+    import pickle
+
+    import torch
+
+    (tmp_path / 'empty.pt').write_bytes(b'')
+    (tmp_path / 'junk.pt').write_bytes(b'not a checkpoint' * 8)
+    with (tmp_path / 'pickle.pt').open('wb') as f:
+        pickle.dump({'a': 1}, f)
+    torch.save({'f': len}, tmp_path / 'objects.pt')  # a Python object inside a torch file
+    np.save(tmp_path / 'array.npy', np.array([1.0]))
+    cases = {
+        'empty.pt': 'is empty',
+        'junk.pt': 'is not a torch checkpoint file',
+        'pickle.pt': 'is not a torch checkpoint file',
+        'array.npy': 'is not a torch checkpoint file',
+        'objects.pt': 'is not an rpl_trainer checkpoint (it holds Python objects',
+        'folder': '(it is a folder)',
+        'missing.pt': '(no such file)',
+    }
+    (tmp_path / 'folder').mkdir()
+    for name, message in cases.items():
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(tmp_path / name)
+        text = str(info.value)
+        assert message in text and '\n' not in text, (name, text)
+        for advice in ('weights_only', 'allow_pickle', 'trust'):
+            assert advice not in text, (name, text)

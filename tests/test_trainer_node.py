@@ -156,7 +156,7 @@ def test_a_corrupt_checkpoint_or_a_bad_override_stops_the_start_with_one_clear_l
     checkpoint.write_bytes(b'not a checkpoint')
     model = tmp_path / 'actor.onnx'
     cases = (
-        (f'checkpoint_path:={checkpoint}', f'checkpoint {checkpoint} is corrupt or unreadable'),
+        (f'checkpoint_path:={checkpoint}', f'checkpoint {checkpoint} is not a torch checkpoint'),
         ('train_overrides:=batch_sise=64', "train_overrides: unknown key 'batch_sise'"),
     )
     for param, message in cases:

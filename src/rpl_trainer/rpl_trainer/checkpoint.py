@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import pickle
+import warnings
 from typing import Any
 
 import numpy as np
@@ -64,6 +66,26 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
         tmp.unlink(missing_ok=True)  # only left behind when the write or the rename failed
 
 
+def _load_failure(path: pathlib.Path, exc: Exception) -> str:
+    """Why ``torch.load`` failed, in our words: torch's and numpy's own messages advise
+    loading with unpickling enabled, which a file from elsewhere must never be."""
+    if path.stat().st_size == 0:
+        return 'empty'
+    if isinstance(exc, EOFError):
+        return 'cut short (truncated)'
+    if isinstance(exc, pickle.UnpicklingError) and 'Unsupported operand' in str(exc):
+        return 'not a torch checkpoint file'
+    if isinstance(exc, pickle.UnpicklingError):
+        return 'not an rpl_trainer checkpoint (it holds Python objects, which are never loaded)'
+    if isinstance(exc, PermissionError):
+        return 'not readable (permission denied)'
+    if isinstance(exc, OSError):  # torch's reader on an archive cut short, among others
+        return f'damaged or cut short (reading it failed: {exc.strerror or exc})'
+    if 'zip archive' in str(exc) or 'central directory' in str(exc):
+        return 'damaged or cut short (not a complete torch archive)'
+    return f'unreadable ({type(exc).__name__})'
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
@@ -72,12 +94,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise CheckpointError(f'no checkpoint at {path}; nothing to resume')
+        what = 'it is a folder' if path.is_dir() else 'no such file'
+        raise CheckpointError(f'no checkpoint at {path} ({what})')
     try:
-        data = torch.load(path, map_location='cpu', weights_only=True)
+        with warnings.catch_warnings():  # torch warns about legacy files before refusing them
+            warnings.simplefilter('ignore')
+            data = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # torch raises many kinds for truncated or foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f'checkpoint {path} is corrupt or unreadable ({reason})') from exc
+        raise CheckpointError(f'checkpoint {path} is {_load_failure(path, exc)}') from exc
     if not isinstance(data, dict) or data.get('format') != FORMAT_VERSION:
         raise CheckpointError(
             f'checkpoint {path} is not an rpl_trainer checkpoint of format {FORMAT_VERSION}'
