@@ -265,6 +265,16 @@ BAD_ARGUMENTS = [
         r'exists \(results are never written over; give a new file\)',
     ),
     ('push.launch.py', {'monitor': 'true', 'results': os.sep}, r'is a folder; give a new file'),
+    (
+        'slippery_push.launch.py',
+        {'record': 'true', 'bag': os.sep},
+        r"bag:='/' exists \(bags are never written over; give a new folder\)",
+    ),
+    (
+        'slippery_push_learn.launch.py',
+        {'monitor': 'true', 'results': __file__},
+        r"is a file; give a folder for the stacks' result files",
+    ),
     ('slippery_push_learn.launch.py', {'controller': 'x'}, r"controller:='x' is not a regis"),
     ('slippery_push_learn.launch.py', {'seed': '1e3'}, r"seed:='1e3' is not an integer"),
     ('slippery_push_learn.launch.py', {'episodes': 'many'}, r"episodes:='many' is not an int"),
@@ -280,6 +290,22 @@ BAD_ARGUMENTS = [
 def test_bad_launch_arguments_are_one_line_errors(file_name, arguments, message):
     with pytest.raises(LaunchError, match=message):
         plan_rpl_launch(file_name, **arguments)
+
+
+@pytest.mark.parametrize(
+    ('explorers', 'existing'), [('0', 'rpl.json'), ('2', 'rpl_explore_1.json')]
+)
+def test_a_learning_launch_never_writes_over_a_stacks_results(tmp_path, explorers, existing):
+    """results:=DIR holds one file per running stack's monitor; one that exists already
+    (the watched stack's, or a running explorer's) refuses the launch before any node
+    starts. A stack that does not run does not count."""
+    (tmp_path / existing).write_text('{}')
+    arguments = {'monitor': 'true', 'results': str(tmp_path), 'explorers': explorers}
+    with pytest.raises(LaunchError, match=re.escape(f"{existing}' exists (results are never")):
+        plan_rpl_launch('slippery_push_learn.launch.py', **arguments)
+    if existing == 'rpl_explore_1.json':  # explorer 1 does not run with explorers:=1
+        assert plan_rpl_launch('slippery_push_learn.launch.py', **{**arguments, 'explorers': '1'})
+    assert (tmp_path / existing).read_text() == '{}'
 
 
 def test_integer_arguments_reach_the_nodes_as_integers():

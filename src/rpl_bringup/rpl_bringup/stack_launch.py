@@ -99,6 +99,7 @@ from rpl_bringup.stack_substitutions import (
     FloatArgument,
     IntArgument,
     ModelGiven,
+    NewLearnResults,
     NewResultsFile,
     RecordBag,
     ResultsFile,
@@ -377,6 +378,7 @@ def learn_launch_description(
         FloatArgument('explore_random', 0.0, 1.0),
         *_trainer_parameters(task).values(),
         ControllerParams(task),
+        NewLearnResults(),
     ]
     return LaunchDescription(
         [

@@ -261,13 +261,18 @@ class ControllerParams(Substitution):
 
 
 class RecordBag(Substitution):
-    """The ``bag`` launch argument; ``record:=true`` needs one, else ValueError (the
-    recorder would fail only once the other nodes were importing)."""
+    """The ``bag`` launch argument; ``record:=true`` needs a new one, else ValueError (the
+    recorder would fail only once the other nodes had started)."""
 
     def perform(self, context: LaunchContext) -> str:
         bag = LaunchConfiguration('bag').perform(context)
         if _flag(context, 'record') and not bag.strip():
             raise ValueError('launch argument record:=true needs bag:=PATH (a new bag folder)')
+        if _flag(context, 'record') and os.path.lexists(bag):
+            raise ValueError(
+                f'launch argument bag:={bag!r} exists (bags are never written over; give a new '
+                'folder)'
+            )
         return bag
 
     def describe(self) -> str:
@@ -415,6 +420,33 @@ class ResultsFile(Substitution):
 
     def describe(self) -> str:
         return f'ResultsFile({self._namespace.describe()})'
+
+
+class NewLearnResults(Substitution):
+    """The ``results`` launch argument of a learning launch: with ``monitor:=true``, a
+    folder where each running stack's monitor writes ``<stack name>.json``; ValueError if it
+    is a file or one of those files exists (results are never written over)."""
+
+    def perform(self, context: LaunchContext) -> str:
+        folder = LaunchConfiguration('results').perform(context)
+        if not (_flag(context, 'monitor') and folder.strip()):
+            return folder
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            raise ValueError(
+                f"launch argument results:={folder!r} is a file; give a folder for the stacks' "
+                'result files'
+            )
+        for namespace in StackNamespaces().perform(context).split(','):
+            path = os.path.join(folder, stack_name(namespace) + '.json')
+            if os.path.lexists(path):
+                raise ValueError(
+                    f'launch argument results:={folder!r}: {path!r} exists (results are never '
+                    'written over; give a new folder)'
+                )
+        return folder
+
+    def describe(self) -> str:
+        return 'NewLearnResults()'
 
 
 def learn_seed() -> IntArgument:
