@@ -15,7 +15,7 @@ import yaml
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces.codec import MessageError, StampedVector, encode
-from rpl_interfaces.contract import EPISODE_FIELDS
+from rpl_interfaces.contract import COMMAND_FROM_RESIDUAL, EPISODE_FIELDS
 from rpl_sim_bridge.action_intake import Source, check_payload
 from rpl_sim_bridge.bridge import Due, Handshake, SimBridge
 from rpl_sim_bridge.bridge_config import LOCKSTEP, REALTIME, SimBridgeConfig, startup_decision
@@ -272,6 +272,33 @@ def test_a_base_only_run_or_one_with_some_commands_is_no_problem():
     _run_on_base(bridge, commands_at=(0,))  # one command, then its publisher went away
     assert bridge.counters.commands == 1
     assert bridge.command_path_problem() is None
+
+
+@pytest.mark.parametrize(
+    ('expect_model', 'tags', 'problem'),
+    [
+        (True, ('base',) * STEPS, True),  # the residual node passed the base through
+        (True, ('base', COMMAND_FROM_RESIDUAL, 'base', 'base'), False),  # the model ran once
+        (False, ('base',) * STEPS, False),  # no model was asked for
+    ],
+    ids=['no-model-command', 'one-model-command', 'not-expected'],
+)
+def test_a_run_that_expected_a_model_but_got_none_of_its_commands_is_a_problem(
+    expect_model, tags, problem
+):
+    bridge = make_bridge(episodes=1, expect_model=expect_model)
+    bridge.begin(now=0.0, command_publishers=1)
+    for k, tag in enumerate(tags):
+        assert bridge.model_problem() is None  # not finished yet
+        assert bridge.offer_command(0, k, PUSH_LEFT, now=0.001, source=tag) is None
+        bridge.offer_base(0, k, PUSH_RIGHT, now=0.001)
+        bridge.advance(now=0.002)
+    assert bridge.finished and bridge.counters.commands == STEPS
+    assert bridge.command_path_problem() is None  # commands were applied: the path works
+    found = bridge.model_problem()
+    assert (found is not None) == problem
+    if problem:
+        assert found.startswith(f'not one of the {STEPS} steps got a command from the residual')
 
 
 def test_handshake_ends_when_the_command_publisher_goes_away():

@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from rpl_interfaces.codec import StampedVector, decode
-from rpl_interfaces.contract import EpisodeResult
+from rpl_interfaces.contract import COMMAND_FROM_RESIDUAL, EpisodeResult
 from rpl_sim_bridge.action_intake import (
     ActionIntake,
     ActionSlot,
@@ -204,6 +204,7 @@ class SimBridge:
         )
         self._command_source_present = True
         self._command_source_seen = False  # a command publisher was on the graph at some point
+        self._model_commands = 0  # accepted commands tagged as the residual model's
         self.base_source_present = True
         self.handshake = Handshake.OFF
         self.silenced: tuple[str, ...] = ()
@@ -298,6 +299,30 @@ class SimBridge:
             'in time, so these episodes measured the base controller, not the residual'
         )
 
+    def model_problem(self) -> str | None:
+        """Why a finished run that expected a model (``expect_model``) measured no model,
+        or None.
+
+        The launch files set ``expect_model`` when they give the residual node a model. A
+        finished run in which not one accepted command came from that model (every command
+        was the base action passed through: the model did not load, or was refused) measured
+        the base controller, not the residual; the node says so and exits non-zero.
+
+        Returns:
+            One sentence, or None.
+        """
+        c = self.counters
+        if not (self.config.expect_model and self._book.finished and c.episodes):
+            return None
+        if self._model_commands:
+            return None
+        return (
+            f'not one of the {c.steps} steps got a command from the residual model '
+            '(expect_model: the launch gave the residual node a model_path): the residual '
+            'node passed the base action through, so these episodes measured the base '
+            'controller; its log says why (e.g. model_load_failed)'
+        )
+
     @property
     def handshaking(self) -> bool:
         """Lockstep: the first step waits for its command, re-sending the observation."""
@@ -322,14 +347,22 @@ class SimBridge:
 
     # --- inputs ------------------------------------------------------------------------
     def offer_command(
-        self, episode: int, step: int, values: np.ndarray, now: float
+        self, episode: int, step: int, values: np.ndarray, now: float, source: str = ''
     ) -> Rejection | None:
         """Offer a command from the ``command`` topic.
+
+        Args:
+            source: The command's tag (``header.frame_id``): an accepted command tagged
+                :data:`~rpl_interfaces.contract.COMMAND_FROM_RESIDUAL` counts as one from
+                the residual model (:meth:`model_problem`).
 
         Returns:
             None if accepted, else a :class:`Rejection` (already counted).
         """
-        return self._offer(self._intake.command, 'command', episode, step, values, now)
+        rejection = self._offer(self._intake.command, 'command', episode, step, values, now)
+        if rejection is None and source == COMMAND_FROM_RESIDUAL:
+            self._model_commands += 1
+        return rejection
 
     def offer_base(
         self, episode: int, step: int, values: np.ndarray, now: float

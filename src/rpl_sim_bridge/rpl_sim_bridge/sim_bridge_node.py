@@ -23,7 +23,7 @@ parameter, 1 for a runtime failure.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import rclpy
@@ -78,7 +78,6 @@ class SimBridgeNode(RplNode):
         self._fallback_log = LogThrottle(LOG_PERIOD_S)
         self._running = False
         self._exit_code = 0  # set when a finished run failed (SimBridge.command_path_problem)
-        self._model_commands = 0  # accepted commands tagged as the residual model's
         self._t0 = time.monotonic()
         self._diag_last = (self._t0, 0)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
@@ -137,16 +136,14 @@ class SimBridgeNode(RplNode):
     # --- inputs ------------------------------------------------------------------------
     def _on_command(self, msg: JointState) -> None:
         now = time.monotonic()
-        if not self._accepted(msg, 'command', self.core.offer_command, now):
+        if not self._accepted(msg, 'command', now):
             return
-        if msg.header.frame_id == contract.COMMAND_FROM_RESIDUAL:
-            self._model_commands += 1
         if self._lockstep and self._running and self.core.ready():
             self._step(now)
 
     def _on_base(self, msg: JointState) -> None:
         now = time.monotonic()
-        if not self._accepted(msg, 'base action', self.core.offer_base, now):
+        if not self._accepted(msg, 'base action', now):
             return
         if self._lockstep and self._running:
             # Without any command publisher the base action is applied at once.
@@ -169,30 +166,26 @@ class SimBridgeNode(RplNode):
         already here (e.g. after this process was descheduled or blocked in a publish
         call). Called before any fallback is applied: an action that exists is used.
         """
-        for sub, what, offer in (
-            (self._command_sub, 'command', self.core.offer_command),
-            (self._base_sub, 'base action', self.core.offer_base),
-        ):
+        for sub, what in ((self._command_sub, 'command'), (self._base_sub, 'base action')):
             while True:
                 with sub.handle:
                     taken = sub.handle.take_message(sub.msg_type, sub.raw)
                 if taken is None:
                     break
-                self._accepted(taken[0], what, offer, now)
+                self._accepted(taken[0], what, now)
 
     def _accepted(
         self,
         msg: JointState,
         what: str,
-        offer: Callable[[int, int, np.ndarray, float], Rejection | None],
         now: float,
     ) -> bool:
         """Decode an action message and offer it to the core; log a rejection (throttled).
 
         Args:
             msg: A ``command`` or ``base_action`` message.
-            what: Its kind, for the log line.
-            offer: :meth:`SimBridge.offer_command` or :meth:`SimBridge.offer_base`.
+            what: Its kind, ``'command'`` (:meth:`SimBridge.offer_command`, with its tag)
+                or ``'base action'`` (:meth:`SimBridge.offer_base`).
             now: Arrival time, s (monotonic).
 
         Returns:
@@ -203,7 +196,12 @@ class SimBridgeNode(RplNode):
         except MessageError as exc:
             self._log_rejection(self.core.reject_malformed(what, str(exc)), now)
             return False
-        rejection = offer(vec.episode, vec.step, vec.values, now)
+        if what == 'command':
+            rejection = self.core.offer_command(
+                vec.episode, vec.step, vec.values, now, source=msg.header.frame_id
+            )
+        else:
+            rejection = self.core.offer_base(vec.episode, vec.step, vec.values, now)
         if rejection is not None:
             self._log_rejection(rejection, now)
             return False
@@ -376,14 +374,8 @@ class SimBridgeNode(RplNode):
         if problem is not None:
             self.get_logger().error(f'{problem}; exit code {EXIT_COMMAND_PATH_UNANSWERED}')
             self._exit_code = EXIT_COMMAND_PATH_UNANSWERED
-        elif self.config.expect_model and c.episodes and not self._model_commands:
-            self.get_logger().error(
-                f'not one of the {c.steps} steps got a command from the residual model '
-                '(expect_model: the launch gave the residual node a model_path): the residual '
-                'node passed the base action through, so these episodes measured the base '
-                'controller; its log says why (e.g. model_load_failed); '
-                f'exit code {EXIT_MODEL_NEVER_RAN}'
-            )
+        elif (problem := self.core.model_problem()) is not None:
+            self.get_logger().error(f'{problem}; exit code {EXIT_MODEL_NEVER_RAN}')
             self._exit_code = EXIT_MODEL_NEVER_RAN
         self.create_timer(self.config.result_linger_s, self._on_linger_done)
 
