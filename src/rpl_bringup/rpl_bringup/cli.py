@@ -273,9 +273,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_episodes_and_seed(args.episodes, args.seed)
     if args.workers < 1:
         raise UsageError(f'--workers must be at least 1, got {args.workers}')
-    if args.model is not None and not os.path.isfile(args.model):
-        what = 'is not a file' if os.path.exists(args.model) else 'does not exist'
-        raise UsageError(f'--model {args.model!r} {what}')
+    if args.model is not None and (problem := demo.model_file_problem(args.model)) is not None:
+        raise UsageError(f'--model {args.model!r} {problem}')
     check_task(args.task)
     out = args.json or default_eval_json(args.task, args.controller, args.model, args.seed)
     try:  # before the episodes run, not after

@@ -65,6 +65,14 @@ def default_model(search_dirs: list[str] | None = None) -> str:
     return ''
 
 
+def model_file_problem(path: str) -> str | None:
+    """Why a ``--model`` path cannot be a model file ('does not exist', 'is not a file':
+    a folder), or None (``rpl demo`` and ``rpl eval`` say it the same way)."""
+    if os.path.isfile(path):
+        return None
+    return 'is not a file' if os.path.exists(path) else 'does not exist'
+
+
 def resolve_model(model: str | None, search_dirs: list[str] | None = None) -> str:
     """The model file for ``--model``: None (the default), a path, 'none', or 'auto'.
 
@@ -85,9 +93,8 @@ def resolve_model(model: str | None, search_dirs: list[str] | None = None) -> st
     if model in ('', 'none'):
         return ''
     if model != 'auto':
-        if not os.path.isfile(model):
-            what = 'is not a file' if os.path.exists(model) else 'does not exist'
-            raise LaunchError(f'--model {model!r} {what} (give a file, auto or none)')
+        if (problem := model_file_problem(model)) is not None:
+            raise LaunchError(f'--model {model!r} {problem} (give a file, auto or none)')
         return os.path.abspath(model)
     if search_dirs is None:
         search_dirs = model_search_dirs()
