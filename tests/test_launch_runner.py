@@ -585,3 +585,27 @@ def test_sigterm_to_the_runner_leaves_no_process_behind(tmp_path):
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [p for p in pids if _alive(p)] == []
+
+
+@pytest.mark.parametrize(
+    ('argv', 'message'),
+    [
+        (['eval', '--task'], 'rpl eval: error: argument --task: expected one argument'),
+        (['train', '--steps', 'x'], "rpl train: error: argument --steps: invalid int value: 'x'"),
+        (['bag', 'play'], 'rpl bag play: error: the following arguments are required: bag'),
+        (['frobnicate'], "rpl: error: argument COMMAND: invalid choice: 'frobnicate'"),
+    ],
+    ids=['eval', 'train', 'bag', 'command'],
+)
+def test_a_command_line_mistake_is_one_line_naming_help(argv, message):
+    """argparse's usage block is not printed before the error: the one line that matters
+    stays on screen, and says where the options are listed."""
+    done = subprocess.run(
+        [sys.executable, '-m', 'rpl_bringup.cli', *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stdout == ''
+    assert done.stderr.count('\n') == 1 and done.stderr.startswith(message), done.stderr
+    assert done.stderr.rstrip().endswith('--help lists the options)')

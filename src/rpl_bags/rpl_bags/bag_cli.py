@@ -31,7 +31,7 @@ from rpl_bags.reader import read_raw_bag
 from rpl_bags.recorded import load_run
 from rpl_bags.topics import RECORDED_TOPICS, BagError, parse_topic_list
 from rpl_bags.writer import DEFAULT_STORAGE, STORAGES
-from rpl_interfaces import output_files
+from rpl_interfaces import cli_parser, output_files
 from rpl_interfaces.params import ParameterError
 
 
@@ -145,7 +145,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``rpl bag`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = cli_parser.ArgumentParser(
         prog='rpl bag', description='Record, play, evaluate and replay rosbag2 bags.'
     )
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from rpl_bringup import demo
 from rpl_bringup.launch_shim import LaunchError
-from rpl_interfaces import output_files
+from rpl_interfaces import cli_parser, output_files
 
 # First reset seed of `rpl select`'s episodes: apart from the training run's (hashed), the
 # README's held-out evaluations (1000 onwards) and the controller bands (100000 onwards).
@@ -199,7 +199,7 @@ def _add_list(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``rpl`` (subcommands launch, eval, demo, select, list, train, plot,
     bag)."""
-    parser = argparse.ArgumentParser(
+    parser = cli_parser.ArgumentParser(
         prog='rpl',
         description='Residual Policy Learning on ROS 2: run stacks, evaluate, demo, train.',
     )

@@ -25,6 +25,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from rpl_interfaces import cli_parser
 from rpl_sim_bridge.tasks import task_spec
 from rpl_trainer.config import (
     ALGOS,
@@ -253,7 +254,7 @@ def _attr(flag: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``train`` / ``plot`` argument parser."""
-    parser = argparse.ArgumentParser(prog='rpl', description='Residual policy learning tools.')
+    parser = cli_parser.ArgumentParser(prog='rpl', description='Residual policy learning tools.')
     commands = parser.add_subparsers(dest='command', required=True)
 
     train = commands.add_parser(
