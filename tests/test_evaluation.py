@@ -281,12 +281,18 @@ def _alive(pids: set[int]) -> set[int]:
     return {p for p in pids if os.path.exists(f'/proc/{p}')}
 
 
-@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
-def test_a_stopped_parallel_eval_leaves_no_worker_running(tmp_path, signum):
-    """The signal goes to `rpl eval` alone (not its process group, as a job scheduler, `kill`
-    or `timeout` send it): SIGTERM kills it without cleanup, so the workers' parent watch
-    ends them; SIGINT stops it (exit 130) and it terminates them. Before, a SIGTERM left both
-    workers orphaned, blocked for ever after their queued episodes."""
+@pytest.mark.parametrize(
+    ('signum', 'group'),
+    [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
+    ids=['SIGTERM', 'SIGINT', 'Ctrl-C'],
+)
+def test_a_stopped_parallel_eval_leaves_no_worker_running(tmp_path, signum, group):
+    """The signal goes to `rpl eval` alone (as a job scheduler, `kill` or `timeout` send
+    it), or to its whole process group (Ctrl-C in a terminal): SIGTERM kills it without
+    cleanup, so the workers' parent watch ends them; SIGINT stops it (exit 130, one line)
+    and it terminates them. Before, a SIGTERM left both workers orphaned, blocked for ever
+    after their queued episodes, and Ctrl-C added multiprocessing's warning of a leaked
+    semaphore (the workers' unused tqdm lock)."""
     command = [sys.executable, '-m', 'rpl_bringup.cli', 'eval', '--task', 'slippery_push']
     command += ['--controller', 'reactive_push', '--episodes', '100000', '--workers', '2']
     command += ['--no-progress', '--json', str(tmp_path / 'out.json')]
@@ -310,7 +316,10 @@ def test_a_stopped_parallel_eval_leaves_no_worker_running(tmp_path, signum):
             workers = _children(proc.pid)
         assert len(workers) >= 3, workers
         time.sleep(3)  # the workers are evaluating
-        os.kill(proc.pid, signum)
+        if group:
+            os.killpg(proc.pid, signum)  # its own session: the group is rpl eval's
+        else:
+            os.kill(proc.pid, signum)
         code = proc.wait(30)
         deadline = time.monotonic() + 10
         while _alive(workers) and time.monotonic() < deadline:
@@ -318,6 +327,9 @@ def test_a_stopped_parallel_eval_leaves_no_worker_running(tmp_path, signum):
         assert not _alive(workers), (code, log.read_text())
         assert code == (-signal.SIGTERM if signum == signal.SIGTERM else 130)
         assert not (tmp_path / 'out.json').exists()
+        if signum == signal.SIGINT:
+            time.sleep(0.5)  # the resource tracker writes its warnings as it ends
+            assert log.read_text() == 'rpl eval: interrupted\n'
     finally:
         if proc.poll() is None:
             proc.kill()

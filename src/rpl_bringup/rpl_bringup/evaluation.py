@@ -19,6 +19,7 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -99,8 +100,13 @@ class EpisodeProgress:
         self.stream = stream if stream is not None else sys.stderr
         tty = enabled and self.stream.isatty()
         self._lines = enabled and not tty
-        self._bar = tqdm(
-            total=episodes, desc=label, unit='ep', disable=not tty, leave=False, file=self.stream
+        # No tqdm object at all off a terminal: its first one creates a multiprocessing lock,
+        # which an evaluation worker ended by Pool.terminate would leave behind (reported by
+        # the resource tracker as a leaked semaphore).
+        self._bar = (
+            tqdm(total=episodes, desc=label, unit='ep', leave=False, file=self.stream)
+            if tty
+            else None
         )
         self._done = 0
         self._every = max(1, math.ceil(episodes / 10))
@@ -108,8 +114,9 @@ class EpisodeProgress:
     def update(self, episodes: int, success_rate: float) -> None:
         """``episodes`` more are done; the success rate over all done so far."""
         before, self._done = self._done, self._done + episodes
-        self._bar.update(episodes)
-        self._bar.set_postfix(success=f'{success_rate:.3f}', refresh=False)
+        if self._bar is not None:
+            self._bar.update(episodes)
+            self._bar.set_postfix(success=f'{success_rate:.3f}', refresh=False)
         if self._lines and (
             self._done // self._every > before // self._every or self._done == self.episodes
         ):
@@ -121,7 +128,8 @@ class EpisodeProgress:
 
     def close(self) -> None:
         """Remove the bar (the lines stay)."""
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -316,7 +324,11 @@ PARENT_WATCH_PERIOD_S = 0.5  # how often an evaluation worker checks that its pa
 def _exit_with_parent(parent: int) -> None:
     """Evaluation worker initializer: end this worker within :data:`PARENT_WATCH_PERIOD_S`
     once the process that started it is gone (killed by SIGTERM or SIGKILL, which run no
-    cleanup), so that no worker keeps evaluating, or waiting, orphaned."""
+    cleanup), so that no worker keeps evaluating, or waiting, orphaned.
+
+    Ctrl-C reaches every process of the terminal's group; a worker ignores it and is ended
+    by its parent (``Pool.terminate``), which handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
