@@ -188,13 +188,16 @@ def test_replaying_the_recorded_model_reproduces_its_commands(recording):
         assert float(report.max_abs_diff.max()) == 0.0
 
 
-def test_recording_again_to_the_same_bag_stops_the_launch_and_keeps_the_bag(recording):
+def test_recording_again_to_the_same_bag_is_refused_before_any_node_and_keeps_the_bag(
+    recording,
+):
     before = {p.name: p.read_bytes() for p in recording.bag.iterdir()}
     done = recording.launch(timeout_s=60)
     output = done.stdout + done.stderr
-    assert done.returncode != 0, output
-    assert f"bag '{recording.bag}' already exists; not overwriting it" in output
-    assert 'required process bag_recorder died (code 2)' in output
+    assert done.returncode == 2, output
+    assert done.stdout == ''  # no node started (it used to fail once they had)
+    assert f"bag:='{recording.bag}' exists (bags are never written over" in done.stderr
+    assert done.stderr.count('\n') == 1, done.stderr
     assert {p.name: p.read_bytes() for p in recording.bag.iterdir()} == before
 
 
