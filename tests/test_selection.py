@@ -161,7 +161,7 @@ def test_select_refuses_what_it_cannot_select_from(snapshot_run, tmp_path, capsy
     )
     fails([str(run)], 'has no eval/success_rate column')
     (run / 'metrics.csv').write_text(metrics)
-    fails([str(run), '--episodes', '0'], '--episodes must be at least 1')
+    fails([str(run), '--episodes', '0'], '--episodes must be in 1..1000000000, got 0')
     for path in (run / 'snapshots').iterdir():
         path.unlink()
     fails([str(run)], 'has no snapshots', 'snapshots=true')

@@ -190,7 +190,7 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
     broken = tmp_path / 'broken'
     shutil.copytree(smoke_run, broken)
     (broken / 'checkpoint.pt').write_bytes(b'not a checkpoint')
-    fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'corrupt')
+    fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'not a torch checkpoint')
     (broken / 'checkpoint.pt').unlink()
     fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'no checkpoint')
 
