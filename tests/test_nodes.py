@@ -302,6 +302,32 @@ def test_unknown_controller_exits_2_with_the_known_names():
     assert 'Traceback' not in output
 
 
+@pytest.mark.parametrize('case', ['exists', 'unwritable', 'folder'])
+def test_the_episode_monitor_refuses_an_output_it_would_write_over_or_cannot_write(tmp_path, case):
+    """One line and exit 2 before it subscribes to anything; an existing file is kept (the
+    monitor used to replace it with its own results; an unwritable path stopped it with
+    tracebacks a second after start)."""
+    keep = tmp_path / 'keep.json'
+    keep.write_text('{"keep": 1}')
+    path, message = {
+        'exists': (keep, f"output_path '{keep}' exists (results are never written over"),
+        'unwritable': ('/proc/rpl_monitor.json', "cannot write output_path '/proc/rpl_monitor"),
+        'folder': (tmp_path, f"output_path '{tmp_path}' is a folder"),
+    }[case]
+    proc = subprocess.run(
+        [sys.executable, '-m', 'rpl_bringup.episode_monitor_node']
+        + ros_args(NS, f'output_path:={path}'),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert output.count('\n') == 1 and output.startswith('[episode_monitor] error: '), output
+    assert message in output
+    assert keep.read_text() == '{"keep": 1}'
+
+
 @contextlib.contextmanager
 def zero_controller(probe: Probe, name: str) -> Iterator[Publisher]:
     """A controller node ``name`` (zero controller, tag 'zero') and an observation

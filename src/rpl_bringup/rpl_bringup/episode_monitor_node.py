@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from sensor_msgs.msg import JointState
 
 from rpl_bringup.episode_log import EpisodeLog, EpisodeRecord, summary_line
-from rpl_interfaces import contract
+from rpl_interfaces import contract, output_files
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.listener_startup import ListenerStartupConfig
@@ -54,16 +54,28 @@ class EpisodeMonitorConfig(ListenerStartupConfig):
     )
 
 
+def check_new_output(path: str) -> None:
+    """ValueError (one line) unless ``path`` is a new file this process can write: results
+    are never written over, and a path that cannot be written would stop the monitor only
+    after the run started."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ValueError(
+            f'output_path {path!r} exists (results are never written over; give a new file)'
+        )
+    try:
+        output_files.check_output(path, force=False, option='output_path')
+    except output_files.OutputError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class EpisodeMonitorNode(RplNode):
     """Episode monitor; see the module docstring."""
 
     def __init__(self) -> None:
         super().__init__('episode_monitor')
         self.config = self.declare_config(EpisodeMonitorConfig)
-        if self.config.output_path and os.path.isdir(self.config.output_path):
-            raise ValueError(
-                f'output_path {self.config.output_path!r} is a folder; give a JSON file path'
-            )
+        if self.config.output_path:
+            check_new_output(self.config.output_path)
         self.log = EpisodeLog()
         self.control_subscription(contract.EPISODE, self._on_episode)
         if self.config.watch_control:
@@ -144,7 +156,7 @@ def main(args: Sequence[str] | None = None) -> int:
         nodes.append(EpisodeMonitorNode())
         return nodes[-1]
 
-    code = run_node(factory, args)
+    code = run_node(factory, args, name='episode_monitor')
     if nodes:
         nodes[-1].save()  # the final counts, also after Ctrl-C / SIGTERM
         if nodes[-1].log.episodes:
