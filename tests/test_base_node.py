@@ -107,6 +107,26 @@ def test_a_mistyped_parameter_at_start_is_one_line_and_exit_code_2():
     assert 'period_s' in output
 
 
+def test_an_unknown_parameter_name_at_start_is_one_line_naming_the_close_ones(tmp_path):
+    """ROS ignores a parameter the node never declares, so a typo ran with the default;
+    from the command line or from a parameter file, the node refuses it."""
+    done = _run('period:=0.5')
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout.startswith(
+        "[probe] error: unknown parameter 'period' (did you mean 'period_s'?): this node has "
+        'behaviour, period_s'
+    ), done.stdout
+    assert done.stdout.count('\n') == 1 and 'Traceback' not in done.stderr
+    params = tmp_path / 'params.yaml'
+    params.write_text('/**/probe:\n  ros__parameters:\n    behavior: ready\n    bogus: 3\n')
+    done = subprocess.run(
+        [*_probe(), '--params-file', str(params)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2 and done.stdout.startswith(
+        "[probe] error: unknown parameters 'behavior' (did you mean 'behaviour'?), 'bogus': "
+    ), done.stdout
+
+
 def test_a_node_ends_itself_with_its_exit_code():
     done = _run('behaviour:=exit')
     assert done.returncode == 3, done.stdout + done.stderr

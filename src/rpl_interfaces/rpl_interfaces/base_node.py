@@ -33,7 +33,7 @@ from sensor_msgs.msg import JointState
 from rpl_interfaces import contract
 from rpl_interfaces.codec import StampedVector, encode
 from rpl_interfaces.listener_startup import ListenerStartupConfig
-from rpl_interfaces.params import build_config
+from rpl_interfaces.params import build_config, check_known_parameters
 
 C = TypeVar('C')
 
@@ -272,6 +272,15 @@ class RplNode(Node):
         publisher.publish(arr)
 
 
+def _given_parameters(node: Node) -> list[str]:
+    """The parameter names set for ``node`` at start (``-p``, parameter files, launch).
+
+    rclpy keeps them in ``Node._parameter_overrides`` and has no public accessor; every
+    rclpy release from Humble to Kilted has it.
+    """
+    return list(getattr(node, '_parameter_overrides', {}))
+
+
 def _factory_name(factory: Callable[[], Node]) -> str:
     return getattr(factory, '__name__', 'rpl node')
 
@@ -485,8 +494,10 @@ def run_node(
             sched = parse_sched(os.environ.get(SCHED_ENV, ''))
             cpus = parse_cpus(os.environ.get(CPUS_ENV, ''))
             node = factory()
+            check_known_parameters(_given_parameters(node), node._parameters)
         except _START_ERRORS as exc:  # includes ParameterError: one clear line
-            print(f'[{name or _factory_name(factory)}] error: {exc}', flush=True)
+            label = node.get_name() if node is not None else (name or _factory_name(factory))
+            print(f'[{label}] error: {exc}', flush=True)
             return 2
         executor = make_executor(kind, node)
         refused = apply_scheduling(sched, cpus)  # after the node: its DDS threads exist

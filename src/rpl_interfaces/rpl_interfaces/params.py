@@ -10,8 +10,9 @@ descriptor's ``FloatingPointRange`` / ``IntegerRange``) and build the dataclass 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar('T')
@@ -90,3 +91,30 @@ def build_config(cls: type[T], values: Mapping[str, Any]) -> T:
             raise ParameterError(f'parameter {name!r} = {value!r} is not one of {list(choices)}')
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def check_known_parameters(given: Iterable[str], declared: Iterable[str]) -> None:
+    """ParameterError naming the parameters set at start that the node does not have.
+
+    ROS accepts ``-p name:=value`` (or a parameter file entry) for any name and ignores one
+    the node never declares: a typo such as ``episode:=5`` for ``episodes`` would run with
+    the default, silently. Each unknown name is listed with the declared names it is
+    closest to.
+
+    Args:
+        given: The names set for this node (command line, parameter files, launch).
+        declared: The names the node declared (its own and rclpy's, e.g. ``use_sim_time``).
+    """
+    known = sorted(set(declared))
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=2)
+        hint = f' (did you mean {" or ".join(map(repr, close))}?)' if close else ''
+        parts.append(f'{name!r}{hint}')
+    raise ParameterError(
+        f'unknown parameter{"s" if len(unknown) > 1 else ""} {", ".join(parts)}: this node '
+        f'has {", ".join(known)}'
+    )
