@@ -226,14 +226,27 @@ def test_sim_restart_is_not_mistaken_for_duplicates(model_path):
 
 
 # ------------------------------------------------------------------------- fallbacks
-def test_no_model_gives_the_clipped_base_action():
-    mixer = make_mixer()
+def test_no_model_gives_the_clipped_base_action_and_says_the_base_is_outside_the_bounds():
+    """A base action outside the command bounds is clipped like every command; that it was
+    is reported (a torque controller in [-2, 2] behind the default [-1, 1] bounds was cut
+    silently), and counted, once per such step."""
+    notes = []
+    cfg = ResidualConfig()
+    mixer = m.ResidualMixer(cfg, clock=FakeClock(), on_reject=lambda *note: notes.append(note))
     decision = step(mixer, 0, 0, base=np.array([0.2, 1.7, -3.0, 0.0]))
     assert (decision.source, decision.reason) == ('base', dec.NO_MODEL)
     np.testing.assert_array_equal(decision.command, [0.2, 1.0, -1.0, 0.0])
     np.testing.assert_array_equal(decision.residual, np.zeros(4))
     level, message, _ = mixer.diagnostics()
     assert level == 'ok' and 'no model configured' in message
+    assert [reason for reason, _ in notes] == [m.BASE_OUTSIDE_BOUNDS]
+    assert (
+        'episode 0 step 0 [0.2, 1.7, -3.0, 0.0] is outside the command bounds [-1, 1]'
+        in (notes[0][1])
+    )
+    assert "set the residual node's action_low / action_high" in notes[0][1]
+    step(mixer, 0, 1, base=np.array([0.2, 1.0, -1.0, 0.0]))  # on the bounds: inside
+    assert mixer.counts[m.BASE_OUTSIDE_BOUNDS] == 1 and len(notes) == 1
 
 
 @pytest.mark.parametrize(

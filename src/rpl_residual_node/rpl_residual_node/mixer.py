@@ -64,6 +64,9 @@ from rpl_residual_node.step_pairing import Pair, StepPairing
 REJECTED_OBSERVATION_NON_FINITE = 'rejected_observation_non_finite'
 REJECTED_BASE_NON_FINITE = 'rejected_base_action_non_finite'
 REJECTED_BASE_WRONG_SIZE = 'rejected_base_action_wrong_size'
+# A base action outside [action_low, action_high]: used, and clipped with the command; a sign
+# that the bounds are not the robot's (counted, and reported like a rejection, throttled).
+BASE_OUTSIDE_BOUNDS = 'base_action_outside_bounds'
 
 
 class ResidualMixer:
@@ -77,8 +80,9 @@ class ResidualMixer:
         goal_dim: Expected desired-goal size; None takes the model's.
         clock: Monotonic time source in seconds (injectable for tests).
         max_pending: Most steps kept waiting for their partner.
-        on_reject: Called with ``(reason, one line)`` for every rejected invalid message
-            (the node logs it, throttled); the rejection is counted either way.
+        on_reject: Called with ``(reason, one line)`` for every rejected invalid message,
+            and for a base action outside ``[action_low, action_high]`` (used, clipped:
+            :data:`BASE_OUTSIDE_BOUNDS`); the node logs it, throttled; counted either way.
         recent_inputs: How many recently decided inputs a new model is validated on.
         on_model_note: Called with ``(level, one line)`` ('error' or 'warning') when the
             running model is found not to fit the stream (or fits only because
@@ -257,6 +261,15 @@ class ResidualMixer:
                 f'values {action.tolist()}; waiting for a valid one',
             )
             return None
+        low, high = self.config.action_low, self.config.action_high
+        if action.min() < low or action.max() > high:
+            self._reject(
+                BASE_OUTSIDE_BOUNDS,
+                f'the base action of episode {episode} step {step} {action.tolist()} is '
+                f'outside the command bounds [{low:g}, {high:g}]: every command is clipped to '
+                "them; if they are not your robot's range, set the residual node's action_low "
+                '/ action_high',
+            )
         pair = self._pairing.add_base_action((episode, step), action, tuple(fields))
         return None if pair is None else self._decide(pair)
 
