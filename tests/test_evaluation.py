@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rpl_base_controllers import make_controller
+from rpl_bringup import evaluation
 from rpl_bringup.evaluation import (
     EpisodeProgress,
     EvalResult,
@@ -354,3 +355,46 @@ def test_rpl_eval_names_what_is_wrong_in_one_line(tmp_path, args, message):
     done = _rpl_eval(tmp_path, *args, '--no-progress')
     assert done.returncode == 2 and done.stdout == ''
     assert len(done.stderr.splitlines()) == 1 and message in done.stderr, done.stderr
+
+
+class _FaultyController:
+    """Zero actions until ``at_step``, then the fault: an exception, NaN or a short action."""
+
+    name = 'faulty'
+
+    def __init__(self, fault: str, at_step: int = 3) -> None:
+        self.fault, self.at_step, self.step = fault, at_step, 0
+
+    def reset(self) -> None:
+        self.step = 0
+
+    def __call__(self, observation, desired_goal):
+        self.step += 1
+        if self.step <= self.at_step:
+            return np.zeros(4)
+        if self.fault == 'raise':
+            raise ZeroDivisionError('user bug in my planner')
+        return np.array([0.1, np.nan, 0.0, 0.0]) if self.fault == 'nan' else np.zeros(3)
+
+
+@pytest.mark.parametrize(
+    ('fault', 'message'),
+    [
+        (
+            'raise',
+            "controller 'faulty' raised ZeroDivisionError: user bug in my planner (at "
+            'test_evaluation.py:',
+        ),
+        ('nan', "controller 'faulty' gave [0.1, nan, 0.0, 0.0] (episode seed 5, step 3)"),
+        ('short', "controller 'faulty' gave [0.0, 0.0, 0.0] (episode seed 5, step 3): the task"),
+    ],
+)
+def test_a_controller_that_raises_or_gives_a_bad_action_is_named_with_the_step(fault, message):
+    """A user's controller failing inside an evaluation is one line naming it, the episode's
+    seed and the step (it was a 25-line traceback, or 'task push: action must be finite',
+    which did not say whether the base or the residual gave it)."""
+    with pytest.raises(evaluation.ControllerFailure) as info:
+        evaluation.evaluate('push', _FaultyController(fault), episodes=1, seed=5, progress=False)
+    text = str(info.value)
+    assert message in text and '\n' not in text, text
+    assert 'episode seed 5, step 3' in text

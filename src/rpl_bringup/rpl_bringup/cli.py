@@ -309,6 +309,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             allow_model_mismatch=args.allow_model_mismatch,
             **extra,
         )
+    except evaluation.ControllerFailure as exc:  # the controller's fault, not the command's
+        print(f'rpl eval: error: {exc}', file=sys.stderr)
+        return 1
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     lo, hi = result.ci95

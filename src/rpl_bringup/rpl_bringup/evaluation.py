@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -529,19 +530,60 @@ def _result(
     )
 
 
+class ControllerFailure(RuntimeError):
+    """The base controller raised, or gave an action that is not the task's size or not
+    finite (one line naming the controller, the episode's seed and the step)."""
+
+
+def base_action(
+    controller: BaseController, observation: np.ndarray, goal: np.ndarray, size: int, where: str
+) -> np.ndarray:
+    """``controller(observation, goal)``, checked.
+
+    Args:
+        size: The task's action size.
+        where: Which step, for the message (``'episode seed 7, step 3'``).
+
+    Raises:
+        ControllerFailure: It raised (its exception is the cause; the message says where in
+            its code), or the action is not ``size`` finite values.
+    """
+    try:
+        action = np.asarray(controller(observation, goal), dtype=np.float64)
+    except Exception as exc:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise ControllerFailure(
+            f'controller {controller.name!r} raised {type(exc).__name__}: {exc} (at '
+            f'{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}; {where})'
+        ) from exc
+    if action.shape != (size,) or not np.all(np.isfinite(action)):
+        raise ControllerFailure(
+            f'controller {controller.name!r} gave {action.tolist()} ({where}): the task needs '
+            f'{size} finite values'
+        )
+    return action
+
+
 def _run_episode(
     env: GoalTask, controller: BaseController, policy: Policy | None, seed: int
 ) -> tuple[bool, float, float]:
-    """One episode to truncation; returns (success, final distance m, return)."""
+    """One episode to truncation; returns (success, final distance m, return).
+
+    Raises:
+        ControllerFailure: See :func:`base_action`.
+    """
     obs, info = env.reset(seed=seed)
     controller.reset()
     if policy is not None and hasattr(policy, 'reset'):
         policy.reset()
     episode_return = 0.0
     truncated = terminated = False
+    step = 0
     while not (truncated or terminated):
         observation, goal = obs['observation'], obs['desired_goal']
-        command = controller(observation, goal)
+        where = f'episode seed {seed}, step {step}'
+        command = base_action(controller, observation, goal, env.spec.action_dim, where)
+        step += 1
         if policy is not None:
             command = policy(observation, goal, command)
         obs, reward, terminated, truncated, info = env.step(command)
