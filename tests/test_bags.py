@@ -86,6 +86,9 @@ def test_recorded_topics_live_in_the_namespace_with_the_contract_qos():
     assert resolve_topic('/', 'command') == '/command'
     with pytest.raises(BagError, match="got 'observation,cmd'"):
         parse_topic_list('observation,cmd')
+    # Twice: the recorder used to fail after creating the bag, with a 1,275-character line.
+    with pytest.raises(BagError, match='topics lists observation twice .*: give each topic once'):
+        parse_topic_list('observation, command,observation')
 
 
 def test_typestore_hashes_equal_the_ones_rclpy_announces():

@@ -250,6 +250,23 @@ def test_a_silent_command_publisher_that_stays_on_the_graph_is_a_problem():
     assert 'not one of the 4 steps applied a command' in bridge.command_path_problem()
 
 
+def test_a_run_without_base_actions_either_names_the_controller_not_the_command_path():
+    """The residual node answers a step only with its base action: when no valid base
+    action came (a broken controller), the problem says so and that the zero action ran."""
+    bridge = make_bridge(episodes=1, handshake_period_s=0.2, startup_timeout_s=0.5)
+    bridge.begin(now=0.0, command_publishers=1)
+    now = 0.0
+    while not bridge.finished:  # neither a command nor a base action ever comes
+        now = bridge.deadline()
+        if bridge.poll(now) is Due.STEP:
+            bridge.advance(now)
+    assert bridge.counters.fallback_zero == STEPS
+    problem = bridge.command_path_problem()
+    assert f'no valid base action came for {STEPS} of them either' in problem
+    assert 'the base controller is the first suspect' in problem
+    assert 'measured the zero action, not the residual' in problem
+
+
 def test_realtime_commands_applied_a_tick_late_are_applied_commands():
     bridge = make_bridge(episodes=1, mode=REALTIME, max_command_age_steps=1)
     bridge.begin(now=0.0, command_publishers=1)

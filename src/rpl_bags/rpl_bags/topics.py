@@ -67,7 +67,7 @@ def parse_topic_list(text: str) -> tuple[str, ...]:
     """Split a comma-separated topic list, checking every name is a recordable topic.
 
     Raises:
-        BagError: An empty list or an unknown name.
+        BagError: An empty list, an unknown name or one named twice.
     """
     names = tuple(t.strip() for t in text.split(',') if t.strip())
     unknown = [n for n in names if n not in RECORDED_TOPICS]
@@ -75,6 +75,9 @@ def parse_topic_list(text: str) -> tuple[str, ...]:
         raise BagError(
             f'topics must be a comma-separated list of {list(RECORDED_TOPICS)}, got {text!r}'
         )
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BagError(f'topics lists {", ".join(twice)} twice ({text!r}): give each topic once')
     return names
 
 

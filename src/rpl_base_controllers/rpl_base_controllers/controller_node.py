@@ -235,7 +235,7 @@ class ControllerNode(RplNode):
         log, held = self._log.should_log(now)
         if log:
             more = f' ({held} more since the last line)' if held else ''
-            self.get_logger().warn(f'rejected {reason}{more}')
+            self.get_logger().warning(f'rejected {reason}{more}')
 
     def _on_diagnostics(self) -> None:
         count = self._period_actions

@@ -291,12 +291,23 @@ class SimBridge:
         c = self.counters
         if not self._book.finished or not self._command_source_seen or c.commands or c.held:
             return None
+        if c.fallback_zero > c.fallback_base:  # mostly no base action either
+            why = (
+                f'no valid base action came for {c.fallback_zero} of them either, and the '
+                'residual node answers a step only with its base action: the base controller '
+                'is the first suspect (its log says why); these episodes measured the zero '
+                'action, not the residual'
+            )
+        else:
+            why = (
+                'the command path never answered in time, so these episodes measured the '
+                'base controller, not the residual'
+            )
         return (
             f'not one of the {c.steps} steps applied a command although a command publisher '
             f'(the residual node) was on the graph (fallbacks base {c.fallback_base} zero '
             f'{c.fallback_zero}; commands rejected malformed {c.rejected_malformed}, stale '
-            f'{c.rejected_stale}, late {c.late_commands}): the command path never answered '
-            'in time, so these episodes measured the base controller, not the residual'
+            f'{c.rejected_stale}, late {c.late_commands}): {why}'
         )
 
     def model_problem(self) -> str | None:

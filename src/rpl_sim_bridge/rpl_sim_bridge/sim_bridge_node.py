@@ -114,7 +114,7 @@ class SimBridgeNode(RplNode):
                 f'{commanders} command publisher(s)'
             )
         else:
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f'starting after startup_timeout_s={self.config.startup_timeout_s}: '
                 f'{subscribers} observation subscriber(s) (wanted {self.config.min_subscribers}),'
                 f' {commanders} command publisher(s) (wanted 1); missing actions fall back to '
@@ -213,7 +213,8 @@ class SimBridgeNode(RplNode):
         log, held = self._reject_log.should_log(now)
         if log:
             more = f' ({held} more since the last line)' if held else ''
-            self.get_logger().warn(f'rejected {rejection.kind} message: {rejection.reason}{more}')
+            text = f'rejected {rejection.kind} message: {rejection.reason}{more}'
+            self.get_logger().warning(text)
 
     # --- stepping ----------------------------------------------------------------------
     def _arm_deadline(self, now: float) -> None:
@@ -235,7 +236,7 @@ class SimBridgeNode(RplNode):
             self._take_pending(now)
             due = core.poll(now)
         if handshake is Handshake.WAITING and core.handshake is Handshake.TIMED_OUT:
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f'no command for (episode 0, step 0) within startup_timeout_s='
                 f'{self.config.startup_timeout_s} although a command publisher exists '
                 f'(observation re-sent {core.counters.handshake_resends} times): a link of '
@@ -266,7 +267,7 @@ class SimBridgeNode(RplNode):
             )
         for path in core.silenced:
             node = 'residual node (command)' if path == 'command' else 'base controller'
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f'the {node} is on the graph but did not answer (episode {episode}, step '
                 f'{step}) within response_timeout_s={self.config.response_timeout_s}: '
                 f'applied the {outcome.source.value} action; it counts as silent (shorter '
@@ -276,7 +277,7 @@ class SimBridgeNode(RplNode):
             log, held = self._fallback_log.should_log(now)
             if log:
                 more = f' ({held} more fallbacks since the last line)' if held else ''
-                self.get_logger().warn(
+                self.get_logger().warning(
                     f'no command for (episode {episode}, step {step}): applied the '
                     f'{outcome.source.value} action{more}'
                 )
