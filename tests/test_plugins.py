@@ -278,10 +278,21 @@ def test_controller_node_answers_with_its_ros_parameter_gain(gain):
         ('carry_gain:=-5.0', "'carry_gain' = -5.0 is outside [0.0, 1000.0]"),
         ('controller_params:=carry_gain=-5', "'carry_gain' = -5.0 is outside [0.0, 1000.0]"),
         ('controller_params:=carry_gian=5', "has no parameter 'carry_gian'"),
+        (
+            'controller_params:=carry_gain=5,carry_gain=6',
+            "controller parameter 'carry_gain' is given twice; give it once",
+        ),
+        (
+            ('controller_params:=carry_gain=5', 'carry_gain:=6.0'),
+            "'carry_gain' is given twice with different values: controller_params "
+            'carry_gain=5.0 and carry_gain:=6.0',
+        ),
     ],
 )
 def test_controller_node_rejects_a_bad_parameter_value_with_one_line(param, message):
-    params = ['controller:=reactive_pick_and_place', param]
+    # A value set two ways used to run silently with the controller_params one.
+    given = param if isinstance(param, tuple) else (param,)
+    params = ['controller:=reactive_pick_and_place', *given]
     proc = _run([os.path.join(BIN, 'controller_node'), *ros_args('/rpl_bad', *params)], None)
     assert proc.returncode == 2
     output = proc.stdout + proc.stderr

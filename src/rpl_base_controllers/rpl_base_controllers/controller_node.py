@@ -47,6 +47,7 @@ from rpl_base_controllers.registry import (
     controller_info,
     make_controller,
     params_from_text,
+    stated_params,
 )
 from rpl_interfaces import contract
 from rpl_interfaces.base_node import (
@@ -57,7 +58,7 @@ from rpl_interfaces.base_node import (
 )
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
-from rpl_interfaces.params import describe
+from rpl_interfaces.params import ParameterError, describe
 from rpl_sim_bridge.bridge import check_payload
 from rpl_sim_bridge.bridge import observation_layout as make_layout
 
@@ -127,8 +128,10 @@ class ControllerNode(RplNode):
         self._period_actions = 0
         self._last_error = ''
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
+        stated = stated_params(cfg.controller, self._params)
         self.get_logger().info(
-            f'controller {cfg.controller!r}, task {cfg.task or "from observation frame_id"}'
+            f'controller {cfg.controller!r} ({stated or "default parameters"}), task '
+            f'{cfg.task or "from observation frame_id"}'
         )
 
     def _declare_controller_params(self, name: str) -> dict[str, Any]:
@@ -147,6 +150,15 @@ class ControllerNode(RplNode):
                 description=meta['description'], additional_constraints=constraints_text(meta)
             )
             values[param.name] = self.declare_parameter(param.name, param.default, text).value
+        overrides = getattr(self, '_parameter_overrides', {})  # -p / parameter files
+        both = sorted(k for k in given if k in overrides and overrides[k].value != given[k])
+        if both:
+            key = both[0]
+            raise ParameterError(
+                f'controller parameter {key!r} is given twice with different values: '
+                f'controller_params {key}={given[key]} and {key}:={overrides[key].value}; '
+                'give it once'
+            )
         values.update(given)
         controller_config(name, self.config.task or None, **values)  # checked before any message
         # What the controller runs with is what `ros2 param get` shows.

@@ -312,8 +312,8 @@ def parse_controller_params(name: str, items: Iterable[str]) -> dict[str, Any]:
 
     Raises:
         UnknownControllerError: ``name`` is not registered.
-        rpl_interfaces.params.ParameterError: Not ``NAME=VALUE``, an unknown name, or a
-            value that is not of the parameter's type (one line naming it).
+        rpl_interfaces.params.ParameterError: Not ``NAME=VALUE``, an unknown name, a name
+            given twice, or a value that is not of the parameter's type (one line naming it).
     """
     params = {p.name: p for p in controller_info(name).params}
     values: dict[str, Any] = {}
@@ -326,6 +326,8 @@ def parse_controller_params(name: str, items: Iterable[str]) -> dict[str, Any]:
             raise ParameterError(
                 f'controller {name!r} has no parameter {key!r}; its parameters: {sorted(params)}'
             )
+        if key in values:
+            raise ParameterError(f'controller parameter {key!r} is given twice; give it once')
         values[key] = parse_value(params[key], text)
     return values
 
