@@ -83,6 +83,104 @@ def broken_env(tmp_path):
     return env
 
 
+FAULTY_PLUGINS = """
+import numpy as np
+from rpl_base_controllers.registry import ControllerSpec
+
+
+class Faulty:
+    def __init__(self, name, fault):
+        self.name, self.fault = name, fault
+
+    def reset(self):
+        pass
+
+    def __call__(self, observation, desired_goal):
+        if self.fault == 'raise':
+            raise ZeroDivisionError('user bug in my planner')
+        return np.array([5.0, -5.0, 0.0, 0.0])  # metres for 5 cm steps: out of [-1, 1]
+
+    def act_batch(self, observations, goals):
+        return np.array([self(o, g) for o, g in zip(observations, goals)])
+
+
+RAISING = ControllerSpec(lambda name, task, config: Faulty(name, 'raise'), 'raises', ('push',))
+LOUD = ControllerSpec(lambda name, task, config: Faulty(name, 'loud'), 'too big', ('push',))
+"""
+
+
+@pytest.fixture
+def faulty_env(tmp_path):
+    """Environment with two working plug-ins that misbehave when run: one raises, one
+    gives actions outside the task's bounds."""
+    (tmp_path / 'faulty_plugins.py').write_text(FAULTY_PLUGINS)
+    dist = tmp_path / 'faulty_plugins-0.1.dist-info'
+    dist.mkdir()
+    (dist / 'METADATA').write_text('Metadata-Version: 2.1\nName: faulty-plugins\nVersion: 0.1\n')
+    (dist / 'entry_points.txt').write_text(
+        '[rpl.controllers]\n'
+        'raising_push = faulty_plugins:RAISING\n'
+        'loud_push = faulty_plugins:LOUD\n'
+    )
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(tmp_path), env.get('PYTHONPATH')]))
+    return env
+
+
+def test_a_plugin_that_raises_in_rpl_eval_is_one_line_naming_it(faulty_env, tmp_path):
+    args = ['--task', 'push', '--controller', 'raising_push', '--episodes', '1', '--no-progress']
+    proc = _run([*RPL, 'eval', *args, '--json', str(tmp_path / 'r.json')], faulty_env)
+    assert proc.returncode == 1 and proc.stdout == '', proc.stderr
+    assert proc.stderr.count('\n') == 1, proc.stderr  # was a 25-line traceback
+    assert proc.stderr.startswith(
+        "rpl eval: error: controller 'raising_push' raised ZeroDivisionError: user bug in my "
+        'planner (at faulty_plugins.py:'
+    ), proc.stderr
+    assert not (tmp_path / 'r.json').exists()
+
+
+def test_the_controller_node_reports_actions_outside_the_tasks_bounds(faulty_env):
+    """They are published (the stack clips every command), and said, throttled."""
+    namespace = f'/rpl_test_loud_{os.getpid()}'
+    layout = observation_layout(task_spec('push'))
+    side = SideNode('probe', namespace)
+    answers: list[StampedVector] = []
+    side.node.create_subscription(
+        JointState,
+        contract.BASE_ACTION,
+        lambda msg: answers.append(decode(msg, contract.ACTION_FIELDS)),
+        qos_profile(contract.TOPIC_QOS[contract.BASE_ACTION]),
+    )
+    publisher = side.node.create_publisher(
+        JointState, contract.OBSERVATION, qos_profile(contract.TOPIC_QOS[contract.OBSERVATION])
+    )
+    proc = subprocess.Popen(
+        [os.path.join(BIN, 'controller_node'), *ros_args(namespace, 'controller:=loud_push')],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=faulty_env,
+    )
+    try:
+        values = np.zeros(len(layout.fields))
+        step = 0
+        while not answers and step < 400:
+            publisher.publish(
+                encode(JointState(), StampedVector(0, step, values, 0, 'push'), layout.fields)
+            )
+            side.spin_until(lambda: bool(answers), 0.05)
+            step += 1
+        assert answers, 'controller node never answered'
+        np.testing.assert_array_equal(answers[0].values, [5.0, -5.0, 0.0, 0.0])
+    finally:
+        side.close()
+        stop_process(proc)
+    output = proc.stdout.read()
+    assert "[5.0, -5.0, 0.0, 0.0] is outside the task's action bounds [-1, 1] (published" in (
+        output
+    ), output
+
+
 # ------------------------------------------------------------------ broken plug-ins
 
 

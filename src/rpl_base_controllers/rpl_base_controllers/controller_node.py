@@ -98,6 +98,7 @@ class _Bound(NamedTuple):
     layout: contract.ObservationLayout
     sequencer: SequencedController
     action_fields: tuple[str, ...]  # the task spec's: the base action's payload names
+    action_bounds: tuple[float, float]  # the task spec's action_low / action_high
 
 
 class ControllerNode(RplNode):
@@ -123,6 +124,7 @@ class ControllerNode(RplNode):
         self._repeated = 0
         self._out_of_sequence = 0  # answers without an answered predecessor ('jump')
         self._rejected = 0
+        self._outside_bounds = 0  # published actions outside the task's action bounds
         self._terminal = 0  # terminal observations o_T seen (never answered)
         self._compute_s = np.zeros(COMPUTE_WINDOW)  # ring buffer of the latest compute times
         self._period_actions = 0
@@ -183,6 +185,7 @@ class ControllerNode(RplNode):
             layout,
             SequencedController(make_controller(self.config.controller, task, **self._params)),
             tuple(spec.action_fields),
+            (float(spec.action_low), float(spec.action_high)),
         )
         self._bound[task] = bound
         return bound
@@ -226,6 +229,15 @@ class ControllerNode(RplNode):
             self._reject(f'controller output for step {vec.step} not published: {problem}', now)
             return
         self._publish(vec.episode, vec.step, action, bound.action_fields)
+        low, high = bound.action_bounds
+        if action.min() < low or action.max() > high:  # published: the stack clips it
+            self._outside_bounds += 1
+            self._note(
+                f'controller output for step {vec.step} {action.tolist()} is outside the '
+                f"task's action bounds [{low:g}, {high:g}] (published; every command is clipped "
+                'to the bounds)',
+                now,
+            )
         if kind == 'repeat':  # a re-sent observation
             self._repeated += 1
             return
@@ -243,11 +255,15 @@ class ControllerNode(RplNode):
 
     def _reject(self, reason: str, now: float) -> None:
         self._rejected += 1
-        self._last_error = reason
+        self._note(f'rejected {reason}', now)
+
+    def _note(self, text: str, now: float) -> None:
+        """A warning (throttled) that is also the diagnostics' ``last_error``."""
+        self._last_error = text
         log, held = self._log.should_log(now)
         if log:
             more = f' ({held} more since the last line)' if held else ''
-            self.get_logger().warning(f'rejected {reason}{more}')
+            self.get_logger().warning(f'{text}{more}')
 
     def _on_diagnostics(self) -> None:
         count = self._period_actions
@@ -266,6 +282,7 @@ class ControllerNode(RplNode):
             'compute_mean_us': f'{mean_us:.1f}',  # over the latest COMPUTE_WINDOW actions
             'compute_max_us': f'{max_us:.1f}',
             'rejected': self._rejected,
+            'outside_bounds': self._outside_bounds,
             'terminal_observations': self._terminal,  # o_T after each episode, not answered
             'last_error': self._last_error,
         }
