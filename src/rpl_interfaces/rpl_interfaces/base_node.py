@@ -452,7 +452,7 @@ def _failure_line(label: str, exc: BaseException, started: bool) -> str:
     return (
         f'[{label}] {"runtime error in a callback" if started else "failed to start"}: '
         f'{type(exc).__name__}: {text}{where}; '
-        f'exit code 1 (set {TRACEBACK_ENV}=1 for the traceback)'
+        f'exit code 1 (set {TRACEBACK_ENV}=1 for the whole traceback)'
     )
 
 
