@@ -233,6 +233,9 @@ def test_eval_controller_param_sets_the_gain_and_rejects_bad_ones(tmp_path):
         proc = _run([*RPL, *base, '--controller-param', item, '--json', str(tmp_path / 'x')], None)
         assert proc.returncode == 2, (item, proc.stderr)
         assert proc.stderr.count('\n') == 1 and message in proc.stderr, proc.stderr
+    twice = ['--controller-param', 'carry_gain=5', '--controller-param', 'carry_gain=6']
+    proc = _run([*RPL, *base, *twice, '--json', str(tmp_path / 'x')], None)
+    assert proc.returncode == 2 and "'carry_gain' is given twice; give it once" in proc.stderr
 
 
 def test_launch_passes_only_the_set_controller_params_to_the_controller_node():
@@ -422,7 +425,8 @@ def test_eval_with_workers_runs_the_example_on_its_own_task(plugin_env, tmp_path
     assert (result['task'], result['controller'], result['episodes']) == ('icy_push', EXAMPLE, 4)
     assert result['controller_params'] == {'gain': 8.0}
     bad = _run(
-        [*cmd[:-2], '--controller-param', 'gain=1000', '--json', str(tmp_path / 'b')], plugin_env
+        [*[a if a != 'gain=8' else 'gain=1000' for a in cmd[:-2]], '--json', str(tmp_path / 'b')],
+        plugin_env,
     )
     assert bad.returncode == 2 and "'gain' = 1000.0 is outside [0.0, 100.0]" in bad.stderr
 
@@ -437,7 +441,8 @@ def test_train_runs_the_example_controller_in_worker_processes(plugin_env, tmp_p
     assert (out / 'actor.onnx').is_file()
     config = json.loads((out / 'config.json').read_text())
     assert (config['controller'], config['controller_params']) == (EXAMPLE, 'gain=8')
-    bad = _run([*cmd, '--controller-param', 'gain=-1', '--out', str(tmp_path / 'b')], plugin_env)
+    cmd = [a if a != 'gain=8' else 'gain=-1' for a in cmd]  # given once (twice is refused)
+    bad = _run([*cmd, '--out', str(tmp_path / 'b')], plugin_env)
     assert bad.returncode == 2, bad.stdout + bad.stderr
     assert "'gain' = -1.0 is outside [0.0, 100.0]" in bad.stderr and 'Traceback' not in bad.stderr
 
