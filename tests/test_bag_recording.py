@@ -365,3 +365,26 @@ def test_a_full_disk_stops_the_recording_with_one_line_and_keeps_the_bag(small_d
     kept = [m for m in raw.messages if m.topic == topic]
     assert kept, raw.problems
     assert raw.problems  # read by salvage: no metadata.yaml, the last chunk cut off
+
+
+def test_a_recording_with_nothing_on_a_control_topic_says_so(tmp_path):
+    """A recorder in another namespace than the stack, or started after it, records nothing
+    (or part): the final line used to show the zero counts only."""
+    namespace = f'/nobody_{os.getpid()}'
+    bag = tmp_path / 'bag'
+    cmd = [sys.executable, '-m', 'rpl_bags.bag_recorder_node']
+    cmd += ros_args(namespace, f'bag:={bag}', 'topics:=command,episode,/diagnostics')
+    cmd += ['-p', 'startup_timeout_s:=0.0', '-p', 'settle_s:=0.0']
+    recorder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(2.0)
+        code = stop_process(recorder)  # SIGTERM: a clean stop
+        output = recorder.stdout.read()
+    finally:
+        stop_process(recorder, signal.SIGKILL)
+    assert code == 0, output
+    warnings = [line for line in output.splitlines() if 'nothing recorded on' in line]
+    assert warnings == [
+        f'[bag_recorder] warning: nothing recorded on {namespace}/command, {namespace}/episode: '
+        f'was the stack running in {namespace}, after the recorder had started?'
+    ], output  # /diagnostics is recorded when published, never expected

@@ -164,6 +164,17 @@ class BagRecorderNode(RplNode):
             return
         counts = ', '.join(f'{n} {c}' for n, c in self.writer.counts.items())
         print(f'wrote {self.writer.path}: {counts}', flush=True)  # rosout is gone by now
+        empty = [
+            name
+            for name, count in self.writer.counts.items()
+            if count == 0 and name not in self._side_topics
+        ]
+        if empty:  # a stack in another namespace, or one that ran before the recorder
+            print(
+                f'[bag_recorder] warning: nothing recorded on {", ".join(empty)}: was the '
+                f'stack running in {self.get_namespace()}, after the recorder had started?',
+                flush=True,
+            )
 
     def destroy_node(self) -> None:
         """Close the bag first (run_node calls this on every way out)."""
