@@ -388,3 +388,19 @@ def test_a_recording_with_nothing_on_a_control_topic_says_so(tmp_path):
         f'[bag_recorder] warning: nothing recorded on {namespace}/command, {namespace}/episode: '
         f'was the stack running in {namespace}, after the recorder had started?'
     ], output  # /diagnostics is recorded when published, never expected
+
+
+def test_a_mistyped_recorder_parameter_is_one_line_and_makes_no_bag(tmp_path):
+    """An unknown parameter name is refused before the node does anything: a bag made
+    before the refusal would block the corrected rerun ('already exists')."""
+    bag = tmp_path / 'bag'
+    cmd = [sys.executable, '-m', 'rpl_bags.bag_recorder_node']
+    cmd += ros_args(f'/typo_{os.getpid()}', f'bag:={bag}', 'startup_timeout:=0')
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout.startswith(
+        "[bag_recorder] error: unknown parameter 'startup_timeout' (did you mean "
+        "'startup_timeout_s'?): this node has bag, "
+    ), done.stdout
+    assert done.stdout.count('\n') == 1 and done.stderr == '', done.stdout + done.stderr
+    assert not bag.exists()

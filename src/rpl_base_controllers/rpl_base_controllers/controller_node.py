@@ -106,7 +106,10 @@ class ControllerNode(RplNode):
 
     def __init__(self) -> None:
         super().__init__('base_controller')
-        self.config = self.declare_config(ControllerNodeConfig)
+        self.config = self.declare_config(
+            ControllerNodeConfig,
+            also_known=lambda cfg: [p.name for p in controller_info(cfg.controller).params],
+        )
         cfg = self.config
         # Unknown name, bad parameter value: ValueError (one line, exit code 2).
         self._params = self._declare_controller_params(cfg.controller)
@@ -152,7 +155,7 @@ class ControllerNode(RplNode):
                 description=meta['description'], additional_constraints=constraints_text(meta)
             )
             values[param.name] = self.declare_parameter(param.name, param.default, text).value
-        overrides = getattr(self, '_parameter_overrides', {})  # -p / parameter files
+        overrides = self.given_parameters()
         both = sorted(k for k in given if k in overrides and overrides[k].value != given[k])
         if both:
             key = both[0]

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,6 +25,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
@@ -148,7 +149,18 @@ class RplNode(Node):
         (the node is destroyed and rclpy shut down as after Ctrl-C)."""
         self.exit_code = code
 
-    def declare_config(self, cls: type[C]) -> C:
+    def given_parameters(self) -> Mapping[str, Parameter]:
+        """The parameters set for this node at start (``-p``, parameter files, launch), by
+        name, declared or not.
+
+        rclpy keeps them in ``Node._parameter_overrides`` and has no public accessor; every
+        rclpy release from Humble to Kilted has it.
+        """
+        return dict(getattr(self, '_parameter_overrides', {}))
+
+    def declare_config(
+        self, cls: type[C], also_known: Callable[[C], Iterable[str]] | None = None
+    ) -> C:
         """Declare every field of ``cls`` as a read-only parameter with its ROS range.
 
         A field's ``range`` becomes the descriptor's ``FloatingPointRange`` /
@@ -159,11 +171,17 @@ class RplNode(Node):
         build_config` first, whose error names the value and the expected range; the full
         descriptors are applied after that check.
 
+        A parameter set at start that the node does not have (a typo: ROS itself ignores
+        it) is refused here, before the node does anything: the names known are the fields,
+        rclpy's own and ``also_known(config)`` (parameters the node declares itself later,
+        such as a controller's).
+
         Returns:
             The validated config built from the parameter values.
 
         Raises:
-            rpl_interfaces.params.ParameterError: A value is out of range or mistyped.
+            rpl_interfaces.params.ParameterError: A value is out of range or mistyped, or a
+                name is unknown.
         """
         values: dict[str, Any] = {}
         fields = dataclasses.fields(cls)
@@ -174,6 +192,9 @@ class RplNode(Node):
             )
             values[field.name] = self.declare_parameter(field.name, field.default, text).value
         config = build_config(cls, values)
+        own = [*(f.name for f in fields), *(also_known(config) if also_known else ())]
+        declared = [*self.get_parameters_by_prefix(''), *own]  # with rclpy's own
+        check_known_parameters(self.given_parameters(), declared, listed=own)
         for field in fields:
             descriptor = parameter_descriptor(field)
             descriptor.type = self.describe_parameter(field.name).type  # as declared
@@ -270,15 +291,6 @@ class RplNode(Node):
         )
         arr.status = [status]
         publisher.publish(arr)
-
-
-def _given_parameters(node: Node) -> list[str]:
-    """The parameter names set for ``node`` at start (``-p``, parameter files, launch).
-
-    rclpy keeps them in ``Node._parameter_overrides`` and has no public accessor; every
-    rclpy release from Humble to Kilted has it.
-    """
-    return list(getattr(node, '_parameter_overrides', {}))
 
 
 def _factory_name(factory: Callable[[], Node]) -> str:
@@ -494,10 +506,8 @@ def run_node(
             sched = parse_sched(os.environ.get(SCHED_ENV, ''))
             cpus = parse_cpus(os.environ.get(CPUS_ENV, ''))
             node = factory()
-            check_known_parameters(_given_parameters(node), node._parameters)
         except _START_ERRORS as exc:  # includes ParameterError: one clear line
-            label = node.get_name() if node is not None else (name or _factory_name(factory))
-            print(f'[{label}] error: {exc}', flush=True)
+            print(f'[{name or _factory_name(factory)}] error: {exc}', flush=True)
             return 2
         executor = make_executor(kind, node)
         refused = apply_scheduling(sched, cpus)  # after the node: its DDS threads exist

@@ -93,7 +93,9 @@ def build_config(cls: type[T], values: Mapping[str, Any]) -> T:
     return cls(**kwargs)
 
 
-def check_known_parameters(given: Iterable[str], declared: Iterable[str]) -> None:
+def check_known_parameters(
+    given: Iterable[str], declared: Iterable[str], listed: Iterable[str] | None = None
+) -> None:
     """ParameterError naming the parameters set at start that the node does not have.
 
     ROS accepts ``-p name:=value`` (or a parameter file entry) for any name and ignores one
@@ -104,17 +106,20 @@ def check_known_parameters(given: Iterable[str], declared: Iterable[str]) -> Non
     Args:
         given: The names set for this node (command line, parameter files, launch).
         declared: The names the node declared (its own and rclpy's, e.g. ``use_sim_time``).
+        listed: The names the message lists and suggests (default: ``declared``): a node's
+            own, without rclpy's.
     """
     known = sorted(set(declared))
+    shown = known if listed is None else sorted(set(listed))
     unknown = sorted(set(given) - set(known))
     if not unknown:
         return
     parts = []
     for name in unknown:
-        close = difflib.get_close_matches(name, known, n=2)
+        close = difflib.get_close_matches(name, shown, n=2)
         hint = f' (did you mean {" or ".join(map(repr, close))}?)' if close else ''
         parts.append(f'{name!r}{hint}')
     raise ParameterError(
         f'unknown parameter{"s" if len(unknown) > 1 else ""} {", ".join(parts)}: this node '
-        f'has {", ".join(known)}'
+        f'has {", ".join(shown)}'
     )
