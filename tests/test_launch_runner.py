@@ -594,8 +594,13 @@ def test_sigterm_to_the_runner_leaves_no_process_behind(tmp_path):
         (['train', '--steps', 'x'], "rpl train: error: argument --steps: invalid int value: 'x'"),
         (['bag', 'play'], 'rpl bag play: error: the following arguments are required: bag'),
         (['frobnicate'], "rpl: error: argument COMMAND: invalid choice: 'frobnicate'"),
+        (  # named by the sub-command, whose --help lists its options
+            ['eval', '--task', 'push', '--controller', 'zero', '--bogus'],
+            'rpl eval: error: unrecognized arguments: --bogus (rpl eval --help',
+        ),
+        (['bag', 'play', 'x', '--bogus'], 'rpl bag play: error: unrecognized arguments: --bogus'),
     ],
-    ids=['eval', 'train', 'bag', 'command'],
+    ids=['eval', 'train', 'bag', 'command', 'eval-unknown', 'bag-unknown'],
 )
 def test_a_command_line_mistake_is_one_line_naming_help(argv, message):
     """argparse's usage block is not printed before the error: the one line that matters

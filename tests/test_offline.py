@@ -513,7 +513,9 @@ def test_checkpoint_errors_say_what_is_wrong_and_never_advise_unsafe_loading(tmp
         pickle.dump({'a': 1}, f)
     torch.save({'f': len}, tmp_path / 'objects.pt')  # a Python object inside a torch file
     np.save(tmp_path / 'array.npy', np.array([1.0]))
+    (tmp_path / 'metrics.csv').write_text('env_steps,episodes\n1,2\n')  # a wrong file given
     cases = {
+        'metrics.csv': 'is not a torch checkpoint file',
         'empty.pt': 'is empty',
         'junk.pt': 'is not a torch checkpoint file',
         'pickle.pt': 'is not a torch checkpoint file',

@@ -248,6 +248,13 @@ def cmd_launch(args: argparse.Namespace) -> int:
     )
 
 
+def evaluation_failure() -> type[Exception]:
+    """:class:`rpl_bringup.evaluation.ControllerFailure` (imported when needed: MuJoCo)."""
+    from rpl_bringup.evaluation import ControllerFailure
+
+    return ControllerFailure
+
+
 def check_episodes_and_seed(episodes: int, seed: int) -> None:
     """UsageError unless ``--episodes`` and ``--seed`` are in the sim bridge's ranges."""
     from rpl_sim_bridge.bridge_config import MAX_EPISODES, MAX_SEED
@@ -309,7 +316,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             allow_model_mismatch=args.allow_model_mismatch,
             **extra,
         )
-    except evaluation.ControllerFailure as exc:  # the controller's fault, not the command's
+    except evaluation_failure() as exc:  # the controller's fault, not the command's
         print(f'rpl eval: error: {exc}', file=sys.stderr)
         return 1
     except ValueError as exc:
@@ -380,6 +387,9 @@ def cmd_select(args: argparse.Namespace) -> int:
         if getattr(exc, 'record', None):
             print(exc.record, end='')  # the result is not lost
         raise UsageError(str(exc)) from None
+    except evaluation_failure() as exc:  # the run's controller failed: not a usage error
+        print(f'rpl select: error: {exc}', file=sys.stderr)
+        return 1
     print(
         f'selected {record["selected"]} ({record["selected_env_steps"]} env steps) over '
         f'{args.episodes} selection episodes; wrote {info.run_dir / record["output"]} and its '

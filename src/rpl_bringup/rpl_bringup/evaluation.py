@@ -551,9 +551,13 @@ def base_action(
     try:
         action = np.asarray(controller(observation, goal), dtype=np.float64)
     except Exception as exc:
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        # Where in the controller's own code: the last frame outside this module and numpy.
+        frames = traceback.extract_tb(exc.__traceback__)
+        own = [f for f in frames if f.filename != __file__ and '/numpy/' not in f.filename]
+        frame = (own or frames)[-1]
+        text = ' '.join(str(exc).split()) or '-'
         raise ControllerFailure(
-            f'controller {controller.name!r} raised {type(exc).__name__}: {exc} (at '
+            f'controller {controller.name!r} raised {type(exc).__name__}: {text} (at '
             f'{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}; {where})'
         ) from exc
     if action.shape != (size,) or not np.all(np.isfinite(action)):

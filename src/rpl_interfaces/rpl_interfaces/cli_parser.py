@@ -12,7 +12,27 @@ from typing import NoReturn
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose errors are one line (its sub-parsers too)."""
+    """``argparse.ArgumentParser`` whose errors are one line (its sub-parsers too).
+
+    An argument that no parser takes is reported by the sub-command's parser (``rpl eval:
+    error: unrecognized arguments: --bogus (rpl eval --help ...)``), whose help lists the
+    options, not by the top one, whose help lists only the commands.
+    """
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f'{self.prog}: error: {message} ({self.prog} --help lists the options)\n')
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's)
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._chosen(parsed).error(f'unrecognized arguments: {" ".join(extras)}')
+        return parsed
+
+    def _chosen(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The deepest sub-command parser that ``parsed`` went through (self if none)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                sub = action.choices.get(getattr(parsed, action.dest, None) or '')
+                if sub is not None:
+                    return sub._chosen(parsed) if isinstance(sub, ArgumentParser) else sub
+        return self

@@ -71,6 +71,10 @@ def _load_failure(path: pathlib.Path, exc: Exception) -> str:
     loading with unpickling enabled, which a file from elsewhere must never be."""
     if path.stat().st_size == 0:
         return 'empty'
+    with path.open('rb') as f:
+        head = f.read(2)
+    if head != b'PK' and head[:1] != b'\x80':  # neither a torch zip archive nor a pickle
+        return 'not a torch checkpoint file'
     if isinstance(exc, EOFError):
         return 'cut short (truncated)'
     if isinstance(exc, pickle.UnpicklingError) and 'Unsupported operand' in str(exc):
