@@ -123,6 +123,7 @@ class ControllerNode(RplNode):
         self._diag_pub = self.make_diagnostics()
         self._sub = self.control_subscription(contract.OBSERVATION, self._on_observation)
         self._log = LogThrottle(LOG_PERIOD_S)
+        self._bounds_log = LogThrottle(LOG_PERIOD_S)
         self._actions = 0
         self._repeated = 0
         self._out_of_sequence = 0  # answers without an answered predecessor ('jump')
@@ -232,18 +233,20 @@ class ControllerNode(RplNode):
             self._reject(f'controller output for step {vec.step} not published: {problem}', now)
             return
         self._publish(vec.episode, vec.step, action, bound.action_fields)
-        low, high = bound.action_bounds
-        if action.min() < low or action.max() > high:  # published: the stack clips it
-            self._outside_bounds += 1
-            self._note(
-                f'controller output for step {vec.step} {action.tolist()} is outside the '
-                f"task's action bounds [{low:g}, {high:g}] (published; every command is clipped "
-                'to the bounds)',
-                now,
-            )
         if kind == 'repeat':  # a re-sent observation
             self._repeated += 1
             return
+        low, high = bound.action_bounds
+        if action.min() < low or action.max() > high:  # published: the stack clips it
+            self._outside_bounds += 1
+            log, held = self._bounds_log.should_log(now)  # its own: rejections stay in view
+            if log:
+                more = f' ({held} more since the last line)' if held else ''
+                self.get_logger().warning(
+                    f'controller output for step {vec.step} {action.tolist()} is outside the '
+                    f"task's action bounds [{low:g}, {high:g}] (published; every command is "
+                    f'clipped to the bounds){more}'
+                )
         if kind == 'jump':
             self._out_of_sequence += 1
         self._task, self._episode, self._step = task, vec.episode, vec.step
@@ -258,15 +261,11 @@ class ControllerNode(RplNode):
 
     def _reject(self, reason: str, now: float) -> None:
         self._rejected += 1
-        self._note(f'rejected {reason}', now)
-
-    def _note(self, text: str, now: float) -> None:
-        """A warning (throttled) that is also the diagnostics' ``last_error``."""
-        self._last_error = text
+        self._last_error = reason
         log, held = self._log.should_log(now)
         if log:
             more = f' ({held} more since the last line)' if held else ''
-            self.get_logger().warning(f'{text}{more}')
+            self.get_logger().warning(f'rejected {reason}{more}')
 
     def _on_diagnostics(self) -> None:
         count = self._period_actions

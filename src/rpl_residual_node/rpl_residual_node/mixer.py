@@ -65,7 +65,8 @@ REJECTED_OBSERVATION_NON_FINITE = 'rejected_observation_non_finite'
 REJECTED_BASE_NON_FINITE = 'rejected_base_action_non_finite'
 REJECTED_BASE_WRONG_SIZE = 'rejected_base_action_wrong_size'
 # A base action outside [action_low, action_high]: used, and clipped with the command; a sign
-# that the bounds are not the robot's (counted, and reported like a rejection, throttled).
+# that the bounds are not the robot's (counted per base action message, repeats included, and
+# reported like a rejection, throttled).
 BASE_OUTSIDE_BOUNDS = 'base_action_outside_bounds'
 
 
