@@ -139,21 +139,40 @@ def test_a_plugin_that_raises_in_rpl_eval_is_one_line_naming_it(faulty_env, tmp_
     assert not (tmp_path / 'r.json').exists()
 
 
+class BaseActionProbe:
+    """A side node in ``namespace`` that publishes observations to a controller node and
+    collects its ``base_action`` answers."""
+
+    def __init__(self, namespace: str) -> None:
+        self.side = SideNode('probe', namespace)
+        self.answers: list[StampedVector] = []
+        self.side.node.create_subscription(
+            JointState,
+            contract.BASE_ACTION,
+            lambda msg: self.answers.append(decode(msg, contract.ACTION_FIELDS)),
+            qos_profile(contract.TOPIC_QOS[contract.BASE_ACTION]),
+        )
+        self.publisher = self.side.node.create_publisher(
+            JointState, contract.OBSERVATION, qos_profile(contract.TOPIC_QOS[contract.OBSERVATION])
+        )
+
+    def ask(self, task: str, values: np.ndarray) -> StampedVector:
+        """Send observation ``values`` of ``task`` (steps 0, 1, ...) until one is answered."""
+        fields = observation_layout(task_spec(task)).fields
+        step = 0
+        while not self.answers and step < 400:
+            vec = StampedVector(0, step, values, 0, task)
+            self.publisher.publish(encode(JointState(), vec, fields))
+            self.side.spin_until(lambda: bool(self.answers), 0.05)
+            step += 1
+        assert self.answers, 'controller node never answered'
+        return self.answers[0]
+
+
 def test_the_controller_node_reports_actions_outside_the_tasks_bounds(faulty_env):
     """They are published (the stack clips every command), and said, throttled."""
     namespace = f'/rpl_test_loud_{os.getpid()}'
-    layout = observation_layout(task_spec('push'))
-    side = SideNode('probe', namespace)
-    answers: list[StampedVector] = []
-    side.node.create_subscription(
-        JointState,
-        contract.BASE_ACTION,
-        lambda msg: answers.append(decode(msg, contract.ACTION_FIELDS)),
-        qos_profile(contract.TOPIC_QOS[contract.BASE_ACTION]),
-    )
-    publisher = side.node.create_publisher(
-        JointState, contract.OBSERVATION, qos_profile(contract.TOPIC_QOS[contract.OBSERVATION])
-    )
+    probe = BaseActionProbe(namespace)
     proc = subprocess.Popen(
         [os.path.join(BIN, 'controller_node'), *ros_args(namespace, 'controller:=loud_push')],
         stdout=subprocess.PIPE,
@@ -162,18 +181,10 @@ def test_the_controller_node_reports_actions_outside_the_tasks_bounds(faulty_env
         env=faulty_env,
     )
     try:
-        values = np.zeros(len(layout.fields))
-        step = 0
-        while not answers and step < 400:
-            publisher.publish(
-                encode(JointState(), StampedVector(0, step, values, 0, 'push'), layout.fields)
-            )
-            side.spin_until(lambda: bool(answers), 0.05)
-            step += 1
-        assert answers, 'controller node never answered'
-        np.testing.assert_array_equal(answers[0].values, [5.0, -5.0, 0.0, 0.0])
+        answer = probe.ask('push', np.zeros(len(observation_layout(task_spec('push')).fields)))
+        np.testing.assert_array_equal(answer.values, [5.0, -5.0, 0.0, 0.0])
     finally:
-        side.close()
+        probe.side.close()
         stop_process(proc)
     output = proc.stdout.read()
     assert "[5.0, -5.0, 0.0, 0.0] is outside the task's action bounds [-1, 1] (published" in (
@@ -331,17 +342,8 @@ def test_controller_node_answers_with_its_ros_parameter_gain(gain):
     expected = make_controller('reactive_pick_and_place', carry_gain=50.0)(observation, goal)
     default = make_controller('reactive_pick_and_place')(observation, goal)
     np.testing.assert_allclose(expected, [0.5, 0.0, 0.0, -1.0], atol=1e-12)  # 83: 0.83
-    side = SideNode('probe', namespace)
-    answers: list[StampedVector] = []
-    side.node.create_subscription(
-        JointState,
-        contract.BASE_ACTION,
-        lambda msg: answers.append(decode(msg, contract.ACTION_FIELDS)),
-        qos_profile(contract.TOPIC_QOS[contract.BASE_ACTION]),
-    )
-    publisher = side.node.create_publisher(
-        JointState, contract.OBSERVATION, qos_profile(contract.TOPIC_QOS[contract.OBSERVATION])
-    )
+    probe = BaseActionProbe(namespace)
+    side = probe.side
     params = ['controller:=reactive_pick_and_place', gain]
     proc = subprocess.Popen(
         [os.path.join(BIN, 'controller_node'), *ros_args(namespace, *params)],
@@ -350,13 +352,7 @@ def test_controller_node_answers_with_its_ros_parameter_gain(gain):
         text=True,
     )
     try:
-        step = 0
-        while not answers and step < 400:
-            vec = StampedVector(0, step, values, 0, 'pick_and_place')
-            publisher.publish(encode(JointState(), vec, layout.fields))
-            side.spin_until(lambda: bool(answers), 0.05)
-            step += 1
-        assert answers, 'controller node never answered'
+        answer = probe.ask('pick_and_place', values)
         client = AsyncParameterClient(side.node, f'{namespace}/base_controller')
         values = client.get_parameters(['carry_gain'])
         described = client.describe_parameters(['carry_gain'])
@@ -369,7 +365,7 @@ def test_controller_node_answers_with_its_ros_parameter_gain(gain):
     finally:
         side.close()
         stop_process(proc)
-    np.testing.assert_allclose(answers[0].values, expected)
+    np.testing.assert_allclose(answer.values, expected)
     assert not np.allclose(expected, default)  # the gain made a difference
 
 
