@@ -239,13 +239,15 @@ def cmd_play(args: argparse.Namespace) -> int:
     _warn('play', raw.problems)
     chosen = select_topics(list(raw.topics), args.topics)
     messages_to_play(raw.messages, chosen)  # an empty bag is refused before any node starts
-    print(f'playing {args.bag}: {", ".join(chosen)} at rate {args.rate:g}', flush=True)
     count = bag_play_node.play(
         raw,
         rate=args.rate,
         topics=chosen,
         delay_s=args.delay,
         wait_subscribers_s=args.wait_subscribers,
+        on_start=lambda: print(
+            f'playing {args.bag}: {", ".join(chosen)} at rate {args.rate:g}', flush=True
+        ),
     )
     print(f'published {count} messages')
     return 1 if raw.problems else 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.signals import SignalHandlerOptions
@@ -47,6 +47,7 @@ def play(
     topics: Sequence[str] | None = None,
     delay_s: float = 0.0,
     wait_subscribers_s: float = 0.0,
+    on_start: Callable[[], None] | None = None,
 ) -> int:
     """Publish the bag's messages with the recorded timing; returns the number published.
 
@@ -57,6 +58,7 @@ def play(
         delay_s: Sleep this long (s) after creating the publishers, before the first message.
         wait_subscribers_s: Then wait up to this long (s) until every played topic has a
             subscriber (0 = do not wait); if one still has none, nothing is played.
+        on_start: Called just before the first message is published (after the wait).
 
     Raises:
         BagError: Unknown topic, bad rate, message type not installed, no message to play,
@@ -85,6 +87,8 @@ def play(
                 '(--wait-subscribers): nothing played; start the subscribers first, or play '
                 'only the topics they take (--topics)'
             )
+        if on_start is not None:
+            on_start()
         start = time.monotonic()
         for message, offset in zip(messages, offsets, strict=True):
             pause = start + offset - time.monotonic()
