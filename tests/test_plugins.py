@@ -169,6 +169,18 @@ class BaseActionProbe:
         return self.answers[0]
 
 
+def test_rpl_eval_reports_base_actions_outside_the_tasks_bounds(faulty_env, tmp_path):
+    args = ['--task', 'push', '--controller', 'loud_push', '--episodes', '2', '--no-progress']
+    proc = _run([*RPL, 'eval', *args, '--json', str(tmp_path / 'r.json')], faulty_env)
+    assert proc.returncode == 0, proc.stderr
+    steps = 2 * task_spec('push').max_episode_steps
+    assert proc.stderr == (
+        "rpl eval: warning: controller 'loud_push' gave actions outside the task's bounds "
+        f"[-1, 1] in {steps} steps (clipped by the task): are its units the task's?\n"
+    )
+    assert json.loads((tmp_path / 'r.json').read_text())['base_outside_bounds'] == steps
+
+
 def test_the_controller_node_reports_actions_outside_the_tasks_bounds(faulty_env):
     """They are published (the stack clips every command), and said, throttled."""
     namespace = f'/rpl_test_loud_{os.getpid()}'

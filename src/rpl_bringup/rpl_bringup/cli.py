@@ -321,6 +321,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 1
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if result.base_outside_bounds:
+        from rpl_sim_bridge.tasks import task_spec
+
+        spec = task_spec(args.task)
+        print(
+            f"rpl eval: warning: controller {args.controller!r} gave actions outside the task's "
+            f'bounds [{spec.action_low:g}, {spec.action_high:g}] in {result.base_outside_bounds} '
+            "steps (clipped by the task): are its units the task's?",
+            file=sys.stderr,
+        )
     lo, hi = result.ci95
     label = f'{args.controller} + {args.model}' if args.model else args.controller
     # A fixed-goal task's reward is dense (its results are returns): show the mean return.

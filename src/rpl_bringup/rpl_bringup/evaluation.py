@@ -56,6 +56,8 @@ class EvalResult:
         ci95: Wilson 95% interval of the success rate (low, high).
         mean_final_distance: Mean of ``final_distances``, m.
         wall_s: Wall time of the whole evaluation, s.
+        base_outside_bounds: Steps whose base action was outside the task's action bounds
+            (the task clips it: a controller in the wrong units shows here).
     """
 
     task: str
@@ -70,6 +72,7 @@ class EvalResult:
     ci95: tuple[float, float]
     mean_final_distance: float
     wall_s: float
+    base_outside_bounds: int = 0
 
     @property
     def mean_return(self) -> float:
@@ -205,13 +208,17 @@ def evaluate(
     successes: list[bool] = []
     final_distances: list[float] = []
     returns: list[float] = []
+    outside = 0
     start = time.perf_counter()
     bar = EpisodeProgress(f'{task_name}/{controller.name}', episodes, progress)
     for episode in range(episodes):
-        success, distance, episode_return = _run_episode(env, controller, policy, seed + episode)
+        success, distance, episode_return, out = _run_episode(
+            env, controller, policy, seed + episode
+        )
         successes.append(success)
         final_distances.append(distance)
         returns.append(episode_return)
+        outside += out
         bar.update(1, float(np.mean(successes)))
     bar.close()
     return _result(
@@ -223,6 +230,7 @@ def evaluate(
         final_distances,
         returns,
         time.perf_counter() - start,
+        outside,
     )
 
 
@@ -316,6 +324,7 @@ def evaluate_parallel(
         [x for r in ordered for x in r.final_distances],
         [x for r in ordered for x in r.returns],
         time.perf_counter() - start,
+        sum(r.base_outside_bounds for r in ordered),
     )
 
 
@@ -510,6 +519,7 @@ def _result(
     final_distances: list[float],
     returns: list[float],
     wall_s: float,
+    base_outside_bounds: int = 0,
 ) -> EvalResult:
     """An :class:`EvalResult` with its summary fields computed from the episode lists."""
     episodes = len(successes)
@@ -527,6 +537,7 @@ def _result(
         ci95=wilson_interval(n_success, episodes),
         mean_final_distance=float(np.mean(final_distances)),
         wall_s=wall_s,
+        base_outside_bounds=base_outside_bounds,
     )
 
 
@@ -570,8 +581,9 @@ def base_action(
 
 def _run_episode(
     env: GoalTask, controller: BaseController, policy: Policy | None, seed: int
-) -> tuple[bool, float, float]:
-    """One episode to truncation; returns (success, final distance m, return).
+) -> tuple[bool, float, float, int]:
+    """One episode to truncation; returns (success, final distance m, return, steps whose
+    base action was outside the task's action bounds).
 
     Raises:
         ControllerFailure: See :func:`base_action`.
@@ -582,17 +594,19 @@ def _run_episode(
         policy.reset()
     episode_return = 0.0
     truncated = terminated = False
-    step = 0
+    step = outside = 0
+    low, high = env.spec.action_low, env.spec.action_high
     while not (truncated or terminated):
         observation, goal = obs['observation'], obs['desired_goal']
         where = f'episode seed {seed}, step {step}'
         command = base_action(controller, observation, goal, env.spec.action_dim, where)
+        outside += bool(command.min() < low or command.max() > high)
         step += 1
         if policy is not None:
             command = policy(observation, goal, command)
         obs, reward, terminated, truncated, info = env.step(command)
         episode_return += float(reward)
-    return bool(info['is_success']), float(info['distance']), episode_return
+    return bool(info['is_success']), float(info['distance']), episode_return, outside
 
 
 def _policy_label(policy: Any) -> str:
