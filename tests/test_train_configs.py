@@ -273,3 +273,12 @@ def test_a_budget_too_short_for_burn_in_is_announced():
     enough = make_config({'total_env_steps': 16_000, 'updates_per_env_step': 0.25})
     assert burn_in_budget_note(enough) is None
     assert burn_in_budget_note(make_config({'total_env_steps': 10, 'algo': 'scratch'})) is None
+
+
+def test_a_zero_residual_scale_is_refused_before_a_run_starts():
+    """The range of residual_scale includes 0 at its low end; a run with it made its folder,
+    then failed at the first export (a NaN check) with advice to --resume that failed again."""
+    from rpl_interfaces.params import ParameterError
+
+    with pytest.raises(ParameterError, match='residual_scale must be above 0, got 0'):
+        make_config({'task': 'slippery_push', 'residual_scale': 0.0})

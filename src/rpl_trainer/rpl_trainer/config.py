@@ -399,6 +399,11 @@ class TrainConfig:
     0.84 measured 0.796 on 1000 held-out episodes)."""
 
     def __post_init__(self) -> None:
+        if self.residual_scale <= 0.0:  # the range's low end is 0 inclusive
+            raise ParameterError(
+                f'residual_scale must be above 0, got {self.residual_scale:g} (the actor '
+                'outputs residual_scale * tanh: 0 would learn nothing and export nothing)'
+            )
         if self.critic_action == 'executed' and self.algo != 'rpl':
             raise ParameterError(
                 f"critic_action 'executed' is for algo rpl; {self.algo}'s critic already sees "
