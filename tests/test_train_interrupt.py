@@ -174,3 +174,37 @@ def test_a_run_killed_before_its_first_periodic_checkpoint_resumes(tmp_path, mon
         strict=True,
     ):
         assert torch.equal(a, b)
+
+
+def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path):
+    """Both used to train into the folder: interleaved metrics rows, the last writer's
+    checkpoint and models. The second is refused in one line; the first finishes intact."""
+    run = tmp_path / 'run'
+    long_run = [*TINY[:4], '--steps', '100000', *TINY[6:]]  # long enough to be running
+    first = subprocess.Popen(
+        rpl_train(*long_run, '--out', str(run)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in first.stderr:  # the run holds its folder once it reports progress
+            if line.startswith('rpl train: 0/100000 env steps'):
+                break
+        second = subprocess.run(
+            rpl_train('--out', str(run), '--resume'), capture_output=True, text=True, timeout=120
+        )
+        assert first.poll() is None  # still training while the second was refused
+        first.send_signal(signal.SIGTERM)  # stops after the cycle, with a checkpoint
+        first.stderr.read()
+        assert first.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert second.returncode == 2, second.stderr
+    assert f'{run} is being trained by another process (pid {first.pid})' in second.stderr
+    assert second.stderr.count('\n') == 1, second.stderr
+    steps = read_metrics(run / 'metrics.csv')['env_steps']
+    assert list(steps) == sorted(set(steps)), steps  # one writer: no interleaved rows
+    assert not (run / '.training.lock').exists()  # released and removed at the end

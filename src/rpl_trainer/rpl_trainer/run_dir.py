@@ -26,11 +26,14 @@ Layout::
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
+import os
 import pathlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rpl_interfaces.output_files import os_reason, probe_write
@@ -46,6 +49,7 @@ SUMMARY_FILE = 'summary.json'
 SNAPSHOT_DIR = 'snapshots'
 SELECTED_ONNX_FILE = 'selected_actor.onnx'
 SELECTION_FILE = 'selection.json'
+LOCK_FILE = '.training.lock'  # exists (locked) while a process trains into the folder
 
 
 def snapshot_name(env_steps: int) -> str:
@@ -138,6 +142,46 @@ def check_run_dir(out_dir: pathlib.Path, config: TrainConfig, resume: bool) -> N
             'their start; this one was removed or predates that): remove the folder or train '
             'into another --out'
         )
+
+
+@contextlib.contextmanager
+def training_lock(out_dir: pathlib.Path) -> Iterator[None]:
+    """Hold the folder of a run while training into it (creating the folder).
+
+    A second process training into the same folder, fresh or with ``--resume``, would
+    interleave its metrics rows and write over the other's checkpoint and models: it is
+    refused. The lock is an advisory ``flock`` on :data:`LOCK_FILE`, released (and the
+    file removed) on any way out, and by the kernel when the process dies. A folder this
+    call created and left empty is removed again.
+
+    Raises:
+        RunDirError: Another process holds the folder.
+    """
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LOCK_FILE
+    handle = path.open('a+')
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or 'unknown'
+            raise RunDirError(
+                f'{out_dir} is being trained by another process (pid {holder}); wait for it '
+                'to end, or stop it (Ctrl-C saves a checkpoint) and then --resume'
+            ) from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+    finally:
+        handle.close()
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
 
 
 def write_config(out_dir: pathlib.Path, config: TrainConfig) -> None:

@@ -68,6 +68,7 @@ from rpl_trainer.run_dir import (
     no_best,
     read_base_eval,
     snapshot_name,
+    training_lock,
     write_base_eval,
     write_config,
     write_summary,
@@ -566,7 +567,7 @@ class Trainer:
         """
         config = self.config
         check_run_dir(self.out_dir, config, resume)
-        with StopSignals() as self._stop:
+        with training_lock(self.out_dir), StopSignals() as self._stop:
             if resume:
                 self._restore(load_learner_checkpoint(self.out_dir / CHECKPOINT_FILE, TRAIN_RUN))
                 if self.env_steps >= config.total_env_steps:  # before anything is rewritten
