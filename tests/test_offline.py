@@ -379,6 +379,22 @@ def test_bag_episodes_with_missing_messages_are_skipped(tmp_path):
         ingest_bags([tmp_path / 'nowhere'], learner)
 
 
+def test_a_bag_of_another_task_is_refused_and_nothing_is_stored(tmp_path):
+    """The bag says its task (the observations' frame_id); a trainer of another task took
+    its episodes as its own."""
+    path = tmp_path / 'toy'
+    write_bag(path, episodes=2, steps=STEPS, terminal=True)  # task 'toy_task'
+    learner = small_learner()
+    with pytest.raises(
+        BagError,
+        match=f"bag {path} was recorded on task 'toy_task'; this "
+        "learner learns 'slippery_push': not read",
+    ):
+        ingest_bags([path], learner, task='slippery_push')
+    assert learner.buffer.size == 0
+    assert ingest_bags([path], learner, task='toy_task').episodes == 1  # its own task: read
+
+
 def test_the_export_replaces_the_model_atomically_and_the_residual_node_loads_it(tmp_path):
     learner = small_learner(burn_in_beta=0.0)  # actor learns at once
     learner.add(feed(EpisodeAssembler(LAYOUT, STEPS, ACTIONS), episode_messages(0)))

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rpl_bags.recorded import RecordedRun, load_run
+from rpl_bags.topics import BagError
 from rpl_trainer.episodes import (
     FALLBACK,
     INCOMPLETE,
@@ -100,6 +101,7 @@ def ingest_bags(
     learner: OfflineLearner,
     updates_per_step: float = 0.0,
     namespace: str | None = None,
+    task: str | None = None,
 ) -> IngestReport:
     """Read bags episode by episode into the learner's buffer, optionally training on them.
 
@@ -110,9 +112,11 @@ def ingest_bags(
             episodes (0: only fill the buffer). While the RPL burn-in lasts these update
             only the critic.
         namespace: Stack namespace in the bags (None: the only one in each bag).
+        task: The learner's task: a bag recorded on another one is refused (None: any).
 
     Raises:
-        rpl_bags.topics.BagError: A bag cannot be read at all.
+        rpl_bags.topics.BagError: A bag cannot be read at all, or was recorded on another
+            task than ``task``.
     """
     episodes = transitions = updates = 0
     skipped: collections.Counter[str] = collections.Counter()
@@ -120,6 +124,11 @@ def ingest_bags(
     debt = UpdateDebt(updates_per_step)
     for path in paths:
         run = load_run(path, namespace)
+        if task is not None and run.task and run.task != task:
+            raise BagError(
+                f'bag {path} was recorded on task {run.task!r}; this learner learns {task!r}: '
+                'not read (its episodes would train on another task)'
+            )
         problems += [f'{path}: {line}' for line in run.problems]
         records, skips = records_from_run(run, learner.episode_steps)
         skipped.update(skips)

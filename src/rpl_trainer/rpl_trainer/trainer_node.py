@@ -163,7 +163,7 @@ class TrainerNode(RplNode):
             if path in self.bags_ingested:
                 self.get_logger().info(f'bag {path}: already in the checkpoint, not read again')
                 continue
-            report = ingest_bags([path], self.learner)  # BagError: one line
+            report = ingest_bags([path], self.learner, task=cfg.task)  # BagError: one line
             self.debt.add(report.transitions)
             self.bag_episodes += report.episodes
             self.bags_ingested.append(path)
