@@ -264,9 +264,9 @@ def test_a_trainer_that_cannot_keep_up_says_so_and_counts_what_it_missed(tmp_pat
     assert 'messages lost in DDS' in output and ' lacks ' in output, output
 
 
-def write_task_bag(path, episodes: int) -> None:
+def write_task_bag(path, episodes: int, task: str = SPEC.name) -> None:
     """A bag as the recorder writes it (rpl_bags.writer.BagWriter) of ``episodes``
-    SlipperyPush episodes with made-up values."""
+    SlipperyPush episodes with made-up values, its observations tagged ``task``."""
     ns = '/recorded'
     writer = BagWriter(path, recorded_topics(ns))
     stamp = 1_000_000_000
@@ -281,11 +281,11 @@ def write_task_bag(path, episodes: int) -> None:
             for topic, fields in topics:
                 stamp += 1_000_000
                 values = rng.uniform(-1, 1, len(fields))
-                data = encode_vector(StampedVector(ep, k, values, stamp, 'rec'), fields)
+                data = encode_vector(StampedVector(ep, k, values, stamp, task), fields)
                 writer.write(resolve_topic(ns, topic), stamp, data)
         stamp += 1_000_000  # o_T, the terminal observation
         values = rng.uniform(-1, 1, len(LAYOUT.fields))
-        terminal = StampedVector(ep, T, values, stamp, contract.terminal_tag('rec'))
+        terminal = StampedVector(ep, T, values, stamp, contract.terminal_tag(task))
         data = encode_vector(terminal, LAYOUT.fields)
         writer.write(resolve_topic(ns, contract.OBSERVATION), stamp, data)
         result = contract.EpisodeResult(ep, False, 0.2, -float(T), T, 0, 0)
@@ -303,6 +303,18 @@ def run_trainer(*params: str, timeout_s: float = 120.0) -> subprocess.CompletedP
         text=True,
         timeout=timeout_s,
     )
+
+
+def test_a_bag_of_another_task_stops_the_start_with_one_line(tmp_path):
+    bag = tmp_path / 'push_bag'
+    write_task_bag(bag, episodes=1, task='push')  # same sizes: it would have been learned
+    model = tmp_path / 'out' / 'actor.onnx'
+    run = run_trainer(f'bags:={bag}', f'model_path:={model}', 'exit_after_updates:=5')
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert (
+        f"[trainer] error: bag {bag} was recorded on task 'push'; this learner learns "
+        "'slippery_push': not read"
+    ) in run.stdout, run.stdout
 
 
 def test_exit_after_updates_trains_on_the_bags_exports_and_exits_0(tmp_path):
