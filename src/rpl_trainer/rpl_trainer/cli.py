@@ -462,14 +462,17 @@ def _train(args: argparse.Namespace) -> int:
         )
         return 128 + exc.signum
     base = result.base_success_rate
-    base_text = 'n/a' if base is None else f'{base:.3f}'
+    # The two are measured on different episode counts (eval_episodes, base_eval_episodes):
+    # say how many, so a 2-episode 1.000 is not read against a 20-episode base.
+    base_text = 'n/a' if base is None else f'{base:.3f} over {config.base_eval_episodes}'
     returns = ''
     if result.mean_return is not None:
         base_return = 'n/a' if result.base_return is None else f'{result.base_return:.4g}'
         returns = f', return {result.mean_return:.4g} (base {base_return})'
     print(
         f'{result.out_dir}: {result.env_steps} env steps in {result.wall_s:.1f} s, '
-        f'eval success {result.success_rate:.3f} (base {base_text}){returns}; '
+        f'eval success {result.success_rate:.3f} over {config.eval_episodes} episodes (base '
+        f'{base_text}){returns}; '
         f'model {result.onnx_path}'
     )
     if result.actor_frozen:
