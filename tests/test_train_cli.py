@@ -197,10 +197,18 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
 
 def test_plot_draws_runs_and_rejects_non_runs(smoke_run, tmp_path, capsys):
     figure = tmp_path / 'fig' / 'success.png'
-    assert main(['plot', str(smoke_run), str(smoke_run), '--out', str(figure)]) == 0
+    assert main(['plot', str(smoke_run), '--out', str(figure)]) == 0
     assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert main(['plot', str(tmp_path), '--out', str(tmp_path / 'other.png')]) == 2
     assert 'not a run directory' in capsys.readouterr().err
+    # The same run twice, or a copy of it (the same seed), would be drawn as two seeds.
+    twice = main(['plot', str(smoke_run), str(smoke_run), '--out', str(tmp_path / 't.png')])
+    assert twice == 2 and f'{smoke_run} is given twice' in capsys.readouterr().err
+    copy = tmp_path / 'copy'
+    shutil.copytree(smoke_run, copy)
+    assert main(['plot', str(smoke_run), str(copy), '--out', str(tmp_path / 'c.png')]) == 2
+    assert 'two runs with seed 3; the curve is a mean over seeds' in capsys.readouterr().err
+    assert not (tmp_path / 't.png').exists() and not (tmp_path / 'c.png').exists()
 
 
 def test_plot_x_axis_reads_wall_clock_minutes(smoke_run):

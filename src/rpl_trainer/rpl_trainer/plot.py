@@ -287,9 +287,13 @@ def plot_runs(
     import matplotlib.pyplot as plt
 
     loaded = []
+    seen: dict[pathlib.Path, pathlib.Path] = {}
     for run in map(pathlib.Path, runs):
         if not run.is_dir():
             raise PlotError(f'run directory {run} does not exist')
+        if run.resolve() in seen:  # it would count as one more seed of its curve
+            raise PlotError(f'{run} is given twice (as {seen[run.resolve()]} before)')
+        seen[run.resolve()] = run
         config, steps, values, base = _load_run(run, x, metric)
         if until is not None:
             keep = steps <= until
@@ -299,8 +303,17 @@ def plot_runs(
         loaded.append((config, steps, values, base))
     groups: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     keys = variant_keys([config for config, *_ in loaded])
-    for key, (_, steps, success, _) in zip(keys, loaded, strict=True):
+    seeds: dict[tuple[str, str], list[object]] = {}
+    for key, (config, steps, success, _) in zip(keys, loaded, strict=True):
         groups.setdefault(key, []).append((steps, success))
+        seeds.setdefault(key, []).append(config.get('seed'))
+    for (label, _), group_seeds in seeds.items():
+        repeated = sorted({str(s) for s in group_seeds if group_seeds.count(s) > 1})
+        if repeated:  # the same seed twice is one run twice: not a spread over seeds
+            raise PlotError(
+                f'{label}: two runs with seed {", ".join(repeated)}; the curve is a mean over '
+                'seeds: give each seed once'
+            )
     tasks = {str(config.get('task', '?')) for config, *_ in loaded}
     initials = initial_levels([(config, base) for config, *_, base in loaded])
 
