@@ -162,6 +162,8 @@ def test_select_refuses_what_it_cannot_select_from(snapshot_run, tmp_path, capsy
     fails([str(run)], 'has no eval/success_rate column')
     (run / 'metrics.csv').write_text(metrics)
     fails([str(run), '--episodes', '0'], '--episodes must be in 1..1000000000, got 0')
+    # Never on the held-out seeds: choosing a model on them would leave nothing unseen.
+    fails([str(run), '--seed', '900', '--episodes', '101'], 'include the held-out seeds 1000..')
     for path in (run / 'snapshots').iterdir():
         path.unlink()
     fails([str(run)], 'has no snapshots', 'snapshots=true')

@@ -22,6 +22,9 @@ from rpl_interfaces import cli_parser, output_files
 # First reset seed of `rpl select`'s episodes: apart from the training run's (hashed), the
 # README's held-out evaluations (1000 onwards) and the controller bands (100000 onwards).
 SELECTION_SEED = 500_000
+# The reset seeds of the held-out evaluations (README: 200 or 1000 episodes from 1000):
+# `rpl select` refuses to choose a model on them.
+HELD_OUT_SEEDS = range(1000, 2000)
 
 TRAINER_COMMANDS = {
     'train': 'train a residual policy (DDPG + HER) in simulation or from bags',
@@ -363,6 +366,14 @@ def cmd_select(args: argparse.Namespace) -> int:
         if getattr(args, option) < 1:
             raise UsageError(f'--{option} must be at least 1, got {getattr(args, option)}')
     check_episodes_and_seed(args.episodes, args.seed)
+    used = range(args.seed, args.seed + args.episodes)
+    if used.start < HELD_OUT_SEEDS.stop and HELD_OUT_SEEDS.start < used.stop:
+        raise UsageError(
+            f'--seed {args.seed} with --episodes {args.episodes} uses reset seeds {used.start}..'
+            f'{used.stop - 1}, which include the held-out seeds {HELD_OUT_SEEDS.start}..'
+            f'{HELD_OUT_SEEDS.stop - 1}: a model chosen on them is not tested on unseen '
+            f'episodes (the default --seed {SELECTION_SEED} keeps apart)'
+        )
     try:
         from rpl_bringup import selection
     except ModuleNotFoundError as exc:
