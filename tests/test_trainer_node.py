@@ -305,6 +305,20 @@ def run_trainer(*params: str, timeout_s: float = 120.0) -> subprocess.CompletedP
     )
 
 
+def test_a_fresh_trainer_never_writes_over_an_existing_model(tmp_path):
+    """Without a checkpoint to resume, the node starts a new learner and exports it: a file
+    already at model_path (another run's model) was replaced without a word."""
+    bag = tmp_path / 'bag'
+    write_task_bag(bag, episodes=1)
+    model = tmp_path / 'keep.onnx'
+    model.write_bytes(b"someone else's model")
+    run = run_trainer(f'bags:={bag}', f'model_path:={model}', 'exit_after_updates:=5')
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"model_path '{model}' exists and this trainer starts a new learner" in run.stdout
+    assert run.stdout.count('\n') == 1, run.stdout
+    assert model.read_bytes() == b"someone else's model"
+
+
 def test_a_bag_of_another_task_stops_the_start_with_one_line(tmp_path):
     bag = tmp_path / 'push_bag'
     write_task_bag(bag, episodes=1, task='push')  # same sizes: it would have been learned

@@ -115,6 +115,16 @@ class TrainerNode(RplNode):
         check_writable(cfg.model_path, 'model_path')
         if cfg.checkpoint_path:
             check_writable(cfg.checkpoint_path, 'checkpoint_path')
+        resuming = bool(cfg.checkpoint_path) and os.path.exists(cfg.checkpoint_path)
+        if not resuming and os.path.lexists(cfg.model_path):
+            # A fresh learner exports at once (or after its updates): that would replace a
+            # model this trainer did not make.
+            raise ValueError(
+                f'model_path {cfg.model_path!r} exists and this trainer starts a new learner '
+                f'(no checkpoint at checkpoint_path {cfg.checkpoint_path!r}): it would be '
+                'written over; give a new model_path, or the checkpoint_path of the run that '
+                'wrote it'
+            )
         self.offline_only = cfg.exit_after_updates > 0
         if self.offline_only and not cfg.bag_list():
             raise ValueError(
