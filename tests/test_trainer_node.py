@@ -319,6 +319,35 @@ def test_a_fresh_trainer_never_writes_over_an_existing_model(tmp_path):
     assert model.read_bytes() == b"someone else's model"
 
 
+def test_a_second_trainer_of_the_same_model_is_refused(tmp_path):
+    """Two bag-only trainers on one model_path both trained and wrote it, the last one
+    winning; the second is refused while the first holds the model."""
+    bag = tmp_path / 'bag'
+    write_task_bag(bag, episodes=1)
+    model = tmp_path / 'out' / 'actor.onnx'
+    params = [f'bags:={bag}', f'model_path:={model}', 'exit_after_updates:=200000']
+    first = subprocess.Popen(
+        [sys.executable, '-m', 'rpl_trainer.trainer_node']
+        + ros_args('/trainer_lock_a', "namespaces:=''", *params),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / 'out' / 'actor.onnx.lock').exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+            time.sleep(0.1)
+        second = run_trainer(*params)
+    finally:
+        stop_process(first, signal.SIGTERM, timeout_s=30)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert f"model_path '{model}' is being trained by another trainer (pid {first.pid})" in (
+        second.stdout
+    )
+    assert not (tmp_path / 'out' / 'actor.onnx.lock').exists()  # released at the first's end
+
+
 def test_a_bag_of_another_task_stops_the_start_with_one_line(tmp_path):
     bag = tmp_path / 'push_bag'
     write_task_bag(bag, episodes=1, task='push')  # same sizes: it would have been learned

@@ -144,42 +144,71 @@ def check_run_dir(out_dir: pathlib.Path, config: TrainConfig, resume: bool) -> N
         )
 
 
+class ExclusiveLock:
+    """An advisory ``flock`` on ``path`` (created), held by one process at a time: what one
+    process writes into (a run folder, a trainer node's model and checkpoint), a second one
+    must not. The kernel releases it when the process dies; :meth:`release` also removes
+    the file. The holder's pid is in the file, for the message of the one refused."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self._handle: Any = None
+
+    def acquire(self) -> None:
+        """Take the lock.
+
+        Raises:
+            BlockingIOError: Another process holds it (``.holder`` names its pid).
+        """
+        handle = self.path.open('a+')
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.seek(0)
+            exc.holder = handle.read().strip() or 'unknown'
+            handle.close()
+            raise
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        """Let go of the lock and remove its file (nothing if not held)."""
+        if self._handle is not None:
+            self.path.unlink(missing_ok=True)
+            self._handle.close()
+            self._handle = None
+
+
 @contextlib.contextmanager
 def training_lock(out_dir: pathlib.Path) -> Iterator[None]:
     """Hold the folder of a run while training into it (creating the folder).
 
     A second process training into the same folder, fresh or with ``--resume``, would
     interleave its metrics rows and write over the other's checkpoint and models: it is
-    refused. The lock is an advisory ``flock`` on :data:`LOCK_FILE`, released (and the
-    file removed) on any way out, and by the kernel when the process dies. A folder this
-    call created and left empty is removed again.
+    refused (:class:`ExclusiveLock` on :data:`LOCK_FILE`). A folder this call created and
+    left empty is removed again.
 
     Raises:
         RunDirError: Another process holds the folder.
     """
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / LOCK_FILE
-    handle = path.open('a+')
+    lock = ExclusiveLock(out_dir / LOCK_FILE)
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or 'unknown'
+            lock.acquire()
+        except BlockingIOError as exc:
             raise RunDirError(
-                f'{out_dir} is being trained by another process (pid {holder}); wait for it '
-                'to end, or stop it (Ctrl-C saves a checkpoint) and then --resume'
+                f'{out_dir} is being trained by another process (pid {exc.holder}); wait for '
+                'it to end, or stop it (Ctrl-C saves a checkpoint) and then --resume'
             ) from None
-        handle.truncate(0)
-        handle.write(str(os.getpid()))
-        handle.flush()
         try:
             yield
         finally:
-            path.unlink(missing_ok=True)
+            lock.release()
     finally:
-        handle.close()
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
 

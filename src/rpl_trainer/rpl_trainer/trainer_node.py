@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import collections
 import os
+import pathlib
 import time
 from collections.abc import Callable, Sequence
 
@@ -67,6 +68,7 @@ from rpl_trainer.bag_ingest import ingest_bags
 from rpl_trainer.checkpoint import CheckpointError, load_learner_checkpoint
 from rpl_trainer.episodes import INCOMPLETE, SKIP_REASONS
 from rpl_trainer.learner import start_from
+from rpl_trainer.run_dir import ExclusiveLock
 from rpl_trainer.schedule import SaveSchedule
 from rpl_trainer.trainer_node_config import TrainerNodeConfig
 
@@ -108,6 +110,15 @@ class TrainerNode(RplNode):
 
     def __init__(self) -> None:
         super().__init__('trainer')
+        try:
+            self._start()
+        except BaseException:  # a start that fails lets go of the model again
+            if getattr(self, '_lock', None) is not None:
+                self._lock.release()
+            raise
+
+    def _start(self) -> None:
+        """Everything :meth:`__init__` does after the node exists (see the class)."""
         self.config = cfg = self.declare_config(TrainerNodeConfig)
         if not cfg.model_path:
             raise ValueError('model_path is empty: set the ONNX file to write (model_path:=PATH)')
@@ -125,6 +136,17 @@ class TrainerNode(RplNode):
                 'written over; give a new model_path, or the checkpoint_path of the run that '
                 'wrote it'
             )
+        # One trainer per model: a second one would write over its model and checkpoint.
+        lock_path = pathlib.Path(f'{cfg.model_path}.lock').absolute()
+        lock_path.parent.mkdir(parents=True, exist_ok=True)  # the model's folder
+        self._lock = ExclusiveLock(lock_path)
+        try:
+            self._lock.acquire()
+        except BlockingIOError as exc:
+            raise ValueError(
+                f'model_path {cfg.model_path!r} is being trained by another trainer (pid '
+                f'{exc.holder}); one trainer per model and checkpoint'
+            ) from None
         self.offline_only = cfg.exit_after_updates > 0
         if self.offline_only and not cfg.bag_list():
             raise ValueError(
@@ -348,6 +370,8 @@ class TrainerNode(RplNode):
                     f'could not save the checkpoint {self.config.checkpoint_path}: {exc}'
                 )
         super().destroy_node()
+        if getattr(self, '_lock', None) is not None:
+            self._lock.release()
 
     def _subscribe(
         self,
