@@ -547,13 +547,18 @@ class ControllerFailure(RuntimeError):
 
 
 def base_action(
-    controller: BaseController, observation: np.ndarray, goal: np.ndarray, size: int, where: str
+    controller: BaseController,
+    observation: np.ndarray,
+    goal: np.ndarray,
+    size: int,
+    seed: int,
+    step: int,
 ) -> np.ndarray:
     """``controller(observation, goal)``, checked.
 
     Args:
         size: The task's action size.
-        where: Which step, for the message (``'episode seed 7, step 3'``).
+        seed: The episode's reset seed, and ``step`` the step: for the message only.
 
     Raises:
         ControllerFailure: It raised (its exception is the cause; the message says where in
@@ -569,11 +574,13 @@ def base_action(
         text = ' '.join(str(exc).split()) or '-'
         raise ControllerFailure(
             f'controller {controller.name!r} raised {type(exc).__name__}: {text} (at '
-            f'{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}; {where})'
+            f'{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}; '
+            f'episode seed {seed}, step {step})'
         ) from exc
     if action.shape != (size,) or not np.all(np.isfinite(action)):
         raise ControllerFailure(
-            f'controller {controller.name!r} gave {action.tolist()} ({where}): the task needs '
+            f'controller {controller.name!r} gave {action.tolist()} '
+            f'(episode seed {seed}, step {step}): the task needs '
             f'{size} finite values'
         )
     return action
@@ -598,8 +605,7 @@ def _run_episode(
     low, high = env.spec.action_low, env.spec.action_high
     while not (truncated or terminated):
         observation, goal = obs['observation'], obs['desired_goal']
-        where = f'episode seed {seed}, step {step}'
-        command = base_action(controller, observation, goal, env.spec.action_dim, where)
+        command = base_action(controller, observation, goal, env.spec.action_dim, seed, step)
         outside += bool(command.min() < low or command.max() > high)
         step += 1
         if policy is not None:
