@@ -599,8 +599,26 @@ def test_sigterm_to_the_runner_leaves_no_process_behind(tmp_path):
             'rpl eval: error: unrecognized arguments: --bogus (rpl eval --help',
         ),
         (['bag', 'play', 'x', '--bogus'], 'rpl bag play: error: unrecognized arguments: --bogus'),
+        # An empty value names nothing: --out '' trained into the current folder, --json ''
+        # wrote the default file, `rpl bag eval ''` was a traceback.
+        (
+            ['train', '--task', 'push', '--out', ''],
+            "rpl train: error: argument --out: empty value ''",
+        ),
+        (['eval', '--json', ' '], "rpl eval: error: argument --json: empty value ' '"),
+        (['bag', 'eval', ''], "rpl bag eval: error: argument bag: empty value ''"),
     ],
-    ids=['eval', 'train', 'bag', 'command', 'eval-unknown', 'bag-unknown'],
+    ids=[
+        'eval',
+        'train',
+        'bag',
+        'command',
+        'eval-unknown',
+        'bag-unknown',
+        'train-empty',
+        'eval-empty',
+        'bag-empty',
+    ],
 )
 def test_a_command_line_mistake_is_one_line_naming_help(argv, message):
     """argparse's usage block is not printed before the error: the one line that matters

@@ -439,6 +439,27 @@ def test_an_unwritable_model_path_stops_the_start_with_one_line(tmp_path):
         assert 'ready:' not in output and 'exported' not in output, output
 
 
+def _start_until_ready(args: list[str]) -> tuple[int, str]:
+    """Start a trainer node, stop it (SIGINT) once it is ready or has failed; its exit
+    status and output."""
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'rpl_trainer.trainer_node', *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if 'ready:' in line or 'error' in line:
+                break
+    finally:
+        code = stop_process(proc, timeout_s=30.0)
+        output = ''.join(lines) + proc.stdout.read()
+    return code, output
+
+
 def test_init_from_starts_the_node_from_an_rpl_train_run(tmp_path):
     """Warm start of live learning from a simulation-trained run: the node's learner is the
     run's (networks, normalisers, burn-in, replay buffer), saved again as its own."""
@@ -469,21 +490,7 @@ def test_init_from_starts_the_node_from_an_rpl_train_run(tmp_path):
 
     live = (f'model_path:={model}', f'checkpoint_path:={checkpoint}')
     args = ros_args('/trainer_warm', "namespaces:=''", *node, *live)
-    proc = subprocess.Popen(
-        [sys.executable, '-m', 'rpl_trainer.trainer_node', *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if 'ready:' in line or 'error' in line:
-                break
-    finally:
-        code = stop_process(proc, timeout_s=30.0)
-        output = ''.join(lines) + proc.stdout.read()
+    code, output = _start_until_ready(args)
     assert code == 0, output
     assert f'started from the rpl_train checkpoint {run / "checkpoint.pt"}' in output, output
     state = load_checkpoint(checkpoint)  # saved at shutdown, as the node's own
@@ -500,3 +507,11 @@ def test_init_from_starts_the_node_from_an_rpl_train_run(tmp_path):
     # Exported at start: the warm-started model, not the zero residual.
     actor = OnnxActor.load(model, obs_dim=SPEC_PUSH.obs_dim, goal_dim=SPEC_PUSH.goal_dim)
     assert actor(np.full(SPEC_PUSH.obs_dim, 0.3), np.full(SPEC_PUSH.goal_dim, 0.5)).any()
+
+    # Started again with the same parameters, the node continues its own checkpoint and
+    # says that init_from is not read (it was silently ignored).
+    code, output = _start_until_ready(args)
+    assert code == 0, output
+    assert f'resumed from checkpoint {checkpoint}' in output, output
+    assert f'init_from:={run / "checkpoint.pt"} not read' in output, output
+    assert 'started from the rpl_train checkpoint' not in output, output

@@ -14,13 +14,23 @@ from typing import NoReturn
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose errors are one line (its sub-parsers too).
 
-    An argument that no parser takes is reported by the sub-command's parser (``rpl eval:
+    An empty or blank value is refused for every argument (it names no file, task or
+    number). An argument that no parser takes is reported by the sub-command's parser (``rpl eval:
     error: unrecognized arguments: --bogus (rpl eval --help ...)``), whose help lists the
     options, not by the top one, whose help lists only the commands.
     """
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f'{self.prog}: error: {message} ({self.prog} --help lists the options)\n')
+
+    def _get_value(self, action: argparse.Action, arg_string: str):  # noqa: ANN202 (argparse's)
+        # An empty value names nothing: `--out ""` read as the current folder, `--json ""`
+        # as "not given" (the default file was written), `rpl bag eval ""` was a traceback.
+        # Refused as any other bad value, before the option's own type sees it.
+        # (A sub-command's action is given all the strings after it: its parser checks them.)
+        if not arg_string.strip() and action.nargs not in (argparse.PARSER, argparse.REMAINDER):
+            raise argparse.ArgumentError(action, f'empty value {arg_string!r}')
+        return super()._get_value(action, arg_string)
 
     def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's)
         parsed, extras = self.parse_known_args(args, namespace)

@@ -297,6 +297,13 @@ class TrainerNode(RplNode):
         agent = self.learner.agent
         self.resumed = f'{path} ({self.learner.episodes} episodes, {agent.updates} updates)'
         self.get_logger().info(f'resumed from checkpoint {path}: {self._learner_summary()}')
+        if self.config.init_from:
+            # The node's own checkpoint continues the learner that init_from once started;
+            # starting again from init_from would throw that learning away.
+            self.get_logger().info(
+                f'init_from:={self.config.init_from} not read: the learner continues from its '
+                f'own checkpoint {path} (move that file away to start again from init_from)'
+            )
 
     def _learner_summary(self) -> str:
         """What a loaded checkpoint brought: episodes, transitions, updates, burn-in."""
