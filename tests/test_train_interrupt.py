@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 from helpers import toy_trainer
@@ -94,6 +95,13 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_needs_only_out(tmp_path):
     assert f'interrupted by SIGINT at {stopped_at} of 400 env steps' in err
     assert f'rpl train --out {run} --resume' in err
     assert not (run / 'summary.json').exists()
+    # The actor as it stood is exported: a stopped run has a model to evaluate or deploy.
+    assert f'the actor as it stands to {run / "actor.onnx"}' in err
+    meta = onnxruntime.InferenceSession(str(run / 'actor.onnx')).get_modelmeta()
+    stamped = meta.custom_metadata_map
+    assert stamped['env_steps'] == str(stopped_at), stamped
+    # No evaluation measured this actor (the last was at 0 env steps): none is claimed.
+    assert 'eval_success' not in stamped, stamped
     assert_resume_with_out_only_finishes(run)
 
 
@@ -208,3 +216,16 @@ def test_a_run_being_trained_cannot_be_resumed_by_a_second_process(tmp_path):
     steps = read_metrics(run / 'metrics.csv')['env_steps']
     assert list(steps) == sorted(set(steps)), steps  # one writer: no interleaved rows
     assert not (run / '.training.lock').exists()  # released and removed at the end
+
+
+def test_resume_says_when_the_metrics_file_is_gone(tmp_path, capsys):
+    """A resumed run whose metrics.csv was deleted says the earlier rows are lost (it wrote a
+    curve starting at the resume point without a word)."""
+    run = tmp_path / 'run'
+    toy_trainer(run, total_env_steps=80).run()
+    (run / 'metrics.csv').unlink()
+    capsys.readouterr()
+    toy_trainer(run, total_env_steps=120).run(resume=True)
+    err = capsys.readouterr().err
+    assert f'warning: {run / "metrics.csv"} is missing: the evaluations to 80 env steps' in err
+    np.testing.assert_array_equal(read_metrics(run / 'metrics.csv')['env_steps'], [120])

@@ -21,18 +21,26 @@ class TrainingInterrupted(Exception):
         env_steps: Env steps in the checkpoint (the resumed run starts there).
         total_env_steps: The run's budget.
         checkpoint: The checkpoint file.
+        model: The actor as it stood, exported.
     """
 
     def __init__(
-        self, signum: int, env_steps: int, total_env_steps: int, checkpoint: pathlib.Path
+        self,
+        signum: int,
+        env_steps: int,
+        total_env_steps: int,
+        checkpoint: pathlib.Path,
+        model: pathlib.Path,
     ) -> None:
         self.signum = signum
         self.env_steps = env_steps
         self.total_env_steps = total_env_steps
         self.checkpoint = checkpoint
+        self.model = model
         super().__init__(
             f'interrupted by {signal.Signals(signum).name} at {env_steps} of '
-            f'{total_env_steps} env steps; checkpoint saved to {checkpoint}'
+            f'{total_env_steps} env steps; checkpoint saved to {checkpoint}, the actor as it '
+            f'stands to {model}'
         )
 
 

@@ -364,7 +364,16 @@ class Trainer:
         # resumed run writes that row once (not a duplicate of a row from after it). The
         # checkpoint taken at the start has no row at all.
         logged = self._row_clock[0] if self.last_eval else -1
-        truncate_metrics(self.out_dir / METRICS_FILE, logged)
+        metrics = self.out_dir / METRICS_FILE
+        if logged >= 0 and not metrics.is_file():
+            print(
+                f'rpl train: warning: {metrics} is missing: the evaluations to {logged} env '
+                f'steps are not in it any more; the resumed run writes its rows from '
+                f'{self.env_steps} on (restore the file first to keep the whole curve)',
+                file=sys.stderr,
+                flush=True,
+            )
+        truncate_metrics(metrics, logged)
         drop_snapshots_after(self.out_dir, logged)
 
     def _export(self, name: str) -> pathlib.Path:
@@ -379,7 +388,11 @@ class Trainer:
                 residual_scale=largest_scale(self.composer.scale),
                 residual_scales=axis_scales(self.composer.scale),
                 training_steps=self.env_steps,
-                eval_success=self.last_eval.get(SUCCESS),
+                # Only an evaluation of this actor: a run stopped between two evaluations
+                # exports an actor that none has measured.
+                eval_success=self.last_eval.get(SUCCESS)
+                if self._row_clock[0] == self.env_steps
+                else None,
             ),
             metadata={
                 'algo': config.algo,
@@ -601,11 +614,14 @@ class Trainer:
             self.wall_s = time.perf_counter() - clock
             self._checkpoint()
             if not finished:
+                # The actor as it stands, deployable and evaluable like the finished run's
+                # (the checkpoint alone needed a resume to the end before any model existed).
                 raise TrainingInterrupted(
                     self._stop.signum,
                     self.env_steps,
                     config.total_env_steps,
                     self.out_dir / CHECKPOINT_FILE,
+                    self._export(ONNX_FILE),
                 )
             onnx_path = self._export(ONNX_FILE)
             burn_in = self.learner.agent.burn_in
