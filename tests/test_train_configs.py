@@ -183,6 +183,11 @@ def test_bad_settings_give_one_line_naming_them(capsys, tmp_path):
     assert 'is not valid YAML' in fails('--config', str(path))
     path.write_text('- push\n')
     assert 'must hold a mapping' in fails('--config', str(path))
+    # A key given twice (plain YAML keeps the last without a word).
+    path.write_text('task: push\nactor_lr: 0.001\ncontroller: reactive_push\nactor_lr: 0.01\n')
+    assert f"config file {path}: 'actor_lr' is given twice (lines 2 and 4)" in fails(
+        '--config', str(path)
+    )
     assert 'cannot read config file' in fails('--config', str(tmp_path / 'missing.yaml'))
     assert '--task is required' in fails()
     assert 'no controller' in fails('--task', 'hook')  # registered, no shipped config

@@ -8,6 +8,7 @@ must match it.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import importlib.resources
@@ -544,12 +545,39 @@ def shipped_config_tasks() -> list[str]:
     return sorted(p.name[: -len('.yaml')] for p in folder.iterdir() if p.name.endswith('.yaml'))
 
 
+class _KeyGivenTwice(yaml.constructor.ConstructorError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the
+    last one without a word: `actor_lr` set twice read as the second value)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, collections.abc.Hashable):
+                continue  # the safe loader's own error names it
+            if key in seen:
+                raise _KeyGivenTwice(
+                    None,
+                    None,
+                    f'{key!r} is given twice (lines {seen[key] + 1} and '
+                    f'{key_node.start_mark.line + 1})',
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_config_file(path: str | os.PathLike[str] | Traversable) -> dict[str, Any]:
     """Settings from a YAML file: a flat mapping of TrainConfig field names to values.
 
     Raises:
-        ParameterError: Unreadable file, invalid YAML, not a mapping, or an unknown key; one
-            line naming the file (values are checked by :func:`make_config`).
+        ParameterError: Unreadable file, invalid YAML, a key given twice, not a mapping, or
+            an unknown key; one line naming the file (values are checked by
+            :func:`make_config`).
     """
     try:
         text = path.read_text(encoding='utf-8')
@@ -558,7 +586,9 @@ def read_config_file(path: str | os.PathLike[str] | Traversable) -> dict[str, An
     except UnicodeDecodeError as exc:
         raise ParameterError(f'config file {path} is not UTF-8 text ({exc.reason})') from None
     try:
-        values = yaml.safe_load(text)
+        values = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
+    except _KeyGivenTwice as exc:
+        raise ParameterError(f'config file {path}: {exc.problem}') from None
     except yaml.YAMLError as exc:
         where = getattr(exc, 'problem_mark', None)
         line = f' (line {where.line + 1})' if where is not None else ''
