@@ -147,9 +147,11 @@ def test_a_run_that_cannot_write_its_model_stops_with_one_line(smoke_run, tmp_pa
 def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, capsys):
     def fails(args, *fragments):
         assert main(args) == 2
-        err = capsys.readouterr().err
+        out, err = capsys.readouterr()
         for fragment in fragments:
             assert fragment in err, err
+        # The refusal is the one line: no start line or budget warning before it.
+        assert err.count('\n') == 1 and 'settings from' not in out, (out, err)
 
     new = str(tmp_path / 'new')
     fails(

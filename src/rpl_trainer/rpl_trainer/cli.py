@@ -442,12 +442,15 @@ def _train(args: argparse.Namespace) -> int:
         trainer = Trainer(config, problem, args.out, progress=not args.no_progress)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    print(f'rpl train: {source}', flush=True)
-    note = burn_in_budget_note(config)
-    if note:
-        print(f'rpl train: warning: {note}', file=sys.stderr, flush=True)
+
+    def starting() -> None:
+        print(f'rpl train: {source}', flush=True)
+        note = burn_in_budget_note(config)
+        if note:
+            print(f'rpl train: warning: {note}', file=sys.stderr, flush=True)
+
     try:
-        result = trainer.run(args.resume, args.init_from)
+        result = trainer.run(args.resume, args.init_from, on_start=starting)
     except (RunDirError, CheckpointError) as exc:
         raise CliError(str(exc)) from exc
     except (ExportError, OSError) as exc:  # a model that does not export, a full disk

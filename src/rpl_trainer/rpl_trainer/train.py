@@ -556,7 +556,10 @@ class Trainer:
                     self.next_checkpoint += config.checkpoint_interval
 
     def run(
-        self, resume: bool = False, init_from: str | pathlib.Path | None = None
+        self,
+        resume: bool = False,
+        init_from: str | pathlib.Path | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> TrainResult:
         """Train to ``total_env_steps``, evaluating, logging and checkpointing on the way.
 
@@ -571,6 +574,9 @@ class Trainer:
                 (another ``rpl train`` run's or a trainer node's, of the same learner
                 fields): networks, optimisers, normalisers, burn-in, replay buffer, random
                 state (:func:`rpl_trainer.learner.start_from`).
+            on_start: Called once every refusal is past (the folder's lock, the checkpoint
+                read), before anything is written: a caller's start lines come after a
+                refusal could, never before it.
 
         Raises:
             RunDirError: See :func:`rpl_trainer.run_dir.check_run_dir`.
@@ -593,6 +599,8 @@ class Trainer:
                 if init_from is not None:
                     start_from(self.learner, init_from)
                 self.out_dir.mkdir(parents=True, exist_ok=True)
+            if on_start is not None:
+                on_start()
             write_config(self.out_dir, config)
             if not resume:
                 self._checkpoint()
