@@ -466,6 +466,7 @@ def test_init_from_refuses_other_learner_settings_with_one_line(tmp_path, capsys
     cases = (
         (['--set', 'batch_size=32'], 'batch_size: 16 -> 32'),
         (['--task', 'slippery_push'], "task: 'push' -> 'slippery_push'"),
+        (['--task', 'slippery_push'], 'leave out what changes them'),  # no --config given
         (['--resume'], '--init-from starts a new run; --resume continues'),
     )
     for extra, message in cases:

@@ -213,11 +213,15 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
             saved = make_config(_checkpoint_config(args.init_from))
             differences = learner_differences(saved, config)
             if differences:
+                fix = (
+                    'leave out --config to take its settings'
+                    if args.config is not None
+                    else 'leave out what changes them, to take its settings'
+                )
                 raise CliError(
                     f'--init-from {args.init_from}: its learner has other settings ('
                     + '; '.join(differences)
-                    + '); only budgets, acting and evaluation may differ (leave out --config '
-                    'to take its settings)'
+                    + f'); only budgets, acting and evaluation may differ ({fix})'
                 )
     except RunDirError as exc:
         raise CliError(str(exc)) from exc
