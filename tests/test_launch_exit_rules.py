@@ -259,6 +259,22 @@ BAD_ARGUMENTS = [
     ('slippery_push.launch.py', {'seed': '-1'}, r"seed:='-1' is outside 0\.\."),
     ('slippery_push.launch.py', {'episodes': '2.5'}, r"episodes:='2.5' is not an integer"),
     ('slippery_push.launch.py', {'record': 'true'}, r'record:=true needs bag:=PATH'),
+    # A file asked for whose writer is not started (it was never written, without a word).
+    (
+        'slippery_push.launch.py',
+        {'bag': 'bags/new'},
+        r"bag:='bags/new' is written only with record:=true; add record:=true",
+    ),
+    (
+        'push.launch.py',
+        {'results': 'new.json'},
+        r"results:='new.json' is written only with monitor:=true",
+    ),
+    (
+        'slippery_push_learn.launch.py',
+        {'results': 'new_folder'},
+        r"results:='new_folder' is written only with monitor:=true",
+    ),
     (
         'slippery_push.launch.py',
         {'monitor': 'true', 'results': __file__},

@@ -55,6 +55,16 @@ def _flag(context: LaunchContext, name: str) -> bool:
     return LaunchConfiguration(name).perform(context).strip().lower() in ('true', '1')
 
 
+def _needs_flag(context: LaunchContext, name: str, value: str, flag: str) -> None:
+    """ValueError when the launch argument ``name`` is given but ``flag:=true`` is not: the
+    node that would write it does not run, and the file was never written without a word."""
+    if value.strip() and not _flag(context, flag):
+        raise ValueError(
+            f'launch argument {name}:={value!r} is written only with {flag}:=true; add '
+            f'{flag}:=true (or leave out {name}:=)'
+        )
+
+
 class TrueCount(Substitution):
     """How many of the named boolean launch arguments are true, plus ``base`` (as text);
     with ``as_flag`` 'true' if any is true, else 'false' (for conditions)."""
@@ -266,6 +276,7 @@ class RecordBag(Substitution):
 
     def perform(self, context: LaunchContext) -> str:
         bag = LaunchConfiguration('bag').perform(context)
+        _needs_flag(context, 'bag', bag, 'record')
         if _flag(context, 'record') and not bag.strip():
             raise ValueError('launch argument record:=true needs bag:=PATH (a new bag folder)')
         if _flag(context, 'record') and os.path.lexists(bag):
@@ -298,6 +309,7 @@ class NewResultsFile(Substitution):
 
     def perform(self, context: LaunchContext) -> str:
         path = LaunchConfiguration('results').perform(context)
+        _needs_flag(context, 'results', path, 'monitor')
         if _flag(context, 'monitor') and path.strip():
             if os.path.isdir(path):
                 raise ValueError(f'launch argument results:={path!r} is a folder; give a new file')
@@ -429,6 +441,7 @@ class NewLearnResults(Substitution):
 
     def perform(self, context: LaunchContext) -> str:
         folder = LaunchConfiguration('results').perform(context)
+        _needs_flag(context, 'results', folder, 'monitor')
         if not (_flag(context, 'monitor') and folder.strip()):
             return folder
         if os.path.lexists(folder) and not os.path.isdir(folder):
