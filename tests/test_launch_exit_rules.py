@@ -294,6 +294,33 @@ BAD_ARGUMENTS = [
     ('slippery_push_learn.launch.py', {'controller': 'x'}, r"controller:='x' is not a regis"),
     ('slippery_push_learn.launch.py', {'seed': '1e3'}, r"seed:='1e3' is not an integer"),
     ('slippery_push_learn.launch.py', {'episodes': 'many'}, r"episodes:='many' is not an int"),
+    # The trainer's start checks, made before any node starts (the trainer refused them
+    # once every stack was up).
+    (
+        'slippery_push_learn.launch.py',
+        {'train_overrides': 'batch_sise=64'},
+        r"launch arguments: train_overrides: unknown setting 'batch_sise'; did you mean",
+    ),
+    (
+        'slippery_push_learn.launch.py',
+        {'init_from': '/nonexistent/checkpoint.pt'},
+        r'init_from: no checkpoint at /nonexistent/checkpoint.pt',
+    ),
+    (
+        'slippery_push_learn.launch.py',
+        {'bags': '/nonexistent/bag'},
+        r'bags: no bag at /nonexistent/bag',
+    ),
+    (
+        'slippery_push_learn.launch.py',
+        {'model_path': __file__},
+        r'model_path .* exists and this trainer starts a new learner',
+    ),
+    (
+        'slippery_push_learn.launch.py',
+        {'model_path': os.sep},
+        r'model_path / cannot be written: / is a folder',
+    ),
     (
         'slippery_push_learn.launch.py',
         {'export_every_updates': '0'},

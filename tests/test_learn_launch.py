@@ -57,9 +57,9 @@ def test_learn_launch_runs_paced_stacks_and_the_trainer_then_exits_0(tmp_path):
     assert 'explore_0.residual_node]: exploration on' in runner.output()
 
 
-def test_learn_launch_init_from_a_missing_checkpoint_ends_with_the_trainer_s_one_line(tmp_path):
-    # init_from:= reaches the trainer node; a file that is not there stops the launch
-    # (the trainer is required) with the node's one-line error, no traceback.
+def test_learn_launch_init_from_a_missing_checkpoint_is_refused_before_any_node(tmp_path):
+    # init_from:= is checked with the trainer's own start checks before any node starts
+    # (the trainer refused it only once every stack was up): one line, exit 2.
     missing = tmp_path / 'no_run' / 'checkpoint.pt'
     runner = Child(
         [
@@ -76,8 +76,9 @@ def test_learn_launch_init_from_a_missing_checkpoint_ends_with_the_trainer_s_one
     finally:
         runner.stop()
     output = runner.output()
-    assert code not in (0, None), output
-    errors = [line for line in output.splitlines() if '[trainer] error:' in line]
+    assert code == 2, output
+    errors = [line for line in output.splitlines() if 'error:' in line]
     assert len(errors) == 1 and f'init_from: no checkpoint at {missing}' in errors[0], output
     assert "expected an `rpl train` run's DIR/checkpoint.pt" in errors[0], output
+    assert '[trainer]' not in output and '[sim_bridge' not in output, output
     assert 'Traceback' not in output, output

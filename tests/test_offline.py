@@ -449,7 +449,7 @@ def test_train_overrides_set_config_fields_and_bad_ones_name_the_key():
     assert (config.seed, config.task, config.target_update_interval) == (7, 'slippery_push', 40)
     assert parse_overrides('') == {}
     bad = {
-        'nope=1': "unknown key 'nope'",
+        'nope=1': "unknown setting 'nope'",
         'batch_size=abc': "'batch_size' must be an integer, got 'abc'",
         'batch_size=0': "'batch_size' = 0 is outside",
         'noise_eps': "expected key=value, got 'noise_eps'",

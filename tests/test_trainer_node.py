@@ -157,7 +157,12 @@ def test_a_corrupt_checkpoint_or_a_bad_override_stops_the_start_with_one_clear_l
     model = tmp_path / 'actor.onnx'
     cases = (
         (f'checkpoint_path:={checkpoint}', f'checkpoint {checkpoint} is not a torch checkpoint'),
-        ('train_overrides:=batch_sise=64', "train_overrides: unknown key 'batch_sise'"),
+        (
+            'train_overrides:=batch_sise=64',
+            "train_overrides: unknown setting 'batch_sise'; did you mean batch_size?",
+        ),
+        (f'init_from:={tmp_path / "none.pt"}', f'init_from: no checkpoint at {tmp_path}'),
+        (f'bags:={tmp_path / "no_bag"}', f'bags: no bag at {tmp_path / "no_bag"}'),
     )
     for param, message in cases:
         args = ros_args('/trainer_start', f'model_path:={model}', param)

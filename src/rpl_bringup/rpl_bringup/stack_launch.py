@@ -105,6 +105,7 @@ from rpl_bringup.stack_substitutions import (
     ResultsFile,
     StackNamespaces,
     StackSeed,
+    TrainerStart,
     TrueCount,
     learn_seed,
 )
@@ -379,6 +380,7 @@ def learn_launch_description(
         *_trainer_parameters(task).values(),
         ControllerParams(task),
         NewLearnResults(),
+        TrainerStart(),
     ]
     return LaunchDescription(
         [

@@ -462,6 +462,34 @@ class NewLearnResults(Substitution):
         return 'NewLearnResults()'
 
 
+class TrainerStart(Substitution):
+    """The trainer's own start checks (``TrainerNodeConfig.check_start``) on the learning
+    launch's ``model_path``, ``checkpoint``, ``init_from``, ``bags`` and ``train_overrides``,
+    made before any node starts: the trainer refused them only once every stack was up."""
+
+    def perform(self, context: LaunchContext) -> str:
+        from rpl_trainer.trainer_node_config import TrainerNodeConfig
+
+        given = {
+            field: LaunchConfiguration(argument).perform(context)
+            for field, argument in (
+                ('model_path', 'model_path'),
+                ('checkpoint_path', 'checkpoint'),
+                ('init_from', 'init_from'),
+                ('bags', 'bags'),
+                ('train_overrides', 'train_overrides'),
+            )
+        }
+        try:
+            TrainerNodeConfig(**given).check_start()
+        except ValueError as exc:
+            raise ValueError(f'the trainer would refuse its launch arguments: {exc}') from None
+        return ''
+
+    def describe(self) -> str:
+        return 'TrainerStart()'
+
+
 def learn_seed() -> IntArgument:
     # The explorers' sims run seed + (i + 1) * stride: every one must stay in range.
     return IntArgument('seed', 0, MAX_SEED - MAX_EXPLORERS * EXPLORER_SEED_STRIDE)

@@ -22,6 +22,7 @@ import yaml
 
 from rpl_base_controllers.zero import ZERO
 from rpl_interfaces.params import ParameterError, build_config, describe
+from rpl_sim_bridge.bridge_config import MAX_SEED
 
 ALGOS = ('rpl', 'scratch', 'expert_explore')
 """Learners sharing one code path: residual on a base, plain DDPG+HER, base-guided exploration."""
@@ -72,7 +73,7 @@ class TrainConfig:
     ``expert_explore``: ``scratch`` whose exploratory actions come from the base controller
     with probability ``expert_alpha`` (else uniform) when an ``expert_eps`` coin comes up."""
 
-    seed: int = dataclasses.field(default=0, metadata=describe('Run seed.', range=(0, 2**31)))
+    seed: int = dataclasses.field(default=0, metadata=describe('Run seed.', range=(0, MAX_SEED)))
     """Seeds torch, numpy and every episode's reset, so a run (and a resumed run) repeats."""
 
     total_env_steps: int = dataclasses.field(

@@ -61,7 +61,6 @@ from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
-from rpl_interfaces.output_files import os_reason, probe_write
 from rpl_trainer import offline
 from rpl_trainer.assembler import EpisodeAssembler
 from rpl_trainer.bag_ingest import ingest_bags
@@ -88,23 +87,6 @@ DIAGNOSTICS_PERIOD_S = 1.0
 PROGRESS_PERIOD_S = 10.0
 
 
-def check_writable(path: str, what: str) -> None:
-    """Make sure a file can be written at ``path`` (its folder created if needed).
-
-    Raises:
-        ValueError: One line naming the parameter, the path and why it cannot be written.
-    """
-    try:
-        if os.path.isdir(path):
-            raise OSError(f'{path} is a folder')
-        probe_write(path)
-    except OSError as exc:
-        raise ValueError(
-            f'{what} {path} cannot be written: {os_reason(exc)}; set {what}:= to a file in a '
-            'writable folder'
-        ) from None
-
-
 class TrainerNode(RplNode):
     """Trainer node; see the module docstring."""
 
@@ -120,22 +102,7 @@ class TrainerNode(RplNode):
     def _start(self) -> None:
         """Everything :meth:`__init__` does after the node exists (see the class)."""
         self.config = cfg = self.declare_config(TrainerNodeConfig)
-        if not cfg.model_path:
-            raise ValueError('model_path is empty: set the ONNX file to write (model_path:=PATH)')
-        # Before any work: a run must not learn for hours and then fail to write its result.
-        check_writable(cfg.model_path, 'model_path')
-        if cfg.checkpoint_path:
-            check_writable(cfg.checkpoint_path, 'checkpoint_path')
-        resuming = bool(cfg.checkpoint_path) and os.path.exists(cfg.checkpoint_path)
-        if not resuming and os.path.lexists(cfg.model_path):
-            # A fresh learner exports at once (or after its updates): that would replace a
-            # model this trainer did not make.
-            raise ValueError(
-                f'model_path {cfg.model_path!r} exists and this trainer starts a new learner '
-                f'(no checkpoint at checkpoint_path {cfg.checkpoint_path!r}): it would be '
-                'written over; give a new model_path, or the checkpoint_path of the run that '
-                'wrote it'
-            )
+        cfg.check_start()  # the files and overrides, before any work (the launch's checks)
         # One trainer per model: a second one would write over its model and checkpoint.
         lock_path = pathlib.Path(f'{cfg.model_path}.lock').absolute()
         lock_path.parent.mkdir(parents=True, exist_ok=True)  # the model's folder
@@ -178,7 +145,7 @@ class TrainerNode(RplNode):
         self._updates_at_start = 0
         self._resume_after_ns: dict[str, int] = {}  # namespace -> from the checkpoint
         self._throttle = LogThrottle(5.0)
-        if cfg.checkpoint_path and os.path.exists(cfg.checkpoint_path):
+        if cfg.resuming():
             self._resume(cfg.checkpoint_path)
         elif cfg.init_from:
             self._start_from(cfg.init_from)
@@ -257,13 +224,7 @@ class TrainerNode(RplNode):
         node's own checkpoint's once it exists), under the node's parameters."""
         if not cfg.init_from:
             return None
-        own = cfg.checkpoint_path and os.path.exists(cfg.checkpoint_path)
-        path = cfg.checkpoint_path if own else cfg.init_from
-        if not own and not os.path.isfile(path):
-            raise ValueError(
-                f"init_from: no checkpoint at {path} (expected an `rpl train` run's "
-                "DIR/checkpoint.pt or a trainer node's checkpoint; init_from:='' starts afresh)"
-            )
+        path = cfg.checkpoint_path if cfg.resuming() else cfg.init_from  # checked at start
         try:
             return dict(load_learner_checkpoint(path)['learner']['config'])
         except (CheckpointError, KeyError, TypeError) as exc:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from rpl_interfaces import contract
+from rpl_interfaces.output_files import os_reason, probe_write
 from rpl_interfaces.params import describe
-from rpl_trainer.config import ParameterError, TrainConfig, make_config
+from rpl_sim_bridge.bridge_config import MAX_SEED
+from rpl_trainer.config import ParameterError, TrainConfig, check_keys, make_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +61,7 @@ class TrainerNodeConfig:
         default=0.1,
         metadata=describe('Gradient steps per ingested transition', range=(0.0, 1000.0)),
     )
-    seed: int = dataclasses.field(default=0, metadata=describe('Seed', range=(0, 2**31)))
+    seed: int = dataclasses.field(default=0, metadata=describe('Seed', range=(0, MAX_SEED)))
     train_overrides: str = dataclasses.field(
         default='',
         metadata=describe(
@@ -106,6 +109,44 @@ class TrainerNodeConfig:
         ),
     )
 
+    def resuming(self) -> bool:
+        """Whether the trainer continues its own checkpoint (it exists at start)."""
+        return bool(self.checkpoint_path) and os.path.exists(self.checkpoint_path)
+
+    def check_start(self) -> None:
+        """The checks on these parameters and the files they name that a trainer makes
+        before any work; the learning launch makes them too, before any node starts.
+
+        Raises:
+            ValueError: One line naming the parameter: no model_path, a model or checkpoint
+                file that cannot be written, a model_path a new learner would write over, an
+                init_from or bag that does not exist, or a bad ``train_overrides``.
+        """
+        if not self.model_path:
+            raise ValueError('model_path is empty: set the ONNX file to write (model_path:=PATH)')
+        # Before any work: a run must not learn for hours and then fail to write its result.
+        check_writable(self.model_path, 'model_path')
+        if self.checkpoint_path:
+            check_writable(self.checkpoint_path, 'checkpoint_path')
+        if not self.resuming() and os.path.lexists(self.model_path):
+            # A fresh learner exports at once (or after its updates): that would replace a
+            # model this trainer did not make.
+            raise ValueError(
+                f'model_path {self.model_path!r} exists and this trainer starts a new learner '
+                f'(no checkpoint at checkpoint_path {self.checkpoint_path!r}): it would be '
+                'written over; give a new model_path, or the checkpoint_path of the run that '
+                'wrote it'
+            )
+        if self.init_from and not self.resuming() and not os.path.isfile(self.init_from):
+            raise ValueError(
+                f"init_from: no checkpoint at {self.init_from} (expected an `rpl train` run's "
+                "DIR/checkpoint.pt or a trainer node's checkpoint; init_from:='' starts afresh)"
+            )
+        for bag in self.bag_list():
+            if not os.path.exists(bag):
+                raise ValueError(f"bags: no bag at {bag} (bags:='' learns from live topics only)")
+        parse_overrides(self.train_overrides)
+
     def namespace_list(self) -> list[str]:
         """The namespaces, each with a leading '/'."""
         return ['/' + n.strip().strip('/') for n in self.namespaces.split(',') if n.strip()]
@@ -131,6 +172,23 @@ class TrainerNodeConfig:
             'seed': self.seed,
         }
         return make_config({**(base or {}), **values, **parse_overrides(self.train_overrides)})
+
+
+def check_writable(path: str, what: str) -> None:
+    """Make sure a file can be written at ``path`` (its folder created if needed).
+
+    Raises:
+        ValueError: One line naming the parameter, the path and why it cannot be written.
+    """
+    try:
+        if os.path.isdir(path):
+            raise OSError(f'{path} is a folder')
+        probe_write(path)
+    except OSError as exc:
+        raise ValueError(
+            f'{what} {path} cannot be written: {os_reason(exc)}; set {what}:= to a file in a '
+            'writable folder'
+        ) from None
 
 
 # Overrides that are trainer node parameters of their own.
@@ -161,10 +219,7 @@ def parse_overrides(text: str) -> dict[str, Any]:
             raise ParameterError(
                 f'train_overrides: {key!r} is a trainer node parameter; set {key}:=... instead'
             )
-        if key not in fields:
-            raise ParameterError(
-                f'train_overrides: unknown key {key!r}; TrainConfig fields: {sorted(fields)}'
-            )
+        check_keys({key: None}, 'train_overrides')  # names the closest fields
         if key in values:
             raise ParameterError(f'train_overrides: {key!r} is given twice')
         try:
@@ -182,4 +237,4 @@ def parse_overrides(text: str) -> dict[str, Any]:
     return values
 
 
-__all__ = ['TrainerNodeConfig', 'parse_overrides']
+__all__ = ['TrainerNodeConfig', 'check_writable', 'parse_overrides']
