@@ -112,7 +112,7 @@ def test_typestore_hashes_equal_the_ones_rclpy_announces():
 def test_an_existing_path_is_never_written_over(tmp_path, bag):
     path, _ = bag
     before = {p.name: p.read_bytes() for p in path.iterdir()}
-    with pytest.raises(BagError, match='already exists; not overwriting'):
+    with pytest.raises(BagError, match=r'already exists \(bags are never written over'):
         BagWriter(path, recorded_topics(NS))
     empty = tmp_path / 'empty_dir'
     empty.mkdir()
@@ -419,7 +419,10 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
     """Run ``rpl bag`` in-process; returns (exit code, stderr)."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = bag_cli.main(argv)
+        try:
+            code = bag_cli.main(argv)
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code
     return code, err.getvalue()
 
 
@@ -483,7 +486,7 @@ def test_cli_outputs_that_cannot_be_written_fail_before_the_work(bag, tmp_path):
 def test_cli_record_refuses_an_existing_bag(bag):
     path, _ = bag
     code, err = run_cli(['record', str(path)])
-    assert code == 2 and 'already exists; not overwriting it' in err
+    assert code == 2 and 'already exists (bags are never written over; give a new folder)' in err
 
 
 def test_bag_modules_never_import_torch_or_rclpy(tmp_path, bag):
@@ -598,7 +601,7 @@ def test_replay_refuses_a_model_of_another_task_or_fields_and_names_the_override
         (['play', '{bag}', '--wait-subscribers', '-1'], '--wait-subscribers -1 is outside'),
         (['record', '{new}', '--namespace', '/a//b'], "'/a//b' is not a ROS namespace"),
         (['record', '/proc/rpl_no_bag'], "cannot create bag '/proc/rpl_no_bag'"),
-        (['record', ''], 'give the new bag folder to record into'),
+        (['record', ''], "argument bag: empty value ''"),
         (['eval', '{bag}', '--json', '{same}', '--png', '{same}'], 'must be different files'),
     ],
     ids=['delay', 'rate', 'wait', 'namespace', 'unwritable', 'empty', 'same-outputs'],

@@ -30,7 +30,7 @@ from rpl_bags.playback import messages_to_play, select_topics
 from rpl_bags.reader import read_raw_bag
 from rpl_bags.recorded import load_run
 from rpl_bags.topics import RECORDED_TOPICS, BagError, parse_topic_list
-from rpl_bags.writer import DEFAULT_STORAGE, STORAGES
+from rpl_bags.writer import DEFAULT_STORAGE, STORAGES, existing_bag
 from rpl_interfaces import cli_parser, output_files
 from rpl_interfaces.params import ParameterError
 
@@ -188,10 +188,9 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     topics = parse_topic_list(','.join(args.topics or RECORDED_TOPICS))
     namespace = _namespace(args.namespace)
-    if not args.bag.strip():
-        raise CliError('give the new bag folder to record into')
-    if os.path.lexists(args.bag):
-        raise CliError(f'bag {args.bag!r} already exists; not overwriting it')
+    problem = existing_bag(args.bag)
+    if problem:
+        raise CliError(problem)
     try:  # before the node starts: a read-only or impossible path is one line here
         output_files.probe_write(os.path.join(args.bag, 'metadata.yaml'))
     except OSError as exc:

@@ -25,6 +25,15 @@ DEFAULT_STORAGE: Final = 'mcap'
 _ROSBAG2_VERSION = 9  # what rosbag2 writes since Jazzy; Kilted reads it
 
 
+def existing_bag(path: str | os.PathLike[str]) -> str | None:
+    """The one line refusing a new bag at ``path`` when something is there, else None: a bag
+    is never written over (the recorder, ``rpl bag record`` and ``record:=true`` say so
+    alike)."""
+    if os.path.lexists(path):
+        return f'bag {str(path)!r} already exists (bags are never written over; give a new folder)'
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class BagRecorderConfig(ListenerStartupConfig):
     """Parameters of the bag recorder (``rpl_bags/bag_recorder_node.py``); the start-up
@@ -125,8 +134,9 @@ class BagWriter:
         self.path = pathlib.Path(path)
         if not str(path):
             raise BagError('no bag path given: set the bag path (bag:=PATH)')
-        if os.path.lexists(self.path):
-            raise BagError(f'bag {str(self.path)!r} already exists; not overwriting it')
+        problem = existing_bag(self.path)
+        if problem:
+            raise BagError(problem)
         plugin = _storage_plugin(storage)
         self.storage = storage
         self._writer = Writer(self.path, version=_ROSBAG2_VERSION, storage_plugin=plugin)

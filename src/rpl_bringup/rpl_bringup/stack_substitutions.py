@@ -279,11 +279,12 @@ class RecordBag(Substitution):
         _needs_flag(context, 'bag', bag, 'record')
         if _flag(context, 'record') and not bag.strip():
             raise ValueError('launch argument record:=true needs bag:=PATH (a new bag folder)')
-        if _flag(context, 'record') and os.path.lexists(bag):
-            raise ValueError(
-                f'launch argument bag:={bag!r} exists (bags are never written over; give a new '
-                'folder)'
-            )
+        if _flag(context, 'record'):
+            from rpl_bags.writer import existing_bag
+
+            problem = existing_bag(bag)
+            if problem:
+                raise ValueError(f'launch argument bag:=: {problem}')
         return bag
 
     def describe(self) -> str:
