@@ -405,6 +405,10 @@ def test_dds_defaults_apply_only_when_unset(repo_root):
     mine = {'FASTDDS_DEFAULT_PROFILES_FILE': '/robot/profile.xml'}
     launch_runner.apply_dds_defaults(mine)
     assert mine == {'FASTDDS_DEFAULT_PROFILES_FILE': '/robot/profile.xml'}
+    # Set empty: no profile at all (Fast DDS's defaults, a robot network), not the loopback.
+    none = {'FASTDDS_DEFAULT_PROFILES_FILE': ''}
+    launch_runner.apply_dds_defaults(none)
+    assert none == {}
 
 
 # --- supervision ------------------------------------------------------------------------

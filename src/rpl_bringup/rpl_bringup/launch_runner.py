@@ -142,9 +142,16 @@ def apply_dds_defaults(env: dict[str, str] | Any) -> None:
 
     If ``FASTDDS_DEFAULT_PROFILES_FILE`` is unset, point it at rpl_bringup's
     ``config/fastdds_loopback.xml`` (shared memory + UDP on 127.0.0.1) and default
-    ``ROS_AUTOMATIC_DISCOVERY_RANGE`` to ``LOCALHOST``. Changes ``env`` in place.
+    ``ROS_AUTOMATIC_DISCOVERY_RANGE`` to ``LOCALHOST``. Set to a file, it is the user's
+    profile; set empty (``FASTDDS_DEFAULT_PROFILES_FILE=``), it asks for no profile at all:
+    it is removed and Fast DDS runs on its own defaults (a robot network). Either way
+    nothing else is changed. Changes ``env`` in place.
     """
-    if env.get('FASTDDS_DEFAULT_PROFILES_FILE'):
+    if 'FASTDDS_DEFAULT_PROFILES_FILE' in env:
+        # An empty value was read as unset: the loopback profile came back, and nodes on
+        # other machines never matched.
+        if not env['FASTDDS_DEFAULT_PROFILES_FILE'].strip():
+            del env['FASTDDS_DEFAULT_PROFILES_FILE']
         return
     with contextlib.suppress(LaunchError):
         profile = pathlib.Path(find_package_share('rpl_bringup')) / 'config' / DDS_PROFILE

@@ -19,9 +19,9 @@ from rpl_sim_bridge.tasks.specs import FETCH_SIMULATOR
 COMPLEX_HOOK_NAME = 'complex_hook'
 COMPLEX_HOOK_DESCRIPTION = (
     'hook where every reset swaps the block for one of 100 generated objects (boxes, '
-    'cylinders, capsules, ellipsoids, spheres, bowls, cups, chairs, ...; 3-8 cm, 0.1-2 kg, '
-    'friction 0.1-1.0, random yaw) and puts 5-15 static bumps (up to 10 x 10 x 1 cm) on the '
-    'table; neither is observed.'
+    'cylinders, capsules, ellipsoids, spheres, bowls, cups, chairs, ...; 2.5-8 cm across, '
+    '0.1-2 kg, friction 0.1-1.0, random yaw) and puts 5-15 static bumps (up to 10 x 10 x 1 '
+    'cm) on the table; neither is observed.'
 )
 
 
