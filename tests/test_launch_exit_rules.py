@@ -298,8 +298,8 @@ BAD_ARGUMENTS = [
     # once every stack was up).
     (
         'slippery_push_learn.launch.py',
-        {'train_overrides': 'batch_sise=64'},
-        r"launch arguments: train_overrides: unknown setting 'batch_sise'; did you mean",
+        {'model_path': '/tmp/rpl_same.x', 'checkpoint': '/tmp/rpl_same.x'},
+        r'model_path and checkpoint_path are the same file',
     ),
     (
         'slippery_push_learn.launch.py',

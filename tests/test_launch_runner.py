@@ -321,14 +321,17 @@ def test_learn_launch_episodes_end_only_the_watched_stack_and_monitors_write_per
     assert unnamed['/live/explore_0']['episode_monitor'].node.parameters == {'output_path': ''}
 
 
-def test_learn_launch_init_from_is_listed_and_reaches_the_trainer_node(capsys):
+def test_learn_launch_init_from_is_listed_and_reaches_the_trainer_node(capsys, tmp_path):
     # Warm start of the live trainer from an `rpl train` run (the node's init_from).
     assert cli.main(['launch', 'rpl_bringup', LEARN, '--show-args']) == 0
     listed = capsys.readouterr().out
     assert "'init_from': Trainer: checkpoint to start from" in listed, listed
-    plans = plan_rpl_launch(LEARN, explorers='0', init_from='/runs/a/checkpoint.pt')
+    run = tmp_path / 'checkpoint.pt'
+    run.write_bytes(b'')  # it must exist: the launch checks that before any node starts
+    model = str(tmp_path / 'live' / 'actor.onnx')
+    plans = plan_rpl_launch(LEARN, explorers='0', init_from=str(run), model_path=model)
     (trainer,) = [p for p in plans if p.node.name == 'trainer']
-    assert trainer.node.parameters['init_from'] == '/runs/a/checkpoint.pt'
+    assert trainer.node.parameters['init_from'] == str(run)
 
 
 def test_learn_launch_parameters_are_fields_of_the_node_configs():

@@ -400,6 +400,24 @@ def test_exit_after_updates_trains_on_the_bags_exports_and_exits_0(tmp_path):
     assert 'already in the checkpoint' in output, output
     assert load_checkpoint(checkpoint)['learner']['agent']['updates'] == 60
 
+    # Resumed onto another file that exists (a typo, another run's model): refused, the
+    # file kept; the same model moved along with its checkpoint is still this run's.
+    other = tmp_path / 'other.onnx'
+    other.write_bytes(b'not this run')
+    common = [f'checkpoint_path:={checkpoint}', 'exit_after_updates:=30']
+    common.append('train_overrides:=hidden_size=64,batch_size=32')
+    refused = run_trainer(f'bags:={bag}', f'model_path:={other}', *common)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"model_path '{other}' exists and is not the model this checkpoint's trainer" in (
+        refused.stdout
+    )
+    assert other.read_bytes() == b'not this run'
+    moved = tmp_path / 'moved' / 'actor.onnx'
+    moved.parent.mkdir()
+    model.rename(moved)
+    resumed = run_trainer(f'bags:={bag}', f'model_path:={moved}', *common)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
 
 def test_exit_after_updates_without_usable_bags_stops_with_one_line(tmp_path):
     not_a_bag = tmp_path / 'not_a_bag'

@@ -105,7 +105,7 @@ from rpl_bringup.stack_substitutions import (
     ResultsFile,
     StackNamespaces,
     StackSeed,
-    TrainerStart,
+    TrainerFiles,
     TrueCount,
     learn_seed,
 )
@@ -380,7 +380,7 @@ def learn_launch_description(
         *_trainer_parameters(task).values(),
         ControllerParams(task),
         NewLearnResults(),
-        TrainerStart(),
+        TrainerFiles(),
     ]
     return LaunchDescription(
         [

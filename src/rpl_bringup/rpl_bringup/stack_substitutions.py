@@ -19,6 +19,7 @@ from typing import Any
 from launch import Action, LaunchContext, Substitution
 from launch.substitutions import LaunchConfiguration
 
+from rpl_interfaces.trainer_files import check_trainer_files
 from rpl_sim_bridge.bridge_config import MAX_SEED
 
 MAX_EXPLORERS = 4
@@ -463,32 +464,24 @@ class NewLearnResults(Substitution):
         return 'NewLearnResults()'
 
 
-class TrainerStart(Substitution):
-    """The trainer's own start checks (``TrainerNodeConfig.check_start``) on the learning
-    launch's ``model_path``, ``checkpoint``, ``init_from``, ``bags`` and ``train_overrides``,
-    made before any node starts: the trainer refused them only once every stack was up."""
+class TrainerFiles(Substitution):
+    """The trainer's file checks (:func:`rpl_interfaces.trainer_files.check_trainer_files`)
+    on the learning launch's ``model_path``, ``checkpoint``, ``init_from`` and ``bags``, made
+    before any node starts: the trainer refused them only once every stack was up."""
 
     def perform(self, context: LaunchContext) -> str:
-        from rpl_trainer.trainer_node_config import TrainerNodeConfig
+        def given(name: str) -> str:
+            return LaunchConfiguration(name).perform(context).strip()
 
-        given = {
-            field: LaunchConfiguration(argument).perform(context)
-            for field, argument in (
-                ('model_path', 'model_path'),
-                ('checkpoint_path', 'checkpoint'),
-                ('init_from', 'init_from'),
-                ('bags', 'bags'),
-                ('train_overrides', 'train_overrides'),
-            )
-        }
+        bags = [p.strip() for p in given('bags').split(',') if p.strip()]
         try:
-            TrainerNodeConfig(**given).check_start()
+            check_trainer_files(given('model_path'), given('checkpoint'), given('init_from'), bags)
         except ValueError as exc:
             raise ValueError(f'the trainer would refuse its launch arguments: {exc}') from None
         return ''
 
     def describe(self) -> str:
-        return 'TrainerStart()'
+        return 'TrainerFiles()'
 
 
 def learn_seed() -> IntArgument:

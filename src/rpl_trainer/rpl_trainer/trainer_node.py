@@ -47,6 +47,7 @@ Run: ``python -m rpl_trainer.trainer_node --ros-args -p model_path:=models/live.
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import pathlib
 import time
@@ -85,6 +86,14 @@ INTAKE_DELAY_WARN_S = 2.0
 LAG_LOG_PERIOD_S = 10.0
 DIAGNOSTICS_PERIOD_S = 1.0
 PROGRESS_PERIOD_S = 10.0
+
+
+def file_digest(path: str | os.PathLike[str]) -> str | None:
+    """sha256 of a file's bytes, or None when it cannot be read."""
+    try:
+        return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 class TrainerNode(RplNode):
@@ -132,6 +141,7 @@ class TrainerNode(RplNode):
         self.debt = self.learner.debt  # updates_per_step per stored transition
         self.malformed = 0
         self.bag_episodes = 0
+        self._model_digest: str | None = None  # sha256 of the model last exported
         self.bags_ingested: list[str] = []
         self.exports = 0
         self.last_export = 'none'
@@ -252,6 +262,20 @@ class TrainerNode(RplNode):
                 f'{exc}. The file was left as it is: fix the parameters to match it, or move '
                 'it away (or set another checkpoint_path) to start afresh'
             ) from exc
+        wrote = extra.get('model_path')  # absent in checkpoints before stop 35
+        model = self.config.model_path
+        if (
+            wrote
+            and os.path.lexists(model)
+            and os.path.realpath(model) != wrote
+            and file_digest(model) != extra.get('model_sha256')  # not the same file moved
+        ):
+            raise ValueError(
+                f"model_path {model!r} exists and is not the model this checkpoint's trainer "
+                f'wrote ({wrote}): it would be written over; give model_path:={wrote}, or a '
+                'new file'
+            )
+        self._model_digest = extra.get('model_sha256')
         self.bag_episodes = int(extra.get('bag_episodes', 0))
         self.bags_ingested = [str(p) for p in extra.get('bags', [])]
         self._resume_after_ns = {str(k): int(v) for k, v in extra.get('seen_until', {}).items()}
@@ -288,6 +312,7 @@ class TrainerNode(RplNode):
             training_steps=self.learner.buffer.transitions,
         )
         path = self.learner.export(self.config.model_path, metadata=identity.to_props())
+        self._model_digest = file_digest(path)  # the checkpoint says which file it wrote
         updates = self.learner.agent.updates
         self.schedule.exported(updates)
         self.exports += 1
@@ -301,6 +326,9 @@ class TrainerNode(RplNode):
         extra = {
             'bag_episodes': self.bag_episodes,
             'bags': list(self.bags_ingested),
+            # Which model this trainer wrote: a resumed trainer writes over that one only.
+            'model_path': os.path.realpath(self.config.model_path),
+            'model_sha256': self._model_digest,
             # Per namespace: messages sent up to then are in this checkpoint; a resumed
             # trainer ignores them when the publishers' history delivers them again.
             'seen_until': {

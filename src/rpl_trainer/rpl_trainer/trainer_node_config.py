@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from rpl_interfaces import contract
-from rpl_interfaces.output_files import os_reason, probe_write
 from rpl_interfaces.params import describe
+from rpl_interfaces.trainer_files import check_trainer_files
 from rpl_sim_bridge.bridge_config import MAX_SEED
 from rpl_trainer.config import ParameterError, TrainConfig, check_keys, make_config
 
@@ -115,36 +115,15 @@ class TrainerNodeConfig:
 
     def check_start(self) -> None:
         """The checks on these parameters and the files they name that a trainer makes
-        before any work; the learning launch makes them too, before any node starts.
+        before any work (the learning launch makes the file checks too, before any node
+        starts).
 
         Raises:
-            ValueError: One line naming the parameter: no model_path, a model or checkpoint
-                file that cannot be written, a model_path a new learner would write over, an
-                init_from or bag that does not exist, or a bad ``train_overrides``.
+            ValueError: One line naming the parameter: see
+                :func:`rpl_interfaces.trainer_files.check_trainer_files`, or a bad
+                ``train_overrides``.
         """
-        if not self.model_path:
-            raise ValueError('model_path is empty: set the ONNX file to write (model_path:=PATH)')
-        # Before any work: a run must not learn for hours and then fail to write its result.
-        check_writable(self.model_path, 'model_path')
-        if self.checkpoint_path:
-            check_writable(self.checkpoint_path, 'checkpoint_path')
-        if not self.resuming() and os.path.lexists(self.model_path):
-            # A fresh learner exports at once (or after its updates): that would replace a
-            # model this trainer did not make.
-            raise ValueError(
-                f'model_path {self.model_path!r} exists and this trainer starts a new learner '
-                f'(no checkpoint at checkpoint_path {self.checkpoint_path!r}): it would be '
-                'written over; give a new model_path, or the checkpoint_path of the run that '
-                'wrote it'
-            )
-        if self.init_from and not self.resuming() and not os.path.isfile(self.init_from):
-            raise ValueError(
-                f"init_from: no checkpoint at {self.init_from} (expected an `rpl train` run's "
-                "DIR/checkpoint.pt or a trainer node's checkpoint; init_from:='' starts afresh)"
-            )
-        for bag in self.bag_list():
-            if not os.path.exists(bag):
-                raise ValueError(f"bags: no bag at {bag} (bags:='' learns from live topics only)")
+        check_trainer_files(self.model_path, self.checkpoint_path, self.init_from, self.bag_list())
         parse_overrides(self.train_overrides)
 
     def namespace_list(self) -> list[str]:
@@ -172,23 +151,6 @@ class TrainerNodeConfig:
             'seed': self.seed,
         }
         return make_config({**(base or {}), **values, **parse_overrides(self.train_overrides)})
-
-
-def check_writable(path: str, what: str) -> None:
-    """Make sure a file can be written at ``path`` (its folder created if needed).
-
-    Raises:
-        ValueError: One line naming the parameter, the path and why it cannot be written.
-    """
-    try:
-        if os.path.isdir(path):
-            raise OSError(f'{path} is a folder')
-        probe_write(path)
-    except OSError as exc:
-        raise ValueError(
-            f'{what} {path} cannot be written: {os_reason(exc)}; set {what}:= to a file in a '
-            'writable folder'
-        ) from None
 
 
 # Overrides that are trainer node parameters of their own.
@@ -237,4 +199,4 @@ def parse_overrides(text: str) -> dict[str, Any]:
     return values
 
 
-__all__ = ['TrainerNodeConfig', 'check_writable', 'parse_overrides']
+__all__ = ['TrainerNodeConfig', 'parse_overrides']

@@ -1,0 +1,94 @@
+"""The files a trainer node writes and reads, checked before any work. Pure Python.
+
+The trainer node makes these checks when it starts, and the learning launch makes the same
+ones before any node starts (it cannot import the trainer: the stack launches run without
+torch), so that both say the same one line. What needs the trainer itself (its
+``train_overrides``, the checkpoint's content) the trainer checks on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from rpl_interfaces.output_files import os_reason, probe_write
+
+
+def check_writable(path: str, what: str) -> None:
+    """Make sure a file can be written at ``path`` (its folder created if needed).
+
+    Raises:
+        ValueError: One line naming the parameter, the path and why it cannot be written.
+    """
+    try:
+        if os.path.isdir(path):
+            raise OSError(f'{path} is a folder')
+        probe_write(path)
+    except OSError as exc:
+        raise ValueError(
+            f'{what} {path} cannot be written: {os_reason(exc)}; set {what}:= to a file in a '
+            'writable folder'
+        ) from None
+
+
+def _within(path: str, other: str) -> bool:
+    """Whether ``path`` is ``other`` or lies inside it (links resolved)."""
+    path, other = os.path.realpath(path), os.path.realpath(other)
+    return path == other or path.startswith(other.rstrip(os.sep) + os.sep)
+
+
+def check_trainer_files(
+    model_path: str, checkpoint_path: str, init_from: str, bags: Sequence[str]
+) -> None:
+    """The trainer's files as its parameters name them, before any work.
+
+    Args:
+        model_path: The ONNX file the trainer writes (required).
+        checkpoint_path: Its checkpoint ('' = none); resumed from when it exists.
+        init_from: A checkpoint a new learner starts from ('' = none).
+        bags: The bags it learns from at start.
+
+    Raises:
+        ValueError: One line naming the parameter: no model_path; model_path and
+            checkpoint_path the same file, or either of them a bag (or inside one) that it
+            reads; a file that cannot be written; a model_path a new learner would write over;
+            an init_from or bag that does not exist.
+    """
+    if not model_path:
+        raise ValueError('model_path is empty: set the ONNX file to write (model_path:=PATH)')
+    if checkpoint_path and _within(model_path, checkpoint_path):
+        raise ValueError(
+            f'model_path and checkpoint_path are the same file ({model_path}): each checkpoint '
+            'would replace the model; give two files'
+        )
+    for bag in bags:
+        for what, path in (('model_path', model_path), ('checkpoint_path', checkpoint_path)):
+            if path and os.path.exists(bag) and _within(path, bag):
+                raise ValueError(
+                    f'{what} {path} is in the bag {bag} that bags:= reads: the recording would '
+                    f'be written over; set {what}:= to a file outside it'
+                )
+    # Before any work: a run must not learn for hours and then fail to write its result.
+    check_writable(model_path, 'model_path')
+    if checkpoint_path:
+        check_writable(checkpoint_path, 'checkpoint_path')
+    resuming = bool(checkpoint_path) and os.path.exists(checkpoint_path)
+    if not resuming and os.path.lexists(model_path):
+        # A fresh learner exports at once (or after its updates): that would replace a
+        # model this trainer did not make.
+        raise ValueError(
+            f'model_path {model_path!r} exists and this trainer starts a new learner (no '
+            f'checkpoint at checkpoint_path {checkpoint_path!r}): it would be written over; '
+            'give a new model_path, or the checkpoint_path of the run that wrote it'
+        )
+    if init_from and not resuming and not os.path.isfile(init_from):
+        raise ValueError(
+            f"init_from: no checkpoint at {init_from} (expected an `rpl train` run's "
+            "DIR/checkpoint.pt or a trainer node's checkpoint; init_from:='' starts afresh)"
+        )
+    for bag in bags:
+        if not os.path.exists(bag):
+            raise ValueError(f"bags: no bag at {bag} (bags:='' learns from live topics only)")
+
+
+__all__ = ['check_trainer_files', 'check_writable']
