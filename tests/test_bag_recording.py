@@ -197,7 +197,8 @@ def test_recording_again_to_the_same_bag_is_refused_before_any_node_and_keeps_th
     assert done.returncode == 2, output
     assert done.stdout == ''  # no node started (it used to fail once they had)
     assert (
-        f"bag:=: bag '{recording.bag}' already exists (bags are never written over" in done.stderr
+        f"bag:='{recording.bag}': bag '{recording.bag}' already exists (bags are never"
+        in done.stderr
     )
     assert done.stderr.count('\n') == 1, done.stderr
     assert {p.name: p.read_bytes() for p in recording.bag.iterdir()} == before

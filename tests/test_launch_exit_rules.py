@@ -284,7 +284,7 @@ BAD_ARGUMENTS = [
     (
         'slippery_push.launch.py',
         {'record': 'true', 'bag': os.sep},
-        r"bag:=: bag '/' already exists \(bags are never written over; give a new folder\)",
+        r"bag:='/': bag '/' already exists \(bags are never written over; give a new folder\)",
     ),
     (
         'slippery_push_learn.launch.py',

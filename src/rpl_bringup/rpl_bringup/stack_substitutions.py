@@ -285,7 +285,7 @@ class RecordBag(Substitution):
 
             problem = existing_bag(bag)
             if problem:
-                raise ValueError(f'launch argument bag:=: {problem}')
+                raise ValueError(f'launch argument bag:={bag!r}: {problem}')
         return bag
 
     def describe(self) -> str:

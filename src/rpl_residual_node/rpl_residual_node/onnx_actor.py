@@ -261,6 +261,11 @@ class OnnxActor:
         except IdentityError as exc:
             raise ModelError(f'model {path}: {exc}') from exc
         stated = props.get(TWO_FRAME_KEY)  # the exporter's note; the graph decides
+        if stated is not None and stated not in ('true', 'false'):
+            raise ModelError(
+                f"model {path}: metadata {TWO_FRAME_KEY!r} must be 'true' or 'false', got "
+                f'{stated!r}'
+            )
         if stated is not None and stated != str(two_frame).lower():
             has = 'has' if two_frame else 'has no'
             raise ModelError(
