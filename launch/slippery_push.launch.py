@@ -11,8 +11,9 @@ the launch arguments.
 
 Run (full ROS 2 install):  ros2 launch rpl_bringup slippery_push.launch.py episodes:=20
 Run (pip install only):    rpl launch rpl_bringup slippery_push.launch.py episodes:=20
-Launch arguments:          controller, model_path, episodes, mode, seed, namespace,
-                           monitor, results, record, bag
+Launch arguments:          controller, model_path, allow_model_mismatch, episodes, mode,
+                           seed, namespace, monitor, results, command_timeout, max_rate,
+                           record, bag, and one per parameter of the task's controllers
                            (`rpl launch rpl_bringup slippery_push.launch.py --show-args`)
 """
 

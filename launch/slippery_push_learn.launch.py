@@ -18,7 +18,8 @@ Run (pip install only):    rpl launch rpl_bringup slippery_push_learn.launch.py 
 Launch arguments:          controller, model_path, episodes, seed, namespace, explorers,
                            explore_noise, explore_random, monitor, results, command_timeout,
                            max_rate, bags, checkpoint, init_from, train_overrides,
-                           updates_per_step, export_every_updates
+                           updates_per_step, export_every_updates, and one per parameter
+                           of the task's controllers
                            (`rpl launch rpl_bringup slippery_push_learn.launch.py --show-args`)
 """
 

@@ -85,6 +85,12 @@ def test_the_launch_file_plans_the_stack_of_its_task(task, repo_root):
     for plan in plans.values():
         assert plan.node.parameter_files[-1] == str(repo_root / 'config' / f'{task}.yaml')
     assert plans['base_controller'].node.parameters['controller'] == CONTROLLER
+    # The residual node's override for a model of another task or controller, which its
+    # refusal names, is a launch argument of every stack (it could not be reached).
+    assert plans['residual_node'].node.parameters['allow_model_mismatch'] is False
+    allowed = plan_rpl_launch(f'{task}.launch.py', allow_model_mismatch='true')
+    (residual,) = [p for p in allowed if p.name == 'residual_node']
+    assert residual.node.parameters['allow_model_mismatch'] is True
     with_extras = plan_rpl_launch(
         f'{task}.launch.py', monitor='true', record='true', bag='/tmp/never_written'
     )

@@ -123,6 +123,13 @@ def _stack_arguments(task: str, default_controller: str) -> list[DeclareLaunchAr
             '(hot-reloaded when the file changes)',
         ),
         DeclareLaunchArgument(
+            'allow_model_mismatch',
+            default_value='false',
+            choices=['true', 'false'],
+            description='Run a model trained for another task or base controller (it learned '
+            'to correct that controller, not this one: the residual node refuses it otherwise)',
+        ),
+        DeclareLaunchArgument(
             'episodes',
             default_value='0',
             description='Episodes to run, then stop the launch (exit code 0; an error if no step '

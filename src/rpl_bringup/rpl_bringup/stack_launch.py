@@ -271,7 +271,11 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
                 UnlessCondition(ExternalController()),
                 external_allowed=True,
             ),
-            _residual_node(namespace, stack_params, {}),
+            _residual_node(
+                namespace,
+                stack_params,
+                {'allow_model_mismatch': LaunchConfiguration('allow_model_mismatch')},
+            ),
             _episode_monitor(
                 namespace,
                 LaunchConfiguration('results'),  # checked by NewResultsFile above

@@ -29,6 +29,7 @@ EXPLORER_SEED_STRIDE = 1_000_000  # explorer i runs sim seeds seed + (i + 1) * s
 RESERVED_ARGUMENTS = (
     'controller',
     'model_path',
+    'allow_model_mismatch',
     'episodes',
     'mode',
     'seed',
