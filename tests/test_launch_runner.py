@@ -177,7 +177,7 @@ def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
         'expect_model': False,  # no model_path
     }
     assert base.node.parameters == {'controller': controller, 'controller_params': ''}
-    assert residual.node.parameters == {'model_path': ''}
+    assert residual.node.parameters == {'model_path': '', 'allow_model_mismatch': False}
 
 
 def test_launch_arguments_reach_the_node_command_lines():
@@ -209,7 +209,12 @@ def test_launch_arguments_reach_the_node_command_lines():
         'expect_model': True,  # model_path given
     }
     assert 'episodes:=7' in sim.cmd and 'seed:=42' in sim.cmd
-    assert plans['residual_node'].cmd[-1] == 'model_path:="/tmp/actor.onnx"'
+    assert plans['residual_node'].cmd[-4:] == (
+        '-p',
+        'model_path:="/tmp/actor.onnx"',
+        '-p',
+        'allow_model_mismatch:=false',
+    )
 
 
 def test_monitor_argument_adds_the_episode_monitor_and_gates_the_sim_on_it():
