@@ -125,7 +125,9 @@ def test_demo_with_a_model_runs_base_then_residual_on_the_same_seeds(tmp_path):
     assert demo.NO_MODEL not in text
 
 
-@pytest.mark.parametrize('kind', ['junk', 'other_task', 'folder'])
+@pytest.mark.parametrize(
+    'kind', ['junk', 'other_task', 'folder', 'other_controller', 'controller_of_another_task']
+)
 def test_demo_refuses_a_model_that_cannot_run_before_any_node_starts(tmp_path, repo_root, kind):
     """A residual node given such a model runs the base action: the demo would compare the
     base with itself and exit 0. It now stops first, with one line."""
@@ -133,9 +135,12 @@ def test_demo_refuses_a_model_that_cannot_run_before_any_node_starts(tmp_path, r
         'junk': tmp_path / 'junk.onnx',
         'other_task': repo_root / 'models' / 'noisy_hook_reactive_hook' / 'actor.onnx',
         'folder': tmp_path,
-    }[kind]
+    }.get(kind, repo_root / 'models' / 'slippery_push_reactive_push' / 'actor.onnx')
     (tmp_path / 'junk.onnx').write_text('not a model')
     command = [sys.executable, '-m', 'rpl_bringup.cli', 'demo', '--episodes', '1']
+    controller = {'other_controller': 'zero', 'controller_of_another_task': 'reactive_hook'}
+    if kind in controller:
+        command += ['--controller', controller[kind]]
     done = subprocess.run(
         [*command, '--model', str(model), '--namespace', f'/demo_refuse_{os.getpid()}'],
         capture_output=True,
@@ -148,6 +153,12 @@ def test_demo_refuses_a_model_that_cannot_run_before_any_node_starts(tmp_path, r
         'junk': 'is not a valid ONNX model',
         'other_task': "input 'observation' has 40 features but 25 were expected",
         'folder': 'is not a file',
+        # No --allow-model-mismatch hint: rpl demo has no such option.
+        'other_controller': "the running controller is 'zero'; give --model FILE of a model "
+        'made for it, or --model none',
+        # The controller first: no model fits a controller of another task.
+        'controller_of_another_task': "controller 'reactive_hook' is meant for tasks ['hook', "
+        "'noisy_hook', 'complex_hook'], not 'slippery_push'",
     }[kind]
     assert expected in done.stderr
     assert 'episode' not in done.stdout  # no stack ran

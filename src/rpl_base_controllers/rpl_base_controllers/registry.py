@@ -223,6 +223,11 @@ def available_controllers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def controllers_for(task: str) -> list[str]:
+    """Registered controllers that suit ``task``, sorted."""
+    return [n for n in available_controllers() if task in controller_info(n).tasks]
+
+
 def skipped_plugins() -> dict[str, str]:
     """Plug-in controllers that failed to load: name -> the one-line reason."""
     _load_plugins()

@@ -387,12 +387,21 @@ def check_model(controller: str, model_path: str) -> None:
     for the demo's task and ``controller`` (as ``rpl eval`` checks it), before any node
     starts: a residual node given a bad model runs the base action, which would make the
     comparison base against base."""
+    from rpl_base_controllers.registry import controller_config, controllers_for
     from rpl_bringup.evaluation import load_residual_policy
 
+    try:  # the controller first: a model cannot make a controller of another task fit
+        controller_config(controller, TASK)
+    except ValueError as exc:  # UnknownControllerError too
+        known = controllers_for(TASK)
+        raise LaunchError(f'{exc}; controllers for task {TASK}: {known}') from None
     try:
-        load_residual_policy(TASK, controller, model_path)
+        load_residual_policy(TASK, controller, model_path, override=None)
     except ValueError as exc:
-        raise LaunchError(str(exc)) from None
+        raise LaunchError(
+            f'{exc}; give --model FILE of a model made for it, or --model none for the base '
+            'controller alone'
+        ) from None
 
 
 def _no_result(run: StackRun, write: Callable[[str], None]) -> int:

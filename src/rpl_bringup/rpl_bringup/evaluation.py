@@ -407,11 +407,19 @@ def evaluate_model(
 
 
 def load_residual_policy(
-    task: str, controller: str, model_path: str, allow_model_mismatch: bool = False
+    task: str,
+    controller: str,
+    model_path: str,
+    allow_model_mismatch: bool = False,
+    override: str | None = '--allow-model-mismatch',
 ) -> Any:
     """The residual ONNX actor at ``model_path`` as the stack of ``task`` mixes it (a
     :class:`rpl_residual_node.policy.ResidualPolicy`), checked against ``task`` and
     ``controller`` (:func:`check_model_identity`'s rule).
+
+    Args:
+        override: The option that runs a model of another task or controller anyway, named
+            in the refusal (None: the command has none).
 
     Raises:
         ValueError: One line: an unusable model, or one made for another stack.
@@ -427,7 +435,9 @@ def load_residual_policy(
         goal_dim=spec.goal_dim,
         action_dim=spec.action_dim,
     )
-    check_identity_of(policy, task, controller, model_path, allow_model_mismatch)
+    check_identity_of(
+        policy, task, controller, model_path, allow_model_mismatch, override=override
+    )
     return policy
 
 
@@ -473,8 +483,10 @@ def check_identity_of(
     model_path: str,
     allow_model_mismatch: bool,
     controller_params: dict[str, Any] | None = None,
+    override: str | None = '--allow-model-mismatch',
 ) -> list[str]:
-    """:func:`check_model_identity` of an already loaded ``ResidualPolicy``."""
+    """:func:`check_model_identity` of an already loaded ``ResidualPolicy``; ``override``
+    as for :func:`load_residual_policy`."""
     from rpl_residual_node.model_identity import (
         MismatchError,
         StackIdentity,
@@ -494,7 +506,7 @@ def check_identity_of(
     try:
         allowed = check_identity(identity, stack, allow_model_mismatch)
     except MismatchError as exc:
-        hint = ' (--allow-model-mismatch runs it anyway)' if exc.overridable else ''
+        hint = f' ({override} runs it anyway)' if exc.overridable and override else ''
         raise ValueError(
             f'model {model_path} does not fit {task} / {controller}: {exc}{hint}'
         ) from None

@@ -13,12 +13,12 @@ from typing import Any
 
 from launch.actions import DeclareLaunchArgument
 
+from rpl_base_controllers.registry import controllers_for
 from rpl_bringup.stack_substitutions import (
     EXPLORER_SEED_STRIDE,
     MAX_EXPLORERS,
     RESERVED_ARGUMENTS,
     controller_params_for,
-    controllers_for,
 )
 
 # The update settings every `rpl train` result and the live-learning result in the README

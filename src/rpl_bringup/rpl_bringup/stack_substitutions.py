@@ -19,6 +19,7 @@ from typing import Any
 from launch import Action, LaunchContext, Substitution
 from launch.substitutions import LaunchConfiguration
 
+from rpl_base_controllers.registry import controllers_for
 from rpl_interfaces.trainer_files import check_trainer_files
 from rpl_sim_bridge.bridge_config import MAX_SEED
 
@@ -141,13 +142,6 @@ def _known_tasks() -> list[str]:
     from rpl_sim_bridge.tasks import available_tasks
 
     return available_tasks()
-
-
-def controllers_for(task: str) -> list[str]:
-    """Registered controllers that suit ``task`` (rpl_base_controllers registry), sorted."""
-    from rpl_base_controllers.registry import available_controllers, controller_info
-
-    return [n for n in available_controllers() if task in controller_info(n).tasks]
 
 
 def _is_external(context: LaunchContext) -> bool:
