@@ -44,6 +44,7 @@ def write_bag(
     extra=None,
     action_fields: tuple[str, ...] = contract.ACTION_FIELDS,
     terminal: bool = False,
+    drop=None,
 ) -> dict:
     """Write a lockstep run; commands come from ``policy`` (default: base action + 0.1).
 
@@ -54,6 +55,9 @@ def write_bag(
     The actions carry ``action_fields`` (the Fetch tasks' by default; another task's
     declared names make the base action :func:`base_action` resized to their number).
 
+    ``drop(topic, episode, step)`` true leaves that message out (a lost message, or a
+    recording that started late); the policy still runs every step, as the node did.
+
     Returns:
         The written commands and residuals by (episode, step), and the results.
     """
@@ -61,7 +65,7 @@ def write_bag(
     written = {'command': {}, 'residual': {}, 'results': []}
 
     def put(rel, episode, step, values, stamp, tag, fields):
-        if rel in topics:
+        if rel in topics and not (drop is not None and drop(rel, episode, step)):
             data = encode_vector(StampedVector(episode, step, values, stamp, tag), fields)
             writer.write(resolve_topic(NS, rel), stamp + 100_000, data)
 

@@ -36,7 +36,7 @@ from onnx_builders import known_weights, linear_model
 
 from rpl_bags import bag_cli
 from rpl_bags.bag_eval import evaluate_run
-from rpl_bags.bag_replay import replay_model
+from rpl_bags.bag_replay import format_report, replay_model
 from rpl_bags.playback import playback_offsets, select_topics
 from rpl_bags.recorded import load_run
 from rpl_bags.topics import (
@@ -196,6 +196,33 @@ def test_replaying_the_recorded_model_gives_zero_difference_and_another_does_not
     other = replay_model(run, ResidualPolicy.from_file(str(two_frame)))
     assert other.steps_over_tolerance == 10
     assert other.max_abs_diff.max() > 1e-3
+
+
+def test_a_two_frame_replay_takes_the_previous_frame_as_the_node_does(tmp_path):
+    """The model that made a two-frame run reproduces it across a lost command (the node
+    paired that step's observation: it is the next step's previous frame) and is not
+    compared where the previous frame is not in the bag (a recording that began
+    mid-episode); it was reported as changing its commands in both."""
+    model = linear_model(
+        tmp_path / 'b.onnx',
+        known_weights(in_dim=5) / 10,
+        obs_dim=OBS_DIM,
+        goal_dim=GOAL_DIM,
+        two_frame=True,
+    )
+
+    def dropped(rel, episode, step):
+        lost_command = (rel, episode, step) == ('command', 0, 2)
+        late_start = episode == 1 and step < 2  # every topic of the first two steps
+        return lost_command or late_start
+
+    write_bag(tmp_path / 'run', steps=6, policy=ResidualPolicy.from_file(str(model)), drop=dropped)
+    report = replay_model(load_run(tmp_path / 'run'), ResidualPolicy.from_file(str(model)))
+    assert (report.skipped, report.no_previous) == (3, 1)  # 0/2; 1/0, 1/1 | 1/2
+    assert report.steps == 12 - 3 - 1
+    assert (report.steps_over_tolerance, float(report.max_abs_diff.max())) == (0, 0.0)
+    text = format_report(report, 'b.onnx', ('dx', 'dy', 'dz', 'gripper'))
+    assert '1 not compared: their previous frame is not in the bag' in text
 
 
 def test_replay_names_mismatched_dimensions(tmp_path, bag):

@@ -2,9 +2,12 @@
 
 The regression check before deploying a model: for every recorded step that has an
 observation, a base action and a command, compute the command the candidate would have sent
-(same rule and code as the residual node: :class:`rpl_residual_node.policy.ResidualPolicy`,
-two-frame actors get the previous step's observation, reset per episode) and compare it with
-the recorded command. Open loop: the recorded states stay what they were, so differences
+(same rule and code as the residual node: :class:`rpl_residual_node.policy.ResidualPolicy`;
+a two-frame actor gets the observation of the latest earlier step of the episode that had
+one and a base action, as the node pairs them, or the current one at the episode's first
+step) and compare it with the recorded command. A two-frame step whose previous frame is not
+in the bag (a recording started mid-episode) is not compared: the node had a frame the
+replay cannot know. Open loop: the recorded states stay what they were, so differences
 show where the candidate would act differently, not what would have happened then.
 Needs numpy + onnxruntime; no ROS, no torch.
 """
@@ -47,7 +50,8 @@ class ReplayReport:
     Attributes:
         tolerance: Difference (action units) above which a step counts as changed.
         steps: Compared steps; ``skipped``: steps lacking an observation, base action or
-            recorded command.
+            recorded command; ``no_previous``: two-frame steps whose previous frame is not in
+            the bag (not compared either).
         max_abs_diff: Largest difference over all steps, per component, (action_dim,).
         mean_abs_diff: Mean difference per component, (action_dim,).
         steps_over_tolerance: Steps where any component differs by more than the tolerance.
@@ -60,6 +64,7 @@ class ReplayReport:
     tolerance: float
     steps: int
     skipped: int
+    no_previous: int
     max_abs_diff: np.ndarray
     mean_abs_diff: np.ndarray
     steps_over_tolerance: int
@@ -112,18 +117,24 @@ def replay_model(
     layout = run.layout
     diffs, candidate_norms, recorded_norms, episodes = [], [], [], []
     sources: collections.Counter[str] = collections.Counter()
-    skipped = 0
+    skipped = no_previous = 0
+    two_frame = policy.actor is not None and policy.actor.two_frame
     for ep in run.episodes:
         policy.reset()
-        usable = ep.observation.present & ep.base_action.present & ep.command.present
+        paired = ep.observation.present & ep.base_action.present  # what the node pairs
+        usable = paired & ep.command.present
         skipped += int(ep.steps - usable.sum())
         episode_diffs = []
-        previous_step = -2
-        for k in np.flatnonzero(usable):
-            if k != previous_step + 1:
-                policy.reset()  # a gap: the previous frame of a two-frame actor is unknown
-            previous_step = k
+        have_previous = False  # an earlier paired step of this episode is in the bag
+        for k in np.flatnonzero(paired):
             obs = ep.observation.values[k]
+            if not usable[k] or (two_frame and k > 0 and not have_previous):
+                # Not compared, but the node's previous frame for the next step.
+                no_previous += int(bool(usable[k]))
+                policy.remember(obs[layout.observation])
+                have_previous = True
+                continue
+            have_previous = True
             command, applied = policy.mix(
                 obs[layout.observation], obs[layout.desired_goal], ep.base_action.values[k]
             )
@@ -154,6 +165,7 @@ def replay_model(
         tolerance=tolerance,
         steps=len(d),
         skipped=skipped,
+        no_previous=no_previous,
         max_abs_diff=d.max(axis=0),
         mean_abs_diff=d.mean(axis=0),
         steps_over_tolerance=int((d > tolerance).any(axis=1).sum()),
@@ -175,7 +187,13 @@ def format_report(report: ReplayReport, model: str, action_fields: tuple[str, ..
     worst = sorted(report.episodes, key=lambda e: e.max_abs_diff, reverse=True)[:5]
     lines = [
         f'candidate {model} vs the recorded commands',
-        f'  compared steps            {report.steps} ({report.skipped} skipped: incomplete)',
+        f'  compared steps            {report.steps} ({report.skipped} skipped: incomplete'
+        + (
+            f'; {report.no_previous} not compared: their previous frame is not in the bag'
+            if report.no_previous
+            else ''
+        )
+        + ')',
         '  recorded command sources  '
         + ', '.join(f'{k or "?"} {v}' for k, v in sorted(report.recorded_sources.items())),
         f'  max |diff|                {float(report.max_abs_diff.max()):.3e} (action units)',

@@ -40,6 +40,11 @@ class ResidualPolicy:
         """Forget the previous observation (call at the start of every episode)."""
         self._previous = None
 
+    def remember(self, observation: np.ndarray) -> None:
+        """Take ``observation`` as the previous frame of the next call without acting on it
+        (a step the caller does not mix but the residual node paired)."""
+        self._previous = np.atleast_2d(np.asarray(observation, dtype=np.float64)).copy()
+
     def __call__(
         self, observation: np.ndarray, desired_goal: np.ndarray | None, base_action: np.ndarray
     ) -> np.ndarray:
