@@ -630,8 +630,21 @@ def test_replay_refuses_a_model_of_another_task_or_fields_and_names_the_override
         (['record', '/proc/rpl_no_bag'], "cannot create bag '/proc/rpl_no_bag'"),
         (['record', ''], "argument bag: empty value ''"),
         (['eval', '{bag}', '--json', '{same}', '--png', '{same}'], 'must be different files'),
+        # Not even --force writes a result over an input (the recording was replaced).
+        (['eval', '{bag}', '--png', '{bag}/x.png', '--force'], 'is an input of this command'),
+        (['eval', '{bag}', '--png', '{same}.svg'], 'must end in .png'),
     ],
-    ids=['delay', 'rate', 'wait', 'namespace', 'unwritable', 'empty', 'same-outputs'],
+    ids=[
+        'delay',
+        'rate',
+        'wait',
+        'namespace',
+        'unwritable',
+        'empty',
+        'same-outputs',
+        'input',
+        'not-png',
+    ],
 )
 def test_cli_bad_options_are_one_line_before_anything_runs(bag, tmp_path, capsys, argv, message):
     path, _ = bag
@@ -640,6 +653,18 @@ def test_cli_bad_options_are_one_line_before_anything_runs(bag, tmp_path, capsys
     assert code == 2 and err.count('\n') == 1 and message in err, err
     assert 'playing' not in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != path.name) == []
+
+
+def test_default_result_names_keep_the_whole_bag_name(bag, tmp_path, monkeypatch):
+    """`run.v1` and `run.v2` both wrote run_eval.*; `rpl bag eval .` was a traceback."""
+    path, _ = bag
+    dotted = tmp_path / 'run.v1'
+    path.rename(dotted)
+    assert run_cli(['eval', str(dotted)])[0] == 0
+    assert (tmp_path / 'run.v1_eval.png').is_file() and (tmp_path / 'run.v1_eval.json').is_file()
+    monkeypatch.chdir(dotted)
+    code, err = run_cli(['eval', '.'])
+    assert code == 2 and "run.v1_eval.png' exists already" in err, err  # the same names
 
 
 def test_play_refuses_an_empty_bag_or_topics_without_messages(tmp_path, capsys):

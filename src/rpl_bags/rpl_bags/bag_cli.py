@@ -162,16 +162,32 @@ def _warn(command: str, problems: Sequence[str]) -> None:
 
 
 def _sibling(bag: str, suffix: str) -> str:
-    path = pathlib.Path(bag.rstrip('/'))
-    return str(path.with_name(path.stem + suffix))
+    """The default result file next to a bag: ``<bag folder name><suffix>`` (a storage
+    file's name without its .mcap / .db3)."""
+    path = pathlib.Path(os.path.abspath(bag))  # `.` and `..` name their folder
+    name = path.stem if path.suffix in ('.mcap', '.db3') else path.name
+    if not name:  # the file system's root
+        raise CliError(f'give --png and --json for a bag at {bag!r} (no folder to put them in)')
+    return str(path.with_name(name + suffix))
 
 
-def _check_outputs(force: bool, **paths: str | None) -> None:
-    """Before the work: each output (option name -> path) can be written, and exists
-    only if ``force``."""
+def _check_outputs(force: bool, inputs: tuple[str, ...], **paths: str | None) -> None:
+    """Before the work: each output (option name -> path) can be written, exists only if
+    ``force``, and is none of the ``inputs`` nor inside one (a bag folder, a model): not even
+    --force writes a result over what it was made from."""
     named = {option: os.path.realpath(path) for option, path in paths.items() if path}
     if len(set(named.values())) < len(named):
         raise CliError(f'the outputs {", ".join(f"--{o}" for o in named)} must be different files')
+    for option, path in named.items():
+        for source in inputs:
+            source = os.path.realpath(source)
+            if path == source or path.startswith(source.rstrip(os.sep) + os.sep):
+                raise CliError(
+                    f'--{option} {paths[option]!r} is an input of this command (or inside '
+                    'one); it is never written over: give another file'
+                )
+    if paths.get('png') and not paths['png'].lower().endswith('.png'):
+        raise CliError(f"--png {paths['png']!r} must end in .png (the figure is a PNG image)")
     for option, path in paths.items():
         if path:
             output_files.check_output(path, force=force, option=f'--{option}')
@@ -258,7 +274,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     png = args.png or _sibling(args.bag, '_eval.png')
     out = args.json or _sibling(args.bag, '_eval.json')
-    _check_outputs(args.force, png=png, json=out)
+    _check_outputs(args.force, (args.bag,), png=png, json=out)
     run = load_run(args.bag, args.namespace)
     _warn('eval', run.problems)
     evaluation = evaluate_run(run)
@@ -298,7 +314,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
         raise CliError(f'--tolerance must be a finite number >= 0, got {args.tolerance}')
-    _check_outputs(args.force, json=args.json)
+    _check_outputs(args.force, (args.bag, args.model), json=args.json)
     run = load_run(args.bag, args.namespace)
     _warn('replay-model', run.problems)
     try:
