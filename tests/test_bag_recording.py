@@ -370,9 +370,10 @@ def test_a_full_disk_stops_the_recording_with_one_line_and_keeps_the_bag(small_d
     assert raw.problems  # read by salvage: no metadata.yaml, the last chunk cut off
 
 
-def test_a_recording_with_nothing_on_a_control_topic_says_so(tmp_path):
+def test_a_recording_with_nothing_on_a_control_topic_says_so_and_fails(tmp_path):
     """A recorder in another namespace than the stack, or started after it, records nothing
-    (or part): the final line used to show the zero counts only."""
+    (or part): the final line used to show the zero counts only, and it exited 0 when it had
+    recorded nothing at all."""
     namespace = f'/nobody_{os.getpid()}'
     bag = tmp_path / 'bag'
     cmd = [sys.executable, '-m', 'rpl_bags.bag_recorder_node']
@@ -385,12 +386,14 @@ def test_a_recording_with_nothing_on_a_control_topic_says_so(tmp_path):
         output = recorder.stdout.read()
     finally:
         stop_process(recorder, signal.SIGKILL)
-    assert code == 0, output
-    warnings = [line for line in output.splitlines() if 'nothing recorded on' in line]
-    assert warnings == [
-        f'[bag_recorder] warning: nothing recorded on {namespace}/command, {namespace}/episode: '
+    assert code == 3, output
+    errors = [line for line in output.splitlines() if 'nothing recorded on' in line]
+    assert errors == [
+        '[bag_recorder] error: nothing recorded on any control topic '
+        f'({namespace}/command, {namespace}/episode): '
         f'was the stack running in {namespace}, after the recorder had started?'
     ], output  # /diagnostics is recorded when published, never expected
+    assert bag.is_dir()  # the (empty) bag stays, as recorded
 
 
 def test_a_mistyped_recorder_parameter_is_one_line_and_makes_no_bag(tmp_path):

@@ -11,9 +11,12 @@ import contextlib
 import io
 import json
 import pathlib
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -688,3 +691,29 @@ def test_play_with_no_subscriber_after_the_wait_plays_nothing_and_fails(bag):
     assert done.stderr.count('\n') == 1, done.stderr
     assert 'no subscriber on /toy/observation after 0.5 s (--wait-subscribers)' in done.stderr
     assert 'nothing played' in done.stderr
+
+
+def test_play_stopped_by_ctrl_c_says_how_much_went_out_and_fails(bag):
+    """Ctrl-C during `rpl bag play` exited 0 with 'published N messages', as if it had
+    played the bag."""
+    path, _ = bag
+    cmd = [sys.executable, '-m', 'rpl_bringup.cli', 'bag', 'play', str(path), '--rate', '0.01']
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Ctrl-C as in a terminal, also when the test runner ignores SIGINT (a background job).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert proc.stdout.readline().startswith('playing ')
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert re.search(r'rpl bag play: interrupted: published \d+ of \d+ messages', err), err
+    assert 'published' not in out and 'Traceback' not in err

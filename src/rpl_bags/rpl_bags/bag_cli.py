@@ -187,7 +187,7 @@ def _check_outputs(force: bool, inputs: tuple[str, ...], **paths: str | None) ->
                     'one); it is never written over: give another file'
                 )
     if paths.get('png') and not paths['png'].lower().endswith('.png'):
-        raise CliError(f"--png {paths['png']!r} must end in .png (the figure is a PNG image)")
+        raise CliError(f'--png {paths["png"]!r} must end in .png (the figure is a PNG image)')
     for option, path in paths.items():
         if path:
             output_files.check_output(path, force=force, option=f'--{option}')
@@ -253,17 +253,25 @@ def cmd_play(args: argparse.Namespace) -> int:
     raw = read_raw_bag(args.bag)
     _warn('play', raw.problems)
     chosen = select_topics(list(raw.topics), args.topics)
-    messages_to_play(raw.messages, chosen)  # an empty bag is refused before any node starts
-    count = bag_play_node.play(
-        raw,
-        rate=args.rate,
-        topics=chosen,
-        delay_s=args.delay,
-        wait_subscribers_s=args.wait_subscribers,
-        on_start=lambda: print(
-            f'playing {args.bag}: {", ".join(chosen)} at rate {args.rate:g}', flush=True
-        ),
-    )
+    # An empty bag is refused before any node starts.
+    total = len(messages_to_play(raw.messages, chosen))
+    try:
+        count = bag_play_node.play(
+            raw,
+            rate=args.rate,
+            topics=chosen,
+            delay_s=args.delay,
+            wait_subscribers_s=args.wait_subscribers,
+            on_start=lambda: print(
+                f'playing {args.bag}: {", ".join(chosen)} at rate {args.rate:g}', flush=True
+            ),
+        )
+    except bag_play_node.PlayInterrupted as exc:  # the play asked for did not happen
+        print(
+            f'rpl bag play: interrupted: published {exc.published} of {total} messages',
+            file=sys.stderr,
+        )
+        return 130
     print(f'published {count} messages')
     return 1 if raw.problems else 0
 

@@ -41,6 +41,14 @@ def _unsubscribed(publishers: dict) -> list[str]:
     return [topic for topic, pub in publishers.items() if pub.get_subscription_count() == 0]
 
 
+class PlayInterrupted(Exception):
+    """Ctrl-C stopped the playback (the node is cleaned up); ``published`` messages went out."""
+
+    def __init__(self, published: int) -> None:
+        super().__init__(f'interrupted after {published} messages')
+        self.published = published
+
+
 def play(
     raw: RawBag,
     rate: float = 1.0,
@@ -63,6 +71,7 @@ def play(
     Raises:
         BagError: Unknown topic, bad rate, message type not installed, no message to play,
             a played topic without a subscriber after ``wait_subscribers_s``.
+        PlayInterrupted: Ctrl-C (SIGINT) during the playback.
     """
     available = raw.topics
     chosen = select_topics(list(available), topics)
@@ -99,7 +108,7 @@ def play(
         for pub in publishers.values():
             pub.wait_for_all_acked(rclpy.duration.Duration(seconds=ACK_TIMEOUT_S))
     except KeyboardInterrupt:
-        pass
+        raise PlayInterrupted(published) from None
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

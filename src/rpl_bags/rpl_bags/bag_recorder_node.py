@@ -49,6 +49,7 @@ from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 
 EXIT_WRITE_FAILED = 1  # exit code after a failed write (full disk)
+EXIT_NOTHING_RECORDED = 3  # exit code when no control topic received a message
 # What a failed bag write raises: the file system's error (ENOSPC, EFBIG, EIO, ...) for
 # MCAP, sqlite's for sqlite3 ("database or disk is full").
 WRITE_ERRORS = (OSError, sqlite3.Error)
@@ -169,7 +170,18 @@ class BagRecorderNode(RplNode):
             for name, count in self.writer.counts.items()
             if count == 0 and name not in self._side_topics
         ]
-        if empty:  # a stack in another namespace, or one that ran before the recorder
+        recorded_any = any(
+            count for name, count in self.writer.counts.items() if name not in self._side_topics
+        )
+        if empty and not recorded_any:  # the recording asked for did not happen
+            print(
+                f'[bag_recorder] error: nothing recorded on any control topic '
+                f'({", ".join(empty)}): was the stack running in {self.get_namespace()}, after '
+                'the recorder had started?',
+                flush=True,
+            )
+            self.request_exit(EXIT_NOTHING_RECORDED)
+        elif empty:  # a stack in another namespace, or one that ran before the recorder
             print(
                 f'[bag_recorder] warning: nothing recorded on {", ".join(empty)}: was the '
                 f'stack running in {self.get_namespace()}, after the recorder had started?',
