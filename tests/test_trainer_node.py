@@ -269,9 +269,12 @@ def test_a_trainer_that_cannot_keep_up_says_so_and_counts_what_it_missed(tmp_pat
     assert 'messages lost in DDS' in output and ' lacks ' in output, output
 
 
-def write_task_bag(path, episodes: int, task: str = SPEC.name) -> None:
+def write_task_bag(
+    path, episodes: int, task: str = SPEC.name, controller: str = 'reactive_push'
+) -> None:
     """A bag as the recorder writes it (rpl_bags.writer.BagWriter) of ``episodes``
-    SlipperyPush episodes with made-up values, its observations tagged ``task``."""
+    SlipperyPush episodes with made-up values, its observations tagged ``task``, its base
+    actions ``controller``."""
     ns = '/recorded'
     writer = BagWriter(path, recorded_topics(ns))
     stamp = 1_000_000_000
@@ -280,13 +283,15 @@ def write_task_bag(path, episodes: int, task: str = SPEC.name) -> None:
         (contract.BASE_ACTION, contract.ACTION_FIELDS),
         (contract.COMMAND, contract.ACTION_FIELDS),
     )
+    tags = {contract.OBSERVATION: task, contract.BASE_ACTION: controller}
     for ep in range(episodes):
         rng = np.random.default_rng(ep)
         for k in range(T):
             for topic, fields in topics:
                 stamp += 1_000_000
                 values = rng.uniform(-1, 1, len(fields))
-                data = encode_vector(StampedVector(ep, k, values, stamp, task), fields)
+                tag = tags.get(topic, 'residual')
+                data = encode_vector(StampedVector(ep, k, values, stamp, tag), fields)
                 writer.write(resolve_topic(ns, topic), stamp, data)
         stamp += 1_000_000  # o_T, the terminal observation
         values = rng.uniform(-1, 1, len(LAYOUT.fields))
@@ -353,7 +358,7 @@ def test_a_second_trainer_of_the_same_model_is_refused(tmp_path):
     assert not (tmp_path / 'out' / 'actor.onnx.lock').exists()  # released at the first's end
 
 
-def test_a_bag_of_another_task_stops_the_start_with_one_line(tmp_path):
+def test_a_bag_of_another_task_or_controller_stops_the_start_with_one_line(tmp_path):
     bag = tmp_path / 'push_bag'
     write_task_bag(bag, episodes=1, task='push')  # same sizes: it would have been learned
     model = tmp_path / 'out' / 'actor.onnx'
@@ -363,6 +368,54 @@ def test_a_bag_of_another_task_stops_the_start_with_one_line(tmp_path):
         f"[trainer] error: bag {bag} was recorded on task 'push'; this learner learns "
         "'slippery_push': not read"
     ) in run.stdout, run.stdout
+    # The learner recomputes base actions with its own controller: a bag of another one
+    # was learned as if it were this one's.
+    other = tmp_path / 'mpc_bag'
+    write_task_bag(other, episodes=1, controller='discrete_mpc_push')
+    run = run_trainer(f'bags:={other}', f'model_path:={model}', 'exit_after_updates:=5')
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert (
+        f"[trainer] error: bag {other}: its base actions came from ['discrete_mpc_push']; "
+        "this learner corrects 'reactive_push'"
+    ) in run.stdout, run.stdout
+    assert not (tmp_path / 'out').exists()  # a failed start leaves no model folder behind
+
+
+def test_a_bag_listed_twice_is_read_once_and_ctrl_c_of_an_offline_run_fails(tmp_path):
+    """The same recording under two spellings was stored twice (weighing double); Ctrl-C
+    of an offline run exited 0 without a model."""
+    bag = tmp_path / 'run_bag'
+    write_task_bag(bag, episodes=2)
+    model = tmp_path / 'out' / 'actor.onnx'
+    twice = f'bags:={bag},{tmp_path}/./run_bag/'
+    params = [twice, f'model_path:={model}', 'exit_after_updates:=100000000']
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'rpl_trainer.trainer_node']
+        + ros_args('/trainer_twice', "namespaces:=''", *params),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if 'ready:' in line or 'error' in line:
+                break
+        time.sleep(1.0)  # some updates
+        proc.send_signal(signal.SIGINT)
+        lines.append(proc.communicate(timeout=60)[0])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = ''.join(lines)
+    assert 'listed twice in bags): read once' in output, output
+    assert '2 episodes stored' in output, output  # in the ready line: not 4
+    assert proc.returncode == 130, output
+    assert 'interrupted after ' in output and 'of 100000000 updates on the bags' in output
+    assert f'the model as it stands exported to {model}' in output, output
+    assert model.is_file()
 
 
 def test_exit_after_updates_trains_on_the_bags_exports_and_exits_0(tmp_path):

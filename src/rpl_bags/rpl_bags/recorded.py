@@ -107,6 +107,9 @@ class RecordedRun:
             same payload (the sim bridge's start-up handshake re-sends observation (0, 0),
             and the nodes answer it again); the first of each is used.
         problems: One sentence per kind of problem found, empty for a clean bag.
+        tasks: Every task the observations are tagged with, the most frequent first (more
+            than one: a recorder left running while the stack was relaunched with another
+            task; ``task`` is the first).
     """
 
     path: str
@@ -118,6 +121,7 @@ class RecordedRun:
     counts: dict[str, int]
     resent: dict[str, int]
     problems: tuple[str, ...]
+    tasks: tuple[str, ...] = ()
 
 
 class _Problems:
@@ -352,7 +356,24 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
             or no usable observation.
     """
     raw = read_raw_bag(path)
-    ns = _choose_namespace(raw, namespace)
+    return _build_run(raw, _choose_namespace(raw, namespace))
+
+
+def load_runs(path: str | os.PathLike[str]) -> list[RecordedRun]:
+    """Every stack a bag recorded (one per namespace with control topics), read once.
+
+    Raises:
+        BagError: As :func:`load_run` (for any of its stacks).
+    """
+    raw = read_raw_bag(path)
+    found = _namespaces(raw)
+    if not found:
+        _choose_namespace(raw, None)  # raises: the bag has no control topics
+    return [_build_run(raw, ns) for ns in found]
+
+
+def _build_run(raw: RawBag, ns: str) -> RecordedRun:
+    """The stack in namespace ``ns`` of a read bag (see :func:`load_run`)."""
     problems = _Problems(raw.problems)
     names = {rel: resolve_topic(ns, rel) for rel in READ_TOPICS}
     by_topic: dict[str, list[RawMessage]] = {rel: [] for rel in READ_TOPICS}
@@ -382,6 +403,12 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
     except ValueError as exc:
         raise BagError(f'bag {raw.path!r}: observations on {obs_topic}: {exc}') from None
     task_tags = collections.Counter(_task_of(v.tag) for v in observations)
+    if len(task_tags) > 1:
+        tagged = ', '.join(f'{task!r} ({count})' for task, count in task_tags.most_common())
+        problems.add(
+            f'{obs_topic}: observations of several tasks, {tagged}: read as '
+            f'{task_tags.most_common(1)[0][0]!r}'
+        )
     terminals, observations = _split_terminal(observations)
     streams, resent = {}, {}
     streams[contract.OBSERVATION], resent[contract.OBSERVATION] = _by_step(
@@ -440,4 +467,5 @@ def load_run(path: str | os.PathLike[str], namespace: str | None = None) -> Reco
         counts={rel: len(msgs) for rel, msgs in by_topic.items()},
         resent=resent,
         problems=problems.lines(),
+        tasks=tuple(task for task, _ in task_tags.most_common()),
     )

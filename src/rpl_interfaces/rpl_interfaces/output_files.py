@@ -19,7 +19,7 @@ class OutputError(ValueError):
     """An output path that exists already or cannot be written (one-line message)."""
 
 
-def _missing_parents(folder: pathlib.Path) -> list[pathlib.Path]:
+def missing_parents(folder: pathlib.Path) -> list[pathlib.Path]:
     """The folders from ``folder`` up that do not exist yet, deepest first."""
     missing = []
     while not folder.exists() and folder != folder.parent:
@@ -78,7 +78,7 @@ def probe_write(path: str | os.PathLike[str]) -> None:
     """
     path = pathlib.Path(path)
     folder = path.absolute().parent
-    missing = _missing_parents(folder)
+    missing = missing_parents(folder)
     try:
         for created in reversed(missing):
             created.mkdir()

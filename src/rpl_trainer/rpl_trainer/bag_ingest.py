@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rpl_bags.recorded import RecordedRun, load_run
+from rpl_bags.recorded import RecordedRun, load_run, load_runs
 from rpl_bags.topics import BagError
 from rpl_trainer.episodes import (
     FALLBACK,
@@ -102,6 +102,7 @@ def ingest_bags(
     updates_per_step: float = 0.0,
     namespace: str | None = None,
     task: str | None = None,
+    controller: str | None = None,
 ) -> IngestReport:
     """Read bags episode by episode into the learner's buffer, optionally training on them.
 
@@ -111,24 +112,41 @@ def ingest_bags(
         updates_per_step: Gradient steps per stored transition, run after each bag's
             episodes (0: only fill the buffer). While the RPL burn-in lasts these update
             only the critic.
-        namespace: Stack namespace in the bags (None: the only one in each bag).
-        task: The learner's task: a bag recorded on another one is refused (None: any).
+        namespace: Stack namespace in the bags (None: every stack each bag recorded).
+        task: The learner's task: a bag recorded on another one, or on several, is refused
+            (None: any).
+        controller: The learner's base controller: a bag whose base actions came from
+            another one is refused (None: any); the learner recomputes base actions with its
+            own.
 
     Raises:
         rpl_bags.topics.BagError: A bag cannot be read at all, or was recorded on another
-            task than ``task``.
+            task or controller.
     """
     episodes = transitions = updates = 0
     skipped: collections.Counter[str] = collections.Counter()
     problems: list[str] = []
     debt = UpdateDebt(updates_per_step)
+    runs = []
     for path in paths:
-        run = load_run(path, namespace)
-        if task is not None and run.task and run.task != task:
+        stacks = load_runs(path) if namespace is None else [load_run(path, namespace)]
+        runs += [(path, run, len(stacks) > 1) for run in stacks]
+    for path, run, several in runs:  # all checked before any is stored
+        where = f'bag {path}' + (f' (stack {run.namespace})' if several else '')
+        if task is not None and (set(run.tasks) or {task}) != {task}:
+            recorded = ', '.join(repr(t) for t in run.tasks)
             raise BagError(
-                f'bag {path} was recorded on task {run.task!r}; this learner learns {task!r}: '
+                f'{where} was recorded on task {recorded}; this learner learns {task!r}: '
                 'not read (its episodes would train on another task)'
             )
+        sources = {tag for ep in run.episodes for tag in ep.base_action.tags if tag}
+        if controller is not None and sources and sources != {controller}:
+            raise BagError(
+                f'{where}: its base actions came from {sorted(sources)}; this learner '
+                f'corrects {controller!r}: not read (it recomputes base actions with its own '
+                'controller)'
+            )
+    for path, run, _ in runs:
         problems += [f'{path}: {line}' for line in run.problems]
         records, skips = records_from_run(run, learner.episode_steps)
         skipped.update(skips)

@@ -47,6 +47,7 @@ Run: ``python -m rpl_trainer.trainer_node --ros-args -p model_path:=models/live.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import os
 import pathlib
@@ -62,6 +63,7 @@ from rpl_interfaces import contract
 from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
+from rpl_interfaces.output_files import missing_parents
 from rpl_trainer import offline
 from rpl_trainer.assembler import EpisodeAssembler
 from rpl_trainer.bag_ingest import ingest_bags
@@ -77,6 +79,7 @@ from rpl_trainer.trainer_node_config import TrainerNodeConfig
 # reader histories (intake first: a message is never left waiting for a gradient step).
 # What is not paid is owed (diagnostics: updates_owed). One 3 x 256 update at batch 256:
 # ~12-20 ms on one core. Offline (exit_after_updates) a tick trains for OFFLINE_BUDGET_S.
+EXIT_INTERRUPTED = 130  # an offline run (exit_after_updates) stopped before its updates
 UPDATE_PERIOD_S = 0.05
 UPDATE_BUDGET_S = 0.025
 OFFLINE_BUDGET_S = 0.5
@@ -86,6 +89,16 @@ INTAKE_DELAY_WARN_S = 2.0
 LAG_LOG_PERIOD_S = 10.0
 DIAGNOSTICS_PERIOD_S = 1.0
 PROGRESS_PERIOD_S = 10.0
+
+
+def bag_identity(path: str) -> str:
+    """One name for a bag however it is spelled: links and `..` resolved, and the storage
+    file of a bag folder (one with metadata.yaml) named by its folder."""
+    resolved = os.path.realpath(path)
+    folder = os.path.dirname(resolved)
+    if os.path.isfile(resolved) and os.path.isfile(os.path.join(folder, 'metadata.yaml')):
+        return folder
+    return resolved
 
 
 def file_digest(path: str | os.PathLike[str]) -> str | None:
@@ -106,6 +119,9 @@ class TrainerNode(RplNode):
         except BaseException:  # a start that fails lets go of the model again
             if getattr(self, '_lock', None) is not None:
                 self._lock.release()
+            for folder in getattr(self, '_made_folders', ()):  # deepest first, if empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             raise
 
     def _start(self) -> None:
@@ -114,6 +130,7 @@ class TrainerNode(RplNode):
         cfg.check_start()  # the files and overrides, before any work (the launch's checks)
         # One trainer per model: a second one would write over its model and checkpoint.
         lock_path = pathlib.Path(f'{cfg.model_path}.lock').absolute()
+        self._made_folders = missing_parents(lock_path.parent)  # removed if the start fails
         lock_path.parent.mkdir(parents=True, exist_ok=True)  # the model's folder
         self._lock = ExclusiveLock(lock_path)
         try:
@@ -124,6 +141,7 @@ class TrainerNode(RplNode):
                 f'{exc.holder}); one trainer per model and checkpoint'
             ) from None
         self.offline_only = cfg.exit_after_updates > 0
+        self._offline_finished = False
         if self.offline_only and not cfg.bag_list():
             raise ValueError(
                 f'exit_after_updates:={cfg.exit_after_updates} trains on bags, but bags is '
@@ -168,19 +186,14 @@ class TrainerNode(RplNode):
         if not os.path.exists(cfg.model_path) and not self.offline_only:
             which = 'resumed' if self.learner.agent.updates else 'initial (zero residual)'
             self._export(f'{which} model, {cfg.model_path} did not exist')
-        for path in cfg.bag_list():
-            if path in self.bags_ingested:
-                self.get_logger().info(f'bag {path}: already in the checkpoint, not read again')
-                continue
-            report = ingest_bags([path], self.learner, task=cfg.task)  # BagError: one line
-            self.debt.add(report.transitions)
-            self.bag_episodes += report.episodes
-            self.bags_ingested.append(path)
-            self.get_logger().info(
-                f'bag {path}: {report.episodes} episodes ({report.transitions} transitions) '
-                f'stored, skipped {report.skipped or "none"}'
-                + (f'; problems: {"; ".join(report.problems)}' if report.problems else '')
-            )
+        try:
+            self._ingest(cfg)
+        except KeyboardInterrupt:
+            # run_node took an interrupt during start for a clean stop (exit 0): here it
+            # left the run undone.
+            raise ValueError(
+                'interrupted while reading the bags: nothing learned or written'
+            ) from None
         if self.offline_only and self.learner.buffer.size == 0:
             raise ValueError(
                 f'exit_after_updates:={cfg.exit_after_updates}: the bags {cfg.bag_list()} hold '
@@ -227,6 +240,31 @@ class TrainerNode(RplNode):
             f'{self.learner.episodes} episodes stored; exporting to {cfg.model_path} every '
             f'{cfg.export_every_updates} updates{checkpoints}'
         )
+
+    def _ingest(self, cfg: TrainerNodeConfig) -> None:
+        """Store the episodes of ``cfg``'s bags (each bag once)."""
+        listed: dict[str, str] = {}  # the bag (its folder, resolved) -> as listed
+        for path in cfg.bag_list():
+            bag = bag_identity(path)
+            if bag in listed:  # one recording stored twice would weigh double
+                self.get_logger().warning(
+                    f'bag {path}: the same bag as {listed[bag]} (listed twice in bags): read once'
+                )
+                continue
+            listed[bag] = path
+            if bag in {bag_identity(p) for p in self.bags_ingested}:
+                self.get_logger().info(f'bag {path}: already in the checkpoint, not read again')
+                continue
+            # BagError: one line (another task or controller, unreadable, ...).
+            report = ingest_bags([path], self.learner, task=cfg.task, controller=cfg.controller)
+            self.debt.add(report.transitions)
+            self.bag_episodes += report.episodes
+            self.bags_ingested.append(path)
+            self.get_logger().info(
+                f'bag {path}: {report.episodes} episodes ({report.transitions} transitions) '
+                f'stored, skipped {report.skipped or "none"}'
+                + (f'; problems: {"; ".join(report.problems)}' if report.problems else '')
+            )
 
     @staticmethod
     def _base_config(cfg: TrainerNodeConfig) -> dict | None:
@@ -345,6 +383,24 @@ class TrainerNode(RplNode):
             f'checkpoint {self.last_checkpoint} ({why}; {time.monotonic() - started:.1f} s)'
         )
 
+    def _offline_stopped_early(self) -> None:
+        """An offline run (exit_after_updates) stopped before its updates were done: the
+        model as it stands is exported, and the exit is not 0 (it was: a script went on to
+        deploy a model that was not there, or not the one asked for)."""
+        done = self.learner.agent.updates - self._updates_at_start
+        try:
+            self._export('stopped early')
+            model = f'the model as it stands exported to {self.config.model_path}'
+        except Exception as exc:  # the node still goes down, and says so
+            model = f'no model exported ({exc})'
+        kept = 'checkpoint saved' if self.config.checkpoint_path else 'no checkpoint_path'
+        print(
+            f'[trainer] interrupted after {done} of {self.config.exit_after_updates} updates on '
+            f'the bags; {model}; {kept}',
+            flush=True,
+        )
+        self.request_exit(EXIT_INTERRUPTED)
+
     def destroy_node(self) -> None:
         """Save a last checkpoint, then destroy the node.
 
@@ -357,6 +413,9 @@ class TrainerNode(RplNode):
             except RuntimeError:  # rclpy's RCLError: the context is already shut down
                 pass
             self._on_progress()
+        started = getattr(self, '_diagnostics', None) is not None
+        if started and self.offline_only and not self._offline_finished:
+            self._offline_stopped_early()
         if getattr(self, '_save_at_shutdown', False):
             self._save_at_shutdown = False  # once, whoever calls first
             try:
@@ -485,6 +544,7 @@ class TrainerNode(RplNode):
         if self.config.checkpoint_path:
             self.save_checkpoint('done')
         self._save_at_shutdown = False
+        self._offline_finished = True
         self.get_logger().info(
             f'done: {self.config.exit_after_updates} updates on {self.learner.episodes} '
             f'episodes from {len(self.bags_ingested)} bag(s); model {self.config.model_path}'

@@ -44,7 +44,11 @@ class TrainerNodeConfig:
         ),
     )
     bags: str = dataclasses.field(
-        default='', metadata=describe('Comma-separated bag paths to ingest at start')
+        default='',
+        metadata=describe(
+            'Comma-separated bag paths to ingest at start: every stack each recorded, each bag '
+            'once however spelled; a bag of another task or base controller is refused'
+        ),
     )
     model_path: str = dataclasses.field(
         default='',
