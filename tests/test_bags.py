@@ -613,6 +613,13 @@ def test_replay_refuses_a_model_of_another_task_or_fields_and_names_the_override
     assert code == 0
     assert 'warning: replaying although trained for task' in err
 
+    # The bag's base actions name their controller (frame_id 'toy_ctl'): a model of another
+    # one passed here and was refused by the residual node.
+    other_controller = stated_model(tmp_path, 'ctl.onnx', controller='other_ctl')
+    code, err = run_cli(['replay-model', str(path), '--model', str(other_controller)])
+    assert code == 2
+    assert "trained for controller 'other_ctl', the running controller is 'toy_ctl'" in err
+
     renamed = stated_model(
         tmp_path, 'renamed.onnx', observation_fields=json.dumps(['grip_pos.y', 'grip_pos.x'])
     )
