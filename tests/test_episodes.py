@@ -28,6 +28,7 @@ from rpl_trainer.episodes import (
     INCOMPLETE,
     NO_TERMINAL,
     NO_TERMINAL_WHY,
+    NON_FINITE,
     episode_batch,
     episode_record,
 )
@@ -182,3 +183,30 @@ def test_a_repeated_terminal_observation_is_a_resend(tmp_path):
     run = load_run(path)
     assert run.resent['observation'] == 1
     np.testing.assert_array_equal(run.episodes[0].terminal, observation(0, STEPS))
+
+
+def test_a_non_finite_recorded_value_is_said_and_its_episode_not_learned(tmp_path):
+    """A NaN or inf in a bag was stored and trained on; the run failed only at its export,
+    after all its updates, with a traceback."""
+
+    def nan_observation(put, ep, k, t):
+        if (ep, k) == (0, 2):
+            values = observation(ep, k)
+            values[0] = np.nan
+            put('observation', ep, k, values, t, 'toy_task', OBS_FIELDS)
+
+    dropped = []
+
+    def drop(rel, ep, k):  # the recorded observation, replaced by the NaN one put after it
+        first = (rel, ep, k) == ('observation', 0, 2) and not any(dropped)
+        dropped.append(first)
+        return first
+
+    path = tmp_path / 'nan'
+    write_bag(path, episodes=3, steps=STEPS, terminal=True, extra=nan_observation, drop=drop)
+    run = load_run(path)
+    assert run.problems == (
+        f'{NS}/observation: messages with non-finite values (NaN or inf): episode 0 step 2',
+    )
+    records, skipped = records_from_run(run, STEPS)
+    assert records == [] and skipped == {FALLBACK: 2, NON_FINITE: 1}  # 1 and 2 fell back

@@ -287,6 +287,11 @@ def _stream(
                 f'episode {vec.episode} step {step} of {steps}',
             )
             continue
+        if not np.isfinite(vec.values).all():  # kept as recorded, and said
+            problems.count(
+                f'{topic}: messages with non-finite values (NaN or inf)',
+                f'episode {vec.episode} step {step}',
+            )
         values[step], stamps[step], tags[step] = vec.values, vec.stamp_ns, vec.tag
     return Stream(values, stamps, tuple(tags))
 

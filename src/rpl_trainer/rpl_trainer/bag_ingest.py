@@ -23,6 +23,7 @@ from rpl_trainer.episodes import (
     INCOMPLETE,
     NO_TERMINAL,
     NO_TERMINAL_WHY,
+    NON_FINITE,
     WRONG_LENGTH,
     EpisodeRecord,
     check_layout,
@@ -55,6 +56,11 @@ def records_from_run(
             skipped[WRONG_LENGTH] += 1
         elif ep.terminal is None:
             skipped[NO_TERMINAL] += 1
+        elif (
+            not all(np.isfinite(s.values).all() for s in streams)
+            or not np.isfinite(ep.terminal).all()
+        ):
+            skipped[NON_FINITE] += 1
         else:
             observations = np.vstack([ep.observation.values, ep.terminal[None, :]])
             records.append(

@@ -44,7 +44,9 @@ FALLBACK = 'fallback'  # the sim applied a fallback action: the command is not w
 WRONG_LENGTH = 'wrong_length'  # not the task's episode length
 # No terminal observation o_T: a bag recorded before the sim bridge published it.
 NO_TERMINAL = 'no_terminal'
-SKIP_REASONS = (INCOMPLETE, CONFLICTING, FALLBACK, WRONG_LENGTH, NO_TERMINAL)
+# A recorded value that is not finite (NaN, inf): it would train the networks into NaN.
+NON_FINITE = 'non_finite'
+SKIP_REASONS = (INCOMPLETE, CONFLICTING, FALLBACK, WRONG_LENGTH, NO_TERMINAL, NON_FINITE)
 NO_TERMINAL_WHY = (
     'recorded before the sim bridge published the terminal observation o_T (step T, '
     "frame_id '<task>/terminal'), so the last transition cannot be stored; not learned from "
@@ -203,6 +205,7 @@ __all__ = [
     'INCOMPLETE',
     'NO_TERMINAL',
     'NO_TERMINAL_WHY',
+    'NON_FINITE',
     'SKIP_REASONS',
     'STEP_TOPICS',
     'WRONG_LENGTH',
