@@ -90,7 +90,19 @@ def _read_with_rosbags(path: pathlib.Path, selected: Collection[str] | None) -> 
             if wanted  # rosbags reads every connection when given none
             else []
         )
-    return RawBag(str(path), topics, messages, [])
+    # rosbags passes over a damaged chunk without a word: what metadata.yaml counts and
+    # was not read is said (the messages it did read are kept).
+    declared = collections.Counter()
+    for c in wanted:
+        declared[c.topic] += c.msgcount
+    read = collections.Counter(m.topic for m in messages)
+    problems = [
+        f'{topic}: {count - read[topic]} of the {count} messages metadata.yaml counts could '
+        'not be read (a damaged storage file?)'
+        for topic, count in sorted(declared.items())
+        if read[topic] < count
+    ]
+    return RawBag(str(path), topics, messages, problems)
 
 
 def _offered(connection: Any) -> Sequence[Any]:
