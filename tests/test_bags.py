@@ -366,6 +366,11 @@ def test_not_a_bag_is_a_clear_error(tmp_path):
     (tmp_path / 'notes.txt').write_text('hello')
     with pytest.raises(BagError, match='is not a bag'):
         load_run(tmp_path / 'notes.txt')
+    # Its storage file gone: said so (it read 'no metadata.yaml').
+    write_bag(tmp_path / 'whole')
+    mcap_file(tmp_path / 'whole').unlink()
+    with pytest.raises(BagError, match=r'has its metadata.yaml but no \.mcap .*missing'):
+        load_run(tmp_path / 'whole')
     (tmp_path / 'junk').mkdir()
     (tmp_path / 'junk' / 'junk.mcap').write_bytes(b'PK\x03\x04' + bytes(100))
     with pytest.raises(BagError, match=r"is not an MCAP file \(its first bytes are b'PK"):
@@ -415,8 +420,11 @@ def test_a_truncated_bag_gives_its_complete_messages(tmp_path, keep):
     assert f'salvaged {sum(run.counts.values())} messages from the first' in text
     got = run.counts['observation']
     if keep < 0.9:  # cut inside the (one) chunk: its complete messages are read
-        assert 'a chunk is cut off after' in text
+        assert 'is cut off after' in text and 'its messages before the cut were read' in text
         assert 0 < got < 40
+        # ... read up to the cut, which the line says (it said: up to the chunk's start)
+        size = int(len(data) * keep)
+        assert f'messages from the first {size} of {size} bytes' in text, text
     else:  # cut in the index and summary after the data: everything is read
         assert got == 40 and run.counts['episode'] == 4
     # Messages are stored in recording order, so what is read is a prefix of the run.

@@ -143,8 +143,11 @@ class _Walker:
             if length > len(buf) - start:
                 if op == OP_CHUNK and not nested:
                     self._partial_chunk(buf[start:], base + start)
-                    why = f'a chunk is cut off after {len(buf) - start} of {length} bytes'
-                    return self._stop(base + pos, why, nested)
+                    why = (
+                        f'the chunk at byte {base + pos} is cut off after {len(buf) - start} of '
+                        f'{length} bytes (its messages before the cut were read)'
+                    )
+                    return self._stop(base + len(buf), why, nested)  # read up to the cut
                 why = (
                     f'{_record_name(op)} declares {length} bytes but only {len(buf) - start} '
                     'follow (cut off, or a corrupt length)'

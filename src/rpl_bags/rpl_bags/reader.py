@@ -180,6 +180,11 @@ def read_raw_bag(path: str | os.PathLike[str], topics: Collection[str] | None = 
         except Exception as exc:  # rosbags raises ReaderError, struct.error, KeyError, ...
             problems = [f'{str(path)!r} cannot be read as a whole: {one_line(exc)}']
     if not _storage_files(path):
+        if path.is_dir() and (path / 'metadata.yaml').exists():  # the reader's error says what
+            raise BagError(
+                f'bag {str(path)!r} has its metadata.yaml but no .mcap or .db3 file: '
+                + '; '.join(problems)
+            )
         raise BagError(
             f'{str(path)!r} is not a rosbag2 bag: no metadata.yaml and no .mcap or .db3 file'
         )
