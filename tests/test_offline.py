@@ -34,6 +34,7 @@ from rpl_trainer.episodes import (
     CONFLICTING,
     FALLBACK,
     INCOMPLETE,
+    NON_FINITE,
     WRONG_LENGTH,
     EpisodeRecord,
     episode_batch,
@@ -101,6 +102,18 @@ def test_a_complete_episode_is_emitted_with_named_parts():
     assert record.result.final_distance == pytest.approx(0.2)
     assert assembler.counts.complete == 1 and not assembler.counts.skipped
     assert assembler.open_episodes == []
+
+
+def test_a_live_episode_with_a_non_finite_value_is_not_learned_from():
+    """A NaN a live stack publishes (a diverging sim, a robot controller's bad output) was
+    stored and trained on: the networks went NaN."""
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
+    messages = episode_messages(0) + episode_messages(1)
+    topic, bad = messages[4]  # episode 0's base action of step 1
+    assert (topic, bad.step) == (contract.BASE_ACTION, 1)
+    messages[4] = (topic, bad._replace(values=np.full_like(bad.values, np.inf)))
+    assert [r.episode for r in feed(assembler, messages)] == [1]
+    assert assembler.counts.skipped == {NON_FINITE: 1}
 
 
 def test_the_handshake_resends_are_kept_once_and_not_drops():

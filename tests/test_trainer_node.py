@@ -379,6 +379,11 @@ def test_a_bag_of_another_task_or_controller_stops_the_start_with_one_line(tmp_p
         "this learner corrects 'reactive_push'"
     ) in run.stdout, run.stdout
     assert not (tmp_path / 'out').exists()  # a failed start leaves no model folder behind
+    # A live trainer (no exit_after_updates) exported its first model before reading the
+    # bags: a refused bag left it behind, and the next start was refused for it.
+    live = run_trainer(f'bags:={other}', f'model_path:={model}')
+    assert live.returncode == 2 and 'its base actions came from' in live.stdout, live.stdout
+    assert not (tmp_path / 'out').exists()
 
 
 def test_a_bag_listed_twice_is_read_once_and_ctrl_c_of_an_offline_run_fails(tmp_path):
@@ -413,7 +418,7 @@ def test_a_bag_listed_twice_is_read_once_and_ctrl_c_of_an_offline_run_fails(tmp_
     assert 'listed twice in bags): read once' in output, output
     assert '2 episodes stored' in output, output  # in the ready line: not 4
     assert proc.returncode == 130, output
-    assert 'interrupted after ' in output and 'of 100000000 updates on the bags' in output
+    assert 'stopped by SIGINT after ' in output and 'of 100000000 updates on the bags' in output
     assert f'the model as it stands exported to {model}' in output, output
     assert model.is_file()
 
@@ -461,7 +466,7 @@ def test_exit_after_updates_trains_on_the_bags_exports_and_exits_0(tmp_path):
     common.append('train_overrides:=hidden_size=64,batch_size=32')
     refused = run_trainer(f'bags:={bag}', f'model_path:={other}', *common)
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert f"model_path '{other}' exists and is not the model this checkpoint's trainer" in (
+    assert f"model_path '{other}' exists and is not a model this checkpoint's trainer" in (
         refused.stdout
     )
     assert other.read_bytes() == b'not this run'

@@ -18,7 +18,6 @@ Exit codes: 0 done; 1 done, but the bag had problems (printed as warnings) or, w
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import math
 import os
@@ -356,12 +355,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )
     # The controller whose base actions the bag holds (their frame_id), as the residual
     # node compares it: a model of another controller passed here and was refused there.
-    sources = collections.Counter(
-        tag for ep in run.episodes for tag in ep.base_action.tags if tag
-    ).most_common(1)
+    # Several (a problem line says so): none is compared.
     recorded = StackIdentity(
         task=run.task or None,
-        controller=sources[0][0] if sources else None,
+        controller=run.controllers[0] if len(run.controllers) == 1 else None,
         observation_fields=run.layout.observation_fields,
         goal_fields=run.layout.goal_fields,
         action_fields=run.action_fields or None,

@@ -3,12 +3,12 @@
 The regression check before deploying a model: for every recorded step that has an
 observation, a base action and a command, compute the command the candidate would have sent
 (same rule and code as the residual node: :class:`rpl_residual_node.policy.ResidualPolicy`;
-a two-frame actor gets the observation of the latest earlier step of the episode that had
-one and a base action, as the node pairs them, or the current one at the episode's first
-step) and compare it with the recorded command. A two-frame step whose previous frame is not
-in the bag (a recording started mid-episode) is not compared: the node had a frame the
-replay cannot know. Open loop: the recorded states stay what they were, so differences
-show where the candidate would act differently, not what would have happened then.
+a two-frame actor gets the previous step's observation, the current one at the episode's
+first step) and compare it with the recorded command. A two-frame step whose previous step
+is not in the bag with its observation and base action (a lost message, a recording begun
+mid-episode) is not compared: the node may have had a frame the replay cannot know. Open
+loop: the recorded states stay what they were, so differences show where the candidate
+would act differently, not what would have happened then.
 Needs numpy + onnxruntime; no ROS, no torch.
 """
 
@@ -125,16 +125,17 @@ def replay_model(
         usable = paired & ep.command.present
         skipped += int(ep.steps - usable.sum())
         episode_diffs = []
-        have_previous = False  # an earlier paired step of this episode is in the bag
         for k in np.flatnonzero(paired):
             obs = ep.observation.values[k]
-            if not usable[k] or (two_frame and k > 0 and not have_previous):
+            # The node's previous frame is step k - 1's when it paired it; a step k - 1 not
+            # paired in the bag may still have been paired by the node (the recorder lost a
+            # message, or began later): its frame is not known here.
+            unknown = two_frame and k > 0 and not paired[k - 1]
+            if not usable[k] or unknown:
                 # Not compared, but the node's previous frame for the next step.
                 no_previous += int(bool(usable[k]))
                 policy.remember(obs[layout.observation])
-                have_previous = True
                 continue
-            have_previous = True
             command, applied = policy.mix(
                 obs[layout.observation], obs[layout.desired_goal], ep.base_action.values[k]
             )

@@ -90,15 +90,17 @@ def _read_with_rosbags(path: pathlib.Path, selected: Collection[str] | None) -> 
             if wanted  # rosbags reads every connection when given none
             else []
         )
-    # rosbags passes over a damaged chunk without a word: what metadata.yaml counts and
-    # was not read is said (the messages it did read are kept).
+    # rosbags passes over a damaged chunk without a word: what the bag counts (its
+    # metadata.yaml, or a lone file's summary) and was not read is said; the messages it
+    # did read are kept.
     declared = collections.Counter()
     for c in wanted:
         declared[c.topic] += c.msgcount
     read = collections.Counter(m.topic for m in messages)
+    source = 'metadata.yaml' if path.is_dir() else 'the file'
     problems = [
-        f'{topic}: {count - read[topic]} of the {count} messages metadata.yaml counts could '
-        'not be read (a damaged storage file?)'
+        f'{topic}: {source} counts {count} messages, {read[topic]} were read (lost in the '
+        'recording, or a damaged storage file)'
         for topic, count in sorted(declared.items())
         if read[topic] < count
     ]

@@ -110,6 +110,9 @@ class RecordedRun:
         tasks: Every task the observations are tagged with, the most frequent first (more
             than one: a recorder left running while the stack was relaunched with another
             task; ``task`` is the first).
+        controllers: Every base controller the base actions name (their frame_id), the most
+            frequent first (more than one: the stack's controller was swapped while
+            recording).
     """
 
     path: str
@@ -122,6 +125,7 @@ class RecordedRun:
     resent: dict[str, int]
     problems: tuple[str, ...]
     tasks: tuple[str, ...] = ()
+    controllers: tuple[str, ...] = ()
 
 
 class _Problems:
@@ -343,6 +347,11 @@ def _terminal(
                 f'episode {vec.episode} step {step} of {steps}',
             )
     found = by_step.get(steps)
+    if found is not None and not np.isfinite(found.values).all():
+        problems.count(
+            f'{topic}: terminal observations with non-finite values (NaN or inf)',
+            f'episode {found.episode}',
+        )
     return None if found is None else np.asarray(found.values, dtype=np.float64)
 
 
@@ -462,6 +471,14 @@ def _build_run(raw: RawBag, ns: str) -> RecordedRun:
                 )
         terminal = _terminal(terminal_index.get(ep, {}), steps, obs_topic, problems)
         episodes.append(RecordedEpisode(ep, steps, result=result, terminal=terminal, **parts))
+    controllers = collections.Counter(
+        tag for ep in episodes for tag in ep.base_action.tags if tag
+    ).most_common()
+    if len(controllers) > 1:
+        named = ', '.join(f'{name!r} ({count})' for name, count in controllers)
+        problems.add(
+            f'{names[contract.BASE_ACTION]}: base actions of several controllers, {named}'
+        )
     return RecordedRun(
         path=raw.path,
         namespace=ns,
@@ -473,4 +490,5 @@ def _build_run(raw: RawBag, ns: str) -> RecordedRun:
         resent=resent,
         problems=problems.lines(),
         tasks=tuple(task for task, _ in task_tags.most_common()),
+        controllers=tuple(name for name, _ in controllers),
     )

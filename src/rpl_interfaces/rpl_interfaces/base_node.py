@@ -143,6 +143,9 @@ class RplNode(Node):
     """Base class: declares a config dataclass as parameters and publishes diagnostics."""
 
     exit_code: int | None = None  # set by request_exit: run_node stops and returns it
+    # The signal (SIGINT / SIGTERM) that stopped run_node's loop, set before the node is
+    # destroyed (None: it stopped for another reason, a request_exit or a failure).
+    stop_signal: int | None = None
 
     def request_exit(self, code: int) -> None:
         """Ask :func:`run_node` to stop spinning after this callback and exit with ``code``
@@ -539,6 +542,7 @@ def run_node(
     finally:
         signals.restore()
         if node is not None:
+            node.stop_signal = signals.received
             node.destroy_node()  # while the context is valid: its logs still reach rosout
             if code == 0 and getattr(node, 'exit_code', None):
                 code = node.exit_code  # a failure while the node was destroyed

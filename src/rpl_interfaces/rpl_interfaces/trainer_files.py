@@ -31,6 +31,16 @@ def check_writable(path: str, what: str) -> None:
         ) from None
 
 
+def bag_identity(path: str) -> str:
+    """One name for a bag however it is spelled: links and `..` resolved, and the storage
+    file of a bag folder (one with metadata.yaml) named by its folder."""
+    resolved = os.path.realpath(path)
+    folder = os.path.dirname(resolved)
+    if os.path.isfile(resolved) and os.path.isfile(os.path.join(folder, 'metadata.yaml')):
+        return folder
+    return resolved
+
+
 def _within(path: str, other: str) -> bool:
     """Whether ``path`` is ``other`` or lies inside it (links resolved)."""
     path, other = os.path.realpath(path), os.path.realpath(other)
@@ -63,7 +73,7 @@ def check_trainer_files(
         )
     for bag in bags:
         for what, path in (('model_path', model_path), ('checkpoint_path', checkpoint_path)):
-            if path and os.path.exists(bag) and _within(path, bag):
+            if path and os.path.exists(bag) and _within(path, bag_identity(bag)):
                 raise ValueError(
                     f'{what} {path} is in the bag {bag} that bags:= reads: the recording would '
                     f'be written over; set {what}:= to a file outside it'
@@ -91,4 +101,4 @@ def check_trainer_files(
             raise ValueError(f"bags: no bag at {bag} (bags:='' learns from live topics only)")
 
 
-__all__ = ['check_trainer_files', 'check_writable']
+__all__ = ['bag_identity', 'check_trainer_files', 'check_writable']

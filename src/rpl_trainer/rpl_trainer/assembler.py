@@ -18,9 +18,11 @@ from rpl_trainer.episodes import (
     CONFLICTING,
     FALLBACK,
     INCOMPLETE,
+    NON_FINITE,
     STEP_TOPICS,
     WRONG_LENGTH,
     EpisodeRecord,
+    all_finite,
     check_layout,
     episode_record,
 )
@@ -235,6 +237,8 @@ class EpisodeAssembler:
         arrays = [
             np.stack([episode.steps[t][k].values for k in range(rows[t])]) for t in STEP_TOPICS
         ]
+        if not all_finite(*arrays):  # o_T included
+            return self._drop(ep, NON_FINITE)
         del self._open[ep]
         self.seen_until_ns = max(self.seen_until_ns, episode.sent_until_ns)
         self._closed.add(ep)

@@ -26,6 +26,7 @@ from rpl_trainer.episodes import (
     NON_FINITE,
     WRONG_LENGTH,
     EpisodeRecord,
+    all_finite,
     check_layout,
     episode_record,
 )
@@ -56,10 +57,7 @@ def records_from_run(
             skipped[WRONG_LENGTH] += 1
         elif ep.terminal is None:
             skipped[NO_TERMINAL] += 1
-        elif (
-            not all(np.isfinite(s.values).all() for s in streams)
-            or not np.isfinite(ep.terminal).all()
-        ):
+        elif not all_finite(*(s.values for s in streams), ep.terminal):
             skipped[NON_FINITE] += 1
         else:
             observations = np.vstack([ep.observation.values, ep.terminal[None, :]])
@@ -139,16 +137,16 @@ def ingest_bags(
         runs += [(path, run, len(stacks) > 1) for run in stacks]
     for path, run, several in runs:  # all checked before any is stored
         where = f'bag {path}' + (f' (stack {run.namespace})' if several else '')
-        if task is not None and (set(run.tasks) or {task}) != {task}:
-            recorded = ', '.join(repr(t) for t in run.tasks)
+        tasks = {t for t in run.tasks if t}  # an untagged bag names none: read as any
+        if task is not None and (tasks or {task}) != {task}:
+            recorded = ', '.join(repr(t) for t in run.tasks if t)
             raise BagError(
                 f'{where} was recorded on task {recorded}; this learner learns {task!r}: '
                 'not read (its episodes would train on another task)'
             )
-        sources = {tag for ep in run.episodes for tag in ep.base_action.tags if tag}
-        if controller is not None and sources and sources != {controller}:
+        if controller is not None and run.controllers and run.controllers != (controller,):
             raise BagError(
-                f'{where}: its base actions came from {sorted(sources)}; this learner '
+                f'{where}: its base actions came from {sorted(run.controllers)}; this learner '
                 f'corrects {controller!r}: not read (it recomputes base actions with its own '
                 'controller)'
             )

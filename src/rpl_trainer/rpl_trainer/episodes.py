@@ -55,6 +55,13 @@ NO_TERMINAL_WHY = (
 """Why :data:`NO_TERMINAL` episodes are not learned from (one line for the user)."""
 
 
+def all_finite(*arrays: np.ndarray) -> bool:
+    """Whether every value of an episode's arrays is finite: an episode with a NaN or inf
+    (a diverging simulation, a robot controller's bad output) is not learned from
+    (:data:`NON_FINITE`), live or from a bag."""
+    return all(bool(np.isfinite(a).all()) for a in arrays)
+
+
 class EpisodeRecord(NamedTuple):
     """One complete episode of T steps as the stack published it (float64 arrays).
 
@@ -206,6 +213,7 @@ __all__ = [
     'NO_TERMINAL',
     'NO_TERMINAL_WHY',
     'NON_FINITE',
+    'all_finite',
     'SKIP_REASONS',
     'STEP_TOPICS',
     'WRONG_LENGTH',

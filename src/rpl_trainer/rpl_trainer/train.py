@@ -359,6 +359,10 @@ class Trainer:
         vars(self.acc).update(state['accumulator'])
         self.last_eval = dict(state['last_eval'])
         self.best = dict(state.get('best', self.best))
+
+    def _trim_to_checkpoint(self) -> None:
+        """A resumed run's files as its checkpoint left them (after every refusal, before
+        the run goes on)."""
         # A mid-run checkpoint is taken right after the cycle that crosses its boundary,
         # before that step's evaluation row: keep only the rows it had logged, so the
         # resumed run writes that row once (not a duplicate of a row from after it). The
@@ -601,6 +605,8 @@ class Trainer:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
             if on_start is not None:
                 on_start()
+            if resume:
+                self._trim_to_checkpoint()
             write_config(self.out_dir, config)
             if not resume:
                 self._checkpoint()

@@ -48,10 +48,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import os
 import pathlib
+import signal
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 import rclpy
@@ -64,6 +65,7 @@ from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_interfaces.output_files import missing_parents
+from rpl_interfaces.trainer_files import bag_identity
 from rpl_trainer import offline
 from rpl_trainer.assembler import EpisodeAssembler
 from rpl_trainer.bag_ingest import ingest_bags
@@ -79,7 +81,6 @@ from rpl_trainer.trainer_node_config import TrainerNodeConfig
 # reader histories (intake first: a message is never left waiting for a gradient step).
 # What is not paid is owed (diagnostics: updates_owed). One 3 x 256 update at batch 256:
 # ~12-20 ms on one core. Offline (exit_after_updates) a tick trains for OFFLINE_BUDGET_S.
-EXIT_INTERRUPTED = 130  # an offline run (exit_after_updates) stopped before its updates
 UPDATE_PERIOD_S = 0.05
 UPDATE_BUDGET_S = 0.025
 OFFLINE_BUDGET_S = 0.5
@@ -91,22 +92,20 @@ DIAGNOSTICS_PERIOD_S = 1.0
 PROGRESS_PERIOD_S = 10.0
 
 
-def bag_identity(path: str) -> str:
-    """One name for a bag however it is spelled: links and `..` resolved, and the storage
-    file of a bag folder (one with metadata.yaml) named by its folder."""
-    resolved = os.path.realpath(path)
-    folder = os.path.dirname(resolved)
-    if os.path.isfile(resolved) and os.path.isfile(os.path.join(folder, 'metadata.yaml')):
-        return folder
-    return resolved
+RUN_KEY = 'trainer_run'
+"""Model metadata: the id of the trainer run (kept in its checkpoint) that exported it."""
 
 
-def file_digest(path: str | os.PathLike[str]) -> str | None:
-    """sha256 of a file's bytes, or None when it cannot be read."""
+def model_run(path: str | os.PathLike[str]) -> str | None:
+    """The trainer run a model file says it comes from (:data:`RUN_KEY`), or None: not an
+    ONNX model, or one without the key."""
+    import onnxruntime
+
     try:
-        return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
-    except OSError:
+        session = onnxruntime.InferenceSession(os.fspath(path), providers=['CPUExecutionProvider'])
+    except Exception:  # not a model at all (a bag, a checkpoint, ...): not this run's
         return None
+    return session.get_modelmeta().custom_metadata_map.get(RUN_KEY)
 
 
 class TrainerNode(RplNode):
@@ -159,7 +158,7 @@ class TrainerNode(RplNode):
         self.debt = self.learner.debt  # updates_per_step per stored transition
         self.malformed = 0
         self.bag_episodes = 0
-        self._model_digest: str | None = None  # sha256 of the model last exported
+        self._run_id = uuid.uuid4().hex  # a resumed run's is its checkpoint's
         self.bags_ingested: list[str] = []
         self.exports = 0
         self.last_export = 'none'
@@ -183,10 +182,7 @@ class TrainerNode(RplNode):
             self.learner.agent.updates,
         )
         self._updates_at_start = self.learner.agent.updates
-        if not os.path.exists(cfg.model_path) and not self.offline_only:
-            which = 'resumed' if self.learner.agent.updates else 'initial (zero residual)'
-            self._export(f'{which} model, {cfg.model_path} did not exist')
-        try:
+        try:  # before anything is written: a refused bag leaves no model behind
             self._ingest(cfg)
         except KeyboardInterrupt:
             # run_node took an interrupt during start for a clean stop (exit 0): here it
@@ -194,6 +190,9 @@ class TrainerNode(RplNode):
             raise ValueError(
                 'interrupted while reading the bags: nothing learned or written'
             ) from None
+        if not os.path.exists(cfg.model_path) and not self.offline_only:
+            which = 'resumed' if self.learner.agent.updates else 'initial (zero residual)'
+            self._export(f'{which} model, {cfg.model_path} did not exist')
         if self.offline_only and self.learner.buffer.size == 0:
             raise ValueError(
                 f'exit_after_updates:={cfg.exit_after_updates}: the bags {cfg.bag_list()} hold '
@@ -300,20 +299,20 @@ class TrainerNode(RplNode):
                 f'{exc}. The file was left as it is: fix the parameters to match it, or move '
                 'it away (or set another checkpoint_path) to start afresh'
             ) from exc
-        wrote = extra.get('model_path')  # absent in checkpoints before stop 35
+        wrote = extra.get('model_path')  # both absent in checkpoints before stop 35
+        self._run_id = extra.get('run_id') or self._run_id
         model = self.config.model_path
         if (
             wrote
             and os.path.lexists(model)
             and os.path.realpath(model) != wrote
-            and file_digest(model) != extra.get('model_sha256')  # not the same file moved
+            and model_run(model) != self._run_id  # this run's model, its folder moved
         ):
             raise ValueError(
-                f"model_path {model!r} exists and is not the model this checkpoint's trainer "
-                f'wrote ({wrote}): it would be written over; give model_path:={wrote}, or a '
-                'new file'
+                f"model_path {model!r} exists and is not a model this checkpoint's trainer "
+                f'wrote (it wrote {wrote}): it would be written over; give that model_path, '
+                'or a new file'
             )
-        self._model_digest = extra.get('model_sha256')
         self.bag_episodes = int(extra.get('bag_episodes', 0))
         self.bags_ingested = [str(p) for p in extra.get('bags', [])]
         self._resume_after_ns = {str(k): int(v) for k, v in extra.get('seen_until', {}).items()}
@@ -349,8 +348,9 @@ class TrainerNode(RplNode):
             residual_scales=axis_scales(self.learner.residual_scale),
             training_steps=self.learner.buffer.transitions,
         )
-        path = self.learner.export(self.config.model_path, metadata=identity.to_props())
-        self._model_digest = file_digest(path)  # the checkpoint says which file it wrote
+        # The run's id, in its checkpoint too: a resumed run knows its model when moved.
+        metadata = {**identity.to_props(), RUN_KEY: self._run_id}
+        path = self.learner.export(self.config.model_path, metadata=metadata)
         updates = self.learner.agent.updates
         self.schedule.exported(updates)
         self.exports += 1
@@ -366,7 +366,7 @@ class TrainerNode(RplNode):
             'bags': list(self.bags_ingested),
             # Which model this trainer wrote: a resumed trainer writes over that one only.
             'model_path': os.path.realpath(self.config.model_path),
-            'model_sha256': self._model_digest,
+            'run_id': self._run_id,
             # Per namespace: messages sent up to then are in this checkpoint; a resumed
             # trainer ignores them when the publishers' history delivers them again.
             'seen_until': {
@@ -383,7 +383,7 @@ class TrainerNode(RplNode):
             f'checkpoint {self.last_checkpoint} ({why}; {time.monotonic() - started:.1f} s)'
         )
 
-    def _offline_stopped_early(self) -> None:
+    def _offline_stopped_early(self, signum: int) -> None:
         """An offline run (exit_after_updates) stopped before its updates were done: the
         model as it stands is exported, and the exit is not 0 (it was: a script went on to
         deploy a model that was not there, or not the one asked for)."""
@@ -395,11 +395,11 @@ class TrainerNode(RplNode):
             model = f'no model exported ({exc})'
         kept = 'checkpoint saved' if self.config.checkpoint_path else 'no checkpoint_path'
         print(
-            f'[trainer] interrupted after {done} of {self.config.exit_after_updates} updates on '
-            f'the bags; {model}; {kept}',
+            f'[trainer] stopped by {signal.Signals(signum).name} after {done} of '
+            f'{self.config.exit_after_updates} updates on the bags; {model}; {kept}',
             flush=True,
         )
-        self.request_exit(EXIT_INTERRUPTED)
+        self.request_exit(128 + signum)  # as the shell reports a process the signal ended
 
     def destroy_node(self) -> None:
         """Save a last checkpoint, then destroy the node.
@@ -414,8 +414,9 @@ class TrainerNode(RplNode):
                 pass
             self._on_progress()
         started = getattr(self, '_diagnostics', None) is not None
-        if started and self.offline_only and not self._offline_finished:
-            self._offline_stopped_early()
+        stopped = self.stop_signal is not None  # Ctrl-C / SIGTERM, not a failure
+        if started and stopped and self.offline_only and not self._offline_finished:
+            self._offline_stopped_early(self.stop_signal)
         if getattr(self, '_save_at_shutdown', False):
             self._save_at_shutdown = False  # once, whoever calls first
             try:
