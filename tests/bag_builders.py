@@ -45,6 +45,7 @@ def write_bag(
     action_fields: tuple[str, ...] = contract.ACTION_FIELDS,
     terminal: bool = False,
     drop=None,
+    namespaces: tuple[str, ...] = (NS,),
 ) -> dict:
     """Write a lockstep run; commands come from ``policy`` (default: base action + 0.1).
 
@@ -55,19 +56,23 @@ def write_bag(
     The actions carry ``action_fields`` (the Fetch tasks' by default; another task's
     declared names make the base action :func:`base_action` resized to their number).
 
+    ``namespaces``: the same run recorded from each of these stacks.
+
     ``drop(topic, episode, step)`` true leaves that message out (a lost message, or a
     recording that started late); the policy still runs every step, as the node did.
 
     Returns:
         The written commands and residuals by (episode, step), and the results.
     """
-    writer = BagWriter(path, recorded_topics(NS, topics), storage)
+    specs = list({s.name: s for ns in namespaces for s in recorded_topics(ns, topics)}.values())
+    writer = BagWriter(path, specs, storage)
     written = {'command': {}, 'residual': {}, 'results': []}
 
     def put(rel, episode, step, values, stamp, tag, fields):
         if rel in topics and not (drop is not None and drop(rel, episode, step)):
             data = encode_vector(StampedVector(episode, step, values, stamp, tag), fields)
-            writer.write(resolve_topic(NS, rel), stamp + 100_000, data)
+            for ns in namespaces:
+                writer.write(resolve_topic(ns, rel), stamp + 100_000, data)
 
     for ep in range(episodes):
         if policy is not None:

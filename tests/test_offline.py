@@ -316,6 +316,16 @@ def small_learner(base_fn=None, **overrides) -> offline.OfflineLearner:
     return offline.OfflineLearner(config, DIMS, STEPS, reward, base_fn)
 
 
+def test_every_stack_a_bag_recorded_is_learned_from(tmp_path):
+    """A bag of two stacks (a watched one and an explorer) was refused with a pointer to a
+    --namespace option the trainer does not have."""
+    path = tmp_path / 'two'
+    write_bag(path, episodes=3, steps=STEPS, terminal=True, namespaces=('/rpl', '/rpl/explore_0'))
+    report = ingest_bags([path], small_learner())
+    assert report.episodes == 2 and report.skipped == {FALLBACK: 4}  # episode 0 of each
+    assert ingest_bags([path], small_learner(), namespace='/rpl').episodes == 1
+
+
 def test_ingesting_a_bag_fills_the_buffer_and_burn_in_trains_only_the_critic(tmp_path):
     path = tmp_path / 'run'
     written = write_bag(path, episodes=3, steps=STEPS, terminal=True)  # commands = base + 0.1
