@@ -175,17 +175,16 @@ def test_evaluation_numbers_of_a_known_bag(bag):
     json.dumps(evaluation.to_json())  # JSON-ready
 
 
+def toy_model(path: pathlib.Path, two_frame: bool = False) -> pathlib.Path:
+    """A small linear residual for the toy bags (two-frame: it also reads the previous
+    observation)."""
+    weights = known_weights(in_dim=5) / 10
+    return linear_model(path, weights, obs_dim=OBS_DIM, goal_dim=GOAL_DIM, two_frame=two_frame)
+
+
 def test_replaying_the_recorded_model_gives_zero_difference_and_another_does_not(tmp_path):
-    model = linear_model(
-        tmp_path / 'a.onnx', known_weights(in_dim=5) / 10, obs_dim=OBS_DIM, goal_dim=GOAL_DIM
-    )
-    two_frame = linear_model(
-        tmp_path / 'b.onnx',
-        known_weights(in_dim=5) / 10,
-        obs_dim=OBS_DIM,
-        goal_dim=GOAL_DIM,
-        two_frame=True,
-    )
+    model = toy_model(tmp_path / 'a.onnx')
+    two_frame = toy_model(tmp_path / 'b.onnx', two_frame=True)
     recorded = ResidualPolicy.from_file(str(model))
     write_bag(tmp_path / 'run', steps=6, policy=recorded)
     run = load_run(tmp_path / 'run')
@@ -207,13 +206,7 @@ def test_a_two_frame_replay_takes_the_previous_frame_as_the_node_does(tmp_path):
     paired that step's observation: it is the next step's previous frame) and is not
     compared where the previous frame is not in the bag (a recording that began
     mid-episode); it was reported as changing its commands in both."""
-    model = linear_model(
-        tmp_path / 'b.onnx',
-        known_weights(in_dim=5) / 10,
-        obs_dim=OBS_DIM,
-        goal_dim=GOAL_DIM,
-        two_frame=True,
-    )
+    model = toy_model(tmp_path / 'b.onnx', two_frame=True)
 
     def dropped(rel, episode, step):
         lost_command = (rel, episode, step) == ('command', 0, 2)

@@ -305,6 +305,19 @@ def write_task_bag(
     writer.close()
 
 
+def popen_trainer(args: list[str]) -> subprocess.Popen:
+    """A trainer node process with ``args`` (its ``--ros-args ...``), output as text;
+    Ctrl-C (SIGINT) reaches it as in a terminal, also when the test runner ignores SIGINT
+    (a background job)."""
+    return subprocess.Popen(
+        [sys.executable, '-m', 'rpl_trainer.trainer_node', *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
 def run_trainer(*params: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess:
     args = ros_args('/trainer_offline', "namespaces:=''", *params)
     return subprocess.run(
@@ -336,13 +349,7 @@ def test_a_second_trainer_of_the_same_model_is_refused(tmp_path):
     write_task_bag(bag, episodes=1)
     model = tmp_path / 'out' / 'actor.onnx'
     params = [f'bags:={bag}', f'model_path:={model}', 'exit_after_updates:=200000']
-    first = subprocess.Popen(
-        [sys.executable, '-m', 'rpl_trainer.trainer_node']
-        + ros_args('/trainer_lock_a', "namespaces:=''", *params),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    first = popen_trainer(ros_args('/trainer_lock_a', "namespaces:=''", *params))
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / 'out' / 'actor.onnx.lock').exists():
@@ -359,25 +366,23 @@ def test_a_second_trainer_of_the_same_model_is_refused(tmp_path):
 
 
 def test_a_bag_of_another_task_or_controller_stops_the_start_with_one_line(tmp_path):
-    bag = tmp_path / 'push_bag'
-    write_task_bag(bag, episodes=1, task='push')  # same sizes: it would have been learned
-    model = tmp_path / 'out' / 'actor.onnx'
-    run = run_trainer(f'bags:={bag}', f'model_path:={model}', 'exit_after_updates:=5')
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert (
-        f"[trainer] error: bag {bag} was recorded on task 'push'; this learner learns "
-        "'slippery_push': not read"
-    ) in run.stdout, run.stdout
+    push, other = tmp_path / 'push_bag', tmp_path / 'mpc_bag'
+    write_task_bag(push, episodes=1, task='push')  # same sizes: it would have been learned
     # The learner recomputes base actions with its own controller: a bag of another one
     # was learned as if it were this one's.
-    other = tmp_path / 'mpc_bag'
     write_task_bag(other, episodes=1, controller='discrete_mpc_push')
-    run = run_trainer(f'bags:={other}', f'model_path:={model}', 'exit_after_updates:=5')
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert (
-        f"[trainer] error: bag {other}: its base actions came from ['discrete_mpc_push']; "
-        "this learner corrects 'reactive_push'"
-    ) in run.stdout, run.stdout
+    model = tmp_path / 'out' / 'actor.onnx'
+    for bag, message in (
+        (push, f"bag {push} was recorded on task 'push'; this learner learns 'slippery_push'"),
+        (
+            other,
+            f"bag {other}: its base actions came from ['discrete_mpc_push']; this learner "
+            "corrects 'reactive_push'",
+        ),
+    ):
+        run = run_trainer(f'bags:={bag}', f'model_path:={model}', 'exit_after_updates:=5')
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert f'[trainer] error: {message}' in run.stdout, run.stdout
     assert not (tmp_path / 'out').exists()  # a failed start leaves no model folder behind
     # A live trainer (no exit_after_updates) exported its first model before reading the
     # bags: a refused bag left it behind, and the next start was refused for it.
@@ -394,30 +399,11 @@ def test_a_bag_listed_twice_is_read_once_and_ctrl_c_of_an_offline_run_fails(tmp_
     model = tmp_path / 'out' / 'actor.onnx'
     twice = f'bags:={bag},{tmp_path}/./run_bag/'
     params = [twice, f'model_path:={model}', 'exit_after_updates:=100000000']
-    proc = subprocess.Popen(
-        [sys.executable, '-m', 'rpl_trainer.trainer_node']
-        + ros_args('/trainer_twice', "namespaces:=''", *params),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if 'ready:' in line or 'error' in line:
-                break
-        time.sleep(1.0)  # some updates
-        proc.send_signal(signal.SIGINT)
-        lines.append(proc.communicate(timeout=60)[0])
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    output = ''.join(lines)
+    args = ros_args('/trainer_twice', "namespaces:=''", *params)
+    code, output = _start_until_ready(args, 1.0, signal.SIGINT)  # some updates, then Ctrl-C
     assert 'listed twice in bags): read once' in output, output
     assert '2 episodes stored' in output, output  # in the ready line: not 4
-    assert proc.returncode == 130, output
+    assert code == 130, output
     assert 'stopped by SIGINT after ' in output and 'of 100000000 updates on the bags' in output
     assert f'the model as it stands exported to {model}' in output, output
     assert model.is_file()
@@ -520,23 +506,21 @@ def test_an_unwritable_model_path_stops_the_start_with_one_line(tmp_path):
         assert 'ready:' not in output and 'exported' not in output, output
 
 
-def _start_until_ready(args: list[str]) -> tuple[int, str]:
-    """Start a trainer node, stop it (SIGINT) once it is ready or has failed; its exit
-    status and output."""
-    proc = subprocess.Popen(
-        [sys.executable, '-m', 'rpl_trainer.trainer_node', *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def _start_until_ready(
+    args: list[str], run_s: float = 0.0, sig: int = signal.SIGTERM
+) -> tuple[int, str]:
+    """Start a trainer node, stop it with ``sig`` ``run_s`` after it is ready, or once it
+    has failed; its exit status and output."""
+    proc = popen_trainer(args)
     lines = []
     try:
         for line in proc.stdout:
             lines.append(line)
             if 'ready:' in line or 'error' in line:
+                time.sleep(run_s if 'ready:' in line else 0.0)
                 break
     finally:
-        code = stop_process(proc, timeout_s=30.0)
+        code = stop_process(proc, sig, timeout_s=30.0)
         output = ''.join(lines) + proc.stdout.read()
     return code, output
 
