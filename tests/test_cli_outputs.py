@@ -57,6 +57,43 @@ def test_write_output_never_replaces_without_force(tmp_path):
     assert os.listdir(path.parent) == ['r.json']  # no scratch file left
 
 
+def test_check_output_never_allows_an_input_and_names_odd_paths_in_one_line(tmp_path):
+    """A result written over the model or bag it was made from (--force), `--json out/`
+    written as a file, a too-long name as a traceback, a legal long name refused for the
+    probe's longer scratch name."""
+    model = tmp_path / 'actor.onnx'
+    model.write_bytes(b'model')
+    bag = tmp_path / 'bag'
+    bag.mkdir()
+    link = tmp_path / 'link.json'
+    link.symlink_to(model)
+    for path, inputs in ((model, [model]), (bag / 'metadata.yaml', [bag]), (link, [model])):
+        with pytest.raises(output_files.OutputError, match='is an input of this command'):
+            output_files.check_output(path, force=True, option='--json', inputs=inputs)
+    with pytest.raises(output_files.OutputError, match="'out/' names a folder"):
+        output_files.check_output('out/', force=False, option='--json')
+    with pytest.raises(output_files.OutputError, match='cannot write --json .*too long'):
+        output_files.check_output(tmp_path / ('b' * 300), force=False, option='--json')
+    legal = tmp_path / ('n' * 250)  # NAME_MAX is 255
+    output_files.check_output(legal, force=False, option='--json')
+    output_files.write_output(legal, b'x', force=False)
+    assert legal.read_bytes() == b'x' and model.read_bytes() == b'model'
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A full disk left a 0-byte or cut-off result that blocked the rerun ('exists
+    already')."""
+
+    def full(*args):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(output_files.os, 'replace', full)
+    for force in (False, True):
+        with pytest.raises(output_files.OutputError, match='No space left on device'):
+            output_files.write_output(tmp_path / 'r.json', b'{}', force=force)
+        assert os.listdir(tmp_path) == []
+
+
 # --- rpl eval ------------------------------------------------------------------------------
 
 

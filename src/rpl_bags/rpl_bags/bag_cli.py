@@ -33,6 +33,7 @@ from rpl_bags.topics import RECORDED_TOPICS, BagError, parse_topic_list
 from rpl_bags.writer import DEFAULT_STORAGE, STORAGES, existing_bag
 from rpl_interfaces import cli_parser, output_files
 from rpl_interfaces.params import ParameterError
+from rpl_interfaces.trainer_files import bag_identity
 
 
 class CliError(Exception):
@@ -178,19 +179,20 @@ def _check_outputs(force: bool, inputs: tuple[str, ...], **paths: str | None) ->
     named = {option: os.path.realpath(path) for option, path in paths.items() if path}
     if len(set(named.values())) < len(named):
         raise CliError(f'the outputs {", ".join(f"--{o}" for o in named)} must be different files')
-    for option, path in named.items():
-        for source in inputs:
-            source = os.path.realpath(source)
-            if path == source or path.startswith(source.rstrip(os.sep) + os.sep):
-                raise CliError(
-                    f'--{option} {paths[option]!r} is an input of this command (or inside '
-                    'one); it is never written over: give another file'
-                )
     if paths.get('png') and not paths['png'].lower().endswith('.png'):
         raise CliError(f'--png {paths["png"]!r} must end in .png (the figure is a PNG image)')
     for option, path in paths.items():
         if path:
-            output_files.check_output(path, force=force, option=f'--{option}')
+            output_files.check_output(path, force=force, option=f'--{option}', inputs=inputs)
+
+
+def _bag_inputs(bag: str) -> tuple[str, ...]:
+    """What reading ``bag`` opens: its folder (that of a storage file given by name) and
+    every file in it, links followed by the check."""
+    folder = bag_identity(bag)
+    if not os.path.isdir(folder):
+        return (folder,)
+    return (folder, *(os.path.join(folder, name) for name in os.listdir(folder)))
 
 
 def _write_json(path: str, data: dict, force: bool) -> None:
@@ -282,7 +284,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     png = args.png or _sibling(args.bag, '_eval.png')
     out = args.json or _sibling(args.bag, '_eval.json')
-    _check_outputs(args.force, (args.bag,), png=png, json=out)
+    _check_outputs(args.force, _bag_inputs(args.bag), png=png, json=out)
     run = load_run(args.bag, args.namespace)
     _warn('eval', run.problems)
     evaluation = evaluate_run(run)
@@ -322,7 +324,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
         raise CliError(f'--tolerance must be a finite number >= 0, got {args.tolerance}')
-    _check_outputs(args.force, (args.bag, args.model), json=args.json)
+    _check_outputs(args.force, (*_bag_inputs(args.bag), args.model), json=args.json)
     run = load_run(args.bag, args.namespace)
     _warn('replay-model', run.problems)
     try:

@@ -288,7 +288,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_task(args.task)
     out = args.json or default_eval_json(args.task, args.controller, args.model, args.seed)
     try:  # before the episodes run, not after
-        output_files.check_output(out, force=args.force, option='--json')
+        inputs = (args.model,) if args.model else ()  # a result never replaces the model
+        output_files.check_output(out, force=args.force, option='--json', inputs=inputs)
     except output_files.OutputError as exc:
         raise UsageError(str(exc)) from None
     try:  # unknown controller or parameter, bad value: one line, exit code 2

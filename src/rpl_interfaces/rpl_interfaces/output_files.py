@@ -13,6 +13,8 @@ import os
 import pathlib
 import stat
 import tempfile
+import time
+from collections.abc import Sequence
 
 
 class OutputError(ValueError):
@@ -28,7 +30,19 @@ def missing_parents(folder: pathlib.Path) -> list[pathlib.Path]:
     return missing
 
 
-def check_output(path: str | os.PathLike[str], *, force: bool, option: str) -> pathlib.Path:
+def within(path: str | os.PathLike[str], other: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``other`` or lies inside it (links and `..` resolved)."""
+    path, other = os.path.realpath(path), os.path.realpath(other)
+    return path == other or path.startswith(other.rstrip(os.sep) + os.sep)
+
+
+def check_output(
+    path: str | os.PathLike[str],
+    *,
+    force: bool,
+    option: str,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+) -> pathlib.Path:
     """Check that ``path`` can be written now, by trying it (:func:`probe_write`), and
     leave nothing behind.
 
@@ -36,16 +50,32 @@ def check_output(path: str | os.PathLike[str], *, force: bool, option: str) -> p
         path: The output file.
         force: Whether an existing file may be replaced.
         option: The command-line option that names the file (for the message), e.g. '--json'.
+        inputs: Files and folders the command reads: the output may be none of them, nor
+            lie inside one, even with ``force`` (a result written over the model or the bag
+            it was made from).
 
     Returns:
         ``path`` as a Path.
 
     Raises:
-        OutputError: ``path`` exists (and not ``force``), is a folder, is not a regular
-            file (a link, device or pipe, even with ``force``), or cannot be created.
+        OutputError: ``path`` is an input, exists (and not ``force``), is or names a folder,
+            is not a regular file (a link, device or pipe, even with ``force``), or cannot
+            be created.
     """
+    for source in inputs:
+        if within(path, source):
+            raise OutputError(
+                f'{option} {os.fspath(path)!r} is an input of this command (or inside one); it '
+                'is never written over: give another file'
+            )
+    if os.fspath(path).endswith(os.sep):  # `--json out/` names a folder, not a file
+        raise OutputError(f'{option} {os.fspath(path)!r} names a folder; give a file path')
     path = pathlib.Path(path)
-    if path.is_dir():
+    try:
+        folder = path.is_dir()
+    except OSError as exc:  # a name too long, say
+        raise OutputError(f'cannot write {option} {str(path)!r}: {os_reason(exc)}') from None
+    if folder:
         raise OutputError(f'{option} {str(path)!r} is a folder; give a file path')
     if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
         # --force replaces a file by renaming a new one over it: a link, device or pipe
@@ -82,7 +112,8 @@ def probe_write(path: str | os.PathLike[str]) -> None:
     try:
         for created in reversed(missing):
             created.mkdir()
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f'.{path.name}.', delete=True):
+        # A short scratch name: a legal name near NAME_MAX must not fail for the probe's.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.rpl-probe-', delete=True):
             pass
     finally:
         for created in missing:  # deepest first; only what this probe made
@@ -111,18 +142,23 @@ def write_output(path: str | os.PathLike[str], data: bytes, *, force: bool) -> p
     path = pathlib.Path(path)
     try:
         path.absolute().parent.mkdir(parents=True, exist_ok=True)
-        if not force:
-            with open(path, 'xb') as f:
-                f.write(data)
-            return path
-        scratch = path.absolute().parent / f'.{path.name}.{os.getpid()}.tmp'
+        # Written whole to a scratch file first: a full disk leaves nothing half-written
+        # at ``path`` (a part would block the rerun as 'exists already').
+        scratch = path.absolute().parent / f'.rpl-{os.getpid()}-{time.monotonic_ns()}.tmp'
+        reserved = False
         try:
             with open(scratch, 'xb') as f:  # the usual permissions, unlike mkstemp's 0600
                 f.write(data)
+            if not force:  # the name taken exclusively: a file that appeared since is kept
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+                reserved = True
             os.replace(scratch, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(scratch)
+            if reserved:  # the empty placeholder of a write that failed
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             raise
     except FileExistsError:
         raise OutputError(

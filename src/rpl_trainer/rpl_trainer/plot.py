@@ -269,7 +269,8 @@ def plot_runs(
             ``out`` exists (without ``force``) or cannot be written.
     """
     try:
-        output_files.check_output(out, force=force, option='--out')
+        # Never into a run it draws (its metrics.csv, config.json, ...).
+        output_files.check_output(out, force=force, option='--out', inputs=tuple(runs))
     except output_files.OutputError as exc:
         raise PlotError(str(exc)) from None
     import matplotlib
