@@ -391,9 +391,10 @@ def test_a_recording_with_nothing_on_a_control_topic_says_so_and_fails(tmp_path)
     assert errors == [
         '[bag_recorder] error: nothing recorded on any control topic '
         f'({namespace}/command, {namespace}/episode): '
-        f'was the stack running in {namespace}, after the recorder had started?'
+        f'was the stack running in {namespace}, after the recorder had started?; the empty '
+        f'bag {bag} was removed'
     ], output  # /diagnostics is recorded when published, never expected
-    assert bag.is_dir()  # the (empty) bag stays, as recorded
+    assert not bag.exists()  # not a message in it: the name is free for the rerun
 
 
 def test_a_mistyped_recorder_parameter_is_one_line_and_makes_no_bag(tmp_path):

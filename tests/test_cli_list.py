@@ -53,6 +53,19 @@ def test_list_models_shows_task_controller_and_heldout_success(capsys, repo_root
     ) in text
 
 
+def test_a_malformed_heldout_record_is_one_line(capsys, repo_root, tmp_path, monkeypatch):
+    """A heldout.json whose 'models' is not a mapping gave an AttributeError traceback."""
+    folder = tmp_path / 'models' / 'mine'
+    folder.mkdir(parents=True)
+    model = repo_root / 'models' / 'slippery_push_reactive_push' / 'actor.onnx'
+    (folder / 'actor.onnx').write_bytes(model.read_bytes())
+    (folder / 'heldout.json').write_text(json.dumps({'episodes': 1, 'seed': 0, 'models': []}))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(['list', 'models']) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'not a valid held-out record' in err, err
+
+
 def test_list_rejects_an_unknown_kind(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(['list', 'robots'])

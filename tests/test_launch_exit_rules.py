@@ -281,6 +281,17 @@ BAD_ARGUMENTS = [
         r'exists \(results are never written over; give a new file\)',
     ),
     ('push.launch.py', {'monitor': 'true', 'results': os.sep}, r'is a folder; give a new file'),
+    # Paths that cannot be written: the stack ran, then the monitor or recorder died.
+    (
+        'push.launch.py',
+        {'monitor': 'true', 'results': '/proc/rpl_results.json'},
+        r"results:='/proc/rpl_results.json' cannot be written",
+    ),
+    (
+        'push.launch.py',
+        {'record': 'true', 'bag': '/proc/rpl_new_bag'},
+        r"bag:='/proc/rpl_new_bag' cannot be created",
+    ),
     (
         'slippery_push.launch.py',
         {'record': 'true', 'bag': os.sep},

@@ -201,8 +201,14 @@ def test_plot_draws_runs_and_rejects_non_runs(smoke_run, tmp_path, capsys):
     figure = tmp_path / 'fig' / 'success.png'
     assert main(['plot', str(smoke_run), '--out', str(figure)]) == 0
     assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    assert main(['plot', str(tmp_path), '--out', str(tmp_path / 'other.png')]) == 2
+    not_a_run = tmp_path / 'not_a_run'
+    not_a_run.mkdir()
+    assert main(['plot', str(not_a_run), '--out', str(tmp_path / 'other.png')]) == 2
     assert 'not a run directory' in capsys.readouterr().err
+    # Never a figure into a run it draws (over its metrics.csv with --force, say).
+    into = ['plot', str(smoke_run), '--out', str(smoke_run / 'metrics.csv'), '--force']
+    assert main(into) == 2
+    assert 'is an input of this command' in capsys.readouterr().err
     # The same run twice, or a copy of it (the same seed), would be drawn as two seeds.
     twice = main(['plot', str(smoke_run), str(smoke_run), '--out', str(tmp_path / 't.png')])
     assert twice == 2 and f'{smoke_run} is given twice' in capsys.readouterr().err

@@ -199,6 +199,9 @@ def test_resume_refuses_a_config_file_and_conflicting_flags(capsys, tmp_path):
     run = tmp_path / 'run'
     run.mkdir()
     (run / 'config.json').write_text(make_config({'task': 'push'}).to_json())
+    assert main(['train', '--out', str(run), '--resume', '--show-config']) == 2
+    assert 'no checkpoint' in capsys.readouterr().err  # refused as the run refuses it
+    (run / 'checkpoint.pt').write_bytes(b'')  # read only by the run itself
     assert main(['train', '--out', str(run), '--resume', '--config', 'x.yaml']) == 2
     assert '--config cannot be combined with --resume' in capsys.readouterr().err
     assert main(['train', '--out', str(run), '--resume', '--task', 'slippery_push']) == 2

@@ -28,6 +28,7 @@ Run alone: ``rpl bag record PATH --namespace /rpl`` or
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -174,10 +175,14 @@ class BagRecorderNode(RplNode):
             count for name, count in self.writer.counts.items() if name not in self._side_topics
         )
         if empty and not recorded_any:  # the recording asked for did not happen
+            removed = ''
+            if not any(self.writer.counts.values()):  # not a message: the name is free again
+                shutil.rmtree(self.writer.path, ignore_errors=True)
+                removed = f'; the empty bag {self.writer.path} was removed'
             print(
                 f'[bag_recorder] error: nothing recorded on any control topic '
                 f'({", ".join(empty)}): was the stack running in {self.get_namespace()}, after '
-                'the recorder had started?',
+                f'the recorder had started?{removed}',
                 flush=True,
             )
             self.request_exit(EXIT_NOTHING_RECORDED)

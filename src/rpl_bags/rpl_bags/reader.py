@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import os
 import pathlib
+import stat
 from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 
@@ -168,9 +169,18 @@ def read_raw_bag(path: str | os.PathLike[str], topics: Collection[str] | None = 
         BagError: Nothing at ``path``, not a bag, or nothing readable at all.
     """
     path = pathlib.Path(path)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:
+        raise BagError(f'no bag at {str(path)!r}: {exc.strerror or exc}') from None
+    if not exists:
         raise BagError(f'no bag at {str(path)!r}: the path does not exist')
-    if path.is_file() and path.suffix not in _STORAGE_SUFFIX:
+    try:
+        kind = os.stat(path).st_mode
+    except OSError as exc:  # a name too long, a loop of links
+        raise BagError(f'no bag at {str(path)!r}: {exc.strerror or exc}') from None
+    regular_storage = stat.S_ISREG(kind) and path.suffix in _STORAGE_SUFFIX
+    if not (stat.S_ISDIR(kind) or regular_storage):  # a device or pipe would be read forever
         raise BagError(
             f'{str(path)!r} is not a bag: expected a bag directory, an .mcap or a .db3 file'
         )

@@ -112,7 +112,10 @@ def _entry(path: str) -> ModelEntry:
             with open(heldout_path) as f:
                 info = json.load(f)
             episodes, seed = int(info['episodes']), int(info['seed'])
-            model = _heldout(info.get('models', {}).get(os.path.basename(path)), episodes, seed)
+            models = info.get('models', {})
+            if not isinstance(models, dict):
+                raise TypeError(f"'models' must map file names to results, got {models!r}")
+            model = _heldout(models.get(os.path.basename(path)), episodes, seed)
             base = _heldout(info.get('base'), episodes, seed)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f'{heldout_path}: not a valid held-out record ({exc})') from None

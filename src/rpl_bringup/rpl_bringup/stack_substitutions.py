@@ -20,6 +20,7 @@ from launch import Action, LaunchContext, Substitution
 from launch.substitutions import LaunchConfiguration
 
 from rpl_base_controllers.registry import controllers_for
+from rpl_interfaces.output_files import os_reason, probe_write
 from rpl_interfaces.trainer_files import check_trainer_files
 from rpl_sim_bridge.bridge_config import MAX_SEED
 
@@ -281,6 +282,12 @@ class RecordBag(Substitution):
             problem = existing_bag(bag)
             if problem:
                 raise ValueError(f'launch argument bag:={bag!r}: {problem}')
+            try:  # as `rpl bag record` checks it: the stack would run, then the recorder fail
+                probe_write(os.path.join(bag, 'metadata.yaml'))
+            except OSError as exc:
+                raise ValueError(
+                    f'launch argument bag:={bag!r} cannot be created: {os_reason(exc)}'
+                ) from None
         return bag
 
     def describe(self) -> str:
@@ -315,6 +322,12 @@ class NewResultsFile(Substitution):
                     f'launch argument results:={path!r} exists (results are never written over; '
                     'give a new file)'
                 )
+            try:  # the monitor would die after start, its results never written
+                probe_write(path)
+            except OSError as exc:
+                raise ValueError(
+                    f'launch argument results:={path!r} cannot be written: {os_reason(exc)}'
+                ) from None
         return path
 
     def describe(self) -> str:

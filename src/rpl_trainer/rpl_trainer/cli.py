@@ -436,12 +436,15 @@ def _train(args: argparse.Namespace) -> int:
         residual_scales(config, problem.spec.action_fields)  # names the task's action fields
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    if args.show_config:  # settings a run would refuse are refused here too
+    try:  # settings and a folder a run would refuse are refused with --show-config too
+        check_run_dir(args.out, config, args.resume)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if args.show_config:
         print(source)
         print(config.to_json(), end='')
         return 0
     try:
-        check_run_dir(args.out, config, args.resume)
         # Checks the rest against the task (reward radius, privileged goals), writes nothing.
         trainer = Trainer(config, problem, args.out, progress=not args.no_progress)
     except ValueError as exc:
