@@ -94,6 +94,24 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
         assert os.listdir(tmp_path) == []
 
 
+def test_several_outputs_are_written_all_or_none(tmp_path):
+    """`rpl select` left a new model beside another selection's record, `rpl bag eval` a
+    figure without its JSON, when the second write failed."""
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    first = tmp_path / 'selected_actor.onnx'
+    for force in (False, True):
+        with pytest.raises(output_files.OutputError, match='cannot write'):
+            output_files.write_outputs(
+                [(first, b'model'), (blocker / 'selection.json', b'{}')], force=force
+            )
+        assert sorted(os.listdir(tmp_path)) == ['a_file']
+    written = output_files.write_outputs(
+        [(first, b'm'), (tmp_path / 'r.json', b'{}')], force=False
+    )
+    assert [p.read_bytes() for p in written] == [b'm', b'{}']
+
+
 # --- rpl eval ------------------------------------------------------------------------------
 
 

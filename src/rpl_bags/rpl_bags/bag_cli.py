@@ -195,9 +195,13 @@ def _bag_inputs(bag: str) -> tuple[str, ...]:
     return (folder, *(os.path.join(folder, name) for name in os.listdir(folder)))
 
 
+def _json_bytes(data: dict) -> bytes:
+    """A result as the JSON file holds it."""
+    return (json.dumps(data, indent=1, allow_nan=True) + '\n').encode()
+
+
 def _write_json(path: str, data: dict, force: bool) -> None:
-    text = json.dumps(data, indent=1, allow_nan=True) + '\n'
-    output_files.write_output(path, text.encode(), force=force)
+    output_files.write_output(path, _json_bytes(data), force=force)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -289,8 +293,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _warn('eval', run.problems)
     evaluation = evaluate_run(run)
     print(format_table(evaluation))
-    plot_evaluation(evaluation, png, force=args.force)
-    _write_json(out, evaluation.to_json(), args.force)
+    files = [(png, plot_evaluation(evaluation)), (out, _json_bytes(evaluation.to_json()))]
+    output_files.write_outputs(files, force=args.force)  # both or neither
     print(f'wrote {png} and {out}')
     return 1 if run.problems else 0
 

@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rpl_bags.recorded import RecordedEpisode, RecordedRun
-from rpl_interfaces import output_files
 
 PERCENTILES = (50, 90, 99)
 
@@ -239,13 +238,8 @@ def format_table(evaluation: BagEvaluation) -> str:
     return '\n'.join(rows)
 
 
-def plot_evaluation(evaluation: BagEvaluation, out_path: str, force: bool = False) -> None:
-    """Write a PNG: success and residual magnitude per episode, and a latency histogram.
-
-    Raises:
-        rpl_interfaces.output_files.OutputError: ``out_path`` exists (and not ``force``) or
-            cannot be written.
-    """
+def plot_evaluation(evaluation: BagEvaluation) -> bytes:
+    """A PNG image: success and residual magnitude per episode, and a latency histogram."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -295,4 +289,4 @@ def plot_evaluation(evaluation: BagEvaluation, out_path: str, force: bool = Fals
     image = io.BytesIO()
     fig.savefig(image, format='png', dpi=100)
     plt.close(fig)
-    output_files.write_output(out_path, image.getvalue(), force=force)
+    return image.getvalue()

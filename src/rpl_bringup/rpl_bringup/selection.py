@@ -272,13 +272,13 @@ def run_selection(
 def _write(
     outputs: tuple[pathlib.Path, pathlib.Path], model: bytes, record: dict[str, Any], force: bool
 ) -> None:
-    """The model, then the record (a failed write keeps the record in the error)."""
+    """The model and its record, both or neither (a failed write keeps the record in the
+    error): a model left beside another selection's record would be misread."""
     from rpl_interfaces import output_files
 
     text = json.dumps(record, indent=2) + '\n'
     try:
-        output_files.write_output(outputs[0], model, force=force)
-        output_files.write_output(outputs[1], text.encode(), force=force)
+        output_files.write_outputs([(outputs[0], model), (outputs[1], text.encode())], force=force)
     except output_files.OutputError as exc:
         error = SelectionError(f'{exc} (the selection is printed above)')
         error.record = text  # type: ignore[attr-defined]

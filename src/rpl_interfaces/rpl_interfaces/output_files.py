@@ -139,32 +139,59 @@ def write_output(path: str | os.PathLike[str], data: bytes, *, force: bool) -> p
     Raises:
         OutputError: The file exists (and not ``force``) or cannot be written.
     """
-    path = pathlib.Path(path)
+    return write_outputs([(path, data)], force=force)[0]
+
+
+def write_outputs(
+    files: Sequence[tuple[str | os.PathLike[str], bytes]], *, force: bool
+) -> list[pathlib.Path]:
+    """Write several result files, all or none: each is written whole to a scratch file
+    beside its name first, and only when every one is written are they moved onto their
+    names (a full disk leaves nothing half-written, and a model is never left without the
+    record that goes with it). Names as for :func:`write_output`.
+
+    Raises:
+        OutputError: A file exists (and not ``force``) or cannot be written; nothing of
+            this call is left then.
+    """
+    paths = [pathlib.Path(path) for path, _ in files]
+    scratches: list[pathlib.Path] = []
+    reserved: list[pathlib.Path] = []
+    current = paths[0] if paths else pathlib.Path()
+    appeared = False
     try:
-        path.absolute().parent.mkdir(parents=True, exist_ok=True)
-        # Written whole to a scratch file first: a full disk leaves nothing half-written
-        # at ``path`` (a part would block the rerun as 'exists already').
-        scratch = path.absolute().parent / f'.rpl-{os.getpid()}-{time.monotonic_ns()}.tmp'
-        reserved = False
-        try:
+        for path, (_, data) in zip(paths, files, strict=True):
+            current = path
+            path.absolute().parent.mkdir(parents=True, exist_ok=True)
+            scratch = path.absolute().parent / f'.rpl-{os.getpid()}-{time.monotonic_ns()}.tmp'
             with open(scratch, 'xb') as f:  # the usual permissions, unlike mkstemp's 0600
+                scratches.append(scratch)
                 f.write(data)
-            if not force:  # the name taken exclusively: a file that appeared since is kept
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
-                reserved = True
-            os.replace(scratch, path)
-        except BaseException:
+        if not force:  # the names taken exclusively: a file that appeared since is kept
+            for path in paths:
+                current = path
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    appeared = True
+                    raise
+                reserved.append(path)
+        for path, scratch in zip(paths, list(scratches), strict=True):
+            current = path
+            os.replace(scratch, path)  # a rename: it does not fail for a full disk
+            scratches.remove(scratch)
+            if path in reserved:
+                reserved.remove(path)
+    except BaseException as exc:
+        for leftover in [*scratches, *reserved]:  # scratch files, empty placeholders
             with contextlib.suppress(OSError):
-                os.unlink(scratch)
-            if reserved:  # the empty placeholder of a write that failed
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            raise
-    except FileExistsError:
-        raise OutputError(
-            f'{str(path)!r} appeared while this ran; not writing over it: add --force to '
-            'replace it, or give another path'
-        ) from None
-    except OSError as exc:
-        raise OutputError(f'cannot write {str(path)!r}: {exc.strerror or exc}') from None
-    return path
+                os.unlink(leftover)
+        if appeared:
+            raise OutputError(
+                f'{str(current)!r} appeared while this ran; not writing over it: add --force '
+                'to replace it, or give another path'
+            ) from None
+        if isinstance(exc, OSError):
+            raise OutputError(f'cannot write {str(current)!r}: {exc.strerror or exc}') from None
+        raise
+    return paths
