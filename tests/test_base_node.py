@@ -51,6 +51,11 @@ NODE_SCRIPT = textwrap.dedent(
 
         def destroy_node(self):
             self.get_logger().info(f'stopping after {self.ticks} ticks')
+            if self.config.behaviour == 'second_signal':  # Ctrl-C again during a last save
+                import os, signal, time
+                os.kill(os.getpid(), self.stop_signal)
+                time.sleep(0.2)
+                print('last save done', flush=True)
             super().destroy_node()
 
     sys.exit(run_node(Probe, sys.argv[1:], name='probe'))
@@ -146,6 +151,26 @@ def test_a_signal_stops_the_node_cleanly_and_its_last_log_reaches_rosout(sig):
     assert code == 0, output
     assert 'stopping after' in output, output  # logged while the node is destroyed
     assert ROSOUT_FAILURE not in output, output
+    assert 'Traceback' not in output, output
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_does_not_cut_the_last_save_short(sig):
+    """A second Ctrl-C (or a second SIGTERM) while the node was destroyed raised in its
+    last checkpoint save: a traceback, and the checkpoint lost."""
+    proc = subprocess.Popen(
+        _probe('behaviour:=second_signal'), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == 'ready'
+        code = stop_process(proc, sig, timeout_s=10)
+        output = proc.stdout.read()
+    finally:
+        stop_process(proc, signal.SIGKILL)
+    assert code == 0, output
+    assert 'last save done' in output, output
+    assert f'{sig.name} received while shutting down; finishing the last save first' in output
     assert 'Traceback' not in output, output
 
 

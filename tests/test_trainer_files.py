@@ -23,12 +23,22 @@ def test_the_trainer_files_are_checked_before_any_work(tmp_path):
     refused('model_path is empty', '', checkpoint, '', [])
     # Each checkpoint would have replaced the model.
     refused('model_path and checkpoint_path are the same file', model, model, '', [])
+    refused('one inside the other', model, model + '/c.pt', '', [])
+    refused("model_path 'out/' names a folder", 'out/', checkpoint, '', [])
+    # The run would write over the checkpoint it starts from (another run's).
+    refused('checkpoint_path and init_from are the same file', model, checkpoint, checkpoint, [])
     # An output inside a bag it reads: the recording would be written over.
     refused(
         'model_path .*bag.mcap is in the bag', str(bag / 'bag.mcap'), checkpoint, '', [str(bag)]
     )
     refused('checkpoint_path .* is in the bag', model, str(bag / 'ckpt.pt'), '', [str(bag)])
-    refused('model_path .* cannot be written: .* is a folder', str(tmp_path), checkpoint, '', [])
+    (bag / 'metadata.yaml').write_text('')  # the bag listed by its storage file
+    by_file = [str(bag / 'bag.mcap')]
+    refused('model_path .*actor.onnx is in the bag', str(bag / 'actor.onnx'), '', '', by_file)
+    (tmp_path / 'a_folder').mkdir()
+    refused(
+        'model_path .* cannot be written: .* is a folder', str(tmp_path / 'a_folder'), '', '', []
+    )
     refused('init_from: no checkpoint at', model, checkpoint, str(tmp_path / 'none.pt'), [])
     refused('bags: no bag at', model, checkpoint, '', [str(tmp_path / 'no_bag')])
     existing = tmp_path / 'keep.onnx'

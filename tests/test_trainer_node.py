@@ -114,7 +114,7 @@ def test_trainer_node_learns_from_live_topics_exports_and_resumes(tmp_path):
         )
         assert matched, 'trainer node did not subscribe'
         # The zero-residual model is there before any episode: residual nodes start on it.
-        assert model.exists(), 'no initial model exported'
+        assert side.spin_until(model.exists, 10.0), 'no initial model exported'
         initial = OnnxActor.load(model, obs_dim=SPEC.obs_dim, goal_dim=SPEC.goal_dim)
         assert not initial(np.full(SPEC.obs_dim, 0.3), np.full(SPEC.goal_dim, 0.5)).any()
         side.spin_until(lambda: False, 0.5)  # let discovery settle on the trainer's side
@@ -363,6 +363,27 @@ def test_a_second_trainer_of_the_same_model_is_refused(tmp_path):
         second.stdout
     )
     assert not (tmp_path / 'out' / 'actor.onnx.lock').exists()  # released at the first's end
+
+    # One per checkpoint too: two models, one checkpoint_path, the last save winning.
+    checkpoint = tmp_path / 'b' / 'trainer.pt'
+    owned = [f'model_path:={tmp_path / "b" / "actor.onnx"}', f'checkpoint_path:={checkpoint}']
+    first = popen_trainer(
+        ros_args('/trainer_lock_b', "namespaces:=''", f'bags:={bag}', *owned, *params[2:])
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / 'b' / 'trainer.pt.lock').exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+            time.sleep(0.1)
+        other = tmp_path / 'other' / 'actor.onnx'
+        second = run_trainer(
+            f'bags:={bag}', f'model_path:={other}', f'checkpoint_path:={checkpoint}'
+        )
+    finally:
+        stop_process(first, signal.SIGTERM, timeout_s=30)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert f"checkpoint_path '{checkpoint}' is being trained by another trainer" in second.stdout
+    assert not other.parent.exists()  # its failed start left nothing
 
 
 def test_a_bag_of_another_task_or_controller_stops_the_start_with_one_line(tmp_path):

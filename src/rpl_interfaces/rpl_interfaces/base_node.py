@@ -11,6 +11,7 @@ import gc
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -450,6 +451,21 @@ class _StopSignals:
             raise KeyboardInterrupt
         self.received = signum
 
+    def hold(self) -> None:
+        """While the node is destroyed (a last checkpoint being saved): further signals are
+        noted and said, not raised, so that the save completes."""
+        if self._previous:
+            for sig in self._previous:
+                signal.signal(sig, self._held)
+
+    def _held(self, signum: int, frame: Any) -> None:
+        print(
+            f'{signal.Signals(signum).name} received while shutting down; finishing the '
+            'last save first',
+            file=sys.stderr,
+            flush=True,
+        )
+
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
@@ -540,11 +556,16 @@ def run_node(
             print(_failure_line(label, exc, started=node is not None), flush=True)
             code = 1
     finally:
-        signals.restore()
         if node is not None:
             node.stop_signal = signals.received
-            node.destroy_node()  # while the context is valid: its logs still reach rosout
+            signals.hold()  # a second Ctrl-C must not cut a last save short
+            try:
+                node.destroy_node()  # while the context is valid: its logs reach rosout
+            finally:
+                signals.restore()
             if code == 0 and getattr(node, 'exit_code', None):
                 code = node.exit_code  # a failure while the node was destroyed
+        else:
+            signals.restore()
         rclpy.try_shutdown()
     return code

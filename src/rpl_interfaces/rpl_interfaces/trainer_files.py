@@ -66,10 +66,21 @@ def check_trainer_files(
     """
     if not model_path:
         raise ValueError('model_path is empty: set the ONNX file to write (model_path:=PATH)')
-    if checkpoint_path and _within(model_path, checkpoint_path):
+    for what, path in (('model_path', model_path), ('checkpoint_path', checkpoint_path)):
+        if path.endswith(os.sep):  # written as a file all the same, after the training
+            raise ValueError(f'{what} {path!r} names a folder; give a file path')
+    if checkpoint_path and (
+        _within(model_path, checkpoint_path) or _within(checkpoint_path, model_path)
+    ):
         raise ValueError(
-            f'model_path and checkpoint_path are the same file ({model_path}): each checkpoint '
-            'would replace the model; give two files'
+            f'model_path and checkpoint_path are the same file, or one inside the other '
+            f'({model_path}, {checkpoint_path}): each checkpoint would replace the model; give '
+            'two files'
+        )
+    if checkpoint_path and init_from and _within(checkpoint_path, init_from):
+        raise ValueError(
+            f'checkpoint_path and init_from are the same file ({init_from}): this run would '
+            'write over the checkpoint it starts from; give a new checkpoint_path'
         )
     for bag in bags:
         for what, path in (('model_path', model_path), ('checkpoint_path', checkpoint_path)):

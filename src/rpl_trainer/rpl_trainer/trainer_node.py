@@ -115,30 +115,43 @@ class TrainerNode(RplNode):
         super().__init__('trainer')
         try:
             self._start()
-        except BaseException:  # a start that fails lets go of the model again
-            if getattr(self, '_lock', None) is not None:
-                self._lock.release()
+        except BaseException as exc:  # a start that fails lets go of its files again
+            for lock in getattr(self, '_locks', ()):
+                lock.release()
             for folder in getattr(self, '_made_folders', ()):  # deepest first, if empty
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+            if isinstance(exc, KeyboardInterrupt):  # run_node took it for a clean stop (0)
+                raise ValueError(
+                    'interrupted while starting: nothing learned or written'
+                ) from None
             raise
 
     def _start(self) -> None:
         """Everything :meth:`__init__` does after the node exists (see the class)."""
         self.config = cfg = self.declare_config(TrainerNodeConfig)
         cfg.check_start()  # the files and overrides, before any work (the launch's checks)
-        # One trainer per model: a second one would write over its model and checkpoint.
-        lock_path = pathlib.Path(f'{cfg.model_path}.lock').absolute()
-        self._made_folders = missing_parents(lock_path.parent)  # removed if the start fails
-        lock_path.parent.mkdir(parents=True, exist_ok=True)  # the model's folder
-        self._lock = ExclusiveLock(lock_path)
-        try:
-            self._lock.acquire()
-        except BlockingIOError as exc:
-            raise ValueError(
-                f'model_path {cfg.model_path!r} is being trained by another trainer (pid '
-                f'{exc.holder}); one trainer per model and checkpoint'
-            ) from None
+        # One trainer per model and per checkpoint: a second one would write over them.
+        self._locks: list[ExclusiveLock] = []
+        self._made_folders: list[pathlib.Path] = []  # removed if the start fails
+        for what, path in (
+            ('model_path', cfg.model_path),
+            ('checkpoint_path', cfg.checkpoint_path),
+        ):
+            if not path:
+                continue
+            lock_path = pathlib.Path(f'{path}.lock').absolute()
+            self._made_folders = missing_parents(lock_path.parent) + self._made_folders
+            lock_path.parent.mkdir(parents=True, exist_ok=True)  # the file's folder
+            lock = ExclusiveLock(lock_path)
+            try:
+                lock.acquire()
+            except BlockingIOError as exc:
+                raise ValueError(
+                    f'{what} {path!r} is being trained by another trainer (pid '
+                    f'{exc.holder}); one trainer per model and checkpoint'
+                ) from None
+            self._locks.append(lock)
         self.offline_only = cfg.exit_after_updates > 0
         self._offline_finished = False
         if self.offline_only and not cfg.bag_list():
@@ -190,9 +203,6 @@ class TrainerNode(RplNode):
             raise ValueError(
                 'interrupted while reading the bags: nothing learned or written'
             ) from None
-        if not os.path.exists(cfg.model_path) and not self.offline_only:
-            which = 'resumed' if self.learner.agent.updates else 'initial (zero residual)'
-            self._export(f'{which} model, {cfg.model_path} did not exist')
         if self.offline_only and self.learner.buffer.size == 0:
             raise ValueError(
                 f'exit_after_updates:={cfg.exit_after_updates}: the bags {cfg.bag_list()} hold '
@@ -218,6 +228,11 @@ class TrainerNode(RplNode):
                 (contract.OBSERVATION, layout.fields),
             ):
                 self._subs.append(self._subscribe(ns, topic, fields, assembler))
+        # Written once everything that could refuse the start has passed (a bad namespace,
+        # a refused bag): a failed start leaves no model that blocks the next one.
+        if not os.path.exists(cfg.model_path) and not self.offline_only:
+            which = 'resumed' if self.learner.agent.updates else 'initial (zero residual)'
+            self._export(f'{which} model, {cfg.model_path} did not exist')
         self._diagnostics = self.make_diagnostics()
         self.create_timer(UPDATE_PERIOD_S, self._on_update_tick)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
@@ -258,7 +273,7 @@ class TrainerNode(RplNode):
             report = ingest_bags([path], self.learner, task=cfg.task, controller=cfg.controller)
             self.debt.add(report.transitions)
             self.bag_episodes += report.episodes
-            self.bags_ingested.append(path)
+            self.bags_ingested.append(bag)  # resolved: a resume from another folder agrees
             self.get_logger().info(
                 f'bag {path}: {report.episodes} episodes ({report.transitions} transitions) '
                 f'stored, skipped {report.skipped or "none"}'
@@ -393,7 +408,7 @@ class TrainerNode(RplNode):
             model = f'the model as it stands exported to {self.config.model_path}'
         except Exception as exc:  # the node still goes down, and says so
             model = f'no model exported ({exc})'
-        kept = 'checkpoint saved' if self.config.checkpoint_path else 'no checkpoint_path'
+        kept = 'saving the checkpoint' if self.config.checkpoint_path else 'no checkpoint_path'
         print(
             f'[trainer] stopped by {signal.Signals(signum).name} after {done} of '
             f'{self.config.exit_after_updates} updates on the bags; {model}; {kept}',
@@ -421,13 +436,17 @@ class TrainerNode(RplNode):
             self._save_at_shutdown = False  # once, whoever calls first
             try:
                 self.save_checkpoint('shutdown')
-            except Exception as exc:  # report it; the node still goes down
+            except Exception as exc:  # report it; the node still goes down, not with 0
                 self.get_logger().error(
-                    f'could not save the checkpoint {self.config.checkpoint_path}: {exc}'
+                    f'could not save the checkpoint {self.config.checkpoint_path}: {exc}; the '
+                    'learning since the last checkpoint is lost'
                 )
-        super().destroy_node()
-        if getattr(self, '_lock', None) is not None:
-            self._lock.release()
+                self.request_exit(1)
+        try:
+            super().destroy_node()
+        finally:
+            for lock in getattr(self, '_locks', ()):
+                lock.release()
 
     def _subscribe(
         self,
