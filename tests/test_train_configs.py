@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -189,6 +190,9 @@ def test_bad_settings_give_one_line_naming_them(capsys, tmp_path):
         '--config', str(path)
     )
     assert 'cannot read config file' in fails('--config', str(tmp_path / 'missing.yaml'))
+    fifo = tmp_path / 'config.fifo'
+    os.mkfifo(fifo)  # it was read forever (and /dev/zero until memory ran out)
+    assert f'config file {fifo} is not a regular file' in fails('--config', str(fifo))
     assert '--task is required' in fails()
     assert 'no controller' in fails('--task', 'hook')  # registered, no shipped config
     assert "unknown task 'toy'; known tasks: " in fails('--task', 'toy')

@@ -117,6 +117,8 @@ def read_run(run_dir: str | pathlib.Path) -> RunInfo:
         metrics = read_metrics(metrics_path)
     except ValueError as exc:
         raise SelectionError(str(exc)) from None
+    except OSError as exc:
+        raise SelectionError(f'{metrics_path} cannot be read: {exc.strerror or exc}') from None
     metric = best_metric(list(metrics))
     if metric not in metrics:
         raise SelectionError(f'{metrics_path} has no {metric} column: no periodic scores')
@@ -221,6 +223,8 @@ def run_selection(
     ranked = candidates(info.snapshots, top)
     blobs = []
     for snapshot in ranked:
+        if not snapshot.path.is_file():  # a pipe or device would be read forever
+            raise SelectionError(f'snapshot {snapshot.path} is not a regular file')
         try:
             blobs.append(snapshot.path.read_bytes())
         except OSError as exc:

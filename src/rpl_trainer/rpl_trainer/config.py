@@ -580,6 +580,9 @@ def read_config_file(path: str | os.PathLike[str] | Traversable) -> dict[str, An
             an unknown key; one line naming the file (values are checked by
             :func:`make_config`).
     """
+    if isinstance(path, (str, os.PathLike)) and os.path.exists(path) and not os.path.isfile(path):
+        # a pipe or device would be read until it ends, or memory does
+        raise ParameterError(f'config file {path} is not a regular file')
     try:
         text = path.read_text(encoding='utf-8')
     except OSError as exc:

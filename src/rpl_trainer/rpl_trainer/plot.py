@@ -190,6 +190,8 @@ def _load_run(
         metrics = read_metrics(run / METRICS_FILE)
     except ValueError as exc:
         raise PlotError(str(exc)) from None
+    except OSError as exc:
+        raise PlotError(f'{run / METRICS_FILE} cannot be read: {exc.strerror or exc}') from None
     column, scale, _ = X_AXES[x]
     name = METRICS[metric][0]
     steps, success = metrics.get(column), metrics.get(name)
@@ -209,6 +211,8 @@ def _read_json_object(path: pathlib.Path) -> dict[str, Any]:
         value = json.loads(path.read_text(encoding='utf-8'))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlotError(f'{path} is not valid JSON ({exc})') from None
+    except OSError as exc:  # unreadable (an I/O error)
+        raise PlotError(f'{path} cannot be read: {exc.strerror or exc}') from None
     if not isinstance(value, dict):
         raise PlotError(f'{path} holds a {type(value).__name__}, not a JSON object')
     return value

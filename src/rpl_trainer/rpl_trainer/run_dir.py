@@ -101,6 +101,8 @@ def read_run_config(out_dir: pathlib.Path) -> dict[str, Any]:
         make_config(values)
     except (ValueError, TypeError) as exc:
         raise RunDirError(f'{config_path} is not a valid config ({exc})') from exc
+    except OSError as exc:  # unreadable (an I/O error)
+        raise RunDirError(f'{config_path} cannot be read: {exc.strerror or exc}') from None
     return values
 
 
