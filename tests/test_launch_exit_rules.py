@@ -330,7 +330,7 @@ BAD_ARGUMENTS = [
     (
         'slippery_push_learn.launch.py',
         {'model_path': os.sep},
-        r'model_path / cannot be written: / is a folder',
+        r"model_path '/' names a folder; give a file path",
     ),
     (
         'slippery_push_learn.launch.py',

@@ -121,7 +121,10 @@ class TrainerNode(RplNode):
             for folder in getattr(self, '_made_folders', ()):  # deepest first, if empty
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-            if isinstance(exc, KeyboardInterrupt):  # run_node took it for a clean stop (0)
+            cfg = getattr(self, 'config', None)
+            if isinstance(exc, KeyboardInterrupt) and cfg and cfg.exit_after_updates > 0:
+                # run_node takes an interrupt at start for a clean stop (exit 0), as it is
+                # for a live trainer; an offline run asked for updates it did not make.
                 raise ValueError(
                     'interrupted while starting: nothing learned or written'
                 ) from None
@@ -198,8 +201,8 @@ class TrainerNode(RplNode):
         try:  # before anything is written: a refused bag leaves no model behind
             self._ingest(cfg)
         except KeyboardInterrupt:
-            # run_node took an interrupt during start for a clean stop (exit 0): here it
-            # left the run undone.
+            if not self.offline_only:
+                raise
             raise ValueError(
                 'interrupted while reading the bags: nothing learned or written'
             ) from None
