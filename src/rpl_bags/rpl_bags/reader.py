@@ -184,7 +184,10 @@ def read_raw_bag(path: str | os.PathLike[str], topics: Collection[str] | None = 
         raise BagError(
             f'{str(path)!r} is not a bag: expected a bag directory, an .mcap or a .db3 file'
         )
-    if path.is_dir() and not (path / 'metadata.yaml').exists():
+    metadata = path / 'metadata.yaml'
+    if path.is_dir() and metadata.exists() and not metadata.is_file():
+        raise BagError(f'bag {str(path)!r}: its metadata.yaml is not a regular file')
+    if path.is_dir() and not metadata.exists():
         problems = [f'{str(path)!r} has no metadata.yaml (the recording was not closed?)']
     else:
         try:

@@ -77,6 +77,8 @@ def _heldout(record: dict | None, episodes: int, seed: int) -> Heldout | None:
 
 def onnx_metadata(path: str) -> dict[str, str]:
     """The custom metadata of an ONNX file ({} when it cannot be read)."""
+    if not os.path.isfile(path):  # a pipe or device would be read forever
+        return {}
     try:
         import onnxruntime as ort
 
