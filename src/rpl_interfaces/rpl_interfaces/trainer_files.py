@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from rpl_interfaces.output_files import os_reason, probe_write
+from rpl_interfaces.output_files import os_reason, probe_write, within
 
 
 def check_writable(path: str, what: str) -> None:
@@ -41,12 +41,6 @@ def bag_identity(path: str) -> str:
     return resolved
 
 
-def _within(path: str, other: str) -> bool:
-    """Whether ``path`` is ``other`` or lies inside it (links resolved)."""
-    path, other = os.path.realpath(path), os.path.realpath(other)
-    return path == other or path.startswith(other.rstrip(os.sep) + os.sep)
-
-
 def check_trainer_files(
     model_path: str, checkpoint_path: str, init_from: str, bags: Sequence[str]
 ) -> None:
@@ -70,21 +64,21 @@ def check_trainer_files(
         if path.endswith(os.sep):  # written as a file all the same, after the training
             raise ValueError(f'{what} {path!r} names a folder; give a file path')
     if checkpoint_path and (
-        _within(model_path, checkpoint_path) or _within(checkpoint_path, model_path)
+        within(model_path, checkpoint_path) or within(checkpoint_path, model_path)
     ):
         raise ValueError(
             f'model_path and checkpoint_path are the same file, or one inside the other '
             f'({model_path}, {checkpoint_path}): each checkpoint would replace the model; give '
             'two files'
         )
-    if checkpoint_path and init_from and _within(checkpoint_path, init_from):
+    if checkpoint_path and init_from and within(checkpoint_path, init_from):
         raise ValueError(
             f'checkpoint_path and init_from are the same file ({init_from}): this run would '
             'write over the checkpoint it starts from; give a new checkpoint_path'
         )
     for bag in bags:
         for what, path in (('model_path', model_path), ('checkpoint_path', checkpoint_path)):
-            if path and os.path.exists(bag) and _within(path, bag_identity(bag)):
+            if path and os.path.exists(bag) and within(path, bag_identity(bag)):
                 raise ValueError(
                     f'{what} {path} is in the bag {bag} that bags:= reads: the recording would '
                     f'be written over; set {what}:= to a file outside it'

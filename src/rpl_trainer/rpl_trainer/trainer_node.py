@@ -198,14 +198,7 @@ class TrainerNode(RplNode):
             self.learner.agent.updates,
         )
         self._updates_at_start = self.learner.agent.updates
-        try:  # before anything is written: a refused bag leaves no model behind
-            self._ingest(cfg)
-        except KeyboardInterrupt:
-            if not self.offline_only:
-                raise
-            raise ValueError(
-                'interrupted while reading the bags: nothing learned or written'
-            ) from None
+        self._ingest(cfg)  # before anything is written: a refused bag leaves no model behind
         if self.offline_only and self.learner.buffer.size == 0:
             raise ValueError(
                 f'exit_after_updates:={cfg.exit_after_updates}: the bags {cfg.bag_list()} hold '
@@ -261,6 +254,7 @@ class TrainerNode(RplNode):
     def _ingest(self, cfg: TrainerNodeConfig) -> None:
         """Store the episodes of ``cfg``'s bags (each bag once)."""
         listed: dict[str, str] = {}  # the bag (its folder, resolved) -> as listed
+        stored = {bag_identity(p) for p in self.bags_ingested}  # by the checkpoint
         for path in cfg.bag_list():
             bag = bag_identity(path)
             if bag in listed:  # one recording stored twice would weigh double
@@ -269,7 +263,7 @@ class TrainerNode(RplNode):
                 )
                 continue
             listed[bag] = path
-            if bag in {bag_identity(p) for p in self.bags_ingested}:
+            if bag in stored:
                 self.get_logger().info(f'bag {path}: already in the checkpoint, not read again')
                 continue
             # BagError: one line (another task or controller, unreadable, ...).
