@@ -601,3 +601,11 @@ def test_init_from_starts_the_node_from_an_rpl_train_run(tmp_path):
     assert f'resumed from checkpoint {checkpoint}' in output, output
     assert f'init_from:={run / "checkpoint.pt"} not read' in output, output
     assert 'started from the rpl_train checkpoint' not in output, output
+
+    # init_from no longer set: the learner init_from brought (hidden_size 32, not the
+    # default) still continues; its config is in the node's checkpoint (it was refused).
+    args = ros_args('/trainer_warm', "namespaces:=''", *node[:2], *live)
+    code, output = _start_until_ready(args)
+    assert code == 0, output
+    assert f'resumed from checkpoint {checkpoint}' in output, output
+    assert load_checkpoint(checkpoint)['learner']['config']['hidden_size'] == 32

@@ -103,8 +103,25 @@ def save_learner(
     save_learner_checkpoint(path, TRAINER_NODE, learner.state_dict(), extra=dict(extra or {}))
 
 
-def load_learner(path: str | os.PathLike[str], learner: Learner) -> dict[str, Any]:
+def read_learner(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint saved by :func:`save_learner` (for :func:`load_learner`), without
+    loading it into a learner: its ``learner`` config can build the learner first.
+
+    Raises:
+        rpl_trainer.checkpoint.CheckpointError: As :func:`load_learner`.
+    """
+    return load_learner_checkpoint(path, TRAINER_NODE)
+
+
+def load_learner(
+    path: str | os.PathLike[str], learner: Learner, state: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Resume a learner saved by :func:`save_learner`; the file is only read.
+
+    Args:
+        path: The checkpoint.
+        learner: Loaded in place.
+        state: The file as :func:`read_learner` read it already (it is not read again).
 
     Returns:
         The ``extra`` values saved with it.
@@ -115,7 +132,8 @@ def load_learner(path: str | os.PathLike[str], learner: Learner) -> dict[str, An
             :func:`rpl_trainer.learner.start_from`), or a learner of another config or size;
             the message names the file and the reason.
     """
-    state = load_learner_checkpoint(path, TRAINER_NODE)
+    if state is None:
+        state = read_learner(path)
     try:
         learner.load_state_dict(state['learner'])
     except (KeyError, TypeError) as exc:
@@ -129,5 +147,6 @@ __all__ = [
     'OfflineLearner',
     'UpdateDebt',
     'load_learner',
+    'read_learner',
     'save_learner',
 ]

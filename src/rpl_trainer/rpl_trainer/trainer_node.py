@@ -108,6 +108,15 @@ def model_run(path: str | os.PathLike[str]) -> str | None:
     return session.get_modelmeta().custom_metadata_map.get(RUN_KEY)
 
 
+def _own_checkpoint_refused(exc: CheckpointError) -> ValueError:
+    """The one line for a node checkpoint that cannot be continued (run_node prints a
+    ValueError as one line); the file is only ever read."""
+    return ValueError(
+        f'{exc}. The file was left as it is: fix the parameters to match it, or move '
+        'it away (or set another checkpoint_path) to start afresh'
+    )
+
+
 class TrainerNode(RplNode):
     """Trainer node; see the module docstring."""
 
@@ -165,8 +174,10 @@ class TrainerNode(RplNode):
         from rpl_sim_bridge.bridge import observation_layout
         from rpl_sim_bridge.tasks import task_spec
 
+        own = self._read_own_checkpoint(cfg.checkpoint_path) if cfg.resuming() else None
+        self._init_from = ''  # the checkpoint this learner was once started from
         self.learner = offline.OfflineLearner.for_task(
-            cfg.train_config(self._base_config(cfg)), cfg.updates_per_step
+            cfg.train_config(self._base_config(cfg, own)), cfg.updates_per_step
         )
         spec = task_spec(cfg.task)
         layout = observation_layout(spec)
@@ -188,8 +199,8 @@ class TrainerNode(RplNode):
         self._updates_at_start = 0
         self._resume_after_ns: dict[str, int] = {}  # namespace -> from the checkpoint
         self._throttle = LogThrottle(5.0)
-        if cfg.resuming():
-            self._resume(cfg.checkpoint_path)
+        if own is not None:
+            self._resume(cfg.checkpoint_path, own)
         elif cfg.init_from:
             self._start_from(cfg.init_from)
         self.schedule = SaveSchedule(
@@ -278,14 +289,33 @@ class TrainerNode(RplNode):
             )
 
     @staticmethod
-    def _base_config(cfg: TrainerNodeConfig) -> dict | None:
-        """With ``init_from``: the config the learner continues (that checkpoint's, or the
-        node's own checkpoint's once it exists), under the node's parameters."""
-        if not cfg.init_from:
-            return None
-        path = cfg.checkpoint_path if cfg.resuming() else cfg.init_from  # checked at start
+    def _read_own_checkpoint(path: str) -> dict:
+        """The node's own checkpoint, read once at start (the learner's config, then the
+        learner)."""
         try:
-            return dict(load_learner_checkpoint(path)['learner']['config'])
+            return offline.read_learner(path)
+        except CheckpointError as exc:
+            raise _own_checkpoint_refused(exc) from exc
+
+    @staticmethod
+    def _base_config(cfg: TrainerNodeConfig, own: dict | None) -> dict | None:
+        """The config the learner continues, under the node's parameters: with ``init_from``
+        that checkpoint's; resuming a learner that ``init_from`` once started, its own
+        checkpoint's (``init_from`` need not still be set); else None (the defaults)."""
+        if own is not None:
+            extra = own.get('extra', {})
+            # Checkpoints before stop 36 do not say; init_from still set tells then.
+            started = extra.get('init_from') if 'init_from' in extra else cfg.init_from
+            path, state = cfg.checkpoint_path, own
+        elif cfg.init_from:
+            started, path, state = cfg.init_from, cfg.init_from, None
+        else:
+            return None
+        if not started:
+            return None
+        try:
+            state = state or load_learner_checkpoint(path)
+            return dict(state['learner']['config'])
         except (CheckpointError, KeyError, TypeError) as exc:
             raise ValueError(f'init_from: {exc}') from None
 
@@ -297,20 +327,18 @@ class TrainerNode(RplNode):
                 f'init_from: {exc}; set task, controller and train_overrides to agree with '
                 "it, or init_from:='' to start afresh"
             ) from None
+        self._init_from = os.path.realpath(path)
         self.resumed = f'{path} ({kind} checkpoint, warm start)'
         self.get_logger().info(
             f'started from the {kind} checkpoint {path} (init_from): {self._learner_summary()}'
         )
 
-    def _resume(self, path: str) -> None:
+    def _resume(self, path: str, own: dict) -> None:
         try:
-            extra = offline.load_learner(path, self.learner)
+            extra = offline.load_learner(path, self.learner, own)
         except CheckpointError as exc:
-            # run_node prints a ValueError as one line; the file is only ever read here.
-            raise ValueError(
-                f'{exc}. The file was left as it is: fix the parameters to match it, or move '
-                'it away (or set another checkpoint_path) to start afresh'
-            ) from exc
+            raise _own_checkpoint_refused(exc) from exc
+        self._init_from = str(extra.get('init_from') or '')
         wrote = extra.get('model_path')  # both absent in checkpoints before stop 35
         self._run_id = extra.get('run_id') or self._run_id
         model = self.config.model_path
@@ -376,6 +404,8 @@ class TrainerNode(RplNode):
         extra = {
             'bag_episodes': self.bag_episodes,
             'bags': list(self.bags_ingested),
+            # The learner's config is that checkpoint's: a resume builds it so again.
+            'init_from': self._init_from,
             # Which model this trainer wrote: a resumed trainer writes over that one only.
             'model_path': os.path.realpath(self.config.model_path),
             'run_id': self._run_id,
