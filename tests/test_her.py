@@ -186,3 +186,17 @@ def test_bad_inputs_are_rejected():
     buffer = ReplayBuffer(Dims(3, 2, ACTION_DIM), STEPS + 1, capacity=100)
     with pytest.raises(ValueError, match='steps'):
         buffer.store(tagged_episodes())
+
+
+def test_a_buffer_larger_than_the_machines_memory_is_one_line():
+    """numpy's allocation failed with a traceback (or succeeded lazily, to be killed
+    later); the size is refused before anything is allocated, naming the setting."""
+    import os
+
+    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    dims = Dims(25, 3, 4)
+    per_transition = 4 * (25 + 3 + 3 + 2 * 4)  # about: float32 obs, goals, two actions
+    capacity = (memory // per_transition) * 2
+    with pytest.raises(ValueError, match=rf'^buffer_size={capacity} needs .* lower buffer_size$'):
+        ReplayBuffer(dims, 50, capacity)
+    ReplayBuffer(dims, 50, capacity // 1000)  # a size that fits is made as before

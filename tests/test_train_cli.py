@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -169,6 +170,9 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
         "unknown controller 'nope'",
         'reactive_push',
     )
+    if os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') < 100 * 1024**3:
+        huge = ['--set', 'buffer_size=1000000000']  # push: about 140 GiB of buffer
+        fails([*SMOKE, '--steps', '9', '--out', new, *huge], 'GiB for the replay buffer')
     assert not (tmp_path / 'new').exists()
 
     fails(

@@ -16,6 +16,7 @@ obs_dim = 25, goal_dim = 3, action_dim = 4.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
@@ -238,6 +239,21 @@ class HerSampler:
         return residual_explaining(executed, self._base(obs, goal, np.float64), self.scale)
 
 
+def _check_fits(nbytes: int, capacity: int) -> None:
+    """Refuse a replay buffer larger than this machine's memory, in one line (numpy's
+    allocation would fail with a traceback, or succeed lazily and be killed later)."""
+    try:
+        memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (AttributeError, ValueError, OSError):  # not known here: numpy decides
+        return
+    if nbytes > memory:
+        gib = 1024**3
+        raise ValueError(
+            f'buffer_size={capacity} needs {nbytes / gib:.1f} GiB for the replay buffer, more '
+            f"than this machine's {memory / gib:.1f} GiB of memory: lower buffer_size"
+        )
+
+
 class ReplayBuffer:
     """FIFO store of whole episodes (capacity rounded down to whole episodes, at least one).
 
@@ -252,6 +268,9 @@ class ReplayBuffer:
         self.steps = episode_steps
         self.max_episodes = max(1, capacity // episode_steps)
         n, t = self.max_episodes, episode_steps
+        per_episode = (t + 1) * (dims.obs_dim + dims.goal_dim)  # obs, achieved goal
+        per_episode += t * (dims.goal_dim + 2 * dims.action_dim)  # goal, action, executed
+        _check_fits(n * per_episode * np.dtype(np.float32).itemsize, capacity)
         self._data = EpisodeBatch(
             obs=np.zeros((n, t + 1, dims.obs_dim), np.float32),
             achieved_goal=np.zeros((n, t + 1, dims.goal_dim), np.float32),
