@@ -103,6 +103,25 @@ def test_a_bad_parameter_at_start_is_one_line_and_exit_code_2():
     assert 'Traceback' not in output
 
 
+@pytest.mark.parametrize(
+    ('ros', 'env', 'expected'),
+    [
+        (['-p', 'period_s'], {}, "Couldn't parse parameter override rule: '-p period_s'"),
+        (['-r', 'a'], {}, "Couldn't parse remap rule: '-r a'"),
+        ([], {'ROS_DOMAIN_ID': 'abc'}, 'ROS_DOMAIN_ID is not an integral number'),
+    ],
+)
+def test_malformed_ros_arguments_are_one_line_and_exit_code_2(ros, env, expected):
+    """rcl refuses them in rclpy.init, before any node: that was rclpy's traceback."""
+    command = [sys.executable, '-c', NODE_SCRIPT, '--ros-args', *ros]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=30, env={**os.environ, **env}
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == f'[probe] error: cannot start ROS: {expected}\n', done.stdout
+    assert 'Traceback' not in done.stderr, done.stderr
+
+
 def test_a_mistyped_parameter_at_start_is_one_line_and_exit_code_2():
     done = _run('period_s:=abc')  # rclpy's InvalidParameterTypeException, not a ValueError
     output = (done.stdout + done.stderr).strip()

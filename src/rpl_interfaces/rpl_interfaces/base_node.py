@@ -297,6 +297,15 @@ class RplNode(Node):
         publisher.publish(arr)
 
 
+def _rcl_reason(exc: Exception) -> str:
+    """rcl's start error as one line: its reason without the C source locations."""
+    text = ' '.join(str(exc).split())
+    text = text.removeprefix('failed to initialize rcl: ')
+    for cut in ('. Error: ', ', at /'):
+        text = text.split(cut, 1)[0]
+    return f'cannot start ROS: {text}'
+
+
 def _factory_name(factory: Callable[[], Node]) -> str:
     return getattr(factory, '__name__', 'rpl node')
 
@@ -515,7 +524,11 @@ def run_node(
     Returns:
         Process exit code.
     """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except Exception as exc:  # rcl's error: malformed --ros-args, a bad ROS_DOMAIN_ID, ...
+        print(f'[{name or _factory_name(factory)}] error: {_rcl_reason(exc)}', flush=True)
+        return 2
     signals = _StopSignals()
     node = None
     code = 0
