@@ -121,14 +121,30 @@ def test_stack_required_nodes_end_the_launch_non_zero_on_a_crash(file_name):
         recorder.on_exit(ProcessExited('bag_recorder', 1, 2, recorder.cmd))
 
 
+def test_a_dead_episode_monitor_ends_the_launch_non_zero():
+    """Its results (results:=) were asked for: a monitor that dies mid-run left them
+    incomplete while the launch went on and ended with 0."""
+    plans = {p.node.name: p for p in plan_rpl_launch('push.launch.py', monitor='true')}
+    monitor = plans['episode_monitor']
+    assert not monitor.required and not monitor.respawn
+    verdict = monitor.on_exit(ProcessExited('episode_monitor', 1, 0, monitor.cmd))
+    assert verdict.shutdown is None and not verdict.messages  # exit 0: nothing changes
+    with pytest.raises(
+        RuntimeError,
+        match=r'^episode_monitor died \(code -9\): its episode lines and results file stop',
+    ):
+        monitor.on_exit(ProcessExited('episode_monitor', 1, -9, monitor.cmd))
+
+
 def test_exit_callables_ignore_exits_while_the_launch_shuts_down():
     plan_rpl_launch('push.launch.py')  # installs the stand-in launch modules the helpers import
     from rpl_bringup.launch_shim.core import LaunchContext
-    from rpl_bringup.stack_exits import RequiredExit, RespawnWatch
+    from rpl_bringup.stack_exits import RequiredExit, RespawnWatch, WatchedExit
 
     context = LaunchContext()
     context.is_shutdown = True  # as the real launch calls them during a shutdown (Ctrl-C)
     assert RequiredExit('the sim bridge')(ProcessExited('s', 1, -2, ()), context) is None
+    assert WatchedExit('the monitor')(ProcessExited('m', 1, -2, ()), context) is None
     watch = RespawnWatch('the controller', 0.0, '')
     for _ in range(2):
         assert watch(ProcessExited('c', 1, -2, ()), context) is None
@@ -492,6 +508,32 @@ def test_killed_base_controller_is_respawned_and_a_crash_loop_ends_the_launch(tm
             r'\(the base controller: check its parameters\); stopping the launch',
             runner.output(),
         ), runner.output()
+    finally:
+        stop_process(runner.proc, signal.SIGINT, timeout_s=15)
+
+
+@pytest.mark.integration
+def test_a_killed_episode_monitor_ends_the_launch_non_zero(tmp_path):
+    import signal
+
+    from helpers import Child, stop_process
+
+    results = tmp_path / 'results.json'
+    runner = Child(
+        [
+            *CLI_LAUNCH, 'rpl_bringup', 'push.launch.py',
+            f'namespace:=/itest_{os.getpid()}_monitor', 'monitor:=true', f'results:={results}',
+        ]
+    )  # fmt: skip
+    try:
+        runner.wait_for(lambda: len(_episodes(results)) >= 1, 40, 'the first episode')
+        os.kill(runner.pids_of('episode_monitor')[0], signal.SIGKILL)
+        assert runner.proc.wait(30) == 1, runner.output()
+        assert (
+            '[rpl launch] episode_monitor died (code -9): its episode lines and results file '
+            'stop there; stopping the launch'
+        ) in runner.output(), runner.output()
+        assert _episodes(results)  # what it wrote before stays
     finally:
         stop_process(runner.proc, signal.SIGINT, timeout_s=15)
 

@@ -1,8 +1,9 @@
 """What a node's exit does to a launch: the ``on_exit`` callables of the stack's nodes.
 
 :class:`RequiredExit` (a required node: exit 0 ends the launch, anything else ends it with
-an error) and :class:`RespawnWatch` (a respawning node: a log line, or an error on a crash
-loop). Plain callables of the standard ``launch`` API, so ``ros2 launch`` and
+an error), :class:`WatchedExit` (a node whose output was asked for: a failure ends the
+launch with an error) and :class:`RespawnWatch` (a respawning node: a log line, or an error
+on a crash loop). Plain callables of the standard ``launch`` API, so ``ros2 launch`` and
 ``rpl launch`` apply them alike.
 """
 
@@ -35,6 +36,20 @@ class RequiredExit:
         if event.returncode == 0:
             return Shutdown(reason=f'{self._what} (required) finished')
         raise RuntimeError(f'required process {event.process_name} died (code {event.returncode})')
+
+
+class WatchedExit:
+    """``on_exit`` callable of a node that is not required but whose output the user asked
+    for (the episode monitor and its ``results:=``): its failure raises, which ends the
+    launch with an error (the output is incomplete); exit 0 changes nothing."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        if getattr(context, 'is_shutdown', False) or event.returncode == 0:
+            return None
+        raise RuntimeError(f'{event.process_name} died (code {event.returncode}): {self._what}')
 
 
 class RespawnWatch:

@@ -39,7 +39,9 @@ files) runs one stack:
   naming it.
 * ``monitor:=true`` adds ``episode_monitor`` (rpl_bringup), which prints one line per
   episode and writes ``results:=FILE``; the sim bridge then also waits for it to subscribe
-  (DDS discovery here can take a few seconds, longer than a short run lives).
+  (DDS discovery here can take a few seconds, longer than a short run lives). If the
+  monitor dies the launch ends non-zero (:class:`~rpl_bringup.stack_exits.WatchedExit`):
+  the results asked for stop there.
 * ``record:=true bag:=PATH`` adds ``bag_recorder`` (rpl_bags), which records every
   control topic to a new rosbag2 bag (mcap) at PATH; the sim bridge waits for it the same
   way, so the bag holds the run from step 0. The recorder is required: if it cannot start
@@ -86,7 +88,7 @@ from rpl_bringup.stack_arguments import (
     launch_arguments,
     learn_launch_arguments,
 )
-from rpl_bringup.stack_exits import RequiredExit, RespawnWatch
+from rpl_bringup.stack_exits import RequiredExit, RespawnWatch, WatchedExit
 from rpl_bringup.stack_substitutions import (
     EXPLORER_SEED_STRIDE,
     MAX_EXPLORERS,
@@ -210,6 +212,7 @@ def _episode_monitor(namespace: Any, output_path: Any, condition: Any) -> Node:
         namespace=namespace,
         parameters=[{'output_path': output_path}],
         output='screen',
+        on_exit=WatchedExit('its episode lines and results file stop there'),
         condition=condition,
     )
 
