@@ -180,3 +180,38 @@ def test_show_args_lists_the_arguments_of_included_files_too(user_launch_file):
     assert names[:5] == ['my_seed', 'my_episodes', 'my_controller', 'my_namespace', 'second']
     assert {'controller', 'episodes', 'seed', 'record', 'bag'} <= set(names)
     assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize(
+    ('text', 'expected'),
+    [
+        (
+            'def generate_launch_description(:\n    pass\n',
+            'failed: SyntaxError: invalid syntax (at broken.launch.py:1)',
+        ),
+        (
+            'import no_such_module_here\n',
+            "failed: ModuleNotFoundError: No module named 'no_such_module_here' (at "
+            'broken.launch.py:1 in <module>)',
+        ),
+        (
+            'import os\n\ndef generate_launch_description():\n    return os.environ["NOPE_X"]\n',
+            "failed: KeyError: 'NOPE_X' (at broken.launch.py:4 in generate_launch_description)",
+        ),
+    ],
+)
+def test_a_broken_user_launch_file_is_one_line_saying_where(tmp_path, text, expected):
+    """A syntax error, a missing module, or a mistake in generate_launch_description() was
+    the interpreter's traceback through the runner; the traceback stays on request."""
+    path = tmp_path / 'broken.launch.py'
+    path.write_text(text)
+    command = [sys.executable, '-m', 'rpl_bringup.cli', 'launch', '--own-runner', str(path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == '' and done.stderr == (
+        f"rpl launch: error: launch file '{path}' {expected}; set RPL_TRACEBACK=1 for the "
+        'whole traceback\n'
+    )
+    env = {**os.environ, 'RPL_TRACEBACK': '1'}
+    again = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert again.returncode != 0 and 'Traceback (most recent call last)' in again.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from rpl_bringup.launch_shim.core import (
 )
 
 _loaded = itertools.count()
+TRACEBACK_ENV = 'RPL_TRACEBACK'  # 1: a failing launch file's whole traceback
 
 
 def load_python_launch_file(path: str) -> Any:
@@ -43,11 +45,37 @@ def load_python_launch_file(path: str) -> Any:
     if spec is None or spec.loader is None:
         raise LaunchError(f'cannot load launch file {path!r}')
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    generate = getattr(module, 'generate_launch_description', None)
-    if not callable(generate):
-        raise LaunchError(f'launch file {path!r} defines no generate_launch_description()')
-    return generate()
+    try:
+        spec.loader.exec_module(module)
+        generate = getattr(module, 'generate_launch_description', None)
+        if not callable(generate):
+            raise LaunchError(f'launch file {path!r} defines no generate_launch_description()')
+        return generate()
+    except LaunchError:
+        raise
+    except Exception as exc:  # the file's own mistake: one line saying where, unless asked
+        if os.environ.get(TRACEBACK_ENV) == '1':
+            raise
+        raise _file_failure(path, exc) from None
+
+
+def _file_failure(path: str, exc: Exception) -> LaunchError:
+    """One line for a launch file that does not import or whose
+    ``generate_launch_description()`` raised: the error and where, in that file if it is
+    there (a syntax error, a missing module, a mistake in the function)."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        where = f'{os.path.basename(exc.filename)}:{exc.lineno}'
+        text = f'SyntaxError: {exc.msg}'
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        own = [f for f in frames if os.path.abspath(f.filename) == os.path.abspath(path)]
+        frame = (own or frames)[-1]
+        where = f'{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}'
+        text = f'{type(exc).__name__}: {" ".join(str(exc).split()) or "-"}'
+    return LaunchError(
+        f'launch file {path!r} failed: {text} (at {where}); set {TRACEBACK_ENV}=1 for the '
+        'whole traceback'
+    )
 
 
 class PythonLaunchDescriptionSource:
