@@ -596,6 +596,40 @@ def test_a_forged_base_action_never_takes_the_step_from_the_real_one(
     assert mixer.counts[pairing.STREAM_RESTART] == 0
 
 
+FIELDS = ('dx', 'dy', 'dz', 'gripper')
+
+
+@pytest.mark.parametrize('fields', [FIELDS[:3], (*FIELDS, 'extra')])
+def test_a_base_action_of_another_size_never_resizes_the_stream(model_path, fields):
+    """As the node feeds it (field names and frame_id with every base action): a base
+    action of another size than the stream's was noted as the stream's first, so the size
+    check passed and it went out as a command of that size; now it is rejected and the real
+    base action of the step still wins."""
+    mixer = make_mixer(model_path)
+    assert mixer.add_observation(0, 0, OBS, GOAL) is None
+    first = mixer.add_base_action(0, 0, BASE, FIELDS, controller='my_controller')
+    assert (first.source, first.reason) == ('residual', 'ok')
+    assert mixer.add_observation(0, 1, OBS, GOAL) is None
+    forged = np.resize(BASE, len(fields))
+    assert mixer.add_base_action(0, 1, forged, fields, controller='my_controller') is None
+    assert mixer.counts[m.REJECTED_BASE_WRONG_SIZE] == 1
+    assert mixer.live.action_fields == FIELDS  # the stream is still the valid messages'
+    real = mixer.add_base_action(0, 1, BASE, FIELDS, controller='my_controller')
+    assert (real.source, real.reason) == ('residual', 'ok') and real.command.shape == (4,)
+    np.testing.assert_allclose(real.command, expected_command()[0], atol=1e-5)
+
+
+def test_a_stream_of_another_size_than_the_model_falls_back_to_its_base_actions(model_path):
+    """The first valid base action sets the stream's size, not the model: a model of another
+    size is a mismatch (the base action goes out), not a reason to refuse every message."""
+    mixer = make_mixer(model_path)
+    assert mixer.add_observation(0, 0, OBS, GOAL) is None
+    decision = mixer.add_base_action(0, 0, BASE[:3], FIELDS[:3], controller='c')
+    assert decision.source == 'base' and decision.reason != 'ok'
+    np.testing.assert_array_equal(decision.command, BASE[:3])
+    assert mixer.counts[m.REJECTED_BASE_WRONG_SIZE] == 0
+
+
 @pytest.mark.parametrize('bad', BAD_BASES)
 @pytest.mark.parametrize('with_model', [True, False])
 def test_an_invalid_base_action_alone_gives_no_command(model_path, bad, with_model):

@@ -12,7 +12,8 @@ reports /diagnostics.
 Action layout. Nothing here knows the action's size or names: a base action is a vector of
 any non-empty size, and its field names (``add_base_action(..., fields)``) travel on to the
 step's Decision, so the command and residual carry the base action's names. The size a base
-action must have is the stream's own (the field names it last noted), else the running
+action must have is the stream's own (the field names of the valid base actions so far:
+a base action of another size is rejected, it never resizes the stream), else the running
 model's, else any; a model's size is its graph's output (checked against its metadata's
 ``action_fields``). A base action whose field names differ from the model's
 ``action_fields`` is a model mismatch (base fallback, one note); one of another size than a
@@ -229,7 +230,12 @@ class ResidualMixer:
         self._pairing.add_terminal((episode, step))
 
     def add_base_action(
-        self, episode: int, step: int, action: np.ndarray, fields: tuple[str, ...] = ()
+        self,
+        episode: int,
+        step: int,
+        action: np.ndarray,
+        fields: tuple[str, ...] = (),
+        controller: str | None = None,
     ) -> Decision | None:
         """Take one base action message.
 
@@ -240,13 +246,17 @@ class ResidualMixer:
                 another size than :meth:`expected_action_dim`, is rejected (no command is
                 ever made from it).
             fields: Its field names, given on to the step's Decision.
+            controller: Its frame_id: with it, the message's controller and ``fields`` are
+                noted as the stream's (:meth:`note_base_action_source`) once the message is
+                accepted, never from a rejected one (a base action of another size would
+                otherwise set the size it is checked against).
 
         Returns:
             The Decision for this step if its observation was already there, else None
             (also for a rejected base action).
         """
         action = np.array(action, dtype=np.float64).reshape(-1)  # kept: a copy
-        expected = self.expected_action_dim()
+        expected = self.expected_action_dim(model=controller is None)
         if action.size == 0 or (expected is not None and action.size != expected):
             self._reject(
                 REJECTED_BASE_WRONG_SIZE,
@@ -262,6 +272,8 @@ class ResidualMixer:
                 f'values {action.tolist()}; waiting for a valid one',
             )
             return None
+        if controller is not None:
+            self.note_base_action_source(controller, tuple(fields))
         low, high = self.config.action_low, self.config.action_high
         if action.min() < low or action.max() > high:
             self._reject(
@@ -274,15 +286,18 @@ class ResidualMixer:
         pair = self._pairing.add_base_action((episode, step), action, tuple(fields))
         return None if pair is None else self._decide(pair)
 
-    def expected_action_dim(self) -> int | None:
-        """The size a base action must have: the configured one, else the stream's (its last
-        noted field names), else the running model's; None: any non-empty size."""
+    def expected_action_dim(self, model: bool = True) -> int | None:
+        """The size a base action must have: the configured one, else the stream's (its
+        noted field names), else (with ``model``) the running model's; None: any non-empty
+        size. A stream noted from its messages takes its first size from its first valid
+        base action, not from the model: a model of another size is then a mismatch (base
+        fallback), not a reason to refuse every base action."""
         if self.action_dim is not None:
             return self.action_dim
         if self.live.action_fields is not None:
             return len(self.live.action_fields)
         actor = self.actor
-        return actor.action_dim if actor is not None else None
+        return actor.action_dim if actor is not None and model else None
 
     def _reject(self, reason: str, text: str) -> None:
         self.counts[reason] += 1

@@ -153,8 +153,9 @@ class ResidualNode(RplNode):
                 f'rejected the base action of episode {vec.episode} step {vec.step}: {problem}',
             )
             return
-        self.mixer.note_base_action_source(msg.header.frame_id, names)
-        decision = self.mixer.add_base_action(vec.episode, vec.step, vec.values, names)
+        decision = self.mixer.add_base_action(
+            vec.episode, vec.step, vec.values, names, controller=msg.header.frame_id
+        )
         self._publish(decision, received)
 
     def _on_reload_timer(self) -> None:
