@@ -292,6 +292,34 @@ def test_mixer_falls_back_on_a_model_of_another_task_with_one_line(tmp_path):
     assert mixer.diagnostics()[0] == 'ok' and len(notes) == 1
 
 
+@pytest.mark.parametrize(
+    ('task', 'controller', 'said'),
+    [
+        ('push', '', "controller 'reactive_push', the base_action messages do not name their"),
+        ('', 'reactive_push', "task 'push', the observation messages do not name their task"),
+    ],
+)
+def test_a_stream_that_names_no_task_or_controller_does_not_run_a_model_that_does(
+    tmp_path, task, controller, said
+):
+    """An empty header.frame_id (JointState's default, left so by a hand-written bridge or
+    controller) switched the check off and the model ran on any controller or task; it is
+    refused as another task or controller is, and runs only when allowed."""
+    notes = Notes()
+    mixer = _mixer(_model(tmp_path), notes)
+    decision = _step(mixer, 0, task, controller)
+    assert (decision.source, decision.reason) == (dec.SOURCE_BASE, dec.MODEL_MISMATCH)
+    np.testing.assert_array_equal(decision.command, BASE)
+    assert len(notes) == 1 and notes[0][0] == 'error', notes
+    assert f'trained for {said}' in notes[0][1] and 'empty header.frame_id' in notes[0][1]
+    assert notes[0][1].endswith('(allow_model_mismatch:=true runs it anyway)')
+
+    allowed = Notes()
+    mixer = _mixer(_model(tmp_path), allowed, allow_model_mismatch=True)
+    assert _step(mixer, 0, task, controller).reason == dec.OK
+    assert allowed[0][0] == 'warning' and said in allowed[0][1], allowed
+
+
 def test_mixer_runs_another_task_when_allowed_but_never_other_fields(tmp_path):
     notes = Notes()
     mixer = _mixer(_model(tmp_path), notes, allow_model_mismatch=True)

@@ -108,8 +108,8 @@ class StackIdentity:
             ``action_low`` / ``action_high``; in-process and in an export: the task's).
     """
 
-    task: str | None = None
-    controller: str | None = None
+    task: str | None = None  # '' = a stream that names none (empty frame_id)
+    controller: str | None = None  # '' likewise
     observation_fields: tuple[str, ...] | None = None
     goal_fields: tuple[str, ...] | None = None
     action_fields: tuple[str, ...] | None = None
@@ -404,9 +404,14 @@ def check_identity(
         )
     fields_differ = bool(refused)
     allowed: list[str] = []
-    for key in (TASK, CONTROLLER):
+    for key, topic in ((TASK, 'observation'), (CONTROLLER, 'base_action')):
         stated, running = getattr(model, key), getattr(live, key)
-        if stated is not None and running is not None and stated != running:
+        if stated is not None and running == '':  # said to be nobody: not checkable
+            (allowed if allow_mismatch else refused).append(
+                f'trained for {key} {stated!r}, the {topic} messages do not name their '
+                f"{key} (empty header.frame_id: set it to the {key}'s name)"
+            )
+        elif stated is not None and running is not None and stated != running:
             (allowed if allow_mismatch else refused).append(
                 f'trained for {key} {stated!r}, the running {key} is {running!r}'
             )

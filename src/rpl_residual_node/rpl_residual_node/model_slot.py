@@ -256,21 +256,21 @@ class ModelSlot:
         Cheap when nothing changed (call it for every observation).
 
         Args:
-            task: The observation's frame_id ('' = not stated).
+            task: The observation's frame_id ('' = not stated: a model that names its task
+                is then refused, as for another task).
             observation_fields: Observation field names, in payload order.
             goal_fields: Goal coordinate names (``desired_goal.<g>`` without the prefix).
         """
         live = self.live
-        task_or_none = task or None
         if (
-            live.task == task_or_none
+            live.task == task
             and live.observation_fields == observation_fields
             and live.goal_fields == goal_fields
         ):
             return
         self.live = dataclasses.replace(
             live,
-            task=task_or_none,
+            task=task,  # '' stays '': a model that names its task is not run unchecked
             observation_fields=tuple(observation_fields),
             goal_fields=tuple(goal_fields),
         )
@@ -281,11 +281,10 @@ class ModelSlot:
         Cheap when nothing changed (call it for every base action).
         """
         live = self.live
-        controller_or_none = controller or None
-        if live.controller == controller_or_none and live.action_fields == action_fields:
+        if live.controller == controller and live.action_fields == action_fields:
             return
         self.live = dataclasses.replace(
-            live, controller=controller_or_none, action_fields=tuple(action_fields)
+            live, controller=controller, action_fields=tuple(action_fields)
         )
 
     def refusal(self, actor: OnnxActor) -> str | None:
