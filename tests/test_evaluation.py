@@ -215,8 +215,8 @@ def test_a_model_without_metadata_is_evaluated_with_a_warning(tmp_path):
     model = str(linear_model(tmp_path / 'bare.onnx', obs_dim=25, goal_dim=3))
     assert check_model_identity('push', 'reactive_push', model) == [
         f'model {model} does not state task, controller, observation_fields, goal_fields, '
-        'action_fields (no rpl metadata): it is not checked against the task and controller '
-        'for that'
+        'action_fields, action_bounds (no rpl metadata): it is not checked against the task and '
+        'controller for that'
     ]
     result = evaluate_model('push', 'reactive_push', 1, seed=0, model_path=model)
     assert result.episodes == 1

@@ -36,7 +36,9 @@ from rpl_residual_node.onnx_actor import ModelError, OnnxActor
 OBS_NAMES = tuple(f'obs_{i}' for i in range(OBS_DIM))
 GOAL_NAMES = ('x', 'y', 'z')
 STACK = StackIdentity('push', 'reactive_push', OBS_NAMES, GOAL_NAMES, contract.ACTION_FIELDS)
-MODEL = ModelIdentity.for_stack(STACK, residual_scale=2.0, training_steps=1000)
+MODEL = ModelIdentity.for_stack(
+    dataclasses.replace(STACK, action_bounds=(-1.0, 1.0)), residual_scale=2.0, training_steps=1000
+)
 OBS = np.linspace(-0.5, 0.5, OBS_DIM)
 GOAL = np.array([1.3, 0.8, 0.42])
 BASE = np.array([0.4, -0.3, 0.9, -0.8])
@@ -53,6 +55,7 @@ def test_identity_round_trips_through_metadata_strings():
         'observation_fields',
         'goal_fields',
         'action_fields',
+        'action_bounds',
     ]
     with pytest.raises(IdentityError, match="'goal_fields' must be a JSON list"):
         ModelIdentity.from_props({'goal_fields': 'x,y,z'})
@@ -338,13 +341,25 @@ def test_mixer_runs_another_task_when_allowed_but_never_other_fields(tmp_path):
     assert 'allow_model_mismatch:=true' not in notes[-1][1]
 
 
+def test_a_model_that_states_all_but_its_action_bounds_is_run_with_one_warning(tmp_path):
+    """Exports between two versions stated task, controller and fields but not the bounds:
+    such a model ran behind any clip range without a word."""
+    path = _model(tmp_path, dataclasses.replace(MODEL, action_bounds=None))
+    notes = Notes()
+    mixer = _mixer(path, notes)
+    assert mixer.last_reload.loaded
+    assert mixer.last_reload.warning.endswith(
+        'does not state action_bounds: it is not checked against the running stack for that'
+    ), mixer.last_reload.warning
+
+
 def test_mixer_runs_a_model_without_metadata_with_one_warning(tmp_path):
     notes = Notes()
     mixer = _mixer(_model(tmp_path, None), notes)
     assert mixer.last_reload.loaded
     assert mixer.last_reload.warning.endswith(
-        'does not state task, controller, observation_fields, goal_fields, action_fields '
-        '(no rpl metadata): it is not checked against the running stack for that'
+        'does not state task, controller, observation_fields, goal_fields, action_fields, '
+        'action_bounds (no rpl metadata): it is not checked against the running stack for that'
     )
     assert _step(mixer, 0, 'anything', 'any_controller').reason == dec.OK
     assert notes == []

@@ -514,11 +514,9 @@ def check_identity_of(
     clamped = clamp_warning(identity, task_residual_config(spec).residual_limit)
     if clamped:  # in-process evaluation mixes as the task's stack does
         warnings.append(f'model {model_path}: {clamped}')
-    if identity.unstated():
-        warnings.append(
-            f'model {model_path} does not state {", ".join(identity.unstated())} (no rpl '
-            'metadata): it is not checked against the task and controller for that'
-        )
+    unstated = identity.unstated_warning(model_path, 'the task and controller')
+    if unstated:
+        warnings.append(unstated)
     return warnings
 
 

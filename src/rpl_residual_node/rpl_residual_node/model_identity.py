@@ -70,7 +70,7 @@ TRAINING_STEPS = 'training_steps'
 EVAL_SUCCESS = 'eval_success'
 
 # What a model must state to be checked in full; an absent one is named in one warning.
-CHECKED_KEYS = (TASK, CONTROLLER, OBSERVATION_FIELDS, GOAL_FIELDS, ACTION_FIELDS)
+CHECKED_KEYS = (TASK, CONTROLLER, OBSERVATION_FIELDS, GOAL_FIELDS, ACTION_FIELDS, ACTION_BOUNDS)
 _FIELD_KEYS = (OBSERVATION_FIELDS, GOAL_FIELDS, ACTION_FIELDS)
 
 
@@ -315,6 +315,18 @@ class ModelIdentity(StackIdentity):
     def unstated(self) -> list[str]:
         """The checked keys this model does not state (empty: it can be checked in full)."""
         return [key for key in CHECKED_KEYS if getattr(self, key) is None]
+
+    def unstated_warning(self, path: str, against: str) -> str | None:
+        """One warning line naming what this model does not state, so is not checked
+        ``against`` the running stack (None: everything is stated)."""
+        missing = self.unstated()
+        if not missing:
+            return None
+        why = ' (no rpl metadata)' if len(missing) == len(CHECKED_KEYS) else ''
+        return (
+            f'model {path} does not state {", ".join(missing)}{why}: it is not checked '
+            f'against {against} for that'
+        )
 
     def describe(self) -> str:
         """Short text, e.g. ``'slippery_push / reactive_push'`` or ``'mbrl_pusher /

@@ -163,11 +163,9 @@ class ModelSlot:
             if result.checked:
                 message += f', finite on the last {result.checked} real observations'
             warnings = []
-            if identity.unstated():
-                warnings.append(
-                    f'model {result.actor.path} does not state {", ".join(identity.unstated())} '
-                    '(no rpl metadata): it is not checked against the running stack for that'
-                )
+            unstated = identity.unstated_warning(result.actor.path, 'the running stack')
+            if unstated:
+                warnings.append(unstated)
             clamped = clamp_warning(identity, self.config.residual_limit)
             if clamped:
                 warnings.append(f'model {result.actor.path}: {clamped}')
