@@ -210,3 +210,15 @@ def test_a_non_finite_recorded_value_is_said_and_its_episode_not_learned(tmp_pat
     )
     records, skipped = records_from_run(run, STEPS)
     assert records == [] and skipped == {FALLBACK: 2, NON_FINITE: 1}  # 1 and 2 fell back
+
+
+def test_an_episode_value_beyond_float32_is_not_finite():
+    """The replay buffer holds float32: 1e40 (finite as the message's float64) would be
+    stored as inf and poison learning, as a NaN would."""
+    import numpy as np
+
+    from rpl_trainer.episodes import all_finite
+
+    assert all_finite(np.zeros((3, 4)), np.full(2, 3.0e38))
+    assert not all_finite(np.zeros((3, 4)), np.array([1.0, 1e40]))
+    assert not all_finite(np.array([-np.inf])) and not all_finite(np.array([np.nan]))

@@ -554,8 +554,15 @@ def test_latency_window_percentiles():
 
 # ------------------------------------------------------------------------- forged messages
 NAN_BASE = np.array([0.1, np.nan, 0.0, 0.2])
-BAD_BASES = [NAN_BASE, np.array([0.1, 0.2, -np.inf, 0.0]), np.array([0.1, 0.2, 0.3]), np.zeros(5)]
+BAD_BASES = [
+    NAN_BASE,
+    np.array([0.1, 0.2, -np.inf, 0.0]),
+    np.array([0.1, 1e40, 0.0, 0.0]),  # finite in the message's float64, inf as float32
+    np.array([0.1, 0.2, 0.3]),
+    np.zeros(5),
+]
 BAD_BASE_REASONS = [
+    m.REJECTED_BASE_NON_FINITE,
     m.REJECTED_BASE_NON_FINITE,
     m.REJECTED_BASE_NON_FINITE,
     m.REJECTED_BASE_WRONG_SIZE,
@@ -652,6 +659,7 @@ def test_an_invalid_base_action_alone_gives_no_command(model_path, bad, with_mod
     [
         (np.r_[np.nan, OBS[1:]], GOAL),
         (OBS, np.array([0.0, np.inf, 0.0])),
+        (np.r_[-1e40, OBS[1:]], GOAL),  # the model's float32 input would be -inf
     ],
 )
 @pytest.mark.parametrize('forged_step', [0, 6, 7, 8, 500])

@@ -38,6 +38,16 @@ class StampedVector(NamedTuple):
     tag: str
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def finite_as_float32(*arrays: np.ndarray) -> bool:
+    """Whether every value is finite and stays finite as float32, the precision models and
+    replay buffers hold: a value such as 1e40 (a unit bug, garbage memory) is finite in a
+    message's float64 but becomes inf there, like a NaN it is not a usable value."""
+    return all(bool((np.abs(np.asarray(a, np.float64)) <= FLOAT32_MAX).all()) for a in arrays)
+
+
 def encode(msg: Any, vec: StampedVector, field_names: Sequence[str]) -> Any:
     """Fill a ``JointState``-like message from a stamped vector.
 

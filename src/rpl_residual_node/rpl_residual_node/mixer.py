@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from rpl_interfaces.codec import finite_as_float32
 from rpl_residual_node.decision import (
     DECISION_REASONS,
     MODEL_LOAD_FAILED,
@@ -210,11 +211,11 @@ class ResidualMixer:
         """
         observation = np.array(observation, dtype=np.float64).reshape(-1)  # kept: a copy
         desired_goal = np.array(desired_goal, dtype=np.float64).reshape(-1)
-        if not (np.all(np.isfinite(observation)) and np.all(np.isfinite(desired_goal))):
+        if not finite_as_float32(observation, desired_goal):
             self._reject(
                 REJECTED_OBSERVATION_NON_FINITE,
                 f'rejected the observation of episode {episode} step {step}: non-finite '
-                'values; waiting for a valid one',
+                'values (or beyond float32, the model input); waiting for a valid one',
             )
             return None
         result = self._pairing.add_observation((episode, step), observation, desired_goal)
@@ -265,11 +266,11 @@ class ResidualMixer:
                 'valid one',
             )
             return None
-        if not np.all(np.isfinite(action)):
+        if not finite_as_float32(action):
             self._reject(
                 REJECTED_BASE_NON_FINITE,
                 f'rejected the base action of episode {episode} step {step}: non-finite '
-                f'values {action.tolist()}; waiting for a valid one',
+                f'values {action.tolist()} (or beyond float32); waiting for a valid one',
             )
             return None
         if controller is not None:

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from rpl_interfaces import contract
+from rpl_interfaces.codec import finite_as_float32
 from rpl_trainer.her import EpisodeBatch
 from rpl_trainer.residual import Scale, residual_explaining
 
@@ -56,10 +57,10 @@ NO_TERMINAL_WHY = (
 
 
 def all_finite(*arrays: np.ndarray) -> bool:
-    """Whether every value of an episode's arrays is finite: an episode with a NaN or inf
-    (a diverging simulation, a robot controller's bad output) is not learned from
-    (:data:`NON_FINITE`), live or from a bag."""
-    return all(bool(np.isfinite(a).all()) for a in arrays)
+    """Whether every value of an episode's arrays is finite (also as the replay buffer's
+    float32): an episode with a NaN or inf (a diverging simulation, a robot controller's
+    bad output) is not learned from (:data:`NON_FINITE`), live or from a bag."""
+    return finite_as_float32(*arrays)
 
 
 class EpisodeRecord(NamedTuple):
