@@ -134,7 +134,7 @@ def test_a_limit_below_the_models_scale_is_loaded_with_one_warning(tmp_path):
     torques = dataclasses.replace(MODEL, action_bounds=(-2.0, 2.0), residual_scale=4.0)
     expected = (
         'its residuals reach +-4 (residual_scale) but residual_limit clamps them to +-2, so '
-        'it runs other than trained (residual_limit:=4 runs it as trained)'
+        'it runs other than trained (residual_limit:=4.0 runs it as trained)'
     )
     assert clamp_warning(torques, 2.0) == expected
     assert clamp_warning(torques, 4.0) is None

@@ -378,7 +378,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f'model {args.model} does not fit the bag {run.path}: {exc}{hint}'
         ) from None
     _warn('replay-model', [f'replaying although {difference}' for difference in allowed])
-    clamped = clamp_warning(actor.identity, config.residual_limit)
+    clamped = clamp_warning(actor.identity, config.residual_limit, '--residual-limit ')
     _warn('replay-model', [f'model {args.model}: {clamped}'] if clamped else [])
     if (args.action_low, args.action_high) != (None, None):
         source = 'as given'

@@ -511,7 +511,10 @@ def check_identity_of(
             f'model {model_path} does not fit {task} / {controller}: {exc}{hint}'
         ) from None
     warnings = [f'model {model_path} runs although {difference}' for difference in allowed]
-    clamped = clamp_warning(identity, task_residual_config(spec).residual_limit)
+    # rpl eval mixes with the task's stack settings: the fix is the stack's parameter.
+    clamped = clamp_warning(
+        identity, task_residual_config(spec).residual_limit, "the residual node's residual_limit:="
+    )
     if clamped:  # in-process evaluation mixes as the task's stack does
         warnings.append(f'model {model_path}: {clamped}')
     unstated = identity.unstated_warning(model_path, 'the task and controller')

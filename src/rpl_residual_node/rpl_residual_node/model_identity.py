@@ -361,13 +361,18 @@ def _field_difference(what: str, model: tuple[str, ...], live: tuple[str, ...]) 
     return f'{what} fields differ ({detail})'
 
 
-def clamp_warning(model: ModelIdentity, residual_limit: float) -> str | None:
+def clamp_warning(
+    model: ModelIdentity, residual_limit: float, setting: str = 'residual_limit:='
+) -> str | None:
     """A warning when the stack clamps a model's residual below the range it learned.
 
     Args:
         model: What the model says it is (its ``residual_scale``: the largest residual it
             can output, action units).
         residual_limit: The stack's clamp (the residual node's ``residual_limit``).
+        setting: How the reader sets the limit, the scale follows (the node's ROS
+            parameter by default, written as a float: ROS refuses ``residual_limit:=4``
+            for a double parameter; ``rpl bag replay-model``: ``--residual-limit ``).
 
     Returns:
         One sentence naming both numbers and the fix, or None when the limit covers the
@@ -378,7 +383,7 @@ def clamp_warning(model: ModelIdentity, residual_limit: float) -> str | None:
         return None
     return (
         f'its residuals reach +-{scale:g} (residual_scale) but residual_limit clamps them to '
-        f'+-{residual_limit:g}, so it runs other than trained (residual_limit:={scale:g} '
+        f'+-{residual_limit:g}, so it runs other than trained ({setting}{float(scale)!r} '
         'runs it as trained)'
     )
 
