@@ -217,6 +217,41 @@ def test_launch_arguments_reach_the_node_command_lines():
     )
 
 
+def test_argument_values_reach_the_nodes_with_the_parameters_types(tmp_path):
+    """launch_ros reads substituted parameter text as YAML: '1e-05' and 'inf' were strings
+    for a double, a bag named 20241205 an integer, results 'yes' or a model 'on' booleans;
+    each node then refused its parameter after the stack had started."""
+    import yaml
+
+    floats = {'command_timeout': '1e-5', 'max_rate': '0.00001', 'model_path': 'on'}
+    plans = {p.name: p for p in plan_rpl_launch('slippery_push.launch.py', **floats)}
+    from rpl_bringup.stack_substitutions import float_text  # needs the stand-in modules
+
+    for value in (1e-05, 1e30, 0.1, 5.0, float('inf'), -2.5e-12):
+        assert yaml.safe_load(float_text(value)) == value, float_text(value)
+    sim = plans['sim_bridge'].node.parameters
+    assert sim['command_timeout_s'] == 1e-05 and sim['lockstep_max_rate_hz'] == 1e-05
+    assert plans['residual_node'].node.parameters['model_path'] == 'on'
+    monkey = tmp_path / 'cwd'
+    monkey.mkdir()
+    cwd = os.getcwd()
+    os.chdir(monkey)  # the names below are relative: new, writable files here
+    try:
+        paths = {'record': 'true', 'bag': '20241205', 'monitor': 'true', 'results': 'yes'}
+        plans = {p.name: p for p in plan_rpl_launch('slippery_push.launch.py', **paths)}
+    finally:
+        os.chdir(cwd)
+    assert plans['bag_recorder'].node.parameters == {'bag': '20241205'}
+    assert plans['episode_monitor'].node.parameters == {'output_path': 'yes'}
+    learn = {
+        p.name: p
+        for p in plan_rpl_launch(
+            'slippery_push_learn.launch.py', explorers='0', train_overrides='yes', bags=''
+        )
+    }
+    assert learn['trainer'].node.parameters['train_overrides'] == 'yes'
+
+
 def test_monitor_argument_adds_the_episode_monitor_and_gates_the_sim_on_it():
     plans = {
         p.name: p

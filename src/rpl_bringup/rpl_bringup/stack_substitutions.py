@@ -12,6 +12,8 @@ line naming it.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -88,9 +90,42 @@ class TrueCount(Substitution):
         return f'TrueCount({list(self._names)}, base={self._base}, as_flag={self._as_flag})'
 
 
+def float_text(value: float) -> str:
+    """Text that YAML 1.1 (PyYAML, which launch_ros and ``rpl launch`` read parameter text
+    with) and rcl both read as this double: ``repr`` gives ``1e-05`` and ``inf``, which
+    YAML 1.1 reads as strings; here ``1.0e-05`` and ``.inf``."""
+    if math.isnan(value):
+        return '.nan'
+    if math.isinf(value):
+        return '.inf' if value > 0 else '-.inf'
+    text = repr(float(value))
+    mantissa, e, exponent = text.partition('e')
+    if e and '.' not in mantissa:
+        text = f'{mantissa}.0e{exponent}'
+    return text
+
+
+class Text(Substitution):
+    """A string parameter's value, quoted so that YAML keeps it a string: launch_ros (and
+    ``rpl launch``) read substituted parameter text as YAML, so ``bag:=20241205``,
+    ``results:=yes`` or ``model_path:=on`` reached the node as an integer or a boolean and
+    the node refused its type after the stack had started."""
+
+    def __init__(self, inner: Substitution) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def perform(self, context: LaunchContext) -> str:
+        return json.dumps(self._inner.perform(context))  # a double-quoted YAML string
+
+    def describe(self) -> str:
+        return f'Text({self._inner.describe()})'
+
+
 class FloatArgument(Substitution):
-    """A numeric launch argument as float text ('1' -> '1.0'), so that a double parameter
-    never receives an integer; outside ``[low, high]`` or not a number: ValueError."""
+    """A numeric launch argument as float text ('1' -> '1.0', '1e-5' -> '1.0e-05'), so that
+    a double parameter never receives an integer or a string; outside ``[low, high]`` or
+    not a number: ValueError."""
 
     def __init__(self, name: str, low: float = -float('inf'), high: float = float('inf')) -> None:
         super().__init__()
@@ -106,7 +141,7 @@ class FloatArgument(Substitution):
             raise ValueError(
                 f'launch argument {self._name}:={text!r} is outside [{self._low}, {self._high}]'
             )
-        return repr(value)
+        return float_text(value)
 
     def describe(self) -> str:
         return f'Float({self._name!r})'
