@@ -12,6 +12,7 @@ import dataclasses
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -447,3 +448,35 @@ def test_controller_node_does_not_answer_a_terminal_observation(probe, repo_root
         diag = probe.diagnostics[node]
         assert answered(0, EPISODE_STEPS) == [] and len(answered(0, 49)) == 1
         assert diag['rejected'] == '0' and diag['terminal_observations'] == '1', diag
+
+
+@pytest.mark.parametrize(('episodes', 'expected'), [('1000', 128 + 15), ('0', 0)])
+def test_a_sim_bridge_stopped_before_its_episodes_are_done_does_not_exit_0(
+    repo_root, episodes, expected
+):
+    """Required by the launch: exit 0 read as 'finished', so a run cut off by a signal
+    after 44 of 1000 episodes ended the launch with 0. Forever (episodes 0) ends only so."""
+    args = ros_args(
+        f'/itest_{os.getpid()}_simstop',
+        'task:=push',
+        f'episodes:={episodes}',
+        params_file=repo_root / 'config' / 'sim_bridge.yaml',
+    )
+    proc = subprocess.Popen(
+        [str(BIN / 'sim_bridge_node'), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        for line in proc.stdout:  # its signal handlers are in place once the node logs
+            lines.append(line)
+            if "task 'push'" in line:
+                break
+    finally:
+        code = stop_process(proc, signal.SIGTERM, timeout_s=20.0)
+    output = ''.join(lines) + proc.stdout.read()
+    assert code == expected, output
+    said = f'[sim_bridge] stopped by SIGTERM after 0 of {episodes} episodes: the run is not'
+    assert (said in output) == (expected != 0), output

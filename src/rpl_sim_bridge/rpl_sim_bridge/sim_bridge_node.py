@@ -22,6 +22,7 @@ parameter, 1 for a runtime failure.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Sequence
 
@@ -379,6 +380,23 @@ class SimBridgeNode(RplNode):
             self.get_logger().error(f'{problem}; exit code {EXIT_MODEL_NEVER_RAN}')
             self._exit_code = EXIT_MODEL_NEVER_RAN
         self.create_timer(self.config.result_linger_s, self._on_linger_done)
+
+    def destroy_node(self) -> None:
+        """A run of ``episodes`` > 0 stopped by a signal before its last episode ends with
+        128 + the signal's number, not 0: the launch (the sim bridge is required) and any
+        script after it would read the cut-off run as finished."""
+        signum = getattr(self, 'stop_signal', None)
+        core = getattr(self, 'core', None)
+        if signum is not None and core is not None and not core.finished:
+            wanted = self.config.episodes
+            if wanted > 0:
+                print(
+                    f'[sim_bridge] stopped by {signal.Signals(signum).name} after '
+                    f'{core.counters.episodes} of {wanted} episodes: the run is not complete',
+                    flush=True,
+                )
+                self.request_exit(128 + signum)
+        super().destroy_node()
 
     def _on_linger_done(self) -> None:
         self._obs_pub.wait_for_all_acked(Duration(seconds=1.0))  # the last o_T
