@@ -254,6 +254,17 @@ def test_keyboard_interrupt_tracebacks_of_stopped_children_are_not_relayed():
 # --- launch arguments checked before any node starts -------------------------------------
 
 BAD_ARGUMENTS = [
+    (  # a controller's data file is checked with its other settings, before any node
+        'mbrl_pusher.launch.py',
+        {'cache_file': '/nonexistent/cache.npz'},
+        r"launch argument cache_file:='/nonexistent/cache.npz': cache_file "
+        r"'/nonexistent/cache.npz' does not exist",
+    ),
+    (
+        'mbrl_pusher.launch.py',
+        {'controller': 'pets', 'model_file': '/tmp'},
+        r"model_file:='/tmp': model_file '/tmp' is not a regular file",
+    ),
     (
         'slippery_push.launch.py',
         {'controller': 'reactiv_push'},

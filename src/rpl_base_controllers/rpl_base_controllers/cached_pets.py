@@ -27,6 +27,7 @@ from rpl_base_controllers.pets import (
     ModelFileError,
     _check_version,
     _open_npz,
+    check_data_file,
     check_fixed_goal_batch,
     default_data_file,
 )
@@ -65,6 +66,9 @@ class CachedPETSConfig:
             range=(1, 1000),
         ),
     )
+
+    def __post_init__(self) -> None:
+        check_data_file('cache_file', self.cache_file)
 
 
 def load_cache(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str]:

@@ -336,6 +336,15 @@ def default_data_file(name: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', name)
 
 
+def check_data_file(name: str, path: str) -> None:
+    """ModelFileError (one line naming the parameter) unless ``path`` is '' (the shipped
+    file) or a regular file: checked when the settings are made, so a launch refuses it before
+    any node starts (the controller node crash-looped on it once the stack ran)."""
+    if path and not os.path.isfile(path):
+        what = 'does not exist' if not os.path.lexists(path) else 'is not a regular file'
+        raise ModelFileError(f'{name} {path!r} {what}')
+
+
 DEFAULT_ENSEMBLE_FILE = 'pets_pusher_v1.npz'
 """The shipped ensemble of the mbrl_pusher task (in ``rpl_base_controllers/data``)."""
 
@@ -360,6 +369,9 @@ class PETSConfig(CEMConfig):
         ),
     )
     task: str = 'mbrl_pusher'
+
+    def __post_init__(self) -> None:
+        check_data_file('model_file', self.model_file)
 
 
 def _cem_config(config: CEMConfig) -> CEMConfig:
