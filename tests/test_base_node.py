@@ -39,11 +39,20 @@ NODE_SCRIPT = textwrap.dedent(
             self.config = self.declare_config(Config)
             self.ticks = 0
             self.create_timer(self.config.period_s, self.on_timer)
+            from std_msgs.msg import String
+            self.create_subscription(String, 'probe_in', self.on_message, 10)
+            self.pub = self.create_publisher(String, 'probe_in', 10)
+
+        def on_message(self, msg):
+            raise ValueError(f'message {msg.data!r} has 3 values, expected 25')
 
         def on_timer(self):
             self.ticks += 1
             if self.ticks == 1:
                 print('ready', flush=True)
+            if self.config.behaviour == 'raise_in_subscription' and self.ticks == 3:
+                from std_msgs.msg import String
+                self.pub.publish(String(data='x'))
             if self.config.behaviour == 'raise' and self.ticks == 3:
                 raise ValueError('observation has 3 values, expected 25')
             if self.config.behaviour == 'exit' and self.ticks == 3:
@@ -81,6 +90,21 @@ def test_a_value_error_in_a_callback_is_a_runtime_failure_not_a_parameter_error(
     assert 'in on_timer' in lines[0], lines[0]
     assert 'Traceback' not in output and 'parameter' not in output, output
     assert 'stopping after 3 ticks' in output, output  # the node was still destroyed
+
+
+def test_a_subscription_callback_failure_is_one_line_too():
+    """The events executor logged a FATAL line and the traceback of a failing subscription
+    callback before run_node's one line; the callbacks are guarded now."""
+    done = _run('behaviour:=raise_in_subscription')
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert (
+        "[probe] runtime error in a callback: ValueError: message 'x' has 3 values, expected "
+        '25 (at <string>:'
+    ) in output, output
+    assert 'in on_message)' in output, output
+    assert 'FATAL' not in output and 'Error occurred at' not in output, output
+    assert 'Traceback' not in output, output
 
 
 def test_the_traceback_of_a_callback_failure_on_request():

@@ -7,6 +7,7 @@ The only module of this package that imports rclpy. Every RPL node derives from
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import math
 import os
@@ -148,10 +149,45 @@ class RplNode(Node):
     # destroyed (None: it stopped for another reason, a request_exit or a failure).
     stop_signal: int | None = None
 
+    # The first exception a callback raised (caught by the guard every subscription and
+    # timer callback runs in): run_node reports it in one line, exit code 1.
+    callback_failure: Exception | None = None
+
     def request_exit(self, code: int) -> None:
         """Ask :func:`run_node` to stop spinning after this callback and exit with ``code``
         (the node is destroyed and rclpy shut down as after Ctrl-C)."""
         self.exit_code = code
+
+    def create_subscription(self, msg_type: Any, topic: str, callback: Any, *args, **kwargs):
+        """rclpy's, with ``callback`` guarded (:meth:`_guarded`)."""
+        return super().create_subscription(
+            msg_type, topic, self._guarded(callback), *args, **kwargs
+        )
+
+    def create_timer(self, timer_period_sec: float, callback: Any, *args, **kwargs):
+        """rclpy's, with ``callback`` guarded (:meth:`_guarded`)."""
+        return super().create_timer(timer_period_sec, self._guarded(callback), *args, **kwargs)
+
+    def _guarded(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+        """``callback``, its exception kept for :func:`run_node`'s one line instead of
+        reaching the executor, which logs it as FATAL with its traceback first (the events
+        executor does, for subscriptions)."""
+        if callback is None:
+            return callback
+
+        @functools.wraps(callback)  # its signature too: rclpy passes a timer's info by it
+        def guarded(*args: Any) -> Any:
+            try:
+                return callback(*args)
+            except Exception as exc:
+                if not rclpy.ok():  # the context went away: run_node's rule for that
+                    raise
+                if self.callback_failure is None:
+                    self.callback_failure = exc
+                self.request_exit(1)
+                return None
+
+        return guarded
 
     def given_parameters(self) -> Mapping[str, Parameter]:
         """The parameters set for this node at start (``-p``, parameter files, launch), by
@@ -555,6 +591,9 @@ def run_node(
             if getattr(node, 'exit_code', None) is not None:
                 code = node.exit_code
                 break
+        failure = getattr(node, 'callback_failure', None)
+        if failure is not None:  # a guarded callback raised: reported as if it escaped
+            raise failure
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:
