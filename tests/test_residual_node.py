@@ -272,6 +272,25 @@ def test_out_of_range_parameter_exits_with_one_clear_line(tmp_path, param, line)
     assert 'Traceback' not in text
 
 
+def test_a_node_that_hears_nothing_says_where_it_listens(tmp_path):
+    """A residual node started outside the stack's namespace heard nothing and said
+    nothing: the robot's bridge fell back to the base action on every step."""
+    proc, log = start_node(tmp_path, 'silence_warning_s:=1.0')
+    try:
+        deadline = time.monotonic() + 20.0
+        while 'no observation or base_action' not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+    finally:
+        stop_process(proc, timeout_s=10.0)
+    text = log.read_text()
+    assert (
+        f'no observation or base_action in 1 s: listening on {NAMESPACE}/observation and '
+        f'{NAMESPACE}/base_action (publishers matched: 0, 0)'
+    ) in text, text
+    assert text.count('no observation or base_action') == 1, text
+
+
 def test_a_parameter_file_with_the_gains_old_name_is_refused(tmp_path):
     # A user's launch file or YAML written before the rename: refused, not silently ignored.
     params = tmp_path / 'old.yaml'

@@ -122,6 +122,15 @@ class ResidualConfig:
             range=(0.05, 3600.0),
         ),
     )
+    silence_warning_s: float = dataclasses.field(
+        default=10.0,
+        metadata=describe(
+            'With no observation or base action this long (s) after start, warn once naming '
+            'the topics listened on (a node outside the stack namespace hears nothing); 0 = '
+            'never',
+            range=(0.0, 3600.0),
+        ),
+    )
     max_model_bytes: int = dataclasses.field(
         default=64 * 2**20,
         metadata=describe(

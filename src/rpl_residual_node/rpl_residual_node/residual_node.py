@@ -23,7 +23,9 @@ and validated in a background thread (see :mod:`rpl_residual_node.model_reload`)
 that runs, a short timer looks for the result and swaps the model in on this (the
 executor's) thread.
 
-Run: ``residual_node --ros-args -p model_path:=/path/actor.onnx -p residual_gain:=1.0``.
+Run: ``residual_node --ros-args -r __ns:=/rpl -p model_path:=/path/actor.onnx`` (in the
+stack's namespace: with nothing heard for ``silence_warning_s`` it warns once, naming the
+topics it listens on).
 The gain's old name ``residual_scale`` is refused at start with one line naming the new one
 (see :data:`rpl_residual_node.mixing.RENAMED_PARAMETERS`).
 A learning stack adds ``-p explore_noise:=0.2 -p explore_random:=0.3 -p explore_seed:=1``
@@ -98,6 +100,12 @@ class ResidualNode(RplNode):
         self._base_action_sub = self.control_subscription(
             contract.BASE_ACTION, self._on_base_action
         )
+        self._heard = False  # any observation or base action yet
+        self._silence_timer = None
+        if self.config.silence_warning_s > 0:
+            self._silence_timer = self.create_timer(
+                self.config.silence_warning_s, self._on_silence
+            )
         self.create_timer(self.config.reload_period_s, self._on_reload_timer)
         self._reload_poll = self.create_timer(RELOAD_POLL_S, self._on_reload_poll)
         self._reload_poll.cancel()  # runs only while a model loads in the background
@@ -113,8 +121,23 @@ class ResidualNode(RplNode):
             )
 
     # ------------------------------------------------------------------ callbacks
+    def _on_silence(self) -> None:
+        """Nothing heard ``silence_warning_s`` after start: say where the node listens (a node
+        left in the root namespace never hears a stack in /rpl, and nothing said so)."""
+        self._silence_timer.cancel()
+        if self._heard:
+            return
+        self.get_logger().warning(
+            f'no observation or base_action in {self.config.silence_warning_s:g} s: listening on '
+            f'{self._observation_sub.topic_name} and {self._base_action_sub.topic_name} '
+            f'(publishers matched: {self._observation_sub.get_publisher_count()}, '
+            f"{self._base_action_sub.get_publisher_count()}); is the node in the stack's "
+            'namespace (-r __ns:=/rpl)?'
+        )
+
     def _on_observation(self, msg: JointState) -> None:
         received = time.perf_counter()
+        self._heard = True
         try:
             vec = decode(msg)
         except MessageError as exc:
@@ -140,6 +163,7 @@ class ResidualNode(RplNode):
 
     def _on_base_action(self, msg: JointState) -> None:
         received = time.perf_counter()
+        self._heard = True
         try:
             vec = decode(msg)
         except MessageError as exc:
