@@ -32,6 +32,7 @@ node at start with one line.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -64,6 +65,15 @@ from rpl_sim_bridge.bridge import observation_layout as make_layout
 
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_PERIOD_S = 2.0
+_NUMBERS = re.compile(r'[-+]?\d[\d.]*(?:e[-+]?\d+)?')
+
+
+def rejection_kind(reason: str) -> str:
+    """The log throttle's key of a rejection: its text without numbers (step ids, values),
+    so each kind of rejection is said at once, not hidden behind another's period."""
+    return _NUMBERS.sub('#', reason)
+
+
 COMPUTE_WINDOW = 256  # compute times (s) kept for the diagnostics mean / max
 
 
@@ -262,7 +272,7 @@ class ControllerNode(RplNode):
     def _reject(self, reason: str, now: float) -> None:
         self._rejected += 1
         self._last_error = reason
-        log, held = self._log.should_log(now)
+        log, held = self._log.should_log(now, rejection_kind(reason))
         if log:
             more = f' ({held} more since the last line)' if held else ''
             self.get_logger().warning(f'rejected {reason}{more}')
