@@ -215,3 +215,34 @@ def test_a_broken_user_launch_file_is_one_line_saying_where(tmp_path, text, expe
     env = {**os.environ, 'RPL_TRACEBACK': '1'}
     again = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     assert again.returncode != 0 and 'Traceback (most recent call last)' in again.stderr
+
+
+UNDECLARED_LAUNCH_FILE = """
+from launch import LaunchDescription
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    episodes = LaunchConfiguration('eps', default='1')  # read, never declared
+    stack = PathJoinSubstitution([FindPackageShare('rpl_bringup'), 'launch', 'push.launch.py'])
+    return LaunchDescription([
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(stack), launch_arguments={'episodes': episodes}.items()
+        ),
+    ])
+"""
+
+
+def test_an_argument_read_but_never_declared_is_used_and_a_typo_still_refused(tmp_path):
+    """ros2 launch gives every name:=value to the launch configurations; a file that reads
+    one with LaunchConfiguration(name, default=...) and declares none was refused here."""
+    path = tmp_path / 'undeclared.launch.py'
+    path.write_text(UNDECLARED_LAUNCH_FILE)
+    plans = _plan(str(path), eps='2')
+    assert plans['/rpl/sim_bridge'].node.parameters['episodes'] == 2
+    assert _plan(str(path))['/rpl/sim_bridge'].node.parameters['episodes'] == 1
+    with pytest.raises(LaunchError, match=r"unknown launch argument\(s\) \['epz'\]"):
+        _plan(str(path), epz='2')

@@ -262,7 +262,11 @@ def plan_launch_file(
         # A launch file's own substitution rejecting a value (as `ros2 launch` reports any
         # exception in the launch: one line, no traceback).
         raise LaunchError(f'{pathlib.Path(path).name}: {exc}') from exc
-    unknown = sorted(set(arguments) - set(context.declared_arguments))
+    # Refused: a name nothing declares and nothing reads (a typo); one read through
+    # LaunchConfiguration(name, default=...) without a declaration is used, as upstream.
+    unknown = sorted(
+        set(arguments) - set(context.declared_arguments) - context.read_configurations
+    )
     if unknown:
         declared = ', '.join(sorted(context.declared_arguments)) or 'none'
         raise LaunchError(

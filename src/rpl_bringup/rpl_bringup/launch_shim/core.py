@@ -125,6 +125,10 @@ class LaunchContext:
     ) -> None:
         self.launch_configurations: dict[str, str] = dict(launch_configurations or {})
         self.declared_arguments: dict[str, Any] = {}
+        # Every launch configuration a substitution read: an argument given on the command
+        # line that nothing declares but something reads (LaunchConfiguration('x',
+        # default=...)) is used, as under ros2 launch.
+        self.read_configurations: set[str] = set()
         self.processes: list[ProcessPlan] = []
         # As the real context's: True once the launch shuts down. Plans are made before
         # anything runs, and the runner calls on_exit callables only while not stopping.

@@ -32,6 +32,7 @@ class LaunchConfiguration(Substitution):
         self.default = None if default is None else normalize_to_list_of_substitutions(default)
 
     def perform(self, context: LaunchContext) -> str:
+        context.read_configurations.add(self.variable_name)
         if self.variable_name in context.launch_configurations:
             return context.launch_configurations[self.variable_name]
         if self.default is not None:
