@@ -99,11 +99,14 @@ def check_trainer_files(
     if init_from and not resuming and not os.path.isfile(init_from):
         raise ValueError(
             f"init_from: no checkpoint at {init_from} (expected an `rpl train` run's "
-            "DIR/checkpoint.pt or a trainer node's checkpoint; init_from:='' starts afresh)"
+            "DIR/checkpoint.pt or a trainer node's checkpoint; an empty init_from, the default, "
+            'starts afresh)'
         )
     for bag in bags:
         if not os.path.exists(bag):
-            raise ValueError(f"bags: no bag at {bag} (bags:='' learns from live topics only)")
+            raise ValueError(
+                f'bags: no bag at {bag} (an empty bags, the default, learns from live topics only)'
+            )
 
 
 __all__ = ['bag_identity', 'check_trainer_files', 'check_writable']

@@ -325,7 +325,7 @@ class TrainerNode(RplNode):
         except CheckpointError as exc:
             raise ValueError(
                 f'init_from: {exc}; set task, controller and train_overrides to agree with '
-                "it, or init_from:='' to start afresh"
+                'it, or leave init_from empty (the default) to start afresh'
             ) from None
         self._init_from = os.path.realpath(path)
         self.resumed = f'{path} ({kind} checkpoint, warm start)'
