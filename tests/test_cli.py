@@ -48,3 +48,23 @@ def test_select_without_the_trainer_says_what_to_install(monkeypatch, capsys, tm
     assert cli.main(['select', str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('rpl select: the trainer is not installed')
+
+
+def test_launch_options_may_follow_the_file_and_a_missing_file_is_named(capsys, tmp_path):
+    """`rpl launch PKG FILE -s` worked, `rpl launch PKG -s FILE` and options after the
+    arguments did not (argparse ends a '*' positional at the first option); a launch file
+    that does not exist was 'not a launch file; usage: ...'."""
+    for argv in (
+        ['launch', 'rpl_bringup', '-s', 'push.launch.py'],
+        ['launch', 'rpl_bringup', 'push.launch.py', '--show-args', 'episodes:=3'],
+    ):
+        assert cli.main(argv) == 0
+        assert "'episodes': " in capsys.readouterr().out
+    missing = tmp_path / 'mine.launch.py'
+    assert cli.main(['launch', str(missing), 'episodes:=1']) == 2
+    err = capsys.readouterr().err
+    assert err == f"rpl launch: error: launch file '{missing}' does not exist\n"
+    with pytest.raises(SystemExit) as done:
+        cli.main(['launch', 'rpl_bringup', 'push.launch.py', '--bogus'])
+    assert done.value.code == 2
+    assert 'unrecognized arguments: --bogus' in capsys.readouterr().err

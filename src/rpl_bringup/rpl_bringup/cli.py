@@ -225,7 +225,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
     """``rpl launch``."""
     from rpl_bringup import launch_runner
 
-    if args.target.endswith('.py') and os.path.isfile(args.target):
+    if args.target.endswith('.py'):  # a file's path (no package name ends so)
+        if not os.path.isfile(args.target):
+            what = 'is not a file' if os.path.exists(args.target) else 'does not exist'
+            raise UsageError(f'launch file {args.target!r} {what}')
         package, file_name, tokens = None, args.target, args.rest
     elif args.rest:
         package, file_name, tokens = args.target, args.rest[0], args.rest[1:]
@@ -530,7 +533,13 @@ def _main(argv: Sequence[str] | None) -> int:
     if argv and argv[0] in TRAINER_COMMANDS:
         return cmd_trainer(argv[0], argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == 'launch' and extra and not any(e.startswith('-') for e in extra):
+        # Options anywhere, as `ros2 launch` takes them: argparse ends a '*' positional at
+        # the first option, so `FILE -s name:=value` left the arguments unrecognized.
+        args.rest = [*args.rest, *extra]
+    elif extra:
+        parser.parse_args(argv)  # argparse's own one line and exit 2 for what is unknown
     try:
         return COMMANDS[args.command](args)
     except (UsageError, LaunchError) as exc:
