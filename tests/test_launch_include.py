@@ -195,6 +195,12 @@ def test_show_args_lists_the_arguments_of_included_files_too(user_launch_file):
             'broken.launch.py:1 in <module>)',
         ),
         (
+            'from launch.actions import OpaqueFunction\n',
+            "failed: OpaqueFunction is not in rpl launch's own runner, which has only part of "
+            "the launch API (README, Launch rules); with ROS 2's launch installed the file runs "
+            'there (at broken.launch.py:1 in <module>)',
+        ),
+        (
             'import os\n\ndef generate_launch_description():\n    return os.environ["NOPE_X"]\n',
             "failed: KeyError: 'NOPE_X' (at broken.launch.py:4 in generate_launch_description)",
         ),

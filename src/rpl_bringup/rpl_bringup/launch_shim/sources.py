@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import re
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -29,6 +30,7 @@ from rpl_bringup.launch_shim.core import (
 
 _loaded = itertools.count()
 TRACEBACK_ENV = 'RPL_TRACEBACK'  # 1: a failing launch file's whole traceback
+_SHIM_PACKAGE = __name__.rsplit('.', 1)[0]  # rpl_bringup.launch_shim
 
 
 def load_python_launch_file(path: str) -> Any:
@@ -72,6 +74,14 @@ def _file_failure(path: str, exc: Exception) -> LaunchError:
         frame = (own or frames)[-1]
         where = f'{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}'
         text = f'{type(exc).__name__}: {" ".join(str(exc).split()) or "-"}'
+        module = (exc.name or '') if isinstance(exc, ImportError) else ''
+        if module.startswith(_SHIM_PACKAGE) or module.split('.')[0] in ('launch', 'launch_ros'):
+            missing = re.search(r"cannot import name '([^']+)'", str(exc))
+            what = missing.group(1) if missing else module
+            text = (
+                f"{what} is not in rpl launch's own runner, which has only part of the launch "
+                "API (README, Launch rules); with ROS 2's launch installed the file runs there"
+            )
     return LaunchError(
         f'launch file {path!r} failed: {text} (at {where}); set {TRACEBACK_ENV}=1 for the '
         'whole traceback'
