@@ -62,8 +62,9 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
             (3, 'names_values_mismatch', (BASE, action), None, None),
             (4, 'no_meta', (BASE, action), None, None),
             (5, (OBS, OBS_FIELDS), (nan_base, action), None, None),
-            # 3 fields for a 4-output model (no metadata): the base action, 3 fields.
-            (6, (OBS, OBS_FIELDS), (BASE[:3], action[:3]), BASE[:3], 'base'),
+            # 3 fields where the model and the stream agree on 4: rejected (it went out as
+            # a 3-value command and took the step from the real base action).
+            (6, (OBS, OBS_FIELDS), (BASE[:3], action[:3]), None, None),
             (7, (OBS, OBS_FIELDS), (BASE, ('dx', 'dx', 'dz', 'gripper')), None, None),
             (8, (OBS, OBS_FIELDS), 'no_meta', None, None),
             (9, (OBS, OBS_FIELDS), (BASE, action), residual, 'residual'),
@@ -107,9 +108,9 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
                 np.testing.assert_allclose(command.values, expected, atol=1e-5)
         # Commands are reliable and ordered: had steps 1 or 3 to 8 been answered, they would
         # have arrived before the command of step 9; nothing was answered twice.
-        assert [c.step for c in driver.commands] == [0, 2, 6, 9, 10, 11]
-        assert driver.names['command'][2] == (*contract.META_FIELDS, 'dx', 'dy', 'dz')
-        assert driver.spin_until(lambda: len(driver.residuals) == 6, 5.0)
+        assert [c.step for c in driver.commands] == [0, 2, 9, 10, 11]
+        assert driver.names['command'][1] == (*contract.META_FIELDS, *action)  # step 2
+        assert driver.spin_until(lambda: len(driver.residuals) == 5, 5.0)
         assert driver.residuals[0].tag == 'actor.onnx'
         np.testing.assert_array_equal(driver.residuals[1].values, np.zeros(4))
 
@@ -128,8 +129,9 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
         assert values['count.malformed_observation'] == '2'  # values mismatch, no meta
         assert values['count.observation_wrong_size'] == '1'
         assert values['count.rejected_base_action_non_finite'] == '2'  # steps 5 and 10
+        assert values['count.rejected_base_action_wrong_size'] == '1'  # step 6: 3 fields
         assert values['count.malformed_base_action'] == '2'  # repeated names, no meta
-        assert values['count.base_action_wrong_size'] == '1'  # 3 fields, 4-output model
+        assert 'count.base_action_wrong_size' not in values
         for gone in ('dropped_duplicate', 'stream_restart'):
             assert f'count.{gone}' not in values, (gone, values)
         assert float(values['inference_p50_us']) > 0
@@ -142,6 +144,7 @@ def test_node_survives_malformed_messages_and_falls_back(tmp_path, driver):
     assert 'loaded model actor.onnx' in text
     assert 'dropped an observation' in text and 'Traceback' not in text
     assert 'rejected the base action of episode 1 step 5: non-finite values' in text
+    assert 'rejected the base action of episode 1 step 6: 3 values, expected 4' in text
 
 
 def test_node_without_model_forwards_the_base_action(tmp_path, driver):
@@ -386,8 +389,9 @@ BASE7 = np.array([0.95, -0.95, 0.5, -0.5, 0.0, 1.0, -1.0])
 
 def test_node_runs_a_seven_field_action_and_refuses_other_fields(tmp_path, driver):
     """The node knows no action layout: a 7-output model naming j0..j6 runs on a j0..j6
-    base action (7-field command and residual, clamped); a base action with Fetch's fields
-    is refused with the base action and one line naming the difference."""
+    base action (7-field command and residual, clamped); before that, on the handshake's
+    Fetch fields, the model was refused (the base action went out, one line naming the
+    difference); after it, a base action of Fetch's size is rejected."""
     weights = known_weights(action_dim=7) * 3.0  # large: the residual clamp matters
     stack = StackIdentity.of_stream('arm', 'hold', OBS_FIELDS, JOINTS)
     model = set_model_metadata(
@@ -412,16 +416,19 @@ def test_node_runs_a_seven_field_action_and_refuses_other_fields(tmp_path, drive
         assert driver.spin_until(lambda: driver.residuals, 5.0)
         assert driver.names['residual'][0] == (*contract.META_FIELDS, *JOINTS)
         np.testing.assert_allclose(driver.residuals[0].values, applied, atol=1e-5)
-        # Fetch's action fields for this model: the base action, with its own fields.
+        # Now that model and stream agree on 7, a 4-field base action is invalid: no
+        # command from it, and the real 7-field one of the same step still wins.
         driver.send_pair(1)
+        driver.send(driver.base_pub, 1, BASE7, JOINTS)
         assert driver.spin_until(lambda: len(driver.commands) == 2, 10.0), log.read_text()
-        assert driver.commands[1].tag == 'base'
-        np.testing.assert_array_equal(driver.commands[1].values, BASE)
-        assert driver.names['command'][1] == (*contract.META_FIELDS, *contract.ACTION_FIELDS)
+        assert driver.commands[1].tag == 'residual' and driver.commands[1].step == 1
+        assert driver.names['command'][1] == (*contract.META_FIELDS, *JOINTS)
     finally:
         assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
     text = log.read_text()
+    # Before the stream said 7 (the handshake's Fetch fields), the model did not fit it.
     assert "action fields differ (model fields ['j0', 'j1'" in text
+    assert 'rejected the base action of episode 1 step 1: 4 values, expected 7' in text
 
 
 def test_node_sends_no_command_for_a_terminal_observation(tmp_path, driver):

@@ -12,10 +12,11 @@ reports /diagnostics.
 Action layout. Nothing here knows the action's size or names: a base action is a vector of
 any non-empty size, and its field names (``add_base_action(..., fields)``) travel on to the
 step's Decision, so the command and residual carry the base action's names. The size a base
-action must have is the stream's own (the field names of the valid base actions so far:
-a base action of another size is rejected, it never resizes the stream), else the running
-model's, else any; a model's size is its graph's output (checked against its metadata's
-``action_fields``). A base action whose field names differ from the model's
+action must have is the configured one, else, while a running model fits the stream and has
+its size, that size (a base action of another size is then rejected: it neither becomes a
+command nor resizes the stream), else any (no model, or one that does not fit: the base
+action passes through whatever its size); a model's size is its graph's output (checked
+against its metadata's ``action_fields``). A base action whose field names differ from the model's
 ``action_fields`` is a model mismatch (base fallback, one note); one of another size than a
 model that names no fields gives a base fallback too (``base_action_wrong_size``).
 
@@ -257,7 +258,10 @@ class ResidualMixer:
             (also for a rejected base action).
         """
         action = np.array(action, dtype=np.float64).reshape(-1)  # kept: a copy
-        expected = self.expected_action_dim(model=controller is None)
+        if controller is None:  # the caller notes the stream itself
+            expected = self.expected_action_dim()
+        else:
+            expected = self._agreed_action_dim()
         if action.size == 0 or (expected is not None and action.size != expected):
             self._reject(
                 REJECTED_BASE_WRONG_SIZE,
@@ -287,18 +291,28 @@ class ResidualMixer:
         pair = self._pairing.add_base_action((episode, step), action, tuple(fields))
         return None if pair is None else self._decide(pair)
 
-    def expected_action_dim(self, model: bool = True) -> int | None:
+    def expected_action_dim(self) -> int | None:
         """The size a base action must have: the configured one, else the stream's (its
-        noted field names), else (with ``model``) the running model's; None: any non-empty
-        size. A stream noted from its messages takes its first size from its first valid
-        base action, not from the model: a model of another size is then a mismatch (base
-        fallback), not a reason to refuse every base action."""
+        noted field names), else the running model's; None: any non-empty size."""
         if self.action_dim is not None:
             return self.action_dim
         if self.live.action_fields is not None:
             return len(self.live.action_fields)
         actor = self.actor
-        return actor.action_dim if actor is not None and model else None
+        return actor.action_dim if actor is not None else None
+
+    def _agreed_action_dim(self) -> int | None:
+        """For a stream noted from its own messages: the configured size, else the size the
+        running model and the stream agree on (the model fits the stream and has its size:
+        that is the robot's action, and a base action of another size is invalid, so it
+        can neither become a command nor take its step from the real one); else None: any
+        size passes, as the base action it is (no model, or one that does not fit)."""
+        if self.action_dim is not None:
+            return self.action_dim
+        actor, fields = self.actor, self.live.action_fields
+        if actor is None or fields is None or actor.action_dim != len(fields):
+            return None
+        return len(fields) if self._model.refusal(actor) is None else None
 
     def _reject(self, reason: str, text: str) -> None:
         self.counts[reason] += 1
