@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -474,9 +475,18 @@ def test_a_sim_bridge_stopped_before_its_episodes_are_done_does_not_exit_0(
             lines.append(line)
             if "task 'push'" in line:
                 break
+        time.sleep(0.5)  # into the spin loop (the start's last line is printed just before)
     finally:
         code = stop_process(proc, signal.SIGTERM, timeout_s=20.0)
     output = ''.join(lines) + proc.stdout.read()
-    assert code == expected, output
-    said = f'[sim_bridge] stopped by SIGTERM after 0 of {episodes} episodes: the run is not'
-    assert (said in output) == (expected != 0), output
+    if expected == 0:
+        assert code == 0 and 'stopped by' not in output, output
+        return
+    # The signal lands while the node spins (the usual case) or, under load, just before
+    # (after its last start-up line): either way not 0, and one line saying so.
+    said = {
+        expected: f'[sim_bridge] stopped by SIGTERM after 0 of {episodes} episodes: the run is '
+        'not complete',
+        2: f'[sim_bridge] error: interrupted while starting: none of the {episodes} episodes run',
+    }
+    assert code in said and said[code] in output, (code, output)

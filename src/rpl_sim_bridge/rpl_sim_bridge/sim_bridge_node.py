@@ -59,6 +59,20 @@ class SimBridgeNode(RplNode):
     def __init__(self) -> None:
         super().__init__('sim_bridge')
         self.config = self.declare_config(SimBridgeConfig)
+        try:
+            self._build()
+        except KeyboardInterrupt:
+            # run_node takes an interrupt while a node is built for a clean stop (exit 0);
+            # a run of N episodes that never began is not that (see destroy_node).
+            if self.config.episodes > 0:
+                raise ValueError(
+                    f'interrupted while starting: none of the {self.config.episodes} '
+                    'episodes run'
+                ) from None
+            raise
+
+    def _build(self) -> None:
+        """Everything :meth:`__init__` does once the parameters are read."""
         cfg = self.config
         task = make_task(cfg.task)  # unknown task: ValueError listing the known names
         self.core = SimBridge(task, task.spec, cfg)
