@@ -29,7 +29,7 @@ from rpl_interfaces.codec import StampedVector, encode
 from rpl_residual_node.onnx_actor import OnnxActor
 from rpl_sim_bridge.bridge import observation_layout
 from rpl_sim_bridge.tasks import task_spec
-from rpl_trainer.checkpoint import load_checkpoint
+from rpl_trainer.checkpoint import load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -609,3 +609,17 @@ def test_init_from_starts_the_node_from_an_rpl_train_run(tmp_path):
     assert code == 0, output
     assert f'resumed from checkpoint {checkpoint}' in output, output
     assert load_checkpoint(checkpoint)['learner']['config']['hidden_size'] == 32
+
+    # A checkpoint from before stop 36 does not say where its learner came from: with
+    # init_from still set it resumes, and says so from then on (its second restart was
+    # refused: the first one saved "started from nothing").
+    old = load_checkpoint(checkpoint)
+    del old['extra']['init_from']
+    save_checkpoint(checkpoint, old)
+    code, output = _start_until_ready(ros_args('/trainer_warm', "namespaces:=''", *node, *live))
+    assert code == 0 and f'resumed from checkpoint {checkpoint}' in output, output
+    assert load_checkpoint(checkpoint)['extra']['init_from'] == os.path.realpath(
+        run / 'checkpoint.pt'
+    )
+    code, output = _start_until_ready(args)  # init_from no longer set
+    assert code == 0 and f'resumed from checkpoint {checkpoint}' in output, output

@@ -108,6 +108,15 @@ def model_run(path: str | os.PathLike[str]) -> str | None:
     return session.get_modelmeta().custom_metadata_map.get(RUN_KEY)
 
 
+def _started_from(cfg: TrainerNodeConfig, extra: dict) -> str:
+    """The checkpoint the node's own checkpoint's learner was once started from ('' if
+    none): its ``init_from`` entry; a checkpoint from before stop 36 has none, and then
+    ``init_from`` still set says so (kept from there on, so later starts need it no more)."""
+    if 'init_from' in extra:
+        return str(extra['init_from'] or '')
+    return os.path.realpath(cfg.init_from) if cfg.init_from else ''
+
+
 def _own_checkpoint_refused(exc: CheckpointError) -> ValueError:
     """The one line for a node checkpoint that cannot be continued (run_node prints a
     ValueError as one line); the file is only ever read."""
@@ -303,9 +312,7 @@ class TrainerNode(RplNode):
         that checkpoint's; resuming a learner that ``init_from`` once started, its own
         checkpoint's (``init_from`` need not still be set); else None (the defaults)."""
         if own is not None:
-            extra = own.get('extra', {})
-            # Checkpoints before stop 36 do not say; init_from still set tells then.
-            started = extra.get('init_from') if 'init_from' in extra else cfg.init_from
+            started = _started_from(cfg, own.get('extra', {}))
             path, state = cfg.checkpoint_path, own
         elif cfg.init_from:
             started, path, state = cfg.init_from, cfg.init_from, None
@@ -338,7 +345,7 @@ class TrainerNode(RplNode):
             extra = offline.load_learner(path, self.learner, own)
         except CheckpointError as exc:
             raise _own_checkpoint_refused(exc) from exc
-        self._init_from = str(extra.get('init_from') or '')
+        self._init_from = _started_from(self.config, extra)
         wrote = extra.get('model_path')  # both absent in checkpoints before stop 35
         self._run_id = extra.get('run_id') or self._run_id
         model = self.config.model_path
