@@ -9,6 +9,7 @@ the same step still wins, and a step with only an invalid half gets no command a
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import time
@@ -278,7 +279,14 @@ def test_out_of_range_parameter_exits_with_one_clear_line(tmp_path, param, line)
 def test_a_node_that_hears_nothing_says_where_it_listens(tmp_path):
     """A residual node started outside the stack's namespace heard nothing and said
     nothing: the robot's bridge fell back to the base action on every step."""
-    proc, log = start_node(tmp_path, 'silence_warning_s:=1.0')
+    namespace = f'/silent_{os.getpid()}'  # no driver of another test publishes here
+    log = tmp_path / 'node.log'
+    with open(log, 'wb') as out:
+        proc = subprocess.Popen(
+            [str(NODE_EXE), *ros_args(namespace, 'silence_warning_s:=1.0')],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 20.0
         while 'no observation or base_action' not in log.read_text():
@@ -288,8 +296,8 @@ def test_a_node_that_hears_nothing_says_where_it_listens(tmp_path):
         stop_process(proc, timeout_s=10.0)
     text = log.read_text()
     assert (
-        f'no observation or base_action in 1 s: listening on {NAMESPACE}/observation and '
-        f'{NAMESPACE}/base_action (publishers matched: 0, 0)'
+        'no observation or base_action in 1 s and no publisher of either: listening on '
+        f'{namespace}/observation and {namespace}/base_action; is the node in the namespace'
     ) in text, text
     assert text.count('no observation or base_action') == 1, text
 

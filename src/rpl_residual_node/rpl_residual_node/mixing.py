@@ -125,9 +125,9 @@ class ResidualConfig:
     silence_warning_s: float = dataclasses.field(
         default=10.0,
         metadata=describe(
-            'With no observation or base action this long (s) after start, warn once naming '
-            'the topics listened on (a node outside the stack namespace hears nothing); 0 = '
-            'never',
+            'With no observation or base action this long (s) after start and no publisher '
+            'of either, warn once naming the topics listened on (a node outside the stack '
+            'namespace hears nothing); 0 = never',
             range=(0.0, 3600.0),
         ),
     )

@@ -122,17 +122,23 @@ class ResidualNode(RplNode):
 
     # ------------------------------------------------------------------ callbacks
     def _on_silence(self) -> None:
-        """Nothing heard ``silence_warning_s`` after start: say where the node listens (a node
-        left in the root namespace never hears a stack in /rpl, and nothing said so)."""
+        """Nothing heard ``silence_warning_s`` after start and no publisher matched on
+        either input: say where the node listens (a node left outside the stack's
+        namespace hears nothing, and nothing said so). Matched publishers that have not
+        sent yet are a stack still starting (a learning stack waits for its trainer): no
+        warning then."""
         self._silence_timer.cancel()
-        if self._heard:
+        matched = (
+            self._observation_sub.get_publisher_count(),
+            self._base_action_sub.get_publisher_count(),
+        )
+        if self._heard or any(matched):
             return
         self.get_logger().warning(
-            f'no observation or base_action in {self.config.silence_warning_s:g} s: listening on '
-            f'{self._observation_sub.topic_name} and {self._base_action_sub.topic_name} '
-            f'(publishers matched: {self._observation_sub.get_publisher_count()}, '
-            f"{self._base_action_sub.get_publisher_count()}); is the node in the stack's "
-            'namespace (-r __ns:=/rpl)?'
+            f'no observation or base_action in {self.config.silence_warning_s:g} s and no '
+            f'publisher of either: listening on {self._observation_sub.topic_name} and '
+            f'{self._base_action_sub.topic_name}; is the node in the namespace of the nodes '
+            "that publish them (the stack's, e.g. -r __ns:=/rpl)?"
         )
 
     def _on_observation(self, msg: JointState) -> None:

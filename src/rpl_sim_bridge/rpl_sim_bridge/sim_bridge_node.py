@@ -66,8 +66,7 @@ class SimBridgeNode(RplNode):
             # a run of N episodes that never began is not that (see destroy_node).
             if self.config.episodes > 0:
                 raise ValueError(
-                    f'interrupted while starting: none of the {self.config.episodes} '
-                    'episodes run'
+                    f'interrupted while starting: none of the {self.config.episodes} episodes run'
                 ) from None
             raise
 
