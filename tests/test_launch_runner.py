@@ -225,10 +225,13 @@ def test_argument_values_reach_the_nodes_with_the_parameters_types(tmp_path):
 
     floats = {'command_timeout': '1e-5', 'max_rate': '0.00001', 'model_path': 'on'}
     plans = {p.name: p for p in plan_rpl_launch('slippery_push.launch.py', **floats)}
-    from rpl_bringup.stack_substitutions import float_text  # needs the stand-in modules
+    from rpl_interfaces.params import yaml_float, yaml_string
 
-    for value in (1e-05, 1e30, 0.1, 5.0, float('inf'), -2.5e-12):
-        assert yaml.safe_load(float_text(value)) == value, float_text(value)
+    for value in (1e-05, 1e30, 0.1, 5.0, 4, float('inf'), -2.5e-12):
+        assert yaml.safe_load(yaml_float(value)) == value, yaml_float(value)
+        assert isinstance(yaml.safe_load(yaml_float(value)), float)
+    for text in ('20241205', 'yes', 'on', '', 'runs/\U0001f916 bot', 'a "b" \\ c'):
+        assert yaml.safe_load(yaml_string(text)) == text, yaml_string(text)
     sim = plans['sim_bridge'].node.parameters
     assert sim['command_timeout_s'] == 1e-05 and sim['lockstep_max_rate_hz'] == 1e-05
     assert plans['residual_node'].node.parameters['model_path'] == 'on'

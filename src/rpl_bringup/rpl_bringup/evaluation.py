@@ -513,7 +513,9 @@ def check_identity_of(
     warnings = [f'model {model_path} runs although {difference}' for difference in allowed]
     # rpl eval mixes with the task's stack settings: the fix is the stack's parameter.
     clamped = clamp_warning(
-        identity, task_residual_config(spec).residual_limit, "the residual node's residual_limit:="
+        identity,
+        task_residual_config(spec).residual_limit,
+        "in the stack, the residual node's residual_limit:=",
     )
     if clamped:  # in-process evaluation mixes as the task's stack does
         warnings.append(f'model {model_path}: {clamped}')

@@ -12,8 +12,6 @@ line naming it.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +21,7 @@ from launch.substitutions import LaunchConfiguration
 
 from rpl_base_controllers.registry import controllers_for
 from rpl_interfaces.output_files import os_reason, probe_write
+from rpl_interfaces.params import yaml_float, yaml_string
 from rpl_interfaces.trainer_files import check_trainer_files
 from rpl_sim_bridge.bridge_config import MAX_SEED
 
@@ -90,21 +89,6 @@ class TrueCount(Substitution):
         return f'TrueCount({list(self._names)}, base={self._base}, as_flag={self._as_flag})'
 
 
-def float_text(value: float) -> str:
-    """Text that YAML 1.1 (PyYAML, which launch_ros and ``rpl launch`` read parameter text
-    with) and rcl both read as this double: ``repr`` gives ``1e-05`` and ``inf``, which
-    YAML 1.1 reads as strings; here ``1.0e-05`` and ``.inf``."""
-    if math.isnan(value):
-        return '.nan'
-    if math.isinf(value):
-        return '.inf' if value > 0 else '-.inf'
-    text = repr(float(value))
-    mantissa, e, exponent = text.partition('e')
-    if e and '.' not in mantissa:
-        text = f'{mantissa}.0e{exponent}'
-    return text
-
-
 class Text(Substitution):
     """A string parameter's value, quoted so that YAML keeps it a string: launch_ros (and
     ``rpl launch``) read substituted parameter text as YAML, so ``bag:=20241205``,
@@ -116,7 +100,7 @@ class Text(Substitution):
         self._inner = inner
 
     def perform(self, context: LaunchContext) -> str:
-        return json.dumps(self._inner.perform(context))  # a double-quoted YAML string
+        return yaml_string(self._inner.perform(context))
 
     def describe(self) -> str:
         return f'Text({self._inner.describe()})'
@@ -141,7 +125,7 @@ class FloatArgument(Substitution):
             raise ValueError(
                 f'launch argument {self._name}:={text!r} is outside [{self._low}, {self._high}]'
             )
-        return float_text(value)
+        return yaml_float(value)
 
     def describe(self) -> str:
         return f'Float({self._name!r})'

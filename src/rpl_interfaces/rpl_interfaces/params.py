@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -20,6 +21,29 @@ T = TypeVar('T')
 
 class ParameterError(ValueError):
     """A parameter value is out of range, of the wrong type, or not one of the choices."""
+
+
+def yaml_float(value: float) -> str:
+    """Parameter text that YAML 1.1 (PyYAML, which launch_ros and ``rpl launch`` read
+    substituted parameter text with) and rcl (``-p name:=TEXT``) both read as this double:
+    ``repr`` gives ``1e-05``, ``4`` is an integer and ``inf`` a string to YAML 1.1; here
+    ``1.0e-05``, ``4.0`` and ``.inf``."""
+    value = float(value)
+    if math.isnan(value):
+        return '.nan'
+    if math.isinf(value):
+        return '.inf' if value > 0 else '-.inf'
+    text = repr(value)
+    mantissa, e, exponent = text.partition('e')
+    if e and '.' not in mantissa:
+        text = f'{mantissa}.0e{exponent}'
+    return text
+
+
+def yaml_string(value: str) -> str:
+    """Parameter text that YAML keeps a string (``20241205``, ``yes`` or ``on`` would be an
+    integer or a boolean): double-quoted, other characters as they are."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def describe(

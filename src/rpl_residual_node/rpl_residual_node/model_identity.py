@@ -55,6 +55,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rpl_interfaces import __version__, contract
+from rpl_interfaces.params import yaml_float
 
 VERSION = 'rpl_version'
 TASK = 'task'
@@ -383,7 +384,7 @@ def clamp_warning(
         return None
     return (
         f'its residuals reach +-{scale:g} (residual_scale) but residual_limit clamps them to '
-        f'+-{residual_limit:g}, so it runs other than trained ({setting}{float(scale)!r} '
+        f'+-{residual_limit:g}, so it runs other than trained ({setting}{yaml_float(scale)} '
         'runs it as trained)'
     )
 

@@ -11,8 +11,6 @@ Dict parameters become ``-p`` overrides (YAML text), which rcl applies after eve
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import pathlib
 import re
@@ -31,6 +29,7 @@ from rpl_bringup.launch_shim.core import (
     normalize_to_list_of_substitutions,
     perform_substitutions,
 )
+from rpl_interfaces.params import yaml_float, yaml_string
 
 _NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 _NAMESPACE = re.compile(r'^(/[A-Za-z_][A-Za-z0-9_]*)+$')
@@ -43,13 +42,9 @@ def parameter_text(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if math.isnan(value):
-            return '.nan'
-        if math.isinf(value):
-            return '.inf' if value > 0 else '-.inf'
-        return repr(value)
+        return yaml_float(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a double-quoted YAML scalar is always a string
+        return yaml_string(value)
     if isinstance(value, (list, tuple)):
         return '[' + ', '.join(parameter_text(v) for v in value) + ']'
     raise LaunchError(f'unsupported parameter value {value!r} ({type(value).__name__})')
