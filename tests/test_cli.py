@@ -68,3 +68,14 @@ def test_launch_options_may_follow_the_file_and_a_missing_file_is_named(capsys, 
         cli.main(['launch', 'rpl_bringup', 'push.launch.py', '--bogus'])
     assert done.value.code == 2
     assert 'unrecognized arguments: --bogus' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('form', ['path', 'package'])
+def test_an_xml_or_yaml_launch_file_says_what_runs_it(capsys, tmp_path, form):
+    path = tmp_path / 'my.launch.xml'
+    path.write_text('<launch></launch>\n')
+    argv = ['launch', str(path)] if form == 'path' else ['launch', 'rpl_bringup', 'x.launch.yaml']
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "XML and YAML launch files need ROS 2's launch package" in err, err
+    assert err.count('\n') == 1

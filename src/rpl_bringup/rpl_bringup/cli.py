@@ -225,7 +225,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
     """``rpl launch``."""
     from rpl_bringup import launch_runner
 
-    if args.target.endswith('.py'):  # a file's path (no package name ends so)
+    if args.target.endswith(('.xml', '.yaml', '.yml')):  # a file's path, not a package
+        package, file_name, tokens = None, args.target, args.rest
+    elif args.target.endswith('.py'):  # a file's path (no package name ends so)
         if not os.path.isfile(args.target):
             what = 'is not a file' if os.path.exists(args.target) else 'does not exist'
             raise UsageError(f'launch file {args.target!r} {what}')

@@ -166,6 +166,11 @@ def locate_launch_file(package: str | None, file_name: str) -> str:
     Raises:
         LaunchError: The file does not exist (the message lists the package's launch files).
     """
+    if file_name.endswith(('.xml', '.yaml', '.yml')) and not launch_shim.is_real('launch'):
+        raise LaunchError(
+            f"launch file {file_name!r}: XML and YAML launch files need ROS 2's launch "
+            "package; rpl launch's own runner runs Python launch files (*.launch.py)"
+        )
     if package is None:
         if not os.path.isfile(file_name):
             raise LaunchError(f'launch file {file_name!r} does not exist')
