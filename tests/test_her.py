@@ -193,7 +193,10 @@ def test_a_buffer_larger_than_the_machines_memory_is_one_line():
     later); the size is refused before anything is allocated, naming the setting."""
     import os
 
-    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    from rpl_trainer.her import usable_memory
+
+    memory = usable_memory()
+    assert 0 < memory <= os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
     dims = Dims(25, 3, 4)
     per_transition = 4 * (25 + 3 + 3 + 2 * 4)  # about: float32 obs, goals, two actions
     capacity = (memory // per_transition) * 2

@@ -239,18 +239,37 @@ class HerSampler:
         return residual_explaining(executed, self._base(obs, goal, np.float64), self.scale)
 
 
-def _check_fits(nbytes: int, capacity: int) -> None:
-    """Refuse a replay buffer larger than this machine's memory, in one line (numpy's
-    allocation would fail with a traceback, or succeed lazily and be killed later)."""
+# Where a container's memory limit is (cgroup v2, v1); absent or unlimited: the machine's.
+_CGROUP_LIMITS = ('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes')
+
+
+def usable_memory() -> int | None:
+    """Bytes this process may use: the machine's memory, or its container's limit where
+    that is lower (None: not known here)."""
     try:
         memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-    except (AttributeError, ValueError, OSError):  # not known here: numpy decides
-        return
-    if nbytes > memory:
+    except (AttributeError, ValueError, OSError):
+        return None
+    for path in _CGROUP_LIMITS:
+        try:
+            with open(path) as f:
+                memory = min(memory, int(f.read().strip()))  # 'max': not a limit
+        except (OSError, ValueError):
+            continue
+    return memory
+
+
+def _check_fits(nbytes: int, capacity: int) -> None:
+    """Refuse a replay buffer larger than the memory this process may use, in one line
+    (numpy's allocation would fail with a traceback, or succeed lazily and be killed
+    later)."""
+    memory = usable_memory()
+    if memory is not None and nbytes > memory:
         gib = 1024**3
         raise ValueError(
             f'buffer_size={capacity} needs {nbytes / gib:.1f} GiB for the replay buffer, more '
-            f"than this machine's {memory / gib:.1f} GiB of memory: lower buffer_size"
+            f'than the {memory / gib:.1f} GiB of memory this process may use (the machine '
+            "or its container's limit): lower buffer_size"
         )
 
 
