@@ -46,6 +46,7 @@ def write_bag(
     terminal: bool = False,
     drop=None,
     namespaces: tuple[str, ...] = (NS,),
+    controller_tag: str = 'toy_ctl',
 ) -> dict:
     """Write a lockstep run; commands come from ``policy`` (default: base action + 0.1).
 
@@ -86,7 +87,7 @@ def write_bag(
                 command, residual = policy.mix(obs[:OBS_DIM], obs[-GOAL_DIM:], base)
             written['command'][ep, k], written['residual'][ep, k] = command, residual
             put('observation', ep, k, obs, t, 'toy_task', OBS_FIELDS)
-            put('base_action', ep, k, base, t + BASE_DELAY, 'toy_ctl', action_fields)
+            put('base_action', ep, k, base, t + BASE_DELAY, controller_tag, action_fields)
             put('residual', ep, k, residual, t + COMMAND_DELAY, 'm.onnx', action_fields)
             put('command', ep, k, command, t + COMMAND_DELAY, 'residual', action_fields)
             if extra is not None:

@@ -642,6 +642,19 @@ def test_replay_refuses_a_model_of_another_task_or_fields_and_names_the_override
     assert code == 2
     assert "trained for controller 'other_ctl', the running controller is 'toy_ctl'" in err
 
+    # Base actions that name no controller (empty frame_id): the residual node refuses a
+    # model that names one, and the replay says so too (it replayed it unchecked).
+    untagged = tmp_path / 'untagged'
+    write_bag(untagged, controller_tag='')
+    toy = stated_model(tmp_path, 'toy.onnx', controller='toy_ctl')
+    code, err = run_cli(['replay-model', str(untagged), '--model', str(toy)])
+    assert code == 2, err
+    assert "trained for controller 'toy_ctl', the base_action messages do not name" in err
+    code, err = run_cli(
+        ['replay-model', str(untagged), '--model', str(toy), '--allow-model-mismatch']
+    )
+    assert code == 0, err
+
     renamed = stated_model(
         tmp_path, 'renamed.onnx', observation_fields=json.dumps(['grip_pos.y', 'grip_pos.x'])
     )

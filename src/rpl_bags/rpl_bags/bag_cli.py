@@ -361,10 +361,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )
     # The controller whose base actions the bag holds (their frame_id), as the residual
     # node compares it: a model of another controller passed here and was refused there.
-    # Several (a problem line says so): none is compared.
+    # Several (a problem line says so): none is compared. Base actions that name none
+    # (empty frame_id), like untagged observations (task ''), are a stream that names none:
+    # the node refuses a model that names one, and so does the replay.
+    if len(run.controllers) == 1:
+        controller: str | None = run.controllers[0]
+    elif not run.controllers and any(ep.base_action.present.any() for ep in run.episodes):
+        controller = ''
+    else:
+        controller = None
     recorded = StackIdentity(
-        task=run.task or None,
-        controller=run.controllers[0] if len(run.controllers) == 1 else None,
+        task=run.task,
+        controller=controller,
         observation_fields=run.layout.observation_fields,
         goal_fields=run.layout.goal_fields,
         action_fields=run.action_fields or None,
