@@ -9,8 +9,10 @@ already exists, is one line at once instead of a traceback at the end. It then w
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
+import shutil
 import stat
 import tempfile
 import time
@@ -127,6 +129,42 @@ def os_reason(exc: OSError) -> str:
     """An OSError as one line: its reason, then the file it names (if any) in brackets."""
     reason = exc.strerror or str(exc)
     return reason + (f' ({exc.filename})' if exc.filename else '')
+
+
+LOW_DISK_BYTES = 16 * 2**20  # less free than this after a failed write: the disk is full
+
+
+def write_failure(path: str | os.PathLike[str], exc: BaseException) -> BaseException:
+    """What to raise for a write of ``path`` that failed with ``exc``: an OSError naming
+    the file; torch's writers report a full disk as a RuntimeError ("unexpected pos ..."),
+    which said nothing of the disk or the file: with the disk (nearly) full it is ENOSPC
+    naming the file, otherwise ``exc`` itself (a real error of the writer)."""
+    if isinstance(exc, OSError):
+        return OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
+    try:
+        free = shutil.disk_usage(pathlib.Path(path).absolute().parent).free
+    except OSError:
+        return exc
+    if free < LOW_DISK_BYTES:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+    return exc
+
+
+def write_whole(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``path`` whole or not at all (a scratch file beside it, then a rename), over
+    what is there: a failed write (a full disk) leaves the old file as it was and nothing
+    half-written. Raises the OSError of :func:`write_failure`."""
+    path = pathlib.Path(path)
+    scratch = path.with_name(f'.{path.name}.tmp')
+    try:
+        with open(scratch, 'wb') as f:
+            f.write(data)
+        os.replace(scratch, path)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
+    finally:
+        with contextlib.suppress(OSError):
+            scratch.unlink()  # only there when the write or the rename failed
 
 
 def write_output(path: str | os.PathLike[str], data: bytes, *, force: bool) -> pathlib.Path:

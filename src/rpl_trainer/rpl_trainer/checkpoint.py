@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rpl_interfaces.output_files import write_failure
+
 FORMAT_VERSION = 1
 _NDARRAY = '__ndarray__'
 
@@ -55,6 +57,9 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
 
     The parent folder is created if needed. A reader sees the old file or the new one,
     never a partial one; a failed write leaves the old file as it was.
+
+    Raises:
+        OSError: The write failed (naming the file; a full disk as ENOSPC).
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +67,11 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     try:
         torch.save({'format': FORMAT_VERSION, 'state': _pack(state)}, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch says RuntimeError for a full disk
+        failure = write_failure(path, exc)
+        if failure is exc:
+            raise
+        raise failure from None
     finally:
         tmp.unlink(missing_ok=True)  # only left behind when the write or the rename failed
 

@@ -426,7 +426,7 @@ def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.export import ExportError
     from rpl_trainer.problem import registered_problem
     from rpl_trainer.residual import residual_scales
-    from rpl_trainer.run_dir import RunDirError, check_run_dir
+    from rpl_trainer.run_dir import CHECKPOINT_FILE, RunDirError, check_run_dir
     from rpl_trainer.stop import TrainingInterrupted
     from rpl_trainer.train import Trainer, burn_in_budget_note
 
@@ -461,10 +461,12 @@ def _train(args: argparse.Namespace) -> int:
     except (RunDirError, CheckpointError) as exc:
         raise CliError(str(exc)) from exc
     except (ExportError, OSError) as exc:  # a model that does not export, a full disk
-        raise CliError(
-            f'{exc}; the run stopped: `rpl train --out {args.out} --resume` continues it '
-            'from its last checkpoint'
-        ) from exc
+        what = f'cannot write {exc.filename}: {exc.strerror}' if _names_file(exc) else exc
+        if (pathlib.Path(args.out) / CHECKPOINT_FILE).is_file():
+            then = f'`rpl train --out {args.out} --resume` continues it from its last checkpoint'
+        else:
+            then = 'nothing of it was kept: run the same command again once that is mended'
+        raise CliError(f'{what}; the run stopped: {then}') from exc
     except TrainingInterrupted as exc:
         print(
             f'rpl train: {exc}; `rpl train --out {args.out} --resume` continues it',
@@ -522,6 +524,10 @@ def _plot(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     print(f'wrote {path}')
     return 0
+
+
+def _names_file(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and bool(exc.filename) and bool(exc.strerror)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from rpl_interfaces import __version__
+from rpl_interfaces.output_files import write_failure
 from rpl_residual_node.model_identity import (
     RESIDUAL_SCALE,
     RESIDUAL_SCALES,
@@ -228,41 +229,50 @@ def export_onnx(
     example = _example_inputs(model, batch=2, seed=0)
     graph = _Graph(model)
     tmp = path.with_name(f'.{path.name}.tmp')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            graph,
-            example,
-            str(tmp),
-            input_names=names,
-            output_names=[RESIDUAL],
-            dynamic_axes={name: {0: 'batch'} for name in [*names, RESIDUAL]},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    proto = onnx.load(str(tmp))
-    props = {'producer': 'rpl_trainer', 'rpl_version': __version__}
-    if identity is not None:
-        props.update(identity.to_props())
-    props.update({str(k): str(v) for k, v in (metadata or {}).items()})
-    # The graph's, whatever the caller said.
-    props[RESIDUAL_SCALE] = repr(largest_scale(scale))
-    per_axis = axis_scales(scale)
-    props.pop(RESIDUAL_SCALES, None)
-    if per_axis is not None:
-        props[RESIDUAL_SCALES] = json.dumps(list(per_axis))
-    onnx.helper.set_model_props(proto, props)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(tmp))
-    difference = scaled_difference(tmp, model)
-    if not difference <= TOLERANCE:
-        tmp.unlink()
-        raise ExportError(
-            f'ONNX export of {path} differs from torch by {difference:.3g} of the residual '
-            f'scale (> {TOLERANCE})'
-        )
-    os.replace(tmp, path)
-    return path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(
+                graph,
+                example,
+                str(tmp),
+                input_names=names,
+                output_names=[RESIDUAL],
+                dynamic_axes={name: {0: 'batch'} for name in [*names, RESIDUAL]},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        props = {'producer': 'rpl_trainer', 'rpl_version': __version__}
+        if identity is not None:
+            props.update(identity.to_props())
+        props.update({str(k): str(v) for k, v in (metadata or {}).items()})
+        # The graph's, whatever the caller said.
+        props[RESIDUAL_SCALE] = repr(largest_scale(scale))
+        per_axis = axis_scales(scale)
+        props.pop(RESIDUAL_SCALES, None)
+        if per_axis is not None:
+            props[RESIDUAL_SCALES] = json.dumps(list(per_axis))
+        onnx.helper.set_model_props(proto, props)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        difference = scaled_difference(tmp, model)
+        if not difference <= TOLERANCE:
+            raise ExportError(
+                f'ONNX export of {path} differs from torch by {difference:.3g} of the residual '
+                f'scale (> {TOLERANCE})'
+            )
+        os.replace(tmp, path)
+        return path
+    except ExportError:
+        raise
+    except (OSError, RuntimeError) as exc:  # a full disk (torch says RuntimeError)
+        failure = write_failure(path, exc)
+        if failure is exc:
+            raise
+        raise failure from None
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when the export failed: it held the disk
 
 
 def scaled_difference(

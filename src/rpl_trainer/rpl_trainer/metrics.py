@@ -8,13 +8,18 @@ Column names follow CleanRL's families: ``eval/...``, ``train/...``, ``losses/..
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
+import os
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from rpl_interfaces.output_files import write_failure
 
 if TYPE_CHECKING:
     from rpl_trainer.ddpg import UpdateStats
@@ -91,13 +96,25 @@ def _fmt(value: Any) -> Any:
 
 def append_row(path: pathlib.Path, row: Mapping[str, Any]) -> None:
     """Append ``row`` (every column of :func:`row_columns`) to ``path``, with the header
-    when the file is new."""
-    new_file = not path.exists()
-    with path.open('a', newline='') as handle:
-        writer = csv.DictWriter(handle, fieldnames=row_columns(row))
-        if new_file:
-            writer.writeheader()
-        writer.writerow({k: _fmt(row[k]) for k in row_columns(row)})
+    when the file is new or empty. A failed write (a full disk) leaves the file as it was
+    (cut back to its size before: no partial row a later append would run into) and raises
+    an OSError naming it."""
+    size = path.stat().st_size if path.exists() else None
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=row_columns(row))
+    if not size:
+        writer.writeheader()
+    writer.writerow({k: _fmt(row[k]) for k in row_columns(row)})
+    try:
+        with path.open('a', newline='') as handle:
+            handle.write(text.getvalue())
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            if size is None:
+                path.unlink()
+            else:
+                os.truncate(path, size)
+        raise write_failure(path, exc) from None
 
 
 def truncate_metrics(path: pathlib.Path, env_steps: int) -> None:

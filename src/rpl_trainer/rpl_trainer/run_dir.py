@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from rpl_interfaces.output_files import os_reason, probe_write
+from rpl_interfaces.output_files import os_reason, probe_write, write_whole
 from rpl_trainer.config import TrainConfig, config_differences, make_config
 
 CONFIG_FILE = 'config.json'
@@ -170,16 +170,18 @@ class ExclusiveLock:
             exc.holder = handle.read().strip() or 'unknown'
             handle.close()
             raise
-        handle.truncate(0)
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._handle = handle
+        self._handle = handle  # held: released (and its file removed) whatever follows
+        with contextlib.suppress(OSError):  # the pid only informs a refused second process
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
 
     def release(self) -> None:
         """Let go of the lock and remove its file (nothing if not held)."""
         if self._handle is not None:
             self.path.unlink(missing_ok=True)
-            self._handle.close()
+            with contextlib.suppress(OSError):  # a pid that never reached a full disk
+                self._handle.close()
             self._handle = None
 
 
@@ -217,7 +219,7 @@ def training_lock(out_dir: pathlib.Path) -> Iterator[None]:
 
 def write_config(out_dir: pathlib.Path, config: TrainConfig) -> None:
     """Write the run's config.json (at every start, new or resumed)."""
-    (out_dir / CONFIG_FILE).write_text(config.to_json())
+    write_whole(out_dir / CONFIG_FILE, config.to_json().encode())
 
 
 def read_base_eval(out_dir: pathlib.Path) -> dict[str, Any] | None:
@@ -225,12 +227,23 @@ def read_base_eval(out_dir: pathlib.Path) -> dict[str, Any] | None:
     path = out_dir / BASE_EVAL_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunDirError(
+            f'{path} is not a readable base evaluation ({exc}); remove it and --resume: the '
+            'base controller is evaluated again'
+        ) from None
+    if not isinstance(saved, dict):
+        raise RunDirError(
+            f'{path} is not a base evaluation (not a JSON object); remove it and --resume'
+        )
+    return saved
 
 
 def write_base_eval(out_dir: pathlib.Path, result: dict[str, Any]) -> None:
     """Save the base controller's evaluation (a resumed run reads it, not re-runs it)."""
-    (out_dir / BASE_EVAL_FILE).write_text(json.dumps(result, indent=2) + '\n')
+    write_whole(out_dir / BASE_EVAL_FILE, (json.dumps(result, indent=2) + '\n').encode())
 
 
 SUCCESS_METRIC = 'eval/success_rate'
@@ -267,7 +280,7 @@ def write_summary(out_dir: pathlib.Path, summary: dict[str, Any], best: dict[str
         'best/env_steps': best['env_steps'],
         'best_onnx': BEST_ONNX_FILE,
     }
-    (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + '\n')
+    write_whole(out_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + '\n').encode())
 
 
 __all__: Sequence[str] = (

@@ -23,6 +23,7 @@ one of the highest return (a goal task's: of the highest success rate).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pathlib
 import sys
@@ -58,9 +59,11 @@ from rpl_trainer.rollout import (
 from rpl_trainer.run_dir import (
     BEST_ONNX_FILE,
     CHECKPOINT_FILE,
+    CONFIG_FILE,
     METRICS_FILE,
     ONNX_FILE,
     SNAPSHOT_DIR,
+    SUMMARY_FILE,
     RunDirError,
     check_run_dir,
     drop_snapshots_after,
@@ -559,6 +562,41 @@ class Trainer:
                 while self.next_checkpoint <= self.env_steps:
                     self.next_checkpoint += config.checkpoint_interval
 
+    def _train(self) -> tuple[dict[str, Any] | None, bool]:
+        """Train to the budget or a stop, then checkpoint; returns the base controller's
+        evaluation (or None) and whether the budget was reached."""
+        config = self.config
+        self.env = make_vector_env(self.env_factory, config.num_envs, config.vector_env)
+        bar = self._progress_bar()
+        clock = time.perf_counter() - self.wall_s
+        base = None
+        try:
+            if not self._stop.requested:
+                base = self._base_eval()
+            finished = not self._stop.requested and self._loop(bar, clock)
+        except RolloutAborted:
+            finished = False
+        finally:
+            bar.close()
+            self.env.close()
+        self.wall_s = time.perf_counter() - clock
+        self._checkpoint()
+        return base, finished
+
+    def _end_written(self) -> bool:
+        """Whether this run's end (actor.onnx and summary.json of its env steps) is there:
+        a run whose last checkpoint reached the budget but whose export or summary failed
+        (a full disk) is finished by a resume, not refused as having nothing to train."""
+        try:
+            summary = json.loads((self.out_dir / SUMMARY_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        return (
+            isinstance(summary, dict)
+            and summary.get('env_steps') == self.env_steps
+            and (self.out_dir / ONNX_FILE).is_file()
+        )
+
     def run(
         self,
         resume: bool = False,
@@ -590,10 +628,13 @@ class Trainer:
         """
         config = self.config
         check_run_dir(self.out_dir, config, resume)
+        finishing = False  # at its budget, but its end (model, summary) was never written
         with training_lock(self.out_dir), StopSignals() as self._stop:
             if resume:
                 self._restore(load_learner_checkpoint(self.out_dir / CHECKPOINT_FILE, TRAIN_RUN))
-                if self.env_steps >= config.total_env_steps:  # before anything is rewritten
+                at_budget = self.env_steps >= config.total_env_steps
+                finishing = at_budget and not self._end_written()
+                if at_budget and not finishing:  # before anything is rewritten
                     raise RunDirError(
                         f'the run in {self.out_dir} is at {self.env_steps} env steps already, '
                         f'at or past the {config.total_env_steps} asked for: nothing to train '
@@ -607,26 +648,21 @@ class Trainer:
                 on_start()
             if resume:
                 self._trim_to_checkpoint()
-            write_config(self.out_dir, config)
-            if not resume:
-                self._checkpoint()
+            try:
+                write_config(self.out_dir, config)
+                if not resume:
+                    self._checkpoint()
+            except OSError:
+                if not resume:  # nothing of a new run is kept: the same command runs again
+                    for name in (CONFIG_FILE, CHECKPOINT_FILE):
+                        (self.out_dir / name).unlink(missing_ok=True)
+                raise
             self._report_precision()
 
-            self.env = make_vector_env(self.env_factory, config.num_envs, config.vector_env)
-            bar = self._progress_bar()
-            clock = time.perf_counter() - self.wall_s
-            base = None
-            try:
-                if not self._stop.requested:
-                    base = self._base_eval()
-                finished = not self._stop.requested and self._loop(bar, clock)
-            except RolloutAborted:
-                finished = False
-            finally:
-                bar.close()
-                self.env.close()
-            self.wall_s = time.perf_counter() - clock
-            self._checkpoint()
+            if finishing:  # the last checkpoint is at the budget: only its end is written
+                base, finished = read_base_eval(self.out_dir), True
+            else:
+                base, finished = self._train()
             if not finished:
                 # The actor as it stands, deployable and evaluable like the finished run's
                 # (the checkpoint alone needed a resume to the end before any model existed).
