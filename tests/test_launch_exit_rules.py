@@ -184,6 +184,32 @@ def test_supervisor_ends_a_crash_loop_of_a_respawning_process_naming_it():
     assert time.monotonic() - start < 10.0
 
 
+RECORDER_ON_SIGINT = (
+    'import signal, sys, time\n'
+    'def stop(*_):\n'
+    '    sys.exit({code})  # as a recorder that could not close its bag\n'
+    'signal.signal(signal.SIGINT, stop)\n'
+    'time.sleep(30)\n'
+)
+
+
+@pytest.mark.parametrize('code', [0, 3])
+def test_a_process_failing_its_last_work_while_the_launch_stops_fails_the_launch(code):
+    """The required sim finished, the launch stopped the rest, and the recorder could not
+    close its bag (or a trainer save its last checkpoint): the launch still ended with 0."""
+    code_, lines, _ = supervise(
+        [
+            python_plan('sim', 'import time; time.sleep(1.0)', required=True),
+            python_plan('recorder', RECORDER_ON_SIGINT.format(code=code)),
+        ]
+    )
+    assert code_ == code, lines
+    failed = [x for x in lines if 'recorder failed while the launch stopped' in x]
+    assert len(failed) == (1 if code else 0), lines
+    if not code:
+        assert any('recorder stopped (code 0)' in x for x in lines), lines
+
+
 def test_a_respawned_process_that_lived_long_enough_is_respawned_again(tmp_path):
     lives = tmp_path / 'lives'
     victim = f"""

@@ -85,6 +85,9 @@ class Supervisor:
       ends with an error naming it (a crash loop, e.g. a bad parameter).
     * Any other exit is reported; when nothing is left running the launch ends (0 if
       every process exited with 0, else 1).
+    * While the launch stops, a process exiting with a positive code (it failed its last
+      work: a bag it could not close, a last checkpoint it could not save) makes a launch
+      that would end with 0 end with that code.
     * SIGINT / SIGTERM to the runner stop every child (exit code 128 + signal number);
       stopping is SIGINT, then SIGTERM after ``sigint_timeout``, then SIGKILL after
       ``sigterm_timeout``, each sent to the child's whole process group. A Python child
@@ -238,6 +241,16 @@ class Supervisor:
         verb = 'exited' if code == 0 else 'died'
         failure = code if code > 0 else 1
         if self._stop_stage is not None:
+            if code > 0 and not self.exit_code:
+                # A node that fails its last work while the launch stops (a bag it cannot
+                # close, a last checkpoint or results file it cannot write): not a launch
+                # that did what was asked, although it was ending with 0.
+                self.exit_code = code
+                self._say(
+                    f'{name} failed while the launch stopped (code {code}): its last work '
+                    'did not complete; the launch ends with that code'
+                )
+                return
             self._say(f'{name} stopped (code {code})')
             return
         if child.plan.on_exit is not None:
