@@ -146,3 +146,28 @@ def test_write_json_leaves_no_temporary_file_when_it_cannot_replace_the_target(t
     with pytest.raises(IsADirectoryError):
         EpisodeLog().write_json(str(target))
     assert sorted(p.name for p in tmp_path.iterdir()) == ['results.json']
+
+
+def test_write_json_keeps_the_last_complete_file_and_usual_permissions(tmp_path, monkeypatch):
+    """A full disk at a later save keeps the earlier file whole and names the file; the file
+    has the usual permissions (mkstemp made it 0600, unlike every other output)."""
+    from rpl_interfaces import output_files
+
+    target = tmp_path / 'results.json'
+    EpisodeLog().write_json(str(target))
+    before = target.read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+    def no_room(path, mode='r', *args, **kwargs):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(output_files, 'open', no_room, raising=False)
+    log = EpisodeLog()
+    log.terminal_observations = 3
+    with pytest.raises(OSError) as info:
+        log.write_json(str(target))
+    assert info.value.filename == str(target) and info.value.errno == 28
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['results.json']

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -28,6 +27,7 @@ import numpy as np
 from rpl_interfaces.action_names import ActionNameVote
 from rpl_interfaces.codec import StampedVector
 from rpl_interfaces.contract import EpisodeResult, is_terminal
+from rpl_interfaces.output_files import write_whole
 
 
 class EpisodeRecord(NamedTuple):
@@ -211,17 +211,12 @@ class EpisodeLog:
         }
 
     def write_json(self, path: str) -> None:
-        """Write :meth:`to_dict` atomically (readers never see half a file)."""
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix='.episodes_', suffix='.json')
-        try:
-            with os.fdopen(fd, 'w') as f:
-                json.dump(self.to_dict(), f, indent=1, allow_nan=True)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)  # no half-written file is left behind
-            raise
+        """Write :meth:`to_dict` whole or not at all (readers never see half a file; a
+        failed write, a full disk, keeps the last complete one and raises an OSError
+        naming the file)."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=True)
+        write_whole(path, text.encode())
 
 
 def summary_line(summary: Summary) -> str:

@@ -158,7 +158,15 @@ def main(args: Sequence[str] | None = None) -> int:
 
     code = run_node(factory, args, name='episode_monitor')
     if nodes:
-        nodes[-1].save()  # the final counts, also after Ctrl-C / SIGTERM
+        try:
+            nodes[-1].save()  # the final counts, also after Ctrl-C / SIGTERM
+        except OSError as exc:  # a full disk: the file keeps its last complete save
+            print(
+                f'[episode_monitor] error: cannot write {exc.filename}: '
+                f'{exc.strerror or exc}; it keeps its last complete save',
+                flush=True,
+            )
+            code = code or 1
         if nodes[-1].log.episodes:
             print(f'summary: {summary_line(nodes[-1].log.summary())}', flush=True)
     return code
