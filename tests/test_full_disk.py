@@ -98,6 +98,14 @@ def test_a_metrics_row_that_does_not_fit_leaves_the_file_as_it_was(tmp_path, mon
     metrics.append_row(tmp_path / 'empty.csv', row)
     header = (tmp_path / 'empty.csv').read_text().splitlines()[0]
     assert header == ','.join(metrics.METRIC_COLUMNS)
+    # A row an older version left cut off (no newline) is dropped, not joined.
+    with path.open('a') as f:
+        f.write('44,1.')
+    metrics.append_row(path, row | {'env_steps': 400})
+    assert path.read_text().splitlines()[1:] == [
+        before.splitlines()[1],
+        before.splitlines()[1].replace('100', '400', 1),
+    ]
 
 
 def test_run_files_are_written_whole_and_a_bad_base_eval_is_one_line(tmp_path, monkeypatch):

@@ -185,29 +185,34 @@ def test_supervisor_ends_a_crash_loop_of_a_respawning_process_naming_it():
 
 
 RECORDER_ON_SIGINT = (
-    'import signal, sys, time\n'
+    'import pathlib, signal, sys, time\n'
     'def stop(*_):\n'
     '    sys.exit({code})  # as a recorder that could not close its bag\n'
     'signal.signal(signal.SIGINT, stop)\n'
+    'pathlib.Path({ready!r}).touch()\n'
     'time.sleep(30)\n'
 )
+SIM_AFTER = 'import os, time\nwhile not os.path.exists({ready!r}):\n    time.sleep(0.05)\n'
 
 
-@pytest.mark.parametrize('code', [0, 3])
-def test_a_process_failing_its_last_work_while_the_launch_stops_fails_the_launch(code):
+@pytest.mark.parametrize('code', [0, 3, 130])
+def test_a_process_failing_its_last_work_while_the_launch_stops_fails_the_launch(tmp_path, code):
     """The required sim finished, the launch stopped the rest, and the recorder could not
-    close its bag (or a trainer save its last checkpoint): the launch still ended with 0."""
+    close its bag (or a trainer save its last checkpoint): the launch still ended with 0.
+    130 (128 + SIGINT) is a node saying the stop cut its run short: not a failure."""
+    ready = str(tmp_path / 'recorder_ready')  # the sim ends once the handler is in place
     code_, lines, _ = supervise(
         [
-            python_plan('sim', 'import time; time.sleep(1.0)', required=True),
-            python_plan('recorder', RECORDER_ON_SIGINT.format(code=code)),
+            python_plan('sim', SIM_AFTER.format(ready=ready), required=True),
+            python_plan('recorder', RECORDER_ON_SIGINT.format(code=code, ready=ready)),
         ]
     )
-    assert code_ == code, lines
-    failed = [x for x in lines if 'recorder failed while the launch stopped' in x]
-    assert len(failed) == (1 if code else 0), lines
-    if not code:
-        assert any('recorder stopped (code 0)' in x for x in lines), lines
+    failed = code != 130 and code
+    assert code_ == (code if failed else 0), lines
+    said = [x for x in lines if 'recorder failed while the launch stopped' in x]
+    assert len(said) == (1 if failed else 0), lines
+    if not failed:
+        assert any(f'recorder stopped (code {code})' in x for x in lines), lines
 
 
 def test_a_respawned_process_that_lived_long_enough_is_respawned_again(tmp_path):
@@ -268,7 +273,9 @@ def test_keyboard_interrupt_tracebacks_of_stopped_children_are_not_relayed():
             python_plan('failing', failing),
         ]
     )
-    assert code == 0
+    # 'failing' crashed in its stop handler: its last work did not complete (exit 1).
+    assert code == 1, lines
+    assert any('failing failed while the launch stopped (code 1)' in x for x in lines), lines
     importing_lines = [x for x in lines if x.startswith('[importing]')]
     assert importing_lines == ['[importing] importing'], lines
     assert any('importing was interrupted by the stop (traceback not shown)' in x for x in lines)

@@ -607,11 +607,13 @@ FIELDS = ('dx', 'dy', 'dz', 'gripper')
 
 
 @pytest.mark.parametrize('fields', [FIELDS[:3], (*FIELDS, 'extra')])
-def test_a_base_action_of_another_size_never_resizes_the_stream(model_path, fields):
-    """As the node feeds it (field names and frame_id with every base action): a base
-    action of another size than the stream's was noted as the stream's first, so the size
-    check passed and it went out as a command of that size; now it is rejected and the real
-    base action of the step still wins."""
+def test_a_base_action_of_another_size_than_model_and_stream_agree_on_is_rejected(
+    model_path, fields
+):
+    """As the node feeds it (field names and frame_id with every base action), with a model
+    that fits the stream: a base action of another size was noted as the stream's first, so
+    the size check passed and it went out as a command of that size; now it is rejected and
+    the real base action of the step still wins."""
     mixer = make_mixer(model_path)
     assert mixer.add_observation(0, 0, OBS, GOAL) is None
     first = mixer.add_base_action(0, 0, BASE, FIELDS, controller='my_controller')

@@ -163,7 +163,7 @@ def main(args: Sequence[str] | None = None) -> int:
         except OSError as exc:  # a full disk: the file keeps its last complete save
             print(
                 f'[episode_monitor] error: cannot write {exc.filename}: '
-                f'{exc.strerror or exc}; it keeps its last complete save',
+                f'{exc.strerror or exc}; it keeps its last complete save, if any',
                 flush=True,
             )
             code = code or 1

@@ -65,10 +65,15 @@ class _Child:
         self.log: IO[str] | None = None
         self.signalled = False  # the runner sent it a stop signal
         self.held: list[bytes] | None = None  # a traceback being held back while stopping
+        self.interrupted = False  # the stop's KeyboardInterrupt ended it (still starting)
 
     @property
     def alive(self) -> bool:
         return self.popen is not None
+
+
+# Exit codes of a node that says the stop cut its run short (128 + SIGINT / SIGTERM).
+_STOPPED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
 
 
 class Supervisor:
@@ -86,8 +91,9 @@ class Supervisor:
     * Any other exit is reported; when nothing is left running the launch ends (0 if
       every process exited with 0, else 1).
     * While the launch stops, a process exiting with a positive code (it failed its last
-      work: a bag it could not close, a last checkpoint it could not save) makes a launch
-      that would end with 0 end with that code.
+      work: a bag it could not close, a last checkpoint it could not save; not 128 +
+      SIGINT / SIGTERM, a node saying the stop cut its run short) makes a launch that would
+      end with 0 end with that code; so does a process that failed before the stop.
     * SIGINT / SIGTERM to the runner stop every child (exit code 128 + signal number);
       stopping is SIGINT, then SIGTERM after ``sigint_timeout``, then SIGKILL after
       ``sigterm_timeout``, each sent to the child's whole process group. A Python child
@@ -219,6 +225,7 @@ class Supervisor:
         child.starts += 1
         child.started_at = time.monotonic()
         child.signalled = False
+        child.interrupted = False
         self._groups.add(popen.pid)
         assert popen.stdout is not None
         os.set_blocking(popen.stdout.fileno(), False)
@@ -241,14 +248,16 @@ class Supervisor:
         verb = 'exited' if code == 0 else 'died'
         failure = code if code > 0 else 1
         if self._stop_stage is not None:
-            if code > 0 and not self.exit_code:
+            if code > 0 and code not in _STOPPED_CODES and not child.interrupted:
                 # A node that fails its last work while the launch stops (a bag it cannot
                 # close, a last checkpoint or results file it cannot write): not a launch
-                # that did what was asked, although it was ending with 0.
-                self.exit_code = code
+                # that did what was asked, although it was ending with 0. 128 + SIGINT /
+                # SIGTERM is a node saying the stop cut its run short: an answer, not this.
+                if not self.exit_code:
+                    self.exit_code = code
                 self._say(
                     f'{name} failed while the launch stopped (code {code}): its last work '
-                    'did not complete; the launch ends with that code'
+                    f'did not complete; the launch ends with code {self.exit_code}'
                 )
                 return
             self._say(f'{name} stopped (code {code})')
@@ -298,7 +307,9 @@ class Supervisor:
     def _begin_stop(self, code: int, reason: str | None, now: float) -> None:
         if self._stop_stage is not None:
             return
-        self.exit_code = code
+        # A process that failed earlier (not required, not respawned) still counts, as it
+        # does when the launch ends by itself.
+        self.exit_code = code if code or not self._failed else 1
         if reason:
             self._say(reason)
         for child in self.children:
@@ -438,6 +449,7 @@ class Supervisor:
             return True
         held, child.held = child.held, None
         if line.startswith('KeyboardInterrupt'):
+            child.interrupted = True  # its exit code then says the stop, not a failure
             self._say(f'{child.plan.name} was interrupted by the stop (traceback not shown)')
         else:
             for raw_line in held:

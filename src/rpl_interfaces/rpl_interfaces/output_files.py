@@ -150,14 +150,19 @@ def write_failure(path: str | os.PathLike[str], exc: BaseException) -> BaseExcep
     return exc
 
 
+def _scratch_beside(path: pathlib.Path) -> pathlib.Path:
+    """A new scratch file's name beside ``path`` (this process's, this moment's)."""
+    return path.absolute().parent / f'.rpl-{os.getpid()}-{time.monotonic_ns()}.tmp'
+
+
 def write_whole(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``path`` whole or not at all (a scratch file beside it, then a rename), over
     what is there: a failed write (a full disk) leaves the old file as it was and nothing
     half-written. Raises the OSError of :func:`write_failure`."""
     path = pathlib.Path(path)
-    scratch = path.with_name(f'.{path.name}.tmp')
+    scratch = _scratch_beside(path)
     try:
-        with open(scratch, 'wb') as f:
+        with open(scratch, 'xb') as f:  # its own new file: no link followed, no sharing
             f.write(data)
         os.replace(scratch, path)
     except OSError as exc:
@@ -201,7 +206,7 @@ def write_outputs(
         for path, (_, data) in zip(paths, files, strict=True):
             current = path
             path.absolute().parent.mkdir(parents=True, exist_ok=True)
-            scratch = path.absolute().parent / f'.rpl-{os.getpid()}-{time.monotonic_ns()}.tmp'
+            scratch = _scratch_beside(path)
             with open(scratch, 'xb') as f:  # the usual permissions, unlike mkstemp's 0600
                 scratches.append(scratch)
                 f.write(data)

@@ -43,7 +43,9 @@ def yaml_float(value: float) -> str:
 def yaml_string(value: str) -> str:
     """Parameter text that YAML keeps a string (``20241205``, ``yes`` or ``on`` would be an
     integer or a boolean): double-quoted, other characters as they are."""
-    return json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False)
+    # YAML refuses DEL and the C1 controls raw (and reads NEL as a space): escaped.
+    return ''.join(f'\\u{ord(c):04x}' if '\x7f' <= c <= '\x9f' else c for c in text)
 
 
 def describe(

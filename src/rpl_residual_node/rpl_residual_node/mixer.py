@@ -250,8 +250,8 @@ class ResidualMixer:
             fields: Its field names, given on to the step's Decision.
             controller: Its frame_id: with it, the message's controller and ``fields`` are
                 noted as the stream's (:meth:`note_base_action_source`) once the message is
-                accepted, never from a rejected one (a base action of another size would
-                otherwise set the size it is checked against).
+                accepted, never from a rejected one, and its size is checked against the one
+                a fitting model and the stream agree on (:meth:`_agreed_action_dim`).
 
         Returns:
             The Decision for this step if its observation was already there, else None

@@ -100,6 +100,11 @@ def append_row(path: pathlib.Path, row: Mapping[str, Any]) -> None:
     (cut back to its size before: no partial row a later append would run into) and raises
     an OSError naming it."""
     size = path.stat().st_size if path.exists() else None
+    if size:  # a row cut off by a crash of an older version: the next row must not join it
+        data = path.read_bytes()
+        if not data.endswith(b'\n'):
+            size = data.rfind(b'\n') + 1
+            os.truncate(path, size)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=row_columns(row))
     if not size:

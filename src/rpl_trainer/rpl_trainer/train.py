@@ -633,7 +633,9 @@ class Trainer:
             if resume:
                 self._restore(load_learner_checkpoint(self.out_dir / CHECKPOINT_FILE, TRAIN_RUN))
                 at_budget = self.env_steps >= config.total_env_steps
-                finishing = at_budget and not self._end_written()
+                # Only a run whose last step was evaluated: its summary says that evaluation.
+                evaluated = self._row_clock[0] == self.env_steps
+                finishing = at_budget and evaluated and not self._end_written()
                 if at_budget and not finishing:  # before anything is rewritten
                     raise RunDirError(
                         f'the run in {self.out_dir} is at {self.env_steps} env steps already, '
