@@ -94,17 +94,21 @@ def _fmt(value: Any) -> Any:
     return value
 
 
+def _last_byte(path: pathlib.Path) -> bytes:
+    with path.open('rb') as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
 def append_row(path: pathlib.Path, row: Mapping[str, Any]) -> None:
     """Append ``row`` (every column of :func:`row_columns`) to ``path``, with the header
     when the file is new or empty. A failed write (a full disk) leaves the file as it was
     (cut back to its size before: no partial row a later append would run into) and raises
     an OSError naming it."""
     size = path.stat().st_size if path.exists() else None
-    if size:  # a row cut off by a crash of an older version: the next row must not join it
-        data = path.read_bytes()
-        if not data.endswith(b'\n'):
-            size = data.rfind(b'\n') + 1
-            os.truncate(path, size)
+    if size and _last_byte(path) != b'\n':  # a row an older version's crash cut off:
+        size = path.read_bytes().rfind(b'\n') + 1  # the next row must not join it
+        os.truncate(path, size)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=row_columns(row))
     if not size:
