@@ -37,6 +37,16 @@ NODE_SCRIPT = textwrap.dedent(
         def __init__(self):
             super().__init__('probe')
             self.config = self.declare_config(Config)
+            if self.config.behaviour.startswith('slow_start'):  # a signal while it is built
+                import time
+                from rpl_interfaces.base_node import StartInterrupted
+                try:
+                    print('building', flush=True)
+                    time.sleep(30)
+                except KeyboardInterrupt:
+                    if self.config.behaviour == 'slow_start_said':
+                        raise StartInterrupted('no tick counted') from None
+                    raise
             self.ticks = 0
             self.create_timer(self.config.period_s, self.on_timer)
             from std_msgs.msg import String
@@ -114,6 +124,39 @@ def test_the_traceback_of_a_callback_failure_on_request():
     )
     assert done.returncode == 1
     assert 'Traceback' in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ('behaviour', 'sig', 'detail'),
+    [
+        ('slow_start', signal.SIGINT, 'not started'),
+        ('slow_start_said', signal.SIGTERM, 'no tick counted'),
+    ],
+)
+def test_a_signal_while_the_node_is_built_is_one_line_and_128_plus_the_signal(
+    behaviour, sig, detail
+):
+    """It exited 0 (a Ctrl-C while a node loads its model read as a clean stop), or 2 with
+    "error:" where a node turned it into a bad start: the node never ran."""
+    proc = subprocess.Popen(
+        _probe(f'behaviour:={behaviour}'),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith('building'):
+            break
+    code = stop_process(proc, sig, timeout_s=20.0)
+    output = ''.join(lines) + proc.stdout.read()
+    name = signal.Signals(sig).name
+    assert code == 128 + sig, output
+    assert (
+        f'[probe] interrupted by {name} while starting: {detail}; exit code {128 + sig}'
+    ) in output, output
+    assert 'Traceback' not in output and 'ready' not in output, output
 
 
 def test_a_bad_parameter_at_start_is_one_line_and_exit_code_2():

@@ -516,6 +516,25 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
+class StartInterrupted(KeyboardInterrupt):
+    """A signal while a node is built, with what did not happen as its message (``none of
+    the 3 episodes run``): a node's constructor raises it from the KeyboardInterrupt to say
+    so in :func:`run_node`'s line."""
+
+
+def _interrupted_start(label: str, exc: KeyboardInterrupt, signum: int | None) -> int:
+    """The line and exit code (128 + the signal, as a shell's) of a node interrupted while
+    it was built: it never ran, so not 0 (the launch and a script would read it as done)."""
+    signum = signum or signal.SIGINT
+    detail = str(exc) if isinstance(exc, StartInterrupted) else 'not started'
+    print(
+        f'[{label}] interrupted by {signal.Signals(signum).name} while starting: {detail}; '
+        f'exit code {128 + signum}',
+        flush=True,
+    )
+    return 128 + signum
+
+
 def _failure_line(label: str, exc: BaseException, started: bool) -> str:
     """One line for an unexpected exception: raised by a callback (``started``) or while
     the node was built, with where it was raised."""
@@ -542,7 +561,10 @@ def run_node(
     (``ParameterError`` or another ``ValueError`` from ``factory``, or rclpy's parameter
     type/value exceptions) is one line and exit code 2; an exception raised later by a
     callback is a runtime failure: one line naming the node, the exception and where it
-    was raised, exit code 1 (the traceback too if ``RPL_TRACEBACK=1``). A node ends itself
+    was raised, exit code 1 (the traceback too if ``RPL_TRACEBACK=1``). A SIGINT / SIGTERM
+    while the node is built is one line and 128 + the signal (:class:`StartInterrupted`
+    says what did not happen); once it spins, the same signal is a clean stop (0, or the
+    node's own code: :attr:`RplNode.stop_signal`). A node ends itself
     with :meth:`RplNode.request_exit`. The executor is :func:`make_executor`'s, named by the
     environment variable ``RPL_EXECUTOR`` (``events``, the default, or ``single``); an
     unknown name is an error at start, exit code 2. Opt-in: ``RPL_SCHED`` (real-time or
@@ -594,7 +616,10 @@ def run_node(
         failure = getattr(node, 'callback_failure', None)
         if failure is not None:  # a guarded callback raised: reported as if it escaped
             raise failure
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except KeyboardInterrupt as exc:
+        if node is None:  # while it was built; later, a Ctrl-C is the usual clean stop
+            code = _interrupted_start(name or _factory_name(factory), exc, signals.received)
+    except ExternalShutdownException:
         pass
     except Exception as exc:
         # An RCL failure after an outside shutdown (the context went away while spin was

@@ -32,7 +32,7 @@ from rclpy.duration import Duration
 from sensor_msgs.msg import JointState
 
 from rpl_interfaces import contract
-from rpl_interfaces.base_node import RplNode, now_ns, qos_profile, run_node
+from rpl_interfaces.base_node import RplNode, StartInterrupted, now_ns, qos_profile, run_node
 from rpl_interfaces.codec import MessageError, StampedVector, encode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_sim_bridge.action_intake import Rejection, Source
@@ -62,13 +62,10 @@ class SimBridgeNode(RplNode):
         try:
             self._build()
         except KeyboardInterrupt:
-            # run_node takes an interrupt while a node is built for a clean stop (exit 0);
-            # a run of N episodes that never began is not that (see destroy_node).
-            if self.config.episodes > 0:
-                raise ValueError(
-                    f'interrupted while starting: none of the {self.config.episodes} episodes run'
-                ) from None
-            raise
+            wanted = self.config.episodes
+            raise StartInterrupted(
+                f'none of the {wanted} episodes run' if wanted > 0 else 'no episode run'
+            ) from None
 
     def _build(self) -> None:
         """Everything :meth:`__init__` does once the parameters are read."""

@@ -61,7 +61,7 @@ from sensor_msgs.msg import JointState
 
 from rpl_bags.topics import resolve_topic
 from rpl_interfaces import contract
-from rpl_interfaces.base_node import RplNode, qos_profile, run_node
+from rpl_interfaces.base_node import RplNode, StartInterrupted, qos_profile, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_interfaces.output_files import missing_parents
@@ -139,13 +139,8 @@ class TrainerNode(RplNode):
             for folder in getattr(self, '_made_folders', ()):  # deepest first, if empty
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-            cfg = getattr(self, 'config', None)
-            if isinstance(exc, KeyboardInterrupt) and cfg and cfg.exit_after_updates > 0:
-                # run_node takes an interrupt at start for a clean stop (exit 0), as it is
-                # for a live trainer; an offline run asked for updates it did not make.
-                raise ValueError(
-                    'interrupted while starting: nothing learned or written'
-                ) from None
+            if isinstance(exc, KeyboardInterrupt):
+                raise StartInterrupted('nothing learned or written') from None
             raise
 
     def _start(self) -> None:
