@@ -288,3 +288,14 @@ def test_force_never_replaces_a_link_a_device_or_a_pipe(tmp_path):
             output_files.check_output(path, force=True, option='--json')
     assert link.is_symlink() and real.read_text() == 'kept'
     assert pathlib.Path(os.devnull).is_char_device()
+
+
+def test_result_json_is_standard_json_with_null_for_a_missing_value():
+    """Python writes NaN / Infinity by default; jq and JavaScript refuse them."""
+    import numpy as np
+
+    record = {'mean': np.float64('nan'), 'rows': [(1.5, float('inf')), [2, True]], 'n': 3}
+    data = output_files.json_bytes(record)
+    assert json.loads(data) == {'mean': None, 'rows': [[1.5, None], [2, True]], 'n': 3}
+    assert b'NaN' not in data and b'Infinity' not in data and data.endswith(b'\n')
+    assert np.isnan(output_files.json_float(None)) and output_files.json_float(2) == 2.0

@@ -64,6 +64,22 @@ def test_summary_and_json_round_trip(tmp_path):
     assert os.listdir(tmp_path / 'sub') == ['episodes.json']  # no temporary file left
 
 
+def test_an_empty_log_is_standard_json_and_reads_back_as_nan(tmp_path):
+    """The means over no episode were written NaN, which jq and JavaScript refuse."""
+    path = tmp_path / 'episodes.json'
+    EpisodeLog().write_json(str(path))
+    text = path.read_text()
+
+    def refuse(constant):
+        raise ValueError(f'{constant} is not JSON')
+
+    data = json.loads(text, parse_constant=refuse)  # NaN / Infinity would raise
+    assert data['summary']['success_rate'] is None
+    back = summary_from_dict(data)
+    assert back.episodes == 0 and math.isnan(back.success_rate)
+    assert math.isnan(back.mean_final_distance)
+
+
 def test_summary_line_shows_the_fallbacks_of_the_run():
     """Issue 9: fallbacks of an evaluation run are shown in its summary, not only as WARN
     lines (the monitor prints this line when the launch ends)."""

@@ -485,8 +485,7 @@ def test_a_sim_bridge_stopped_before_its_episodes_are_done_does_not_exit_0(
     # The signal lands while the node spins (the usual case) or, under load, just before
     # (after its last start-up line): either way 128 + SIGTERM, and one line saying so.
     said = (
-        f'[sim_bridge] stopped by SIGTERM after 0 of {episodes} episodes: the run is not '
-        'complete',
+        f'[sim_bridge] stopped by SIGTERM after 0 of {episodes} episodes: the run is not complete',
         f'[sim_bridge] interrupted by SIGTERM while starting: none of the {episodes} episodes '
         'run; exit code 143',
     )

@@ -197,7 +197,7 @@ def _bag_inputs(bag: str) -> tuple[str, ...]:
 
 def _json_bytes(data: dict) -> bytes:
     """A result as the JSON file holds it."""
-    return (json.dumps(data, indent=1, allow_nan=True) + '\n').encode()
+    return output_files.json_bytes(data, indent=1)
 
 
 def _write_json(path: str, data: dict, force: bool) -> None:

@@ -113,7 +113,7 @@ class BagEvaluation:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready form (NaN stays NaN: ``json.dump(..., allow_nan=True)``)."""
+        """JSON-ready form (NaN written ``null``: ``output_files.json_bytes``)."""
         return {
             'bag': self.path,
             'namespace': self.namespace,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import re
 import sys
@@ -356,11 +355,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         record['controller_params'] = params
     if args.model:  # the path as given: which actor.onnx it was
         record['model'] = args.model
-    text = json.dumps(record, indent=2) + '\n'
+    data = output_files.json_bytes(record)
     try:
-        output_files.write_output(out, text.encode(), force=args.force)
+        output_files.write_output(out, data, force=args.force)
     except output_files.OutputError as exc:
-        print(text, end='')  # the result is not lost
+        print(data.decode(), end='')  # the result is not lost
         raise UsageError(str(exc)) from None
     print(f'wrote {out}')
     return 0

@@ -16,7 +16,6 @@ step) is not a step: it is counted apart (``terminal_observations``), not as an 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ import numpy as np
 from rpl_interfaces.action_names import ActionNameVote
 from rpl_interfaces.codec import StampedVector
 from rpl_interfaces.contract import EpisodeResult, is_terminal
-from rpl_interfaces.output_files import write_whole
+from rpl_interfaces.output_files import json_bytes, json_float, write_whole
 
 
 class EpisodeRecord(NamedTuple):
@@ -215,8 +214,7 @@ class EpisodeLog:
         failed write, a full disk, keeps the last complete one and raises an OSError
         naming the file)."""
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=True)
-        write_whole(path, text.encode())
+        write_whole(path, json_bytes(self.to_dict(), indent=1))
 
 
 def summary_line(summary: Summary) -> str:
@@ -240,5 +238,8 @@ def summary_line(summary: Summary) -> str:
 def summary_from_dict(data: Mapping[str, Any]) -> Summary:
     """The :class:`Summary` stored by :meth:`EpisodeLog.to_dict`."""
     s = dict(data['summary'])
-    s['ci95'] = tuple(s['ci95'])
+    s['ci95'] = tuple(json_float(v) for v in s['ci95'])
+    for key, value in s.items():  # a mean over no episode is null in the file: NaN again
+        if value is None:
+            s[key] = json_float(value)
     return Summary(**s)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import pathlib
 import tempfile
@@ -280,12 +279,12 @@ def _write(
     error): a model left beside another selection's record would be misread."""
     from rpl_interfaces import output_files
 
-    text = json.dumps(record, indent=2) + '\n'
+    data = output_files.json_bytes(record)
     try:
-        output_files.write_outputs([(outputs[0], model), (outputs[1], text.encode())], force=force)
+        output_files.write_outputs([(outputs[0], model), (outputs[1], data)], force=force)
     except output_files.OutputError as exc:
         error = SelectionError(f'{exc} (the selection is printed above)')
-        error.record = text  # type: ignore[attr-defined]
+        error.record = data.decode()  # type: ignore[attr-defined]
         raise error from None
 
 

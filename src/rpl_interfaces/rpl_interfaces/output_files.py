@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import pathlib
 import shutil
@@ -17,6 +19,29 @@ import stat
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
+
+
+def json_bytes(data: Any, indent: int = 2) -> bytes:
+    """A result as its JSON file holds it: standard JSON, a value that does not exist (the
+    NaN of a mean over no episode, an infinity) written ``null``. Python writes ``NaN`` by
+    default, which jq, JavaScript and most other readers refuse."""
+
+    def strict(value: Any) -> Any:
+        if isinstance(value, float):  # numpy's float64 too
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {key: strict(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(item) for item in value]
+        return value
+
+    return (json.dumps(strict(data), indent=indent, allow_nan=False) + '\n').encode()
+
+
+def json_float(value: Any) -> float:
+    """A number read back from :func:`json_bytes`'s file: ``null`` is NaN again."""
+    return math.nan if value is None else float(value)
 
 
 class OutputError(ValueError):

@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from rpl_interfaces.output_files import os_reason, probe_write, write_whole
+from rpl_interfaces.output_files import json_bytes, os_reason, probe_write, write_whole
 from rpl_trainer.config import TrainConfig, config_differences, make_config
 
 CONFIG_FILE = 'config.json'
@@ -243,7 +243,7 @@ def read_base_eval(out_dir: pathlib.Path) -> dict[str, Any] | None:
 
 def write_base_eval(out_dir: pathlib.Path, result: dict[str, Any]) -> None:
     """Save the base controller's evaluation (a resumed run reads it, not re-runs it)."""
-    write_whole(out_dir / BASE_EVAL_FILE, (json.dumps(result, indent=2) + '\n').encode())
+    write_whole(out_dir / BASE_EVAL_FILE, json_bytes(result))
 
 
 SUCCESS_METRIC = 'eval/success_rate'
@@ -280,7 +280,7 @@ def write_summary(out_dir: pathlib.Path, summary: dict[str, Any], best: dict[str
         'best/env_steps': best['env_steps'],
         'best_onnx': BEST_ONNX_FILE,
     }
-    write_whole(out_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + '\n').encode())
+    write_whole(out_dir / SUMMARY_FILE, json_bytes(summary))
 
 
 __all__: Sequence[str] = (
