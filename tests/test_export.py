@@ -167,3 +167,17 @@ def test_rpl_train_exports_carry_the_run_facts(tmp_path):
     assert json.loads(props['goal_fields']) == ['g0', 'g1']
     assert props['training_steps'] == '40'
     assert float(props['eval_success']) == trainer.last_eval['eval/success_rate']
+
+
+def test_an_export_that_does_not_reproduce_the_actor_keeps_the_last_model(tmp_path, monkeypatch):
+    """The check's failure (forced here: a real mismatch needs a broken exporter) is one
+    ExportError, and the model already there stays as it was, with no scratch file."""
+    from rpl_trainer import export
+
+    path = export_onnx(trained_looking_actor(False), tmp_path / 'actor.onnx', 2.0)
+    before = path.read_bytes()
+    monkeypatch.setattr(export, 'scaled_difference', lambda *_: 10 * TOLERANCE)
+    with pytest.raises(export.ExportError, match='differs from torch by 0.001'):
+        export_onnx(trained_looking_actor(True), path, 2.0)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['actor.onnx']

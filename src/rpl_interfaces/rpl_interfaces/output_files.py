@@ -18,7 +18,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 
@@ -180,21 +180,35 @@ def _scratch_beside(path: pathlib.Path) -> pathlib.Path:
     return path.absolute().parent / f'.rpl-{os.getpid()}-{time.monotonic_ns()}.tmp'
 
 
-def write_whole(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``path`` whole or not at all (a scratch file beside it, then a rename), over
-    what is there: a failed write (a full disk) leaves the old file as it was and nothing
-    half-written. Raises the OSError of :func:`write_failure`."""
+@contextlib.contextmanager
+def replacing(
+    path: str | os.PathLike[str], writer_errors: tuple[type[BaseException], ...] = (OSError,)
+) -> Iterator[pathlib.Path]:
+    """Write ``path`` whole or not at all, over what is there: the body writes the scratch
+    file yielded (beside ``path``, new, this process's), which replaces ``path`` when the
+    body ends without an exception. A failed write (a full disk) leaves the old file as it
+    was and nothing half-written: no scratch file stays. An exception of ``writer_errors``
+    (torch's writers add RuntimeError) is raised as :func:`write_failure` says."""
     path = pathlib.Path(path)
     scratch = _scratch_beside(path)
     try:
-        with open(scratch, 'xb') as f:  # its own new file: no link followed, no sharing
-            f.write(data)
+        yield scratch
         os.replace(scratch, path)
-    except OSError as exc:
-        raise write_failure(path, exc) from None
+    except writer_errors as exc:
+        failure = write_failure(path, exc)
+        if failure is exc:
+            raise
+        raise failure from None
     finally:
         with contextlib.suppress(OSError):
             scratch.unlink()  # only there when the write or the rename failed
+
+
+def write_whole(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``path`` whole or not at all (:func:`replacing`). Raises the OSError of
+    :func:`write_failure`."""
+    with replacing(path) as scratch, open(scratch, 'xb') as f:  # no link followed
+        f.write(data)
 
 
 def write_output(path: str | os.PathLike[str], data: bytes, *, force: bool) -> pathlib.Path:

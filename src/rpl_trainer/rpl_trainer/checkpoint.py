@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rpl_interfaces.output_files import write_failure
+from rpl_interfaces.output_files import replacing
 
 FORMAT_VERSION = 1
 _NDARRAY = '__ndarray__'
@@ -63,17 +63,9 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    try:
-        torch.save({'format': FORMAT_VERSION, 'state': _pack(state)}, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # torch says RuntimeError for a full disk
-        failure = write_failure(path, exc)
-        if failure is exc:
-            raise
-        raise failure from None
-    finally:
-        tmp.unlink(missing_ok=True)  # only left behind when the write or the rename failed
+    # torch says RuntimeError for a full disk
+    with replacing(path, writer_errors=(OSError, RuntimeError)) as scratch:
+        torch.save({'format': FORMAT_VERSION, 'state': _pack(state)}, scratch)
 
 
 def _load_failure(path: pathlib.Path, exc: Exception) -> str:

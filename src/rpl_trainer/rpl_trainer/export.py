@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from rpl_interfaces import __version__
-from rpl_interfaces.output_files import write_failure
+from rpl_interfaces.output_files import replacing
 from rpl_residual_node.model_identity import (
     RESIDUAL_SCALE,
     RESIDUAL_SCALES,
@@ -68,8 +68,9 @@ RESIDUAL = RESIDUAL_OUTPUT
 TOLERANCE = 1e-4
 
 
-class ExportError(RuntimeError):
-    """The exported model does not reproduce the torch actor."""
+class ExportError(ValueError):
+    """The exported model does not reproduce the torch actor (a ValueError: not one of
+    the RuntimeErrors torch's writers give for a full disk)."""
 
 
 class ResidualModel(nn.Module):
@@ -228,21 +229,21 @@ def export_onnx(
     names = model.input_names
     example = _example_inputs(model, batch=2, seed=0)
     graph = _Graph(model)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    try:
+    # a full disk: torch says RuntimeError; a mismatch (ExportError) leaves no file either
+    with replacing(path, writer_errors=(OSError, RuntimeError)) as scratch:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation notice
             torch.onnx.export(
                 graph,
                 example,
-                str(tmp),
+                str(scratch),
                 input_names=names,
                 output_names=[RESIDUAL],
                 dynamic_axes={name: {0: 'batch'} for name in [*names, RESIDUAL]},
                 opset_version=OPSET,
                 dynamo=False,
             )
-        proto = onnx.load(str(tmp))
+        proto = onnx.load(str(scratch))
         props = {'producer': 'rpl_trainer', 'rpl_version': __version__}
         if identity is not None:
             props.update(identity.to_props())
@@ -255,24 +256,14 @@ def export_onnx(
             props[RESIDUAL_SCALES] = json.dumps(list(per_axis))
         onnx.helper.set_model_props(proto, props)
         onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
-        difference = scaled_difference(tmp, model)
+        onnx.save(proto, str(scratch))
+        difference = scaled_difference(scratch, model)
         if not difference <= TOLERANCE:
             raise ExportError(
                 f'ONNX export of {path} differs from torch by {difference:.3g} of the residual '
                 f'scale (> {TOLERANCE})'
             )
-        os.replace(tmp, path)
-        return path
-    except ExportError:
-        raise
-    except (OSError, RuntimeError) as exc:  # a full disk (torch says RuntimeError)
-        failure = write_failure(path, exc)
-        if failure is exc:
-            raise
-        raise failure from None
-    finally:
-        tmp.unlink(missing_ok=True)  # only left when the export failed: it held the disk
+    return path
 
 
 def scaled_difference(
