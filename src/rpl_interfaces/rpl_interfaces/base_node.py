@@ -33,7 +33,7 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import JointState
 
-from rpl_interfaces import contract
+from rpl_interfaces import TRACEBACK_ENV, contract, wants_traceback
 from rpl_interfaces.codec import StampedVector, encode
 from rpl_interfaces.listener_startup import ListenerStartupConfig
 from rpl_interfaces.params import build_config, check_known_parameters
@@ -354,7 +354,6 @@ _START_ERRORS = (
     InvalidParameterValueException,
 )
 STOP_POLL_S = 0.1  # s: how soon a SIGINT / SIGTERM / exit request ends the spin loop
-TRACEBACK_ENV = 'RPL_TRACEBACK'  # set to 1 for the traceback of a failed callback
 EXECUTOR_ENV = 'RPL_EXECUTOR'  # which rclpy executor run_node spins: one of EXECUTORS
 EXECUTORS = ('events', 'single')
 # The EventsExecutor runs the 3-node lockstep loop faster than the SingleThreadedExecutor:
@@ -628,7 +627,7 @@ def run_node(
             pass
         else:
             label = node.get_name() if node is not None else (name or _factory_name(factory))
-            if os.environ.get(TRACEBACK_ENV) == '1':
+            if wants_traceback():
                 traceback.print_exception(exc)
             print(_failure_line(label, exc, started=node is not None), flush=True)
             code = 1

@@ -27,9 +27,9 @@ from rpl_bringup.launch_shim.core import (
     normalize_to_list_of_substitutions,
     perform_substitutions,
 )
+from rpl_interfaces import TRACEBACK_ENV, wants_traceback
 
 _loaded = itertools.count()
-TRACEBACK_ENV = 'RPL_TRACEBACK'  # 1: a failing launch file's whole traceback
 _SHIM_PACKAGE = __name__.rsplit('.', 1)[0]  # rpl_bringup.launch_shim
 
 
@@ -56,7 +56,7 @@ def load_python_launch_file(path: str) -> Any:
     except LaunchError:
         raise
     except Exception as exc:  # the file's own mistake: one line saying where, unless asked
-        if os.environ.get(TRACEBACK_ENV) == '1':
+        if wants_traceback():
             raise
         raise _file_failure(path, exc) from None
 
