@@ -143,7 +143,7 @@ class BagRecorderNode(RplNode):
         self._ready()
 
     def _ready(self) -> None:
-        self.get_logger().info(
+        self.log_ready(
             f'ready: recording {len(self._specs)} topics to {self.writer.path} '
             f'({self.writer.storage})'
         )

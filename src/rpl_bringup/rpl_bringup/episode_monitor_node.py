@@ -95,7 +95,7 @@ class EpisodeMonitorNode(RplNode):
         # Rewrites the file with the latest counts; the timer also keeps the executor waking
         # up, so that a SIGTERM is handled promptly.
         self.create_timer(SAVE_PERIOD_S, self.save)
-        self.get_logger().info(f'ready: listening on {self.resolve_topic_name(contract.EPISODE)}')
+        self.log_ready(f'ready: listening on {self.resolve_topic_name(contract.EPISODE)}')
 
     def _watch(self) -> None:
         self.control_subscription(contract.OBSERVATION, self._on_observation)

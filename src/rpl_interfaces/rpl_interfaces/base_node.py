@@ -263,6 +263,19 @@ class RplNode(Node):
             JointState, name, callback, qos_profile(contract.TOPIC_QOS[name])
         )
 
+    def log_ready(self, text: str) -> None:
+        """Log ``text`` (the node's ``ready: ...`` line) once the node spins, not while it
+        is built: from that line on a Ctrl-C is the clean stop (a last save, exit 0), not
+        an interrupted start (:func:`run_node`); logged in the constructor, a signal sent
+        on reading it landed in the constructor's last instructions."""
+
+        def say() -> None:
+            timer.cancel()
+            self.destroy_timer(timer)
+            self.get_logger().info(text)
+
+        timer = self.create_timer(0.0, say)
+
     def after_publishers_match(
         self,
         subscriptions: Mapping[str, Subscription],

@@ -260,7 +260,7 @@ class TrainerNode(RplNode):
         source = list(self.assemblers) or 'no live namespace'
         if self.offline_only:
             source = f'the bags only, {cfg.exit_after_updates} updates, then exit'
-        self.get_logger().info(
+        self.log_ready(
             f'ready: learning {cfg.task} with {cfg.controller} from {source}; '
             f'{self.learner.episodes} episodes stored; exporting to {cfg.model_path} every '
             f'{cfg.export_every_updates} updates{checkpoints}'
