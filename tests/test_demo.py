@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 
@@ -162,3 +164,55 @@ def test_demo_refuses_a_model_that_cannot_run_before_any_node_starts(tmp_path, r
     }[kind]
     assert expected in done.stderr
     assert 'episode' not in done.stdout  # no stack ran
+
+
+@pytest.mark.integration
+def test_ctrl_c_during_the_base_run_stops_the_demo_there(repo_root):
+    """It went on with the whole run with the residual, then set a 4-episode base rate
+    beside a 20-episode one; Ctrl-C was honoured only by the exit code at the end."""
+    command = [sys.executable, '-m', 'rpl_bringup.cli', 'demo', '--episodes', '50']
+    proc = subprocess.Popen(
+        [*command, '--namespace', f'/demo_ctrl_c_{os.getpid()}'],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: Ctrl-C reaches the group
+    )
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith('[base] episode   1:'):
+                os.killpg(proc.pid, signal.SIGINT)
+                break
+        lines += proc.stdout.readlines()
+        code = proc.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = ''.join(lines)
+    assert code == 130, text
+    assert (
+        'rpl demo: the base run was interrupted; the run with the residual is not started' in text
+    )
+    assert not any(line.startswith('[rpl]') for line in lines), text
+
+
+def test_the_demo_screen_keeps_the_monitors_errors_and_drops_its_info_lines():
+    """The monitor's own error line (`RPL_SCHED=bogus`, a bad ROS_DOMAIN_ID) was dropped
+    with its INFO lines, and it has no log file: only "episode_monitor died (code 2)"."""
+    shown: list[str] = []
+    sink = demo._screen_filter(shown.append)
+    for line in (
+        '[episode_monitor] [INFO] [1.5] [rpl_demo.episode_monitor]: ready: listening',
+        '[episode_monitor] [episode_monitor] error: RPL_SCHED=bogus is not a policy',
+        '[episode_monitor] [WARN] [1.6] [rpl_demo.episode_monitor]: no episode yet',
+        '[episode_monitor] episode   0: success',
+        '[rpl launch] started sim_bridge (pid 7): sim_bridge_node',
+    ):
+        sink(line)
+    assert shown == [
+        '[episode_monitor] error: RPL_SCHED=bogus is not a policy',
+        '[WARN] [1.6] [rpl_demo.episode_monitor]: no episode yet',
+        'episode   0: success',
+    ]

@@ -215,6 +215,36 @@ def test_a_process_failing_its_last_work_while_the_launch_stops_fails_the_launch
         assert any(f'recorder stopped (code {code})' in x for x in lines), lines
 
 
+SAVER_INTERRUPTING = (
+    'import os, pathlib, signal, sys, time\n'
+    'def stop(*_):\n'
+    '    os.kill(os.getppid(), signal.SIGINT)  # the user: Ctrl-C while the launch stops\n'
+    '    time.sleep(0.5)  # a last save\n'
+    "    print('saved', flush=True)\n"
+    '    sys.exit(0)\n'
+    'signal.signal(signal.SIGINT, stop)\n'
+    'pathlib.Path({ready!r}).touch()\n'
+    'time.sleep(30)\n'
+)
+
+
+def test_an_interrupt_while_the_launch_stops_by_itself_is_its_exit_code(tmp_path):
+    """A Ctrl-C during the stop after the required sim finished was taken for a second
+    one (escalated at once, "received SIGINT again") and the launch ended with 0, so
+    `rpl demo` went on to its next run."""
+    ready = str(tmp_path / 'saver_ready')
+    code, lines, _ = supervise(
+        [
+            python_plan('sim', SIM_AFTER.format(ready=ready), required=True),
+            python_plan('saver', SAVER_INTERRUPTING.format(ready=ready)),
+        ]
+    )
+    assert code == 130, lines
+    assert any('received SIGINT while stopping; the launch ends with code 130' in x for x in lines)
+    assert '[saver] saved' in lines, lines  # its grace period was kept: no escalation
+    assert not any('again; escalating' in x or 'sending SIGTERM' in x for x in lines), lines
+
+
 def test_a_respawned_process_that_lived_long_enough_is_respawned_again(tmp_path):
     lives = tmp_path / 'lives'
     victim = f"""

@@ -490,3 +490,44 @@ def test_a_sim_bridge_stopped_before_its_episodes_are_done_does_not_exit_0(
         'run; exit code 143',
     )
     assert code == expected and any(line in output for line in said), (code, output)
+
+
+def test_a_second_sim_bridge_in_a_namespace_refuses_to_start(repo_root):
+    """Two stacks in one namespace (two `rpl demo`s at once, a launch started twice)
+    answered and counted each other's episodes and both ended with 0."""
+    namespace = f'/itest_{os.getpid()}_twice'
+
+    def bridge(*params: str) -> list[str]:
+        return [
+            str(BIN / 'sim_bridge_node'),
+            *ros_args(
+                namespace,
+                'task:=push',
+                *params,
+                params_file=repo_root / 'config' / 'sim_bridge.yaml',
+            ),
+        ]
+
+    # The first runs alone (no stack: it starts after its start-up timeout, zero actions).
+    first = subprocess.Popen(
+        bridge('startup_timeout_s:=0.2'),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for line in first.stdout:
+            if 'starting after startup_timeout_s' in line:
+                break
+        second = subprocess.run(
+            bridge('startup_timeout_s:=30.0'), capture_output=True, text=True, timeout=60
+        )
+    finally:
+        stop_process(first, signal.SIGINT, timeout_s=20.0)
+    output = second.stdout + second.stderr
+    assert second.returncode == 5, output
+    assert (
+        f'[sim_bridge] error: 1 other node(s) already publish {namespace}/observation: '
+        f'another stack runs in namespace {namespace!r}'
+    ) in output, output
+    assert 'exit code 5' in output and 'Traceback' not in output, output

@@ -18,6 +18,7 @@ import glob
 import json
 import math
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -193,9 +194,12 @@ def run_stack(
 
 def _screen_filter(write: Callable[[str], None]) -> Callable[[str], None]:
     # One screen: per-episode lines of the monitor and what goes wrong; not the start and
-    # stop chatter of the runner.
+    # stop chatter of the runner, nor the monitor's INFO log lines (its warnings, errors and
+    # its own one-line failures, `[episode_monitor] error: ...`, are shown: it has no log).
+    chatter = tuple(f'[{MONITOR}] [{level}]' for level in ('INFO', 'DEBUG'))
+
     def sink(line: str) -> None:
-        if line.startswith(f'[{MONITOR}] [') or line.startswith(f'{PREFIX} started '):
+        if line.startswith(chatter) or line.startswith(f'{PREFIX} started '):
             return
         if line.startswith(PREFIX) and ' stopped (' in line:
             return
@@ -371,6 +375,8 @@ def run_demo(
         )
         if runs[-1].data is None:
             return _no_result(runs[-1], write)
+        if runs[-1].code != 0:  # interrupted (130 / 143) or failed: no run compares with it
+            return _stopped_early(runs[-1], label, write, controller, episodes, seed)
     write('')
     write(format_comparison(*runs, controller=controller, episodes=episodes, seed=seed))
     if not runs[-1].data.get('commands', {}).get('tags', {}).get(contract.COMMAND_FROM_RESIDUAL):
@@ -402,6 +408,34 @@ def check_model(controller: str, model_path: str) -> None:
             f'{exc}; give --model FILE of a model made for it, or --model none for the base '
             'controller alone'
         ) from None
+
+
+def _stopped_early(
+    run: StackRun,
+    label: str,
+    write: Callable[[str], None],
+    controller: str,
+    episodes: int,
+    seed: int,
+) -> int:
+    """What a run that ended with a non-zero code got (its summary), and why the demo
+    stops there; returns the run's code."""
+    write('')
+    write(
+        format_summary(
+            run.data,
+            controller=controller,
+            model=run.model,
+            episodes=episodes,
+            seed=seed,
+            wall_s=run.wall_s,
+        )
+    )
+    interrupted = run.code in (128 + signal.SIGINT, 128 + signal.SIGTERM)
+    why = 'was interrupted' if interrupted else f'ended with code {run.code}'
+    rest = '; the run with the residual is not started' if label == 'base' else ''
+    write(f'rpl demo: the {label} run {why}{rest}; see the logs in {run.log_dir}')
+    return run.code
 
 
 def _no_result(run: StackRun, write: Callable[[str], None]) -> int:

@@ -142,6 +142,7 @@ class Supervisor:
         self._stop_stage: int | None = None  # index into _STAGES once stopping
         self._stop_deadline = 0.0
         self._signals: list[int] = []
+        self._interrupted = False  # a SIGINT / SIGTERM of the user reached this runner
         self._failed = False
         self._preexec = _parent_death_signal()
 
@@ -367,8 +368,19 @@ class Supervisor:
 
     def _on_signal(self, signum: int, now: float) -> None:
         name = signal.Signals(signum).name
+        first = not self._interrupted
+        self._interrupted = True
         if self._stop_stage is None:
             self._begin_stop(128 + signum, f'received {name}; stopping all processes', now)
+        elif first:
+            # The launch was ending by itself (a required process finished): the stop goes
+            # on with its grace periods, and the user's interrupt is the exit code (it was
+            # 0, and a caller such as `rpl demo` went on to its next run).
+            if not self.exit_code:
+                self.exit_code = 128 + signum
+            self._say(
+                f'received {name} while stopping; the launch ends with code {self.exit_code}'
+            )
         else:
             self._say(f'received {name} again; escalating')
             self._escalate(now)
@@ -449,8 +461,9 @@ class Supervisor:
             return True
         held, child.held = child.held, None
         if line.startswith('KeyboardInterrupt'):
+            if not child.interrupted:  # said once: a second signal may raise it again
+                self._say(f'{child.plan.name} was interrupted by the stop (traceback not shown)')
             child.interrupted = True  # its exit code then says the stop, not a failure
-            self._say(f'{child.plan.name} was interrupted by the stop (traceback not shown)')
         else:
             for raw_line in held:
                 self._relay(child, raw_line)

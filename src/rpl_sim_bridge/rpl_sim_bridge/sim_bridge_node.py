@@ -22,6 +22,7 @@ parameter, 1 for a runtime failure.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -51,6 +52,10 @@ EXIT_COMMAND_PATH_UNANSWERED = 3
 # Exit code of a finished run that expected a model (expect_model) and in which no accepted
 # command came from it: the residual node passed the base action through throughout.
 EXIT_MODEL_NEVER_RAN = 4
+# Exit code of a bridge that found another node publishing its observation topic when it
+# was about to start: a second stack in the same namespace (and ROS domain), whose
+# controllers, residual node and episode monitor would answer and count both simulations.
+EXIT_NAMESPACE_TAKEN = 5
 
 
 class SimBridgeNode(RplNode):
@@ -92,6 +97,7 @@ class SimBridgeNode(RplNode):
         self._t0 = time.monotonic()
         self._diag_last = (self._t0, 0)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
+        self._warned_second_stack = False
         self._deadline_timer = None
         self._tick_timer = None
         self._pace_timer = None
@@ -111,7 +117,24 @@ class SimBridgeNode(RplNode):
         )
 
     # --- startup -----------------------------------------------------------------------
+    def _other_observation_publishers(self) -> int:
+        """How many nodes besides this bridge publish its observation topic."""
+        return max(self.count_publishers(self._obs_pub.topic_name) - 1, 0)
+
     def _on_startup_poll(self) -> None:
+        if others := self._other_observation_publishers():
+            self._startup_timer.cancel()
+            print(
+                f'[sim_bridge] error: {others} other node(s) already publish '
+                f'{self._obs_pub.topic_name}: another stack runs in namespace '
+                f'{self.get_namespace()!r} (ROS_DOMAIN_ID '
+                f'{os.environ.get("ROS_DOMAIN_ID") or 0}); the two would answer and count '
+                "each other's episodes. Stop it, or start this one in another namespace; "
+                f'exit code {EXIT_NAMESPACE_TAKEN}',
+                flush=True,
+            )
+            self.request_exit(EXIT_NAMESPACE_TAKEN)
+            return
         subscribers = self._obs_pub.get_subscription_count()
         commanders = self._command_sub.get_publisher_count()
         elapsed_s = time.monotonic() - self._t0
@@ -419,6 +442,14 @@ class SimBridgeNode(RplNode):
     # --- diagnostics -------------------------------------------------------------------
     def _on_diagnostics(self) -> None:
         now = time.monotonic()
+        if self._running and not self._warned_second_stack:
+            if others := self._other_observation_publishers():
+                self._warned_second_stack = True
+                self.get_logger().warning(
+                    f'{others} other node(s) now publish {self._obs_pub.topic_name} too: a '
+                    'second stack in this namespace; its controllers and residual node may '
+                    "answer this bridge's observations from now on"
+                )
         c = self.core.counters
         last_t, last_steps = self._diag_last
         rate = (c.steps - last_steps) / max(now - last_t, 1e-9)
