@@ -35,7 +35,7 @@ $(STAMP): requirements.txt $(foreach p,$(PACKAGES),src/$(p)/setup.py)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rpl demo --episodes $(DEMO_EPISODES) $(if $(DEMO_MODEL),--model $(DEMO_MODEL))
+	$(VENV)/bin/rpl demo --episodes '$(DEMO_EPISODES)' $(if $(DEMO_MODEL),--model '$(DEMO_MODEL)')
 
 test: $(STAMP)
 	$(PY) -m pytest -q

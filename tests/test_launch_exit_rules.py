@@ -105,14 +105,15 @@ def test_on_exit_callable_may_return_only_what_the_runner_supports():
 @pytest.mark.parametrize('file_name', ['slippery_push.launch.py', 'slippery_push_learn.launch.py'])
 def test_stack_required_nodes_end_the_launch_non_zero_on_a_crash(file_name):
     arguments = {'explorers': '0'} if 'learn' in file_name else {}
-    plans = {p.node.name: p for p in plan_rpl_launch(file_name, **arguments)}
+    plans = {p.node.name: p for p in plan_rpl_launch(file_name, episodes='5', **arguments)}
     required = ['sim_bridge', 'trainer'] if 'learn' in file_name else ['sim_bridge']
     for name in required:
         plan = plans[name]
         assert not plan.required  # not a bare Shutdown(): that ends a real launch with 0
-        assert plan.on_exit(ProcessExited(name, 1, 0, plan.cmd)).shutdown is not None
         with pytest.raises(RuntimeError, match=rf'required process {name} died \(code -9\)'):
             plan.on_exit(ProcessExited(name, 1, -9, plan.cmd))
+    sim = plans['sim_bridge']  # 5 episodes: its exit 0 is the run done
+    assert sim.on_exit(ProcessExited('sim_bridge', 1, 0, sim.cmd)).shutdown is not None
     record = {
         p.node.name: p for p in plan_rpl_launch('push.launch.py', record='true', bag='/tmp/nb')
     }
@@ -127,13 +128,39 @@ def test_a_dead_episode_monitor_ends_the_launch_non_zero():
     plans = {p.node.name: p for p in plan_rpl_launch('push.launch.py', monitor='true')}
     monitor = plans['episode_monitor']
     assert not monitor.required and not monitor.respawn
-    verdict = monitor.on_exit(ProcessExited('episode_monitor', 1, 0, monitor.cmd))
-    assert verdict.shutdown is None and not verdict.messages  # exit 0: nothing changes
+    with pytest.raises(  # exit 0 too: a SIGTERM from outside (it ended the launch with 0)
+        RuntimeError,
+        match=r'^episode_monitor exited \(code 0\): its episode lines and results file stop',
+    ):
+        monitor.on_exit(ProcessExited('episode_monitor', 1, 0, monitor.cmd))
     with pytest.raises(
         RuntimeError,
         match=r'^episode_monitor died \(code -9\): its episode lines and results file stop',
     ):
         monitor.on_exit(ProcessExited('episode_monitor', 1, -9, monitor.cmd))
+
+
+@pytest.mark.parametrize(
+    ('file_name', 'arguments', 'name'),
+    [
+        ('slippery_push.launch.py', {}, 'sim_bridge'),  # episodes 0: forever
+        ('slippery_push.launch.py', {'record': 'true', 'bag': '/tmp/nb'}, 'bag_recorder'),
+        ('slippery_push_learn.launch.py', {'explorers': '0', 'episodes': '5'}, 'trainer'),
+        ('slippery_push_learn.launch.py', {'explorers': '1', 'episodes': '5'}, 'sim_bridge-2'),
+    ],
+)
+def test_a_node_that_runs_until_the_launch_stops_fails_it_by_exiting_0(file_name, arguments, name):
+    """A SIGTERM from outside (kill, systemd) to the trainer, an explorer's sim bridge or a
+    forever sim bridge made it exit 0, which the launch read as "finished": exit 0 after 18
+    of 200 episodes."""
+    plans = {p.name: p for p in plan_rpl_launch(file_name, **arguments)}
+    plan = plans[name]
+    with pytest.raises(
+        RuntimeError,
+        match=rf'^required process {name} exited \(code 0\) although it runs until the launch '
+        'stops',
+    ):
+        plan.on_exit(ProcessExited(name, 1, 0, plan.cmd))
 
 
 def test_exit_callables_ignore_exits_while_the_launch_shuts_down():

@@ -19,13 +19,54 @@ from launch.actions import LogInfo, Shutdown
 # runner's own rule too).
 from rpl_bringup.supervisor import CRASH_LOOP_S
 
+FOREVER = 'forever'  # RequiredExit(finishes=FOREVER): the node never ends its work itself
+
+
+def _finishes(finishes: str | None, context: Any) -> bool:
+    """Whether a node can end its work by itself: always (None), never (FOREVER), or when
+    the launch argument of that name (a count of episodes) is not 0."""
+    if finishes is None:
+        return True
+    if finishes == FOREVER:
+        return False
+    value = getattr(context, 'launch_configurations', {}).get(finishes, '0')
+    return str(value).strip() not in ('0', '')
+
 
 class RequiredExit:
     """``on_exit`` callable of a required node (``launch`` calls it with the ProcessExited
-    event and the context): exit code 0 ends the launch (``Shutdown()``); any other code
-    raises, which ends the launch with exit code 1 under ``ros2 launch`` (a bare
-    ``on_exit=Shutdown()`` ends it with 0 there) and with the node's code under
-    ``rpl launch``. Exits while the launch is already shutting down change nothing."""
+    event and the context): exit code 0 of a node that ends its work by itself ends the
+    launch (``Shutdown()``); any other exit raises, which ends the launch with exit code 1
+    under ``ros2 launch`` (a bare ``on_exit=Shutdown()`` ends it with 0 there) and with the
+    node's code (1 for a 0) under ``rpl launch``. ``finishes`` says whether the node ends
+    its work by itself: always (None), never (:data:`FOREVER`: a trainer, a recorder, a sim
+    bridge running forever; its exit 0 means a signal from outside stopped it, not a run
+    that finished), or when the launch argument it names is not 0 (``episodes``). Exits
+    while the launch is already shutting down change nothing."""
+
+    def __init__(self, what: str, finishes: str | None = None) -> None:
+        self._what = what
+        self._finishes = finishes
+
+    def __call__(self, event: Any, context: Any) -> Any:
+        if getattr(context, 'is_shutdown', False):
+            return None
+        if event.returncode == 0:
+            if _finishes(self._finishes, context):
+                return Shutdown(reason=f'{self._what} (required) finished')
+            raise RuntimeError(
+                f'required process {event.process_name} exited (code 0) although it runs '
+                'until the launch stops (stopped from outside?): the launch did not do what '
+                'was asked'
+            )
+        raise RuntimeError(f'required process {event.process_name} died (code {event.returncode})')
+
+
+class WatchedExit:
+    """``on_exit`` callable of a node that is not required but whose output the user asked
+    for (the episode monitor and its ``results:=``), and that runs until the launch stops:
+    any exit before that raises, which ends the launch with an error (the output is
+    incomplete), exit 0 too (a SIGTERM from outside)."""
 
     def __init__(self, what: str) -> None:
         self._what = what
@@ -33,23 +74,8 @@ class RequiredExit:
     def __call__(self, event: Any, context: Any) -> Any:
         if getattr(context, 'is_shutdown', False):
             return None
-        if event.returncode == 0:
-            return Shutdown(reason=f'{self._what} (required) finished')
-        raise RuntimeError(f'required process {event.process_name} died (code {event.returncode})')
-
-
-class WatchedExit:
-    """``on_exit`` callable of a node that is not required but whose output the user asked
-    for (the episode monitor and its ``results:=``): its failure raises, which ends the
-    launch with an error (the output is incomplete); exit 0 changes nothing."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-
-    def __call__(self, event: Any, context: Any) -> Any:
-        if getattr(context, 'is_shutdown', False) or event.returncode == 0:
-            return None
-        raise RuntimeError(f'{event.process_name} died (code {event.returncode}): {self._what}')
+        verb = 'exited' if event.returncode == 0 else 'died'
+        raise RuntimeError(f'{event.process_name} {verb} (code {event.returncode}): {self._what}')
 
 
 class RespawnWatch:

@@ -88,7 +88,7 @@ from rpl_bringup.stack_arguments import (
     launch_arguments,
     learn_launch_arguments,
 )
-from rpl_bringup.stack_exits import RequiredExit, RespawnWatch, WatchedExit
+from rpl_bringup.stack_exits import FOREVER, RequiredExit, RespawnWatch, WatchedExit
 from rpl_bringup.stack_substitutions import (
     EXPLORER_SEED_STRIDE,
     MAX_EXPLORERS,
@@ -137,6 +137,7 @@ def _sim_bridge(
     stack_params: Any,
     overrides: Mapping[str, Any],
     condition: Any = None,
+    finishes: str = 'episodes',
 ) -> Node:
     return Node(
         package='rpl_sim_bridge',
@@ -145,7 +146,7 @@ def _sim_bridge(
         namespace=namespace,
         parameters=[_config('sim_bridge.yaml'), stack_params, dict(overrides)],
         output='screen',
-        on_exit=RequiredExit('the sim bridge'),
+        on_exit=RequiredExit('the sim bridge', finishes=finishes),
         condition=condition,
     )
 
@@ -251,7 +252,7 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
         namespace=namespace,
         parameters=[{'bag': Text(RecordBag())}],
         output='screen',
-        on_exit=RequiredExit('the bag recorder (required with record:=true)'),
+        on_exit=RequiredExit('the bag recorder (required with record:=true)', finishes=FOREVER),
         condition=IfCondition(LaunchConfiguration('record')),
     )
     return LaunchDescription(
@@ -323,7 +324,13 @@ def _learning_stack(task: str, explorer: int | None) -> list[Node]:
             'explore_seed': seed,
         }
     return [
-        _sim_bridge(namespace, stack_params, sim_overrides, condition),
+        _sim_bridge(
+            namespace,
+            stack_params,
+            sim_overrides,
+            condition,
+            finishes='episodes' if explorer is None else FOREVER,
+        ),
         _base_controller(task, namespace, stack_params, condition),
         _residual_node(namespace, stack_params, explore, condition),
         _episode_monitor(namespace, ResultsFile(namespace), monitor_condition),
@@ -355,7 +362,7 @@ def _trainer(task: str) -> Node:
         namespace=LaunchConfiguration('namespace'),
         parameters=[_trainer_parameters(task)],
         output='screen',
-        on_exit=RequiredExit('the trainer'),
+        on_exit=RequiredExit('the trainer', finishes=FOREVER),
     )
 
 
