@@ -44,6 +44,8 @@ def test_learn_launch_runs_paced_stacks_and_the_trainer_then_exits_0(tmp_path):
         runner.stop()
     assert code == 0, runner.output()
     assert model.is_file(), 'the trainer exported no model'
+    # No checkpoint:= given: the learner is kept beside the model (it was lost at the stop).
+    assert (tmp_path / 'live' / 'actor.ckpt').is_file(), runner.output()
     stack = namespace.strip('/')
     names = sorted(p.name for p in results.iterdir())
     assert names == [f'{stack}.json', f'{stack}_explore_0.json'], names

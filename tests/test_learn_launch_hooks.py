@@ -75,3 +75,20 @@ def test_slippery_push_learn_keeps_its_defaults_and_arguments_still_override(exp
     plans = plans_by_name('slippery_push_learn.launch.py', **arguments)
     assert plans['trainer'].node.parameters['train_overrides'] == LEARN_TRAIN_OVERRIDES
     assert plans['residual_node-2'].node.parameters['explore_noise'] == float(explore_noise or 0.2)
+
+
+@pytest.mark.parametrize(
+    ('given', 'expected'),
+    [
+        ({}, '/tmp/live/actor.ckpt'),  # beside the model, named after it
+        ({'checkpoint': '/tmp/other/learner.ckpt'}, '/tmp/other/learner.ckpt'),
+        ({'checkpoint': 'none'}, ''),
+    ],
+)
+def test_the_learning_launch_keeps_a_checkpoint_beside_the_model_unless_told(given, expected):
+    """Without `checkpoint:=` the learner was lost at Ctrl-C, and the same command was then
+    refused (a new learner would write over the model it left)."""
+    plans = plans_by_name(
+        'slippery_push_learn.launch.py', model_path='/tmp/live/actor.onnx', **given
+    )
+    assert plans['trainer'].node.parameters['checkpoint_path'] == expected

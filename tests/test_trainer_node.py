@@ -623,3 +623,20 @@ def test_init_from_starts_the_node_from_an_rpl_train_run(tmp_path):
     )
     code, output = _start_until_ready(args)  # init_from no longer set
     assert code == 0 and f'resumed from checkpoint {checkpoint}' in output, output
+
+
+def test_a_live_trainer_exports_its_last_model_at_the_stop(tmp_path):
+    """model_path lagged up to export_every_updates updates behind the learner at a stop,
+    and a short live run left only the zero-residual model."""
+    bag = tmp_path / 'run_bag'
+    write_task_bag(bag, episodes=2)
+    model = tmp_path / 'out' / 'actor.onnx'
+    params = [f'bags:={bag}', f'model_path:={model}', 'export_every_updates:=100000000']
+    args = ros_args('/trainer_last', 'namespaces:=/trainer_last', *params)
+    code, output = _start_until_ready(args, 1.5, signal.SIGINT)  # updates on the bags' data
+    assert code == 0, output
+    exports = [line for line in output.splitlines() if ']: exported ' in line]
+    assert len(exports) == 2, output
+    assert exports[0].endswith('did not exist') and ' at 0 updates ' in exports[0], output
+    assert exports[1].endswith(': shutdown') and ' at 0 updates ' not in exports[1], output
+    assert model.is_file()

@@ -268,7 +268,9 @@ def _learn_arguments(
         DeclareLaunchArgument(
             'checkpoint',
             default_value='',
-            description="Trainer: learner checkpoint file, resumed if it exists; '' = none",
+            description='Trainer: learner checkpoint file, saved at the stop and resumed if it '
+            "exists; '' = beside model_path, named after it (actor.onnx -> actor.ckpt); none = "
+            'no checkpoint (the learner is lost at the stop)',
         ),
         DeclareLaunchArgument(
             'init_from',

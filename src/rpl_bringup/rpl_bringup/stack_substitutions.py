@@ -491,6 +491,29 @@ class NewLearnResults(Substitution):
         return 'NewLearnResults()'
 
 
+NO_CHECKPOINT = 'none'  # checkpoint:=none: the learning launch's trainer keeps no checkpoint
+
+
+class LearnerCheckpoint(Substitution):
+    """The learning launch's trainer checkpoint: ``checkpoint`` as given; when not given,
+    the file beside ``model_path`` named after it (``runs/live/actor.onnx`` ->
+    ``runs/live/actor.ckpt``), so that a Ctrl-C keeps the learner and the same command
+    resumes it (without one the learner was lost at the stop, and the same command was then
+    refused: a new learner would write over the model); ``none``: no checkpoint."""
+
+    def perform(self, context: LaunchContext) -> str:
+        given = LaunchConfiguration('checkpoint').perform(context).strip()
+        if given.lower() == NO_CHECKPOINT:
+            return ''
+        if given:
+            return given
+        model = LaunchConfiguration('model_path').perform(context).strip()
+        return f'{os.path.splitext(model)[0]}.ckpt' if model else ''
+
+    def describe(self) -> str:
+        return 'LearnerCheckpoint()'
+
+
 class TrainerFiles(Substitution):
     """The trainer's file checks (:func:`rpl_interfaces.trainer_files.check_trainer_files`)
     on the learning launch's ``model_path``, ``checkpoint``, ``init_from`` and ``bags``, made
@@ -502,7 +525,8 @@ class TrainerFiles(Substitution):
 
         bags = [p.strip() for p in given('bags').split(',') if p.strip()]
         try:
-            check_trainer_files(given('model_path'), given('checkpoint'), given('init_from'), bags)
+            checkpoint = LearnerCheckpoint().perform(context)
+            check_trainer_files(given('model_path'), checkpoint, given('init_from'), bags)
         except ValueError as exc:
             raise ValueError(f'the trainer would refuse its launch arguments: {exc}') from None
         return ''

@@ -179,7 +179,10 @@ class ExclusiveLock:
     def release(self) -> None:
         """Let go of the lock and remove its file (nothing if not held)."""
         if self._handle is not None:
-            self.path.unlink(missing_ok=True)
+            # Its folder may be gone or be a file now: the lock is let go all the same (a
+            # lock file left behind is taken over as stale by the next start).
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # a pid that never reached a full disk
                 self._handle.close()
             self._handle = None

@@ -445,8 +445,23 @@ class TrainerNode(RplNode):
         )
         self.request_exit(128 + signum)  # as the shell reports a process the signal ended
 
+    def _export_last(self) -> None:
+        """A live trainer's last model at shutdown, when it learned since its last export
+        (``model_path`` lagged up to ``export_every_updates`` updates behind the learner,
+        and a short run left only the zero-residual model)."""
+        if self.learner.agent.updates <= self.schedule.exported_at:
+            return
+        try:
+            self._export('shutdown')
+        except Exception as exc:  # the node still goes down, and not with 0
+            self.get_logger().error(
+                f'could not export the last model to {self.config.model_path}: {exc}; it holds '
+                f'the one exported before ({self.last_export})'
+            )
+            self.request_exit(1)
+
     def destroy_node(self) -> None:
-        """Save a last checkpoint, then destroy the node.
+        """Export the last model (live), save a last checkpoint, then destroy the node.
 
         run_node calls this after Ctrl-C / SIGTERM; rclpy's shutdown also destroys the nodes
         of its context, including one whose ``__init__`` raised: that one saves nothing.
@@ -461,6 +476,8 @@ class TrainerNode(RplNode):
         stopped = self.stop_signal is not None  # Ctrl-C / SIGTERM, not a failure
         if started and stopped and self.offline_only and not self._offline_finished:
             self._offline_stopped_early(self.stop_signal)
+        if started and not self.offline_only:
+            self._export_last()
         if getattr(self, '_save_at_shutdown', False):
             self._save_at_shutdown = False  # once, whoever calls first
             try:
