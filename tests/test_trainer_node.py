@@ -127,7 +127,9 @@ def test_trainer_node_learns_from_live_topics_exports_and_resumes(tmp_path):
         assert int(status['updates']) >= 10
         actor = OnnxActor.load(model, obs_dim=SPEC.obs_dim, goal_dim=SPEC.goal_dim)
         assert actor(np.zeros(SPEC.obs_dim), np.zeros(SPEC.goal_dim)).shape == (4,)
-        assert not checkpoint.exists()  # every 10000 updates, and at shutdown
+        # At the start (a node killed before the first periodic one, every 10000 updates,
+        # left nothing to resume and its next start was refused), and at shutdown.
+        assert checkpoint.exists()
         updates = int(status['updates'])
 
         # Stopped, it saves the learner; started again, it resumes from it.
@@ -135,6 +137,7 @@ def test_trainer_node_learns_from_live_topics_exports_and_resumes(tmp_path):
         outputs.append(proc.stdout.read())
         assert code == 0, outputs[-1]
         assert checkpoint.exists() and 'shutdown' in outputs[-1], outputs[-1]
+        assert f'checkpoint {checkpoint} at 0 updates' in outputs[-1], outputs[-1]  # start
         assert sorted(os.listdir(model.parent)) == ['actor.onnx', 'trainer.pt']
         status.clear()
         proc = start_trainer(namespace, model, checkpoint)

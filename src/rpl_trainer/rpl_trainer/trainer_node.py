@@ -244,6 +244,10 @@ class TrainerNode(RplNode):
         if not os.path.exists(cfg.model_path) and not self.offline_only:
             which = 'resumed' if self.learner.agent.updates else 'initial (zero residual)'
             self._export(f'{which} model, {cfg.model_path} did not exist')
+        if cfg.checkpoint_path and not os.path.exists(cfg.checkpoint_path):
+            # As `rpl train` does: a node killed before its first periodic checkpoint (10000
+            # updates) left a model and nothing to resume, and the same start was refused.
+            self.save_checkpoint('start')
         self._diagnostics = self.make_diagnostics()
         self.create_timer(UPDATE_PERIOD_S, self._on_update_tick)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
