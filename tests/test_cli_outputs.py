@@ -252,8 +252,30 @@ def test_plot_into_a_folder_that_cannot_be_created_is_one_line(tmp_path, capsys)
         (('config.json', b'{'), 'config.json is not valid JSON'),
         (('config.json', b'[1, 2]'), 'config.json holds a list, not a JSON object'),
         (('base_eval.json', b'{'), 'base_eval.json is not valid JSON'),
+        (  # it was a traceback (float('abc'))
+            ('base_eval.json', b'{"eval/success_rate": "abc"}'),
+            "base_eval.json: eval/success_rate is 'abc', not a number",
+        ),
+        (  # it drew an empty figure and exited 0
+            ('metrics.csv', b'env_steps,eval/success_rate\n0,0.1\n,0.5\n'),
+            "line 3: env_steps '' is not a step count",
+        ),
+        (  # it drew one point and exited 0
+            ('metrics.csv', b'env_steps,eval/success_rate\n100,0.1\n0,0.5\n'),
+            'line 3: env_steps 0 after 100: the rows are not in the order of a run',
+        ),
     ],
-    ids=['cell', 'bytes', 'no-steps', 'config', 'config-list', 'base-eval'],
+    ids=[
+        'cell',
+        'bytes',
+        'no-steps',
+        'config',
+        'config-list',
+        'base-eval',
+        'base-eval-text',
+        'empty-step',
+        'falling-steps',
+    ],
 )
 def test_plot_of_a_damaged_run_is_one_line(tmp_path, capsys, damage, message):
     from rpl_trainer.cli import main as trainer_main
@@ -299,3 +321,14 @@ def test_result_json_is_standard_json_with_null_for_a_missing_value():
     assert json.loads(data) == {'mean': None, 'rows': [[1.5, None], [2, True]], 'n': 3}
     assert b'NaN' not in data and b'Infinity' not in data and data.endswith(b'\n')
     assert np.isnan(output_files.json_float(None)) and output_files.json_float(2) == 2.0
+
+
+def test_plot_takes_the_last_row_of_a_step_a_resumed_run_evaluated_twice(tmp_path):
+    from rpl_trainer.plot import _load_run
+
+    run = _fake_run(tmp_path, 0)
+    rows = ['env_steps,eval/success_rate', '0,0.1', '1000,0.5', '1000,0.6', '2000,0.8']
+    (run / 'metrics.csv').write_text('\n'.join(rows) + '\n')
+    _, steps, success, _ = _load_run(run)
+    assert steps.tolist() == [0.0, 1000.0, 2000.0]
+    assert success.tolist() == [0.1, 0.6, 0.8]

@@ -59,3 +59,13 @@ def test_accumulator_means_are_nan_until_something_was_added():
         'losses/actor': -3.0,
         'charts/q_mean': 4.0,
     }
+
+
+def test_a_cut_off_last_row_is_left_out_and_repeated_steps_are_kept(tmp_path):
+    """A resumed run evaluates its last step again (both rows are kept: readers take the
+    last); a row cut off while written (a crash, a full disk) is not read as a step."""
+    path = tmp_path / 'metrics.csv'
+    path.write_text('env_steps,eval/success_rate,wall_s\n0,0.1,1\n100,0.2,2\n100,0.3,3\n10\n')
+    metrics = read_metrics(path)
+    assert metrics['env_steps'].tolist() == [0.0, 100.0, 100.0]
+    assert metrics['eval/success_rate'].tolist() == [0.1, 0.2, 0.3]

@@ -155,6 +155,8 @@ def test_select_refuses_what_it_cannot_select_from(snapshot_run, tmp_path, capsy
     metrics = (run / 'metrics.csv').read_text()
     (run / 'metrics.csv').write_text(metrics.replace('\n0,', '\nzero,', 1))
     fails([str(run)], "metrics.csv line 2: env_steps 'zero' is not a number")
+    (run / 'metrics.csv').write_text(metrics.replace('\n0,', '\n,', 1))  # was a traceback
+    fails([str(run)], "metrics.csv line 2: env_steps '' is not a step count")
     header = metrics.splitlines()[0]
     (run / 'metrics.csv').write_text(
         metrics.replace(header, header.replace('eval/success_rate', 'x'))

@@ -151,10 +151,15 @@ def truncate_metrics(path: pathlib.Path, env_steps: int) -> None:
 def read_metrics(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     """metrics.csv as columns of floats (empty cells: NaN).
 
+    A last row with fewer cells than the header (cut off by a crash or a full disk while
+    it was written) is left out. Rows of the same ``env_steps`` (a resumed run evaluates its
+    last step again) are all kept: readers take the last one.
+
     Raises:
         OSError: The file cannot be read.
-        ValueError: One line naming the file: not UTF-8 text, no ``env_steps`` column, or a
-            cell that is not a number.
+        ValueError: One line naming the file: not UTF-8 text, no ``env_steps`` column, a
+            cell that is not a number, a row without a step count, or rows out of the
+            order of a run (``env_steps`` falling).
     """
     path = pathlib.Path(path)
     try:
@@ -166,6 +171,8 @@ def read_metrics(path: str | pathlib.Path) -> dict[str, np.ndarray]:
         raise ValueError(f'{path} is not a metrics file (not UTF-8 text: {exc.reason})') from None
     if 'env_steps' not in columns:
         raise ValueError(f'{path} is not a metrics file (no env_steps column)')
+    if rows and None in rows[-1].values():
+        rows.pop()  # cut off while it was written
     table: dict[str, np.ndarray] = {}
     for key in columns:
         values = []
@@ -176,6 +183,17 @@ def read_metrics(path: str | pathlib.Path) -> dict[str, np.ndarray]:
             except ValueError:
                 raise ValueError(f'{path} line {line}: {key} {cell!r} is not a number') from None
         table[key] = np.array(values)
+    steps = table['env_steps']
+    for index, step in enumerate(steps):
+        line = index + 2
+        if not (np.isfinite(step) and step >= 0):
+            cell = rows[index].get('env_steps')
+            raise ValueError(f'{path} line {line}: env_steps {cell!r} is not a step count')
+        if index and step < steps[index - 1]:
+            raise ValueError(
+                f'{path} line {line}: env_steps {step:.0f} after {steps[index - 1]:.0f}: the '
+                'rows are not in the order of a run'
+            )
     return table
 
 

@@ -197,12 +197,15 @@ def _load_run(
     steps, success = metrics.get(column), metrics.get(name)
     if steps is None or success is None or not np.isfinite(success).any():
         raise PlotError(f'{run / METRICS_FILE} has no {name} values yet')
-    steps = steps * scale
-    keep = np.isfinite(success)
+    # One point per step, the last row's (a resumed run evaluates its last step again).
+    last = len(steps) - 1 - np.unique(steps[::-1], return_index=True)[1]
+    keep = last[np.isfinite(success[last])]
     base = None
     if (run / BASE_EVAL_FILE).is_file():
         base = _read_json_object(run / BASE_EVAL_FILE).get(name)
-    return config, steps[keep], success[keep], base
+        if base is not None and (isinstance(base, bool) or not isinstance(base, (int, float))):
+            raise PlotError(f'{run / BASE_EVAL_FILE}: {name} is {base!r}, not a number')
+    return config, steps[keep] * scale, success[keep], base
 
 
 def _read_json_object(path: pathlib.Path) -> dict[str, Any]:
