@@ -574,7 +574,9 @@ def test_killed_base_controller_is_respawned_and_a_crash_loop_ends_the_launch(tm
         assert 'base_controller died (code -9); respawning in 1.0 s' in output
         assert (
             '[rpl launch] the base controller died (exit code -9); respawning it in 1.0 s; '
-            'meanwhile the sim bridge applies the zero action (counted as fallback_zero)'
+            'meanwhile the lockstep sim bridge waits for its action (re-sending the '
+            'observation) up to response_timeout_s, then applies the zero action (counted as '
+            'fallback_zero)'
         ) in output
 
         def recovered() -> bool:

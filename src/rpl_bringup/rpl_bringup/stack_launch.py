@@ -31,10 +31,12 @@ files) runs one stack:
   language, the README's topic checklist) publishes ``base_action`` in the namespace, and
   the sim bridge waits for it as for ours. Live learning runs the controller in its trainer
   as well, so there the controller must be a registered one.
-* ``base_controller`` respawns after 1 s if it dies; meanwhile the sim bridge applies the
-  zero action (counted as ``fallback_zero``). ``residual_node`` respawns after 1 s too;
-  meanwhile the sim bridge applies the base action (``fallback_base``), so a dead residual
-  never stops the robot. Either dying again within ``CRASH_LOOP_S`` of its restart is a
+* ``base_controller`` respawns after 1 s if it dies; meanwhile a lockstep sim bridge waits
+  for its action up to ``response_timeout_s`` (re-sending the observation, which the new
+  node answers), then applies the zero action (counted as ``fallback_zero``).
+  ``residual_node`` respawns after 1 s too; meanwhile the sim bridge waits the same way,
+  then applies the base action (``fallback_base``), so a dead residual never stops the
+  robot. Either dying again within ``CRASH_LOOP_S`` of its restart is a
   crash loop (:class:`~rpl_bringup.stack_exits.RespawnWatch`): the launch ends non-zero
   naming it.
 * ``monitor:=true`` adds ``episode_monitor`` (rpl_bringup), which prints one line per
@@ -176,7 +178,9 @@ def _base_controller(
         on_exit=RespawnWatch(
             'the base controller',
             CONTROLLER_RESPAWN_DELAY_S,
-            'meanwhile the sim bridge applies the zero action (counted as fallback_zero)',
+            'meanwhile the lockstep sim bridge waits for its action (re-sending the '
+            'observation) up to response_timeout_s, then applies the zero action (counted '
+            'as fallback_zero)',
         ),
         condition=condition,
     )
@@ -201,7 +205,9 @@ def _residual_node(
         on_exit=RespawnWatch(
             'the residual node',
             RESIDUAL_RESPAWN_DELAY_S,
-            'meanwhile the sim bridge applies the base action (counted as fallback_base)',
+            'meanwhile the lockstep sim bridge waits for its command (re-sending the '
+            'observation) up to response_timeout_s, then applies the base action (counted '
+            'as fallback_base)',
         ),
         condition=condition,
     )
