@@ -40,7 +40,9 @@ def test_auto_finds_the_newest_slippery_push_model_in_a_folder_or_loose(tmp_path
     os.utime(loose, (7, 7))
     assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == str(loose)
     (tmp_path / 'slippery_push_empty').mkdir()  # a folder without actor.onnx is skipped
-    assert demo.resolve_model('auto', search_dirs=[str(tmp_path / 'slippery_push_empty')]) == ''
+    # Nothing found: one line (it ran the base alone, said nothing and exited 0).
+    with pytest.raises(demo.LaunchError, match=r'--model auto found no \*slippery_push'):
+        demo.resolve_model('auto', search_dirs=[str(tmp_path / 'slippery_push_empty')])
 
 
 def test_the_default_model_is_the_committed_one_and_make_demo_uses_it(repo_root, tmp_path):

@@ -108,8 +108,14 @@ def resolve_model(model: str | None, search_dirs: list[str] | None = None) -> st
     ]
     # Newest first; equal times (a fresh clone) fall back to the path, so the choice is
     # the same on every machine.
-    newest = max(found, key=lambda path: (os.path.getmtime(path), path)) if found else ''
-    return os.path.abspath(newest) if newest else ''
+    if not found:  # asked for a model: not a silent base-only run with exit 0
+        patterns = ' or '.join(MODEL_PATTERNS)
+        raise LaunchError(
+            f'--model auto found no {patterns} in {", ".join(search_dirs)} (give --model '
+            'FILE, or none for the base controller alone)'
+        )
+    newest = max(found, key=lambda path: (os.path.getmtime(path), path))
+    return os.path.abspath(newest)
 
 
 @dataclasses.dataclass(frozen=True)
