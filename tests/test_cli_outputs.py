@@ -327,8 +327,16 @@ def test_plot_takes_the_last_row_of_a_step_a_resumed_run_evaluated_twice(tmp_pat
     from rpl_trainer.plot import _load_run
 
     run = _fake_run(tmp_path, 0)
-    rows = ['env_steps,eval/success_rate', '0,0.1', '1000,0.5', '1000,0.6', '2000,0.8']
+    rows = [
+        'env_steps,eval/success_rate,wall_s',
+        '0,0.1,0',
+        '1000,0.5,60',
+        '1000,0.6,66',
+        '2000,0.8,120',
+    ]
     (run / 'metrics.csv').write_text('\n'.join(rows) + '\n')
     _, steps, success, _ = _load_run(run)
     assert steps.tolist() == [0.0, 1000.0, 2000.0]
     assert success.tolist() == [0.1, 0.6, 0.8]
+    _, minutes, success, _ = _load_run(run, x='minutes')  # the same rows on any axis
+    assert minutes.tolist() == [0.0, 1.1, 2.0] and success.tolist() == [0.1, 0.6, 0.8]

@@ -104,7 +104,8 @@ def test_control_tally_counts_tags_and_non_finite_values():
 
 def test_demo_model_choice(tmp_path):
     assert demo.resolve_model('none') == ''
-    assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == ''
+    with pytest.raises(LaunchError, match='--model auto found no'):  # was '': base only
+        demo.resolve_model('auto', search_dirs=[str(tmp_path)])
     older, newer = tmp_path / 'slippery_push_a.onnx', tmp_path / 'slippery_push_b.onnx'
     older.write_bytes(b'x')
     newer.write_bytes(b'x')

@@ -87,7 +87,8 @@ def resolve_model(model: str | None, search_dirs: list[str] | None = None) -> st
         Absolute path of the model, or '' for base only.
 
     Raises:
-        LaunchError: An explicit path that does not exist.
+        LaunchError: An explicit path that is not a model file, or 'auto' with no file
+            found.
     """
     if model is None:
         return default_model(search_dirs)

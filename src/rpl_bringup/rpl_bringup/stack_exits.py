@@ -19,41 +19,28 @@ from launch.actions import LogInfo, Shutdown
 # runner's own rule too).
 from rpl_bringup.supervisor import CRASH_LOOP_S
 
-FOREVER = 'forever'  # RequiredExit(finishes=FOREVER): the node never ends its work itself
-
-
-def _finishes(finishes: str | None, context: Any) -> bool:
-    """Whether a node can end its work by itself: always (None), never (FOREVER), or when
-    the launch argument of that name (a count of episodes) is not 0."""
-    if finishes is None:
-        return True
-    if finishes == FOREVER:
-        return False
-    value = getattr(context, 'launch_configurations', {}).get(finishes, '0')
-    return str(value).strip() not in ('0', '')
-
 
 class RequiredExit:
     """``on_exit`` callable of a required node (``launch`` calls it with the ProcessExited
-    event and the context): exit code 0 of a node that ends its work by itself ends the
-    launch (``Shutdown()``); any other exit raises, which ends the launch with exit code 1
-    under ``ros2 launch`` (a bare ``on_exit=Shutdown()`` ends it with 0 there) and with the
-    node's code (1 for a 0) under ``rpl launch``. ``finishes`` says whether the node ends
-    its work by itself: always (None), never (:data:`FOREVER`: a trainer, a recorder, a sim
-    bridge running forever; its exit 0 means a signal from outside stopped it, not a run
-    that finished), or when the launch argument it names is not 0 (``episodes``). Exits
-    while the launch is already shutting down change nothing."""
+    event and the context): exit code 0 of a node that ends its work by itself (a sim bridge
+    after its ``episodes``) ends the launch (``Shutdown()``); any other exit raises, which
+    ends the launch with exit code 1 under ``ros2 launch`` (a bare ``on_exit=Shutdown()``
+    ends it with 0 there) and with the node's code (1 for a 0) under ``rpl launch``. With
+    ``runs_until_stopped`` (a trainer, a bag recorder) exit 0 is no finished run but a
+    signal from outside (``kill``, systemd): it raises too. (A sim bridge running forever
+    exits 128 + the signal when stopped.) Exits while the launch is already shutting down
+    change nothing."""
 
-    def __init__(self, what: str, finishes: str | None = None) -> None:
+    def __init__(self, what: str, runs_until_stopped: bool = False) -> None:
         self._what = what
-        self._finishes = finishes
+        self._runs_until_stopped = runs_until_stopped
 
     def __call__(self, event: Any, context: Any) -> Any:
         if getattr(context, 'is_shutdown', False):
             return None
+        if event.returncode == 0 and not self._runs_until_stopped:
+            return Shutdown(reason=f'{self._what} (required) finished')
         if event.returncode == 0:
-            if _finishes(self._finishes, context):
-                return Shutdown(reason=f'{self._what} (required) finished')
             raise RuntimeError(
                 f'required process {event.process_name} exited (code 0) although it runs '
                 'until the launch stops (stopped from outside?): the launch did not do what '

@@ -31,14 +31,15 @@ files) runs one stack:
   language, the README's topic checklist) publishes ``base_action`` in the namespace, and
   the sim bridge waits for it as for ours. Live learning runs the controller in its trainer
   as well, so there the controller must be a registered one.
-* ``base_controller`` respawns after 1 s if it dies; meanwhile a lockstep sim bridge waits
-  for its action up to ``response_timeout_s`` (re-sending the observation, which the new
-  node answers), then applies the zero action (counted as ``fallback_zero``).
-  ``residual_node`` respawns after 1 s too; meanwhile the sim bridge waits the same way,
-  then applies the base action (``fallback_base``), so a dead residual never stops the
-  robot. Either dying again within ``CRASH_LOOP_S`` of its restart is a
-  crash loop (:class:`~rpl_bringup.stack_exits.RespawnWatch`): the launch ends non-zero
-  naming it.
+* ``base_controller`` respawns after 1 s if it dies; meanwhile a lockstep sim bridge
+  applies the zero action (counted as ``fallback_zero``) after ``step_timeout_s`` once the
+  node is off the graph, after ``response_timeout_s`` while the endpoints of a killed
+  process linger (re-sending the observation, which the new node answers).
+  ``residual_node`` respawns after 1 s too; meanwhile the sim bridge applies the base
+  action (``fallback_base``), at once or after ``response_timeout_s`` the same way, so a
+  dead residual never stops the robot. Either dying again within ``CRASH_LOOP_S`` of its
+  restart is a crash loop (:class:`~rpl_bringup.stack_exits.RespawnWatch`): the launch
+  ends non-zero naming it.
 * ``monitor:=true`` adds ``episode_monitor`` (rpl_bringup), which prints one line per
   episode and writes ``results:=FILE``; the sim bridge then also waits for it to subscribe
   (DDS discovery here can take a few seconds, longer than a short run lives). If the
@@ -90,7 +91,7 @@ from rpl_bringup.stack_arguments import (
     launch_arguments,
     learn_launch_arguments,
 )
-from rpl_bringup.stack_exits import FOREVER, RequiredExit, RespawnWatch, WatchedExit
+from rpl_bringup.stack_exits import RequiredExit, RespawnWatch, WatchedExit
 from rpl_bringup.stack_substitutions import (
     EXPLORER_SEED_STRIDE,
     MAX_EXPLORERS,
@@ -140,7 +141,6 @@ def _sim_bridge(
     stack_params: Any,
     overrides: Mapping[str, Any],
     condition: Any = None,
-    finishes: str = 'episodes',
 ) -> Node:
     return Node(
         package='rpl_sim_bridge',
@@ -149,7 +149,7 @@ def _sim_bridge(
         namespace=namespace,
         parameters=[_config('sim_bridge.yaml'), stack_params, dict(overrides)],
         output='screen',
-        on_exit=RequiredExit('the sim bridge', finishes=finishes),
+        on_exit=RequiredExit('the sim bridge'),
         condition=condition,
     )
 
@@ -178,9 +178,9 @@ def _base_controller(
         on_exit=RespawnWatch(
             'the base controller',
             CONTROLLER_RESPAWN_DELAY_S,
-            'meanwhile the lockstep sim bridge waits for its action (re-sending the '
-            'observation) up to response_timeout_s, then applies the zero action (counted '
-            'as fallback_zero)',
+            'meanwhile the lockstep sim bridge applies the zero action (counted as '
+            'fallback_zero) after step_timeout_s once it is off the graph, after '
+            "response_timeout_s while a killed node's endpoints linger",
         ),
         condition=condition,
     )
@@ -205,9 +205,9 @@ def _residual_node(
         on_exit=RespawnWatch(
             'the residual node',
             RESIDUAL_RESPAWN_DELAY_S,
-            'meanwhile the lockstep sim bridge waits for its command (re-sending the '
-            'observation) up to response_timeout_s, then applies the base action (counted '
-            'as fallback_base)',
+            'meanwhile the lockstep sim bridge applies the base action (counted as '
+            'fallback_base), at once when it is off the graph, after response_timeout_s '
+            "while a killed node's endpoints linger",
         ),
         condition=condition,
     )
@@ -259,7 +259,9 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
         namespace=namespace,
         parameters=[{'bag': Text(RecordBag())}],
         output='screen',
-        on_exit=RequiredExit('the bag recorder (required with record:=true)', finishes=FOREVER),
+        on_exit=RequiredExit(
+            'the bag recorder (required with record:=true)', runs_until_stopped=True
+        ),
         condition=IfCondition(LaunchConfiguration('record')),
     )
     return LaunchDescription(
@@ -331,13 +333,7 @@ def _learning_stack(task: str, explorer: int | None) -> list[Node]:
             'explore_seed': seed,
         }
     return [
-        _sim_bridge(
-            namespace,
-            stack_params,
-            sim_overrides,
-            condition,
-            finishes='episodes' if explorer is None else FOREVER,
-        ),
+        _sim_bridge(namespace, stack_params, sim_overrides, condition),
         _base_controller(task, namespace, stack_params, condition),
         _residual_node(namespace, stack_params, explore, condition),
         _episode_monitor(namespace, ResultsFile(namespace), monitor_condition),
@@ -369,7 +365,7 @@ def _trainer(task: str) -> Node:
         namespace=LaunchConfiguration('namespace'),
         parameters=[_trainer_parameters(task)],
         output='screen',
-        on_exit=RequiredExit('the trainer', finishes=FOREVER),
+        on_exit=RequiredExit('the trainer', runs_until_stopped=True),
     )
 
 

@@ -182,15 +182,25 @@ def _scratch_beside(path: pathlib.Path) -> pathlib.Path:
 
 @contextlib.contextmanager
 def replacing(
-    path: str | os.PathLike[str], writer_errors: tuple[type[BaseException], ...] = (OSError,)
+    path: str | os.PathLike[str],
+    writer_errors: tuple[type[BaseException], ...] = (OSError,),
+    own_scratch: bool = False,
 ) -> Iterator[pathlib.Path]:
     """Write ``path`` whole or not at all, over what is there: the body writes the scratch
-    file yielded (beside ``path``, new, this process's), which replaces ``path`` when the
-    body ends without an exception. A failed write (a full disk) leaves the old file as it
-    was and nothing half-written: no scratch file stays. An exception of ``writer_errors``
-    (torch's writers add RuntimeError) is raised as :func:`write_failure` says."""
+    file yielded, beside ``path``, which replaces ``path`` when the body ends without an
+    exception. A failed write (a full disk) leaves the old file as it was and nothing
+    half-written: no scratch file stays. An exception of ``writer_errors`` (torch's writers
+    add RuntimeError) is raised as :func:`write_failure` says.
+
+    The scratch file is new and this process's; with ``own_scratch`` (a file only one
+    process writes, under its lock: a checkpoint, an exported model) it has one name per
+    target, ``.<name>.tmp``, so that one left by a process killed while it wrote (hundreds
+    of MB for a checkpoint) is written over by the next save, not left beside others."""
     path = pathlib.Path(path)
-    scratch = _scratch_beside(path)
+    if own_scratch:
+        scratch = path.absolute().parent / f'.{path.name}.tmp'
+    else:
+        scratch = _scratch_beside(path)
     try:
         yield scratch
         os.replace(scratch, path)

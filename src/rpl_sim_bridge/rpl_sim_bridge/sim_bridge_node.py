@@ -16,8 +16,12 @@ All decisions (which action, fallbacks, rejections, episode ends) are made by
 Parameters: :class:`rpl_sim_bridge.bridge_config.SimBridgeConfig` (``config/sim_bridge.yaml``).
 Exit codes: 0 when the configured episodes are done; 3 when they are done but not one step
 applied a command although a command publisher was on the graph (one error line; the
-launch then ends with an error: ``rpl launch`` 3, ``ros2 launch`` 1); 2 for a bad
-parameter, 1 for a runtime failure.
+launch then ends with an error: ``rpl launch`` 3, ``ros2 launch`` 1); 4 when they are done
+but a model it expected (``expect_model``) never gave a command; 5 when another node
+already publishes its observation topic (a second stack in the namespace; it does not
+start); 128 + the signal when a SIGINT / SIGTERM stops it before its episodes are done
+(running forever too) or while it is built; 2 for a bad parameter, 1 for a runtime
+failure.
 """
 
 from __future__ import annotations
@@ -415,9 +419,11 @@ class SimBridgeNode(RplNode):
         self.create_timer(self.config.result_linger_s, self._on_linger_done)
 
     def destroy_node(self) -> None:
-        """A run of ``episodes`` > 0 stopped by a signal before its last episode ends with
-        128 + the signal's number, not 0: the launch (the sim bridge is required) and any
-        script after it would read the cut-off run as finished."""
+        """A bridge stopped by a signal before its last episode (or running forever,
+        ``episodes`` 0) ends with 128 + the signal's number, not 0: exit 0 says its episodes
+        are done, and the launch (the sim bridge is required) and any script after it read
+        a cut-off run, or a forever bridge that a SIGTERM from outside stopped, as finished.
+        A launch that stops it takes 128 + SIGINT / SIGTERM as the answer to its stop."""
         signum = getattr(self, 'stop_signal', None)
         core = getattr(self, 'core', None)
         if signum is not None and core is not None and not core.finished:
@@ -428,7 +434,7 @@ class SimBridgeNode(RplNode):
                     f'{core.counters.episodes} of {wanted} episodes: the run is not complete',
                     flush=True,
                 )
-                self.request_exit(128 + signum)
+            self.request_exit(128 + signum)
         super().destroy_node()
 
     def _on_linger_done(self) -> None:

@@ -64,7 +64,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # torch says RuntimeError for a full disk
-    with replacing(path, writer_errors=(OSError, RuntimeError)) as scratch:
+    with replacing(path, writer_errors=(OSError, RuntimeError), own_scratch=True) as scratch:
         torch.save({'format': FORMAT_VERSION, 'state': _pack(state)}, scratch)
 
 

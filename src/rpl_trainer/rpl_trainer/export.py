@@ -230,7 +230,7 @@ def export_onnx(
     example = _example_inputs(model, batch=2, seed=0)
     graph = _Graph(model)
     # a full disk: torch says RuntimeError; a mismatch (ExportError) leaves no file either
-    with replacing(path, writer_errors=(OSError, RuntimeError)) as scratch:
+    with replacing(path, writer_errors=(OSError, RuntimeError), own_scratch=True) as scratch:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')  # the TorchScript exporter's deprecation notice
             torch.onnx.export(

@@ -197,8 +197,10 @@ def _load_run(
     steps, success = metrics.get(column), metrics.get(name)
     if steps is None or success is None or not np.isfinite(success).any():
         raise PlotError(f'{run / METRICS_FILE} has no {name} values yet')
-    # One point per step, the last row's (a resumed run evaluates its last step again).
-    last = len(steps) - 1 - np.unique(steps[::-1], return_index=True)[1]
+    # One point per env step, the last row's (a resumed run evaluates its last step again),
+    # whatever the x axis.
+    env_steps = metrics['env_steps']
+    last = len(env_steps) - 1 - np.unique(env_steps[::-1], return_index=True)[1]
     keep = last[np.isfinite(success[last])]
     base = None
     if (run / BASE_EVAL_FILE).is_file():

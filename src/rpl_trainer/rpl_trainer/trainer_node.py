@@ -241,20 +241,14 @@ class TrainerNode(RplNode):
                 self._subs.append(self._subscribe(ns, topic, fields, assembler))
         # Written once everything that could refuse the start has passed (a bad namespace,
         # a refused bag): a failed start leaves no model that blocks the next one.
-        if not os.path.exists(cfg.model_path) and not self.offline_only:
-            which = 'resumed' if self.learner.agent.updates else 'initial (zero residual)'
-            self._export(f'{which} model, {cfg.model_path} did not exist')
         if cfg.checkpoint_path and not os.path.exists(cfg.checkpoint_path):
             # As `rpl train` does: a node killed before its first periodic checkpoint (10000
             # updates) left a model and nothing to resume, and the same start was refused.
+            # Before the model: a start cut short in between leaves no model without it.
             self.save_checkpoint('start')
-        self._diagnostics = self.make_diagnostics()
-        self.create_timer(UPDATE_PERIOD_S, self._on_update_tick)
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
-        self.create_timer(PROGRESS_PERIOD_S, self._on_progress)
-        # Only a node that started completely saves at shutdown: one that failed on start
-        # (a corrupt checkpoint, say) must leave the file as it found it.
-        self._save_at_shutdown = bool(cfg.checkpoint_path)
+        if not os.path.exists(cfg.model_path) and not self.offline_only:
+            which = 'resumed' if self.learner.agent.updates else 'initial (zero residual)'
+            self._export(f'{which} model, {cfg.model_path} did not exist')
         checkpoints = (
             f'; checkpoint {cfg.checkpoint_path} every {cfg.checkpoint_every_updates} updates '
             'and at shutdown'
@@ -268,7 +262,14 @@ class TrainerNode(RplNode):
             f'ready: learning {cfg.task} with {cfg.controller} from {source}; '
             f'{self.learner.episodes} episodes stored; exporting to {cfg.model_path} every '
             f'{cfg.export_every_updates} updates{checkpoints}'
-        )
+        )  # its timer first: its line comes before an offline run's last one
+        self._diagnostics = self.make_diagnostics()
+        self.create_timer(UPDATE_PERIOD_S, self._on_update_tick)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
+        self.create_timer(PROGRESS_PERIOD_S, self._on_progress)
+        # Only a node that started completely saves at shutdown: one that failed on start
+        # (a corrupt checkpoint, say) must leave the file as it found it.
+        self._save_at_shutdown = bool(cfg.checkpoint_path)
 
     def _ingest(self, cfg: TrainerNodeConfig) -> None:
         """Store the episodes of ``cfg``'s bags (each bag once)."""
