@@ -186,7 +186,7 @@ def test_stack_base_controller_respawns_and_a_crash_loop_ends_the_launch():
     assert first.messages == (
         'the base controller died (exit code -9); respawning it in 1.0 s; meanwhile the '
         'lockstep sim bridge applies the zero action (counted as fallback_zero) after '
-        "step_timeout_s once it is off the graph, after response_timeout_s while a killed "
+        'step_timeout_s once it is off the graph, after response_timeout_s while a killed '
         "node's endpoints linger",
     )
     with pytest.raises(RuntimeError, match=r'base_controller died again \(code 1\) .* crash loop'):
