@@ -79,3 +79,31 @@ def test_an_xml_or_yaml_launch_file_says_what_runs_it(capsys, tmp_path, form):
     err = capsys.readouterr().err
     assert "XML and YAML launch files need ROS 2's launch package" in err, err
     assert err.count('\n') == 1
+
+
+def test_a_ctrl_c_while_rpl_still_imports_is_one_line_and_130():
+    """A Ctrl-C in the first moments of `rpl` (numpy, the launch runner or torch being
+    imported) printed a KeyboardInterrupt traceback. Made certain here: the import of the
+    command line itself is what gets interrupted."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys
+
+        class Interrupt:  # as a Ctrl-C landing while Python imports rpl_bringup.cli
+            def find_spec(self, name, path=None, target=None):
+                if name == 'rpl_bringup.cli':
+                    raise KeyboardInterrupt
+
+        sys.meta_path.insert(0, Interrupt())
+        from rpl_bringup.entry import main
+        sys.exit(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, '-c', script, 'demo'], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == 'rpl: interrupted\n' and done.stdout == ''

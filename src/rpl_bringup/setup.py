@@ -60,7 +60,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'rpl = rpl_bringup.cli:main',
+            'rpl = rpl_bringup.entry:main',
             'episode_monitor_node = rpl_bringup.episode_monitor_node:main',
         ],
     },
