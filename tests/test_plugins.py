@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -62,7 +64,9 @@ def plugin_env(tmp_path_factory, repo_root):
 @pytest.fixture
 def broken_env(tmp_path):
     """Environment with an installed distribution whose plug-ins are broken: a missing
-    module, an object of the wrong type, a task named like a built-in one."""
+    module, an object of the wrong type, a module that exits at import (sys.exit, or
+    argparse run at import), a task named like a built-in one."""
+    (tmp_path / 'exits_at_import.py').write_text('import sys\nsys.exit(3)\n')
     dist = tmp_path / 'broken_plugins-0.1.dist-info'
     dist.mkdir()
     (dist / 'METADATA').write_text('Metadata-Version: 2.1\nName: broken-plugins\nVersion: 0.1\n')
@@ -72,6 +76,7 @@ def broken_env(tmp_path):
             [rpl.controllers]
             missing_module = no_such_module_here:SPEC
             wrong_type = json:dumps
+            exits = exits_at_import:SPEC
 
             [rpl.tasks]
             push = json:loads
@@ -93,11 +98,14 @@ class Faulty:
         self.name, self.fault = name, fault
 
     def reset(self):
-        pass
+        if self.fault == 'reset':
+            raise RuntimeError('user bug in my reset')
 
     def __call__(self, observation, desired_goal):
         if self.fault == 'raise':
             raise ZeroDivisionError('user bug in my planner')
+        if self.fault == 'reset':
+            return np.zeros(4)
         return np.array([5.0, -5.0, 0.0, 0.0])  # metres for 5 cm steps: out of [-1, 1]
 
     def act_batch(self, observations, goals):
@@ -106,6 +114,14 @@ class Faulty:
 
 RAISING = ControllerSpec(lambda name, task, config: Faulty(name, 'raise'), 'raises', ('push',))
 LOUD = ControllerSpec(lambda name, task, config: Faulty(name, 'loud'), 'too big', ('push',))
+RESETTING = ControllerSpec(lambda name, task, config: Faulty(name, 'reset'), 'reset', ('push',))
+
+
+def _unbuildable(name, task, config):
+    raise RuntimeError('user bug in my constructor')
+
+
+UNBUILDABLE = ControllerSpec(_unbuildable, 'cannot be built', ('push',))
 """
 
 
@@ -121,6 +137,8 @@ def faulty_env(tmp_path):
         '[rpl.controllers]\n'
         'raising_push = faulty_plugins:RAISING\n'
         'loud_push = faulty_plugins:LOUD\n'
+        'resetting_push = faulty_plugins:RESETTING\n'
+        'unbuildable_push = faulty_plugins:UNBUILDABLE\n'
     )
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(tmp_path), env.get('PYTHONPATH')]))
@@ -136,6 +154,35 @@ def test_a_plugin_that_raises_in_rpl_eval_is_one_line_naming_it(faulty_env, tmp_
         "rpl eval: error: controller 'raising_push' raised ZeroDivisionError: user bug in my "
         'planner (at faulty_plugins.py:'
     ), proc.stderr
+    assert not (tmp_path / 'r.json').exists()
+
+
+@pytest.mark.parametrize(
+    ('controller', 'code', 'message'),
+    [
+        (
+            'unbuildable_push',
+            2,
+            "rpl eval: error: controller 'unbuildable_push' could not be built: RuntimeError: "
+            'user bug in my constructor (at faulty_plugins.py:',
+        ),
+        (
+            'resetting_push',
+            1,
+            "rpl eval: error: controller 'resetting_push' raised RuntimeError: user bug in my "
+            'reset (at faulty_plugins.py:',
+        ),
+    ],
+)
+def test_a_plugin_that_raises_when_built_or_reset_is_one_line_too(
+    faulty_env, tmp_path, controller, code, message
+):
+    """Only a failing step was one line: a raising factory (or one of the wrong signature)
+    and a raising reset() were tracebacks."""
+    args = ['--task', 'push', '--controller', controller, '--episodes', '1', '--no-progress']
+    proc = _run([*RPL, 'eval', *args, '--json', str(tmp_path / 'r.json')], faulty_env)
+    assert proc.returncode == code and proc.stdout == '', proc.stderr
+    assert proc.stderr.count('\n') == 1 and proc.stderr.startswith(message), proc.stderr
     assert not (tmp_path / 'r.json').exists()
 
 
@@ -204,6 +251,44 @@ def test_the_controller_node_reports_actions_outside_the_tasks_bounds(faulty_env
     ), output
 
 
+def test_a_controller_that_raises_in_the_node_loses_that_step_not_the_node(faulty_env):
+    """Only a ValueError was a refused step: any other exception of the controller's code
+    killed the node, and the respawned one on the re-sent observation (a crash loop that
+    stopped the whole stack)."""
+    namespace = f'/rpl_test_raising_{os.getpid()}'
+    probe = BaseActionProbe(namespace)
+    proc = subprocess.Popen(
+        [os.path.join(BIN, 'controller_node'), *ros_args(namespace, 'controller:=raising_push')],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=faulty_env,
+    )
+    try:
+        fields = observation_layout(task_spec('push')).fields
+        deadline = time.monotonic() + 30.0
+        step = 0
+        while proc.poll() is None and time.monotonic() < deadline and step < 20:
+            vec = StampedVector(0, step, np.zeros(len(fields)), 0, 'push')
+            probe.publisher.publish(encode(JointState(), vec, fields))
+            probe.side.spin_until(lambda: False, 0.1)
+            step += 1
+        assert proc.poll() is None, 'the controller node died'
+        assert probe.answers == []  # no action from a controller that raised
+    finally:
+        probe.side.close()
+        code = stop_process(proc)
+    output = proc.stdout.read()
+    assert code == 0, output
+    # (The first observations may go out before the node's subscription is matched.)
+    assert re.search(
+        r'rejected controller raised \(episode 0, step \d+\): ZeroDivisionError: user bug in '
+        r'my planner \(at faulty_plugins.py:\d+ in __call__\); no base action for this step',
+        output,
+    ), output
+    assert 'Traceback' not in output and 'runtime error' not in output, output
+
+
 # ------------------------------------------------------------------ broken plug-ins
 
 
@@ -215,8 +300,11 @@ def test_broken_plugins_are_skipped_with_one_line_each(broken_env):
     # The zero controller suits every registered task, so its listing reads the task
     # plug-ins too: the broken task plug-in gets its line as well.
     warnings = proc.stderr.splitlines()
-    assert len(warnings) == 3, proc.stderr
-    assert "'push = json:loads'" in warnings[2] and 'expected a TaskPlugin' in warnings[2]
+    assert len(warnings) == 4, proc.stderr
+    assert "'push = json:loads'" in warnings[3] and 'expected a TaskPlugin' in warnings[3]
+    # It ended every command and node silently with its exit code 3.
+    assert "'exits = exits_at_import:SPEC'" in warnings[2]
+    assert 'cannot be loaded: SystemExit: 3' in warnings[2]
     assert "entry point 'missing_module = no_such_module_here:SPEC'" in warnings[0]
     assert 'from broken-plugins 0.1' in warnings[0]
     assert 'ModuleNotFoundError' in warnings[0]

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 
 from rpl_interfaces.contract import ACTION_FIELDS as FETCH_ACTION_FIELDS
+from rpl_interfaces.failures import raised_at
 from rpl_sim_bridge.layout import FetchObs
 
 # This package's controllers are Fetch controllers: their action is the Fetch tasks'
@@ -255,7 +256,8 @@ class SequencedController:
             terminal observation: nothing to send, nothing changed.
 
         Raises:
-            ValueError: The controller refused the input (no state is changed).
+            ValueError: The controller refused the input; any other exception of its code
+                is raised as it is (either way the next answer starts from a known state).
         """
         if terminal:
             self.counts['terminal'] += 1
@@ -278,8 +280,8 @@ class SequencedController:
         self._restore(before)
         try:
             action = np.asarray(self.controller(observation, desired_goal), dtype=np.float64)
-        except ValueError:
-            self._live = None  # the controller may have changed before it refused
+        except Exception:  # a refusal (ValueError) or a failure of its code
+            self._live = None  # the controller may have changed before it raised
             raise
         after = save_state(self.controller, self._immutable)
         answer = _Answer(episode, step, payload.copy(), action, after)
@@ -296,3 +298,43 @@ class SequencedController:
             self.controller.reset()
         elif live is None or state is not live.after:
             load_state(self.controller, state)
+
+
+class ControllerFailure(RuntimeError):
+    """The base controller raised, or gave an action that is not the task's size or not
+    finite (one line naming the controller and where: the episode's seed and the step)."""
+
+
+def checked_action(
+    controller: BaseController,
+    observation: np.ndarray,
+    goal: np.ndarray,
+    size: int,
+    where: str,
+) -> np.ndarray:
+    """``controller(observation, goal)`` on copies of the inputs, checked: the one call of
+    a controller in the evaluation and training loops.
+
+    Copies: a controller that changes its input in place (an in-place normalisation) left
+    the residual policy, and the trainer's stored transition, reading what it left there.
+
+    Args:
+        size: The task's action size.
+        where: Where in the run, for the message (``'episode seed 3, step 7'``).
+
+    Raises:
+        ControllerFailure: It raised (its exception is the cause; the message says where in
+            its code), or the action is not ``size`` finite values.
+    """
+    try:
+        action = np.asarray(controller(observation.copy(), goal.copy()), dtype=np.float64)
+    except Exception as exc:
+        raise ControllerFailure(
+            f'controller {controller.name!r} raised {raised_at(exc, skip=[__file__])}; {where}'
+        ) from exc
+    if action.shape != (size,) or not np.all(np.isfinite(action)):
+        raise ControllerFailure(
+            f'controller {controller.name!r} gave {action.tolist()} ({where}): the task '
+            f'needs {size} finite values'
+        )
+    return action

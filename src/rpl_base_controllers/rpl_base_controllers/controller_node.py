@@ -42,6 +42,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 
+from rpl_base_controllers import base as base_module
 from rpl_base_controllers.base import SequencedController
 from rpl_base_controllers.registry import (
     controller_config,
@@ -58,6 +59,7 @@ from rpl_interfaces.base_node import (
     run_node,
 )
 from rpl_interfaces.codec import MessageError, decode
+from rpl_interfaces.failures import raised_at
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_interfaces.params import ParameterError, describe
 from rpl_sim_bridge.bridge import check_payload
@@ -232,6 +234,16 @@ class ControllerNode(RplNode):
         except ValueError as exc:
             self._reject(
                 f'controller refused (episode {vec.episode}, step {vec.step}): {exc}', now
+            )
+            return
+        except Exception as exc:  # a failure of its own code: this step only, as a refusal
+            # (it killed the node, and the re-sent observation the respawned one: a crash
+            # loop that stopped the whole stack on one corner-case state)
+            where = raised_at(exc, skip=[__file__, base_module.__file__])
+            self._reject(
+                f'controller raised (episode {vec.episode}, step {vec.step}): {where}; no base '
+                'action for this step',
+                now,
             )
             return
         elapsed = time.perf_counter() - start

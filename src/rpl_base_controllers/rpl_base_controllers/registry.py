@@ -34,6 +34,7 @@ from rpl_base_controllers.reactive_pick_and_place import (
 )
 from rpl_base_controllers.reactive_push import ReactivePush, ReactivePushConfig
 from rpl_base_controllers.zero import ZERO, ZeroController
+from rpl_interfaces.failures import raised_at
 from rpl_interfaces.params import ParameterError, build_config
 from rpl_interfaces.plugins import load_plugins
 from rpl_sim_bridge.tasks.pusher_specs import PUSHER_TASKS
@@ -283,6 +284,10 @@ def controller_config(name: str, task: str | None = None, **params: Any) -> Any:
         raise ParameterError(f'controller {name!r}: {exc}') from None
 
 
+class ControllerBuildError(ValueError):
+    """A controller's factory raised something other than a ValueError (one line)."""
+
+
 def make_controller(name: str, task: str | None = None, **params: Any) -> BaseController:
     """Build a registered controller.
 
@@ -298,9 +303,18 @@ def make_controller(name: str, task: str | None = None, **params: Any) -> BaseCo
         ValueError: ``task`` is not one the controller suits, or the factory returned no
             controller.
         rpl_interfaces.params.ParameterError: A bad parameter name or value.
+        ControllerBuildError: The factory raised (a plug-in's code: a ValueError naming the
+            controller, the exception and where it was raised).
     """
     config = controller_config(name, task, **params)
-    controller = _lookup(name).spec.factory(name, task, config)
+    try:
+        controller = _lookup(name).spec.factory(name, task, config)
+    except ValueError:
+        raise  # the factory's own refusal (a bad setting): its message as it is
+    except Exception as exc:  # a plug-in's bug or a factory of the wrong signature
+        raise ControllerBuildError(
+            f'controller {name!r} could not be built: {raised_at(exc, skip=[__file__])}'
+        ) from exc
     if not isinstance(controller, BaseController):
         raise ValueError(
             f'controller {name!r}: its factory returned a {type(controller).__name__}, not a '

@@ -23,15 +23,15 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
 import numpy as np
 from tqdm import tqdm
 
-from rpl_base_controllers.base import BaseController
+from rpl_base_controllers.base import BaseController, ControllerFailure, checked_action
 from rpl_base_controllers.registry import make_controller, stated_params
+from rpl_interfaces.failures import raised_at
 from rpl_sim_bridge.tasks import GoalTask, make_task
 
 # policy(observation (obs_dim,), desired_goal (goal_dim,), base_action (action_dim,)) -> command.
@@ -556,11 +556,6 @@ def _result(
     )
 
 
-class ControllerFailure(RuntimeError):
-    """The base controller raised, or gave an action that is not the task's size or not
-    finite (one line naming the controller, the episode's seed and the step)."""
-
-
 def base_action(
     controller: BaseController,
     observation: np.ndarray,
@@ -569,36 +564,9 @@ def base_action(
     seed: int,
     step: int,
 ) -> np.ndarray:
-    """``controller(observation, goal)``, checked.
-
-    Args:
-        size: The task's action size.
-        seed: The episode's reset seed, and ``step`` the step: for the message only.
-
-    Raises:
-        ControllerFailure: It raised (its exception is the cause; the message says where in
-            its code), or the action is not ``size`` finite values.
-    """
-    try:
-        action = np.asarray(controller(observation, goal), dtype=np.float64)
-    except Exception as exc:
-        # Where in the controller's own code: the last frame outside this module and numpy.
-        frames = traceback.extract_tb(exc.__traceback__)
-        own = [f for f in frames if f.filename != __file__ and '/numpy/' not in f.filename]
-        frame = (own or frames)[-1]
-        text = ' '.join(str(exc).split()) or '-'
-        raise ControllerFailure(
-            f'controller {controller.name!r} raised {type(exc).__name__}: {text} (at '
-            f'{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}; '
-            f'episode seed {seed}, step {step})'
-        ) from exc
-    if action.shape != (size,) or not np.all(np.isfinite(action)):
-        raise ControllerFailure(
-            f'controller {controller.name!r} gave {action.tolist()} '
-            f'(episode seed {seed}, step {step}): the task needs '
-            f'{size} finite values'
-        )
-    return action
+    """``controller(observation, goal)``, checked (:func:`checked_action`); ``seed`` (the
+    episode's reset seed) and ``step`` say where, in the message of a ControllerFailure."""
+    return checked_action(controller, observation, goal, size, f'episode seed {seed}, step {step}')
 
 
 def _run_episode(
@@ -611,7 +579,13 @@ def _run_episode(
         ControllerFailure: See :func:`base_action`.
     """
     obs, info = env.reset(seed=seed)
-    controller.reset()
+    try:
+        controller.reset()
+    except Exception as exc:  # its own code: one line, as for a failing step
+        raise ControllerFailure(
+            f'controller {controller.name!r} raised {raised_at(exc, skip=[__file__])} in '
+            f'reset(); episode seed {seed}'
+        ) from exc
     if policy is not None and hasattr(policy, 'reset'):
         policy.reset()
     episode_return = 0.0

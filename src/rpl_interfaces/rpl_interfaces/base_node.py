@@ -35,6 +35,7 @@ from sensor_msgs.msg import JointState
 
 from rpl_interfaces import TRACEBACK_ENV, contract, wants_traceback
 from rpl_interfaces.codec import StampedVector, encode
+from rpl_interfaces.failures import raised_at
 from rpl_interfaces.listener_startup import ListenerStartupConfig
 from rpl_interfaces.params import build_config, check_known_parameters
 
@@ -550,16 +551,9 @@ def _interrupted_start(label: str, exc: KeyboardInterrupt, signum: int | None) -
 def _failure_line(label: str, exc: BaseException, started: bool) -> str:
     """One line for an unexpected exception: raised by a callback (``started``) or while
     the node was built, with where it was raised."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = ''
-    if frames:
-        last = frames[-1]
-        where = f' (at {os.path.basename(last.filename)}:{last.lineno} in {last.name})'
-    text = ' '.join(str(exc).split()) or '-'
     return (
         f'[{label}] {"runtime error in a callback" if started else "failed to start"}: '
-        f'{type(exc).__name__}: {text}{where}; '
-        f'exit code 1 (set {TRACEBACK_ENV}=1 for the whole traceback)'
+        f'{raised_at(exc)}; exit code 1 (set {TRACEBACK_ENV}=1 for the whole traceback)'
     )
 
 

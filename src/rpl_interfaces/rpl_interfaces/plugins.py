@@ -50,7 +50,9 @@ def load_plugins(
         label = entry_point_label(entry_point)
         try:
             obj = entry_point.load()
-        except Exception as exc:  # any failure of foreign code: skip it, keep the rest
+        except (Exception, SystemExit) as exc:  # any failure of foreign code: skip it, keep
+            # the rest (a module that calls sys.exit or argparse at import ended every command
+            # and node silently with its code)
             reason = f'cannot be loaded: {type(exc).__name__}: {exc}'
         else:
             if isinstance(obj, expected):

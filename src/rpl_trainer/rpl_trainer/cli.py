@@ -25,6 +25,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from rpl_base_controllers.base import ControllerFailure
 from rpl_interfaces import cli_parser
 from rpl_sim_bridge.tasks import task_spec
 from rpl_trainer.config import (
@@ -467,6 +468,9 @@ def _train(args: argparse.Namespace) -> int:
         else:
             then = 'nothing of it was kept: run the same command again once that is mended'
         raise CliError(f'{what}; the run stopped: {then}') from exc
+    except ControllerFailure as exc:  # the base controller's code: one line, not 0
+        print(f'rpl train: error: {exc}; the run stopped', file=sys.stderr)
+        return 1
     except TrainingInterrupted as exc:
         print(
             f'rpl train: {exc}; `rpl train --out {args.out} --resume` continues it',

@@ -18,6 +18,8 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from rpl_base_controllers.base import ControllerFailure, checked_action
+from rpl_interfaces.failures import raised_at
 from rpl_trainer.her import EpisodeBatch
 
 
@@ -82,12 +84,19 @@ class _Slot:
         self.task, self.controller = factory()
         self.action_dim = int(self.task.spec.action_dim)
         self.true_goal = bool(getattr(factory, 'true_goal', False))
+        self._seed = -1  # the current episode's reset seed (for a controller failure's line)
 
     def _report(self, obs: dict[str, np.ndarray], info: dict[str, float]) -> tuple:
         if self.controller is None:
             base = np.zeros(self.action_dim)
         else:
-            base = self.controller(obs['observation'], obs['desired_goal'])
+            base = checked_action(
+                self.controller,
+                obs['observation'],
+                obs['desired_goal'],
+                self.action_dim,
+                f'task {self.task.spec.name!r}, training episode seed {self._seed}',
+            )
         achieved = self.task.true_achieved_goal(obs) if self.true_goal else obs['achieved_goal']
         return (
             obs['observation'],
@@ -99,8 +108,15 @@ class _Slot:
         )
 
     def reset(self, seed: int) -> tuple:
+        self._seed = int(seed)
         if self.controller is not None:
-            self.controller.reset()
+            try:
+                self.controller.reset()
+            except Exception as exc:  # its own code: one line, as for a failing step
+                raise ControllerFailure(
+                    f'controller {self.controller.name!r} raised {raised_at(exc)} in reset(); '
+                    f'task {self.task.spec.name!r}, training episode seed {seed}'
+                ) from exc
         obs, info = self.task.reset(seed=int(seed))
         return self._report(obs, info)
 
@@ -189,6 +205,8 @@ def _worker(connection: Connection, factory: EnvFactory, count: int) -> None:
             else:
                 rows = [slot.step(a) for slot, a in zip(slots, payload, strict=True)]
             connection.send(('ok', rows))
+        except ControllerFailure as exc:  # its one line, raised again in the trainer
+            connection.send(('controller', str(exc)))
         except Exception:
             connection.send(('error', traceback.format_exc()))
 
@@ -221,6 +239,9 @@ class SubprocVectorEnv:
 
     def _receive(self, connection: Connection) -> Any:
         status, payload = connection.recv()
+        if status == 'controller':
+            self.close()
+            raise ControllerFailure(payload)
         if status != 'ok':
             self.close()
             raise RuntimeError(f'environment worker failed:\n{payload}')

@@ -1,0 +1,84 @@
+"""The one checked call of a base controller in the evaluation and training loops
+(rpl_base_controllers.base.checked_action): inputs copied, outputs checked, failures one
+line, in rpl eval's loop and in rpl train's rollout slots alike."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rpl_base_controllers.base import ControllerFailure, checked_action
+from rpl_sim_bridge.tasks import make_task
+from rpl_trainer.rollout import SyncVectorEnv
+
+
+class Zeroing:
+    """Gives 0.1 on every axis, then zeroes its inputs in place (an in-place normalisation
+    bug), or returns NaN."""
+
+    name = 'zeroing'
+
+    def __init__(self, fault: str = 'mutate') -> None:
+        self.fault = fault
+
+    def reset(self) -> None:
+        if self.fault == 'reset':
+            raise KeyError('no plan yet')
+
+    def __call__(self, observation: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        observation[:] = 0.0
+        desired_goal[:] = 0.0
+        return np.full(4, np.nan if self.fault == 'nan' else 0.1)
+
+    def act_batch(self, observations, goals):  # noqa: ANN001, ANN201 (the protocol's)
+        return np.stack([self(o, g) for o, g in zip(observations, goals, strict=True)])
+
+
+def test_the_controller_gets_copies_of_its_inputs():
+    """A controller that changed its input left the residual policy (rpl eval) and the
+    trainer's stored transition (rpl train) reading what it left there."""
+    observation, goal = np.arange(25.0), np.ones(3)
+    action = checked_action(Zeroing(), observation, goal, 4, 'episode seed 0, step 0')
+    np.testing.assert_array_equal(action, np.full(4, 0.1))
+    np.testing.assert_array_equal(observation, np.arange(25.0))
+    np.testing.assert_array_equal(goal, np.ones(3))
+
+
+def test_a_non_finite_action_is_one_line_naming_where():
+    with pytest.raises(ControllerFailure, match=r"controller 'zeroing' gave \[nan, nan, nan"):
+        checked_action(Zeroing('nan'), np.zeros(25), np.zeros(3), 4, 'episode seed 3, step 7')
+
+
+@dataclasses.dataclass(frozen=True)
+class _Factory:
+    fault: str
+
+    def __call__(self):  # noqa: ANN204 (EnvFactory)
+        return make_task('push'), Zeroing(self.fault)
+
+
+@pytest.mark.parametrize(
+    ('fault', 'message'),
+    [
+        ('mutate', None),
+        ('nan', r"controller 'zeroing' gave \[nan.*task 'push', training episode seed 5"),
+        ('reset', r"controller 'zeroing' raised KeyError: 'no plan yet' \(at test_control"),
+    ],
+)
+def test_training_slots_store_the_task_observation_and_refuse_a_bad_base(fault, message):
+    """The rollout stored the observation the controller had zeroed, and NaN base actions
+    went into the replay buffer unchecked."""
+    env = SyncVectorEnv(_Factory(fault), 1)
+    try:
+        if message is not None:
+            with pytest.raises(ControllerFailure, match=message):
+                env.reset([5])
+            return
+        batch = env.reset([5])
+        expected, _ = make_task('push').reset(seed=5)
+        np.testing.assert_allclose(batch.obs[0], expected['observation'], rtol=1e-6)
+        np.testing.assert_allclose(batch.base[0], np.full(4, 0.1), rtol=1e-6)
+    finally:
+        env.close()
