@@ -698,3 +698,25 @@ def test_a_controller_outside_the_project_that_follows_the_checklist_runs_the_st
     assert len(results) == 1
     # Every step got the foreign controller's action through the residual node.
     assert (results[0].steps, results[0].fallback_base, results[0].fallback_zero) == (50, 0, 0)
+
+
+def test_a_name_registered_twice_is_refused_when_asked_for(faulty_env, tmp_path):
+    """A plug-in named like a built-in (or like another plug-in) was skipped with a line on
+    stderr, and the name ran whichever registration came first, exit 0."""
+    dist = tmp_path / 'clashing_plugins-0.1.dist-info'
+    dist.mkdir()
+    (dist / 'METADATA').write_text('Metadata-Version: 2.1\nName: clashing-plugins\nVersion: 0.1\n')
+    (dist / 'entry_points.txt').write_text(
+        '[rpl.controllers]\nreactive_push = faulty_plugins:LOUD\n'
+    )
+    args = ['--task', 'push', '--controller', 'reactive_push', '--episodes', '1']
+    proc = _run([*RPL, 'eval', *args, '--json', str(tmp_path / 'r.json')], faulty_env)
+    assert proc.returncode == 2, proc.stderr
+    error = proc.stderr.splitlines()[-1]
+    assert error.startswith(
+        "rpl eval: error: controller 'reactive_push' is registered twice (built-in; entry "
+        "point 'reactive_push = faulty_plugins:LOUD'"
+    ), proc.stderr
+    assert not (tmp_path / 'r.json').exists()
+    listed = _run([*RPL, 'list', 'controllers'], faulty_env)  # the listing still works
+    assert listed.returncode == 0 and 'reactive_push' in listed.stdout, listed.stderr

@@ -133,6 +133,9 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {}
 _SKIPPED: dict[str, str] = {}  # plug-in name -> why it was skipped
+# A name registered again by a plug-in -> both claims: asking for it is refused, which one
+# would run depended on the order the installed packages were found in.
+_CLAIMED_TWICE: dict[str, str] = {}
 _plugins_loaded = False
 _KINDS = (bool, int, float, str)
 
@@ -213,6 +216,8 @@ def _load_plugins() -> None:
     _plugins_loaded = True
 
     def register(name: str, spec: ControllerSpec, source: str) -> None:
+        if name in _REGISTRY:
+            _CLAIMED_TWICE[name] = f'{_REGISTRY[name].info.source}; {source}'
         register_controller(name, spec, source=source)
 
     _SKIPPED.update(load_plugins(ENTRY_POINT_GROUP, ControllerSpec, register))
@@ -265,6 +270,11 @@ def controller_config(name: str, task: str | None = None, **params: Any) -> Any:
         rpl_interfaces.params.ParameterError: A bad parameter name or value.
     """
     entry = _lookup(name)
+    if name in _CLAIMED_TWICE:
+        raise UnknownControllerError(
+            f'controller {name!r} is registered twice ({_CLAIMED_TWICE[name]}): which one ran '
+            'would depend on the install order; rename or uninstall the plug-in'
+        )
     if task is not None and task not in (suited := _suited_tasks(entry.info)):
         raise ValueError(f'controller {name!r} is meant for tasks {list(suited)}, not {task!r}')
     known = [p.name for p in entry.info.params]

@@ -269,6 +269,7 @@ class UnknownTaskError(ValueError):
 
 _REGISTRY: dict[str, tuple[TaskSpec, TaskFactory]] = {}
 _SKIPPED: dict[str, str] = {}  # plug-in name -> why it was skipped
+_CLAIMED_TWICE: dict[str, str] = {}  # a name a plug-in registered again -> that plug-in
 _plugins_loaded = False
 
 
@@ -301,6 +302,7 @@ def _load_plugins() -> None:
         if not isinstance(plugin.spec, TaskSpec) or not callable(plugin.factory):
             raise ValueError('must be TaskPlugin(spec: TaskSpec, factory: callable)')
         if name in _REGISTRY:
+            _CLAIMED_TWICE[name] = source
             raise ValueError(f'names task {name!r}, which is already registered')
         register_task(name, plugin.spec, plugin.factory)
 
@@ -351,6 +353,13 @@ def make_task(name: str, **overrides: Any) -> GoalTask:
             config class validates them and rejects unknown names.
 
     Raises:
-        UnknownTaskError: ``name`` is not registered (the message lists the known names).
+        UnknownTaskError: ``name`` is not registered (the message lists the known names), or
+            a plug-in registered it again (which one ran would depend on the install order).
     """
-    return _lookup(name)[1](**overrides)
+    factory = _lookup(name)[1]
+    if name in _CLAIMED_TWICE:
+        raise UnknownTaskError(
+            f'task {name!r} is registered twice (again by {_CLAIMED_TWICE[name]}): which one '
+            'ran would depend on the install order; rename or uninstall the plug-in'
+        )
+    return factory(**overrides)
