@@ -313,14 +313,15 @@ def make_controller(name: str, task: str | None = None, **params: Any) -> BaseCo
         ValueError: ``task`` is not one the controller suits, or the factory returned no
             controller.
         rpl_interfaces.params.ParameterError: A bad parameter name or value.
-        ControllerBuildError: The factory raised (a plug-in's code: a ValueError naming the
-            controller, the exception and where it was raised).
+        ImportError: It needs a package this machine lacks (the planner: MuJoCo).
+        ControllerBuildError: The factory raised anything else (a plug-in's code: a
+            ValueError naming the controller, the exception and where it was raised).
     """
     config = controller_config(name, task, **params)
     try:
         controller = _lookup(name).spec.factory(name, task, config)
-    except ValueError:
-        raise  # the factory's own refusal (a bad setting): its message as it is
+    except (ValueError, ImportError):
+        raise  # its own refusal (a bad setting), or a package missing here: as they are
     except Exception as exc:  # a plug-in's bug or a factory of the wrong signature
         raise ControllerBuildError(
             f'controller {name!r} could not be built: {raised_at(exc, skip=[__file__])}'
