@@ -122,6 +122,18 @@ def _unbuildable(name, task, config):
 
 
 UNBUILDABLE = ControllerSpec(_unbuildable, 'cannot be built', ('push',))
+
+
+import dataclasses
+from rpl_sim_bridge.tasks.registry import TaskPlugin
+from rpl_sim_bridge.tasks import task_spec
+
+
+def _explode(**overrides):
+    raise RuntimeError('user bug in my scene')
+
+
+EXPLODING = TaskPlugin(dataclasses.replace(task_spec('push'), name='exploding'), _explode)
 """
 
 
@@ -139,6 +151,8 @@ def faulty_env(tmp_path):
         'loud_push = faulty_plugins:LOUD\n'
         'resetting_push = faulty_plugins:RESETTING\n'
         'unbuildable_push = faulty_plugins:UNBUILDABLE\n'
+        '[rpl.tasks]\n'
+        'exploding = faulty_plugins:EXPLODING\n'
     )
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(tmp_path), env.get('PYTHONPATH')]))
@@ -155,6 +169,17 @@ def test_a_plugin_that_raises_in_rpl_eval_is_one_line_naming_it(faulty_env, tmp_
         'planner (at faulty_plugins.py:'
     ), proc.stderr
     assert not (tmp_path / 'r.json').exists()
+
+
+def test_a_task_plugin_whose_factory_raises_is_one_line(faulty_env, tmp_path):
+    args = ['--task', 'exploding', '--controller', 'zero', '--episodes', '1', '--no-progress']
+    proc = _run([*RPL, 'eval', *args, '--json', str(tmp_path / 'r.json')], faulty_env)
+    assert proc.returncode == 2 and proc.stdout == '', proc.stderr  # was a traceback
+    assert proc.stderr.count('\n') == 1, proc.stderr
+    assert proc.stderr.startswith(
+        "rpl eval: error: task 'exploding' could not be built: RuntimeError: user bug in my "
+        'scene (at faulty_plugins.py:'
+    ), proc.stderr
 
 
 @pytest.mark.parametrize(

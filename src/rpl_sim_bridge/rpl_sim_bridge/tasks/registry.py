@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from rpl_interfaces import contract
+from rpl_interfaces.failures import raised_at
 from rpl_interfaces.plugins import load_plugins
 from rpl_sim_bridge.tasks.rewards import goal_success, sparse_reward
 
@@ -267,6 +268,10 @@ class UnknownTaskError(ValueError):
     """A task name that is not registered; the message lists the registered names."""
 
 
+class TaskBuildError(ValueError):
+    """A task's factory raised (a plug-in's bug) or returned no task (one line)."""
+
+
 _REGISTRY: dict[str, tuple[TaskSpec, TaskFactory]] = {}
 _SKIPPED: dict[str, str] = {}  # plug-in name -> why it was skipped
 _CLAIMED_TWICE: dict[str, str] = {}  # a name a plug-in registered again -> that plug-in
@@ -362,4 +367,16 @@ def make_task(name: str, **overrides: Any) -> GoalTask:
             f'task {name!r} is registered twice (again by {_CLAIMED_TWICE[name]}): which one '
             'ran would depend on the install order; rename or uninstall the plug-in'
         )
-    return factory(**overrides)
+    try:
+        task = factory(**overrides)
+    except (ValueError, ImportError):
+        raise  # a bad override, a package missing here: as they are
+    except Exception as exc:  # a plug-in's bug: one line, as for a controller
+        if overrides and isinstance(exc, TypeError):
+            raise  # an override the task's config does not take
+        raise TaskBuildError(
+            f'task {name!r} could not be built: {raised_at(exc, skip=[__file__])}'
+        ) from exc
+    if task is None:
+        raise TaskBuildError(f'task {name!r}: its factory returned None, not a task')
+    return task
