@@ -241,6 +241,23 @@ class BaseActionProbe:
         return self.answers[0]
 
 
+def _probed_controller_node(
+    controller: str, env: dict[str, str]
+) -> tuple[BaseActionProbe, subprocess.Popen]:
+    """A controller node running ``controller`` in a namespace of its own, and a probe
+    there that sends it observations and collects its base actions."""
+    namespace = f'/rpl_test_{controller}_{os.getpid()}'
+    probe = BaseActionProbe(namespace)
+    proc = subprocess.Popen(
+        [os.path.join(BIN, 'controller_node'), *ros_args(namespace, f'controller:={controller}')],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    return probe, proc
+
+
 def test_rpl_eval_reports_base_actions_outside_the_tasks_bounds(faulty_env, tmp_path):
     args = ['--task', 'push', '--controller', 'loud_push', '--episodes', '2', '--no-progress']
     proc = _run([*RPL, 'eval', *args, '--json', str(tmp_path / 'r.json')], faulty_env)
@@ -255,15 +272,7 @@ def test_rpl_eval_reports_base_actions_outside_the_tasks_bounds(faulty_env, tmp_
 
 def test_the_controller_node_reports_actions_outside_the_tasks_bounds(faulty_env):
     """They are published (the stack clips every command), and said, throttled."""
-    namespace = f'/rpl_test_loud_{os.getpid()}'
-    probe = BaseActionProbe(namespace)
-    proc = subprocess.Popen(
-        [os.path.join(BIN, 'controller_node'), *ros_args(namespace, 'controller:=loud_push')],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=faulty_env,
-    )
+    probe, proc = _probed_controller_node('loud_push', faulty_env)
     try:
         answer = probe.ask('push', np.zeros(len(observation_layout(task_spec('push')).fields)))
         np.testing.assert_array_equal(answer.values, [5.0, -5.0, 0.0, 0.0])
@@ -280,15 +289,7 @@ def test_a_controller_that_raises_in_the_node_loses_that_step_not_the_node(fault
     """Only a ValueError was a refused step: any other exception of the controller's code
     killed the node, and the respawned one on the re-sent observation (a crash loop that
     stopped the whole stack)."""
-    namespace = f'/rpl_test_raising_{os.getpid()}'
-    probe = BaseActionProbe(namespace)
-    proc = subprocess.Popen(
-        [os.path.join(BIN, 'controller_node'), *ros_args(namespace, 'controller:=raising_push')],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=faulty_env,
-    )
+    probe, proc = _probed_controller_node('raising_push', faulty_env)
     try:
         fields = observation_layout(task_spec('push')).fields
         deadline = time.monotonic() + 30.0
