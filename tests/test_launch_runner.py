@@ -77,7 +77,7 @@ def test_parse_launch_arguments_rejects_malformed_tokens(token):
 def test_unknown_launch_argument_is_a_clear_error():
     expected = (
         r"unknown launch argument\(s\) \['epsiodes'\].*"
-        r'declares: .*bag, .*command_timeout, controller, episodes'  # + controller params
+        r'declares: .*bag, .*command_timeout, controller, controller_params, episodes'
     )
     with pytest.raises(LaunchError, match=expected):
         plan_rpl_launch('slippery_push.launch.py', epsiodes='3')

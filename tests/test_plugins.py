@@ -384,6 +384,24 @@ def test_launch_passes_only_the_set_controller_params_to_the_controller_node():
     assert node.parameters['controller_params'] == ''  # the node's files / registered defaults
 
 
+def test_controller_params_sets_a_parameter_named_like_a_launch_argument():
+    """`seed:=3` for the planner's seed moved the simulator's seeds instead, exit 0: a
+    controller parameter named like a launch argument could not be set from a launch."""
+    plans = plan_rpl_launch('mbrl_pusher.launch.py', controller='pets', controller_params='seed=3')
+    node = next(p for p in plans if p.name == 'base_controller').node
+    assert node.parameters['controller_params'] == 'seed=3'
+    sim = next(p for p in plans if p.name == 'sim_bridge').node
+    assert sim.parameters['seed'] == 0  # the stack's own seed argument, untouched
+    with pytest.raises(
+        Exception, match=r"controller_params:='carry_gain=5' sets \['carry_gain'\]"
+    ):
+        plan_rpl_launch(
+            'pick_and_place.launch.py', carry_gain='50', controller_params='carry_gain=5'
+        )
+    with pytest.raises(Exception, match=r"controller_params:='sed=3'.*no parameter"):
+        plan_rpl_launch('mbrl_pusher.launch.py', controller='pets', controller_params='sed=3')
+
+
 def test_learn_launch_passes_controller_params_to_every_stack():
     plans = plan_rpl_launch('slippery_push_learn.launch.py', explorers='2', push_gain='4')
     controllers = [p.node for p in plans if p.node.name == 'base_controller']

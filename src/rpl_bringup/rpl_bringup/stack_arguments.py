@@ -79,6 +79,18 @@ def _controller_argument(
     )
 
 
+def _controller_params_argument() -> DeclareLaunchArgument:
+    """``controller_params``: any parameter of the chosen controller as ``NAME=VALUE,...``,
+    among them one named like another launch argument (``seed``, ``mode``: such a name
+    goes to the stack, and the parameter could not be set from a launch)."""
+    return DeclareLaunchArgument(
+        'controller_params',
+        default_value='',
+        description='Controller parameters as NAME=VALUE,... (also one named like another '
+        "launch argument, e.g. seed=3); '' = none beyond the per-parameter arguments",
+    )
+
+
 def _seed_argument(description: str) -> DeclareLaunchArgument:
     return DeclareLaunchArgument('seed', default_value='0', description=description)
 
@@ -116,6 +128,7 @@ def launch_arguments(task: str, default_controller: str) -> list[DeclareLaunchAr
 def _stack_arguments(task: str, default_controller: str) -> list[DeclareLaunchArgument]:
     return [
         _controller_argument(task, default_controller, external_allowed=True),
+        _controller_params_argument(),
         DeclareLaunchArgument(
             'model_path',
             default_value='',
@@ -211,6 +224,7 @@ def _learn_arguments(
 ) -> list[DeclareLaunchArgument]:
     return [
         _controller_argument(task, default_controller),
+        _controller_params_argument(),
         DeclareLaunchArgument(
             'model_path',
             default_value=default_model_path,

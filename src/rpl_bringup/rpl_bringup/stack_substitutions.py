@@ -31,6 +31,7 @@ EXPLORER_SEED_STRIDE = 1_000_000  # explorer i runs sim seeds seed + (i + 1) * s
 # the same name cannot be (such a parameter is then settable as a ROS parameter only).
 RESERVED_ARGUMENTS = (
     'controller',
+    'controller_params',
     'model_path',
     'allow_model_mismatch',
     'episodes',
@@ -253,7 +254,12 @@ class ControllerParams(Substitution):
         self._task = task
 
     def perform(self, context: LaunchContext) -> str:
-        from rpl_base_controllers.registry import controller_config, controller_info, parse_value
+        from rpl_base_controllers.registry import (
+            controller_config,
+            controller_info,
+            params_from_text,
+            parse_value,
+        )
 
         controller = LaunchConfiguration('controller').perform(context)
         external = _is_external(context)
@@ -280,6 +286,24 @@ class ControllerParams(Substitution):
                 controller_config(controller, self._task, **{name: values[name]})
             except ValueError as exc:
                 raise ValueError(f'launch argument {name}:={text!r}: {exc}') from None
+        text = LaunchConfiguration('controller_params').perform(context).strip()
+        if text and external:
+            raise ValueError(
+                f'launch argument controller_params:={text!r}: controller:=external starts no '
+                'controller node; set the parameters on your own node'
+            )
+        if text:
+            try:
+                given = params_from_text(controller, text)
+                controller_config(controller, self._task, **given)
+            except ValueError as exc:
+                raise ValueError(f'launch argument controller_params:={text!r}: {exc}') from None
+            if twice := sorted(set(given) & set(values)):
+                raise ValueError(
+                    f'launch argument controller_params:={text!r} sets {twice} again: give '
+                    'each parameter once'
+                )
+            values.update(given)
         return ','.join(f'{name}={value}' for name, value in values.items())
 
     def describe(self) -> str:
