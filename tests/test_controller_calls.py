@@ -82,3 +82,49 @@ def test_training_slots_store_the_task_observation_and_refuse_a_bad_base(fault, 
         np.testing.assert_allclose(batch.base[0], np.full(4, 0.1), rtol=1e-6)
     finally:
         env.close()
+
+
+class Counting:
+    """Counts its calls since reset(); a reset can be made to fail after changing it."""
+
+    name = 'counting'
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.fail_reset = False
+
+    def reset(self) -> None:
+        self.n = 0
+        if self.fail_reset:
+            self.n = 99  # half-way through, then the failure
+            raise RuntimeError('reset failed')
+
+    def __call__(self, observation: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        observation[:] = -1.0  # in place: must not change what a repeat is recognised by
+        self.n += 1
+        return np.full(4, float(self.n))
+
+    def act_batch(self, observations, goals):  # noqa: ANN001, ANN201 (the protocol's)
+        return np.stack([self(o, g) for o, g in zip(observations, goals, strict=True)])
+
+
+def test_the_node_sequencer_recovers_its_state_after_any_failure():
+    """A reset() that raised half-way left the controller's state changed and the sequencer
+    believing it held episode 0's step 1: step 2 was computed from the broken state (99 + 1).
+    And an in-place change of the input made every re-sent observation a new one."""
+    from rpl_base_controllers.base import SequencedController
+
+    controller = Counting()
+    sequencer = SequencedController(controller)
+    payload = np.zeros(30)
+
+    def ask(episode: int, step: int) -> tuple[float, str]:
+        action, kind = sequencer.answer(episode, step, payload, payload[:25], payload[25:28])
+        return float(action[0]), kind
+
+    assert ask(0, 0) == (1.0, 'start') and ask(0, 1) == (2.0, 'next')
+    assert ask(0, 1) == (2.0, 'repeat')  # the same payload: the same answer, not computed
+    controller.fail_reset = True
+    with pytest.raises(RuntimeError, match='reset failed'):
+        ask(1, 0)
+    assert ask(0, 2) == (3.0, 'next')  # from step 1's saved state, not the broken one

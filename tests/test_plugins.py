@@ -292,6 +292,12 @@ def test_a_controller_that_raises_in_the_node_loses_that_step_not_the_node(fault
     probe, proc = _probed_controller_node('raising_push', faulty_env)
     try:
         fields = observation_layout(task_spec('push')).fields
+        # Only once the node hears this publisher: what is sent before is lost (volatile).
+        subscribed = probe.side.spin_until(
+            lambda: probe.publisher.get_subscription_count() >= 1 or proc.poll() is not None,
+            60.0,
+        )
+        assert subscribed and proc.poll() is None, 'the controller node never subscribed'
         deadline = time.monotonic() + 30.0
         step = 0
         while proc.poll() is None and time.monotonic() < deadline and step < 20:
@@ -764,3 +770,16 @@ def test_a_name_registered_twice_is_refused_when_asked_for(faulty_env, tmp_path)
     assert not (tmp_path / 'r.json').exists()
     listed = _run([*RPL, 'list', 'controllers'], faulty_env)  # the listing still works
     assert listed.returncode == 0 and 'reactive_push' in listed.stdout, listed.stderr
+
+
+def test_rpl_train_says_a_plugin_that_cannot_be_built_before_writing_its_run(faulty_env, tmp_path):
+    """Its factory ran first in the rollout, after the run folder was written: a traceback,
+    and the same command then refused for the folder it left."""
+    run = tmp_path / 'run'
+    args = ['--task', 'push', '--controller', 'unbuildable_push', '--steps', '200']
+    proc = _run([*RPL, 'train', *args, '--out', str(run), '--no-progress'], faulty_env)
+    assert proc.returncode == 2, proc.stderr
+    assert "controller 'unbuildable_push' could not be built: RuntimeError: user bug in my " in (
+        proc.stderr
+    ), proc.stderr
+    assert 'Traceback' not in proc.stderr and not run.exists(), proc.stderr

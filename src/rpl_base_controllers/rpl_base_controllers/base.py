@@ -277,13 +277,17 @@ class SequencedController:
             kind, before = 'jump', None if latest is None else latest.after
         if known is not None:
             kind = 'again'
-        self._restore(before)
         try:
-            action = np.asarray(self.controller(observation, desired_goal), dtype=np.float64)
-        except Exception:  # a refusal (ValueError) or a failure of its code
+            self._restore(before)
+            # Copies: a controller that changes its input in place would change the payload
+            # a repeat is recognised by.
+            action = np.asarray(
+                self.controller(observation.copy(), desired_goal.copy()), dtype=np.float64
+            )
+            after = save_state(self.controller, self._immutable)
+        except Exception:  # a refusal (ValueError) or a failure of its code (reset() too)
             self._live = None  # the controller may have changed before it raised
             raise
-        after = save_state(self.controller, self._immutable)
         answer = _Answer(episode, step, payload.copy(), action, after)
         if known is None and len(answers) >= self._history:
             del answers[next(iter(answers))]  # the oldest answer

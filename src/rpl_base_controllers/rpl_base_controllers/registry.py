@@ -45,6 +45,7 @@ ENTRY_POINT_GROUP = 'rpl.controllers'
 TASK_FIELD = 'task'
 # Names of the controller node's own parameters: no controller parameter may take them.
 RESERVED_NAMES = ('controller', 'controller_params', TASK_FIELD)
+BUILT_IN = 'built-in'  # the source of the project's own controllers
 # In ControllerSpec.tasks: the controller suits every registered task (it sizes itself from
 # the task's spec, as the zero controller does).
 ANY_TASK = '*'
@@ -122,7 +123,7 @@ class ControllerInfo:
     description: str
     tasks: tuple[str, ...]
     params: tuple[ControllerParam, ...] = ()
-    source: str = 'built-in'
+    source: str = BUILT_IN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +176,7 @@ def _params_of(name: str, spec: ControllerSpec) -> tuple[ControllerParam, ...]:
 
 
 def register_controller(
-    name: str, spec: ControllerSpec, *, replace: bool = False, source: str = 'built-in'
+    name: str, spec: ControllerSpec, *, replace: bool = False, source: str = BUILT_IN
 ) -> None:
     """Make a controller available to :func:`make_controller` under ``name``.
 
@@ -271,9 +272,15 @@ def controller_config(name: str, task: str | None = None, **params: Any) -> Any:
     """
     entry = _lookup(name)
     if name in _CLAIMED_TWICE:
+        claims = _CLAIMED_TWICE[name]
+        why = (
+            'the built-in ran, never the plug-in'
+            if claims.startswith(BUILT_IN)
+            else 'which one ran depended on the install order'
+        )
         raise UnknownControllerError(
-            f'controller {name!r} is registered twice ({_CLAIMED_TWICE[name]}): which one ran '
-            'would depend on the install order; rename or uninstall the plug-in'
+            f'controller {name!r} is registered twice ({claims}): {why}; rename or uninstall '
+            'the plug-in'
         )
     if task is not None and task not in (suited := _suited_tasks(entry.info)):
         raise ValueError(f'controller {name!r} is meant for tasks {list(suited)}, not {task!r}')
@@ -318,10 +325,17 @@ def make_controller(name: str, task: str | None = None, **params: Any) -> BaseCo
             ValueError naming the controller, the exception and where it was raised).
     """
     config = controller_config(name, task, **params)
+    entry = _lookup(name)
     try:
-        controller = _lookup(name).spec.factory(name, task, config)
-    except (ValueError, ImportError):
-        raise  # its own refusal (a bad setting), or a package missing here: as they are
+        controller = entry.spec.factory(name, task, config)
+    except ValueError:
+        raise  # its own refusal (a bad setting): as it is
+    except ImportError as exc:
+        if entry.info.source == BUILT_IN:
+            raise  # a package missing here (the planner's MuJoCo): callers say so
+        raise ControllerBuildError(
+            f'controller {name!r} could not be built: {raised_at(exc, skip=[__file__])}'
+        ) from exc
     except Exception as exc:  # a plug-in's bug or a factory of the wrong signature
         raise ControllerBuildError(
             f'controller {name!r} could not be built: {raised_at(exc, skip=[__file__])}'

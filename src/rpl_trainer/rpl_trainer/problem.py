@@ -159,15 +159,28 @@ def registered_problem(task: str, controller: str | None, controller_params: str
             controller not meant for the task, or a bad controller parameter
             (``ParameterError``).
     """
-    from rpl_base_controllers.registry import controller_config, params_from_text
+    from rpl_base_controllers.registry import (
+        BUILT_IN,
+        controller_config,
+        controller_info,
+        make_controller,
+        params_from_text,
+    )
     from rpl_sim_bridge.tasks import task_spec
+    from rpl_sim_bridge.tasks.registry import check_claimed_once
 
     spec = task_spec(task)
+    check_claimed_once(task)  # a name two registrations claim: before any file is written
     check_trainable_task(spec)
     make_base_fn = None
     if controller is not None:
         # An unknown controller, one of another task, bad parameters: one line each.
-        controller_config(controller, task, **params_from_text(controller, controller_params))
+        params = params_from_text(controller, controller_params)
+        controller_config(controller, task, **params)
+        if controller_info(controller).source != BUILT_IN:
+            # A plug-in's factory is foreign code: built once here, so that its failure is
+            # one line before the run folder is written (not a traceback from the rollout).
+            make_controller(controller, task, **params)
         make_base_fn = functools.partial(_registered_base_fn, controller, task, controller_params)
     return Problem(
         spec=spec,

@@ -349,6 +349,17 @@ def task_spec(name: str) -> TaskSpec:
     return _lookup(name)[0]
 
 
+def check_claimed_once(name: str) -> None:
+    """Raises UnknownTaskError when a plug-in registered ``name`` again: asking for it is
+    refused (the first registration would run, never the plug-in's)."""
+    _load_plugins()
+    if name in _CLAIMED_TWICE:
+        raise UnknownTaskError(
+            f'task {name!r} is registered twice (again by {_CLAIMED_TWICE[name]}): the first '
+            'registration ran, never this one; rename or uninstall the plug-in'
+        )
+
+
 def make_task(name: str, **overrides: Any) -> GoalTask:
     """Build a fresh instance of a registered task.
 
@@ -362,11 +373,7 @@ def make_task(name: str, **overrides: Any) -> GoalTask:
             a plug-in registered it again (which one ran would depend on the install order).
     """
     factory = _lookup(name)[1]
-    if name in _CLAIMED_TWICE:
-        raise UnknownTaskError(
-            f'task {name!r} is registered twice (again by {_CLAIMED_TWICE[name]}): which one '
-            'ran would depend on the install order; rename or uninstall the plug-in'
-        )
+    check_claimed_once(name)
     try:
         task = factory(**overrides)
     except (ValueError, ImportError):
