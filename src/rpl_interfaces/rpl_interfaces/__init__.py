@@ -8,7 +8,7 @@ __version__ = '0.1.0'
 TRACEBACK_ENV = 'RPL_TRACEBACK'
 """Set to ``1`` for the whole traceback where a failure is otherwise one line (a node's
 callback or start, a launch file); one name for every package (the launch runner must not
-import rclpy through ``base_node``)."""
+load rclpy, as ``base_node`` would)."""
 
 
 def wants_traceback() -> bool:
