@@ -342,3 +342,16 @@ def checked_action(
             f'needs {size} finite values'
         )
     return action
+
+
+def checked_reset(controller: BaseController, where: str) -> None:
+    """``controller.reset()``; a failure of its code is a ControllerFailure naming where it
+    raised and ``where`` in the run (the one reset call of the evaluation and training
+    loops)."""
+    try:
+        controller.reset()
+    except Exception as exc:
+        raise ControllerFailure(
+            f'controller {controller.name!r} raised {raised_at(exc, skip=[__file__])} in '
+            f'reset(); {where}'
+        ) from exc

@@ -29,9 +29,13 @@ from typing import Any, TextIO
 import numpy as np
 from tqdm import tqdm
 
-from rpl_base_controllers.base import BaseController, ControllerFailure, checked_action
+from rpl_base_controllers.base import (  # ControllerFailure: what rpl eval reports
+    BaseController,
+    ControllerFailure,  # noqa: F401
+    checked_action,
+    checked_reset,
+)
 from rpl_base_controllers.registry import make_controller, stated_params
-from rpl_interfaces.failures import raised_at
 from rpl_sim_bridge.tasks import GoalTask, make_task
 
 # policy(observation (obs_dim,), desired_goal (goal_dim,), base_action (action_dim,)) -> command.
@@ -579,13 +583,7 @@ def _run_episode(
         ControllerFailure: See :func:`base_action`.
     """
     obs, info = env.reset(seed=seed)
-    try:
-        controller.reset()
-    except Exception as exc:  # its own code: one line, as for a failing step
-        raise ControllerFailure(
-            f'controller {controller.name!r} raised {raised_at(exc, skip=[__file__])} in '
-            f'reset(); episode seed {seed}'
-        ) from exc
+    checked_reset(controller, f'episode seed {seed}')
     if policy is not None and hasattr(policy, 'reset'):
         policy.reset()
     episode_return = 0.0

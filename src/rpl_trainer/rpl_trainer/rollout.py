@@ -18,8 +18,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from rpl_base_controllers.base import ControllerFailure, checked_action
-from rpl_interfaces.failures import raised_at
+from rpl_base_controllers.base import ControllerFailure, checked_action, checked_reset
 from rpl_trainer.her import EpisodeBatch
 
 
@@ -110,13 +109,9 @@ class _Slot:
     def reset(self, seed: int) -> tuple:
         self._seed = int(seed)
         if self.controller is not None:
-            try:
-                self.controller.reset()
-            except Exception as exc:  # its own code: one line, as for a failing step
-                raise ControllerFailure(
-                    f'controller {self.controller.name!r} raised {raised_at(exc)} in reset(); '
-                    f'task {self.task.spec.name!r}, training episode seed {seed}'
-                ) from exc
+            checked_reset(
+                self.controller, f'task {self.task.spec.name!r}, training episode seed {seed}'
+            )
         obs, info = self.task.reset(seed=int(seed))
         return self._report(obs, info)
 
