@@ -286,9 +286,23 @@ def test_a_base_only_run_or_one_with_some_commands_is_no_problem():
     assert bridge.command_path_problem() is None
     bridge = make_bridge(episodes=1)
     bridge.begin(now=0.0, command_publishers=1)
-    _run_on_base(bridge, commands_at=(0,))  # one command, then its publisher went away
+    _run_on_base(bridge, commands_at=(0, 1))  # two commands, then its publisher went away
+    assert bridge.counters.commands == 2
+    assert bridge.command_path_problem() is None  # half the steps: some fallbacks
+
+
+def test_a_run_that_fell_back_at_most_steps_is_a_problem():
+    """One command, then the command path went away: the run measured the base controller
+    at 3 steps of 4 and exited 0 (only a run without any command was a problem)."""
+    bridge = make_bridge(episodes=1)
+    bridge.begin(now=0.0, command_publishers=1)
+    _run_on_base(bridge, commands_at=(0,))
     assert bridge.counters.commands == 1
-    assert bridge.command_path_problem() is None
+    problem = bridge.command_path_problem()
+    assert problem is not None and problem.startswith(
+        f'{STEPS - 1} of the {STEPS} steps fell back, most of them to the base action'
+    ), problem
+    assert 'only 1 applied a command' in problem and 'measured mostly the fallback' in problem
 
 
 @pytest.mark.parametrize(

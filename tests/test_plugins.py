@@ -89,6 +89,8 @@ def broken_env(tmp_path):
 
 
 FAULTY_PLUGINS = """
+import os
+
 import numpy as np
 from rpl_base_controllers.registry import ControllerSpec
 
@@ -102,6 +104,11 @@ class Faulty:
             raise RuntimeError('user bug in my reset')
 
     def __call__(self, observation, desired_goal):
+        self.calls = getattr(self, 'calls', 0) + 1
+        if self.fault == 'late':  # fails at call FAULTY_FAIL_AT, when that is set
+            if self.calls == int(os.environ.get('FAULTY_FAIL_AT', '0')):
+                raise RuntimeError('user bug at a rare state')
+            return np.zeros(4)
         if self.fault == 'raise':
             raise ZeroDivisionError('user bug in my planner')
         if self.fault == 'reset':
@@ -115,6 +122,7 @@ class Faulty:
 RAISING = ControllerSpec(lambda name, task, config: Faulty(name, 'raise'), 'raises', ('push',))
 LOUD = ControllerSpec(lambda name, task, config: Faulty(name, 'loud'), 'too big', ('push',))
 RESETTING = ControllerSpec(lambda name, task, config: Faulty(name, 'reset'), 'reset', ('push',))
+LATE = ControllerSpec(lambda name, task, config: Faulty(name, 'late'), 'fails late', ('push',))
 
 
 def _unbuildable(name, task, config):
@@ -150,6 +158,7 @@ def faulty_env(tmp_path):
         'raising_push = faulty_plugins:RAISING\n'
         'loud_push = faulty_plugins:LOUD\n'
         'resetting_push = faulty_plugins:RESETTING\n'
+        'late_push = faulty_plugins:LATE\n'
         'unbuildable_push = faulty_plugins:UNBUILDABLE\n'
         '[rpl.tasks]\n'
         'exploding = faulty_plugins:EXPLODING\n'
@@ -783,3 +792,31 @@ def test_rpl_train_says_a_plugin_that_cannot_be_built_before_writing_its_run(fau
         proc.stderr
     ), proc.stderr
     assert 'Traceback' not in proc.stderr and not run.exists(), proc.stderr
+
+
+def test_rpl_train_keeps_a_run_its_controller_stopped_and_resumes_it_once_mended(
+    faulty_env, tmp_path
+):
+    """A controller failing after some steps stopped the run with "the run stopped" alone:
+    the steps since the last periodic checkpoint were lost, and nothing said how to go on."""
+    run = tmp_path / 'run'
+    args = ['--task', 'push', '--controller', 'late_push', '--steps', '400', '--eval-episodes']
+    args += ['2', '--eval-interval', '200', '--set', 'base_eval_episodes=0', '--no-progress']
+    failing = {**faulty_env, 'FAULTY_FAIL_AT': '160'}
+    proc = _run([*RPL, 'train', *args, '--out', str(run)], failing)
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "rpl train: error: controller 'late_push' raised RuntimeError: user bug at a rare state"
+    ), proc.stderr
+    stopped = re.search(
+        r'the run stopped at (\d+) env steps, checkpointed: `rpl train --out ', last
+    )
+    assert stopped and int(stopped.group(1)) > 0, last
+    assert 'Traceback' not in proc.stderr
+    resumed = _run([*RPL, 'train', '--out', str(run), '--resume', '--no-progress'], faulty_env)
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [
+        int(line.split(',')[0]) for line in (run / 'metrics.csv').read_text().splitlines()[1:]
+    ]
+    assert steps[-1] == 400 and int(stopped.group(1)) in steps, steps

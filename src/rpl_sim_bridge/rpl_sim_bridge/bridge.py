@@ -279,8 +279,11 @@ class SimBridge:
         was asked to measure the command, so this is a failure, not a result; the node
         says so and exits non-zero. A stack without any command publisher (the base
         controller alone, on purpose) is not a problem, and neither is a run with some
-        fallbacks among applied commands (counted in the results and diagnostics). A
-        realtime command applied a tick late (held) counts as applied. Whether a publisher
+        fallbacks among applied commands (counted in the results and diagnostics); a run in
+        which most steps fell back (more than half: a controller failing from some state
+        on, a command path that answered only now and then) is one, as its episodes
+        measured mostly the fallback. A realtime command applied a tick late (held) counts
+        as applied. Whether a publisher
         was there is what the node told the core (:meth:`begin` with a count, the
         :attr:`command_source_present` setter); ``begin(now)`` without a count says nothing,
         so such a run never has this problem.
@@ -289,8 +292,11 @@ class SimBridge:
             One sentence, or None.
         """
         c = self.counters
-        if not self._book.finished or not self._command_source_seen or c.commands or c.held:
+        if not self._book.finished or not self._command_source_seen:
             return None
+        fallbacks = c.fallback_base + c.fallback_zero
+        if c.commands or c.held:
+            return self._mostly_fallbacks(fallbacks)
         if c.fallback_zero > c.fallback_base:  # mostly no base action either
             why = (
                 f'no valid base action came for {c.fallback_zero} of them either, and the '
@@ -308,6 +314,26 @@ class SimBridge:
             f'(the residual node) was on the graph (fallbacks base {c.fallback_base} zero '
             f'{c.fallback_zero}; commands rejected malformed {c.rejected_malformed}, stale '
             f'{c.rejected_stale}, late {c.late_commands}): {why}'
+        )
+
+    def _mostly_fallbacks(self, fallbacks: int) -> str | None:
+        """The problem of a run that applied commands but fell back at most steps."""
+        c = self.counters
+        if 2 * fallbacks <= c.steps:
+            return None
+        if c.fallback_zero > c.fallback_base:
+            what = (
+                'the zero action (no valid base action came either: the base controller is '
+                'the first suspect, its log says why)'
+            )
+        else:
+            what = 'the base action (the command path did not answer in time)'
+        return (
+            f'{fallbacks} of the {c.steps} steps fell back, most of them to {what}; only '
+            f'{c.commands + c.held} applied a command (fallbacks base {c.fallback_base} zero '
+            f'{c.fallback_zero}; commands rejected malformed {c.rejected_malformed}, stale '
+            f'{c.rejected_stale}, late {c.late_commands}): these episodes measured mostly the '
+            'fallback, not the stack'
         )
 
     def model_problem(self) -> str | None:

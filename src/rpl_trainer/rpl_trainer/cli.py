@@ -469,7 +469,12 @@ def _train(args: argparse.Namespace) -> int:
             then = 'nothing of it was kept: run the same command again once that is mended'
         raise CliError(f'{what}; the run stopped: {then}') from exc
     except ControllerFailure as exc:  # the base controller's code: one line, not 0
-        print(f'rpl train: error: {exc}; the run stopped', file=sys.stderr)
+        print(
+            f'rpl train: error: {exc}; the run stopped at {trainer.env_steps} env steps, '
+            f'checkpointed: `rpl train --out {args.out} --resume` continues it once the '
+            'controller is mended',
+            file=sys.stderr,
+        )
         return 1
     except TrainingInterrupted as exc:
         print(

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from rpl_base_controllers.base import ControllerFailure
 from rpl_residual_node.onnx_actor import TWO_FRAME_KEY
 from rpl_trainer.checkpoint import (
     TRAIN_RUN,
@@ -570,17 +571,22 @@ class Trainer:
         bar = self._progress_bar()
         clock = time.perf_counter() - self.wall_s
         base = None
+        failure = None
         try:
             if not self._stop.requested:
                 base = self._base_eval()
             finished = not self._stop.requested and self._loop(bar, clock)
         except RolloutAborted:
             finished = False
+        except ControllerFailure as exc:  # the user's controller: the run so far is kept
+            failure = exc
         finally:
             bar.close()
             self.env.close()
         self.wall_s = time.perf_counter() - clock
         self._checkpoint()
+        if failure is not None:
+            raise failure
         return base, finished
 
     def _end_written(self) -> bool:
@@ -625,6 +631,8 @@ class Trainer:
             CheckpointError: Missing or corrupt checkpoint on resume, or an ``init_from``
                 checkpoint that does not fit.
             TrainingInterrupted: SIGINT or SIGTERM; the checkpoint holds the state to resume.
+            ControllerFailure: The base controller raised or gave a non-finite action;
+                the checkpoint holds the run up to the cycle it failed in.
         """
         config = self.config
         check_run_dir(self.out_dir, config, resume)
