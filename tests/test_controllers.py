@@ -227,6 +227,14 @@ def test_controller_params_are_parsed_from_text_by_type():
         'approach_gain': 5.0,
     }
     assert params_from_text('zero', '') == {}
+    # A text value may hold a comma (it was split into a second item, refused as not
+    # NAME=VALUE): a piece without '=' continues the value before it.
+    assert params_from_text('cached_pets', 'cache_file=/d/a,b.npz,neighbours=2') == {
+        'cache_file': '/d/a,b.npz',
+        'neighbours': 2,
+    }
+    with pytest.raises(ParameterError, match="controller parameter 'b.npz' is not NAME=VALUE"):
+        params_from_text('cached_pets', 'b.npz,neighbours=2')
     with pytest.raises(ParameterError, match="expansions='2.5' is not an integer"):
         parse_controller_params('discrete_mpc_push', ['expansions=2.5'])
     with pytest.raises(ParameterError, match="controller 'zero' has no parameter 'gain'"):

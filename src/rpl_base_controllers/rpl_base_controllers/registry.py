@@ -385,7 +385,23 @@ def params_from_text(name: str, text: str) -> dict[str, Any]:
         UnknownControllerError: ``name`` is not registered.
         rpl_interfaces.params.ParameterError: A bad item, name or value.
     """
-    return parse_controller_params(name, [item for item in text.split(',') if item.strip()])
+    return parse_controller_params(name, split_params_text(text))
+
+
+def split_params_text(text: str) -> list[str]:
+    """The ``NAME=VALUE`` items of ``'NAME=VALUE,NAME=VALUE'`` text ('' = none).
+
+    A piece without ``=`` continues the value before it, so a text value may hold a comma
+    (``cache_file=/data/a,b.npz,neighbours=2`` is two items); a leading one stays an item, for
+    :func:`parse_controller_params` to refuse as not ``NAME=VALUE``.
+    """
+    items: list[str] = []
+    for piece in text.split(','):
+        if items and '=' not in piece:
+            items[-1] += ',' + piece
+        elif piece.strip():
+            items.append(piece)
+    return [item for item in items if item.strip()]
 
 
 def stated_params(name: str, params: Mapping[str, Any]) -> str:

@@ -35,6 +35,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rpl_base_controllers.registry import split_params_text
+
 try:  # optional for rpl_bringup: a robot install has no trainer (`rpl select` says so)
     from rpl_trainer.config import make_config
     from rpl_trainer.metrics import read_metrics
@@ -133,7 +135,7 @@ def read_run(run_dir: str | pathlib.Path) -> RunInfo:
         run,
         config.task,
         config.deployed_controller,
-        tuple(p for p in params.split(',') if p.strip()),
+        tuple(split_params_text(params)),
         metric,
         scored,
         tuple(path for s, path in found.items() if s not in scores),

@@ -65,8 +65,10 @@ def _base_text(config: dict) -> str:
 
 def _base_params(config: dict) -> dict[str, str]:
     """:func:`_base_text` by parameter name."""
-    items = _base_text(config).split(',')
-    return dict(item.strip().partition('=')[::2] for item in items if item.strip())
+    from rpl_base_controllers.registry import split_params_text
+
+    items = split_params_text(_base_text(config))
+    return dict(item.strip().partition('=')[::2] for item in items)
 
 
 def _param_default(controller: str, name: str) -> str | None:
