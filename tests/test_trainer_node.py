@@ -643,3 +643,35 @@ def test_a_live_trainer_exports_its_last_model_at_the_stop(tmp_path):
     assert exports[0].endswith('did not exist') and ' at 0 updates ' in exports[0], output
     assert exports[1].endswith(': shutdown') and ' at 0 updates ' not in exports[1], output
     assert model.is_file()
+
+
+def test_a_live_trainer_never_writes_over_a_model_copied_to_its_model_path(tmp_path, repo_root):
+    """A model copied over model_path while the trainer ran (to try it on the stack) was
+    overwritten by the next export, without a word: now this run's models go beside it."""
+    import shutil
+
+    bag = tmp_path / 'run_bag'
+    write_task_bag(bag, episodes=2)
+    model = tmp_path / 'out' / 'actor.onnx'
+    params = [f'bags:={bag}', f'model_path:={model}', 'export_every_updates:=100000000']
+    proc = popen_trainer(ros_args('/trainer_taken', 'namespaces:=/trainer_taken', *params))
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if 'ready:' in line or 'error' in line:
+                break
+        assert model.is_file(), ''.join(lines)  # the zero-residual model, at the start
+        foreign = repo_root / 'models' / 'slippery_push_reactive_push' / 'actor.onnx'
+        shutil.copyfile(foreign, model)  # the user's own model, over the trainer's
+        time.sleep(1.5)  # updates on the bags' data: the stop exports the last model
+    finally:
+        code = stop_process(proc, signal.SIGINT, timeout_s=30.0)
+        output = ''.join(lines) + proc.stdout.read()
+    assert code == 1, output
+    assert model.read_bytes() == foreign.read_bytes(), output  # not written over
+    diverted = [p for p in model.parent.iterdir() if p.name.startswith('actor.run-')]
+    assert len(diverted) == 1 and diverted[0].suffix == '.onnx', output
+    assert OnnxActor.load(diverted[0]).action_dim == 4  # this run's last model, loadable
+    said = f'model_path {model} was replaced by a model this trainer did not write'
+    assert output.count(said) == 2 and output.rstrip().endswith('exit code 1'), output

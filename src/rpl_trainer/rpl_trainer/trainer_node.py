@@ -190,6 +190,7 @@ class TrainerNode(RplNode):
         self.malformed = 0
         self.bag_episodes = 0
         self._run_id = uuid.uuid4().hex  # a resumed run's is its checkpoint's
+        self._diverted: str | None = None  # where models go once model_path was taken over
         self.bags_ingested: list[str] = []
         self.exports = 0
         self.last_export = 'none'
@@ -397,12 +398,34 @@ class TrainerNode(RplNode):
         )
         # The run's id, in its checkpoint too: a resumed run knows its model when moved.
         metadata = {**identity.to_props(), RUN_KEY: self._run_id}
-        path = self.learner.export(self.config.model_path, metadata=metadata)
+        path = self.learner.export(self._export_target(), metadata=metadata)
         updates = self.learner.agent.updates
         self.schedule.exported(updates)
         self.exports += 1
         self.last_export = f'{path} at {updates} updates ({time.strftime("%H:%M:%S")})'
         self.get_logger().info(f'exported {self.last_export}: {why}')
+
+    def _export_target(self) -> str:
+        """``model_path``, unless a file this run did not write is there now (copied over
+        it, or another trainer's): that is never written over, and from then on this run's
+        models go beside it, ``<model_path stem>.run-<run id>.onnx`` (said once, and again
+        at the stop, which then exits 1). Before an export ``model_path`` is absent (a new
+        learner refuses an existing one) or this run's (a resume checks it)."""
+        model = self.config.model_path
+        if self._diverted is None and os.path.lexists(model):
+            if model_run(model) != self._run_id:
+                root, _ = os.path.splitext(model)
+                self._diverted = f'{root}.run-{self._run_id[:8]}.onnx'
+                self.get_logger().error(self._diverted_line())
+        return self._diverted or model
+
+    def _diverted_line(self) -> str:
+        return (
+            f'model_path {self.config.model_path} was replaced by a model this trainer did '
+            f'not write: not written over; its models go to {self._diverted} (the residual '
+            'node reloads only model_path: copy one there, or move that file away and '
+            'restart the trainer)'
+        )
 
     def save_checkpoint(self, why: str) -> None:
         """Save the learner and this node's counters to ``checkpoint_path`` (atomic)."""
@@ -483,6 +506,11 @@ class TrainerNode(RplNode):
             self._offline_stopped_early(self.stop_signal)
         if started and not self.offline_only:
             self._export_last()
+        if (
+            getattr(self, '_diverted', None) is not None
+        ):  # what was asked for (models at model_path) stopped
+            self.get_logger().error(f'{self._diverted_line()}; exit code 1')
+            self.request_exit(1)
         if getattr(self, '_save_at_shutdown', False):
             self._save_at_shutdown = False  # once, whoever calls first
             try:
