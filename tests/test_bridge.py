@@ -520,6 +520,9 @@ def test_base_action_for_a_step_already_taken_is_late_not_stale():
     future = bridge.offer_base(0, 3, PUSH_LEFT, now=0.004)  # a future step is still stale
     assert future is not None and future.kind == 'stale'
     assert bridge.counters.rejected_stale == 1
+    # ... and says why: an answer stamped ahead of its observation (a controller answering
+    # observation k as step k + 1 had every action applied a step late; "does not match")
+    assert 'is for a step the bridge has not observed yet (it is at step 1)' in future.reason
 
 
 # --- lockstep response waits: no fallback while a live node is on its way ---------------

@@ -11,7 +11,8 @@ counted, and never reaches the simulator:
   that just ended), which expects none;
 * ``late`` (lockstep): for a step already taken, normal (command k usually arrives before
   base action k, and a re-sent observation is answered again);
-* ``stale``: another episode, a step outside the window, or older than the one held.
+* ``stale``: another episode, a step outside the window (one not observed yet: an answer
+  stamped ahead of its observation), or older than the one held.
 
 A rejected action changes nothing: it clears no slot and replaces no valid action.
 Which action a step applies (:meth:`ActionIntake.choose`): the fresh command, else the
@@ -158,6 +159,15 @@ class ActionIntake:
                 counters.late_commands += 1
             return Rejection('late', f'{what} for (episode {episode}, step {step}) came late')
         lo = book.step - self._max_age
+        if not book.finished and episode == book.episode and step > book.step:
+            counters.rejected_stale += 1  # no node can answer an observation not yet sent
+            return Rejection(
+                'stale',
+                f'{what} for (episode {episode}, step {step}) is for a step the bridge has not '
+                f'observed yet (it is at step {book.step}): an answer must carry the episode '
+                'and step of the observation it answers (one stamped ahead is applied a step '
+                'late)',
+            )
         if book.finished or episode != book.episode or not lo <= step <= book.step:
             counters.rejected_stale += 1
             return Rejection(
