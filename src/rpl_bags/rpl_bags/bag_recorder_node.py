@@ -3,7 +3,10 @@
 Subscribes (raw CDR bytes, no deserialization) to ``observation``, ``base_action``,
 ``residual``, ``command``, ``episode`` (transient local: results published before it joined
 are still recorded), ``/diagnostics`` and ``joint_states`` (the robot's joints) with the
-contract's reliability and durability and a deep history (``queue_depth``), and appends
+contract's reliability and a deep history (``queue_depth``), transient local on the control
+topics as the trainer node (their publishers keep a history of 500: one that DDS matches
+seconds after it started still gives its first messages; a volatile subscription lost them,
+81 % of a run's actions for a recorder started before the stack), and appends
 every message with its receive time to a new bag through
 :class:`rpl_bags.writer.BagWriter` (mcap by default). The bag is closed (``metadata.yaml``
 written) on Ctrl-C / SIGTERM / launch shutdown; every ``flush_period_s`` what was received
@@ -12,7 +15,10 @@ is written to the file, so a killed recorder loses at most that much.
 A write that fails (a full disk: ``No space left on device``) stops the recording: one error
 line, the bag file is closed as it is (what was flushed before stays readable through
 :func:`rpl_bags.reader.read_raw_bag`'s salvage, and so by ``rpl bag eval``), and the node
-exits with code 1, which ends a launch that requires the recorder.
+exits with code 1, which ends a launch that requires the recorder. Messages DDS reports lost
+before they reached it (a publisher's history overwritten while the recorder stalled) are
+one warning each and, at the end, one error line and exit code 4: the bag is kept, but it is
+not the whole run. A publisher whose QoS it cannot match (a volatile one) is one error line.
 
 Start-up order matters for a lockstep run that waits for its subscribers: the recorder first
 subscribes to every other topic, waits (up to ``startup_timeout_s``) until each of
@@ -34,6 +40,12 @@ import time
 from collections.abc import Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.event_handler import (
+    QoSMessageLostInfo,
+    QoSRequestedIncompatibleQoSInfo,
+    SubscriptionEventCallbacks,
+)
+from rclpy.qos import QoSPolicyKind
 from sensor_msgs.msg import JointState
 
 from rpl_bags.topics import (
@@ -51,10 +63,25 @@ from rpl_interfaces.base_node import RplNode, qos_profile, run_node
 
 EXIT_WRITE_FAILED = 1  # exit code after a failed write (full disk)
 EXIT_NOTHING_RECORDED = 3  # exit code when no control topic received a message
+EXIT_MESSAGES_LOST = 4  # exit code when DDS reported messages the recorder never got
+# The control topics, whose publishers keep a transient-local history (RplNode.
+# control_publisher): the recorder takes it, as the trainer node does, so a publisher that
+# DDS matches after it started (discovery takes seconds) still gives its first messages.
+_HISTORY_TOPICS = frozenset(
+    (contract.OBSERVATION, contract.BASE_ACTION, contract.COMMAND, contract.RESIDUAL)
+)
 # What a failed bag write raises: the file system's error (ENOSPC, EFBIG, EIO, ...) for
 # MCAP, sqlite's for sqlite3 ("database or disk is full").
 WRITE_ERRORS = (OSError, sqlite3.Error)
 _MSG_CLASSES = {JOINT_STATE: JointState, DIAGNOSTIC_ARRAY: DiagnosticArray}
+
+
+def _policy_name(kind: int) -> str:
+    """A DDS QoS policy's name (``durability``) from its kind number."""
+    try:
+        return QoSPolicyKind(kind).name.lower()
+    except ValueError:
+        return f'policy {kind}'
 
 
 class BagRecorderNode(RplNode):
@@ -66,6 +93,8 @@ class BagRecorderNode(RplNode):
         names = parse_topic_list(cfg.topics)
         self._specs = recorded_topics(self.get_namespace(), names)
         self.writer = BagWriter(cfg.bag, self._specs, cfg.storage)
+        self.lost: dict[str, int] = {}  # DDS's message_lost counts per topic
+        self.incompatible: set[str] = set()  # topics with a publisher it cannot match
         self._gate = resolve_topic(self.get_namespace(), contract.OBSERVATION)
         self._side_topics = {resolve_topic(self.get_namespace(), n) for n in SIDE_TOPICS}
         self._recorded_subs = {
@@ -86,16 +115,18 @@ class BagRecorderNode(RplNode):
         else:
             self._ready()
 
-    def _subscribe(self, spec: TopicSpec):
+    def _subscribe(self, spec: TopicSpec, history: bool = True):
+        """Subscribe to ``spec``'s topic; a control topic transient local unless
+        ``history`` is False (after a volatile publisher was seen there)."""
+        topic = spec.name
+        history = history and topic.rsplit('/', 1)[-1] in _HISTORY_TOPICS
         qos = qos_profile(
             contract.QosSpec(
                 depth=self.config.queue_depth,
                 reliable=spec.qos.reliable,
-                transient_local=spec.qos.transient_local,
+                transient_local=spec.qos.transient_local or history,
             )
         )
-
-        topic = spec.name
 
         def on_message(data: bytes) -> None:  # one argument: rclpy passes no MessageInfo
             if self.write_error is not None:
@@ -105,9 +136,54 @@ class BagRecorderNode(RplNode):
             except WRITE_ERRORS as exc:
                 self._stop_recording(exc)
 
+        def on_lost(info: QoSMessageLostInfo) -> None:
+            self.lost[topic] = self.lost.get(topic, 0) + info.total_count_change
+            self.get_logger().warning(
+                f'{info.total_count_change} message(s) on {topic} lost before they reached '
+                f'the recorder ({self.lost[topic]} in all): the bag will not hold them'
+            )
+
+        def on_incompatible(info: QoSRequestedIncompatibleQoSInfo) -> None:
+            if topic in self.incompatible:
+                return
+            self.incompatible.add(topic)
+            policy = _policy_name(info.last_policy_kind)
+            if history and policy == 'durability':  # a volatile publisher: record it so
+                self.get_logger().warning(
+                    f'a publisher on {topic} is volatile: recording that topic volatile, so '
+                    'what it sends before DDS has matched the recorder is not in the bag '
+                    "(publish control topics transient local: the README's controller "
+                    'checklist)'
+                )
+                timers: list = []  # one-shot: the timer cancels itself
+                timers.append(self.create_timer(0.0, lambda: self._volatile(spec, timers[0])))
+                return
+            self.get_logger().error(
+                f'a publisher on {topic} offers a QoS this recorder cannot match ({policy}): '
+                'nothing of it is recorded; control topics are published reliable and '
+                "transient local (the README's controller checklist)"
+            )
+
+        events = SubscriptionEventCallbacks(message_lost=on_lost, incompatible_qos=on_incompatible)
         return self.create_subscription(
-            _MSG_CLASSES[spec.msgtype], spec.name, on_message, qos, raw=True
+            _MSG_CLASSES[spec.msgtype],
+            spec.name,
+            on_message,
+            qos,
+            raw=True,
+            event_callbacks=events,
         )
+
+    def _volatile(self, spec: TopicSpec, timer) -> None:  # noqa: ANN001 (rclpy Timer)
+        """Subscribe to ``spec``'s topic volatile instead (a volatile publisher is there;
+        done from the one-shot ``timer``, not from the subscription's own event)."""
+        timer.cancel()
+        self.destroy_timer(timer)
+        old = self._recorded_subs.pop(spec.name, None)
+        if old is None or self.write_error is not None:  # not subscribed (yet, or any more)
+            return
+        self.destroy_subscription(old)
+        self._recorded_subs[spec.name] = self._subscribe(spec, history=False)
 
     def _flush(self) -> None:
         if self.write_error is not None:
@@ -186,12 +262,22 @@ class BagRecorderNode(RplNode):
                 flush=True,
             )
             self.request_exit(EXIT_NOTHING_RECORDED)
-        elif empty:  # a stack in another namespace, or one that ran before the recorder
+            return
+        if empty:  # a stack in another namespace, or one that ran before the recorder
             print(
                 f'[bag_recorder] warning: nothing recorded on {", ".join(empty)}: was the '
                 f'stack running in {self.get_namespace()}, after the recorder had started?',
                 flush=True,
             )
+        if self.lost:  # asked to record the run, and the bag is known to miss some of it
+            lost = ', '.join(f'{name} {count}' for name, count in sorted(self.lost.items()))
+            print(
+                f'[bag_recorder] error: messages lost before they reached the recorder ({lost}):'
+                f' the bag {self.writer.path} is kept but incomplete (rpl bag eval names the '
+                f'episodes); exit code {EXIT_MESSAGES_LOST}',
+                flush=True,
+            )
+            self.request_exit(EXIT_MESSAGES_LOST)
 
     def destroy_node(self) -> None:
         """Close the bag first (run_node calls this on every way out)."""
