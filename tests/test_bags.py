@@ -489,6 +489,14 @@ def test_cli_eval_writes_table_png_and_json_next_to_the_bag(bag, capsys):
     data = json.loads(result.read_text(), parse_constant=_not_json)  # no NaN: jq reads it
     assert data['summary']['episodes'] == 2
     assert sorted(p.name for p in path.iterdir()) == ['metadata.yaml', 'run.mcap']
+    # The bag's .mcap file named (the documented other form): the same files, next to the
+    # folder (they were put inside it, refused as an input of the command: exit 2, always).
+    png.unlink()
+    result.unlink()
+    code, err = run_cli(['eval', str(mcap_file(path))])
+    assert (code, err) == (0, ''), err
+    assert png.is_file() and result.is_file()
+    assert sorted(p.name for p in path.iterdir()) == ['metadata.yaml', 'run.mcap']
 
 
 def _not_json(constant: str) -> None:

@@ -163,9 +163,12 @@ def _warn(command: str, problems: Sequence[str]) -> None:
 
 
 def _sibling(bag: str, suffix: str) -> str:
-    """The default result file next to a bag: ``<bag folder name><suffix>`` (a storage
-    file's name without its .mcap / .db3)."""
+    """The default result file next to a bag: ``<bag folder name><suffix>``, also for the
+    storage file of a bag folder given by name (inside the folder it was refused as an input,
+    always); a lone storage file's name without its .mcap / .db3."""
     path = pathlib.Path(os.path.abspath(bag))  # `.` and `..` name their folder
+    if path.suffix in ('.mcap', '.db3') and (path.parent / 'metadata.yaml').is_file():
+        path = path.parent
     name = path.stem if path.suffix in ('.mcap', '.db3') else path.name
     if not name:  # the file system's root
         raise CliError(f'give --png and --json for a bag at {bag!r} (no folder to put them in)')
