@@ -132,7 +132,9 @@ def fragile_model(path: pathlib.Path) -> pathlib.Path:
     return linear_model(path, extra_nodes=nodes)
 
 
-def nan_in_range_model(path: pathlib.Path, low: float = 1.0, high: float = 1.5) -> pathlib.Path:
+def nan_in_range_model(
+    path: pathlib.Path, low: float = 1.0, high: float = 1.5, **dims: int
+) -> pathlib.Path:
     """Linear, but NaN wherever ``low <= observation[0] <= high`` (the log of a negative:
     ``0 * log((o0 - low) * (o0 - high))``). Passes the probe (its inputs miss the range);
     on a Fetch-like stack the gripper x of ~1.3 m is in it: good on the probe, NaN on
@@ -152,7 +154,7 @@ def nan_in_range_model(path: pathlib.Path, low: float = 1.0, high: float = 1.5) 
         helper.make_node('Mul', ['log', 'zero'], ['guard']),  # 0 outside, NaN inside
         helper.make_node('Add', ['lin', 'guard'], ['residual']),
     ]
-    return linear_model(path, extra_nodes=nodes)
+    return linear_model(path, extra_nodes=nodes, **dims)  # dims: obs_dim, goal_dim
 
 
 def padded_model(path: pathlib.Path, megabytes: float) -> pathlib.Path:

@@ -35,7 +35,7 @@ from bag_builders import (
     write_bag,
 )
 from helpers import set_model_metadata
-from onnx_builders import known_weights, linear_model
+from onnx_builders import known_weights, linear_model, nan_in_range_model
 
 from rpl_bags import bag_cli
 from rpl_bags.bag_eval import evaluate_run
@@ -199,6 +199,23 @@ def test_replaying_the_recorded_model_gives_zero_difference_and_another_does_not
     other = replay_model(run, ResidualPolicy.from_file(str(two_frame)))
     assert other.steps_over_tolerance == 10
     assert other.max_abs_diff.max() > 1e-3
+
+
+def test_a_candidate_that_is_nan_on_recorded_steps_is_named_and_fails(tmp_path, capsys):
+    """A model NaN on some recorded observations (good on the load probe) was reported as
+    one that merely changes commands ("275 of 500 changed"), exit 0: the node would run the
+    base controller alone at those steps."""
+    write_bag(tmp_path / 'run', episodes=2, steps=6)  # observation[0] = episode + 0.1 step
+    model = nan_in_range_model(tmp_path / 'nan.onnx', 1.0, 1.25, obs_dim=OBS_DIM, goal_dim=3)
+    report = replay_model(load_run(tmp_path / 'run'), ResidualPolicy.from_file(str(model)))
+    assert (report.steps, report.non_finite) == (12, 3), report  # episode 1, steps 0-2
+    assert 'non-finite residual       3 of 12 steps' in format_report(report, 'm', ('a',) * 4)
+    code, err = run_cli(['replay-model', str(tmp_path / 'run'), '--model', str(model)])
+    assert code == 1, err
+    assert err.endswith(
+        'gives a non-finite residual at 3 of 12 recorded steps; the residual node would run '
+        'the base controller alone there\n'
+    ), err
 
 
 def test_a_two_frame_replay_takes_the_previous_frame_as_the_node_does(tmp_path):

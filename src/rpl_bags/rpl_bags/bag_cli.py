@@ -406,6 +406,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
             args.json, {'bag': run.path, 'model': args.model, **report.to_json()}, args.force
         )
         print(f'wrote {args.json}')
+    if report.non_finite:  # a model that is NaN on recorded data is not one to deploy
+        print(
+            f'rpl bag replay-model: error: model {args.model} gives a non-finite residual at '
+            f'{report.non_finite} of {report.steps} recorded steps; the residual node would '
+            'run the base controller alone there',
+            file=sys.stderr,
+        )
+        return 1
     if args.fail_on_change and report.steps_over_tolerance:
         return 1
     return 1 if run.problems else 0

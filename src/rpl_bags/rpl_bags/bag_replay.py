@@ -59,6 +59,9 @@ class ReplayReport:
         candidate_residual: Mean ||candidate applied residual||_2.
         recorded_sources: Recorded commands per source tag ('residual', 'base').
         episodes: Per-episode differences.
+        non_finite: Compared steps at which the candidate's residual was NaN or infinite
+            (the residual node would fall back to the base action there; counted as the
+            base action in the differences).
     """
 
     tolerance: float
@@ -72,6 +75,7 @@ class ReplayReport:
     candidate_residual: float
     recorded_sources: dict[str, int]
     episodes: tuple[EpisodeDiff, ...]
+    non_finite: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -117,7 +121,7 @@ def replay_model(
     layout = run.layout
     diffs, candidate_norms, recorded_norms, episodes = [], [], [], []
     sources: collections.Counter[str] = collections.Counter()
-    skipped = no_previous = 0
+    skipped = no_previous = non_finite = 0
     two_frame = policy.actor is not None and policy.actor.two_frame
     for ep in run.episodes:
         policy.reset()
@@ -139,6 +143,7 @@ def replay_model(
             command, applied = policy.mix(
                 obs[layout.observation], obs[layout.desired_goal], ep.base_action.values[k]
             )
+            non_finite += int(policy.last_non_finite.any())
             episode_diffs.append(np.abs(command - ep.command.values[k]))
             candidate_norms.append(float(np.linalg.norm(applied)))
             if ep.residual.present[k]:
@@ -174,6 +179,7 @@ def replay_model(
         candidate_residual=float(np.mean(candidate_norms)),
         recorded_sources=dict(sources),
         episodes=tuple(episodes),
+        non_finite=non_finite,
     )
 
 
@@ -206,4 +212,10 @@ def format_report(report: ReplayReport, model: str, action_fields: tuple[str, ..
         '  most different episodes   '
         + ', '.join(f'{e.episode} ({e.max_abs_diff:.2e})' for e in worst),
     ]
+    if report.non_finite:
+        lines.insert(
+            -1,
+            f'  non-finite residual       {report.non_finite} of {report.steps} steps (the node '
+            'falls back to the base action there; compared as the base action)',
+        )
     return '\n'.join(lines)

@@ -30,6 +30,9 @@ class ResidualPolicy:
         self.actor = actor
         self.config = config if config is not None else ResidualConfig()
         self._previous: np.ndarray | None = None
+        # Rows of the last mix() whose residual came out non-finite (the base action was
+        # used there): what a replay of a candidate model counts.
+        self.last_non_finite = np.zeros(0, dtype=bool)
 
     @classmethod
     def from_file(cls, path: str, config: ResidualConfig | None = None, **dims) -> ResidualPolicy:
@@ -98,7 +101,9 @@ class ResidualPolicy:
                 np.nan_to_num(previous),
                 np.nan_to_num(base),
             )
-            use = base_ok & inputs_ok & np.all(np.isfinite(residual), axis=1)
+            finite = np.all(np.isfinite(residual), axis=1)
+            self.last_non_finite = base_ok & inputs_ok & ~finite
+            use = base_ok & inputs_ok & finite
             mixed, mixed_applied = mix(base[use], residual[use], self.config)
             command[use] = mixed
             applied[use] = mixed_applied
