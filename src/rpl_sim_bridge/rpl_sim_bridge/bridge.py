@@ -343,7 +343,9 @@ class SimBridge:
         The launch files set ``expect_model`` when they give the residual node a model. A
         finished run in which not one accepted command came from that model (every command
         was the base action passed through: the model did not load, or was refused) measured
-        the base controller, not the residual; the node says so and exits non-zero.
+        the base controller, not the residual; the node says so and exits non-zero. So is
+        one in which most applied commands (more than half) were the base action passed
+        through (a model that loaded late, or that is non-finite on many states).
 
         Returns:
             One sentence, or None.
@@ -352,7 +354,14 @@ class SimBridge:
         if not (self.config.expect_model and self._book.finished and c.episodes):
             return None
         if self._model_commands:
-            return None
+            if 2 * self._model_commands >= c.commands:
+                return None
+            return (
+                f'only {self._model_commands} of the {c.commands} applied commands came from '
+                'the residual model (expect_model): at the others the residual node passed '
+                'the base action through (its log says why, e.g. residual_non_finite or '
+                'model_load_failed), so these episodes measured mostly the base controller'
+            )
         return (
             f'not one of the {c.steps} steps got a command from the residual model '
             '(expect_model: the launch gave the residual node a model_path): the residual '
@@ -383,6 +392,11 @@ class SimBridge:
             self._resend_at = now + self.config.handshake_period_s
 
     # --- inputs ------------------------------------------------------------------------
+    @property
+    def model_commands(self) -> int:
+        """Accepted commands tagged as the residual model's (not the base passed through)."""
+        return self._model_commands
+
     def offer_command(
         self, episode: int, step: int, values: np.ndarray, now: float, source: str = ''
     ) -> Rejection | None:

@@ -405,9 +405,14 @@ class SimBridgeNode(RplNode):
                 timer.cancel()
         self._on_diagnostics()
         c = self.core.counters
+        model = (
+            f', commands from the model {self.core.model_commands} of {c.commands}'
+            if self.config.expect_model
+            else ''
+        )
         self.get_logger().info(
             f'{c.episodes} episode(s) done: {c.steps} steps, fallbacks base {c.fallback_base} '
-            f'zero {c.fallback_zero}, response timeouts {c.response_timeouts}; exiting'
+            f'zero {c.fallback_zero}, response timeouts {c.response_timeouts}{model}; exiting'
         )
         problem = self.core.command_path_problem()
         if problem is not None:
