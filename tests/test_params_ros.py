@@ -83,6 +83,9 @@ def test_the_ranges_are_ros_ranges_and_every_parameter_is_read_only(residual_nod
         Parameter('explore_seed', value=-2),  # outside [0, 2**63 - 1]
         Parameter('residual_gain', value=0.5),  # inside the range: still not applied
         Parameter('model_path', value='/tmp/other.onnx'),
+        # rclpy's own: set at runtime it moved the node's timers to a /clock nothing
+        # publishes (hot reload and diagnostics froze; a sim bridge's run hung silently)
+        Parameter('use_sim_time', value=True),
     ],
     ids=lambda p: f'{p.name}={p.value}',
 )

@@ -154,6 +154,20 @@ class RplNode(Node):
     # timer callback runs in): run_node reports it in one line, exit code 1.
     callback_failure: Exception | None = None
 
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        # rclpy's use_sim_time, like the node's own parameters, is read at start only: set
+        # at runtime it moved every timer to a /clock that nothing in a stack publishes, and
+        # the node froze without a word (the lockstep run, hot reload, diagnostics).
+        current = self.describe_parameter('use_sim_time')  # rclpy's own object: not changed
+        descriptor = ParameterDescriptor(
+            name=current.name,
+            type=current.type,
+            description='set at start only (-p use_sim_time:=...); read-only after',
+            read_only=True,
+        )
+        self.set_descriptor('use_sim_time', descriptor)
+
     def request_exit(self, code: int) -> None:
         """Ask :func:`run_node` to stop spinning after this callback and exit with ``code``
         (the node is destroyed and rclpy shut down as after Ctrl-C)."""
