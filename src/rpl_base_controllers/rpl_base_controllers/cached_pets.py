@@ -80,12 +80,9 @@ def load_cache(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str]:
     """
     with _open_npz(path, 'CachedPETS cache') as data:
         _check_version(path, data, CACHE_VERSION, 'CachedPETS cache')
-        try:
-            states = np.asarray(data['states'], np.float64)
-            actions = np.asarray(data['actions'], np.float64)
-            command = str(data['command'])
-        except KeyError as exc:
-            raise ModelFileError(f'CachedPETS cache {path}: missing entry {exc}') from None
+        states = np.asarray(data['states'], np.float64)  # a missing entry: one line
+        actions = np.asarray(data['actions'], np.float64)
+        command = str(data['command'])
     if states.ndim != 2 or actions.ndim != 2 or len(states) != len(actions) or not len(states):
         raise ModelFileError(
             f'CachedPETS cache {path}: states {states.shape} and actions {actions.shape} must '

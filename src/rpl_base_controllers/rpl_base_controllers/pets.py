@@ -136,15 +136,12 @@ def load_ensemble(path: str | os.PathLike) -> Ensemble:
     """
     with _open_npz(path, 'PETS ensemble') as data:
         _check_version(path, data, ENSEMBLE_VERSION, 'PETS ensemble')
-        try:
-            n_layers = int(data['n_layers'])
-            weights = tuple(np.asarray(data[f'w{i}'], np.float32) for i in range(n_layers))
-            biases = tuple(np.asarray(data[f'b{i}'], np.float32) for i in range(n_layers))
-            arrays = {k: np.asarray(data[k], np.float32) for k in ENSEMBLE_KEYS[5:]}
-            obs_dim, action_dim = int(data['obs_dim']), int(data['action_dim'])
-            command = str(data['command'])
-        except KeyError as exc:
-            raise ModelFileError(f'PETS ensemble {path}: missing entry {exc}') from None
+        n_layers = int(data['n_layers'])  # a missing entry: _Entries' one line
+        weights = tuple(np.asarray(data[f'w{i}'], np.float32) for i in range(n_layers))
+        biases = tuple(np.asarray(data[f'b{i}'], np.float32) for i in range(n_layers))
+        arrays = {k: np.asarray(data[k], np.float32) for k in ENSEMBLE_KEYS[5:]}
+        obs_dim, action_dim = int(data['obs_dim']), int(data['action_dim'])
+        command = str(data['command'])
     d_in, d = obs_dim + action_dim, obs_dim
     shapes_ok = (
         n_layers >= 1
@@ -173,16 +170,36 @@ class _NpzReader:
             self.data = np.load(self.path, allow_pickle=False)
         except FileNotFoundError:
             raise ModelFileError(f'{self.what} file {self.path} does not exist') from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        except ValueError:  # numpy's words for it ("pickled data ... load it unsafely")
+            raise ModelFileError(
+                f'{self.what} file {self.path} is not an .npz archive (nor a NumPy array)'
+            ) from None
+        except (OSError, zipfile.BadZipFile, EOFError) as exc:
             raise ModelFileError(
                 f'{self.what} file {self.path} is not a readable .npz ({exc})'
             ) from None
         if not hasattr(self.data, 'files'):
             raise ModelFileError(f'{self.what} file {self.path} is a single array, not an .npz')
-        return self.data
+        return _Entries(self.data, f'{self.what} {self.path}')
 
     def __exit__(self, *exc: Any) -> None:
         self.data.close()
+
+
+class _Entries:
+    """An open .npz whose missing entry is one line naming it and the file's entries."""
+
+    def __init__(self, data: Any, what: str) -> None:
+        self._data, self._what = data, what
+        self.files = data.files
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.files:
+            raise ModelFileError(
+                f'{self._what}: missing entry {name!r} (it has {", ".join(self.files) or "none"}'
+                '): another kind of file?'
+            )
+        return self._data[name]
 
 
 def _open_npz(path: str | os.PathLike, what: str) -> _NpzReader:
