@@ -44,6 +44,10 @@ def test_check_output_finds_a_folder_that_cannot_be_created_and_leaves_nothing(t
     deep = tmp_path / 'new' / 'deeper' / 'r.json'
     output_files.check_output(deep, force=False, option='--json')
     assert sorted(os.listdir(tmp_path)) == ['a_file']  # the probe's folders are gone again
+    # A folder that takes no new file names it, not the probe's scratch file.
+    with pytest.raises(output_files.OutputError) as caught:
+        output_files.check_output('/proc/r.json', force=False, option='--json')
+    assert '.rpl-probe' not in str(caught.value) and str(caught.value).endswith('(/proc)')
 
 
 def test_write_output_never_replaces_without_force(tmp_path):

@@ -140,8 +140,13 @@ def probe_write(path: str | os.PathLike[str]) -> None:
         for created in reversed(missing):
             created.mkdir()
         # A short scratch name: a legal name near NAME_MAX must not fail for the probe's.
-        with tempfile.NamedTemporaryFile(dir=folder, prefix='.rpl-probe-', delete=True):
-            pass
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix='.rpl-probe-', delete=True):
+                pass
+        except OSError as exc:  # the folder's failure, not the probe's own name
+            if exc.filename and os.path.basename(exc.filename).startswith('.rpl-probe-'):
+                exc.filename = str(folder)
+            raise
     finally:
         for created in missing:  # deepest first; only what this probe made
             try:
