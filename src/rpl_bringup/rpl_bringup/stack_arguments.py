@@ -36,7 +36,7 @@ def _controller_param_arguments(task: str, reserved: Sequence[str]) -> list[Decl
         if name in reserved:
             continue
         owners = [
-            f'{c} {p.default}'
+            f'{c} {p.default}' if p.default != '' else f'{c}: its built-in one'
             for c in controllers_for(task)
             for p in _params_of(c)
             if p.name == name
