@@ -103,14 +103,14 @@ class BagRecorderNode(RplNode):
         self._flush_timer = self.create_timer(cfg.flush_period_s, self._flush)
         self.write_error: str | None = None  # set when a write failed: recording stopped
         self._startup_timer = None
+        # The subscriptions the gate waits on (the same dict object: a topic subscribed
+        # again volatile is waited on so too).
+        self._waited = {
+            name: sub for name, sub in self._recorded_subs.items() if name not in self._side_topics
+        }
         if any(s.name == self._gate for s in self._specs):
-            waited = {
-                name: sub
-                for name, sub in self._recorded_subs.items()
-                if name not in self._side_topics
-            }
             self._startup_timer = self.after_publishers_match(
-                waited, cfg, self._open_gate, if_missing='recording anyway'
+                self._waited, cfg, self._open_gate, if_missing='recording anyway'
             )
         else:
             self._ready()
@@ -184,6 +184,8 @@ class BagRecorderNode(RplNode):
             return
         self.destroy_subscription(old)
         self._recorded_subs[spec.name] = self._subscribe(spec, history=False)
+        if spec.name in self._waited:
+            self._waited[spec.name] = self._recorded_subs[spec.name]
 
     def _flush(self) -> None:
         if self.write_error is not None:
