@@ -20,6 +20,7 @@ import json
 import math
 import pathlib
 import re
+import shlex
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -422,11 +423,17 @@ def _positive_float(text: str) -> float:
     return number
 
 
+def _resume_command(out: str) -> str:
+    """The command that continues the run in ``out``, quoted for a shell."""
+    return f'`rpl train --out {shlex.quote(str(out))} --resume`'
+
+
 def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.checkpoint import CheckpointError
     from rpl_trainer.export import ExportError
     from rpl_trainer.problem import registered_problem
     from rpl_trainer.residual import residual_scales
+    from rpl_trainer.rollout import WorkerDied
     from rpl_trainer.run_dir import CHECKPOINT_FILE, RunDirError, check_run_dir
     from rpl_trainer.stop import TrainingInterrupted
     from rpl_trainer.train import Trainer, burn_in_budget_note
@@ -464,21 +471,24 @@ def _train(args: argparse.Namespace) -> int:
     except (ExportError, OSError) as exc:  # a model that does not export, a full disk
         what = f'cannot write {exc.filename}: {exc.strerror}' if _names_file(exc) else exc
         if (pathlib.Path(args.out) / CHECKPOINT_FILE).is_file():
-            then = f'`rpl train --out {args.out} --resume` continues it from its last checkpoint'
+            then = f'{_resume_command(args.out)} continues it from its last checkpoint'
         else:
             then = 'nothing of it was kept: run the same command again once that is mended'
         raise CliError(f'{what}; the run stopped: {then}') from exc
-    except ControllerFailure as exc:  # the base controller's code: one line, not 0
+    except (ControllerFailure, WorkerDied) as exc:  # one line, not 0, the run kept
+        mended = ' once the controller is mended' if isinstance(exc, ControllerFailure) else ''
+        if (pathlib.Path(args.out) / CHECKPOINT_FILE).is_file():
+            then = f'checkpointed: {_resume_command(args.out)} continues it{mended}'
+        else:
+            then = 'nothing of it was kept: run the same command again'
         print(
-            f'rpl train: error: {exc}; the run stopped at {trainer.env_steps} env steps, '
-            f'checkpointed: `rpl train --out {args.out} --resume` continues it once the '
-            'controller is mended',
+            f'rpl train: error: {exc}; the run stopped at {trainer.env_steps} env steps, {then}',
             file=sys.stderr,
         )
         return 1
     except TrainingInterrupted as exc:
         print(
-            f'rpl train: {exc}; `rpl train --out {args.out} --resume` continues it',
+            f'rpl train: {exc}; {_resume_command(args.out)} continues it',
             file=sys.stderr,
         )
         return 128 + exc.signum
@@ -501,7 +511,7 @@ def _train(args: argparse.Namespace) -> int:
             f'rpl train: note: the actor never left burn-in ({_windows(result.burn_in)}): the '
             'model is '
             'the zero residual, i.e. the base controller alone; train longer '
-            f'(`rpl train --out {args.out} --resume --steps N`)'
+            f'(`rpl train --out {shlex.quote(args.out)} --resume --steps N`)'
         )
     if config.snapshots:
         print(
@@ -555,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # before or after a run (a run itself stops with a checkpoint)
         saved = args.command == 'train' and (args.out / 'checkpoint.pt').is_file()
-        hint = f'; `rpl train --out {args.out} --resume` continues the run' if saved else ''
+        hint = f'; {_resume_command(args.out)} continues the run' if saved else ''
         print(f'rpl {args.command}: interrupted{hint}', file=sys.stderr)
         return 130
 

@@ -166,6 +166,13 @@ class SyncVectorEnv:
             slot.close()
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class WorkerDied(RuntimeError):
+    """An environment worker process ended (killed, out of memory) while the run needed it."""
+
+
 def _worker(connection: Connection, factory: EnvFactory, count: int) -> None:
     """Worker loop: owns ``count`` slots, answers ('reset', seeds), ('step', actions), 'close'.
 
@@ -175,6 +182,9 @@ def _worker(connection: Connection, factory: EnvFactory, count: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Blocked since the start (SubprocVectorEnv): a Ctrl-C while this process was still
+    # importing was a KeyboardInterrupt traceback here and a dead worker there.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     try:
         slots = [_Slot(factory) for _ in range(count)]
         connection.send(('ok', None))
@@ -222,18 +232,51 @@ class SubprocVectorEnv:
         context = mp.get_context('spawn')
         self._connections: list[Connection] = []
         self._processes = []
-        for count in self._counts:
-            parent, child = context.Pipe()
-            process = context.Process(target=_worker, args=(child, factory, count), daemon=True)
-            process.start()
-            child.close()
-            self._connections.append(parent)
-            self._processes.append(process)
-        for connection in self._connections:
-            self._receive(connection)
+        try:
+            for count in self._counts:
+                parent, child = context.Pipe()
+                process = context.Process(
+                    target=_worker, args=(child, factory, count), daemon=True
+                )
+                # The workers start with SIGINT / SIGTERM blocked (they ignore both once
+                # running); here a blocked one waits, it is not lost.
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+                try:
+                    process.start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                child.close()
+                self._connections.append(parent)
+                self._processes.append(process)
+            for connection in self._connections:
+                self._receive(connection)
+        except BaseException:  # one worker failed or died: none is left running (it hung)
+            self.close()
+            raise
+
+    def _died(self, connection: Connection) -> WorkerDied:
+        """The error for the worker behind ``connection``, which is gone; closes the rest."""
+        index = self._connections.index(connection)
+        process = self._processes[index]
+        process.join(timeout=2.0)
+        code = process.exitcode
+        if code is None:
+            how = 'it closed its pipe'
+        elif code < 0:
+            how = f'killed by {signal.Signals(-code).name}'
+        else:
+            how = f'exit code {code}'
+        self.close()
+        return WorkerDied(
+            f'environment worker {index + 1} of {len(self._counts)} (pid {process.pid}) ended '
+            f'({how}) while the run needed it'
+        )
 
     def _receive(self, connection: Connection) -> Any:
-        status, payload = connection.recv()
+        try:
+            status, payload = connection.recv()
+        except (EOFError, OSError):
+            raise self._died(connection) from None
         if status == 'controller':
             self.close()
             raise ControllerFailure(payload)
@@ -245,7 +288,10 @@ class SubprocVectorEnv:
     def _send(self, command: str, values: Sequence[Any]) -> None:
         start = 0
         for connection, count in zip(self._connections, self._counts, strict=True):
-            connection.send((command, list(values[start : start + count])))
+            try:
+                connection.send((command, list(values[start : start + count])))
+            except OSError:  # BrokenPipeError, ConnectionResetError: the worker is gone
+                raise self._died(connection) from None
             start += count
 
     def _gather(self) -> StepBatch:

@@ -54,6 +54,7 @@ from rpl_trainer.rollout import (
     RolloutAborted,
     StepBatch,
     VectorEnv,
+    WorkerDied,
     collect_episodes,
     make_vector_env,
 )
@@ -578,7 +579,7 @@ class Trainer:
             finished = not self._stop.requested and self._loop(bar, clock)
         except RolloutAborted:
             finished = False
-        except ControllerFailure as exc:  # the user's controller: the run so far is kept
+        except (ControllerFailure, WorkerDied) as exc:  # the run so far is kept
             failure = exc
         finally:
             bar.close()
@@ -633,6 +634,7 @@ class Trainer:
             TrainingInterrupted: SIGINT or SIGTERM; the checkpoint holds the state to resume.
             ControllerFailure: The base controller raised or gave a non-finite action;
                 the checkpoint holds the run up to the cycle it failed in.
+            WorkerDied: An environment worker process ended (checkpointed likewise).
         """
         config = self.config
         check_run_dir(self.out_dir, config, resume)
