@@ -178,6 +178,10 @@ def test_bad_settings_give_one_line_naming_them(capsys, tmp_path):
     assert "--set noise_eps: parameter 'noise_eps' must be a number, got 'abc'" in fails(
         '--task', 'push', '--set', 'noise_eps=abc'
     )
+    # gamma 1 passed the range and divided by zero once training started (a traceback)
+    assert "--set gamma: parameter 'gamma' = 1.0 is outside [0.0, 0.9999]" in fails(
+        '--task', 'push', '--set', 'gamma=1'
+    )
     path.write_text('task: push\ncontroller: reactive_push\nnoise_eps: 7e9\n')
     assert f"config file {path}: parameter 'noise_eps'" in fails('--config', str(path))
     path.write_text('task: [push\n')

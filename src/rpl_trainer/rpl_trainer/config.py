@@ -201,10 +201,12 @@ class TrainConfig:
     1 - 1 / (1 + k) (k = 4: 0.8) to an achieved goal of a later step of its episode."""
 
     gamma: float = dataclasses.field(
-        default=0.0, metadata=describe('Discount; 0 means 1 - 1/T.', range=(0.0, 1.0))
+        default=0.0,
+        metadata=describe('Discount; 0 means 1 - 1/T; below 1.', range=(0.0, 0.9999)),
     )
     """Discount factor; 0 selects the paper's 1 - 1/T for the task's episode length T. The
-    critic target is clipped to [-1 / (1 - gamma), 0]."""
+    critic target is clipped to [-1 / (1 - gamma), 0], so 1 is refused (a division by zero
+    once training started)."""
 
     random_eps: float = dataclasses.field(
         default=0.3, metadata=describe('Uniform random action probability.', range=(0.0, 1.0))
