@@ -15,7 +15,7 @@ from toy_goal_env import SPEC, ToyFactory
 
 from rpl_interfaces.params import ParameterError
 from rpl_residual_node.onnx_actor import OnnxActor
-from rpl_trainer.checkpoint import load_checkpoint
+from rpl_trainer.checkpoint import load_checkpoint, save_checkpoint
 from rpl_trainer.cli import main
 from rpl_trainer.config import make_config
 from rpl_trainer.her import usable_memory
@@ -199,6 +199,28 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
     fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'not a torch checkpoint')
     (broken / 'checkpoint.pt').unlink()
     fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'no checkpoint')
+    # NaN weights: the run's first action failed with a traceback, and so did every resume.
+    state = load_checkpoint(smoke_run / 'checkpoint.pt')
+    next(iter(state['learner']['agent']['actor'].values())).fill_(float('nan'))
+    save_checkpoint(broken / 'checkpoint.pt', state)
+    fails(
+        [*SMOKE, '--steps', '300', '--out', str(broken), '--resume'],
+        'holds NaN or infinite weights in actor: no learner can continue from it',
+    )
+    nan_start = tmp_path / 'nan_start'
+    fails(
+        [
+            *SMOKE,
+            '--steps',
+            '300',
+            '--out',
+            str(nan_start),
+            '--init-from',
+            str(broken / 'checkpoint.pt'),
+        ],
+        'holds NaN or infinite weights in actor',
+    )
+    assert not nan_start.exists()
 
 
 def test_plot_draws_runs_and_rejects_non_runs(smoke_run, tmp_path, capsys):

@@ -157,4 +157,26 @@ def load_learner_checkpoint(
             f'checkpoint {path} is {_KIND_NAMES[found]}, not {_KIND_NAMES[kind]}; a new '
             'learner starts from it with init_from:= (trainer node) or --init-from (rpl train)'
         )
+    broken = _non_finite_networks(state['learner'].get('agent'))
+    if broken:
+        raise CheckpointError(
+            f'checkpoint {path} holds NaN or infinite weights in {", ".join(broken)}: no '
+            'learner can continue from it (its first action failed with a traceback); start '
+            'from an earlier checkpoint'
+        )
     return state
+
+
+def _non_finite_networks(agent: Any) -> list[str]:
+    """The networks of a checkpoint's agent state that hold a NaN or infinite weight."""
+    if not isinstance(agent, dict):
+        return []
+    broken = []
+    for name in ('actor', 'critic', 'actor_target', 'critic_target'):
+        weights = agent.get(name)
+        if isinstance(weights, dict) and any(
+            torch.is_tensor(w) and w.is_floating_point() and not bool(torch.isfinite(w).all())
+            for w in weights.values()
+        ):
+            broken.append(name)
+    return broken

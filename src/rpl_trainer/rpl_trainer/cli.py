@@ -511,7 +511,7 @@ def _train(args: argparse.Namespace) -> int:
             f'rpl train: note: the actor never left burn-in ({_windows(result.burn_in)}): the '
             'model is '
             'the zero residual, i.e. the base controller alone; train longer '
-            f'(`rpl train --out {shlex.quote(args.out)} --resume --steps N`)'
+            f'(`rpl train --out {shlex.quote(str(args.out))} --resume --steps N`)'
         )
     if config.snapshots:
         print(
