@@ -120,10 +120,12 @@ def test_smoke_export_loads_in_the_residual_node_and_matches_torch(smoke_run):
     np.testing.assert_allclose(residual, expected, atol=1e-5, rtol=0)
 
 
-def test_resume_continues_the_run(smoke_run, tmp_path):
+def test_resume_continues_the_run(smoke_run, tmp_path, capsys):
     run = tmp_path / 'resumed'
     shutil.copytree(smoke_run, run)
     assert main([*SMOKE, '--steps', '300', '--out', str(run), '--resume']) == 0
+    # It says where it goes on from (after a kill, its last checkpoint: silently earlier).
+    assert 'rpl train: resuming at 200 of 300 env steps' in capsys.readouterr().out
     metrics = read_metrics(run / 'metrics.csv')
     np.testing.assert_array_equal(metrics['env_steps'], [0, 200, 300])
     assert load_checkpoint(run / 'checkpoint.pt')['counters']['env_steps'] == 300
@@ -199,6 +201,16 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
     fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'not a torch checkpoint')
     (broken / 'checkpoint.pt').unlink()
     fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'no checkpoint')
+    # A damaged metrics.csv: the resume appended its rows under a garbage header (exit 0),
+    # and rpl plot then refused the file.
+    shutil.copy(smoke_run / 'checkpoint.pt', broken / 'checkpoint.pt')
+    (broken / 'metrics.csv').write_text('garbage,header\n1,2\n')
+    fails(
+        [*SMOKE, '--steps', '300', '--out', str(broken), '--resume'],
+        'metrics.csv is not a metrics file (no env_steps column); a resume would write its',
+        'move it away',
+    )
+    assert (broken / 'metrics.csv').read_text() == 'garbage,header\n1,2\n'
     # NaN weights: the run's first action failed with a traceback, and so did every resume.
     state = load_checkpoint(smoke_run / 'checkpoint.pt')
     next(iter(state['learner']['agent']['actor'].values())).fill_(float('nan'))

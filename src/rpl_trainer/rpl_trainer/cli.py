@@ -460,6 +460,12 @@ def _train(args: argparse.Namespace) -> int:
 
     def starting() -> None:
         print(f'rpl train: {source}', flush=True)
+        if args.resume:  # from its last checkpoint, which a kill may have left well behind
+            print(
+                f'rpl train: resuming at {trainer.env_steps} of {config.total_env_steps} env '
+                'steps (its last checkpoint)',
+                flush=True,
+            )
         note = burn_in_budget_note(config)
         if note:
             print(f'rpl train: warning: {note}', file=sys.stderr, flush=True)

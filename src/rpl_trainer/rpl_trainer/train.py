@@ -46,7 +46,7 @@ from rpl_trainer.config import TrainConfig
 from rpl_trainer.ddpg import BurnIn
 from rpl_trainer.export import task_identity
 from rpl_trainer.learner import Learner, start_from
-from rpl_trainer.metrics import Accumulator, append_row, truncate_metrics
+from rpl_trainer.metrics import Accumulator, append_row, read_metrics, truncate_metrics
 from rpl_trainer.problem import Problem, registered_problem
 from rpl_trainer.residual import ActionComposer, axis_scales, largest_scale, residual_scales
 from rpl_trainer.rollout import (
@@ -365,6 +365,36 @@ class Trainer:
         self.last_eval = dict(state['last_eval'])
         self.best = dict(state.get('best', self.best))
 
+    def _check_metrics(self) -> None:
+        """Refuse to resume into a damaged metrics.csv (new rows were appended under a
+        garbage header, and the curve was lost to ``rpl plot``); say which rows a short one
+        lacks (a resume filled the gap without a word).
+
+        Raises:
+            RunDirError: Not a metrics file (one line naming the file and what is wrong).
+        """
+        metrics = self.out_dir / METRICS_FILE
+        if not metrics.is_file() or metrics.stat().st_size == 0:
+            return  # missing or empty: _trim_to_checkpoint says the rows are gone
+        try:
+            steps = read_metrics(metrics)['env_steps']
+        except (OSError, ValueError) as exc:
+            raise RunDirError(
+                f'{exc}; a resume would write its rows under it: restore it, or move it away '
+                f'(the resumed run then writes its rows from {self.env_steps} on)'
+            ) from None
+        logged = self._row_clock[0] if self.last_eval else -1
+        last = int(steps[-1]) if len(steps) else -1
+        if last < logged:
+            print(
+                f'rpl train: warning: {metrics} ends at '
+                f'{"no row" if last < 0 else f"{last} env steps"}, its run evaluated to {logged}:'
+                ' those rows are not in it any more (restore the file first to keep the whole '
+                'curve)',
+                file=sys.stderr,
+                flush=True,
+            )
+
     def _trim_to_checkpoint(self) -> None:
         """A resumed run's files as its checkpoint left them (after every refusal, before
         the run goes on)."""
@@ -374,7 +404,7 @@ class Trainer:
         # checkpoint taken at the start has no row at all.
         logged = self._row_clock[0] if self.last_eval else -1
         metrics = self.out_dir / METRICS_FILE
-        if logged >= 0 and not metrics.is_file():
+        if logged >= 0 and (not metrics.is_file() or metrics.stat().st_size == 0):
             print(
                 f'rpl train: warning: {metrics} is missing: the evaluations to {logged} env '
                 f'steps are not in it any more; the resumed run writes its rows from '
@@ -656,6 +686,8 @@ class Trainer:
                 if init_from is not None:
                     start_from(self.learner, init_from)
                 self.out_dir.mkdir(parents=True, exist_ok=True)
+            if resume:
+                self._check_metrics()
             if on_start is not None:
                 on_start()
             if resume:
