@@ -344,3 +344,13 @@ def test_plot_takes_the_last_row_of_a_step_a_resumed_run_evaluated_twice(tmp_pat
     assert success.tolist() == [0.1, 0.6, 0.8]
     _, minutes, success, _ = _load_run(run, x='minutes')  # the same rows on any axis
     assert minutes.tolist() == [0.0, 1.1, 2.0] and success.tolist() == [0.1, 0.6, 0.8]
+
+
+def test_eval_of_a_model_takes_its_task_and_controller_from_it(repo_root, tmp_path, capsys):
+    """--task and --controller were required with a model that states both."""
+    model = repo_root / 'models' / 'slippery_push_reactive_push' / 'actor.onnx'
+    args = ['eval', '--episodes', '1', '--no-progress', '--json', str(tmp_path / 'r.json')]
+    assert cli.main([*args, '--model', str(model)]) == 0
+    assert f'slippery_push / reactive_push + {model}: success rate' in capsys.readouterr().out
+    assert cli.main(['eval', '--episodes', '1']) == 2  # no model: nothing to take them from
+    assert 'rpl eval: error: --task is required (give it)' in capsys.readouterr().err

@@ -86,8 +86,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         'bridge does) and report the success rate with its 95% interval and the mean '
         'final distance; write the result as JSON.',
     )
-    p.add_argument('--task', required=True, help='task name, e.g. slippery_push')
-    p.add_argument('--controller', required=True, help='base controller, e.g. reactive_push')
+    p.add_argument(
+        '--task', help="task name, e.g. slippery_push (default with --model: the model's)"
+    )
+    p.add_argument(
+        '--controller',
+        help="base controller, e.g. reactive_push (default with --model: the model's)",
+    )
     p.add_argument('--model', metavar='FILE.onnx', help='residual actor (default: base only)')
     p.add_argument(
         '--allow-model-mismatch',
@@ -282,6 +287,32 @@ def check_task(task: str) -> None:
         raise UsageError(str(exc)) from None
 
 
+def _task_and_controller_from_model(args: argparse.Namespace) -> None:
+    """Fill ``--task`` / ``--controller`` not given from what ``--model`` states.
+
+    Raises:
+        UsageError: One is missing and there is no model, or the model does not state it.
+    """
+    if args.task is not None and args.controller is not None:
+        return
+    stated = None
+    if args.model is not None:
+        from rpl_residual_node.onnx_actor import ModelError, OnnxActor
+
+        try:
+            stated = OnnxActor.load(args.model).identity
+        except ModelError as exc:
+            raise UsageError(f'--model {args.model!r}: {exc}') from None
+    for option, field in (('--task', 'task'), ('--controller', 'controller')):
+        if getattr(args, field) is not None:
+            continue
+        value = getattr(stated, field, None)
+        if not value:
+            where = 'give it' if args.model is None else 'the model does not state it: give it'
+            raise UsageError(f'{option} is required ({where})')
+        setattr(args, field, value)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """``rpl eval``."""
     check_episodes_and_seed(args.episodes, args.seed)
@@ -289,6 +320,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f'--workers must be at least 1, got {args.workers}')
     if args.model is not None and (problem := demo.model_file_problem(args.model)) is not None:
         raise UsageError(f'--model {args.model!r} {problem}')
+    _task_and_controller_from_model(args)
     check_task(args.task)
     out = args.json or default_eval_json(args.task, args.controller, args.model, args.seed)
     try:  # before the episodes run, not after
