@@ -233,6 +233,18 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
         'holds NaN or infinite weights in actor',
     )
     assert not nan_start.exists()
+    fails(  # a model instead of a checkpoint: it said "not a torch checkpoint file"
+        [
+            *SMOKE,
+            '--steps',
+            '300',
+            '--out',
+            str(nan_start),
+            '--init-from',
+            str(smoke_run / 'actor.onnx'),
+        ],
+        'is an ONNX model, not a checkpoint',
+    )
 
 
 def test_plot_draws_runs_and_rejects_non_runs(smoke_run, tmp_path, capsys):

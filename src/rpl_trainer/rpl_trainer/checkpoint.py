@@ -76,6 +76,12 @@ def _load_failure(path: pathlib.Path, exc: Exception) -> str:
     with path.open('rb') as f:
         head = f.read(2)
     if head != b'PK' and head[:1] != b'\x80':  # neither a torch zip archive nor a pickle
+        if path.suffix == '.onnx' or head[:1] == b'\x08':  # an ONNX protobuf's first field
+            return (
+                "an ONNX model, not a checkpoint: a learner starts from a run's checkpoint.pt "
+                "(or a trainer node's checkpoint_path), which holds the critic and the replay "
+                'buffer too'
+            )
         return 'not a torch checkpoint file'
     if isinstance(exc, EOFError):
         return 'cut short (truncated)'
