@@ -167,6 +167,7 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
     blocker.write_text('')
     fails([*SMOKE, '--steps', '9', '--out', str(blocker)], f'{blocker} is a file')
     fails([*SMOKE, '--steps', '9', '--out', str(blocker / 'run')], 'cannot write the run into')
+    fails(['train', '--out', str(blocker), '--resume'], f'{blocker} is a file, not the folder')
     fails(
         ['train', '--task', 'push', '--controller', 'nope', '--steps', '9', '--out', new],
         "unknown controller 'nope'",
@@ -201,6 +202,10 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(smoke_run, tmp_path, cap
     fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'not a torch checkpoint')
     (broken / 'checkpoint.pt').unlink()
     fails([*SMOKE, '--steps', '300', '--out', str(broken), '--resume'], 'no checkpoint')
+    config = (broken / 'config.json').read_text()
+    (broken / 'config.json').write_text('[1, 2]')  # "cannot convert dictionary update ..."
+    fails(['train', '--out', str(broken), '--resume'], 'it holds a JSON list, not an object')
+    (broken / 'config.json').write_text(config)
     # A damaged metrics.csv: the resume appended its rows under a garbage header (exit 0),
     # and rpl plot then refused the file.
     shutil.copy(smoke_run / 'checkpoint.pt', broken / 'checkpoint.pt')

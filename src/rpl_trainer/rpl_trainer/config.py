@@ -531,7 +531,11 @@ def check_keys(values: Mapping[str, Any], source: str) -> None:
     for key in values:
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=3)
-            hint = f'; did you mean {" or ".join(close)}?' if close else f'; known: {fields}'
+            hint = (
+                f'; did you mean {" or ".join(close)}?'
+                if close
+                else ' (`rpl train --show-config` prints every setting)'
+            )
             raise ParameterError(f'{source}: unknown setting {key!r}{hint}')
 
 

@@ -300,10 +300,20 @@ class Learner:
             self.rng.bit_generator.state = state['rng']
             torch.set_rng_state(state['torch_rng'])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f'it does not fit this learner ({exc})') from exc
+            raise ValueError(f'it does not fit this learner ({_first_line(exc)})') from exc
         counters = state['counters']
         self.episodes = int(counters['episodes'])
         self.debt.owed = 0.0 if warm_start else float(counters['updates_owed'])
+
+
+def _first_line(exc: BaseException) -> str:
+    """torch's load_state_dict error as one line: its first mismatch ("size mismatch for
+    net.0.weight: copying a param with shape ... current model is ..."), not all of them."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith('Error(s) in loading state_dict'):
+        more = f' (and {len(lines) - 2} more)' if len(lines) > 2 else ''
+        return f'{lines[1]}{more}'
+    return ' '.join(lines)
 
 
 def start_from(learner: Learner, path: str | os.PathLike[str]) -> str:

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rpl_interfaces.output_files import json_bytes, os_reason, probe_write, write_whole
-from rpl_trainer.config import TrainConfig, config_differences, make_config
+from rpl_trainer.config import TrainConfig, check_keys, config_differences, make_config
 
 CONFIG_FILE = 'config.json'
 BASE_EVAL_FILE = 'base_eval.json'
@@ -94,10 +94,15 @@ def read_run_config(out_dir: pathlib.Path) -> dict[str, Any]:
             says which; callers add what they could not do).
     """
     config_path = out_dir / CONFIG_FILE
+    if out_dir.is_file():
+        raise RunDirError(f'{out_dir} is a file, not the folder of an `rpl train` run')
     if not config_path.is_file():
         raise RunDirError(f'{config_path} does not exist (no `rpl train` run in {out_dir})')
     try:
         values = json.loads(config_path.read_text())
+        if not isinstance(values, dict):
+            raise ValueError(f'it holds a JSON {type(values).__name__}, not an object')
+        check_keys(values, 'it has')  # a close name, not all of them
         make_config(values)
     except (ValueError, TypeError) as exc:
         raise RunDirError(f'{config_path} is not a valid config ({exc})') from exc
