@@ -654,3 +654,20 @@ def test_the_initial_line_is_the_base_level_of_the_runs_that_act_through_the_bas
         ('rpl', 'neighbours=2'),
         ('rpl', 'neighbours=1'),
     ]
+
+
+def test_a_resume_keeps_the_precision_auto_resolved_to(tmp_path):
+    """update_precision=auto was measured again at every resume: one run could switch from
+    bfloat16 to float32 half-way, and summary.json said only the last."""
+    run = tmp_path / 'auto'
+    assert (
+        main([*SMOKE, '--steps', '200', '--out', str(run), '--set', 'update_precision=auto']) == 0
+    )
+    state = load_checkpoint(run / 'checkpoint.pt')
+    measured = state['learner']['agent']['update_precision']
+    assert measured in ('bfloat16', 'float32')
+    other = 'float32' if measured == 'bfloat16' else 'bfloat16'
+    state['learner']['agent']['update_precision'] = other  # as if measured so at the start
+    save_checkpoint(run / 'checkpoint.pt', state)
+    assert main([*SMOKE, '--steps', '300', '--out', str(run), '--resume']) == 0
+    assert json.loads((run / 'summary.json').read_text())['update_precision'] == other

@@ -444,10 +444,16 @@ class DDPGAgent:
             'burn_in': self.burn_in.state_dict(),
             'updates': self.updates,
             'actor_updates': self.actor_updates,
+            # ``auto`` as it was resolved (None: not yet): a resume keeps it, one run one
+            # precision (it was measured again, and a run could switch half-way).
+            'update_precision': None if self._bf16 is None else self.update_precision,
+            'precision_ratio': getattr(self, 'precision_ratio', None),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`."""
+    def load_state_dict(self, state: dict[str, Any], keep_precision: bool = True) -> None:
+        """Restore from :meth:`state_dict`; ``keep_precision``: also the precision that
+        ``update_precision=auto`` resolved to (a resume; a warm start on another machine
+        measures its own)."""
         self.actor.load_state_dict(state['actor'])
         self.critic.load_state_dict(state['critic'])
         self.actor_target.load_state_dict(state['actor_target'])
@@ -461,3 +467,7 @@ class DDPGAgent:
         # Checkpoints from before the warm-up option: the actor stepped on every update
         # after burn-in.
         self.actor_updates = int(state.get('actor_updates', self.updates - self.burn_in.updates))
+        resolved = state.get('update_precision')
+        if keep_precision and self.config.update_precision == 'auto' and resolved is not None:
+            self._bf16 = resolved == 'bfloat16'
+            self.precision_ratio = float(state.get('precision_ratio') or float('nan'))

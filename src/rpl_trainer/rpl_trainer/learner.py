@@ -295,7 +295,7 @@ class Learner:
                 'it was saved with a different config (' + '; '.join(differences) + ')'
             )
         try:
-            self.agent.load_state_dict(state['agent'])
+            self.agent.load_state_dict(state['agent'], keep_precision=not warm_start)
             self.buffer.load_state_dict(state['buffer'])
             self.rng.bit_generator.state = state['rng']
             torch.set_rng_state(state['torch_rng'])
