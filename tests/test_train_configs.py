@@ -178,6 +178,10 @@ def test_bad_settings_give_one_line_naming_them(capsys, tmp_path):
     assert "--set noise_eps: parameter 'noise_eps' must be a number, got 'abc'" in fails(
         '--task', 'push', '--set', 'noise_eps=abc'
     )
+    # less than one episode: raised to one episode without a word
+    assert 'buffer_size=1 holds less than one episode of this task (50 steps)' in fails(
+        '--task', 'push', '--set', 'buffer_size=1'
+    )
     # gamma 1 passed the range and divided by zero once training started (a traceback)
     assert "--set gamma: parameter 'gamma' = 1.0 is outside [0.0, 0.9999]" in fails(
         '--task', 'push', '--set', 'gamma=1'

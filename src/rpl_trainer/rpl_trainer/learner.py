@@ -195,6 +195,11 @@ class Learner:
             action_bounds=action_bounds,
             residual_scale=self.residual_scale,
         )
+        if config.buffer_size < episode_steps:  # it was raised to one episode without a word
+            raise ValueError(
+                f'buffer_size={config.buffer_size} holds less than one episode of this task '
+                f'({episode_steps} steps); give at least {episode_steps}'
+            )
         self.buffer = ReplayBuffer(dims, episode_steps, config.buffer_size)
         self.sampler = HerSampler(
             reward,
