@@ -477,7 +477,10 @@ def _train(args: argparse.Namespace) -> int:
     except (ExportError, OSError) as exc:  # a model that does not export, a full disk
         what = f'cannot write {exc.filename}: {exc.strerror}' if _names_file(exc) else exc
         if (pathlib.Path(args.out) / CHECKPOINT_FILE).is_file():
-            then = f'{_resume_command(args.out)} continues it from its last checkpoint'
+            then = (
+                f'once that is mended, {_resume_command(args.out)} continues it from its last '
+                'checkpoint'
+            )
         else:
             then = 'nothing of it was kept: run the same command again once that is mended'
         raise CliError(f'{what}; the run stopped: {then}') from exc
