@@ -233,6 +233,11 @@ def test_controller_params_are_parsed_from_text_by_type():
         'cache_file': '/d/a,b.npz',
         'neighbours': 2,
     }
+    # A blank piece is no item (a trailing comma, two in a row): as before the comma rule
+    assert params_from_text('cached_pets', 'neighbours=2,, cache_size=5, ') == {
+        'neighbours': 2,
+        'cache_size': 5,
+    }
     with pytest.raises(ParameterError, match="controller parameter 'b.npz' is not NAME=VALUE"):
         params_from_text('cached_pets', 'b.npz,neighbours=2')
     with pytest.raises(ParameterError, match="expansions='2.5' is not an integer"):

@@ -18,7 +18,9 @@ line, the bag file is closed as it is (what was flushed before stays readable th
 exits with code 1, which ends a launch that requires the recorder. Messages DDS reports lost
 before they reached it (a publisher's history overwritten while the recorder stalled) are
 one warning each and, at the end, one error line and exit code 4: the bag is kept, but it is
-not the whole run. A publisher whose QoS it cannot match (a volatile one) is one error line.
+not the whole run. A volatile publisher on a control topic nothing else publishes yet is
+recorded from its match on (the topic subscribed again volatile, one warning); beside a
+matched transient-local one, or with another QoS it cannot match, it is one error line.
 
 Start-up order matters for a lockstep run that waits for its subscribers: the recorder first
 subscribes to every other topic, waits (up to ``startup_timeout_s``) until each of
@@ -148,7 +150,9 @@ class BagRecorderNode(RplNode):
                 return
             self.incompatible.add(topic)
             policy = _policy_name(info.last_policy_kind)
-            if history and policy == 'durability':  # a volatile publisher: record it so
+            current = self._recorded_subs.get(topic)
+            matched = current is not None and current.get_publisher_count() > 0
+            if history and policy == 'durability' and not matched:  # a volatile publisher
                 self.get_logger().warning(
                     f'a publisher on {topic} is volatile: recording that topic volatile, so '
                     'what it sends before DDS has matched the recorder is not in the bag '
@@ -160,8 +164,8 @@ class BagRecorderNode(RplNode):
                 return
             self.get_logger().error(
                 f'a publisher on {topic} offers a QoS this recorder cannot match ({policy}): '
-                'nothing of it is recorded; control topics are published reliable and '
-                "transient local (the README's controller checklist)"
+                'nothing of it is recorded (the publishers it matched are); control topics are '
+                "published reliable and transient local (the README's controller checklist)"
             )
 
         events = SubscriptionEventCallbacks(message_lost=on_lost, incompatible_qos=on_incompatible)

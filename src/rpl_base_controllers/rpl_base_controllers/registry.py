@@ -397,11 +397,13 @@ def split_params_text(text: str) -> list[str]:
     """
     items: list[str] = []
     for piece in text.split(','):
+        if not piece.strip():  # `a=1,`, `a=1,,b=2`: no item, as before
+            continue
         if items and '=' not in piece:
             items[-1] += ',' + piece
-        elif piece.strip():
+        else:
             items.append(piece)
-    return [item for item in items if item.strip()]
+    return items
 
 
 def stated_params(name: str, params: Mapping[str, Any]) -> str:

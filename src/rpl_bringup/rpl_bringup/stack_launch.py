@@ -21,8 +21,9 @@ files) runs one stack:
   must be integers in range, ``record:=true`` needs ``bag``. A bad one is one line and a
   non-zero exit (``rpl launch``: 2; ``ros2 launch``: 1).
 * With ``model_path`` set the sim bridge expects the model (``expect_model``): a finished
-  run in which no command came from it (a model that failed to load: the residual node
-  passes the base action through) ends the launch non-zero.
+  run in which none, or less than half, of the applied commands came from it (a model that
+  failed to load: the residual node passes the base action through) ends the launch
+  non-zero.
 * ``sim_bridge`` is required (:class:`~rpl_bringup.stack_exits.RequiredExit`): with
   ``episodes:=N`` it exits 0 after N episodes and the launch ends with 0; if it crashes
   the launch ends non-zero, under ``ros2 launch`` too (a bare ``on_exit=Shutdown()`` ends a

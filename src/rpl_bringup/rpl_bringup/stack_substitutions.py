@@ -339,8 +339,8 @@ class RecordBag(Substitution):
 
 class ModelGiven(Substitution):
     """'true' if the ``model_path`` launch argument names a model, else 'false': the sim
-    bridge's ``expect_model`` (a finished run whose commands never came from the model
-    fails)."""
+    bridge's ``expect_model`` (a finished run whose applied commands came from the model
+    less than half the time fails)."""
 
     def perform(self, context: LaunchContext) -> str:
         return 'true' if LaunchConfiguration('model_path').perform(context).strip() else 'false'

@@ -204,7 +204,8 @@ class SimBridge:
         )
         self._command_source_present = True
         self._command_source_seen = False  # a command publisher was on the graph at some point
-        self._model_commands = 0  # accepted commands tagged as the residual model's
+        self._model_commands = 0  # applied commands tagged as the residual model's
+        self._command_from_model = False  # the command in the slot is tagged so
         self.base_source_present = True
         self.handshake = Handshake.OFF
         self.silenced: tuple[str, ...] = ()
@@ -354,10 +355,11 @@ class SimBridge:
         if not (self.config.expect_model and self._book.finished and c.episodes):
             return None
         if self._model_commands:
-            if 2 * self._model_commands >= c.commands:
+            applied = c.commands + c.held
+            if 2 * self._model_commands >= applied:
                 return None
             return (
-                f'only {self._model_commands} of the {c.commands} applied commands came from '
+                f'only {self._model_commands} of the {applied} applied commands came from '
                 'the residual model (expect_model): at the others the residual node passed '
                 'the base action through (its log says why, e.g. residual_non_finite or '
                 'model_load_failed), so these episodes measured mostly the base controller'
@@ -394,7 +396,7 @@ class SimBridge:
     # --- inputs ------------------------------------------------------------------------
     @property
     def model_commands(self) -> int:
-        """Accepted commands tagged as the residual model's (not the base passed through)."""
+        """Applied commands tagged as the residual model's (not the base passed through)."""
         return self._model_commands
 
     def offer_command(
@@ -411,8 +413,8 @@ class SimBridge:
             None if accepted, else a :class:`Rejection` (already counted).
         """
         rejection = self._offer(self._intake.command, 'command', episode, step, values, now)
-        if rejection is None and source == COMMAND_FROM_RESIDUAL:
-            self._model_commands += 1
+        if rejection is None:  # the slot holds it now: counted when a step applies it
+            self._command_from_model = source == COMMAND_FROM_RESIDUAL
         return rejection
 
     def offer_base(
@@ -565,6 +567,8 @@ class SimBridge:
         self.silenced = ()
         if self._lockstep and source is not Source.COMMAND:
             self._silence(source)
+        if source in (Source.COMMAND, Source.HELD) and self._command_from_model:
+            self._model_commands += 1  # applied, as counters.commands + held count
         end = book.apply(action, source)
         if end is None:
             self.observation_sent(now)

@@ -143,8 +143,9 @@ class SimBridgeConfig:
         default=False,
         metadata=describe(
             'The residual node was given a model (the launch files set it from model_path): '
-            'a finished run in which no command came from the residual model (the node ran '
-            'the base action throughout, e.g. a model that failed to load) exits non-zero.'
+            'a finished run in which none, or less than half, of the applied commands came '
+            'from the residual model (the node passed the base action through, e.g. a model '
+            'that failed to load) exits non-zero.'
         ),
     )
     publish_joint_states: bool = dataclasses.field(

@@ -14,10 +14,11 @@ Topics (relative to the node's namespace, see :mod:`rpl_interfaces.contract`):
 All decisions (which action, fallbacks, rejections, episode ends) are made by
 :class:`rpl_sim_bridge.bridge.SimBridge`; this module converts messages and wires timers.
 Parameters: :class:`rpl_sim_bridge.bridge_config.SimBridgeConfig` (``config/sim_bridge.yaml``).
-Exit codes: 0 when the configured episodes are done; 3 when they are done but not one step
-applied a command although a command publisher was on the graph (one error line; the
-launch then ends with an error: ``rpl launch`` 3, ``ros2 launch`` 1); 4 when they are done
-but a model it expected (``expect_model``) never gave a command; 5 when another node
+Exit codes: 0 when the configured episodes are done; 3 when they are done but not one step,
+or at most half of them, applied a command although a command publisher was on the graph
+(one error line; the launch then ends with an error: ``rpl launch`` 3, ``ros2 launch`` 1);
+4 when they are done but a model it expected (``expect_model``) gave none of the applied
+commands, or less than half of them; 5 when another node
 already publishes its observation topic (a second stack in the namespace; it does not
 start); 128 + the signal when a SIGINT / SIGTERM stops it before its episodes are done
 (running forever too) or while it is built; 2 for a bad parameter, 1 for a runtime
@@ -50,11 +51,13 @@ STARTUP_POLL_S = 0.05
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_PERIOD_S = 2.0
 IDLE_PERIOD_S = 3600.0  # period of the lockstep deadline timer while it is not armed
-# Exit code of a finished run in which no step applied a command although the residual
-# node was on the graph (SimBridge.command_path_problem): it measured the base alone.
+# Exit code of a finished run in which no step, or at most half of them, applied a command
+# although the residual node was on the graph (SimBridge.command_path_problem): it measured
+# the fallback (mostly).
 EXIT_COMMAND_PATH_UNANSWERED = 3
-# Exit code of a finished run that expected a model (expect_model) and in which no accepted
-# command came from it: the residual node passed the base action through throughout.
+# Exit code of a finished run that expected a model (expect_model) and in which none, or
+# less than half, of the applied commands came from it: the residual node passed the base
+# action through (SimBridge.model_problem).
 EXIT_MODEL_NEVER_RAN = 4
 # Exit code of a bridge that found another node publishing its observation topic when it
 # was about to start: a second stack in the same namespace (and ROS domain), whose
@@ -406,7 +409,7 @@ class SimBridgeNode(RplNode):
         self._on_diagnostics()
         c = self.core.counters
         model = (
-            f', commands from the model {self.core.model_commands} of {c.commands}'
+            f', commands from the model {self.core.model_commands} of {c.commands + c.held}'
             if self.config.expect_model
             else ''
         )

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import signal
 import traceback
 from collections.abc import Callable, Sequence
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from typing import Any, NamedTuple, Protocol
 
@@ -232,6 +233,9 @@ class SubprocVectorEnv:
         context = mp.get_context('spawn')
         self._connections: list[Connection] = []
         self._processes = []
+        # Started by the first spawn otherwise, with a mask of its own that it then
+        # unblocks: that first worker ran unprotected (measured: worker 1 of 3).
+        resource_tracker.ensure_running()
         try:
             for count in self._counts:
                 parent, child = context.Pipe()

@@ -191,6 +191,7 @@ class TrainerNode(RplNode):
         self.bag_episodes = 0
         self._run_id = uuid.uuid4().hex  # a resumed run's is its checkpoint's
         self._diverted: str | None = None  # where models go once model_path was taken over
+        self._adopt_model = False  # resumed from a checkpoint without a run id (stop < 35)
         self.bags_ingested: list[str] = []
         self.exports = 0
         self.last_export = 'none'
@@ -348,6 +349,8 @@ class TrainerNode(RplNode):
             raise _own_checkpoint_refused(exc) from exc
         self._init_from = _started_from(self.config, extra)
         wrote = extra.get('model_path')  # both absent in checkpoints before stop 35
+        if not extra.get('run_id'):  # such a run's model names no run: it is taken as its
+            self._adopt_model = True
         self._run_id = extra.get('run_id') or self._run_id
         model = self.config.model_path
         if (
@@ -410,8 +413,12 @@ class TrainerNode(RplNode):
         it, or another trainer's): that is never written over, and from then on this run's
         models go beside it, ``<model_path stem>.run-<run id>.onnx`` (said once, and again
         at the stop, which then exits 1). Before an export ``model_path`` is absent (a new
-        learner refuses an existing one) or this run's (a resume checks it)."""
+        learner refuses an existing one) or this run's (a resume checks it; a checkpoint from
+        before run ids adopts the model there with its first export)."""
         model = self.config.model_path
+        if self._adopt_model:  # a checkpoint from before run ids: its first export only
+            self._adopt_model = False
+            return model
         if self._diverted is None and os.path.lexists(model):
             if model_run(model) != self._run_id:
                 root, _ = os.path.splitext(model)
