@@ -354,3 +354,23 @@ def test_eval_of_a_model_takes_its_task_and_controller_from_it(repo_root, tmp_pa
     assert f'slippery_push / reactive_push + {model}: success rate' in capsys.readouterr().out
     assert cli.main(['eval', '--episodes', '1']) == 2  # no model: nothing to take them from
     assert 'rpl eval: error: --task is required (give it)' in capsys.readouterr().err
+
+
+def test_eval_of_a_model_takes_the_controller_parameters_it_states(repo_root, tmp_path):
+    """The model's controller was taken, its parameters were not: it was evaluated on a base
+    with the registered defaults, a warning only."""
+    import shutil
+
+    import onnx
+    from helpers import set_model_metadata
+
+    model = tmp_path / 'tuned.onnx'
+    shutil.copy(
+        repo_root / 'models' / 'pick_and_place_reactive_pick_and_place' / 'actor.onnx', model
+    )
+    props = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    set_model_metadata(model, {**props, 'controller_params': 'carry_gain=50.0'})
+    out = tmp_path / 'r.json'
+    args = ['eval', '--episodes', '1', '--no-progress', '--json', str(out), '--model', str(model)]
+    assert cli.main(args) == 0
+    assert json.loads(out.read_text())['controller_params'] == {'carry_gain': 50.0}

@@ -311,6 +311,11 @@ def _task_and_controller_from_model(args: argparse.Namespace) -> None:
             where = 'give it' if args.model is None else 'the model does not state it: give it'
             raise UsageError(f'{option} is required ({where})')
         setattr(args, field, value)
+        if field == 'controller' and not args.controller_param and stated.controller_params:
+            # The base the model was trained on: its parameters too, not the defaults.
+            from rpl_base_controllers.registry import split_params_text
+
+            args.controller_param = split_params_text(stated.controller_params)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
