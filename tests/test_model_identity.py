@@ -80,6 +80,12 @@ def test_other_fields_are_refused_even_when_a_mismatch_is_allowed():
     swapped = dataclasses.replace(STACK, action_fields=('dy', 'dx', 'dz', 'gripper'))
     with pytest.raises(MismatchError, match="another order, position 0: 'dx' in the model"):
         check_identity(MODEL, swapped)
+    # Another robot altogether: the first names and a count (it was a 1871-character line).
+    robot = dataclasses.replace(STACK, observation_fields=tuple(f'joint_{i}' for i in range(20)))
+    with pytest.raises(MismatchError) as info:
+        check_identity(MODEL, robot)
+    assert '14 more are not in the model' in str(info.value)
+    assert len(str(info.value)) < 300, str(info.value)
 
 
 def test_another_task_or_controller_is_refused_unless_allowed():

@@ -336,6 +336,14 @@ class ModelIdentity(StackIdentity):
         return f'{self.task or "?"} / {self.controller or "?"}{params}'
 
 
+def _few(names: list[str], shown: int = 6) -> str:
+    """A field list for a one-line message: the first ``shown`` names and how many more
+    (a pusher model on a Fetch stack listed all 20 and 25 names, 1871 characters)."""
+    if len(names) <= shown:
+        return str(names)
+    return f'{names[:shown]} and {len(names) - shown} more'
+
+
 def _field_difference(what: str, model: tuple[str, ...], live: tuple[str, ...]) -> str:
     """One phrase naming how two field lists differ."""
     missing = [name for name in model if name not in live]
@@ -347,9 +355,9 @@ def _field_difference(what: str, model: tuple[str, ...], live: tuple[str, ...]) 
     elif missing or extra:
         parts = []
         if missing:
-            parts.append(f'model fields {missing} are not in the stream')
+            parts.append(f'model fields {_few(missing)} are not in the stream')
         if extra:
-            parts.append(f'stream fields {extra} are not in the model')
+            parts.append(f'stream fields {_few(extra)} are not in the model')
         detail = ', '.join(parts)
     elif len(model) != len(live):
         detail = f'{len(model)} model fields, {len(live)} stream fields'
