@@ -193,7 +193,14 @@ def read_raw_bag(path: str | os.PathLike[str], topics: Collection[str] | None = 
         try:
             return _read_with_rosbags(path, topics)
         except Exception as exc:  # rosbags raises ReaderError, struct.error, KeyError, ...
-            problems = [f'{str(path)!r} cannot be read as a whole: {one_line(exc)}']
+            # Its own words where it has them; a damaged length field raises Python's
+            # ("int too large to convert to C ssize_t"), which says nothing to a user.
+            reason = (
+                one_line(exc)
+                if type(exc).__module__.startswith('rosbags')
+                else (f'damaged ({type(exc).__name__})')
+            )
+            problems = [f'{str(path)!r} cannot be read as a whole: {reason}']
     if not _storage_files(path):
         if path.is_dir() and (path / 'metadata.yaml').exists():  # the reader's error says what
             raise BagError(
