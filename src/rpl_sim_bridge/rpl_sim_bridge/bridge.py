@@ -312,9 +312,15 @@ class SimBridge:
             )
         return (
             f'not one of the {c.steps} steps applied a command although a command publisher '
-            f'(the residual node) was on the graph (fallbacks base {c.fallback_base} zero '
-            f'{c.fallback_zero}; commands rejected malformed {c.rejected_malformed}, stale '
-            f'{c.rejected_stale}, late {c.late_commands}): {why}'
+            f'(the residual node) was on the graph ({self._fallback_counts()}): {why}'
+        )
+
+    def _fallback_counts(self) -> str:
+        """The fallbacks and rejected commands of the run, for a problem's line."""
+        c = self.counters
+        return (
+            f'fallbacks base {c.fallback_base} zero {c.fallback_zero}; commands rejected '
+            f'malformed {c.rejected_malformed}, stale {c.rejected_stale}, late {c.late_commands}'
         )
 
     def _mostly_fallbacks(self, fallbacks: int) -> str | None:
@@ -331,10 +337,8 @@ class SimBridge:
             what = 'the base action (the command path did not answer in time)'
         return (
             f'{fallbacks} of the {c.steps} steps fell back, most of them to {what}; only '
-            f'{c.commands + c.held} applied a command (fallbacks base {c.fallback_base} zero '
-            f'{c.fallback_zero}; commands rejected malformed {c.rejected_malformed}, stale '
-            f'{c.rejected_stale}, late {c.late_commands}): these episodes measured mostly the '
-            'fallback, not the stack'
+            f'{c.commands + c.held} applied a command ({self._fallback_counts()}): these '
+            'episodes measured mostly the fallback, not the stack'
         )
 
     def model_problem(self) -> str | None:
