@@ -246,3 +246,14 @@ def test_shipped_controllers_act_on_the_pusher():
     )
     action = pets(obs, NO_GOAL)
     assert action.shape == (7,) and np.all(np.abs(action) <= 2.0)
+
+
+def test_more_elites_than_the_population_is_refused_with_the_settings():
+    """It was found only when the planner was built, in the controller node after the
+    other nodes had started (a respawn, then the launch's exit 2)."""
+    with pytest.raises(ValueError, match=r'CEM: elites \(10\) must not exceed population \(5\)'):
+        PETSConfig(population=5, elites=10)
+    from rpl_base_controllers.registry import controller_config
+
+    with pytest.raises(ValueError, match='must not exceed population'):
+        controller_config('pets', 'mbrl_pusher', population=5, elites=10)

@@ -271,10 +271,7 @@ class CEMPlanner:
         high: np.ndarray,
         config: CEMConfig,
     ) -> None:
-        if config.elites > config.population:
-            raise ValueError(
-                f'CEM: elites ({config.elites}) must not exceed population ({config.population})'
-            )
+        check_cem(config)
         if config.particles % ensemble.size:
             raise ValueError(
                 f'CEM: particles ({config.particles}) must be a multiple of the ensemble size '
@@ -389,6 +386,19 @@ class PETSConfig(CEMConfig):
 
     def __post_init__(self) -> None:
         check_data_file('model_file', self.model_file)
+        check_cem(self)  # at launch too, before any node starts (not at the planner's build)
+
+
+def check_cem(config: CEMConfig) -> None:
+    """The settings' relations no range can say.
+
+    Raises:
+        ValueError: More elites than the population.
+    """
+    if config.elites > config.population:
+        raise ValueError(
+            f'CEM: elites ({config.elites}) must not exceed population ({config.population})'
+        )
 
 
 def _cem_config(config: CEMConfig) -> CEMConfig:
