@@ -257,3 +257,15 @@ def test_more_elites_than_the_population_is_refused_with_the_settings():
 
     with pytest.raises(ValueError, match='must not exceed population'):
         controller_config('pets', 'mbrl_pusher', population=5, elites=10)
+
+
+def test_a_cache_too_small_for_the_blend_is_refused_with_the_settings():
+    """neighbours above the shipped cache's 500 entries: found by the controller node after
+    the stack had started (one respawn, then exit 2); now by the launch's settings check."""
+    from rpl_base_controllers.registry import controller_config
+
+    with pytest.raises(ValueError, match='neighbours 600 needs a cache of more than 600 entries'):
+        controller_config('cached_pets', 'mbrl_pusher', neighbours=600)
+    with pytest.raises(ValueError, match=r'gives 3 \(cache_size 3\)'):
+        controller_config('cached_pets', 'mbrl_pusher', neighbours=5, cache_size=3)
+    controller_config('cached_pets', 'mbrl_pusher', neighbours=4)  # the shipped cache: fine

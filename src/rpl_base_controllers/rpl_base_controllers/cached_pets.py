@@ -69,6 +69,31 @@ class CachedPETSConfig:
 
     def __post_init__(self) -> None:
         check_data_file('cache_file', self.cache_file)
+        if self.cache_file or self.cache_size or self.neighbours > 1:  # what a launch sets
+            # The file's content against the settings, before any node starts (the
+            # controller node found it, after a respawn, once the stack ran).
+            states, _, _ = load_cache(self.cache_path)
+            check_neighbours(self, len(states))
+
+    @property
+    def cache_path(self) -> str:
+        """The cache file used: ``cache_file``, or the shipped one."""
+        return self.cache_file or default_data_file(DEFAULT_CACHE_FILE)
+
+
+def check_neighbours(config: CachedPETSConfig, entries: int) -> None:
+    """Refuse a blend of more neighbours than the cache (its first ``cache_size``) holds.
+
+    Raises:
+        ValueError: One line naming the settings and the file.
+    """
+    used = min(entries, config.cache_size) if config.cache_size else entries
+    if config.neighbours > 1 and config.neighbours >= used:
+        size = f' (cache_size {config.cache_size})' if config.cache_size else ''
+        raise ValueError(
+            f'cached_pets: neighbours {config.neighbours} needs a cache of more than '
+            f'{config.neighbours} entries, {config.cache_path} gives {used}{size}'
+        )
 
 
 def load_cache(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, str]:
@@ -110,7 +135,7 @@ class CachedPETS:
         obs_dim: int | None = None,
         action_dim: int | None = None,
     ) -> None:
-        path = config.cache_file or default_data_file(DEFAULT_CACHE_FILE)
+        path = config.cache_path
         states, actions, self.command = load_cache(path)
         if (obs_dim, action_dim) != (None, None) and (
             (obs_dim or states.shape[1], action_dim or actions.shape[1])
@@ -120,14 +145,9 @@ class CachedPETS:
                 f'CachedPETS cache {path}: states of size {states.shape[1]} and actions of '
                 f'size {actions.shape[1]}, the task needs {obs_dim} and {action_dim}'
             )
+        check_neighbours(config, len(states))
         if config.cache_size:
             states, actions = states[: config.cache_size], actions[: config.cache_size]
-        if config.neighbours > 1 and config.neighbours >= len(states):
-            used = f' (cache_size {config.cache_size})' if config.cache_size else ''
-            raise ValueError(
-                f'cached_pets: neighbours {config.neighbours} needs a cache of more than '
-                f'{config.neighbours} entries, {path} gives {len(states)}{used}'
-            )
         self.neighbours = config.neighbours
         self.name = name
         self.states, self.actions = states, actions
