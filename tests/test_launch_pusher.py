@@ -26,6 +26,7 @@ import pytest
 import yaml
 from helpers import RecordedLaunch, plan_rpl_launch
 
+import rpl_base_controllers
 from rpl_bags import bag_cli
 from rpl_bags.bag_replay import replay_model
 from rpl_bags.recorded import load_run
@@ -92,6 +93,21 @@ def test_the_launch_file_plans_the_stack_of_its_task(repo_root):
     if DEFAULT_CONTROLLER in available_controllers():
         default = {p.name: p for p in plan_rpl_launch(f'{TASK}.launch.py')}
         assert default['base_controller'].node.parameters['controller'] == DEFAULT_CONTROLLER
+
+
+def test_controller_arguments_are_checked_together_before_any_node(tmp_path):
+    """Each argument was checked alone: neighbours 5 and cache_size 3 (a blend of 5 of 3
+    entries), or particles 3 for a 5-member ensemble file, started the stack and crashed the
+    controller node (a respawn, then exit 2)."""
+    with pytest.raises(ValueError, match=r'launch arguments .*neighbours:=5.*gives 3'):
+        plan_rpl_launch(f'{TASK}.launch.py', neighbours='5', cache_size='3')
+    ensemble = tmp_path / 'ensemble.npz'
+    shipped = pathlib.Path(rpl_base_controllers.__file__).parent / 'data' / 'pets_pusher_v1.npz'
+    ensemble.write_bytes(shipped.read_bytes())
+    with pytest.raises(ValueError, match=r'particles \(3\) must be a multiple of .* \(5\)'):
+        plan_rpl_launch(
+            f'{TASK}.launch.py', controller='pets', model_file=str(ensemble), particles='3'
+        )
 
 
 def tiny_model(path: pathlib.Path, controller: str = CONTROLLER) -> pathlib.Path:

@@ -272,11 +272,7 @@ class CEMPlanner:
         config: CEMConfig,
     ) -> None:
         check_cem(config)
-        if config.particles % ensemble.size:
-            raise ValueError(
-                f'CEM: particles ({config.particles}) must be a multiple of the ensemble size '
-                f'({ensemble.size})'
-            )
+        check_particles(config, ensemble.size)
         self.ensemble, self.reward, self.config = ensemble, reward, config
         self.low = np.asarray(low, np.float32)
         self.high = np.asarray(high, np.float32)
@@ -387,6 +383,8 @@ class PETSConfig(CEMConfig):
     def __post_init__(self) -> None:
         check_data_file('model_file', self.model_file)
         check_cem(self)  # at launch too, before any node starts (not at the planner's build)
+        if self.model_file:  # a file given: its content and the particles, before any node
+            check_particles(self, load_ensemble(self.model_file).size)
 
 
 def check_cem(config: CEMConfig) -> None:
@@ -398,6 +396,20 @@ def check_cem(config: CEMConfig) -> None:
     if config.elites > config.population:
         raise ValueError(
             f'CEM: elites ({config.elites}) must not exceed population ({config.population})'
+        )
+
+
+def check_particles(config: CEMConfig, members: int) -> None:
+    """Refuse a particle count that the ensemble's ``members`` do not divide (TS-inf gives
+    each member the same number of particles).
+
+    Raises:
+        ValueError: One line naming both.
+    """
+    if config.particles % members:
+        raise ValueError(
+            f'CEM: particles ({config.particles}) must be a multiple of the ensemble size '
+            f'({members})'
         )
 
 

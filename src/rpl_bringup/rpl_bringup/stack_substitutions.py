@@ -304,6 +304,12 @@ class ControllerParams(Substitution):
                     'each parameter once'
                 )
             values.update(given)
+        if len(values) > 1:  # together: the relations no one of them breaks alone
+            try:
+                controller_config(controller, self._task, **values)
+            except ValueError as exc:
+                given = ' '.join(f'{name}:={value}' for name, value in values.items())
+                raise ValueError(f'launch arguments {given}: {exc}') from None
         return ','.join(f'{name}={value}' for name, value in values.items())
 
     def describe(self) -> str:
