@@ -295,9 +295,8 @@ class SimBridge:
         c = self.counters
         if not self._book.finished or not self._command_source_seen:
             return None
-        fallbacks = c.fallback_base + c.fallback_zero
         if c.commands or c.held:
-            return self._mostly_fallbacks(fallbacks)
+            return self._mostly_fallbacks()
         if c.fallback_zero > c.fallback_base:  # mostly no base action either
             why = (
                 f'no valid base action came for {c.fallback_zero} of them either, and the '
@@ -323,9 +322,10 @@ class SimBridge:
             f'malformed {c.rejected_malformed}, stale {c.rejected_stale}, late {c.late_commands}'
         )
 
-    def _mostly_fallbacks(self, fallbacks: int) -> str | None:
+    def _mostly_fallbacks(self) -> str | None:
         """The problem of a run that applied commands but fell back at most steps."""
         c = self.counters
+        fallbacks = c.fallback_base + c.fallback_zero
         if 2 * fallbacks <= c.steps:
             return None
         if c.fallback_zero > c.fallback_base:

@@ -423,9 +423,10 @@ def _positive_float(text: str) -> float:
     return number
 
 
-def _resume_command(out: str) -> str:
-    """The command that continues the run in ``out``, quoted for a shell."""
-    return f'`rpl train --out {shlex.quote(str(out))} --resume`'
+def _resume_command(out: str, more: str = '') -> str:
+    """The command that continues the run in ``out`` (``more``: options after it), quoted
+    for a shell."""
+    return f'`rpl train --out {shlex.quote(str(out))} --resume{more}`'
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -520,7 +521,7 @@ def _train(args: argparse.Namespace) -> int:
             f'rpl train: note: the actor never left burn-in ({_windows(result.burn_in)}): the '
             'model is '
             'the zero residual, i.e. the base controller alone; train longer '
-            f'(`rpl train --out {shlex.quote(str(args.out))} --resume --steps N`)'
+            f'({_resume_command(args.out, " --steps N")})'
         )
     if config.snapshots:
         print(

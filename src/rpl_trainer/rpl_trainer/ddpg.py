@@ -447,7 +447,7 @@ class DDPGAgent:
             # ``auto`` as it was resolved (None: not yet): a resume keeps it, one run one
             # precision (it was measured again, and a run could switch half-way).
             'update_precision': None if self._bf16 is None else self.update_precision,
-            'precision_ratio': getattr(self, 'precision_ratio', None),
+            'precision_ratio': self.precision_ratio,
         }
 
     def load_state_dict(self, state: dict[str, Any], keep_precision: bool = True) -> None:
@@ -470,4 +470,4 @@ class DDPGAgent:
         resolved = state.get('update_precision')
         if keep_precision and self.config.update_precision == 'auto' and resolved is not None:
             self._bf16 = resolved == 'bfloat16'
-            self.precision_ratio = float(state.get('precision_ratio') or float('nan'))
+            self.precision_ratio = float(state['precision_ratio'])

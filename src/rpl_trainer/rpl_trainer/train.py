@@ -153,6 +153,11 @@ def episode_seed(seed: int, stream: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
 
 
+def _no_rows_file(metrics: pathlib.Path) -> bool:
+    """A metrics.csv that is missing or empty (no header, no row)."""
+    return not metrics.is_file() or metrics.stat().st_size == 0
+
+
 class Trainer:
     """DDPG + HER (residual) training of one config on one problem, in one directory.
 
@@ -365,6 +370,10 @@ class Trainer:
         self.last_eval = dict(state['last_eval'])
         self.best = dict(state.get('best', self.best))
 
+    def _logged_step(self) -> int:
+        """The env steps of the last row the checkpoint had logged (-1: none)."""
+        return self._row_clock[0] if self.last_eval else -1
+
     def _check_metrics(self) -> None:
         """Refuse to resume into a damaged metrics.csv (new rows were appended under a
         garbage header, and the curve was lost to ``rpl plot``); say which rows a short one
@@ -374,7 +383,7 @@ class Trainer:
             RunDirError: Not a metrics file (one line naming the file and what is wrong).
         """
         metrics = self.out_dir / METRICS_FILE
-        if not metrics.is_file() or metrics.stat().st_size == 0:
+        if _no_rows_file(metrics):
             return  # missing or empty: _trim_to_checkpoint says the rows are gone
         try:
             steps = read_metrics(metrics)['env_steps']
@@ -383,7 +392,7 @@ class Trainer:
                 f'{exc}; a resume would write its rows under it: restore it, or move it away '
                 f'(the resumed run then writes its rows from {self.env_steps} on)'
             ) from None
-        logged = self._row_clock[0] if self.last_eval else -1
+        logged = self._logged_step()
         last = int(steps[-1]) if len(steps) else -1
         if last < logged:
             print(
@@ -402,9 +411,9 @@ class Trainer:
         # before that step's evaluation row: keep only the rows it had logged, so the
         # resumed run writes that row once (not a duplicate of a row from after it). The
         # checkpoint taken at the start has no row at all.
-        logged = self._row_clock[0] if self.last_eval else -1
+        logged = self._logged_step()
         metrics = self.out_dir / METRICS_FILE
-        if logged >= 0 and (not metrics.is_file() or metrics.stat().st_size == 0):
+        if logged >= 0 and _no_rows_file(metrics):
             print(
                 f'rpl train: warning: {metrics} is missing: the evaluations to {logged} env '
                 f'steps are not in it any more; the resumed run writes its rows from '

@@ -513,9 +513,9 @@ class TrainerNode(RplNode):
             self._offline_stopped_early(self.stop_signal)
         if started and not self.offline_only:
             self._export_last()
-        if (
-            getattr(self, '_diverted', None) is not None
-        ):  # what was asked for (models at model_path) stopped
+        # What was asked for (models at model_path) stopped; getattr: __init__ may have
+        # raised before the attribute was set.
+        if getattr(self, '_diverted', None) is not None:
             self.get_logger().error(f'{self._diverted_line()}; exit code 1')
             self.request_exit(1)
         if getattr(self, '_save_at_shutdown', False):
