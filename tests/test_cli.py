@@ -70,6 +70,21 @@ def test_launch_options_may_follow_the_file_and_a_missing_file_is_named(capsys, 
     assert 'unrecognized arguments: --bogus' in capsys.readouterr().err
 
 
+def test_a_bare_package_file_name_gives_the_package_form(capsys, monkeypatch, tmp_path):
+    """`rpl launch mbrl_pusher.launch.py` (ros2 launch's file without its package) read
+    the name as a path in the working folder: 'does not exist', nothing more."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(['launch', 'mbrl_pusher.launch.py', 'controller:=pets', 'x:=a b']) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "rpl launch: error: launch file 'mbrl_pusher.launch.py' does not exist here; the "
+        "package file is `rpl launch rpl_bringup mbrl_pusher.launch.py controller:=pets "
+        "'x:=a b'`\n"
+    ), err
+    assert cli.main(['launch', 'nothere.launch.py']) == 2
+    assert capsys.readouterr().err.endswith("'nothere.launch.py' does not exist\n")
+
+
 @pytest.mark.parametrize('form', ['path', 'package'])
 def test_an_xml_or_yaml_launch_file_says_what_runs_it(capsys, tmp_path, form):
     path = tmp_path / 'my.launch.xml'

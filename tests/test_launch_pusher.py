@@ -108,6 +108,10 @@ def test_controller_arguments_are_checked_together_before_any_node(tmp_path):
         plan_rpl_launch(
             f'{TASK}.launch.py', controller='pets', model_file=str(ensemble), particles='3'
         )
+    # The shipped ensemble too (no model_file): it was found when the planner was built,
+    # after the controller node had started and respawned once.
+    with pytest.raises(ValueError, match=r'particles \(3\) must be a multiple of .* \(5\)'):
+        plan_rpl_launch(f'{TASK}.launch.py', controller='pets', particles='3')
 
 
 def tiny_model(path: pathlib.Path, controller: str = CONTROLLER) -> pathlib.Path:

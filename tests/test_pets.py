@@ -115,7 +115,7 @@ def test_cem_plans_towards_the_target_and_beats_random_plans():
 def test_pets_warm_starts_resets_and_replays_from_its_state():
     from rpl_base_controllers.pets import PETS
 
-    config = PETSConfig(population=32, elites=4, iterations=2, horizon=5, particles=2)
+    config = PETSConfig(population=32, elites=4, iterations=2, horizon=5, particles=10)
     pets = PETS(
         config, ensemble=_point_mass(), reward=_to_target, low=-np.ones(1), high=np.ones(1)
     )

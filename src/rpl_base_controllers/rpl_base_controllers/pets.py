@@ -25,6 +25,7 @@ capped so that two standard deviations stay inside them (PETS draws a truncated 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import zipfile
 from collections.abc import Callable
@@ -383,8 +384,16 @@ class PETSConfig(CEMConfig):
     def __post_init__(self) -> None:
         check_data_file('model_file', self.model_file)
         check_cem(self)  # at launch too, before any node starts (not at the planner's build)
-        if self.model_file:  # a file given: its content and the particles, before any node
-            check_particles(self, load_ensemble(self.model_file).size)
+        # The file's content (a file given) and the particles its members must divide, at
+        # launch, before any node (the controller node found it only when it built the planner).
+        members = load_ensemble(self.model_file).size if self.model_file else _shipped_members()
+        check_particles(self, members)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_members() -> int:
+    """Members of the shipped ensemble (read once per process: 8 ms)."""
+    return load_ensemble(default_data_file(DEFAULT_ENSEMBLE_FILE)).size
 
 
 def check_cem(config: CEMConfig) -> None:

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -225,6 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
 # --- commands ---------------------------------------------------------------------------
 
 
+def _packaged_hint(args: argparse.Namespace) -> str:
+    """`ros2 launch`'s form, where a bare file name given alone is one of this project's
+    launch files (``rpl launch slippery_push.launch.py`` reads it as a path)."""
+    from rpl_bringup import launch_runner
+
+    if os.sep in args.target or args.target not in launch_runner.launch_files('rpl_bringup'):
+        return ''
+    rest = ''.join(f' {shlex.quote(token)}' for token in args.rest)
+    return f' here; the package file is `rpl launch rpl_bringup {args.target}{rest}`'
+
+
 def cmd_launch(args: argparse.Namespace) -> int:
     """``rpl launch``."""
     from rpl_bringup import launch_runner
@@ -234,7 +246,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     elif args.target.endswith('.py'):  # a file's path (no package name ends so)
         if not os.path.isfile(args.target):
             what = 'is not a file' if os.path.exists(args.target) else 'does not exist'
-            raise UsageError(f'launch file {args.target!r} {what}')
+            raise UsageError(f'launch file {args.target!r} {what}{_packaged_hint(args)}')
         package, file_name, tokens = None, args.target, args.rest
     elif args.rest:
         package, file_name, tokens = args.target, args.rest[0], args.rest[1:]

@@ -178,11 +178,17 @@ def locate_launch_file(package: str | None, file_name: str) -> str:
     launch_dir = pathlib.Path(find_package_share(package)) / 'launch'
     path = launch_dir / file_name
     if not path.is_file():
-        known = sorted(p.name for p in launch_dir.glob('*.launch.py'))
         raise LaunchError(
-            f'package {package!r} has no launch file {file_name!r} in {launch_dir}; known: {known}'
+            f'package {package!r} has no launch file {file_name!r} in {launch_dir}; known: '
+            f'{launch_files(package)}'
         )
     return str(path)
+
+
+def launch_files(package: str) -> list[str]:
+    """Names of the Python launch files in ``<share of package>/launch`` (sorted)."""
+    launch_dir = pathlib.Path(find_package_share(package)) / 'launch'
+    return sorted(p.name for p in launch_dir.glob('*.launch.py'))
 
 
 # --- planning ---------------------------------------------------------------------------

@@ -429,6 +429,14 @@ def _resume_command(out: str, more: str = '') -> str:
     return f'`rpl train --out {shlex.quote(str(out))} --resume{more}`'
 
 
+def _after_stop(out: str, checkpoint_file: str, when: str) -> str:
+    """What is left of a run that stopped on an error, and how to go on (``when``: the
+    condition, e.g. `` once the controller is mended``)."""
+    if (pathlib.Path(out) / checkpoint_file).is_file():
+        return f'checkpointed: {_resume_command(out)} continues it from there{when}'
+    return f'nothing of it was kept: run the same command again{when}'
+
+
 def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.checkpoint import CheckpointError
     from rpl_trainer.export import ExportError
@@ -477,20 +485,11 @@ def _train(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     except (ExportError, OSError) as exc:  # a model that does not export, a full disk
         what = f'cannot write {exc.filename}: {exc.strerror}' if _names_file(exc) else exc
-        if (pathlib.Path(args.out) / CHECKPOINT_FILE).is_file():
-            then = (
-                f'once that is mended, {_resume_command(args.out)} continues it from its last '
-                'checkpoint'
-            )
-        else:
-            then = 'nothing of it was kept: run the same command again once that is mended'
+        then = _after_stop(args.out, CHECKPOINT_FILE, ' once that is mended')
         raise CliError(f'{what}; the run stopped: {then}') from exc
     except (ControllerFailure, WorkerDied) as exc:  # one line, not 0, the run kept
         mended = ' once the controller is mended' if isinstance(exc, ControllerFailure) else ''
-        if (pathlib.Path(args.out) / CHECKPOINT_FILE).is_file():
-            then = f'checkpointed: {_resume_command(args.out)} continues it{mended}'
-        else:
-            then = 'nothing of it was kept: run the same command again'
+        then = _after_stop(args.out, CHECKPOINT_FILE, mended)
         print(
             f'rpl train: error: {exc}; the run stopped at {trainer.env_steps} env steps, {then}',
             file=sys.stderr,
