@@ -16,7 +16,7 @@ import pytest
 from rpl_trainer.cli import main
 from rpl_trainer.config import TrainConfig, make_config, read_config_file, shipped_config
 from rpl_trainer.ddpg import BurnIn, UpdateStats
-from rpl_trainer.train import burn_in_budget_note, burn_in_status
+from rpl_trainer.train import burn_in_budget_note, burn_in_status, thread_contention_note
 
 COMMITTED = {
     'slippery_push': 'slippery_push_reactive_push',
@@ -293,6 +293,17 @@ def test_a_budget_too_short_for_burn_in_is_announced():
     enough = make_config({'total_env_steps': 16_000, 'updates_per_env_step': 0.25})
     assert burn_in_budget_note(enough) is None
     assert burn_in_budget_note(make_config({'total_env_steps': 10, 'algo': 'scratch'})) is None
+
+
+def test_threads_that_must_share_the_cores_are_announced():
+    """`--threads 2` beside another job ran several times slower than 1 thread, silently."""
+    two = make_config({'torch_threads': 2})
+    note = thread_contention_note(two, cores=2, load=1.3)
+    assert note is not None and note.startswith('--threads 2 on 2 core(s) with a load of 1.3')
+    assert 'slower than with --threads 1' in note
+    assert thread_contention_note(two, cores=2, load=0.2) is None  # the machine is free
+    assert thread_contention_note(two, cores=16, load=3.0) is None
+    assert thread_contention_note(make_config({}), cores=1, load=9.0) is None  # 1 thread
 
 
 def test_a_zero_residual_scale_is_refused_before_a_run_starts():

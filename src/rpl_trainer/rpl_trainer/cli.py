@@ -445,7 +445,7 @@ def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.rollout import WorkerDied
     from rpl_trainer.run_dir import CHECKPOINT_FILE, RunDirError, check_run_dir
     from rpl_trainer.stop import TrainingInterrupted
-    from rpl_trainer.train import Trainer, burn_in_budget_note
+    from rpl_trainer.train import Trainer, burn_in_budget_note, thread_contention_note
 
     config, source = resolve_train_config(args)
     try:
@@ -475,9 +475,9 @@ def _train(args: argparse.Namespace) -> int:
                 'steps (its last checkpoint)',
                 flush=True,
             )
-        note = burn_in_budget_note(config)
-        if note:
-            print(f'rpl train: warning: {note}', file=sys.stderr, flush=True)
+        for note in (burn_in_budget_note(config), thread_contention_note(config)):
+            if note:
+                print(f'rpl train: warning: {note}', file=sys.stderr, flush=True)
 
     try:
         result = trainer.run(args.resume, args.init_from, on_start=starting)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -145,6 +146,29 @@ def burn_in_budget_note(config: TrainConfig) -> str | None:
         f'{first} burn-in needs at least ({config.burn_in_criterion}, windows of '
         f'{config.burn_in_window}): the actor stays frozen and the model equals the base '
         'controller; raise --steps or --updates-per-step'
+    )
+
+
+def thread_contention_note(
+    config: TrainConfig, cores: int | None = None, load: float | None = None
+) -> str | None:
+    """A warning when ``torch_threads`` above 1 must share the cores with other work, or None.
+
+    Intra-op threads wait for each other at every matrix product: on the 2-core VM, 2 threads
+    beside another job made 38-178 env steps/s against 237-341 with 1 (config.py). ``cores``:
+    the CPUs this process may use; ``load``: the 1-minute load average (both read here when
+    not given; the run itself has not started, so the load is the others').
+    """
+    if config.torch_threads <= 1:
+        return None
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    load = os.getloadavg()[0] if load is None else load
+    if config.torch_threads + load <= cores + 0.5:
+        return None
+    return (
+        f'--threads {config.torch_threads} on {cores} core(s) with a load of {load:.1f} '
+        'from other work: the torch threads wait for each other and for it, and the run can '
+        'be several times slower than with --threads 1'
     )
 
 
