@@ -78,7 +78,7 @@ def test_a_bare_package_file_name_gives_the_package_form(capsys, monkeypatch, tm
     err = capsys.readouterr().err
     assert err == (
         "rpl launch: error: launch file 'mbrl_pusher.launch.py' does not exist here; the "
-        "package file is `rpl launch rpl_bringup mbrl_pusher.launch.py controller:=pets "
+        'package file is `rpl launch rpl_bringup mbrl_pusher.launch.py controller:=pets '
         "'x:=a b'`\n"
     ), err
     assert cli.main(['launch', 'nothere.launch.py']) == 2
@@ -94,6 +94,22 @@ def test_an_xml_or_yaml_launch_file_says_what_runs_it(capsys, tmp_path, form):
     err = capsys.readouterr().err
     assert "XML and YAML launch files need ROS 2's launch package" in err, err
     assert err.count('\n') == 1
+
+
+def test_an_xml_launch_file_is_refused_with_own_runner_where_real_launch_is_installed(
+    capsys, monkeypatch, tmp_path
+):
+    """With the real launch installed, --own-runner took an XML file to this project's runner,
+    which cannot run it (the refusal was only made where the real launch is missing)."""
+    from rpl_bringup import launch_shim
+
+    monkeypatch.setattr(launch_shim, 'is_real', lambda name: True)
+    path = tmp_path / 'my.launch.xml'
+    path.write_text('<launch></launch>\n')
+    assert cli.main(['launch', '--own-runner', str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "need ROS 2's launch package, without --own-runner; rpl launch's own runner" in err
+    assert err.count('\n') == 1, err
 
 
 def test_a_ctrl_c_while_rpl_still_imports_is_one_line_and_130():

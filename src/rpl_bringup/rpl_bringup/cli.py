@@ -255,7 +255,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
             f'{args.target!r} is not a launch file; usage: rpl launch <package> '
             '<file.launch.py> [name:=value ...]'
         )
-    path = launch_runner.locate_launch_file(package, file_name)
+    path = launch_runner.locate_launch_file(package, file_name, args.own_runner)
     if args.show_args:
         for info in launch_runner.describe_launch_arguments(path):
             default = 'required' if info.default is None else f'default {info.default!r}'

@@ -160,16 +160,23 @@ def apply_dds_defaults(env: dict[str, str] | Any) -> None:
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 
-def locate_launch_file(package: str | None, file_name: str) -> str:
+def locate_launch_file(package: str | None, file_name: str, own_runner: bool = False) -> str:
     """Path of a launch file: ``file_name`` itself, or ``<share of package>/launch/<file>``.
 
+    ``own_runner``: this project's runner will run it even where the real ``launch`` is
+    installed, so an XML or YAML file is refused there too.
+
     Raises:
-        LaunchError: The file does not exist (the message lists the package's launch files).
+        LaunchError: The file does not exist (the message lists the package's launch files),
+            or it is XML / YAML and the real ``launch`` will not run it.
     """
-    if file_name.endswith(('.xml', '.yaml', '.yml')) and not launch_shim.is_real('launch'):
+    if file_name.endswith(('.xml', '.yaml', '.yml')) and (
+        own_runner or not launch_shim.is_real('launch')
+    ):
+        without = ', without --own-runner' if own_runner else ''
         raise LaunchError(
             f"launch file {file_name!r}: XML and YAML launch files need ROS 2's launch "
-            "package; rpl launch's own runner runs Python launch files (*.launch.py)"
+            f"package{without}; rpl launch's own runner runs Python launch files (*.launch.py)"
         )
     if package is None:
         if not os.path.isfile(file_name):
