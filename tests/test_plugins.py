@@ -67,6 +67,10 @@ def broken_env(tmp_path):
     module, an object of the wrong type, a module that exits at import (sys.exit, or
     argparse run at import), a task named like a built-in one."""
     (tmp_path / 'exits_at_import.py').write_text('import sys\nsys.exit(3)\n')
+    (tmp_path / 'parses_args_at_import.py').write_text(
+        'import argparse\nparser = argparse.ArgumentParser(prog="mytool")\n'
+        'parser.add_argument("--rate", type=float, required=True)\nparser.parse_args()\n'
+    )
     dist = tmp_path / 'broken_plugins-0.1.dist-info'
     dist.mkdir()
     (dist / 'METADATA').write_text('Metadata-Version: 2.1\nName: broken-plugins\nVersion: 0.1\n')
@@ -77,6 +81,7 @@ def broken_env(tmp_path):
             missing_module = no_such_module_here:SPEC
             wrong_type = json:dumps
             exits = exits_at_import:SPEC
+            parses = parses_args_at_import:SPEC
 
             [rpl.tasks]
             push = json:loads
@@ -341,11 +346,18 @@ def test_broken_plugins_are_skipped_with_one_line_each(broken_env):
     # The zero controller suits every registered task, so its listing reads the task
     # plug-ins too: the broken task plug-in gets its line as well.
     warnings = proc.stderr.splitlines()
-    assert len(warnings) == 4, proc.stderr
-    assert "'push = json:loads'" in warnings[3] and 'expected a TaskPlugin' in warnings[3]
+    assert len(warnings) == 5, proc.stderr
+    assert "'push = json:loads'" in warnings[4] and 'expected a TaskPlugin' in warnings[4]
     # It ended every command and node silently with its exit code 3.
     assert "'exits = exits_at_import:SPEC'" in warnings[2]
     assert 'cannot be loaded: SystemExit: 3' in warnings[2]
+    # argparse at import printed its usage and error above the skip line, as if they were
+    # rpl's own; now its last line is in the skip line and nothing else is printed.
+    assert "'parses = parses_args_at_import:SPEC'" in warnings[3]
+    assert warnings[3].endswith(
+        "cannot be loaded: SystemExit: 2 (it printed: 'mytool: error: the following "
+        "arguments are required: --rate')"
+    ), warnings[3]
     assert "entry point 'missing_module = no_such_module_here:SPEC'" in warnings[0]
     assert 'from broken-plugins 0.1' in warnings[0]
     assert 'ModuleNotFoundError' in warnings[0]

@@ -15,7 +15,10 @@ with one warning line naming the entry point; the others load as usual. Pure Pyt
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import sys
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -29,6 +32,15 @@ def entry_point_label(entry_point: metadata.EntryPoint) -> str:
     source = f', from {dist.metadata["Name"]} {dist.version}' if dist is not None else ''
     where = f'(group {entry_point.group}{source})'
     return f"entry point '{entry_point.name} = {entry_point.value}' {where}"
+
+
+def _last_line(printed: io.StringIO) -> str:
+    """`` (it printed: '<its last line>')``, or '' when the import printed nothing."""
+    lines = [line for line in printed.getvalue().splitlines() if line.strip()]
+    if not lines:
+        return ''
+    last = lines[-1].strip()
+    return f' (it printed: {last[:200]!r})'
 
 
 def load_plugins(
@@ -48,13 +60,19 @@ def load_plugins(
     skipped: dict[str, str] = {}
     for entry_point in metadata.entry_points(group=group):
         label = entry_point_label(entry_point)
+        printed = io.StringIO()
         try:
-            obj = entry_point.load()
+            # What the import prints is held back: shown (on stderr) once the import worked,
+            # its last line in the skip line when it failed (argparse run at import printed
+            # its usage and error above the skip line, as if from the command itself).
+            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+                obj = entry_point.load()
         except (Exception, SystemExit) as exc:  # any failure of foreign code: skip it, keep
             # the rest (a module that calls sys.exit or argparse at import ended every command
             # and node silently with its code)
-            reason = f'cannot be loaded: {type(exc).__name__}: {exc}'
+            reason = f'cannot be loaded: {type(exc).__name__}: {exc}{_last_line(printed)}'
         else:
+            sys.stderr.write(printed.getvalue())
             if isinstance(obj, expected):
                 try:
                     register(entry_point.name, obj, label)
