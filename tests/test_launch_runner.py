@@ -182,7 +182,13 @@ def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
         'expect_model': False,  # no model_path
     }
     assert base.node.parameters == {'controller': controller, 'controller_params': ''}
-    assert residual.node.parameters == {'model_path': '', 'allow_model_mismatch': False}
+    # Lockstep (the default mode): the sim waits for every command, so the node's input-age
+    # guard is off (a wait there is load; a fallback would make episodes depend on it).
+    assert residual.node.parameters == {
+        'model_path': '',
+        'allow_model_mismatch': False,
+        'max_input_age_s': 0.0,
+    }
 
 
 def test_launch_arguments_reach_the_node_command_lines():
@@ -214,11 +220,13 @@ def test_launch_arguments_reach_the_node_command_lines():
         'expect_model': True,  # model_path given
     }
     assert 'episodes:=7' in sim.cmd and 'seed:=42' in sim.cmd
-    assert plans['residual_node'].cmd[-4:] == (
+    assert plans['residual_node'].cmd[-6:] == (
         '-p',
         'model_path:="/tmp/actor.onnx"',
         '-p',
         'allow_model_mismatch:=false',
+        '-p',
+        'max_input_age_s:=0.1',  # realtime: a step whose input waited longer gets the base
     )
 
 
@@ -334,6 +342,7 @@ def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers
         }
         explore = {} if watched else {'explore_noise': 0.2, 'explore_random': 0.3}
         explore.update({} if watched else {'explore_seed': seed})
+        explore['max_input_age_s'] = 0.0  # lockstep: the input-age guard is off
         assert residual.node.parameters == {'model_path': '/tmp/m/actor.onnx', **explore}
         assert stack['base_controller'].node.parameters == {
             'controller': 'reactive_push',

@@ -486,6 +486,52 @@ def test_two_frame_model_gets_the_previous_observation(tmp_path):
     np.testing.assert_allclose(d2.residual, w @ np.r_[second, GOAL], atol=1e-5)
 
 
+def test_two_frame_previous_is_the_last_observation_received_not_the_last_paired(tmp_path):
+    """Observations 0..9 all came, base actions only for steps 0, 5 and 9: step 5 was given
+    step 0's observation as its previous frame (the last *paired* one), not step 4's."""
+    mixer = make_mixer(linear_model(tmp_path / 'a.onnx', two_frame=True))
+    w = known_weights()
+    frames = [np.full(OBS_DIM, 0.01 * k) for k in range(10)]
+    decided = {}
+    for k, frame in enumerate(frames):
+        mixer.add_observation(0, k, frame, GOAL)
+        if k in (0, 5, 9):
+            decided[k] = mixer.add_base_action(0, k, np.zeros(4))
+    for k in (5, 9):
+        expected = 0.5 * (w @ np.r_[frames[k], GOAL] + w @ np.r_[frames[k - 1], GOAL])
+        np.testing.assert_allclose(decided[k].residual, expected, atol=1e-5)
+    # A base action first, then its observation: the previous frame is still the one before.
+    assert mixer.add_base_action(0, 11, np.zeros(4)) is None
+    mixer.add_observation(0, 10, frames[1], GOAL)  # step 10 never paired
+    late = mixer.add_observation(0, 11, frames[2], GOAL)
+    expected = 0.5 * (w @ np.r_[frames[2], GOAL] + w @ np.r_[frames[1], GOAL])
+    np.testing.assert_allclose(late.residual, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('base_first', [False, True])
+def test_a_step_whose_input_waited_too_long_gets_the_base_action(model_path, base_first):
+    """A node behind its input (a slow model, a stalled CPU) sent residuals computed from
+    inputs seconds old as if fresh; now such a step gets the base action, model not run."""
+    mixer = make_mixer(model_path, max_input_age_s=0.1)
+    second = mixer.add_observation if base_first else mixer.add_base_action
+    if base_first:
+        assert mixer.add_base_action(0, 0, BASE) is None
+        late = second(0, 0, OBS, GOAL, waited_s=0.25)
+    else:
+        assert mixer.add_observation(0, 0, OBS, GOAL) is None
+        late = second(0, 0, BASE, waited_s=0.25)
+    assert (late.source, late.reason) == ('base', dec.INPUT_LATE)
+    np.testing.assert_array_equal(late.command, np.clip(BASE, -1, 1))
+    assert not late.residual.any() and len(mixer.inference_latency) == 0  # never ran
+    assert mixer.add_observation(0, 1, OBS, GOAL) is None
+    fresh = mixer.add_base_action(0, 1, BASE, waited_s=0.05)
+    assert (fresh.source, fresh.reason) == ('residual', 'ok')
+    assert mixer.counts[dec.INPUT_LATE] == 1
+    never = make_mixer(model_path, max_input_age_s=0.0)  # 0: off (the lockstep stacks)
+    assert never.add_observation(0, 0, OBS, GOAL) is None
+    assert never.add_base_action(0, 0, BASE, waited_s=30.0).reason == 'ok'
+
+
 # ------------------------------------------------------------------------- hot reload
 def test_reload_swaps_a_good_file_and_keeps_the_old_model_on_a_bad_one(tmp_path):
     path = linear_model(tmp_path / 'actor.onnx')

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import subprocess
 import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
 from helpers import ros_args, set_model_metadata, stop_process
 from onnx_builders import GOAL_DIM, OBS_DIM, known_weights, linear_model
 from residual_driver import BASE, NAMESPACE, NODE_EXE, OBS, OBS_FIELDS, Driver, start_node
@@ -158,6 +160,54 @@ def test_node_without_model_forwards_the_base_action(tmp_path, driver):
         (command,) = driver.commands
         assert command.tag == 'base' and command.step == 0
         np.testing.assert_array_equal(command.values, BASE)
+    finally:
+        assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
+
+
+def test_node_late_and_lost_inputs(tmp_path, driver):
+    """A node behind its input sent residuals computed from old inputs as if fresh, and the
+    steps whose messages were overwritten in its input queue vanished without a count or a
+    line. Late: with max_input_age_s far below any callback's delay after the reception
+    (1 us), every step gets the base action and the model is not run. Lost: the node stopped
+    (SIGSTOP) while 30 more steps were sent keeps only the last 10 of each topic; the
+    missing ones are counted per topic, logged and make /diagnostics warn."""
+    model = linear_model(tmp_path / 'actor.onnx')
+    params = ['max_input_age_s:=0.000001', 'diagnostics_period_s:=0.2', 'reload_period_s:=0.1']
+    proc, log = start_node(tmp_path, f'model_path:={model}', *params)
+    try:
+        driver.meet(log)
+        for k in range(3):
+            driver.send_pair(k)
+        assert driver.spin_until(lambda: len(driver.commands) >= 3, 10.0), log.read_text()
+        assert {c.tag for c in driver.commands} == {'base'}, driver.commands
+        for command in driver.commands:
+            np.testing.assert_array_equal(command.values, BASE)
+        assert driver.spin_until(lambda: 'its input waited' in log.read_text(), 5.0)
+        assert 'base action used, the model not run: its input waited ' in log.read_text()
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            for k in range(3, 33):
+                driver.send_pair(k)
+                driver.spin_until(lambda: False, 0.01)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+
+        def lost() -> dict:
+            last = {kv.key: kv.value for kv in driver.diagnostics[-1].values}
+            return {k: int(v) for k, v in last.items() if k.startswith('count.lost_')}
+
+        def counted() -> bool:
+            return bool(driver.diagnostics) and sum(lost().values()) >= 20
+
+        assert driver.spin_until(counted, 10.0), (driver.diagnostics[-1:], log.read_text())
+        assert driver.spin_until(lambda: 'never reached the node' in log.read_text(), 5.0)
+        text = log.read_text()
+        assert 'input message(s) never reached the node (observation ' in text, text
+        assert lost()['count.lost_observation'] >= 10, lost()
+        assert any(
+            status.level == DiagnosticStatus.WARN and 'never reached the node' in status.message
+            for status in driver.diagnostics
+        ), [status.message for status in driver.diagnostics]
     finally:
         assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
 

@@ -103,6 +103,7 @@ from rpl_bringup.stack_substitutions import (
     ExplorerNamespace,
     ExternalController,
     FloatArgument,
+    InputAgeForMode,
     IntArgument,
     LearnerCheckpoint,
     ModelGiven,
@@ -289,7 +290,10 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
             _residual_node(
                 namespace,
                 stack_params,
-                {'allow_model_mismatch': LaunchConfiguration('allow_model_mismatch')},
+                {
+                    'allow_model_mismatch': LaunchConfiguration('allow_model_mismatch'),
+                    'max_input_age_s': InputAgeForMode(),
+                },
             ),
             _episode_monitor(
                 namespace,
@@ -336,7 +340,8 @@ def _learning_stack(task: str, explorer: int | None) -> list[Node]:
     return [
         _sim_bridge(namespace, stack_params, sim_overrides, condition),
         _base_controller(task, namespace, stack_params, condition),
-        _residual_node(namespace, stack_params, explore, condition),
+        # Learning stacks run in lockstep: a wait in the node is load, never input_late.
+        _residual_node(namespace, stack_params, {**explore, 'max_input_age_s': 0.0}, condition),
         _episode_monitor(namespace, ResultsFile(namespace), monitor_condition),
     ]
 

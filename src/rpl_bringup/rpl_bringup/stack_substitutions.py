@@ -343,6 +343,23 @@ class RecordBag(Substitution):
         return 'RecordBag()'
 
 
+class InputAgeForMode(Substitution):
+    """The residual node's ``max_input_age_s`` for the ``mode`` launch argument: 0 in
+    lockstep (the sim waits for every command: a step that waited in a loaded node is load,
+    and a fallback there would make episodes depend on it), the node's default (0.1 s) in
+    realtime (a late step's residual is stale: the base action goes out instead)."""
+
+    def perform(self, context: LaunchContext) -> str:
+        from rpl_residual_node.mixing import ResidualConfig
+
+        if LaunchConfiguration('mode').perform(context) == 'lockstep':
+            return yaml_float(0.0)
+        return yaml_float(ResidualConfig().max_input_age_s)
+
+    def describe(self) -> str:
+        return 'InputAgeForMode()'
+
+
 class ModelGiven(Substitution):
     """'true' if the ``model_path`` launch argument names a model, else 'false': the sim
     bridge's ``expect_model`` (a finished run whose applied commands came from the model

@@ -23,6 +23,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.experimental import EventsExecutor
@@ -142,6 +143,9 @@ class _MatchGate:
         self.then()
 
 
+NO_CLOCK_WARNING_S = 5.0  # use_sim_time and no /clock this long after start: one warning
+
+
 class RplNode(Node):
     """Base class: declares a config dataclass as parameters and publishes diagnostics."""
 
@@ -167,6 +171,29 @@ class RplNode(Node):
             read_only=True,
         )
         self.set_descriptor('use_sim_time', descriptor)
+        if self.get_parameter('use_sim_time').value:
+            self._watch_sim_clock()
+
+    def _watch_sim_clock(self) -> None:
+        """With use_sim_time (a global parameter file of a larger system sets it), every
+        timer of the node runs on /clock, which nothing in a stack publishes: one warning
+        when none has come ``NO_CLOCK_WARNING_S`` of steady time after start (the sim bridge
+        hung before its first step, the residual node's hot reload and diagnostics stopped,
+        all without a word)."""
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+
+        def check() -> None:
+            timer.cancel()
+            self.destroy_timer(timer)
+            if self.get_clock().now().nanoseconds == 0:
+                self.get_logger().warning(
+                    f'use_sim_time is true and no /clock came in {NO_CLOCK_WARNING_S:g} s: '
+                    "this node's timers wait for it (the sim's steps, hot reload, "
+                    '/diagnostics, warnings); nothing in this project publishes /clock, so '
+                    'leave use_sim_time false unless your system does'
+                )
+
+        timer = self.create_timer(NO_CLOCK_WARNING_S, check, clock=steady)
 
     def request_exit(self, code: int) -> None:
         """Ask :func:`run_node` to stop spinning after this callback and exit with ``code``

@@ -34,6 +34,7 @@ RESIDUAL_NON_FINITE = 'residual_non_finite'
 INFERENCE_ERROR = 'inference_error'
 MODEL_MISMATCH = 'model_mismatch'  # made for another task, controller or fields
 BASE_ACTION_WRONG_SIZE = 'base_action_wrong_size'  # not the model's action size
+INPUT_LATE = 'input_late'  # its input waited longer than max_input_age_s: model not run
 
 DECISION_REASONS = (
     OK,
@@ -44,6 +45,7 @@ DECISION_REASONS = (
     INFERENCE_ERROR,
     MODEL_MISMATCH,
     BASE_ACTION_WRONG_SIZE,
+    INPUT_LATE,
 )
 
 
@@ -122,6 +124,7 @@ class DecisionRule:
         actor: OnnxActor | None,
         no_model_reason: str,
         refused: bool,
+        late: bool = False,
     ) -> Decision:
         """The rule for one step; ``base`` (action_dim,), observation and goal are finite.
 
@@ -135,6 +138,8 @@ class DecisionRule:
             actor: The running model (read once by the caller), or None.
             no_model_reason: The reason when ``actor`` is None.
             refused: The model does not fit this stream (base fallback, model_mismatch).
+            late: The step's input waited longer than ``max_input_age_s`` (base fallback,
+                input_late, without running the model).
         """
         config = self.config
         base_command = np.clip(base, config.action_low, config.action_high)
@@ -142,6 +147,8 @@ class DecisionRule:
             return _fallback(key, base_command, no_model_reason, fields)
         if refused:
             return _fallback(key, base_command, MODEL_MISMATCH, fields)
+        if late:
+            return _fallback(key, base_command, INPUT_LATE, fields)
         if observation.shape != (actor.obs_dim,) or goal.shape != (actor.goal_dim,):
             return _fallback(key, base_command, OBSERVATION_WRONG_SIZE, fields)
         if base.shape != (actor.action_dim,):

@@ -194,7 +194,12 @@ class ResidualMixer:
 
     # ----------------------------------------------------------------- message intake
     def add_observation(
-        self, episode: int, step: int, observation: np.ndarray, desired_goal: np.ndarray
+        self,
+        episode: int,
+        step: int,
+        observation: np.ndarray,
+        desired_goal: np.ndarray,
+        waited_s: float = 0.0,
     ) -> Decision | None:
         """Take one observation message.
 
@@ -204,6 +209,8 @@ class ResidualMixer:
             observation: Observation fields, shape (obs_dim,); a size other than the model's
                 gives a base-action fallback for the step; a non-finite one is rejected.
             desired_goal: Goal fields, shape (goal_dim,) (m, world frame for Fetch).
+            waited_s: How long the message waited in the node before this call (from its
+                reception); above ``max_input_age_s`` a step it completes is input_late.
 
         Returns:
             The Decision for this step if its base action was already there, the earlier
@@ -221,7 +228,7 @@ class ResidualMixer:
             return None
         result = self._pairing.add_observation((episode, step), observation, desired_goal)
         if isinstance(result, Pair):
-            return self._decide(result)
+            return self._decide(result, waited_s)
         return result
 
     def add_terminal_observation(self, episode: int, step: int) -> None:
@@ -238,6 +245,7 @@ class ResidualMixer:
         action: np.ndarray,
         fields: tuple[str, ...] = (),
         controller: str | None = None,
+        waited_s: float = 0.0,
     ) -> Decision | None:
         """Take one base action message.
 
@@ -252,6 +260,7 @@ class ResidualMixer:
                 noted as the stream's (:meth:`note_base_action_source`) once the message is
                 accepted, never from a rejected one, and its size is checked against the one
                 a fitting model and the stream agree on (:meth:`_agreed_action_dim`).
+            waited_s: As for :meth:`add_observation`.
 
         Returns:
             The Decision for this step if its observation was already there, else None
@@ -289,7 +298,7 @@ class ResidualMixer:
                 '/ action_high',
             )
         pair = self._pairing.add_base_action((episode, step), action, tuple(fields))
-        return None if pair is None else self._decide(pair)
+        return None if pair is None else self._decide(pair, waited_s)
 
     def expected_action_dim(self) -> int | None:
         """The size a base action must have: the configured one, else the stream's (its
@@ -319,7 +328,7 @@ class ResidualMixer:
         if self._on_reject is not None:
             self._on_reject(reason, text)
 
-    def _decide(self, pair: Pair) -> Decision:
+    def _decide(self, pair: Pair, waited_s: float = 0.0) -> Decision:
         self._model.remember(pair.key, pair.observation, pair.goal, pair.previous, pair.base)
         actor = self._model.actor  # one read: a swap in between cannot mix two models
         refused = actor is not None and self._model.refusal(actor) is not None
@@ -334,6 +343,7 @@ class ResidualMixer:
             actor,
             no_model,
             refused,
+            late=0.0 < self.config.max_input_age_s < waited_s,
         )
         self._pairing.decided(pair, decision)
         self.counts[decision.reason] += 1

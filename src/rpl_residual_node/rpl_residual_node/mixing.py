@@ -115,6 +115,17 @@ class ResidualConfig:
             range=(0.001, 60.0),
         ),
     )
+    max_input_age_s: float = dataclasses.field(
+        default=0.1,
+        metadata=describe(
+            'A step whose last input message waited longer than this (s) in the node before '
+            'its decision gets the base action and the model is not run (reason input_late): '
+            'a node behind its input (a model slower than the input period, a stalled CPU) '
+            'sends no stale residuals; 0 = never (the lockstep stacks: their sim waits for '
+            'every command, so a wait there is load, not a fault)',
+            range=(0.0, 60.0),
+        ),
+    )
     reload_period_s: float = dataclasses.field(
         default=1.0,
         metadata=describe(

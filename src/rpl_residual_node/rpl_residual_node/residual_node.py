@@ -48,7 +48,15 @@ from rpl_interfaces.action_names import action_field_problem
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
-from rpl_residual_node.decision import MODEL_MISMATCH, NO_MODEL, OK, Decision, LatencyWindow
+from rpl_residual_node.decision import (
+    INPUT_LATE,
+    MODEL_MISMATCH,
+    NO_MODEL,
+    OK,
+    Decision,
+    LatencyWindow,
+)
+from rpl_residual_node.input_timing import InputTracker
 from rpl_residual_node.mixer import ResidualMixer
 from rpl_residual_node.mixing import RENAMED_PARAMETERS, ResidualConfig, check_renamed
 from rpl_residual_node.model_reload import TOO_LARGE
@@ -62,6 +70,9 @@ from rpl_residual_node.step_pairing import (
 MALFORMED_OBSERVATION = 'malformed_observation'
 MALFORMED_BASE_ACTION = 'malformed_base_action'
 UNPAIRED = 'unpaired'  # log throttle key: halves dropped without their partner
+# Input messages that never reached the callback (overwritten in the input queue, or lost):
+# counted per topic (/diagnostics count.lost_observation, count.lost_base_action), logged.
+LOST = {contract.OBSERVATION: 'lost_observation', contract.BASE_ACTION: 'lost_base_action'}
 UNPAIRED_REASONS = (SYNC_TIMEOUT, OBSERVATION_WITHOUT_BASE, BASE_WITHOUT_OBSERVATION)
 LOG_THROTTLE_S = 10.0
 RELOAD_POLL_S = 0.05  # how often a running background model load is looked at
@@ -88,8 +99,11 @@ class ResidualNode(RplNode):
             on_reject=self._warn,
             on_model_note=self._model_note,
         )
-        self._decision_latency = LatencyWindow()
+        self._decision_latency = LatencyWindow()  # from each message's reception
         self._unpaired_reported = 0  # step halves dropped without partner, logged up to here
+        self._inputs = {name: InputTracker() for name in LOST}
+        self._lost_reported = 0  # lost input messages, reported up to here
+        self._diagnosed_lost = 0  # ... and on /diagnostics
         self._layouts: dict[tuple[str, ...], _Layout | str] = {}
         self._command_pub = self.control_publisher(contract.COMMAND)
         self._residual_pub = self.control_publisher(contract.RESIDUAL)
@@ -141,8 +155,20 @@ class ResidualNode(RplNode):
             "that publish them (the stack's, e.g. -r __ns:=/rpl)?"
         )
 
-    def _on_observation(self, msg: JointState) -> None:
+    def _arrived(self, topic: str, info: dict | None) -> float:
+        """Seconds the message waited since its reception; counts the ones lost before it.
+
+        (The callbacks take ``info`` as a required argument: rclpy hands a subscription
+        callback the MessageInfo only when it cannot be called with the message alone.)"""
+        arrival = self._inputs[topic].arrival(info, time.time_ns())
+        if arrival.lost:
+            self.mixer.counts[LOST[topic]] += arrival.lost
+        return arrival.waited_s
+
+    def _on_observation(self, msg: JointState, info: dict) -> None:
         received = time.perf_counter()
+        waited = self._arrived(contract.OBSERVATION, info)
+        received -= waited
         self._heard = True
         try:
             vec = decode(msg)
@@ -164,11 +190,15 @@ class ResidualNode(RplNode):
         )
         observation = vec.values[layout.slices.observation]
         desired_goal = vec.values[layout.slices.desired_goal]
-        decision = self.mixer.add_observation(vec.episode, vec.step, observation, desired_goal)
-        self._publish(decision, received)
+        decision = self.mixer.add_observation(
+            vec.episode, vec.step, observation, desired_goal, waited_s=waited
+        )
+        self._publish(decision, received, waited)
 
-    def _on_base_action(self, msg: JointState) -> None:
+    def _on_base_action(self, msg: JointState, info: dict) -> None:
         received = time.perf_counter()
+        waited = self._arrived(contract.BASE_ACTION, info)
+        received -= waited
         self._heard = True
         try:
             vec = decode(msg)
@@ -184,9 +214,14 @@ class ResidualNode(RplNode):
             )
             return
         decision = self.mixer.add_base_action(
-            vec.episode, vec.step, vec.values, names, controller=msg.header.frame_id
+            vec.episode,
+            vec.step,
+            vec.values,
+            names,
+            controller=msg.header.frame_id,
+            waited_s=waited,
         )
-        self._publish(decision, received)
+        self._publish(decision, received, waited)
 
     def _on_reload_timer(self) -> None:
         event = self.mixer.check_reload()
@@ -207,6 +242,20 @@ class ResidualNode(RplNode):
                 'yet, or its node is gone)',
             )
             self._unpaired_reported = unpaired
+        lost = self._lost()
+        if lost > self._lost_reported:
+            self._warn(
+                LOST[contract.OBSERVATION],
+                f'{lost - self._lost_reported} input message(s) never reached the node '
+                f'(observation {self.mixer.counts[LOST[contract.OBSERVATION]]}, base_action '
+                f'{self.mixer.counts[LOST[contract.BASE_ACTION]]} in all): the node fell '
+                'behind its input (each topic keeps its last 10 messages) and those steps got '
+                'no command; the input comes faster than the node decides, or its CPU stalled',
+            )
+            self._lost_reported = lost
+
+    def _lost(self) -> int:
+        return sum(self.mixer.counts[reason] for reason in LOST.values())
 
     def _on_reload_poll(self) -> None:
         event = self.mixer.finish_reload()
@@ -217,6 +266,15 @@ class ResidualNode(RplNode):
 
     def _publish_diagnostics(self) -> None:
         level, message, values = self.mixer.diagnostics()
+        lost = self._lost()
+        if lost > self._diagnosed_lost and level != 'error':
+            also = '' if level == 'ok' else f'; {message}'
+            level = 'warn'
+            message = (
+                f'{lost - self._diagnosed_lost} input message(s) never reached the node since '
+                f'the last report: it falls behind its input{also}'
+            )
+        self._diagnosed_lost = lost
         values['decision_p50_us'] = round(self._decision_latency.percentile_us(50), 1)
         values['decision_p99_us'] = round(self._decision_latency.percentile_us(99), 1)
         self.publish_diagnostics(self._diagnostics_pub, level, message, values)
@@ -229,7 +287,9 @@ class ResidualNode(RplNode):
         self.undeclare_parameter(name)
         return value
 
-    def _publish(self, decision: Decision | None, received: float) -> None:
+    def _publish(self, decision: Decision | None, received: float, waited: float) -> None:
+        """Publish a Decision; ``received``: perf_counter time of the message's reception,
+        ``waited``: seconds it waited in the node before its callback."""
         if decision is None:
             return
         self.publish_vector(
@@ -250,7 +310,15 @@ class ResidualNode(RplNode):
             decision.fields,
             model_name,
         )
-        if decision.reason not in (OK, NO_MODEL, MODEL_MISMATCH):  # a mismatch: said once
+        if decision.reason == INPUT_LATE:
+            self._warn(
+                INPUT_LATE,
+                f'episode {decision.episode} step {decision.step}: base action used, the model '
+                f'not run: its input waited {waited:.3f} s in the node (max_input_age_s '
+                f'{self.config.max_input_age_s:g}); the node is behind its input (a model '
+                'slower than the input period, a stalled CPU)',
+            )
+        elif decision.reason not in (OK, NO_MODEL, MODEL_MISMATCH):  # a mismatch: said once
             self._warn(
                 decision.reason,
                 f'episode {decision.episode} step {decision.step}: base action used '

@@ -62,7 +62,8 @@ class Pair(NamedTuple):
         goal: Goal fields, shape (goal_dim,).
         base: Base action, shape (action_dim,).
         fields: The base action's field names.
-        previous: The latest earlier observation of the same episode (None at its start).
+        previous: The latest observation of the same episode received before this step's
+            (None at its start), whether or not its own step was paired.
     """
 
     key: Key
@@ -84,11 +85,12 @@ class _Decided(NamedTuple):
 class _Pending:
     """One step's halves while waiting for the other one."""
 
-    __slots__ = ('arrived_s', 'base', 'fields', 'goal', 'observation')
+    __slots__ = ('arrived_s', 'base', 'fields', 'goal', 'observation', 'previous')
 
     def __init__(self, arrived_s: float) -> None:
         self.arrived_s = arrived_s
         self.observation: np.ndarray | None = None
+        self.previous: np.ndarray | None = None
         self.goal: np.ndarray | None = None
         self.base: np.ndarray | None = None
         self.fields: tuple[str, ...] = ()
@@ -118,7 +120,9 @@ class StepPairing:
         self._pending: dict[Key, _Pending] = {}
         self._decided: collections.OrderedDict[Key, _Decided] = collections.OrderedDict()
         self._last_observation_key: Key | None = None
-        self._previous: tuple[int, int, np.ndarray] | None = None  # (episode, step, obs)
+        # The last observation received (episode, step, obs): the previous frame of the next
+        # one (it was the last *paired* one, several steps old where steps went unpaired).
+        self._last_observation: tuple[int, int, np.ndarray] | None = None
         self._terminal: collections.OrderedDict[Key, None] = collections.OrderedDict()
 
     def add_observation(
@@ -143,6 +147,8 @@ class StepPairing:
         entry = self._entry(key)
         entry.observation = observation
         entry.goal = goal
+        entry.previous = self._previous_observation(key)
+        self._last_observation = (key[0], key[1], observation)
         return self._pair(key, entry)
 
     def add_terminal(self, key: Key) -> None:
@@ -209,7 +215,7 @@ class StepPairing:
         self._pending.clear()
         self._decided.clear()
         self._terminal.clear()
-        self._previous = None
+        self._last_observation = None
         self._counts[STREAM_RESTART] += 1
 
     def _entry(self, key: Key) -> _Pending:
@@ -240,15 +246,14 @@ class StepPairing:
         if entry.base is None or entry.observation is None or entry.goal is None:
             return None
         del self._pending[key]
-        previous = self._previous_observation(key)
-        self._previous = (key[0], key[1], entry.observation)
-        return Pair(key, entry.observation, entry.goal, entry.base, entry.fields, previous)
+        return Pair(key, entry.observation, entry.goal, entry.base, entry.fields, entry.previous)
 
     def _previous_observation(self, key: Key) -> np.ndarray | None:
-        """The latest earlier observation of the same episode (None at episode start)."""
-        if self._previous is None:
+        """The latest observation received before ``key``'s, if of the same episode and an
+        earlier step (None at episode start)."""
+        if self._last_observation is None:
             return None
-        episode, step, observation = self._previous
+        episode, step, observation = self._last_observation
         if episode == key[0] and step < key[1]:
             return observation
         return None
