@@ -537,3 +537,44 @@ def test_a_second_sim_bridge_in_a_namespace_refuses_to_start(repo_root):
         f'another stack runs in namespace {namespace!r}'
     ) in output, output
     assert 'exit code 5' in output and 'Traceback' not in output, output
+
+
+def test_a_stack_whose_steps_two_controllers_answer_stops_with_exit_5(repo_root):
+    """A second stack joining a running one in its namespace: the intruder's sim bridge
+    refused to start (exit 5), but its controller and residual node had already joined and
+    answered the running stack's observations; that stack applied whichever came first and
+    ended 0 (205 of 2000 commands foreign, 6 of 40 episodes changed). Two controllers that
+    answer the same steps are now a second stack to the sim bridge: one line, exit 5."""
+    namespace = f'/itest_{os.getpid()}_two_controllers'
+    config = repo_root / 'config'
+
+    def node(executable: str, config_file: str, *params: str) -> subprocess.Popen:
+        args = ros_args(namespace, *params, params_file=config / config_file)
+        return subprocess.Popen(
+            [str(BIN / executable), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    zero = ('controller:=zero', 'task:=push')
+    controllers = [node('controller_node', 'base_controller.yaml', *zero) for _ in range(2)]
+    try:
+        sim = node(
+            'sim_bridge_node',
+            'sim_bridge.yaml',
+            'task:=push',
+            'episodes:=20',
+            'min_subscribers:=2',
+            'startup_timeout_s:=2.0',  # no residual node: base actions only, after 2 s
+        )
+        output = sim.communicate(timeout=120)[0]
+    finally:
+        for proc in controllers:
+            stop_process(proc)
+    assert sim.returncode == 5, output
+    assert '[sim_bridge] error: two nodes answered episode ' in output, output
+    assert (
+        f'on {namespace}/base_action: another stack runs in namespace {namespace!r}'
+    ) in output, output
+    assert 'exit code 5' in output and 'Traceback' not in output, output

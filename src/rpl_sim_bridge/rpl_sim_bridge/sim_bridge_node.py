@@ -42,6 +42,7 @@ from rpl_interfaces.base_node import RplNode, StartInterrupted, now_ns, qos_prof
 from rpl_interfaces.codec import MessageError, StampedVector, encode
 from rpl_interfaces.log_throttle import LogThrottle
 from rpl_sim_bridge.action_intake import Rejection, Source
+from rpl_sim_bridge.answerers import AnswerLedger
 from rpl_sim_bridge.bridge import Due, Handshake, SimBridge
 from rpl_sim_bridge.bridge_config import LOCKSTEP, SimBridgeConfig, startup_decision
 from rpl_sim_bridge.tasks import make_task
@@ -105,6 +106,7 @@ class SimBridgeNode(RplNode):
         self._diag_last = (self._t0, 0)
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._on_diagnostics)
         self._warned_second_stack = False
+        self._answers = {'command': AnswerLedger(), 'base action': AnswerLedger()}
         self._deadline_timer = None
         self._tick_timer = None
         self._pace_timer = None
@@ -175,16 +177,16 @@ class SimBridgeNode(RplNode):
             self._tick_timer = self.create_timer(1.0 / self.config.rate_hz, self._on_tick)
 
     # --- inputs ------------------------------------------------------------------------
-    def _on_command(self, msg: JointState) -> None:
+    def _on_command(self, msg: JointState, info: dict) -> None:
         now = time.monotonic()
-        if not self._accepted(msg, 'command', now):
+        if not self._accepted(msg, 'command', now, info):
             return
         if self._lockstep and self._running and self.core.ready():
             self._step(now)
 
-    def _on_base(self, msg: JointState) -> None:
+    def _on_base(self, msg: JointState, info: dict) -> None:
         now = time.monotonic()
-        if not self._accepted(msg, 'base action', now):
+        if not self._accepted(msg, 'base action', now, info):
             return
         if self._lockstep and self._running:
             # Without any command publisher the base action is applied at once.
@@ -213,13 +215,14 @@ class SimBridgeNode(RplNode):
                     taken = sub.handle.take_message(sub.msg_type, sub.raw)
                 if taken is None:
                     break
-                self._accepted(taken[0], what, now)
+                self._accepted(taken[0], what, now, taken[1])
 
     def _accepted(
         self,
         msg: JointState,
         what: str,
         now: float,
+        info: dict | None = None,
     ) -> bool:
         """Decode an action message and offer it to the core; log a rejection (throttled).
 
@@ -228,6 +231,8 @@ class SimBridgeNode(RplNode):
             what: Its kind, ``'command'`` (:meth:`SimBridge.offer_command`, with its tag)
                 or ``'base action'`` (:meth:`SimBridge.offer_base`).
             now: Arrival time, s (monotonic).
+            info: Its rclpy MessageInfo (the publisher: a second node answering a step that
+                another already answered is a second stack, :meth:`_second_stack`).
 
         Returns:
             True if the core accepted the action.
@@ -236,6 +241,9 @@ class SimBridgeNode(RplNode):
             vec = self.core.decode_action(msg)
         except MessageError as exc:
             self._log_rejection(self.core.reject_malformed(what, str(exc)), now)
+            return False
+        if self._answers[what].second_answerer((vec.episode, vec.step), info):
+            self._second_stack(what, vec.episode, vec.step)
             return False
         if what == 'command':
             rejection = self.core.offer_command(
@@ -247,6 +255,24 @@ class SimBridgeNode(RplNode):
             self._log_rejection(rejection, now)
             return False
         return True
+
+    def _second_stack(self, what: str, episode: int, step: int) -> None:
+        """Two nodes answered the same step: end the run, exit 5 (its episodes would mix
+        the two stacks' commands and still end 0)."""
+        if self.exit_code is not None:
+            return
+        topic = self._command_sub if what == 'command' else self._base_sub
+        print(
+            f'[sim_bridge] error: two nodes answered episode {episode} step {step} on '
+            f'{topic.topic_name}: another stack runs in namespace {self.get_namespace()!r} '
+            f'(ROS_DOMAIN_ID {os.environ.get("ROS_DOMAIN_ID") or 0}) and its nodes answer '
+            "this bridge's observations; its episodes from here on would not be this stack's "
+            f'alone. Stop the other, or run each in its own namespace; '
+            f'{self.core.counters.episodes} episode(s) done; exit code {EXIT_NAMESPACE_TAKEN}',
+            flush=True,
+        )
+        self._running = False
+        self.request_exit(EXIT_NAMESPACE_TAKEN)
 
     def _log_rejection(self, rejection: Rejection, now: float) -> None:
         if rejection.kind in ('late', 'terminal'):
