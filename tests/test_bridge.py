@@ -267,6 +267,23 @@ def test_a_run_without_base_actions_either_names_the_controller_not_the_command_
     assert 'measured the zero action, not the residual' in problem
 
 
+def test_a_run_that_no_node_answered_is_a_problem():
+    """A sim bridge that no node heard (every other node in another namespace or remap):
+    no command publisher, no base action, every step the zero action, and exit 0 (the
+    no-result rule needed a command publisher on the graph)."""
+    bridge = make_bridge(episodes=1, step_timeout_s=0.01)
+    bridge.begin(now=0.0, command_publishers=0)
+    now = 0.0
+    while not bridge.finished:
+        now = bridge.deadline()
+        if bridge.poll(now) is Due.STEP:
+            bridge.advance(now)
+    assert bridge.counters.fallback_zero == STEPS
+    problem = bridge.command_path_problem()
+    assert problem.startswith(f'every one of the {STEPS} steps fell back to the zero action')
+    assert 'no node of the stack heard this bridge' in problem
+
+
 def test_realtime_commands_applied_a_tick_late_are_applied_commands():
     bridge = make_bridge(episodes=1, mode=REALTIME, max_command_age_steps=1)
     bridge.begin(now=0.0, command_publishers=1)

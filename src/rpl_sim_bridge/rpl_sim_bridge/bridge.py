@@ -287,13 +287,24 @@ class SimBridge:
         as applied. Whether a publisher
         was there is what the node told the core (:meth:`begin` with a count, the
         :attr:`command_source_present` setter); ``begin(now)`` without a count says nothing,
-        so such a run never has this problem.
+        so such a run has this problem only when every step fell back to the zero action
+        (nothing answered at all: a sim bridge no node heard).
 
         Returns:
             One sentence, or None.
         """
         c = self.counters
-        if not self._book.finished or not self._command_source_seen:
+        if not self._book.finished:
+            return None
+        if not self._command_source_seen:
+            if c.steps and c.fallback_zero == c.steps:  # nothing answered at all
+                return (
+                    f'every one of the {c.steps} steps fell back to the zero action: no base '
+                    'action and no command came, and no command publisher was on the graph; '
+                    'no node of the stack heard this bridge (another namespace or remap, or '
+                    'none started), so these episodes measured the zero action, not a '
+                    'controller'
+                )
             return None
         if c.commands or c.held:
             return self._mostly_fallbacks()
