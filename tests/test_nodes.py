@@ -578,3 +578,43 @@ def test_a_stack_whose_steps_two_controllers_answer_stops_with_exit_5(repo_root)
         f'on {namespace}/base_action: another stack runs in namespace {namespace!r}'
     ) in output, output
     assert 'exit code 5' in output and 'Traceback' not in output, output
+
+
+def test_a_controller_bound_to_another_task_than_the_stream_says_so_once(probe):
+    """A controller given another task's parameter file (push.yaml on a slippery_push
+    stack) answered the stack's observations as its own task without a word."""
+    probe.clear()
+    name = 'other_task_check'
+    proc = subprocess.Popen(
+        [
+            str(BIN / 'controller_node'),
+            *ros_args(NS, 'controller:=zero', 'task:=push'),
+            '-r',
+            f'__node:={name}',
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    observations = probe.topic_publisher(contract.OBSERVATION)
+    fields = observation_layout(task_spec('push')).fields  # slippery_push has the same ones
+    values = np.zeros(len(fields))
+
+    def send(episode: int) -> None:
+        vec = StampedVector(episode, 0, values, 0, 'slippery_push')
+        observations.publish(encode(JointState(), vec, fields))
+        probe.spin_until(lambda: False, 0.05)
+
+    try:
+        until_answered(probe, send)
+        for episode in range(400, 403):
+            send(episode)
+    finally:
+        probe.node.destroy_publisher(observations)
+        stop_process(proc)
+    output = proc.stdout.read()
+    line = (
+        "the observations are of task 'slippery_push' (their frame_id) but this controller is "
+        "bound to task 'push' (its task parameter)"
+    )
+    assert output.count(line) == 1, output

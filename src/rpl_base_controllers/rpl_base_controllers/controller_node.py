@@ -126,6 +126,7 @@ class ControllerNode(RplNode):
         # Unknown name, bad parameter value: ValueError (one line, exit code 2).
         self._params = self._declare_controller_params(cfg.controller)
         self._bound: dict[str, _Bound] = {}  # task name -> its controller
+        self._other_tasks_noted: set[str] = set()  # streamed tasks warned about
         self._task = ''
         if cfg.task:
             self._bind_task(cfg.task)
@@ -206,12 +207,29 @@ class ControllerNode(RplNode):
         self._bound[task] = bound
         return bound
 
+    def _note_other_task(self, streamed: str) -> None:
+        """One warning per streamed task that differs from the ``task`` parameter: the
+        controller answers it as its own task (a parameter file of another task, e.g.
+        push.yaml on a slippery_push stack, planned on Push's dynamics without a word)."""
+        if streamed in self._other_tasks_noted:
+            return
+        self._other_tasks_noted.add(streamed)
+        self.get_logger().warning(
+            f'the observations are of task {streamed!r} (their frame_id) but this controller '
+            f'is bound to task {self.config.task!r} (its task parameter): it answers them as '
+            f"{self.config.task!r}; give the stack's task (task:={streamed}), or leave task "
+            "empty to follow the observations' own"
+        )
+
     def _on_observation(self, msg: JointState) -> None:
         now = time.monotonic()
         tag = msg.header.frame_id
         terminal = contract.is_terminal(tag)
+        streamed = tag.removesuffix(contract.TERMINAL_SUFFIX)
+        if self.config.task and streamed and streamed != self.config.task:
+            self._note_other_task(streamed)
         try:
-            task = self.config.task or tag.removesuffix(contract.TERMINAL_SUFFIX)
+            task = self.config.task or streamed
             bound = self._bound.get(task) or self._bind_task(task)
             vec = decode(msg, bound.layout.fields)
             problem = check_payload(vec.values, len(bound.layout.fields))
