@@ -202,7 +202,6 @@ def test_launch_arguments_reach_the_node_command_lines():
             mode='realtime',
             namespace='/itest',
             model_path='/tmp/actor.onnx',
-            max_rate='80',
         )
     }
     base = plans['base_controller'].cmd
@@ -216,7 +215,7 @@ def test_launch_arguments_reach_the_node_command_lines():
         'mode': 'realtime',
         'seed': 42,
         'command_timeout_s': 0.05,
-        'lockstep_max_rate_hz': 80.0,
+        'lockstep_max_rate_hz': 0.0,  # max_rate caps lockstep only (refused with realtime)
         'expect_model': True,  # model_path given
     }
     assert 'episodes:=7' in sim.cmd and 'seed:=42' in sim.cmd
@@ -228,6 +227,16 @@ def test_launch_arguments_reach_the_node_command_lines():
         '-p',
         'max_input_age_s:=0.1',  # realtime: a step whose input waited longer gets the base
     )
+
+
+def test_a_lockstep_rate_cap_in_realtime_mode_is_refused():
+    """max_rate:=5 with mode:=realtime ran at the sim bridge's 25 Hz without a word."""
+    with pytest.raises(ValueError, match=r"max_rate:='5' caps lockstep only; mode:=realtime"):
+        plan_rpl_launch('slippery_push.launch.py', mode='realtime', max_rate='5')
+    plans = {p.name: p for p in plan_rpl_launch('slippery_push.launch.py', mode='realtime')}
+    assert plans['sim_bridge'].node.parameters['lockstep_max_rate_hz'] == 0.0
+    plans = {p.name: p for p in plan_rpl_launch('slippery_push.launch.py', max_rate='5')}
+    assert plans['sim_bridge'].node.parameters['lockstep_max_rate_hz'] == 5.0
 
 
 def test_argument_values_reach_the_nodes_with_the_parameters_types(tmp_path):

@@ -106,6 +106,7 @@ from rpl_bringup.stack_substitutions import (
     InputAgeForMode,
     IntArgument,
     LearnerCheckpoint,
+    LockstepRate,
     ModelGiven,
     NewLearnResults,
     NewResultsFile,
@@ -243,7 +244,7 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
         'mode': LaunchConfiguration('mode'),
         'seed': IntArgument('seed', 0, MAX_SEED),
         'command_timeout_s': FloatArgument('command_timeout', 0.0),
-        'lockstep_max_rate_hz': FloatArgument('max_rate', 0.0, 10000.0),
+        'lockstep_max_rate_hz': LockstepRate(),
         'expect_model': ModelGiven(),
     }
     # Two variants: without anything optional to wait for, min_subscribers keeps its file
