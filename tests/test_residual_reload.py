@@ -110,6 +110,23 @@ def test_check_on_recent_inputs_feeds_two_frame_models_their_previous_observatio
         model_reload.check_on_recent_inputs(fragile, recent)
 
 
+def test_a_model_slower_than_the_decided_steps_is_loaded_with_a_warning(tmp_path):
+    """A model five times slower than the input period passed the reload check (finite on
+    the recent inputs) without a word, and the node fell behind its input."""
+    from rpl_residual_node.model_slot import slow_warning
+
+    actor = OnnxActor.load(linear_model(tmp_path / 'a.onnx'))
+    recent = [model_reload.RecentInput(1, k, REAL_OBS, GOAL, None) for k in range(3)]
+    step_s = model_reload.step_time_s(actor, recent)
+    assert 0.0 < step_s < 0.5
+    assert model_reload.step_time_s(actor, []) == 0.0
+    line = slow_warning(0.120, 0.040)
+    assert line.startswith('one step of it takes 120.0 ms, more than the 40.0 ms between')
+    assert 'fall back to the base action (input_late)' in line
+    assert slow_warning(0.010, 0.040) is None  # faster than the steps
+    assert slow_warning(0.120, 0.0) is None and slow_warning(0.0, 0.040) is None  # unknown
+
+
 # ------------------------------------------------------------------- size and blocking
 def test_an_oversized_file_is_refused_unread_without_blocking(tmp_path):
     path = linear_model(tmp_path / 'actor.onnx')

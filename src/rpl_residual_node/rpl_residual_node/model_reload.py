@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -76,12 +77,14 @@ class LoadResult(NamedTuple):
         kind: None on success, else the refusal kind: TOO_LARGE, BAD_ON_RECENT, MISMATCH or
             INVALID.
         checked: Number of recent real observations the actor was run on.
+        step_s: Median time of one single-step inference on the newest of them (0: none).
     """
 
     actor: OnnxActor | None
     error: str | None
     kind: str | None
     checked: int
+    step_s: float = 0.0
 
 
 def check_on_recent_inputs(actor: OnnxActor, recent: Sequence[RecentInput]) -> int:
@@ -139,6 +142,24 @@ def check_on_recent_inputs(actor: OnnxActor, recent: Sequence[RecentInput]) -> i
     return len(usable)
 
 
+def step_time_s(actor: OnnxActor, recent: Sequence[RecentInput], runs: int = 3) -> float:
+    """Median seconds of one single-step inference on the newest input of ``actor``'s sizes
+    (as the node runs it, one step at a time), or 0.0 when there is none."""
+    for item in reversed(recent):
+        if item.observation.shape == (actor.obs_dim,) and item.goal.shape == (actor.goal_dim,):
+            break
+    else:
+        return 0.0
+    if actor.base_input and (item.base is None or item.base.shape != (actor.action_dim,)):
+        return 0.0
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        actor(item.observation, item.goal, item.previous, item.base)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def load_and_check(
     path: str,
     obs_dim: int | None,
@@ -166,6 +187,7 @@ def load_and_check(
         if live is not None:
             check_identity(actor.identity, live, allow_mismatch)
         checked = check_on_recent_inputs(actor, recent)
+        step_s = step_time_s(actor, recent) if checked else 0.0
     except MismatchError as exc:
         return LoadResult(None, f'model {path} does not fit this stack: {exc}', MISMATCH, 0)
     except ModelTooLargeError as exc:
@@ -176,7 +198,7 @@ def load_and_check(
         return LoadResult(None, str(exc), INVALID, 0)
     except Exception as exc:  # a loader fault must not kill the thread silently
         return LoadResult(None, f'model {path}: loading failed ({exc!r})', INVALID, 0)
-    return LoadResult(actor, None, None, checked)
+    return LoadResult(actor, None, None, checked, step_s)
 
 
 class BackgroundLoad:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -52,6 +53,18 @@ MODEL_REJECTED = 'model_rejected'  # every refusal, whatever the reason
 MODEL_TOO_LARGE = 'model_rejected_too_large'  # above max_model_bytes, not read
 MODEL_BAD_ON_RECENT = 'model_rejected_on_recent_observations'  # NaN on real observations
 MODEL_REFUSED_MISMATCH = 'model_refused_mismatch'  # a model found not to fit the stream
+
+
+def slow_warning(step_s: float, period_s: float) -> str | None:
+    """A model whose one step takes longer than the time between the steps the node decides
+    (both measured; 0 = unknown) puts the node behind its input: the sentence, or None."""
+    if step_s <= 0 or period_s <= 0 or step_s <= period_s:
+        return None
+    return (
+        f'one step of it takes {step_s * 1e3:.1f} ms, more than the {period_s * 1e3:.1f} ms '
+        'between the steps this node decides: the node will fall behind its input, and its '
+        'steps fall back to the base action (input_late) or go without a command'
+    )
 
 
 class ReloadEvent(NamedTuple):
@@ -120,6 +133,9 @@ class ModelSlot:
         self.last_reload: ReloadEvent | None = None
         self._signature: tuple[int, int] | None = None
         self._recent: collections.deque[RecentInput] = collections.deque(maxlen=recent_inputs)
+        # When the last steps were decided (monotonic s): a new model slower than the time
+        # between them would put the node behind its input.
+        self._decided_at: collections.deque[float] = collections.deque(maxlen=recent_inputs)
         self._load_job: BackgroundLoad | None = None
         self._on_model_note = on_model_note
         # What the stream has said of itself so far, and the bounds this node clips to.
@@ -140,6 +156,13 @@ class ModelSlot:
     ) -> None:
         """Keep a decided step's input, for validating the next model on real observations."""
         self._recent.append(RecentInput(*key, observation, goal, previous, base))
+        self._decided_at.append(time.monotonic())
+
+    def step_period_s(self) -> float:
+        """Median seconds between the recently decided steps (0.0: fewer than 3)."""
+        if len(self._decided_at) < 3:
+            return 0.0
+        return float(np.median(np.diff(np.fromiter(self._decided_at, dtype=np.float64))))
 
     # ----------------------------------------------------------------- loading
     def _load_args(self) -> tuple[str, int | None, int | None, int | None, int]:
@@ -169,6 +192,9 @@ class ModelSlot:
             clamped = clamp_warning(identity, self.config.residual_limit)
             if clamped:
                 warnings.append(f'model {result.actor.path}: {clamped}')
+            slow = slow_warning(result.step_s, self.step_period_s())
+            if slow:
+                warnings.append(f'model {result.actor.path}: {slow}')
             return ReloadEvent(True, message, warning='; '.join(warnings))
         self._counts[MODEL_REJECTED] += 1
         if result.kind == TOO_LARGE:
