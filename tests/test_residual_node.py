@@ -212,6 +212,21 @@ def test_node_late_and_lost_inputs(tmp_path, driver):
         assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
 
 
+def test_node_says_when_the_observation_stream_starts_over(tmp_path, driver):
+    """A second observation source re-sending older steps reset the pairing again and again,
+    counted on /diagnostics only (stream_restart), never logged."""
+    proc, log = start_node(tmp_path, 'reload_period_s:=0.1')
+    try:
+        driver.meet(log)
+        driver.send_pair(5)
+        assert driver.spin_until(lambda: driver.commands, 10.0), log.read_text()
+        driver.send_pair(2)  # older than 5: the stream started over
+        line = 'the observation stream started over 1 time(s) (an older step after a newer one'
+        assert driver.spin_until(lambda: line in log.read_text(), 5.0), log.read_text()
+    finally:
+        assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
+
+
 def test_node_names_the_unmatched_link_when_step_halves_expire(tmp_path, driver):
     """Observations without any base action (the controller's link gone): each expires after
     sync_timeout_s, no command is made, and the log says so with the matched publisher

@@ -64,6 +64,7 @@ from rpl_residual_node.model_slot import MODEL_TOO_LARGE, ReloadEvent
 from rpl_residual_node.step_pairing import (
     BASE_WITHOUT_OBSERVATION,
     OBSERVATION_WITHOUT_BASE,
+    STREAM_RESTART,
     SYNC_TIMEOUT,
 )
 
@@ -104,6 +105,7 @@ class ResidualNode(RplNode):
         self._inputs = {name: InputTracker() for name in LOST}
         self._lost_reported = 0  # lost input messages, reported up to here
         self._diagnosed_lost = 0  # ... and on /diagnostics
+        self._restarts_reported = 0  # observation stream restarts, logged up to here
         self._layouts: dict[tuple[str, ...], _Layout | str] = {}
         self._command_pub = self.control_publisher(contract.COMMAND)
         self._residual_pub = self.control_publisher(contract.RESIDUAL)
@@ -242,6 +244,17 @@ class ResidualNode(RplNode):
                 'yet, or its node is gone)',
             )
             self._unpaired_reported = unpaired
+        restarts = self.mixer.counts[STREAM_RESTART]
+        if restarts > self._restarts_reported:
+            self._warn(
+                STREAM_RESTART,
+                f'the observation stream started over {restarts - self._restarts_reported} '
+                'time(s) (an older step after a newer one, or a decided step again with other '
+                'values): the steps waiting for their partner were dropped; a restarted sim '
+                'or robot bridge is fine once, but again and again means two sources publish '
+                f'on {self._observation_sub.topic_name}',
+            )
+            self._restarts_reported = restarts
         lost = self._lost()
         if lost > self._lost_reported:
             self._warn(
