@@ -618,3 +618,27 @@ def test_a_controller_bound_to_another_task_than_the_stream_says_so_once(probe):
         "bound to task 'push' (its task parameter)"
     )
     assert output.count(line) == 1, output
+
+
+def test_a_controller_that_hears_nothing_says_where_it_listens(tmp_path):
+    """A base controller started outside the stack's namespace stayed silent forever (the
+    residual node and the episode monitor said so, the controller did not)."""
+    namespace = f'/lonely_{os.getpid()}'
+    log = tmp_path / 'controller.log'
+    with open(log, 'wb') as out:
+        args = ros_args(namespace, 'controller:=zero', 'silence_warning_s:=1.0')
+        proc = subprocess.Popen(
+            [str(BIN / 'controller_node'), *args], stdout=out, stderr=subprocess.STDOUT
+        )
+    line = (
+        f'no observation in 1 s and no publisher of it: listening on {namespace}/observation; '
+        'is the node in the namespace'
+    )
+    try:
+        deadline = time.monotonic() + 20.0
+        while line not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+    finally:
+        stop_process(proc, timeout_s=10.0)
+    assert log.read_text().count('no observation in') == 1

@@ -102,6 +102,15 @@ class ControllerNodeConfig:
             "those names. '' = none."
         ),
     )
+    silence_warning_s: float = dataclasses.field(
+        default=10.0,
+        metadata=describe(
+            'With no observation this long (s) after start and no publisher of it, warn once '
+            'naming the topic listened on (a node outside the stack namespace hears nothing); '
+            '0 = never',
+            range=(0.0, 3600.0),
+        ),
+    )
 
 
 class _Bound(NamedTuple):
@@ -135,6 +144,10 @@ class ControllerNode(RplNode):
         self._pub = self.control_publisher(contract.BASE_ACTION)
         self._diag_pub = self.make_diagnostics()
         self._sub = self.control_subscription(contract.OBSERVATION, self._on_observation)
+        self._heard = False
+        self.warn_when_unheard(
+            cfg.silence_warning_s, {contract.OBSERVATION: self._sub}, lambda: self._heard
+        )
         self._log = LogThrottle(LOG_PERIOD_S)
         self._bounds_log = LogThrottle(LOG_PERIOD_S)
         self._actions = 0
@@ -223,6 +236,7 @@ class ControllerNode(RplNode):
 
     def _on_observation(self, msg: JointState) -> None:
         now = time.monotonic()
+        self._heard = True
         tag = msg.header.frame_id
         terminal = contract.is_terminal(tag)
         streamed = tag.removesuffix(contract.TERMINAL_SUFFIX)

@@ -305,6 +305,32 @@ class RplNode(Node):
             JointState, name, callback, qos_profile(contract.TOPIC_QOS[name])
         )
 
+    def warn_when_unheard(
+        self, seconds: float, inputs: Mapping[str, Subscription], heard: Callable[[], bool]
+    ) -> None:
+        """One warning ``seconds`` after start when nothing was ``heard`` and no publisher
+        matched any of ``inputs`` (name -> subscription): it names the resolved topics (a
+        node started outside the stack's namespace heard nothing, and nothing said so).
+        Matched publishers that have not sent yet are a stack still starting (a learning
+        stack waits for its trainer): no warning then. 0 = never."""
+        if seconds <= 0:
+            return
+
+        def check() -> None:
+            timer.cancel()
+            self.destroy_timer(timer)
+            if heard() or any(sub.get_publisher_count() for sub in inputs.values()):
+                return
+            either = 'either' if len(inputs) > 1 else 'it'
+            topics = ' and '.join(sub.topic_name for sub in inputs.values())
+            self.get_logger().warning(
+                f'no {" or ".join(inputs)} in {seconds:g} s and no publisher of {either}: '
+                f'listening on {topics}; is the node in the namespace of the nodes that '
+                "publish them (the stack's, e.g. -r __ns:=/rpl)?"
+            )
+
+        timer = self.create_timer(seconds, check)
+
     def log_ready(self, text: str) -> None:
         """Log ``text`` (the node's ``ready: ...`` line) once the node spins, not while it
         is built: from that line on a Ctrl-C is the clean stop (a last save, exit 0), not

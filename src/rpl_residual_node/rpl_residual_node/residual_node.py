@@ -117,11 +117,14 @@ class ResidualNode(RplNode):
             contract.BASE_ACTION, self._on_base_action
         )
         self._heard = False  # any observation or base action yet
-        self._silence_timer = None
-        if self.config.silence_warning_s > 0:
-            self._silence_timer = self.create_timer(
-                self.config.silence_warning_s, self._on_silence
-            )
+        self.warn_when_unheard(
+            self.config.silence_warning_s,
+            {
+                contract.OBSERVATION: self._observation_sub,
+                contract.BASE_ACTION: self._base_action_sub,
+            },
+            lambda: self._heard,
+        )
         self.create_timer(self.config.reload_period_s, self._on_reload_timer)
         self._reload_poll = self.create_timer(RELOAD_POLL_S, self._on_reload_poll)
         self._reload_poll.cancel()  # runs only while a model loads in the background
@@ -137,26 +140,6 @@ class ResidualNode(RplNode):
             )
 
     # ------------------------------------------------------------------ callbacks
-    def _on_silence(self) -> None:
-        """Nothing heard ``silence_warning_s`` after start and no publisher matched on
-        either input: say where the node listens (a node left outside the stack's
-        namespace hears nothing, and nothing said so). Matched publishers that have not
-        sent yet are a stack still starting (a learning stack waits for its trainer): no
-        warning then."""
-        self._silence_timer.cancel()
-        matched = (
-            self._observation_sub.get_publisher_count(),
-            self._base_action_sub.get_publisher_count(),
-        )
-        if self._heard or any(matched):
-            return
-        self.get_logger().warning(
-            f'no observation or base_action in {self.config.silence_warning_s:g} s and no '
-            f'publisher of either: listening on {self._observation_sub.topic_name} and '
-            f'{self._base_action_sub.topic_name}; is the node in the namespace of the nodes '
-            "that publish them (the stack's, e.g. -r __ns:=/rpl)?"
-        )
-
     def _arrived(self, topic: str, info: dict | None) -> float:
         """Seconds the message waited since its reception; counts the ones lost before it.
 
