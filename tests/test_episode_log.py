@@ -64,6 +64,29 @@ def test_summary_and_json_round_trip(tmp_path):
     assert os.listdir(tmp_path / 'sub') == ['episodes.json']  # no temporary file left
 
 
+def test_a_long_run_keeps_the_latest_records_and_sums_every_episode(monkeypatch, tmp_path):
+    """A monitor left running for days kept every record and rewrote them all every second
+    (a growing file, a write of 0.5 s after a day); now it keeps the latest KEPT_EPISODES and
+    the summary still counts every episode."""
+    from rpl_bringup import episode_log
+
+    monkeypatch.setattr(episode_log, 'KEPT_EPISODES', 5)
+    log = EpisodeLog()
+    for k in range(12):
+        log.add_episode(_record(k, k % 3 == 0, 0.01 * k, fallback_base=k))
+    log.add_episode(_record(11, True, 0.0, fallback_base=0))  # a repeat of a kept one
+    s = log.summary()
+    assert s.episodes == 12 and s.steps == 12 * 50
+    assert s.success_rate == pytest.approx(5 / 12)  # 0, 3, 6, 9 and the repeated 11
+    assert s.fallback_base == sum(range(11))
+    assert s.mean_final_distance == pytest.approx(0.01 * sum(range(11)) / 12)
+    path = tmp_path / 'results.json'
+    log.write_json(str(path))
+    data = json.loads(path.read_text())
+    assert [e['episode'] for e in data['episodes']] == [7, 8, 9, 10, 11]
+    assert data['episodes_not_kept'] == 7 and summary_from_dict(data) == s
+
+
 def test_an_empty_log_is_standard_json_and_reads_back_as_nan(tmp_path):
     """The means over no episode were written NaN, which jq and JavaScript refuse."""
     path = tmp_path / 'episodes.json'
