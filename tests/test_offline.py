@@ -203,6 +203,24 @@ def test_latched_old_results_are_not_skips_and_a_restarted_sim_is_followed():
     assert assembler.counts.restarts == 1
 
 
+def test_a_long_run_keeps_a_bounded_record_of_closed_episodes(monkeypatch):
+    """The closed episode ids grew by one per episode for as long as a live trainer ran;
+    now the newest are kept one by one and older ones count as closed by a floor: a late
+    message of a long-closed episode is still late, and a restarted sim still followed."""
+    from rpl_trainer import assembler as assembler_module
+
+    monkeypatch.setattr(assembler_module, 'KEPT_CLOSED', 4)
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
+    done = [r.episode for ep in range(20) for r in feed(assembler, episode_messages(ep))]
+    assert done == list(range(20))
+    assert len(assembler._closed) <= 8  # 2 * KEPT_CLOSED at most
+    late = assembler.counts.late
+    assert feed(assembler, [(contract.COMMAND, vec(1, 2, command_values(1, 2)))]) == []
+    assert assembler.counts.late == late + 1  # episode 1: long closed, below the floor
+    assert [r.episode for r in feed(assembler, episode_messages(0))] == [0]  # a new sim run
+    assert assembler.counts.restarts == 1
+
+
 def test_a_whole_episode_lost_after_the_start_is_a_skip_not_an_old_result():
     assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS, started_ns=500)
     old_result = episode_messages(0)[-1]

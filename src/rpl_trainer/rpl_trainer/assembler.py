@@ -27,6 +27,8 @@ from rpl_trainer.episodes import (
     episode_record,
 )
 
+KEPT_CLOSED = 1024  # closed episode ids kept one by one; older ones count as closed by a floor
+
 
 @dataclasses.dataclass
 class _OpenEpisode:
@@ -126,7 +128,10 @@ class EpisodeAssembler:
         # One line per skipped episode saying what it lacked; the owner logs and clears it.
         self.skip_lines: list[str] = []
         self._open: dict[int, _OpenEpisode] = {}
+        # Episode ids emitted or skipped; those below _closed_floor count as closed too (the
+        # set is trimmed to the newest KEPT_CLOSED: it grew by one id per episode, forever).
         self._closed: set[int] = set()
+        self._closed_floor: int | None = None
         self._newest: dict[str, int] = {}  # step topic -> newest episode id it delivered
         self._first: int | None = None  # first episode id with a step message (this run)
         # Whole episodes of which nothing arrived: ids never opened below the episode every
@@ -157,7 +162,7 @@ class EpisodeAssembler:
         if self.resume_after_ns is not None and sent_ns <= self.resume_after_ns:
             self.counts.before_resume += 1
             return []
-        if vec.episode in self._closed:
+        if self._is_closed(vec.episode):
             if topic == contract.OBSERVATION and vec.step == 0:
                 self._restart()  # a new sim bridge run counts its episodes from 0 again
             else:
@@ -241,7 +246,7 @@ class EpisodeAssembler:
             return self._drop(ep, NON_FINITE)
         del self._open[ep]
         self.seen_until_ns = max(self.seen_until_ns, episode.sent_until_ns)
-        self._closed.add(ep)
+        self._close(ep)
         self.counts.complete += 1
         return episode_record(ep, self.layout, *arrays, result)
 
@@ -251,7 +256,7 @@ class EpisodeAssembler:
         floor = min(self._reached.values())
         for ep in range(self._vanished_to, floor):
             if ep not in self._ids:
-                self._closed.add(ep)
+                self._close(ep)
                 self.counts.skipped[INCOMPLETE] += 1
                 self.counts.missing += sum(_rows(t, self.episode_steps) for t in STEP_TOPICS) + 1
                 self.skip_lines.append(
@@ -282,7 +287,7 @@ class EpisodeAssembler:
     def _drop(self, ep: int, reason: str = INCOMPLETE) -> None:
         episode = self._open.pop(ep)
         self.seen_until_ns = max(self.seen_until_ns, episode.sent_until_ns)
-        self._closed.add(ep)
+        self._close(ep)
         if self.started_ns is None:
             old_result = self._first is None or ep < self._first
         else:
@@ -307,9 +312,20 @@ class EpisodeAssembler:
         lacks = '; '.join(parts) or 'every step message and the result arrived'
         self.skip_lines.append(f'episode {ep} skipped as {reason}: {lacks}')
 
+    def _is_closed(self, ep: int) -> bool:
+        return ep in self._closed or (self._closed_floor is not None and ep < self._closed_floor)
+
+    def _close(self, ep: int) -> None:
+        self._closed.add(ep)
+        if len(self._closed) > 2 * KEPT_CLOSED:  # trim to the newest KEPT_CLOSED ids
+            kept = sorted(self._closed)[-KEPT_CLOSED:]
+            self._closed_floor = max(self._closed_floor or kept[0], kept[0])
+            self._closed = set(kept)
+
     def _restart(self) -> None:
         self.flush()
         self._closed.clear()
+        self._closed_floor = None
         self._newest.clear()
         self._first = None
         self._reached.clear()
