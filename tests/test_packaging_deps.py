@@ -62,7 +62,8 @@ DEPENDENCIES = {
 # launch runner select (RMW_IMPLEMENTATION=rmw_fastrtps_cpp).
 RUNTIME_ONLY = {'rpl_interfaces': {'ros-rmw-fastrtps-cpp'}}
 # What the residual node may need (robot deployment): never torch, MuJoCo or Gymnasium.
-RESIDUAL_NODE_ALLOWED = re.compile(r'numpy|onnxruntime|ros-.*')
+# pyyaml: rpl_interfaces reads parameter files; rclpy requires it anyway (nothing new on a robot).
+RESIDUAL_NODE_ALLOWED = re.compile(r'numpy|onnxruntime|pyyaml|ros-.*')
 
 
 def _normalize(requirement: str) -> str:

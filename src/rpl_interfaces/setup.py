@@ -14,6 +14,7 @@ setup(
     install_requires=[
         'setuptools',
         'numpy>=1.26,<3',
+        'PyYAML>=6',  # parameter files, read as rcl reads them (params.check_parameter_files)
         'ros-rclpy',
         'ros-rcl-interfaces',
         'ros-sensor-msgs',

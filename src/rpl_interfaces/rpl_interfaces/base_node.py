@@ -38,7 +38,12 @@ from rpl_interfaces import TRACEBACK_ENV, contract, wants_traceback
 from rpl_interfaces.codec import StampedVector, encode
 from rpl_interfaces.failures import raised_at
 from rpl_interfaces.listener_startup import ListenerStartupConfig
-from rpl_interfaces.params import build_config, check_known_parameters
+from rpl_interfaces.params import (
+    build_config,
+    check_known_parameters,
+    check_parameter_files,
+    params_files,
+)
 
 C = TypeVar('C')
 
@@ -142,6 +147,10 @@ class _MatchGate:
         self.timer.cancel()
         self.then()
 
+
+# The ROS arguments run_node started rclpy with (None: sys.argv): the parameter files in
+# them are read once more, one by one, to check this node's entries (rcl's merge hides them).
+_START_ARGS: list[str] | None = None
 
 NO_CLOCK_WARNING_S = 5.0  # use_sim_time and no /clock this long after start: one warning
 
@@ -277,6 +286,9 @@ class RplNode(Node):
         own = [*(f.name for f in fields), *(also_known(config) if also_known else ())]
         declared = [*self.get_parameters_by_prefix(''), *own]  # with rclpy's own
         check_known_parameters(self.given_parameters(), declared, listed=own)
+        files = params_files(_START_ARGS if _START_ARGS is not None else sys.argv)
+        for line in check_parameter_files(files, self.get_fully_qualified_name(), cls):
+            self.get_logger().warning(line)
         for field in fields:
             descriptor = parameter_descriptor(field)
             descriptor.type = self.describe_parameter(field.name).type  # as declared
@@ -656,6 +668,8 @@ def run_node(
         Process exit code.
     """
     try:
+        global _START_ARGS
+        _START_ARGS = None if args is None else list(args)
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except Exception as exc:  # rcl's error: malformed --ros-args, a bad ROS_DOMAIN_ID, ...
         print(f'[{name or _factory_name(factory)}] error: {_rcl_reason(exc)}', flush=True)
