@@ -506,6 +506,13 @@ def test_two_frame_previous_is_the_last_observation_received_not_the_last_paired
     late = mixer.add_observation(0, 11, frames[2], GOAL)
     expected = 0.5 * (w @ np.r_[frames[2], GOAL] + w @ np.r_[frames[1], GOAL])
     np.testing.assert_allclose(late.residual, expected, atol=1e-5)
+    # The sim re-sends observation k while it waits for base action k: the previous frame
+    # stays observation k-1 (the re-send made it "no motion", as at an episode start).
+    mixer.add_observation(0, 12, frames[3], GOAL)
+    mixer.add_observation(0, 12, frames[3], GOAL)  # the re-send
+    resent = mixer.add_base_action(0, 12, np.zeros(4))
+    expected = 0.5 * (w @ np.r_[frames[3], GOAL] + w @ np.r_[frames[2], GOAL])
+    np.testing.assert_allclose(resent.residual, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize('base_first', [False, True])

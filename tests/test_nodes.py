@@ -544,7 +544,8 @@ def test_a_stack_whose_steps_two_controllers_answer_stops_with_exit_5(repo_root)
     refused to start (exit 5), but its controller and residual node had already joined and
     answered the running stack's observations; that stack applied whichever came first and
     ended 0 (205 of 2000 commands foreign, 6 of 40 episodes changed). Two controllers that
-    answer the same steps are now a second stack to the sim bridge: one line, exit 5."""
+    answer the same steps differently are now a second stack to the sim bridge: one line,
+    exit 5."""
     namespace = f'/itest_{os.getpid()}_two_controllers'
     config = repo_root / 'config'
 
@@ -557,8 +558,11 @@ def test_a_stack_whose_steps_two_controllers_answer_stops_with_exit_5(repo_root)
             text=True,
         )
 
-    zero = ('controller:=zero', 'task:=push')
-    controllers = [node('controller_node', 'base_controller.yaml', *zero) for _ in range(2)]
+    # Two controllers that answer differently (two identical ones change no episode).
+    controllers = [
+        node('controller_node', 'base_controller.yaml', f'controller:={name}', 'task:=push')
+        for name in ('zero', 'reactive_push')
+    ]
     try:
         sim = node(
             'sim_bridge_node',

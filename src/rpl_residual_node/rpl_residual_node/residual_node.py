@@ -110,12 +110,22 @@ class ResidualNode(RplNode):
         self._command_pub = self.control_publisher(contract.COMMAND)
         self._residual_pub = self.control_publisher(contract.RESIDUAL)
         self._diagnostics_pub = self.make_diagnostics()
-        self._observation_sub = self.control_subscription(
-            contract.OBSERVATION, self._on_observation
-        )
-        self._base_action_sub = self.control_subscription(
-            contract.BASE_ACTION, self._on_base_action
-        )
+        # The middleware's MessageInfo (reception time, sequence numbers) only where the
+        # input-age guard is on: rclpy's EventsExecutor cannot pass it, and a node taking it
+        # spins on the slower single-threaded executor (a lockstep stack, guard off, keeps
+        # the faster one; there a lost message is re-sent by the sim anyway).
+        if self.config.max_input_age_s > 0:
+            on_observation, on_base_action = self._on_observation, self._on_base_action
+        else:
+
+            def on_observation(msg: JointState) -> None:
+                self._on_observation(msg, None)
+
+            def on_base_action(msg: JointState) -> None:
+                self._on_base_action(msg, None)
+
+        self._observation_sub = self.control_subscription(contract.OBSERVATION, on_observation)
+        self._base_action_sub = self.control_subscription(contract.BASE_ACTION, on_base_action)
         self._heard = False  # any observation or base action yet
         self.warn_when_unheard(
             self.config.silence_warning_s,
@@ -143,14 +153,15 @@ class ResidualNode(RplNode):
     def _arrived(self, topic: str, info: dict | None) -> float:
         """Seconds the message waited since its reception; counts the ones lost before it.
 
-        (The callbacks take ``info`` as a required argument: rclpy hands a subscription
-        callback the MessageInfo only when it cannot be called with the message alone.)"""
+        (With the guard on, the callbacks take ``info`` as a required argument: rclpy hands
+        a subscription callback the MessageInfo only when it cannot be called with the
+        message alone; off, ``info`` is None: no wait, no count.)"""
         arrival = self._inputs[topic].arrival(info, time.time_ns())
         if arrival.lost:
             self.mixer.counts[LOST[topic]] += arrival.lost
         return arrival.waited_s
 
-    def _on_observation(self, msg: JointState, info: dict) -> None:
+    def _on_observation(self, msg: JointState, info: dict | None) -> None:
         received = time.perf_counter()
         waited = self._arrived(contract.OBSERVATION, info)
         received -= waited
@@ -180,7 +191,7 @@ class ResidualNode(RplNode):
         )
         self._publish(decision, received, waited)
 
-    def _on_base_action(self, msg: JointState, info: dict) -> None:
+    def _on_base_action(self, msg: JointState, info: dict | None) -> None:
         received = time.perf_counter()
         waited = self._arrived(contract.BASE_ACTION, info)
         received -= waited

@@ -145,9 +145,10 @@ class StepPairing:
             self._restart()  # same step, other values: a new sim bridge run
         self._drop_older(key, keep='observation', reason=BASE_WITHOUT_OBSERVATION)
         entry = self._entry(key)
+        if entry.observation is None:  # a re-send of a pending step keeps its previous frame
+            entry.previous = self._previous_observation(key)
         entry.observation = observation
         entry.goal = goal
-        entry.previous = self._previous_observation(key)
         self._last_observation = (key[0], key[1], observation)
         return self._pair(key, entry)
 

@@ -177,16 +177,16 @@ class SimBridgeNode(RplNode):
             self._tick_timer = self.create_timer(1.0 / self.config.rate_hz, self._on_tick)
 
     # --- inputs ------------------------------------------------------------------------
-    def _on_command(self, msg: JointState, info: dict) -> None:
+    def _on_command(self, msg: JointState) -> None:
         now = time.monotonic()
-        if not self._accepted(msg, 'command', now, info):
+        if not self._accepted(msg, 'command', now):
             return
         if self._lockstep and self._running and self.core.ready():
             self._step(now)
 
-    def _on_base(self, msg: JointState, info: dict) -> None:
+    def _on_base(self, msg: JointState) -> None:
         now = time.monotonic()
-        if not self._accepted(msg, 'base action', now, info):
+        if not self._accepted(msg, 'base action', now):
             return
         if self._lockstep and self._running:
             # Without any command publisher the base action is applied at once.
@@ -215,14 +215,13 @@ class SimBridgeNode(RplNode):
                     taken = sub.handle.take_message(sub.msg_type, sub.raw)
                 if taken is None:
                     break
-                self._accepted(taken[0], what, now, taken[1])
+                self._accepted(taken[0], what, now)
 
     def _accepted(
         self,
         msg: JointState,
         what: str,
         now: float,
-        info: dict | None = None,
     ) -> bool:
         """Decode an action message and offer it to the core; log a rejection (throttled).
 
@@ -231,8 +230,6 @@ class SimBridgeNode(RplNode):
             what: Its kind, ``'command'`` (:meth:`SimBridge.offer_command`, with its tag)
                 or ``'base action'`` (:meth:`SimBridge.offer_base`).
             now: Arrival time, s (monotonic).
-            info: Its rclpy MessageInfo (the publisher: a second node answering a step that
-                another already answered is a second stack, :meth:`_second_stack`).
 
         Returns:
             True if the core accepted the action.
@@ -242,7 +239,8 @@ class SimBridgeNode(RplNode):
         except MessageError as exc:
             self._log_rejection(self.core.reject_malformed(what, str(exc)), now)
             return False
-        if self._answers[what].second_answerer((vec.episode, vec.step), info):
+        answer = msg.header.frame_id.encode() + vec.values.tobytes()
+        if self._answers[what].second_answerer((vec.episode, vec.step), answer):
             self._second_stack(what, vec.episode, vec.step)
             return False
         if what == 'command':
