@@ -73,6 +73,12 @@ def test_a_later_files_entry_of_another_type_is_refused_naming_file_and_key(tmp_
         'expects?'
     ]
     assert check_parameter_files([str(first)], '/rpl/sim_bridge', Config) == []
+    # What rcl types as numbers or strings where PyYAML would not: 5e-1, 1.0e3, a date.
+    as_rcl = tmp_path / 'as_rcl.yaml'
+    as_rcl.write_text(
+        '/**:\n  ros__parameters:\n    rate_hz: 5e-1\n    episodes: 1000\n    task: 2024-01-01\n'
+    )
+    assert check_parameter_files([str(first), str(as_rcl)], '/rpl/sim_bridge', Config) == []
 
 
 def test_a_sim_bridge_given_a_mistyped_later_file_exits_2(tmp_path, repo_root):

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -199,6 +200,23 @@ def _flat(params: Mapping[str, Any], prefix: str = '') -> Iterator[tuple[str, An
             yield name, value
 
 
+class _RclLoader(yaml.SafeLoader):
+    """PyYAML typing plain scalars as rcl does: ``1e-3`` and ``1.0e3`` are doubles to rcl
+    (strtod), strings to YAML 1.1; ``2024-01-01`` a string to rcl, a date to YAML 1.1. Quoted
+    scalars stay strings, as in rcl."""
+
+
+_RclLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != 'tag:yaml.org,2002:timestamp']
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RclLoader.add_implicit_resolver(
+    'tag:yaml.org,2002:float',
+    re.compile(r'^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$'),
+    list('-+0123456789.'),
+)
+
+
 def check_parameter_files(files: Sequence[str], node_fqn: str, cls: type) -> list[str]:
     """Check this node's entries of each parameter file on their own (rcl merges the files
     and silently drops a later file's value whose type differs from an earlier one's: a
@@ -223,7 +241,7 @@ def check_parameter_files(files: Sequence[str], node_fqn: str, cls: type) -> lis
     for path in files:
         try:
             with open(path, encoding='utf-8') as handle:
-                data = yaml.safe_load(handle)
+                data = yaml.load(handle, Loader=_RclLoader)  # a SafeLoader subclass
         except (OSError, yaml.YAMLError):
             continue  # rcl itself refuses an unreadable or malformed file, in one line
         sections = list(_sections(data))
