@@ -832,3 +832,23 @@ def test_rpl_train_keeps_a_run_its_controller_stopped_and_resumes_it_once_mended
         int(line.split(',')[0]) for line in (run / 'metrics.csv').read_text().splitlines()[1:]
     ]
     assert steps[-1] == 400 and int(stopped.group(1)) in steps, steps
+
+
+def test_a_plugin_that_configures_logging_at_import_leaves_the_later_lines_shown(tmp_path):
+    """Held-back import output bound a plug-in's `logging.basicConfig()` (at import) to the
+    buffer: every later log line of the process, rpl's own skip lines included, was lost."""
+    (tmp_path / 'logs_at_import.py').write_text(
+        "import logging\nlogging.basicConfig(format='%(message)s')\nSPEC = 3\n"
+    )
+    dist = tmp_path / 'logging_plugins-0.1.dist-info'
+    dist.mkdir()
+    (dist / 'METADATA').write_text('Metadata-Version: 2.1\nName: logging-plugins\nVersion: 0.1\n')
+    (dist / 'entry_points.txt').write_text(
+        '[rpl.controllers]\nconfigures = logs_at_import:SPEC\nlater = no_such_module_x:SPEC\n'
+    )
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(tmp_path), env.get('PYTHONPATH')]))
+    proc = _run([*RPL, 'list', 'controllers'], env)
+    assert proc.returncode == 0, proc.stderr
+    assert "'configures = logs_at_import:SPEC'" in proc.stderr, proc.stderr
+    assert "'later = no_such_module_x:SPEC'" in proc.stderr, proc.stderr

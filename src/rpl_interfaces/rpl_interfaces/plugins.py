@@ -34,6 +34,17 @@ def entry_point_label(entry_point: metadata.EntryPoint) -> str:
     return f"entry point '{entry_point.name} = {entry_point.value}' {where}"
 
 
+def _rebind_log_streams(printed: io.StringIO) -> None:
+    """Point logging handlers made during the import (``logging.basicConfig()`` at import
+    binds the root handler to the stream of that moment) at the real stderr: they wrote
+    into the held-back buffer for the rest of the process, rpl's own skip lines included."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, 'handlers', ()):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is printed:
+                handler.setStream(sys.stderr)
+
+
 def _last_line(printed: io.StringIO) -> str:
     """`` (it printed: '<its last line>')``, or '' when the import printed nothing."""
     lines = [line for line in printed.getvalue().splitlines() if line.strip()]
@@ -65,8 +76,11 @@ def load_plugins(
             # What the import prints is held back: shown (on stderr) once the import worked,
             # its last line in the skip line when it failed (argparse run at import printed
             # its usage and error above the skip line, as if from the command itself).
-            with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-                obj = entry_point.load()
+            try:
+                with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+                    obj = entry_point.load()
+            finally:
+                _rebind_log_streams(printed)
         except (Exception, SystemExit) as exc:  # any failure of foreign code: skip it, keep
             # the rest (a module that calls sys.exit or argparse at import ended every command
             # and node silently with its code)
