@@ -196,7 +196,10 @@ def test_the_residual_node_process_mixes_a_fixed_goal_stream(tmp_path):
     base = np.linspace(-0.6, 0.6, 7)
     expected = np.clip(base + np.clip(_torch_residual(actor, obs)[0], -2, 2), -2.0, 2.0)
     exe = pathlib.Path(sys.executable).parent / 'residual_node'
+    # The input-age guard off, as in a lockstep stack: the test checks what is decided, and
+    # on a loaded machine a first callback may run more than 0.1 s after its message came.
     params = (f'model_path:={path}', 'action_low:=-2.0', 'action_high:=2.0')
+    params += ('max_input_age_s:=0.0',)
     log = tmp_path / 'node.log'
     with open(log, 'wb') as out:
         proc = subprocess.Popen(

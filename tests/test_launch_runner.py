@@ -219,14 +219,14 @@ def test_launch_arguments_reach_the_node_command_lines():
         'expect_model': True,  # model_path given
     }
     assert 'episodes:=7' in sim.cmd and 'seed:=42' in sim.cmd
-    assert plans['residual_node'].cmd[-6:] == (
+    # Realtime: no override of max_input_age_s (config/residual_node.yaml's value applies).
+    assert plans['residual_node'].cmd[-4:] == (
         '-p',
         'model_path:="/tmp/actor.onnx"',
         '-p',
         'allow_model_mismatch:=false',
-        '-p',
-        'max_input_age_s:=0.1',  # realtime: a step whose input waited longer gets the base
     )
+    assert '--params-file' in plans['residual_node'].cmd
 
 
 def test_a_lockstep_rate_cap_in_realtime_mode_is_refused():

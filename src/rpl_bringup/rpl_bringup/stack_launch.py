@@ -103,9 +103,9 @@ from rpl_bringup.stack_substitutions import (
     ExplorerNamespace,
     ExternalController,
     FloatArgument,
-    InputAgeForMode,
     IntArgument,
     LearnerCheckpoint,
+    Lockstep,
     LockstepRate,
     ModelGiven,
     NewLearnResults,
@@ -239,6 +239,7 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
     """
     namespace = LaunchConfiguration('namespace')
     stack_params = _config(f'{task}.yaml')
+    residual_overrides = {'allow_model_mismatch': LaunchConfiguration('allow_model_mismatch')}
     sim_overrides = {
         'episodes': IntArgument('episodes', 0, MAX_EPISODES),
         'mode': LaunchConfiguration('mode'),
@@ -288,13 +289,17 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
                 UnlessCondition(ExternalController()),
                 external_allowed=True,
             ),
+            # Lockstep: the input-age guard off (the sim waits for every command: a wait in
+            # the node is load, and a fallback would make episodes depend on it); realtime:
+            # the node's own max_input_age_s (config/residual_node.yaml).
             _residual_node(
                 namespace,
                 stack_params,
-                {
-                    'allow_model_mismatch': LaunchConfiguration('allow_model_mismatch'),
-                    'max_input_age_s': InputAgeForMode(),
-                },
+                {**residual_overrides, 'max_input_age_s': 0.0},
+                IfCondition(Lockstep()),
+            ),
+            _residual_node(
+                namespace, stack_params, residual_overrides, UnlessCondition(Lockstep())
             ),
             _episode_monitor(
                 namespace,

@@ -366,21 +366,14 @@ class RecordBag(Substitution):
         return 'RecordBag()'
 
 
-class InputAgeForMode(Substitution):
-    """The residual node's ``max_input_age_s`` for the ``mode`` launch argument: 0 in
-    lockstep (the sim waits for every command: a step that waited in a loaded node is load,
-    and a fallback there would make episodes depend on it), the node's default (0.1 s) in
-    realtime (a late step's residual is stale: the base action goes out instead)."""
+class Lockstep(Substitution):
+    """'true' if the ``mode`` launch argument is lockstep, else 'false' (a condition's text)."""
 
     def perform(self, context: LaunchContext) -> str:
-        from rpl_residual_node.mixing import ResidualConfig
-
-        if LaunchConfiguration('mode').perform(context) == 'lockstep':
-            return yaml_float(0.0)
-        return yaml_float(ResidualConfig().max_input_age_s)
+        return 'true' if LaunchConfiguration('mode').perform(context) == 'lockstep' else 'false'
 
     def describe(self) -> str:
-        return 'InputAgeForMode()'
+        return 'Lockstep()'
 
 
 class ModelGiven(Substitution):
