@@ -192,7 +192,10 @@ class ModelSlot:
             clamped = clamp_warning(identity, self.config.residual_limit)
             if clamped:
                 warnings.append(f'model {result.actor.path}: {clamped}')
-            slow = slow_warning(result.step_s, self.step_period_s())
+            # Only with the input-age guard on: in lockstep (off) the sim waits for every
+            # command, and a slower model only slows the loop down.
+            on = self.config.max_input_age_s > 0
+            slow = slow_warning(result.step_s, self.step_period_s()) if on else None
             if slow:
                 warnings.append(f'model {result.actor.path}: {slow}')
             return ReloadEvent(True, message, warning='; '.join(warnings))
