@@ -85,6 +85,10 @@ def test_a_long_run_keeps_the_latest_records_and_sums_every_episode(monkeypatch,
     data = json.loads(path.read_text())
     assert [e['episode'] for e in data['episodes']] == [7, 8, 9, 10, 11]
     assert data['episodes_not_kept'] == 7 and summary_from_dict(data) == s
+    for k in range(3):  # a sim bridge restarted under the monitor: ids from 0 again
+        log.add_episode(_record(k, True, 0.0))
+    kept = sorted(log.episodes)
+    assert kept == [0, 1, 2, 10, 11] and log.summary().episodes == 15  # the new run's kept
 
 
 def test_an_empty_log_is_standard_json_and_reads_back_as_nan(tmp_path):

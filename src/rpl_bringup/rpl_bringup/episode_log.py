@@ -15,6 +15,7 @@ step) is not a step: it is counted apart (``terminal_observations``), not as an 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
@@ -136,15 +137,18 @@ class EpisodeLog:
     """Everything the monitor has seen; episodes are keyed by id (a repeat replaces).
 
     Attributes:
-        episodes: Results by episode id, the latest ``KEPT_EPISODES`` (by id); the summary
-            is over every episode, also those no longer kept.
+        episodes: Results by episode id, the ``KEPT_EPISODES`` that arrived last (a sim
+            bridge restarted under the monitor counts from 0 again: its records are kept);
+            the summary is over every episode, also those no longer kept. A repeated id
+            replaces its record while that is kept (a latched result heard again), and counts
+            as a new episode once it is not.
         observations: The step observations o_0 .. o_{T-1} (not o_T).
         terminal_observations: Terminal observations o_T seen.
         action_names: The vote on the action messages' names (both action topics).
     """
 
     def __init__(self) -> None:
-        self.episodes: dict[int, EpisodeRecord] = {}
+        self.episodes: collections.OrderedDict[int, EpisodeRecord] = collections.OrderedDict()
         self._totals = np.zeros(len(_TOTALS))  # sums over every episode, by _TOTALS
         self._count = 0  # episodes in the totals
         self.dropped = 0  # episodes counted but no longer kept as records
@@ -164,8 +168,9 @@ class EpisodeLog:
             self._totals -= _totals_of(old)
         self._totals += _totals_of(record)
         self.episodes[record.episode] = record
+        self.episodes.move_to_end(record.episode)
         while len(self.episodes) > KEPT_EPISODES:
-            del self.episodes[min(self.episodes)]
+            self.episodes.popitem(last=False)  # the earliest to arrive
             self.dropped += 1
 
     def add_observation(self, vec: StampedVector) -> None:
