@@ -231,7 +231,13 @@ def _packaged_hint(args: argparse.Namespace) -> str:
     launch files (``rpl launch slippery_push.launch.py`` reads it as a path)."""
     from rpl_bringup import launch_runner
 
-    if os.sep in args.target or args.target not in launch_runner.launch_files('rpl_bringup'):
+    if os.sep in args.target:
+        return ''
+    try:
+        ours = launch_runner.launch_files('rpl_bringup')
+    except LaunchError:  # the package's share not found: no hint, the error stands
+        return ''
+    if args.target not in ours:
         return ''
     rest = ''.join(f' {shlex.quote(token)}' for token in args.rest)
     return f' here; the package file is `rpl launch rpl_bringup {args.target}{rest}`'

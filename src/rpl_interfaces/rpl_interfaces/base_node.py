@@ -189,11 +189,8 @@ class RplNode(Node):
         when none has come ``NO_CLOCK_WARNING_S`` of steady time after start (the sim bridge
         hung before its first step, the residual node's hot reload and diagnostics stopped,
         all without a word)."""
-        steady = Clock(clock_type=ClockType.STEADY_TIME)
 
         def check() -> None:
-            timer.cancel()
-            self.destroy_timer(timer)
             if self.get_clock().now().nanoseconds == 0:
                 self.get_logger().warning(
                     f'use_sim_time is true and no /clock came in {NO_CLOCK_WARNING_S:g} s: '
@@ -202,7 +199,7 @@ class RplNode(Node):
                     'leave use_sim_time false unless your system does'
                 )
 
-        timer = self.create_timer(NO_CLOCK_WARNING_S, check, clock=steady)
+        self.once(NO_CLOCK_WARNING_S, check, Clock(clock_type=ClockType.STEADY_TIME))
 
     def request_exit(self, code: int) -> None:
         """Ask :func:`run_node` to stop spinning after this callback and exit with ``code``
@@ -329,8 +326,6 @@ class RplNode(Node):
             return
 
         def check() -> None:
-            timer.cancel()
-            self.destroy_timer(timer)
             if heard() or any(sub.get_publisher_count() for sub in inputs.values()):
                 return
             either = 'either' if len(inputs) > 1 else 'it'
@@ -341,7 +336,18 @@ class RplNode(Node):
                 "publish them (the stack's, e.g. -r __ns:=/rpl)?"
             )
 
-        timer = self.create_timer(seconds, check)
+        self.once(seconds, check)
+
+    def once(self, seconds: float, callback: Callable[[], None], clock: Clock | None = None):
+        """Call ``callback`` once, ``seconds`` from now (on ``clock``, default the node's)."""
+
+        def fire() -> None:
+            timer.cancel()
+            self.destroy_timer(timer)
+            callback()
+
+        timer = self.create_timer(seconds, fire, clock=clock)
+        return timer
 
     def log_ready(self, text: str) -> None:
         """Log ``text`` (the node's ``ready: ...`` line) once the node spins, not while it
@@ -349,12 +355,7 @@ class RplNode(Node):
         an interrupted start (:func:`run_node`); logged in the constructor, a signal sent
         on reading it landed in the constructor's last instructions."""
 
-        def say() -> None:
-            timer.cancel()
-            self.destroy_timer(timer)
-            self.get_logger().info(text)
-
-        timer = self.create_timer(0.0, say)
+        self.once(0.0, lambda: self.get_logger().info(text))
 
     def after_publishers_match(
         self,

@@ -461,6 +461,7 @@ def _train(args: argparse.Namespace) -> int:
         print(source)
         print(config.to_json(), end='')
         return 0
+    threads_note = thread_contention_note(config)  # before this process loads the CPU
     try:
         # Checks the rest against the task (reward radius, privileged goals), writes nothing.
         trainer = Trainer(config, problem, args.out, progress=not args.no_progress)
@@ -475,7 +476,7 @@ def _train(args: argparse.Namespace) -> int:
                 'steps (its last checkpoint)',
                 flush=True,
             )
-        for note in (burn_in_budget_note(config), thread_contention_note(config)):
+        for note in (burn_in_budget_note(config), threads_note):
             if note:
                 print(f'rpl train: warning: {note}', file=sys.stderr, flush=True)
 
