@@ -174,6 +174,9 @@ def run(steps: int, warmup: int, use_model: bool, seed: int, env: dict | None = 
     cmd = launch_runner.resolve_executable('rpl_residual_node', 'residual_node')
     cmd += ['--ros-args', '-r', '__node:=residual_node', '-r', f'__ns:={namespace}']
     cmd += ['-p', f'model_path:={json.dumps(model)}', '-p', 'diagnostics_period_s:=0.5']
+    # A lockstep driver: the input-age guard off, as the lockstep stacks run the node (on,
+    # the node spins rclpy's single-threaded executor: README, ROS loop speed).
+    cmd += ['-p', 'max_input_age_s:=0.0']
     log = open(os.path.join(folder, 'residual_node.log'), 'w')  # noqa: SIM115
     node_proc = subprocess.Popen(
         cmd,
