@@ -1,11 +1,14 @@
-"""Parameter files read as rcl reads them, one by one: rcl merges them and drops a later
-file's value whose type differs from an earlier one's (a user's `episodes: 5.0` after the
-stack's file ran forever, `seed: "7"` ran seed 0), and a node named otherwise than a file's
-keys gets nothing of it (a sim bridge named `sim` ran task push on its defaults)."""
+"""Parameter files read as rcl reads them, one by one: rcl merges a node's files and may keep
+an earlier value over a later one (a later value of another type: a user's `episodes: 5.0`
+after the stack's file ran forever, `seed: "7"` ran seed 0; a later file's `/**` section
+applied before an earlier file's node section: `residual_gain: 0.5` ran at 1.0), and a node
+named otherwise than a file's keys gets nothing of it (a sim bridge named `sim` ran task
+push on its defaults)."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 import subprocess
 import sys
@@ -13,12 +16,16 @@ import sys
 import pytest
 from helpers import ros_args
 
-from rpl_interfaces.params import (
-    ParameterError,
+from rpl_interfaces.param_files import (
+    Asked,
     _matches,
     check_parameter_files,
+    command_line_parameters,
+    not_applied,
     params_files,
+    rcl_scalar,
 )
+from rpl_interfaces.params import ParameterError
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -28,12 +35,40 @@ class Config:
     episodes: int = 0
     rate_hz: float = 25.0
     task: str = 'push'
+    joint_states: bool = False
 
 
-def test_the_params_files_are_those_after_ros_args():
+def test_the_params_files_and_overrides_are_those_after_ros_args():
     argv = ['node', '--params-file', 'no', '--ros-args', '-r', '__ns:=/a', '--params-file']
-    argv += ['a.yaml', '-p', 'x:=1', '--params-file', 'b.yaml', '--', '--params-file', 'c']
+    argv += ['a.yaml', '-p', 'x:=1', '--params-file', 'b.yaml', '-p', 'sim:seed:=2', '--']
+    argv += ['--params-file', 'c', '-p', 'z:=3']
     assert params_files(argv) == ['a.yaml', 'b.yaml']
+    assert command_line_parameters(argv) == {'x', 'seed'}
+
+
+@pytest.mark.parametrize(
+    ('text', 'quoted', 'value'),
+    [
+        ('5', False, 5),
+        ('0x1f', False, 31),
+        ('017', False, 15),  # strtoll base 0: octal
+        ('-3', False, -3),
+        ('1e-3', False, 0.001),
+        ('1.0e3', False, 1000.0),
+        ('.5', False, 0.5),
+        ('y', False, True),
+        ('Off', False, False),
+        ('1_000', False, '1_000'),
+        ('1:30', False, '1:30'),
+        ('2024-01-01', False, '2024-01-01'),
+        ('7', True, '7'),
+        ('null', False, 'null'),
+    ],
+)
+def test_scalars_are_typed_as_rcl_types_them(text, quoted, value):
+    got = rcl_scalar(text, quoted)
+    assert got == value and type(got) is type(value)
+    assert math.isinf(rcl_scalar('-.inf', False)) and math.isnan(rcl_scalar('.NaN', False))
 
 
 @pytest.mark.parametrize(
@@ -64,36 +99,84 @@ def test_a_later_files_entry_of_another_type_is_refused_naming_file_and_key(tmp_
         f"parameter file {later}, section /rpl/sim_bridge: parameter 'episodes' must be an "
         'integer, got 5.0'
     )
+    integer = tmp_path / 'integer.yaml'  # rclpy refuses an integer for a double: said here
+    integer.write_text('/**:\n  ros__parameters:\n    rate_hz: 50\n')
+    with pytest.raises(ParameterError, match=r"'rate_hz' must be a double, got the integer 50"):
+        check_parameter_files([str(integer)], '/rpl/sim_bridge', Config)
     other = tmp_path / 'other_node.yaml'  # the same entry for another node: not ours
     other.write_text('/**/base_controller:\n  ros__parameters:\n    episodes: 5.0\n')
-    warnings = check_parameter_files([str(first), str(other)], '/rpl/sim_bridge', Config)
-    assert warnings == [
+    found = check_parameter_files([str(first), str(other)], '/rpl/sim_bridge', Config)
+    assert found.warnings == [
         f'parameter file {other} has no section for this node (/rpl/sim_bridge): its '
         "sections ['/**/base_controller'] set nothing here; is the node named as the file "
         'expects?'
     ]
-    assert check_parameter_files([str(first)], '/rpl/sim_bridge', Config) == []
-    # What rcl types as numbers or strings where PyYAML would not: 5e-1, 1.0e3, a date.
-    as_rcl = tmp_path / 'as_rcl.yaml'
+    assert found.asked == {
+        'episodes': Asked(0, str(first), '/**/sim_bridge'),
+        'task': Asked('push', str(first), '/**/sim_bridge'),
+    }
+    as_rcl = tmp_path / 'as_rcl.yaml'  # what rcl types as a double, a bool, a string
     as_rcl.write_text(
-        '/**:\n  ros__parameters:\n    rate_hz: 5e-1\n    episodes: 1000\n    task: 2024-01-01\n'
+        '/**:\n  ros__parameters:\n    rate_hz: 5e-1\n    joint_states: y\n    task: 2024-01-01\n'
     )
-    assert check_parameter_files([str(first), str(as_rcl)], '/rpl/sim_bridge', Config) == []
+    found = check_parameter_files([str(first), str(as_rcl)], '/rpl/sim_bridge', Config)
+    assert found.warnings == [] and found.asked['rate_hz'].value == 0.5
 
 
-def test_a_sim_bridge_given_a_mistyped_later_file_exits_2(tmp_path, repo_root):
+def test_a_value_asked_for_but_not_applied_is_named():
+    asked = {'residual_gain': Asked(0.5, 'mine.yaml', '/**'), 'seed': Asked(3, 'a.yaml', '/**')}
+    got = {'residual_gain': 1.0, 'seed': 3}
+    line = not_applied(asked, got, overridden=set())
+    assert line.startswith(
+        'parameter file mine.yaml sets residual_gain to 0.5 (section /**), but rcl gave the '
+        'node 1.0 from an earlier file'
+    )
+    assert not_applied(asked, got, overridden={'residual_gain'}) == ''  # -p wins: fine
+    assert not_applied({'seed': Asked(3, 'a.yaml', '/**')}, got, set()) == ''
+
+
+def _sim_bridge(tmp_path: pathlib.Path, repo_root: pathlib.Path, text: str):
     later = tmp_path / 'mine.yaml'
-    later.write_text('/**/sim_bridge:\n  ros__parameters:\n    seed: "7"\n')
-    config = repo_root / 'config' / 'sim_bridge.yaml'
-    args = ros_args('/param_files_test', params_file=config)
+    later.write_text(text)
+    args = ros_args('/param_files_test', params_file=repo_root / 'config' / 'sim_bridge.yaml')
     args += ['--params-file', str(later)]
     proc = subprocess.run(
         [str(BIN / 'sim_bridge_node'), *args], capture_output=True, text=True, timeout=60
     )
-    output = proc.stdout + proc.stderr
+    return proc, later, proc.stdout + proc.stderr
+
+
+def test_a_sim_bridge_given_a_mistyped_later_file_exits_2(tmp_path, repo_root):
+    proc, later, output = _sim_bridge(
+        tmp_path, repo_root, '/**/sim_bridge:\n  ros__parameters:\n    seed: "7"\n'
+    )
     assert proc.returncode == 2, output
     assert (
         f"parameter file {later}, section /**/sim_bridge: parameter 'seed' must be an "
         "integer, got '7'"
     ) in output, output
     assert 'Traceback' not in output
+
+
+def test_a_sim_bridge_whose_later_file_rcl_did_not_apply_exits_2(tmp_path):
+    """rcl applies a node's sections in the order their keys first appear across the files:
+    with a /** section in the first file, a later file's /** entry comes before the first
+    file's /**/sim_bridge section, which wins; the node ran task push, asked for
+    slippery_push, without a word."""
+    stack = tmp_path / 'stack.yaml'
+    stack.write_text(
+        '/**:\n  ros__parameters:\n    seed: 0\n'
+        '/**/sim_bridge:\n  ros__parameters:\n    task: push\n'
+    )
+    mine = tmp_path / 'mine.yaml'
+    mine.write_text('/**:\n  ros__parameters:\n    task: slippery_push\n')
+    args = ros_args('/param_files_test', params_file=stack) + ['--params-file', str(mine)]
+    proc = subprocess.run(
+        [str(BIN / 'sim_bridge_node'), *args], capture_output=True, text=True, timeout=60
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert (
+        f"parameter file {mine} sets task to 'slippery_push' (section /**), but rcl gave the "
+        "node 'push' from an earlier file"
+    ) in output, output

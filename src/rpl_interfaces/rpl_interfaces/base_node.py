@@ -38,12 +38,13 @@ from rpl_interfaces import TRACEBACK_ENV, contract, wants_traceback
 from rpl_interfaces.codec import StampedVector, encode
 from rpl_interfaces.failures import raised_at
 from rpl_interfaces.listener_startup import ListenerStartupConfig
-from rpl_interfaces.params import (
-    build_config,
-    check_known_parameters,
+from rpl_interfaces.param_files import (
     check_parameter_files,
+    command_line_parameters,
+    not_applied,
     params_files,
 )
+from rpl_interfaces.params import ParameterError, build_config, check_known_parameters
 
 C = TypeVar('C')
 
@@ -283,9 +284,13 @@ class RplNode(Node):
         own = [*(f.name for f in fields), *(also_known(config) if also_known else ())]
         declared = [*self.get_parameters_by_prefix(''), *own]  # with rclpy's own
         check_known_parameters(self.given_parameters(), declared, listed=own)
-        files = params_files(_START_ARGS if _START_ARGS is not None else sys.argv)
-        for line in check_parameter_files(files, self.get_fully_qualified_name(), cls):
+        argv = _START_ARGS if _START_ARGS is not None else sys.argv
+        files = check_parameter_files(params_files(argv), self.get_fully_qualified_name(), cls)
+        for line in files.warnings:
             self.get_logger().warning(line)
+        problem = not_applied(files.asked, values, command_line_parameters(argv))
+        if problem:
+            raise ParameterError(problem)
         for field in fields:
             descriptor = parameter_descriptor(field)
             descriptor.type = self.describe_parameter(field.name).type  # as declared
@@ -336,7 +341,8 @@ class RplNode(Node):
                 "publish them (the stack's, e.g. -r __ns:=/rpl)?"
             )
 
-        self.once(seconds, check)
+        # Steady time: on a /clock that jumps to wall time it fired at once (after 2.6 s).
+        self.once(seconds, check, Clock(clock_type=ClockType.STEADY_TIME))
 
     def once(self, seconds: float, callback: Callable[[], None], clock: Clock | None = None):
         """Call ``callback`` once, ``seconds`` from now (on ``clock``, default the node's)."""

@@ -13,11 +13,8 @@ import dataclasses
 import difflib
 import json
 import math
-import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
-
-import yaml
 
 T = TypeVar('T')
 
@@ -152,115 +149,3 @@ def check_known_parameters(
         f'unknown parameter{"s" if len(unknown) > 1 else ""} {", ".join(parts)}: this node '
         f'has {", ".join(shown)}'
     )
-
-
-# --- parameter files, as rcl reads them ------------------------------------------------
-def params_files(argv: Sequence[str]) -> list[str]:
-    """The ``--params-file`` paths among ROS arguments (in their order)."""
-    files, ros = [], False
-    tokens = list(argv)
-    for i, token in enumerate(tokens):
-        if token == '--ros-args':
-            ros = True
-        elif token == '--' and ros:
-            ros = False
-        elif ros and token == '--params-file' and i + 1 < len(tokens):
-            files.append(tokens[i + 1])
-    return files
-
-
-def _matches(pattern: Sequence[str], name: Sequence[str]) -> bool:
-    """rcl's node-name match: ``*`` one token, ``**`` any number of tokens."""
-    if not pattern:
-        return not name
-    head, rest = pattern[0], pattern[1:]
-    if head == '**':
-        return any(_matches(rest, name[i:]) for i in range(len(name) + 1))
-    return bool(name) and head in ('*', name[0]) and _matches(rest, name[1:])
-
-
-def _sections(data: Any, prefix: str = '') -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """``(node key, flattened parameters)`` of a parameter file's YAML (nested namespace
-    keys joined with '/', nested parameter names with '.')."""
-    if not isinstance(data, Mapping):
-        return
-    for key, value in data.items():
-        if key == 'ros__parameters' and isinstance(value, Mapping):
-            yield prefix or '/', dict(_flat(value))
-        elif isinstance(value, Mapping):
-            yield from _sections(value, f'{prefix}/{str(key).strip("/")}')
-
-
-def _flat(params: Mapping[str, Any], prefix: str = '') -> Iterator[tuple[str, Any]]:
-    for key, value in params.items():
-        name = f'{prefix}{key}'
-        if isinstance(value, Mapping):
-            yield from _flat(value, f'{name}.')
-        else:
-            yield name, value
-
-
-class _RclLoader(yaml.SafeLoader):
-    """PyYAML typing plain scalars as rcl does: ``1e-3`` and ``1.0e3`` are doubles to rcl
-    (strtod), strings to YAML 1.1; ``2024-01-01`` a string to rcl, a date to YAML 1.1. Quoted
-    scalars stay strings, as in rcl."""
-
-
-_RclLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != 'tag:yaml.org,2002:timestamp']
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_RclLoader.add_implicit_resolver(
-    'tag:yaml.org,2002:float',
-    re.compile(r'^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$'),
-    list('-+0123456789.'),
-)
-
-
-def check_parameter_files(files: Sequence[str], node_fqn: str, cls: type) -> list[str]:
-    """Check this node's entries of each parameter file on their own (rcl merges the files
-    and silently drops a later file's value whose type differs from an earlier one's: a
-    user's ``episodes: 5.0`` after the stack's file ran forever, ``seed: "7"`` ran seed 0).
-
-    Args:
-        files: The ``--params-file`` paths, in order.
-        node_fqn: The node's fully qualified name, e.g. ``/rpl/sim_bridge``.
-        cls: The node's config dataclass (the entries of its fields are type-checked).
-
-    Returns:
-        Warnings: a file none of whose sections is for this node although it names nodes
-        (its settings reach this node not at all: a node named otherwise than the file's
-        keys ran on its defaults, e.g. the sim bridge on task push).
-
-    Raises:
-        ParameterError: An entry of another type than the field's, naming file and key.
-    """
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    name = [t for t in node_fqn.split('/') if t]
-    warnings = []
-    for path in files:
-        try:
-            with open(path, encoding='utf-8') as handle:
-                data = yaml.load(handle, Loader=_RclLoader)  # a SafeLoader subclass
-        except (OSError, yaml.YAMLError):
-            continue  # rcl itself refuses an unreadable or malformed file, in one line
-        sections = list(_sections(data))
-        mine = [key for key, _ in sections if _matches([t for t in key.split('/') if t], name)]
-        for key, params in sections:
-            if key not in mine:
-                continue
-            for param, value in params.items():
-                field = fields.get(param)
-                if field is None:
-                    continue  # an unknown name is refused on the merged parameters
-                try:
-                    _coerce(param, value, field.default)
-                except ParameterError as exc:
-                    raise ParameterError(f'parameter file {path}, section {key}: {exc}') from None
-        if sections and not mine:
-            keys = [key for key, _ in sections]
-            warnings.append(
-                f'parameter file {path} has no section for this node ({node_fqn}): its '
-                f'sections {keys} set nothing here; is the node named as the file expects?'
-            )
-    return warnings

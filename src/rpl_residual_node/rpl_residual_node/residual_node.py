@@ -227,39 +227,45 @@ class ResidualNode(RplNode):
             self._reload_poll.reset()
         self.mixer.expire()
         unpaired = sum(self.mixer.counts[reason] for reason in UNPAIRED_REASONS)
-        if unpaired > self._unpaired_reported:
-            self._warn(
-                UNPAIRED,
-                f'{unpaired - self._unpaired_reported} step half(s) dropped without the other '
-                f'half (it did not come within sync_timeout_s={self.config.sync_timeout_s}, '
-                'or a later step came first): no command for those steps; matched publishers '
-                f'now: observation {self._observation_sub.get_publisher_count()}, base_action '
-                f'{self._base_action_sub.get_publisher_count()} (0: that link has not matched '
-                'yet, or its node is gone)',
-            )
+        if unpaired > self._unpaired_reported and self._say_count(
+            UNPAIRED,
+            f'{unpaired - self._unpaired_reported} step half(s) dropped without the other '
+            f'half (it did not come within sync_timeout_s={self.config.sync_timeout_s}, '
+            'or a later step came first): no command for those steps; matched publishers '
+            f'now: observation {self._observation_sub.get_publisher_count()}, base_action '
+            f'{self._base_action_sub.get_publisher_count()} (0: that link has not matched '
+            'yet, or its node is gone)',
+        ):
             self._unpaired_reported = unpaired
         restarts = self.mixer.counts[STREAM_RESTART]
-        if restarts > self._restarts_reported:
-            self._warn(
-                STREAM_RESTART,
-                f'the observation stream started over {restarts - self._restarts_reported} '
-                'time(s) (an older step after a newer one, or a decided step again with other '
-                'values): the steps waiting for their partner were dropped; a restarted sim '
-                'or robot bridge is fine once, but again and again means two sources publish '
-                f'on {self._observation_sub.topic_name}',
-            )
+        if restarts > self._restarts_reported and self._say_count(
+            STREAM_RESTART,
+            f'the observation stream started over {restarts - self._restarts_reported} '
+            'time(s) (an older step after a newer one, or a decided step again with other '
+            'values): the steps waiting for their partner were dropped; a restarted sim '
+            'or robot bridge is fine once, but again and again means two sources publish '
+            f'on {self._observation_sub.topic_name}',
+        ):
             self._restarts_reported = restarts
         lost = self._lost()
-        if lost > self._lost_reported:
-            self._warn(
-                LOST[contract.OBSERVATION],
-                f'{lost - self._lost_reported} input message(s) never reached the node '
-                f'(observation {self.mixer.counts[LOST[contract.OBSERVATION]]}, base_action '
-                f'{self.mixer.counts[LOST[contract.BASE_ACTION]]} in all): the node fell '
-                'behind its input (each topic keeps its last 10 messages) and those steps got '
-                'no command; the input comes faster than the node decides, or its CPU stalled',
-            )
+        if lost > self._lost_reported and self._say_count(
+            LOST[contract.OBSERVATION],
+            f'{lost - self._lost_reported} input message(s) never reached the node '
+            f'(observation {self.mixer.counts[LOST[contract.OBSERVATION]]}, base_action '
+            f'{self.mixer.counts[LOST[contract.BASE_ACTION]]} in all): the node fell '
+            'behind its input (each topic keeps its last 10 messages) and those steps got '
+            'no command; the input comes faster than the node decides, or its CPU stalled',
+        ):
             self._lost_reported = lost
+
+    def _say_count(self, reason: str, text: str) -> bool:
+        """Log ``text`` (a count since the last such line) unless throttled; True if logged,
+        so the caller moves its reported mark only then (a held line's messages were lost
+        from the next line's count: 21 said of 63 lost)."""
+        log, _ = self._throttle.should_log(time.monotonic(), reason)
+        if log:
+            self.get_logger().warning(text)
+        return log
 
     def _lost(self) -> int:
         return sum(self.mixer.counts[reason] for reason in LOST.values())
@@ -321,8 +327,8 @@ class ResidualNode(RplNode):
             self._warn(
                 INPUT_LATE,
                 f'episode {decision.episode} step {decision.step}: base action used, the model '
-                f'not run: its input waited {waited:.3f} s in the node (max_input_age_s '
-                f'{self.config.max_input_age_s:g}); the node is behind its input (a model '
+                f'not run: its input waited {waited * 1e3:.1f} ms in the node (max_input_age_s '
+                f'{self.config.max_input_age_s:g} s); the node is behind its input (a model '
                 'slower than the input period, a stalled CPU)',
             )
         elif decision.reason not in (OK, NO_MODEL, MODEL_MISMATCH):  # a mismatch: said once

@@ -376,8 +376,9 @@ class SimBridge:
             return (
                 f'only {self._model_commands} of the {applied} applied commands came from '
                 'the residual model (expect_model): at the others the residual node passed '
-                'the base action through (its log says why, e.g. residual_non_finite or '
-                'model_load_failed), so these episodes measured mostly the base controller'
+                'the base action through (its log says why, e.g. residual_non_finite, '
+                'input_late or model_load_failed), so these episodes measured mostly the base '
+                'controller'
             )
         return (
             f'not one of the {c.steps} steps got a command from the residual model '
