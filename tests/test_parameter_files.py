@@ -158,6 +158,19 @@ def test_a_sim_bridge_given_a_mistyped_later_file_exits_2(tmp_path, repo_root):
     assert 'Traceback' not in output
 
 
+def test_a_sim_bridge_given_an_integer_for_a_double_names_the_file(tmp_path, repo_root):
+    """rclpy refused it without naming the file (`Trying to set parameter ... of type
+    'INTEGER', expecting type 'DOUBLE'`)."""
+    proc, later, output = _sim_bridge(
+        tmp_path, repo_root, '/**/sim_bridge:\n  ros__parameters:\n    command_timeout_s: 1\n'
+    )
+    assert proc.returncode == 2, output
+    assert (
+        f"parameter file {later}, section /**/sim_bridge: parameter 'command_timeout_s' must "
+        'be a double, got the integer 1 (write 1.0)'
+    ) in output, output
+
+
 def test_a_sim_bridge_whose_later_file_rcl_did_not_apply_exits_2(tmp_path):
     """rcl applies a node's sections in the order their keys first appear across the files:
     with a /** section in the first file, a later file's /** entry comes before the first

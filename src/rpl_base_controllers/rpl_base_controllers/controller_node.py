@@ -224,7 +224,7 @@ class ControllerNode(RplNode):
         """One warning per streamed task that differs from the ``task`` parameter: the
         controller answers it as its own task (a parameter file of another task, e.g.
         push.yaml on a slippery_push stack, planned on Push's dynamics without a word)."""
-        if streamed in self._other_tasks_noted or len(self._other_tasks_noted) > 16:
+        if streamed in self._other_tasks_noted or len(self._other_tasks_noted) >= 16:
             return  # (a frame_id that changes every message: 16 lines, then quiet)
         self._other_tasks_noted.add(streamed)
         self.get_logger().warning(

@@ -125,7 +125,7 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
 
 
 KEPT_EPISODES = 1000
-"""Episode records kept (the latest by id); the summary counts every episode. A monitor
+"""Episode records kept (those that arrived last); the summary counts every episode. A monitor
 left running for days kept every record and rewrote them all every second: 212 bytes and
 ~5 kB of memory per episode, a write of 0.5 s after a day of 30 episodes a minute."""
 

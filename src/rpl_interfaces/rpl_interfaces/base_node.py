@@ -272,6 +272,12 @@ class RplNode(Node):
             rpl_interfaces.params.ParameterError: A value is out of range or mistyped, or a
                 name is unknown.
         """
+        # Each parameter file on its own first: a mistyped entry is named with its file
+        # before rclpy refuses the merged value without it (an integer for a double).
+        argv = _START_ARGS if _START_ARGS is not None else sys.argv
+        files = check_parameter_files(params_files(argv), self.get_fully_qualified_name(), cls)
+        for line in files.warnings:
+            self.get_logger().warning(line)
         values: dict[str, Any] = {}
         fields = dataclasses.fields(cls)
         for field in fields:
@@ -284,10 +290,6 @@ class RplNode(Node):
         own = [*(f.name for f in fields), *(also_known(config) if also_known else ())]
         declared = [*self.get_parameters_by_prefix(''), *own]  # with rclpy's own
         check_known_parameters(self.given_parameters(), declared, listed=own)
-        argv = _START_ARGS if _START_ARGS is not None else sys.argv
-        files = check_parameter_files(params_files(argv), self.get_fully_qualified_name(), cls)
-        for line in files.warnings:
-            self.get_logger().warning(line)
         problem = not_applied(files.asked, values, command_line_parameters(argv))
         if problem:
             raise ParameterError(problem)
