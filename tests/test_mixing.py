@@ -87,7 +87,7 @@ def test_bad_parameters_are_rejected(values, match):
 
 def test_yaml_defaults_match_the_dataclass(repo_root):
     data = yaml.safe_load((repo_root / 'config' / 'residual_node.yaml').read_text())
-    params = data['/**']['ros__parameters']
+    params = data['/**/residual_node']['ros__parameters']
     assert set(params) == {f.name for f in dataclasses.fields(ResidualConfig)}
     assert build_config(ResidualConfig, params) == ResidualConfig()
 

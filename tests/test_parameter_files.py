@@ -20,7 +20,6 @@ from rpl_interfaces.param_files import (
     Asked,
     _matches,
     check_parameter_files,
-    command_line_parameters,
     not_applied,
     params_files,
     rcl_scalar,
@@ -38,12 +37,19 @@ class Config:
     joint_states: bool = False
 
 
-def test_the_params_files_and_overrides_are_those_after_ros_args():
+def files(*paths: object) -> list[str]:
+    """ROS arguments giving ``paths`` as parameter files."""
+    argv = ['--ros-args']
+    for path in paths:
+        argv += ['--params-file', str(path)]
+    return argv
+
+
+def test_the_params_files_are_those_after_ros_args():
     argv = ['node', '--params-file', 'no', '--ros-args', '-r', '__ns:=/a', '--params-file']
     argv += ['a.yaml', '-p', 'x:=1', '--params-file', 'b.yaml', '-p', 'sim:seed:=2', '--']
     argv += ['--params-file', 'c', '-p', 'z:=3']
     assert params_files(argv) == ['a.yaml', 'b.yaml']
-    assert command_line_parameters(argv) == {'x', 'seed'}
 
 
 @pytest.mark.parametrize(
@@ -94,7 +100,7 @@ def test_a_later_files_entry_of_another_type_is_refused_naming_file_and_key(tmp_
     later = tmp_path / 'mine.yaml'
     later.write_text('/rpl:\n  sim_bridge:\n    ros__parameters:\n      episodes: 5.0\n')
     with pytest.raises(ParameterError) as caught:
-        check_parameter_files([str(first), str(later)], '/rpl/sim_bridge', Config)
+        check_parameter_files(files(first, later), '/rpl/sim_bridge', Config)
     assert str(caught.value) == (
         f"parameter file {later}, section /rpl/sim_bridge: parameter 'episodes' must be an "
         'integer, got 5.0'
@@ -102,37 +108,45 @@ def test_a_later_files_entry_of_another_type_is_refused_naming_file_and_key(tmp_
     integer = tmp_path / 'integer.yaml'  # rclpy refuses an integer for a double: said here
     integer.write_text('/**:\n  ros__parameters:\n    rate_hz: 50\n')
     with pytest.raises(ParameterError, match=r"'rate_hz' must be a double, got the integer 50"):
-        check_parameter_files([str(integer)], '/rpl/sim_bridge', Config)
+        check_parameter_files(files(integer), '/rpl/sim_bridge', Config)
     other = tmp_path / 'other_node.yaml'  # the same entry for another node: not ours
     other.write_text('/**/base_controller:\n  ros__parameters:\n    episodes: 5.0\n')
-    found = check_parameter_files([str(first), str(other)], '/rpl/sim_bridge', Config)
+    found = check_parameter_files(files(first, other), '/rpl/sim_bridge', Config)
     assert found.warnings == [
         f'parameter file {other} has no section for this node (/rpl/sim_bridge): its '
         "sections ['/**/base_controller'] set nothing here; is the node named as the file "
         'expects?'
     ]
     assert found.asked == {
-        'episodes': Asked(0, str(first), '/**/sim_bridge'),
-        'task': Asked('push', str(first), '/**/sim_bridge'),
+        'episodes': Asked(0, f'parameter file {first}', '/**/sim_bridge'),
+        'task': Asked('push', f'parameter file {first}', '/**/sim_bridge'),
     }
+    argv = [*files(first), '-p', 'task:=slippery_push', '-p', 'other:episodes:=4']
+    found = check_parameter_files(argv, '/rpl/sim_bridge', Config)  # -p: one more source
+    assert found.asked['task'] == Asked('slippery_push', '-p task:=slippery_push', '/**')
+    assert found.asked['episodes'].value == 0  # other:... is another node's
+    explicit = tmp_path / 'explicit.yaml'  # !!str keeps a string a string, as in rcl
+    explicit.write_text('/**:\n  ros__parameters:\n    task: !!str y\n    on: 3\n')
+    found = check_parameter_files(files(explicit), '/rpl/sim_bridge', Config)
+    assert found.asked['task'].value == 'y'
     as_rcl = tmp_path / 'as_rcl.yaml'  # what rcl types as a double, a bool, a string
     as_rcl.write_text(
         '/**:\n  ros__parameters:\n    rate_hz: 5e-1\n    joint_states: y\n    task: 2024-01-01\n'
     )
-    found = check_parameter_files([str(first), str(as_rcl)], '/rpl/sim_bridge', Config)
+    found = check_parameter_files(files(first, as_rcl), '/rpl/sim_bridge', Config)
     assert found.warnings == [] and found.asked['rate_hz'].value == 0.5
 
 
 def test_a_value_asked_for_but_not_applied_is_named():
-    asked = {'residual_gain': Asked(0.5, 'mine.yaml', '/**'), 'seed': Asked(3, 'a.yaml', '/**')}
+    mine = 'parameter file mine.yaml'
+    asked = {'residual_gain': Asked(0.5, mine, '/**'), 'seed': Asked(3, mine, '/**')}
     got = {'residual_gain': 1.0, 'seed': 3}
-    line = not_applied(asked, got, overridden=set())
+    line = not_applied(asked, got)
     assert line.startswith(
         'parameter file mine.yaml sets residual_gain to 0.5 (section /**), but rcl gave the '
-        'node 1.0 from an earlier file'
+        'node 1.0 from another section'
     )
-    assert not_applied(asked, got, overridden={'residual_gain'}) == ''  # -p wins: fine
-    assert not_applied({'seed': Asked(3, 'a.yaml', '/**')}, got, set()) == ''
+    assert not_applied({'seed': Asked(3, mine, '/**')}, got) == ''
 
 
 def _sim_bridge(tmp_path: pathlib.Path, repo_root: pathlib.Path, text: str):
@@ -191,5 +205,25 @@ def test_a_sim_bridge_whose_later_file_rcl_did_not_apply_exits_2(tmp_path):
     assert proc.returncode == 2, output
     assert (
         f"parameter file {mine} sets task to 'slippery_push' (section /**), but rcl gave the "
-        "node 'push' from an earlier file"
+        "node 'push' from another section"
+    ) in output, output
+
+
+def test_a_command_line_value_rcl_did_not_apply_exits_2(tmp_path):
+    """rcl files a plain -p under /**, so a more specific section of a file can win over it
+    (residual_gain:=0.5 ran at 1.0 when the node's file was keyed /**); nothing said so."""
+    wildcard = tmp_path / 'wildcard.yaml'
+    wildcard.write_text('/**:\n  ros__parameters:\n    seed: 0\n')
+    node = tmp_path / 'node.yaml'
+    node.write_text('/**/sim_bridge:\n  ros__parameters:\n    task: push\n')
+    args = ros_args('/param_files_test', 'task:=slippery_push', params_file=wildcard)
+    args[args.index('-p') : args.index('-p')] = ['--params-file', str(node)]
+    proc = subprocess.run(
+        [str(BIN / 'sim_bridge_node'), *args], capture_output=True, text=True, timeout=60
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert (
+        "-p task:=slippery_push sets task to 'slippery_push' (section /**), but rcl gave the "
+        "node 'push' from another section"
     ) in output, output

@@ -38,12 +38,7 @@ from rpl_interfaces import TRACEBACK_ENV, contract, wants_traceback
 from rpl_interfaces.codec import StampedVector, encode
 from rpl_interfaces.failures import raised_at
 from rpl_interfaces.listener_startup import ListenerStartupConfig
-from rpl_interfaces.param_files import (
-    check_parameter_files,
-    command_line_parameters,
-    not_applied,
-    params_files,
-)
+from rpl_interfaces.param_files import check_parameter_files, not_applied
 from rpl_interfaces.params import ParameterError, build_config, check_known_parameters
 
 C = TypeVar('C')
@@ -275,7 +270,7 @@ class RplNode(Node):
         # Each parameter file on its own first: a mistyped entry is named with its file
         # before rclpy refuses the merged value without it (an integer for a double).
         argv = _START_ARGS if _START_ARGS is not None else sys.argv
-        files = check_parameter_files(params_files(argv), self.get_fully_qualified_name(), cls)
+        files = check_parameter_files(argv, self.get_fully_qualified_name(), cls)
         for line in files.warnings:
             self.get_logger().warning(line)
         values: dict[str, Any] = {}
@@ -290,7 +285,7 @@ class RplNode(Node):
         own = [*(f.name for f in fields), *(also_known(config) if also_known else ())]
         declared = [*self.get_parameters_by_prefix(''), *own]  # with rclpy's own
         check_known_parameters(self.given_parameters(), declared, listed=own)
-        problem = not_applied(files.asked, values, command_line_parameters(argv))
+        problem = not_applied(files.asked, values)
         if problem:
             raise ParameterError(problem)
         for field in fields:

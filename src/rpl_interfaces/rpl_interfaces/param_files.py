@@ -1,11 +1,13 @@
-"""Parameter files read one by one, as rcl reads each, to check what rcl's merge hides.
+"""Parameter files and ``-p`` read one by one, as rcl reads each, to check what rcl's merge
+hides.
 
 Pure Python (PyYAML). rcl merges a node's ``--params-file`` files and, for a parameter set
 twice, may keep the earlier value: when the later value's type differs (a user's
 ``episodes: 5.0`` after the stack's ``episodes: 0`` ran forever, ``seed: "7"`` ran seed 0),
 and when the later file's section comes earlier in rcl's order (it applies sections in the
 order their keys first appear across all files: a user's ``/**: residual_gain: 0.5`` after
-the stack's ``/**/residual_node`` section ran at 1.0). A node named otherwise than a file's
+the stack's ``/**/residual_node`` section ran at 1.0; rcl files a plain ``-p`` under
+``/**`` too). A node named otherwise than a file's
 keys gets nothing of it (a sim bridge named ``sim`` ran task push on its defaults). Nothing
 said so. :func:`check_parameter_files` reads each file as rcl types YAML
 (:func:`rcl_scalar`) and says what the node was asked for; the node compares it with what
@@ -37,13 +39,27 @@ def params_files(argv: Sequence[str]) -> list[str]:
     return [value for flag, value in _ros_options(argv) if flag == '--params-file']
 
 
-def command_line_parameters(argv: Sequence[str]) -> set[str]:
-    """Names set with ``-p name:=value`` among ROS arguments (they win over every file)."""
-    names = set()
+def _sources(argv: Sequence[str]) -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """The parameter sources among ROS arguments, in their order: each ``--params-file``
+    (its sections) and each ``-p [node:]name:=value`` (one section: rcl files a plain one
+    under ``/**``, a node's under ``/<node>``), as ``(label, sections)``; an unreadable or
+    malformed file is skipped (rcl itself refuses it, in one line)."""
     for flag, value in _ros_options(argv):
-        if flag in ('-p', '--param') and ':=' in value:
-            names.add(value.split(':=', 1)[0].rsplit(':', 1)[-1])  # 'node:name' -> 'name'
-    return names
+        if flag == '--params-file':
+            try:
+                with open(value, encoding='utf-8') as handle:
+                    root = yaml.compose(handle, Loader=_Loader)
+            except (OSError, yaml.YAMLError):
+                continue
+            yield f'parameter file {value}', list(_sections(_value(root) if root else None))
+        elif flag in ('-p', '--param') and ':=' in value:
+            name, text = value.split(':=', 1)
+            node, _, name = name.rpartition(':')
+            try:
+                parsed = _value(yaml.compose(text, Loader=_Loader)) if text else ''
+            except yaml.YAMLError:
+                continue
+            yield f'-p {value}', [(f'/{node}' if node else '/**', {name: parsed})]
 
 
 def _ros_options(argv: Sequence[str]) -> Iterator[tuple[str, str]]:
@@ -81,14 +97,27 @@ def rcl_scalar(text: str, quoted: bool) -> Any:
     return text
 
 
-def _value(node: yaml.Node) -> Any:
-    """A composed YAML node as rcl reads it (mappings, sequences, typed scalars)."""
+class _Loader(yaml.SafeLoader):
+    """Composes as PyYAML does, noting each scalar's explicit tag (``!!str``), which the
+    composed node cannot tell from an implicit one."""
+
+    def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
+        tag = self.peek_event().tag
+        node = super().compose_scalar_node(anchor)
+        node.explicit_tag = tag
+        return node
+
+
+def _value(node: yaml.Node, key: bool = False) -> Any:
+    """A composed YAML node as rcl reads it (mappings, sequences, typed scalars; keys as
+    their text: a key ``y`` or ``on`` is a name, not a bool)."""
     if isinstance(node, yaml.MappingNode):
-        return {str(_value(k)): _value(v) for k, v in node.value}
+        return {_value(k, key=True): _value(v) for k, v in node.value}
     if isinstance(node, yaml.SequenceNode):
         return [_value(item) for item in node.value]
-    implicit = yaml.resolver.Resolver().resolve(yaml.ScalarNode, node.value, (True, False))
-    explicit_str = node.tag == _STR and implicit != _STR
+    if key:
+        return node.value
+    explicit_str = getattr(node, 'explicit_tag', None) in (_STR, '!!str')
     return rcl_scalar(node.value, node.style in ("'", '"') or explicit_str)
 
 
@@ -124,7 +153,8 @@ def _matches(pattern: Sequence[str], name: Sequence[str]) -> bool:
 
 
 class Asked(NamedTuple):
-    """A parameter value a file asked for: the value, the file and its section."""
+    """A parameter value a source asked for: the value, the source (``parameter file P``
+    or ``-p name:=value``) and its section."""
 
     value: Any
     path: str
@@ -135,8 +165,8 @@ class FileCheck(NamedTuple):
     """What :func:`check_parameter_files` found.
 
     Attributes:
-        asked: Field name -> the value the last file that sets it asked for (file order,
-            later section of a file over an earlier one).
+        asked: Field name -> the value the last source that sets it asked for (argument
+            order, a later section of a file over an earlier one).
         warnings: Files that name nodes but none this one.
     """
 
@@ -144,29 +174,24 @@ class FileCheck(NamedTuple):
     warnings: list[str]
 
 
-def check_parameter_files(files: Sequence[str], node_fqn: str, cls: type) -> FileCheck:
-    """Check this node's entries of each parameter file on their own.
+def check_parameter_files(argv: Sequence[str], node_fqn: str, cls: type) -> FileCheck:
+    """Check this node's entries of each parameter source (files and ``-p``) on its own.
 
     Args:
-        files: The ``--params-file`` paths, in order.
+        argv: The node's ROS arguments (``--params-file`` and ``-p`` in their order).
         node_fqn: The node's fully qualified name, e.g. ``/rpl/sim_bridge``.
         cls: The node's config dataclass (the entries of its fields are checked).
 
     Raises:
-        ParameterError: An entry of another type than its field's, naming file and section
-            (rcl would have dropped it without a word, or rclpy refused it without the file).
+        ParameterError: A file's entry of another type than its field's, naming file and
+            section (rcl would have dropped it without a word, or rclpy refused it without
+            the file).
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     name = [t for t in node_fqn.split('/') if t]
     asked: dict[str, Asked] = {}
     warnings = []
-    for path in files:
-        try:
-            with open(path, encoding='utf-8') as handle:
-                root = yaml.compose(handle)
-        except (OSError, yaml.YAMLError):
-            continue  # rcl itself refuses an unreadable or malformed file, in one line
-        sections = list(_sections(_value(root) if root is not None else None))
+    for label, sections in _sources(argv):
         mine = [key for key, _ in sections if _matches([t for t in key.split('/') if t], name)]
         for key, params in sections:
             if key not in mine:
@@ -178,29 +203,28 @@ def check_parameter_files(files: Sequence[str], node_fqn: str, cls: type) -> Fil
                 default = field.default
                 if type(default) is float and type(value) is int:
                     raise ParameterError(
-                        f'parameter file {path}, section {key}: parameter {param!r} must be a '
-                        f'double, got the integer {value!r} (write {value}.0)'
+                        f'{label}, section {key}: parameter {param!r} must be a double, got '
+                        f'the integer {value!r} (write {value}.0)'
                     )
                 try:
                     _coerce(param, value, default)
                 except ParameterError as exc:
-                    raise ParameterError(f'parameter file {path}, section {key}: {exc}') from None
-                asked[param] = Asked(value, path, key)
-        if sections and not mine:
+                    raise ParameterError(f'{label}, section {key}: {exc}') from None
+                asked[param] = Asked(value, label, key)
+        if sections and not mine and label.startswith('parameter file'):
             keys = [key for key, _ in sections]
             warnings.append(
-                f'parameter file {path} has no section for this node ({node_fqn}): its '
-                f'sections {keys} set nothing here; is the node named as the file expects?'
+                f'{label} has no section for this node ({node_fqn}): its sections {keys} set '
+                'nothing here; is the node named as the file expects?'
             )
     return FileCheck(asked, warnings)
 
 
-def not_applied(asked: Mapping[str, Asked], got: Mapping[str, Any], overridden: set[str]) -> str:
-    """The first parameter whose value the files asked for is not the node's, as one
-    sentence ('' when all are): rcl's merge kept an earlier file's value. ``overridden``:
-    names set on the command line, which win over every file."""
+def not_applied(asked: Mapping[str, Asked], got: Mapping[str, Any]) -> str:
+    """The first parameter whose value the last source that sets it asked for is not the
+    node's, as one sentence ('' when all are): rcl's merge kept an earlier value."""
     for param, want in asked.items():
-        if param in overridden or param not in got:
+        if param not in got:
             continue
         if not isinstance(want.value, (bool, int, float, str)):
             continue  # arrays: compared by rclpy's own types, not here
@@ -212,9 +236,9 @@ def not_applied(asked: Mapping[str, Asked], got: Mapping[str, Any], overridden: 
         )
         if not same:
             return (
-                f'parameter file {want.path} sets {param} to {want.value!r} (section '
-                f'{want.section}), but rcl gave the node {have!r} from an earlier file: it '
-                'applies the sections in the order their keys first appear across the files; '
-                "key this entry as the earlier file keys the node's section"
+                f'{want.path} sets {param} to {want.value!r} (section {want.section}), but '
+                f'rcl gave the node {have!r} from another section: it applies the sections in '
+                'the order their keys first appear across the files and -p, not in the order '
+                "of the sources; key this entry as the other source keys the node's section"
             )
     return ''

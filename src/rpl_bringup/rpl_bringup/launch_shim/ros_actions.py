@@ -5,8 +5,12 @@ The evaluated command line is the one ``ros2 launch`` gives a node::
     EXE [arguments] --ros-args -r __node:=NAME -r __ns:=NS \
         --params-file FILE ... -p key:=value ... -r from:=to ...
 
-Dict parameters become ``-p`` overrides (YAML text), which rcl applies after every
-``--params-file``: put dicts last in ``parameters``, as the RPL launch files do.
+Dict parameters become ``-p`` overrides (YAML text). rcl files a plain ``-p`` under the
+``/**`` section and applies the sections in the order their keys first appear: after every
+``--params-file`` as long as no file has a ``/**`` section (a file keyed ``/**`` would let a
+file's node section win over them). The project's config files are keyed by node name; put
+dicts last in ``parameters``, as the RPL launch files do. A node refuses to start when a
+value it was given does not reach it (:mod:`rpl_interfaces.param_files`).
 """
 
 from __future__ import annotations
