@@ -153,36 +153,33 @@ def _sim_bridge(tmp_path: pathlib.Path, repo_root: pathlib.Path, text: str):
     later = tmp_path / 'mine.yaml'
     later.write_text(text)
     args = ros_args('/param_files_test', params_file=repo_root / 'config' / 'sim_bridge.yaml')
-    args += ['--params-file', str(later)]
+    code, output = _run_sim_bridge([*args, '--params-file', str(later)])
+    return code, later, output
+
+
+def _run_sim_bridge(args: list[str]) -> tuple[int, str]:
+    """A sim bridge with these ROS arguments, to its exit: (code, output)."""
     proc = subprocess.run(
         [str(BIN / 'sim_bridge_node'), *args], capture_output=True, text=True, timeout=60
     )
-    return proc, later, proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr
 
 
-def test_a_sim_bridge_given_a_mistyped_later_file_exits_2(tmp_path, repo_root):
-    proc, later, output = _sim_bridge(
-        tmp_path, repo_root, '/**/sim_bridge:\n  ros__parameters:\n    seed: "7"\n'
-    )
-    assert proc.returncode == 2, output
-    assert (
-        f"parameter file {later}, section /**/sim_bridge: parameter 'seed' must be an "
-        "integer, got '7'"
-    ) in output, output
+@pytest.mark.parametrize(
+    ('entry', 'said'),
+    [
+        ('seed: "7"', "parameter 'seed' must be an integer, got '7'"),
+        # rclpy refused it without naming the file ("Trying to set parameter ... of type
+        # 'INTEGER', expecting type 'DOUBLE'")
+        ('command_timeout_s: 1', "parameter 'command_timeout_s' must be a double, got the "),
+    ],
+)
+def test_a_sim_bridge_given_a_mistyped_later_file_exits_2(tmp_path, repo_root, entry, said):
+    text = f'/**/sim_bridge:\n  ros__parameters:\n    {entry}\n'
+    code, later, output = _sim_bridge(tmp_path, repo_root, text)
+    assert code == 2, output
+    assert f'parameter file {later}, section /**/sim_bridge: {said}' in output, output
     assert 'Traceback' not in output
-
-
-def test_a_sim_bridge_given_an_integer_for_a_double_names_the_file(tmp_path, repo_root):
-    """rclpy refused it without naming the file (`Trying to set parameter ... of type
-    'INTEGER', expecting type 'DOUBLE'`)."""
-    proc, later, output = _sim_bridge(
-        tmp_path, repo_root, '/**/sim_bridge:\n  ros__parameters:\n    command_timeout_s: 1\n'
-    )
-    assert proc.returncode == 2, output
-    assert (
-        f"parameter file {later}, section /**/sim_bridge: parameter 'command_timeout_s' must "
-        'be a double, got the integer 1 (write 1.0)'
-    ) in output, output
 
 
 def test_a_sim_bridge_whose_later_file_rcl_did_not_apply_exits_2(tmp_path):
@@ -198,11 +195,8 @@ def test_a_sim_bridge_whose_later_file_rcl_did_not_apply_exits_2(tmp_path):
     mine = tmp_path / 'mine.yaml'
     mine.write_text('/**:\n  ros__parameters:\n    task: slippery_push\n')
     args = ros_args('/param_files_test', params_file=stack) + ['--params-file', str(mine)]
-    proc = subprocess.run(
-        [str(BIN / 'sim_bridge_node'), *args], capture_output=True, text=True, timeout=60
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output
+    code, output = _run_sim_bridge(args)
+    assert code == 2, output
     assert (
         f"parameter file {mine} sets task to 'slippery_push' (section /**), but rcl gave the "
         "node 'push' from another section"
@@ -218,11 +212,8 @@ def test_a_command_line_value_rcl_did_not_apply_exits_2(tmp_path):
     node.write_text('/**/sim_bridge:\n  ros__parameters:\n    task: push\n')
     args = ros_args('/param_files_test', 'task:=slippery_push', params_file=wildcard)
     args[args.index('-p') : args.index('-p')] = ['--params-file', str(node)]
-    proc = subprocess.run(
-        [str(BIN / 'sim_bridge_node'), *args], capture_output=True, text=True, timeout=60
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output
+    code, output = _run_sim_bridge(args)
+    assert code == 2, output
     assert (
         "-p task:=slippery_push sets task to 'slippery_push' (section /**), but rcl gave the "
         "node 'push' from another section"
