@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -229,42 +229,49 @@ class ResidualNode(RplNode):
         unpaired = sum(self.mixer.counts[reason] for reason in UNPAIRED_REASONS)
         if unpaired > self._unpaired_reported and self._say_count(
             UNPAIRED,
-            f'{unpaired - self._unpaired_reported} step half(s) dropped without the other '
-            f'half (it did not come within sync_timeout_s={self.config.sync_timeout_s}, '
-            'or a later step came first): no command for those steps; matched publishers '
-            f'now: observation {self._observation_sub.get_publisher_count()}, base_action '
-            f'{self._base_action_sub.get_publisher_count()} (0: that link has not matched '
-            'yet, or its node is gone)',
+            lambda: (
+                f'{unpaired - self._unpaired_reported} step half(s) dropped without the other '
+                f'half (it did not come within sync_timeout_s={self.config.sync_timeout_s}, '
+                'or a later step came first): no command for those steps; matched publishers '
+                f'now: observation {self._observation_sub.get_publisher_count()}, base_action '
+                f'{self._base_action_sub.get_publisher_count()} (0: that link has not matched '
+                'yet, or its node is gone)'
+            ),
         ):
             self._unpaired_reported = unpaired
         restarts = self.mixer.counts[STREAM_RESTART]
         if restarts > self._restarts_reported and self._say_count(
             STREAM_RESTART,
-            f'the observation stream started over {restarts - self._restarts_reported} '
-            'time(s) (an older step after a newer one, or a decided step again with other '
-            'values): the steps waiting for their partner were dropped; a restarted sim '
-            'or robot bridge is fine once, but again and again means two sources publish '
-            f'on {self._observation_sub.topic_name}',
+            lambda: (
+                f'the observation stream started over {restarts - self._restarts_reported} '
+                'time(s) (an older step after a newer one, or a decided step again with other '
+                'values): the steps waiting for their partner were dropped; a restarted sim '
+                'or robot bridge is fine once, but again and again means two sources publish '
+                f'on {self._observation_sub.topic_name}'
+            ),
         ):
             self._restarts_reported = restarts
         lost = self._lost()
         if lost > self._lost_reported and self._say_count(
             LOST[contract.OBSERVATION],
-            f'{lost - self._lost_reported} input message(s) never reached the node '
-            f'(observation {self.mixer.counts[LOST[contract.OBSERVATION]]}, base_action '
-            f'{self.mixer.counts[LOST[contract.BASE_ACTION]]} in all): the node fell '
-            'behind its input (each topic keeps its last 10 messages) and those steps got '
-            'no command; the input comes faster than the node decides, or its CPU stalled',
+            lambda: (
+                f'{lost - self._lost_reported} input message(s) never reached the node '
+                f'(observation {self.mixer.counts[LOST[contract.OBSERVATION]]}, base_action '
+                f'{self.mixer.counts[LOST[contract.BASE_ACTION]]} in all): the node fell '
+                'behind its input (each topic keeps its last 10 messages) and those steps got '
+                'no command; the input comes faster than the node decides, or its CPU stalled'
+            ),
         ):
             self._lost_reported = lost
 
-    def _say_count(self, reason: str, text: str) -> bool:
-        """Log ``text`` (a count since the last such line) unless throttled; True if logged,
-        so the caller moves its reported mark only then (a held line's messages were lost
-        from the next line's count: 21 said of 63 lost)."""
+    def _say_count(self, reason: str, text: Callable[[], str]) -> bool:
+        """Log ``text()`` (a count since the last such line) unless throttled; True if
+        logged, so the caller moves its reported mark only then (a held line's messages were
+        lost from the next line's count: 21 said of 63 lost). Built only when logged (it
+        asks the graph for publisher counts)."""
         log, _ = self._throttle.should_log(time.monotonic(), reason)
         if log:
-            self.get_logger().warning(text)
+            self.get_logger().warning(text())
         return log
 
     def _lost(self) -> int:
