@@ -341,7 +341,9 @@ class RplNode(Node):
         # Steady time: on a /clock that jumps to wall time it fired at once (after 2.6 s).
         self.once(seconds, check, Clock(clock_type=ClockType.STEADY_TIME))
 
-    def once(self, seconds: float, callback: Callable[[], None], clock: Clock | None = None):
+    def once(
+        self, seconds: float, callback: Callable[[], None], clock: Clock | None = None
+    ) -> None:
         """Call ``callback`` once, ``seconds`` from now (on ``clock``, default the node's)."""
 
         def fire() -> None:
@@ -350,7 +352,6 @@ class RplNode(Node):
             callback()
 
         timer = self.create_timer(seconds, fire, clock=clock)
-        return timer
 
     def log_ready(self, text: str) -> None:
         """Log ``text`` (the node's ``ready: ...`` line) once the node spins, not while it

@@ -116,7 +116,7 @@ class ResidualMixer:
         self._pairing = StepPairing(self.counts, clock, config.sync_timeout_s, max_pending)
         self._rule = DecisionRule(config)
         self._model = ModelSlot(
-            config, self.counts, action_dim, obs_dim, goal_dim, recent_inputs, on_model_note
+            config, self.counts, action_dim, obs_dim, goal_dim, recent_inputs, on_model_note, clock
         )
 
     # ----------------------------------------------------------------- the parts' state

@@ -102,16 +102,7 @@ def check_on_recent_inputs(actor: OnnxActor, recent: Sequence[RecentInput]) -> i
         RecentInputError: Inference raised, or some residual is not finite (the sentence
             gives how many and the first such step).
     """
-    usable = [
-        item
-        for item in recent
-        if item.observation.shape == (actor.obs_dim,)
-        and item.goal.shape == (actor.goal_dim,)
-        and (
-            not actor.base_input
-            or (item.base is not None and item.base.shape == (actor.action_dim,))
-        )
-    ]
+    usable = [item for item in recent if _fits(actor, item)]
     if not usable:
         return 0
     observations = np.stack([item.observation for item in usable])  # (n, obs_dim)
@@ -142,15 +133,23 @@ def check_on_recent_inputs(actor: OnnxActor, recent: Sequence[RecentInput]) -> i
     return len(usable)
 
 
+def _fits(actor: OnnxActor, item: RecentInput) -> bool:
+    """The input has ``actor``'s sizes (and a base action where it takes one)."""
+    return (
+        item.observation.shape == (actor.obs_dim,)
+        and item.goal.shape == (actor.goal_dim,)
+        and (
+            not actor.base_input
+            or (item.base is not None and item.base.shape == (actor.action_dim,))
+        )
+    )
+
+
 def step_time_s(actor: OnnxActor, recent: Sequence[RecentInput], runs: int = 3) -> float:
     """Median seconds of one single-step inference on the newest input of ``actor``'s sizes
     (as the node runs it, one step at a time), or 0.0 when there is none."""
-    for item in reversed(recent):
-        if item.observation.shape == (actor.obs_dim,) and item.goal.shape == (actor.goal_dim,):
-            break
-    else:
-        return 0.0
-    if actor.base_input and (item.base is None or item.base.shape != (actor.action_dim,)):
+    item = next((item for item in reversed(recent) if _fits(actor, item)), None)
+    if item is None:
         return 0.0
     times = []
     for _ in range(runs):

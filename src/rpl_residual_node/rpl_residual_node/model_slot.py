@@ -108,6 +108,7 @@ class ModelSlot:
         on_model_note: Called with ``(level, one line)`` ('error' or 'warning') when the
             running model is found not to fit the stream (or fits only because
             ``allow_model_mismatch`` is set); once per model and stream facts.
+        clock: Monotonic time source in seconds (the decided steps' period).
 
     The model named by ``config.model_path`` is loaded at construction (synchronously);
     see :attr:`last_reload` for the outcome.
@@ -122,8 +123,10 @@ class ModelSlot:
         goal_dim: int | None = None,
         recent_inputs: int = RECENT_INPUTS,
         on_model_note: Callable[[str, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self._clock = clock
         self._counts = counts
         self._action_dim = action_dim
         self._obs_dim = obs_dim
@@ -156,7 +159,7 @@ class ModelSlot:
     ) -> None:
         """Keep a decided step's input, for validating the next model on real observations."""
         self._recent.append(RecentInput(*key, observation, goal, previous, base))
-        self._decided_at.append(time.monotonic())
+        self._decided_at.append(self._clock())
 
     def step_period_s(self) -> float:
         """Median seconds between the recently decided steps (0.0: fewer than 3)."""
