@@ -23,7 +23,7 @@ from rpl_base_controllers.registry import controllers_for
 from rpl_interfaces.output_files import os_reason, probe_write
 from rpl_interfaces.params import yaml_float, yaml_string
 from rpl_interfaces.trainer_files import check_trainer_files
-from rpl_sim_bridge.bridge_config import MAX_SEED
+from rpl_sim_bridge.bridge_config import LOCKSTEP, MAX_SEED
 
 MAX_EXPLORERS = 4
 EXPLORER_SEED_STRIDE = 1_000_000  # explorer i runs sim seeds seed + (i + 1) * stride ...
@@ -142,12 +142,11 @@ class LockstepRate(FloatArgument):
 
     def perform(self, context: LaunchContext) -> str:
         text = super().perform(context)
-        mode = LaunchConfiguration('mode').perform(context)
-        if float(text) > 0 and mode != 'lockstep':
+        if float(text) > 0 and Lockstep().perform(context) != 'true':
             raise ValueError(
                 f'launch argument max_rate:={LaunchConfiguration("max_rate").perform(context)!r}'
-                f" caps lockstep only; mode:={mode} steps at the sim bridge's rate_hz "
-                '(config/sim_bridge.yaml)'
+                f' caps lockstep only; mode:={LaunchConfiguration("mode").perform(context)} '
+                "steps at the sim bridge's rate_hz (config/sim_bridge.yaml)"
             )
         return text
 
@@ -370,7 +369,7 @@ class Lockstep(Substitution):
     """'true' if the ``mode`` launch argument is lockstep, else 'false' (a condition's text)."""
 
     def perform(self, context: LaunchContext) -> str:
-        return 'true' if LaunchConfiguration('mode').perform(context) == 'lockstep' else 'false'
+        return 'true' if LaunchConfiguration('mode').perform(context) == LOCKSTEP else 'false'
 
     def describe(self) -> str:
         return 'Lockstep()'
