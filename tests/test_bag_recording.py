@@ -458,3 +458,42 @@ def test_a_recorder_gets_what_a_publisher_sent_before_dds_matched_them(tmp_path)
     assert f'wrote {bag}: {namespace}/command 30, {namespace}/base_action 5' in output, output
     warned = [line for line in output.splitlines() if 'is volatile: recording' in line]
     assert len(warned) == 1 and f'a publisher on {namespace}/base_action is' in warned[0], output
+
+
+def test_a_remapped_topic_is_recorded_under_its_role_name_and_the_recorder_says_so(tmp_path):
+    """A stack whose topics are remapped (two stacks in one namespace) was recorded under
+    the role names without a word: the bag seemed to hold the other stack's topics. The
+    bag keeps the role names (every rpl bag tool reads them), and the recorder names each
+    remapped topic and the --remap that plays it back onto its own name."""
+    from sensor_msgs.msg import JointState
+
+    from rpl_interfaces import contract
+    from rpl_interfaces.base_node import qos_profile
+    from rpl_interfaces.codec import StampedVector, encode
+
+    namespace = f'/remapped_{os.getpid()}'
+    side = SideNode('remapped_publisher', namespace)
+    kept = qos_profile(contract.QosSpec(contract.CONTROL_PUBLISHER_DEPTH, True, True))
+    command = side.node.create_publisher(JointState, 'cmd_b', kept)
+    for k in range(5):  # kept for the recorder by the transient-local history
+        vec = StampedVector(0, k, np.full(4, 0.1 * k), 0, 'residual')
+        command.publish(encode(JointState(), vec, contract.ACTION_FIELDS))
+    bag = tmp_path / 'bag'
+    cmd = [sys.executable, '-m', 'rpl_bags.bag_recorder_node']
+    cmd += [*ros_args(namespace, f'bag:={bag}', 'topics:=command'), '-r', 'command:=cmd_b']
+    recorder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert side.spin_until(lambda: command.get_subscription_count() >= 1, 20.0)
+        side.spin_until(lambda: False, 1.0)  # the history delivered
+        code = stop_process(recorder)  # SIGTERM: a clean stop
+        output = recorder.stdout.read()
+    finally:
+        stop_process(recorder, signal.SIGKILL)
+        side.close()
+    assert code == 0, output
+    assert f'wrote {bag}: {namespace}/command 5' in output, output
+    said = [line for line in output.splitlines() if 'recording remapped topics' in line]
+    assert len(said) == 1, output
+    assert f'{namespace}/cmd_b as {namespace}/command' in said[0], output
+    assert f'--remap {namespace}/command:={namespace}/cmd_b' in said[0], output
+    assert list(read_raw_bag(bag).topics) == [f'{namespace}/command']

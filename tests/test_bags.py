@@ -34,13 +34,13 @@ from bag_builders import (
     observation,
     write_bag,
 )
-from helpers import set_model_metadata
+from helpers import SideNode, set_model_metadata, stop_process
 from onnx_builders import known_weights, linear_model, nan_in_range_model
 
 from rpl_bags import bag_cli
 from rpl_bags.bag_eval import evaluate_run
 from rpl_bags.bag_replay import format_report, replay_model
-from rpl_bags.playback import playback_offsets, select_topics
+from rpl_bags.playback import parse_remaps, play_names, playback_offsets, select_topics
 from rpl_bags.reader import read_raw_bag
 from rpl_bags.recorded import load_run
 from rpl_bags.topics import (
@@ -763,6 +763,94 @@ def test_play_with_no_subscriber_after_the_wait_plays_nothing_and_fails(bag):
     assert done.stderr.count('\n') == 1, done.stderr
     assert 'no subscriber on /toy/observation after 0.5 s (--wait-subscribers)' in done.stderr
     assert 'nothing played' in done.stderr
+
+
+def test_play_names_move_the_stack_into_a_namespace_and_apply_remaps_after():
+    chosen = ['/diagnostics', '/toy/command', '/toy/joint_states', '/toy/observation']
+    assert play_names(chosen, ['/toy']) == {t: t for t in chosen}
+    moved = play_names(chosen, ['/toy'], '/robot_b', {'/toy/command': '/robot_b/cmd'})
+    assert moved == {
+        '/diagnostics': '/diagnostics',  # the health reports keep their global name
+        '/toy/command': '/robot_b/cmd',  # a remap names the stored topic
+        '/toy/joint_states': '/robot_b/joint_states',
+        '/toy/observation': '/robot_b/observation',
+    }
+    # A stack recorded in the root namespace moves too; /diagnostics still stays.
+    root = play_names(['/diagnostics', '/observation'], ['/'], '/b')
+    assert root == {'/diagnostics': '/diagnostics', '/observation': '/b/observation'}
+
+
+@pytest.mark.parametrize(
+    ('stacks', 'namespace', 'remaps', 'wanted'),
+    [
+        (['/a', '/b'], '/c', {}, 'this bag holds /a, /b: name each topic with --remap'),
+        ([], '/c', {}, 'this bag holds none'),
+        (['/toy'], None, {'/toy/residual': '/x'}, '/toy/residual is not played'),
+        (['/toy'], None, {'/toy/command': '/toy/observation'}, 'would both be published on'),
+    ],
+)
+def test_play_names_refuse_what_cannot_be_played_as_asked(stacks, namespace, remaps, wanted):
+    with pytest.raises(BagError, match=re.escape(wanted)):
+        play_names(['/toy/command', '/toy/observation'], stacks, namespace, remaps)
+
+
+def test_remap_rules_are_ros2_bag_plays_form_and_checked():
+    assert parse_remaps(['/toy/observation:=obs', 'a:=/b/c']) == {
+        '/toy/observation': '/obs',
+        '/a': '/b/c',
+    }
+    for rule, wanted in (
+        ('/toy/observation=/x', 'is not FROM:=TO'),
+        ('/toy/observation:=/1x', "--remap target '/1x' is not a ROS name"),
+        ('/a//b:=/c', "--remap source '/a//b' is not a ROS name"),
+    ):
+        with pytest.raises(BagError, match=re.escape(wanted)):
+            parse_remaps([rule])
+    with pytest.raises(BagError, match='names /a twice'):
+        parse_remaps(['/a:=/b', 'a:=/c'])
+
+
+def test_play_into_another_namespace_and_under_remapped_names_over_dds(bag):
+    """A bag recorded in /toy is published, over DDS, in the namespace and under the names
+    asked for: the observations in /moved, the commands on /moved/cmd, nothing left in
+    /toy."""
+    from sensor_msgs.msg import JointState
+
+    path, _ = bag
+    side = SideNode('bag_play_names_probe', '/')
+    got: dict[str, list] = {'/moved/observation': [], '/moved/cmd': [], '/toy/observation': []}
+    for topic, received in got.items():
+        side.node.create_subscription(
+            JointState, topic, lambda m, r=received: r.append(m.header.frame_id), 100
+        )
+    cmd = [sys.executable, '-m', 'rpl_bringup.cli', 'bag', 'play', str(path), '--namespace']
+    cmd += ['moved', '--remap', '/toy/command:=/moved/cmd', '--topics', 'observation']
+    cmd += ['command', '--wait-subscribers', '30']
+    player = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        written = load_run(path)
+        counts = (written.counts['observation'], written.counts['command'])
+        assert side.spin_until(
+            lambda: (len(got['/moved/observation']), len(got['/moved/cmd'])) == counts, 60
+        ), {k: len(v) for k, v in got.items()}
+        out, _ = player.communicate(timeout=30)
+    finally:
+        stop_process(player)
+        side.close()
+    assert player.returncode == 0, out
+    assert '/toy/command as /moved/cmd' in out and '/toy/observation as /moved/observation' in out
+    assert got['/toy/observation'] == []
+
+
+def test_play_with_a_bad_remap_or_namespace_is_one_line_before_any_node(bag, capsys):
+    path, _ = bag
+    for extra, wanted in (
+        (['--remap', '/toy/residual:=/x', '--topics', 'command'], '/toy/residual is not played'),
+        (['--namespace', '1bad'], "--namespace '1bad' is not a ROS namespace"),
+    ):
+        code, err = run_cli(['play', str(path), *extra])
+        assert code == 2 and err.count('\n') == 1 and wanted in err, err
+        assert 'playing' not in capsys.readouterr().out
 
 
 def test_play_stopped_by_ctrl_c_says_how_much_went_out_and_fails(bag):

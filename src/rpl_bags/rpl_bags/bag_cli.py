@@ -26,9 +26,9 @@ import re
 import sys
 from collections.abc import Sequence
 
-from rpl_bags.playback import messages_to_play, select_topics
+from rpl_bags.playback import messages_to_play, parse_remaps, play_names, select_topics
 from rpl_bags.reader import read_raw_bag
-from rpl_bags.recorded import load_run
+from rpl_bags.recorded import load_run, stack_namespaces
 from rpl_bags.topics import RECORDED_TOPICS, BagError, parse_topic_list
 from rpl_bags.writer import DEFAULT_STORAGE, STORAGES, existing_bag
 from rpl_interfaces import cli_parser, output_files
@@ -81,6 +81,19 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--rate', type=float, default=1.0, help='speed factor (default 1)')
     p.add_argument('--topics', nargs='+', metavar='TOPIC', help='topics to play (default all)')
     p.add_argument('--delay', type=float, default=0.0, metavar='S', help='start delay, s')
+    p.add_argument(
+        '--namespace',
+        metavar='NS',
+        help="publish the bag's stack topics in this namespace instead (e.g. /robot_b; "
+        '/diagnostics keeps its name)',
+    )
+    p.add_argument(
+        '--remap',
+        nargs='+',
+        default=[],
+        metavar='FROM:=TO',
+        help='publish the bag topic FROM on TO (absolute names; after --namespace)',
+    )
     p.add_argument(
         '--wait-subscribers',
         type=float,
@@ -259,11 +272,15 @@ def cmd_play(args: argparse.Namespace) -> int:
         if not low <= value <= high:  # NaN fails too
             option = '--' + name.replace('_', '-')
             raise CliError(f'{option} {value:g} is outside [{low:g}, {high:g}]')
+    namespace = None if args.namespace is None else _namespace(args.namespace)
+    remaps = parse_remaps(args.remap)
     raw = read_raw_bag(args.bag)
     _warn('play', raw.problems)
     chosen = select_topics(list(raw.topics), args.topics)
+    names = play_names(chosen, stack_namespaces(raw.topics), namespace, remaps)
     # An empty bag is refused before any node starts.
     total = len(messages_to_play(raw.messages, chosen))
+    shown = ', '.join(t if names[t] == t else f'{t} as {names[t]}' for t in chosen)
     try:
         count = bag_play_node.play(
             raw,
@@ -272,8 +289,9 @@ def cmd_play(args: argparse.Namespace) -> int:
             delay_s=args.delay,
             wait_subscribers_s=args.wait_subscribers,
             on_start=lambda: print(
-                f'playing {args.bag}: {", ".join(chosen)} at rate {args.rate:g}', flush=True
+                f'playing {args.bag}: {shown} at rate {args.rate:g}', flush=True
             ),
+            names=names,
         )
     except bag_play_node.PlayInterrupted as exc:  # the play asked for did not happen
         print(

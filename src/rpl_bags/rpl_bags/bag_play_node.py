@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import rclpy
 from rclpy.signals import SignalHandlerOptions
@@ -37,8 +37,8 @@ def _message_class(msgtype: str):
 
 
 def _unsubscribed(publishers: dict) -> list[str]:
-    """The topics (of ``{topic: publisher}``) that no subscriber has matched yet."""
-    return [topic for topic, pub in publishers.items() if pub.get_subscription_count() == 0]
+    """The published names (of ``{topic: publisher}``) that no subscriber has matched yet."""
+    return [pub.topic_name for pub in publishers.values() if pub.get_subscription_count() == 0]
 
 
 class PlayInterrupted(Exception):
@@ -56,6 +56,7 @@ def play(
     delay_s: float = 0.0,
     wait_subscribers_s: float = 0.0,
     on_start: Callable[[], None] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> int:
     """Publish the bag's messages with the recorded timing; returns the number published.
 
@@ -67,6 +68,8 @@ def play(
         wait_subscribers_s: Then wait up to this long (s) until every played topic has a
             subscriber (0 = do not wait); if one still has none, nothing is played.
         on_start: Called just before the first message is published (after the wait).
+        names: Bag topic -> the name it is published on (:func:`rpl_bags.playback.play_names`);
+            a topic not in it keeps its own name.
 
     Raises:
         BagError: Unknown topic, bad rate, message type not installed, no message to play,
@@ -83,7 +86,9 @@ def play(
     published = 0
     try:
         publishers = {
-            t: node.create_publisher(classes[t], t, qos_profile(available[t].qos or _DEFAULT_QOS))
+            t: node.create_publisher(
+                classes[t], (names or {}).get(t, t), qos_profile(available[t].qos or _DEFAULT_QOS)
+            )
             for t in chosen
         }
         time.sleep(max(delay_s, 0.0))

@@ -225,6 +225,21 @@ class BagRecorderNode(RplNode):
         self._ready()
 
     def _ready(self) -> None:
+        # A remapped topic is stored under its role's name in the namespace, where every
+        # reader (bag eval, replay-model, the trainer) looks for it; say so, and how to play
+        # it back onto the name it had.
+        remapped = {
+            name: sub.topic_name
+            for name, sub in self._recorded_subs.items()
+            if sub.topic_name != name
+        }
+        if remapped:
+            rules = ' '.join(f'{name}:={topic}' for name, topic in sorted(remapped.items()))
+            self.get_logger().info(
+                'recording remapped topics under their role names (the names every rpl bag '
+                f'tool reads): {", ".join(f"{t} as {n}" for n, t in sorted(remapped.items()))};'
+                f' play them back onto their own names with rpl bag play BAG --remap {rules}'
+            )
         self.log_ready(
             f'ready: recording {len(self._specs)} topics to {self.writer.path} '
             f'({self.writer.storage})'

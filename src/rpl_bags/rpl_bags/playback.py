@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from rpl_bags.topics import BagError
+from rpl_bags.topics import SIDE_TOPICS, BagError
+
+# An absolute ROS topic name: '/name/...', each name letters, digits and '_', not starting
+# with a digit (rcl's rule, checked here so a bad --remap or --namespace is one line before
+# any node starts).
+_TOPIC = re.compile(r'(/[A-Za-z_][A-Za-z0-9_]*)+')
+# Played under their own absolute name whatever --namespace says (the health reports).
+_GLOBAL_TOPICS = frozenset(n for n in SIDE_TOPICS if n.startswith('/'))
 
 
 def select_topics(raw_topics: Sequence[str], wanted: Sequence[str] | None) -> list[str]:
@@ -28,6 +36,84 @@ def select_topics(raw_topics: Sequence[str], wanted: Sequence[str] | None) -> li
             raise BagError(f'topic {name!r} is not in the bag; it has {sorted(raw_topics)}')
         chosen += [m for m in matches if m not in chosen]
     return chosen
+
+
+def absolute_name(text: str, what: str) -> str:
+    """``text`` as an absolute ROS name (``rpl`` -> ``/rpl``), else BagError naming ``what``."""
+    name = text if text.startswith('/') else f'/{text}'
+    if not _TOPIC.fullmatch(name):
+        raise BagError(
+            f"{what} {text!r} is not a ROS name (/name/...: letters, digits and '_', no name "
+            'starting with a digit, no empty name)'
+        )
+    return name
+
+
+def parse_remaps(rules: Sequence[str]) -> dict[str, str]:
+    """``FROM:=TO`` rules (``ros2 bag play --remap``'s form) as ``{FROM: TO}``, absolute.
+
+    Raises:
+        BagError: A rule without ``:=``, a name that is not a ROS name, a topic twice.
+    """
+    remaps: dict[str, str] = {}
+    for rule in rules:
+        old, sep, new = rule.partition(':=')
+        if not sep:
+            raise BagError(f'--remap {rule!r} is not FROM:=TO (e.g. /rpl/observation:=/b/obs)')
+        old = absolute_name(old, '--remap source')
+        if old in remaps:
+            raise BagError(f'--remap names {old} twice: give each topic one new name')
+        remaps[old] = absolute_name(new, '--remap target')
+    return remaps
+
+
+def play_names(
+    chosen: Sequence[str],
+    stacks: Sequence[str],
+    namespace: str | None = None,
+    remaps: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The name each chosen bag topic is published on: its own, the stack's topics moved
+    into ``namespace``, then ``remaps`` (stored name -> new name) applied.
+
+    Args:
+        chosen: The bag topics to play (:func:`select_topics`).
+        stacks: The namespaces of the stacks the bag holds
+            (:func:`rpl_bags.recorded.stack_namespaces`).
+        namespace: Play the bag's one stack into this namespace (absolute); None = as stored.
+        remaps: Stored topic -> published topic, both absolute; each source must be played.
+
+    Raises:
+        BagError: ``namespace`` with a bag of no stack or several; a remap of a topic that is
+            not played; two topics published on one name.
+    """
+    names = {topic: topic for topic in chosen}
+    if namespace is not None:
+        if len(stacks) != 1:
+            found = ', '.join(stacks) if stacks else 'none'
+            raise BagError(
+                f'--namespace moves the one stack a bag holds; this bag holds {found}: name '
+                'each topic with --remap FROM:=TO instead'
+            )
+        prefix = stacks[0].rstrip('/') + '/'
+        for topic in chosen:
+            if topic.startswith(prefix) and topic not in _GLOBAL_TOPICS:
+                names[topic] = namespace.rstrip('/') + '/' + topic[len(prefix) :]
+    for old, new in (remaps or {}).items():
+        if old not in names:
+            raise BagError(
+                f'--remap {old}:={new}: {old} is not played (played: {", ".join(chosen)})'
+            )
+        names[old] = new
+    published: dict[str, str] = {}
+    for topic, name in names.items():
+        if name in published:
+            raise BagError(
+                f'{published[name]} and {topic} would both be published on {name}: give '
+                'them different names'
+            )
+        published[name] = topic
+    return names
 
 
 def messages_to_play(messages: Sequence, chosen: Sequence[str]) -> list:

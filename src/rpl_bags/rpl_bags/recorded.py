@@ -21,12 +21,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from rpl_bags.reader import RawBag, RawMessage, one_line, read_raw_bag
+from rpl_bags.reader import RawBag, RawMessage, TopicInfo, one_line, read_raw_bag
 from rpl_bags.topics import (
     ACTION_TOPICS,
     CONTROL_TOPICS,
@@ -149,9 +149,11 @@ class _Problems:
         return (*self._plain, *counted)
 
 
-def _namespaces(raw: RawBag) -> list[str]:
+def stack_namespaces(topics: Mapping[str, TopicInfo]) -> list[str]:
+    """The namespaces of the stacks a bag holds (of its ``{topic: info}``): each namespace
+    with an RPL control topic in it, sorted."""
     found = set()
-    for name, info in raw.topics.items():
+    for name, info in topics.items():
         base = name.rsplit('/', 1)
         if info.msgtype == JOINT_STATE and len(base) == 2 and base[1] in CONTROL_TOPICS:
             found.add(base[0] or '/')
@@ -159,7 +161,7 @@ def _namespaces(raw: RawBag) -> list[str]:
 
 
 def _choose_namespace(raw: RawBag, namespace: str | None) -> str:
-    found = _namespaces(raw)
+    found = stack_namespaces(raw.topics)
     if namespace is not None:
         namespace = '/' + namespace.strip('/') if namespace.strip('/') else '/'
         if namespace not in found:
@@ -380,7 +382,7 @@ def load_runs(path: str | os.PathLike[str]) -> list[RecordedRun]:
         BagError: As :func:`load_run` (for any of its stacks).
     """
     raw = read_raw_bag(path)
-    found = _namespaces(raw)
+    found = stack_namespaces(raw.topics)
     if not found:
         _choose_namespace(raw, None)  # raises: the bag has no control topics
     return [_build_run(raw, ns) for ns in found]
