@@ -45,12 +45,14 @@ def linear_model(
     output_name: str = 'residual',
     input_names: tuple[str, str] = ('observation', 'desired_goal'),
     extra_initializers=(),
+    scale: float | None = None,
 ) -> pathlib.Path:
     """residual = W @ [observation, desired_goal] (two-frame: mean over both frames).
 
     ``extra_nodes`` is a list of nodes reading ``lin`` and ``observation`` that must produce
-    ``residual`` (to make fragile models); empty means ``residual = lin``.
-    ``extra_initializers`` are more tensors those nodes read.
+    ``residual`` (to make fragile models); empty means ``residual = lin``, or
+    ``scale * tanh(lin)`` with ``scale`` (a model that keeps to the residual_scale it states,
+    as the trainer's do). ``extra_initializers`` are more tensors those nodes read.
     """
     weights = known_weights(in_dim=obs_dim + goal_dim) if weights is None else weights
     obs_name, goal_name = input_names
@@ -73,6 +75,10 @@ def linear_model(
         nodes.append(helper.make_node('Identity', ['lin_now'], ['lin']))
     if extra_nodes:
         nodes += list(extra_nodes)
+    elif scale is not None:
+        init.append(numpy_helper.from_array(np.array(scale, np.float32), 'scale'))
+        nodes.append(helper.make_node('Tanh', ['lin'], ['squashed']))
+        nodes.append(helper.make_node('Mul', ['squashed', 'scale'], [output_name]))
     else:
         nodes.append(helper.make_node('Identity', ['lin'], [output_name]))
     out_dim = weights.shape[0]

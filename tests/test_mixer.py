@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import pathlib
 
+import re
+
 import numpy as np
 import pytest
 from helpers import reload_model, replace_model, set_model_metadata
@@ -393,11 +395,12 @@ def test_explore_random_one_gives_uniform_residuals_and_bounded_commands(model_p
     assert values['count.ok'] == 500
 
 
-def test_a_model_of_smaller_scale_explores_within_its_scale(model_path):
+def test_a_model_of_smaller_scale_explores_within_its_scale(tmp_path, model_path):
     # A model trained at residual_scale 0.5 behind the default limit 2: its random residuals
     # stay in +-0.5, where the trainer explored and where command - base stays storable.
-    set_model_metadata(model_path, {'residual_scale': '0.5'})
-    mixer = make_mixer(model_path, explore_random=1.0, explore_seed=3)
+    small = linear_model(tmp_path / 'small.onnx', scale=0.5)  # 0.5 tanh(W x): keeps to it
+    set_model_metadata(small, {'residual_scale': '0.5'})
+    mixer = make_mixer(small, explore_random=1.0, explore_seed=3)
     decisions = run(mixer, varied_inputs(300))
     residuals = np.array([d.residual for d in decisions])
     assert all(d.explored for d in decisions)
@@ -407,6 +410,32 @@ def test_a_model_of_smaller_scale_explores_within_its_scale(model_path):
         [d.residual for d in run(make_mixer(model_path, explore_random=1.0), varied_inputs(300))]
     )
     assert np.abs(wide).max() > 1.5
+
+
+def test_a_model_whose_residual_goes_beyond_its_stated_scale_is_refused(model_path):
+    """A model stating residual_scale 0.5 whose graph reaches further (a hand-edited or
+    mislabelled file) loaded without a word: it explored within +-0.5 and dodged the clamp
+    warning while its residuals went past 0.5. The stated scale is inside the graph, so no
+    honest model's output is larger: refused in one line, the base action runs."""
+    set_model_metadata(model_path, {'residual_scale': '0.5', 'action_fields': '["a","b","c","d"]'})
+    mixer = make_mixer(model_path, explore_random=1.0, explore_seed=3)
+    assert not mixer.last_reload.loaded
+    error = mixer.model_error
+    assert error.startswith(f'model {model_path}: on the probe inputs its residual reaches ')
+    assert "beyond the 0.5 its metadata states (residual_scale)" in error, error
+    assert re.search(r'reaches \d+\.\d+ on [abcd],', error) and '\n' not in error, error
+    decision = step(mixer, 0, 0)
+    assert (decision.source, decision.reason) == ('base', dec.MODEL_LOAD_FAILED)
+    np.testing.assert_array_equal(decision.command, BASE)
+    # Per-axis scales are checked per axis: stated large enough on every axis, it loads.
+    set_model_metadata(model_path, {'residual_scale': '50', 'residual_scales': '[50,50,50,50]'})
+    assert make_mixer(model_path).last_reload.loaded
+    set_model_metadata(model_path, {'residual_scale': '50', 'residual_scales': '[50,50,0.5,50]'})
+    refused = make_mixer(model_path)
+    assert not refused.last_reload.loaded
+    assert "on axis 2, beyond the 0.5 its metadata states (residual_scales)" in (
+        refused.model_error
+    ), refused.model_error
 
 
 def test_explore_noise_changes_the_residual_reproducibly_per_seed(model_path):

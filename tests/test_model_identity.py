@@ -203,7 +203,8 @@ def test_other_base_parameters_are_a_warning_never_a_refusal():
 
 
 def _model(tmp_path, identity: ModelIdentity | None = MODEL, name: str = 'actor.onnx'):
-    path = linear_model(tmp_path / name)
+    scale = None if identity is None else identity.residual_scale
+    path = linear_model(tmp_path / name, scale=scale)  # keeps to the scale it states
     return set_model_metadata(path, identity.to_props()) if identity is not None else path
 
 

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import reload_model, replace_model, stop_process
+from helpers import reload_model, replace_model, set_model_metadata, stop_process
 from onnx_builders import (
     OBS_DIM,
     known_weights,
@@ -94,6 +94,27 @@ def test_the_same_model_is_accepted_when_the_real_observations_are_outside_its_n
     event = reload_model(mixer)
     assert event.loaded and 'finite on the last 5 real observations' in event.message
     assert step(mixer, 5, obs=OTHER_OBS).reason == 'ok'
+
+
+def test_a_model_beyond_its_stated_scale_on_the_real_observations_is_refused(tmp_path):
+    """The probe's inputs are small; a model whose residual keeps inside its stated scale
+    there but not on the robot's own observations is refused on reload, the running model
+    kept."""
+    path = linear_model(tmp_path / 'actor.onnx')
+    mixer = make_mixer(path, residual_limit=100.0)
+    good = mixer.actor
+    big = np.r_[60.0, np.zeros(OBS_DIM - 1)]  # residual ~ 60 * W[:, 0]: up to ~70
+    for k in range(3):
+        assert step(mixer, k, obs=big).reason == 'ok'
+    stated = linear_model(tmp_path / 'stated.onnx')
+    set_model_metadata(stated, {'residual_scale': '20'})  # the probe stays within 20
+    assert OnnxActor.load(stated).identity.residual_scale == 20.0
+    replace_model(path, stated)
+    event = reload_model(mixer)
+    assert not event.loaded and mixer.actor is good, event
+    assert 'on the last 3 real observations its residual reaches ' in event.message
+    assert "beyond the 20 its metadata states (residual_scale)" in event.message
+    assert '\n' not in event.message
 
 
 def test_check_on_recent_inputs_feeds_two_frame_models_their_previous_observation(tmp_path):

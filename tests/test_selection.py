@@ -77,12 +77,13 @@ def set_periodic(
 
 
 def lifting_model(path: pathlib.Path, like: pathlib.Path) -> pathlib.Path:
-    """A push residual that drives the gripper up all episode (dz = 10 * grip height: the
-    block is never pushed), with the metadata of the run's model ``like``."""
+    """A push residual that drives the gripper up all episode (dz = 2 tanh(10 * grip
+    height), within the scale 2 the run's models state: the block is never pushed), with
+    the metadata of the run's model ``like``."""
     spec = task_spec('push')
     weights = np.zeros((spec.action_dim, spec.obs_dim + spec.goal_dim), np.float32)
     weights[2, FetchObs.GRIP_POS.start + 2] = 10.0
-    linear_model(path, weights, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim)
+    linear_model(path, weights, obs_dim=spec.obs_dim, goal_dim=spec.goal_dim, scale=2.0)
     return set_model_metadata(path, read_metadata(like))
 
 

@@ -54,6 +54,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from rpl_interfaces import __version__, contract
 from rpl_interfaces.params import yaml_float
 
@@ -368,6 +370,46 @@ def _field_difference(what: str, model: tuple[str, ...], live: tuple[str, ...]) 
             f'{live[first]!r} in the stream'
         )
     return f'{what} fields differ ({detail})'
+
+
+# How far above its stated scale a residual may come out (float32 rounding of tanh * scale).
+_SCALE_SLACK = 1e-5
+
+
+def scale_excess(model: ModelIdentity, residual: np.ndarray) -> str | None:
+    """What a model's output says against its stated scale, or None where it keeps to it.
+
+    The scale is inside the graph (``scale * tanh``), so no honest model's residual is ever
+    larger; one that is does not say what it is (its exploration range and the clamp
+    warning would take the stated number).
+
+    Args:
+        model: What the model says it is (``residual_scale``, ``residual_scales``,
+            ``action_fields``).
+        residual: Its finite output, (n, action_dim).
+
+    Returns:
+        One clause naming the largest excess (axis, value, stated scale), or None.
+    """
+    if model.residual_scales is not None and len(model.residual_scales) == residual.shape[-1]:
+        scales = np.asarray(model.residual_scales, dtype=np.float64)
+    elif model.residual_scale is not None:
+        scales = np.full(residual.shape[-1], model.residual_scale)
+    else:
+        return None
+    reach = np.max(np.abs(residual.reshape(-1, residual.shape[-1])), axis=0)
+    over = reach - scales * (1.0 + _SCALE_SLACK) - 1e-7
+    if residual.size == 0 or not np.any(over > 0):
+        return None
+    axis = int(np.argmax(over))
+    names = model.action_fields
+    name = names[axis] if names is not None and len(names) > axis else f'axis {axis}'
+    key = RESIDUAL_SCALES if model.residual_scales is not None else RESIDUAL_SCALE
+    return (
+        f'its residual reaches {reach[axis]:.6g} on {name}, beyond the {scales[axis]:g} its '
+        f'metadata states ({key}): the file does not say what it is (export it again from '
+        'its run)'
+    )
 
 
 def clamp_warning(

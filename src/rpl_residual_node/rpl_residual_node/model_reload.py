@@ -26,7 +26,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rpl_residual_node.model_identity import MismatchError, StackIdentity, check_identity
+from rpl_residual_node.model_identity import (
+    MismatchError,
+    StackIdentity,
+    check_identity,
+    scale_excess,
+)
 from rpl_residual_node.onnx_actor import ModelError, ModelTooLargeError, OnnxActor
 
 # How many recently decided inputs a new model is validated on.
@@ -130,6 +135,8 @@ def check_on_recent_inputs(actor: OnnxActor, recent: Sequence[RecentInput]) -> i
             f'model {actor.path}: non-finite residual on {int(bad.sum())} of {where} '
             f'(first: episode {first.episode}, step {first.step})'
         )
+    if excess := scale_excess(actor.identity, residual):
+        raise ModelError(f'model {actor.path}: on {where} {excess}')
     return len(usable)
 
 

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import onnxruntime as ort
 
-from rpl_residual_node.model_identity import IdentityError, ModelIdentity
+from rpl_residual_node.model_identity import IdentityError, ModelIdentity, scale_excess
 
 OBSERVATION_INPUT = 'observation'
 GOAL_INPUT = 'desired_goal'
@@ -315,6 +315,8 @@ class OnnxActor:
                 )
             if not np.all(np.isfinite(residual)):
                 raise ModelError(f'model {self.path}: probe output is not finite: {residual}')
+            if excess := scale_excess(self.identity, residual):
+                raise ModelError(f'model {self.path}: on the probe inputs {excess}')
 
     def _run(
         self, observation: np.ndarray, goal: np.ndarray, previous: np.ndarray, base: np.ndarray
