@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import pathlib
-
 import re
 
 import numpy as np
@@ -422,7 +421,7 @@ def test_a_model_whose_residual_goes_beyond_its_stated_scale_is_refused(model_pa
     assert not mixer.last_reload.loaded
     error = mixer.model_error
     assert error.startswith(f'model {model_path}: on the probe inputs its residual reaches ')
-    assert "beyond the 0.5 its metadata states (residual_scale)" in error, error
+    assert 'beyond the 0.5 its metadata states (residual_scale)' in error, error
     assert re.search(r'reaches \d+\.\d+ on [abcd],', error) and '\n' not in error, error
     decision = step(mixer, 0, 0)
     assert (decision.source, decision.reason) == ('base', dec.MODEL_LOAD_FAILED)
@@ -433,7 +432,7 @@ def test_a_model_whose_residual_goes_beyond_its_stated_scale_is_refused(model_pa
     set_model_metadata(model_path, {'residual_scale': '50', 'residual_scales': '[50,50,0.5,50]'})
     refused = make_mixer(model_path)
     assert not refused.last_reload.loaded
-    assert "on axis 2, beyond the 0.5 its metadata states (residual_scales)" in (
+    assert 'on axis 2, beyond the 0.5 its metadata states (residual_scales)' in (
         refused.model_error
     ), refused.model_error
 
