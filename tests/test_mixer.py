@@ -22,7 +22,7 @@ from onnx_builders import (
 from rpl_residual_node import decision as dec
 from rpl_residual_node import mixer as m
 from rpl_residual_node import step_pairing as pairing
-from rpl_residual_node.mixing import ResidualConfig, mix
+from rpl_residual_node.mixing import GainRamp, ResidualConfig, mix
 
 
 class FakeClock:
@@ -845,3 +845,48 @@ def test_a_terminal_observation_gets_no_command_and_is_neither_a_drop_nor_a_fall
     assert step(mixer, 1, 0).reason == 'ok'  # the next episode's step 0
     mixer.expire()
     assert mixer.counts[pairing.SYNC_TIMEOUT] == 0
+
+
+# ------------------------------------------------------------ runtime residual_gain
+def test_gain_ramp_moves_linearly_from_the_gain_of_the_moment():
+    clock = FakeClock()
+    at_once = GainRamp(1.0, 0.0, clock)
+    at_once.set(0.25)
+    assert at_once.now() == at_once.target == 0.25
+    ramp = GainRamp(0.0, 4.0, clock)
+    assert ramp.now() == 0.0
+    ramp.set(1.0)
+    for elapsed, gain in ((0.0, 0.0), (1.0, 0.25), (2.0, 0.5), (4.0, 1.0), (9.0, 1.0)):
+        clock.now = 100.0 + elapsed
+        assert ramp.now() == pytest.approx(gain)
+    ramp.set(0.0)  # taken out again: from 1.0, over 4 s
+    clock.now += 1.0
+    assert ramp.now() == pytest.approx(0.75)
+    ramp.set(2.0)  # changed half-way: from 0.75 where it was, not from 1.0
+    clock.now += 2.0
+    assert ramp.now() == pytest.approx(0.75 + (2.0 - 0.75) * 0.5)
+
+
+def test_a_runtime_gain_reaches_the_commands_over_the_ramp(model_path):
+    """residual_gain set while running (the node's ros2 param set) changes the commands of
+    the steps decided after it, over residual_gain_ramp_s: a residual brought in on a robot
+    from 0 never jumps; /diagnostics gives the gain of the moment and its target."""
+    clock = FakeClock()
+    mixer = make_mixer(model_path, clock=clock, residual_gain=0.0, residual_gain_ramp_s=10.0)
+    residual = known_weights() @ np.r_[OBS, GOAL]
+    np.testing.assert_array_equal(step(mixer, 0, 1).command, np.clip(BASE, -1, 1))  # gain 0
+    mixer.set_gain(1.0)
+    got = []
+    for k, elapsed in enumerate((0.0, 2.5, 5.0, 10.0, 20.0), start=2):
+        clock.now = 100.0 + elapsed
+        got.append(step(mixer, 0, k).command)
+    for command, gain in zip(got, (0.0, 0.25, 0.5, 1.0, 1.0), strict=True):
+        wanted = mix(BASE, residual, ResidualConfig(residual_gain=gain))[0]
+        np.testing.assert_allclose(command, wanted, atol=1e-6)
+    assert not np.allclose(got[1], got[2])  # the ramp shows in the commands
+    _, _, values = mixer.diagnostics()
+    assert values['residual_gain'] == 1.0 and values['residual_gain_target'] == 1.0
+    mixer.set_gain(0.5)
+    clock.now += 5.0
+    _, _, values = mixer.diagnostics()
+    assert values['residual_gain'] == pytest.approx(0.75) and values['residual_gain_target'] == 0.5

@@ -534,3 +534,56 @@ def test_node_sends_no_command_for_a_terminal_observation(tmp_path, driver):
         assert 'count.model_refused_mismatch' not in values, values
     finally:
         assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
+
+
+def _set_parameters(driver: Driver, values: dict) -> list:
+    """Call the node's set_parameters service; one result per parameter."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = driver.node.create_client(SetParameters, f'{NAMESPACE}/residual_node/set_parameters')
+    try:
+        assert client.wait_for_service(timeout_sec=20.0)
+        request = SetParameters.Request(
+            parameters=[Parameter(n, value=v).to_parameter_msg() for n, v in values.items()]
+        )
+        future = client.call_async(request)
+        assert driver.spin_until(future.done, 20.0)
+        return list(future.result().results)
+    finally:
+        driver.node.destroy_client(client)
+
+
+def test_residual_gain_can_be_set_while_the_node_runs_and_nothing_else(tmp_path, driver):
+    """Every parameter was read-only: taking a residual out on a robot (or bringing it in
+    from 0) meant restarting the node. residual_gain now changes at runtime within its
+    range, with one line, and the next steps' commands follow; the other parameters, a
+    value out of range and an integer stay refused."""
+    proc, log = start_node(tmp_path, f'model_path:={linear_model(tmp_path / "actor.onnx")}')
+    try:
+        driver.meet(log)
+        observation, goal = OBS[:OBS_DIM], OBS[-GOAL_DIM:]
+        residual = known_weights() @ np.r_[observation, goal]
+        for k, gain in enumerate((1.0, 0.0, 0.5)):
+            if k:
+                (result,) = _set_parameters(driver, {'residual_gain': gain})
+                assert result.successful, result.reason
+            driver.send_pair(k)
+            assert driver.spin_until(lambda n=k + 1: len(driver.commands) == n, 10.0)
+            wanted = mix(BASE, residual, ResidualConfig(residual_gain=gain))[0]
+            np.testing.assert_allclose(driver.commands[-1].values, wanted, atol=1e-5)
+        commands = [c.values for c in driver.commands]
+        assert not np.allclose(commands[0], commands[2])  # the gain shows
+        refused = _set_parameters(driver, {'residual_gain': 3.0})
+        refused += _set_parameters(driver, {'residual_limit': 1.0})
+        refused += _set_parameters(driver, {'residual_gain': 1})  # an integer for a double
+        assert [r.successful for r in refused] == [False, False, False], refused
+        assert 'read-only' in refused[1].reason, refused[1].reason
+        driver.send_pair(3)  # still 0.5: the refusals changed nothing
+        assert driver.spin_until(lambda: len(driver.commands) == 4, 10.0)
+        np.testing.assert_allclose(driver.commands[-1].values, commands[2], atol=1e-6)
+    finally:
+        assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
+    text = log.read_text()
+    assert 'residual_gain set to 0 at runtime, from 1' in text, text
+    assert 'residual_gain set to 0.5 at runtime, from 0' in text, text

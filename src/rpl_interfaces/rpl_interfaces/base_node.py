@@ -86,7 +86,8 @@ def constraints_text(metadata: Mapping[str, Any]) -> str:
 
 
 def parameter_descriptor(field: dataclasses.Field) -> ParameterDescriptor:
-    """The read-only ROS descriptor of a config field, with its range as a ROS range.
+    """The ROS descriptor of a config field, with its range as a ROS range: read-only,
+    unless the field is marked ``runtime`` (:func:`rpl_interfaces.params.describe`).
 
     An int field gets an ``IntegerRange`` (bounds rounded inwards and clipped to int64), a
     float field a ``FloatingPointRange``; bool and string fields have no ROS range (their
@@ -95,7 +96,7 @@ def parameter_descriptor(field: dataclasses.Field) -> ParameterDescriptor:
     descriptor = ParameterDescriptor(
         description=field.metadata.get('description', ''),
         additional_constraints=constraints_text(field.metadata),
-        read_only=True,
+        read_only=not field.metadata.get('runtime', False),
     )
     bounds = field.metadata.get('range')
     kind = type(field.default)
@@ -293,6 +294,17 @@ class RplNode(Node):
             descriptor.type = self.describe_parameter(field.name).type  # as declared
             self.set_descriptor(field.name, descriptor)
         return config
+
+    def on_runtime_change(self, apply: Callable[[str, Any], None]) -> None:
+        """Call ``apply(name, value)`` for each parameter a runtime ``ros2 param set``
+        changed; only fields marked ``runtime`` can change (the rest are read-only), and
+        ROS has checked the value's type and range against the descriptor first."""
+
+        def applied(parameters: list[Parameter]) -> None:
+            for parameter in parameters:
+                apply(parameter.name, parameter.value)
+
+        self.add_post_set_parameters_callback(applied)
 
     def control_publisher(self, name: str):
         """Publisher of stamped vectors on a contract topic with its QoS role; volatile

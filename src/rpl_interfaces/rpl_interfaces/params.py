@@ -53,13 +53,19 @@ def describe(
     *,
     range: tuple[float, float] | None = None,
     choices: tuple[str, ...] | None = None,
+    runtime: bool = False,
 ) -> dict[str, Any]:
-    """Build the ``metadata`` dict of a config field (description, range, choices)."""
+    """Build the ``metadata`` dict of a config field (description, range, choices).
+
+    ``runtime`` marks the rare field a node lets ``ros2 param set`` change while it runs
+    (every other parameter is read-only after start); the node applies the change."""
     meta: dict[str, Any] = {'description': description}
     if range is not None:
         meta['range'] = range
     if choices is not None:
         meta['choices'] = choices
+    if runtime:
+        meta['runtime'] = True
     return meta
 
 

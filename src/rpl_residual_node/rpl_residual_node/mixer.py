@@ -40,6 +40,7 @@ no command, and it is neither a rejection nor a fallback (counted as
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -56,7 +57,7 @@ from rpl_residual_node.decision import (
     DecisionRule,
     LatencyWindow,
 )
-from rpl_residual_node.mixing import ResidualConfig
+from rpl_residual_node.mixing import GainRamp, ResidualConfig
 from rpl_residual_node.model_identity import StackIdentity
 from rpl_residual_node.model_reload import RECENT_INPUTS
 from rpl_residual_node.model_slot import ModelSlot, ReloadEvent
@@ -115,6 +116,7 @@ class ResidualMixer:
         self.last_reason: str | None = None
         self._pairing = StepPairing(self.counts, clock, config.sync_timeout_s, max_pending)
         self._rule = DecisionRule(config)
+        self._gain = GainRamp(config.residual_gain, config.residual_gain_ramp_s, clock)
         self._model = ModelSlot(
             config, self.counts, action_dim, obs_dim, goal_dim, recent_inputs, on_model_note, clock
         )
@@ -328,7 +330,20 @@ class ResidualMixer:
         if self._on_reject is not None:
             self._on_reject(reason, text)
 
+    def set_gain(self, target: float) -> None:
+        """A runtime change of ``residual_gain`` (the node's ``ros2 param set``): reached
+        over ``residual_gain_ramp_s`` from the gain of this moment."""
+        self._gain.set(target)
+
+    @property
+    def gain(self) -> float:
+        """The residual gain the next decided step gets."""
+        return self._gain.now()
+
     def _decide(self, pair: Pair, waited_s: float = 0.0) -> Decision:
+        gain = self._gain.now()
+        if gain != self._rule.config.residual_gain:  # a runtime change, or its ramp
+            self._rule.config = dataclasses.replace(self._rule.config, residual_gain=gain)
         self._model.remember(pair.key, pair.observation, pair.goal, pair.previous, pair.base)
         actor = self._model.actor  # one read: a swap in between cannot mix two models
         refused = actor is not None and self._model.refusal(actor) is not None
@@ -375,6 +390,8 @@ class ResidualMixer:
             'pending': self.pending,
             'inference_p50_us': round(self.inference_latency.percentile_us(50), 1),
             'inference_p99_us': round(self.inference_latency.percentile_us(99), 1),
+            'residual_gain': round(self.gain, 6),
+            'residual_gain_target': self._gain.target,
             'explore_noise': self.config.explore_noise,
             'explore_random': self.config.explore_random,
             'explore_seed': self.config.explore_seed,

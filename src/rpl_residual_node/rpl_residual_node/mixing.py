@@ -35,7 +35,7 @@ other step. Fallbacks never explore.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,8 +87,18 @@ class ResidualConfig:
         default=1.0,
         metadata=describe(
             'Gain on the clamped residual at deployment (1.0 = the model as trained; the '
-            "model's own residual_scale is inside its graph)",
+            "model's own residual_scale is inside its graph); may be changed while the node "
+            'runs (ros2 param set), reached over residual_gain_ramp_s',
             range=(0.0, 2.0),
+            runtime=True,
+        ),
+    )
+    residual_gain_ramp_s: float = dataclasses.field(
+        default=0.0,
+        metadata=describe(
+            'A runtime change of residual_gain moves there linearly over this long (s), '
+            'from the gain of the moment; 0 = at the next step',
+            range=(0.0, 3600.0),
         ),
     )
     residual_limit: float = dataclasses.field(
@@ -247,6 +257,40 @@ def mix(
     base = np.asarray(base_action, dtype=np.float64)
     command = np.clip(base + applied, config.action_low, config.action_high)
     return command, applied
+
+
+class GainRamp:
+    """The residual gain over time: ``residual_gain`` at start, then each runtime change
+    reached linearly over ``ramp_s`` from the gain of that moment (at once for 0), so a
+    residual brought in or taken out on a robot never jumps.
+
+    Args:
+        gain: The gain at start.
+        ramp_s: How long a change takes (s), whatever its size.
+        clock: Seconds, monotonic (the mixer's clock).
+    """
+
+    def __init__(self, gain: float, ramp_s: float, clock: Callable[[], float]) -> None:
+        self.target = gain
+        self._from = gain
+        self._ramp_s = ramp_s
+        self._clock = clock
+        self._since = clock()
+
+    def set(self, target: float) -> None:
+        """Move to ``target`` from the gain of this moment."""
+        self._from = self.now()
+        self._since = self._clock()
+        self.target = float(target)
+
+    def now(self) -> float:
+        """The gain of this moment."""
+        if self._ramp_s <= 0.0:
+            return self.target
+        done = (self._clock() - self._since) / self._ramp_s
+        if done >= 1.0:
+            return self.target
+        return self._from + (self.target - self._from) * max(done, 0.0)
 
 
 def explore_limit(

@@ -100,6 +100,7 @@ class ResidualNode(RplNode):
             on_reject=self._warn,
             on_model_note=self._model_note,
         )
+        self.on_runtime_change(self._on_runtime_change)
         self._decision_latency = LatencyWindow()  # from each message's reception
         self._unpaired_reported = 0  # step halves dropped without partner, logged up to here
         self._inputs = {name: InputTracker() for name in LOST}
@@ -150,6 +151,19 @@ class ResidualNode(RplNode):
             )
 
     # ------------------------------------------------------------------ callbacks
+
+    def _on_runtime_change(self, name: str, value: object) -> None:
+        """``ros2 param set`` of a runtime parameter (only ``residual_gain`` is one)."""
+        if name != 'residual_gain':
+            return
+        was = self.mixer.gain
+        self.mixer.set_gain(float(value))
+        ramp_s = self.config.residual_gain_ramp_s
+        over = f', reached over {ramp_s:g} s (residual_gain_ramp_s)' if ramp_s > 0 else ''
+        self.get_logger().info(
+            f'residual_gain set to {float(value):g} at runtime, from {was:g}{over}'
+        )
+
     def _arrived(self, topic: str, info: dict | None) -> float:
         """Seconds the message waited since its reception; counts the ones lost before it.
 
