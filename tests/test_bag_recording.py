@@ -413,6 +413,23 @@ def test_a_mistyped_recorder_parameter_is_one_line_and_makes_no_bag(tmp_path):
     assert not bag.exists()
 
 
+def record_beside(cmd: list[str], side: SideNode, publisher, matched=None) -> tuple[int, str]:
+    """Run the recorder ``cmd`` beside ``side``'s ``publisher``: once the recorder has
+    matched it, call ``matched()``, give the history 1 s to arrive, stop the recorder
+    cleanly (SIGTERM) and close ``side``; the recorder's exit code and output."""
+    recorder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert side.spin_until(lambda: publisher.get_subscription_count() >= 1, 20.0)
+        if matched is not None:
+            matched()
+        side.spin_until(lambda: False, 1.0)  # what the publishers hold delivered
+        code = stop_process(recorder)
+        return code, recorder.stdout.read()
+    finally:
+        stop_process(recorder, signal.SIGKILL)
+        side.close()
+
+
 def test_a_recorder_gets_what_a_publisher_sent_before_dds_matched_them(tmp_path):
     """A recorder started before the stack subscribed volatile: what the control publishers
     sent before DDS matched the recorder (seconds, on a loaded machine) was not in the bag,
@@ -442,18 +459,13 @@ def test_a_recorder_gets_what_a_publisher_sent_before_dds_matched_them(tmp_path)
     bag = tmp_path / 'bag'
     cmd = [sys.executable, '-m', 'rpl_bags.bag_recorder_node']
     cmd += ros_args(namespace, f'bag:={bag}', 'topics:=command,base_action')
-    recorder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert side.spin_until(lambda: base.get_subscription_count() >= 1, 20.0)
-        for k in range(5):  # matched: from here on the volatile publisher is recorded
+
+    def matched() -> None:  # from here on the volatile publisher is recorded
+        for k in range(5):
             send(base, k)
         assert base.wait_for_all_acked(Duration(seconds=10.0))
-        side.spin_until(lambda: False, 1.0)  # the command history delivered
-        code = stop_process(recorder)  # SIGTERM: a clean stop
-        output = recorder.stdout.read()
-    finally:
-        stop_process(recorder, signal.SIGKILL)
-        side.close()
+
+    code, output = record_beside(cmd, side, base, matched)
     assert code == 0, output
     assert f'wrote {bag}: {namespace}/command 30, {namespace}/base_action 5' in output, output
     warned = [line for line in output.splitlines() if 'is volatile: recording' in line]
@@ -481,15 +493,7 @@ def test_a_remapped_topic_is_recorded_under_its_role_name_and_the_recorder_says_
     bag = tmp_path / 'bag'
     cmd = [sys.executable, '-m', 'rpl_bags.bag_recorder_node']
     cmd += [*ros_args(namespace, f'bag:={bag}', 'topics:=command'), '-r', 'command:=cmd_b']
-    recorder = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert side.spin_until(lambda: command.get_subscription_count() >= 1, 20.0)
-        side.spin_until(lambda: False, 1.0)  # the history delivered
-        code = stop_process(recorder)  # SIGTERM: a clean stop
-        output = recorder.stdout.read()
-    finally:
-        stop_process(recorder, signal.SIGKILL)
-        side.close()
+    code, output = record_beside(cmd, side, command)
     assert code == 0, output
     assert f'wrote {bag}: {namespace}/command 5' in output, output
     said = [line for line in output.splitlines() if 'recording remapped topics' in line]

@@ -22,11 +22,16 @@ import json
 import math
 import os
 import pathlib
-import re
 import sys
 from collections.abc import Sequence
 
-from rpl_bags.playback import messages_to_play, parse_remaps, play_names, select_topics
+from rpl_bags.playback import (
+    absolute_name,
+    messages_to_play,
+    parse_remaps,
+    play_names,
+    select_topics,
+)
 from rpl_bags.reader import read_raw_bag
 from rpl_bags.recorded import load_run, stack_namespaces
 from rpl_bags.topics import RECORDED_TOPICS, BagError, parse_topic_list
@@ -242,20 +247,12 @@ def cmd_record(args: argparse.Namespace) -> int:
     return bag_recorder_node.main(ros_args)
 
 
-# A ROS namespace as rcl accepts it for ``__ns``: '/' or '/name/...', each name letters,
-# digits and '_', not starting with a digit (here, not only in a node module, without rclpy).
-_NAMESPACE = re.compile(r'/|(/[A-Za-z_][A-Za-z0-9_]*)+')
-
-
 def _namespace(text: str) -> str:
     """``--namespace`` as an absolute ROS namespace (``rpl`` -> ``/rpl``), else CliError."""
-    namespace = text if text.startswith('/') else f'/{text}'
-    if not _NAMESPACE.fullmatch(namespace):
-        raise CliError(
-            f"--namespace {text!r} is not a ROS namespace (/name/...: letters, digits and '_', "
-            'no name starting with a digit, no empty name)'
-        )
-    return namespace
+    try:
+        return absolute_name(text, '--namespace', namespace=True)
+    except BagError as exc:
+        raise CliError(str(exc)) from None
 
 
 # rpl bag play's timing options: (option, lowest, highest); rates outside these bounds

@@ -10,8 +10,8 @@ import numpy as np
 from rpl_bags.topics import SIDE_TOPICS, BagError
 
 # An absolute ROS topic name: '/name/...', each name letters, digits and '_', not starting
-# with a digit (rcl's rule, checked here so a bad --remap or --namespace is one line before
-# any node starts).
+# with a digit (rcl's rule, checked here, without rclpy, so a bad --remap or --namespace is
+# one line before any node starts).
 _TOPIC = re.compile(r'(/[A-Za-z_][A-Za-z0-9_]*)+')
 # Played under their own absolute name whatever --namespace says (the health reports).
 _GLOBAL_TOPICS = frozenset(n for n in SIDE_TOPICS if n.startswith('/'))
@@ -38,13 +38,15 @@ def select_topics(raw_topics: Sequence[str], wanted: Sequence[str] | None) -> li
     return chosen
 
 
-def absolute_name(text: str, what: str) -> str:
-    """``text`` as an absolute ROS name (``rpl`` -> ``/rpl``), else BagError naming ``what``."""
+def absolute_name(text: str, what: str, namespace: bool = False) -> str:
+    """``text`` as an absolute ROS name (``rpl`` -> ``/rpl``), else BagError naming ``what``;
+    with ``namespace``, the root ``/`` too (rcl's rule for ``__ns``)."""
     name = text if text.startswith('/') else f'/{text}'
-    if not _TOPIC.fullmatch(name):
+    if not (_TOPIC.fullmatch(name) or namespace and name == '/'):
+        kind = 'namespace' if namespace else 'name'
         raise BagError(
-            f"{what} {text!r} is not a ROS name (/name/...: letters, digits and '_', no name "
-            'starting with a digit, no empty name)'
+            f"{what} {text!r} is not a ROS {kind} (/name/...: letters, digits and '_', no "
+            'name starting with a digit, no empty name)'
         )
     return name
 
