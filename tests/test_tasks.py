@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -80,15 +81,82 @@ def test_register_task_refuses_duplicates_and_mismatched_names():
         register_task('other', spec, lambda **kw: None)
 
 
+def _long_push(**overrides):
+    """Push with 100-step episodes, named test_long_push (a factory of a registered task)."""
+    from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
+
+    from rpl_interfaces.params import build_config
+    from rpl_sim_bridge.tasks.fetch import FETCH_TASKS, FetchTask, FetchTaskConfig
+
+    description, defaults = FETCH_TASKS['push']
+    config = build_config(FetchTaskConfig, {**defaults, 'max_episode_steps': 100, **overrides})
+    return FetchTask('test_long_push', description, MujocoFetchPushEnv, config)
+
+
 def test_register_task_adds_a_new_task(monkeypatch):
     monkeypatch.setattr(registry, '_REGISTRY', dict(registry._REGISTRY))  # undone after the test
     spec = dataclasses.replace(task_spec('push'), name='test_long_push', max_episode_steps=100)
-    register_task('test_long_push', spec, lambda **kw: make_task('push', max_episode_steps=100))
+    register_task('test_long_push', spec, _long_push)
     assert 'test_long_push' in available_tasks()
     assert task_spec('test_long_push').max_episode_steps == 100
     task = make_task('test_long_push')
     assert task.spec.max_episode_steps == 100
     task.close()
+
+
+def test_a_task_built_other_than_its_registered_spec_is_refused(monkeypatch):
+    """A plug-in registering a spec of 30-step episodes whose factory builds 50: rpl eval
+    and the sim bridge ran 50 (the built task), rpl train 30 (the registered spec), both
+    exit 0. Refused in one line naming the first difference; overrides change the spec on
+    purpose and are not compared."""
+    monkeypatch.setattr(registry, '_REGISTRY', dict(registry._REGISTRY))
+    spec = dataclasses.replace(task_spec('push'), name='test_long_push', max_episode_steps=30)
+    register_task('test_long_push', spec, _long_push)
+    with pytest.raises(registry.TaskBuildError) as raised:
+        make_task('test_long_push')
+    assert str(raised.value).startswith(
+        "task 'test_long_push': the task its factory built differs from the spec it "
+        'registered (max_episode_steps 30 registered, 100 built)'
+    )
+    make_task('test_long_push', max_episode_steps=30).close()  # asked for: as built
+
+
+def test_an_observe_of_other_sizes_than_the_spec_is_one_line(monkeypatch):
+    """A plug-in whose observe() gave 7 values for a 6-field spec: rpl eval exited 0 with
+    results, rpl train died in a torch traceback, the sim bridge in a numpy broadcast."""
+    task = make_task('push')
+    real = task.observe
+
+    def seven() -> dict:
+        obs = real()
+        return {**obs, 'observation': np.r_[obs['observation'], 0.0]}
+
+    monkeypatch.setattr(task, 'observe', seven)
+    wanted = "task 'push': observe() gave 'observation' of shape (26,), its spec declares (25,)"
+    with pytest.raises(ValueError, match=re.escape(wanted)):
+        task.reset(seed=0)
+    monkeypatch.setattr(task, 'observe', lambda: {**real(), 'desired_goal': np.zeros(2)})
+    with pytest.raises(
+        ValueError, match=r"gave 'desired_goal' of shape \(2,\), its spec declares \(3,\)"
+    ):
+        task.reset(seed=0)
+    monkeypatch.setattr(task, 'observe', real)
+    task.reset(seed=0)
+    monkeypatch.setattr(task, 'observe', lambda: {'observation': real()['observation']})
+    with pytest.raises(ValueError, match="gave 'achieved_goal' of nothing"):
+        task.step(np.zeros(4))
+    task.close()
+
+
+@pytest.mark.parametrize('what', ['obs_fields', 'action_fields'])
+def test_a_field_named_like_the_message_header_is_refused(what):
+    """A field named 'step' or 'episode' sat beside the header's own in every message: a
+    node reading by name took the field's value for the step."""
+    spec = task_spec('push')
+    names = list(getattr(spec, what))
+    names[-1] = 'step'
+    with pytest.raises(ValueError, match=f"{what} name 'step', which every message already"):
+        dataclasses.replace(spec, **{what: tuple(names)})
 
 
 @pytest.mark.parametrize('name', FETCH_TASKS)

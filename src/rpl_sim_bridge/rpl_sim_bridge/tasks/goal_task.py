@@ -193,8 +193,32 @@ class GoalTask(abc.ABC):
         """
         self._reset_physics(seed)
         self._elapsed_steps = 0
-        obs = self.observe()
+        obs = self._observed()
         return obs, self._goal_info(obs)
+
+    def _observed(self) -> ObsDict:
+        """:meth:`observe`, checked against the spec (a plug-in's observe() of another size
+        was taken as it came: a wrong result, or a numpy or torch error far from it).
+
+        Raises:
+            ValueError: A part missing or of another size than the spec declares.
+        """
+        obs = self.observe()
+        spec = self.spec
+        for key, size in (
+            ('observation', spec.obs_dim),
+            ('achieved_goal', spec.goal_dim),
+            ('desired_goal', spec.goal_dim),
+        ):
+            part = obs.get(key) if isinstance(obs, dict) else None
+            shape = getattr(part, 'shape', None)
+            if shape != (size,):
+                got = 'nothing' if part is None else f'shape {shape}'
+                raise ValueError(
+                    f'task {spec.name!r}: observe() gave {key!r} of {got}, its spec declares '
+                    f'({size},)'
+                )
+        return obs
 
     def step(self, action: Any) -> tuple[ObsDict, float, bool, bool, dict[str, float]]:
         """Advance one control step.
@@ -223,7 +247,7 @@ class GoalTask(abc.ABC):
             )
         self.simulate(action)
         self._elapsed_steps += 1
-        obs = self.observe()
+        obs = self._observed()
         info = self._goal_info(obs)
         truncated = self._elapsed_steps >= self.spec.max_episode_steps
         if self.spec.has_goal:

@@ -124,6 +124,18 @@ class TaskSpec:
                 f'task {self.name!r}: obs_fields name {goal_like[0]!r} starts with a goal '
                 'prefix; declare goal coordinates in goal_fields'
             )
+        for what, names in (
+            ('obs_fields', self.obs_fields),
+            ('goal_fields', self.goal_fields),
+            ('action_fields', self.action_fields),
+        ):
+            taken = [n for n in names if n in contract.META_FIELDS]
+            if taken:  # a reader by name would take the header's value for it
+                raise ValueError(
+                    f'task {self.name!r}: {what} name {taken[0]!r}, which every message '
+                    f'already uses for its header ({", ".join(contract.META_FIELDS)}); '
+                    'rename it'
+                )
         if not self.action_low < self.action_high:
             raise ValueError(
                 f'task {self.name!r}: action_low {self.action_low} must be below '
@@ -386,4 +398,30 @@ def make_task(name: str, **overrides: Any) -> GoalTask:
         ) from exc
     if task is None:
         raise TaskBuildError(f'task {name!r}: its factory returned None, not a task')
+    if not overrides:  # settings changed on purpose change the spec too
+        registered = _lookup(name)[0]
+        built = getattr(task, 'spec', None)
+        if built != registered:
+            raise TaskBuildError(
+                f'task {name!r}: the task its factory built differs from the spec it '
+                f'registered ({_spec_difference(registered, built)}): the trainer takes the '
+                'registered one, the simulation the built one; register the spec of the task '
+                'the factory builds by default'
+            )
     return task
+
+
+def _spec_difference(registered: TaskSpec, built: object) -> str:
+    """The first field that differs between the registered and the built spec, in words."""
+    if not isinstance(built, TaskSpec):
+        return f'its spec is {type(built).__name__}, not a TaskSpec'
+    for field in dataclasses.fields(TaskSpec):
+        ours, theirs = getattr(registered, field.name), getattr(built, field.name)
+        if ours != theirs:
+            return f'{field.name} {_short(ours)} registered, {_short(theirs)} built'
+    return 'they differ'
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
