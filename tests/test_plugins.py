@@ -147,6 +147,36 @@ def _explode(**overrides):
 
 
 EXPLODING = TaskPlugin(dataclasses.replace(task_spec('push'), name='exploding'), _explode)
+
+
+from rpl_interfaces.params import build_config
+from rpl_sim_bridge.tasks.fetch import FETCH_TASKS, FetchTask, FetchTaskConfig
+
+
+class WideObservation(FetchTask):
+    def observe(self):
+        obs = super().observe()
+        return {**obs, 'observation': np.r_[obs['observation'], 0.0]}
+
+
+def _push_named(name, kind=FetchTask, **settings):
+    from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
+
+    description, defaults = FETCH_TASKS['push']
+    config = build_config(FetchTaskConfig, {**defaults, **settings})
+    return kind(name, description, MujocoFetchPushEnv, config)
+
+
+# Registered with 30-step episodes, built with push's 50.
+LYING = TaskPlugin(
+    dataclasses.replace(task_spec('push'), name='lying', max_episode_steps=30),
+    lambda **overrides: _push_named('lying', **overrides),
+)
+# observe() gives 26 values for the 25 its spec declares.
+WIDE = TaskPlugin(
+    dataclasses.replace(task_spec('push'), name='wide'),
+    lambda **overrides: _push_named('wide', WideObservation, **overrides),
+)
 """
 
 
@@ -167,6 +197,8 @@ def faulty_env(tmp_path):
         'unbuildable_push = faulty_plugins:UNBUILDABLE\n'
         '[rpl.tasks]\n'
         'exploding = faulty_plugins:EXPLODING\n'
+        'lying = faulty_plugins:LYING\n'
+        'wide = faulty_plugins:WIDE\n'
     )
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(tmp_path), env.get('PYTHONPATH')]))
@@ -804,6 +836,34 @@ def test_rpl_train_says_a_plugin_that_cannot_be_built_before_writing_its_run(fau
         proc.stderr
     ), proc.stderr
     assert 'Traceback' not in proc.stderr and not run.exists(), proc.stderr
+
+
+@pytest.mark.parametrize(
+    ('task', 'message'),
+    [
+        (
+            'lying',
+            "task 'lying': the task its factory built differs from the spec it registered "
+            '(max_episode_steps 30 registered, 50 built)',
+        ),
+        ('wide', "task 'wide': observe() gave 'observation' of shape (26,), its spec declares"),
+    ],
+)
+def test_a_task_plugin_at_odds_with_its_spec_is_one_line_before_a_run_is_written(
+    faulty_env, tmp_path, task, message
+):
+    """A registered spec of 30 steps built as 50: rpl eval ran 50-step episodes, rpl train
+    30, both exit 0; an observe() of 26 values for 25: rpl eval exited 0 with results, rpl
+    train died in a torch traceback and left a run folder that blocked the same command."""
+    run = tmp_path / 'run'
+    args = ['--task', task, '--controller', 'zero', '--no-progress']
+    trained = _run([*RPL, 'train', *args, '--steps', '200', '--out', str(run)], faulty_env)
+    evaluated = _run([*RPL, 'eval', *args, '--json', str(tmp_path / 'r.json')], faulty_env)
+    for command, proc in (('train', trained), ('eval', evaluated)):
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count('\n') == 1, proc.stderr
+        assert proc.stderr.startswith(f'rpl {command}: error: {message}'), proc.stderr
+    assert not run.exists() and not (tmp_path / 'r.json').exists()
 
 
 def test_rpl_train_keeps_a_run_its_controller_stopped_and_resumes_it_once_mended(

@@ -287,6 +287,7 @@ class TaskBuildError(ValueError):
 _REGISTRY: dict[str, tuple[TaskSpec, TaskFactory]] = {}
 _SKIPPED: dict[str, str] = {}  # plug-in name -> why it was skipped
 _CLAIMED_TWICE: dict[str, str] = {}  # a name a plug-in registered again -> that plug-in
+_PLUGINS: set[str] = set()  # tasks an rpl.tasks entry point registered
 _plugins_loaded = False
 
 
@@ -322,6 +323,7 @@ def _load_plugins() -> None:
             _CLAIMED_TWICE[name] = source
             raise ValueError(f'names task {name!r}, which is already registered')
         register_task(name, plugin.spec, plugin.factory)
+        _PLUGINS.add(name)
 
     _SKIPPED.update(load_plugins(ENTRY_POINT_GROUP, TaskPlugin, register))
 
@@ -330,6 +332,31 @@ def available_tasks() -> list[str]:
     """Registered task names (built-in and plug-ins), sorted."""
     _load_plugins()
     return sorted(_REGISTRY)
+
+
+def is_plugin(name: str) -> bool:
+    """Whether an ``rpl.tasks`` entry point registered ``name`` (foreign code)."""
+    _load_plugins()
+    return name in _PLUGINS
+
+
+def check_plugin_task(name: str) -> None:
+    """Build a plug-in task once and reset it (its factory and ``observe()`` are foreign
+    code), so that a fault there is one line before anything is written; built-in tasks
+    are not built.
+
+    Raises:
+        TaskBuildError, ValueError: What :func:`make_task` or the first ``reset`` raised.
+    """
+    if not is_plugin(name):
+        return
+    task = make_task(name)
+    try:
+        task.reset(seed=0)
+    finally:
+        close = getattr(task, 'close', None)
+        if callable(close):
+            close()
 
 
 def skipped_plugins() -> dict[str, str]:
