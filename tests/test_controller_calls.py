@@ -128,3 +128,40 @@ def test_the_node_sequencer_recovers_its_state_after_any_failure():
     with pytest.raises(RuntimeError, match='reset failed'):
         ask(1, 0)
     assert ask(0, 2) == (3.0, 'next')  # from step 1's saved state, not the broken one
+
+
+def test_the_mixins_take_any_tasks_sizes_and_the_fetch_checks_stay_fetchs():
+    """README A.1 offers BatchedCallMixin / LoopedBatchMixin to a user's own controller:
+    on a 2-link arm (6 observation values, 2-D goal, 2 torques) both failed at the first
+    step with 'obs_dim >= 11', a Fetch controller's minimum."""
+    from rpl_base_controllers.base import (
+        BatchedCallMixin,
+        LoopedBatchMixin,
+        check_batch,
+        check_single,
+    )
+
+    class BatchFirst(BatchedCallMixin):
+        def act_batch(self, observations, goals):
+            return goals - observations[:, -2:]  # (B, 2): towards the goal
+
+    class RowFirst(LoopedBatchMixin):
+        action_dim = 2
+
+        def __call__(self, observation, desired_goal):
+            return desired_goal - observation[-2:]
+
+    observations, goals = np.arange(12.0).reshape(2, 6), np.ones((2, 2))
+    wanted = goals - observations[:, -2:]
+    np.testing.assert_array_equal(BatchFirst()(observations[0], goals[0]), wanted[0])
+    np.testing.assert_array_equal(RowFirst().act_batch(observations, goals), wanted)
+    assert RowFirst().act_batch(np.zeros((0, 6)), np.zeros((0, 2))).shape == (0, 2)
+    with pytest.raises(ValueError, match='desired goal contains NaN'):
+        BatchFirst()(observations[0], np.array([np.nan, 0.0]))
+    with pytest.raises(ValueError, match=r'goals must have shape \(2, goal_dim\)'):
+        RowFirst().act_batch(observations, np.ones((3, 2)))
+    # A Fetch controller's own checks keep the Fetch sizes.
+    with pytest.raises(ValueError, match='obs_dim >= 11'):
+        check_single(observations[0], np.ones(3))
+    with pytest.raises(ValueError, match=r'goals must have shape \(2, 3\)'):
+        check_batch(np.zeros((2, 25)), goals)

@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from rpl_base_controllers.base import BatchedCallMixin, check_batch
+from rpl_base_controllers.base import FETCH_INPUTS, BatchedCallMixin, check_batch
 from rpl_base_controllers.registry import ControllerSpec
 from rpl_interfaces.params import describe
 from rpl_sim_bridge.layout import FetchObs
@@ -38,6 +38,8 @@ class ProportionalPushConfig:
 
 class ProportionalPush(BatchedCallMixin):
     """Go above the push point, descend behind the block, push through it (batched)."""
+
+    input_sizes = FETCH_INPUTS  # checked as a Fetch controller's inputs
 
     def __init__(self, config: ProportionalPushConfig, name: str) -> None:
         self.config = config

@@ -1,6 +1,10 @@
 """The controller interface every base controller implements, and input checks.
 
-A base controller maps one Fetch observation and the desired goal to one action:
+A base controller maps one observation and the desired goal of its task to one action;
+the sizes are the task's (``TaskSpec``). The mixins (:class:`BatchedCallMixin`,
+:class:`LoopedBatchMixin`) work for any task's sizes; :func:`check_single` and
+:func:`check_batch` check a Fetch controller's inputs by default. This package's own
+controllers are Fetch controllers: a Fetch base controller maps
 
 * ``observation``: shape ``(obs_dim,)``, laid out as
   :class:`rpl_sim_bridge.layout.FetchObs` (positions in m in the world frame).
@@ -31,6 +35,8 @@ ACTION_DIM = len(FETCH_ACTION_FIELDS)
 GOAL_DIM = 3
 # Every controller reads at least gripper, object, relative position and finger state.
 MIN_OBS_DIM = FetchObs.GRIPPER_STATE.stop
+# A Fetch controller's inputs, (smallest obs_dim, goal_dim): the mixins' ``input_sizes``.
+FETCH_INPUTS = (MIN_OBS_DIM, GOAL_DIM)
 
 
 @runtime_checkable
@@ -52,64 +58,87 @@ class BaseController(Protocol):
         ...
 
     def __call__(self, observation: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
-        """Action for one step: ``(obs_dim,)``, ``(3,)`` -> ``(4,)`` float64 in [-1, 1]."""
+        """Action for one step: ``(obs_dim,)``, ``(goal_dim,)`` -> ``(action_dim,)`` float64
+        within the task's action bounds (Fetch: ``(3,)`` goal, ``(4,)`` action in [-1, 1])."""
         ...
 
     def act_batch(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        """Actions for a batch: ``(B, obs_dim)``, ``(B, 3)`` -> ``(B, 4)``."""
+        """Actions for a batch: ``(B, obs_dim)``, ``(B, goal_dim)`` -> ``(B, action_dim)``."""
         ...
 
 
 class LoopedBatchMixin:
-    """Default ``act_batch``: calls the controller once per row."""
+    """Default ``act_batch``: calls the controller once per row.
+
+    ``input_sizes`` (smallest obs_dim, goal_dim or None for any) is what the inputs are
+    checked against: any task's by default; a Fetch controller sets :data:`FETCH_INPUTS`.
+    """
+
+    input_sizes: tuple[int, int | None] = (1, None)
 
     def act_batch(self, observations: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        """One ``__call__`` per row: ``(B, obs_dim)``, ``(B, 3)`` -> ``(B, 4)``."""
-        observations, goals = check_batch(observations, goals)
+        """One ``__call__`` per row: ``(B, obs_dim)``, ``(B, goal_dim)`` ->
+        ``(B, action_dim)``; an empty batch gives ``(0, action_dim)`` where the controller
+        has an ``action_dim`` attribute, else the Fetch action's 4 columns."""
+        observations, goals = check_batch(observations, goals, *self.input_sizes)
         rows = [self(o, g) for o, g in zip(observations, goals, strict=True)]
         if not rows:
-            return np.zeros((0, ACTION_DIM))
+            return np.zeros((0, getattr(self, 'action_dim', ACTION_DIM)))
         return np.array(rows, dtype=np.float64)  # (B, the controller's action size)
 
 
 def check_single(
-    observation: np.ndarray, desired_goal: np.ndarray
+    observation: np.ndarray,
+    desired_goal: np.ndarray,
+    min_obs_dim: int = MIN_OBS_DIM,
+    goal_dim: int | None = GOAL_DIM,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Validate one observation ``(obs_dim,)`` and goal ``(3,)``; return float64 copies.
+    """Validate one observation ``(obs_dim,)`` and goal ``(goal_dim,)``; return float64
+    copies. The defaults are a Fetch controller's (at least the 11 values it reads, a
+    3-D goal); ``goal_dim=None`` takes a goal of any size.
 
     Raises:
         ValueError: Wrong shape or non-finite values, naming what was expected.
     """
     observation = np.asarray(observation, dtype=np.float64)
     desired_goal = np.asarray(desired_goal, dtype=np.float64)
-    if observation.ndim != 1 or observation.shape[0] < MIN_OBS_DIM:
+    if observation.ndim != 1 or observation.shape[0] < min_obs_dim:
         raise ValueError(
-            f'observation must have shape (obs_dim,) with obs_dim >= {MIN_OBS_DIM}, '
+            f'observation must have shape (obs_dim,) with obs_dim >= {min_obs_dim}, '
             f'got {observation.shape}'
         )
-    if desired_goal.shape != (GOAL_DIM,):
-        raise ValueError(f'desired_goal must have shape ({GOAL_DIM},), got {desired_goal.shape}')
+    if desired_goal.ndim != 1 or goal_dim is not None and desired_goal.shape != (goal_dim,):
+        wanted = 'goal_dim' if goal_dim is None else goal_dim
+        raise ValueError(f'desired_goal must have shape ({wanted},), got {desired_goal.shape}')
     _check_finite(observation, desired_goal)
     return observation, desired_goal
 
 
-def check_batch(observations: np.ndarray, goals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a batch ``(B, obs_dim)`` of observations and ``(B, 3)`` of goals.
+def check_batch(
+    observations: np.ndarray,
+    goals: np.ndarray,
+    min_obs_dim: int = MIN_OBS_DIM,
+    goal_dim: int | None = GOAL_DIM,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a batch ``(B, obs_dim)`` of observations and ``(B, goal_dim)`` of goals
+    (defaults as :func:`check_single`'s).
 
     Raises:
         ValueError: Wrong shapes, mismatched batch sizes or non-finite values.
     """
     observations = np.asarray(observations, dtype=np.float64)
     goals = np.asarray(goals, dtype=np.float64)
-    if observations.ndim != 2 or observations.shape[1] < MIN_OBS_DIM:
+    if observations.ndim != 2 or observations.shape[1] < min_obs_dim:
         raise ValueError(
-            f'observations must have shape (B, obs_dim) with obs_dim >= {MIN_OBS_DIM}, '
+            f'observations must have shape (B, obs_dim) with obs_dim >= {min_obs_dim}, '
             f'got {observations.shape}'
         )
-    if goals.shape != (observations.shape[0], GOAL_DIM):
+    width = goals.shape[1] if goal_dim is None and goals.ndim == 2 else goal_dim
+    if goals.shape != (observations.shape[0], width):
         raise ValueError(
-            f'goals must have shape ({observations.shape[0]}, {GOAL_DIM}) to match the '
-            f'observations, got {goals.shape}'
+            f'goals must have shape ({observations.shape[0]}, '
+            f'{"goal_dim" if goal_dim is None else goal_dim}) to match the observations, got '
+            f'{goals.shape}'
         )
     _check_finite(observations, goals)
     return observations, goals
@@ -123,11 +152,15 @@ def _check_finite(observation: np.ndarray, goal: np.ndarray) -> None:
 
 
 class BatchedCallMixin:
-    """Default ``__call__`` for controllers written batch-first: one row through ``act_batch``."""
+    """Default ``__call__`` for controllers written batch-first: one row through
+    ``act_batch``; its inputs checked against ``input_sizes`` as :class:`LoopedBatchMixin`'s.
+    """
+
+    input_sizes: tuple[int, int | None] = (1, None)
 
     def __call__(self, observation: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
-        """Action for one step: ``(obs_dim,)``, ``(3,)`` -> ``(4,)`` float64 in [-1, 1]."""
-        observation, desired_goal = check_single(observation, desired_goal)
+        """Action for one step: ``(obs_dim,)``, ``(goal_dim,)`` -> ``(action_dim,)``."""
+        observation, desired_goal = check_single(observation, desired_goal, *self.input_sizes)
         return self.act_batch(observation[None, :], desired_goal[None, :])[0]
 
 

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from rpl_base_controllers.base import LoopedBatchMixin, check_single
+from rpl_base_controllers.base import FETCH_INPUTS, LoopedBatchMixin, check_single
 from rpl_interfaces.params import describe
 
 # The 6 unit moves (dx, dy, dz, fingers): +x, -x, +y, -y, +z, -z.
@@ -111,6 +111,8 @@ class _Node:
 
 class DiscreteMPCPush(LoopedBatchMixin):
     """Best-first search over 6 unit moves on a planning copy rebuilt from observations."""
+
+    input_sizes = FETCH_INPUTS  # checked as a Fetch controller's inputs
 
     def __init__(
         self, config: DiscreteMPCPushConfig | None = None, name: str = 'discrete_mpc_push'

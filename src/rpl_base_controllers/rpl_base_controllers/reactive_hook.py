@@ -58,7 +58,7 @@ import dataclasses
 
 import numpy as np
 
-from rpl_base_controllers.base import BatchedCallMixin, check_batch
+from rpl_base_controllers.base import FETCH_INPUTS, BatchedCallMixin, check_batch
 from rpl_base_controllers.waypoints import (
     CLOSE_FINGERS,
     OPEN_FINGERS,
@@ -187,6 +187,8 @@ class ReactiveHookConfig:
 
 class ReactiveHook(BatchedCallMixin):
     """Hand-designed hook use: grasp the hook, place it behind the block, sweep (batched)."""
+
+    input_sizes = FETCH_INPUTS  # checked as a Fetch controller's inputs
 
     def __init__(self, config: ReactiveHookConfig | None = None, name: str = 'reactive_hook'):
         self.config = config or ReactiveHookConfig()

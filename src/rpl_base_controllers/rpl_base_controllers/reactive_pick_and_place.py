@@ -31,7 +31,7 @@ import dataclasses
 
 import numpy as np
 
-from rpl_base_controllers.base import BatchedCallMixin, check_batch
+from rpl_base_controllers.base import FETCH_INPUTS, BatchedCallMixin, check_batch
 from rpl_base_controllers.waypoints import (
     CLOSE_FINGERS,
     OPEN_FINGERS,
@@ -104,6 +104,8 @@ class ReactivePickAndPlaceConfig:
 
 class ReactivePickAndPlace(BatchedCallMixin):
     """Hand-designed pick and place: above, open, descend, close, carry (batched)."""
+
+    input_sizes = FETCH_INPUTS  # checked as a Fetch controller's inputs
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from rpl_base_controllers.base import BatchedCallMixin, check_batch
+from rpl_base_controllers.base import FETCH_INPUTS, BatchedCallMixin, check_batch
 from rpl_base_controllers.waypoints import (
     angle_between,
     heading,
@@ -100,6 +100,8 @@ def push_point(block_pos: np.ndarray, goal: np.ndarray, config: ReactivePushConf
 
 class ReactivePush(BatchedCallMixin):
     """Hand-designed pusher: approach from above, descend behind the block, push (batched)."""
+
+    input_sizes = FETCH_INPUTS  # checked as a Fetch controller's inputs
 
     def __init__(self, config: ReactivePushConfig | None = None, name: str = 'reactive_push'):
         self.config = config or ReactivePushConfig()
