@@ -707,3 +707,27 @@ def test_a_command_line_mistake_is_one_line_naming_help(argv, message):
     assert done.returncode == 2 and done.stdout == ''
     assert done.stderr.count('\n') == 1 and done.stderr.startswith(message), done.stderr
     assert done.stderr.rstrip().endswith('--help lists the options)')
+
+
+def test_the_parameters_a_spec_implies_are_what_every_shipped_task_file_states(repo_root):
+    """A plug-in task's stack takes its parameters from its spec (task_parameters): for
+    every shipped task they equal what its config/<task>.yaml states, so a plug-in gets
+    what a shipped task of the same sizes and bounds would."""
+    import yaml
+
+    from rpl_bringup.task_parameters import task_parameters
+
+    files = sorted((repo_root / 'config').glob('*.yaml'))
+    tasks = [f for f in files if f.stem not in ('sim_bridge', 'base_controller', 'residual_node')]
+    assert len(tasks) == 6
+    defaults = yaml.safe_load((repo_root / 'config' / 'residual_node.yaml').read_text())
+    residual_defaults = defaults['/**/residual_node']['ros__parameters']
+    for path in tasks:
+        stated = {
+            key.rsplit('/', 1)[-1]: value['ros__parameters']
+            for key, value in yaml.safe_load(path.read_text()).items()
+        }
+        derived = task_parameters(path.stem)
+        for node, params in derived.items():
+            effective = {**(residual_defaults if node == 'residual_node' else {}), **stated[node]}
+            assert {k: effective[k] for k in params} == params, (path.name, node)

@@ -655,15 +655,34 @@ def test_stack_launch_runs_the_example_controller(plugin_env, tmp_path, monkeypa
     assert set(data['base_actions']['tags']) == {EXAMPLE}
 
 
+@pytest.mark.integration
+def test_a_plugin_task_runs_as_a_stack_from_its_own_launch_file(
+    plugin_env, repo_root, tmp_path, monkeypatch
+):
+    """A plug-in task had no way into a stack: the launch files are one per shipped task,
+    and a launch file of its own on stack_launch_description failed for the
+    config/<task>.yaml only shipped tasks have. Its parameters now come from its spec."""
+    monkeypatch.setenv('PYTHONPATH', plugin_env['PYTHONPATH'])  # Child inherits it
+    namespace = f'/rpl_test_plugin_task_{os.getpid()}'
+    launch_file = (
+        repo_root / 'examples' / 'rpl_example_controller' / 'launch' / 'icy_push.launch.py'
+    )
+    own = [sys.executable, '-m', 'rpl_bringup.cli', 'launch']
+    output, data = _one_monitored_episode(str(launch_file), namespace, ['gain:=8'], tmp_path, own)
+    assert set(data['base_actions']['tags']) == {EXAMPLE}
+    assert set(data['observations']['tags']) == {'icy_push'}  # the plug-in task ran
+    assert (data['summary']['fallback_base'], data['summary']['fallback_zero']) == (0, 0)
+
+
 def _one_monitored_episode(
-    file_name: str, namespace: str, arguments: list[str], tmp_path
+    file_name: str, namespace: str, arguments: list[str], tmp_path, launch: list[str] = LAUNCH
 ) -> tuple[str, dict]:
     """Runs one episode of the stack launch ``file_name`` with its episode monitor; returns
     the launch's output and the monitor's results."""
     output = tmp_path / 'results.json'
     runner = Child(
         [
-            *LAUNCH,
+            *launch,
             file_name,
             f'namespace:={namespace}',
             *arguments,

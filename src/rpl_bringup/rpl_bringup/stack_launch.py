@@ -77,6 +77,7 @@ standard ``launch`` / ``launch_ros`` API (actions, substitutions, ``on_exit`` ca
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,6 +120,7 @@ from rpl_bringup.stack_substitutions import (
     TrueCount,
     learn_seed,
 )
+from rpl_bringup.task_parameters import STACK_NODES, task_parameters
 from rpl_sim_bridge.bridge_config import MAX_EPISODES, MAX_SEED
 
 RESIDUAL_RESPAWN_DELAY_S = 1.0
@@ -134,6 +136,23 @@ LEARN_STARTUP_TIMEOUT_S = 120.0  # how long a learning stack's sim waits for the
 
 def _config(name: str) -> PathJoinSubstitution:
     return PathJoinSubstitution([FindPackageShare('rpl_bringup'), 'config', name])
+
+
+def _stack_params(task: str, params_file: str | None) -> dict[str, Any]:
+    """Each stack node's task parameters (node name -> one ``parameters`` entry): the
+    given file, else the task's shipped ``config/<task>.yaml``, else
+    :func:`task_parameters` (a plug-in task ships no file in this package)."""
+    if params_file is None:
+        from rpl_bringup.launch_runner import LaunchError, find_package_share
+
+        try:
+            share = find_package_share('rpl_bringup')
+        except LaunchError:
+            share = None
+        if share is None or os.path.isfile(os.path.join(share, 'config', f'{task}.yaml')):
+            return dict.fromkeys(STACK_NODES, _config(f'{task}.yaml'))
+        return task_parameters(task)
+    return dict.fromkeys(STACK_NODES, params_file)
 
 
 # --- nodes ------------------------------------------------------------------------------
@@ -229,16 +248,21 @@ def _episode_monitor(namespace: Any, output_path: Any, condition: Any) -> Node:
     )
 
 
-def stack_launch_description(task: str, default_controller: str) -> LaunchDescription:
+def stack_launch_description(
+    task: str, default_controller: str, params_file: str | None = None
+) -> LaunchDescription:
     """Launch description of one stack.
 
     Args:
-        task: Registered task name (``slippery_push``, ``push``, ``pick_and_place``); its
-            parameter file is ``config/<task>.yaml``.
+        task: Registered task name (``slippery_push``, ``push``, a plug-in's ...).
         default_controller: Default of the ``controller`` launch argument.
+        params_file: The task's parameter file (sections ``/**/sim_bridge``,
+            ``/**/base_controller``, ``/**/residual_node``); default: the shipped
+            ``config/<task>.yaml``, else the parameters its spec implies
+            (:func:`task_parameters`).
     """
     namespace = LaunchConfiguration('namespace')
-    stack_params = _config(f'{task}.yaml')
+    stack_params = _stack_params(task, params_file)
     residual_overrides = {'allow_model_mismatch': LaunchConfiguration('allow_model_mismatch')}
     sim_overrides = {
         'episodes': IntArgument('episodes', 0, MAX_EPISODES),
@@ -280,12 +304,16 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
                     NewResultsFile(),
                 ]
             ),
-            _sim_bridge(namespace, stack_params, sim_overrides, UnlessCondition(waits)),
-            _sim_bridge(namespace, stack_params, waiting_overrides, IfCondition(waits)),
+            _sim_bridge(
+                namespace, stack_params['sim_bridge'], sim_overrides, UnlessCondition(waits)
+            ),
+            _sim_bridge(
+                namespace, stack_params['sim_bridge'], waiting_overrides, IfCondition(waits)
+            ),
             _base_controller(
                 task,
                 namespace,
-                stack_params,
+                stack_params['base_controller'],
                 UnlessCondition(ExternalController()),
                 external_allowed=True,
             ),
@@ -294,12 +322,15 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
             # the node's own max_input_age_s (config/residual_node.yaml).
             _residual_node(
                 namespace,
-                stack_params,
+                stack_params['residual_node'],
                 {**residual_overrides, 'max_input_age_s': 0.0},
                 IfCondition(Lockstep()),
             ),
             _residual_node(
-                namespace, stack_params, residual_overrides, UnlessCondition(Lockstep())
+                namespace,
+                stack_params['residual_node'],
+                residual_overrides,
+                UnlessCondition(Lockstep()),
             ),
             _episode_monitor(
                 namespace,
@@ -311,15 +342,16 @@ def stack_launch_description(task: str, default_controller: str) -> LaunchDescri
     )
 
 
-def _learning_stack(task: str, explorer: int | None) -> list[Node]:
+def _learning_stack(task: str, explorer: int | None, params_file: str | None) -> list[Node]:
     """One stack of the learning launch: sim bridge, controller, residual node, monitor.
 
     Args:
         task: Registered task name.
         explorer: None for the watched stack (no exploration, ``episodes`` episodes), else
             the explorer's index (runs while ``explorer < explorers``, explores, forever).
+        params_file: As :func:`stack_launch_description`'s.
     """
-    stack_params = _config(f'{task}.yaml')
+    stack_params = _stack_params(task, params_file)
     sim_overrides: dict[str, Any] = {
         'command_timeout_s': FloatArgument('command_timeout', 0.0),
         'lockstep_max_rate_hz': FloatArgument('max_rate', 0.0, 10000.0),
@@ -344,10 +376,15 @@ def _learning_stack(task: str, explorer: int | None) -> list[Node]:
             'explore_seed': seed,
         }
     return [
-        _sim_bridge(namespace, stack_params, sim_overrides, condition),
-        _base_controller(task, namespace, stack_params, condition),
+        _sim_bridge(namespace, stack_params['sim_bridge'], sim_overrides, condition),
+        _base_controller(task, namespace, stack_params['base_controller'], condition),
         # Learning stacks run in lockstep: a wait in the node is load, never input_late.
-        _residual_node(namespace, stack_params, {**explore, 'max_input_age_s': 0.0}, condition),
+        _residual_node(
+            namespace,
+            stack_params['residual_node'],
+            {**explore, 'max_input_age_s': 0.0},
+            condition,
+        ),
         _episode_monitor(namespace, ResultsFile(namespace), monitor_condition),
     ]
 
@@ -387,11 +424,12 @@ def learn_launch_description(
     default_model_path: str = DEFAULT_LIVE_MODEL,
     default_train_overrides: str = LEARN_TRAIN_OVERRIDES,
     default_explore_noise: float = 0.2,
+    params_file: str | None = None,
 ) -> LaunchDescription:
     """Launch description of live learning: watched stack, explorers and the trainer.
 
     Args:
-        task: Registered task name; its parameter file is ``config/<task>.yaml``.
+        task: Registered task name.
         default_controller: Default of the ``controller`` launch argument.
         default_model_path: Default of the ``model_path`` launch argument.
         default_train_overrides: Default of the ``train_overrides`` launch argument (the
@@ -399,8 +437,13 @@ def learn_launch_description(
         default_explore_noise: Default of the ``explore_noise`` launch argument (explorers'
             Gaussian residual noise std as a fraction of residual_limit, or of the model's
             residual_scale where smaller, 0..1).
+        params_file: The task's parameter file, as :func:`stack_launch_description`'s.
     """
-    explorers = [node for i in range(MAX_EXPLORERS) for node in _learning_stack(task, explorer=i)]
+    explorers = [
+        node
+        for i in range(MAX_EXPLORERS)
+        for node in _learning_stack(task, explorer=i, params_file=params_file)
+    ]
     checks = [
         IntArgument('episodes', 0, MAX_EPISODES),
         FloatArgument('command_timeout', 0.0),
@@ -424,7 +467,7 @@ def learn_launch_description(
             CheckArguments([c for c in checks if isinstance(c, Substitution)]),
             # First: it takes longest to be ready (torch, checkpoint, bags); the sims wait.
             _trainer(task),
-            *_learning_stack(task, explorer=None),
+            *_learning_stack(task, explorer=None, params_file=params_file),
             *explorers,
         ]
     )
