@@ -278,3 +278,31 @@ def test_an_agent_is_not_built_from_per_axis_settings_without_their_scales():
     config = make_config({'algo': 'rpl', 'hidden_size': 16, 'residual_axis_scales': 'gripper:2'})
     with pytest.raises(ValueError, match='needs the resolved per-axis scale'):
         DDPGAgent(DIMS, config, episode_steps=100)
+
+
+def test_a_residual_reaching_beyond_the_tasks_action_range_is_a_warning():
+    """A plug-in task of [-0.5, 0.5] trained at the default residual_scale 2 let the
+    residual reach four times the range without a word; the shipped settings stay quiet."""
+    import dataclasses
+
+    from rpl_sim_bridge.tasks import task_spec
+    from rpl_trainer.config import make_config
+    from rpl_trainer.residual import scale_range_note
+
+    push, pusher = task_spec('push'), task_spec('mbrl_pusher')
+    assert scale_range_note(make_config({'task': 'push'}), push) is None  # 2 on [-1, 1]
+    assert scale_range_note(make_config({'task': 'mbrl_pusher'}), pusher) is None  # 2 on 4
+    half = dataclasses.replace(push, action_low=-0.5, action_high=0.5)
+    note = scale_range_note(make_config({'task': 'push'}), half)
+    assert note == (
+        "residual_scale 2 reaches beyond the whole action range of task 'push' (1 = 0.5 - "
+        '(-0.5)): the residual needs at most 1 to override any base action, and exploration '
+        'noise is in units of the scale; --set residual_scale=1 fits it'
+    )
+    fits = make_config({'task': 'push', 'residual_scale': 1.0})
+    assert scale_range_note(fits, half) is None
+    wide_fingers = make_config(
+        {'task': 'push', 'residual_scale': 1.0, 'residual_axis_scales': 'gripper:2'}
+    )
+    assert 'residual_scale 2 reaches beyond' in scale_range_note(wide_fingers, half)
+    assert scale_range_note(make_config({'task': 'push', 'algo': 'scratch'}), half) is None

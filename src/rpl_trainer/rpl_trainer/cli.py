@@ -441,7 +441,7 @@ def _train(args: argparse.Namespace) -> int:
     from rpl_trainer.checkpoint import CheckpointError
     from rpl_trainer.export import ExportError
     from rpl_trainer.problem import registered_problem
-    from rpl_trainer.residual import residual_scales
+    from rpl_trainer.residual import residual_scales, scale_range_note
     from rpl_trainer.rollout import WorkerDied
     from rpl_trainer.run_dir import CHECKPOINT_FILE, RunDirError, check_run_dir
     from rpl_trainer.stop import TrainingInterrupted
@@ -476,7 +476,8 @@ def _train(args: argparse.Namespace) -> int:
                 'steps (its last checkpoint)',
                 flush=True,
             )
-        for note in (burn_in_budget_note(config), threads_note):
+        scale_note = scale_range_note(config, problem.spec)
+        for note in (burn_in_budget_note(config), threads_note, scale_note):
             if note:
                 print(f'rpl train: warning: {note}', file=sys.stderr, flush=True)
 

@@ -15,6 +15,7 @@ residual ``scale * u`` that the exported ONNX model outputs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -219,3 +220,28 @@ class ActionComposer:
             stored = np.where(random[:, None], uniform, noisy)
         stored = np.clip(stored, -1.0, 1.0).astype(np.float32)
         return stored, self.executed(stored, base)
+
+
+def scale_range_note(config: TrainConfig, spec: Any) -> str | None:
+    """A warning when the residual reaches further than the task's whole action range, or
+    None. A residual of ``high - low`` already overrides any base action (2 on the Fetch
+    tasks' [-1, 1], the default); more only clips, and its exploration noise, in units of
+    the scale, is coarser for the range than the paper's (a plug-in task of [-0.5, 0.5]
+    with the default 2: four times the range).
+
+    Args:
+        config: The run's config (``algo``, ``residual_scale``, per-axis scales).
+        spec: The task's spec (``action_low``, ``action_high``, ``action_fields``).
+    """
+    if config.algo != 'rpl':
+        return None
+    span = float(spec.action_high - spec.action_low)
+    reach = largest_scale(residual_scales(config, spec.action_fields))
+    if reach <= span * (1.0 + 1e-9):
+        return None
+    return (
+        f'residual_scale {reach:g} reaches beyond the whole action range of task '
+        f'{spec.name!r} ({span:g} = {spec.action_high:g} - ({spec.action_low:g})): the residual '
+        f'needs at most {span:g} to override any base action, and exploration noise is in '
+        f'units of the scale; --set residual_scale={span:g} fits it'
+    )
