@@ -267,6 +267,31 @@ def test_a_run_without_base_actions_either_names_the_controller_not_the_command_
     assert 'measured the zero action, not the residual' in problem
 
 
+def test_a_realtime_run_whose_answers_all_came_too_late_says_so():
+    """push.launch.py mode:=realtime with discrete_mpc_push (~70 ms a step here, 40 ms
+    ticks): every base action and command came steps late and was rejected as stale, and
+    the exit-3 line sent the user to the controller's log, which said nothing."""
+    bridge = make_bridge(episodes=3, mode=REALTIME, max_command_age_steps=1)
+    bridge.begin(now=0.0, command_publishers=1)
+    k = 0
+    while not bridge.finished:
+        k += 1
+        bridge.advance(now=0.04 * k)
+        if bridge.finished or bridge.step < 3:
+            continue
+        late = bridge.step - 3  # answers three ticks behind: all stale
+        bridge.offer_base(bridge.episode, late, PUSH_RIGHT, now=0.04 * k + 0.001)
+        bridge.offer_command(bridge.episode, late, PUSH_RIGHT, now=0.04 * k + 0.002)
+    c = bridge.counters
+    assert c.fallback_zero == c.steps == 3 * STEPS and 4 * c.rejected_stale >= c.steps, c
+    problem = bridge.command_path_problem()
+    assert 'answers came for steps already past: a node answers slower than the realtime ' in (
+        problem
+    ), problem
+    assert 'tick of 40 ms' in problem and 'mode:=lockstep' in problem
+    assert 'its log says why' not in problem
+
+
 def test_a_run_that_no_node_answered_is_a_problem():
     """A sim bridge that no node heard (every other node in another namespace or remap):
     no command publisher, no base action, every step the zero action, and exit 0 (the

@@ -312,8 +312,8 @@ class SimBridge:
             why = (
                 f'no valid base action came for {c.fallback_zero} of them either, and the '
                 'residual node answers a step only with its base action: the base controller '
-                'is the first suspect (its log says why); these episodes measured the zero '
-                'action, not the residual'
+                f'is the first suspect ({self._suspect_hint()}); these episodes measured the '
+                'zero action, not the residual'
             )
         else:
             why = (
@@ -324,6 +324,21 @@ class SimBridge:
             f'not one of the {c.steps} steps applied a command although a command publisher '
             f'(the residual node) was on the graph ({self._fallback_counts()}): {why}'
         )
+
+    def _suspect_hint(self) -> str:
+        """Where to look for why the base actions did not come: in realtime, answers that
+        mostly came for steps already past mean a node slower than the tick (a planning
+        controller: discrete_mpc_push ~70 ms a step on a small CPU against 40 ms at
+        25 Hz); its log then says nothing."""
+        c = self.counters
+        if not self._lockstep and c.steps and 4 * c.rejected_stale >= c.steps:
+            period_ms = 1000.0 / self.config.rate_hz
+            return (
+                f'{c.rejected_stale} answers came for steps already past: a node answers slower '
+                f'than the realtime tick of {period_ms:g} ms and falls behind, as a planning '
+                'controller does on a small CPU; run it with mode:=lockstep, which waits for it'
+            )
+        return 'its log says why'
 
     def _fallback_counts(self) -> str:
         """The fallbacks and rejected commands of the run, for a problem's line."""
@@ -342,7 +357,7 @@ class SimBridge:
         if c.fallback_zero > c.fallback_base:
             what = (
                 'the zero action (no valid base action came either: the base controller is '
-                'the first suspect, its log says why)'
+                f'the first suspect, {self._suspect_hint()})'
             )
         else:
             what = 'the base action (the command path did not answer in time)'
