@@ -167,6 +167,7 @@ def test_evaluation_numbers_of_a_known_bag(bag):
     assert s['mean_return'] == pytest.approx(-3.5)
     assert (s['fallback_base'], s['fallback_zero'], s['residual_steps']) == (1, 0, 10)
     assert s['mean_residual'] == pytest.approx(0.2)  # ||(0.1, 0.1, 0.1, 0.1)||
+    assert s['applied_commands'] == s['steps'] - 1  # one step fell back to the base
     assert s['observation->command_p99_ms'] == pytest.approx(COMMAND_DELAY * 1e-6)
     assert s['observation->base_action_p50_ms'] == pytest.approx(BASE_DELAY * 1e-6)
     assert s['step_period_p50_ms'] == pytest.approx(PERIOD * 1e-6)
@@ -493,6 +494,40 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
         except SystemExit as exc:  # argparse's own refusals
             code = exc.code
     return code, err.getvalue()
+
+
+def test_the_summary_counts_finished_episodes_and_weighs_the_residual_by_step():
+    """On a realtime bag whose commands the sim rejected as stale, bag eval said 'commands
+    from the residual: 94 of 150 steps' and plotted an 'applied residual' while the sim had
+    applied none; its mean |residual| was a mean of episode means (2.1696 against
+    replay-model's per-step 2.1129), and its steps counted an unfinished episode."""
+    from rpl_bags.bag_eval import BagEvaluation, EpisodeMetrics, format_table
+
+    def episode(i, finished, steps, rows, mean, zero):
+        return EpisodeMetrics(
+            i, finished, 0.0, 0.1, -steps, steps, 0, zero, mean, mean, rows, 1.0, rows
+        )
+
+    evaluation = BagEvaluation(
+        'bag',
+        '/rpl',
+        'push',
+        (
+            episode(0, True, 50, 10, 1.0, 50),  # the sim applied none of its commands
+            episode(1, True, 50, 40, 2.0, 50),
+            episode(2, False, 44, 44, 9.0, 0),  # cut off: not in the totals
+        ),
+        {'step_period': np.array([40.0])},
+        {},
+        {},
+        (),
+    )
+    s = evaluation.summary()
+    assert s['mean_residual'] == pytest.approx((10 * 1.0 + 40 * 2.0) / 50)  # by step
+    assert (s['steps'], s['residual_steps'], s['applied_commands']) == (100, 50, 0)
+    text = format_table(evaluation)
+    assert "the residual node sent its model's command at 50 of 100 steps" in text
+    assert 'commands applied          0 of 100 steps by the sim bridge; fallbacks base 0, ' in text
 
 
 def test_cli_eval_writes_table_png_and_json_next_to_the_bag(bag, capsys):

@@ -1,7 +1,7 @@
 """Offline evaluation of a recorded stack run (``rpl bag eval``).
 
 Per episode: success, final distance, return and fallbacks as the sim bridge reported them,
-the residual magnitude (L2 norm of the applied residual, per step) and the commands' source;
+the residual magnitude (L2 norm of the residual the node sent, per step) and the commands' source;
 over the run: the loop latency from the header stamps (observation k -> base action k ->
 command k; all wall-clock stamps of one machine) and the step period (observation k ->
 observation k+1). Pure numpy; matplotlib only in :func:`plot_evaluation`.
@@ -34,11 +34,13 @@ class EpisodeMetrics(NamedTuple):
         steps: Steps of the episode.
         fallback_base: Steps the sim applied the base action (no usable command).
         fallback_zero: Steps the sim applied the zero action.
-        residual_mean: Mean over steps of ||applied residual||_2 (action units), NaN if no
-            residual message.
-        residual_max: Largest ||applied residual||_2 of the episode.
-        residual_steps: Commands whose source (frame_id) was the residual.
+        residual_mean: Mean over steps of ||residual||_2 the residual node sent (added to
+            the base action in its command; action units), NaN if no residual message.
+        residual_max: Largest ||residual||_2 of the episode.
+        residual_steps: Commands the residual node sent from its model (frame_id
+            ``residual``); whether the sim bridge applied them, its result's fallbacks say.
         command_latency_ms: Median observation -> command stamp difference, ms.
+        residual_rows: Steps with a residual message (the weight of ``residual_mean``).
     """
 
     episode: int
@@ -53,6 +55,7 @@ class EpisodeMetrics(NamedTuple):
     residual_max: float
     residual_steps: int
     command_latency_ms: float
+    residual_rows: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +86,10 @@ class BagEvaluation:
         return [e for e in self.episodes if e.finished]
 
     def summary(self) -> dict[str, Any]:
-        """Run totals and means (over finished episodes) and latency percentiles."""
+        """Run totals and means over the finished episodes (as the episode monitor's), and
+        latency percentiles. ``mean_residual`` is the mean over their steps (as
+        ``replay-model``'s); ``applied_commands`` the steps whose command the sim bridge
+        applied (the rest fell back: ``fallback_base`` / ``fallback_zero``)."""
         done = self.finished()
         n = len(done)
 
@@ -91,6 +97,10 @@ class BagEvaluation:
             values = [v for v in values if not math.isnan(v)]
             return float(np.mean(values)) if values else math.nan
 
+        rows = sum(e.residual_rows for e in done)
+        steps = int(sum(e.steps for e in done))
+        fallback_base = int(sum(e.fallback_base for e in done))
+        fallback_zero = int(sum(e.fallback_zero for e in done))
         out: dict[str, Any] = {
             'episodes': n,
             'unfinished_episodes': len(self.episodes) - n,
@@ -98,11 +108,17 @@ class BagEvaluation:
             'success_rate': float(np.mean([e.success for e in done])) if n else math.nan,
             'mean_final_distance': mean([e.final_distance for e in done]),
             'mean_return': mean([e.episode_return for e in done]),
-            'mean_residual': mean([e.residual_mean for e in self.episodes]),
-            'steps': int(sum(e.steps for e in self.episodes)),
-            'residual_steps': int(sum(e.residual_steps for e in self.episodes)),
-            'fallback_base': int(sum(e.fallback_base for e in done)),
-            'fallback_zero': int(sum(e.fallback_zero for e in done)),
+            'mean_residual': (
+                float(sum(e.residual_mean * e.residual_rows for e in done if e.residual_rows))
+                / rows
+                if rows
+                else math.nan
+            ),
+            'steps': steps,
+            'residual_steps': int(sum(e.residual_steps for e in done)),
+            'applied_commands': steps - fallback_base - fallback_zero,
+            'fallback_base': fallback_base,
+            'fallback_zero': fallback_zero,
         }
         for name, values in self.latency_ms.items():
             for q in PERCENTILES:
@@ -156,6 +172,7 @@ def _episode_metrics(ep: RecordedEpisode) -> EpisodeMetrics:
         residual_max=float(residual.max()) if residual.size else nan,
         residual_steps=sum(tag == 'residual' for tag in ep.command.tags),
         command_latency_ms=float(np.median(latency)) if latency.size else nan,
+        residual_rows=int(residual.size),
     )
 
 
@@ -221,9 +238,10 @@ def format_table(evaluation: BagEvaluation) -> str:
         f'({_num(s["success_rate"], ".3f")})',
         f'  mean final distance       {_num(s["mean_final_distance"], ".4f")} m',
         f'  mean return               {_num(s["mean_return"], ".2f")}',
-        f'  mean |residual|           {_num(s["mean_residual"], ".4f")} '
-        f'(commands from the residual: {s["residual_steps"]} of {s["steps"]} steps)',
-        f'  fallbacks                 base {s["fallback_base"]}, zero {s["fallback_zero"]}',
+        f'  mean |residual|           {_num(s["mean_residual"], ".4f")} (the residual node '
+        f"sent its model's command at {s['residual_steps']} of {s['steps']} steps)",
+        f'  commands applied          {s["applied_commands"]} of {s["steps"]} steps by the '
+        f'sim bridge; fallbacks base {s["fallback_base"]}, zero {s["fallback_zero"]}',
         f'  loop rate                 {_num(s["steps_per_s"], ".1f")} steps/s (median period)',
         '  latency from the stamps',
         *lat,
@@ -269,7 +287,7 @@ def plot_evaluation(evaluation: BagEvaluation) -> bytes:
         [e.episode for e in episodes], [e.residual_max for e in episodes], 'x:', label='max'
     )
     ax_residual.set_xlabel('episode')
-    ax_residual.set_ylabel('|applied residual|_2 (action units)')
+    ax_residual.set_ylabel('|residual sent|_2 (action units)')
     ax_residual.set_title('residual magnitude per episode')
     ax_residual.legend()
 
