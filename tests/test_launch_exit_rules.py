@@ -398,6 +398,18 @@ BAD_ARGUMENTS = [
         r'exists \(results are never written over; give a new file\)',
     ),
     ('push.launch.py', {'monitor': 'true', 'results': os.sep}, r'is a folder; give a new file'),
+    # The bag folder as the results file (or a file in it): the monitor died after start
+    # with IsADirectoryError, and the recorder blamed the stack.
+    (
+        'slippery_push.launch.py',
+        {'monitor': 'true', 'results': 'runs/clash', 'record': 'true', 'bag': 'runs/clash'},
+        r"results:='runs/clash' is the bag:='runs/clash' folder or inside it",
+    ),
+    (
+        'slippery_push.launch.py',
+        {'monitor': 'true', 'results': 'runs/b/r.json', 'record': 'true', 'bag': 'runs/b/'},
+        r"results:='runs/b/r.json' is the bag:='runs/b/' folder or inside it",
+    ),
     # Paths that cannot be written: the stack ran, then the monitor or recorder died.
     (
         'push.launch.py',

@@ -396,6 +396,13 @@ class NewResultsFile(Substitution):
         path = LaunchConfiguration('results').perform(context)
         _needs_flag(context, 'results', path, 'monitor')
         if _flag(context, 'monitor') and path.strip():
+            bag = LaunchConfiguration('bag').perform(context).strip()
+            if _flag(context, 'record') and bag and _within(path, bag):
+                raise ValueError(
+                    f'launch argument results:={path!r} is the bag:={bag!r} folder or inside it '
+                    '(the recorder makes that folder, the monitor its file): give the results '
+                    'a path of their own'
+                )
             if os.path.isdir(path):
                 raise ValueError(f'launch argument results:={path!r} is a folder; give a new file')
             if os.path.lexists(path):
@@ -413,6 +420,13 @@ class NewResultsFile(Substitution):
 
     def describe(self) -> str:
         return 'NewResultsFile()'
+
+
+def _within(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or lies inside it (as absolute paths, without following links
+    that do not exist yet)."""
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 class CheckArguments(Action):
