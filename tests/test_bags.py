@@ -87,6 +87,13 @@ def test_recorded_topics_live_in_the_namespace_with_the_contract_qos():
     assert specs['/diagnostics'].msgtype == 'diagnostic_msgs/msg/DiagnosticArray'
     assert specs['/rpl/joint_states'].msgtype == 'sensor_msgs/msg/JointState'
     assert not specs['/rpl/joint_states'].qos.transient_local
+    # The recorder subscribes as the loop's nodes do; the bag states what the stack offers
+    # (it stated volatile, depth 10: a played bag gave a late joiner no history, and the
+    # project's own recorder warned of a volatile publisher).
+    observation = specs['/rpl/observation']
+    assert not observation.qos.transient_local and observation.qos.depth == 10
+    assert observation.offered_qos == contract.QosSpec(500, True, True)
+    assert specs['/rpl/joint_states'].offered_qos == specs['/rpl/joint_states'].qos
     assert resolve_topic('/', 'command') == '/command'
     with pytest.raises(BagError, match="got 'observation,cmd'"):
         parse_topic_list('observation,cmd')
@@ -137,6 +144,9 @@ def test_round_trip_gives_every_value_stamp_and_result(tmp_path, storage):
     written = write_bag(path, episodes=3, steps=4, storage=storage)
     run = load_run(path)
     assert run.problems == ()
+    topics = read_raw_bag(path).topics  # the offered QoS, as rpl bag play publishes with
+    assert topics[f'{NS}/command'].qos == contract.QosSpec(500, True, True)
+    assert topics['/diagnostics'].qos == contract.DIAGNOSTICS_QOS
     assert (run.namespace, run.task) == (NS, 'toy_task')
     assert run.layout.fields == OBS_FIELDS and run.layout.obs_dim == OBS_DIM
     assert run.action_fields == contract.ACTION_FIELDS  # as recorded in the messages

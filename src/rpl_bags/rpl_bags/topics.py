@@ -48,12 +48,20 @@ class TopicSpec(NamedTuple):
     Attributes:
         name: Absolute topic name, e.g. ``/rpl/observation``.
         msgtype: ROS 2 message type, e.g. ``sensor_msgs/msg/JointState``.
-        qos: The QoS the stack publishes it with (stored as the offered QoS).
+        qos: The QoS a subscriber of the stack asks for (the recorder subscribes so).
+        offered: The QoS the stack publishes it with, where that differs (the control
+            topics: transient local, a history of 500); stored as the offered QoS.
     """
 
     name: str
     msgtype: str
     qos: contract.QosSpec
+    offered: contract.QosSpec | None = None
+
+    @property
+    def offered_qos(self) -> contract.QosSpec:
+        """What the bag states as the topic's offered QoS, played back with it."""
+        return self.qos if self.offered is None else self.offered
 
 
 def resolve_topic(namespace: str, name: str) -> str:
@@ -82,12 +90,16 @@ def parse_topic_list(text: str) -> tuple[str, ...]:
 
 
 def recorded_topics(namespace: str, names: Sequence[str] = RECORDED_TOPICS) -> list[TopicSpec]:
-    """The topics to record for one stack namespace, with their types and QoS."""
+    """The topics to record for one stack namespace, with their types, the QoS the recorder
+    subscribes with and the QoS the stack publishes them with (stored as the offered QoS,
+    so a played bag offers what the stack did: its control topics transient local with
+    their history, which a late joiner receives)."""
     return [
         TopicSpec(
             name=resolve_topic(namespace, name),
             msgtype=DIAGNOSTIC_ARRAY if name == contract.DIAGNOSTICS else JOINT_STATE,
             qos=contract.TOPIC_QOS[name],
+            offered=contract.publisher_qos(name) if name in CONTROL_TOPICS else None,
         )
         for name in names
     ]

@@ -147,7 +147,10 @@ class BagWriter:
         store = typestore()
         self._connections = {
             t.name: self._writer.add_connection(
-                t.name, t.msgtype, typestore=store, offered_qos_profiles=[_rosbags_qos(t.qos)]
+                t.name,
+                t.msgtype,
+                typestore=store,
+                offered_qos_profiles=[_rosbags_qos(t.offered_qos)],
             )
             for t in topics
         }

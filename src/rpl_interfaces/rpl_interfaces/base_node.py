@@ -313,14 +313,7 @@ class RplNode(Node):
         (latched topics keep their depth: it is what a late joiner receives), and offer
         that history to transient-local subscribers that match late (the trainer node);
         volatile subscribers (the loop's nodes) get only new messages, as before."""
-        spec = contract.TOPIC_QOS[name]
-        if not spec.transient_local:
-            spec = dataclasses.replace(
-                spec,
-                depth=max(spec.depth, contract.CONTROL_PUBLISHER_DEPTH),
-                transient_local=contract.CONTROL_PUBLISHER_TRANSIENT_LOCAL,
-            )
-        return self.create_publisher(JointState, name, qos_profile(spec))
+        return self.create_publisher(JointState, name, qos_profile(contract.publisher_qos(name)))
 
     def control_subscription(self, name: str, callback: Callable[[JointState], None]):
         """Subscription to a contract topic with its QoS role."""

@@ -306,3 +306,18 @@ TOPIC_QOS: Final = {
     DIAGNOSTICS: DIAGNOSTICS_QOS,
     JOINT_STATES: JOINT_STATES_QOS,
 }
+
+
+def publisher_qos(name: str) -> QosSpec:
+    """The QoS a stack node publishes the control topic ``name`` with (``TOPIC_QOS`` is what
+    the loop's subscribers ask for): a volatile topic keeps a history of at least
+    :data:`CONTROL_PUBLISHER_DEPTH` and offers it transient local; a latched one keeps
+    its depth (what a late joiner receives)."""
+    spec = TOPIC_QOS[name]
+    if spec.transient_local:
+        return spec
+    return dataclasses.replace(
+        spec,
+        depth=max(spec.depth, CONTROL_PUBLISHER_DEPTH),
+        transient_local=CONTROL_PUBLISHER_TRANSIENT_LOCAL,
+    )
