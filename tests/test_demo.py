@@ -218,3 +218,17 @@ def test_the_demo_screen_keeps_the_monitors_errors_and_drops_its_info_lines():
         '[WARN] [1.6] [rpl_demo.episode_monitor]: no episode yet',
         'episode   0: success',
     ]
+
+
+def test_auto_prefers_a_model_of_ones_own_and_else_the_default_whatever_the_times(tmp_path):
+    """In a fresh clone auto took the live model over the default: its file was 4 ms newer
+    from the checkout, so the choice depended on the order git wrote the files. Committed
+    models (a heldout.json beside them) now give way to any model of one's own, and among
+    themselves the default wins."""
+    default = _touch(tmp_path / 'slippery_push_reactive_push' / 'actor.onnx', 5)
+    live = _touch(tmp_path / 'slippery_push_reactive_push_live' / 'actor.onnx', 6)
+    for committed in (default, live):
+        (committed.parent / 'heldout.json').write_text('{}')
+    assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == str(default)
+    mine = _touch(tmp_path / 'slippery_push_mine.onnx', 1)  # older, but one's own
+    assert demo.resolve_model('auto', search_dirs=[str(tmp_path)]) == str(mine)

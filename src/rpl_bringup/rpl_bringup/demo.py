@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from rpl_bringup import launch_runner
+from rpl_bringup.catalog import HELDOUT_FILE
 from rpl_bringup.episode_log import summary_from_dict
 from rpl_bringup.launch_shim import LaunchError
 from rpl_bringup.supervisor import PREFIX, Supervisor
@@ -80,7 +81,8 @@ def resolve_model(model: str | None, search_dirs: list[str] | None = None) -> st
     Args:
         model: None for :data:`DEFAULT_MODEL` (base only where it is not installed), a
             file path, 'none' (base only) or 'auto' (the newest file matching
-            :data:`MODEL_PATTERNS` in a search folder).
+            :data:`MODEL_PATTERNS` in a search folder that is not a committed model, else
+            the default, else the committed one last by path).
         search_dirs: Model folders (default: :func:`model_search_dirs`).
 
     Returns:
@@ -107,16 +109,25 @@ def resolve_model(model: str | None, search_dirs: list[str] | None = None) -> st
         for path in glob.glob(os.path.join(folder, pattern))
         if os.path.isfile(path)
     ]
-    # Newest first; equal times (a fresh clone) fall back to the path, so the choice is
-    # the same on every machine.
     if not found:  # asked for a model: not a silent base-only run with exit 0
         patterns = ' or '.join(MODEL_PATTERNS)
         raise LaunchError(
             f'--model auto found no {patterns} in {", ".join(search_dirs)} (give --model '
             'FILE, or none for the base controller alone)'
         )
-    newest = max(found, key=lambda path: (os.path.getmtime(path), path))
-    return os.path.abspath(newest)
+    # The newest model of one's own; the committed ones (a heldout.json beside them) only
+    # where there is none, the default first: their times are the order a checkout wrote
+    # them in (a fresh clone picked the live model over the default by 4 ms).
+    own = [path for path in found if not _committed(path)]
+    if own:
+        return os.path.abspath(max(own, key=lambda path: (os.path.getmtime(path), path)))
+    default = default_model(search_dirs)
+    return default or os.path.abspath(max(found))
+
+
+def _committed(path: str) -> bool:
+    """A committed model: its folder has the held-out figures (``heldout.json``)."""
+    return os.path.isfile(os.path.join(os.path.dirname(path), HELDOUT_FILE))
 
 
 @dataclasses.dataclass(frozen=True)
