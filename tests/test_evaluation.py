@@ -53,6 +53,7 @@ def test_evaluate_returns_consistent_numbers(push_result):
     record = r.to_json()
     assert json.loads(json.dumps(record)) == record
     assert record['ci95'] == list(r.ci95)
+    assert record['mean_return'] == pytest.approx(np.mean(r.returns))  # as the other files
 
 
 def test_episode_i_uses_seed_plus_i(push_result):

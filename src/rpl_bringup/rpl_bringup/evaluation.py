@@ -84,9 +84,12 @@ class EvalResult:
         return float(np.mean(self.returns)) if self.returns else float('nan')
 
     def to_json(self) -> dict[str, Any]:
-        """Plain dict of all fields (lists and floats only), ready for ``json.dump``."""
+        """Plain dict of all fields (lists and floats only) and ``mean_return`` (the figure
+        a fixed-goal task's results are; the monitor's and bag eval's files have it too),
+        ready for ``json.dump`` (NaN written ``null`` by ``output_files.json_bytes``)."""
         record = dataclasses.asdict(self)
         record['ci95'] = list(self.ci95)
+        record['mean_return'] = self.mean_return
         return record
 
 
