@@ -116,6 +116,8 @@ class Faulty:
             return np.zeros(4)
         if self.fault == 'raise':
             raise ZeroDivisionError('user bug in my planner')
+        if self.fault == 'wide':  # a controller for a robot of five joints
+            return np.zeros(5)
         if self.fault == 'reset':
             return np.zeros(4)
         return np.array([5.0, -5.0, 0.0, 0.0])  # metres for 5 cm steps: out of [-1, 1]
@@ -126,6 +128,9 @@ class Faulty:
 
 RAISING = ControllerSpec(lambda name, task, config: Faulty(name, 'raise'), 'raises', ('push',))
 LOUD = ControllerSpec(lambda name, task, config: Faulty(name, 'loud'), 'too big', ('push',))
+WIDE_ACTIONS = ControllerSpec(
+    lambda name, task, config: Faulty(name, 'wide'), '5 values', ('push',)
+)
 RESETTING = ControllerSpec(lambda name, task, config: Faulty(name, 'reset'), 'reset', ('push',))
 LATE = ControllerSpec(lambda name, task, config: Faulty(name, 'late'), 'fails late', ('push',))
 
@@ -192,6 +197,7 @@ def faulty_env(tmp_path):
         '[rpl.controllers]\n'
         'raising_push = faulty_plugins:RAISING\n'
         'loud_push = faulty_plugins:LOUD\n'
+        'wide_push = faulty_plugins:WIDE_ACTIONS\n'
         'resetting_push = faulty_plugins:RESETTING\n'
         'late_push = faulty_plugins:LATE\n'
         'unbuildable_push = faulty_plugins:UNBUILDABLE\n'
@@ -365,6 +371,38 @@ def test_a_controller_that_raises_in_the_node_loses_that_step_not_the_node(fault
         output,
     ), output
     assert 'Traceback' not in output and 'runtime error' not in output, output
+
+
+def test_a_controller_of_another_size_ends_the_node_after_its_first_outputs(faulty_env):
+    """A controller giving 5 values for push's 4 was refused step by step: the stack applied
+    the zero action a second a step and ended with exit 3 after ~110 s. Its first three
+    outputs all of another size end the node with one line, exit 1."""
+    probe, proc = _probed_controller_node('wide_push', faulty_env)
+    try:
+        fields = observation_layout(task_spec('push')).fields
+        subscribed = probe.side.spin_until(
+            lambda: probe.publisher.get_subscription_count() >= 1 or proc.poll() is not None,
+            60.0,
+        )
+        assert subscribed and proc.poll() is None, 'the controller node never subscribed'
+        step = 0
+        while proc.poll() is None and step < 50:
+            vec = StampedVector(0, step, np.zeros(len(fields)), 0, 'push')
+            probe.publisher.publish(encode(JointState(), vec, fields))
+            probe.side.spin_until(lambda: False, 0.1)
+            step += 1
+        code = proc.wait(timeout=20)
+    finally:
+        probe.side.close()
+        stop_process(proc)
+    output = proc.stdout.read()
+    assert code == 1 and probe.answers == [], output
+    assert (
+        "controller 'wide_push' gave 3 actions of shape (5,) and none of the 4 values task "
+        "'push' takes (dx, dy, dz, gripper): a controller for another robot or task; exiting "
+        'with code 1' in output
+    ), output
+    assert 'Traceback' not in output, output
 
 
 # ------------------------------------------------------------------ broken plug-ins

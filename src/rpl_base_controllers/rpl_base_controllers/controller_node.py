@@ -77,6 +77,8 @@ def rejection_kind(reason: str) -> str:
 
 
 COMPUTE_WINDOW = 256  # compute times (s) kept for the diagnostics mean / max
+# First outputs, all of another size than the task's action, after which the node exits.
+WRONG_SIZE_EXIT = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +156,7 @@ class ControllerNode(RplNode):
         self._repeated = 0
         self._out_of_sequence = 0  # answers without an answered predecessor ('jump')
         self._rejected = 0
+        self._wrong_sizes = 0  # outputs of another size than the task's, before any action
         self._outside_bounds = 0  # published actions outside the task's action bounds
         self._terminal = 0  # terminal observations o_T seen (never answered)
         self._compute_s = np.zeros(COMPUTE_WINDOW)  # ring buffer of the latest compute times
@@ -285,6 +288,7 @@ class ControllerNode(RplNode):
         problem = check_payload(action, len(bound.action_fields))
         if problem is not None:
             self._reject(f'controller output for step {vec.step} not published: {problem}', now)
+            self._wrong_size_at_start(np.shape(action), task, bound)
             return
         self._publish(vec.episode, vec.step, action, bound.action_fields)
         if kind == 'repeat':  # a re-sent observation
@@ -312,6 +316,25 @@ class ControllerNode(RplNode):
         self, episode: int, step: int, action: np.ndarray, fields: tuple[str, ...]
     ) -> None:
         self.publish_vector(self._pub, episode, step, action, fields, self.config.controller)
+
+    def _wrong_size_at_start(self, shape: tuple[int, ...], task: str, bound: _Bound) -> None:
+        """Exit 1 with one line when the controller's first outputs all have another size
+        than the task's action: a controller for another robot, which no step will mend (the
+        stack applied the zero action, a second a step, for 110 s before it said so). Later
+        or single wrong outputs stay refusals of their step."""
+        size = len(bound.action_fields)
+        if self._actions or shape == (size,):  # it has acted, or the values were the fault
+            return
+        self._wrong_sizes += 1
+        if self._wrong_sizes < WRONG_SIZE_EXIT:
+            return
+        self.get_logger().error(
+            f'controller {self.config.controller!r} gave {self._wrong_sizes} actions of shape '
+            f'{shape} and none of the {size} values task {task!r} takes '
+            f'({", ".join(bound.action_fields)}): a controller for another robot or task; '
+            'exiting with code 1'
+        )
+        self.request_exit(1)
 
     def _reject(self, reason: str, now: float) -> None:
         self._rejected += 1
