@@ -399,3 +399,16 @@ def test_a_controller_that_raises_or_gives_a_bad_action_is_named_with_the_step(f
     text = str(info.value)
     assert message in text and '\n' not in text, text
     assert 'episode seed 5, step 3' in text
+
+
+def test_a_model_of_another_tasks_sizes_names_the_task_it_states(repo_root):
+    """A 20-field pusher model given to push said only 'has 20 features but 25 were
+    expected'; the task its metadata states says which model it is."""
+    from rpl_bringup.evaluation import load_residual_policy
+
+    pusher = repo_root / 'models' / 'mbrl_pusher_cached_pets' / 'actor.onnx'
+    with pytest.raises(ValueError) as raised:
+        load_residual_policy('push', 'reactive_push', str(pusher))
+    text = str(raised.value)
+    assert 'features but 25 were expected' in text, text
+    assert text.endswith("(it states it was made for task 'mbrl_pusher', this is 'push')"), text

@@ -435,17 +435,35 @@ def load_residual_policy(
     from rpl_sim_bridge.tasks import task_spec
 
     spec = task_spec(task)
-    policy = ResidualPolicy.from_file(
-        model_path,
-        task_residual_config(spec),
-        obs_dim=spec.obs_dim,
-        goal_dim=spec.goal_dim,
-        action_dim=spec.action_dim,
-    )
+    try:
+        policy = ResidualPolicy.from_file(
+            model_path,
+            task_residual_config(spec),
+            obs_dim=spec.obs_dim,
+            goal_dim=spec.goal_dim,
+            action_dim=spec.action_dim,
+        )
+    except ValueError as exc:  # sizes of another task: say the task it states, if any
+        made_for = _stated_task(model_path)
+        if made_for is not None and made_for != task:
+            raise ValueError(
+                f'{exc} (it states it was made for task {made_for!r}, this is {task!r})'
+            ) from None
+        raise
     check_identity_of(
         policy, task, controller, model_path, allow_model_mismatch, override=override
     )
     return policy
+
+
+def _stated_task(model_path: str) -> str | None:
+    """The task a model file's metadata names, or None (unreadable, or it does not say)."""
+    from rpl_residual_node.onnx_actor import OnnxActor
+
+    try:
+        return OnnxActor.load(model_path).identity.task
+    except (ValueError, OSError):
+        return None
 
 
 def check_model_identity(
