@@ -156,7 +156,7 @@ def test_bag_eval_gives_the_numbers_of_the_live_run(recording, tmp_path):
     live = recording.monitor()
     assert [e['episode'] for e in result['episodes']] == [e['episode'] for e in live['episodes']]
     for got, want in zip(result['episodes'], live['episodes'], strict=True):
-        assert got['success'] == float(want['success'])
+        assert got['success'] is want['success']  # true / false in every result file
         assert got['final_distance'] == want['final_distance']
         assert got['episode_return'] == want['episode_return']
         assert (got['fallback_base'], got['fallback_zero']) == (

@@ -135,11 +135,19 @@ class BagEvaluation:
             'namespace': self.namespace,
             'task': self.task,
             'summary': self.summary(),
-            'episodes': [e._asdict() for e in self.episodes],
+            'episodes': [_episode_json(e) for e in self.episodes],
             'counts': self.counts,
             'resent': self.resent,
             'problems': list(self.problems),
         }
+
+
+def _episode_json(episode: EpisodeMetrics) -> dict[str, Any]:
+    """One episode as the result file holds it: ``success`` true / false as in the other
+    commands' files (``rpl eval``, the monitor), null for an unfinished episode."""
+    record = episode._asdict()
+    record['success'] = bool(episode.success) if episode.finished else None
+    return record
 
 
 def _norms(values: np.ndarray) -> np.ndarray:
