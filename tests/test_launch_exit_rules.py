@@ -398,6 +398,8 @@ BAD_ARGUMENTS = [
         r'exists \(results are never written over; give a new file\)',
     ),
     ('push.launch.py', {'monitor': 'true', 'results': os.sep}, r'is a folder; give a new file'),
+    ('push.launch.py', {'residual_gain': '3'}, r"residual_gain:='3' is outside \[0.0, 2.0\]"),
+    ('push.launch.py', {'residual_gain_ramp_s': 'slow'}, r"residual_gain_ramp_s:='slow' is not a"),
     # The bag folder as the results file (or a file in it): the monitor died after start
     # with IsADirectoryError, and the recorder blamed the stack.
     (

@@ -187,6 +187,8 @@ def test_stack_launch_files_evaluate_to_three_nodes(file_name, repo_root):
     assert residual.node.parameters == {
         'model_path': '',
         'allow_model_mismatch': False,
+        'residual_gain': 1.0,
+        'residual_gain_ramp_s': 0.0,
         'max_input_age_s': 0.0,
     }
 
@@ -202,6 +204,8 @@ def test_launch_arguments_reach_the_node_command_lines():
             mode='realtime',
             namespace='/itest',
             model_path='/tmp/actor.onnx',
+            residual_gain='0.25',
+            residual_gain_ramp_s='5',
         )
     }
     base = plans['base_controller'].cmd
@@ -220,11 +224,15 @@ def test_launch_arguments_reach_the_node_command_lines():
     }
     assert 'episodes:=7' in sim.cmd and 'seed:=42' in sim.cmd
     # Realtime: no override of max_input_age_s (config/residual_node.yaml's value applies).
-    assert plans['residual_node'].cmd[-4:] == (
+    assert plans['residual_node'].cmd[-8:] == (
         '-p',
         'model_path:="/tmp/actor.onnx"',
         '-p',
         'allow_model_mismatch:=false',
+        '-p',
+        'residual_gain:=0.25',
+        '-p',
+        'residual_gain_ramp_s:=5.0',
     )
     assert '--params-file' in plans['residual_node'].cmd
 

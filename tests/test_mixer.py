@@ -890,3 +890,23 @@ def test_a_runtime_gain_reaches_the_commands_over_the_ramp(model_path):
     clock.now += 5.0
     _, _, values = mixer.diagnostics()
     assert values['residual_gain'] == pytest.approx(0.75) and values['residual_gain_target'] == 0.5
+
+
+def test_with_a_ramp_the_residual_comes_in_from_zero_at_the_first_step(model_path):
+    """A runtime gain lasts until the node restarts: a respawned node starts at its launch
+    gain. With a ramp it came back at that gain in one step; now it comes in from 0 over
+    the ramp, counted from its first decided step (not from the node's start)."""
+    clock = FakeClock()
+    mixer = make_mixer(model_path, clock=clock, residual_gain=1.0, residual_gain_ramp_s=10.0)
+    clock.now += 100.0  # the stack starts long after the node
+    residual = known_weights() @ np.r_[OBS, GOAL]
+    assert mixer.gain_target == 1.0
+    np.testing.assert_array_equal(step(mixer, 0, 0).command, np.clip(BASE, -1, 1))  # gain 0
+    clock.now += 5.0
+    wanted = mix(BASE, residual, ResidualConfig(residual_gain=0.5))[0]
+    np.testing.assert_allclose(step(mixer, 0, 1).command, wanted, atol=1e-6)
+    clock.now += 5.0
+    assert mixer.gain == 1.0
+    # Without a ramp: the launch gain from the first step, as before.
+    plain = make_mixer(model_path, clock=FakeClock(), residual_gain=0.5)
+    np.testing.assert_allclose(step(plain, 0, 0).command, wanted, atol=1e-6)

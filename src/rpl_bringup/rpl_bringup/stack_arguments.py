@@ -143,6 +143,19 @@ def _stack_arguments(task: str, default_controller: str) -> list[DeclareLaunchAr
             'to correct that controller, not this one: the residual node refuses it otherwise)',
         ),
         DeclareLaunchArgument(
+            'residual_gain',
+            default_value='1.0',
+            description='Gain on the residual at start, [0, 2] (1 = the model as trained; 0 = '
+            'the base alone, the model still loaded); may be set while the stack runs (ros2 '
+            'param set <ns>/residual_node residual_gain G)',
+        ),
+        DeclareLaunchArgument(
+            'residual_gain_ramp_s',
+            default_value='0.0',
+            description='Seconds of wall time a residual_gain change takes, linearly (and the '
+            'ramp in from 0 at start); 0 = at the next step',
+        ),
+        DeclareLaunchArgument(
             'episodes',
             default_value='0',
             description='Episodes to run, then stop the launch (exit code 0; an error if no step '

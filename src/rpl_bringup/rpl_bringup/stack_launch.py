@@ -263,7 +263,11 @@ def stack_launch_description(
     """
     namespace = LaunchConfiguration('namespace')
     stack_params = _stack_params(task, params_file)
-    residual_overrides = {'allow_model_mismatch': LaunchConfiguration('allow_model_mismatch')}
+    residual_overrides = {
+        'allow_model_mismatch': LaunchConfiguration('allow_model_mismatch'),
+        'residual_gain': FloatArgument('residual_gain', 0.0, 2.0),
+        'residual_gain_ramp_s': FloatArgument('residual_gain_ramp_s', 0.0, 3600.0),
+    }
     sim_overrides = {
         'episodes': IntArgument('episodes', 0, MAX_EPISODES),
         'mode': LaunchConfiguration('mode'),
@@ -300,6 +304,8 @@ def stack_launch_description(
                     ControllerArgument(task, external_allowed=True),
                     ControllerParams(task),
                     *sim_overrides.values(),
+                    residual_overrides['residual_gain'],
+                    residual_overrides['residual_gain_ramp_s'],
                     RecordBag(),
                     NewResultsFile(),
                 ]

@@ -34,6 +34,8 @@ RESERVED_ARGUMENTS = (
     'controller_params',
     'model_path',
     'allow_model_mismatch',
+    'residual_gain',
+    'residual_gain_ramp_s',
     'episodes',
     'mode',
     'seed',

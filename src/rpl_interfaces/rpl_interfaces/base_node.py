@@ -22,7 +22,12 @@ from typing import Any, TypeVar
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
@@ -295,10 +300,26 @@ class RplNode(Node):
             self.set_descriptor(field.name, descriptor)
         return config
 
-    def on_runtime_change(self, apply: Callable[[str, Any], None]) -> None:
+    def on_runtime_change(
+        self,
+        apply: Callable[[str, Any], None],
+        refuse: Callable[[str, Any], str | None] | None = None,
+    ) -> None:
         """Call ``apply(name, value)`` for each parameter a runtime ``ros2 param set``
         changed; only fields marked ``runtime`` can change (the rest are read-only), and
-        ROS has checked the value's type and range against the descriptor first."""
+        ROS has checked the value's type and range against the descriptor first.
+        ``refuse(name, value)`` may give the reason a value is not taken now (the set
+        fails with it, nothing changes), or None."""
+        if refuse is not None:
+
+            def check(parameters: list[Parameter]) -> SetParametersResult:
+                for parameter in parameters:
+                    reason = refuse(parameter.name, parameter.value)
+                    if reason is not None:
+                        return SetParametersResult(successful=False, reason=reason)
+                return SetParametersResult(successful=True)
+
+            self.add_on_set_parameters_callback(check)
 
         def applied(parameters: list[Parameter]) -> None:
             for parameter in parameters:

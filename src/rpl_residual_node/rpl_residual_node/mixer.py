@@ -116,7 +116,13 @@ class ResidualMixer:
         self.last_reason: str | None = None
         self._pairing = StepPairing(self.counts, clock, config.sync_timeout_s, max_pending)
         self._rule = DecisionRule(config)
-        self._gain = GainRamp(config.residual_gain, config.residual_gain_ramp_s, clock)
+        # With a ramp, the residual comes in from 0 over it from the first decided step (a
+        # start or respawn never jumps to the launch gain); without, at the launch gain.
+        ramp_in = config.residual_gain_ramp_s > 0
+        self._gain = GainRamp(
+            0.0 if ramp_in else config.residual_gain, config.residual_gain_ramp_s, clock
+        )
+        self._ramp_in_to: float | None = config.residual_gain if ramp_in else None
         self._model = ModelSlot(
             config, self.counts, action_dim, obs_dim, goal_dim, recent_inputs, on_model_note, clock
         )
@@ -333,6 +339,7 @@ class ResidualMixer:
     def set_gain(self, target: float) -> None:
         """A runtime change of ``residual_gain`` (the node's ``ros2 param set``): reached
         over ``residual_gain_ramp_s`` from the gain of this moment."""
+        self._ramp_in_to = None
         self._gain.set(target)
 
     @property
@@ -340,7 +347,15 @@ class ResidualMixer:
         """The residual gain the next decided step gets."""
         return self._gain.now()
 
+    @property
+    def gain_target(self) -> float:
+        """The gain it moves to (the launch gain while the ramp in waits for a step)."""
+        return self._gain.target if self._ramp_in_to is None else self._ramp_in_to
+
     def _decide(self, pair: Pair, waited_s: float = 0.0) -> Decision:
+        if self._ramp_in_to is not None:  # the first decided step: the ramp in starts
+            self._gain.set(self._ramp_in_to)
+            self._ramp_in_to = None
         gain = self._gain.now()
         if gain != self._rule.config.residual_gain:  # a runtime change, or its ramp
             self._rule.config = dataclasses.replace(self._rule.config, residual_gain=gain)
@@ -391,7 +406,7 @@ class ResidualMixer:
             'inference_p50_us': round(self.inference_latency.percentile_us(50), 1),
             'inference_p99_us': round(self.inference_latency.percentile_us(99), 1),
             'residual_gain': round(self.gain, 6),
-            'residual_gain_target': self._gain.target,
+            'residual_gain_target': self.gain_target,
             'explore_noise': self.config.explore_noise,
             'explore_random': self.config.explore_random,
             'explore_seed': self.config.explore_seed,

@@ -100,7 +100,7 @@ class ResidualNode(RplNode):
             on_reject=self._warn,
             on_model_note=self._model_note,
         )
-        self.on_runtime_change(self._on_runtime_change)
+        self.on_runtime_change(self._on_runtime_change, self._refused_runtime_change)
         self._decision_latency = LatencyWindow()  # from each message's reception
         self._unpaired_reported = 0  # step halves dropped without partner, logged up to here
         self._inputs = {name: InputTracker() for name in LOST}
@@ -144,6 +144,12 @@ class ResidualNode(RplNode):
             self._log_reload(self.mixer.last_reload)
         elif not self.config.model_path:
             self.get_logger().info('no model_path set: the command is the base action')
+        if self.config.residual_gain_ramp_s > 0:
+            self.get_logger().info(
+                f'residual_gain {self.config.residual_gain:g}, ramped in from 0 over '
+                f'{self.config.residual_gain_ramp_s:g} s from the first step '
+                '(residual_gain_ramp_s); a runtime change is reached over the same time'
+            )
         if self.config.explores:
             self.get_logger().warning(
                 f'{self.config.describe_exploration()}: the residual is perturbed on purpose '
@@ -151,6 +157,18 @@ class ResidualNode(RplNode):
             )
 
     # ------------------------------------------------------------------ callbacks
+
+    def _refused_runtime_change(self, name: str, value: object) -> str | None:
+        """Why a runtime ``residual_gain`` is not taken: a node that explores (a learning
+        stack) keeps 1.0, since its learner stores ``command - base`` over the model's
+        scale and another gain would store other actions than the ones explored."""
+        if name == 'residual_gain' and self.config.explores and value != 1.0:
+            return (
+                'residual_gain stays 1.0 on a residual node that explores (a learning stack): '
+                'its learner stores command - base as the explored residual; set it on the '
+                'watched or a deployed stack'
+            )
+        return None
 
     def _on_runtime_change(self, name: str, value: object) -> None:
         """``ros2 param set`` of a runtime parameter (only ``residual_gain`` is one)."""
