@@ -81,8 +81,9 @@ def test_register_task_refuses_duplicates_and_mismatched_names():
         register_task('other', spec, lambda **kw: None)
 
 
-def _long_push(**overrides):
-    """Push with 100-step episodes, named test_long_push (a factory of a registered task)."""
+def _long_push(kind=None, **overrides):
+    """Push with 100-step episodes, named test_long_push (a factory of a registered task),
+    built as ``kind`` (a FetchTask subclass; FetchTask by default)."""
     from gymnasium_robotics.envs.fetch.push import MujocoFetchPushEnv
 
     from rpl_interfaces.params import build_config
@@ -90,7 +91,7 @@ def _long_push(**overrides):
 
     description, defaults = FETCH_TASKS['push']
     config = build_config(FetchTaskConfig, {**defaults, 'max_episode_steps': 100, **overrides})
-    return FetchTask('test_long_push', description, MujocoFetchPushEnv, config)
+    return (kind or FetchTask)('test_long_push', description, MujocoFetchPushEnv, config)
 
 
 def test_register_task_adds_a_new_task(monkeypatch):
@@ -538,3 +539,32 @@ def test_fixed_goal_spec_rewards_transitions_and_scores_observations():
         task_spec('push').transition_reward(np.zeros(25), np.zeros(4))
     with pytest.raises(ValueError, match='declares no obs_success'):
         dc.replace(spec, obs_success=None).final_success(np.zeros(2))
+
+
+def test_a_plugin_that_makes_its_reward_function_again_is_not_refused(monkeypatch):
+    """A fixed-goal plug-in builds its spec in the task from its config, with a reward made
+    anew (a functools.partial): the functions never compare equal, and the spec check
+    refused an honest plug-in with two identical-looking values."""
+    import functools
+
+    from rpl_sim_bridge.tasks.fetch import FetchTask
+
+    def reward(obs, action, k):
+        return -k
+
+    def spec_with(k):
+        base = dataclasses.replace(task_spec('push'), name='test_long_push', max_episode_steps=100)
+        return dataclasses.replace(base, step_reward=functools.partial(reward, k=k))
+
+    class Rewarded(FetchTask):
+        @property
+        def spec(self):
+            return spec_with(0.1)
+
+        @spec.setter
+        def spec(self, value):
+            pass
+
+    monkeypatch.setattr(registry, '_REGISTRY', dict(registry._REGISTRY))
+    register_task('test_long_push', spec_with(0.1), lambda **kw: _long_push(kind=Rewarded, **kw))
+    make_task('test_long_push').close()

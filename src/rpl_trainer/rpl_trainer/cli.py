@@ -438,6 +438,7 @@ def _after_stop(out: str, checkpoint_file: str, when: str) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from rpl_sim_bridge.tasks.registry import check_plugin_task
     from rpl_trainer.checkpoint import CheckpointError
     from rpl_trainer.export import ExportError
     from rpl_trainer.problem import registered_problem
@@ -451,6 +452,10 @@ def _train(args: argparse.Namespace) -> int:
     try:
         problem = registered_problem(config.task, config.controller, config.controller_params)
         residual_scales(config, problem.spec.action_fields)  # names the task's action fields
+        # A plug-in task's factory and observe() are foreign code: built and reset once here,
+        # so a fault is one line before the run folder is written (learning from bags, the
+        # trainer node, never builds the simulation).
+        check_plugin_task(config.task)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     try:  # settings and a folder a run would refuse are refused with --show-config too

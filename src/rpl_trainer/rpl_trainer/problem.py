@@ -167,12 +167,11 @@ def registered_problem(task: str, controller: str | None, controller_params: str
         params_from_text,
     )
     from rpl_sim_bridge.tasks import task_spec
-    from rpl_sim_bridge.tasks.registry import check_claimed_once, check_plugin_task
+    from rpl_sim_bridge.tasks.registry import check_claimed_once
 
     spec = task_spec(task)
     check_claimed_once(task)  # a name two registrations claim: before any file is written
     check_trainable_task(spec)
-    check_plugin_task(task)  # a plug-in's factory and observe(): one line, before any file
     make_base_fn = None
     if controller is not None:
         # An unknown controller, one of another task, bad parameters: one line each.

@@ -426,27 +426,31 @@ def make_task(name: str, **overrides: Any) -> GoalTask:
     if task is None:
         raise TaskBuildError(f'task {name!r}: its factory returned None, not a task')
     if not overrides:  # settings changed on purpose change the spec too
-        registered = _lookup(name)[0]
-        built = getattr(task, 'spec', None)
-        if built != registered:
+        difference = _spec_difference(_lookup(name)[0], getattr(task, 'spec', None))
+        if difference is not None:
             raise TaskBuildError(
                 f'task {name!r}: the task its factory built differs from the spec it '
-                f'registered ({_spec_difference(registered, built)}): the trainer takes the '
-                'registered one, the simulation the built one; register the spec of the task '
-                'the factory builds by default'
+                f'registered ({difference}): the trainer takes the registered one, the '
+                'simulation the built one; register the spec of the task the factory builds '
+                'by default'
             )
     return task
 
 
-def _spec_difference(registered: TaskSpec, built: object) -> str:
-    """The first field that differs between the registered and the built spec, in words."""
+def _spec_difference(registered: TaskSpec, built: object) -> str | None:
+    """The first data field that differs between the registered and the built spec, in
+    words, or None. Functions (``step_reward``, ``obs_success``) are not compared: a
+    plug-in that builds its spec again makes new ones (a lambda, a ``functools.partial``)
+    that never compare equal."""
     if not isinstance(built, TaskSpec):
         return f'its spec is {type(built).__name__}, not a TaskSpec'
     for field in dataclasses.fields(TaskSpec):
         ours, theirs = getattr(registered, field.name), getattr(built, field.name)
+        if callable(ours) and callable(theirs):
+            continue
         if ours != theirs:
             return f'{field.name} {_short(ours)} registered, {_short(theirs)} built'
-    return 'they differ'
+    return None
 
 
 def _short(value: object) -> str:
