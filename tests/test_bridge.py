@@ -277,19 +277,37 @@ def test_a_realtime_run_whose_answers_all_came_too_late_says_so():
     while not bridge.finished:
         k += 1
         bridge.advance(now=0.04 * k)
-        if bridge.finished or bridge.step < 3:
+        if bridge.finished or bridge.step < 2:
             continue
-        late = bridge.step - 3  # answers three ticks behind: all stale
+        late = bridge.step - 2  # answers two ticks behind: all stale
         bridge.offer_base(bridge.episode, late, PUSH_RIGHT, now=0.04 * k + 0.001)
         bridge.offer_command(bridge.episode, late, PUSH_RIGHT, now=0.04 * k + 0.002)
     c = bridge.counters
     assert c.fallback_zero == c.steps == 3 * STEPS and 4 * c.rejected_stale >= c.steps, c
     problem = bridge.command_path_problem()
-    assert 'answers came for steps already past: a node answers slower than the realtime ' in (
+    assert c.behind_base == 6  # the base actions of steps already past (not the commands)
+    assert 'base actions came for steps already past: the controller answers slower than ' in (
         problem
     ), problem
     assert 'tick of 40 ms' in problem and 'mode:=lockstep' in problem
     assert 'its log says why' not in problem
+
+
+def test_answers_stamped_ahead_are_not_taken_for_a_slow_controller():
+    """Stale answers stamped ahead of the bridge (wrong stamps, not a slow node) got the
+    'answers slower than the realtime tick, run it in lockstep' hint, which cannot help."""
+    bridge = make_bridge(episodes=3, mode=REALTIME, max_command_age_steps=1)
+    bridge.begin(now=0.0, command_publishers=1)
+    k = 0
+    while not bridge.finished:
+        k += 1
+        bridge.advance(now=0.04 * k)
+        if not bridge.finished:
+            bridge.offer_base(bridge.episode, bridge.step + 1, PUSH_RIGHT, now=0.04 * k + 0.001)
+    c = bridge.counters
+    assert c.rejected_stale >= c.steps - 3 and c.behind_base == 0, c
+    problem = bridge.command_path_problem()
+    assert 'its log says why' in problem and 'already past' not in problem, problem
 
 
 def test_a_run_that_no_node_answered_is_a_problem():

@@ -170,6 +170,8 @@ class ActionIntake:
             )
         if book.finished or episode != book.episode or not lo <= step <= book.step:
             counters.rejected_stale += 1
+            if slot is self.base and not book.finished and episode <= book.episode:
+                counters.behind_base += 1  # an earlier step's: its sender falls behind
             return Rejection(
                 'stale',
                 f'{what} for (episode {episode}, step {step}) does not match the bridge at '

@@ -331,12 +331,13 @@ class SimBridge:
         controller: discrete_mpc_push ~70 ms a step on a small CPU against 40 ms at
         25 Hz); its log then says nothing."""
         c = self.counters
-        if not self._lockstep and c.steps and 4 * c.rejected_stale >= c.steps:
+        if not self._lockstep and c.steps and 2 * c.behind_base >= c.fallback_zero > 0:
             period_ms = 1000.0 / self.config.rate_hz
             return (
-                f'{c.rejected_stale} answers came for steps already past: a node answers slower '
-                f'than the realtime tick of {period_ms:g} ms and falls behind, as a planning '
-                'controller does on a small CPU; run it with mode:=lockstep, which waits for it'
+                f'{c.behind_base} base actions came for steps already past: the controller '
+                f'answers slower than the realtime tick of {period_ms:g} ms and falls behind, '
+                'as a planning controller does on a small CPU; run it with mode:=lockstep, '
+                'which waits for it'
             )
         return 'its log says why'
 

@@ -77,6 +77,7 @@ class Counters:
     fallback_zero: int = 0
     rejected_malformed: int = 0
     rejected_stale: int = 0
+    behind_base: int = 0  # of those, base actions for a step already past (a slow sender)
     late_base: int = 0
     handshake_resends: int = 0
     response_timeouts: int = 0  # lockstep: a node on the graph missed response_timeout_s
