@@ -405,12 +405,17 @@ BAD_ARGUMENTS = [
     (
         'slippery_push.launch.py',
         {'monitor': 'true', 'results': 'runs/clash', 'record': 'true', 'bag': 'runs/clash'},
-        r"results:='runs/clash' is the bag:='runs/clash' folder or inside it",
+        r"results:='runs/clash' and bag:='runs/clash' overlap",
     ),
     (
         'slippery_push.launch.py',
         {'monitor': 'true', 'results': 'runs/b/r.json', 'record': 'true', 'bag': 'runs/b/'},
-        r"results:='runs/b/r.json' is the bag:='runs/b/' folder or inside it",
+        r"results:='runs/b/r.json' and bag:='runs/b/' overlap",
+    ),
+    (
+        'slippery_push.launch.py',
+        {'monitor': 'true', 'results': 'runs/c', 'record': 'true', 'bag': 'runs/c/bag'},
+        r"results:='runs/c' and bag:='runs/c/bag' overlap",
     ),
     # Paths that cannot be written: the stack ran, then the monitor or recorder died.
     (

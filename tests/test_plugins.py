@@ -398,9 +398,9 @@ def test_a_controller_of_another_size_ends_the_node_after_its_first_outputs(faul
     output = proc.stdout.read()
     assert code == 1 and probe.answers == [], output
     assert (
-        "controller 'wide_push' gave 3 actions of shape (5,) and none of the 4 values task "
-        "'push' takes (dx, dy, dz, gripper): a controller for another robot or task; exiting "
-        'with code 1' in output
+        "controller 'wide_push' gave 3 actions of shape (5,) and none of shape (4,), the 4 "
+        "values task 'push' takes (dx, dy, dz, gripper): a controller for another robot or "
+        'task?; exiting with code 1' in output
     ), output
     assert 'Traceback' not in output, output
 

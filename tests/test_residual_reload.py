@@ -112,6 +112,7 @@ def test_a_model_beyond_its_stated_scale_on_the_real_observations_is_refused(tmp
     replace_model(path, stated)
     event = reload_model(mixer)
     assert not event.loaded and mixer.actor is good, event
+    assert event.refusal == model_reload.BAD_ON_RECENT  # shown by the real inputs only
     assert 'on the last 3 real observations its residual reaches ' in event.message
     assert 'beyond the 20 its metadata states (residual_scale)' in event.message
     assert '\n' not in event.message

@@ -97,7 +97,8 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
         nargs='+',
         default=[],
         metavar='FROM:=TO',
-        help='publish the bag topic FROM on TO (absolute names; after --namespace)',
+        help='publish the bag topic FROM (its name in the bag) on TO, absolute names; it '
+        'overrides --namespace for that topic',
     )
     p.add_argument(
         '--wait-subscribers',

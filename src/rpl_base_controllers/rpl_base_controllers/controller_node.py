@@ -330,8 +330,8 @@ class ControllerNode(RplNode):
             return
         self.get_logger().error(
             f'controller {self.config.controller!r} gave {self._wrong_sizes} actions of shape '
-            f'{shape} and none of the {size} values task {task!r} takes '
-            f'({", ".join(bound.action_fields)}): a controller for another robot or task; '
+            f'{shape} and none of shape ({size},), the {size} values task {task!r} takes '
+            f'({", ".join(bound.action_fields)}): a controller for another robot or task?; '
             'exiting with code 1'
         )
         self.request_exit(1)

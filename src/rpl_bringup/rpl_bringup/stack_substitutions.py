@@ -399,11 +399,11 @@ class NewResultsFile(Substitution):
         _needs_flag(context, 'results', path, 'monitor')
         if _flag(context, 'monitor') and path.strip():
             bag = LaunchConfiguration('bag').perform(context).strip()
-            if _flag(context, 'record') and bag and _within(path, bag):
+            if _flag(context, 'record') and bag and (_within(path, bag) or _within(bag, path)):
                 raise ValueError(
-                    f'launch argument results:={path!r} is the bag:={bag!r} folder or inside it '
-                    '(the recorder makes that folder, the monitor its file): give the results '
-                    'a path of their own'
+                    f'launch argument results:={path!r} and bag:={bag!r} overlap (the recorder '
+                    'makes the bag folder, the monitor the results file): give each a path of '
+                    'its own'
                 )
             if os.path.isdir(path):
                 raise ValueError(f'launch argument results:={path!r} is a folder; give a new file')
@@ -425,9 +425,8 @@ class NewResultsFile(Substitution):
 
 
 def _within(path: str, folder: str) -> bool:
-    """``path`` is ``folder`` or lies inside it (as absolute paths, without following links
-    that do not exist yet)."""
-    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    """``path`` is ``folder`` or lies inside it (links resolved as far as they exist)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 

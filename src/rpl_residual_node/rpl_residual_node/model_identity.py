@@ -391,20 +391,21 @@ def scale_excess(model: ModelIdentity, residual: np.ndarray) -> str | None:
     Returns:
         One clause naming the largest excess (axis, value, stated scale), or None.
     """
+    if residual.size == 0:
+        return None
     if model.residual_scales is not None and len(model.residual_scales) == residual.shape[-1]:
-        scales = np.asarray(model.residual_scales, dtype=np.float64)
+        scales, key = np.asarray(model.residual_scales, dtype=np.float64), RESIDUAL_SCALES
     elif model.residual_scale is not None:
-        scales = np.full(residual.shape[-1], model.residual_scale)
+        scales, key = np.full(residual.shape[-1], model.residual_scale), RESIDUAL_SCALE
     else:
         return None
     reach = np.max(np.abs(residual.reshape(-1, residual.shape[-1])), axis=0)
     over = reach - scales * (1.0 + _SCALE_SLACK) - 1e-7
-    if residual.size == 0 or not np.any(over > 0):
+    if not np.any(over > 0):
         return None
     axis = int(np.argmax(over))
     names = model.action_fields
     name = names[axis] if names is not None and len(names) > axis else f'axis {axis}'
-    key = RESIDUAL_SCALES if model.residual_scales is not None else RESIDUAL_SCALE
     return (
         f'its residual reaches {reach[axis]:.6g} on {name}, beyond the {scales[axis]:g} its '
         f'metadata states ({key}): the file does not say what it is (export it again from '

@@ -104,8 +104,9 @@ def check_on_recent_inputs(actor: OnnxActor, recent: Sequence[RecentInput]) -> i
         How many inputs were checked.
 
     Raises:
-        RecentInputError: Inference raised, or some residual is not finite (the sentence
-            gives how many and the first such step).
+        RecentInputError: Inference raised, some residual is not finite (the sentence
+            gives how many and the first such step), or one goes beyond the scale the
+            model states.
     """
     usable = [item for item in recent if _fits(actor, item)]
     if not usable:
@@ -136,7 +137,7 @@ def check_on_recent_inputs(actor: OnnxActor, recent: Sequence[RecentInput]) -> i
             f'(first: episode {first.episode}, step {first.step})'
         )
     if excess := scale_excess(actor.identity, residual):
-        raise ModelError(f'model {actor.path}: on {where} {excess}')
+        raise RecentInputError(f'model {actor.path}: on {where} {excess}')
     return len(usable)
 
 

@@ -236,12 +236,19 @@ def scale_range_note(config: TrainConfig, spec: Any) -> str | None:
     if config.algo != 'rpl':
         return None
     span = float(spec.action_high - spec.action_low)
-    reach = largest_scale(residual_scales(config, spec.action_fields))
+    scales = residual_scales(config, spec.action_fields)
+    reach = largest_scale(scales)
     if reach <= span * (1.0 + 1e-9):
         return None
+    if isinstance(scales, float):
+        what, fix = f'residual_scale {reach:g}', f'--set residual_scale={span:g}'
+    else:  # per-axis: the axes beyond it, set in residual_axis_scales
+        over = [f for f, v in zip(spec.action_fields, scales, strict=True) if v > span]
+        what = f'the residual scale of {", ".join(over)} ({reach:g} at most)'
+        fix = 'residual_axis_scales with ' + ' '.join(f'{f}:{span:g}' for f in over)
     return (
-        f'residual_scale {reach:g} reaches beyond the whole action range of task '
-        f'{spec.name!r} ({span:g} = {spec.action_high:g} - ({spec.action_low:g})): the residual '
-        f'needs at most {span:g} to override any base action, and exploration noise is in '
-        f'units of the scale; --set residual_scale={span:g} fits it'
+        f'{what} reaches beyond the whole action range of task {spec.name!r} ({span:g} = '
+        f'{spec.action_high:g} - ({spec.action_low:g})): the residual needs at most {span:g} '
+        f'to override any base action, and exploration noise is in units of the scale; '
+        f'{fix} fits it'
     )
