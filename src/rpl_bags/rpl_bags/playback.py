@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from rpl_bags.topics import SIDE_TOPICS, BagError
+from rpl_interfaces.ros_names import is_absolute_name
 
-# An absolute ROS topic name: '/name/...', each name letters, digits and '_', not starting
-# with a digit (rcl's rule, checked here, without rclpy, so a bad --remap or --namespace is
-# one line before any node starts).
-_TOPIC = re.compile(r'(/[A-Za-z_][A-Za-z0-9_]*)+')
 # Played under their own absolute name whatever --namespace says (the health reports).
 _GLOBAL_TOPICS = frozenset(n for n in SIDE_TOPICS if n.startswith('/'))
 
@@ -42,7 +38,7 @@ def absolute_name(text: str, what: str, namespace: bool = False) -> str:
     """``text`` as an absolute ROS name (``rpl`` -> ``/rpl``), else BagError naming ``what``;
     with ``namespace``, the root ``/`` too (rcl's rule for ``__ns``)."""
     name = text if text.startswith('/') else f'/{text}'
-    if not (_TOPIC.fullmatch(name) or namespace and name == '/'):
+    if not (is_absolute_name(name) or namespace and name == '/'):
         kind = 'namespace' if namespace else 'name'
         raise BagError(
             f"{what} {text!r} is not a ROS {kind} (/name/...: letters, digits and '_', no "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,9 +33,7 @@ from rpl_bringup.launch_shim.core import (
     perform_substitutions,
 )
 from rpl_interfaces.params import yaml_float, yaml_string
-
-_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
-_NAMESPACE = re.compile(r'^(/[A-Za-z_][A-Za-z0-9_]*)+$')
+from rpl_interfaces.ros_names import is_absolute_name, is_base_name
 
 
 def parameter_text(value: Any) -> str:
@@ -144,7 +141,7 @@ class Node(ExecuteProcess):
         executable = self._text(context, self.executable)
         package = self._text(context, self.package) or ''
         name = self._text(context, self.node_name)
-        if name is not None and not _NAME.match(name):
+        if name is not None and not is_base_name(name):
             raise LaunchError(
                 f'node name {name!r} is not a valid ROS name ([A-Za-z_][A-Za-z0-9_]*)'
             )
@@ -152,7 +149,7 @@ class Node(ExecuteProcess):
         if namespace:
             namespace = namespace if namespace.startswith('/') else '/' + namespace
             namespace = namespace.rstrip('/') or '/'
-            if namespace != '/' and not _NAMESPACE.match(namespace):
+            if namespace != '/' and not is_absolute_name(namespace):
                 raise LaunchError(
                     f'namespace {namespace!r} of node {name or executable!r} is not a valid ROS '
                     'namespace (/a/b: letters, digits, underscores; no leading digit)'
