@@ -229,6 +229,26 @@ def test_a_candidate_that_is_nan_on_recorded_steps_is_named_and_fails(tmp_path, 
     ), err
 
 
+def test_a_candidate_beyond_its_stated_scale_on_recorded_steps_is_named_and_fails(tmp_path):
+    """A model stating a scale its probe keeps to, but not the recorded observations: the
+    node falls back to the base action at those steps, and replay-model counted them as
+    ordinary changes."""
+    write_bag(tmp_path / 'run', episodes=2, steps=6)  # observation[0] = episode + 0.1 step
+    weights = np.zeros((4, OBS_DIM + GOAL_DIM), np.float32)
+    weights[0, 0] = 1.0  # residual[0] = observation[0]; the probe's stay below 0.8
+    model = linear_model(tmp_path / 'm.onnx', weights, obs_dim=OBS_DIM, goal_dim=GOAL_DIM)
+    set_model_metadata(model, {'residual_scale': '1.3'})
+    report = replay_model(load_run(tmp_path / 'run'), ResidualPolicy.from_file(str(model)))
+    assert (report.steps, report.beyond_scale) == (12, 2), report  # episode 1, steps 4-5
+    assert 'beyond its stated scale   2 of 12 steps' in format_report(report, 'm', ('a',) * 4)
+    code, err = run_cli(['replay-model', str(tmp_path / 'run'), '--model', str(model)])
+    assert code == 1, err
+    assert err.endswith(
+        'goes beyond the residual scale its metadata states at 2 of 12 recorded steps; the '
+        'residual node would run the base controller alone there\n'
+    ), err
+
+
 def test_a_two_frame_replay_takes_the_previous_frame_as_the_node_does(tmp_path):
     """The model that made a two-frame run reproduces it across a lost command (the node
     paired that step's observation: it is the next step's previous frame) and is not

@@ -910,3 +910,26 @@ def test_with_a_ramp_the_residual_comes_in_from_zero_at_the_first_step(model_pat
     # Without a ramp: the launch gain from the first step, as before.
     plain = make_mixer(model_path, clock=FakeClock(), residual_gain=0.5)
     np.testing.assert_allclose(step(plain, 0, 0).command, wanted, atol=1e-6)
+
+
+def test_a_residual_beyond_the_stated_scale_falls_back_to_the_base_at_that_step(model_path):
+    """A model stating scale 20 passes the load check (its probe stays within it) and ran,
+    at start, past 20 on the robot's own larger observations: the load and reload checks
+    see no such input. Such a step gets the base action, as a non-finite one does, and the
+    in-process policy (rpl eval, replay-model) does the same."""
+    from rpl_residual_node.policy import ResidualPolicy
+
+    set_model_metadata(model_path, {'residual_scale': '20'})
+    mixer = make_mixer(model_path, residual_limit=100.0)
+    assert mixer.last_reload.loaded
+    big = np.r_[60.0, np.zeros(OBS_DIM - 1)]  # residual ~ 60 * W[:, 0]: up to ~70
+    decision = step(mixer, 0, 0, obs=big)
+    assert (decision.source, decision.reason) == ('base', dec.RESIDUAL_BEYOND_SCALE)
+    np.testing.assert_array_equal(decision.command, BASE)
+    assert step(mixer, 0, 1).reason == dec.OK  # within its scale: the model's residual
+    assert mixer.diagnostics()[2][f'count.{dec.RESIDUAL_BEYOND_SCALE}'] == 1
+    policy = ResidualPolicy.from_file(str(model_path), ResidualConfig(residual_limit=100.0))
+    commands = policy(np.stack([big, OBS]), np.stack([GOAL, GOAL]), np.stack([BASE, BASE]))
+    assert policy.last_beyond_scale.tolist() == [True, False]
+    np.testing.assert_array_equal(commands[0], BASE)
+    np.testing.assert_allclose(commands[1], step(mixer, 0, 2).command, atol=1e-6)

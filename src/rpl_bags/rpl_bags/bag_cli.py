@@ -430,6 +430,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if report.beyond_scale:  # a file that does not say what it is: not one to deploy
+        print(
+            f'rpl bag replay-model: error: model {args.model} goes beyond the residual scale '
+            f'its metadata states at {report.beyond_scale} of {report.steps} recorded steps; '
+            'the residual node would run the base controller alone there',
+            file=sys.stderr,
+        )
+        return 1
     if args.fail_on_change and report.steps_over_tolerance:
         return 1
     return 1 if run.problems else 0

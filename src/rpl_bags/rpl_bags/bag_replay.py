@@ -62,6 +62,8 @@ class ReplayReport:
         non_finite: Compared steps at which the candidate's residual was NaN or infinite
             (the residual node would fall back to the base action there; counted as the
             base action in the differences).
+        beyond_scale: Compared steps at which it went beyond the scale its metadata states
+            (a mislabelled file; the node falls back there too, and so is it compared).
     """
 
     tolerance: float
@@ -76,6 +78,7 @@ class ReplayReport:
     recorded_sources: dict[str, int]
     episodes: tuple[EpisodeDiff, ...]
     non_finite: int = 0
+    beyond_scale: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -121,7 +124,7 @@ def replay_model(
     layout = run.layout
     diffs, candidate_norms, recorded_norms, episodes = [], [], [], []
     sources: collections.Counter[str] = collections.Counter()
-    skipped = no_previous = non_finite = 0
+    skipped = no_previous = non_finite = beyond_scale = 0
     two_frame = policy.actor is not None and policy.actor.two_frame
     for ep in run.episodes:
         policy.reset()
@@ -144,6 +147,7 @@ def replay_model(
                 obs[layout.observation], obs[layout.desired_goal], ep.base_action.values[k]
             )
             non_finite += int(policy.last_non_finite.any())
+            beyond_scale += int(policy.last_beyond_scale.any())
             episode_diffs.append(np.abs(command - ep.command.values[k]))
             candidate_norms.append(float(np.linalg.norm(applied)))
             if ep.residual.present[k]:
@@ -180,6 +184,7 @@ def replay_model(
         recorded_sources=dict(sources),
         episodes=tuple(episodes),
         non_finite=non_finite,
+        beyond_scale=beyond_scale,
     )
 
 
@@ -217,5 +222,11 @@ def format_report(report: ReplayReport, model: str, action_fields: tuple[str, ..
             -1,
             f'  non-finite residual       {report.non_finite} of {report.steps} steps (the node '
             'falls back to the base action there; compared as the base action)',
+        )
+    if report.beyond_scale:
+        lines.insert(
+            -1,
+            f'  beyond its stated scale   {report.beyond_scale} of {report.steps} steps (the '
+            'node falls back to the base action there; compared as the base action)',
         )
     return '\n'.join(lines)

@@ -20,6 +20,7 @@ import numpy as np
 
 from rpl_interfaces import contract
 from rpl_residual_node.mixing import ResidualConfig, explore_limit, explore_residual, mix
+from rpl_residual_node.model_identity import stated_reach
 from rpl_residual_node.onnx_actor import OnnxActor
 
 SOURCE_RESIDUAL = contract.COMMAND_FROM_RESIDUAL
@@ -35,6 +36,9 @@ INFERENCE_ERROR = 'inference_error'
 MODEL_MISMATCH = 'model_mismatch'  # made for another task, controller or fields
 BASE_ACTION_WRONG_SIZE = 'base_action_wrong_size'  # not the model's action size
 INPUT_LATE = 'input_late'  # its input waited longer than max_input_age_s: model not run
+# The residual went beyond the scale the model states (a mislabelled file: the load and
+# reload checks saw no such input).
+RESIDUAL_BEYOND_SCALE = 'residual_beyond_scale'
 
 DECISION_REASONS = (
     OK,
@@ -46,6 +50,7 @@ DECISION_REASONS = (
     MODEL_MISMATCH,
     BASE_ACTION_WRONG_SIZE,
     INPUT_LATE,
+    RESIDUAL_BEYOND_SCALE,
 )
 
 
@@ -112,6 +117,13 @@ class DecisionRule:
         self._explore_rng = np.random.default_rng(config.explore_seed)
         self.explored_steps = 0
         self.random_steps = 0
+        self._reach_of: tuple[OnnxActor, np.ndarray | None] | None = None
+
+    def _reach(self, actor: OnnxActor) -> np.ndarray | None:
+        """The largest residual per axis ``actor`` states (cached per actor), or None."""
+        if self._reach_of is None or self._reach_of[0] is not actor:
+            self._reach_of = (actor, stated_reach(actor.identity, actor.action_dim or 0))
+        return self._reach_of[1]
 
     def decide(
         self,
@@ -165,6 +177,9 @@ class DecisionRule:
             return _fallback(key, base_command, INFERENCE_ERROR, fields)
         if not np.all(np.isfinite(residual)):
             return _fallback(key, base_command, RESIDUAL_NON_FINITE, fields)
+        reach = self._reach(actor)
+        if reach is not None and np.any(np.abs(residual) > reach):
+            return _fallback(key, base_command, RESIDUAL_BEYOND_SCALE, fields)
         explored = False
         if config.explores:
             identity = actor.identity

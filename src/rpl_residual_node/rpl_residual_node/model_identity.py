@@ -376,6 +376,19 @@ def _field_difference(what: str, model: tuple[str, ...], live: tuple[str, ...]) 
 _SCALE_SLACK = 1e-5
 
 
+def stated_reach(model: ModelIdentity, action_dim: int) -> np.ndarray | None:
+    """The largest residual per axis the model states it outputs (its ``residual_scales``,
+    else ``residual_scale`` on every axis), with the float32 slack of ``scale * tanh``;
+    None where it states no scale."""
+    if model.residual_scales is not None and len(model.residual_scales) == action_dim:
+        scales = np.asarray(model.residual_scales, dtype=np.float64)
+    elif model.residual_scale is not None:
+        scales = np.full(action_dim, model.residual_scale)
+    else:
+        return None
+    return scales * (1.0 + _SCALE_SLACK) + 1e-7
+
+
 def scale_excess(model: ModelIdentity, residual: np.ndarray) -> str | None:
     """What a model's output says against its stated scale, or None where it keeps to it.
 
@@ -391,23 +404,21 @@ def scale_excess(model: ModelIdentity, residual: np.ndarray) -> str | None:
     Returns:
         One clause naming the largest excess (axis, value, stated scale), or None.
     """
-    if residual.size == 0:
-        return None
-    if model.residual_scales is not None and len(model.residual_scales) == residual.shape[-1]:
-        scales, key = np.asarray(model.residual_scales, dtype=np.float64), RESIDUAL_SCALES
-    elif model.residual_scale is not None:
-        scales, key = np.full(residual.shape[-1], model.residual_scale), RESIDUAL_SCALE
-    else:
+    limit = stated_reach(model, residual.shape[-1])
+    if residual.size == 0 or limit is None:
         return None
     reach = np.max(np.abs(residual.reshape(-1, residual.shape[-1])), axis=0)
-    over = reach - scales * (1.0 + _SCALE_SLACK) - 1e-7
+    over = reach - limit
     if not np.any(over > 0):
         return None
     axis = int(np.argmax(over))
+    per_axis = model.residual_scales is not None and len(model.residual_scales) == limit.size
+    stated = model.residual_scales[axis] if per_axis else model.residual_scale
+    key = RESIDUAL_SCALES if per_axis else RESIDUAL_SCALE
     names = model.action_fields
     name = names[axis] if names is not None and len(names) > axis else f'axis {axis}'
     return (
-        f'its residual reaches {reach[axis]:.6g} on {name}, beyond the {scales[axis]:g} its '
+        f'its residual reaches {reach[axis]:.6g} on {name}, beyond the {stated:g} its '
         f'metadata states ({key}): the file does not say what it is (export it again from '
         'its run)'
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from rpl_residual_node.mixing import ResidualConfig, mix, safe_action
+from rpl_residual_node.model_identity import stated_reach
 from rpl_residual_node.onnx_actor import OnnxActor
 
 
@@ -30,9 +31,11 @@ class ResidualPolicy:
         self.actor = actor
         self.config = config if config is not None else ResidualConfig()
         self._previous: np.ndarray | None = None
-        # Rows of the last mix() whose residual came out non-finite (the base action was
-        # used there): what a replay of a candidate model counts.
+        # Rows of the last mix() whose residual came out non-finite, or beyond the scale
+        # the model states (the base action was used there, as the residual node does):
+        # what a replay of a candidate model counts.
         self.last_non_finite = np.zeros(0, dtype=bool)
+        self.last_beyond_scale = np.zeros(0, dtype=bool)
 
     @classmethod
     def from_file(cls, path: str, config: ResidualConfig | None = None, **dims) -> ResidualPolicy:
@@ -103,7 +106,14 @@ class ResidualPolicy:
             )
             finite = np.all(np.isfinite(residual), axis=1)
             self.last_non_finite = base_ok & inputs_ok & ~finite
-            use = base_ok & inputs_ok & finite
+            reach = stated_reach(self.actor.identity, action_dim)
+            within = (
+                finite
+                if reach is None
+                else finite & np.all(np.abs(np.nan_to_num(residual)) <= reach, axis=1)
+            )
+            self.last_beyond_scale = base_ok & inputs_ok & finite & ~within
+            use = base_ok & inputs_ok & within
             mixed, mixed_applied = mix(base[use], residual[use], self.config)
             command[use] = mixed
             applied[use] = mixed_applied
