@@ -859,12 +859,19 @@ def test_gain_ramp_moves_linearly_from_the_gain_of_the_moment():
     for elapsed, gain in ((0.0, 0.0), (1.0, 0.25), (2.0, 0.5), (4.0, 1.0), (9.0, 1.0)):
         clock.now = 100.0 + elapsed
         assert ramp.now() == pytest.approx(gain)
-    ramp.set(0.0)  # taken out again: from 1.0, over 4 s
+    ramp.set(0.5)  # lower: at once (taking a residual out is never slowed)
+    assert ramp.now() == 0.5
+    ramp.set(1.5)
     clock.now += 1.0
     assert ramp.now() == pytest.approx(0.75)
-    ramp.set(2.0)  # changed half-way: from 0.75 where it was, not from 1.0
+    ramp.set(1.5)  # the same target again: the ramp goes on (it restarted, and crept)
+    clock.now += 1.0
+    assert ramp.now() == pytest.approx(1.0)
+    ramp.set(2.0)  # raised half-way: from 1.0 where it was
     clock.now += 2.0
-    assert ramp.now() == pytest.approx(0.75 + (2.0 - 0.75) * 0.5)
+    assert ramp.now() == pytest.approx(1.0 + (2.0 - 1.0) * 0.5)
+    ramp.set(0.0)
+    assert ramp.now() == 0.0
 
 
 def test_a_runtime_gain_reaches_the_commands_over_the_ramp(model_path):
@@ -886,10 +893,9 @@ def test_a_runtime_gain_reaches_the_commands_over_the_ramp(model_path):
     assert not np.allclose(got[1], got[2])  # the ramp shows in the commands
     _, _, values = mixer.diagnostics()
     assert values['residual_gain'] == 1.0 and values['residual_gain_target'] == 1.0
-    mixer.set_gain(0.5)
-    clock.now += 5.0
+    mixer.set_gain(0.5)  # lower: at once
     _, _, values = mixer.diagnostics()
-    assert values['residual_gain'] == pytest.approx(0.75) and values['residual_gain_target'] == 0.5
+    assert values['residual_gain'] == 0.5 and values['residual_gain_target'] == 0.5
 
 
 def test_with_a_ramp_the_residual_comes_in_from_zero_at_the_first_step(model_path):

@@ -152,8 +152,8 @@ def _stack_arguments(task: str, default_controller: str) -> list[DeclareLaunchAr
         DeclareLaunchArgument(
             'residual_gain_ramp_s',
             default_value='0.0',
-            description='Seconds of wall time a residual_gain change takes, linearly (and the '
-            'ramp in from 0 at start); 0 = at the next step',
+            description='Seconds of wall time a residual_gain raise takes, linearly (and the '
+            'ramp in from 0 at start); a lower gain applies at once; 0 = at the next step',
         ),
         DeclareLaunchArgument(
             'episodes',

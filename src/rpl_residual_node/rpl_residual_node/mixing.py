@@ -96,8 +96,9 @@ class ResidualConfig:
     residual_gain_ramp_s: float = dataclasses.field(
         default=0.0,
         metadata=describe(
-            'A runtime change of residual_gain moves there linearly over this long (s), '
-            'from the gain of the moment; 0 = at the next step',
+            'A runtime raise of residual_gain moves there linearly over this long (s of wall '
+            'time) from the gain of the moment, and at start the gain comes in from 0 over it; '
+            'a lower gain applies at once; 0 = at the next step',
             range=(0.0, 3600.0),
         ),
     )
@@ -260,9 +261,10 @@ def mix(
 
 
 class GainRamp:
-    """The residual gain over time: ``residual_gain`` at start, then each runtime change
+    """The residual gain over time: ``residual_gain`` at start, then each runtime raise
     reached linearly over ``ramp_s`` from the gain of that moment (at once for 0), so a
-    residual brought in or taken out on a robot never jumps.
+    residual brought in on a robot never jumps; a lower gain applies at once (taking a
+    residual out is never slowed), and the same target again changes nothing.
 
     Args:
         gain: The gain at start.
@@ -278,10 +280,15 @@ class GainRamp:
         self._since = clock()
 
     def set(self, target: float) -> None:
-        """Move to ``target`` from the gain of this moment."""
-        self._from = self.now()
+        """Move to ``target``: up from the gain of this moment over the ramp, down at once;
+        the target it already has changes nothing (a repeated set restarted the ramp)."""
+        target = float(target)
+        if target == self.target:
+            return
+        now = self.now()
+        self._from = target if target < now else now
         self._since = self._clock()
-        self.target = float(target)
+        self.target = target
 
     def now(self) -> float:
         """The gain of this moment."""

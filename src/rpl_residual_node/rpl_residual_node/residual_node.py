@@ -177,7 +177,10 @@ class ResidualNode(RplNode):
         was = self.mixer.gain
         self.mixer.set_gain(float(value))
         ramp_s = self.config.residual_gain_ramp_s
-        over = f', reached over {ramp_s:g} s (residual_gain_ramp_s)' if ramp_s > 0 else ''
+        raised = float(value) > was
+        over = (
+            f', reached over {ramp_s:g} s (residual_gain_ramp_s)' if ramp_s > 0 and raised else ''
+        )
         self.get_logger().info(
             f'residual_gain set to {float(value):g} at runtime, from {was:g}{over}'
         )
