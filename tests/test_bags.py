@@ -877,34 +877,37 @@ def test_remap_rules_are_ros2_bag_plays_form_and_checked():
 
 def test_play_into_another_namespace_and_under_remapped_names_over_dds(bag):
     """A bag recorded in /toy is published, over DDS, in the namespace and under the names
-    asked for: the observations in /moved, the commands on /moved/cmd, nothing left in
-    /toy."""
+    asked for: the commands on /moved/cmd, the observations on /moved/obs (two --remap
+    flags: argparse kept the last, and rcl applied both rules from the command line as
+    global remaps, unchecked), nothing left in /toy or on the names remapped away."""
     from sensor_msgs.msg import JointState
 
     path, _ = bag
     side = SideNode('bag_play_names_probe', '/')
-    got: dict[str, list] = {'/moved/observation': [], '/moved/cmd': [], '/toy/observation': []}
+    names = ('/moved/obs', '/moved/cmd', '/toy/observation', '/moved/observation')
+    got: dict[str, list] = {name: [] for name in names}
     for topic, received in got.items():
         side.node.create_subscription(
             JointState, topic, lambda m, r=received: r.append(m.header.frame_id), 100
         )
     cmd = [sys.executable, '-m', 'rpl_bringup.cli', 'bag', 'play', str(path), '--namespace']
     cmd += ['moved', '--remap', '/toy/command:=/moved/cmd', '--topics', 'observation']
-    cmd += ['command', '--wait-subscribers', '30']
+    cmd += ['command', '--remap', '/toy/observation:=/moved/obs', '--wait-subscribers', '30']
     player = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         written = load_run(path)
         counts = (written.counts['observation'], written.counts['command'])
         assert side.spin_until(
-            lambda: (len(got['/moved/observation']), len(got['/moved/cmd'])) == counts, 60
+            lambda: (len(got['/moved/obs']), len(got['/moved/cmd'])) == counts, 60
         ), {k: len(v) for k, v in got.items()}
         out, _ = player.communicate(timeout=30)
+        side.spin_until(lambda: False, 0.5)  # anything sent elsewhere has come by now
     finally:
         stop_process(player)
         side.close()
     assert player.returncode == 0, out
-    assert '/toy/command as /moved/cmd' in out and '/toy/observation as /moved/observation' in out
-    assert got['/toy/observation'] == []
+    assert '/toy/command as /moved/cmd' in out and '/toy/observation as /moved/obs' in out
+    assert got['/toy/observation'] == [] and got['/moved/observation'] == []
 
 
 def test_play_with_a_bad_remap_or_namespace_is_one_line_before_any_node(bag, capsys):

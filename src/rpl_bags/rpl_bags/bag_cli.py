@@ -95,6 +95,7 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         '--remap',
         nargs='+',
+        action='extend',  # given twice: both rules (argparse kept the last)
         default=[],
         metavar='FROM:=TO',
         help='publish the bag topic FROM (its name in the bag) on TO, absolute names; it '

@@ -81,7 +81,11 @@ def play(
     messages = messages_to_play(raw.messages, chosen)
     offsets = playback_offsets([m.log_time_ns for m in messages], rate)
     classes = {t: _message_class(available[t].msgtype) for t in chosen}
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # Ctrl-C: KeyboardInterrupt
+    # No arguments for rcl: its own parsing of the command line applied a --remap rule's
+    # FROM:=TO as a global remap beside ours (two topics on one name, unchecked).
+    rclpy.init(
+        args=[], signal_handler_options=SignalHandlerOptions.NO
+    )  # Ctrl-C: KeyboardInterrupt
     node = rclpy.create_node('bag_player')
     published = 0
     try:
