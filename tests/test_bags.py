@@ -848,8 +848,8 @@ def test_play_names_move_the_stack_into_a_namespace_and_apply_remaps_after():
 @pytest.mark.parametrize(
     ('stacks', 'namespace', 'remaps', 'wanted'),
     [
-        (['/a', '/b'], '/c', {}, 'this bag holds /a, /b: name each topic with --remap'),
-        ([], '/c', {}, 'this bag holds none'),
+        (['/a', '/b'], '/c', {}, 'the topics played are of /a, /b: play one stack'),
+        ([], '/c', {}, 'the topics played are of none'),
         (['/toy'], None, {'/toy/residual': '/x'}, '/toy/residual is not played'),
         (['/toy'], None, {'/toy/command': '/toy/observation'}, 'would both be published on'),
     ],
@@ -908,6 +908,24 @@ def test_play_into_another_namespace_and_under_remapped_names_over_dds(bag):
     assert player.returncode == 0, out
     assert '/toy/command as /moved/cmd' in out and '/toy/observation as /moved/obs' in out
     assert got['/toy/observation'] == [] and got['/moved/observation'] == []
+
+
+def test_play_moves_one_stack_of_a_bag_of_two_when_only_its_topics_are_played(tmp_path):
+    """--namespace on a bag of two stacks was refused even with --topics picking one."""
+    path = tmp_path / 'two'
+    write_bag(path, namespaces=('/a', '/b'))
+    cmd = [sys.executable, '-m', 'rpl_bringup.cli', 'bag', 'play', str(path), '--topics']
+    cmd += ['/a/observation', '--namespace', '/c', '--wait-subscribers', '0.5']
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done  # nobody listens: the names it would have played on
+    assert 'no subscriber on /c/observation after 0.5 s' in done.stderr, done.stderr
+    both = subprocess.run(
+        [*cmd[:7], '/a/observation', '/b/observation', *cmd[8:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert both.returncode == 2 and 'the topics played are of /a, /b' in both.stderr, both.stderr
 
 
 def test_play_with_a_bad_remap_or_namespace_is_one_line_before_any_node(bag, capsys):

@@ -894,8 +894,15 @@ def test_a_runtime_gain_reaches_the_commands_over_the_ramp(model_path):
     _, _, values = mixer.diagnostics()
     assert values['residual_gain'] == 1.0 and values['residual_gain_target'] == 1.0
     mixer.set_gain(0.5)  # lower: at once
-    _, _, values = mixer.diagnostics()
+    _, message, values = mixer.diagnostics()
     assert values['residual_gain'] == 0.5 and values['residual_gain_target'] == 0.5
+    assert message.startswith('residual active at residual_gain 0.5: '), message
+    mixer.set_gain(1.0)
+    clock.now += 2.5
+    assert mixer.diagnostics()[1].startswith('residual active at residual_gain 0.625, ramping')
+    mixer.set_gain(0.0)  # the status line says the residual is out (it said 'active')
+    level, message, _ = mixer.diagnostics()
+    assert (level, message.split(':')[0]) == ('ok', 'residual out (residual_gain 0)')
 
 
 def test_with_a_ramp_the_residual_comes_in_from_zero_at_the_first_step(model_path):

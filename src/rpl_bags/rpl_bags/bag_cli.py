@@ -276,7 +276,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     raw = read_raw_bag(args.bag)
     _warn('play', raw.problems)
     chosen = select_topics(list(raw.topics), args.topics)
-    names = play_names(chosen, stack_namespaces(raw.topics), namespace, remaps)
+    stacks = stack_namespaces({t: raw.topics[t] for t in chosen})  # of the topics played
+    names = play_names(chosen, stacks, namespace, remaps)
     # An empty bag is refused before any node starts.
     total = len(messages_to_play(raw.messages, chosen))
     shown = ', '.join(t if names[t] == t else f'{t} as {names[t]}' for t in chosen)

@@ -76,7 +76,7 @@ def play_names(
 
     Args:
         chosen: The bag topics to play (:func:`select_topics`).
-        stacks: The namespaces of the stacks the bag holds
+        stacks: The namespaces of the stacks the played topics are of
             (:func:`rpl_bags.recorded.stack_namespaces`).
         namespace: Play the bag's one stack into this namespace (absolute); None = as stored.
         remaps: Stored topic -> published topic, both absolute; each source must be played.
@@ -90,8 +90,8 @@ def play_names(
         if len(stacks) != 1:
             found = ', '.join(stacks) if stacks else 'none'
             raise BagError(
-                f'--namespace moves the one stack a bag holds; this bag holds {found}: name '
-                'each topic with --remap FROM:=TO instead'
+                f'--namespace moves one stack; the topics played are of {found}: play one '
+                "stack's topics (--topics), or name each topic with --remap FROM:=TO"
             )
         prefix = stacks[0].rstrip('/') + '/'
         for topic in chosen:

@@ -426,4 +426,10 @@ class ResidualMixer:
         if actor is None:
             return 'ok', 'base action only: no model configured', values
         exploring = f' ({self.config.describe_exploration()})' if self.config.explores else ''
+        gain, target = self.gain, self.gain_target
+        if gain == 0.0 and target == 0.0:  # taken out on purpose: the base alone
+            return 'ok', f'residual out (residual_gain 0): {actor.describe()}', values
+        if gain != 1.0 or target != 1.0:
+            toward = f', ramping to {target:g}' if target != gain else ''
+            exploring = f'{exploring} at residual_gain {gain:.3g}{toward}'
         return 'ok', f'residual active{exploring}: {actor.describe()}', values

@@ -144,7 +144,7 @@ class ResidualNode(RplNode):
             self._log_reload(self.mixer.last_reload)
         elif not self.config.model_path:
             self.get_logger().info('no model_path set: the command is the base action')
-        if self.config.residual_gain_ramp_s > 0:
+        if self.config.residual_gain_ramp_s > 0 and self.config.model_path:
             self.get_logger().info(
                 f'residual_gain {self.config.residual_gain:g}, ramped in from 0 over '
                 f'{self.config.residual_gain_ramp_s:g} s from the first step '
@@ -175,7 +175,10 @@ class ResidualNode(RplNode):
         if name != 'residual_gain':
             return
         was = self.mixer.gain
-        self.mixer.set_gain(float(value))
+        # ROS takes a value within its float tolerance of a bound (2.0000019, -0.0): held
+        # to the range the node refuses beyond at start.
+        value = min(max(float(value), 0.0), 2.0) + 0.0
+        self.mixer.set_gain(value)
         ramp_s = self.config.residual_gain_ramp_s
         raised = float(value) > was
         over = (
