@@ -593,9 +593,10 @@ def test_killed_base_controller_is_respawned_and_a_crash_loop_ends_the_launch(tm
         assert 'base_controller died (code -9); respawning in 1.0 s' in output
         assert (
             '[rpl launch] the base controller died (exit code -9); respawning it in 1.0 s; '
-            'meanwhile the lockstep sim bridge applies the zero action (counted as '
-            'fallback_zero) after step_timeout_s once it is off the graph, after '
-            "response_timeout_s while a killed node's endpoints linger"
+            'meanwhile the sim bridge applies the zero action (counted as fallback_zero): '
+            'in lockstep after step_timeout_s once it is off the graph, after '
+            "response_timeout_s while a killed node's endpoints linger; in realtime at the "
+            'next tick'
         ) in output
 
         def recovered() -> bool:

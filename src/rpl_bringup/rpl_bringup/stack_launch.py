@@ -200,9 +200,10 @@ def _base_controller(
         on_exit=RespawnWatch(
             'the base controller',
             CONTROLLER_RESPAWN_DELAY_S,
-            'meanwhile the lockstep sim bridge applies the zero action (counted as '
-            'fallback_zero) after step_timeout_s once it is off the graph, after '
-            "response_timeout_s while a killed node's endpoints linger",
+            'meanwhile the sim bridge applies the zero action (counted as fallback_zero): '
+            'in lockstep after step_timeout_s once it is off the graph, after '
+            "response_timeout_s while a killed node's endpoints linger; in realtime at the "
+            'next tick',
         ),
         condition=condition,
     )
@@ -227,9 +228,9 @@ def _residual_node(
         on_exit=RespawnWatch(
             'the residual node',
             RESIDUAL_RESPAWN_DELAY_S,
-            'meanwhile the lockstep sim bridge applies the base action (counted as '
-            'fallback_base), at once when it is off the graph, after response_timeout_s '
-            "while a killed node's endpoints linger",
+            'meanwhile the sim bridge applies the base action (counted as fallback_base): '
+            'in lockstep at once when it is off the graph, after response_timeout_s while a '
+            "killed node's endpoints linger; in realtime at the next tick",
         ),
         condition=condition,
     )
