@@ -184,10 +184,10 @@ def test_stack_base_controller_respawns_and_a_crash_loop_ends_the_launch():
     first = base.on_exit(ProcessExited('base_controller', 1, -9, base.cmd))
     assert first.shutdown is None
     assert first.messages == (
-        'the base controller died (exit code -9); respawning it in 1.0 s; meanwhile the '
-        'lockstep sim bridge applies the zero action (counted as fallback_zero) after '
+        'the base controller died (exit code -9); respawning it in 1.0 s; meanwhile the sim '
+        'bridge applies the zero action (counted as fallback_zero): in lockstep after '
         'step_timeout_s once it is off the graph, after response_timeout_s while a killed '
-        "node's endpoints linger",
+        "node's endpoints linger; in realtime at the next tick",
     )
     with pytest.raises(RuntimeError, match=r'base_controller died again \(code 1\) .* crash loop'):
         base.on_exit(ProcessExited('base_controller', 2, 1, base.cmd))
