@@ -267,21 +267,31 @@ def test_a_run_without_base_actions_either_names_the_controller_not_the_command_
     assert 'measured the zero action, not the residual' in problem
 
 
-def test_a_realtime_run_whose_answers_all_came_too_late_says_so():
-    """push.launch.py mode:=realtime with discrete_mpc_push (~70 ms a step here, 40 ms
-    ticks): every base action and command came steps late and was rejected as stale, and
-    the exit-3 line sent the user to the controller's log, which said nothing."""
+def _realtime_run(answer) -> SimBridge:
+    """Three realtime episodes at 25 Hz with a command publisher on the graph; after each
+    tick ``answer(bridge, now)`` offers what the nodes send. Returns the finished bridge."""
     bridge = make_bridge(episodes=3, mode=REALTIME, max_command_age_steps=1)
     bridge.begin(now=0.0, command_publishers=1)
     k = 0
     while not bridge.finished:
         k += 1
         bridge.advance(now=0.04 * k)
-        if bridge.finished or bridge.step < 2:
-            continue
-        late = bridge.step - 2  # answers two ticks behind: all stale
-        bridge.offer_base(bridge.episode, late, PUSH_RIGHT, now=0.04 * k + 0.001)
-        bridge.offer_command(bridge.episode, late, PUSH_RIGHT, now=0.04 * k + 0.002)
+        if not bridge.finished:
+            answer(bridge, 0.04 * k + 0.001)
+    return bridge
+
+
+def test_a_realtime_run_whose_answers_all_came_too_late_says_so():
+    """push.launch.py mode:=realtime with discrete_mpc_push (~70 ms a step here, 40 ms
+    ticks): every base action and command came steps late and was rejected as stale, and
+    the exit-3 line sent the user to the controller's log, which said nothing."""
+
+    def behind(bridge: SimBridge, now: float) -> None:  # answers two ticks behind: stale
+        if bridge.step >= 2:
+            bridge.offer_base(bridge.episode, bridge.step - 2, PUSH_RIGHT, now=now)
+            bridge.offer_command(bridge.episode, bridge.step - 2, PUSH_RIGHT, now=now)
+
+    bridge = _realtime_run(behind)
     c = bridge.counters
     assert c.fallback_zero == c.steps == 3 * STEPS and 4 * c.rejected_stale >= c.steps, c
     problem = bridge.command_path_problem()
@@ -296,14 +306,9 @@ def test_a_realtime_run_whose_answers_all_came_too_late_says_so():
 def test_answers_stamped_ahead_are_not_taken_for_a_slow_controller():
     """Stale answers stamped ahead of the bridge (wrong stamps, not a slow node) got the
     'answers slower than the realtime tick, run it in lockstep' hint, which cannot help."""
-    bridge = make_bridge(episodes=3, mode=REALTIME, max_command_age_steps=1)
-    bridge.begin(now=0.0, command_publishers=1)
-    k = 0
-    while not bridge.finished:
-        k += 1
-        bridge.advance(now=0.04 * k)
-        if not bridge.finished:
-            bridge.offer_base(bridge.episode, bridge.step + 1, PUSH_RIGHT, now=0.04 * k + 0.001)
+    bridge = _realtime_run(
+        lambda bridge, now: bridge.offer_base(bridge.episode, bridge.step + 1, PUSH_RIGHT, now)
+    )
     c = bridge.counters
     assert c.rejected_stale >= c.steps - 3 and c.behind_base == 0, c
     problem = bridge.command_path_problem()

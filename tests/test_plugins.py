@@ -337,26 +337,31 @@ def test_the_controller_node_reports_actions_outside_the_tasks_bounds(faulty_env
     ), output
 
 
+def _feed_push_observations(probe: BaseActionProbe, proc: subprocess.Popen, steps: int) -> None:
+    """Once the controller node hears the probe (what is sent before is lost: volatile),
+    send it push observations of steps 0, 1, ... every 0.1 s: ``steps`` of them, fewer if
+    the node ends or 30 s pass."""
+    fields = observation_layout(task_spec('push')).fields
+    subscribed = probe.side.spin_until(
+        lambda: probe.publisher.get_subscription_count() >= 1 or proc.poll() is not None, 60.0
+    )
+    assert subscribed and proc.poll() is None, 'the controller node never subscribed'
+    deadline = time.monotonic() + 30.0
+    step = 0
+    while proc.poll() is None and time.monotonic() < deadline and step < steps:
+        vec = StampedVector(0, step, np.zeros(len(fields)), 0, 'push')
+        probe.publisher.publish(encode(JointState(), vec, fields))
+        probe.side.spin_until(lambda: False, 0.1)
+        step += 1
+
+
 def test_a_controller_that_raises_in_the_node_loses_that_step_not_the_node(faulty_env):
     """Only a ValueError was a refused step: any other exception of the controller's code
     killed the node, and the respawned one on the re-sent observation (a crash loop that
     stopped the whole stack)."""
     probe, proc = _probed_controller_node('raising_push', faulty_env)
     try:
-        fields = observation_layout(task_spec('push')).fields
-        # Only once the node hears this publisher: what is sent before is lost (volatile).
-        subscribed = probe.side.spin_until(
-            lambda: probe.publisher.get_subscription_count() >= 1 or proc.poll() is not None,
-            60.0,
-        )
-        assert subscribed and proc.poll() is None, 'the controller node never subscribed'
-        deadline = time.monotonic() + 30.0
-        step = 0
-        while proc.poll() is None and time.monotonic() < deadline and step < 20:
-            vec = StampedVector(0, step, np.zeros(len(fields)), 0, 'push')
-            probe.publisher.publish(encode(JointState(), vec, fields))
-            probe.side.spin_until(lambda: False, 0.1)
-            step += 1
+        _feed_push_observations(probe, proc, steps=20)
         assert proc.poll() is None, 'the controller node died'
         assert probe.answers == []  # no action from a controller that raised
     finally:
@@ -379,18 +384,7 @@ def test_a_controller_of_another_size_ends_the_node_after_its_first_outputs(faul
     outputs all of another size end the node with one line, exit 1."""
     probe, proc = _probed_controller_node('wide_push', faulty_env)
     try:
-        fields = observation_layout(task_spec('push')).fields
-        subscribed = probe.side.spin_until(
-            lambda: probe.publisher.get_subscription_count() >= 1 or proc.poll() is not None,
-            60.0,
-        )
-        assert subscribed and proc.poll() is None, 'the controller node never subscribed'
-        step = 0
-        while proc.poll() is None and step < 50:
-            vec = StampedVector(0, step, np.zeros(len(fields)), 0, 'push')
-            probe.publisher.publish(encode(JointState(), vec, fields))
-            probe.side.spin_until(lambda: False, 0.1)
-            step += 1
+        _feed_push_observations(probe, proc, steps=50)
         code = proc.wait(timeout=20)
     finally:
         probe.side.close()
