@@ -3,7 +3,8 @@
 A plug-in task ships no parameter file in rpl_bringup: the stack takes the task's
 parameters from its spec (``rpl_bringup.stack_launch.task_parameters``), or from the file
 given as ``params_file``. Run it with ``rpl launch examples/rpl_example_controller/launch/
-icy_push.launch.py episodes:=2`` (or ``ros2 launch`` once the package installs it).
+icy_push.launch.py episodes:=2`` (or ``ros2 launch`` with the file's path; the pip package
+does not install launch files).
 """
 
 from rpl_bringup.stack_launch import stack_launch_description

@@ -178,6 +178,9 @@ class ResidualNode(RplNode):
         # ROS takes a value within its float tolerance of a bound (2.0000019, -0.0): held
         # to the range the node refuses beyond at start.
         value = min(max(float(value), 0.0), 2.0) + 0.0
+        if value == self.mixer.gain_target:  # its target already: nothing changes
+            self.get_logger().info(f'residual_gain set to {value:g} again: unchanged')
+            return
         self.mixer.set_gain(value)
         ramp_s = self.config.residual_gain_ramp_s
         raised = float(value) > was
