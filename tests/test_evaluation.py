@@ -412,3 +412,25 @@ def test_a_model_of_another_tasks_sizes_names_the_task_it_states(repo_root):
     text = str(raised.value)
     assert 'features but 25 were expected' in text, text
     assert text.endswith("(it states it was made for task 'mbrl_pusher', this is 'push')"), text
+
+
+def test_steps_beyond_the_models_stated_scale_run_the_base_and_are_counted(tmp_path):
+    """In-process, as in the residual node, a residual beyond the scale its model states
+    runs the base action at that step; rpl eval did so without a word."""
+    from helpers import set_model_metadata
+    from onnx_builders import linear_model
+
+    from rpl_residual_node.policy import ResidualPolicy
+    from rpl_sim_bridge.tasks import task_spec
+
+    spec = task_spec('push')
+    weights = np.zeros((spec.action_dim, spec.obs_dim + spec.goal_dim), np.float32)
+    weights[0, 0] = 1.0  # residual dx = the gripper's x, ~1.3 m; the probe's stay below 1
+    model = linear_model(tmp_path / 'm.onnx', weights, obs_dim=spec.obs_dim, goal_dim=3)
+    set_model_metadata(model, {'residual_scale': '1.0'})
+    policy = ResidualPolicy.from_file(str(model), obs_dim=spec.obs_dim, goal_dim=3)
+    result = evaluate('push', 'reactive_push', episodes=1, seed=0, policy=policy)
+    base = evaluate('push', 'reactive_push', episodes=1, seed=0)
+    assert result.residual_beyond_scale == spec.max_episode_steps  # every step
+    assert result.final_distances == base.final_distances  # the base action ran
+    assert result.to_json()['residual_beyond_scale'] == spec.max_episode_steps

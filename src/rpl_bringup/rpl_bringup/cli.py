@@ -394,6 +394,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "steps (clipped by the task): are its units the task's?",
             file=sys.stderr,
         )
+    if result.residual_beyond_scale:
+        print(
+            f'rpl eval: warning: model {args.model} went beyond the residual scale its metadata '
+            f'states in {result.residual_beyond_scale} steps, which ran the base action (as the '
+            'residual node does): the file does not say what it is',
+            file=sys.stderr,
+        )
     lo, hi = result.ci95
     label = f'{args.controller} + {args.model}' if args.model else args.controller
     # A fixed-goal task's reward is dense (its results are returns): show the mean return.

@@ -62,6 +62,8 @@ class EvalResult:
         wall_s: Wall time of the whole evaluation, s.
         base_outside_bounds: Steps whose base action was outside the task's action bounds
             (the task clips it: a controller in the wrong units shows here).
+        residual_beyond_scale: Steps whose residual went beyond the scale its model states
+            (the base action ran there, as in the residual node: a mislabelled file).
     """
 
     task: str
@@ -77,6 +79,7 @@ class EvalResult:
     mean_final_distance: float
     wall_s: float
     base_outside_bounds: int = 0
+    residual_beyond_scale: int = 0
 
     @property
     def mean_return(self) -> float:
@@ -215,17 +218,18 @@ def evaluate(
     successes: list[bool] = []
     final_distances: list[float] = []
     returns: list[float] = []
-    outside = 0
+    outside = beyond = 0
     start = time.perf_counter()
     bar = EpisodeProgress(f'{task_name}/{controller.name}', episodes, progress)
     for episode in range(episodes):
-        success, distance, episode_return, out = _run_episode(
+        success, distance, episode_return, out, over = _run_episode(
             env, controller, policy, seed + episode
         )
         successes.append(success)
         final_distances.append(distance)
         returns.append(episode_return)
         outside += out
+        beyond += over
         bar.update(1, float(np.mean(successes)))
     bar.close()
     return _result(
@@ -238,6 +242,7 @@ def evaluate(
         returns,
         time.perf_counter() - start,
         outside,
+        beyond,
     )
 
 
@@ -332,6 +337,7 @@ def evaluate_parallel(
         [x for r in ordered for x in r.returns],
         time.perf_counter() - start,
         sum(r.base_outside_bounds for r in ordered),
+        sum(r.residual_beyond_scale for r in ordered),
     )
 
 
@@ -560,6 +566,7 @@ def _result(
     returns: list[float],
     wall_s: float,
     base_outside_bounds: int = 0,
+    residual_beyond_scale: int = 0,
 ) -> EvalResult:
     """An :class:`EvalResult` with its summary fields computed from the episode lists."""
     episodes = len(successes)
@@ -578,6 +585,7 @@ def _result(
         mean_final_distance=float(np.mean(final_distances)),
         wall_s=wall_s,
         base_outside_bounds=base_outside_bounds,
+        residual_beyond_scale=residual_beyond_scale,
     )
 
 
@@ -596,9 +604,10 @@ def base_action(
 
 def _run_episode(
     env: GoalTask, controller: BaseController, policy: Policy | None, seed: int
-) -> tuple[bool, float, float, int]:
+) -> tuple[bool, float, float, int, int]:
     """One episode to truncation; returns (success, final distance m, return, steps whose
-    base action was outside the task's action bounds).
+    base action was outside the task's action bounds, steps whose residual went beyond its
+    model's stated scale).
 
     Raises:
         ControllerFailure: See :func:`base_action`.
@@ -609,7 +618,7 @@ def _run_episode(
         policy.reset()
     episode_return = 0.0
     truncated = terminated = False
-    step = outside = 0
+    step = outside = beyond = 0
     low, high = env.spec.action_low, env.spec.action_high
     while not (truncated or terminated):
         observation, goal = obs['observation'], obs['desired_goal']
@@ -618,9 +627,11 @@ def _run_episode(
         step += 1
         if policy is not None:
             command = policy(observation, goal, command)
+            beyond += int(np.any(getattr(policy, 'last_beyond_scale', False)))
         obs, reward, terminated, truncated, info = env.step(command)
         episode_return += float(reward)
-    return bool(info['is_success']), float(info['distance']), episode_return, outside
+    success, distance = bool(info['is_success']), float(info['distance'])
+    return success, distance, episode_return, outside, beyond
 
 
 def _policy_label(policy: Any) -> str:
