@@ -736,6 +736,10 @@ def test_the_parameters_a_spec_implies_are_what_every_shipped_task_file_states(r
             for key, value in yaml.safe_load(path.read_text()).items()
         }
         derived = task_parameters(path.stem)
+        assert set(stated) == set(derived), path.name
         for node, params in derived.items():
             effective = {**(residual_defaults if node == 'residual_node' else {}), **stated[node]}
             assert {k: effective[k] for k in params} == params, (path.name, node)
+            # Nothing a file states that the spec cannot imply (the gain is a launch argument
+            # of every stack, its file value the same default).
+            assert set(stated[node]) <= {*params, 'residual_gain'}, (path.name, node)
