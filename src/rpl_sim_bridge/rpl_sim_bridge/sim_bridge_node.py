@@ -518,6 +518,7 @@ class SimBridgeNode(RplNode):
                 'fallback_zero': c.fallback_zero,
                 'rejected_malformed': c.rejected_malformed,
                 'rejected_stale': c.rejected_stale,
+                'behind_base': c.behind_base,
                 'late_base': c.late_base,
                 'late_commands': c.late_commands,
                 'terminal_answers': c.terminal_answers,
