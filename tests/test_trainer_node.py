@@ -39,24 +39,33 @@ T = SPEC.max_episode_steps
 
 
 def publish_episode(
-    side: SideNode, pubs: dict, ep: int, drop_command: int | None = None, pace_s: float = 0.0
+    side: SideNode,
+    pubs: dict,
+    ep: int,
+    drop_command: int | None = None,
+    pace_s: float = 0.0,
+    tags: tuple[str, str] = ('slippery_push', 'reactive_push'),
 ):
+    """One episode of a slippery_push stack: observations tagged with the task, base
+    actions with the controller (``tags``; the trainer's defaults), commands, o_T, result."""
     rng = np.random.default_rng(ep)
+    task, controller = tags
     topics = (
         (contract.OBSERVATION, LAYOUT.fields, lambda: rng.normal(0.5, 0.1, len(LAYOUT.fields))),
         (contract.BASE_ACTION, contract.ACTION_FIELDS, lambda: rng.uniform(-1, 1, 4)),
         (contract.COMMAND, contract.ACTION_FIELDS, lambda: rng.uniform(-1, 1, 4)),
     )
+    tag_of = {contract.OBSERVATION: task, contract.BASE_ACTION: controller}
     for k in range(T):
         for topic, fields, draw in topics:
             values = draw()
             if topic == contract.COMMAND and k == drop_command:
                 continue
-            msg = encode(JointState(), StampedVector(ep, k, values, 0, 'test'), fields)
-            pubs[topic].publish(msg)
+            vec = StampedVector(ep, k, values, 0, tag_of.get(topic, 'residual'))
+            pubs[topic].publish(encode(JointState(), vec, fields))
         if pace_s:
             side.spin_until(lambda: False, pace_s)
-    terminal = StampedVector(ep, T, topics[0][2](), 0, contract.terminal_tag('test'))
+    terminal = StampedVector(ep, T, topics[0][2](), 0, contract.terminal_tag(task))
     pubs[contract.OBSERVATION].publish(encode(JointState(), terminal, LAYOUT.fields))  # o_T
     result = contract.EpisodeResult(ep, False, 0.2, -float(T), T, 0, 0)
     msg = encode(
@@ -209,6 +218,37 @@ def test_episodes_published_before_the_trainer_matched_are_not_lost(tmp_path):
         code = stop_process(proc, timeout_s=15.0)
         output = proc.stdout.read()
     assert code == 0, output
+
+
+def test_live_messages_of_another_task_or_controller_are_not_learned(tmp_path):
+    """A trainer of slippery_push / reactive_push stored the episodes of a stack running
+    another controller, or another task, and exited 0 (a bag of either is refused). Such
+    messages are skipped, counted and said; the stack's own are learned."""
+    namespace = f'/trainerforeign_{os.getpid()}'
+    side = SideNode('trainer_foreign_probe', namespace)
+    pubs = stack_publishers(side)
+    status = side.watch_diagnostics(f'{namespace}/trainer')
+    proc = subprocess.Popen(
+        trainer_command(namespace, tmp_path / 'actor.onnx', 'train_overrides:=hidden_size=64'),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert side.spin_until(lambda: 'episodes_ingested' in status, 60.0), status
+        publish_episode(side, pubs, 0, tags=('slippery_push', 'zero'))  # another controller
+        publish_episode(side, pubs, 1, tags=('push', 'reactive_push'))  # another task
+        publish_episode(side, pubs, 2)  # its own
+        assert side.spin_until(lambda: status.get('episodes_ingested') == '1', 20.0), status
+        # T base actions of 'zero', T observations and o_T of 'push'
+        assert side.spin_until(lambda: status.get('foreign_messages') == str(2 * T + 1), 10)
+    finally:
+        side.close()
+        code = stop_process(proc, timeout_s=15.0)
+        output = proc.stdout.read()
+    assert code == 0, output
+    assert "message skipped: a base action of controller 'zero' (its frame_id)" in output, output
+    assert "message skipped: an observation of task 'push' (its frame_id)" in output, output
 
 
 BURST = 12  # episodes: 600 messages per topic, more than the publishers' history of 500

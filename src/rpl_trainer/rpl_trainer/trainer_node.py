@@ -188,6 +188,7 @@ class TrainerNode(RplNode):
         action_fields = tuple(spec.action_fields)  # the payload names of the action topics
         self.debt = self.learner.debt  # updates_per_step per stored transition
         self.malformed = 0
+        self.foreign = 0  # live messages of another task or controller, not learned from
         self.bag_episodes = 0
         self._run_id = uuid.uuid4().hex  # a resumed run's is its checkpoint's
         self._diverted: str | None = None  # where models go once model_path was taken over
@@ -580,6 +581,19 @@ class TrainerNode(RplNode):
                     break
                 callback(*taken)
 
+    def _foreign(self, topic: str, tag: str) -> str | None:
+        """What another stack a live message comes from, by its tag, or None: an
+        observation of another task, a base action of another controller (a bag of either
+        is refused; live they were learned from). Untagged messages are taken, as bags'."""
+        if not tag:
+            return None
+        task, controller = self.config.task, self.config.controller
+        if topic == contract.OBSERVATION and tag not in (task, contract.terminal_tag(task)):
+            return f'an observation of task {tag!r}'
+        if topic == contract.BASE_ACTION and controller and tag != controller:
+            return f'a base action of controller {tag!r}'
+        return None
+
     def _on_lost(self, name: str, info: QoSMessageLostInfo) -> None:
         """DDS reports messages this subscription will never get (overwritten in the
         publisher's history before they were delivered)."""
@@ -600,6 +614,17 @@ class TrainerNode(RplNode):
     ) -> None:
         try:
             vec = decode(msg, fields)
+            if (other := self._foreign(topic, vec.tag)) is not None:
+                self.foreign += 1
+                log, held = self._throttle.should_log(time.monotonic(), f'{name}:foreign')
+                if log:
+                    more = f' ({held} more since)' if held else ''
+                    self.get_logger().warning(
+                        f'{name}: message skipped: {other} (its frame_id), this learner '
+                        f'learns {self.config.task!r} corrected by {self.config.controller!r}; '
+                        f'its episodes are not learned{more}'
+                    )
+                return
             records = assembler.add(topic, vec, sent_ns)
         except (MessageError, ValueError) as exc:
             self.malformed += 1
@@ -711,6 +736,7 @@ class TrainerNode(RplNode):
             'messages_lost': sum(self.lost.values()),
             'intake_delay_s': round(self.intake_delay_s, 3),
             'malformed_messages': self.malformed,
+            'foreign_messages': self.foreign,
             'transitions': self.learner.buffer.transitions,
             'updates': agent.updates,
             'updates_owed': int(self.debt.owed),
@@ -721,7 +747,7 @@ class TrainerNode(RplNode):
             'last_checkpoint': self.last_checkpoint,
             'resumed_from': self.resumed,
         }
-        lossy = self.malformed or skipped[INCOMPLETE] or self.lost
+        lossy = self.malformed or self.foreign or skipped[INCOMPLETE] or self.lost
         level = 'warn' if lossy or self.intake_delay_s > INTAKE_DELAY_WARN_S else 'ok'
         message = f'{self.learner.episodes} episodes, {agent.updates} updates'
         self.publish_diagnostics(self._diagnostics, level, message, values)
