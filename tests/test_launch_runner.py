@@ -743,3 +743,29 @@ def test_the_parameters_a_spec_implies_are_what_every_shipped_task_file_states(r
             # Nothing a file states that the spec cannot imply (the gain is a launch argument
             # of every stack, its file value the same default).
             assert set(stated[node]) <= {*params, 'residual_gain'}, (path.name, node)
+
+
+def test_a_params_file_of_ones_own_keeps_the_stack_bound_to_its_task(tmp_path):
+    """A task's own parameter file without `task` had the sim bridge run its default (Fetch
+    push) for a plug-in task, with exit 0: the sim bridge and the controller are bound to
+    the launch's task after the file; the residual node takes the file as it is."""
+    own = tmp_path / 'mine.yaml'
+    own.write_text('/**/residual_node:\n  ros__parameters:\n    residual_limit: 1.0\n')
+    launch_file = tmp_path / 'mine.launch.py'
+    launch_file.write_text(
+        'from rpl_bringup.stack_launch import stack_launch_description\n\n\n'
+        'def generate_launch_description():\n'
+        f"    return stack_launch_description('pick_and_place', 'reactive_pick_and_place', "
+        f'params_file={str(own)!r})\n'
+    )
+    plans = {
+        p.name: p
+        for p in launch_runner.plan_launch_file(
+            str(launch_file), {}, resolve=lambda pkg, exe: [exe], force_shim=True
+        )
+    }
+    for name in ('sim_bridge', 'base_controller', 'residual_node'):
+        assert str(own) in plans[name].node.parameter_files, name
+    assert plans['sim_bridge'].node.parameters['task'] == 'pick_and_place'
+    assert plans['base_controller'].node.parameters['task'] == 'pick_and_place'
+    assert 'task' not in plans['residual_node'].node.parameters

@@ -78,7 +78,7 @@ standard ``launch`` / ``launch_ros`` API (actions, substitutions, ``on_exit`` ca
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from launch import LaunchDescription, Substitution
@@ -138,10 +138,12 @@ def _config(name: str) -> PathJoinSubstitution:
     return PathJoinSubstitution([FindPackageShare('rpl_bringup'), 'config', name])
 
 
-def _stack_params(task: str, params_file: str | None) -> dict[str, Any]:
-    """Each stack node's task parameters (node name -> one ``parameters`` entry): the
+def _stack_params(task: str, params_file: str | None) -> dict[str, list[Any]]:
+    """Each stack node's task parameters (node name -> its ``parameters`` entries): the
     given file, else the task's shipped ``config/<task>.yaml``, else
-    :func:`task_parameters` (a plug-in task ships no file in this package)."""
+    :func:`task_parameters` (a plug-in task ships no file in this package). With a file of
+    the user's, the sim bridge and the controller are still bound to ``task`` (a file
+    without ``task`` had the sim bridge run its default, Fetch push, with exit 0)."""
     if params_file is None:
         from rpl_bringup.launch_runner import LaunchError, find_package_share
 
@@ -150,9 +152,10 @@ def _stack_params(task: str, params_file: str | None) -> dict[str, Any]:
         except LaunchError:
             share = None
         if share is None or os.path.isfile(os.path.join(share, 'config', f'{task}.yaml')):
-            return dict.fromkeys(STACK_NODES, _config(f'{task}.yaml'))
-        return task_parameters(task)
-    return dict.fromkeys(STACK_NODES, params_file)
+            return {node: [_config(f'{task}.yaml')] for node in STACK_NODES}
+        return {node: [params] for node, params in task_parameters(task).items()}
+    bound = {'sim_bridge': [{'task': task}], 'base_controller': [{'task': task}]}
+    return {node: [params_file, *bound.get(node, [])] for node in STACK_NODES}
 
 
 # --- nodes ------------------------------------------------------------------------------
@@ -160,7 +163,7 @@ def _stack_params(task: str, params_file: str | None) -> dict[str, Any]:
 
 def _sim_bridge(
     namespace: Any,
-    stack_params: Any,
+    stack_params: Sequence[Any],
     overrides: Mapping[str, Any],
     condition: Any = None,
 ) -> Node:
@@ -169,7 +172,7 @@ def _sim_bridge(
         executable='sim_bridge_node',
         name='sim_bridge',
         namespace=namespace,
-        parameters=[_config('sim_bridge.yaml'), stack_params, dict(overrides)],
+        parameters=[_config('sim_bridge.yaml'), *stack_params, dict(overrides)],
         output='screen',
         on_exit=RequiredExit('the sim bridge'),
         condition=condition,
@@ -179,7 +182,7 @@ def _sim_bridge(
 def _base_controller(
     task: str,
     namespace: Any,
-    stack_params: Any,
+    stack_params: Sequence[Any],
     condition: Any = None,
     external_allowed: bool = False,
 ) -> Node:
@@ -191,7 +194,7 @@ def _base_controller(
         namespace=namespace,
         parameters=[
             _config('base_controller.yaml'),
-            stack_params,
+            *stack_params,
             {'controller': controller, 'controller_params': Text(ControllerParams(task))},
         ],
         output='screen',
@@ -210,7 +213,10 @@ def _base_controller(
 
 
 def _residual_node(
-    namespace: Any, stack_params: Any, overrides: Mapping[str, Any], condition: Any = None
+    namespace: Any,
+    stack_params: Sequence[Any],
+    overrides: Mapping[str, Any],
+    condition: Any = None,
 ) -> Node:
     return Node(
         package='rpl_residual_node',
@@ -219,7 +225,7 @@ def _residual_node(
         namespace=namespace,
         parameters=[
             _config('residual_node.yaml'),
-            stack_params,
+            *stack_params,
             {'model_path': Text(LaunchConfiguration('model_path')), **overrides},
         ],
         output='screen',
