@@ -72,6 +72,7 @@ from rpl_trainer.bag_ingest import ingest_bags
 from rpl_trainer.checkpoint import CheckpointError, load_learner_checkpoint
 from rpl_trainer.episodes import INCOMPLETE, SKIP_REASONS
 from rpl_trainer.learner import start_from
+from rpl_trainer.residual import scale_range_note
 from rpl_trainer.run_dir import ExclusiveLock
 from rpl_trainer.schedule import SaveSchedule
 from rpl_trainer.trainer_node_config import TrainerNodeConfig
@@ -184,6 +185,8 @@ class TrainerNode(RplNode):
             cfg.train_config(self._base_config(cfg, own)), cfg.updates_per_step
         )
         spec = task_spec(cfg.task)
+        if note := scale_range_note(self.learner.config, spec):  # as rpl train warns
+            self.get_logger().warning(note)
         layout = observation_layout(spec)
         action_fields = tuple(spec.action_fields)  # the payload names of the action topics
         self.debt = self.learner.debt  # updates_per_step per stored transition
