@@ -108,6 +108,19 @@ def start_trainer(namespace: str, model, checkpoint) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def watched_trainer(side: SideNode, namespace: str, model) -> tuple[dict, subprocess.Popen]:
+    """A small trainer node learning live in ``namespace`` and exporting to ``model``, with
+    ``side`` watching its /diagnostics values (the dict, filled as they come)."""
+    status = side.watch_diagnostics(f'{namespace}/trainer')
+    proc = subprocess.Popen(
+        trainer_command(namespace, model, 'train_overrides:=hidden_size=64'),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return status, proc
+
+
 def test_trainer_node_learns_from_live_topics_exports_and_resumes(tmp_path):
     namespace = f'/trainertest_{os.getpid()}'
     model = tmp_path / 'live' / 'actor.onnx'
@@ -199,13 +212,7 @@ def test_episodes_published_before_the_trainer_matched_are_not_lost(tmp_path):
     pubs = stack_publishers(side)
     for ep in range(2):  # 2 x 150 step messages: within the publishers' 500
         publish_episode(side, pubs, ep)
-    status = side.watch_diagnostics(f'{namespace}/trainer')
-    proc = subprocess.Popen(
-        trainer_command(namespace, tmp_path / 'actor.onnx', 'train_overrides:=hidden_size=64'),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    status, proc = watched_trainer(side, namespace, tmp_path / 'actor.onnx')
     try:
         # 60 s: torch's import alone takes 20 s on a loaded 2-core machine
         assert side.spin_until(lambda: status.get('episodes_ingested') == '2', 60.0), status
@@ -227,13 +234,7 @@ def test_live_messages_of_another_task_or_controller_are_not_learned(tmp_path):
     namespace = f'/trainerforeign_{os.getpid()}'
     side = SideNode('trainer_foreign_probe', namespace)
     pubs = stack_publishers(side)
-    status = side.watch_diagnostics(f'{namespace}/trainer')
-    proc = subprocess.Popen(
-        trainer_command(namespace, tmp_path / 'actor.onnx', 'train_overrides:=hidden_size=64'),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    status, proc = watched_trainer(side, namespace, tmp_path / 'actor.onnx')
     try:
         assert side.spin_until(lambda: 'episodes_ingested' in status, 60.0), status
         publish_episode(side, pubs, 0, tags=('slippery_push', 'zero'))  # another controller
