@@ -40,7 +40,13 @@ from onnx_builders import known_weights, linear_model, nan_in_range_model
 from rpl_bags import bag_cli
 from rpl_bags.bag_eval import evaluate_run
 from rpl_bags.bag_replay import format_report, replay_model
-from rpl_bags.playback import parse_remaps, play_names, playback_offsets, select_topics
+from rpl_bags.playback import (
+    parse_remaps,
+    play_names,
+    playback_offsets,
+    played_namespaces,
+    select_topics,
+)
 from rpl_bags.reader import read_raw_bag
 from rpl_bags.recorded import load_run
 from rpl_bags.topics import (
@@ -839,6 +845,11 @@ def test_play_names_move_the_stack_into_a_namespace_and_apply_remaps_after():
         '/toy/command': '/robot_b/cmd',  # a remap names the stored topic
         '/toy/joint_states': '/robot_b/joint_states',
         '/toy/observation': '/robot_b/observation',
+    }
+    # The namespaces of the topics played, whatever their kind (joint_states alone moves).
+    assert played_namespaces(['/diagnostics', '/toy/joint_states']) == ['/toy']
+    assert play_names(['/toy/joint_states'], ['/toy'], '/c') == {
+        '/toy/joint_states': '/c/joint_states'
     }
     # A stack recorded in the root namespace moves too; /diagnostics still stays.
     root = play_names(['/diagnostics', '/observation'], ['/'], '/b')

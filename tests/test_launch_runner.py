@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from helpers import plan_rpl_launch, python_plan, supervise
 
 from rpl_bringup import cli, launch_runner, launch_shim
@@ -354,11 +355,17 @@ def test_learn_launch_runs_the_watched_stack_explorers_and_one_trainer(explorers
             'lockstep_max_rate_hz': 0.0,
             'min_subscribers': 3,  # controller, residual node, trainer
             'startup_timeout_s': 120.0,
+            'mode': 'lockstep',  # whatever a params_file says
             'episodes': 0,
             'seed': seed,
         }
         explore = {} if watched else {'explore_noise': 0.2, 'explore_random': 0.3}
-        explore.update({} if watched else {'explore_seed': seed})
+        # An explorer keeps the trained gain, whatever a params_file says.
+        explore.update(
+            {}
+            if watched
+            else {'explore_seed': seed, 'residual_gain': 1.0, 'residual_gain_ramp_s': 0.0}
+        )
         explore['max_input_age_s'] = 0.0  # lockstep: the input-age guard is off
         assert residual.node.parameters == {'model_path': '/tmp/m/actor.onnx', **explore}
         assert stack['base_controller'].node.parameters == {
@@ -769,3 +776,15 @@ def test_a_params_file_of_ones_own_keeps_the_stack_bound_to_its_task(tmp_path):
     assert plans['sim_bridge'].node.parameters['task'] == 'pick_and_place'
     assert plans['base_controller'].node.parameters['task'] == 'pick_and_place'
     assert 'task' not in plans['residual_node'].node.parameters
+    # What the file does not set, the spec gives, in a file before it (its limit wins).
+    files = plans['residual_node'].node.parameter_files
+    spec_file = next(
+        f for f in files if os.path.basename(f).startswith('rpl_pick_and_place_spec_')
+    )
+    assert files.index(spec_file) < files.index(str(own)), files
+    stated = yaml.safe_load(pathlib.Path(spec_file).read_text())
+    assert stated['/**/residual_node']['ros__parameters'] == {
+        'action_low': -1.0,
+        'action_high': 1.0,
+        'residual_limit': 2.0,
+    }

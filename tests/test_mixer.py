@@ -864,7 +864,7 @@ def test_gain_ramp_moves_linearly_from_the_gain_of_the_moment():
     ramp.set(1.5)
     clock.now += 1.0
     assert ramp.now() == pytest.approx(0.75)
-    ramp.set(1.5)  # the same target again: the ramp goes on (it restarted, and crept)
+    ramp.set(1.5)  # the same target again: the ramp goes on (it used to restart and creep)
     clock.now += 1.0
     assert ramp.now() == pytest.approx(1.0)
     ramp.set(2.0)  # raised half-way: from 1.0 where it was
@@ -946,3 +946,21 @@ def test_a_residual_beyond_the_stated_scale_falls_back_to_the_base_at_that_step(
     assert policy.last_beyond_scale.tolist() == [True, False]
     np.testing.assert_array_equal(commands[0], BASE)
     np.testing.assert_allclose(commands[1], step(mixer, 0, 2).command, atol=1e-6)
+
+
+def test_a_model_that_loads_late_still_comes_in_over_the_ramp(tmp_path):
+    """The ramp in was spent on the first decided step even when no model ran (its file
+    not there yet: a live trainer exports it seconds later); the model then came in at
+    full gain in one step. It starts at the model's first step."""
+    path = tmp_path / 'actor.onnx'
+    clock = FakeClock()
+    mixer = make_mixer(path, clock=clock, residual_gain=1.0, residual_gain_ramp_s=10.0)
+    assert step(mixer, 0, 0).reason == dec.MODEL_LOAD_FAILED
+    clock.now += 60.0
+    replace_model(path, linear_model(tmp_path / 'made.onnx'))
+    assert reload_model(mixer).loaded
+    residual = known_weights() @ np.r_[OBS, GOAL]
+    np.testing.assert_array_equal(step(mixer, 0, 1).command, np.clip(BASE, -1, 1))  # gain 0
+    clock.now += 5.0
+    wanted = mix(BASE, residual, ResidualConfig(residual_gain=0.5))[0]
+    np.testing.assert_allclose(step(mixer, 0, 2).command, wanted, atol=1e-6)

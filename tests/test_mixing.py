@@ -245,3 +245,15 @@ def test_two_frame_policy_uses_the_previous_call_until_reset(tmp_path):
     policy.reset()
     _, applied = policy.mix(second, goal, base)
     np.testing.assert_allclose(applied, w @ np.r_[second, goal], atol=1e-5)
+
+
+def test_an_exploring_node_refuses_another_gain_or_a_ramp_at_start():
+    """A learning launch's params_file could give an explorer gain 0.5 or a ramp, which the
+    node refuses at runtime: its learner stores command - base as the explored residual."""
+    from rpl_interfaces.params import ParameterError
+
+    ResidualConfig(explore_noise=0.2)  # the trained gain: fine
+    ResidualConfig(residual_gain=0.5, residual_gain_ramp_s=10.0)  # not exploring: fine
+    for change in ({'residual_gain': 0.5}, {'residual_gain_ramp_s': 10.0}):
+        with pytest.raises(ParameterError, match='a residual node that explores'):
+            ResidualConfig(explore_random=0.3, **change)

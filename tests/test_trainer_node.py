@@ -240,7 +240,8 @@ def test_live_messages_of_another_task_or_controller_are_not_learned(tmp_path):
         publish_episode(side, pubs, 0, tags=('slippery_push', 'zero'))  # another controller
         publish_episode(side, pubs, 1, tags=('push', 'reactive_push'))  # another task
         publish_episode(side, pubs, 2)  # its own
-        assert side.spin_until(lambda: status.get('episodes_ingested') == '1', 20.0), status
+        publish_episode(side, pubs, 3, tags=('', ''))  # untagged (o_T: '/terminal'): taken
+        assert side.spin_until(lambda: status.get('episodes_ingested') == '2', 20.0), status
         # T base actions of 'zero', T observations and o_T of 'push'
         assert side.spin_until(lambda: status.get('foreign_messages') == str(2 * T + 1), 10)
     finally:

@@ -30,10 +30,11 @@ from rpl_bags.playback import (
     messages_to_play,
     parse_remaps,
     play_names,
+    played_namespaces,
     select_topics,
 )
 from rpl_bags.reader import read_raw_bag
-from rpl_bags.recorded import load_run, stack_namespaces
+from rpl_bags.recorded import load_run
 from rpl_bags.topics import RECORDED_TOPICS, BagError, parse_topic_list
 from rpl_bags.writer import DEFAULT_STORAGE, STORAGES, existing_bag
 from rpl_interfaces import cli_parser, output_files
@@ -276,8 +277,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     raw = read_raw_bag(args.bag)
     _warn('play', raw.problems)
     chosen = select_topics(list(raw.topics), args.topics)
-    stacks = stack_namespaces({t: raw.topics[t] for t in chosen})  # of the topics played
-    names = play_names(chosen, stacks, namespace, remaps)
+    names = play_names(chosen, played_namespaces(chosen), namespace, remaps)
     # An empty bag is refused before any node starts.
     total = len(messages_to_play(raw.messages, chosen))
     shown = ', '.join(t if names[t] == t else f'{t} as {names[t]}' for t in chosen)

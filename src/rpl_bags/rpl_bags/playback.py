@@ -65,6 +65,12 @@ def parse_remaps(rules: Sequence[str]) -> dict[str, str]:
     return remaps
 
 
+def played_namespaces(chosen: Sequence[str]) -> list[str]:
+    """The namespaces the played topics are in, except the global ones (``/diagnostics``):
+    the stacks ``--namespace`` would move, sorted."""
+    return sorted({t.rsplit('/', 1)[0] or '/' for t in chosen if t not in _GLOBAL_TOPICS})
+
+
 def play_names(
     chosen: Sequence[str],
     stacks: Sequence[str],
@@ -76,8 +82,7 @@ def play_names(
 
     Args:
         chosen: The bag topics to play (:func:`select_topics`).
-        stacks: The namespaces of the stacks the played topics are of
-            (:func:`rpl_bags.recorded.stack_namespaces`).
+        stacks: The namespaces the played topics are in (:func:`played_namespaces`).
         namespace: Play the bag's one stack into this namespace (absolute); None = as stored.
         remaps: Stored topic -> published topic, both absolute; each source must be played.
 

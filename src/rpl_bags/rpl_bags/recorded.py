@@ -325,11 +325,6 @@ def _by_step(
     return out, resent
 
 
-def _task_of(tag: str) -> str:
-    """The task named by an observation's tag (a terminal observation's too)."""
-    return tag[: -len(contract.TERMINAL_SUFFIX)] if contract.is_terminal(tag) else tag
-
-
 def _split_terminal(
     observations: list[StampedVector],
 ) -> tuple[list[StampedVector], list[StampedVector]]:
@@ -418,7 +413,7 @@ def _build_run(raw: RawBag, ns: str) -> RecordedRun:
         layout = contract.split_observation_fields(fields)
     except ValueError as exc:
         raise BagError(f'bag {raw.path!r}: observations on {obs_topic}: {exc}') from None
-    task_tags = collections.Counter(_task_of(v.tag) for v in observations)
+    task_tags = collections.Counter(contract.task_of_tag(v.tag) for v in observations)
     if len(task_tags) > 1:
         tagged = ', '.join(f'{task!r} ({count})' for task, count in task_tags.most_common())
         problems.add(

@@ -242,7 +242,7 @@ class ControllerNode(RplNode):
         self._heard = True
         tag = msg.header.frame_id
         terminal = contract.is_terminal(tag)
-        streamed = tag.removesuffix(contract.TERMINAL_SUFFIX)
+        streamed = contract.task_of_tag(tag)
         if self.config.task and streamed and streamed != self.config.task:
             self._note_other_task(streamed)
         try:

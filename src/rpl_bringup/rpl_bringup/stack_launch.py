@@ -121,7 +121,7 @@ from rpl_bringup.stack_substitutions import (
     learn_seed,
 )
 from rpl_bringup.task_parameters import STACK_NODES, task_parameters
-from rpl_sim_bridge.bridge_config import MAX_EPISODES, MAX_SEED
+from rpl_sim_bridge.bridge_config import LOCKSTEP, MAX_EPISODES, MAX_SEED
 
 RESIDUAL_RESPAWN_DELAY_S = 1.0
 CONTROLLER_RESPAWN_DELAY_S = 1.0
@@ -141,9 +141,10 @@ def _config(name: str) -> PathJoinSubstitution:
 def _stack_params(task: str, params_file: str | None) -> dict[str, list[Any]]:
     """Each stack node's task parameters (node name -> its ``parameters`` entries): the
     given file, else the task's shipped ``config/<task>.yaml``, else
-    :func:`task_parameters` (a plug-in task ships no file in this package). With a file of
-    the user's, the sim bridge and the controller are still bound to ``task`` (a file
-    without ``task`` had the sim bridge run its default, Fetch push, with exit 0)."""
+    :func:`task_parameters` (a plug-in task ships no file in this package). A file of the
+    user's comes after what the spec implies (what it does not set, the spec gives), and
+    the sim bridge and the controller stay bound to ``task`` (a file without ``task`` had
+    the sim bridge run its default, Fetch push, with exit 0)."""
     if params_file is None:
         from rpl_bringup.launch_runner import LaunchError, find_package_share
 
@@ -154,8 +155,27 @@ def _stack_params(task: str, params_file: str | None) -> dict[str, list[Any]]:
         if share is None or os.path.isfile(os.path.join(share, 'config', f'{task}.yaml')):
             return {node: [_config(f'{task}.yaml')] for node in STACK_NODES}
         return {node: [params] for node, params in task_parameters(task).items()}
+    # The spec's first, as a file (a file without action bounds clipped a [-2, 2] task to
+    # the node's [-1, 1]; a parameter dict would come after every file and beat the
+    # user's), then the user's file, then the task again for the two nodes bound to it.
+    spec_file = _spec_params_file(task)
     bound = {'sim_bridge': [{'task': task}], 'base_controller': [{'task': task}]}
-    return {node: [params_file, *bound.get(node, [])] for node in STACK_NODES}
+    return {node: [spec_file, params_file, *bound.get(node, [])] for node in STACK_NODES}
+
+
+def _spec_params_file(task: str) -> str:
+    """A parameter file of what ``task``'s spec implies (:func:`task_parameters`), written
+    once per launch description to the temporary folder (as launch_ros writes parameter
+    dicts)."""
+    import tempfile
+
+    import yaml
+
+    sections = {f'/**/{node}': {'ros__parameters': p} for node, p in task_parameters(task).items()}
+    handle, path = tempfile.mkstemp(prefix=f'rpl_{task}_spec_', suffix='.yaml')
+    with os.fdopen(handle, 'w') as out:
+        yaml.safe_dump(sections, out)
+    return path
 
 
 # --- nodes ------------------------------------------------------------------------------
@@ -370,6 +390,7 @@ def _learning_stack(task: str, explorer: int | None, params_file: str | None) ->
         'lockstep_max_rate_hz': FloatArgument('max_rate', 0.0, 10000.0),
         'min_subscribers': TrueCount(('monitor',), base=LEARN_STACK_SUBSCRIBERS),
         'startup_timeout_s': LEARN_STARTUP_TIMEOUT_S,
+        'mode': LOCKSTEP,  # whatever a params_file says: the learner's episodes are lockstep
     }
     if explorer is None:
         namespace = LaunchConfiguration('namespace')
@@ -387,6 +408,9 @@ def _learning_stack(task: str, explorer: int | None, params_file: str | None) ->
             'explore_noise': FloatArgument('explore_noise', 0.0, 1.0),
             'explore_random': FloatArgument('explore_random', 0.0, 1.0),
             'explore_seed': seed,
+            # An exploring node keeps the trained gain, whatever a params_file says.
+            'residual_gain': 1.0,
+            'residual_gain_ramp_s': 0.0,
         }
     return [
         _sim_bridge(namespace, stack_params['sim_bridge'], sim_overrides, condition),

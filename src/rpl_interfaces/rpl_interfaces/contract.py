@@ -83,6 +83,12 @@ def is_terminal(tag: str) -> bool:
     return tag.endswith(TERMINAL_SUFFIX)
 
 
+def task_of_tag(tag: str) -> str:
+    """The task an observation's ``header.frame_id`` names, a terminal observation's too
+    ('' for an untagged one, ``'/terminal'`` included)."""
+    return tag.removesuffix(TERMINAL_SUFFIX)
+
+
 # Per-episode result published by the sim bridge on EPISODE (meta 'step' = steps run).
 EPISODE_FIELDS: Final = (
     'success',

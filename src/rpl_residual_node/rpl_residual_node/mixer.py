@@ -116,8 +116,9 @@ class ResidualMixer:
         self.last_reason: str | None = None
         self._pairing = StepPairing(self.counts, clock, config.sync_timeout_s, max_pending)
         self._rule = DecisionRule(config)
-        # With a ramp, the residual comes in from 0 over it from the first decided step (a
-        # start or respawn never jumps to the launch gain); without, at the launch gain.
+        # With a ramp, the residual comes in from 0 over it from the model's first decided
+        # step (a start, a respawn or a model that loads late never jumps to the launch
+        # gain); without, at the launch gain.
         ramp_in = config.residual_gain_ramp_s > 0
         self._gain = GainRamp(
             0.0 if ramp_in else config.residual_gain, config.residual_gain_ramp_s, clock
@@ -353,10 +354,7 @@ class ResidualMixer:
         return self._gain.target if self._ramp_in_to is None else self._ramp_in_to
 
     def _decide(self, pair: Pair, waited_s: float = 0.0) -> Decision:
-        if self._ramp_in_to is not None:  # the first decided step: the ramp in starts
-            self._gain.set(self._ramp_in_to)
-            self._ramp_in_to = None
-        gain = self._gain.now()
+        gain = self._gain.now()  # 0 while a ramp in waits for the model's first step
         if gain != self._rule.config.residual_gain:  # a runtime change, or its ramp
             self._rule.config = dataclasses.replace(self._rule.config, residual_gain=gain)
         self._model.remember(pair.key, pair.observation, pair.goal, pair.previous, pair.base)
@@ -375,6 +373,11 @@ class ResidualMixer:
             refused,
             late=0.0 < self.config.max_input_age_s < waited_s,
         )
+        if self._ramp_in_to is not None and decision.reason == OK:
+            # The model's first step (at gain 0): the ramp in starts from here, not from a
+            # step the base ran alone (a model that loaded later came in at full gain).
+            self._gain.set(self._ramp_in_to)
+            self._ramp_in_to = None
         self._pairing.decided(pair, decision)
         self.counts[decision.reason] += 1
         self.last_reason = decision.reason

@@ -196,6 +196,14 @@ class ResidualConfig:
             raise ParameterError(
                 f'action_low ({self.action_low}) must be below action_high ({self.action_high})'
             )
+        if self.explores and (self.residual_gain != 1.0 or self.residual_gain_ramp_s > 0):
+            raise ParameterError(
+                f'a residual node that explores (explore_noise {self.explore_noise:g}, '
+                f'explore_random {self.explore_random:g}) keeps residual_gain 1.0 and '
+                f'residual_gain_ramp_s 0 (got {self.residual_gain:g} and '
+                f'{self.residual_gain_ramp_s:g}): its learner stores command - base as the '
+                'explored residual'
+            )
 
     @property
     def safe_action_value(self) -> float:

@@ -588,11 +588,12 @@ class TrainerNode(RplNode):
         """What another stack a live message comes from, by its tag, or None: an
         observation of another task, a base action of another controller (a bag of either
         is refused; live they were learned from). Untagged messages are taken, as bags'."""
+        task, controller = self.config.task, self.config.controller
+        if topic == contract.OBSERVATION:
+            streamed = contract.task_of_tag(tag)  # o_T's too; '/terminal' is untagged
+            return None if streamed in ('', task) else f'an observation of task {streamed!r}'
         if not tag:
             return None
-        task, controller = self.config.task, self.config.controller
-        if topic == contract.OBSERVATION and tag not in (task, contract.terminal_tag(task)):
-            return f'an observation of task {tag!r}'
         if topic == contract.BASE_ACTION and controller and tag != controller:
             return f'a base action of controller {tag!r}'
         return None
