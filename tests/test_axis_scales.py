@@ -306,5 +306,7 @@ def test_a_residual_reaching_beyond_the_tasks_action_range_is_a_warning():
     )
     note = scale_range_note(wide_fingers, half)
     assert note.startswith('the residual scale of gripper (2 at most) reaches beyond'), note
-    assert note.endswith('residual_axis_scales with gripper:1 fits it'), note
+    assert note.endswith(
+        "--set residual_axis_scales='gripper:1' (its other items as they are) fits it"
+    ), note
     assert scale_range_note(make_config({'task': 'push', 'algo': 'scratch'}), half) is None

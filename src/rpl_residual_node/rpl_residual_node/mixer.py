@@ -338,8 +338,9 @@ class ResidualMixer:
             self._on_reject(reason, text)
 
     def set_gain(self, target: float) -> None:
-        """A runtime change of ``residual_gain`` (the node's ``ros2 param set``): reached
-        over ``residual_gain_ramp_s`` from the gain of this moment."""
+        """A runtime change of ``residual_gain`` (the node's ``ros2 param set``): a raise is
+        reached over ``residual_gain_ramp_s`` from the gain of this moment, a lower gain at
+        once (:class:`~rpl_residual_node.mixing.GainRamp`)."""
         self._ramp_in_to = None
         self._gain.set(target)
 

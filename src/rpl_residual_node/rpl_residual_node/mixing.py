@@ -88,7 +88,8 @@ class ResidualConfig:
         metadata=describe(
             'Gain on the clamped residual at deployment (1.0 = the model as trained; the '
             "model's own residual_scale is inside its graph); may be changed while the node "
-            'runs (ros2 param set), reached over residual_gain_ramp_s',
+            'runs (ros2 param set): a raise is reached over residual_gain_ramp_s, a lower gain '
+            'at once',
             range=(0.0, 2.0),
             runtime=True,
         ),
@@ -276,7 +277,7 @@ class GainRamp:
 
     Args:
         gain: The gain at start.
-        ramp_s: How long a change takes (s), whatever its size.
+        ramp_s: How long a raise takes (s), whatever its size (a lower gain: at once).
         clock: Seconds, monotonic (the mixer's clock).
     """
 

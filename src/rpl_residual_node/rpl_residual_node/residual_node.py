@@ -148,7 +148,8 @@ class ResidualNode(RplNode):
             self.get_logger().info(
                 f'residual_gain {self.config.residual_gain:g}, ramped in from 0 over '
                 f'{self.config.residual_gain_ramp_s:g} s from the first step '
-                '(residual_gain_ramp_s); a runtime change is reached over the same time'
+                '(residual_gain_ramp_s); a runtime raise is reached over the same time, a '
+                'lower gain at once'
             )
         if self.config.explores:
             self.get_logger().warning(

@@ -222,7 +222,7 @@ class ActionComposer:
         return stored, self.executed(stored, base)
 
 
-def scale_range_note(config: TrainConfig, spec: Any) -> str | None:
+def scale_range_note(config: TrainConfig, spec: Any, setting: str = '--set ') -> str | None:
     """A warning when the residual reaches further than the task's whole action range, or
     None. A residual of ``high - low`` already overrides any base action (2 on the Fetch
     tasks' [-1, 1], the default); more only clips, and its exploration noise, in units of
@@ -232,6 +232,8 @@ def scale_range_note(config: TrainConfig, spec: Any) -> str | None:
     Args:
         config: The run's config (``algo``, ``residual_scale``, per-axis scales).
         spec: The task's spec (``action_low``, ``action_high``, ``action_fields``).
+        setting: How the reader sets a config field (``rpl train``: ``--set ``; the
+            trainer node: ``train_overrides:=``).
     """
     if config.algo != 'rpl':
         return None
@@ -241,11 +243,12 @@ def scale_range_note(config: TrainConfig, spec: Any) -> str | None:
     if reach <= span * (1.0 + 1e-9):
         return None
     if isinstance(scales, float):
-        what, fix = f'residual_scale {reach:g}', f'--set residual_scale={span:g}'
+        what, fix = f'residual_scale {reach:g}', f'{setting}residual_scale={span:g}'
     else:  # per-axis: the axes beyond it, set in residual_axis_scales
         over = [f for f, v in zip(spec.action_fields, scales, strict=True) if v > span]
         what = f'the residual scale of {", ".join(over)} ({reach:g} at most)'
-        fix = 'residual_axis_scales with ' + ' '.join(f'{f}:{span:g}' for f in over)
+        items = ' '.join(f'{f}:{span:g}' for f in over)
+        fix = f"{setting}residual_axis_scales='{items}' (its other items as they are)"
     return (
         f'{what} reaches beyond the whole action range of task {spec.name!r} ({span:g} = '
         f'{spec.action_high:g} - ({spec.action_low:g})): the residual needs at most {span:g} '

@@ -185,7 +185,8 @@ class TrainerNode(RplNode):
             cfg.train_config(self._base_config(cfg, own)), cfg.updates_per_step
         )
         spec = task_spec(cfg.task)
-        if note := scale_range_note(self.learner.config, spec):  # as rpl train warns
+        # As rpl train warns (a resumed checkpoint keeps its scale: a fresh learner's fix).
+        if note := scale_range_note(self.learner.config, spec, 'train_overrides:='):
             self.get_logger().warning(note)
         layout = observation_layout(spec)
         action_fields = tuple(spec.action_fields)  # the payload names of the action topics
