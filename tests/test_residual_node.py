@@ -582,11 +582,21 @@ def test_residual_gain_can_be_set_while_the_node_runs_and_nothing_else(tmp_path,
         driver.send_pair(3)  # still 0.5: the refusals changed nothing
         assert driver.spin_until(lambda: len(driver.commands) == 4, 10.0)
         np.testing.assert_allclose(driver.commands[-1].values, commands[2], atol=1e-6)
+        (again,) = _set_parameters(driver, {'residual_gain': 0.5})  # its target already
+        # ROS takes a value within its float tolerance of a bound; the node holds it to 2.
+        (edge,) = _set_parameters(driver, {'residual_gain': 2.0000019})
+        assert again.successful and edge.successful
+        driver.send_pair(4)
+        assert driver.spin_until(lambda: len(driver.commands) == 5, 10.0)
+        wanted = mix(BASE, residual, ResidualConfig(residual_gain=2.0))[0]
+        np.testing.assert_allclose(driver.commands[-1].values, wanted, atol=1e-5)
     finally:
         assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
     text = log.read_text()
     assert 'residual_gain set to 0 at runtime, from 1' in text, text
     assert 'residual_gain set to 0.5 at runtime, from 0' in text, text
+    assert 'residual_gain set to 0.5 again: unchanged' in text, text
+    assert 'residual_gain set to 2 at runtime, from 0.5' in text, text
 
 
 def test_an_exploring_node_keeps_its_gain_at_one(tmp_path, driver):

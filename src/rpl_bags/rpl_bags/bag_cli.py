@@ -424,21 +424,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
             args.json, {'bag': run.path, 'model': args.model, **report.to_json()}, args.force
         )
         print(f'wrote {args.json}')
-    if report.non_finite:  # a model that is NaN on recorded data is not one to deploy
-        print(
-            f'rpl bag replay-model: error: model {args.model} gives a non-finite residual at '
-            f'{report.non_finite} of {report.steps} recorded steps; the residual node would '
-            'run the base controller alone there',
-            file=sys.stderr,
-        )
-        return 1
-    if report.beyond_scale:  # a file that does not say what it is: not one to deploy
-        print(
-            f'rpl bag replay-model: error: model {args.model} goes beyond the residual scale '
-            f'its metadata states at {report.beyond_scale} of {report.steps} recorded steps; '
-            'the residual node would run the base controller alone there',
-            file=sys.stderr,
-        )
+    # A model NaN on recorded data, or beyond the scale it states, is not one to deploy:
+    # every cause that applies, then exit 1.
+    causes = [
+        (report.non_finite, 'gives a non-finite residual'),
+        (report.beyond_scale, 'goes beyond the residual scale its metadata states'),
+    ]
+    for count, what in causes:
+        if count:
+            print(
+                f'rpl bag replay-model: error: model {args.model} {what} at {count} of '
+                f'{report.steps} recorded steps; the residual node would run the base '
+                'controller alone there',
+                file=sys.stderr,
+            )
+    if any(count for count, _ in causes):
         return 1
     if args.fail_on_change and report.steps_over_tolerance:
         return 1

@@ -20,7 +20,7 @@ import numpy as np
 
 from rpl_interfaces import contract
 from rpl_residual_node.mixing import ResidualConfig, explore_limit, explore_residual, mix
-from rpl_residual_node.model_identity import stated_reach
+from rpl_residual_node.model_identity import stated_reach, within_reach
 from rpl_residual_node.onnx_actor import OnnxActor
 
 SOURCE_RESIDUAL = contract.COMMAND_FROM_RESIDUAL
@@ -177,8 +177,7 @@ class DecisionRule:
             return _fallback(key, base_command, INFERENCE_ERROR, fields)
         if not np.all(np.isfinite(residual)):
             return _fallback(key, base_command, RESIDUAL_NON_FINITE, fields)
-        reach = self._reach(actor)
-        if reach is not None and np.any(np.abs(residual) > reach):
+        if not within_reach(residual, self._reach(actor)):
             return _fallback(key, base_command, RESIDUAL_BEYOND_SCALE, fields)
         explored = False
         if config.explores:

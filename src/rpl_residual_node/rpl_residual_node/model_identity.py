@@ -389,6 +389,14 @@ def stated_reach(model: ModelIdentity, action_dim: int) -> np.ndarray | None:
     return scales * (1.0 + _SCALE_SLACK) + 1e-7
 
 
+def within_reach(residual: np.ndarray, reach: np.ndarray | None) -> np.ndarray:
+    """Rows of ``residual`` (..., action_dim) within a model's :func:`stated_reach` on every
+    axis (all rows where it states none): one rule for the node and the in-process policy."""
+    if reach is None:
+        return np.ones(residual.shape[:-1], dtype=bool)
+    return np.all(np.abs(residual) <= reach, axis=-1)
+
+
 def scale_excess(model: ModelIdentity, residual: np.ndarray) -> str | None:
     """What a model's output says against its stated scale, or None where it keeps to it.
 
