@@ -941,6 +941,8 @@ def test_a_residual_beyond_the_stated_scale_falls_back_to_the_base_at_that_step(
     np.testing.assert_array_equal(decision.command, BASE)
     assert step(mixer, 0, 1).reason == dec.OK  # within its scale: the model's residual
     assert mixer.diagnostics()[2][f'count.{dec.RESIDUAL_BEYOND_SCALE}'] == 1
+    assert mixer.beyond_scale.startswith('its residual reaches ')  # the node logs it
+    assert 'beyond the 20 its metadata states (residual_scale)' in mixer.beyond_scale
     policy = ResidualPolicy.from_file(str(model_path), ResidualConfig(residual_limit=100.0))
     commands = policy(np.stack([big, OBS]), np.stack([GOAL, GOAL]), np.stack([BASE, BASE]))
     assert policy.last_beyond_scale.tolist() == [True, False]

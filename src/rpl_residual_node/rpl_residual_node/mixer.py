@@ -345,6 +345,11 @@ class ResidualMixer:
         self._gain.set(target)
 
     @property
+    def beyond_scale(self) -> str | None:
+        """What the last step beyond its model's stated scale reached (axis, value, scale)."""
+        return self._rule.beyond_scale
+
+    @property
     def gain(self) -> float:
         """The residual gain the next decided step gets."""
         return self._gain.now()

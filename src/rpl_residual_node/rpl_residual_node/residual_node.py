@@ -53,6 +53,7 @@ from rpl_residual_node.decision import (
     MODEL_MISMATCH,
     NO_MODEL,
     OK,
+    RESIDUAL_BEYOND_SCALE,
     Decision,
     LatencyWindow,
 )
@@ -381,10 +382,13 @@ class ResidualNode(RplNode):
                 'slower than the input period, a stalled CPU)',
             )
         elif decision.reason not in (OK, NO_MODEL, MODEL_MISMATCH):  # a mismatch: said once
+            why = (
+                f': {self.mixer.beyond_scale}' if decision.reason == RESIDUAL_BEYOND_SCALE else ''
+            )
             self._warn(
                 decision.reason,
                 f'episode {decision.episode} step {decision.step}: base action used '
-                f'({decision.reason})',
+                f'({decision.reason}){why}',
             )
 
     def _layout(self, names: tuple[str, ...]) -> _Layout | str:
