@@ -788,3 +788,18 @@ def test_a_params_file_of_ones_own_keeps_the_stack_bound_to_its_task(tmp_path):
         'action_high': 1.0,
         'residual_limit': 2.0,
     }
+
+
+def test_a_launch_files_wrong_default_controller_is_named_as_its_own(tmp_path):
+    """A launch file of one's own with a default controller of another task was refused as
+    if the user had given controller:= on the command line."""
+    launch_file = tmp_path / 'bad.launch.py'
+    launch_file.write_text(
+        'from rpl_bringup.stack_launch import stack_launch_description\n\n\n'
+        'def generate_launch_description():\n'
+        "    return stack_launch_description('push', 'reactive_hook')\n"
+    )
+    with pytest.raises(Exception, match=r"default_controller='reactive_hook' of this launch file"):
+        launch_runner.plan_launch_file(
+            str(launch_file), {}, resolve=lambda pkg, exe: [exe], force_shim=True
+        )

@@ -87,6 +87,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from rpl_base_controllers.registry import controllers_for
 from rpl_bringup.stack_arguments import (
     DEFAULT_LIVE_MODEL,
     LEARN_TRAIN_OVERRIDES,
@@ -161,6 +162,23 @@ def _stack_params(task: str, params_file: str | None) -> dict[str, list[Any]]:
     spec_file = _spec_params_file(task)
     bound = {'sim_bridge': [{'task': task}], 'base_controller': [{'task': task}]}
     return {node: [spec_file, params_file, *bound.get(node, [])] for node in STACK_NODES}
+
+
+def _check_default_controller(task: str, default_controller: str) -> None:
+    """A launch file's ``default_controller`` must suit its task (ValueError naming the
+    launch file's argument): wrong, it was blamed on a ``controller:=`` never given."""
+    from rpl_base_controllers.registry import UnknownControllerError, controller_info
+
+    try:
+        suits = controller_info(default_controller).tasks
+    except UnknownControllerError:
+        suits = None
+    if suits is None or task not in suits:
+        raise ValueError(
+            f'default_controller={default_controller!r} of this launch file (its '
+            f'stack_launch_description / learn_launch_description call) is not a registered '
+            f'controller for task {task!r}; controllers for it: {controllers_for(task)}'
+        )
 
 
 def _spec_params_file(task: str) -> str:
@@ -288,6 +306,7 @@ def stack_launch_description(
             ``config/<task>.yaml``, else the parameters its spec implies
             (:func:`task_parameters`).
     """
+    _check_default_controller(task, default_controller)
     namespace = LaunchConfiguration('namespace')
     stack_params = _stack_params(task, params_file)
     residual_overrides = {
@@ -476,6 +495,7 @@ def learn_launch_description(
             residual_scale where smaller, 0..1).
         params_file: The task's parameter file, as :func:`stack_launch_description`'s.
     """
+    _check_default_controller(task, default_controller)
     explorers = [
         node
         for i in range(MAX_EXPLORERS)
