@@ -247,13 +247,13 @@ def test_two_frame_policy_uses_the_previous_call_until_reset(tmp_path):
     np.testing.assert_allclose(applied, w @ np.r_[second, goal], atol=1e-5)
 
 
-def test_an_exploring_node_refuses_another_gain_or_a_ramp_at_start():
-    """A learning launch's params_file could give an explorer gain 0.5 or a ramp, which the
-    node refuses at runtime: its learner stores command - base as the explored residual."""
+def test_an_exploring_node_refuses_a_gain_above_one_at_start():
+    """A learning launch's params_file could give an explorer gain 1.5, which the node
+    refuses at runtime: its learner stores (command - base) / scale clipped to +-1, so a
+    larger gain would store other actions than the ones run. At most 1 is storable."""
     from rpl_interfaces.params import ParameterError
 
-    ResidualConfig(explore_noise=0.2)  # the trained gain: fine
-    ResidualConfig(residual_gain=0.5, residual_gain_ramp_s=10.0)  # not exploring: fine
-    for change in ({'residual_gain': 0.5}, {'residual_gain_ramp_s': 10.0}):
-        with pytest.raises(ParameterError, match='a residual node that explores'):
-            ResidualConfig(explore_random=0.3, **change)
+    ResidualConfig(explore_noise=0.2, residual_gain=0.8, residual_gain_ramp_s=10.0)
+    ResidualConfig(residual_gain=1.5)  # not exploring: fine
+    with pytest.raises(ParameterError, match='a residual node that explores .* at most 1'):
+        ResidualConfig(explore_random=0.3, residual_gain=1.5)

@@ -599,18 +599,18 @@ def test_residual_gain_can_be_set_while_the_node_runs_and_nothing_else(tmp_path,
     assert 'residual_gain set to 2 at runtime, from 0.5' in text, text
 
 
-def test_an_exploring_node_keeps_its_gain_at_one(tmp_path, driver):
-    """On a learning stack's explorer a runtime gain would make the stored command - base
-    another action than the one explored: a gain other than 1.0 is refused there, with the
-    reason, and 1.0 is taken."""
+def test_an_exploring_node_keeps_its_gain_at_most_one(tmp_path, driver):
+    """On a learning stack's explorer a gain above 1 would store other actions than the
+    ones run (the learner clips (command - base) / scale to +-1): refused there, with the
+    reason; at most 1 (a take-out too) is taken."""
     model = linear_model(tmp_path / 'actor.onnx')
     proc, log = start_node(tmp_path, f'model_path:={model}', 'explore_noise:=0.1')
     try:
         driver.meet(log)
-        (refused,) = _set_parameters(driver, {'residual_gain': 0.5})
-        (taken,) = _set_parameters(driver, {'residual_gain': 1.0})
+        (refused,) = _set_parameters(driver, {'residual_gain': 1.5})
+        (taken,) = _set_parameters(driver, {'residual_gain': 0.0})
     finally:
         assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
     assert not refused.successful
-    assert refused.reason.startswith('residual_gain stays 1.0 on a residual node that explores')
+    assert refused.reason.startswith('residual_gain stays at most 1 on a residual node that ')
     assert taken.successful, taken.reason

@@ -197,13 +197,12 @@ class ResidualConfig:
             raise ParameterError(
                 f'action_low ({self.action_low}) must be below action_high ({self.action_high})'
             )
-        if self.explores and (self.residual_gain != 1.0 or self.residual_gain_ramp_s > 0):
+        if self.explores and self.residual_gain > 1.0:
             raise ParameterError(
                 f'a residual node that explores (explore_noise {self.explore_noise:g}, '
-                f'explore_random {self.explore_random:g}) keeps residual_gain 1.0 and '
-                f'residual_gain_ramp_s 0 (got {self.residual_gain:g} and '
-                f'{self.residual_gain_ramp_s:g}): its learner stores command - base as the '
-                'explored residual'
+                f'explore_random {self.explore_random:g}) keeps residual_gain at most 1 (got '
+                f'{self.residual_gain:g}): its learner stores (command - base) / scale, '
+                'clipped to +-1, and a larger gain would store other actions than the ones run'
             )
 
     @property

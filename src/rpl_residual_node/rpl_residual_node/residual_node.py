@@ -162,13 +162,13 @@ class ResidualNode(RplNode):
 
     def _refused_runtime_change(self, name: str, value: object) -> str | None:
         """Why a runtime ``residual_gain`` is not taken: a node that explores (a learning
-        stack) keeps 1.0, since its learner stores ``command - base`` over the model's
-        scale and another gain would store other actions than the ones explored."""
-        if name == 'residual_gain' and self.config.explores and value != 1.0:
+        stack) keeps it at most 1, since its learner stores ``(command - base) / scale``
+        clipped to +-1, and a larger gain would store other actions than the ones run."""
+        if name == 'residual_gain' and self.config.explores and float(value) > 1.0:
             return (
-                'residual_gain stays 1.0 on a residual node that explores (a learning stack): '
-                'its learner stores command - base as the explored residual; set it on the '
-                'watched or a deployed stack'
+                'residual_gain stays at most 1 on a residual node that explores (a learning '
+                'stack): its learner stores (command - base) / scale, clipped to +-1, and a '
+                'larger gain would store other actions than the ones run'
             )
         return None
 
