@@ -20,7 +20,7 @@ import numpy as np
 
 from rpl_interfaces import contract
 from rpl_residual_node.mixing import ResidualConfig, explore_limit, explore_residual, mix
-from rpl_residual_node.model_identity import scale_excess, stated_reach, within_reach
+from rpl_residual_node.model_identity import scale_excess, within_reach
 from rpl_residual_node.onnx_actor import OnnxActor
 
 SOURCE_RESIDUAL = contract.COMMAND_FROM_RESIDUAL
@@ -117,14 +117,7 @@ class DecisionRule:
         self._explore_rng = np.random.default_rng(config.explore_seed)
         self.explored_steps = 0
         self.random_steps = 0
-        self._reach_of: tuple[OnnxActor, np.ndarray | None] | None = None
         self.beyond_scale: str | None = None  # the last step beyond the stated scale, said
-
-    def _reach(self, actor: OnnxActor) -> np.ndarray | None:
-        """The largest residual per axis ``actor`` states (cached per actor), or None."""
-        if self._reach_of is None or self._reach_of[0] is not actor:
-            self._reach_of = (actor, stated_reach(actor.identity, actor.action_dim or 0))
-        return self._reach_of[1]
 
     def decide(
         self,
@@ -178,7 +171,7 @@ class DecisionRule:
             return _fallback(key, base_command, INFERENCE_ERROR, fields)
         if not np.all(np.isfinite(residual)):
             return _fallback(key, base_command, RESIDUAL_NON_FINITE, fields)
-        if not within_reach(residual, self._reach(actor)):
+        if not within_reach(residual, actor.reach):
             self.beyond_scale = scale_excess(actor.identity, residual[None, :])  # for the log
             return _fallback(key, base_command, RESIDUAL_BEYOND_SCALE, fields)
         explored = False

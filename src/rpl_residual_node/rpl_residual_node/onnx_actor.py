@@ -13,12 +13,18 @@ The model contract (written out in ``docs/onnx_contract.md``):
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
 import onnxruntime as ort
 
-from rpl_residual_node.model_identity import IdentityError, ModelIdentity, scale_excess
+from rpl_residual_node.model_identity import (
+    IdentityError,
+    ModelIdentity,
+    scale_excess,
+    stated_reach,
+)
 
 OBSERVATION_INPUT = 'observation'
 GOAL_INPUT = 'desired_goal'
@@ -394,6 +400,13 @@ class OnnxActor:
             )
         residual = self._run(obs, goal, prev, base).astype(np.float64)
         return residual[0] if single else residual
+
+    @functools.cached_property
+    def reach(self) -> np.ndarray | None:
+        """The largest residual per axis this model states it outputs
+        (:func:`~rpl_residual_node.model_identity.stated_reach`), once per model: the node
+        and the in-process policy check every step against it."""
+        return stated_reach(self.identity, self.action_dim or 0)
 
     def describe(self) -> str:
         """One line: file, sizes and frames, for logs and diagnostics."""

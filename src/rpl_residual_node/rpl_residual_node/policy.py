@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from rpl_residual_node.mixing import ResidualConfig, mix, safe_action
-from rpl_residual_node.model_identity import stated_reach, within_reach
+from rpl_residual_node.model_identity import within_reach
 from rpl_residual_node.onnx_actor import OnnxActor
 
 
@@ -106,8 +106,7 @@ class ResidualPolicy:
             )
             finite = np.all(np.isfinite(residual), axis=1)
             self.last_non_finite = base_ok & inputs_ok & ~finite
-            reach = stated_reach(self.actor.identity, action_dim)
-            within = finite & within_reach(np.nan_to_num(residual), reach)
+            within = finite & within_reach(np.nan_to_num(residual), self.actor.reach)
             self.last_beyond_scale = base_ok & inputs_ok & finite & ~within
             use = base_ok & inputs_ok & within
             mixed, mixed_applied = mix(base[use], residual[use], self.config)
