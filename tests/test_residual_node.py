@@ -612,5 +612,6 @@ def test_an_exploring_node_keeps_its_gain_at_most_one(tmp_path, driver):
     finally:
         assert stop_process(proc, timeout_s=10.0) == 0, log.read_text()
     assert not refused.successful
-    assert refused.reason.startswith('residual_gain stays at most 1 on a residual node that ')
+    assert refused.reason.startswith('a residual node that explores (explore_noise 0.1, ')
+    assert 'keeps residual_gain at most 1 (got 1.5)' in refused.reason, refused.reason
     assert taken.successful, taken.reason

@@ -34,6 +34,7 @@ A learning stack adds ``-p explore_noise:=0.2 -p explore_random:=0.3 -p explore_
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -48,6 +49,7 @@ from rpl_interfaces.action_names import action_field_problem
 from rpl_interfaces.base_node import RplNode, run_node
 from rpl_interfaces.codec import MessageError, decode
 from rpl_interfaces.log_throttle import LogThrottle
+from rpl_interfaces.params import ParameterError
 from rpl_residual_node.decision import (
     INPUT_LATE,
     MODEL_MISMATCH,
@@ -161,15 +163,14 @@ class ResidualNode(RplNode):
     # ------------------------------------------------------------------ callbacks
 
     def _refused_runtime_change(self, name: str, value: object) -> str | None:
-        """Why a runtime ``residual_gain`` is not taken: a node that explores (a learning
-        stack) keeps it at most 1, since its learner stores ``(command - base) / scale``
-        clipped to +-1, and a larger gain would store other actions than the ones run."""
-        if name == 'residual_gain' and self.config.explores and float(value) > 1.0:
-            return (
-                'residual_gain stays at most 1 on a residual node that explores (a learning '
-                'stack): its learner stores (command - base) / scale, clipped to +-1, and a '
-                'larger gain would store other actions than the ones run'
-            )
+        """Why a runtime ``residual_gain`` is not taken: the config's own rule for it, as at
+        start (a node that explores keeps it at most 1)."""
+        if name != 'residual_gain':
+            return None
+        try:
+            dataclasses.replace(self.config, residual_gain=float(value))
+        except ParameterError as exc:
+            return str(exc)
         return None
 
     def _on_runtime_change(self, name: str, value: object) -> None:
@@ -185,13 +186,12 @@ class ResidualNode(RplNode):
             return
         self.mixer.set_gain(value)
         ramp_s = self.config.residual_gain_ramp_s
-        raised = float(value) > was
         over = (
-            f', reached over {ramp_s:g} s (residual_gain_ramp_s)' if ramp_s > 0 and raised else ''
+            f', reached over {ramp_s:g} s (residual_gain_ramp_s)'
+            if ramp_s > 0 and value > was
+            else ''
         )
-        self.get_logger().info(
-            f'residual_gain set to {float(value):g} at runtime, from {was:g}{over}'
-        )
+        self.get_logger().info(f'residual_gain set to {value:g} at runtime, from {was:g}{over}')
 
     def _arrived(self, topic: str, info: dict | None) -> float:
         """Seconds the message waited since its reception; counts the ones lost before it.
