@@ -167,18 +167,16 @@ def _stack_params(task: str, params_file: str | None) -> dict[str, list[Any]]:
 def _check_default_controller(task: str, default_controller: str) -> None:
     """A launch file's ``default_controller`` must suit its task (ValueError naming the
     launch file's argument): wrong, it was blamed on a ``controller:=`` never given."""
-    from rpl_base_controllers.registry import UnknownControllerError, controller_info
+    from rpl_base_controllers.registry import controller_config
 
-    try:
-        suits = controller_info(default_controller).tasks
-    except UnknownControllerError:
-        suits = None
-    if suits is None or task not in suits:
+    try:  # the registry's own check, as for a controller:= argument
+        controller_config(default_controller, task)
+    except ValueError as exc:
         raise ValueError(
             f'default_controller={default_controller!r} of this launch file (its '
-            f'stack_launch_description / learn_launch_description call) is not a registered '
-            f'controller for task {task!r}; controllers for it: {controllers_for(task)}'
-        )
+            f'stack_launch_description / learn_launch_description call): {exc}; controllers '
+            f'for task {task!r}: {controllers_for(task)}'
+        ) from None
 
 
 def _spec_params_file(task: str) -> str:
@@ -394,16 +392,18 @@ def stack_launch_description(
     )
 
 
-def _learning_stack(task: str, explorer: int | None, params_file: str | None) -> list[Node]:
+def _learning_stack(
+    task: str, explorer: int | None, stack_params: Mapping[str, Sequence[Any]]
+) -> list[Node]:
     """One stack of the learning launch: sim bridge, controller, residual node, monitor.
 
     Args:
         task: Registered task name.
         explorer: None for the watched stack (no exploration, ``episodes`` episodes), else
             the explorer's index (runs while ``explorer < explorers``, explores, forever).
-        params_file: As :func:`stack_launch_description`'s.
+        stack_params: Each node's task parameters (:func:`_stack_params`, made once for
+            every stack of the launch).
     """
-    stack_params = _stack_params(task, params_file)
     sim_overrides: dict[str, Any] = {
         'command_timeout_s': FloatArgument('command_timeout', 0.0),
         'lockstep_max_rate_hz': FloatArgument('max_rate', 0.0, 10000.0),
@@ -496,10 +496,11 @@ def learn_launch_description(
         params_file: The task's parameter file, as :func:`stack_launch_description`'s.
     """
     _check_default_controller(task, default_controller)
+    stack_params = _stack_params(task, params_file)  # once: a user's file gives a spec file
     explorers = [
         node
         for i in range(MAX_EXPLORERS)
-        for node in _learning_stack(task, explorer=i, params_file=params_file)
+        for node in _learning_stack(task, explorer=i, stack_params=stack_params)
     ]
     checks = [
         IntArgument('episodes', 0, MAX_EPISODES),
@@ -524,7 +525,7 @@ def learn_launch_description(
             CheckArguments([c for c in checks if isinstance(c, Substitution)]),
             # First: it takes longest to be ready (torch, checkpoint, bags); the sims wait.
             _trainer(task),
-            *_learning_stack(task, explorer=None, params_file=params_file),
+            *_learning_stack(task, explorer=None, stack_params=stack_params),
             *explorers,
         ]
     )
