@@ -85,8 +85,9 @@ def episode_messages(ep: int, steps: int = STEPS, fallback: int = 0, skip=()) ->
     return out
 
 
-def feed(assembler: EpisodeAssembler, messages) -> list[EpisodeRecord]:
-    return [r for topic, v in messages for r in assembler.add(topic, v)]
+def feed(assembler: EpisodeAssembler, messages, later_ns: int = 0) -> list[EpisodeRecord]:
+    """Add ``messages``, each sent at its stamp plus ``later_ns`` (a later sim run's)."""
+    return [r for topic, v in messages for r in assembler.add(topic, v, v.stamp_ns + later_ns)]
 
 
 def test_a_complete_episode_is_emitted_with_named_parts():
@@ -199,7 +200,8 @@ def test_latched_old_results_are_not_skips_and_a_restarted_sim_is_followed():
     live = episode_messages(3) + episode_messages(4)
     assert [r.episode for r in feed(assembler, old + live)] == [3, 4]
     assert assembler.counts.results_only == 3 and assembler.counts.skipped == {}
-    assert [r.episode for r in feed(assembler, episode_messages(3))] == [3]  # ids from 0 again
+    # A new run (sent later) with ids from 0 again is followed.
+    assert [r.episode for r in feed(assembler, episode_messages(3), 10**9)] == [3]
     assert assembler.counts.restarts == 1
 
 
@@ -217,8 +219,22 @@ def test_a_long_run_keeps_a_bounded_record_of_closed_episodes(monkeypatch):
     late = assembler.counts.late
     assert feed(assembler, [(contract.COMMAND, vec(1, 2, command_values(1, 2)))]) == []
     assert assembler.counts.late == late + 1  # episode 1: long closed, below the floor
-    assert [r.episode for r in feed(assembler, episode_messages(0))] == [0]  # a new sim run
+    assert [r.episode for r in feed(assembler, episode_messages(0), 10**9)] == [0]  # a new run
     assert assembler.counts.restarts == 1
+
+
+def test_a_late_step_0_observation_of_a_closed_episode_is_late_not_a_restart():
+    """A trainer that fell behind (stopped, CPU-starved) took the step-0 observation of an
+    episode it had already skipped for a new sim run: every closed episode reopened, and
+    their late messages were skipped a second time (18 episodes counted of 14 sent)."""
+    assembler = EpisodeAssembler(LAYOUT, STEPS, ACTIONS)
+    for ep in range(3):
+        feed(assembler, episode_messages(ep), later_ns=ep * 10**6)
+    late = assembler.counts.late
+    first = episode_messages(1)[0]  # episode 1's step-0 observation, sent long ago
+    assert first[0] == contract.OBSERVATION and first[1].step == 0
+    assert feed(assembler, [first], later_ns=10**6) == []
+    assert (assembler.counts.restarts, assembler.counts.late) == (0, late + 1)
 
 
 def test_a_whole_episode_lost_after_the_start_is_a_skip_not_an_old_result():

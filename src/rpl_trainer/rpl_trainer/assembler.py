@@ -144,6 +144,7 @@ class EpisodeAssembler:
         # Newest send time of the messages of every episode emitted or skipped: what a
         # checkpoint saved now holds (the next start resumes after it).
         self.seen_until_ns = resume_after_ns or 0
+        self._latest_sent_ns = 0  # newest send time of any message taken
 
     def add(
         self, topic: str, vec: StampedVector, sent_ns: int | None = None
@@ -162,9 +163,14 @@ class EpisodeAssembler:
         if self.resume_after_ns is not None and sent_ns <= self.resume_after_ns:
             self.counts.before_resume += 1
             return []
+        latest, self._latest_sent_ns = self._latest_sent_ns, max(self._latest_sent_ns, sent_ns)
         if self._is_closed(vec.episode):
-            if topic == contract.OBSERVATION and vec.step == 0:
-                self._restart()  # a new sim bridge run counts its episodes from 0 again
+            # A new sim bridge run counts its episodes from 0 again: its step-0 observation
+            # is sent after everything taken so far. One sent before is a late message of
+            # the closed episode (a reader that fell behind); taken for a restart, it
+            # reopened every closed episode, and their late messages were counted again.
+            if topic == contract.OBSERVATION and vec.step == 0 and sent_ns > latest:
+                self._restart()
             else:
                 self.counts.late += 1
                 return []
